@@ -1,0 +1,124 @@
+/*
+ * client.h - Office Communicator 2007's Outlook integration, over libcurl.
+ *
+ * A session runs on one keep-alive connection (one curl easy handle): the
+ * autodiscover POST, then EWS POSTs alternating GetUserOofSettings (out of
+ * office: part of presence) and GetUserAvailability (free/busy for the
+ * contacts: scheduling information). Like Communicator, every POST
+ * re-authenticates: leg 1 carries "Authorization: NTLM <type 1>" and
+ * "Content-Length: 0", the body held back; on 401 + type 2 leg 2 carries the
+ * type 3 and the body. Headers and their order follow the support case.
+ *
+ * The client keeps what the user sees: the "Outlook Integration Error"
+ * notification, the log line "Communicator has failed to retrieve
+ * autodiscovery information", and whether presence and scheduling
+ * information are available.
+ */
+#ifndef CLIENT_H
+#define CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kb_env.h"
+#include "ntlm.h"
+
+struct client_config {
+  unsigned id;          /* names the client in traces: "client <id>" */
+  const char *base_url; /* listener, e.g. "http://127.0.0.1:8080" */
+  const char *host;     /* Host header; "autodiscover.fabrikam.com" if NULL */
+  const char *domain;   /* credentials */
+  const char *user;
+  const char *password;
+  const char *workstation; /* "COMMUNICATOR" when NULL */
+  const char *email;       /* "<user>@fabrikam.com" when NULL */
+  const char *const *contacts; /* free/busy targets; NULL-terminated; two
+                                  defaults when NULL */
+  unsigned ews_posts;          /* EWS POSTs after autodiscover; 0 = 2 */
+  enum ntlm_response_kind ntlm_kind;
+  long timeout_ms;       /* per request; 0 = 10000 */
+  struct kb_clock clock; /* NTLMv2 timestamps */
+  struct kb_rng rng;     /* client challenges */
+  struct kb_trace trace; /* hop CLIENT_PROXY, side CLIENT */
+};
+
+enum client_post_kind {
+  CLIENT_POST_AUTODISCOVER = 0,
+  CLIENT_POST_OOF,          /* GetUserOofSettings */
+  CLIENT_POST_AVAILABILITY  /* GetUserAvailability */
+};
+
+/* "autodiscover", "GetUserOofSettings", "GetUserAvailability". */
+const char *client_post_kind_name(enum client_post_kind kind);
+
+enum client_outcome {
+  CLIENT_OK = 0,            /* 200 and a response it could use */
+  CLIENT_SERVER_ERROR,      /* 5xx from Exchange (a SOAP fault) */
+  CLIENT_AUTH_FAILED,       /* 401 after the type 3 */
+  CLIENT_PROTOCOL_ERROR,    /* unexpected status, bad challenge or body */
+  CLIENT_TRANSPORT_ERROR    /* connect/send/receive failed */
+};
+
+/* "ok", "server-error", "auth-failed", "protocol-error", "transport-error". */
+const char *client_outcome_name(enum client_outcome outcome);
+
+/* One POST of the session, both legs. */
+struct client_post_result {
+  unsigned index;             /* 0 = autodiscover */
+  enum client_post_kind kind;
+  enum client_outcome outcome;
+  int leg1_status;            /* status answering the type 1 leg */
+  int final_status;           /* status of the last leg sent */
+  unsigned legs;              /* 1 or 2 */
+  uint64_t connection;        /* client-local connection number, from 1 */
+  char detail[160];           /* one line: why it failed, or "" */
+};
+
+/* What the user sees. */
+struct client_view {
+  bool integration_error;     /* "Outlook Integration Error" notification */
+  bool autodiscovery_failed_logged; /* the log line was written */
+  bool presence_available;    /* OOF information retrieved */
+  bool scheduling_available;  /* free/busy information retrieved */
+  bool autodiscover_ok;
+  char ews_url[256];          /* from autodiscover, "" until known */
+  unsigned posts_done, posts_ok, posts_failed;
+  unsigned connections;       /* TCP connections the session opened */
+};
+
+/* The notification and log texts, for printing and for tests. */
+#define CLIENT_NOTIFICATION_TEXT "Outlook Integration Error"
+#define CLIENT_LOG_TEXT \
+  "Communicator has failed to retrieve autodiscovery information"
+
+struct client;
+
+/* Creates a client; nothing is sent yet. Strings in config are copied.
+ * Returns 0 with *out owning the client (release with client_destroy), or
+ * -1 with a one-line reason in err. */
+int client_create(const struct client_config *config, struct client **out,
+                  char *err, size_t errlen);
+
+/* Sends the next POST of the session (autodiscover first) and fills *res.
+ * Returns 1 when a POST was made, 0 when the session is complete (res
+ * untouched). Blocking. Not thread-safe per client; clients are
+ * independent of each other. */
+int client_step(struct client *client, struct client_post_result *res);
+
+/* Runs every remaining POST. Returns the number of POSTs that failed. */
+unsigned client_run_session(struct client *client);
+
+/* Copies the user-visible state into *view. */
+void client_view(const struct client *client, struct client_view *view);
+
+/* Number of POSTs done so far and the result of the i-th (0-based); NULL
+ * when i is out of range. The pointer is valid until the next step. */
+size_t client_results_count(const struct client *client);
+const struct client_post_result *client_result(const struct client *client,
+                                               size_t i);
+
+/* Closes the connection and frees the client. Accepts NULL. */
+void client_destroy(struct client *client);
+
+#endif /* CLIENT_H */

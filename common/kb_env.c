@@ -1,0 +1,113 @@
+/*
+ * kb_env.c - defaults and helpers for the clock, random source and trace
+ * sink that sim/ hands to components.
+ */
+#include "kb_env.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <time.h>
+
+int64_t kb_clock_now(const struct kb_clock *clock)
+{
+  struct timespec ts;
+
+  if(clock && clock->now_ms)
+    return clock->now_ms(clock->ctx);
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void kb_http_date(int64_t ms, char out[KB_HTTP_DATE_LEN])
+{
+  static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed",
+                                  "Thu", "Fri", "Sat"};
+  static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr",
+                                     "May", "Jun", "Jul", "Aug",
+                                     "Sep", "Oct", "Nov", "Dec"};
+  time_t secs = (time_t)(ms / 1000);
+  char text[80];
+  struct tm tm;
+
+  /* gmtime_r, not strftime: %a and %b follow the locale, HTTP wants
+   * English names whatever the user's LANG. */
+  if(!gmtime_r(&secs, &tm)) {
+    snprintf(out, KB_HTTP_DATE_LEN, "Thu, 01 Jan 1970 00:00:00 GMT");
+    return;
+  }
+  /* Format wide, then cut: the compiler cannot see that struct tm's
+   * fields are in range, and years past 9999 are not worth a longer type. */
+  snprintf(text, sizeof(text), "%s, %02d %s %04d %02d:%02d:%02d GMT",
+           days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
+           tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  snprintf(out, KB_HTTP_DATE_LEN, "%.29s", text);
+}
+
+void kb_rng_fill(const struct kb_rng *rng, const char *label, uint8_t *buf,
+                 size_t len)
+{
+  size_t got = 0;
+
+  if(rng && rng->fill) {
+    rng->fill(rng->ctx, label ? label : "", buf, len);
+    return;
+  }
+  /* No seeded source configured: fall back to the kernel so that an
+   * unconfigured component is secure, if not reproducible. getrandom()
+   * only fails for bad arguments or when interrupted, so retry. */
+  while(got < len) {
+    ssize_t n = getrandom(buf + got, len - got, 0);
+    if(n > 0)
+      got += (size_t)n;
+  }
+}
+
+const char *kb_auth_name(enum kb_auth auth)
+{
+  switch(auth) {
+  case KB_AUTH_NONE:
+    return "none";
+  case KB_AUTH_NTLM_NEGOTIATE:
+    return "NTLM type 1";
+  case KB_AUTH_NTLM_CHALLENGE:
+    return "NTLM type 2";
+  case KB_AUTH_NTLM_AUTHENTICATE:
+    return "NTLM type 3";
+  case KB_AUTH_NTLM_BARE:
+    return "NTLM";
+  case KB_AUTH_OTHER:
+    return "other";
+  }
+  return "?";
+}
+
+void kb_trace_emit(const struct kb_trace *trace,
+                   const struct kb_trace_event *ev)
+{
+  if(trace && trace->emit)
+    trace->emit(trace->ctx, ev);
+}
+
+void kb_trace_note(const struct kb_trace *trace, enum kb_hop hop,
+                   enum kb_side side, const char *origin, uint64_t conn,
+                   const char *fmt, ...)
+{
+  struct kb_trace_event ev = {0};
+  char text[512];
+  va_list ap;
+
+  if(!trace || !trace->emit)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof(text), fmt, ap);
+  va_end(ap);
+  ev.kind = KB_TRACE_NOTE;
+  ev.hop = hop;
+  ev.side = side;
+  ev.origin = origin;
+  ev.conn = conn;
+  ev.text = text;
+  trace->emit(trace->ctx, &ev);
+}

@@ -1,0 +1,126 @@
+/*
+ * kb_env.h - what sim/ hands every component: a clock, a random source and a
+ * trace sink.
+ *
+ * Components never read the wall clock, never draw randomness and never
+ * print on their own; they ask these three objects, which sim/ implements
+ * (seeded and simulated, or real). Each is a small vtable: a function
+ * pointer and its context. A zeroed struct is valid and means "real clock",
+ * "no randomness available" (draws fail loudly) and "trace nothing".
+ */
+#ifndef KB_ENV_H
+#define KB_ENV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- clock ------------------------------------------------------------ */
+
+struct kb_clock {
+  /* Milliseconds since the Unix epoch. Must be safe to call from any
+   * thread. NULL means the real wall clock. */
+  int64_t (*now_ms)(void *ctx);
+  void *ctx;
+};
+
+/* Returns the clock's current time in ms since the epoch; never fails. */
+int64_t kb_clock_now(const struct kb_clock *clock);
+
+/* Formats ms-since-epoch as an IMF-fixdate ("Tue, 17 Mar 2009 16:26:24 GMT")
+ * into out, which must hold KB_HTTP_DATE_LEN bytes. Never fails. */
+#define KB_HTTP_DATE_LEN 30
+void kb_http_date(int64_t ms, char out[KB_HTTP_DATE_LEN]);
+
+/* ---- random source ---------------------------------------------------- */
+
+struct kb_rng {
+  /* Fills buf with len bytes for the draw named by label. A deterministic
+   * implementation derives the bytes from (seed, label), so callers make
+   * labels unique and stable: "proxy/challenge/<conn>/<n>", not a pointer.
+   * Must be safe to call from any thread. NULL fill: see kb_rng_fill. */
+  void (*fill)(void *ctx, const char *label, uint8_t *buf, size_t len);
+  void *ctx;
+};
+
+/* Draws len bytes for label. With no fill function set it falls back to
+ * the operating system's getrandom(), so an unconfigured component is still
+ * secure, just not reproducible. Never fails. */
+void kb_rng_fill(const struct kb_rng *rng, const char *label, uint8_t *buf,
+                 size_t len);
+
+/* ---- trace sink ------------------------------------------------------- */
+
+/* Which network hop an event belongs to. */
+enum kb_hop {
+  KB_HOP_CLIENT_PROXY = 0, /* Communicator <-> ISA listener */
+  KB_HOP_PROXY_BACKEND = 1 /* ISA <-> Exchange */
+};
+
+/* Which end of the hop observed the event. */
+enum kb_side { KB_SIDE_CLIENT = 0, KB_SIDE_SERVER = 1 };
+
+enum kb_trace_kind {
+  KB_TRACE_OPEN,     /* a TCP connection opened (no data) */
+  KB_TRACE_CLOSE,    /* a TCP connection closed (no data) */
+  KB_TRACE_SEND,     /* bytes written to the connection, exactly */
+  KB_TRACE_RECV,     /* bytes read from the connection, exactly */
+  KB_TRACE_EXCHANGE, /* one request/response completed (see kb_exchange) */
+  KB_TRACE_NOTE      /* a one-line decision or remark, in text */
+};
+
+/* NTLM message type carried by an Authorization / WWW-Authenticate header;
+ * KB_AUTH_NONE when absent, KB_AUTH_OTHER when present but not NTLM. */
+enum kb_auth {
+  KB_AUTH_NONE = 0,
+  KB_AUTH_NTLM_NEGOTIATE = 1,
+  KB_AUTH_NTLM_CHALLENGE = 2,
+  KB_AUTH_NTLM_AUTHENTICATE = 3,
+  KB_AUTH_NTLM_BARE = 4, /* "WWW-Authenticate: NTLM" with no token */
+  KB_AUTH_OTHER = 5
+};
+
+/* Returns "none", "NTLM type 1", ... for printing. Never NULL. */
+const char *kb_auth_name(enum kb_auth auth);
+
+/* One request and its response as one end of a hop saw them. */
+struct kb_exchange {
+  const char *method;      /* "POST" */
+  const char *path;        /* "/EWS/Exchange.asmx" */
+  enum kb_auth req_auth;   /* Authorization header of the request */
+  size_t req_body_len;     /* bytes of request body */
+  int status;              /* response status, 0 when none was received */
+  enum kb_auth resp_auth;  /* WWW-Authenticate header of the response */
+  size_t resp_body_len;    /* bytes of response body */
+};
+
+struct kb_trace_event {
+  enum kb_trace_kind kind;
+  enum kb_hop hop;
+  enum kb_side side;    /* who observed it */
+  const char *origin;   /* observer's name: "client 3", "proxy", "backend" */
+  uint64_t conn;        /* observer-local connection id, stable per run */
+  const uint8_t *data;  /* SEND / RECV bytes; NULL otherwise */
+  size_t len;
+  const struct kb_exchange *exchange; /* EXCHANGE only */
+  const char *text;                   /* NOTE only */
+};
+
+struct kb_trace {
+  /* Receives every event. Called from component threads, concurrently:
+   * the sink locks what it shares. The event and everything it points to
+   * are only valid during the call. NULL emit: events are dropped. */
+  void (*emit)(void *ctx, const struct kb_trace_event *ev);
+  void *ctx;
+};
+
+/* Emits ev if the sink has an emit function. */
+void kb_trace_emit(const struct kb_trace *trace,
+                   const struct kb_trace_event *ev);
+
+/* Convenience: emits a KB_TRACE_NOTE with printf-style text. */
+void kb_trace_note(const struct kb_trace *trace, enum kb_hop hop,
+                   enum kb_side side, const char *origin, uint64_t conn,
+                   const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+#endif /* KB_ENV_H */

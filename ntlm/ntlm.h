@@ -1,0 +1,287 @@
+/*
+ * ntlm.h - NTLM (MS-NLMP) messages and proofs, shared by client and proxy.
+ *
+ * Three layers, each usable alone:
+ *  - the codec: decode any of the three messages from bytes with every
+ *    length and offset bounds-checked, and encode them back;
+ *  - the client side: Communicator's NEGOTIATE and an AUTHENTICATE answering
+ *    a CHALLENGE with an NTLMv2, NTLMv1 or NTLMv1-with-client-challenge
+ *    response;
+ *  - the server side: a CHALLENGE with target info, and verification of an
+ *    AUTHENTICATE (all three response kinds) against a password lookup.
+ * Plus the HTTP glue: "NTLM <base64>" / "Negotiate <base64>" header values.
+ *
+ * Crypto and base64 come from nettle. Nothing here touches the clock or a
+ * random source: callers pass challenges, timestamps and nonces in, which is
+ * what makes runs reproducible and the MS-NLMP 4.2 vectors testable.
+ *
+ * Every function that can fail returns enum ntlm_result and, where it takes
+ * err/errlen, writes one line saying what was wrong (err may be NULL).
+ * Functions never crash on hostile input; they return NTLM_ERR_*.
+ */
+#ifndef NTLM_H
+#define NTLM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum ntlm_result {
+  NTLM_OK = 0,
+  NTLM_ERR_ARG,         /* a caller error: NULL or out-of-range argument */
+  NTLM_ERR_NOMEM,       /* allocation failed */
+  NTLM_ERR_BASE64,      /* token is not valid base64 */
+  NTLM_ERR_TRUNCATED,   /* shorter than its fixed header */
+  NTLM_ERR_SIGNATURE,   /* does not start with "NTLMSSP\0" */
+  NTLM_ERR_TYPE,        /* message type is not the one expected */
+  NTLM_ERR_BOUNDS,      /* a field's offset/length points outside the message */
+  NTLM_ERR_TOO_BIG,     /* message or field larger than NTLM_MAX_MESSAGE */
+  NTLM_ERR_ENCODING,    /* a string field is not valid UTF-16LE / OEM */
+  NTLM_ERR_HEADER,      /* header value is not "NTLM|Negotiate <token>" */
+  NTLM_ERR_UNKNOWN_USER,/* the user store has no such user */
+  NTLM_ERR_BAD_PROOF    /* the response does not prove the password */
+};
+
+/* Returns a short English description of r ("message truncated"). */
+const char *ntlm_strerror(enum ntlm_result r);
+
+/* Upper bound on a decoded message; larger tokens are refused. */
+#define NTLM_MAX_MESSAGE 4096
+
+enum ntlm_type {
+  NTLM_TYPE_NONE = 0,
+  NTLM_TYPE_NEGOTIATE = 1,
+  NTLM_TYPE_CHALLENGE = 2,
+  NTLM_TYPE_AUTHENTICATE = 3
+};
+
+/* NEGOTIATE_* flags (MS-NLMP 2.2.2.5), the ones this code uses by name. */
+#define NTLM_NEGOTIATE_UNICODE 0x00000001u
+#define NTLM_NEGOTIATE_OEM 0x00000002u
+#define NTLM_REQUEST_TARGET 0x00000004u
+#define NTLM_NEGOTIATE_SIGN 0x00000010u
+#define NTLM_NEGOTIATE_LM_KEY 0x00000080u
+#define NTLM_NEGOTIATE_NTLM 0x00000200u
+#define NTLM_NEGOTIATE_ANONYMOUS 0x00000800u
+#define NTLM_NEGOTIATE_DOMAIN_SUPPLIED 0x00001000u
+#define NTLM_NEGOTIATE_WORKSTATION_SUPPLIED 0x00002000u
+#define NTLM_NEGOTIATE_ALWAYS_SIGN 0x00008000u
+#define NTLM_TARGET_TYPE_DOMAIN 0x00010000u
+#define NTLM_TARGET_TYPE_SERVER 0x00020000u
+#define NTLM_NEGOTIATE_EXTENDED_SESSIONSECURITY 0x00080000u
+#define NTLM_NEGOTIATE_TARGET_INFO 0x00800000u
+#define NTLM_NEGOTIATE_VERSION 0x02000000u
+#define NTLM_NEGOTIATE_128 0x20000000u
+#define NTLM_NEGOTIATE_KEY_EXCH 0x40000000u
+#define NTLM_NEGOTIATE_56 0x80000000u
+
+/* The flags of Communicator's NEGOTIATE in the support case: 0xa2088207. */
+#define NTLM_COMMUNICATOR_FLAGS 0xa2088207u
+
+/* A VERSION structure (MS-NLMP 2.2.2.10), 8 bytes on the wire. */
+struct ntlm_version {
+  uint8_t major, minor;
+  uint16_t build;
+  uint8_t revision; /* NTLMSSP revision, 15 */
+};
+
+/* A decoded message. Strings are converted to UTF-8 and NUL-terminated;
+ * absent strings are NULL. Byte fields point into memory owned by the
+ * message. Release with ntlm_message_free. */
+struct ntlm_message {
+  enum ntlm_type type;
+  uint32_t flags;
+  bool has_version;
+  struct ntlm_version version;
+
+  /* NEGOTIATE: domain, workstation. AUTHENTICATE: domain, user,
+   * workstation. CHALLENGE: target_name. */
+  char *domain;
+  char *user;
+  char *workstation;
+  char *target_name;
+
+  /* CHALLENGE only. */
+  uint8_t server_challenge[8];
+  uint8_t *target_info; /* raw AV_PAIR list */
+  size_t target_info_len;
+
+  /* AUTHENTICATE only. */
+  uint8_t *lm_response;
+  size_t lm_response_len;
+  uint8_t *nt_response;
+  size_t nt_response_len;
+  uint8_t *session_key; /* EncryptedRandomSessionKey */
+  size_t session_key_len;
+  bool has_mic;
+  uint8_t mic[16];
+};
+
+/* Decodes len bytes of any NTLM message into *out (zeroed first).
+ * Returns NTLM_OK or the first problem found, with a line in err such as
+ * "NTLM type 3: NtChallengeResponse offset 4000 + length 24 is past the end
+ * of the 88-byte message". On failure *out holds nothing to free. */
+enum ntlm_result ntlm_decode(const uint8_t *msg, size_t len,
+                             struct ntlm_message *out, char *err,
+                             size_t errlen);
+
+/* Frees what ntlm_decode allocated inside msg (not msg itself) and zeroes
+ * it. Accepts NULL and an already freed message. */
+void ntlm_message_free(struct ntlm_message *msg);
+
+/* Returns the message type at the start of msg without a full decode:
+ * NTLM_TYPE_NONE when msg is too short or lacks the signature. */
+enum ntlm_type ntlm_peek_type(const uint8_t *msg, size_t len);
+
+/* Writes a one-line human decode of msg into out, e.g.
+ * "NTLM type 1 NEGOTIATE flags 0xa2088207 (UNICODE OEM REQUEST_TARGET NTLM
+ * ALWAYS_SIGN EXTENDED_SESSIONSECURITY VERSION 128 56) version 5.1.2600/15"
+ * or "NTLM type 3 AUTHENTICATE FABRIKAM\\alice from COMMUNICATOR, NTLMv2
+ * response". Never fails; truncates to outlen. */
+void ntlm_describe(const struct ntlm_message *msg, char *out, size_t outlen);
+
+/* ---- bytes ------------------------------------------------------------ */
+
+/* An owned byte string. Release with ntlm_bytes_free. */
+struct ntlm_bytes {
+  uint8_t *data;
+  size_t len;
+};
+
+/* Frees b->data and zeroes b. Accepts NULL. */
+void ntlm_bytes_free(struct ntlm_bytes *b);
+
+/* ---- HTTP glue -------------------------------------------------------- */
+
+enum ntlm_scheme { NTLM_SCHEME_NTLM, NTLM_SCHEME_NEGOTIATE };
+
+/* Parses an Authorization or WWW-Authenticate value: "NTLM <b64>" or
+ * "Negotiate <b64>" (scheme case-insensitive, surrounding blanks allowed).
+ * On NTLM_OK *out holds the decoded token (possibly empty when the value is
+ * just "NTLM"); caller frees it. Non-canonical base64 padding bits are
+ * accepted, as Windows does (the support case's own token has them).
+ * NTLM_ERR_HEADER when the scheme is neither, NTLM_ERR_BASE64 when the
+ * token does not decode, NTLM_ERR_TOO_BIG past NTLM_MAX_MESSAGE. */
+enum ntlm_result ntlm_header_parse(const char *value, enum ntlm_scheme *scheme,
+                                   struct ntlm_bytes *out, char *err,
+                                   size_t errlen);
+
+/* Builds "NTLM <base64 of msg>" (or "Negotiate ..."). Returns a malloc'd
+ * string the caller frees, or NULL when out of memory. */
+char *ntlm_header_format(enum ntlm_scheme scheme, const uint8_t *msg,
+                         size_t len);
+
+/* ---- client side ------------------------------------------------------ */
+
+enum ntlm_response_kind {
+  NTLM_RESPONSE_V2 = 0,    /* NTLMv2 + LMv2 (default) */
+  NTLM_RESPONSE_V1,        /* NTLMv1 + LMv1 (DES) */
+  NTLM_RESPONSE_V1_ESS     /* NTLMv1 with client challenge (NTLM2 session) */
+};
+
+/* Returns "NTLMv2", "NTLMv1" or "NTLMv1-ESS". */
+const char *ntlm_response_kind_name(enum ntlm_response_kind kind);
+
+/* Builds a NEGOTIATE with the given flags, no domain or workstation, and a
+ * VERSION of 5.1.2600/15 when NTLM_NEGOTIATE_VERSION is set. With
+ * NTLM_COMMUNICATOR_FLAGS the 40 bytes equal the support case's token. */
+enum ntlm_result ntlm_client_negotiate(uint32_t flags, struct ntlm_bytes *out);
+
+struct ntlm_client_creds {
+  const char *domain;      /* "FABRIKAM" */
+  const char *user;        /* "alice" */
+  const char *password;    /* UTF-8 */
+  const char *workstation; /* "COMMUNICATOR"; may be NULL */
+  enum ntlm_response_kind kind;
+};
+
+/* Builds the AUTHENTICATE answering the decoded challenge.
+ * client_challenge: 8 bytes (NTLMv2 and V1_ESS; ignored by V1).
+ * timestamp: Windows FILETIME (100 ns since 1601) for the NTLMv2 blob; when
+ * 0 the challenge's MsvAvTimestamp is used if present, else 0.
+ * Strings are encoded UTF-16LE when the challenge negotiated UNICODE.
+ * No session key exchange and no MIC. */
+enum ntlm_result ntlm_client_authenticate(const struct ntlm_client_creds *creds,
+                                          const struct ntlm_message *challenge,
+                                          const uint8_t client_challenge[8],
+                                          uint64_t timestamp,
+                                          struct ntlm_bytes *out, char *err,
+                                          size_t errlen);
+
+/* Converts ms since the Unix epoch to a Windows FILETIME. */
+uint64_t ntlm_filetime_from_unix_ms(int64_t ms);
+
+/* ---- server side ------------------------------------------------------ */
+
+struct ntlm_server_info {
+  const char *netbios_domain;  /* "FABRIKAM" - also the target name */
+  const char *netbios_computer;/* "ISA01" */
+  const char *dns_domain;      /* "fabrikam.com"; may be NULL */
+  const char *dns_computer;    /* "isa01.fabrikam.com"; may be NULL */
+};
+
+/* Builds a CHALLENGE answering a NEGOTIATE with negotiate_flags: the
+ * flags the server agrees to (UNICODE or OEM as asked, NTLM, EXTENDED_
+ * SESSIONSECURITY when asked, TARGET_INFO, TARGET_TYPE_DOMAIN, VERSION),
+ * the given 8-byte server challenge, and target info holding the NetBIOS
+ * and DNS names plus MsvAvTimestamp = timestamp (FILETIME) when non-zero. */
+enum ntlm_result ntlm_server_challenge(const struct ntlm_server_info *info,
+                                       uint32_t negotiate_flags,
+                                       const uint8_t server_challenge[8],
+                                       uint64_t timestamp,
+                                       struct ntlm_bytes *out);
+
+/* Looks up the password of domain\user (UTF-8). Returns it (owned by the
+ * lookup's store) or NULL when the user is unknown. */
+typedef const char *(*ntlm_password_fn)(void *ctx, const char *domain,
+                                        const char *user);
+
+/* What a successful verification established. */
+struct ntlm_identity {
+  char domain[128];
+  char user[128];
+  char workstation[128];
+  enum ntlm_response_kind kind;
+};
+
+/* Verifies a decoded AUTHENTICATE against the server challenge that was
+ * sent on this connection. Detects the response kind from the NT response
+ * length (24 = v1 or v1-ESS by the ESS flag and LM response; more = v2),
+ * recomputes the proof with the password from lookup and compares in
+ * constant time. NTLM_ERR_UNKNOWN_USER / NTLM_ERR_BAD_PROOF with a line in
+ * err naming the user (never the password). Anonymous AUTHENTICATE is
+ * refused as NTLM_ERR_BAD_PROOF. On NTLM_OK fills *who when non-NULL. */
+enum ntlm_result ntlm_server_verify(const struct ntlm_message *auth,
+                                    const uint8_t server_challenge[8],
+                                    ntlm_password_fn lookup, void *lookup_ctx,
+                                    struct ntlm_identity *who, char *err,
+                                    size_t errlen);
+
+/* ---- primitives (exposed for the MS-NLMP 4.2 vectors) ------------------ */
+
+/* NTOWFv1 = MD4(UTF-16LE(password)). */
+enum ntlm_result ntlm_nt_hash(const char *password, uint8_t out[16]);
+/* LMOWFv1 = DES("KGS!@#$%") under the uppercased, 14-byte padded OEM
+ * password. */
+enum ntlm_result ntlm_lm_hash(const char *password, uint8_t out[16]);
+/* NTOWFv2 = HMAC_MD5(NTOWFv1, UTF-16LE(UPPER(user) + domain)). */
+enum ntlm_result ntlm_ntowf_v2(const char *password, const char *user,
+                               const char *domain, uint8_t out[16]);
+/* DESL(key16, 8-byte data) -> 24 bytes (MS-NLMP 6). */
+void ntlm_desl(const uint8_t key[16], const uint8_t data[8], uint8_t out[24]);
+
+/* NTLMv2 responses (MS-NLMP 3.3.2). temp is the blob after the proof:
+ * 0x01 0x01 0(6) timestamp(8) client_challenge(8) 0(4) target_info 0(4).
+ * nt_out receives NTProofStr(16) + temp and is caller-freed; lm_out 24
+ * bytes; session_base_key 16 bytes (may be NULL). */
+enum ntlm_result ntlm_v2_responses(const uint8_t ntowf_v2[16],
+                                   const uint8_t server_challenge[8],
+                                   const uint8_t client_challenge[8],
+                                   uint64_t timestamp,
+                                   const uint8_t *target_info,
+                                   size_t target_info_len,
+                                   struct ntlm_bytes *nt_out,
+                                   uint8_t lm_out[24],
+                                   uint8_t session_base_key[16]);
+
+#endif /* NTLM_H */

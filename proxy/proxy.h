@@ -1,0 +1,101 @@
+/*
+ * proxy.h - the ISA Server 2006 web listener publishing Exchange: HTTP
+ * authentication with Integrated (NTLM) credentials in front
+ * (libmicrohttpd), a reverse proxy to the backend behind (libcurl).
+ *
+ * Authentication state belongs to the client's TCP connection and dies with
+ * it. Each client connection gets its own upstream connection to the
+ * backend, so identities never mix.
+ *
+ * How a request is handled, by the connection's state and its header:
+ *  - not authenticated, no Authorization  -> 401, WWW-Authenticate: NTLM
+ *  - Authorization: NTLM <type 1>         -> 401 with a fresh type 2 ...
+ *      ... unless the connection is already authenticated and the policy is
+ *      PROXY_POLICY_PER_CONNECTION (ISA 2006 as shipped): then the request
+ *      is forwarded as it is, on the existing context - body-less, since the
+ *      client held the body back for the handshake. This is KB 942638's bug.
+ *  - Authorization: NTLM <type 3> after a type 2 on this connection
+ *      -> verified against the user store; valid: the connection is
+ *      authenticated and this request (with its body) is forwarded; invalid
+ *      or unknown user: 401 and nothing reaches the backend.
+ *  - authenticated connection, no Authorization -> forwarded.
+ * Forwarded requests keep method, path, headers (Authorization included)
+ * and body; a Via header is added both ways. Backend unreachable -> 502.
+ */
+#ifndef PROXY_H
+#define PROXY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kb_env.h"
+#include "kb_users.h"
+
+enum proxy_policy {
+  PROXY_POLICY_PER_CONNECTION = 0, /* ISA 2006 as shipped: the bug */
+  PROXY_POLICY_PER_REQUEST = 1     /* KB 942638 applied: the fix */
+};
+
+/* "per-connection" / "per-request". */
+const char *proxy_policy_name(enum proxy_policy policy);
+
+/* Parses a policy name; returns 0, or -1 when name is neither. */
+int proxy_policy_parse(const char *name, enum proxy_policy *out);
+
+struct proxy_config {
+  const char *bind_host; /* numeric address, "127.0.0.1" when NULL */
+  uint16_t port;         /* 0 picks a free port; read it with proxy_port */
+  /* Base URL of the published server, e.g. "http://127.0.0.1:8081". */
+  const char *backend_url;
+  enum proxy_policy policy;     /* initial policy; see proxy_set_policy */
+  const struct kb_users *users; /* borrowed; must outlive the proxy */
+  const char *name;      /* for Via and logs; "ISA01" when NULL */
+  const char *domain;    /* NetBIOS domain in type 2; "FABRIKAM" when NULL */
+  size_t max_body;       /* request/response bodies above this: 413/502;
+                            0 = 1 MiB */
+  long upstream_timeout_ms; /* per forwarded request; 0 = 30000 */
+  struct kb_clock clock; /* NTLM timestamps */
+  struct kb_rng rng;     /* server challenges */
+  struct kb_trace trace; /* both hops: PROXY_BACKEND bytes, decisions */
+};
+
+/* Counters since start, consistent with each other at the moment of the
+ * call. */
+struct proxy_stats {
+  uint64_t connections;         /* client TCP connections accepted */
+  uint64_t requests;            /* client requests answered */
+  uint64_t challenges;          /* 401 with a type 2 sent */
+  uint64_t auth_ok;             /* type 3 verified */
+  uint64_t auth_failed;         /* type 3 refused (wrong password, ...) */
+  uint64_t reauth_skipped;      /* type 1 on an authenticated connection
+                                   forwarded without challenge (the bug) */
+  uint64_t forwarded;           /* requests sent to the backend */
+  uint64_t forwarded_empty_posts; /* ... POSTs among them with no body */
+  uint64_t upstream_errors;     /* 502/504 answered */
+};
+
+struct proxy;
+
+/* Starts the listener on its own threads. On success *out owns it; release
+ * with proxy_stop. Returns 0, or -1 with a one-line reason in err. */
+int proxy_start(const struct proxy_config *config, struct proxy **out,
+                char *err, size_t errlen);
+
+/* The port actually listened on. */
+uint16_t proxy_port(const struct proxy *proxy);
+
+/* Switches the policy; takes effect for the next request on every
+ * connection, without dropping any. Safe from any thread. */
+void proxy_set_policy(struct proxy *proxy, enum proxy_policy policy);
+
+/* The policy now in force. Safe from any thread. */
+enum proxy_policy proxy_get_policy(const struct proxy *proxy);
+
+/* Copies the counters into *stats. Safe from any thread. */
+void proxy_stats(const struct proxy *proxy, struct proxy_stats *stats);
+
+/* Stops the listener, closing its connections, and frees it. Accepts
+ * NULL. */
+void proxy_stop(struct proxy *proxy);
+
+#endif /* PROXY_H */

@@ -1,0 +1,190 @@
+/*
+ * sim_env.c - simulated clock, seeded random source, trace recorder.
+ */
+#include "sim_env.h"
+
+#include <nettle/hmac.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- clock ------------------------------------------------------------ */
+
+void sim_clock_init(struct sim_clock *clock, int64_t start_ms)
+{
+  atomic_init(&clock->now_ms, start_ms);
+}
+
+void sim_clock_advance(struct sim_clock *clock, int64_t ms)
+{
+  atomic_fetch_add(&clock->now_ms, ms);
+}
+
+static int64_t sim__clock_now(void *ctx)
+{
+  struct sim_clock *clock = ctx;
+
+  return atomic_load(&clock->now_ms);
+}
+
+struct kb_clock sim_clock_as_kb(struct sim_clock *clock)
+{
+  struct kb_clock kb = {sim__clock_now, clock};
+
+  return kb;
+}
+
+/* ---- random source ---------------------------------------------------- */
+
+void sim_rng_init(struct sim_rng *rng, uint64_t seed)
+{
+  int i;
+
+  for(i = 0; i < 8; i++)
+    rng->key[i] = (uint8_t)(seed >> (8 * i));
+}
+
+static void sim__rng_fill(void *ctx, const char *label, uint8_t *buf,
+                          size_t len)
+{
+  struct sim_rng *rng = ctx;
+  uint8_t block[SHA256_DIGEST_SIZE];
+  uint32_t counter = 0;
+
+  /* Counter mode over HMAC-SHA256: as many 32-byte blocks as asked for,
+   * each keyed by the seed and named by the label. The context is local,
+   * so concurrent draws share nothing. */
+  while(len) {
+    struct hmac_sha256_ctx hmac;
+    uint8_t cbytes[4] = {(uint8_t)counter, (uint8_t)(counter >> 8),
+                         (uint8_t)(counter >> 16), (uint8_t)(counter >> 24)};
+    size_t n = len < sizeof(block) ? len : sizeof(block);
+
+    hmac_sha256_set_key(&hmac, sizeof(rng->key), rng->key);
+    hmac_sha256_update(&hmac, strlen(label), (const uint8_t *)label);
+    hmac_sha256_update(&hmac, sizeof(cbytes), cbytes);
+    hmac_sha256_digest(&hmac, sizeof(block), block);
+    memcpy(buf, block, n);
+    buf += n;
+    len -= n;
+    counter++;
+  }
+}
+
+struct kb_rng sim_rng_as_kb(struct sim_rng *rng)
+{
+  struct kb_rng kb = {sim__rng_fill, rng};
+
+  return kb;
+}
+
+/* ---- trace recorder --------------------------------------------------- */
+
+void sim_recorder_init(struct sim_recorder *rec, bool keep_bytes)
+{
+  memset(rec, 0, sizeof(*rec));
+  pthread_mutex_init(&rec->lock, NULL);
+  rec->keep_bytes = keep_bytes;
+}
+
+static void sim__event_free(struct sim_event *ev)
+{
+  free(ev->text);
+  free(ev->data);
+}
+
+void sim_recorder_clear(struct sim_recorder *rec)
+{
+  size_t i;
+
+  pthread_mutex_lock(&rec->lock);
+  for(i = 0; i < rec->count; i++)
+    sim__event_free(&rec->events[i]);
+  rec->count = 0;
+  pthread_mutex_unlock(&rec->lock);
+}
+
+void sim_recorder_free(struct sim_recorder *rec)
+{
+  sim_recorder_clear(rec);
+  free(rec->events);
+  rec->events = NULL;
+  rec->alloc = 0;
+  pthread_mutex_destroy(&rec->lock);
+}
+
+static void sim__copy(char *dst, size_t dstlen, const char *src)
+{
+  size_t n = src ? strlen(src) : 0;
+
+  if(n >= dstlen)
+    n = dstlen - 1;
+  if(n)
+    memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
+/* Copies ev into the recorder. Runs on component threads: everything it
+ * needs is copied before the lock is taken, so the lock is held only for
+ * the append. */
+static void sim__recorder_emit(void *ctx, const struct kb_trace_event *ev)
+{
+  struct sim_recorder *rec = ctx;
+  struct sim_event copy;
+  bool ok = true;
+
+  if((ev->kind == KB_TRACE_SEND || ev->kind == KB_TRACE_RECV) &&
+     !rec->keep_bytes)
+    return;
+  memset(&copy, 0, sizeof(copy));
+  copy.kind = ev->kind;
+  copy.hop = ev->hop;
+  copy.side = ev->side;
+  copy.conn = ev->conn;
+  sim__copy(copy.origin, sizeof(copy.origin), ev->origin);
+  if(ev->exchange) {
+    copy.exchange = *ev->exchange;
+    copy.exchange.method = NULL; /* the array moves: see method, path */
+    copy.exchange.path = NULL;
+    sim__copy(copy.method, sizeof(copy.method), ev->exchange->method);
+    sim__copy(copy.path, sizeof(copy.path), ev->exchange->path);
+  }
+  if(ev->text) {
+    copy.text = strdup(ev->text);
+    ok = copy.text != NULL;
+  }
+  if(ok && ev->data && ev->len) {
+    copy.data = malloc(ev->len);
+    ok = copy.data != NULL;
+    if(ok) {
+      memcpy(copy.data, ev->data, ev->len);
+      copy.len = ev->len;
+    }
+  }
+
+  pthread_mutex_lock(&rec->lock);
+  if(ok && rec->count == rec->alloc) {
+    size_t alloc = rec->alloc ? rec->alloc * 2 : 256;
+    struct sim_event *events = realloc(rec->events, alloc * sizeof(*events));
+    if(events) {
+      rec->events = events;
+      rec->alloc = alloc;
+    }
+    else
+      ok = false;
+  }
+  if(ok) {
+    rec->events[rec->count++] = copy;
+  }
+  else
+    rec->failed = true;
+  pthread_mutex_unlock(&rec->lock);
+  if(!ok)
+    sim__event_free(&copy);
+}
+
+struct kb_trace sim_recorder_as_kb(struct sim_recorder *rec)
+{
+  struct kb_trace kb = {sim__recorder_emit, rec};
+
+  return kb;
+}

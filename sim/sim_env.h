@@ -1,0 +1,73 @@
+/*
+ * sim_env.h - the simulation's own clock, seeded random source and trace
+ * recorder: the implementations of common/kb_env.h that sim/ hands to the
+ * components.
+ */
+#ifndef SIM_ENV_H
+#define SIM_ENV_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kb_env.h"
+
+/* The support case's own timestamp: Tue, 17 Mar 2009 16:26:24 GMT. */
+#define SIM_CASE_EPOCH_MS INT64_C(1237307184000)
+
+/* A simulated clock: starts at a fixed instant and moves only when told,
+ * so that Date headers and NTLMv2 timestamps repeat from run to run. */
+struct sim_clock {
+  _Atomic int64_t now_ms;
+};
+
+void sim_clock_init(struct sim_clock *clock, int64_t start_ms);
+void sim_clock_advance(struct sim_clock *clock, int64_t ms);
+/* Returns the kb_clock view of clock (which must outlive its users). */
+struct kb_clock sim_clock_as_kb(struct sim_clock *clock);
+
+/* A seeded random source: the bytes of a draw are HMAC-SHA256(seed,
+ * label || block counter), so they depend on the seed and the draw's label
+ * only - not on which thread asked first. */
+struct sim_rng {
+  uint8_t key[8];
+};
+
+void sim_rng_init(struct sim_rng *rng, uint64_t seed);
+struct kb_rng sim_rng_as_kb(struct sim_rng *rng);
+
+/* A trace recorder: keeps a copy of every event, in arrival order, under a
+ * lock. Byte events (SEND/RECV) are kept only when keep_bytes is set. */
+struct sim_event {
+  enum kb_trace_kind kind;
+  enum kb_hop hop;
+  enum kb_side side;
+  char origin[32];
+  uint64_t conn;
+  struct kb_exchange exchange; /* method, path NULL: use the fields below */
+  char method[16];
+  char path[128];
+  char *text;    /* NOTE text, owned */
+  uint8_t *data; /* SEND/RECV bytes, owned */
+  size_t len;
+};
+
+struct sim_recorder {
+  pthread_mutex_t lock;
+  struct sim_event *events;
+  size_t count;
+  size_t alloc;
+  bool keep_bytes;
+  bool failed; /* an event was dropped for lack of memory */
+};
+
+void sim_recorder_init(struct sim_recorder *rec, bool keep_bytes);
+/* Frees every recorded event; the recorder can be used again after
+ * sim_recorder_init. */
+void sim_recorder_free(struct sim_recorder *rec);
+/* Drops the events recorded so far, keeping the recorder usable. */
+void sim_recorder_clear(struct sim_recorder *rec);
+struct kb_trace sim_recorder_as_kb(struct sim_recorder *rec);
+
+#endif /* SIM_ENV_H */

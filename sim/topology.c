@@ -1,0 +1,245 @@
+/*
+ * topology.c - starts backend and proxy on loopback, hands them the shared
+ * clock, random source, users and trace, and runs client sessions.
+ */
+#include "topology.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int sim_topology_start(const struct sim_topology_config *config,
+                       struct sim_topology **out, char *err, size_t errlen)
+{
+  struct sim_topology *topo;
+  struct backend_config bcfg;
+  struct proxy_config pcfg;
+  char why[256] = "";
+
+  *out = NULL;
+  topo = calloc(1, sizeof(*topo));
+  if(!topo) {
+    snprintf(err, errlen, "out of memory starting the topology");
+    return -1;
+  }
+  topo->users = config->users;
+  topo->trace = config->trace;
+  if(config->simulated) {
+    sim_clock_init(&topo->clock, SIM_CASE_EPOCH_MS);
+    sim_rng_init(&topo->rng, config->seed);
+    topo->kb_clock = sim_clock_as_kb(&topo->clock);
+    topo->kb_rng = sim_rng_as_kb(&topo->rng);
+  }
+  /* else: zeroed kb_clock / kb_rng mean the real clock and getrandom(). */
+
+  memset(&bcfg, 0, sizeof(bcfg));
+  bcfg.bind_host = config->backend_host;
+  bcfg.port = config->backend_port;
+  bcfg.clock = topo->kb_clock;
+  bcfg.trace = topo->trace;
+  if(backend_start(&bcfg, &topo->backend, why, sizeof(why))) {
+    snprintf(err, errlen, "Exchange (backend): %s", why);
+    goto error;
+  }
+  snprintf(topo->backend_url, sizeof(topo->backend_url), "http://%s:%u",
+           config->backend_host ? config->backend_host : "127.0.0.1",
+           (unsigned)backend_port(topo->backend));
+
+  memset(&pcfg, 0, sizeof(pcfg));
+  pcfg.bind_host = config->proxy_host;
+  pcfg.port = config->proxy_port;
+  pcfg.backend_url = topo->backend_url;
+  pcfg.policy = config->policy;
+  pcfg.users = config->users;
+  pcfg.clock = topo->kb_clock;
+  pcfg.rng = topo->kb_rng;
+  pcfg.trace = topo->trace;
+  if(proxy_start(&pcfg, &topo->proxy, why, sizeof(why))) {
+    snprintf(err, errlen, "ISA listener (proxy): %s", why);
+    goto error;
+  }
+  snprintf(topo->proxy_url, sizeof(topo->proxy_url), "http://%s:%u",
+           config->proxy_host ? config->proxy_host : "127.0.0.1",
+           (unsigned)proxy_port(topo->proxy));
+  *out = topo;
+  return 0;
+
+error:
+  sim_topology_stop(topo);
+  return -1;
+}
+
+void sim_topology_stop(struct sim_topology *topo)
+{
+  if(!topo)
+    return;
+  proxy_stop(topo->proxy);
+  backend_stop(topo->backend);
+  free(topo);
+}
+
+void sim_topology_client_config(const struct sim_topology *topo, unsigned id,
+                                const char *domain, const char *user,
+                                const char *password, unsigned ews_posts,
+                                struct client_config *out)
+{
+  memset(out, 0, sizeof(*out));
+  out->id = id;
+  out->base_url = topo->proxy_url;
+  out->domain = domain;
+  out->user = user;
+  out->password = password;
+  out->ews_posts = ews_posts;
+  out->clock = topo->kb_clock;
+  out->rng = topo->kb_rng;
+  out->trace = topo->trace;
+}
+
+/* Splits "DOMAIN\user:password" into its parts (copies into the caller's
+ * buffers). Returns 0, or -1 when the spec has no '\' or ':'. */
+static int sim__split_spec(const char *spec, char *domain, size_t dlen,
+                           char *user, size_t ulen, char *password,
+                           size_t plen)
+{
+  const char *slash = strchr(spec, '\\');
+  const char *colon = slash ? strchr(slash, ':') : NULL;
+
+  if(!slash || !colon || (size_t)(slash - spec) >= dlen ||
+     (size_t)(colon - slash - 1) >= ulen || strlen(colon + 1) >= plen)
+    return -1;
+  memcpy(domain, spec, (size_t)(slash - spec));
+  domain[slash - spec] = '\0';
+  memcpy(user, slash + 1, (size_t)(colon - slash - 1));
+  user[colon - slash - 1] = '\0';
+  strcpy(password, colon + 1);
+  return 0;
+}
+
+struct sim__job {
+  struct sim_topology *topo;
+  struct sim_session *session;
+  const char *spec;
+  unsigned ews_posts;
+  enum ntlm_response_kind kind;
+};
+
+/* Thread body: one client, one session, results copied into the job's
+ * session slot (which no other thread touches). */
+static void *sim__session_thread(void *arg)
+{
+  struct sim__job *job = arg;
+  struct sim_session *s = job->session;
+  struct client_config cfg;
+  struct client *client = NULL;
+  char domain[128], user[128], password[256];
+  size_t i;
+
+  if(sim__split_spec(job->spec, domain, sizeof(domain), user, sizeof(user),
+                     password, sizeof(password))) {
+    snprintf(s->error, sizeof(s->error),
+             "user '%s' is not DOMAIN\\user:password", job->spec);
+    return NULL;
+  }
+  sim_topology_client_config(job->topo, s->id, domain, user, password,
+                             job->ews_posts, &cfg);
+  cfg.ntlm_kind = job->kind;
+  if(client_create(&cfg, &client, s->error, sizeof(s->error)))
+    return NULL;
+  client_run_session(client);
+  client_view(client, &s->view);
+  s->nresults = client_results_count(client);
+  s->results = calloc(s->nresults ? s->nresults : 1, sizeof(*s->results));
+  if(!s->results) {
+    s->nresults = 0;
+    snprintf(s->error, sizeof(s->error), "out of memory keeping results");
+  }
+  for(i = 0; i < s->nresults; i++)
+    s->results[i] = *client_result(client, i);
+  client_destroy(client);
+  return NULL;
+}
+
+int sim_run_sessions(struct sim_topology *topo, unsigned nclients,
+                     unsigned ews_posts, enum ntlm_response_kind kind,
+                     const char *const *users_spec, size_t nusers,
+                     struct sim_sessions *out, char *err, size_t errlen)
+{
+  struct sim__job *jobs = NULL;
+  pthread_t *threads = NULL;
+  unsigned started = 0;
+  unsigned i;
+  int result = -1;
+
+  memset(out, 0, sizeof(*out));
+  if(!nclients || !nusers) {
+    snprintf(err, errlen, "need at least one client and one user");
+    return -1;
+  }
+  out->sessions = calloc(nclients, sizeof(*out->sessions));
+  jobs = calloc(nclients, sizeof(*jobs));
+  threads = calloc(nclients, sizeof(*threads));
+  if(!out->sessions || !jobs || !threads) {
+    snprintf(err, errlen, "out of memory for %u clients", nclients);
+    goto done;
+  }
+  out->count = nclients;
+  for(i = 0; i < nclients; i++) {
+    int rc;
+
+    out->sessions[i].id = i + 1;
+    jobs[i].topo = topo;
+    jobs[i].session = &out->sessions[i];
+    jobs[i].spec = users_spec[i % nusers];
+    jobs[i].ews_posts = ews_posts;
+    jobs[i].kind = kind;
+    rc = pthread_create(&threads[i], NULL, sim__session_thread, &jobs[i]);
+    if(rc) {
+      snprintf(err, errlen, "cannot start client thread %u of %u: %s; "
+               "use fewer --clients", i + 1, nclients, strerror(rc));
+      break;
+    }
+    started++;
+  }
+  for(i = 0; i < started; i++)
+    pthread_join(threads[i], NULL);
+  if(started < nclients)
+    goto done;
+
+  for(i = 0; i < nclients; i++) {
+    const struct sim_session *s = &out->sessions[i];
+    size_t j;
+
+    if(s->view.integration_error)
+      out->users_with_error++;
+    if(s->error[0])
+      out->not_started++;
+    for(j = 0; j < s->nresults; j++) {
+      out->posts++;
+      if(s->results[j].outcome == CLIENT_OK)
+        out->posts_ok++;
+      else
+        out->posts_failed++;
+    }
+  }
+  result = 0;
+
+done:
+  free(jobs);
+  free(threads);
+  if(result)
+    sim_sessions_free(out);
+  return result;
+}
+
+void sim_sessions_free(struct sim_sessions *s)
+{
+  size_t i;
+
+  if(!s)
+    return;
+  for(i = 0; s->sessions && i < s->count; i++)
+    free(s->sessions[i].results);
+  free(s->sessions);
+  memset(s, 0, sizeof(*s));
+}

@@ -1,0 +1,98 @@
+/*
+ * topology.h - wires backend, proxy and clients into the KB 942638
+ * topology inside one process, and runs Communicator sessions through it.
+ *
+ *   client(s) --HTTP/NTLM--> proxy (ISA listener) --HTTP--> backend (Exchange)
+ *
+ * Everything listens on loopback ports (0 = ephemeral). The topology owns
+ * the simulated clock and the seeded random source and hands them, with the
+ * user store and the trace sink, to each component through its config.
+ */
+#ifndef TOPOLOGY_H
+#define TOPOLOGY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "client.h"
+#include "kb_env.h"
+#include "kb_users.h"
+#include "proxy.h"
+#include "sim_env.h"
+
+struct sim_topology_config {
+  enum proxy_policy policy;
+  const struct kb_users *users; /* borrowed; must outlive the topology */
+  const char *proxy_host;       /* numeric; "127.0.0.1" when NULL */
+  uint16_t proxy_port;          /* 0 = ephemeral */
+  const char *backend_host;
+  uint16_t backend_port;
+  /* Seeded simulation (reproducible) or real clock and OS randomness
+   * (what `kbsim serve` uses for real clients). */
+  bool simulated;
+  uint64_t seed;
+  struct kb_trace trace; /* where every component's events go */
+};
+
+struct sim_topology {
+  struct sim_clock clock;
+  struct sim_rng rng;
+  struct kb_clock kb_clock; /* what components were handed */
+  struct kb_rng kb_rng;
+  struct kb_trace trace;
+  const struct kb_users *users;
+  struct backend *backend;
+  struct proxy *proxy;
+  char backend_url[64];
+  char proxy_url[64];
+};
+
+/* Starts backend then proxy. Returns 0 with *out owning the topology
+ * (release with sim_topology_stop), or -1 with a one-line reason in err. */
+int sim_topology_start(const struct sim_topology_config *config,
+                       struct sim_topology **out, char *err, size_t errlen);
+
+/* Stops proxy then backend and frees the topology. Accepts NULL. */
+void sim_topology_stop(struct sim_topology *topo);
+
+/* Fills a client config aimed at the topology's proxy for client id (from
+ * 1) with the given credentials; the topology's clock, random source and
+ * trace are handed over. Strings are borrowed until client_create. */
+void sim_topology_client_config(const struct sim_topology *topo, unsigned id,
+                                const char *domain, const char *user,
+                                const char *password, unsigned ews_posts,
+                                struct client_config *out);
+
+/* One client's session, as run by sim_run_sessions. */
+struct sim_session {
+  unsigned id;
+  struct client_view view;
+  size_t nresults;
+  struct client_post_result *results; /* owned */
+  char error[256]; /* client_create failure, or "" */
+};
+
+struct sim_sessions {
+  size_t count;
+  struct sim_session *sessions; /* ordered by client id, not by finish */
+  unsigned users_with_error;    /* sessions showing the notification */
+  unsigned not_started;         /* sessions whose client could not start */
+  unsigned posts, posts_ok, posts_failed;
+};
+
+/* Runs nclients Communicator sessions concurrently, one thread and one
+ * connection each, client i (from 1) signing in as users_spec[(i-1) %
+ * nusers] ("DOMAIN\user:password" specs; borrowed). Returns 0 with *out
+ * filled (release with sim_sessions_free), or -1 with a reason in err when
+ * a thread could not be started. */
+int sim_run_sessions(struct sim_topology *topo, unsigned nclients,
+                     unsigned ews_posts, enum ntlm_response_kind kind,
+                     const char *const *users_spec, size_t nusers,
+                     struct sim_sessions *out, char *err, size_t errlen);
+
+/* Frees what sim_run_sessions filled in. Accepts an all-zero struct. */
+void sim_sessions_free(struct sim_sessions *s);
+
+#endif /* TOPOLOGY_H */

@@ -1,0 +1,15 @@
+# Runs every suite named in SUITES from DIR, in order, so that each prints
+# Check's summary line; fails at the end if any suite failed.
+separate_arguments(SUITES)
+set(failed "")
+foreach(suite IN LISTS SUITES)
+  message("== ${suite}")
+  execute_process(COMMAND ${DIR}/${suite} RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    list(APPEND failed ${suite})
+  endif()
+endforeach()
+if(failed)
+  message(FATAL_ERROR "failing suites: ${failed}")
+endif()
+message("all suites passed")

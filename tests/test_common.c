@@ -1,0 +1,181 @@
+/*
+ * test_common.c - the shared pieces: capped buffer, user store, HTTP date,
+ * random-source fallback.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kb_buf.h"
+#include "kb_env.h"
+#include "kb_users.h"
+
+START_TEST(buf_refuses_past_cap)
+{
+  struct kb_buf b;
+
+  kb_buf_init(&b, 8);
+  ck_assert_int_eq(kb_buf_add(&b, "12345", 5), KB_BUF_OK);
+  ck_assert_int_eq(kb_buf_add(&b, "6789", 4), KB_BUF_TOO_BIG);
+  /* A refused append leaves the buffer as it was. */
+  ck_assert_uint_eq(b.len, 5);
+  ck_assert_str_eq(b.data, "12345");
+  ck_assert_int_eq(kb_buf_add(&b, "678", 3), KB_BUF_OK);
+  ck_assert_str_eq(b.data, "12345678");
+  ck_assert_int_eq(kb_buf_printf(&b, "%d", 9), KB_BUF_TOO_BIG);
+  ck_assert_uint_eq(b.len, 8);
+  kb_buf_free(&b);
+}
+END_TEST
+
+START_TEST(buf_printf_and_steal)
+{
+  struct kb_buf b;
+  size_t len = 99;
+  char *s;
+
+  kb_buf_init(&b, 1 << 20);
+  s = kb_buf_steal(&b, &len);
+  ck_assert_ptr_nonnull(s);
+  ck_assert_str_eq(s, "");
+  ck_assert_uint_eq(len, 0);
+  free(s);
+  ck_assert_int_eq(kb_buf_printf(&b, "%s=%d;", "a", 1), KB_BUF_OK);
+  ck_assert_int_eq(kb_buf_printf(&b, "%0500d", 7), KB_BUF_OK);
+  ck_assert_uint_eq(b.len, 504);
+  ck_assert_int_eq(memcmp(b.data, "a=1;000", 7), 0);
+  ck_assert_int_eq(b.data[503], '7');
+  s = kb_buf_steal(&b, &len);
+  ck_assert_uint_eq(len, 504);
+  ck_assert_ptr_null(b.data);
+  free(s);
+  kb_buf_free(&b);
+}
+END_TEST
+
+START_TEST(users_spec_and_lookup)
+{
+  struct kb_users *u = kb_users_new();
+  char err[256];
+
+  ck_assert_ptr_nonnull(u);
+  ck_assert_int_eq(kb_users_add_spec(u, "FABRIKAM\\alice:Pass:with:colons",
+                                     err, sizeof(err)), 0);
+  ck_assert_int_eq(kb_users_add(u, "FABRIKAM", "bob", "", err, sizeof(err)), 0);
+  ck_assert_uint_eq(kb_users_count(u), 2);
+  /* Windows matches names case-insensitively; passwords stay exact. */
+  ck_assert_str_eq(kb_users_password(u, "fabrikam", "ALICE"),
+                   "Pass:with:colons");
+  ck_assert_str_eq(kb_users_password(u, "FABRIKAM", "bob"), "");
+  ck_assert_ptr_null(kb_users_password(u, "CONTOSO", "alice"));
+  ck_assert_ptr_null(kb_users_password(u, "FABRIKAM", "carol"));
+  kb_users_free(u);
+  kb_users_free(NULL);
+}
+END_TEST
+
+START_TEST(users_bad_specs)
+{
+  static const char *bad[] = {"alice:pw", "FABRIKAM\\alice", "\\alice:pw",
+                              "FABRIKAM\\:pw", ""};
+  struct kb_users *u = kb_users_new();
+  char err[256];
+  size_t i;
+
+  for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    err[0] = '\0';
+    ck_assert_int_eq(kb_users_add_spec(u, bad[i], err, sizeof(err)), -1);
+    ck_assert_msg(strlen(err) > 10, "no reason for '%s'", bad[i]);
+    ck_assert_ptr_null(strchr(err, '\n'));
+  }
+  ck_assert_int_eq(kb_users_add_spec(u, "D\\u:secret", err, sizeof(err)), 0);
+  ck_assert_int_eq(kb_users_add_spec(u, "d\\U:other", err, sizeof(err)), -1);
+  ck_assert_ptr_nonnull(strstr(err, "twice"));
+  /* The reason never repeats a password. */
+  ck_assert_ptr_null(strstr(err, "other"));
+  ck_assert_uint_eq(kb_users_count(u), 1);
+  kb_users_free(u);
+}
+END_TEST
+
+START_TEST(http_date_is_imf_fixdate)
+{
+  char d[KB_HTTP_DATE_LEN];
+
+  /* The support case's Date header. */
+  kb_http_date(INT64_C(1237307184000), d);
+  ck_assert_str_eq(d, "Tue, 17 Mar 2009 16:26:24 GMT");
+  kb_http_date(0, d);
+  ck_assert_str_eq(d, "Thu, 01 Jan 1970 00:00:00 GMT");
+}
+END_TEST
+
+static int64_t fixed_now(void *ctx)
+{
+  return *(int64_t *)ctx;
+}
+
+START_TEST(clock_and_rng_defaults)
+{
+  int64_t t = 42;
+  struct kb_clock c = {fixed_now, &t};
+  struct kb_rng none = {0};
+  uint8_t a[32] = {0}, b[32] = {0}, zero[32] = {0};
+
+  ck_assert_int_eq(kb_clock_now(&c), 42);
+  ck_assert_int_gt(kb_clock_now(NULL), INT64_C(1600000000000));
+  kb_rng_fill(&none, "x", a, sizeof(a));
+  kb_rng_fill(NULL, "x", b, sizeof(b));
+  /* The OS fallback: 32 random bytes are neither zero nor equal. */
+  ck_assert_int_ne(memcmp(a, zero, sizeof(a)), 0);
+  ck_assert_int_ne(memcmp(a, b, sizeof(a)), 0);
+}
+END_TEST
+
+static int notes;
+static char last_note[600];
+
+static void count_note(void *ctx, const struct kb_trace_event *ev)
+{
+  (void)ctx;
+  notes++;
+  snprintf(last_note, sizeof(last_note), "%s %s %llu", ev->origin, ev->text,
+           (unsigned long long)ev->conn);
+}
+
+START_TEST(trace_note_formats)
+{
+  struct kb_trace t = {count_note, NULL};
+
+  notes = 0;
+  kb_trace_note(&t, KB_HOP_CLIENT_PROXY, KB_SIDE_SERVER, "proxy", 3,
+                "policy %s", "per-request");
+  kb_trace_note(NULL, KB_HOP_CLIENT_PROXY, KB_SIDE_SERVER, "proxy", 3, "x");
+  ck_assert_int_eq(notes, 1);
+  ck_assert_str_eq(last_note, "proxy policy per-request 3");
+  ck_assert_str_eq(kb_auth_name(KB_AUTH_NTLM_NEGOTIATE), "NTLM type 1");
+}
+END_TEST
+
+int main(void)
+{
+  Suite *s = suite_create("common");
+  TCase *tc = tcase_create("common");
+  SRunner *sr;
+  int failed;
+
+  tcase_add_test(tc, buf_refuses_past_cap);
+  tcase_add_test(tc, buf_printf_and_steal);
+  tcase_add_test(tc, users_spec_and_lookup);
+  tcase_add_test(tc, users_bad_specs);
+  tcase_add_test(tc, http_date_is_imf_fixdate);
+  tcase_add_test(tc, clock_and_rng_defaults);
+  tcase_add_test(tc, trace_note_formats);
+  suite_add_tcase(s, tc);
+  sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
