@@ -111,3 +111,20 @@ void kb_trace_note(const struct kb_trace *trace, enum kb_hop hop,
   ev.text = text;
   trace->emit(trace->ctx, &ev);
 }
+
+void kb_names_claim(const struct kb_names *names, uint16_t local_port,
+                    const char *name)
+{
+  if(names && names->claim)
+    names->claim(names->ctx, local_port, name);
+}
+
+int kb_names_resolve(const struct kb_names *names, uint16_t peer_port,
+                     char *name, size_t len)
+{
+  if(len)
+    name[0] = '\0';
+  if(names && names->resolve)
+    return names->resolve(names->ctx, peer_port, name, len);
+  return -1;
+}

@@ -98,7 +98,11 @@ struct kb_trace_event {
   enum kb_hop hop;
   enum kb_side side;    /* who observed it */
   const char *origin;   /* observer's name: "client 3", "proxy", "backend" */
-  uint64_t conn;        /* observer-local connection id, stable per run */
+  uint64_t conn;        /* observer-local connection id */
+  /* The connection's name as both ends know it (see kb_names), e.g.
+   * "client 3 conn 1" or "client 3 conn 1 upstream 1"; NULL when the
+   * connection has none (a peer outside the simulation). */
+  const char *conn_name;
   const uint8_t *data;  /* SEND / RECV bytes; NULL otherwise */
   size_t len;
   const struct kb_exchange *exchange; /* EXCHANGE only */
@@ -112,6 +116,31 @@ struct kb_trace {
   void (*emit)(void *ctx, const struct kb_trace_event *ev);
   void *ctx;
 };
+
+/* ---- connection names ------------------------------------------------- */
+
+/* Both ends of a loopback TCP connection learn one name for it, so seeded
+ * draws and evidence are keyed by who is talking ("client 3 conn 1"), not
+ * by accept order or ephemeral port. The connecting side binds its socket
+ * before connect() and claims the local port's name; the accepting side
+ * resolves the peer's port. Claims happen before connect, resolutions after
+ * accept, so the latest claim for a port is the right one. */
+struct kb_names {
+  void (*claim)(void *ctx, uint16_t local_port, const char *name);
+  /* Copies the name claimed for peer_port into name; returns 0, or -1 when
+   * nobody claimed it. */
+  int (*resolve)(void *ctx, uint16_t peer_port, char *name, size_t len);
+  void *ctx;
+};
+
+/* Claims name for local_port; does nothing without a claim function. */
+void kb_names_claim(const struct kb_names *names, uint16_t local_port,
+                    const char *name);
+
+/* Resolves peer_port; returns -1 (name set to "") when unknown or when
+ * there is no resolve function. */
+int kb_names_resolve(const struct kb_names *names, uint16_t peer_port,
+                     char *name, size_t len);
 
 /* Emits ev if the sink has an emit function. */
 void kb_trace_emit(const struct kb_trace *trace,

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "evidence.h"
 #include "topology.h"
 
 #define KBSIM_MAX_CLIENTS 1000
@@ -31,6 +32,7 @@ static void kbsim_usage(FILE *out)
     "       kbsim run --policy per-connection|per-request [--clients N]\n"
     "                 [--posts N] [--seed S] [--expect error|clean]\n"
     "                 [--ntlm v2|v1|v1-ess] [--user 'DOMAIN\\user:password']...\n"
+    "                 [--transcript FILE] [--pcap FILE] [--json FILE]\n"
     "       kbsim serve --proxy HOST:PORT --backend HOST:PORT\n"
     "                 --policy per-connection|per-request\n"
     "                 --user 'DOMAIN\\user:password' [--user ...]\n"
@@ -45,7 +47,10 @@ static void kbsim_usage(FILE *out)
     "         port 0 picks a free one\n"
     "\n"
     "  --posts N   EWS POSTs per session after autodiscover (default 2)\n"
-    "  --seed S    seed for NTLM challenges; same seed, same run (default 1)\n",
+    "  --seed S    seed for NTLM challenges; same seed, same run (default 1)\n"
+    "  --transcript FILE, --pcap FILE, --json FILE\n"
+    "              evidence of every hop: the exact bytes as text, as a\n"
+    "              capture for Wireshark/tshark, and a JSON report\n",
     out);
 }
 
@@ -386,6 +391,51 @@ done:
 
 /* ---- run -------------------------------------------------------------- */
 
+/* Writes whichever evidence files were asked for. Returns 0, or -1 after
+ * printing a one-line error. */
+static int kbsim_write_evidence(struct sim_recorder *rec, const char *transcript,
+                                const char *pcap, const char *json,
+                                enum proxy_policy policy, uint64_t seed,
+                                unsigned clients, unsigned posts,
+                                enum ntlm_response_kind kind,
+                                const struct sim_sessions *sessions,
+                                const struct backend_stats *bs,
+                                const struct proxy_stats *ps)
+{
+  char err[512];
+
+  if(rec->failed) {
+    fprintf(stderr, "kbsim: out of memory recording the trace; evidence "
+            "would be incomplete, so none was written\n");
+    return -1;
+  }
+  if(transcript) {
+    FILE *f = fopen(transcript, "w");
+    int bad = !f || evidence_write_transcript(rec, f);
+    if(f && fclose(f))
+      bad = 1;
+    if(bad) {
+      fprintf(stderr, "kbsim: --transcript %s: cannot write: %s\n", transcript,
+              strerror(errno));
+      return -1;
+    }
+  }
+  if(pcap && evidence_write_pcap(rec, pcap, SIM_CASE_EPOCH_MS, err,
+                                 sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return -1;
+  }
+  if(json) {
+    struct evidence_run run = {proxy_policy_name(policy), seed, clients, posts,
+                               ntlm_response_kind_name(kind), sessions, bs, ps};
+    if(evidence_write_json(rec, &run, json, err, sizeof(err))) {
+      fprintf(stderr, "kbsim: %s\n", err);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 static int kbsim_run(int argc, char **argv)
 {
   static const struct option opts[] = {
@@ -396,7 +446,12 @@ static int kbsim_run(int argc, char **argv)
     {"expect", required_argument, NULL, 'e'},
     {"ntlm", required_argument, NULL, 'n'},
     {"user", required_argument, NULL, 'u'},
+    {"transcript", required_argument, NULL, 't'},
+    {"pcap", required_argument, NULL, 'w'},
+    {"json", required_argument, NULL, 'j'},
     {NULL, 0, NULL, 0}};
+  const char *transcript = NULL, *pcap = NULL, *json = NULL;
+  struct sim_recorder rec;
   const char *specs[KBSIM_MAX_USERS];
   size_t nspecs = 0;
   enum proxy_policy policy = PROXY_POLICY_PER_CONNECTION;
@@ -455,6 +510,15 @@ static int kbsim_run(int argc, char **argv)
         return kbsim_bad_args("--user: at most 64 users; give fewer");
       specs[nspecs++] = optarg;
       break;
+    case 't':
+      transcript = optarg;
+      break;
+    case 'w':
+      pcap = optarg;
+      break;
+    case 'j':
+      json = optarg;
+      break;
     case ':':
       return kbsim_bad_args("%s needs a value", argv[optind - 1]);
     default:
@@ -474,9 +538,11 @@ static int kbsim_run(int argc, char **argv)
     fprintf(stderr, "kbsim: out of memory\n");
     return 1;
   }
+  sim_recorder_init(&rec, transcript || pcap);
   for(i = 0; i < nspecs; i++) {
     if(kb_users_add_spec(users, specs[i], err, sizeof(err))) {
       kb_users_free(users);
+      sim_recorder_free(&rec);
       return kbsim_bad_args("--user: %s", err);
     }
   }
@@ -486,6 +552,7 @@ static int kbsim_run(int argc, char **argv)
   cfg.users = users;
   cfg.simulated = true;
   cfg.seed = seed;
+  cfg.trace = sim_recorder_as_kb(&rec);
   if(sim_topology_start(&cfg, &topo, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     goto done;
@@ -497,6 +564,14 @@ static int kbsim_run(int argc, char **argv)
   }
   backend_stats(topo->backend, &bs);
   proxy_stats(topo->proxy, &ps);
+  /* Stop first: the last connections close, and their closes are part of
+   * the evidence. */
+  sim_topology_stop(topo);
+  topo = NULL;
+  if(kbsim_write_evidence(&rec, transcript, pcap, json, policy, seed,
+                          (unsigned)clients, (unsigned)posts, kind, &sessions,
+                          &bs, &ps))
+    goto done;
 
   for(i = 0; i < sessions.count; i++) {
     const struct sim_session *s = &sessions.sessions[i];
@@ -544,6 +619,7 @@ static int kbsim_run(int argc, char **argv)
 done:
   sim_sessions_free(&sessions);
   sim_topology_stop(topo);
+  sim_recorder_free(&rec);
   kb_users_free(users);
   return result;
 }

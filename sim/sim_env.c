@@ -4,6 +4,7 @@
 #include "sim_env.h"
 
 #include <nettle/hmac.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,6 +78,62 @@ struct kb_rng sim_rng_as_kb(struct sim_rng *rng)
   return kb;
 }
 
+/* ---- connection names ------------------------------------------------- */
+
+#define SIM_PORTS 65536
+
+int sim_names_init(struct sim_names *names)
+{
+  pthread_mutex_init(&names->lock, NULL);
+  names->by_port = calloc(SIM_PORTS, sizeof(*names->by_port));
+  return names->by_port ? 0 : -1;
+}
+
+void sim_names_free(struct sim_names *names)
+{
+  size_t i;
+
+  for(i = 0; names->by_port && i < SIM_PORTS; i++)
+    free(names->by_port[i]);
+  free(names->by_port);
+  names->by_port = NULL;
+  pthread_mutex_destroy(&names->lock);
+}
+
+static void sim__names_claim(void *ctx, uint16_t port, const char *name)
+{
+  struct sim_names *names = ctx;
+  char *copy = strdup(name);
+  char *old;
+
+  pthread_mutex_lock(&names->lock);
+  old = names->by_port[port];
+  names->by_port[port] = copy; /* NULL when out of memory: unnamed */
+  pthread_mutex_unlock(&names->lock);
+  free(old);
+}
+
+static int sim__names_resolve(void *ctx, uint16_t port, char *name, size_t len)
+{
+  struct sim_names *names = ctx;
+  int result = -1;
+
+  pthread_mutex_lock(&names->lock);
+  if(names->by_port[port] && len) {
+    snprintf(name, len, "%s", names->by_port[port]);
+    result = 0;
+  }
+  pthread_mutex_unlock(&names->lock);
+  return result;
+}
+
+struct kb_names sim_names_as_kb(struct sim_names *names)
+{
+  struct kb_names kb = {sim__names_claim, sim__names_resolve, names};
+
+  return kb;
+}
+
 /* ---- trace recorder --------------------------------------------------- */
 
 void sim_recorder_init(struct sim_recorder *rec, bool keep_bytes)
@@ -141,6 +198,7 @@ static void sim__recorder_emit(void *ctx, const struct kb_trace_event *ev)
   copy.side = ev->side;
   copy.conn = ev->conn;
   sim__copy(copy.origin, sizeof(copy.origin), ev->origin);
+  sim__copy(copy.conn_name, sizeof(copy.conn_name), ev->conn_name);
   if(ev->exchange) {
     copy.exchange = *ev->exchange;
     copy.exchange.method = NULL; /* the array moves: see method, path */

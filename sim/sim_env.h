@@ -37,6 +37,19 @@ struct sim_rng {
 void sim_rng_init(struct sim_rng *rng, uint64_t seed);
 struct kb_rng sim_rng_as_kb(struct sim_rng *rng);
 
+/* Connection names (kb_names): a table from local port to the name its
+ * connecting side claimed. */
+struct sim_names {
+  pthread_mutex_t lock;
+  char **by_port; /* 65536 slots, allocated on init */
+};
+
+/* Returns 0, or -1 when out of memory. */
+int sim_names_init(struct sim_names *names);
+/* Frees every name. Accepts a names table whose init failed. */
+void sim_names_free(struct sim_names *names);
+struct kb_names sim_names_as_kb(struct sim_names *names);
+
 /* A trace recorder: keeps a copy of every event, in arrival order, under a
  * lock. Byte events (SEND/RECV) are kept only when keep_bytes is set. */
 struct sim_event {
@@ -45,6 +58,7 @@ struct sim_event {
   enum kb_side side;
   char origin[32];
   uint64_t conn;
+  char conn_name[64]; /* "" when the event had none */
   struct kb_exchange exchange; /* method, path NULL: use the fields below */
   char method[16];
   char path[128];

@@ -146,9 +146,23 @@ static void *sim__session_thread(void *arg)
   cfg.ntlm_kind = job->kind;
   if(client_create(&cfg, &client, s->error, sizeof(s->error)))
     return NULL;
-  client_run_session(client);
+  /* Step the session by hand to keep what the user saw after each POST. */
+  for(;;) {
+    struct client_post_result r;
+    struct client_view *views;
+
+    if(client_step(client, &r) != 1)
+      break;
+    views = realloc(s->views, (s->nresults + 1) * sizeof(*views));
+    if(!views) {
+      snprintf(s->error, sizeof(s->error), "out of memory keeping results");
+      break;
+    }
+    s->views = views;
+    client_view(client, &s->views[s->nresults]);
+    s->nresults++;
+  }
   client_view(client, &s->view);
-  s->nresults = client_results_count(client);
   s->results = calloc(s->nresults ? s->nresults : 1, sizeof(*s->results));
   if(!s->results) {
     s->nresults = 0;
@@ -238,8 +252,10 @@ void sim_sessions_free(struct sim_sessions *s)
 
   if(!s)
     return;
-  for(i = 0; s->sessions && i < s->count; i++)
+  for(i = 0; s->sessions && i < s->count; i++) {
     free(s->sessions[i].results);
+    free(s->sessions[i].views);
+  }
   free(s->sessions);
   memset(s, 0, sizeof(*s));
 }

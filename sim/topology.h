@@ -71,6 +71,7 @@ struct sim_session {
   struct client_view view;
   size_t nresults;
   struct client_post_result *results; /* owned */
+  struct client_view *views;          /* owned: the view after each POST */
   char error[256]; /* client_create failure, or "" */
 };
 
