@@ -151,6 +151,21 @@ struct ntlm_bytes {
 /* Frees b->data and zeroes b. Accepts NULL. */
 void ntlm_bytes_free(struct ntlm_bytes *b);
 
+/* Encodes msg (any of the three types) into *out, which the caller frees
+ * with ntlm_bytes_free. The fixed header comes first (with the VERSION
+ * when has_version, and for AUTHENTICATE the MIC when has_mic), then the
+ * payload fields in MS-NLMP's own order: NEGOTIATE domain, workstation
+ * (OEM; empty fields get offset 0 as Windows writes them); CHALLENGE
+ * target name, target info; AUTHENTICATE domain, user, workstation, LM,
+ * NT, session key. Strings are UTF-16LE when flags has UNICODE, else OEM
+ * (NEGOTIATE strings are always OEM). Flags are written as given. So
+ * ntlm_decode then ntlm_encode gives back a message Windows or the spec
+ * laid out the same way byte for byte. NTLM_ERR_TOO_BIG past
+ * NTLM_MAX_MESSAGE, NTLM_ERR_ENCODING for invalid UTF-8 or a character OEM
+ * cannot carry. */
+enum ntlm_result ntlm_encode(const struct ntlm_message *msg,
+                             struct ntlm_bytes *out, char *err, size_t errlen);
+
 /* ---- HTTP glue -------------------------------------------------------- */
 
 enum ntlm_scheme { NTLM_SCHEME_NTLM, NTLM_SCHEME_NEGOTIATE };
@@ -267,6 +282,8 @@ enum ntlm_result ntlm_lm_hash(const char *password, uint8_t out[16]);
 /* NTOWFv2 = HMAC_MD5(NTOWFv1, UTF-16LE(UPPER(user) + domain)). */
 enum ntlm_result ntlm_ntowf_v2(const char *password, const char *user,
                                const char *domain, uint8_t out[16]);
+/* NTLMv1 SessionBaseKey = MD4(NTOWFv1) (MS-NLMP 3.3.1). */
+void ntlm_v1_session_base_key(const uint8_t nt_hash[16], uint8_t out[16]);
 /* DESL(key16, 8-byte data) -> 24 bytes (MS-NLMP 6). */
 void ntlm_desl(const uint8_t key[16], const uint8_t data[8], uint8_t out[24]);
 

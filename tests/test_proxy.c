@@ -1,0 +1,1807 @@
+/*
+ * test_proxy.c - the ISA listener through proxy.h: the decision table of
+ * KB 942638 against the real backend, exact forwarding against a small
+ * recording upstream, errors, trace and counters.
+ *
+ * The test client is libcurl with hand-set headers on one easy handle, so
+ * that every leg of a handshake reuses one TCP connection, as Communicator
+ * does; NTLM messages come from ntlm.h. Servers bind 127.0.0.1:0.
+ */
+#include <check.h>
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <microhttpd.h>
+
+#include "backend.h"
+#include "kb_buf.h"
+#include "kb_env.h"
+#include "kb_users.h"
+#include "ntlm.h"
+#include "proxy.h"
+
+/* 2009-03-17 16:26:24 UTC, the Date of the support case's 500. */
+#define T_NOW_MS INT64_C(1237307184000)
+#define T_DATE "Tue, 17 Mar 2009 16:26:24 GMT"
+#define T_PASSWORD "Passw0rd!"
+#define T_BOB_PASSWORD "Hunter2?"
+/* The support case's own type 1, non-canonical padding included. */
+#define T_CASE_TYPE1 "NTLM TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAFASgKAAAAD0=="
+
+static const char oof_body[] =
+    "<?xml version=\"1.0\" encoding=\"utf-8\"?>"
+    "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\" "
+    "xmlns:t=\"http://schemas.microsoft.com/exchange/services/2006/types\" "
+    "xmlns:m=\"http://schemas.microsoft.com/exchange/services/2006/messages\">"
+    "<soap:Body><m:GetUserOofSettingsRequest><t:Mailbox>"
+    "<t:Address>alice@fabrikam.com</t:Address></t:Mailbox>"
+    "</m:GetUserOofSettingsRequest></soap:Body></soap:Envelope>";
+
+/* ---- clock, random source, trace ---------------------------------------- */
+
+static int64_t t_now(void *ctx)
+{
+  (void)ctx;
+  return T_NOW_MS;
+}
+
+/* Deterministic bytes from a label (FNV-1a, then splitmix64), so a test can
+ * recompute the challenge the proxy drew and thus check its label. */
+static void t_fill(void *ctx, const char *label, uint8_t *buf, size_t len)
+{
+  uint64_t h = UINT64_C(1469598103934665603);
+  size_t i;
+  (void)ctx;
+  for(i = 0; label[i]; i++) {
+    h ^= (uint8_t)label[i];
+    h *= UINT64_C(1099511628211);
+  }
+  for(i = 0; i < len; i++) {
+    uint64_t z = (h += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    buf[i] = (uint8_t)(z ^ (z >> 31));
+  }
+}
+
+struct t_event {
+  enum kb_trace_kind kind;
+  enum kb_hop hop;
+  enum kb_side side;
+  uint64_t conn;
+  char origin[16];
+  size_t len;
+  char *text; /* NOTE text, or SEND/RECV bytes NUL-terminated */
+  struct kb_exchange ex;
+};
+
+struct t_trace {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  struct t_event *ev;
+  size_t n, size;
+};
+
+static void t_emit(void *ctx, const struct kb_trace_event *e)
+{
+  struct t_trace *t = ctx;
+  struct t_event *x;
+
+  pthread_mutex_lock(&t->lock);
+  if(t->n == t->size) {
+    t->size = t->size ? t->size * 2 : 64;
+    t->ev = realloc(t->ev, t->size * sizeof(*t->ev));
+    ck_assert_ptr_nonnull(t->ev);
+  }
+  x = &t->ev[t->n++];
+  memset(x, 0, sizeof(*x));
+  x->kind = e->kind;
+  x->hop = e->hop;
+  x->side = e->side;
+  x->conn = e->conn;
+  snprintf(x->origin, sizeof(x->origin), "%s", e->origin ? e->origin : "");
+  if(e->kind == KB_TRACE_NOTE) {
+    x->text = strdup(e->text);
+    x->len = strlen(e->text);
+  }
+  else if(e->data) {
+    x->text = malloc(e->len + 1);
+    memcpy(x->text, e->data, e->len);
+    x->text[e->len] = '\0';
+    x->len = e->len;
+  }
+  if(e->kind == KB_TRACE_EXCHANGE) {
+    x->ex = *e->exchange;
+    x->ex.method = NULL; /* not valid after the call */
+    x->ex.path = NULL;
+  }
+  /* T_PROXY_TRACE=1 prints notes and exchanges, for reading a failure. */
+  if(getenv("T_PROXY_TRACE")) {
+    if(e->kind == KB_TRACE_NOTE)
+      fprintf(stderr, "[%s %" PRIu64 " hop %d] %s\n", x->origin, x->conn,
+              (int)x->hop, x->text);
+    else if(e->kind == KB_TRACE_EXCHANGE)
+      fprintf(stderr, "[%s %" PRIu64 " hop %d] %s %s %s -> %d %s\n",
+              x->origin, x->conn, (int)x->hop, e->exchange->method,
+              e->exchange->path, kb_auth_name(x->ex.req_auth), x->ex.status,
+              kb_auth_name(x->ex.resp_auth));
+  }
+  pthread_cond_broadcast(&t->cond);
+  pthread_mutex_unlock(&t->lock);
+}
+
+/* Counts events of a kind on a hop (conn 0 = any connection). */
+static size_t t_count(struct t_trace *t, enum kb_trace_kind kind,
+                      enum kb_hop hop, uint64_t conn)
+{
+  size_t i, n = 0;
+  pthread_mutex_lock(&t->lock);
+  for(i = 0; i < t->n; i++)
+    if(t->ev[i].kind == kind && t->ev[i].hop == hop &&
+       (!conn || t->ev[i].conn == conn))
+      n++;
+  pthread_mutex_unlock(&t->lock);
+  return n;
+}
+
+/* Returns true when some NOTE contains needle. */
+static bool t_has_note(struct t_trace *t, const char *needle)
+{
+  size_t i;
+  bool found = false;
+  pthread_mutex_lock(&t->lock);
+  for(i = 0; i < t->n && !found; i++)
+    found = t->ev[i].kind == KB_TRACE_NOTE && strstr(t->ev[i].text, needle);
+  pthread_mutex_unlock(&t->lock);
+  return found;
+}
+
+/* Returns true when any recorded text or byte event contains needle. */
+static bool t_anywhere(struct t_trace *t, const char *needle)
+{
+  size_t i;
+  bool found = false;
+  pthread_mutex_lock(&t->lock);
+  for(i = 0; i < t->n && !found; i++)
+    found = t->ev[i].text && strstr(t->ev[i].text, needle);
+  pthread_mutex_unlock(&t->lock);
+  return found;
+}
+
+/* Blocks until an event of kind on hop has been seen. */
+static void t_wait_for(struct t_trace *t, enum kb_trace_kind kind,
+                       enum kb_hop hop)
+{
+  size_t i = 0;
+  pthread_mutex_lock(&t->lock);
+  for(;;) {
+    for(; i < t->n; i++)
+      if(t->ev[i].kind == kind && t->ev[i].hop == hop)
+        goto done;
+    pthread_cond_wait(&t->cond, &t->lock);
+  }
+done:
+  pthread_mutex_unlock(&t->lock);
+}
+
+static void t_trace_free(struct t_trace *t)
+{
+  size_t i;
+  for(i = 0; i < t->n; i++)
+    free(t->ev[i].text);
+  free(t->ev);
+  pthread_cond_destroy(&t->cond);
+  pthread_mutex_destroy(&t->lock);
+}
+
+/* ---- a recording upstream ------------------------------------------------ */
+
+/* A small libmicrohttpd server that records the last request exactly as it
+ * arrived and answers 200 with a few headers, or 4096 bytes on /big. */
+struct rec {
+  struct MHD_Daemon *d;
+  uint16_t port;
+  pthread_mutex_t lock;
+  unsigned connections;
+  unsigned requests;
+  char method[16];
+  char uri[512];
+  char headers[8192];
+  char body[8192];
+  size_t body_len;
+};
+
+struct rec_req {
+  char uri[512];
+  struct kb_buf body;
+  bool started;
+};
+
+static void *rec_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+  struct rec_req *r = calloc(1, sizeof(*r));
+  (void)cls;
+  (void)c;
+  snprintf(r->uri, sizeof(r->uri), "%s", uri);
+  kb_buf_init(&r->body, 65536);
+  return r;
+}
+
+static void rec_done(void *cls, struct MHD_Connection *c, void **con_cls,
+                     enum MHD_RequestTerminationCode toe)
+{
+  struct rec_req *r = *con_cls;
+  (void)cls;
+  (void)c;
+  (void)toe;
+  if(r) {
+    kb_buf_free(&r->body);
+    free(r);
+  }
+  *con_cls = NULL;
+}
+
+static void rec_conn(void *cls, struct MHD_Connection *c, void **sc,
+                     enum MHD_ConnectionNotificationCode toe)
+{
+  struct rec *rec = cls;
+  (void)c;
+  (void)sc;
+  if(toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    pthread_mutex_lock(&rec->lock);
+    rec->connections++;
+    pthread_mutex_unlock(&rec->lock);
+  }
+}
+
+static enum MHD_Result rec_header(void *cls, enum MHD_ValueKind kind,
+                                  const char *key, const char *value)
+{
+  char *out = cls;
+  size_t len = strlen(out);
+  (void)kind;
+  snprintf(out + len, 8192 - len, "%s: %s\n", key, value ? value : "");
+  return MHD_YES;
+}
+
+static enum MHD_Result rec_handler(void *cls, struct MHD_Connection *c,
+                                   const char *url, const char *method,
+                                   const char *version, const char *data,
+                                   size_t *size, void **con_cls)
+{
+  struct rec *rec = cls;
+  struct rec_req *r = *con_cls;
+  struct MHD_Response *resp;
+  enum MHD_Result ret;
+  (void)version;
+
+  if(!r->started) {
+    r->started = true;
+    return MHD_YES;
+  }
+  if(*size) {
+    kb_buf_add(&r->body, data, *size);
+    *size = 0;
+    return MHD_YES;
+  }
+  pthread_mutex_lock(&rec->lock);
+  rec->requests++;
+  snprintf(rec->method, sizeof(rec->method), "%s", method);
+  snprintf(rec->uri, sizeof(rec->uri), "%s", r->uri);
+  rec->headers[0] = '\0';
+  MHD_get_connection_values(c, MHD_HEADER_KIND, rec_header, rec->headers);
+  rec->body_len = r->body.len < sizeof(rec->body) ? r->body.len : 0;
+  if(rec->body_len)
+    memcpy(rec->body, r->body.data, rec->body_len);
+  pthread_mutex_unlock(&rec->lock);
+
+  if(!strcmp(url, "/big")) {
+    static char big[4096];
+    memset(big, 'x', sizeof(big));
+    resp = MHD_create_response_from_buffer(sizeof(big), big,
+                                           MHD_RESPMEM_MUST_COPY);
+  }
+  else {
+    resp = MHD_create_response_from_buffer(9, (void *)"recorded\n",
+                                           MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(resp, "X-Upstream", "recorder");
+    MHD_add_response_header(resp, "Keep-Alive", "timeout=5");
+    MHD_add_response_header(resp, "Content-Type", "text/plain");
+    MHD_add_response_header(resp, "Date", "Wed, 18 Mar 2009 08:00:00 GMT");
+  }
+  ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+  MHD_destroy_response(resp);
+  return ret;
+}
+
+static void rec_start(struct rec *rec)
+{
+  struct sockaddr_in sa;
+  memset(rec, 0, sizeof(*rec));
+  pthread_mutex_init(&rec->lock, NULL);
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  rec->d = MHD_start_daemon(
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+          MHD_USE_POLL,
+      0, NULL, NULL, rec_handler, rec, MHD_OPTION_SOCK_ADDR, &sa,
+      MHD_OPTION_URI_LOG_CALLBACK, rec_uri, rec, MHD_OPTION_NOTIFY_COMPLETED,
+      rec_done, rec, MHD_OPTION_NOTIFY_CONNECTION, rec_conn, rec,
+      MHD_OPTION_END);
+  ck_assert_ptr_nonnull(rec->d);
+  rec->port = MHD_get_daemon_info(rec->d, MHD_DAEMON_INFO_BIND_PORT)->port;
+}
+
+static void rec_stop(struct rec *rec)
+{
+  MHD_stop_daemon(rec->d);
+  pthread_mutex_destroy(&rec->lock);
+}
+
+static unsigned rec_requests(struct rec *rec)
+{
+  unsigned n;
+  pthread_mutex_lock(&rec->lock);
+  n = rec->requests;
+  pthread_mutex_unlock(&rec->lock);
+  return n;
+}
+
+/* ---- the test client ---------------------------------------------------- */
+
+struct tc {
+  CURL *h;
+  uint16_t port;
+  long status;
+  long connects; /* new TCP connections the last request needed */
+  struct kb_buf headers;
+  struct kb_buf body;
+};
+
+static size_t tc_header_cb(char *d, size_t s, size_t n, void *u)
+{
+  struct tc *c = u;
+  if(s * n >= 5 && !memcmp(d, "HTTP/", 5))
+    kb_buf_reset(&c->headers);
+  kb_buf_add(&c->headers, d, s * n);
+  return s * n;
+}
+
+static size_t tc_body_cb(char *d, size_t s, size_t n, void *u)
+{
+  struct tc *c = u;
+  kb_buf_add(&c->body, d, s * n);
+  return s * n;
+}
+
+static void tc_init(struct tc *c, uint16_t port)
+{
+  memset(c, 0, sizeof(*c));
+  c->h = curl_easy_init();
+  ck_assert_ptr_nonnull(c->h);
+  c->port = port;
+  kb_buf_init(&c->headers, 65536);
+  kb_buf_init(&c->body, 1 << 20);
+}
+
+static void tc_free(struct tc *c)
+{
+  curl_easy_cleanup(c->h);
+  kb_buf_free(&c->headers);
+  kb_buf_free(&c->body);
+}
+
+/* Sends one request on the client's connection. hdrs is a NULL-terminated
+ * list of "Name: value" lines; body NULL means none. Returns the curl
+ * result; status, headers and body are in c. */
+static CURLcode tc_do(struct tc *c, const char *method, const char *path,
+                      const char *const *hdrs, const char *body,
+                      size_t body_len)
+{
+  char url[600];
+  struct curl_slist *list = NULL;
+  CURLcode res;
+  size_t i;
+
+  curl_easy_reset(c->h);
+  kb_buf_reset(&c->headers);
+  kb_buf_reset(&c->body);
+  c->status = 0;
+  c->connects = -1;
+  snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", (unsigned)c->port,
+           path);
+  list = curl_slist_append(list, "Expect:");
+  for(i = 0; hdrs && hdrs[i]; i++)
+    list = curl_slist_append(list, hdrs[i]);
+  curl_easy_setopt(c->h, CURLOPT_URL, url);
+  curl_easy_setopt(c->h, CURLOPT_PROXY, "");
+  curl_easy_setopt(c->h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c->h, CURLOPT_TIMEOUT, 20L);
+  curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, list);
+  curl_easy_setopt(c->h, CURLOPT_HEADERFUNCTION, tc_header_cb);
+  curl_easy_setopt(c->h, CURLOPT_HEADERDATA, c);
+  curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, tc_body_cb);
+  curl_easy_setopt(c->h, CURLOPT_WRITEDATA, c);
+  if(!strcmp(method, "POST") || body) {
+    curl_easy_setopt(c->h, CURLOPT_POST, 1L);
+    curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, body ? body : "");
+    curl_easy_setopt(c->h, CURLOPT_POSTFIELDSIZE_LARGE,
+                     (curl_off_t)(body ? body_len : 0));
+    if(strcmp(method, "POST"))
+      curl_easy_setopt(c->h, CURLOPT_CUSTOMREQUEST, method);
+  }
+  else if(!strcmp(method, "HEAD"))
+    curl_easy_setopt(c->h, CURLOPT_NOBODY, 1L);
+  else if(strcmp(method, "GET"))
+    curl_easy_setopt(c->h, CURLOPT_CUSTOMREQUEST, method);
+  res = curl_easy_perform(c->h);
+  curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &c->status);
+  curl_easy_getinfo(c->h, CURLINFO_NUM_CONNECTS, &c->connects);
+  curl_slist_free_all(list);
+  return res;
+}
+
+/* Copies the value of the last response's header name into out; returns
+ * out, or NULL when the header is absent. Fails the test when it occurs
+ * more than once. */
+static const char *tc_header(struct tc *c, const char *name, char *out,
+                             size_t outlen)
+{
+  const char *p = c->headers.data;
+  size_t n = strlen(name);
+  const char *found = NULL;
+  unsigned count = 0;
+
+  while(p && *p) {
+    size_t len = strcspn(p, "\r\n");
+    if(len > n && p[n] == ':' && !strncasecmp(p, name, n)) {
+      const char *v = p + n + 1;
+      while(*v == ' ')
+        v++;
+      snprintf(out, outlen, "%.*s", (int)(len - (size_t)(v - p)), v);
+      found = out;
+      count++;
+    }
+    p += len;
+    while(*p == '\r' || *p == '\n')
+      p++;
+  }
+  ck_assert_uint_le(count, 1);
+  return found;
+}
+
+/* ---- NTLM legs ---------------------------------------------------------- */
+
+/* Returns "Authorization: <scheme> <type 1>" (caller frees). */
+static char *t_type1(enum ntlm_scheme scheme)
+{
+  struct ntlm_bytes b = {NULL, 0};
+  char *value, *line;
+  ck_assert_int_eq(ntlm_client_negotiate(NTLM_COMMUNICATOR_FLAGS, &b),
+                   NTLM_OK);
+  value = ntlm_header_format(scheme, b.data, b.len);
+  ck_assert_ptr_nonnull(value);
+  line = malloc(strlen(value) + 32);
+  sprintf(line, "Authorization: %s", value);
+  free(value);
+  ntlm_bytes_free(&b);
+  return line;
+}
+
+/* Decodes the type 2 in a WWW-Authenticate value into *msg. */
+static void t_decode_type2(const char *www_auth, enum ntlm_scheme want,
+                           struct ntlm_message *msg)
+{
+  struct ntlm_bytes b = {NULL, 0};
+  enum ntlm_scheme scheme;
+  ck_assert_ptr_nonnull(www_auth);
+  ck_assert_int_eq(ntlm_header_parse(www_auth, &scheme, &b, NULL, 0),
+                   NTLM_OK);
+  ck_assert_int_eq(scheme, want);
+  ck_assert_int_eq(ntlm_decode(b.data, b.len, msg, NULL, 0), NTLM_OK);
+  ck_assert_int_eq(msg->type, NTLM_TYPE_CHALLENGE);
+  ntlm_bytes_free(&b);
+}
+
+/* Returns "Authorization: <scheme> <type 3>" answering the type 2 in
+ * www_auth for domain\user with password (caller frees). */
+static char *t_type3(const char *www_auth, enum ntlm_scheme scheme,
+                     const char *user, const char *password)
+{
+  struct ntlm_message msg;
+  struct ntlm_client_creds creds = {"FABRIKAM", user, password,
+                                    "COMMUNICATOR", NTLM_RESPONSE_V2};
+  static const uint8_t cc[8] = {0xaa, 0xaa, 0xaa, 0xaa,
+                                0xaa, 0xaa, 0xaa, 0xaa};
+  struct ntlm_bytes b = {NULL, 0};
+  char *value, *line;
+
+  t_decode_type2(www_auth, scheme, &msg);
+  ck_assert_int_eq(ntlm_client_authenticate(&creds, &msg, cc, 0, &b, NULL, 0),
+                   NTLM_OK);
+  value = ntlm_header_format(scheme, b.data, b.len);
+  ck_assert_ptr_nonnull(value);
+  line = malloc(strlen(value) + 32);
+  sprintf(line, "Authorization: %s", value);
+  free(value);
+  ntlm_bytes_free(&b);
+  ntlm_message_free(&msg);
+  return line;
+}
+
+/* The challenge the proxy must have drawn for handshake n on conn. */
+static void t_expected_challenge(uint64_t conn, unsigned n, uint8_t out[8])
+{
+  char label[128];
+  snprintf(label, sizeof(label),
+           "proxy/ISA01/conn/%" PRIu64 "/handshake/%u/challenge", conn, n);
+  t_fill(NULL, label, out, 8);
+}
+
+/* ---- fixture ------------------------------------------------------------ */
+
+enum t_upstream { T_BACKEND, T_RECORDER, T_URL };
+
+struct tenv {
+  struct kb_users *users;
+  struct backend *be;
+  struct rec rec;
+  bool has_rec;
+  struct proxy *px;
+  struct t_trace trace;
+};
+
+static void env_start(struct tenv *e, enum t_upstream up, const char *url,
+                      size_t max_body, long timeout_ms,
+                      enum proxy_policy policy)
+{
+  struct proxy_config pc;
+  char err[256];
+  char backend_url[64];
+
+  memset(e, 0, sizeof(*e));
+  pthread_mutex_init(&e->trace.lock, NULL);
+  pthread_cond_init(&e->trace.cond, NULL);
+  e->users = kb_users_new();
+  ck_assert_ptr_nonnull(e->users);
+  ck_assert_int_eq(kb_users_add(e->users, "FABRIKAM", "alice", T_PASSWORD,
+                                err, sizeof(err)),
+                   0);
+  ck_assert_int_eq(kb_users_add(e->users, "FABRIKAM", "bob", T_BOB_PASSWORD,
+                                err, sizeof(err)),
+                   0);
+  if(up == T_BACKEND) {
+    struct backend_config bc;
+    memset(&bc, 0, sizeof(bc));
+    bc.clock.now_ms = t_now;
+    ck_assert_msg(backend_start(&bc, &e->be, err, sizeof(err)) == 0, "%s",
+                  err);
+    snprintf(backend_url, sizeof(backend_url), "http://127.0.0.1:%u",
+             (unsigned)backend_port(e->be));
+    url = backend_url;
+  }
+  else if(up == T_RECORDER) {
+    rec_start(&e->rec);
+    e->has_rec = true;
+    snprintf(backend_url, sizeof(backend_url), "http://127.0.0.1:%u/",
+             (unsigned)e->rec.port);
+    url = backend_url;
+  }
+  memset(&pc, 0, sizeof(pc));
+  pc.backend_url = url;
+  pc.policy = policy;
+  pc.users = e->users;
+  pc.max_body = max_body;
+  pc.upstream_timeout_ms = timeout_ms;
+  pc.clock.now_ms = t_now;
+  pc.rng.fill = t_fill;
+  pc.trace.emit = t_emit;
+  pc.trace.ctx = &e->trace;
+  ck_assert_msg(proxy_start(&pc, &e->px, err, sizeof(err)) == 0, "%s", err);
+  ck_assert_uint_ne(proxy_port(e->px), 0);
+}
+
+/* Stops every server; the trace stays readable until env_free. */
+static void env_stop_servers(struct tenv *e)
+{
+  proxy_stop(e->px);
+  e->px = NULL;
+  backend_stop(e->be);
+  e->be = NULL;
+  if(e->has_rec)
+    rec_stop(&e->rec);
+  e->has_rec = false;
+}
+
+static void env_free(struct tenv *e)
+{
+  kb_users_free(e->users);
+  t_trace_free(&e->trace);
+}
+
+static void env_stop(struct tenv *e)
+{
+  env_stop_servers(e);
+  env_free(e);
+}
+
+static struct backend_stats be_stats(struct tenv *e)
+{
+  struct backend_stats s;
+  backend_stats(e->be, &s);
+  return s;
+}
+
+#define assert_stats(px, ...)                                                 \
+  do {                                                                        \
+    struct proxy_stats got_, want_ = {__VA_ARGS__};                           \
+    proxy_stats((px), &got_);                                                 \
+    ck_assert_uint_eq(got_.connections, want_.connections);                   \
+    ck_assert_uint_eq(got_.requests, want_.requests);                         \
+    ck_assert_uint_eq(got_.challenges, want_.challenges);                     \
+    ck_assert_uint_eq(got_.auth_ok, want_.auth_ok);                           \
+    ck_assert_uint_eq(got_.auth_failed, want_.auth_failed);                   \
+    ck_assert_uint_eq(got_.reauth_skipped, want_.reauth_skipped);             \
+    ck_assert_uint_eq(got_.forwarded, want_.forwarded);                       \
+    ck_assert_uint_eq(got_.forwarded_empty_posts,                             \
+                      want_.forwarded_empty_posts);                           \
+    ck_assert_uint_eq(got_.upstream_errors, want_.upstream_errors);           \
+  } while(0)
+
+/* Runs the two legs of a Communicator POST on c: type 1 with
+ * Content-Length 0 (expects 401 + type 2), then type 3 with the body.
+ * Returns the final status. */
+static long t_handshake_post(struct tc *c, const char *path,
+                             enum ntlm_scheme scheme, const char *user,
+                             const char *password, const char *body)
+{
+  char www[4096];
+  char *t1 = t_type1(scheme);
+  char *t3;
+  const char *h1[] = {"Content-Type: text/xml; charset=utf-8", t1, NULL};
+  const char *h3[] = {"Content-Type: text/xml; charset=utf-8", NULL, NULL};
+
+  ck_assert_int_eq(tc_do(c, "POST", path, h1, "", 0), CURLE_OK);
+  ck_assert_int_eq(c->status, 401);
+  ck_assert_ptr_nonnull(tc_header(c, "WWW-Authenticate", www, sizeof(www)));
+  t3 = t_type3(www, scheme, user, password);
+  h3[1] = t3;
+  ck_assert_int_eq(tc_do(c, "POST", path, h3, body, strlen(body)), CURLE_OK);
+  ck_assert_int_eq(c->connects, 0); /* same TCP connection as the type 1 */
+  free(t1);
+  free(t3);
+  return c->status;
+}
+
+/* ---- tests: decision table against the real backend --------------------- */
+
+START_TEST(test_policy_names)
+{
+  enum proxy_policy p = PROXY_POLICY_PER_REQUEST;
+  ck_assert_str_eq(proxy_policy_name(PROXY_POLICY_PER_CONNECTION),
+                   "per-connection");
+  ck_assert_str_eq(proxy_policy_name(PROXY_POLICY_PER_REQUEST), "per-request");
+  ck_assert_int_eq(proxy_policy_parse("per-connection", &p), 0);
+  ck_assert_int_eq(p, PROXY_POLICY_PER_CONNECTION);
+  ck_assert_int_eq(proxy_policy_parse("per-request", &p), 0);
+  ck_assert_int_eq(p, PROXY_POLICY_PER_REQUEST);
+  ck_assert_int_eq(proxy_policy_parse("Per-Request", &p), -1);
+  ck_assert_int_eq(proxy_policy_parse("", &p), -1);
+  ck_assert_int_eq(proxy_policy_parse(NULL, &p), -1);
+}
+END_TEST
+
+START_TEST(test_start_errors)
+{
+  struct proxy_config pc;
+  struct proxy *px = (struct proxy *)1;
+  struct kb_users *users = kb_users_new();
+  char err[256];
+
+  memset(&pc, 0, sizeof(pc));
+  pc.users = users;
+  err[0] = '\0';
+  ck_assert_int_eq(proxy_start(&pc, &px, err, sizeof(err)), -1);
+  ck_assert_ptr_null(px);
+  ck_assert_str_eq(err, "proxy: no published server URL; set backend_url, "
+                        "e.g. http://127.0.0.1:8081");
+  pc.backend_url = "http://127.0.0.1:1";
+  pc.bind_host = "localhost";
+  ck_assert_int_eq(proxy_start(&pc, &px, err, sizeof(err)), -1);
+  ck_assert_str_eq(err, "proxy: bind_host 'localhost' is not a numeric IPv4 "
+                        "or IPv6 address; use e.g. 127.0.0.1");
+  pc.bind_host = NULL;
+  pc.users = NULL;
+  ck_assert_int_eq(proxy_start(&pc, &px, err, sizeof(err)), -1);
+  ck_assert_ptr_nonnull(strstr(err, "no user store"));
+  proxy_stop(NULL);
+  kb_users_free(users);
+}
+END_TEST
+
+START_TEST(test_unauthenticated_401)
+{
+  struct tenv e;
+  struct tc c;
+  char v[256];
+
+  env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
+  tc_init(&c, proxy_port(e.px));
+  ck_assert_int_eq(tc_do(&c, "GET", "/EWS/Exchange.asmx", NULL, NULL, 0),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 401);
+  ck_assert_str_eq(tc_header(&c, "WWW-Authenticate", v, sizeof(v)), "NTLM");
+  ck_assert_str_eq(tc_header(&c, "Date", v, sizeof(v)), T_DATE);
+  ck_assert_str_eq(c.body.data,
+                   "ISA ISA01: authentication required; send NTLM "
+                   "credentials\n");
+  /* A second try stays on the same connection: 401s are keep-alive. */
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", NULL, oof_body,
+                         strlen(oof_body)),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 401);
+  ck_assert_int_eq(c.connects, 0);
+  ck_assert_uint_eq(be_stats(&e).requests, 0);
+  ck_assert_uint_eq(be_stats(&e).connections, 0);
+  assert_stats(e.px, .connections = 1, .requests = 2);
+  tc_free(&c);
+  env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_full_handshake)
+{
+  struct tenv e;
+  struct tc c;
+  char www[4096], v[256];
+  char *t1 = t_type1(NTLM_SCHEME_NTLM);
+  char *t3;
+  const char *h1[] = {t1, NULL};
+  const char *h3[] = {"Content-Type: text/xml; charset=utf-8", NULL, NULL};
+  struct ntlm_message msg;
+  uint8_t want[8];
+  struct backend_stats bs;
+
+  env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
+  tc_init(&c, proxy_port(e.px));
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h1, "", 0),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 401);
+  ck_assert_ptr_nonnull(tc_header(&c, "WWW-Authenticate", www, sizeof(www)));
+  ck_assert_int_eq(strncmp(www, "NTLM ", 5), 0);
+  t_decode_type2(www, NTLM_SCHEME_NTLM, &msg);
+  t_expected_challenge(1, 1, want);
+  ck_assert_mem_eq(msg.server_challenge, want, 8);
+  ck_assert_str_eq(msg.target_name, "FABRIKAM");
+  ntlm_message_free(&msg);
+  ck_assert_uint_eq(be_stats(&e).requests, 0);
+
+  t3 = t_type3(www, NTLM_SCHEME_NTLM, "alice", T_PASSWORD);
+  h3[1] = t3;
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h3, oof_body,
+                         strlen(oof_body)),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 200);
+  ck_assert_int_eq(c.connects, 0);
+  ck_assert_str_eq(tc_header(&c, "Via", v, sizeof(v)), "1.1 ISA01");
+  ck_assert_str_eq(tc_header(&c, "Server", v, sizeof(v)),
+                   "Microsoft-IIS/7.0");
+  ck_assert_ptr_nonnull(strstr(c.body.data, "GetUserOofSettingsResponse"));
+  bs = be_stats(&e);
+  ck_assert_uint_eq(bs.requests, 1);
+  ck_assert_uint_eq(bs.ews_posts, 1);
+  ck_assert_uint_eq(bs.empty_posts, 0);
+  ck_assert_uint_eq(bs.oof_ok, 1);
+
+  /* Replaying the type 3 on the now authenticated connection: no
+   * challenge is pending, so it is refused and de-authenticates. */
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h3, oof_body,
+                         strlen(oof_body)),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 401);
+  ck_assert_uint_eq(be_stats(&e).requests, 1);
+  assert_stats(e.px, .connections = 1, .requests = 3, .challenges = 1,
+               .auth_ok = 1, .auth_failed = 1, .forwarded = 1);
+  tc_free(&c);
+  free(t1);
+  free(t3);
+  env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_authenticated_without_header)
+{
+  struct tenv e;
+  struct tc c;
+  const char *h[] = {"Content-Type: text/xml; charset=utf-8", NULL};
+
+  env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
+  tc_init(&c, proxy_port(e.px));
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
+                                    NTLM_SCHEME_NTLM, "alice", T_PASSWORD,
+                                    oof_body),
+                   200);
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h, oof_body,
+                         strlen(oof_body)),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 200);
+  ck_assert_int_eq(c.connects, 0);
+  ck_assert_uint_eq(be_stats(&e).oof_ok, 2);
+  assert_stats(e.px, .connections = 1, .requests = 3, .challenges = 1,
+               .auth_ok = 1, .forwarded = 2);
+  ck_assert(t_has_note(&e.trace, "connection 1 is authenticated as "
+                                 "FABRIKAM\\alice; POST forwarded with its"));
+  tc_free(&c);
+  env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_bad_credentials)
+{
+  struct tenv e;
+  struct tc c;
+  char v[256];
+
+  env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
+  tc_init(&c, proxy_port(e.px));
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
+                                    NTLM_SCHEME_NTLM, "alice", "Wr0ng-Pa55",
+                                    oof_body),
+                   401);
+  ck_assert_str_eq(tc_header(&c, "WWW-Authenticate", v, sizeof(v)), "NTLM");
+  ck_assert_ptr_nonnull(strstr(c.body.data, "NTLM authentication failed"));
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
+                                    NTLM_SCHEME_NTLM, "mallory", "x",
+                                    oof_body),
+                   401);
+  ck_assert_str_eq(tc_header(&c, "WWW-Authenticate", v, sizeof(v)), "NTLM");
+  /* Still not authenticated: a bare request is refused. */
+  ck_assert_int_eq(tc_do(&c, "GET", "/EWS/Exchange.asmx", NULL, NULL, 0),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 401);
+  ck_assert_int_eq(c.connects, 0);
+  ck_assert_uint_eq(be_stats(&e).requests, 0);
+  assert_stats(e.px, .connections = 1, .requests = 5, .challenges = 2,
+               .auth_failed = 2);
+  ck_assert(!t_anywhere(&e.trace, "Wr0ng-Pa55"));
+  ck_assert(!t_anywhere(&e.trace, T_PASSWORD));
+  ck_assert(t_has_note(&e.trace, "connection 1: NTLM type 3 refused ("));
+  tc_free(&c);
+  env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_per_connection_bug)
+{
+  struct tenv e;
+  struct tc c;
+  const char *h[] = {"Accept: text/xml",
+                     "Content-Type: text/xml; charset=utf-8",
+                     "User-Agent: Microsoft+Office+Communicator/2.0",
+                     "Host: autodiscover.fabrikam.com",
+                     "Connection: Keep-Alive",
+                     "Cache-Control: no-cache",
+                     "Authorization: " T_CASE_TYPE1,
+                     NULL};
+  char v[256];
+  struct backend_stats bs;
+
+  env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
+  tc_init(&c, proxy_port(e.px));
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
+                                    NTLM_SCHEME_NTLM, "alice", T_PASSWORD,
+                                    oof_body),
+                   200);
+  /* Communicator re-authenticates the next POST: type 1, no body. */
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h, "", 0),
+                   CURLE_OK);
+  ck_assert_int_eq(c.connects, 0);
+  ck_assert_int_eq(c.status, 500);
+  ck_assert_str_eq(tc_header(&c, "Content-Type", v, sizeof(v)),
+                   "application/soap+xml; charset=utf-8");
+  ck_assert_str_eq(tc_header(&c, "Via", v, sizeof(v)), "1.1 ISA01");
+  ck_assert_ptr_null(tc_header(&c, "WWW-Authenticate", v, sizeof(v)));
+  bs = be_stats(&e);
+  ck_assert_uint_eq(bs.ews_posts, 2);
+  ck_assert_uint_eq(bs.empty_posts, 1);
+  ck_assert_uint_eq(bs.soap_faults, 1);
+  assert_stats(e.px, .connections = 1, .requests = 3, .challenges = 1,
+               .auth_ok = 1, .reauth_skipped = 1, .forwarded = 2,
+               .forwarded_empty_posts = 1);
+  ck_assert(t_has_note(&e.trace,
+                       "connection 1 is already authenticated as "
+                       "FABRIKAM\\alice; policy per-connection keeps that "
+                       "context: NTLM type 1 not challenged, POST forwarded "
+                       "without its body"));
+  /* The type 1 reached Exchange as the client sent it. */
+  ck_assert(t_anywhere(&e.trace, T_CASE_TYPE1));
+  tc_free(&c);
+  env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_per_request_fix)
+{
+  struct tenv e;
+  struct tc c;
+  struct ntlm_message msg;
+  uint8_t want[8];
+  char www[4096];
+  char *t3;
+  const char *h1[] = {"Content-Type: text/xml; charset=utf-8",
+                      "Authorization: " T_CASE_TYPE1, NULL};
+  const char *h3[] = {"Content-Type: text/xml; charset=utf-8", NULL, NULL};
+  struct backend_stats bs;
+
+  env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_REQUEST);
+  tc_init(&c, proxy_port(e.px));
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
+                                    NTLM_SCHEME_NTLM, "alice", T_PASSWORD,
+                                    oof_body),
+                   200);
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h1, "", 0),
+                   CURLE_OK);
+  ck_assert_int_eq(c.connects, 0);
+  ck_assert_int_eq(c.status, 401);
+  ck_assert_ptr_nonnull(tc_header(&c, "WWW-Authenticate", www, sizeof(www)));
+  t_decode_type2(www, NTLM_SCHEME_NTLM, &msg);
+  t_expected_challenge(1, 2, want); /* a fresh challenge: handshake 2 */
+  ck_assert_mem_eq(msg.server_challenge, want, 8);
+  ntlm_message_free(&msg);
+  t3 = t_type3(www, NTLM_SCHEME_NTLM, "alice", T_PASSWORD);
+  h3[1] = t3;
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h3, oof_body,
+                         strlen(oof_body)),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 200);
+  bs = be_stats(&e);
+  ck_assert_uint_eq(bs.ews_posts, 2);
+  ck_assert_uint_eq(bs.empty_posts, 0);
+  ck_assert_uint_eq(bs.oof_ok, 2);
+  assert_stats(e.px, .connections = 1, .requests = 4, .challenges = 2,
+               .auth_ok = 2, .forwarded = 2);
+  ck_assert(t_has_note(&e.trace, "policy per-request: NTLM type 1 on an "
+                                 "authenticated connection restarts the "
+                                 "handshake: 401 with a new type 2"));
+  free(t3);
+  tc_free(&c);
+  env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_policy_switch_on_open_connection)
+{
+  struct tenv e;
+  struct tc c;
+  const char *h1[] = {"Content-Type: text/xml; charset=utf-8",
+                      "Authorization: " T_CASE_TYPE1, NULL};
+  char www[4096];
+  char *t3;
+  const char *h3[] = {NULL, NULL};
+
+  env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
+  tc_init(&c, proxy_port(e.px));
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
+                                    NTLM_SCHEME_NTLM, "alice", T_PASSWORD,
+                                    oof_body),
+                   200);
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h1, "", 0),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 500);
+
+  proxy_set_policy(e.px, PROXY_POLICY_PER_REQUEST);
+  ck_assert_int_eq(proxy_get_policy(e.px), PROXY_POLICY_PER_REQUEST);
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h1, "", 0),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 401);
+  ck_assert_ptr_nonnull(tc_header(&c, "WWW-Authenticate", www, sizeof(www)));
+  t3 = t_type3(www, NTLM_SCHEME_NTLM, "alice", T_PASSWORD);
+  h3[0] = t3;
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h3, oof_body,
+                         strlen(oof_body)),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 200);
+
+  proxy_set_policy(e.px, PROXY_POLICY_PER_CONNECTION);
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h1, "", 0),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 500);
+  ck_assert_int_eq(c.connects, 0); /* all on one connection */
+  ck_assert_uint_eq(be_stats(&e).empty_posts, 2);
+  assert_stats(e.px, .connections = 1, .requests = 6, .challenges = 2,
+               .auth_ok = 2, .reauth_skipped = 2, .forwarded = 4,
+               .forwarded_empty_posts = 2);
+  free(t3);
+  tc_free(&c);
+  env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_auth_dies_with_connection)
+{
+  struct tenv e;
+  struct tc c1, c2;
+  char www[4096];
+  char *t1 = t_type1(NTLM_SCHEME_NTLM);
+  char *t3;
+  const char *h1[] = {t1, NULL};
+  const char *h3[] = {NULL, NULL};
+
+  env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
+  tc_init(&c1, proxy_port(e.px));
+  ck_assert_int_eq(tc_do(&c1, "POST", "/EWS/Exchange.asmx", h1, "", 0),
+                   CURLE_OK);
+  ck_assert_ptr_nonnull(tc_header(&c1, "WWW-Authenticate", www, sizeof(www)));
+  t3 = t_type3(www, NTLM_SCHEME_NTLM, "alice", T_PASSWORD);
+  h3[0] = t3;
+  ck_assert_int_eq(tc_do(&c1, "POST", "/EWS/Exchange.asmx", h3, oof_body,
+                         strlen(oof_body)),
+                   CURLE_OK);
+  ck_assert_int_eq(c1.status, 200);
+  tc_free(&c1); /* closes connection 1 */
+
+  /* A new connection starts unauthenticated, and the old type 3 means
+   * nothing on it: no challenge was sent there. */
+  tc_init(&c2, proxy_port(e.px));
+  ck_assert_int_eq(tc_do(&c2, "GET", "/EWS/Exchange.asmx", NULL, NULL, 0),
+                   CURLE_OK);
+  ck_assert_int_eq(c2.status, 401);
+  ck_assert_int_eq(tc_do(&c2, "POST", "/EWS/Exchange.asmx", h3, oof_body,
+                         strlen(oof_body)),
+                   CURLE_OK);
+  ck_assert_int_eq(c2.status, 401);
+  ck_assert_int_eq(c2.connects, 0);
+  ck_assert_uint_eq(be_stats(&e).requests, 1);
+  assert_stats(e.px, .connections = 2, .requests = 4, .challenges = 1,
+               .auth_ok = 1, .auth_failed = 1, .forwarded = 1);
+  ck_assert(t_has_note(&e.trace, "connection 2 sent an NTLM type 3 with no "
+                                 "challenge pending"));
+  tc_free(&c2);
+  free(t1);
+  free(t3);
+  env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_type3_without_type2)
+{
+  struct tenv e;
+  struct tc c, other;
+  char www[4096], v[256];
+  char *t1 = t_type1(NTLM_SCHEME_NTLM);
+  char *t3;
+  const char *h1[] = {t1, NULL};
+  const char *h3[] = {NULL, NULL};
+
+  env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
+  /* A type 3 answering a challenge sent on another connection. */
+  tc_init(&other, proxy_port(e.px));
+  ck_assert_int_eq(tc_do(&other, "POST", "/EWS/Exchange.asmx", h1, "", 0),
+                   CURLE_OK);
+  ck_assert_ptr_nonnull(
+      tc_header(&other, "WWW-Authenticate", www, sizeof(www)));
+  t3 = t_type3(www, NTLM_SCHEME_NTLM, "alice", T_PASSWORD);
+  h3[0] = t3;
+  tc_init(&c, proxy_port(e.px));
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h3, oof_body,
+                         strlen(oof_body)),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 401);
+  ck_assert_str_eq(tc_header(&c, "WWW-Authenticate", v, sizeof(v)), "NTLM");
+  ck_assert_str_eq(c.body.data,
+                   "ISA ISA01: NTLM type 3 without a challenge on this "
+                   "connection; start again with a type 1\n");
+  ck_assert_uint_eq(be_stats(&e).requests, 0);
+  assert_stats(e.px, .connections = 2, .requests = 2, .challenges = 1,
+               .auth_failed = 1);
+  tc_free(&c);
+  tc_free(&other);
+  free(t1);
+  free(t3);
+  env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_garbage_tokens)
+{
+  struct tenv e;
+  struct tc c;
+  char www[4096], v[256];
+  char *t1 = t_type1(NTLM_SCHEME_NTLM);
+  char *t3;
+  char *bad3;
+  char *long_token;
+  const char *h[] = {NULL, NULL};
+  size_t i;
+  /* A valid type 1 whose first byte of the signature is wrong, a type 2
+   * sent by a client, a type 3 cut short, random bytes, bad base64. */
+  static const char *const garbage[] = {
+      "Authorization: NTLM !!!not-base64!!!",
+      "Authorization: NTLM",
+      "Authorization: Negotiate",
+      "Authorization: Basic YWxpY2U6UGFzc3cwcmQh",
+      "Authorization: NTLM AAAA",
+      "Authorization: NTLM TlRMTVNTUAADAAAA",
+      "Authorization: NTLM TlRMTVNTUAACAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+      "Authorization: NTLM VGhpcyBpcyBub3QgTlRMTQ==",
+      "Authorization: NTLM TlRMTVNTUAABAAAA",
+      "Authorization: Negotiate YIIBhwYGKwYBBQUCoIIBezCCAXegMDAuBgkqhkiC9xI",
+      "Authorization:  ntlm   =",
+      NULL};
+  static const char bad_prefix[] = "ISA ISA01: unusable Authorization header: ";
+
+  env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
+  tc_init(&c, proxy_port(e.px));
+  for(i = 0; garbage[i]; i++) {
+    h[0] = garbage[i];
+    ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h, oof_body,
+                           strlen(oof_body)),
+                     CURLE_OK);
+    ck_assert_msg(c.status == 401, "%s -> %ld", garbage[i], c.status);
+    ck_assert_str_eq(tc_header(&c, "WWW-Authenticate", v, sizeof(v)), "NTLM");
+    ck_assert_int_eq(strncmp(c.body.data, bad_prefix, strlen(bad_prefix)), 0);
+    if(i)
+      ck_assert_int_eq(c.connects, 0);
+  }
+
+  /* A type 3 with its offsets pointing far outside the message, after a
+   * real challenge: refused, and it de-authenticates nothing twice. */
+  h[0] = t1;
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h, "", 0),
+                   CURLE_OK);
+  ck_assert_ptr_nonnull(tc_header(&c, "WWW-Authenticate", www, sizeof(www)));
+  t3 = t_type3(www, NTLM_SCHEME_NTLM, "alice", T_PASSWORD);
+  {
+    struct ntlm_bytes raw = {NULL, 0};
+    enum ntlm_scheme s;
+    char *value;
+    ck_assert_int_eq(ntlm_header_parse(t3 + 15, &s, &raw, NULL, 0), NTLM_OK);
+    raw.data[24] = 0xff; /* LmChallengeResponse length */
+    raw.data[28] = 0xf0; /* ... and offset */
+    raw.data[29] = 0xff;
+    value = ntlm_header_format(NTLM_SCHEME_NTLM, raw.data, raw.len);
+    bad3 = malloc(strlen(value) + 32);
+    sprintf(bad3, "Authorization: %s", value);
+    free(value);
+    ntlm_bytes_free(&raw);
+  }
+  h[0] = bad3;
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h, oof_body,
+                         strlen(oof_body)),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 401);
+  /* The challenge is gone with the garbled type 3: the good one fails. */
+  h[0] = t3;
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h, oof_body,
+                         strlen(oof_body)),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 401);
+
+  /* A token far over NTLM_MAX_MESSAGE. */
+  long_token = malloc(20000);
+  strcpy(long_token, "Authorization: NTLM ");
+  memset(long_token + 20, 'A', 16000);
+  long_token[16020] = '\0';
+  h[0] = long_token;
+  ck_assert_int_eq(tc_do(&c, "GET", "/EWS/Exchange.asmx", h, NULL, 0),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 401);
+  ck_assert_int_eq(c.connects, 0);
+
+  ck_assert_uint_eq(be_stats(&e).requests, 0);
+  /* Garbled type 3s count as refused: "TlRMTVNTUAADAAAA", bad3, t3. */
+  assert_stats(e.px, .connections = 1, .requests = 15, .challenges = 1,
+               .auth_failed = 3);
+  tc_free(&c);
+  free(t1);
+  free(t3);
+  free(bad3);
+  free(long_token);
+  env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_garbage_deauthenticates)
+{
+  struct tenv e;
+  struct tc c;
+  const char *h[] = {"Authorization: NTLM %%%", NULL};
+
+  env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
+  tc_init(&c, proxy_port(e.px));
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
+                                    NTLM_SCHEME_NTLM, "alice", T_PASSWORD,
+                                    oof_body),
+                   200);
+  ck_assert_int_eq(tc_do(&c, "GET", "/EWS/Exchange.asmx", h, NULL, 0),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 401);
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", NULL, oof_body,
+                         strlen(oof_body)),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 401);
+  ck_assert_uint_eq(be_stats(&e).requests, 1);
+  assert_stats(e.px, .connections = 1, .requests = 4, .challenges = 1,
+               .auth_ok = 1, .forwarded = 1);
+  tc_free(&c);
+  env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_negotiate_wrapped)
+{
+  struct tenv e;
+  struct tc c;
+
+  env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
+  tc_init(&c, proxy_port(e.px));
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
+                                    NTLM_SCHEME_NEGOTIATE, "bob",
+                                    T_BOB_PASSWORD, oof_body),
+                   200);
+  ck_assert_uint_eq(be_stats(&e).oof_ok, 1);
+  ck_assert(t_has_note(&e.trace, "connection 1 authenticated as "
+                                 "FABRIKAM\\bob (NTLMv2)"));
+  /* The scheme follows the client: a Negotiate type 1 got a Negotiate
+   * type 2 (t_type3 insists on it through t_decode_type2). */
+  assert_stats(e.px, .connections = 1, .requests = 2, .challenges = 1,
+               .auth_ok = 1, .forwarded = 1);
+  tc_free(&c);
+  env_stop(&e);
+}
+END_TEST
+
+/* ---- tests: forwarding against the recording upstream ------------------- */
+
+START_TEST(test_forward_exact)
+{
+  struct tenv e;
+  struct tc c;
+  char www[4096], v[256], want[8192];
+  char *t1 = t_type1(NTLM_SCHEME_NTLM);
+  char *t3;
+  const char *h1[] = {t1, NULL};
+  const char *h3[] = {"Accept: text/xml",
+                      "Content-Type: text/xml; charset=utf-8",
+                      "User-Agent: Microsoft+Office+Communicator/2.0",
+                      "Host: autodiscover.fabrikam.com",
+                      "Connection: Keep-Alive, X-Hop",
+                      "X-Hop: secret",
+                      "Cache-Control: no-cache",
+                      "Proxy-Authorization: Basic Zm9vOmJhcg==",
+                      "TE: trailers",
+                      NULL,
+                      "X-Empty;",
+                      "X-Last: z",
+                      NULL};
+  const char *no_accept[] = {"Accept:", NULL}; /* libcurl's default off */
+
+  env_start(&e, T_RECORDER, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
+  tc_init(&c, proxy_port(e.px));
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h1, "", 0),
+                   CURLE_OK);
+  ck_assert_ptr_nonnull(tc_header(&c, "WWW-Authenticate", www, sizeof(www)));
+  t3 = t_type3(www, NTLM_SCHEME_NTLM, "alice", T_PASSWORD);
+  h3[9] = t3;
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx?a=1&b=%20x", h3,
+                         "hello", 5),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 200);
+  ck_assert_str_eq(c.body.data, "recorded\n");
+  ck_assert_str_eq(tc_header(&c, "X-Upstream", v, sizeof(v)), "recorder");
+  ck_assert_str_eq(tc_header(&c, "Via", v, sizeof(v)), "1.1 ISA01");
+  ck_assert_str_eq(tc_header(&c, "Date", v, sizeof(v)),
+                   "Wed, 18 Mar 2009 08:00:00 GMT");
+  ck_assert_ptr_null(tc_header(&c, "Keep-Alive", v, sizeof(v)));
+
+  pthread_mutex_lock(&e.rec.lock);
+  ck_assert_uint_eq(e.rec.requests, 1);
+  ck_assert_str_eq(e.rec.method, "POST");
+  ck_assert_str_eq(e.rec.uri, "/EWS/Exchange.asmx?a=1&b=%20x");
+  ck_assert_uint_eq(e.rec.body_len, 5);
+  ck_assert_mem_eq(e.rec.body, "hello", 5);
+  /* The test client (libcurl) sends Host first whatever its place in the
+   * list, so that is the order the proxy received and must keep. */
+  snprintf(want, sizeof(want),
+           "Host: autodiscover.fabrikam.com\n"
+           "Accept: text/xml\n"
+           "Content-Type: text/xml; charset=utf-8\n"
+           "User-Agent: Microsoft+Office+Communicator/2.0\n"
+           "Cache-Control: no-cache\n"
+           "%s\n"
+           "X-Empty: \n"
+           "X-Last: z\n"
+           "Via: 1.1 ISA01\n"
+           "Content-Length: 5\n",
+           t3);
+  ck_assert_str_eq(e.rec.headers, want);
+  pthread_mutex_unlock(&e.rec.lock);
+
+  /* GET keeps its query; no Accept from the client means none upstream. */
+  ck_assert_int_eq(tc_do(&c, "GET", "/autodiscover/x?wsdl", no_accept, NULL,
+                         0),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 200);
+  pthread_mutex_lock(&e.rec.lock);
+  ck_assert_str_eq(e.rec.method, "GET");
+  ck_assert_str_eq(e.rec.uri, "/autodiscover/x?wsdl");
+  snprintf(want, sizeof(want), "Host: 127.0.0.1:%u\nVia: 1.1 ISA01\n",
+           (unsigned)proxy_port(e.px));
+  ck_assert_str_eq(e.rec.headers, want);
+  ck_assert_uint_eq(e.rec.body_len, 0);
+  pthread_mutex_unlock(&e.rec.lock);
+
+  /* HEAD and a custom method go out as such. */
+  ck_assert_int_eq(tc_do(&c, "HEAD", "/h", NULL, NULL, 0), CURLE_OK);
+  ck_assert_int_eq(c.status, 200);
+  pthread_mutex_lock(&e.rec.lock);
+  ck_assert_str_eq(e.rec.method, "HEAD");
+  pthread_mutex_unlock(&e.rec.lock);
+  ck_assert_int_eq(tc_do(&c, "DELETE", "/d", NULL, NULL, 0), CURLE_OK);
+  ck_assert_int_eq(c.status, 200);
+  pthread_mutex_lock(&e.rec.lock);
+  ck_assert_str_eq(e.rec.method, "DELETE");
+  ck_assert_uint_eq(e.rec.requests, 4);
+  /* One upstream connection served the whole client connection. */
+  ck_assert_uint_eq(e.rec.connections, 1);
+  pthread_mutex_unlock(&e.rec.lock);
+  ck_assert_int_eq(c.connects, 0);
+
+  assert_stats(e.px, .connections = 1, .requests = 5, .challenges = 1,
+               .auth_ok = 1, .forwarded = 4);
+  tc_free(&c);
+  free(t1);
+  free(t3);
+  env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_response_too_big)
+{
+  struct tenv e;
+  struct tc c;
+  char want[256];
+
+  env_start(&e, T_RECORDER, NULL, 1024, 0, PROXY_POLICY_PER_CONNECTION);
+  tc_init(&c, proxy_port(e.px));
+  ck_assert_int_eq(t_handshake_post(&c, "/x", NTLM_SCHEME_NTLM, "alice",
+                                    T_PASSWORD, "small"),
+                   200);
+  ck_assert_int_eq(tc_do(&c, "GET", "/big", NULL, NULL, 0), CURLE_OK);
+  ck_assert_int_eq(c.status, 502);
+  snprintf(want, sizeof(want),
+           "ISA ISA01: the response of the published server "
+           "http://127.0.0.1:%u is larger than the 1024-byte limit; raise "
+           "max_body\n",
+           (unsigned)e.rec.port);
+  ck_assert_str_eq(c.body.data, want);
+  assert_stats(e.px, .connections = 1, .requests = 3, .challenges = 1,
+               .auth_ok = 1, .forwarded = 2, .upstream_errors = 1);
+  tc_free(&c);
+  env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_request_too_big)
+{
+  struct tenv e;
+  struct tc c;
+  char *big = malloc(5000);
+  const char *h[] = {"Content-Type: application/octet-stream", NULL};
+
+  memset(big, 'b', 5000);
+  env_start(&e, T_RECORDER, NULL, 1024, 0, PROXY_POLICY_PER_CONNECTION);
+  tc_init(&c, proxy_port(e.px));
+  ck_assert_int_eq(t_handshake_post(&c, "/x", NTLM_SCHEME_NTLM, "alice",
+                                    T_PASSWORD, "small"),
+                   200);
+  ck_assert_int_eq(tc_do(&c, "POST", "/x", h, big, 5000), CURLE_OK);
+  ck_assert_int_eq(c.status, 413);
+  ck_assert_str_eq(c.body.data, "ISA ISA01: the request body is larger than "
+                                "the 1024-byte limit; send a smaller body\n");
+  /* The body was read to its end: the connection is still usable and
+   * still authenticated. */
+  ck_assert_int_eq(tc_do(&c, "POST", "/x", h, big, 1024), CURLE_OK);
+  ck_assert_int_eq(c.status, 200);
+  ck_assert_int_eq(c.connects, 0);
+  ck_assert_uint_eq(rec_requests(&e.rec), 2);
+  assert_stats(e.px, .connections = 1, .requests = 4, .challenges = 1,
+               .auth_ok = 1, .forwarded = 2);
+  ck_assert(t_has_note(&e.trace, "request body of 5000 bytes is over the "
+                                 "1024-byte limit: 413, nothing forwarded"));
+  tc_free(&c);
+  free(big);
+  env_stop(&e);
+}
+END_TEST
+
+/* ---- tests: upstream failures ------------------------------------------- */
+
+/* Returns a TCP socket bound to 127.0.0.1:<port>; listening when listen_too
+ * (the kernel then accepts connections nobody serves), otherwise refusing
+ * every connection. The port is in *port. */
+static int t_socket(bool listen_too, uint16_t *port)
+{
+  struct sockaddr_in sa;
+  socklen_t len = sizeof(sa);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ck_assert_int_ge(fd, 0);
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  if(listen_too)
+    ck_assert_int_eq(listen(fd, 16), 0);
+  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+  *port = ntohs(sa.sin_port);
+  return fd;
+}
+
+START_TEST(test_backend_unreachable)
+{
+  struct tenv e;
+  struct tc c;
+  uint16_t port;
+  int fd = t_socket(false, &port);
+  char url[64], want[128];
+
+  snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned)port);
+  env_start(&e, T_URL, url, 0, 0, PROXY_POLICY_PER_CONNECTION);
+  tc_init(&c, proxy_port(e.px));
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
+                                    NTLM_SCHEME_NTLM, "alice", T_PASSWORD,
+                                    oof_body),
+                   502);
+  snprintf(want, sizeof(want),
+           "ISA ISA01: the published server %s could not be reached: ", url);
+  ck_assert_int_eq(strncmp(c.body.data, want, strlen(want)), 0);
+  ck_assert_uint_gt(strlen(c.body.data), strlen(want) + 5);
+  ck_assert_ptr_eq(strchr(c.body.data, '\n'), c.body.data + c.body.len - 1);
+  assert_stats(e.px, .connections = 1, .requests = 2, .challenges = 1,
+               .auth_ok = 1, .forwarded = 1, .upstream_errors = 1);
+  tc_free(&c);
+  env_stop(&e);
+  close(fd);
+}
+END_TEST
+
+START_TEST(test_backend_timeout)
+{
+  struct tenv e;
+  struct tc c;
+  uint16_t port;
+  int fd = t_socket(true, &port);
+  char url[64], want[160];
+
+  snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned)port);
+  env_start(&e, T_URL, url, 0, 150, PROXY_POLICY_PER_CONNECTION);
+  tc_init(&c, proxy_port(e.px));
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
+                                    NTLM_SCHEME_NTLM, "alice", T_PASSWORD,
+                                    oof_body),
+                   504);
+  snprintf(want, sizeof(want),
+           "ISA ISA01: the published server %s did not answer within 150 "
+           "ms: ",
+           url);
+  ck_assert_int_eq(strncmp(c.body.data, want, strlen(want)), 0);
+  assert_stats(e.px, .connections = 1, .requests = 2, .challenges = 1,
+               .auth_ok = 1, .forwarded = 1, .upstream_errors = 1);
+  tc_free(&c);
+  env_stop(&e);
+  close(fd);
+}
+END_TEST
+
+/* ---- tests: trace, concurrency, stop ------------------------------------ */
+
+START_TEST(test_trace)
+{
+  struct tenv e;
+  struct tc c;
+  size_t i;
+  const char *h1[] = {"Authorization: " T_CASE_TYPE1, NULL};
+  int exchanges[4] = {0};
+
+  env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
+  tc_init(&c, proxy_port(e.px));
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
+                                    NTLM_SCHEME_NTLM, "alice", T_PASSWORD,
+                                    oof_body),
+                   200);
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h1, "", 0),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 500);
+  tc_free(&c);
+  env_stop_servers(&e); /* closes everything: the trace is complete */
+
+  ck_assert_uint_eq(t_count(&e.trace, KB_TRACE_OPEN, KB_HOP_CLIENT_PROXY, 1),
+                    1);
+  ck_assert_uint_eq(t_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY, 1),
+                    1);
+  ck_assert_uint_eq(
+      t_count(&e.trace, KB_TRACE_EXCHANGE, KB_HOP_CLIENT_PROXY, 1), 3);
+  /* Two forwarded requests, one upstream connection. */
+  ck_assert_uint_eq(t_count(&e.trace, KB_TRACE_OPEN, KB_HOP_PROXY_BACKEND, 1),
+                    1);
+  ck_assert_uint_eq(
+      t_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_PROXY_BACKEND, 1), 1);
+  ck_assert_uint_ge(t_count(&e.trace, KB_TRACE_SEND, KB_HOP_PROXY_BACKEND, 1),
+                    2);
+  ck_assert_uint_ge(t_count(&e.trace, KB_TRACE_RECV, KB_HOP_PROXY_BACKEND, 1),
+                    2);
+  for(i = 0; i < e.trace.n; i++) {
+    struct t_event *x = &e.trace.ev[i];
+    if(x->hop == KB_HOP_PROXY_BACKEND && x->kind != KB_TRACE_NOTE) {
+      ck_assert_int_eq(x->side, KB_SIDE_CLIENT);
+    }
+    if(x->hop == KB_HOP_CLIENT_PROXY && x->kind != KB_TRACE_NOTE) {
+      ck_assert_int_eq(x->side, KB_SIDE_SERVER);
+    }
+    if(x->origin[0]) {
+      /* The backend traces nothing here (no sink): all events are ours. */
+      ck_assert_str_eq(x->origin, "proxy");
+    }
+    if(x->kind == KB_TRACE_EXCHANGE) {
+      ck_assert_int_lt(exchanges[3], 3);
+      switch(exchanges[3]++) {
+      case 0:
+        ck_assert_int_eq(x->ex.req_auth, KB_AUTH_NTLM_NEGOTIATE);
+        ck_assert_int_eq(x->ex.status, 401);
+        ck_assert_int_eq(x->ex.resp_auth, KB_AUTH_NTLM_CHALLENGE);
+        ck_assert_uint_eq(x->ex.req_body_len, 0);
+        break;
+      case 1:
+        ck_assert_int_eq(x->ex.req_auth, KB_AUTH_NTLM_AUTHENTICATE);
+        ck_assert_int_eq(x->ex.status, 200);
+        ck_assert_int_eq(x->ex.resp_auth, KB_AUTH_NONE);
+        ck_assert_uint_eq(x->ex.req_body_len, strlen(oof_body));
+        ck_assert_uint_gt(x->ex.resp_body_len, 0);
+        break;
+      default:
+        ck_assert_int_eq(x->ex.req_auth, KB_AUTH_NTLM_NEGOTIATE);
+        ck_assert_int_eq(x->ex.status, 500);
+        ck_assert_uint_eq(x->ex.req_body_len, 0);
+        break;
+      }
+    }
+  }
+  /* What went upstream includes the body-less POST, byte for byte. */
+  ck_assert(t_anywhere(&e.trace, "POST /EWS/Exchange.asmx HTTP/1.1\r\n"));
+  ck_assert(t_anywhere(&e.trace, "Content-Length: 0\r\n"));
+  ck_assert(t_anywhere(&e.trace, "Via: 1.1 ISA01\r\n"));
+  ck_assert(!t_anywhere(&e.trace, T_PASSWORD));
+  env_free(&e);
+}
+END_TEST
+
+struct t_worker {
+  uint16_t port;
+  const char *user;
+  const char *password;
+  int ok;
+};
+
+static void *t_worker_main(void *arg)
+{
+  struct t_worker *w = arg;
+  struct tc c;
+  int i;
+
+  tc_init(&c, w->port);
+  if(t_handshake_post(&c, "/w", NTLM_SCHEME_NTLM, w->user, w->password,
+                      "first") == 200)
+    w->ok++;
+  for(i = 0; i < 3; i++)
+    if(tc_do(&c, "POST", "/w", NULL, "more", 4) == CURLE_OK &&
+       c.status == 200 && c.connects == 0)
+      w->ok++;
+  tc_free(&c);
+  return NULL;
+}
+
+START_TEST(test_concurrent_connections)
+{
+  struct tenv e;
+  struct t_worker w[4];
+  pthread_t th[4];
+  int i;
+
+  env_start(&e, T_RECORDER, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
+  for(i = 0; i < 4; i++) {
+    w[i].port = proxy_port(e.px);
+    w[i].user = i % 2 ? "bob" : "alice";
+    w[i].password = i % 2 ? T_BOB_PASSWORD : T_PASSWORD;
+    w[i].ok = 0;
+    ck_assert_int_eq(pthread_create(&th[i], NULL, t_worker_main, &w[i]), 0);
+  }
+  for(i = 0; i < 4; i++) {
+    pthread_join(th[i], NULL);
+    ck_assert_int_eq(w[i].ok, 4);
+  }
+  /* Each client connection had its own upstream connection. */
+  pthread_mutex_lock(&e.rec.lock);
+  ck_assert_uint_eq(e.rec.connections, 4);
+  ck_assert_uint_eq(e.rec.requests, 16);
+  pthread_mutex_unlock(&e.rec.lock);
+  assert_stats(e.px, .connections = 4, .requests = 20, .challenges = 4,
+               .auth_ok = 4, .forwarded = 16);
+  env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_stop_with_open_connections)
+{
+  struct tenv e;
+  struct tc a, b;
+  uint16_t port;
+
+  env_start(&e, T_RECORDER, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
+  port = proxy_port(e.px);
+  tc_init(&a, port);
+  tc_init(&b, port);
+  ck_assert_int_eq(t_handshake_post(&a, "/x", NTLM_SCHEME_NTLM, "alice",
+                                    T_PASSWORD, "a"),
+                   200);
+  ck_assert_int_eq(tc_do(&b, "GET", "/x", NULL, NULL, 0), CURLE_OK);
+  ck_assert_int_eq(b.status, 401);
+  /* Both client connections (and one upstream) are open and idle. */
+  env_stop_servers(&e);
+  ck_assert_uint_eq(t_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY, 0),
+                    2);
+  ck_assert_uint_eq(
+      t_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_PROXY_BACKEND, 0), 1);
+  ck_assert_int_ne(tc_do(&a, "GET", "/x", NULL, NULL, 0), CURLE_OK);
+  tc_free(&a);
+  tc_free(&b);
+  env_free(&e);
+}
+END_TEST
+
+struct t_inflight {
+  uint16_t port;
+  char *type1;  /* prepared by the test thread: ntlm.h calls that fail */
+  long status1; /* would assert, and asserts belong to the test thread */
+  char www[4096];
+  char *type3;
+  CURLcode res2;
+  long status2;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int step; /* 1: type 2 received; 2: type 3 made */
+};
+
+/* Sends the two legs; the second hangs upstream until the proxy stops. */
+static void *t_inflight_main(void *arg)
+{
+  struct t_inflight *f = arg;
+  struct tc c;
+  const char *h1[] = {f->type1, NULL};
+  const char *h3[] = {NULL, NULL};
+
+  tc_init(&c, f->port);
+  tc_do(&c, "POST", "/slow", h1, "", 0);
+  f->status1 = c.status;
+  if(!tc_header(&c, "WWW-Authenticate", f->www, sizeof(f->www)))
+    f->www[0] = '\0';
+  pthread_mutex_lock(&f->lock);
+  f->step = 1;
+  pthread_cond_broadcast(&f->cond);
+  while(f->step != 2)
+    pthread_cond_wait(&f->cond, &f->lock);
+  pthread_mutex_unlock(&f->lock);
+  h3[0] = f->type3;
+  f->res2 = tc_do(&c, "POST", "/slow", h3, "x", 1);
+  f->status2 = c.status;
+  tc_free(&c);
+  return NULL;
+}
+
+START_TEST(test_stop_with_request_in_flight)
+{
+  struct tenv e;
+  uint16_t port;
+  int fd = t_socket(true, &port);
+  char url[64];
+  pthread_t th;
+  struct t_inflight f;
+  struct timespec t0, t1;
+
+  snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned)port);
+  env_start(&e, T_URL, url, 0, 30000, PROXY_POLICY_PER_CONNECTION);
+  memset(&f, 0, sizeof(f));
+  pthread_mutex_init(&f.lock, NULL);
+  pthread_cond_init(&f.cond, NULL);
+  f.port = proxy_port(e.px);
+  f.type1 = t_type1(NTLM_SCHEME_NTLM);
+  ck_assert_int_eq(pthread_create(&th, NULL, t_inflight_main, &f), 0);
+  pthread_mutex_lock(&f.lock);
+  while(f.step != 1)
+    pthread_cond_wait(&f.cond, &f.lock);
+  pthread_mutex_unlock(&f.lock);
+  ck_assert_int_eq(f.status1, 401);
+  f.type3 = t_type3(f.www, NTLM_SCHEME_NTLM, "alice", T_PASSWORD);
+  pthread_mutex_lock(&f.lock);
+  f.step = 2;
+  pthread_cond_broadcast(&f.cond);
+  pthread_mutex_unlock(&f.lock);
+  /* The request is on its way to a server that never answers. */
+  t_wait_for(&e.trace, KB_TRACE_SEND, KB_HOP_PROXY_BACKEND);
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  proxy_stop(e.px);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  e.px = NULL;
+  /* Not the 30 s upstream timeout: the transfer was aborted. */
+  ck_assert_int_lt(t1.tv_sec - t0.tv_sec, 10);
+  pthread_join(th, NULL);
+  /* The client got no answer from the backend: the connection closed, or
+   * a 503 made it out before it did. */
+  ck_assert(f.res2 != CURLE_OK || f.status2 == 503);
+  ck_assert(t_has_note(&e.trace, "the listener is stopping"));
+  free(f.type1);
+  free(f.type3);
+  pthread_cond_destroy(&f.cond);
+  pthread_mutex_destroy(&f.lock);
+  env_stop(&e);
+  close(fd);
+}
+END_TEST
+
+static Suite *proxy_suite(void)
+{
+  Suite *s = suite_create("proxy");
+  TCase *tc = tcase_create("listener");
+  tcase_set_timeout(tc, 30);
+  tcase_add_test(tc, test_policy_names);
+  tcase_add_test(tc, test_start_errors);
+  tcase_add_test(tc, test_unauthenticated_401);
+  tcase_add_test(tc, test_full_handshake);
+  tcase_add_test(tc, test_authenticated_without_header);
+  tcase_add_test(tc, test_bad_credentials);
+  tcase_add_test(tc, test_per_connection_bug);
+  tcase_add_test(tc, test_per_request_fix);
+  tcase_add_test(tc, test_policy_switch_on_open_connection);
+  tcase_add_test(tc, test_auth_dies_with_connection);
+  tcase_add_test(tc, test_type3_without_type2);
+  tcase_add_test(tc, test_garbage_tokens);
+  tcase_add_test(tc, test_garbage_deauthenticates);
+  tcase_add_test(tc, test_negotiate_wrapped);
+  tcase_add_test(tc, test_forward_exact);
+  tcase_add_test(tc, test_response_too_big);
+  tcase_add_test(tc, test_request_too_big);
+  tcase_add_test(tc, test_backend_unreachable);
+  tcase_add_test(tc, test_backend_timeout);
+  tcase_add_test(tc, test_trace);
+  tcase_add_test(tc, test_concurrent_connections);
+  tcase_add_test(tc, test_stop_with_open_connections);
+  tcase_add_test(tc, test_stop_with_request_in_flight);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void)
+{
+  SRunner *sr;
+  int failed;
+
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  sr = srunner_create(proxy_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  curl_global_cleanup();
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
