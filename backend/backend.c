@@ -15,6 +15,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -38,7 +39,7 @@
 
 #define BACKEND_ORIGIN "backend"
 #define BACKEND_DEFAULT_HOST "127.0.0.1"
-#define BACKEND_DEFAULT_EWS_URL \
+#define BACKEND_DEFAULT_EWS_URL                                                \
   "https://autodiscover.fabrikam.com/EWS/Exchange.asmx"
 #define BACKEND_DEFAULT_MAX_BODY ((size_t)1024 * 1024)
 
@@ -71,14 +72,16 @@
 #define NS_SOAP12 "http://www.w3.org/2003/05/soap-envelope"
 #define NS_XSI "http://www.w3.org/2001/XMLSchema-instance"
 #define NS_XSD "http://www.w3.org/2001/XMLSchema"
-#define NS_MESSAGES "http://schemas.microsoft.com/exchange/services/2006/messages"
+#define NS_MESSAGES                                                            \
+  "http://schemas.microsoft.com/exchange/services/2006/messages"
 #define NS_TYPES "http://schemas.microsoft.com/exchange/services/2006/types"
-#define NS_AD_REQUEST \
-  "http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006"
-#define NS_AD_RESPONSE_OUTLOOK                                              \
+#define NS_AD_REQUEST                                                          \
+  "http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/"  \
+  "2006"
+#define NS_AD_RESPONSE_OUTLOOK                                                 \
   "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/" \
   "2006a"
-#define NS_AD_RESPONSE \
+#define NS_AD_RESPONSE                                                         \
   "http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006"
 
 #define CT_SOAP12 "application/soap+xml; charset=utf-8"
@@ -88,17 +91,17 @@
 /* ASP.NET 2.0's SOAP 1.2 fault, byte for byte: with the reason "Server was
  * unable to process request. ---> Root element is missing." it is exactly
  * the 479 bytes of the support case's response. */
-#define BACKEND_FAULT_FMT                                                     \
-  "<?xml version=\"1.0\" encoding=\"utf-8\"?>"                                \
-  "<soap:Envelope xmlns:soap=\"" NS_SOAP12 "\" xmlns:xsi=\"" NS_XSI           \
-  "\" xmlns:xsd=\"" NS_XSD "\">"                                              \
-  "<soap:Body><soap:Fault><soap:Code><soap:Value>%s</soap:Value></soap:Code>" \
-  "<soap:Reason><soap:Text xml:lang=\"en\">%s</soap:Text></soap:Reason>"      \
+#define BACKEND_FAULT_FMT                                                      \
+  "<?xml version=\"1.0\" encoding=\"utf-8\"?>"                                 \
+  "<soap:Envelope xmlns:soap=\"" NS_SOAP12 "\" xmlns:xsi=\"" NS_XSI            \
+  "\" xmlns:xsd=\"" NS_XSD "\">"                                               \
+  "<soap:Body><soap:Fault><soap:Code><soap:Value>%s</soap:Value></soap:Code>"  \
+  "<soap:Reason><soap:Text xml:lang=\"en\">%s</soap:Text></soap:Reason>"       \
   "<soap:Detail /></soap:Fault></soap:Body></soap:Envelope>"
 
 #define FAULT_RECEIVER "soap:Receiver"
 #define FAULT_SENDER "soap:Sender"
-#define REASON_EMPTY \
+#define REASON_EMPTY                                                           \
   "Server was unable to process request. ---> Root element is missing."
 #define REASON_READ "Server was unable to read request. ---> "
 
@@ -107,7 +110,7 @@
 #define EXCHANGE_MINOR "1"
 #define EXCHANGE_BUILD "240"
 #define EXCHANGE_BUILD_MINOR "6"
-#define EXCHANGE_ORG_DN \
+#define EXCHANGE_ORG_DN                                                        \
   "/o=Fabrikam/ou=Exchange Administrative Group (FYDIBOHF23SPDLT)"
 #define EXCHANGE_DEPLOYMENT_ID "644560b8-a1ce-429c-8ace-23395843f701"
 #define EXCHANGE_AD_ERROR_ID "2477272013"
@@ -166,6 +169,7 @@ struct backend {
   size_t max_body; /* effective cap, never above INT_MAX (libxml2 takes int) */
   struct kb_clock clock;
   struct kb_trace trace;
+  struct kb_names names;
   pthread_mutex_t lock; /* guards stats and next_conn */
   struct backend_stats stats;
   uint64_t next_conn;
@@ -175,6 +179,7 @@ struct backend {
  * opens, freed when it closes. */
 struct backend_conn {
   uint64_t id;
+  char name[96]; /* the name the peer claimed (kb_names), or "" */
 };
 
 /* MHD's per-request context: created on the first call of the access
@@ -184,6 +189,7 @@ struct backend_req {
   enum backend_body_state body_state;
   enum kb_auth auth;
   uint64_t conn;
+  const char *conn_name; /* the connection's, which outlives the request */
   size_t received; /* body bytes seen, kept or not */
   bool answered;   /* a response has been queued */
   bool ews_post;   /* counts towards stats.ews_posts */
@@ -209,15 +215,20 @@ static void backend_one_line(char *dst, size_t dstlen, const char *src)
 {
   size_t n = 0;
   bool space = false;
-  size_t max = dstlen < BACKEND_MAX_REASON ? dstlen : BACKEND_MAX_REASON;
 
-  for(; *src && n + 1 < max; src++) {
+  if(dstlen > BACKEND_MAX_REASON) {
+    dstlen = BACKEND_MAX_REASON;
+  }
+  if(!dstlen) {
+    return;
+  }
+  for(; *src && n + 1 < dstlen; src++) {
     unsigned char c = (unsigned char)*src;
     if(c == ' ' || c == '\t' || c == '\r' || c == '\n') {
       space = n > 0;
       continue;
     }
-    if(space && n + 2 < max) {
+    if(space && n + 2 < dstlen) {
       dst[n++] = ' ';
     }
     space = false;
@@ -275,8 +286,8 @@ static bool backend_parse_time(const char *text, int64_t *out)
 /* Returns true when node is an element named name in namespace ns. */
 static bool backend_is(const xmlNode *node, const char *ns, const char *name)
 {
-  return node && node->type == XML_ELEMENT_NODE && node->ns &&
-         node->ns->href && xmlStrEqual(node->ns->href, BAD_CAST ns) &&
+  return node && node->type == XML_ELEMENT_NODE && node->ns && node->ns->href &&
+         xmlStrEqual(node->ns->href, BAD_CAST ns) &&
          xmlStrEqual(node->name, BAD_CAST name);
 }
 
@@ -311,13 +322,12 @@ static xmlNode *backend_first_element(const xmlNode *parent)
 static bool backend_text(const xmlNode *node, char *out, size_t outlen)
 {
   xmlChar *content = node ? xmlNodeGetContent(node) : NULL;
-  const char *start;
-  size_t len;
   bool ok = false;
 
   if(content) {
-    start = (const char *)content;
-    len = strlen(start);
+    const char *start = (const char *)content;
+    size_t len = strlen(start);
+
     while(len && strchr(" \t\r\n", *start)) {
       start++;
       len--;
@@ -363,7 +373,6 @@ static enum kb_auth backend_classify_auth(const char *value)
   uint8_t raw[BASE64_DECODE_LENGTH(16)];
   size_t rawlen = 0;
   size_t skip;
-  uint32_t type;
   enum kb_auth result = KB_AUTH_OTHER;
 
   if(!value) {
@@ -386,8 +395,8 @@ static enum kb_auth backend_classify_auth(const char *value)
   base64_decode_init(&ctx);
   if(base64_decode_update(&ctx, &rawlen, raw, 16, value) && rawlen >= 12 &&
      !memcmp(raw, signature, sizeof(signature))) {
-    type = (uint32_t)raw[8] | (uint32_t)raw[9] << 8 | (uint32_t)raw[10] << 16 |
-           (uint32_t)raw[11] << 24;
+    uint32_t type = (uint32_t)raw[8] | (uint32_t)raw[9] << 8 |
+                    (uint32_t)raw[10] << 16 | (uint32_t)raw[11] << 24;
     if(type == 1) {
       result = KB_AUTH_NTLM_NEGOTIATE;
     }
@@ -428,8 +437,8 @@ static void bx_open(struct backend_xml *x)
 static void bx_start(struct backend_xml *x, const char *prefix,
                      const char *name, const char *ns)
 {
-  if(!x->failed && xmlTextWriterStartElementNS(x->w, BAD_CAST prefix,
-                                               BAD_CAST name, BAD_CAST ns) < 0) {
+  if(!x->failed && xmlTextWriterStartElementNS(
+                       x->w, BAD_CAST prefix, BAD_CAST name, BAD_CAST ns) < 0) {
     x->failed = true;
   }
 }
@@ -590,8 +599,7 @@ struct backend_parse_state {
 /* Stops the parse as soon as a DTD appears: SOAP forbids them, and refusing
  * before any declaration is read leaves entity expansion nothing to do. */
 static void backend_on_dtd(void *ctx, const xmlChar *name,
-                           const xmlChar *external_id,
-                           const xmlChar *system_id)
+                           const xmlChar *external_id, const xmlChar *system_id)
 {
   xmlParserCtxtPtr ctxt = ctx;
   struct backend_parse_state *state = ctxt->_private;
@@ -629,7 +637,6 @@ static xmlDocPtr backend_parse(const struct kb_buf *body, char *why,
   xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
   xmlDocPtr doc = NULL;
   struct backend_parse_state state;
-  char raw[BACKEND_MAX_REASON * 2];
 
   if(!ctxt) {
     snprintf(why, whylen, "the server ran out of memory parsing the request");
@@ -639,15 +646,16 @@ static xmlDocPtr backend_parse(const struct kb_buf *body, char *why,
   ctxt->_private = &state;
   ctxt->sax->internalSubset = backend_on_dtd;
   ctxt->sax->serror = backend_on_xml_error;
-  doc = xmlCtxtReadMemory(ctxt, body->data ? body->data : "", (int)body->len,
-                          NULL, NULL,
-                          XML_PARSE_NONET | XML_PARSE_NOERROR |
-                              XML_PARSE_NOWARNING);
+  doc = xmlCtxtReadMemory(
+      ctxt, body->data ? body->data : "", (int)body->len, NULL, NULL,
+      XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
   if(doc && (state.saw_dtd || state.have_error)) {
     xmlFreeDoc(doc);
     doc = NULL;
   }
   if(!doc) {
+    char raw[BACKEND_MAX_REASON * 2];
+
     if(state.saw_dtd) {
       snprintf(raw, sizeof(raw), "DTDs are not allowed in SOAP messages");
     }
@@ -680,9 +688,10 @@ static enum backend_result backend_oof(const struct backend *b,
   if(!backend_text(backend_child(backend_child(op, NS_TYPES, "Mailbox"),
                                  NS_TYPES, "Address"),
                    address, sizeof(address))) {
-    return backend_fault(reply, FAULT_SENDER,
-                         "GetUserOofSettingsRequest has no t:Mailbox/t:Address; "
-                         "send the mailbox's SMTP address.");
+    return backend_fault(
+        reply, FAULT_SENDER,
+        "GetUserOofSettingsRequest has no t:Mailbox/t:Address; "
+        "send the mailbox's SMTP address.");
   }
   backend_iso_time(now - now % 3600, start);
   backend_iso_time(now - now % 3600 + 24 * 3600, end);
@@ -718,30 +727,40 @@ enum backend_busy {
   BACKEND_BUSY_BUSY = 2
 };
 
-/* Returns the deterministic status of the hour starting at hour_start for
- * address: working hours (09-17 UTC, Monday-Friday) are busy or tentative
- * by a hash of the lower-cased address and the hour, everything else is
- * free. Depends on nothing but its arguments. */
-static enum backend_busy backend_hour_status(const char *address,
-                                             int64_t hour_start)
+#define BACKEND_FNV_OFFSET UINT64_C(14695981039346656037)
+#define BACKEND_FNV_PRIME UINT64_C(1099511628211)
+
+/* Returns the FNV-1a hash of the lower-cased address: the per-mailbox seed
+ * of its free/busy pattern. */
+static uint64_t backend_address_seed(const char *address)
 {
-  uint64_t h = 14695981039346656037u; /* FNV-1a */
+  uint64_t h = BACKEND_FNV_OFFSET;
+
+  for(; *address; address++) {
+    char c = *address;
+    h = (h ^ (uint8_t)(c >= 'A' && c <= 'Z' ? c + 32 : c)) * BACKEND_FNV_PRIME;
+  }
+  return h;
+}
+
+/* Returns the deterministic status of the hour starting at hour_start for
+ * the mailbox whose seed is seed: working hours (09-17 UTC, Monday-Friday)
+ * are busy or tentative by a hash of the seed and the hour, everything else
+ * is free. Depends on nothing but its arguments. */
+static enum backend_busy backend_hour_status(uint64_t seed, int64_t hour_start)
+{
+  uint64_t h = seed;
   int64_t days = hour_start / 86400;
   int hour_of_day = (int)(hour_start % 86400 / 3600);
   int weekday = (int)((days + 4) % 7); /* 1970-01-01 was a Thursday */
-  int64_t hour = hour_start / 3600;
+  uint64_t hour = (uint64_t)(hour_start / 3600);
   int i;
 
   if(weekday == 0 || weekday == 6 || hour_of_day < 9 || hour_of_day >= 17) {
     return BACKEND_BUSY_FREE;
   }
-  for(; *address; address++) {
-    h = (h ^ (uint8_t)(*address >= 'A' && *address <= 'Z' ? *address + 32
-                                                          : *address)) *
-        1099511628211u;
-  }
   for(i = 0; i < 8; i++) {
-    h = (h ^ (uint8_t)((uint64_t)hour >> (8 * i))) * 1099511628211u;
+    h = (h ^ (uint8_t)(hour >> (8 * i))) * BACKEND_FNV_PRIME;
   }
   switch(h % 10) {
   case 0:
@@ -771,15 +790,13 @@ struct backend_fb_query {
 static const char *backend_fb_options(const xmlNode *op,
                                       struct backend_fb_query *q)
 {
-  static const char *const views[] = {"MergedOnly", "FreeBusy",
-                                      "FreeBusyMerged", "Detailed",
-                                      "DetailedMerged"};
+  static const char *const views[] = {
+      "MergedOnly", "FreeBusy", "FreeBusyMerged", "Detailed", "DetailedMerged"};
   const xmlNode *opts = backend_child(op, NS_TYPES, "FreeBusyViewOptions");
   const xmlNode *window = backend_child(opts, NS_TYPES, "TimeWindow");
   char text[BACKEND_MAX_TEXT];
   char *end;
   long minutes = BACKEND_DEFAULT_INTERVAL_MIN;
-  size_t i;
 
   if(!opts) {
     return "GetUserAvailabilityRequest has no t:FreeBusyViewOptions; "
@@ -798,8 +815,8 @@ static const char *backend_fb_options(const xmlNode *op,
     return "t:TimeWindow must end after it starts and span at most 42 days.";
   }
   if(backend_text(
-         backend_child(opts, NS_TYPES, "MergedFreeBusyIntervalInMinutes"),
-         text, sizeof(text))) {
+         backend_child(opts, NS_TYPES, "MergedFreeBusyIntervalInMinutes"), text,
+         sizeof(text))) {
     errno = 0;
     minutes = strtol(text, &end, 10);
     if(errno || *end || minutes < BACKEND_MIN_INTERVAL_MIN ||
@@ -811,6 +828,8 @@ static const char *backend_fb_options(const xmlNode *op,
   snprintf(q->view, sizeof(q->view), "FreeBusyMerged");
   if(backend_text(backend_child(opts, NS_TYPES, "RequestedView"), text,
                   sizeof(text))) {
+    size_t i;
+
     for(i = 0; i < sizeof(views) / sizeof(views[0]); i++) {
       if(!strcmp(text, views[i])) {
         break;
@@ -827,19 +846,66 @@ static const char *backend_fb_options(const xmlNode *op,
   return NULL;
 }
 
+/* Writes t:MergedFreeBusy: one digit per interval of q's window, each the
+ * busiest hour the interval overlaps. Written in chunks so a 42-day window
+ * at 5 minutes (12096 slots) needs no big buffer. */
+static void backend_fb_merged(struct backend_xml *x, uint64_t seed,
+                              const struct backend_fb_query *q)
+{
+  char slots[2048];
+  size_t n = 0;
+
+  bx_start(x, NULL, "MergedFreeBusy", NS_TYPES);
+  for(int64_t slot = q->start; slot < q->end; slot += q->interval_s) {
+    enum backend_busy worst = BACKEND_BUSY_FREE;
+
+    for(int64_t hour = slot - slot % 3600; hour < slot + q->interval_s;
+        hour += 3600) {
+      enum backend_busy status = backend_hour_status(seed, hour);
+      worst = status > worst ? status : worst;
+    }
+    slots[n++] = (char)('0' + worst);
+    if(n == sizeof(slots) - 1 || slot + q->interval_s >= q->end) {
+      slots[n] = '\0';
+      if(!x->failed && xmlTextWriterWriteString(x->w, BAD_CAST slots) < 0) {
+        x->failed = true;
+      }
+      n = 0;
+    }
+  }
+  bx_end(x);
+}
+
+/* Writes t:CalendarEventArray: one event per non-free hour overlapping q's
+ * window. */
+static void backend_fb_events(struct backend_xml *x, uint64_t seed,
+                              const struct backend_fb_query *q)
+{
+  bx_start(x, NULL, "CalendarEventArray", NS_TYPES);
+  for(int64_t hour = q->start - q->start % 3600; hour < q->end; hour += 3600) {
+    enum backend_busy status = backend_hour_status(seed, hour);
+    char start[32];
+    char end[32];
+
+    if(status == BACKEND_BUSY_FREE) {
+      continue;
+    }
+    backend_iso_time(hour, start);
+    backend_iso_time(hour + 3600, end);
+    bx_start(x, NULL, "CalendarEvent", NULL);
+    bx_elem(x, "StartTime", start);
+    bx_elem(x, "EndTime", end);
+    bx_elem(x, "BusyType", status == BACKEND_BUSY_BUSY ? "Busy" : "Tentative");
+    bx_end(x);
+  }
+  bx_end(x);
+}
+
 /* Writes one FreeBusyResponse for address over q's window. */
 static void backend_fb_one(struct backend_xml *x, const char *address,
                            const struct backend_fb_query *q)
 {
-  int64_t first_hour = q->start - q->start % 3600;
-  int64_t slot;
-  int64_t hour;
-  enum backend_busy status;
-  enum backend_busy worst;
-  char slots[2048];
-  size_t n = 0;
-  char start[32];
-  char end[32];
+  uint64_t seed = backend_address_seed(address);
 
   bx_start(x, NULL, "FreeBusyResponse", NULL);
   bx_success(x);
@@ -850,48 +916,10 @@ static void backend_fb_one(struct backend_xml *x, const char *address,
   }
   bx_end(x);
   if(q->merged) {
-    /* Each slot takes the busiest hour it overlaps. Written in chunks so a
-     * 42-day window at 5 minutes (12096 slots) needs no big buffer. */
-    bx_start(x, NULL, "MergedFreeBusy", NS_TYPES);
-    for(slot = q->start; slot < q->end; slot += q->interval_s) {
-      worst = BACKEND_BUSY_FREE;
-      for(hour = slot - slot % 3600; hour < slot + q->interval_s;
-          hour += 3600) {
-        status = backend_hour_status(address, hour);
-        worst = status > worst ? status : worst;
-      }
-      slots[n++] = (char)('0' + worst);
-      if(n == sizeof(slots) - 1) {
-        slots[n] = '\0';
-        if(!x->failed && xmlTextWriterWriteString(x->w, BAD_CAST slots) < 0) {
-          x->failed = true;
-        }
-        n = 0;
-      }
-    }
-    slots[n] = '\0';
-    if(n && !x->failed && xmlTextWriterWriteString(x->w, BAD_CAST slots) < 0) {
-      x->failed = true;
-    }
-    bx_end(x); /* MergedFreeBusy */
+    backend_fb_merged(x, seed, q);
   }
   if(q->events) {
-    bx_start(x, NULL, "CalendarEventArray", NS_TYPES);
-    for(hour = first_hour; hour < q->end; hour += 3600) {
-      status = backend_hour_status(address, hour);
-      if(status == BACKEND_BUSY_FREE) {
-        continue;
-      }
-      backend_iso_time(hour, start);
-      backend_iso_time(hour + 3600, end);
-      bx_start(x, NULL, "CalendarEvent", NULL);
-      bx_elem(x, "StartTime", start);
-      bx_elem(x, "EndTime", end);
-      bx_elem(x, "BusyType",
-              status == BACKEND_BUSY_BUSY ? "Busy" : "Tentative");
-      bx_end(x);
-    }
-    bx_end(x); /* CalendarEventArray */
+    backend_fb_events(x, seed, q);
   }
   bx_end(x); /* FreeBusyView */
   bx_end(x); /* FreeBusyResponse */
@@ -1015,8 +1043,8 @@ static enum backend_result backend_ews(const struct backend *b,
 /* Fills reply with Exchange's autodiscover error (still a 200, as Exchange
  * does): ErrorCode 600, "Invalid Request", stamped with the clock's time.
  * Returns BACKEND_OK or BACKEND_NOMEM. */
-static enum backend_result backend_autodiscover_error(const struct backend *b,
-                                                      struct backend_reply *reply)
+static enum backend_result
+backend_autodiscover_error(const struct backend *b, struct backend_reply *reply)
 {
   struct backend_xml x;
   int64_t ms = kb_clock_now(&b->clock);
@@ -1043,8 +1071,7 @@ static enum backend_result backend_autodiscover_error(const struct backend *b,
 
 /* Writes a display name made from the address's local part into out:
  * "john.doe@fabrikam.com" gives "John Doe". Never fails. */
-static void backend_display_name(const char *address, char *out,
-                                 size_t outlen)
+static void backend_display_name(const char *address, char *out, size_t outlen)
 {
   size_t n = 0;
   bool word_start = true;
@@ -1215,8 +1242,8 @@ static void backend_count(struct backend *b, const struct backend_req *req,
  * the caller. */
 static enum MHD_Result backend_send(struct backend *b,
                                     struct MHD_Connection *connection,
-                                    struct backend_req *req,
-                                    const char *method, const char *url,
+                                    struct backend_req *req, const char *method,
+                                    const char *url,
                                     const struct backend_reply *reply)
 {
   struct MHD_Response *response;
@@ -1232,12 +1259,12 @@ static enum MHD_Result backend_send(struct backend *b,
     return MHD_NO;
   }
   kb_http_date(kb_clock_now(&b->clock), date);
-  /* IIS answers "Connection: Keep-Alive"; libmicrohttpd writes its own
-   * Connection header first and drops one set here, so ask it to. */
+  /* IIS answers "Connection: Keep-Alive". libmicrohttpd strips a
+   * Keep-Alive set by the application and writes its own Connection header
+   * (first); this flag makes it say Keep-Alive to HTTP/1.1 clients too. */
   if(MHD_set_response_options(response, MHD_RF_SEND_KEEP_ALIVE_HEADER,
                               MHD_RO_END) == MHD_YES &&
-     MHD_add_response_header(response, MHD_HTTP_HEADER_DATE, date) ==
-         MHD_YES &&
+     MHD_add_response_header(response, MHD_HTTP_HEADER_DATE, date) == MHD_YES &&
      MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
                              reply->content_type) == MHD_YES &&
      MHD_add_response_header(response, MHD_HTTP_HEADER_SERVER,
@@ -1249,8 +1276,7 @@ static enum MHD_Result backend_send(struct backend *b,
           MHD_YES) &&
      MHD_add_response_header(response, "X-AspNet-Version", "2.0.50727") ==
          MHD_YES &&
-     MHD_add_response_header(response, "X-Powered-By", "ASP.NET") ==
-         MHD_YES) {
+     MHD_add_response_header(response, "X-Powered-By", "ASP.NET") == MHD_YES) {
     backend_count(b, req, reply);
 
     memset(&exchange, 0, sizeof(exchange));
@@ -1267,6 +1293,7 @@ static enum MHD_Result backend_send(struct backend *b,
     ev.side = KB_SIDE_SERVER;
     ev.origin = BACKEND_ORIGIN;
     ev.conn = req->conn;
+    ev.conn_name = req->conn_name;
     ev.exchange = &exchange;
     kb_trace_emit(&b->trace, &ev);
 
@@ -1377,10 +1404,11 @@ static struct backend_req *backend_req_new(const struct backend *b,
   kb_buf_init(&req->body, b->max_body);
   req->auth = backend_classify_auth(MHD_lookup_connection_value(
       connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION));
-  info = MHD_get_connection_info(connection,
-                                 MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  info =
+      MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
   conn = info ? info->socket_context : NULL;
   req->conn = conn ? conn->id : 0;
+  req->conn_name = conn && conn->name[0] ? conn->name : NULL;
   return req;
 }
 
@@ -1398,8 +1426,8 @@ static void backend_req_feed(struct backend_req *req, const char *data,
   }
   added = kb_buf_add(&req->body, data, len);
   if(added != KB_BUF_OK) {
-    req->body_state = added == KB_BUF_TOO_BIG ? BACKEND_BODY_TOO_LARGE
-                                              : BACKEND_BODY_NOMEM;
+    req->body_state =
+        added == KB_BUF_TOO_BIG ? BACKEND_BODY_TOO_LARGE : BACKEND_BODY_NOMEM;
     kb_buf_free(&req->body);
   }
 }
@@ -1408,13 +1436,11 @@ static void backend_req_feed(struct backend_req *req, const char *data,
  * piece of body, and once more when the body is complete; answers on the
  * last call, or on the first when the declared body is over the cap (MHD
  * then closes the connection instead of reading the body). */
-static enum MHD_Result backend_on_request(void *cls,
-                                          struct MHD_Connection *connection,
-                                          const char *url, const char *method,
-                                          const char *version,
-                                          const char *upload_data,
-                                          size_t *upload_data_size,
-                                          void **req_cls)
+static enum MHD_Result
+backend_on_request(void *cls, struct MHD_Connection *connection,
+                   const char *url, const char *method, const char *version,
+                   const char *upload_data, size_t *upload_data_size,
+                   void **req_cls)
 {
   struct backend *b = cls;
   struct backend_req *req = *req_cls;
@@ -1462,9 +1488,9 @@ static void backend_on_completed(void *cls, struct MHD_Connection *connection,
   }
 }
 
-/* Emits an OPEN or CLOSE trace event for connection id. */
-static void backend_trace_conn(const struct backend *b,
-                               enum kb_trace_kind kind, uint64_t id)
+/* Emits an OPEN or CLOSE trace event for connection id (named name). */
+static void backend_trace_conn(const struct backend *b, enum kb_trace_kind kind,
+                               uint64_t id, const char *name)
 {
   struct kb_trace_event ev;
 
@@ -1474,7 +1500,35 @@ static void backend_trace_conn(const struct backend *b,
   ev.side = KB_SIDE_SERVER;
   ev.origin = BACKEND_ORIGIN;
   ev.conn = id;
+  ev.conn_name = name && *name ? name : NULL;
   kb_trace_emit(&b->trace, &ev);
+}
+
+/* Copies the name the peer of connection claimed for its port into name,
+ * or leaves it empty. */
+static void backend_resolve_peer(const struct backend *b,
+                                 struct MHD_Connection *connection, char *name,
+                                 size_t len)
+{
+  const union MHD_ConnectionInfo *info;
+  const struct sockaddr *sa;
+  uint16_t port;
+
+  name[0] = '\0';
+  if(!b->names.resolve)
+    return;
+  info = MHD_get_connection_info(connection,
+                                 MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  if(!info || !info->client_addr)
+    return;
+  sa = info->client_addr;
+  if(sa->sa_family == AF_INET)
+    port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+  else if(sa->sa_family == AF_INET6)
+    port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+  else
+    return;
+  kb_names_resolve(&b->names, port, name, len);
 }
 
 /* libmicrohttpd's connection notification: on open, counts the connection,
@@ -1487,10 +1541,10 @@ static void backend_on_connection(void *cls, struct MHD_Connection *connection,
 {
   struct backend *b = cls;
   struct backend_conn *conn = *socket_context;
-  uint64_t id;
 
-  (void)connection;
   if(toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    uint64_t id;
+
     pthread_mutex_lock(&b->lock);
     b->stats.connections++;
     id = ++b->next_conn;
@@ -1498,12 +1552,14 @@ static void backend_on_connection(void *cls, struct MHD_Connection *connection,
     conn = malloc(sizeof(*conn));
     if(conn) {
       conn->id = id;
+      backend_resolve_peer(b, connection, conn->name, sizeof(conn->name));
     }
     *socket_context = conn;
-    backend_trace_conn(b, KB_TRACE_OPEN, id);
+    backend_trace_conn(b, KB_TRACE_OPEN, id, conn ? conn->name : NULL);
   }
   else if(toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-    backend_trace_conn(b, KB_TRACE_CLOSE, conn ? conn->id : 0);
+    backend_trace_conn(b, KB_TRACE_CLOSE, conn ? conn->id : 0,
+                       conn ? conn->name : NULL);
     free(conn);
     *socket_context = NULL;
   }
@@ -1572,8 +1628,9 @@ int backend_start(const struct backend_config *config, struct backend **out,
 
   *out = NULL;
   if(!config) {
-    snprintf(err, errlen, "backend_start needs a config; pass a zeroed "
-                          "struct backend_config for the defaults");
+    snprintf(err, errlen,
+             "backend_start needs a config; pass a zeroed "
+             "struct backend_config for the defaults");
     return -1;
   }
   host = config->bind_host ? config->bind_host : BACKEND_DEFAULT_HOST;
@@ -1588,8 +1645,8 @@ int backend_start(const struct backend_config *config, struct backend **out,
     snprintf(err, errlen, "cannot start the backend: out of memory");
     goto out;
   }
-  b->ews_url = strdup(config->ews_url ? config->ews_url
-                                      : BACKEND_DEFAULT_EWS_URL);
+  b->ews_url =
+      strdup(config->ews_url ? config->ews_url : BACKEND_DEFAULT_EWS_URL);
   if(!b->ews_url) {
     snprintf(err, errlen, "cannot start the backend: out of memory");
     goto out;
@@ -1600,6 +1657,7 @@ int backend_start(const struct backend_config *config, struct backend **out,
   }
   b->clock = config->clock;
   b->trace = config->trace;
+  b->names = config->names;
 
   fd = backend_listen(host, config->port, err, errlen);
   if(fd < 0) {
@@ -1628,8 +1686,10 @@ int backend_start(const struct backend_config *config, struct backend **out,
   info = MHD_get_daemon_info(b->daemon, MHD_DAEMON_INFO_BIND_PORT);
   b->port = info ? info->port : 0;
   if(!b->port) {
-    snprintf(err, errlen, "cannot start the backend on %s: libmicrohttpd "
-                          "did not report its port", host);
+    snprintf(err, errlen,
+             "cannot start the backend on %s: libmicrohttpd "
+             "did not report its port",
+             host);
     goto out;
   }
   *out = b;

@@ -35,6 +35,9 @@ struct backend_config {
   size_t max_body;        /* request bodies above this get 413; 0 = 1 MiB */
   struct kb_clock clock;  /* for Date headers and response timestamps */
   struct kb_trace trace;  /* EXCHANGE/OPEN/CLOSE events, hop PROXY_BACKEND */
+  /* When set, each connection takes the name its peer claimed (the
+   * proxy's "<client connection> upstream <n>") for its trace events. */
+  struct kb_names names;
 };
 
 /* What the backend has received since it started. All counts are

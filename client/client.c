@@ -14,6 +14,7 @@
 #include "client.h"
 
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <curl/curl.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -82,6 +83,7 @@ enum client_leg_kind {
 struct client_socket {
   curl_socket_t fd;
   uint64_t conn;
+  char name[48]; /* "client <id> conn <n>" when names are in use, else "" */
 };
 
 /* One request and what came back for it. */
@@ -111,6 +113,8 @@ struct client {
   struct kb_clock clock;
   struct kb_rng rng;
   struct kb_trace trace;
+  struct kb_names names;
+  uint64_t sockets_named; /* sockets named so far */
   char origin[32]; /* "client <id>" */
 
   /* Transport. */
@@ -262,12 +266,24 @@ out:
 
 /* ---- trace --------------------------------------------------------------- */
 
+/* Returns the name of the socket carrying connection conn, or NULL. */
+static const char *client_conn_name(const struct client *c, uint64_t conn)
+{
+  size_t i;
+
+  for(i = 0; conn && i < c->nsockets; i++)
+    if(c->sockets[i].conn == conn)
+      return c->sockets[i].name[0] ? c->sockets[i].name : NULL;
+  return NULL;
+}
+
 /* Emits one event of kind with optional bytes on the client's hop and side. */
 static void client_trace(const struct client *c, enum kb_trace_kind kind,
                          uint64_t conn, const void *data, size_t len)
 {
   struct kb_trace_event ev;
   memset(&ev, 0, sizeof(ev));
+  ev.conn_name = client_conn_name(c, conn);
   ev.kind = kind;
   ev.hop = KB_HOP_CLIENT_PROXY;
   ev.side = KB_SIDE_CLIENT;
@@ -279,6 +295,34 @@ static void client_trace(const struct client *c, enum kb_trace_kind kind,
 }
 
 /* ---- libcurl callbacks --------------------------------------------------- */
+
+/* Binds a new socket to an ephemeral port before curl connects it and
+ * claims that port's name, so the listener can resolve who connected. A
+ * socket that cannot be bound stays unnamed; curl still connects it. */
+static void client_name_socket(struct client *c, struct client_socket *sock,
+                               int family)
+{
+  struct sockaddr_storage ss;
+  socklen_t len;
+  uint16_t port;
+
+  memset(&ss, 0, sizeof(ss));
+  ss.ss_family = (sa_family_t)family;
+  if(family == AF_INET)
+    len = sizeof(struct sockaddr_in);
+  else if(family == AF_INET6)
+    len = sizeof(struct sockaddr_in6);
+  else
+    return;
+  if(bind(sock->fd, (struct sockaddr *)&ss, len) ||
+     getsockname(sock->fd, (struct sockaddr *)&ss, &len))
+    return;
+  port = family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+                           : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  snprintf(sock->name, sizeof(sock->name), "client %u conn %" PRIu64, c->id,
+           ++c->sockets_named);
+  kb_names_claim(&c->names, port, sock->name);
+}
 
 /* CURLOPT_OPENSOCKETFUNCTION: opens the socket curl asks for and remembers
  * it. Returns the socket, or CURL_SOCKET_BAD when it cannot be opened or
@@ -298,6 +342,9 @@ static curl_socket_t client_open_socket(void *clientp, curlsocktype purpose,
     return CURL_SOCKET_BAD;
   c->sockets[c->nsockets].fd = fd;
   c->sockets[c->nsockets].conn = 0;
+  c->sockets[c->nsockets].name[0] = '\0';
+  if(c->names.claim)
+    client_name_socket(c, &c->sockets[c->nsockets], address->family);
   c->nsockets++;
   return fd;
 }
@@ -1301,6 +1348,7 @@ int client_create(const struct client_config *config, struct client **out,
   c->clock = config->clock;
   c->rng = config->rng;
   c->trace = config->trace;
+  c->names = config->names;
   snprintf(c->origin, sizeof(c->origin), "client %u", c->id);
   c->host = client_strdup(config->host, CLIENT_DEFAULT_HOST);
   c->domain = strdup(config->domain);

@@ -1639,6 +1639,14 @@ static enum ntlm_result ntlm__b64_decode(const char *tok, size_t n,
                  "outside A-Z a-z 0-9 + / or a misplaced '=')");
     return NTLM_ERR_BASE64;
   }
+  if(dlen > NTLM_MAX_MESSAGE) {
+    free(buf);
+    ntlm__seterr(err, errlen,
+                 "NTLM header: token decodes to %zu bytes, more than the "
+                 "%d-byte message limit",
+                 dlen, NTLM_MAX_MESSAGE);
+    return NTLM_ERR_TOO_BIG;
+  }
   out->data = buf;
   out->len = dlen;
   return NTLM_OK;

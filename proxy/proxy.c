@@ -60,10 +60,10 @@ enum proxy_auth_state {
 
 /* What the Authorization header of a request carries. */
 enum proxy_token {
-  PROXY_TOKEN_NONE = 0,     /* no Authorization header */
-  PROXY_TOKEN_BAD,          /* present but unusable; see why */
-  PROXY_TOKEN_NEGOTIATE,    /* an NTLM type 1 */
-  PROXY_TOKEN_AUTHENTICATE  /* an NTLM type 3 */
+  PROXY_TOKEN_NONE = 0,    /* no Authorization header */
+  PROXY_TOKEN_BAD,         /* present but unusable; see why */
+  PROXY_TOKEN_NEGOTIATE,   /* an NTLM type 1 */
+  PROXY_TOKEN_AUTHENTICATE /* an NTLM type 3 */
 };
 
 struct proxy {
@@ -79,9 +79,10 @@ struct proxy {
   struct kb_clock clock;
   struct kb_rng rng;
   struct kb_trace trace;
+  struct kb_names names;
 
-  atomic_int policy;           /* enum proxy_policy, read once per request */
-  atomic_bool stopping;        /* aborts upstream transfers in flight */
+  atomic_int policy;            /* enum proxy_policy, read once per request */
+  atomic_bool stopping;         /* aborts upstream transfers in flight */
   atomic_uint_fast64_t next_id; /* front connection ids, from 1 */
 
   pthread_mutex_t lock; /* guards stats */
@@ -92,25 +93,28 @@ struct proxy {
  * request at a time per connection, so it is embedded in the connection
  * and reset at the start and end of each request. */
 struct proxy_req {
-  char *uri;           /* raw request target, query included; owned */
-  struct kb_buf body;  /* capped at max_body */
-  size_t body_seen;    /* bytes of body received, kept or not */
-  bool started;        /* the access handler has seen the headers */
-  bool too_big;        /* body_seen exceeded max_body; body was dropped */
-  bool nomem;          /* the body could not be stored */
+  char *uri;          /* raw request target, query included; owned */
+  struct kb_buf body; /* capped at max_body */
+  size_t body_seen;   /* bytes of body received, kept or not */
+  bool started;       /* the access handler has seen the headers */
+  bool too_big;       /* body_seen exceeded max_body; body was dropped */
+  bool nomem;         /* the body could not be stored */
 };
 
 /* One client TCP connection. */
 struct proxy_conn {
   struct proxy *proxy;
   uint64_t id;
+  char name[64];     /* the name the peer claimed (kb_names), or "" */
+  char up_name[96];  /* the current upstream connection's name, or "" */
+  unsigned upstreams; /* upstream connections opened for this one */
   enum proxy_auth_state state;
-  enum ntlm_scheme scheme;     /* the scheme of the current handshake */
-  uint8_t challenge[8];        /* pending server challenge (CHALLENGED) */
-  uint32_t negotiate_flags;    /* from the type 1 of the handshake */
-  struct ntlm_identity who;    /* valid when AUTHENTICATED */
-  unsigned handshakes;         /* type 2s sent on this connection */
-  CURL *curl;                  /* upstream handle, created lazily */
+  enum ntlm_scheme scheme;  /* the scheme of the current handshake */
+  uint8_t challenge[8];     /* pending server challenge (CHALLENGED) */
+  uint32_t negotiate_flags; /* from the type 1 of the handshake */
+  struct ntlm_identity who; /* valid when AUTHENTICATED */
+  unsigned handshakes;      /* type 2s sent on this connection */
+  CURL *curl;               /* upstream handle, created lazily */
   struct proxy_req req;
 };
 
@@ -120,7 +124,7 @@ struct proxy_answer {
   struct MHD_Response *response; /* owned until queued */
   enum kb_auth resp_auth;
   size_t resp_body_len;
-  struct proxy_stats delta;      /* added to the counters in one step */
+  struct proxy_stats delta; /* added to the counters in one step */
 };
 
 /* What an upstream transfer collects. */
@@ -128,7 +132,7 @@ struct proxy_fwd {
   struct proxy_conn *conn;
   struct kb_buf headers; /* "Name: value\n" lines of the final response */
   struct kb_buf body;
-  bool too_big;          /* the body or headers went past their cap */
+  bool too_big; /* the body or headers went past their cap */
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -155,8 +159,9 @@ static void proxy_set_error(char *err, size_t errlen, const char *fmt, ...)
 
 /* Emits a byte or connection event on either hop, as the proxy saw it. */
 static void proxy_emit(const struct proxy *proxy, enum kb_trace_kind kind,
-                       enum kb_hop hop, uint64_t conn, const void *data,
-                       size_t len, const struct kb_exchange *exchange)
+                       enum kb_hop hop, uint64_t conn, const char *conn_name,
+                       const void *data, size_t len,
+                       const struct kb_exchange *exchange)
 {
   struct kb_trace_event ev;
   if(!proxy->trace.emit)
@@ -168,14 +173,15 @@ static void proxy_emit(const struct proxy *proxy, enum kb_trace_kind kind,
   ev.side = hop == KB_HOP_CLIENT_PROXY ? KB_SIDE_SERVER : KB_SIDE_CLIENT;
   ev.origin = PROXY_ORIGIN;
   ev.conn = conn;
+  ev.conn_name = conn_name && *conn_name ? conn_name : NULL;
   ev.data = data;
   ev.len = len;
   ev.exchange = exchange;
   kb_trace_emit(&proxy->trace, &ev);
 }
 
-#define proxy_note(conn, ...)                                                 \
-  kb_trace_note(&(conn)->proxy->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_SERVER,   \
+#define proxy_note(conn, ...)                                                  \
+  kb_trace_note(&(conn)->proxy->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_SERVER,    \
                 PROXY_ORIGIN, (conn)->id, __VA_ARGS__)
 
 /* Adds every counter of delta to the proxy's, in one locked step so that a
@@ -201,10 +207,16 @@ static void proxy_stats_add(struct proxy *proxy,
  * the message's Connection header (connection_tokens, may be NULL). */
 static bool proxy_is_hop_header(const char *name, const char *connection_tokens)
 {
-  static const char *const hop[] = {
-      "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization",
-      "Proxy-Authenticate", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
-      "Content-Length"};
+  static const char *const hop[] = {"Connection",
+                                    "Keep-Alive",
+                                    "Proxy-Connection",
+                                    "Proxy-Authorization",
+                                    "Proxy-Authenticate",
+                                    "TE",
+                                    "Trailer",
+                                    "Transfer-Encoding",
+                                    "Upgrade",
+                                    "Content-Length"};
   size_t i;
   size_t n = strlen(name);
   const char *p = connection_tokens;
@@ -240,10 +252,18 @@ static enum kb_auth proxy_classify_auth(const char *value)
       auth = KB_AUTH_NTLM_BARE;
     else
       switch(ntlm_peek_type(token.data, token.len)) {
-      case NTLM_TYPE_NEGOTIATE: auth = KB_AUTH_NTLM_NEGOTIATE; break;
-      case NTLM_TYPE_CHALLENGE: auth = KB_AUTH_NTLM_CHALLENGE; break;
-      case NTLM_TYPE_AUTHENTICATE: auth = KB_AUTH_NTLM_AUTHENTICATE; break;
-      case NTLM_TYPE_NONE: auth = KB_AUTH_OTHER; break;
+      case NTLM_TYPE_NEGOTIATE:
+        auth = KB_AUTH_NTLM_NEGOTIATE;
+        break;
+      case NTLM_TYPE_CHALLENGE:
+        auth = KB_AUTH_NTLM_CHALLENGE;
+        break;
+      case NTLM_TYPE_AUTHENTICATE:
+        auth = KB_AUTH_NTLM_AUTHENTICATE;
+        break;
+      case NTLM_TYPE_NONE:
+        auth = KB_AUTH_OTHER;
+        break;
       }
   }
   ntlm_bytes_free(&token);
@@ -356,7 +376,7 @@ static void proxy_answer_text(const struct proxy_conn *conn,
 }
 
 /* A 401 asking for NTLM from the start ("WWW-Authenticate: NTLM"). */
-#define proxy_answer_401(conn, ans, ...)                                      \
+#define proxy_answer_401(conn, ans, ...)                                       \
   proxy_answer_text((conn), (ans), MHD_HTTP_UNAUTHORIZED, "NTLM",              \
                     KB_AUTH_NTLM_BARE, __VA_ARGS__)
 
@@ -374,6 +394,34 @@ static void proxy_curl_global_init(void)
   proxy_curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* Binds an upstream socket to an ephemeral port before libcurl connects it
+ * and claims "<client connection> upstream <n>" for that port, so the
+ * backend can tell which client connection it serves. An unbindable socket
+ * stays unnamed. */
+static void proxy_name_upstream(struct proxy_conn *conn, curl_socket_t fd,
+                                int family)
+{
+  struct sockaddr_storage ss;
+  socklen_t len;
+  uint16_t port;
+
+  memset(&ss, 0, sizeof(ss));
+  ss.ss_family = (sa_family_t)family;
+  len = family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                           : sizeof(struct sockaddr_in);
+  if((family != AF_INET && family != AF_INET6) ||
+     bind(fd, (struct sockaddr *)&ss, len) ||
+     getsockname(fd, (struct sockaddr *)&ss, &len)) {
+    conn->up_name[0] = '\0';
+    return;
+  }
+  port = family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+                           : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  snprintf(conn->up_name, sizeof(conn->up_name), "%s upstream %u", conn->name,
+           ++conn->upstreams);
+  kb_names_claim(&conn->proxy->names, port, conn->up_name);
+}
+
 /* Opens the socket of an upstream connection and traces it. */
 static curl_socket_t proxy_curl_open(void *clientp, curlsocktype purpose,
                                      struct curl_sockaddr *addr)
@@ -384,9 +432,11 @@ static curl_socket_t proxy_curl_open(void *clientp, curlsocktype purpose,
   if(purpose != CURLSOCKTYPE_IPCXN)
     return CURL_SOCKET_BAD;
   fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+  if(fd != CURL_SOCKET_BAD && conn->name[0] && conn->proxy->names.claim)
+    proxy_name_upstream(conn, fd, addr->family);
   if(fd != CURL_SOCKET_BAD)
     proxy_emit(conn->proxy, KB_TRACE_OPEN, KB_HOP_PROXY_BACKEND, conn->id,
-               NULL, 0, NULL);
+               conn->up_name, NULL, 0, NULL);
   return fd;
 }
 
@@ -395,7 +445,7 @@ static int proxy_curl_close(void *clientp, curl_socket_t fd)
 {
   struct proxy_conn *conn = clientp;
   proxy_emit(conn->proxy, KB_TRACE_CLOSE, KB_HOP_PROXY_BACKEND, conn->id,
-             NULL, 0, NULL);
+             conn->up_name, NULL, 0, NULL);
   return close(fd);
 }
 
@@ -409,12 +459,18 @@ static int proxy_curl_debug(CURL *handle, curl_infotype type, char *data,
 
   switch(type) {
   case CURLINFO_HEADER_OUT:
-  case CURLINFO_DATA_OUT: kind = KB_TRACE_SEND; break;
+  case CURLINFO_DATA_OUT:
+    kind = KB_TRACE_SEND;
+    break;
   case CURLINFO_HEADER_IN:
-  case CURLINFO_DATA_IN: kind = KB_TRACE_RECV; break;
-  default: return 0;
+  case CURLINFO_DATA_IN:
+    kind = KB_TRACE_RECV;
+    break;
+  default:
+    return 0;
   }
-  proxy_emit(conn->proxy, kind, KB_HOP_PROXY_BACKEND, conn->id, data, size,
+  proxy_emit(conn->proxy, kind, KB_HOP_PROXY_BACKEND, conn->id, conn->up_name,
+             data, size,
              NULL);
   return 0;
 }
@@ -539,6 +595,15 @@ static struct curl_slist *proxy_upstream_headers(struct proxy_conn *conn,
   memset(&ctx, 0, sizeof(ctx));
   ctx.connection_tokens =
       MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Connection");
+  /* libcurl writes a custom Host right after the request line, unless the
+   * first Host entry is blank: then it drops its own and sends the
+   * client's where the client put it, so the backend sees the client's
+   * header order (the support case sends Host fourth). */
+  if(MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Host")) {
+    ctx.list = curl_slist_append(NULL, "Host:");
+    if(!ctx.list)
+      goto error;
+  }
   MHD_get_connection_values(mc, MHD_HEADER_KIND, proxy_collect_header, &ctx);
   if(ctx.failed)
     goto error;
@@ -676,9 +741,62 @@ out:
   free(h);
 }
 
+/* Fills ans with the answer to a forward that produced no relayable
+ * response: 503 when proxy_stop aborted it, 502 when the response was too
+ * big or the backend could not be reached (or memory ran out), 504 on the
+ * upstream timeout. errbuf is libcurl's detail line, possibly empty. */
+static void proxy_upstream_failed(struct proxy_conn *conn,
+                                  const struct proxy_fwd *fwd, CURLcode res,
+                                  const char *errbuf, struct proxy_answer *ans)
+{
+  const struct proxy *proxy = conn->proxy;
+
+  if(res == CURLE_ABORTED_BY_CALLBACK) {
+    /* Only proxy_stop aborts a transfer: not the backend's fault. */
+    proxy_note(conn, "the listener is stopping: transfer to the published "
+                     "server abandoned, 503");
+    proxy_answer_text(
+        conn, ans, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, KB_AUTH_NONE,
+        "ISA %s: the listener is shutting down; retry later", proxy->name);
+    return;
+  }
+  ans->delta.upstream_errors = 1;
+  if(fwd->too_big) {
+    proxy_note(conn,
+               "the response of the published server is larger than "
+               "the %zu-byte limit: 502",
+               proxy->max_body);
+    proxy_answer_text(conn, ans, MHD_HTTP_BAD_GATEWAY, NULL, KB_AUTH_NONE,
+                      "ISA %s: the response of the published server %s is "
+                      "larger than the %zu-byte limit; raise max_body",
+                      proxy->name, proxy->backend_url, proxy->max_body);
+  }
+  else if(res == CURLE_OPERATION_TIMEDOUT) {
+    proxy_note(conn, "the published server did not answer within %ld ms: 504",
+               proxy->upstream_timeout_ms);
+    proxy_answer_text(conn, ans, MHD_HTTP_GATEWAY_TIMEOUT, NULL, KB_AUTH_NONE,
+                      "ISA %s: the published server %s did not answer within "
+                      "%ld ms: %s",
+                      proxy->name, proxy->backend_url,
+                      proxy->upstream_timeout_ms,
+                      errbuf[0] ? errbuf : curl_easy_strerror(res));
+  }
+  else {
+    const char *why = res == CURLE_OK ? "no HTTP status in its answer"
+                      : errbuf[0]     ? errbuf
+                                      : curl_easy_strerror(res);
+    proxy_note(conn, "the published server could not be reached (%s): 502",
+               why);
+    proxy_answer_text(conn, ans, MHD_HTTP_BAD_GATEWAY, NULL, KB_AUTH_NONE,
+                      "ISA %s: the published server %s could not be reached: "
+                      "%s",
+                      proxy->name, proxy->backend_url, why);
+  }
+}
+
 /* Forwards the current request to the backend on the connection's own
- * upstream handle and fills ans with the relayed response, or with a
- * 502/504 saying why it could not be had. The request body stays owned by
+ * upstream handle and fills ans with the relayed response, or with the
+ * 502/503/504 of proxy_upstream_failed. The request body stays owned by
  * conn->req. */
 static void proxy_forward(struct proxy_conn *conn, struct MHD_Connection *mc,
                           const char *method, struct proxy_answer *ans)
@@ -694,7 +812,7 @@ static void proxy_forward(struct proxy_conn *conn, struct MHD_Connection *mc,
   bool is_post = !strcmp(method, "POST");
   bool is_head = !strcmp(method, "HEAD");
   bool send_body = !is_head && (is_post || body_len > 0);
-  CURLcode res;
+  CURLcode res = CURLE_OUT_OF_MEMORY; /* until the transfer runs */
   long code = 0;
 
   memset(&fwd, 0, sizeof(fwd));
@@ -707,11 +825,10 @@ static void proxy_forward(struct proxy_conn *conn, struct MHD_Connection *mc,
   if(is_post && !body_len)
     ans->delta.forwarded_empty_posts = 1;
 
-  if(!conn->curl) {
+  if(!conn->curl)
     conn->curl = curl_easy_init();
-    if(!conn->curl)
-      goto nomem;
-  }
+  if(!conn->curl)
+    goto out;
   /* A reset keeps the handle's connection cache, so the upstream
    * connection is reused, while no option of the previous request
    * (NOBODY after a HEAD, ...) leaks into this one. */
@@ -720,11 +837,11 @@ static void proxy_forward(struct proxy_conn *conn, struct MHD_Connection *mc,
   url_len = strlen(proxy->backend_url) + strlen(conn->req.uri) + 1;
   url = malloc(url_len);
   if(!url)
-    goto nomem;
+    goto out;
   snprintf(url, url_len, "%s%s", proxy->backend_url, conn->req.uri);
   headers = proxy_upstream_headers(conn, mc, send_body);
   if(!headers)
-    goto nomem;
+    goto out;
 
   curl_easy_setopt(conn->curl, CURLOPT_URL, url);
   curl_easy_setopt(conn->curl, CURLOPT_PATH_AS_IS, 1L);
@@ -776,60 +893,11 @@ static void proxy_forward(struct proxy_conn *conn, struct MHD_Connection *mc,
   /* The handle must not keep pointers to this frame between requests. */
   curl_easy_setopt(conn->curl, CURLOPT_ERRORBUFFER, NULL);
 
-  if(res == CURLE_OK && code >= 100 && code <= 999) {
-    proxy_relay(conn, &fwd, (unsigned)code, ans);
-    goto out;
-  }
-
-  if(res == CURLE_ABORTED_BY_CALLBACK) {
-    /* Only proxy_stop aborts a transfer: not the backend's fault. */
-    proxy_note(conn, "the listener is stopping: transfer to the published "
-                     "server abandoned, 503");
-    proxy_answer_text(conn, ans, MHD_HTTP_SERVICE_UNAVAILABLE, NULL,
-                      KB_AUTH_NONE,
-                      "ISA %s: the listener is shutting down; retry later",
-                      proxy->name);
-    goto out;
-  }
-  ans->delta.upstream_errors = 1;
-  if(fwd.too_big) {
-    proxy_note(conn, "the response of the published server is larger than "
-                     "the %zu-byte limit: 502",
-               proxy->max_body);
-    proxy_answer_text(conn, ans, MHD_HTTP_BAD_GATEWAY, NULL, KB_AUTH_NONE,
-                      "ISA %s: the response of the published server %s is "
-                      "larger than the %zu-byte limit; raise max_body",
-                      proxy->name, proxy->backend_url, proxy->max_body);
-  }
-  else if(res == CURLE_OPERATION_TIMEDOUT) {
-    proxy_note(conn, "the published server did not answer within %ld ms: 504",
-               proxy->upstream_timeout_ms);
-    proxy_answer_text(conn, ans, MHD_HTTP_GATEWAY_TIMEOUT, NULL, KB_AUTH_NONE,
-                      "ISA %s: the published server %s did not answer within "
-                      "%ld ms: %s",
-                      proxy->name, proxy->backend_url,
-                      proxy->upstream_timeout_ms,
-                      errbuf[0] ? errbuf : curl_easy_strerror(res));
-  }
-  else {
-    const char *why = res == CURLE_OK ? "no HTTP status in its answer"
-                      : errbuf[0]     ? errbuf
-                                      : curl_easy_strerror(res);
-    proxy_note(conn, "the published server could not be reached (%s): 502",
-               why);
-    proxy_answer_text(conn, ans, MHD_HTTP_BAD_GATEWAY, NULL, KB_AUTH_NONE,
-                      "ISA %s: the published server %s could not be reached: "
-                      "%s",
-                      proxy->name, proxy->backend_url, why);
-  }
-  goto out;
-
-nomem:
-  ans->delta.upstream_errors = 1;
-  proxy_answer_text(conn, ans, MHD_HTTP_BAD_GATEWAY, NULL, KB_AUTH_NONE,
-                    "ISA %s: out of memory while forwarding; retry later",
-                    proxy->name);
 out:
+  if(res == CURLE_OK && code >= 100 && code <= 999)
+    proxy_relay(conn, &fwd, (unsigned)code, ans);
+  else
+    proxy_upstream_failed(conn, &fwd, res, errbuf, ans);
   curl_slist_free_all(headers);
   free(url);
   kb_buf_free(&fwd.headers);
@@ -876,8 +944,9 @@ static enum proxy_token proxy_read_token(const char *value,
     goto out;
   }
   if(*peeked == NTLM_TYPE_CHALLENGE) {
-    snprintf(why, whylen, "the client sent an NTLM type 2 (CHALLENGE), "
-                          "which only servers send");
+    snprintf(why, whylen,
+             "the client sent an NTLM type 2 (CHALLENGE), "
+             "which only servers send");
     goto out;
   }
   r = ntlm_decode(token.data, token.len, msg, err, sizeof(err));
@@ -893,8 +962,7 @@ out:
 }
 
 /* Adapts the user store to ntlm_server_verify's lookup. */
-static const char *proxy_lookup(void *ctx, const char *domain,
-                                const char *user)
+static const char *proxy_lookup(void *ctx, const char *domain, const char *user)
 {
   const struct proxy *proxy = ctx;
   return kb_users_password(proxy->users, domain, user);
@@ -916,9 +984,13 @@ static void proxy_challenge(struct proxy_conn *conn,
   memset(&conn->who, 0, sizeof(conn->who));
   conn->state = PROXY_AUTH_UNAUTHENTICATED;
   conn->handshakes++;
-  snprintf(label, sizeof(label), "proxy/%s/conn/%" PRIu64
-                                 "/handshake/%u/challenge",
-           proxy->name, conn->id, conn->handshakes);
+  if(conn->name[0])
+    snprintf(label, sizeof(label), "proxy/%s/%s/handshake/%u/challenge",
+             proxy->name, conn->name, conn->handshakes);
+  else
+    snprintf(label, sizeof(label),
+             "proxy/%s/conn/%" PRIu64 "/handshake/%u/challenge", proxy->name,
+             conn->id, conn->handshakes);
   kb_rng_fill(&proxy->rng, label, conn->challenge, sizeof(conn->challenge));
   conn->negotiate_flags = negotiate->flags;
   conn->scheme = scheme;
@@ -926,23 +998,21 @@ static void proxy_challenge(struct proxy_conn *conn,
   memset(&info, 0, sizeof(info));
   info.netbios_domain = proxy->domain;
   info.netbios_computer = proxy->name;
-  if(ntlm_server_challenge(&info, conn->negotiate_flags, conn->challenge,
-                           ntlm_filetime_from_unix_ms(
-                               kb_clock_now(&proxy->clock)),
-                           &type2) != NTLM_OK ||
+  if(ntlm_server_challenge(
+         &info, conn->negotiate_flags, conn->challenge,
+         ntlm_filetime_from_unix_ms(kb_clock_now(&proxy->clock)),
+         &type2) != NTLM_OK ||
      !(header = ntlm_header_format(scheme, type2.data, type2.len))) {
-    proxy_answer_text(conn, ans, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL,
-                      KB_AUTH_NONE,
-                      "ISA %s: could not build an NTLM challenge; retry",
-                      proxy->name);
+    proxy_answer_text(
+        conn, ans, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, KB_AUTH_NONE,
+        "ISA %s: could not build an NTLM challenge; retry", proxy->name);
     goto out;
   }
   conn->state = PROXY_AUTH_CHALLENGED;
   ans->delta.challenges = 1;
-  proxy_answer_text(conn, ans, MHD_HTTP_UNAUTHORIZED, header,
-                    KB_AUTH_NTLM_CHALLENGE,
-                    "ISA %s: NTLM challenge sent; answer it with a type 3",
-                    proxy->name);
+  proxy_answer_text(
+      conn, ans, MHD_HTTP_UNAUTHORIZED, header, KB_AUTH_NTLM_CHALLENGE,
+      "ISA %s: NTLM challenge sent; answer it with a type 3", proxy->name);
 out:
   free(header);
   ntlm_bytes_free(&type2);
@@ -950,8 +1020,7 @@ out:
 
 /* Describes, for a decision note, what forwarding this request sends. */
 static void proxy_describe_forward(const struct proxy_conn *conn,
-                                   const char *method, char *out,
-                                   size_t outlen)
+                                   const char *method, char *out, size_t outlen)
 {
   if(!strcmp(method, "POST") && !conn->req.body.len)
     snprintf(out, outlen, "POST forwarded without its body");
@@ -982,11 +1051,11 @@ static void proxy_decide(struct proxy_conn *conn, struct MHD_Connection *mc,
 
   memset(&msg, 0, sizeof(msg));
   if(conn->req.too_big) {
-    proxy_note(conn, "request body of %zu bytes is over the %zu-byte limit: "
-                     "413, nothing forwarded",
+    proxy_note(conn,
+               "request body of %zu bytes is over the %zu-byte limit: "
+               "413, nothing forwarded",
                conn->req.body_seen, proxy->max_body);
-    proxy_answer_text(conn, ans, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
-                      KB_AUTH_NONE,
+    proxy_answer_text(conn, ans, MHD_HTTP_CONTENT_TOO_LARGE, NULL, KB_AUTH_NONE,
                       "ISA %s: the request body is larger than the %zu-byte "
                       "limit; send a smaller body",
                       proxy->name, proxy->max_body);
@@ -1126,8 +1195,7 @@ static void proxy_decide(struct proxy_conn *conn, struct MHD_Connection *mc,
     conn->state = PROXY_AUTH_AUTHENTICATED;
     memset(conn->challenge, 0, sizeof(conn->challenge));
     proxy_describe_forward(conn, method, what, sizeof(what));
-    proxy_note(conn,
-               "connection %" PRIu64 " authenticated as %s (%s); %s",
+    proxy_note(conn, "connection %" PRIu64 " authenticated as %s (%s); %s",
                conn->id, proxy_who(&conn->who, who, sizeof(who)),
                ntlm_response_kind_name(conn->who.kind), what);
     proxy_forward(conn, mc, method, ans);
@@ -1163,6 +1231,32 @@ static void proxy_conn_free(struct proxy_conn *conn)
 /* Creates the per-connection state on STARTED and frees it on CLOSED.
  * When it cannot be allocated, socket_context stays NULL and every
  * request on that connection is refused by closing it. */
+/* Looks up the name the peer of mc claimed for its port (kb_names); leaves
+ * name empty when there is none. */
+static void proxy_resolve_peer(const struct proxy *proxy,
+                               struct MHD_Connection *mc, char *name,
+                               size_t len)
+{
+  const union MHD_ConnectionInfo *info;
+  const struct sockaddr *sa;
+  uint16_t port;
+
+  name[0] = '\0';
+  if(!proxy->names.resolve)
+    return;
+  info = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  if(!info || !info->client_addr)
+    return;
+  sa = info->client_addr;
+  if(sa->sa_family == AF_INET)
+    port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+  else if(sa->sa_family == AF_INET6)
+    port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+  else
+    return;
+  kb_names_resolve(&proxy->names, port, name, len);
+}
+
 static void proxy_on_connection(void *cls, struct MHD_Connection *mc,
                                 void **socket_context,
                                 enum MHD_ConnectionNotificationCode toe)
@@ -1170,7 +1264,6 @@ static void proxy_on_connection(void *cls, struct MHD_Connection *mc,
   struct proxy *proxy = cls;
   struct proxy_conn *conn = *socket_context;
   struct proxy_stats delta;
-  (void)mc;
 
   if(toe == MHD_CONNECTION_NOTIFY_STARTED) {
     conn = calloc(1, sizeof(*conn));
@@ -1178,21 +1271,27 @@ static void proxy_on_connection(void *cls, struct MHD_Connection *mc,
       return;
     conn->proxy = proxy;
     conn->id = atomic_fetch_add(&proxy->next_id, 1);
+    proxy_resolve_peer(proxy, mc, conn->name, sizeof(conn->name));
     conn->state = PROXY_AUTH_UNAUTHENTICATED;
     kb_buf_init(&conn->req.body, proxy->max_body);
     *socket_context = conn;
     memset(&delta, 0, sizeof(delta));
     delta.connections = 1;
     proxy_stats_add(proxy, &delta);
-    proxy_emit(proxy, KB_TRACE_OPEN, KB_HOP_CLIENT_PROXY, conn->id, NULL, 0,
+    proxy_emit(proxy, KB_TRACE_OPEN, KB_HOP_CLIENT_PROXY, conn->id, conn->name,
+               NULL, 0,
                NULL);
   }
   else if(toe == MHD_CONNECTION_NOTIFY_CLOSED && conn) {
     uint64_t id = conn->id;
+    char name[sizeof(conn->name)];
+
+    memcpy(name, conn->name, sizeof(name));
     /* Upstream first, so its CLOSE is traced before the client's. */
     proxy_conn_free(conn);
     *socket_context = NULL;
-    proxy_emit(proxy, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY, id, NULL, 0, NULL);
+    proxy_emit(proxy, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY, id, name, NULL, 0,
+               NULL);
   }
 }
 
@@ -1305,7 +1404,8 @@ static enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *mc,
   ex.status = (int)ans.status;
   ex.resp_auth = ans.resp_auth;
   ex.resp_body_len = ans.resp_body_len;
-  proxy_emit(proxy, KB_TRACE_EXCHANGE, KB_HOP_CLIENT_PROXY, conn->id, NULL, 0,
+  proxy_emit(proxy, KB_TRACE_EXCHANGE, KB_HOP_CLIENT_PROXY, conn->id, conn->name,
+             NULL, 0,
              &ex);
 
   result = MHD_queue_response(mc, ans.status, ans.response);
@@ -1333,15 +1433,16 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
     return -1;
   }
   *out = NULL;
-  if(!config->backend_url || strncmp(config->backend_url, "http", 4)) {
+  if(!config->backend_url || strncmp(config->backend_url, "http", 4) != 0) {
     proxy_set_error(err, errlen,
                     "proxy: no published server URL; set backend_url, e.g. "
                     "http://127.0.0.1:8081");
     return -1;
   }
   if(!config->users) {
-    proxy_set_error(err, errlen, "proxy: no user store; give the proxy the "
-                                 "users it verifies NTLM against");
+    proxy_set_error(err, errlen,
+                    "proxy: no user store; give the proxy the "
+                    "users it verifies NTLM against");
     return -1;
   }
   pthread_once(&proxy_curl_once, proxy_curl_global_init);
@@ -1352,31 +1453,39 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
   }
 
   proxy = calloc(1, sizeof(*proxy));
-  if(!proxy)
-    goto nomem;
+  if(!proxy) {
+    proxy_set_error(err, errlen, "proxy: out of memory while starting");
+    goto fail;
+  }
   proxy->bind_host = proxy_strdup_or(config->bind_host, PROXY_DEFAULT_HOST);
   proxy->backend_url = strdup(config->backend_url);
   proxy->name = proxy_strdup_or(config->name, PROXY_DEFAULT_NAME);
   proxy->domain = proxy_strdup_or(config->domain, PROXY_DEFAULT_DOMAIN);
   if(!proxy->bind_host || !proxy->backend_url || !proxy->name ||
-     !proxy->domain)
-    goto nomem;
+     !proxy->domain) {
+    proxy_set_error(err, errlen, "proxy: out of memory while starting");
+    goto fail;
+  }
   len = strlen(proxy->backend_url);
   while(len && proxy->backend_url[len - 1] == '/')
     proxy->backend_url[--len] = '\0';
   proxy->users = config->users;
-  proxy->max_body = config->max_body ? config->max_body : PROXY_DEFAULT_MAX_BODY;
+  proxy->max_body =
+      config->max_body ? config->max_body : PROXY_DEFAULT_MAX_BODY;
   proxy->upstream_timeout_ms = config->upstream_timeout_ms > 0
                                    ? config->upstream_timeout_ms
                                    : PROXY_DEFAULT_TIMEOUT_MS;
   proxy->clock = config->clock;
   proxy->rng = config->rng;
   proxy->trace = config->trace;
+  proxy->names = config->names;
   atomic_init(&proxy->policy, (int)config->policy);
   atomic_init(&proxy->stopping, false);
   atomic_init(&proxy->next_id, 1);
-  if(pthread_mutex_init(&proxy->lock, NULL))
-    goto nomem;
+  if(pthread_mutex_init(&proxy->lock, NULL)) {
+    proxy_set_error(err, errlen, "proxy: cannot create a mutex");
+    goto fail;
+  }
   lock_ready = true;
 
   memset(&addr, 0, sizeof(addr));
@@ -1405,21 +1514,21 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
   proxy->daemon = MHD_start_daemon(
       flags, config->port, NULL, NULL, proxy_on_request, proxy,
       /* First, so that libmicrohttpd's option parsing logs through it. */
-      MHD_OPTION_EXTERNAL_LOGGER, proxy_on_mhd_log, proxy,
-      MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-      MHD_OPTION_CONNECTION_LIMIT, PROXY_CONNECTION_LIMIT,
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, PROXY_CONNECTION_MEMORY,
-      MHD_OPTION_CONNECTION_TIMEOUT, PROXY_IDLE_TIMEOUT_S,
-      MHD_OPTION_NOTIFY_CONNECTION, proxy_on_connection, proxy,
-      MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, proxy,
+      MHD_OPTION_EXTERNAL_LOGGER, proxy_on_mhd_log, proxy, MHD_OPTION_SOCK_ADDR,
+      (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
+      PROXY_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      PROXY_CONNECTION_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT,
+      PROXY_IDLE_TIMEOUT_S, MHD_OPTION_NOTIFY_CONNECTION, proxy_on_connection,
+      proxy, MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, proxy,
       MHD_OPTION_NOTIFY_COMPLETED, proxy_on_completed, proxy, MHD_OPTION_END);
   saved_errno = errno;
   if(!proxy->daemon) {
     proxy_set_error(err, errlen,
                     "proxy: cannot listen on %s:%u: %s; pick another port or 0",
                     proxy->bind_host, (unsigned)config->port,
-                    saved_errno ? strerror(saved_errno) : "libmicrohttpd "
-                                                          "refused to start");
+                    saved_errno ? strerror(saved_errno)
+                                : "libmicrohttpd "
+                                  "refused to start");
     goto fail;
   }
   info = MHD_get_daemon_info(proxy->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -1427,8 +1536,6 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
   *out = proxy;
   return 0;
 
-nomem:
-  proxy_set_error(err, errlen, "proxy: out of memory while starting");
 fail:
   if(proxy) {
     if(lock_ready)

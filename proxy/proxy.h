@@ -57,6 +57,11 @@ struct proxy_config {
   struct kb_clock clock; /* NTLM timestamps */
   struct kb_rng rng;     /* server challenges */
   struct kb_trace trace; /* both hops: PROXY_BACKEND bytes, decisions */
+  /* When set, a client connection takes the name its peer claimed, and
+   * each upstream connection is bound before connect() and claimed as
+   * "<client connection name> upstream <n>". Challenges are then drawn
+   * under that name, so they do not depend on accept order. */
+  struct kb_names names;
 };
 
 /* Counters since start, consistent with each other at the moment of the

@@ -30,6 +30,12 @@ int sim_topology_start(const struct sim_topology_config *config,
     sim_rng_init(&topo->rng, config->seed);
     topo->kb_clock = sim_clock_as_kb(&topo->clock);
     topo->kb_rng = sim_rng_as_kb(&topo->rng);
+    if(sim_names_init(&topo->names)) {
+      snprintf(err, errlen, "out of memory starting the topology");
+      goto error;
+    }
+    topo->names_ready = true;
+    topo->kb_names = sim_names_as_kb(&topo->names);
   }
   /* else: zeroed kb_clock / kb_rng mean the real clock and getrandom(). */
 
@@ -38,6 +44,7 @@ int sim_topology_start(const struct sim_topology_config *config,
   bcfg.port = config->backend_port;
   bcfg.clock = topo->kb_clock;
   bcfg.trace = topo->trace;
+  bcfg.names = topo->kb_names;
   if(backend_start(&bcfg, &topo->backend, why, sizeof(why))) {
     snprintf(err, errlen, "Exchange (backend): %s", why);
     goto error;
@@ -55,6 +62,7 @@ int sim_topology_start(const struct sim_topology_config *config,
   pcfg.clock = topo->kb_clock;
   pcfg.rng = topo->kb_rng;
   pcfg.trace = topo->trace;
+  pcfg.names = topo->kb_names;
   if(proxy_start(&pcfg, &topo->proxy, why, sizeof(why))) {
     snprintf(err, errlen, "ISA listener (proxy): %s", why);
     goto error;
@@ -76,6 +84,8 @@ void sim_topology_stop(struct sim_topology *topo)
     return;
   proxy_stop(topo->proxy);
   backend_stop(topo->backend);
+  if(topo->names_ready)
+    sim_names_free(&topo->names);
   free(topo);
 }
 
@@ -94,6 +104,7 @@ void sim_topology_client_config(const struct sim_topology *topo, unsigned id,
   out->clock = topo->kb_clock;
   out->rng = topo->kb_rng;
   out->trace = topo->trace;
+  out->names = topo->kb_names;
 }
 
 /* Splits "DOMAIN\user:password" into its parts (copies into the caller's

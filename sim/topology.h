@@ -39,8 +39,11 @@ struct sim_topology_config {
 struct sim_topology {
   struct sim_clock clock;
   struct sim_rng rng;
+  struct sim_names names;
+  bool names_ready;
   struct kb_clock kb_clock; /* what components were handed */
   struct kb_rng kb_rng;
+  struct kb_names kb_names;
   struct kb_trace trace;
   const struct kb_users *users;
   struct backend *backend;

@@ -38,7 +38,8 @@
 #define T_PASSWORD "Passw0rd!"
 #define T_BOB_PASSWORD "Hunter2?"
 /* The support case's own type 1, non-canonical padding included. */
-#define T_CASE_TYPE1 "NTLM TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAFASgKAAAAD0=="
+#define T_CASE_TYPE1                                                           \
+  "NTLM TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAFASgKAAAAD0=="
 
 static const char oof_body[] =
     "<?xml version=\"1.0\" encoding=\"utf-8\"?>"
@@ -133,9 +134,9 @@ static void t_emit(void *ctx, const struct kb_trace_event *e)
       fprintf(stderr, "[%s %" PRIu64 " hop %d] %s\n", x->origin, x->conn,
               (int)x->hop, x->text);
     else if(e->kind == KB_TRACE_EXCHANGE)
-      fprintf(stderr, "[%s %" PRIu64 " hop %d] %s %s %s -> %d %s\n",
-              x->origin, x->conn, (int)x->hop, e->exchange->method,
-              e->exchange->path, kb_auth_name(x->ex.req_auth), x->ex.status,
+      fprintf(stderr, "[%s %" PRIu64 " hop %d] %s %s %s -> %d %s\n", x->origin,
+              x->conn, (int)x->hop, e->exchange->method, e->exchange->path,
+              kb_auth_name(x->ex.req_auth), x->ex.status,
               kb_auth_name(x->ex.resp_auth));
   }
   pthread_cond_broadcast(&t->cond);
@@ -421,8 +422,7 @@ static CURLcode tc_do(struct tc *c, const char *method, const char *path,
   kb_buf_reset(&c->body);
   c->status = 0;
   c->connects = -1;
-  snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", (unsigned)c->port,
-           path);
+  snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", (unsigned)c->port, path);
   list = curl_slist_append(list, "Expect:");
   for(i = 0; hdrs && hdrs[i]; i++)
     list = curl_slist_append(list, hdrs[i]);
@@ -440,12 +440,12 @@ static CURLcode tc_do(struct tc *c, const char *method, const char *path,
     curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, body ? body : "");
     curl_easy_setopt(c->h, CURLOPT_POSTFIELDSIZE_LARGE,
                      (curl_off_t)(body ? body_len : 0));
-    if(strcmp(method, "POST"))
+    if(strcmp(method, "POST") != 0)
       curl_easy_setopt(c->h, CURLOPT_CUSTOMREQUEST, method);
   }
   else if(!strcmp(method, "HEAD"))
     curl_easy_setopt(c->h, CURLOPT_NOBODY, 1L);
-  else if(strcmp(method, "GET"))
+  else if(strcmp(method, "GET") != 0)
     curl_easy_setopt(c->h, CURLOPT_CUSTOMREQUEST, method);
   res = curl_easy_perform(c->h);
   curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &c->status);
@@ -465,7 +465,9 @@ static const char *tc_header(struct tc *c, const char *name, char *out,
   const char *found = NULL;
   unsigned count = 0;
 
-  while(p && *p) {
+  if(!p)
+    return NULL;
+  while(*p) {
     size_t len = strcspn(p, "\r\n");
     if(len > n && p[n] == ':' && !strncasecmp(p, name, n)) {
       const char *v = p + n + 1;
@@ -490,8 +492,7 @@ static char *t_type1(enum ntlm_scheme scheme)
 {
   struct ntlm_bytes b = {NULL, 0};
   char *value, *line;
-  ck_assert_int_eq(ntlm_client_negotiate(NTLM_COMMUNICATOR_FLAGS, &b),
-                   NTLM_OK);
+  ck_assert_int_eq(ntlm_client_negotiate(NTLM_COMMUNICATOR_FLAGS, &b), NTLM_OK);
   value = ntlm_header_format(scheme, b.data, b.len);
   ck_assert_ptr_nonnull(value);
   line = malloc(strlen(value) + 32);
@@ -508,8 +509,7 @@ static void t_decode_type2(const char *www_auth, enum ntlm_scheme want,
   struct ntlm_bytes b = {NULL, 0};
   enum ntlm_scheme scheme;
   ck_assert_ptr_nonnull(www_auth);
-  ck_assert_int_eq(ntlm_header_parse(www_auth, &scheme, &b, NULL, 0),
-                   NTLM_OK);
+  ck_assert_int_eq(ntlm_header_parse(www_auth, &scheme, &b, NULL, 0), NTLM_OK);
   ck_assert_int_eq(scheme, want);
   ck_assert_int_eq(ntlm_decode(b.data, b.len, msg, NULL, 0), NTLM_OK);
   ck_assert_int_eq(msg->type, NTLM_TYPE_CHALLENGE);
@@ -522,10 +522,9 @@ static char *t_type3(const char *www_auth, enum ntlm_scheme scheme,
                      const char *user, const char *password)
 {
   struct ntlm_message msg;
-  struct ntlm_client_creds creds = {"FABRIKAM", user, password,
-                                    "COMMUNICATOR", NTLM_RESPONSE_V2};
-  static const uint8_t cc[8] = {0xaa, 0xaa, 0xaa, 0xaa,
-                                0xaa, 0xaa, 0xaa, 0xaa};
+  struct ntlm_client_creds creds = {"FABRIKAM", user, password, "COMMUNICATOR",
+                                    NTLM_RESPONSE_V2};
+  static const uint8_t cc[8] = {0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa};
   struct ntlm_bytes b = {NULL, 0};
   char *value, *line;
 
@@ -577,9 +576,9 @@ static void env_start(struct tenv *e, enum t_upstream up, const char *url,
   pthread_cond_init(&e->trace.cond, NULL);
   e->users = kb_users_new();
   ck_assert_ptr_nonnull(e->users);
-  ck_assert_int_eq(kb_users_add(e->users, "FABRIKAM", "alice", T_PASSWORD,
-                                err, sizeof(err)),
-                   0);
+  ck_assert_int_eq(
+      kb_users_add(e->users, "FABRIKAM", "alice", T_PASSWORD, err, sizeof(err)),
+      0);
   ck_assert_int_eq(kb_users_add(e->users, "FABRIKAM", "bob", T_BOB_PASSWORD,
                                 err, sizeof(err)),
                    0);
@@ -587,8 +586,7 @@ static void env_start(struct tenv *e, enum t_upstream up, const char *url,
     struct backend_config bc;
     memset(&bc, 0, sizeof(bc));
     bc.clock.now_ms = t_now;
-    ck_assert_msg(backend_start(&bc, &e->be, err, sizeof(err)) == 0, "%s",
-                  err);
+    ck_assert_msg(backend_start(&bc, &e->be, err, sizeof(err)) == 0, "%s", err);
     snprintf(backend_url, sizeof(backend_url), "http://127.0.0.1:%u",
              (unsigned)backend_port(e->be));
     url = backend_url;
@@ -645,20 +643,20 @@ static struct backend_stats be_stats(struct tenv *e)
   return s;
 }
 
-#define assert_stats(px, ...)                                                 \
-  do {                                                                        \
-    struct proxy_stats got_, want_ = {__VA_ARGS__};                           \
-    proxy_stats((px), &got_);                                                 \
-    ck_assert_uint_eq(got_.connections, want_.connections);                   \
-    ck_assert_uint_eq(got_.requests, want_.requests);                         \
-    ck_assert_uint_eq(got_.challenges, want_.challenges);                     \
-    ck_assert_uint_eq(got_.auth_ok, want_.auth_ok);                           \
-    ck_assert_uint_eq(got_.auth_failed, want_.auth_failed);                   \
-    ck_assert_uint_eq(got_.reauth_skipped, want_.reauth_skipped);             \
-    ck_assert_uint_eq(got_.forwarded, want_.forwarded);                       \
-    ck_assert_uint_eq(got_.forwarded_empty_posts,                             \
-                      want_.forwarded_empty_posts);                           \
-    ck_assert_uint_eq(got_.upstream_errors, want_.upstream_errors);           \
+#define assert_stats(px, ...)                                                  \
+  do {                                                                         \
+    struct proxy_stats got_, want_ = {__VA_ARGS__};                            \
+    proxy_stats((px), &got_);                                                  \
+    ck_assert_uint_eq(got_.connections, want_.connections);                    \
+    ck_assert_uint_eq(got_.requests, want_.requests);                          \
+    ck_assert_uint_eq(got_.challenges, want_.challenges);                      \
+    ck_assert_uint_eq(got_.auth_ok, want_.auth_ok);                            \
+    ck_assert_uint_eq(got_.auth_failed, want_.auth_failed);                    \
+    ck_assert_uint_eq(got_.reauth_skipped, want_.reauth_skipped);              \
+    ck_assert_uint_eq(got_.forwarded, want_.forwarded);                        \
+    ck_assert_uint_eq(got_.forwarded_empty_posts,                              \
+                      want_.forwarded_empty_posts);                            \
+    ck_assert_uint_eq(got_.upstream_errors, want_.upstream_errors);            \
   } while(0)
 
 /* Runs the two legs of a Communicator POST on c: type 1 with
@@ -745,13 +743,12 @@ START_TEST(test_unauthenticated_401)
   ck_assert_int_eq(c.status, 401);
   ck_assert_str_eq(tc_header(&c, "WWW-Authenticate", v, sizeof(v)), "NTLM");
   ck_assert_str_eq(tc_header(&c, "Date", v, sizeof(v)), T_DATE);
-  ck_assert_str_eq(c.body.data,
-                   "ISA ISA01: authentication required; send NTLM "
-                   "credentials\n");
+  ck_assert_str_eq(c.body.data, "ISA ISA01: authentication required; send NTLM "
+                                "credentials\n");
   /* A second try stays on the same connection: 401s are keep-alive. */
-  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", NULL, oof_body,
-                         strlen(oof_body)),
-                   CURLE_OK);
+  ck_assert_int_eq(
+      tc_do(&c, "POST", "/EWS/Exchange.asmx", NULL, oof_body, strlen(oof_body)),
+      CURLE_OK);
   ck_assert_int_eq(c.status, 401);
   ck_assert_int_eq(c.connects, 0);
   ck_assert_uint_eq(be_stats(&e).requests, 0);
@@ -791,14 +788,13 @@ START_TEST(test_full_handshake)
 
   t3 = t_type3(www, NTLM_SCHEME_NTLM, "alice", T_PASSWORD);
   h3[1] = t3;
-  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h3, oof_body,
-                         strlen(oof_body)),
-                   CURLE_OK);
+  ck_assert_int_eq(
+      tc_do(&c, "POST", "/EWS/Exchange.asmx", h3, oof_body, strlen(oof_body)),
+      CURLE_OK);
   ck_assert_int_eq(c.status, 200);
   ck_assert_int_eq(c.connects, 0);
   ck_assert_str_eq(tc_header(&c, "Via", v, sizeof(v)), "1.1 ISA01");
-  ck_assert_str_eq(tc_header(&c, "Server", v, sizeof(v)),
-                   "Microsoft-IIS/7.0");
+  ck_assert_str_eq(tc_header(&c, "Server", v, sizeof(v)), "Microsoft-IIS/7.0");
   ck_assert_ptr_nonnull(strstr(c.body.data, "GetUserOofSettingsResponse"));
   bs = be_stats(&e);
   ck_assert_uint_eq(bs.requests, 1);
@@ -808,9 +804,9 @@ START_TEST(test_full_handshake)
 
   /* Replaying the type 3 on the now authenticated connection: no
    * challenge is pending, so it is refused and de-authenticates. */
-  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h3, oof_body,
-                         strlen(oof_body)),
-                   CURLE_OK);
+  ck_assert_int_eq(
+      tc_do(&c, "POST", "/EWS/Exchange.asmx", h3, oof_body, strlen(oof_body)),
+      CURLE_OK);
   ck_assert_int_eq(c.status, 401);
   ck_assert_uint_eq(be_stats(&e).requests, 1);
   assert_stats(e.px, .connections = 1, .requests = 3, .challenges = 1,
@@ -830,13 +826,12 @@ START_TEST(test_authenticated_without_header)
 
   env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
   tc_init(&c, proxy_port(e.px));
-  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
-                                    NTLM_SCHEME_NTLM, "alice", T_PASSWORD,
-                                    oof_body),
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx", NTLM_SCHEME_NTLM,
+                                    "alice", T_PASSWORD, oof_body),
                    200);
-  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h, oof_body,
-                         strlen(oof_body)),
-                   CURLE_OK);
+  ck_assert_int_eq(
+      tc_do(&c, "POST", "/EWS/Exchange.asmx", h, oof_body, strlen(oof_body)),
+      CURLE_OK);
   ck_assert_int_eq(c.status, 200);
   ck_assert_int_eq(c.connects, 0);
   ck_assert_uint_eq(be_stats(&e).oof_ok, 2);
@@ -857,15 +852,13 @@ START_TEST(test_bad_credentials)
 
   env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
   tc_init(&c, proxy_port(e.px));
-  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
-                                    NTLM_SCHEME_NTLM, "alice", "Wr0ng-Pa55",
-                                    oof_body),
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx", NTLM_SCHEME_NTLM,
+                                    "alice", "Wr0ng-Pa55", oof_body),
                    401);
   ck_assert_str_eq(tc_header(&c, "WWW-Authenticate", v, sizeof(v)), "NTLM");
   ck_assert_ptr_nonnull(strstr(c.body.data, "NTLM authentication failed"));
-  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
-                                    NTLM_SCHEME_NTLM, "mallory", "x",
-                                    oof_body),
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx", NTLM_SCHEME_NTLM,
+                                    "mallory", "x", oof_body),
                    401);
   ck_assert_str_eq(tc_header(&c, "WWW-Authenticate", v, sizeof(v)), "NTLM");
   /* Still not authenticated: a bare request is refused. */
@@ -901,13 +894,11 @@ START_TEST(test_per_connection_bug)
 
   env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
   tc_init(&c, proxy_port(e.px));
-  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
-                                    NTLM_SCHEME_NTLM, "alice", T_PASSWORD,
-                                    oof_body),
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx", NTLM_SCHEME_NTLM,
+                                    "alice", T_PASSWORD, oof_body),
                    200);
   /* Communicator re-authenticates the next POST: type 1, no body. */
-  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h, "", 0),
-                   CURLE_OK);
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h, "", 0), CURLE_OK);
   ck_assert_int_eq(c.connects, 0);
   ck_assert_int_eq(c.status, 500);
   ck_assert_str_eq(tc_header(&c, "Content-Type", v, sizeof(v)),
@@ -948,9 +939,8 @@ START_TEST(test_per_request_fix)
 
   env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_REQUEST);
   tc_init(&c, proxy_port(e.px));
-  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
-                                    NTLM_SCHEME_NTLM, "alice", T_PASSWORD,
-                                    oof_body),
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx", NTLM_SCHEME_NTLM,
+                                    "alice", T_PASSWORD, oof_body),
                    200);
   ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h1, "", 0),
                    CURLE_OK);
@@ -963,9 +953,9 @@ START_TEST(test_per_request_fix)
   ntlm_message_free(&msg);
   t3 = t_type3(www, NTLM_SCHEME_NTLM, "alice", T_PASSWORD);
   h3[1] = t3;
-  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h3, oof_body,
-                         strlen(oof_body)),
-                   CURLE_OK);
+  ck_assert_int_eq(
+      tc_do(&c, "POST", "/EWS/Exchange.asmx", h3, oof_body, strlen(oof_body)),
+      CURLE_OK);
   ck_assert_int_eq(c.status, 200);
   bs = be_stats(&e);
   ck_assert_uint_eq(bs.ews_posts, 2);
@@ -994,9 +984,8 @@ START_TEST(test_policy_switch_on_open_connection)
 
   env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
   tc_init(&c, proxy_port(e.px));
-  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
-                                    NTLM_SCHEME_NTLM, "alice", T_PASSWORD,
-                                    oof_body),
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx", NTLM_SCHEME_NTLM,
+                                    "alice", T_PASSWORD, oof_body),
                    200);
   ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h1, "", 0),
                    CURLE_OK);
@@ -1010,9 +999,9 @@ START_TEST(test_policy_switch_on_open_connection)
   ck_assert_ptr_nonnull(tc_header(&c, "WWW-Authenticate", www, sizeof(www)));
   t3 = t_type3(www, NTLM_SCHEME_NTLM, "alice", T_PASSWORD);
   h3[0] = t3;
-  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h3, oof_body,
-                         strlen(oof_body)),
-                   CURLE_OK);
+  ck_assert_int_eq(
+      tc_do(&c, "POST", "/EWS/Exchange.asmx", h3, oof_body, strlen(oof_body)),
+      CURLE_OK);
   ck_assert_int_eq(c.status, 200);
 
   proxy_set_policy(e.px, PROXY_POLICY_PER_CONNECTION);
@@ -1047,9 +1036,9 @@ START_TEST(test_auth_dies_with_connection)
   ck_assert_ptr_nonnull(tc_header(&c1, "WWW-Authenticate", www, sizeof(www)));
   t3 = t_type3(www, NTLM_SCHEME_NTLM, "alice", T_PASSWORD);
   h3[0] = t3;
-  ck_assert_int_eq(tc_do(&c1, "POST", "/EWS/Exchange.asmx", h3, oof_body,
-                         strlen(oof_body)),
-                   CURLE_OK);
+  ck_assert_int_eq(
+      tc_do(&c1, "POST", "/EWS/Exchange.asmx", h3, oof_body, strlen(oof_body)),
+      CURLE_OK);
   ck_assert_int_eq(c1.status, 200);
   tc_free(&c1); /* closes connection 1 */
 
@@ -1059,9 +1048,9 @@ START_TEST(test_auth_dies_with_connection)
   ck_assert_int_eq(tc_do(&c2, "GET", "/EWS/Exchange.asmx", NULL, NULL, 0),
                    CURLE_OK);
   ck_assert_int_eq(c2.status, 401);
-  ck_assert_int_eq(tc_do(&c2, "POST", "/EWS/Exchange.asmx", h3, oof_body,
-                         strlen(oof_body)),
-                   CURLE_OK);
+  ck_assert_int_eq(
+      tc_do(&c2, "POST", "/EWS/Exchange.asmx", h3, oof_body, strlen(oof_body)),
+      CURLE_OK);
   ck_assert_int_eq(c2.status, 401);
   ck_assert_int_eq(c2.connects, 0);
   ck_assert_uint_eq(be_stats(&e).requests, 1);
@@ -1096,9 +1085,9 @@ START_TEST(test_type3_without_type2)
   t3 = t_type3(www, NTLM_SCHEME_NTLM, "alice", T_PASSWORD);
   h3[0] = t3;
   tc_init(&c, proxy_port(e.px));
-  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h3, oof_body,
-                         strlen(oof_body)),
-                   CURLE_OK);
+  ck_assert_int_eq(
+      tc_do(&c, "POST", "/EWS/Exchange.asmx", h3, oof_body, strlen(oof_body)),
+      CURLE_OK);
   ck_assert_int_eq(c.status, 401);
   ck_assert_str_eq(tc_header(&c, "WWW-Authenticate", v, sizeof(v)), "NTLM");
   ck_assert_str_eq(c.body.data,
@@ -1147,9 +1136,9 @@ START_TEST(test_garbage_tokens)
   tc_init(&c, proxy_port(e.px));
   for(i = 0; garbage[i]; i++) {
     h[0] = garbage[i];
-    ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h, oof_body,
-                           strlen(oof_body)),
-                     CURLE_OK);
+    ck_assert_int_eq(
+        tc_do(&c, "POST", "/EWS/Exchange.asmx", h, oof_body, strlen(oof_body)),
+        CURLE_OK);
     ck_assert_msg(c.status == 401, "%s -> %ld", garbage[i], c.status);
     ck_assert_str_eq(tc_header(&c, "WWW-Authenticate", v, sizeof(v)), "NTLM");
     ck_assert_int_eq(strncmp(c.body.data, bad_prefix, strlen(bad_prefix)), 0);
@@ -1160,8 +1149,7 @@ START_TEST(test_garbage_tokens)
   /* A type 3 with its offsets pointing far outside the message, after a
    * real challenge: refused, and it de-authenticates nothing twice. */
   h[0] = t1;
-  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h, "", 0),
-                   CURLE_OK);
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h, "", 0), CURLE_OK);
   ck_assert_ptr_nonnull(tc_header(&c, "WWW-Authenticate", www, sizeof(www)));
   t3 = t_type3(www, NTLM_SCHEME_NTLM, "alice", T_PASSWORD);
   {
@@ -1179,15 +1167,15 @@ START_TEST(test_garbage_tokens)
     ntlm_bytes_free(&raw);
   }
   h[0] = bad3;
-  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h, oof_body,
-                         strlen(oof_body)),
-                   CURLE_OK);
+  ck_assert_int_eq(
+      tc_do(&c, "POST", "/EWS/Exchange.asmx", h, oof_body, strlen(oof_body)),
+      CURLE_OK);
   ck_assert_int_eq(c.status, 401);
   /* The challenge is gone with the garbled type 3: the good one fails. */
   h[0] = t3;
-  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h, oof_body,
-                         strlen(oof_body)),
-                   CURLE_OK);
+  ck_assert_int_eq(
+      tc_do(&c, "POST", "/EWS/Exchange.asmx", h, oof_body, strlen(oof_body)),
+      CURLE_OK);
   ck_assert_int_eq(c.status, 401);
 
   /* A token far over NTLM_MAX_MESSAGE. */
@@ -1222,16 +1210,15 @@ START_TEST(test_garbage_deauthenticates)
 
   env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
   tc_init(&c, proxy_port(e.px));
-  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
-                                    NTLM_SCHEME_NTLM, "alice", T_PASSWORD,
-                                    oof_body),
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx", NTLM_SCHEME_NTLM,
+                                    "alice", T_PASSWORD, oof_body),
                    200);
   ck_assert_int_eq(tc_do(&c, "GET", "/EWS/Exchange.asmx", h, NULL, 0),
                    CURLE_OK);
   ck_assert_int_eq(c.status, 401);
-  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", NULL, oof_body,
-                         strlen(oof_body)),
-                   CURLE_OK);
+  ck_assert_int_eq(
+      tc_do(&c, "POST", "/EWS/Exchange.asmx", NULL, oof_body, strlen(oof_body)),
+      CURLE_OK);
   ck_assert_int_eq(c.status, 401);
   ck_assert_uint_eq(be_stats(&e).requests, 1);
   assert_stats(e.px, .connections = 1, .requests = 4, .challenges = 1,
@@ -1296,9 +1283,9 @@ START_TEST(test_forward_exact)
   ck_assert_ptr_nonnull(tc_header(&c, "WWW-Authenticate", www, sizeof(www)));
   t3 = t_type3(www, NTLM_SCHEME_NTLM, "alice", T_PASSWORD);
   h3[9] = t3;
-  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx?a=1&b=%20x", h3,
-                         "hello", 5),
-                   CURLE_OK);
+  ck_assert_int_eq(
+      tc_do(&c, "POST", "/EWS/Exchange.asmx?a=1&b=%20x", h3, "hello", 5),
+      CURLE_OK);
   ck_assert_int_eq(c.status, 200);
   ck_assert_str_eq(c.body.data, "recorded\n");
   ck_assert_str_eq(tc_header(&c, "X-Upstream", v, sizeof(v)), "recorder");
@@ -1331,8 +1318,7 @@ START_TEST(test_forward_exact)
   pthread_mutex_unlock(&e.rec.lock);
 
   /* GET keeps its query; no Accept from the client means none upstream. */
-  ck_assert_int_eq(tc_do(&c, "GET", "/autodiscover/x?wsdl", no_accept, NULL,
-                         0),
+  ck_assert_int_eq(tc_do(&c, "GET", "/autodiscover/x?wsdl", no_accept, NULL, 0),
                    CURLE_OK);
   ck_assert_int_eq(c.status, 200);
   pthread_mutex_lock(&e.rec.lock);
@@ -1461,9 +1447,8 @@ START_TEST(test_backend_unreachable)
   snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned)port);
   env_start(&e, T_URL, url, 0, 0, PROXY_POLICY_PER_CONNECTION);
   tc_init(&c, proxy_port(e.px));
-  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
-                                    NTLM_SCHEME_NTLM, "alice", T_PASSWORD,
-                                    oof_body),
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx", NTLM_SCHEME_NTLM,
+                                    "alice", T_PASSWORD, oof_body),
                    502);
   snprintf(want, sizeof(want),
            "ISA ISA01: the published server %s could not be reached: ", url);
@@ -1489,9 +1474,8 @@ START_TEST(test_backend_timeout)
   snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned)port);
   env_start(&e, T_URL, url, 0, 150, PROXY_POLICY_PER_CONNECTION);
   tc_init(&c, proxy_port(e.px));
-  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
-                                    NTLM_SCHEME_NTLM, "alice", T_PASSWORD,
-                                    oof_body),
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx", NTLM_SCHEME_NTLM,
+                                    "alice", T_PASSWORD, oof_body),
                    504);
   snprintf(want, sizeof(want),
            "ISA ISA01: the published server %s did not answer within 150 "
@@ -1518,9 +1502,8 @@ START_TEST(test_trace)
 
   env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
   tc_init(&c, proxy_port(e.px));
-  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
-                                    NTLM_SCHEME_NTLM, "alice", T_PASSWORD,
-                                    oof_body),
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx", NTLM_SCHEME_NTLM,
+                                    "alice", T_PASSWORD, oof_body),
                    200);
   ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h1, "", 0),
                    CURLE_OK);
@@ -1537,8 +1520,8 @@ START_TEST(test_trace)
   /* Two forwarded requests, one upstream connection. */
   ck_assert_uint_eq(t_count(&e.trace, KB_TRACE_OPEN, KB_HOP_PROXY_BACKEND, 1),
                     1);
-  ck_assert_uint_eq(
-      t_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_PROXY_BACKEND, 1), 1);
+  ck_assert_uint_eq(t_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_PROXY_BACKEND, 1),
+                    1);
   ck_assert_uint_ge(t_count(&e.trace, KB_TRACE_SEND, KB_HOP_PROXY_BACKEND, 1),
                     2);
   ck_assert_uint_ge(t_count(&e.trace, KB_TRACE_RECV, KB_HOP_PROXY_BACKEND, 1),
@@ -1653,17 +1636,17 @@ START_TEST(test_stop_with_open_connections)
   port = proxy_port(e.px);
   tc_init(&a, port);
   tc_init(&b, port);
-  ck_assert_int_eq(t_handshake_post(&a, "/x", NTLM_SCHEME_NTLM, "alice",
-                                    T_PASSWORD, "a"),
-                   200);
+  ck_assert_int_eq(
+      t_handshake_post(&a, "/x", NTLM_SCHEME_NTLM, "alice", T_PASSWORD, "a"),
+      200);
   ck_assert_int_eq(tc_do(&b, "GET", "/x", NULL, NULL, 0), CURLE_OK);
   ck_assert_int_eq(b.status, 401);
   /* Both client connections (and one upstream) are open and idle. */
   env_stop_servers(&e);
   ck_assert_uint_eq(t_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY, 0),
                     2);
-  ck_assert_uint_eq(
-      t_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_PROXY_BACKEND, 0), 1);
+  ck_assert_uint_eq(t_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_PROXY_BACKEND, 0),
+                    1);
   ck_assert_int_ne(tc_do(&a, "GET", "/x", NULL, NULL, 0), CURLE_OK);
   tc_free(&a);
   tc_free(&b);
