@@ -128,6 +128,7 @@ struct client {
   size_t nsockets;
   uint64_t conn_count;    /* connections established so far */
   uint64_t current_conn;  /* the one the running request uses, 0 if none */
+  char current_name[48];  /* its name; kept after the socket closes */
   struct client_leg *leg; /* the leg being received, for the callbacks */
 
   /* Session. */
@@ -407,6 +408,7 @@ static int client_prereq(void *clientp, char *conn_primary_ip,
   (void)conn_primary_ip;
   (void)conn_primary_port;
   c->current_conn = 0;
+  c->current_name[0] = '\0';
   for(i = 0; i < c->nsockets; i++) {
     if(!client_socket_is(c->sockets[i].fd, conn_local_ip, conn_local_port))
       continue;
@@ -415,6 +417,7 @@ static int client_prereq(void *clientp, char *conn_primary_ip,
       client_trace(c, KB_TRACE_OPEN, c->sockets[i].conn, NULL, 0);
     }
     c->current_conn = c->sockets[i].conn;
+    memcpy(c->current_name, c->sockets[i].name, sizeof(c->current_name));
     break;
   }
   return CURL_PREREQFUNC_OK;
@@ -924,6 +927,7 @@ static CURLcode client_send_leg(struct client *c, const char *url,
   ev.side = KB_SIDE_CLIENT;
   ev.origin = c->origin;
   ev.conn = c->current_conn;
+  ev.conn_name = c->current_name[0] ? c->current_name : NULL;
   ev.exchange = &ex;
   kb_trace_emit(&c->trace, &ev);
 out:

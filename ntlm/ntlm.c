@@ -26,9 +26,9 @@
 #include <strings.h>
 
 /* Fixed header sizes (MS-NLMP 2.2.1), without the optional VERSION. */
-#define NTLM__NEG_MIN 16    /* signature, type, flags: all a NEGOTIATE needs */
-#define NTLM__NEG_HEADER 32 /* ... + DomainName + WorkstationName fields */
-#define NTLM__CHAL_MIN 32   /* ... + TargetName, flags, ServerChallenge */
+#define NTLM__NEG_MIN 16     /* signature, type, flags: all a NEGOTIATE needs */
+#define NTLM__NEG_HEADER 32  /* ... + DomainName + WorkstationName fields */
+#define NTLM__CHAL_MIN 32    /* ... + TargetName, flags, ServerChallenge */
 #define NTLM__CHAL_HEADER 48 /* ... + Reserved + TargetInfo fields */
 #define NTLM__AUTH_HEADER 64
 #define NTLM__VERSION_LEN 8
@@ -432,8 +432,8 @@ bad:
 
 /* Converts len OEM (Latin-1) bytes to a malloc'd UTF-8 string in *out
  * (caller frees). Only an embedded NUL is refused, as NTLM_ERR_ENCODING. */
-static enum ntlm_result ntlm__from_oem(const uint8_t *p, size_t len,
-                                       char **out, const char **why)
+static enum ntlm_result ntlm__from_oem(const uint8_t *p, size_t len, char **out,
+                                       const char **why)
 {
   size_t i;
   size_t o = 0;
@@ -598,15 +598,12 @@ static void ntlm__hmac2(const uint8_t key[16], const uint8_t *a, size_t alen,
   explicit_bzero(&hmac, sizeof(hmac));
 }
 
-enum ntlm_result ntlm_v2_responses(const uint8_t ntowf_v2[16],
-                                   const uint8_t server_challenge[8],
-                                   const uint8_t client_challenge[8],
-                                   uint64_t timestamp,
-                                   const uint8_t *target_info,
-                                   size_t target_info_len,
-                                   struct ntlm_bytes *nt_out,
-                                   uint8_t lm_out[24],
-                                   uint8_t session_base_key[16])
+enum ntlm_result
+ntlm_v2_responses(const uint8_t ntowf_v2[16], const uint8_t server_challenge[8],
+                  const uint8_t client_challenge[8], uint64_t timestamp,
+                  const uint8_t *target_info, size_t target_info_len,
+                  struct ntlm_bytes *nt_out, uint8_t lm_out[24],
+                  uint8_t session_base_key[16])
 {
   uint8_t *nt;
   uint8_t *temp;
@@ -769,8 +766,7 @@ struct ntlm__reader {
  * empty field, whose offset is ignored), else NTLM_ERR_BOUNDS naming the
  * field. The caller has checked that pos + 8 is inside the message. */
 static enum ntlm_result ntlm__field(struct ntlm__reader *r, size_t pos,
-                                    const char *name, size_t *off,
-                                    size_t *flen)
+                                    const char *name, size_t *off, size_t *flen)
 {
   uint16_t l = ntlm__get16(r->msg + pos);
   uint32_t o = ntlm__get32(r->msg + pos + 4);
@@ -803,8 +799,8 @@ static enum ntlm_result ntlm__field(struct ntlm__reader *r, size_t pos,
 /* Copies a checked field into a malloc'd buffer (*out NULL for an empty
  * field). The message owns the copy. */
 static enum ntlm_result ntlm__copy_field(const struct ntlm__reader *r,
-                                         size_t off, size_t flen,
-                                         uint8_t **out, size_t *outlen)
+                                         size_t off, size_t flen, uint8_t **out,
+                                         size_t *outlen)
 {
   *out = NULL;
   *outlen = 0;
@@ -836,8 +832,8 @@ static enum ntlm_result ntlm__string_field(const struct ntlm__reader *r,
   else
     result = ntlm__from_oem(r->msg + off, flen, out, &why);
   if(result == NTLM_ERR_ENCODING)
-    ntlm__seterr(r->err, r->errlen, "NTLM type %u: %s (%zu bytes) %s",
-                 r->type, name, flen, why);
+    ntlm__seterr(r->err, r->errlen, "NTLM type %u: %s (%zu bytes) %s", r->type,
+                 name, flen, why);
   return result;
 }
 
@@ -890,8 +886,8 @@ static enum ntlm_result ntlm__decode_negotiate(struct ntlm__reader *r,
     if(!result)
       result = ntlm__field(r, 24, "WorkstationName", &woff, &wlen);
     if(!result)
-      result = ntlm__string_field(r, "DomainName", doff, dlen, false,
-                                  &m->domain);
+      result =
+          ntlm__string_field(r, "DomainName", doff, dlen, false, &m->domain);
     if(!result)
       result = ntlm__string_field(r, "WorkstationName", woff, wlen, false,
                                   &m->workstation);
@@ -910,7 +906,6 @@ static enum ntlm_result ntlm__decode_challenge(struct ntlm__reader *r,
 {
   size_t toff = 0, tlen = 0, ioff = 0, ilen = 0;
   enum ntlm_result result;
-  size_t bad;
 
   if(r->len < NTLM__CHAL_MIN) {
     ntlm__seterr(r->err, r->errlen,
@@ -928,11 +923,11 @@ static enum ntlm_result ntlm__decode_challenge(struct ntlm__reader *r,
   if(!result && r->len >= NTLM__CHAL_HEADER)
     result = ntlm__field(r, 40, "TargetInfo", &ioff, &ilen);
   if(!result)
-    result = ntlm__string_field(r, "TargetName", toff, tlen,
-                                m->flags & NTLM_NEGOTIATE_UNICODE,
-                                &m->target_name);
+    result =
+        ntlm__string_field(r, "TargetName", toff, tlen,
+                           m->flags & NTLM_NEGOTIATE_UNICODE, &m->target_name);
   if(!result && ilen) {
-    bad = ntlm__av_bad_at(r->msg + ioff, ilen);
+    size_t bad = ntlm__av_bad_at(r->msg + ioff, ilen);
     if(bad != ilen) {
       ntlm__seterr(r->err, r->errlen,
                    "NTLM type 2: TargetInfo AV pair at byte %zu runs past "
@@ -942,8 +937,8 @@ static enum ntlm_result ntlm__decode_challenge(struct ntlm__reader *r,
     }
   }
   if(!result)
-    result = ntlm__copy_field(r, ioff, ilen, &m->target_info,
-                              &m->target_info_len);
+    result =
+        ntlm__copy_field(r, ioff, ilen, &m->target_info, &m->target_info_len);
   if(!result && r->len >= NTLM__CHAL_HEADER &&
      (m->flags & NTLM_NEGOTIATE_VERSION) &&
      ntlm__room_for(r, NTLM__CHAL_HEADER + NTLM__VERSION_LEN)) {
@@ -1000,22 +995,22 @@ static enum ntlm_result ntlm__decode_authenticate(struct ntlm__reader *r,
   if(!result)
     result = ntlm__field(r, 52, "EncryptedRandomSessionKey", &koff, &klen);
   if(!result)
-    result = ntlm__string_field(r, "DomainName", doff, dlen, unicode,
-                                &m->domain);
+    result =
+        ntlm__string_field(r, "DomainName", doff, dlen, unicode, &m->domain);
   if(!result)
     result = ntlm__string_field(r, "UserName", uoff, ulen, unicode, &m->user);
   if(!result)
     result = ntlm__string_field(r, "Workstation", woff, wlen, unicode,
                                 &m->workstation);
   if(!result)
-    result = ntlm__copy_field(r, loff, llen, &m->lm_response,
-                              &m->lm_response_len);
+    result =
+        ntlm__copy_field(r, loff, llen, &m->lm_response, &m->lm_response_len);
   if(!result)
-    result = ntlm__copy_field(r, noff, nlen, &m->nt_response,
-                              &m->nt_response_len);
+    result =
+        ntlm__copy_field(r, noff, nlen, &m->nt_response, &m->nt_response_len);
   if(!result)
-    result = ntlm__copy_field(r, koff, klen, &m->session_key,
-                              &m->session_key_len);
+    result =
+        ntlm__copy_field(r, koff, klen, &m->session_key, &m->session_key_len);
   if(result)
     return result;
 
@@ -1037,8 +1032,7 @@ static enum ntlm_result ntlm__decode_authenticate(struct ntlm__reader *r,
 }
 
 enum ntlm_result ntlm_decode(const uint8_t *msg, size_t len,
-                             struct ntlm_message *out, char *err,
-                             size_t errlen)
+                             struct ntlm_message *out, char *err, size_t errlen)
 {
   struct ntlm__reader r;
   enum ntlm_result result;
@@ -1050,8 +1044,7 @@ enum ntlm_result ntlm_decode(const uint8_t *msg, size_t len,
   }
   memset(out, 0, sizeof(*out));
   if(!msg && len) {
-    ntlm__seterr(err, errlen, "NTLM: ntlm_decode got NULL for %zu bytes",
-                 len);
+    ntlm__seterr(err, errlen, "NTLM: ntlm_decode got NULL for %zu bytes", len);
     return NTLM_ERR_ARG;
   }
   if(len > NTLM_MAX_MESSAGE) {
@@ -1107,8 +1100,10 @@ enum ntlm_result ntlm_decode(const uint8_t *msg, size_t len,
     break;
   }
   if(result == NTLM_ERR_NOMEM)
-    ntlm__seterr(err, errlen, "NTLM: out of memory decoding a %zu-byte "
-                 "message", len);
+    ntlm__seterr(err, errlen,
+                 "NTLM: out of memory decoding a %zu-byte "
+                 "message",
+                 len);
   if(result)
     ntlm_message_free(out);
   return result;
@@ -1160,8 +1155,8 @@ struct ntlm__out_field {
  * On NTLM_OK *out is the caller's; the caller fills in the rest of the
  * header. */
 static enum ntlm_result ntlm__layout(enum ntlm_type type, size_t header,
-                                     const struct ntlm__out_field *f,
-                                     size_t n, bool zero_empty_offsets,
+                                     const struct ntlm__out_field *f, size_t n,
+                                     bool zero_empty_offsets,
                                      struct ntlm_bytes *out, char *err,
                                      size_t errlen)
 {
@@ -1251,7 +1246,8 @@ enum ntlm_result ntlm_encode(const struct ntlm_message *msg,
   size_t header;
 
   if(!msg || !out) {
-    ntlm__seterr(err, errlen, "NTLM: ntlm_encode needs a message and an "
+    ntlm__seterr(err, errlen,
+                 "NTLM: ntlm_encode needs a message and an "
                  "output");
     return NTLM_ERR_ARG;
   }
@@ -1273,8 +1269,8 @@ enum ntlm_result ntlm_encode(const struct ntlm_message *msg,
     result = ntlm__wire_string(1, "DomainName", msg->domain, false, &s1, err,
                                errlen);
     if(!result)
-      result = ntlm__wire_string(1, "WorkstationName", msg->workstation,
-                                 false, &s2, err, errlen);
+      result = ntlm__wire_string(1, "WorkstationName", msg->workstation, false,
+                                 &s2, err, errlen);
     if(result)
       break;
     header = NTLM__NEG_HEADER + (msg->has_version ? NTLM__VERSION_LEN : 0);
@@ -1282,8 +1278,8 @@ enum ntlm_result ntlm_encode(const struct ntlm_message *msg,
     f[1] = (struct ntlm__out_field){24, s2.data, s2.len, "WorkstationName"};
     /* Windows leaves the offsets of empty NEGOTIATE fields at 0; the support
      * case's token shows it. */
-    result = ntlm__layout(NTLM_TYPE_NEGOTIATE, header, f, 2, true, out, err,
-                          errlen);
+    result =
+        ntlm__layout(NTLM_TYPE_NEGOTIATE, header, f, 2, true, out, err, errlen);
     if(result)
       break;
     ntlm__put32(out->data + 12, msg->flags);
@@ -1292,14 +1288,14 @@ enum ntlm_result ntlm_encode(const struct ntlm_message *msg,
     break;
 
   case NTLM_TYPE_CHALLENGE:
-    result = ntlm__wire_string(2, "TargetName", msg->target_name, unicode,
-                               &s1, err, errlen);
+    result = ntlm__wire_string(2, "TargetName", msg->target_name, unicode, &s1,
+                               err, errlen);
     if(result)
       break;
     header = NTLM__CHAL_HEADER + (msg->has_version ? NTLM__VERSION_LEN : 0);
     f[0] = (struct ntlm__out_field){12, s1.data, s1.len, "TargetName"};
-    f[1] = (struct ntlm__out_field){40, msg->target_info,
-                                    msg->target_info_len, "TargetInfo"};
+    f[1] = (struct ntlm__out_field){40, msg->target_info, msg->target_info_len,
+                                    "TargetInfo"};
     result = ntlm__layout(NTLM_TYPE_CHALLENGE, header, f, 2, false, out, err,
                           errlen);
     if(result)
@@ -1311,8 +1307,8 @@ enum ntlm_result ntlm_encode(const struct ntlm_message *msg,
     break;
 
   case NTLM_TYPE_AUTHENTICATE:
-    result = ntlm__wire_string(3, "DomainName", msg->domain, unicode, &s1,
-                               err, errlen);
+    result = ntlm__wire_string(3, "DomainName", msg->domain, unicode, &s1, err,
+                               errlen);
     if(!result)
       result = ntlm__wire_string(3, "UserName", msg->user, unicode, &s2, err,
                                  errlen);
@@ -1329,17 +1325,14 @@ enum ntlm_result ntlm_encode(const struct ntlm_message *msg,
     f[0] = (struct ntlm__out_field){28, s1.data, s1.len, "DomainName"};
     f[1] = (struct ntlm__out_field){36, s2.data, s2.len, "UserName"};
     f[2] = (struct ntlm__out_field){44, s3.data, s3.len, "Workstation"};
-    f[3] = (struct ntlm__out_field){12, msg->lm_response,
-                                    msg->lm_response_len,
+    f[3] = (struct ntlm__out_field){12, msg->lm_response, msg->lm_response_len,
                                     "LmChallengeResponse"};
-    f[4] = (struct ntlm__out_field){20, msg->nt_response,
-                                    msg->nt_response_len,
+    f[4] = (struct ntlm__out_field){20, msg->nt_response, msg->nt_response_len,
                                     "NtChallengeResponse"};
-    f[5] = (struct ntlm__out_field){52, msg->session_key,
-                                    msg->session_key_len,
+    f[5] = (struct ntlm__out_field){52, msg->session_key, msg->session_key_len,
                                     "EncryptedRandomSessionKey"};
-    result = ntlm__layout(NTLM_TYPE_AUTHENTICATE, header, f, 6, false, out,
-                          err, errlen);
+    result = ntlm__layout(NTLM_TYPE_AUTHENTICATE, header, f, 6, false, out, err,
+                          errlen);
     if(result)
       break;
     ntlm__put32(out->data + 60, msg->flags);
@@ -1439,8 +1432,7 @@ static void ntlm__text_flags(struct ntlm__text *t, uint32_t flags)
   size_t i;
 
   ntlm__text_add(t, "flags 0x%08x (", (unsigned)flags);
-  for(i = 0; i < sizeof(ntlm__flag_names) / sizeof(ntlm__flag_names[0]);
-      i++) {
+  for(i = 0; i < sizeof(ntlm__flag_names) / sizeof(ntlm__flag_names[0]); i++) {
     if(flags & ntlm__flag_names[i].bit) {
       ntlm__text_add(t, "%s%s", sep, ntlm__flag_names[i].name);
       sep = " ";
@@ -1616,8 +1608,7 @@ static enum ntlm_result ntlm__b64_decode(const char *tok, size_t n,
     /* nettle skips white space inside base64; a header token has none. */
     if(ntlm__blank(tok[i]) || tok[i] == '\r' || tok[i] == '\n') {
       ntlm__seterr(err, errlen,
-                   "NTLM header: base64 token has a blank at character %zu",
-                   i);
+                   "NTLM header: base64 token has a blank at character %zu", i);
       return NTLM_ERR_BASE64;
     }
   }
@@ -1664,7 +1655,8 @@ enum ntlm_result ntlm_header_parse(const char *value, enum ntlm_scheme *scheme,
   enum ntlm_result result;
 
   if(!value || !out) {
-    ntlm__seterr(err, errlen, "NTLM header: ntlm_header_parse needs a value "
+    ntlm__seterr(err, errlen,
+                 "NTLM header: ntlm_header_parse needs a value "
                  "and an output");
     return NTLM_ERR_ARG;
   }
@@ -1677,7 +1669,8 @@ enum ntlm_result ntlm_header_parse(const char *value, enum ntlm_scheme *scheme,
   while(end > p && ntlm__blank(end[-1]))
     end--;
   if(p == end) {
-    ntlm__seterr(err, errlen, "NTLM header: the value is empty; expected "
+    ntlm__seterr(err, errlen,
+                 "NTLM header: the value is empty; expected "
                  "\"NTLM <base64 token>\"");
     return NTLM_ERR_HEADER;
   }
@@ -1796,7 +1789,8 @@ enum ntlm_result ntlm_client_authenticate(const struct ntlm_client_creds *creds,
     out->len = 0;
   }
   if(!creds || !challenge || !out || !creds->user || !creds->password) {
-    ntlm__seterr(err, errlen, "NTLM client: a user name and a password are "
+    ntlm__seterr(err, errlen,
+                 "NTLM client: a user name and a password are "
                  "needed to answer a challenge");
     return NTLM_ERR_ARG;
   }
@@ -1814,30 +1808,31 @@ enum ntlm_result ntlm_client_authenticate(const struct ntlm_client_creds *creds,
     return NTLM_ERR_ARG;
   }
   if(creds->kind != NTLM_RESPONSE_V1 && !client_challenge) {
-    ntlm__seterr(err, errlen, "NTLM client: %s needs an 8-byte client "
-                 "challenge", ntlm_response_kind_name(creds->kind));
+    ntlm__seterr(err, errlen,
+                 "NTLM client: %s needs an 8-byte client "
+                 "challenge",
+                 ntlm_response_kind_name(creds->kind));
     return NTLM_ERR_ARG;
   }
 
   memset(&m, 0, sizeof(m));
   switch(creds->kind) {
   case NTLM_RESPONSE_V2:
-    if(!timestamp && ntlm__av_find(challenge->target_info,
-                                   challenge->target_info_len,
-                                   NTLM__AV_TIMESTAMP, &av, &avlen) &&
+    if(!timestamp &&
+       ntlm__av_find(challenge->target_info, challenge->target_info_len,
+                     NTLM__AV_TIMESTAMP, &av, &avlen) &&
        avlen == 8)
       timestamp = ntlm__get64(av);
     result = ntlm_ntowf_v2(creds->password, creds->user, creds->domain, key);
     if(!result)
-      result = ntlm_v2_responses(key, challenge->server_challenge,
-                                 client_challenge, timestamp,
-                                 challenge->target_info,
-                                 challenge->target_info_len, &nt, lm, NULL);
+      result = ntlm_v2_responses(
+          key, challenge->server_challenge, client_challenge, timestamp,
+          challenge->target_info, challenge->target_info_len, &nt, lm, NULL);
     /* MS-NLMP 3.1.5.1.2: when the server sent MsvAvTimestamp the client
      * sends Z(24) instead of the LMv2 response. */
-    if(!result && ntlm__av_find(challenge->target_info,
-                                challenge->target_info_len,
-                                NTLM__AV_TIMESTAMP, &av, &avlen))
+    if(!result &&
+       ntlm__av_find(challenge->target_info, challenge->target_info_len,
+                     NTLM__AV_TIMESTAMP, &av, &avlen))
       memset(lm, 0, sizeof(lm));
     break;
   case NTLM_RESPONSE_V1:
@@ -1852,20 +1847,22 @@ enum ntlm_result ntlm_client_authenticate(const struct ntlm_client_creds *creds,
   case NTLM_RESPONSE_V1_ESS:
     result = ntlm_nt_hash(creds->password, key);
     if(!result) {
-      ntlm__v1_ess_response(key, challenge->server_challenge,
-                            client_challenge, nt1);
+      ntlm__v1_ess_response(key, challenge->server_challenge, client_challenge,
+                            nt1);
       memset(lm, 0, sizeof(lm));
       memcpy(lm, client_challenge, 8);
     }
     break;
   }
   if(result == NTLM_ERR_ENCODING)
-    ntlm__seterr(err, errlen, "NTLM client: the user name, domain or "
+    ntlm__seterr(err, errlen,
+                 "NTLM client: the user name, domain or "
                  "password is not valid UTF-8");
   else if(result)
-    ntlm__seterr(err, errlen, "NTLM client: computing the %s response "
-                 "failed: %s", ntlm_response_kind_name(creds->kind),
-                 ntlm_strerror(result));
+    ntlm__seterr(err, errlen,
+                 "NTLM client: computing the %s response "
+                 "failed: %s",
+                 ntlm_response_kind_name(creds->kind), ntlm_strerror(result));
 
   if(!result) {
     m.type = NTLM_TYPE_AUTHENTICATE;
@@ -1906,7 +1903,6 @@ enum ntlm_result ntlm_server_challenge(const struct ntlm_server_info *info,
 {
   struct ntlm__avbuf *av;
   struct ntlm_message m;
-  uint8_t ts[8];
   enum ntlm_result result;
 
   if(out) {
@@ -1925,13 +1921,13 @@ enum ntlm_result ntlm_server_challenge(const struct ntlm_server_info *info,
    * computer, timestamp, EOL. */
   result = ntlm__av_put_str(av, NTLM__AV_NB_DOMAIN, info->netbios_domain);
   if(!result)
-    result =
-        ntlm__av_put_str(av, NTLM__AV_NB_COMPUTER, info->netbios_computer);
+    result = ntlm__av_put_str(av, NTLM__AV_NB_COMPUTER, info->netbios_computer);
   if(!result)
     result = ntlm__av_put_str(av, NTLM__AV_DNS_DOMAIN, info->dns_domain);
   if(!result)
     result = ntlm__av_put_str(av, NTLM__AV_DNS_COMPUTER, info->dns_computer);
   if(!result && timestamp) {
+    uint8_t ts[8];
     ntlm__put64(ts, timestamp);
     result = ntlm__av_put(av, NTLM__AV_TIMESTAMP, ts, sizeof(ts));
   }
@@ -1950,10 +1946,10 @@ enum ntlm_result ntlm_server_challenge(const struct ntlm_server_info *info,
     m.flags |= (negotiate_flags & NTLM_NEGOTIATE_UNICODE)
                    ? NTLM_NEGOTIATE_UNICODE
                    : NTLM_NEGOTIATE_OEM;
-    m.flags |= negotiate_flags &
-               (NTLM_REQUEST_TARGET | NTLM_NEGOTIATE_ALWAYS_SIGN |
-                NTLM_NEGOTIATE_EXTENDED_SESSIONSECURITY |
-                NTLM_NEGOTIATE_128 | NTLM_NEGOTIATE_56);
+    m.flags |=
+        negotiate_flags & (NTLM_REQUEST_TARGET | NTLM_NEGOTIATE_ALWAYS_SIGN |
+                           NTLM_NEGOTIATE_EXTENDED_SESSIONSECURITY |
+                           NTLM_NEGOTIATE_128 | NTLM_NEGOTIATE_56);
     m.has_version = true;
     m.version = ntlm__server_version;
     m.target_name = (char *)info->netbios_domain;
@@ -1983,7 +1979,8 @@ enum ntlm_result ntlm_server_verify(const struct ntlm_message *auth,
   enum ntlm_result result;
 
   if(!auth || !server_challenge || !lookup) {
-    ntlm__seterr(err, errlen, "NTLM server: ntlm_server_verify needs a "
+    ntlm__seterr(err, errlen,
+                 "NTLM server: ntlm_server_verify needs a "
                  "message, a challenge and a password lookup");
     return NTLM_ERR_ARG;
   }
@@ -1996,12 +1993,14 @@ enum ntlm_result ntlm_server_verify(const struct ntlm_message *auth,
   kind = ntlm__kind_of(auth);
   domain = auth->domain ? auth->domain : "";
   if(kind == NTLM__KIND_ANONYMOUS || (auth->flags & NTLM_NEGOTIATE_ANONYMOUS)) {
-    ntlm__seterr(err, errlen, "NTLM server: anonymous authentication is "
+    ntlm__seterr(err, errlen,
+                 "NTLM server: anonymous authentication is "
                  "refused; the client must send a user name and password");
     return NTLM_ERR_BAD_PROOF;
   }
   if(!auth->user) {
-    ntlm__seterr(err, errlen, "NTLM server: the AUTHENTICATE message has no "
+    ntlm__seterr(err, errlen,
+                 "NTLM server: the AUTHENTICATE message has no "
                  "user name");
     return NTLM_ERR_BAD_PROOF;
   }
@@ -2036,8 +2035,7 @@ enum ntlm_result ntlm_server_verify(const struct ntlm_message *auth,
     rkind = NTLM_RESPONSE_V1_ESS;
     result = ntlm_nt_hash(password, key);
     if(!result) {
-      ntlm__v1_ess_response(key, server_challenge, auth->lm_response,
-                            expect);
+      ntlm__v1_ess_response(key, server_challenge, auth->lm_response, expect);
       match = memeql_sec(expect, auth->nt_response, 24) != 0;
     }
     break;

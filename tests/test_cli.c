@@ -14,93 +14,14 @@
 #include <unistd.h>
 
 #include "kb_buf.h"
-
-struct proc_out {
-  struct kb_buf out;
-  struct kb_buf err;
-  int status; /* exit code, or 128 + signal */
-};
-
-/* Starts argv with stdout and stderr on pipes; returns the pid. */
-static pid_t spawn(char *const argv[], int *outfd, int *errfd)
-{
-  int o[2], e[2];
-  pid_t pid;
-
-  ck_assert_int_eq(pipe(o), 0);
-  ck_assert_int_eq(pipe(e), 0);
-  pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if(pid == 0) {
-    dup2(o[1], 1);
-    dup2(e[1], 2);
-    close(o[0]);
-    close(o[1]);
-    close(e[0]);
-    close(e[1]);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  close(o[1]);
-  close(e[1]);
-  *outfd = o[0];
-  *errfd = e[0];
-  return pid;
-}
-
-/* Reads both pipes to their end, then reaps the process. */
-static void collect(pid_t pid, int outfd, int errfd, struct proc_out *p)
-{
-  struct pollfd fds[2] = {{outfd, POLLIN, 0}, {errfd, POLLIN, 0}};
-  int open_fds = 2, ws = 0;
-  char buf[4096];
-
-  while(open_fds) {
-    int i;
-    if(poll(fds, 2, -1) < 0 && errno != EINTR)
-      break;
-    for(i = 0; i < 2; i++) {
-      if(fds[i].fd >= 0 && (fds[i].revents & (POLLIN | POLLHUP))) {
-        ssize_t n = read(fds[i].fd, buf, sizeof(buf));
-        if(n > 0)
-          kb_buf_add(i ? &p->err : &p->out, buf, (size_t)n);
-        else {
-          close(fds[i].fd);
-          fds[i].fd = -1;
-          open_fds--;
-        }
-      }
-    }
-  }
-  ck_assert_int_eq(waitpid(pid, &ws, 0), pid);
-  p->status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
-}
-
-static void run(char *const argv[], struct proc_out *p)
-{
-  int outfd, errfd;
-  pid_t pid;
-
-  kb_buf_init(&p->out, 1 << 22);
-  kb_buf_init(&p->err, 1 << 20);
-  kb_buf_add(&p->out, "", 0);
-  kb_buf_add(&p->err, "", 0);
-  pid = spawn(argv, &outfd, &errfd);
-  collect(pid, outfd, errfd, p);
-}
-
-static void proc_free(struct proc_out *p)
-{
-  kb_buf_free(&p->out);
-  kb_buf_free(&p->err);
-}
+#include "proc.h"
 
 START_TEST(demo_shows_bug_and_fix)
 {
   char *argv[] = {KBSIM_BIN, NULL};
   struct proc_out p;
 
-  run(argv, &p);
+  proc_run(argv, &p);
   ck_assert_msg(p.status == 0, "demo exited %d:\n%s%s", p.status, p.out.data,
                 p.err.data);
   ck_assert_ptr_nonnull(strstr(p.out.data, "Verdict: as KB 942638 describes"));
@@ -123,19 +44,19 @@ START_TEST(run_expect_matches_outcome)
                        "--clients", "3", "--expect", "clean", NULL};
   struct proc_out p;
 
-  run(bug_error, &p);
+  proc_run(bug_error, &p);
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
   ck_assert_ptr_nonnull(strstr(p.out.data, "3 of 3 users saw the Outlook "
                                            "Integration Error"));
   ck_assert_ptr_nonnull(strstr(p.out.data, "Exchange received 6 empty POSTs"));
   proc_free(&p);
 
-  run(bug_clean, &p);
+  proc_run(bug_clean, &p);
   ck_assert_int_eq(p.status, 1);
   ck_assert_ptr_nonnull(strstr(p.out.data, "expected clean, got error"));
   proc_free(&p);
 
-  run(fix_clean, &p);
+  proc_run(fix_clean, &p);
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
   ck_assert_ptr_nonnull(strstr(p.out.data, "0 of 3 users"));
   ck_assert_ptr_nonnull(strstr(p.out.data, "Exchange received 0 empty POSTs"));
@@ -170,7 +91,7 @@ START_TEST(bad_arguments)
 
     for(j = 0; cases[i][j]; j++)
       argv[j + 1] = (char *)cases[i][j];
-    run(argv, &p);
+    proc_run(argv, &p);
     ck_assert_msg(p.status == 2, "case %zu (%s) exited %d", i, cases[i][0],
                   p.status);
     ck_assert_msg(!strncmp(p.err.data, "kbsim: ", 7), "case %zu: %s", i,
@@ -229,28 +150,24 @@ START_TEST(serve_with_curl_ntlm)
   unsigned port;
   pid_t pid;
 
-  pid = spawn(serve, &outfd, &errfd);
+  pid = proc_spawn(serve, &outfd, &errfd);
   port = read_listener_port(outfd);
   ck_assert_uint_gt(port, 0);
   snprintf(url, sizeof(url), "http://127.0.0.1:%u/EWS/Exchange.asmx", port);
 
-  run(curl_ok, &c);
+  proc_run(curl_ok, &c);
   ck_assert_msg(c.status == 0, "curl: %s", c.err.data);
   ck_assert_ptr_nonnull(strstr(c.out.data, "GetUserOofSettingsResponse"));
   ck_assert_ptr_nonnull(strstr(c.out.data, "status=200"));
   proc_free(&c);
 
-  run(curl_bad, &c);
+  proc_run(curl_bad, &c);
   ck_assert_ptr_nonnull(strstr(c.out.data, "status=401"));
   ck_assert_ptr_null(strstr(c.out.data, "GetUserOofSettingsResponse"));
   proc_free(&c);
 
   ck_assert_int_eq(kill(pid, SIGTERM), 0);
-  kb_buf_init(&s.out, 1 << 20);
-  kb_buf_init(&s.err, 1 << 20);
-  kb_buf_add(&s.out, "", 0);
-  kb_buf_add(&s.err, "", 0);
-  collect(pid, outfd, errfd, &s);
+  proc_collect(pid, outfd, errfd, &s);
   ck_assert_msg(s.status == 0, "serve exited %d: %s", s.status, s.err.data);
   ck_assert_ptr_nonnull(strstr(s.out.data, "stopping on SIGTERM"));
   proc_free(&s);

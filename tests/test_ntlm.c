@@ -71,43 +71,43 @@ static const uint8_t client_chal[8] = {0xaa, 0xaa, 0xaa, 0xaa,
                                        0xaa, 0xaa, 0xaa, 0xaa};
 
 /* MS-NLMP 4.2.4.3: the CHALLENGE_MESSAGE of the NTLMv2 example. */
-#define SPEC_CHALLENGE_V2                                                     \
-  "4e544c4d53535000020000000c000c003800000033828ae20123456789abcdef"          \
-  "00000000000000002400240044000000060070170000000f5300650072007600"          \
-  "6500720002000c0044006f006d00610069006e0001000c005300650072007600"          \
+#define SPEC_CHALLENGE_V2                                                      \
+  "4e544c4d53535000020000000c000c003800000033828ae20123456789abcdef"           \
+  "00000000000000002400240044000000060070170000000f5300650072007600"           \
+  "6500720002000c0044006f006d00610069006e0001000c005300650072007600"           \
   "6500720000000000"
 
 /* MS-NLMP 4.2.4.3: the AUTHENTICATE_MESSAGE of the NTLMv2 example. */
-#define SPEC_AUTHENTICATE_V2                                                  \
-  "4e544c4d5353500003000000180018006c00000054005400840000000c000c00"          \
-  "480000000800080054000000100010005c00000010001000d8000000358288e2"          \
-  "0501280a0000000f44006f006d00610069006e00550073006500720043004f00"          \
-  "4d005000550054004500520086c35097ac9cec102554764a57cccc19aaaaaaaa"          \
-  "aaaaaaaa68cd0ab851e51c96aabc927bebef6a1c010100000000000000000000"          \
-  "00000000aaaaaaaaaaaaaaaa0000000002000c0044006f006d00610069006e00"          \
-  "01000c005300650072007600650072000000000000000000c5dad2544fc97990"          \
+#define SPEC_AUTHENTICATE_V2                                                   \
+  "4e544c4d5353500003000000180018006c00000054005400840000000c000c00"           \
+  "480000000800080054000000100010005c00000010001000d8000000358288e2"           \
+  "0501280a0000000f44006f006d00610069006e00550073006500720043004f00"           \
+  "4d005000550054004500520086c35097ac9cec102554764a57cccc19aaaaaaaa"           \
+  "aaaaaaaa68cd0ab851e51c96aabc927bebef6a1c010100000000000000000000"           \
+  "00000000aaaaaaaaaaaaaaaa0000000002000c0044006f006d00610069006e00"           \
+  "01000c005300650072007600650072000000000000000000c5dad2544fc97990"           \
   "94ce1ce90bc9d03e"
 
 /* MS-NLMP 4.2.3.3: the CHALLENGE_MESSAGE of the NTLMv1-with-client-
  * challenge example (no target info). */
-#define SPEC_CHALLENGE_V1                                                     \
-  "4e544c4d53535000020000000c000c003800000033820a820123456789abcdef"          \
-  "00000000000000000000000000000000060070170000000f5300650072007600"          \
+#define SPEC_CHALLENGE_V1                                                      \
+  "4e544c4d53535000020000000c000c003800000033820a820123456789abcdef"           \
+  "00000000000000000000000000000000060070170000000f5300650072007600"           \
   "65007200"
 
 /* MS-NLMP 4.2.4.1.3's target info: NbDomainName "Domain", NbComputerName
  * "Server", EOL. */
-#define SPEC_TARGET_INFO                                                      \
-  "02000c0044006f006d00610069006e0001000c00530065007200760065007200"          \
+#define SPEC_TARGET_INFO                                                       \
+  "02000c0044006f006d00610069006e0001000c00530065007200760065007200"           \
   "00000000"
 
 /* The support case's Authorization token (non-canonical final base64
  * character) and the same 40 bytes canonically encoded. */
 #define SEED_TOKEN "TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAFASgKAAAAD0=="
-#define SEED_CANONICAL                                                        \
+#define SEED_CANONICAL                                                         \
   "TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAFASgKAAAADw=="
-#define SEED_HEX                                                              \
-  "4e544c4d53535000010000000782 08a2 0000000000000000 0000000000000000"       \
+#define SEED_HEX                                                               \
+  "4e544c4d53535000010000000782 08a2 0000000000000000 0000000000000000"        \
   "0501280a0000000f"
 
 /* Decodes a hex literal as a message, asserting success. */
@@ -117,8 +117,7 @@ static void decode_hex(const char *h, struct ntlm_message *m)
   uint8_t *b = hex(h, &len);
   char err[256] = "";
 
-  ck_assert_msg(ntlm_decode(b, len, m, err, sizeof(err)) == NTLM_OK, "%s",
-                err);
+  ck_assert_msg(ntlm_decode(b, len, m, err, sizeof(err)) == NTLM_OK, "%s", err);
   free(b);
 }
 
@@ -143,8 +142,8 @@ static const char *lookup(void *ctx, const char *domain, const char *user)
   return NULL;
 }
 
-static const struct ntlm_server_info isa = {
-    "FABRIKAM", "ISA01", "fabrikam.com", "isa01.fabrikam.com"};
+static const struct ntlm_server_info isa = {"FABRIKAM", "ISA01", "fabrikam.com",
+                                            "isa01.fabrikam.com"};
 
 /* ---- MS-NLMP 4.2 vectors ------------------------------------------------ */
 
@@ -186,9 +185,9 @@ START_TEST(test_vectors_v1_client)
   char err[256] = "";
 
   decode_hex(SPEC_CHALLENGE_V1, &chal);
-  ck_assert_int_eq(ntlm_client_authenticate(&c, &chal, NULL, 0, &out, err,
-                                            sizeof(err)),
-                   NTLM_OK);
+  ck_assert_int_eq(
+      ntlm_client_authenticate(&c, &chal, NULL, 0, &out, err, sizeof(err)),
+      NTLM_OK);
   ck_assert_int_eq(ntlm_decode(out.data, out.len, &auth, err, sizeof(err)),
                    NTLM_OK);
   assert_hex(auth.nt_response, auth.nt_response_len,
@@ -255,7 +254,9 @@ START_TEST(test_vectors_v2)
   assert_hex(lm, 24, "86c35097ac9cec102554764a57cccc19aaaaaaaaaaaaaaaa");
   assert_hex(nt.data, nt.len,
              "68cd0ab851e51c96aabc927bebef6a1c"
-             "0101000000000000" "0000000000000000" "aaaaaaaaaaaaaaaa"
+             "0101000000000000"
+             "0000000000000000"
+             "aaaaaaaaaaaaaaaa"
              "00000000" SPEC_TARGET_INFO "00000000");
   assert_hex(sbk, 16, "8de40ccadbc14a82f15cb0ad0de95ca3");
   ntlm_bytes_free(&nt);
@@ -319,9 +320,9 @@ START_TEST(test_spec_authenticate_codec)
   ck_assert(m.has_version);
   ck_assert_uint_eq(m.version.build, 2600);
   ck_assert(!m.has_mic);
-  ck_assert_int_eq(ntlm_server_verify(&m, server_chal, lookup, &st, &who, err,
-                                      sizeof(err)),
-                   NTLM_OK);
+  ck_assert_int_eq(
+      ntlm_server_verify(&m, server_chal, lookup, &st, &who, err, sizeof(err)),
+      NTLM_OK);
   ck_assert_int_eq(st.lookups, 1);
   ck_assert_str_eq(who.domain, "Domain");
   ck_assert_str_eq(who.user, "User");
@@ -440,9 +441,9 @@ START_TEST(test_seed_token)
   char text[256];
   char *hdr;
 
-  ck_assert_int_eq(ntlm_header_parse("NTLM " SEED_TOKEN, &scheme, &tok, err,
-                                     sizeof(err)),
-                   NTLM_OK);
+  ck_assert_int_eq(
+      ntlm_header_parse("NTLM " SEED_TOKEN, &scheme, &tok, err, sizeof(err)),
+      NTLM_OK);
   ck_assert_int_eq(scheme, NTLM_SCHEME_NTLM);
   assert_hex(tok.data, tok.len, SEED_HEX);
   ck_assert_int_eq(ntlm_peek_type(tok.data, tok.len), NTLM_TYPE_NEGOTIATE);
@@ -516,13 +517,11 @@ START_TEST(test_header_variants)
   ck_assert_ptr_null(tok.data);
 
   /* One and two padding characters, non-canonical bits in each. */
-  ck_assert_int_eq(ntlm_header_parse("NTLM QUJ=", NULL, &tok, err,
-                                     sizeof(err)),
+  ck_assert_int_eq(ntlm_header_parse("NTLM QUJ=", NULL, &tok, err, sizeof(err)),
                    NTLM_OK);
   assert_hex(tok.data, tok.len, "4142");
   ntlm_bytes_free(&tok);
-  ck_assert_int_eq(ntlm_header_parse("NTLM QR==", NULL, &tok, err,
-                                     sizeof(err)),
+  ck_assert_int_eq(ntlm_header_parse("NTLM QR==", NULL, &tok, err, sizeof(err)),
                    NTLM_OK);
   assert_hex(tok.data, tok.len, "41");
   ntlm_bytes_free(&tok);
@@ -548,20 +547,17 @@ static void handshake(const struct ntlm_client_creds *c, uint32_t neg_flags,
   ck_assert_int_eq(ntlm_client_negotiate(neg_flags, &b), NTLM_OK);
   h = ntlm_header_format(NTLM_SCHEME_NTLM, b.data, b.len);
   ntlm_bytes_free(&b);
-  ck_assert_int_eq(ntlm_header_parse(h, NULL, &tok, err, sizeof(err)),
-                   NTLM_OK);
+  ck_assert_int_eq(ntlm_header_parse(h, NULL, &tok, err, sizeof(err)), NTLM_OK);
   free(h);
   ck_assert_int_eq(ntlm_decode(tok.data, tok.len, &neg, err, sizeof(err)),
                    NTLM_OK);
   ntlm_bytes_free(&tok);
 
-  ck_assert_int_eq(ntlm_server_challenge(&isa, neg.flags, sc, ts, &b),
-                   NTLM_OK);
+  ck_assert_int_eq(ntlm_server_challenge(&isa, neg.flags, sc, ts, &b), NTLM_OK);
   ntlm_message_free(&neg);
   h = ntlm_header_format(NTLM_SCHEME_NTLM, b.data, b.len);
   ntlm_bytes_free(&b);
-  ck_assert_int_eq(ntlm_header_parse(h, NULL, &tok, err, sizeof(err)),
-                   NTLM_OK);
+  ck_assert_int_eq(ntlm_header_parse(h, NULL, &tok, err, sizeof(err)), NTLM_OK);
   free(h);
   ck_assert_msg(ntlm_decode(tok.data, tok.len, chal, err, sizeof(err)) ==
                     NTLM_OK,
@@ -573,8 +569,7 @@ static void handshake(const struct ntlm_client_creds *c, uint32_t neg_flags,
                 "%s", err);
   h = ntlm_header_format(NTLM_SCHEME_NTLM, b.data, b.len);
   ntlm_bytes_free(&b);
-  ck_assert_int_eq(ntlm_header_parse(h, NULL, &tok, err, sizeof(err)),
-                   NTLM_OK);
+  ck_assert_int_eq(ntlm_header_parse(h, NULL, &tok, err, sizeof(err)), NTLM_OK);
   free(h);
   ck_assert_msg(ntlm_decode(tok.data, tok.len, auth, err, sizeof(err)) ==
                     NTLM_OK,
@@ -590,8 +585,8 @@ static const enum ntlm_response_kind kinds[] = {
 START_TEST(test_roundtrip_kind)
 {
   enum ntlm_response_kind kind = kinds[_i];
-  struct ntlm_client_creds c = {"FABRIKAM", "alice", "Secr3t!",
-                                "COMMUNICATOR", kind};
+  struct ntlm_client_creds c = {"FABRIKAM", "alice", "Secr3t!", "COMMUNICATOR",
+                                kind};
   struct ntlm_message chal, auth;
   struct ntlm_identity who;
   struct store st = {0};
@@ -617,9 +612,9 @@ START_TEST(test_roundtrip_kind)
 
   /* The same AUTHENTICATE against another connection's challenge. */
   err[0] = '\0';
-  ck_assert_int_eq(ntlm_server_verify(&auth, other, lookup, &st, &who, err,
-                                      sizeof(err)),
-                   NTLM_ERR_BAD_PROOF);
+  ck_assert_int_eq(
+      ntlm_server_verify(&auth, other, lookup, &st, &who, err, sizeof(err)),
+      NTLM_ERR_BAD_PROOF);
   ck_assert_ptr_nonnull(strstr(err, "FABRIKAM\\alice"));
   ck_assert_ptr_null(strstr(err, "Secr3t!"));
   ntlm_message_free(&auth);
@@ -668,13 +663,13 @@ END_TEST
  * non-ASCII Latin-1 user still verifies. */
 START_TEST(test_roundtrip_oem)
 {
-  struct ntlm_client_creds c = {"FABRIKAM", "\xc3\xa9mile", "p\xc3\xa4ss",
-                                "WS", NTLM_RESPONSE_V2};
+  struct ntlm_client_creds c = {"FABRIKAM", "\xc3\xa9mile", "p\xc3\xa4ss", "WS",
+                                NTLM_RESPONSE_V2};
   struct ntlm_message chal, auth;
   struct ntlm_identity who;
   char err[256] = "";
-  uint32_t flags = NTLM_NEGOTIATE_OEM | NTLM_REQUEST_TARGET |
-                   NTLM_NEGOTIATE_NTLM;
+  uint32_t flags =
+      NTLM_NEGOTIATE_OEM | NTLM_REQUEST_TARGET | NTLM_NEGOTIATE_NTLM;
 
   handshake(&c, flags, server_chal, 0, &chal, &auth);
   ck_assert_uint_eq(chal.flags & (NTLM_NEGOTIATE_UNICODE | NTLM_NEGOTIATE_OEM),
@@ -739,16 +734,16 @@ START_TEST(test_server_challenge_golden)
    * unless asked. */
   {
     struct ntlm_server_info small = {"D", "S", NULL, ""};
-    ck_assert_int_eq(ntlm_server_challenge(&small,
-                                           NTLM_NEGOTIATE_UNICODE |
-                                               NTLM_NEGOTIATE_NTLM,
-                                           server_chal, 0, &b),
+    ck_assert_int_eq(ntlm_server_challenge(
+                         &small, NTLM_NEGOTIATE_UNICODE | NTLM_NEGOTIATE_NTLM,
+                         server_chal, 0, &b),
                      NTLM_OK);
-    ck_assert_int_eq(ntlm_decode(b.data, b.len, &m, err, sizeof(err)),
-                     NTLM_OK);
+    ck_assert_int_eq(ntlm_decode(b.data, b.len, &m, err, sizeof(err)), NTLM_OK);
     ck_assert_uint_eq(m.flags, 0x02810201u);
     assert_hex(m.target_info, m.target_info_len,
-               "020002004400" "010002005300" "00000000");
+               "020002004400"
+               "010002005300"
+               "00000000");
     ntlm_message_free(&m);
     ntlm_bytes_free(&b);
   }
@@ -812,9 +807,14 @@ START_TEST(test_codec_roundtrips)
   m.version = (struct ntlm_version){6, 1, 7601, 15};
   ck_assert_int_eq(ntlm_encode(&m, &a, err, sizeof(err)), NTLM_OK);
   assert_hex(a.data, a.len,
-             "4e544c4d53535000" "01000000" "07b208a2" "0800080028000000"
-             "0c000c0030000000" "0601b11d0000000f"
-             "46414252494b414d" "434f4d4d554e494341544f52");
+             "4e544c4d53535000"
+             "01000000"
+             "07b208a2"
+             "0800080028000000"
+             "0c000c0030000000"
+             "0601b11d0000000f"
+             "46414252494b414d"
+             "434f4d4d554e494341544f52");
   ck_assert_int_eq(ntlm_decode(a.data, a.len, &d, err, sizeof(err)), NTLM_OK);
   ck_assert_str_eq(d.domain, "FABRIKAM");
   ck_assert_str_eq(d.workstation, "COMMUNICATOR");
@@ -827,7 +827,9 @@ START_TEST(test_codec_roundtrips)
   ntlm_bytes_free(&b);
 
   /* An NTLMv2 response whose AV pairs announce a MIC (MsvAvFlags = 2). */
-  ti = hex("02000c0044006f006d00610069006e00" "060004000200000000000000", &tilen);
+  ti = hex("02000c0044006f006d00610069006e00"
+           "060004000200000000000000",
+           &tilen);
   nt = calloc(1, 16 + 28 + tilen + 4);
   ck_assert_ptr_nonnull(nt);
   nt[16] = 1;
@@ -885,8 +887,7 @@ START_TEST(test_codec_roundtrips)
     ck_assert_ptr_nonnull(big);
     m.nt_response = big;
     m.nt_response_len = NTLM_MAX_MESSAGE - 64;
-    ck_assert_int_eq(ntlm_encode(&m, &a, err, sizeof(err)),
-                     NTLM_ERR_TOO_BIG);
+    ck_assert_int_eq(ntlm_encode(&m, &a, err, sizeof(err)), NTLM_ERR_TOO_BIG);
     ck_assert_ptr_null(a.data);
     free(big);
   }
@@ -911,50 +912,50 @@ START_TEST(test_verify_refusals)
   m.type = NTLM_TYPE_AUTHENTICATE;
   m.lm_response = lm1;
   m.lm_response_len = 1;
-  ck_assert_int_eq(ntlm_server_verify(&m, server_chal, lookup, &st, NULL, err,
-                                      sizeof(err)),
-                   NTLM_ERR_BAD_PROOF);
+  ck_assert_int_eq(
+      ntlm_server_verify(&m, server_chal, lookup, &st, NULL, err, sizeof(err)),
+      NTLM_ERR_BAD_PROOF);
   ck_assert_ptr_nonnull(strstr(err, "anonymous"));
 
   m.user = "alice";
   m.domain = "FABRIKAM";
   m.nt_response = nt30;
   m.nt_response_len = sizeof(nt30);
-  ck_assert_int_eq(ntlm_server_verify(&m, server_chal, lookup, &st, NULL, err,
-                                      sizeof(err)),
-                   NTLM_ERR_BAD_PROOF);
+  ck_assert_int_eq(
+      ntlm_server_verify(&m, server_chal, lookup, &st, NULL, err, sizeof(err)),
+      NTLM_ERR_BAD_PROOF);
   ck_assert_ptr_nonnull(strstr(err, "30-byte"));
 
   m.nt_response_len = 24;
   m.flags = NTLM_NEGOTIATE_ANONYMOUS;
-  ck_assert_int_eq(ntlm_server_verify(&m, server_chal, lookup, &st, NULL, err,
-                                      sizeof(err)),
-                   NTLM_ERR_BAD_PROOF);
+  ck_assert_int_eq(
+      ntlm_server_verify(&m, server_chal, lookup, &st, NULL, err, sizeof(err)),
+      NTLM_ERR_BAD_PROOF);
   m.flags = 0;
   m.user = NULL;
-  ck_assert_int_eq(ntlm_server_verify(&m, server_chal, lookup, &st, NULL, err,
-                                      sizeof(err)),
-                   NTLM_ERR_BAD_PROOF);
+  ck_assert_int_eq(
+      ntlm_server_verify(&m, server_chal, lookup, &st, NULL, err, sizeof(err)),
+      NTLM_ERR_BAD_PROOF);
   ck_assert_int_eq(st.lookups, 1); /* only the 30-byte case looked up */
 
   m.type = NTLM_TYPE_CHALLENGE;
-  ck_assert_int_eq(ntlm_server_verify(&m, server_chal, lookup, &st, NULL, err,
-                                      sizeof(err)),
-                   NTLM_ERR_TYPE);
-  ck_assert_int_eq(ntlm_client_authenticate(&c, &m, client_chal, 0, &out, err,
-                                            sizeof(err)),
-                   NTLM_OK);
+  ck_assert_int_eq(
+      ntlm_server_verify(&m, server_chal, lookup, &st, NULL, err, sizeof(err)),
+      NTLM_ERR_TYPE);
+  ck_assert_int_eq(
+      ntlm_client_authenticate(&c, &m, client_chal, 0, &out, err, sizeof(err)),
+      NTLM_OK);
   ntlm_bytes_free(&out);
   m.type = NTLM_TYPE_NEGOTIATE;
-  ck_assert_int_eq(ntlm_client_authenticate(&c, &m, client_chal, 0, &out, err,
-                                            sizeof(err)),
-                   NTLM_ERR_TYPE);
+  ck_assert_int_eq(
+      ntlm_client_authenticate(&c, &m, client_chal, 0, &out, err, sizeof(err)),
+      NTLM_ERR_TYPE);
   m.type = NTLM_TYPE_CHALLENGE;
-  ck_assert_int_eq(ntlm_client_authenticate(&c, &m, NULL, 0, &out, err,
-                                            sizeof(err)),
-                   NTLM_ERR_ARG);
-  ck_assert_int_eq(ntlm_server_verify(NULL, server_chal, lookup, &st, NULL,
-                                      err, sizeof(err)),
+  ck_assert_int_eq(
+      ntlm_client_authenticate(&c, &m, NULL, 0, &out, err, sizeof(err)),
+      NTLM_ERR_ARG);
+  ck_assert_int_eq(ntlm_server_verify(NULL, server_chal, lookup, &st, NULL, err,
+                                      sizeof(err)),
                    NTLM_ERR_ARG);
 }
 END_TEST
@@ -963,8 +964,7 @@ START_TEST(test_names)
 {
   ck_assert_str_eq(ntlm_strerror(NTLM_ERR_TRUNCATED), "message truncated");
   ck_assert_str_eq(ntlm_strerror((enum ntlm_result)99), "unknown error");
-  ck_assert_str_eq(ntlm_response_kind_name(NTLM_RESPONSE_V1_ESS),
-                   "NTLMv1-ESS");
+  ck_assert_str_eq(ntlm_response_kind_name(NTLM_RESPONSE_V1_ESS), "NTLMv1-ESS");
   ck_assert_int_eq(ntlm_peek_type((const uint8_t *)"NTLMSSP\0\4\0\0\0", 12),
                    NTLM_TYPE_NONE);
   ck_assert_int_eq(ntlm_peek_type((const uint8_t *)"NTLMSSP\0\3\0\0", 11),
@@ -977,14 +977,14 @@ END_TEST
 
 struct malformed {
   const char *name;
-  const char *base;    /* hex */
-  size_t cut;          /* keep this many bytes; 0 = all */
-  size_t patch_at;     /* overwrite bytes here ... */
-  const char *patch;   /* ... with this hex; NULL = none */
+  const char *base;  /* hex */
+  size_t cut;        /* keep this many bytes; 0 = all */
+  size_t patch_at;   /* overwrite bytes here ... */
+  const char *patch; /* ... with this hex; NULL = none */
   enum ntlm_result expect;
 };
 
-#define NEG_32                                                                \
+#define NEG_32                                                                 \
   "4e544c4d53535000010000000732 0000 0000000000000000 0000000000000000"
 
 static const struct malformed malformed[] = {
@@ -1002,8 +1002,7 @@ static const struct malformed malformed[] = {
     {"type 1 cut at 15", SEED_HEX, 15, 0, NULL, NTLM_ERR_TRUNCATED},
     {"type 1 domain past end", NEG_32, 0, 16, "0600060028000000",
      NTLM_ERR_BOUNDS},
-    {"type 1 domain huge", NEG_32, 0, 16, "ffffffffffffffff",
-     NTLM_ERR_BOUNDS},
+    {"type 1 domain huge", NEG_32, 0, 16, "ffffffffffffffff", NTLM_ERR_BOUNDS},
     {"type 1 workstation in header", NEG_32, 0, 24, "0400040008000000",
      NTLM_ERR_BOUNDS},
     {"type 2 cut at 31", SPEC_CHALLENGE_V2, 31, 0, NULL, NTLM_ERR_TRUNCATED},
@@ -1017,8 +1016,7 @@ static const struct malformed malformed[] = {
      NTLM_ERR_BOUNDS},
     {"type 2 odd UTF-16 target name", SPEC_CHALLENGE_V2, 0, 12, "0b00",
      NTLM_ERR_ENCODING},
-    {"type 3 cut at 63", SPEC_AUTHENTICATE_V2, 63, 0, NULL,
-     NTLM_ERR_TRUNCATED},
+    {"type 3 cut at 63", SPEC_AUTHENTICATE_V2, 63, 0, NULL, NTLM_ERR_TRUNCATED},
     {"type 3 NT offset 4000", SPEC_AUTHENTICATE_V2, 0, 24, "a00f0000",
      NTLM_ERR_BOUNDS},
     {"type 3 NT length 0xffff", SPEC_AUTHENTICATE_V2, 0, 20, "ffff",
@@ -1086,8 +1084,7 @@ START_TEST(test_malformed_messages)
 
   b[24] = 0xa0;
   b[25] = 0x0f;
-  ck_assert_int_eq(ntlm_decode(b, len, &m, err, sizeof(err)),
-                   NTLM_ERR_BOUNDS);
+  ck_assert_int_eq(ntlm_decode(b, len, &m, err, sizeof(err)), NTLM_ERR_BOUNDS);
   ck_assert_str_eq(err, "NTLM type 3: NtChallengeResponse offset 4000 + "
                         "length 84 is past the end of the 232-byte message");
   ck_assert_int_eq(ntlm_decode(b, 40, &m, err, sizeof(err)),
@@ -1114,8 +1111,8 @@ END_TEST
  * refused: shorter than the header is TRUNCATED, longer cuts a field. */
 START_TEST(test_truncations)
 {
-  struct ntlm_client_creds c = {"FABRIKAM", "alice", "Secr3t!",
-                                "COMMUNICATOR", NTLM_RESPONSE_V2};
+  struct ntlm_client_creds c = {"FABRIKAM", "alice", "Secr3t!", "COMMUNICATOR",
+                                NTLM_RESPONSE_V2};
   struct ntlm_message chal, m;
   struct ntlm_bytes out = {0};
   char err[256] = "";
@@ -1167,8 +1164,7 @@ START_TEST(test_oversized)
   free(h);
   /* Exactly the limit decodes (as a message it is then truncated). */
   h = ntlm_header_format(NTLM_SCHEME_NTLM, b, NTLM_MAX_MESSAGE);
-  ck_assert_int_eq(ntlm_header_parse(h, NULL, &tok, err, sizeof(err)),
-                   NTLM_OK);
+  ck_assert_int_eq(ntlm_header_parse(h, NULL, &tok, err, sizeof(err)), NTLM_OK);
   ck_assert_uint_eq(tok.len, NTLM_MAX_MESSAGE);
   ntlm_bytes_free(&tok);
   free(h);
@@ -1198,8 +1194,11 @@ static const struct bad_header bad_headers[] = {
     {"NTLM QU JRA==", NTLM_ERR_BASE64},
     {"NTLM QUJ\tRA==", NTLM_ERR_BASE64},
     {"NTLM TlRM_VNT", NTLM_ERR_BASE64},
-    {"NTLM TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAFASgKAAAAD0", NTLM_ERR_BASE64},
-    {"Negotiate a\xc3\xa9" "b=", NTLM_ERR_BASE64},
+    {"NTLM TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAFASgKAAAAD0",
+     NTLM_ERR_BASE64},
+    {"Negotiate a\xc3\xa9"
+     "b=",
+     NTLM_ERR_BASE64},
 };
 
 /* Loop test over bad_headers[]. */
@@ -1237,7 +1236,6 @@ START_TEST(test_mutations)
     uint8_t *b = hex(bases[iter % 4], &len);
     struct ntlm_message m;
     struct ntlm_bytes out = {0};
-    char text[256];
     int k, nmut;
 
     x ^= x << 13;
@@ -1261,6 +1259,7 @@ START_TEST(test_mutations)
         len = (x >> 40) % (len + 1);
     }
     if(ntlm_decode(b, len, &m, NULL, 0) == NTLM_OK) {
+      char text[256];
       counts[m.type]++;
       ntlm_describe(&m, text, sizeof(text));
       if(ntlm_encode(&m, &out, NULL, 0) == NTLM_OK)
@@ -1300,8 +1299,8 @@ static void *work(void *arg)
 
   for(n = 0; n < 60; n++) {
     struct ntlm_client_creds c = {"FABRIKAM", "alice",
-                                  (n % 2) ? "Secr3t!" : "wrong",
-                                  "COMMUNICATOR", kinds[n % 3]};
+                                  (n % 2) ? "Secr3t!" : "wrong", "COMMUNICATOR",
+                                  kinds[n % 3]};
     uint8_t sc[8] = {(uint8_t)w->id, (uint8_t)n, 1, 2, 3, 4, 5, 6};
     struct ntlm_bytes neg = {0}, chal = {0}, auth = {0};
     struct ntlm_message cm, am;

@@ -1,0 +1,84 @@
+/*
+ * proc.c - see proc.h.
+ */
+#include "proc.h"
+
+#include <check.h>
+#include <errno.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+pid_t proc_spawn(char *const argv[], int *outfd, int *errfd)
+{
+  int o[2], e[2];
+  pid_t pid;
+
+  ck_assert_int_eq(pipe(o), 0);
+  ck_assert_int_eq(pipe(e), 0);
+  pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if(pid == 0) {
+    dup2(o[1], 1);
+    dup2(e[1], 2);
+    close(o[0]);
+    close(o[1]);
+    close(e[0]);
+    close(e[1]);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  close(o[1]);
+  close(e[1]);
+  *outfd = o[0];
+  *errfd = e[0];
+  return pid;
+}
+
+void proc_collect(pid_t pid, int outfd, int errfd, struct proc_out *p)
+{
+  struct pollfd fds[2] = {{outfd, POLLIN, 0}, {errfd, POLLIN, 0}};
+  int open_fds = 2, ws = 0;
+  char buf[4096];
+
+  kb_buf_init(&p->out, (size_t)64 << 20);
+  kb_buf_init(&p->err, (size_t)1 << 20);
+  kb_buf_add(&p->out, "", 0);
+  kb_buf_add(&p->err, "", 0);
+  while(open_fds) {
+    int i;
+    if(poll(fds, 2, -1) < 0) {
+      if(errno == EINTR)
+        continue;
+      break;
+    }
+    for(i = 0; i < 2; i++) {
+      if(fds[i].fd >= 0 && (fds[i].revents & (POLLIN | POLLHUP | POLLERR))) {
+        ssize_t n = read(fds[i].fd, buf, sizeof(buf));
+        if(n > 0)
+          kb_buf_add(i ? &p->err : &p->out, buf, (size_t)n);
+        else {
+          close(fds[i].fd);
+          fds[i].fd = -1;
+          open_fds--;
+        }
+      }
+    }
+  }
+  ck_assert_int_eq(waitpid(pid, &ws, 0), pid);
+  p->status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+}
+
+void proc_run(char *const argv[], struct proc_out *p)
+{
+  int outfd, errfd;
+  pid_t pid = proc_spawn(argv, &outfd, &errfd);
+
+  proc_collect(pid, outfd, errfd, p);
+}
+
+void proc_free(struct proc_out *p)
+{
+  kb_buf_free(&p->out);
+  kb_buf_free(&p->err);
+}

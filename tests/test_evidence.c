@@ -1,0 +1,476 @@
+/*
+ * test_evidence.c - what a run leaves behind: golden transcripts compared
+ * byte for byte, identical files for one seed, a pcap that tshark
+ * decodes, a JSON report that follows its schema, and the wire matching
+ * the support case header for header.
+ */
+#include <check.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proc.h"
+
+#define MAX_ARGS 32
+
+static char tmpdir[256];
+
+static void make_tmpdir(void)
+{
+  snprintf(tmpdir, sizeof(tmpdir), "/tmp/kbsim-evidence-XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void remove_tmpdir(void)
+{
+  char *argv[] = {"/bin/rm", "-rf", tmpdir, NULL};
+  struct proc_out p;
+
+  proc_run(argv, &p);
+  proc_free(&p);
+}
+
+/* Reads a whole file; fails the test when it cannot. Caller frees. */
+static char *slurp(const char *path, size_t *len)
+{
+  FILE *f = fopen(path, "rb");
+  struct kb_buf b;
+  char chunk[8192];
+  size_t n;
+
+  ck_assert_msg(f != NULL, "cannot open %s", path);
+  kb_buf_init(&b, (size_t)256 << 20);
+  kb_buf_add(&b, "", 0);
+  while((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+    ck_assert_int_eq(kb_buf_add(&b, chunk, n), KB_BUF_OK);
+  fclose(f);
+  return kb_buf_steal(&b, len);
+}
+
+/* Runs "kbsim run <words of args> <extra...>" and expects exit 0 or 1. */
+static void kbsim_run(const char *args, const char *const *extra)
+{
+  char copy[512];
+  char *argv[MAX_ARGS];
+  int argc = 0;
+  char *save = NULL, *w;
+  struct proc_out p;
+
+  snprintf(copy, sizeof(copy), "%s", args);
+  argv[argc++] = KBSIM_BIN;
+  argv[argc++] = "run";
+  for(w = strtok_r(copy, " ", &save); w && argc < MAX_ARGS - 8;
+      w = strtok_r(NULL, " ", &save))
+    argv[argc++] = w;
+  while(extra && *extra)
+    argv[argc++] = (char *)*extra++;
+  argv[argc] = NULL;
+  proc_run(argv, &p);
+  ck_assert_msg(p.status == 0, "kbsim run %s exited %d: %s", args, p.status,
+                p.err.data);
+  proc_free(&p);
+}
+
+/* Reports the first line where two texts differ. */
+static void first_difference(const char *a, const char *b, char *out,
+                             size_t outlen)
+{
+  int line = 1;
+  const char *la = a, *lb = b;
+
+  while(*a && *a == *b) {
+    if(*a == '\n') {
+      line++;
+      la = a + 1;
+      lb = b + 1;
+    }
+    a++;
+    b++;
+  }
+  snprintf(out, outlen, "line %d:\n  expected: %.*s\n  got:      %.*s", line,
+           (int)strcspn(la, "\n"), la, (int)strcspn(lb, "\n"), lb);
+}
+
+START_TEST(golden_transcripts)
+{
+  char cases_path[512];
+  FILE *cases;
+  char line[512];
+  int ncases = 0;
+
+  make_tmpdir();
+  snprintf(cases_path, sizeof(cases_path), "%s/golden/CASES", TESTS_DIR);
+  cases = fopen(cases_path, "r");
+  ck_assert_ptr_nonnull(cases);
+  while(fgets(line, sizeof(line), cases)) {
+    char name[128], golden[512], got_path[512], diff[1024];
+    const char *args;
+    const char *extra[3] = {"--transcript", got_path, NULL};
+    char *want, *got;
+    size_t wlen, glen;
+
+    line[strcspn(line, "\n")] = '\0';
+    if(!line[0] || line[0] == '#')
+      continue;
+    ck_assert_int_eq(sscanf(line, "%127s", name), 1);
+    args = line + strlen(name);
+    snprintf(golden, sizeof(golden), "%s/golden/%s.txt", TESTS_DIR, name);
+    snprintf(got_path, sizeof(got_path), "%s/%s.txt", tmpdir, name);
+    kbsim_run(args, extra);
+    want = slurp(golden, &wlen);
+    got = slurp(got_path, &glen);
+    if(wlen != glen || memcmp(want, got, wlen)) {
+      first_difference(want, got, diff, sizeof(diff));
+      ck_abort_msg("golden transcript %s differs at %s\nIf the wire change "
+                   "is deliberate: make -C build update-golden, then review "
+                   "the diff", name, diff);
+    }
+    free(want);
+    free(got);
+    ncases++;
+  }
+  fclose(cases);
+  ck_assert_int_ge(ncases, 2);
+  remove_tmpdir();
+}
+END_TEST
+
+START_TEST(same_seed_same_files)
+{
+  static const char *names[3] = {"t", "p", "j"};
+  char path[2][3][512];
+  char *data[2][3];
+  size_t len[2][3];
+  int run, k;
+
+  make_tmpdir();
+  for(run = 0; run < 2; run++) {
+    const char *extra[7];
+    snprintf(path[run][0], 512, "%s/%d.txt", tmpdir, run);
+    snprintf(path[run][1], 512, "%s/%d.pcap", tmpdir, run);
+    snprintf(path[run][2], 512, "%s/%d.json", tmpdir, run);
+    extra[0] = "--transcript";
+    extra[1] = path[run][0];
+    extra[2] = "--pcap";
+    extra[3] = path[run][1];
+    extra[4] = "--json";
+    extra[5] = path[run][2];
+    extra[6] = NULL;
+    /* Eight clients on eight threads: arrival order varies, files must
+     * not. */
+    kbsim_run("--policy per-connection --clients 8 --posts 3 --seed 77", extra);
+    for(k = 0; k < 3; k++)
+      data[run][k] = slurp(path[run][k], &len[run][k]);
+  }
+  for(k = 0; k < 3; k++) {
+    ck_assert_msg(len[0][k] > 1000, "%s file too small", names[k]);
+    ck_assert_msg(len[0][k] == len[1][k] &&
+                  !memcmp(data[0][k], data[1][k], len[0][k]),
+                  "two runs with seed 77 gave different %s files", names[k]);
+    free(data[0][k]);
+    free(data[1][k]);
+  }
+  remove_tmpdir();
+}
+END_TEST
+
+START_TEST(different_seed_different_tokens)
+{
+  char a[512], b[512];
+  const char *ea[] = {"--transcript", a, NULL};
+  const char *eb[] = {"--transcript", b, NULL};
+  char *da, *db;
+  size_t la, lb;
+
+  make_tmpdir();
+  snprintf(a, sizeof(a), "%s/a.txt", tmpdir);
+  snprintf(b, sizeof(b), "%s/b.txt", tmpdir);
+  kbsim_run("--policy per-request --seed 1", ea);
+  kbsim_run("--policy per-request --seed 2", eb);
+  da = slurp(a, &la);
+  db = slurp(b, &lb);
+  /* Same shape, other challenges: same length, other bytes. */
+  ck_assert_uint_eq(la, lb);
+  ck_assert_int_ne(memcmp(da, db, la), 0);
+  free(da);
+  free(db);
+  remove_tmpdir();
+}
+END_TEST
+
+/* Counts the lines of s that equal line exactly. */
+static int count_lines(const char *s, const char *line)
+{
+  size_t n = strlen(line);
+  int count = 0;
+
+  while(*s) {
+    size_t l = strcspn(s, "\n");
+    if(l == n && !strncmp(s, line, n))
+      count++;
+    s += l + (s[l] == '\n');
+  }
+  return count;
+}
+
+START_TEST(tshark_decodes_pcap)
+{
+  char pcap[512];
+  const char *extra[] = {"--pcap", pcap, NULL};
+  char *fields[] = {"/usr/bin/tshark", "-n", "-r", pcap, "-Y",
+                    "ntlmssp || http.response", "-T", "fields", "-e",
+                    "ntlmssp.messagetype", "-e", "http.response.code", NULL};
+  char *streams[] = {"/usr/bin/tshark", "-n", "-r", pcap, "-T", "fields",
+                     "-e", "tcp.stream", "-Y", "tcp.flags.syn == 1 && "
+                     "tcp.flags.ack == 0", NULL};
+  struct proc_out p;
+
+  ck_assert_msg(access("/usr/bin/tshark", X_OK) == 0,
+                "tshark is missing: run scripts/setup to install it");
+  make_tmpdir();
+  snprintf(pcap, sizeof(pcap), "%s/bug.pcap", tmpdir);
+  kbsim_run("--policy per-connection --clients 2 --posts 2 --seed 1", extra);
+
+  proc_run(fields, &p);
+  ck_assert_msg(p.status == 0, "tshark: %s", p.err.data);
+  /* Per client, in front: autodiscover's type 1 -> 401 + type 2, its
+   * type 3 -> 200; then two EWS POSTs whose type 1 is not challenged ->
+   * 500. Behind: the type 3 -> 200 and both type 1 POSTs -> 500. */
+  ck_assert_int_eq(count_lines(p.out.data, "0x00000001\t"), 2 * 5);
+  ck_assert_int_eq(count_lines(p.out.data, "0x00000002\t401"), 2 * 1);
+  ck_assert_int_eq(count_lines(p.out.data, "0x00000003\t"), 2 * 2);
+  ck_assert_int_eq(count_lines(p.out.data, "\t200"), 2 * 2);
+  ck_assert_int_eq(count_lines(p.out.data, "\t500"), 2 * 4);
+  proc_free(&p);
+
+  proc_run(streams, &p);
+  ck_assert_msg(p.status == 0, "tshark: %s", p.err.data);
+  /* Two client connections and their two upstream connections. */
+  ck_assert_int_eq(count_lines(p.out.data, "0") + count_lines(p.out.data, "1") +
+                   count_lines(p.out.data, "2") + count_lines(p.out.data, "3"),
+                   4);
+  proc_free(&p);
+  remove_tmpdir();
+}
+END_TEST
+
+static json_t *get(json_t *obj, const char *key, json_type type)
+{
+  json_t *v = json_object_get(obj, key);
+
+  ck_assert_msg(v != NULL, "JSON report lacks \"%s\"", key);
+  ck_assert_msg(json_typeof(v) == type, "JSON \"%s\" has the wrong type", key);
+  return v;
+}
+
+static void check_view(json_t *view)
+{
+  get(view, "notifications", JSON_ARRAY);
+  get(view, "log", JSON_ARRAY);
+  ck_assert(json_is_boolean(json_object_get(view, "presence_available")));
+  ck_assert(json_is_boolean(json_object_get(view, "scheduling_available")));
+  ck_assert(json_is_boolean(json_object_get(view, "autodiscover_ok")));
+  get(view, "ews_url", JSON_STRING);
+}
+
+START_TEST(json_report_schema)
+{
+  char path[512];
+  const char *extra[] = {"--json", path, NULL};
+  json_error_t jerr;
+  json_t *root, *ex, *sessions, *summary, *v;
+  size_t i, j, front = 0, back = 0;
+
+  make_tmpdir();
+  snprintf(path, sizeof(path), "%s/bug.json", tmpdir);
+  kbsim_run("--policy per-connection --clients 2 --posts 2 --seed 1", extra);
+  root = json_load_file(path, 0, &jerr);
+  ck_assert_msg(root != NULL, "report is not JSON: %s", jerr.text);
+  ck_assert_str_eq(json_string_value(get(root, "policy", JSON_STRING)),
+                   "per-connection");
+  ck_assert_int_eq(json_integer_value(get(root, "seed", JSON_INTEGER)), 1);
+  ck_assert_int_eq(json_integer_value(get(root, "clients", JSON_INTEGER)), 2);
+  get(root, "topology", JSON_OBJECT);
+  get(root, "ntlm", JSON_STRING);
+
+  ex = get(root, "exchanges", JSON_ARRAY);
+  json_array_foreach(ex, i, v) {
+    const char *hop = json_string_value(get(v, "hop", JSON_STRING));
+    get(v, "connection", JSON_STRING);
+    get(v, "method", JSON_STRING);
+    get(v, "path", JSON_STRING);
+    get(v, "status", JSON_INTEGER);
+    get(v, "request_ntlm", JSON_STRING);
+    get(v, "response_ntlm", JSON_STRING);
+    get(v, "request_body_length", JSON_INTEGER);
+    get(v, "response_body_length", JSON_INTEGER);
+    if(!strcmp(hop, "client-proxy"))
+      front++;
+    else
+      back++;
+  }
+  /* Per client: autodiscover (2 legs) + 2 EWS POSTs (1 leg each) in
+   * front; behind, the autodiscover type 3 and the 2 empty POSTs. */
+  ck_assert_uint_eq(front, 8);
+  ck_assert_uint_eq(back, 6);
+
+  sessions = get(root, "sessions", JSON_ARRAY);
+  ck_assert_uint_eq(json_array_size(sessions), 2);
+  json_array_foreach(sessions, i, v) {
+    json_t *posts = get(v, "posts", JSON_ARRAY), *post;
+    ck_assert_int_eq(json_integer_value(get(v, "id", JSON_INTEGER)),
+                     (json_int_t)i + 1);
+    check_view(get(v, "view", JSON_OBJECT));
+    ck_assert_uint_eq(json_array_size(posts), 3);
+    json_array_foreach(posts, j, post) {
+      get(post, "kind", JSON_STRING);
+      get(post, "outcome", JSON_STRING);
+      get(post, "legs", JSON_INTEGER);
+      get(post, "final_status", JSON_INTEGER);
+      check_view(get(post, "view_after", JSON_OBJECT));
+    }
+    /* The error appears after the first EWS POST, not before. */
+    post = json_array_get(posts, 0);
+    ck_assert_uint_eq(json_array_size(get(get(post, "view_after", JSON_OBJECT),
+                                          "notifications", JSON_ARRAY)), 0);
+    post = json_array_get(posts, 1);
+    ck_assert_str_eq(json_string_value(json_array_get(
+                       get(get(post, "view_after", JSON_OBJECT),
+                           "notifications", JSON_ARRAY), 0)),
+                     "Outlook Integration Error");
+  }
+  summary = get(root, "summary", JSON_OBJECT);
+  ck_assert_int_eq(json_integer_value(get(summary, "users_with_error",
+                                          JSON_INTEGER)), 2);
+  ck_assert_int_eq(json_integer_value(get(summary, "backend_empty_posts",
+                                          JSON_INTEGER)), 4);
+  json_decref(root);
+  remove_tmpdir();
+}
+END_TEST
+
+/* Collects the header lines of the block that starts at the first line
+ * equal to marker followed by first (request or status line) and, when
+ * must is given, containing that header line. Skips decode lines. */
+static int block_headers(const char *text, const char *marker,
+                         const char *first, const char *must,
+                         char out[][200], int max)
+{
+  const char *s = text;
+
+  while((s = strstr(s, marker)) != NULL) {
+    const char *p = s + strlen(marker) + 1;
+    int n = 0;
+    bool found = !must;
+
+    s = p;
+    if(strncmp(p, first, strlen(first)))
+      continue;
+    p += strcspn(p, "\n") + 1;
+    while(*p && *p != '\n' && n < max) {
+      size_t l = strcspn(p, "\n");
+      if(strncmp(p, "    ;", 5)) {
+        snprintf(out[n], 200, "%.*s", (int)l, p);
+        if(must && !strcmp(out[n], must))
+          found = true;
+        n++;
+      }
+      p += l + (p[l] == '\n');
+    }
+    if(found)
+      return n;
+  }
+  return 0;
+}
+
+/* Reads a seed header block from tests/data: lines after the first. */
+static int seed_headers(const char *name, char out[][200], int max)
+{
+  char path[512];
+  char *text, *line, *save = NULL;
+  size_t len;
+  int n = 0;
+
+  snprintf(path, sizeof(path), "%s/data/%s", TESTS_DIR, name);
+  text = slurp(path, &len);
+  line = strtok_r(text, "\n", &save); /* request or status line */
+  while((line = strtok_r(NULL, "\n", &save)) && n < max)
+    snprintf(out[n++], 200, "%s", line);
+  free(text);
+  return n;
+}
+
+START_TEST(wire_matches_support_case)
+{
+  char golden[512];
+  char seed[16][200], got[16][200];
+  char *text;
+  size_t len;
+  int ns, ng, i, j;
+
+  snprintf(golden, sizeof(golden), "%s/golden/bug-2clients-seed1.txt",
+           TESTS_DIR);
+  text = slurp(golden, &len);
+
+  /* Communicator's re-authenticating POST: every header as in the case,
+   * in order; the token is the canonical encoding of the case's own
+   * (which ends in non-canonical padding bits, "D0==" for "Dw=="). */
+  ns = seed_headers("seed-ews-post.txt", seed, 16);
+  ng = block_headers(text, ">>> Communicator -> ISA",
+                     "POST /EWS/Exchange.asmx HTTP/1.1", "Content-Length: 0",
+                     got, 16);
+  ck_assert_int_eq(ns, 8);
+  ck_assert_int_eq(ng, ns);
+  for(i = 0; i < ns; i++) {
+    if(!strncmp(seed[i], "Authorization:", 14)) {
+      ck_assert_str_eq(got[i], "Authorization: NTLM TlRMTVNTUAABAAAAB4IIogAAAA"
+                               "AAAAAAAAAAAAAAAAAFASgKAAAADw==");
+      continue;
+    }
+    ck_assert_str_eq(got[i], seed[i]);
+  }
+
+  /* Exchange's 500 as ISA received it: every header and value of the
+   * case, Date included (the simulated clock starts at the case's own),
+   * in the case's order except Content-Length, which libmicrohttpd 0.9.75
+   * always writes last. */
+  ns = seed_headers("seed-500.txt", seed, 16);
+  ng = block_headers(text, "<<< Exchange -> ISA",
+                     "HTTP/1.1 500 Internal Server Error", NULL, got, 16);
+  ck_assert_int_eq(ns, 8);
+  ck_assert_int_eq(ng, ns);
+  ck_assert_str_eq(got[ng - 1], "Content-Length: 479");
+  for(i = 0, j = 0; i < ns; i++) {
+    if(!strncmp(seed[i], "Content-Length:", 15))
+      continue;
+    ck_assert_str_eq(got[j], seed[i]);
+    j++;
+  }
+  free(text);
+}
+END_TEST
+
+int main(void)
+{
+  Suite *s = suite_create("evidence");
+  TCase *tc = tcase_create("evidence");
+  SRunner *sr;
+  int failed;
+
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, golden_transcripts);
+  tcase_add_test(tc, same_seed_same_files);
+  tcase_add_test(tc, different_seed_different_tokens);
+  tcase_add_test(tc, tshark_decodes_pcap);
+  tcase_add_test(tc, json_report_schema);
+  tcase_add_test(tc, wire_matches_support_case);
+  suite_add_tcase(s, tc);
+  sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
