@@ -198,6 +198,7 @@ struct backend_req {
 
 /* One response before it is handed to libmicrohttpd. */
 struct backend_reply {
+  const char *who; /* the connection's name, for its timeline; may be NULL */
   unsigned int status;
   const char *content_type;
   enum backend_outcome outcome;
@@ -683,7 +684,7 @@ static enum backend_result backend_oof(const struct backend *b,
   char address[BACKEND_MAX_TEXT];
   char start[32];
   char end[32];
-  int64_t now = kb_clock_now(&b->clock) / 1000;
+  int64_t now = kb_clock_now(&b->clock, reply->who) / 1000;
 
   if(!backend_text(backend_child(backend_child(op, NS_TYPES, "Mailbox"),
                                  NS_TYPES, "Address"),
@@ -1047,7 +1048,7 @@ static enum backend_result
 backend_autodiscover_error(const struct backend *b, struct backend_reply *reply)
 {
   struct backend_xml x;
-  int64_t ms = kb_clock_now(&b->clock);
+  int64_t ms = kb_clock_now(&b->clock, reply->who);
   int64_t day_ms = ((ms % 86400000) + 86400000) % 86400000;
   char stamp[32];
 
@@ -1258,7 +1259,7 @@ static enum MHD_Result backend_send(struct backend *b,
   if(!response) {
     return MHD_NO;
   }
-  kb_http_date(kb_clock_now(&b->clock), date);
+  kb_http_date(kb_clock_now(&b->clock, reply->who), date);
   /* IIS answers "Connection: Keep-Alive". libmicrohttpd strips a
    * Keep-Alive set by the application and writes its own Connection header
    * (first); this flag makes it say Keep-Alive to HTTP/1.1 clients too. */
@@ -1317,6 +1318,7 @@ static enum MHD_Result backend_answer(struct backend *b,
   enum MHD_Result result = MHD_NO;
 
   memset(&reply, 0, sizeof(reply));
+  reply.who = req->conn_name;
   kb_buf_init(&reply.body, BACKEND_MAX_RESPONSE);
   if(req->route == BACKEND_ROUTE_NOT_FOUND) {
     built = backend_html(&reply, MHD_HTTP_NOT_FOUND, BACKEND_OUT_NOT_FOUND,

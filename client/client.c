@@ -619,7 +619,7 @@ static xmlDocPtr client_build_doc(const struct client *c,
       /* The free/busy window is the simulated day around "now", in UTC,
        * so runs on the simulated clock ask for the same window. */
       int64_t day_ms = 86400000;
-      int64_t now = kb_clock_now(&c->clock);
+      int64_t now = kb_clock_now(&c->clock, c->origin);
       int64_t start = now - ((now % day_ms) + day_ms) % day_ms;
       char start_s[32], end_s[32];
       xmlNodePtr arr, opts, win;
@@ -1027,7 +1027,7 @@ client_leg2(struct client *c, enum client_post_kind kind, const char *url,
   creds.kind = c->ntlm_kind;
   nr = ntlm_client_authenticate(
       &creds, &challenge, cchal,
-      ntlm_filetime_from_unix_ms(kb_clock_now(&c->clock)), &type3, err,
+      ntlm_filetime_from_unix_ms(kb_clock_now(&c->clock, c->origin)), &type3, err,
       sizeof(err));
   if(nr != NTLM_OK) {
     client_detail(res, "cannot answer the NTLM challenge: %.110s",

@@ -10,14 +10,31 @@
 #include <sys/random.h>
 #include <time.h>
 
-int64_t kb_clock_now(const struct kb_clock *clock)
+int64_t kb_clock_now(const struct kb_clock *clock, const char *who)
 {
   struct timespec ts;
 
   if(clock && clock->now_ms)
-    return clock->now_ms(clock->ctx);
+    return clock->now_ms(clock->ctx, who);
   clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void kb_clock_advance(const struct kb_clock *clock, const char *who,
+                      int64_t ms)
+{
+  struct timespec ts;
+
+  if(ms <= 0)
+    return;
+  if(clock && clock->advance) {
+    clock->advance(clock->ctx, who, ms);
+    return;
+  }
+  ts.tv_sec = (time_t)(ms / 1000);
+  ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+  while(nanosleep(&ts, &ts))
+    ;
 }
 
 void kb_http_date(int64_t ms, char out[KB_HTTP_DATE_LEN])

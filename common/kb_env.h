@@ -16,15 +16,29 @@
 
 /* ---- clock ------------------------------------------------------------ */
 
+/* Time is kept per session: each simulated Communicator session has its
+ * own timeline, which moves when that session thinks, so that concurrent
+ * sessions never shift each other's clocks and a run does not depend on
+ * thread order. Callers say whose time they want: a client ("client 3") or
+ * a connection named by kb_names ("client 3 conn 1", "client 3 conn 1
+ * upstream 1"), which lives on its client's timeline; NULL or an unknown
+ * name means the shared timeline. */
 struct kb_clock {
-  /* Milliseconds since the Unix epoch. Must be safe to call from any
-   * thread. NULL means the real wall clock. */
-  int64_t (*now_ms)(void *ctx);
+  /* Milliseconds since the Unix epoch on who's timeline. Must be safe to
+   * call from any thread. NULL means the real wall clock. */
+  int64_t (*now_ms)(void *ctx, const char *who);
+  /* Moves who's timeline forward by ms. NULL means really sleep. */
+  void (*advance)(void *ctx, const char *who, int64_t ms);
   void *ctx;
 };
 
-/* Returns the clock's current time in ms since the epoch; never fails. */
-int64_t kb_clock_now(const struct kb_clock *clock);
+/* Returns who's current time in ms since the epoch; never fails. */
+int64_t kb_clock_now(const struct kb_clock *clock, const char *who);
+
+/* Lets ms pass for who: moves a simulated timeline, or sleeps for real
+ * with the real clock. Never fails; ms <= 0 does nothing. */
+void kb_clock_advance(const struct kb_clock *clock, const char *who,
+                      int64_t ms);
 
 /* Formats ms-since-epoch as an IMF-fixdate ("Tue, 17 Mar 2009 16:26:24 GMT")
  * into out, which must hold KB_HTTP_DATE_LEN bytes. Never fails. */

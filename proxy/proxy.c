@@ -325,10 +325,11 @@ void proxy_stats(const struct proxy *proxy, struct proxy_stats *stats)
 
 /* Adds a Date header from the configured clock: the daemon runs with
  * MHD_USE_SUPPRESS_DATE_NO_CLOCK so that a simulated clock shows. */
-static void proxy_add_date(const struct proxy *proxy, struct MHD_Response *r)
+static void proxy_add_date(const struct proxy_conn *conn, struct MHD_Response *r)
 {
   char date[KB_HTTP_DATE_LEN];
-  kb_http_date(kb_clock_now(&proxy->clock), date);
+  kb_http_date(kb_clock_now(&conn->proxy->clock,
+                            conn->name[0] ? conn->name : NULL), date);
   MHD_add_response_header(r, MHD_HTTP_HEADER_DATE, date);
 }
 
@@ -367,7 +368,7 @@ static void proxy_answer_text(const struct proxy_conn *conn,
                             "text/plain; charset=utf-8");
     if(www_auth)
       MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, www_auth);
-    proxy_add_date(conn->proxy, r);
+    proxy_add_date(conn, r);
   }
   ans->status = status;
   ans->response = r;
@@ -734,7 +735,7 @@ static void proxy_relay(struct proxy_conn *conn, struct proxy_fwd *fwd,
     MHD_add_response_header(r, h[i].name, h[i].value);
   }
   if(!has_date)
-    proxy_add_date(conn->proxy, r);
+    proxy_add_date(conn, r);
   snprintf(via, sizeof(via), "1.1 %s", conn->proxy->name);
   MHD_add_response_header(r, MHD_HTTP_HEADER_VIA, via);
 out:
@@ -1000,7 +1001,8 @@ static void proxy_challenge(struct proxy_conn *conn,
   info.netbios_computer = proxy->name;
   if(ntlm_server_challenge(
          &info, conn->negotiate_flags, conn->challenge,
-         ntlm_filetime_from_unix_ms(kb_clock_now(&proxy->clock)),
+         ntlm_filetime_from_unix_ms(
+             kb_clock_now(&proxy->clock, conn->name[0] ? conn->name : NULL)),
          &type2) != NTLM_OK ||
      !(header = ntlm_header_format(scheme, type2.data, type2.len))) {
     proxy_answer_text(

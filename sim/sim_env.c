@@ -12,24 +12,86 @@
 
 void sim_clock_init(struct sim_clock *clock, int64_t start_ms)
 {
-  atomic_init(&clock->now_ms, start_ms);
+  clock->start_ms = start_ms;
+  atomic_init(&clock->shared_ms, 0);
+  pthread_mutex_init(&clock->lock, NULL);
+  clock->offsets = NULL;
+  clock->noffsets = 0;
+}
+
+void sim_clock_free(struct sim_clock *clock)
+{
+  free(clock->offsets);
+  clock->offsets = NULL;
+  clock->noffsets = 0;
+  pthread_mutex_destroy(&clock->lock);
 }
 
 void sim_clock_advance(struct sim_clock *clock, int64_t ms)
 {
-  atomic_fetch_add(&clock->now_ms, ms);
+  atomic_fetch_add(&clock->shared_ms, ms);
 }
 
-static int64_t sim__clock_now(void *ctx)
+/* Returns the client id who names ("client 3", "client 3 conn 1 ..."), or
+ * 0 for the shared timeline. */
+static unsigned long sim__clock_owner(const char *who)
+{
+  char *end;
+  unsigned long id;
+
+  if(!who || strncmp(who, "client ", 7))
+    return 0;
+  id = strtoul(who + 7, &end, 10);
+  if(end == who + 7 || (*end && *end != ' ') || id > 1000000)
+    return 0;
+  return id;
+}
+
+static int64_t sim__clock_now(void *ctx, const char *who)
 {
   struct sim_clock *clock = ctx;
+  unsigned long id = sim__clock_owner(who);
+  int64_t now = clock->start_ms + atomic_load(&clock->shared_ms);
 
-  return atomic_load(&clock->now_ms);
+  if(id) {
+    pthread_mutex_lock(&clock->lock);
+    if(id < clock->noffsets)
+      now += clock->offsets[id];
+    pthread_mutex_unlock(&clock->lock);
+  }
+  return now;
+}
+
+static void sim__clock_advance(void *ctx, const char *who, int64_t ms)
+{
+  struct sim_clock *clock = ctx;
+  unsigned long id = sim__clock_owner(who);
+
+  if(!id) {
+    atomic_fetch_add(&clock->shared_ms, ms);
+    return;
+  }
+  pthread_mutex_lock(&clock->lock);
+  if(id >= clock->noffsets) {
+    size_t n = id + 1 > clock->noffsets * 2 ? id + 1 : clock->noffsets * 2;
+    int64_t *grown = realloc(clock->offsets, n * sizeof(*grown));
+    if(grown) {
+      memset(grown + clock->noffsets, 0,
+             (n - clock->noffsets) * sizeof(*grown));
+      clock->offsets = grown;
+      clock->noffsets = n;
+    }
+  }
+  /* Out of memory leaves the timeline where it was: time stands still for
+   * that client, which is visible in its Date headers, not a crash. */
+  if(id < clock->noffsets)
+    clock->offsets[id] += ms;
+  pthread_mutex_unlock(&clock->lock);
 }
 
 struct kb_clock sim_clock_as_kb(struct sim_clock *clock)
 {
-  struct kb_clock kb = {sim__clock_now, clock};
+  struct kb_clock kb = {sim__clock_now, sim__clock_advance, clock};
 
   return kb;
 }

@@ -16,13 +16,22 @@
 /* The support case's own timestamp: Tue, 17 Mar 2009 16:26:24 GMT. */
 #define SIM_CASE_EPOCH_MS INT64_C(1237307184000)
 
-/* A simulated clock: starts at a fixed instant and moves only when told,
- * so that Date headers and NTLMv2 timestamps repeat from run to run. */
+/* A simulated clock: every timeline starts at a fixed instant and moves
+ * only when told, so that Date headers and NTLMv2 timestamps repeat from
+ * run to run. Client N's sessions and connections ("client N ...") share
+ * timeline N; anything else reads the shared timeline. */
 struct sim_clock {
-  _Atomic int64_t now_ms;
+  int64_t start_ms;
+  _Atomic int64_t shared_ms; /* offset of the shared timeline */
+  pthread_mutex_t lock;      /* guards offsets */
+  int64_t *offsets;          /* per client id, grown on demand */
+  size_t noffsets;
 };
 
 void sim_clock_init(struct sim_clock *clock, int64_t start_ms);
+/* Frees the per-client timelines. */
+void sim_clock_free(struct sim_clock *clock);
+/* Moves the shared timeline and every client's forward by ms. */
 void sim_clock_advance(struct sim_clock *clock, int64_t ms);
 /* Returns the kb_clock view of clock (which must outlive its users). */
 struct kb_clock sim_clock_as_kb(struct sim_clock *clock);

@@ -27,6 +27,7 @@ int sim_topology_start(const struct sim_topology_config *config,
   topo->trace = config->trace;
   if(config->simulated) {
     sim_clock_init(&topo->clock, SIM_CASE_EPOCH_MS);
+    topo->clock_ready = true;
     sim_rng_init(&topo->rng, config->seed);
     topo->kb_clock = sim_clock_as_kb(&topo->clock);
     topo->kb_rng = sim_rng_as_kb(&topo->rng);
@@ -86,6 +87,8 @@ void sim_topology_stop(struct sim_topology *topo)
   backend_stop(topo->backend);
   if(topo->names_ready)
     sim_names_free(&topo->names);
+  if(topo->clock_ready)
+    sim_clock_free(&topo->clock);
   free(topo);
 }
 

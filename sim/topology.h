@@ -41,6 +41,7 @@ struct sim_topology {
   struct sim_rng rng;
   struct sim_names names;
   bool names_ready;
+  bool clock_ready;
   struct kb_clock kb_clock; /* what components were handed */
   struct kb_rng kb_rng;
   struct kb_names kb_names;

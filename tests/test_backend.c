@@ -128,9 +128,10 @@ static const char autodiscover_request[] =
 
 static _Atomic int64_t clock_ms = SEED_MS;
 
-static int64_t test_now(void *ctx)
+static int64_t test_now(void *ctx, const char *who)
 {
   (void)ctx;
+  (void)who;
   return atomic_load(&clock_ms);
 }
 

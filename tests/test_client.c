@@ -153,9 +153,10 @@ static size_t rec_find_send(const struct recorder *r, const char *origin,
 
 /* ---- fixed clock and random source ------------------------------------- */
 
-static int64_t fixed_now(void *ctx)
+static int64_t fixed_now(void *ctx, const char *who)
 {
   (void)ctx;
+  (void)who;
   return TEST_NOW_MS;
 }
 

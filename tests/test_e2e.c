@@ -77,11 +77,21 @@ START_TEST(clock_is_simulated)
 
   sim_clock_init(&c, SIM_CASE_EPOCH_MS);
   k = sim_clock_as_kb(&c);
-  kb_http_date(kb_clock_now(&k), d);
+  kb_http_date(kb_clock_now(&k, NULL), d);
   ck_assert_str_eq(d, "Tue, 17 Mar 2009 16:26:24 GMT");
   sim_clock_advance(&c, 61000);
-  kb_http_date(kb_clock_now(&k), d);
+  kb_http_date(kb_clock_now(&k, NULL), d);
   ck_assert_str_eq(d, "Tue, 17 Mar 2009 16:27:25 GMT");
+  /* Each client thinks on its own timeline; its connections follow it. */
+  kb_clock_advance(&k, "client 2", 5000);
+  ck_assert_int_eq(kb_clock_now(&k, "client 2 conn 1 upstream 1"),
+                   SIM_CASE_EPOCH_MS + 66000);
+  ck_assert_int_eq(kb_clock_now(&k, "client 2"), SIM_CASE_EPOCH_MS + 66000);
+  ck_assert_int_eq(kb_clock_now(&k, "client 3 conn 1"),
+                   SIM_CASE_EPOCH_MS + 61000);
+  ck_assert_int_eq(kb_clock_now(&k, "client 20"), SIM_CASE_EPOCH_MS + 61000);
+  ck_assert_int_eq(kb_clock_now(&k, "clientele"), SIM_CASE_EPOCH_MS + 61000);
+  sim_clock_free(&c);
 }
 END_TEST
 

@@ -52,9 +52,10 @@ static const char oof_body[] =
 
 /* ---- clock, random source, trace ---------------------------------------- */
 
-static int64_t t_now(void *ctx)
+static int64_t t_now(void *ctx, const char *who)
 {
   (void)ctx;
+  (void)who;
   return T_NOW_MS;
 }
 
