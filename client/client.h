@@ -20,9 +20,43 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "kb_env.h"
 #include "ntlm.h"
+
+/* How the client authenticates and uses connections. */
+enum client_kind {
+  /* Office Communicator 2007 (WinINet): the first request goes without
+   * credentials; the 401 names the scheme; from then on it re-authenticates
+   * every POST - NTLM: type 1 with Content-Length 0, the body held back for
+   * the type 3; Basic: credentials and body together. Triggers the bug. */
+  CLIENT_KIND_COMMUNICATOR = 0,
+  /* Outlook: libcurl's own CURLAUTH_NTLM, which authenticates a connection
+   * once and sends later requests on it without Authorization. Never
+   * triggers the bug. Its NTLM nonces are libcurl's, not seeded. */
+  CLIENT_KIND_OUTLOOK,
+  /* Communicator's handshake on a new connection for every POST (both legs
+   * share it), closed afterwards: never on an authenticated connection. */
+  CLIENT_KIND_ONE_SHOT
+};
+
+/* "communicator", "outlook", "one-shot". */
+const char *client_kind_name(enum client_kind kind);
+
+/* Parses a kind name; returns 0, or -1 when name is none of them. */
+int client_kind_parse(const char *name, enum client_kind *out);
+
+/* Picks where a new TCP connection goes, like a load balancer in front of
+ * an ISA array (Windows NLB: per connection, no extra hop). Called before
+ * each connect with the connection's name ("client 3 conn 2"); writes the
+ * member's address (same family as given) into *addr and returns 0, or
+ * returns -1 to keep the address from base_url. */
+struct client_balancer {
+  int (*pick)(void *ctx, const char *conn_name, struct sockaddr *addr,
+              unsigned addrlen);
+  void *ctx;
+};
 
 struct client_config {
   unsigned id;          /* names the client in traces: "client <id>" */
@@ -37,6 +71,19 @@ struct client_config {
                                   defaults when NULL */
   unsigned ews_posts;          /* EWS POSTs after autodiscover; 0 = 2 */
   enum ntlm_response_kind ntlm_kind;
+  enum client_kind kind;       /* communicator by default */
+  /* Think time before each EWS POST, drawn uniformly from [min, max] ms
+   * with kb_rng_fill(rng, "client/<id>/post/<n>/think") and spent on the
+   * client's simulated timeline (kb_clock_advance with "client <id>"). */
+  int64_t think_min_ms;
+  int64_t think_max_ms;
+  /* The client's own keep-alive limits: a connection idle longer than
+   * idle_timeout_ms on the client's timeline is closed before the next
+   * POST; one that carried max_requests requests is closed after the
+   * last. 0 = no limit. */
+  int64_t idle_timeout_ms;
+  unsigned max_requests;
+  struct client_balancer balancer; /* optional; see above */
   long timeout_ms;       /* per request; 0 = 10000 */
   struct kb_clock clock; /* NTLMv2 timestamps */
   struct kb_rng rng;     /* client challenges */
@@ -75,6 +122,9 @@ struct client_post_result {
   int final_status;           /* status of the last leg sent */
   unsigned legs;              /* 1 or 2 */
   uint64_t connection;        /* client-local connection number, from 1 */
+  int64_t think_ms;           /* think time spent before this POST */
+  int64_t at_ms;              /* simulated time the POST started */
+  bool new_connection;        /* its first leg opened a new connection */
   char detail[160];           /* one line: why it failed, or "" */
 };
 

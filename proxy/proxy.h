@@ -42,6 +42,20 @@ const char *proxy_policy_name(enum proxy_policy policy);
 /* Parses a policy name; returns 0, or -1 when name is neither. */
 int proxy_policy_parse(const char *name, enum proxy_policy *out);
 
+/* How the web listener authenticates clients. */
+enum proxy_auth {
+  PROXY_AUTH_INTEGRATED = 0, /* NTLM, offered as "Negotiate" and "NTLM";
+                                raw NTLMSSP accepted inside Negotiate */
+  PROXY_AUTH_BASIC,          /* credentials on every request: no bug */
+  PROXY_AUTH_NONE            /* anonymous: everything is forwarded */
+};
+
+/* "integrated", "basic", "none". */
+const char *proxy_auth_name(enum proxy_auth auth);
+
+/* Parses an auth name; returns 0, or -1 when name is none of them. */
+int proxy_auth_parse(const char *name, enum proxy_auth *out);
+
 struct proxy_config {
   const char *bind_host; /* numeric address, "127.0.0.1" when NULL */
   uint16_t port;         /* 0 picks a free port; read it with proxy_port */
@@ -49,6 +63,19 @@ struct proxy_config {
   const char *backend_url;
   enum proxy_policy policy;     /* initial policy; see proxy_set_policy */
   const struct kb_users *users; /* borrowed; must outlive the proxy */
+  enum proxy_auth auth;         /* listener authentication; integrated */
+  /* Keep-alive limits of the listener. idle_timeout_ms is measured on the
+   * connection's simulated timeline (kb_clock with the connection's name):
+   * a request arriving after the connection has been idle longer finds it
+   * closed, as the listener would have closed it in the meantime - the
+   * proxy closes it without answering and forwards nothing, and the client
+   * reconnects. max_requests: after that many answers on one connection
+   * the answer carries "Connection: close". 0 = no limit for both. */
+  int64_t idle_timeout_ms;
+  unsigned max_requests;
+  /* Seconds of real time a connection may stay silent before
+   * libmicrohttpd drops it (slow clients); 0 = 30. */
+  unsigned connection_timeout_s;
   const char *name;      /* for Via and logs; "ISA01" when NULL */
   const char *domain;    /* NetBIOS domain in type 2; "FABRIKAM" when NULL */
   size_t max_body;       /* request/response bodies above this: 413/502;
@@ -77,6 +104,10 @@ struct proxy_stats {
   uint64_t forwarded;           /* requests sent to the backend */
   uint64_t forwarded_empty_posts; /* ... POSTs among them with no body */
   uint64_t upstream_errors;     /* 502/504 answered */
+  uint64_t basic_ok;            /* requests with valid Basic credentials */
+  uint64_t basic_failed;        /* ... with invalid or missing ones (401) */
+  uint64_t idle_closed;         /* connections found idle past the limit */
+  uint64_t max_requests_closed; /* connections closed at max_requests */
 };
 
 struct proxy;
