@@ -1,26 +1,31 @@
 /*
  * client.c - Office Communicator 2007's Outlook integration, over libcurl.
  *
- * One curl easy handle per client carries the whole session, so every POST
- * rides the same keep-alive connection for as long as the listener keeps it
- * open. libcurl's own authentication is never enabled: Communicator
- * re-authenticates each POST, which libcurl's NTLM never does, so both legs
- * are crafted here with ntlm.h and sent as plain custom headers.
+ * One curl easy handle per client carries the session, so every POST rides
+ * the same keep-alive connection for as long as the listener (and the
+ * client's own keep-alive limits) keep it open. For Communicator libcurl's
+ * own authentication is never enabled: Communicator re-authenticates each
+ * POST, which libcurl's NTLM never does, so every leg is crafted here with
+ * ntlm.h and sent as plain custom headers. Outlook is the opposite case and
+ * uses libcurl's CURLAUTH_NTLM as it is.
  *
  * The sockets are opened and closed through our own callbacks so that the
- * session can count its TCP connections and name them in the trace; the
- * pre-request callback tells which of them a request is about to use.
+ * session can count its TCP connections, name them in the trace and let a
+ * balancer pick where each goes; the pre-request callback tells which of
+ * them a request is about to use, and the debug callback sees every request
+ * libcurl sends, so the trace holds one EXCHANGE per HTTP request.
  */
 #include "client.h"
 
 #include <arpa/inet.h>
-#include <inttypes.h>
 #include <curl/curl.h>
+#include <inttypes.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <libxml/xpath.h>
 #include <libxml/xpathInternals.h>
 #include <netinet/in.h>
+#include <nettle/base64.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,6 +44,9 @@
 #define CLIENT_DEFAULT_EWS_POSTS 2u
 #define CLIENT_DEFAULT_TIMEOUT_MS 10000L
 #define CLIENT_USER_AGENT "Microsoft+Office+Communicator/2.0"
+#define CLIENT_OUTLOOK_USER_AGENT                                              \
+  "Microsoft Office/12.0 (Windows NT 5.1; Microsoft Office Outlook "           \
+  "12.0.4518; Pro)"
 #define CLIENT_AUTODISCOVER_PATH "/autodiscover/autodiscover.xml"
 
 /* Limits on what a peer can make us hold. */
@@ -46,6 +54,9 @@
 #define CLIENT_MAX_AUTH_VALUE 8192u
 #define CLIENT_MAX_SOCKETS 8u
 #define CLIENT_MAX_EWS_POSTS 100000u
+/* Credentials longer than this are refused at create time; they only need
+ * to fit one Authorization header. */
+#define CLIENT_MAX_CREDENTIALS 1024u
 
 /* XML namespaces of the Outlook autodiscover and EWS messages. */
 #define CLIENT_NS_AD_REQUEST                                                   \
@@ -72,10 +83,22 @@ enum client_phase {
   CLIENT_PHASE_DONE              /* nothing more to send */
 };
 
-/* Which leg of a POST, for details and trace events. */
+/* The authentication scheme Communicator learned from the listener's first
+ * answer; kept for the whole session, across reconnects, as WinINet does. */
+enum client_scheme {
+  CLIENT_SCHEME_UNKNOWN = 0, /* nothing answered yet: send without */
+  CLIENT_SCHEME_NONE,        /* the listener answered without asking */
+  CLIENT_SCHEME_NTLM,        /* type 1 + Content-Length 0, then type 3 */
+  CLIENT_SCHEME_BASIC        /* credentials and body together */
+};
+
+/* What a leg carries, for details and trace events. */
 enum client_leg_kind {
-  CLIENT_LEG_NEGOTIATE = 1,   /* type 1, body held back */
-  CLIENT_LEG_AUTHENTICATE = 2 /* type 3 with the body */
+  CLIENT_LEG_PLAIN = 0,    /* no Authorization, with the body */
+  CLIENT_LEG_NEGOTIATE,    /* NTLM type 1, body held back */
+  CLIENT_LEG_AUTHENTICATE, /* NTLM type 3 with the body */
+  CLIENT_LEG_BASIC,        /* Basic credentials with the body */
+  CLIENT_LEG_OUTLOOK       /* libcurl's own NTLM, as many requests as needed */
 };
 
 /* A socket opened through client_open_socket. conn stays 0 until a request
@@ -83,7 +106,8 @@ enum client_leg_kind {
 struct client_socket {
   curl_socket_t fd;
   uint64_t conn;
-  char name[48]; /* "client <id> conn <n>" when names are in use, else "" */
+  unsigned requests; /* requests sent on it, for max_requests */
+  char name[48];     /* "client <id> conn <n>" when names are in use, else "" */
 };
 
 /* One request and what came back for it. */
@@ -94,45 +118,80 @@ struct client_leg {
   char *ntlm_value;        /* first "NTLM <token>" WWW-Authenticate value */
   bool ntlm_value_too_big; /* an NTLM value above CLIENT_MAX_AUTH_VALUE */
   bool ntlm_bare;          /* "WWW-Authenticate: NTLM" without a token */
+  bool basic_offered;      /* "WWW-Authenticate: Basic ..." */
   bool other_scheme;       /* a WWW-Authenticate of another scheme */
+};
+
+/* One HTTP request libcurl sent, recorded from the debug and header
+ * callbacks until it is complete, then emitted as an EXCHANGE. */
+struct client_req {
+  bool sent;     /* its header block went out */
+  uint64_t conn; /* the connection it went out on */
+  char conn_name[48];
+  char method[16];
+  char path[256]; /* truncated when longer */
+  enum kb_auth req_auth;
+  size_t req_body_len; /* its Content-Length */
+  int status;          /* final status, 0 while none arrived */
+  enum kb_auth resp_auth;
+  size_t resp_written; /* body bytes handed to the write callback */
+  size_t resp_data_in; /* body bytes received, ignored ones included */
 };
 
 struct client {
   /* Copied configuration. */
   unsigned id;
+  enum client_kind kind;
   char *host;
   char *domain;
   char *user;
   char *password;
   char *workstation;
   char *email;
-  char **contacts; /* NULL-terminated */
+  char **contacts;  /* NULL-terminated */
+  char *basic_auth; /* "Basic base64(DOMAIN\user:password)" */
+  char *curl_user;  /* "DOMAIN\user", for Outlook's libcurl NTLM */
   unsigned ews_posts;
   enum ntlm_response_kind ntlm_kind;
+  int64_t think_min_ms;
+  int64_t think_max_ms;
+  int64_t idle_timeout_ms;
+  unsigned max_requests;
+  struct client_balancer balancer;
   long timeout_ms;
   struct kb_clock clock;
   struct kb_rng rng;
   struct kb_trace trace;
   struct kb_names names;
-  uint64_t sockets_named; /* sockets named so far */
-  char origin[32]; /* "client <id>" */
+  uint64_t sockets_opened; /* sockets opened so far; names the next one */
+  char origin[32];         /* "client <id>" */
 
   /* Transport. */
   CURLU *base; /* config->base_url, parsed */
   char *autodiscover_url;
   char *ews_url; /* ASUrl's path on base_url, once known */
   char *ews_path;
-  CURL *easy;
+  CURL *easy; /* NULL only when re-creating it ran out of memory */
   char errbuf[CURL_ERROR_SIZE];
   struct client_socket sockets[CLIENT_MAX_SOCKETS];
   size_t nsockets;
-  uint64_t conn_count;    /* connections established so far */
-  uint64_t current_conn;  /* the one the running request uses, 0 if none */
-  char current_name[48];  /* its name; kept after the socket closes */
-  struct client_leg *leg; /* the leg being received, for the callbacks */
+  uint64_t conn_count;      /* connections established so far */
+  uint64_t current_conn;    /* the one the running request uses, 0 if none */
+  char current_name[48];    /* its name; kept after the socket closes */
+  struct client_leg *leg;   /* the leg being received, for the callbacks */
+  int64_t last_response_ms; /* client time of the latest answer */
+
+  /* The leg being sent (one curl_easy_perform). */
+  struct client_req req;   /* the request in flight */
+  unsigned leg_requests;   /* HTTP requests sent in this leg */
+  unsigned leg_unanswered; /* ... of which got no answer */
+  uint64_t leg_dead_conn;  /* the connection of the last of those */
+  uint64_t leg_new_conn;   /* connection numbered in this leg, or 0 */
+  int leg_first_status;    /* status of the first answered request */
 
   /* Session. */
   enum client_phase phase;
+  enum client_scheme scheme;
   unsigned next_index;
   struct client_post_result *results; /* 1 + ews_posts slots */
   size_t nresults;
@@ -140,6 +199,34 @@ struct client {
 };
 
 /* ---- names --------------------------------------------------------------- */
+
+const char *client_kind_name(enum client_kind kind)
+{
+  switch(kind) {
+  case CLIENT_KIND_COMMUNICATOR:
+    return "communicator";
+  case CLIENT_KIND_OUTLOOK:
+    return "outlook";
+  case CLIENT_KIND_ONE_SHOT:
+    return "one-shot";
+  }
+  return "unknown";
+}
+
+int client_kind_parse(const char *name, enum client_kind *out)
+{
+  static const enum client_kind all[] = {
+      CLIENT_KIND_COMMUNICATOR, CLIENT_KIND_OUTLOOK, CLIENT_KIND_ONE_SHOT};
+  size_t i;
+  for(i = 0; name && i < sizeof(all) / sizeof(all[0]); i++) {
+    if(!strcmp(name, client_kind_name(all[i]))) {
+      if(out)
+        *out = all[i];
+      return 0;
+    }
+  }
+  return -1;
+}
 
 const char *client_post_kind_name(enum client_post_kind kind)
 {
@@ -232,15 +319,19 @@ static void client_leg_free(struct client_leg *leg)
   leg->ntlm_value = NULL;
 }
 
-/* Forgets the authentication headers of an earlier response in the same
- * transfer (an interim 1xx), keeping the body buffer. */
-static void client_leg_reset_headers(struct client_leg *leg)
+/* Forgets what an earlier response in the same transfer left (an interim
+ * 1xx, or a 401 libcurl answered by itself), so that the leg describes the
+ * last response only. */
+static void client_leg_reset_response(struct client_leg *leg)
 {
   free(leg->ntlm_value);
   leg->ntlm_value = NULL;
   leg->ntlm_value_too_big = false;
   leg->ntlm_bare = false;
+  leg->basic_offered = false;
   leg->other_scheme = false;
+  kb_buf_reset(&leg->body);
+  leg->body_result = KB_BUF_OK;
 }
 
 /* Returns a URL string for base with its path replaced by path and no query
@@ -263,6 +354,119 @@ out:
   curl_free(url);
   curl_url_cleanup(u);
   return result;
+}
+
+/* Returns the socket carrying connection conn, or NULL when it is closed
+ * (or conn is 0). */
+static struct client_socket *client_socket_of(struct client *c, uint64_t conn)
+{
+  size_t i;
+  for(i = 0; conn && i < c->nsockets; i++)
+    if(c->sockets[i].conn == conn)
+      return &c->sockets[i];
+  return NULL;
+}
+
+/* Returns the number of the connection libcurl keeps open for the next
+ * request (the newest established one), or 0 when there is none. */
+static uint64_t client_open_conn(const struct client *c)
+{
+  uint64_t newest = 0;
+  size_t i;
+  for(i = 0; i < c->nsockets; i++)
+    if(c->sockets[i].conn > newest)
+      newest = c->sockets[i].conn;
+  return newest;
+}
+
+/* Ranks what a WWW-Authenticate or Authorization header says, so that one
+ * response offering several schemes is summed up by the one that matters
+ * to NTLM: an NTLM message, then a bare "NTLM", then anything else. */
+static int client_auth_rank(enum kb_auth a)
+{
+  switch(a) {
+  case KB_AUTH_NTLM_NEGOTIATE:
+  case KB_AUTH_NTLM_CHALLENGE:
+  case KB_AUTH_NTLM_AUTHENTICATE:
+    return 3;
+  case KB_AUTH_NTLM_BARE:
+    return 2;
+  case KB_AUTH_OTHER:
+    return 1;
+  case KB_AUTH_NONE:
+    break;
+  }
+  return 0;
+}
+
+/* Classifies an Authorization or WWW-Authenticate value of vlen bytes (not
+ * NUL-terminated) for the trace: which NTLM message it carries, a bare
+ * "NTLM", or another scheme. Never fails: what cannot be decoded is
+ * KB_AUTH_OTHER. */
+static enum kb_auth client_classify_auth(const char *v, size_t vlen)
+{
+  enum kb_auth result = KB_AUTH_OTHER;
+  struct ntlm_bytes token = {NULL, 0};
+  enum ntlm_scheme scheme;
+  char *copy = NULL;
+  size_t i;
+
+  for(i = 0; i < vlen && v[i] != ' ' && v[i] != '\t'; i++)
+    ;
+  if(i == 4 && !strncasecmp(v, "NTLM", 4) && i == vlen)
+    return KB_AUTH_NTLM_BARE;
+  if(!((i == 4 && !strncasecmp(v, "NTLM", 4)) ||
+       (i == 9 && !strncasecmp(v, "Negotiate", 9))) ||
+     vlen > CLIENT_MAX_AUTH_VALUE)
+    return KB_AUTH_OTHER;
+  copy = strndup(v, vlen);
+  if(copy && ntlm_header_parse(copy, &scheme, &token, NULL, 0) == NTLM_OK) {
+    switch(ntlm_peek_type(token.data, token.len)) {
+    case NTLM_TYPE_NEGOTIATE:
+      result = KB_AUTH_NTLM_NEGOTIATE;
+      break;
+    case NTLM_TYPE_CHALLENGE:
+      result = KB_AUTH_NTLM_CHALLENGE;
+      break;
+    case NTLM_TYPE_AUTHENTICATE:
+      result = KB_AUTH_NTLM_AUTHENTICATE;
+      break;
+    default:
+      break;
+    }
+  }
+  ntlm_bytes_free(&token);
+  free(copy);
+  return result;
+}
+
+/* Finds header name (with its colon, e.g. "Authorization:") in a block of
+ * len bytes of request headers. Returns the value's start with its length
+ * in *vlen (blanks trimmed), or NULL when absent. */
+static const char *client_find_header(const char *block, size_t len,
+                                      const char *name, size_t *vlen)
+{
+  size_t nlen = strlen(name);
+  size_t pos = 0;
+  while(pos < len) {
+    const char *line = block + pos;
+    const char *eol = memchr(line, '\n', len - pos);
+    size_t llen = eol ? (size_t)(eol - line) : len - pos;
+    pos += llen + 1;
+    if(llen > nlen && !strncasecmp(line, name, nlen)) {
+      const char *v = line + nlen;
+      size_t n = llen - nlen;
+      while(n && (*v == ' ' || *v == '\t')) {
+        v++;
+        n--;
+      }
+      while(n && (v[n - 1] == '\r' || v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+      *vlen = n;
+      return v;
+    }
+  }
+  return NULL;
 }
 
 /* ---- trace --------------------------------------------------------------- */
@@ -295,13 +499,97 @@ static void client_trace(const struct client *c, enum kb_trace_kind kind,
   kb_trace_emit(&c->trace, &ev);
 }
 
+/* Emits one EXCHANGE event for ex, observed on conn (named name, may be
+ * ""). */
+static void client_trace_exchange(const struct client *c, uint64_t conn,
+                                  const char *name,
+                                  const struct kb_exchange *ex)
+{
+  struct kb_trace_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.kind = KB_TRACE_EXCHANGE;
+  ev.hop = KB_HOP_CLIENT_PROXY;
+  ev.side = KB_SIDE_CLIENT;
+  ev.origin = c->origin;
+  ev.conn = conn;
+  ev.conn_name = name && name[0] ? name : NULL;
+  ev.exchange = ex;
+  kb_trace_emit(&c->trace, &ev);
+}
+
+/* Emits the request in flight as an EXCHANGE once its header block went
+ * out, and forgets it. A request that got no answer (its connection died
+ * under it) is counted in leg_unanswered, since libcurl may send it again. */
+static void client_req_flush(struct client *c)
+{
+  struct client_req *r = &c->req;
+  struct kb_exchange ex;
+  if(r->sent) {
+    memset(&ex, 0, sizeof(ex));
+    ex.method = r->method;
+    ex.path = r->path;
+    ex.req_auth = r->req_auth;
+    ex.req_body_len = r->req_body_len;
+    ex.status = r->status;
+    ex.resp_auth = r->resp_auth;
+    ex.resp_body_len = r->resp_written ? r->resp_written : r->resp_data_in;
+    client_trace_exchange(c, r->conn, r->conn_name, &ex);
+    if(!r->status) {
+      c->leg_unanswered++;
+      c->leg_dead_conn = r->conn;
+    }
+    else if(!c->leg_first_status)
+      c->leg_first_status = r->status;
+  }
+  memset(r, 0, sizeof(*r));
+}
+
+/* Starts recording a request from the header block libcurl is sending (len
+ * bytes): its method, path, Authorization and Content-Length, and counts
+ * it on its connection for max_requests. */
+static void client_req_start(struct client *c, const char *data, size_t len)
+{
+  struct client_req *r = &c->req;
+  struct client_socket *sock;
+  const char *v, *sp;
+  size_t vlen, n;
+  char num[32];
+
+  client_req_flush(c);
+  r->sent = true;
+  r->conn = c->current_conn;
+  memcpy(r->conn_name, c->current_name, sizeof(r->conn_name));
+  /* "POST /EWS/Exchange.asmx HTTP/1.1" */
+  sp = memchr(data, ' ', len);
+  n = sp ? (size_t)(sp - data) : 0;
+  snprintf(r->method, sizeof(r->method), "%.*s", (int)n, data);
+  if(sp) {
+    const char *p = sp + 1;
+    const char *end = memchr(p, ' ', len - (size_t)(p - data));
+    n = end ? (size_t)(end - p) : 0;
+    snprintf(r->path, sizeof(r->path), "%.*s", (int)n, p);
+  }
+  v = client_find_header(data, len, "Authorization:", &vlen);
+  r->req_auth = v ? client_classify_auth(v, vlen) : KB_AUTH_NONE;
+  v = client_find_header(data, len, "Content-Length:", &vlen);
+  if(v && vlen < sizeof(num)) {
+    memcpy(num, v, vlen);
+    num[vlen] = '\0';
+    r->req_body_len = (size_t)strtoull(num, NULL, 10);
+  }
+  c->leg_requests++;
+  sock = client_socket_of(c, c->current_conn);
+  if(sock)
+    sock->requests++;
+}
+
 /* ---- libcurl callbacks --------------------------------------------------- */
 
 /* Binds a new socket to an ephemeral port before curl connects it and
- * claims that port's name, so the listener can resolve who connected. A
+ * claims that port as name, so the listener can resolve who connected. A
  * socket that cannot be bound stays unnamed; curl still connects it. */
 static void client_name_socket(struct client *c, struct client_socket *sock,
-                               int family)
+                               int family, const char *name)
 {
   struct sockaddr_storage ss;
   socklen_t len;
@@ -320,38 +608,62 @@ static void client_name_socket(struct client *c, struct client_socket *sock,
     return;
   port = family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
                            : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-  snprintf(sock->name, sizeof(sock->name), "client %u conn %" PRIu64, c->id,
-           ++c->sockets_named);
+  snprintf(sock->name, sizeof(sock->name), "%s", name);
   kb_names_claim(&c->names, port, sock->name);
 }
 
+/* Lets the balancer pick where the connection named name goes: it may
+ * rewrite address->addr in place, which libcurl then connects to (its
+ * documentation allows the open-socket callback to modify the address). A
+ * pick that declines (-1), or that changes the address family, leaves the
+ * address from base_url. */
+static void client_balance(struct client *c, const char *name,
+                           struct curl_sockaddr *address)
+{
+  struct sockaddr_storage keep;
+  size_t len = address->addrlen;
+  if(!c->balancer.pick || len > sizeof(keep))
+    return;
+  memcpy(&keep, &address->addr, len);
+  if(c->balancer.pick(c->balancer.ctx, name, &address->addr,
+                      address->addrlen) ||
+     address->addr.sa_family != keep.ss_family)
+    memcpy(&address->addr, &keep, len);
+}
+
 /* CURLOPT_OPENSOCKETFUNCTION: opens the socket curl asks for and remembers
- * it. Returns the socket, or CURL_SOCKET_BAD when it cannot be opened or
- * the client already tracks CLIENT_MAX_SOCKETS (curl then reports a
- * connect failure). curl owns the socket until it hands it to
- * client_close_socket. */
+ * it, after the balancer (if any) picked its destination. Returns the
+ * socket, or CURL_SOCKET_BAD when it cannot be opened or the client already
+ * tracks CLIENT_MAX_SOCKETS (curl then reports a connect failure). curl
+ * owns the socket until it hands it to client_close_socket. */
 static curl_socket_t client_open_socket(void *clientp, curlsocktype purpose,
                                         struct curl_sockaddr *address)
 {
   struct client *c = clientp;
+  struct client_socket *sock;
+  char name[48];
   curl_socket_t fd;
   if(purpose != CURLSOCKTYPE_IPCXN || c->nsockets == CLIENT_MAX_SOCKETS)
     return CURL_SOCKET_BAD;
+  snprintf(name, sizeof(name), "client %u conn %" PRIu64, c->id,
+           c->sockets_opened + 1);
+  client_balance(c, name, address);
   fd = socket(address->family, address->socktype | SOCK_CLOEXEC,
               address->protocol);
   if(fd < 0)
     return CURL_SOCKET_BAD;
-  c->sockets[c->nsockets].fd = fd;
-  c->sockets[c->nsockets].conn = 0;
-  c->sockets[c->nsockets].name[0] = '\0';
+  c->sockets_opened++;
+  sock = &c->sockets[c->nsockets++];
+  memset(sock, 0, sizeof(*sock));
+  sock->fd = fd;
   if(c->names.claim)
-    client_name_socket(c, &c->sockets[c->nsockets], address->family);
-  c->nsockets++;
+    client_name_socket(c, sock, address->family, name);
   return fd;
 }
 
 /* CURLOPT_CLOSESOCKETFUNCTION: closes a socket curl is done with, emitting
- * CLOSE when it had carried a connection. Returns close()'s result. */
+ * the EXCHANGE of a request still in flight on it, then CLOSE when it had
+ * carried a connection. Returns close()'s result. */
 static int client_close_socket(void *clientp, curl_socket_t item)
 {
   struct client *c = clientp;
@@ -359,8 +671,11 @@ static int client_close_socket(void *clientp, curl_socket_t item)
   for(i = 0; i < c->nsockets; i++) {
     if(c->sockets[i].fd != item)
       continue;
-    if(c->sockets[i].conn)
+    if(c->sockets[i].conn) {
+      if(c->req.sent && c->req.conn == c->sockets[i].conn)
+        client_req_flush(c);
       client_trace(c, KB_TRACE_CLOSE, c->sockets[i].conn, NULL, 0);
+    }
     c->sockets[i] = c->sockets[c->nsockets - 1];
     c->nsockets--;
     break;
@@ -395,10 +710,12 @@ static bool client_socket_is(curl_socket_t fd, const char *ip, int port)
   return !strcmp(text, ip);
 }
 
-/* CURLOPT_PREREQFUNCTION: called once the connection for a request is
- * established or picked for reuse. Finds our socket by its local address,
- * numbers it (emitting OPEN) the first time, and makes it the current
- * connection for the trace. Always lets the request go. */
+/* CURLOPT_PREREQFUNCTION: called before each request, once its connection
+ * is established or picked for reuse (libcurl's own NTLM handshake and its
+ * retry after a dead connection each pass here again). Ends the previous
+ * request's record, finds our socket by its local address, numbers it
+ * (emitting OPEN) the first time, and makes it the current connection for
+ * the trace. Always lets the request go. */
 static int client_prereq(void *clientp, char *conn_primary_ip,
                          char *conn_local_ip, int conn_primary_port,
                          int conn_local_port)
@@ -407,6 +724,7 @@ static int client_prereq(void *clientp, char *conn_primary_ip,
   size_t i;
   (void)conn_primary_ip;
   (void)conn_primary_port;
+  client_req_flush(c);
   c->current_conn = 0;
   c->current_name[0] = '\0';
   for(i = 0; i < c->nsockets; i++) {
@@ -414,6 +732,7 @@ static int client_prereq(void *clientp, char *conn_primary_ip,
       continue;
     if(!c->sockets[i].conn) {
       c->sockets[i].conn = ++c->conn_count;
+      c->leg_new_conn = c->sockets[i].conn;
       client_trace(c, KB_TRACE_OPEN, c->sockets[i].conn, NULL, 0);
     }
     c->current_conn = c->sockets[i].conn;
@@ -424,8 +743,9 @@ static int client_prereq(void *clientp, char *conn_primary_ip,
 }
 
 /* CURLOPT_DEBUGFUNCTION: turns the bytes curl wrote and read into SEND and
- * RECV events, exactly as they crossed the socket. Curl's text lines are
- * dropped: the trace has its own notes. Returns 0 as curl requires. */
+ * RECV events, exactly as they crossed the socket, and starts a request's
+ * record at each header block sent. Curl's text lines are dropped: the
+ * trace has its own notes. Returns 0 as curl requires. */
 static int client_debug(CURL *handle, curl_infotype type, char *data,
                         size_t size, void *userptr)
 {
@@ -433,11 +753,17 @@ static int client_debug(CURL *handle, curl_infotype type, char *data,
   (void)handle;
   switch(type) {
   case CURLINFO_HEADER_OUT:
+    client_req_start(c, data, size);
+    client_trace(c, KB_TRACE_SEND, c->current_conn, data, size);
+    break;
   case CURLINFO_DATA_OUT:
     client_trace(c, KB_TRACE_SEND, c->current_conn, data, size);
     break;
-  case CURLINFO_HEADER_IN:
   case CURLINFO_DATA_IN:
+    c->req.resp_data_in += size;
+    client_trace(c, KB_TRACE_RECV, c->current_conn, data, size);
+    break;
+  case CURLINFO_HEADER_IN:
     client_trace(c, KB_TRACE_RECV, c->current_conn, data, size);
     break;
   default:
@@ -447,10 +773,11 @@ static int client_debug(CURL *handle, curl_infotype type, char *data,
 }
 
 /* CURLOPT_HEADERFUNCTION: keeps the WWW-Authenticate values that matter
- * for the NTLM handshake. A status line starts a new response (1xx
- * responses come before the final one), so it clears what an earlier one
- * left. Returns the bytes consumed; never aborts the transfer, since an
- * oversized value is reported once the response is complete. */
+ * for authentication. A status line starts a new response (1xx responses,
+ * and for Outlook libcurl's own 401s, come before the final one), so it
+ * clears what an earlier one left. One challenge per header line, as IIS
+ * and ISA send them. Returns the bytes consumed; never aborts the transfer,
+ * since an oversized value is reported once the response is complete. */
 static size_t client_header(char *buffer, size_t size, size_t nitems,
                             void *userdata)
 {
@@ -460,10 +787,19 @@ static size_t client_header(char *buffer, size_t size, size_t nitems,
   size_t len = size * nitems;
   const char *v;
   size_t vlen;
+  enum kb_auth seen;
   if(!leg)
     return len;
   if(len >= 5 && !memcmp(buffer, "HTTP/", 5)) {
-    client_leg_reset_headers(leg);
+    const char *sp = memchr(buffer, ' ', len);
+    client_leg_reset_response(leg);
+    c->req.status = 0;
+    c->req.resp_auth = KB_AUTH_NONE;
+    c->req.resp_written = 0;
+    c->req.resp_data_in = 0;
+    if(sp && (size_t)(sp - buffer) + 4 <= len && sp[1] >= '0' && sp[1] <= '9' &&
+       sp[2] >= '0' && sp[2] <= '9' && sp[3] >= '0' && sp[3] <= '9')
+      c->req.status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
     return len;
   }
   if(len < sizeof(name) - 1 || strncasecmp(buffer, name, sizeof(name) - 1))
@@ -477,6 +813,9 @@ static size_t client_header(char *buffer, size_t size, size_t nitems,
   while(vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' ||
                  v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
     vlen--;
+  seen = client_classify_auth(v, vlen);
+  if(client_auth_rank(seen) > client_auth_rank(c->req.resp_auth))
+    c->req.resp_auth = seen;
   if(vlen >= 4 && !strncasecmp(v, "NTLM", 4) &&
      (vlen == 4 || v[4] == ' ' || v[4] == '\t')) {
     if(vlen == 4)
@@ -487,6 +826,11 @@ static size_t client_header(char *buffer, size_t size, size_t nitems,
       leg->ntlm_value_too_big = true;
     else
       leg->ntlm_value = strndup(v, vlen);
+  }
+  else if(vlen >= 5 && !strncasecmp(v, "Basic", 5) &&
+          (vlen == 5 || v[5] == ' ' || v[5] == '\t')) {
+    leg->basic_offered = true;
+    leg->other_scheme = true;
   }
   else
     leg->other_scheme = true;
@@ -502,6 +846,7 @@ static size_t client_write(char *ptr, size_t size, size_t nmemb, void *userdata)
   size_t len = size * nmemb;
   if(!c->leg)
     return len;
+  c->req.resp_written += len;
   c->leg->body_result = kb_buf_add(&c->leg->body, ptr, len);
   return c->leg->body_result == KB_BUF_OK ? len : 0;
 }
@@ -832,107 +1177,163 @@ static enum client_outcome client_check_body(struct client *c,
 
 /* ---- one leg ------------------------------------------------------------- */
 
-/* Sends one leg: a POST to url with Communicator's headers in the support
- * case's order, auth as the Authorization value and body (len bytes, may
- * be 0). Fills *leg with the response and emits one EXCHANGE event.
- * Returns curl's result; the caller owns leg, which must be cleared. */
+/* Closes the session's connection for good by replacing the easy handle:
+ * libcurl has no call that closes one cached connection, and a fresh handle
+ * guarantees the old connection is never reused. The close goes through
+ * client_close_socket, so CLOSE is traced. Returns 0, or -1 when a new
+ * handle cannot be made (c->easy is then NULL and the next leg fails with a
+ * transport error). */
+static int client_setup_easy(struct client *c);
+static int client_drop_connection(struct client *c)
+{
+  if(c->easy)
+    curl_easy_cleanup(c->easy);
+  c->easy = curl_easy_init();
+  if(c->easy && !client_setup_easy(c))
+    return 0;
+  if(c->easy)
+    curl_easy_cleanup(c->easy);
+  c->easy = NULL;
+  return -1;
+}
+
+/* Builds the request headers of a leg into a libcurl list, which the
+ * caller frees with curl_slist_free_all. Communicator's follow the support
+ * case's order, with auth (when not NULL) last and the Content-Length of
+ * the len bytes it sends; Outlook's leave Content-Length and Authorization
+ * to libcurl, whose NTLM decides them per request. Returns NULL when out of
+ * memory. */
+static struct curl_slist *client_headers(const struct client *c,
+                                         const char *auth, size_t len)
+{
+  struct curl_slist *result = NULL;
+  struct kb_buf line;
+  bool outlook = c->kind == CLIENT_KIND_OUTLOOK;
+  size_t i;
+  char length[32];
+  /* A name with a NULL value is a libcurl directive and is not sent: the
+   * empty "Expect:" stops "Expect: 100-continue", and the leading empty
+   * "Host:" stops libcurl from moving our Host header to the front (it puts
+   * a custom Host first unless its own is removed), so ours goes out fifth
+   * like Communicator's. libcurl looks up a directive by the first entry of
+   * that name, hence the order. Entries with skip set are left out. */
+  const struct {
+    const char *name;
+    const char *value;
+    bool skip;
+  } table[] = {{"Host", NULL, false},
+               {"Accept", "text/xml", false},
+               {"Content-Type", "text/xml; charset=utf-8", false},
+               {"User-Agent",
+                outlook ? CLIENT_OUTLOOK_USER_AGENT : CLIENT_USER_AGENT, false},
+               {"Host", c->host, false},
+               {"Content-Length", length, outlook},
+               {"Connection", "Keep-Alive", false},
+               {"Cache-Control", "no-cache", false},
+               {"Authorization", auth, outlook || !auth},
+               {"Expect", NULL, false}};
+
+  snprintf(length, sizeof(length), "%zu", len);
+  kb_buf_init(&line, CLIENT_MAX_AUTH_VALUE + 64);
+  for(i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+    struct curl_slist *next;
+    if(table[i].skip)
+      continue;
+    kb_buf_reset(&line);
+    if(kb_buf_printf(&line, "%s:%s%s", table[i].name, table[i].value ? " " : "",
+                     table[i].value ? table[i].value : "") != KB_BUF_OK)
+      goto fail;
+    next = curl_slist_append(result, line.data);
+    if(!next)
+      goto fail;
+    result = next;
+  }
+  kb_buf_free(&line);
+  return result;
+fail:
+  kb_buf_free(&line);
+  curl_slist_free_all(result);
+  return NULL;
+}
+
+/* Returns how the trace names the Authorization a leg of kind which
+ * carries, for a leg that never got a request out. */
+static enum kb_auth client_leg_auth(enum client_leg_kind which)
+{
+  switch(which) {
+  case CLIENT_LEG_NEGOTIATE:
+    return KB_AUTH_NTLM_NEGOTIATE;
+  case CLIENT_LEG_AUTHENTICATE:
+    return KB_AUTH_NTLM_AUTHENTICATE;
+  case CLIENT_LEG_BASIC:
+    return KB_AUTH_OTHER;
+  case CLIENT_LEG_PLAIN:
+  case CLIENT_LEG_OUTLOOK:
+    break;
+  }
+  return KB_AUTH_NONE;
+}
+
+/* Sends one leg: one curl_easy_perform of a POST to url with the headers
+ * of client_headers, auth as the Authorization value and body (len bytes,
+ * may be 0). Fills *leg with the last response. Every request libcurl sent
+ * becomes one EXCHANGE event; a leg that never got one out still gets one,
+ * with status 0. When the listener closed a kept-alive connection without
+ * answering and libcurl sent the request again on a new one, a NOTE says
+ * so. Returns curl's result; the caller owns leg, which must be cleared. */
 static CURLcode client_send_leg(struct client *c, const char *url,
-                                const char *path, enum kb_auth req_auth,
+                                const char *path, enum client_leg_kind which,
                                 const char *auth, const char *body, size_t len,
                                 struct client_leg *leg)
 {
   CURLcode result = CURLE_OUT_OF_MEMORY;
   struct curl_slist *headers = NULL;
-  struct kb_buf line;
-  struct kb_exchange ex;
-  struct kb_trace_event ev;
   long status = 0;
-  size_t i;
-  char length[32];
-  /* The headers in the support case's order. A name with a NULL value is
-   * a libcurl directive and is not sent: the empty "Expect:" stops
-   * "Expect: 100-continue", and the leading empty "Host:" stops libcurl from
-   * moving our Host header to the front (it puts a custom Host first unless
-   * its own is removed), so ours goes out fifth like Communicator's. libcurl
-   * looks up a directive by the first entry of that name, hence the order. */
-  const char *const table[][2] = {{"Host", NULL},
-                                  {"Accept", "text/xml"},
-                                  {"Content-Type", "text/xml; charset=utf-8"},
-                                  {"User-Agent", CLIENT_USER_AGENT},
-                                  {"Host", c->host},
-                                  {"Content-Length", length},
-                                  {"Connection", "Keep-Alive"},
-                                  {"Cache-Control", "no-cache"},
-                                  {"Authorization", auth},
-                                  {"Expect", NULL}};
-  snprintf(length, sizeof(length), "%zu", len);
-  kb_buf_init(&line, CLIENT_MAX_AUTH_VALUE + 64);
-  for(i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
-    struct curl_slist *next;
-    const char *value = table[i][1];
-    kb_buf_reset(&line);
-    if(kb_buf_printf(&line, "%s:%s%s", table[i][0], value ? " " : "",
-                     value ? value : "") != KB_BUF_OK)
-      goto out;
-    next = curl_slist_append(headers, line.data);
-    if(!next)
-      goto out;
-    headers = next;
-  }
+
+  c->leg_requests = 0;
+  c->leg_unanswered = 0;
+  c->leg_dead_conn = 0;
+  c->leg_new_conn = 0;
+  c->leg_first_status = 0;
+  c->current_conn = 0;
+  c->current_name[0] = '\0';
   c->errbuf[0] = '\0';
-  if(curl_easy_setopt(c->easy, CURLOPT_URL, url) != CURLE_OK ||
+  headers = client_headers(c, auth, len);
+  if(!c->easy || !headers ||
+     curl_easy_setopt(c->easy, CURLOPT_URL, url) != CURLE_OK ||
      curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, headers) != CURLE_OK ||
      curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len) !=
          CURLE_OK ||
      curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, body) != CURLE_OK)
-    goto out;
-  /* current_conn outlives a close at the end of the transfer so that the
-   * result can name the connection; a leg that never got one reports 0. */
-  c->current_conn = 0;
-  c->leg = leg;
-  result = curl_easy_perform(c->easy);
-  c->leg = NULL;
-  if(curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK)
-    leg->status = (int)status;
-
-  memset(&ex, 0, sizeof(ex));
-  ex.method = "POST";
-  ex.path = path;
-  ex.req_auth = req_auth;
-  ex.req_body_len = len;
-  ex.status = leg->status;
-  ex.resp_body_len = leg->body.len;
-  if(leg->ntlm_value || leg->ntlm_value_too_big) {
-    struct ntlm_bytes token = {NULL, 0};
-    enum ntlm_scheme scheme;
-    enum ntlm_type type = NTLM_TYPE_NONE;
-    if(leg->ntlm_value &&
-       ntlm_header_parse(leg->ntlm_value, &scheme, &token, NULL, 0) == NTLM_OK)
-      type = ntlm_peek_type(token.data, token.len);
-    ntlm_bytes_free(&token);
-    ex.resp_auth = type == NTLM_TYPE_NEGOTIATE      ? KB_AUTH_NTLM_NEGOTIATE
-                   : type == NTLM_TYPE_CHALLENGE    ? KB_AUTH_NTLM_CHALLENGE
-                   : type == NTLM_TYPE_AUTHENTICATE ? KB_AUTH_NTLM_AUTHENTICATE
-                                                    : KB_AUTH_OTHER;
+    ; /* result stays CURLE_OUT_OF_MEMORY */
+  else {
+    /* current_conn outlives a close at the end of the transfer so that the
+     * result can name the connection; a leg that never got one reports 0. */
+    c->leg = leg;
+    result = curl_easy_perform(c->easy);
+    c->leg = NULL;
+    if(curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK)
+      leg->status = (int)status;
   }
-  else if(leg->ntlm_bare)
-    ex.resp_auth = KB_AUTH_NTLM_BARE;
-  else if(leg->other_scheme)
-    ex.resp_auth = KB_AUTH_OTHER;
-  else
-    ex.resp_auth = KB_AUTH_NONE;
-  memset(&ev, 0, sizeof(ev));
-  ev.kind = KB_TRACE_EXCHANGE;
-  ev.hop = KB_HOP_CLIENT_PROXY;
-  ev.side = KB_SIDE_CLIENT;
-  ev.origin = c->origin;
-  ev.conn = c->current_conn;
-  ev.conn_name = c->current_name[0] ? c->current_name : NULL;
-  ev.exchange = &ex;
-  kb_trace_emit(&c->trace, &ev);
-out:
+  client_req_flush(c);
+  if(!c->leg_requests) {
+    struct kb_exchange ex;
+    memset(&ex, 0, sizeof(ex));
+    ex.method = "POST";
+    ex.path = path;
+    ex.req_auth = client_leg_auth(which);
+    ex.req_body_len = len;
+    client_trace_exchange(c, c->current_conn, c->current_name, &ex);
+  }
+  if(c->leg_unanswered && leg->status)
+    kb_trace_note(&c->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_CLIENT, c->origin,
+                  c->current_conn,
+                  "connection %" PRIu64 " was closed without an answer; "
+                  "libcurl sent the request again on connection %" PRIu64,
+                  c->leg_dead_conn, c->current_conn);
+  if(leg->status)
+    c->last_response_ms = kb_clock_now(&c->clock, c->origin);
   curl_slist_free_all(headers);
-  kb_buf_free(&line);
   return result;
 }
 
@@ -942,21 +1343,26 @@ out:
  * outcome. */
 static enum client_outcome
 client_transfer_failed(const struct client *c, CURLcode rc,
-                       const struct client_leg *leg, enum client_leg_kind which,
+                       const struct client_leg *leg,
                        struct client_post_result *res)
 {
   const char *msg = c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc);
+  if(rc == CURLE_OUT_OF_MEMORY && !c->errbuf[0]) {
+    client_detail(res, "leg %u: out of memory setting up the request",
+                  res->legs);
+    return CLIENT_TRANSPORT_ERROR;
+  }
   if(leg->body_result == KB_BUF_TOO_BIG) {
-    client_detail(res, "leg %d: the response body is larger than %u bytes",
-                  (int)which, CLIENT_MAX_BODY);
+    client_detail(res, "leg %u: the response body is larger than %u bytes",
+                  res->legs, CLIENT_MAX_BODY);
     return CLIENT_PROTOCOL_ERROR;
   }
   if(leg->body_result == KB_BUF_NOMEM)
-    client_detail(res, "leg %d: out of memory receiving the response",
-                  (int)which);
+    client_detail(res, "leg %u: out of memory receiving the response",
+                  res->legs);
   else
-    client_detail(res, "leg %d: %.110s; check that the listener is running",
-                  (int)which, msg);
+    client_detail(res, "leg %u: %.110s; check that the listener is running",
+                  res->legs, msg);
   return CLIENT_TRANSPORT_ERROR;
 }
 
@@ -974,19 +1380,78 @@ static enum client_outcome client_final_2xx(struct client *c,
   return client_check_body(c, kind, &leg->body, res);
 }
 
-/* Answers the type 2 in leg1's 401 and sends leg 2 with the body. Returns
- * the POST's outcome with res filled. */
-static enum client_outcome
-client_leg2(struct client *c, enum client_post_kind kind, const char *url,
-            const char *path, const struct client_leg *leg1, const char *body,
-            size_t len, struct client_post_result *res)
+/* ---- one POST ------------------------------------------------------------ */
+
+/* What every leg of one POST shares. */
+struct client_post_ctx {
+  enum client_post_kind kind;
+  const char *url;
+  const char *path;
+  const char *body; /* the POST body, held back on an NTLM type 1 */
+  size_t len;
+  struct client_post_result *res;
+};
+
+/* Closes the connection the last request used once it carried
+ * max_requests requests, unless hold: the leg was an NTLM type 1 answered
+ * by a challenge, and NTLM authenticates the connection, so closing before
+ * the type 3 would make the handshake impossible; the limit then applies
+ * after the type 3. */
+static void client_apply_max_requests(struct client *c, bool hold)
+{
+  struct client_socket *sock = client_socket_of(c, c->current_conn);
+  if(!c->max_requests || hold || !sock || sock->requests < c->max_requests)
+    return;
+  kb_trace_note(&c->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_CLIENT, c->origin,
+                sock->conn,
+                "closing connection %" PRIu64 " after %u requests: the "
+                "client's max_requests is %u",
+                sock->conn, sock->requests, c->max_requests);
+  client_drop_connection(c);
+}
+
+/* Sends one leg of the POST p and books it in p->res: the leg count, the
+ * first leg's status and whether it opened a new connection, the last
+ * status and connection. For Outlook one leg is all the requests libcurl's
+ * NTLM made, and each counts. Returns curl's result; the caller owns leg. */
+static CURLcode client_run_leg(struct client *c,
+                               const struct client_post_ctx *p,
+                               enum client_leg_kind which, const char *auth,
+                               const char *body, size_t len,
+                               struct client_leg *leg)
+{
+  struct client_post_result *res = p->res;
+  bool first = res->legs == 0;
+  CURLcode rc =
+      client_send_leg(c, p->url, p->path, which, auth, body, len, leg);
+  if(which == CLIENT_LEG_OUTLOOK && c->leg_requests > 1)
+    res->legs += c->leg_requests;
+  else
+    res->legs++;
+  if(first) {
+    res->leg1_status = which == CLIENT_LEG_OUTLOOK && c->leg_first_status
+                           ? c->leg_first_status
+                           : leg->status;
+    res->new_connection = c->leg_new_conn && c->leg_new_conn == c->current_conn;
+  }
+  res->final_status = leg->status;
+  res->connection = c->current_conn;
+  return rc;
+}
+
+/* Answers the type 2 in leg1's 401 and sends the type 3 with the body.
+ * Returns the POST's outcome with p->res filled. */
+static enum client_outcome client_ntlm_type3(struct client *c,
+                                             const struct client_post_ctx *p,
+                                             const struct client_leg *leg1)
 {
   enum client_outcome result = CLIENT_PROTOCOL_ERROR;
+  struct client_post_result *res = p->res;
   struct ntlm_bytes token = {NULL, 0};
   struct ntlm_bytes type3 = {NULL, 0};
   struct ntlm_message challenge;
   struct ntlm_client_creds creds;
-  struct client_leg leg2;
+  struct client_leg leg;
   enum ntlm_scheme scheme;
   enum ntlm_result nr;
   char err[128];
@@ -996,7 +1461,7 @@ client_leg2(struct client *c, enum client_post_kind kind, const char *url,
   CURLcode rc;
 
   memset(&challenge, 0, sizeof(challenge));
-  client_leg_init(&leg2);
+  client_leg_init(&leg);
   err[0] = '\0';
   if(leg1->ntlm_value_too_big) {
     client_detail(res, "the NTLM challenge is longer than %u bytes",
@@ -1027,8 +1492,8 @@ client_leg2(struct client *c, enum client_post_kind kind, const char *url,
   creds.kind = c->ntlm_kind;
   nr = ntlm_client_authenticate(
       &creds, &challenge, cchal,
-      ntlm_filetime_from_unix_ms(kb_clock_now(&c->clock, c->origin)), &type3, err,
-      sizeof(err));
+      ntlm_filetime_from_unix_ms(kb_clock_now(&c->clock, c->origin)), &type3,
+      err, sizeof(err));
   if(nr != NTLM_OK) {
     client_detail(res, "cannot answer the NTLM challenge: %.110s",
                   err[0] ? err : ntlm_strerror(nr));
@@ -1041,29 +1506,27 @@ client_leg2(struct client *c, enum client_post_kind kind, const char *url,
     goto out;
   }
 
-  res->legs = 2;
-  rc = client_send_leg(c, url, path, KB_AUTH_NTLM_AUTHENTICATE, auth, body, len,
-                       &leg2);
-  res->final_status = leg2.status;
-  res->connection = c->current_conn;
+  rc = client_run_leg(c, p, CLIENT_LEG_AUTHENTICATE, auth, p->body, p->len,
+                      &leg);
+  client_apply_max_requests(c, false);
   if(rc != CURLE_OK)
-    result = client_transfer_failed(c, rc, &leg2, CLIENT_LEG_AUTHENTICATE, res);
-  else if(leg2.status == 200)
-    result = client_check_body(c, kind, &leg2.body, res);
-  else if(leg2.status == 401) {
+    result = client_transfer_failed(c, rc, &leg, res);
+  else if(leg.status == 200)
+    result = client_check_body(c, p->kind, &leg.body, res);
+  else if(leg.status == 401) {
     client_detail(res,
                   "HTTP 401 to the type 3: the listener refused "
                   "%.40s\\%.40s; check the user name and password",
                   c->domain, c->user);
     result = CLIENT_AUTH_FAILED;
   }
-  else if(leg2.status >= 500 && leg2.status <= 599) {
+  else if(leg.status >= 500 && leg.status <= 599) {
     client_detail(res, "HTTP %d to the authenticated POST with its body",
-                  leg2.status);
+                  leg.status);
     result = CLIENT_SERVER_ERROR;
   }
   else
-    client_detail(res, "unexpected HTTP %d to the type 3", leg2.status);
+    client_detail(res, "unexpected HTTP %d to the type 3", leg.status);
 out:
   if(auth)
     explicit_bzero(auth, strlen(auth));
@@ -1071,73 +1534,273 @@ out:
   ntlm_bytes_free(&type3);
   ntlm_bytes_free(&token);
   ntlm_message_free(&challenge);
-  client_leg_free(&leg2);
+  client_leg_free(&leg);
   return result;
 }
 
-/* Makes the POST of kind, both legs as needed, and fills *res. */
-static void client_post(struct client *c, enum client_post_kind kind,
-                        struct client_post_result *res)
+/* Communicator's NTLM re-authentication of one POST: the type 1 with
+ * Content-Length: 0 and the body held back, then on 401 + type 2 the type
+ * 3 with the body. A 5xx to the type 1 is KB 942638: the listener
+ * forwarded the body-less leg. Returns the POST's outcome. */
+static enum client_outcome client_post_ntlm(struct client *c,
+                                            const struct client_post_ctx *p)
 {
+  enum client_outcome result = CLIENT_TRANSPORT_ERROR;
+  struct client_post_result *res = p->res;
   struct ntlm_bytes type1 = {NULL, 0};
-  struct client_leg leg1;
-  xmlChar *body = NULL;
-  int body_len = 0;
+  struct client_leg leg;
   char *auth = NULL;
-  const char *url =
-      kind == CLIENT_POST_AUTODISCOVER ? c->autodiscover_url : c->ews_url;
-  const char *path =
-      kind == CLIENT_POST_AUTODISCOVER ? CLIENT_AUTODISCOVER_PATH : c->ews_path;
   CURLcode rc;
 
-  client_leg_init(&leg1);
-  res->outcome = CLIENT_TRANSPORT_ERROR;
-  if(client_build_body(c, kind, &body, &body_len) ||
-     ntlm_client_negotiate(NTLM_COMMUNICATOR_FLAGS, &type1) != NTLM_OK ||
+  client_leg_init(&leg);
+  if(ntlm_client_negotiate(NTLM_COMMUNICATOR_FLAGS, &type1) != NTLM_OK ||
      !(auth = ntlm_header_format(NTLM_SCHEME_NTLM, type1.data, type1.len))) {
     client_detail(res, "out of memory building the %s POST",
-                  client_post_kind_name(kind));
+                  client_post_kind_name(p->kind));
     goto out;
   }
-
-  /* Leg 1: the type 1 with Content-Length: 0, the body held back. */
-  res->legs = 1;
-  rc =
-      client_send_leg(c, url, path, KB_AUTH_NTLM_NEGOTIATE, auth, "", 0, &leg1);
-  res->leg1_status = res->final_status = leg1.status;
-  res->connection = c->current_conn;
+  rc = client_run_leg(c, p, CLIENT_LEG_NEGOTIATE, auth, "", 0, &leg);
+  client_apply_max_requests(c, rc == CURLE_OK && leg.status == 401 &&
+                                   (leg.ntlm_value || leg.ntlm_value_too_big));
   if(rc != CURLE_OK)
-    res->outcome =
-        client_transfer_failed(c, rc, &leg1, CLIENT_LEG_NEGOTIATE, res);
-  else if(leg1.status == 401) {
-    if(leg1.ntlm_value || leg1.ntlm_value_too_big)
-      res->outcome = client_leg2(c, kind, url, path, &leg1, (char *)body,
-                                 (size_t)body_len, res);
+    result = client_transfer_failed(c, rc, &leg, res);
+  else if(leg.status == 401) {
+    if(leg.ntlm_value || leg.ntlm_value_too_big)
+      result = client_ntlm_type3(c, p, &leg);
     else {
       client_detail(res, "HTTP 401 without an NTLM challenge to the type 1; "
                          "the listener must accept Integrated credentials");
-      res->outcome = CLIENT_AUTH_FAILED;
+      result = CLIENT_AUTH_FAILED;
     }
   }
-  else if(leg1.status >= 200 && leg1.status <= 299)
-    res->outcome = client_final_2xx(c, kind, &leg1, res);
-  else if(leg1.status >= 500 && leg1.status <= 599) {
+  else if(leg.status >= 200 && leg.status <= 299)
+    result = client_final_2xx(c, p->kind, &leg, res);
+  else if(leg.status >= 500 && leg.status <= 599) {
     /* This is KB 942638: the body-less leg reached Exchange. */
     client_detail(res,
                   "HTTP %d to the body-less type 1: the listener "
                   "forwarded it instead of challenging (KB 942638)",
-                  leg1.status);
-    res->outcome = CLIENT_SERVER_ERROR;
+                  leg.status);
+    result = CLIENT_SERVER_ERROR;
   }
   else {
-    client_detail(res, "unexpected HTTP %d to the type 1", leg1.status);
-    res->outcome = CLIENT_PROTOCOL_ERROR;
+    client_detail(res, "unexpected HTTP %d to the type 1", leg.status);
+    result = CLIENT_PROTOCOL_ERROR;
   }
 out:
   free(auth);
   ntlm_bytes_free(&type1);
+  client_leg_free(&leg);
+  return result;
+}
+
+/* Sends the POST p with Basic credentials and its body in one leg. Returns
+ * the POST's outcome. */
+static enum client_outcome client_post_basic(struct client *c,
+                                             const struct client_post_ctx *p)
+{
+  enum client_outcome result = CLIENT_PROTOCOL_ERROR;
+  struct client_post_result *res = p->res;
+  struct client_leg leg;
+  CURLcode rc;
+
+  client_leg_init(&leg);
+  rc = client_run_leg(c, p, CLIENT_LEG_BASIC, c->basic_auth, p->body, p->len,
+                      &leg);
+  client_apply_max_requests(c, false);
+  if(rc != CURLE_OK)
+    result = client_transfer_failed(c, rc, &leg, res);
+  else if(leg.status == 401) {
+    client_detail(res,
+                  "HTTP 401 to Basic credentials: the listener refused "
+                  "%.40s\\%.40s; check the user name and password",
+                  c->domain, c->user);
+    result = CLIENT_AUTH_FAILED;
+  }
+  else if(leg.status >= 200 && leg.status <= 299)
+    result = client_final_2xx(c, p->kind, &leg, res);
+  else if(leg.status >= 500 && leg.status <= 599) {
+    client_detail(res, "HTTP %d to the POST with Basic credentials",
+                  leg.status);
+    result = CLIENT_SERVER_ERROR;
+  }
+  else
+    client_detail(res,
+                  "unexpected HTTP %d to the POST with Basic "
+                  "credentials",
+                  leg.status);
+  client_leg_free(&leg);
+  return result;
+}
+
+/* Sends the POST p without credentials and with its body, as WinINet does
+ * before it knows the listener's scheme (or after the listener answered
+ * without asking). A 2xx ends it and the listener is anonymous; a 401
+ * teaches the scheme for the rest of the session - NTLM when offered
+ * (alone or after Negotiate), else Basic - and the POST goes on with it.
+ * Returns the POST's outcome. */
+static enum client_outcome client_post_plain(struct client *c,
+                                             const struct client_post_ctx *p)
+{
+  enum client_outcome result = CLIENT_PROTOCOL_ERROR;
+  struct client_post_result *res = p->res;
+  struct client_leg leg;
+  CURLcode rc;
+
+  client_leg_init(&leg);
+  rc = client_run_leg(c, p, CLIENT_LEG_PLAIN, NULL, p->body, p->len, &leg);
+  client_apply_max_requests(c, false);
+  if(rc != CURLE_OK)
+    result = client_transfer_failed(c, rc, &leg, res);
+  else if(leg.status >= 200 && leg.status <= 299) {
+    c->scheme = CLIENT_SCHEME_NONE;
+    result = client_final_2xx(c, p->kind, &leg, res);
+  }
+  else if(leg.status == 401 &&
+          (leg.ntlm_bare || leg.ntlm_value || leg.ntlm_value_too_big)) {
+    c->scheme = CLIENT_SCHEME_NTLM;
+    result = client_post_ntlm(c, p);
+  }
+  else if(leg.status == 401 && leg.basic_offered) {
+    c->scheme = CLIENT_SCHEME_BASIC;
+    result = client_post_basic(c, p);
+  }
+  else if(leg.status == 401) {
+    client_detail(res, "HTTP 401 offering neither NTLM nor Basic; the "
+                       "listener must accept Integrated or Basic "
+                       "credentials");
+    result = CLIENT_AUTH_FAILED;
+  }
+  else if(leg.status >= 500 && leg.status <= 599) {
+    client_detail(res, "HTTP %d to the POST", leg.status);
+    result = CLIENT_SERVER_ERROR;
+  }
+  else
+    client_detail(res, "unexpected HTTP %d to the POST", leg.status);
+  client_leg_free(&leg);
+  return result;
+}
+
+/* Outlook's POST: libcurl's CURLAUTH_NTLM makes as many requests as its
+ * handshake needs (a type 1 and a type 3 on a new connection, one request
+ * without Authorization on an authenticated one) in one transfer. Returns
+ * the POST's outcome. */
+static enum client_outcome client_post_outlook(struct client *c,
+                                               const struct client_post_ctx *p)
+{
+  enum client_outcome result = CLIENT_PROTOCOL_ERROR;
+  struct client_post_result *res = p->res;
+  struct client_leg leg;
+  CURLcode rc;
+
+  client_leg_init(&leg);
+  rc = client_run_leg(c, p, CLIENT_LEG_OUTLOOK, NULL, p->body, p->len, &leg);
+  client_apply_max_requests(c, false);
+  if(rc != CURLE_OK)
+    result = client_transfer_failed(c, rc, &leg, res);
+  else if(leg.status == 401 && !leg.ntlm_bare && !leg.ntlm_value &&
+          !leg.ntlm_value_too_big && res->legs == 1) {
+    client_detail(res, "HTTP 401 without NTLM; the listener must accept "
+                       "Integrated credentials");
+    result = CLIENT_AUTH_FAILED;
+  }
+  else if(leg.status == 401) {
+    client_detail(res,
+                  "HTTP 401 after libcurl's NTLM handshake: the listener "
+                  "refused %.40s\\%.40s; check the user name and password",
+                  c->domain, c->user);
+    result = CLIENT_AUTH_FAILED;
+  }
+  else if(leg.status >= 200 && leg.status <= 299)
+    result = client_final_2xx(c, p->kind, &leg, res);
+  else if(leg.status >= 500 && leg.status <= 599) {
+    client_detail(res, "HTTP %d to the POST", leg.status);
+    result = CLIENT_SERVER_ERROR;
+  }
+  else
+    client_detail(res, "unexpected HTTP %d to the POST", leg.status);
+  client_leg_free(&leg);
+  return result;
+}
+
+/* Closes the open connection before a POST when it has been idle, on the
+ * client's timeline, longer than the client's idle_timeout_ms. */
+static void client_apply_idle_timeout(struct client *c, int64_t now)
+{
+  uint64_t conn = client_open_conn(c);
+  int64_t idle = now - c->last_response_ms;
+  if(c->idle_timeout_ms <= 0 || !conn || idle <= c->idle_timeout_ms)
+    return;
+  kb_trace_note(&c->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_CLIENT, c->origin, conn,
+                "closing connection %" PRIu64 ": idle for %" PRId64 " ms, "
+                "longer than the client's idle timeout of %" PRId64 " ms",
+                conn, idle, c->idle_timeout_ms);
+  client_drop_connection(c);
+}
+
+/* Makes the POST of kind, all its legs as the client's kind and the
+ * learned scheme require, and fills *res (index and kind already set). */
+static void client_post(struct client *c, enum client_post_kind kind,
+                        struct client_post_result *res)
+{
+  struct client_post_ctx p;
+  xmlChar *body = NULL;
+  int body_len = 0;
+
+  memset(&p, 0, sizeof(p));
+  p.kind = kind;
+  p.res = res;
+  p.url = kind == CLIENT_POST_AUTODISCOVER ? c->autodiscover_url : c->ews_url;
+  p.path =
+      kind == CLIENT_POST_AUTODISCOVER ? CLIENT_AUTODISCOVER_PATH : c->ews_path;
+  res->outcome = CLIENT_TRANSPORT_ERROR;
+  if(client_build_body(c, kind, &body, &body_len)) {
+    client_detail(res, "out of memory building the %s POST",
+                  client_post_kind_name(kind));
+    goto out;
+  }
+  p.body = (const char *)body;
+  p.len = (size_t)body_len;
+
+  client_apply_idle_timeout(c, res->at_ms);
+  /* One-shot starts every POST on a new connection; the previous POST
+   * closed its own, so this only matters if something kept one open. */
+  if(c->kind == CLIENT_KIND_ONE_SHOT && client_open_conn(c))
+    client_drop_connection(c);
+  if(c->kind == CLIENT_KIND_OUTLOOK)
+    res->outcome = client_post_outlook(c, &p);
+  else if(c->scheme == CLIENT_SCHEME_NTLM)
+    res->outcome = client_post_ntlm(c, &p);
+  else if(c->scheme == CLIENT_SCHEME_BASIC)
+    res->outcome = client_post_basic(c, &p);
+  else
+    res->outcome = client_post_plain(c, &p);
+  if(c->kind == CLIENT_KIND_ONE_SHOT && client_open_conn(c))
+    client_drop_connection(c);
+out:
   xmlFree(body);
-  client_leg_free(&leg1);
+}
+
+/* Spends the think time before EWS POST res->index: a duration drawn
+ * uniformly from [think_min_ms, think_max_ms] - the 8 bytes drawn as
+ * "client/<id>/post/<n>/think", big-endian, modulo the width of the range,
+ * plus the minimum - passed on the client's simulated timeline. No draw
+ * when think_max_ms is 0. Records it in res->think_ms. */
+static void client_think(struct client *c, struct client_post_result *res)
+{
+  uint8_t raw[8];
+  char label[80];
+  uint64_t v = 0, span;
+  size_t i;
+  if(c->think_max_ms <= 0)
+    return;
+  snprintf(label, sizeof(label), "client/%u/post/%u/think", c->id, res->index);
+  kb_rng_fill(&c->rng, label, raw, sizeof(raw));
+  for(i = 0; i < sizeof(raw); i++)
+    v = (v << 8) | raw[i];
+  span = (uint64_t)(c->think_max_ms - c->think_min_ms) + 1;
+  res->think_ms = c->think_min_ms + (int64_t)(v % span);
+  kb_clock_advance(&c->clock, c->origin, res->think_ms);
 }
 
 /* ---- the session --------------------------------------------------------- */
@@ -1188,8 +1851,11 @@ int client_step(struct client *client, struct client_post_result *res)
   r->index = client->next_index;
   if(client->phase == CLIENT_PHASE_AUTODISCOVER)
     r->kind = CLIENT_POST_AUTODISCOVER;
-  else
+  else {
     r->kind = (r->index % 2) ? CLIENT_POST_OOF : CLIENT_POST_AVAILABILITY;
+    client_think(client, r);
+  }
+  r->at_ms = kb_clock_now(&client->clock, client->origin);
   client_post(client, r->kind, r);
   client->nresults++;
   client->next_index++;
@@ -1247,12 +1913,20 @@ static bool client_header_safe(const char *s)
   return true;
 }
 
-/* Sets the options that stay the same for the whole session. Returns 0, or
- * -1 when libcurl refuses one. */
+/* Sets the options that stay the same for the whole session, on a new
+ * easy handle: the one of client_create and each one that replaces it.
+ * Outlook gets libcurl's NTLM with the user's credentials; Communicator
+ * gets no libcurl authentication at all. Returns 0, or -1 when libcurl
+ * refuses one. */
 static int client_setup_easy(struct client *c)
 {
   CURL *e = c->easy;
   long timeout = c->timeout_ms;
+  if(c->kind == CLIENT_KIND_OUTLOOK &&
+     (curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_NTLM) ||
+      curl_easy_setopt(e, CURLOPT_USERNAME, c->curl_user) ||
+      curl_easy_setopt(e, CURLOPT_PASSWORD, c->password)))
+    return -1;
   if(curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf) ||
      curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) ||
      curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") ||
@@ -1279,6 +1953,38 @@ static int client_setup_easy(struct client *c)
      curl_easy_setopt(e, CURLOPT_WRITEDATA, c))
     return -1;
   return 0;
+}
+
+/* Builds "Basic base64(DOMAIN\user:password)" and Outlook's libcurl user
+ * name "DOMAIN\user" into c. Returns 0, or -1 when out of memory. */
+static int client_build_credentials(struct client *c)
+{
+  int result = -1;
+  struct kb_buf plain;
+  size_t n;
+  kb_buf_init(&plain, 3 * CLIENT_MAX_CREDENTIALS + 8);
+  if(kb_buf_printf(&plain, "%s\\%s:%s", c->domain, c->user, c->password) !=
+     KB_BUF_OK)
+    goto out;
+  n = BASE64_ENCODE_RAW_LENGTH(plain.len);
+  c->basic_auth = malloc(sizeof("Basic ") + n);
+  if(!c->basic_auth)
+    goto out;
+  memcpy(c->basic_auth, "Basic ", sizeof("Basic ") - 1);
+  base64_encode_raw(c->basic_auth + sizeof("Basic ") - 1, plain.len,
+                    (const uint8_t *)plain.data);
+  c->basic_auth[sizeof("Basic ") - 1 + n] = '\0';
+  n = strlen(c->domain) + 1 + strlen(c->user) + 1;
+  c->curl_user = malloc(n);
+  if(!c->curl_user)
+    goto out;
+  snprintf(c->curl_user, n, "%s\\%s", c->domain, c->user);
+  result = 0;
+out:
+  if(plain.data)
+    explicit_bzero(plain.data, plain.len);
+  kb_buf_free(&plain);
+  return result;
 }
 
 /* Copies the NULL-terminated contacts list (the defaults when NULL) into
@@ -1329,6 +2035,29 @@ int client_create(const struct client_config *config, struct client **out,
     why = "host must be a non-empty name without control characters";
     goto out;
   }
+  if(strlen(config->domain) > CLIENT_MAX_CREDENTIALS ||
+     strlen(config->user) > CLIENT_MAX_CREDENTIALS ||
+     strlen(config->password) > CLIENT_MAX_CREDENTIALS) {
+    snprintf(why_buf, sizeof(why_buf),
+             "domain, user and password must each be at most %u bytes",
+             CLIENT_MAX_CREDENTIALS);
+    why = why_buf;
+    goto out;
+  }
+  if(config->kind != CLIENT_KIND_COMMUNICATOR &&
+     config->kind != CLIENT_KIND_OUTLOOK &&
+     config->kind != CLIENT_KIND_ONE_SHOT) {
+    why = "unknown client kind; use communicator, outlook or one-shot";
+    goto out;
+  }
+  if(config->think_min_ms < 0 || config->think_max_ms < config->think_min_ms) {
+    why = "think time must satisfy 0 <= think_min_ms <= think_max_ms";
+    goto out;
+  }
+  if(config->idle_timeout_ms < 0) {
+    why = "idle_timeout_ms must be 0 (no limit) or positive";
+    goto out;
+  }
   if(config->ews_posts > CLIENT_MAX_EWS_POSTS) {
     snprintf(why_buf, sizeof(why_buf),
              "ews_posts %u is above the limit of %u; ask for fewer POSTs",
@@ -1344,6 +2073,12 @@ int client_create(const struct client_config *config, struct client **out,
   if(!c)
     goto out;
   c->id = config->id;
+  c->kind = config->kind;
+  c->think_min_ms = config->think_min_ms;
+  c->think_max_ms = config->think_max_ms;
+  c->idle_timeout_ms = config->idle_timeout_ms;
+  c->max_requests = config->max_requests;
+  c->balancer = config->balancer;
   c->ews_posts =
       config->ews_posts ? config->ews_posts : CLIENT_DEFAULT_EWS_POSTS;
   c->ntlm_kind = config->ntlm_kind;
@@ -1369,7 +2104,8 @@ int client_create(const struct client_config *config, struct client **out,
       snprintf(c->email, n, "%s@" CLIENT_DEFAULT_MAIL_DOMAIN, config->user);
   }
   if(!c->host || !c->domain || !c->user || !c->password || !c->workstation ||
-     !c->email || client_copy_contacts(c, config->contacts))
+     !c->email || client_copy_contacts(c, config->contacts) ||
+     client_build_credentials(c))
     goto out;
   c->results = calloc((size_t)c->ews_posts + 1, sizeof(*c->results));
   if(!c->results)
@@ -1430,6 +2166,11 @@ void client_destroy(struct client *client)
     explicit_bzero(client->password, strlen(client->password));
     free(client->password);
   }
+  if(client->basic_auth) {
+    explicit_bzero(client->basic_auth, strlen(client->basic_auth));
+    free(client->basic_auth);
+  }
+  free(client->curl_user);
   free(client->workstation);
   free(client->email);
   if(client->contacts) {

@@ -1,13 +1,16 @@
 /*
  * client.h - Office Communicator 2007's Outlook integration, over libcurl.
  *
- * A session runs on one keep-alive connection (one curl easy handle): the
+ * A session runs on one keep-alive connection (one curl easy handle) while
+ * the listener and the client's own keep-alive limits allow: the
  * autodiscover POST, then EWS POSTs alternating GetUserOofSettings (out of
  * office: part of presence) and GetUserAvailability (free/busy for the
- * contacts: scheduling information). Like Communicator, every POST
- * re-authenticates: leg 1 carries "Authorization: NTLM <type 1>" and
- * "Content-Length: 0", the body held back; on 401 + type 2 leg 2 carries the
- * type 3 and the body. Headers and their order follow the support case.
+ * contacts: scheduling information). Like Communicator (WinINet), the first
+ * request goes without credentials and the 401 names the scheme; with NTLM
+ * every POST then re-authenticates: a leg carries "Authorization: NTLM
+ * <type 1>" and "Content-Length: 0", the body held back; on 401 + type 2
+ * the next leg carries the type 3 and the body. Headers and their order
+ * follow the support case. client_kind selects other clients.
  *
  * The client keeps what the user sees: the "Outlook Integration Error"
  * notification, the log line "Communicator has failed to retrieve
@@ -113,14 +116,15 @@ enum client_outcome {
 /* "ok", "server-error", "auth-failed", "protocol-error", "transport-error". */
 const char *client_outcome_name(enum client_outcome outcome);
 
-/* One POST of the session, both legs. */
+/* One POST of the session, all its legs. */
 struct client_post_result {
   unsigned index;             /* 0 = autodiscover */
   enum client_post_kind kind;
   enum client_outcome outcome;
-  int leg1_status;            /* status answering the type 1 leg */
+  int leg1_status;            /* status answering the first leg */
   int final_status;           /* status of the last leg sent */
-  unsigned legs;              /* 1 or 2 */
+  unsigned legs;              /* legs sent: 1 to 3 (Outlook: HTTP requests
+                                 libcurl made) */
   uint64_t connection;        /* client-local connection number, from 1 */
   int64_t think_ms;           /* think time spent before this POST */
   int64_t at_ms;              /* simulated time the POST started */

@@ -1,7 +1,8 @@
 /*
- * proxy.c - the ISA Server 2006 web listener: NTLM in front (libmicrohttpd,
- * one thread per client connection), a reverse proxy to the published
- * server behind (libcurl, one easy handle per client connection).
+ * proxy.c - the ISA Server 2006 web listener: Integrated (NTLM), Basic or
+ * no authentication in front (libmicrohttpd, one thread per client
+ * connection), a reverse proxy to the published server behind (libcurl,
+ * one easy handle per client connection).
  *
  * The decision table is in proxy.h and proxy/README.md. Everything a client
  * connection owns lives in struct proxy_conn, which libmicrohttpd keeps as
@@ -29,6 +30,8 @@
 
 #include <curl/curl.h>
 #include <microhttpd.h>
+#include <nettle/base64.h>
+#include <nettle/memops.h>
 
 #include "kb_buf.h"
 #include "ntlm.h"
@@ -44,8 +47,13 @@
 /* Per-connection memory for the request line and headers; a type 3 token
  * from a long domain\user is a few KiB of base64, well inside this. */
 #define PROXY_CONNECTION_MEMORY ((size_t)128 * 1024)
-/* Idle keep-alive connections are closed after this many seconds. */
-#define PROXY_IDLE_TIMEOUT_S 120u
+/* Real seconds a silent connection is kept when connection_timeout_s is
+ * 0. */
+#define PROXY_DEFAULT_CONNECTION_TIMEOUT_S 30u
+/* Longest "Basic <token>" token accepted, in base64 characters; the
+ * credentials it decodes to fit PROXY_BASIC_MAX bytes. */
+#define PROXY_BASIC_MAX_TOKEN 4096u
+#define PROXY_BASIC_MAX (PROXY_BASIC_MAX_TOKEN / 4u * 3u)
 /* Cap on the response header block relayed from the backend. */
 #define PROXY_MAX_RESPONSE_HEADERS ((size_t)64 * 1024)
 
@@ -74,6 +82,10 @@ struct proxy {
   char *name;
   char *domain;
   const struct kb_users *users;
+  enum proxy_auth auth;
+  char *basic_offer;       /* "Basic realm=\"<name>\"" */
+  int64_t idle_timeout_ms; /* 0 = none */
+  unsigned max_requests;   /* 0 = none */
   size_t max_body;
   long upstream_timeout_ms;
   struct kb_clock clock;
@@ -114,6 +126,8 @@ struct proxy_conn {
   uint32_t negotiate_flags; /* from the type 1 of the handshake */
   struct ntlm_identity who; /* valid when AUTHENTICATED */
   unsigned handshakes;      /* type 2s sent on this connection */
+  unsigned answers;         /* responses queued on this connection */
+  int64_t last_answer_ms;   /* its timeline when the last one was queued */
   CURL *curl;               /* upstream handle, created lazily */
   struct proxy_req req;
 };
@@ -134,6 +148,14 @@ struct proxy_fwd {
   struct kb_buf body;
   bool too_big; /* the body or headers went past their cap */
 };
+
+/* Set by a connection thread that refuses a request on an idle
+ * connection with MHD_NO. libmicrohttpd then logs "Application reported
+ * internal error" from that same thread (one thread per connection); the
+ * close is deliberate and already noted, so that one line is dropped. */
+static _Thread_local bool proxy_closing_idle;
+
+#define PROXY_MHD_APP_ERROR "Application reported internal error"
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -199,6 +221,10 @@ static void proxy_stats_add(struct proxy *proxy,
   proxy->stats.forwarded += delta->forwarded;
   proxy->stats.forwarded_empty_posts += delta->forwarded_empty_posts;
   proxy->stats.upstream_errors += delta->upstream_errors;
+  proxy->stats.basic_ok += delta->basic_ok;
+  proxy->stats.basic_failed += delta->basic_failed;
+  proxy->stats.idle_closed += delta->idle_closed;
+  proxy->stats.max_requests_closed += delta->max_requests_closed;
   pthread_mutex_unlock(&proxy->lock);
 }
 
@@ -278,7 +304,49 @@ static const char *proxy_who(const struct ntlm_identity *who, char *out,
   return out;
 }
 
-/* ---- policy ----------------------------------------------------------- */
+/* Returns the connection's name for a note: the name its peer claimed,
+ * or its id when it has none. Writes into out, which it returns. */
+static const char *proxy_conn_label(const struct proxy_conn *conn, char *out,
+                                    size_t outlen)
+{
+  if(conn->name[0])
+    snprintf(out, outlen, "%s", conn->name);
+  else
+    snprintf(out, outlen, "%" PRIu64, conn->id);
+  return out;
+}
+
+/* The timeline a connection lives on: its name, or the shared one. */
+static int64_t proxy_conn_now(const struct proxy_conn *conn)
+{
+  return kb_clock_now(&conn->proxy->clock, conn->name[0] ? conn->name : NULL);
+}
+
+/* Writes a duration for a note: "45 s" when it is whole seconds, else
+ * "45500 ms". */
+static const char *proxy_format_ms(int64_t ms, char *out, size_t outlen)
+{
+  if(ms % 1000 == 0)
+    snprintf(out, outlen, "%" PRId64 " s", ms / 1000);
+  else
+    snprintf(out, outlen, "%" PRId64 " ms", ms);
+  return out;
+}
+
+/* Copies len bytes a peer sent into out (outlen > 0) as printable text for
+ * a note, each byte outside printable ASCII as '?', so that a hostile user
+ * name cannot break a trace line. Truncates to outlen - 1. */
+static const char *proxy_printable(const char *in, size_t len, char *out,
+                                   size_t outlen)
+{
+  size_t i;
+  for(i = 0; i < len && i + 1 < outlen; i++)
+    out[i] = in[i] >= 0x20 && in[i] < 0x7f ? in[i] : '?';
+  out[i] = '\0';
+  return out;
+}
+
+/* ---- policy and authentication method ---------------------------------- */
 
 const char *proxy_policy_name(enum proxy_policy policy)
 {
@@ -293,6 +361,34 @@ int proxy_policy_parse(const char *name, enum proxy_policy *out)
     *out = PROXY_POLICY_PER_CONNECTION;
   else if(!strcmp(name, "per-request"))
     *out = PROXY_POLICY_PER_REQUEST;
+  else
+    return -1;
+  return 0;
+}
+
+const char *proxy_auth_name(enum proxy_auth auth)
+{
+  switch(auth) {
+  case PROXY_AUTH_BASIC:
+    return "basic";
+  case PROXY_AUTH_NONE:
+    return "none";
+  case PROXY_AUTH_INTEGRATED:
+    break;
+  }
+  return "integrated";
+}
+
+int proxy_auth_parse(const char *name, enum proxy_auth *out)
+{
+  if(!name || !out)
+    return -1;
+  if(!strcmp(name, "integrated"))
+    *out = PROXY_AUTH_INTEGRATED;
+  else if(!strcmp(name, "basic"))
+    *out = PROXY_AUTH_BASIC;
+  else if(!strcmp(name, "none"))
+    *out = PROXY_AUTH_NONE;
   else
     return -1;
   return 0;
@@ -328,24 +424,28 @@ void proxy_stats(const struct proxy *proxy, struct proxy_stats *stats)
 static void proxy_add_date(const struct proxy_conn *conn, struct MHD_Response *r)
 {
   char date[KB_HTTP_DATE_LEN];
-  kb_http_date(kb_clock_now(&conn->proxy->clock,
-                            conn->name[0] ? conn->name : NULL), date);
+  kb_http_date(proxy_conn_now(conn), date);
   MHD_add_response_header(r, MHD_HTTP_HEADER_DATE, date);
 }
 
+/* The offer of an integrated listener, in IIS's order: one
+ * WWW-Authenticate header per scheme, Negotiate first. */
+static const char *const proxy_offer_integrated[] = {"Negotiate", "NTLM", NULL};
+
 /* Fills ans with a response the proxy writes itself: status, a one-line
- * text/plain body from fmt, and a WWW-Authenticate value when www_auth is
- * not NULL (resp_auth classifies it for the trace). On allocation failure
+ * text/plain body from fmt, and one WWW-Authenticate header per value of
+ * the NULL-terminated list www_auth, in its order, when www_auth is not
+ * NULL (resp_auth classifies them for the trace). On allocation failure
  * ans->response stays NULL and the caller drops the connection. */
 static void proxy_answer_text(const struct proxy_conn *conn,
                               struct proxy_answer *ans, unsigned status,
-                              const char *www_auth, enum kb_auth resp_auth,
-                              const char *fmt, ...)
+                              const char *const *www_auth,
+                              enum kb_auth resp_auth, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 static void proxy_answer_text(const struct proxy_conn *conn,
                               struct proxy_answer *ans, unsigned status,
-                              const char *www_auth, enum kb_auth resp_auth,
-                              const char *fmt, ...)
+                              const char *const *www_auth,
+                              enum kb_auth resp_auth, const char *fmt, ...)
 {
   char body[1024];
   va_list ap;
@@ -364,10 +464,11 @@ static void proxy_answer_text(const struct proxy_conn *conn,
 
   r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_COPY);
   if(r) {
+    size_t i;
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
                             "text/plain; charset=utf-8");
-    if(www_auth)
-      MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, www_auth);
+    for(i = 0; www_auth && www_auth[i]; i++)
+      MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, www_auth[i]);
     proxy_add_date(conn, r);
   }
   ans->status = status;
@@ -376,10 +477,11 @@ static void proxy_answer_text(const struct proxy_conn *conn,
   ans->resp_body_len = len;
 }
 
-/* A 401 asking for NTLM from the start ("WWW-Authenticate: NTLM"). */
+/* A 401 asking an integrated client to start again: "WWW-Authenticate:
+ * Negotiate" and "WWW-Authenticate: NTLM". */
 #define proxy_answer_401(conn, ans, ...)                                       \
-  proxy_answer_text((conn), (ans), MHD_HTTP_UNAUTHORIZED, "NTLM",              \
-                    KB_AUTH_NTLM_BARE, __VA_ARGS__)
+  proxy_answer_text((conn), (ans), MHD_HTTP_UNAUTHORIZED,                      \
+                    proxy_offer_integrated, KB_AUTH_NTLM_BARE, __VA_ARGS__)
 
 /* ---- upstream (libcurl) ----------------------------------------------- */
 
@@ -999,11 +1101,9 @@ static void proxy_challenge(struct proxy_conn *conn,
   memset(&info, 0, sizeof(info));
   info.netbios_domain = proxy->domain;
   info.netbios_computer = proxy->name;
-  if(ntlm_server_challenge(
-         &info, conn->negotiate_flags, conn->challenge,
-         ntlm_filetime_from_unix_ms(
-             kb_clock_now(&proxy->clock, conn->name[0] ? conn->name : NULL)),
-         &type2) != NTLM_OK ||
+  if(ntlm_server_challenge(&info, conn->negotiate_flags, conn->challenge,
+                           ntlm_filetime_from_unix_ms(proxy_conn_now(conn)),
+                           &type2) != NTLM_OK ||
      !(header = ntlm_header_format(scheme, type2.data, type2.len))) {
     proxy_answer_text(
         conn, ans, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, KB_AUTH_NONE,
@@ -1012,9 +1112,13 @@ static void proxy_challenge(struct proxy_conn *conn,
   }
   conn->state = PROXY_AUTH_CHALLENGED;
   ans->delta.challenges = 1;
-  proxy_answer_text(
-      conn, ans, MHD_HTTP_UNAUTHORIZED, header, KB_AUTH_NTLM_CHALLENGE,
-      "ISA %s: NTLM challenge sent; answer it with a type 3", proxy->name);
+  {
+    /* The type 2 alone, in the scheme the client used. */
+    const char *const offer[] = {header, NULL};
+    proxy_answer_text(
+        conn, ans, MHD_HTTP_UNAUTHORIZED, offer, KB_AUTH_NTLM_CHALLENGE,
+        "ISA %s: NTLM challenge sent; answer it with a type 3", proxy->name);
+  }
 out:
   free(header);
   ntlm_bytes_free(&type2);
@@ -1033,58 +1137,87 @@ static void proxy_describe_forward(const struct proxy_conn *conn,
     snprintf(out, outlen, "%s forwarded", method);
 }
 
-/* Applies the decision table of proxy.h to the request now complete on
- * conn and fills ans with the answer (forwarding when the table says so).
- * Never fails: what a client sends can only earn it a 4xx. */
-static void proxy_decide(struct proxy_conn *conn, struct MHD_Connection *mc,
-                         const char *method, struct proxy_answer *ans)
+/* Returns true when value is "Negotiate <token>" and the token is not raw
+ * NTLMSSP: a SPNEGO or Kerberos token (a GSS-API token starts 0x60), which
+ * this listener cannot accept. *first gets the token's first byte. Only
+ * the start of the token is decoded, so a Kerberos ticket of any size is
+ * recognised, even one past NTLM_MAX_MESSAGE. */
+static bool proxy_foreign_negotiate(const char *value, uint8_t *first)
+{
+  static const uint8_t signature[8] = {'N', 'T', 'L', 'M', 'S', 'S', 'P', 0};
+  struct base64_decode_ctx ctx;
+  /* 12 base64 characters decode to 9 bytes: the whole signature. */
+  uint8_t buf[BASE64_DECODE_LENGTH(12)];
+  size_t dlen = sizeof(buf);
+  size_t n;
+  const char *p = value;
+
+  if(!p)
+    return false;
+  while(*p == ' ' || *p == '\t')
+    p++;
+  if(strncasecmp(p, "Negotiate", 9) || (p[9] != ' ' && p[9] != '\t'))
+    return false;
+  p += 9;
+  while(*p == ' ' || *p == '\t')
+    p++;
+  n = strcspn(p, "= \t");
+  if(n > 12)
+    n = 12;
+  base64_decode_init(&ctx);
+  /* A token that does not even start as base64 is left to the NTLM parser,
+   * which names the problem. */
+  if(!n || !base64_decode_update(&ctx, &dlen, buf, n, p) || !dlen)
+    return false;
+  *first = buf[0];
+  return memcmp(buf, signature, dlen < 8 ? dlen : 8) != 0;
+}
+
+/* The integrated rows of the decision table (proxy.h): NTLM, raw or inside
+ * Negotiate, with the connection's handshake state and the policy. value
+ * is the request's Authorization header or NULL. Fills ans, forwarding
+ * when the table says so. Never fails. */
+static void proxy_decide_integrated(struct proxy_conn *conn,
+                                    struct MHD_Connection *mc,
+                                    const char *method, const char *value,
+                                    struct proxy_answer *ans)
 {
   struct proxy *proxy = conn->proxy;
-  const char *value;
   enum proxy_policy policy;
   enum proxy_token token;
   enum ntlm_scheme scheme = NTLM_SCHEME_NTLM;
   enum ntlm_type peeked;
   struct ntlm_message msg;
+  uint8_t first = 0;
   char why[320];
   char who[260];
   char what[128];
   char err[320];
 
-  memset(&msg, 0, sizeof(msg));
-  if(conn->req.too_big) {
+  if(proxy_foreign_negotiate(value, &first)) {
     proxy_note(conn,
-               "request body of %zu bytes is over the %zu-byte limit: "
-               "413, nothing forwarded",
-               conn->req.body_seen, proxy->max_body);
-    proxy_answer_text(conn, ans, MHD_HTTP_CONTENT_TOO_LARGE, NULL, KB_AUTH_NONE,
-                      "ISA %s: the request body is larger than the %zu-byte "
-                      "limit; send a smaller body",
-                      proxy->name, proxy->max_body);
-    return;
-  }
-  if(conn->req.nomem || !conn->req.uri) {
-    proxy_answer_text(conn, ans, MHD_HTTP_SERVICE_UNAVAILABLE, NULL,
-                      KB_AUTH_NONE,
-                      "ISA %s: out of memory while reading the request; "
-                      "retry later",
-                      proxy->name);
-    return;
-  }
-  if(conn->req.uri[0] != '/') {
-    proxy_note(conn, "request target is not a path: 400");
-    proxy_answer_text(conn, ans, MHD_HTTP_BAD_REQUEST, NULL, KB_AUTH_NONE,
-                      "ISA %s: the request target must be a path such as "
-                      "/EWS/Exchange.asmx",
-                      proxy->name);
+               "connection %" PRIu64 " sent a Negotiate token that is not "
+               "NTLMSSP (first byte 0x%02x: SPNEGO/Kerberos); Kerberos is "
+               "not available here, the client should fall back to NTLM: "
+               "401 offering Negotiate and NTLM, nothing forwarded%s",
+               conn->id, (unsigned)first,
+               conn->state == PROXY_AUTH_UNAUTHENTICATED
+                   ? ""
+                   : ", connection de-authenticated");
+    memset(&conn->who, 0, sizeof(conn->who));
+    conn->state = PROXY_AUTH_UNAUTHENTICATED;
+    proxy_answer_401(conn, ans,
+                     "ISA %s: Kerberos is not available on this listener; "
+                     "authenticate with NTLM (Negotiate with an NTLMSSP "
+                     "token, or NTLM)",
+                     proxy->name);
     return;
   }
 
+  memset(&msg, 0, sizeof(msg));
   /* One read per request: a concurrent proxy_set_policy applies from the
    * next request on. */
   policy = (enum proxy_policy)atomic_load(&proxy->policy);
-  value = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
-                                      MHD_HTTP_HEADER_AUTHORIZATION);
   why[0] = '\0';
   token = proxy_read_token(value, &scheme, &msg, &peeked, why, sizeof(why));
   if(conn->state == PROXY_AUTH_AUTHENTICATED)
@@ -1206,6 +1339,286 @@ static void proxy_decide(struct proxy_conn *conn, struct MHD_Connection *mc,
   ntlm_message_free(&msg);
 }
 
+/* How a request's Basic credentials fared. */
+enum proxy_basic {
+  PROXY_BASIC_OK = 0,
+  PROXY_BASIC_MISSING,   /* no Authorization header */
+  PROXY_BASIC_SCHEME,    /* another scheme (NTLM, Negotiate, ...) */
+  PROXY_BASIC_MALFORMED, /* not "Basic base64(user:password)" */
+  PROXY_BASIC_UNKNOWN,   /* no such user */
+  PROXY_BASIC_REFUSED    /* wrong password */
+};
+
+/* Compares a stored password with the one a client sent, in time that
+ * depends on neither the bytes nor the lengths: both are copied into
+ * zero-padded buffers of PROXY_BASIC_MAX bytes compared whole with nettle's
+ * memeql_sec, and the lengths are compared without a branch. A stored
+ * password longer than that cap never matches (no token can carry it).
+ * Returns true on a match; the copies are wiped. */
+static bool proxy_secret_eq(const char *want, size_t want_len, const char *got,
+                            size_t got_len)
+{
+  uint8_t a[PROXY_BASIC_MAX];
+  uint8_t b[PROXY_BASIC_MAX];
+  int same;
+
+  if(want_len > sizeof(a) || got_len > sizeof(b))
+    return false;
+  memset(a, 0, sizeof(a));
+  memset(b, 0, sizeof(b));
+  memcpy(a, want, want_len);
+  memcpy(b, got, got_len);
+  same = memeql_sec(a, b, sizeof(a)) & (want_len == got_len);
+  explicit_bzero(a, sizeof(a));
+  explicit_bzero(b, sizeof(b));
+  return same != 0;
+}
+
+/* Checks "Authorization: Basic base64(user:password)" (value may be NULL)
+ * against the user store. The user is "DOMAIN\user", "user@domain" (a DNS
+ * domain whose first label is the listener's domain also names it) or a
+ * bare "user" in the listener's domain. Writes "DOMAIN\user" (printable,
+ * for notes) into who when a user name was found, and what was wrong into
+ * why otherwise. The password is compared in constant time, also for an
+ * unknown user, and never copied anywhere but wiped buffers. */
+static enum proxy_basic proxy_check_basic(const struct proxy *proxy,
+                                          const char *value, char *who,
+                                          size_t wholen, char *why,
+                                          size_t whylen)
+{
+  struct base64_decode_ctx ctx;
+  char *buf = NULL;
+  size_t dlen = 0;
+  const char *p = value;
+  const char *colon;
+  const char *pass;
+  const char *stored = NULL;
+  size_t n;
+  size_t pass_len;
+  char user[256];
+  char domain[256];
+  char shown[520];
+  char *sep;
+  bool match;
+  enum proxy_basic result = PROXY_BASIC_MALFORMED;
+
+  who[0] = '\0';
+  if(!p) {
+    snprintf(why, whylen, "no Authorization header");
+    return PROXY_BASIC_MISSING;
+  }
+  while(*p == ' ' || *p == '\t')
+    p++;
+  n = strcspn(p, " \t");
+  if(n != 5 || strncasecmp(p, "Basic", 5)) {
+    snprintf(why, whylen, "the Authorization header uses the %s scheme",
+             proxy_printable(p, n < 32 ? n : 32, shown, sizeof(shown)));
+    return PROXY_BASIC_SCHEME;
+  }
+  p += 5;
+  while(*p == ' ' || *p == '\t')
+    p++;
+  n = strlen(p);
+  while(n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+    n--;
+  if(!n) {
+    snprintf(why, whylen, "the Basic header carries no credentials");
+    goto out;
+  }
+  if(n > PROXY_BASIC_MAX_TOKEN) {
+    snprintf(why, whylen,
+             "the Basic token is %zu characters long, over the %u-character "
+             "limit",
+             n, PROXY_BASIC_MAX_TOKEN);
+    goto out;
+  }
+  if(n != strcspn(p, " \t\r\n")) {
+    snprintf(why, whylen, "the Basic token has a blank inside");
+    goto out;
+  }
+  buf = malloc(BASE64_DECODE_LENGTH(n) + 1);
+  if(!buf) {
+    snprintf(why, whylen, "out of memory decoding the Basic token");
+    goto out;
+  }
+  dlen = BASE64_DECODE_LENGTH(n) + 1;
+  base64_decode_init(&ctx);
+  if(!base64_decode_update(&ctx, &dlen, (uint8_t *)buf, n, p) ||
+     !base64_decode_final(&ctx)) {
+    snprintf(why, whylen, "the Basic token is not valid base64");
+    goto out;
+  }
+  colon = memchr(buf, ':', dlen);
+  if(!colon) {
+    snprintf(why, whylen,
+             "the Basic credentials have no ':' between user and password");
+    goto out;
+  }
+  n = (size_t)(colon - buf);
+  if(!n || n >= sizeof(user) || memchr(buf, '\0', n)) {
+    snprintf(why, whylen,
+             "the Basic credentials carry an empty, overlong or binary user "
+             "name");
+    goto out;
+  }
+  memcpy(user, buf, n);
+  user[n] = '\0';
+  pass = colon + 1;
+  pass_len = dlen - n - 1;
+
+  snprintf(domain, sizeof(domain), "%s", proxy->domain);
+  if((sep = strchr(user, '\\'))) {
+    *sep = '\0';
+    snprintf(domain, sizeof(domain), "%s", user);
+    memmove(user, sep + 1, strlen(sep + 1) + 1);
+  }
+  else if((sep = strrchr(user, '@'))) {
+    *sep = '\0';
+    snprintf(domain, sizeof(domain), "%s", sep + 1);
+  }
+  if(!user[0] || !domain[0]) {
+    snprintf(why, whylen,
+             "the Basic user name has an empty user or domain part");
+    goto out;
+  }
+  stored = kb_users_password(proxy->users, domain, user);
+  if(!stored && (sep = strchr(domain, '.')) &&
+     (size_t)(sep - domain) == strlen(proxy->domain) &&
+     !strncasecmp(domain, proxy->domain, (size_t)(sep - domain))) {
+    /* "alice@fabrikam.com": the DNS domain of the listener's domain. */
+    snprintf(domain, sizeof(domain), "%s", proxy->domain);
+    stored = kb_users_password(proxy->users, domain, user);
+  }
+  snprintf(shown, sizeof(shown), "%s\\%s", domain, user);
+  proxy_printable(shown, strlen(shown), who, wholen);
+  /* An unknown user costs the same comparison as a known one. */
+  match = proxy_secret_eq(stored ? stored : "", stored ? strlen(stored) : 0,
+                          pass, pass_len);
+  if(!stored) {
+    snprintf(why, whylen, "no user %s in the user store", who);
+    result = PROXY_BASIC_UNKNOWN;
+  }
+  else if(!match) {
+    snprintf(why, whylen, "wrong password for %s", who);
+    result = PROXY_BASIC_REFUSED;
+  }
+  else
+    result = PROXY_BASIC_OK;
+out:
+  if(buf) {
+    explicit_bzero(buf, dlen);
+    free(buf);
+  }
+  return result;
+}
+
+/* The Basic rows of the decision table: every request carries its own
+ * credentials, and the connection remembers nothing. value is the
+ * request's Authorization header or NULL. Valid: forwarded, Authorization
+ * included; anything else: 401 "WWW-Authenticate: Basic realm=..." and
+ * nothing forwarded. Fills ans. Never fails. */
+static void proxy_decide_basic(struct proxy_conn *conn,
+                               struct MHD_Connection *mc, const char *method,
+                               const char *value, struct proxy_answer *ans)
+{
+  struct proxy *proxy = conn->proxy;
+  const char *const offer[] = {proxy->basic_offer, NULL};
+  enum proxy_basic verdict;
+  char who[300];
+  char why[400];
+
+  why[0] = '\0';
+  verdict = proxy_check_basic(proxy, value, who, sizeof(who), why, sizeof(why));
+  if(verdict == PROXY_BASIC_OK) {
+    char what[128];
+    ans->delta.basic_ok = 1;
+    proxy_describe_forward(conn, method, what, sizeof(what));
+    proxy_note(conn,
+               "connection %" PRIu64 ": Basic credentials of %s verified; %s",
+               conn->id, who, what);
+    proxy_forward(conn, mc, method, ans);
+    return;
+  }
+  /* A request without credentials is asked for them, like NTLM's first
+   * 401; only credentials that were presented and refused count as a
+   * failed login. */
+  if(value)
+    ans->delta.basic_failed = 1;
+  proxy_note(conn,
+             "connection %" PRIu64 ": Basic authentication failed (%s): 401 "
+             "asking for Basic, nothing forwarded",
+             conn->id, why);
+  proxy_answer_text(conn, ans, MHD_HTTP_UNAUTHORIZED, offer, KB_AUTH_OTHER,
+                    "ISA %s: %s; send Authorization: Basic with "
+                    "base64(DOMAIN\\user:password)",
+                    proxy->name,
+                    verdict == PROXY_BASIC_MISSING ? "authentication required"
+                    : verdict == PROXY_BASIC_UNKNOWN ||
+                            verdict == PROXY_BASIC_REFUSED
+                        ? "Basic authentication failed: check the user name "
+                          "and password"
+                        : why);
+}
+
+/* Applies the decision table of proxy.h to the request now complete on
+ * conn and fills ans with the answer (forwarding when the table says so):
+ * the checks every listener makes, then the rows of its authentication
+ * method. Never fails: what a client sends can only earn it a 4xx. */
+static void proxy_decide(struct proxy_conn *conn, struct MHD_Connection *mc,
+                         const char *method, struct proxy_answer *ans)
+{
+  struct proxy *proxy = conn->proxy;
+  const char *value;
+  char what[128];
+
+  if(conn->req.too_big) {
+    proxy_note(conn,
+               "request body of %zu bytes is over the %zu-byte limit: "
+               "413, nothing forwarded",
+               conn->req.body_seen, proxy->max_body);
+    proxy_answer_text(conn, ans, MHD_HTTP_CONTENT_TOO_LARGE, NULL, KB_AUTH_NONE,
+                      "ISA %s: the request body is larger than the %zu-byte "
+                      "limit; send a smaller body",
+                      proxy->name, proxy->max_body);
+    return;
+  }
+  if(conn->req.nomem || !conn->req.uri) {
+    proxy_answer_text(conn, ans, MHD_HTTP_SERVICE_UNAVAILABLE, NULL,
+                      KB_AUTH_NONE,
+                      "ISA %s: out of memory while reading the request; "
+                      "retry later",
+                      proxy->name);
+    return;
+  }
+  if(conn->req.uri[0] != '/') {
+    proxy_note(conn, "request target is not a path: 400");
+    proxy_answer_text(conn, ans, MHD_HTTP_BAD_REQUEST, NULL, KB_AUTH_NONE,
+                      "ISA %s: the request target must be a path such as "
+                      "/EWS/Exchange.asmx",
+                      proxy->name);
+    return;
+  }
+
+  value = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
+                                      MHD_HTTP_HEADER_AUTHORIZATION);
+  switch(proxy->auth) {
+  case PROXY_AUTH_NONE:
+    proxy_describe_forward(conn, method, what, sizeof(what));
+    proxy_note(conn,
+               "connection %" PRIu64 ": the listener does not authenticate; "
+               "%s",
+               conn->id, what);
+    proxy_forward(conn, mc, method, ans);
+    break;
+  case PROXY_AUTH_BASIC:
+    proxy_decide_basic(conn, mc, method, value, ans);
+    break;
+  case PROXY_AUTH_INTEGRATED:
+    proxy_decide_integrated(conn, mc, method, value, ans);
+    break;
+  }
+}
+
 /* ---- libmicrohttpd callbacks ------------------------------------------ */
 
 /* Empties the request state, keeping the connection's. */
@@ -1288,6 +1701,8 @@ static void proxy_on_connection(void *cls, struct MHD_Connection *mc,
     uint64_t id = conn->id;
     char name[sizeof(conn->name)];
 
+    /* In case libmicrohttpd logged nothing after an idle close. */
+    proxy_closing_idle = false;
     memcpy(name, conn->name, sizeof(name));
     /* Upstream first, so its CLOSE is traced before the client's. */
     proxy_conn_free(conn);
@@ -1338,9 +1753,14 @@ static void proxy_on_mhd_log(void *cls, const char *fmt, va_list ap)
   char line[512];
   size_t len;
 
+  vsnprintf(line, sizeof(line), fmt, ap);
+  if(proxy_closing_idle &&
+     !strncmp(line, PROXY_MHD_APP_ERROR, sizeof(PROXY_MHD_APP_ERROR) - 1)) {
+    proxy_closing_idle = false;
+    return;
+  }
   if(!proxy->trace.emit)
     return;
-  vsnprintf(line, sizeof(line), fmt, ap);
   len = strlen(line);
   while(len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
     line[--len] = '\0';
@@ -1348,8 +1768,64 @@ static void proxy_on_mhd_log(void *cls, const char *fmt, va_list ap)
                 PROXY_ORIGIN, 0, "libmicrohttpd: %s", line);
 }
 
-/* The access handler: gathers the body (capped, but always read to its
- * end so the connection stays keep-alive), then decides and answers. */
+/* Decides, as a request starts on conn, whether the listener would have
+ * closed the connection in the meantime: it has answered on it before and
+ * the connection's timeline moved more than idle_timeout_ms since. Counts
+ * and notes it. Returns true when the request must get no answer and the
+ * connection must close. */
+static bool proxy_idle_expired(struct proxy_conn *conn)
+{
+  struct proxy *proxy = conn->proxy;
+  struct proxy_stats delta;
+  int64_t idle;
+  char label[80];
+  char idle_s[32];
+  char limit_s[32];
+
+  if(proxy->idle_timeout_ms <= 0 || !conn->answers)
+    return false;
+  idle = proxy_conn_now(conn) - conn->last_answer_ms;
+  if(idle <= proxy->idle_timeout_ms)
+    return false;
+  memset(&delta, 0, sizeof(delta));
+  delta.idle_closed = 1;
+  proxy_stats_add(proxy, &delta);
+  proxy_note(conn,
+             "connection %s idle %s > %s: the listener had closed it; closed "
+             "without an answer, nothing forwarded",
+             proxy_conn_label(conn, label, sizeof(label)),
+             proxy_format_ms(idle, idle_s, sizeof(idle_s)),
+             proxy_format_ms(proxy->idle_timeout_ms, limit_s, sizeof(limit_s)));
+  return true;
+}
+
+/* Counts an answer about to be queued on conn and stamps its time on the
+ * connection's timeline; at max_requests answers it adds "Connection:
+ * close", so libmicrohttpd closes the connection once the answer is out. */
+static void proxy_count_answer(struct proxy_conn *conn,
+                               struct proxy_answer *ans)
+{
+  struct proxy *proxy = conn->proxy;
+  char label[80];
+
+  conn->answers++;
+  conn->last_answer_ms = proxy_conn_now(conn);
+  if(!proxy->max_requests || conn->answers < proxy->max_requests)
+    return;
+  if(MHD_add_response_header(ans->response, MHD_HTTP_HEADER_CONNECTION,
+                             "close") != MHD_YES)
+    return;
+  ans->delta.max_requests_closed = 1;
+  proxy_note(conn,
+             "connection %s reached the listener's limit of %u requests: "
+             "Connection: close, the connection closes after this answer",
+             proxy_conn_label(conn, label, sizeof(label)), proxy->max_requests);
+}
+
+/* The access handler: on the first call (headers only) closes a
+ * connection that sat idle past the limit; then gathers the body (capped,
+ * but always read to its end so the connection stays keep-alive), decides
+ * and answers. */
 static enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *mc,
                                         const char *url, const char *method,
                                         const char *version,
@@ -1369,6 +1845,13 @@ static enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *mc,
     return MHD_NO;
   if(!conn->req.started) {
     conn->req.started = true;
+    /* MHD_NO before any response closes the socket with nothing sent,
+     * which is what a client finds on a connection the server had
+     * closed: libcurl then retries on a new one. */
+    if(proxy_idle_expired(conn)) {
+      proxy_closing_idle = true;
+      return MHD_NO;
+    }
     return MHD_YES;
   }
   if(*upload_data_size) {
@@ -1393,6 +1876,7 @@ static enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *mc,
     return MHD_NO;
 
   ans.delta.requests = 1;
+  proxy_count_answer(conn, &ans);
   /* Counters and trace before queueing: once the response is on the wire
    * a client may read the stats, and must see this request in them. */
   proxy_stats_add(proxy, &ans.delta);
@@ -1429,6 +1913,7 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
   bool lock_ready = false;
   size_t len;
   int saved_errno;
+  unsigned connection_timeout_s;
 
   if(!config || !out) {
     proxy_set_error(err, errlen, "proxy_start: config and out must be given");
@@ -1447,6 +1932,21 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
                     "users it verifies NTLM against");
     return -1;
   }
+  if(config->auth != PROXY_AUTH_INTEGRATED &&
+     config->auth != PROXY_AUTH_BASIC && config->auth != PROXY_AUTH_NONE) {
+    proxy_set_error(err, errlen,
+                    "proxy: unknown listener authentication %d; use "
+                    "integrated, basic or none",
+                    (int)config->auth);
+    return -1;
+  }
+  if(config->idle_timeout_ms < 0) {
+    proxy_set_error(err, errlen,
+                    "proxy: idle_timeout_ms is negative (%" PRId64 "); use 0 "
+                    "for no limit",
+                    config->idle_timeout_ms);
+    return -1;
+  }
   pthread_once(&proxy_curl_once, proxy_curl_global_init);
   if(proxy_curl_init_result != CURLE_OK) {
     proxy_set_error(err, errlen, "proxy: libcurl could not be initialised: %s",
@@ -1463,8 +1963,14 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
   proxy->backend_url = strdup(config->backend_url);
   proxy->name = proxy_strdup_or(config->name, PROXY_DEFAULT_NAME);
   proxy->domain = proxy_strdup_or(config->domain, PROXY_DEFAULT_DOMAIN);
+  if(proxy->name) {
+    len = strlen(proxy->name) + sizeof("Basic realm=\"\"");
+    proxy->basic_offer = malloc(len);
+    if(proxy->basic_offer)
+      snprintf(proxy->basic_offer, len, "Basic realm=\"%s\"", proxy->name);
+  }
   if(!proxy->bind_host || !proxy->backend_url || !proxy->name ||
-     !proxy->domain) {
+     !proxy->domain || !proxy->basic_offer) {
     proxy_set_error(err, errlen, "proxy: out of memory while starting");
     goto fail;
   }
@@ -1472,6 +1978,12 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
   while(len && proxy->backend_url[len - 1] == '/')
     proxy->backend_url[--len] = '\0';
   proxy->users = config->users;
+  proxy->auth = config->auth;
+  proxy->idle_timeout_ms = config->idle_timeout_ms;
+  proxy->max_requests = config->max_requests;
+  connection_timeout_s = config->connection_timeout_s
+                             ? config->connection_timeout_s
+                             : PROXY_DEFAULT_CONNECTION_TIMEOUT_S;
   proxy->max_body =
       config->max_body ? config->max_body : PROXY_DEFAULT_MAX_BODY;
   proxy->upstream_timeout_ms = config->upstream_timeout_ms > 0
@@ -1520,7 +2032,7 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
       (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
       PROXY_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       PROXY_CONNECTION_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT,
-      PROXY_IDLE_TIMEOUT_S, MHD_OPTION_NOTIFY_CONNECTION, proxy_on_connection,
+      connection_timeout_s, MHD_OPTION_NOTIFY_CONNECTION, proxy_on_connection,
       proxy, MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, proxy,
       MHD_OPTION_NOTIFY_COMPLETED, proxy_on_completed, proxy, MHD_OPTION_END);
   saved_errno = errno;
@@ -1546,6 +2058,7 @@ fail:
     free(proxy->backend_url);
     free(proxy->name);
     free(proxy->domain);
+    free(proxy->basic_offer);
     free(proxy);
   }
   return -1;
@@ -1566,5 +2079,6 @@ void proxy_stop(struct proxy *proxy)
   free(proxy->backend_url);
   free(proxy->name);
   free(proxy->domain);
+  free(proxy->basic_offer);
   free(proxy);
 }

@@ -1,15 +1,18 @@
 /*
  * proxy.h - the ISA Server 2006 web listener publishing Exchange: HTTP
- * authentication with Integrated (NTLM) credentials in front
+ * authentication with Integrated (NTLM), Basic or no credentials in front
  * (libmicrohttpd), a reverse proxy to the backend behind (libcurl).
  *
  * Authentication state belongs to the client's TCP connection and dies with
  * it. Each client connection gets its own upstream connection to the
  * backend, so identities never mix.
  *
- * How a request is handled, by the connection's state and its header:
- *  - not authenticated, no Authorization  -> 401, WWW-Authenticate: NTLM
- *  - Authorization: NTLM <type 1>         -> 401 with a fresh type 2 ...
+ * How a request is handled on an integrated listener (the default), by the
+ * connection's state and its header:
+ *  - not authenticated, no Authorization  -> 401 offering
+ *      "WWW-Authenticate: Negotiate" and "WWW-Authenticate: NTLM"
+ *  - Authorization: NTLM <type 1> (or Negotiate with a raw NTLMSSP token)
+ *      -> 401 with a fresh type 2 in the client's scheme ...
  *      ... unless the connection is already authenticated and the policy is
  *      PROXY_POLICY_PER_CONNECTION (ISA 2006 as shipped): then the request
  *      is forwarded as it is, on the existing context - body-less, since the
@@ -19,8 +22,13 @@
  *      authenticated and this request (with its body) is forwarded; invalid
  *      or unknown user: 401 and nothing reaches the backend.
  *  - authenticated connection, no Authorization -> forwarded.
- * Forwarded requests keep method, path, headers (Authorization included)
- * and body; a Via header is added both ways. Backend unreachable -> 502.
+ *  - Negotiate with a SPNEGO/Kerberos token -> 401 with the offer (no
+ *      Kerberos here; the client falls back to NTLM), nothing forwarded.
+ * A Basic listener wants "Authorization: Basic" on every request (no
+ * connection state, so no bug); a listener with no authentication forwards
+ * everything. Forwarded requests keep method, path, headers (Authorization
+ * included) and body; a Via header is added both ways. Backend unreachable
+ * -> 502. proxy/README.md has the full table.
  */
 #ifndef PROXY_H
 #define PROXY_H
@@ -105,7 +113,8 @@ struct proxy_stats {
   uint64_t forwarded_empty_posts; /* ... POSTs among them with no body */
   uint64_t upstream_errors;     /* 502/504 answered */
   uint64_t basic_ok;            /* requests with valid Basic credentials */
-  uint64_t basic_failed;        /* ... with invalid or missing ones (401) */
+  uint64_t basic_failed;        /* ... with invalid ones (401); a request
+                                   without credentials is not counted */
   uint64_t idle_closed;         /* connections found idle past the limit */
   uint64_t max_requests_closed; /* connections closed at max_requests */
 };

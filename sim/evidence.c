@@ -155,9 +155,14 @@ static void evidence__decode_line(FILE *out, const char *line, size_t len)
     return;
   memcpy(value, line + n, len - n);
   value[len - n] = '\0';
+  if(!strncasecmp(value + strspn(value, " "), "Basic", 5)) {
+    if(i == 0)
+      fprintf(out, "    ; Basic credentials, replaced with x by kbsim: "
+              "evidence never carries passwords\n");
+    return;
+  }
   if(ntlm_header_parse(value, &scheme, &token, err, sizeof(err))) {
-    if(strncasecmp(value + strspn(value, " "), "Basic", 5))
-      fprintf(out, "    ; not decodable: %s\n", err);
+    fprintf(out, "    ; not decodable: %s\n", err);
     return;
   }
   if(token.len) {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---- clock ------------------------------------------------------------ */
 
@@ -242,6 +243,37 @@ static void sim__copy(char *dst, size_t dstlen, const char *src)
   dst[n] = '\0';
 }
 
+/* Overwrites the credentials of every "Authorization: Basic <b64>" or
+ * "Proxy-Authorization: Basic <b64>" line in data with 'x', keeping the
+ * length so byte counts (and the pcap's TCP lengths) stay right. Basic
+ * credentials are the password in base64; evidence must never carry it. */
+static void sim__redact_basic(uint8_t *data, size_t len)
+{
+  static const char *names[] = {"authorization:", "proxy-authorization:"};
+  size_t i, k;
+
+  for(i = 0; i < len; i++) {
+    if(i && data[i - 1] != '\n')
+      continue;
+    for(k = 0; k < 2; k++) {
+      size_t n = strlen(names[k]);
+      size_t j = i + n;
+
+      if(len - i < n || strncasecmp((const char *)data + i, names[k], n))
+        continue;
+      while(j < len && data[j] == ' ')
+        j++;
+      if(len - j < 6 || strncasecmp((const char *)data + j, "basic ", 6))
+        continue;
+      j += 6;
+      while(j < len && data[j] == ' ')
+        j++;
+      while(j < len && data[j] != '\r' && data[j] != '\n' && data[j] != ' ')
+        data[j++] = 'x';
+    }
+  }
+}
+
 /* Copies ev into the recorder. Runs on component threads: everything it
  * needs is copied before the lock is taken, so the lock is held only for
  * the append. */
@@ -278,6 +310,7 @@ static void sim__recorder_emit(void *ctx, const struct kb_trace_event *ev)
     if(ok) {
       memcpy(copy.data, ev->data, ev->len);
       copy.len = ev->len;
+      sim__redact_basic(copy.data, copy.len);
     }
   }
 

@@ -60,7 +60,9 @@ void sim_names_free(struct sim_names *names);
 struct kb_names sim_names_as_kb(struct sim_names *names);
 
 /* A trace recorder: keeps a copy of every event, in arrival order, under a
- * lock. Byte events (SEND/RECV) are kept only when keep_bytes is set. */
+ * lock. Byte events (SEND/RECV) are kept only when keep_bytes is set, with
+ * Basic credentials overwritten (same length), so no evidence written from
+ * a recorder carries a password. */
 struct sim_event {
   enum kb_trace_kind kind;
   enum kb_hop hop;

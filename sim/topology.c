@@ -4,6 +4,8 @@
  */
 #include "topology.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@ int sim_topology_start(const struct sim_topology_config *config,
   struct backend_config bcfg;
   struct proxy_config pcfg;
   char why[256] = "";
+  size_t i;
 
   *out = NULL;
   topo = calloc(1, sizeof(*topo));
@@ -54,23 +57,39 @@ int sim_topology_start(const struct sim_topology_config *config,
            config->backend_host ? config->backend_host : "127.0.0.1",
            (unsigned)backend_port(topo->backend));
 
-  memset(&pcfg, 0, sizeof(pcfg));
-  pcfg.bind_host = config->proxy_host;
-  pcfg.port = config->proxy_port;
-  pcfg.backend_url = topo->backend_url;
-  pcfg.policy = config->policy;
-  pcfg.users = config->users;
-  pcfg.clock = topo->kb_clock;
-  pcfg.rng = topo->kb_rng;
-  pcfg.trace = topo->trace;
-  pcfg.names = topo->kb_names;
-  if(proxy_start(&pcfg, &topo->proxy, why, sizeof(why))) {
-    snprintf(err, errlen, "ISA listener (proxy): %s", why);
+  topo->balancer = config->balancer;
+  topo->nproxies = config->nmembers ? config->nmembers : 1;
+  if(topo->nproxies > SIM_MAX_MEMBERS) {
+    snprintf(err, errlen, "at most %d array members", SIM_MAX_MEMBERS);
     goto error;
   }
+  for(i = 0; i < topo->nproxies; i++) {
+    memset(&pcfg, 0, sizeof(pcfg));
+    pcfg.bind_host = config->proxy_host;
+    /* The first member takes the requested port; the others pick. */
+    pcfg.port = i ? 0 : config->proxy_port;
+    pcfg.backend_url = topo->backend_url;
+    pcfg.policy = config->nmembers ? config->members[i].policy : config->policy;
+    pcfg.name = config->nmembers ? config->members[i].name : NULL;
+    pcfg.users = config->users;
+    pcfg.auth = config->auth;
+    pcfg.idle_timeout_ms = config->idle_timeout_ms;
+    pcfg.max_requests = config->max_requests;
+    pcfg.clock = topo->kb_clock;
+    pcfg.rng = topo->kb_rng;
+    pcfg.trace = topo->trace;
+    pcfg.names = topo->kb_names;
+    if(proxy_start(&pcfg, &topo->proxies[i], why, sizeof(why))) {
+      snprintf(err, errlen, "ISA listener %s (proxy): %s",
+               pcfg.name ? pcfg.name : "ISA01", why);
+      goto error;
+    }
+    topo->proxy_ports[i] = proxy_port(topo->proxies[i]);
+  }
+  topo->proxy = topo->proxies[0];
   snprintf(topo->proxy_url, sizeof(topo->proxy_url), "http://%s:%u",
            config->proxy_host ? config->proxy_host : "127.0.0.1",
-           (unsigned)proxy_port(topo->proxy));
+           (unsigned)topo->proxy_ports[0]);
   *out = topo;
   return 0;
 
@@ -81,15 +100,57 @@ error:
 
 void sim_topology_stop(struct sim_topology *topo)
 {
+  size_t i;
+
   if(!topo)
     return;
-  proxy_stop(topo->proxy);
+  for(i = 0; i < topo->nproxies; i++)
+    proxy_stop(topo->proxies[i]);
   backend_stop(topo->backend);
   if(topo->names_ready)
     sim_names_free(&topo->names);
   if(topo->clock_ready)
     sim_clock_free(&topo->clock);
   free(topo);
+}
+
+/* The balancer in front of the array (client_balancer): chooses the
+ * member for a new connection from its name, so the choice does not depend
+ * on which client connects first. Returns 0 after writing the member's
+ * port into addr, or -1 to leave the address alone. */
+static int sim__balancer_pick(void *ctx, const char *conn_name,
+                              struct sockaddr *addr, unsigned addrlen)
+{
+  const struct sim_topology *topo = ctx;
+  unsigned client = 0, conn = 0;
+  size_t member;
+  uint16_t port;
+
+  if(!conn_name || sscanf(conn_name, "client %u conn %u", &client, &conn) != 2 ||
+     !client || !conn)
+    return -1;
+  if(topo->balancer == SIM_BALANCER_SEEDED) {
+    struct kb_rng rng = topo->kb_rng;
+    uint8_t draw[4];
+    char label[96];
+
+    snprintf(label, sizeof(label), "balancer/%s", conn_name);
+    kb_rng_fill(&rng, label, draw, sizeof(draw));
+    member = ((uint32_t)draw[0] | (uint32_t)draw[1] << 8 |
+              (uint32_t)draw[2] << 16 | (uint32_t)draw[3] << 24) %
+             topo->nproxies;
+  }
+  else
+    member = (client + conn - 2) % topo->nproxies;
+  port = htons(topo->proxy_ports[member]);
+  if(addr->sa_family == AF_INET && addrlen >= sizeof(struct sockaddr_in))
+    ((struct sockaddr_in *)addr)->sin_port = port;
+  else if(addr->sa_family == AF_INET6 &&
+          addrlen >= sizeof(struct sockaddr_in6))
+    ((struct sockaddr_in6 *)addr)->sin6_port = port;
+  else
+    return -1;
+  return 0;
 }
 
 void sim_topology_client_config(const struct sim_topology *topo, unsigned id,
@@ -108,6 +169,10 @@ void sim_topology_client_config(const struct sim_topology *topo, unsigned id,
   out->rng = topo->kb_rng;
   out->trace = topo->trace;
   out->names = topo->kb_names;
+  if(topo->nproxies > 1) {
+    out->balancer.pick = sim__balancer_pick;
+    out->balancer.ctx = (void *)topo;
+  }
 }
 
 /* Splits "DOMAIN\user:password" into its parts (copies into the caller's
@@ -134,8 +199,7 @@ struct sim__job {
   struct sim_topology *topo;
   struct sim_session *session;
   const char *spec;
-  unsigned ews_posts;
-  enum ntlm_response_kind kind;
+  const struct sim_clients *plan;
 };
 
 /* Thread body: one client, one session, results copied into the job's
@@ -156,8 +220,13 @@ static void *sim__session_thread(void *arg)
     return NULL;
   }
   sim_topology_client_config(job->topo, s->id, domain, user, password,
-                             job->ews_posts, &cfg);
-  cfg.ntlm_kind = job->kind;
+                             job->plan->ews_posts, &cfg);
+  cfg.ntlm_kind = job->plan->ntlm;
+  cfg.kind = job->plan->kind;
+  cfg.think_min_ms = job->plan->think_min_ms;
+  cfg.think_max_ms = job->plan->think_max_ms;
+  cfg.idle_timeout_ms = job->plan->idle_timeout_ms;
+  cfg.max_requests = job->plan->max_requests;
   if(client_create(&cfg, &client, s->error, sizeof(s->error)))
     return NULL;
   /* Step the session by hand to keep what the user saw after each POST. */
@@ -193,6 +262,23 @@ int sim_run_sessions(struct sim_topology *topo, unsigned nclients,
                      const char *const *users_spec, size_t nusers,
                      struct sim_sessions *out, char *err, size_t errlen)
 {
+  struct sim_clients plan;
+
+  memset(&plan, 0, sizeof(plan));
+  plan.count = nclients;
+  plan.ews_posts = ews_posts;
+  plan.ntlm = kind;
+  plan.kind = CLIENT_KIND_COMMUNICATOR;
+  plan.logins = users_spec;
+  plan.nlogins = nusers;
+  return sim_run_plan(topo, &plan, out, err, errlen);
+}
+
+int sim_run_plan(struct sim_topology *topo, const struct sim_clients *plan,
+                 struct sim_sessions *out, char *err, size_t errlen)
+{
+  unsigned nclients = plan->count;
+  size_t nusers = plan->nlogins;
   struct sim__job *jobs = NULL;
   pthread_t *threads = NULL;
   unsigned started = 0;
@@ -218,9 +304,8 @@ int sim_run_sessions(struct sim_topology *topo, unsigned nclients,
     out->sessions[i].id = i + 1;
     jobs[i].topo = topo;
     jobs[i].session = &out->sessions[i];
-    jobs[i].spec = users_spec[i % nusers];
-    jobs[i].ews_posts = ews_posts;
-    jobs[i].kind = kind;
+    jobs[i].spec = plan->logins[i % nusers];
+    jobs[i].plan = plan;
     rc = pthread_create(&threads[i], NULL, sim__session_thread, &jobs[i]);
     if(rc) {
       snprintf(err, errlen, "cannot start client thread %u of %u: %s; "

@@ -22,8 +22,29 @@
 #include "proxy.h"
 #include "sim_env.h"
 
+#define SIM_MAX_MEMBERS 16
+
+/* One ISA array member. */
+struct sim_member {
+  const char *name;         /* "ISA01"; Via, NTLM target, traces */
+  enum proxy_policy policy; /* its effective policy */
+};
+
+/* How new client connections are spread over the members. */
+enum sim_balancer {
+  SIM_BALANCER_ROUND_ROBIN = 0, /* client c's k-th connection goes to
+                                   member (c + k - 2) mod N */
+  SIM_BALANCER_SEEDED           /* a seeded draw per connection name */
+};
+
 struct sim_topology_config {
-  enum proxy_policy policy;
+  enum proxy_policy policy;     /* with no members: one, "ISA01" */
+  size_t nmembers;              /* 0 or up to SIM_MAX_MEMBERS */
+  struct sim_member members[SIM_MAX_MEMBERS];
+  enum sim_balancer balancer;
+  enum proxy_auth auth;         /* every member's listener */
+  int64_t idle_timeout_ms;      /* listener keep-alive limits */
+  unsigned max_requests;
   const struct kb_users *users; /* borrowed; must outlive the topology */
   const char *proxy_host;       /* numeric; "127.0.0.1" when NULL */
   uint16_t proxy_port;          /* 0 = ephemeral */
@@ -48,7 +69,11 @@ struct sim_topology {
   struct kb_trace trace;
   const struct kb_users *users;
   struct backend *backend;
-  struct proxy *proxy;
+  struct proxy *proxy;          /* the first member */
+  struct proxy *proxies[SIM_MAX_MEMBERS];
+  uint16_t proxy_ports[SIM_MAX_MEMBERS];
+  size_t nproxies;
+  enum sim_balancer balancer;
   char backend_url[64];
   char proxy_url[64];
 };
@@ -96,6 +121,25 @@ int sim_run_sessions(struct sim_topology *topo, unsigned nclients,
                      unsigned ews_posts, enum ntlm_response_kind kind,
                      const char *const *users_spec, size_t nusers,
                      struct sim_sessions *out, char *err, size_t errlen);
+
+/* Who the clients of a run are and how they behave. */
+struct sim_clients {
+  unsigned count;
+  unsigned ews_posts;
+  enum ntlm_response_kind ntlm;
+  enum client_kind kind;
+  int64_t think_min_ms, think_max_ms;
+  int64_t idle_timeout_ms; /* the clients' own keep-alive limits */
+  unsigned max_requests;
+  /* Client i (from 1) signs in as logins[(i-1) % nlogins], a
+   * "DOMAIN\user:password" spec (borrowed). */
+  const char *const *logins;
+  size_t nlogins;
+};
+
+/* Runs plan->count sessions concurrently, as sim_run_sessions. */
+int sim_run_plan(struct sim_topology *topo, const struct sim_clients *plan,
+                 struct sim_sessions *out, char *err, size_t errlen);
 
 /* Frees what sim_run_sessions filled in. Accepts an all-zero struct. */
 void sim_sessions_free(struct sim_sessions *s);

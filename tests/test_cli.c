@@ -48,7 +48,7 @@ START_TEST(run_expect_matches_outcome)
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
   ck_assert_ptr_nonnull(strstr(p.out.data, "3 of 3 users saw the Outlook "
                                            "Integration Error"));
-  ck_assert_ptr_nonnull(strstr(p.out.data, "Exchange received 6 empty POSTs"));
+  ck_assert_ptr_nonnull(strstr(p.out.data, "Exchange received 6 of 6 EWS POSTs empty"));
   proc_free(&p);
 
   proc_run(bug_clean, &p);
@@ -59,7 +59,7 @@ START_TEST(run_expect_matches_outcome)
   proc_run(fix_clean, &p);
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
   ck_assert_ptr_nonnull(strstr(p.out.data, "0 of 3 users"));
-  ck_assert_ptr_nonnull(strstr(p.out.data, "Exchange received 0 empty POSTs"));
+  ck_assert_ptr_nonnull(strstr(p.out.data, "Exchange received 0 of 6 EWS POSTs empty"));
   proc_free(&p);
 }
 END_TEST

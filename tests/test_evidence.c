@@ -312,9 +312,9 @@ START_TEST(json_report_schema)
     else
       back++;
   }
-  /* Per client: autodiscover (2 legs) + 2 EWS POSTs (1 leg each) in
+  /* Per client: autodiscover (3 legs) + 2 EWS POSTs (1 leg each) in
    * front; behind, the autodiscover type 3 and the 2 empty POSTs. */
-  ck_assert_uint_eq(front, 8);
+  ck_assert_uint_eq(front, 10);
   ck_assert_uint_eq(back, 6);
 
   sessions = get(root, "sessions", JSON_ARRAY);
@@ -453,6 +453,61 @@ START_TEST(wire_matches_support_case)
 }
 END_TEST
 
+/* Returns true when needle (len bytes) occurs in hay (hlen bytes). */
+static bool contains(const char *hay, size_t hlen, const char *needle,
+                     size_t len)
+{
+  size_t i;
+
+  for(i = 0; len && i + len <= hlen; i++)
+    if(!memcmp(hay + i, needle, len))
+      return true;
+  return false;
+}
+
+START_TEST(basic_credentials_never_in_evidence)
+{
+  /* base64("FABRIKAM\\alice:Passw0rd!"), what the Basic header carries. */
+  static const char b64[] = "RkFCUklLQU1cYWxpY2U6UGFzc3cwcmQh";
+  char t[512], p[512], j[512];
+  const char *extra[] = {"--transcript", t, "--pcap", p, "--json", j, NULL};
+  const char *files[3] = {t, p, j};
+  char *argv[] = {KBSIM_BIN, "run", SCENARIOS_DIR "/basic-auth.ini", NULL};
+  int k;
+
+  make_tmpdir();
+  snprintf(t, sizeof(t), "%s/b.txt", tmpdir);
+  snprintf(p, sizeof(p), "%s/b.pcap", tmpdir);
+  snprintf(j, sizeof(j), "%s/b.json", tmpdir);
+  {
+    char *full[10];
+    struct proc_out out;
+    int n = 0;
+    for(k = 0; argv[k]; k++)
+      full[n++] = argv[k];
+    for(k = 0; extra[k]; k++)
+      full[n++] = (char *)extra[k];
+    full[n] = NULL;
+    proc_run(full, &out);
+    ck_assert_msg(out.status == 0, "%s%s", out.out.data, out.err.data);
+    proc_free(&out);
+  }
+  for(k = 0; k < 3; k++) {
+    size_t len;
+    char *data = slurp(files[k], &len);
+    ck_assert_msg(!contains(data, len, b64, strlen(b64)),
+                  "%s carries the Basic credentials", files[k]);
+    ck_assert_msg(!contains(data, len, "Passw0rd!", 9),
+                  "%s carries the password", files[k]);
+    if(k == 0)
+      ck_assert_msg(contains(data, len, "Authorization: Basic xxxx", 25),
+                    "the transcript lost the redacted header");
+    free(data);
+  }
+  remove_tmpdir();
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("evidence");
@@ -467,6 +522,7 @@ int main(void)
   tcase_add_test(tc, tshark_decodes_pcap);
   tcase_add_test(tc, json_report_schema);
   tcase_add_test(tc, wire_matches_support_case);
+  tcase_add_test(tc, basic_credentials_never_in_evidence);
   suite_add_tcase(s, tc);
   sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

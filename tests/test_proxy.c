@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,9 @@
 /* The support case's own type 1, non-canonical padding included. */
 #define T_CASE_TYPE1                                                           \
   "NTLM TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAFASgKAAAAD0=="
+/* The WWW-Authenticate headers of an integrated listener's fresh offer,
+ * in order, as tc_headers joins them. */
+#define T_OFFER "Negotiate|NTLM"
 
 static const char oof_body[] =
     "<?xml version=\"1.0\" encoding=\"utf-8\"?>"
@@ -486,6 +490,36 @@ static const char *tc_header(struct tc *c, const char *name, char *out,
   return found;
 }
 
+/* Copies the values of every header name of the last response into out,
+ * in their order, joined by '|'; returns out, or NULL when there is none. */
+static const char *tc_headers(struct tc *c, const char *name, char *out,
+                              size_t outlen)
+{
+  const char *p = c->headers.data;
+  size_t n = strlen(name);
+  size_t used = 0;
+
+  out[0] = '\0';
+  if(!p)
+    return NULL;
+  while(*p) {
+    size_t len = strcspn(p, "\r\n");
+    if(len > n && p[n] == ':' && !strncasecmp(p, name, n)) {
+      const char *v = p + n + 1;
+      while(*v == ' ')
+        v++;
+      used +=
+          (size_t)snprintf(out + used, outlen - used, "%s%.*s", used ? "|" : "",
+                           (int)(len - (size_t)(v - p)), v);
+      ck_assert_uint_lt(used, outlen);
+    }
+    p += len;
+    while(*p == '\r' || *p == '\n')
+      p++;
+  }
+  return used ? out : NULL;
+}
+
 /* ---- NTLM legs ---------------------------------------------------------- */
 
 /* Returns "Authorization: <scheme> <type 1>" (caller frees). */
@@ -564,9 +598,21 @@ struct tenv {
   struct t_trace trace;
 };
 
-static void env_start(struct tenv *e, enum t_upstream up, const char *url,
-                      size_t max_body, long timeout_ms,
-                      enum proxy_policy policy)
+/* What a test sets beyond env_start's arguments: the listener's
+ * authentication and keep-alive limits, and optionally its clock (the
+ * fixed T_NOW_MS when now_ms is NULL) and connection names. */
+struct t_opts {
+  enum proxy_auth auth;
+  int64_t idle_timeout_ms;
+  unsigned max_requests;
+  unsigned connection_timeout_s;
+  struct kb_clock clock;
+  struct kb_names names;
+};
+
+static void env_start_opts(struct tenv *e, enum t_upstream up, const char *url,
+                           size_t max_body, long timeout_ms,
+                           enum proxy_policy policy, const struct t_opts *o)
 {
   struct proxy_config pc;
   char err[256];
@@ -609,8 +655,24 @@ static void env_start(struct tenv *e, enum t_upstream up, const char *url,
   pc.rng.fill = t_fill;
   pc.trace.emit = t_emit;
   pc.trace.ctx = &e->trace;
+  if(o) {
+    pc.auth = o->auth;
+    pc.idle_timeout_ms = o->idle_timeout_ms;
+    pc.max_requests = o->max_requests;
+    pc.connection_timeout_s = o->connection_timeout_s;
+    if(o->clock.now_ms)
+      pc.clock = o->clock;
+    pc.names = o->names;
+  }
   ck_assert_msg(proxy_start(&pc, &e->px, err, sizeof(err)) == 0, "%s", err);
   ck_assert_uint_ne(proxy_port(e->px), 0);
+}
+
+static void env_start(struct tenv *e, enum t_upstream up, const char *url,
+                      size_t max_body, long timeout_ms,
+                      enum proxy_policy policy)
+{
+  env_start_opts(e, up, url, max_body, timeout_ms, policy, NULL);
 }
 
 /* Stops every server; the trace stays readable until env_free. */
@@ -658,6 +720,10 @@ static struct backend_stats be_stats(struct tenv *e)
     ck_assert_uint_eq(got_.forwarded_empty_posts,                              \
                       want_.forwarded_empty_posts);                            \
     ck_assert_uint_eq(got_.upstream_errors, want_.upstream_errors);            \
+    ck_assert_uint_eq(got_.basic_ok, want_.basic_ok);                          \
+    ck_assert_uint_eq(got_.basic_failed, want_.basic_failed);                  \
+    ck_assert_uint_eq(got_.idle_closed, want_.idle_closed);                    \
+    ck_assert_uint_eq(got_.max_requests_closed, want_.max_requests_closed);    \
   } while(0)
 
 /* Runs the two legs of a Communicator POST on c: type 1 with
@@ -742,7 +808,7 @@ START_TEST(test_unauthenticated_401)
   ck_assert_int_eq(tc_do(&c, "GET", "/EWS/Exchange.asmx", NULL, NULL, 0),
                    CURLE_OK);
   ck_assert_int_eq(c.status, 401);
-  ck_assert_str_eq(tc_header(&c, "WWW-Authenticate", v, sizeof(v)), "NTLM");
+  ck_assert_str_eq(tc_headers(&c, "WWW-Authenticate", v, sizeof(v)), T_OFFER);
   ck_assert_str_eq(tc_header(&c, "Date", v, sizeof(v)), T_DATE);
   ck_assert_str_eq(c.body.data, "ISA ISA01: authentication required; send NTLM "
                                 "credentials\n");
@@ -856,12 +922,12 @@ START_TEST(test_bad_credentials)
   ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx", NTLM_SCHEME_NTLM,
                                     "alice", "Wr0ng-Pa55", oof_body),
                    401);
-  ck_assert_str_eq(tc_header(&c, "WWW-Authenticate", v, sizeof(v)), "NTLM");
+  ck_assert_str_eq(tc_headers(&c, "WWW-Authenticate", v, sizeof(v)), T_OFFER);
   ck_assert_ptr_nonnull(strstr(c.body.data, "NTLM authentication failed"));
   ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx", NTLM_SCHEME_NTLM,
                                     "mallory", "x", oof_body),
                    401);
-  ck_assert_str_eq(tc_header(&c, "WWW-Authenticate", v, sizeof(v)), "NTLM");
+  ck_assert_str_eq(tc_headers(&c, "WWW-Authenticate", v, sizeof(v)), T_OFFER);
   /* Still not authenticated: a bare request is refused. */
   ck_assert_int_eq(tc_do(&c, "GET", "/EWS/Exchange.asmx", NULL, NULL, 0),
                    CURLE_OK);
@@ -1090,7 +1156,7 @@ START_TEST(test_type3_without_type2)
       tc_do(&c, "POST", "/EWS/Exchange.asmx", h3, oof_body, strlen(oof_body)),
       CURLE_OK);
   ck_assert_int_eq(c.status, 401);
-  ck_assert_str_eq(tc_header(&c, "WWW-Authenticate", v, sizeof(v)), "NTLM");
+  ck_assert_str_eq(tc_headers(&c, "WWW-Authenticate", v, sizeof(v)), T_OFFER);
   ck_assert_str_eq(c.body.data,
                    "ISA ISA01: NTLM type 3 without a challenge on this "
                    "connection; start again with a type 1\n");
@@ -1128,7 +1194,6 @@ START_TEST(test_garbage_tokens)
       "Authorization: NTLM TlRMTVNTUAACAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
       "Authorization: NTLM VGhpcyBpcyBub3QgTlRMTQ==",
       "Authorization: NTLM TlRMTVNTUAABAAAA",
-      "Authorization: Negotiate YIIBhwYGKwYBBQUCoIIBezCCAXegMDAuBgkqhkiC9xI",
       "Authorization:  ntlm   =",
       NULL};
   static const char bad_prefix[] = "ISA ISA01: unusable Authorization header: ";
@@ -1141,7 +1206,7 @@ START_TEST(test_garbage_tokens)
         tc_do(&c, "POST", "/EWS/Exchange.asmx", h, oof_body, strlen(oof_body)),
         CURLE_OK);
     ck_assert_msg(c.status == 401, "%s -> %ld", garbage[i], c.status);
-    ck_assert_str_eq(tc_header(&c, "WWW-Authenticate", v, sizeof(v)), "NTLM");
+    ck_assert_str_eq(tc_headers(&c, "WWW-Authenticate", v, sizeof(v)), T_OFFER);
     ck_assert_int_eq(strncmp(c.body.data, bad_prefix, strlen(bad_prefix)), 0);
     if(i)
       ck_assert_int_eq(c.connects, 0);
@@ -1192,7 +1257,7 @@ START_TEST(test_garbage_tokens)
 
   ck_assert_uint_eq(be_stats(&e).requests, 0);
   /* Garbled type 3s count as refused: "TlRMTVNTUAADAAAA", bad3, t3. */
-  assert_stats(e.px, .connections = 1, .requests = 15, .challenges = 1,
+  assert_stats(e.px, .connections = 1, .requests = 14, .challenges = 1,
                .auth_failed = 3);
   tc_free(&c);
   free(t1);
@@ -1744,6 +1809,777 @@ START_TEST(test_stop_with_request_in_flight)
 }
 END_TEST
 
+/* ---- tests: listener authentication methods ----------------------------- */
+
+START_TEST(test_auth_names)
+{
+  enum proxy_auth a = PROXY_AUTH_NONE;
+  struct proxy_config pc;
+  struct proxy *px = (struct proxy *)1;
+  struct kb_users *users = kb_users_new();
+  char err[256];
+
+  ck_assert_str_eq(proxy_auth_name(PROXY_AUTH_INTEGRATED), "integrated");
+  ck_assert_str_eq(proxy_auth_name(PROXY_AUTH_BASIC), "basic");
+  ck_assert_str_eq(proxy_auth_name(PROXY_AUTH_NONE), "none");
+  ck_assert_int_eq(proxy_auth_parse("integrated", &a), 0);
+  ck_assert_int_eq(a, PROXY_AUTH_INTEGRATED);
+  ck_assert_int_eq(proxy_auth_parse("basic", &a), 0);
+  ck_assert_int_eq(a, PROXY_AUTH_BASIC);
+  ck_assert_int_eq(proxy_auth_parse("none", &a), 0);
+  ck_assert_int_eq(a, PROXY_AUTH_NONE);
+  ck_assert_int_eq(proxy_auth_parse("ntlm", &a), -1);
+  ck_assert_int_eq(proxy_auth_parse("Basic", &a), -1);
+  ck_assert_int_eq(proxy_auth_parse("", &a), -1);
+  ck_assert_int_eq(proxy_auth_parse(NULL, &a), -1);
+  ck_assert_int_eq(a, PROXY_AUTH_NONE);
+
+  memset(&pc, 0, sizeof(pc));
+  pc.users = users;
+  pc.backend_url = "http://127.0.0.1:1";
+  pc.auth = (enum proxy_auth)7;
+  ck_assert_int_eq(proxy_start(&pc, &px, err, sizeof(err)), -1);
+  ck_assert_ptr_null(px);
+  ck_assert_str_eq(err, "proxy: unknown listener authentication 7; use "
+                        "integrated, basic or none");
+  pc.auth = PROXY_AUTH_BASIC;
+  pc.idle_timeout_ms = -1;
+  ck_assert_int_eq(proxy_start(&pc, &px, err, sizeof(err)), -1);
+  ck_assert_str_eq(err, "proxy: idle_timeout_ms is negative (-1); use 0 for "
+                        "no limit");
+  kb_users_free(users);
+}
+END_TEST
+
+/* Returns "Authorization: Negotiate <base64 of len bytes>" (caller frees);
+ * ntlm_header_format is only the base64 glue here. */
+static char *t_negotiate_raw(const uint8_t *bytes, size_t len)
+{
+  char *value = ntlm_header_format(NTLM_SCHEME_NEGOTIATE, bytes, len);
+  char *line;
+  ck_assert_ptr_nonnull(value);
+  line = malloc(strlen(value) + 32);
+  sprintf(line, "Authorization: %s", value);
+  free(value);
+  return line;
+}
+
+START_TEST(test_negotiate_kerberos)
+{
+  struct tenv e;
+  struct tc c;
+  char v[256];
+  /* The start of a SPNEGO NegTokenInit offering Kerberos (GSS-API
+   * application tag 0x60, SPNEGO OID 1.3.6.1.5.5.2), then filler. */
+  static const uint8_t spnego[] = {0x60, 0x82, 0x01, 0x87, 0x06, 0x06, 0x2b,
+                                   0x06, 0x01, 0x05, 0x05, 0x02, 0xa0, 0x82,
+                                   0x01, 0x7b, 0x30, 0x82, 0x01, 0x77, 0xa0,
+                                   0x30, 0x30, 0x2e, 0x06, 0x09, 0x2a, 0x86};
+  uint8_t *ticket = malloc(6000);
+  char *small, *big;
+  const char *h[] = {NULL, NULL};
+  static const char body[] =
+      "ISA ISA01: Kerberos is not available on this listener; authenticate "
+      "with NTLM (Negotiate with an NTLMSSP token, or NTLM)\n";
+
+  /* A ticket larger than any NTLM message: still recognised. */
+  memcpy(ticket, spnego, sizeof(spnego));
+  memset(ticket + sizeof(spnego), 0x5a, 6000 - sizeof(spnego));
+  small = t_negotiate_raw(spnego, sizeof(spnego));
+  big = t_negotiate_raw(ticket, 6000);
+
+  env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
+  tc_init(&c, proxy_port(e.px));
+  /* On a fresh connection. */
+  h[0] = small;
+  ck_assert_int_eq(
+      tc_do(&c, "POST", "/EWS/Exchange.asmx", h, oof_body, strlen(oof_body)),
+      CURLE_OK);
+  ck_assert_int_eq(c.status, 401);
+  ck_assert_str_eq(tc_headers(&c, "WWW-Authenticate", v, sizeof(v)), T_OFFER);
+  ck_assert_str_eq(c.body.data, body);
+  ck_assert(t_has_note(&e.trace,
+                       "connection 1 sent a Negotiate token that is not "
+                       "NTLMSSP (first byte 0x60: SPNEGO/Kerberos); Kerberos "
+                       "is not available here, the client should fall back "
+                       "to NTLM: 401 offering Negotiate and NTLM, nothing "
+                       "forwarded"));
+
+  /* On an authenticated connection, even under per-connection: the
+   * connection is de-authenticated and nothing is forwarded. */
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx", NTLM_SCHEME_NTLM,
+                                    "alice", T_PASSWORD, oof_body),
+                   200);
+  h[0] = big;
+  ck_assert_int_eq(
+      tc_do(&c, "POST", "/EWS/Exchange.asmx", h, oof_body, strlen(oof_body)),
+      CURLE_OK);
+  ck_assert_int_eq(c.status, 401);
+  ck_assert_str_eq(tc_headers(&c, "WWW-Authenticate", v, sizeof(v)), T_OFFER);
+  ck_assert_str_eq(c.body.data, body);
+  ck_assert(t_has_note(&e.trace, "nothing forwarded, connection "
+                                 "de-authenticated"));
+  ck_assert_int_eq(
+      tc_do(&c, "POST", "/EWS/Exchange.asmx", NULL, oof_body, strlen(oof_body)),
+      CURLE_OK);
+  ck_assert_int_eq(c.status, 401);
+
+  /* The client falls back to NTLM inside Negotiate, on the same
+   * connection, and gets its type 2 as Negotiate. */
+  ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx",
+                                    NTLM_SCHEME_NEGOTIATE, "alice", T_PASSWORD,
+                                    oof_body),
+                   200);
+  ck_assert_int_eq(c.connects, 0);
+  ck_assert_uint_eq(be_stats(&e).requests, 2);
+  ck_assert_uint_eq(be_stats(&e).oof_ok, 2);
+  assert_stats(e.px, .connections = 1, .requests = 7, .challenges = 2,
+               .auth_ok = 2, .forwarded = 2);
+  tc_free(&c);
+  env_stop(&e);
+  free(small);
+  free(big);
+  free(ticket);
+}
+END_TEST
+
+/* Returns "Authorization: Basic <base64 of len bytes of userpass>" (caller
+ * frees). */
+static char *t_basic(const char *userpass, size_t len)
+{
+  char *value =
+      ntlm_header_format(NTLM_SCHEME_NTLM, (const uint8_t *)userpass, len);
+  char *line;
+  ck_assert_ptr_nonnull(value);
+  ck_assert_int_eq(strncmp(value, "NTLM ", 5), 0);
+  line = malloc(strlen(value) + 32);
+  sprintf(line, "Authorization: Basic %s", value + 5);
+  free(value);
+  return line;
+}
+
+#define T_BASIC_OFFER "Basic realm=\"ISA01\""
+
+START_TEST(test_basic_ok)
+{
+  struct tenv e;
+  struct t_opts o;
+  struct tc c;
+  char v[256], note[256];
+  size_t i;
+  /* Each form of user name; the store is case-insensitive. */
+  static const struct {
+    const char *creds;
+    const char *shown;
+  } ok[] = {
+      {"FABRIKAM\\alice:" T_PASSWORD, "FABRIKAM\\alice"},
+      {"fabrikam\\ALICE:" T_PASSWORD, "fabrikam\\ALICE"},
+      {"alice:" T_PASSWORD, "FABRIKAM\\alice"},
+      {"alice@fabrikam.com:" T_PASSWORD, "FABRIKAM\\alice"},
+      {"alice@FABRIKAM:" T_PASSWORD, "FABRIKAM\\alice"},
+      {"bob:" T_BOB_PASSWORD, "FABRIKAM\\bob"},
+  };
+  const char *h[] = {"Content-Type: text/xml; charset=utf-8", NULL, NULL};
+
+  memset(&o, 0, sizeof(o));
+  o.auth = PROXY_AUTH_BASIC;
+  env_start_opts(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION, &o);
+  tc_init(&c, proxy_port(e.px));
+  for(i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+    char *line = t_basic(ok[i].creds, strlen(ok[i].creds));
+    h[1] = line;
+    ck_assert_int_eq(
+        tc_do(&c, "POST", "/EWS/Exchange.asmx", h, oof_body, strlen(oof_body)),
+        CURLE_OK);
+    ck_assert_msg(c.status == 200, "%s -> %ld", ok[i].creds, c.status);
+    ck_assert_ptr_null(tc_header(&c, "WWW-Authenticate", v, sizeof(v)));
+    ck_assert_str_eq(tc_header(&c, "Via", v, sizeof(v)), "1.1 ISA01");
+    ck_assert_ptr_nonnull(strstr(c.body.data, "GetUserOofSettingsResponse"));
+    if(i)
+      ck_assert_int_eq(c.connects, 0);
+    snprintf(note, sizeof(note),
+             "connection 1: Basic credentials of %s verified; POST forwarded "
+             "with its %zu-byte body",
+             ok[i].shown, strlen(oof_body));
+    ck_assert_msg(t_has_note(&e.trace, note), "no note: %s", note);
+    free(line);
+  }
+  /* Basic is per request: the same connection, without credentials, is
+   * refused. */
+  ck_assert_int_eq(
+      tc_do(&c, "POST", "/EWS/Exchange.asmx", NULL, oof_body, strlen(oof_body)),
+      CURLE_OK);
+  ck_assert_int_eq(c.status, 401);
+  ck_assert_int_eq(c.connects, 0);
+  ck_assert_str_eq(tc_headers(&c, "WWW-Authenticate", v, sizeof(v)),
+                   T_BASIC_OFFER);
+  ck_assert_str_eq(c.body.data,
+                   "ISA ISA01: authentication required; send Authorization: "
+                   "Basic with base64(DOMAIN\\user:password)\n");
+  ck_assert(t_has_note(&e.trace, "connection 1: Basic authentication failed "
+                                 "(no Authorization header): 401 asking for "
+                                 "Basic, nothing forwarded"));
+  ck_assert_uint_eq(be_stats(&e).requests, 6);
+  ck_assert_uint_eq(be_stats(&e).oof_ok, 6);
+  /* The request without credentials was asked for them, not refused. */
+  assert_stats(e.px, .connections = 1, .requests = 7, .forwarded = 6,
+               .basic_ok = 6, .basic_failed = 0);
+  ck_assert(!t_anywhere(&e.trace, T_PASSWORD));
+  ck_assert(!t_anywhere(&e.trace, T_BOB_PASSWORD));
+  tc_free(&c);
+  env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_basic_forwarded_as_is)
+{
+  struct tenv e;
+  struct t_opts o;
+  struct tc c;
+  char *line = t_basic("FABRIKAM\\alice:" T_PASSWORD,
+                       strlen("FABRIKAM\\alice:" T_PASSWORD));
+  const char *h[] = {line, "X-Last: z", NULL};
+  char want[512];
+
+  memset(&o, 0, sizeof(o));
+  o.auth = PROXY_AUTH_BASIC;
+  env_start_opts(&e, T_RECORDER, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION, &o);
+  tc_init(&c, proxy_port(e.px));
+  ck_assert_int_eq(tc_do(&c, "POST", "/x?y=1", h, "hello", 5), CURLE_OK);
+  ck_assert_int_eq(c.status, 200);
+  ck_assert_str_eq(c.body.data, "recorded\n");
+  snprintf(want, sizeof(want),
+           "Host: 127.0.0.1:%u\nAccept: */*\n%s\nX-Last: z\n"
+           "Content-Type: application/x-www-form-urlencoded\n"
+           "Via: 1.1 ISA01\nContent-Length: 5\n",
+           (unsigned)proxy_port(e.px), line);
+  pthread_mutex_lock(&e.rec.lock);
+  ck_assert_str_eq(e.rec.method, "POST");
+  ck_assert_str_eq(e.rec.uri, "/x?y=1");
+  ck_assert_str_eq(e.rec.headers, want);
+  ck_assert_uint_eq(e.rec.body_len, 5);
+  ck_assert_int_eq(memcmp(e.rec.body, "hello", 5), 0);
+  pthread_mutex_unlock(&e.rec.lock);
+  assert_stats(e.px, .connections = 1, .requests = 1, .forwarded = 1,
+               .basic_ok = 1);
+  tc_free(&c);
+  env_stop(&e);
+  free(line);
+}
+END_TEST
+
+START_TEST(test_basic_refused)
+{
+  struct tenv e;
+  struct t_opts o;
+  struct tc c;
+  char v[256];
+  size_t i;
+  char *type1 = t_type1(NTLM_SCHEME_NTLM);
+  char *type1n = t_type1(NTLM_SCHEME_NEGOTIATE);
+  char *long_token = malloc(6000);
+  static const char nul_pass[] = "FABRIKAM\\alice:" T_PASSWORD "\0";
+  static const char nul_user[] = "ali\0ce:" T_PASSWORD;
+  struct {
+    char *header; /* NULL: no Authorization at all */
+    const char *why;
+    const char *body; /* the text after "ISA ISA01: " */
+  } bad[] = {
+      {NULL, "no Authorization header", "authentication required"},
+      {t_basic("FABRIKAM\\alice:Passw0rd", 23),
+       "wrong password for FABRIKAM\\alice", NULL},
+      {t_basic("FABRIKAM\\alice:Passw0rd!!", 25),
+       "wrong password for FABRIKAM\\alice", NULL},
+      {t_basic("FABRIKAM\\alice:passw0rd!", 24),
+       "wrong password for FABRIKAM\\alice", NULL},
+      {t_basic(nul_pass, sizeof(nul_pass) - 1),
+       "wrong password for FABRIKAM\\alice", NULL},
+      {t_basic("FABRIKAM\\alice:", 15), "wrong password for FABRIKAM\\alice",
+       NULL},
+      {t_basic("FABRIKAM\\mallory:x", 18),
+       "no user FABRIKAM\\mallory in the user store", NULL},
+      {t_basic("CONTOSO\\alice:" T_PASSWORD, 23),
+       "no user CONTOSO\\alice in the user store", NULL},
+      {t_basic("alice@contoso.com:" T_PASSWORD, 27),
+       "no user contoso.com\\alice in the user store", NULL},
+      {t_basic("alice" T_PASSWORD, 14),
+       "the Basic credentials have no ':' between user and password", ""},
+      {t_basic(":" T_PASSWORD, 10),
+       "the Basic credentials carry an empty, overlong or binary user name",
+       ""},
+      {t_basic(nul_user, sizeof(nul_user) - 1),
+       "the Basic credentials carry an empty, overlong or binary user name",
+       ""},
+      {t_basic("FABRIKAM\\:x", 11),
+       "the Basic user name has an empty user or domain part", ""},
+      {t_basic("\\alice:x", 8),
+       "the Basic user name has an empty user or domain part", ""},
+      {strdup("Authorization: Basic !!!!"),
+       "the Basic token is not valid base64", ""},
+      {strdup("Authorization: Basic YWxpY2U"),
+       "the Basic token is not valid base64", ""},
+      {strdup("Authorization: Basic"),
+       "the Basic header carries no credentials", ""},
+      {strdup("Authorization: basic   "),
+       "the Basic header carries no credentials", ""},
+      {strdup("Authorization: Basic YWxp Y2U6"),
+       "the Basic token has a blank inside", ""},
+      {long_token,
+       "the Basic token is 5000 characters long, over the "
+       "4096-character limit",
+       ""},
+      {type1, "the Authorization header uses the NTLM scheme", ""},
+      {type1n, "the Authorization header uses the Negotiate scheme", ""},
+      {strdup("Authorization: Digest username=\"alice\""),
+       "the Authorization header uses the Digest scheme", ""},
+  };
+  const size_t n = sizeof(bad) / sizeof(bad[0]);
+  const char *h[] = {NULL, NULL};
+
+  strcpy(long_token, "Authorization: Basic ");
+  memset(long_token + 21, 'A', 5000);
+  long_token[5021] = '\0';
+  memset(&o, 0, sizeof(o));
+  o.auth = PROXY_AUTH_BASIC;
+  env_start_opts(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION, &o);
+  tc_init(&c, proxy_port(e.px));
+  for(i = 0; i < n; i++) {
+    char note[512], body[512];
+    h[0] = bad[i].header;
+    ck_assert_int_eq(
+        tc_do(&c, "POST", "/EWS/Exchange.asmx", h, oof_body, strlen(oof_body)),
+        CURLE_OK);
+    ck_assert_msg(c.status == 401, "case %zu -> %ld", i, c.status);
+    if(i)
+      ck_assert_int_eq(c.connects, 0);
+    ck_assert_str_eq(tc_headers(&c, "WWW-Authenticate", v, sizeof(v)),
+                     T_BASIC_OFFER);
+    snprintf(note, sizeof(note),
+             "connection 1: Basic authentication failed (%s): 401 asking for "
+             "Basic, nothing forwarded",
+             bad[i].why);
+    ck_assert_msg(t_has_note(&e.trace, note), "no note: %s", note);
+    snprintf(body, sizeof(body),
+             "ISA ISA01: %s; send Authorization: Basic with "
+             "base64(DOMAIN\\user:password)\n",
+             !bad[i].body   ? "Basic authentication failed: check the user "
+                              "name and password"
+             : *bad[i].body ? bad[i].body
+                            : bad[i].why);
+    ck_assert_str_eq(c.body.data, body);
+  }
+  ck_assert_uint_eq(be_stats(&e).requests, 0);
+  /* Every case but the first presented credentials that were refused; the
+   * first presented none and was only asked for them. */
+  assert_stats(e.px, .connections = 1, .requests = n, .basic_failed = n - 1);
+  ck_assert(!t_anywhere(&e.trace, "Passw0rd"));
+  ck_assert(!t_anywhere(&e.trace, "passw0rd"));
+  tc_free(&c);
+  env_stop(&e);
+  for(i = 0; i < n; i++)
+    free(bad[i].header);
+}
+END_TEST
+
+START_TEST(test_auth_none)
+{
+  struct tenv e;
+  struct t_opts o;
+  struct tc c;
+  char v[256];
+  const char *plain[] = {"Content-Type: text/xml; charset=utf-8", NULL};
+  const char *h[] = {"Content-Type: text/xml; charset=utf-8",
+                     "Authorization: " T_CASE_TYPE1, NULL};
+  struct backend_stats bs;
+
+  memset(&o, 0, sizeof(o));
+  o.auth = PROXY_AUTH_NONE;
+  env_start_opts(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_REQUEST, &o);
+  tc_init(&c, proxy_port(e.px));
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", plain, oof_body,
+                         strlen(oof_body)),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 200);
+  ck_assert_ptr_nonnull(strstr(c.body.data, "GetUserOofSettingsResponse"));
+  /* A type 1 is not answered but forwarded as is, body-less: whatever a
+   * client sends reaches the published server. */
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h, "", 0), CURLE_OK);
+  ck_assert_int_eq(c.status, 500);
+  ck_assert_int_eq(c.connects, 0);
+  ck_assert_ptr_null(tc_header(&c, "WWW-Authenticate", v, sizeof(v)));
+  ck_assert_str_eq(tc_header(&c, "Via", v, sizeof(v)), "1.1 ISA01");
+  bs = be_stats(&e);
+  ck_assert_uint_eq(bs.requests, 2);
+  ck_assert_uint_eq(bs.oof_ok, 1);
+  ck_assert_uint_eq(bs.empty_posts, 1);
+  assert_stats(e.px, .connections = 1, .requests = 2, .forwarded = 2,
+               .forwarded_empty_posts = 1);
+  ck_assert(t_has_note(&e.trace, "connection 1: the listener does not "
+                                 "authenticate; POST forwarded without its "
+                                 "body"));
+  ck_assert(t_anywhere(&e.trace, T_CASE_TYPE1));
+  tc_free(&c);
+  env_stop(&e);
+}
+END_TEST
+
+/* ---- tests: keep-alive limits ------------------------------------------- */
+
+/* A clock whose time the test sets. "client 7" and its connections have a
+ * timeline of their own, everyone else shares one; calls without a name
+ * are counted, so a test can tell whose time the proxy asked for. */
+struct t_clock {
+  _Atomic int64_t shared;
+  _Atomic int64_t client7;
+  atomic_uint unnamed_calls;
+};
+
+static int64_t t_clock_now(void *ctx, const char *who)
+{
+  struct t_clock *k = ctx;
+  if(who && (!strcmp(who, "client 7") || !strncmp(who, "client 7 ", 9)))
+    return atomic_load(&k->client7);
+  if(!who)
+    atomic_fetch_add(&k->unnamed_calls, 1);
+  return atomic_load(&k->shared);
+}
+
+/* Connection names (kb_names): the latest claim per port wins. */
+struct t_names {
+  pthread_mutex_t lock;
+  uint16_t port[64];
+  char name[64][96];
+  size_t n;
+  unsigned client_conns; /* "client 7 conn <n>" claimed so far */
+};
+
+static void t_names_claim(void *ctx, uint16_t port, const char *name)
+{
+  struct t_names *nm = ctx;
+  pthread_mutex_lock(&nm->lock);
+  if(nm->n < 64) {
+    nm->port[nm->n] = port;
+    snprintf(nm->name[nm->n], sizeof(nm->name[0]), "%s", name);
+    nm->n++;
+  }
+  pthread_mutex_unlock(&nm->lock);
+}
+
+static int t_names_resolve(void *ctx, uint16_t port, char *name, size_t len)
+{
+  struct t_names *nm = ctx;
+  size_t i;
+  int result = -1;
+  pthread_mutex_lock(&nm->lock);
+  for(i = nm->n; i-- > 0;)
+    if(nm->port[i] == port) {
+      snprintf(name, len, "%s", nm->name[i]);
+      result = 0;
+      break;
+    }
+  pthread_mutex_unlock(&nm->lock);
+  return result;
+}
+
+/* The test client's side of kb_names: binds each new connection's socket
+ * and claims "client 7 conn <n>" for its port before libcurl connects. */
+static curl_socket_t t_open_named(void *clientp, curlsocktype purpose,
+                                  struct curl_sockaddr *addr)
+{
+  struct t_names *nm = clientp;
+  struct sockaddr_in sa;
+  socklen_t len = sizeof(sa);
+  char name[64];
+  unsigned n;
+  curl_socket_t fd = socket(addr->family, addr->socktype, addr->protocol);
+  (void)purpose;
+
+  if(fd == CURL_SOCKET_BAD)
+    return fd;
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+     getsockname(fd, (struct sockaddr *)&sa, &len)) {
+    close(fd);
+    return CURL_SOCKET_BAD;
+  }
+  pthread_mutex_lock(&nm->lock);
+  n = ++nm->client_conns;
+  pthread_mutex_unlock(&nm->lock);
+  snprintf(name, sizeof(name), "client 7 conn %u", n);
+  t_names_claim(nm, ntohs(sa.sin_port), name);
+  return fd;
+}
+
+/* POSTs oof_body on c with libcurl's own NTLM as FABRIKAM\alice: libcurl
+ * runs the handshake on a new connection and sends nothing more on an
+ * authenticated one. names, when set, names new connections. Returns the
+ * curl result; status and connects are in c. */
+static CURLcode t_curl_ntlm_post(struct tc *c, struct t_names *names)
+{
+  char url[128];
+  struct curl_slist *list = NULL;
+  CURLcode res;
+
+  kb_buf_reset(&c->headers);
+  kb_buf_reset(&c->body);
+  c->status = 0;
+  c->connects = -1;
+  snprintf(url, sizeof(url), "http://127.0.0.1:%u/EWS/Exchange.asmx",
+           (unsigned)c->port);
+  list = curl_slist_append(list, "Expect:");
+  list = curl_slist_append(list, "Content-Type: text/xml; charset=utf-8");
+  curl_easy_setopt(c->h, CURLOPT_URL, url);
+  curl_easy_setopt(c->h, CURLOPT_PROXY, "");
+  curl_easy_setopt(c->h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c->h, CURLOPT_TIMEOUT, 20L);
+  curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, list);
+  curl_easy_setopt(c->h, CURLOPT_HEADERFUNCTION, tc_header_cb);
+  curl_easy_setopt(c->h, CURLOPT_HEADERDATA, c);
+  curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, tc_body_cb);
+  curl_easy_setopt(c->h, CURLOPT_WRITEDATA, c);
+  curl_easy_setopt(c->h, CURLOPT_HTTPAUTH, (long)CURLAUTH_NTLM);
+  curl_easy_setopt(c->h, CURLOPT_USERPWD, "FABRIKAM\\alice:" T_PASSWORD);
+  curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, oof_body);
+  curl_easy_setopt(c->h, CURLOPT_POSTFIELDSIZE_LARGE,
+                   (curl_off_t)strlen(oof_body));
+  if(names) {
+    curl_easy_setopt(c->h, CURLOPT_OPENSOCKETFUNCTION, t_open_named);
+    curl_easy_setopt(c->h, CURLOPT_OPENSOCKETDATA, names);
+  }
+  res = curl_easy_perform(c->h);
+  curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &c->status);
+  curl_easy_getinfo(c->h, CURLINFO_NUM_CONNECTS, &c->connects);
+  curl_slist_free_all(list);
+  return res;
+}
+
+/* Runs the idle-timeout scenario: a real libcurl client authenticates,
+ * comes back within the limit, then after 45 s on a 30 s limit. named:
+ * connections carry kb_names names and only client 7's timeline moves. */
+static void t_idle_scenario(bool named)
+{
+  struct tenv e;
+  struct t_opts o;
+  struct t_clock clk;
+  struct t_names nm;
+  struct tc c;
+  struct backend_stats bs;
+  _Atomic int64_t *timeline = named ? &clk.client7 : &clk.shared;
+  const char *label = named ? "client 7 conn 1" : "1";
+  char note[256];
+
+  atomic_init(&clk.shared, T_NOW_MS);
+  atomic_init(&clk.client7, T_NOW_MS);
+  atomic_init(&clk.unnamed_calls, 0);
+  memset(&nm, 0, sizeof(nm));
+  pthread_mutex_init(&nm.lock, NULL);
+  memset(&o, 0, sizeof(o));
+  o.idle_timeout_ms = 30000;
+  o.clock.now_ms = t_clock_now;
+  o.clock.ctx = &clk;
+  if(named) {
+    o.names.claim = t_names_claim;
+    o.names.resolve = t_names_resolve;
+    o.names.ctx = &nm;
+  }
+  env_start_opts(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION, &o);
+  tc_init(&c, proxy_port(e.px));
+
+  ck_assert_int_eq(t_curl_ntlm_post(&c, named ? &nm : NULL), CURLE_OK);
+  ck_assert_int_eq(c.status, 200);
+  ck_assert_int_eq(c.connects, 1);
+  /* Exactly at the limit is not past it. */
+  atomic_fetch_add(timeline, 30000);
+  ck_assert_int_eq(t_curl_ntlm_post(&c, named ? &nm : NULL), CURLE_OK);
+  ck_assert_int_eq(c.status, 200);
+  ck_assert_int_eq(c.connects, 0);
+  assert_stats(e.px, .connections = 1, .requests = 3, .challenges = 1,
+               .auth_ok = 1, .forwarded = 2);
+
+  /* 45 s later the listener "had closed" the connection: libcurl's
+   * request on it gets nothing back, and libcurl retries on a new
+   * connection, where it authenticates again. */
+  atomic_fetch_add(timeline, 45000);
+  ck_assert_int_eq(t_curl_ntlm_post(&c, named ? &nm : NULL), CURLE_OK);
+  ck_assert_int_eq(c.status, 200);
+  ck_assert_int_eq(c.connects, 1);
+  ck_assert_ptr_nonnull(strstr(c.body.data, "GetUserOofSettingsResponse"));
+  assert_stats(e.px, .connections = 2, .requests = 5, .challenges = 2,
+               .auth_ok = 2, .forwarded = 3, .idle_closed = 1);
+  /* The backend saw the three bodies and nothing of the dead request. */
+  bs = be_stats(&e);
+  ck_assert_uint_eq(bs.requests, 3);
+  ck_assert_uint_eq(bs.oof_ok, 3);
+  ck_assert_uint_eq(bs.empty_posts, 0);
+  snprintf(note, sizeof(note),
+           "connection %s idle 45 s > 30 s: the listener had closed it; "
+           "closed without an answer, nothing forwarded",
+           label);
+  ck_assert_msg(t_has_note(&e.trace, note), "no note: %s", note);
+  ck_assert(!t_has_note(&e.trace, "libmicrohttpd:"));
+  if(named)
+    ck_assert_uint_eq(atomic_load(&clk.unnamed_calls), 0);
+  else
+    ck_assert_uint_gt(atomic_load(&clk.unnamed_calls), 0);
+  tc_free(&c);
+  env_stop_servers(&e);
+  /* Connection 1 answered three requests and was closed with nothing
+   * upstream for the fourth: two upstream sends went out for it. */
+  ck_assert_uint_eq(
+      t_count(&e.trace, KB_TRACE_EXCHANGE, KB_HOP_CLIENT_PROXY, 1), 3);
+  ck_assert_uint_eq(
+      t_count(&e.trace, KB_TRACE_EXCHANGE, KB_HOP_CLIENT_PROXY, 2), 2);
+  ck_assert_uint_eq(t_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY, 0),
+                    2);
+  env_free(&e);
+  pthread_mutex_destroy(&nm.lock);
+}
+
+START_TEST(test_idle_timeout)
+{
+  t_idle_scenario(false);
+}
+END_TEST
+
+START_TEST(test_idle_timeout_named)
+{
+  t_idle_scenario(true);
+}
+END_TEST
+
+START_TEST(test_idle_timeout_off)
+{
+  struct tenv e;
+  struct t_opts o;
+  struct t_clock clk;
+  struct tc c;
+
+  /* With no limit an hour of idleness changes nothing. */
+  atomic_init(&clk.shared, T_NOW_MS);
+  atomic_init(&clk.client7, T_NOW_MS);
+  atomic_init(&clk.unnamed_calls, 0);
+  memset(&o, 0, sizeof(o));
+  o.clock.now_ms = t_clock_now;
+  o.clock.ctx = &clk;
+  env_start_opts(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION, &o);
+  tc_init(&c, proxy_port(e.px));
+  ck_assert_int_eq(t_curl_ntlm_post(&c, NULL), CURLE_OK);
+  ck_assert_int_eq(c.status, 200);
+  atomic_fetch_add(&clk.shared, 3600 * 1000);
+  ck_assert_int_eq(t_curl_ntlm_post(&c, NULL), CURLE_OK);
+  ck_assert_int_eq(c.status, 200);
+  ck_assert_int_eq(c.connects, 0);
+  assert_stats(e.px, .connections = 1, .requests = 3, .challenges = 1,
+               .auth_ok = 1, .forwarded = 2);
+  tc_free(&c);
+  env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_max_requests)
+{
+  struct tenv e;
+  struct t_opts o;
+  struct tc c;
+  char v[256];
+  char www[4096];
+  char *t1 = t_type1(NTLM_SCHEME_NTLM);
+  char *t3;
+  const char *h1[] = {t1, NULL};
+  const char *h3[] = {NULL, NULL};
+
+  memset(&o, 0, sizeof(o));
+  o.max_requests = 3;
+  env_start_opts(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION, &o);
+  tc_init(&c, proxy_port(e.px));
+  ck_assert_int_eq(tc_do(&c, "POST", "/EWS/Exchange.asmx", h1, "", 0),
+                   CURLE_OK);
+  ck_assert_int_eq(c.status, 401);
+  ck_assert_ptr_null(tc_header(&c, "Connection", v, sizeof(v)));
+  ck_assert_ptr_nonnull(tc_header(&c, "WWW-Authenticate", www, sizeof(www)));
+  t3 = t_type3(www, NTLM_SCHEME_NTLM, "alice", T_PASSWORD);
+  h3[0] = t3;
+  ck_assert_int_eq(
+      tc_do(&c, "POST", "/EWS/Exchange.asmx", h3, oof_body, strlen(oof_body)),
+      CURLE_OK);
+  ck_assert_int_eq(c.status, 200);
+  ck_assert_int_eq(c.connects, 0);
+  ck_assert_ptr_null(tc_header(&c, "Connection", v, sizeof(v)));
+  /* The third answer is the last on this connection. */
+  ck_assert_int_eq(
+      tc_do(&c, "POST", "/EWS/Exchange.asmx", NULL, oof_body, strlen(oof_body)),
+      CURLE_OK);
+  ck_assert_int_eq(c.status, 200);
+  ck_assert_int_eq(c.connects, 0);
+  ck_assert_str_eq(tc_header(&c, "Connection", v, sizeof(v)), "close");
+  ck_assert_ptr_nonnull(strstr(c.body.data, "GetUserOofSettingsResponse"));
+  t_wait_for(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY);
+  ck_assert_uint_eq(t_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY, 1),
+                    1);
+  assert_stats(e.px, .connections = 1, .requests = 3, .challenges = 1,
+               .auth_ok = 1, .forwarded = 2, .max_requests_closed = 1);
+  ck_assert(t_has_note(&e.trace, "connection 1 reached the listener's limit "
+                                 "of 3 requests: Connection: close, the "
+                                 "connection closes after this answer"));
+  /* The next request needs a new connection, which starts
+   * unauthenticated. */
+  ck_assert_int_eq(
+      tc_do(&c, "POST", "/EWS/Exchange.asmx", NULL, oof_body, strlen(oof_body)),
+      CURLE_OK);
+  ck_assert_int_eq(c.status, 401);
+  ck_assert_int_eq(c.connects, 1);
+  ck_assert_ptr_null(tc_header(&c, "Connection", v, sizeof(v)));
+  ck_assert_uint_eq(be_stats(&e).requests, 2);
+  ck_assert_uint_eq(be_stats(&e).oof_ok, 2);
+  assert_stats(e.px, .connections = 2, .requests = 4, .challenges = 1,
+               .auth_ok = 1, .forwarded = 2, .max_requests_closed = 1);
+  tc_free(&c);
+  free(t1);
+  free(t3);
+  env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_connection_timeout)
+{
+  struct tenv e;
+  struct t_opts o;
+  struct sockaddr_in sa;
+  struct timespec t0, t1;
+  char buf[64];
+  ssize_t got;
+  double elapsed;
+  int fd;
+
+  memset(&o, 0, sizeof(o));
+  o.connection_timeout_s = 1;
+  env_start_opts(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION, &o);
+  fd = socket(AF_INET, SOCK_STREAM, 0);
+  ck_assert_int_ge(fd, 0);
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sa.sin_port = htons(proxy_port(e.px));
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  /* A client that says nothing: the listener drops it after 1 s of real
+   * time, which recv sees as the end of the stream. */
+  got = recv(fd, buf, sizeof(buf), 0);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  ck_assert_int_le(got, 0);
+  elapsed =
+      (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  ck_assert_msg(elapsed >= 0.9 && elapsed < 10.0, "closed after %.2f s",
+                elapsed);
+  close(fd);
+  t_wait_for(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY);
+  assert_stats(e.px, .connections = 1);
+  env_stop(&e);
+}
+END_TEST
+
 static Suite *proxy_suite(void)
 {
   Suite *s = suite_create("proxy");
@@ -1772,6 +2608,17 @@ static Suite *proxy_suite(void)
   tcase_add_test(tc, test_concurrent_connections);
   tcase_add_test(tc, test_stop_with_open_connections);
   tcase_add_test(tc, test_stop_with_request_in_flight);
+  tcase_add_test(tc, test_auth_names);
+  tcase_add_test(tc, test_negotiate_kerberos);
+  tcase_add_test(tc, test_basic_ok);
+  tcase_add_test(tc, test_basic_forwarded_as_is);
+  tcase_add_test(tc, test_basic_refused);
+  tcase_add_test(tc, test_auth_none);
+  tcase_add_test(tc, test_idle_timeout);
+  tcase_add_test(tc, test_idle_timeout_named);
+  tcase_add_test(tc, test_idle_timeout_off);
+  tcase_add_test(tc, test_max_requests);
+  tcase_add_test(tc, test_connection_timeout);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -1,0 +1,578 @@
+/*
+ * cmd_run.c - `kbsim run` (from flags or scenario files) and `kbsim sweep`.
+ *
+ * Both build a scenario - from the flags, or from an INI file - and run
+ * it through run.h, so a flag run is just an unnamed scenario.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "evidence.h"
+
+#define KBSIM_MAX_FILES 256
+#define KBSIM_MAX_SEEDS 1000000u
+#define KBSIM_MAX_JOBS 64
+
+/* ---- evidence --------------------------------------------------------- */
+
+struct kbsim_evidence {
+  const char *transcript, *pcap, *json;
+};
+
+/* Returns path with name inserted before its extension ("bug.txt" +
+ * "fix" -> "bug-fix.txt") into out, for runs of several scenarios. */
+static const char *kbsim_evidence_path(const char *path, const char *name,
+                                       bool several, char *out, size_t len)
+{
+  const char *slash, *dot;
+
+  if(!path || !several)
+    return path;
+  slash = strrchr(path, '/');
+  dot = strrchr(path, '.');
+  if(!dot || (slash && dot < slash))
+    snprintf(out, len, "%s-%s", path, name);
+  else
+    snprintf(out, len, "%.*s-%s%s", (int)(dot - path), path, name, dot);
+  return out;
+}
+
+/* Writes whichever evidence files were asked for. Returns 0, or -1 after
+ * printing a one-line error. */
+static int kbsim_write_evidence(struct sim_recorder *rec,
+                                const struct kbsim_evidence *want,
+                                const struct scenario *sc,
+                                const struct sim_outcome *o, bool several)
+{
+  char tbuf[512], pbuf[512], jbuf[512], err[512];
+  const char *transcript = kbsim_evidence_path(want->transcript, sc->name,
+                                               several, tbuf, sizeof(tbuf));
+  const char *pcap = kbsim_evidence_path(want->pcap, sc->name, several, pbuf,
+                                         sizeof(pbuf));
+  const char *json = kbsim_evidence_path(want->json, sc->name, several, jbuf,
+                                         sizeof(jbuf));
+
+  if(rec->failed) {
+    fprintf(stderr, "kbsim: out of memory recording the trace; evidence "
+            "would be incomplete, so none was written\n");
+    return -1;
+  }
+  if(transcript) {
+    FILE *f = fopen(transcript, "w");
+    int bad = !f || evidence_write_transcript(rec, f);
+    if(f && fclose(f))
+      bad = 1;
+    if(bad) {
+      fprintf(stderr, "kbsim: --transcript %s: cannot write: %s\n", transcript,
+              strerror(errno));
+      return -1;
+    }
+  }
+  if(pcap && evidence_write_pcap(rec, pcap, SIM_CASE_EPOCH_MS, err,
+                                 sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return -1;
+  }
+  if(json) {
+    const struct scenario_member *m = &sc->members[0];
+    struct evidence_run run = {
+      sc->nmembers == 1
+          ? proxy_policy_name(scenario_effective_policy(m->patch, m->script))
+          : "array",
+      sc->seed, sc->clients, sc->posts, ntlm_response_kind_name(sc->ntlm),
+      &o->sessions, &o->backend, &o->proxy};
+    if(evidence_write_json(rec, &run, json, err, sizeof(err))) {
+      fprintf(stderr, "kbsim: %s\n", err);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* ---- printing --------------------------------------------------------- */
+
+static void kbsim_print_sessions(const struct sim_outcome *o)
+{
+  size_t i, j;
+
+  for(i = 0; i < o->sessions.count; i++) {
+    const struct sim_session *s = &o->sessions.sessions[i];
+
+    if(s->error[0]) {
+      printf("client %u  could not start: %s\n", s->id, s->error);
+      continue;
+    }
+    for(j = 0; j < s->nresults; j++) {
+      const struct client_post_result *r = &s->results[j];
+      char legs[32];
+
+      if(r->legs > 1)
+        snprintf(legs, sizeof(legs), "%d -> %d", r->leg1_status,
+                 r->final_status);
+      else
+        snprintf(legs, sizeof(legs), "%d", r->final_status);
+      printf("client %-3u POST %-2u %-20s conn %-2" PRIu64
+             " legs %u  %-10s %s%s%s\n",
+             s->id, r->index, client_post_kind_name(r->kind), r->connection,
+             r->legs, legs, client_outcome_name(r->outcome),
+             r->detail[0] ? ": " : "", r->detail);
+    }
+    printf("client %-3u sees: %s; presence %s; scheduling %s\n", s->id,
+           s->view.integration_error ? CLIENT_NOTIFICATION_TEXT
+                                     : "no notification",
+           s->view.presence_available ? "available" : "unavailable",
+           s->view.scheduling_available ? "available" : "unavailable");
+  }
+}
+
+/* ---- run -------------------------------------------------------------- */
+
+/* Runs one scenario, writes its evidence, prints its lines. Returns 0 when
+ * it ran and matched its expectations, 1 when it did not. */
+static int kbsim_run_one(const struct scenario *sc,
+                         const struct kbsim_evidence *want, bool from_file,
+                         bool verbose, bool several)
+{
+  struct sim_recorder rec;
+  struct sim_outcome o;
+  char err[512], why[512], summary[768];
+  int result = 1;
+
+  sim_recorder_init(&rec, want->transcript || want->pcap);
+  if(sim_scenario_run(sc, want->transcript || want->pcap || want->json
+                              ? sim_recorder_as_kb(&rec)
+                              : (struct kb_trace){0},
+                      &o, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    sim_recorder_free(&rec);
+    return 1;
+  }
+  if(kbsim_write_evidence(&rec, want, sc, &o, several))
+    goto done;
+  if(!from_file || verbose)
+    kbsim_print_sessions(&o);
+  sim_outcome_summary(sc, &o, summary, sizeof(summary));
+  if(sim_scenario_check(sc, &o, why, sizeof(why)))
+    result = 0;
+  if(from_file) {
+    const char *got = o.sessions.users_with_error ? "error" : "clean";
+    printf("%s %s (%s): expected %s, got %s: %s%s%s\n",
+           result ? "FAIL" : "PASS", sc->name, sc->path,
+           sc->expect.outcome < 0 ? "-" : sc->expect.outcome ? "error" : "clean",
+           got, summary, result ? "; " : "", result ? why : "");
+  }
+  else {
+    const struct scenario_member *m = &sc->members[0];
+    printf("summary: policy %s, seed %" PRIu64 ": %u clients, %u POSTs, %u ok, "
+           "%u failed; %s\n",
+           proxy_policy_name(scenario_effective_policy(m->patch, m->script)),
+           sc->seed, (unsigned)o.sessions.count, o.sessions.posts,
+           o.sessions.posts_ok, o.sessions.posts_failed, summary);
+    if(result)
+      printf("%s\n", why);
+  }
+
+done:
+  sim_outcome_free(&o);
+  sim_recorder_free(&rec);
+  return result;
+}
+
+int kbsim_cmd_run(int argc, char **argv)
+{
+  static const struct option opts[] = {
+    {"policy", required_argument, NULL, 'P'},
+    {"clients", required_argument, NULL, 'c'},
+    {"posts", required_argument, NULL, 'p'},
+    {"seed", required_argument, NULL, 's'},
+    {"expect", required_argument, NULL, 'e'},
+    {"ntlm", required_argument, NULL, 'n'},
+    {"user", required_argument, NULL, 'u'},
+    {"transcript", required_argument, NULL, 't'},
+    {"pcap", required_argument, NULL, 'w'},
+    {"json", required_argument, NULL, 'j'},
+    {"verbose", no_argument, NULL, 'v'},
+    {NULL, 0, NULL, 0}};
+  static struct scenario scenarios[KBSIM_MAX_FILES];
+  struct scenario *flags = &scenarios[0];
+  struct kbsim_evidence want = {NULL, NULL, NULL};
+  bool have_policy = false, have_seed = false, verbose = false;
+  bool flag_only = false; /* a flag that makes no sense with files */
+  const char *flag_name = NULL;
+  uint64_t v, seed = 1;
+  size_t nfiles, i;
+  char err[512];
+  int c, failed = 0, bad = 0;
+
+  scenario_defaults(flags);
+  flags->nusers = 0;
+  opterr = 0;
+  optind = 1;
+  while((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    switch(c) {
+    case 'P': {
+      enum proxy_policy policy;
+      if(proxy_policy_parse(optarg, &policy))
+        return kbsim_bad_args("--policy: '%s' is not per-connection or "
+                              "per-request", optarg);
+      /* As shipped, or with the hotfix (SP1) and the script. */
+      flags->members[0].patch = policy == PROXY_POLICY_PER_REQUEST
+                                    ? SCENARIO_PATCH_SP1
+                                    : SCENARIO_PATCH_RTM;
+      flags->members[0].script = policy == PROXY_POLICY_PER_REQUEST;
+      have_policy = true;
+      flag_only = true;
+      flag_name = "--policy";
+      break;
+    }
+    case 'c':
+      if(kbsim_parse_u64(optarg, 1, KBSIM_MAX_CLIENTS, &v))
+        return kbsim_bad_args("--clients: '%s' is not a number from 1 to "
+                              "1000", optarg);
+      flags->clients = (unsigned)v;
+      flag_only = true;
+      flag_name = "--clients";
+      break;
+    case 'p':
+      if(kbsim_parse_u64(optarg, 1, KBSIM_MAX_POSTS, &v))
+        return kbsim_bad_args("--posts: '%s' is not a number from 1 to 100",
+                              optarg);
+      flags->posts = (unsigned)v;
+      flag_only = true;
+      flag_name = "--posts";
+      break;
+    case 's':
+      if(kbsim_parse_u64(optarg, 0, UINT64_MAX, &seed))
+        return kbsim_bad_args("--seed: '%s' is not a whole number", optarg);
+      have_seed = true;
+      break;
+    case 'e':
+      if(!strcmp(optarg, "error"))
+        flags->expect.outcome = 1;
+      else if(!strcmp(optarg, "clean"))
+        flags->expect.outcome = 0;
+      else
+        return kbsim_bad_args("--expect: '%s' is not error or clean", optarg);
+      flag_only = true;
+      flag_name = "--expect";
+      break;
+    case 'n':
+      if(kbsim_parse_kind(optarg, &flags->ntlm))
+        return kbsim_bad_args("--ntlm: '%s' is not v2, v1 or v1-ess", optarg);
+      flag_only = true;
+      flag_name = "--ntlm";
+      break;
+    case 'u':
+      if(flags->nusers == KBSIM_MAX_USERS)
+        return kbsim_bad_args("--user: at most 64 users; give fewer");
+      if(!strchr(optarg, '\\') || !strchr(optarg, ':') ||
+         strlen(optarg) >= sizeof(flags->user_specs[0]))
+        return kbsim_bad_args("--user: '%s' is not DOMAIN\\user:password; "
+                              "write it like 'FABRIKAM\\alice:Secret1'",
+                              strchr(optarg, ':') ? "(password hidden)"
+                                                  : optarg);
+      snprintf(flags->user_specs[flags->nusers++], sizeof(flags->user_specs[0]),
+               "%s", optarg);
+      flag_only = true;
+      flag_name = "--user";
+      break;
+    case 't':
+      want.transcript = optarg;
+      break;
+    case 'w':
+      want.pcap = optarg;
+      break;
+    case 'j':
+      want.json = optarg;
+      break;
+    case 'v':
+      verbose = true;
+      break;
+    case ':':
+      return kbsim_bad_args("%s needs a value", argv[optind - 1]);
+    default:
+      return kbsim_bad_args("run: unknown option '%s'", argv[optind - 1]);
+    }
+  }
+
+  nfiles = (size_t)(argc - optind);
+  if(nfiles) {
+    if(flag_only)
+      return kbsim_bad_args("run: %s cannot be combined with scenario files; "
+                            "set it in the file instead", flag_name);
+    if(nfiles > KBSIM_MAX_FILES)
+      return kbsim_bad_args("run: at most %d scenario files at once",
+                            KBSIM_MAX_FILES);
+    /* Read every file before running any, so a typo in the last one is
+     * found before minutes of runs. */
+    for(i = 0; i < nfiles; i++) {
+      if(scenario_load(argv[optind + (int)i], &scenarios[i], err,
+                       sizeof(err))) {
+        fprintf(stderr, "kbsim: %s\n", err);
+        bad = 1;
+      }
+      else if(have_seed)
+        scenarios[i].seed = seed;
+    }
+    if(bad)
+      return 2;
+    for(i = 0; i < nfiles; i++)
+      failed += kbsim_run_one(&scenarios[i], &want, true, verbose, nfiles > 1);
+    if(nfiles > 1)
+      printf("%zu scenarios: %zu passed, %d failed\n", nfiles,
+             nfiles - (size_t)failed, failed);
+    return failed ? 1 : 0;
+  }
+
+  if(!have_policy)
+    return kbsim_bad_args("run: give scenario files, or --policy "
+                          "per-connection|per-request");
+  if(!flags->nusers)
+    snprintf(flags->user_specs[flags->nusers++], sizeof(flags->user_specs[0]),
+             "%s", kbsim_default_user);
+  flags->nmembers = 1;
+  snprintf(flags->members[0].name, sizeof(flags->members[0].name), "ISA01");
+  snprintf(flags->name, sizeof(flags->name), "run");
+  flags->seed = seed;
+  return kbsim_run_one(flags, &want, false, verbose, false);
+}
+
+/* ---- sweep ------------------------------------------------------------ */
+
+/* One seed's result. */
+struct kbsim_seed_result {
+  bool ran;
+  unsigned sessions;
+  unsigned with_error;
+  uint64_t empty_posts;
+  uint64_t ews_posts;
+  char error[256];
+};
+
+struct kbsim_sweep {
+  const struct scenario *sc;
+  uint64_t first;
+  uint64_t count;
+  struct kbsim_seed_result *results;
+  atomic_uint_fast64_t next;
+  atomic_uint_fast64_t done;
+  bool progress;                /* stderr is a terminal */
+  pthread_mutex_t print_lock;   /* progress line */
+  int64_t last_print_ms;
+};
+
+static int64_t kbsim_monotonic_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Worker: takes the next seed until none is left. Each result goes to its
+ * own slot, so the totals do not depend on which worker ran what. */
+static void *kbsim_sweep_worker(void *arg)
+{
+  struct kbsim_sweep *sw = arg;
+  struct scenario sc = *sw->sc;
+  uint64_t i;
+
+  while((i = atomic_fetch_add(&sw->next, 1)) < sw->count) {
+    struct kbsim_seed_result *r = &sw->results[i];
+    struct sim_outcome o;
+    struct kb_trace none = {0};
+    uint64_t done;
+
+    sc.seed = sw->first + i;
+    if(sim_scenario_run(&sc, none, &o, r->error, sizeof(r->error)) == 0) {
+      r->ran = true;
+      r->sessions = (unsigned)o.sessions.count;
+      r->with_error = o.sessions.users_with_error;
+      r->empty_posts = o.backend.empty_posts;
+      r->ews_posts = o.ews_posts;
+      sim_outcome_free(&o);
+    }
+    done = atomic_fetch_add(&sw->done, 1) + 1;
+    if(sw->progress) {
+      int64_t now = kbsim_monotonic_ms();
+      pthread_mutex_lock(&sw->print_lock);
+      if(now - sw->last_print_ms >= 100 || done == sw->count) {
+        fprintf(stderr, "\rsweep: %" PRIu64 "/%" PRIu64 " seeds (%3u%%)", done,
+                sw->count, (unsigned)(done * 100 / sw->count));
+        if(done == sw->count)
+          fputs("\n", stderr);
+        fflush(stderr);
+        sw->last_print_ms = now;
+      }
+      pthread_mutex_unlock(&sw->print_lock);
+    }
+  }
+  return NULL;
+}
+
+/* Wilson score interval for k successes in n trials, 95%. */
+static void kbsim_wilson(uint64_t k, uint64_t n, double *lo, double *hi)
+{
+  const double z = 1.959963984540054;
+  double p, denom, centre, half;
+
+  if(!n) {
+    *lo = 0;
+    *hi = 1;
+    return;
+  }
+  p = (double)k / (double)n;
+  denom = 1 + z * z / (double)n;
+  centre = (p + z * z / (2 * (double)n)) / denom;
+  half = z * sqrt(p * (1 - p) / (double)n + z * z / (4.0 * (double)n * (double)n)) /
+         denom;
+  *lo = centre - half < 0 ? 0 : centre - half;
+  *hi = centre + half > 1 ? 1 : centre + half;
+}
+
+/* Parses "A..B" (or a single seed "A") into first and count. */
+static int kbsim_parse_seeds(const char *text, uint64_t *first, uint64_t *count)
+{
+  char lo[32];
+  const char *dots = strstr(text, "..");
+  uint64_t a, b;
+
+  if(!dots) {
+    if(kbsim_parse_u64(text, 0, UINT64_MAX, &a))
+      return -1;
+    *first = a;
+    *count = 1;
+    return 0;
+  }
+  if((size_t)(dots - text) >= sizeof(lo))
+    return -1;
+  snprintf(lo, sizeof(lo), "%.*s", (int)(dots - text), text);
+  if(kbsim_parse_u64(lo, 0, UINT64_MAX, &a) ||
+     kbsim_parse_u64(dots + 2, 0, UINT64_MAX, &b) || b < a ||
+     b - a >= KBSIM_MAX_SEEDS)
+    return -1;
+  *first = a;
+  *count = b - a + 1;
+  return 0;
+}
+
+int kbsim_cmd_sweep(int argc, char **argv)
+{
+  static const struct option opts[] = {
+    {"seeds", required_argument, NULL, 's'},
+    {"jobs", required_argument, NULL, 'j'},
+    {NULL, 0, NULL, 0}};
+  struct scenario sc;
+  struct kbsim_sweep sw;
+  pthread_t threads[KBSIM_MAX_JOBS];
+  uint64_t first = 0, count = 0, jobs, sessions = 0, with_error = 0;
+  uint64_t empty = 0, ews = 0, failed_runs = 0, i;
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  double lo, hi;
+  unsigned started = 0;
+  char err[512];
+  int c;
+
+  jobs = cpus > 0 ? (uint64_t)cpus : 1;
+  opterr = 0;
+  optind = 1;
+  while((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    switch(c) {
+    case 's':
+      if(kbsim_parse_seeds(optarg, &first, &count))
+        return kbsim_bad_args("--seeds: '%s' is not A..B with A <= B (at most "
+                              "%u seeds), nor one seed", optarg,
+                              KBSIM_MAX_SEEDS);
+      break;
+    case 'j':
+      if(kbsim_parse_u64(optarg, 1, KBSIM_MAX_JOBS, &jobs))
+        return kbsim_bad_args("--jobs: '%s' is not a number from 1 to %d",
+                              optarg, KBSIM_MAX_JOBS);
+      break;
+    case ':':
+      return kbsim_bad_args("%s needs a value", argv[optind - 1]);
+    default:
+      return kbsim_bad_args("sweep: unknown option '%s'", argv[optind - 1]);
+    }
+  }
+  if(argc - optind != 1)
+    return kbsim_bad_args("sweep: give exactly one scenario file");
+  if(!count)
+    return kbsim_bad_args("sweep: --seeds A..B is required");
+  if(scenario_load(argv[optind], &sc, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return 2;
+  }
+  if(jobs > count)
+    jobs = count;
+
+  memset(&sw, 0, sizeof(sw));
+  sw.sc = &sc;
+  sw.first = first;
+  sw.count = count;
+  sw.results = calloc(count, sizeof(*sw.results));
+  if(!sw.results) {
+    fprintf(stderr, "kbsim: out of memory for %" PRIu64 " seeds\n", count);
+    return 1;
+  }
+  atomic_init(&sw.next, 0);
+  atomic_init(&sw.done, 0);
+  sw.progress = isatty(2);
+  pthread_mutex_init(&sw.print_lock, NULL);
+  for(i = 0; i < jobs; i++) {
+    if(pthread_create(&threads[i], NULL, kbsim_sweep_worker, &sw))
+      break;
+    started++;
+  }
+  if(!started)
+    kbsim_sweep_worker(&sw);
+  for(i = 0; i < started; i++)
+    pthread_join(threads[i], NULL);
+  pthread_mutex_destroy(&sw.print_lock);
+
+  for(i = 0; i < count; i++) {
+    const struct kbsim_seed_result *r = &sw.results[i];
+    if(!r->ran) {
+      if(!failed_runs)
+        fprintf(stderr, "kbsim: seed %" PRIu64 ": %s\n", first + i, r->error);
+      failed_runs++;
+      continue;
+    }
+    sessions += r->sessions;
+    with_error += r->with_error;
+    empty += r->empty_posts;
+    ews += r->ews_posts;
+  }
+  free(sw.results);
+
+  kbsim_wilson(with_error, sessions, &lo, &hi);
+  printf("sweep %s (%s), seeds %" PRIu64 "..%" PRIu64 ": %" PRIu64
+         " runs, %" PRIu64 " sessions, %" PRIu64 " jobs\n",
+         sc.name, sc.path, first, first + count - 1, count - failed_runs,
+         sessions, jobs);
+  printf("sessions with the Outlook Integration Error: %" PRIu64 " of %" PRIu64
+         " = %.2f%% (95%% CI %.2f%%..%.2f%%)\n",
+         with_error, sessions,
+         sessions ? 100.0 * (double)with_error / (double)sessions : 0.0,
+         100 * lo, 100 * hi);
+  printf("EWS POSTs that reached Exchange empty: %" PRIu64 " of %" PRIu64
+         " = %.2f%%\n",
+         empty, ews, ews ? 100.0 * (double)empty / (double)ews : 0.0);
+  if(failed_runs) {
+    printf("%" PRIu64 " runs could not run (first error above)\n",
+           failed_runs);
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,234 @@
+/*
+ * run.c - scenario -> topology + client plan -> outcome -> verdict.
+ */
+#include "run.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Appends printf-formatted text to out[len] at *pos, never past the end. */
+static void sim__append(char *out, size_t len, size_t *pos, const char *fmt,
+                        ...) __attribute__((format(printf, 4, 5)));
+static void sim__append(char *out, size_t len, size_t *pos, const char *fmt,
+                        ...)
+{
+  va_list ap;
+  int n;
+
+  if(*pos >= len)
+    return;
+  va_start(ap, fmt);
+  n = vsnprintf(out + *pos, len - *pos, fmt, ap);
+  va_end(ap);
+  if(n > 0)
+    *pos += (size_t)n < len - *pos ? (size_t)n : len - *pos - 1;
+}
+
+static void sim__add_stats(struct proxy_stats *sum,
+                           const struct proxy_stats *s)
+{
+  sum->connections += s->connections;
+  sum->requests += s->requests;
+  sum->challenges += s->challenges;
+  sum->auth_ok += s->auth_ok;
+  sum->auth_failed += s->auth_failed;
+  sum->reauth_skipped += s->reauth_skipped;
+  sum->forwarded += s->forwarded;
+  sum->forwarded_empty_posts += s->forwarded_empty_posts;
+  sum->upstream_errors += s->upstream_errors;
+  sum->basic_ok += s->basic_ok;
+  sum->basic_failed += s->basic_failed;
+  sum->idle_closed += s->idle_closed;
+  sum->max_requests_closed += s->max_requests_closed;
+}
+
+int sim_scenario_run(const struct scenario *sc, struct kb_trace trace,
+                     struct sim_outcome *out, char *err, size_t errlen)
+{
+  struct sim_topology_config cfg;
+  struct sim_topology *topo = NULL;
+  struct kb_users *users = NULL;
+  struct sim_clients plan;
+  const char *logins[SCENARIO_MAX_USERS];
+  char owned[SCENARIO_MAX_USERS][SCENARIO_TEXT * 2];
+  size_t nlogins = 0;
+  size_t i, j;
+  char why[256];
+  int result = -1;
+
+  memset(out, 0, sizeof(*out));
+  users = kb_users_new();
+  if(!users) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  for(i = 0; i < sc->nusers; i++) {
+    if(kb_users_add_spec(users, sc->user_specs[i], why, sizeof(why))) {
+      snprintf(err, errlen, "%s: [users]: %s", sc->path[0] ? sc->path : sc->name,
+               why);
+      goto done;
+    }
+  }
+
+  /* Who signs in: the one [clients] user, or every user in turn; a
+   * password override replaces what the store knows (a wrong password). */
+  for(i = 0; i < sc->nusers; i++) {
+    const char *spec = sc->user_specs[i];
+    size_t n = strcspn(spec, ":");
+
+    if(sc->client_user[0] && (strlen(sc->client_user) != n ||
+                              strncasecmp(spec, sc->client_user, n)))
+      continue;
+    if(sc->has_password_override)
+      snprintf(owned[nlogins], sizeof(owned[0]), "%.*s:%s", (int)n, spec,
+               sc->client_password);
+    else
+      snprintf(owned[nlogins], sizeof(owned[0]), "%s", spec);
+    logins[nlogins] = owned[nlogins];
+    nlogins++;
+  }
+  if(!nlogins) {
+    snprintf(err, errlen, "%s: no user to sign in as", sc->name);
+    goto done;
+  }
+
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.users = users;
+  cfg.simulated = true;
+  cfg.seed = sc->seed;
+  cfg.trace = trace;
+  cfg.auth = sc->auth;
+  cfg.idle_timeout_ms = sc->idle_timeout_ms;
+  cfg.max_requests = sc->max_requests;
+  cfg.balancer = sc->balancer == SCENARIO_BALANCER_SEEDED
+                     ? SIM_BALANCER_SEEDED
+                     : SIM_BALANCER_ROUND_ROBIN;
+  cfg.nmembers = sc->nmembers;
+  for(i = 0; i < sc->nmembers; i++) {
+    cfg.members[i].name = sc->members[i].name;
+    cfg.members[i].policy = scenario_effective_policy(sc->members[i].patch,
+                                                      sc->members[i].script);
+  }
+  if(sim_topology_start(&cfg, &topo, err, errlen))
+    goto done;
+
+  memset(&plan, 0, sizeof(plan));
+  plan.count = sc->clients;
+  plan.ews_posts = sc->posts;
+  plan.ntlm = sc->ntlm;
+  plan.kind = sc->kind;
+  plan.think_min_ms = sc->think_min_ms;
+  plan.think_max_ms = sc->think_max_ms;
+  plan.idle_timeout_ms = sc->client_idle_timeout_ms;
+  plan.max_requests = sc->client_max_requests;
+  plan.logins = logins;
+  plan.nlogins = nlogins;
+  if(sim_run_plan(topo, &plan, &out->sessions, err, errlen))
+    goto done;
+
+  backend_stats(topo->backend, &out->backend);
+  out->nmembers = topo->nproxies;
+  for(i = 0; i < topo->nproxies; i++) {
+    proxy_stats(topo->proxies[i], &out->members[i]);
+    sim__add_stats(&out->proxy, &out->members[i]);
+  }
+  for(i = 0; i < out->sessions.count; i++)
+    for(j = 0; j < out->sessions.sessions[i].nresults; j++)
+      if(out->sessions.sessions[i].results[j].kind != CLIENT_POST_AUTODISCOVER)
+        out->ews_posts++;
+  result = 0;
+
+done:
+  /* Stopping closes the last connections: their closes belong to the
+   * evidence, so the caller reads the trace only after this. */
+  sim_topology_stop(topo);
+  kb_users_free(users);
+  if(result)
+    sim_outcome_free(out);
+  return result;
+}
+
+void sim_outcome_free(struct sim_outcome *o)
+{
+  if(!o)
+    return;
+  sim_sessions_free(&o->sessions);
+  memset(o, 0, sizeof(*o));
+}
+
+static void sim__expect_count(const char *what, int64_t want, uint64_t got,
+                              char *why, size_t len, size_t *pos, int *ok)
+{
+  if(want < 0 || (uint64_t)want == got)
+    return;
+  sim__append(why, len, pos, "%sexpected %s %" PRId64 ", got %" PRIu64,
+              *pos ? "; " : "", what, want, got);
+  *ok = 0;
+}
+
+int sim_scenario_check(const struct scenario *sc, const struct sim_outcome *o,
+                       char *why, size_t len)
+{
+  const struct scenario_expect *e = &sc->expect;
+  size_t pos = 0;
+  int ok = 1;
+  int got_error = o->sessions.users_with_error > 0;
+
+  if(len)
+    why[0] = '\0';
+  if(e->outcome >= 0 && e->outcome != got_error) {
+    sim__append(why, len, &pos, "expected %s, got %s",
+                e->outcome ? "error" : "clean", got_error ? "error" : "clean");
+    ok = 0;
+  }
+  sim__expect_count("empty_posts", e->empty_posts, o->backend.empty_posts, why,
+                    len, &pos, &ok);
+  sim__expect_count("users_with_error", e->users_with_error,
+                    o->sessions.users_with_error, why, len, &pos, &ok);
+  sim__expect_count("backend_requests", e->backend_requests,
+                    o->backend.requests, why, len, &pos, &ok);
+  sim__expect_count("auth_failed", e->auth_failed,
+                    o->proxy.auth_failed + o->proxy.basic_failed, why, len,
+                    &pos, &ok);
+  if(o->sessions.not_started) {
+    sim__append(why, len, &pos, "%s%u clients could not start", pos ? "; " : "",
+                o->sessions.not_started);
+    ok = 0;
+  }
+  return ok;
+}
+
+void sim_outcome_summary(const struct scenario *sc, const struct sim_outcome *o,
+                         char *out, size_t len)
+{
+  size_t pos = 0;
+  size_t i;
+
+  sim__append(out, len, &pos,
+              "%u of %u users saw the Outlook Integration Error; Exchange "
+              "received %" PRIu64 " of %" PRIu64 " EWS POSTs empty",
+              o->sessions.users_with_error, (unsigned)o->sessions.count,
+              o->backend.empty_posts, o->ews_posts);
+  if(o->backend.empty_posts) {
+    sim__append(out, len, &pos, " (");
+    for(i = 0; i < o->nmembers; i++) {
+      const struct scenario_member *m = &sc->members[i];
+      sim__append(out, len, &pos, "%s%s %s%s %s: %" PRIu64, i ? ", " : "",
+                  m->name, scenario_patch_name(m->patch),
+                  m->script ? "+script" : "",
+                  proxy_policy_name(scenario_effective_policy(m->patch,
+                                                              m->script)),
+                  o->members[i].forwarded_empty_posts);
+    }
+    sim__append(out, len, &pos, ")");
+  }
+  sim__append(out, len, &pos, "; %" PRIu64 " requests reached Exchange",
+              o->backend.requests);
+  if(o->proxy.auth_failed || o->proxy.basic_failed)
+    sim__append(out, len, &pos, "; %" PRIu64 " logins refused",
+                o->proxy.auth_failed + o->proxy.basic_failed);
+}

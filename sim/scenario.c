@@ -1,0 +1,529 @@
+/*
+ * scenario.c - INI scenario files, parsed by inih.
+ *
+ * inih reads the file through a line reader of ours, which counts lines
+ * and spots section headers, so every error can name its line, including
+ * the checks made once the whole file has been read.
+ */
+#include "scenario.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+const char *scenario_patch_name(enum scenario_patch patch)
+{
+  switch(patch) {
+  case SCENARIO_PATCH_RTM:
+    return "rtm";
+  case SCENARIO_PATCH_RTM_HOTFIX:
+    return "rtm+hotfix";
+  case SCENARIO_PATCH_SP1:
+    return "sp1";
+  }
+  return "?";
+}
+
+enum proxy_policy scenario_effective_policy(enum scenario_patch patch,
+                                            bool script)
+{
+  return script && patch != SCENARIO_PATCH_RTM ? PROXY_POLICY_PER_REQUEST
+                                               : PROXY_POLICY_PER_CONNECTION;
+}
+
+void scenario_defaults(struct scenario *sc)
+{
+  memset(sc, 0, sizeof(*sc));
+  snprintf(sc->name, sizeof(sc->name), "unnamed");
+  sc->seed = 1;
+  sc->auth = PROXY_AUTH_INTEGRATED;
+  sc->balancer = SCENARIO_BALANCER_ROUND_ROBIN;
+  sc->clients = 1;
+  sc->kind = CLIENT_KIND_COMMUNICATOR;
+  sc->posts = 2;
+  sc->ntlm = NTLM_RESPONSE_V2;
+  sc->expect.outcome = -1;
+  sc->expect.empty_posts = -1;
+  sc->expect.users_with_error = -1;
+  sc->expect.backend_requests = -1;
+  sc->expect.auth_failed = -1;
+}
+
+int scenario_parse_duration(const char *text, int64_t *ms)
+{
+  char *end = NULL;
+  double v;
+  double scale = 1000;
+
+  if(!text || !*text)
+    return -1;
+  errno = 0;
+  v = strtod(text, &end);
+  if(errno || end == text || v < 0 || v > 1e9)
+    return -1;
+  if(!strcmp(end, "") || !strcmp(end, "s"))
+    scale = 1000;
+  else if(!strcmp(end, "ms"))
+    scale = 1;
+  else if(!strcmp(end, "m"))
+    scale = 60000;
+  else if(!strcmp(end, "h"))
+    scale = 3600000;
+  else
+    return -1;
+  *ms = (int64_t)(v * scale + 0.5);
+  return 0;
+}
+
+/* ---- parsing ---------------------------------------------------------- */
+
+struct scenario_parse {
+  struct scenario *sc;
+  FILE *file;
+  unsigned line;           /* the line inih is handling */
+  unsigned error_line;     /* 0 until the first error */
+  char error[384];
+  unsigned client_user_line;
+  unsigned users_line;
+  bool has_members;        /* a [member] section was seen */
+};
+
+static void scenario__fail(struct scenario_parse *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void scenario__fail(struct scenario_parse *p, const char *fmt, ...)
+{
+  va_list ap;
+
+  if(p->error_line)
+    return; /* the first error is the one reported */
+  p->error_line = p->line ? p->line : 1;
+  va_start(ap, fmt);
+  vsnprintf(p->error, sizeof(p->error), fmt, ap);
+  va_end(ap);
+}
+
+static int scenario__uint(const char *v, unsigned min, unsigned max,
+                          unsigned *out)
+{
+  char *end = NULL;
+  unsigned long n;
+
+  if(!*v || *v == '-' || *v == '+')
+    return -1;
+  errno = 0;
+  n = strtoul(v, &end, 10);
+  if(errno || *end || n < min || n > max)
+    return -1;
+  *out = (unsigned)n;
+  return 0;
+}
+
+static int scenario__bool(const char *v, bool *out)
+{
+  if(!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcmp(v, "1"))
+    *out = true;
+  else if(!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcmp(v, "0"))
+    *out = false;
+  else
+    return -1;
+  return 0;
+}
+
+/* Registers a [member NAME] section when the reader meets its header, so
+ * that a member with no keys still counts and members keep file order. */
+static void scenario__member_header(struct scenario_parse *p, const char *line)
+{
+  struct scenario *sc = p->sc;
+  const char *name = line + strlen("[member");
+  size_t n;
+  size_t i;
+
+  name += strspn(name, " \t");
+  n = strcspn(name, "]");
+  while(n && (name[n - 1] == ' ' || name[n - 1] == '\t'))
+    n--;
+  if(!n || n >= sizeof(sc->members[0].name)) {
+    scenario__fail(p, "[member] needs a name of 1 to 31 characters, like "
+                   "[member ISA01]");
+    return;
+  }
+  for(i = 0; i < sc->nmembers; i++) {
+    if(strlen(sc->members[i].name) == n &&
+       !strncmp(sc->members[i].name, name, n)) {
+      scenario__fail(p, "[member %.*s] appears twice; give each member once",
+                     (int)n, name);
+      return;
+    }
+  }
+  if(sc->nmembers == SCENARIO_MAX_MEMBERS) {
+    scenario__fail(p, "more than %d [member] sections; an array has at most "
+                   "%d members here", SCENARIO_MAX_MEMBERS,
+                   SCENARIO_MAX_MEMBERS);
+    return;
+  }
+  memcpy(sc->members[sc->nmembers].name, name, n);
+  sc->members[sc->nmembers].name[n] = '\0';
+  sc->members[sc->nmembers].patch = SCENARIO_PATCH_RTM;
+  sc->members[sc->nmembers].script = false;
+  sc->nmembers++;
+  p->has_members = true;
+}
+
+/* Checks a section header line where it stands, so that an unknown or
+ * empty section is reported at its own line. */
+static void scenario__section_header(struct scenario_parse *p, const char *s)
+{
+  static const char *known[] = {"scenario", "listener", "users", "clients",
+                                "expect"};
+  size_t n = strcspn(s + 1, "]");
+  size_t i;
+
+  if(!strncmp(s, "[member", 7) && (s[7] == ' ' || s[7] == '\t' || s[7] == ']')) {
+    scenario__member_header(p, s);
+    return;
+  }
+  for(i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+    if(strlen(known[i]) == n && !strncmp(s + 1, known[i], n))
+      return;
+  scenario__fail(p, "unknown section [%.*s]; sections are scenario, listener, "
+                 "member NAME, users, clients, expect", (int)n, s + 1);
+}
+
+/* inih's reader: fgets that counts lines and checks section headers. */
+static char *scenario__reader(char *str, int num, void *stream)
+{
+  struct scenario_parse *p = stream;
+  char *got = fgets(str, num, p->file);
+  const char *s;
+
+  if(!got)
+    return NULL;
+  p->line++;
+  s = got + strspn(got, " \t");
+  if(*s == '[')
+    scenario__section_header(p, s);
+  return got;
+}
+
+static struct scenario_member *scenario__member(struct scenario *sc,
+                                                const char *section)
+{
+  const char *name = section + strlen("member");
+  size_t i;
+
+  name += strspn(name, " \t");
+  for(i = 0; i < sc->nmembers; i++)
+    if(!strcmp(sc->members[i].name, name))
+      return &sc->members[i];
+  return NULL;
+}
+
+static void scenario__listener(struct scenario_parse *p, const char *key,
+                               const char *v)
+{
+  struct scenario *sc = p->sc;
+
+  if(!strcmp(key, "auth")) {
+    if(proxy_auth_parse(v, &sc->auth))
+      scenario__fail(p, "[listener] auth = %s: use integrated, basic or none",
+                     v);
+  }
+  else if(!strcmp(key, "idle_timeout")) {
+    if(scenario_parse_duration(v, &sc->idle_timeout_ms))
+      scenario__fail(p, "[listener] idle_timeout = %s: not a duration; write "
+                     "30s, 500ms, 2m or 0 for none", v);
+  }
+  else if(!strcmp(key, "max_requests")) {
+    if(scenario__uint(v, 0, 1000000, &sc->max_requests))
+      scenario__fail(p, "[listener] max_requests = %s: use a whole number, "
+                     "0 for no limit", v);
+  }
+  else if(!strcmp(key, "balancer")) {
+    if(!strcmp(v, "round-robin"))
+      sc->balancer = SCENARIO_BALANCER_ROUND_ROBIN;
+    else if(!strcmp(v, "seeded"))
+      sc->balancer = SCENARIO_BALANCER_SEEDED;
+    else
+      scenario__fail(p, "[listener] balancer = %s: use round-robin or seeded",
+                     v);
+  }
+  else
+    scenario__fail(p, "[listener] has no key '%s'; it knows auth, "
+                   "idle_timeout, max_requests, balancer", key);
+}
+
+static void scenario__clients(struct scenario_parse *p, const char *key,
+                              const char *v)
+{
+  struct scenario *sc = p->sc;
+
+  if(!strcmp(key, "count")) {
+    if(scenario__uint(v, 1, SCENARIO_MAX_CLIENTS, &sc->clients))
+      scenario__fail(p, "[clients] count = %s: use 1 to %d", v,
+                     SCENARIO_MAX_CLIENTS);
+  }
+  else if(!strcmp(key, "kind")) {
+    if(client_kind_parse(v, &sc->kind))
+      scenario__fail(p, "[clients] kind = %s: use communicator, outlook or "
+                     "one-shot", v);
+  }
+  else if(!strcmp(key, "user")) {
+    if(strlen(v) >= sizeof(sc->client_user) || !strchr(v, '\\'))
+      scenario__fail(p, "[clients] user = %s: write DOMAIN\\user, one of "
+                     "[users]", v);
+    else {
+      snprintf(sc->client_user, sizeof(sc->client_user), "%s", v);
+      p->client_user_line = p->line;
+    }
+  }
+  else if(!strcmp(key, "password")) {
+    if(strlen(v) >= sizeof(sc->client_password))
+      scenario__fail(p, "[clients] password is longer than %d bytes",
+                     SCENARIO_TEXT - 1);
+    else {
+      snprintf(sc->client_password, sizeof(sc->client_password), "%s", v);
+      sc->has_password_override = true;
+    }
+  }
+  else if(!strcmp(key, "posts")) {
+    if(scenario__uint(v, 1, SCENARIO_MAX_POSTS, &sc->posts))
+      scenario__fail(p, "[clients] posts = %s: use 1 to %d", v,
+                     SCENARIO_MAX_POSTS);
+  }
+  else if(!strcmp(key, "think")) {
+    char lo[64], hi[64];
+    const char *dots = strstr(v, "..");
+
+    if(strlen(v) >= sizeof(lo))
+      dots = v; /* too long: fails below */
+    if(dots) {
+      snprintf(lo, sizeof(lo), "%.*s", (int)(dots - v), v);
+      snprintf(hi, sizeof(hi), "%s", dots + 2);
+    }
+    else {
+      snprintf(lo, sizeof(lo), "%s", v);
+      snprintf(hi, sizeof(hi), "%s", v);
+    }
+    if(scenario_parse_duration(lo, &sc->think_min_ms) ||
+       scenario_parse_duration(hi, &sc->think_max_ms) ||
+       sc->think_min_ms > sc->think_max_ms)
+      scenario__fail(p, "[clients] think = %s: write a duration (10s) or a "
+                     "range (5s..40s) with the smaller first", v);
+  }
+  else if(!strcmp(key, "idle_timeout")) {
+    if(scenario_parse_duration(v, &sc->client_idle_timeout_ms))
+      scenario__fail(p, "[clients] idle_timeout = %s: not a duration; write "
+                     "60s, 2m or 0 for none", v);
+  }
+  else if(!strcmp(key, "max_requests")) {
+    if(scenario__uint(v, 0, 1000000, &sc->client_max_requests))
+      scenario__fail(p, "[clients] max_requests = %s: use a whole number, "
+                     "0 for no limit", v);
+  }
+  else if(!strcmp(key, "ntlm")) {
+    if(!strcmp(v, "v2"))
+      sc->ntlm = NTLM_RESPONSE_V2;
+    else if(!strcmp(v, "v1"))
+      sc->ntlm = NTLM_RESPONSE_V1;
+    else if(!strcmp(v, "v1-ess"))
+      sc->ntlm = NTLM_RESPONSE_V1_ESS;
+    else
+      scenario__fail(p, "[clients] ntlm = %s: use v2, v1 or v1-ess", v);
+  }
+  else
+    scenario__fail(p, "[clients] has no key '%s'; it knows count, kind, user, "
+                   "password, posts, think, idle_timeout, max_requests, ntlm",
+                   key);
+}
+
+static void scenario__count(struct scenario_parse *p, const char *key,
+                            const char *v, int64_t *out)
+{
+  unsigned n;
+
+  if(scenario__uint(v, 0, 100000000, &n))
+    scenario__fail(p, "[expect] %s = %s: use a whole number", key, v);
+  else
+    *out = n;
+}
+
+static void scenario__expect(struct scenario_parse *p, const char *key,
+                             const char *v)
+{
+  struct scenario_expect *e = &p->sc->expect;
+
+  if(!strcmp(key, "outcome")) {
+    if(!strcmp(v, "error"))
+      e->outcome = 1;
+    else if(!strcmp(v, "clean"))
+      e->outcome = 0;
+    else
+      scenario__fail(p, "[expect] outcome = %s: use error (a user saw the "
+                     "Outlook Integration Error) or clean", v);
+  }
+  else if(!strcmp(key, "empty_posts"))
+    scenario__count(p, key, v, &e->empty_posts);
+  else if(!strcmp(key, "users_with_error"))
+    scenario__count(p, key, v, &e->users_with_error);
+  else if(!strcmp(key, "backend_requests"))
+    scenario__count(p, key, v, &e->backend_requests);
+  else if(!strcmp(key, "auth_failed"))
+    scenario__count(p, key, v, &e->auth_failed);
+  else
+    scenario__fail(p, "[expect] has no key '%s'; it knows outcome, "
+                   "empty_posts, users_with_error, backend_requests, "
+                   "auth_failed", key);
+}
+
+/* inih's handler: one key = value of one section. Returns 1 always, so
+ * inih reads on; the first error is kept in p. */
+static int scenario__handler(void *user, const char *section, const char *key,
+                             const char *v)
+{
+  struct scenario_parse *p = user;
+  struct scenario *sc = p->sc;
+
+  if(!strcmp(section, "scenario")) {
+    if(!strcmp(key, "name")) {
+      if(!*v || strlen(v) >= sizeof(sc->name) || strpbrk(v, " /\\"))
+        scenario__fail(p, "[scenario] name = %s: one word of at most 63 "
+                       "characters, no spaces or slashes", v);
+      else
+        snprintf(sc->name, sizeof(sc->name), "%s", v);
+    }
+    else if(!strcmp(key, "description"))
+      snprintf(sc->description, sizeof(sc->description), "%s", v);
+    else if(!strcmp(key, "seed")) {
+      char *end = NULL;
+      errno = 0;
+      sc->seed = strtoull(v, &end, 10);
+      if(errno || !*v || *end || *v == '-')
+        scenario__fail(p, "[scenario] seed = %s: use a whole number", v);
+    }
+    else
+      scenario__fail(p, "[scenario] has no key '%s'; it knows name, "
+                     "description, seed", key);
+  }
+  else if(!strcmp(section, "listener"))
+    scenario__listener(p, key, v);
+  else if(!strncmp(section, "member", 6) &&
+          (section[6] == ' ' || section[6] == '\t')) {
+    struct scenario_member *m = scenario__member(sc, section);
+
+    if(!m)
+      return 1; /* its header was refused; that error is already kept */
+    if(!strcmp(key, "patch")) {
+      if(!strcmp(v, "rtm"))
+        m->patch = SCENARIO_PATCH_RTM;
+      else if(!strcmp(v, "rtm+hotfix"))
+        m->patch = SCENARIO_PATCH_RTM_HOTFIX;
+      else if(!strcmp(v, "sp1"))
+        m->patch = SCENARIO_PATCH_SP1;
+      else
+        scenario__fail(p, "[%s] patch = %s: use rtm, rtm+hotfix or sp1",
+                       section, v);
+    }
+    else if(!strcmp(key, "script")) {
+      if(scenario__bool(v, &m->script))
+        scenario__fail(p, "[%s] script = %s: use yes or no", section, v);
+    }
+    else
+      scenario__fail(p, "[%s] has no key '%s'; it knows patch, script",
+                     section, key);
+  }
+  else if(!strcmp(section, "users")) {
+    if(!strchr(key, '\\'))
+      scenario__fail(p, "[users] %s: write DOMAIN\\user = password", key);
+    else if(sc->nusers == SCENARIO_MAX_USERS)
+      scenario__fail(p, "[users]: at most %d users", SCENARIO_MAX_USERS);
+    else if(strlen(key) + strlen(v) + 2 > sizeof(sc->user_specs[0]))
+      scenario__fail(p, "[users] %s: name and password too long", key);
+    else {
+      snprintf(sc->user_specs[sc->nusers++], sizeof(sc->user_specs[0]),
+               "%s:%s", key, v);
+      if(!p->users_line)
+        p->users_line = p->line;
+    }
+  }
+  else if(!strcmp(section, "clients"))
+    scenario__clients(p, key, v);
+  else if(!strcmp(section, "expect"))
+    scenario__expect(p, key, v);
+  /* Unknown sections were reported at their header by the reader. */
+  return 1;
+}
+
+/* Checks what only the whole file can tell. */
+static void scenario__check(struct scenario_parse *p)
+{
+  struct scenario *sc = p->sc;
+  size_t i;
+
+  if(!sc->nusers)
+    snprintf(sc->user_specs[sc->nusers++], sizeof(sc->user_specs[0]), "%s",
+             "FABRIKAM\\alice:Passw0rd!");
+  if(!sc->nmembers) {
+    snprintf(sc->members[0].name, sizeof(sc->members[0].name), "ISA01");
+    sc->nmembers = 1;
+  }
+  if(sc->client_user[0]) {
+    size_t n = strlen(sc->client_user);
+    for(i = 0; i < sc->nusers; i++)
+      if(!strncasecmp(sc->user_specs[i], sc->client_user, n) &&
+         sc->user_specs[i][n] == ':')
+        break;
+    if(i == sc->nusers) {
+      p->line = p->client_user_line;
+      scenario__fail(p, "[clients] user = %s is not in [users]; add it there "
+                     "(the listener checks passwords against [users])",
+                     sc->client_user);
+    }
+  }
+}
+
+int scenario_load(const char *path, struct scenario *sc, char *err,
+                  size_t errlen)
+{
+  struct scenario_parse p;
+  const char *base;
+  int rc;
+
+  scenario_defaults(sc);
+  memset(&p, 0, sizeof(p));
+  p.sc = sc;
+  snprintf(sc->path, sizeof(sc->path), "%s", path);
+  base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  snprintf(sc->name, sizeof(sc->name), "%.*s", (int)strcspn(base, "."), base);
+  p.file = fopen(path, "r");
+  if(!p.file) {
+    snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+    return -1;
+  }
+  rc = ini_parse_stream(scenario__reader, &p, scenario__handler, &p);
+  fclose(p.file);
+  if(rc > 0 && (!p.error_line || (unsigned)rc < p.error_line)) {
+    /* inih's own syntax error: a line that is neither [section], key =
+     * value nor a comment, or longer than inih reads. */
+    snprintf(err, errlen, "%s:%d: not a [section], a key = value or a "
+             "comment (lines are limited to %d characters)", path, rc,
+             INI_MAX_LINE - 1);
+    return -1;
+  }
+  if(rc < 0) {
+    snprintf(err, errlen, "%s: cannot read", path);
+    return -1;
+  }
+  if(!p.error_line)
+    scenario__check(&p);
+  if(p.error_line) {
+    snprintf(err, errlen, "%s:%u: %s", path, p.error_line, p.error);
+    return -1;
+  }
+  return 0;
+}

@@ -1,0 +1,109 @@
+/*
+ * scenario.h - a case of the support article as data: topology (ISA array
+ * members with patch level and KB script, listener authentication and
+ * keep-alive limits), users, clients and their timing, seed, and the
+ * expected outcome. Read from INI files with inih; see scenarios/README.md
+ * for the format.
+ */
+#ifndef SCENARIO_H
+#define SCENARIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "client.h"
+#include "ntlm.h"
+#include "proxy.h"
+
+#define SCENARIO_MAX_MEMBERS 16
+#define SCENARIO_MAX_USERS 64
+#define SCENARIO_MAX_CLIENTS 1000
+#define SCENARIO_MAX_POSTS 100
+#define SCENARIO_TEXT 128
+
+/* ISA 2006 patch levels, as the KB distinguishes them. */
+enum scenario_patch {
+  SCENARIO_PATCH_RTM = 0,      /* as shipped */
+  SCENARIO_PATCH_RTM_HOTFIX,   /* the KB 942638 hotfix installed */
+  SCENARIO_PATCH_SP1           /* Service Pack 1: the hotfix is included */
+};
+
+const char *scenario_patch_name(enum scenario_patch patch);
+
+/* The policy a member ends up with: the script takes effect only where the
+ * hotfix is (RTM + hotfix, or SP1); anything else stays per-connection. */
+enum proxy_policy scenario_effective_policy(enum scenario_patch patch,
+                                            bool script);
+
+enum scenario_balancer {
+  SCENARIO_BALANCER_ROUND_ROBIN = 0, /* client c's k-th connection goes to
+                                        member (c + k - 2) mod N */
+  SCENARIO_BALANCER_SEEDED           /* a seeded draw per connection */
+};
+
+struct scenario_member {
+  char name[32];
+  enum scenario_patch patch;
+  bool script;
+};
+
+/* An expectation: which counters must have which value. -1 = not checked. */
+struct scenario_expect {
+  int outcome;              /* 1 error, 0 clean, -1 not given */
+  int64_t empty_posts;      /* empty POSTs that reached Exchange */
+  int64_t users_with_error; /* sessions that showed the notification */
+  int64_t backend_requests; /* requests that reached Exchange at all */
+  int64_t auth_failed;      /* type 3 / Basic refusals at the listener */
+};
+
+struct scenario {
+  char path[256];                 /* the file it came from, or "" */
+  char name[64];
+  char description[256];
+  uint64_t seed;
+
+  /* [listener] */
+  enum proxy_auth auth;
+  int64_t idle_timeout_ms;
+  unsigned max_requests;
+  enum scenario_balancer balancer;
+
+  /* [member NAME] sections, in file order */
+  struct scenario_member members[SCENARIO_MAX_MEMBERS];
+  size_t nmembers;
+
+  /* [users] DOMAIN\user = password */
+  char user_specs[SCENARIO_MAX_USERS][SCENARIO_TEXT * 2];
+  size_t nusers;
+
+  /* [clients] */
+  unsigned clients;
+  enum client_kind kind;
+  char client_user[SCENARIO_TEXT]; /* DOMAIN\user, "" = each user in turn */
+  char client_password[SCENARIO_TEXT]; /* override, "" = the store's */
+  bool has_password_override;
+  unsigned posts;
+  int64_t think_min_ms, think_max_ms;
+  int64_t client_idle_timeout_ms;
+  unsigned client_max_requests;
+  enum ntlm_response_kind ntlm;
+
+  struct scenario_expect expect;
+};
+
+/* Fills sc with the defaults: one RTM member without the script,
+ * integrated listener, FABRIKAM\alice, one Communicator client, 2 EWS
+ * POSTs, seed 1, no expectation. */
+void scenario_defaults(struct scenario *sc);
+
+/* Reads an INI scenario file into sc (defaults first). Returns 0, or -1
+ * with one line in err: "FILE:LINE: what was wrong; what to do". */
+int scenario_load(const char *path, struct scenario *sc, char *err,
+                  size_t errlen);
+
+/* Parses a duration: "30" (seconds), "500ms", "30s", "2m", "1h". Returns
+ * 0, or -1 when text is not one. */
+int scenario_parse_duration(const char *text, int64_t *ms);
+
+#endif /* SCENARIO_H */
