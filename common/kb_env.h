@@ -111,7 +111,7 @@ struct kb_trace_event {
   enum kb_trace_kind kind;
   enum kb_hop hop;
   enum kb_side side;    /* who observed it */
-  const char *origin;   /* observer's name: "client 3", "proxy", "backend" */
+  const char *origin;   /* observer: "client 3", an ISA member ("ISA01"), "backend" */
   uint64_t conn;        /* observer-local connection id */
   /* The connection's name as both ends know it (see kb_names), e.g.
    * "client 3 conn 1" or "client 3 conn 1 upstream 1"; NULL when the

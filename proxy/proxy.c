@@ -41,7 +41,6 @@
 #define PROXY_DEFAULT_HOST "127.0.0.1"
 #define PROXY_DEFAULT_MAX_BODY ((size_t)1024 * 1024)
 #define PROXY_DEFAULT_TIMEOUT_MS 30000L
-#define PROXY_ORIGIN "proxy"
 /* Simultaneous client connections; each costs a thread. */
 #define PROXY_CONNECTION_LIMIT 256u
 /* Per-connection memory for the request line and headers; a type 3 token
@@ -193,7 +192,7 @@ static void proxy_emit(const struct proxy *proxy, enum kb_trace_kind kind,
   ev.hop = hop;
   /* The proxy is the server on the client hop and the client upstream. */
   ev.side = hop == KB_HOP_CLIENT_PROXY ? KB_SIDE_SERVER : KB_SIDE_CLIENT;
-  ev.origin = PROXY_ORIGIN;
+  ev.origin = proxy->name; /* the array member: "ISA01" */
   ev.conn = conn;
   ev.conn_name = conn_name && *conn_name ? conn_name : NULL;
   ev.data = data;
@@ -204,7 +203,7 @@ static void proxy_emit(const struct proxy *proxy, enum kb_trace_kind kind,
 
 #define proxy_note(conn, ...)                                                  \
   kb_trace_note(&(conn)->proxy->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_SERVER,    \
-                PROXY_ORIGIN, (conn)->id, __VA_ARGS__)
+                (conn)->proxy->name, (conn)->id, __VA_ARGS__)
 
 /* Adds every counter of delta to the proxy's, in one locked step so that a
  * reader never sees half of one request. */
@@ -1765,7 +1764,7 @@ static void proxy_on_mhd_log(void *cls, const char *fmt, va_list ap)
   while(len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
     line[--len] = '\0';
   kb_trace_note(&proxy->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_SERVER,
-                PROXY_ORIGIN, 0, "libmicrohttpd: %s", line);
+                proxy->name, 0, "libmicrohttpd: %s", line);
 }
 
 /* Decides, as a request starts on conn, whether the listener would have

@@ -1602,7 +1602,7 @@ START_TEST(test_trace)
     }
     if(x->origin[0]) {
       /* The backend traces nothing here (no sink): all events are ours. */
-      ck_assert_str_eq(x->origin, "proxy");
+      ck_assert_str_eq(x->origin, "ISA01"); /* the member's name */
     }
     if(x->kind == KB_TRACE_EXCHANGE) {
       ck_assert_int_lt(exchanges[3], 3);
