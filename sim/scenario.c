@@ -486,8 +486,8 @@ static void scenario__check(struct scenario_parse *p)
   }
 }
 
-int scenario_load(const char *path, struct scenario *sc, char *err,
-                  size_t errlen)
+int scenario_load_stream(FILE *file, const char *path, struct scenario *sc,
+                         char *err, size_t errlen)
 {
   struct scenario_parse p;
   const char *base;
@@ -496,17 +496,12 @@ int scenario_load(const char *path, struct scenario *sc, char *err,
   scenario_defaults(sc);
   memset(&p, 0, sizeof(p));
   p.sc = sc;
+  p.file = file;
   snprintf(sc->path, sizeof(sc->path), "%s", path);
   base = strrchr(path, '/');
   base = base ? base + 1 : path;
   snprintf(sc->name, sizeof(sc->name), "%.*s", (int)strcspn(base, "."), base);
-  p.file = fopen(path, "r");
-  if(!p.file) {
-    snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-    return -1;
-  }
   rc = ini_parse_stream(scenario__reader, &p, scenario__handler, &p);
-  fclose(p.file);
   if(rc > 0 && (!p.error_line || (unsigned)rc < p.error_line)) {
     /* inih's own syntax error: a line that is neither [section], key =
      * value nor a comment, or longer than inih reads. */
@@ -526,4 +521,20 @@ int scenario_load(const char *path, struct scenario *sc, char *err,
     return -1;
   }
   return 0;
+}
+
+int scenario_load(const char *path, struct scenario *sc, char *err,
+                  size_t errlen)
+{
+  FILE *file = fopen(path, "r");
+  int result;
+
+  if(!file) {
+    scenario_defaults(sc);
+    snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+    return -1;
+  }
+  result = scenario_load_stream(file, path, sc, err, errlen);
+  fclose(file);
+  return result;
 }

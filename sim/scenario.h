@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "client.h"
 #include "ntlm.h"
@@ -101,6 +102,12 @@ void scenario_defaults(struct scenario *sc);
  * with one line in err: "FILE:LINE: what was wrong; what to do". */
 int scenario_load(const char *path, struct scenario *sc, char *err,
                   size_t errlen);
+
+/* As scenario_load, from an open stream (not closed here); name is what
+ * errors call it ("FILE:LINE: ..."). For fuzzing and for scenarios held in
+ * memory (fmemopen). */
+int scenario_load_stream(FILE *file, const char *name, struct scenario *sc,
+                         char *err, size_t errlen);
 
 /* Parses a duration: "30" (seconds), "500ms", "30s", "2m", "1h". Returns
  * 0, or -1 when text is not one. */

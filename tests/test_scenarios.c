@@ -212,6 +212,36 @@ START_TEST(sweep_bad_arguments)
 }
 END_TEST
 
+START_TEST(evidence_per_scenario)
+{
+  char dir[] = "/tmp/kbsim-scen-XXXXXX";
+  char json[256], bug[256], fix[256];
+  char *argv[] = {KBSIM_BIN, "run", SCENARIOS_DIR "/bug.ini",
+                  SCENARIOS_DIR "/fix.ini", "--json", json, NULL};
+  char *rm[] = {"/bin/rm", "-rf", dir, NULL};
+  struct proc_out p;
+  FILE *f;
+
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  snprintf(json, sizeof(json), "%s/report.json", dir);
+  snprintf(bug, sizeof(bug), "%s/report-bug.json", dir);
+  snprintf(fix, sizeof(fix), "%s/report-fix.json", dir);
+  proc_run(argv, &p);
+  ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+  proc_free(&p);
+  /* Several scenarios: each gets its own file, named after it. */
+  f = fopen(bug, "r");
+  ck_assert_msg(f != NULL, "no %s", bug);
+  fclose(f);
+  f = fopen(fix, "r");
+  ck_assert_msg(f != NULL, "no %s", fix);
+  fclose(f);
+  ck_assert_ptr_null(fopen(json, "r"));
+  proc_run(rm, &p);
+  proc_free(&p);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("scenarios");
@@ -226,6 +256,7 @@ int main(void)
   tcase_add_test(tc, flags_and_files_do_not_mix);
   tcase_add_test(tc, sweep_is_repeatable_and_intermittent);
   tcase_add_test(tc, sweep_bad_arguments);
+  tcase_add_test(tc, evidence_per_scenario);
   suite_add_tcase(s, tc);
   sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
