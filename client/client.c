@@ -1207,6 +1207,7 @@ static struct curl_slist *client_headers(const struct client *c,
                                          const char *auth, size_t len)
 {
   struct curl_slist *result = NULL;
+  struct curl_slist *list = NULL;
   struct kb_buf line;
   bool outlook = c->kind == CLIENT_KIND_OUTLOOK;
   size_t i;
@@ -1242,18 +1243,18 @@ static struct curl_slist *client_headers(const struct client *c,
     kb_buf_reset(&line);
     if(kb_buf_printf(&line, "%s:%s%s", table[i].name, table[i].value ? " " : "",
                      table[i].value ? table[i].value : "") != KB_BUF_OK)
-      goto fail;
-    next = curl_slist_append(result, line.data);
+      goto out;
+    next = curl_slist_append(list, line.data);
     if(!next)
-      goto fail;
-    result = next;
+      goto out;
+    list = next;
   }
+  result = list;
+  list = NULL;
+out:
   kb_buf_free(&line);
+  curl_slist_free_all(list);
   return result;
-fail:
-  kb_buf_free(&line);
-  curl_slist_free_all(result);
-  return NULL;
 }
 
 /* Returns how the trace names the Authorization a leg of kind which
