@@ -184,6 +184,7 @@ static void evidence__write_block(FILE *out, enum kb_hop hop,
                                   const struct kb_buf *b)
 {
   size_t i = 0;
+  bool last_blank = false;
 
   fprintf(out, "%s\n", evidence__direction(hop, kind));
   while(i < b->len) {
@@ -194,6 +195,7 @@ static void evidence__write_block(FILE *out, enum kb_hop hop,
     end = i;
     if(end > start && b->data[end - 1] == '\r')
       end--;
+    last_blank = end == start;
     for(size_t k = start; k < end; k++) {
       unsigned char ch = (unsigned char)b->data[k];
       if(ch < 0x20 && ch != '\t')
@@ -211,7 +213,10 @@ static void evidence__write_block(FILE *out, enum kb_hop hop,
       fputs("\n", out);
     evidence__decode_line(out, b->data + start, end - start);
   }
-  fputc('\n', out);
+  /* One blank line between blocks: a block that ends with the blank line
+   * closing its headers (a request without body) has it already. */
+  if(!last_blank)
+    fputc('\n', out);
 }
 
 int evidence_write_transcript(struct sim_recorder *rec, FILE *out)
