@@ -46,7 +46,7 @@
  * spend on its request line and headers (NTLM type 3 headers are a few KiB);
  * the timeout is IIS 7's default connectionTimeout. */
 #define BACKEND_THREADS 2u
-#define BACKEND_CONN_MEMORY ((size_t)64 * 1024)
+#define BACKEND_CONN_MEMORY ((size_t)32 * 1024)
 #define BACKEND_CONN_TIMEOUT_S 120u
 #define BACKEND_CONN_LIMIT 512u
 

@@ -134,10 +134,11 @@ int kb_users_add_spec(struct kb_users *users, const char *spec, char *err,
   slash = strchr(spec, '\\');
   colon = slash ? strchr(slash, ':') : NULL;
   if(!slash || !colon) {
+    /* Show only what comes before any ':' - the rest may be a password. */
     snprintf(err, errlen,
-             "user '%.60s' is not DOMAIN\\user:password; write it like "
+             "user '%.*s' is not DOMAIN\\user:password; write it like "
              "'FABRIKAM\\alice:Secret1' (quote it for the shell)",
-             slash ? "(password hidden)" : spec);
+             (int)(strcspn(spec, ":") < 60 ? strcspn(spec, ":") : 60), spec);
     return -1;
   }
   dlen = (size_t)(slash - spec);

@@ -1,15 +1,22 @@
 /*
  * proxy.c - the ISA Server 2006 web listener: Integrated (NTLM), Basic or
- * no authentication in front (libmicrohttpd, one thread per client
- * connection), a reverse proxy to the published server behind (libcurl,
- * one easy handle per client connection).
+ * no authentication in front (libmicrohttpd), a reverse proxy to the
+ * published server behind (libcurl, one easy and one multi handle per
+ * client connection, so each has its own upstream connection).
+ *
+ * One event loop thread runs both sides: libmicrohttpd in external epoll
+ * mode and every connection's libcurl multi handle through the socket
+ * interface, on one epoll set. A request to forward suspends its client
+ * connection (MHD_suspend_connection) while its upstream transfer runs, and
+ * the transfer's end resumes it; no thread ever blocks on the backend.
  *
  * The decision table is in proxy.h and proxy/README.md. Everything a client
  * connection owns lives in struct proxy_conn, which libmicrohttpd keeps as
  * the connection's socket context: created on MHD_CONNECTION_NOTIFY_STARTED,
- * freed on MHD_CONNECTION_NOTIFY_CLOSED. Only that connection's thread
- * touches it in between, so it needs no lock. What the threads share (the
- * policy, the stop flag, the counters) is atomic or under proxy->lock.
+ * freed on MHD_CONNECTION_NOTIFY_CLOSED. Only the loop thread touches it in
+ * between (and proxy_stop once the loop has ended), so it needs no lock.
+ * What other threads read (the policy, the stop flag, the counters) is
+ * atomic or under proxy->lock.
  */
 #include "proxy.h"
 
@@ -25,7 +32,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -41,11 +51,19 @@
 #define PROXY_DEFAULT_HOST "127.0.0.1"
 #define PROXY_DEFAULT_MAX_BODY ((size_t)1024 * 1024)
 #define PROXY_DEFAULT_TIMEOUT_MS 30000L
-/* Simultaneous client connections; each costs a thread. */
-#define PROXY_CONNECTION_LIMIT 256u
+/* Simultaneous client connections. A connection costs no thread, only its
+ * descriptors (client socket, upstream socket, the multi handle's wakeup
+ * pair) and memory, so this covers kbsim's 1000 clients. */
+#define PROXY_CONNECTION_LIMIT 1024u
 /* Per-connection memory for the request line and headers; a type 3 token
- * from a long domain\user is a few KiB of base64, well inside this. */
-#define PROXY_CONNECTION_MEMORY ((size_t)128 * 1024)
+ * from a long domain\user is a few KiB of base64, well inside this.
+ * libmicrohttpd zeroes the whole pool between requests, so a bigger one
+ * costs time on every request (it showed in the profile at 128 KiB). */
+#define PROXY_CONNECTION_MEMORY ((size_t)32 * 1024)
+/* Events taken from epoll per wait. */
+#define PROXY_LOOP_EVENTS 64
+/* Longest sleep of the loop even with nothing to wait for. */
+#define PROXY_LOOP_MAX_WAIT_MS 1000
 /* Real seconds a silent connection is kept when connection_timeout_s is
  * 0. */
 #define PROXY_DEFAULT_CONNECTION_TIMEOUT_S 30u
@@ -63,6 +81,37 @@ enum proxy_auth_state {
   PROXY_AUTH_UNAUTHENTICATED = 0,
   PROXY_AUTH_CHALLENGED,   /* a type 2 was sent; a type 3 may follow */
   PROXY_AUTH_AUTHENTICATED /* a type 3 was verified on this connection */
+};
+
+/* Where a client connection's upstream transfer stands. */
+enum proxy_fwd_state {
+  PROXY_FWD_IDLE = 0, /* none: the request is decided on the spot */
+  PROXY_FWD_RUNNING,  /* in flight; the client connection is suspended */
+  PROXY_FWD_DONE      /* ended; conn->pending holds the answer to queue */
+};
+
+/* What an epoll registration of the loop stands for. */
+enum proxy_watch_kind {
+  PROXY_WATCH_MHD,     /* libmicrohttpd's own epoll set */
+  PROXY_WATCH_WAKE,    /* the eventfd proxy_stop writes */
+  PROXY_WATCH_UPSTREAM /* a libcurl socket of one connection's transfer */
+};
+
+struct proxy_conn;
+
+/* The epoll data of one registration. Upstream ones are created when
+ * libcurl first reports a socket and retired when it removes it; retired
+ * ones are freed only after the current batch of events, which may still
+ * name them. */
+struct proxy_watch {
+  enum proxy_watch_kind kind;
+  struct proxy_conn *conn; /* UPSTREAM; NULL once retired */
+  curl_socket_t fd;        /* CURL_SOCKET_BAD: none (embedded watch) */
+  bool embedded;           /* conn->up, which lives as long as conn */
+  bool registered;         /* in the epoll set */
+  bool active;             /* libcurl wants events (not removed) */
+  uint32_t events;         /* what the registration asks for */
+  struct proxy_watch *next_dead;
 };
 
 /* What the Authorization header of a request carries. */
@@ -98,6 +147,17 @@ struct proxy {
 
   pthread_mutex_t lock; /* guards stats */
   struct proxy_stats stats;
+
+  /* The event loop. Everything below is the loop thread's alone while it
+   * runs, and proxy_stop's after it has joined it. */
+  pthread_t loop;
+  bool loop_started;
+  int epfd;                 /* epoll set of the loop */
+  int wakefd;               /* eventfd: proxy_stop wakes the loop */
+  struct proxy_watch mhd_watch;
+  struct proxy_watch wake_watch;
+  struct proxy_conn *busy;  /* connections with a transfer in flight */
+  struct proxy_watch *dead; /* retired watches, freed after each batch */
 };
 
 /* The request being read on a connection. libmicrohttpd handles one
@@ -110,25 +170,6 @@ struct proxy_req {
   bool started;       /* the access handler has seen the headers */
   bool too_big;       /* body_seen exceeded max_body; body was dropped */
   bool nomem;         /* the body could not be stored */
-};
-
-/* One client TCP connection. */
-struct proxy_conn {
-  struct proxy *proxy;
-  uint64_t id;
-  char name[64];     /* the name the peer claimed (kb_names), or "" */
-  char up_name[96];  /* the current upstream connection's name, or "" */
-  unsigned upstreams; /* upstream connections opened for this one */
-  enum proxy_auth_state state;
-  enum ntlm_scheme scheme;  /* the scheme of the current handshake */
-  uint8_t challenge[8];     /* pending server challenge (CHALLENGED) */
-  uint32_t negotiate_flags; /* from the type 1 of the handshake */
-  struct ntlm_identity who; /* valid when AUTHENTICATED */
-  unsigned handshakes;      /* type 2s sent on this connection */
-  unsigned answers;         /* responses queued on this connection */
-  int64_t last_answer_ms;   /* its timeline when the last one was queued */
-  CURL *curl;               /* upstream handle, created lazily */
-  struct proxy_req req;
 };
 
 /* The answer to one client request, before it is queued. */
@@ -148,10 +189,46 @@ struct proxy_fwd {
   bool too_big; /* the body or headers went past their cap */
 };
 
-/* Set by a connection thread that refuses a request on an idle
- * connection with MHD_NO. libmicrohttpd then logs "Application reported
- * internal error" from that same thread (one thread per connection); the
- * close is deliberate and already noted, so that one line is dropped. */
+/* One client TCP connection. */
+struct proxy_conn {
+  struct proxy *proxy;
+  uint64_t id;
+  char name[64];     /* the name the peer claimed (kb_names), or "" */
+  char up_name[96];  /* the current upstream connection's name, or "" */
+  unsigned upstreams; /* upstream connections opened for this one */
+  enum proxy_auth_state state;
+  enum ntlm_scheme scheme;  /* the scheme of the current handshake */
+  uint8_t challenge[8];     /* pending server challenge (CHALLENGED) */
+  uint32_t negotiate_flags; /* from the type 1 of the handshake */
+  struct ntlm_identity who; /* valid when AUTHENTICATED */
+  unsigned handshakes;      /* type 2s sent on this connection */
+  unsigned answers;         /* responses queued on this connection */
+  int64_t last_answer_ms;   /* its timeline when the last one was queued */
+  CURL *curl;               /* upstream handle, created lazily */
+  CURLM *multi;             /* its own, so its own connection cache */
+  /* The watch of its upstream socket. It stays registered between
+   * requests (libcurl removes and re-adds the socket of a kept connection
+   * around every transfer), which saves three epoll_ctl calls a request;
+   * proxy_curl_close forgets it when the socket closes. */
+  struct proxy_watch up;
+  struct proxy_req req;
+  /* The forward in flight (fwd_state RUNNING) or just ended (DONE). */
+  enum proxy_fwd_state fwd_state;
+  struct MHD_Connection *mc;    /* the suspended client connection */
+  struct proxy_fwd fwd;         /* what the transfer collects */
+  struct curl_slist *fwd_headers;
+  char *fwd_url;
+  char fwd_err[CURL_ERROR_SIZE];
+  struct proxy_answer pending;  /* the answer being built */
+  int64_t timer_at;             /* monotonic ms the multi wants a timeout
+                                   call at, or -1 */
+  struct proxy_conn *busy_prev, *busy_next; /* in proxy->busy */
+};
+
+/* Set by the loop thread when it refuses a request on an idle connection
+ * with MHD_NO. libmicrohttpd then logs "Application reported internal
+ * error" at once, from that same thread (inside MHD_run); the close is
+ * deliberate and already noted, so that one line is dropped. */
 static _Thread_local bool proxy_closing_idle;
 
 #define PROXY_MHD_APP_ERROR "Application reported internal error"
@@ -542,10 +619,15 @@ static curl_socket_t proxy_curl_open(void *clientp, curlsocktype purpose,
   return fd;
 }
 
-/* Closes the socket of an upstream connection and traces it. */
+/* Closes the socket of an upstream connection and traces it. Closing
+ * takes it out of the epoll set, so the embedded watch forgets it. */
 static int proxy_curl_close(void *clientp, curl_socket_t fd)
 {
   struct proxy_conn *conn = clientp;
+  if(conn->up.fd == fd) {
+    conn->up.fd = CURL_SOCKET_BAD;
+    conn->up.registered = conn->up.active = false;
+  }
   proxy_emit(conn->proxy, KB_TRACE_CLOSE, KB_HOP_PROXY_BACKEND, conn->id,
              conn->up_name, NULL, 0, NULL);
   return close(fd);
@@ -618,18 +700,111 @@ static size_t proxy_curl_write(char *data, size_t size, size_t nmemb,
   return total;
 }
 
-/* Aborts a transfer in flight when the proxy is stopping, so that
- * proxy_stop does not wait for the upstream timeout. */
-static int proxy_curl_progress(void *clientp, curl_off_t dltotal,
-                               curl_off_t dlnow, curl_off_t ultotal,
-                               curl_off_t ulnow)
+/* Monotonic milliseconds, for the loop's timers (libcurl's timeouts are
+ * real time, like libmicrohttpd's). */
+static int64_t proxy_mono_ms(void)
 {
-  struct proxy_conn *conn = clientp;
-  (void)dltotal;
-  (void)dlnow;
-  (void)ultotal;
-  (void)ulnow;
-  return atomic_load(&conn->proxy->stopping) ? 1 : 0;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Points the embedded watch of conn at fd with the events libcurl asks
+ * for, with as few epoll_ctl calls as possible. Returns 0 or -1. */
+static int proxy_watch_up(struct proxy_conn *conn, curl_socket_t fd,
+                          uint32_t events)
+{
+  struct proxy_watch *w = &conn->up;
+  struct epoll_event ev;
+
+  if(w->fd != fd) {
+    w->fd = fd;
+    w->registered = false;
+  }
+  w->active = true;
+  if(w->registered && w->events == events)
+    return 0;
+  memset(&ev, 0, sizeof(ev));
+  ev.events = events;
+  ev.data.ptr = w;
+  if(epoll_ctl(conn->proxy->epfd,
+               w->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev)) {
+    w->registered = false;
+    return -1;
+  }
+  w->registered = true;
+  w->events = events;
+  return 0;
+}
+
+/* libcurl's socket callback for a connection's multi handle: registers,
+ * changes or retires the socket in the loop's epoll set. The upstream
+ * socket uses conn->up, left registered when libcurl removes it; any
+ * other socket gets a watch of its own, which on removal goes on
+ * proxy->dead, freed once the current batch of events is done. Returns 0,
+ * or -1 when the socket cannot be watched (the transfer then fails and the
+ * client gets a 502). */
+static int proxy_curl_socket(CURL *easy, curl_socket_t fd, int what,
+                             void *userp, void *socketp)
+{
+  struct proxy_conn *conn = userp;
+  struct proxy *proxy = conn->proxy;
+  struct proxy_watch *w = socketp;
+  struct epoll_event ev;
+  uint32_t events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) |
+                    ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
+  int op = EPOLL_CTL_MOD;
+  (void)easy;
+
+  if(!w && (conn->up.fd == fd || conn->up.fd == CURL_SOCKET_BAD)) {
+    if(what == CURL_POLL_REMOVE) {
+      conn->up.active = false;
+      return 0;
+    }
+    return proxy_watch_up(conn, fd, events);
+  }
+  if(what == CURL_POLL_REMOVE) {
+    if(w) {
+      /* The socket may already be closed: then epoll dropped it. */
+      epoll_ctl(proxy->epfd, EPOLL_CTL_DEL, fd, NULL);
+      w->conn = NULL;
+      w->next_dead = proxy->dead;
+      proxy->dead = w;
+    }
+    return 0;
+  }
+  if(!w) {
+    w = calloc(1, sizeof(*w));
+    if(!w)
+      return -1;
+    w->kind = PROXY_WATCH_UPSTREAM;
+    w->conn = conn;
+    w->fd = fd;
+    if(curl_multi_assign(conn->multi, fd, w) != CURLM_OK) {
+      free(w);
+      return -1;
+    }
+    op = EPOLL_CTL_ADD;
+  }
+  memset(&ev, 0, sizeof(ev));
+  ev.events = events;
+  ev.data.ptr = w;
+  if(epoll_ctl(proxy->epfd, op, fd, &ev) && op == EPOLL_CTL_ADD) {
+    curl_multi_assign(conn->multi, fd, NULL);
+    free(w);
+    return -1;
+  }
+  return 0;
+}
+
+/* libcurl's timer callback for a connection's multi handle: remembers when
+ * the loop must call it back (timeout_ms 0: at once; -1: never). */
+static int proxy_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+  struct proxy_conn *conn = userp;
+  (void)multi;
+  conn->timer_at = timeout_ms < 0 ? -1 : proxy_mono_ms() + timeout_ms;
+  return 0;
 }
 
 /* What proxy_collect_headers builds. */
@@ -896,114 +1071,214 @@ static void proxy_upstream_failed(struct proxy_conn *conn,
   }
 }
 
-/* Forwards the current request to the backend on the connection's own
- * upstream handle and fills ans with the relayed response, or with the
- * 502/503/504 of proxy_upstream_failed. The request body stays owned by
- * conn->req. */
+/* Frees what the forward of conn held for its transfer; the handle stays
+ * for the next request (it keeps nothing of this one: see proxy_forward). */
+static void proxy_fwd_release(struct proxy_conn *conn)
+{
+  curl_slist_free_all(conn->fwd_headers);
+  conn->fwd_headers = NULL;
+  free(conn->fwd_url);
+  conn->fwd_url = NULL;
+  kb_buf_free(&conn->fwd.headers);
+  kb_buf_free(&conn->fwd.body);
+  memset(&conn->fwd, 0, sizeof(conn->fwd));
+}
+
+/* Puts conn on the loop's list of transfers in flight. */
+static void proxy_busy_link(struct proxy_conn *conn)
+{
+  struct proxy *proxy = conn->proxy;
+  conn->busy_prev = NULL;
+  conn->busy_next = proxy->busy;
+  if(proxy->busy)
+    proxy->busy->busy_prev = conn;
+  proxy->busy = conn;
+}
+
+/* Takes conn off the loop's list of transfers in flight. */
+static void proxy_busy_unlink(struct proxy_conn *conn)
+{
+  struct proxy *proxy = conn->proxy;
+  if(conn->busy_prev)
+    conn->busy_prev->busy_next = conn->busy_next;
+  else if(proxy->busy == conn)
+    proxy->busy = conn->busy_next;
+  if(conn->busy_next)
+    conn->busy_next->busy_prev = conn->busy_prev;
+  conn->busy_prev = conn->busy_next = NULL;
+}
+
+/* Creates conn's upstream handles on first use: an easy handle with the
+ * options every forward shares (set once: resetting and setting them
+ * again cost a visible share of each request in the profile), and a
+ * multi handle of its own so that its connection cache (hence the upstream
+ * connection) is this client connection's alone. Returns 0 or -1. */
+static int proxy_upstream_init(struct proxy_conn *conn)
+{
+  struct proxy *proxy = conn->proxy;
+  CURL *curl = conn->curl;
+
+  if(!curl) {
+    curl = conn->curl = curl_easy_init();
+    if(!curl)
+      return -1;
+    curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(curl, CURLOPT_PROXY, ""); /* ignore *_proxy env */
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, proxy->upstream_timeout_ms);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                     proxy->upstream_timeout_ms);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, conn->fwd_err);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, proxy_curl_header);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &conn->fwd);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, proxy_curl_write);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &conn->fwd);
+    curl_easy_setopt(curl, CURLOPT_OPENSOCKETFUNCTION, proxy_curl_open);
+    curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, conn);
+    curl_easy_setopt(curl, CURLOPT_CLOSESOCKETFUNCTION, proxy_curl_close);
+    curl_easy_setopt(curl, CURLOPT_CLOSESOCKETDATA, conn);
+    if(proxy->trace.emit) {
+      curl_easy_setopt(curl, CURLOPT_VERBOSE, 1L);
+      curl_easy_setopt(curl, CURLOPT_DEBUGFUNCTION, proxy_curl_debug);
+      curl_easy_setopt(curl, CURLOPT_DEBUGDATA, conn);
+    }
+  }
+  if(conn->multi)
+    return 0;
+  conn->multi = curl_multi_init();
+  if(!conn->multi)
+    return -1;
+  curl_multi_setopt(conn->multi, CURLMOPT_SOCKETFUNCTION, proxy_curl_socket);
+  curl_multi_setopt(conn->multi, CURLMOPT_SOCKETDATA, conn);
+  curl_multi_setopt(conn->multi, CURLMOPT_TIMERFUNCTION, proxy_curl_timer);
+  curl_multi_setopt(conn->multi, CURLMOPT_TIMERDATA, conn);
+  return 0;
+}
+
+/* Starts forwarding the current request to the backend on the
+ * connection's own upstream handles. On success the transfer is in
+ * flight (fwd_state RUNNING, conn on the busy list) and the access handler
+ * suspends the client connection; proxy_fwd_finish later fills
+ * conn->pending with the relayed response. When the transfer cannot even
+ * start, ans is filled at once with the 502 of proxy_upstream_failed. The
+ * request body stays owned by conn->req and must stay put until the
+ * transfer ends (libcurl reads it from there). */
 static void proxy_forward(struct proxy_conn *conn, struct MHD_Connection *mc,
                           const char *method, struct proxy_answer *ans)
 {
   struct proxy *proxy = conn->proxy;
-  struct proxy_fwd fwd;
-  struct curl_slist *headers = NULL;
-  char *url = NULL;
+  CURL *curl;
   size_t url_len;
-  char errbuf[CURL_ERROR_SIZE];
   const char *body = conn->req.body.data ? conn->req.body.data : "";
   size_t body_len = conn->req.body.len;
   bool is_post = !strcmp(method, "POST");
   bool is_head = !strcmp(method, "HEAD");
   bool send_body = !is_head && (is_post || body_len > 0);
-  CURLcode res = CURLE_OUT_OF_MEMORY; /* until the transfer runs */
-  long code = 0;
 
-  memset(&fwd, 0, sizeof(fwd));
-  fwd.conn = conn;
-  kb_buf_init(&fwd.headers, PROXY_MAX_RESPONSE_HEADERS);
-  kb_buf_init(&fwd.body, proxy->max_body);
-  errbuf[0] = '\0';
+  memset(&conn->fwd, 0, sizeof(conn->fwd));
+  conn->fwd.conn = conn;
+  kb_buf_init(&conn->fwd.headers, PROXY_MAX_RESPONSE_HEADERS);
+  kb_buf_init(&conn->fwd.body, proxy->max_body);
+  conn->fwd_err[0] = '\0';
 
   ans->delta.forwarded = 1;
   if(is_post && !body_len)
     ans->delta.forwarded_empty_posts = 1;
 
-  if(!conn->curl)
-    conn->curl = curl_easy_init();
-  if(!conn->curl)
-    goto out;
-  /* A reset keeps the handle's connection cache, so the upstream
-   * connection is reused, while no option of the previous request
-   * (NOBODY after a HEAD, ...) leaks into this one. */
-  curl_easy_reset(conn->curl);
+  if(proxy_upstream_init(conn))
+    goto fail;
+  curl = conn->curl;
 
   url_len = strlen(proxy->backend_url) + strlen(conn->req.uri) + 1;
-  url = malloc(url_len);
-  if(!url)
-    goto out;
-  snprintf(url, url_len, "%s%s", proxy->backend_url, conn->req.uri);
-  headers = proxy_upstream_headers(conn, mc, send_body);
-  if(!headers)
-    goto out;
+  conn->fwd_url = malloc(url_len);
+  if(!conn->fwd_url)
+    goto fail;
+  snprintf(conn->fwd_url, url_len, "%s%s", proxy->backend_url, conn->req.uri);
+  conn->fwd_headers = proxy_upstream_headers(conn, mc, send_body);
+  if(!conn->fwd_headers)
+    goto fail;
 
-  curl_easy_setopt(conn->curl, CURLOPT_URL, url);
-  curl_easy_setopt(conn->curl, CURLOPT_PATH_AS_IS, 1L);
-  curl_easy_setopt(conn->curl, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(conn->curl, CURLOPT_PROXY, ""); /* ignore *_proxy env */
-  curl_easy_setopt(conn->curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(conn->curl, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
-  curl_easy_setopt(conn->curl, CURLOPT_TIMEOUT_MS, proxy->upstream_timeout_ms);
-  curl_easy_setopt(conn->curl, CURLOPT_CONNECTTIMEOUT_MS,
-                   proxy->upstream_timeout_ms);
-  curl_easy_setopt(conn->curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(conn->curl, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(conn->curl, CURLOPT_HEADERFUNCTION, proxy_curl_header);
-  curl_easy_setopt(conn->curl, CURLOPT_HEADERDATA, &fwd);
-  curl_easy_setopt(conn->curl, CURLOPT_WRITEFUNCTION, proxy_curl_write);
-  curl_easy_setopt(conn->curl, CURLOPT_WRITEDATA, &fwd);
-  curl_easy_setopt(conn->curl, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(conn->curl, CURLOPT_XFERINFOFUNCTION, proxy_curl_progress);
-  curl_easy_setopt(conn->curl, CURLOPT_XFERINFODATA, conn);
-  curl_easy_setopt(conn->curl, CURLOPT_OPENSOCKETFUNCTION, proxy_curl_open);
-  curl_easy_setopt(conn->curl, CURLOPT_OPENSOCKETDATA, conn);
-  curl_easy_setopt(conn->curl, CURLOPT_CLOSESOCKETFUNCTION, proxy_curl_close);
-  curl_easy_setopt(conn->curl, CURLOPT_CLOSESOCKETDATA, conn);
-  if(proxy->trace.emit) {
-    curl_easy_setopt(conn->curl, CURLOPT_VERBOSE, 1L);
-    curl_easy_setopt(conn->curl, CURLOPT_DEBUGFUNCTION, proxy_curl_debug);
-    curl_easy_setopt(conn->curl, CURLOPT_DEBUGDATA, conn);
-  }
+  curl_easy_setopt(curl, CURLOPT_URL, conn->fwd_url);
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, conn->fwd_headers);
+  /* Only the method options change from one request to the next; each
+   * branch below sets the method whole, so nothing of the previous request
+   * (NOBODY after a HEAD, a custom verb, ...) carries over. */
+  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, NULL);
   if(send_body) {
     /* POSTFIELDS even when empty, so an empty POST goes out with
      * "Content-Length: 0" exactly as the client sent it. */
-    curl_easy_setopt(conn->curl, CURLOPT_POST, 1L);
-    curl_easy_setopt(conn->curl, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(conn->curl, CURLOPT_POSTFIELDSIZE_LARGE,
-                     (curl_off_t)body_len);
+    curl_easy_setopt(curl, CURLOPT_POST, 1L);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
     if(!is_post)
-      curl_easy_setopt(conn->curl, CURLOPT_CUSTOMREQUEST, method);
+      curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
   }
   else if(is_head)
-    curl_easy_setopt(conn->curl, CURLOPT_NOBODY, 1L);
-  else if(!strcmp(method, "GET"))
-    curl_easy_setopt(conn->curl, CURLOPT_HTTPGET, 1L);
-  else
-    curl_easy_setopt(conn->curl, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+  else {
+    /* HTTPGET clears NOBODY and POST. */
+    curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+    if(strcmp(method, "GET"))
+      curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+  }
 
-  res = curl_easy_perform(conn->curl);
+  /* The loop drives it from here: adding it sets a timer that fires at
+   * once. */
+  conn->timer_at = -1;
+  if(curl_multi_add_handle(conn->multi, curl) != CURLM_OK)
+    goto fail;
+  conn->mc = mc;
+  conn->fwd_state = PROXY_FWD_RUNNING;
+  proxy_busy_link(conn);
+  return;
+
+fail:
+  proxy_upstream_failed(conn, &conn->fwd, CURLE_OUT_OF_MEMORY, conn->fwd_err,
+                        ans);
+  proxy_fwd_release(conn);
+}
+
+/* Ends conn's transfer with libcurl's result res (CURLE_ABORTED_BY_CALLBACK
+ * when proxy_stop abandons it): fills conn->pending with the relayed
+ * response or the 502/503/504, releases the transfer and resumes the
+ * client connection, whose access handler then queues the answer. */
+static void proxy_fwd_finish(struct proxy_conn *conn, CURLcode res)
+{
+  long code = 0;
+
   if(res == CURLE_OK)
     curl_easy_getinfo(conn->curl, CURLINFO_RESPONSE_CODE, &code);
-  /* The handle must not keep pointers to this frame between requests. */
-  curl_easy_setopt(conn->curl, CURLOPT_ERRORBUFFER, NULL);
-
-out:
+  /* Done with the handle: the upstream connection stays in the multi
+   * handle's cache (or closes now when the transfer was cut short). */
+  curl_multi_remove_handle(conn->multi, conn->curl);
+  conn->timer_at = -1;
+  proxy_busy_unlink(conn);
   if(res == CURLE_OK && code >= 100 && code <= 999)
-    proxy_relay(conn, &fwd, (unsigned)code, ans);
+    proxy_relay(conn, &conn->fwd, (unsigned)code, &conn->pending);
   else
-    proxy_upstream_failed(conn, &fwd, res, errbuf, ans);
-  curl_slist_free_all(headers);
-  free(url);
-  kb_buf_free(&fwd.headers);
-  kb_buf_free(&fwd.body);
+    proxy_upstream_failed(conn, &conn->fwd, res, conn->fwd_err,
+                          &conn->pending);
+  proxy_fwd_release(conn);
+  conn->fwd_state = PROXY_FWD_DONE;
+  MHD_resume_connection(conn->mc);
+  conn->mc = NULL;
+}
+
+/* Hands a finished transfer of conn, if any, to proxy_fwd_finish. */
+static void proxy_fwd_check(struct proxy_conn *conn)
+{
+  CURLMsg *msg;
+  int left = 0;
+
+  while(conn->fwd_state == PROXY_FWD_RUNNING &&
+        (msg = curl_multi_info_read(conn->multi, &left))) {
+    if(msg->msg == CURLMSG_DONE && msg->easy_handle == conn->curl) {
+      CURLcode res = msg->data.result;
+      proxy_fwd_finish(conn, res);
+    }
+  }
 }
 
 /* ---- the decision table ----------------------------------------------- */
@@ -1629,14 +1904,25 @@ static void proxy_req_reset(struct proxy_conn *conn)
   kb_buf_init(&conn->req.body, conn->proxy->max_body);
 }
 
-/* Frees a connection and everything it owns, upstream handle first (its
- * close callback still reads conn). Accepts NULL. */
+/* Frees a connection and everything it owns, upstream handles first (their
+ * close and socket callbacks still read conn). A transfer in flight (only
+ * possible while the proxy stops) is abandoned. Accepts NULL. */
 static void proxy_conn_free(struct proxy_conn *conn)
 {
   if(!conn)
     return;
+  if(conn->fwd_state == PROXY_FWD_RUNNING) {
+    curl_multi_remove_handle(conn->multi, conn->curl);
+    proxy_busy_unlink(conn);
+  }
+  if(conn->fwd_state == PROXY_FWD_DONE && conn->pending.response)
+    MHD_destroy_response(conn->pending.response);
+  proxy_fwd_release(conn);
   if(conn->curl)
     curl_easy_cleanup(conn->curl);
+  /* Closes the cached upstream connection, traced by proxy_curl_close. */
+  if(conn->multi)
+    curl_multi_cleanup(conn->multi);
   free(conn->req.uri);
   kb_buf_free(&conn->req.body);
   free(conn);
@@ -1684,6 +1970,10 @@ static void proxy_on_connection(void *cls, struct MHD_Connection *mc,
     if(!conn)
       return;
     conn->proxy = proxy;
+    conn->up.kind = PROXY_WATCH_UPSTREAM;
+    conn->up.conn = conn;
+    conn->up.fd = CURL_SOCKET_BAD;
+    conn->up.embedded = true;
     conn->id = atomic_fetch_add(&proxy->next_id, 1);
     proxy_resolve_peer(proxy, mc, conn->name, sizeof(conn->name));
     conn->state = PROXY_AUTH_UNAUTHENTICATED;
@@ -1824,7 +2114,9 @@ static void proxy_count_answer(struct proxy_conn *conn,
 /* The access handler: on the first call (headers only) closes a
  * connection that sat idle past the limit; then gathers the body (capped,
  * but always read to its end so the connection stays keep-alive), decides
- * and answers. */
+ * and answers. A request to forward suspends the connection until its
+ * transfer ends; libmicrohttpd then calls again, and the answer that
+ * proxy_fwd_finish left in conn->pending is queued. */
 static enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *mc,
                                         const char *url, const char *method,
                                         const char *version,
@@ -1869,8 +2161,22 @@ static enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *mc,
     return MHD_YES;
   }
 
-  memset(&ans, 0, sizeof(ans));
-  proxy_decide(conn, mc, method, &ans);
+  if(conn->fwd_state == PROXY_FWD_RUNNING)
+    return MHD_YES; /* not expected while suspended; nothing to do yet */
+  if(conn->fwd_state == PROXY_FWD_DONE) {
+    ans = conn->pending;
+    memset(&conn->pending, 0, sizeof(conn->pending));
+    conn->fwd_state = PROXY_FWD_IDLE;
+  }
+  else {
+    memset(&ans, 0, sizeof(ans));
+    proxy_decide(conn, mc, method, &ans);
+    if(conn->fwd_state == PROXY_FWD_RUNNING) {
+      conn->pending = ans;
+      MHD_suspend_connection(mc);
+      return MHD_YES;
+    }
+  }
   if(!ans.response)
     return MHD_NO;
 
@@ -1898,6 +2204,204 @@ static enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *mc,
   return result;
 }
 
+/* ---- the event loop ---------------------------------------------------- */
+
+/* Milliseconds the loop may sleep: until the earliest libcurl timer of a
+ * transfer in flight or libmicrohttpd's next timeout, whichever is first,
+ * at most PROXY_LOOP_MAX_WAIT_MS. */
+static int proxy_loop_wait_ms(struct proxy *proxy)
+{
+  MHD_UNSIGNED_LONG_LONG mhd_ms;
+  int64_t wait = PROXY_LOOP_MAX_WAIT_MS;
+  int64_t now = proxy_mono_ms();
+  struct proxy_conn *c;
+
+  if(MHD_get_timeout(proxy->daemon, &mhd_ms) == MHD_YES &&
+     mhd_ms < (MHD_UNSIGNED_LONG_LONG)wait)
+    wait = (int64_t)mhd_ms;
+  for(c = proxy->busy; c && wait > 0; c = c->busy_next)
+    if(c->timer_at >= 0 && c->timer_at - now < wait)
+      wait = c->timer_at - now;
+  return wait < 0 ? 0 : (int)wait;
+}
+
+/* Calls libcurl back for every transfer whose timer is due (the first
+ * call after curl_multi_add_handle starts the transfer) and finishes those
+ * that ended. */
+static void proxy_loop_timers(struct proxy *proxy)
+{
+  int64_t now = proxy_mono_ms();
+  struct proxy_conn *c = proxy->busy;
+
+  while(c) {
+    /* proxy_fwd_check may take c off the list. */
+    struct proxy_conn *next = c->busy_next;
+    if(c->timer_at >= 0 && c->timer_at <= now) {
+      int running = 0;
+      c->timer_at = -1;
+      curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+      proxy_fwd_check(c);
+    }
+    c = next;
+  }
+}
+
+/* Abandons every transfer in flight because the proxy is stopping: each
+ * client gets a 503 if its connection can still take one. */
+static void proxy_loop_abandon(struct proxy *proxy)
+{
+  while(proxy->busy)
+    proxy_fwd_finish(proxy->busy, CURLE_ABORTED_BY_CALLBACK);
+}
+
+/* Frees the watches retired during the last batch of events. */
+static void proxy_loop_bury(struct proxy *proxy)
+{
+  while(proxy->dead) {
+    struct proxy_watch *w = proxy->dead;
+    proxy->dead = w->next_dead;
+    free(w);
+  }
+}
+
+/* The loop thread: waits on the epoll set holding libmicrohttpd's own
+ * epoll descriptor, the wakeup eventfd and every upstream socket; drives
+ * libcurl on upstream events and timers, then lets libmicrohttpd accept,
+ * read, call the handlers (including those of connections just resumed)
+ * and write. Runs until proxy_stop sets the stop flag; returns NULL. */
+static void *proxy_loop(void *arg)
+{
+  struct proxy *proxy = arg;
+  struct epoll_event events[PROXY_LOOP_EVENTS];
+
+  for(;;) {
+    int n = epoll_wait(proxy->epfd, events, PROXY_LOOP_EVENTS,
+                       proxy_loop_wait_ms(proxy));
+    int i;
+
+    for(i = 0; i < n; i++) {
+      struct proxy_watch *w = events[i].data.ptr;
+      struct proxy_conn *conn;
+      uint64_t count;
+      int flags = 0;
+      int running = 0;
+
+      switch(w->kind) {
+      case PROXY_WATCH_MHD:
+        break; /* MHD_run below */
+      case PROXY_WATCH_WAKE:
+        if(read(proxy->wakefd, &count, sizeof(count)) < 0)
+          count = 0; /* already drained */
+        break;
+      case PROXY_WATCH_UPSTREAM:
+        if(!w->conn)
+          break; /* retired earlier in this batch */
+        if(w->embedded && !w->active) {
+          /* A kept connection between requests: the backend closed it or
+           * sent something unasked. Stop watching (level-triggered, it
+           * would fire on every wait); libcurl finds it dead before
+           * reusing it. */
+          epoll_ctl(proxy->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+          w->registered = false;
+          break;
+        }
+        if(events[i].events & (EPOLLIN | EPOLLHUP))
+          flags |= CURL_CSELECT_IN;
+        if(events[i].events & EPOLLOUT)
+          flags |= CURL_CSELECT_OUT;
+        if(events[i].events & EPOLLERR)
+          flags |= CURL_CSELECT_ERR;
+        /* The call may retire w (libcurl closes the socket), not conn. */
+        conn = w->conn;
+        curl_multi_socket_action(conn->multi, w->fd, flags, &running);
+        proxy_fwd_check(conn);
+        break;
+      }
+    }
+    if(atomic_load(&proxy->stopping)) {
+      proxy_loop_abandon(proxy);
+      /* Let the resumed connections queue their 503 and try to send it. */
+      MHD_run(proxy->daemon);
+      proxy_loop_bury(proxy);
+      break;
+    }
+    proxy_loop_timers(proxy);
+    MHD_run(proxy->daemon);
+    proxy_loop_bury(proxy);
+  }
+  return NULL;
+}
+
+/* Creates the loop's epoll set with libmicrohttpd's epoll descriptor and
+ * the wakeup eventfd in it and starts the loop thread. Returns 0, or -1
+ * with errno set; what was created is released by proxy_loop_close. */
+static int proxy_loop_start(struct proxy *proxy)
+{
+  const union MHD_DaemonInfo *info;
+  struct epoll_event ev;
+  int rc;
+
+  info = MHD_get_daemon_info(proxy->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+  if(!info) {
+    errno = ENOTSUP;
+    return -1;
+  }
+  proxy->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if(proxy->epfd < 0)
+    return -1;
+  proxy->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if(proxy->wakefd < 0)
+    return -1;
+  proxy->mhd_watch.kind = PROXY_WATCH_MHD;
+  proxy->mhd_watch.fd = info->epoll_fd;
+  proxy->wake_watch.kind = PROXY_WATCH_WAKE;
+  proxy->wake_watch.fd = proxy->wakefd;
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLIN;
+  ev.data.ptr = &proxy->mhd_watch;
+  if(epoll_ctl(proxy->epfd, EPOLL_CTL_ADD, info->epoll_fd, &ev))
+    return -1;
+  ev.data.ptr = &proxy->wake_watch;
+  if(epoll_ctl(proxy->epfd, EPOLL_CTL_ADD, proxy->wakefd, &ev))
+    return -1;
+  rc = pthread_create(&proxy->loop, NULL, proxy_loop, proxy);
+  if(rc) {
+    errno = rc;
+    return -1;
+  }
+  proxy->loop_started = true;
+  return 0;
+}
+
+/* Stops the loop thread if it runs (it abandons transfers in flight) and
+ * waits for it. The epoll set and eventfd stay open: closing connections
+ * still retires upstream sockets from the set. */
+static void proxy_loop_stop(struct proxy *proxy)
+{
+  uint64_t one = 1;
+
+  atomic_store(&proxy->stopping, true);
+  if(!proxy->loop_started)
+    return;
+  if(write(proxy->wakefd, &one, sizeof(one)) < 0) {
+    /* The counter is already non-zero: the loop is awake anyway. */
+  }
+  pthread_join(proxy->loop, NULL);
+  proxy->loop_started = false;
+}
+
+/* Closes the loop's descriptors and frees retired watches; after
+ * MHD_stop_daemon, once no connection is left. */
+static void proxy_loop_close(struct proxy *proxy)
+{
+  proxy_loop_bury(proxy);
+  if(proxy->wakefd >= 0)
+    close(proxy->wakefd);
+  if(proxy->epfd >= 0)
+    close(proxy->epfd);
+  proxy->wakefd = proxy->epfd = -1;
+}
+
 /* ---- start / stop ----------------------------------------------------- */
 
 int proxy_start(const struct proxy_config *config, struct proxy **out,
@@ -1905,8 +2409,9 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
 {
   struct proxy *proxy = NULL;
   struct sockaddr_storage addr;
-  unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD |
-                       MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+  /* External epoll mode: proxy_loop drives libmicrohttpd and libcurl on
+   * one thread. */
+  unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                        MHD_USE_SUPPRESS_DATE_NO_CLOCK | MHD_USE_ERROR_LOG;
   const union MHD_DaemonInfo *info;
   bool lock_ready = false;
@@ -1958,6 +2463,7 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
     proxy_set_error(err, errlen, "proxy: out of memory while starting");
     goto fail;
   }
+  proxy->epfd = proxy->wakefd = -1;
   proxy->bind_host = proxy_strdup_or(config->bind_host, PROXY_DEFAULT_HOST);
   proxy->backend_url = strdup(config->backend_url);
   proxy->name = proxy_strdup_or(config->name, PROXY_DEFAULT_NAME);
@@ -2046,11 +2552,23 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
   }
   info = MHD_get_daemon_info(proxy->daemon, MHD_DAEMON_INFO_BIND_PORT);
   proxy->port = info ? info->port : config->port;
+  if(proxy_loop_start(proxy)) {
+    saved_errno = errno;
+    proxy_set_error(err, errlen,
+                    "proxy: cannot start the event loop: %s; check the "
+                    "process's limits on threads and descriptors",
+                    strerror(saved_errno));
+    goto fail;
+  }
   *out = proxy;
   return 0;
 
 fail:
   if(proxy) {
+    proxy_loop_stop(proxy);
+    if(proxy->daemon)
+      MHD_stop_daemon(proxy->daemon);
+    proxy_loop_close(proxy);
     if(lock_ready)
       pthread_mutex_destroy(&proxy->lock);
     free(proxy->bind_host);
@@ -2067,12 +2585,13 @@ void proxy_stop(struct proxy *proxy)
 {
   if(!proxy)
     return;
-  /* Transfers in flight give up at their next progress check instead of
-   * holding a connection thread until the upstream timeout. */
-  atomic_store(&proxy->stopping, true);
+  /* The loop abandons transfers in flight (503) instead of waiting for
+   * the upstream timeout, then ends. */
+  proxy_loop_stop(proxy);
   /* Closes every connection; their CLOSED notifications free their state
-   * before this returns. */
+   * (and close their upstream connections) before this returns. */
   MHD_stop_daemon(proxy->daemon);
+  proxy_loop_close(proxy);
   pthread_mutex_destroy(&proxy->lock);
   free(proxy->bind_host);
   free(proxy->backend_url);

@@ -44,5 +44,7 @@ int kbsim_cmd_demo(int argc, char **argv);
 int kbsim_cmd_run(int argc, char **argv);
 int kbsim_cmd_sweep(int argc, char **argv);
 int kbsim_cmd_serve(int argc, char **argv);
+int kbsim_cmd_ctl(int argc, char **argv);
+int kbsim_cmd_client(int argc, char **argv);
 
 #endif /* CLI_H */

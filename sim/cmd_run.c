@@ -19,6 +19,7 @@
 
 #include "cli.h"
 #include "evidence.h"
+#include "html.h"
 
 #define KBSIM_MAX_FILES 256
 #define KBSIM_MAX_SEEDS 1000000u
@@ -28,6 +29,8 @@
 
 struct kbsim_evidence {
   const char *transcript, *pcap, *json;
+  const char *html;           /* --html: one page for every run */
+  struct html_report *report; /* what it will hold */
 };
 
 /* Returns path with name inserted before its extension ("bug.txt" +
@@ -100,6 +103,37 @@ static int kbsim_write_evidence(struct sim_recorder *rec,
   return 0;
 }
 
+/* Starts the --html page when it was asked for. Returns 0, or -1 after
+ * printing a one-line error. */
+static int kbsim_html_start(struct kbsim_evidence *want)
+{
+  if(!want->html)
+    return 0;
+  want->report = html_report_new("KB 942638: what each run did on the wire");
+  if(!want->report) {
+    fprintf(stderr, "kbsim: --html: out of memory\n");
+    return -1;
+  }
+  return 0;
+}
+
+/* Writes and frees the --html page. Returns 0, or 1 after printing a
+ * one-line error. */
+static int kbsim_html_finish(struct kbsim_evidence *want)
+{
+  char err[512];
+  int result = 0;
+
+  if(want->report && html_report_write(want->report, want->html, err,
+                                       sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    result = 1;
+  }
+  html_report_free(want->report);
+  want->report = NULL;
+  return result;
+}
+
 /* ---- printing --------------------------------------------------------- */
 
 static void kbsim_print_sessions(const struct sim_outcome *o)
@@ -149,8 +183,9 @@ static int kbsim_run_one(const struct scenario *sc,
   char err[512], why[512], summary[768];
   int result = 1;
 
-  sim_recorder_init(&rec, want->transcript || want->pcap);
-  if(sim_scenario_run(sc, want->transcript || want->pcap || want->json
+  sim_recorder_init(&rec, want->transcript || want->pcap || want->html);
+  if(sim_scenario_run(sc, want->transcript || want->pcap || want->json ||
+                              want->html
                               ? sim_recorder_as_kb(&rec)
                               : (struct kb_trace){0},
                       &o, err, sizeof(err))) {
@@ -182,6 +217,13 @@ static int kbsim_run_one(const struct scenario *sc,
     if(result)
       printf("%s\n", why);
   }
+  if(want->report) {
+    struct html_run page = {NULL, sc, &o, &rec};
+    if(html_report_add(want->report, &page, err, sizeof(err))) {
+      fprintf(stderr, "kbsim: %s\n", err);
+      result = 1;
+    }
+  }
 
 done:
   sim_outcome_free(&o);
@@ -202,11 +244,12 @@ int kbsim_cmd_run(int argc, char **argv)
     {"transcript", required_argument, NULL, 't'},
     {"pcap", required_argument, NULL, 'w'},
     {"json", required_argument, NULL, 'j'},
+    {"html", required_argument, NULL, 'H'},
     {"verbose", no_argument, NULL, 'v'},
     {NULL, 0, NULL, 0}};
   static struct scenario scenarios[KBSIM_MAX_FILES];
   struct scenario *flags = &scenarios[0];
-  struct kbsim_evidence want = {NULL, NULL, NULL};
+  struct kbsim_evidence want = {NULL, NULL, NULL, NULL, NULL};
   bool have_policy = false, have_seed = false, verbose = false;
   bool flag_only = false; /* a flag that makes no sense with files */
   const char *flag_name = NULL;
@@ -296,6 +339,9 @@ int kbsim_cmd_run(int argc, char **argv)
     case 'j':
       want.json = optarg;
       break;
+    case 'H':
+      want.html = optarg;
+      break;
     case 'v':
       verbose = true;
       break;
@@ -327,12 +373,14 @@ int kbsim_cmd_run(int argc, char **argv)
     }
     if(bad)
       return 2;
+    if(kbsim_html_start(&want))
+      return 1;
     for(i = 0; i < nfiles; i++)
       failed += kbsim_run_one(&scenarios[i], &want, true, verbose, nfiles > 1);
     if(nfiles > 1)
       printf("%zu scenarios: %zu passed, %d failed\n", nfiles,
              nfiles - (size_t)failed, failed);
-    return failed ? 1 : 0;
+    return kbsim_html_finish(&want) || failed ? 1 : 0;
   }
 
   if(!have_policy)
@@ -345,7 +393,11 @@ int kbsim_cmd_run(int argc, char **argv)
   snprintf(flags->members[0].name, sizeof(flags->members[0].name), "ISA01");
   snprintf(flags->name, sizeof(flags->name), "run");
   flags->seed = seed;
-  return kbsim_run_one(flags, &want, false, verbose, false);
+  if(kbsim_html_start(&want))
+    return 1;
+  failed = kbsim_run_one(flags, &want, false, verbose, false);
+  failed += kbsim_html_finish(&want);
+  return failed ? 1 : 0;
 }
 
 /* ---- sweep ------------------------------------------------------------ */

@@ -1,5 +1,16 @@
 /*
- * cmd_serve.c - `kbsim serve`: the listener and Exchange on real ports.
+ * cmd_serve.c - `kbsim serve`: the topology on real loopback ports for
+ * real clients, until SIGINT or SIGTERM.
+ *
+ *   kbsim serve FILE [--proxy H:P] [--backend H:P] [--admin H:P]
+ *     the scenario's whole array: Exchange, every member on its own port,
+ *     a TCP load balancer on --proxy in front of them, and the admin
+ *     endpoint (admin.h) through which a trainer applies the fix live.
+ *   kbsim serve --proxy H:P --backend H:P --policy P --user ... [--auth A]
+ *     [--admin H:P]
+ *     one listener on --proxy, no balancer (the original form).
+ *
+ * Real clients mean the real clock and the kernel's randomness.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -10,84 +21,209 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
+#include "balancer.h"
 #include "cli.h"
 
-/* ---- serve ------------------------------------------------------------ */
+struct kbsim_endpoint {
+  char host[64];
+  uint16_t port;
+  bool given;
+};
 
-int kbsim_cmd_serve(int argc, char **argv)
+struct kbsim_serve_opts {
+  const char *file;
+  struct kbsim_endpoint proxy, backend, admin;
+  enum proxy_policy policy;
+  bool have_policy;
+  enum proxy_auth auth;
+  bool have_auth;
+  struct kb_users *users; /* --user specs, flag form only */
+};
+
+/* Formats http://host:port/ (IPv6 literals bracketed) into out. */
+static void kbsim_serve_url(const char *host, uint16_t port, char *out,
+                            size_t len)
+{
+  snprintf(out, len, strchr(host, ':') ? "http://[%s]:%u/" : "http://%s:%u/",
+           host, (unsigned)port);
+}
+
+/* Returns true when host is a loopback address. */
+static bool kbsim_serve_loopback(const char *host)
+{
+  return !strncmp(host, "127.", 4) || !strcmp(host, "::1");
+}
+
+/* Parses the command line into *o. Returns 0, or the exit code 2 after
+ * printing what was wrong. */
+static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
 {
   static const struct option opts[] = {
-    {"proxy", required_argument, NULL, 'x'},
-    {"backend", required_argument, NULL, 'b'},
-    {"policy", required_argument, NULL, 'P'},
-    {"user", required_argument, NULL, 'u'},
-    {NULL, 0, NULL, 0}};
-  char phost[64] = "", bhost[64] = "";
-  uint16_t pport = 0, bport = 0;
-  enum proxy_policy policy = PROXY_POLICY_PER_CONNECTION;
-  bool have_proxy = false, have_backend = false, have_policy = false;
-  struct kb_users *users = kb_users_new();
-  struct sim_topology_config cfg;
-  struct sim_topology *topo = NULL;
-  sigset_t set;
+      {"proxy", required_argument, NULL, 'x'},
+      {"backend", required_argument, NULL, 'b'},
+      {"admin", required_argument, NULL, 'a'},
+      {"policy", required_argument, NULL, 'P'},
+      {"auth", required_argument, NULL, 'A'},
+      {"user", required_argument, NULL, 'u'},
+      {NULL, 0, NULL, 0}};
+  struct kbsim_endpoint *ep;
+  const char *flag_only = NULL;
   char err[512];
-  int c, sig = 0, result = 2;
+  int c;
 
-  if(!users) {
-    fprintf(stderr, "kbsim: out of memory\n");
-    return 1;
-  }
   opterr = 0;
   optind = 1;
   while((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
     switch(c) {
     case 'x':
-      if(kbsim_parse_hostport(optarg, phost, sizeof(phost), &pport)) {
-        result = kbsim_bad_args("--proxy: '%s' is not HOST:PORT (e.g. "
-                                "127.0.0.1:8080, [::1]:0)", optarg);
-        goto done;
-      }
-      have_proxy = true;
-      break;
     case 'b':
-      if(kbsim_parse_hostport(optarg, bhost, sizeof(bhost), &bport)) {
-        result = kbsim_bad_args("--backend: '%s' is not HOST:PORT (e.g. "
-                                "127.0.0.1:8081, [::1]:0)", optarg);
-        goto done;
-      }
-      have_backend = true;
+    case 'a':
+      ep = c == 'x' ? &o->proxy : c == 'b' ? &o->backend : &o->admin;
+      if(kbsim_parse_hostport(optarg, ep->host, sizeof(ep->host), &ep->port))
+        return kbsim_bad_args("--%s: '%s' is not HOST:PORT (e.g. "
+                              "127.0.0.1:8080, [::1]:0)",
+                              c == 'x'   ? "proxy"
+                              : c == 'b' ? "backend"
+                                         : "admin",
+                              optarg);
+      ep->given = true;
       break;
     case 'P':
-      if(proxy_policy_parse(optarg, &policy)) {
-        result = kbsim_bad_args("--policy: '%s' is not per-connection or "
-                                "per-request", optarg);
-        goto done;
-      }
-      have_policy = true;
+      if(proxy_policy_parse(optarg, &o->policy))
+        return kbsim_bad_args("--policy: '%s' is not per-connection or "
+                              "per-request",
+                              optarg);
+      o->have_policy = true;
+      flag_only = "--policy";
+      break;
+    case 'A':
+      if(proxy_auth_parse(optarg, &o->auth))
+        return kbsim_bad_args("--auth: '%s' is not integrated, basic or none",
+                              optarg);
+      o->have_auth = true;
+      flag_only = "--auth";
       break;
     case 'u':
-      if(kb_users_add_spec(users, optarg, err, sizeof(err))) {
-        result = kbsim_bad_args("--user: %s", err);
-        goto done;
-      }
+      if(kb_users_add_spec(o->users, optarg, err, sizeof(err)))
+        return kbsim_bad_args("--user: %s", err);
+      flag_only = "--user";
       break;
     case ':':
-      result = kbsim_bad_args("%s needs a value", argv[optind - 1]);
-      goto done;
+      return kbsim_bad_args("%s needs a value", argv[optind - 1]);
     default:
-      result = kbsim_bad_args("serve: unknown option '%s'", argv[optind - 1]);
-      goto done;
+      return kbsim_bad_args("serve: unknown option '%s'", argv[optind - 1]);
     }
   }
-  if(optind < argc) {
-    result = kbsim_bad_args("serve: unexpected argument '%s'", argv[optind]);
-    goto done;
+  if(optind < argc)
+    o->file = argv[optind++];
+  if(optind < argc)
+    return kbsim_bad_args("serve: unexpected argument '%s'; give one "
+                          "scenario file",
+                          argv[optind]);
+  if(o->file && flag_only)
+    return kbsim_bad_args("serve: %s cannot be combined with a scenario "
+                          "file; set it in the file instead",
+                          flag_only);
+  if(!o->file && (!o->proxy.given || !o->backend.given || !o->have_policy ||
+                  !kb_users_count(o->users)))
+    return kbsim_bad_args("serve: give a scenario file, or --proxy, "
+                          "--backend, --policy and at least one --user");
+  if(!o->proxy.given)
+    snprintf(o->proxy.host, sizeof(o->proxy.host), "127.0.0.1");
+  if(!o->backend.given)
+    snprintf(o->backend.host, sizeof(o->backend.host), "127.0.0.1");
+  if(!o->admin.given)
+    snprintf(o->admin.host, sizeof(o->admin.host), "127.0.0.1");
+  return 0;
+}
+
+/* Builds a one-member scenario from the flag form: --policy per-request
+ * is ISA 2006 SP1 with the script (as `kbsim run` reads it), per-connection
+ * is RTM as shipped, so the admin endpoint can change it like any member. */
+static void kbsim_serve_flag_scenario(const struct kbsim_serve_opts *o,
+                                      struct scenario *sc)
+{
+  scenario_defaults(sc);
+  snprintf(sc->name, sizeof(sc->name), "serve");
+  sc->nusers = 0;
+  sc->auth = o->have_auth ? o->auth : PROXY_AUTH_INTEGRATED;
+  sc->nmembers = 1;
+  snprintf(sc->members[0].name, sizeof(sc->members[0].name), "ISA01");
+  sc->members[0].patch = o->policy == PROXY_POLICY_PER_REQUEST
+                             ? SCENARIO_PATCH_SP1
+                             : SCENARIO_PATCH_RTM;
+  sc->members[0].script = o->policy == PROXY_POLICY_PER_REQUEST;
+}
+
+/* Prints what serves where, for the scenario form. */
+static void kbsim_serve_print_array(const struct scenario *sc,
+                                    const struct sim_topology *topo,
+                                    const struct balancer *bal,
+                                    const struct admin *adm,
+                                    const struct kbsim_serve_opts *o)
+{
+  char url[128], label[48];
+  size_t i;
+
+  printf("Scenario:     %s%s%s\n", sc->name, sc->description[0] ? " - " : "",
+         sc->description);
+  kbsim_serve_url(o->proxy.host, balancer_port(bal), url, sizeof(url));
+  printf("Balancer:     %s (%s per TCP connection over %zu member%s)\n", url,
+         balancer_mode_name(sc->balancer == SCENARIO_BALANCER_SEEDED
+                                ? BALANCER_SEEDED
+                                : BALANCER_ROUND_ROBIN),
+         sc->nmembers, sc->nmembers == 1 ? "" : "s");
+  for(i = 0; i < sc->nmembers; i++) {
+    const struct scenario_member *m = &sc->members[i];
+    char murl[128];
+
+    snprintf(label, sizeof(label), "Member %s:", m->name);
+    kbsim_serve_url("127.0.0.1", topo->proxy_ports[i], murl, sizeof(murl));
+    printf("%-13s %s (%s, %s; policy %s: %s)\n", label, murl,
+           scenario_patch_name(m->patch),
+           m->script ? "script run" : "no script",
+           proxy_policy_name(scenario_effective_policy(m->patch, m->script)),
+           admin_policy_reason(m->patch, m->script));
   }
-  if(!have_proxy || !have_backend || !have_policy || !kb_users_count(users)) {
-    result = kbsim_bad_args("serve: --proxy, --backend, --policy and at least "
-                            "one --user are required");
-    goto done;
-  }
+  kbsim_serve_url(o->backend.host, backend_port(topo->backend), url,
+                  sizeof(url));
+  printf("Exchange:     %s\n", url);
+  kbsim_serve_url(o->admin.host, admin_port(adm), url, sizeof(url));
+  printf("Admin:        %s (no authentication: keep it on loopback)\n", url);
+  printf("Listener:     %s authentication; users", proxy_auth_name(sc->auth));
+  for(i = 0; i < sc->nusers; i++)
+    printf("%s %.*s", i ? "," : "", (int)strcspn(sc->user_specs[i], ":"),
+           sc->user_specs[i]);
+  printf("\n");
+  kbsim_serve_url(o->proxy.host, balancer_port(bal), url, sizeof(url));
+  printf("Try:          kbsim client --url %s --user '%.*s:PASSWORD'\n", url,
+         (int)strcspn(sc->user_specs[0], ":"), sc->user_specs[0]);
+  printf("              kbsim ctl --admin %s%s%s:%u status|apply-fix|revert\n",
+         strchr(o->admin.host, ':') ? "[" : "", o->admin.host,
+         strchr(o->admin.host, ':') ? "]" : "", (unsigned)admin_port(adm));
+}
+
+/* Runs the topology of sc until SIGINT or SIGTERM. With a balancer (the
+ * scenario form) members listen on loopback ephemeral ports behind it;
+ * without (the flag form) the one member listens on --proxy. Returns the
+ * exit code. */
+static int kbsim_serve_run(const struct scenario *sc,
+                           const struct kb_users *users,
+                           const struct kbsim_serve_opts *o, bool balanced)
+{
+  struct sim_topology_config cfg;
+  struct sim_topology *topo = NULL;
+  struct balancer_config bcfg;
+  struct balancer *bal = NULL;
+  struct admin_config acfg;
+  struct admin_member members[ADMIN_MAX_MEMBERS];
+  char member_urls[ADMIN_MAX_MEMBERS][128];
+  struct admin *adm = NULL;
+  char err[512], url[128], burl[128], eurl[128];
+  sigset_t set;
+  size_t i;
+  int sig = 0, result = 1;
 
   /* Block the stop signals before any thread starts, so every thread
    * inherits the mask and only sigwait() below receives them. */
@@ -97,24 +233,102 @@ int kbsim_cmd_serve(int argc, char **argv)
   pthread_sigmask(SIG_BLOCK, &set, NULL);
 
   memset(&cfg, 0, sizeof(cfg));
-  cfg.policy = policy;
+  cfg.nmembers = sc->nmembers;
+  for(i = 0; i < sc->nmembers; i++) {
+    cfg.members[i].name = sc->members[i].name;
+    cfg.members[i].policy =
+        scenario_effective_policy(sc->members[i].patch, sc->members[i].script);
+  }
+  cfg.policy = cfg.members[0].policy;
+  cfg.auth = sc->auth;
+  cfg.idle_timeout_ms = sc->idle_timeout_ms;
+  cfg.max_requests = sc->max_requests;
   cfg.users = users;
-  cfg.proxy_host = phost;
-  cfg.proxy_port = pport;
-  cfg.backend_host = bhost;
-  cfg.backend_port = bport;
+  cfg.proxy_host = balanced ? "127.0.0.1" : o->proxy.host;
+  cfg.proxy_port = balanced ? 0 : o->proxy.port;
+  cfg.backend_host = o->backend.host;
+  cfg.backend_port = o->backend.port;
   cfg.simulated = false; /* real clients: real clock, real randomness */
-  result = 1;
   if(sim_topology_start(&cfg, &topo, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     goto done;
   }
-  printf("ISA listener: http://%s%s%s:%u/ (policy %s)\n",
-         strchr(phost, ':') ? "[" : "", phost, strchr(phost, ':') ? "]" : "",
-         (unsigned)proxy_port(topo->proxy), proxy_policy_name(policy));
-  printf("Exchange:     http://%s%s%s:%u/\n",
-         strchr(bhost, ':') ? "[" : "", bhost, strchr(bhost, ':') ? "]" : "",
-         (unsigned)backend_port(topo->backend));
+
+  if(balanced) {
+    memset(&bcfg, 0, sizeof(bcfg));
+    bcfg.bind_host = o->proxy.host;
+    bcfg.port = o->proxy.port;
+    bcfg.nmembers = topo->nproxies;
+    for(i = 0; i < topo->nproxies; i++) {
+      bcfg.members[i].host = "127.0.0.1";
+      bcfg.members[i].port = topo->proxy_ports[i];
+    }
+    bcfg.mode = sc->balancer == SCENARIO_BALANCER_SEEDED ? BALANCER_SEEDED
+                                                         : BALANCER_ROUND_ROBIN;
+    bcfg.seed = sc->seed;
+    if(balancer_start(&bcfg, &bal, err, sizeof(err))) {
+      fprintf(stderr, "kbsim: %s\n", err);
+      goto done;
+    }
+  }
+
+  if(balanced || o->admin.given) {
+    memset(&acfg, 0, sizeof(acfg));
+    memset(members, 0, sizeof(members));
+    for(i = 0; i < topo->nproxies; i++) {
+      kbsim_serve_url(cfg.proxy_host, topo->proxy_ports[i], member_urls[i],
+                      sizeof(member_urls[i]));
+      members[i].name = sc->members[i].name;
+      members[i].url = member_urls[i];
+      members[i].patch = sc->members[i].patch;
+      members[i].script = sc->members[i].script;
+      members[i].proxy = topo->proxies[i];
+    }
+    kbsim_serve_url(o->backend.host, backend_port(topo->backend), eurl,
+                    sizeof(eurl));
+    acfg.bind_host = o->admin.host;
+    acfg.port = o->admin.port;
+    acfg.scenario = balanced ? sc->name : NULL;
+    acfg.members = members;
+    acfg.nmembers = topo->nproxies;
+    acfg.backend = topo->backend;
+    acfg.backend_url = eurl;
+    if(bal) {
+      kbsim_serve_url(o->proxy.host, balancer_port(bal), burl, sizeof(burl));
+      acfg.balancer = bal;
+      acfg.balancer_url = burl;
+      acfg.balancer_mode = bcfg.mode;
+    }
+    if(admin_start(&acfg, &adm, err, sizeof(err))) {
+      fprintf(stderr, "kbsim: %s\n", err);
+      goto done;
+    }
+    if(!kbsim_serve_loopback(o->admin.host))
+      fprintf(stderr,
+              "kbsim: warning: the admin endpoint on %s has no "
+              "authentication; anyone who reaches it can change the array. "
+              "Bind it to 127.0.0.1\n",
+              o->admin.host);
+  }
+
+  if(balanced)
+    kbsim_serve_print_array(sc, topo, bal, adm, o);
+  else {
+    kbsim_serve_url(o->proxy.host, proxy_port(topo->proxy), url, sizeof(url));
+    printf("ISA listener: %s (policy %s", url,
+           proxy_policy_name(cfg.members[0].policy));
+    if(sc->auth != PROXY_AUTH_INTEGRATED)
+      printf(", %s authentication", proxy_auth_name(sc->auth));
+    printf(")\n");
+    kbsim_serve_url(o->backend.host, backend_port(topo->backend), url,
+                    sizeof(url));
+    printf("Exchange:     %s\n", url);
+    if(adm) {
+      kbsim_serve_url(o->admin.host, admin_port(adm), url, sizeof(url));
+      printf("Admin:        %s (no authentication: keep it on loopback)\n",
+             url);
+    }
+  }
   printf("serving until SIGINT or SIGTERM\n");
   fflush(stdout);
   sigwait(&set, &sig);
@@ -123,8 +337,63 @@ int kbsim_cmd_serve(int argc, char **argv)
   result = 0;
 
 done:
+  /* The admin endpoint and the balancer point into the topology: stop
+   * them first. */
+  admin_stop(adm);
+  balancer_stop(bal);
   sim_topology_stop(topo);
-  kb_users_free(users);
   return result;
 }
 
+int kbsim_cmd_serve(int argc, char **argv)
+{
+  struct kbsim_serve_opts o;
+  struct scenario *sc = NULL;
+  struct kb_users *users = NULL;
+  char err[512];
+  size_t i;
+  int result = 2;
+
+  memset(&o, 0, sizeof(o));
+  o.users = kb_users_new();
+  sc = calloc(1, sizeof(*sc));
+  if(!o.users || !sc) {
+    fprintf(stderr, "kbsim: out of memory\n");
+    result = 1;
+    goto done;
+  }
+  result = kbsim_serve_parse(argc, argv, &o);
+  if(result)
+    goto done;
+
+  if(!o.file) {
+    kbsim_serve_flag_scenario(&o, sc);
+    result = kbsim_serve_run(sc, o.users, &o, false);
+    goto done;
+  }
+  if(scenario_load(o.file, sc, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    result = 2;
+    goto done;
+  }
+  users = kb_users_new();
+  if(!users) {
+    fprintf(stderr, "kbsim: out of memory\n");
+    result = 1;
+    goto done;
+  }
+  for(i = 0; i < sc->nusers; i++) {
+    if(kb_users_add_spec(users, sc->user_specs[i], err, sizeof(err))) {
+      fprintf(stderr, "kbsim: %s: [users]: %s\n", o.file, err);
+      result = 2;
+      goto done;
+    }
+  }
+  result = kbsim_serve_run(sc, users, &o, true);
+
+done:
+  kb_users_free(users);
+  kb_users_free(o.users);
+  free(sc);
+  return result;
+}

@@ -1,5 +1,5 @@
 /*
- * kbsim.c - the kbsim program: demo, run and serve.
+ * kbsim.c - the kbsim program: demo, run, sweep, serve, ctl and client.
  *
  * Exit codes: 0 success (and, with --expect or in the demo, the outcome
  * matched); 1 the outcome differed from what was expected, or the topology
@@ -28,9 +28,17 @@ void kbsim_usage(FILE *out)
     "                 [--posts N] [--seed S] [--expect error|clean]\n"
     "                 [--ntlm v2|v1|v1-ess] [--user 'DOMAIN\\user:password']...\n"
     "                 [--transcript FILE] [--pcap FILE] [--json FILE]\n"
+    "       kbsim serve FILE [--proxy HOST:PORT] [--backend HOST:PORT]\n"
+    "                 [--admin HOST:PORT]\n"
     "       kbsim serve --proxy HOST:PORT --backend HOST:PORT\n"
     "                 --policy per-connection|per-request\n"
     "                 --user 'DOMAIN\\user:password' [--user ...]\n"
+    "                 [--auth integrated|basic|none] [--admin HOST:PORT]\n"
+    "       kbsim ctl --admin HOST:PORT status | apply-fix [--member N] |\n"
+    "                 revert [--member N] | hotfix --member N | sp1 --member N\n"
+    "       kbsim client --url URL --user 'DOMAIN\\user:password'\n"
+    "                 [--kind communicator|outlook|one-shot] [--posts N]\n"
+    "                 [--think DURATION] [--ntlm v2|v1|v1-ess] [--host NAME]\n"
     "\n"
     "  demo   one Communicator session under ISA 2006 as shipped\n"
     "         (per-connection), then with KB 942638 applied (per-request),\n"
@@ -39,7 +47,13 @@ void kbsim_usage(FILE *out)
     "         with --expect, exits 1 unless the outcome is as expected\n"
     "         (error = at least one user saw the Outlook Integration Error)\n"
     "  serve  ISA listener and Exchange on real ports until SIGINT/SIGTERM;\n"
-    "         port 0 picks a free one\n"
+    "         port 0 picks a free one. With FILE: the scenario's whole array\n"
+    "         behind a TCP load balancer on --proxy, and an admin endpoint\n"
+    "         (no authentication: keep it on loopback)\n"
+    "  ctl    change a running serve through its admin endpoint: run or\n"
+    "         undo the KB script, install the hotfix or SP1; or show status\n"
+    "  client one Communicator session against any listener, on the real\n"
+    "         clock; exits 1 when the user saw the Outlook Integration Error\n"
     "\n"
     "  --posts N   EWS POSTs per session after autodiscover (default 2)\n"
     "  --seed S    seed for NTLM challenges; same seed, same run (default 1)\n"
@@ -137,12 +151,16 @@ int main(int argc, char **argv)
     return kbsim_cmd_sweep(argc - 1, argv + 1);
   if(!strcmp(cmd, "serve"))
     return kbsim_cmd_serve(argc - 1, argv + 1);
+  if(!strcmp(cmd, "ctl"))
+    return kbsim_cmd_ctl(argc - 1, argv + 1);
+  if(!strcmp(cmd, "client"))
+    return kbsim_cmd_client(argc - 1, argv + 1);
   if(!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
     kbsim_usage(stdout);
     return 0;
   }
   if(cmd[0] == '-')
     return kbsim_cmd_demo(argc, argv);
-  return kbsim_bad_args("unknown command '%s'; use demo, run, sweep or serve",
-                        cmd);
+  return kbsim_bad_args("unknown command '%s'; use demo, run, sweep, serve, "
+                        "ctl or client", cmd);
 }

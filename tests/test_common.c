@@ -89,6 +89,11 @@ START_TEST(users_bad_specs)
     ck_assert_msg(strlen(err) > 10, "no reason for '%s'", bad[i]);
     ck_assert_ptr_null(strchr(err, '\n'));
   }
+  /* A spec without a domain still never shows what follows the ':'. */
+  ck_assert_int_eq(kb_users_add_spec(u, "alice:S3cret-pw", err, sizeof(err)),
+                   -1);
+  ck_assert_ptr_null(strstr(err, "S3cret-pw"));
+  ck_assert_ptr_nonnull(strstr(err, "'alice'"));
   ck_assert_int_eq(kb_users_add_spec(u, "D\\u:secret", err, sizeof(err)), 0);
   ck_assert_int_eq(kb_users_add_spec(u, "d\\U:other", err, sizeof(err)), -1);
   ck_assert_ptr_nonnull(strstr(err, "twice"));

@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Turns bench/run's raw tab-separated results into bench/RESULTS.md.
+
+Every figure is reported beside the baseline measured in the same run and
+their ratio; targets are judged on those ratios, never on absolute numbers.
+"""
+import argparse
+import datetime
+import platform
+import statistics
+import subprocess
+
+
+def machine():
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kib = int(f.readline().split()[1])
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    return nproc, cpu, mem_kib / 1024 / 1024
+
+
+def yes(ok):
+    return "**met**" if ok else "**not met**"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("raw")
+    ap.add_argument("out")
+    ap.add_argument("--command", required=True)
+    ap.add_argument("--load-before", required=True)
+    ap.add_argument("--load-after", required=True)
+    ap.add_argument("--wrk", required=True)
+    ap.add_argument("--sessions", required=True)
+    ap.add_argument("--nginx", required=True)
+    ap.add_argument("--sweep-seeds", required=True)
+    a = ap.parse_args()
+
+    sessions, wrk, sweep, memory, check = {}, {}, {}, [], []
+    with open(a.raw) as f:
+        for line in f:
+            r = line.rstrip("\n").split("\t")
+            if r[0] == "sessions":
+                sessions[(r[1], int(r[2]))] = (float(r[5]), int(r[6]))
+            elif r[0] == "wrk":
+                wrk.setdefault(r[1], []).append(
+                    (float(r[2]), float(r[3]), int(r[4]), int(r[5])))
+            elif r[0] == "sweep":
+                sweep.setdefault(int(r[1]), []).append(int(r[2]) / float(r[3]))
+            elif r[0] == "memory":
+                memory.append((int(r[1]), int(r[2]), int(r[3]), int(r[4])))
+            elif r[0] == "check":
+                check.append((float(r[1]), r[2]))
+
+    nproc, cpu, mem_gib = machine()
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    o = []
+    o.append("# kbsim benchmark results\n")
+    o.append("Written by `%s` (bench/README.md says what each benchmark does)."
+             " Every figure stands beside a baseline measured in the same run;"
+             " read the ratios, not the absolute numbers.\n" % a.command)
+    o.append("| machine | |\n|---|---|")
+    o.append("| date | %s |" % now)
+    o.append("| command | `%s` |" % a.command)
+    o.append("| cores (nproc) | %s |" % nproc)
+    o.append("| CPU | %s |" % cpu)
+    o.append("| memory | %.1f GiB |" % mem_gib)
+    o.append("| kernel | %s |" % platform.release())
+    o.append("| load average before / after | %s / %s |" % (a.load_before, a.load_after))
+    o.append("")
+    o.append("A load average near or above the core count before the run means"
+             " other work shared the cores: absolute figures then drop, the"
+             " alternating comparisons stay fair.\n")
+
+    targets = []
+
+    # 1. sessions
+    o.append("## 1. Communicator sessions per second\n")
+    o.append("Autodiscover + 2 EWS POSTs per session, each POST a full NTLM"
+             " handshake through the listener (integrated, per-request), against"
+             " the same sessions straight to the backend (the ceiling). %s.\n" % a.sessions)
+    o.append("| clients | through ISA (sessions/s) | direct to Exchange (sessions/s) | ratio | failed POSTs |")
+    o.append("|---:|---:|---:|---:|---:|")
+    worst = None
+    for c in sorted({k[1] for k in sessions}):
+        via, vf = sessions.get(("proxy", c), (0.0, 0))
+        direct, df = sessions.get(("direct", c), (0.0, 0))
+        ratio = via / direct if direct else 0.0
+        worst = ratio if worst is None else min(worst, ratio)
+        o.append("| %d | %.0f | %.0f | %.2f | %d |" % (c, via, direct, ratio, vf + df))
+    o.append("")
+    if worst is not None:
+        targets.append(("full NTLM sessions through the proxy >= 0.5 x direct (worst concurrency)",
+                        "%.2f" % worst, worst >= 0.5))
+
+    # 2. wrk
+    o.append("## 2. Pass-through against nginx\n")
+    o.append("Same backend, same load generator and body (POST"
+             " GetUserOofSettings, tests/data/oof-request.xml): %s. nginx %s,"
+             " `upstream { keepalive 64; }`, `proxy_http_version 1.1`,"
+             " `proxy_set_header Connection \"\"`. kbsim: the listener with"
+             " authentication none. Backend alone: the third baseline.\n" % (a.wrk, a.nginx))
+    o.append("| server | requests/s (mean of rounds) | p99 latency ms (mean) | rounds | non-2xx | socket errors |")
+    o.append("|---|---:|---:|---:|---:|---:|")
+    means = {}
+    for name in ("kbsim", "nginx", "backend"):
+        rows = wrk.get(name, [])
+        if not rows:
+            continue
+        rps = statistics.mean(r[0] for r in rows)
+        p99 = statistics.mean(r[1] for r in rows)
+        means[name] = (rps, p99)
+        o.append("| %s | %.0f | %.2f | %d | %d | %d |" % (
+            {"kbsim": "kbsim listener (auth none)", "nginx": "nginx",
+             "backend": "backend alone"}[name], rps, p99, len(rows),
+            sum(r[2] for r in rows), sum(r[3] for r in rows)))
+    o.append("")
+    if "kbsim" in means and "nginx" in means:
+        kr, kp = means["kbsim"]
+        nr, np_ = means["nginx"]
+        o.append("Ratios: kbsim/nginx requests/s **%.2f**, kbsim/nginx p99 **%.2f**"
+                 " (lower is better)." % (kr / nr, kp / np_))
+        per_round = ["%.2f" % (k[0] / n[0]) for k, n in zip(wrk["kbsim"], wrk["nginx"])]
+        o.append(" Per round (kbsim/nginx requests/s): %s." % ", ".join(per_round))
+        if "backend" in means:
+            br = means["backend"][0]
+            o.append(" Against the backend alone: kbsim %.2f, nginx %.2f"
+                     " (the backend is %s)." % (
+                         kr / br, nr / br,
+                         "not the bottleneck" if br > max(kr, nr) * 1.2
+                         else "close to the bottleneck"))
+        o.append("")
+        targets.append(("pass-through requests/s >= nginx", "%.2f" % (kr / nr), kr >= nr))
+        targets.append(("pass-through p99 <= nginx", "%.2f" % (kp / np_), kp <= np_))
+
+    # 3. sweep
+    o.append("## 3. Sweep throughput\n")
+    o.append("`kbsim sweep scenarios/intermittent-array.ini --seeds 1..%s`, each"
+             " setting run twice, alternating.\n" % a.sweep_seeds)
+    o.append("| --jobs | seeds/s (mean) |")
+    o.append("|---:|---:|")
+    for j in sorted(sweep):
+        o.append("| %d | %.1f |" % (j, statistics.mean(sweep[j])))
+    if 1 in sweep and 2 in sweep:
+        o.append("\nScaling 1 -> 2 jobs: **%.2f x** (2.00 would be perfect on 2 free cores)."
+                 % (statistics.mean(sweep[2]) / statistics.mean(sweep[1])))
+    o.append("")
+
+    # 4. memory
+    o.append("## 4. Memory per concurrent session\n")
+    o.append("Peak RSS (getrusage) of one process running N concurrent sessions"
+             " through the in-process topology (clients, listener and backend"
+             " together), one process per N.\n")
+    o.append("| sessions | RSS after start (KiB) | peak RSS (KiB) | failed |")
+    o.append("|---:|---:|---:|---:|")
+    for n, before, peak, failed in memory:
+        o.append("| %d | %d | %d | %d |" % (n, before, peak, failed))
+    if len(memory) >= 2:
+        lo, hi = memory[0], memory[-1]
+        slope = (hi[2] - lo[2]) / (hi[0] - lo[0])
+        o.append("\nSlope: **%.0f KiB per concurrent session** (%d -> %d sessions)."
+                 % (slope, lo[0], hi[0]))
+    o.append("")
+
+    # 5. make check
+    o.append("## 5. `make check` wall time\n")
+    o.append("`make -j%s check` in a fresh RelWithDebInfo build (build time not"
+             " counted).\n" % nproc)
+    o.append("| wall time (s) | result |")
+    o.append("|---:|---|")
+    for t, status in check:
+        o.append("| %.1f | %s |" % (t, status))
+    o.append("")
+    if check:
+        t = max(c[0] for c in check)
+        targets.append(("make check < 60 s on %s cores" % nproc, "%.1f s" % t, t < 60))
+
+    o.append("## Targets\n")
+    o.append("| target | measured | verdict |")
+    o.append("|---|---:|---|")
+    for what, val, ok in targets:
+        o.append("| %s | %s | %s |" % (what, val, yes(ok)))
+    o.append("")
+    with open(a.out, "w") as f:
+        f.write("\n".join(o))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+/*
+ * sessions.c - complete Communicator sessions per second through the
+ * in-process topology (client -> ISA listener, integrated, per-request ->
+ * Exchange), against the same sessions sent straight to the backend as the
+ * ceiling.
+ *
+ * A session is what `kbsim run` runs per client: autodiscover, then
+ * ews_posts EWS POSTs, each POST a full NTLM handshake (type 1 -> 401 +
+ * type 2 -> type 3 with the body) under per-request. Straight to the
+ * backend, the client's first leg goes without credentials and Exchange
+ * (which does not authenticate) answers 200, so a POST is one request.
+ *
+ * Usage: bench_sessions [--seconds S] [--rounds R] [--posts P] C...
+ * For each concurrency C, R rounds alternating "proxy" then "direct", each
+ * repeating sim_run_plan with C clients for at least S seconds. Every
+ * sim_run_plan is one batch of C fresh clients (new threads, new
+ * connections), so both modes pay the same client-side cost. Prints one
+ * tab-separated line per concurrency and mode:
+ *   sessions <mode> <C> <sessions> <seconds> <sessions/s> <failed POSTs>
+ * and exits 1 when any POST failed (a benchmark of broken sessions
+ * measures nothing).
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kb_users.h"
+#include "topology.h"
+
+#define SESSIONS_LOGIN "FABRIKAM\\alice:Passw0rd!"
+
+/* What one mode accumulated at one concurrency. */
+struct sessions_tally {
+  unsigned long sessions;
+  unsigned long failed;
+  double seconds;
+};
+
+/* Monotonic seconds. */
+static double sessions_now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Runs batches of plan->count sessions against url for at least seconds
+ * and adds them to *t. Returns 0, or -1 with err set when a batch could
+ * not start. The topology's client URL is pointed at url for the time of
+ * the call: sim_topology_client_config aims every client at proxy_url. */
+static int sessions_measure(struct sim_topology *topo, const char *url,
+                            const struct sim_clients *plan, double seconds,
+                            struct sessions_tally *t, char *err,
+                            size_t errlen)
+{
+  char saved[sizeof(topo->proxy_url)];
+  char target[sizeof(topo->proxy_url)];
+  double start = sessions_now();
+  double now = start;
+  int result = 0;
+
+  /* url may be topo->proxy_url itself. */
+  snprintf(target, sizeof(target), "%s", url);
+  memcpy(saved, topo->proxy_url, sizeof(saved));
+  memcpy(topo->proxy_url, target, sizeof(target));
+  while(now - start < seconds) {
+    struct sim_sessions s;
+    if(sim_run_plan(topo, plan, &s, err, errlen)) {
+      result = -1;
+      break;
+    }
+    t->sessions += s.count - s.not_started;
+    t->failed += s.posts_failed + s.not_started;
+    sim_sessions_free(&s);
+    now = sessions_now();
+  }
+  t->seconds += now - start;
+  memcpy(topo->proxy_url, saved, sizeof(saved));
+  return result;
+}
+
+/* Parses a positive number argument; returns 0 on success. */
+static int sessions_num(const char *text, double *out)
+{
+  char *end = NULL;
+  double v = strtod(text, &end);
+  if(!*text || *end || !(v > 0))
+    return -1;
+  *out = v;
+  return 0;
+}
+
+int main(int argc, char **argv)
+{
+  static const char *const logins[] = {SESSIONS_LOGIN};
+  struct kb_users *users = NULL;
+  struct sim_topology_config cfg;
+  struct sim_topology *topo = NULL;
+  double seconds = 2, rounds = 3, posts = 2;
+  char err[256];
+  int result = 1;
+  int i;
+  bool any_failed = false;
+
+  for(i = 1; i < argc && argv[i][0] == '-'; i += 2) {
+    double *slot = !strcmp(argv[i], "--seconds") ? &seconds
+                   : !strcmp(argv[i], "--rounds") ? &rounds
+                   : !strcmp(argv[i], "--posts")  ? &posts
+                                                  : NULL;
+    if(!slot || i + 1 >= argc || sessions_num(argv[i + 1], slot)) {
+      fprintf(stderr, "usage: bench_sessions [--seconds S] [--rounds R] "
+                      "[--posts P] CONCURRENCY...\n");
+      return 2;
+    }
+  }
+  if(i >= argc) {
+    fprintf(stderr, "bench_sessions: give at least one concurrency, e.g. 1 "
+                    "8 64\n");
+    return 2;
+  }
+
+  users = kb_users_new();
+  if(!users || kb_users_add_spec(users, SESSIONS_LOGIN, err, sizeof(err))) {
+    fprintf(stderr, "bench_sessions: cannot set up the user store\n");
+    goto out;
+  }
+  /* What `kbsim run --policy per-request` starts, minus the trace: a
+   * seeded, simulated topology. */
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.policy = PROXY_POLICY_PER_REQUEST;
+  cfg.auth = PROXY_AUTH_INTEGRATED;
+  cfg.users = users;
+  cfg.simulated = true;
+  cfg.seed = 1;
+  if(sim_topology_start(&cfg, &topo, err, sizeof(err))) {
+    fprintf(stderr, "bench_sessions: %s\n", err);
+    goto out;
+  }
+
+  for(; i < argc; i++) {
+    struct sim_clients plan;
+    struct sessions_tally via = {0, 0, 0}, direct = {0, 0, 0};
+    struct sessions_tally warm = {0, 0, 0};
+    double c;
+    int r;
+
+    if(sessions_num(argv[i], &c) || c > 1000) {
+      fprintf(stderr, "bench_sessions: '%s' is not a concurrency of 1 to "
+                      "1000\n", argv[i]);
+      goto out;
+    }
+    memset(&plan, 0, sizeof(plan));
+    plan.count = (unsigned)c;
+    plan.ews_posts = (unsigned)posts;
+    plan.ntlm = NTLM_RESPONSE_V2;
+    plan.kind = CLIENT_KIND_COMMUNICATOR;
+    plan.logins = logins;
+    plan.nlogins = 1;
+    /* Warm-up for both, not counted. */
+    if(sessions_measure(topo, topo->proxy_url, &plan, 0.2, &warm, err,
+                        sizeof(err)) ||
+       sessions_measure(topo, topo->backend_url, &plan, 0.2, &warm, err,
+                        sizeof(err)))
+      goto fail;
+    for(r = 0; r < (int)rounds; r++)
+      if(sessions_measure(topo, topo->proxy_url, &plan, seconds, &via, err,
+                          sizeof(err)) ||
+         sessions_measure(topo, topo->backend_url, &plan, seconds, &direct,
+                          err, sizeof(err)))
+        goto fail;
+    printf("sessions\tproxy\t%u\t%lu\t%.3f\t%.1f\t%lu\n", plan.count,
+           via.sessions, via.seconds, (double)via.sessions / via.seconds,
+           via.failed);
+    printf("sessions\tdirect\t%u\t%lu\t%.3f\t%.1f\t%lu\n", plan.count,
+           direct.sessions, direct.seconds,
+           (double)direct.sessions / direct.seconds, direct.failed);
+    fflush(stdout);
+    any_failed |= via.failed || direct.failed || warm.failed;
+  }
+  result = any_failed ? 1 : 0;
+  if(any_failed)
+    fprintf(stderr, "bench_sessions: some POSTs failed; the figures above "
+                    "count only what completed\n");
+  goto out;
+
+fail:
+  fprintf(stderr, "bench_sessions: %s\n", err);
+out:
+  sim_topology_stop(topo);
+  kb_users_free(users);
+  return result;
+}

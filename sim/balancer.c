@@ -1,0 +1,607 @@
+/*
+ * balancer.c - see balancer.h.
+ *
+ * One thread runs a poll() loop over a wake-up pipe, the listening socket
+ * and two non-blocking sockets per pair (client, member). Each direction
+ * has its own buffer; a full buffer stops reading its source (the peer
+ * feels TCP back-pressure instead of the balancer growing), and a source's
+ * FIN becomes shutdown(SHUT_WR) on the other side once the buffer is
+ * flushed. A pair ends when both directions have ended, or at the first
+ * error on either side; both sockets are then closed together.
+ */
+#include "balancer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sim_env.h"
+
+#define BALANCER_DEFAULT_HOST "127.0.0.1"
+#define BALANCER_DEFAULT_MAX 128u
+#define BALANCER_MAX_CAP 4096u
+#define BALANCER_DEFAULT_BUFFER ((size_t)64 * 1024)
+/* How long accepting pauses when the process is out of descriptors. */
+#define BALANCER_ACCEPT_BACKOFF_MS 100
+
+enum balancer__state {
+  BALANCER__CONNECTING = 0, /* non-blocking connect to the member pending */
+  BALANCER__SPLICING        /* moving bytes both ways */
+};
+
+/* What one service pass decided for a pair. */
+enum balancer__verdict { BALANCER__ALIVE = 0, BALANCER__DONE };
+
+/* One direction of a pair: bytes read from its source and not yet written
+ * to its destination, at buf[off .. off + len). */
+struct balancer__dir {
+  char *buf;
+  size_t off;
+  size_t len;
+  bool eof;  /* the source sent FIN: nothing more will come */
+  bool shut; /* the destination was told so (shutdown SHUT_WR) */
+};
+
+struct balancer__pair {
+  int cfd; /* the client's socket */
+  int mfd; /* the member's socket */
+  size_t member;
+  enum balancer__state state;
+  struct balancer__dir up;   /* client -> member */
+  struct balancer__dir down; /* member -> client */
+  bool dead;
+};
+
+struct balancer {
+  int lfd;
+  int wake[2];
+  uint16_t port;
+  struct sockaddr_storage addrs[BALANCER_MAX_MEMBERS];
+  socklen_t addrlens[BALANCER_MAX_MEMBERS];
+  size_t nmembers;
+  enum balancer_mode mode;
+  struct sim_rng rng;
+  unsigned max;
+  size_t bufsize;
+  /* Owned by the loop thread only. */
+  struct balancer__pair **pairs;
+  size_t npairs;
+  struct pollfd *pfds;
+  bool accept_paused;
+  pthread_t thread;
+  bool thread_started;
+  /* Guards stats, which other threads read. */
+  pthread_mutex_t lock;
+  bool lock_ready;
+  struct balancer_stats stats;
+};
+
+const char *balancer_mode_name(enum balancer_mode mode)
+{
+  return mode == BALANCER_SEEDED ? "seeded" : "round-robin";
+}
+
+/* Makes fd non-blocking and close-on-exec. Returns 0 or -1 (errno set). */
+static int balancer__fd_setup(int fd)
+{
+  int fl = fcntl(fd, F_GETFL);
+
+  if(fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+    return -1;
+  fl = fcntl(fd, F_GETFD);
+  if(fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0)
+    return -1;
+  return 0;
+}
+
+/* Resolves a numeric host and port into *ss. Returns 0, or -1 with the
+ * resolver's reason in why. */
+static int balancer__resolve(const char *host, uint16_t port, bool passive,
+                             struct sockaddr_storage *ss, socklen_t *sslen,
+                             char *why, size_t whylen)
+{
+  struct addrinfo hints, *ai = NULL;
+  char service[8];
+  int rc;
+
+  snprintf(service, sizeof(service), "%u", (unsigned)port);
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+  rc = getaddrinfo(host, service, &hints, &ai);
+  if(rc || !ai || ai->ai_addrlen > sizeof(*ss)) {
+    snprintf(why, whylen, "%s", rc ? gai_strerror(rc) : "no address");
+    if(ai)
+      freeaddrinfo(ai);
+    return -1;
+  }
+  memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+  *sslen = ai->ai_addrlen;
+  freeaddrinfo(ai);
+  return 0;
+}
+
+/* Formats host:port, bracketing IPv6 literals, into out. */
+static void balancer__where(const char *host, uint16_t port, char *out,
+                            size_t len)
+{
+  snprintf(out, len, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host,
+           (unsigned)port);
+}
+
+/* Opens the listening socket. Returns it, or -1 with a one-line reason. */
+static int balancer__listen(const char *host, uint16_t port, char *err,
+                            size_t errlen)
+{
+  struct sockaddr_storage ss;
+  socklen_t sslen = 0;
+  char where[80], why[128];
+  int one = 1;
+  int fd = -1;
+
+  balancer__where(host, port, where, sizeof(where));
+  if(balancer__resolve(host, port, true, &ss, &sslen, why, sizeof(why))) {
+    snprintf(err, errlen,
+             "balancer: cannot listen on %s: '%s' is not a "
+             "numeric address (%s); use e.g. 127.0.0.1",
+             where, host, why);
+    goto error;
+  }
+  fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if(fd < 0) {
+    snprintf(err, errlen, "balancer: cannot listen on %s: socket(): %s", where,
+             strerror(errno));
+    goto error;
+  }
+  (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if(bind(fd, (struct sockaddr *)&ss, sslen) || listen(fd, SOMAXCONN) ||
+     balancer__fd_setup(fd)) {
+    snprintf(err, errlen,
+             "balancer: cannot listen on %s: %s; pick another "
+             "port or 0",
+             where, strerror(errno));
+    goto error;
+  }
+  return fd;
+
+error:
+  if(fd >= 0)
+    close(fd);
+  return -1;
+}
+
+/* The member for the k-th accepted connection (from 1). */
+static size_t balancer__pick(struct balancer *b, uint64_t k)
+{
+  if(b->mode == BALANCER_SEEDED) {
+    struct kb_rng rng = sim_rng_as_kb(&b->rng);
+    uint8_t draw[4];
+    char label[64];
+
+    snprintf(label, sizeof(label), "balancer/conn %llu", (unsigned long long)k);
+    kb_rng_fill(&rng, label, draw, sizeof(draw));
+    return ((uint32_t)draw[0] | (uint32_t)draw[1] << 8 |
+            (uint32_t)draw[2] << 16 | (uint32_t)draw[3] << 24) %
+           b->nmembers;
+  }
+  return (size_t)((k - 1) % b->nmembers);
+}
+
+/* Frees a pair's memory; its sockets must already be closed. Accepts
+ * NULL. */
+static void balancer__pair_free(struct balancer__pair *p)
+{
+  if(!p)
+    return;
+  free(p->up.buf);
+  free(p->down.buf);
+  free(p);
+}
+
+/* Ends a pair: counts it closed first, then closes both sockets together,
+ * so that whoever sees the close also sees the counters. */
+static void balancer__pair_close(struct balancer *b, struct balancer__pair *p)
+{
+  pthread_mutex_lock(&b->lock);
+  b->stats.open--;
+  b->stats.member_open[p->member]--;
+  pthread_mutex_unlock(&b->lock);
+  close(p->cfd);
+  close(p->mfd);
+  p->cfd = p->mfd = -1;
+  p->dead = true;
+}
+
+/* Accepts what is waiting, up to the cap, and starts connecting each to
+ * its member. A connection the balancer cannot serve (no memory, member
+ * unreachable at once) is closed immediately: the client sees the close. */
+static void balancer__accept(struct balancer *b)
+{
+  while(b->npairs < b->max) {
+    struct balancer__pair *p = NULL;
+    uint64_t k;
+    size_t m;
+    int one = 1;
+    int cfd, mfd = -1;
+
+    cfd = accept(b->lfd, NULL, NULL);
+    if(cfd < 0) {
+      if(errno == EINTR || errno == ECONNABORTED)
+        continue;
+      /* Out of descriptors or memory: the listener stays readable, so
+       * back off instead of spinning. */
+      if(errno != EAGAIN && errno != EWOULDBLOCK)
+        b->accept_paused = true;
+      return;
+    }
+    pthread_mutex_lock(&b->lock);
+    k = ++b->stats.accepted;
+    pthread_mutex_unlock(&b->lock);
+    m = balancer__pick(b, k);
+
+    if(balancer__fd_setup(cfd))
+      goto refuse;
+    (void)setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    mfd = socket(b->addrs[m].ss_family,
+                 SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if(mfd < 0)
+      goto refuse;
+    (void)setsockopt(mfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    p = calloc(1, sizeof(*p));
+    if(!p)
+      goto refuse;
+    p->up.buf = malloc(b->bufsize);
+    p->down.buf = malloc(b->bufsize);
+    if(!p->up.buf || !p->down.buf)
+      goto refuse;
+    p->cfd = cfd;
+    p->mfd = mfd;
+    p->member = m;
+    if(!connect(mfd, (struct sockaddr *)&b->addrs[m], b->addrlens[m]))
+      p->state = BALANCER__SPLICING;
+    else if(errno == EINPROGRESS)
+      p->state = BALANCER__CONNECTING;
+    else
+      goto refuse;
+    pthread_mutex_lock(&b->lock);
+    b->stats.open++;
+    b->stats.member_connections[m]++;
+    b->stats.member_open[m]++;
+    pthread_mutex_unlock(&b->lock);
+    b->pairs[b->npairs++] = p;
+    continue;
+
+  refuse:
+    pthread_mutex_lock(&b->lock);
+    b->stats.connect_failed++;
+    b->stats.member_connections[m]++;
+    pthread_mutex_unlock(&b->lock);
+    balancer__pair_free(p);
+    if(mfd >= 0)
+      close(mfd);
+    close(cfd);
+  }
+}
+
+/* Reads what fd has into d's free space. Returns 0 (bytes, nothing yet or
+ * FIN recorded in d->eof), or -1 on a socket error. */
+static int balancer__read(int fd, struct balancer__dir *d, size_t size)
+{
+  ssize_t n;
+
+  if(d->off && d->off + d->len == size) {
+    memmove(d->buf, d->buf + d->off, d->len);
+    d->off = 0;
+  }
+  if(d->eof || d->off + d->len == size)
+    return 0;
+  n = recv(fd, d->buf + d->off + d->len, size - d->off - d->len, 0);
+  if(n > 0)
+    d->len += (size_t)n;
+  else if(!n)
+    d->eof = true;
+  else if(errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+    return -1;
+  return 0;
+}
+
+/* Writes what d holds to fd, then passes the source's FIN on once d is
+ * empty - unless the other direction has already ended (last): then the
+ * pair is over and the close that follows carries the FIN, after the
+ * counters say so. Counts delivered bytes into *counter under the lock.
+ * Returns 0, or -1 on a socket error (peer gone). */
+static int balancer__flush(struct balancer *b, int fd, struct balancer__dir *d,
+                           bool last, uint64_t *counter)
+{
+  if(d->len) {
+    ssize_t n = send(fd, d->buf + d->off, d->len, MSG_NOSIGNAL);
+
+    if(n > 0) {
+      d->off += (size_t)n;
+      d->len -= (size_t)n;
+      if(!d->len)
+        d->off = 0;
+      pthread_mutex_lock(&b->lock);
+      *counter += (uint64_t)n;
+      pthread_mutex_unlock(&b->lock);
+    }
+    else if(n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+      return -1;
+  }
+  if(d->eof && !d->len && !d->shut) {
+    /* The peer may already be gone; its close will show on the next
+     * read or write, so the result does not matter here. */
+    if(!last)
+      (void)shutdown(fd, SHUT_WR);
+    d->shut = true;
+  }
+  return 0;
+}
+
+/* Moves what can move for one pair after poll(). pc and pm are the pair's
+ * entries as polled. Returns BALANCER__DONE when the pair has ended (both
+ * directions finished, or an error on either side). */
+static enum balancer__verdict balancer__service(struct balancer *b,
+                                                struct balancer__pair *p,
+                                                const struct pollfd *pc,
+                                                const struct pollfd *pm)
+{
+  if(p->state == BALANCER__CONNECTING) {
+    int soerr = 0;
+    socklen_t len = sizeof(soerr);
+
+    if(pm->fd < 0 || !pm->revents)
+      return BALANCER__ALIVE;
+    if(getsockopt(p->mfd, SOL_SOCKET, SO_ERROR, &soerr, &len) || soerr) {
+      pthread_mutex_lock(&b->lock);
+      b->stats.connect_failed++;
+      pthread_mutex_unlock(&b->lock);
+      return BALANCER__DONE;
+    }
+    p->state = BALANCER__SPLICING;
+    return BALANCER__ALIVE;
+  }
+  if(pc->fd >= 0 && (pc->events & POLLIN) && pc->revents &&
+     balancer__read(p->cfd, &p->up, b->bufsize))
+    return BALANCER__DONE;
+  if(pm->fd >= 0 && (pm->events & POLLIN) && pm->revents &&
+     balancer__read(p->mfd, &p->down, b->bufsize))
+    return BALANCER__DONE;
+  /* Write whenever there is something to write: a non-blocking send just
+   * says EAGAIN when the socket is full. */
+  if(balancer__flush(b, p->mfd, &p->up, p->down.shut,
+                     &b->stats.bytes_to_members) ||
+     balancer__flush(b, p->cfd, &p->down, p->up.shut,
+                     &b->stats.bytes_to_clients))
+    return BALANCER__DONE;
+  return p->up.shut && p->down.shut ? BALANCER__DONE : BALANCER__ALIVE;
+}
+
+/* Sets the poll entries for one pair: read a side while its buffer has
+ * room and it has not sent FIN, write it while something waits for it. A
+ * side with nothing to wait for is left out (fd -1), so a hang-up there
+ * does not wake the loop in vain. Both sides are never left out of a live
+ * pair: a client not read has sent FIN or filled the buffer up, which the
+ * member is then polled to take; once both FINs are passed on the pair has
+ * ended. */
+static void balancer__poll_entries(const struct balancer *b,
+                                   const struct balancer__pair *p,
+                                   struct pollfd *pc, struct pollfd *pm)
+{
+  short ce = 0, me = 0;
+
+  pc->revents = pm->revents = 0;
+  if(p->state == BALANCER__CONNECTING) {
+    pc->fd = -1;
+    pc->events = 0;
+    pm->fd = p->mfd;
+    pm->events = POLLOUT;
+    return;
+  }
+  if(!p->up.eof && p->up.len < b->bufsize)
+    ce |= POLLIN;
+  if(p->down.len)
+    ce |= POLLOUT;
+  if(!p->down.eof && p->down.len < b->bufsize)
+    me |= POLLIN;
+  if(p->up.len)
+    me |= POLLOUT;
+  pc->fd = ce ? p->cfd : -1;
+  pc->events = ce;
+  pm->fd = me ? p->mfd : -1;
+  pm->events = me;
+}
+
+/* The loop thread: poll, accept, service, drop ended pairs; returns when
+ * balancer_stop writes to the wake-up pipe. */
+static void *balancer__run(void *arg)
+{
+  struct balancer *b = arg;
+
+  for(;;) {
+    size_t polled = b->npairs;
+    size_t i, kept;
+    int rc;
+
+    b->pfds[0].fd = b->wake[0];
+    b->pfds[0].events = POLLIN;
+    b->pfds[0].revents = 0;
+    b->pfds[1].fd = b->npairs < b->max && !b->accept_paused ? b->lfd : -1;
+    b->pfds[1].events = POLLIN;
+    b->pfds[1].revents = 0;
+    for(i = 0; i < polled; i++)
+      balancer__poll_entries(b, b->pairs[i], &b->pfds[2 + 2 * i],
+                             &b->pfds[3 + 2 * i]);
+    rc = poll(b->pfds, (nfds_t)(2 + 2 * polled),
+              b->accept_paused ? BALANCER_ACCEPT_BACKOFF_MS : -1);
+    if(rc < 0 && errno != EINTR)
+      break;
+    if(rc < 0)
+      continue;
+    if(b->pfds[0].revents)
+      break;
+    b->accept_paused = false;
+    if(b->pfds[1].revents)
+      balancer__accept(b);
+    for(i = 0; i < polled; i++) {
+      struct balancer__pair *p = b->pairs[i];
+
+      if(balancer__service(b, p, &b->pfds[2 + 2 * i], &b->pfds[3 + 2 * i]) ==
+         BALANCER__DONE)
+        balancer__pair_close(b, p);
+    }
+    /* Drop ended pairs, keeping the order of the others (those accepted
+     * during this pass included). */
+    for(i = kept = 0; i < b->npairs; i++) {
+      if(b->pairs[i]->dead)
+        balancer__pair_free(b->pairs[i]);
+      else
+        b->pairs[kept++] = b->pairs[i];
+    }
+    b->npairs = kept;
+  }
+  return NULL;
+}
+
+int balancer_start(const struct balancer_config *config, struct balancer **out,
+                   char *err, size_t errlen)
+{
+  struct balancer *b = NULL;
+  const char *host =
+      config->bind_host ? config->bind_host : BALANCER_DEFAULT_HOST;
+  struct sockaddr_storage ss;
+  socklen_t sslen = sizeof(ss);
+  char why[128], where[80];
+  size_t i;
+  int rc;
+
+  *out = NULL;
+  if(!config->nmembers || config->nmembers > BALANCER_MAX_MEMBERS) {
+    snprintf(err, errlen, "balancer: needs 1 to %d members, got %zu",
+             BALANCER_MAX_MEMBERS, config->nmembers);
+    return -1;
+  }
+  b = calloc(1, sizeof(*b));
+  if(!b) {
+    snprintf(err, errlen, "balancer: out of memory");
+    return -1;
+  }
+  b->lfd = b->wake[0] = b->wake[1] = -1;
+  if(pthread_mutex_init(&b->lock, NULL)) {
+    snprintf(err, errlen, "balancer: cannot create a mutex");
+    goto error;
+  }
+  b->lock_ready = true;
+  b->nmembers = config->nmembers;
+  b->stats.nmembers = config->nmembers;
+  b->mode = config->mode;
+  sim_rng_init(&b->rng, config->seed);
+  b->max =
+      config->max_connections ? config->max_connections : BALANCER_DEFAULT_MAX;
+  if(b->max > BALANCER_MAX_CAP)
+    b->max = BALANCER_MAX_CAP;
+  b->bufsize =
+      config->buffer_size ? config->buffer_size : BALANCER_DEFAULT_BUFFER;
+  for(i = 0; i < b->nmembers; i++) {
+    const char *mhost = config->members[i].host ? config->members[i].host
+                                                : BALANCER_DEFAULT_HOST;
+
+    if(balancer__resolve(mhost, config->members[i].port, false, &b->addrs[i],
+                         &b->addrlens[i], why, sizeof(why))) {
+      balancer__where(mhost, config->members[i].port, where, sizeof(where));
+      snprintf(err, errlen,
+               "balancer: member %zu at %s: not a numeric "
+               "address (%s)",
+               i + 1, where, why);
+      goto error;
+    }
+  }
+  b->pairs = calloc(b->max, sizeof(*b->pairs));
+  b->pfds = calloc(2 + 2 * (size_t)b->max, sizeof(*b->pfds));
+  if(!b->pairs || !b->pfds) {
+    snprintf(err, errlen, "balancer: out of memory for %u connections", b->max);
+    goto error;
+  }
+  if(pipe(b->wake) || balancer__fd_setup(b->wake[0]) ||
+     balancer__fd_setup(b->wake[1])) {
+    snprintf(err, errlen, "balancer: pipe(): %s", strerror(errno));
+    goto error;
+  }
+  b->lfd = balancer__listen(host, config->port, err, errlen);
+  if(b->lfd < 0)
+    goto error;
+  if(getsockname(b->lfd, (struct sockaddr *)&ss, &sslen)) {
+    snprintf(err, errlen, "balancer: getsockname(): %s", strerror(errno));
+    goto error;
+  }
+  b->port =
+      ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                     : ((struct sockaddr_in *)&ss)->sin_port);
+  rc = pthread_create(&b->thread, NULL, balancer__run, b);
+  if(rc) {
+    snprintf(err, errlen, "balancer: cannot start its thread: %s",
+             strerror(rc));
+    goto error;
+  }
+  b->thread_started = true;
+  *out = b;
+  return 0;
+
+error:
+  balancer_stop(b);
+  return -1;
+}
+
+uint16_t balancer_port(const struct balancer *b)
+{
+  return b->port;
+}
+
+void balancer_stats(const struct balancer *b, struct balancer_stats *stats)
+{
+  pthread_mutex_lock((pthread_mutex_t *)&b->lock);
+  *stats = b->stats;
+  pthread_mutex_unlock((pthread_mutex_t *)&b->lock);
+}
+
+void balancer_stop(struct balancer *b)
+{
+  size_t i;
+
+  if(!b)
+    return;
+  if(b->thread_started) {
+    char c = 1;
+
+    /* The pipe is empty (nobody else writes it), so this cannot block. */
+    while(write(b->wake[1], &c, 1) < 0 && errno == EINTR)
+      ;
+    pthread_join(b->thread, NULL);
+  }
+  for(i = 0; b->pairs && i < b->npairs; i++) {
+    balancer__pair_close(b, b->pairs[i]);
+    balancer__pair_free(b->pairs[i]);
+  }
+  if(b->lfd >= 0)
+    close(b->lfd);
+  if(b->wake[0] >= 0)
+    close(b->wake[0]);
+  if(b->wake[1] >= 0)
+    close(b->wake[1]);
+  free(b->pairs);
+  free(b->pfds);
+  if(b->lock_ready)
+    pthread_mutex_destroy(&b->lock);
+  free(b);
+}

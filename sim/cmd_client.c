@@ -1,0 +1,184 @@
+/*
+ * cmd_client.c - `kbsim client`: one Communicator session against any
+ * listener - `kbsim serve`'s balancer or a member, or a real ISA - on the
+ * real clock, printing each POST as it completes and then what the user
+ * sees. Exit 0 when the user saw no error, 1 when they did, 2 for bad
+ * arguments.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* Splits "DOMAIN\user:password" into the caller's buffers. Returns 0, or
+ * -1 when a part is missing or too long. */
+static int kbsim_client_split(const char *spec, char *domain, size_t dlen,
+                              char *user, size_t ulen, char *password,
+                              size_t plen)
+{
+  const char *slash = strchr(spec, '\\');
+  const char *colon = slash ? strchr(slash, ':') : NULL;
+
+  if(!slash || !colon || slash == spec || colon == slash + 1 ||
+     (size_t)(slash - spec) >= dlen || (size_t)(colon - slash - 1) >= ulen ||
+     strlen(colon + 1) >= plen)
+    return -1;
+  snprintf(domain, dlen, "%.*s", (int)(slash - spec), spec);
+  snprintf(user, ulen, "%.*s", (int)(colon - slash - 1), slash + 1);
+  snprintf(password, plen, "%s", colon + 1);
+  return 0;
+}
+
+/* Parses "30s" or "5s..40s" into [*min, *max] ms. Returns 0 or -1. */
+static int kbsim_client_think(const char *text, int64_t *min, int64_t *max)
+{
+  const char *dots = strstr(text, "..");
+  char first[64];
+
+  if(!dots) {
+    if(scenario_parse_duration(text, min))
+      return -1;
+    *max = *min;
+    return 0;
+  }
+  if((size_t)(dots - text) >= sizeof(first))
+    return -1;
+  snprintf(first, sizeof(first), "%.*s", (int)(dots - text), text);
+  if(scenario_parse_duration(first, min) ||
+     scenario_parse_duration(dots + 2, max) || *max < *min)
+    return -1;
+  return 0;
+}
+
+/* Prints one POST's line: what was sent, on which connection, what came
+ * back and what it meant. */
+static void kbsim_client_print_post(const struct client_post_result *r)
+{
+  char legs[32], think[48] = "";
+
+  if(r->legs > 1)
+    snprintf(legs, sizeof(legs), "%d -> %d", r->leg1_status, r->final_status);
+  else
+    snprintf(legs, sizeof(legs), "%d", r->final_status);
+  if(r->think_ms > 0)
+    snprintf(think, sizeof(think), " (after %" PRId64 " ms thinking)",
+             r->think_ms);
+  printf("POST %-2u %-20s conn %-2" PRIu64 "%s legs %u  %-10s %s%s%s%s\n",
+         r->index, client_post_kind_name(r->kind), r->connection,
+         r->new_connection ? " (new)" : "      ", r->legs, legs,
+         client_outcome_name(r->outcome), r->detail[0] ? ": " : "", r->detail,
+         think);
+}
+
+int kbsim_cmd_client(int argc, char **argv)
+{
+  static const struct option opts[] = {{"url", required_argument, NULL, 'U'},
+                                       {"user", required_argument, NULL, 'u'},
+                                       {"kind", required_argument, NULL, 'k'},
+                                       {"posts", required_argument, NULL, 'p'},
+                                       {"think", required_argument, NULL, 't'},
+                                       {"ntlm", required_argument, NULL, 'n'},
+                                       {"host", required_argument, NULL, 'H'},
+                                       {NULL, 0, NULL, 0}};
+  const char *url = NULL, *spec = NULL, *host = NULL;
+  char domain[128], user[128], password[256], err[512];
+  struct client_config cfg;
+  struct client *client = NULL;
+  struct client_post_result r;
+  struct client_view view;
+  uint64_t v;
+  int c, result = 2;
+
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.ews_posts = 2;
+  cfg.kind = CLIENT_KIND_COMMUNICATOR;
+  cfg.ntlm_kind = NTLM_RESPONSE_V2;
+  opterr = 0;
+  optind = 1;
+  while((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    switch(c) {
+    case 'U':
+      url = optarg;
+      break;
+    case 'u':
+      spec = optarg;
+      break;
+    case 'k':
+      if(client_kind_parse(optarg, &cfg.kind))
+        return kbsim_bad_args("--kind: '%s' is not communicator, outlook or "
+                              "one-shot",
+                              optarg);
+      break;
+    case 'p':
+      if(kbsim_parse_u64(optarg, 1, KBSIM_MAX_POSTS, &v))
+        return kbsim_bad_args("--posts: '%s' is not a number from 1 to 100",
+                              optarg);
+      cfg.ews_posts = (unsigned)v;
+      break;
+    case 't':
+      if(kbsim_client_think(optarg, &cfg.think_min_ms, &cfg.think_max_ms))
+        return kbsim_bad_args("--think: '%s' is not a duration (500ms, 30s, "
+                              "2m) or a range (5s..40s)",
+                              optarg);
+      break;
+    case 'n':
+      if(kbsim_parse_kind(optarg, &cfg.ntlm_kind))
+        return kbsim_bad_args("--ntlm: '%s' is not v2, v1 or v1-ess", optarg);
+      break;
+    case 'H':
+      host = optarg;
+      break;
+    case ':':
+      return kbsim_bad_args("%s needs a value", argv[optind - 1]);
+    default:
+      return kbsim_bad_args("client: unknown option '%s'", argv[optind - 1]);
+    }
+  }
+  if(optind < argc)
+    return kbsim_bad_args("client: unexpected argument '%s'", argv[optind]);
+  if(!url || !spec)
+    return kbsim_bad_args("client: --url and --user are required");
+  if(kbsim_client_split(spec, domain, sizeof(domain), user, sizeof(user),
+                        password, sizeof(password)))
+    return kbsim_bad_args("--user: '%s' is not DOMAIN\\user:password; write "
+                          "it like 'FABRIKAM\\alice:Secret1'",
+                          strchr(spec, ':') ? "(password hidden)" : spec);
+
+  /* Real clock (a zeroed kb_clock): --think really waits. Real
+   * randomness: client challenges from getrandom(). */
+  cfg.id = 1;
+  cfg.base_url = url;
+  cfg.host = host;
+  cfg.domain = domain;
+  cfg.user = user;
+  cfg.password = password;
+  if(client_create(&cfg, &client, err, sizeof(err))) {
+    result = kbsim_bad_args("client: %s", err);
+    goto done;
+  }
+  printf("Communicator session: %s\\%s -> %s (%s, %u EWS POSTs)\n", domain,
+         user, url, client_kind_name(cfg.kind), cfg.ews_posts);
+  fflush(stdout);
+  while(client_step(client, &r) == 1) {
+    kbsim_client_print_post(&r);
+    fflush(stdout);
+  }
+  client_view(client, &view);
+  printf("What %s\\%s sees:\n", domain, user);
+  kbsim_print_view("  ", &view);
+  if(view.integration_error)
+    printf("Verdict: %s\\%s saw the %s\n", domain, user,
+           CLIENT_NOTIFICATION_TEXT);
+  else
+    printf("Verdict: no error for %s\\%s\n", domain, user);
+  result = view.integration_error ? 1 : 0;
+
+done:
+  client_destroy(client);
+  explicit_bzero(password, sizeof(password));
+  return result;
+}

@@ -1,0 +1,1937 @@
+/*
+ * html.c - the story of a run (leg by leg, from the trace recorder) and
+ * the self-contained HTML report drawn from it.
+ *
+ * How events become legs: every request Communicator sent is one EXCHANGE
+ * event on its side, named by its connection ("client 1 conn 1"). On the
+ * listener's side, the decisions (NOTE events, named by the member's own
+ * connection id), the requests Exchange received on the upstream
+ * connection ISA opened for it ("client 1 conn 1 upstream 1") and the
+ * listener's own EXCHANGE event for the request arrive in that order for
+ * each request, because a connection carries one request at a time and
+ * each of them happens before the answer goes out. So, per connection,
+ * the k-th group of listener-side events closed by a listener EXCHANGE
+ * belongs to the k-th request Communicator sent on it.
+ */
+#include "html.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "evidence.h"
+#include "kb_buf.h"
+#include "ntlm.h"
+
+/* Recorded bytes kept per connection for decoding tokens. */
+#define HTML_STREAM_CAP ((size_t)64 << 20)
+
+/* ---- story: building blocks ------------------------------------------- */
+
+/* The listener's events for one request on one connection. */
+struct html_group {
+  char **notes;
+  size_t nnotes;
+  size_t *backs; /* recorder indices of Exchange's EXCHANGE events */
+  size_t nbacks;
+  size_t back_at; /* where its backs start in its leg's back array */
+  char member[32];
+  bool closed; /* the listener's EXCHANGE arrived */
+};
+
+/* A Communicator connection within the clients drawn. */
+struct html_conn {
+  const char *name; /* points into the recorder */
+  size_t *legs;     /* indices into the story's legs, in order */
+  size_t nlegs;
+  struct html_group *groups;
+  size_t ngroups;
+  struct kb_buf send, recv; /* the client's bytes on it */
+};
+
+/* An upstream connection ISA opened for one of them. */
+struct html_up {
+  const char *name;
+  size_t *events;         /* Exchange's EXCHANGE events on it, in order */
+  struct html_hop **hops; /* the story's hop for each, once matched */
+  size_t nevents;
+  struct kb_buf send; /* ISA's bytes on it */
+};
+
+/* A listener connection id and the name its client gave it. */
+struct html_pconn {
+  const char *origin;
+  uint64_t id;
+  const char *name;
+};
+
+struct html_build {
+  struct html_conn *conns;
+  size_t nconns;
+  struct html_up *ups;
+  size_t nups;
+  struct html_pconn *pconns;
+  size_t npconns;
+  size_t *last_leg; /* per client id: its latest leg + 1, 0 = none */
+  size_t nlast;
+};
+
+/* Makes room for one more item in items (count used, *alloc allocated,
+ * each size bytes). Returns the array, moved or not, or NULL when out of
+ * memory (then items is still valid and unchanged). */
+static void *html__grow(void *items, size_t size, size_t count, size_t *alloc)
+{
+  void *bigger;
+  size_t n;
+
+  if(count < *alloc)
+    return items;
+  n = *alloc ? *alloc * 2 : 8;
+  bigger = realloc(items, n * size);
+  if(bigger)
+    *alloc = n;
+  return bigger;
+}
+
+/* Appends value to a plain array of count entries that only ever grows
+ * one at a time: its capacity is 8, then the next power of two. Returns 0,
+ * or -1 when out of memory (the array is left as it was). */
+static int html__push_index(size_t **items, size_t *count, size_t value)
+{
+  size_t n = *count;
+
+  if(!n || (n >= 8 && !(n & (n - 1)))) {
+    size_t *bigger = realloc(*items, (n ? n * 2 : 8) * sizeof(**items));
+    if(!bigger)
+      return -1;
+    *items = bigger;
+  }
+  (*items)[(*count)++] = value;
+  return 0;
+}
+
+static int html__push_text(char ***items, size_t *count, const char *text)
+{
+  char *copy = strdup(text ? text : "");
+  char **bigger;
+
+  if(!copy)
+    return -1;
+  bigger = realloc(*items, (*count + 1) * sizeof(**items));
+  if(!bigger) {
+    free(copy);
+    return -1;
+  }
+  *items = bigger;
+  (*items)[(*count)++] = copy;
+  return 0;
+}
+
+/* Returns the client id that a name like "client 3" or "client 3 conn 1
+ * upstream 2" starts with, or 0 when it names no client. */
+static unsigned html__client_of(const char *name)
+{
+  char *end;
+  unsigned long id;
+
+  if(!name || strncmp(name, "client ", 7) || !isdigit((unsigned char)name[7]))
+    return 0;
+  id = strtoul(name + 7, &end, 10);
+  if((*end && *end != ' ') || id == 0 || id > 1000000)
+    return 0;
+  return (unsigned)id;
+}
+
+/* Copies the front connection's name out of an upstream name ("client 1
+ * conn 1 upstream 2" -> "client 1 conn 1"). Returns 0, or -1 when name is
+ * not an upstream name. */
+static int html__front_of(const char *name, char *out, size_t len)
+{
+  const char *up = strstr(name, " upstream ");
+
+  if(!up || (size_t)(up - name) >= len)
+    return -1;
+  memcpy(out, name, (size_t)(up - name));
+  out[up - name] = '\0';
+  return 0;
+}
+
+static int html__conn_cmp(const void *a, const void *b)
+{
+  return evidence_name_cmp(((const struct html_conn *)a)->name,
+                           ((const struct html_conn *)b)->name);
+}
+
+static int html__up_cmp(const void *a, const void *b)
+{
+  return evidence_name_cmp(((const struct html_up *)a)->name,
+                           ((const struct html_up *)b)->name);
+}
+
+static int html__pconn_cmp(const void *pa, const void *pb)
+{
+  const struct html_pconn *a = pa, *b = pb;
+  int c = strcmp(a->origin, b->origin);
+
+  if(c)
+    return c;
+  return a->id < b->id ? -1 : a->id > b->id;
+}
+
+static struct html_conn *html__find_conn(struct html_build *b, const char *name)
+{
+  struct html_conn key;
+
+  memset(&key, 0, sizeof(key));
+  key.name = name;
+  return b->nconns
+             ? bsearch(&key, b->conns, b->nconns, sizeof(key), html__conn_cmp)
+             : NULL;
+}
+
+static struct html_up *html__find_up(struct html_build *b, const char *name)
+{
+  struct html_up key;
+
+  memset(&key, 0, sizeof(key));
+  key.name = name;
+  return b->nups ? bsearch(&key, b->ups, b->nups, sizeof(key), html__up_cmp)
+                 : NULL;
+}
+
+/* Returns the connection a listener event with (origin, id) belongs to,
+ * or NULL when it is not one of the connections drawn. */
+static struct html_conn *html__find_pconn(struct html_build *b,
+                                          const char *origin, uint64_t id)
+{
+  struct html_pconn key = {origin, id, NULL};
+  const struct html_pconn *p;
+
+  if(!b->npconns)
+    return NULL;
+  p = bsearch(&key, b->pconns, b->npconns, sizeof(key), html__pconn_cmp);
+  return p ? html__find_conn(b, p->name) : NULL;
+}
+
+static bool html__is_client_exchange(const struct sim_event *ev)
+{
+  return ev->kind == KB_TRACE_EXCHANGE && ev->hop == KB_HOP_CLIENT_PROXY &&
+         ev->side == KB_SIDE_CLIENT && ev->conn_name[0];
+}
+
+static bool html__is_backend_exchange(const struct sim_event *ev)
+{
+  return ev->kind == KB_TRACE_EXCHANGE && ev->hop == KB_HOP_PROXY_BACKEND &&
+         ev->side == KB_SIDE_SERVER && ev->conn_name[0];
+}
+
+static bool html__is_listener_event(const struct sim_event *ev)
+{
+  return ev->hop == KB_HOP_CLIENT_PROXY && ev->side == KB_SIDE_SERVER;
+}
+
+static void html__hop_from(struct html_hop *hop, const struct sim_event *ev)
+{
+  const struct kb_exchange *x = &ev->exchange;
+
+  memset(hop, 0, sizeof(*hop));
+  snprintf(hop->method, sizeof(hop->method), "%s", ev->method);
+  snprintf(hop->path, sizeof(hop->path), "%s", ev->path);
+  hop->req_auth = x->req_auth;
+  hop->req_body = x->req_body_len;
+  hop->status = x->status;
+  hop->resp_auth = x->resp_auth;
+  hop->resp_body = x->resp_body_len;
+}
+
+static void html__hop_free(struct html_hop *hop)
+{
+  free(hop->req_token);
+  free(hop->resp_token);
+  hop->req_token = hop->resp_token = NULL;
+}
+
+static void html__leg_free(struct html_leg *leg)
+{
+  size_t i;
+
+  html__hop_free(&leg->front);
+  for(i = 0; i < leg->nback; i++)
+    html__hop_free(&leg->back[i]);
+  free(leg->back);
+  for(i = 0; i < leg->nisa; i++)
+    free(leg->isa_notes[i]);
+  free(leg->isa_notes);
+  for(i = 0; i < leg->nclient; i++)
+    free(leg->client_notes[i]);
+  free(leg->client_notes);
+  memset(leg, 0, sizeof(*leg));
+}
+
+void html_story_free(struct html_story *story)
+{
+  size_t i;
+
+  if(!story)
+    return;
+  for(i = 0; i < story->nlegs; i++)
+    html__leg_free(&story->legs[i]);
+  free(story->legs);
+  memset(story, 0, sizeof(*story));
+}
+
+static void html__build_free(struct html_build *b)
+{
+  size_t i, j;
+
+  for(i = 0; i < b->nconns; i++) {
+    struct html_conn *c = &b->conns[i];
+    for(j = 0; j < c->ngroups; j++) {
+      size_t k;
+      for(k = 0; k < c->groups[j].nnotes; k++)
+        free(c->groups[j].notes[k]);
+      free(c->groups[j].notes);
+      free(c->groups[j].backs);
+    }
+    free(c->groups);
+    free(c->legs);
+    kb_buf_free(&c->send);
+    kb_buf_free(&c->recv);
+  }
+  free(b->conns);
+  for(i = 0; i < b->nups; i++) {
+    free(b->ups[i].events);
+    free(b->ups[i].hops);
+    kb_buf_free(&b->ups[i].send);
+  }
+  free(b->ups);
+  free(b->pconns);
+  free(b->last_leg);
+  memset(b, 0, sizeof(*b));
+}
+
+/* ---- story: recorded bytes -------------------------------------------- */
+
+/* One HTTP message parsed out of a recorded byte stream; pointers into it. */
+struct html_msg {
+  const char *method, *path; /* request */
+  size_t method_len, path_len;
+  int status;       /* response */
+  const char *auth; /* the NTLM-bearing auth header's value */
+  size_t auth_len;
+  size_t body;
+};
+
+/* Returns the first occurrence of needle[nlen] in data[len], or NULL
+ * (memmem is a GNU extension; the build is plain POSIX). */
+static const char *html__find(const char *data, size_t len, const char *needle,
+                              size_t nlen)
+{
+  const char *p = data, *end = data + len;
+
+  while(nlen && (size_t)(end - p) >= nlen) {
+    p = memchr(p, needle[0], (size_t)(end - p) - nlen + 1);
+    if(!p)
+      return NULL;
+    if(!memcmp(p, needle, nlen))
+      return p;
+    p++;
+  }
+  return NULL;
+}
+
+/* Returns true when header line [p, p + len) is "name: ..." and points
+ * *value (leading blanks skipped) and *vlen at the value. */
+static bool html__header_is(const char *p, size_t len, const char *name,
+                            const char **value, size_t *vlen)
+{
+  size_t n = strlen(name);
+
+  if(len <= n || strncasecmp(p, name, n) || p[n] != ':')
+    return false;
+  p += n + 1;
+  len -= n + 1;
+  while(len && (*p == ' ' || *p == '\t')) {
+    p++;
+    len--;
+  }
+  *value = p;
+  *vlen = len;
+  return true;
+}
+
+/* Parses the next message at *pos in data[len]: a request when request is
+ * set, else a response (interim 1xx responses are skipped). Only the
+ * NTLM-bearing Authorization / WWW-Authenticate value is kept. Returns 0
+ * and moves *pos past the message and its body, or -1 when the stream
+ * ends or is not HTTP the way this model writes it (then the caller stops
+ * decoding that stream: a misaligned decode would be worse than none). */
+static int html__next_msg(const char *data, size_t len, size_t *pos,
+                          bool request, struct html_msg *m)
+{
+  for(;;) {
+    const char *start = data + *pos, *end, *line, *next;
+    size_t avail = len - *pos;
+    bool have_length = false;
+    uint64_t length = 0;
+
+    memset(m, 0, sizeof(*m));
+    if(*pos >= len)
+      return -1;
+    end = html__find(start, avail, "\r\n\r\n", 4);
+    if(!end)
+      return -1;
+    line = start;
+    next = html__find(line, (size_t)(end - line), "\r\n", 2);
+    next = next ? next : end;
+    if(request) {
+      const char *sp = memchr(line, ' ', (size_t)(next - line));
+      const char *sp2 =
+          sp ? memchr(sp + 1, ' ', (size_t)(next - sp - 1)) : NULL;
+      if(!sp || !sp2)
+        return -1;
+      m->method = line;
+      m->method_len = (size_t)(sp - line);
+      m->path = sp + 1;
+      m->path_len = (size_t)(sp2 - sp - 1);
+    }
+    else {
+      if(next - line < 12 || strncmp(line, "HTTP/1.", 7) || line[8] != ' ' ||
+         !isdigit((unsigned char)line[9]) ||
+         !isdigit((unsigned char)line[10]) || !isdigit((unsigned char)line[11]))
+        return -1;
+      m->status =
+          (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+    }
+    while(next < end) {
+      const char *value;
+      size_t vlen, n;
+
+      line = next + 2;
+      next = html__find(line, (size_t)(end + 2 - line), "\r\n", 2);
+      if(!next || next > end)
+        next = end;
+      n = (size_t)(next - line);
+      if(html__header_is(line, n, "Content-Length", &value, &vlen)) {
+        char num[24];
+        char *stop;
+        if(!vlen || vlen >= sizeof(num))
+          return -1;
+        memcpy(num, value, vlen);
+        num[vlen] = '\0';
+        errno = 0;
+        length = strtoull(num, &stop, 10);
+        if(errno || *stop || !isdigit((unsigned char)num[0]))
+          return -1;
+        have_length = true;
+      }
+      else if(html__header_is(line, n, "Transfer-Encoding", &value, &vlen))
+        return -1;
+      else if(html__header_is(line, n,
+                              request ? "Authorization" : "WWW-Authenticate",
+                              &value, &vlen) &&
+              !m->auth &&
+              ((vlen > 5 && !strncasecmp(value, "NTLM ", 5)) ||
+               (vlen > 10 && !strncasecmp(value, "Negotiate ", 10)))) {
+        m->auth = value;
+        m->auth_len = vlen;
+      }
+    }
+    *pos = (size_t)(end + 4 - data);
+    if(have_length) {
+      if(length > len - *pos)
+        length = len - *pos;
+      *pos += (size_t)length;
+      m->body = (size_t)length;
+    }
+    if(request || m->status >= 200)
+      return 0;
+  }
+}
+
+/* Returns ntlm_describe's line for an Authorization / WWW-Authenticate
+ * value (a new string the caller frees), "not decodable: ..." when it does
+ * not decode, or NULL when it carries no token or memory ran out. */
+static char *html__describe_auth(const char *value, size_t len)
+{
+  char *copy = malloc(len + 1);
+  struct ntlm_bytes token = {0};
+  struct ntlm_message msg;
+  enum ntlm_scheme scheme;
+  char err[256], line[512];
+  char *result = NULL;
+
+  if(!copy)
+    return NULL;
+  memcpy(copy, value, len);
+  copy[len] = '\0';
+  if(ntlm_header_parse(copy, &scheme, &token, err, sizeof(err)) != NTLM_OK) {
+    snprintf(line, sizeof(line), "not decodable: %s", err);
+    result = strdup(line);
+  }
+  else if(token.len) {
+    memset(&msg, 0, sizeof(msg));
+    if(ntlm_decode(token.data, token.len, &msg, err, sizeof(err)) == NTLM_OK) {
+      ntlm_describe(&msg, line, sizeof(line));
+      ntlm_message_free(&msg);
+    }
+    else
+      snprintf(line, sizeof(line), "not decodable: %s", err);
+    result = strdup(line);
+  }
+  ntlm_bytes_free(&token);
+  free(copy);
+  return result;
+}
+
+/* True when the parsed request is the one hop describes. */
+static bool html__msg_matches(const struct html_msg *m,
+                              const struct html_hop *hop)
+{
+  return m->method_len == strlen(hop->method) &&
+         !memcmp(m->method, hop->method, m->method_len) &&
+         m->path_len == strlen(hop->path) &&
+         !memcmp(m->path, hop->path, m->path_len) && m->body == hop->req_body;
+}
+
+/* Decodes the tokens of connection c's legs from its recorded bytes. */
+static void html__decode_conn(struct html_conn *c, struct html_story *story)
+{
+  size_t spos = 0, rpos = 0, k;
+  bool sends = c->send.len > 0, recvs = c->recv.len > 0;
+
+  for(k = 0; k < c->nlegs; k++) {
+    struct html_hop *hop = &story->legs[c->legs[k]].front;
+    struct html_msg m;
+
+    if(sends) {
+      if(html__next_msg(c->send.data, c->send.len, &spos, true, &m) ||
+         !html__msg_matches(&m, hop))
+        sends = false;
+      else if(m.auth)
+        hop->req_token = html__describe_auth(m.auth, m.auth_len);
+    }
+    if(recvs && hop->status) {
+      if(html__next_msg(c->recv.data, c->recv.len, &rpos, false, &m) ||
+         m.status != hop->status)
+        recvs = false;
+      else if(m.auth)
+        hop->resp_token = html__describe_auth(m.auth, m.auth_len);
+    }
+  }
+}
+
+/* Decodes the tokens ISA forwarded on upstream connection u. */
+static void html__decode_up(struct html_up *u)
+{
+  size_t pos = 0, k;
+
+  for(k = 0; k < u->nevents && u->send.len; k++) {
+    struct html_msg m;
+
+    if(html__next_msg(u->send.data, u->send.len, &pos, true, &m))
+      return;
+    if(!u->hops[k])
+      continue; /* drawn nowhere, but its bytes are passed over */
+    if(!html__msg_matches(&m, u->hops[k]))
+      return;
+    if(m.auth)
+      u->hops[k]->req_token = html__describe_auth(m.auth, m.auth_len);
+  }
+}
+
+/* ---- story: assembly -------------------------------------------------- */
+
+/* Pass 1: finds the connections drawn (those of clients 1..max_clients),
+ * their upstream connections and every listener connection's name. */
+static int html__collect(const struct sim_recorder *rec, unsigned max_clients,
+                         struct html_build *b, struct html_story *story)
+{
+  size_t conns_alloc = 0, ups_alloc = 0, pconns_alloc = 0, i, n;
+  unsigned max_id = 0;
+
+  for(i = 0; i < rec->count; i++) {
+    const struct sim_event *ev = &rec->events[i];
+    void *grown;
+    unsigned id;
+
+    if(html__is_client_exchange(ev)) {
+      id = html__client_of(ev->conn_name);
+      story->legs_total++;
+      if(id > max_id)
+        max_id = id;
+      if(!id || (max_clients && id > max_clients))
+        continue;
+      if(b->nconns && !strcmp(b->conns[b->nconns - 1].name, ev->conn_name))
+        continue; /* the common case: the same connection again */
+      grown = html__grow(b->conns, sizeof(*b->conns), b->nconns, &conns_alloc);
+      if(!grown)
+        return -1;
+      b->conns = grown;
+      memset(&b->conns[b->nconns], 0, sizeof(*b->conns));
+      b->conns[b->nconns++].name = ev->conn_name;
+    }
+    else if(html__is_backend_exchange(ev)) {
+      char front[64];
+      story->back_total++;
+      if(html__front_of(ev->conn_name, front, sizeof(front)))
+        continue;
+      id = html__client_of(front);
+      if(!id || (max_clients && id > max_clients))
+        continue;
+      if(b->nups && !strcmp(b->ups[b->nups - 1].name, ev->conn_name))
+        continue;
+      grown = html__grow(b->ups, sizeof(*b->ups), b->nups, &ups_alloc);
+      if(!grown)
+        return -1;
+      b->ups = grown;
+      memset(&b->ups[b->nups], 0, sizeof(*b->ups));
+      b->ups[b->nups++].name = ev->conn_name;
+    }
+    else if(html__is_listener_event(ev) && ev->conn_name[0] &&
+            (ev->kind == KB_TRACE_OPEN || ev->kind == KB_TRACE_EXCHANGE)) {
+      grown =
+          html__grow(b->pconns, sizeof(*b->pconns), b->npconns, &pconns_alloc);
+      if(!grown)
+        return -1;
+      b->pconns = grown;
+      b->pconns[b->npconns].origin = ev->origin;
+      b->pconns[b->npconns].id = ev->conn;
+      b->pconns[b->npconns++].name = ev->conn_name;
+    }
+  }
+  story->clients_total = max_id;
+
+  /* Sort and drop repeats; the streams start empty, capped. */
+  if(b->nconns)
+    qsort(b->conns, b->nconns, sizeof(*b->conns), html__conn_cmp);
+  for(i = n = 0; i < b->nconns; i++)
+    if(!n || html__conn_cmp(&b->conns[n - 1], &b->conns[i]))
+      b->conns[n++] = b->conns[i];
+  b->nconns = n;
+  for(i = 0; i < b->nconns; i++) {
+    kb_buf_init(&b->conns[i].send, HTML_STREAM_CAP);
+    kb_buf_init(&b->conns[i].recv, HTML_STREAM_CAP);
+  }
+  if(b->nups)
+    qsort(b->ups, b->nups, sizeof(*b->ups), html__up_cmp);
+  for(i = n = 0; i < b->nups; i++)
+    if(!n || html__up_cmp(&b->ups[n - 1], &b->ups[i]))
+      b->ups[n++] = b->ups[i];
+  b->nups = n;
+  for(i = 0; i < b->nups; i++)
+    kb_buf_init(&b->ups[i].send, HTML_STREAM_CAP);
+  if(b->npconns)
+    qsort(b->pconns, b->npconns, sizeof(*b->pconns), html__pconn_cmp);
+  return 0;
+}
+
+/* Returns the connection's open listener-side group, starting one when the
+ * last is closed; NULL when out of memory. */
+static struct html_group *html__open_group(struct html_conn *c)
+{
+  struct html_group *g;
+
+  if(c->ngroups && !c->groups[c->ngroups - 1].closed)
+    return &c->groups[c->ngroups - 1];
+  g = realloc(c->groups, (c->ngroups + 1) * sizeof(*g));
+  if(!g)
+    return NULL;
+  c->groups = g;
+  g = &c->groups[c->ngroups++];
+  memset(g, 0, sizeof(*g));
+  return g;
+}
+
+/* Notes what Communicator wrote after its latest leg (retries, idle
+ * closes, the notification) on that leg. */
+static int html__client_note(struct html_build *b, struct html_story *story,
+                             const struct sim_event *ev, unsigned max_clients)
+{
+  unsigned id = html__client_of(ev->origin);
+  struct html_leg *leg;
+
+  if(!id || (max_clients && id > max_clients) || id >= b->nlast ||
+     !b->last_leg[id] || !ev->text)
+    return 0;
+  leg = &story->legs[b->last_leg[id] - 1];
+  return html__push_text(&leg->client_notes, &leg->nclient, ev->text);
+}
+
+/* Starts a leg for a request Communicator sent. */
+static int html__client_leg(struct html_build *b, struct html_story *story,
+                            size_t *legs_alloc, size_t index,
+                            const struct sim_event *ev)
+{
+  struct html_conn *c = html__find_conn(b, ev->conn_name);
+  unsigned id = html__client_of(ev->conn_name);
+  struct html_leg *leg;
+  void *grown;
+
+  if(!c)
+    return 0;
+  grown =
+      html__grow(story->legs, sizeof(*story->legs), story->nlegs, legs_alloc);
+  if(!grown)
+    return -1;
+  story->legs = grown;
+  if(id >= b->nlast) {
+    size_t n = (size_t)id + 1 > b->nlast * 2 ? (size_t)id + 1 : b->nlast * 2;
+    size_t *bigger = realloc(b->last_leg, n * sizeof(*bigger));
+    if(!bigger)
+      return -1;
+    memset(bigger + b->nlast, 0, (n - b->nlast) * sizeof(*bigger));
+    b->last_leg = bigger;
+    b->nlast = n;
+  }
+  if(html__push_index(&c->legs, &c->nlegs, story->nlegs))
+    return -1;
+  leg = &story->legs[story->nlegs];
+  memset(leg, 0, sizeof(*leg));
+  leg->client = id;
+  snprintf(leg->conn, sizeof(leg->conn), "%s", ev->conn_name);
+  leg->new_conn = c->nlegs == 1;
+  leg->post = -1;
+  html__hop_from(&leg->front, ev);
+  leg->order = index;
+  b->last_leg[id] = ++story->nlegs;
+  return 0;
+}
+
+/* Pass 2, in arrival order: legs, the listener's groups, the bytes. */
+static int html__walk(const struct sim_recorder *rec, unsigned max_clients,
+                      struct html_build *b, struct html_story *story)
+{
+  size_t legs_alloc = 0, i;
+
+  for(i = 0; i < rec->count; i++) {
+    const struct sim_event *ev = &rec->events[i];
+    struct html_conn *c = NULL;
+    struct html_group *g;
+    int bad = 0;
+
+    if(html__is_client_exchange(ev))
+      bad = html__client_leg(b, story, &legs_alloc, i, ev);
+    else if(ev->kind == KB_TRACE_NOTE && ev->side == KB_SIDE_CLIENT)
+      bad = html__client_note(b, story, ev, max_clients);
+    else if(ev->kind == KB_TRACE_NOTE && html__is_listener_event(ev)) {
+      c = html__find_pconn(b, ev->origin, ev->conn);
+      if(c && ev->text) {
+        g = html__open_group(c);
+        bad = !g || html__push_text(&g->notes, &g->nnotes, ev->text);
+        if(g)
+          snprintf(g->member, sizeof(g->member), "%s", ev->origin);
+      }
+    }
+    else if(html__is_backend_exchange(ev)) {
+      char front[64];
+      struct html_up *u = html__find_up(b, ev->conn_name);
+      if(u && !html__front_of(ev->conn_name, front, sizeof(front)) &&
+         (c = html__find_conn(b, front)) != NULL) {
+        g = html__open_group(c);
+        bad = !g || html__push_index(&g->backs, &g->nbacks, i) ||
+              html__push_index(&u->events, &u->nevents, i);
+      }
+    }
+    else if(ev->kind == KB_TRACE_EXCHANGE && html__is_listener_event(ev) &&
+            ev->conn_name[0]) {
+      c = html__find_conn(b, ev->conn_name);
+      if(c) {
+        g = html__open_group(c);
+        bad = !g;
+        if(g) {
+          g->closed = true;
+          snprintf(g->member, sizeof(g->member), "%s", ev->origin);
+        }
+      }
+    }
+    else if((ev->kind == KB_TRACE_SEND || ev->kind == KB_TRACE_RECV) &&
+            ev->side == KB_SIDE_CLIENT && ev->conn_name[0] && ev->len) {
+      /* A stream past its cap just stops decoding; it is not an error. */
+      if(ev->hop == KB_HOP_CLIENT_PROXY &&
+         (c = html__find_conn(b, ev->conn_name)) != NULL)
+        kb_buf_add(ev->kind == KB_TRACE_SEND ? &c->send : &c->recv, ev->data,
+                   ev->len);
+      else if(ev->hop == KB_HOP_PROXY_BACKEND && ev->kind == KB_TRACE_SEND) {
+        struct html_up *u = html__find_up(b, ev->conn_name);
+        if(u)
+          kb_buf_add(&u->send, ev->data, ev->len);
+      }
+    }
+    if(bad)
+      return -1;
+  }
+  return 0;
+}
+
+/* Hands group g's notes and forwarded requests to leg. */
+static int html__attach(const struct sim_recorder *rec, struct html_group *g,
+                        struct html_leg *leg)
+{
+  struct html_hop *back;
+  size_t j;
+
+  if(g->member[0])
+    snprintf(leg->member, sizeof(leg->member), "%s", g->member);
+  g->back_at = leg->nback;
+  for(j = 0; j < g->nnotes; j++)
+    if(html__push_text(&leg->isa_notes, &leg->nisa, g->notes[j]))
+      return -1;
+  if(!g->nbacks)
+    return 0;
+  back = realloc(leg->back, (leg->nback + g->nbacks) * sizeof(*back));
+  if(!back)
+    return -1;
+  leg->back = back;
+  for(j = 0; j < g->nbacks; j++)
+    html__hop_from(&leg->back[leg->nback + j], &rec->events[g->backs[j]]);
+  leg->nback += g->nbacks;
+  return 0;
+}
+
+/* Matches the k-th listener group of each connection with its k-th leg;
+ * groups past the last leg (which should not happen) go to the last one,
+ * so no forwarded request is lost from the picture. */
+static int html__match(const struct sim_recorder *rec, struct html_build *b,
+                       struct html_story *story)
+{
+  size_t i, k, j;
+
+  for(i = 0; i < b->nconns; i++) {
+    struct html_conn *c = &b->conns[i];
+    for(k = 0; k < c->ngroups && c->nlegs; k++) {
+      size_t at = c->legs[k < c->nlegs ? k : c->nlegs - 1];
+      if(html__attach(rec, &c->groups[k], &story->legs[at]))
+        return -1;
+    }
+  }
+  /* Each upstream request's hop, in the order Exchange saw them. */
+  for(i = 0; i < b->nups; i++) {
+    b->ups[i].hops = calloc(b->ups[i].nevents + 1, sizeof(*b->ups[i].hops));
+    if(!b->ups[i].hops)
+      return -1;
+  }
+  for(i = 0; i < b->nconns; i++) {
+    struct html_conn *c = &b->conns[i];
+    for(k = 0; k < c->ngroups && c->nlegs; k++) {
+      struct html_leg *leg =
+          &story->legs[c->legs[k < c->nlegs ? k : c->nlegs - 1]];
+      struct html_group *g = &c->groups[k];
+      for(j = 0; j < g->nbacks; j++) {
+        const struct sim_event *ev = &rec->events[g->backs[j]];
+        struct html_up *u = html__find_up(b, ev->conn_name);
+        size_t at, n;
+        if(!u)
+          continue;
+        for(at = 0; at < u->nevents && u->events[at] != g->backs[j]; at++)
+          ;
+        n = g->back_at + j;
+        if(at < u->nevents && n < leg->nback)
+          u->hops[at] = &leg->back[n];
+      }
+    }
+  }
+  return 0;
+}
+
+static int html__leg_cmp(const void *pa, const void *pb)
+{
+  const struct html_leg *a = pa, *b = pb;
+
+  if(a->client != b->client)
+    return a->client < b->client ? -1 : 1;
+  return a->order < b->order ? -1 : a->order > b->order;
+}
+
+/* True when leg b is libcurl sending leg a's request again after a's
+ * connection closed under it. */
+static bool html__is_retry(const struct html_leg *a, const struct html_leg *b)
+{
+  return a->client == b->client && !a->front.status &&
+         !strcmp(a->front.method, b->front.method) &&
+         !strcmp(a->front.path, b->front.path) &&
+         a->front.req_auth == b->front.req_auth &&
+         a->front.req_body == b->front.req_body;
+}
+
+/* Gives each leg of one client (legs[0..n), in time order) the POST it
+ * belongs to: every answered leg is one of the POST's legs, an unanswered
+ * one too unless libcurl sent it again. */
+static void html__assign_posts(struct html_leg *legs, size_t n,
+                               const struct sim_session *s)
+{
+  size_t i, j = 0;
+  unsigned used = 0;
+
+  for(i = 0; i < n; i++) {
+    while(j < s->nresults && !s->results[j].legs)
+      j++;
+    if(j >= s->nresults)
+      return;
+    legs[i].post = (int)j;
+    if(legs[i].front.status || i + 1 == n ||
+       !html__is_retry(&legs[i], &legs[i + 1]))
+      used++;
+    if(used == s->results[j].legs) {
+      legs[i].post_end = true;
+      j++;
+      used = 0;
+    }
+  }
+}
+
+static const struct sim_session *html__session(const struct sim_sessions *ss,
+                                               unsigned id)
+{
+  size_t i;
+
+  for(i = 0; ss && i < ss->count; i++)
+    if(ss->sessions[i].id == id)
+      return &ss->sessions[i];
+  return NULL;
+}
+
+int html_story_build(struct sim_recorder *rec,
+                     const struct sim_sessions *sessions, unsigned max_clients,
+                     size_t max_legs, struct html_story *out)
+{
+  struct html_build b;
+  size_t i, start;
+  int result = -1;
+
+  memset(out, 0, sizeof(*out));
+  memset(&b, 0, sizeof(b));
+  pthread_mutex_lock(&rec->lock);
+  if(html__collect(rec, max_clients, &b, out) ||
+     html__walk(rec, max_clients, &b, out) || html__match(rec, &b, out))
+    goto done;
+  for(i = 0; i < b.nconns; i++)
+    html__decode_conn(&b.conns[i], out);
+  for(i = 0; i < b.nups; i++)
+    html__decode_up(&b.ups[i]);
+  if(sessions && sessions->count > out->clients_total)
+    out->clients_total = (unsigned)sessions->count;
+  result = 0;
+
+done:
+  pthread_mutex_unlock(&rec->lock);
+  html__build_free(&b);
+  if(result) {
+    html_story_free(out);
+    return -1;
+  }
+
+  if(out->nlegs)
+    qsort(out->legs, out->nlegs, sizeof(*out->legs), html__leg_cmp);
+  for(start = 0; start < out->nlegs;) {
+    size_t end = start;
+    const struct sim_session *s;
+
+    while(end < out->nlegs && out->legs[end].client == out->legs[start].client)
+      end++;
+    s = html__session(sessions, out->legs[start].client);
+    if(s)
+      html__assign_posts(out->legs + start, end - start, s);
+    out->clients_shown++;
+    start = end;
+  }
+  if(max_legs && out->nlegs > max_legs) {
+    for(i = max_legs; i < out->nlegs; i++)
+      html__leg_free(&out->legs[i]);
+    out->nlegs = max_legs;
+    out->clients_shown = 0;
+    for(i = 0; i < out->nlegs; i++)
+      if(!i || out->legs[i].client != out->legs[i - 1].client)
+        out->clients_shown++;
+  }
+  /* The members that answered, in name order. */
+  for(i = 0; i < out->nlegs; i++) {
+    const char *m = out->legs[i].member;
+    size_t k, at;
+
+    if(!m[0])
+      continue;
+    for(k = 0; k < out->nmembers && strcmp(out->members[k], m); k++)
+      ;
+    if(k < out->nmembers || out->nmembers == SIM_MAX_MEMBERS)
+      continue;
+    for(at = out->nmembers;
+        at > 0 && evidence_name_cmp(out->members[at - 1], m) > 0; at--)
+      memcpy(out->members[at], out->members[at - 1], sizeof(out->members[0]));
+    snprintf(out->members[at], sizeof(out->members[0]), "%s", m);
+    out->nmembers++;
+  }
+  return 0;
+}
+
+/* ---- escaping --------------------------------------------------------- */
+
+/* Returns the length of the valid UTF-8 sequence at p (at most len bytes)
+ * for a code point HTML may carry as text, or 0 when it is not one. */
+static size_t html__utf8_len(const unsigned char *p, size_t len)
+{
+  uint32_t cp;
+  size_t n, i;
+
+  if(p[0] < 0xc2 || p[0] > 0xf4)
+    return 0;
+  n = p[0] < 0xe0 ? 2 : p[0] < 0xf0 ? 3 : 4;
+  if(len < n)
+    return 0;
+  cp = p[0] & (0xff >> (n + 1));
+  for(i = 1; i < n; i++) {
+    if((p[i] & 0xc0) != 0x80)
+      return 0;
+    cp = cp << 6 | (p[i] & 0x3f);
+  }
+  if((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
+     (cp >= 0xd800 && cp <= 0xdfff) || cp < 0xa0)
+    return 0; /* overlong, out of range, a surrogate, or a C1 control */
+  return n;
+}
+
+void html_escape(FILE *out, const char *text, size_t len)
+{
+  const unsigned char *p = (const unsigned char *)text;
+  size_t i = 0;
+
+  while(i < len) {
+    unsigned char ch = p[i];
+    size_t n;
+
+    switch(ch) {
+    case '&':
+      fputs("&amp;", out);
+      break;
+    case '<':
+      fputs("&lt;", out);
+      break;
+    case '>':
+      fputs("&gt;", out);
+      break;
+    case '"':
+      fputs("&quot;", out);
+      break;
+    case '\'':
+      fputs("&#39;", out);
+      break;
+    case '\n':
+    case '\t':
+      fputc(ch, out);
+      break;
+    default:
+      if(ch >= 0x20 && ch < 0x7f)
+        fputc(ch, out);
+      else if(ch >= 0x80 && (n = html__utf8_len(p + i, len - i)) > 0) {
+        fwrite(p + i, 1, n, out);
+        i += n;
+        continue;
+      }
+      else
+        fprintf(out, "\\x%02x", ch);
+    }
+    i++;
+  }
+}
+
+/* html_escape of a NUL-terminated string; NULL writes nothing. */
+static void html__esc(FILE *out, const char *text)
+{
+  if(text)
+    html_escape(out, text, strlen(text));
+}
+
+/* Writes printf-formatted text, escaped. */
+static void html__escf(FILE *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void html__escf(FILE *out, const char *fmt, ...)
+{
+  char line[1024];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  html__esc(out, line);
+}
+
+/* ---- what a leg says -------------------------------------------------- */
+
+static const char *html__auth_label(enum kb_auth auth)
+{
+  switch(auth) {
+  case KB_AUTH_NONE:
+    return "no Authorization";
+  case KB_AUTH_OTHER:
+    return "non-NTLM credentials";
+  default:
+    return kb_auth_name(auth);
+  }
+}
+
+/* True when hop is a POST that reached Exchange without its body. */
+static bool html__empty_post(const struct html_hop *hop)
+{
+  return !strcmp(hop->method, "POST") && hop->req_body == 0;
+}
+
+/* The short text on an arrow: "POST /EWS/Exchange.asmx · NTLM type 1 ·
+ * 0 B", or for an answer "401 · NTLM type 2" / "500 · 479 B". */
+static void html__request_label(const struct html_hop *hop, char *out,
+                                size_t len)
+{
+  snprintf(out, len, "%s %s \xc2\xb7 %s \xc2\xb7 %zu B", hop->method, hop->path,
+           hop->req_auth == KB_AUTH_NONE ? "no auth"
+                                         : html__auth_label(hop->req_auth),
+           hop->req_body);
+}
+
+static void html__answer_label(const struct html_hop *hop, char *out,
+                               size_t len)
+{
+  if(!hop->status)
+    snprintf(out, len, "no answer: the connection closed");
+  else if(hop->resp_auth == KB_AUTH_NTLM_CHALLENGE)
+    snprintf(out, len, "%d \xc2\xb7 NTLM type 2 challenge", hop->status);
+  else if(hop->resp_auth == KB_AUTH_NTLM_BARE)
+    snprintf(out, len, "%d \xc2\xb7 asks for NTLM", hop->status);
+  else if(hop->resp_auth != KB_AUTH_NONE)
+    snprintf(out, len, "%d \xc2\xb7 asks for credentials", hop->status);
+  else
+    snprintf(out, len, "%d \xc2\xb7 %zu B", hop->status, hop->resp_body);
+}
+
+/* What ISA did with the leg, in a few words; *bad when it forwarded a
+ * POST without its body. */
+static void html__decision(const struct html_leg *leg, char *out, size_t len,
+                           bool *bad)
+{
+  size_t i;
+
+  *bad = false;
+  for(i = 0; i < leg->nback; i++)
+    if(html__empty_post(&leg->back[i]))
+      *bad = true;
+  if(*bad)
+    snprintf(out, len, "no challenge: forwarded WITHOUT the body");
+  else if(leg->nback)
+    snprintf(out, len, "authenticated: forwarded with its %zu-byte body",
+             leg->back[0].req_body);
+  else if(leg->front.status == 401 &&
+          leg->front.resp_auth == KB_AUTH_NTLM_CHALLENGE)
+    snprintf(out, len, "challenges: 401 + NTLM type 2");
+  else if(leg->front.status == 401 &&
+          leg->front.req_auth == KB_AUTH_NTLM_AUTHENTICATE)
+    snprintf(out, len, "refuses the login: 401");
+  else if(leg->front.status == 401)
+    snprintf(out, len, "asks for credentials: 401");
+  else if(!leg->front.status)
+    snprintf(out, len, "no answer");
+  else
+    snprintf(out, len, "answers %d itself", leg->front.status);
+}
+
+/* Names a POST: "autodiscover" or "POST 2 GetUserOofSettings". */
+static void html__post_name(const struct sim_session *s, int post, char *out,
+                            size_t len)
+{
+  const struct client_post_result *r = &s->results[post];
+
+  if(r->kind == CLIENT_POST_AUTODISCOVER)
+    snprintf(out, len, "autodiscover");
+  else
+    snprintf(out, len, "POST %u %s", r->index, client_post_kind_name(r->kind));
+}
+
+/* ---- the sequence diagram --------------------------------------------- */
+
+/* The longest arrow label ("POST /autodiscover/autodiscover.xml · NTLM
+ * type 3 · 370 B") takes about 340 px at 11.5 px: the gap between lanes. */
+#define SVG_ROW 22                         /* one arrow or one remark */
+#define SVG_TOP 72                         /* below the lane headers */
+#define SVG_HEAD_W 150                     /* a lane header */
+#define SVG_X_CLIENT 80                    /* Communicator's lane */
+#define SVG_GAP 350                        /* between lanes that talk */
+#define SVG_X_ISA (SVG_X_CLIENT + SVG_GAP) /* the first member's lane */
+#define SVG_MEMBER_GAP 170
+#define SVG_CHAR_W 6.4 /* a 11.5px character, for pill widths */
+#define SVG_BOLD_W 7.4 /* a bold one */
+
+struct html_svg {
+  FILE *out; /* the rows, written before the size is known */
+  int y;     /* top of the next row */
+  int width;
+  int x_exchange;
+  const struct html_story *story;
+};
+
+static int html__member_x(const struct html_svg *svg, const char *member)
+{
+  size_t i;
+
+  for(i = 0; i < svg->story->nmembers; i++)
+    if(!strcmp(svg->story->members[i], member))
+      return SVG_X_ISA + (int)i * SVG_MEMBER_GAP;
+  return SVG_X_ISA;
+}
+
+/* Draws an arrow from x1 to x2 on the current row with label centred
+ * above it; cls picks colour and dash ("req", "rep", plus "bad", "auth",
+ * "ok"). */
+static void html__arrow(struct html_svg *svg, int x1, int x2, const char *cls,
+                        const char *label)
+{
+  int y = svg->y + 17;
+  int dir = x2 > x1 ? 1 : -1;
+
+  fprintf(svg->out,
+          "<rect class=\"hit\" x=\"0\" y=\"%d\" width=\"%d\" "
+          "height=\"%d\"/>",
+          svg->y, svg->width, SVG_ROW);
+  fprintf(svg->out, "<text class=\"lbl %s\" x=\"%d\" y=\"%d\">", cls,
+          (x1 + x2) / 2, svg->y + 12);
+  html__esc(svg->out, label);
+  fprintf(svg->out,
+          "</text><line class=\"%s\" x1=\"%d\" y1=\"%d\" x2=\"%d\" "
+          "y2=\"%d\"/><path class=\"head %s\" d=\"M%d %dl%d -4.5v9z\"/>\n",
+          cls, x1, y, x2 - dir * 8, y, cls, x2, y, -dir * 9);
+  svg->y += SVG_ROW;
+}
+
+/* Writes a leg's tooltip: every decoded token and ISA's decisions. */
+static void html__leg_title(FILE *out, const struct html_leg *leg)
+{
+  size_t i;
+
+  fputs("<title>", out);
+  html__escf(out, "%s, %s %s\nCommunicator sent %s, %s, %zu-byte body",
+             leg->conn, leg->front.method, leg->front.path, leg->front.method,
+             html__auth_label(leg->front.req_auth), leg->front.req_body);
+  if(leg->front.req_token)
+    html__escf(out, "\n  Authorization: %s", leg->front.req_token);
+  for(i = 0; i < leg->nisa; i++)
+    html__escf(out, "\n%s decided: %s", leg->member[0] ? leg->member : "ISA",
+               leg->isa_notes[i]);
+  if(leg->front.status)
+    html__escf(out, "\nCommunicator got %d, %zu-byte body", leg->front.status,
+               leg->front.resp_body);
+  else
+    html__escf(out, "\nCommunicator got no answer");
+  if(leg->front.resp_token)
+    html__escf(out, "\n  WWW-Authenticate: %s", leg->front.resp_token);
+  fputs("</title>", out);
+}
+
+static void html__back_title(FILE *out, const struct html_leg *leg,
+                             const struct html_hop *hop)
+{
+  fputs("<title>", out);
+  html__escf(out, "%s forwarded %s %s to Exchange, %s, %zu-byte body",
+             leg->member[0] ? leg->member : "ISA", hop->method, hop->path,
+             html__auth_label(hop->req_auth), hop->req_body);
+  if(hop->req_token)
+    html__escf(out, "\n  Authorization: %s", hop->req_token);
+  if(html__empty_post(hop))
+    html__escf(out, "\nExchange got a POST without its body");
+  html__escf(out, "\nExchange answered %d, %zu-byte body", hop->status,
+             hop->resp_body);
+  fputs("</title>", out);
+}
+
+/* The class of an answer arrow: bad for 5xx, auth for a challenge, ok for
+ * 2xx, lost when the connection closed under the request (libcurl then
+ * sends it again on a new one). */
+static const char *html__answer_class(const struct html_hop *hop)
+{
+  if(!hop->status)
+    return "rep lost";
+  if(hop->status >= 500)
+    return "rep bad";
+  if(hop->status == 401)
+    return "rep auth";
+  if(hop->status < 300)
+    return "rep ok";
+  return "rep";
+}
+
+/* Draws what the user saw once a POST completed: its outcome, and the
+ * notification if this POST made it appear. */
+static void html__post_row(struct html_svg *svg, const struct sim_session *s,
+                           const struct html_leg *leg)
+{
+  const struct client_post_result *r = &s->results[leg->post];
+  bool fail = r->outcome != CLIENT_OK;
+  bool appeared =
+      s->views && s->views[leg->post].integration_error &&
+      (leg->post == 0 || !s->views[leg->post - 1].integration_error);
+  char name[96], text[256];
+  int w, x = SVG_X_CLIENT + 8;
+
+  html__post_name(s, leg->post, name, sizeof(name));
+  snprintf(text, sizeof(text), "%s %s %d %s",
+           fail ? "\xe2\x9c\x97" : "\xe2\x9c\x93", name, r->final_status,
+           client_outcome_name(r->outcome));
+  w = (int)((double)strlen(text) * SVG_CHAR_W) + 16;
+  fprintf(svg->out,
+          "<g class=\"post %s\" data-post=\"%d\">"
+          "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" rx=\"9\"/>"
+          "<text x=\"%d\" y=\"%d\">",
+          fail ? "fail" : "ok", leg->post, x, svg->y + 2, w, SVG_ROW - 4, x + 8,
+          svg->y + 15);
+  html__esc(svg->out, text);
+  fputs("</text></g>", svg->out);
+  if(appeared) {
+    const char *note = "\xe2\x9a\xa0 Outlook Integration Error";
+    x += w + 10;
+    fprintf(svg->out,
+            "<g class=\"notify\"><rect x=\"%d\" y=\"%d\" "
+            "width=\"%d\" height=\"%d\" rx=\"9\"/><text x=\"%d\" y=\"%d\">",
+            x, svg->y + 2, (int)(27 * SVG_BOLD_W) + 18, SVG_ROW - 4, x + 9,
+            svg->y + 15);
+    html__esc(svg->out, note);
+    fputs("</text><title>Communicator shows the "
+          "notification: " CLIENT_NOTIFICATION_TEXT "</title></g>",
+          svg->out);
+  }
+  fputc('\n', svg->out);
+  svg->y += SVG_ROW;
+}
+
+/* Draws one leg: Communicator's request, ISA's decision, whatever ISA
+ * forwarded and Exchange's answer, and the answer Communicator got. */
+static void html__svg_leg(struct html_svg *svg, const struct html_leg *leg,
+                          const struct sim_session *s)
+{
+  int xm = html__member_x(svg, leg->member);
+  char label[320], decision[128];
+  bool bad;
+  size_t i;
+
+  if(leg->new_conn) {
+    fprintf(svg->out, "<text class=\"conn\" x=\"%d\" y=\"%d\">",
+            SVG_X_CLIENT + 8, svg->y + 15);
+    html__escf(svg->out, "TCP connection %s \xe2\x86\x92 %s", leg->conn,
+               leg->member[0] ? leg->member : "ISA");
+    fputs("</text>\n", svg->out);
+    svg->y += SVG_ROW;
+  }
+
+  html__decision(leg, decision, sizeof(decision), &bad);
+  fprintf(svg->out, "<g class=\"leg hop1%s\" data-hop=\"1\" data-conn=\"",
+          leg->front.status >= 500 ? " failed" : "");
+  html__esc(svg->out, leg->conn);
+  fprintf(svg->out, "\" data-method=\"");
+  html__esc(svg->out, leg->front.method);
+  fprintf(svg->out,
+          "\" data-status=\"%d\" data-req-auth=\"%s\" "
+          "data-req-body=\"%zu\" data-forwarded=\"%zu\">",
+          leg->front.status, kb_auth_name(leg->front.req_auth),
+          leg->front.req_body, leg->nback);
+  html__leg_title(svg->out, leg);
+  html__request_label(&leg->front, label, sizeof(label));
+  html__arrow(svg, SVG_X_CLIENT, xm, "req", label);
+  /* ISA's decision: a mark on its lane and a few words beside it. */
+  fprintf(svg->out,
+          "<circle class=\"decision%s\" cx=\"%d\" cy=\"%d\" "
+          "r=\"5\"/><text class=\"why%s\" x=\"%d\" y=\"%d\">",
+          bad ? " bad" : "", xm, svg->y - SVG_ROW + 17, bad ? " bad" : "",
+          xm + 10, svg->y - SVG_ROW + 21);
+  html__esc(svg->out, decision);
+  fputs("</text>\n", svg->out);
+
+  /* The answer comes after what was forwarded: keep its row free now and
+   * draw it below the forwarded legs. */
+  {
+    int y_answer = svg->y + (int)leg->nback * 2 * SVG_ROW;
+    int y_save = svg->y;
+    svg->y = y_answer;
+    html__answer_label(&leg->front, label, sizeof(label));
+    html__arrow(svg, xm, SVG_X_CLIENT, html__answer_class(&leg->front), label);
+    svg->y = y_save;
+  }
+  fputs("</g>\n", svg->out);
+
+  for(i = 0; i < leg->nback; i++) {
+    const struct html_hop *hop = &leg->back[i];
+    bool empty = html__empty_post(hop);
+
+    fprintf(svg->out, "<g class=\"leg hop2%s%s\" data-hop=\"2\" data-conn=\"",
+            empty ? " empty-post" : "", hop->status >= 500 ? " failed" : "");
+    html__esc(svg->out, leg->conn);
+    fprintf(svg->out, "\" data-method=\"");
+    html__esc(svg->out, hop->method);
+    fprintf(svg->out,
+            "\" data-status=\"%d\" data-req-auth=\"%s\" "
+            "data-req-body=\"%zu\">",
+            hop->status, kb_auth_name(hop->req_auth), hop->req_body);
+    html__back_title(svg->out, leg, hop);
+    html__request_label(hop, label, sizeof(label));
+    html__arrow(svg, xm, svg->x_exchange, empty ? "req bad" : "req", label);
+    html__answer_label(hop, label, sizeof(label));
+    html__arrow(svg, svg->x_exchange, xm, html__answer_class(hop), label);
+    fputs("</g>\n", svg->out);
+  }
+  svg->y += SVG_ROW; /* the answer's row */
+
+  if(s && leg->post >= 0 && leg->post_end && (size_t)leg->post < s->nresults)
+    html__post_row(svg, s, leg);
+}
+
+/* Writes the lane headers and lines, then the rows, as one <svg>. */
+static int html__svg(FILE *out, const struct html_story *story,
+                     const struct html_run *run)
+{
+  struct html_svg svg;
+  char *rows = NULL;
+  size_t rows_len = 0, i;
+  unsigned client = 0;
+  int lanes[SIM_MAX_MEMBERS + 2];
+  size_t nlanes = 0, members = story->nmembers ? story->nmembers : 1;
+  int result = -1;
+
+  memset(&svg, 0, sizeof(svg));
+  svg.story = story;
+  svg.x_exchange = SVG_X_ISA + (int)(members - 1) * SVG_MEMBER_GAP + SVG_GAP;
+  svg.width = svg.x_exchange + SVG_HEAD_W / 2 + 5;
+  svg.y = SVG_TOP;
+  svg.out = open_memstream(&rows, &rows_len);
+  if(!svg.out)
+    return -1;
+  for(i = 0; i < story->nlegs; i++) {
+    const struct html_leg *leg = &story->legs[i];
+    const struct sim_session *s = html__session(
+        run->outcome ? &run->outcome->sessions : NULL, leg->client);
+
+    if(leg->client != client) {
+      client = leg->client;
+      fprintf(svg.out,
+              "<g class=\"band\"><rect x=\"0\" y=\"%d\" width=\"%d\" "
+              "height=\"%d\"/><text x=\"8\" y=\"%d\">client %u</text></g>\n",
+              svg.y + 2, svg.width, SVG_ROW - 2, svg.y + 17, client);
+      svg.y += SVG_ROW;
+    }
+    html__svg_leg(&svg, leg, s);
+  }
+  if(!story->nlegs) {
+    fprintf(svg.out,
+            "<text class=\"conn\" x=\"%d\" y=\"%d\">no request was "
+            "recorded</text>\n",
+            SVG_X_CLIENT + 8, svg.y + 15);
+    svg.y += SVG_ROW;
+  }
+  if(fclose(svg.out))
+    goto done;
+  svg.y += 8;
+
+  fprintf(out,
+          "<svg class=\"seq\" xmlns=\"http://www.w3.org/2000/svg\" "
+          "viewBox=\"0 0 %d %d\" width=\"%d\" height=\"%d\" role=\"img\" "
+          "aria-label=\"sequence diagram\">\n",
+          svg.width, svg.y, svg.width, svg.y);
+  lanes[nlanes++] = SVG_X_CLIENT;
+  for(i = 0; i < members; i++)
+    lanes[nlanes++] = SVG_X_ISA + (int)i * SVG_MEMBER_GAP;
+  lanes[nlanes++] = svg.x_exchange;
+  for(i = 0; i < nlanes; i++)
+    fprintf(out,
+            "<line class=\"lane\" x1=\"%d\" y1=\"58\" x2=\"%d\" "
+            "y2=\"%d\"/>\n",
+            lanes[i], lanes[i], svg.y);
+  /* Lane headers: who, and for each member its patch level and policy. */
+  for(i = 0; i < nlanes; i++) {
+    char name[64], sub[96], policy[64];
+    const char *tone = "";
+
+    policy[0] = '\0';
+    if(i == 0) {
+      snprintf(name, sizeof(name), "Communicator");
+      snprintf(sub, sizeof(sub), "Office Communicator 2007");
+    }
+    else if(i == nlanes - 1) {
+      snprintf(name, sizeof(name), "Exchange");
+      snprintf(sub, sizeof(sub), "Exchange 2007 EWS");
+    }
+    else {
+      const char *m = story->nmembers ? story->members[i - 1] : "ISA";
+      size_t k;
+      snprintf(name, sizeof(name), "%s", m);
+      snprintf(sub, sizeof(sub), "ISA Server 2006");
+      for(k = 0; run->sc && k < run->sc->nmembers; k++) {
+        const struct scenario_member *sm = &run->sc->members[k];
+        enum proxy_policy pol =
+            scenario_effective_policy(sm->patch, sm->script);
+        if(strcmp(sm->name, m))
+          continue;
+        snprintf(sub, sizeof(sub), "%s%s", scenario_patch_name(sm->patch),
+                 sm->script ? " + KB script" : ", no KB script");
+        snprintf(policy, sizeof(policy), "policy %s", proxy_policy_name(pol));
+        tone = pol == PROXY_POLICY_PER_REQUEST ? " fixed" : " buggy";
+      }
+    }
+    fprintf(out,
+            "<g class=\"actor\"><rect x=\"%d\" y=\"4\" width=\"%d\" "
+            "height=\"%d\" rx=\"6\"/><text class=\"name\" x=\"%d\" "
+            "y=\"21\">",
+            lanes[i] - SVG_HEAD_W / 2, SVG_HEAD_W, policy[0] ? 54 : 42,
+            lanes[i]);
+    html__esc(out, name);
+    fprintf(out, "</text><text class=\"sub\" x=\"%d\" y=\"36\">", lanes[i]);
+    html__esc(out, sub);
+    fputs("</text>", out);
+    if(policy[0]) {
+      fprintf(out, "<text class=\"sub%s\" x=\"%d\" y=\"50\">", tone, lanes[i]);
+      html__esc(out, policy);
+      fputs("</text>", out);
+    }
+    fputs("</g>\n", out);
+  }
+  fwrite(rows, 1, rows_len, out);
+  fputs("</svg>\n", out);
+  result = 0;
+
+done:
+  free(rows);
+  return result;
+}
+
+/* ---- what the users saw ----------------------------------------------- */
+
+#define HTML_MAX_POST_COLUMNS 13
+
+/* Writes the timeline: one row per user, one cell per POST, with the
+ * notification where it appeared and presence and scheduling after it. */
+static void html__timeline(FILE *out, const struct sim_sessions *ss)
+{
+  size_t i, j, columns = 0, shown = 0;
+
+  for(i = 0; i < ss->count && i < HTML_MAX_CLIENTS; i++)
+    if(ss->sessions[i].nresults > columns)
+      columns = ss->sessions[i].nresults;
+  if(columns > HTML_MAX_POST_COLUMNS)
+    columns = HTML_MAX_POST_COLUMNS;
+  fputs("<table class=\"timeline\"><thead><tr><th>user</th>", out);
+  for(j = 0; j < columns; j++)
+    if(j)
+      fprintf(out, "<th>POST %zu</th>", j);
+    else
+      fputs("<th>autodiscover</th>", out);
+  fputs("</tr></thead><tbody>\n", out);
+  for(i = 0; i < ss->count && i < HTML_MAX_CLIENTS; i++) {
+    const struct sim_session *s = &ss->sessions[i];
+
+    shown++;
+    fprintf(out, "<tr data-client=\"%u\"><th>client %u</th>", s->id, s->id);
+    if(s->error[0]) {
+      fprintf(out, "<td class=\"fail\" colspan=\"%zu\">could not start: ",
+              columns ? columns : 1);
+      html__esc(out, s->error);
+      fputs("</td></tr>\n", out);
+      continue;
+    }
+    for(j = 0; j < columns; j++) {
+      const struct client_post_result *r =
+          j < s->nresults ? &s->results[j] : NULL;
+      const struct client_view *v = r && s->views ? &s->views[j] : NULL;
+      char name[96];
+
+      if(!r) {
+        fputs("<td></td>", out);
+        continue;
+      }
+      html__post_name(s, (int)j, name, sizeof(name));
+      fprintf(out, "<td class=\"%s\"><b>",
+              r->outcome == CLIENT_OK ? "ok" : "fail");
+      html__esc(out, r->kind == CLIENT_POST_AUTODISCOVER
+                         ? "autodiscover"
+                         : client_post_kind_name(r->kind));
+      fprintf(out, "</b> %d %s", r->final_status,
+              client_outcome_name(r->outcome));
+      if(v) {
+        bool appeared = v->integration_error &&
+                        (j == 0 || !s->views[j - 1].integration_error);
+        if(appeared)
+          fputs("<span class=\"badge\">&#9888; " CLIENT_NOTIFICATION_TEXT
+                "</span>",
+                out);
+        fprintf(out, "<small>presence %s \xc2\xb7 scheduling %s</small>",
+                v->presence_available ? "&#10003;" : "&#10007;",
+                v->scheduling_available ? "&#10003;" : "&#10007;");
+      }
+      fputs("</td>", out);
+    }
+    fputs("</tr>\n", out);
+  }
+  fputs("</tbody></table>\n", out);
+  if(ss->count > shown)
+    fprintf(out, "<p class=\"cap\">The first %zu of %zu users are shown.</p>\n",
+            shown, ss->count);
+  else if(columns == HTML_MAX_POST_COLUMNS)
+    fputs("<p class=\"cap\">The first POSTs of each session are shown.</p>\n",
+          out);
+}
+
+/* Writes every leg drawn with its tokens decoded, for reading in full. */
+static void html__details(FILE *out, const struct html_story *story)
+{
+  size_t i, j;
+
+  fprintf(out,
+          "<details class=\"legs\"><summary>Every leg, NTLM tokens "
+          "decoded (%zu legs)</summary>\n<table><thead><tr><th>connection"
+          "</th><th>hop</th><th>request</th><th>Authorization</th>"
+          "<th>answer</th><th>WWW-Authenticate</th><th>ISA decided</th></tr>"
+          "</thead><tbody>\n",
+          story->nlegs);
+  for(i = 0; i < story->nlegs; i++) {
+    const struct html_leg *leg = &story->legs[i];
+
+    fputs("<tr><td>", out);
+    html__esc(out, leg->conn);
+    fputs("</td><td>Communicator \xe2\x86\x92 ", out);
+    html__esc(out, leg->member[0] ? leg->member : "ISA");
+    fputs("</td><td>", out);
+    html__escf(out, "%s %s, %zu-byte body", leg->front.method, leg->front.path,
+               leg->front.req_body);
+    fputs("</td><td class=\"tok\">", out);
+    html__esc(out, leg->front.req_token
+                       ? leg->front.req_token
+                       : html__auth_label(leg->front.req_auth));
+    fprintf(out, "</td><td class=\"%s\">",
+            leg->front.status >= 500 || !leg->front.status ? "fail" : "");
+    if(leg->front.status)
+      html__escf(out, "%d, %zu-byte body", leg->front.status,
+                 leg->front.resp_body);
+    else
+      fputs("no answer", out);
+    fputs("</td><td class=\"tok\">", out);
+    html__esc(out, leg->front.resp_token ? leg->front.resp_token
+                   : leg->front.resp_auth != KB_AUTH_NONE
+                       ? kb_auth_name(leg->front.resp_auth)
+                       : "");
+    fputs("</td><td>", out);
+    for(j = 0; j < leg->nisa; j++) {
+      if(j)
+        fputs("<br>", out);
+      html__esc(out, leg->isa_notes[j]);
+    }
+    fputs("</td></tr>\n", out);
+    for(j = 0; j < leg->nback; j++) {
+      const struct html_hop *hop = &leg->back[j];
+      bool empty = html__empty_post(hop);
+
+      fprintf(out, "<tr class=\"back%s\"><td></td><td>", empty ? " bad" : "");
+      html__esc(out, leg->member[0] ? leg->member : "ISA");
+      fputs(" \xe2\x86\x92 Exchange</td><td>", out);
+      html__escf(out, "%s %s, %zu-byte body", hop->method, hop->path,
+                 hop->req_body);
+      fputs("</td><td class=\"tok\">", out);
+      html__esc(out, hop->req_token ? hop->req_token
+                                    : html__auth_label(hop->req_auth));
+      fprintf(out, "</td><td class=\"%s\">", hop->status >= 500 ? "fail" : "");
+      html__escf(out, "%d, %zu-byte body", hop->status, hop->resp_body);
+      fputs("</td><td></td><td></td></tr>\n", out);
+    }
+  }
+  fputs("</tbody></table></details>\n", out);
+}
+
+/* ---- the page --------------------------------------------------------- */
+
+struct html_report {
+  char *title;
+  char **sections; /* each run, rendered */
+  size_t count;
+};
+
+struct html_report *html_report_new(const char *title)
+{
+  struct html_report *r = calloc(1, sizeof(*r));
+
+  if(r && !(r->title = strdup(title ? title : "kbsim report"))) {
+    free(r);
+    r = NULL;
+  }
+  return r;
+}
+
+void html_report_free(struct html_report *report)
+{
+  size_t i;
+
+  if(!report)
+    return;
+  for(i = 0; i < report->count; i++)
+    free(report->sections[i]);
+  free(report->sections);
+  free(report->title);
+  free(report);
+}
+
+/* Writes one run's column: title, verdict, the diagram, the timeline and
+ * the legs in full. */
+static void html__section(FILE *out, const struct html_run *run,
+                          const struct html_story *story, size_t index)
+{
+  const struct sim_outcome *o = run->outcome;
+  const struct scenario *sc = run->sc;
+  const char *title = run->title ? run->title : sc ? sc->name : "run";
+  char why[512], summary[768];
+
+  fprintf(out, "<section class=\"run\" id=\"run-%zu\">\n<h2>", index + 1);
+  html__esc(out, title);
+  if(sc && o) {
+    bool pass = sim_scenario_check(sc, o, why, sizeof(why)) != 0;
+    const char *got = o->sessions.users_with_error ? "error" : "clean";
+
+    if(sc->expect.outcome >= 0)
+      fprintf(out, " <span class=\"verdict %s\">%s: expected %s, got %s</span>",
+              pass ? "pass" : "fail", pass ? "PASS" : "FAIL",
+              sc->expect.outcome ? "error" : "clean", got);
+    else
+      fprintf(out, " <span class=\"verdict %s\">%s%s</span>",
+              pass ? "pass" : "fail", pass ? "" : "FAIL: ", got);
+    if(!pass) {
+      fputs("<span class=\"cap\">", out);
+      html__esc(out, why);
+      fputs("</span>", out);
+    }
+  }
+  fputs("</h2>\n", out);
+  if(sc && sc->description[0]) {
+    fputs("<p class=\"desc\">", out);
+    html__esc(out, sc->description);
+    fputs("</p>\n", out);
+  }
+  if(sc && o) {
+    sim_outcome_summary(sc, o, summary, sizeof(summary));
+    fprintf(out, "<p class=\"summary\">seed %" PRIu64 ": ", sc->seed);
+    html__esc(out, summary);
+    fputs("</p>\n", out);
+  }
+  fputs("<div class=\"diagram\">\n", out);
+  if(html__svg(out, story, run))
+    fputs("<p class=\"cap\">The diagram could not be drawn (out of memory)."
+          "</p>\n",
+          out);
+  fputs("</div>\n", out);
+  if(story->clients_total > story->clients_shown ||
+     story->nlegs < story->legs_total)
+    fprintf(out,
+            "<p class=\"cap\">The diagram shows %zu of %zu legs: those "
+            "of the first %u of %u clients%s.</p>\n",
+            story->nlegs, story->legs_total, story->clients_shown,
+            story->clients_total,
+            story->nlegs >= HTML_MAX_LEGS ? ", up to the leg limit" : "");
+  if(o) {
+    fputs("<h3>What the users saw, POST by POST</h3>\n", out);
+    html__timeline(out, &o->sessions);
+  }
+  html__details(out, story);
+  fputs("</section>\n", out);
+}
+
+int html_report_add(struct html_report *report, const struct html_run *run,
+                    char *err, size_t errlen)
+{
+  struct html_story story;
+  char *text = NULL, **sections;
+  size_t len = 0;
+  FILE *out;
+  int result = -1;
+
+  if(html_story_build(run->rec, run->outcome ? &run->outcome->sessions : NULL,
+                      HTML_MAX_CLIENTS, HTML_MAX_LEGS, &story)) {
+    snprintf(err, errlen, "--html: out of memory reading the trace");
+    return -1;
+  }
+  out = open_memstream(&text, &len);
+  if(!out) {
+    snprintf(err, errlen, "--html: out of memory");
+    goto done;
+  }
+  html__section(out, run, &story, report->count);
+  if(fclose(out)) {
+    snprintf(err, errlen, "--html: out of memory rendering the page");
+    goto done;
+  }
+  sections = realloc(report->sections, (report->count + 1) * sizeof(*sections));
+  if(!sections) {
+    snprintf(err, errlen, "--html: out of memory");
+    goto done;
+  }
+  report->sections = sections;
+  report->sections[report->count++] = text;
+  text = NULL;
+  result = 0;
+
+done:
+  free(text);
+  html_story_free(&story);
+  return result;
+}
+
+/* The page's own style: no fonts, images or anything else from outside. */
+static const char html__css[] =
+    "*{box-sizing:border-box}"
+    "body{margin:0;padding:18px 22px;font:14px/1.4 'DejaVu Sans','Segoe UI',"
+    "Arial,sans-serif;color:#1f2a30;background:#fafbfc}"
+    "h1{font-size:22px;margin:0 0 4px}"
+    "h2{font-size:18px;margin:0 0 6px;display:flex;gap:10px;align-items:center;"
+    "flex-wrap:wrap}"
+    "h3{font-size:15px;margin:16px 0 6px}"
+    "p{margin:4px 0}"
+    ".lead{color:#455a64;max-width:1100px}"
+    ".legend{display:flex;flex-wrap:wrap;gap:8px 22px;margin:12px 0 16px;"
+    "padding:8px 12px;background:#fff;border:1px solid #dde3e8;"
+    "border-radius:6px;font-size:13px}"
+    ".legend span{display:inline-flex;align-items:center;gap:6px}"
+    ".sw{display:inline-block;width:34px;height:0;border-top:2px solid #455a64}"
+    ".sw.rep{border-top-style:dashed}"
+    ".sw.bad{border-top:3px solid #d32f2f}"
+    ".sw.rep.bad{border-top:3px dashed #d32f2f}"
+    ".sw.auth{border-top:2px dashed #1565c0}"
+    ".sw.ok{border-top:2px dashed #2e7d32}"
+    ".dot{display:inline-block;width:10px;height:10px;border-radius:50%;"
+    "background:#ffb300;border:1px solid #8d6e00}"
+    ".dot.bad{background:#d32f2f;border-color:#8e0000}"
+    ".runs{display:grid;grid-template-columns:repeat(auto-fit,minmax(620px,1fr)"
+    ");"
+    "gap:22px;align-items:start}"
+    ".run{background:#fff;border:1px solid #dde3e8;border-radius:8px;"
+    "padding:14px 16px;min-width:0}"
+    ".verdict{font-size:13px;padding:2px 10px;border-radius:12px;"
+    "font-weight:normal}"
+    ".verdict.pass{background:#e8f5e9;color:#1b5e20;border:1px solid #81c784}"
+    ".verdict.fail{background:#ffebee;color:#b71c1c;border:1px solid #e57373}"
+    ".desc{color:#37474f}.summary{color:#546e7a;font-size:13px}"
+    ".cap{color:#6d4c41;font-size:12px;font-style:italic}"
+    ".diagram{margin-top:10px;overflow-x:auto}"
+    "svg.seq{display:block;max-width:100%;height:auto;font-size:11.5px;"
+    "font-family:'DejaVu Sans','Segoe UI',Arial,sans-serif}"
+    "svg .lane{stroke:#b0bec5;stroke-dasharray:4 4}"
+    "svg .actor rect{fill:#263238}svg .actor text{fill:#fff;text-anchor:middle}"
+    "svg .actor .name{font-weight:bold;font-size:13px}"
+    "svg .actor .sub{font-size:10px;fill:#cfd8dc}"
+    "svg .actor .buggy{fill:#ff8a80;font-weight:bold}"
+    "svg .actor .fixed{fill:#b9f6ca;font-weight:bold}"
+    "svg .band rect{fill:#eceff1}svg .band text{font-weight:bold;fill:#37474f}"
+    "svg .hit{fill:transparent}svg g.leg:hover .hit{fill:#fff8e1}"
+    "svg line.req,svg line.rep{stroke:#455a64;stroke-width:1.6}"
+    "svg line.rep{stroke-dasharray:6 4}"
+    "svg path.head{fill:#455a64}"
+    "svg .auth{stroke:#1565c0}svg path.head.auth{fill:#1565c0}"
+    "svg line.ok{stroke:#2e7d32}svg path.head.ok{fill:#2e7d32}"
+    "svg line.lost{stroke:#90a4ae;stroke-dasharray:2 3}"
+    "svg path.head.lost{fill:#90a4ae}svg text.lbl.lost{fill:#78909c}"
+    "svg line.bad{stroke:#d32f2f;stroke-width:2.8}svg "
+    "path.head.bad{fill:#d32f2f}"
+    "svg text.lbl{font-size:11.5px;text-anchor:middle;fill:#263238;"
+    "paint-order:stroke;"
+    "stroke:#fff;stroke-width:3px}"
+    "svg text.lbl.auth{fill:#0d47a1}svg text.lbl.ok{fill:#1b5e20}"
+    "svg text.lbl.bad{fill:#c62828;font-weight:bold}"
+    "svg .decision{fill:#ffb300;stroke:#8d6e00}"
+    "svg .decision.bad{fill:#d32f2f;stroke:#8e0000}"
+    "svg text.why{font-size:11px;font-style:italic;fill:#6d5200;"
+    "paint-order:stroke;stroke:#fff;stroke-width:3px}"
+    "svg text.why.bad{fill:#c62828;font-weight:bold}"
+    "svg text.conn{font-size:11px;font-style:italic;fill:#78909c}"
+    "svg .post rect{fill:#e8f5e9;stroke:#66bb6a}svg .post text{fill:#1b5e20}"
+    "svg .post.fail rect{fill:#ffebee;stroke:#e57373}"
+    "svg .post.fail text{fill:#b71c1c}"
+    "svg .notify rect{fill:#d32f2f}svg .notify text{fill:#fff;"
+    "font-weight:bold}"
+    "table{border-collapse:collapse;font-size:12px}"
+    "th,td{border:1px solid #dde3e8;padding:4px 6px;text-align:left;"
+    "vertical-align:top}"
+    "thead th{background:#eceff1}"
+    ".timeline td.ok{background:#f1f8f1}.timeline td.fail{background:#fdecec}"
+    ".timeline small{display:block;color:#546e7a}"
+    ".badge{display:inline-block;margin:2px 0 0;padding:1px 7px;"
+    "border-radius:9px;background:#d32f2f;color:#fff;font-weight:bold;"
+    "font-size:11px}"
+    "details.legs{margin-top:14px}details.legs summary{cursor:pointer;"
+    "color:#1565c0}"
+    "details.legs table{margin-top:6px;width:100%}"
+    "details.legs td.tok{font-family:'DejaVu Sans Mono',monospace;"
+    "font-size:11px;overflow-wrap:anywhere}"
+    "details.legs td.fail,details.legs tr.bad td{color:#b71c1c}"
+    "footer{margin-top:18px;color:#78909c;font-size:12px}";
+
+/* Records how big each diagram rendered, so a headless browser's DOM dump
+ * shows that it was laid out (tests/test_report.c reads it). */
+static const char html__script[] =
+    "(function(){var s=document.querySelectorAll('svg.seq');"
+    "for(var i=0;i<s.length;i++){var b=s[i].getBoundingClientRect();"
+    "s[i].setAttribute('data-rendered-width',Math.round(b.width));"
+    "s[i].setAttribute('data-rendered-height',Math.round(b.height));}"
+    "document.documentElement.setAttribute('data-rendered',String(s.length));"
+    "})();";
+
+int html_report_write(const struct html_report *report, const char *path,
+                      char *err, size_t errlen)
+{
+  FILE *out = fopen(path, "w");
+  size_t i;
+  int result = -1;
+
+  if(!out) {
+    snprintf(err, errlen, "--html %s: cannot write: %s", path, strerror(errno));
+    return -1;
+  }
+  fputs(
+      "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+      "<meta name=\"viewport\" content=\"width=device-width\">\n<title>",
+      out);
+  html__esc(out, report->title);
+  fprintf(out, "</title>\n<style>%s</style>\n</head>\n<body>\n<header>\n<h1>",
+          html__css);
+  html__esc(out, report->title);
+  fputs("</h1>\n<p class=\"lead\">Communicator re-authenticates every POST: on "
+        "a keep-alive connection ISA has already authenticated, it sends "
+        "<code>Authorization: NTLM &lt;type 1&gt;</code> with "
+        "<code>Content-Length: 0</code>, holding the body back for the "
+        "handshake. ISA 2006 as shipped keeps the connection's "
+        "authentication, forwards the body-less POST, and Exchange answers a "
+        "SOAP 500: the user sees \xe2\x80\x9cOutlook Integration "
+        "Error\xe2\x80\x9d. "
+        "With KB 942638 ISA challenges the POST, so the body arrives with the "
+        "type 3. Hover over an arrow for its NTLM tokens decoded.</p>\n"
+        "</header>\n<div class=\"legend\">"
+        "<span><i class=\"sw\"></i>request</span>"
+        "<span><i class=\"sw rep\"></i>answer</span>"
+        "<span><i class=\"sw auth\"></i>401: NTLM challenge</span>"
+        "<span><i class=\"sw ok\"></i>2xx answer</span>"
+        "<span><i class=\"sw bad\"></i>POST that reached Exchange without its "
+        "body</span>"
+        "<span><i class=\"sw rep bad\"></i>Exchange's 500 (SOAP fault) and the "
+        "same 500 at Communicator</span>"
+        "<span><i class=\"dot\"></i>ISA's decision</span>"
+        "<span><i class=\"dot bad\"></i>ISA kept the connection's "
+        "authentication</span>"
+        "<span class=\"badge\">&#9888; Outlook Integration Error</span> "
+        "<span>appears for the user</span>"
+        "</div>\n<main class=\"runs\">\n",
+        out);
+  for(i = 0; i < report->count; i++)
+    fputs(report->sections[i], out);
+  fprintf(out,
+          "</main>\n<footer>Written by kbsim from %zu run%s; every run "
+          "is reproducible from its seed.</footer>\n<script>%s</script>\n"
+          "</body>\n</html>\n",
+          report->count, report->count == 1 ? "" : "s", html__script);
+  if(ferror(out))
+    errno = errno ? errno : EIO;
+  else
+    result = 0;
+  if(fclose(out))
+    result = -1;
+  if(result)
+    snprintf(err, errlen, "--html %s: cannot write: %s", path, strerror(errno));
+  return result;
+}

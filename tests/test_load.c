@@ -1,0 +1,189 @@
+/*
+ * test_load.c - load and leaks: `kbsim run` with 500 concurrent
+ * Communicator sessions comes out clean, and starting a topology, running
+ * 20 sessions and stopping it, five times in one process, leaves no file
+ * descriptors, threads or heap behind.
+ */
+#include <check.h>
+
+#include <dirent.h>
+#include <malloc.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kb_users.h"
+#include "proc.h"
+#include "topology.h"
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define LOAD_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define LOAD_SANITIZED 1
+#endif
+#endif
+#ifndef LOAD_SANITIZED
+#define LOAD_SANITIZED 0
+#endif
+
+#define LOAD_ROUNDS 5
+#define LOAD_SESSIONS 20
+#define LOAD_POSTS 2
+
+/* The listener must take every session at once (test_hostile's
+ * test_500_concurrent_connections checks that alone). */
+START_TEST(test_500_clients_clean)
+{
+  char *argv[] = {KBSIM_BIN, "run",      "--policy", "per-request", "--clients",
+                  "500",     "--expect", "clean",    NULL};
+  struct proc_out p;
+  char tail[700];
+  int status;
+  bool summary;
+
+  proc_run(argv, &p);
+  status = p.status;
+  summary = strstr(p.out.data, "500 clients, 1500 POSTs, 1500 ok, 0 failed; "
+                               "0 of 500 users saw the Outlook Integration "
+                               "Error") != NULL;
+  snprintf(tail, sizeof(tail), "%s%s", p.err.data,
+           p.out.len > 600 ? p.out.data + p.out.len - 600 : p.out.data);
+  proc_free(&p);
+  ck_assert_msg(status == 0 && summary, "kbsim exited %d: %s", status, tail);
+}
+END_TEST
+
+/* Returns the number of entries in a /proc/self directory. */
+static unsigned load_count_dir(const char *path)
+{
+  DIR *d = opendir(path);
+  struct dirent *de;
+  unsigned n = 0;
+
+  ck_assert_msg(d != NULL, "cannot open %s", path);
+  while((de = readdir(d)))
+    if(de->d_name[0] != '.')
+      n++;
+  closedir(d);
+  return n;
+}
+
+/* What the process holds at one moment. */
+struct load_usage {
+  unsigned fds;     /* open descriptors, opendir's own excluded */
+  unsigned threads; /* tasks */
+  size_t heap;      /* bytes malloc has handed out and not got back */
+  size_t rss;       /* resident bytes */
+};
+
+static void load_usage(struct load_usage *u)
+{
+  struct mallinfo2 mi = mallinfo2();
+  FILE *f = fopen("/proc/self/statm", "r");
+  unsigned long size = 0, resident = 0;
+
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(fscanf(f, "%lu %lu", &size, &resident), 2);
+  fclose(f);
+  u->fds = load_count_dir("/proc/self/fd") - 1;
+  u->threads = load_count_dir("/proc/self/task");
+  u->heap = mi.uordblks + mi.hblkhd;
+  u->rss = resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Starts a seeded topology, runs LOAD_SESSIONS sessions through it and
+ * stops it; every POST must succeed. */
+static void load_round(void)
+{
+  static const char *const specs[] = {"FABRIKAM\\alice:Passw0rd!"};
+  struct kb_users *users = kb_users_new();
+  struct sim_topology_config cfg;
+  struct sim_topology *topo = NULL;
+  struct sim_sessions s;
+  char err[256];
+
+  ck_assert_ptr_nonnull(users);
+  ck_assert_int_eq(kb_users_add_spec(users, specs[0], err, sizeof(err)), 0);
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.policy = PROXY_POLICY_PER_REQUEST;
+  cfg.users = users;
+  cfg.simulated = true;
+  cfg.seed = 7;
+  ck_assert_msg(sim_topology_start(&cfg, &topo, err, sizeof(err)) == 0, "%s",
+                err);
+  memset(&s, 0, sizeof(s));
+  ck_assert_msg(sim_run_sessions(topo, LOAD_SESSIONS, LOAD_POSTS,
+                                 NTLM_RESPONSE_V2, specs, 1, &s, err,
+                                 sizeof(err)) == 0,
+                "%s", err);
+  ck_assert_uint_eq(s.posts, LOAD_SESSIONS * (LOAD_POSTS + 1));
+  ck_assert_uint_eq(s.posts_ok, s.posts);
+  ck_assert_uint_eq(s.users_with_error, 0);
+  sim_sessions_free(&s);
+  sim_topology_stop(topo);
+  kb_users_free(users);
+}
+
+START_TEST(test_no_growth_over_runs)
+{
+  struct load_usage before, first, second, last;
+  int i;
+
+  load_usage(&before);
+  load_round();
+  load_usage(&first);
+  load_round();
+  load_usage(&second);
+  for(i = 2; i < LOAD_ROUNDS; i++)
+    load_round();
+  load_usage(&last);
+
+  /* Everything a round opens it closes: descriptors and threads come back
+   * to what they were before the first round (libcurl and libxml2 keep
+   * no descriptor or thread of their own; ThreadSanitizer starts a
+   * thread of its own with the first one the program creates). */
+  ck_assert_uint_eq(first.fds, before.fds);
+  ck_assert_uint_eq(last.fds, before.fds);
+  if(!LOAD_SANITIZED)
+    ck_assert_uint_eq(first.threads, before.threads);
+  ck_assert_uint_eq(last.threads, first.threads);
+  /* Memory: the first round pays for one-time initialisation (libcurl,
+   * libxml2, malloc's arenas); from the second on nothing may pile up.
+   * Sanitizers keep freed memory in quarantine, so they are left to
+   * LeakSanitizer. */
+  if(!LOAD_SANITIZED) {
+    ck_assert_msg(last.heap <= second.heap + 64 * 1024,
+                  "heap in use grew from %zu to %zu bytes over %d rounds",
+                  second.heap, last.heap, LOAD_ROUNDS - 2);
+    ck_assert_msg(last.rss <= second.rss + 4 * 1024 * 1024,
+                  "resident memory grew from %zu to %zu bytes over %d rounds",
+                  second.rss, last.rss, LOAD_ROUNDS - 2);
+  }
+}
+END_TEST
+
+static Suite *load_suite(void)
+{
+  Suite *s = suite_create("load");
+  TCase *tc = tcase_create("load");
+
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_500_clients_clean);
+  tcase_add_test(tc, test_no_growth_over_runs);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void)
+{
+  SRunner *sr = srunner_create(load_suite());
+  int failed;
+
+  srunner_run_all(sr, CK_ENV);
+  failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
