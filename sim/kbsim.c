@@ -23,11 +23,14 @@ const char *kbsim_default_user = "FABRIKAM\\alice:Passw0rd!";
 void kbsim_usage(FILE *out)
 {
   fputs(
-    "usage: kbsim [demo] [--seed S] [--posts N]\n"
+    "usage: kbsim [demo] [--seed S] [--posts N] [--step]\n"
+    "                 [--color=always|never|auto] [--html FILE]\n"
     "       kbsim run --policy per-connection|per-request [--clients N]\n"
     "                 [--posts N] [--seed S] [--expect error|clean]\n"
     "                 [--ntlm v2|v1|v1-ess] [--user 'DOMAIN\\user:password']...\n"
-    "                 [--transcript FILE] [--pcap FILE] [--json FILE]\n"
+    "                 [EVIDENCE]\n"
+    "       kbsim run FILE... [--seed S] [--verbose] [EVIDENCE]\n"
+    "       kbsim sweep FILE --seeds A..B [--jobs N]\n"
     "       kbsim serve FILE [--proxy HOST:PORT] [--backend HOST:PORT]\n"
     "                 [--admin HOST:PORT]\n"
     "       kbsim serve --proxy HOST:PORT --backend HOST:PORT\n"
@@ -39,13 +42,18 @@ void kbsim_usage(FILE *out)
     "       kbsim client --url URL --user 'DOMAIN\\user:password'\n"
     "                 [--kind communicator|outlook|one-shot] [--posts N]\n"
     "                 [--think DURATION] [--ntlm v2|v1|v1-ess] [--host NAME]\n"
+    "  EVIDENCE: [--transcript FILE] [--pcap FILE] [--json FILE] [--html FILE]\n"
     "\n"
     "  demo   one Communicator session under ISA 2006 as shipped\n"
     "         (per-connection), then with KB 942638 applied (per-request),\n"
-    "         side by side; exits 0 when both behave as the KB says\n"
-    "  run    N concurrent Communicator sessions through the topology;\n"
-    "         with --expect, exits 1 unless the outcome is as expected\n"
+    "         narrated leg by leg (--step: wait for Enter between steps),\n"
+    "         then side by side; exits 0 when both behave as the KB says\n"
+    "  run    N concurrent Communicator sessions through the topology, or\n"
+    "         scenario files (see scenarios/README.md), one PASS/FAIL line\n"
+    "         each; exits 1 unless every outcome is as expected\n"
     "         (error = at least one user saw the Outlook Integration Error)\n"
+    "  sweep  a scenario over many seeds: the share of sessions that saw\n"
+    "         the error, with a 95% confidence interval\n"
     "  serve  ISA listener and Exchange on real ports until SIGINT/SIGTERM;\n"
     "         port 0 picks a free one. With FILE: the scenario's whole array\n"
     "         behind a TCP load balancer on --proxy, and an admin endpoint\n"
@@ -56,10 +64,12 @@ void kbsim_usage(FILE *out)
     "         clock; exits 1 when the user saw the Outlook Integration Error\n"
     "\n"
     "  --posts N   EWS POSTs per session after autodiscover (default 2)\n"
-    "  --seed S    seed for NTLM challenges; same seed, same run (default 1)\n"
-    "  --transcript FILE, --pcap FILE, --json FILE\n"
+    "  --seed S    seed for NTLM challenges, think times, balancer draws;\n"
+    "              same seed, same bytes (default 1)\n"
+    "  --transcript FILE, --pcap FILE, --json FILE, --html FILE\n"
     "              evidence of every hop: the exact bytes as text, as a\n"
-    "              capture for Wireshark/tshark, and a JSON report\n",
+    "              capture for Wireshark/tshark, a JSON report, and a\n"
+    "              self-contained page with the sequence diagram\n",
     out);
 }
 
