@@ -1605,10 +1605,16 @@ static enum ntlm_result ntlm__b64_decode(const char *tok, size_t n,
   }
   body = n - pad;
   for(i = 0; i < body; i++) {
-    /* nettle skips white space inside base64; a header token has none. */
-    if(ntlm__blank(tok[i]) || tok[i] == '\r' || tok[i] == '\n') {
+    /* nettle's decoder skips white space (space, tab, CR, LF, VT, FF)
+     * inside base64; a header token has none, so anything outside the
+     * alphabet is refused here, before nettle can ignore it. */
+    unsigned char ch = (unsigned char)tok[i];
+    if(!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+         (ch >= '0' && ch <= '9') || ch == '+' || ch == '/')) {
       ntlm__seterr(err, errlen,
-                   "NTLM header: base64 token has a blank at character %zu", i);
+                   "NTLM header: base64 token has byte 0x%02x at character "
+                   "%zu, which is not base64",
+                   ch, i);
       return NTLM_ERR_BASE64;
     }
   }
@@ -1754,8 +1760,11 @@ static uint32_t ntlm__auth_flags(uint32_t chal_flags,
 {
   uint32_t flags = chal_flags;
 
+  /* A client answering with credentials is never anonymous, whatever a
+   * challenge echoed; the rest are server-side or unsupported flags. */
   flags &= ~(NTLM_NEGOTIATE_KEY_EXCH | NTLM_TARGET_TYPE_DOMAIN |
-             NTLM_TARGET_TYPE_SERVER | NTLM__TARGET_TYPE_SHARE);
+             NTLM_TARGET_TYPE_SERVER | NTLM__TARGET_TYPE_SHARE |
+             NTLM_NEGOTIATE_ANONYMOUS);
   if(flags & NTLM_NEGOTIATE_UNICODE)
     flags &= ~NTLM_NEGOTIATE_OEM;
   else

@@ -23,6 +23,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -169,6 +170,7 @@ struct proxy_req {
   size_t body_seen;   /* bytes of body received, kept or not */
   bool started;       /* the access handler has seen the headers */
   bool too_big;       /* body_seen exceeded max_body; body was dropped */
+  bool refused_early; /* Content-Length said too big: 413 before reading */
   bool nomem;         /* the body could not be stored */
 };
 
@@ -1315,9 +1317,14 @@ static enum proxy_token proxy_read_token(const char *value,
   }
   *peeked = ntlm_peek_type(token.data, token.len);
   if(*peeked == NTLM_TYPE_NONE) {
-    snprintf(why, whylen,
-             "the Authorization token is not an NTLM message (no NTLMSSP "
-             "signature)");
+    /* Too short, no signature, or a type NTLM does not have: the codec
+     * says which, with the numbers. */
+    struct ntlm_message probe;
+    err[0] = '\0';
+    if(ntlm_decode(token.data, token.len, &probe, err, sizeof(err)) == NTLM_OK)
+      ntlm_message_free(&probe);
+    snprintf(why, whylen, "the Authorization token is not an NTLM message: %s",
+             err[0] ? err : "no NTLMSSP signature");
     goto out;
   }
   if(*peeked == NTLM_TYPE_CHALLENGE) {
@@ -2111,6 +2118,30 @@ static void proxy_count_answer(struct proxy_conn *conn,
              proxy_conn_label(conn, label, sizeof(label)), proxy->max_requests);
 }
 
+/* Returns true when the request's Content-Length announces more than max
+ * bytes, storing the announced length in *declared. */
+static bool proxy_declared_too_big(struct MHD_Connection *mc, size_t max,
+                                   size_t *declared)
+{
+  const char *v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
+                                              MHD_HTTP_HEADER_CONTENT_LENGTH);
+  unsigned long long n;
+  char *end = NULL;
+
+  if(!v || *v < '0' || *v > '9')
+    return false;
+  errno = 0;
+  n = strtoull(v, &end, 10);
+  if(errno == ERANGE)
+    n = ULLONG_MAX;
+  else if(errno || *end)
+    return false; /* libmicrohttpd itself refuses a malformed length */
+  if(n <= max)
+    return false;
+  *declared = n > SIZE_MAX ? SIZE_MAX : (size_t)n;
+  return true;
+}
+
 /* The access handler: on the first call (headers only) closes a
  * connection that sat idle past the limit; then gathers the body (capped,
  * but always read to its end so the connection stays keep-alive), decides
@@ -2143,6 +2174,13 @@ static enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *mc,
       proxy_closing_idle = true;
       return MHD_NO;
     }
+    /* A body announced as too big is refused before it is read: reading
+     * megabytes only to refuse them is what a slow-drip attack wants. */
+    if(proxy_declared_too_big(mc, proxy->max_body, &conn->req.body_seen)) {
+      conn->req.too_big = true;
+      conn->req.refused_early = true;
+      goto decide;
+    }
     return MHD_YES;
   }
   if(*upload_data_size) {
@@ -2161,6 +2199,7 @@ static enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *mc,
     return MHD_YES;
   }
 
+decide:
   if(conn->fwd_state == PROXY_FWD_RUNNING)
     return MHD_YES; /* not expected while suspended; nothing to do yet */
   if(conn->fwd_state == PROXY_FWD_DONE) {
@@ -2179,6 +2218,9 @@ static enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *mc,
   }
   if(!ans.response)
     return MHD_NO;
+  /* The unread body makes the connection unusable: say it closes. */
+  if(conn->req.refused_early)
+    MHD_add_response_header(ans.response, MHD_HTTP_HEADER_CONNECTION, "close");
 
   ans.delta.requests = 1;
   proxy_count_answer(conn, &ans);

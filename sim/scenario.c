@@ -144,7 +144,7 @@ static void scenario__member_header(struct scenario_parse *p, const char *line)
   size_t i;
 
   name += strspn(name, " \t");
-  n = strcspn(name, "]");
+  n = strcspn(name, "]\r\n");
   while(n && (name[n - 1] == ' ' || name[n - 1] == '\t'))
     n--;
   if(!n || n >= sizeof(sc->members[0].name)) {
@@ -180,9 +180,14 @@ static void scenario__section_header(struct scenario_parse *p, const char *s)
 {
   static const char *known[] = {"scenario", "listener", "users", "clients",
                                 "expect"};
-  size_t n = strcspn(s + 1, "]");
+  size_t n = strcspn(s + 1, "]\r\n");
   size_t i;
 
+  if(s[1 + n] != ']') {
+    scenario__fail(p, "section header [%.*s is not closed with ']'",
+                   (int)(n > 60 ? 60 : n), s + 1);
+    return;
+  }
   if(!strncmp(s, "[member", 7) && (s[7] == ' ' || s[7] == '\t' || s[7] == ']')) {
     scenario__member_header(p, s);
     return;
