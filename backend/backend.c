@@ -119,6 +119,17 @@ struct backend_req {
   struct kb_buf body;
 };
 
+/* libxml2 2.9 must be initialised once before any thread uses it: the
+ * "already done" check inside xmlInitParser is not synchronised, so a
+ * topology started while another one's threads parse (kbsim's sweep does
+ * that) reads libxml2's globals half set up. A constructor runs while the
+ * program is still single-threaded, so every program that links the
+ * backend has it done before its first thread. */
+__attribute__((constructor)) static void backend_xml_init(void)
+{
+  xmlInitParser();
+}
+
 /* ---- libmicrohttpd glue ------------------------------------------------ */
 
 /* Adds to the counters what reply says about req, under the lock. */
@@ -558,9 +569,6 @@ int backend_start(const struct backend_config *config, struct backend **out,
     return -1;
   }
   host = config->bind_host ? config->bind_host : BACKEND_DEFAULT_HOST;
-  /* libxml2 2.9 wants its globals set up before threads use it; repeated
-   * calls are harmless. */
-  xmlInitParser();
 
   b = calloc(1, sizeof(*b));
   if(!b || pthread_mutex_init(&b->lock, NULL)) {

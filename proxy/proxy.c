@@ -95,7 +95,8 @@ enum proxy_fwd_state {
 enum proxy_watch_kind {
   PROXY_WATCH_MHD,     /* libmicrohttpd's own epoll set */
   PROXY_WATCH_WAKE,    /* the eventfd proxy_stop writes */
-  PROXY_WATCH_UPSTREAM /* a libcurl socket of one connection's transfer */
+  PROXY_WATCH_UPSTREAM, /* a libcurl socket of one connection's transfer */
+  PROXY_WATCH_PEER      /* a client socket, watched for the client leaving */
 };
 
 struct proxy_conn;
@@ -106,7 +107,7 @@ struct proxy_conn;
  * name them. */
 struct proxy_watch {
   enum proxy_watch_kind kind;
-  struct proxy_conn *conn; /* UPSTREAM; NULL once retired */
+  struct proxy_conn *conn; /* UPSTREAM and PEER; NULL once retired */
   curl_socket_t fd;        /* CURL_SOCKET_BAD: none (embedded watch) */
   bool embedded;           /* conn->up, which lives as long as conn */
   bool registered;         /* in the epoll set */
@@ -154,6 +155,9 @@ struct proxy {
   pthread_t loop;
   bool loop_started;
   int epfd;                 /* epoll set of the loop */
+  /* Connections whose client has gone, to be shut down once
+   * libmicrohttpd has read what the client sent (loop thread only). */
+  struct proxy_conn *gone;
   int wakefd;               /* eventfd: proxy_stop wakes the loop */
   struct proxy_watch mhd_watch;
   struct proxy_watch wake_watch;
@@ -213,6 +217,19 @@ struct proxy_conn {
    * around every transfer), which saves three epoll_ctl calls a request;
    * proxy_curl_close forgets it when the socket closes. */
   struct proxy_watch up;
+  /* The client socket, watched for EPOLLRDHUP only. libmicrohttpd's
+   * epoll mode is edge-triggered and stops reading a socket once a read
+   * comes back short, so a FIN that arrives together with the last bytes
+   * of a request never wakes it: the connection would sit in CLOSE-WAIT
+   * until the connection timeout. When the client has gone, the loop
+   * shuts down our side too (at once if the connection waits for request
+   * bytes, after the answer if one is being produced); the EPOLLHUP that
+   * follows makes libmicrohttpd close it. */
+  struct proxy_watch peer;
+  bool peer_gone;  /* EPOLLRDHUP seen */
+  bool answering;  /* a response is queued and not yet completed */
+  bool peer_shut;  /* our side was shut down */
+  struct proxy_conn *gone_prev, *gone_next; /* in proxy->gone */
   struct proxy_req req;
   /* The forward in flight (fwd_state RUNNING) or just ended (DONE). */
   enum proxy_fwd_state fwd_state;
@@ -232,6 +249,11 @@ struct proxy_conn {
  * error" at once, from that same thread (inside MHD_run); the close is
  * deliberate and already noted, so that one line is dropped. */
 static _Thread_local bool proxy_closing_idle;
+
+static void proxy_peer_watch(struct proxy_conn *conn, struct MHD_Connection *mc);
+static void proxy_peer_unwatch(struct proxy_conn *conn);
+static void proxy_peer_finish(struct proxy_conn *conn);
+static void proxy_gone_unlink(struct proxy_conn *conn);
 
 #define PROXY_MHD_APP_ERROR "Application reported internal error"
 
@@ -1986,6 +2008,7 @@ static void proxy_on_connection(void *cls, struct MHD_Connection *mc,
     conn->state = PROXY_AUTH_UNAUTHENTICATED;
     kb_buf_init(&conn->req.body, proxy->max_body);
     *socket_context = conn;
+    proxy_peer_watch(conn, mc);
     memset(&delta, 0, sizeof(delta));
     delta.connections = 1;
     proxy_stats_add(proxy, &delta);
@@ -2000,6 +2023,8 @@ static void proxy_on_connection(void *cls, struct MHD_Connection *mc,
     /* In case libmicrohttpd logged nothing after an idle close. */
     proxy_closing_idle = false;
     memcpy(name, conn->name, sizeof(name));
+    proxy_peer_unwatch(conn);
+    proxy_gone_unlink(conn);
     /* Upstream first, so its CLOSE is traced before the client's. */
     proxy_conn_free(conn);
     *socket_context = NULL;
@@ -2037,12 +2062,17 @@ static void proxy_on_completed(void *cls, struct MHD_Connection *mc,
   (void)cls;
   (void)mc;
   (void)toe;
-  if(conn)
+  if(conn) {
     proxy_req_reset(conn);
+    conn->answering = false;
+    proxy_peer_finish(conn);
+  }
   *con_cls = NULL;
 }
 
 /* Routes libmicrohttpd's own error messages to the trace as notes. */
+static void proxy_on_mhd_log(void *cls, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 static void proxy_on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
   struct proxy *proxy = cls;
@@ -2243,10 +2273,114 @@ decide:
 
   result = MHD_queue_response(mc, ans.status, ans.response);
   MHD_destroy_response(ans.response);
+  /* Until the completion notice, a client that has gone must still be
+   * able to take the answer (a half-closed client waits for it). */
+  conn->answering = result == MHD_YES;
   return result;
 }
 
 /* ---- the event loop ---------------------------------------------------- */
+
+/* Watches conn's client socket for the client leaving (see struct
+ * proxy_conn). Without it the connection still works; only a client that
+ * leaves mid-request is then noticed by the connection timeout instead. */
+static void proxy_peer_watch(struct proxy_conn *conn, struct MHD_Connection *mc)
+{
+  const union MHD_ConnectionInfo *info =
+      MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+  struct epoll_event ev;
+
+  if(!info || conn->proxy->epfd < 0)
+    return;
+  conn->peer.kind = PROXY_WATCH_PEER;
+  conn->peer.conn = conn;
+  conn->peer.fd = info->connect_fd;
+  conn->peer.embedded = true;
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLRDHUP;
+  ev.data.ptr = &conn->peer;
+  conn->peer.registered =
+      epoll_ctl(conn->proxy->epfd, EPOLL_CTL_ADD, conn->peer.fd, &ev) == 0;
+}
+
+/* Stops watching conn's client socket. */
+static void proxy_peer_unwatch(struct proxy_conn *conn)
+{
+  if(!conn->peer.registered)
+    return;
+  epoll_ctl(conn->proxy->epfd, EPOLL_CTL_DEL, conn->peer.fd, NULL);
+  conn->peer.registered = false;
+}
+
+/* Takes conn off the list of connections whose client has gone. */
+static void proxy_gone_unlink(struct proxy_conn *conn)
+{
+  struct proxy *proxy = conn->proxy;
+
+  if(conn->gone_prev)
+    conn->gone_prev->gone_next = conn->gone_next;
+  else if(proxy->gone == conn)
+    proxy->gone = conn->gone_next;
+  if(conn->gone_next)
+    conn->gone_next->gone_prev = conn->gone_prev;
+  conn->gone_prev = conn->gone_next = NULL;
+}
+
+/* Shuts down our sending side of a connection whose client has gone, once
+ * nothing is left to send it (no answer being produced or sent), so that
+ * libmicrohttpd sees EPOLLHUP and closes it. Called after libmicrohttpd
+ * has read what arrived, and when an answer completes. */
+static void proxy_peer_finish(struct proxy_conn *conn)
+{
+  char label[80];
+
+  if(!conn->peer_gone || conn->peer_shut || conn->answering ||
+     conn->fwd_state != PROXY_FWD_IDLE)
+    return;
+  if(conn->req.started || conn->req.uri)
+    proxy_note(conn, "connection %s: the client closed it in the middle of "
+               "a request; closing it, nothing forwarded",
+               proxy_conn_label(conn, label, sizeof(label)));
+  shutdown(conn->peer.fd, SHUT_WR);
+  conn->peer_shut = true;
+  proxy_gone_unlink(conn);
+}
+
+/* The loop saw EPOLLRDHUP (or HUP, ERR) on conn's client socket. The
+ * bytes that came before the FIN may not be read yet - a client may send
+ * a whole request and half-close - so the decision waits for
+ * proxy_loop_gone, after libmicrohttpd's turn. */
+static void proxy_peer_gone(struct proxy_conn *conn)
+{
+  struct proxy *proxy = conn->proxy;
+
+  proxy_peer_unwatch(conn);
+  if(conn->peer_gone)
+    return;
+  conn->peer_gone = true;
+  conn->gone_prev = NULL;
+  conn->gone_next = proxy->gone;
+  if(proxy->gone)
+    proxy->gone->gone_prev = conn;
+  proxy->gone = conn;
+}
+
+/* After MHD_run: finishes the connections whose client has gone, unless
+ * libmicrohttpd still has bytes to process (it then asks for a zero
+ * timeout, and the next turn decides). */
+static void proxy_loop_gone(struct proxy *proxy)
+{
+  MHD_UNSIGNED_LONG_LONG ms;
+  struct proxy_conn *c = proxy->gone;
+
+  if(!c || (MHD_get_timeout(proxy->daemon, &ms) == MHD_YES && ms == 0))
+    return;
+  while(c) {
+    struct proxy_conn *next = c->gone_next; /* finish may unlink c */
+    proxy_peer_finish(c);
+    c = next;
+  }
+}
 
 /* Milliseconds the loop may sleep: until the earliest libcurl timer of a
  * transfer in flight or libmicrohttpd's next timeout, whichever is first,
@@ -2335,6 +2469,10 @@ static void *proxy_loop(void *arg)
         if(read(proxy->wakefd, &count, sizeof(count)) < 0)
           count = 0; /* already drained */
         break;
+      case PROXY_WATCH_PEER:
+        if(w->conn)
+          proxy_peer_gone(w->conn);
+        break;
       case PROXY_WATCH_UPSTREAM:
         if(!w->conn)
           break; /* retired earlier in this batch */
@@ -2369,6 +2507,7 @@ static void *proxy_loop(void *arg)
     }
     proxy_loop_timers(proxy);
     MHD_run(proxy->daemon);
+    proxy_loop_gone(proxy);
     proxy_loop_bury(proxy);
   }
   return NULL;

@@ -1447,6 +1447,59 @@ START_TEST(test_response_too_big)
 }
 END_TEST
 
+/* Opens a raw connection to the proxy, sends text, half-closes (SHUT_WR)
+ * and reads to the end. Returns what came back (caller frees). */
+static char *t_half_close(uint16_t port, const char *text)
+{
+  struct sockaddr_in sin;
+  struct kb_buf got;
+  char buf[4096];
+  ssize_t n;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+  ck_assert_int_ge(fd, 0);
+  memset(&sin, 0, sizeof(sin));
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(port);
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+  ck_assert_int_eq(send(fd, text, strlen(text), 0), (ssize_t)strlen(text));
+  ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+  kb_buf_init(&got, 1 << 20);
+  kb_buf_add(&got, "", 0);
+  while((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+    kb_buf_add(&got, buf, (size_t)n);
+  close(fd);
+  return kb_buf_steal(&got, NULL);
+}
+
+/* A client that sends a whole request and half-closes still gets its
+ * answer (the proxy shuts down a connection whose client has gone only
+ * once nothing is left to send it); one that half-closes in the middle of
+ * its body gets nothing, and the connection is closed at once, not at
+ * the connection timeout (recv above returns instead of hanging). */
+START_TEST(test_half_closed_client)
+{
+  struct tenv e;
+  char *got;
+
+  env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
+  got = t_half_close(proxy_port(e.px), "POST /EWS/Exchange.asmx HTTP/1.1\r\n"
+                                      "Host: x\r\nContent-Length: 0\r\n\r\n");
+  ck_assert_msg(!strncmp(got, "HTTP/1.1 401 ", 13), "got: %.60s", got);
+  free(got);
+  got = t_half_close(proxy_port(e.px), "POST /EWS/Exchange.asmx HTTP/1.1\r\n"
+                                      "Host: x\r\nContent-Length: 100\r\n\r\n"
+                                      "only part of the body");
+  ck_assert_str_eq(got, "");
+  free(got);
+  ck_assert(t_has_note(&e.trace, "the client closed it in the middle of a "
+                                 "request; closing it, nothing forwarded"));
+  ck_assert_uint_eq(be_stats(&e).requests, 0);
+  env_stop(&e);
+}
+END_TEST
+
 START_TEST(test_request_too_big)
 {
   struct tenv e;
@@ -2603,6 +2656,7 @@ static Suite *proxy_suite(void)
   tcase_add_test(tc, test_forward_exact);
   tcase_add_test(tc, test_response_too_big);
   tcase_add_test(tc, test_request_too_big);
+  tcase_add_test(tc, test_half_closed_client);
   tcase_add_test(tc, test_backend_unreachable);
   tcase_add_test(tc, test_backend_timeout);
   tcase_add_test(tc, test_trace);

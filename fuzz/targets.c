@@ -1,0 +1,414 @@
+/*
+ * targets.c - the fuzz targets' bodies; see targets.h. Each target feeds
+ * the bytes to a parser exactly as the component does with what a peer
+ * sent, then checks properties of the result that must hold for any input.
+ */
+#include "targets.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include "kb_env.h"
+#include "kb_users.h"
+#include "ntlm.h"
+#include "scenario.h"
+#include "soap.h"
+
+/* The password every user has in fuzz_ntlm's user store, and the one user
+ * it does not know (so the unknown-user path is reachable too). */
+#define FUZZ_PASSWORD "Passw0rd!"
+#define FUZZ_UNKNOWN_USER "nobody"
+
+/* A fixed server challenge and client challenge, as the proxy and client
+ * would have drawn them. */
+static const uint8_t fuzz_server_challenge[8] = {0x01, 0x23, 0x45, 0x67,
+                                                 0x89, 0xab, 0xcd, 0xef};
+static const uint8_t fuzz_client_challenge[8] = {0xaa, 0xaa, 0xaa, 0xaa,
+                                                 0xaa, 0xaa, 0xaa, 0xaa};
+
+/* Reports a broken property and aborts: the fuzzer keeps the input as a
+ * crash, the replay test fails on it. */
+#define fuzz_check(cond, ...)                                                  \
+  do {                                                                         \
+    if(!(cond)) {                                                              \
+      fprintf(stderr, "fuzz property failed at %s:%d: %s: ", __FILE__,         \
+              __LINE__, #cond);                                                \
+      fprintf(stderr, __VA_ARGS__);                                            \
+      fputc('\n', stderr);                                                     \
+      abort();                                                                 \
+    }                                                                          \
+  } while(0)
+
+void fuzz_init(void)
+{
+  xmlInitParser();
+}
+
+/* Returns a malloc'd NUL-terminated copy of the bytes before the first NUL
+ * (what a C string header value would hold), or NULL when out of memory. */
+static char *fuzz_cstring(const uint8_t *data, size_t size)
+{
+  const uint8_t *nul = memchr(data, 0, size);
+  size_t len = nul ? (size_t)(nul - data) : size;
+  char *s = malloc(len + 1);
+
+  if(s) {
+    memcpy(s, data, len);
+    s[len] = '\0';
+  }
+  return s;
+}
+
+/* The proxy's password lookup, for a store where everyone but
+ * FUZZ_UNKNOWN_USER has FUZZ_PASSWORD. */
+static const char *fuzz_lookup(void *ctx, const char *domain, const char *user)
+{
+  (void)ctx;
+  (void)domain;
+  return strcmp(user, FUZZ_UNKNOWN_USER) ? FUZZ_PASSWORD : NULL;
+}
+
+/* Returns true when two optional strings are equal (both NULL counts). */
+static bool fuzz_str_eq(const char *a, const char *b)
+{
+  return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+/* Returns true when two byte fields are equal. */
+static bool fuzz_bytes_eq(const uint8_t *a, size_t alen, const uint8_t *b,
+                          size_t blen)
+{
+  return alen == blen && (!alen || !memcmp(a, b, alen));
+}
+
+/* Encodes a decoded message back and decodes the result: whatever ntlm.c
+ * accepted and could re-encode must come back with the same fields. */
+static void fuzz_ntlm_round_trip(const struct ntlm_message *msg)
+{
+  struct ntlm_bytes enc = {NULL, 0};
+  struct ntlm_message again;
+  char err[256];
+  enum ntlm_result r;
+
+  if(ntlm_encode(msg, &enc, err, sizeof(err)) != NTLM_OK) {
+    return; /* e.g. too big once laid out, or OEM cannot carry a name */
+  }
+  r = ntlm_decode(enc.data, enc.len, &again, err, sizeof(err));
+  fuzz_check(r == NTLM_OK, "re-encoded type %d does not decode: %s",
+             (int)msg->type, err);
+  fuzz_check(again.type == msg->type, "type %d became %d", (int)msg->type,
+             (int)again.type);
+  fuzz_check(again.flags == msg->flags, "flags changed");
+  fuzz_check(fuzz_str_eq(again.domain, msg->domain), "domain changed");
+  fuzz_check(fuzz_str_eq(again.user, msg->user), "user changed");
+  fuzz_check(fuzz_str_eq(again.workstation, msg->workstation),
+             "workstation changed");
+  fuzz_check(fuzz_str_eq(again.target_name, msg->target_name),
+             "target name changed");
+  fuzz_check(fuzz_bytes_eq(again.target_info, again.target_info_len,
+                           msg->target_info, msg->target_info_len),
+             "target info changed");
+  fuzz_check(fuzz_bytes_eq(again.lm_response, again.lm_response_len,
+                           msg->lm_response, msg->lm_response_len),
+             "LM response changed");
+  fuzz_check(fuzz_bytes_eq(again.nt_response, again.nt_response_len,
+                           msg->nt_response, msg->nt_response_len),
+             "NT response changed");
+  ntlm_message_free(&again);
+  ntlm_bytes_free(&enc);
+}
+
+/* Answers a decoded CHALLENGE as the client would, with the response kind
+ * picked by pick, and checks that the server side accepts the answer
+ * against that very challenge: whatever a server sent, our client never
+ * produces a proof our server refuses. */
+static void fuzz_ntlm_answer(const struct ntlm_message *challenge,
+                             unsigned pick)
+{
+  static const enum ntlm_response_kind kinds[] = {
+      NTLM_RESPONSE_V2, NTLM_RESPONSE_V1, NTLM_RESPONSE_V1_ESS};
+  struct ntlm_client_creds creds = {"FABRIKAM", "alice", FUZZ_PASSWORD,
+                                    "COMMUNICATOR", kinds[pick % 3]};
+  struct ntlm_bytes t3 = {NULL, 0};
+  struct ntlm_message auth;
+  struct ntlm_identity who;
+  char err[256];
+  enum ntlm_result r;
+
+  if(ntlm_client_authenticate(&creds, challenge, fuzz_client_challenge, 0, &t3,
+                              err, sizeof(err)) != NTLM_OK) {
+    return; /* e.g. the answer would be over NTLM_MAX_MESSAGE */
+  }
+  r = ntlm_decode(t3.data, t3.len, &auth, err, sizeof(err));
+  fuzz_check(r == NTLM_OK, "our own type 3 does not decode: %s", err);
+  r = ntlm_server_verify(&auth, challenge->server_challenge, fuzz_lookup, NULL,
+                         &who, err, sizeof(err));
+  fuzz_check(r == NTLM_OK, "our own %s type 3 is refused: %s",
+             ntlm_response_kind_name(creds.kind), err);
+  fuzz_check(!strcmp(who.user, "alice") && !strcmp(who.domain, "FABRIKAM"),
+             "verified as %s\\%s", who.domain, who.user);
+  ntlm_message_free(&auth);
+  ntlm_bytes_free(&t3);
+}
+
+int fuzz_ntlm(const uint8_t *data, size_t size)
+{
+  struct ntlm_message msg;
+  struct ntlm_identity who;
+  char err[256];
+  char text[1024];
+  char tiny[8];
+  enum ntlm_type peeked = ntlm_peek_type(data, size);
+  enum ntlm_result r = ntlm_decode(data, size, &msg, err, sizeof(err));
+
+  if(r != NTLM_OK) {
+    fuzz_check(strlen(err) > 0, "error %d without a reason", (int)r);
+    return 0;
+  }
+  fuzz_check(peeked == msg.type, "peek says %d, decode says %d", (int)peeked,
+             (int)msg.type);
+  ntlm_describe(&msg, text, sizeof(text));
+  fuzz_check(!strncmp(text, "NTLM type ", 10), "describe wrote \"%s\"", text);
+  ntlm_describe(&msg, tiny, sizeof(tiny));
+  fuzz_check(strlen(tiny) < sizeof(tiny), "describe overran");
+  fuzz_ntlm_round_trip(&msg);
+
+  if(msg.type == NTLM_TYPE_AUTHENTICATE) {
+    /* The proxy's path: any verdict is fine, a crash or a verdict for
+     * someone else is not. */
+    r = ntlm_server_verify(&msg, fuzz_server_challenge, fuzz_lookup, NULL, &who,
+                           err, sizeof(err));
+    if(r == NTLM_OK) {
+      fuzz_check(msg.user && !strncmp(who.user, msg.user, sizeof(who.user) - 1),
+                 "verified as %s", who.user);
+    }
+    else {
+      fuzz_check(strlen(err) > 0, "verify error %d without a reason", (int)r);
+      /* The reason names domain\user, never the password: it may hold
+       * the password's text only when the client put it in those. */
+      fuzz_check(!strstr(err, FUZZ_PASSWORD) ||
+                     (msg.domain && strstr(msg.domain, FUZZ_PASSWORD)) ||
+                     (msg.user && strstr(msg.user, FUZZ_PASSWORD)),
+                 "the password is in \"%s\"", err);
+    }
+  }
+  else if(msg.type == NTLM_TYPE_CHALLENGE) {
+    fuzz_ntlm_answer(&msg, size ? data[size - 1] : 0);
+  }
+  ntlm_message_free(&msg);
+  ntlm_message_free(&msg); /* documented as safe on a freed message */
+  return 0;
+}
+
+int fuzz_ntlm_header(const uint8_t *data, size_t size)
+{
+  char *value = fuzz_cstring(data, size);
+  struct ntlm_bytes token = {NULL, 0};
+  struct ntlm_bytes again = {NULL, 0};
+  enum ntlm_scheme scheme = NTLM_SCHEME_NTLM;
+  enum ntlm_scheme scheme2 = NTLM_SCHEME_NTLM;
+  enum kb_auth backend_view;
+  char err[256];
+  char *formatted = NULL;
+  enum ntlm_result r;
+
+  if(!value) {
+    return 0;
+  }
+  backend_view = soap_classify_auth(value);
+  fuzz_check(backend_view != KB_AUTH_NONE, "a present header classified as "
+                                           "absent");
+  r = ntlm_header_parse(value, &scheme, &token, err, sizeof(err));
+  if(r == NTLM_OK) {
+    fuzz_check(token.len <= NTLM_MAX_MESSAGE, "token of %zu bytes accepted",
+               token.len);
+    if(token.len) {
+      fuzz_ntlm(token.data, token.len);
+      /* The backend reads only the signature and type: it must agree with
+       * the NTLM library on them. */
+      if(ntlm_peek_type(token.data, token.len) != NTLM_TYPE_NONE) {
+        fuzz_check(
+            (int)backend_view == (int)ntlm_peek_type(token.data, token.len),
+            "backend says %s for a type %d token", kb_auth_name(backend_view),
+            (int)ntlm_peek_type(token.data, token.len));
+      }
+      formatted = ntlm_header_format(scheme, token.data, token.len);
+      fuzz_check(formatted != NULL, "format failed");
+      r = ntlm_header_parse(formatted, &scheme2, &again, err, sizeof(err));
+      fuzz_check(
+          r == NTLM_OK && scheme2 == scheme &&
+              fuzz_bytes_eq(again.data, again.len, token.data, token.len),
+          "\"%s\" does not parse back to its token", formatted);
+    }
+  }
+  else {
+    fuzz_check(strlen(err) > 0, "error %d without a reason", (int)r);
+  }
+  free(formatted);
+  ntlm_bytes_free(&again);
+  ntlm_bytes_free(&token);
+  free(value);
+  return 0;
+}
+
+/* Checks that a reply body is one well-formed XML document: the backend
+ * writes with xmlTextWriter and escapes everything it copies from the
+ * request, so nothing a client sends may break its answers. */
+static void fuzz_well_formed(const struct soap_reply *reply)
+{
+  xmlDocPtr doc;
+
+  fuzz_check(reply->body.len > 0, "empty reply body");
+  doc =
+      xmlReadMemory(reply->body.data, (int)reply->body.len, NULL, NULL,
+                    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+  fuzz_check(doc != NULL, "reply is not well-formed XML: %.300s",
+             reply->body.data);
+  xmlFreeDoc(doc);
+}
+
+/* A clock that says what the support case's Date says. */
+static int64_t fuzz_now(void *ctx, const char *who)
+{
+  (void)ctx;
+  (void)who;
+  return INT64_C(1237307184000);
+}
+
+int fuzz_ews(const uint8_t *data, size_t size)
+{
+  struct soap_server srv = {NULL, {fuzz_now, NULL, NULL}};
+  struct soap_reply reply;
+
+  srv.ews_url = "https://autodiscover.fabrikam.com/EWS/Exchange.asmx";
+  soap_reply_init(&reply, NULL);
+  if(soap_ews(&srv, (const char *)data, size, &reply) == SOAP_OK) {
+    fuzz_check(reply.status == SOAP_HTTP_OK ||
+                   reply.status == SOAP_HTTP_SERVER_ERROR,
+               "status %u", reply.status);
+    fuzz_check(reply.status == SOAP_HTTP_OK ||
+                   reply.outcome == SOAP_OUT_SOAP_FAULT,
+               "a 500 that is not a fault");
+    fuzz_well_formed(&reply);
+  }
+  soap_reply_free(&reply);
+  return 0;
+}
+
+int fuzz_autodiscover(const uint8_t *data, size_t size)
+{
+  struct soap_server srv = {NULL, {fuzz_now, NULL, NULL}};
+  struct soap_reply reply;
+
+  srv.ews_url = "https://autodiscover.fabrikam.com/EWS/Exchange.asmx";
+  soap_reply_init(&reply, NULL);
+  if(soap_autodiscover(&srv, (const char *)data, size, &reply) == SOAP_OK) {
+    fuzz_check(reply.status == SOAP_HTTP_OK, "status %u", reply.status);
+    fuzz_check(reply.outcome == SOAP_OUT_AUTODISCOVER ||
+                   reply.outcome == SOAP_OUT_AUTODISCOVER_ERROR,
+               "outcome %d", (int)reply.outcome);
+    fuzz_well_formed(&reply);
+  }
+  soap_reply_free(&reply);
+  return 0;
+}
+
+int fuzz_users(const uint8_t *data, size_t size)
+{
+  char *spec = fuzz_cstring(data, size);
+  struct kb_users *users = kb_users_new();
+  char err[256];
+
+  if(spec && users) {
+    err[0] = '\0';
+    if(kb_users_add_spec(users, spec, err, sizeof(err)) == 0) {
+      /* "DOMAIN\user:password": the password follows the first ':' after
+       * the backslash; it must be stored as given. */
+      const char *slash = strchr(spec, '\\');
+      const char *colon = slash ? strchr(slash, ':') : NULL;
+      char domain[256];
+      char user[256];
+
+      fuzz_check(kb_users_count(users) == 1, "accepted but not stored");
+      if(slash && colon && (size_t)(slash - spec) < sizeof(domain) &&
+         (size_t)(colon - slash) < sizeof(user)) {
+        snprintf(domain, sizeof(domain), "%.*s", (int)(slash - spec), spec);
+        snprintf(user, sizeof(user), "%.*s", (int)(colon - slash - 1),
+                 slash + 1);
+        fuzz_check(kb_users_password(users, domain, user) != NULL,
+                   "\"%s\" accepted, %s\\%s not found", spec, domain, user);
+      }
+      fuzz_check(kb_users_add_spec(users, spec, err, sizeof(err)) == -1,
+                 "the same user added twice");
+    }
+    else {
+      fuzz_check(strlen(err) > 0, "refused without a reason");
+    }
+  }
+  kb_users_free(users);
+  free(spec);
+  return 0;
+}
+
+/* Returns true when a fixed-size text field is NUL-terminated. */
+#define fuzz_terminated(field) (memchr((field), 0, sizeof(field)) != NULL)
+
+int fuzz_scenario(const uint8_t *data, size_t size)
+{
+  struct scenario *sc = malloc(sizeof(*sc));
+  char err[512];
+  FILE *f;
+  size_t i;
+
+  /* fmemopen refuses an empty buffer; an empty file is the defaults. */
+  f = size ? fmemopen((void *)(uintptr_t)data, size, "r") : NULL;
+  if(!sc || !f) {
+    if(f)
+      fclose(f);
+    free(sc);
+    return 0;
+  }
+  err[0] = '\0';
+  if(scenario_load_stream(f, "fuzz.ini", sc, err, sizeof(err)) == 0) {
+    fuzz_check(sc->nmembers >= 1 && sc->nmembers <= SCENARIO_MAX_MEMBERS,
+               "%zu members", sc->nmembers);
+    fuzz_check(sc->nusers >= 1 && sc->nusers <= SCENARIO_MAX_USERS, "%zu users",
+               sc->nusers);
+    fuzz_check(sc->clients >= 1 && sc->clients <= SCENARIO_MAX_CLIENTS,
+               "%u clients", sc->clients);
+    fuzz_check(sc->posts <= SCENARIO_MAX_POSTS, "%u posts", sc->posts);
+    fuzz_check(sc->think_min_ms >= 0 && sc->think_min_ms <= sc->think_max_ms,
+               "think %lld..%lld ms", (long long)sc->think_min_ms,
+               (long long)sc->think_max_ms);
+    fuzz_check(fuzz_terminated(sc->name) && fuzz_terminated(sc->description) &&
+                   fuzz_terminated(sc->client_user) &&
+                   fuzz_terminated(sc->client_password),
+               "an unterminated text field");
+    for(i = 0; i < sc->nmembers; i++)
+      fuzz_check(fuzz_terminated(sc->members[i].name) && sc->members[i].name[0],
+                 "member %zu has no name", i);
+    for(i = 0; i < sc->nusers; i++)
+      fuzz_check(fuzz_terminated(sc->user_specs[i]) &&
+                     strchr(sc->user_specs[i], '\\') &&
+                     strchr(sc->user_specs[i], ':'),
+                 "user %zu is \"%.60s\"", i, sc->user_specs[i]);
+  }
+  else {
+    fuzz_check(!strncmp(err, "fuzz.ini", 8), "refused with \"%s\"", err);
+    fuzz_check(!strchr(err, '\n'), "a reason of more than one line: %s", err);
+  }
+  fclose(f);
+  free(sc);
+  return 0;
+}
+
+const struct fuzz_target fuzz_targets[] = {
+    {"ntlm", fuzz_ntlm},   {"ntlm_header", fuzz_ntlm_header},
+    {"ews", fuzz_ews},     {"autodiscover", fuzz_autodiscover},
+    {"users", fuzz_users}, {"scenario", fuzz_scenario},
+    {NULL, NULL}};
