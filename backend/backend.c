@@ -445,25 +445,10 @@ static void backend_resolve_peer(const struct backend *b,
                                  struct MHD_Connection *connection, char *name,
                                  size_t len)
 {
-  const union MHD_ConnectionInfo *info;
-  const struct sockaddr *sa;
-  uint16_t port;
-
-  name[0] = '\0';
-  if(!b->names.resolve)
-    return;
-  info =
+  const union MHD_ConnectionInfo *info =
       MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-  if(!info || !info->client_addr)
-    return;
-  sa = info->client_addr;
-  if(sa->sa_family == AF_INET)
-    port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
-  else if(sa->sa_family == AF_INET6)
-    port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-  else
-    return;
-  kb_names_resolve(&b->names, port, name, len);
+
+  kb_names_resolve_addr(&b->names, info ? info->client_addr : NULL, name, len);
 }
 
 /* libmicrohttpd's connection notification: on open, counts the connection,

@@ -591,25 +591,8 @@ static void client_req_start(struct client *c, const char *data, size_t len)
 static void client_name_socket(struct client *c, struct client_socket *sock,
                                int family, const char *name)
 {
-  struct sockaddr_storage ss;
-  socklen_t len;
-  uint16_t port;
-
-  memset(&ss, 0, sizeof(ss));
-  ss.ss_family = (sa_family_t)family;
-  if(family == AF_INET)
-    len = sizeof(struct sockaddr_in);
-  else if(family == AF_INET6)
-    len = sizeof(struct sockaddr_in6);
-  else
-    return;
-  if(bind(sock->fd, (struct sockaddr *)&ss, len) ||
-     getsockname(sock->fd, (struct sockaddr *)&ss, &len))
-    return;
-  port = family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
-                           : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-  snprintf(sock->name, sizeof(sock->name), "%s", name);
-  kb_names_claim(&c->names, port, sock->name);
+  if(kb_names_claim_socket(&c->names, sock->fd, family, name) == 0)
+    snprintf(sock->name, sizeof(sock->name), "%s", name);
 }
 
 /* Lets the balancer pick where the connection named name goes: it may

@@ -4,10 +4,14 @@
  */
 #include "kb_env.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 
 int64_t kb_clock_now(const struct kb_clock *clock, const char *who)
@@ -144,4 +148,50 @@ int kb_names_resolve(const struct kb_names *names, uint16_t peer_port,
   if(names && names->resolve)
     return names->resolve(names->ctx, peer_port, name, len);
   return -1;
+}
+
+int kb_names_claim_socket(const struct kb_names *names, int fd, int family,
+                          const char *name)
+{
+  struct sockaddr_storage ss;
+  socklen_t len;
+  uint16_t port;
+
+  if(!names || !names->claim)
+    return -1;
+  memset(&ss, 0, sizeof(ss));
+  ss.ss_family = (sa_family_t)family;
+  if(family == AF_INET)
+    len = sizeof(struct sockaddr_in);
+  else if(family == AF_INET6)
+    len = sizeof(struct sockaddr_in6);
+  else
+    return -1;
+  /* Binding before connect() fixes the local port now, so the name is
+   * claimed before the listener can accept and look it up. */
+  if(bind(fd, (struct sockaddr *)&ss, len) ||
+     getsockname(fd, (struct sockaddr *)&ss, &len))
+    return -1;
+  port = family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+                           : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  names->claim(names->ctx, port, name);
+  return 0;
+}
+
+int kb_names_resolve_addr(const struct kb_names *names,
+                          const struct sockaddr *addr, char *name, size_t len)
+{
+  uint16_t port;
+
+  if(len)
+    name[0] = '\0';
+  if(!addr)
+    return -1;
+  if(addr->sa_family == AF_INET)
+    port = ntohs(((const struct sockaddr_in *)addr)->sin_port);
+  else if(addr->sa_family == AF_INET6)
+    port = ntohs(((const struct sockaddr_in6 *)addr)->sin6_port);
+  else
+    return -1;
+  return kb_names_resolve(names, port, name, len);
 }

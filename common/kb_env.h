@@ -156,6 +156,21 @@ void kb_names_claim(const struct kb_names *names, uint16_t local_port,
 int kb_names_resolve(const struct kb_names *names, uint16_t peer_port,
                      char *name, size_t len);
 
+struct sockaddr;
+
+/* The connecting side: binds the new, unconnected socket fd (of family
+ * AF_INET or AF_INET6) to an ephemeral port and claims name for it.
+ * Returns 0, or -1 (nothing claimed; the socket still connects as usual)
+ * when there is no claim function or the bind fails. */
+int kb_names_claim_socket(const struct kb_names *names, int fd, int family,
+                          const char *name);
+
+/* The accepting side: resolves the name the peer at addr claimed.
+ * Returns 0, or -1 (name set to "") when addr is not IPv4/IPv6 or nobody
+ * claimed its port. */
+int kb_names_resolve_addr(const struct kb_names *names,
+                          const struct sockaddr *addr, char *name, size_t len);
+
 /* Emits ev if the sink has an emit function. */
 void kb_trace_emit(const struct kb_trace *trace,
                    const struct kb_trace_event *ev);

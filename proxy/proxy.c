@@ -604,25 +604,16 @@ static void proxy_curl_global_init(void)
 static void proxy_name_upstream(struct proxy_conn *conn, curl_socket_t fd,
                                 int family)
 {
-  struct sockaddr_storage ss;
-  socklen_t len;
-  uint16_t port;
+  char name[sizeof(conn->up_name)];
 
-  memset(&ss, 0, sizeof(ss));
-  ss.ss_family = (sa_family_t)family;
-  len = family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                           : sizeof(struct sockaddr_in);
-  if((family != AF_INET && family != AF_INET6) ||
-     bind(fd, (struct sockaddr *)&ss, len) ||
-     getsockname(fd, (struct sockaddr *)&ss, &len)) {
-    conn->up_name[0] = '\0';
-    return;
+  snprintf(name, sizeof(name), "%s upstream %u", conn->name,
+           conn->upstreams + 1);
+  if(kb_names_claim_socket(&conn->proxy->names, fd, family, name) == 0) {
+    conn->upstreams++;
+    memcpy(conn->up_name, name, sizeof(name));
   }
-  port = family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
-                           : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-  snprintf(conn->up_name, sizeof(conn->up_name), "%s upstream %u", conn->name,
-           ++conn->upstreams);
-  kb_names_claim(&conn->proxy->names, port, conn->up_name);
+  else
+    conn->up_name[0] = '\0';
 }
 
 /* Opens the socket of an upstream connection and traces it. */
@@ -1966,24 +1957,11 @@ static void proxy_resolve_peer(const struct proxy *proxy,
                                struct MHD_Connection *mc, char *name,
                                size_t len)
 {
-  const union MHD_ConnectionInfo *info;
-  const struct sockaddr *sa;
-  uint16_t port;
+  const union MHD_ConnectionInfo *info =
+      MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 
-  name[0] = '\0';
-  if(!proxy->names.resolve)
-    return;
-  info = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-  if(!info || !info->client_addr)
-    return;
-  sa = info->client_addr;
-  if(sa->sa_family == AF_INET)
-    port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
-  else if(sa->sa_family == AF_INET6)
-    port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-  else
-    return;
-  kb_names_resolve(&proxy->names, port, name, len);
+  kb_names_resolve_addr(&proxy->names, info ? info->client_addr : NULL, name,
+                        len);
 }
 
 static void proxy_on_connection(void *cls, struct MHD_Connection *mc,

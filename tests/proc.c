@@ -6,6 +6,8 @@
 #include <check.h>
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -81,4 +83,35 @@ void proc_free(struct proc_out *p)
 {
   kb_buf_free(&p->out);
   kb_buf_free(&p->err);
+}
+
+void proc_tmpdir(const char *prefix, char *dir, size_t len)
+{
+  snprintf(dir, len, "/tmp/%s-XXXXXX", prefix);
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+void proc_rmdir(const char *dir)
+{
+  char *argv[] = {"/bin/rm", "-rf", (char *)dir, NULL};
+  struct proc_out p;
+
+  proc_run(argv, &p);
+  proc_free(&p);
+}
+
+char *proc_slurp(const char *path, size_t *len)
+{
+  FILE *f = fopen(path, "rb");
+  struct kb_buf b;
+  char chunk[8192];
+  size_t n;
+
+  ck_assert_msg(f != NULL, "cannot open %s", path);
+  kb_buf_init(&b, (size_t)256 << 20);
+  kb_buf_add(&b, "", 0);
+  while((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+    ck_assert_int_eq(kb_buf_add(&b, chunk, n), KB_BUF_OK);
+  fclose(f);
+  return kb_buf_steal(&b, len);
 }

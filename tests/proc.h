@@ -1,6 +1,7 @@
 /*
- * proc.h - runs a program for a test with its stdout and stderr captured,
- * without a shell and without deadlocking on full pipes.
+ * proc.h - test support: runs a program with its stdout and stderr
+ * captured (no shell, no deadlock on full pipes), makes and removes
+ * scratch directories, reads whole files.
  */
 #ifndef TESTS_PROC_H
 #define TESTS_PROC_H
@@ -27,5 +28,16 @@ void proc_collect(pid_t pid, int outfd, int errfd, struct proc_out *p);
 void proc_run(char *const argv[], struct proc_out *p);
 
 void proc_free(struct proc_out *p);
+
+/* Makes a new directory "/tmp/<prefix>-XXXXXX" into dir (at least 256
+ * bytes). Fails the running test if it cannot. */
+void proc_tmpdir(const char *prefix, char *dir, size_t len);
+
+/* Removes dir and everything in it. */
+void proc_rmdir(const char *dir);
+
+/* Reads a whole file, NUL-terminated; fails the running test when it
+ * cannot. Stores its length in *len when len is not NULL. Caller frees. */
+char *proc_slurp(const char *path, size_t *len);
 
 #endif /* TESTS_PROC_H */

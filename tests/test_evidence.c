@@ -20,35 +20,14 @@ static char tmpdir[256];
 
 static void make_tmpdir(void)
 {
-  snprintf(tmpdir, sizeof(tmpdir), "/tmp/kbsim-evidence-XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+  proc_tmpdir("kbsim-evidence", tmpdir, sizeof(tmpdir));
 }
 
 static void remove_tmpdir(void)
 {
-  char *argv[] = {"/bin/rm", "-rf", tmpdir, NULL};
-  struct proc_out p;
-
-  proc_run(argv, &p);
-  proc_free(&p);
+  proc_rmdir(tmpdir);
 }
 
-/* Reads a whole file; fails the test when it cannot. Caller frees. */
-static char *slurp(const char *path, size_t *len)
-{
-  FILE *f = fopen(path, "rb");
-  struct kb_buf b;
-  char chunk[8192];
-  size_t n;
-
-  ck_assert_msg(f != NULL, "cannot open %s", path);
-  kb_buf_init(&b, (size_t)256 << 20);
-  kb_buf_add(&b, "", 0);
-  while((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-    ck_assert_int_eq(kb_buf_add(&b, chunk, n), KB_BUF_OK);
-  fclose(f);
-  return kb_buf_steal(&b, len);
-}
 
 /* Runs "kbsim run <words of args> <extra...>" and expects exit 0 or 1. */
 static void kbsim_run(const char *args, const char *const *extra)
@@ -120,8 +99,8 @@ START_TEST(golden_transcripts)
     snprintf(golden, sizeof(golden), "%s/golden/%s.txt", TESTS_DIR, name);
     snprintf(got_path, sizeof(got_path), "%s/%s.txt", tmpdir, name);
     kbsim_run(args, extra);
-    want = slurp(golden, &wlen);
-    got = slurp(got_path, &glen);
+    want = proc_slurp(golden, &wlen);
+    got = proc_slurp(got_path, &glen);
     if(wlen != glen || memcmp(want, got, wlen)) {
       first_difference(want, got, diff, sizeof(diff));
       ck_abort_msg("golden transcript %s differs at %s\nIf the wire change "
@@ -163,7 +142,7 @@ START_TEST(same_seed_same_files)
      * not. */
     kbsim_run("--policy per-connection --clients 8 --posts 3 --seed 77", extra);
     for(k = 0; k < 3; k++)
-      data[run][k] = slurp(path[run][k], &len[run][k]);
+      data[run][k] = proc_slurp(path[run][k], &len[run][k]);
   }
   for(k = 0; k < 3; k++) {
     ck_assert_msg(len[0][k] > 1000, "%s file too small", names[k]);
@@ -190,8 +169,8 @@ START_TEST(different_seed_different_tokens)
   snprintf(b, sizeof(b), "%s/b.txt", tmpdir);
   kbsim_run("--policy per-request --seed 1", ea);
   kbsim_run("--policy per-request --seed 2", eb);
-  da = slurp(a, &la);
-  db = slurp(b, &lb);
+  da = proc_slurp(a, &la);
+  db = proc_slurp(b, &lb);
   /* Same shape, other challenges: same length, other bytes. */
   ck_assert_uint_eq(la, lb);
   ck_assert_int_ne(memcmp(da, db, la), 0);
@@ -395,7 +374,7 @@ static int seed_headers(const char *name, char out[][200], int max)
   int n = 0;
 
   snprintf(path, sizeof(path), "%s/data/%s", TESTS_DIR, name);
-  text = slurp(path, &len);
+  text = proc_slurp(path, &len);
   line = strtok_r(text, "\n", &save); /* request or status line */
   while((line = strtok_r(NULL, "\n", &save)) && n < max)
     snprintf(out[n++], 200, "%s", line);
@@ -413,7 +392,7 @@ START_TEST(wire_matches_support_case)
 
   snprintf(golden, sizeof(golden), "%s/golden/bug-2clients-seed1.txt",
            TESTS_DIR);
-  text = slurp(golden, &len);
+  text = proc_slurp(golden, &len);
 
   /* Communicator's re-authenticating POST: every header as in the case,
    * in order; the token is the canonical encoding of the case's own
@@ -494,7 +473,7 @@ START_TEST(basic_credentials_never_in_evidence)
   }
   for(k = 0; k < 3; k++) {
     size_t len;
-    char *data = slurp(files[k], &len);
+    char *data = proc_slurp(files[k], &len);
     ck_assert_msg(!contains(data, len, b64, strlen(b64)),
                   "%s carries the Basic credentials", files[k]);
     ck_assert_msg(!contains(data, len, "Passw0rd!", 9),

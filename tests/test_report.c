@@ -40,35 +40,14 @@ static char tmpdir[256];
 
 static void make_tmpdir(void)
 {
-  snprintf(tmpdir, sizeof(tmpdir), "/tmp/kbsim-report-XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+  proc_tmpdir("kbsim-report", tmpdir, sizeof(tmpdir));
 }
 
 static void remove_tmpdir(void)
 {
-  char *argv[] = {"/bin/rm", "-rf", tmpdir, NULL};
-  struct proc_out p;
-
-  proc_run(argv, &p);
-  proc_free(&p);
+  proc_rmdir(tmpdir);
 }
 
-/* Reads a whole file; fails the test when it cannot. Caller frees. */
-static char *slurp(const char *path, size_t *len)
-{
-  FILE *f = fopen(path, "rb");
-  struct kb_buf b;
-  char chunk[8192];
-  size_t n;
-
-  ck_assert_msg(f != NULL, "cannot open %s", path);
-  kb_buf_init(&b, (size_t)256 << 20);
-  kb_buf_add(&b, "", 0);
-  while((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-    ck_assert_int_eq(kb_buf_add(&b, chunk, n), KB_BUF_OK);
-  fclose(f);
-  return kb_buf_steal(&b, len);
-}
 
 /* Counts the occurrences of needle in text. */
 static int count_of(const char *text, const char *needle)
@@ -437,7 +416,7 @@ START_TEST(hostile_trace_stays_text)
   html_report_free(report);
   sim_recorder_free(&rec);
 
-  page = slurp(path, &len);
+  page = proc_slurp(path, &len);
   ck_assert_msg(clean_utf8((const unsigned char *)page, len),
                 "the page is not clean UTF-8");
   ck_assert_int_eq(count_of(page, "<script"), 1); /* the page's own */
@@ -573,7 +552,7 @@ START_TEST(report_of_the_bug)
   ck_assert_int_eq(c.exchanges, 4 * (5 + 3));
   ck_assert_int_eq(c.empty_posts, 8);
 
-  page = slurp(html, &len);
+  page = proc_slurp(html, &len);
   ck_assert_msg(!strncmp(page, "<!DOCTYPE html>\n", 16), "no doctype");
   ck_assert(clean_utf8((const unsigned char *)page, len));
   doc = parse_page(html);
@@ -647,7 +626,7 @@ START_TEST(report_of_bug_and_fix_side_by_side)
   ck_assert_int_eq(fix.exchanges, 4 * (7 + 3));
   ck_assert_int_eq(fix.empty_posts + fix.hop1_500 + fix.hop2_500, 0);
 
-  page = slurp(html, &len);
+  page = proc_slurp(html, &len);
   doc = parse_page(html);
   ck_assert_int_eq(xpath_count(doc, "//section[" HAS_CLASS("run") "]"), 2);
   ck_assert_int_eq(xpath_count(doc, "//section[@id='run-1']/h2[starts-with("
@@ -692,7 +671,7 @@ START_TEST(report_caps_big_runs)
   snprintf(html, sizeof(html), "%s/big.html", tmpdir);
   kbsim(args, 0, &p);
   proc_free(&p);
-  page = slurp(html, &len);
+  page = proc_slurp(html, &len);
   ck_assert_ptr_nonnull(strstr(page, "The diagram shows 32 of 48 legs: those "
                                      "of the first 8 of 12 clients."));
   ck_assert_ptr_nonnull(strstr(page, "The first 8 of 12 users are shown."));
@@ -1035,7 +1014,7 @@ START_TEST(demo_writes_the_page)
   kbsim(args, 0, &p);
   ck_assert_ptr_nonnull(strstr(p.out.data, "Report: "));
   proc_free(&p);
-  page = slurp(html, &len);
+  page = proc_slurp(html, &len);
   doc = parse_page(html);
   ck_assert_int_eq(xpath_count(doc, "//section[" HAS_CLASS("run") "]"), 2);
   ck_assert_int_eq(xpath_count(doc, "//section[@id='run-1']/h2[starts-with("
