@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -57,12 +58,38 @@ static int listen_any(uint16_t *port)
   return fd;
 }
 
-static int connect_to(uint16_t port)
+/* Returns a socket bound to a loopback port that does not listen: a
+ * connect to that port is refused, and, while the socket stays open, no
+ * other socket - not even a connecting one picking its source port - can
+ * take the port (closing a listener instead leaves the port free for
+ * anyone, including a TCP self-connect). */
+static int bound_not_listening(uint16_t *port)
 {
   struct sockaddr_in sin;
+  socklen_t len = sizeof(sin);
   int fd = socket(AF_INET, SOCK_STREAM, 0);
 
   ck_assert_int_ge(fd, 0);
+  memset(&sin, 0, sizeof(sin));
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+  *port = ntohs(sin.sin_port);
+  return fd;
+}
+
+static int connect_to(uint16_t port)
+{
+  struct sockaddr_in sin;
+  /* No test may hang on a socket: a read that gets nothing in 20 s fails
+   * with EAGAIN instead. */
+  struct timeval tv = {20, 0};
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)),
+                   0);
   memset(&sin, 0, sizeof(sin));
   sin.sin_family = AF_INET;
   sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -365,9 +392,8 @@ START_TEST(balancer_closes_both_sides_together)
   ck_assert_uint_eq(st.open, 0);
   balancer_stop(b);
 
-  /* A port nobody listens on any more. */
-  dead = listen_any(&dead_port);
-  close(dead);
+  /* A port nobody listens on. */
+  dead = bound_not_listening(&dead_port);
   memset(&cfg, 0, sizeof(cfg));
   cfg.nmembers = 1;
   cfg.members[0].port = dead_port;
@@ -379,6 +405,7 @@ START_TEST(balancer_closes_both_sides_together)
                   "recv gave %zd (%s)", n, strerror(errno));
   }
   close(fd);
+  close(dead);
   balancer_stats(b, &st);
   ck_assert_uint_eq(st.accepted, 1);
   ck_assert_uint_eq(st.connect_failed, 1);

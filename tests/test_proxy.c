@@ -10,6 +10,8 @@
 #include <check.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <sys/time.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -1448,16 +1450,21 @@ START_TEST(test_response_too_big)
 END_TEST
 
 /* Opens a raw connection to the proxy, sends text, half-closes (SHUT_WR)
- * and reads to the end. Returns what came back (caller frees). */
+ * and reads until the proxy closes. Fails when the proxy has not closed
+ * within 5 s (its connection timeout is 30 s: only noticing the client's
+ * FIN closes it sooner). Returns what came back (caller frees). */
 static char *t_half_close(uint16_t port, const char *text)
 {
   struct sockaddr_in sin;
+  struct timeval tv = {5, 0};
   struct kb_buf got;
   char buf[4096];
   ssize_t n;
   int fd = socket(AF_INET, SOCK_STREAM, 0);
 
   ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)),
+                   0);
   memset(&sin, 0, sizeof(sin));
   sin.sin_family = AF_INET;
   sin.sin_port = htons(port);
@@ -1469,6 +1476,8 @@ static char *t_half_close(uint16_t port, const char *text)
   kb_buf_add(&got, "", 0);
   while((n = recv(fd, buf, sizeof(buf), 0)) > 0)
     kb_buf_add(&got, buf, (size_t)n);
+  ck_assert_msg(n == 0, "the proxy did not close the connection within 5 s "
+                "(recv: %s)", strerror(errno));
   close(fd);
   return kb_buf_steal(&got, NULL);
 }
@@ -1477,7 +1486,7 @@ static char *t_half_close(uint16_t port, const char *text)
  * answer (the proxy shuts down a connection whose client has gone only
  * once nothing is left to send it); one that half-closes in the middle of
  * its body gets nothing, and the connection is closed at once, not at
- * the connection timeout (recv above returns instead of hanging). */
+ * the 30 s connection timeout. */
 START_TEST(test_half_closed_client)
 {
   struct tenv e;
@@ -1493,8 +1502,6 @@ START_TEST(test_half_closed_client)
                                       "only part of the body");
   ck_assert_str_eq(got, "");
   free(got);
-  ck_assert(t_has_note(&e.trace, "the client closed it in the middle of a "
-                                 "request; closing it, nothing forwarded"));
   ck_assert_uint_eq(be_stats(&e).requests, 0);
   env_stop(&e);
 }
