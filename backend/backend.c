@@ -103,6 +103,7 @@ struct backend {
 struct backend_conn {
   uint64_t id;
   char name[96]; /* the name the peer claimed (kb_names), or "" */
+  bool named;    /* name resolved and OPEN traced (first request) */
 };
 
 /* MHD's per-request context: created on the first call of the access
@@ -304,6 +305,35 @@ static bool backend_declared_too_big(struct MHD_Connection *connection,
   return errno == ERANGE || (end != value && declared > max);
 }
 
+/* Emits an OPEN or CLOSE trace event for connection id (named name). */
+static void backend_trace_conn(const struct backend *b, enum kb_trace_kind kind,
+                               uint64_t id, const char *name)
+{
+  struct kb_trace_event ev;
+
+  memset(&ev, 0, sizeof(ev));
+  ev.kind = kind;
+  ev.hop = KB_HOP_PROXY_BACKEND;
+  ev.side = KB_SIDE_SERVER;
+  ev.origin = BACKEND_ORIGIN;
+  ev.conn = id;
+  ev.conn_name = name && *name ? name : NULL;
+  kb_trace_emit(&b->trace, &ev);
+}
+
+/* Copies the name the peer of connection claimed for its port into name,
+ * or leaves it empty. */
+static void backend_resolve_peer(const struct backend *b,
+                                 struct MHD_Connection *connection, char *name,
+                                 size_t len)
+{
+  const union MHD_ConnectionInfo *info =
+      MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+
+  kb_names_resolve_addr(&b->names, info ? info->client_addr : NULL, b->port,
+                        name, len);
+}
+
 /* Returns a new request context for method and url on connection, routed
  * and with its Authorization classified, or NULL when out of memory. The
  * caller owns it; backend_on_completed frees it. */
@@ -313,7 +343,7 @@ static struct backend_req *backend_req_new(const struct backend *b,
 {
   struct backend_req *req = calloc(1, sizeof(*req));
   const union MHD_ConnectionInfo *info;
-  const struct backend_conn *conn;
+  struct backend_conn *conn;
 
   if(!req) {
     return NULL;
@@ -342,6 +372,12 @@ static struct backend_req *backend_req_new(const struct backend *b,
   info =
       MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
   conn = info ? info->socket_context : NULL;
+  if(conn && !conn->named) {
+    /* The peer claimed its name before sending this request (kb_names). */
+    backend_resolve_peer(b, connection, conn->name, sizeof(conn->name));
+    conn->named = true;
+    backend_trace_conn(b, KB_TRACE_OPEN, conn->id, conn->name);
+  }
   req->conn = conn ? conn->id : 0;
   req->conn_name = conn && conn->name[0] ? conn->name : NULL;
   return req;
@@ -423,37 +459,10 @@ static void backend_on_completed(void *cls, struct MHD_Connection *connection,
   }
 }
 
-/* Emits an OPEN or CLOSE trace event for connection id (named name). */
-static void backend_trace_conn(const struct backend *b, enum kb_trace_kind kind,
-                               uint64_t id, const char *name)
-{
-  struct kb_trace_event ev;
-
-  memset(&ev, 0, sizeof(ev));
-  ev.kind = kind;
-  ev.hop = KB_HOP_PROXY_BACKEND;
-  ev.side = KB_SIDE_SERVER;
-  ev.origin = BACKEND_ORIGIN;
-  ev.conn = id;
-  ev.conn_name = name && *name ? name : NULL;
-  kb_trace_emit(&b->trace, &ev);
-}
-
-/* Copies the name the peer of connection claimed for its port into name,
- * or leaves it empty. */
-static void backend_resolve_peer(const struct backend *b,
-                                 struct MHD_Connection *connection, char *name,
-                                 size_t len)
-{
-  const union MHD_ConnectionInfo *info =
-      MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-
-  kb_names_resolve_addr(&b->names, info ? info->client_addr : NULL, name, len);
-}
-
 /* libmicrohttpd's connection notification: on open, counts the connection,
  * gives it the next id and stores a struct backend_conn in the socket
- * context; on close, frees it. Both are traced. If the context cannot be
+ * context; on close, frees it. Both are traced (OPEN at the first request,
+ * once the peer's name can be resolved). If the context cannot be
  * allocated the connection still works, traced as id 0. */
 static void backend_on_connection(void *cls, struct MHD_Connection *connection,
                                   void **socket_context,
@@ -461,6 +470,7 @@ static void backend_on_connection(void *cls, struct MHD_Connection *connection,
 {
   struct backend *b = cls;
   struct backend_conn *conn = *socket_context;
+  (void)connection;
 
   if(toe == MHD_CONNECTION_NOTIFY_STARTED) {
     uint64_t id;
@@ -472,17 +482,39 @@ static void backend_on_connection(void *cls, struct MHD_Connection *connection,
     conn = malloc(sizeof(*conn));
     if(conn) {
       conn->id = id;
-      backend_resolve_peer(b, connection, conn->name, sizeof(conn->name));
+      conn->name[0] = '\0';
+      conn->named = false;
     }
     *socket_context = conn;
-    backend_trace_conn(b, KB_TRACE_OPEN, id, conn ? conn->name : NULL);
+    /* OPEN is traced with the connection's name at its first request. */
+    if(!conn)
+      backend_trace_conn(b, KB_TRACE_OPEN, id, NULL);
   }
   else if(toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+    /* A connection that never sent a request stays unnamed. */
+    if(conn && !conn->named)
+      backend_trace_conn(b, KB_TRACE_OPEN, conn->id, NULL);
     backend_trace_conn(b, KB_TRACE_CLOSE, conn ? conn->id : 0,
                        conn ? conn->name : NULL);
     free(conn);
     *socket_context = NULL;
   }
+}
+
+/* Returns the port the socket fd is bound to, or 0 (errno set). */
+static uint16_t backend_bound_port(int fd)
+{
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+
+  if(getsockname(fd, (struct sockaddr *)&ss, &len))
+    return 0;
+  if(ss.ss_family == AF_INET)
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  if(ss.ss_family == AF_INET6)
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  errno = EAFNOSUPPORT;
+  return 0;
 }
 
 /* Opens a listening TCP socket on host:port. Returns the descriptor, or -1
@@ -542,7 +574,6 @@ int backend_start(const struct backend_config *config, struct backend **out,
 {
   struct backend *b = NULL;
   const char *host;
-  const union MHD_DaemonInfo *info;
   int fd = -1;
   int result = -1;
 
@@ -582,6 +613,16 @@ int backend_start(const struct backend_config *config, struct backend **out,
   if(fd < 0) {
     goto out;
   }
+  /* Known before the workers start: they read it to resolve names. */
+  b->port = backend_bound_port(fd);
+  if(!b->port) {
+    snprintf(err, errlen,
+             "cannot start the backend on %s: the listening socket has no "
+             "port (%s)",
+             host, strerror(errno));
+    close(fd);
+    goto out;
+  }
   /* No MHD_USE_ERROR_LOG: libmicrohttpd stays silent; what matters is
    * traced. MHD owns fd once the daemon starts. */
   b->daemon = MHD_start_daemon(
@@ -600,15 +641,6 @@ int backend_start(const struct backend_config *config, struct backend **out,
              "check thread and file-descriptor limits",
              host, (unsigned)config->port, strerror(errno));
     close(fd);
-    goto out;
-  }
-  info = MHD_get_daemon_info(b->daemon, MHD_DAEMON_INFO_BIND_PORT);
-  b->port = info ? info->port : 0;
-  if(!b->port) {
-    snprintf(err, errlen,
-             "cannot start the backend on %s: libmicrohttpd "
-             "did not report its port",
-             host);
     goto out;
   }
   *out = b;

@@ -108,6 +108,7 @@ struct client_socket {
   uint64_t conn;
   unsigned requests; /* requests sent on it, for max_requests */
   char name[48];     /* "client <id> conn <n>" when names are in use, else "" */
+  uint16_t remote_port; /* where it connects, after the balancer's pick */
 };
 
 /* One request and what came back for it. */
@@ -585,16 +586,6 @@ static void client_req_start(struct client *c, const char *data, size_t len)
 
 /* ---- libcurl callbacks --------------------------------------------------- */
 
-/* Binds a new socket to an ephemeral port before curl connects it and
- * claims that port as name, so the listener can resolve who connected. A
- * socket that cannot be bound stays unnamed; curl still connects it. */
-static void client_name_socket(struct client *c, struct client_socket *sock,
-                               int family, const char *name)
-{
-  if(kb_names_claim_socket(&c->names, sock->fd, family, name) == 0)
-    snprintf(sock->name, sizeof(sock->name), "%s", name);
-}
-
 /* Lets the balancer pick where the connection named name goes: it may
  * rewrite address->addr in place, which libcurl then connects to (its
  * documentation allows the open-socket callback to modify the address). A
@@ -615,7 +606,8 @@ static void client_balance(struct client *c, const char *name,
 }
 
 /* CURLOPT_OPENSOCKETFUNCTION: opens the socket curl asks for and remembers
- * it, after the balancer (if any) picked its destination. Returns the
+ * it with the name it will claim, after the balancer (if any) picked its
+ * destination. Returns the
  * socket, or CURL_SOCKET_BAD when it cannot be opened or the client already
  * tracks CLIENT_MAX_SOCKETS (curl then reports a connect failure). curl
  * owns the socket until it hands it to client_close_socket. */
@@ -639,8 +631,11 @@ static curl_socket_t client_open_socket(void *clientp, curlsocktype purpose,
   sock = &c->sockets[c->nsockets++];
   memset(sock, 0, sizeof(*sock));
   sock->fd = fd;
+  /* Named once connected: client_prereq claims the port the kernel picks
+   * in connect() (see kb_names). */
   if(c->names.claim)
-    client_name_socket(c, sock, address->family, name);
+    snprintf(sock->name, sizeof(sock->name), "%s", name);
+  sock->remote_port = kb_sockaddr_port(&address->addr);
   return fd;
 }
 
@@ -697,8 +692,8 @@ static bool client_socket_is(curl_socket_t fd, const char *ip, int port)
  * is established or picked for reuse (libcurl's own NTLM handshake and its
  * retry after a dead connection each pass here again). Ends the previous
  * request's record, finds our socket by its local address, numbers it
- * (emitting OPEN) the first time, and makes it the current connection for
- * the trace. Always lets the request go. */
+ * (claiming its name and emitting OPEN) the first time, and makes it the
+ * current connection for the trace. Always lets the request go. */
 static int client_prereq(void *clientp, char *conn_primary_ip,
                          char *conn_local_ip, int conn_primary_port,
                          int conn_local_port)
@@ -714,6 +709,13 @@ static int client_prereq(void *clientp, char *conn_primary_ip,
     if(!client_socket_is(c->sockets[i].fd, conn_local_ip, conn_local_port))
       continue;
     if(!c->sockets[i].conn) {
+      /* A new connection: claim its name before the first byte goes. */
+      /* (libcurl's conn_primary_port is the URL's, not the balancer's
+       * pick.) */
+      if(c->sockets[i].name[0] && conn_local_port > 0 &&
+         conn_local_port <= 65535)
+        kb_names_claim(&c->names, (uint16_t)conn_local_port,
+                       c->sockets[i].remote_port, c->sockets[i].name);
       c->sockets[i].conn = ++c->conn_count;
       c->leg_new_conn = c->sockets[i].conn;
       client_trace(c, KB_TRACE_OPEN, c->sockets[i].conn, NULL, 0);

@@ -91,8 +91,8 @@ struct client_config {
   struct kb_clock clock; /* NTLMv2 timestamps */
   struct kb_rng rng;     /* client challenges */
   struct kb_trace trace; /* hop CLIENT_PROXY, side CLIENT */
-  /* When set, each socket is bound before connect() and its local port
-   * claimed as "client <id> conn <n>", so the listener knows who it is. */
+  /* When set, each new connection is claimed as "client <id> conn <n>"
+   * once connected (kb_names), so the listener knows who it is. */
   struct kb_names names;
 };
 

@@ -134,64 +134,40 @@ void kb_trace_note(const struct kb_trace *trace, enum kb_hop hop,
 }
 
 void kb_names_claim(const struct kb_names *names, uint16_t local_port,
-                    const char *name)
+                    uint16_t remote_port, const char *name)
 {
   if(names && names->claim)
-    names->claim(names->ctx, local_port, name);
+    names->claim(names->ctx, local_port, remote_port, name);
 }
 
 int kb_names_resolve(const struct kb_names *names, uint16_t peer_port,
-                     char *name, size_t len)
+                     uint16_t local_port, char *name, size_t len)
 {
   if(len)
     name[0] = '\0';
   if(names && names->resolve)
-    return names->resolve(names->ctx, peer_port, name, len);
+    return names->resolve(names->ctx, peer_port, local_port, name, len);
   return -1;
 }
 
-int kb_names_claim_socket(const struct kb_names *names, int fd, int family,
-                          const char *name)
+uint16_t kb_sockaddr_port(const struct sockaddr *addr)
 {
-  struct sockaddr_storage ss;
-  socklen_t len;
-  uint16_t port;
-
-  if(!names || !names->claim)
-    return -1;
-  memset(&ss, 0, sizeof(ss));
-  ss.ss_family = (sa_family_t)family;
-  if(family == AF_INET)
-    len = sizeof(struct sockaddr_in);
-  else if(family == AF_INET6)
-    len = sizeof(struct sockaddr_in6);
-  else
-    return -1;
-  /* Binding before connect() fixes the local port now, so the name is
-   * claimed before the listener can accept and look it up. */
-  if(bind(fd, (struct sockaddr *)&ss, len) ||
-     getsockname(fd, (struct sockaddr *)&ss, &len))
-    return -1;
-  port = family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
-                           : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-  names->claim(names->ctx, port, name);
+  if(addr && addr->sa_family == AF_INET)
+    return ntohs(((const struct sockaddr_in *)addr)->sin_port);
+  if(addr && addr->sa_family == AF_INET6)
+    return ntohs(((const struct sockaddr_in6 *)addr)->sin6_port);
   return 0;
 }
 
 int kb_names_resolve_addr(const struct kb_names *names,
-                          const struct sockaddr *addr, char *name, size_t len)
+                          const struct sockaddr *addr, uint16_t local_port,
+                          char *name, size_t len)
 {
-  uint16_t port;
+  uint16_t port = kb_sockaddr_port(addr);
 
   if(len)
     name[0] = '\0';
-  if(!addr)
+  if(!port)
     return -1;
-  if(addr->sa_family == AF_INET)
-    port = ntohs(((const struct sockaddr_in *)addr)->sin_port);
-  else if(addr->sa_family == AF_INET6)
-    port = ntohs(((const struct sockaddr_in6 *)addr)->sin6_port);
-  else
-    return -1;
-  return kb_names_resolve(names, port, name, len);
+  return kb_names_resolve(names, port, local_port, name, len);
 }

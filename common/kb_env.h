@@ -135,41 +135,57 @@ struct kb_trace {
 
 /* Both ends of a loopback TCP connection learn one name for it, so seeded
  * draws and evidence are keyed by who is talking ("client 3 conn 1"), not
- * by accept order or ephemeral port. The connecting side binds its socket
- * before connect() and claims the local port's name; the accepting side
- * resolves the peer's port. Claims happen before connect, resolutions after
- * accept, so the latest claim for a port is the right one. */
+ * by accept order or ephemeral port. The connecting side claims its local
+ * port's name once connected and before it sends its first byte; the
+ * accepting side resolves the peer's port when the first request arrives,
+ * never at accept (the claim may not be made yet). The bytes on the wire
+ * order the two, so the latest claim for a pair of ports is the right one.
+ * A name is claimed for the pair (local port, remote port), not the local
+ * port alone: ports picked by connect() are shared by connections to
+ * different destinations. Everything named this way runs on one loopback
+ * address, so the pair identifies a live connection.
+ *
+ * Claiming after connect() lets the kernel pick the port in connect(),
+ * which reuses ports in TIME_WAIT; binding to port 0 first (the way to
+ * learn the port before connecting) makes every bind scan the port range
+ * for conflicts, which took 90% of the CPU of a run of many short
+ * sessions and failed once the range filled up. */
 struct kb_names {
-  void (*claim)(void *ctx, uint16_t local_port, const char *name);
-  /* Copies the name claimed for peer_port into name; returns 0, or -1 when
-   * nobody claimed it. */
-  int (*resolve)(void *ctx, uint16_t peer_port, char *name, size_t len);
+  /* Called by the connecting side: local_port is its own, remote_port the
+   * acceptor's. */
+  void (*claim)(void *ctx, uint16_t local_port, uint16_t remote_port,
+                const char *name);
+  /* Called by the accepting side: copies the name claimed for the
+   * connection from peer_port to its own local_port into name; returns 0,
+   * or -1 when nobody claimed it. */
+  int (*resolve)(void *ctx, uint16_t peer_port, uint16_t local_port,
+                 char *name, size_t len);
   void *ctx;
 };
 
-/* Claims name for local_port; does nothing without a claim function. */
+/* The connecting side: claims name for its connection from local_port
+ * to remote_port, once connected and before anything is sent on it; does
+ * nothing without a claim function. */
 void kb_names_claim(const struct kb_names *names, uint16_t local_port,
-                    const char *name);
+                    uint16_t remote_port, const char *name);
 
-/* Resolves peer_port; returns -1 (name set to "") when unknown or when
- * there is no resolve function. */
+/* Resolves the connection from peer_port to local_port; returns -1 (name
+ * set to "") when unknown or when there is no resolve function. */
 int kb_names_resolve(const struct kb_names *names, uint16_t peer_port,
-                     char *name, size_t len);
+                     uint16_t local_port, char *name, size_t len);
 
 struct sockaddr;
 
-/* The connecting side: binds the new, unconnected socket fd (of family
- * AF_INET or AF_INET6) to an ephemeral port and claims name for it.
- * Returns 0, or -1 (nothing claimed; the socket still connects as usual)
- * when there is no claim function or the bind fails. */
-int kb_names_claim_socket(const struct kb_names *names, int fd, int family,
-                          const char *name);
+/* The port of an AF_INET or AF_INET6 address, in host order; 0 for any
+ * other family or NULL. */
+uint16_t kb_sockaddr_port(const struct sockaddr *addr);
 
-/* The accepting side: resolves the name the peer at addr claimed.
- * Returns 0, or -1 (name set to "") when addr is not IPv4/IPv6 or nobody
- * claimed its port. */
+/* The accepting side: resolves the name the peer at addr claimed for its
+ * connection to local_port (the listening port). Returns 0, or -1 (name
+ * set to "") when addr is not IPv4/IPv6 or nobody claimed it. */
 int kb_names_resolve_addr(const struct kb_names *names,
-                          const struct sockaddr *addr, char *name, size_t len);
+                          const struct sockaddr *addr, uint16_t local_port,
+                          char *name, size_t len);
 
 /* Emits ev if the sink has an emit function. */
 void kb_trace_emit(const struct kb_trace *trace,

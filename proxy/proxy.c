@@ -200,7 +200,10 @@ struct proxy_conn {
   struct proxy *proxy;
   uint64_t id;
   char name[64];     /* the name the peer claimed (kb_names), or "" */
+  bool named;        /* name resolved and OPEN traced (first request) */
   char up_name[96];  /* the current upstream connection's name, or "" */
+  uint16_t up_port;  /* the backend port it connects to */
+  bool up_claimed;   /* up_name claimed for its port (once connected) */
   unsigned upstreams; /* upstream connections opened for this one */
   enum proxy_auth_state state;
   enum ntlm_scheme scheme;  /* the scheme of the current handshake */
@@ -597,23 +600,36 @@ static void proxy_curl_global_init(void)
   proxy_curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-/* Binds an upstream socket to an ephemeral port before libcurl connects it
- * and claims "<client connection> upstream <n>" for that port, so the
- * backend can tell which client connection it serves. An unbindable socket
- * stays unnamed. */
-static void proxy_name_upstream(struct proxy_conn *conn, curl_socket_t fd,
-                                int family)
+/* Names a new upstream socket "<client connection> upstream <n>", so the
+ * backend can tell which client connection it serves; proxy_curl_prereq
+ * claims the name once libcurl has connected it (see kb_names). */
+static void proxy_name_upstream(struct proxy_conn *conn)
 {
-  char name[sizeof(conn->up_name)];
+  conn->upstreams++;
+  snprintf(conn->up_name, sizeof(conn->up_name), "%s upstream %u",
+           conn->name, conn->upstreams);
+  conn->up_claimed = false;
+}
 
-  snprintf(name, sizeof(name), "%s upstream %u", conn->name,
-           conn->upstreams + 1);
-  if(kb_names_claim_socket(&conn->proxy->names, fd, family, name) == 0) {
-    conn->upstreams++;
-    memcpy(conn->up_name, name, sizeof(name));
+/* CURLOPT_PREREQFUNCTION: called once the upstream connection is
+ * established or picked for reuse, before the request goes. Claims a new
+ * connection's name for the port the kernel gave it. */
+static int proxy_curl_prereq(void *clientp, char *conn_primary_ip,
+                             char *conn_local_ip, int conn_primary_port,
+                             int conn_local_port)
+{
+  struct proxy_conn *conn = clientp;
+  (void)conn_primary_ip;
+  (void)conn_local_ip;
+  (void)conn_primary_port;
+
+  if(!conn->up_claimed && conn->up_name[0] && conn_local_port > 0 &&
+     conn_local_port <= 65535) {
+    kb_names_claim(&conn->proxy->names, (uint16_t)conn_local_port,
+                   conn->up_port, conn->up_name);
+    conn->up_claimed = true;
   }
-  else
-    conn->up_name[0] = '\0';
+  return CURL_PREREQFUNC_OK;
 }
 
 /* Opens the socket of an upstream connection and traces it. */
@@ -627,7 +643,10 @@ static curl_socket_t proxy_curl_open(void *clientp, curlsocktype purpose,
     return CURL_SOCKET_BAD;
   fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
   if(fd != CURL_SOCKET_BAD && conn->name[0] && conn->proxy->names.claim)
-    proxy_name_upstream(conn, fd, addr->family);
+    proxy_name_upstream(conn);
+  else
+    conn->up_name[0] = '\0';
+  conn->up_port = kb_sockaddr_port(&addr->addr);
   if(fd != CURL_SOCKET_BAD)
     proxy_emit(conn->proxy, KB_TRACE_OPEN, KB_HOP_PROXY_BACKEND, conn->id,
                conn->up_name, NULL, 0, NULL);
@@ -1154,6 +1173,8 @@ static int proxy_upstream_init(struct proxy_conn *conn)
     curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, conn);
     curl_easy_setopt(curl, CURLOPT_CLOSESOCKETFUNCTION, proxy_curl_close);
     curl_easy_setopt(curl, CURLOPT_CLOSESOCKETDATA, conn);
+    curl_easy_setopt(curl, CURLOPT_PREREQFUNCTION, proxy_curl_prereq);
+    curl_easy_setopt(curl, CURLOPT_PREREQDATA, conn);
     if(proxy->trace.emit) {
       curl_easy_setopt(curl, CURLOPT_VERBOSE, 1L);
       curl_easy_setopt(curl, CURLOPT_DEBUGFUNCTION, proxy_curl_debug);
@@ -1948,11 +1969,8 @@ static void proxy_conn_free(struct proxy_conn *conn)
   free(conn);
 }
 
-/* Creates the per-connection state on STARTED and frees it on CLOSED.
- * When it cannot be allocated, socket_context stays NULL and every
- * request on that connection is refused by closing it. */
-/* Looks up the name the peer of mc claimed for its port (kb_names); leaves
- * name empty when there is none. */
+/* Looks up the name the peer of mc claimed for its connection to the
+ * listener (kb_names); leaves name empty when there is none. */
 static void proxy_resolve_peer(const struct proxy *proxy,
                                struct MHD_Connection *mc, char *name,
                                size_t len)
@@ -1960,10 +1978,13 @@ static void proxy_resolve_peer(const struct proxy *proxy,
   const union MHD_ConnectionInfo *info =
       MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 
-  kb_names_resolve_addr(&proxy->names, info ? info->client_addr : NULL, name,
-                        len);
+  kb_names_resolve_addr(&proxy->names, info ? info->client_addr : NULL,
+                        proxy->port, name, len);
 }
 
+/* Creates the per-connection state on STARTED and frees it on CLOSED.
+ * When it cannot be allocated, socket_context stays NULL and every
+ * request on that connection is refused by closing it. */
 static void proxy_on_connection(void *cls, struct MHD_Connection *mc,
                                 void **socket_context,
                                 enum MHD_ConnectionNotificationCode toe)
@@ -1982,7 +2003,6 @@ static void proxy_on_connection(void *cls, struct MHD_Connection *mc,
     conn->up.fd = CURL_SOCKET_BAD;
     conn->up.embedded = true;
     conn->id = atomic_fetch_add(&proxy->next_id, 1);
-    proxy_resolve_peer(proxy, mc, conn->name, sizeof(conn->name));
     conn->state = PROXY_AUTH_UNAUTHENTICATED;
     kb_buf_init(&conn->req.body, proxy->max_body);
     *socket_context = conn;
@@ -1990,14 +2010,16 @@ static void proxy_on_connection(void *cls, struct MHD_Connection *mc,
     memset(&delta, 0, sizeof(delta));
     delta.connections = 1;
     proxy_stats_add(proxy, &delta);
-    proxy_emit(proxy, KB_TRACE_OPEN, KB_HOP_CLIENT_PROXY, conn->id, conn->name,
-               NULL, 0,
-               NULL);
+    /* OPEN is traced with the connection's name at its first request. */
   }
   else if(toe == MHD_CONNECTION_NOTIFY_CLOSED && conn) {
     uint64_t id = conn->id;
     char name[sizeof(conn->name)];
 
+    /* A connection that never sent a request stays unnamed. */
+    if(!conn->named)
+      proxy_emit(proxy, KB_TRACE_OPEN, KB_HOP_CLIENT_PROXY, id, "", NULL, 0,
+                 NULL);
     /* In case libmicrohttpd logged nothing after an idle close. */
     proxy_closing_idle = false;
     memcpy(name, conn->name, sizeof(name));
@@ -2026,6 +2048,13 @@ static void *proxy_on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
   conn = info ? info->socket_context : NULL;
   if(!conn)
     return NULL;
+  if(!conn->named) {
+    /* The peer claimed its name before sending this request (kb_names). */
+    proxy_resolve_peer(conn->proxy, mc, conn->name, sizeof(conn->name));
+    conn->named = true;
+    proxy_emit(conn->proxy, KB_TRACE_OPEN, KB_HOP_CLIENT_PROXY, conn->id,
+               conn->name, NULL, 0, NULL);
+  }
   proxy_req_reset(conn);
   conn->req.uri = strdup(uri ? uri : "");
   return conn;

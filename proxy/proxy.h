@@ -92,9 +92,9 @@ struct proxy_config {
   struct kb_clock clock; /* NTLM timestamps */
   struct kb_rng rng;     /* server challenges */
   struct kb_trace trace; /* both hops: PROXY_BACKEND bytes, decisions */
-  /* When set, a client connection takes the name its peer claimed, and
-   * each upstream connection is bound before connect() and claimed as
-   * "<client connection name> upstream <n>". Challenges are then drawn
+  /* When set, a client connection takes the name its peer claimed (at
+   * its first request), and each upstream connection is claimed as
+   * "<client connection name> upstream <n>" once connected. Challenges are then drawn
    * under that name, so they do not depend on accept order. */
   struct kb_names names;
 };

@@ -145,6 +145,13 @@ struct kb_rng sim_rng_as_kb(struct sim_rng *rng)
 
 #define SIM_PORTS 65536
 
+/* One claim: the name of the connection from its slot's port to remote. */
+struct sim_name {
+  struct sim_name *next;
+  uint16_t remote;
+  char name[];
+};
+
 int sim_names_init(struct sim_names *names)
 {
   pthread_mutex_init(&names->lock, NULL);
@@ -156,36 +163,64 @@ void sim_names_free(struct sim_names *names)
 {
   size_t i;
 
-  for(i = 0; names->by_port && i < SIM_PORTS; i++)
-    free(names->by_port[i]);
+  for(i = 0; names->by_port && i < SIM_PORTS; i++) {
+    struct sim_name *n = names->by_port[i];
+    while(n) {
+      struct sim_name *next = n->next;
+      free(n);
+      n = next;
+    }
+  }
   free(names->by_port);
   names->by_port = NULL;
   pthread_mutex_destroy(&names->lock);
 }
 
-static void sim__names_claim(void *ctx, uint16_t port, const char *name)
+/* Replaces the claim for (port, remote); out of memory, the pair is left
+ * unnamed rather than with an older connection's name. */
+static void sim__names_claim(void *ctx, uint16_t port, uint16_t remote,
+                             const char *name)
 {
   struct sim_names *names = ctx;
-  char *copy = strdup(name);
-  char *old;
+  size_t len = strlen(name) + 1;
+  struct sim_name *fresh = malloc(sizeof(*fresh) + len);
+  struct sim_name **at;
+  struct sim_name *old = NULL;
 
+  if(fresh) {
+    fresh->remote = remote;
+    memcpy(fresh->name, name, len);
+  }
   pthread_mutex_lock(&names->lock);
-  old = names->by_port[port];
-  names->by_port[port] = copy; /* NULL when out of memory: unnamed */
+  for(at = &names->by_port[port]; *at; at = &(*at)->next)
+    if((*at)->remote == remote) {
+      old = *at;
+      *at = old->next;
+      break;
+    }
+  if(fresh) {
+    fresh->next = names->by_port[port];
+    names->by_port[port] = fresh;
+  }
   pthread_mutex_unlock(&names->lock);
   free(old);
 }
 
-static int sim__names_resolve(void *ctx, uint16_t port, char *name, size_t len)
+static int sim__names_resolve(void *ctx, uint16_t peer_port,
+                              uint16_t local_port, char *name, size_t len)
 {
   struct sim_names *names = ctx;
+  const struct sim_name *n;
   int result = -1;
 
   pthread_mutex_lock(&names->lock);
-  if(names->by_port[port] && len) {
-    snprintf(name, len, "%s", names->by_port[port]);
-    result = 0;
-  }
+  for(n = names->by_port[peer_port]; n; n = n->next)
+    if(n->remote == local_port) {
+      if(len)
+        snprintf(name, len, "%s", n->name);
+      result = 0;
+      break;
+    }
   pthread_mutex_unlock(&names->lock);
   return result;
 }

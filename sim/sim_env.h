@@ -46,11 +46,12 @@ struct sim_rng {
 void sim_rng_init(struct sim_rng *rng, uint64_t seed);
 struct kb_rng sim_rng_as_kb(struct sim_rng *rng);
 
-/* Connection names (kb_names): a table from local port to the name its
- * connecting side claimed. */
+/* Connection names (kb_names): a table from (connecting side's port,
+ * accepting side's port) to the name the connecting side claimed. */
+struct sim_name;
 struct sim_names {
   pthread_mutex_t lock;
-  char **by_port; /* 65536 slots, allocated on init */
+  struct sim_name **by_port; /* 65536 lists by connecting port, on init */
 };
 
 /* Returns 0, or -1 when out of memory. */

@@ -4,10 +4,14 @@
  * concurrent clients, and seeded runs that repeat byte for byte.
  */
 #include <check.h>
+#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "run.h"
+#include "scenario.h"
+#include "sim_env.h"
 #include "topology.h"
 
 static const char *alice = "FABRIKAM\\alice:Passw0rd!";
@@ -398,6 +402,79 @@ START_TEST(same_seed_same_bytes)
 }
 END_TEST
 
+
+/* ---- connection names --------------------------------------------------- */
+
+/* Whether name is the conn_name of an OPEN on hop seen from side. */
+static bool opened_as(const struct sim_recorder *rec, enum kb_hop hop,
+                      enum kb_side side, const char *name)
+{
+  size_t i;
+
+  for(i = 0; i < rec->count; i++) {
+    const struct sim_event *ev = &rec->events[i];
+    if(ev->kind == KB_TRACE_OPEN && ev->hop == hop && ev->side == side &&
+       !strcmp(ev->conn_name, name))
+      return true;
+  }
+  return false;
+}
+
+/* Every connection that carried a request is known by the same name on
+ * both ends, in every scenario of the catalogue: arrays behind the
+ * balancer, keep-alive limits, think time, Outlook and one-shot clients.
+ * The listener and Exchange learn the name from the port pair the
+ * connecting side claimed (kb_names); an unnamed or misnamed connection
+ * would put the listener on the wrong timeline and its draws under the
+ * wrong label. */
+START_TEST(every_connection_named_on_both_ends)
+{
+  glob_t g;
+  size_t f;
+
+  ck_assert_int_eq(glob(SCENARIOS_DIR "/*.ini", 0, NULL, &g), 0);
+  ck_assert_uint_ge(g.gl_pathc, 12);
+  for(f = 0; f < g.gl_pathc; f++) {
+    struct scenario sc;
+    struct sim_recorder rec;
+    struct sim_outcome out;
+    char err[512] = "";
+    size_t i, listener = 0, exchange = 0;
+
+    ck_assert_msg(scenario_load(g.gl_pathv[f], &sc, err, sizeof(err)) == 0,
+                  "%s", err);
+    sim_recorder_init(&rec, false);
+    memset(&out, 0, sizeof(out));
+    ck_assert_msg(sim_scenario_run(&sc, sim_recorder_as_kb(&rec), &out, err,
+                                   sizeof(err)) == 0,
+                  "%s: %s", g.gl_pathv[f], err);
+    for(i = 0; i < rec.count; i++) {
+      const struct sim_event *ev = &rec.events[i];
+      if(ev->kind != KB_TRACE_EXCHANGE || ev->side != KB_SIDE_SERVER)
+        continue;
+      /* The listener's view of a request names the client's connection,
+       * Exchange's view names the listener's upstream connection. */
+      ck_assert_msg(ev->conn_name[0], "%s: %s answered a request on an "
+                    "unnamed connection", g.gl_pathv[f], ev->origin);
+      ck_assert_msg(opened_as(&rec, ev->hop, KB_SIDE_CLIENT, ev->conn_name),
+                    "%s: %s names a connection '%s' nobody opened",
+                    g.gl_pathv[f], ev->origin, ev->conn_name);
+      if(ev->hop == KB_HOP_CLIENT_PROXY)
+        listener++;
+      else
+        exchange++;
+    }
+    ck_assert_msg(listener > 0, "%s: the listener traced no request",
+                  g.gl_pathv[f]);
+    /* Every request Exchange answered was traced with a name. */
+    ck_assert_uint_eq(exchange, out.backend.requests);
+    sim_outcome_free(&out);
+    sim_recorder_free(&rec);
+  }
+  globfree(&g);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("e2e");
@@ -415,6 +492,7 @@ int main(void)
   tcase_add_test(tc, wrong_password_reaches_nothing);
   tcase_add_test(tc, concurrent_clients);
   tcase_add_test(tc, same_seed_same_bytes);
+  tcase_add_test(tc, every_connection_named_on_both_ends);
   suite_add_tcase(s, env);
   suite_add_tcase(s, tc);
   sr = srunner_create(s);

@@ -43,6 +43,7 @@
 #include "proc.h"
 #include "proxy.h"
 #include "scenario.h"
+#include "sim_env.h"
 #include "targets.h"
 
 #define T_NOW_MS INT64_C(1237307184000)
@@ -102,33 +103,11 @@ static uint64_t hx_rand(uint64_t *state)
 
 /* ---- connection names (kb_names) ---------------------------------------- */
 
-/* Port -> name, as sim/ keeps it: the test's sockets claim "hostile N"
- * before connecting, the proxy claims "<that> upstream K" for its upstream
- * sockets, and the backend resolves them, so both hops name connections
- * alike and the backend's trace says which client connection it served. */
-struct hx_names {
-  pthread_mutex_t lock;
-  char (*by_port)[96];
-};
-
-static void hx_claim(void *ctx, uint16_t port, const char *name)
-{
-  struct hx_names *n = ctx;
-  pthread_mutex_lock(&n->lock);
-  snprintf(n->by_port[port], sizeof(n->by_port[port]), "%s", name);
-  pthread_mutex_unlock(&n->lock);
-}
-
-static int hx_resolve(void *ctx, uint16_t port, char *name, size_t len)
-{
-  struct hx_names *n = ctx;
-  int found;
-  pthread_mutex_lock(&n->lock);
-  found = n->by_port[port][0] != '\0';
-  snprintf(name, len, "%s", n->by_port[port]);
-  pthread_mutex_unlock(&n->lock);
-  return found ? 0 : -1;
-}
+/* Names come from sim/'s table, as in a run: the test's sockets claim
+ * "hostile N" once connected, the proxy claims "<that> upstream K" for its
+ * upstream connections, and the backend resolves them, so both hops name
+ * connections alike and the backend's trace says which client connection
+ * it served. */
 
 /* ---- trace recorder ----------------------------------------------------- */
 
@@ -259,7 +238,8 @@ struct hx {
   struct backend *be;
   struct proxy *px;
   struct hx_trace trace;
-  struct hx_names names;
+  struct sim_names names;
+  struct kb_names kb_names;
   uint16_t backend_port;
   char backend_url[64];
   unsigned next_conn; /* names "hostile <n>" */
@@ -278,9 +258,7 @@ static struct backend *hx_backend_start(struct hx *e, uint16_t port)
   bc.clock.now_ms = hx_now;
   bc.trace.emit = hx_emit;
   bc.trace.ctx = &e->trace;
-  bc.names.claim = hx_claim;
-  bc.names.resolve = hx_resolve;
-  bc.names.ctx = &e->names;
+  bc.names = e->kb_names;
   ck_assert_msg(backend_start(&bc, &be, err, sizeof(err)) == 0, "%s", err);
   return be;
 }
@@ -301,9 +279,8 @@ static void hx_start(struct hx *e, const struct hx_opts *o)
   memset(e, 0, sizeof(*e));
   pthread_mutex_init(&e->trace.lock, NULL);
   pthread_cond_init(&e->trace.cond, NULL);
-  pthread_mutex_init(&e->names.lock, NULL);
-  e->names.by_port = calloc(65536, sizeof(*e->names.by_port));
-  ck_assert_ptr_nonnull(e->names.by_port);
+  ck_assert_int_eq(sim_names_init(&e->names), 0);
+  e->kb_names = sim_names_as_kb(&e->names);
   e->users = kb_users_new();
   ck_assert_ptr_nonnull(e->users);
   ck_assert_int_eq(kb_users_add(e->users, "FABRIKAM", "alice", T_ALICE_PASSWORD,
@@ -332,9 +309,7 @@ static void hx_start(struct hx *e, const struct hx_opts *o)
   pc.rng.fill = hx_fill;
   pc.trace.emit = hx_emit;
   pc.trace.ctx = &e->trace;
-  pc.names.claim = hx_claim;
-  pc.names.resolve = hx_resolve;
-  pc.names.ctx = &e->names;
+  pc.names = e->kb_names;
   ck_assert_msg(proxy_start(&pc, &e->px, err, sizeof(err)) == 0, "%s", err);
   hx_live = e;
 }
@@ -351,8 +326,7 @@ static void hx_stop(struct hx *e)
   free(e->trace.ev);
   pthread_cond_destroy(&e->trace.cond);
   pthread_mutex_destroy(&e->trace.lock);
-  free(e->names.by_port);
-  pthread_mutex_destroy(&e->names.lock);
+  sim_names_free(&e->names);
 }
 
 static uint64_t hx_backend_requests(struct hx *e)
@@ -387,14 +361,13 @@ struct rc_resp {
   size_t body_len;
 };
 
-/* Connects to port; when e is not NULL the socket is bound first and its
- * port claimed as "hostile <n>" in e's names table. */
+/* Connects to port; when e is not NULL the connection is claimed as
+ * "hostile <n>" in e's names table before anything is sent. */
 static void rc_open_port(struct rc *c, struct hx *e, uint16_t port)
 {
   struct sockaddr_in sa;
   socklen_t len = sizeof(sa);
   struct timeval tv = {T_WAIT_S, 0};
-  int one = 1;
 
   memset(c, 0, sizeof(*c));
   c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -403,23 +376,16 @@ static void rc_open_port(struct rc *c, struct hx *e, uint16_t port)
                    0);
   ck_assert_int_eq(setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)),
                    0);
-  /* Binding before connect takes an ephemeral port for good; with
-   * thousands of connections a run (and others testing on the machine),
-   * ports in TIME_WAIT must be reusable or bind runs out of them. */
-  ck_assert_int_eq(
-      setsockopt(c->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
   memset(&sa, 0, sizeof(sa));
   sa.sin_family = AF_INET;
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_msg(bind(c->fd, (struct sockaddr *)&sa, sizeof(sa)) == 0,
-                "bind(127.0.0.1:0): %s", strerror(errno));
-  ck_assert_int_eq(getsockname(c->fd, (struct sockaddr *)&sa, &len), 0);
-  if(e) {
-    snprintf(c->name, sizeof(c->name), "hostile %u", ++e->next_conn);
-    hx_claim(&e->names, ntohs(sa.sin_port), c->name);
-  }
   sa.sin_port = htons(port);
   ck_assert_int_eq(connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  if(e) {
+    ck_assert_int_eq(getsockname(c->fd, (struct sockaddr *)&sa, &len), 0);
+    snprintf(c->name, sizeof(c->name), "hostile %u", ++e->next_conn);
+    kb_names_claim(&e->kb_names, ntohs(sa.sin_port), port, c->name);
+  }
 }
 
 static void rc_open(struct rc *c, struct hx *e)

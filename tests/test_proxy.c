@@ -2309,31 +2309,35 @@ static int64_t t_clock_now(void *ctx, const char *who)
 struct t_names {
   pthread_mutex_t lock;
   uint16_t port[64];
+  uint16_t remote[64];
   char name[64][96];
   size_t n;
   unsigned client_conns; /* "client 7 conn <n>" claimed so far */
 };
 
-static void t_names_claim(void *ctx, uint16_t port, const char *name)
+static void t_names_claim(void *ctx, uint16_t port, uint16_t remote,
+                          const char *name)
 {
   struct t_names *nm = ctx;
   pthread_mutex_lock(&nm->lock);
   if(nm->n < 64) {
     nm->port[nm->n] = port;
+    nm->remote[nm->n] = remote;
     snprintf(nm->name[nm->n], sizeof(nm->name[0]), "%s", name);
     nm->n++;
   }
   pthread_mutex_unlock(&nm->lock);
 }
 
-static int t_names_resolve(void *ctx, uint16_t port, char *name, size_t len)
+static int t_names_resolve(void *ctx, uint16_t port, uint16_t local,
+                           char *name, size_t len)
 {
   struct t_names *nm = ctx;
   size_t i;
   int result = -1;
   pthread_mutex_lock(&nm->lock);
   for(i = nm->n; i-- > 0;)
-    if(nm->port[i] == port) {
+    if(nm->port[i] == port && nm->remote[i] == local) {
       snprintf(name, len, "%s", nm->name[i]);
       result = 0;
       break;
@@ -2369,7 +2373,9 @@ static curl_socket_t t_open_named(void *clientp, curlsocktype purpose,
   n = ++nm->client_conns;
   pthread_mutex_unlock(&nm->lock);
   snprintf(name, sizeof(name), "client 7 conn %u", n);
-  t_names_claim(nm, ntohs(sa.sin_port), name);
+  t_names_claim(nm, ntohs(sa.sin_port),
+                ntohs(((const struct sockaddr_in *)&addr->addr)->sin_port),
+                name);
   return fd;
 }
 
