@@ -10,8 +10,10 @@
  * backend, the client's first leg goes without credentials and Exchange
  * (which does not authenticate) answers 200, so a POST is one request.
  *
- * Usage: bench_sessions [--seconds S] [--rounds R] [--posts P] C...
- * For each concurrency C, R rounds alternating "proxy" then "direct", each
+ * Usage: bench_sessions [--seconds S] [--rounds R] [--posts P]
+ *                       [--only proxy|direct] C...
+ * For each concurrency C, R rounds alternating "proxy" then "direct" (or
+ * only one of them, for profiling one path with perf), each
  * repeating sim_run_plan with C clients for at least S seconds. Every
  * sim_run_plan is one batch of C fresh clients (new threads, new
  * connections), so both modes pay the same client-side cost. Prints one
@@ -99,19 +101,28 @@ int main(int argc, char **argv)
   struct sim_topology_config cfg;
   struct sim_topology *topo = NULL;
   double seconds = 2, rounds = 3, posts = 2;
+  bool run_proxy = true, run_direct = true;
   char err[256];
   int result = 1;
   int i;
   bool any_failed = false;
 
   for(i = 1; i < argc && argv[i][0] == '-'; i += 2) {
-    double *slot = !strcmp(argv[i], "--seconds") ? &seconds
+    double *slot;
+    if(!strcmp(argv[i], "--only") && i + 1 < argc &&
+       (!strcmp(argv[i + 1], "proxy") || !strcmp(argv[i + 1], "direct"))) {
+      run_proxy = !strcmp(argv[i + 1], "proxy");
+      run_direct = !run_proxy;
+      continue;
+    }
+    slot = !strcmp(argv[i], "--seconds") ? &seconds
                    : !strcmp(argv[i], "--rounds") ? &rounds
                    : !strcmp(argv[i], "--posts")  ? &posts
                                                   : NULL;
     if(!slot || i + 1 >= argc || sessions_num(argv[i + 1], slot)) {
       fprintf(stderr, "usage: bench_sessions [--seconds S] [--rounds R] "
-                      "[--posts P] CONCURRENCY...\n");
+                      "[--posts P] [--only proxy|direct] "
+                      "CONCURRENCY...\n");
       return 2;
     }
   }
@@ -158,24 +169,26 @@ int main(int argc, char **argv)
     plan.kind = CLIENT_KIND_COMMUNICATOR;
     plan.logins = logins;
     plan.nlogins = 1;
-    /* Warm-up for both, not counted. */
-    if(sessions_measure(topo, topo->proxy_url, &plan, 0.2, &warm, err,
-                        sizeof(err)) ||
-       sessions_measure(topo, topo->backend_url, &plan, 0.2, &warm, err,
-                        sizeof(err)))
+    /* Warm-up for each, not counted. */
+    if((run_proxy && sessions_measure(topo, topo->proxy_url, &plan, 0.2,
+                                      &warm, err, sizeof(err))) ||
+       (run_direct && sessions_measure(topo, topo->backend_url, &plan, 0.2,
+                                       &warm, err, sizeof(err))))
       goto fail;
     for(r = 0; r < (int)rounds; r++)
-      if(sessions_measure(topo, topo->proxy_url, &plan, seconds, &via, err,
-                          sizeof(err)) ||
-         sessions_measure(topo, topo->backend_url, &plan, seconds, &direct,
-                          err, sizeof(err)))
+      if((run_proxy && sessions_measure(topo, topo->proxy_url, &plan,
+                                        seconds, &via, err, sizeof(err))) ||
+         (run_direct && sessions_measure(topo, topo->backend_url, &plan,
+                                         seconds, &direct, err, sizeof(err))))
         goto fail;
-    printf("sessions\tproxy\t%u\t%lu\t%.3f\t%.1f\t%lu\n", plan.count,
-           via.sessions, via.seconds, (double)via.sessions / via.seconds,
-           via.failed);
-    printf("sessions\tdirect\t%u\t%lu\t%.3f\t%.1f\t%lu\n", plan.count,
-           direct.sessions, direct.seconds,
-           (double)direct.sessions / direct.seconds, direct.failed);
+    if(run_proxy)
+      printf("sessions\tproxy\t%u\t%lu\t%.3f\t%.1f\t%lu\n", plan.count,
+             via.sessions, via.seconds, (double)via.sessions / via.seconds,
+             via.failed);
+    if(run_direct)
+      printf("sessions\tdirect\t%u\t%lu\t%.3f\t%.1f\t%lu\n", plan.count,
+             direct.sessions, direct.seconds,
+             (double)direct.sessions / direct.seconds, direct.failed);
     fflush(stdout);
     any_failed |= via.failed || direct.failed || warm.failed;
   }

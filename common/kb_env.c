@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -170,4 +171,9 @@ int kb_names_resolve_addr(const struct kb_names *names,
   if(!port)
     return -1;
   return kb_names_resolve(names, port, local_port, name, len);
+}
+
+void kb_thread_name(const char *name)
+{
+  prctl(PR_SET_NAME, name, 0, 0, 0);
 }

@@ -187,6 +187,10 @@ int kb_names_resolve_addr(const struct kb_names *names,
                           const struct sockaddr *addr, uint16_t local_port,
                           char *name, size_t len);
 
+/* Names the calling thread (at most 15 characters) for top -H, perf and
+ * debuggers: "kb-proxy", "kb-client", ... */
+void kb_thread_name(const char *name);
+
 /* Emits ev if the sink has an emit function. */
 void kb_trace_emit(const struct kb_trace *trace,
                    const struct kb_trace_event *ev);

@@ -2457,6 +2457,7 @@ static void *proxy_loop(void *arg)
   struct proxy *proxy = arg;
   struct epoll_event events[PROXY_LOOP_EVENTS];
 
+  kb_thread_name("kb-proxy");
   for(;;) {
     int n = epoll_wait(proxy->epfd, events, PROXY_LOOP_EVENTS,
                        proxy_loop_wait_ms(proxy));

@@ -429,6 +429,7 @@ static void *balancer__run(void *arg)
 {
   struct balancer *b = arg;
 
+  kb_thread_name("kb-balancer");
   for(;;) {
     size_t polled = b->npairs;
     size_t i, kept;

@@ -440,6 +440,7 @@ static void *kbsim_sweep_worker(void *arg)
   struct scenario sc = *sw->sc;
   uint64_t i;
 
+  kb_thread_name("kb-sweep");
   while((i = atomic_fetch_add(&sw->next, 1)) < sw->count) {
     struct kbsim_seed_result *r = &sw->results[i];
     struct sim_outcome o;

@@ -213,6 +213,7 @@ static void *sim__session_thread(void *arg)
   char domain[128], user[128], password[256];
   size_t i;
 
+  kb_thread_name("kb-client");
   if(sim__split_spec(job->spec, domain, sizeof(domain), user, sizeof(user),
                      password, sizeof(password))) {
     snprintf(s->error, sizeof(s->error),
