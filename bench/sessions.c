@@ -19,14 +19,22 @@
  * connections), so both modes pay the same client-side cost. Prints one
  * tab-separated line per concurrency and mode:
  *   sessions <mode> <C> <sessions> <seconds> <sessions/s> <failed POSTs>
+ * The CPU time the whole process and the listener's event loop (threads
+ * named kb-proxy) spent is measured too, so the report can say how much of
+ * a session's cost is the listener's and how much is the protocol's (the
+ * client's extra legs, the extra hop). Then
+ *   cpu <mode> <C> <process CPU ms per session> <listener CPU ms per session>
  * and exits 1 when any POST failed (a benchmark of broken sessions
  * measures nothing).
  */
+#include <dirent.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kb_users.h"
 #include "topology.h"
@@ -38,6 +46,8 @@ struct sessions_tally {
   unsigned long sessions;
   unsigned long failed;
   double seconds;
+  double cpu;      /* process CPU seconds */
+  double listener; /* of which the listener's loop threads */
 };
 
 /* Monotonic seconds. */
@@ -46,6 +56,59 @@ static double sessions_now(void)
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU seconds (user + system) this process has used, exited threads
+ * included. */
+static double sessions_process_cpu(void)
+{
+  struct rusage ru;
+
+  if(getrusage(RUSAGE_SELF, &ru))
+    return 0;
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* CPU seconds the listener's event loop threads (named "kb-proxy") have
+ * used, read from /proc/self/task; 0 when /proc cannot be read. */
+static double sessions_listener_cpu(void)
+{
+  DIR *dir = opendir("/proc/self/task");
+  struct dirent *de;
+  long hz = sysconf(_SC_CLK_TCK);
+  unsigned long long ticks = 0;
+
+  if(!dir)
+    return 0;
+  while((de = readdir(dir))) {
+    char path[300], comm[32] = "", stat[1024];
+    unsigned long long ut = 0, st = 0;
+    const char *p;
+    FILE *f;
+
+    if(de->d_name[0] == '.')
+      continue;
+    snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
+    if(!(f = fopen(path, "r")))
+      continue;
+    if(!fgets(comm, sizeof(comm), f))
+      comm[0] = '\0';
+    fclose(f);
+    if(strcmp(comm, "kb-proxy\n"))
+      continue;
+    snprintf(path, sizeof(path), "/proc/self/task/%s/stat", de->d_name);
+    if(!(f = fopen(path, "r")))
+      continue;
+    /* Fields 14 and 15 (utime, stime) follow the parenthesised name. */
+    if(fgets(stat, sizeof(stat), f) && (p = strrchr(stat, ')')) &&
+       sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+              &ut, &st) == 2)
+      ticks += ut + st;
+    fclose(f);
+  }
+  closedir(dir);
+  return hz > 0 ? (double)ticks / (double)hz : 0;
 }
 
 /* Runs batches of plan->count sessions against url for at least seconds
@@ -61,6 +124,8 @@ static int sessions_measure(struct sim_topology *topo, const char *url,
   char target[sizeof(topo->proxy_url)];
   double start = sessions_now();
   double now = start;
+  double cpu0 = sessions_process_cpu();
+  double listener0 = sessions_listener_cpu();
   int result = 0;
 
   /* url may be topo->proxy_url itself. */
@@ -79,6 +144,8 @@ static int sessions_measure(struct sim_topology *topo, const char *url,
     now = sessions_now();
   }
   t->seconds += now - start;
+  t->cpu += sessions_process_cpu() - cpu0;
+  t->listener += sessions_listener_cpu() - listener0;
   memcpy(topo->proxy_url, saved, sizeof(saved));
   return result;
 }
@@ -152,8 +219,7 @@ int main(int argc, char **argv)
 
   for(; i < argc; i++) {
     struct sim_clients plan;
-    struct sessions_tally via = {0, 0, 0}, direct = {0, 0, 0};
-    struct sessions_tally warm = {0, 0, 0};
+    struct sessions_tally via, direct, warm;
     double c;
     int r;
 
@@ -162,6 +228,9 @@ int main(int argc, char **argv)
                       "1000\n", argv[i]);
       goto out;
     }
+    memset(&via, 0, sizeof(via));
+    memset(&direct, 0, sizeof(direct));
+    memset(&warm, 0, sizeof(warm));
     memset(&plan, 0, sizeof(plan));
     plan.count = (unsigned)c;
     plan.ews_posts = (unsigned)posts;
@@ -189,6 +258,14 @@ int main(int argc, char **argv)
       printf("sessions\tdirect\t%u\t%lu\t%.3f\t%.1f\t%lu\n", plan.count,
              direct.sessions, direct.seconds,
              (double)direct.sessions / direct.seconds, direct.failed);
+    if(run_proxy && via.sessions)
+      printf("cpu\tproxy\t%u\t%.4f\t%.4f\n", plan.count,
+             via.cpu * 1e3 / (double)via.sessions,
+             via.listener * 1e3 / (double)via.sessions);
+    if(run_direct && direct.sessions)
+      printf("cpu\tdirect\t%u\t%.4f\t%.4f\n", plan.count,
+             direct.cpu * 1e3 / (double)direct.sessions,
+             direct.listener * 1e3 / (double)direct.sessions);
     fflush(stdout);
     any_failed |= via.failed || direct.failed || warm.failed;
   }

@@ -1494,11 +1494,28 @@ START_TEST(test_backend_down)
   struct rc_resp r;
   char want[160];
 
+  struct sockaddr_in sa;
+  int one = 1;
+  int hold;
+
   hx_start(&e, &o);
   rc_open(&c, &e);
   ck_assert_int_eq(hx_handshake(&c, "alice", T_ALICE_PASSWORD), 200);
   backend_stop(e.be);
   e.be = NULL;
+  /* Exchange's port stays bound, not listening, while it is down: a
+   * connection there is refused, and no socket can take the port as its
+   * own ephemeral one (a connection to itself would not be refused). */
+  hold = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ck_assert_int_ge(hold, 0);
+  ck_assert_int_eq(setsockopt(hold, SOL_SOCKET, SO_REUSEADDR, &one,
+                              sizeof(one)), 0);
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sa.sin_port = htons(e.backend_port);
+  ck_assert_msg(bind(hold, (struct sockaddr *)&sa, sizeof(sa)) == 0,
+                "bind(%u): %s", (unsigned)e.backend_port, strerror(errno));
   ck_assert_int_eq(rc_post(&c, T_EWS, NULL, oof_body, strlen(oof_body), &r),
                    502);
   snprintf(want, sizeof(want),
@@ -1509,6 +1526,7 @@ START_TEST(test_backend_down)
   rc_resp_free(&r);
   /* Exchange comes back on its port: the same client connection, still
    * authenticated, gets through again; so does a new client. */
+  close(hold);
   e.be = hx_backend_start(&e, e.backend_port);
   ck_assert_int_eq(rc_post(&c, T_EWS, NULL, oof_body, strlen(oof_body), &r),
                    200);
