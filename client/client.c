@@ -1580,6 +1580,25 @@ out:
   return result;
 }
 
+/* Judges the final status of a POST the way every kind of POST does when
+ * no credentials are at stake: a 2xx is decided by its body, a 5xx is the
+ * server's error, anything else is unexpected. what names the request in
+ * the detail ("the POST"). Returns the POST's outcome. */
+static enum client_outcome client_final_status(struct client *c,
+                                               const struct client_post_ctx *p,
+                                               struct client_leg *leg,
+                                               const char *what)
+{
+  if(leg->status >= 200 && leg->status <= 299)
+    return client_final_2xx(c, p->kind, leg, p->res);
+  if(leg->status >= 500 && leg->status <= 599) {
+    client_detail(p->res, "HTTP %d to %s", leg->status, what);
+    return CLIENT_SERVER_ERROR;
+  }
+  client_detail(p->res, "unexpected HTTP %d to %s", leg->status, what);
+  return CLIENT_PROTOCOL_ERROR;
+}
+
 /* Sends the POST p with Basic credentials and its body in one leg. Returns
  * the POST's outcome. */
 static enum client_outcome client_post_basic(struct client *c,
@@ -1603,18 +1622,9 @@ static enum client_outcome client_post_basic(struct client *c,
                   c->domain, c->user);
     result = CLIENT_AUTH_FAILED;
   }
-  else if(leg.status >= 200 && leg.status <= 299)
-    result = client_final_2xx(c, p->kind, &leg, res);
-  else if(leg.status >= 500 && leg.status <= 599) {
-    client_detail(res, "HTTP %d to the POST with Basic credentials",
-                  leg.status);
-    result = CLIENT_SERVER_ERROR;
-  }
   else
-    client_detail(res,
-                  "unexpected HTTP %d to the POST with Basic "
-                  "credentials",
-                  leg.status);
+    result = client_final_status(c, p, &leg,
+                                 "the POST with Basic credentials");
   client_leg_free(&leg);
   return result;
 }
@@ -1638,10 +1648,6 @@ static enum client_outcome client_post_plain(struct client *c,
   client_apply_max_requests(c, false);
   if(rc != CURLE_OK)
     result = client_transfer_failed(c, rc, &leg, res);
-  else if(leg.status >= 200 && leg.status <= 299) {
-    c->scheme = CLIENT_SCHEME_NONE;
-    result = client_final_2xx(c, p->kind, &leg, res);
-  }
   else if(leg.status == 401 &&
           (leg.ntlm_bare || leg.ntlm_value || leg.ntlm_value_too_big)) {
     c->scheme = CLIENT_SCHEME_NTLM;
@@ -1657,12 +1663,11 @@ static enum client_outcome client_post_plain(struct client *c,
                        "credentials");
     result = CLIENT_AUTH_FAILED;
   }
-  else if(leg.status >= 500 && leg.status <= 599) {
-    client_detail(res, "HTTP %d to the POST", leg.status);
-    result = CLIENT_SERVER_ERROR;
+  else {
+    if(leg.status >= 200 && leg.status <= 299)
+      c->scheme = CLIENT_SCHEME_NONE; /* the listener is anonymous */
+    result = client_final_status(c, p, &leg, "the POST");
   }
-  else
-    client_detail(res, "unexpected HTTP %d to the POST", leg.status);
   client_leg_free(&leg);
   return result;
 }
@@ -1697,14 +1702,8 @@ static enum client_outcome client_post_outlook(struct client *c,
                   c->domain, c->user);
     result = CLIENT_AUTH_FAILED;
   }
-  else if(leg.status >= 200 && leg.status <= 299)
-    result = client_final_2xx(c, p->kind, &leg, res);
-  else if(leg.status >= 500 && leg.status <= 599) {
-    client_detail(res, "HTTP %d to the POST", leg.status);
-    result = CLIENT_SERVER_ERROR;
-  }
   else
-    client_detail(res, "unexpected HTTP %d to the POST", leg.status);
+    result = client_final_status(c, p, &leg, "the POST");
   client_leg_free(&leg);
   return result;
 }
