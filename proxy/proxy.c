@@ -1303,6 +1303,15 @@ static void proxy_forward(struct proxy_conn *conn, struct MHD_Connection *mc,
   kb_buf_reset(&conn->fwd.body);
   conn->fwd_err[0] = '\0';
 
+  /* Once proxy_stop has begun, the loop's last turn (which lets abandoned
+   * connections queue their 503) may still read a new request: starting a
+   * transfer would leave its connection suspended, and libmicrohttpd
+   * aborts the process when stopped with a suspended connection. */
+  if(atomic_load(&proxy->stopping)) {
+    proxy_upstream_failed(conn, &conn->fwd, CURLE_ABORTED_BY_CALLBACK,
+                          conn->fwd_err, ans);
+    return;
+  }
   ans->delta.forwarded = 1;
   if(is_post && !body_len)
     ans->delta.forwarded_empty_posts = 1;
