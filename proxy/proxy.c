@@ -56,11 +56,15 @@
  * descriptors (client socket, upstream socket, the multi handle's wakeup
  * pair) and memory, so this covers kbsim's 1000 clients. */
 #define PROXY_CONNECTION_LIMIT 1024u
-/* Per-connection memory for the request line and headers; a type 3 token
- * from a long domain\user is a few KiB of base64, well inside this.
- * libmicrohttpd zeroes the whole pool between requests, so a bigger one
- * costs time on every request (it showed in the profile at 128 KiB). */
-#define PROXY_CONNECTION_MEMORY ((size_t)32 * 1024)
+/* Per-connection memory for the request line and headers. A type 3 token
+ * from a long domain\user is a few KiB of base64; the largest header the
+ * listener must still read to refuse it itself (401, not libmicrohttpd's
+ * 431) is a 16 KB token, the size of a maximal Kerberos ticket
+ * (test_garbage_tokens), so 20 KiB leaves room for the other headers.
+ * libmicrohttpd zeroes the whole pool several times a request, so each KiB
+ * more costs time on every request (memset: 4 % of the loop thread at 32
+ * KiB). */
+#define PROXY_CONNECTION_MEMORY ((size_t)20 * 1024)
 /* Events taken from epoll per wait. */
 #define PROXY_LOOP_EVENTS 64
 /* Longest sleep of the loop even with nothing to wait for. */
