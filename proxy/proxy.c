@@ -2416,19 +2416,21 @@ decide:
   /* Counters and trace before queueing: once the response is on the wire
    * a client may read the stats, and must see this request in them. */
   proxy_stats_add(proxy, &ans.delta);
-  auth = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
-                                     MHD_HTTP_HEADER_AUTHORIZATION);
-  memset(&ex, 0, sizeof(ex));
-  ex.method = method;
-  ex.path = url;
-  ex.req_auth = proxy_classify_auth(auth);
-  ex.req_body_len = conn->req.body_seen;
-  ex.status = (int)ans.status;
-  ex.resp_auth = ans.resp_auth;
-  ex.resp_body_len = ans.resp_body_len;
-  proxy_emit(proxy, KB_TRACE_EXCHANGE, KB_HOP_CLIENT_PROXY, conn->id, conn->name,
-             NULL, 0,
-             &ex);
+  if(proxy->trace.emit) {
+    /* Classifying the request's token decodes it: only for a trace. */
+    auth = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
+                                       MHD_HTTP_HEADER_AUTHORIZATION);
+    memset(&ex, 0, sizeof(ex));
+    ex.method = method;
+    ex.path = url;
+    ex.req_auth = proxy_classify_auth(auth);
+    ex.req_body_len = conn->req.body_seen;
+    ex.status = (int)ans.status;
+    ex.resp_auth = ans.resp_auth;
+    ex.resp_body_len = ans.resp_body_len;
+    proxy_emit(proxy, KB_TRACE_EXCHANGE, KB_HOP_CLIENT_PROXY, conn->id,
+               conn->name, NULL, 0, &ex);
+  }
 
   result = MHD_queue_response(mc, ans.status, ans.response);
   MHD_destroy_response(ans.response);
