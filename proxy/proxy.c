@@ -56,11 +56,15 @@
  * descriptors (client socket, upstream socket, the multi handle's wakeup
  * pair) and memory, so this covers kbsim's 1000 clients. */
 #define PROXY_CONNECTION_LIMIT 1024u
-/* Per-connection memory for the request line and headers; a type 3 token
- * from a long domain\user is a few KiB of base64, well inside this.
- * libmicrohttpd zeroes the whole pool between requests, so a bigger one
- * costs time on every request (it showed in the profile at 128 KiB). */
-#define PROXY_CONNECTION_MEMORY ((size_t)32 * 1024)
+/* Per-connection memory for the request line and headers. A type 3 token
+ * from a long domain\user is a few KiB of base64; the largest header the
+ * listener must still read to refuse it itself (401, not libmicrohttpd's
+ * 431) is a 16 KB token, the size of a maximal Kerberos ticket
+ * (test_garbage_tokens), so 20 KiB leaves room for the other headers.
+ * libmicrohttpd zeroes the whole pool several times a request, so each KiB
+ * more costs time on every request (memset: 4 % of the loop thread at 32
+ * KiB). */
+#define PROXY_CONNECTION_MEMORY ((size_t)20 * 1024)
 /* Events taken from epoll per wait. */
 #define PROXY_LOOP_EVENTS 64
 /* Longest sleep of the loop even with nothing to wait for. */
@@ -129,11 +133,13 @@ struct proxy {
   uint16_t port;
   char *bind_host;
   char *backend_url; /* without a trailing '/' */
+  size_t backend_url_len;
   char *name;
   char *domain;
   const struct kb_users *users;
   enum proxy_auth auth;
   char *basic_offer;       /* "Basic realm=\"<name>\"" */
+  char *via;               /* "1.1 <name>", the Via value both ways */
   int64_t idle_timeout_ms; /* 0 = none */
   unsigned max_requests;   /* 0 = none */
   size_t max_body;
@@ -238,8 +244,13 @@ struct proxy_conn {
   enum proxy_fwd_state fwd_state;
   struct MHD_Connection *mc;    /* the suspended client connection */
   struct proxy_fwd fwd;         /* what the transfer collects */
+  /* The upstream header list and URL of the last forward, kept while the
+   * client's next request repeats them (see proxy_upstream_headers). */
   struct curl_slist *fwd_headers;
-  char *fwd_url;
+  struct kb_buf fwd_url;
+  CURLU *fwd_uh; /* fwd_url parsed, handed to libcurl (CURLOPT_CURLU) */
+  /* The request target as sent; req.uri points into it. */
+  struct kb_buf uri_buf;
   char fwd_err[CURL_ERROR_SIZE];
   struct proxy_answer pending;  /* the answer being built */
   int64_t timer_at;             /* monotonic ms the multi wants a timeout
@@ -336,22 +347,29 @@ static void proxy_stats_add(struct proxy *proxy,
  * the message's Connection header (connection_tokens, may be NULL). */
 static bool proxy_is_hop_header(const char *name, const char *connection_tokens)
 {
-  static const char *const hop[] = {"Connection",
-                                    "Keep-Alive",
-                                    "Proxy-Connection",
-                                    "Proxy-Authorization",
-                                    "Proxy-Authenticate",
-                                    "TE",
-                                    "Trailer",
-                                    "Transfer-Encoding",
-                                    "Upgrade",
-                                    "Content-Length"};
+#define PROXY_HOP(name) {name, sizeof(name) - 1}
+  /* With their lengths: most names are told apart by length alone, and
+   * this runs for every header in both directions. */
+  static const struct {
+    const char *name;
+    size_t len;
+  } hop[] = {PROXY_HOP("Connection"),
+             PROXY_HOP("Keep-Alive"),
+             PROXY_HOP("Proxy-Connection"),
+             PROXY_HOP("Proxy-Authorization"),
+             PROXY_HOP("Proxy-Authenticate"),
+             PROXY_HOP("TE"),
+             PROXY_HOP("Trailer"),
+             PROXY_HOP("Transfer-Encoding"),
+             PROXY_HOP("Upgrade"),
+             PROXY_HOP("Content-Length")};
+#undef PROXY_HOP
   size_t i;
   size_t n = strlen(name);
   const char *p = connection_tokens;
 
   for(i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-    if(!strcasecmp(name, hop[i]))
+    if(n == hop[i].len && !strcasecmp(name, hop[i].name))
       return true;
   /* "Connection: Keep-Alive, X-Foo" also makes X-Foo hop-by-hop. */
   while(p && *p) {
@@ -841,25 +859,75 @@ static int proxy_curl_timer(CURLM *multi, long timeout_ms, void *userp)
   return 0;
 }
 
-/* What proxy_collect_headers builds. */
+/* What proxy_upstream_headers builds, or checks against the list the
+ * connection's previous request built. */
 struct proxy_hdr_ctx {
-  struct curl_slist *list;
+  struct curl_slist *list;  /* building: the list so far */
+  struct curl_slist *check; /* checking: the next entry to match */
+  bool checking;
   const char *connection_tokens;
   bool has_accept;
   bool has_content_type;
-  bool failed;
+  bool failed; /* building: out of memory; checking: an entry differs */
 };
 
-/* Appends one client request header to the upstream list unless it is
- * hop-by-hop; libcurl drops a header given as "Name:" so an empty value is
- * written "Name;". */
+/* Lines up to this long are put together on the stack before libcurl
+ * copies them; longer ones (a type 3 token) take a malloc. */
+#define PROXY_HDR_LINE_STACK 512
+
+/* Adds the entry a b c (concatenated; b and c may be "") to the list
+ * being built, or, when checking, compares it with the next entry of the
+ * previous list. Returns false once ctx->failed is set. */
+static bool proxy_hdr_push(struct proxy_hdr_ctx *ctx, const char *a,
+                           const char *b, const char *c)
+{
+  size_t la = strlen(a);
+  size_t lb = strlen(b);
+  size_t lc = strlen(c);
+  char stack[PROXY_HDR_LINE_STACK];
+  char *line = stack;
+  struct curl_slist *next;
+
+  if(ctx->checking) {
+    const char *have = ctx->check ? ctx->check->data : NULL;
+    if(!have || strncmp(have, a, la) || strncmp(have + la, b, lb) ||
+       strcmp(have + la + lb, c)) {
+      ctx->failed = true;
+      return false;
+    }
+    ctx->check = ctx->check->next;
+    return true;
+  }
+  if(la + lb + lc >= sizeof(stack)) {
+    line = malloc(la + lb + lc + 1);
+    if(!line) {
+      ctx->failed = true;
+      return false;
+    }
+  }
+  memcpy(line, a, la);
+  memcpy(line + la, b, lb);
+  memcpy(line + la + lb, c, lc);
+  line[la + lb + lc] = '\0';
+  next = curl_slist_append(ctx->list, line);
+  if(line != stack)
+    free(line);
+  if(!next) {
+    ctx->failed = true;
+    return false;
+  }
+  ctx->list = next;
+  return true;
+}
+
+/* Appends (or checks) one client request header unless it is hop-by-hop;
+ * libcurl drops a header given as "Name:" so an empty value is written
+ * "Name;". */
 static enum MHD_Result proxy_collect_header(void *cls, enum MHD_ValueKind kind,
                                             const char *key, const char *value)
 {
   struct proxy_hdr_ctx *ctx = cls;
-  struct curl_slist *next;
-  char *line;
-  size_t len;
+  bool ok;
   (void)kind;
 
   if(!key || proxy_is_hop_header(key, ctx->connection_tokens))
@@ -868,83 +936,78 @@ static enum MHD_Result proxy_collect_header(void *cls, enum MHD_ValueKind kind,
     ctx->has_accept = true;
   if(!strcasecmp(key, "Content-Type"))
     ctx->has_content_type = true;
-  if(!value)
-    value = "";
-  len = strlen(key) + strlen(value) + 3;
-  line = malloc(len);
-  if(!line) {
-    ctx->failed = true;
-    return MHD_NO;
-  }
-  if(*value)
-    snprintf(line, len, "%s: %s", key, value);
+  if(value && *value)
+    ok = proxy_hdr_push(ctx, key, ": ", value);
   else
-    snprintf(line, len, "%s;", key);
-  next = curl_slist_append(ctx->list, line);
-  free(line);
-  if(!next) {
-    ctx->failed = true;
-    return MHD_NO;
-  }
-  ctx->list = next;
-  return MHD_YES;
+    ok = proxy_hdr_push(ctx, key, ";", "");
+  return ok ? MHD_YES : MHD_NO;
 }
 
-/* Builds the upstream header list: the client's headers in their order
- * minus hop-by-hop ones, blanks suppressing what libcurl would add on its
- * own (so the backend sees what the client sent), then our Via. Returns
- * the list (caller frees with curl_slist_free_all) or NULL when out of
- * memory. */
-static struct curl_slist *proxy_upstream_headers(struct proxy_conn *conn,
-                                                 struct MHD_Connection *mc,
-                                                 bool has_body)
+/* Walks the request's headers into ctx: the client's headers in their
+ * order minus hop-by-hop ones, blanks suppressing what libcurl would add
+ * on its own (so the backend sees what the client sent), then our Via.
+ * Returns false when ctx->failed. */
+static bool proxy_hdr_walk(struct proxy_conn *conn, struct MHD_Connection *mc,
+                           bool has_body, struct proxy_hdr_ctx *ctx)
 {
-  struct proxy_hdr_ctx ctx;
-  char via[256];
-  struct curl_slist *next;
-
-  memset(&ctx, 0, sizeof(ctx));
-  ctx.connection_tokens =
+  ctx->connection_tokens =
       MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Connection");
   /* libcurl writes a custom Host right after the request line, unless the
    * first Host entry is blank: then it drops its own and sends the
    * client's where the client put it, so the backend sees the client's
    * header order (the support case sends Host fourth). */
-  if(MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Host")) {
-    ctx.list = curl_slist_append(NULL, "Host:");
-    if(!ctx.list)
-      goto error;
-  }
-  MHD_get_connection_values(mc, MHD_HEADER_KIND, proxy_collect_header, &ctx);
-  if(ctx.failed)
-    goto error;
+  if(MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Host") &&
+     !proxy_hdr_push(ctx, "Host:", "", ""))
+    return false;
+  MHD_get_connection_values(mc, MHD_HEADER_KIND, proxy_collect_header, ctx);
+  if(ctx->failed)
+    return false;
   /* Blank entries ("Name:") only remove libcurl's defaults; they are not
    * sent. */
-  next = curl_slist_append(ctx.list, "Expect:");
-  if(!next)
-    goto error;
-  ctx.list = next;
-  if(!ctx.has_accept) {
-    next = curl_slist_append(ctx.list, "Accept:");
-    if(!next)
-      goto error;
-    ctx.list = next;
+  if(!proxy_hdr_push(ctx, "Expect:", "", ""))
+    return false;
+  if(!ctx->has_accept && !proxy_hdr_push(ctx, "Accept:", "", ""))
+    return false;
+  if(has_body && !ctx->has_content_type &&
+     !proxy_hdr_push(ctx, "Content-Type:", "", ""))
+    return false;
+  if(!proxy_hdr_push(ctx, "Via: ", conn->proxy->via, ""))
+    return false;
+  /* Checking: the previous list must end here too. */
+  if(ctx->checking && ctx->check) {
+    ctx->failed = true;
+    return false;
   }
-  if(has_body && !ctx.has_content_type) {
-    next = curl_slist_append(ctx.list, "Content-Type:");
-    if(!next)
-      goto error;
-    ctx.list = next;
-  }
-  snprintf(via, sizeof(via), "Via: 1.1 %s", conn->proxy->name);
-  next = curl_slist_append(ctx.list, via);
-  if(!next)
-    goto error;
-  return next;
+  return true;
+}
 
-error:
-  curl_slist_free_all(ctx.list);
-  return NULL;
+/* Makes conn->fwd_headers the upstream header list of the current request.
+ * A client on a kept connection mostly sends the same headers request
+ * after request, so the previous list is first checked entry by entry and
+ * kept when it matches: building one costs two allocations per header.
+ * conn owns the list (freed with the connection). Returns 0, or -1 when
+ * out of memory (conn->fwd_headers is then NULL). */
+static int proxy_upstream_headers(struct proxy_conn *conn,
+                                  struct MHD_Connection *mc, bool has_body)
+{
+  struct proxy_hdr_ctx ctx;
+
+  if(conn->fwd_headers) {
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.checking = true;
+    ctx.check = conn->fwd_headers;
+    if(proxy_hdr_walk(conn, mc, has_body, &ctx))
+      return 0;
+    curl_slist_free_all(conn->fwd_headers);
+    conn->fwd_headers = NULL;
+  }
+  memset(&ctx, 0, sizeof(ctx));
+  if(!proxy_hdr_walk(conn, mc, has_body, &ctx)) {
+    curl_slist_free_all(ctx.list);
+    return -1;
+  }
+  conn->fwd_headers = ctx.list;
+  return 0;
 }
 
 /* One header line of a relayed response, split in place. */
@@ -953,10 +1016,16 @@ struct proxy_header {
   char *value;
 };
 
-/* Splits fwd->headers ("Name: value\n" lines) in place into *out, an
- * array the caller frees; returns the count, or (size_t)-1 when out of
- * memory. Lines without a name are dropped. */
+/* Responses with up to this many header lines are split into the
+ * caller's array; more take a calloc. */
+#define PROXY_SPLIT_STACK 32
+
+/* Splits fwd->headers ("Name: value\n" lines) in place into *out: stack
+ * (PROXY_SPLIT_STACK entries) when the lines fit, else an array to free
+ * (*out != stack). Returns the count, or (size_t)-1 when out of memory.
+ * Lines without a name are dropped. */
 static size_t proxy_split_headers(struct proxy_fwd *fwd,
+                                  struct proxy_header *stack,
                                   struct proxy_header **out)
 {
   struct proxy_header *h;
@@ -966,14 +1035,18 @@ static size_t proxy_split_headers(struct proxy_fwd *fwd,
   char *save = NULL;
   char *line;
 
-  *out = NULL;
+  *out = stack;
   if(!fwd->headers.data || !fwd->headers.len)
     return 0;
   for(p = fwd->headers.data; *p; p++)
     lines += *p == '\n';
-  h = calloc(lines + 1, sizeof(*h));
-  if(!h)
-    return (size_t)-1;
+  if(lines + 1 <= PROXY_SPLIT_STACK)
+    h = stack;
+  else {
+    h = calloc(lines + 1, sizeof(*h));
+    if(!h)
+      return (size_t)-1;
+  }
   for(line = strtok_r(fwd->headers.data, "\n", &save); line;
       line = strtok_r(NULL, "\n", &save)) {
     char *colon = strchr(line, ':');
@@ -997,32 +1070,34 @@ static size_t proxy_split_headers(struct proxy_fwd *fwd,
 }
 
 /* Builds the client's response from what the backend sent: its status,
- * headers minus hop-by-hop ones, body, plus our Via. Takes the body out of
- * fwd. Fills ans; ans->response stays NULL when out of memory. */
+ * headers minus hop-by-hop ones, body, plus our Via. The response points
+ * into fwd->body, which must stay as it is until the request completes.
+ * Fills ans; ans->response stays NULL when out of memory. */
 static void proxy_relay(struct proxy_conn *conn, struct proxy_fwd *fwd,
                         unsigned status, struct proxy_answer *ans)
 {
   struct MHD_Response *r = NULL;
+  struct proxy_header stack[PROXY_SPLIT_STACK];
   struct proxy_header *h = NULL;
   size_t count;
   size_t i;
-  char *body;
   size_t body_len = 0;
   const char *connection_tokens = NULL;
   bool has_date = false;
-  char via[256];
 
-  count = proxy_split_headers(fwd, &h);
+  count = proxy_split_headers(fwd, stack, &h);
   if(count == (size_t)-1)
     return;
-  body = kb_buf_steal(&fwd->body, &body_len);
-  if(!body)
+  /* The body stays in fwd->body, which the connection keeps untouched
+   * until this request completes (proxy_on_completed): no copy, and the
+   * buffer's memory serves the next request. */
+  if(kb_buf_add(&fwd->body, "", 0) != KB_BUF_OK) /* allocates if empty */
     goto out;
-  r = MHD_create_response_from_buffer(body_len, body, MHD_RESPMEM_MUST_FREE);
-  if(!r) {
-    free(body);
+  body_len = fwd->body.len;
+  r = MHD_create_response_from_buffer(body_len, fwd->body.data,
+                                      MHD_RESPMEM_PERSISTENT);
+  if(!r)
     goto out;
-  }
   ans->status = status;
   ans->response = r;
   ans->resp_auth = KB_AUTH_NONE;
@@ -1046,10 +1121,10 @@ static void proxy_relay(struct proxy_conn *conn, struct proxy_fwd *fwd,
   }
   if(!has_date)
     proxy_add_date(conn, r);
-  snprintf(via, sizeof(via), "1.1 %s", conn->proxy->name);
-  MHD_add_response_header(r, MHD_HTTP_HEADER_VIA, via);
+  MHD_add_response_header(r, MHD_HTTP_HEADER_VIA, conn->proxy->via);
 out:
-  free(h);
+  if(h != stack)
+    free(h);
 }
 
 /* Fills ans with the answer to a forward that produced no relayable
@@ -1105,17 +1180,29 @@ static void proxy_upstream_failed(struct proxy_conn *conn,
   }
 }
 
-/* Frees what the forward of conn held for its transfer; the handle stays
- * for the next request (it keeps nothing of this one: see proxy_forward). */
+/* Buffers of a connection that grew past this are freed when the request
+ * that grew them completes; smaller ones keep their memory for the next
+ * request, which saves their growth (a few reallocs each) every time. */
+#define PROXY_KEEP_BUF ((size_t)64 * 1024)
+
+/* Empties buf for the next request, freeing its memory when it grew past
+ * PROXY_KEEP_BUF. */
+static void proxy_buf_recycle(struct kb_buf *buf)
+{
+  if(buf->size > PROXY_KEEP_BUF)
+    kb_buf_free(buf);
+  else
+    kb_buf_reset(buf);
+}
+
+/* Frees what the forward of conn held for its transfer and cannot keep:
+ * the handle, the header list, the URL and the buffers stay for the next
+ * request (the handle keeps nothing else of this one: see proxy_forward),
+ * and fwd.body stays untouched, since the relayed answer points into it
+ * until the request completes (proxy_on_completed recycles it). */
 static void proxy_fwd_release(struct proxy_conn *conn)
 {
-  curl_slist_free_all(conn->fwd_headers);
-  conn->fwd_headers = NULL;
-  free(conn->fwd_url);
-  conn->fwd_url = NULL;
-  kb_buf_free(&conn->fwd.headers);
-  kb_buf_free(&conn->fwd.body);
-  memset(&conn->fwd, 0, sizeof(conn->fwd));
+  kb_buf_reset(&conn->fwd.headers);
 }
 
 /* Puts conn on the loop's list of transfers in flight. */
@@ -1193,6 +1280,31 @@ static int proxy_upstream_init(struct proxy_conn *conn)
   return 0;
 }
 
+/* Sets conn->fwd_url on the upstream handle, parsed once here: given as
+ * a string alone, libcurl parses it again and rebuilds it for every
+ * transfer (a tenth of its work per request in the profile). The parse
+ * uses the flags libcurl itself would (path kept as is); a URL it
+ * refuses is given as a string only, so that the transfer fails with
+ * libcurl's own error. Returns 0, or -1 when out of memory. */
+static int proxy_upstream_url(struct proxy_conn *conn)
+{
+  CURLcode rc;
+
+  if(!conn->fwd_uh)
+    conn->fwd_uh = curl_url();
+  if(conn->fwd_uh &&
+     curl_url_set(conn->fwd_uh, CURLUPART_URL, conn->fwd_url.data,
+                  CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME |
+                      CURLU_PATH_AS_IS) == CURLUE_OK)
+    rc = curl_easy_setopt(conn->curl, CURLOPT_CURLU, conn->fwd_uh);
+  else
+    rc = curl_easy_setopt(conn->curl, CURLOPT_CURLU, NULL);
+  /* The string too: libcurl reports it (errors, effective URL). */
+  if(!rc)
+    rc = curl_easy_setopt(conn->curl, CURLOPT_URL, conn->fwd_url.data);
+  return rc ? -1 : 0;
+}
+
 /* Starts forwarding the current request to the backend on the
  * connection's own upstream handles. On success the transfer is in
  * flight (fwd_state RUNNING, conn on the busy list) and the access handler
@@ -1206,19 +1318,30 @@ static void proxy_forward(struct proxy_conn *conn, struct MHD_Connection *mc,
 {
   struct proxy *proxy = conn->proxy;
   CURL *curl;
-  size_t url_len;
+  size_t uri_len;
   const char *body = conn->req.body.data ? conn->req.body.data : "";
   size_t body_len = conn->req.body.len;
   bool is_post = !strcmp(method, "POST");
   bool is_head = !strcmp(method, "HEAD");
   bool send_body = !is_head && (is_post || body_len > 0);
 
-  memset(&conn->fwd, 0, sizeof(conn->fwd));
+  /* The buffers keep their memory from one request to the next; the
+   * previous answer, which may have pointed into fwd.body, is complete. */
   conn->fwd.conn = conn;
-  kb_buf_init(&conn->fwd.headers, PROXY_MAX_RESPONSE_HEADERS);
-  kb_buf_init(&conn->fwd.body, proxy->max_body);
+  conn->fwd.too_big = false;
+  kb_buf_reset(&conn->fwd.headers);
+  kb_buf_reset(&conn->fwd.body);
   conn->fwd_err[0] = '\0';
 
+  /* Once proxy_stop has begun, the loop's last turn (which lets abandoned
+   * connections queue their 503) may still read a new request: starting a
+   * transfer would leave its connection suspended, and libmicrohttpd
+   * aborts the process when stopped with a suspended connection. */
+  if(atomic_load(&proxy->stopping)) {
+    proxy_upstream_failed(conn, &conn->fwd, CURLE_ABORTED_BY_CALLBACK,
+                          conn->fwd_err, ans);
+    return;
+  }
   ans->delta.forwarded = 1;
   if(is_post && !body_len)
     ans->delta.forwarded_empty_posts = 1;
@@ -1227,16 +1350,23 @@ static void proxy_forward(struct proxy_conn *conn, struct MHD_Connection *mc,
     goto fail;
   curl = conn->curl;
 
-  url_len = strlen(proxy->backend_url) + strlen(conn->req.uri) + 1;
-  conn->fwd_url = malloc(url_len);
-  if(!conn->fwd_url)
+  /* The handle keeps its URL between transfers (libcurl starts each from
+   * the one last set), so a target that repeats is not set again. */
+  uri_len = strlen(conn->req.uri);
+  if(conn->fwd_url.len != proxy->backend_url_len + uri_len ||
+     memcmp(conn->fwd_url.data + proxy->backend_url_len, conn->req.uri,
+            uri_len)) {
+    kb_buf_reset(&conn->fwd_url);
+    if(kb_buf_add(&conn->fwd_url, proxy->backend_url,
+                  proxy->backend_url_len) != KB_BUF_OK ||
+       kb_buf_add(&conn->fwd_url, conn->req.uri, uri_len) != KB_BUF_OK ||
+       proxy_upstream_url(conn)) {
+      kb_buf_free(&conn->fwd_url);
+      goto fail;
+    }
+  }
+  if(proxy_upstream_headers(conn, mc, send_body))
     goto fail;
-  snprintf(conn->fwd_url, url_len, "%s%s", proxy->backend_url, conn->req.uri);
-  conn->fwd_headers = proxy_upstream_headers(conn, mc, send_body);
-  if(!conn->fwd_headers)
-    goto fail;
-
-  curl_easy_setopt(curl, CURLOPT_URL, conn->fwd_url);
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, conn->fwd_headers);
   /* Only the method options change from one request to the next; each
    * branch below sets the method whole, so nothing of the previous request
@@ -1918,11 +2048,13 @@ static void proxy_decide(struct proxy_conn *conn, struct MHD_Connection *mc,
                                       MHD_HTTP_HEADER_AUTHORIZATION);
   switch(proxy->auth) {
   case PROXY_AUTH_NONE:
-    proxy_describe_forward(conn, method, what, sizeof(what));
-    proxy_note(conn,
-               "connection %" PRIu64 ": the listener does not authenticate; "
-               "%s",
-               conn->id, what);
+    if(proxy->trace.emit) {
+      proxy_describe_forward(conn, method, what, sizeof(what));
+      proxy_note(conn,
+                 "connection %" PRIu64 ": the listener does not "
+                 "authenticate; %s",
+                 conn->id, what);
+    }
     proxy_forward(conn, mc, method, ans);
     break;
   case PROXY_AUTH_BASIC:
@@ -1936,13 +2068,20 @@ static void proxy_decide(struct proxy_conn *conn, struct MHD_Connection *mc,
 
 /* ---- libmicrohttpd callbacks ------------------------------------------ */
 
-/* Empties the request state, keeping the connection's. */
+/* Empties the request state, keeping the connection's. The buffers keep
+ * their memory for the next request unless they grew large; the relayed
+ * body goes too, so this must not run while an answer pointing into it
+ * is queued (it runs as a request starts and once it has completed). */
 static void proxy_req_reset(struct proxy_conn *conn)
 {
-  free(conn->req.uri);
-  kb_buf_free(&conn->req.body);
+  struct kb_buf body = conn->req.body;
+
+  proxy_buf_recycle(&body);
   memset(&conn->req, 0, sizeof(conn->req));
-  kb_buf_init(&conn->req.body, conn->proxy->max_body);
+  conn->req.body = body;
+  proxy_buf_recycle(&conn->uri_buf);
+  proxy_buf_recycle(&conn->fwd.body);
+  proxy_buf_recycle(&conn->fwd.headers);
 }
 
 /* Frees a connection and everything it owns, upstream handles first (their
@@ -1964,7 +2103,12 @@ static void proxy_conn_free(struct proxy_conn *conn)
   /* Closes the cached upstream connection, traced by proxy_curl_close. */
   if(conn->multi)
     curl_multi_cleanup(conn->multi);
-  free(conn->req.uri);
+  curl_slist_free_all(conn->fwd_headers);
+  curl_url_cleanup(conn->fwd_uh);
+  kb_buf_free(&conn->fwd_url);
+  kb_buf_free(&conn->fwd.headers);
+  kb_buf_free(&conn->fwd.body);
+  kb_buf_free(&conn->uri_buf);
   kb_buf_free(&conn->req.body);
   free(conn);
 }
@@ -2005,6 +2149,10 @@ static void proxy_on_connection(void *cls, struct MHD_Connection *mc,
     conn->id = atomic_fetch_add(&proxy->next_id, 1);
     conn->state = PROXY_AUTH_UNAUTHENTICATED;
     kb_buf_init(&conn->req.body, proxy->max_body);
+    kb_buf_init(&conn->uri_buf, SIZE_MAX / 2);
+    kb_buf_init(&conn->fwd_url, SIZE_MAX / 2);
+    kb_buf_init(&conn->fwd.headers, PROXY_MAX_RESPONSE_HEADERS);
+    kb_buf_init(&conn->fwd.body, proxy->max_body);
     *socket_context = conn;
     proxy_peer_watch(conn, mc);
     memset(&delta, 0, sizeof(delta));
@@ -2056,7 +2204,11 @@ static void *proxy_on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
                conn->name, NULL, 0, NULL);
   }
   proxy_req_reset(conn);
-  conn->req.uri = strdup(uri ? uri : "");
+  if(!uri)
+    uri = "";
+  /* On failure req.uri stays NULL: the request gets a 503. */
+  if(kb_buf_add(&conn->uri_buf, uri, strlen(uri)) == KB_BUF_OK)
+    conn->req.uri = conn->uri_buf.data;
   return conn;
 }
 
@@ -2264,19 +2416,21 @@ decide:
   /* Counters and trace before queueing: once the response is on the wire
    * a client may read the stats, and must see this request in them. */
   proxy_stats_add(proxy, &ans.delta);
-  auth = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
-                                     MHD_HTTP_HEADER_AUTHORIZATION);
-  memset(&ex, 0, sizeof(ex));
-  ex.method = method;
-  ex.path = url;
-  ex.req_auth = proxy_classify_auth(auth);
-  ex.req_body_len = conn->req.body_seen;
-  ex.status = (int)ans.status;
-  ex.resp_auth = ans.resp_auth;
-  ex.resp_body_len = ans.resp_body_len;
-  proxy_emit(proxy, KB_TRACE_EXCHANGE, KB_HOP_CLIENT_PROXY, conn->id, conn->name,
-             NULL, 0,
-             &ex);
+  if(proxy->trace.emit) {
+    /* Classifying the request's token decodes it: only for a trace. */
+    auth = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
+                                       MHD_HTTP_HEADER_AUTHORIZATION);
+    memset(&ex, 0, sizeof(ex));
+    ex.method = method;
+    ex.path = url;
+    ex.req_auth = proxy_classify_auth(auth);
+    ex.req_body_len = conn->req.body_seen;
+    ex.status = (int)ans.status;
+    ex.resp_auth = ans.resp_auth;
+    ex.resp_body_len = ans.resp_body_len;
+    proxy_emit(proxy, KB_TRACE_EXCHANGE, KB_HOP_CLIENT_PROXY, conn->id,
+               conn->name, NULL, 0, &ex);
+  }
 
   result = MHD_queue_response(mc, ans.status, ans.response);
   MHD_destroy_response(ans.response);
@@ -2663,14 +2817,21 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
     if(proxy->basic_offer)
       snprintf(proxy->basic_offer, len, "Basic realm=\"%s\"", proxy->name);
   }
+  if(proxy->name) {
+    len = strlen(proxy->name) + sizeof("1.1 ");
+    proxy->via = malloc(len);
+    if(proxy->via)
+      snprintf(proxy->via, len, "1.1 %s", proxy->name);
+  }
   if(!proxy->bind_host || !proxy->backend_url || !proxy->name ||
-     !proxy->domain || !proxy->basic_offer) {
+     !proxy->domain || !proxy->basic_offer || !proxy->via) {
     proxy_set_error(err, errlen, "proxy: out of memory while starting");
     goto fail;
   }
   len = strlen(proxy->backend_url);
   while(len && proxy->backend_url[len - 1] == '/')
     proxy->backend_url[--len] = '\0';
+  proxy->backend_url_len = len;
   proxy->users = config->users;
   proxy->auth = config->auth;
   proxy->idle_timeout_ms = config->idle_timeout_ms;
@@ -2765,6 +2926,7 @@ fail:
     free(proxy->name);
     free(proxy->domain);
     free(proxy->basic_offer);
+    free(proxy->via);
     free(proxy);
   }
   return -1;
@@ -2787,5 +2949,6 @@ void proxy_stop(struct proxy *proxy)
   free(proxy->name);
   free(proxy->domain);
   free(proxy->basic_offer);
+  free(proxy->via);
   free(proxy);
 }
