@@ -4,9 +4,11 @@
  * published server behind (libcurl, one easy and one multi handle per
  * client connection, so each has its own upstream connection).
  *
- * One event loop thread runs both sides: libmicrohttpd in external epoll
- * mode and every connection's libcurl multi handle through the socket
- * interface, on one epoll set. A request to forward suspends its client
+ * Event loop threads (one per core, at most PROXY_MAX_LOOPS) run both
+ * sides: each has a libmicrohttpd daemon in external epoll mode on the
+ * shared listening socket, and every connection it accepted has a libcurl
+ * multi handle driven through the socket interface, all on the loop's one
+ * epoll set. A request to forward suspends its client
  * connection (MHD_suspend_connection) while its upstream transfer runs, and
  * the transfer's end resumes it; no thread ever blocks on the backend.
  *
