@@ -4,9 +4,11 @@
  * published server behind (libcurl, one easy and one multi handle per
  * client connection, so each has its own upstream connection).
  *
- * One event loop thread runs both sides: libmicrohttpd in external epoll
- * mode and every connection's libcurl multi handle through the socket
- * interface, on one epoll set. A request to forward suspends its client
+ * Event loop threads (one per core, at most PROXY_MAX_LOOPS) run both
+ * sides: each has a libmicrohttpd daemon in external epoll mode on the
+ * shared listening socket, and every connection it accepted has a libcurl
+ * multi handle driven through the socket interface, all on the loop's one
+ * epoll set. A request to forward suspends its client
  * connection (MHD_suspend_connection) while its upstream transfer runs, and
  * the transfer's end resumes it; no thread ever blocks on the backend.
  *
@@ -22,6 +24,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -69,6 +72,9 @@
 #define PROXY_LOOP_EVENTS 64
 /* Longest sleep of the loop even with nothing to wait for. */
 #define PROXY_LOOP_MAX_WAIT_MS 1000
+/* Event loops at most, one per online core below that: like nginx's
+ * workers, so that the listener is not bound to one core's time. */
+#define PROXY_MAX_LOOPS 4u
 /* Real seconds a silent connection is kept when connection_timeout_s is
  * 0. */
 #define PROXY_DEFAULT_CONNECTION_TIMEOUT_S 30u
@@ -128,8 +134,30 @@ enum proxy_token {
   PROXY_TOKEN_AUTHENTICATE /* an NTLM type 3 */
 };
 
-struct proxy {
+/* One event loop: a libmicrohttpd daemon accepting from the shared
+ * listening socket, its thread, and one epoll set holding the daemon's
+ * epoll descriptor, the wakeup eventfd and the upstream and client
+ * sockets of the daemon's connections. A connection lives on the loop
+ * that accepted it. Everything here is the loop thread's alone while it
+ * runs, and proxy_stop's after it has joined it. */
+struct proxy_loop {
+  struct proxy *proxy;
+  unsigned index;            /* in proxy->loops */
   struct MHD_Daemon *daemon;
+  pthread_t thread;
+  bool started;
+  int epfd;                  /* epoll set of the loop */
+  int wakefd;                /* eventfd: proxy_stop wakes the loop */
+  struct proxy_watch mhd_watch;
+  struct proxy_watch wake_watch;
+  /* Connections whose client has gone, to be shut down once
+   * libmicrohttpd has read what the client sent. */
+  struct proxy_conn *gone;
+  struct proxy_conn *busy;  /* connections with a transfer in flight */
+  struct proxy_watch *dead; /* retired watches, freed after each batch */
+};
+
+struct proxy {
   uint16_t port;
   char *bind_host;
   char *backend_url; /* without a trailing '/' */
@@ -156,19 +184,10 @@ struct proxy {
   pthread_mutex_t lock; /* guards stats */
   struct proxy_stats stats;
 
-  /* The event loop. Everything below is the loop thread's alone while it
-   * runs, and proxy_stop's after it has joined it. */
-  pthread_t loop;
-  bool loop_started;
-  int epfd;                 /* epoll set of the loop */
-  /* Connections whose client has gone, to be shut down once
-   * libmicrohttpd has read what the client sent (loop thread only). */
-  struct proxy_conn *gone;
-  int wakefd;               /* eventfd: proxy_stop wakes the loop */
-  struct proxy_watch mhd_watch;
-  struct proxy_watch wake_watch;
-  struct proxy_conn *busy;  /* connections with a transfer in flight */
-  struct proxy_watch *dead; /* retired watches, freed after each batch */
+  /* The event loops, one per core up to PROXY_MAX_LOOPS; loops[0]'s daemon
+   * owns the listening socket, the others accept from a duplicate. */
+  struct proxy_loop loops[PROXY_MAX_LOOPS];
+  unsigned nloops;
 };
 
 /* The request being read on a connection. libmicrohttpd handles one
@@ -204,6 +223,7 @@ struct proxy_fwd {
 /* One client TCP connection. */
 struct proxy_conn {
   struct proxy *proxy;
+  struct proxy_loop *loop; /* the loop that accepted it and runs it */
   uint64_t id;
   char name[64];     /* the name the peer claimed (kb_names), or "" */
   bool named;        /* name resolved and OPEN traced (first request) */
@@ -238,7 +258,7 @@ struct proxy_conn {
   bool peer_gone;  /* EPOLLRDHUP seen */
   bool answering;  /* a response is queued and not yet completed */
   bool peer_shut;  /* our side was shut down */
-  struct proxy_conn *gone_prev, *gone_next; /* in proxy->gone */
+  struct proxy_conn *gone_prev, *gone_next; /* in loop->gone */
   struct proxy_req req;
   /* The forward in flight (fwd_state RUNNING) or just ended (DONE). */
   enum proxy_fwd_state fwd_state;
@@ -255,7 +275,7 @@ struct proxy_conn {
   struct proxy_answer pending;  /* the answer being built */
   int64_t timer_at;             /* monotonic ms the multi wants a timeout
                                    call at, or -1 */
-  struct proxy_conn *busy_prev, *busy_next; /* in proxy->busy */
+  struct proxy_conn *busy_prev, *busy_next; /* in loop->busy */
 };
 
 /* Set by the loop thread when it refuses a request on an idle connection
@@ -779,7 +799,7 @@ static int proxy_watch_up(struct proxy_conn *conn, curl_socket_t fd,
   memset(&ev, 0, sizeof(ev));
   ev.events = events;
   ev.data.ptr = w;
-  if(epoll_ctl(conn->proxy->epfd,
+  if(epoll_ctl(conn->loop->epfd,
                w->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev)) {
     w->registered = false;
     return -1;
@@ -793,14 +813,14 @@ static int proxy_watch_up(struct proxy_conn *conn, curl_socket_t fd,
  * changes or retires the socket in the loop's epoll set. The upstream
  * socket uses conn->up, left registered when libcurl removes it; any
  * other socket gets a watch of its own, which on removal goes on
- * proxy->dead, freed once the current batch of events is done. Returns 0,
+ * loop->dead, freed once the current batch of events is done. Returns 0,
  * or -1 when the socket cannot be watched (the transfer then fails and the
  * client gets a 502). */
 static int proxy_curl_socket(CURL *easy, curl_socket_t fd, int what,
                              void *userp, void *socketp)
 {
   struct proxy_conn *conn = userp;
-  struct proxy *proxy = conn->proxy;
+  struct proxy_loop *loop = conn->loop;
   struct proxy_watch *w = socketp;
   struct epoll_event ev;
   uint32_t events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) |
@@ -818,10 +838,10 @@ static int proxy_curl_socket(CURL *easy, curl_socket_t fd, int what,
   if(what == CURL_POLL_REMOVE) {
     if(w) {
       /* The socket may already be closed: then epoll dropped it. */
-      epoll_ctl(proxy->epfd, EPOLL_CTL_DEL, fd, NULL);
+      epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
       w->conn = NULL;
-      w->next_dead = proxy->dead;
-      proxy->dead = w;
+      w->next_dead = loop->dead;
+      loop->dead = w;
     }
     return 0;
   }
@@ -841,7 +861,7 @@ static int proxy_curl_socket(CURL *easy, curl_socket_t fd, int what,
   memset(&ev, 0, sizeof(ev));
   ev.events = events;
   ev.data.ptr = w;
-  if(epoll_ctl(proxy->epfd, op, fd, &ev) && op == EPOLL_CTL_ADD) {
+  if(epoll_ctl(loop->epfd, op, fd, &ev) && op == EPOLL_CTL_ADD) {
     curl_multi_assign(conn->multi, fd, NULL);
     free(w);
     return -1;
@@ -1205,25 +1225,25 @@ static void proxy_fwd_release(struct proxy_conn *conn)
   kb_buf_reset(&conn->fwd.headers);
 }
 
-/* Puts conn on the loop's list of transfers in flight. */
+/* Puts conn on its loop's list of transfers in flight. */
 static void proxy_busy_link(struct proxy_conn *conn)
 {
-  struct proxy *proxy = conn->proxy;
+  struct proxy_loop *loop = conn->loop;
   conn->busy_prev = NULL;
-  conn->busy_next = proxy->busy;
-  if(proxy->busy)
-    proxy->busy->busy_prev = conn;
-  proxy->busy = conn;
+  conn->busy_next = loop->busy;
+  if(loop->busy)
+    loop->busy->busy_prev = conn;
+  loop->busy = conn;
 }
 
-/* Takes conn off the loop's list of transfers in flight. */
+/* Takes conn off its loop's list of transfers in flight. */
 static void proxy_busy_unlink(struct proxy_conn *conn)
 {
-  struct proxy *proxy = conn->proxy;
+  struct proxy_loop *loop = conn->loop;
   if(conn->busy_prev)
     conn->busy_prev->busy_next = conn->busy_next;
-  else if(proxy->busy == conn)
-    proxy->busy = conn->busy_next;
+  else if(loop->busy == conn)
+    loop->busy = conn->busy_next;
   if(conn->busy_next)
     conn->busy_next->busy_prev = conn->busy_prev;
   conn->busy_prev = conn->busy_next = NULL;
@@ -2133,7 +2153,8 @@ static void proxy_on_connection(void *cls, struct MHD_Connection *mc,
                                 void **socket_context,
                                 enum MHD_ConnectionNotificationCode toe)
 {
-  struct proxy *proxy = cls;
+  struct proxy_loop *loop = cls;
+  struct proxy *proxy = loop->proxy;
   struct proxy_conn *conn = *socket_context;
   struct proxy_stats delta;
 
@@ -2142,6 +2163,7 @@ static void proxy_on_connection(void *cls, struct MHD_Connection *mc,
     if(!conn)
       return;
     conn->proxy = proxy;
+    conn->loop = loop;
     conn->up.kind = PROXY_WATCH_UPSTREAM;
     conn->up.conn = conn;
     conn->up.fd = CURL_SOCKET_BAD;
@@ -2451,7 +2473,7 @@ static void proxy_peer_watch(struct proxy_conn *conn, struct MHD_Connection *mc)
       MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
   struct epoll_event ev;
 
-  if(!info || conn->proxy->epfd < 0)
+  if(!info || conn->loop->epfd < 0)
     return;
   conn->peer.kind = PROXY_WATCH_PEER;
   conn->peer.conn = conn;
@@ -2461,7 +2483,7 @@ static void proxy_peer_watch(struct proxy_conn *conn, struct MHD_Connection *mc)
   ev.events = EPOLLRDHUP;
   ev.data.ptr = &conn->peer;
   conn->peer.registered =
-      epoll_ctl(conn->proxy->epfd, EPOLL_CTL_ADD, conn->peer.fd, &ev) == 0;
+      epoll_ctl(conn->loop->epfd, EPOLL_CTL_ADD, conn->peer.fd, &ev) == 0;
 }
 
 /* Stops watching conn's client socket. */
@@ -2469,19 +2491,19 @@ static void proxy_peer_unwatch(struct proxy_conn *conn)
 {
   if(!conn->peer.registered)
     return;
-  epoll_ctl(conn->proxy->epfd, EPOLL_CTL_DEL, conn->peer.fd, NULL);
+  epoll_ctl(conn->loop->epfd, EPOLL_CTL_DEL, conn->peer.fd, NULL);
   conn->peer.registered = false;
 }
 
 /* Takes conn off the list of connections whose client has gone. */
 static void proxy_gone_unlink(struct proxy_conn *conn)
 {
-  struct proxy *proxy = conn->proxy;
+  struct proxy_loop *loop = conn->loop;
 
   if(conn->gone_prev)
     conn->gone_prev->gone_next = conn->gone_next;
-  else if(proxy->gone == conn)
-    proxy->gone = conn->gone_next;
+  else if(loop->gone == conn)
+    loop->gone = conn->gone_next;
   if(conn->gone_next)
     conn->gone_next->gone_prev = conn->gone_prev;
   conn->gone_prev = conn->gone_next = NULL;
@@ -2513,28 +2535,28 @@ static void proxy_peer_finish(struct proxy_conn *conn)
  * proxy_loop_gone, after libmicrohttpd's turn. */
 static void proxy_peer_gone(struct proxy_conn *conn)
 {
-  struct proxy *proxy = conn->proxy;
+  struct proxy_loop *loop = conn->loop;
 
   proxy_peer_unwatch(conn);
   if(conn->peer_gone)
     return;
   conn->peer_gone = true;
   conn->gone_prev = NULL;
-  conn->gone_next = proxy->gone;
-  if(proxy->gone)
-    proxy->gone->gone_prev = conn;
-  proxy->gone = conn;
+  conn->gone_next = loop->gone;
+  if(loop->gone)
+    loop->gone->gone_prev = conn;
+  loop->gone = conn;
 }
 
-/* After MHD_run: finishes the connections whose client has gone, unless
- * libmicrohttpd still has bytes to process (it then asks for a zero
- * timeout, and the next turn decides). */
-static void proxy_loop_gone(struct proxy *proxy)
+/* After MHD_run: finishes the connections of loop whose client has gone,
+ * unless libmicrohttpd still has bytes to process (it then asks for a
+ * zero timeout, and the next turn decides). */
+static void proxy_loop_gone(struct proxy_loop *loop)
 {
   MHD_UNSIGNED_LONG_LONG ms;
-  struct proxy_conn *c = proxy->gone;
+  struct proxy_conn *c = loop->gone;
 
-  if(!c || (MHD_get_timeout(proxy->daemon, &ms) == MHD_YES && ms == 0))
+  if(!c || (MHD_get_timeout(loop->daemon, &ms) == MHD_YES && ms == 0))
     return;
   while(c) {
     struct proxy_conn *next = c->gone_next; /* finish may unlink c */
@@ -2546,17 +2568,17 @@ static void proxy_loop_gone(struct proxy *proxy)
 /* Milliseconds the loop may sleep: until the earliest libcurl timer of a
  * transfer in flight or libmicrohttpd's next timeout, whichever is first,
  * at most PROXY_LOOP_MAX_WAIT_MS. */
-static int proxy_loop_wait_ms(struct proxy *proxy)
+static int proxy_loop_wait_ms(struct proxy_loop *loop)
 {
   MHD_UNSIGNED_LONG_LONG mhd_ms;
   int64_t wait = PROXY_LOOP_MAX_WAIT_MS;
   int64_t now = proxy_mono_ms();
   struct proxy_conn *c;
 
-  if(MHD_get_timeout(proxy->daemon, &mhd_ms) == MHD_YES &&
+  if(MHD_get_timeout(loop->daemon, &mhd_ms) == MHD_YES &&
      mhd_ms < (MHD_UNSIGNED_LONG_LONG)wait)
     wait = (int64_t)mhd_ms;
-  for(c = proxy->busy; c && wait > 0; c = c->busy_next)
+  for(c = loop->busy; c && wait > 0; c = c->busy_next)
     if(c->timer_at >= 0 && c->timer_at - now < wait)
       wait = c->timer_at - now;
   return wait < 0 ? 0 : (int)wait;
@@ -2565,10 +2587,10 @@ static int proxy_loop_wait_ms(struct proxy *proxy)
 /* Calls libcurl back for every transfer whose timer is due (the first
  * call after curl_multi_add_handle starts the transfer) and finishes those
  * that ended. */
-static void proxy_loop_timers(struct proxy *proxy)
+static void proxy_loop_timers(struct proxy_loop *loop)
 {
   int64_t now = proxy_mono_ms();
-  struct proxy_conn *c = proxy->busy;
+  struct proxy_conn *c = loop->busy;
 
   while(c) {
     /* proxy_fwd_check may take c off the list. */
@@ -2583,38 +2605,46 @@ static void proxy_loop_timers(struct proxy *proxy)
   }
 }
 
-/* Abandons every transfer in flight because the proxy is stopping: each
- * client gets a 503 if its connection can still take one. */
-static void proxy_loop_abandon(struct proxy *proxy)
+/* Abandons every transfer in flight on loop because the proxy is
+ * stopping: each client gets a 503 if its connection can still take
+ * one. */
+static void proxy_loop_abandon(struct proxy_loop *loop)
 {
-  while(proxy->busy)
-    proxy_fwd_finish(proxy->busy, CURLE_ABORTED_BY_CALLBACK);
+  while(loop->busy)
+    proxy_fwd_finish(loop->busy, CURLE_ABORTED_BY_CALLBACK);
 }
 
 /* Frees the watches retired during the last batch of events. */
-static void proxy_loop_bury(struct proxy *proxy)
+static void proxy_loop_bury(struct proxy_loop *loop)
 {
-  while(proxy->dead) {
-    struct proxy_watch *w = proxy->dead;
-    proxy->dead = w->next_dead;
+  while(loop->dead) {
+    struct proxy_watch *w = loop->dead;
+    loop->dead = w->next_dead;
     free(w);
   }
 }
 
-/* The loop thread: waits on the epoll set holding libmicrohttpd's own
- * epoll descriptor, the wakeup eventfd and every upstream socket; drives
- * libcurl on upstream events and timers, then lets libmicrohttpd accept,
- * read, call the handlers (including those of connections just resumed)
- * and write. Runs until proxy_stop sets the stop flag; returns NULL. */
-static void *proxy_loop(void *arg)
+/* A loop thread: waits on its epoll set holding its libmicrohttpd
+ * daemon's epoll descriptor, the wakeup eventfd and its connections'
+ * upstream and client sockets; drives libcurl on upstream events and
+ * timers, then lets libmicrohttpd accept, read, call the handlers
+ * (including those of connections just resumed) and write. Runs until
+ * proxy_stop sets the stop flag; returns NULL. */
+static void *proxy_loop_main(void *arg)
 {
-  struct proxy *proxy = arg;
+  struct proxy_loop *loop = arg;
+  struct proxy *proxy = loop->proxy;
   struct epoll_event events[PROXY_LOOP_EVENTS];
+  char name[16];
 
-  kb_thread_name("kb-proxy");
+  if(loop->index)
+    snprintf(name, sizeof(name), "kb-proxy-%u", loop->index + 1);
+  else
+    snprintf(name, sizeof(name), "kb-proxy");
+  kb_thread_name(name);
   for(;;) {
-    int n = epoll_wait(proxy->epfd, events, PROXY_LOOP_EVENTS,
-                       proxy_loop_wait_ms(proxy));
+    int n = epoll_wait(loop->epfd, events, PROXY_LOOP_EVENTS,
+                       proxy_loop_wait_ms(loop));
     int i;
 
     for(i = 0; i < n; i++) {
@@ -2628,7 +2658,7 @@ static void *proxy_loop(void *arg)
       case PROXY_WATCH_MHD:
         break; /* MHD_run below */
       case PROXY_WATCH_WAKE:
-        if(read(proxy->wakefd, &count, sizeof(count)) < 0)
+        if(read(loop->wakefd, &count, sizeof(count)) < 0)
           count = 0; /* already drained */
         break;
       case PROXY_WATCH_PEER:
@@ -2643,7 +2673,7 @@ static void *proxy_loop(void *arg)
            * sent something unasked. Stop watching (level-triggered, it
            * would fire on every wait); libcurl finds it dead before
            * reusing it. */
-          epoll_ctl(proxy->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+          epoll_ctl(loop->epfd, EPOLL_CTL_DEL, w->fd, NULL);
           w->registered = false;
           break;
         }
@@ -2661,88 +2691,150 @@ static void *proxy_loop(void *arg)
       }
     }
     if(atomic_load(&proxy->stopping)) {
-      proxy_loop_abandon(proxy);
+      proxy_loop_abandon(loop);
       /* Let the resumed connections queue their 503 and try to send it. */
-      MHD_run(proxy->daemon);
-      proxy_loop_bury(proxy);
+      MHD_run(loop->daemon);
+      proxy_loop_bury(loop);
       break;
     }
-    proxy_loop_timers(proxy);
-    MHD_run(proxy->daemon);
-    proxy_loop_gone(proxy);
-    proxy_loop_bury(proxy);
+    proxy_loop_timers(loop);
+    MHD_run(loop->daemon);
+    proxy_loop_gone(loop);
+    proxy_loop_bury(loop);
   }
   return NULL;
 }
 
-/* Creates the loop's epoll set with libmicrohttpd's epoll descriptor and
- * the wakeup eventfd in it and starts the loop thread. Returns 0, or -1
- * with errno set; what was created is released by proxy_loop_close. */
-static int proxy_loop_start(struct proxy *proxy)
+/* Creates loop's epoll set with its daemon's epoll descriptor and the
+ * wakeup eventfd in it and starts the loop thread. Returns 0, or -1 with
+ * errno set; what was created is released by proxy_loop_close. */
+static int proxy_loop_start(struct proxy_loop *loop)
 {
   const union MHD_DaemonInfo *info;
   struct epoll_event ev;
   int rc;
 
-  info = MHD_get_daemon_info(proxy->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+  info = MHD_get_daemon_info(loop->daemon, MHD_DAEMON_INFO_EPOLL_FD);
   if(!info) {
     errno = ENOTSUP;
     return -1;
   }
-  proxy->epfd = epoll_create1(EPOLL_CLOEXEC);
-  if(proxy->epfd < 0)
+  loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if(loop->epfd < 0)
     return -1;
-  proxy->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if(proxy->wakefd < 0)
+  loop->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if(loop->wakefd < 0)
     return -1;
-  proxy->mhd_watch.kind = PROXY_WATCH_MHD;
-  proxy->mhd_watch.fd = info->epoll_fd;
-  proxy->wake_watch.kind = PROXY_WATCH_WAKE;
-  proxy->wake_watch.fd = proxy->wakefd;
+  loop->mhd_watch.kind = PROXY_WATCH_MHD;
+  loop->mhd_watch.fd = info->epoll_fd;
+  loop->wake_watch.kind = PROXY_WATCH_WAKE;
+  loop->wake_watch.fd = loop->wakefd;
   memset(&ev, 0, sizeof(ev));
   ev.events = EPOLLIN;
-  ev.data.ptr = &proxy->mhd_watch;
-  if(epoll_ctl(proxy->epfd, EPOLL_CTL_ADD, info->epoll_fd, &ev))
+  ev.data.ptr = &loop->mhd_watch;
+  if(epoll_ctl(loop->epfd, EPOLL_CTL_ADD, info->epoll_fd, &ev))
     return -1;
-  ev.data.ptr = &proxy->wake_watch;
-  if(epoll_ctl(proxy->epfd, EPOLL_CTL_ADD, proxy->wakefd, &ev))
+  ev.data.ptr = &loop->wake_watch;
+  if(epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->wakefd, &ev))
     return -1;
-  rc = pthread_create(&proxy->loop, NULL, proxy_loop, proxy);
+  rc = pthread_create(&loop->thread, NULL, proxy_loop_main, loop);
   if(rc) {
     errno = rc;
     return -1;
   }
-  proxy->loop_started = true;
+  loop->started = true;
   return 0;
 }
 
-/* Stops the loop thread if it runs (it abandons transfers in flight) and
- * waits for it. The epoll set and eventfd stay open: closing connections
- * still retires upstream sockets from the set. */
-static void proxy_loop_stop(struct proxy *proxy)
+/* Stops every loop thread that runs (each abandons its transfers in
+ * flight) and waits for them. The epoll sets and eventfds stay open:
+ * closing connections still retires upstream sockets from them. */
+static void proxy_loops_stop(struct proxy *proxy)
 {
   uint64_t one = 1;
+  unsigned i;
 
   atomic_store(&proxy->stopping, true);
-  if(!proxy->loop_started)
-    return;
-  if(write(proxy->wakefd, &one, sizeof(one)) < 0) {
-    /* The counter is already non-zero: the loop is awake anyway. */
-  }
-  pthread_join(proxy->loop, NULL);
-  proxy->loop_started = false;
+  for(i = 0; i < proxy->nloops; i++)
+    if(proxy->loops[i].started &&
+       write(proxy->loops[i].wakefd, &one, sizeof(one)) < 0) {
+      /* The counter is already non-zero: the loop is awake anyway. */
+    }
+  for(i = 0; i < proxy->nloops; i++)
+    if(proxy->loops[i].started) {
+      pthread_join(proxy->loops[i].thread, NULL);
+      proxy->loops[i].started = false;
+    }
 }
 
-/* Closes the loop's descriptors and frees retired watches; after
- * MHD_stop_daemon, once no connection is left. */
-static void proxy_loop_close(struct proxy *proxy)
+/* Stops every daemon, closing its connections (their CLOSED notifications
+ * free their state and close their upstream connections), then closes
+ * the loops' descriptors and frees retired watches. After
+ * proxy_loops_stop. */
+static void proxy_loops_close(struct proxy *proxy)
 {
-  proxy_loop_bury(proxy);
-  if(proxy->wakefd >= 0)
-    close(proxy->wakefd);
-  if(proxy->epfd >= 0)
-    close(proxy->epfd);
-  proxy->wakefd = proxy->epfd = -1;
+  unsigned i;
+
+  for(i = 0; i < proxy->nloops; i++)
+    if(proxy->loops[i].daemon) {
+      MHD_stop_daemon(proxy->loops[i].daemon);
+      proxy->loops[i].daemon = NULL;
+    }
+  for(i = 0; i < proxy->nloops; i++) {
+    struct proxy_loop *loop = &proxy->loops[i];
+    proxy_loop_bury(loop);
+    if(loop->wakefd >= 0)
+      close(loop->wakefd);
+    if(loop->epfd >= 0)
+      close(loop->epfd);
+    loop->wakefd = loop->epfd = -1;
+  }
+}
+
+/* How many loops to run: one per online core, at most PROXY_MAX_LOOPS. */
+static unsigned proxy_loop_count(void)
+{
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+  if(n < 1)
+    return 1;
+  return n > (long)PROXY_MAX_LOOPS ? PROXY_MAX_LOOPS : (unsigned)n;
+}
+
+/* Starts loop's libmicrohttpd daemon in external epoll mode: on addr
+ * (port 0 picks one) when listen_fd is -1, else accepting from listen_fd,
+ * which it then owns. Returns the daemon or NULL (errno set when the
+ * system refused). */
+static struct MHD_Daemon *proxy_daemon_start(struct proxy_loop *loop,
+                                             unsigned int flags,
+                                             uint16_t port,
+                                             const struct sockaddr *addr,
+                                             int listen_fd,
+                                             unsigned connection_limit,
+                                             unsigned connection_timeout_s)
+{
+  struct proxy *proxy = loop->proxy;
+  struct MHD_OptionItem where[2] = {{MHD_OPTION_END, 0, NULL},
+                                    {MHD_OPTION_END, 0, NULL}};
+
+  if(listen_fd < 0) {
+    where[0].option = MHD_OPTION_SOCK_ADDR;
+    where[0].ptr_value = (void *)addr;
+  }
+  else {
+    where[0].option = MHD_OPTION_LISTEN_SOCKET;
+    where[0].value = listen_fd;
+  }
+  return MHD_start_daemon(
+      flags, port, NULL, NULL, proxy_on_request, proxy,
+      /* First, so that libmicrohttpd's option parsing logs through it. */
+      MHD_OPTION_EXTERNAL_LOGGER, proxy_on_mhd_log, proxy, MHD_OPTION_ARRAY,
+      where, MHD_OPTION_CONNECTION_LIMIT, connection_limit,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, PROXY_CONNECTION_MEMORY,
+      MHD_OPTION_CONNECTION_TIMEOUT, connection_timeout_s,
+      MHD_OPTION_NOTIFY_CONNECTION, proxy_on_connection, loop,
+      MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, proxy,
+      MHD_OPTION_NOTIFY_COMPLETED, proxy_on_completed, proxy, MHD_OPTION_END);
 }
 
 /* ---- start / stop ----------------------------------------------------- */
@@ -2752,8 +2844,8 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
 {
   struct proxy *proxy = NULL;
   struct sockaddr_storage addr;
-  /* External epoll mode: proxy_loop drives libmicrohttpd and libcurl on
-   * one thread. */
+  /* External epoll mode: each loop thread drives its libmicrohttpd
+   * daemon and its connections' libcurl handles. */
   unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                        MHD_USE_SUPPRESS_DATE_NO_CLOCK | MHD_USE_ERROR_LOG;
   const union MHD_DaemonInfo *info;
@@ -2761,6 +2853,8 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
   size_t len;
   int saved_errno;
   unsigned connection_timeout_s;
+  unsigned connection_limit;
+  unsigned i;
 
   if(!config || !out) {
     proxy_set_error(err, errlen, "proxy_start: config and out must be given");
@@ -2806,7 +2900,11 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
     proxy_set_error(err, errlen, "proxy: out of memory while starting");
     goto fail;
   }
-  proxy->epfd = proxy->wakefd = -1;
+  for(i = 0; i < PROXY_MAX_LOOPS; i++) {
+    proxy->loops[i].proxy = proxy;
+    proxy->loops[i].index = i;
+    proxy->loops[i].epfd = proxy->loops[i].wakefd = -1;
+  }
   proxy->bind_host = proxy_strdup_or(config->bind_host, PROXY_DEFAULT_HOST);
   proxy->backend_url = strdup(config->backend_url);
   proxy->name = proxy_strdup_or(config->name, PROXY_DEFAULT_NAME);
@@ -2879,19 +2977,17 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
     }
   }
 
+  /* The connection limit is shared out among the loops: a daemon at its
+   * share stops accepting, and the others take the new connections from
+   * the shared listening socket. */
+  proxy->nloops = proxy_loop_count();
+  connection_limit = PROXY_CONNECTION_LIMIT / proxy->nloops;
   errno = 0;
-  proxy->daemon = MHD_start_daemon(
-      flags, config->port, NULL, NULL, proxy_on_request, proxy,
-      /* First, so that libmicrohttpd's option parsing logs through it. */
-      MHD_OPTION_EXTERNAL_LOGGER, proxy_on_mhd_log, proxy, MHD_OPTION_SOCK_ADDR,
-      (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
-      PROXY_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-      PROXY_CONNECTION_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT,
-      connection_timeout_s, MHD_OPTION_NOTIFY_CONNECTION, proxy_on_connection,
-      proxy, MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, proxy,
-      MHD_OPTION_NOTIFY_COMPLETED, proxy_on_completed, proxy, MHD_OPTION_END);
+  proxy->loops[0].daemon = proxy_daemon_start(
+      &proxy->loops[0], flags, config->port, (const struct sockaddr *)&addr,
+      -1, connection_limit, connection_timeout_s);
   saved_errno = errno;
-  if(!proxy->daemon) {
+  if(!proxy->loops[0].daemon) {
     proxy_set_error(err, errlen,
                     "proxy: cannot listen on %s:%u: %s; pick another port or 0",
                     proxy->bind_host, (unsigned)config->port,
@@ -2900,25 +2996,48 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
                                   "refused to start");
     goto fail;
   }
-  info = MHD_get_daemon_info(proxy->daemon, MHD_DAEMON_INFO_BIND_PORT);
+  info = MHD_get_daemon_info(proxy->loops[0].daemon, MHD_DAEMON_INFO_BIND_PORT);
   proxy->port = info ? info->port : config->port;
-  if(proxy_loop_start(proxy)) {
-    saved_errno = errno;
-    proxy_set_error(err, errlen,
-                    "proxy: cannot start the event loop: %s; check the "
-                    "process's limits on threads and descriptors",
-                    strerror(saved_errno));
-    goto fail;
+  /* The other loops accept from a duplicate of the listening socket, each
+   * daemon closing its own descriptor when it stops. */
+  info = MHD_get_daemon_info(proxy->loops[0].daemon, MHD_DAEMON_INFO_LISTEN_FD);
+  for(i = 1; i < proxy->nloops; i++) {
+    int fd = info ? fcntl(info->listen_fd, F_DUPFD_CLOEXEC, 0) : -1;
+    if(fd >= 0) {
+      errno = 0;
+      proxy->loops[i].daemon =
+          proxy_daemon_start(&proxy->loops[i], flags, 0, NULL, fd,
+                             connection_limit, connection_timeout_s);
+    }
+    if(fd < 0 || !proxy->loops[i].daemon) {
+      /* (A descriptor libmicrohttpd refused may leak: whether it closed
+       * it is not known, and closing it twice could hit a new one.) */
+      saved_errno = errno;
+      proxy_set_error(err, errlen,
+                      "proxy: cannot start event loop %u of %u: %s; check "
+                      "the process's limit on descriptors",
+                      i + 1, proxy->nloops,
+                      saved_errno ? strerror(saved_errno)
+                                  : "libmicrohttpd refused to start");
+      goto fail;
+    }
   }
+  for(i = 0; i < proxy->nloops; i++)
+    if(proxy_loop_start(&proxy->loops[i])) {
+      saved_errno = errno;
+      proxy_set_error(err, errlen,
+                      "proxy: cannot start the event loop: %s; check the "
+                      "process's limits on threads and descriptors",
+                      strerror(saved_errno));
+      goto fail;
+    }
   *out = proxy;
   return 0;
 
 fail:
   if(proxy) {
-    proxy_loop_stop(proxy);
-    if(proxy->daemon)
-      MHD_stop_daemon(proxy->daemon);
-    proxy_loop_close(proxy);
+    proxy_loops_stop(proxy);
+    proxy_loops_close(proxy);
     if(lock_ready)
       pthread_mutex_destroy(&proxy->lock);
     free(proxy->bind_host);
@@ -2936,13 +3055,12 @@ void proxy_stop(struct proxy *proxy)
 {
   if(!proxy)
     return;
-  /* The loop abandons transfers in flight (503) instead of waiting for
-   * the upstream timeout, then ends. */
-  proxy_loop_stop(proxy);
+  /* The loops abandon transfers in flight (503) instead of waiting for
+   * the upstream timeout, then end. */
+  proxy_loops_stop(proxy);
   /* Closes every connection; their CLOSED notifications free their state
    * (and close their upstream connections) before this returns. */
-  MHD_stop_daemon(proxy->daemon);
-  proxy_loop_close(proxy);
+  proxy_loops_close(proxy);
   pthread_mutex_destroy(&proxy->lock);
   free(proxy->bind_host);
   free(proxy->backend_url);
