@@ -4,7 +4,8 @@
  * input closes (or reads a line). bench/run points wrk at the listener, at
  * nginx in front of the same backend, and at the backend itself.
  *
- * Usage: bench_passthru [none|integrated|basic] [backend-port]
+ * Usage: bench_passthru [none|integrated|basic] [backend-port] [loops]
+ * (loops: the listener's event loop threads; 0 or absent = one per core)
  * Prints "backend <port>" and "proxy <port>", one per line, then waits.
  * Nothing is traced and the clock is the real one, as in `kbsim serve`.
  */
@@ -46,6 +47,16 @@ int main(int argc, char **argv)
     fprintf(stderr, "bench_passthru: unknown auth '%s'; use none, "
                     "integrated or basic\n", argv[1]);
     return 2;
+  }
+  if(argc > 3) {
+    char *end = NULL;
+    unsigned long n = strtoul(argv[3], &end, 10);
+    if(!*argv[3] || *end || n > 64) {
+      fprintf(stderr, "bench_passthru: '%s' is not a number of loops; give "
+                      "0 (one per core) to 64\n", argv[3]);
+      return 2;
+    }
+    pc.loops = (unsigned)n;
   }
   if(argc > 2 && passthru_port(argv[2], &bc.port)) {
     fprintf(stderr, "bench_passthru: '%s' is not a port; give 0-65535\n",

@@ -70,7 +70,7 @@ static double sessions_process_cpu(void)
          (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
-/* CPU seconds the listener's event loop threads (named "kb-proxy") have
+/* CPU seconds the listener's event loop threads (named "kb-proxy...") have
  * used, read from /proc/self/task; 0 when /proc cannot be read. */
 static double sessions_listener_cpu(void)
 {
@@ -95,7 +95,7 @@ static double sessions_listener_cpu(void)
     if(!fgets(comm, sizeof(comm), f))
       comm[0] = '\0';
     fclose(f);
-    if(strcmp(comm, "kb-proxy\n"))
+    if(strncmp(comm, "kb-proxy", 8)) /* kb-proxy, kb-proxy-2, ... */
       continue;
     snprintf(path, sizeof(path), "/proc/self/task/%s/stat", de->d_name);
     if(!(f = fopen(path, "r")))

@@ -2,7 +2,10 @@
  * kb_env.c - defaults and helpers for the clock, random source and trace
  * sink that sim/ hands to components.
  */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "kb_env.h"
+
+#include <pthread.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -10,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -173,7 +175,7 @@ int kb_names_resolve_addr(const struct kb_names *names,
   return kb_names_resolve(names, port, local_port, name, len);
 }
 
-void kb_thread_name(const char *name)
+void kb_thread_name(pthread_t thread, const char *name)
 {
-  prctl(PR_SET_NAME, name, 0, 0, 0);
+  pthread_setname_np(thread, name);
 }

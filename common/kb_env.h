@@ -11,6 +11,7 @@
 #ifndef KB_ENV_H
 #define KB_ENV_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -187,9 +188,10 @@ int kb_names_resolve_addr(const struct kb_names *names,
                           const struct sockaddr *addr, uint16_t local_port,
                           char *name, size_t len);
 
-/* Names the calling thread (at most 15 characters) for top -H, perf and
- * debuggers: "kb-proxy", "kb-client", ... */
-void kb_thread_name(const char *name);
+/* Names thread (at most 15 characters) for top -H, perf and debuggers:
+ * "kb-proxy", "kb-client", ... The creator names it right after
+ * pthread_create, so the name is there before anyone looks. */
+void kb_thread_name(pthread_t thread, const char *name);
 
 /* Emits ev if the sink has an emit function. */
 void kb_trace_emit(const struct kb_trace *trace,

@@ -4,7 +4,7 @@
  * published server behind (libcurl, one easy and one multi handle per
  * client connection, so each has its own upstream connection).
  *
- * Event loop threads (one per core, at most PROXY_MAX_LOOPS) run both
+ * Event loop threads (proxy_config.loops, at most PROXY_MAX_LOOPS) run both
  * sides: each has a libmicrohttpd daemon in external epoll mode on the
  * shared listening socket, and every connection it accepted has a libcurl
  * multi handle driven through the socket interface, all on the loop's one
@@ -72,8 +72,8 @@
 #define PROXY_LOOP_EVENTS 64
 /* Longest sleep of the loop even with nothing to wait for. */
 #define PROXY_LOOP_MAX_WAIT_MS 1000
-/* Event loops at most, one per online core below that: like nginx's
- * workers, so that the listener is not bound to one core's time. */
+/* Event loops at most (proxy_config.loops): like nginx's workers, more
+ * loops let the listener use more cores. */
 #define PROXY_MAX_LOOPS 4u
 /* Real seconds a silent connection is kept when connection_timeout_s is
  * 0. */
@@ -184,7 +184,7 @@ struct proxy {
   pthread_mutex_t lock; /* guards stats */
   struct proxy_stats stats;
 
-  /* The event loops, one per core up to PROXY_MAX_LOOPS; loops[0]'s daemon
+  /* The event loops, up to PROXY_MAX_LOOPS; loops[0]'s daemon
    * owns the listening socket, the others accept from a duplicate. */
   struct proxy_loop loops[PROXY_MAX_LOOPS];
   unsigned nloops;
@@ -2635,13 +2635,7 @@ static void *proxy_loop_main(void *arg)
   struct proxy_loop *loop = arg;
   struct proxy *proxy = loop->proxy;
   struct epoll_event events[PROXY_LOOP_EVENTS];
-  char name[16];
 
-  if(loop->index)
-    snprintf(name, sizeof(name), "kb-proxy-%u", loop->index + 1);
-  else
-    snprintf(name, sizeof(name), "kb-proxy");
-  kb_thread_name(name);
   for(;;) {
     int n = epoll_wait(loop->epfd, events, PROXY_LOOP_EVENTS,
                        proxy_loop_wait_ms(loop));
@@ -2712,6 +2706,7 @@ static int proxy_loop_start(struct proxy_loop *loop)
 {
   const union MHD_DaemonInfo *info;
   struct epoll_event ev;
+  char name[16];
   int rc;
 
   info = MHD_get_daemon_info(loop->daemon, MHD_DAEMON_INFO_EPOLL_FD);
@@ -2742,6 +2737,11 @@ static int proxy_loop_start(struct proxy_loop *loop)
     errno = rc;
     return -1;
   }
+  if(loop->index)
+    snprintf(name, sizeof(name), "kb-proxy-%u", loop->index + 1);
+  else
+    snprintf(name, sizeof(name), "kb-proxy");
+  kb_thread_name(loop->thread, name);
   loop->started = true;
   return 0;
 }
@@ -2791,14 +2791,12 @@ static void proxy_loops_close(struct proxy *proxy)
   }
 }
 
-/* How many loops to run: one per online core, at most PROXY_MAX_LOOPS. */
-static unsigned proxy_loop_count(void)
+/* How many loops to run: wanted, 1 when 0, at most PROXY_MAX_LOOPS. */
+static unsigned proxy_loop_count(unsigned wanted)
 {
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-  if(n < 1)
+  if(wanted < 1)
     return 1;
-  return n > (long)PROXY_MAX_LOOPS ? PROXY_MAX_LOOPS : (unsigned)n;
+  return wanted > PROXY_MAX_LOOPS ? PROXY_MAX_LOOPS : wanted;
 }
 
 /* Starts loop's libmicrohttpd daemon in external epoll mode: on addr
@@ -2980,7 +2978,7 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
   /* The connection limit is shared out among the loops: a daemon at its
    * share stops accepting, and the others take the new connections from
    * the shared listening socket. */
-  proxy->nloops = proxy_loop_count();
+  proxy->nloops = proxy_loop_count(config->loops);
   connection_limit = PROXY_CONNECTION_LIMIT / proxy->nloops;
   errno = 0;
   proxy->loops[0].daemon = proxy_daemon_start(

@@ -89,6 +89,12 @@ struct proxy_config {
   size_t max_body;       /* request/response bodies above this: 413/502;
                             0 = 1 MiB */
   long upstream_timeout_ms; /* per forwarded request; 0 = 30000 */
+  /* Event loop threads, each accepting from the listening socket: 0 = 1;
+   * at most 4 (more is taken as 4). More loops let the listener use more
+   * cores when they are idle; on 2 cores shared with the clients and the
+   * backend one loop costs less CPU per request and has the lower p99
+   * (bench/README.md). */
+  unsigned loops;
   struct kb_clock clock; /* NTLM timestamps */
   struct kb_rng rng;     /* server challenges */
   struct kb_trace trace; /* both hops: PROXY_BACKEND bytes, decisions */

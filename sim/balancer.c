@@ -429,7 +429,6 @@ static void *balancer__run(void *arg)
 {
   struct balancer *b = arg;
 
-  kb_thread_name("kb-balancer");
   for(;;) {
     size_t polled = b->npairs;
     size_t i, kept;
@@ -555,6 +554,7 @@ int balancer_start(const struct balancer_config *config, struct balancer **out,
              strerror(rc));
     goto error;
   }
+  kb_thread_name(b->thread, "kb-balancer");
   b->thread_started = true;
   *out = b;
   return 0;

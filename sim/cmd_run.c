@@ -440,7 +440,6 @@ static void *kbsim_sweep_worker(void *arg)
   struct scenario sc = *sw->sc;
   uint64_t i;
 
-  kb_thread_name("kb-sweep");
   while((i = atomic_fetch_add(&sw->next, 1)) < sw->count) {
     struct kbsim_seed_result *r = &sw->results[i];
     struct sim_outcome o;
@@ -586,6 +585,7 @@ int kbsim_cmd_sweep(int argc, char **argv)
   for(i = 0; i < jobs; i++) {
     if(pthread_create(&threads[i], NULL, kbsim_sweep_worker, &sw))
       break;
+    kb_thread_name(threads[i], "kb-sweep");
     started++;
   }
   if(!started)

@@ -213,7 +213,6 @@ static void *sim__session_thread(void *arg)
   char domain[128], user[128], password[256];
   size_t i;
 
-  kb_thread_name("kb-client");
   if(sim__split_spec(job->spec, domain, sizeof(domain), user, sizeof(user),
                      password, sizeof(password))) {
     snprintf(s->error, sizeof(s->error),
@@ -313,6 +312,7 @@ int sim_run_plan(struct sim_topology *topo, const struct sim_clients *plan,
                "use fewer --clients", i + 1, nclients, strerror(rc));
       break;
     }
+    kb_thread_name(threads[i], "kb-client");
     started++;
   }
   for(i = 0; i < started; i++)

@@ -8,6 +8,7 @@
  * does; NTLM messages come from ntlm.h. Servers bind 127.0.0.1:0.
  */
 #include <check.h>
+#include <dirent.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -608,6 +609,7 @@ struct t_opts {
   int64_t idle_timeout_ms;
   unsigned max_requests;
   unsigned connection_timeout_s;
+  unsigned loops;
   struct kb_clock clock;
   struct kb_names names;
 };
@@ -662,6 +664,7 @@ static void env_start_opts(struct tenv *e, enum t_upstream up, const char *url,
     pc.idle_timeout_ms = o->idle_timeout_ms;
     pc.max_requests = o->max_requests;
     pc.connection_timeout_s = o->connection_timeout_s;
+    pc.loops = o->loops;
     if(o->clock.now_ms)
       pc.clock = o->clock;
     pc.names = o->names;
@@ -1753,6 +1756,85 @@ START_TEST(test_concurrent_connections)
 }
 END_TEST
 
+/* Counts this process's threads whose name starts with prefix. */
+static unsigned t_threads_named(const char *prefix)
+{
+  DIR *dir = opendir("/proc/self/task");
+  struct dirent *de;
+  unsigned n = 0;
+
+  ck_assert_ptr_nonnull(dir);
+  while((de = readdir(dir))) {
+    char path[300], comm[32] = "";
+    FILE *f;
+    if(de->d_name[0] == '.')
+      continue;
+    snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
+    f = fopen(path, "r");
+    if(!f)
+      continue;
+    if(fgets(comm, sizeof(comm), f) && !strncmp(comm, prefix, strlen(prefix)))
+      n++;
+    fclose(f);
+  }
+  closedir(dir);
+  return n;
+}
+
+/* Three event loops on one listening socket: eight clients at once, each
+ * authenticated on its own connection with its own upstream one, whichever
+ * loop accepted it; counters add up across loops; a policy switch reaches
+ * every loop; stopping ends all three threads with connections open. */
+START_TEST(test_several_loops)
+{
+  struct tenv e;
+  struct t_opts o;
+  struct t_worker w[8];
+  pthread_t th[8];
+  struct tc c;
+  unsigned before = t_threads_named("kb-proxy");
+  int i;
+
+  memset(&o, 0, sizeof(o));
+  o.loops = 3;
+  env_start_opts(&e, T_RECORDER, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION, &o);
+  ck_assert_uint_eq(t_threads_named("kb-proxy"), before + 3);
+  for(i = 0; i < 8; i++) {
+    w[i].port = proxy_port(e.px);
+    w[i].user = i % 2 ? "bob" : "alice";
+    w[i].password = i % 2 ? T_BOB_PASSWORD : T_PASSWORD;
+    w[i].ok = 0;
+    ck_assert_int_eq(pthread_create(&th[i], NULL, t_worker_main, &w[i]), 0);
+  }
+  for(i = 0; i < 8; i++) {
+    pthread_join(th[i], NULL);
+    ck_assert_int_eq(w[i].ok, 4);
+  }
+  pthread_mutex_lock(&e.rec.lock);
+  ck_assert_uint_eq(e.rec.connections, 8);
+  ck_assert_uint_eq(e.rec.requests, 32);
+  pthread_mutex_unlock(&e.rec.lock);
+  assert_stats(e.px, .connections = 8, .requests = 40, .challenges = 8,
+               .auth_ok = 8, .forwarded = 32);
+  /* The fix applies to the next request, whichever loop serves it. */
+  proxy_set_policy(e.px, PROXY_POLICY_PER_REQUEST);
+  tc_init(&c, proxy_port(e.px));
+  ck_assert_int_eq(
+      t_handshake_post(&c, "/x", NTLM_SCHEME_NTLM, "alice", T_PASSWORD, "a"),
+      200);
+  ck_assert_int_eq(
+      t_handshake_post(&c, "/x", NTLM_SCHEME_NTLM, "alice", T_PASSWORD, "b"),
+      200);
+  assert_stats(e.px, .connections = 9, .requests = 44, .challenges = 10,
+               .auth_ok = 10, .forwarded = 34);
+  env_stop_servers(&e);
+  ck_assert_uint_eq(t_threads_named("kb-proxy"), before);
+  ck_assert_int_ne(tc_do(&c, "GET", "/x", NULL, NULL, 0), CURLE_OK);
+  tc_free(&c);
+  env_free(&e);
+}
+END_TEST
+
 START_TEST(test_stop_with_open_connections)
 {
   struct tenv e;
@@ -2674,6 +2756,7 @@ static Suite *proxy_suite(void)
   tcase_add_test(tc, test_backend_timeout);
   tcase_add_test(tc, test_trace);
   tcase_add_test(tc, test_concurrent_connections);
+  tcase_add_test(tc, test_several_loops);
   tcase_add_test(tc, test_stop_with_open_connections);
   tcase_add_test(tc, test_stop_with_request_in_flight);
   tcase_add_test(tc, test_auth_names);
