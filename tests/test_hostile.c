@@ -1365,6 +1365,25 @@ static void *mb_conn_main(void *arg)
                                  "\r\nshort";
       (void)send(fd, part, sizeof(part) - 1, MSG_NOSIGNAL);
     }
+    else if(!strcmp(path, "/odd-headers")) {
+      /* An awkward answer libcurl still takes (it refuses a line without
+       * a colon or with a NUL: 502, as "/garbage"): more header lines than
+       * the relay's stack array, a hop-by-hop field named by Connection
+       * and an obsolete folded line, then more fields. */
+      static char odd[8192];
+      size_t len = (size_t)snprintf(odd, sizeof(odd),
+                                    "HTTP/1.1 200 OK\r\nConnection: close, "
+                                    "X-Drop\r\nX-Drop: hop\r\n");
+      int k;
+      for(k = 0; k < 100; k++)
+        len += (size_t)snprintf(odd + len, sizeof(odd) - len,
+                                "X-H%d: %d\r\n", k, k);
+      len += (size_t)snprintf(odd + len, sizeof(odd) - len,
+                              "X-Folded: a\r\n b\r\n");
+      len += (size_t)snprintf(odd + len, sizeof(odd) - len,
+                              "X-After: yes\r\nContent-Length: 2\r\n\r\nok");
+      (void)send(fd, odd, len, MSG_NOSIGNAL);
+    }
     else if(!strcmp(path, "/headers")) {
       static char big[100 * 1024 + 128];
       size_t len =
@@ -1618,6 +1637,46 @@ START_TEST(test_backend_misbehaves)
   rc_close(&c);
   /* And a new client is served as usual. */
   hx_auth_on_ok(&e, &c);
+  rc_close(&c);
+  hx_stop(&e);
+  mb_stop(&m);
+}
+END_TEST
+
+/* The relay of an awkward but complete answer: every field reaches the
+ * client in order except the hop-by-hop ones; the folded line's
+ * continuation is dropped, not glued to another field; nothing after them
+ * is lost. */
+START_TEST(test_backend_odd_headers)
+{
+  static struct hx e; /* static: see hx_teardown */
+  static struct mb m;
+  struct rc c;
+  struct rc_resp r;
+  char want[32];
+  const char *at;
+  int k;
+
+  hx_start_mb(&e, &m, 0);
+  hx_auth_on_ok(&e, &c);
+  ck_assert_msg(hx_get(&c, "/odd-headers", &r) == 200, "%d %s", r.status,
+                r.body);
+  ck_assert_str_eq(r.body, "ok");
+  at = r.head;
+  for(k = 0; k < 100; k++) {
+    snprintf(want, sizeof(want), "\r\nX-H%d: %d\r\n", k, k);
+    at = strstr(at, want);
+    ck_assert_msg(at != NULL, "%s missing or out of order", want + 2);
+  }
+  ck_assert_ptr_nonnull(strstr(r.head, "\r\nX-After: yes\r\n"));
+  ck_assert_ptr_nonnull(strstr(r.head, "\r\nX-Folded: a\r\n"));
+  ck_assert_ptr_nonnull(strstr(r.head, "\r\nVia: 1.1 ISA01\r\n"));
+  ck_assert_ptr_null(strstr(r.head, "X-Drop"));
+  ck_assert_ptr_null(strstr(r.head, "\r\n b\r\n"));
+  rc_resp_free(&r);
+  /* The upstream connection closed after it; the client's goes on. */
+  ck_assert_int_eq(hx_get(&c, "/ok", &r), 200);
+  rc_resp_free(&r);
   rc_close(&c);
   hx_stop(&e);
   mb_stop(&m);
@@ -2480,6 +2539,7 @@ static Suite *hostile_suite(void)
   tcase_add_test(tc, test_backend_down);
   tcase_add_test(tc, test_backend_slow);
   tcase_add_test(tc, test_backend_misbehaves);
+  tcase_add_test(tc, test_backend_odd_headers);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("invariants");
