@@ -506,15 +506,14 @@ static uint16_t backend_bound_port(int fd)
 {
   struct sockaddr_storage ss;
   socklen_t len = sizeof(ss);
+  uint16_t port;
 
   if(getsockname(fd, (struct sockaddr *)&ss, &len))
     return 0;
-  if(ss.ss_family == AF_INET)
-    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-  if(ss.ss_family == AF_INET6)
-    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-  errno = EAFNOSUPPORT;
-  return 0;
+  port = kb_sockaddr_port((struct sockaddr *)&ss);
+  if(!port)
+    errno = EAFNOSUPPORT;
+  return port;
 }
 
 /* Opens a listening TCP socket on host:port. Returns the descriptor, or -1

@@ -300,6 +300,25 @@ static char *proxy_strdup_or(const char *s, const char *fallback)
   return strdup((s && *s) ? s : fallback);
 }
 
+/* Returns a, b and c joined in a new string the caller frees, or NULL when
+ * b is NULL or memory ran out. */
+static char *proxy_join(const char *a, const char *b, const char *c)
+{
+  size_t la = strlen(a), lb, lc = strlen(c);
+  char *s;
+
+  if(!b)
+    return NULL;
+  lb = strlen(b);
+  s = malloc(la + lb + lc + 1);
+  if(s) {
+    memcpy(s, a, la);
+    memcpy(s + la, b, lb);
+    memcpy(s + la + lb, c, lc + 1);
+  }
+  return s;
+}
+
 /* Writes a formatted line into err when there is room for one. */
 static void proxy_set_error(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -2907,18 +2926,8 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
   proxy->backend_url = strdup(config->backend_url);
   proxy->name = proxy_strdup_or(config->name, PROXY_DEFAULT_NAME);
   proxy->domain = proxy_strdup_or(config->domain, PROXY_DEFAULT_DOMAIN);
-  if(proxy->name) {
-    len = strlen(proxy->name) + sizeof("Basic realm=\"\"");
-    proxy->basic_offer = malloc(len);
-    if(proxy->basic_offer)
-      snprintf(proxy->basic_offer, len, "Basic realm=\"%s\"", proxy->name);
-  }
-  if(proxy->name) {
-    len = strlen(proxy->name) + sizeof("1.1 ");
-    proxy->via = malloc(len);
-    if(proxy->via)
-      snprintf(proxy->via, len, "1.1 %s", proxy->name);
-  }
+  proxy->basic_offer = proxy_join("Basic realm=\"", proxy->name, "\"");
+  proxy->via = proxy_join("1.1 ", proxy->name, "");
   if(!proxy->bind_host || !proxy->backend_url || !proxy->name ||
      !proxy->domain || !proxy->basic_offer || !proxy->via) {
     proxy_set_error(err, errlen, "proxy: out of memory while starting");

@@ -545,9 +545,7 @@ int balancer_start(const struct balancer_config *config, struct balancer **out,
     snprintf(err, errlen, "balancer: getsockname(): %s", strerror(errno));
     goto error;
   }
-  b->port =
-      ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                     : ((struct sockaddr_in *)&ss)->sin_port);
+  b->port = kb_sockaddr_port((struct sockaddr *)&ss);
   rc = pthread_create(&b->thread, NULL, balancer__run, b);
   if(rc) {
     snprintf(err, errlen, "balancer: cannot start its thread: %s",

@@ -1726,25 +1726,34 @@ static void *t_worker_main(void *arg)
   return NULL;
 }
 
-START_TEST(test_concurrent_connections)
+/* Runs n (at most 8) workers at once on port, alice and bob in turn, and
+ * asserts that each got its 4 answers. */
+static void t_run_workers(uint16_t port, int n)
 {
-  struct tenv e;
-  struct t_worker w[4];
-  pthread_t th[4];
+  struct t_worker w[8];
+  pthread_t th[8];
   int i;
 
-  env_start(&e, T_RECORDER, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
-  for(i = 0; i < 4; i++) {
-    w[i].port = proxy_port(e.px);
+  ck_assert_int_le(n, 8);
+  for(i = 0; i < n; i++) {
+    w[i].port = port;
     w[i].user = i % 2 ? "bob" : "alice";
     w[i].password = i % 2 ? T_BOB_PASSWORD : T_PASSWORD;
     w[i].ok = 0;
     ck_assert_int_eq(pthread_create(&th[i], NULL, t_worker_main, &w[i]), 0);
   }
-  for(i = 0; i < 4; i++) {
+  for(i = 0; i < n; i++) {
     pthread_join(th[i], NULL);
     ck_assert_int_eq(w[i].ok, 4);
   }
+}
+
+START_TEST(test_concurrent_connections)
+{
+  struct tenv e;
+
+  env_start(&e, T_RECORDER, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
+  t_run_workers(proxy_port(e.px), 4);
   /* Each client connection had its own upstream connection. */
   pthread_mutex_lock(&e.rec.lock);
   ck_assert_uint_eq(e.rec.connections, 4);
@@ -1789,27 +1798,14 @@ START_TEST(test_several_loops)
 {
   struct tenv e;
   struct t_opts o;
-  struct t_worker w[8];
-  pthread_t th[8];
   struct tc c;
   unsigned before = t_threads_named("kb-proxy");
-  int i;
 
   memset(&o, 0, sizeof(o));
   o.loops = 3;
   env_start_opts(&e, T_RECORDER, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION, &o);
   ck_assert_uint_eq(t_threads_named("kb-proxy"), before + 3);
-  for(i = 0; i < 8; i++) {
-    w[i].port = proxy_port(e.px);
-    w[i].user = i % 2 ? "bob" : "alice";
-    w[i].password = i % 2 ? T_BOB_PASSWORD : T_PASSWORD;
-    w[i].ok = 0;
-    ck_assert_int_eq(pthread_create(&th[i], NULL, t_worker_main, &w[i]), 0);
-  }
-  for(i = 0; i < 8; i++) {
-    pthread_join(th[i], NULL);
-    ck_assert_int_eq(w[i].ok, 4);
-  }
+  t_run_workers(proxy_port(e.px), 8);
   pthread_mutex_lock(&e.rec.lock);
   ck_assert_uint_eq(e.rec.connections, 8);
   ck_assert_uint_eq(e.rec.requests, 32);
