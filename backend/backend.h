@@ -32,9 +32,9 @@ struct backend_config {
   /* Public URL written into autodiscover responses as ASUrl/OOFUrl; NULL
    * means "https://autodiscover.fabrikam.com/EWS/Exchange.asmx". */
   const char *ews_url;
-  size_t max_body;        /* request bodies above this get 413; 0 = 1 MiB */
-  struct kb_clock clock;  /* for Date headers and response timestamps */
-  struct kb_trace trace;  /* EXCHANGE/OPEN/CLOSE events, hop PROXY_BACKEND */
+  size_t max_body;       /* request bodies above this get 413; 0 = 1 MiB */
+  struct kb_clock clock; /* for Date headers and response timestamps */
+  struct kb_trace trace; /* EXCHANGE/OPEN/CLOSE events, hop PROXY_BACKEND */
   /* When set, each connection takes the name its peer claimed (the
    * proxy's "<client connection> upstream <n>") for its trace events. */
   struct kb_names names;
@@ -43,17 +43,17 @@ struct backend_config {
 /* What the backend has received since it started. All counts are
  * consistent with each other at the moment of the call. */
 struct backend_stats {
-  uint64_t connections;      /* TCP connections accepted */
-  uint64_t requests;         /* requests answered, all paths */
-  uint64_t ews_posts;        /* POSTs to /EWS/Exchange.asmx */
-  uint64_t empty_posts;      /* ... of which had an empty body: the bug */
-  uint64_t oof_ok;           /* GetUserOofSettings answered 200 */
-  uint64_t availability_ok;  /* GetUserAvailability answered 200 */
-  uint64_t soap_faults;      /* 500 SOAP faults, empty bodies included */
-  uint64_t autodiscover_ok;  /* autodiscover answered 200 */
-  uint64_t not_found;        /* 404 */
-  uint64_t bad_method;       /* 405 */
-  uint64_t too_large;        /* 413 */
+  uint64_t connections;     /* TCP connections accepted */
+  uint64_t requests;        /* requests answered, all paths */
+  uint64_t ews_posts;       /* POSTs to /EWS/Exchange.asmx */
+  uint64_t empty_posts;     /* ... of which had an empty body: the bug */
+  uint64_t oof_ok;          /* GetUserOofSettings answered 200 */
+  uint64_t availability_ok; /* GetUserAvailability answered 200 */
+  uint64_t soap_faults;     /* 500 SOAP faults, empty bodies included */
+  uint64_t autodiscover_ok; /* autodiscover answered 200 */
+  uint64_t not_found;       /* 404 */
+  uint64_t bad_method;      /* 405 */
+  uint64_t too_large;       /* 413 */
 };
 
 struct backend;

@@ -44,16 +44,20 @@ int main(int argc, char **argv)
   memset(&pc, 0, sizeof(pc));
   pc.auth = PROXY_AUTH_NONE;
   if(argc > 1 && proxy_auth_parse(argv[1], &pc.auth)) {
-    fprintf(stderr, "bench_passthru: unknown auth '%s'; use none, "
-                    "integrated or basic\n", argv[1]);
+    fprintf(stderr,
+            "bench_passthru: unknown auth '%s'; use none, "
+            "integrated or basic\n",
+            argv[1]);
     return 2;
   }
   if(argc > 3) {
     char *end = NULL;
     unsigned long n = strtoul(argv[3], &end, 10);
     if(!*argv[3] || *end || n > 64) {
-      fprintf(stderr, "bench_passthru: '%s' is not a number of loops; give "
-                      "0 (one per core) to 64\n", argv[3]);
+      fprintf(stderr,
+              "bench_passthru: '%s' is not a number of loops; give "
+              "0 (one per core) to 64\n",
+              argv[3]);
       return 2;
     }
     pc.loops = (unsigned)n;

@@ -117,8 +117,7 @@ static double sessions_listener_cpu(void)
  * the call: sim_topology_client_config aims every client at proxy_url. */
 static int sessions_measure(struct sim_topology *topo, const char *url,
                             const struct sim_clients *plan, double seconds,
-                            struct sessions_tally *t, char *err,
-                            size_t errlen)
+                            struct sessions_tally *t, char *err, size_t errlen)
 {
   char saved[sizeof(topo->proxy_url)];
   char target[sizeof(topo->proxy_url)];
@@ -182,10 +181,10 @@ int main(int argc, char **argv)
       run_direct = !run_proxy;
       continue;
     }
-    slot = !strcmp(argv[i], "--seconds") ? &seconds
-                   : !strcmp(argv[i], "--rounds") ? &rounds
-                   : !strcmp(argv[i], "--posts")  ? &posts
-                                                  : NULL;
+    slot = !strcmp(argv[i], "--seconds")  ? &seconds
+           : !strcmp(argv[i], "--rounds") ? &rounds
+           : !strcmp(argv[i], "--posts")  ? &posts
+                                          : NULL;
     if(!slot || i + 1 >= argc || sessions_num(argv[i + 1], slot)) {
       fprintf(stderr, "usage: bench_sessions [--seconds S] [--rounds R] "
                       "[--posts P] [--only proxy|direct] "
@@ -224,8 +223,10 @@ int main(int argc, char **argv)
     int r;
 
     if(sessions_num(argv[i], &c) || c > 1000) {
-      fprintf(stderr, "bench_sessions: '%s' is not a concurrency of 1 to "
-                      "1000\n", argv[i]);
+      fprintf(stderr,
+              "bench_sessions: '%s' is not a concurrency of 1 to "
+              "1000\n",
+              argv[i]);
       goto out;
     }
     memset(&via, 0, sizeof(via));
@@ -239,14 +240,14 @@ int main(int argc, char **argv)
     plan.logins = logins;
     plan.nlogins = 1;
     /* Warm-up for each, not counted. */
-    if((run_proxy && sessions_measure(topo, topo->proxy_url, &plan, 0.2,
-                                      &warm, err, sizeof(err))) ||
+    if((run_proxy && sessions_measure(topo, topo->proxy_url, &plan, 0.2, &warm,
+                                      err, sizeof(err))) ||
        (run_direct && sessions_measure(topo, topo->backend_url, &plan, 0.2,
                                        &warm, err, sizeof(err))))
       goto fail;
     for(r = 0; r < (int)rounds; r++)
-      if((run_proxy && sessions_measure(topo, topo->proxy_url, &plan,
-                                        seconds, &via, err, sizeof(err))) ||
+      if((run_proxy && sessions_measure(topo, topo->proxy_url, &plan, seconds,
+                                        &via, err, sizeof(err))) ||
          (run_direct && sessions_measure(topo, topo->backend_url, &plan,
                                          seconds, &direct, err, sizeof(err))))
         goto fail;

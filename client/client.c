@@ -1623,8 +1623,7 @@ static enum client_outcome client_post_basic(struct client *c,
     result = CLIENT_AUTH_FAILED;
   }
   else
-    result = client_final_status(c, p, &leg,
-                                 "the POST with Basic credentials");
+    result = client_final_status(c, p, &leg, "the POST with Basic credentials");
   client_leg_free(&leg);
   return result;
 }

@@ -68,13 +68,13 @@ struct client_config {
   const char *domain;   /* credentials */
   const char *user;
   const char *password;
-  const char *workstation; /* "COMMUNICATOR" when NULL */
-  const char *email;       /* "<user>@fabrikam.com" when NULL */
+  const char *workstation;     /* "COMMUNICATOR" when NULL */
+  const char *email;           /* "<user>@fabrikam.com" when NULL */
   const char *const *contacts; /* free/busy targets; NULL-terminated; two
                                   defaults when NULL */
   unsigned ews_posts;          /* EWS POSTs after autodiscover; 0 = 2 */
   enum ntlm_response_kind ntlm_kind;
-  enum client_kind kind;       /* communicator by default */
+  enum client_kind kind; /* communicator by default */
   /* Think time before each EWS POST, drawn uniformly from [min, max] ms
    * with kb_rng_fill(rng, "client/<id>/post/<n>/think") and spent on the
    * client's simulated timeline (kb_clock_advance with "client <id>"). */
@@ -87,10 +87,10 @@ struct client_config {
   int64_t idle_timeout_ms;
   unsigned max_requests;
   struct client_balancer balancer; /* optional; see above */
-  long timeout_ms;       /* per request; 0 = 10000 */
-  struct kb_clock clock; /* NTLMv2 timestamps */
-  struct kb_rng rng;     /* client challenges */
-  struct kb_trace trace; /* hop CLIENT_PROXY, side CLIENT */
+  long timeout_ms;                 /* per request; 0 = 10000 */
+  struct kb_clock clock;           /* NTLMv2 timestamps */
+  struct kb_rng rng;               /* client challenges */
+  struct kb_trace trace;           /* hop CLIENT_PROXY, side CLIENT */
   /* When set, each new connection is claimed as "client <id> conn <n>"
    * once connected (kb_names), so the listener knows who it is. */
   struct kb_names names;
@@ -98,19 +98,19 @@ struct client_config {
 
 enum client_post_kind {
   CLIENT_POST_AUTODISCOVER = 0,
-  CLIENT_POST_OOF,          /* GetUserOofSettings */
-  CLIENT_POST_AVAILABILITY  /* GetUserAvailability */
+  CLIENT_POST_OOF,         /* GetUserOofSettings */
+  CLIENT_POST_AVAILABILITY /* GetUserAvailability */
 };
 
 /* "autodiscover", "GetUserOofSettings", "GetUserAvailability". */
 const char *client_post_kind_name(enum client_post_kind kind);
 
 enum client_outcome {
-  CLIENT_OK = 0,            /* 200 and a response it could use */
-  CLIENT_SERVER_ERROR,      /* 5xx from Exchange (a SOAP fault) */
-  CLIENT_AUTH_FAILED,       /* 401 after the type 3 */
-  CLIENT_PROTOCOL_ERROR,    /* unexpected status, bad challenge or body */
-  CLIENT_TRANSPORT_ERROR    /* connect/send/receive failed */
+  CLIENT_OK = 0,         /* 200 and a response it could use */
+  CLIENT_SERVER_ERROR,   /* 5xx from Exchange (a SOAP fault) */
+  CLIENT_AUTH_FAILED,    /* 401 after the type 3 */
+  CLIENT_PROTOCOL_ERROR, /* unexpected status, bad challenge or body */
+  CLIENT_TRANSPORT_ERROR /* connect/send/receive failed */
 };
 
 /* "ok", "server-error", "auth-failed", "protocol-error", "transport-error". */
@@ -118,35 +118,35 @@ const char *client_outcome_name(enum client_outcome outcome);
 
 /* One POST of the session, all its legs. */
 struct client_post_result {
-  unsigned index;             /* 0 = autodiscover */
+  unsigned index; /* 0 = autodiscover */
   enum client_post_kind kind;
   enum client_outcome outcome;
-  int leg1_status;            /* status answering the first leg */
-  int final_status;           /* status of the last leg sent */
-  unsigned legs;              /* legs sent: 1 to 3 (Outlook: HTTP requests
-                                 libcurl made) */
-  uint64_t connection;        /* client-local connection number, from 1 */
-  int64_t think_ms;           /* think time spent before this POST */
-  int64_t at_ms;              /* simulated time the POST started */
-  bool new_connection;        /* its first leg opened a new connection */
-  char detail[160];           /* one line: why it failed, or "" */
+  int leg1_status;     /* status answering the first leg */
+  int final_status;    /* status of the last leg sent */
+  unsigned legs;       /* legs sent: 1 to 3 (Outlook: HTTP requests
+                          libcurl made) */
+  uint64_t connection; /* client-local connection number, from 1 */
+  int64_t think_ms;    /* think time spent before this POST */
+  int64_t at_ms;       /* simulated time the POST started */
+  bool new_connection; /* its first leg opened a new connection */
+  char detail[160];    /* one line: why it failed, or "" */
 };
 
 /* What the user sees. */
 struct client_view {
-  bool integration_error;     /* "Outlook Integration Error" notification */
+  bool integration_error; /* "Outlook Integration Error" notification */
   bool autodiscovery_failed_logged; /* the log line was written */
-  bool presence_available;    /* OOF information retrieved */
-  bool scheduling_available;  /* free/busy information retrieved */
+  bool presence_available;          /* OOF information retrieved */
+  bool scheduling_available;        /* free/busy information retrieved */
   bool autodiscover_ok;
-  char ews_url[256];          /* from autodiscover, "" until known */
+  char ews_url[256]; /* from autodiscover, "" until known */
   unsigned posts_done, posts_ok, posts_failed;
-  unsigned connections;       /* TCP connections the session opened */
+  unsigned connections; /* TCP connections the session opened */
 };
 
 /* The notification and log texts, for printing and for tests. */
 #define CLIENT_NOTIFICATION_TEXT "Outlook Integration Error"
-#define CLIENT_LOG_TEXT \
+#define CLIENT_LOG_TEXT                                                        \
   "Communicator has failed to retrieve autodiscovery information"
 
 struct client;

@@ -27,8 +27,7 @@ int64_t kb_clock_now(const struct kb_clock *clock, const char *who)
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void kb_clock_advance(const struct kb_clock *clock, const char *who,
-                      int64_t ms)
+void kb_clock_advance(const struct kb_clock *clock, const char *who, int64_t ms)
 {
   struct timespec ts;
 
@@ -48,9 +47,8 @@ void kb_http_date(int64_t ms, char out[KB_HTTP_DATE_LEN])
 {
   static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed",
                                   "Thu", "Fri", "Sat"};
-  static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr",
-                                     "May", "Jun", "Jul", "Aug",
-                                     "Sep", "Oct", "Nov", "Dec"};
+  static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   time_t secs = (time_t)(ms / 1000);
   char text[80];
   struct tm tm;

@@ -99,26 +99,27 @@ const char *kb_auth_name(enum kb_auth auth);
 
 /* One request and its response as one end of a hop saw them. */
 struct kb_exchange {
-  const char *method;      /* "POST" */
-  const char *path;        /* "/EWS/Exchange.asmx" */
-  enum kb_auth req_auth;   /* Authorization header of the request */
-  size_t req_body_len;     /* bytes of request body */
-  int status;              /* response status, 0 when none was received */
-  enum kb_auth resp_auth;  /* WWW-Authenticate header of the response */
-  size_t resp_body_len;    /* bytes of response body */
+  const char *method;     /* "POST" */
+  const char *path;       /* "/EWS/Exchange.asmx" */
+  enum kb_auth req_auth;  /* Authorization header of the request */
+  size_t req_body_len;    /* bytes of request body */
+  int status;             /* response status, 0 when none was received */
+  enum kb_auth resp_auth; /* WWW-Authenticate header of the response */
+  size_t resp_body_len;   /* bytes of response body */
 };
 
 struct kb_trace_event {
   enum kb_trace_kind kind;
   enum kb_hop hop;
-  enum kb_side side;    /* who observed it */
-  const char *origin;   /* observer: "client 3", an ISA member ("ISA01"), "backend" */
-  uint64_t conn;        /* observer-local connection id */
+  enum kb_side side; /* who observed it */
+  const char
+      *origin;   /* observer: "client 3", an ISA member ("ISA01"), "backend" */
+  uint64_t conn; /* observer-local connection id */
   /* The connection's name as both ends know it (see kb_names), e.g.
    * "client 3 conn 1" or "client 3 conn 1 upstream 1"; NULL when the
    * connection has none (a peer outside the simulation). */
   const char *conn_name;
-  const uint8_t *data;  /* SEND / RECV bytes; NULL otherwise */
+  const uint8_t *data; /* SEND / RECV bytes; NULL otherwise */
   size_t len;
   const struct kb_exchange *exchange; /* EXCHANGE only */
   const char *text;                   /* NOTE only */
@@ -159,8 +160,8 @@ struct kb_names {
   /* Called by the accepting side: copies the name claimed for the
    * connection from peer_port to its own local_port into name; returns 0,
    * or -1 when nobody claimed it. */
-  int (*resolve)(void *ctx, uint16_t peer_port, uint16_t local_port,
-                 char *name, size_t len);
+  int (*resolve)(void *ctx, uint16_t peer_port, uint16_t local_port, char *name,
+                 size_t len);
   void *ctx;
 };
 
@@ -200,7 +201,6 @@ void kb_trace_emit(const struct kb_trace *trace,
 /* Convenience: emits a KB_TRACE_NOTE with printf-style text. */
 void kb_trace_note(const struct kb_trace *trace, enum kb_hop hop,
                    enum kb_side side, const char *origin, uint64_t conn,
-                   const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
+                   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
 #endif /* KB_ENV_H */

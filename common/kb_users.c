@@ -79,13 +79,17 @@ int kb_users_add(struct kb_users *users, const char *domain, const char *user,
   if(!*domain || !*user) {
     snprintf(err, errlen,
              "user '%s\\%s': domain and user must not be empty; write "
-             "DOMAIN\\user:password", domain, user);
+             "DOMAIN\\user:password",
+             domain, user);
     return -1;
   }
-  if(strlen(domain) >= KB_USERS_FIELD_MAX || strlen(user) >= KB_USERS_FIELD_MAX ||
+  if(strlen(domain) >= KB_USERS_FIELD_MAX ||
+     strlen(user) >= KB_USERS_FIELD_MAX ||
      strlen(password) >= KB_USERS_FIELD_MAX) {
-    snprintf(err, errlen, "user '%.40s...': domain, user and password are "
-             "limited to %d bytes each", user, KB_USERS_FIELD_MAX - 1);
+    snprintf(err, errlen,
+             "user '%.40s...': domain, user and password are "
+             "limited to %d bytes each",
+             user, KB_USERS_FIELD_MAX - 1);
     return -1;
   }
   if(kb__find(users, domain, user)) {
@@ -144,8 +148,10 @@ int kb_users_add_spec(struct kb_users *users, const char *spec, char *err,
   dlen = (size_t)(slash - spec);
   ulen = (size_t)(colon - slash - 1);
   if(dlen >= sizeof(domain) || ulen >= sizeof(user)) {
-    snprintf(err, errlen, "user spec: domain and user are limited to %d "
-             "bytes each", KB_USERS_FIELD_MAX - 1);
+    snprintf(err, errlen,
+             "user spec: domain and user are limited to %d "
+             "bytes each",
+             KB_USERS_FIELD_MAX - 1);
     return -1;
   }
   memcpy(domain, spec, dlen);

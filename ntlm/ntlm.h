@@ -28,18 +28,18 @@
 
 enum ntlm_result {
   NTLM_OK = 0,
-  NTLM_ERR_ARG,         /* a caller error: NULL or out-of-range argument */
-  NTLM_ERR_NOMEM,       /* allocation failed */
-  NTLM_ERR_BASE64,      /* token is not valid base64 */
-  NTLM_ERR_TRUNCATED,   /* shorter than its fixed header */
-  NTLM_ERR_SIGNATURE,   /* does not start with "NTLMSSP\0" */
-  NTLM_ERR_TYPE,        /* message type is not the one expected */
-  NTLM_ERR_BOUNDS,      /* a field's offset/length points outside the message */
-  NTLM_ERR_TOO_BIG,     /* message or field larger than NTLM_MAX_MESSAGE */
-  NTLM_ERR_ENCODING,    /* a string field is not valid UTF-16LE / OEM */
-  NTLM_ERR_HEADER,      /* header value is not "NTLM|Negotiate <token>" */
-  NTLM_ERR_UNKNOWN_USER,/* the user store has no such user */
-  NTLM_ERR_BAD_PROOF    /* the response does not prove the password */
+  NTLM_ERR_ARG,       /* a caller error: NULL or out-of-range argument */
+  NTLM_ERR_NOMEM,     /* allocation failed */
+  NTLM_ERR_BASE64,    /* token is not valid base64 */
+  NTLM_ERR_TRUNCATED, /* shorter than its fixed header */
+  NTLM_ERR_SIGNATURE, /* does not start with "NTLMSSP\0" */
+  NTLM_ERR_TYPE,      /* message type is not the one expected */
+  NTLM_ERR_BOUNDS,    /* a field's offset/length points outside the message */
+  NTLM_ERR_TOO_BIG,   /* message or field larger than NTLM_MAX_MESSAGE */
+  NTLM_ERR_ENCODING,  /* a string field is not valid UTF-16LE / OEM */
+  NTLM_ERR_HEADER,    /* header value is not "NTLM|Negotiate <token>" */
+  NTLM_ERR_UNKNOWN_USER, /* the user store has no such user */
+  NTLM_ERR_BAD_PROOF     /* the response does not prove the password */
 };
 
 /* Returns a short English description of r ("message truncated"). */
@@ -189,9 +189,9 @@ char *ntlm_header_format(enum ntlm_scheme scheme, const uint8_t *msg,
 /* ---- client side ------------------------------------------------------ */
 
 enum ntlm_response_kind {
-  NTLM_RESPONSE_V2 = 0,    /* NTLMv2 + LMv2 (default) */
-  NTLM_RESPONSE_V1,        /* NTLMv1 + LMv1 (DES) */
-  NTLM_RESPONSE_V1_ESS     /* NTLMv1 with client challenge (NTLM2 session) */
+  NTLM_RESPONSE_V2 = 0, /* NTLMv2 + LMv2 (default) */
+  NTLM_RESPONSE_V1,     /* NTLMv1 + LMv1 (DES) */
+  NTLM_RESPONSE_V1_ESS  /* NTLMv1 with client challenge (NTLM2 session) */
 };
 
 /* Returns "NTLMv2", "NTLMv1" or "NTLMv1-ESS". */
@@ -229,10 +229,10 @@ uint64_t ntlm_filetime_from_unix_ms(int64_t ms);
 /* ---- server side ------------------------------------------------------ */
 
 struct ntlm_server_info {
-  const char *netbios_domain;  /* "FABRIKAM" - also the target name */
-  const char *netbios_computer;/* "ISA01" */
-  const char *dns_domain;      /* "fabrikam.com"; may be NULL */
-  const char *dns_computer;    /* "isa01.fabrikam.com"; may be NULL */
+  const char *netbios_domain;   /* "FABRIKAM" - also the target name */
+  const char *netbios_computer; /* "ISA01" */
+  const char *dns_domain;       /* "fabrikam.com"; may be NULL */
+  const char *dns_computer;     /* "isa01.fabrikam.com"; may be NULL */
 };
 
 /* Builds a CHALLENGE answering a NEGOTIATE with negotiate_flags: the
@@ -291,14 +291,11 @@ void ntlm_desl(const uint8_t key[16], const uint8_t data[8], uint8_t out[24]);
  * 0x01 0x01 0(6) timestamp(8) client_challenge(8) 0(4) target_info 0(4).
  * nt_out receives NTProofStr(16) + temp and is caller-freed; lm_out 24
  * bytes; session_base_key 16 bytes (may be NULL). */
-enum ntlm_result ntlm_v2_responses(const uint8_t ntowf_v2[16],
-                                   const uint8_t server_challenge[8],
-                                   const uint8_t client_challenge[8],
-                                   uint64_t timestamp,
-                                   const uint8_t *target_info,
-                                   size_t target_info_len,
-                                   struct ntlm_bytes *nt_out,
-                                   uint8_t lm_out[24],
-                                   uint8_t session_base_key[16]);
+enum ntlm_result
+ntlm_v2_responses(const uint8_t ntowf_v2[16], const uint8_t server_challenge[8],
+                  const uint8_t client_challenge[8], uint64_t timestamp,
+                  const uint8_t *target_info, size_t target_info_len,
+                  struct ntlm_bytes *nt_out, uint8_t lm_out[24],
+                  uint8_t session_base_key[16]);
 
 #endif /* NTLM_H */

@@ -103,8 +103,8 @@ enum proxy_fwd_state {
 
 /* What an epoll registration of the loop stands for. */
 enum proxy_watch_kind {
-  PROXY_WATCH_MHD,     /* libmicrohttpd's own epoll set */
-  PROXY_WATCH_WAKE,    /* the eventfd proxy_stop writes */
+  PROXY_WATCH_MHD,      /* libmicrohttpd's own epoll set */
+  PROXY_WATCH_WAKE,     /* the eventfd proxy_stop writes */
   PROXY_WATCH_UPSTREAM, /* a libcurl socket of one connection's transfer */
   PROXY_WATCH_PEER      /* a client socket, watched for the client leaving */
 };
@@ -142,12 +142,12 @@ enum proxy_token {
  * runs, and proxy_stop's after it has joined it. */
 struct proxy_loop {
   struct proxy *proxy;
-  unsigned index;            /* in proxy->loops */
+  unsigned index; /* in proxy->loops */
   struct MHD_Daemon *daemon;
   pthread_t thread;
   bool started;
-  int epfd;                  /* epoll set of the loop */
-  int wakefd;                /* eventfd: proxy_stop wakes the loop */
+  int epfd;   /* epoll set of the loop */
+  int wakefd; /* eventfd: proxy_stop wakes the loop */
   struct proxy_watch mhd_watch;
   struct proxy_watch wake_watch;
   /* Connections whose client has gone, to be shut down once
@@ -225,11 +225,11 @@ struct proxy_conn {
   struct proxy *proxy;
   struct proxy_loop *loop; /* the loop that accepted it and runs it */
   uint64_t id;
-  char name[64];     /* the name the peer claimed (kb_names), or "" */
-  bool named;        /* name resolved and OPEN traced (first request) */
-  char up_name[96];  /* the current upstream connection's name, or "" */
-  uint16_t up_port;  /* the backend port it connects to */
-  bool up_claimed;   /* up_name claimed for its port (once connected) */
+  char name[64];      /* the name the peer claimed (kb_names), or "" */
+  bool named;         /* name resolved and OPEN traced (first request) */
+  char up_name[96];   /* the current upstream connection's name, or "" */
+  uint16_t up_port;   /* the backend port it connects to */
+  bool up_claimed;    /* up_name claimed for its port (once connected) */
   unsigned upstreams; /* upstream connections opened for this one */
   enum proxy_auth_state state;
   enum ntlm_scheme scheme;  /* the scheme of the current handshake */
@@ -255,15 +255,15 @@ struct proxy_conn {
    * bytes, after the answer if one is being produced); the EPOLLHUP that
    * follows makes libmicrohttpd close it. */
   struct proxy_watch peer;
-  bool peer_gone;  /* EPOLLRDHUP seen */
-  bool answering;  /* a response is queued and not yet completed */
-  bool peer_shut;  /* our side was shut down */
+  bool peer_gone; /* EPOLLRDHUP seen */
+  bool answering; /* a response is queued and not yet completed */
+  bool peer_shut; /* our side was shut down */
   struct proxy_conn *gone_prev, *gone_next; /* in loop->gone */
   struct proxy_req req;
   /* The forward in flight (fwd_state RUNNING) or just ended (DONE). */
   enum proxy_fwd_state fwd_state;
-  struct MHD_Connection *mc;    /* the suspended client connection */
-  struct proxy_fwd fwd;         /* what the transfer collects */
+  struct MHD_Connection *mc; /* the suspended client connection */
+  struct proxy_fwd fwd;      /* what the transfer collects */
   /* The upstream header list and URL of the last forward, kept while the
    * client's next request repeats them (see proxy_upstream_headers). */
   struct curl_slist *fwd_headers;
@@ -272,9 +272,9 @@ struct proxy_conn {
   /* The request target as sent; req.uri points into it. */
   struct kb_buf uri_buf;
   char fwd_err[CURL_ERROR_SIZE];
-  struct proxy_answer pending;  /* the answer being built */
-  int64_t timer_at;             /* monotonic ms the multi wants a timeout
-                                   call at, or -1 */
+  struct proxy_answer pending; /* the answer being built */
+  int64_t timer_at;            /* monotonic ms the multi wants a timeout
+                                  call at, or -1 */
   struct proxy_conn *busy_prev, *busy_next; /* in loop->busy */
 };
 
@@ -284,7 +284,8 @@ struct proxy_conn {
  * deliberate and already noted, so that one line is dropped. */
 static _Thread_local bool proxy_closing_idle;
 
-static void proxy_peer_watch(struct proxy_conn *conn, struct MHD_Connection *mc);
+static void proxy_peer_watch(struct proxy_conn *conn,
+                             struct MHD_Connection *mc);
 static void proxy_peer_unwatch(struct proxy_conn *conn);
 static void proxy_peer_finish(struct proxy_conn *conn);
 static void proxy_gone_unlink(struct proxy_conn *conn);
@@ -386,7 +387,10 @@ static void proxy_stats_add(struct proxy *proxy,
  * the message's Connection header (connection_tokens, may be NULL). */
 static bool proxy_is_hop_header(const char *name, const char *connection_tokens)
 {
-#define PROXY_HOP(name) {name, sizeof(name) - 1}
+#define PROXY_HOP(name)                                                        \
+  {                                                                            \
+    name, sizeof(name) - 1                                                     \
+  }
   /* With their lengths: most names are told apart by length alone, and
    * this runs for every header in both directions. */
   static const struct {
@@ -581,7 +585,8 @@ void proxy_stats(const struct proxy *proxy, struct proxy_stats *stats)
 
 /* Adds a Date header from the configured clock: the daemon runs with
  * MHD_USE_SUPPRESS_DATE_NO_CLOCK so that a simulated clock shows. */
-static void proxy_add_date(const struct proxy_conn *conn, struct MHD_Response *r)
+static void proxy_add_date(const struct proxy_conn *conn,
+                           struct MHD_Response *r)
 {
   char date[KB_HTTP_DATE_LEN];
   kb_http_date(proxy_conn_now(conn), date);
@@ -663,8 +668,8 @@ static void proxy_curl_global_init(void)
 static void proxy_name_upstream(struct proxy_conn *conn)
 {
   conn->upstreams++;
-  snprintf(conn->up_name, sizeof(conn->up_name), "%s upstream %u",
-           conn->name, conn->upstreams);
+  snprintf(conn->up_name, sizeof(conn->up_name), "%s upstream %u", conn->name,
+           conn->upstreams);
   conn->up_claimed = false;
 }
 
@@ -745,8 +750,7 @@ static int proxy_curl_debug(CURL *handle, curl_infotype type, char *data,
     return 0;
   }
   proxy_emit(conn->proxy, kind, KB_HOP_PROXY_BACKEND, conn->id, conn->up_name,
-             data, size,
-             NULL);
+             data, size, NULL);
   return 0;
 }
 
@@ -818,8 +822,8 @@ static int proxy_watch_up(struct proxy_conn *conn, curl_socket_t fd,
   memset(&ev, 0, sizeof(ev));
   ev.events = events;
   ev.data.ptr = w;
-  if(epoll_ctl(conn->loop->epfd,
-               w->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev)) {
+  if(epoll_ctl(conn->loop->epfd, w->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
+               fd, &ev)) {
     w->registered = false;
     return -1;
   }
@@ -1396,8 +1400,8 @@ static void proxy_forward(struct proxy_conn *conn, struct MHD_Connection *mc,
      memcmp(conn->fwd_url.data + proxy->backend_url_len, conn->req.uri,
             uri_len)) {
     kb_buf_reset(&conn->fwd_url);
-    if(kb_buf_add(&conn->fwd_url, proxy->backend_url,
-                  proxy->backend_url_len) != KB_BUF_OK ||
+    if(kb_buf_add(&conn->fwd_url, proxy->backend_url, proxy->backend_url_len) !=
+           KB_BUF_OK ||
        kb_buf_add(&conn->fwd_url, conn->req.uri, uri_len) != KB_BUF_OK ||
        proxy_upstream_url(conn)) {
       kb_buf_free(&conn->fwd_url);
@@ -1463,8 +1467,7 @@ static void proxy_fwd_finish(struct proxy_conn *conn, CURLcode res)
   if(res == CURLE_OK && code >= 100 && code <= 999)
     proxy_relay(conn, &conn->fwd, (unsigned)code, &conn->pending);
   else
-    proxy_upstream_failed(conn, &conn->fwd, res, conn->fwd_err,
-                          &conn->pending);
+    proxy_upstream_failed(conn, &conn->fwd, res, conn->fwd_err, &conn->pending);
   proxy_fwd_release(conn);
   conn->fwd_state = PROXY_FWD_DONE;
   MHD_resume_connection(conn->mc);
@@ -2290,8 +2293,8 @@ static void proxy_on_mhd_log(void *cls, const char *fmt, va_list ap)
   len = strlen(line);
   while(len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
     line[--len] = '\0';
-  kb_trace_note(&proxy->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_SERVER,
-                proxy->name, 0, "libmicrohttpd: %s", line);
+  kb_trace_note(&proxy->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_SERVER, proxy->name,
+                0, "libmicrohttpd: %s", line);
 }
 
 /* Decides, as a request starts on conn, whether the listener would have
@@ -2540,7 +2543,8 @@ static void proxy_peer_finish(struct proxy_conn *conn)
      conn->fwd_state != PROXY_FWD_IDLE)
     return;
   if(conn->req.started || conn->req.uri)
-    proxy_note(conn, "connection %s: the client closed it in the middle of "
+    proxy_note(conn,
+               "connection %s: the client closed it in the middle of "
                "a request; closing it, nothing forwarded",
                proxy_conn_label(conn, label, sizeof(label)));
   shutdown(conn->peer.fd, SHUT_WR);
@@ -2822,13 +2826,10 @@ static unsigned proxy_loop_count(unsigned wanted)
  * (port 0 picks one) when listen_fd is -1, else accepting from listen_fd,
  * which it then owns. Returns the daemon or NULL (errno set when the
  * system refused). */
-static struct MHD_Daemon *proxy_daemon_start(struct proxy_loop *loop,
-                                             unsigned int flags,
-                                             uint16_t port,
-                                             const struct sockaddr *addr,
-                                             int listen_fd,
-                                             unsigned connection_limit,
-                                             unsigned connection_timeout_s)
+static struct MHD_Daemon *
+proxy_daemon_start(struct proxy_loop *loop, unsigned int flags, uint16_t port,
+                   const struct sockaddr *addr, int listen_fd,
+                   unsigned connection_limit, unsigned connection_timeout_s)
 {
   struct proxy *proxy = loop->proxy;
   struct MHD_OptionItem where[2] = {{MHD_OPTION_END, 0, NULL},
@@ -2991,8 +2992,8 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
   connection_limit = PROXY_CONNECTION_LIMIT / proxy->nloops;
   errno = 0;
   proxy->loops[0].daemon = proxy_daemon_start(
-      &proxy->loops[0], flags, config->port, (const struct sockaddr *)&addr,
-      -1, connection_limit, connection_timeout_s);
+      &proxy->loops[0], flags, config->port, (const struct sockaddr *)&addr, -1,
+      connection_limit, connection_timeout_s);
   saved_errno = errno;
   if(!proxy->loops[0].daemon) {
     proxy_set_error(err, errlen,

@@ -84,10 +84,10 @@ struct proxy_config {
   /* Seconds of real time a connection may stay silent before
    * libmicrohttpd drops it (slow clients); 0 = 30. */
   unsigned connection_timeout_s;
-  const char *name;      /* for Via and logs; "ISA01" when NULL */
-  const char *domain;    /* NetBIOS domain in type 2; "FABRIKAM" when NULL */
-  size_t max_body;       /* request/response bodies above this: 413/502;
-                            0 = 1 MiB */
+  const char *name;         /* for Via and logs; "ISA01" when NULL */
+  const char *domain;       /* NetBIOS domain in type 2; "FABRIKAM" when NULL */
+  size_t max_body;          /* request/response bodies above this: 413/502;
+                               0 = 1 MiB */
   long upstream_timeout_ms; /* per forwarded request; 0 = 30000 */
   /* Event loop threads, each accepting from the listening socket: 0 = 1;
    * at most 4 (more is taken as 4). More loops let the listener use more
@@ -100,29 +100,29 @@ struct proxy_config {
   struct kb_trace trace; /* both hops: PROXY_BACKEND bytes, decisions */
   /* When set, a client connection takes the name its peer claimed (at
    * its first request), and each upstream connection is claimed as
-   * "<client connection name> upstream <n>" once connected. Challenges are then drawn
-   * under that name, so they do not depend on accept order. */
+   * "<client connection name> upstream <n>" once connected. Challenges are then
+   * drawn under that name, so they do not depend on accept order. */
   struct kb_names names;
 };
 
 /* Counters since start, consistent with each other at the moment of the
  * call. */
 struct proxy_stats {
-  uint64_t connections;         /* client TCP connections accepted */
-  uint64_t requests;            /* client requests answered */
-  uint64_t challenges;          /* 401 with a type 2 sent */
-  uint64_t auth_ok;             /* type 3 verified */
-  uint64_t auth_failed;         /* type 3 refused (wrong password, ...) */
-  uint64_t reauth_skipped;      /* type 1 on an authenticated connection
-                                   forwarded without challenge (the bug) */
-  uint64_t forwarded;           /* requests sent to the backend */
+  uint64_t connections;           /* client TCP connections accepted */
+  uint64_t requests;              /* client requests answered */
+  uint64_t challenges;            /* 401 with a type 2 sent */
+  uint64_t auth_ok;               /* type 3 verified */
+  uint64_t auth_failed;           /* type 3 refused (wrong password, ...) */
+  uint64_t reauth_skipped;        /* type 1 on an authenticated connection
+                                     forwarded without challenge (the bug) */
+  uint64_t forwarded;             /* requests sent to the backend */
   uint64_t forwarded_empty_posts; /* ... POSTs among them with no body */
-  uint64_t upstream_errors;     /* 502/504 answered */
-  uint64_t basic_ok;            /* requests with valid Basic credentials */
-  uint64_t basic_failed;        /* ... with invalid ones (401); a request
-                                   without credentials is not counted */
-  uint64_t idle_closed;         /* connections found idle past the limit */
-  uint64_t max_requests_closed; /* connections closed at max_requests */
+  uint64_t upstream_errors;       /* 502/504 answered */
+  uint64_t basic_ok;              /* requests with valid Basic credentials */
+  uint64_t basic_failed;          /* ... with invalid ones (401); a request
+                                     without credentials is not counted */
+  uint64_t idle_closed;           /* connections found idle past the limit */
+  uint64_t max_requests_closed;   /* connections closed at max_requests */
 };
 
 struct proxy;

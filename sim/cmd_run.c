@@ -61,14 +61,14 @@ static int kbsim_write_evidence(struct sim_recorder *rec,
   char tbuf[512], pbuf[512], jbuf[512], err[512];
   const char *transcript = kbsim_evidence_path(want->transcript, sc->name,
                                                several, tbuf, sizeof(tbuf));
-  const char *pcap = kbsim_evidence_path(want->pcap, sc->name, several, pbuf,
-                                         sizeof(pbuf));
-  const char *json = kbsim_evidence_path(want->json, sc->name, several, jbuf,
-                                         sizeof(jbuf));
+  const char *pcap =
+      kbsim_evidence_path(want->pcap, sc->name, several, pbuf, sizeof(pbuf));
+  const char *json =
+      kbsim_evidence_path(want->json, sc->name, several, jbuf, sizeof(jbuf));
 
   if(rec->failed) {
     fprintf(stderr, "kbsim: out of memory recording the trace; evidence "
-            "would be incomplete, so none was written\n");
+                    "would be incomplete, so none was written\n");
     return -1;
   }
   if(transcript) {
@@ -82,19 +82,24 @@ static int kbsim_write_evidence(struct sim_recorder *rec,
       return -1;
     }
   }
-  if(pcap && evidence_write_pcap(rec, pcap, SIM_CASE_EPOCH_MS, err,
-                                 sizeof(err))) {
+  if(pcap &&
+     evidence_write_pcap(rec, pcap, SIM_CASE_EPOCH_MS, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     return -1;
   }
   if(json) {
     const struct scenario_member *m = &sc->members[0];
     struct evidence_run run = {
-      sc->nmembers == 1
-          ? proxy_policy_name(scenario_effective_policy(m->patch, m->script))
-          : "array",
-      sc->seed, sc->clients, sc->posts, ntlm_response_kind_name(sc->ntlm),
-      &o->sessions, &o->backend, &o->proxy};
+        sc->nmembers == 1
+            ? proxy_policy_name(scenario_effective_policy(m->patch, m->script))
+            : "array",
+        sc->seed,
+        sc->clients,
+        sc->posts,
+        ntlm_response_kind_name(sc->ntlm),
+        &o->sessions,
+        &o->backend,
+        &o->proxy};
     if(evidence_write_json(rec, &run, json, err, sizeof(err))) {
       fprintf(stderr, "kbsim: %s\n", err);
       return -1;
@@ -124,8 +129,8 @@ static int kbsim_html_finish(struct kbsim_evidence *want)
   char err[512];
   int result = 0;
 
-  if(want->report && html_report_write(want->report, want->html, err,
-                                       sizeof(err))) {
+  if(want->report &&
+     html_report_write(want->report, want->html, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     result = 1;
   }
@@ -184,10 +189,10 @@ static int kbsim_run_one(const struct scenario *sc,
   int result = 1;
 
   sim_recorder_init(&rec, want->transcript || want->pcap || want->html);
-  if(sim_scenario_run(sc, want->transcript || want->pcap || want->json ||
-                              want->html
-                              ? sim_recorder_as_kb(&rec)
-                              : (struct kb_trace){0},
+  if(sim_scenario_run(sc,
+                      want->transcript || want->pcap || want->json || want->html
+                          ? sim_recorder_as_kb(&rec)
+                          : (struct kb_trace){0},
                       &o, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     sim_recorder_free(&rec);
@@ -204,7 +209,9 @@ static int kbsim_run_one(const struct scenario *sc,
     const char *got = o.sessions.users_with_error ? "error" : "clean";
     printf("%s %s (%s): expected %s, got %s: %s%s%s\n",
            result ? "FAIL" : "PASS", sc->name, sc->path,
-           sc->expect.outcome < 0 ? "-" : sc->expect.outcome ? "error" : "clean",
+           sc->expect.outcome < 0 ? "-"
+           : sc->expect.outcome   ? "error"
+                                  : "clean",
            got, summary, result ? "; " : "", result ? why : "");
   }
   else {
@@ -234,19 +241,19 @@ done:
 int kbsim_cmd_run(int argc, char **argv)
 {
   static const struct option opts[] = {
-    {"policy", required_argument, NULL, 'P'},
-    {"clients", required_argument, NULL, 'c'},
-    {"posts", required_argument, NULL, 'p'},
-    {"seed", required_argument, NULL, 's'},
-    {"expect", required_argument, NULL, 'e'},
-    {"ntlm", required_argument, NULL, 'n'},
-    {"user", required_argument, NULL, 'u'},
-    {"transcript", required_argument, NULL, 't'},
-    {"pcap", required_argument, NULL, 'w'},
-    {"json", required_argument, NULL, 'j'},
-    {"html", required_argument, NULL, 'H'},
-    {"verbose", no_argument, NULL, 'v'},
-    {NULL, 0, NULL, 0}};
+      {"policy", required_argument, NULL, 'P'},
+      {"clients", required_argument, NULL, 'c'},
+      {"posts", required_argument, NULL, 'p'},
+      {"seed", required_argument, NULL, 's'},
+      {"expect", required_argument, NULL, 'e'},
+      {"ntlm", required_argument, NULL, 'n'},
+      {"user", required_argument, NULL, 'u'},
+      {"transcript", required_argument, NULL, 't'},
+      {"pcap", required_argument, NULL, 'w'},
+      {"json", required_argument, NULL, 'j'},
+      {"html", required_argument, NULL, 'H'},
+      {"verbose", no_argument, NULL, 'v'},
+      {NULL, 0, NULL, 0}};
   static struct scenario scenarios[KBSIM_MAX_FILES];
   struct scenario *flags = &scenarios[0];
   struct kbsim_evidence want = {NULL, NULL, NULL, NULL, NULL};
@@ -268,7 +275,8 @@ int kbsim_cmd_run(int argc, char **argv)
       enum proxy_policy policy;
       if(proxy_policy_parse(optarg, &policy))
         return kbsim_bad_args("--policy: '%s' is not per-connection or "
-                              "per-request", optarg);
+                              "per-request",
+                              optarg);
       /* As shipped, or with the hotfix (SP1) and the script. */
       flags->members[0].patch = policy == PROXY_POLICY_PER_REQUEST
                                     ? SCENARIO_PATCH_SP1
@@ -282,7 +290,8 @@ int kbsim_cmd_run(int argc, char **argv)
     case 'c':
       if(kbsim_parse_u64(optarg, 1, KBSIM_MAX_CLIENTS, &v))
         return kbsim_bad_args("--clients: '%s' is not a number from 1 to "
-                              "1000", optarg);
+                              "1000",
+                              optarg);
       flags->clients = (unsigned)v;
       flag_only = true;
       flag_name = "--clients";
@@ -356,7 +365,8 @@ int kbsim_cmd_run(int argc, char **argv)
   if(nfiles) {
     if(flag_only)
       return kbsim_bad_args("run: %s cannot be combined with scenario files; "
-                            "set it in the file instead", flag_name);
+                            "set it in the file instead",
+                            flag_name);
     if(nfiles > KBSIM_MAX_FILES)
       return kbsim_bad_args("run: at most %d scenario files at once",
                             KBSIM_MAX_FILES);
@@ -419,8 +429,8 @@ struct kbsim_sweep {
   struct kbsim_seed_result *results;
   atomic_uint_fast64_t next;
   atomic_uint_fast64_t done;
-  bool progress;                /* stderr is a terminal */
-  pthread_mutex_t print_lock;   /* progress line */
+  bool progress;              /* stderr is a terminal */
+  pthread_mutex_t print_lock; /* progress line */
   int64_t last_print_ms;
 };
 
@@ -487,7 +497,8 @@ static void kbsim_wilson(uint64_t k, uint64_t n, double *lo, double *hi)
   p = (double)k / (double)n;
   denom = 1 + z * z / (double)n;
   centre = (p + z * z / (2 * (double)n)) / denom;
-  half = z * sqrt(p * (1 - p) / (double)n + z * z / (4.0 * (double)n * (double)n)) /
+  half = z *
+         sqrt(p * (1 - p) / (double)n + z * z / (4.0 * (double)n * (double)n)) /
          denom;
   *lo = centre - half < 0 ? 0 : centre - half;
   *hi = centre + half > 1 ? 1 : centre + half;
@@ -521,10 +532,9 @@ static int kbsim_parse_seeds(const char *text, uint64_t *first, uint64_t *count)
 
 int kbsim_cmd_sweep(int argc, char **argv)
 {
-  static const struct option opts[] = {
-    {"seeds", required_argument, NULL, 's'},
-    {"jobs", required_argument, NULL, 'j'},
-    {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"seeds", required_argument, NULL, 's'},
+                                       {"jobs", required_argument, NULL, 'j'},
+                                       {NULL, 0, NULL, 0}};
   struct scenario sc;
   struct kbsim_sweep sw;
   pthread_t threads[KBSIM_MAX_JOBS];
@@ -544,8 +554,8 @@ int kbsim_cmd_sweep(int argc, char **argv)
     case 's':
       if(kbsim_parse_seeds(optarg, &first, &count))
         return kbsim_bad_args("--seeds: '%s' is not A..B with A <= B (at most "
-                              "%u seeds), nor one seed", optarg,
-                              KBSIM_MAX_SEEDS);
+                              "%u seeds), nor one seed",
+                              optarg, KBSIM_MAX_SEEDS);
       break;
     case 'j':
       if(kbsim_parse_u64(optarg, 1, KBSIM_MAX_JOBS, &jobs))
@@ -623,8 +633,7 @@ int kbsim_cmd_sweep(int argc, char **argv)
          " = %.2f%%\n",
          empty, ews, ews ? 100.0 * (double)empty / (double)ews : 0.0);
   if(failed_runs) {
-    printf("%" PRIu64 " runs could not run (first error above)\n",
-           failed_runs);
+    printf("%" PRIu64 " runs could not run (first error above)\n", failed_runs);
     return 1;
   }
   return 0;

@@ -158,7 +158,7 @@ static void evidence__decode_line(FILE *out, const char *line, size_t len)
   if(!strncasecmp(value + strspn(value, " "), "Basic", 5)) {
     if(i == 0)
       fprintf(out, "    ; Basic credentials, replaced with x by kbsim: "
-              "evidence never carries passwords\n");
+                   "evidence never carries passwords\n");
     return;
   }
   if(ntlm_header_parse(value, &scheme, &token, err, sizeof(err))) {
@@ -243,8 +243,8 @@ int evidence_write_transcript(struct sim_recorder *rec, FILE *out)
             c->hop == KB_HOP_CLIENT_PROXY ? "Communicator <-> ISA"
                                           : "ISA <-> Exchange");
     for(j = 0; j <= c->count; j++) {
-      const struct sim_event *ev = j < c->count ? &rec->events[c->events[j]]
-                                                : NULL;
+      const struct sim_event *ev =
+          j < c->count ? &rec->events[c->events[j]] : NULL;
       bool flush = block.len && (!ev || ev->kind != dir);
 
       if(flush) {
@@ -534,22 +534,24 @@ static json_t *evidence__exchanges_json(const struct sim_recorder *rec)
     const struct sim_event *ev = &rec->events[idx[i]];
     const struct kb_exchange *x = &ev->exchange;
     json_array_append_new(
-      all, json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:I, s:I}",
-                     "hop", ev->hop == KB_HOP_CLIENT_PROXY ? "client-proxy"
-                                                           : "proxy-backend",
-                     "observer", ev->origin, "connection", ev->conn_name,
-                     "method", ev->method, "path", ev->path, "status",
-                     x->status, "request_ntlm", kb_auth_name(x->req_auth),
-                     "response_ntlm", kb_auth_name(x->resp_auth),
-                     "request_body_length", (json_int_t)x->req_body_len,
-                     "response_body_length", (json_int_t)x->resp_body_len));
+        all,
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:I, s:I}", "hop",
+                  ev->hop == KB_HOP_CLIENT_PROXY ? "client-proxy"
+                                                 : "proxy-backend",
+                  "observer", ev->origin, "connection", ev->conn_name, "method",
+                  ev->method, "path", ev->path, "status", x->status,
+                  "request_ntlm", kb_auth_name(x->req_auth), "response_ntlm",
+                  kb_auth_name(x->resp_auth), "request_body_length",
+                  (json_int_t)x->req_body_len, "response_body_length",
+                  (json_int_t)x->resp_body_len));
   }
   free(idx);
   return all;
 }
 
-int evidence_write_json(struct sim_recorder *rec, const struct evidence_run *run,
-                        const char *path, char *err, size_t errlen)
+int evidence_write_json(struct sim_recorder *rec,
+                        const struct evidence_run *run, const char *path,
+                        char *err, size_t errlen)
 {
   json_t *root, *clients = json_array();
   size_t i, j;
@@ -562,14 +564,15 @@ int evidence_write_json(struct sim_recorder *rec, const struct evidence_run *run
     for(j = 0; j < s->nresults; j++) {
       const struct client_post_result *r = &s->results[j];
       json_array_append_new(
-        posts,
-        json_pack("{s:i, s:s, s:s, s:i, s:i, s:i, s:I, s:s, s:o}", "index",
-                  (int)r->index, "kind", client_post_kind_name(r->kind),
-                  "outcome", client_outcome_name(r->outcome), "legs",
-                  (int)r->legs, "leg1_status", r->leg1_status, "final_status",
-                  r->final_status, "connection", (json_int_t)r->connection,
-                  "detail", r->detail, "view_after",
-                  s->views ? evidence__view_json(&s->views[j]) : json_null()));
+          posts,
+          json_pack("{s:i, s:s, s:s, s:i, s:i, s:i, s:I, s:s, s:o}", "index",
+                    (int)r->index, "kind", client_post_kind_name(r->kind),
+                    "outcome", client_outcome_name(r->outcome), "legs",
+                    (int)r->legs, "leg1_status", r->leg1_status, "final_status",
+                    r->final_status, "connection", (json_int_t)r->connection,
+                    "detail", r->detail, "view_after",
+                    s->views ? evidence__view_json(&s->views[j])
+                             : json_null()));
     }
     json_array_append_new(clients,
                           json_pack("{s:i, s:s, s:o, s:o}", "id", (int)s->id,
@@ -579,21 +582,19 @@ int evidence_write_json(struct sim_recorder *rec, const struct evidence_run *run
 
   pthread_mutex_lock(&rec->lock);
   root = json_pack(
-    "{s:s, s:{s:s, s:s, s:s, s:s}, s:s, s:I, s:i, s:i, s:s, s:o, s:o, "
-    "s:{s:i, s:i, s:i, s:i, s:I, s:I}}",
-    "kbsim", "1",
-    "topology", "client", "Office Communicator 2007", "proxy",
-    "ISA Server 2006 web listener (Integrated)", "backend",
-    "Exchange 2007 EWS", "hops", "client-proxy, proxy-backend",
-    "policy", run->policy, "seed", (json_int_t)run->seed, "clients",
-    (int)run->clients, "ews_posts", (int)run->ews_posts, "ntlm", run->ntlm,
-    "exchanges", evidence__exchanges_json(rec), "sessions", clients,
-    "summary", "posts", (int)run->sessions->posts, "posts_ok",
-    (int)run->sessions->posts_ok, "posts_failed",
-    (int)run->sessions->posts_failed, "users_with_error",
-    (int)run->sessions->users_with_error, "backend_empty_posts",
-    (json_int_t)run->backend->empty_posts, "proxy_reauth_skipped",
-    (json_int_t)run->proxy->reauth_skipped);
+      "{s:s, s:{s:s, s:s, s:s, s:s}, s:s, s:I, s:i, s:i, s:s, s:o, s:o, "
+      "s:{s:i, s:i, s:i, s:i, s:I, s:I}}",
+      "kbsim", "1", "topology", "client", "Office Communicator 2007", "proxy",
+      "ISA Server 2006 web listener (Integrated)", "backend",
+      "Exchange 2007 EWS", "hops", "client-proxy, proxy-backend", "policy",
+      run->policy, "seed", (json_int_t)run->seed, "clients", (int)run->clients,
+      "ews_posts", (int)run->ews_posts, "ntlm", run->ntlm, "exchanges",
+      evidence__exchanges_json(rec), "sessions", clients, "summary", "posts",
+      (int)run->sessions->posts, "posts_ok", (int)run->sessions->posts_ok,
+      "posts_failed", (int)run->sessions->posts_failed, "users_with_error",
+      (int)run->sessions->users_with_error, "backend_empty_posts",
+      (json_int_t)run->backend->empty_posts, "proxy_reauth_skipped",
+      (json_int_t)run->proxy->reauth_skipped);
   pthread_mutex_unlock(&rec->lock);
   if(!root) {
     snprintf(err, errlen, "--json: could not build the report (out of memory)");

@@ -43,8 +43,9 @@ struct evidence_run {
 
 /* Writes the JSON report (schema in README.md) to path. Returns 0, or -1
  * with a one-line reason in err. */
-int evidence_write_json(struct sim_recorder *rec, const struct evidence_run *run,
-                        const char *path, char *err, size_t errlen);
+int evidence_write_json(struct sim_recorder *rec,
+                        const struct evidence_run *run, const char *path,
+                        char *err, size_t errlen);
 
 /* Compares connection names naturally: digit runs as numbers, so
  * "client 2 conn 1" sorts before "client 10 conn 1". */

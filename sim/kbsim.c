@@ -23,54 +23,60 @@ const char *kbsim_default_user = "FABRIKAM\\alice:Passw0rd!";
 void kbsim_usage(FILE *out)
 {
   fputs(
-    "usage: kbsim [demo] [--seed S] [--posts N] [--step]\n"
-    "                 [--color=always|never|auto] [--html FILE]\n"
-    "       kbsim run --policy per-connection|per-request [--clients N]\n"
-    "                 [--posts N] [--seed S] [--expect error|clean]\n"
-    "                 [--ntlm v2|v1|v1-ess] [--user 'DOMAIN\\user:password']...\n"
-    "                 [EVIDENCE]\n"
-    "       kbsim run FILE... [--seed S] [--verbose] [EVIDENCE]\n"
-    "       kbsim sweep FILE --seeds A..B [--jobs N]\n"
-    "       kbsim serve FILE [--proxy HOST:PORT] [--backend HOST:PORT]\n"
-    "                 [--admin HOST:PORT]\n"
-    "       kbsim serve --proxy HOST:PORT --backend HOST:PORT\n"
-    "                 --policy per-connection|per-request\n"
-    "                 --user 'DOMAIN\\user:password' [--user ...]\n"
-    "                 [--auth integrated|basic|none] [--admin HOST:PORT]\n"
-    "       kbsim ctl --admin HOST:PORT status | apply-fix [--member N] |\n"
-    "                 revert [--member N] | hotfix --member N | sp1 --member N\n"
-    "       kbsim client --url URL --user 'DOMAIN\\user:password'\n"
-    "                 [--kind communicator|outlook|one-shot] [--posts N]\n"
-    "                 [--think DURATION] [--ntlm v2|v1|v1-ess] [--host NAME]\n"
-    "  EVIDENCE: [--transcript FILE] [--pcap FILE] [--json FILE] [--html FILE]\n"
-    "\n"
-    "  demo   one Communicator session under ISA 2006 as shipped\n"
-    "         (per-connection), then with KB 942638 applied (per-request),\n"
-    "         narrated leg by leg (--step: wait for Enter between steps),\n"
-    "         then side by side; exits 0 when both behave as the KB says\n"
-    "  run    N concurrent Communicator sessions through the topology, or\n"
-    "         scenario files (see scenarios/README.md), one PASS/FAIL line\n"
-    "         each; exits 1 unless every outcome is as expected\n"
-    "         (error = at least one user saw the Outlook Integration Error)\n"
-    "  sweep  a scenario over many seeds: the share of sessions that saw\n"
-    "         the error, with a 95% confidence interval\n"
-    "  serve  ISA listener and Exchange on real ports until SIGINT/SIGTERM;\n"
-    "         port 0 picks a free one. With FILE: the scenario's whole array\n"
-    "         behind a TCP load balancer on --proxy, and an admin endpoint\n"
-    "         (no authentication: keep it on loopback)\n"
-    "  ctl    change a running serve through its admin endpoint: run or\n"
-    "         undo the KB script, install the hotfix or SP1; or show status\n"
-    "  client one Communicator session against any listener, on the real\n"
-    "         clock; exits 1 when the user saw the Outlook Integration Error\n"
-    "\n"
-    "  --posts N   EWS POSTs per session after autodiscover (default 2)\n"
-    "  --seed S    seed for NTLM challenges, think times, balancer draws;\n"
-    "              same seed, same bytes (default 1)\n"
-    "  --transcript FILE, --pcap FILE, --json FILE, --html FILE\n"
-    "              evidence of every hop: the exact bytes as text, as a\n"
-    "              capture for Wireshark/tshark, a JSON report, and a\n"
-    "              self-contained page with the sequence diagram\n",
-    out);
+      "usage: kbsim [demo] [--seed S] [--posts N] [--step]\n"
+      "                 [--color=always|never|auto] [--html FILE]\n"
+      "       kbsim run --policy per-connection|per-request [--clients N]\n"
+      "                 [--posts N] [--seed S] [--expect error|clean]\n"
+      "                 [--ntlm v2|v1|v1-ess] [--user "
+      "'DOMAIN\\user:password']...\n"
+      "                 [EVIDENCE]\n"
+      "       kbsim run FILE... [--seed S] [--verbose] [EVIDENCE]\n"
+      "       kbsim sweep FILE --seeds A..B [--jobs N]\n"
+      "       kbsim serve FILE [--proxy HOST:PORT] [--backend HOST:PORT]\n"
+      "                 [--admin HOST:PORT]\n"
+      "       kbsim serve --proxy HOST:PORT --backend HOST:PORT\n"
+      "                 --policy per-connection|per-request\n"
+      "                 --user 'DOMAIN\\user:password' [--user ...]\n"
+      "                 [--auth integrated|basic|none] [--admin HOST:PORT]\n"
+      "       kbsim ctl --admin HOST:PORT status | apply-fix [--member N] |\n"
+      "                 revert [--member N] | hotfix --member N | sp1 --member "
+      "N\n"
+      "       kbsim client --url URL --user 'DOMAIN\\user:password'\n"
+      "                 [--kind communicator|outlook|one-shot] [--posts N]\n"
+      "                 [--think DURATION] [--ntlm v2|v1|v1-ess] [--host "
+      "NAME]\n"
+      "  EVIDENCE: [--transcript FILE] [--pcap FILE] [--json FILE] [--html "
+      "FILE]\n"
+      "\n"
+      "  demo   one Communicator session under ISA 2006 as shipped\n"
+      "         (per-connection), then with KB 942638 applied (per-request),\n"
+      "         narrated leg by leg (--step: wait for Enter between steps),\n"
+      "         then side by side; exits 0 when both behave as the KB says\n"
+      "  run    N concurrent Communicator sessions through the topology, or\n"
+      "         scenario files (see scenarios/README.md), one PASS/FAIL line\n"
+      "         each; exits 1 unless every outcome is as expected\n"
+      "         (error = at least one user saw the Outlook Integration Error)\n"
+      "  sweep  a scenario over many seeds: the share of sessions that saw\n"
+      "         the error, with a 95% confidence interval\n"
+      "  serve  ISA listener and Exchange on real ports until SIGINT/SIGTERM;\n"
+      "         port 0 picks a free one. With FILE: the scenario's whole "
+      "array\n"
+      "         behind a TCP load balancer on --proxy, and an admin endpoint\n"
+      "         (no authentication: keep it on loopback)\n"
+      "  ctl    change a running serve through its admin endpoint: run or\n"
+      "         undo the KB script, install the hotfix or SP1; or show status\n"
+      "  client one Communicator session against any listener, on the real\n"
+      "         clock; exits 1 when the user saw the Outlook Integration "
+      "Error\n"
+      "\n"
+      "  --posts N   EWS POSTs per session after autodiscover (default 2)\n"
+      "  --seed S    seed for NTLM challenges, think times, balancer draws;\n"
+      "              same seed, same bytes (default 1)\n"
+      "  --transcript FILE, --pcap FILE, --json FILE, --html FILE\n"
+      "              evidence of every hop: the exact bytes as text, as a\n"
+      "              capture for Wireshark/tshark, a JSON report, and a\n"
+      "              self-contained page with the sequence diagram\n",
+      out);
 }
 
 /* Prints "kbsim: <message>" and the usage to stderr; returns exit code 2. */
@@ -88,8 +94,7 @@ int kbsim_bad_args(const char *fmt, ...)
 }
 
 /* Parses a whole decimal number in [min, max]. Returns 0 or -1. */
-int kbsim_parse_u64(const char *text, uint64_t min, uint64_t max,
-                           uint64_t *out)
+int kbsim_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
 {
   char *end = NULL;
   unsigned long long v;
@@ -107,7 +112,7 @@ int kbsim_parse_u64(const char *text, uint64_t min, uint64_t max,
 /* Parses "HOST:PORT" or "[V6]:PORT" into host (numeric address) and port.
  * Returns 0 or -1. */
 int kbsim_parse_hostport(const char *text, char *host, size_t hostlen,
-                                uint16_t *port)
+                         uint16_t *port)
 {
   const char *colon;
   const char *start = text;
@@ -172,5 +177,6 @@ int main(int argc, char **argv)
   if(cmd[0] == '-')
     return kbsim_cmd_demo(argc, argv);
   return kbsim_bad_args("unknown command '%s'; use demo, run, sweep, serve, "
-                        "ctl or client", cmd);
+                        "ctl or client",
+                        cmd);
 }

@@ -28,8 +28,7 @@ static void sim__append(char *out, size_t len, size_t *pos, const char *fmt,
     *pos += (size_t)n < len - *pos ? (size_t)n : len - *pos - 1;
 }
 
-static void sim__add_stats(struct proxy_stats *sum,
-                           const struct proxy_stats *s)
+static void sim__add_stats(struct proxy_stats *sum, const struct proxy_stats *s)
 {
   sum->connections += s->connections;
   sum->requests += s->requests;
@@ -68,8 +67,8 @@ int sim_scenario_run(const struct scenario *sc, struct kb_trace trace,
   }
   for(i = 0; i < sc->nusers; i++) {
     if(kb_users_add_spec(users, sc->user_specs[i], why, sizeof(why))) {
-      snprintf(err, errlen, "%s: [users]: %s", sc->path[0] ? sc->path : sc->name,
-               why);
+      snprintf(err, errlen, "%s: [users]: %s",
+               sc->path[0] ? sc->path : sc->name, why);
       goto done;
     }
   }
@@ -80,8 +79,8 @@ int sim_scenario_run(const struct scenario *sc, struct kb_trace trace,
     const char *spec = sc->user_specs[i];
     size_t n = strcspn(spec, ":");
 
-    if(sc->client_user[0] && (strlen(sc->client_user) != n ||
-                              strncasecmp(spec, sc->client_user, n)))
+    if(sc->client_user[0] &&
+       (strlen(sc->client_user) != n || strncasecmp(spec, sc->client_user, n)))
       continue;
     if(sc->has_password_override)
       snprintf(owned[nlogins], sizeof(owned[0]), "%.*s:%s", (int)n, spec,
@@ -110,8 +109,8 @@ int sim_scenario_run(const struct scenario *sc, struct kb_trace trace,
   cfg.nmembers = sc->nmembers;
   for(i = 0; i < sc->nmembers; i++) {
     cfg.members[i].name = sc->members[i].name;
-    cfg.members[i].policy = scenario_effective_policy(sc->members[i].patch,
-                                                      sc->members[i].script);
+    cfg.members[i].policy =
+        scenario_effective_policy(sc->members[i].patch, sc->members[i].script);
   }
   if(sim_topology_start(&cfg, &topo, err, errlen))
     goto done;
@@ -217,12 +216,11 @@ void sim_outcome_summary(const struct scenario *sc, const struct sim_outcome *o,
     sim__append(out, len, &pos, " (");
     for(i = 0; i < o->nmembers; i++) {
       const struct scenario_member *m = &sc->members[i];
-      sim__append(out, len, &pos, "%s%s %s%s %s: %" PRIu64, i ? ", " : "",
-                  m->name, scenario_patch_name(m->patch),
-                  m->script ? "+script" : "",
-                  proxy_policy_name(scenario_effective_policy(m->patch,
-                                                              m->script)),
-                  o->members[i].forwarded_empty_posts);
+      sim__append(
+          out, len, &pos, "%s%s %s%s %s: %" PRIu64, i ? ", " : "", m->name,
+          scenario_patch_name(m->patch), m->script ? "+script" : "",
+          proxy_policy_name(scenario_effective_policy(m->patch, m->script)),
+          o->members[i].forwarded_empty_posts);
     }
     sim__append(out, len, &pos, ")");
   }

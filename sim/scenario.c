@@ -85,12 +85,12 @@ int scenario_parse_duration(const char *text, int64_t *ms)
 struct scenario_parse {
   struct scenario *sc;
   FILE *file;
-  unsigned line;           /* the line inih is handling */
-  unsigned error_line;     /* 0 until the first error */
+  unsigned line;       /* the line inih is handling */
+  unsigned error_line; /* 0 until the first error */
   char error[384];
   unsigned client_user_line;
   unsigned users_line;
-  bool has_members;        /* a [member] section was seen */
+  bool has_members; /* a [member] section was seen */
 };
 
 static void scenario__fail(struct scenario_parse *p, const char *fmt, ...)
@@ -149,7 +149,7 @@ static void scenario__member_header(struct scenario_parse *p, const char *line)
     n--;
   if(!n || n >= sizeof(sc->members[0].name)) {
     scenario__fail(p, "[member] needs a name of 1 to 31 characters, like "
-                   "[member ISA01]");
+                      "[member ISA01]");
     return;
   }
   for(i = 0; i < sc->nmembers; i++) {
@@ -161,9 +161,10 @@ static void scenario__member_header(struct scenario_parse *p, const char *line)
     }
   }
   if(sc->nmembers == SCENARIO_MAX_MEMBERS) {
-    scenario__fail(p, "more than %d [member] sections; an array has at most "
-                   "%d members here", SCENARIO_MAX_MEMBERS,
-                   SCENARIO_MAX_MEMBERS);
+    scenario__fail(p,
+                   "more than %d [member] sections; an array has at most "
+                   "%d members here",
+                   SCENARIO_MAX_MEMBERS, SCENARIO_MAX_MEMBERS);
     return;
   }
   memcpy(sc->members[sc->nmembers].name, name, n);
@@ -188,15 +189,18 @@ static void scenario__section_header(struct scenario_parse *p, const char *s)
                    (int)(n > 60 ? 60 : n), s + 1);
     return;
   }
-  if(!strncmp(s, "[member", 7) && (s[7] == ' ' || s[7] == '\t' || s[7] == ']')) {
+  if(!strncmp(s, "[member", 7) &&
+     (s[7] == ' ' || s[7] == '\t' || s[7] == ']')) {
     scenario__member_header(p, s);
     return;
   }
   for(i = 0; i < sizeof(known) / sizeof(known[0]); i++)
     if(strlen(known[i]) == n && !strncmp(s + 1, known[i], n))
       return;
-  scenario__fail(p, "unknown section [%.*s]; sections are scenario, listener, "
-                 "member NAME, users, clients, expect", (int)n, s + 1);
+  scenario__fail(p,
+                 "unknown section [%.*s]; sections are scenario, listener, "
+                 "member NAME, users, clients, expect",
+                 (int)n, s + 1);
 }
 
 /* inih's reader: fgets that counts lines and checks section headers. */
@@ -240,13 +244,17 @@ static void scenario__listener(struct scenario_parse *p, const char *key,
   }
   else if(!strcmp(key, "idle_timeout")) {
     if(scenario_parse_duration(v, &sc->idle_timeout_ms))
-      scenario__fail(p, "[listener] idle_timeout = %s: not a duration; write "
-                     "30s, 500ms, 2m or 0 for none", v);
+      scenario__fail(p,
+                     "[listener] idle_timeout = %s: not a duration; write "
+                     "30s, 500ms, 2m or 0 for none",
+                     v);
   }
   else if(!strcmp(key, "max_requests")) {
     if(scenario__uint(v, 0, 1000000, &sc->max_requests))
-      scenario__fail(p, "[listener] max_requests = %s: use a whole number, "
-                     "0 for no limit", v);
+      scenario__fail(p,
+                     "[listener] max_requests = %s: use a whole number, "
+                     "0 for no limit",
+                     v);
   }
   else if(!strcmp(key, "balancer")) {
     if(!strcmp(v, "round-robin"))
@@ -258,8 +266,10 @@ static void scenario__listener(struct scenario_parse *p, const char *key,
                      v);
   }
   else
-    scenario__fail(p, "[listener] has no key '%s'; it knows auth, "
-                   "idle_timeout, max_requests, balancer", key);
+    scenario__fail(p,
+                   "[listener] has no key '%s'; it knows auth, "
+                   "idle_timeout, max_requests, balancer",
+                   key);
 }
 
 static void scenario__clients(struct scenario_parse *p, const char *key,
@@ -274,13 +284,17 @@ static void scenario__clients(struct scenario_parse *p, const char *key,
   }
   else if(!strcmp(key, "kind")) {
     if(client_kind_parse(v, &sc->kind))
-      scenario__fail(p, "[clients] kind = %s: use communicator, outlook or "
-                     "one-shot", v);
+      scenario__fail(p,
+                     "[clients] kind = %s: use communicator, outlook or "
+                     "one-shot",
+                     v);
   }
   else if(!strcmp(key, "user")) {
     if(strlen(v) >= sizeof(sc->client_user) || !strchr(v, '\\'))
-      scenario__fail(p, "[clients] user = %s: write DOMAIN\\user, one of "
-                     "[users]", v);
+      scenario__fail(p,
+                     "[clients] user = %s: write DOMAIN\\user, one of "
+                     "[users]",
+                     v);
     else {
       snprintf(sc->client_user, sizeof(sc->client_user), "%s", v);
       p->client_user_line = p->line;
@@ -317,18 +331,24 @@ static void scenario__clients(struct scenario_parse *p, const char *key,
     if(scenario_parse_duration(lo, &sc->think_min_ms) ||
        scenario_parse_duration(hi, &sc->think_max_ms) ||
        sc->think_min_ms > sc->think_max_ms)
-      scenario__fail(p, "[clients] think = %s: write a duration (10s) or a "
-                     "range (5s..40s) with the smaller first", v);
+      scenario__fail(p,
+                     "[clients] think = %s: write a duration (10s) or a "
+                     "range (5s..40s) with the smaller first",
+                     v);
   }
   else if(!strcmp(key, "idle_timeout")) {
     if(scenario_parse_duration(v, &sc->client_idle_timeout_ms))
-      scenario__fail(p, "[clients] idle_timeout = %s: not a duration; write "
-                     "60s, 2m or 0 for none", v);
+      scenario__fail(p,
+                     "[clients] idle_timeout = %s: not a duration; write "
+                     "60s, 2m or 0 for none",
+                     v);
   }
   else if(!strcmp(key, "max_requests")) {
     if(scenario__uint(v, 0, 1000000, &sc->client_max_requests))
-      scenario__fail(p, "[clients] max_requests = %s: use a whole number, "
-                     "0 for no limit", v);
+      scenario__fail(p,
+                     "[clients] max_requests = %s: use a whole number, "
+                     "0 for no limit",
+                     v);
   }
   else if(!strcmp(key, "ntlm")) {
     if(!strcmp(v, "v2"))
@@ -341,7 +361,8 @@ static void scenario__clients(struct scenario_parse *p, const char *key,
       scenario__fail(p, "[clients] ntlm = %s: use v2, v1 or v1-ess", v);
   }
   else
-    scenario__fail(p, "[clients] has no key '%s'; it knows count, kind, user, "
+    scenario__fail(p,
+                   "[clients] has no key '%s'; it knows count, kind, user, "
                    "password, posts, think, idle_timeout, max_requests, ntlm",
                    key);
 }
@@ -368,8 +389,10 @@ static void scenario__expect(struct scenario_parse *p, const char *key,
     else if(!strcmp(v, "clean"))
       e->outcome = 0;
     else
-      scenario__fail(p, "[expect] outcome = %s: use error (a user saw the "
-                     "Outlook Integration Error) or clean", v);
+      scenario__fail(p,
+                     "[expect] outcome = %s: use error (a user saw the "
+                     "Outlook Integration Error) or clean",
+                     v);
   }
   else if(!strcmp(key, "empty_posts"))
     scenario__count(p, key, v, &e->empty_posts);
@@ -380,9 +403,11 @@ static void scenario__expect(struct scenario_parse *p, const char *key,
   else if(!strcmp(key, "auth_failed"))
     scenario__count(p, key, v, &e->auth_failed);
   else
-    scenario__fail(p, "[expect] has no key '%s'; it knows outcome, "
+    scenario__fail(p,
+                   "[expect] has no key '%s'; it knows outcome, "
                    "empty_posts, users_with_error, backend_requests, "
-                   "auth_failed", key);
+                   "auth_failed",
+                   key);
 }
 
 /* inih's handler: one key = value of one section. Returns 1 always, so
@@ -396,8 +421,10 @@ static int scenario__handler(void *user, const char *section, const char *key,
   if(!strcmp(section, "scenario")) {
     if(!strcmp(key, "name")) {
       if(!*v || strlen(v) >= sizeof(sc->name) || strpbrk(v, " /\\"))
-        scenario__fail(p, "[scenario] name = %s: one word of at most 63 "
-                       "characters, no spaces or slashes", v);
+        scenario__fail(p,
+                       "[scenario] name = %s: one word of at most 63 "
+                       "characters, no spaces or slashes",
+                       v);
       else
         snprintf(sc->name, sizeof(sc->name), "%s", v);
     }
@@ -411,8 +438,10 @@ static int scenario__handler(void *user, const char *section, const char *key,
         scenario__fail(p, "[scenario] seed = %s: use a whole number", v);
     }
     else
-      scenario__fail(p, "[scenario] has no key '%s'; it knows name, "
-                     "description, seed", key);
+      scenario__fail(p,
+                     "[scenario] has no key '%s'; it knows name, "
+                     "description, seed",
+                     key);
   }
   else if(!strcmp(section, "listener"))
     scenario__listener(p, key, v);
@@ -438,8 +467,8 @@ static int scenario__handler(void *user, const char *section, const char *key,
         scenario__fail(p, "[%s] script = %s: use yes or no", section, v);
     }
     else
-      scenario__fail(p, "[%s] has no key '%s'; it knows patch, script",
-                     section, key);
+      scenario__fail(p, "[%s] has no key '%s'; it knows patch, script", section,
+                     key);
   }
   else if(!strcmp(section, "users")) {
     if(!strchr(key, '\\'))
@@ -449,8 +478,8 @@ static int scenario__handler(void *user, const char *section, const char *key,
     else if(strlen(key) + strlen(v) + 2 > sizeof(sc->user_specs[0]))
       scenario__fail(p, "[users] %s: name and password too long", key);
     else {
-      snprintf(sc->user_specs[sc->nusers++], sizeof(sc->user_specs[0]),
-               "%s:%s", key, v);
+      snprintf(sc->user_specs[sc->nusers++], sizeof(sc->user_specs[0]), "%s:%s",
+               key, v);
       if(!p->users_line)
         p->users_line = p->line;
     }
@@ -484,7 +513,8 @@ static void scenario__check(struct scenario_parse *p)
         break;
     if(i == sc->nusers) {
       p->line = p->client_user_line;
-      scenario__fail(p, "[clients] user = %s is not in [users]; add it there "
+      scenario__fail(p,
+                     "[clients] user = %s is not in [users]; add it there "
                      "(the listener checks passwords against [users])",
                      sc->client_user);
     }
@@ -510,9 +540,10 @@ int scenario_load_stream(FILE *file, const char *path, struct scenario *sc,
   if(rc > 0 && (!p.error_line || (unsigned)rc < p.error_line)) {
     /* inih's own syntax error: a line that is neither [section], key =
      * value nor a comment, or longer than inih reads. */
-    snprintf(err, errlen, "%s:%d: not a [section], a key = value or a "
-             "comment (lines are limited to %d characters)", path, rc,
-             INI_MAX_LINE - 1);
+    snprintf(err, errlen,
+             "%s:%d: not a [section], a key = value or a "
+             "comment (lines are limited to %d characters)",
+             path, rc, INI_MAX_LINE - 1);
     return -1;
   }
   if(rc < 0) {

@@ -25,9 +25,9 @@
 
 /* ISA 2006 patch levels, as the KB distinguishes them. */
 enum scenario_patch {
-  SCENARIO_PATCH_RTM = 0,      /* as shipped */
-  SCENARIO_PATCH_RTM_HOTFIX,   /* the KB 942638 hotfix installed */
-  SCENARIO_PATCH_SP1           /* Service Pack 1: the hotfix is included */
+  SCENARIO_PATCH_RTM = 0,    /* as shipped */
+  SCENARIO_PATCH_RTM_HOTFIX, /* the KB 942638 hotfix installed */
+  SCENARIO_PATCH_SP1         /* Service Pack 1: the hotfix is included */
 };
 
 const char *scenario_patch_name(enum scenario_patch patch);
@@ -59,7 +59,7 @@ struct scenario_expect {
 };
 
 struct scenario {
-  char path[256];                 /* the file it came from, or "" */
+  char path[256]; /* the file it came from, or "" */
   char name[64];
   char description[256];
   uint64_t seed;
@@ -81,7 +81,7 @@ struct scenario {
   /* [clients] */
   unsigned clients;
   enum client_kind kind;
-  char client_user[SCENARIO_TEXT]; /* DOMAIN\user, "" = each user in turn */
+  char client_user[SCENARIO_TEXT];     /* DOMAIN\user, "" = each user in turn */
   char client_password[SCENARIO_TEXT]; /* override, "" = the store's */
   bool has_password_override;
   unsigned posts;

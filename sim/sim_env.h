@@ -70,7 +70,7 @@ struct sim_event {
   enum kb_side side;
   char origin[32];
   uint64_t conn;
-  char conn_name[64]; /* "" when the event had none */
+  char conn_name[64];          /* "" when the event had none */
   struct kb_exchange exchange; /* method, path NULL: use the fields below */
   char method[16];
   char path[128];

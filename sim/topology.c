@@ -126,8 +126,9 @@ static int sim__balancer_pick(void *ctx, const char *conn_name,
   size_t member;
   uint16_t port;
 
-  if(!conn_name || sscanf(conn_name, "client %u conn %u", &client, &conn) != 2 ||
-     !client || !conn)
+  if(!conn_name ||
+     sscanf(conn_name, "client %u conn %u", &client, &conn) != 2 || !client ||
+     !conn)
     return -1;
   if(topo->balancer == SIM_BALANCER_SEEDED) {
     struct kb_rng rng = topo->kb_rng;
@@ -145,8 +146,7 @@ static int sim__balancer_pick(void *ctx, const char *conn_name,
   port = htons(topo->proxy_ports[member]);
   if(addr->sa_family == AF_INET && addrlen >= sizeof(struct sockaddr_in))
     ((struct sockaddr_in *)addr)->sin_port = port;
-  else if(addr->sa_family == AF_INET6 &&
-          addrlen >= sizeof(struct sockaddr_in6))
+  else if(addr->sa_family == AF_INET6 && addrlen >= sizeof(struct sockaddr_in6))
     ((struct sockaddr_in6 *)addr)->sin6_port = port;
   else
     return -1;
@@ -178,8 +178,7 @@ void sim_topology_client_config(const struct sim_topology *topo, unsigned id,
 /* Splits "DOMAIN\user:password" into its parts (copies into the caller's
  * buffers). Returns 0, or -1 when the spec has no '\' or ':'. */
 static int sim__split_spec(const char *spec, char *domain, size_t dlen,
-                           char *user, size_t ulen, char *password,
-                           size_t plen)
+                           char *user, size_t ulen, char *password, size_t plen)
 {
   const char *slash = strchr(spec, '\\');
   const char *colon = slash ? strchr(slash, ':') : NULL;
@@ -308,8 +307,10 @@ int sim_run_plan(struct sim_topology *topo, const struct sim_clients *plan,
     jobs[i].plan = plan;
     rc = pthread_create(&threads[i], NULL, sim__session_thread, &jobs[i]);
     if(rc) {
-      snprintf(err, errlen, "cannot start client thread %u of %u: %s; "
-               "use fewer --clients", i + 1, nclients, strerror(rc));
+      snprintf(err, errlen,
+               "cannot start client thread %u of %u: %s; "
+               "use fewer --clients",
+               i + 1, nclients, strerror(rc));
       break;
     }
     kb_thread_name(threads[i], "kb-client");

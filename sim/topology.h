@@ -38,12 +38,12 @@ enum sim_balancer {
 };
 
 struct sim_topology_config {
-  enum proxy_policy policy;     /* with no members: one, "ISA01" */
-  size_t nmembers;              /* 0 or up to SIM_MAX_MEMBERS */
+  enum proxy_policy policy; /* with no members: one, "ISA01" */
+  size_t nmembers;          /* 0 or up to SIM_MAX_MEMBERS */
   struct sim_member members[SIM_MAX_MEMBERS];
   enum sim_balancer balancer;
-  enum proxy_auth auth;         /* every member's listener */
-  int64_t idle_timeout_ms;      /* listener keep-alive limits */
+  enum proxy_auth auth;    /* every member's listener */
+  int64_t idle_timeout_ms; /* listener keep-alive limits */
   unsigned max_requests;
   const struct kb_users *users; /* borrowed; must outlive the topology */
   const char *proxy_host;       /* numeric; "127.0.0.1" when NULL */
@@ -69,7 +69,7 @@ struct sim_topology {
   struct kb_trace trace;
   const struct kb_users *users;
   struct backend *backend;
-  struct proxy *proxy;          /* the first member */
+  struct proxy *proxy; /* the first member */
   struct proxy *proxies[SIM_MAX_MEMBERS];
   uint16_t proxy_ports[SIM_MAX_MEMBERS];
   size_t nproxies;
@@ -101,7 +101,7 @@ struct sim_session {
   size_t nresults;
   struct client_post_result *results; /* owned */
   struct client_view *views;          /* owned: the view after each POST */
-  char error[256]; /* client_create failure, or "" */
+  char error[256];                    /* client_create failure, or "" */
 };
 
 struct sim_sessions {

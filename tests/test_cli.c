@@ -35,20 +35,23 @@ END_TEST
 
 START_TEST(run_expect_matches_outcome)
 {
-  char *bug_error[] = {KBSIM_BIN, "run", "--policy", "per-connection",
-                       "--clients", "3", "--posts", "2", "--seed", "9",
-                       "--expect", "error", NULL};
-  char *bug_clean[] = {KBSIM_BIN, "run", "--policy", "per-connection",
+  char *bug_error[] = {KBSIM_BIN,   "run", "--policy", "per-connection",
+                       "--clients", "3",   "--posts",  "2",
+                       "--seed",    "9",   "--expect", "error",
+                       NULL};
+  char *bug_clean[] = {KBSIM_BIN,  "run",   "--policy", "per-connection",
                        "--expect", "clean", NULL};
-  char *fix_clean[] = {KBSIM_BIN, "run", "--policy", "per-request",
-                       "--clients", "3", "--expect", "clean", NULL};
+  char *fix_clean[] = {KBSIM_BIN,     "run",       "--policy",
+                       "per-request", "--clients", "3",
+                       "--expect",    "clean",     NULL};
   struct proc_out p;
 
   proc_run(bug_error, &p);
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
   ck_assert_ptr_nonnull(strstr(p.out.data, "3 of 3 users saw the Outlook "
                                            "Integration Error"));
-  ck_assert_ptr_nonnull(strstr(p.out.data, "Exchange received 6 of 6 EWS POSTs empty"));
+  ck_assert_ptr_nonnull(
+      strstr(p.out.data, "Exchange received 6 of 6 EWS POSTs empty"));
   proc_free(&p);
 
   proc_run(bug_clean, &p);
@@ -59,7 +62,8 @@ START_TEST(run_expect_matches_outcome)
   proc_run(fix_clean, &p);
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
   ck_assert_ptr_nonnull(strstr(p.out.data, "0 of 3 users"));
-  ck_assert_ptr_nonnull(strstr(p.out.data, "Exchange received 0 of 6 EWS POSTs empty"));
+  ck_assert_ptr_nonnull(
+      strstr(p.out.data, "Exchange received 0 of 6 EWS POSTs empty"));
   proc_free(&p);
 }
 END_TEST
@@ -68,18 +72,18 @@ END_TEST
 START_TEST(bad_arguments)
 {
   static const char *cases[][6] = {
-    {"frobnicate", NULL},
-    {"run", NULL},
-    {"run", "--policy", "bogus", NULL},
-    {"run", "--policy", "per-request", "--clients", "0", NULL},
-    {"run", "--policy", "per-request", "--clients", "12x", NULL},
-    {"run", "--policy", "per-request", "--expect", "maybe", NULL},
-    {"run", "--policy", "per-request", "--user", "alice", NULL},
-    {"run", "--policy", NULL},
-    {"run", "--nope", NULL},
-    {"serve", "--proxy", "127.0.0.1", NULL},
-    {"serve", "--proxy", "127.0.0.1:0", "--backend", "127.0.0.1:0", NULL},
-    {"demo", "--seed", "-1", NULL},
+      {"frobnicate", NULL},
+      {"run", NULL},
+      {"run", "--policy", "bogus", NULL},
+      {"run", "--policy", "per-request", "--clients", "0", NULL},
+      {"run", "--policy", "per-request", "--clients", "12x", NULL},
+      {"run", "--policy", "per-request", "--expect", "maybe", NULL},
+      {"run", "--policy", "per-request", "--user", "alice", NULL},
+      {"run", "--policy", NULL},
+      {"run", "--nope", NULL},
+      {"serve", "--proxy", "127.0.0.1", NULL},
+      {"serve", "--proxy", "127.0.0.1:0", "--backend", "127.0.0.1:0", NULL},
+      {"demo", "--seed", "-1", NULL},
   };
   size_t i;
 
@@ -132,19 +136,37 @@ static unsigned read_listener_port(int fd)
 
 START_TEST(serve_with_curl_ntlm)
 {
-  char *serve[] = {KBSIM_BIN, "serve", "--proxy", "127.0.0.1:0", "--backend",
-                   "127.0.0.1:0", "--policy", "per-request", "--user",
-                   "FABRIKAM\\alice:Passw0rd!", NULL};
+  char *serve[] = {KBSIM_BIN,   "serve",
+                   "--proxy",   "127.0.0.1:0",
+                   "--backend", "127.0.0.1:0",
+                   "--policy",  "per-request",
+                   "--user",    "FABRIKAM\\alice:Passw0rd!",
+                   NULL};
   char url[128];
-  char *curl_ok[] = {"/usr/bin/curl", "-sS", "--ntlm", "-u",
-                     "FABRIKAM\\alice:Passw0rd!", "-H",
-                     "Content-Type: text/xml; charset=utf-8", "-d",
-                     "@" TESTS_DIR "/data/oof-request.xml", "-w",
-                     "\nstatus=%{http_code}", url, NULL};
-  char *curl_bad[] = {"/usr/bin/curl", "-sS", "--ntlm", "-u",
-                      "FABRIKAM\\alice:wrong", "-d",
-                      "@" TESTS_DIR "/data/oof-request.xml", "-w",
-                      "\nstatus=%{http_code}", url, NULL};
+  char *curl_ok[] = {"/usr/bin/curl",
+                     "-sS",
+                     "--ntlm",
+                     "-u",
+                     "FABRIKAM\\alice:Passw0rd!",
+                     "-H",
+                     "Content-Type: text/xml; charset=utf-8",
+                     "-d",
+                     "@" TESTS_DIR "/data/oof-request.xml",
+                     "-w",
+                     "\nstatus=%{http_code}",
+                     url,
+                     NULL};
+  char *curl_bad[] = {"/usr/bin/curl",
+                      "-sS",
+                      "--ntlm",
+                      "-u",
+                      "FABRIKAM\\alice:wrong",
+                      "-d",
+                      "@" TESTS_DIR "/data/oof-request.xml",
+                      "-w",
+                      "\nstatus=%{http_code}",
+                      url,
+                      NULL};
   struct proc_out c, s;
   int outfd, errfd;
   unsigned port;

@@ -60,8 +60,9 @@ START_TEST(users_spec_and_lookup)
   char err[256];
 
   ck_assert_ptr_nonnull(u);
-  ck_assert_int_eq(kb_users_add_spec(u, "FABRIKAM\\alice:Pass:with:colons",
-                                     err, sizeof(err)), 0);
+  ck_assert_int_eq(kb_users_add_spec(u, "FABRIKAM\\alice:Pass:with:colons", err,
+                                     sizeof(err)),
+                   0);
   ck_assert_int_eq(kb_users_add(u, "FABRIKAM", "bob", "", err, sizeof(err)), 0);
   ck_assert_uint_eq(kb_users_count(u), 2);
   /* Windows matches names case-insensitively; passwords stay exact. */

@@ -23,8 +23,8 @@ static struct kb_users *users_new(void)
 
   ck_assert_ptr_nonnull(u);
   ck_assert_int_eq(kb_users_add_spec(u, alice, err, sizeof(err)), 0);
-  ck_assert_int_eq(kb_users_add_spec(u, "FABRIKAM\\bob:B0b-secret", err,
-                                     sizeof(err)), 0);
+  ck_assert_int_eq(
+      kb_users_add_spec(u, "FABRIKAM\\bob:B0b-secret", err, sizeof(err)), 0);
   return u;
 }
 
@@ -114,9 +114,11 @@ START_TEST(bug_per_connection)
   size_t i, skip_notes = 0;
 
   sim_recorder_init(&rec, false);
-  topo = topo_start(PROXY_POLICY_PER_CONNECTION, u, 1, sim_recorder_as_kb(&rec));
-  ck_assert_int_eq(sim_run_sessions(topo, 1, 2, NTLM_RESPONSE_V2, &alice, 1,
-                                    &s, err, sizeof(err)), 0);
+  topo =
+      topo_start(PROXY_POLICY_PER_CONNECTION, u, 1, sim_recorder_as_kb(&rec));
+  ck_assert_int_eq(sim_run_sessions(topo, 1, 2, NTLM_RESPONSE_V2, &alice, 1, &s,
+                                    err, sizeof(err)),
+                   0);
   backend_stats(topo->backend, &bs);
   proxy_stats(topo->proxy, &ps);
   one = &s.sessions[0];
@@ -180,8 +182,9 @@ START_TEST(fix_per_request)
   size_t i;
 
   topo = topo_start(PROXY_POLICY_PER_REQUEST, u, 1, none);
-  ck_assert_int_eq(sim_run_sessions(topo, 1, 4, NTLM_RESPONSE_V2, &alice, 1,
-                                    &s, err, sizeof(err)), 0);
+  ck_assert_int_eq(sim_run_sessions(topo, 1, 4, NTLM_RESPONSE_V2, &alice, 1, &s,
+                                    err, sizeof(err)),
+                   0);
   backend_stats(topo->backend, &bs);
   proxy_stats(topo->proxy, &ps);
   one = &s.sessions[0];
@@ -221,7 +224,8 @@ START_TEST(policy_switched_mid_session)
 {
   struct kb_users *u = users_new();
   struct kb_trace none = {0};
-  struct sim_topology *topo = topo_start(PROXY_POLICY_PER_CONNECTION, u, 3, none);
+  struct sim_topology *topo =
+      topo_start(PROXY_POLICY_PER_CONNECTION, u, 3, none);
   struct client_config cfg;
   struct client *c = NULL;
   struct client_post_result r[5];
@@ -230,25 +234,26 @@ START_TEST(policy_switched_mid_session)
   struct proxy_stats ps;
   char err[256];
 
-  sim_topology_client_config(topo, 1, "FABRIKAM", "alice", "Passw0rd!", 4, &cfg);
+  sim_topology_client_config(topo, 1, "FABRIKAM", "alice", "Passw0rd!", 4,
+                             &cfg);
   ck_assert_int_eq(client_create(&cfg, &c, err, sizeof(err)), 0);
-  ck_assert_int_eq(client_step(c, &r[0]), 1);  /* autodiscover */
+  ck_assert_int_eq(client_step(c, &r[0]), 1); /* autodiscover */
   ck_assert_int_eq(r[0].outcome, CLIENT_OK);
-  ck_assert_int_eq(client_step(c, &r[1]), 1);  /* OOF, as shipped */
+  ck_assert_int_eq(client_step(c, &r[1]), 1); /* OOF, as shipped */
   ck_assert_int_eq(r[1].outcome, CLIENT_SERVER_ERROR);
 
   proxy_set_policy(topo->proxy, PROXY_POLICY_PER_REQUEST);
   ck_assert_int_eq(proxy_get_policy(topo->proxy), PROXY_POLICY_PER_REQUEST);
-  ck_assert_int_eq(client_step(c, &r[2]), 1);  /* availability, fixed */
+  ck_assert_int_eq(client_step(c, &r[2]), 1); /* availability, fixed */
   ck_assert_int_eq(r[2].outcome, CLIENT_OK);
   ck_assert_uint_eq(r[2].legs, 2);
-  ck_assert_int_eq(client_step(c, &r[3]), 1);  /* OOF, fixed */
+  ck_assert_int_eq(client_step(c, &r[3]), 1); /* OOF, fixed */
   ck_assert_int_eq(r[3].outcome, CLIENT_OK);
 
   proxy_set_policy(topo->proxy, PROXY_POLICY_PER_CONNECTION);
-  ck_assert_int_eq(client_step(c, &r[4]), 1);  /* availability, reverted */
+  ck_assert_int_eq(client_step(c, &r[4]), 1); /* availability, reverted */
   ck_assert_int_eq(r[4].outcome, CLIENT_SERVER_ERROR);
-  ck_assert_int_eq(client_step(c, &r[0]), 0);  /* session complete */
+  ck_assert_int_eq(client_step(c, &r[0]), 0); /* session complete */
 
   /* No connection was dropped by the switches. */
   ck_assert_uint_eq(r[1].connection, 1);
@@ -274,15 +279,17 @@ START_TEST(wrong_password_reaches_nothing)
 {
   struct kb_users *u = users_new();
   struct kb_trace none = {0};
-  struct sim_topology *topo = topo_start(PROXY_POLICY_PER_CONNECTION, u, 1, none);
+  struct sim_topology *topo =
+      topo_start(PROXY_POLICY_PER_CONNECTION, u, 1, none);
   const char *spec = "FABRIKAM\\alice:not-her-password";
   struct sim_sessions s;
   struct backend_stats bs;
   struct proxy_stats ps;
   char err[256];
 
-  ck_assert_int_eq(sim_run_sessions(topo, 1, 2, NTLM_RESPONSE_V2, &spec, 1,
-                                    &s, err, sizeof(err)), 0);
+  ck_assert_int_eq(sim_run_sessions(topo, 1, 2, NTLM_RESPONSE_V2, &spec, 1, &s,
+                                    err, sizeof(err)),
+                   0);
   backend_stats(topo->backend, &bs);
   proxy_stats(topo->proxy, &ps);
   /* Autodiscover fails on the type 3; without an EWS URL the session
@@ -322,7 +329,8 @@ START_TEST(concurrent_clients)
     size_t i;
 
     ck_assert_int_eq(sim_run_sessions(topo, 12, 3, NTLM_RESPONSE_V2, specs, 2,
-                                      &s, err, sizeof(err)), 0);
+                                      &s, err, sizeof(err)),
+                     0);
     backend_stats(topo->backend, &bs);
     proxy_stats(topo->proxy, &ps);
     ck_assert_uint_eq(s.count, 12);
@@ -361,9 +369,11 @@ static uint8_t *client_bytes(uint64_t seed, size_t *len)
   char err[256];
 
   sim_recorder_init(&rec, true);
-  topo = topo_start(PROXY_POLICY_PER_REQUEST, u, seed, sim_recorder_as_kb(&rec));
-  ck_assert_int_eq(sim_run_sessions(topo, 1, 2, NTLM_RESPONSE_V2, &alice, 1,
-                                    &s, err, sizeof(err)), 0);
+  topo =
+      topo_start(PROXY_POLICY_PER_REQUEST, u, seed, sim_recorder_as_kb(&rec));
+  ck_assert_int_eq(sim_run_sessions(topo, 1, 2, NTLM_RESPONSE_V2, &alice, 1, &s,
+                                    err, sizeof(err)),
+                   0);
   sim_topology_stop(topo);
   for(i = 0; i < rec.count; i++) {
     const struct sim_event *ev = &rec.events[i];
@@ -401,7 +411,6 @@ START_TEST(same_seed_same_bytes)
   free(c);
 }
 END_TEST
-
 
 /* ---- connection names --------------------------------------------------- */
 
@@ -454,8 +463,10 @@ START_TEST(every_connection_named_on_both_ends)
         continue;
       /* The listener's view of a request names the client's connection,
        * Exchange's view names the listener's upstream connection. */
-      ck_assert_msg(ev->conn_name[0], "%s: %s answered a request on an "
-                    "unnamed connection", g.gl_pathv[f], ev->origin);
+      ck_assert_msg(ev->conn_name[0],
+                    "%s: %s answered a request on an "
+                    "unnamed connection",
+                    g.gl_pathv[f], ev->origin);
       ck_assert_msg(opened_as(&rec, ev->hop, KB_SIDE_CLIENT, ev->conn_name),
                     "%s: %s names a connection '%s' nobody opened",
                     g.gl_pathv[f], ev->origin, ev->conn_name);

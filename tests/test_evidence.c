@@ -28,7 +28,6 @@ static void remove_tmpdir(void)
   proc_rmdir(tmpdir);
 }
 
-
 /* Runs "kbsim run <words of args> <extra...>" and expects exit 0 or 1. */
 static void kbsim_run(const char *args, const char *const *extra)
 {
@@ -105,7 +104,8 @@ START_TEST(golden_transcripts)
       first_difference(want, got, diff, sizeof(diff));
       ck_abort_msg("golden transcript %s differs at %s\nIf the wire change "
                    "is deliberate: make -C build update-golden, then review "
-                   "the diff", name, diff);
+                   "the diff",
+                   name, diff);
     }
     free(want);
     free(got);
@@ -147,7 +147,7 @@ START_TEST(same_seed_same_files)
   for(k = 0; k < 3; k++) {
     ck_assert_msg(len[0][k] > 1000, "%s file too small", names[k]);
     ck_assert_msg(len[0][k] == len[1][k] &&
-                  !memcmp(data[0][k], data[1][k], len[0][k]),
+                      !memcmp(data[0][k], data[1][k], len[0][k]),
                   "two runs with seed 77 gave different %s files", names[k]);
     free(data[0][k]);
     free(data[1][k]);
@@ -199,12 +199,31 @@ START_TEST(tshark_decodes_pcap)
 {
   char pcap[512];
   const char *extra[] = {"--pcap", pcap, NULL};
-  char *fields[] = {"/usr/bin/tshark", "-n", "-r", pcap, "-Y",
-                    "ntlmssp || http.response", "-T", "fields", "-e",
-                    "ntlmssp.messagetype", "-e", "http.response.code", NULL};
-  char *streams[] = {"/usr/bin/tshark", "-n", "-r", pcap, "-T", "fields",
-                     "-e", "tcp.stream", "-Y", "tcp.flags.syn == 1 && "
-                     "tcp.flags.ack == 0", NULL};
+  char *fields[] = {"/usr/bin/tshark",
+                    "-n",
+                    "-r",
+                    pcap,
+                    "-Y",
+                    "ntlmssp || http.response",
+                    "-T",
+                    "fields",
+                    "-e",
+                    "ntlmssp.messagetype",
+                    "-e",
+                    "http.response.code",
+                    NULL};
+  char *streams[] = {"/usr/bin/tshark",
+                     "-n",
+                     "-r",
+                     pcap,
+                     "-T",
+                     "fields",
+                     "-e",
+                     "tcp.stream",
+                     "-Y",
+                     "tcp.flags.syn == 1 && "
+                     "tcp.flags.ack == 0",
+                     NULL};
   struct proc_out p;
 
   ck_assert_msg(access("/usr/bin/tshark", X_OK) == 0,
@@ -229,7 +248,8 @@ START_TEST(tshark_decodes_pcap)
   ck_assert_msg(p.status == 0, "tshark: %s", p.err.data);
   /* Two client connections and their two upstream connections. */
   ck_assert_int_eq(count_lines(p.out.data, "0") + count_lines(p.out.data, "1") +
-                   count_lines(p.out.data, "2") + count_lines(p.out.data, "3"),
+                       count_lines(p.out.data, "2") +
+                       count_lines(p.out.data, "3"),
                    4);
   proc_free(&p);
   remove_tmpdir();
@@ -276,7 +296,8 @@ START_TEST(json_report_schema)
   get(root, "ntlm", JSON_STRING);
 
   ex = get(root, "exchanges", JSON_ARRAY);
-  json_array_foreach(ex, i, v) {
+  json_array_foreach(ex, i, v)
+  {
     const char *hop = json_string_value(get(v, "hop", JSON_STRING));
     get(v, "connection", JSON_STRING);
     get(v, "method", JSON_STRING);
@@ -298,13 +319,15 @@ START_TEST(json_report_schema)
 
   sessions = get(root, "sessions", JSON_ARRAY);
   ck_assert_uint_eq(json_array_size(sessions), 2);
-  json_array_foreach(sessions, i, v) {
+  json_array_foreach(sessions, i, v)
+  {
     json_t *posts = get(v, "posts", JSON_ARRAY), *post;
     ck_assert_int_eq(json_integer_value(get(v, "id", JSON_INTEGER)),
                      (json_int_t)i + 1);
     check_view(get(v, "view", JSON_OBJECT));
     ck_assert_uint_eq(json_array_size(posts), 3);
-    json_array_foreach(posts, j, post) {
+    json_array_foreach(posts, j, post)
+    {
       get(post, "kind", JSON_STRING);
       get(post, "outcome", JSON_STRING);
       get(post, "legs", JSON_INTEGER);
@@ -314,18 +337,20 @@ START_TEST(json_report_schema)
     /* The error appears after the first EWS POST, not before. */
     post = json_array_get(posts, 0);
     ck_assert_uint_eq(json_array_size(get(get(post, "view_after", JSON_OBJECT),
-                                          "notifications", JSON_ARRAY)), 0);
+                                          "notifications", JSON_ARRAY)),
+                      0);
     post = json_array_get(posts, 1);
     ck_assert_str_eq(json_string_value(json_array_get(
-                       get(get(post, "view_after", JSON_OBJECT),
-                           "notifications", JSON_ARRAY), 0)),
+                         get(get(post, "view_after", JSON_OBJECT),
+                             "notifications", JSON_ARRAY),
+                         0)),
                      "Outlook Integration Error");
   }
   summary = get(root, "summary", JSON_OBJECT);
-  ck_assert_int_eq(json_integer_value(get(summary, "users_with_error",
-                                          JSON_INTEGER)), 2);
-  ck_assert_int_eq(json_integer_value(get(summary, "backend_empty_posts",
-                                          JSON_INTEGER)), 4);
+  ck_assert_int_eq(
+      json_integer_value(get(summary, "users_with_error", JSON_INTEGER)), 2);
+  ck_assert_int_eq(
+      json_integer_value(get(summary, "backend_empty_posts", JSON_INTEGER)), 4);
   json_decref(root);
   remove_tmpdir();
 }
@@ -335,8 +360,8 @@ END_TEST
  * equal to marker followed by first (request or status line) and, when
  * must is given, containing that header line. Skips decode lines. */
 static int block_headers(const char *text, const char *marker,
-                         const char *first, const char *must,
-                         char out[][200], int max)
+                         const char *first, const char *must, char out[][200],
+                         int max)
 {
   const char *s = text;
 

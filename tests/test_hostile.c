@@ -1376,8 +1376,8 @@ static void *mb_conn_main(void *arg)
                                     "X-Drop\r\nX-Drop: hop\r\n");
       int k;
       for(k = 0; k < 100; k++)
-        len += (size_t)snprintf(odd + len, sizeof(odd) - len,
-                                "X-H%d: %d\r\n", k, k);
+        len += (size_t)snprintf(odd + len, sizeof(odd) - len, "X-H%d: %d\r\n",
+                                k, k);
       len += (size_t)snprintf(odd + len, sizeof(odd) - len,
                               "X-Folded: a\r\n b\r\n");
       len += (size_t)snprintf(odd + len, sizeof(odd) - len,
@@ -1527,8 +1527,8 @@ START_TEST(test_backend_down)
    * own ephemeral one (a connection to itself would not be refused). */
   hold = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   ck_assert_int_ge(hold, 0);
-  ck_assert_int_eq(setsockopt(hold, SOL_SOCKET, SO_REUSEADDR, &one,
-                              sizeof(one)), 0);
+  ck_assert_int_eq(
+      setsockopt(hold, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
   memset(&sa, 0, sizeof(sa));
   sa.sin_family = AF_INET;
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

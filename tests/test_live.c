@@ -88,8 +88,7 @@ static int connect_to(uint16_t port)
   int fd = socket(AF_INET, SOCK_STREAM, 0);
 
   ck_assert_int_ge(fd, 0);
-  ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)),
-                   0);
+  ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
   memset(&sin, 0, sizeof(sin));
   sin.sin_family = AF_INET;
   sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

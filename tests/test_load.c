@@ -164,7 +164,8 @@ START_TEST(test_no_growth_over_runs)
      * once in six runs while heap in use stayed flat). Heap in use above,
      * descriptors, threads, LeakSanitizer and valgrind (CI) catch leaks. */
     printf("load: resident memory after round 2: %zu KiB, after round %d: "
-           "%zu KiB\n", second.rss / 1024, LOAD_ROUNDS, last.rss / 1024);
+           "%zu KiB\n",
+           second.rss / 1024, LOAD_ROUNDS, last.rss / 1024);
   }
 }
 END_TEST

@@ -12,7 +12,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <sys/time.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -23,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1466,8 +1466,7 @@ static char *t_half_close(uint16_t port, const char *text)
   int fd = socket(AF_INET, SOCK_STREAM, 0);
 
   ck_assert_int_ge(fd, 0);
-  ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)),
-                   0);
+  ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
   memset(&sin, 0, sizeof(sin));
   sin.sin_family = AF_INET;
   sin.sin_port = htons(port);
@@ -1479,8 +1478,10 @@ static char *t_half_close(uint16_t port, const char *text)
   kb_buf_add(&got, "", 0);
   while((n = recv(fd, buf, sizeof(buf), 0)) > 0)
     kb_buf_add(&got, buf, (size_t)n);
-  ck_assert_msg(n == 0, "the proxy did not close the connection within 5 s "
-                "(recv: %s)", strerror(errno));
+  ck_assert_msg(n == 0,
+                "the proxy did not close the connection within 5 s "
+                "(recv: %s)",
+                strerror(errno));
   close(fd);
   return kb_buf_steal(&got, NULL);
 }
@@ -1497,12 +1498,12 @@ START_TEST(test_half_closed_client)
 
   env_start(&e, T_BACKEND, NULL, 0, 0, PROXY_POLICY_PER_CONNECTION);
   got = t_half_close(proxy_port(e.px), "POST /EWS/Exchange.asmx HTTP/1.1\r\n"
-                                      "Host: x\r\nContent-Length: 0\r\n\r\n");
+                                       "Host: x\r\nContent-Length: 0\r\n\r\n");
   ck_assert_msg(!strncmp(got, "HTTP/1.1 401 ", 13), "got: %.60s", got);
   free(got);
   got = t_half_close(proxy_port(e.px), "POST /EWS/Exchange.asmx HTTP/1.1\r\n"
-                                      "Host: x\r\nContent-Length: 100\r\n\r\n"
-                                      "only part of the body");
+                                       "Host: x\r\nContent-Length: 100\r\n\r\n"
+                                       "only part of the body");
   ck_assert_str_eq(got, "");
   free(got);
   ck_assert_uint_eq(be_stats(&e).requests, 0);
@@ -2407,8 +2408,8 @@ static void t_names_claim(void *ctx, uint16_t port, uint16_t remote,
   pthread_mutex_unlock(&nm->lock);
 }
 
-static int t_names_resolve(void *ctx, uint16_t port, uint16_t local,
-                           char *name, size_t len)
+static int t_names_resolve(void *ctx, uint16_t port, uint16_t local, char *name,
+                           size_t len)
 {
   struct t_names *nm = ctx;
   size_t i;

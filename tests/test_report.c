@@ -48,7 +48,6 @@ static void remove_tmpdir(void)
   proc_rmdir(tmpdir);
 }
 
-
 /* Counts the occurrences of needle in text. */
 static int count_of(const char *text, const char *needle)
 {

@@ -53,11 +53,12 @@ START_TEST(catalogue_passes)
   ck_assert_ptr_nonnull(strstr(p.out.data, summary));
   /* The deciding evidence is on each line. */
   ck_assert_ptr_nonnull(strstr(p.out.data, "PASS bug ("));
-  ck_assert_ptr_nonnull(strstr(p.out.data, "expected error, got error: 4 of 4 "
-                                           "users saw the Outlook Integration "
-                                           "Error; Exchange received 8 of 8 EWS "
-                                           "POSTs empty (ISA01 rtm "
-                                           "per-connection: 8)"));
+  ck_assert_ptr_nonnull(strstr(p.out.data,
+                               "expected error, got error: 4 of 4 "
+                               "users saw the Outlook Integration "
+                               "Error; Exchange received 8 of 8 EWS "
+                               "POSTs empty (ISA01 rtm "
+                               "per-connection: 8)"));
   ck_assert_ptr_nonnull(strstr(p.out.data, "PASS half-patched-array ("));
   ck_assert_ptr_nonnull(strstr(p.out.data, "ISA01 rtm+hotfix+script "
                                            "per-request: 0, ISA02 rtm "
@@ -90,8 +91,8 @@ START_TEST(bad_files_name_file_line_and_reason)
     ck_assert_msg(p.status == 2, "%s exited %d", g.gl_pathv[i], p.status);
     snprintf(prefix, sizeof(prefix), "kbsim: %s:", g.gl_pathv[i]);
     ck_assert_msg(!strncmp(p.err.data, prefix, strlen(prefix)),
-                  "%s: error does not start with the file: %s",
-                  g.gl_pathv[i], p.err.data);
+                  "%s: error does not start with the file: %s", g.gl_pathv[i],
+                  p.err.data);
     ck_assert_msg(strstr(p.err.data, want + 9) != NULL,
                   "%s: wanted '%s' in: %s", g.gl_pathv[i], want + 9,
                   p.err.data);
@@ -121,8 +122,9 @@ END_TEST
 
 START_TEST(flags_and_files_do_not_mix)
 {
-  char *argv[] = {KBSIM_BIN, "run", "--policy", "per-request",
-                  SCENARIOS_DIR "/bug.ini", NULL};
+  char *argv[] = {
+      KBSIM_BIN, "run", "--policy", "per-request", SCENARIOS_DIR "/bug.ini",
+      NULL};
   struct proc_out p;
 
   proc_run(argv, &p);
@@ -140,16 +142,18 @@ static void read_rate(const char *out, const char *label, unsigned long *k,
   const char *line = strstr(out, label);
 
   ck_assert_msg(line != NULL, "no '%s' in:\n%s", label, out);
-  ck_assert_int_eq(sscanf(line + strlen(label), " %lu of %lu = %lf%%", k, n,
-                          pct), 3);
+  ck_assert_int_eq(
+      sscanf(line + strlen(label), " %lu of %lu = %lf%%", k, n, pct), 3);
 }
 
 START_TEST(sweep_is_repeatable_and_intermittent)
 {
   char *two[] = {KBSIM_BIN, "sweep", SCENARIOS_DIR "/intermittent-array.ini",
-                 "--seeds", "1..30", "--jobs", "2", NULL};
+                 "--seeds", "1..30", "--jobs",
+                 "2",       NULL};
   char *one[] = {KBSIM_BIN, "sweep", SCENARIOS_DIR "/intermittent-array.ini",
-                 "--seeds", "1..30", "--jobs", "1", NULL};
+                 "--seeds", "1..30", "--jobs",
+                 "1",       NULL};
   struct proc_out a, b, c;
   unsigned long k, n, ek, en;
   double pct, epct;
@@ -188,11 +192,11 @@ END_TEST
 START_TEST(sweep_bad_arguments)
 {
   static const char *cases[][6] = {
-    {"sweep", SCENARIOS_DIR "/bug.ini", NULL},
-    {"sweep", SCENARIOS_DIR "/bug.ini", "--seeds", "9..1", NULL},
-    {"sweep", SCENARIOS_DIR "/bug.ini", "--seeds", "1..x", NULL},
-    {"sweep", "--seeds", "1..3", NULL},
-    {"sweep", SCENARIOS_DIR "/bug.ini", "--seeds", "1..3", "--jobs", NULL},
+      {"sweep", SCENARIOS_DIR "/bug.ini", NULL},
+      {"sweep", SCENARIOS_DIR "/bug.ini", "--seeds", "9..1", NULL},
+      {"sweep", SCENARIOS_DIR "/bug.ini", "--seeds", "1..x", NULL},
+      {"sweep", "--seeds", "1..3", NULL},
+      {"sweep", SCENARIOS_DIR "/bug.ini", "--seeds", "1..3", "--jobs", NULL},
   };
   size_t i;
 
@@ -216,8 +220,13 @@ START_TEST(evidence_per_scenario)
 {
   char dir[] = "/tmp/kbsim-scen-XXXXXX";
   char json[256], bug[256], fix[256];
-  char *argv[] = {KBSIM_BIN, "run", SCENARIOS_DIR "/bug.ini",
-                  SCENARIOS_DIR "/fix.ini", "--json", json, NULL};
+  char *argv[] = {KBSIM_BIN,
+                  "run",
+                  SCENARIOS_DIR "/bug.ini",
+                  SCENARIOS_DIR "/fix.ini",
+                  "--json",
+                  json,
+                  NULL};
   char *rm[] = {"/bin/rm", "-rf", dir, NULL};
   struct proc_out p;
   FILE *f;
