@@ -30,6 +30,7 @@
 #include <libxml/parser.h>
 #include <microhttpd.h>
 
+#include "kb_auth.h"
 #include "kb_buf.h"
 #include "soap.h"
 
@@ -344,6 +345,7 @@ static struct backend_req *backend_req_new(const struct backend *b,
   struct backend_req *req = calloc(1, sizeof(*req));
   const union MHD_ConnectionInfo *info;
   struct backend_conn *conn;
+  const char *auth;
 
   if(!req) {
     return NULL;
@@ -367,8 +369,9 @@ static struct backend_req *backend_req_new(const struct backend *b,
                         ? BACKEND_BODY_BUFFERING
                         : BACKEND_BODY_DISCARD;
   kb_buf_init(&req->body, b->max_body);
-  req->auth = soap_classify_auth(MHD_lookup_connection_value(
-      connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION));
+  auth = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+                                     MHD_HTTP_HEADER_AUTHORIZATION);
+  req->auth = kb_auth_classify(auth, auth ? strlen(auth) : 0);
   info =
       MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
   conn = info ? info->socket_context : NULL;

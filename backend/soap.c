@@ -26,7 +26,6 @@
 #include <libxml/tree.h>
 #include <libxml/xmlerror.h>
 #include <libxml/xmlwriter.h>
-#include <nettle/base64.h>
 
 /* Responses are built from bounded inputs; this cap is a backstop. */
 #define SOAP_MAX_RESPONSE ((size_t)64 * 1024 * 1024)
@@ -237,62 +236,6 @@ static void soap_qname(const xmlNode *node, char *out, size_t outlen)
     snprintf(raw, sizeof(raw), "%s", (const char *)node->name);
   }
   soap_one_line(out, outlen, raw);
-}
-
-/* Only the first 16 base64 characters (12 bytes: signature and type) are
- * decoded: the backend names what reached it, it does not authenticate. */
-enum kb_auth soap_classify_auth(const char *value)
-{
-  static const uint8_t signature[8] = {'N', 'T', 'L', 'M', 'S', 'S', 'P', 0};
-  static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                 "abcdefghijklmnopqrstuvwxyz0123456789+/";
-  struct base64_decode_ctx ctx;
-  uint8_t raw[BASE64_DECODE_LENGTH(16)];
-  size_t rawlen = 0;
-  size_t skip;
-  enum kb_auth result = KB_AUTH_OTHER;
-
-  if(!value) {
-    return KB_AUTH_NONE;
-  }
-  /* The same grammar as ntlm_header_parse (blanks are spaces and tabs),
-   * so the backend's trace names a token as the proxy does. */
-  value += strspn(value, " \t");
-  if(!strncasecmp(value, "NTLM", 4)) {
-    skip = 4;
-  }
-  else if(!strncasecmp(value, "Negotiate", 9)) {
-    skip = 9;
-  }
-  else {
-    return KB_AUTH_OTHER;
-  }
-  if(value[skip] != ' ' && value[skip] != '\t') {
-    return KB_AUTH_OTHER;
-  }
-  value += skip;
-  value += strspn(value, " \t");
-  /* nettle would skip white space inside the 16 characters; a token has
-   * none, so anything but the alphabet is not a token. */
-  if(strspn(value, alphabet) < 16) {
-    return KB_AUTH_OTHER;
-  }
-  base64_decode_init(&ctx);
-  if(base64_decode_update(&ctx, &rawlen, raw, 16, value) && rawlen >= 12 &&
-     !memcmp(raw, signature, sizeof(signature))) {
-    uint32_t type = (uint32_t)raw[8] | (uint32_t)raw[9] << 8 |
-                    (uint32_t)raw[10] << 16 | (uint32_t)raw[11] << 24;
-    if(type == 1) {
-      result = KB_AUTH_NTLM_NEGOTIATE;
-    }
-    else if(type == 2) {
-      result = KB_AUTH_NTLM_CHALLENGE;
-    }
-    else if(type == 3) {
-      result = KB_AUTH_NTLM_AUTHENTICATE;
-    }
-  }
-  return result;
 }
 
 /* ---- building XML ------------------------------------------------------ */

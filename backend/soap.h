@@ -98,11 +98,4 @@ enum soap_result soap_fault(struct soap_reply *reply, const char *code,
 enum soap_result soap_page(struct soap_reply *reply, unsigned int status,
                            enum soap_outcome outcome, const char *page);
 
-/* Classifies an Authorization header value (NULL when absent): the NTLM
- * message type when it is "NTLM <token>" or "Negotiate <token>" whose
- * token starts with an NTLMSSP signature and type 1, 2 or 3, KB_AUTH_OTHER
- * for anything else. Reads only the first 16 base64 characters of the
- * token. Never fails. */
-enum kb_auth soap_classify_auth(const char *value);
-
 #endif /* BACKEND_SOAP_H */

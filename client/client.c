@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kb_auth.h"
 #include "kb_buf.h"
 
 #define CLIENT_DEFAULT_HOST "autodiscover.fabrikam.com"
@@ -382,15 +383,19 @@ static uint64_t client_open_conn(const struct client *c)
 
 /* Ranks what a WWW-Authenticate or Authorization header says, so that one
  * response offering several schemes is summed up by the one that matters
- * to NTLM: an NTLM message, then a bare "NTLM", then anything else. */
+ * to NTLM: an NTLM message, then a bare "NTLM", then Negotiate, then
+ * anything else. */
 static int client_auth_rank(enum kb_auth a)
 {
   switch(a) {
   case KB_AUTH_NTLM_NEGOTIATE:
   case KB_AUTH_NTLM_CHALLENGE:
   case KB_AUTH_NTLM_AUTHENTICATE:
-    return 3;
+    return 4;
   case KB_AUTH_NTLM_BARE:
+    return 3;
+  case KB_AUTH_NEGOTIATE_BARE:
+  case KB_AUTH_SPNEGO:
     return 2;
   case KB_AUTH_OTHER:
     return 1;
@@ -398,47 +403,6 @@ static int client_auth_rank(enum kb_auth a)
     break;
   }
   return 0;
-}
-
-/* Classifies an Authorization or WWW-Authenticate value of vlen bytes (not
- * NUL-terminated) for the trace: which NTLM message it carries, a bare
- * "NTLM", or another scheme. Never fails: what cannot be decoded is
- * KB_AUTH_OTHER. */
-static enum kb_auth client_classify_auth(const char *v, size_t vlen)
-{
-  enum kb_auth result = KB_AUTH_OTHER;
-  struct ntlm_bytes token = {NULL, 0};
-  enum ntlm_scheme scheme;
-  char *copy = NULL;
-  size_t i;
-
-  for(i = 0; i < vlen && v[i] != ' ' && v[i] != '\t'; i++)
-    ;
-  if(i == 4 && !strncasecmp(v, "NTLM", 4) && i == vlen)
-    return KB_AUTH_NTLM_BARE;
-  if(!((i == 4 && !strncasecmp(v, "NTLM", 4)) ||
-       (i == 9 && !strncasecmp(v, "Negotiate", 9))) ||
-     vlen > CLIENT_MAX_AUTH_VALUE)
-    return KB_AUTH_OTHER;
-  copy = strndup(v, vlen);
-  if(copy && ntlm_header_parse(copy, &scheme, &token, NULL, 0) == NTLM_OK) {
-    switch(ntlm_peek_type(token.data, token.len)) {
-    case NTLM_TYPE_NEGOTIATE:
-      result = KB_AUTH_NTLM_NEGOTIATE;
-      break;
-    case NTLM_TYPE_CHALLENGE:
-      result = KB_AUTH_NTLM_CHALLENGE;
-      break;
-    case NTLM_TYPE_AUTHENTICATE:
-      result = KB_AUTH_NTLM_AUTHENTICATE;
-      break;
-    default:
-      break;
-    }
-  }
-  ntlm_bytes_free(&token);
-  free(copy);
-  return result;
 }
 
 /* Finds header name (with its colon, e.g. "Authorization:") in a block of
@@ -571,7 +535,7 @@ static void client_req_start(struct client *c, const char *data, size_t len)
     snprintf(r->path, sizeof(r->path), "%.*s", (int)n, p);
   }
   v = client_find_header(data, len, "Authorization:", &vlen);
-  r->req_auth = v ? client_classify_auth(v, vlen) : KB_AUTH_NONE;
+  r->req_auth = v ? kb_auth_classify(v, vlen) : KB_AUTH_NONE;
   v = client_find_header(data, len, "Content-Length:", &vlen);
   if(v && vlen < sizeof(num)) {
     memcpy(num, v, vlen);
@@ -798,7 +762,7 @@ static size_t client_header(char *buffer, size_t size, size_t nitems,
   while(vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' ||
                  v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
     vlen--;
-  seen = client_classify_auth(v, vlen);
+  seen = kb_auth_classify(v, vlen);
   if(client_auth_rank(seen) > client_auth_rank(c->req.resp_auth))
     c->req.resp_auth = seen;
   if(vlen >= 4 && !strncasecmp(v, "NTLM", 4) &&
@@ -1313,7 +1277,7 @@ static CURLcode client_send_leg(struct client *c, const char *url,
   }
   if(c->leg_unanswered && leg->status)
     kb_trace_note(&c->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_CLIENT, c->origin,
-                  c->current_conn,
+                  c->current_conn, KB_NOTE_RESENT,
                   "connection %" PRIu64 " was closed without an answer; "
                   "libcurl sent the request again on connection %" PRIu64,
                   c->leg_dead_conn, c->current_conn);
@@ -1389,7 +1353,7 @@ static void client_apply_max_requests(struct client *c, bool hold)
   if(!c->max_requests || hold || !sock || sock->requests < c->max_requests)
     return;
   kb_trace_note(&c->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_CLIENT, c->origin,
-                sock->conn,
+                sock->conn, KB_NOTE_CLIENT_MAX_REQUESTS,
                 "closing connection %" PRIu64 " after %u requests: the "
                 "client's max_requests is %u",
                 sock->conn, sock->requests, c->max_requests);
@@ -1716,6 +1680,7 @@ static void client_apply_idle_timeout(struct client *c, int64_t now)
   if(c->idle_timeout_ms <= 0 || !conn || idle <= c->idle_timeout_ms)
     return;
   kb_trace_note(&c->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_CLIENT, c->origin, conn,
+                KB_NOTE_CLIENT_IDLE,
                 "closing connection %" PRIu64 ": idle for %" PRId64 " ms, "
                 "longer than the client's idle timeout of %" PRId64 " ms",
                 conn, idle, c->idle_timeout_ms);
@@ -1802,12 +1767,12 @@ static void client_record(struct client *c,
     v->posts_failed++;
     if(!v->integration_error)
       kb_trace_note(&c->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_CLIENT, c->origin,
-                    res->connection, "notification: %s",
+                    res->connection, KB_NOTE_NOTIFICATION, "notification: %s",
                     CLIENT_NOTIFICATION_TEXT);
     v->integration_error = true;
     v->autodiscovery_failed_logged = true;
     kb_trace_note(&c->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_CLIENT, c->origin,
-                  res->connection, "log: %s (POST %u %s: %s: %s)",
+                  res->connection, KB_NOTE_LOG, "log: %s (POST %u %s: %s: %s)",
                   CLIENT_LOG_TEXT, res->index, client_post_kind_name(res->kind),
                   client_outcome_name(res->outcome), res->detail);
   }

@@ -6,7 +6,8 @@
  * print on their own; they ask these three objects, which sim/ implements
  * (seeded and simulated, or real). Each is a small vtable: a function
  * pointer and its context. A zeroed struct is valid and means "real clock",
- * "no randomness available" (draws fail loudly) and "trace nothing".
+ * "the kernel's randomness" (getrandom(): secure, not reproducible) and
+ * "trace nothing".
  */
 #ifndef KB_ENV_H
 #define KB_ENV_H
@@ -58,8 +59,11 @@ struct kb_rng {
 };
 
 /* Draws len bytes for label. With no fill function set it falls back to
- * the operating system's getrandom(), so an unconfigured component is still
- * secure, just not reproducible. Never fails. */
+ * the kernel's getrandom(), so an unconfigured component is still secure,
+ * just not reproducible. Returns only with len bytes drawn: when the kernel
+ * cannot give randomness at all (no getrandom() and no /dev/urandom), it
+ * says so on stderr and aborts, since carrying on would hand out
+ * predictable challenges. */
 void kb_rng_fill(const struct kb_rng *rng, const char *label, uint8_t *buf,
                  size_t len);
 
@@ -83,18 +87,23 @@ enum kb_trace_kind {
   KB_TRACE_NOTE      /* a one-line decision or remark, in text */
 };
 
-/* NTLM message type carried by an Authorization / WWW-Authenticate header;
- * KB_AUTH_NONE when absent, KB_AUTH_OTHER when present but not NTLM. */
+/* What an Authorization / WWW-Authenticate header carries, as the trace
+ * names it. kb_auth_classify (kb_auth.h) is the one function that decides,
+ * on ntlm_header_peek's grammar. */
 enum kb_auth {
-  KB_AUTH_NONE = 0,
-  KB_AUTH_NTLM_NEGOTIATE = 1,
-  KB_AUTH_NTLM_CHALLENGE = 2,
-  KB_AUTH_NTLM_AUTHENTICATE = 3,
-  KB_AUTH_NTLM_BARE = 4, /* "WWW-Authenticate: NTLM" with no token */
-  KB_AUTH_OTHER = 5
+  KB_AUTH_NONE = 0,              /* no such header */
+  KB_AUTH_NTLM_NEGOTIATE = 1,    /* an NTLMSSP type 1, in NTLM or Negotiate */
+  KB_AUTH_NTLM_CHALLENGE = 2,    /* ... type 2 */
+  KB_AUTH_NTLM_AUTHENTICATE = 3, /* ... type 3 */
+  KB_AUTH_NTLM_BARE = 4,         /* "NTLM" with no token (the offer) */
+  KB_AUTH_OTHER = 5,             /* any other scheme, or a token that is not
+                                    NTLMSSP (bad base64, unknown type) */
+  KB_AUTH_NEGOTIATE_BARE = 6,    /* "Negotiate" with no token (the offer) */
+  KB_AUTH_SPNEGO = 7             /* Negotiate with a SPNEGO/Kerberos token */
 };
 
-/* Returns "none", "NTLM type 1", ... for printing. Never NULL. */
+/* Returns "none", "NTLM type 1", ..., "Negotiate", "SPNEGO" for printing.
+ * Never NULL. */
 const char *kb_auth_name(enum kb_auth auth);
 
 /* One request and its response as one end of a hop saw them. */
@@ -107,6 +116,63 @@ struct kb_exchange {
   enum kb_auth resp_auth; /* WWW-Authenticate header of the response */
   size_t resp_body_len;   /* bytes of response body */
 };
+
+/* What a NOTE is about: every decision a component takes and every change
+ * the user can see carries one of these beside its human text, so that
+ * the demo, the report, the evidence and the tests read the code and never
+ * the prose (which may be reworded at any time). kb_note_name gives each a
+ * stable name for JSON and logs. Add new codes at the end of a group. */
+enum kb_note {
+  KB_NOTE_NONE = 0, /* a remark without a code */
+
+  /* The listener's authentication decisions (one per request). */
+  KB_NOTE_OFFER,              /* no credentials, not authenticated: 401 offer */
+  KB_NOTE_FORWARD_AUTHENTICATED, /* authenticated connection, no
+                                    Authorization: forwarded */
+  KB_NOTE_CHALLENGE,          /* type 1: 401 with a type 2 */
+  KB_NOTE_REAUTH_SKIPPED,     /* type 1 on an authenticated connection,
+                                 per-connection: forwarded as is, body-less
+                                 (KB 942638's bug) */
+  KB_NOTE_REAUTH_CHALLENGED,  /* type 1 on an authenticated connection,
+                                 per-request: 401 with a new type 2 (the fix) */
+  KB_NOTE_AUTH_OK,            /* type 3 verified: forwarded with its body */
+  KB_NOTE_AUTH_REFUSED,       /* type 3 refused: 401, nothing forwarded */
+  KB_NOTE_AUTH_UNEXPECTED,    /* type 3 with no challenge pending: 401 */
+  KB_NOTE_AUTH_UNUSABLE,      /* an Authorization the listener cannot use */
+  KB_NOTE_KERBEROS,           /* Negotiate with a SPNEGO/Kerberos token */
+  KB_NOTE_BASIC_OK,           /* Basic credentials verified: forwarded */
+  KB_NOTE_BASIC_REFUSED,      /* Basic credentials missing or wrong: 401 */
+  KB_NOTE_ANONYMOUS,          /* the listener does not authenticate */
+
+  /* The listener's other answers and closes. */
+  KB_NOTE_BODY_TOO_LARGE,     /* request body over the limit: 413 */
+  KB_NOTE_BAD_TARGET,         /* request target not a path: 400 */
+  KB_NOTE_IDLE_CLOSED,        /* idle past the listener's limit: closed */
+  KB_NOTE_MAX_REQUESTS,       /* the listener's max requests: Connection:
+                                 close */
+  KB_NOTE_CLIENT_LEFT,        /* the client closed mid-request */
+  KB_NOTE_UPSTREAM_STOPPING,  /* listener stopping: transfer abandoned, 503 */
+  KB_NOTE_UPSTREAM_TOO_BIG,   /* backend answer over the limit: 502 */
+  KB_NOTE_UPSTREAM_TIMEOUT,   /* backend too slow: 504 */
+  KB_NOTE_UPSTREAM_UNREACHABLE, /* backend unreachable: 502 */
+  KB_NOTE_LIBRARY,            /* a library's own log line */
+
+  /* The client: its connections, and what the user sees. */
+  KB_NOTE_RESENT,             /* closed without an answer; libcurl resent */
+  KB_NOTE_CLIENT_MAX_REQUESTS, /* closed at the client's max requests */
+  KB_NOTE_CLIENT_IDLE,        /* closed: idle past the client's limit */
+  KB_NOTE_NOTIFICATION,       /* the "Outlook Integration Error" appeared */
+  KB_NOTE_LOG,                /* the autodiscovery failure log line */
+
+  KB_NOTE_COUNT /* not a code: the number of codes */
+};
+
+/* A stable lower-case name for code ("reauth-skipped"), for JSON, logs and
+ * tests; "?" for a value that is not a code. Never NULL. */
+const char *kb_note_name(enum kb_note code);
+
+/* Parses a name kb_note_name returns. Returns 0, or -1 when unknown. */
+int kb_note_parse(const char *name, enum kb_note *out);
 
 struct kb_trace_event {
   enum kb_trace_kind kind;
@@ -122,7 +188,8 @@ struct kb_trace_event {
   const uint8_t *data; /* SEND / RECV bytes; NULL otherwise */
   size_t len;
   const struct kb_exchange *exchange; /* EXCHANGE only */
-  const char *text;                   /* NOTE only */
+  enum kb_note note; /* NOTE only: what it is about */
+  const char *text;  /* NOTE only: the same for people, one line */
 };
 
 struct kb_trace {
@@ -165,6 +232,30 @@ struct kb_names {
   void *ctx;
 };
 
+/* The parts of a connection's name, the one format every component
+ * builds and every consumer parses (never sscanf a name elsewhere):
+ * {3, 0, 0} is "client 3" (the client itself, its timeline), {3, 1, 0}
+ * "client 3 conn 1" (its first connection to the listener), {3, 1, 2}
+ * "client 3 conn 1 upstream 2" (the second upstream connection the
+ * listener opened for it). Numbers count from 1. */
+struct kb_conn_id {
+  unsigned client;
+  unsigned conn;     /* 0: the client, not a connection */
+  unsigned upstream; /* 0: the client's own connection */
+};
+
+/* Enough for any name kb_conn_name_format writes, NUL included. */
+#define KB_CONN_NAME_LEN 64
+
+/* Writes id's name into out (KB_CONN_NAME_LEN bytes always suffice) and
+ * returns out. An upstream without a conn is written as the client. */
+char *kb_conn_name_format(const struct kb_conn_id *id, char *out, size_t len);
+
+/* Parses a name kb_conn_name_format writes. Returns 0, or -1 with *id
+ * zeroed when name is anything else (NULL, "", "backend", "ISA01", a zero,
+ * a sign, leading zeros or trailing text). */
+int kb_conn_name_parse(const char *name, struct kb_conn_id *id);
+
 /* The connecting side: claims name for its connection from local_port
  * to remote_port, once connected and before anything is sent on it; does
  * nothing without a claim function. */
@@ -198,9 +289,10 @@ void kb_thread_name(pthread_t thread, const char *name);
 void kb_trace_emit(const struct kb_trace *trace,
                    const struct kb_trace_event *ev);
 
-/* Convenience: emits a KB_TRACE_NOTE with printf-style text. */
+/* Convenience: emits a KB_TRACE_NOTE with its code and printf-style text. */
 void kb_trace_note(const struct kb_trace *trace, enum kb_hop hop,
                    enum kb_side side, const char *origin, uint64_t conn,
-                   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+                   enum kb_note code, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
 
 #endif /* KB_ENV_H */

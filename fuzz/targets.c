@@ -13,6 +13,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include "kb_auth.h"
 #include "kb_env.h"
 #include "kb_users.h"
 #include "ntlm.h"
@@ -213,6 +214,7 @@ int fuzz_ntlm_header(const uint8_t *data, size_t size)
   enum ntlm_scheme scheme = NTLM_SCHEME_NTLM;
   enum ntlm_scheme scheme2 = NTLM_SCHEME_NTLM;
   enum kb_auth backend_view;
+  struct ntlm_header_info peek;
   char err[256];
   char *formatted = NULL;
   enum ntlm_result r;
@@ -220,21 +222,32 @@ int fuzz_ntlm_header(const uint8_t *data, size_t size)
   if(!value) {
     return 0;
   }
-  backend_view = soap_classify_auth(value);
+  backend_view = kb_auth_classify(value, strlen(value));
   fuzz_check(backend_view != KB_AUTH_NONE, "a present header classified as "
                                            "absent");
+  ntlm_header_peek(value, strlen(value), &peek);
   r = ntlm_header_parse(value, &scheme, &token, err, sizeof(err));
+  /* The peek and the full parse are one grammar: they agree on whether
+   * the value is NTLM or Negotiate and whether its token is base64. */
+  fuzz_check((r == NTLM_ERR_HEADER) == (peek.kind == NTLM_TOKEN_OTHER_SCHEME),
+             "parse says %d, peek says kind %d", (int)r, (int)peek.kind);
+  fuzz_check((r == NTLM_ERR_BASE64) == (peek.kind == NTLM_TOKEN_BAD_BASE64),
+             "parse says %d, peek says kind %d", (int)r, (int)peek.kind);
+  fuzz_check(r != NTLM_OK || peek.kind != NTLM_TOKEN_NTLMSSP ||
+                 peek.type == ntlm_peek_type(token.data, token.len),
+             "peek says type %d, the token is type %d", (int)peek.type,
+             (int)ntlm_peek_type(token.data, token.len));
   if(r == NTLM_OK) {
     fuzz_check(token.len <= NTLM_MAX_MESSAGE, "token of %zu bytes accepted",
                token.len);
     if(token.len) {
       fuzz_ntlm(token.data, token.len);
-      /* The backend reads only the signature and type: it must agree with
-       * the NTLM library on them. */
+      /* The classification every component uses reads only the
+       * signature and type: it must agree with the full decode. */
       if(ntlm_peek_type(token.data, token.len) != NTLM_TYPE_NONE) {
         fuzz_check(
             (int)backend_view == (int)ntlm_peek_type(token.data, token.len),
-            "backend says %s for a type %d token", kb_auth_name(backend_view),
+            "kb_auth_classify says %s for a type %d token", kb_auth_name(backend_view),
             (int)ntlm_peek_type(token.data, token.len));
       }
       formatted = ntlm_header_format(scheme, token.data, token.len);

@@ -27,8 +27,9 @@ int fuzz_ntlm(const uint8_t *data, size_t size);
 
 /* An Authorization / WWW-Authenticate value (bytes up to the first NUL):
  * ntlm_header_parse, then the token as in fuzz_ntlm's decode; a parsed
- * token formatted back must parse to the same bytes; and the backend's own
- * classifier (soap_classify_auth). Returns 0. */
+ * token formatted back must parse to the same bytes; and the peek
+ * (ntlm_header_peek, kb_auth_classify) must agree with the parse. Returns
+ * 0. */
 int fuzz_ntlm_header(const uint8_t *data, size_t size);
 
 /* A POST body to /EWS/Exchange.asmx through the backend's handler

@@ -181,6 +181,51 @@ enum ntlm_result ntlm_header_parse(const char *value, enum ntlm_scheme *scheme,
                                    struct ntlm_bytes *out, char *err,
                                    size_t errlen);
 
+/* What an Authorization or WWW-Authenticate value carries, by the one
+ * grammar every component uses (ntlm_header_parse's): optional blanks
+ * (SP, HTAB) around the value, the scheme (case-insensitive), then
+ * optionally one or more blanks and one base64 token. */
+enum ntlm_token_kind {
+  NTLM_TOKEN_ABSENT = 0,  /* no header at all (value NULL) */
+  NTLM_TOKEN_NONE,        /* the scheme alone: "NTLM", "Negotiate" */
+  NTLM_TOKEN_NTLMSSP,     /* an NTLMSSP message (see type) */
+  NTLM_TOKEN_SPNEGO,      /* Negotiate with a GSS-API/SPNEGO token (first
+                             byte 0x60 or 0xa1): Kerberos, not NTLM */
+  NTLM_TOKEN_FOREIGN,     /* base64, but neither NTLMSSP nor SPNEGO */
+  NTLM_TOKEN_BAD_BASE64,  /* not a base64 token */
+  NTLM_TOKEN_OTHER_SCHEME /* neither NTLM nor Negotiate (Basic, Digest,
+                             an empty value, garbage) */
+};
+
+struct ntlm_header_info {
+  enum ntlm_token_kind kind;
+  enum ntlm_scheme scheme; /* unless ABSENT or OTHER_SCHEME */
+  /* NTLMSSP: the message type, NTLM_TYPE_NONE when the token is too short
+   * to carry one or its number (type_number) is not 1, 2 or 3. */
+  enum ntlm_type type;
+  uint32_t type_number;
+  uint8_t first_byte; /* of the decoded token, 0 when none */
+  size_t decoded_len; /* bytes the token decodes to */
+  bool too_big;       /* decoded_len > NTLM_MAX_MESSAGE */
+};
+
+/* Peeks at the len bytes of value (need not be NUL-terminated; NULL means
+ * the header is absent) and fills *out. Only the first 16 characters of
+ * the token are decoded, so a ticket of any size is named cheaply; the
+ * token's whole shape is checked, so a token peek calls NTLMSSP also
+ * passes ntlm_header_parse unless too_big. Never fails. */
+void ntlm_header_peek(const char *value, size_t len,
+                      struct ntlm_header_info *out);
+
+/* Describes the token of an Authorization / WWW-Authenticate value in one
+ * line for people: ntlm_describe's decode ("NTLM type 3 AUTHENTICATE
+ * FABRIKAM\\alice from COMMUNICATOR, NTLMv2 response"), "not decodable:
+ * <why>", a SPNEGO token's size, or "not NTLM: another scheme". Returns
+ * false (out untouched) when there is no token to describe: the header is
+ * absent or the scheme stands alone. Truncates to outlen. */
+bool ntlm_header_describe(const char *value, size_t len, char *out,
+                          size_t outlen);
+
 /* Builds "NTLM <base64 of msg>" (or "Negotiate ..."). Returns a malloc'd
  * string the caller frees, or NULL when out of memory. */
 char *ntlm_header_format(enum ntlm_scheme scheme, const uint8_t *msg,
@@ -271,31 +316,5 @@ enum ntlm_result ntlm_server_verify(const struct ntlm_message *auth,
                                     ntlm_password_fn lookup, void *lookup_ctx,
                                     struct ntlm_identity *who, char *err,
                                     size_t errlen);
-
-/* ---- primitives (exposed for the MS-NLMP 4.2 vectors) ------------------ */
-
-/* NTOWFv1 = MD4(UTF-16LE(password)). */
-enum ntlm_result ntlm_nt_hash(const char *password, uint8_t out[16]);
-/* LMOWFv1 = DES("KGS!@#$%") under the uppercased, 14-byte padded OEM
- * password. */
-enum ntlm_result ntlm_lm_hash(const char *password, uint8_t out[16]);
-/* NTOWFv2 = HMAC_MD5(NTOWFv1, UTF-16LE(UPPER(user) + domain)). */
-enum ntlm_result ntlm_ntowf_v2(const char *password, const char *user,
-                               const char *domain, uint8_t out[16]);
-/* NTLMv1 SessionBaseKey = MD4(NTOWFv1) (MS-NLMP 3.3.1). */
-void ntlm_v1_session_base_key(const uint8_t nt_hash[16], uint8_t out[16]);
-/* DESL(key16, 8-byte data) -> 24 bytes (MS-NLMP 6). */
-void ntlm_desl(const uint8_t key[16], const uint8_t data[8], uint8_t out[24]);
-
-/* NTLMv2 responses (MS-NLMP 3.3.2). temp is the blob after the proof:
- * 0x01 0x01 0(6) timestamp(8) client_challenge(8) 0(4) target_info 0(4).
- * nt_out receives NTProofStr(16) + temp and is caller-freed; lm_out 24
- * bytes; session_base_key 16 bytes (may be NULL). */
-enum ntlm_result
-ntlm_v2_responses(const uint8_t ntowf_v2[16], const uint8_t server_challenge[8],
-                  const uint8_t client_challenge[8], uint64_t timestamp,
-                  const uint8_t *target_info, size_t target_info_len,
-                  struct ntlm_bytes *nt_out, uint8_t lm_out[24],
-                  uint8_t session_base_key[16]);
 
 #endif /* NTLM_H */

@@ -47,6 +47,7 @@
 #include <nettle/base64.h>
 #include <nettle/memops.h>
 
+#include "kb_auth.h"
 #include "kb_buf.h"
 #include "ntlm.h"
 
@@ -356,9 +357,9 @@ static void proxy_emit(const struct proxy *proxy, enum kb_trace_kind kind,
   kb_trace_emit(&proxy->trace, &ev);
 }
 
-#define proxy_note(conn, ...)                                                  \
+#define proxy_note(conn, code, ...)                                            \
   kb_trace_note(&(conn)->proxy->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_SERVER,    \
-                (conn)->proxy->name, (conn)->id, __VA_ARGS__)
+                (conn)->proxy->name, (conn)->id, code, __VA_ARGS__)
 
 /* Adds every counter of delta to the proxy's, in one locked step so that a
  * reader never sees half of one request. */
@@ -429,35 +430,10 @@ static bool proxy_is_hop_header(const char *name, const char *connection_tokens)
 
 /* Classifies an Authorization or WWW-Authenticate value for the trace.
  * Never fails: unparseable values are KB_AUTH_OTHER. */
+/* Classifies a NUL-terminated header value (NULL: absent) for the trace. */
 static enum kb_auth proxy_classify_auth(const char *value)
 {
-  enum ntlm_scheme scheme;
-  struct ntlm_bytes token = {NULL, 0};
-  enum kb_auth auth = KB_AUTH_OTHER;
-
-  if(!value)
-    return KB_AUTH_NONE;
-  if(ntlm_header_parse(value, &scheme, &token, NULL, 0) == NTLM_OK) {
-    if(!token.len)
-      auth = KB_AUTH_NTLM_BARE;
-    else
-      switch(ntlm_peek_type(token.data, token.len)) {
-      case NTLM_TYPE_NEGOTIATE:
-        auth = KB_AUTH_NTLM_NEGOTIATE;
-        break;
-      case NTLM_TYPE_CHALLENGE:
-        auth = KB_AUTH_NTLM_CHALLENGE;
-        break;
-      case NTLM_TYPE_AUTHENTICATE:
-        auth = KB_AUTH_NTLM_AUTHENTICATE;
-        break;
-      case NTLM_TYPE_NONE:
-        auth = KB_AUTH_OTHER;
-        break;
-      }
-  }
-  ntlm_bytes_free(&token);
-  return auth;
+  return kb_auth_classify(value, value ? strlen(value) : 0);
 }
 
 /* Formats "DOMAIN\user" of an identity into out. */
@@ -1182,7 +1158,7 @@ static void proxy_upstream_failed(struct proxy_conn *conn,
 
   if(res == CURLE_ABORTED_BY_CALLBACK) {
     /* Only proxy_stop aborts a transfer: not the backend's fault. */
-    proxy_note(conn, "the listener is stopping: transfer to the published "
+    proxy_note(conn, KB_NOTE_UPSTREAM_STOPPING, "the listener is stopping: transfer to the published "
                      "server abandoned, 503");
     proxy_answer_text(
         conn, ans, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, KB_AUTH_NONE,
@@ -1191,7 +1167,7 @@ static void proxy_upstream_failed(struct proxy_conn *conn,
   }
   ans->delta.upstream_errors = 1;
   if(fwd->too_big) {
-    proxy_note(conn,
+    proxy_note(conn, KB_NOTE_UPSTREAM_TOO_BIG,
                "the response of the published server is larger than "
                "the %zu-byte limit: 502",
                proxy->max_body);
@@ -1201,7 +1177,7 @@ static void proxy_upstream_failed(struct proxy_conn *conn,
                       proxy->name, proxy->backend_url, proxy->max_body);
   }
   else if(res == CURLE_OPERATION_TIMEDOUT) {
-    proxy_note(conn, "the published server did not answer within %ld ms: 504",
+    proxy_note(conn, KB_NOTE_UPSTREAM_TIMEOUT, "the published server did not answer within %ld ms: 504",
                proxy->upstream_timeout_ms);
     proxy_answer_text(conn, ans, MHD_HTTP_GATEWAY_TIMEOUT, NULL, KB_AUTH_NONE,
                       "ISA %s: the published server %s did not answer within "
@@ -1214,7 +1190,7 @@ static void proxy_upstream_failed(struct proxy_conn *conn,
     const char *why = res == CURLE_OK ? "no HTTP status in its answer"
                       : errbuf[0]     ? errbuf
                                       : curl_easy_strerror(res);
-    proxy_note(conn, "the published server could not be reached (%s): 502",
+    proxy_note(conn, KB_NOTE_UPSTREAM_UNREACHABLE, "the published server could not be reached (%s): 502",
                why);
     proxy_answer_text(conn, ans, MHD_HTTP_BAD_GATEWAY, NULL, KB_AUTH_NONE,
                       "ISA %s: the published server %s could not be reached: "
@@ -1682,7 +1658,7 @@ static void proxy_decide_integrated(struct proxy_conn *conn,
   char err[320];
 
   if(proxy_foreign_negotiate(value, &first)) {
-    proxy_note(conn,
+    proxy_note(conn, KB_NOTE_KERBEROS,
                "connection %" PRIu64 " sent a Negotiate token that is not "
                "NTLMSSP (first byte 0x%02x: SPNEGO/Kerberos); Kerberos is "
                "not available here, the client should fall back to NTLM: "
@@ -1716,12 +1692,12 @@ static void proxy_decide_integrated(struct proxy_conn *conn,
   case PROXY_TOKEN_NONE:
     if(conn->state == PROXY_AUTH_AUTHENTICATED) {
       proxy_describe_forward(conn, method, what, sizeof(what));
-      proxy_note(conn, "connection %" PRIu64 " is authenticated as %s; %s",
+      proxy_note(conn, KB_NOTE_FORWARD_AUTHENTICATED, "connection %" PRIu64 " is authenticated as %s; %s",
                  conn->id, who, what);
       proxy_forward(conn, mc, method, ans);
     }
     else {
-      proxy_note(conn,
+      proxy_note(conn, KB_NOTE_OFFER,
                  "connection %" PRIu64 " is not authenticated%s and sent no "
                  "Authorization: 401 asking for NTLM",
                  conn->id,
@@ -1739,7 +1715,7 @@ static void proxy_decide_integrated(struct proxy_conn *conn,
   case PROXY_TOKEN_BAD:
     if(peeked == NTLM_TYPE_AUTHENTICATE)
       ans->delta.auth_failed = 1;
-    proxy_note(conn,
+    proxy_note(conn, KB_NOTE_AUTH_UNUSABLE,
                "connection %" PRIu64 " sent an unusable Authorization "
                "header (%s): 401 asking for NTLM, connection "
                "de-authenticated",
@@ -1757,7 +1733,7 @@ static void proxy_decide_integrated(struct proxy_conn *conn,
        policy == PROXY_POLICY_PER_CONNECTION) {
       ans->delta.reauth_skipped = 1;
       proxy_describe_forward(conn, method, what, sizeof(what));
-      proxy_note(conn,
+      proxy_note(conn, KB_NOTE_REAUTH_SKIPPED,
                  "connection %" PRIu64 " is already authenticated as %s; "
                  "policy per-connection keeps that context: NTLM type 1 not "
                  "challenged, %s",
@@ -1765,7 +1741,7 @@ static void proxy_decide_integrated(struct proxy_conn *conn,
       proxy_forward(conn, mc, method, ans);
     }
     else if(conn->state == PROXY_AUTH_AUTHENTICATED) {
-      proxy_note(conn,
+      proxy_note(conn, KB_NOTE_REAUTH_CHALLENGED,
                  "connection %" PRIu64 " is authenticated as %s, but policy "
                  "per-request: NTLM type 1 on an authenticated connection "
                  "restarts the handshake: 401 with a new type 2",
@@ -1773,7 +1749,7 @@ static void proxy_decide_integrated(struct proxy_conn *conn,
       proxy_challenge(conn, &msg, scheme, ans);
     }
     else {
-      proxy_note(conn,
+      proxy_note(conn, KB_NOTE_CHALLENGE,
                  "connection %" PRIu64 ": NTLM type 1: 401 with a type 2 "
                  "(handshake %u on this connection)",
                  conn->id, conn->handshakes + 1);
@@ -1784,7 +1760,7 @@ static void proxy_decide_integrated(struct proxy_conn *conn,
   case PROXY_TOKEN_AUTHENTICATE:
     if(conn->state != PROXY_AUTH_CHALLENGED) {
       ans->delta.auth_failed = 1;
-      proxy_note(conn,
+      proxy_note(conn, KB_NOTE_AUTH_UNEXPECTED,
                  "connection %" PRIu64 " sent an NTLM type 3 with no "
                  "challenge pending: 401 asking for NTLM, connection "
                  "de-authenticated",
@@ -1803,7 +1779,7 @@ static void proxy_decide_integrated(struct proxy_conn *conn,
       ans->delta.auth_failed = 1;
       memset(&conn->who, 0, sizeof(conn->who));
       conn->state = PROXY_AUTH_UNAUTHENTICATED;
-      proxy_note(conn,
+      proxy_note(conn, KB_NOTE_AUTH_REFUSED,
                  "connection %" PRIu64 ": NTLM type 3 refused (%s): 401 "
                  "asking for NTLM, nothing forwarded",
                  conn->id, err);
@@ -1817,7 +1793,7 @@ static void proxy_decide_integrated(struct proxy_conn *conn,
     conn->state = PROXY_AUTH_AUTHENTICATED;
     memset(conn->challenge, 0, sizeof(conn->challenge));
     proxy_describe_forward(conn, method, what, sizeof(what));
-    proxy_note(conn, "connection %" PRIu64 " authenticated as %s (%s); %s",
+    proxy_note(conn, KB_NOTE_AUTH_OK, "connection %" PRIu64 " authenticated as %s (%s); %s",
                conn->id, proxy_who(&conn->who, who, sizeof(who)),
                ntlm_response_kind_name(conn->who.kind), what);
     proxy_forward(conn, mc, method, ans);
@@ -2020,7 +1996,7 @@ static void proxy_decide_basic(struct proxy_conn *conn,
     char what[128];
     ans->delta.basic_ok = 1;
     proxy_describe_forward(conn, method, what, sizeof(what));
-    proxy_note(conn,
+    proxy_note(conn, KB_NOTE_BASIC_OK,
                "connection %" PRIu64 ": Basic credentials of %s verified; %s",
                conn->id, who, what);
     proxy_forward(conn, mc, method, ans);
@@ -2031,7 +2007,7 @@ static void proxy_decide_basic(struct proxy_conn *conn,
    * failed login. */
   if(value)
     ans->delta.basic_failed = 1;
-  proxy_note(conn,
+  proxy_note(conn, KB_NOTE_BASIC_REFUSED,
              "connection %" PRIu64 ": Basic authentication failed (%s): 401 "
              "asking for Basic, nothing forwarded",
              conn->id, why);
@@ -2059,7 +2035,7 @@ static void proxy_decide(struct proxy_conn *conn, struct MHD_Connection *mc,
   char what[128];
 
   if(conn->req.too_big) {
-    proxy_note(conn,
+    proxy_note(conn, KB_NOTE_BODY_TOO_LARGE,
                "request body of %zu bytes is over the %zu-byte limit: "
                "413, nothing forwarded",
                conn->req.body_seen, proxy->max_body);
@@ -2078,7 +2054,7 @@ static void proxy_decide(struct proxy_conn *conn, struct MHD_Connection *mc,
     return;
   }
   if(conn->req.uri[0] != '/') {
-    proxy_note(conn, "request target is not a path: 400");
+    proxy_note(conn, KB_NOTE_BAD_TARGET, "request target is not a path: 400");
     proxy_answer_text(conn, ans, MHD_HTTP_BAD_REQUEST, NULL, KB_AUTH_NONE,
                       "ISA %s: the request target must be a path such as "
                       "/EWS/Exchange.asmx",
@@ -2092,7 +2068,7 @@ static void proxy_decide(struct proxy_conn *conn, struct MHD_Connection *mc,
   case PROXY_AUTH_NONE:
     if(proxy->trace.emit) {
       proxy_describe_forward(conn, method, what, sizeof(what));
-      proxy_note(conn,
+      proxy_note(conn, KB_NOTE_ANONYMOUS,
                  "connection %" PRIu64 ": the listener does not "
                  "authenticate; %s",
                  conn->id, what);
@@ -2294,7 +2270,7 @@ static void proxy_on_mhd_log(void *cls, const char *fmt, va_list ap)
   while(len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
     line[--len] = '\0';
   kb_trace_note(&proxy->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_SERVER, proxy->name,
-                0, "libmicrohttpd: %s", line);
+                0, KB_NOTE_LIBRARY, "libmicrohttpd: %s", line);
 }
 
 /* Decides, as a request starts on conn, whether the listener would have
@@ -2319,7 +2295,7 @@ static bool proxy_idle_expired(struct proxy_conn *conn)
   memset(&delta, 0, sizeof(delta));
   delta.idle_closed = 1;
   proxy_stats_add(proxy, &delta);
-  proxy_note(conn,
+  proxy_note(conn, KB_NOTE_IDLE_CLOSED,
              "connection %s idle %s > %s: the listener had closed it; closed "
              "without an answer, nothing forwarded",
              proxy_conn_label(conn, label, sizeof(label)),
@@ -2345,7 +2321,7 @@ static void proxy_count_answer(struct proxy_conn *conn,
                              "close") != MHD_YES)
     return;
   ans->delta.max_requests_closed = 1;
-  proxy_note(conn,
+  proxy_note(conn, KB_NOTE_MAX_REQUESTS,
              "connection %s reached the listener's limit of %u requests: "
              "Connection: close, the connection closes after this answer",
              proxy_conn_label(conn, label, sizeof(label)), proxy->max_requests);
@@ -2543,7 +2519,7 @@ static void proxy_peer_finish(struct proxy_conn *conn)
      conn->fwd_state != PROXY_FWD_IDLE)
     return;
   if(conn->req.started || conn->req.uri)
-    proxy_note(conn,
+    proxy_note(conn, KB_NOTE_CLIENT_LEFT,
                "connection %s: the client closed it in the middle of "
                "a request; closing it, nothing forwarded",
                proxy_conn_label(conn, label, sizeof(label)));

@@ -126,6 +126,10 @@ static const char *kbsim_auth_words(enum kb_auth auth)
     return "Authorization: NTLM type 3";
   case KB_AUTH_NTLM_BARE:
     return "Authorization: NTLM";
+  case KB_AUTH_NEGOTIATE_BARE:
+    return "Authorization: Negotiate";
+  case KB_AUTH_SPNEGO:
+    return "Authorization: Negotiate with a Kerberos token";
   case KB_AUTH_OTHER:
     break;
   }

@@ -326,6 +326,7 @@ static void sim__recorder_emit(void *ctx, const struct kb_trace_event *ev)
   copy.hop = ev->hop;
   copy.side = ev->side;
   copy.conn = ev->conn;
+  copy.note = ev->note;
   sim__copy(copy.origin, sizeof(copy.origin), ev->origin);
   sim__copy(copy.conn_name, sizeof(copy.conn_name), ev->conn_name);
   if(ev->exchange) {

@@ -74,7 +74,8 @@ struct sim_event {
   struct kb_exchange exchange; /* method, path NULL: use the fields below */
   char method[16];
   char path[128];
-  char *text;    /* NOTE text, owned */
+  enum kb_note note; /* NOTE code */
+  char *text;        /* NOTE text, owned */
   uint8_t *data; /* SEND/RECV bytes, owned */
   size_t len;
 };

@@ -1,14 +1,21 @@
 /*
  * test_common.c - the shared pieces: capped buffer, user store, HTTP date,
- * random-source fallback.
+ * random-source fallback, note codes, connection names, listening sockets
+ * and the one classification of Authorization headers.
  */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "kb_auth.h"
 #include "kb_buf.h"
 #include "kb_env.h"
+#include "kb_net.h"
 #include "kb_users.h"
 
 START_TEST(buf_refuses_past_cap)
@@ -142,11 +149,13 @@ END_TEST
 
 static int notes;
 static char last_note[600];
+static enum kb_note last_code;
 
 static void count_note(void *ctx, const struct kb_trace_event *ev)
 {
   (void)ctx;
   notes++;
+  last_code = ev->note;
   snprintf(last_note, sizeof(last_note), "%s %s %llu", ev->origin, ev->text,
            (unsigned long long)ev->conn);
 }
@@ -157,11 +166,147 @@ START_TEST(trace_note_formats)
 
   notes = 0;
   kb_trace_note(&t, KB_HOP_CLIENT_PROXY, KB_SIDE_SERVER, "proxy", 3,
-                "policy %s", "per-request");
-  kb_trace_note(NULL, KB_HOP_CLIENT_PROXY, KB_SIDE_SERVER, "proxy", 3, "x");
+                KB_NOTE_REAUTH_CHALLENGED, "policy %s", "per-request");
+  kb_trace_note(NULL, KB_HOP_CLIENT_PROXY, KB_SIDE_SERVER, "proxy", 3,
+                KB_NOTE_OFFER, "x");
   ck_assert_int_eq(notes, 1);
   ck_assert_str_eq(last_note, "proxy policy per-request 3");
+  ck_assert_int_eq(last_code, KB_NOTE_REAUTH_CHALLENGED);
   ck_assert_str_eq(kb_auth_name(KB_AUTH_NTLM_NEGOTIATE), "NTLM type 1");
+}
+END_TEST
+
+
+/* Every code has its own name, and the name parses back to the code. */
+START_TEST(note_codes_have_names)
+{
+  unsigned i, j;
+  enum kb_note back;
+
+  for(i = 0; i < KB_NOTE_COUNT; i++) {
+    const char *name = kb_note_name((enum kb_note)i);
+    ck_assert_msg(strcmp(name, "?"), "note code %u has no name", i);
+    ck_assert_int_eq(kb_note_parse(name, &back), 0);
+    ck_assert_uint_eq(back, i);
+    for(j = 0; j < i; j++)
+      ck_assert_str_ne(name, kb_note_name((enum kb_note)j));
+  }
+  ck_assert_str_eq(kb_note_name(KB_NOTE_REAUTH_SKIPPED), "reauth-skipped");
+  ck_assert_str_eq(kb_note_name(KB_NOTE_COUNT), "?");
+  ck_assert_str_eq(kb_note_name((enum kb_note)-1), "?");
+  ck_assert_int_eq(kb_note_parse("not challenged", &back), -1);
+  ck_assert_int_eq(kb_note_parse(NULL, &back), -1);
+}
+END_TEST
+
+START_TEST(conn_names_format_and_parse)
+{
+  static const struct {
+    const char *name;
+    struct kb_conn_id id;
+  } good[] = {
+      {"client 3", {3, 0, 0}},
+      {"client 3 conn 1", {3, 1, 0}},
+      {"client 12 conn 10 upstream 2", {12, 10, 2}},
+      {"client 4294967295 conn 1", {4294967295u, 1, 0}},
+  };
+  static const char *const bad[] = {
+      "", "backend", "ISA01", "client", "client ", "client 0", "client 03",
+      "client +3", "client 3 ", "client 3 conn", "client 3 conn 0",
+      "client 3 upstream 1", "client 3 conn 1 upstream", "client 3 conn 1 x",
+      "client 3  conn 1", "Client 3", "client 4294967296", "client -1"};
+  char out[KB_CONN_NAME_LEN];
+  struct kb_conn_id id;
+  size_t i;
+
+  for(i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    ck_assert_int_eq(kb_conn_name_parse(good[i].name, &id), 0);
+    ck_assert_uint_eq(id.client, good[i].id.client);
+    ck_assert_uint_eq(id.conn, good[i].id.conn);
+    ck_assert_uint_eq(id.upstream, good[i].id.upstream);
+    ck_assert_str_eq(kb_conn_name_format(&id, out, sizeof(out)), good[i].name);
+  }
+  for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    id.client = 7;
+    ck_assert_msg(kb_conn_name_parse(bad[i], &id) == -1, "'%s' parsed", bad[i]);
+    ck_assert_uint_eq(id.client, 0);
+  }
+  ck_assert_int_eq(kb_conn_name_parse(NULL, &id), -1);
+}
+END_TEST
+
+START_TEST(net_listen_and_errors)
+{
+  char err[256];
+  int fd, fd2;
+  uint16_t port;
+
+  fd = kb_net_listen("test", "127.0.0.1", 0, KB_NET_NONBLOCK, err, sizeof(err));
+  ck_assert_int_ge(fd, 0);
+  port = kb_net_local_port(fd);
+  ck_assert_uint_ne(port, 0);
+  /* The same port again: refused, with who, where and what to do. */
+  fd2 = kb_net_listen("Exchange", "127.0.0.1", port, 0, err, sizeof(err));
+  ck_assert_int_eq(fd2, -1);
+  ck_assert_msg(!strncmp(err, "Exchange: cannot listen on 127.0.0.1:", 37) &&
+                    strstr(err, "pick another port or 0"),
+                "%s", err);
+  close(fd);
+  ck_assert_int_eq(kb_net_listen("admin", "localhost", 0, 0, err, sizeof(err)),
+                   -1);
+  ck_assert_msg(strstr(err, "'localhost' is not a numeric address"), "%s", err);
+  ck_assert_uint_eq(kb_net_local_port(-1), 0);
+  kb_net_where("::1", 8080, err, sizeof(err));
+  ck_assert_str_eq(err, "[::1]:8080");
+}
+END_TEST
+
+/* The one classification: the cases the three old classifiers answered
+ * differently (bare schemes, a leading blank, Negotiate) get one answer. */
+START_TEST(auth_classify_one_grammar)
+{
+  static const struct {
+    const char *value;
+    enum kb_auth want;
+  } cases[] = {
+      {"NTLM TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAFASgKAAAADw==",
+       KB_AUTH_NTLM_NEGOTIATE},
+      {" NTLM TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAFASgKAAAADw==",
+       KB_AUTH_NTLM_NEGOTIATE},
+      {"ntlm\tTlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAFASgKAAAADw== ",
+       KB_AUTH_NTLM_NEGOTIATE},
+      {"Negotiate TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAFASgKAAAADw==",
+       KB_AUTH_NTLM_NEGOTIATE},
+      {"NTLM TlRMTVNTUAADAAAA", KB_AUTH_NTLM_AUTHENTICATE},
+      {"NTLM TlRMTVNTUAACAAAA", KB_AUTH_NTLM_CHALLENGE},
+      {"NTLM TlRMTVNTUAAEAAAA", KB_AUTH_OTHER}, /* type 4 */
+      {"NTLM", KB_AUTH_NTLM_BARE},
+      {" NTLM", KB_AUTH_NTLM_BARE},
+      {"NTLM ", KB_AUTH_NTLM_BARE},
+      {"Negotiate", KB_AUTH_NEGOTIATE_BARE},
+      {"Negotiate YIIGhgYGKwYBBQUCoIIGejCCBnag", KB_AUTH_SPNEGO},
+      {"Negotiate oYIGhgYGKwYBBQUCoIIGejCCBnag", KB_AUTH_SPNEGO},
+      {"NTLM YIIGhgYGKwYBBQUCoIIGejCCBnag", KB_AUTH_OTHER},
+      {"NTLMx TlRMTVNTUAABAAAA", KB_AUTH_OTHER},
+      {"NTLM TlRMTVNTUAABAAA", KB_AUTH_OTHER},  /* not padded */
+      {"NTLM TlRM TVNTUAABAAAA", KB_AUTH_OTHER}, /* blank inside */
+      {"NTLM TlRMTVNTUAABAAA*", KB_AUTH_OTHER},
+      {"Basic YWxpY2U6cHc=", KB_AUTH_OTHER},
+      {"", KB_AUTH_OTHER},
+      {"  ", KB_AUTH_OTHER},
+  };
+  size_t i;
+
+  ck_assert_int_eq(kb_auth_classify(NULL, 0), KB_AUTH_NONE);
+  for(i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+    ck_assert_msg(kb_auth_classify(cases[i].value, strlen(cases[i].value)) ==
+                      cases[i].want,
+                  "'%s': got %s, want %s", cases[i].value,
+                  kb_auth_name(kb_auth_classify(cases[i].value,
+                                                strlen(cases[i].value))),
+                  kb_auth_name(cases[i].want));
+  /* Not NUL-terminated: only len bytes count. */
+  ck_assert_int_eq(kb_auth_classify("NTLMxyz", 4), KB_AUTH_NTLM_BARE);
 }
 END_TEST
 
@@ -179,6 +324,10 @@ int main(void)
   tcase_add_test(tc, http_date_is_imf_fixdate);
   tcase_add_test(tc, clock_and_rng_defaults);
   tcase_add_test(tc, trace_note_formats);
+  tcase_add_test(tc, note_codes_have_names);
+  tcase_add_test(tc, conn_names_format_and_parse);
+  tcase_add_test(tc, net_listen_and_errors);
+  tcase_add_test(tc, auth_classify_one_grammar);
   suite_add_tcase(s, tc);
   sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

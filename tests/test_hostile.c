@@ -40,6 +40,7 @@
 #include "kb_env.h"
 #include "kb_users.h"
 #include "ntlm.h"
+#include "ntlm_core.h"
 #include "proc.h"
 #include "proxy.h"
 #include "scenario.h"

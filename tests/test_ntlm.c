@@ -10,6 +10,7 @@
  * 0123456789abcdef, client challenge aa * 8, time 0).
  */
 #include "ntlm.h"
+#include "ntlm_core.h"
 
 #include <check.h>
 #include <pthread.h>
