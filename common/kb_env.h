@@ -126,43 +126,43 @@ enum kb_note {
   KB_NOTE_NONE = 0, /* a remark without a code */
 
   /* The listener's authentication decisions (one per request). */
-  KB_NOTE_OFFER,              /* no credentials, not authenticated: 401 offer */
+  KB_NOTE_OFFER, /* no credentials, not authenticated: 401 offer */
   KB_NOTE_FORWARD_AUTHENTICATED, /* authenticated connection, no
                                     Authorization: forwarded */
-  KB_NOTE_CHALLENGE,          /* type 1: 401 with a type 2 */
-  KB_NOTE_REAUTH_SKIPPED,     /* type 1 on an authenticated connection,
-                                 per-connection: forwarded as is, body-less
-                                 (KB 942638's bug) */
-  KB_NOTE_REAUTH_CHALLENGED,  /* type 1 on an authenticated connection,
-                                 per-request: 401 with a new type 2 (the fix) */
-  KB_NOTE_AUTH_OK,            /* type 3 verified: forwarded with its body */
-  KB_NOTE_AUTH_REFUSED,       /* type 3 refused: 401, nothing forwarded */
-  KB_NOTE_AUTH_UNEXPECTED,    /* type 3 with no challenge pending: 401 */
-  KB_NOTE_AUTH_UNUSABLE,      /* an Authorization the listener cannot use */
-  KB_NOTE_KERBEROS,           /* Negotiate with a SPNEGO/Kerberos token */
-  KB_NOTE_BASIC_OK,           /* Basic credentials verified: forwarded */
-  KB_NOTE_BASIC_REFUSED,      /* Basic credentials missing or wrong: 401 */
-  KB_NOTE_ANONYMOUS,          /* the listener does not authenticate */
+  KB_NOTE_CHALLENGE,             /* type 1: 401 with a type 2 */
+  KB_NOTE_REAUTH_SKIPPED,        /* type 1 on an authenticated connection,
+                                    per-connection: forwarded as is, body-less
+                                    (KB 942638's bug) */
+  KB_NOTE_REAUTH_CHALLENGED,     /* type 1 on an authenticated connection,
+                                    per-request: 401 with a new type 2 (the fix) */
+  KB_NOTE_AUTH_OK,               /* type 3 verified: forwarded with its body */
+  KB_NOTE_AUTH_REFUSED,          /* type 3 refused: 401, nothing forwarded */
+  KB_NOTE_AUTH_UNEXPECTED,       /* type 3 with no challenge pending: 401 */
+  KB_NOTE_AUTH_UNUSABLE,         /* an Authorization the listener cannot use */
+  KB_NOTE_KERBEROS,              /* Negotiate with a SPNEGO/Kerberos token */
+  KB_NOTE_BASIC_OK,              /* Basic credentials verified: forwarded */
+  KB_NOTE_BASIC_REFUSED,         /* Basic credentials missing or wrong: 401 */
+  KB_NOTE_ANONYMOUS,             /* the listener does not authenticate */
 
   /* The listener's other answers and closes. */
-  KB_NOTE_BODY_TOO_LARGE,     /* request body over the limit: 413 */
-  KB_NOTE_BAD_TARGET,         /* request target not a path: 400 */
-  KB_NOTE_IDLE_CLOSED,        /* idle past the listener's limit: closed */
-  KB_NOTE_MAX_REQUESTS,       /* the listener's max requests: Connection:
-                                 close */
-  KB_NOTE_CLIENT_LEFT,        /* the client closed mid-request */
-  KB_NOTE_UPSTREAM_STOPPING,  /* listener stopping: transfer abandoned, 503 */
-  KB_NOTE_UPSTREAM_TOO_BIG,   /* backend answer over the limit: 502 */
-  KB_NOTE_UPSTREAM_TIMEOUT,   /* backend too slow: 504 */
+  KB_NOTE_BODY_TOO_LARGE,       /* request body over the limit: 413 */
+  KB_NOTE_BAD_TARGET,           /* request target not a path: 400 */
+  KB_NOTE_IDLE_CLOSED,          /* idle past the listener's limit: closed */
+  KB_NOTE_MAX_REQUESTS,         /* the listener's max requests: Connection:
+                                   close */
+  KB_NOTE_CLIENT_LEFT,          /* the client closed mid-request */
+  KB_NOTE_UPSTREAM_STOPPING,    /* listener stopping: transfer abandoned, 503 */
+  KB_NOTE_UPSTREAM_TOO_BIG,     /* backend answer over the limit: 502 */
+  KB_NOTE_UPSTREAM_TIMEOUT,     /* backend too slow: 504 */
   KB_NOTE_UPSTREAM_UNREACHABLE, /* backend unreachable: 502 */
-  KB_NOTE_LIBRARY,            /* a library's own log line */
+  KB_NOTE_LIBRARY,              /* a library's own log line */
 
   /* The client: its connections, and what the user sees. */
-  KB_NOTE_RESENT,             /* closed without an answer; libcurl resent */
+  KB_NOTE_RESENT,              /* closed without an answer; libcurl resent */
   KB_NOTE_CLIENT_MAX_REQUESTS, /* closed at the client's max requests */
-  KB_NOTE_CLIENT_IDLE,        /* closed: idle past the client's limit */
-  KB_NOTE_NOTIFICATION,       /* the "Outlook Integration Error" appeared */
-  KB_NOTE_LOG,                /* the autodiscovery failure log line */
+  KB_NOTE_CLIENT_IDLE,         /* closed: idle past the client's limit */
+  KB_NOTE_NOTIFICATION,        /* the "Outlook Integration Error" appeared */
+  KB_NOTE_LOG,                 /* the autodiscovery failure log line */
 
   KB_NOTE_COUNT /* not a code: the number of codes */
 };
@@ -188,8 +188,8 @@ struct kb_trace_event {
   const uint8_t *data; /* SEND / RECV bytes; NULL otherwise */
   size_t len;
   const struct kb_exchange *exchange; /* EXCHANGE only */
-  enum kb_note note; /* NOTE only: what it is about */
-  const char *text;  /* NOTE only: the same for people, one line */
+  enum kb_note note;                  /* NOTE only: what it is about */
+  const char *text; /* NOTE only: the same for people, one line */
 };
 
 struct kb_trace {

@@ -35,7 +35,8 @@ int kb_net_resolve(const char *host, uint16_t port, bool passive,
   hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
   rc = getaddrinfo(host, service, &hints, &ai);
   if(rc || !ai || ai->ai_addrlen > sizeof(*ss)) {
-    snprintf(err, errlen, "'%s' is not a numeric address (%s); use e.g. "
+    snprintf(err, errlen,
+             "'%s' is not a numeric address (%s); use e.g. "
              "127.0.0.1",
              host ? host : "", rc ? gai_strerror(rc) : "no address");
     if(ai)
