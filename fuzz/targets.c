@@ -245,10 +245,11 @@ int fuzz_ntlm_header(const uint8_t *data, size_t size)
       /* The classification every component uses reads only the
        * signature and type: it must agree with the full decode. */
       if(ntlm_peek_type(token.data, token.len) != NTLM_TYPE_NONE) {
-        fuzz_check(
-            (int)backend_view == (int)ntlm_peek_type(token.data, token.len),
-            "kb_auth_classify says %s for a type %d token", kb_auth_name(backend_view),
-            (int)ntlm_peek_type(token.data, token.len));
+        fuzz_check((int)backend_view ==
+                       (int)ntlm_peek_type(token.data, token.len),
+                   "kb_auth_classify says %s for a type %d token",
+                   kb_auth_name(backend_view),
+                   (int)ntlm_peek_type(token.data, token.len));
       }
       formatted = ntlm_header_format(scheme, token.data, token.len);
       fuzz_check(formatted != NULL, "format failed");

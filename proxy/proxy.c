@@ -1158,8 +1158,9 @@ static void proxy_upstream_failed(struct proxy_conn *conn,
 
   if(res == CURLE_ABORTED_BY_CALLBACK) {
     /* Only proxy_stop aborts a transfer: not the backend's fault. */
-    proxy_note(conn, KB_NOTE_UPSTREAM_STOPPING, "the listener is stopping: transfer to the published "
-                     "server abandoned, 503");
+    proxy_note(conn, KB_NOTE_UPSTREAM_STOPPING,
+               "the listener is stopping: transfer to the published "
+               "server abandoned, 503");
     proxy_answer_text(
         conn, ans, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, KB_AUTH_NONE,
         "ISA %s: the listener is shutting down; retry later", proxy->name);
@@ -1177,7 +1178,8 @@ static void proxy_upstream_failed(struct proxy_conn *conn,
                       proxy->name, proxy->backend_url, proxy->max_body);
   }
   else if(res == CURLE_OPERATION_TIMEDOUT) {
-    proxy_note(conn, KB_NOTE_UPSTREAM_TIMEOUT, "the published server did not answer within %ld ms: 504",
+    proxy_note(conn, KB_NOTE_UPSTREAM_TIMEOUT,
+               "the published server did not answer within %ld ms: 504",
                proxy->upstream_timeout_ms);
     proxy_answer_text(conn, ans, MHD_HTTP_GATEWAY_TIMEOUT, NULL, KB_AUTH_NONE,
                       "ISA %s: the published server %s did not answer within "
@@ -1190,8 +1192,8 @@ static void proxy_upstream_failed(struct proxy_conn *conn,
     const char *why = res == CURLE_OK ? "no HTTP status in its answer"
                       : errbuf[0]     ? errbuf
                                       : curl_easy_strerror(res);
-    proxy_note(conn, KB_NOTE_UPSTREAM_UNREACHABLE, "the published server could not be reached (%s): 502",
-               why);
+    proxy_note(conn, KB_NOTE_UPSTREAM_UNREACHABLE,
+               "the published server could not be reached (%s): 502", why);
     proxy_answer_text(conn, ans, MHD_HTTP_BAD_GATEWAY, NULL, KB_AUTH_NONE,
                       "ISA %s: the published server %s could not be reached: "
                       "%s",
@@ -1692,8 +1694,9 @@ static void proxy_decide_integrated(struct proxy_conn *conn,
   case PROXY_TOKEN_NONE:
     if(conn->state == PROXY_AUTH_AUTHENTICATED) {
       proxy_describe_forward(conn, method, what, sizeof(what));
-      proxy_note(conn, KB_NOTE_FORWARD_AUTHENTICATED, "connection %" PRIu64 " is authenticated as %s; %s",
-                 conn->id, who, what);
+      proxy_note(conn, KB_NOTE_FORWARD_AUTHENTICATED,
+                 "connection %" PRIu64 " is authenticated as %s; %s", conn->id,
+                 who, what);
       proxy_forward(conn, mc, method, ans);
     }
     else {
@@ -1793,8 +1796,9 @@ static void proxy_decide_integrated(struct proxy_conn *conn,
     conn->state = PROXY_AUTH_AUTHENTICATED;
     memset(conn->challenge, 0, sizeof(conn->challenge));
     proxy_describe_forward(conn, method, what, sizeof(what));
-    proxy_note(conn, KB_NOTE_AUTH_OK, "connection %" PRIu64 " authenticated as %s (%s); %s",
-               conn->id, proxy_who(&conn->who, who, sizeof(who)),
+    proxy_note(conn, KB_NOTE_AUTH_OK,
+               "connection %" PRIu64 " authenticated as %s (%s); %s", conn->id,
+               proxy_who(&conn->who, who, sizeof(who)),
                ntlm_response_kind_name(conn->who.kind), what);
     proxy_forward(conn, mc, method, ans);
     break;

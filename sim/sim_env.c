@@ -298,7 +298,7 @@ static void sim__redact_basic(uint8_t *data, size_t len)
         continue;
       while(j < len && data[j] == ' ')
         j++;
-      if(len - j < 6 || strncasecmp((const char *)data + j, "basic ", 6))
+      if(j + 6 > len || strncasecmp((const char *)data + j, "basic ", 6))
         continue;
       j += 6;
       while(j < len && data[j] == ' ')

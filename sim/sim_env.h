@@ -76,7 +76,7 @@ struct sim_event {
   char path[128];
   enum kb_note note; /* NOTE code */
   char *text;        /* NOTE text, owned */
-  uint8_t *data; /* SEND/RECV bytes, owned */
+  uint8_t *data;     /* SEND/RECV bytes, owned */
   size_t len;
 };
 

@@ -176,7 +176,6 @@ START_TEST(trace_note_formats)
 }
 END_TEST
 
-
 /* Every code has its own name, and the name parses back to the code. */
 START_TEST(note_codes_have_names)
 {
@@ -193,7 +192,7 @@ START_TEST(note_codes_have_names)
   }
   ck_assert_str_eq(kb_note_name(KB_NOTE_REAUTH_SKIPPED), "reauth-skipped");
   ck_assert_str_eq(kb_note_name(KB_NOTE_COUNT), "?");
-  ck_assert_str_eq(kb_note_name((enum kb_note)-1), "?");
+  ck_assert_str_eq(kb_note_name((enum kb_note) - 1), "?");
   ck_assert_int_eq(kb_note_parse("not challenged", &back), -1);
   ck_assert_int_eq(kb_note_parse(NULL, &back), -1);
 }
@@ -210,11 +209,24 @@ START_TEST(conn_names_format_and_parse)
       {"client 12 conn 10 upstream 2", {12, 10, 2}},
       {"client 4294967295 conn 1", {4294967295u, 1, 0}},
   };
-  static const char *const bad[] = {
-      "", "backend", "ISA01", "client", "client ", "client 0", "client 03",
-      "client +3", "client 3 ", "client 3 conn", "client 3 conn 0",
-      "client 3 upstream 1", "client 3 conn 1 upstream", "client 3 conn 1 x",
-      "client 3  conn 1", "Client 3", "client 4294967296", "client -1"};
+  static const char *const bad[] = {"",
+                                    "backend",
+                                    "ISA01",
+                                    "client",
+                                    "client ",
+                                    "client 0",
+                                    "client 03",
+                                    "client +3",
+                                    "client 3 ",
+                                    "client 3 conn",
+                                    "client 3 conn 0",
+                                    "client 3 upstream 1",
+                                    "client 3 conn 1 upstream",
+                                    "client 3 conn 1 x",
+                                    "client 3  conn 1",
+                                    "Client 3",
+                                    "client 4294967296",
+                                    "client -1"};
   char out[KB_CONN_NAME_LEN];
   struct kb_conn_id id;
   size_t i;
@@ -288,7 +300,7 @@ START_TEST(auth_classify_one_grammar)
       {"Negotiate oYIGhgYGKwYBBQUCoIIGejCCBnag", KB_AUTH_SPNEGO},
       {"NTLM YIIGhgYGKwYBBQUCoIIGejCCBnag", KB_AUTH_OTHER},
       {"NTLMx TlRMTVNTUAABAAAA", KB_AUTH_OTHER},
-      {"NTLM TlRMTVNTUAABAAA", KB_AUTH_OTHER},  /* not padded */
+      {"NTLM TlRMTVNTUAABAAA", KB_AUTH_OTHER},   /* not padded */
       {"NTLM TlRM TVNTUAABAAAA", KB_AUTH_OTHER}, /* blank inside */
       {"NTLM TlRMTVNTUAABAAA*", KB_AUTH_OTHER},
       {"Basic YWxpY2U6cHc=", KB_AUTH_OTHER},
@@ -299,12 +311,12 @@ START_TEST(auth_classify_one_grammar)
 
   ck_assert_int_eq(kb_auth_classify(NULL, 0), KB_AUTH_NONE);
   for(i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-    ck_assert_msg(kb_auth_classify(cases[i].value, strlen(cases[i].value)) ==
-                      cases[i].want,
-                  "'%s': got %s, want %s", cases[i].value,
-                  kb_auth_name(kb_auth_classify(cases[i].value,
-                                                strlen(cases[i].value))),
-                  kb_auth_name(cases[i].want));
+    ck_assert_msg(
+        kb_auth_classify(cases[i].value, strlen(cases[i].value)) ==
+            cases[i].want,
+        "'%s': got %s, want %s", cases[i].value,
+        kb_auth_name(kb_auth_classify(cases[i].value, strlen(cases[i].value))),
+        kb_auth_name(cases[i].want));
   /* Not NUL-terminated: only len bytes count. */
   ck_assert_int_eq(kb_auth_classify("NTLMxyz", 4), KB_AUTH_NTLM_BARE);
 }

@@ -379,8 +379,10 @@ static uint8_t *client_bytes(uint64_t seed, size_t *len)
     const struct sim_event *ev = &rec.events[i];
     if(ev->kind == KB_TRACE_SEND && ev->hop == KB_HOP_CLIENT_PROXY &&
        ev->side == KB_SIDE_CLIENT) {
-      all = realloc(all, n + ev->len);
-      ck_assert_ptr_nonnull(all);
+      uint8_t *grown = realloc(all, n + ev->len);
+
+      ck_assert_ptr_nonnull(grown);
+      all = grown;
       memcpy(all + n, ev->data, ev->len);
       n += ev->len;
     }

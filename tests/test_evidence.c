@@ -400,8 +400,9 @@ static int seed_headers(const char *name, char out[][200], int max)
 
   snprintf(path, sizeof(path), "%s/data/%s", TESTS_DIR, name);
   text = proc_slurp(path, &len);
-  line = strtok_r(text, "\n", &save); /* request or status line */
-  while((line = strtok_r(NULL, "\n", &save)) && n < max)
+  /* The first line is the request or status line: skipped. */
+  for(line = strtok_r(text, "\n", &save);
+      (line = strtok_r(NULL, "\n", &save)) && n < max;)
     snprintf(out[n++], 200, "%s", line);
   free(text);
   return n;

@@ -1747,6 +1747,7 @@ static void hx_random_sequences(enum proxy_policy policy, uint64_t seed,
   struct hx_opts o = {policy, 0, 0, 0, NULL};
   struct hx_mconn *conns = calloc(nconns, sizeof(*conns));
   struct hx_mconn *done = NULL;
+  struct hx_mconn *grown;
   size_t ndone = 0;
   uint64_t rng = seed;
   unsigned total = 0;
@@ -1815,8 +1816,9 @@ static void hx_random_sequences(enum proxy_policy policy, uint64_t seed,
     case HX_NOPS:
       /* The model keeps what the old connection did; a new one starts
        * unauthenticated. */
-      done = realloc(done, (ndone + 1) * sizeof(*done));
-      ck_assert_ptr_nonnull(done);
+      grown = realloc(done, (ndone + 1) * sizeof(*done));
+      ck_assert_ptr_nonnull(grown);
+      done = grown;
       rc_close(&m->c);
       done[ndone++] = *m;
       hx_mconn_open(&e, m);
@@ -2209,7 +2211,7 @@ START_TEST(test_client_never_echoes_anonymous_flag)
   struct ntlm_server_info info = {"FABRIKAM", "ISA01", NULL, NULL};
   static const uint8_t sc[8] = {1, 2, 3, 4, 5, 6, 7, 8};
   struct ntlm_bytes t2 = {NULL, 0};
-  struct ntlm_bytes t3 = {NULL, 0};
+  struct ntlm_bytes t3;
   struct ntlm_message chal, auth;
   char err[256];
 

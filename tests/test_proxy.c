@@ -2512,12 +2512,13 @@ static void t_idle_scenario(bool named)
   struct t_names nm;
   struct tc c;
   struct backend_stats bs;
-  _Atomic int64_t *timeline = named ? &clk.client7 : &clk.shared;
+  _Atomic int64_t *timeline;
   const char *label = named ? "client 7 conn 1" : "1";
   char note[256];
 
   atomic_init(&clk.shared, T_NOW_MS);
   atomic_init(&clk.client7, T_NOW_MS);
+  timeline = named ? &clk.client7 : &clk.shared;
   atomic_init(&clk.unnamed_calls, 0);
   memset(&nm, 0, sizeof(nm));
   pthread_mutex_init(&nm.lock, NULL);
