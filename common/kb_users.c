@@ -4,10 +4,13 @@
  */
 #include "kb_users.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
+
+#include <unicase.h>
+#include <unistr.h>
 
 #define KB_USERS_FIELD_MAX 256
 
@@ -54,17 +57,54 @@ void kb_users_free(struct kb_users *users)
   free(users);
 }
 
-static struct kb_user *kb__find(const struct kb_users *users,
-                                const char *domain, const char *user)
+/* Whether a and b (UTF-8) are equal under full Unicode case folding, as
+ * a domain controller compares account names. Invalid UTF-8 equals
+ * nothing. */
+static bool kb__name_eq(const char *a, size_t alen, const char *b, size_t blen)
+{
+  int cmp = 1;
+
+  if(u8_casecmp((const uint8_t *)a, alen, (const uint8_t *)b, blen, NULL, NULL,
+                &cmp) < 0)
+    return false;
+  return cmp == 0;
+}
+
+static bool kb__str_eq(const char *a, const char *b)
+{
+  return kb__name_eq(a, strlen(a), b, strlen(b));
+}
+
+static struct kb_user *kb__find_n(const struct kb_users *users,
+                                  const char *domain, const char *user,
+                                  size_t ulen)
 {
   size_t i;
 
   for(i = 0; users && i < users->count; i++) {
-    if(!strcasecmp(users->items[i].domain, domain) &&
-       !strcasecmp(users->items[i].user, user))
+    if(kb__str_eq(users->items[i].domain, domain) &&
+       kb__name_eq(users->items[i].user, strlen(users->items[i].user), user,
+                   ulen))
       return &users->items[i];
   }
   return NULL;
+}
+
+static struct kb_user *kb__find(const struct kb_users *users,
+                                const char *domain, const char *user)
+{
+  return kb__find_n(users, domain, user, strlen(user));
+}
+
+/* Whether any user of the store is in domain. */
+static bool kb__has_domain(const struct kb_users *users, const char *domain)
+{
+  size_t i;
+
+  for(i = 0; users && i < users->count; i++)
+    if(kb__str_eq(users->items[i].domain, domain))
+      return true;
+  return false;
 }
 
 int kb_users_add(struct kb_users *users, const char *domain, const char *user,
@@ -170,6 +210,67 @@ const char *kb_users_password(const struct kb_users *users, const char *domain,
     return NULL;
   found = kb__find(users, domain, user);
   return found ? found->password : NULL;
+}
+
+/* Ends the resolution: the account found, or why not. */
+static enum kb_resolve kb__resolved(const struct kb_users *users,
+                                    const char *domain, const char *user,
+                                    size_t ulen, struct kb_account *out)
+{
+  const struct kb_user *found;
+
+  if(!ulen)
+    return KB_RESOLVE_BAD_NAME;
+  found = kb__find_n(users, domain, user, ulen);
+  if(!found)
+    return kb__has_domain(users, domain) ? KB_RESOLVE_NO_USER
+                                         : KB_RESOLVE_NO_DOMAIN;
+  if(out) {
+    out->domain = found->domain;
+    out->user = found->user;
+    out->password = found->password;
+  }
+  return KB_RESOLVE_OK;
+}
+
+enum kb_resolve kb_users_resolve(const struct kb_users *users,
+                                 const struct kb_realm *realm,
+                                 const char *domain, const char *user,
+                                 struct kb_account *out)
+{
+  const char *home = realm && realm->netbios ? realm->netbios : "";
+  const char *dns = realm && realm->dns ? realm->dns : NULL;
+  const char *at;
+
+  if(!domain || !user || u8_check((const uint8_t *)domain, strlen(domain)) ||
+     u8_check((const uint8_t *)user, strlen(user)))
+    return KB_RESOLVE_BAD_NAME;
+  if(!*domain) {
+    /* A UPN: the suffix must be the realm's DNS domain. Otherwise the
+     * whole name is a user of the listener's own domain. */
+    at = strrchr(user, '@');
+    if(at && dns && kb__str_eq(at + 1, dns))
+      return kb__resolved(users, home, user, (size_t)(at - user), out);
+    return kb__resolved(users, home, user, strlen(user), out);
+  }
+  if(dns && kb__str_eq(domain, dns))
+    domain = home;
+  return kb__resolved(users, domain, user, strlen(user), out);
+}
+
+const char *kb_resolve_name(enum kb_resolve r)
+{
+  switch(r) {
+  case KB_RESOLVE_OK:
+    return "ok";
+  case KB_RESOLVE_NO_DOMAIN:
+    return "unknown domain";
+  case KB_RESOLVE_NO_USER:
+    return "unknown user";
+  case KB_RESOLVE_BAD_NAME:
+    return "malformed name";
+  }
+  return "?";
 }
 
 size_t kb_users_count(const struct kb_users *users)

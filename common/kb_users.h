@@ -2,8 +2,11 @@
  * kb_users.h - the user store: "DOMAIN\user" + password.
  *
  * sim/ builds one store and hands it, read-only, to the proxy (which
- * verifies NTLM proofs against it) and uses it to configure clients.
- * Lookups are case-insensitive on domain and user, as on Windows.
+ * verifies NTLM and Basic credentials against it) and uses it to configure
+ * clients. Names are matched as a domain controller matches them: domain
+ * and user compared with full Unicode case folding, the listener's DNS
+ * domain standing for its NetBIOS domain, an empty domain meaning the
+ * listener's, and a UPN (user@dnsdomain) with an empty domain.
  * A store is filled before it is shared and never changed after, so
  * concurrent lookups need no lock.
  */
@@ -30,10 +33,58 @@ int kb_users_add_spec(struct kb_users *users, const char *spec, char *err,
 int kb_users_add(struct kb_users *users, const char *domain, const char *user,
                  const char *password, char *err, size_t errlen);
 
-/* Looks up domain\user. Returns the stored password (owned by the store,
- * valid until kb_users_free) or NULL when unknown. */
+/* Looks up domain\user by NetBIOS domain only (no realm, no UPN), case
+ * folded as kb_users_resolve does. Returns the stored password (owned by the
+ * store, valid until kb_users_free) or NULL when unknown. */
 const char *kb_users_password(const struct kb_users *users, const char *domain,
                               const char *user);
+
+/* The domain a listener belongs to: what an empty domain means and which
+ * DNS name stands for it. */
+struct kb_realm {
+  const char *netbios; /* "FABRIKAM" */
+  const char *dns;     /* "fabrikam.com"; may be NULL */
+};
+
+/* Why a name did or did not resolve: for the trace, never for the client
+ * (a failed login looks the same whatever the reason). */
+enum kb_resolve {
+  KB_RESOLVE_OK,
+  KB_RESOLVE_NO_DOMAIN, /* no user of the store is in that domain */
+  KB_RESOLVE_NO_USER,   /* the domain is known, the user is not */
+  KB_RESOLVE_BAD_NAME   /* not UTF-8, or an empty user */
+};
+
+/* The account a name resolved to, in the store's spelling. */
+struct kb_account {
+  const char *domain;   /* NetBIOS domain as stored */
+  const char *user;     /* as stored */
+  const char *password; /* owned by the store */
+};
+
+/* Resolves the domain and user a client sent (NTLM's fields, or Basic's
+ * name once split at '\') for a listener of realm, as a domain controller
+ * does:
+ *
+ *   domain sent          user sent            resolves to
+ *   FABRIKAM (any case)  alice (any case)     FABRIKAM\alice
+ *   fabrikam.com         alice                FABRIKAM\alice (realm DNS)
+ *   (empty)              alice                FABRIKAM\alice (realm)
+ *   (empty)              alice@fabrikam.com   FABRIKAM\alice (UPN)
+ *   (empty)              alice@FABRIKAM       refused: a UPN suffix is DNS
+ *   FABRIKAM             alice@fabrikam.com   refused: no such user
+ *   CONTOSO              alice                CONTOSO\alice if stored
+ *
+ * Case is folded in full (Unicode CaseFolding, "JÜRGEN" = "jürgen",
+ * "STRASSE" = "straße"); nothing is normalised. Fills *out (when not NULL)
+ * on KB_RESOLVE_OK. */
+enum kb_resolve kb_users_resolve(const struct kb_users *users,
+                                 const struct kb_realm *realm,
+                                 const char *domain, const char *user,
+                                 struct kb_account *out);
+
+/* "ok", "unknown domain", "unknown user", "malformed name". */
+const char *kb_resolve_name(enum kb_resolve r);
 
 /* Number of users in the store. */
 size_t kb_users_count(const struct kb_users *users);

@@ -13,12 +13,14 @@
 #include "ntlm.h"
 #include "ntlm_core.h"
 
+#include <nettle/arcfour.h>
 #include <nettle/base64.h>
 #include <nettle/des.h>
 #include <nettle/hmac.h>
 #include <nettle/md4.h>
 #include <nettle/md5.h>
 #include <nettle/memops.h>
+#include <unicase.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -244,39 +246,12 @@ static int32_t ntlm__utf8_next(const uint8_t *s, size_t n, size_t *i)
   return (int32_t)cp;
 }
 
-/* Returns the upper case of a code point the way Windows' upcase table does
- * for the scripts a user name here plausibly uses: ASCII, Latin-1, Latin
- * Extended-A, basic Greek and Cyrillic. Anything else is returned as is. */
+/* Returns the upper case of a code point as Windows' upcase table does: the
+ * simple (one to one) Unicode mapping, which libunistring's uc_toupper
+ * gives for every script (so 'ß' stays 'ß' and 'ÿ' becomes 'Ÿ'). */
 static uint32_t ntlm__upper(uint32_t cp)
 {
-  if(cp >= 'a' && cp <= 'z')
-    return cp - 0x20;
-  if(cp < 0x80)
-    return cp;
-  if(cp >= 0xe0 && cp <= 0xfe && cp != 0xf7)
-    return cp - 0x20;
-  if(cp == 0xff)
-    return 0x178;
-  /* Latin Extended-A alternates upper/lower in pairs; the pairs' parity
-   * flips at U+0139 and U+0179, and U+0130/U+0131 (Turkish dotted and
-   * dotless i) do not pair at all. */
-  if(cp >= 0x100 && cp <= 0x137 && cp != 0x130 && cp != 0x131)
-    return (cp & 1) ? cp - 1 : cp;
-  if(cp >= 0x139 && cp <= 0x148)
-    return (cp & 1) ? cp : cp - 1;
-  if(cp >= 0x14a && cp <= 0x177)
-    return (cp & 1) ? cp - 1 : cp;
-  if(cp >= 0x179 && cp <= 0x17e)
-    return (cp & 1) ? cp : cp - 1;
-  if(cp == 0x3c2)
-    return 0x3a3; /* final sigma */
-  if(cp >= 0x3b1 && cp <= 0x3c9)
-    return cp - 0x20;
-  if(cp >= 0x430 && cp <= 0x44f)
-    return cp - 0x20;
-  if(cp >= 0x450 && cp <= 0x45f)
-    return cp - 0x50;
-  return cp;
+  return uc_toupper(cp);
 }
 
 /* Converts the UTF-8 string s to UTF-16LE, upper-cased when upper is set.
@@ -1908,19 +1883,20 @@ enum ntlm_result ntlm_client_negotiate(uint32_t flags, struct ntlm_bytes *out)
 
 /* Returns the flags an AUTHENTICATE answering a CHALLENGE with chal_flags
  * carries: what the server offered, minus what only a server says (target
- * type) and what this client does not do (key exchange), with one
+ * type) and key exchange unless this client does it (key_exch), with one
  * character set, and ESS set exactly when the response kind uses it so
  * that the server can tell NTLMv1 from NTLMv1-ESS. */
 static uint32_t ntlm__auth_flags(uint32_t chal_flags,
-                                 enum ntlm_response_kind kind)
+                                 enum ntlm_response_kind kind, bool key_exch)
 {
   uint32_t flags = chal_flags;
 
   /* A client answering with credentials is never anonymous, whatever a
-   * challenge echoed; the rest are server-side or unsupported flags. */
-  flags &= ~(NTLM_NEGOTIATE_KEY_EXCH | NTLM_TARGET_TYPE_DOMAIN |
-             NTLM_TARGET_TYPE_SERVER | NTLM__TARGET_TYPE_SHARE |
-             NTLM_NEGOTIATE_ANONYMOUS);
+   * challenge echoed; the rest are server-side flags. */
+  flags &= ~(NTLM_TARGET_TYPE_DOMAIN | NTLM_TARGET_TYPE_SERVER |
+             NTLM__TARGET_TYPE_SHARE | NTLM_NEGOTIATE_ANONYMOUS);
+  if(!key_exch)
+    flags &= ~NTLM_NEGOTIATE_KEY_EXCH;
   if(flags & NTLM_NEGOTIATE_UNICODE)
     flags &= ~NTLM_NEGOTIATE_OEM;
   else
@@ -1933,6 +1909,91 @@ static uint32_t ntlm__auth_flags(uint32_t chal_flags,
   return flags;
 }
 
+/* KeyExchangeKey (MS-NLMP 3.4.5.1) from the SessionBaseKey: for NTLMv1
+ * with ESS, HMAC_MD5(SessionBaseKey, ServerChallenge || LmResponse[0..7]);
+ * otherwise (NTLMv2, and NTLMv1 since LM_KEY and NON_NT_SESSION_KEY are
+ * never granted here) the SessionBaseKey itself. Can't fail. */
+static void ntlm__kxkey(enum ntlm_response_kind kind,
+                        const uint8_t session_base_key[16],
+                        const uint8_t server_challenge[8],
+                        const uint8_t *lm_response, uint8_t out[16])
+{
+  if(kind == NTLM_RESPONSE_V1_ESS)
+    ntlm__hmac2(session_base_key, server_challenge, 8, lm_response, 8, out);
+  else
+    memcpy(out, session_base_key, 16);
+}
+
+/* RC4K(key, data[16]) into out[16] (MS-NLMP 6): encrypts and decrypts the
+ * random session key under the KeyExchangeKey. Can't fail. */
+static void ntlm__rc4_16(const uint8_t key[16], const uint8_t data[16],
+                         uint8_t out[16])
+{
+  struct arcfour_ctx rc4;
+
+  arcfour_set_key(&rc4, 16, key);
+  arcfour_crypt(&rc4, 16, out, data);
+  explicit_bzero(&rc4, sizeof(rc4));
+}
+
+/* MIC = HMAC_MD5(ExportedSessionKey, NEGOTIATE || CHALLENGE ||
+ * AUTHENTICATE) with the AUTHENTICATE's MIC field zeroed (MS-NLMP
+ * 3.1.5.1.2). auth is the encoded AUTHENTICATE with a MIC slot at offset
+ * 72. NTLM_ERR_NOMEM, else NTLM_OK. */
+static enum ntlm_result ntlm__mic(const uint8_t key[16],
+                                  const struct ntlm_exchange *ex,
+                                  const uint8_t *auth, size_t auth_len,
+                                  uint8_t out[16])
+{
+  struct hmac_md5_ctx hmac;
+  uint8_t *copy = malloc(auth_len);
+  const size_t at = NTLM__AUTH_HEADER + NTLM__VERSION_LEN;
+
+  if(!copy)
+    return NTLM_ERR_NOMEM;
+  memcpy(copy, auth, auth_len);
+  memset(copy + at, 0, NTLM__MIC_LEN);
+  hmac_md5_set_key(&hmac, 16, key);
+  hmac_md5_update(&hmac, ex->negotiate_len, ex->negotiate);
+  hmac_md5_update(&hmac, ex->challenge_len, ex->challenge);
+  hmac_md5_update(&hmac, auth_len, copy);
+  hmac_md5_digest(&hmac, MD5_DIGEST_SIZE, out);
+  explicit_bzero(&hmac, sizeof(hmac));
+  free(copy);
+  return NTLM_OK;
+}
+
+/* Copies the AV list ti into b with MsvAvFlags carrying the MIC bit (added
+ * before MsvAvEOL, or OR-ed into one already there): what a client that
+ * sends a MIC puts in its NTLMv2 blob (MS-NLMP 3.1.5.1.2). */
+static enum ntlm_result ntlm__av_with_mic(const uint8_t *ti, size_t len,
+                                          struct ntlm__avbuf *b)
+{
+  uint32_t flags = NTLM__AV_FLAG_MIC;
+  size_t pos = 0;
+  uint8_t v[4];
+  enum ntlm_result result = NTLM_OK;
+
+  b->len = 0;
+  while(ti && !result && len - pos >= 4) {
+    uint16_t aid = ntlm__get16(ti + pos);
+    size_t alen = ntlm__get16(ti + pos + 2);
+    if(aid == NTLM__AV_EOL || len - pos - 4 < alen)
+      break;
+    if(aid == NTLM__AV_FLAGS && alen == 4)
+      flags |= ntlm__get32(ti + pos + 4);
+    else
+      result = ntlm__av_put(b, aid, ti + pos + 4, alen);
+    pos += 4 + alen;
+  }
+  ntlm__put32(v, flags);
+  if(!result)
+    result = ntlm__av_put(b, NTLM__AV_FLAGS, v, sizeof(v));
+  if(!result)
+    result = ntlm__av_put(b, NTLM__AV_EOL, NULL, 0);
+  return result;
+}
+
 enum ntlm_result ntlm_client_authenticate(const struct ntlm_client_creds *creds,
                                           const struct ntlm_message *challenge,
                                           const uint8_t client_challenge[8],
@@ -1940,20 +2001,45 @@ enum ntlm_result ntlm_client_authenticate(const struct ntlm_client_creds *creds,
                                           struct ntlm_bytes *out, char *err,
                                           size_t errlen)
 {
+  struct ntlm_client_options opt;
+
+  memset(&opt, 0, sizeof(opt));
+  opt.client_challenge = client_challenge;
+  opt.timestamp = timestamp;
+  return ntlm_client_authenticate_ex(creds, challenge, &opt, out, NULL, err,
+                                     errlen);
+}
+
+enum ntlm_result ntlm_client_authenticate_ex(
+    const struct ntlm_client_creds *creds, const struct ntlm_message *challenge,
+    const struct ntlm_client_options *opt, struct ntlm_bytes *out,
+    uint8_t exported_session_key[16], char *err, size_t errlen)
+{
   struct ntlm_message m;
   struct ntlm_bytes nt = {0};
+  struct ntlm__avbuf *ti = NULL;
+  const uint8_t *client_challenge = opt ? opt->client_challenge : NULL;
+  const uint8_t *tinfo;
+  size_t tinfo_len;
+  uint64_t timestamp = opt ? opt->timestamp : 0;
   uint8_t key[16];
+  uint8_t base[16];   /* SessionBaseKey */
+  uint8_t kx[16];     /* KeyExchangeKey */
+  uint8_t export[16]; /* ExportedSessionKey */
+  uint8_t enc[16];    /* EncryptedRandomSessionKey */
   uint8_t lm[24];
   uint8_t nt1[24];
   const uint8_t *av;
   size_t avlen;
+  bool key_exch = false;
+  bool mic = false;
   enum ntlm_result result = NTLM_OK;
 
   if(out) {
     out->data = NULL;
     out->len = 0;
   }
-  if(!creds || !challenge || !out || !creds->user || !creds->password) {
+  if(!creds || !challenge || !opt || !out || !creds->user || !creds->password) {
     ntlm__seterr(err, errlen,
                  "NTLM client: a user name and a password are "
                  "needed to answer a challenge");
@@ -1979,20 +2065,40 @@ enum ntlm_result ntlm_client_authenticate(const struct ntlm_client_creds *creds,
                  ntlm_response_kind_name(creds->kind));
     return NTLM_ERR_ARG;
   }
+  if(opt->mic && (creds->kind != NTLM_RESPONSE_V2 || !opt->exchange ||
+                  !opt->exchange->negotiate || !opt->exchange->challenge)) {
+    ntlm__seterr(err, errlen,
+                 "NTLM client: a MIC needs an NTLMv2 response and the "
+                 "NEGOTIATE and CHALLENGE as sent");
+    return NTLM_ERR_ARG;
+  }
+  mic = opt->mic;
+  key_exch =
+      opt->random_session_key && (challenge->flags & NTLM_NEGOTIATE_KEY_EXCH);
 
   memset(&m, 0, sizeof(m));
+  tinfo = challenge->target_info;
+  tinfo_len = challenge->target_info_len;
   switch(creds->kind) {
   case NTLM_RESPONSE_V2:
     if(!timestamp &&
-       ntlm__av_find(challenge->target_info, challenge->target_info_len,
-                     NTLM__AV_TIMESTAMP, &av, &avlen) &&
+       ntlm__av_find(tinfo, tinfo_len, NTLM__AV_TIMESTAMP, &av, &avlen) &&
        avlen == 8)
       timestamp = ntlm__get64(av);
-    result = ntlm_ntowf_v2(creds->password, creds->user, creds->domain, key);
+    if(mic) {
+      ti = malloc(sizeof(*ti));
+      result = ti ? ntlm__av_with_mic(tinfo, tinfo_len, ti) : NTLM_ERR_NOMEM;
+      if(!result) {
+        tinfo = ti->data;
+        tinfo_len = ti->len;
+      }
+    }
     if(!result)
-      result = ntlm_v2_responses(
-          key, challenge->server_challenge, client_challenge, timestamp,
-          challenge->target_info, challenge->target_info_len, &nt, lm, NULL);
+      result = ntlm_ntowf_v2(creds->password, creds->user, creds->domain, key);
+    if(!result)
+      result =
+          ntlm_v2_responses(key, challenge->server_challenge, client_challenge,
+                            timestamp, tinfo, tinfo_len, &nt, lm, base);
     /* MS-NLMP 3.1.5.1.2: when the server sent MsvAvTimestamp the client
      * sends Z(24) instead of the LMv2 response. */
     if(!result &&
@@ -2004,6 +2110,7 @@ enum ntlm_result ntlm_client_authenticate(const struct ntlm_client_creds *creds,
     result = ntlm_nt_hash(creds->password, key);
     if(!result) {
       ntlm_desl(key, challenge->server_challenge, nt1);
+      ntlm_v1_session_base_key(key, base);
       result = ntlm_lm_hash(creds->password, key);
     }
     if(!result)
@@ -2014,6 +2121,7 @@ enum ntlm_result ntlm_client_authenticate(const struct ntlm_client_creds *creds,
     if(!result) {
       ntlm__v1_ess_response(key, challenge->server_challenge, client_challenge,
                             nt1);
+      ntlm_v1_session_base_key(key, base);
       memset(lm, 0, sizeof(lm));
       memcpy(lm, client_challenge, 8);
     }
@@ -2030,8 +2138,15 @@ enum ntlm_result ntlm_client_authenticate(const struct ntlm_client_creds *creds,
                  ntlm_response_kind_name(creds->kind), ntlm_strerror(result));
 
   if(!result) {
+    ntlm__kxkey(creds->kind, base, challenge->server_challenge, lm, kx);
+    if(key_exch) {
+      memcpy(export, opt->random_session_key, 16);
+      ntlm__rc4_16(kx, export, enc);
+    }
+    else
+      memcpy(export, kx, 16);
     m.type = NTLM_TYPE_AUTHENTICATE;
-    m.flags = ntlm__auth_flags(challenge->flags, creds->kind);
+    m.flags = ntlm__auth_flags(challenge->flags, creds->kind, key_exch);
     if(m.flags & NTLM_NEGOTIATE_VERSION) {
       m.has_version = true;
       m.version = ntlm__client_version;
@@ -2051,14 +2166,53 @@ enum ntlm_result ntlm_client_authenticate(const struct ntlm_client_creds *creds,
       m.nt_response = nt1;
       m.nt_response_len = sizeof(nt1);
     }
+    if(key_exch) {
+      m.session_key = enc;
+      m.session_key_len = sizeof(enc);
+    }
+    m.has_mic = mic; /* zero until computed over the encoded message */
     result = ntlm_encode(&m, out, err, errlen);
   }
+  if(!result && mic) {
+    result = ntlm__mic(export, opt->exchange, out->data, out->len,
+                       out->data + NTLM__AUTH_HEADER + NTLM__VERSION_LEN);
+    if(result)
+      ntlm_bytes_free(out);
+  }
+  if(!result && exported_session_key)
+    memcpy(exported_session_key, export, 16);
   explicit_bzero(key, sizeof(key));
+  explicit_bzero(base, sizeof(base));
+  explicit_bzero(kx, sizeof(kx));
+  explicit_bzero(export, sizeof(export));
+  free(ti);
   ntlm__wipe_free(&nt);
   return result;
 }
 
 /* ---- server side --------------------------------------------------------- */
+
+uint32_t ntlm_server_flags(uint32_t negotiate_flags)
+{
+  /* What the client may ask for and this server grants when asked
+   * (MS-NLMP 3.2.5.1.1): signing and sealing are the application's to use
+   * later, so granting them costs nothing over HTTP and a client that
+   * requires them (gss-ntlmssp, Samba) refuses a challenge without them. */
+  static const uint32_t echoed =
+      NTLM_REQUEST_TARGET | NTLM_NEGOTIATE_SIGN | NTLM_NEGOTIATE_SEAL |
+      NTLM_NEGOTIATE_ALWAYS_SIGN | NTLM_NEGOTIATE_EXTENDED_SESSIONSECURITY |
+      NTLM_NEGOTIATE_128 | NTLM_NEGOTIATE_56 | NTLM_NEGOTIATE_KEY_EXCH;
+  uint32_t flags;
+
+  /* What Windows always answers: NTLM, target info, a domain target and a
+   * VERSION; one character set, Unicode when offered. */
+  flags = NTLM_NEGOTIATE_NTLM | NTLM_NEGOTIATE_TARGET_INFO |
+          NTLM_TARGET_TYPE_DOMAIN | NTLM_NEGOTIATE_VERSION;
+  flags |= (negotiate_flags & NTLM_NEGOTIATE_UNICODE) ? NTLM_NEGOTIATE_UNICODE
+                                                      : NTLM_NEGOTIATE_OEM;
+  flags |= negotiate_flags & echoed;
+  return flags;
+}
 
 enum ntlm_result ntlm_server_challenge(const struct ntlm_server_info *info,
                                        uint32_t negotiate_flags,
@@ -2102,19 +2256,7 @@ enum ntlm_result ntlm_server_challenge(const struct ntlm_server_info *info,
   if(!result) {
     memset(&m, 0, sizeof(m));
     m.type = NTLM_TYPE_CHALLENGE;
-    /* What the server agrees to: the client's character set (Unicode when
-     * offered), NTLM, ESS when asked, target info, a domain target and a
-     * VERSION; plus the client's REQUEST_TARGET, ALWAYS_SIGN, 128 and 56
-     * echoed back, as Windows does, since they cost nothing over HTTP. */
-    m.flags = NTLM_NEGOTIATE_NTLM | NTLM_NEGOTIATE_TARGET_INFO |
-              NTLM_TARGET_TYPE_DOMAIN | NTLM_NEGOTIATE_VERSION;
-    m.flags |= (negotiate_flags & NTLM_NEGOTIATE_UNICODE)
-                   ? NTLM_NEGOTIATE_UNICODE
-                   : NTLM_NEGOTIATE_OEM;
-    m.flags |=
-        negotiate_flags & (NTLM_REQUEST_TARGET | NTLM_NEGOTIATE_ALWAYS_SIGN |
-                           NTLM_NEGOTIATE_EXTENDED_SESSIONSECURITY |
-                           NTLM_NEGOTIATE_128 | NTLM_NEGOTIATE_56);
+    m.flags = ntlm_server_flags(negotiate_flags);
     m.has_version = true;
     m.version = ntlm__server_version;
     m.target_name = (char *)info->netbios_domain;
@@ -2133,6 +2275,71 @@ enum ntlm_result ntlm_server_verify(const struct ntlm_message *auth,
                                     struct ntlm_identity *who, char *err,
                                     size_t errlen)
 {
+  return ntlm_server_verify_ex(auth, NULL, server_challenge, lookup, lookup_ctx,
+                               who, err, errlen);
+}
+
+/* Derives the ExportedSessionKey of a verified AUTHENTICATE (MS-NLMP
+ * 3.2.5.1.2) from its SessionBaseKey and checks its MIC against the
+ * exchange when the response announces one. NTLM_ERR_BAD_PROOF with a line
+ * in err when the key exchange is malformed or the MIC does not match. */
+static enum ntlm_result ntlm__server_keys(
+    const struct ntlm_message *auth, enum ntlm_response_kind rkind,
+    const uint8_t base[16], const uint8_t server_challenge[8],
+    const struct ntlm_exchange *ex, bool *mic_checked, char *err, size_t errlen)
+{
+  uint8_t kx[16];
+  uint8_t export[16];
+  uint8_t mic[16];
+  enum ntlm_result result = NTLM_OK;
+
+  *mic_checked = false;
+  ntlm__kxkey(rkind, base, server_challenge, auth->lm_response, kx);
+  if(auth->flags & NTLM_NEGOTIATE_KEY_EXCH) {
+    if(auth->session_key_len != 16) {
+      ntlm__seterr(err, errlen,
+                   "NTLM server: KEY_EXCH is set but the "
+                   "EncryptedRandomSessionKey has %zu bytes, not 16",
+                   auth->session_key_len);
+      result = NTLM_ERR_BAD_PROOF;
+      goto out;
+    }
+    ntlm__rc4_16(kx, auth->session_key, export);
+  }
+  else
+    memcpy(export, kx, 16);
+  if(auth->has_mic && ex) {
+    if(!ex->negotiate || !ex->challenge || !ex->authenticate ||
+       ex->authenticate_len <
+           NTLM__AUTH_HEADER + NTLM__VERSION_LEN + NTLM__MIC_LEN) {
+      ntlm__seterr(err, errlen,
+                   "NTLM server: the AUTHENTICATE carries a MIC but the "
+                   "NEGOTIATE and CHALLENGE it covers are not at hand");
+      result = NTLM_ERR_ARG;
+      goto out;
+    }
+    result = ntlm__mic(export, ex, ex->authenticate, ex->authenticate_len, mic);
+    if(!result && !memeql_sec(mic, auth->mic, sizeof(mic))) {
+      ntlm__seterr(err, errlen,
+                   "NTLM server: the MIC of %.100s\\%.100s does not match "
+                   "the three messages (altered in transit, or computed "
+                   "with another key)",
+                   auth->domain ? auth->domain : "", auth->user);
+      result = NTLM_ERR_BAD_PROOF;
+    }
+    *mic_checked = !result;
+  }
+out:
+  explicit_bzero(kx, sizeof(kx));
+  explicit_bzero(export, sizeof(export));
+  return result;
+}
+
+enum ntlm_result ntlm_server_verify_ex(
+    const struct ntlm_message *auth, const struct ntlm_exchange *exchange,
+    const uint8_t server_challenge[8], ntlm_password_fn lookup,
+    void *lookup_ctx, struct ntlm_identity *who, char *err, size_t errlen)
+{
   const char *domain;
   const char *password;
   enum ntlm__kind kind;
@@ -2140,7 +2347,9 @@ enum ntlm_result ntlm_server_verify(const struct ntlm_message *auth,
   uint8_t key[16];
   uint8_t v2key[16];
   uint8_t expect[24];
+  uint8_t base[16]; /* SessionBaseKey */
   bool match = false;
+  bool mic_checked = false;
   enum ntlm_result result;
 
   if(!auth || !server_challenge || !lookup) {
@@ -2186,6 +2395,7 @@ enum ntlm_result ntlm_server_verify(const struct ntlm_message *auth,
       ntlm__hmac2(v2key, server_challenge, 8, auth->nt_response + 16,
                   auth->nt_response_len - 16, expect);
       match = memeql_sec(expect, auth->nt_response, 16) != 0;
+      ntlm__hmac2(v2key, auth->nt_response, 16, NULL, 0, base);
     }
     break;
   case NTLM__KIND_V1:
@@ -2194,6 +2404,7 @@ enum ntlm_result ntlm_server_verify(const struct ntlm_message *auth,
     if(!result) {
       ntlm_desl(key, server_challenge, expect);
       match = memeql_sec(expect, auth->nt_response, 24) != 0;
+      ntlm_v1_session_base_key(key, base);
     }
     break;
   case NTLM__KIND_V1_ESS:
@@ -2202,6 +2413,7 @@ enum ntlm_result ntlm_server_verify(const struct ntlm_message *auth,
     if(!result) {
       ntlm__v1_ess_response(key, server_challenge, auth->lm_response, expect);
       match = memeql_sec(expect, auth->nt_response, 24) != 0;
+      ntlm_v1_session_base_key(key, base);
     }
     break;
   case NTLM__KIND_ANONYMOUS:
@@ -2233,8 +2445,14 @@ enum ntlm_result ntlm_server_verify(const struct ntlm_message *auth,
                  "prove its password (wrong password, or an answer to "
                  "another challenge)",
                  ntlm_response_kind_name(rkind), domain, auth->user);
+    explicit_bzero(base, sizeof(base));
     return NTLM_ERR_BAD_PROOF;
   }
+  result = ntlm__server_keys(auth, rkind, base, server_challenge, exchange,
+                             &mic_checked, err, errlen);
+  explicit_bzero(base, sizeof(base));
+  if(result)
+    return result;
   if(who) {
     memset(who, 0, sizeof(*who));
     snprintf(who->domain, sizeof(who->domain), "%s", domain);
@@ -2242,6 +2460,8 @@ enum ntlm_result ntlm_server_verify(const struct ntlm_message *auth,
     snprintf(who->workstation, sizeof(who->workstation), "%s",
              auth->workstation ? auth->workstation : "");
     who->kind = rkind;
+    who->mic_checked = mic_checked;
+    who->key_exchanged = (auth->flags & NTLM_NEGOTIATE_KEY_EXCH) != 0;
   }
   return NTLM_OK;
 }

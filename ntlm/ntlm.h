@@ -60,6 +60,7 @@ enum ntlm_type {
 #define NTLM_NEGOTIATE_OEM 0x00000002u
 #define NTLM_REQUEST_TARGET 0x00000004u
 #define NTLM_NEGOTIATE_SIGN 0x00000010u
+#define NTLM_NEGOTIATE_SEAL 0x00000020u
 #define NTLM_NEGOTIATE_LM_KEY 0x00000080u
 #define NTLM_NEGOTIATE_NTLM 0x00000200u
 #define NTLM_NEGOTIATE_ANONYMOUS 0x00000800u
@@ -255,12 +256,48 @@ struct ntlm_client_creds {
   enum ntlm_response_kind kind;
 };
 
-/* Builds the AUTHENTICATE answering the decoded challenge.
- * client_challenge: 8 bytes (NTLMv2 and V1_ESS; ignored by V1).
- * timestamp: Windows FILETIME (100 ns since 1601) for the NTLMv2 blob; when
- * 0 the challenge's MsvAvTimestamp is used if present, else 0.
- * Strings are encoded UTF-16LE when the challenge negotiated UNICODE.
- * No session key exchange and no MIC. */
+/* The three messages of one handshake exactly as they went over the wire:
+ * what a MIC covers (MS-NLMP 3.1.5.1.2). The client fills negotiate and
+ * challenge; the server also authenticate (the raw AUTHENTICATE). */
+struct ntlm_exchange {
+  const uint8_t *negotiate;
+  size_t negotiate_len;
+  const uint8_t *challenge;
+  size_t challenge_len;
+  const uint8_t *authenticate;
+  size_t authenticate_len;
+};
+
+/* How ntlm_client_authenticate_ex answers. Zeroed means what
+ * ntlm_client_authenticate does: no key exchange, no MIC. */
+struct ntlm_client_options {
+  /* 8 bytes (NTLMv2 and V1_ESS; ignored by V1) */
+  const uint8_t *client_challenge;
+  /* Windows FILETIME for the NTLMv2 blob; when 0 the challenge's
+   * MsvAvTimestamp is used if present, else 0. */
+  uint64_t timestamp;
+  /* 16 bytes: when non-NULL and the challenge grants KEY_EXCH, sent RC4-
+   * encrypted under the KeyExchangeKey and used as ExportedSessionKey. */
+  const uint8_t *random_session_key;
+  /* Send a MIC (NTLMv2 only) over exchange's NEGOTIATE and CHALLENGE, with
+   * MsvAvFlags bit 0x2 set in the blob, as Windows Vista and later do. */
+  bool mic;
+  const struct ntlm_exchange *exchange;
+};
+
+/* Builds the AUTHENTICATE answering the decoded challenge with opt.
+ * Strings are encoded UTF-16LE when the challenge negotiated UNICODE; its
+ * flags are the challenge's, less ESS for NTLMv1 (a v1 response under ESS
+ * would be v1-ESS). exported_session_key, when non-NULL, receives the key
+ * signing and sealing would use. NTLM_ERR_ARG with a line in err when opt
+ * asks for what the kind can't do (a MIC without NTLMv2 or the exchange). */
+enum ntlm_result ntlm_client_authenticate_ex(
+    const struct ntlm_client_creds *creds, const struct ntlm_message *challenge,
+    const struct ntlm_client_options *opt, struct ntlm_bytes *out,
+    uint8_t exported_session_key[16], char *err, size_t errlen);
+
+/* ntlm_client_authenticate_ex with only a client challenge and timestamp:
+ * no session key exchange and no MIC. */
 enum ntlm_result ntlm_client_authenticate(const struct ntlm_client_creds *creds,
                                           const struct ntlm_message *challenge,
                                           const uint8_t client_challenge[8],
@@ -280,11 +317,17 @@ struct ntlm_server_info {
   const char *dns_computer;     /* "isa01.fabrikam.com"; may be NULL */
 };
 
+/* Returns the flags a CHALLENGE answering a NEGOTIATE with negotiate_flags
+ * carries (MS-NLMP 3.2.5.1.1): always NTLM, TARGET_INFO, TARGET_TYPE_DOMAIN
+ * and VERSION; UNICODE when offered, else OEM; and, exactly when the client
+ * asked, REQUEST_TARGET, SIGN, SEAL, ALWAYS_SIGN, EXTENDED_SESSIONSECURITY,
+ * 128, 56 and KEY_EXCH. Never LM_KEY, DATAGRAM or ANONYMOUS. */
+uint32_t ntlm_server_flags(uint32_t negotiate_flags);
+
 /* Builds a CHALLENGE answering a NEGOTIATE with negotiate_flags: the
- * flags the server agrees to (UNICODE or OEM as asked, NTLM, EXTENDED_
- * SESSIONSECURITY when asked, TARGET_INFO, TARGET_TYPE_DOMAIN, VERSION),
- * the given 8-byte server challenge, and target info holding the NetBIOS
- * and DNS names plus MsvAvTimestamp = timestamp (FILETIME) when non-zero. */
+ * flags of ntlm_server_flags, the given 8-byte server challenge, the
+ * NetBIOS domain as target name, and target info holding the NetBIOS and
+ * DNS names plus MsvAvTimestamp = timestamp (FILETIME) when non-zero. */
 enum ntlm_result ntlm_server_challenge(const struct ntlm_server_info *info,
                                        uint32_t negotiate_flags,
                                        const uint8_t server_challenge[8],
@@ -302,15 +345,28 @@ struct ntlm_identity {
   char user[128];
   char workstation[128];
   enum ntlm_response_kind kind;
+  bool mic_checked;   /* the AUTHENTICATE had a MIC and it matched */
+  bool key_exchanged; /* KEY_EXCH: a random session key was sent */
 };
 
 /* Verifies a decoded AUTHENTICATE against the server challenge that was
  * sent on this connection. Detects the response kind from the NT response
  * length (24 = v1 or v1-ESS by the ESS flag and LM response; more = v2),
  * recomputes the proof with the password from lookup and compares in
- * constant time. NTLM_ERR_UNKNOWN_USER / NTLM_ERR_BAD_PROOF with a line in
- * err naming the user (never the password). Anonymous AUTHENTICATE is
- * refused as NTLM_ERR_BAD_PROOF. On NTLM_OK fills *who when non-NULL. */
+ * constant time, then derives the session key (decrypting the random
+ * session key under KEY_EXCH, which must then be 16 bytes) and, when the
+ * response announces a MIC and exchange is non-NULL, checks the MIC over
+ * exchange's three messages. NTLM_ERR_UNKNOWN_USER / NTLM_ERR_BAD_PROOF
+ * with a line in err naming the user (never the password). Anonymous
+ * AUTHENTICATE is refused as NTLM_ERR_BAD_PROOF. On NTLM_OK fills *who
+ * when non-NULL. */
+enum ntlm_result ntlm_server_verify_ex(
+    const struct ntlm_message *auth, const struct ntlm_exchange *exchange,
+    const uint8_t server_challenge[8], ntlm_password_fn lookup,
+    void *lookup_ctx, struct ntlm_identity *who, char *err, size_t errlen);
+
+/* ntlm_server_verify_ex without the exchange: a MIC is not checked. For
+ * callers that did not keep the NEGOTIATE and CHALLENGE. */
 enum ntlm_result ntlm_server_verify(const struct ntlm_message *auth,
                                     const uint8_t server_challenge[8],
                                     ntlm_password_fn lookup, void *lookup_ctx,

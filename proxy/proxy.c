@@ -23,6 +23,7 @@
 #include "proxy.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -165,6 +166,8 @@ struct proxy {
   size_t backend_url_len;
   char *name;
   char *domain;
+  char *dns_domain;   /* "fabrikam.com" */
+  char *dns_computer; /* "isa01.fabrikam.com" */
   const struct kb_users *users;
   enum proxy_auth auth;
   char *basic_offer;       /* "Basic realm=\"<name>\"" */
@@ -236,6 +239,10 @@ struct proxy_conn {
   enum ntlm_scheme scheme;  /* the scheme of the current handshake */
   uint8_t challenge[8];     /* pending server challenge (CHALLENGED) */
   uint32_t negotiate_flags; /* from the type 1 of the handshake */
+  /* The handshake's type 1 and type 2 as sent (CHALLENGED): what the
+   * type 3's MIC covers. */
+  struct ntlm_bytes hs_negotiate;
+  struct ntlm_bytes hs_challenge;
   struct ntlm_identity who; /* valid when AUTHENTICATED */
   unsigned handshakes;      /* type 2s sent on this connection */
   unsigned answers;         /* responses queued on this connection */
@@ -319,6 +326,33 @@ static char *proxy_join(const char *a, const char *b, const char *c)
     memcpy(s + la + lb, c, lc + 1);
   }
   return s;
+}
+
+/* Sets proxy->dns_computer and returns the DNS domain: dns when given,
+ * else lowercase(domain) + ".com"; the computer is lowercase(name) + "."
+ * + that domain. NULL (nothing set) when out of memory or without a name
+ * and domain. */
+static char *proxy_dns_names(struct proxy *proxy, const char *dns)
+{
+  char *domain;
+  char *p;
+
+  if(!proxy->name || !proxy->domain)
+    return NULL;
+  domain = dns && *dns ? strdup(dns) : proxy_join(proxy->domain, ".com", "");
+  if(!domain)
+    return NULL;
+  if(!dns || !*dns)
+    for(p = domain; *p; p++)
+      *p = (char)tolower((unsigned char)*p);
+  proxy->dns_computer = proxy_join(proxy->name, ".", domain);
+  if(!proxy->dns_computer) {
+    free(domain);
+    return NULL;
+  }
+  for(p = proxy->dns_computer; *p && *p != '.'; p++)
+    *p = (char)tolower((unsigned char)*p);
+  return domain;
 }
 
 /* Writes a formatted line into err when there is room for one. */
@@ -1471,13 +1505,13 @@ static void proxy_fwd_check(struct proxy_conn *conn)
 
 /* Reads the request's Authorization header. Returns what it carries; for
  * PROXY_TOKEN_BAD writes why into why; for NEGOTIATE and AUTHENTICATE
- * fills *msg (caller frees with ntlm_message_free) and *scheme. *peeked is
+ * fills *msg (caller frees with ntlm_message_free), *scheme and *raw, the
+ * message's bytes as sent (caller frees with ntlm_bytes_free). *peeked is
  * the NTLM type the token claims, even when it does not decode. */
-static enum proxy_token proxy_read_token(const char *value,
-                                         enum ntlm_scheme *scheme,
-                                         struct ntlm_message *msg,
-                                         enum ntlm_type *peeked, char *why,
-                                         size_t whylen)
+static enum proxy_token
+proxy_read_token(const char *value, enum ntlm_scheme *scheme,
+                 struct ntlm_message *msg, struct ntlm_bytes *raw,
+                 enum ntlm_type *peeked, char *why, size_t whylen)
 {
   struct ntlm_bytes token = {NULL, 0};
   enum proxy_token result = PROXY_TOKEN_BAD;
@@ -1524,16 +1558,38 @@ static enum proxy_token proxy_read_token(const char *value,
   }
   result = msg->type == NTLM_TYPE_NEGOTIATE ? PROXY_TOKEN_NEGOTIATE
                                             : PROXY_TOKEN_AUTHENTICATE;
+  *raw = token;
+  token.data = NULL;
 out:
   ntlm_bytes_free(&token);
   return result;
 }
 
-/* Adapts the user store to ntlm_server_verify's lookup. */
+/* One account lookup: the listener's realm in, the resolution out. */
+struct proxy_lookup {
+  const struct proxy *proxy;
+  enum kb_resolve resolved;
+  struct kb_account account;
+};
+
+/* Resolves a name as the listener's domain controller would (kb_users). */
+static enum kb_resolve proxy_resolve(struct proxy_lookup *l, const char *domain,
+                                     const char *user)
+{
+  const struct kb_realm realm = {l->proxy->domain, l->proxy->dns_domain};
+
+  l->resolved =
+      kb_users_resolve(l->proxy->users, &realm, domain, user, &l->account);
+  return l->resolved;
+}
+
+/* Adapts the resolver to ntlm_server_verify's lookup. */
 static const char *proxy_lookup(void *ctx, const char *domain, const char *user)
 {
-  const struct proxy *proxy = ctx;
-  return kb_users_password(proxy->users, domain, user);
+  struct proxy_lookup *l = ctx;
+
+  return proxy_resolve(l, domain, user) == KB_RESOLVE_OK ? l->account.password
+                                                         : NULL;
 }
 
 /* Starts (or restarts) a handshake: draws a server challenge, answers 401
@@ -1541,7 +1597,8 @@ static const char *proxy_lookup(void *ctx, const char *domain, const char *user)
  * CHALLENGED. */
 static void proxy_challenge(struct proxy_conn *conn,
                             const struct ntlm_message *negotiate,
-                            enum ntlm_scheme scheme, struct proxy_answer *ans)
+                            struct ntlm_bytes *raw, enum ntlm_scheme scheme,
+                            struct proxy_answer *ans)
 {
   struct proxy *proxy = conn->proxy;
   struct ntlm_server_info info;
@@ -1566,6 +1623,13 @@ static void proxy_challenge(struct proxy_conn *conn,
   memset(&info, 0, sizeof(info));
   info.netbios_domain = proxy->domain;
   info.netbios_computer = proxy->name;
+  info.dns_domain = proxy->dns_domain;
+  info.dns_computer = proxy->dns_computer;
+  ntlm_bytes_free(&conn->hs_negotiate);
+  ntlm_bytes_free(&conn->hs_challenge);
+  conn->hs_negotiate = *raw;
+  raw->data = NULL;
+  raw->len = 0;
   if(ntlm_server_challenge(&info, conn->negotiate_flags, conn->challenge,
                            ntlm_filetime_from_unix_ms(proxy_conn_now(conn)),
                            &type2) != NTLM_OK ||
@@ -1576,6 +1640,9 @@ static void proxy_challenge(struct proxy_conn *conn,
     goto out;
   }
   conn->state = PROXY_AUTH_CHALLENGED;
+  conn->hs_challenge = type2;
+  type2.data = NULL;
+  type2.len = 0;
   ans->delta.challenges = 1;
   {
     /* The type 2 alone, in the scheme the client used. */
@@ -1653,6 +1720,9 @@ static void proxy_decide_integrated(struct proxy_conn *conn,
   enum ntlm_scheme scheme = NTLM_SCHEME_NTLM;
   enum ntlm_type peeked;
   struct ntlm_message msg;
+  struct ntlm_bytes raw = {NULL, 0};
+  struct ntlm_exchange exchange;
+  struct proxy_lookup lookup;
   uint8_t first = 0;
   char why[320];
   char who[260];
@@ -1684,7 +1754,8 @@ static void proxy_decide_integrated(struct proxy_conn *conn,
    * next request on. */
   policy = (enum proxy_policy)atomic_load(&proxy->policy);
   why[0] = '\0';
-  token = proxy_read_token(value, &scheme, &msg, &peeked, why, sizeof(why));
+  token =
+      proxy_read_token(value, &scheme, &msg, &raw, &peeked, why, sizeof(why));
   if(conn->state == PROXY_AUTH_AUTHENTICATED)
     proxy_who(&conn->who, who, sizeof(who));
   else
@@ -1749,14 +1820,14 @@ static void proxy_decide_integrated(struct proxy_conn *conn,
                  "per-request: NTLM type 1 on an authenticated connection "
                  "restarts the handshake: 401 with a new type 2",
                  conn->id, who);
-      proxy_challenge(conn, &msg, scheme, ans);
+      proxy_challenge(conn, &msg, &raw, scheme, ans);
     }
     else {
       proxy_note(conn, KB_NOTE_CHALLENGE,
                  "connection %" PRIu64 ": NTLM type 1: 401 with a type 2 "
                  "(handshake %u on this connection)",
                  conn->id, conn->handshakes + 1);
-      proxy_challenge(conn, &msg, scheme, ans);
+      proxy_challenge(conn, &msg, &raw, scheme, ans);
     }
     break;
 
@@ -1777,24 +1848,45 @@ static void proxy_decide_integrated(struct proxy_conn *conn,
       break;
     }
     err[0] = '\0';
-    if(ntlm_server_verify(&msg, conn->challenge, proxy_lookup, proxy,
-                          &conn->who, err, sizeof(err)) != NTLM_OK) {
+    exchange.negotiate = conn->hs_negotiate.data;
+    exchange.negotiate_len = conn->hs_negotiate.len;
+    exchange.challenge = conn->hs_challenge.data;
+    exchange.challenge_len = conn->hs_challenge.len;
+    exchange.authenticate = raw.data;
+    exchange.authenticate_len = raw.len;
+    memset(&lookup, 0, sizeof(lookup));
+    lookup.proxy = proxy;
+    lookup.resolved = KB_RESOLVE_BAD_NAME;
+    if(ntlm_server_verify_ex(&msg, &exchange, conn->challenge, proxy_lookup,
+                             &lookup, &conn->who, err,
+                             sizeof(err)) != NTLM_OK) {
       ans->delta.auth_failed = 1;
       memset(&conn->who, 0, sizeof(conn->who));
       conn->state = PROXY_AUTH_UNAUTHENTICATED;
-      proxy_note(conn, KB_NOTE_AUTH_REFUSED,
-                 "connection %" PRIu64 ": NTLM type 3 refused (%s): 401 "
-                 "asking for NTLM, nothing forwarded",
-                 conn->id, err);
+      proxy_note(
+          conn, KB_NOTE_AUTH_REFUSED,
+          "connection %" PRIu64 ": NTLM type 3 refused (%s%s%s): 401 "
+          "asking for NTLM, nothing forwarded",
+          conn->id, err, lookup.resolved == KB_RESOLVE_OK ? "" : "; account: ",
+          lookup.resolved == KB_RESOLVE_OK ? ""
+                                           : kb_resolve_name(lookup.resolved));
+      /* The same answer whatever the reason: a client must not learn
+       * which accounts exist (the reason is in the note above). */
       proxy_answer_401(conn, ans,
-                       "ISA %s: NTLM authentication failed: %s; check the "
-                       "user name and password",
-                       proxy->name, err);
+                       "ISA %s: authentication failed; check the user name "
+                       "and password",
+                       proxy->name);
       break;
     }
+    /* The account as the store spells it, whatever spelling resolved. */
+    snprintf(conn->who.domain, sizeof(conn->who.domain), "%s",
+             lookup.account.domain);
+    snprintf(conn->who.user, sizeof(conn->who.user), "%s", lookup.account.user);
     ans->delta.auth_ok = 1;
     conn->state = PROXY_AUTH_AUTHENTICATED;
     memset(conn->challenge, 0, sizeof(conn->challenge));
+    ntlm_bytes_free(&conn->hs_negotiate);
+    ntlm_bytes_free(&conn->hs_challenge);
     proxy_describe_forward(conn, method, what, sizeof(what));
     proxy_note(conn, KB_NOTE_AUTH_OK,
                "connection %" PRIu64 " authenticated as %s (%s); %s", conn->id,
@@ -1804,6 +1896,7 @@ static void proxy_decide_integrated(struct proxy_conn *conn,
     break;
   }
   ntlm_message_free(&msg);
+  ntlm_bytes_free(&raw);
 }
 
 /* How a request's Basic credentials fared. */
@@ -1867,6 +1960,7 @@ static enum proxy_basic proxy_check_basic(const struct proxy *proxy,
   char shown[520];
   char *sep;
   bool match;
+  struct proxy_lookup lookup = {NULL, KB_RESOLVE_BAD_NAME, {NULL, NULL, NULL}};
   enum proxy_basic result = PROXY_BASIC_MALFORMED;
 
   who[0] = '\0';
@@ -1933,36 +2027,35 @@ static enum proxy_basic proxy_check_basic(const struct proxy *proxy,
   pass = colon + 1;
   pass_len = dlen - n - 1;
 
-  snprintf(domain, sizeof(domain), "%s", proxy->domain);
+  /* "DOMAIN\user" names the domain; "user" and the UPN "user@dnsdomain"
+   * leave it to the resolver, as NTLM's empty domain does. */
+  domain[0] = '\0';
   if((sep = strchr(user, '\\'))) {
     *sep = '\0';
     snprintf(domain, sizeof(domain), "%s", user);
     memmove(user, sep + 1, strlen(sep + 1) + 1);
+    if(!user[0] || !domain[0]) {
+      snprintf(why, whylen,
+               "the Basic user name has an empty user or domain part");
+      goto out;
+    }
   }
-  else if((sep = strrchr(user, '@'))) {
-    *sep = '\0';
-    snprintf(domain, sizeof(domain), "%s", sep + 1);
+  lookup.proxy = proxy;
+  if(proxy_resolve(&lookup, domain, user) == KB_RESOLVE_OK) {
+    stored = lookup.account.password;
+    snprintf(domain, sizeof(domain), "%s", lookup.account.domain);
+    snprintf(user, sizeof(user), "%s", lookup.account.user);
   }
-  if(!user[0] || !domain[0]) {
-    snprintf(why, whylen,
-             "the Basic user name has an empty user or domain part");
-    goto out;
-  }
-  stored = kb_users_password(proxy->users, domain, user);
-  if(!stored && (sep = strchr(domain, '.')) &&
-     (size_t)(sep - domain) == strlen(proxy->domain) &&
-     !strncasecmp(domain, proxy->domain, (size_t)(sep - domain))) {
-    /* "alice@fabrikam.com": the DNS domain of the listener's domain. */
+  else if(!domain[0])
     snprintf(domain, sizeof(domain), "%s", proxy->domain);
-    stored = kb_users_password(proxy->users, domain, user);
-  }
   snprintf(shown, sizeof(shown), "%s\\%s", domain, user);
   proxy_printable(shown, strlen(shown), who, wholen);
   /* An unknown user costs the same comparison as a known one. */
   match = proxy_secret_eq(stored ? stored : "", stored ? strlen(stored) : 0,
                           pass, pass_len);
   if(!stored) {
-    snprintf(why, whylen, "no user %s in the user store", who);
+    snprintf(why, whylen, "no user %s in the user store (%s)", who,
+             kb_resolve_name(lookup.resolved));
     result = PROXY_BASIC_UNKNOWN;
   }
   else if(!match) {
@@ -2132,6 +2225,8 @@ static void proxy_conn_free(struct proxy_conn *conn)
   kb_buf_free(&conn->fwd.body);
   kb_buf_free(&conn->uri_buf);
   kb_buf_free(&conn->req.body);
+  ntlm_bytes_free(&conn->hs_negotiate);
+  ntlm_bytes_free(&conn->hs_challenge);
   free(conn);
 }
 
@@ -2907,10 +3002,12 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
   proxy->backend_url = strdup(config->backend_url);
   proxy->name = proxy_strdup_or(config->name, PROXY_DEFAULT_NAME);
   proxy->domain = proxy_strdup_or(config->domain, PROXY_DEFAULT_DOMAIN);
+  proxy->dns_domain = proxy_dns_names(proxy, config->dns_domain);
   proxy->basic_offer = proxy_join("Basic realm=\"", proxy->name, "\"");
   proxy->via = proxy_join("1.1 ", proxy->name, "");
   if(!proxy->bind_host || !proxy->backend_url || !proxy->name ||
-     !proxy->domain || !proxy->basic_offer || !proxy->via) {
+     !proxy->domain || !proxy->dns_domain || !proxy->dns_computer ||
+     !proxy->basic_offer || !proxy->via) {
     proxy_set_error(err, errlen, "proxy: out of memory while starting");
     goto fail;
   }
@@ -3032,6 +3129,8 @@ fail:
     free(proxy->backend_url);
     free(proxy->name);
     free(proxy->domain);
+    free(proxy->dns_domain);
+    free(proxy->dns_computer);
     free(proxy->basic_offer);
     free(proxy->via);
     free(proxy);
@@ -3054,6 +3153,8 @@ void proxy_stop(struct proxy *proxy)
   free(proxy->backend_url);
   free(proxy->name);
   free(proxy->domain);
+  free(proxy->dns_domain);
+  free(proxy->dns_computer);
   free(proxy->basic_offer);
   free(proxy->via);
   free(proxy);

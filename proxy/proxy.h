@@ -84,8 +84,12 @@ struct proxy_config {
   /* Seconds of real time a connection may stay silent before
    * libmicrohttpd drops it (slow clients); 0 = 30. */
   unsigned connection_timeout_s;
-  const char *name;         /* for Via and logs; "ISA01" when NULL */
-  const char *domain;       /* NetBIOS domain in type 2; "FABRIKAM" when NULL */
+  const char *name;   /* for Via and logs; "ISA01" when NULL */
+  const char *domain; /* NetBIOS domain in type 2; "FABRIKAM" when NULL */
+  /* DNS domain in type 2's target info and the suffix of the UPNs that
+   * name a user of domain; lowercase(domain) + ".com" when NULL. The
+   * listener's DNS name is lowercase(name) + "." + dns_domain. */
+  const char *dns_domain;
   size_t max_body;          /* request/response bodies above this: 413/502;
                                0 = 1 MiB */
   long upstream_timeout_ms; /* per forwarded request; 0 = 30000 */

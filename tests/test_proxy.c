@@ -40,6 +40,9 @@
 #define T_NOW_MS INT64_C(1237307184000)
 #define T_DATE "Tue, 17 Mar 2009 16:26:24 GMT"
 #define T_PASSWORD "Passw0rd!"
+/* The body of every failed NTLM login, whatever the reason. */
+#define T_LOGIN_FAILED                                                         \
+  "ISA ISA01: authentication failed; check the user name and password\n"
 #define T_BOB_PASSWORD "Hunter2?"
 /* The support case's own type 1, non-canonical padding included. */
 #define T_CASE_TYPE1                                                           \
@@ -928,11 +931,14 @@ START_TEST(test_bad_credentials)
                                     "alice", "Wr0ng-Pa55", oof_body),
                    401);
   ck_assert_str_eq(tc_headers(&c, "WWW-Authenticate", v, sizeof(v)), T_OFFER);
-  ck_assert_ptr_nonnull(strstr(c.body.data, "NTLM authentication failed"));
+  /* A wrong password and an unknown account get the very same 401: the
+   * client learns nothing about which accounts exist. */
+  ck_assert_str_eq(c.body.data, T_LOGIN_FAILED);
   ck_assert_int_eq(t_handshake_post(&c, "/EWS/Exchange.asmx", NTLM_SCHEME_NTLM,
                                     "mallory", "x", oof_body),
                    401);
   ck_assert_str_eq(tc_headers(&c, "WWW-Authenticate", v, sizeof(v)), T_OFFER);
+  ck_assert_str_eq(c.body.data, T_LOGIN_FAILED);
   /* Still not authenticated: a bare request is refused. */
   ck_assert_int_eq(tc_do(&c, "GET", "/EWS/Exchange.asmx", NULL, NULL, 0),
                    CURLE_OK);
@@ -943,7 +949,16 @@ START_TEST(test_bad_credentials)
                .auth_failed = 2);
   ck_assert(!t_anywhere(&e.trace, "Wr0ng-Pa55"));
   ck_assert(!t_anywhere(&e.trace, T_PASSWORD));
-  ck_assert(t_has_note(&e.trace, "connection 1: NTLM type 3 refused ("));
+  /* The reasons are in the trace. */
+  ck_assert(t_has_note(&e.trace,
+                       "connection 1: NTLM type 3 refused (NTLM server: the "
+                       "NTLMv2 response of FABRIKAM\\alice does not prove "
+                       "its password (wrong password, or an answer to another "
+                       "challenge)): 401 asking for NTLM, nothing forwarded"));
+  ck_assert(t_has_note(&e.trace,
+                       "connection 1: NTLM type 3 refused (NTLM server: "
+                       "unknown user FABRIKAM\\mallory; account: unknown "
+                       "user): 401 asking for NTLM, nothing forwarded"));
   tc_free(&c);
   env_stop(&e);
 }
@@ -2113,10 +2128,11 @@ START_TEST(test_basic_ok)
     const char *shown;
   } ok[] = {
       {"FABRIKAM\\alice:" T_PASSWORD, "FABRIKAM\\alice"},
-      {"fabrikam\\ALICE:" T_PASSWORD, "fabrikam\\ALICE"},
+      {"fabrikam\\ALICE:" T_PASSWORD, "FABRIKAM\\alice"},
       {"alice:" T_PASSWORD, "FABRIKAM\\alice"},
       {"alice@fabrikam.com:" T_PASSWORD, "FABRIKAM\\alice"},
-      {"alice@FABRIKAM:" T_PASSWORD, "FABRIKAM\\alice"},
+      {"ALICE@FABRIKAM.COM:" T_PASSWORD, "FABRIKAM\\alice"},
+      {"fabrikam.com\\alice:" T_PASSWORD, "FABRIKAM\\alice"},
       {"bob:" T_BOB_PASSWORD, "FABRIKAM\\bob"},
   };
   const char *h[] = {"Content-Type: text/xml; charset=utf-8", NULL, NULL};
@@ -2159,11 +2175,11 @@ START_TEST(test_basic_ok)
   ck_assert(t_has_note(&e.trace, "connection 1: Basic authentication failed "
                                  "(no Authorization header): 401 asking for "
                                  "Basic, nothing forwarded"));
-  ck_assert_uint_eq(be_stats(&e).requests, 6);
-  ck_assert_uint_eq(be_stats(&e).oof_ok, 6);
+  ck_assert_uint_eq(be_stats(&e).requests, 7);
+  ck_assert_uint_eq(be_stats(&e).oof_ok, 7);
   /* The request without credentials was asked for them, not refused. */
-  assert_stats(e.px, .connections = 1, .requests = 7, .forwarded = 6,
-               .basic_ok = 6, .basic_failed = 0);
+  assert_stats(e.px, .connections = 1, .requests = 8, .forwarded = 7,
+               .basic_ok = 7, .basic_failed = 0);
   ck_assert(!t_anywhere(&e.trace, T_PASSWORD));
   ck_assert(!t_anywhere(&e.trace, T_BOB_PASSWORD));
   tc_free(&c);
@@ -2237,11 +2253,17 @@ START_TEST(test_basic_refused)
       {t_basic("FABRIKAM\\alice:", 15), "wrong password for FABRIKAM\\alice",
        NULL},
       {t_basic("FABRIKAM\\mallory:x", 18),
-       "no user FABRIKAM\\mallory in the user store", NULL},
+       "no user FABRIKAM\\mallory in the user store (unknown user)", NULL},
       {t_basic("CONTOSO\\alice:" T_PASSWORD, 23),
-       "no user CONTOSO\\alice in the user store", NULL},
+       "no user CONTOSO\\alice in the user store (unknown domain)", NULL},
       {t_basic("alice@contoso.com:" T_PASSWORD, 27),
-       "no user contoso.com\\alice in the user store", NULL},
+       "no user FABRIKAM\\alice@contoso.com in the user store (unknown "
+       "user)",
+       NULL},
+      /* A UPN's suffix is the DNS domain, never the NetBIOS one. */
+      {t_basic("alice@FABRIKAM:" T_PASSWORD, 24),
+       "no user FABRIKAM\\alice@FABRIKAM in the user store (unknown user)",
+       NULL},
       {t_basic("alice" T_PASSWORD, 14),
        "the Basic credentials have no ':' between user and password", ""},
       {t_basic(":" T_PASSWORD, 10),
