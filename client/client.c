@@ -155,6 +155,7 @@ struct client {
   char *curl_user;  /* "DOMAIN\user", for Outlook's libcurl NTLM */
   unsigned ews_posts;
   enum ntlm_response_kind ntlm_kind;
+  bool ntlm_mic;
   int64_t think_min_ms;
   int64_t think_max_ms;
   int64_t idle_timeout_ms;
@@ -1389,10 +1390,12 @@ static CURLcode client_run_leg(struct client *c,
   return rc;
 }
 
-/* Answers the type 2 in leg1's 401 and sends the type 3 with the body.
- * Returns the POST's outcome with p->res filled. */
+/* Answers the type 2 in leg1's 401 (the handshake began with type1) and
+ * sends the type 3 with the body. Returns the POST's outcome with p->res
+ * filled. */
 static enum client_outcome client_ntlm_type3(struct client *c,
                                              const struct client_post_ctx *p,
+                                             const struct ntlm_bytes *type1,
                                              const struct client_leg *leg1)
 {
   enum client_outcome result = CLIENT_PROTOCOL_ERROR;
@@ -1401,6 +1404,8 @@ static enum client_outcome client_ntlm_type3(struct client *c,
   struct ntlm_bytes type3 = {NULL, 0};
   struct ntlm_message challenge;
   struct ntlm_client_creds creds;
+  struct ntlm_client_options opt;
+  struct ntlm_exchange exchange;
   struct client_leg leg;
   enum ntlm_scheme scheme;
   enum ntlm_result nr;
@@ -1440,10 +1445,21 @@ static enum client_outcome client_ntlm_type3(struct client *c,
   creds.password = c->password;
   creds.workstation = c->workstation;
   creds.kind = c->ntlm_kind;
-  nr = ntlm_client_authenticate(
-      &creds, &challenge, cchal,
-      ntlm_filetime_from_unix_ms(kb_clock_now(&c->clock, c->origin)), &type3,
-      err, sizeof(err));
+  memset(&opt, 0, sizeof(opt));
+  opt.client_challenge = cchal;
+  opt.timestamp =
+      ntlm_filetime_from_unix_ms(kb_clock_now(&c->clock, c->origin));
+  if(c->ntlm_mic) {
+    memset(&exchange, 0, sizeof(exchange));
+    exchange.negotiate = type1->data;
+    exchange.negotiate_len = type1->len;
+    exchange.challenge = token.data;
+    exchange.challenge_len = token.len;
+    opt.mic = true;
+    opt.exchange = &exchange;
+  }
+  nr = ntlm_client_authenticate_ex(&creds, &challenge, &opt, &type3, NULL, err,
+                                   sizeof(err));
   if(nr != NTLM_OK) {
     client_detail(res, "cannot answer the NTLM challenge: %.110s",
                   err[0] ? err : ntlm_strerror(nr));
@@ -1503,7 +1519,8 @@ static enum client_outcome client_post_ntlm(struct client *c,
   CURLcode rc;
 
   client_leg_init(&leg);
-  if(ntlm_client_negotiate(NTLM_COMMUNICATOR_FLAGS, &type1) != NTLM_OK ||
+  if(ntlm_client_negotiate(ntlm_client_flags(c->ntlm_kind), &type1) !=
+         NTLM_OK ||
      !(auth = ntlm_header_format(NTLM_SCHEME_NTLM, type1.data, type1.len))) {
     client_detail(res, "out of memory building the %s POST",
                   client_post_kind_name(p->kind));
@@ -1516,7 +1533,7 @@ static enum client_outcome client_post_ntlm(struct client *c,
     result = client_transfer_failed(c, rc, &leg, res);
   else if(leg.status == 401) {
     if(leg.ntlm_value || leg.ntlm_value_too_big)
-      result = client_ntlm_type3(c, p, &leg);
+      result = client_ntlm_type3(c, p, &type1, &leg);
     else {
       client_detail(res, "HTTP 401 without an NTLM challenge to the type 1; "
                          "the listener must accept Integrated credentials");
@@ -2031,6 +2048,7 @@ int client_create(const struct client_config *config, struct client **out,
   c->ews_posts =
       config->ews_posts ? config->ews_posts : CLIENT_DEFAULT_EWS_POSTS;
   c->ntlm_kind = config->ntlm_kind;
+  c->ntlm_mic = config->ntlm_mic;
   c->timeout_ms =
       config->timeout_ms > 0 ? config->timeout_ms : CLIENT_DEFAULT_TIMEOUT_MS;
   c->clock = config->clock;

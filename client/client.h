@@ -74,6 +74,9 @@ struct client_config {
                                   defaults when NULL */
   unsigned ews_posts;          /* EWS POSTs after autodiscover; 0 = 2 */
   enum ntlm_response_kind ntlm_kind;
+  /* NTLMv2 only: send a MIC over the three messages (MsvAvFlags 0x2), as
+   * Windows Vista and later do; Communicator 2007 on XP sends none. */
+  bool ntlm_mic;
   enum client_kind kind; /* communicator by default */
   /* Think time before each EWS POST, drawn uniformly from [min, max] ms
    * with kb_rng_fill(rng, "client/<id>/post/<n>/think") and spent on the

@@ -1994,6 +1994,13 @@ static enum ntlm_result ntlm__av_with_mic(const uint8_t *ti, size_t len,
   return result;
 }
 
+uint32_t ntlm_client_flags(enum ntlm_response_kind kind)
+{
+  if(kind == NTLM_RESPONSE_V1)
+    return NTLM_COMMUNICATOR_FLAGS & ~NTLM_NEGOTIATE_EXTENDED_SESSIONSECURITY;
+  return NTLM_COMMUNICATOR_FLAGS;
+}
+
 enum ntlm_result ntlm_client_authenticate(const struct ntlm_client_creds *creds,
                                           const struct ntlm_message *challenge,
                                           const uint8_t client_challenge[8],

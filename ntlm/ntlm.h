@@ -243,6 +243,12 @@ enum ntlm_response_kind {
 /* Returns "NTLMv2", "NTLMv1" or "NTLMv1-ESS". */
 const char *ntlm_response_kind_name(enum ntlm_response_kind kind);
 
+/* The NEGOTIATE flags a client answering with kind asks for: Communicator's
+ * (NTLM_COMMUNICATOR_FLAGS) for NTLMv2 and NTLMv1-ESS; the same less
+ * EXTENDED_SESSIONSECURITY for plain NTLMv1, which a client must not ask
+ * for when it will not answer with it (MS-NLMP 3.1.5.1.2). */
+uint32_t ntlm_client_flags(enum ntlm_response_kind kind);
+
 /* Builds a NEGOTIATE with the given flags, no domain or workstation, and a
  * VERSION of 5.1.2600/15 when NTLM_NEGOTIATE_VERSION is set. With
  * NTLM_COMMUNICATOR_FLAGS the 40 bytes equal the support case's token. */

@@ -126,8 +126,13 @@ int kbsim_cmd_client(int argc, char **argv)
                               optarg);
       break;
     case 'n':
-      if(kbsim_parse_kind(optarg, &cfg.ntlm_kind))
-        return kbsim_bad_args("--ntlm: '%s' is not v2, v1 or v1-ess", optarg);
+      /* v2-mic: NTLMv2 with a MIC, as Windows Vista and later send it. */
+      cfg.ntlm_mic = !strcmp(optarg, "v2-mic");
+      if(cfg.ntlm_mic)
+        cfg.ntlm_kind = NTLM_RESPONSE_V2;
+      else if(kbsim_parse_kind(optarg, &cfg.ntlm_kind))
+        return kbsim_bad_args("--ntlm: '%s' is not v2, v2-mic, v1 or v1-ess",
+                              optarg);
       break;
     case 'H':
       host = optarg;

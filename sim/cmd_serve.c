@@ -244,6 +244,7 @@ static int kbsim_serve_run(const struct scenario *sc,
   cfg.idle_timeout_ms = sc->idle_timeout_ms;
   cfg.max_requests = sc->max_requests;
   cfg.users = users;
+  cfg.dns_domain = sc->dns_domain[0] ? sc->dns_domain : NULL;
   cfg.proxy_host = balanced ? "127.0.0.1" : o->proxy.host;
   cfg.proxy_port = balanced ? 0 : o->proxy.port;
   cfg.backend_host = o->backend.host;

@@ -97,6 +97,7 @@ int sim_scenario_run(const struct scenario *sc, struct kb_trace trace,
 
   memset(&cfg, 0, sizeof(cfg));
   cfg.users = users;
+  cfg.dns_domain = sc->dns_domain[0] ? sc->dns_domain : NULL;
   cfg.simulated = true;
   cfg.seed = sc->seed;
   cfg.trace = trace;

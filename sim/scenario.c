@@ -7,6 +7,7 @@
  */
 #include "scenario.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <inttypes.h>
@@ -272,6 +273,31 @@ static void scenario__listener(struct scenario_parse *p, const char *key,
                    key);
 }
 
+/* 0 when name is a DNS domain: dot-separated labels of letters, digits
+ * and inner hyphens, each 1 to 63 long, at least two labels. */
+static int scenario__dns_name(const char *name)
+{
+  size_t label = 0;
+  size_t labels = 1;
+  const char *c;
+
+  for(c = name; *c; c++) {
+    if(*c == '.') {
+      if(!label || c[-1] == '-')
+        return -1;
+      label = 0;
+      labels++;
+    }
+    else if(isalnum((unsigned char)*c) || (*c == '-' && label)) {
+      if(++label > 63)
+        return -1;
+    }
+    else
+      return -1;
+  }
+  return label && c[-1] != '-' && labels >= 2 ? 0 : -1;
+}
+
 static void scenario__clients(struct scenario_parse *p, const char *key,
                               const char *v)
 {
@@ -471,7 +497,16 @@ static int scenario__handler(void *user, const char *section, const char *key,
                      key);
   }
   else if(!strcmp(section, "users")) {
-    if(!strchr(key, '\\'))
+    if(!strcmp(key, "dns_domain")) {
+      if(scenario__dns_name(v) || strlen(v) >= sizeof(sc->dns_domain))
+        scenario__fail(p,
+                       "[users] dns_domain = %s: write a DNS domain such as "
+                       "fabrikam.com",
+                       v);
+      else
+        snprintf(sc->dns_domain, sizeof(sc->dns_domain), "%s", v);
+    }
+    else if(!strchr(key, '\\'))
       scenario__fail(p, "[users] %s: write DOMAIN\\user = password", key);
     else if(sc->nusers == SCENARIO_MAX_USERS)
       scenario__fail(p, "[users]: at most %d users", SCENARIO_MAX_USERS);

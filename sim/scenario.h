@@ -77,6 +77,9 @@ struct scenario {
   /* [users] DOMAIN\user = password */
   char user_specs[SCENARIO_MAX_USERS][SCENARIO_TEXT * 2];
   size_t nusers;
+  /* [users] dns_domain = fabrikam.com: the DNS name of the listener's
+   * domain (type 2 target info, UPN suffix); "" = lowercase(domain).com */
+  char dns_domain[SCENARIO_TEXT];
 
   /* [clients] */
   unsigned clients;

@@ -72,6 +72,7 @@ int sim_topology_start(const struct sim_topology_config *config,
     pcfg.policy = config->nmembers ? config->members[i].policy : config->policy;
     pcfg.name = config->nmembers ? config->members[i].name : NULL;
     pcfg.users = config->users;
+    pcfg.dns_domain = config->dns_domain;
     pcfg.auth = config->auth;
     pcfg.idle_timeout_ms = config->idle_timeout_ms;
     pcfg.max_requests = config->max_requests;

@@ -46,6 +46,7 @@ struct sim_topology_config {
   int64_t idle_timeout_ms; /* listener keep-alive limits */
   unsigned max_requests;
   const struct kb_users *users; /* borrowed; must outlive the topology */
+  const char *dns_domain;       /* the listeners'; NULL = fabrikam.com */
   const char *proxy_host;       /* numeric; "127.0.0.1" when NULL */
   uint16_t proxy_port;          /* 0 = ephemeral */
   const char *backend_host;

@@ -112,6 +112,86 @@ START_TEST(users_bad_specs)
 }
 END_TEST
 
+/* The resolver's table (kb_users.h) row by row: every spelling a domain
+ * controller accepts for FABRIKAM\alice and FABRIKAM\jürgen, and the ones
+ * it refuses, with the reason. */
+START_TEST(users_resolve_like_a_dc)
+{
+  static const struct {
+    const char *domain, *user;
+    enum kb_resolve want;
+    const char *user_as_stored;
+  } rows[] = {
+      {"FABRIKAM", "alice", KB_RESOLVE_OK, "alice"},
+      {"fabrikam", "ALICE", KB_RESOLVE_OK, "alice"},
+      {"fabrikam.com", "alice", KB_RESOLVE_OK, "alice"},
+      {"FABRIKAM.COM", "Alice", KB_RESOLVE_OK, "alice"},
+      {"", "alice", KB_RESOLVE_OK, "alice"},
+      {"", "alice@fabrikam.com", KB_RESOLVE_OK, "alice"},
+      {"", "ALICE@Fabrikam.Com", KB_RESOLVE_OK, "alice"},
+      /* full case folding, beyond ASCII */
+      {"FABRIKAM", "J\xc3\x9cRGEN", KB_RESOLVE_OK, "j\xc3\xbcrgen"},
+      {"", "J\xc3\x9cRGEN@FABRIKAM.COM", KB_RESOLVE_OK, "j\xc3\xbcrgen"},
+      {"FABRIKAM", "STRASSE", KB_RESOLVE_OK,
+       "stra\xc3\x9f"
+       "e"},
+      /* refused */
+      {"", "alice@FABRIKAM", KB_RESOLVE_NO_USER, NULL},
+      {"", "alice@contoso.com", KB_RESOLVE_NO_USER, NULL},
+      {"FABRIKAM", "alice@fabrikam.com", KB_RESOLVE_NO_USER, NULL},
+      {"FABRIKAM", "mallory", KB_RESOLVE_NO_USER, NULL},
+      {"FABRIKAM", "alic", KB_RESOLVE_NO_USER, NULL},
+      {"CONTOSO", "alice", KB_RESOLVE_NO_DOMAIN, NULL},
+      {"fabrikam.org", "alice", KB_RESOLVE_NO_DOMAIN, NULL},
+      {"FABRIKAM", "", KB_RESOLVE_BAD_NAME, NULL},
+      {"", "@fabrikam.com", KB_RESOLVE_BAD_NAME, NULL},
+      {"FABRIKAM", "al\xffice", KB_RESOLVE_BAD_NAME, NULL},
+      {"FABRI\xc3", "alice", KB_RESOLVE_BAD_NAME, NULL},
+  };
+  const struct kb_realm realm = {"FABRIKAM", "fabrikam.com"};
+  struct kb_users *u = kb_users_new();
+  struct kb_account a;
+  char err[256];
+  size_t i;
+
+  ck_assert_int_eq(
+      kb_users_add_spec(u, "FABRIKAM\\alice:Passw0rd!", err, sizeof(err)), 0);
+  ck_assert_int_eq(kb_users_add_spec(u, "FABRIKAM\\j\xc3\xbcrgen:P\xc3\xa4ss",
+                                     err, sizeof(err)),
+                   0);
+  ck_assert_int_eq(kb_users_add_spec(u,
+                                     "FABRIKAM\\stra\xc3\x9f"
+                                     "e:x",
+                                     err, sizeof(err)),
+                   0);
+  /* Folded names collide: "ALICE" is alice. */
+  ck_assert_int_eq(kb_users_add_spec(u, "fabrikam\\ALICE:y", err, sizeof(err)),
+                   -1);
+  for(i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+    enum kb_resolve r;
+    memset(&a, 0, sizeof(a));
+    r = kb_users_resolve(u, &realm, rows[i].domain, rows[i].user, &a);
+    ck_assert_msg(r == rows[i].want, "%s\\%s: %s, want %s", rows[i].domain,
+                  rows[i].user, kb_resolve_name(r),
+                  kb_resolve_name(rows[i].want));
+    if(rows[i].user_as_stored) {
+      ck_assert_str_eq(a.domain, "FABRIKAM");
+      ck_assert_str_eq(a.user, rows[i].user_as_stored);
+      ck_assert_ptr_nonnull(a.password);
+    }
+  }
+  /* Without a DNS name in the realm, only NetBIOS names and bare users. */
+  {
+    const struct kb_realm bare = {"FABRIKAM", NULL};
+    ck_assert_int_eq(kb_users_resolve(u, &bare, "", "alice", &a),
+                     KB_RESOLVE_OK);
+    ck_assert_int_eq(kb_users_resolve(u, &bare, "fabrikam.com", "alice", &a),
+                     KB_RESOLVE_NO_DOMAIN);
+  }
+  kb_users_free(u);
+}
+END_TEST
+
 START_TEST(http_date_is_imf_fixdate)
 {
   char d[KB_HTTP_DATE_LEN];
@@ -333,6 +413,7 @@ int main(void)
   tcase_add_test(tc, buf_printf_and_steal);
   tcase_add_test(tc, users_spec_and_lookup);
   tcase_add_test(tc, users_bad_specs);
+  tcase_add_test(tc, users_resolve_like_a_dc);
   tcase_add_test(tc, http_date_is_imf_fixdate);
   tcase_add_test(tc, clock_and_rng_defaults);
   tcase_add_test(tc, trace_note_formats);
