@@ -1889,9 +1889,11 @@ static void proxy_decide_integrated(struct proxy_conn *conn,
     ntlm_bytes_free(&conn->hs_challenge);
     proxy_describe_forward(conn, method, what, sizeof(what));
     proxy_note(conn, KB_NOTE_AUTH_OK,
-               "connection %" PRIu64 " authenticated as %s (%s); %s", conn->id,
-               proxy_who(&conn->who, who, sizeof(who)),
-               ntlm_response_kind_name(conn->who.kind), what);
+               "connection %" PRIu64 " authenticated as %s (%s%s%s); %s",
+               conn->id, proxy_who(&conn->who, who, sizeof(who)),
+               ntlm_response_kind_name(conn->who.kind),
+               conn->who.mic_checked ? ", MIC verified" : "",
+               conn->who.key_exchanged ? ", session key exchanged" : "", what);
     proxy_forward(conn, mc, method, ans);
     break;
   }

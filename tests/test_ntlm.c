@@ -1352,11 +1352,13 @@ END_TEST
 /* ---- negotiation, key exchange, MIC (MS-NLMP 3.1.5, 3.2.5) ------------- */
 
 /* What the CHALLENGE grants for the NEGOTIATE flags real clients send. */
-static const struct {
+struct negotiated_row {
   const char *client;
   uint32_t negotiate;
   uint32_t challenge;
-} negotiated[] = {
+};
+
+static const struct negotiated_row negotiated[] = {
     {"Communicator 2007", 0xa2088207u, 0xa2898205u},
     /* SIGN and KEY_EXCH asked: granted (gss-ntlmssp refuses otherwise) */
     {"gss-ntlmssp", 0xe2088217u, 0xe2898215u},
