@@ -597,6 +597,66 @@ START_TEST(test_kbsim_client_kinds)
 }
 END_TEST
 
+/* ---- Chromium ---------------------------------------------------------- */
+
+/* Headless Chromium's own NTLM (net/ntlm), with credentials in the URL:
+ * a bare "alice" (empty domain) signs in and reaches Exchange, whose 405
+ * to a GET is the page; a wrong password ends the load with
+ * ERR_INVALID_AUTH_CREDENTIALS and nothing reaches Exchange. */
+START_TEST(test_chromium)
+{
+  static const struct {
+    const char *userinfo;
+    bool ok;
+  } rows[] = {{"alice:Passw0rd!", true}, {"alice:Wr0ng!", false}};
+  struct kb_users *users = interop_users();
+  struct sim_topology *topo = interop_start(users, PROXY_POLICY_PER_REQUEST);
+  struct backend_stats bs;
+  size_t i;
+
+  for(i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+    char profile[300], user_data[320], url[256];
+    char *argv[] = {"/usr/bin/chromium",
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    user_data,
+                    "--dump-dom",
+                    url,
+                    NULL};
+    struct proc_out p;
+
+    snprintf(profile, sizeof(profile), "%s/chromium-%zu", userfile_dir, i);
+    snprintf(user_data, sizeof(user_data), "--user-data-dir=%s", profile);
+    snprintf(url, sizeof(url), "http://%s@%s/autodiscover/autodiscover.xml",
+             rows[i].userinfo, topo->proxy_url + strlen("http://"));
+    proc_run(argv, &p);
+    ck_assert_msg(p.status == 0, "chromium exited %d: %.2000s", p.status,
+                  p.err.data);
+    if(rows[i].ok)
+      ck_assert_msg(strstr(p.out.data, "405 - HTTP verb used to access this "
+                                       "page is not allowed"),
+                    "%.2000s", p.out.data);
+    else
+      ck_assert_msg(strstr(p.err.data, "ERR_INVALID_AUTH_CREDENTIALS"),
+                    "%.2000s", p.err.data);
+    proc_free(&p);
+  }
+  backend_stats(topo->backend, &bs);
+  ck_assert_uint_eq(bs.bad_method, 1);
+  pthread_mutex_lock(&notes_lock);
+  ck_assert_msg(strstr(auth_notes, "authenticated as FABRIKAM\\alice"), "%s",
+                auth_notes);
+  pthread_mutex_unlock(&notes_lock);
+  sim_topology_stop(topo);
+  kb_users_free(users);
+}
+END_TEST
+
 /* ---- libcurl: the spellings of one account ----------------------------- */
 
 /* Every spelling a domain controller accepts gets through libcurl's NTLM
@@ -695,6 +755,7 @@ int main(void)
   tcase_add_test(tc, test_curl_spellings);
   tcase_add_test(tc, test_non_ascii_case);
   tcase_add_test(tc, test_kbsim_client_kinds);
+  tcase_add_test(tc, test_chromium);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("acceptors");
