@@ -301,8 +301,9 @@ static void interop_note(void *ctx, const struct kb_trace_event *ev)
   pthread_mutex_unlock(&notes_lock);
 }
 
-static struct sim_topology *interop_start(struct kb_users *users,
-                                          enum proxy_policy policy)
+static struct sim_topology *interop_start_dns(struct kb_users *users,
+                                              enum proxy_policy policy,
+                                              const char *dns_domain)
 {
   struct sim_topology_config cfg;
   struct sim_topology *topo = NULL;
@@ -313,9 +314,16 @@ static struct sim_topology *interop_start(struct kb_users *users,
   cfg.policy = policy;
   cfg.users = users;
   cfg.trace.emit = interop_note;
+  cfg.dns_domain = dns_domain;
   ck_assert_msg(sim_topology_start(&cfg, &topo, err, sizeof(err)) == 0, "%s",
                 err);
   return topo;
+}
+
+static struct sim_topology *interop_start(struct kb_users *users,
+                                          enum proxy_policy policy)
+{
+  return interop_start_dns(users, policy, NULL);
 }
 
 static char *oof_body;
@@ -661,28 +669,19 @@ END_TEST
 
 /* Every spelling a domain controller accepts gets through libcurl's NTLM
  * (which sends user and domain as typed); the others get the same 401. */
-START_TEST(test_curl_spellings)
+struct spelling {
+  const char *userpwd;
+  long status;
+};
+
+/* POSTs with libcurl's NTLM as each spelling, one connection each, and
+ * asserts its status; every 401 has the same body. */
+static void curl_spellings(const struct sim_topology *topo,
+                           const struct spelling *rows, size_t n)
 {
-  static const struct {
-    const char *userpwd;
-    long status;
-  } rows[] = {
-      {"FABRIKAM\\alice:Passw0rd!", 200},
-      {"fabrikam\\ALICE:Passw0rd!", 200},
-      {"alice:Passw0rd!", 200}, /* empty domain: the listener's */
-      {"fabrikam.com\\alice:Passw0rd!", 200},
-      {"alice@fabrikam.com:Passw0rd!", 200}, /* UPN, empty domain */
-      {"FABRIKAM\\alice:passw0rd!", 401},
-      {"FABRIKAM\\mallory:Passw0rd!", 401},
-      {"CONTOSO\\alice:Passw0rd!", 401},
-      {"alice@FABRIKAM:Passw0rd!", 401},
-  };
-  struct kb_users *users = interop_users();
-  struct sim_topology *topo = interop_start(users, PROXY_POLICY_PER_REQUEST);
-  char first_401[512] = "";
   size_t i;
 
-  for(i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+  for(i = 0; i < n; i++) {
     struct http t;
     long status;
     http_init(&t, topo);
@@ -697,17 +696,54 @@ START_TEST(test_curl_spellings)
     curl_easy_getinfo(t.h, CURLINFO_RESPONSE_CODE, &status);
     ck_assert_msg(status == rows[i].status, "%s -> %ld, want %ld",
                   rows[i].userpwd, status, rows[i].status);
-    if(status == 401) {
-      if(!first_401[0])
-        snprintf(first_401, sizeof(first_401), "%s", t.body.data);
-      ck_assert_str_eq(t.body.data, first_401);
-    }
+    if(status == 401)
+      ck_assert_str_eq(t.body.data, "ISA ISA01: authentication failed; "
+                                    "check the user name and password\n");
     else
       ck_assert_ptr_nonnull(strstr(t.body.data, "GetUserOofSettingsResponse"));
     http_free(&t);
   }
-  ck_assert_str_eq(first_401, "ISA ISA01: authentication failed; check the "
-                              "user name and password\n");
+}
+
+/* Every spelling a domain controller accepts gets through libcurl's NTLM
+ * (which sends user and domain as typed); the others get the same 401. */
+START_TEST(test_curl_spellings)
+{
+  static const struct spelling rows[] = {
+      {"FABRIKAM\\alice:Passw0rd!", 200},
+      {"fabrikam\\ALICE:Passw0rd!", 200},
+      {"alice:Passw0rd!", 200}, /* empty domain: the listener's */
+      {"fabrikam.com\\alice:Passw0rd!", 200},
+      {"alice@fabrikam.com:Passw0rd!", 200}, /* UPN, empty domain */
+      {"FABRIKAM\\alice:passw0rd!", 401},
+      {"FABRIKAM\\mallory:Passw0rd!", 401},
+      {"CONTOSO\\alice:Passw0rd!", 401},
+      {"alice@FABRIKAM:Passw0rd!", 401},
+  };
+  struct kb_users *users = interop_users();
+  struct sim_topology *topo = interop_start(users, PROXY_POLICY_PER_REQUEST);
+
+  curl_spellings(topo, rows, sizeof(rows) / sizeof(rows[0]));
+  sim_topology_stop(topo);
+  kb_users_free(users);
+}
+END_TEST
+
+/* With another DNS domain configured ([users] dns_domain), that name and
+ * its UPNs sign in, and fabrikam.com no longer does. */
+START_TEST(test_curl_dns_domain)
+{
+  static const struct spelling rows[] = {
+      {"corp.fabrikam.test\\alice:Passw0rd!", 200},
+      {"alice@CORP.fabrikam.test:Passw0rd!", 200},
+      {"fabrikam.com\\alice:Passw0rd!", 401},
+      {"alice@fabrikam.com:Passw0rd!", 401},
+  };
+  struct kb_users *users = interop_users();
+  struct sim_topology *topo =
+      interop_start_dns(users, PROXY_POLICY_PER_REQUEST, "corp.fabrikam.test");
+
+  curl_spellings(topo, rows, sizeof(rows) / sizeof(rows[0]));
   sim_topology_stop(topo);
   kb_users_free(users);
 }
@@ -753,6 +789,7 @@ int main(void)
   tcase_add_loop_test(tc, test_stack_as_client, 0, (int)(2 * 2 * NACCOUNTS));
   tcase_add_loop_test(tc, test_stack_wrong_password, 0, 2);
   tcase_add_test(tc, test_curl_spellings);
+  tcase_add_test(tc, test_curl_dns_domain);
   tcase_add_test(tc, test_non_ascii_case);
   tcase_add_test(tc, test_kbsim_client_kinds);
   tcase_add_test(tc, test_chromium);
