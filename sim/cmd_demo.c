@@ -178,10 +178,11 @@ static void kbsim_demo_leg(const struct kbsim_demo *d,
   snprintf(who, sizeof(who),
            "%s decided:", leg->member[0] ? leg->member : "ISA");
   for(i = 0; i < leg->nisa; i++) {
-    bool kept = strstr(leg->isa_notes[i], "not challenged") != NULL;
+    /* The bug's own decision is told in red. */
+    bool kept = leg->isa_notes[i].code == KB_NOTE_REAUTH_SKIPPED;
     kbsim_label(d, KBSIM_YELLOW, who);
     printf("%s%s%s\n", kbsim_on(d, kept ? KBSIM_RED : KBSIM_PLAIN),
-           leg->isa_notes[i], kbsim_off(d));
+           leg->isa_notes[i].text, kbsim_off(d));
   }
   for(i = 0; i < leg->nback; i++) {
     const struct html_hop *hop = &leg->back[i];
@@ -200,11 +201,11 @@ static void kbsim_demo_leg(const struct kbsim_demo *d,
   }
   for(i = 0; i < leg->nclient; i++) {
     /* The notification and the log line are told with the POST. */
-    if(!strncmp(leg->client_notes[i], "notification: ", 14) ||
-       !strncmp(leg->client_notes[i], "log: ", 5))
+    if(leg->client_notes[i].code == KB_NOTE_NOTIFICATION ||
+       leg->client_notes[i].code == KB_NOTE_LOG)
       continue;
     kbsim_label(d, KBSIM_DIM, "Communicator noted:");
-    printf("%s\n", leg->client_notes[i]);
+    printf("%s\n", leg->client_notes[i].text);
   }
   kbsim_answer(&leg->front, answer, sizeof(answer));
   kbsim_label(d, KBSIM_BOLD, "Communicator got:");

@@ -35,7 +35,7 @@
 
 /* The listener's events for one request on one connection. */
 struct html_group {
-  char **notes;
+  struct html_note *notes;
   size_t nnotes;
   size_t *backs; /* recorder indices of Exchange's EXCHANGE events */
   size_t nbacks;
@@ -115,10 +115,11 @@ static int html__push_index(size_t **items, size_t *count, size_t value)
   return 0;
 }
 
-static int html__push_text(char ***items, size_t *count, const char *text)
+static int html__push_note(struct html_note **items, size_t *count,
+                           enum kb_note code, const char *text)
 {
   char *copy = strdup(text ? text : "");
-  char **bigger;
+  struct html_note *bigger;
 
   if(!copy)
     return -1;
@@ -128,7 +129,8 @@ static int html__push_text(char ***items, size_t *count, const char *text)
     return -1;
   }
   *items = bigger;
-  (*items)[(*count)++] = copy;
+  (*items)[*count].code = code;
+  (*items)[(*count)++].text = copy;
   return 0;
 }
 
@@ -265,10 +267,10 @@ static void html__leg_free(struct html_leg *leg)
     html__hop_free(&leg->back[i]);
   free(leg->back);
   for(i = 0; i < leg->nisa; i++)
-    free(leg->isa_notes[i]);
+    free(leg->isa_notes[i].text);
   free(leg->isa_notes);
   for(i = 0; i < leg->nclient; i++)
-    free(leg->client_notes[i]);
+    free(leg->client_notes[i].text);
   free(leg->client_notes);
   memset(leg, 0, sizeof(*leg));
 }
@@ -294,7 +296,7 @@ static void html__build_free(struct html_build *b)
     for(j = 0; j < c->ngroups; j++) {
       size_t k;
       for(k = 0; k < c->groups[j].nnotes; k++)
-        free(c->groups[j].notes[k]);
+        free(c->groups[j].notes[k].text);
       free(c->groups[j].notes);
       free(c->groups[j].backs);
     }
@@ -660,7 +662,7 @@ static int html__client_note(struct html_build *b, struct html_story *story,
      !b->last_leg[id] || !ev->text)
     return 0;
   leg = &story->legs[b->last_leg[id] - 1];
-  return html__push_text(&leg->client_notes, &leg->nclient, ev->text);
+  return html__push_note(&leg->client_notes, &leg->nclient, ev->note, ev->text);
 }
 
 /* Starts a leg for a request Communicator sent. */
@@ -723,7 +725,7 @@ static int html__walk(const struct sim_recorder *rec, unsigned max_clients,
       c = html__find_pconn(b, ev->origin, ev->conn);
       if(c && ev->text) {
         g = html__open_group(c);
-        bad = !g || html__push_text(&g->notes, &g->nnotes, ev->text);
+        bad = !g || html__push_note(&g->notes, &g->nnotes, ev->note, ev->text);
         if(g)
           snprintf(g->member, sizeof(g->member), "%s", ev->origin);
       }
@@ -780,7 +782,8 @@ static int html__attach(const struct sim_recorder *rec, struct html_group *g,
     snprintf(leg->member, sizeof(leg->member), "%s", g->member);
   g->back_at = leg->nback;
   for(j = 0; j < g->nnotes; j++)
-    if(html__push_text(&leg->isa_notes, &leg->nisa, g->notes[j]))
+    if(html__push_note(&leg->isa_notes, &leg->nisa, g->notes[j].code,
+                       g->notes[j].text))
       return -1;
   if(!g->nbacks)
     return 0;
@@ -1216,7 +1219,7 @@ static void html__leg_title(FILE *out, const struct html_leg *leg)
     html__escf(out, "\n  Authorization: %s", leg->front.req_token);
   for(i = 0; i < leg->nisa; i++)
     html__escf(out, "\n%s decided: %s", leg->member[0] ? leg->member : "ISA",
-               leg->isa_notes[i]);
+               leg->isa_notes[i].text);
   if(leg->front.status)
     html__escf(out, "\nCommunicator got %d, %zu-byte body", leg->front.status,
                leg->front.resp_body);
@@ -1617,7 +1620,7 @@ static void html__details(FILE *out, const struct html_story *story)
     for(j = 0; j < leg->nisa; j++) {
       if(j)
         fputs("<br>", out);
-      html__esc(out, leg->isa_notes[j]);
+      html__esc(out, leg->isa_notes[j].text);
     }
     fputs("</td></tr>\n", out);
     for(j = 0; j < leg->nback; j++) {

@@ -39,19 +39,26 @@ struct html_hop {
   char *resp_token; /* of the WWW-Authenticate token, owned */
 };
 
+/* A note on a leg: its code (what consumers read) and its text (what
+ * people read). */
+struct html_note {
+  enum kb_note code;
+  char *text; /* owned */
+};
+
 /* One leg: a request Communicator sent to ISA, what ISA decided, what (if
  * anything) ISA forwarded to Exchange, and the answer Communicator got. */
 struct html_leg {
-  unsigned client;       /* client id */
-  char conn[64];         /* "client 1 conn 1" */
-  bool new_conn;         /* the first leg on its connection */
-  char member[32];       /* the ISA member that answered, "" if unknown */
-  struct html_hop front; /* as Communicator saw it */
-  struct html_hop *back; /* as Exchange saw what ISA forwarded; owned */
-  size_t nback;          /* 0: ISA answered on its own */
-  char **isa_notes;      /* ISA's decisions on this leg, owned */
+  unsigned client;             /* client id */
+  char conn[64];               /* "client 1 conn 1" */
+  bool new_conn;               /* the first leg on its connection */
+  char member[32];             /* the ISA member that answered, "" if unknown */
+  struct html_hop front;       /* as Communicator saw it */
+  struct html_hop *back;       /* as Exchange saw what ISA forwarded; owned */
+  size_t nback;                /* 0: ISA answered on its own */
+  struct html_note *isa_notes; /* ISA's decisions on this leg, owned */
   size_t nisa;
-  char **client_notes; /* what Communicator noted after it, owned */
+  struct html_note *client_notes; /* what Communicator noted after it */
   size_t nclient;
   int post;      /* index into the session's results, -1 unknown */
   bool post_end; /* the last leg of that POST */

@@ -513,13 +513,18 @@ START_TEST(story_of_one_bug_session)
       "%s", story.legs[3].back[0].req_token);
   ck_assert_uint_eq(story.legs[3].back[0].req_body, 0);
   ck_assert_int_eq(story.legs[3].back[0].status, 500);
-  ck_assert_ptr_nonnull(strstr(story.legs[3].isa_notes[0], "not challenged"));
+  /* The story reads codes; the text is for people. */
+  ck_assert_int_eq(story.legs[3].isa_notes[0].code, KB_NOTE_REAUTH_SKIPPED);
+  ck_assert_ptr_nonnull(
+      strstr(story.legs[3].isa_notes[0].text, "not challenged"));
   ck_assert_uint_eq(story.legs[2].back[0].req_body, 370);
-  ck_assert_ptr_nonnull(strstr(story.legs[2].isa_notes[0], "authenticated as "
-                                                           "FABRIKAM\\alice"));
+  ck_assert_int_eq(story.legs[2].isa_notes[0].code, KB_NOTE_AUTH_OK);
+  ck_assert_ptr_nonnull(strstr(story.legs[2].isa_notes[0].text,
+                               "authenticated as FABRIKAM\\alice"));
   /* Communicator noted the notification after the first failed POST. */
   ck_assert_uint_ge(story.legs[3].nclient, 1);
-  ck_assert_str_eq(story.legs[3].client_notes[0],
+  ck_assert_int_eq(story.legs[3].client_notes[0].code, KB_NOTE_NOTIFICATION);
+  ck_assert_str_eq(story.legs[3].client_notes[0].text,
                    "notification: Outlook Integration Error");
 
   html_story_free(&story);
@@ -906,6 +911,10 @@ START_TEST(demo_colour_flags)
   kbsim_input(always, "", "NO_COLOR", "1", &p);
   ck_assert_int_eq(p.status, 0);
   ck_assert_ptr_nonnull(strstr(p.out.data, "\033[31m"));
+  /* The decision that is the bug (KB_NOTE_REAUTH_SKIPPED) is red. */
+  ck_assert_ptr_nonnull(
+      strstr(p.out.data, "\033[31mconnection 1 is already authenticated as "
+                         "FABRIKAM\\alice; policy per-connection keeps"));
   ck_assert_ptr_nonnull(strstr(p.out.data, "\033[32mVerdict: as KB 942638 "
                                            "describes"));
   proc_free(&p);
