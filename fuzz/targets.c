@@ -13,6 +13,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include "auth.h"
 #include "kb_auth.h"
 #include "kb_env.h"
 #include "kb_users.h"
@@ -421,8 +422,41 @@ int fuzz_scenario(const uint8_t *data, size_t size)
   return 0;
 }
 
+int fuzz_decide(const uint8_t *data, size_t size)
+{
+  enum proxy_auth_state state = PROXY_AUTH_UNAUTHENTICATED;
+  size_t i;
+
+  for(i = 0; i < size; i++) {
+    struct proxy_auth_input in;
+    struct proxy_auth_decision d;
+
+    in.state = state;
+    in.policy =
+        (data[i] & 1) ? PROXY_POLICY_PER_REQUEST : PROXY_POLICY_PER_CONNECTION;
+    in.token = (enum proxy_token)((data[i] >> 1) & 7);
+    in.verified = (data[i] >> 4) & 1;
+    proxy_auth_decide(&in, &d);
+    fuzz_check(d.act <= PROXY_ACT_CHALLENGE, "action %d", (int)d.act);
+    fuzz_check(d.next <= PROXY_AUTH_AUTHENTICATED, "state %d", (int)d.next);
+    fuzz_check(d.note != KB_NOTE_NONE && d.note < KB_NOTE_COUNT, "note %d",
+               (int)d.note);
+    fuzz_check(d.act != PROXY_ACT_FORWARD || d.next == PROXY_AUTH_AUTHENTICATED,
+               "forwarded from %s", proxy_auth_state_name(state));
+    fuzz_check(!d.reauth_skipped || (state == PROXY_AUTH_AUTHENTICATED &&
+                                     in.policy == PROXY_POLICY_PER_CONNECTION &&
+                                     in.token == PROXY_TOKEN_NEGOTIATE),
+               "re-authentication skipped from %s",
+               proxy_auth_state_name(state));
+    fuzz_check(!d.auth_ok || (state == PROXY_AUTH_CHALLENGED && in.verified),
+               "authenticated without a verified type 3");
+    state = d.next;
+  }
+  return 0;
+}
+
 const struct fuzz_target fuzz_targets[] = {
-    {"ntlm", fuzz_ntlm},   {"ntlm_header", fuzz_ntlm_header},
-    {"ews", fuzz_ews},     {"autodiscover", fuzz_autodiscover},
-    {"users", fuzz_users}, {"scenario", fuzz_scenario},
-    {NULL, NULL}};
+    {"ntlm", fuzz_ntlm},     {"ntlm_header", fuzz_ntlm_header},
+    {"ews", fuzz_ews},       {"autodiscover", fuzz_autodiscover},
+    {"users", fuzz_users},   {"scenario", fuzz_scenario},
+    {"decide", fuzz_decide}, {NULL, NULL}};

@@ -51,6 +51,14 @@ int fuzz_users(const uint8_t *data, size_t size);
  * refused one says where ("fuzz.ini:LINE: ..."). Returns 0. */
 int fuzz_scenario(const uint8_t *data, size_t size);
 
+/* Each byte a request on one connection (bit 0 the policy, bits 1-3 the
+ * Authorization kind, bit 4 whether a type 3 verified) through the
+ * listener's decision table (proxy_auth_decide), the state threaded from
+ * one to the next: every decision is one the table has, a forward leaves
+ * the connection authenticated, and only a type 1 on an authenticated
+ * per-connection listener is forwarded without a challenge. Returns 0. */
+int fuzz_decide(const uint8_t *data, size_t size);
+
 /* The targets by name, for the replay test and fuzz/run. */
 struct fuzz_target {
   const char *name; /* also the corpus folder: fuzz/corpus/<name>/ */

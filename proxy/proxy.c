@@ -21,6 +21,7 @@
  * atomic or under proxy->lock.
  */
 #include "proxy.h"
+#include "auth.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -89,13 +90,6 @@
 
 /* ---- types ------------------------------------------------------------ */
 
-/* Where a client connection stands in its NTLM handshake. */
-enum proxy_auth_state {
-  PROXY_AUTH_UNAUTHENTICATED = 0,
-  PROXY_AUTH_CHALLENGED,   /* a type 2 was sent; a type 3 may follow */
-  PROXY_AUTH_AUTHENTICATED /* a type 3 was verified on this connection */
-};
-
 /* Where a client connection's upstream transfer stands. */
 enum proxy_fwd_state {
   PROXY_FWD_IDLE = 0, /* none: the request is decided on the spot */
@@ -126,14 +120,6 @@ struct proxy_watch {
   bool active;             /* libcurl wants events (not removed) */
   uint32_t events;         /* what the registration asks for */
   struct proxy_watch *next_dead;
-};
-
-/* What the Authorization header of a request carries. */
-enum proxy_token {
-  PROXY_TOKEN_NONE = 0,    /* no Authorization header */
-  PROXY_TOKEN_BAD,         /* present but unusable; see why */
-  PROXY_TOKEN_NEGOTIATE,   /* an NTLM type 1 */
-  PROXY_TOKEN_AUTHENTICATE /* an NTLM type 3 */
 };
 
 /* One event loop: a libmicrohttpd daemon accepting from the shared
@@ -1705,198 +1691,221 @@ static bool proxy_foreign_negotiate(const char *value, uint8_t *first)
   return memcmp(buf, signature, dlen < 8 ? dlen : 8) != 0;
 }
 
+/* Verifies the type 3 msg (raw: its bytes as sent) against the handshake
+ * pending on conn: the proof, the account (resolved as a domain
+ * controller would) and the MIC when one is announced. Fills conn->who
+ * with the account as the store spells it and returns true, or writes why
+ * not into err. */
+static bool proxy_verify_type3(struct proxy_conn *conn,
+                               const struct ntlm_message *msg,
+                               const struct ntlm_bytes *raw, char *err,
+                               size_t errlen)
+{
+  struct ntlm_exchange exchange;
+  struct proxy_lookup lookup;
+  size_t n;
+
+  exchange.negotiate = conn->hs_negotiate.data;
+  exchange.negotiate_len = conn->hs_negotiate.len;
+  exchange.challenge = conn->hs_challenge.data;
+  exchange.challenge_len = conn->hs_challenge.len;
+  exchange.authenticate = raw->data;
+  exchange.authenticate_len = raw->len;
+  memset(&lookup, 0, sizeof(lookup));
+  lookup.proxy = conn->proxy;
+  lookup.resolved = KB_RESOLVE_BAD_NAME;
+  err[0] = '\0';
+  if(ntlm_server_verify_ex(msg, &exchange, conn->challenge, proxy_lookup,
+                           &lookup, &conn->who, err, errlen) != NTLM_OK) {
+    n = strlen(err);
+    if(lookup.resolved != KB_RESOLVE_OK && n < errlen)
+      snprintf(err + n, errlen - n, "; account: %s",
+               kb_resolve_name(lookup.resolved));
+    return false;
+  }
+  /* The account as the store spells it, whatever spelling resolved. */
+  snprintf(conn->who.domain, sizeof(conn->who.domain), "%s",
+           lookup.account.domain);
+  snprintf(conn->who.user, sizeof(conn->who.user), "%s", lookup.account.user);
+  return true;
+}
+
+/* What the request's Authorization header carries, for the decision
+ * table; fills msg, raw and scheme for a type 1 or 3 and why for an
+ * unusable header; first is a foreign Negotiate token's first byte. */
+static enum proxy_token
+proxy_integrated_token(const char *value, enum ntlm_scheme *scheme,
+                       struct ntlm_message *msg, struct ntlm_bytes *raw,
+                       uint8_t *first, char *why, size_t whylen)
+{
+  enum ntlm_type peeked;
+  enum proxy_token token;
+
+  memset(msg, 0, sizeof(*msg));
+  if(proxy_foreign_negotiate(value, first))
+    return PROXY_TOKEN_KERBEROS;
+  token = proxy_read_token(value, scheme, msg, raw, &peeked, why, whylen);
+  if(token == PROXY_TOKEN_BAD && peeked == NTLM_TYPE_AUTHENTICATE)
+    token = PROXY_TOKEN_BAD_TYPE3;
+  return token;
+}
+
 /* The integrated rows of the decision table (proxy.h): NTLM, raw or inside
  * Negotiate, with the connection's handshake state and the policy. value
- * is the request's Authorization header or NULL. Fills ans, forwarding
- * when the table says so. Never fails. */
+ * is the request's Authorization header or NULL. The decision is
+ * proxy_auth_decide's (auth.c); this reads the header, verifies a type 3
+ * when the table asks, tells the decision in a note and carries it out.
+ * Fills ans, forwarding when the table says so. Never fails. */
 static void proxy_decide_integrated(struct proxy_conn *conn,
                                     struct MHD_Connection *mc,
                                     const char *method, const char *value,
                                     struct proxy_answer *ans)
 {
   struct proxy *proxy = conn->proxy;
-  enum proxy_policy policy;
-  enum proxy_token token;
+  struct proxy_auth_input in;
+  struct proxy_auth_decision d;
   enum ntlm_scheme scheme = NTLM_SCHEME_NTLM;
-  enum ntlm_type peeked;
   struct ntlm_message msg;
   struct ntlm_bytes raw = {NULL, 0};
-  struct ntlm_exchange exchange;
-  struct proxy_lookup lookup;
   uint8_t first = 0;
   char why[320];
   char who[260];
   char what[128];
   char err[320];
 
-  if(proxy_foreign_negotiate(value, &first)) {
-    proxy_note(conn, KB_NOTE_KERBEROS,
+  /* One read per request: a concurrent proxy_set_policy applies from the
+   * next request on. */
+  in.policy = (enum proxy_policy)atomic_load(&proxy->policy);
+  in.state = conn->state;
+  why[0] = err[0] = '\0';
+  in.token = proxy_integrated_token(value, &scheme, &msg, &raw, &first, why,
+                                    sizeof(why));
+  if(conn->state == PROXY_AUTH_AUTHENTICATED)
+    proxy_who(&conn->who, who, sizeof(who));
+  else
+    who[0] = '\0';
+  in.verified = proxy_auth_verifies(in.state, in.token) &&
+                proxy_verify_type3(conn, &msg, &raw, err, sizeof(err));
+  proxy_auth_decide(&in, &d);
+
+  ans->delta.auth_failed = d.auth_failed;
+  ans->delta.auth_ok = d.auth_ok;
+  ans->delta.reauth_skipped = d.reauth_skipped;
+  if(d.forget)
+    memset(&conn->who, 0, sizeof(conn->who));
+  if(d.act != PROXY_ACT_CHALLENGE)
+    conn->state = d.next; /* proxy_challenge sets CHALLENGED once sent */
+  if(d.act == PROXY_ACT_FORWARD)
+    proxy_describe_forward(conn, method, what, sizeof(what));
+
+  switch(d.note) {
+  case KB_NOTE_FORWARD_AUTHENTICATED:
+    proxy_note(conn, d.note,
+               "connection %" PRIu64 " is authenticated as %s; %s", conn->id,
+               who, what);
+    break;
+  case KB_NOTE_OFFER:
+    proxy_note(conn, d.note,
+               "connection %" PRIu64 " is not authenticated%s and sent no "
+               "Authorization: 401 asking for NTLM",
+               conn->id,
+               in.state == PROXY_AUTH_CHALLENGED
+                   ? " (it left its handshake after the type 2)"
+                   : "");
+    proxy_answer_401(conn, ans,
+                     "ISA %s: authentication required; send NTLM "
+                     "credentials",
+                     proxy->name);
+    break;
+  case KB_NOTE_KERBEROS:
+    proxy_note(conn, d.note,
                "connection %" PRIu64 " sent a Negotiate token that is not "
                "NTLMSSP (first byte 0x%02x: SPNEGO/Kerberos); Kerberos is "
                "not available here, the client should fall back to NTLM: "
                "401 offering Negotiate and NTLM, nothing forwarded%s",
                conn->id, (unsigned)first,
-               conn->state == PROXY_AUTH_UNAUTHENTICATED
+               in.state == PROXY_AUTH_UNAUTHENTICATED
                    ? ""
                    : ", connection de-authenticated");
-    memset(&conn->who, 0, sizeof(conn->who));
-    conn->state = PROXY_AUTH_UNAUTHENTICATED;
     proxy_answer_401(conn, ans,
                      "ISA %s: Kerberos is not available on this listener; "
                      "authenticate with NTLM (Negotiate with an NTLMSSP "
                      "token, or NTLM)",
                      proxy->name);
-    return;
-  }
-
-  memset(&msg, 0, sizeof(msg));
-  /* One read per request: a concurrent proxy_set_policy applies from the
-   * next request on. */
-  policy = (enum proxy_policy)atomic_load(&proxy->policy);
-  why[0] = '\0';
-  token =
-      proxy_read_token(value, &scheme, &msg, &raw, &peeked, why, sizeof(why));
-  if(conn->state == PROXY_AUTH_AUTHENTICATED)
-    proxy_who(&conn->who, who, sizeof(who));
-  else
-    who[0] = '\0';
-
-  switch(token) {
-  case PROXY_TOKEN_NONE:
-    if(conn->state == PROXY_AUTH_AUTHENTICATED) {
-      proxy_describe_forward(conn, method, what, sizeof(what));
-      proxy_note(conn, KB_NOTE_FORWARD_AUTHENTICATED,
-                 "connection %" PRIu64 " is authenticated as %s; %s", conn->id,
-                 who, what);
-      proxy_forward(conn, mc, method, ans);
-    }
-    else {
-      proxy_note(conn, KB_NOTE_OFFER,
-                 "connection %" PRIu64 " is not authenticated%s and sent no "
-                 "Authorization: 401 asking for NTLM",
-                 conn->id,
-                 conn->state == PROXY_AUTH_CHALLENGED
-                     ? " (it left its handshake after the type 2)"
-                     : "");
-      conn->state = PROXY_AUTH_UNAUTHENTICATED;
-      proxy_answer_401(conn, ans,
-                       "ISA %s: authentication required; send NTLM "
-                       "credentials",
-                       proxy->name);
-    }
     break;
-
-  case PROXY_TOKEN_BAD:
-    if(peeked == NTLM_TYPE_AUTHENTICATE)
-      ans->delta.auth_failed = 1;
-    proxy_note(conn, KB_NOTE_AUTH_UNUSABLE,
+  case KB_NOTE_AUTH_UNUSABLE:
+    proxy_note(conn, d.note,
                "connection %" PRIu64 " sent an unusable Authorization "
                "header (%s): 401 asking for NTLM, connection "
                "de-authenticated",
                conn->id, why);
-    memset(&conn->who, 0, sizeof(conn->who));
-    conn->state = PROXY_AUTH_UNAUTHENTICATED;
     proxy_answer_401(conn, ans,
                      "ISA %s: unusable Authorization header: %s; start "
                      "again with an NTLM type 1",
                      proxy->name, why);
     break;
-
-  case PROXY_TOKEN_NEGOTIATE:
-    if(conn->state == PROXY_AUTH_AUTHENTICATED &&
-       policy == PROXY_POLICY_PER_CONNECTION) {
-      ans->delta.reauth_skipped = 1;
-      proxy_describe_forward(conn, method, what, sizeof(what));
-      proxy_note(conn, KB_NOTE_REAUTH_SKIPPED,
-                 "connection %" PRIu64 " is already authenticated as %s; "
-                 "policy per-connection keeps that context: NTLM type 1 not "
-                 "challenged, %s",
-                 conn->id, who, what);
-      proxy_forward(conn, mc, method, ans);
-    }
-    else if(conn->state == PROXY_AUTH_AUTHENTICATED) {
-      proxy_note(conn, KB_NOTE_REAUTH_CHALLENGED,
-                 "connection %" PRIu64 " is authenticated as %s, but policy "
-                 "per-request: NTLM type 1 on an authenticated connection "
-                 "restarts the handshake: 401 with a new type 2",
-                 conn->id, who);
-      proxy_challenge(conn, &msg, &raw, scheme, ans);
-    }
-    else {
-      proxy_note(conn, KB_NOTE_CHALLENGE,
-                 "connection %" PRIu64 ": NTLM type 1: 401 with a type 2 "
-                 "(handshake %u on this connection)",
-                 conn->id, conn->handshakes + 1);
-      proxy_challenge(conn, &msg, &raw, scheme, ans);
-    }
+  case KB_NOTE_REAUTH_SKIPPED:
+    proxy_note(conn, d.note,
+               "connection %" PRIu64 " is already authenticated as %s; "
+               "policy per-connection keeps that context: NTLM type 1 not "
+               "challenged, %s",
+               conn->id, who, what);
     break;
-
-  case PROXY_TOKEN_AUTHENTICATE:
-    if(conn->state != PROXY_AUTH_CHALLENGED) {
-      ans->delta.auth_failed = 1;
-      proxy_note(conn, KB_NOTE_AUTH_UNEXPECTED,
-                 "connection %" PRIu64 " sent an NTLM type 3 with no "
-                 "challenge pending: 401 asking for NTLM, connection "
-                 "de-authenticated",
-                 conn->id);
-      memset(&conn->who, 0, sizeof(conn->who));
-      conn->state = PROXY_AUTH_UNAUTHENTICATED;
-      proxy_answer_401(conn, ans,
-                       "ISA %s: NTLM type 3 without a challenge on this "
-                       "connection; start again with a type 1",
-                       proxy->name);
-      break;
-    }
-    err[0] = '\0';
-    exchange.negotiate = conn->hs_negotiate.data;
-    exchange.negotiate_len = conn->hs_negotiate.len;
-    exchange.challenge = conn->hs_challenge.data;
-    exchange.challenge_len = conn->hs_challenge.len;
-    exchange.authenticate = raw.data;
-    exchange.authenticate_len = raw.len;
-    memset(&lookup, 0, sizeof(lookup));
-    lookup.proxy = proxy;
-    lookup.resolved = KB_RESOLVE_BAD_NAME;
-    if(ntlm_server_verify_ex(&msg, &exchange, conn->challenge, proxy_lookup,
-                             &lookup, &conn->who, err,
-                             sizeof(err)) != NTLM_OK) {
-      ans->delta.auth_failed = 1;
-      memset(&conn->who, 0, sizeof(conn->who));
-      conn->state = PROXY_AUTH_UNAUTHENTICATED;
-      proxy_note(
-          conn, KB_NOTE_AUTH_REFUSED,
-          "connection %" PRIu64 ": NTLM type 3 refused (%s%s%s): 401 "
-          "asking for NTLM, nothing forwarded",
-          conn->id, err, lookup.resolved == KB_RESOLVE_OK ? "" : "; account: ",
-          lookup.resolved == KB_RESOLVE_OK ? ""
-                                           : kb_resolve_name(lookup.resolved));
-      /* The same answer whatever the reason: a client must not learn
-       * which accounts exist (the reason is in the note above). */
-      proxy_answer_401(conn, ans,
-                       "ISA %s: authentication failed; check the user name "
-                       "and password",
-                       proxy->name);
-      break;
-    }
-    /* The account as the store spells it, whatever spelling resolved. */
-    snprintf(conn->who.domain, sizeof(conn->who.domain), "%s",
-             lookup.account.domain);
-    snprintf(conn->who.user, sizeof(conn->who.user), "%s", lookup.account.user);
-    ans->delta.auth_ok = 1;
-    conn->state = PROXY_AUTH_AUTHENTICATED;
+  case KB_NOTE_REAUTH_CHALLENGED:
+    proxy_note(conn, d.note,
+               "connection %" PRIu64 " is authenticated as %s, but policy "
+               "per-request: NTLM type 1 on an authenticated connection "
+               "restarts the handshake: 401 with a new type 2",
+               conn->id, who);
+    break;
+  case KB_NOTE_CHALLENGE:
+    proxy_note(conn, d.note,
+               "connection %" PRIu64 ": NTLM type 1: 401 with a type 2 "
+               "(handshake %u on this connection)",
+               conn->id, conn->handshakes + 1);
+    break;
+  case KB_NOTE_AUTH_UNEXPECTED:
+    proxy_note(conn, d.note,
+               "connection %" PRIu64 " sent an NTLM type 3 with no "
+               "challenge pending: 401 asking for NTLM, connection "
+               "de-authenticated",
+               conn->id);
+    proxy_answer_401(conn, ans,
+                     "ISA %s: NTLM type 3 without a challenge on this "
+                     "connection; start again with a type 1",
+                     proxy->name);
+    break;
+  case KB_NOTE_AUTH_REFUSED:
+    proxy_note(conn, d.note,
+               "connection %" PRIu64 ": NTLM type 3 refused (%s): 401 "
+               "asking for NTLM, nothing forwarded",
+               conn->id, err);
+    /* The same answer whatever the reason: a client must not learn
+     * which accounts exist (the reason is in the note above). */
+    proxy_answer_401(conn, ans,
+                     "ISA %s: authentication failed; check the user name "
+                     "and password",
+                     proxy->name);
+    break;
+  case KB_NOTE_AUTH_OK:
     memset(conn->challenge, 0, sizeof(conn->challenge));
     ntlm_bytes_free(&conn->hs_negotiate);
     ntlm_bytes_free(&conn->hs_challenge);
-    proxy_describe_forward(conn, method, what, sizeof(what));
-    proxy_note(conn, KB_NOTE_AUTH_OK,
+    proxy_note(conn, d.note,
                "connection %" PRIu64 " authenticated as %s (%s%s%s); %s",
                conn->id, proxy_who(&conn->who, who, sizeof(who)),
                ntlm_response_kind_name(conn->who.kind),
                conn->who.mic_checked ? ", MIC verified" : "",
                conn->who.key_exchanged ? ", session key exchanged" : "", what);
-    proxy_forward(conn, mc, method, ans);
+    break;
+  default:
     break;
   }
+
+  if(d.act == PROXY_ACT_FORWARD)
+    proxy_forward(conn, mc, method, ans);
+  else if(d.act == PROXY_ACT_CHALLENGE)
+    proxy_challenge(conn, &msg, &raw, scheme, ans);
   ntlm_message_free(&msg);
   ntlm_bytes_free(&raw);
 }

@@ -1,0 +1,77 @@
+/*
+ * auth.h - internal to proxy/: the integrated listener's decision table
+ * (proxy/README.md, "Integrated") as a pure function. It reads the
+ * connection's state, the policy and what the Authorization header
+ * carries, and says what to do, what the connection's state becomes,
+ * which counters move and which note code tells it. It touches neither
+ * libmicrohttpd nor libcurl, nor any NTLM crypto: a type 3's proof is
+ * checked by the caller first (proxy_auth_verifies says when) and handed
+ * in as a verdict.
+ */
+#ifndef PROXY_AUTH_H
+#define PROXY_AUTH_H
+
+#include <stdbool.h>
+
+#include "kb_env.h"
+#include "proxy.h"
+
+/* Where a connection's NTLM handshake stands. */
+enum proxy_auth_state {
+  PROXY_AUTH_UNAUTHENTICATED = 0,
+  PROXY_AUTH_CHALLENGED,   /* a type 2 was sent; a type 3 may follow */
+  PROXY_AUTH_AUTHENTICATED /* a type 3 was verified on this connection */
+};
+
+/* What a request's Authorization header carries. */
+enum proxy_token {
+  PROXY_TOKEN_NONE = 0,     /* no Authorization header */
+  PROXY_TOKEN_BAD,          /* present but unusable */
+  PROXY_TOKEN_BAD_TYPE3,    /* unusable, though it claims to be a type 3 */
+  PROXY_TOKEN_KERBEROS,     /* Negotiate with a token that is not NTLMSSP */
+  PROXY_TOKEN_NEGOTIATE,    /* an NTLM type 1 */
+  PROXY_TOKEN_AUTHENTICATE, /* an NTLM type 3 */
+  PROXY_TOKEN_COUNT         /* not a token: how many there are */
+};
+
+/* What the listener does with the request. */
+enum proxy_act {
+  PROXY_ACT_FORWARD = 0, /* to Exchange, as it came */
+  PROXY_ACT_OFFER,       /* 401 offering Negotiate and NTLM */
+  PROXY_ACT_CHALLENGE    /* 401 with a new type 2 (handshake restarts) */
+};
+
+struct proxy_auth_input {
+  enum proxy_auth_state state;
+  enum proxy_policy policy;
+  enum proxy_token token;
+  /* PROXY_TOKEN_AUTHENTICATE while CHALLENGED: the type 3's proof (and
+   * MIC) checked out. Ignored otherwise. */
+  bool verified;
+};
+
+struct proxy_auth_decision {
+  enum proxy_act act;
+  enum proxy_auth_state next; /* the connection's state after it */
+  enum kb_note note;          /* the decision's note code */
+  bool forget;                /* drop the connection's identity */
+  bool auth_ok;               /* counters: a type 3 verified */
+  bool auth_failed;           /* a type 3 (or what claims to be) refused */
+  bool reauth_skipped;        /* the bug: a type 1 not challenged */
+};
+
+/* Whether the caller must verify the type 3 before deciding: exactly a
+ * PROXY_TOKEN_AUTHENTICATE on a CHALLENGED connection. */
+bool proxy_auth_verifies(enum proxy_auth_state state, enum proxy_token token);
+
+/* The decision table. Total: every input has a decision. */
+void proxy_auth_decide(const struct proxy_auth_input *in,
+                       struct proxy_auth_decision *out);
+
+/* "UNAUTHENTICATED", "CHALLENGED", "AUTHENTICATED"; "none", "bad", ...;
+ * "forward", "offer", "challenge". For tests and traces. */
+const char *proxy_auth_state_name(enum proxy_auth_state state);
+const char *proxy_token_name(enum proxy_token token);
+const char *proxy_act_name(enum proxy_act act);
+
+#endif /* PROXY_AUTH_H */

@@ -1,0 +1,227 @@
+/*
+ * test_decide.c - the integrated listener's decision table (proxy/auth.h,
+ * proxy/README.md "Integrated") as data: every connection state, policy
+ * and Authorization kind through proxy_auth_decide, each row's action,
+ * next state, note code and counters; then seeded random sequences in
+ * which a small model of the connection tracks what the table promises.
+ */
+#include <check.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "auth.h"
+
+enum {
+  U = PROXY_AUTH_UNAUTHENTICATED,
+  C = PROXY_AUTH_CHALLENGED,
+  A = PROXY_AUTH_AUTHENTICATED
+};
+enum { PC = PROXY_POLICY_PER_CONNECTION, PR = PROXY_POLICY_PER_REQUEST };
+enum {
+  FWD = PROXY_ACT_FORWARD,
+  OFFER = PROXY_ACT_OFFER,
+  CHAL = PROXY_ACT_CHALLENGE
+};
+/* counters: ok = auth_ok, fail = auth_failed, skip = reauth_skipped */
+enum { NONE = 0, OK = 1, FAIL = 2, SKIP = 4 };
+
+struct row {
+  int state, policy;
+  enum proxy_token token;
+  bool verified;
+  int act, next;
+  enum kb_note note;
+  bool forget;
+  int counters;
+};
+
+/* proxy/README.md's table, one row per input. */
+static const struct row rows[] = {
+    /* no Authorization */
+    {U, PC, PROXY_TOKEN_NONE, 0, OFFER, U, KB_NOTE_OFFER, 0, NONE},
+    {C, PC, PROXY_TOKEN_NONE, 0, OFFER, U, KB_NOTE_OFFER, 0, NONE},
+    {A, PC, PROXY_TOKEN_NONE, 0, FWD, A, KB_NOTE_FORWARD_AUTHENTICATED, 0,
+     NONE},
+    {U, PR, PROXY_TOKEN_NONE, 0, OFFER, U, KB_NOTE_OFFER, 0, NONE},
+    {C, PR, PROXY_TOKEN_NONE, 0, OFFER, U, KB_NOTE_OFFER, 0, NONE},
+    {A, PR, PROXY_TOKEN_NONE, 0, FWD, A, KB_NOTE_FORWARD_AUTHENTICATED, 0,
+     NONE},
+    /* type 1: the bug and the fix */
+    {U, PC, PROXY_TOKEN_NEGOTIATE, 0, CHAL, C, KB_NOTE_CHALLENGE, 0, NONE},
+    {C, PC, PROXY_TOKEN_NEGOTIATE, 0, CHAL, C, KB_NOTE_CHALLENGE, 0, NONE},
+    {A, PC, PROXY_TOKEN_NEGOTIATE, 0, FWD, A, KB_NOTE_REAUTH_SKIPPED, 0, SKIP},
+    {U, PR, PROXY_TOKEN_NEGOTIATE, 0, CHAL, C, KB_NOTE_CHALLENGE, 0, NONE},
+    {C, PR, PROXY_TOKEN_NEGOTIATE, 0, CHAL, C, KB_NOTE_CHALLENGE, 0, NONE},
+    {A, PR, PROXY_TOKEN_NEGOTIATE, 0, CHAL, C, KB_NOTE_REAUTH_CHALLENGED, 0,
+     NONE},
+    /* type 3, verified or not */
+    {U, PC, PROXY_TOKEN_AUTHENTICATE, 1, OFFER, U, KB_NOTE_AUTH_UNEXPECTED, 1,
+     FAIL},
+    {C, PC, PROXY_TOKEN_AUTHENTICATE, 1, FWD, A, KB_NOTE_AUTH_OK, 0, OK},
+    {C, PC, PROXY_TOKEN_AUTHENTICATE, 0, OFFER, U, KB_NOTE_AUTH_REFUSED, 1,
+     FAIL},
+    {A, PC, PROXY_TOKEN_AUTHENTICATE, 1, OFFER, U, KB_NOTE_AUTH_UNEXPECTED, 1,
+     FAIL},
+    {U, PR, PROXY_TOKEN_AUTHENTICATE, 0, OFFER, U, KB_NOTE_AUTH_UNEXPECTED, 1,
+     FAIL},
+    {C, PR, PROXY_TOKEN_AUTHENTICATE, 1, FWD, A, KB_NOTE_AUTH_OK, 0, OK},
+    {C, PR, PROXY_TOKEN_AUTHENTICATE, 0, OFFER, U, KB_NOTE_AUTH_REFUSED, 1,
+     FAIL},
+    {A, PR, PROXY_TOKEN_AUTHENTICATE, 0, OFFER, U, KB_NOTE_AUTH_UNEXPECTED, 1,
+     FAIL},
+    /* Kerberos, unusable headers: refused, de-authenticated */
+    {U, PC, PROXY_TOKEN_KERBEROS, 0, OFFER, U, KB_NOTE_KERBEROS, 1, NONE},
+    {A, PC, PROXY_TOKEN_KERBEROS, 0, OFFER, U, KB_NOTE_KERBEROS, 1, NONE},
+    {C, PR, PROXY_TOKEN_KERBEROS, 0, OFFER, U, KB_NOTE_KERBEROS, 1, NONE},
+    {A, PC, PROXY_TOKEN_BAD, 0, OFFER, U, KB_NOTE_AUTH_UNUSABLE, 1, NONE},
+    {C, PR, PROXY_TOKEN_BAD, 0, OFFER, U, KB_NOTE_AUTH_UNUSABLE, 1, NONE},
+    {A, PC, PROXY_TOKEN_BAD_TYPE3, 0, OFFER, U, KB_NOTE_AUTH_UNUSABLE, 1, FAIL},
+    {C, PR, PROXY_TOKEN_BAD_TYPE3, 0, OFFER, U, KB_NOTE_AUTH_UNUSABLE, 1, FAIL},
+};
+
+START_TEST(test_table_row)
+{
+  const struct row *r = &rows[_i];
+  struct proxy_auth_input in = {(enum proxy_auth_state)r->state,
+                                (enum proxy_policy)r->policy, r->token,
+                                r->verified};
+  struct proxy_auth_decision d;
+
+  proxy_auth_decide(&in, &d);
+  ck_assert_msg((int)d.act == r->act && (int)d.next == r->next &&
+                    d.note == r->note && d.forget == r->forget,
+                "%s %s %s%s: %s -> %s, %s, forget %d",
+                proxy_auth_state_name(in.state), proxy_policy_name(in.policy),
+                proxy_token_name(in.token), r->verified ? " (verified)" : "",
+                proxy_act_name(d.act), proxy_auth_state_name(d.next),
+                kb_note_name(d.note), d.forget);
+  ck_assert_int_eq(d.auth_ok, (r->counters & OK) != 0);
+  ck_assert_int_eq(d.auth_failed, (r->counters & FAIL) != 0);
+  ck_assert_int_eq(d.reauth_skipped, (r->counters & SKIP) != 0);
+  /* Only a type 3 on a CHALLENGED connection is verified at all. */
+  ck_assert_int_eq(proxy_auth_verifies(in.state, in.token),
+                   r->state == C && r->token == PROXY_TOKEN_AUTHENTICATE);
+}
+END_TEST
+
+/* The table covers every (state, policy, token) triple at least once for
+ * type 1 and none, and the decision is total: no input is left without a
+ * known action and note. */
+START_TEST(test_table_total)
+{
+  int state, policy, token, verified;
+
+  for(state = U; state <= A; state++)
+    for(policy = PC; policy <= PR; policy++)
+      for(token = 0; token <= PROXY_TOKEN_COUNT; token++)
+        for(verified = 0; verified < 2; verified++) {
+          struct proxy_auth_input in = {(enum proxy_auth_state)state,
+                                        (enum proxy_policy)policy,
+                                        (enum proxy_token)token, verified != 0};
+          struct proxy_auth_decision d;
+          proxy_auth_decide(&in, &d);
+          ck_assert_int_le(d.act, PROXY_ACT_CHALLENGE);
+          ck_assert_int_le(d.next, PROXY_AUTH_AUTHENTICATED);
+          ck_assert_int_ne(d.note, KB_NOTE_NONE);
+          /* Forwarding only from an authenticated connection, or as the
+           * verified type 3 that authenticates it. */
+          if(d.act == PROXY_ACT_FORWARD)
+            ck_assert_int_eq(d.next, PROXY_AUTH_AUTHENTICATED);
+        }
+}
+END_TEST
+
+/* A small xorshift for the sequences: seeded, the same on every run. */
+static uint64_t decide_rand(uint64_t *s)
+{
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+
+/* Thousands of random request sequences on one connection, policy
+ * switched at random between requests as the admin endpoint does: the
+ * state the decisions thread through keeps the table's promises. A
+ * connection is authenticated exactly after a verified type 3 and until
+ * anything but a bare request or (per-connection) a type 1; only a type
+ * 1 on an authenticated per-connection listener is forwarded body-less. */
+START_TEST(test_random_sequences)
+{
+  static const enum proxy_token tokens[] = {
+      PROXY_TOKEN_NONE,     PROXY_TOKEN_BAD,       PROXY_TOKEN_BAD_TYPE3,
+      PROXY_TOKEN_KERBEROS, PROXY_TOKEN_NEGOTIATE, PROXY_TOKEN_AUTHENTICATE};
+  uint64_t seed = 0x9e3779b97f4a7c15u;
+  unsigned skipped = 0, authenticated = 0;
+  int run, step;
+
+  for(run = 0; run < 2000; run++) {
+    enum proxy_auth_state state = PROXY_AUTH_UNAUTHENTICATED;
+    bool model_auth = false; /* the model: an identity is held */
+    bool model_chal = false; /* a type 2 is pending */
+    for(step = 0; step < 20; step++) {
+      struct proxy_auth_input in;
+      struct proxy_auth_decision d;
+      uint64_t r = decide_rand(&seed);
+      in.state = state;
+      in.policy =
+          (r & 1) ? PROXY_POLICY_PER_REQUEST : PROXY_POLICY_PER_CONNECTION;
+      in.token = tokens[(r >> 1) % (sizeof(tokens) / sizeof(tokens[0]))];
+      in.verified = (r >> 8) & 1;
+      proxy_auth_decide(&in, &d);
+
+      if(d.reauth_skipped) {
+        ck_assert(model_auth && in.policy == PROXY_POLICY_PER_CONNECTION &&
+                  in.token == PROXY_TOKEN_NEGOTIATE);
+        skipped++;
+      }
+      if(d.act == PROXY_ACT_FORWARD)
+        ck_assert(model_auth || (model_chal && in.verified &&
+                                 in.token == PROXY_TOKEN_AUTHENTICATE));
+      /* the model's own step */
+      if(in.token == PROXY_TOKEN_NEGOTIATE) {
+        if(!(model_auth && in.policy == PROXY_POLICY_PER_CONNECTION)) {
+          model_auth = false;
+          model_chal = true;
+        }
+      }
+      else if(in.token == PROXY_TOKEN_AUTHENTICATE) {
+        model_auth = model_chal && in.verified;
+        model_chal = false;
+        authenticated += model_auth;
+      }
+      else if(in.token != PROXY_TOKEN_NONE || !model_auth) {
+        model_auth = false;
+        model_chal = false;
+      }
+      state = d.next;
+      ck_assert_int_eq(state == PROXY_AUTH_AUTHENTICATED, model_auth);
+      ck_assert_int_eq(state == PROXY_AUTH_CHALLENGED, model_chal);
+    }
+  }
+  /* Both interesting paths were taken many times. */
+  ck_assert_uint_gt(skipped, 100);
+  ck_assert_uint_gt(authenticated, 100);
+}
+END_TEST
+
+int main(void)
+{
+  Suite *s = suite_create("decide");
+  TCase *tc = tcase_create("table");
+  SRunner *sr;
+  int failed;
+
+  tcase_add_loop_test(tc, test_table_row, 0,
+                      (int)(sizeof(rows) / sizeof(rows[0])));
+  tcase_add_test(tc, test_table_total);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("sequences");
+  tcase_add_test(tc, test_random_sequences);
+  suite_add_tcase(s, tc);
+  sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? 1 : 0;
+}
