@@ -107,8 +107,9 @@ enum client_leg_kind {
 struct client_socket {
   curl_socket_t fd;
   uint64_t conn;
-  unsigned requests; /* requests sent on it, for max_requests */
-  char name[48];     /* "client <id> conn <n>" when names are in use, else "" */
+  unsigned requests;           /* requests sent on it, for max_requests */
+  char name[KB_CONN_NAME_LEN]; /* "client <id> conn <n>" when names are in use,
+                                  else "" */
   uint16_t remote_port; /* where it connects, after the balancer's pick */
 };
 
@@ -581,12 +582,15 @@ static curl_socket_t client_open_socket(void *clientp, curlsocktype purpose,
 {
   struct client *c = clientp;
   struct client_socket *sock;
-  char name[48];
+  struct kb_conn_id id;
+  char name[KB_CONN_NAME_LEN];
   curl_socket_t fd;
   if(purpose != CURLSOCKTYPE_IPCXN || c->nsockets == CLIENT_MAX_SOCKETS)
     return CURL_SOCKET_BAD;
-  snprintf(name, sizeof(name), "client %u conn %" PRIu64, c->id,
-           c->sockets_opened + 1);
+  id.client = c->id;
+  id.conn = (unsigned)(c->sockets_opened + 1);
+  id.upstream = 0;
+  kb_conn_name_format(&id, name, sizeof(name));
   client_balance(c, name, address);
   fd = socket(address->family, address->socktype | SOCK_CLOEXEC,
               address->protocol);

@@ -663,9 +663,16 @@ static void proxy_curl_global_init(void)
  * claims the name once libcurl has connected it (see kb_names). */
 static void proxy_name_upstream(struct proxy_conn *conn)
 {
+  struct kb_conn_id id;
+
   conn->upstreams++;
-  snprintf(conn->up_name, sizeof(conn->up_name), "%s upstream %u", conn->name,
-           conn->upstreams);
+  if(!kb_conn_name_parse(conn->name, &id) && id.conn) {
+    id.upstream = conn->upstreams;
+    kb_conn_name_format(&id, conn->up_name, sizeof(conn->up_name));
+  }
+  else /* a name from outside the simulation: kept as it came */
+    snprintf(conn->up_name, sizeof(conn->up_name), "%s upstream %u", conn->name,
+             conn->upstreams);
   conn->up_claimed = false;
 }
 

@@ -389,11 +389,14 @@ static void evidence__endpoints(const struct evidence_conn *c, unsigned index,
                                 struct evidence_endpoint *cli,
                                 struct evidence_endpoint *srv)
 {
-  unsigned id = 0, conn = 0;
+  struct kb_conn_id name;
+  unsigned id, conn;
 
   memset(cli, 0, sizeof(*cli));
   memset(srv, 0, sizeof(*srv));
-  sscanf(c->name, "client %u conn %u", &id, &conn);
+  kb_conn_name_parse(c->name, &name); /* zeroed when it is no client's */
+  id = name.client;
+  conn = name.conn;
   if(c->hop == KB_HOP_CLIENT_PROXY) {
     cli->ip[0] = 127;
     cli->ip[1] = 1;

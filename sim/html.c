@@ -138,15 +138,9 @@ static int html__push_note(struct html_note **items, size_t *count,
  * upstream 2" starts with, or 0 when it names no client. */
 static unsigned html__client_of(const char *name)
 {
-  char *end;
-  unsigned long id;
+  struct kb_conn_id id;
 
-  if(!name || strncmp(name, "client ", 7) || !isdigit((unsigned char)name[7]))
-    return 0;
-  id = strtoul(name + 7, &end, 10);
-  if((*end && *end != ' ') || id == 0 || id > 1000000)
-    return 0;
-  return (unsigned)id;
+  return kb_conn_name_parse(name, &id) ? 0 : id.client;
 }
 
 /* Copies the front connection's name out of an upstream name ("client 1
@@ -154,12 +148,12 @@ static unsigned html__client_of(const char *name)
  * not an upstream name. */
 static int html__front_of(const char *name, char *out, size_t len)
 {
-  const char *up = strstr(name, " upstream ");
+  struct kb_conn_id id;
 
-  if(!up || (size_t)(up - name) >= len)
+  if(kb_conn_name_parse(name, &id) || !id.upstream)
     return -1;
-  memcpy(out, name, (size_t)(up - name));
-  out[up - name] = '\0';
+  id.upstream = 0;
+  kb_conn_name_format(&id, out, len);
   return 0;
 }
 

@@ -123,13 +123,11 @@ static int sim__balancer_pick(void *ctx, const char *conn_name,
                               struct sockaddr *addr, unsigned addrlen)
 {
   const struct sim_topology *topo = ctx;
-  unsigned client = 0, conn = 0;
+  struct kb_conn_id id;
   size_t member;
   uint16_t port;
 
-  if(!conn_name ||
-     sscanf(conn_name, "client %u conn %u", &client, &conn) != 2 || !client ||
-     !conn)
+  if(kb_conn_name_parse(conn_name, &id) || !id.conn || id.upstream)
     return -1;
   if(topo->balancer == SIM_BALANCER_SEEDED) {
     struct kb_rng rng = topo->kb_rng;
@@ -143,7 +141,7 @@ static int sim__balancer_pick(void *ctx, const char *conn_name,
              topo->nproxies;
   }
   else
-    member = (client + conn - 2) % topo->nproxies;
+    member = (id.client + id.conn - 2) % topo->nproxies;
   port = htons(topo->proxy_ports[member]);
   if(addr->sa_family == AF_INET && addrlen >= sizeof(struct sockaddr_in))
     ((struct sockaddr_in *)addr)->sin_port = port;
