@@ -10,11 +10,11 @@
  * queue it. Handlers never block.
  */
 #include "backend.h"
+#include "kb_net.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -519,58 +519,6 @@ static uint16_t backend_bound_port(int fd)
   return port;
 }
 
-/* Opens a listening TCP socket on host:port. Returns the descriptor, or -1
- * with a one-line reason in err. The caller owns the descriptor. */
-static int backend_listen(const char *host, uint16_t port, char *err,
-                          size_t errlen)
-{
-  struct addrinfo hints;
-  struct addrinfo *ai = NULL;
-  char service[8];
-  char where[80];
-  int one = 1;
-  int rc;
-  int fd = -1;
-
-  if(strchr(host, ':')) {
-    snprintf(where, sizeof(where), "[%s]:%u", host, (unsigned)port);
-  }
-  else {
-    snprintf(where, sizeof(where), "%s:%u", host, (unsigned)port);
-  }
-  snprintf(service, sizeof(service), "%u", (unsigned)port);
-  memset(&hints, 0, sizeof(hints));
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
-  rc = getaddrinfo(host, service, &hints, &ai);
-  if(rc) {
-    snprintf(err, errlen,
-             "cannot listen on %s: '%s' is not a numeric address (%s); use "
-             "e.g. 127.0.0.1",
-             where, host, gai_strerror(rc));
-    goto out;
-  }
-  fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-  if(fd < 0) {
-    snprintf(err, errlen, "cannot listen on %s: socket(): %s", where,
-             strerror(errno));
-    goto out;
-  }
-  (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if(bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, SOMAXCONN)) {
-    snprintf(err, errlen, "cannot listen on %s: %s; pick another port or 0",
-             where, strerror(errno));
-    close(fd);
-    fd = -1;
-  }
-out:
-  if(ai) {
-    freeaddrinfo(ai);
-  }
-  return fd;
-}
-
 int backend_start(const struct backend_config *config, struct backend **out,
                   char *err, size_t errlen)
 {
@@ -611,7 +559,7 @@ int backend_start(const struct backend_config *config, struct backend **out,
   b->trace = config->trace;
   b->names = config->names;
 
-  fd = backend_listen(host, config->port, err, errlen);
+  fd = kb_net_listen("Exchange", host, config->port, 0, err, errlen);
   if(fd < 0) {
     goto out;
   }

@@ -7,11 +7,11 @@
  * and /status reports the policy the proxy actually has in force.
  */
 #include "admin.h"
+#include "kb_net.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <microhttpd.h>
-#include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -426,53 +426,6 @@ static enum MHD_Result admin__on_request(void *cls, struct MHD_Connection *conn,
   return admin__route(cls, conn, url, method);
 }
 
-/* Opens the listening socket. Returns it, or -1 with a one-line reason. */
-static int admin__listen(const char *host, uint16_t port, char *err,
-                         size_t errlen)
-{
-  struct addrinfo hints, *ai = NULL;
-  char service[8], where[80];
-  int one = 1;
-  int fd = -1;
-  int rc;
-
-  snprintf(where, sizeof(where), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host,
-           (unsigned)port);
-  snprintf(service, sizeof(service), "%u", (unsigned)port);
-  memset(&hints, 0, sizeof(hints));
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
-  rc = getaddrinfo(host, service, &hints, &ai);
-  if(rc) {
-    snprintf(err, errlen,
-             "admin endpoint: cannot listen on %s: '%s' is not "
-             "a numeric address (%s); use e.g. 127.0.0.1",
-             where, host, gai_strerror(rc));
-    goto done;
-  }
-  fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-  if(fd < 0) {
-    snprintf(err, errlen, "admin endpoint: cannot listen on %s: socket(): %s",
-             where, strerror(errno));
-    goto done;
-  }
-  (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if(bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, SOMAXCONN)) {
-    snprintf(err, errlen,
-             "admin endpoint: cannot listen on %s: %s; pick "
-             "another port or 0",
-             where, strerror(errno));
-    close(fd);
-    fd = -1;
-  }
-
-done:
-  if(ai)
-    freeaddrinfo(ai);
-  return fd;
-}
-
 int admin_start(const struct admin_config *config, struct admin **out,
                 char *err, size_t errlen)
 {
@@ -523,7 +476,7 @@ int admin_start(const struct admin_config *config, struct admin **out,
     proxy_set_policy(m->proxy, scenario_effective_policy(m->patch, m->script));
   }
 
-  fd = admin__listen(host, config->port, err, errlen);
+  fd = kb_net_listen("admin endpoint", host, config->port, 0, err, errlen);
   if(fd < 0)
     goto error;
   /* No MHD_USE_ERROR_LOG: a trainer's terminal shows kbsim's lines only. */

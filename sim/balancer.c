@@ -10,10 +10,10 @@
  * error on either side; both sockets are then closed together.
  */
 #include "balancer.h"
+#include "kb_net.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -102,83 +102,6 @@ static int balancer__fd_setup(int fd)
   if(fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0)
     return -1;
   return 0;
-}
-
-/* Resolves a numeric host and port into *ss. Returns 0, or -1 with the
- * resolver's reason in why. */
-static int balancer__resolve(const char *host, uint16_t port, bool passive,
-                             struct sockaddr_storage *ss, socklen_t *sslen,
-                             char *why, size_t whylen)
-{
-  struct addrinfo hints, *ai = NULL;
-  char service[8];
-  int rc;
-
-  snprintf(service, sizeof(service), "%u", (unsigned)port);
-  memset(&hints, 0, sizeof(hints));
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
-  rc = getaddrinfo(host, service, &hints, &ai);
-  if(rc || !ai || ai->ai_addrlen > sizeof(*ss)) {
-    snprintf(why, whylen, "%s", rc ? gai_strerror(rc) : "no address");
-    if(ai)
-      freeaddrinfo(ai);
-    return -1;
-  }
-  memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-  *sslen = ai->ai_addrlen;
-  freeaddrinfo(ai);
-  return 0;
-}
-
-/* Formats host:port, bracketing IPv6 literals, into out. */
-static void balancer__where(const char *host, uint16_t port, char *out,
-                            size_t len)
-{
-  snprintf(out, len, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host,
-           (unsigned)port);
-}
-
-/* Opens the listening socket. Returns it, or -1 with a one-line reason. */
-static int balancer__listen(const char *host, uint16_t port, char *err,
-                            size_t errlen)
-{
-  struct sockaddr_storage ss;
-  socklen_t sslen = 0;
-  char where[80], why[128];
-  int one = 1;
-  int fd = -1;
-
-  balancer__where(host, port, where, sizeof(where));
-  if(balancer__resolve(host, port, true, &ss, &sslen, why, sizeof(why))) {
-    snprintf(err, errlen,
-             "balancer: cannot listen on %s: '%s' is not a "
-             "numeric address (%s); use e.g. 127.0.0.1",
-             where, host, why);
-    goto error;
-  }
-  fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if(fd < 0) {
-    snprintf(err, errlen, "balancer: cannot listen on %s: socket(): %s", where,
-             strerror(errno));
-    goto error;
-  }
-  (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if(bind(fd, (struct sockaddr *)&ss, sslen) || listen(fd, SOMAXCONN) ||
-     balancer__fd_setup(fd)) {
-    snprintf(err, errlen,
-             "balancer: cannot listen on %s: %s; pick another "
-             "port or 0",
-             where, strerror(errno));
-    goto error;
-  }
-  return fd;
-
-error:
-  if(fd >= 0)
-    close(fd);
-  return -1;
 }
 
 /* The member for the k-th accepted connection (from 1). */
@@ -482,7 +405,7 @@ int balancer_start(const struct balancer_config *config, struct balancer **out,
       config->bind_host ? config->bind_host : BALANCER_DEFAULT_HOST;
   struct sockaddr_storage ss;
   socklen_t sslen = sizeof(ss);
-  char why[128], where[80];
+  char why[256], where[80];
   size_t i;
   int rc;
 
@@ -517,13 +440,11 @@ int balancer_start(const struct balancer_config *config, struct balancer **out,
     const char *mhost = config->members[i].host ? config->members[i].host
                                                 : BALANCER_DEFAULT_HOST;
 
-    if(balancer__resolve(mhost, config->members[i].port, false, &b->addrs[i],
-                         &b->addrlens[i], why, sizeof(why))) {
-      balancer__where(mhost, config->members[i].port, where, sizeof(where));
-      snprintf(err, errlen,
-               "balancer: member %zu at %s: not a numeric "
-               "address (%s)",
-               i + 1, where, why);
+    if(kb_net_resolve(mhost, config->members[i].port, false, &b->addrs[i],
+                      &b->addrlens[i], why, sizeof(why))) {
+      kb_net_where(mhost, config->members[i].port, where, sizeof(where));
+      snprintf(err, errlen, "balancer: member %zu at %s: %s", i + 1, where,
+               why);
       goto error;
     }
   }
@@ -538,7 +459,8 @@ int balancer_start(const struct balancer_config *config, struct balancer **out,
     snprintf(err, errlen, "balancer: pipe(): %s", strerror(errno));
     goto error;
   }
-  b->lfd = balancer__listen(host, config->port, err, errlen);
+  b->lfd = kb_net_listen("balancer", host, config->port, KB_NET_NONBLOCK, err,
+                         errlen);
   if(b->lfd < 0)
     goto error;
   if(getsockname(b->lfd, (struct sockaddr *)&ss, &sslen)) {

@@ -19,11 +19,18 @@
 #define BALANCER_MAX_MEMBERS 16
 
 /* How a new connection's member is chosen. */
+/* How a new connection's member is chosen: the one balancer mode of
+ * scenarios ([listener] balancer), the simulated topology and this
+ * balancer. */
 enum balancer_mode {
-  BALANCER_ROUND_ROBIN = 0, /* the k-th accepted connection goes to member
-                               (k - 1) mod N: connection order */
-  BALANCER_SEEDED           /* a draw from the seed per connection number:
-                               the same seed gives the same sequence */
+  /* In turn: here, the k-th accepted connection goes to member
+   * (k - 1) mod N (connection order); in the simulated topology, which
+   * knows each connection's name, client c's k-th connection goes to
+   * member (c + k - 2) mod N, whatever the order they connect in. */
+  BALANCER_ROUND_ROBIN = 0,
+  /* A draw from the seed: here per connection number, in the topology
+   * per connection name; the same seed gives the same sequence. */
+  BALANCER_SEEDED
 };
 
 /* "round-robin" / "seeded". */

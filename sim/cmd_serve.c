@@ -170,10 +170,8 @@ static void kbsim_serve_print_array(const struct scenario *sc,
          sc->description);
   kbsim_serve_url(o->proxy.host, balancer_port(bal), url, sizeof(url));
   printf("Balancer:     %s (%s per TCP connection over %zu member%s)\n", url,
-         balancer_mode_name(sc->balancer == SCENARIO_BALANCER_SEEDED
-                                ? BALANCER_SEEDED
-                                : BALANCER_ROUND_ROBIN),
-         sc->nmembers, sc->nmembers == 1 ? "" : "s");
+         balancer_mode_name(sc->balancer), sc->nmembers,
+         sc->nmembers == 1 ? "" : "s");
   for(i = 0; i < sc->nmembers; i++) {
     const struct scenario_member *m = &sc->members[i];
     char murl[128];
@@ -264,8 +262,7 @@ static int kbsim_serve_run(const struct scenario *sc,
       bcfg.members[i].host = "127.0.0.1";
       bcfg.members[i].port = topo->proxy_ports[i];
     }
-    bcfg.mode = sc->balancer == SCENARIO_BALANCER_SEEDED ? BALANCER_SEEDED
-                                                         : BALANCER_ROUND_ROBIN;
+    bcfg.mode = sc->balancer;
     bcfg.seed = sc->seed;
     if(balancer_start(&bcfg, &bal, err, sizeof(err))) {
       fprintf(stderr, "kbsim: %s\n", err);

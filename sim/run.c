@@ -104,9 +104,7 @@ int sim_scenario_run(const struct scenario *sc, struct kb_trace trace,
   cfg.auth = sc->auth;
   cfg.idle_timeout_ms = sc->idle_timeout_ms;
   cfg.max_requests = sc->max_requests;
-  cfg.balancer = sc->balancer == SCENARIO_BALANCER_SEEDED
-                     ? SIM_BALANCER_SEEDED
-                     : SIM_BALANCER_ROUND_ROBIN;
+  cfg.balancer = sc->balancer;
   cfg.nmembers = sc->nmembers;
   for(i = 0; i < sc->nmembers; i++) {
     cfg.members[i].name = sc->members[i].name;

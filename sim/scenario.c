@@ -43,7 +43,7 @@ void scenario_defaults(struct scenario *sc)
   snprintf(sc->name, sizeof(sc->name), "unnamed");
   sc->seed = 1;
   sc->auth = PROXY_AUTH_INTEGRATED;
-  sc->balancer = SCENARIO_BALANCER_ROUND_ROBIN;
+  sc->balancer = BALANCER_ROUND_ROBIN;
   sc->clients = 1;
   sc->kind = CLIENT_KIND_COMMUNICATOR;
   sc->posts = 2;
@@ -259,9 +259,9 @@ static void scenario__listener(struct scenario_parse *p, const char *key,
   }
   else if(!strcmp(key, "balancer")) {
     if(!strcmp(v, "round-robin"))
-      sc->balancer = SCENARIO_BALANCER_ROUND_ROBIN;
+      sc->balancer = BALANCER_ROUND_ROBIN;
     else if(!strcmp(v, "seeded"))
-      sc->balancer = SCENARIO_BALANCER_SEEDED;
+      sc->balancer = BALANCER_SEEDED;
     else
       scenario__fail(p, "[listener] balancer = %s: use round-robin or seeded",
                      v);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "balancer.h"
 #include "client.h"
 #include "ntlm.h"
 #include "proxy.h"
@@ -36,12 +37,6 @@ const char *scenario_patch_name(enum scenario_patch patch);
  * hotfix is (RTM + hotfix, or SP1); anything else stays per-connection. */
 enum proxy_policy scenario_effective_policy(enum scenario_patch patch,
                                             bool script);
-
-enum scenario_balancer {
-  SCENARIO_BALANCER_ROUND_ROBIN = 0, /* client c's k-th connection goes to
-                                        member (c + k - 2) mod N */
-  SCENARIO_BALANCER_SEEDED           /* a seeded draw per connection */
-};
 
 struct scenario_member {
   char name[32];
@@ -68,7 +63,7 @@ struct scenario {
   enum proxy_auth auth;
   int64_t idle_timeout_ms;
   unsigned max_requests;
-  enum scenario_balancer balancer;
+  enum balancer_mode balancer;
 
   /* [member NAME] sections, in file order */
   struct scenario_member members[SCENARIO_MAX_MEMBERS];

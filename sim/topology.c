@@ -129,7 +129,7 @@ static int sim__balancer_pick(void *ctx, const char *conn_name,
 
   if(kb_conn_name_parse(conn_name, &id) || !id.conn || id.upstream)
     return -1;
-  if(topo->balancer == SIM_BALANCER_SEEDED) {
+  if(topo->balancer == BALANCER_SEEDED) {
     struct kb_rng rng = topo->kb_rng;
     uint8_t draw[4];
     char label[96];

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "balancer.h"
 #include "client.h"
 #include "kb_env.h"
 #include "kb_users.h"
@@ -30,18 +31,11 @@ struct sim_member {
   enum proxy_policy policy; /* its effective policy */
 };
 
-/* How new client connections are spread over the members. */
-enum sim_balancer {
-  SIM_BALANCER_ROUND_ROBIN = 0, /* client c's k-th connection goes to
-                                   member (c + k - 2) mod N */
-  SIM_BALANCER_SEEDED           /* a seeded draw per connection name */
-};
-
 struct sim_topology_config {
   enum proxy_policy policy; /* with no members: one, "ISA01" */
   size_t nmembers;          /* 0 or up to SIM_MAX_MEMBERS */
   struct sim_member members[SIM_MAX_MEMBERS];
-  enum sim_balancer balancer;
+  enum balancer_mode balancer;
   enum proxy_auth auth;    /* every member's listener */
   int64_t idle_timeout_ms; /* listener keep-alive limits */
   unsigned max_requests;
@@ -74,7 +68,7 @@ struct sim_topology {
   struct proxy *proxies[SIM_MAX_MEMBERS];
   uint16_t proxy_ports[SIM_MAX_MEMBERS];
   size_t nproxies;
-  enum sim_balancer balancer;
+  enum balancer_mode balancer;
   char backend_url[64];
   char proxy_url[64];
 };

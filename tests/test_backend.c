@@ -1184,8 +1184,8 @@ START_TEST(start_errors_are_one_line)
   cfg.port = backend_port(b);
   ck_assert_int_eq(backend_start(&cfg, &other, err, sizeof(err)), -1);
   ck_assert_ptr_null(other);
-  snprintf(want, sizeof(want),
-           "cannot listen on 127.0.0.1:%u: ", (unsigned)backend_port(b));
+  snprintf(want, sizeof(want), "Exchange: cannot listen on 127.0.0.1:%u: ",
+           (unsigned)backend_port(b));
   ck_assert_msg(!strncmp(err, want, strlen(want)), "got '%s'", err);
   ck_assert_ptr_nonnull(strstr(err, "Address already in use"));
   ck_assert_ptr_null(strchr(err, '\n'));
