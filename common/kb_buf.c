@@ -3,6 +3,7 @@
  */
 #include "kb_buf.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,7 @@ enum kb_buf_result kb_buf_add(struct kb_buf *buf, const void *mem, size_t len)
   if(len)
     memcpy(buf->data + buf->len, mem, len);
   buf->len += len;
+  assert(buf->len < buf->size && buf->len <= buf->cap);
   buf->data[buf->len] = '\0';
   return KB_BUF_OK;
 }

@@ -3,6 +3,7 @@
  */
 #include "auth.h"
 
+#include <assert.h>
 #include <string.h>
 
 bool proxy_auth_verifies(enum proxy_auth_state state, enum proxy_token token)
@@ -82,6 +83,14 @@ void proxy_auth_decide(const struct proxy_auth_input *in,
     proxy__refuse(out, KB_NOTE_AUTH_UNUSABLE, false);
     break;
   }
+  /* The table's invariants: nothing is forwarded from a connection that
+   * is not authenticated afterwards, and only a verified type 3 on a
+   * challenged connection authenticates one. */
+  assert(out->act != PROXY_ACT_FORWARD ||
+         out->next == PROXY_AUTH_AUTHENTICATED);
+  assert(out->next != PROXY_AUTH_AUTHENTICATED ||
+         in->state == PROXY_AUTH_AUTHENTICATED || out->auth_ok);
+  assert(!out->auth_ok || (in->state == PROXY_AUTH_CHALLENGED && in->verified));
 }
 
 const char *proxy_auth_state_name(enum proxy_auth_state state)

@@ -24,6 +24,7 @@
 #include "auth.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -277,6 +278,11 @@ struct proxy_conn {
  * error" at once, from that same thread (inside MHD_run); the close is
  * deliberate and already noted, so that one line is dropped. */
 static _Thread_local bool proxy_closing_idle;
+
+/* The loop the calling thread runs (NULL on any other thread): requests
+ * are decided and answered only on their connection's loop, which is what
+ * lets struct proxy_conn go without a lock. Checked by assert(). */
+static _Thread_local const struct proxy_loop *proxy_current_loop;
 
 static void proxy_peer_watch(struct proxy_conn *conn,
                              struct MHD_Connection *mc);
@@ -2149,6 +2155,8 @@ static void proxy_decide(struct proxy_conn *conn, struct MHD_Connection *mc,
   const char *value;
   char what[128];
 
+  assert(proxy_current_loop == conn->loop);
+
   if(conn->req.too_big) {
     proxy_note(conn, KB_NOTE_BODY_TOO_LARGE,
                "request body of %zu bytes is over the %zu-byte limit: "
@@ -2751,6 +2759,8 @@ static void *proxy_loop_main(void *arg)
   struct proxy_loop *loop = arg;
   struct proxy *proxy = loop->proxy;
   struct epoll_event events[PROXY_LOOP_EVENTS];
+
+  proxy_current_loop = loop;
 
   for(;;) {
     int n = epoll_wait(loop->epfd, events, PROXY_LOOP_EVENTS,
