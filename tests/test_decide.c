@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "reauth.h"
 
 enum {
   U = PROXY_AUTH_UNAUTHENTICATED,
@@ -205,6 +206,34 @@ START_TEST(test_random_sequences)
 }
 END_TEST
 
+/* Communicator after the answer to its body-less type 1. */
+START_TEST(test_client_reauth_steps)
+{
+  static const struct {
+    int status;
+    bool type2;
+    enum client_reauth_step step;
+  } steps[] = {
+      {401, true, CLIENT_REAUTH_TYPE3},
+      {401, false, CLIENT_REAUTH_NO_CHALLENGE},
+      {200, false, CLIENT_REAUTH_ANSWERED},
+      {204, true, CLIENT_REAUTH_ANSWERED},
+      {500, false, CLIENT_REAUTH_BODY_LOST}, /* the support case's 500 */
+      {503, false, CLIENT_REAUTH_BODY_LOST},
+      {302, false, CLIENT_REAUTH_UNEXPECTED},
+      {403, true, CLIENT_REAUTH_UNEXPECTED},
+      {100, false, CLIENT_REAUTH_UNEXPECTED},
+      {600, false, CLIENT_REAUTH_UNEXPECTED},
+  };
+  size_t i;
+
+  for(i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
+    ck_assert_msg(
+        client_reauth_next(steps[i].status, steps[i].type2) == steps[i].step,
+        "HTTP %d%s", steps[i].status, steps[i].type2 ? " with a type 2" : "");
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("decide");
@@ -218,6 +247,9 @@ int main(void)
   suite_add_tcase(s, tc);
   tc = tcase_create("sequences");
   tcase_add_test(tc, test_random_sequences);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("client");
+  tcase_add_test(tc, test_client_reauth_steps);
   suite_add_tcase(s, tc);
   sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
