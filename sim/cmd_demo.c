@@ -138,7 +138,7 @@ static const char *kbsim_auth_words(enum kb_auth auth)
 
 /* Formats an answer: "401, WWW-Authenticate: NTLM type 2" or "500,
  * 479-byte body". */
-static void kbsim_answer(const struct html_hop *hop, char *out, size_t len)
+static void kbsim_answer(const struct story_hop *hop, char *out, size_t len)
 {
   if(!hop->status)
     snprintf(out, len, "no answer: the connection closed");
@@ -163,7 +163,7 @@ static enum kbsim_tone kbsim_status_tone(int status)
 /* Tells one leg: the request, ISA's decisions, what reached Exchange, the
  * answer. */
 static void kbsim_demo_leg(const struct kbsim_demo *d,
-                           const struct html_leg *leg, unsigned number)
+                           const struct story_leg *leg, unsigned number)
 {
   char who[48], answer[128];
   size_t i;
@@ -185,7 +185,7 @@ static void kbsim_demo_leg(const struct kbsim_demo *d,
            leg->isa_notes[i].text, kbsim_off(d));
   }
   for(i = 0; i < leg->nback; i++) {
-    const struct html_hop *hop = &leg->back[i];
+    const struct story_hop *hop = &leg->back[i];
     bool empty = !strcmp(hop->method, "POST") && hop->req_body == 0;
 
     kbsim_label(d, KBSIM_CYAN, "Exchange received:");
@@ -319,7 +319,7 @@ static void kbsim_phase_free(struct kbsim_phase *phase)
 static int kbsim_demo_phase(struct kbsim_demo *d, struct kbsim_phase *phase,
                             unsigned part, bool keep_bytes)
 {
-  struct html_story story;
+  struct story story;
   const struct sim_session *s;
   enum proxy_policy policy = scenario_effective_policy(
       phase->sc.members[0].patch, phase->sc.members[0].script);
@@ -335,7 +335,7 @@ static int kbsim_demo_phase(struct kbsim_demo *d, struct kbsim_phase *phase,
     fprintf(stderr, "kbsim: %s\n", err);
     return -1;
   }
-  if(html_story_build(&phase->rec, &phase->o.sessions, 1, 0, &story)) {
+  if(story_build(&phase->rec, &phase->o.sessions, 1, 0, &story)) {
     fprintf(stderr, "kbsim: out of memory reading the trace\n");
     return -1;
   }
@@ -347,7 +347,7 @@ static int kbsim_demo_phase(struct kbsim_demo *d, struct kbsim_phase *phase,
   if(s->error[0])
     printf("  client could not start: %s\n\n", s->error);
   for(i = 0; i < story.nlegs; i++) {
-    const struct html_leg *leg = &story.legs[i];
+    const struct story_leg *leg = &story.legs[i];
 
     if(leg->post != post) {
       post = leg->post;
@@ -367,7 +367,7 @@ static int kbsim_demo_phase(struct kbsim_demo *d, struct kbsim_phase *phase,
          phase->title, kbsim_off(d));
   kbsim_print_view("    ", &s->view);
   printf("\n");
-  html_story_free(&story);
+  story_free(&story);
 
   if(policy == PROXY_POLICY_PER_CONNECTION)
     phase->as_kb_says = s->view.integration_error &&

@@ -456,7 +456,7 @@ START_TEST(story_of_one_bug_session)
   struct scenario sc;
   struct sim_recorder rec;
   struct sim_outcome o;
-  struct html_story story;
+  struct story story;
   char err[256];
   static const int posts[] = {0, 0, 0, 1, 2};
   static const size_t backs[] = {0, 0, 1, 1, 1};
@@ -473,7 +473,7 @@ START_TEST(story_of_one_bug_session)
   ck_assert_msg(sim_scenario_run(&sc, sim_recorder_as_kb(&rec), &o, err,
                                  sizeof(err)) == 0,
                 "%s", err);
-  ck_assert_int_eq(html_story_build(&rec, &o.sessions, 0, 0, &story), 0);
+  ck_assert_int_eq(story_build(&rec, &o.sessions, 0, 0, &story), 0);
 
   ck_assert_uint_eq(story.nlegs, 5);
   ck_assert_uint_eq(story.legs_total, 5);
@@ -482,7 +482,7 @@ START_TEST(story_of_one_bug_session)
   ck_assert_uint_eq(story.nmembers, 1);
   ck_assert_str_eq(story.members[0], "ISA01");
   for(i = 0; i < 5; i++) {
-    const struct html_leg *leg = &story.legs[i];
+    const struct story_leg *leg = &story.legs[i];
     ck_assert_int_eq(leg->post, posts[i]);
     ck_assert(leg->post_end == (i >= 2));
     ck_assert_uint_eq(leg->nback, backs[i]);
@@ -527,7 +527,7 @@ START_TEST(story_of_one_bug_session)
   ck_assert_str_eq(story.legs[3].client_notes[0].text,
                    "notification: Outlook Integration Error");
 
-  html_story_free(&story);
+  story_free(&story);
   sim_outcome_free(&o);
   sim_recorder_free(&rec);
 }
