@@ -1,0 +1,381 @@
+/*
+ * loop.c - the listener's event loops: each thread waits on one epoll set
+ * holding its libmicrohttpd daemon, its wake-up eventfd, the libcurl
+ * sockets of its connections (libcurl's socket and timer callbacks) and
+ * the client sockets' EPOLLRDHUP watch. See proxy_int.h.
+ */
+#include "proxy_int.h"
+
+/* ---- the event loop ---------------------------------------------------- */
+
+/* Watches conn's client socket for the client leaving (see struct
+ * proxy_conn). Without it the connection still works; only a client that
+ * leaves mid-request is then noticed by the connection timeout instead. */
+void proxy_peer_watch(struct proxy_conn *conn, struct MHD_Connection *mc)
+{
+  const union MHD_ConnectionInfo *info =
+      MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+  struct epoll_event ev;
+
+  if(!info || conn->loop->epfd < 0)
+    return;
+  conn->peer.kind = PROXY_WATCH_PEER;
+  conn->peer.conn = conn;
+  conn->peer.fd = info->connect_fd;
+  conn->peer.embedded = true;
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLRDHUP;
+  ev.data.ptr = &conn->peer;
+  conn->peer.registered =
+      epoll_ctl(conn->loop->epfd, EPOLL_CTL_ADD, conn->peer.fd, &ev) == 0;
+}
+
+/* Stops watching conn's client socket. */
+void proxy_peer_unwatch(struct proxy_conn *conn)
+{
+  if(!conn->peer.registered)
+    return;
+  epoll_ctl(conn->loop->epfd, EPOLL_CTL_DEL, conn->peer.fd, NULL);
+  conn->peer.registered = false;
+}
+
+/* Takes conn off the list of connections whose client has gone. */
+void proxy_gone_unlink(struct proxy_conn *conn)
+{
+  struct proxy_loop *loop = conn->loop;
+
+  if(conn->gone_prev)
+    conn->gone_prev->gone_next = conn->gone_next;
+  else if(loop->gone == conn)
+    loop->gone = conn->gone_next;
+  if(conn->gone_next)
+    conn->gone_next->gone_prev = conn->gone_prev;
+  conn->gone_prev = conn->gone_next = NULL;
+}
+
+/* Shuts down our sending side of a connection whose client has gone, once
+ * nothing is left to send it (no answer being produced or sent), so that
+ * libmicrohttpd sees EPOLLHUP and closes it. Called after libmicrohttpd
+ * has read what arrived, and when an answer completes. */
+void proxy_peer_finish(struct proxy_conn *conn)
+{
+  char label[80];
+
+  if(!conn->peer_gone || conn->peer_shut || conn->answering ||
+     conn->fwd_state != PROXY_FWD_IDLE)
+    return;
+  if(conn->req.started || conn->req.uri)
+    proxy_note(conn, KB_NOTE_CLIENT_LEFT,
+               "connection %s: the client closed it in the middle of "
+               "a request; closing it, nothing forwarded",
+               proxy_conn_label(conn, label, sizeof(label)));
+  shutdown(conn->peer.fd, SHUT_WR);
+  conn->peer_shut = true;
+  proxy_gone_unlink(conn);
+}
+
+/* The loop saw EPOLLRDHUP (or HUP, ERR) on conn's client socket. The
+ * bytes that came before the FIN may not be read yet - a client may send
+ * a whole request and half-close - so the decision waits for
+ * proxy_loop_gone, after libmicrohttpd's turn. */
+static void proxy_peer_gone(struct proxy_conn *conn)
+{
+  struct proxy_loop *loop = conn->loop;
+
+  proxy_peer_unwatch(conn);
+  if(conn->peer_gone)
+    return;
+  conn->peer_gone = true;
+  conn->gone_prev = NULL;
+  conn->gone_next = loop->gone;
+  if(loop->gone)
+    loop->gone->gone_prev = conn;
+  loop->gone = conn;
+}
+
+/* After MHD_run: finishes the connections of loop whose client has gone,
+ * unless libmicrohttpd still has bytes to process (it then asks for a
+ * zero timeout, and the next turn decides). */
+static void proxy_loop_gone(struct proxy_loop *loop)
+{
+  MHD_UNSIGNED_LONG_LONG ms;
+  struct proxy_conn *c = loop->gone;
+
+  if(!c || (MHD_get_timeout(loop->daemon, &ms) == MHD_YES && ms == 0))
+    return;
+  while(c) {
+    struct proxy_conn *next = c->gone_next; /* finish may unlink c */
+    proxy_peer_finish(c);
+    c = next;
+  }
+}
+
+/* Milliseconds the loop may sleep: until the earliest libcurl timer of a
+ * transfer in flight or libmicrohttpd's next timeout, whichever is first,
+ * at most PROXY_LOOP_MAX_WAIT_MS. */
+static int proxy_loop_wait_ms(struct proxy_loop *loop)
+{
+  MHD_UNSIGNED_LONG_LONG mhd_ms;
+  int64_t wait = PROXY_LOOP_MAX_WAIT_MS;
+  int64_t now = proxy_mono_ms();
+  struct proxy_conn *c;
+
+  if(MHD_get_timeout(loop->daemon, &mhd_ms) == MHD_YES &&
+     mhd_ms < (MHD_UNSIGNED_LONG_LONG)wait)
+    wait = (int64_t)mhd_ms;
+  for(c = loop->busy; c && wait > 0; c = c->busy_next)
+    if(c->timer_at >= 0 && c->timer_at - now < wait)
+      wait = c->timer_at - now;
+  return wait < 0 ? 0 : (int)wait;
+}
+
+/* Calls libcurl back for every transfer whose timer is due (the first
+ * call after curl_multi_add_handle starts the transfer) and finishes those
+ * that ended. */
+static void proxy_loop_timers(struct proxy_loop *loop)
+{
+  int64_t now = proxy_mono_ms();
+  struct proxy_conn *c = loop->busy;
+
+  while(c) {
+    /* proxy_fwd_check may take c off the list. */
+    struct proxy_conn *next = c->busy_next;
+    if(c->timer_at >= 0 && c->timer_at <= now) {
+      int running = 0;
+      c->timer_at = -1;
+      curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+      proxy_fwd_check(c);
+    }
+    c = next;
+  }
+}
+
+/* Abandons every transfer in flight on loop because the proxy is
+ * stopping: each client gets a 503 if its connection can still take
+ * one. */
+static void proxy_loop_abandon(struct proxy_loop *loop)
+{
+  while(loop->busy)
+    proxy_fwd_finish(loop->busy, CURLE_ABORTED_BY_CALLBACK);
+}
+
+/* Frees the watches retired during the last batch of events. */
+static void proxy_loop_bury(struct proxy_loop *loop)
+{
+  while(loop->dead) {
+    struct proxy_watch *w = loop->dead;
+    loop->dead = w->next_dead;
+    free(w);
+  }
+}
+
+/* A loop thread: waits on its epoll set holding its libmicrohttpd
+ * daemon's epoll descriptor, the wakeup eventfd and its connections'
+ * upstream and client sockets; drives libcurl on upstream events and
+ * timers, then lets libmicrohttpd accept, read, call the handlers
+ * (including those of connections just resumed) and write. Runs until
+ * proxy_stop sets the stop flag; returns NULL. */
+static void *proxy_loop_main(void *arg)
+{
+  struct proxy_loop *loop = arg;
+  struct proxy *proxy = loop->proxy;
+  struct epoll_event events[PROXY_LOOP_EVENTS];
+
+  proxy_current_loop = loop;
+
+  for(;;) {
+    int n = epoll_wait(loop->epfd, events, PROXY_LOOP_EVENTS,
+                       proxy_loop_wait_ms(loop));
+    int i;
+
+    for(i = 0; i < n; i++) {
+      struct proxy_watch *w = events[i].data.ptr;
+      struct proxy_conn *conn;
+      uint64_t count;
+      int flags = 0;
+      int running = 0;
+
+      switch(w->kind) {
+      case PROXY_WATCH_MHD:
+        break; /* MHD_run below */
+      case PROXY_WATCH_WAKE:
+        if(read(loop->wakefd, &count, sizeof(count)) < 0)
+          count = 0; /* already drained */
+        break;
+      case PROXY_WATCH_PEER:
+        if(w->conn)
+          proxy_peer_gone(w->conn);
+        break;
+      case PROXY_WATCH_UPSTREAM:
+        if(!w->conn)
+          break; /* retired earlier in this batch */
+        if(w->embedded && !w->active) {
+          /* A kept connection between requests: the backend closed it or
+           * sent something unasked. Stop watching (level-triggered, it
+           * would fire on every wait); libcurl finds it dead before
+           * reusing it. */
+          epoll_ctl(loop->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+          w->registered = false;
+          break;
+        }
+        if(events[i].events & (EPOLLIN | EPOLLHUP))
+          flags |= CURL_CSELECT_IN;
+        if(events[i].events & EPOLLOUT)
+          flags |= CURL_CSELECT_OUT;
+        if(events[i].events & EPOLLERR)
+          flags |= CURL_CSELECT_ERR;
+        /* The call may retire w (libcurl closes the socket), not conn. */
+        conn = w->conn;
+        curl_multi_socket_action(conn->multi, w->fd, flags, &running);
+        proxy_fwd_check(conn);
+        break;
+      }
+    }
+    if(atomic_load(&proxy->stopping)) {
+      proxy_loop_abandon(loop);
+      /* Let the resumed connections queue their 503 and try to send it. */
+      MHD_run(loop->daemon);
+      proxy_loop_bury(loop);
+      break;
+    }
+    proxy_loop_timers(loop);
+    MHD_run(loop->daemon);
+    proxy_loop_gone(loop);
+    proxy_loop_bury(loop);
+  }
+  return NULL;
+}
+
+/* Creates loop's epoll set with its daemon's epoll descriptor and the
+ * wakeup eventfd in it and starts the loop thread. Returns 0, or -1 with
+ * errno set; what was created is released by proxy_loop_close. */
+int proxy_loop_start(struct proxy_loop *loop)
+{
+  const union MHD_DaemonInfo *info;
+  struct epoll_event ev;
+  char name[16];
+  int rc;
+
+  info = MHD_get_daemon_info(loop->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+  if(!info) {
+    errno = ENOTSUP;
+    return -1;
+  }
+  loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if(loop->epfd < 0)
+    return -1;
+  loop->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if(loop->wakefd < 0)
+    return -1;
+  loop->mhd_watch.kind = PROXY_WATCH_MHD;
+  loop->mhd_watch.fd = info->epoll_fd;
+  loop->wake_watch.kind = PROXY_WATCH_WAKE;
+  loop->wake_watch.fd = loop->wakefd;
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLIN;
+  ev.data.ptr = &loop->mhd_watch;
+  if(epoll_ctl(loop->epfd, EPOLL_CTL_ADD, info->epoll_fd, &ev))
+    return -1;
+  ev.data.ptr = &loop->wake_watch;
+  if(epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->wakefd, &ev))
+    return -1;
+  rc = pthread_create(&loop->thread, NULL, proxy_loop_main, loop);
+  if(rc) {
+    errno = rc;
+    return -1;
+  }
+  if(loop->index)
+    snprintf(name, sizeof(name), "kb-proxy-%u", loop->index + 1);
+  else
+    snprintf(name, sizeof(name), "kb-proxy");
+  kb_thread_name(loop->thread, name);
+  loop->started = true;
+  return 0;
+}
+
+/* Stops every loop thread that runs (each abandons its transfers in
+ * flight) and waits for them. The epoll sets and eventfds stay open:
+ * closing connections still retires upstream sockets from them. */
+void proxy_loops_stop(struct proxy *proxy)
+{
+  uint64_t one = 1;
+  unsigned i;
+
+  atomic_store(&proxy->stopping, true);
+  for(i = 0; i < proxy->nloops; i++)
+    if(proxy->loops[i].started &&
+       write(proxy->loops[i].wakefd, &one, sizeof(one)) < 0) {
+      /* The counter is already non-zero: the loop is awake anyway. */
+    }
+  for(i = 0; i < proxy->nloops; i++)
+    if(proxy->loops[i].started) {
+      pthread_join(proxy->loops[i].thread, NULL);
+      proxy->loops[i].started = false;
+    }
+}
+
+/* Stops every daemon, closing its connections (their CLOSED notifications
+ * free their state and close their upstream connections), then closes
+ * the loops' descriptors and frees retired watches. After
+ * proxy_loops_stop. */
+void proxy_loops_close(struct proxy *proxy)
+{
+  unsigned i;
+
+  for(i = 0; i < proxy->nloops; i++)
+    if(proxy->loops[i].daemon) {
+      MHD_stop_daemon(proxy->loops[i].daemon);
+      proxy->loops[i].daemon = NULL;
+    }
+  for(i = 0; i < proxy->nloops; i++) {
+    struct proxy_loop *loop = &proxy->loops[i];
+    proxy_loop_bury(loop);
+    if(loop->wakefd >= 0)
+      close(loop->wakefd);
+    if(loop->epfd >= 0)
+      close(loop->epfd);
+    loop->wakefd = loop->epfd = -1;
+  }
+}
+
+/* How many loops to run: wanted, 1 when 0, at most PROXY_MAX_LOOPS. */
+unsigned proxy_loop_count(unsigned wanted)
+{
+  if(wanted < 1)
+    return 1;
+  return wanted > PROXY_MAX_LOOPS ? PROXY_MAX_LOOPS : wanted;
+}
+
+/* Starts loop's libmicrohttpd daemon in external epoll mode: on addr
+ * (port 0 picks one) when listen_fd is -1, else accepting from listen_fd,
+ * which it then owns. Returns the daemon or NULL (errno set when the
+ * system refused). */
+struct MHD_Daemon *proxy_daemon_start(struct proxy_loop *loop,
+                                      unsigned int flags, uint16_t port,
+                                      const struct sockaddr *addr,
+                                      int listen_fd, unsigned connection_limit,
+                                      unsigned connection_timeout_s)
+{
+  struct proxy *proxy = loop->proxy;
+  struct MHD_OptionItem where[2] = {{MHD_OPTION_END, 0, NULL},
+                                    {MHD_OPTION_END, 0, NULL}};
+
+  if(listen_fd < 0) {
+    where[0].option = MHD_OPTION_SOCK_ADDR;
+    where[0].ptr_value = (void *)addr;
+  }
+  else {
+    where[0].option = MHD_OPTION_LISTEN_SOCKET;
+    where[0].value = listen_fd;
+  }
+  return MHD_start_daemon(
+      flags, port, NULL, NULL, proxy_on_request, proxy,
+      /* First, so that libmicrohttpd's option parsing logs through it. */
+      MHD_OPTION_EXTERNAL_LOGGER, proxy_on_mhd_log, proxy, MHD_OPTION_ARRAY,
+      where, MHD_OPTION_CONNECTION_LIMIT, connection_limit,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, PROXY_CONNECTION_MEMORY,
+      MHD_OPTION_CONNECTION_TIMEOUT, connection_timeout_s,
+      MHD_OPTION_NOTIFY_CONNECTION, proxy_on_connection, loop,
+      MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, proxy,
+      MHD_OPTION_NOTIFY_COMPLETED, proxy_on_completed, proxy, MHD_OPTION_END);
+}

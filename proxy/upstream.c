@@ -1,0 +1,864 @@
+/*
+ * upstream.c - the listener's relay to the published server: one libcurl
+ * easy and multi handle per client connection, the request headers
+ * filtered and rewritten (Via, hop-by-hop), upstream connection names,
+ * the response collected and handed back to the client connection. See
+ * proxy_int.h.
+ */
+#include "proxy_int.h"
+
+/* ---- upstream (libcurl) ----------------------------------------------- */
+
+static pthread_once_t proxy_curl_once = PTHREAD_ONCE_INIT;
+static CURLcode proxy_curl_init_result = CURLE_FAILED_INIT;
+
+/* libcurl wants curl_global_init before any other call and it must not
+ * race with itself, so the first proxy_start runs it exactly once. It is
+ * never undone: other components may use libcurl in the same process, and
+ * curl_global_cleanup at exit is optional. */
+static void proxy_curl_global_init(void)
+{
+  proxy_curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+CURLcode proxy_curl_init(void)
+{
+  pthread_once(&proxy_curl_once, proxy_curl_global_init);
+  return proxy_curl_init_result;
+}
+
+/* Names a new upstream socket "<client connection> upstream <n>", so the
+ * backend can tell which client connection it serves; proxy_curl_prereq
+ * claims the name once libcurl has connected it (see kb_names). */
+static void proxy_name_upstream(struct proxy_conn *conn)
+{
+  struct kb_conn_id id;
+
+  conn->upstreams++;
+  if(!kb_conn_name_parse(conn->name, &id) && id.conn) {
+    id.upstream = conn->upstreams;
+    kb_conn_name_format(&id, conn->up_name, sizeof(conn->up_name));
+  }
+  else /* a name from outside the simulation: kept as it came */
+    snprintf(conn->up_name, sizeof(conn->up_name), "%s upstream %u", conn->name,
+             conn->upstreams);
+  conn->up_claimed = false;
+}
+
+/* CURLOPT_PREREQFUNCTION: called once the upstream connection is
+ * established or picked for reuse, before the request goes. Claims a new
+ * connection's name for the port the kernel gave it. */
+static int proxy_curl_prereq(void *clientp, char *conn_primary_ip,
+                             char *conn_local_ip, int conn_primary_port,
+                             int conn_local_port)
+{
+  struct proxy_conn *conn = clientp;
+  (void)conn_primary_ip;
+  (void)conn_local_ip;
+  (void)conn_primary_port;
+
+  if(!conn->up_claimed && conn->up_name[0] && conn_local_port > 0 &&
+     conn_local_port <= 65535) {
+    kb_names_claim(&conn->proxy->names, (uint16_t)conn_local_port,
+                   conn->up_port, conn->up_name);
+    conn->up_claimed = true;
+  }
+  return CURL_PREREQFUNC_OK;
+}
+
+/* Opens the socket of an upstream connection and traces it. */
+static curl_socket_t proxy_curl_open(void *clientp, curlsocktype purpose,
+                                     struct curl_sockaddr *addr)
+{
+  struct proxy_conn *conn = clientp;
+  curl_socket_t fd;
+
+  if(purpose != CURLSOCKTYPE_IPCXN)
+    return CURL_SOCKET_BAD;
+  fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+  if(fd != CURL_SOCKET_BAD && conn->name[0] && conn->proxy->names.claim)
+    proxy_name_upstream(conn);
+  else
+    conn->up_name[0] = '\0';
+  conn->up_port = kb_sockaddr_port(&addr->addr);
+  if(fd != CURL_SOCKET_BAD)
+    proxy_emit(conn->proxy, KB_TRACE_OPEN, KB_HOP_PROXY_BACKEND, conn->id,
+               conn->up_name, NULL, 0, NULL);
+  return fd;
+}
+
+/* Closes the socket of an upstream connection and traces it. Closing
+ * takes it out of the epoll set, so the embedded watch forgets it. */
+int proxy_curl_close(void *clientp, curl_socket_t fd)
+{
+  struct proxy_conn *conn = clientp;
+  if(conn->up.fd == fd) {
+    conn->up.fd = CURL_SOCKET_BAD;
+    conn->up.registered = conn->up.active = false;
+  }
+  proxy_emit(conn->proxy, KB_TRACE_CLOSE, KB_HOP_PROXY_BACKEND, conn->id,
+             conn->up_name, NULL, 0, NULL);
+  return close(fd);
+}
+
+/* Traces the exact bytes libcurl writes to and reads from the backend. */
+static int proxy_curl_debug(CURL *handle, curl_infotype type, char *data,
+                            size_t size, void *clientp)
+{
+  struct proxy_conn *conn = clientp;
+  enum kb_trace_kind kind;
+  (void)handle;
+
+  switch(type) {
+  case CURLINFO_HEADER_OUT:
+  case CURLINFO_DATA_OUT:
+    kind = KB_TRACE_SEND;
+    break;
+  case CURLINFO_HEADER_IN:
+  case CURLINFO_DATA_IN:
+    kind = KB_TRACE_RECV;
+    break;
+  default:
+    return 0;
+  }
+  proxy_emit(conn->proxy, kind, KB_HOP_PROXY_BACKEND, conn->id, conn->up_name,
+             data, size, NULL);
+  return 0;
+}
+
+/* Collects the header lines of the final response; a status line starts a
+ * new block, so only the last response's headers remain. */
+static size_t proxy_curl_header(char *data, size_t size, size_t nmemb,
+                                void *userp)
+{
+  struct proxy_fwd *fwd = userp;
+  size_t total = size * nmemb;
+  size_t len = total;
+
+  if(len >= 5 && !memcmp(data, "HTTP/", 5)) {
+    kb_buf_reset(&fwd->headers);
+    return total;
+  }
+  while(len && (data[len - 1] == '\r' || data[len - 1] == '\n'))
+    len--;
+  /* Skip the blank end line and obsolete folded continuations. */
+  if(!len || data[0] == ' ' || data[0] == '\t')
+    return total;
+  if(kb_buf_add(&fwd->headers, data, len) != KB_BUF_OK ||
+     kb_buf_add(&fwd->headers, "\n", 1) != KB_BUF_OK) {
+    fwd->too_big = true;
+    return 0;
+  }
+  return total;
+}
+
+/* Collects the response body up to max_body; past it the transfer is
+ * aborted and the client gets a 502. */
+static size_t proxy_curl_write(char *data, size_t size, size_t nmemb,
+                               void *userp)
+{
+  struct proxy_fwd *fwd = userp;
+  size_t total = size * nmemb;
+
+  if(kb_buf_add(&fwd->body, data, total) != KB_BUF_OK) {
+    fwd->too_big = true;
+    return 0;
+  }
+  return total;
+}
+
+/* Monotonic milliseconds, for the loop's timers (libcurl's timeouts are
+ * real time, like libmicrohttpd's). */
+int64_t proxy_mono_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Points the embedded watch of conn at fd with the events libcurl asks
+ * for, with as few epoll_ctl calls as possible. Returns 0 or -1. */
+static int proxy_watch_up(struct proxy_conn *conn, curl_socket_t fd,
+                          uint32_t events)
+{
+  struct proxy_watch *w = &conn->up;
+  struct epoll_event ev;
+
+  if(w->fd != fd) {
+    w->fd = fd;
+    w->registered = false;
+  }
+  w->active = true;
+  if(w->registered && w->events == events)
+    return 0;
+  memset(&ev, 0, sizeof(ev));
+  ev.events = events;
+  ev.data.ptr = w;
+  if(epoll_ctl(conn->loop->epfd, w->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
+               fd, &ev)) {
+    w->registered = false;
+    return -1;
+  }
+  w->registered = true;
+  w->events = events;
+  return 0;
+}
+
+/* libcurl's socket callback for a connection's multi handle: registers,
+ * changes or retires the socket in the loop's epoll set. The upstream
+ * socket uses conn->up, left registered when libcurl removes it; any
+ * other socket gets a watch of its own, which on removal goes on
+ * loop->dead, freed once the current batch of events is done. Returns 0,
+ * or -1 when the socket cannot be watched (the transfer then fails and the
+ * client gets a 502). */
+static int proxy_curl_socket(CURL *easy, curl_socket_t fd, int what,
+                             void *userp, void *socketp)
+{
+  struct proxy_conn *conn = userp;
+  struct proxy_loop *loop = conn->loop;
+  struct proxy_watch *w = socketp;
+  struct epoll_event ev;
+  uint32_t events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) |
+                    ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
+  int op = EPOLL_CTL_MOD;
+  (void)easy;
+
+  if(!w && (conn->up.fd == fd || conn->up.fd == CURL_SOCKET_BAD)) {
+    if(what == CURL_POLL_REMOVE) {
+      conn->up.active = false;
+      return 0;
+    }
+    return proxy_watch_up(conn, fd, events);
+  }
+  if(what == CURL_POLL_REMOVE) {
+    if(w) {
+      /* The socket may already be closed: then epoll dropped it. */
+      epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
+      w->conn = NULL;
+      w->next_dead = loop->dead;
+      loop->dead = w;
+    }
+    return 0;
+  }
+  if(!w) {
+    w = calloc(1, sizeof(*w));
+    if(!w)
+      return -1;
+    w->kind = PROXY_WATCH_UPSTREAM;
+    w->conn = conn;
+    w->fd = fd;
+    if(curl_multi_assign(conn->multi, fd, w) != CURLM_OK) {
+      free(w);
+      return -1;
+    }
+    op = EPOLL_CTL_ADD;
+  }
+  memset(&ev, 0, sizeof(ev));
+  ev.events = events;
+  ev.data.ptr = w;
+  if(epoll_ctl(loop->epfd, op, fd, &ev) && op == EPOLL_CTL_ADD) {
+    curl_multi_assign(conn->multi, fd, NULL);
+    free(w);
+    return -1;
+  }
+  return 0;
+}
+
+/* libcurl's timer callback for a connection's multi handle: remembers when
+ * the loop must call it back (timeout_ms 0: at once; -1: never). */
+static int proxy_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+  struct proxy_conn *conn = userp;
+  (void)multi;
+  conn->timer_at = timeout_ms < 0 ? -1 : proxy_mono_ms() + timeout_ms;
+  return 0;
+}
+
+/* What proxy_upstream_headers builds, or checks against the list the
+ * connection's previous request built. */
+struct proxy_hdr_ctx {
+  struct curl_slist *list;  /* building: the list so far */
+  struct curl_slist *check; /* checking: the next entry to match */
+  bool checking;
+  const char *connection_tokens;
+  bool has_accept;
+  bool has_content_type;
+  bool failed; /* building: out of memory; checking: an entry differs */
+};
+
+/* Lines up to this long are put together on the stack before libcurl
+ * copies them; longer ones (a type 3 token) take a malloc. */
+#define PROXY_HDR_LINE_STACK 512
+
+/* Adds the entry a b c (concatenated; b and c may be "") to the list
+ * being built, or, when checking, compares it with the next entry of the
+ * previous list. Returns false once ctx->failed is set. */
+static bool proxy_hdr_push(struct proxy_hdr_ctx *ctx, const char *a,
+                           const char *b, const char *c)
+{
+  size_t la = strlen(a);
+  size_t lb = strlen(b);
+  size_t lc = strlen(c);
+  char stack[PROXY_HDR_LINE_STACK];
+  char *line = stack;
+  struct curl_slist *next;
+
+  if(ctx->checking) {
+    const char *have = ctx->check ? ctx->check->data : NULL;
+    if(!have || strncmp(have, a, la) || strncmp(have + la, b, lb) ||
+       strcmp(have + la + lb, c)) {
+      ctx->failed = true;
+      return false;
+    }
+    ctx->check = ctx->check->next;
+    return true;
+  }
+  if(la + lb + lc >= sizeof(stack)) {
+    line = malloc(la + lb + lc + 1);
+    if(!line) {
+      ctx->failed = true;
+      return false;
+    }
+  }
+  memcpy(line, a, la);
+  memcpy(line + la, b, lb);
+  memcpy(line + la + lb, c, lc);
+  line[la + lb + lc] = '\0';
+  next = curl_slist_append(ctx->list, line);
+  if(line != stack)
+    free(line);
+  if(!next) {
+    ctx->failed = true;
+    return false;
+  }
+  ctx->list = next;
+  return true;
+}
+
+/* Appends (or checks) one client request header unless it is hop-by-hop;
+ * libcurl drops a header given as "Name:" so an empty value is written
+ * "Name;". */
+static enum MHD_Result proxy_collect_header(void *cls, enum MHD_ValueKind kind,
+                                            const char *key, const char *value)
+{
+  struct proxy_hdr_ctx *ctx = cls;
+  bool ok;
+  (void)kind;
+
+  if(!key || proxy_is_hop_header(key, ctx->connection_tokens))
+    return MHD_YES;
+  if(!strcasecmp(key, "Accept"))
+    ctx->has_accept = true;
+  if(!strcasecmp(key, "Content-Type"))
+    ctx->has_content_type = true;
+  if(value && *value)
+    ok = proxy_hdr_push(ctx, key, ": ", value);
+  else
+    ok = proxy_hdr_push(ctx, key, ";", "");
+  return ok ? MHD_YES : MHD_NO;
+}
+
+/* Walks the request's headers into ctx: the client's headers in their
+ * order minus hop-by-hop ones, blanks suppressing what libcurl would add
+ * on its own (so the backend sees what the client sent), then our Via.
+ * Returns false when ctx->failed. */
+static bool proxy_hdr_walk(struct proxy_conn *conn, struct MHD_Connection *mc,
+                           bool has_body, struct proxy_hdr_ctx *ctx)
+{
+  ctx->connection_tokens =
+      MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Connection");
+  /* libcurl writes a custom Host right after the request line, unless the
+   * first Host entry is blank: then it drops its own and sends the
+   * client's where the client put it, so the backend sees the client's
+   * header order (the support case sends Host fourth). */
+  if(MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Host") &&
+     !proxy_hdr_push(ctx, "Host:", "", ""))
+    return false;
+  MHD_get_connection_values(mc, MHD_HEADER_KIND, proxy_collect_header, ctx);
+  if(ctx->failed)
+    return false;
+  /* Blank entries ("Name:") only remove libcurl's defaults; they are not
+   * sent. */
+  if(!proxy_hdr_push(ctx, "Expect:", "", ""))
+    return false;
+  if(!ctx->has_accept && !proxy_hdr_push(ctx, "Accept:", "", ""))
+    return false;
+  if(has_body && !ctx->has_content_type &&
+     !proxy_hdr_push(ctx, "Content-Type:", "", ""))
+    return false;
+  if(!proxy_hdr_push(ctx, "Via: ", conn->proxy->via, ""))
+    return false;
+  /* Checking: the previous list must end here too. */
+  if(ctx->checking && ctx->check) {
+    ctx->failed = true;
+    return false;
+  }
+  return true;
+}
+
+/* Makes conn->fwd_headers the upstream header list of the current request.
+ * A client on a kept connection mostly sends the same headers request
+ * after request, so the previous list is first checked entry by entry and
+ * kept when it matches: building one costs two allocations per header.
+ * conn owns the list (freed with the connection). Returns 0, or -1 when
+ * out of memory (conn->fwd_headers is then NULL). */
+static int proxy_upstream_headers(struct proxy_conn *conn,
+                                  struct MHD_Connection *mc, bool has_body)
+{
+  struct proxy_hdr_ctx ctx;
+
+  if(conn->fwd_headers) {
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.checking = true;
+    ctx.check = conn->fwd_headers;
+    if(proxy_hdr_walk(conn, mc, has_body, &ctx))
+      return 0;
+    curl_slist_free_all(conn->fwd_headers);
+    conn->fwd_headers = NULL;
+  }
+  memset(&ctx, 0, sizeof(ctx));
+  if(!proxy_hdr_walk(conn, mc, has_body, &ctx)) {
+    curl_slist_free_all(ctx.list);
+    return -1;
+  }
+  conn->fwd_headers = ctx.list;
+  return 0;
+}
+
+/* One header line of a relayed response, split in place. */
+struct proxy_header {
+  char *name;
+  char *value;
+};
+
+/* Responses with up to this many header lines are split into the
+ * caller's array; more take a calloc. */
+#define PROXY_SPLIT_STACK 32
+
+/* Splits fwd->headers ("Name: value\n" lines) in place into *out: stack
+ * (PROXY_SPLIT_STACK entries) when the lines fit, else an array to free
+ * (*out != stack). Returns the count, or (size_t)-1 when out of memory.
+ * Lines without a name are dropped. */
+static size_t proxy_split_headers(struct proxy_fwd *fwd,
+                                  struct proxy_header *stack,
+                                  struct proxy_header **out)
+{
+  struct proxy_header *h;
+  size_t lines = 0;
+  size_t n = 0;
+  char *p;
+  char *save = NULL;
+  char *line;
+
+  *out = stack;
+  if(!fwd->headers.data || !fwd->headers.len)
+    return 0;
+  for(p = fwd->headers.data; *p; p++)
+    lines += *p == '\n';
+  if(lines + 1 <= PROXY_SPLIT_STACK)
+    h = stack;
+  else {
+    h = calloc(lines + 1, sizeof(*h));
+    if(!h)
+      return (size_t)-1;
+  }
+  for(line = strtok_r(fwd->headers.data, "\n", &save); line;
+      line = strtok_r(NULL, "\n", &save)) {
+    char *colon = strchr(line, ':');
+    char *value;
+    char *end;
+    if(!colon || colon == line)
+      continue;
+    *colon = '\0';
+    value = colon + 1;
+    while(*value == ' ' || *value == '\t')
+      value++;
+    end = value + strlen(value);
+    while(end > value && (end[-1] == ' ' || end[-1] == '\t'))
+      *--end = '\0';
+    h[n].name = line;
+    h[n].value = value;
+    n++;
+  }
+  *out = h;
+  return n;
+}
+
+/* Builds the client's response from what the backend sent: its status,
+ * headers minus hop-by-hop ones, body, plus our Via. The response points
+ * into fwd->body, which must stay as it is until the request completes.
+ * Fills ans; ans->response stays NULL when out of memory. */
+static void proxy_relay(struct proxy_conn *conn, struct proxy_fwd *fwd,
+                        unsigned status, struct proxy_answer *ans)
+{
+  struct MHD_Response *r = NULL;
+  struct proxy_header stack[PROXY_SPLIT_STACK];
+  struct proxy_header *h = NULL;
+  size_t count;
+  size_t i;
+  size_t body_len = 0;
+  const char *connection_tokens = NULL;
+  bool has_date = false;
+
+  count = proxy_split_headers(fwd, stack, &h);
+  if(count == (size_t)-1)
+    return;
+  /* The body stays in fwd->body, which the connection keeps untouched
+   * until this request completes (proxy_on_completed): no copy, and the
+   * buffer's memory serves the next request. */
+  if(kb_buf_add(&fwd->body, "", 0) != KB_BUF_OK) /* allocates if empty */
+    goto out;
+  body_len = fwd->body.len;
+  r = MHD_create_response_from_buffer(body_len, fwd->body.data,
+                                      MHD_RESPMEM_PERSISTENT);
+  if(!r)
+    goto out;
+  ans->status = status;
+  ans->response = r;
+  ans->resp_auth = KB_AUTH_NONE;
+  ans->resp_body_len = body_len;
+
+  /* The response's own Connection header names more hop-by-hop fields. */
+  for(i = 0; i < count; i++)
+    if(!strcasecmp(h[i].name, "Connection"))
+      connection_tokens = h[i].value;
+  for(i = 0; i < count; i++) {
+    if(proxy_is_hop_header(h[i].name, connection_tokens))
+      continue;
+    if(!strcasecmp(h[i].name, MHD_HTTP_HEADER_DATE))
+      has_date = true;
+    if(!strcasecmp(h[i].name, MHD_HTTP_HEADER_WWW_AUTHENTICATE) &&
+       ans->resp_auth == KB_AUTH_NONE)
+      ans->resp_auth = proxy_classify_auth(h[i].value);
+    /* libmicrohttpd refuses values it considers unsafe; such a header is
+     * dropped rather than failing the whole response. */
+    MHD_add_response_header(r, h[i].name, h[i].value);
+  }
+  if(!has_date)
+    proxy_add_date(conn, r);
+  MHD_add_response_header(r, MHD_HTTP_HEADER_VIA, conn->proxy->via);
+out:
+  if(h != stack)
+    free(h);
+}
+
+/* Fills ans with the answer to a forward that produced no relayable
+ * response: 503 when proxy_stop aborted it, 502 when the response was too
+ * big or the backend could not be reached (or memory ran out), 504 on the
+ * upstream timeout. errbuf is libcurl's detail line, possibly empty. */
+static void proxy_upstream_failed(struct proxy_conn *conn,
+                                  const struct proxy_fwd *fwd, CURLcode res,
+                                  const char *errbuf, struct proxy_answer *ans)
+{
+  const struct proxy *proxy = conn->proxy;
+
+  if(res == CURLE_ABORTED_BY_CALLBACK) {
+    /* Only proxy_stop aborts a transfer: not the backend's fault. */
+    proxy_note(conn, KB_NOTE_UPSTREAM_STOPPING,
+               "the listener is stopping: transfer to the published "
+               "server abandoned, 503");
+    proxy_answer_text(
+        conn, ans, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, KB_AUTH_NONE,
+        "ISA %s: the listener is shutting down; retry later", proxy->name);
+    return;
+  }
+  ans->delta.upstream_errors = 1;
+  if(fwd->too_big) {
+    proxy_note(conn, KB_NOTE_UPSTREAM_TOO_BIG,
+               "the response of the published server is larger than "
+               "the %zu-byte limit: 502",
+               proxy->max_body);
+    proxy_answer_text(conn, ans, MHD_HTTP_BAD_GATEWAY, NULL, KB_AUTH_NONE,
+                      "ISA %s: the response of the published server %s is "
+                      "larger than the %zu-byte limit; raise max_body",
+                      proxy->name, proxy->backend_url, proxy->max_body);
+  }
+  else if(res == CURLE_OPERATION_TIMEDOUT) {
+    proxy_note(conn, KB_NOTE_UPSTREAM_TIMEOUT,
+               "the published server did not answer within %ld ms: 504",
+               proxy->upstream_timeout_ms);
+    proxy_answer_text(conn, ans, MHD_HTTP_GATEWAY_TIMEOUT, NULL, KB_AUTH_NONE,
+                      "ISA %s: the published server %s did not answer within "
+                      "%ld ms: %s",
+                      proxy->name, proxy->backend_url,
+                      proxy->upstream_timeout_ms,
+                      errbuf[0] ? errbuf : curl_easy_strerror(res));
+  }
+  else {
+    const char *why = res == CURLE_OK ? "no HTTP status in its answer"
+                      : errbuf[0]     ? errbuf
+                                      : curl_easy_strerror(res);
+    proxy_note(conn, KB_NOTE_UPSTREAM_UNREACHABLE,
+               "the published server could not be reached (%s): 502", why);
+    proxy_answer_text(conn, ans, MHD_HTTP_BAD_GATEWAY, NULL, KB_AUTH_NONE,
+                      "ISA %s: the published server %s could not be reached: "
+                      "%s",
+                      proxy->name, proxy->backend_url, why);
+  }
+}
+
+/* Buffers of a connection that grew past this are freed when the request
+ * that grew them completes; smaller ones keep their memory for the next
+ * request, which saves their growth (a few reallocs each) every time. */
+#define PROXY_KEEP_BUF ((size_t)64 * 1024)
+
+/* Empties buf for the next request, freeing its memory when it grew past
+ * PROXY_KEEP_BUF. */
+void proxy_buf_recycle(struct kb_buf *buf)
+{
+  if(buf->size > PROXY_KEEP_BUF)
+    kb_buf_free(buf);
+  else
+    kb_buf_reset(buf);
+}
+
+/* Frees what the forward of conn held for its transfer and cannot keep:
+ * the handle, the header list, the URL and the buffers stay for the next
+ * request (the handle keeps nothing else of this one: see proxy_forward),
+ * and fwd.body stays untouched, since the relayed answer points into it
+ * until the request completes (proxy_on_completed recycles it). */
+void proxy_fwd_release(struct proxy_conn *conn)
+{
+  kb_buf_reset(&conn->fwd.headers);
+}
+
+/* Puts conn on its loop's list of transfers in flight. */
+static void proxy_busy_link(struct proxy_conn *conn)
+{
+  struct proxy_loop *loop = conn->loop;
+  conn->busy_prev = NULL;
+  conn->busy_next = loop->busy;
+  if(loop->busy)
+    loop->busy->busy_prev = conn;
+  loop->busy = conn;
+}
+
+/* Takes conn off its loop's list of transfers in flight. */
+void proxy_busy_unlink(struct proxy_conn *conn)
+{
+  struct proxy_loop *loop = conn->loop;
+  if(conn->busy_prev)
+    conn->busy_prev->busy_next = conn->busy_next;
+  else if(loop->busy == conn)
+    loop->busy = conn->busy_next;
+  if(conn->busy_next)
+    conn->busy_next->busy_prev = conn->busy_prev;
+  conn->busy_prev = conn->busy_next = NULL;
+}
+
+/* Creates conn's upstream handles on first use: an easy handle with the
+ * options every forward shares (set once: resetting and setting them
+ * again cost a visible share of each request in the profile), and a
+ * multi handle of its own so that its connection cache (hence the upstream
+ * connection) is this client connection's alone. Returns 0 or -1. */
+static int proxy_upstream_init(struct proxy_conn *conn)
+{
+  struct proxy *proxy = conn->proxy;
+  CURL *curl = conn->curl;
+
+  if(!curl) {
+    curl = conn->curl = curl_easy_init();
+    if(!curl)
+      return -1;
+    curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(curl, CURLOPT_PROXY, ""); /* ignore *_proxy env */
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, proxy->upstream_timeout_ms);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                     proxy->upstream_timeout_ms);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, conn->fwd_err);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, proxy_curl_header);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &conn->fwd);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, proxy_curl_write);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &conn->fwd);
+    curl_easy_setopt(curl, CURLOPT_OPENSOCKETFUNCTION, proxy_curl_open);
+    curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, conn);
+    curl_easy_setopt(curl, CURLOPT_CLOSESOCKETFUNCTION, proxy_curl_close);
+    curl_easy_setopt(curl, CURLOPT_CLOSESOCKETDATA, conn);
+    curl_easy_setopt(curl, CURLOPT_PREREQFUNCTION, proxy_curl_prereq);
+    curl_easy_setopt(curl, CURLOPT_PREREQDATA, conn);
+    if(proxy->trace.emit) {
+      curl_easy_setopt(curl, CURLOPT_VERBOSE, 1L);
+      curl_easy_setopt(curl, CURLOPT_DEBUGFUNCTION, proxy_curl_debug);
+      curl_easy_setopt(curl, CURLOPT_DEBUGDATA, conn);
+    }
+  }
+  if(conn->multi)
+    return 0;
+  conn->multi = curl_multi_init();
+  if(!conn->multi)
+    return -1;
+  curl_multi_setopt(conn->multi, CURLMOPT_SOCKETFUNCTION, proxy_curl_socket);
+  curl_multi_setopt(conn->multi, CURLMOPT_SOCKETDATA, conn);
+  curl_multi_setopt(conn->multi, CURLMOPT_TIMERFUNCTION, proxy_curl_timer);
+  curl_multi_setopt(conn->multi, CURLMOPT_TIMERDATA, conn);
+  return 0;
+}
+
+/* Sets conn->fwd_url on the upstream handle, parsed once here: given as
+ * a string alone, libcurl parses it again and rebuilds it for every
+ * transfer (a tenth of its work per request in the profile). The parse
+ * uses the flags libcurl itself would (path kept as is); a URL it
+ * refuses is given as a string only, so that the transfer fails with
+ * libcurl's own error. Returns 0, or -1 when out of memory. */
+static int proxy_upstream_url(struct proxy_conn *conn)
+{
+  CURLcode rc;
+
+  if(!conn->fwd_uh)
+    conn->fwd_uh = curl_url();
+  if(conn->fwd_uh &&
+     curl_url_set(conn->fwd_uh, CURLUPART_URL, conn->fwd_url.data,
+                  CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME |
+                      CURLU_PATH_AS_IS) == CURLUE_OK)
+    rc = curl_easy_setopt(conn->curl, CURLOPT_CURLU, conn->fwd_uh);
+  else
+    rc = curl_easy_setopt(conn->curl, CURLOPT_CURLU, NULL);
+  /* The string too: libcurl reports it (errors, effective URL). */
+  if(!rc)
+    rc = curl_easy_setopt(conn->curl, CURLOPT_URL, conn->fwd_url.data);
+  return rc ? -1 : 0;
+}
+
+/* Starts forwarding the current request to the backend on the
+ * connection's own upstream handles. On success the transfer is in
+ * flight (fwd_state RUNNING, conn on the busy list) and the access handler
+ * suspends the client connection; proxy_fwd_finish later fills
+ * conn->pending with the relayed response. When the transfer cannot even
+ * start, ans is filled at once with the 502 of proxy_upstream_failed. The
+ * request body stays owned by conn->req and must stay put until the
+ * transfer ends (libcurl reads it from there). */
+void proxy_forward(struct proxy_conn *conn, struct MHD_Connection *mc,
+                   const char *method, struct proxy_answer *ans)
+{
+  struct proxy *proxy = conn->proxy;
+  CURL *curl;
+  size_t uri_len;
+  const char *body = conn->req.body.data ? conn->req.body.data : "";
+  size_t body_len = conn->req.body.len;
+  bool is_post = !strcmp(method, "POST");
+  bool is_head = !strcmp(method, "HEAD");
+  bool send_body = !is_head && (is_post || body_len > 0);
+
+  /* The buffers keep their memory from one request to the next; the
+   * previous answer, which may have pointed into fwd.body, is complete. */
+  conn->fwd.conn = conn;
+  conn->fwd.too_big = false;
+  kb_buf_reset(&conn->fwd.headers);
+  kb_buf_reset(&conn->fwd.body);
+  conn->fwd_err[0] = '\0';
+
+  /* Once proxy_stop has begun, the loop's last turn (which lets abandoned
+   * connections queue their 503) may still read a new request: starting a
+   * transfer would leave its connection suspended, and libmicrohttpd
+   * aborts the process when stopped with a suspended connection. */
+  if(atomic_load(&proxy->stopping)) {
+    proxy_upstream_failed(conn, &conn->fwd, CURLE_ABORTED_BY_CALLBACK,
+                          conn->fwd_err, ans);
+    return;
+  }
+  ans->delta.forwarded = 1;
+  if(is_post && !body_len)
+    ans->delta.forwarded_empty_posts = 1;
+
+  if(proxy_upstream_init(conn))
+    goto fail;
+  curl = conn->curl;
+
+  /* The handle keeps its URL between transfers (libcurl starts each from
+   * the one last set), so a target that repeats is not set again. */
+  uri_len = strlen(conn->req.uri);
+  if(conn->fwd_url.len != proxy->backend_url_len + uri_len ||
+     memcmp(conn->fwd_url.data + proxy->backend_url_len, conn->req.uri,
+            uri_len)) {
+    kb_buf_reset(&conn->fwd_url);
+    if(kb_buf_add(&conn->fwd_url, proxy->backend_url, proxy->backend_url_len) !=
+           KB_BUF_OK ||
+       kb_buf_add(&conn->fwd_url, conn->req.uri, uri_len) != KB_BUF_OK ||
+       proxy_upstream_url(conn)) {
+      kb_buf_free(&conn->fwd_url);
+      goto fail;
+    }
+  }
+  if(proxy_upstream_headers(conn, mc, send_body))
+    goto fail;
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, conn->fwd_headers);
+  /* Only the method options change from one request to the next; each
+   * branch below sets the method whole, so nothing of the previous request
+   * (NOBODY after a HEAD, a custom verb, ...) carries over. */
+  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, NULL);
+  if(send_body) {
+    /* POSTFIELDS even when empty, so an empty POST goes out with
+     * "Content-Length: 0" exactly as the client sent it. */
+    curl_easy_setopt(curl, CURLOPT_POST, 1L);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    if(!is_post)
+      curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+  }
+  else if(is_head)
+    curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+  else {
+    /* HTTPGET clears NOBODY and POST. */
+    curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+    if(strcmp(method, "GET"))
+      curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+  }
+
+  /* The loop drives it from here: adding it sets a timer that fires at
+   * once. */
+  conn->timer_at = -1;
+  if(curl_multi_add_handle(conn->multi, curl) != CURLM_OK)
+    goto fail;
+  conn->mc = mc;
+  conn->fwd_state = PROXY_FWD_RUNNING;
+  proxy_busy_link(conn);
+  return;
+
+fail:
+  proxy_upstream_failed(conn, &conn->fwd, CURLE_OUT_OF_MEMORY, conn->fwd_err,
+                        ans);
+  proxy_fwd_release(conn);
+}
+
+/* Ends conn's transfer with libcurl's result res (CURLE_ABORTED_BY_CALLBACK
+ * when proxy_stop abandons it): fills conn->pending with the relayed
+ * response or the 502/503/504, releases the transfer and resumes the
+ * client connection, whose access handler then queues the answer. */
+void proxy_fwd_finish(struct proxy_conn *conn, CURLcode res)
+{
+  long code = 0;
+
+  if(res == CURLE_OK)
+    curl_easy_getinfo(conn->curl, CURLINFO_RESPONSE_CODE, &code);
+  /* Done with the handle: the upstream connection stays in the multi
+   * handle's cache (or closes now when the transfer was cut short). */
+  curl_multi_remove_handle(conn->multi, conn->curl);
+  conn->timer_at = -1;
+  proxy_busy_unlink(conn);
+  if(res == CURLE_OK && code >= 100 && code <= 999)
+    proxy_relay(conn, &conn->fwd, (unsigned)code, &conn->pending);
+  else
+    proxy_upstream_failed(conn, &conn->fwd, res, conn->fwd_err, &conn->pending);
+  proxy_fwd_release(conn);
+  conn->fwd_state = PROXY_FWD_DONE;
+  MHD_resume_connection(conn->mc);
+  conn->mc = NULL;
+}
+
+/* Hands a finished transfer of conn, if any, to proxy_fwd_finish. */
+void proxy_fwd_check(struct proxy_conn *conn)
+{
+  CURLMsg *msg;
+  int left = 0;
+
+  while(conn->fwd_state == PROXY_FWD_RUNNING &&
+        (msg = curl_multi_info_read(conn->multi, &left))) {
+    if(msg->msg == CURLMSG_DONE && msg->easy_handle == conn->curl) {
+      CURLcode res = msg->data.result;
+      proxy_fwd_finish(conn, res);
+    }
+  }
+}
