@@ -2549,7 +2549,6 @@ static Suite *hostile_suite(void)
   tcase_add_test(tc, test_user_spec_error_hides_password);
   suite_add_tcase(s, tc);
 
-
   tc = tcase_create("fuzz");
   tcase_set_timeout(tc, 60);
   tcase_add_checked_fixture(tc, NULL, hx_teardown);
