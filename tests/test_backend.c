@@ -28,9 +28,10 @@
 #include "backend.h"
 #include "kb_buf.h"
 #include "kb_env.h"
+#include "kbt.h"
 
 /* 2009-03-17T16:26:24Z, the Date of the support case's response. */
-#define SEED_MS INT64_C(1237307184000)
+#define SEED_MS KBT_CASE_MS
 #define SEED_DATE "Tue, 17 Mar 2009 16:26:24 GMT"
 
 #define EWS "/EWS/Exchange.asmx"

@@ -24,11 +24,12 @@
 #include "backend.h"
 #include "client.h"
 #include "kb_users.h"
+#include "kbt.h"
 #include "ntlm.h"
 #include "proxy.h"
 
 /* 2009-03-17 16:26:24 GMT, the Date of the support case's 500. */
-#define TEST_NOW_MS INT64_C(1237307184000)
+#define TEST_NOW_MS KBT_CASE_MS
 #define TEST_PASSWORD "Passw0rd!"
 
 /* The first leg of an EWS POST, byte for byte as in the support case, with

@@ -35,6 +35,7 @@
 #include "kb_buf.h"
 #include "kb_env.h"
 #include "kb_users.h"
+#include "kbt.h"
 #include "ntlm.h"
 #include "ntlm_core.h"
 #include "proc.h"
@@ -43,7 +44,7 @@
 #include "sim_env.h"
 #include "targets.h"
 
-#define T_NOW_MS INT64_C(1237307184000)
+#define T_NOW_MS KBT_CASE_MS
 #define T_ALICE_PASSWORD "Passw0rd!"
 #define T_BOB_PASSWORD "Hunter2?"
 #define T_EWS "/EWS/Exchange.asmx"
@@ -56,41 +57,9 @@
  * normally, well under a second under the sanitizers. */
 #define T_EVENT_WAIT_S 10
 
-static const char oof_body[] =
-    "<?xml version=\"1.0\" encoding=\"utf-8\"?>"
-    "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\" "
-    "xmlns:t=\"http://schemas.microsoft.com/exchange/services/2006/types\" "
-    "xmlns:m=\"http://schemas.microsoft.com/exchange/services/2006/messages\">"
-    "<soap:Body><m:GetUserOofSettingsRequest><t:Mailbox>"
-    "<t:Address>alice@fabrikam.com</t:Address></t:Mailbox>"
-    "</m:GetUserOofSettingsRequest></soap:Body></soap:Envelope>";
+#define oof_body kbt_oof_body
 
 /* ---- clock, random source ----------------------------------------------- */
-
-static int64_t hx_now(void *ctx, const char *who)
-{
-  (void)ctx;
-  (void)who;
-  return T_NOW_MS;
-}
-
-/* Deterministic bytes from a label (FNV-1a, then splitmix64). */
-static void hx_fill(void *ctx, const char *label, uint8_t *buf, size_t len)
-{
-  uint64_t h = UINT64_C(1469598103934665603);
-  size_t i;
-  (void)ctx;
-  for(i = 0; label[i]; i++) {
-    h ^= (uint8_t)label[i];
-    h *= UINT64_C(1099511628211);
-  }
-  for(i = 0; i < len; i++) {
-    uint64_t z = (h += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    buf[i] = (uint8_t)(z ^ (z >> 31));
-  }
-}
 
 /* splitmix64: the seeded PRNG of the random-sequence tests. */
 static uint64_t hx_rand(uint64_t *state)
@@ -255,7 +224,7 @@ static struct backend *hx_backend_start(struct hx *e, uint16_t port)
 
   memset(&bc, 0, sizeof(bc));
   bc.port = port;
-  bc.clock.now_ms = hx_now;
+  bc.clock.now_ms = kbt_now;
   bc.trace.emit = hx_emit;
   bc.trace.ctx = &e->trace;
   bc.names = e->kb_names;
@@ -305,8 +274,8 @@ static void hx_start(struct hx *e, const struct hx_opts *o)
   pc.max_body = o->max_body;
   pc.upstream_timeout_ms = o->upstream_timeout_ms;
   pc.connection_timeout_s = o->connection_timeout_s;
-  pc.clock.now_ms = hx_now;
-  pc.rng.fill = hx_fill;
+  pc.clock.now_ms = kbt_now;
+  pc.rng.fill = kbt_fill;
   pc.trace.emit = hx_emit;
   pc.trace.ctx = &e->trace;
   pc.names = e->kb_names;

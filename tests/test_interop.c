@@ -31,6 +31,7 @@
 #include "backend.h"
 #include "client.h"
 #include "kb_users.h"
+#include "kbt.h"
 #include "ntlm.h"
 #include "proc.h"
 #include "topology.h"
@@ -499,7 +500,7 @@ static char *kbsim_type3(const char *type2_b64, const struct ntlm_bytes *type1,
                    NTLM_OK);
   memset(&opt, 0, sizeof(opt));
   opt.client_challenge = cchal;
-  opt.timestamp = ntlm_filetime_from_unix_ms(1237307184000);
+  opt.timestamp = ntlm_filetime_from_unix_ms(KBT_CASE_MS);
   ex.negotiate = type1->data;
   ex.negotiate_len = type1->len;
   ex.challenge = t2.data;

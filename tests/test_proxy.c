@@ -33,11 +33,12 @@
 #include "kb_buf.h"
 #include "kb_env.h"
 #include "kb_users.h"
+#include "kbt.h"
 #include "ntlm.h"
 #include "proxy.h"
 
 /* 2009-03-17 16:26:24 UTC, the Date of the support case's 500. */
-#define T_NOW_MS INT64_C(1237307184000)
+#define T_NOW_MS KBT_CASE_MS
 #define T_DATE "Tue, 17 Mar 2009 16:26:24 GMT"
 #define T_PASSWORD "Passw0rd!"
 /* The body of every failed NTLM login, whatever the reason. */
@@ -51,42 +52,9 @@
  * in order, as tc_headers joins them. */
 #define T_OFFER "Negotiate|NTLM"
 
-static const char oof_body[] =
-    "<?xml version=\"1.0\" encoding=\"utf-8\"?>"
-    "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\" "
-    "xmlns:t=\"http://schemas.microsoft.com/exchange/services/2006/types\" "
-    "xmlns:m=\"http://schemas.microsoft.com/exchange/services/2006/messages\">"
-    "<soap:Body><m:GetUserOofSettingsRequest><t:Mailbox>"
-    "<t:Address>alice@fabrikam.com</t:Address></t:Mailbox>"
-    "</m:GetUserOofSettingsRequest></soap:Body></soap:Envelope>";
+#define oof_body kbt_oof_body
 
 /* ---- clock, random source, trace ---------------------------------------- */
-
-static int64_t t_now(void *ctx, const char *who)
-{
-  (void)ctx;
-  (void)who;
-  return T_NOW_MS;
-}
-
-/* Deterministic bytes from a label (FNV-1a, then splitmix64), so a test can
- * recompute the challenge the proxy drew and thus check its label. */
-static void t_fill(void *ctx, const char *label, uint8_t *buf, size_t len)
-{
-  uint64_t h = UINT64_C(1469598103934665603);
-  size_t i;
-  (void)ctx;
-  for(i = 0; label[i]; i++) {
-    h ^= (uint8_t)label[i];
-    h *= UINT64_C(1099511628211);
-  }
-  for(i = 0; i < len; i++) {
-    uint64_t z = (h += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    buf[i] = (uint8_t)(z ^ (z >> 31));
-  }
-}
 
 struct t_event {
   enum kb_trace_kind kind;
@@ -588,7 +556,7 @@ static void t_expected_challenge(uint64_t conn, unsigned n, uint8_t out[8])
   char label[128];
   snprintf(label, sizeof(label),
            "proxy/ISA01/conn/%" PRIu64 "/handshake/%u/challenge", conn, n);
-  t_fill(NULL, label, out, 8);
+  kbt_fill(NULL, label, out, 8);
 }
 
 /* ---- fixture ------------------------------------------------------------ */
@@ -639,7 +607,7 @@ static void env_start_opts(struct tenv *e, enum t_upstream up, const char *url,
   if(up == T_BACKEND) {
     struct backend_config bc;
     memset(&bc, 0, sizeof(bc));
-    bc.clock.now_ms = t_now;
+    bc.clock.now_ms = kbt_now;
     ck_assert_msg(backend_start(&bc, &e->be, err, sizeof(err)) == 0, "%s", err);
     snprintf(backend_url, sizeof(backend_url), "http://127.0.0.1:%u",
              (unsigned)backend_port(e->be));
@@ -658,8 +626,8 @@ static void env_start_opts(struct tenv *e, enum t_upstream up, const char *url,
   pc.users = e->users;
   pc.max_body = max_body;
   pc.upstream_timeout_ms = timeout_ms;
-  pc.clock.now_ms = t_now;
-  pc.rng.fill = t_fill;
+  pc.clock.now_ms = kbt_now;
+  pc.rng.fill = kbt_fill;
   pc.trace.emit = t_emit;
   pc.trace.ctx = &e->trace;
   if(o) {
