@@ -140,10 +140,7 @@ static void evidence__decode_line(FILE *out, const char *line, size_t len)
 {
   static const char *names[] = {"Authorization:", "WWW-Authenticate:"};
   char value[NTLM_MAX_MESSAGE * 2];
-  char err[256], desc[512];
-  struct ntlm_bytes token = {0};
-  struct ntlm_message msg;
-  enum ntlm_scheme scheme;
+  char desc[512];
   size_t i, n;
 
   for(i = 0; i < 2; i++) {
@@ -161,20 +158,8 @@ static void evidence__decode_line(FILE *out, const char *line, size_t len)
                    "evidence never carries passwords\n");
     return;
   }
-  if(ntlm_header_parse(value, &scheme, &token, err, sizeof(err))) {
-    fprintf(out, "    ; not decodable: %s\n", err);
-    return;
-  }
-  if(token.len) {
-    if(ntlm_decode(token.data, token.len, &msg, err, sizeof(err)) == NTLM_OK) {
-      ntlm_describe(&msg, desc, sizeof(desc));
-      fprintf(out, "    ; %s\n", desc);
-      ntlm_message_free(&msg);
-    }
-    else
-      fprintf(out, "    ; not decodable: %s\n", err);
-  }
-  ntlm_bytes_free(&token);
+  if(ntlm_header_describe(value, strlen(value), desc, sizeof(desc)))
+    fprintf(out, "    ; %s\n", desc);
 }
 
 /* Writes one direction's bytes line by line: CRLF shown as a line end,

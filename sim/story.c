@@ -451,39 +451,17 @@ static int story__next_msg(const char *data, size_t len, size_t *pos,
   }
 }
 
-/* Returns ntlm_describe's line for an Authorization / WWW-Authenticate
- * value (a new string the caller frees), "not decodable: ..." when it does
- * not decode, or NULL when it carries no token or memory ran out. */
+/* Returns the one-line description of an Authorization / WWW-Authenticate
+ * value's token (ntlm_header_describe: the decode, or "not decodable:
+ * ..."), a new string the caller frees; NULL when it carries no token or
+ * memory ran out. */
 static char *story__describe_auth(const char *value, size_t len)
 {
-  char *copy = malloc(len + 1);
-  struct ntlm_bytes token = {0};
-  struct ntlm_message msg;
-  enum ntlm_scheme scheme;
-  char err[256], line[512];
-  char *result = NULL;
+  char line[512];
 
-  if(!copy)
+  if(!ntlm_header_describe(value, len, line, sizeof(line)))
     return NULL;
-  memcpy(copy, value, len);
-  copy[len] = '\0';
-  if(ntlm_header_parse(copy, &scheme, &token, err, sizeof(err)) != NTLM_OK) {
-    snprintf(line, sizeof(line), "not decodable: %s", err);
-    result = strdup(line);
-  }
-  else if(token.len) {
-    memset(&msg, 0, sizeof(msg));
-    if(ntlm_decode(token.data, token.len, &msg, err, sizeof(err)) == NTLM_OK) {
-      ntlm_describe(&msg, line, sizeof(line));
-      ntlm_message_free(&msg);
-    }
-    else
-      snprintf(line, sizeof(line), "not decodable: %s", err);
-    result = strdup(line);
-  }
-  ntlm_bytes_free(&token);
-  free(copy);
-  return result;
+  return strdup(line);
 }
 
 /* True when the parsed request is the one hop describes. */
