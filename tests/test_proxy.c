@@ -2720,10 +2720,17 @@ END_TEST
 static Suite *proxy_suite(void)
 {
   Suite *s = suite_create("proxy");
-  TCase *tc = tcase_create("listener");
+  TCase *tc;
+
+  tc = tcase_create("api");
   tcase_set_timeout(tc, 30);
   tcase_add_test(tc, test_policy_names);
   tcase_add_test(tc, test_start_errors);
+  tcase_add_test(tc, test_auth_names);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("integrated");
+  tcase_set_timeout(tc, 30);
   tcase_add_test(tc, test_unauthenticated_401);
   tcase_add_test(tc, test_full_handshake);
   tcase_add_test(tc, test_authenticated_without_header);
@@ -2736,6 +2743,19 @@ static Suite *proxy_suite(void)
   tcase_add_test(tc, test_garbage_tokens);
   tcase_add_test(tc, test_garbage_deauthenticates);
   tcase_add_test(tc, test_negotiate_wrapped);
+  tcase_add_test(tc, test_negotiate_kerberos);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("basic and none");
+  tcase_set_timeout(tc, 30);
+  tcase_add_test(tc, test_basic_ok);
+  tcase_add_test(tc, test_basic_forwarded_as_is);
+  tcase_add_test(tc, test_basic_refused);
+  tcase_add_test(tc, test_auth_none);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("forwarding");
+  tcase_set_timeout(tc, 30);
   tcase_add_test(tc, test_forward_exact);
   tcase_add_test(tc, test_response_too_big);
   tcase_add_test(tc, test_request_too_big);
@@ -2743,21 +2763,23 @@ static Suite *proxy_suite(void)
   tcase_add_test(tc, test_backend_unreachable);
   tcase_add_test(tc, test_backend_timeout);
   tcase_add_test(tc, test_trace);
-  tcase_add_test(tc, test_concurrent_connections);
-  tcase_add_test(tc, test_several_loops);
-  tcase_add_test(tc, test_stop_with_open_connections);
-  tcase_add_test(tc, test_stop_with_request_in_flight);
-  tcase_add_test(tc, test_auth_names);
-  tcase_add_test(tc, test_negotiate_kerberos);
-  tcase_add_test(tc, test_basic_ok);
-  tcase_add_test(tc, test_basic_forwarded_as_is);
-  tcase_add_test(tc, test_basic_refused);
-  tcase_add_test(tc, test_auth_none);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("keep-alive");
+  tcase_set_timeout(tc, 30);
   tcase_add_test(tc, test_idle_timeout);
   tcase_add_test(tc, test_idle_timeout_named);
   tcase_add_test(tc, test_idle_timeout_off);
   tcase_add_test(tc, test_max_requests);
   tcase_add_test(tc, test_connection_timeout);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("threads");
+  tcase_set_timeout(tc, 30);
+  tcase_add_test(tc, test_concurrent_connections);
+  tcase_add_test(tc, test_several_loops);
+  tcase_add_test(tc, test_stop_with_open_connections);
+  tcase_add_test(tc, test_stop_with_request_in_flight);
   suite_add_tcase(s, tc);
   return s;
 }
