@@ -3,6 +3,12 @@
  */
 #include "kbt.h"
 
+#include <check.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 const char *const kbt_oof_body =
     "<?xml version=\"1.0\" encoding=\"utf-8\"?>"
     "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\" "
@@ -35,4 +41,157 @@ void kbt_fill(void *ctx, const char *label, uint8_t *buf, size_t len)
     z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
     buf[i] = (uint8_t)(z ^ (z >> 31));
   }
+}
+
+/* ---- trace recorder --------------------------------------------------- */
+
+void kbt_trace_init(struct kbt_trace *t, bool keep_bytes, const char *debug)
+{
+  memset(t, 0, sizeof(*t));
+  pthread_mutex_init(&t->lock, NULL);
+  pthread_cond_init(&t->cond, NULL);
+  t->keep_bytes = keep_bytes;
+  t->debug = debug;
+}
+
+struct kb_trace kbt_trace_sink(struct kbt_trace *t)
+{
+  struct kb_trace sink = {kbt_emit, t};
+  return sink;
+}
+
+void kbt_trace_free(struct kbt_trace *t)
+{
+  size_t i;
+
+  for(i = 0; i < t->n; i++)
+    free(t->ev[i].text);
+  free(t->ev);
+  pthread_cond_destroy(&t->cond);
+  pthread_mutex_destroy(&t->lock);
+  memset(t, 0, sizeof(*t));
+}
+
+/* Prints e when the trace's debug variable is set. */
+static void kbt_debug(const struct kbt_trace *t, const struct kbt_event *x,
+                      const struct kb_trace_event *e)
+{
+  if(!t->debug || !getenv(t->debug))
+    return;
+  if(e->kind == KB_TRACE_NOTE)
+    fprintf(stderr, "[%s %" PRIu64 " hop %d] %s\n", x->origin, x->conn,
+            (int)x->hop, x->text);
+  else if(e->kind == KB_TRACE_EXCHANGE)
+    fprintf(stderr, "[%s %" PRIu64 " hop %d] %s %s %s -> %d %s\n", x->origin,
+            x->conn, (int)x->hop, e->exchange->method, e->exchange->path,
+            kb_auth_name(x->ex.req_auth), x->ex.status,
+            kb_auth_name(x->ex.resp_auth));
+}
+
+void kbt_emit(void *ctx, const struct kb_trace_event *e)
+{
+  struct kbt_trace *t = ctx;
+  struct kbt_event *x;
+
+  if(!t->keep_bytes && (e->kind == KB_TRACE_SEND || e->kind == KB_TRACE_RECV))
+    return;
+  pthread_mutex_lock(&t->lock);
+  if(t->n == t->size) {
+    t->size = t->size ? t->size * 2 : 256;
+    t->ev = realloc(t->ev, t->size * sizeof(*t->ev));
+    ck_assert_ptr_nonnull(t->ev);
+  }
+  x = &t->ev[t->n++];
+  memset(x, 0, sizeof(*x));
+  x->kind = e->kind;
+  x->hop = e->hop;
+  x->side = e->side;
+  x->conn = e->conn;
+  snprintf(x->origin, sizeof(x->origin), "%s", e->origin ? e->origin : "");
+  snprintf(x->conn_name, sizeof(x->conn_name), "%s",
+           e->conn_name ? e->conn_name : "");
+  if(e->kind == KB_TRACE_NOTE) {
+    x->note = e->note;
+    x->text = strdup(e->text ? e->text : "");
+    x->len = strlen(x->text);
+  }
+  else if(e->data) {
+    x->text = malloc(e->len + 1);
+    ck_assert_ptr_nonnull(x->text);
+    memcpy(x->text, e->data, e->len);
+    x->text[e->len] = '\0';
+    x->len = e->len;
+  }
+  if(e->kind == KB_TRACE_EXCHANGE && e->exchange) {
+    x->ex = *e->exchange;
+    x->ex.method = NULL; /* not valid after the call */
+    x->ex.path = NULL;
+  }
+  kbt_debug(t, x, e);
+  pthread_cond_broadcast(&t->cond);
+  pthread_mutex_unlock(&t->lock);
+}
+
+size_t kbt_count(struct kbt_trace *t, enum kb_trace_kind kind, enum kb_hop hop,
+                 uint64_t conn)
+{
+  size_t i, n = 0;
+
+  pthread_mutex_lock(&t->lock);
+  for(i = 0; i < t->n; i++)
+    if(t->ev[i].kind == kind && t->ev[i].hop == hop &&
+       (!conn || t->ev[i].conn == conn))
+      n++;
+  pthread_mutex_unlock(&t->lock);
+  return n;
+}
+
+bool kbt_has_note(struct kbt_trace *t, const char *needle)
+{
+  size_t i;
+  bool found = false;
+
+  pthread_mutex_lock(&t->lock);
+  for(i = 0; i < t->n && !found; i++)
+    found = t->ev[i].kind == KB_TRACE_NOTE && strstr(t->ev[i].text, needle);
+  pthread_mutex_unlock(&t->lock);
+  return found;
+}
+
+size_t kbt_count_code(struct kbt_trace *t, enum kb_note code)
+{
+  size_t i, n = 0;
+
+  pthread_mutex_lock(&t->lock);
+  for(i = 0; i < t->n; i++)
+    n += t->ev[i].kind == KB_TRACE_NOTE && t->ev[i].note == code;
+  pthread_mutex_unlock(&t->lock);
+  return n;
+}
+
+bool kbt_anywhere(struct kbt_trace *t, const char *needle)
+{
+  size_t i;
+  bool found = false;
+
+  pthread_mutex_lock(&t->lock);
+  for(i = 0; i < t->n && !found; i++)
+    found = t->ev[i].text && strstr(t->ev[i].text, needle);
+  pthread_mutex_unlock(&t->lock);
+  return found;
+}
+
+void kbt_wait_for(struct kbt_trace *t, enum kb_trace_kind kind, enum kb_hop hop)
+{
+  size_t i = 0;
+
+  pthread_mutex_lock(&t->lock);
+  for(;;) {
+    for(; i < t->n; i++)
+      if(t->ev[i].kind == kind && t->ev[i].hop == hop)
+        goto done;
+    pthread_cond_wait(&t->cond, &t->lock);
+  }
+done:
+  pthread_mutex_unlock(&t->lock);
 }

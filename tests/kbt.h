@@ -1,14 +1,19 @@
 /*
  * kbt.h - what the test suites share (on the model of libuv's task.h and
  * curl's libtest): the support case's constants, one deterministic random
- * fill and fixed clock for the components' kb_rng / kb_clock, and the
- * request body the listener tests POST.
+ * fill and fixed clock for the components' kb_rng / kb_clock, one trace
+ * recorder with waits and note-code matching, and the request body the
+ * listener tests POST.
  */
 #ifndef TESTS_KBT_H
 #define TESTS_KBT_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "kb_env.h"
 
 /* 2009-03-17 16:26:24 UTC: the Date of the support case's 500. */
 #define KBT_CASE_MS INT64_C(1237307184000)
@@ -23,5 +28,62 @@ int64_t kbt_now(void *ctx, const char *who);
  * then splitmix64), so a test can recompute what a component drew under
  * a label (the proxy's challenge, say) and so check the label. */
 void kbt_fill(void *ctx, const char *label, uint8_t *buf, size_t len);
+
+/* ---- trace recorder --------------------------------------------------- */
+
+/* One recorded event, copied out of the kb_trace_event. */
+struct kbt_event {
+  enum kb_trace_kind kind;
+  enum kb_hop hop;
+  enum kb_side side;
+  uint64_t conn;
+  char origin[16];       /* "ISA01", "backend", "client 3" */
+  char conn_name[96];    /* "" when the connection has none */
+  enum kb_note note;     /* NOTE */
+  size_t len;            /* of text */
+  char *text;            /* NOTE text, or SEND/RECV bytes (NUL-terminated) */
+  struct kb_exchange ex; /* EXCHANGE; method and path not kept */
+};
+
+/* Every event the components emit, in order, under a lock; waits wake on
+ * each new event. */
+struct kbt_trace {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  struct kbt_event *ev;
+  size_t n, size;
+  bool keep_bytes;   /* record SEND/RECV (else they are dropped) */
+  const char *debug; /* environment variable that prints events, or NULL */
+};
+
+/* Ready to record; debug names an environment variable (T_PROXY_TRACE,
+ * say) that, when set, prints notes and exchanges for reading a failure. */
+void kbt_trace_init(struct kbt_trace *t, bool keep_bytes, const char *debug);
+
+/* The kb_trace that records into t. */
+struct kb_trace kbt_trace_sink(struct kbt_trace *t);
+
+void kbt_trace_free(struct kbt_trace *t);
+
+/* kb_trace.emit of kbt_trace_sink. */
+void kbt_emit(void *ctx, const struct kb_trace_event *e);
+
+/* Events of kind on hop (conn 0: any connection). */
+size_t kbt_count(struct kbt_trace *t, enum kb_trace_kind kind, enum kb_hop hop,
+                 uint64_t conn);
+
+/* Whether a NOTE containing needle was recorded. */
+bool kbt_has_note(struct kbt_trace *t, const char *needle);
+
+/* How many NOTEs carry code. */
+size_t kbt_count_code(struct kbt_trace *t, enum kb_note code);
+
+/* Whether any recorded text or bytes contain needle. */
+bool kbt_anywhere(struct kbt_trace *t, const char *needle);
+
+/* Blocks until an event of kind on hop is recorded (Check's timeout
+ * bounds a wait that never ends). */
+void kbt_wait_for(struct kbt_trace *t, enum kb_trace_kind kind,
+                  enum kb_hop hop);
 
 #endif /* TESTS_KBT_H */

@@ -80,70 +80,19 @@ static uint64_t hx_rand(uint64_t *state)
 
 /* ---- trace recorder ----------------------------------------------------- */
 
-struct hx_event {
-  enum kb_trace_kind kind;
-  enum kb_hop hop;
-  char origin[16];
-  uint64_t conn;
-  char conn_name[96];
-  char *text; /* NOTE text; NULL otherwise (bytes are not kept) */
-  int status; /* EXCHANGE */
-  size_t req_body_len;
-};
-
-struct hx_trace {
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  struct hx_event *ev;
-  size_t n, size;
-};
-
-static void hx_emit(void *ctx, const struct kb_trace_event *e)
+/* Who observed an event, by where it was seen rather than by name (the
+ * proxy names itself after its array member, "ISA01"): the server of the
+ * proxy-backend hop is the backend; everything else here is the proxy. */
+static const char *hx_role(const struct kbt_event *ev)
 {
-  struct hx_trace *t = ctx;
-  struct hx_event *x;
-
-  if(e->kind == KB_TRACE_SEND || e->kind == KB_TRACE_RECV)
-    return;
-  pthread_mutex_lock(&t->lock);
-  if(t->n == t->size) {
-    t->size = t->size ? t->size * 2 : 256;
-    t->ev = realloc(t->ev, t->size * sizeof(*t->ev));
-    ck_assert_ptr_nonnull(t->ev);
-  }
-  x = &t->ev[t->n++];
-  memset(x, 0, sizeof(*x));
-  x->kind = e->kind;
-  x->hop = e->hop;
-  x->conn = e->conn;
-  /* Who observed it, by where it was seen rather than by name (the proxy
-   * names itself after its array member, "ISA01"): the server of the
-   * proxy-backend hop is the backend; everything else here is the proxy. */
-  snprintf(x->origin, sizeof(x->origin), "%s",
-           e->hop == KB_HOP_PROXY_BACKEND && e->side == KB_SIDE_SERVER
-               ? "backend"
-               : "proxy");
-  snprintf(x->conn_name, sizeof(x->conn_name), "%s",
-           e->conn_name ? e->conn_name : "");
-  if(e->kind == KB_TRACE_NOTE)
-    x->text = strdup(e->text);
-  if(e->kind == KB_TRACE_EXCHANGE) {
-    x->status = e->exchange->status;
-    x->req_body_len = e->exchange->req_body_len;
-  }
-  /* HX_TRACE=1 prints notes, for reading a failure. */
-  if(getenv("HX_TRACE") && e->kind == KB_TRACE_NOTE)
-    fprintf(stderr, "[%s %" PRIu64 "] %s\n", x->origin, x->conn, x->text);
-  else if(getenv("HX_TRACE"))
-    fprintf(stderr, "[%s %" PRIu64 " %s] kind %d hop %d\n", x->origin, x->conn,
-            x->conn_name, (int)x->kind, (int)x->hop);
-  pthread_cond_broadcast(&t->cond);
-  pthread_mutex_unlock(&t->lock);
+  return ev->hop == KB_HOP_PROXY_BACKEND && ev->side == KB_SIDE_SERVER
+             ? "backend"
+             : "proxy";
 }
 
 /* Returns true when an event of kind on hop, by origin, for the connection
  * named name has been recorded; waits for it up to T_EVENT_WAIT_S. */
-static bool hx_wait_event(struct hx_trace *t, enum kb_trace_kind kind,
+static bool hx_wait_event(struct kbt_trace *t, enum kb_trace_kind kind,
                           enum kb_hop hop, const char *origin, const char *name)
 {
   struct timespec until;
@@ -156,7 +105,7 @@ static bool hx_wait_event(struct hx_trace *t, enum kb_trace_kind kind,
   while(!found) {
     for(; i < t->n && !found; i++)
       found = t->ev[i].kind == kind && t->ev[i].hop == hop &&
-              !strcmp(t->ev[i].origin, origin) &&
+              !strcmp(hx_role(&t->ev[i]), origin) &&
               !strcmp(t->ev[i].conn_name, name);
     if(!found && pthread_cond_timedwait(&t->cond, &t->lock, &until))
       break;
@@ -167,29 +116,18 @@ static bool hx_wait_event(struct hx_trace *t, enum kb_trace_kind kind,
 
 /* Returns the proxy's id for the client connection named name (from its
  * OPEN event), or 0. */
-static uint64_t hx_proxy_conn_id(struct hx_trace *t, const char *name)
+static uint64_t hx_proxy_conn_id(struct kbt_trace *t, const char *name)
 {
   size_t i;
   uint64_t id = 0;
   pthread_mutex_lock(&t->lock);
   for(i = 0; i < t->n && !id; i++)
     if(t->ev[i].kind == KB_TRACE_OPEN && t->ev[i].hop == KB_HOP_CLIENT_PROXY &&
-       !strcmp(t->ev[i].origin, "proxy") && !strcmp(t->ev[i].conn_name, name))
+       !strcmp(hx_role(&t->ev[i]), "proxy") &&
+       !strcmp(t->ev[i].conn_name, name))
       id = t->ev[i].conn;
   pthread_mutex_unlock(&t->lock);
   return id;
-}
-
-/* Returns true when a proxy NOTE containing needle has been recorded. */
-static bool hx_has_note(struct hx_trace *t, const char *needle)
-{
-  size_t i;
-  bool found = false;
-  pthread_mutex_lock(&t->lock);
-  for(i = 0; i < t->n && !found; i++)
-    found = t->ev[i].kind == KB_TRACE_NOTE && strstr(t->ev[i].text, needle);
-  pthread_mutex_unlock(&t->lock);
-  return found;
 }
 
 /* ---- the topology ------------------------------------------------------- */
@@ -206,7 +144,7 @@ struct hx {
   struct kb_users *users;
   struct backend *be;
   struct proxy *px;
-  struct hx_trace trace;
+  struct kbt_trace trace;
   struct sim_names names;
   struct kb_names kb_names;
   uint16_t backend_port;
@@ -225,7 +163,7 @@ static struct backend *hx_backend_start(struct hx *e, uint16_t port)
   memset(&bc, 0, sizeof(bc));
   bc.port = port;
   bc.clock.now_ms = kbt_now;
-  bc.trace.emit = hx_emit;
+  bc.trace.emit = kbt_emit;
   bc.trace.ctx = &e->trace;
   bc.names = e->kb_names;
   ck_assert_msg(backend_start(&bc, &be, err, sizeof(err)) == 0, "%s", err);
@@ -246,8 +184,7 @@ static void hx_start(struct hx *e, const struct hx_opts *o)
   char err[256];
 
   memset(e, 0, sizeof(*e));
-  pthread_mutex_init(&e->trace.lock, NULL);
-  pthread_cond_init(&e->trace.cond, NULL);
+  kbt_trace_init(&e->trace, false, "HX_TRACE");
   ck_assert_int_eq(sim_names_init(&e->names), 0);
   e->kb_names = sim_names_as_kb(&e->names);
   e->users = kb_users_new();
@@ -276,7 +213,7 @@ static void hx_start(struct hx *e, const struct hx_opts *o)
   pc.connection_timeout_s = o->connection_timeout_s;
   pc.clock.now_ms = kbt_now;
   pc.rng.fill = kbt_fill;
-  pc.trace.emit = hx_emit;
+  pc.trace.emit = kbt_emit;
   pc.trace.ctx = &e->trace;
   pc.names = e->kb_names;
   ck_assert_msg(proxy_start(&pc, &e->px, err, sizeof(err)) == 0, "%s", err);
@@ -285,16 +222,11 @@ static void hx_start(struct hx *e, const struct hx_opts *o)
 
 static void hx_stop(struct hx *e)
 {
-  size_t i;
   hx_live = NULL;
   proxy_stop(e->px);
   backend_stop(e->be);
   kb_users_free(e->users);
-  for(i = 0; i < e->trace.n; i++)
-    free(e->trace.ev[i].text);
-  free(e->trace.ev);
-  pthread_cond_destroy(&e->trace.cond);
-  pthread_mutex_destroy(&e->trace.lock);
+  kbt_trace_free(&e->trace);
   sim_names_free(&e->names);
 }
 
@@ -955,8 +887,8 @@ START_TEST(test_type3_for_another_users_challenge)
   ck_assert_int_eq(
       rc_post(&b, T_EWS, bob_for_b, oof_body, strlen(oof_body), &r), 200);
   rc_resp_free(&r);
-  ck_assert(hx_has_note(&e.trace, "authenticated as FABRIKAM\\bob"));
-  ck_assert(!hx_has_note(&e.trace, "authenticated as FABRIKAM\\alice"));
+  ck_assert(kbt_has_note(&e.trace, "authenticated as FABRIKAM\\bob"));
+  ck_assert(!kbt_has_note(&e.trace, "authenticated as FABRIKAM\\alice"));
   ck_assert_uint_eq(hx_backend_requests(&e), 1);
   rc_close(&a);
   rc_close(&b);
@@ -1873,8 +1805,8 @@ static void hx_random_sequences(enum proxy_policy policy, uint64_t seed,
     snprintf(prefix, sizeof(prefix), "%s upstream ", m->c.name);
     pthread_mutex_lock(&e.trace.lock);
     for(i = 0; i < e.trace.n; i++) {
-      const struct hx_event *ev = &e.trace.ev[i];
-      if(ev->kind == KB_TRACE_EXCHANGE && !strcmp(ev->origin, "backend") &&
+      const struct kbt_event *ev = &e.trace.ev[i];
+      if(ev->kind == KB_TRACE_EXCHANGE && !strcmp(hx_role(ev), "backend") &&
          !strncmp(ev->conn_name, prefix, strlen(prefix)))
         seen++;
       if(ev->kind == KB_TRACE_NOTE && ev->conn == id &&
@@ -1900,7 +1832,7 @@ static void hx_random_sequences(enum proxy_policy policy, uint64_t seed,
   pthread_mutex_lock(&e.trace.lock);
   for(i = 0; i < e.trace.n; i++)
     if(e.trace.ev[i].kind == KB_TRACE_EXCHANGE &&
-       !strcmp(e.trace.ev[i].origin, "backend"))
+       !strcmp(hx_role(&e.trace.ev[i]), "backend"))
       ck_assert_msg(!strncmp(e.trace.ev[i].conn_name, "hostile ", 8),
                     "backend exchange on \"%s\"", e.trace.ev[i].conn_name);
   pthread_mutex_unlock(&e.trace.lock);
@@ -1950,12 +1882,12 @@ START_TEST(test_bug_path_keeps_the_connections_identity)
            "connection %" PRIu64 " is already authenticated as "
            "FABRIKAM\\alice; policy per-connection keeps that context",
            hx_proxy_conn_id(&e.trace, a.name));
-  ck_assert(hx_has_note(&e.trace, note));
+  ck_assert(kbt_has_note(&e.trace, note));
   snprintf(note, sizeof(note),
            "connection %" PRIu64 " is already authenticated as "
            "FABRIKAM\\bob; policy per-connection keeps that context",
            hx_proxy_conn_id(&e.trace, b.name));
-  ck_assert(hx_has_note(&e.trace, note));
+  ck_assert(kbt_has_note(&e.trace, note));
   ck_assert(hx_wait_event(&e.trace, KB_TRACE_EXCHANGE, KB_HOP_PROXY_BACKEND,
                           "backend", "hostile 1 upstream 1"));
   ck_assert(hx_wait_event(&e.trace, KB_TRACE_EXCHANGE, KB_HOP_PROXY_BACKEND,
@@ -2001,8 +1933,8 @@ START_TEST(test_no_state_crosses_connections)
   /* Each backend connection served exactly one client connection. */
   pthread_mutex_lock(&e.trace.lock);
   for(i = 0; i < e.trace.n; i++) {
-    const struct hx_event *ev = &e.trace.ev[i];
-    if(ev->kind != KB_TRACE_EXCHANGE || strcmp(ev->origin, "backend"))
+    const struct kbt_event *ev = &e.trace.ev[i];
+    if(ev->kind != KB_TRACE_EXCHANGE || strcmp(hx_role(ev), "backend"))
       continue;
     if(!strcmp(ev->conn_name, "hostile 1 upstream 1"))
       on_a++;

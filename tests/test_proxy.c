@@ -54,138 +54,6 @@
 
 #define oof_body kbt_oof_body
 
-/* ---- clock, random source, trace ---------------------------------------- */
-
-struct t_event {
-  enum kb_trace_kind kind;
-  enum kb_hop hop;
-  enum kb_side side;
-  uint64_t conn;
-  char origin[16];
-  size_t len;
-  char *text; /* NOTE text, or SEND/RECV bytes NUL-terminated */
-  struct kb_exchange ex;
-};
-
-struct t_trace {
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  struct t_event *ev;
-  size_t n, size;
-};
-
-static void t_emit(void *ctx, const struct kb_trace_event *e)
-{
-  struct t_trace *t = ctx;
-  struct t_event *x;
-
-  pthread_mutex_lock(&t->lock);
-  if(t->n == t->size) {
-    t->size = t->size ? t->size * 2 : 64;
-    t->ev = realloc(t->ev, t->size * sizeof(*t->ev));
-    ck_assert_ptr_nonnull(t->ev);
-  }
-  x = &t->ev[t->n++];
-  memset(x, 0, sizeof(*x));
-  x->kind = e->kind;
-  x->hop = e->hop;
-  x->side = e->side;
-  x->conn = e->conn;
-  snprintf(x->origin, sizeof(x->origin), "%s", e->origin ? e->origin : "");
-  if(e->kind == KB_TRACE_NOTE) {
-    x->text = strdup(e->text);
-    x->len = strlen(e->text);
-  }
-  else if(e->data) {
-    x->text = malloc(e->len + 1);
-    memcpy(x->text, e->data, e->len);
-    x->text[e->len] = '\0';
-    x->len = e->len;
-  }
-  if(e->kind == KB_TRACE_EXCHANGE) {
-    x->ex = *e->exchange;
-    x->ex.method = NULL; /* not valid after the call */
-    x->ex.path = NULL;
-  }
-  /* T_PROXY_TRACE=1 prints notes and exchanges, for reading a failure. */
-  if(getenv("T_PROXY_TRACE")) {
-    if(e->kind == KB_TRACE_NOTE)
-      fprintf(stderr, "[%s %" PRIu64 " hop %d] %s\n", x->origin, x->conn,
-              (int)x->hop, x->text);
-    else if(e->kind == KB_TRACE_EXCHANGE)
-      fprintf(stderr, "[%s %" PRIu64 " hop %d] %s %s %s -> %d %s\n", x->origin,
-              x->conn, (int)x->hop, e->exchange->method, e->exchange->path,
-              kb_auth_name(x->ex.req_auth), x->ex.status,
-              kb_auth_name(x->ex.resp_auth));
-  }
-  pthread_cond_broadcast(&t->cond);
-  pthread_mutex_unlock(&t->lock);
-}
-
-/* Counts events of a kind on a hop (conn 0 = any connection). */
-static size_t t_count(struct t_trace *t, enum kb_trace_kind kind,
-                      enum kb_hop hop, uint64_t conn)
-{
-  size_t i, n = 0;
-  pthread_mutex_lock(&t->lock);
-  for(i = 0; i < t->n; i++)
-    if(t->ev[i].kind == kind && t->ev[i].hop == hop &&
-       (!conn || t->ev[i].conn == conn))
-      n++;
-  pthread_mutex_unlock(&t->lock);
-  return n;
-}
-
-/* Returns true when some NOTE contains needle. */
-static bool t_has_note(struct t_trace *t, const char *needle)
-{
-  size_t i;
-  bool found = false;
-  pthread_mutex_lock(&t->lock);
-  for(i = 0; i < t->n && !found; i++)
-    found = t->ev[i].kind == KB_TRACE_NOTE && strstr(t->ev[i].text, needle);
-  pthread_mutex_unlock(&t->lock);
-  return found;
-}
-
-/* Returns true when any recorded text or byte event contains needle. */
-static bool t_anywhere(struct t_trace *t, const char *needle)
-{
-  size_t i;
-  bool found = false;
-  pthread_mutex_lock(&t->lock);
-  for(i = 0; i < t->n && !found; i++)
-    found = t->ev[i].text && strstr(t->ev[i].text, needle);
-  pthread_mutex_unlock(&t->lock);
-  return found;
-}
-
-/* Blocks until an event of kind on hop has been seen. */
-static void t_wait_for(struct t_trace *t, enum kb_trace_kind kind,
-                       enum kb_hop hop)
-{
-  size_t i = 0;
-  pthread_mutex_lock(&t->lock);
-  for(;;) {
-    for(; i < t->n; i++)
-      if(t->ev[i].kind == kind && t->ev[i].hop == hop)
-        goto done;
-    pthread_cond_wait(&t->cond, &t->lock);
-  }
-done:
-  pthread_mutex_unlock(&t->lock);
-}
-
-static void t_trace_free(struct t_trace *t)
-{
-  size_t i;
-  for(i = 0; i < t->n; i++)
-    free(t->ev[i].text);
-  free(t->ev);
-  pthread_cond_destroy(&t->cond);
-  pthread_mutex_destroy(&t->lock);
-}
-
 /* ---- a recording upstream ------------------------------------------------ */
 
 /* A small libmicrohttpd server that records the last request exactly as it
@@ -569,7 +437,7 @@ struct tenv {
   struct rec rec;
   bool has_rec;
   struct proxy *px;
-  struct t_trace trace;
+  struct kbt_trace trace;
 };
 
 /* What a test sets beyond env_start's arguments: the listener's
@@ -594,8 +462,7 @@ static void env_start_opts(struct tenv *e, enum t_upstream up, const char *url,
   char backend_url[64];
 
   memset(e, 0, sizeof(*e));
-  pthread_mutex_init(&e->trace.lock, NULL);
-  pthread_cond_init(&e->trace.cond, NULL);
+  kbt_trace_init(&e->trace, true, "T_PROXY_TRACE");
   e->users = kb_users_new();
   ck_assert_ptr_nonnull(e->users);
   ck_assert_int_eq(
@@ -628,7 +495,7 @@ static void env_start_opts(struct tenv *e, enum t_upstream up, const char *url,
   pc.upstream_timeout_ms = timeout_ms;
   pc.clock.now_ms = kbt_now;
   pc.rng.fill = kbt_fill;
-  pc.trace.emit = t_emit;
+  pc.trace.emit = kbt_emit;
   pc.trace.ctx = &e->trace;
   if(o) {
     pc.auth = o->auth;
@@ -666,7 +533,7 @@ static void env_stop_servers(struct tenv *e)
 static void env_free(struct tenv *e)
 {
   kb_users_free(e->users);
-  t_trace_free(&e->trace);
+  kbt_trace_free(&e->trace);
 }
 
 static void env_stop(struct tenv *e)
@@ -880,8 +747,8 @@ START_TEST(test_authenticated_without_header)
   ck_assert_uint_eq(be_stats(&e).oof_ok, 2);
   assert_stats(e.px, .connections = 1, .requests = 3, .challenges = 1,
                .auth_ok = 1, .forwarded = 2);
-  ck_assert(t_has_note(&e.trace, "connection 1 is authenticated as "
-                                 "FABRIKAM\\alice; POST forwarded with its"));
+  ck_assert(kbt_has_note(&e.trace, "connection 1 is authenticated as "
+                                   "FABRIKAM\\alice; POST forwarded with its"));
   tc_free(&c);
   env_stop(&e);
 }
@@ -915,18 +782,18 @@ START_TEST(test_bad_credentials)
   ck_assert_uint_eq(be_stats(&e).requests, 0);
   assert_stats(e.px, .connections = 1, .requests = 5, .challenges = 2,
                .auth_failed = 2);
-  ck_assert(!t_anywhere(&e.trace, "Wr0ng-Pa55"));
-  ck_assert(!t_anywhere(&e.trace, T_PASSWORD));
+  ck_assert(!kbt_anywhere(&e.trace, "Wr0ng-Pa55"));
+  ck_assert(!kbt_anywhere(&e.trace, T_PASSWORD));
   /* The reasons are in the trace. */
-  ck_assert(t_has_note(&e.trace,
-                       "connection 1: NTLM type 3 refused (NTLM server: the "
-                       "NTLMv2 response of FABRIKAM\\alice does not prove "
-                       "its password (wrong password, or an answer to another "
-                       "challenge)): 401 asking for NTLM, nothing forwarded"));
-  ck_assert(t_has_note(&e.trace,
-                       "connection 1: NTLM type 3 refused (NTLM server: "
-                       "unknown user FABRIKAM\\mallory; account: unknown "
-                       "user): 401 asking for NTLM, nothing forwarded"));
+  ck_assert(kbt_has_note(
+      &e.trace, "connection 1: NTLM type 3 refused (NTLM server: the "
+                "NTLMv2 response of FABRIKAM\\alice does not prove "
+                "its password (wrong password, or an answer to another "
+                "challenge)): 401 asking for NTLM, nothing forwarded"));
+  ck_assert(kbt_has_note(&e.trace,
+                         "connection 1: NTLM type 3 refused (NTLM server: "
+                         "unknown user FABRIKAM\\mallory; account: unknown "
+                         "user): 401 asking for NTLM, nothing forwarded"));
   tc_free(&c);
   env_stop(&e);
 }
@@ -967,13 +834,16 @@ START_TEST(test_per_connection_bug)
   assert_stats(e.px, .connections = 1, .requests = 3, .challenges = 1,
                .auth_ok = 1, .reauth_skipped = 1, .forwarded = 2,
                .forwarded_empty_posts = 1);
-  ck_assert(t_has_note(&e.trace,
-                       "connection 1 is already authenticated as "
-                       "FABRIKAM\\alice; policy per-connection keeps that "
-                       "context: NTLM type 1 not challenged, POST forwarded "
-                       "without its body"));
+  ck_assert(kbt_has_note(&e.trace,
+                         "connection 1 is already authenticated as "
+                         "FABRIKAM\\alice; policy per-connection keeps that "
+                         "context: NTLM type 1 not challenged, POST forwarded "
+                         "without its body"));
+  /* The decision is told by its code, once; no challenge on re-auth. */
+  ck_assert_uint_eq(kbt_count_code(&e.trace, KB_NOTE_REAUTH_SKIPPED), 1);
+  ck_assert_uint_eq(kbt_count_code(&e.trace, KB_NOTE_REAUTH_CHALLENGED), 0);
   /* The type 1 reached Exchange as the client sent it. */
-  ck_assert(t_anywhere(&e.trace, T_CASE_TYPE1));
+  ck_assert(kbt_anywhere(&e.trace, T_CASE_TYPE1));
   tc_free(&c);
   env_stop(&e);
 }
@@ -1018,9 +888,12 @@ START_TEST(test_per_request_fix)
   ck_assert_uint_eq(bs.oof_ok, 2);
   assert_stats(e.px, .connections = 1, .requests = 4, .challenges = 2,
                .auth_ok = 2, .forwarded = 2);
-  ck_assert(t_has_note(&e.trace, "policy per-request: NTLM type 1 on an "
-                                 "authenticated connection restarts the "
-                                 "handshake: 401 with a new type 2"));
+  ck_assert(kbt_has_note(&e.trace, "policy per-request: NTLM type 1 on an "
+                                   "authenticated connection restarts the "
+                                   "handshake: 401 with a new type 2"));
+  ck_assert_uint_eq(kbt_count_code(&e.trace, KB_NOTE_REAUTH_CHALLENGED), 1);
+  ck_assert_uint_eq(kbt_count_code(&e.trace, KB_NOTE_REAUTH_SKIPPED), 0);
+  ck_assert_uint_eq(kbt_count_code(&e.trace, KB_NOTE_AUTH_OK), 2);
   free(t3);
   tc_free(&c);
   env_stop(&e);
@@ -1111,8 +984,8 @@ START_TEST(test_auth_dies_with_connection)
   ck_assert_uint_eq(be_stats(&e).requests, 1);
   assert_stats(e.px, .connections = 2, .requests = 4, .challenges = 1,
                .auth_ok = 1, .auth_failed = 1, .forwarded = 1);
-  ck_assert(t_has_note(&e.trace, "connection 2 sent an NTLM type 3 with no "
-                                 "challenge pending"));
+  ck_assert(kbt_has_note(&e.trace, "connection 2 sent an NTLM type 3 with no "
+                                   "challenge pending"));
   tc_free(&c2);
   free(t1);
   free(t3);
@@ -1294,8 +1167,8 @@ START_TEST(test_negotiate_wrapped)
                                     T_BOB_PASSWORD, oof_body),
                    200);
   ck_assert_uint_eq(be_stats(&e).oof_ok, 1);
-  ck_assert(t_has_note(&e.trace, "connection 1 authenticated as "
-                                 "FABRIKAM\\bob (NTLMv2)"));
+  ck_assert(kbt_has_note(&e.trace, "connection 1 authenticated as "
+                                   "FABRIKAM\\bob (NTLMv2)"));
   /* The scheme follows the client: a Negotiate type 1 got a Negotiate
    * type 2 (t_type3 insists on it through t_decode_type2). */
   assert_stats(e.px, .connections = 1, .requests = 2, .challenges = 1,
@@ -1520,8 +1393,8 @@ START_TEST(test_request_too_big)
   ck_assert_uint_eq(rec_requests(&e.rec), 2);
   assert_stats(e.px, .connections = 2, .requests = 5, .challenges = 2,
                .auth_ok = 2, .forwarded = 2);
-  ck_assert(t_has_note(&e.trace, "request body of 5000 bytes is over the "
-                                 "1024-byte limit: 413, nothing forwarded"));
+  ck_assert(kbt_has_note(&e.trace, "request body of 5000 bytes is over the "
+                                   "1024-byte limit: 413, nothing forwarded"));
   tc_free(&c);
   free(big);
   env_stop(&e);
@@ -1625,23 +1498,23 @@ START_TEST(test_trace)
   tc_free(&c);
   env_stop_servers(&e); /* closes everything: the trace is complete */
 
-  ck_assert_uint_eq(t_count(&e.trace, KB_TRACE_OPEN, KB_HOP_CLIENT_PROXY, 1),
+  ck_assert_uint_eq(kbt_count(&e.trace, KB_TRACE_OPEN, KB_HOP_CLIENT_PROXY, 1),
                     1);
-  ck_assert_uint_eq(t_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY, 1),
+  ck_assert_uint_eq(kbt_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY, 1),
                     1);
   ck_assert_uint_eq(
-      t_count(&e.trace, KB_TRACE_EXCHANGE, KB_HOP_CLIENT_PROXY, 1), 3);
+      kbt_count(&e.trace, KB_TRACE_EXCHANGE, KB_HOP_CLIENT_PROXY, 1), 3);
   /* Two forwarded requests, one upstream connection. */
-  ck_assert_uint_eq(t_count(&e.trace, KB_TRACE_OPEN, KB_HOP_PROXY_BACKEND, 1),
+  ck_assert_uint_eq(kbt_count(&e.trace, KB_TRACE_OPEN, KB_HOP_PROXY_BACKEND, 1),
                     1);
-  ck_assert_uint_eq(t_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_PROXY_BACKEND, 1),
-                    1);
-  ck_assert_uint_ge(t_count(&e.trace, KB_TRACE_SEND, KB_HOP_PROXY_BACKEND, 1),
+  ck_assert_uint_eq(
+      kbt_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_PROXY_BACKEND, 1), 1);
+  ck_assert_uint_ge(kbt_count(&e.trace, KB_TRACE_SEND, KB_HOP_PROXY_BACKEND, 1),
                     2);
-  ck_assert_uint_ge(t_count(&e.trace, KB_TRACE_RECV, KB_HOP_PROXY_BACKEND, 1),
+  ck_assert_uint_ge(kbt_count(&e.trace, KB_TRACE_RECV, KB_HOP_PROXY_BACKEND, 1),
                     2);
   for(i = 0; i < e.trace.n; i++) {
-    struct t_event *x = &e.trace.ev[i];
+    struct kbt_event *x = &e.trace.ev[i];
     if(x->hop == KB_HOP_PROXY_BACKEND && x->kind != KB_TRACE_NOTE) {
       ck_assert_int_eq(x->side, KB_SIDE_CLIENT);
     }
@@ -1677,10 +1550,10 @@ START_TEST(test_trace)
     }
   }
   /* What went upstream includes the body-less POST, byte for byte. */
-  ck_assert(t_anywhere(&e.trace, "POST /EWS/Exchange.asmx HTTP/1.1\r\n"));
-  ck_assert(t_anywhere(&e.trace, "Content-Length: 0\r\n"));
-  ck_assert(t_anywhere(&e.trace, "Via: 1.1 ISA01\r\n"));
-  ck_assert(!t_anywhere(&e.trace, T_PASSWORD));
+  ck_assert(kbt_anywhere(&e.trace, "POST /EWS/Exchange.asmx HTTP/1.1\r\n"));
+  ck_assert(kbt_anywhere(&e.trace, "Content-Length: 0\r\n"));
+  ck_assert(kbt_anywhere(&e.trace, "Via: 1.1 ISA01\r\n"));
+  ck_assert(!kbt_anywhere(&e.trace, T_PASSWORD));
   env_free(&e);
 }
 END_TEST
@@ -1832,10 +1705,10 @@ START_TEST(test_stop_with_open_connections)
   ck_assert_int_eq(b.status, 401);
   /* Both client connections (and one upstream) are open and idle. */
   env_stop_servers(&e);
-  ck_assert_uint_eq(t_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY, 0),
+  ck_assert_uint_eq(kbt_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY, 0),
                     2);
-  ck_assert_uint_eq(t_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_PROXY_BACKEND, 0),
-                    1);
+  ck_assert_uint_eq(
+      kbt_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_PROXY_BACKEND, 0), 1);
   ck_assert_int_ne(tc_do(&a, "GET", "/x", NULL, NULL, 0), CURLE_OK);
   tc_free(&a);
   tc_free(&b);
@@ -1911,7 +1784,7 @@ START_TEST(test_stop_with_request_in_flight)
   pthread_cond_broadcast(&f.cond);
   pthread_mutex_unlock(&f.lock);
   /* The request is on its way to a server that never answers. */
-  t_wait_for(&e.trace, KB_TRACE_SEND, KB_HOP_PROXY_BACKEND);
+  kbt_wait_for(&e.trace, KB_TRACE_SEND, KB_HOP_PROXY_BACKEND);
   clock_gettime(CLOCK_MONOTONIC, &t0);
   proxy_stop(e.px);
   clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -1922,7 +1795,7 @@ START_TEST(test_stop_with_request_in_flight)
   /* The client got no answer from the backend: the connection closed, or
    * a 503 made it out before it did. */
   ck_assert(f.res2 != CURLE_OK || f.status2 == 503);
-  ck_assert(t_has_note(&e.trace, "the listener is stopping"));
+  ck_assert(kbt_has_note(&e.trace, "the listener is stopping"));
   free(f.type1);
   free(f.type3);
   pthread_cond_destroy(&f.cond);
@@ -2021,12 +1894,12 @@ START_TEST(test_negotiate_kerberos)
   ck_assert_int_eq(c.status, 401);
   ck_assert_str_eq(tc_headers(&c, "WWW-Authenticate", v, sizeof(v)), T_OFFER);
   ck_assert_str_eq(c.body.data, body);
-  ck_assert(t_has_note(&e.trace,
-                       "connection 1 sent a Negotiate token that is not "
-                       "NTLMSSP (first byte 0x60: SPNEGO/Kerberos); Kerberos "
-                       "is not available here, the client should fall back "
-                       "to NTLM: 401 offering Negotiate and NTLM, nothing "
-                       "forwarded"));
+  ck_assert(kbt_has_note(&e.trace,
+                         "connection 1 sent a Negotiate token that is not "
+                         "NTLMSSP (first byte 0x60: SPNEGO/Kerberos); Kerberos "
+                         "is not available here, the client should fall back "
+                         "to NTLM: 401 offering Negotiate and NTLM, nothing "
+                         "forwarded"));
 
   /* On an authenticated connection, even under per-connection: the
    * connection is de-authenticated and nothing is forwarded. */
@@ -2040,8 +1913,8 @@ START_TEST(test_negotiate_kerberos)
   ck_assert_int_eq(c.status, 401);
   ck_assert_str_eq(tc_headers(&c, "WWW-Authenticate", v, sizeof(v)), T_OFFER);
   ck_assert_str_eq(c.body.data, body);
-  ck_assert(t_has_note(&e.trace, "nothing forwarded, connection "
-                                 "de-authenticated"));
+  ck_assert(kbt_has_note(&e.trace, "nothing forwarded, connection "
+                                   "de-authenticated"));
   ck_assert_int_eq(
       tc_do(&c, "POST", "/EWS/Exchange.asmx", NULL, oof_body, strlen(oof_body)),
       CURLE_OK);
@@ -2125,7 +1998,7 @@ START_TEST(test_basic_ok)
              "connection 1: Basic credentials of %s verified; POST forwarded "
              "with its %zu-byte body",
              ok[i].shown, strlen(oof_body));
-    ck_assert_msg(t_has_note(&e.trace, note), "no note: %s", note);
+    ck_assert_msg(kbt_has_note(&e.trace, note), "no note: %s", note);
     free(line);
   }
   /* Basic is per request: the same connection, without credentials, is
@@ -2140,16 +2013,16 @@ START_TEST(test_basic_ok)
   ck_assert_str_eq(c.body.data,
                    "ISA ISA01: authentication required; send Authorization: "
                    "Basic with base64(DOMAIN\\user:password)\n");
-  ck_assert(t_has_note(&e.trace, "connection 1: Basic authentication failed "
-                                 "(no Authorization header): 401 asking for "
-                                 "Basic, nothing forwarded"));
+  ck_assert(kbt_has_note(&e.trace, "connection 1: Basic authentication failed "
+                                   "(no Authorization header): 401 asking for "
+                                   "Basic, nothing forwarded"));
   ck_assert_uint_eq(be_stats(&e).requests, 7);
   ck_assert_uint_eq(be_stats(&e).oof_ok, 7);
   /* The request without credentials was asked for them, not refused. */
   assert_stats(e.px, .connections = 1, .requests = 8, .forwarded = 7,
                .basic_ok = 7, .basic_failed = 0);
-  ck_assert(!t_anywhere(&e.trace, T_PASSWORD));
-  ck_assert(!t_anywhere(&e.trace, T_BOB_PASSWORD));
+  ck_assert(!kbt_anywhere(&e.trace, T_PASSWORD));
+  ck_assert(!kbt_anywhere(&e.trace, T_BOB_PASSWORD));
   tc_free(&c);
   env_stop(&e);
 }
@@ -2288,7 +2161,7 @@ START_TEST(test_basic_refused)
              "connection 1: Basic authentication failed (%s): 401 asking for "
              "Basic, nothing forwarded",
              bad[i].why);
-    ck_assert_msg(t_has_note(&e.trace, note), "no note: %s", note);
+    ck_assert_msg(kbt_has_note(&e.trace, note), "no note: %s", note);
     snprintf(body, sizeof(body),
              "ISA ISA01: %s; send Authorization: Basic with "
              "base64(DOMAIN\\user:password)\n",
@@ -2302,8 +2175,8 @@ START_TEST(test_basic_refused)
   /* Every case but the first presented credentials that were refused; the
    * first presented none and was only asked for them. */
   assert_stats(e.px, .connections = 1, .requests = n, .basic_failed = n - 1);
-  ck_assert(!t_anywhere(&e.trace, "Passw0rd"));
-  ck_assert(!t_anywhere(&e.trace, "passw0rd"));
+  ck_assert(!kbt_anywhere(&e.trace, "Passw0rd"));
+  ck_assert(!kbt_anywhere(&e.trace, "passw0rd"));
   tc_free(&c);
   env_stop(&e);
   for(i = 0; i < n; i++)
@@ -2344,10 +2217,10 @@ START_TEST(test_auth_none)
   ck_assert_uint_eq(bs.empty_posts, 1);
   assert_stats(e.px, .connections = 1, .requests = 2, .forwarded = 2,
                .forwarded_empty_posts = 1);
-  ck_assert(t_has_note(&e.trace, "connection 1: the listener does not "
-                                 "authenticate; POST forwarded without its "
-                                 "body"));
-  ck_assert(t_anywhere(&e.trace, T_CASE_TYPE1));
+  ck_assert(kbt_has_note(&e.trace, "connection 1: the listener does not "
+                                   "authenticate; POST forwarded without its "
+                                   "body"));
+  ck_assert(kbt_anywhere(&e.trace, T_CASE_TYPE1));
   tc_free(&c);
   env_stop(&e);
 }
@@ -2554,8 +2427,8 @@ static void t_idle_scenario(bool named)
            "connection %s idle 45 s > 30 s: the listener had closed it; "
            "closed without an answer, nothing forwarded",
            label);
-  ck_assert_msg(t_has_note(&e.trace, note), "no note: %s", note);
-  ck_assert(!t_has_note(&e.trace, "libmicrohttpd:"));
+  ck_assert_msg(kbt_has_note(&e.trace, note), "no note: %s", note);
+  ck_assert(!kbt_has_note(&e.trace, "libmicrohttpd:"));
   if(named)
     ck_assert_uint_eq(atomic_load(&clk.unnamed_calls), 0);
   else
@@ -2565,10 +2438,10 @@ static void t_idle_scenario(bool named)
   /* Connection 1 answered three requests and was closed with nothing
    * upstream for the fourth: two upstream sends went out for it. */
   ck_assert_uint_eq(
-      t_count(&e.trace, KB_TRACE_EXCHANGE, KB_HOP_CLIENT_PROXY, 1), 3);
+      kbt_count(&e.trace, KB_TRACE_EXCHANGE, KB_HOP_CLIENT_PROXY, 1), 3);
   ck_assert_uint_eq(
-      t_count(&e.trace, KB_TRACE_EXCHANGE, KB_HOP_CLIENT_PROXY, 2), 2);
-  ck_assert_uint_eq(t_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY, 0),
+      kbt_count(&e.trace, KB_TRACE_EXCHANGE, KB_HOP_CLIENT_PROXY, 2), 2);
+  ck_assert_uint_eq(kbt_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY, 0),
                     2);
   env_free(&e);
   pthread_mutex_destroy(&nm.lock);
@@ -2652,14 +2525,14 @@ START_TEST(test_max_requests)
   ck_assert_int_eq(c.connects, 0);
   ck_assert_str_eq(tc_header(&c, "Connection", v, sizeof(v)), "close");
   ck_assert_ptr_nonnull(strstr(c.body.data, "GetUserOofSettingsResponse"));
-  t_wait_for(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY);
-  ck_assert_uint_eq(t_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY, 1),
+  kbt_wait_for(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY);
+  ck_assert_uint_eq(kbt_count(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY, 1),
                     1);
   assert_stats(e.px, .connections = 1, .requests = 3, .challenges = 1,
                .auth_ok = 1, .forwarded = 2, .max_requests_closed = 1);
-  ck_assert(t_has_note(&e.trace, "connection 1 reached the listener's limit "
-                                 "of 3 requests: Connection: close, the "
-                                 "connection closes after this answer"));
+  ck_assert(kbt_has_note(&e.trace, "connection 1 reached the listener's limit "
+                                   "of 3 requests: Connection: close, the "
+                                   "connection closes after this answer"));
   /* The next request needs a new connection, which starts
    * unauthenticated. */
   ck_assert_int_eq(
@@ -2711,7 +2584,7 @@ START_TEST(test_connection_timeout)
   ck_assert_msg(elapsed >= 0.9 && elapsed < 10.0, "closed after %.2f s",
                 elapsed);
   close(fd);
-  t_wait_for(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY);
+  kbt_wait_for(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY);
   assert_stats(e.px, .connections = 1);
   env_stop(&e);
 }
