@@ -1937,30 +1937,25 @@ static void ntlm__rc4_16(const uint8_t key[16], const uint8_t data[16],
 }
 
 /* MIC = HMAC_MD5(ExportedSessionKey, NEGOTIATE || CHALLENGE ||
- * AUTHENTICATE) with the AUTHENTICATE's MIC field zeroed (MS-NLMP
+ * AUTHENTICATE) with the AUTHENTICATE's MIC field taken as zero (MS-NLMP
  * 3.1.5.1.2). auth is the encoded AUTHENTICATE with a MIC slot at offset
- * 72. NTLM_ERR_NOMEM, else NTLM_OK. */
-static enum ntlm_result ntlm__mic(const uint8_t key[16],
-                                  const struct ntlm_exchange *ex,
-                                  const uint8_t *auth, size_t auth_len,
-                                  uint8_t out[16])
+ * 72 (auth_len covers it); out may be that slot. Can't fail. */
+static void ntlm__mic(const uint8_t key[16], const struct ntlm_exchange *ex,
+                      const uint8_t *auth, size_t auth_len, uint8_t out[16])
 {
-  struct hmac_md5_ctx hmac;
-  uint8_t *copy = malloc(auth_len);
+  static const uint8_t zero[NTLM__MIC_LEN];
   const size_t at = NTLM__AUTH_HEADER + NTLM__VERSION_LEN;
+  struct hmac_md5_ctx hmac;
 
-  if(!copy)
-    return NTLM_ERR_NOMEM;
-  memcpy(copy, auth, auth_len);
-  memset(copy + at, 0, NTLM__MIC_LEN);
   hmac_md5_set_key(&hmac, 16, key);
   hmac_md5_update(&hmac, ex->negotiate_len, ex->negotiate);
   hmac_md5_update(&hmac, ex->challenge_len, ex->challenge);
-  hmac_md5_update(&hmac, auth_len, copy);
+  hmac_md5_update(&hmac, at, auth);
+  hmac_md5_update(&hmac, NTLM__MIC_LEN, zero);
+  hmac_md5_update(&hmac, auth_len - at - NTLM__MIC_LEN,
+                  auth + at + NTLM__MIC_LEN);
   hmac_md5_digest(&hmac, MD5_DIGEST_SIZE, out);
   explicit_bzero(&hmac, sizeof(hmac));
-  free(copy);
-  return NTLM_OK;
 }
 
 /* Copies the AV list ti into b with MsvAvFlags carrying the MIC bit (added
@@ -2180,12 +2175,9 @@ enum ntlm_result ntlm_client_authenticate_ex(
     m.has_mic = mic; /* zero until computed over the encoded message */
     result = ntlm_encode(&m, out, err, errlen);
   }
-  if(!result && mic) {
-    result = ntlm__mic(export, opt->exchange, out->data, out->len,
-                       out->data + NTLM__AUTH_HEADER + NTLM__VERSION_LEN);
-    if(result)
-      ntlm_bytes_free(out);
-  }
+  if(!result && mic)
+    ntlm__mic(export, opt->exchange, out->data, out->len,
+              out->data + NTLM__AUTH_HEADER + NTLM__VERSION_LEN);
   if(!result && exported_session_key)
     memcpy(exported_session_key, export, 16);
   explicit_bzero(key, sizeof(key));
@@ -2325,8 +2317,8 @@ static enum ntlm_result ntlm__server_keys(
       result = NTLM_ERR_ARG;
       goto out;
     }
-    result = ntlm__mic(export, ex, ex->authenticate, ex->authenticate_len, mic);
-    if(!result && !memeql_sec(mic, auth->mic, sizeof(mic))) {
+    ntlm__mic(export, ex, ex->authenticate, ex->authenticate_len, mic);
+    if(!memeql_sec(mic, auth->mic, sizeof(mic))) {
       ntlm__seterr(err, errlen,
                    "NTLM server: the MIC of %.100s\\%.100s does not match "
                    "the three messages (altered in transit, or computed "

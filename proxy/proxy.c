@@ -53,31 +53,15 @@ static char *proxy_join(const char *a, const char *b, const char *c)
   return s;
 }
 
-/* Sets proxy->dns_computer and returns the DNS domain: dns when given,
- * else lowercase(domain) + ".com"; the computer is lowercase(name) + "."
- * + that domain. NULL (nothing set) when out of memory or without a name
- * and domain. */
-static char *proxy_dns_names(struct proxy *proxy, const char *dns)
+/* Lower-cases s up to the first stop character ('\0': all of it) and
+ * returns it; NULL stays NULL. */
+static char *proxy_lower(char *s, char stop)
 {
-  char *domain;
   char *p;
 
-  if(!proxy->name || !proxy->domain)
-    return NULL;
-  domain = dns && *dns ? strdup(dns) : proxy_join(proxy->domain, ".com", "");
-  if(!domain)
-    return NULL;
-  if(!dns || !*dns)
-    for(p = domain; *p; p++)
-      *p = (char)tolower((unsigned char)*p);
-  proxy->dns_computer = proxy_join(proxy->name, ".", domain);
-  if(!proxy->dns_computer) {
-    free(domain);
-    return NULL;
-  }
-  for(p = proxy->dns_computer; *p && *p != '.'; p++)
+  for(p = s; p && *p && *p != stop; p++)
     *p = (char)tolower((unsigned char)*p);
-  return domain;
+  return s;
 }
 
 /* Writes a formatted line into err when there is room for one. */
@@ -1525,7 +1509,15 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
   proxy->backend_url = strdup(config->backend_url);
   proxy->name = proxy_strdup_or(config->name, PROXY_DEFAULT_NAME);
   proxy->domain = proxy_strdup_or(config->domain, PROXY_DEFAULT_DOMAIN);
-  proxy->dns_domain = proxy_dns_names(proxy, config->dns_domain);
+  /* The DNS names: the configured domain, else lowercase(domain).com;
+   * the computer lowercase(name).<dns domain>. */
+  if(config->dns_domain && *config->dns_domain)
+    proxy->dns_domain = strdup(config->dns_domain);
+  else if(proxy->domain)
+    proxy->dns_domain = proxy_lower(proxy_join(proxy->domain, ".com", ""), 0);
+  if(proxy->name && proxy->dns_domain)
+    proxy->dns_computer =
+        proxy_lower(proxy_join(proxy->name, ".", proxy->dns_domain), '.');
   proxy->basic_offer = proxy_join("Basic realm=\"", proxy->name, "\"");
   proxy->via = proxy_join("1.1 ", proxy->name, "");
   if(!proxy->bind_host || !proxy->backend_url || !proxy->name ||

@@ -163,8 +163,7 @@ static struct backend *hx_backend_start(struct hx *e, uint16_t port)
   memset(&bc, 0, sizeof(bc));
   bc.port = port;
   bc.clock.now_ms = kbt_now;
-  bc.trace.emit = kbt_emit;
-  bc.trace.ctx = &e->trace;
+  bc.trace = kbt_trace_sink(&e->trace);
   bc.names = e->kb_names;
   ck_assert_msg(backend_start(&bc, &be, err, sizeof(err)) == 0, "%s", err);
   return be;
@@ -213,8 +212,7 @@ static void hx_start(struct hx *e, const struct hx_opts *o)
   pc.connection_timeout_s = o->connection_timeout_s;
   pc.clock.now_ms = kbt_now;
   pc.rng.fill = kbt_fill;
-  pc.trace.emit = kbt_emit;
-  pc.trace.ctx = &e->trace;
+  pc.trace = kbt_trace_sink(&e->trace);
   pc.names = e->kb_names;
   ck_assert_msg(proxy_start(&pc, &e->px, err, sizeof(err)) == 0, "%s", err);
   hx_live = e;

@@ -495,8 +495,7 @@ static void env_start_opts(struct tenv *e, enum t_upstream up, const char *url,
   pc.upstream_timeout_ms = timeout_ms;
   pc.clock.now_ms = kbt_now;
   pc.rng.fill = kbt_fill;
-  pc.trace.emit = kbt_emit;
-  pc.trace.ctx = &e->trace;
+  pc.trace = kbt_trace_sink(&e->trace);
   if(o) {
     pc.auth = o->auth;
     pc.idle_timeout_ms = o->idle_timeout_ms;
