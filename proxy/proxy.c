@@ -784,6 +784,56 @@ static void proxy_decide_integrated(struct proxy_conn *conn,
   ntlm_bytes_free(&raw);
 }
 
+/* Whether the integrated table refuses this request whatever its body
+ * (a 401 offer: no credentials, an unusable token, Kerberos), judged from
+ * the head alone and without side effects. A type 3 is taken as if it
+ * verified (it is forwarded with its body, so the body is wanted), and a
+ * challenge is not a refusal: the handshake must go on on this
+ * connection, and libmicrohttpd 0.9.75 closes any connection answered
+ * before its declared body. */
+static bool proxy_refused_from_head(const struct proxy_conn *conn,
+                                    struct MHD_Connection *mc)
+{
+  struct proxy *proxy = conn->proxy;
+  struct proxy_auth_input in;
+  struct proxy_auth_decision d;
+  enum ntlm_scheme scheme = NTLM_SCHEME_NTLM;
+  struct ntlm_message msg;
+  struct ntlm_bytes raw = {NULL, 0};
+  uint8_t first = 0;
+  char why[320];
+  const char *value = MHD_lookup_connection_value(
+      mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+
+  if(proxy->auth == PROXY_AUTH_NONE)
+    return false;
+  if(proxy->auth == PROXY_AUTH_BASIC)
+    return !value; /* no credentials: the 401 offer */
+  in.policy = (enum proxy_policy)atomic_load(&proxy->policy);
+  in.state = conn->state;
+  in.token = proxy_integrated_token(value, &scheme, &msg, &raw, &first, why,
+                                    sizeof(why));
+  in.verified = true;
+  proxy_auth_decide(&in, &d);
+  ntlm_message_free(&msg);
+  ntlm_bytes_free(&raw);
+  return d.act == PROXY_ACT_OFFER;
+}
+
+/* Whether the client waits for 100 Continue before sending a body. */
+static bool proxy_expects_continue(struct MHD_Connection *mc)
+{
+  const char *expect =
+      MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+  const char *length = MHD_lookup_connection_value(
+      mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+  const char *coding = MHD_lookup_connection_value(
+      mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+
+  return expect && !strcasecmp(expect, "100-continue") &&
+         ((length && strcmp(length, "0")) || coding);
+}
+
 /* How a request's Basic credentials fared. */
 enum proxy_basic {
   PROXY_BASIC_OK = 0,
@@ -1423,6 +1473,13 @@ enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *mc,
      * anything else, and before its body is read (RFC 9112 section 6). */
     conn->req.framing = proxy_check_head(conn, mc, version);
     if(conn->req.framing != KB_HTTP_OK) {
+      conn->req.refused_early = true;
+      goto decide;
+    }
+    /* A client waiting for 100 Continue is not asked for a body the
+     * listener will refuse anyway: the 401 goes at once, as IIS and ISA
+     * answer it (libmicrohttpd then closes, the body unread). */
+    if(proxy_expects_continue(mc) && proxy_refused_from_head(conn, mc)) {
       conn->req.refused_early = true;
       goto decide;
     }

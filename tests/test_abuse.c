@@ -447,13 +447,44 @@ START_TEST(test_cap_refuses_at_once)
 }
 END_TEST
 
+/* ---- 100 Continue ---------------------------------------------------------
+ */
+
+/* A client that waits for 100 Continue and has no credentials gets the 401
+ * at once: the first bytes it reads are the 401, never a 100 that would
+ * make it upload a body the listener refuses (issue 13). */
+START_TEST(test_no_continue_before_a_refusal)
+{
+  static struct ab e;
+  struct ab_opts o = {.auth = _i ? PROXY_AUTH_BASIC : PROXY_AUTH_INTEGRATED};
+  const char *req = "POST " T_EWS " HTTP/1.1\r\nHost: mail.fabrikam.com\r\n"
+                    "Content-Type: text/xml\r\nContent-Length: 400\r\n"
+                    "Expect: 100-continue\r\n\r\n";
+  struct rc c;
+  struct rc_resp r;
+  char v[64];
+
+  ab_start(&e, &o);
+  rc_connect(&c, NULL, proxy_port(e.px), NULL, "expects 100");
+  ck_assert(rc_send(&c, req, strlen(req)));
+  ck_assert(rc_read(&c, &r));
+  ck_assert_int_eq(r.status, 401);
+  ck_assert_str_eq(rc_header(&r, "Connection", v, sizeof(v)), "close");
+  rc_resp_free(&r);
+  ck_assert(rc_closed_by_peer(&c));
+  rc_close(&c);
+  ck_assert_uint_eq(ab_forwarded(&e), 0);
+  ab_stop(&e);
+}
+END_TEST
+
 /* ---- the suite ----------------------------------------------------------- */
 
 static Suite *abuse_suite(void)
 {
   Suite *s = suite_create("abuse");
   TCase *framing = tcase_create("framing");
-  TCase *half = tcase_create("half-close");
+  TCase *half = tcase_create("half-close and 100-continue");
   TCase *slow = tcase_create("slow clients and floods");
   int nframings = (int)(sizeof(ab_framings) / sizeof(ab_framings[0]));
 
@@ -469,6 +500,7 @@ static Suite *abuse_suite(void)
   tcase_add_test(slow, test_cap_refuses_at_once);
   suite_add_tcase(s, slow);
 
+  tcase_add_loop_test(half, test_no_continue_before_a_refusal, 0, 2);
   tcase_add_checked_fixture(half, NULL, ab_teardown);
   tcase_add_test(half, test_half_closed_clients_answered);
   suite_add_tcase(s, half);
