@@ -24,6 +24,8 @@
 #include "admin.h"
 #include "balancer.h"
 #include "cli.h"
+#include "fdlimit.h"
+#include "kb_guard.h"
 #include "secret.h"
 
 struct kbsim_endpoint {
@@ -276,6 +278,10 @@ static int kbsim_serve_run(const struct scenario *sc,
     bcfg.bind_host = o->proxy.host;
     bcfg.port = o->proxy.port;
     bcfg.nmembers = topo->nproxies;
+    /* As many as the members hold together: one member connection per
+     * client connection. */
+    bcfg.max_connections =
+        (unsigned)(topo->member_connections * topo->nproxies);
     for(i = 0; i < topo->nproxies; i++) {
       bcfg.members[i].host = "127.0.0.1";
       bcfg.members[i].port = topo->proxy_ports[i];
@@ -327,6 +333,14 @@ static int kbsim_serve_run(const struct scenario *sc,
               o->admin.host);
   }
 
+  if(topo->member_connections < KB_GUARD_MAX_CONNECTIONS)
+    fprintf(
+        stderr,
+        "kbsim: warning: the descriptor limit (%lu) holds %u connections "
+        "per listener; raise it (ulimit -n %lu) for %u\n",
+        sim_fd_limit(), topo->member_connections,
+        sim_fd_need((unsigned long)KB_GUARD_MAX_CONNECTIONS * topo->nproxies),
+        KB_GUARD_MAX_CONNECTIONS);
   /* Exchange trusts whatever reaches it (as the real one trusts ISA's
    * delegation) and answers mailbox data without a login. */
   if(!kbsim_serve_loopback(o->backend.host))

@@ -2,6 +2,7 @@
  * run.c - scenario -> topology + client plan -> outcome -> verdict.
  */
 #include "run.h"
+#include "fdlimit.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -60,6 +61,10 @@ int sim_scenario_run(const struct scenario *sc, struct kb_trace trace,
   int result = -1;
 
   memset(out, 0, sizeof(*out));
+  /* Out of descriptors mid-run, connections fail as if the listener
+   * failed them: refuse a run that cannot fit, before it starts. */
+  if(sim_fd_check(sc->clients, err, errlen))
+    return -1;
   users = kb_users_new();
   if(!users) {
     snprintf(err, errlen, "out of memory");
