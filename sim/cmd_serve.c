@@ -268,6 +268,7 @@ static int kbsim_serve_run(const struct scenario *sc,
   cfg.backend_host = o->backend.host;
   cfg.backend_port = o->backend.port;
   cfg.simulated = false; /* real clients: real clock, real randomness */
+  cfg.fds_per_session = SIM_FDS_PER_SERVED_SESSION;
   if(sim_topology_start(&cfg, &topo, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     goto done;

@@ -44,13 +44,12 @@ int sim_fd_check(unsigned long sessions, char *err, size_t errlen)
            "%lu client%s need about %lu file descriptors; the limit is %lu: "
            "raise it (ulimit -n %lu) or run at most %lu clients",
            sessions, sessions == 1 ? "" : "s", need, limit, need,
-           sim_fd_sessions());
+           sim_fd_sessions(SIM_FDS_PER_SESSION));
   return -1;
 }
 
-unsigned long sim_fd_sessions(void)
+unsigned long sim_fd_sessions(unsigned per_session)
 {
   unsigned long limit = sim_fd_limit();
-  return limit > SIM_FDS_BASE ? (limit - SIM_FDS_BASE) / SIM_FDS_PER_SESSION
-                              : 0;
+  return limit > SIM_FDS_BASE ? (limit - SIM_FDS_BASE) / per_session : 0;
 }

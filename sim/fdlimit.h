@@ -14,6 +14,10 @@
 #include <stddef.h>
 
 #define SIM_FDS_PER_SESSION 10u
+/* A session whose client is another process (serve): the listener's
+ * socket, upstream socket and wake-up pair, Exchange's socket, the
+ * balancer's two. */
+#define SIM_FDS_PER_SERVED_SESSION 7u
 #define SIM_FDS_BASE 64u /* threads' eventfds, epoll sets, listeners, files */
 
 /* Raises the soft RLIMIT_NOFILE to the hard one (once; later calls only
@@ -29,7 +33,8 @@ unsigned long sim_fd_need(unsigned long sessions);
  * or run fewer clients". */
 int sim_fd_check(unsigned long sessions, char *err, size_t errlen);
 
-/* The most sessions that fit under the limit (raised first). */
-unsigned long sim_fd_sessions(void);
+/* The most sessions of per_session descriptors each that fit under the
+ * limit (raised first). */
+unsigned long sim_fd_sessions(unsigned per_session);
 
 #endif /* FDLIMIT_H */

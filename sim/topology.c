@@ -20,7 +20,10 @@ static unsigned sim_topology_capacity(const struct sim_topology_config *config,
 {
   unsigned long cap = config->max_connections ? config->max_connections
                                               : KB_GUARD_MAX_CONNECTIONS;
-  unsigned long fit = sim_fd_sessions() / (n ? n : 1);
+  unsigned long fit =
+      sim_fd_sessions(config->fds_per_session ? config->fds_per_session
+                                              : SIM_FDS_PER_SESSION) /
+      (n ? n : 1);
 
   if(fit < cap)
     cap = fit < 16 ? 16 : fit;

@@ -44,6 +44,7 @@ struct sim_topology_config {
    * listener's worth plus 64, so a listener never forwards into a full
    * Exchange. */
   unsigned max_connections;
+  unsigned fds_per_session;     /* descriptors a session costs; 0 = a run's */
   const struct kb_users *users; /* borrowed; must outlive the topology */
   const char *dns_domain;       /* the listeners'; NULL = fabrikam.com */
   const char *proxy_host;       /* numeric; "127.0.0.1" when NULL */
