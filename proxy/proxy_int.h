@@ -47,6 +47,7 @@
 
 #include "kb_auth.h"
 #include "kb_buf.h"
+#include "kb_net.h"
 #include "kb_guard.h"
 #include "kb_http.h"
 #include "ntlm.h"
