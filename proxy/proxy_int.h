@@ -47,9 +47,9 @@
 
 #include "kb_auth.h"
 #include "kb_buf.h"
-#include "kb_net.h"
 #include "kb_guard.h"
 #include "kb_http.h"
+#include "kb_net.h"
 #include "ntlm.h"
 
 #define PROXY_DEFAULT_NAME "ISA01"
