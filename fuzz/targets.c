@@ -16,6 +16,7 @@
 #include "auth.h"
 #include "kb_auth.h"
 #include "kb_env.h"
+#include "kb_http.h"
 #include "kb_users.h"
 #include "ntlm.h"
 #include "scenario.h"
@@ -455,8 +456,89 @@ int fuzz_decide(const uint8_t *data, size_t size)
   return 0;
 }
 
-const struct fuzz_target fuzz_targets[] = {
-    {"ntlm", fuzz_ntlm},     {"ntlm_header", fuzz_ntlm_header},
-    {"ews", fuzz_ews},       {"autodiscover", fuzz_autodiscover},
-    {"users", fuzz_users},   {"scenario", fuzz_scenario},
-    {"decide", fuzz_decide}, {NULL, NULL}};
+/* A raw request head: "METHOD TARGET VERSION" then "name: value" lines,
+ * split on CRLF, judged by kb_http_check. Invariants: a verdict in range
+ * with a rule; a valid head's path is the target itself (origin form) or
+ * a suffix of it starting with '/'; what is accepted has no control
+ * character in any value and a token for every name. */
+int fuzz_http(const uint8_t *data, size_t size)
+{
+  struct kb_http_field fields[64];
+  struct kb_http_head head;
+  char *copy = malloc(size + 1);
+  char *line, *next, *target = NULL, *version = NULL;
+  size_t n = 0, i;
+  enum kb_http_verdict v;
+
+  if(!copy)
+    return 0;
+  memcpy(copy, data, size);
+  copy[size] = '\0';
+  for(line = copy; line && n < 64; line = next) {
+    char *eol = strstr(line, "\r\n");
+    next = eol ? eol + 2 : NULL;
+    if(eol)
+      *eol = '\0';
+    if(!target) {
+      char *sp = strchr(line, ' ');
+      target = sp ? sp + 1 : line + strlen(line);
+      if(sp)
+        *sp = '\0';
+      sp = strchr(target, ' ');
+      version = sp ? sp + 1 : "HTTP/1.1";
+      if(sp)
+        *sp = '\0';
+      continue;
+    }
+    if(!*line)
+      break;
+    {
+      char *colon = strchr(line, ':');
+      char *value = colon ? colon + 1 : line + strlen(line);
+      size_t vlen;
+      fields[n].name = line;
+      fields[n].name_len = colon ? (size_t)(colon - line) : strlen(line);
+      while(*value == ' ' || *value == '\t')
+        value++;
+      vlen = strlen(value);
+      while(vlen && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
+        vlen--;
+      fields[n].value = value;
+      fields[n].value_len = vlen;
+      n++;
+    }
+  }
+  v = kb_http_check(version, target ? target : "", fields, n, &head);
+  fuzz_check((unsigned)v < KB_HTTP_VERDICT_COUNT, "verdict %d", (int)v);
+  fuzz_check(kb_http_rule(v)->verdict == v, "rule of %d", (int)v);
+  fuzz_check((v == KB_HTTP_OK) == (kb_http_rule(v)->status == 0),
+             "status of %d", (int)v);
+  if(v == KB_HTTP_OK) {
+    fuzz_check(head.path && head.path[0] == '/', "path");
+    fuzz_check(target[0] != '/' || head.path == target, "origin form");
+    for(i = 0; i < n; i++) {
+      size_t k;
+      fuzz_check(fields[i].name_len > 0, "empty name accepted");
+      for(k = 0; k < fields[i].name_len; k++)
+        fuzz_check(fields[i].name[k] > ' ' && fields[i].name[k] != ':',
+                   "name byte 0x%02x accepted",
+                   (unsigned char)fields[i].name[k]);
+      for(k = 0; k < fields[i].value_len; k++) {
+        unsigned char c = (unsigned char)fields[i].value[k];
+        fuzz_check(c >= 0x20 || c == '\t', "value byte 0x%02x accepted", c);
+      }
+    }
+  }
+  free(copy);
+  return 0;
+}
+
+const struct fuzz_target fuzz_targets[] = {{"ntlm", fuzz_ntlm},
+                                           {"ntlm_header", fuzz_ntlm_header},
+                                           {"ews", fuzz_ews},
+                                           {"autodiscover", fuzz_autodiscover},
+                                           {"users", fuzz_users},
+                                           {"scenario", fuzz_scenario},
+                                           {"decide", fuzz_decide},
+                                           {"http", fuzz_http},
+                                           {NULL, NULL}};

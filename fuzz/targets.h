@@ -59,6 +59,9 @@ int fuzz_scenario(const uint8_t *data, size_t size);
  * per-connection listener is forwarded without a challenge. Returns 0. */
 int fuzz_decide(const uint8_t *data, size_t size);
 
+/* A raw request head through kb_http_check (common/kb_http.h). */
+int fuzz_http(const uint8_t *data, size_t size);
+
 /* The targets by name, for the replay test and fuzz/run. */
 struct fuzz_target {
   const char *name; /* also the corpus folder: fuzz/corpus/<name>/ */
