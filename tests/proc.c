@@ -121,3 +121,22 @@ char *proc_slurp(const char *path, size_t *len)
   fclose(f);
   return kb_buf_steal(&b, len);
 }
+
+const char *proc_usage_error(const struct proc_out *p)
+{
+  const char *err = p->err.data ? p->err.data : "";
+  const char *nl = strchr(err, '\n');
+
+  if(p->status != 2)
+    return "the exit code is not 2";
+  if(p->out.len)
+    return "something was printed on stdout";
+  if(strncmp(err, "kbsim", 5) || !nl)
+    return "stderr does not start with a kbsim line";
+  if(strncmp(nl + 1, "kbsim: try '", 12))
+    return "the second line is not \"kbsim: try '...'\"";
+  nl = strchr(nl + 1, '\n');
+  if(!nl || nl[1] || strncmp(nl - 8, " --help'", 8))
+    return "stderr is not exactly two lines ending in \" --help'\"";
+  return NULL;
+}

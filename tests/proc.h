@@ -40,4 +40,9 @@ void proc_rmdir(const char *dir);
  * cannot. Stores its length in *len when len is not NULL. Caller frees. */
 char *proc_slurp(const char *path, size_t *len);
 
+/* Returns NULL when p is a kbsim usage error - exit 2, nothing on stdout,
+ * and on stderr exactly one line "kbsim...: <what>" and one line
+ * "kbsim: try '... --help'" - or else what is wrong with it. */
+const char *proc_usage_error(const struct proc_out *p);
+
 #endif /* TESTS_PROC_H */

@@ -924,8 +924,9 @@ START_TEST(demo_colour_flags)
   proc_free(&p);
   kbsim_input(bad, "", "NO_COLOR", NULL, &p);
   ck_assert_int_eq(p.status, 2);
-  ck_assert_ptr_nonnull(strstr(p.err.data, "kbsim: --color: 'sometimes' is "
-                                           "not always, never or auto\n"));
+  ck_assert_ptr_nonnull(strstr(p.err.data,
+                               "kbsim demo: --color: 'sometimes' is "
+                               "not always, never or auto\n"));
   proc_free(&p);
 }
 END_TEST
@@ -1047,6 +1048,9 @@ END_TEST
 
 int main(void)
 {
+  /* Whole lines: these checks read what a line says; wrapping has its
+   * own tests (test_cli). */
+  setenv("COLUMNS", "10000", 1);
   Suite *s = suite_create("report");
   TCase *page = tcase_create("page");
   TCase *browser = tcase_create("browser");
