@@ -11,13 +11,13 @@ set(CPACK_PACKAGE_VENDOR "The kbsim authors")
 set(CPACK_PACKAGE_CONTACT "The kbsim authors <kbsim@localhost>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY
     "reproduce KB 942638: Communicator's Outlook Integration Error behind ISA 2006")
-set(CPACK_PACKAGE_DESCRIPTION
-    "kbsim runs Office Communicator 2007, an ISA Server 2006 web listener and\n"
-    "Exchange 2007 EWS in one process, on real loopback sockets with real NTLM,\n"
-    "and reproduces deterministically the bug KB 942638 fixes: a re-authenticating\n"
-    "POST forwarded without its body, a SOAP 500, \"Outlook Integration Error\".\n"
-    "It writes transcripts, pcaps, JSON and HTML reports, and serves a live\n"
-    "array for trainers.")
+string(JOIN "\n" CPACK_PACKAGE_DESCRIPTION
+  "kbsim runs Office Communicator 2007, an ISA Server 2006 web listener and"
+  "Exchange 2007 EWS in one process, on real loopback sockets with real NTLM,"
+  "and reproduces deterministically the bug KB 942638 fixes: a"
+  "re-authenticating POST forwarded without its body, a SOAP 500, the"
+  "Outlook Integration Error. It writes transcripts, pcaps, JSON and HTML"
+  "reports, and serves a live array for trainers.")
 set(CPACK_RESOURCE_FILE_LICENSE "${PROJECT_SOURCE_DIR}/LICENSE")
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION "net")

@@ -45,10 +45,14 @@ int catalogue_dir(char *dir, size_t len)
     exe[n] = '\0';
     slash = strrchr(exe, '/');
     if(slash) {
+      char near[PATH_MAX + 64], real[PATH_MAX];
       *slash = '\0';
-      snprintf(dir, len, "%s/%s/kbsim/scenarios", exe, KBSIM_BIN_TO_DATA);
-      if(catalogue_is_dir(dir))
+      snprintf(near, sizeof(near), "%s/%s/kbsim/scenarios", exe,
+               KBSIM_BIN_TO_DATA);
+      if(realpath(near, real) && catalogue_is_dir(real)) {
+        snprintf(dir, len, "%s", real);
         return 0;
+      }
     }
   }
   snprintf(dir, len, "%s", KBSIM_CATALOGUE_DIR);

@@ -140,3 +140,24 @@ const char *proc_usage_error(const struct proc_out *p)
     return "stderr is not exactly two lines ending in \" --help'\"";
   return NULL;
 }
+
+bool proc_have(const char *path)
+{
+  return access(path, F_OK) == 0;
+}
+
+bool proc_skip_unless(const char *path, const char *test, const char *how)
+{
+  if(proc_have(path))
+    return false;
+  fprintf(stderr, "skip: %s: needs %s, which is missing (%s)\n", test, path,
+          how);
+  return true;
+}
+
+int proc_suite_exit(int failed, bool skipped)
+{
+  if(failed)
+    return EXIT_FAILURE;
+  return skipped ? PROC_SKIPPED : EXIT_SUCCESS;
+}
