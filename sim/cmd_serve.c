@@ -39,6 +39,7 @@ struct kbsim_serve_opts {
   enum proxy_auth auth;
   bool have_auth;
   struct kb_users *users; /* --user specs, flag form only */
+  bool exit_now;          /* --help printed: exit with the code returned */
 };
 
 /* Formats http://host:port/ (IPv6 literals bracketed) into out. */
@@ -150,8 +151,10 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
       break;
     }
   }
-  if(c < 0)
+  if(c < 0) {
+    o->exit_now = true;
     return a.status;
+  }
   if(optind < argc)
     o->file = argv[optind++];
   if(optind < argc)
@@ -398,7 +401,7 @@ static int kbsim_cmd_serve(int argc, char **argv)
     goto done;
   }
   result = kbsim_serve_parse(argc, argv, &o);
-  if(result)
+  if(result || o.exit_now)
     goto done;
 
   if(!o.file) {
