@@ -63,9 +63,7 @@ static int kbsim_cmd_help(int argc, char **argv)
 {
   struct kbsim_args a;
   const struct kbsim_command *cmd;
-  const char *names[16];
   const char *best;
-  size_t n = 0;
   int c;
 
   kbsim_args_init(&a, &kbsim_help_command, argc, argv);
@@ -84,11 +82,7 @@ static int kbsim_cmd_help(int argc, char **argv)
     kbsim_help(stdout, cmd, 80);
     return 0;
   }
-  while(kbsim_commands[n] && n < 16) {
-    names[n] = kbsim_commands[n]->name;
-    n++;
-  }
-  best = kbsim_did_you_mean(argv[optind], names, n);
+  best = kbsim_command_suggest(argv[optind]);
   if(best)
     return kbsim_bad_args("no command '%s'; did you mean '%s'?", argv[optind],
                           best);
@@ -215,9 +209,7 @@ int kbsim_parse_kind(const char *text, enum ntlm_response_kind *kind)
 int main(int argc, char **argv)
 {
   const struct kbsim_command *cmd;
-  const char *names[16];
   const char *best;
-  size_t n = 0;
 
   /* Hints name the program as it was run, so they work when copied. */
   if(argc > 0 && argv[0] && strchr(argv[0], '/'))
@@ -246,11 +238,7 @@ int main(int argc, char **argv)
   /* Options without a command are the demo's: kbsim --seed 3. */
   if(argv[1][0] == '-')
     return kbsim_cmd_demo(argc, argv);
-  while(kbsim_commands[n] && n < 16) {
-    names[n] = kbsim_commands[n]->name;
-    n++;
-  }
-  best = kbsim_did_you_mean(argv[1], names, n);
+  best = kbsim_command_suggest(argv[1]);
   if(best)
     return kbsim_bad_args("unknown command '%s'; did you mean '%s'?", argv[1],
                           best);

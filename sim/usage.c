@@ -109,6 +109,16 @@ const char *kbsim_did_you_mean(const char *word, const char *const *candidates,
   return found;
 }
 
+const char *kbsim_command_suggest(const char *word)
+{
+  const char *names[32];
+  size_t n = 0;
+
+  for(n = 0; n < 32 && kbsim_commands[n]; n++)
+    names[n] = kbsim_commands[n]->name;
+  return kbsim_did_you_mean(word, names, n);
+}
+
 /* ---- parsing ----------------------------------------------------------- */
 
 void kbsim_args_init(struct kbsim_args *a, const struct kbsim_command *cmd,
@@ -121,7 +131,7 @@ void kbsim_args_init(struct kbsim_args *a, const struct kbsim_command *cmd,
   a->argc = argc;
   a->argv = argv;
   usage__current = cmd;
-  for(i = 0; cmd->opts[i].name && i < KBSIM_MAX_OPTS; i++) {
+  for(i = 0; i < KBSIM_MAX_OPTS && cmd->opts[i].name; i++) {
     const struct kbsim_opt *o = &cmd->opts[i];
     a->longopts[i].name = o->name;
     a->longopts[i].has_arg = !o->arg            ? no_argument

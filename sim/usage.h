@@ -84,6 +84,10 @@ int kbsim_args_next(struct kbsim_args *a);
 /* Looks a command up by name; NULL when there is none. */
 const struct kbsim_command *kbsim_command_find(const char *name);
 
+/* Returns the command name closest to word (kbsim_did_you_mean), or
+ * NULL. */
+const char *kbsim_command_suggest(const char *word);
+
 /* Prints cmd's help (usage forms, description, options) to out, wrapped
  * at columns. */
 void kbsim_help(FILE *out, const struct kbsim_command *cmd, int columns);

@@ -87,6 +87,6 @@ int version_line(char *out, size_t len)
     pos += snprintf(buf + pos, sizeof(buf) - (size_t)pos, "%s %s %s",
                     i ? "," : ";", libs[i].name, libs[i].version);
   if(pos > 0 && (size_t)pos < sizeof(buf))
-    pos += snprintf(buf + pos, sizeof(buf) - (size_t)pos, ")");
+    snprintf(buf + pos, sizeof(buf) - (size_t)pos, ")");
   return snprintf(out, len, "%s", buf);
 }

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,22 +205,21 @@ END_TEST
 
 /* ---- the conventions of a mature CLI --------------------------------- */
 
-/* Runs kbsim with up to 10 arguments (NULL-terminated). */
-static void kbsim(struct proc_out *p, const char *a0, ...)
+/* Runs kbsim with the arguments args (NULL-terminated). */
+static void kbsim_args(struct proc_out *p, const char *const *args)
 {
   char *argv[16] = {KBSIM_BIN};
-  va_list ap;
-  const char *arg = a0;
   int n = 1;
 
-  va_start(ap, a0);
-  while(arg && n < 15) {
-    argv[n++] = (char *)arg;
-    arg = va_arg(ap, const char *);
+  while(args[n - 1] && n < 15) {
+    argv[n] = (char *)args[n - 1];
+    n++;
   }
-  va_end(ap);
   proc_run(argv, p);
 }
+
+/* KBSIM(&p, "run", "--seed", "3"): kbsim with those arguments. */
+#define KBSIM(p, ...) kbsim_args((p), (const char *const[]){__VA_ARGS__, NULL})
 
 /* Returns how often needle occurs in hay. */
 static int count_of(const char *hay, const char *needle)
@@ -262,7 +260,7 @@ START_TEST(version_names_libraries)
   char want[300];
   size_t i;
 
-  kbsim(&p, "--version", NULL);
+  KBSIM(&p, "--version");
   ck_assert_int_eq(p.status, 0);
   ck_assert_str_eq(p.err.data, "");
   snprintf(want, sizeof(want), "kbsim %s (commit ", KBSIM_VERSION);
@@ -290,7 +288,7 @@ START_TEST(version_names_libraries)
                   p.out.data);
   }
   ck_assert_ptr_nonnull(strstr(p.out.data, ", libunistring "));
-  kbsim(&q, "-V", NULL);
+  KBSIM(&q, "-V");
   ck_assert_str_eq(q.out.data, p.out.data);
   proc_free(&q);
   proc_free(&p);
@@ -307,14 +305,14 @@ START_TEST(help_for_every_command)
   char want[64];
   size_t i;
 
-  kbsim(&all, "--help", NULL);
+  KBSIM(&all, "--help");
   ck_assert_int_eq(all.status, 0);
   for(i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
     snprintf(want, sizeof(want), "\n  %s ", cmds[i]);
     ck_assert_msg(strstr(all.out.data, want), "%s not listed", cmds[i]);
-    kbsim(&a, cmds[i], "--help", NULL);
-    kbsim(&b, cmds[i], "-h", NULL);
-    kbsim(&c, "help", cmds[i], NULL);
+    KBSIM(&a, cmds[i], "--help");
+    KBSIM(&b, cmds[i], "-h");
+    KBSIM(&c, "help", cmds[i]);
     ck_assert_msg(a.status == 0 && b.status == 0 && c.status == 0,
                   "%s: %d %d %d", cmds[i], a.status, b.status, c.status);
     snprintf(want, sizeof(want), "usage: kbsim %s ", cmds[i]);
@@ -327,7 +325,7 @@ START_TEST(help_for_every_command)
     proc_free(&b);
     proc_free(&c);
   }
-  kbsim(&a, "help", NULL);
+  KBSIM(&a, "help");
   ck_assert_int_eq(a.status, 0);
   ck_assert_str_eq(a.out.data, all.out.data);
   proc_free(&a);
@@ -340,30 +338,30 @@ START_TEST(did_you_mean)
 {
   struct proc_out p;
 
-  kbsim(&p, "runn", NULL);
+  KBSIM(&p, "runn");
   ck_assert_str_eq(p.err.data, "kbsim: unknown command 'runn'; did you mean "
                                "'run'?\nkbsim: try '" KBSIM_BIN " --help'\n");
   proc_free(&p);
-  kbsim(&p, "run", "--polcy", "per-request", NULL);
+  KBSIM(&p, "run", "--polcy", "per-request");
   ck_assert_str_eq(p.err.data,
                    "kbsim run: unknown option '--polcy'; did you mean "
                    "'--policy'?\nkbsim: try '" KBSIM_BIN " run --help'\n");
   proc_free(&p);
-  kbsim(&p, "run", "--polcy=per-request", NULL);
+  KBSIM(&p, "run", "--polcy=per-request");
   ck_assert_ptr_nonnull(strstr(p.err.data, "did you mean '--policy'?"));
   proc_free(&p);
-  kbsim(&p, "run", "--p", "1", NULL);
+  KBSIM(&p, "run", "--p", "1");
   ck_assert_ptr_nonnull(strstr(p.err.data, "'--p' is ambiguous: --policy, "
                                            "--posts, --pcap\n"));
   proc_free(&p);
-  kbsim(&p, "help", "sweeep", NULL);
+  KBSIM(&p, "help", "sweeep");
   ck_assert_ptr_nonnull(strstr(p.err.data, "did you mean 'sweep'?"));
   proc_free(&p);
-  kbsim(&p, "ctl", "--admin", "127.0.0.1:9", "aply-fix", NULL);
+  KBSIM(&p, "ctl", "--admin", "127.0.0.1:9", "aply-fix");
   ck_assert_ptr_nonnull(strstr(p.err.data, "did you mean 'apply-fix'?"));
   ck_assert_int_eq(p.status, 2);
   proc_free(&p);
-  kbsim(&p, "run", "bugg", NULL);
+  KBSIM(&p, "run", "bugg");
   ck_assert_int_eq(p.status, 2);
   ck_assert_ptr_nonnull(strstr(p.err.data, "scenario 'bugg' not found"));
   ck_assert_ptr_nonnull(strstr(p.err.data, "did you mean 'bug'?"));
@@ -377,24 +375,24 @@ START_TEST(both_spellings)
 {
   struct proc_out a, b;
 
-  kbsim(&a, "run", "--policy", "per-request", "--clients", "2", "--seed", "4",
-        "--expect", "clean", NULL);
-  kbsim(&b, "run", "--policy=per-request", "--clients=2", "--seed=4",
-        "--expect=clean", NULL);
+  KBSIM(&a, "run", "--policy", "per-request", "--clients", "2", "--seed", "4",
+        "--expect", "clean");
+  KBSIM(&b, "run", "--policy=per-request", "--clients=2", "--seed=4",
+        "--expect=clean");
   ck_assert_int_eq(a.status, 0);
   ck_assert_int_eq(b.status, 0);
   ck_assert_str_eq(a.out.data, b.out.data);
   proc_free(&a);
   proc_free(&b);
-  kbsim(&a, "demo", "--color", "always", NULL);
-  kbsim(&b, "demo", "--color=always", NULL);
+  KBSIM(&a, "demo", "--color", "always");
+  KBSIM(&b, "demo", "--color=always");
   ck_assert_int_eq(a.status, 0);
   ck_assert_ptr_nonnull(strchr(a.out.data, '\033'));
   ck_assert_str_eq(a.out.data, b.out.data);
   proc_free(&a);
   proc_free(&b);
-  kbsim(&a, "demo", "--color", NULL); /* alone: always */
-  kbsim(&b, "demo", "--color", "never", NULL);
+  KBSIM(&a, "demo", "--color"); /* alone: always */
+  KBSIM(&b, "demo", "--color", "never");
   ck_assert_ptr_nonnull(strchr(a.out.data, '\033'));
   ck_assert_ptr_null(strchr(b.out.data, '\033'));
   ck_assert_int_eq(b.status, 0);
@@ -454,10 +452,10 @@ START_TEST(output_wraps_at_spaces)
       else
         unsetenv("COLUMNS");
       if(j == 0)
-        kbsim(&p, "demo", NULL);
+        KBSIM(&p, "demo");
       else
-        kbsim(&p, "run", SCENARIOS_DIR "/bug.ini", SCENARIOS_DIR "/fix.ini",
-              "--verbose", NULL);
+        KBSIM(&p, "run", SCENARIOS_DIR "/bug.ini", SCENARIOS_DIR "/fix.ini",
+              "--verbose");
       ck_assert_int_eq(p.status, 0);
       text[i] = collapse(p.out.data);
       if(i == 0)
@@ -497,7 +495,7 @@ START_TEST(plurals_and_fail_once)
   char dir[256], path[300];
   struct proc_out p;
 
-  kbsim(&p, "run", "--policy", "per-request", "--posts", "1", NULL);
+  KBSIM(&p, "run", "--policy", "per-request", "--posts", "1");
   ck_assert_int_eq(p.status, 0);
   ck_assert_ptr_nonnull(strstr(p.out.data, ": 1 client, 2 POSTs, 2 ok"));
   ck_assert_ptr_nonnull(strstr(p.out.data, "0 of 1 user saw"));
@@ -507,11 +505,11 @@ START_TEST(plurals_and_fail_once)
   proc_tmpdir("kbsim-cli", dir, sizeof(dir));
   snprintf(path, sizeof(path), "%s/one.ini", dir);
   write_scenario(path, "one", "outcome = clean");
-  kbsim(&p, "sweep", path, "--seeds", "5", "--jobs", "1", NULL);
+  KBSIM(&p, "sweep", path, "--seeds", "5", "--jobs", "1");
   ck_assert_int_eq(p.status, 0);
   ck_assert_ptr_nonnull(strstr(p.out.data, ": 1 run, 1 session, 1 job\n"));
   proc_free(&p);
-  kbsim(&p, "run", path, NULL);
+  KBSIM(&p, "run", path);
   ck_assert_int_eq(p.status, 1);
   ck_assert_msg(!strncmp(p.out.data, "FAIL one (", 10), "%s", p.out.data);
   ck_assert_int_eq(count_of(p.out.data, "expected clean, got error"), 1);
@@ -536,7 +534,7 @@ START_TEST(scenario_search_path)
   ck_assert_int_eq(chdir(dir), 0);
   unsetenv("KBSIM_SCENARIOS");
 
-  kbsim(&p, "run", "bug", "fix", NULL); /* the catalogue */
+  KBSIM(&p, "run", "bug", "fix"); /* the catalogue */
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
   ck_assert_ptr_nonnull(strstr(p.out.data, "PASS bug ("));
   ck_assert_ptr_nonnull(strstr(p.out.data, "/share/kbsim/scenarios/bug.ini)"));
@@ -544,7 +542,7 @@ START_TEST(scenario_search_path)
   proc_free(&p);
 
   write_scenario("bug.ini", "local", "outcome = error"); /* ./bug.ini wins */
-  kbsim(&p, "run", "bug", NULL);
+  KBSIM(&p, "run", "bug");
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
   ck_assert_ptr_nonnull(strstr(p.out.data, "PASS local (./bug.ini)"));
   proc_free(&p);
@@ -553,12 +551,12 @@ START_TEST(scenario_search_path)
   ck_assert_int_eq(mkdir(sub, 0700), 0);
   snprintf(path, sizeof(path), "%s/mine.ini", sub);
   write_scenario(path, "mine", "outcome = error");
-  kbsim(&p, "run", "mine", NULL);
+  KBSIM(&p, "run", "mine");
   ck_assert_int_eq(p.status, 2);
   proc_free(&p);
   snprintf(path, sizeof(path), "/nonexistent:%s", sub);
   setenv("KBSIM_SCENARIOS", path, 1);
-  kbsim(&p, "run", "mine", NULL);
+  KBSIM(&p, "run", "mine");
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
   ck_assert_ptr_nonnull(strstr(p.out.data, "PASS mine ("));
   proc_free(&p);
@@ -568,7 +566,7 @@ START_TEST(scenario_search_path)
 
   d = opendir(SCENARIOS_DIR);
   ck_assert_ptr_nonnull(d);
-  kbsim(&p, "list", NULL);
+  KBSIM(&p, "list");
   ck_assert_int_eq(p.status, 0);
   snprintf(listed, sizeof(listed), "\n%s", p.out.data);
   while((e = readdir(d)) != NULL) {
@@ -584,7 +582,7 @@ START_TEST(scenario_search_path)
   ck_assert_int_eq(count_of(p.out.data, " error "), 7);
   ck_assert_int_eq(count_of(p.out.data, " clean "), 6);
   proc_free(&p);
-  kbsim(&p, "list", "--names", NULL);
+  KBSIM(&p, "list", "--names");
   ck_assert_int_eq(count_of(p.out.data, "\n"), files);
   ck_assert_ptr_nonnull(strstr(p.out.data, "\nbug\n"));
   proc_free(&p);
@@ -638,7 +636,7 @@ START_TEST(serve_urls_and_hints)
   forms[2] = lhost;
   forms[3] = lurl;
   for(i = 0; i < 4; i++) {
-    kbsim(&p, "ctl", "--admin", forms[i], "status", NULL);
+    KBSIM(&p, "ctl", "--admin", forms[i], "status");
     ck_assert_msg(p.status == 0, "--admin %s: %s", forms[i], p.err.data);
     ck_assert_ptr_nonnull(strstr(p.out.data, "ISA02"));
     proc_free(&p);
