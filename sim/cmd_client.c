@@ -195,8 +195,9 @@ static int kbsim_cmd_client(int argc, char **argv)
     result = kbsim_bad_args("client: %s", err);
     goto done;
   }
-  printf("Communicator session: %s\\%s -> %s (%s, %u EWS POSTs)\n", domain,
-         user, url, client_kind_name(cfg.kind), cfg.ews_posts);
+  printf("Communicator session: %s\\%s -> %s (%s, %u EWS POST%s)\n", domain,
+         user, url, client_kind_name(cfg.kind), cfg.ews_posts,
+         cfg.ews_posts == 1 ? "" : "s");
   fflush(stdout);
   while(client_step(client, &r) == 1) {
     kbsim_client_print_post(&r);

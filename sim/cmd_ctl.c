@@ -135,9 +135,11 @@ static void kbsim_ctl_print_status(const json_t *st)
   if(json_is_string(json_object_get(st, "scenario")))
     printf("Scenario %s\n", kbsim_ctl_str(st, "scenario"));
   if(json_is_object(bal))
-    printf("Balancer %s (%s): %lld connections, %lld open\n",
+    printf("Balancer %s (%s): %lld connection%s, %lld open\n",
            kbsim_ctl_str(bal, "url"), kbsim_ctl_str(bal, "mode"),
-           kbsim_ctl_int(bal, "connections"), kbsim_ctl_int(bal, "open"));
+           kbsim_ctl_int(bal, "connections"),
+           kbsim_ctl_int(bal, "connections") == 1 ? "" : "s",
+           kbsim_ctl_int(bal, "open"));
   json_array_foreach(members, i, m)
   {
     size_t n = strlen(kbsim_ctl_str(m, "name"));
@@ -162,10 +164,13 @@ static void kbsim_ctl_print_status(const json_t *st)
            kbsim_ctl_int(m, "forwarded_empty_posts"), kbsim_ctl_str(m, "why"));
   }
   if(json_is_object(ex))
-    printf("Exchange %s: %lld requests, %lld EWS POSTs, %lld empty (answered "
-           "with a SOAP 500)\n",
+    printf("Exchange %s: %lld request%s, %lld EWS POST%s, %lld empty "
+           "(answered with a SOAP 500)\n",
            kbsim_ctl_str(ex, "url"), kbsim_ctl_int(ex, "requests"),
-           kbsim_ctl_int(ex, "ews_posts"), kbsim_ctl_int(ex, "empty_posts"));
+           kbsim_ctl_int(ex, "requests") == 1 ? "" : "s",
+           kbsim_ctl_int(ex, "ews_posts"),
+           kbsim_ctl_int(ex, "ews_posts") == 1 ? "" : "s",
+           kbsim_ctl_int(ex, "empty_posts"));
 }
 
 /* Prints what an action changed, one line per member:

@@ -501,6 +501,10 @@ START_TEST(plurals_and_fail_once)
   ck_assert_ptr_nonnull(strstr(p.out.data, "0 of 1 user saw"));
   ck_assert_ptr_nonnull(strstr(p.out.data, "received 0 of 1 EWS POST empty"));
   proc_free(&p);
+  KBSIM(&p, "demo", "--posts", "1");
+  ck_assert_int_eq(p.status, 0);
+  ck_assert_ptr_nonnull(strstr(p.out.data, "autodiscover + 1 EWS POST,"));
+  proc_free(&p);
 
   proc_tmpdir("kbsim-cli", dir, sizeof(dir));
   snprintf(path, sizeof(path), "%s/one.ini", dir);
