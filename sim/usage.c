@@ -199,6 +199,10 @@ static int usage_unknown(struct kbsim_args *a, const char *arg)
     }
   }
   names[n++] = "help";
+  for(i = 0; a->cmd->opts[i].name; i++)
+    if(!strcmp(a->cmd->opts[i].name, word) && arg[2 + len] == '=')
+      return kbsim_bad_args("option '--%s' takes no value; give it alone",
+                            word);
   if(matches > 1)
     return kbsim_bad_args("option '--%s' is ambiguous: %s", word, list);
   best = kbsim_did_you_mean(word, names, n);

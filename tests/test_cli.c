@@ -354,6 +354,15 @@ START_TEST(did_you_mean)
   ck_assert_ptr_nonnull(strstr(p.err.data, "'--p' is ambiguous: --policy, "
                                            "--posts, --pcap\n"));
   proc_free(&p);
+  KBSIM(&p, "run", "bug", "--verbose=1");
+  ck_assert_ptr_nonnull(
+      strstr(p.err.data, "kbsim run: option '--verbose' takes no value"));
+  ck_assert_ptr_null(proc_usage_error(&p));
+  proc_free(&p);
+  KBSIM(&p, "run", "--html");
+  ck_assert_ptr_nonnull(strstr(p.err.data, "--html needs a value (FILE)\n"));
+  ck_assert_ptr_null(proc_usage_error(&p));
+  proc_free(&p);
   KBSIM(&p, "help", "sweeep");
   ck_assert_ptr_nonnull(strstr(p.err.data, "did you mean 'sweep'?"));
   proc_free(&p);
