@@ -157,12 +157,13 @@ static void balancer__refuse(struct balancer *b, int cfd)
       "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
       "Content-Type: text/plain; charset=utf-8\r\nContent-Length: 55\r\n"
       "\r\nthe array holds as many connections as it can; retry\n\n";
-  (void)!send(cfd, answer, sizeof(answer) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-  shutdown(cfd, SHUT_WR);
-  close(cfd);
+  /* Counted first: a client that reads the answer may read the stats. */
   pthread_mutex_lock(&b->lock);
   b->stats.refused++;
   pthread_mutex_unlock(&b->lock);
+  (void)!send(cfd, answer, sizeof(answer) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+  shutdown(cfd, SHUT_WR);
+  close(cfd);
 }
 
 static void balancer__accept(struct balancer *b)

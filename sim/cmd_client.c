@@ -57,16 +57,49 @@ static void kbsim_client_print_post(const struct client_post_result *r)
          think);
 }
 
-int kbsim_cmd_client(int argc, char **argv)
+static int kbsim_cmd_client(int argc, char **argv);
+
+static const struct kbsim_opt client_opts[] = {
+    {"url", 'U', "URL",
+     "The listener: serve's balancer or a member, or a "
+     "real ISA; required."},
+    {"user", 'u', "'DOMAIN\\user:password'", "Who signs in; required."},
+    {"kind", 'k', "communicator|outlook|one-shot",
+     "Communicator (re-authenticates every POST), Outlook (authenticates a "
+     "connection once) or a new connection per POST (default "
+     "communicator)."},
+    {"posts", 'p', "N",
+     "EWS POSTs after autodiscover, 1 to 100 (default "
+     "2)."},
+    {"think", 't', "DURATION",
+     "Really wait before each EWS POST: 500ms, "
+     "30s, 2m, or a range 5s..40s."},
+    {"ntlm", 'n', "v2|v2-mic|v1|v1-ess",
+     "The NTLM response: v2-mic adds a "
+     "MIC as Windows Vista and later "
+     "send it (default v2)."},
+    {"host", 'H', "NAME",
+     "The Host header (default "
+     "autodiscover.fabrikam.com)."},
+    {NULL, 0, NULL, NULL}};
+
+const struct kbsim_command kbsim_client_command = {
+    "client",
+    "--url URL --user SPEC [--kind communicator|outlook|one-shot] [--posts N] "
+    "[--think DURATION] [--ntlm v2|v2-mic|v1|v1-ess] [--host NAME]",
+    "one Communicator session against any listener, on the real clock",
+    "One Communicator session (or Outlook's, or one connection per POST) "
+    "against any listener. Prints each POST as it completes (connection, "
+    "legs, statuses, outcome) and then what the user sees: notification, "
+    "log line, presence, scheduling. Exits 0 when the user saw no error, 1 "
+    "when they saw the Outlook Integration Error.",
+    client_opts,
+    NULL,
+    kbsim_cmd_client};
+
+static int kbsim_cmd_client(int argc, char **argv)
 {
-  static const struct option opts[] = {{"url", required_argument, NULL, 'U'},
-                                       {"user", required_argument, NULL, 'u'},
-                                       {"kind", required_argument, NULL, 'k'},
-                                       {"posts", required_argument, NULL, 'p'},
-                                       {"think", required_argument, NULL, 't'},
-                                       {"ntlm", required_argument, NULL, 'n'},
-                                       {"host", required_argument, NULL, 'H'},
-                                       {NULL, 0, NULL, 0}};
+  struct kbsim_args a;
   const char *url = NULL, *spec = NULL, *host = NULL;
   char domain[128], user[128], password[256], err[512];
   struct client_config cfg;
@@ -80,9 +113,8 @@ int kbsim_cmd_client(int argc, char **argv)
   cfg.ews_posts = 2;
   cfg.kind = CLIENT_KIND_COMMUNICATOR;
   cfg.ntlm_kind = NTLM_RESPONSE_V2;
-  opterr = 0;
-  optind = 1;
-  while((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+  kbsim_args_init(&a, &kbsim_client_command, argc, argv);
+  while((c = kbsim_args_next(&a)) > 0) {
     switch(c) {
     case 'U':
       url = optarg;
@@ -120,16 +152,14 @@ int kbsim_cmd_client(int argc, char **argv)
     case 'H':
       host = optarg;
       break;
-    case ':':
-      return kbsim_bad_args("%s needs a value", argv[optind - 1]);
-    default:
-      return kbsim_bad_args("client: unknown option '%s'", argv[optind - 1]);
     }
   }
+  if(c < 0)
+    return a.status;
   if(optind < argc)
-    return kbsim_bad_args("client: unexpected argument '%s'", argv[optind]);
+    return kbsim_bad_args("unexpected argument '%s'", argv[optind]);
   if(!url || !spec)
-    return kbsim_bad_args("client: --url and --user are required");
+    return kbsim_bad_args("--url and --user are required");
   if(kb_users_split_spec(spec, true, domain, sizeof(domain), user, sizeof(user),
                          password, sizeof(password), err, sizeof(err)))
     return kbsim_bad_args("--user: %s", err);
@@ -156,8 +186,9 @@ int kbsim_cmd_client(int argc, char **argv)
     result = kbsim_bad_args("client: %s", err);
     goto done;
   }
-  printf("Communicator session: %s\\%s -> %s (%s, %u EWS POSTs)\n", domain,
-         user, url, client_kind_name(cfg.kind), cfg.ews_posts);
+  printf("Communicator session: %s\\%s -> %s (%s, %u EWS POST%s)\n", domain,
+         user, url, client_kind_name(cfg.kind), cfg.ews_posts,
+         cfg.ews_posts == 1 ? "" : "s");
   fflush(stdout);
   while(client_step(client, &r) == 1) {
     kbsim_client_print_post(&r);

@@ -135,9 +135,11 @@ static void kbsim_ctl_print_status(const json_t *st)
   if(json_is_string(json_object_get(st, "scenario")))
     printf("Scenario %s\n", kbsim_ctl_str(st, "scenario"));
   if(json_is_object(bal))
-    printf("Balancer %s (%s): %lld connections, %lld open\n",
+    printf("Balancer %s (%s): %lld connection%s, %lld open\n",
            kbsim_ctl_str(bal, "url"), kbsim_ctl_str(bal, "mode"),
-           kbsim_ctl_int(bal, "connections"), kbsim_ctl_int(bal, "open"));
+           kbsim_ctl_int(bal, "connections"),
+           kbsim_ctl_int(bal, "connections") == 1 ? "" : "s",
+           kbsim_ctl_int(bal, "open"));
   json_array_foreach(members, i, m)
   {
     size_t n = strlen(kbsim_ctl_str(m, "name"));
@@ -162,10 +164,13 @@ static void kbsim_ctl_print_status(const json_t *st)
            kbsim_ctl_int(m, "forwarded_empty_posts"), kbsim_ctl_str(m, "why"));
   }
   if(json_is_object(ex))
-    printf("Exchange %s: %lld requests, %lld EWS POSTs, %lld empty (answered "
-           "with a SOAP 500)\n",
+    printf("Exchange %s: %lld request%s, %lld EWS POST%s, %lld empty "
+           "(answered with a SOAP 500)\n",
            kbsim_ctl_str(ex, "url"), kbsim_ctl_int(ex, "requests"),
-           kbsim_ctl_int(ex, "ews_posts"), kbsim_ctl_int(ex, "empty_posts"));
+           kbsim_ctl_int(ex, "requests") == 1 ? "" : "s",
+           kbsim_ctl_int(ex, "ews_posts"),
+           kbsim_ctl_int(ex, "ews_posts") == 1 ? "" : "s",
+           kbsim_ctl_int(ex, "empty_posts"));
 }
 
 /* Prints what an action changed, one line per member:
@@ -190,11 +195,38 @@ static void kbsim_ctl_print_changes(const json_t *reply)
   }
 }
 
-int kbsim_cmd_ctl(int argc, char **argv)
+static int kbsim_cmd_ctl(int argc, char **argv);
+
+static const struct kbsim_opt ctl_opts[] = {
+    {"admin", 'a', "HOST:PORT",
+     "The admin endpoint, as serve printed it: "
+     "127.0.0.1:8099, localhost:8099 or "
+     "http://127.0.0.1:8099/; required."},
+    {"member", 'm', "N",
+     "The member to change: its number from 1 or its "
+     "name (ISA02). apply-fix and revert without it "
+     "change every member."},
+    {NULL, 0, NULL, NULL}};
+
+const struct kbsim_command kbsim_ctl_command = {
+    "ctl",
+    "--admin HOST:PORT status | apply-fix [--member N] | revert [--member N]\n"
+    "--admin HOST:PORT hotfix --member N | sp1 --member N",
+    "change a running serve: apply or undo the fix, or show status",
+    "Changes a running 'kbsim serve' through its admin endpoint. apply-fix "
+    "runs the KB 942638 script, revert undoes it (the hotfix stays), hotfix "
+    "installs the hotfix on an RTM member, sp1 installs SP1. Each change "
+    "takes effect from the next request; no connection is dropped. Prints "
+    "what changed, one line per member; status prints a table per member "
+    "(patch, script, policy, connections, requests, empty POSTs forwarded, "
+    "why) and Exchange's counts.",
+    ctl_opts,
+    "status|apply-fix|revert|hotfix|sp1",
+    kbsim_cmd_ctl};
+
+static int kbsim_cmd_ctl(int argc, char **argv)
 {
-  static const struct option opts[] = {{"admin", required_argument, NULL, 'a'},
-                                       {"member", required_argument, NULL, 'm'},
-                                       {NULL, 0, NULL, 0}};
+  struct kbsim_args a;
   const char *admin_arg = NULL, *member = NULL, *what;
   enum admin_action act = ADMIN_APPLY_FIX;
   bool status;
@@ -203,15 +235,14 @@ int kbsim_cmd_ctl(int argc, char **argv)
   json_t *reply = NULL;
   int c, result = 2;
 
-  opterr = 0;
-  optind = 1;
-  while((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+  kbsim_args_init(&a, &kbsim_ctl_command, argc, argv);
+  while((c = kbsim_args_next(&a)) > 0) {
     switch(c) {
     case 'a':
-      if(kbsim_parse_hostport(optarg, host, sizeof(host), &port) || !port)
-        return kbsim_bad_args("--admin: '%s' is not HOST:PORT (the Admin "
-                              "line kbsim serve printed, e.g. "
-                              "127.0.0.1:8099)",
+      if(kbsim_parse_endpoint(optarg, host, sizeof(host), &port) || !port)
+        return kbsim_bad_args("--admin: '%s' is not HOST:PORT or the Admin "
+                              "URL kbsim serve printed (e.g. 127.0.0.1:8099, "
+                              "http://127.0.0.1:8099/)",
                               optarg);
       admin_arg = optarg;
       break;
@@ -224,29 +255,34 @@ int kbsim_cmd_ctl(int argc, char **argv)
                               optarg);
       member = optarg;
       break;
-    case ':':
-      return kbsim_bad_args("%s needs a value", argv[optind - 1]);
-    default:
-      return kbsim_bad_args("ctl: unknown option '%s'", argv[optind - 1]);
     }
   }
+  if(c < 0)
+    return a.status;
   if(!admin_arg)
-    return kbsim_bad_args("ctl: --admin HOST:PORT is required");
+    return kbsim_bad_args("--admin HOST:PORT is required");
   if(optind >= argc)
-    return kbsim_bad_args("ctl: say what to do: status, apply-fix, revert, "
+    return kbsim_bad_args("say what to do: status, apply-fix, revert, "
                           "hotfix or sp1");
   if(optind + 1 < argc)
-    return kbsim_bad_args("ctl: unexpected argument '%s'", argv[optind + 1]);
+    return kbsim_bad_args("unexpected argument '%s'", argv[optind + 1]);
   what = argv[optind];
   status = !strcmp(what, "status");
-  if(!status && admin_action_parse(what, &act))
-    return kbsim_bad_args("ctl: unknown command '%s'; use status, apply-fix, "
+  if(!status && admin_action_parse(what, &act)) {
+    static const char *const actions[] = {"status", "apply-fix", "revert",
+                                          "hotfix", "sp1"};
+    const char *best = kbsim_did_you_mean(what, actions, 5);
+    if(best)
+      return kbsim_bad_args("unknown action '%s'; did you mean '%s'?", what,
+                            best);
+    return kbsim_bad_args("unknown action '%s'; use status, apply-fix, "
                           "revert, hotfix or sp1",
                           what);
+  }
   if(status && member)
-    return kbsim_bad_args("ctl: status shows every member; drop --member");
+    return kbsim_bad_args("status shows every member; drop --member");
   if(!member && (act == ADMIN_HOTFIX || act == ADMIN_SP1) && !status)
-    return kbsim_bad_args("ctl: %s is installed on one member at a time; "
+    return kbsim_bad_args("%s is installed on one member at a time; "
                           "add --member N",
                           what);
 

@@ -22,6 +22,7 @@
 #include "html.h"
 #include "kb_users.h"
 #include "secret.h"
+#include "wrap.h"
 
 #define KBSIM_MAX_FILES 256
 #define KBSIM_MAX_SEEDS 1000000u
@@ -163,13 +164,14 @@ static void kbsim_print_sessions(const struct sim_outcome *o)
                  r->final_status);
       else
         snprintf(legs, sizeof(legs), "%d", r->final_status);
-      printf("client %-3u POST %-2u %-20s conn %-2" PRIu64
+      printf("client %-3u " WRAP_HANG "POST %-2u %-20s conn %-2" PRIu64
              " legs %u  %-10s %s%s%s\n",
              s->id, r->index, client_post_kind_name(r->kind), r->connection,
              r->legs, legs, client_outcome_name(r->outcome),
              r->detail[0] ? ": " : "", r->detail);
     }
-    printf("client %-3u sees: %s; presence %s; scheduling %s\n", s->id,
+    printf("client %-3u " WRAP_HANG "sees: %s; presence %s; scheduling %s\n",
+           s->id,
            s->view.integration_error ? CLIENT_NOTIFICATION_TEXT
                                      : "no notification",
            s->view.presence_available ? "available" : "unavailable",
@@ -207,22 +209,27 @@ static int kbsim_run_one(const struct scenario *sc,
   sim_outcome_summary(sc, &o, summary, sizeof(summary));
   if(sim_scenario_check(sc, &o, why, sizeof(why)))
     result = 0;
-  if(from_file) {
+  if(from_file && !result) {
     const char *got = o.sessions.users_with_error ? "error" : "clean";
-    printf("%s %s (%s): expected %s, got %s: %s%s%s\n",
-           result ? "FAIL" : "PASS", sc->name, sc->path,
+    printf("PASS %s (%s): " WRAP_HANG "expected %s, got %s: %s\n", sc->name,
+           sc->path,
            sc->expect.outcome < 0 ? "-"
            : sc->expect.outcome   ? "error"
                                   : "clean",
-           got, summary, result ? "; " : "", result ? why : "");
+           got, summary);
   }
+  else if(from_file) /* why says each expectation that failed, once */
+    printf("FAIL %s (%s): " WRAP_HANG "%s: %s\n", sc->name, sc->path, why,
+           summary);
   else {
     const struct scenario_member *m = &sc->members[0];
-    printf("summary: policy %s, seed %" PRIu64 ": %u clients, %u POSTs, %u ok, "
-           "%u failed; %s\n",
+    printf("summary: " WRAP_HANG "policy %s, seed %" PRIu64
+           ": %u client%s, %u POST%s, %u ok, %u failed; %s\n",
            proxy_policy_name(scenario_effective_policy(m->patch, m->script)),
-           sc->seed, (unsigned)o.sessions.count, o.sessions.posts,
-           o.sessions.posts_ok, o.sessions.posts_failed, summary);
+           sc->seed, (unsigned)o.sessions.count,
+           o.sessions.count == 1 ? "" : "s", o.sessions.posts,
+           o.sessions.posts == 1 ? "" : "s", o.sessions.posts_ok,
+           o.sessions.posts_failed, summary);
     if(result)
       printf("%s\n", why);
   }
@@ -266,39 +273,88 @@ static int kbsim_run_add_user(void *ctx, const char *spec, char *err,
   return 0;
 }
 
-int kbsim_cmd_run(int argc, char **argv)
+static int kbsim_cmd_run(int argc, char **argv);
+
+static const struct kbsim_opt run_opts[] = {
+    {"policy", 'P', "per-connection|per-request",
+     "Run N sessions through one ISA: per-connection is ISA 2006 as "
+     "shipped, per-request has KB 942638 (SP1 and the script)."},
+    {"clients", 'c', "N",
+     "Concurrent Communicator sessions, 1 to 1000 "
+     "(default 1)."},
+    {"posts", 'p', "N",
+     "EWS POSTs per session after autodiscover, 1 to 100 "
+     "(default 2)."},
+    {"seed", 's', "S",
+     "Seed for NTLM challenges, think times and balancer "
+     "draws; the same seed gives the same bytes. With "
+     "files, overrides each file's seed."},
+    {"expect", 'e', "error|clean",
+     "Exit 1 unless the outcome is this: error means at least one user saw "
+     "the Outlook Integration Error."},
+    {"ntlm", 'n', "v2|v1|v1-ess",
+     "The NTLM response Communicator sends "
+     "(default v2)."},
+    {"user", 'u', "'DOMAIN\\user:password'",
+     "A directory entry, also who signs in; repeat for more users (default "
+     "FABRIKAM\\alice:Passw0rd!)."},
+    {"user-file", 'F', "FILE",
+     "Read users from FILE: DOMAIN\\user = password lines, as in a "
+     "scenario's [users]; keeps passwords out of the process list."},
+    {"transcript", 't', "FILE",
+     "Write the exact bytes of every request and "
+     "response on both hops, NTLM decoded."},
+    {"pcap", 'w', "FILE",
+     "Write both hops as TCP streams for Wireshark or "
+     "tshark."},
+    {"json", 'j', "FILE", "Write the JSON report."},
+    {"html", 'H', "FILE",
+     "Write a self-contained page with a sequence "
+     "diagram per run, side by side."},
+    {"verbose", 'v', NULL, "With files, also print every POST's outcome."},
+    {NULL, 0, NULL, NULL}};
+
+const struct kbsim_command kbsim_run_command = {
+    "run",
+    "--policy per-connection|per-request [--clients N] [--posts N] [--seed S] "
+    "[--expect error|clean] [--ntlm v2|v1|v1-ess] [--user SPEC]... "
+    "[EVIDENCE]\n"
+    "SCENARIO... [--seed S] [--verbose] [EVIDENCE]",
+    "run Communicator sessions, or scenario files with PASS/FAIL",
+    "With --policy: N concurrent Communicator sessions, each on its own "
+    "connection (autodiscover, then EWS POSTs alternating "
+    "GetUserOofSettings and GetUserAvailability); prints every POST's "
+    "outcome and a summary.\n\n"
+    "With SCENARIO...: runs scenario files, one PASS/FAIL line each (what "
+    "was expected, what happened, the deciding evidence); exits 1 on any "
+    "mismatch. A SCENARIO is a path, or a name found as ./NAME.ini, in "
+    "$KBSIM_SCENARIOS, then in the catalogue ('kbsim list'). A malformed "
+    "file is refused before anything runs (exit 2). With several, evidence "
+    "file names get the scenario's name (bug.txt becomes bug-fix.txt).\n\n"
+    "EVIDENCE is any of --transcript FILE, --pcap FILE, --json FILE, --html "
+    "FILE.",
+    run_opts,
+    "@scenario",
+    kbsim_cmd_run};
+
+static int kbsim_cmd_run(int argc, char **argv)
 {
-  static const struct option opts[] = {
-      {"policy", required_argument, NULL, 'P'},
-      {"clients", required_argument, NULL, 'c'},
-      {"posts", required_argument, NULL, 'p'},
-      {"seed", required_argument, NULL, 's'},
-      {"expect", required_argument, NULL, 'e'},
-      {"ntlm", required_argument, NULL, 'n'},
-      {"user", required_argument, NULL, 'u'},
-      {"user-file", required_argument, NULL, 'F'},
-      {"transcript", required_argument, NULL, 't'},
-      {"pcap", required_argument, NULL, 'w'},
-      {"json", required_argument, NULL, 'j'},
-      {"html", required_argument, NULL, 'H'},
-      {"verbose", no_argument, NULL, 'v'},
-      {NULL, 0, NULL, 0}};
   static struct scenario scenarios[KBSIM_MAX_FILES];
   struct scenario *flags = &scenarios[0];
   struct kbsim_evidence want = {NULL, NULL, NULL, NULL, NULL};
+  char err[512];
+  struct kbsim_args a;
   bool have_policy = false, have_seed = false, verbose = false;
   bool flag_only = false; /* a flag that makes no sense with files */
   const char *flag_name = NULL;
   uint64_t v, seed = 1;
   size_t nfiles, i;
-  char err[512];
   int c, failed = 0, bad = 0;
 
   scenario_defaults(flags);
   flags->nusers = 0;
-  opterr = 0;
-  optind = 1;
-  while((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+  kbsim_args_init(&a, &kbsim_run_command, argc, argv);
+  while((c = kbsim_args_next(&a)) > 0) {
     switch(c) {
     case 'P': {
       enum proxy_policy policy;
@@ -383,30 +439,26 @@ int kbsim_cmd_run(int argc, char **argv)
     case 'v':
       verbose = true;
       break;
-    case ':':
-      return kbsim_bad_args("%s needs a value", argv[optind - 1]);
-    default:
-      return kbsim_bad_args("run: unknown option '%s'", argv[optind - 1]);
     }
   }
+  if(c < 0)
+    return a.status;
+  (void)wrap_stdout(wrap_columns(STDOUT_FILENO));
 
   nfiles = (size_t)(argc - optind);
   if(nfiles) {
     if(flag_only)
-      return kbsim_bad_args("run: %s cannot be combined with scenario files; "
+      return kbsim_bad_args("%s cannot be combined with scenario files; "
                             "set it in the file instead",
                             flag_name);
     if(nfiles > KBSIM_MAX_FILES)
-      return kbsim_bad_args("run: at most %d scenario files at once",
+      return kbsim_bad_args("at most %d scenario files at once",
                             KBSIM_MAX_FILES);
     /* Read every file before running any, so a typo in the last one is
      * found before minutes of runs. */
     for(i = 0; i < nfiles; i++) {
-      if(scenario_load(argv[optind + (int)i], &scenarios[i], err,
-                       sizeof(err))) {
-        fprintf(stderr, "kbsim: %s\n", err);
+      if(kbsim_load_scenario(argv[optind + (int)i], &scenarios[i]))
         bad = 1;
-      }
       else if(have_seed)
         scenarios[i].seed = seed;
     }
@@ -423,7 +475,7 @@ int kbsim_cmd_run(int argc, char **argv)
   }
 
   if(!have_policy)
-    return kbsim_bad_args("run: give scenario files, or --policy "
+    return kbsim_bad_args("give scenarios (files or names), or --policy "
                           "per-connection|per-request");
   if(!flags->nusers)
     snprintf(flags->user_specs[flags->nusers++], sizeof(flags->user_specs[0]),
@@ -559,26 +611,46 @@ static int kbsim_parse_seeds(const char *text, uint64_t *first, uint64_t *count)
   return 0;
 }
 
-int kbsim_cmd_sweep(int argc, char **argv)
+static int kbsim_cmd_sweep(int argc, char **argv);
+
+static const struct kbsim_opt sweep_opts[] = {
+    {"seeds", 's', "A..B",
+     "The seeds to run, A to B (at most 1000000), or "
+     "one seed; required."},
+    {"jobs", 'j', "N",
+     "Seeds run in parallel, 1 to 64 (default: one per "
+     "core); the numbers do not depend on it."},
+    {NULL, 0, NULL, NULL}};
+
+const struct kbsim_command kbsim_sweep_command = {
+    "sweep",
+    "SCENARIO --seeds A..B [--jobs N]",
+    "a scenario over many seeds: how often users see the error",
+    "Runs a scenario once per seed, in parallel, and reports how many "
+    "sessions showed the Outlook Integration Error as a rate with a 95% "
+    "(Wilson) confidence interval, and the share of EWS POSTs that reached "
+    "Exchange empty. The same seeds give the same numbers, whatever --jobs. "
+    "A progress line on a terminal.",
+    sweep_opts,
+    "@scenario",
+    kbsim_cmd_sweep};
+
+static int kbsim_cmd_sweep(int argc, char **argv)
 {
-  static const struct option opts[] = {{"seeds", required_argument, NULL, 's'},
-                                       {"jobs", required_argument, NULL, 'j'},
-                                       {NULL, 0, NULL, 0}};
   struct scenario sc;
   struct kbsim_sweep sw;
+  struct kbsim_args a;
   pthread_t threads[KBSIM_MAX_JOBS];
   uint64_t first = 0, count = 0, jobs, sessions = 0, with_error = 0;
   uint64_t empty = 0, ews = 0, failed_runs = 0, i;
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   double lo, hi;
   unsigned started = 0;
-  char err[512];
   int c;
 
   jobs = cpus > 0 ? (uint64_t)cpus : 1;
-  opterr = 0;
-  optind = 1;
-  while((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+  kbsim_args_init(&a, &kbsim_sweep_command, argc, argv);
+  while((c = kbsim_args_next(&a)) > 0) {
     switch(c) {
     case 's':
       if(kbsim_parse_seeds(optarg, &first, &count))
@@ -591,20 +663,16 @@ int kbsim_cmd_sweep(int argc, char **argv)
         return kbsim_bad_args("--jobs: '%s' is not a number from 1 to %d",
                               optarg, KBSIM_MAX_JOBS);
       break;
-    case ':':
-      return kbsim_bad_args("%s needs a value", argv[optind - 1]);
-    default:
-      return kbsim_bad_args("sweep: unknown option '%s'", argv[optind - 1]);
     }
   }
+  if(c < 0)
+    return a.status;
   if(argc - optind != 1)
-    return kbsim_bad_args("sweep: give exactly one scenario file");
+    return kbsim_bad_args("give exactly one scenario (a file or a name)");
   if(!count)
-    return kbsim_bad_args("sweep: --seeds A..B is required");
-  if(scenario_load(argv[optind], &sc, err, sizeof(err))) {
-    fprintf(stderr, "kbsim: %s\n", err);
+    return kbsim_bad_args("--seeds A..B is required");
+  if(kbsim_load_scenario(argv[optind], &sc))
     return 2;
-  }
   if(jobs > count)
     jobs = count;
 
@@ -650,9 +718,10 @@ int kbsim_cmd_sweep(int argc, char **argv)
 
   kbsim_wilson(with_error, sessions, &lo, &hi);
   printf("sweep %s (%s), seeds %" PRIu64 "..%" PRIu64 ": %" PRIu64
-         " runs, %" PRIu64 " sessions, %" PRIu64 " jobs\n",
+         " run%s, %" PRIu64 " session%s, %" PRIu64 " job%s\n",
          sc.name, sc.path, first, first + count - 1, count - failed_runs,
-         sessions, jobs);
+         count - failed_runs == 1 ? "" : "s", sessions,
+         sessions == 1 ? "" : "s", jobs, jobs == 1 ? "" : "s");
   printf("sessions with the Outlook Integration Error: %" PRIu64 " of %" PRIu64
          " = %.2f%% (95%% CI %.2f%%..%.2f%%)\n",
          with_error, sessions,
@@ -662,7 +731,8 @@ int kbsim_cmd_sweep(int argc, char **argv)
          " = %.2f%%\n",
          empty, ews, ews ? 100.0 * (double)empty / (double)ews : 0.0);
   if(failed_runs) {
-    printf("%" PRIu64 " runs could not run (first error above)\n", failed_runs);
+    printf("%" PRIu64 " run%s could not run (first error above)\n", failed_runs,
+           failed_runs == 1 ? "" : "s");
     return 1;
   }
   return 0;

@@ -42,6 +42,7 @@ struct kbsim_serve_opts {
   enum proxy_auth auth;
   bool have_auth;
   struct kb_users *users; /* --user specs, flag form only */
+  bool exit_now;          /* --help printed: exit with the code returned */
 };
 
 /* Formats http://host:port/ (IPv6 literals bracketed) into out. */
@@ -58,8 +59,57 @@ static bool kbsim_serve_loopback(const char *host)
   return !strncmp(host, "127.", 4) || !strcmp(host, "::1");
 }
 
-/* Parses the command line into *o. Returns 0, or the exit code 2 after
- * printing what was wrong. */
+static int kbsim_cmd_serve(int argc, char **argv);
+
+static const struct kbsim_opt serve_opts[] = {
+    {"proxy", 'x', "HOST:PORT",
+     "Where clients connect: the balancer with "
+     "SCENARIO (default 127.0.0.1:0), the "
+     "listener without; port 0 picks a free one."},
+    {"backend", 'b', "HOST:PORT",
+     "Where Exchange listens (default "
+     "127.0.0.1:0 with SCENARIO)."},
+    {"admin", 'a', "HOST:PORT",
+     "Where the admin endpoint listens (always "
+     "with SCENARIO, default 127.0.0.1:0). It "
+     "has no authentication: keep it on "
+     "loopback."},
+    {"policy", 'P', "per-connection|per-request",
+     "Without SCENARIO: the listener's policy (per-request counts as SP1 "
+     "with the script, per-connection as RTM)."},
+    {"auth", 'A', "integrated|basic|none",
+     "Without SCENARIO: the "
+     "listener's authentication "
+     "(default integrated)."},
+    {"user", 'u', "'DOMAIN\\user:password'",
+     "Without SCENARIO: a "
+     "directory entry; repeat "
+     "for more."},
+    {"user-file", 'F', "FILE",
+     "Without SCENARIO: read users from FILE (DOMAIN\\user = password "
+     "lines, as in a scenario's [users]); keeps passwords out of the "
+     "process list."},
+    {NULL, 0, NULL, NULL}};
+
+const struct kbsim_command kbsim_serve_command = {
+    "serve",
+    "SCENARIO [--proxy HOST:PORT] [--backend HOST:PORT] [--admin HOST:PORT]\n"
+    "--proxy HOST:PORT --backend HOST:PORT --policy P --user SPEC... "
+    "[--auth integrated|basic|none] [--admin HOST:PORT]",
+    "the listener and Exchange on real ports, for real clients",
+    "Runs until SIGINT or SIGTERM on the real clock with the kernel's "
+    "randomness, and prints where everything listens. With SCENARIO (a file "
+    "or a catalogue name): the scenario's whole array, each member on its "
+    "own port with its patch level and script, behind a TCP load balancer "
+    "on --proxy that picks a member per new connection, and the admin "
+    "endpoint that 'kbsim ctl' drives. Without: one listener on --proxy in "
+    "front of Exchange on --backend.\n\n"
+    "HOST:PORT is a numeric address or localhost (127.0.0.1), [V6]:PORT for "
+    "IPv6, or a URL as serve prints it (http://127.0.0.1:8099/).",
+    serve_opts,
+    "@scenario",
+    kbsim_cmd_serve};
+
 /* sim_user_fn for --user-file: into the store of the flag form. */
 static int kbsim_serve_add_user(void *ctx, const char *spec, char *err,
                                 size_t errlen)
@@ -67,31 +117,25 @@ static int kbsim_serve_add_user(void *ctx, const char *spec, char *err,
   return kb_users_add_spec(ctx, spec, err, errlen);
 }
 
+/* Parses the command line into *o. Returns 0, or the exit code 2 after
+ * printing what was wrong. */
+
 static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
 {
-  static const struct option opts[] = {
-      {"proxy", required_argument, NULL, 'x'},
-      {"backend", required_argument, NULL, 'b'},
-      {"admin", required_argument, NULL, 'a'},
-      {"policy", required_argument, NULL, 'P'},
-      {"auth", required_argument, NULL, 'A'},
-      {"user", required_argument, NULL, 'u'},
-      {"user-file", required_argument, NULL, 'F'},
-      {NULL, 0, NULL, 0}};
+  struct kbsim_args a;
   struct kbsim_endpoint *ep;
   const char *flag_only = NULL;
   char err[512];
   int c;
 
-  opterr = 0;
-  optind = 1;
-  while((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+  kbsim_args_init(&a, &kbsim_serve_command, argc, argv);
+  while((c = kbsim_args_next(&a)) > 0) {
     switch(c) {
     case 'x':
     case 'b':
     case 'a':
       ep = c == 'x' ? &o->proxy : c == 'b' ? &o->backend : &o->admin;
-      if(kbsim_parse_hostport(optarg, ep->host, sizeof(ep->host), &ep->port))
+      if(kbsim_parse_endpoint(optarg, ep->host, sizeof(ep->host), &ep->port))
         return kbsim_bad_args("--%s: '%s' is not HOST:PORT (e.g. "
                               "127.0.0.1:8080, [::1]:0)",
                               c == 'x'   ? "proxy"
@@ -128,27 +172,26 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
       }
       flag_only = "--user-file";
       break;
-    case ':':
-      return kbsim_bad_args("%s needs a value", argv[optind - 1]);
-    default:
-      return kbsim_bad_args("serve: unknown option '%s'", argv[optind - 1]);
     }
+  }
+  if(c < 0) {
+    o->exit_now = true;
+    return a.status;
   }
   if(optind < argc)
     o->file = argv[optind++];
   if(optind < argc)
-    return kbsim_bad_args("serve: unexpected argument '%s'; give one "
-                          "scenario file",
+    return kbsim_bad_args("unexpected argument '%s'; give one scenario",
                           argv[optind]);
   if(o->file && flag_only)
-    return kbsim_bad_args("serve: %s cannot be combined with a scenario "
-                          "file; set it in the file instead",
+    return kbsim_bad_args("%s cannot be combined with a scenario; set it in "
+                          "the file instead",
                           flag_only);
   if(!o->file && (!o->proxy.given || !o->backend.given || !o->have_policy ||
                   !kb_users_count(o->users)))
-    return kbsim_bad_args("serve: give a scenario file, or --proxy, "
-                          "--backend, --policy and at least one --user or "
-                          "--user-file");
+    return kbsim_bad_args(
+        "give a scenario (a file or a name), or --proxy, "
+        "--backend, --policy and at least one --user or --user-file");
   if(!o->proxy.given)
     snprintf(o->proxy.host, sizeof(o->proxy.host), "127.0.0.1");
   if(!o->backend.given)
@@ -215,10 +258,11 @@ static void kbsim_serve_print_array(const struct scenario *sc,
            sc->user_specs[i]);
   printf("\n");
   kbsim_serve_url(o->proxy.host, balancer_port(bal), url, sizeof(url));
-  printf("Try:          kbsim client --url %s --user '%.*s:PASSWORD'\n", url,
-         (int)strcspn(sc->user_specs[0], ":"), sc->user_specs[0]);
-  printf("              kbsim ctl --admin %s%s%s:%u status|apply-fix|revert\n",
-         strchr(o->admin.host, ':') ? "[" : "", o->admin.host,
+  printf("Try:          %s client --url %s --user '%.*s:PASSWORD'\n",
+         kbsim_program, url, (int)strcspn(sc->user_specs[0], ":"),
+         sc->user_specs[0]);
+  printf("              %s ctl --admin %s%s%s:%u status|apply-fix|revert\n",
+         kbsim_program, strchr(o->admin.host, ':') ? "[" : "", o->admin.host,
          strchr(o->admin.host, ':') ? "]" : "", (unsigned)admin_port(adm));
 }
 
@@ -390,7 +434,7 @@ done:
   return result;
 }
 
-int kbsim_cmd_serve(int argc, char **argv)
+static int kbsim_cmd_serve(int argc, char **argv)
 {
   struct kbsim_serve_opts o;
   struct scenario *sc = NULL;
@@ -408,7 +452,7 @@ int kbsim_cmd_serve(int argc, char **argv)
     goto done;
   }
   result = kbsim_serve_parse(argc, argv, &o);
-  if(result)
+  if(result || o.exit_now)
     goto done;
 
   if(!o.file) {
@@ -416,8 +460,7 @@ int kbsim_cmd_serve(int argc, char **argv)
     result = kbsim_serve_run(sc, o.users, &o, false);
     goto done;
   }
-  if(scenario_load(o.file, sc, err, sizeof(err))) {
-    fprintf(stderr, "kbsim: %s\n", err);
+  if(kbsim_load_scenario(o.file, sc)) {
     result = 2;
     goto done;
   }

@@ -176,6 +176,12 @@ void sim_outcome_free(struct sim_outcome *o)
   memset(o, 0, sizeof(*o));
 }
 
+/* "s" for a plural count, "" for one. */
+static const char *sim__s(uint64_t n)
+{
+  return n == 1 ? "" : "s";
+}
+
 static void sim__expect_count(const char *what, int64_t want, uint64_t got,
                               char *why, size_t len, size_t *pos, int *ok)
 {
@@ -211,8 +217,9 @@ int sim_scenario_check(const struct scenario *sc, const struct sim_outcome *o,
                     o->proxy.auth_failed + o->proxy.basic_failed, why, len,
                     &pos, &ok);
   if(o->sessions.not_started) {
-    sim__append(why, len, &pos, "%s%u clients could not start", pos ? "; " : "",
-                o->sessions.not_started);
+    sim__append(why, len, &pos, "%s%u client%s could not start",
+                pos ? "; " : "", o->sessions.not_started,
+                sim__s(o->sessions.not_started));
     ok = 0;
   }
   return ok;
@@ -225,10 +232,11 @@ void sim_outcome_summary(const struct scenario *sc, const struct sim_outcome *o,
   size_t i;
 
   sim__append(out, len, &pos,
-              "%u of %u users saw the Outlook Integration Error; Exchange "
-              "received %" PRIu64 " of %" PRIu64 " EWS POSTs empty",
+              "%u of %u user%s saw the Outlook Integration Error; Exchange "
+              "received %" PRIu64 " of %" PRIu64 " EWS POST%s empty",
               o->sessions.users_with_error, (unsigned)o->sessions.count,
-              o->backend.empty_posts, o->ews_posts);
+              sim__s(o->sessions.count), o->backend.empty_posts, o->ews_posts,
+              sim__s(o->ews_posts));
   if(o->backend.empty_posts) {
     sim__append(out, len, &pos, " (");
     for(i = 0; i < o->nmembers; i++) {
@@ -241,9 +249,10 @@ void sim_outcome_summary(const struct scenario *sc, const struct sim_outcome *o,
     }
     sim__append(out, len, &pos, ")");
   }
-  sim__append(out, len, &pos, "; %" PRIu64 " requests reached Exchange",
-              o->backend.requests);
+  sim__append(out, len, &pos, "; %" PRIu64 " request%s reached Exchange",
+              o->backend.requests, sim__s(o->backend.requests));
   if(o->proxy.auth_failed || o->proxy.basic_failed)
-    sim__append(out, len, &pos, "; %" PRIu64 " logins refused",
-                o->proxy.auth_failed + o->proxy.basic_failed);
+    sim__append(out, len, &pos, "; %" PRIu64 " login%s refused",
+                o->proxy.auth_failed + o->proxy.basic_failed,
+                sim__s(o->proxy.auth_failed + o->proxy.basic_failed));
 }
