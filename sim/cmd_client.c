@@ -63,7 +63,10 @@ static const struct kbsim_opt client_opts[] = {
     {"url", 'U', "URL",
      "The listener: serve's balancer or a member, or a "
      "real ISA; required."},
-    {"user", 'u', "'DOMAIN\\user:password'", "Who signs in; required."},
+    {"user", 'u', "'DOMAIN\\user[:password]'",
+     "Who signs in; required. Without the password, it comes from "
+     "KBSIM_PASSWORD or is asked on the terminal (ps shows a command "
+     "line)."},
     {"kind", 'k', "communicator|outlook|one-shot",
      "Communicator (re-authenticates every POST), Outlook (authenticates a "
      "connection once) or a new connection per POST (default "
