@@ -637,9 +637,13 @@ static ssize_t admin__stream_read(void *cls, uint64_t pos, char *buf,
     if(atomic_load(&st->a->stopping))
       return MHD_CONTENT_READER_END_OF_STREAM;
     if(!st->started) {
+      /* The array first: the legs are drawn on its members' lanes. */
       st->started = true;
       kb_buf_printf(&st->out, "retry: 2000\n\n");
       st->version = live_version(st->a->live);
+      admin__stream_status(st);
+      st->last_leg = live_events_since(st->a->live, st->last_leg, &st->out);
+      goto hand_out;
     }
     else {
       uint64_t v = live_wait(st->a->live, st->version, ADMIN_KEEPALIVE_MS);
