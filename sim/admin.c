@@ -1009,9 +1009,8 @@ int admin_token_read(const char *path, char *out, size_t len, char *err,
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 
   if(fd < 0) {
-    snprintf(err, errlen, "no token: cannot read %s (%s); give --token or "
-                          "KBSIM_ADMIN_TOKEN",
-             path, strerror(errno));
+    snprintf(err, errlen, "cannot read the token file %s (%s)", path,
+             strerror(errno));
     return -1;
   }
   n = read(fd, buf, sizeof(buf) - 1);

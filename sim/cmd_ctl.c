@@ -295,7 +295,11 @@ int kbsim_cmd_ctl(int argc, char **argv)
     admin_token_path(port, token_path, sizeof(token_path));
     if(admin_token_read(token_path, token_buf, sizeof(token_buf), terr,
                         sizeof(terr))) {
-      fprintf(stderr, "kbsim: %s\n", terr);
+      fprintf(stderr,
+              "kbsim: no token for the admin endpoint at %s: %s; is `kbsim "
+              "serve` running with --admin %s? Otherwise give --token or "
+              "set KBSIM_ADMIN_TOKEN\n",
+              base, terr, admin_arg);
       return 1;
     }
     token = token_buf;
