@@ -4,6 +4,8 @@
 //
 //   node drive.js CONSOLE_URL BALANCER_URL KBSIM USER SCREENSHOT
 //
+// SCREENSHOT is written once ISA02's failing session is on the page.
+//
 // Prints one line per step; exits 0 when every step held, 1 with the
 // failed step's line otherwise. Steps:
 //   1. the console loads with its token and shows both members;
@@ -112,6 +114,8 @@ async function main() {
                         "NOT challenged"])
       if (!bad.text.includes(want))
         fail("ISA02's row does not say '" + want + "': " + bad.text);
+    // The README's picture: the bug on ISA02, newest on top.
+    await page.screenshot({ path: shot });
     ok("sessions appeared live: ISA02 shows " + bad.skipped +
        " body-less POST(s) answered 500 and the notification");
     await page.click('.session[data-member="ISA02"] ' +
@@ -223,8 +227,6 @@ async function main() {
       fail("the newest ISA02 row is not the fixed session: " + fixed.text);
     ok("the next session on ISA02 succeeds; ISA re-authenticates (" +
        fixed.redo + " leg(s))");
-    await page.evaluate(() => window.scrollTo(0, 0));
-    await page.screenshot({ path: shot });
 
     // 5. Nothing outside the endpoint.
     if (outside.length)
