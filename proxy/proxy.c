@@ -1450,8 +1450,7 @@ decide:
     memset(&resp_head, 0, sizeof(resp_head));
     kb_buf_init(&req_head.buf, PROXY_TRACE_HEAD_MAX);
     kb_buf_init(&resp_head.buf, PROXY_TRACE_HEAD_MAX);
-    MHD_get_connection_values(mc, MHD_HEADER_KIND, proxy_head_line,
-                              &req_head);
+    MHD_get_connection_values(mc, MHD_HEADER_KIND, proxy_head_line, &req_head);
     MHD_get_response_headers(ans.response, proxy_head_line, &resp_head);
     /* Truncated or out of memory: the trace says nothing rather than
      * something incomplete. */

@@ -12,6 +12,7 @@
 #include "live.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -21,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -126,22 +126,20 @@ const char *admin_policy_reason(enum scenario_patch patch, bool script)
  * plus the header pairs in extra (NULL-terminated name, value list; may
  * be NULL). Every answer says no-store and nosniff. Returns
  * libmicrohttpd's verdict. */
-static enum MHD_Result admin__send(struct MHD_Connection *conn,
-                                   unsigned status, const char *type,
-                                   const char *text, size_t len,
-                                   const char *const *extra)
+static enum MHD_Result admin__send(struct MHD_Connection *conn, unsigned status,
+                                   const char *type, const char *text,
+                                   size_t len, const char *const *extra)
 {
   struct MHD_Response *resp;
   enum MHD_Result ret = MHD_NO;
   bool ok;
 
-  resp = MHD_create_response_from_buffer(len, (void *)text,
-                                         MHD_RESPMEM_MUST_COPY);
+  resp =
+      MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_MUST_COPY);
   if(!resp)
     return MHD_NO;
   ok = MHD_add_response_header(resp, "Content-Type", type) == MHD_YES &&
-       MHD_add_response_header(resp, "Cache-Control", "no-store") ==
-           MHD_YES &&
+       MHD_add_response_header(resp, "Cache-Control", "no-store") == MHD_YES &&
        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff") ==
            MHD_YES;
   for(; ok && extra && extra[0]; extra += 2)
@@ -498,24 +496,22 @@ enum admin__verdict {
  * token (from Authorization: Bearer, the cookie, or on GET / the query),
  * and a POST's content type. Returns ADMIN__OK, or what was wrong with a
  * one-line reason in why; *from_query says the token came in the URL. */
-static enum admin__verdict admin__guard(struct admin *a,
-                                        struct MHD_Connection *conn,
-                                        const char *url, const char *method,
-                                        bool *from_query, char *why,
-                                        size_t whylen)
+static enum admin__verdict
+admin__guard(struct admin *a, struct MHD_Connection *conn, const char *url,
+             const char *method, bool *from_query, char *why, size_t whylen)
 {
-  const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_HOST);
+  const char *host =
+      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
   const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                    MHD_HTTP_HEADER_ORIGIN);
-  const char *auth = MHD_lookup_connection_value(
-      conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+  const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_AUTHORIZATION);
   const char *cookie =
       MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, a->cookie);
   const char *query =
       MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "token");
-  const char *type = MHD_lookup_connection_value(
-      conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+  const char *type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_TYPE);
   const char *token = NULL;
 
   *from_query = false;
@@ -528,8 +524,8 @@ static enum admin__verdict admin__guard(struct admin *a,
              (unsigned)a->port);
     return ADMIN__BAD_HOST;
   }
-  if(origin && (strncmp(origin, "http://", 7) ||
-                strcasecmp(origin + 7, host))) {
+  if(origin &&
+     (strncmp(origin, "http://", 7) || strcasecmp(origin + 7, host))) {
     snprintf(why, whylen,
              "Origin '%.100s' is not this endpoint's (http://%.100s): other "
              "web pages may not use the admin endpoint",
@@ -574,8 +570,7 @@ static enum admin__verdict admin__guard(struct admin *a,
 
 /* Serves the console page; when the token came in the URL, sets it as a
  * cookie that only this endpoint's own pages send (SameSite=Strict). */
-static enum MHD_Result admin__page(struct admin *a,
-                                   struct MHD_Connection *conn,
+static enum MHD_Result admin__page(struct admin *a, struct MHD_Connection *conn,
                                    bool from_query)
 {
   char cookie[256];
@@ -590,8 +585,8 @@ static enum MHD_Result admin__page(struct admin *a,
                          NULL};
 
   if(from_query) {
-    snprintf(cookie, sizeof(cookie),
-             "%s=%s; Path=/; HttpOnly; SameSite=Strict", a->cookie, a->token);
+    snprintf(cookie, sizeof(cookie), "%s=%s; Path=/; HttpOnly; SameSite=Strict",
+             a->cookie, a->token);
     extra[6] = "Set-Cookie";
     extra[7] = cookie;
   }
@@ -698,9 +693,8 @@ static enum MHD_Result admin__events(struct admin *a,
   if(last && *last && strspn(last, "0123456789") == strlen(last) &&
      strlen(last) < 20)
     st->last_leg = strtoull(last, NULL, 10);
-  resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384,
-                                           admin__stream_read, st,
-                                           admin__stream_free);
+  resp = MHD_create_response_from_callback(
+      MHD_SIZE_UNKNOWN, 16384, admin__stream_read, st, admin__stream_free);
   if(!resp) {
     admin__stream_free(st);
     return MHD_NO;
@@ -725,8 +719,7 @@ static enum MHD_Result admin__route(struct admin *a,
   char names[256];
 
   admin__member_list(a, names, sizeof(names));
-  if(!strcmp(url, "/status") || !strcmp(url, "/") ||
-     !strcmp(url, "/events")) {
+  if(!strcmp(url, "/status") || !strcmp(url, "/") || !strcmp(url, "/events")) {
     if(!get)
       return admin__error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "GET, HEAD",
                           "%s %s: use GET", method, url);
@@ -808,8 +801,7 @@ static enum MHD_Result admin__on_request(void *cls, struct MHD_Connection *conn,
   }
   verdict = admin__guard(a, conn, url, method, &from_query, why, sizeof(why));
   if(verdict == ADMIN__NO_TOKEN || verdict == ADMIN__BAD_TOKEN) {
-    const char *extra[] = {"WWW-Authenticate", "Bearer realm=\"kbsim\"",
-                           NULL};
+    const char *extra[] = {"WWW-Authenticate", "Bearer realm=\"kbsim\"", NULL};
     return admin__reply_with(conn, MHD_HTTP_UNAUTHORIZED,
                              json_pack("{s:s}", "error", why), extra);
   }
@@ -903,8 +895,7 @@ int admin_start(const struct admin_config *config, struct admin **out,
   a->daemon = MHD_start_daemon(
       MHD_USE_THREAD_PER_CONNECTION | MHD_USE_AUTO_INTERNAL_THREAD |
           MHD_USE_ITC,
-      0, NULL, NULL,
-      admin__on_request, a, MHD_OPTION_LISTEN_SOCKET, fd,
+      0, NULL, NULL, admin__on_request, a, MHD_OPTION_LISTEN_SOCKET, fd,
       MHD_OPTION_CONNECTION_LIMIT, ADMIN_CONN_LIMIT,
       MHD_OPTION_CONNECTION_TIMEOUT, ADMIN_CONN_TIMEOUT_S, MHD_OPTION_END);
   if(!a->daemon) {
@@ -983,8 +974,7 @@ int admin_token_write(const char *path, const char *token, char *err,
              dir);
     return -1;
   }
-  fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-            0600);
+  fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
   if(fd < 0 || fchmod(fd, 0600) || write(fd, token, len) != (ssize_t)len ||
      write(fd, "\n", 1) != 1) {
     snprintf(err, errlen, "cannot write the token file %s: %s", path,

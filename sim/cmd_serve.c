@@ -43,7 +43,7 @@ struct kbsim_serve_opts {
   bool have_policy;
   enum proxy_auth auth;
   bool have_auth;
-  struct kb_users *users; /* --user specs, flag form only */
+  struct kb_users *users;                   /* --user specs, flag form only */
   const char *admin_hosts[ADMIN_MAX_HOSTS]; /* --admin-host */
   size_t nadmin_hosts;
   bool quiet; /* -q: no line per request */

@@ -142,8 +142,8 @@ static void live__drop(struct live__pending *p)
 
 /* Adds bytes of one direction of the forwarded exchange: the head (up to
  * its blank line) is kept, the body only counted. */
-static void live__up_bytes(struct kb_buf *head, bool *head_done,
-                           size_t *body, const uint8_t *data, size_t len)
+static void live__up_bytes(struct kb_buf *head, bool *head_done, size_t *body,
+                           const uint8_t *data, size_t len)
 {
   size_t i;
 
@@ -248,10 +248,9 @@ static json_t *live__leg_json(struct live *l, const struct live__pending *p,
   (void)l;
   *decision = "";
   for(i = 0; i < p->nnotes; i++) {
-    json_array_append_new(notes,
-                          json_pack("{s:s, s:s}", "code",
-                                    kb_note_name(p->notes[i].code), "text",
-                                    p->notes[i].text));
+    json_array_append_new(notes, json_pack("{s:s, s:s}", "code",
+                                           kb_note_name(p->notes[i].code),
+                                           "text", p->notes[i].text));
     if(!**decision)
       *decision = kb_note_name(p->notes[i].code);
   }
@@ -273,10 +272,9 @@ static json_t *live__leg_json(struct live *l, const struct live__pending *p,
   live__token(leg, "req_token", ex->req_headers, "Authorization");
   live__token(leg, "resp_token", ex->resp_headers, "WWW-Authenticate");
   if(p->forwarded) {
-    json_t *up = json_pack("{s:I, s:i, s:I}", "req_body",
-                           (json_int_t)p->up_req_body, "status",
-                           live__status_of(&p->up_resp), "resp_body",
-                           (json_int_t)p->up_resp_body);
+    json_t *up = json_pack(
+        "{s:I, s:i, s:I}", "req_body", (json_int_t)p->up_req_body, "status",
+        live__status_of(&p->up_resp), "resp_body", (json_int_t)p->up_resp_body);
     if(up) {
       live__text(up, "req_head", p->up_req.data, p->up_req.len);
       live__text(up, "resp_head", p->up_resp.data, p->up_resp.len);
@@ -344,9 +342,9 @@ static void live__emit(void *ctx, const struct kb_trace_event *ev)
   struct live__pending *p;
   char line[1024] = "";
 
-  if(!ev->origin || !ev->origin[0] || ev->side != (ev->hop == KB_HOP_CLIENT_PROXY
-                                                       ? KB_SIDE_SERVER
-                                                       : KB_SIDE_CLIENT))
+  if(!ev->origin || !ev->origin[0] ||
+     ev->side !=
+         (ev->hop == KB_HOP_CLIENT_PROXY ? KB_SIDE_SERVER : KB_SIDE_CLIENT))
     return;
   pthread_mutex_lock(&l->lock);
   switch(ev->kind) {

@@ -1348,8 +1348,8 @@ static int lines_with(const char *text, const char *needle, bool at_start)
 
 /* method path with hdrs -> want_status and a JSON error containing want. */
 static void guarded(const struct served *s, const char *method,
-                    const char *path, const char *const *hdrs,
-                    const char *post, long want_status, const char *want)
+                    const char *path, const char *const *hdrs, const char *post,
+                    long want_status, const char *want)
 {
   char url[256];
   struct kb_buf body, headers;
@@ -1382,8 +1382,9 @@ static void guarded(const struct served *s, const char *method,
  * is the user's alone; the console page sets a strict cookie. */
 START_TEST(admin_refuses_other_origins_and_tokens)
 {
-  static const char *const args[] = {HALF_PATCHED, "--admin", "127.0.0.1:0",
-                                     "--admin-host", "trainer-pc", "-q", NULL};
+  static const char *const args[] = {
+      HALF_PATCHED, "--admin", "127.0.0.1:0", "--admin-host",
+      "trainer-pc", "-q",      NULL};
   struct served s;
   struct proc_out p;
   char bearer[200], host_local[64], host_pc[64], host_wrong_port[64],
@@ -1429,8 +1430,7 @@ START_TEST(admin_refuses_other_origins_and_tokens)
     const char *json_lookalike[] = {bearer, "Content-Type: application/jsonp",
                                     NULL};
     const char *own[] = {bearer, own_origin,
-                         "Content-Type: application/json; charset=utf-8",
-                         NULL};
+                         "Content-Type: application/json; charset=utf-8", NULL};
     const char *query_elsewhere[] = {NULL};
 
     guarded(&s, "GET", "/status", none, NULL, 401, "no token");
@@ -1447,8 +1447,9 @@ START_TEST(admin_refuses_other_origins_and_tokens)
     guarded(&s, "POST", "/revert", null_origin, "{}", 403, "Origin 'null'");
     guarded(&s, "GET", "/status", rebind, NULL, 403,
             "Host 'rebind.attacker.example' is not this endpoint's");
-    guarded(&s, "GET", "/status", rebind_port, NULL, 403, "is not this "
-                                                          "endpoint's");
+    guarded(&s, "GET", "/status", rebind_port, NULL, 403,
+            "is not this "
+            "endpoint's");
     guarded(&s, "GET", "/status", no_host, NULL, 403, "Host '(none)'");
     guarded(&s, "POST", "/members/1/revert", form, "a=b", 403,
             "a change needs Content-Type: application/json, not "
@@ -1478,8 +1479,7 @@ START_TEST(admin_refuses_other_origins_and_tokens)
 
   /* The console page: the token in the URL becomes a strict cookie; the
    * page may load nothing from anywhere. */
-  snprintf(url, sizeof(url), "http://127.0.0.1:%u/?token=%s", s.admin,
-           s.token);
+  snprintf(url, sizeof(url), "http://127.0.0.1:%u/?token=%s", s.admin, s.token);
   ck_assert_int_eq(http_with("GET", url, NULL, NULL, &body, &headers), 200);
   ck_assert_ptr_nonnull(strstr(headers.data, "Content-Type: text/html"));
   ck_assert_ptr_nonnull(
@@ -1524,12 +1524,12 @@ START_TEST(admin_refuses_other_origins_and_tokens)
   /* ctl: --token beats the environment, which beats the file. */
   {
     char admin[32];
-    const char *good[] = {"ctl", "--admin", admin, "--token", s.token,
-                          "status", NULL};
-    const char *bad[] = {"ctl", "--admin", admin, "--token", wrong + 22,
-                         "status", NULL};
-    const char *silly[] = {"ctl", "--admin", admin, "--token", "x y",
-                           "status", NULL};
+    const char *good[] = {"ctl",   "--admin", admin, "--token",
+                          s.token, "status",  NULL};
+    const char *bad[] = {"ctl",      "--admin", admin, "--token",
+                         wrong + 22, "status",  NULL};
+    const char *silly[] = {"ctl", "--admin", admin, "--token",
+                           "x y", "status",  NULL};
 
     snprintf(admin, sizeof(admin), "127.0.0.1:%u", s.admin);
     kbsim(&p, good);
@@ -1685,18 +1685,15 @@ START_TEST(live_stream_and_terminal_lines)
                        "/EWS/Exchange.asmx");
       ck_assert_str_eq(json_string_value(json_object_get(leg, "req_auth")),
                        "NTLM type 1");
-      ck_assert_int_eq(json_integer_value(json_object_get(leg, "req_body")),
-                       0);
-      ck_assert_int_eq(json_integer_value(json_object_get(leg, "status")),
-                       500);
+      ck_assert_int_eq(json_integer_value(json_object_get(leg, "req_body")), 0);
+      ck_assert_int_eq(json_integer_value(json_object_get(leg, "status")), 500);
       ck_assert(json_is_true(json_object_get(leg, "forwarded")));
       x = json_object_get(leg, "exchange");
       ck_assert_int_eq(json_integer_value(json_object_get(x, "req_body")), 0);
       ck_assert_int_eq(json_integer_value(json_object_get(x, "status")), 500);
-      ck_assert_msg(
-          !strncmp(json_string_value(json_object_get(x, "req_head")),
-                   "POST /EWS/Exchange.asmx HTTP/1.1\r\n", 34),
-          "%s", json_string_value(json_object_get(x, "req_head")));
+      ck_assert_msg(!strncmp(json_string_value(json_object_get(x, "req_head")),
+                             "POST /EWS/Exchange.asmx HTTP/1.1\r\n", 34),
+                    "%s", json_string_value(json_object_get(x, "req_head")));
       ck_assert_ptr_nonnull(strstr(
           json_string_value(json_object_get(x, "resp_head")), "HTTP/1.1 500"));
       ck_assert_ptr_nonnull(
@@ -1707,8 +1704,7 @@ START_TEST(live_stream_and_terminal_lines)
                  "Authorization: NTLM TlRMTVNTUAAB"));
     }
     else
-      ck_assert_int_ne(
-          json_integer_value(json_object_get(leg, "status")), 500);
+      ck_assert_int_ne(json_integer_value(json_object_get(leg, "status")), 500);
     json_decref(leg);
   }
   /* 7 legs a session on ISA01 (offer, handshake, two re-challenged
@@ -1786,16 +1782,18 @@ START_TEST(console_in_chromium)
   struct served s;
   struct proc_out p;
   char console[256], balancer[64], shot[300], dir[256], node_path[512];
-  char *argv[] = {"/usr/bin/env", node_path, "node", TESTS_DIR
-                  "/console/drive.js", console, balancer, KBSIM_BIN,
-                  ALICE, shot, NULL};
+  char *argv[] = {
+      "/usr/bin/env", node_path, "node",    TESTS_DIR "/console/drive.js",
+      console,        balancer,  KBSIM_BIN, ALICE,
+      shot,           NULL};
   json_t *st;
   size_t len;
   char *png;
 
   if(!on_path("node") || !on_path("chromium")) {
-    fprintf(stderr, "test_live: SKIP console_in_chromium: %s is not "
-                    "installed (scripts/setup installs it)\n",
+    fprintf(stderr,
+            "test_live: SKIP console_in_chromium: %s is not "
+            "installed (scripts/setup installs it)\n",
             on_path("node") ? "chromium" : "node");
     return;
   }
@@ -1810,8 +1808,8 @@ START_TEST(console_in_chromium)
            s.token);
   snprintf(balancer, sizeof(balancer), "http://127.0.0.1:%u/", s.balancer);
   proc_run(argv, &p);
-  ck_assert_msg(p.status == 0, "the browser flow failed (%d):\n%s%s",
-                p.status, p.out.data, p.err.data);
+  ck_assert_msg(p.status == 0, "the browser flow failed (%d):\n%s%s", p.status,
+                p.out.data, p.err.data);
   ck_assert_int_eq(lines_with(p.out.data, "ok ", true), 7);
   proc_free(&p);
   /* What the clicks did, as the endpoint sees it. */
