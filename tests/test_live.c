@@ -33,6 +33,7 @@
 #include "balancer.h"
 #include "client.h"
 #include "kb_buf.h"
+#include "live.h"
 #include "proc.h"
 
 #define HALF_PATCHED SCENARIOS_DIR "/half-patched-array.ini"
@@ -1810,7 +1811,7 @@ START_TEST(console_in_chromium)
   proc_run(argv, &p);
   ck_assert_msg(p.status == 0, "the browser flow failed (%d):\n%s%s", p.status,
                 p.out.data, p.err.data);
-  ck_assert_int_eq(lines_with(p.out.data, "ok ", true), 7);
+  ck_assert_int_eq(lines_with(p.out.data, "ok ", true), 8);
   proc_free(&p);
   /* What the clicks did, as the endpoint sees it. */
   st = status_of(&s);
@@ -1819,6 +1820,8 @@ START_TEST(console_in_chromium)
   ck_assert_str_eq(member_str(st, 0, "policy"), "per-request");
   ck_assert_int_eq(member_int(st, 1, "forwarded_empty_posts"), 2);
   ck_assert_int_eq(member_int(st, 1, "connections"), 2);
+  ck_assert_int_eq(member_int(st, 0, "connections"), 3);
+  ck_assert_int_eq(member_int(st, 0, "forwarded_empty_posts"), 0);
   json_decref(st);
   serve_stop(&s);
   kb_buf_free(&s.rest);
@@ -1827,6 +1830,141 @@ START_TEST(console_in_chromium)
   ck_assert_int_eq(memcmp(png, "\x89PNG", 4), 0);
   free(png);
   proc_rmdir(dir);
+}
+END_TEST
+
+/* ---- the live view in-process ------------------------------------------ */
+
+/* Emits, as member ISA0m would on its client connection conn, a decision
+ * note and the exchange that completes the leg. */
+static void live_leg(struct kb_trace *t, const char *member, uint64_t conn,
+                     enum kb_note code, int status)
+{
+  struct kb_exchange ex = {.method = "POST",
+                           .path = "/EWS/Exchange.asmx",
+                           .req_auth = KB_AUTH_NTLM_NEGOTIATE,
+                           .status = status,
+                           .req_headers = "Authorization: NTLM "
+                                          "TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAA"
+                                          "AAAAAAAAFASgKAAAADw==\r\n"};
+  struct kb_trace_event ev;
+
+  memset(&ev, 0, sizeof(ev));
+  ev.kind = KB_TRACE_NOTE;
+  ev.hop = KB_HOP_CLIENT_PROXY;
+  ev.side = KB_SIDE_SERVER;
+  ev.origin = member;
+  ev.conn = conn;
+  ev.note = code;
+  ev.text = "for people";
+  t->emit(t->ctx, &ev);
+  ev.kind = KB_TRACE_EXCHANGE;
+  ev.note = KB_NOTE_NONE;
+  ev.text = NULL;
+  ev.exchange = &ex;
+  t->emit(t->ctx, &ev);
+}
+
+/* The ring keeps the newest legs only; a leg carries its own connection's
+ * decision even when connections interleave; events of other observers
+ * are ignored; a note of a connection that never completes a leg costs
+ * one bounded slot; the terminal gets one line per leg. */
+START_TEST(live_view_keeps_the_newest_legs)
+{
+  struct live_config cfg = {NULL, 3};
+  struct live *l;
+  struct kb_trace t;
+  struct kb_trace_event other;
+  struct kb_buf out;
+  char err[256], *lines = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&lines, &len);
+  uint64_t last, v;
+  unsigned i;
+
+  ck_assert_ptr_nonnull(f);
+  cfg.out = f;
+  ck_assert_int_eq(live_new(&cfg, &l, err, sizeof(err)), 0);
+  t = live_as_trace(l);
+  ck_assert_uint_eq(live_version(l), 0);
+  /* A backend's and a client's events are not legs. */
+  memset(&other, 0, sizeof(other));
+  other.kind = KB_TRACE_NOTE;
+  other.hop = KB_HOP_PROXY_BACKEND;
+  other.side = KB_SIDE_SERVER;
+  other.origin = "backend";
+  other.conn = 1;
+  t.emit(t.ctx, &other);
+  other.hop = KB_HOP_CLIENT_PROXY;
+  other.side = KB_SIDE_CLIENT;
+  other.origin = "client 1";
+  t.emit(t.ctx, &other);
+  /* 300 connections that never finish a request. */
+  for(i = 0; i < 300; i++) {
+    memset(&other, 0, sizeof(other));
+    other.kind = KB_TRACE_NOTE;
+    other.hop = KB_HOP_CLIENT_PROXY;
+    other.side = KB_SIDE_SERVER;
+    other.origin = "ISA03";
+    other.conn = 1000 + i;
+    other.note = KB_NOTE_CLIENT_LEFT;
+    t.emit(t.ctx, &other);
+  }
+  ck_assert_uint_eq(live_version(l), 0);
+  live_leg(&t, "ISA01", 1, KB_NOTE_REAUTH_CHALLENGED, 401);
+  live_leg(&t, "ISA02", 1, KB_NOTE_REAUTH_SKIPPED, 500);
+  live_leg(&t, "ISA01", 2, KB_NOTE_CHALLENGE, 401);
+  live_leg(&t, "ISA02", 2, KB_NOTE_OFFER, 401);
+  live_leg(&t, "ISA02", 1, KB_NOTE_REAUTH_SKIPPED, 500);
+  ck_assert_uint_eq(live_version(l), 5);
+  /* No change since version 5: the wait times out at once. */
+  v = live_wait(l, 5, 1);
+  ck_assert_uint_eq(v, 5);
+  live_bump(l);
+  ck_assert_uint_eq(live_wait(l, 5, 10000), 6);
+
+  kb_buf_init(&out, 1 << 20);
+  last = live_events_since(l, 0, &out);
+  ck_assert_uint_eq(last, 5);
+  ck_assert_ptr_null(strstr(out.data, "id: 1\n"));
+  ck_assert_ptr_null(strstr(out.data, "id: 2\n"));
+  ck_assert_ptr_nonnull(
+      strstr(out.data, "id: 3\nevent: leg\ndata: {\"seq\":3,"));
+  ck_assert_ptr_nonnull(
+      strstr(out.data, "id: 5\nevent: leg\ndata: {\"seq\":5,"));
+  ck_assert_ptr_nonnull(strstr(out.data, "\"member\":\"ISA02\",\"conn\":1"));
+  ck_assert_ptr_nonnull(strstr(out.data,
+                               "\"decisions\":[{\"code\":\"reauth-"
+                               "skipped\",\"text\":\"for people\"}]"));
+  ck_assert_ptr_nonnull(strstr(out.data, "\"req_token\":\"NTLM type 1 "
+                                         "NEGOTIATE"));
+  ck_assert_ptr_null(strstr(out.data, "client-left"));
+  ck_assert_ptr_null(strstr(out.data, "backend"));
+  kb_buf_reset(&out);
+  ck_assert_uint_eq(live_events_since(l, 4, &out), 5);
+  ck_assert_ptr_null(strstr(out.data, "id: 4\n"));
+  ck_assert_ptr_nonnull(strstr(out.data, "id: 5\n"));
+  kb_buf_reset(&out);
+  ck_assert_uint_eq(live_events_since(l, 5, &out), 5);
+  ck_assert_uint_eq(out.len, 0);
+  kb_buf_free(&out);
+
+  live_free(l);
+  fclose(f);
+  ck_assert_int_eq(lines_with(lines, " conn ", false), 5);
+  ck_assert_int_eq(lines_with(lines,
+                              " ISA02 conn 1 POST /EWS/Exchange.asmx "
+                              "NTLM type 1, no body: reauth-skipped "
+                              "-> 500\n",
+                              false),
+                   2);
+  ck_assert_int_eq(lines_with(lines,
+                              " ISA01 conn 2 POST /EWS/Exchange.asmx "
+                              "NTLM type 1, no body: challenge -> "
+                              "401\n",
+                              false),
+                   1);
+  free(lines);
 }
 END_TEST
 
@@ -1858,6 +1996,7 @@ int main(void)
   tcase_add_test(live, admin_refuses_other_origins_and_tokens);
   tcase_add_test(live, live_stream_and_terminal_lines);
   tcase_add_test(live, console_in_chromium);
+  tcase_add_test(live, live_view_keeps_the_newest_legs);
   suite_add_tcase(s, live);
   sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

@@ -17,7 +17,8 @@
 //      an EventSource; nothing changes and it reads nothing;
 //   4. "Install hotfix" then "Run KB script" for ISA02; the next session on
 //      ISA02 succeeds;
-//   5. the page never asked for anything outside the admin endpoint.
+//   5. Pause holds new legs back, Resume draws them, Clear empties;
+//   6. the page never asked for anything outside the admin endpoint.
 "use strict";
 
 const { execFile } = require("child_process");
@@ -228,7 +229,29 @@ async function main() {
     ok("the next session on ISA02 succeeds; ISA re-authenticates (" +
        fixed.redo + " leg(s))");
 
-    // 5. Nothing outside the endpoint.
+    // 5. Pause holds new legs back, Resume draws them, Clear empties.
+    const rows = (m) => page.$$eval(`.session[data-member="${m}"]`,
+                                    (r) => r.length);
+    const isa01 = await rows("ISA01");
+    await page.click("#pause");
+    if (await client() !== 0)
+      fail("the fifth session (ISA01) saw the error");
+    await until(page, "Pause did not hold the legs back",
+                () => /^Resume \(\d+ waiting\)$/.test(
+                  document.getElementById("pause").textContent));
+    if (await rows("ISA01") !== isa01)
+      fail("a session was drawn while paused");
+    await page.click("#pause");
+    await until(page, "Resume did not draw the held legs",
+                new Function("return document.querySelectorAll(" +
+                             "'.session[data-member=\"ISA01\"]').length === " +
+                             (isa01 + 1)));
+    await page.click("#clear");
+    if (await page.$$eval(".session", (r) => r.length) !== 0)
+      fail("Clear left sessions on the page");
+    ok("Pause held a session back, Resume drew it, Clear emptied the page");
+
+    // 6. Nothing outside the endpoint.
     if (outside.length)
       fail("the console asked outside the endpoint: " + outside.join(" "));
     ok("the console made no request outside " + origin);
