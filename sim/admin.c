@@ -814,7 +814,6 @@ int admin_start(const struct admin_config *config, struct admin **out,
                 char *err, size_t errlen)
 {
   struct admin *a = NULL;
-  const union MHD_DaemonInfo *info;
   const char *host = config->bind_host ? config->bind_host : ADMIN_DEFAULT_HOST;
   size_t i;
   int fd = -1;
@@ -889,6 +888,23 @@ int admin_start(const struct admin_config *config, struct admin **out,
   fd = kb_net_listen("admin endpoint", host, config->port, 0, err, errlen);
   if(fd < 0)
     goto error;
+  {
+    /* The port, and the cookie named after it, are known before the
+     * daemon's threads start: they read them without a lock. */
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+
+    if(getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0)
+      a->port = kb_sockaddr_port((struct sockaddr *)&ss);
+    if(!a->port) {
+      snprintf(err, errlen,
+               "admin endpoint: cannot read the port it "
+               "listens on");
+      close(fd);
+      goto error;
+    }
+    snprintf(a->cookie, sizeof(a->cookie), "kbsim_admin_%u", (unsigned)a->port);
+  }
   /* No MHD_USE_ERROR_LOG: a trainer's terminal shows kbsim's lines only. */
   /* A thread per connection: a console's stream waits for the next leg
    * on its own thread without holding up anyone else's request. */
@@ -906,15 +922,6 @@ int admin_start(const struct admin_config *config, struct admin **out,
     close(fd);
     goto error;
   }
-  info = MHD_get_daemon_info(a->daemon, MHD_DAEMON_INFO_BIND_PORT);
-  a->port = info ? info->port : 0;
-  if(!a->port) {
-    snprintf(err, errlen,
-             "admin endpoint: libmicrohttpd did not report its "
-             "port");
-    goto error;
-  }
-  snprintf(a->cookie, sizeof(a->cookie), "kbsim_admin_%u", (unsigned)a->port);
   *out = a;
   return 0;
 

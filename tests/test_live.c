@@ -1452,6 +1452,19 @@ START_TEST(admin_refuses_other_origins_and_tokens)
             "is not this "
             "endpoint's");
     guarded(&s, "GET", "/status", no_host, NULL, 403, "Host '(none)'");
+    {
+      static const char *const odd[] = {
+          "Host: [::1",         "Host: 127.0.0.1:",
+          "Host: 127.0.0.1:+1", "Host: 127.0.0.1:99999999999999999999",
+          "Host: [127.0.0.1]x", "Host: 127.0.0.1:1:2",
+          "Host: localhost.",   "Host: 127.0.0.1.nip.io"};
+      size_t k;
+
+      for(k = 0; k < sizeof(odd) / sizeof(odd[0]); k++) {
+        const char *h[] = {bearer, odd[k], NULL};
+        guarded(&s, "GET", "/status", h, NULL, 403, "is not this endpoint's");
+      }
+    }
     guarded(&s, "POST", "/members/1/revert", form, "a=b", 403,
             "a change needs Content-Type: application/json, not "
             "'application/x-www-form-urlencoded'");
