@@ -65,8 +65,7 @@ struct live {
   struct live__leg *ring;
   size_t max_legs;
   struct live__pending pending[LIVE_MAX_PENDING];
-  /* Per member: connections seen, to tell a connection's first leg. */
-  bool woken;
+  bool woken; /* live_wake_all was called: waits return at once */
 };
 
 int live_new(const struct live_config *config, struct live **out, char *err,
@@ -238,14 +237,13 @@ static void live__text(json_t *leg, const char *key, const char *text,
 }
 
 /* Builds the leg of p and ex as JSON; NULL when out of memory. */
-static json_t *live__leg_json(struct live *l, const struct live__pending *p,
+static json_t *live__leg_json(const struct live__pending *p,
                               const struct kb_exchange *ex, uint64_t seq,
                               const char *when, const char **decision)
 {
   json_t *leg, *notes = json_array();
   size_t i;
 
-  (void)l;
   *decision = "";
   for(i = 0; i < p->nnotes; i++) {
     json_array_append_new(notes, json_pack("{s:s, s:s}", "code",
@@ -307,7 +305,7 @@ static void live__complete(struct live *l, const struct kb_trace_event *ev,
   localtime_r(&ts.tv_sec, &tm);
   snprintf(when, sizeof(when), "%02d:%02d:%02d.%03ld", tm.tm_hour, tm.tm_min,
            tm.tm_sec, ts.tv_nsec / 1000000L);
-  leg = live__leg_json(l, p, ex, seq, when, &decision);
+  leg = live__leg_json(p, ex, seq, when, &decision);
   dumped = leg ? json_dumps(leg, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
   json_decref(leg);
   line[0] = '\0';

@@ -55,8 +55,9 @@ uint64_t live_wait(struct live *live, uint64_t seen, int timeout_ms);
 
 /* Appends the kept legs whose number is above after, oldest first, as
  * Server-Sent Events ("id: N\nevent: leg\ndata: {json}\n\n") to out (a
- * kb_buf), and returns the number of the newest leg written (after when
- * none). Returns 0 and writes nothing when out is full. */
+ * kb_buf), and returns the number of the newest leg written: after when
+ * there is none, or when out is full before the first one. Legs already
+ * dropped from the ring are skipped. */
 struct kb_buf;
 uint64_t live_events_since(struct live *live, uint64_t after,
                            struct kb_buf *out);
