@@ -32,6 +32,8 @@
 
 #include "kb_auth.h"
 #include "kb_buf.h"
+#include "kb_guard.h"
+#include "kb_http.h"
 #include "soap.h"
 
 #define BACKEND_ORIGIN "backend"
@@ -51,7 +53,9 @@
 #define BACKEND_THREADS 2u
 #define BACKEND_CONN_MEMORY ((size_t)32 * 1024)
 #define BACKEND_CONN_TIMEOUT_S 120u
-#define BACKEND_CONN_LIMIT 512u
+/* Connections when the config gives none: the listener's default cap and
+ * room for clients that reach Exchange's port directly. */
+#define BACKEND_DEFAULT_CONNECTIONS (KB_GUARD_MAX_CONNECTIONS + 64u)
 
 static const char backend_html_404[] =
     "<html><head><title>404 - File or directory not found.</title></head>"
@@ -87,6 +91,7 @@ enum backend_body_state {
 
 struct backend {
   struct MHD_Daemon *daemon;
+  struct kb_guard *guard; /* caps and deadlines (kb_guard.h) */
   uint16_t port;
   char *ews_url;   /* owned copy */
   size_t max_body; /* effective cap, never above INT_MAX (libxml2 takes int) */
@@ -103,6 +108,7 @@ struct backend {
  * opens, freed when it closes. */
 struct backend_conn {
   uint64_t id;
+  struct kb_guard_slot *slot;
   char name[96]; /* the name the peer claimed (kb_names), or "" */
   bool named;    /* name resolved and OPEN traced (first request) */
 };
@@ -406,6 +412,69 @@ static void backend_req_feed(struct backend_req *req, const char *data,
   }
 }
 
+/* The guard slot of connection, or NULL. */
+static struct kb_guard_slot *backend_slot(struct MHD_Connection *connection)
+{
+  const union MHD_ConnectionInfo *info =
+      MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  const struct backend_conn *conn = info ? info->socket_context : NULL;
+  return conn ? conn->slot : NULL;
+}
+
+/* libmicrohttpd's accept policy: the guard's caps. */
+static enum MHD_Result backend_on_accept(void *cls, const struct sockaddr *addr,
+                                         socklen_t addrlen)
+{
+  struct backend *b = cls;
+  return kb_guard_admit(b->guard, addr, addrlen) ? MHD_YES : MHD_NO;
+}
+
+static enum MHD_Result backend_head_field(void *cls, enum MHD_ValueKind kind,
+                                          const char *key, size_t key_size,
+                                          const char *value, size_t value_size)
+{
+  (void)kind;
+  kb_http_field(cls, key, key_size, value ? value : "", value ? value_size : 0);
+  return MHD_YES;
+}
+
+/* Refuses a request whose head RFC 9112/9110 forbid (kb_http.h), as IIS
+ * does: the rule's status, a one-line reason, and the connection closes
+ * (libmicrohttpd closes after an answer queued before the body). Returns
+ * MHD_YES when it answered, MHD_NO to go on with the request. */
+static enum MHD_Result backend_refuse_head(struct MHD_Connection *connection,
+                                           const char *url, const char *version,
+                                           bool *refused)
+{
+  struct kb_http_reader r;
+  const struct kb_http_rule *rule;
+  struct MHD_Response *response;
+  enum MHD_Result result;
+  char text[256];
+  int n;
+
+  kb_http_begin(&r);
+  MHD_get_connection_values_n(connection, MHD_HEADER_KIND, backend_head_field,
+                              &r);
+  *refused = kb_http_end(&r, version, url, NULL) != KB_HTTP_OK;
+  if(!*refused)
+    return MHD_YES;
+  rule = kb_http_rule(r.verdict);
+  n = snprintf(text, sizeof(text), "Bad request: the request has %s.\n",
+               rule->why);
+  response = MHD_create_response_from_buffer(
+      n > 0 && (size_t)n < sizeof(text) ? (size_t)n : 0, text,
+      MHD_RESPMEM_MUST_COPY);
+  if(!response)
+    return MHD_NO;
+  MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
+  MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
+                          "text/plain; charset=utf-8");
+  result = MHD_queue_response(connection, rule->status, response);
+  MHD_destroy_response(response);
+  return result;
+}
+
 /* libmicrohttpd's access handler: called once with the headers, once per
  * piece of body, and once more when the body is complete; answers on the
  * last call, or on the first when the declared body is over the cap (MHD
@@ -420,8 +489,14 @@ backend_on_request(void *cls, struct MHD_Connection *connection,
   struct backend_req *req = *req_cls;
   enum MHD_Result result = MHD_YES;
 
-  (void)version;
   if(!req) {
+    bool refused;
+    /* Too late: the guard answered 408 and is closing the connection. */
+    if(!kb_guard_head_done(backend_slot(connection)))
+      return MHD_NO;
+    result = backend_refuse_head(connection, url, version, &refused);
+    if(refused)
+      return result;
     req = backend_req_new(b, connection, url, method);
     if(!req) {
       return MHD_NO;
@@ -431,6 +506,8 @@ backend_on_request(void *cls, struct MHD_Connection *connection,
       if(req->body_state == BACKEND_BODY_BUFFERING) {
         req->body_state = BACKEND_BODY_TOO_LARGE;
       }
+      if(!kb_guard_body_done(backend_slot(connection)))
+        return MHD_NO;
       result = backend_answer(b, connection, req, method, url);
     }
   }
@@ -439,6 +516,8 @@ backend_on_request(void *cls, struct MHD_Connection *connection,
     *upload_data_size = 0;
   }
   else if(!req->answered) {
+    if(!kb_guard_body_done(backend_slot(connection)))
+      return MHD_NO; /* the body came too late: answered 408 */
     result = backend_answer(b, connection, req, method, url);
   }
   return result;
@@ -453,8 +532,8 @@ static void backend_on_completed(void *cls, struct MHD_Connection *connection,
   struct backend_req *req = *req_cls;
 
   (void)cls;
-  (void)connection;
   (void)toe;
+  kb_guard_next(backend_slot(connection));
   if(req) {
     kb_buf_free(&req->body);
     free(req);
@@ -473,7 +552,6 @@ static void backend_on_connection(void *cls, struct MHD_Connection *connection,
 {
   struct backend *b = cls;
   struct backend_conn *conn = *socket_context;
-  (void)connection;
 
   if(toe == MHD_CONNECTION_NOTIFY_STARTED) {
     uint64_t id;
@@ -484,9 +562,16 @@ static void backend_on_connection(void *cls, struct MHD_Connection *connection,
     pthread_mutex_unlock(&b->lock);
     conn = malloc(sizeof(*conn));
     if(conn) {
+      const union MHD_ConnectionInfo *fd = MHD_get_connection_info(
+          connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+      const union MHD_ConnectionInfo *addr = MHD_get_connection_info(
+          connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
       conn->id = id;
       conn->name[0] = '\0';
       conn->named = false;
+      conn->slot = fd ? kb_guard_open(b->guard, fd->connect_fd,
+                                      addr ? addr->client_addr : NULL)
+                      : NULL;
     }
     *socket_context = conn;
     /* OPEN is traced with the connection's name at its first request. */
@@ -499,6 +584,8 @@ static void backend_on_connection(void *cls, struct MHD_Connection *connection,
       backend_trace_conn(b, KB_TRACE_OPEN, conn->id, NULL);
     backend_trace_conn(b, KB_TRACE_CLOSE, conn ? conn->id : 0,
                        conn ? conn->name : NULL);
+    if(conn)
+      kb_guard_close(conn->slot);
     free(conn);
     *socket_context = NULL;
   }
@@ -573,16 +660,33 @@ int backend_start(const struct backend_config *config, struct backend **out,
     close(fd);
     goto out;
   }
+  {
+    struct kb_guard_config gc;
+    char gerr[128];
+    memset(&gc, 0, sizeof(gc));
+    gc.who = "Exchange";
+    gc.head_timeout_ms = config->head_timeout_ms;
+    gc.idle_ms = BACKEND_CONN_TIMEOUT_S * 1000u;
+    gc.max_connections = config->max_connections ? config->max_connections
+                                                 : BACKEND_DEFAULT_CONNECTIONS;
+    if(kb_guard_start(&gc, &b->guard, gerr, sizeof(gerr))) {
+      snprintf(err, errlen, "backend: %s", gerr);
+      close(fd);
+      goto out;
+    }
+  }
   /* No MHD_USE_ERROR_LOG: libmicrohttpd stays silent; what matters is
-   * traced. MHD owns fd once the daemon starts. */
+   * traced. MHD owns fd once the daemon starts. Its own limit leaves room
+   * for connections the guard shut down and it has not closed yet, so it
+   * never stops accepting; the guard refuses at the cap, at once. */
   b->daemon = MHD_start_daemon(
       MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_SUPPRESS_DATE_NO_CLOCK |
           MHD_USE_ITC,
-      0, NULL, NULL, backend_on_request, b, MHD_OPTION_LISTEN_SOCKET, fd,
-      MHD_OPTION_THREAD_POOL_SIZE, BACKEND_THREADS,
+      0, backend_on_accept, b, backend_on_request, b, MHD_OPTION_LISTEN_SOCKET,
+      fd, MHD_OPTION_THREAD_POOL_SIZE, BACKEND_THREADS,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, BACKEND_CONN_MEMORY,
       MHD_OPTION_CONNECTION_TIMEOUT, BACKEND_CONN_TIMEOUT_S,
-      MHD_OPTION_CONNECTION_LIMIT, BACKEND_CONN_LIMIT,
+      MHD_OPTION_CONNECTION_LIMIT, 2 * kb_guard_capacity(b->guard),
       MHD_OPTION_NOTIFY_CONNECTION, backend_on_connection, b,
       MHD_OPTION_NOTIFY_COMPLETED, backend_on_completed, b, MHD_OPTION_END);
   if(!b->daemon) {
@@ -627,6 +731,7 @@ void backend_stop(struct backend *backend)
   if(backend->daemon) {
     MHD_stop_daemon(backend->daemon);
   }
+  kb_guard_stop(backend->guard);
   pthread_mutex_destroy(&backend->lock);
   free(backend->ews_url);
   free(backend);

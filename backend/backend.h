@@ -32,7 +32,12 @@ struct backend_config {
   /* Public URL written into autodiscover responses as ASUrl/OOFUrl; NULL
    * means "https://autodiscover.fabrikam.com/EWS/Exchange.asmx". */
   const char *ews_url;
-  size_t max_body;       /* request bodies above this get 413; 0 = 1 MiB */
+  size_t max_body; /* request bodies above this get 413; 0 = 1 MiB */
+  /* The door (kb_guard.h): heads within head_timeout_ms (0 = 10 s), at
+   * most max_connections connections (0 = 1088: the listener's default
+   * and room for direct clients). */
+  unsigned head_timeout_ms;
+  unsigned max_connections;
   struct kb_clock clock; /* for Date headers and response timestamps */
   struct kb_trace trace; /* EXCHANGE/OPEN/CLOSE events, hop PROXY_BACKEND */
   /* When set, each connection takes the name its peer claimed (the

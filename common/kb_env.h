@@ -152,6 +152,9 @@ enum kb_note {
   /* The listener's other answers and closes. */
   KB_NOTE_BODY_TOO_LARGE,       /* request body over the limit: 413 */
   KB_NOTE_BAD_TARGET,           /* request target not a path: 400 */
+  KB_NOTE_BAD_FRAMING,          /* a head RFC 9112/9110 forbid: 400/501,
+                                   closed, nothing forwarded (kb_http.h) */
+  KB_NOTE_HEAD_TIMEOUT,         /* the head did not arrive in time: 408 */
   KB_NOTE_IDLE_CLOSED,          /* idle past the listener's limit: closed */
   KB_NOTE_MAX_REQUESTS,         /* the listener's max requests: Connection:
                                    close */

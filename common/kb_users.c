@@ -161,44 +161,50 @@ nomem:
   return -1;
 }
 
+int kb_users_split_spec(const char *spec, bool allow_no_password, char *domain,
+                        size_t dlen, char *user, size_t ulen, char *password,
+                        size_t plen, char *err, size_t errlen)
+{
+  const char *slash = spec ? strchr(spec, '\\') : NULL;
+  const char *colon = slash ? strchr(slash, ':') : NULL;
+  const char *end = colon ? colon : (slash ? slash + strlen(slash) : NULL);
+
+  if(!slash || slash == spec || end == slash + 1 ||
+     (!colon && !allow_no_password) || (!colon && strpbrk(slash, " \t"))) {
+    snprintf(err, errlen,
+             "a user is not DOMAIN\\user:password (not shown: it may hold a "
+             "password); write it like 'FABRIKAM\\alice:Secret1', quoted for "
+             "the shell");
+    return -1;
+  }
+  if((size_t)(slash - spec) >= dlen || (size_t)(end - slash - 1) >= ulen ||
+     (colon && strlen(colon + 1) >= plen)) {
+    snprintf(err, errlen,
+             "user spec: domain, user and password are limited to %zu, %zu "
+             "and %zu bytes",
+             dlen - 1, ulen - 1, plen - 1);
+    return -1;
+  }
+  snprintf(domain, dlen, "%.*s", (int)(slash - spec), spec);
+  snprintf(user, ulen, "%.*s", (int)(end - slash - 1), slash + 1);
+  snprintf(password, plen, "%s", colon ? colon + 1 : "");
+  return 0;
+}
+
 int kb_users_add_spec(struct kb_users *users, const char *spec, char *err,
                       size_t errlen)
 {
   char domain[KB_USERS_FIELD_MAX];
   char user[KB_USERS_FIELD_MAX];
-  const char *slash;
-  const char *colon;
-  size_t dlen;
-  size_t ulen;
+  char password[KB_USERS_FIELD_MAX * 2];
+  int rc;
 
-  if(!spec) {
-    snprintf(err, errlen, "internal error: kb_users_add_spec given NULL");
+  if(kb_users_split_spec(spec, false, domain, sizeof(domain), user,
+                         sizeof(user), password, sizeof(password), err, errlen))
     return -1;
-  }
-  slash = strchr(spec, '\\');
-  colon = slash ? strchr(slash, ':') : NULL;
-  if(!slash || !colon) {
-    /* Show only what comes before any ':' - the rest may be a password. */
-    snprintf(err, errlen,
-             "user '%.*s' is not DOMAIN\\user:password; write it like "
-             "'FABRIKAM\\alice:Secret1' (quote it for the shell)",
-             (int)(strcspn(spec, ":") < 60 ? strcspn(spec, ":") : 60), spec);
-    return -1;
-  }
-  dlen = (size_t)(slash - spec);
-  ulen = (size_t)(colon - slash - 1);
-  if(dlen >= sizeof(domain) || ulen >= sizeof(user)) {
-    snprintf(err, errlen,
-             "user spec: domain and user are limited to %d "
-             "bytes each",
-             KB_USERS_FIELD_MAX - 1);
-    return -1;
-  }
-  memcpy(domain, spec, dlen);
-  domain[dlen] = '\0';
-  memcpy(user, slash + 1, ulen);
-  user[ulen] = '\0';
-  return kb_users_add(users, domain, user, colon + 1, err, errlen);
+  rc = kb_users_add(users, domain, user, password, err, errlen);
+  memset(password, 0, sizeof(password));
+  return rc;
 }
 
 const char *kb_users_password(const struct kb_users *users, const char *domain,

@@ -13,6 +13,7 @@
 #ifndef KB_USERS_H
 #define KB_USERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct kb_users;
@@ -22,6 +23,15 @@ struct kb_users *kb_users_new(void);
 
 /* Frees the store and its passwords (zeroed first). Accepts NULL. */
 void kb_users_free(struct kb_users *users);
+
+/* Splits a "DOMAIN\user:password" spec (the --user syntax) into the
+ * caller's buffers; with allow_no_password, "DOMAIN\user" alone is taken
+ * too and *password is left empty. Returns 0, or -1 with one line in err.
+ * The line never quotes the spec: a malformed one may hold a password
+ * (a blank typed for the colon). */
+int kb_users_split_spec(const char *spec, bool allow_no_password, char *domain,
+                        size_t dlen, char *user, size_t ulen, char *password,
+                        size_t plen, char *err, size_t errlen);
 
 /* Adds a user from a "DOMAIN\user:password" spec (the --user syntax).
  * Returns 0, or -1 with a one-line reason in err (what was wrong and what

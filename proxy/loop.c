@@ -369,7 +369,7 @@ struct MHD_Daemon *proxy_daemon_start(struct proxy_loop *loop,
     where[0].value = listen_fd;
   }
   return MHD_start_daemon(
-      flags, port, NULL, NULL, proxy_on_request, proxy,
+      flags, port, proxy_on_accept, proxy, proxy_on_request, proxy,
       /* First, so that libmicrohttpd's option parsing logs through it. */
       MHD_OPTION_EXTERNAL_LOGGER, proxy_on_mhd_log, proxy, MHD_OPTION_ARRAY,
       where, MHD_OPTION_CONNECTION_LIMIT, connection_limit,

@@ -291,9 +291,14 @@ uint16_t proxy_port(const struct proxy *proxy)
 void proxy_stats(const struct proxy *proxy, struct proxy_stats *stats)
 {
   struct proxy *p = (struct proxy *)proxy; /* locking is not a change */
+  struct kb_guard_stats g;
   pthread_mutex_lock(&p->lock);
   *stats = p->stats;
   pthread_mutex_unlock(&p->lock);
+  kb_guard_stats(p->guard, &g);
+  stats->head_timeouts = g.timed_out;
+  stats->evicted = g.evicted;
+  stats->refused = g.refused;
 }
 
 /* ---- responses -------------------------------------------------------- */
@@ -779,6 +784,56 @@ static void proxy_decide_integrated(struct proxy_conn *conn,
   ntlm_bytes_free(&raw);
 }
 
+/* Whether the integrated table refuses this request whatever its body
+ * (a 401 offer: no credentials, an unusable token, Kerberos), judged from
+ * the head alone and without side effects. A type 3 is taken as if it
+ * verified (it is forwarded with its body, so the body is wanted), and a
+ * challenge is not a refusal: the handshake must go on on this
+ * connection, and libmicrohttpd 0.9.75 closes any connection answered
+ * before its declared body. */
+static bool proxy_refused_from_head(const struct proxy_conn *conn,
+                                    struct MHD_Connection *mc)
+{
+  struct proxy *proxy = conn->proxy;
+  struct proxy_auth_input in;
+  struct proxy_auth_decision d;
+  enum ntlm_scheme scheme = NTLM_SCHEME_NTLM;
+  struct ntlm_message msg;
+  struct ntlm_bytes raw = {NULL, 0};
+  uint8_t first = 0;
+  char why[320];
+  const char *value = MHD_lookup_connection_value(
+      mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+
+  if(proxy->auth == PROXY_AUTH_NONE)
+    return false;
+  if(proxy->auth == PROXY_AUTH_BASIC)
+    return !value; /* no credentials: the 401 offer */
+  in.policy = (enum proxy_policy)atomic_load(&proxy->policy);
+  in.state = conn->state;
+  in.token = proxy_integrated_token(value, &scheme, &msg, &raw, &first, why,
+                                    sizeof(why));
+  in.verified = true;
+  proxy_auth_decide(&in, &d);
+  ntlm_message_free(&msg);
+  ntlm_bytes_free(&raw);
+  return d.act == PROXY_ACT_OFFER;
+}
+
+/* Whether the client waits for 100 Continue before sending a body. */
+static bool proxy_expects_continue(struct MHD_Connection *mc)
+{
+  const char *expect =
+      MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+  const char *length = MHD_lookup_connection_value(
+      mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+  const char *coding = MHD_lookup_connection_value(
+      mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+
+  return expect && !strcasecmp(expect, "100-continue") &&
+         ((length && strcmp(length, "0")) || coding);
+}
+
 /* How a request's Basic credentials fared. */
 enum proxy_basic {
   PROXY_BASIC_OK = 0,
@@ -1032,12 +1087,15 @@ static void proxy_decide(struct proxy_conn *conn, struct MHD_Connection *mc,
                       proxy->name);
     return;
   }
-  if(conn->req.uri[0] != '/') {
-    proxy_note(conn, KB_NOTE_BAD_TARGET, "request target is not a path: 400");
-    proxy_answer_text(conn, ans, MHD_HTTP_BAD_REQUEST, NULL, KB_AUTH_NONE,
-                      "ISA %s: the request target must be a path such as "
-                      "/EWS/Exchange.asmx",
-                      proxy->name);
+  if(conn->req.framing != KB_HTTP_OK) {
+    const struct kb_http_rule *rule = kb_http_rule(conn->req.framing);
+    proxy_note(conn, KB_NOTE_BAD_FRAMING,
+               "request head with %s: %u, closed, nothing forwarded", rule->why,
+               rule->status);
+    proxy_answer_text(conn, ans, rule->status, NULL, KB_AUTH_NONE,
+                      "ISA %s: the request has %s (RFC 9112); fix the "
+                      "client's request",
+                      proxy->name, rule->why);
     return;
   }
 
@@ -1155,6 +1213,15 @@ void proxy_on_connection(void *cls, struct MHD_Connection *mc,
     kb_buf_init(&conn->fwd.headers, PROXY_MAX_RESPONSE_HEADERS);
     kb_buf_init(&conn->fwd.body, proxy->max_body);
     *socket_context = conn;
+    {
+      const union MHD_ConnectionInfo *fd =
+          MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+      const union MHD_ConnectionInfo *addr =
+          MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+      if(fd)
+        conn->slot = kb_guard_open(proxy->guard, fd->connect_fd,
+                                   addr ? addr->client_addr : NULL);
+    }
     proxy_peer_watch(conn, mc);
     memset(&delta, 0, sizeof(delta));
     delta.connections = 1;
@@ -1172,6 +1239,8 @@ void proxy_on_connection(void *cls, struct MHD_Connection *mc,
     /* In case libmicrohttpd logged nothing after an idle close. */
     proxy_closing_idle = false;
     memcpy(name, conn->name, sizeof(name));
+    kb_guard_close(conn->slot);
+    conn->slot = NULL;
     proxy_peer_unwatch(conn);
     proxy_gone_unlink(conn);
     /* Upstream first, so its CLOSE is traced before the client's. */
@@ -1224,6 +1293,7 @@ void proxy_on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
   if(conn) {
     proxy_req_reset(conn);
     conn->answering = false;
+    kb_guard_next(conn->slot);
     proxy_peer_finish(conn);
   }
   *con_cls = NULL;
@@ -1350,6 +1420,44 @@ static enum MHD_Result proxy_head_line(void *cls, enum MHD_ValueKind kind,
   return MHD_YES;
 }
 
+static enum MHD_Result proxy_head_field(void *cls, enum MHD_ValueKind kind,
+                                        const char *key, size_t key_size,
+                                        const char *value, size_t value_size)
+{
+  (void)kind;
+  kb_http_field(cls, key, key_size, value ? value : "", value ? value_size : 0);
+  return MHD_YES;
+}
+
+/* Judges the request head of conn (kb_http.h). On success the request's
+ * target becomes its origin-form path (an absolute-form target keeps only
+ * its path). */
+static enum kb_http_verdict proxy_check_head(struct proxy_conn *conn,
+                                             struct MHD_Connection *mc,
+                                             const char *version)
+{
+  struct kb_http_reader r;
+  struct kb_http_head head;
+  enum kb_http_verdict v;
+
+  if(!conn->req.uri)
+    return KB_HTTP_OK; /* out of memory: answered 503 */
+  kb_http_begin(&r);
+  MHD_get_connection_values_n(mc, MHD_HEADER_KIND, proxy_head_field, &r);
+  v = kb_http_end(&r, version, conn->req.uri, &head);
+  if(v == KB_HTTP_OK)
+    conn->req.uri = head.path;
+  return v;
+}
+
+/* libmicrohttpd's accept policy: the guard's caps (kb_guard.h). */
+enum MHD_Result proxy_on_accept(void *cls, const struct sockaddr *addr,
+                                socklen_t addrlen)
+{
+  struct proxy *proxy = cls;
+  return kb_guard_admit(proxy->guard, addr, addrlen) ? MHD_YES : MHD_NO;
+}
+
 /* The access handler: on the first call (headers only) closes a
  * connection that sat idle past the limit; then gathers the body (capped,
  * but always read to its end so the connection stays keep-alive), decides
@@ -1368,18 +1476,34 @@ enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *mc,
   struct proxy_head req_head, resp_head;
   const char *auth;
   enum MHD_Result result;
-  (void)version;
 
   if(!conn)
     return MHD_NO;
   if(!conn->req.started) {
     conn->req.started = true;
+    /* Too late: the guard answered 408 and is closing the connection. */
+    if(!kb_guard_head_done(conn->slot))
+      return MHD_NO;
     /* MHD_NO before any response closes the socket with nothing sent,
      * which is what a client finds on a connection the server had
      * closed: libcurl then retries on a new one. */
     if(proxy_idle_expired(conn)) {
       proxy_closing_idle = true;
       return MHD_NO;
+    }
+    /* A head two parsers could frame differently is refused before
+     * anything else, and before its body is read (RFC 9112 section 6). */
+    conn->req.framing = proxy_check_head(conn, mc, version);
+    if(conn->req.framing != KB_HTTP_OK) {
+      conn->req.refused_early = true;
+      goto decide;
+    }
+    /* A client waiting for 100 Continue is not asked for a body the
+     * listener will refuse anyway: the 401 goes at once, as IIS and ISA
+     * answer it (libmicrohttpd then closes, the body unread). */
+    if(proxy_expects_continue(mc) && proxy_refused_from_head(conn, mc)) {
+      conn->req.refused_early = true;
+      goto decide;
     }
     /* A body announced as too big is refused before it is read: reading
      * megabytes only to refuse them is what a slow-drip attack wants. */
@@ -1409,6 +1533,8 @@ enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *mc,
 decide:
   if(conn->fwd_state == PROXY_FWD_RUNNING)
     return MHD_YES; /* not expected while suspended; nothing to do yet */
+  if(conn->fwd_state == PROXY_FWD_IDLE && !kb_guard_body_done(conn->slot))
+    return MHD_NO; /* the body came too late: answered 408 */
   if(conn->fwd_state == PROXY_FWD_DONE) {
     ans = conn->pending;
     memset(&conn->pending, 0, sizeof(conn->pending));
@@ -1611,11 +1737,26 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
     }
   }
 
-  /* The connection limit is shared out among the loops: a daemon at its
-   * share stops accepting, and the others take the new connections from
-   * the shared listening socket. */
+  {
+    struct kb_guard_config gc;
+    char gerr[128];
+    memset(&gc, 0, sizeof(gc));
+    gc.who = proxy->name;
+    gc.head_timeout_ms = config->head_timeout_ms;
+    gc.idle_ms = connection_timeout_s * 1000u;
+    gc.max_connections = config->max_connections;
+    gc.max_per_address = config->max_per_address;
+    if(kb_guard_start(&gc, &proxy->guard, gerr, sizeof(gerr))) {
+      proxy_set_error(err, errlen, "proxy: %s", gerr);
+      goto fail;
+    }
+  }
+  /* The guard refuses at its caps, at once; libmicrohttpd's own limit,
+   * shared out among the loops, leaves room for connections the guard
+   * has shut down and libmicrohttpd has not closed yet, so that it never
+   * stops accepting (new clients would then hang in the backlog). */
   proxy->nloops = proxy_loop_count(config->loops);
-  connection_limit = PROXY_CONNECTION_LIMIT / proxy->nloops;
+  connection_limit = 2 * kb_guard_capacity(proxy->guard) / proxy->nloops;
   errno = 0;
   proxy->loops[0].daemon = proxy_daemon_start(
       &proxy->loops[0], flags, config->port, (const struct sockaddr *)&addr, -1,
@@ -1672,6 +1813,7 @@ fail:
   if(proxy) {
     proxy_loops_stop(proxy);
     proxy_loops_close(proxy);
+    kb_guard_stop(proxy->guard);
     if(lock_ready)
       pthread_mutex_destroy(&proxy->lock);
     free(proxy->bind_host);
@@ -1697,6 +1839,7 @@ void proxy_stop(struct proxy *proxy)
   /* Closes every connection; their CLOSED notifications free their state
    * (and close their upstream connections) before this returns. */
   proxy_loops_close(proxy);
+  kb_guard_stop(proxy->guard);
   pthread_mutex_destroy(&proxy->lock);
   free(proxy->bind_host);
   free(proxy->backend_url);

@@ -84,6 +84,15 @@ struct proxy_config {
   /* Seconds of real time a connection may stay silent before
    * libmicrohttpd drops it (slow clients); 0 = 30. */
   unsigned connection_timeout_s;
+  /* The door (kb_guard.h): a request's head must arrive within
+   * head_timeout_ms of its first chance (0 = 10 s), its body within 30 s;
+   * at most max_connections client connections (0 = 1024), at most
+   * max_per_address from one address (0 = no cap below
+   * max_connections). Exchange must be able to take max_connections
+   * upstream connections (sim/ derives both from one setting). */
+  unsigned head_timeout_ms;
+  unsigned max_connections;
+  unsigned max_per_address;
   const char *name;   /* for Via and logs; "ISA01" when NULL */
   const char *domain; /* NetBIOS domain in type 2; "FABRIKAM" when NULL */
   /* DNS domain in type 2's target info and the suffix of the UPNs that
@@ -127,6 +136,9 @@ struct proxy_stats {
                                      without credentials is not counted */
   uint64_t idle_closed;           /* connections found idle past the limit */
   uint64_t max_requests_closed;   /* connections closed at max_requests */
+  uint64_t head_timeouts;         /* 408: head or body too slow */
+  uint64_t evicted;               /* closed to make room at a cap */
+  uint64_t refused;               /* refused at a cap */
 };
 
 struct proxy;

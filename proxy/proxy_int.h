@@ -47,6 +47,8 @@
 
 #include "kb_auth.h"
 #include "kb_buf.h"
+#include "kb_guard.h"
+#include "kb_http.h"
 #include "ntlm.h"
 
 #define PROXY_DEFAULT_NAME "ISA01"
@@ -54,10 +56,6 @@
 #define PROXY_DEFAULT_HOST "127.0.0.1"
 #define PROXY_DEFAULT_MAX_BODY ((size_t)1024 * 1024)
 #define PROXY_DEFAULT_TIMEOUT_MS 30000L
-/* Simultaneous client connections. A connection costs no thread, only its
- * descriptors (client socket, upstream socket, the multi handle's wakeup
- * pair) and memory, so this covers kbsim's 1000 clients. */
-#define PROXY_CONNECTION_LIMIT 1024u
 /* Per-connection memory for the request line and headers. A type 3 token
  * from a long domain\user is a few KiB of base64; the largest header the
  * listener must still read to refuse it itself (401, not libmicrohttpd's
@@ -143,6 +141,7 @@ struct proxy_loop {
 
 struct proxy {
   uint16_t port;
+  struct kb_guard *guard; /* caps and deadlines of client connections */
   char *bind_host;
   char *backend_url; /* without a trailing '/' */
   size_t backend_url_len;
@@ -180,13 +179,14 @@ struct proxy {
  * request at a time per connection, so it is embedded in the connection
  * and reset at the start and end of each request. */
 struct proxy_req {
-  char *uri;          /* raw request target, query included; owned */
+  const char *uri;    /* the target's path, query included: into uri_buf */
   struct kb_buf body; /* capped at max_body */
   size_t body_seen;   /* bytes of body received, kept or not */
   bool started;       /* the access handler has seen the headers */
   bool too_big;       /* body_seen exceeded max_body; body was dropped */
   bool refused_early; /* Content-Length said too big: 413 before reading */
   bool nomem;         /* the body could not be stored */
+  enum kb_http_verdict framing; /* what kb_http_check found in the head */
 };
 
 /* The answer to one client request, before it is queued. */
@@ -250,6 +250,7 @@ struct proxy_conn {
   bool peer_shut; /* our side was shut down */
   struct proxy_conn *gone_prev, *gone_next; /* in loop->gone */
   struct proxy_req req;
+  struct kb_guard_slot *slot; /* its deadlines (NULL: none) */
   /* The forward in flight (fwd_state RUNNING) or just ended (DONE). */
   enum proxy_fwd_state fwd_state;
   struct MHD_Connection *mc; /* the suspended client connection */
@@ -313,6 +314,8 @@ void proxy_on_connection(void *cls, struct MHD_Connection *mc,
                          enum MHD_ConnectionNotificationCode toe);
 __attribute__((format(printf, 2, 0))) void
 proxy_on_mhd_log(void *cls, const char *fmt, va_list ap);
+enum MHD_Result proxy_on_accept(void *cls, const struct sockaddr *addr,
+                                socklen_t addrlen);
 enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *mc,
                                  const char *url, const char *method,
                                  const char *version, const char *upload_data,

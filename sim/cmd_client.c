@@ -13,25 +13,8 @@
 #include <string.h>
 
 #include "cli.h"
-
-/* Splits "DOMAIN\user:password" into the caller's buffers. Returns 0, or
- * -1 when a part is missing or too long. */
-static int kbsim_client_split(const char *spec, char *domain, size_t dlen,
-                              char *user, size_t ulen, char *password,
-                              size_t plen)
-{
-  const char *slash = strchr(spec, '\\');
-  const char *colon = slash ? strchr(slash, ':') : NULL;
-
-  if(!slash || !colon || slash == spec || colon == slash + 1 ||
-     (size_t)(slash - spec) >= dlen || (size_t)(colon - slash - 1) >= ulen ||
-     strlen(colon + 1) >= plen)
-    return -1;
-  snprintf(domain, dlen, "%.*s", (int)(slash - spec), spec);
-  snprintf(user, ulen, "%.*s", (int)(colon - slash - 1), slash + 1);
-  snprintf(password, plen, "%s", colon + 1);
-  return 0;
-}
+#include "kb_users.h"
+#include "secret.h"
 
 /* Parses "30s" or "5s..40s" into [*min, *max] ms. Returns 0 or -1. */
 static int kbsim_client_think(const char *text, int64_t *min, int64_t *max)
@@ -147,11 +130,19 @@ int kbsim_cmd_client(int argc, char **argv)
     return kbsim_bad_args("client: unexpected argument '%s'", argv[optind]);
   if(!url || !spec)
     return kbsim_bad_args("client: --url and --user are required");
-  if(kbsim_client_split(spec, domain, sizeof(domain), user, sizeof(user),
-                        password, sizeof(password)))
-    return kbsim_bad_args("--user: '%s' is not DOMAIN\\user:password; write "
-                          "it like 'FABRIKAM\\alice:Secret1'",
-                          strchr(spec, ':') ? "(password hidden)" : spec);
+  if(kb_users_split_spec(spec, true, domain, sizeof(domain), user, sizeof(user),
+                         password, sizeof(password), err, sizeof(err)))
+    return kbsim_bad_args("--user: %s", err);
+  if(!password[0]) {
+    char who[260];
+    /* DOMAIN\user alone: the password from KBSIM_PASSWORD or the
+     * terminal, never from the command line (ps shows it). */
+    snprintf(who, sizeof(who), "%s\\%s", domain, user);
+    if(sim_ask_password(who, password, sizeof(password), err, sizeof(err))) {
+      fprintf(stderr, "kbsim: %s\n", err);
+      return 2;
+    }
+  }
 
   /* Real clock (a zeroed kb_clock): --think really waits. Real
    * randomness: client challenges from getrandom(). */

@@ -20,6 +20,8 @@
 #include "cli.h"
 #include "evidence.h"
 #include "html.h"
+#include "kb_users.h"
+#include "secret.h"
 
 #define KBSIM_MAX_FILES 256
 #define KBSIM_MAX_SEEDS 1000000u
@@ -238,6 +240,32 @@ done:
   return result;
 }
 
+/* Adds a "DOMAIN\user:password" spec to the flag form's scenario; a
+ * sim_user_add_fn for --user-file too. */
+static int kbsim_run_add_user(void *ctx, const char *spec, char *err,
+                              size_t errlen)
+{
+  struct scenario *flags = ctx;
+  char domain[128], user[128], password[256];
+
+  if(flags->nusers == KBSIM_MAX_USERS) {
+    snprintf(err, errlen, "at most %d users; give fewer", KBSIM_MAX_USERS);
+    return -1;
+  }
+  if(kb_users_split_spec(spec, false, domain, sizeof(domain), user,
+                         sizeof(user), password, sizeof(password), err, errlen))
+    return -1;
+  memset(password, 0, sizeof(password));
+  if(strlen(spec) >= sizeof(flags->user_specs[0])) {
+    snprintf(err, errlen, "user spec longer than %zu bytes",
+             sizeof(flags->user_specs[0]) - 1);
+    return -1;
+  }
+  snprintf(flags->user_specs[flags->nusers++], sizeof(flags->user_specs[0]),
+           "%s", spec);
+  return 0;
+}
+
 int kbsim_cmd_run(int argc, char **argv)
 {
   static const struct option opts[] = {
@@ -248,6 +276,7 @@ int kbsim_cmd_run(int argc, char **argv)
       {"expect", required_argument, NULL, 'e'},
       {"ntlm", required_argument, NULL, 'n'},
       {"user", required_argument, NULL, 'u'},
+      {"user-file", required_argument, NULL, 'F'},
       {"transcript", required_argument, NULL, 't'},
       {"pcap", required_argument, NULL, 'w'},
       {"json", required_argument, NULL, 'j'},
@@ -326,18 +355,18 @@ int kbsim_cmd_run(int argc, char **argv)
       flag_name = "--ntlm";
       break;
     case 'u':
-      if(flags->nusers == KBSIM_MAX_USERS)
-        return kbsim_bad_args("--user: at most 64 users; give fewer");
-      if(!strchr(optarg, '\\') || !strchr(optarg, ':') ||
-         strlen(optarg) >= sizeof(flags->user_specs[0]))
-        return kbsim_bad_args("--user: '%s' is not DOMAIN\\user:password; "
-                              "write it like 'FABRIKAM\\alice:Secret1'",
-                              strchr(optarg, ':') ? "(password hidden)"
-                                                  : optarg);
-      snprintf(flags->user_specs[flags->nusers++], sizeof(flags->user_specs[0]),
-               "%s", optarg);
+      if(kbsim_run_add_user(flags, optarg, err, sizeof(err)))
+        return kbsim_bad_args("--user: %s", err);
       flag_only = true;
       flag_name = "--user";
+      break;
+    case 'F':
+      if(sim_user_file(optarg, kbsim_run_add_user, flags, err, sizeof(err))) {
+        fprintf(stderr, "kbsim: --user-file: %s\n", err);
+        return 2;
+      }
+      flag_only = true;
+      flag_name = "--user-file";
       break;
     case 't':
       want.transcript = optarg;

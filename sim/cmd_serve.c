@@ -29,6 +29,7 @@
 #include "balancer.h"
 #include "cli.h"
 #include "live.h"
+#include "secret.h"
 
 struct kbsim_endpoint {
   char host[64];
@@ -65,6 +66,13 @@ static bool kbsim_serve_loopback(const char *host)
 
 /* Parses the command line into *o. Returns 0, or the exit code 2 after
  * printing what was wrong. */
+/* sim_user_fn for --user-file: into the store of the flag form. */
+static int kbsim_serve_add_user(void *ctx, const char *spec, char *err,
+                                size_t errlen)
+{
+  return kb_users_add_spec(ctx, spec, err, errlen);
+}
+
 static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
 {
   static const struct option opts[] = {
@@ -76,6 +84,7 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
       {"user", required_argument, NULL, 'u'},
       {"admin-host", required_argument, NULL, 'H'},
       {"quiet", no_argument, NULL, 'q'},
+      {"user-file", required_argument, NULL, 'F'},
       {NULL, 0, NULL, 0}};
   struct kbsim_endpoint *ep;
   const char *flag_only = NULL;
@@ -134,6 +143,14 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
         return kbsim_bad_args("--user: %s", err);
       flag_only = "--user";
       break;
+    case 'F':
+      if(sim_user_file(optarg, kbsim_serve_add_user, o->users, err,
+                       sizeof(err))) {
+        fprintf(stderr, "kbsim: --user-file: %s\n", err);
+        return 2;
+      }
+      flag_only = "--user-file";
+      break;
     case ':':
       return kbsim_bad_args("%s needs a value", argv[optind - 1]);
     default:
@@ -153,7 +170,8 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
   if(!o->file && (!o->proxy.given || !o->backend.given || !o->have_policy ||
                   !kb_users_count(o->users)))
     return kbsim_bad_args("serve: give a scenario file, or --proxy, "
-                          "--backend, --policy and at least one --user");
+                          "--backend, --policy and at least one --user or "
+                          "--user-file");
   if(!o->proxy.given)
     snprintf(o->proxy.host, sizeof(o->proxy.host), "127.0.0.1");
   if(!o->backend.given)
@@ -371,6 +389,20 @@ static int kbsim_serve_run(const struct scenario *sc,
               "change the array. Bind it to 127.0.0.1 unless you must\n",
               o->admin.host);
   }
+
+  /* Exchange trusts whatever reaches it (as the real one trusts ISA's
+   * delegation) and answers mailbox data without a login. */
+  if(!kbsim_serve_loopback(o->backend.host))
+    fprintf(stderr,
+            "kbsim: warning: Exchange on %s answers mailbox data to anyone "
+            "who reaches it, without a login; bind it to 127.0.0.1\n",
+            o->backend.host);
+  if(!kbsim_serve_loopback(o->proxy.host))
+    fprintf(stderr,
+            "kbsim: warning: the listener on %s is reachable from other "
+            "machines: anyone there can sign in with its test accounts and "
+            "reach Exchange through it\n",
+            o->proxy.host);
 
   if(balanced)
     kbsim_serve_print_array(sc, topo, bal, adm, o, token_path);

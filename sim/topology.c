@@ -174,25 +174,6 @@ void sim_topology_client_config(const struct sim_topology *topo, unsigned id,
   }
 }
 
-/* Splits "DOMAIN\user:password" into its parts (copies into the caller's
- * buffers). Returns 0, or -1 when the spec has no '\' or ':'. */
-static int sim__split_spec(const char *spec, char *domain, size_t dlen,
-                           char *user, size_t ulen, char *password, size_t plen)
-{
-  const char *slash = strchr(spec, '\\');
-  const char *colon = slash ? strchr(slash, ':') : NULL;
-
-  if(!slash || !colon || (size_t)(slash - spec) >= dlen ||
-     (size_t)(colon - slash - 1) >= ulen || strlen(colon + 1) >= plen)
-    return -1;
-  memcpy(domain, spec, (size_t)(slash - spec));
-  domain[slash - spec] = '\0';
-  memcpy(user, slash + 1, (size_t)(colon - slash - 1));
-  user[colon - slash - 1] = '\0';
-  strcpy(password, colon + 1);
-  return 0;
-}
-
 struct sim__job {
   struct sim_topology *topo;
   struct sim_session *session;
@@ -211,12 +192,10 @@ static void *sim__session_thread(void *arg)
   char domain[128], user[128], password[256];
   size_t i;
 
-  if(sim__split_spec(job->spec, domain, sizeof(domain), user, sizeof(user),
-                     password, sizeof(password))) {
-    snprintf(s->error, sizeof(s->error),
-             "user '%s' is not DOMAIN\\user:password", job->spec);
+  if(kb_users_split_spec(job->spec, false, domain, sizeof(domain), user,
+                         sizeof(user), password, sizeof(password), s->error,
+                         sizeof(s->error)))
     return NULL;
-  }
   sim_topology_client_config(job->topo, s->id, domain, user, password,
                              job->plan->ews_posts, &cfg);
   cfg.ntlm_kind = job->plan->ntlm;

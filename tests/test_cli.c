@@ -3,8 +3,10 @@
  * --expect, bad arguments, and `kbsim serve` answering a real
  * `curl --ntlm`.
  */
+#define _GNU_SOURCE /* memmem */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -196,6 +198,86 @@ START_TEST(serve_with_curl_ntlm)
 }
 END_TEST
 
+#define T_SECRET "Zq8-file-Secret"
+
+/* Credentials outside the process list: serve reads a user file, client
+ * takes DOMAIN\user alone and the password from KBSIM_PASSWORD; a
+ * malformed spec is refused without quoting it (it may hold a password:
+ * a blank typed for the colon). */
+START_TEST(credentials_never_on_the_command_line)
+{
+  char dir[256], file[300], url[128], cmdline[4096];
+  char *serve[] = {KBSIM_BIN,     "serve",       "--proxy",  "127.0.0.1:0",
+                   "--backend",   "127.0.0.1:0", "--policy", "per-request",
+                   "--user-file", file,          NULL};
+  char *client[] = {KBSIM_BIN,         "client",  "--url", url, "--user",
+                    "FABRIKAM\\alice", "--posts", "1",     NULL};
+  char *bad[][9] = {
+      {KBSIM_BIN, "client", "--url", "http://127.0.0.1:1/", "--user",
+       "FABRIKAM\\alice " T_SECRET, NULL},
+      {KBSIM_BIN, "run", "--policy", "per-request", "--user",
+       "FABRIKAM\\alice " T_SECRET, NULL},
+      {KBSIM_BIN, "serve", "--proxy", "127.0.0.1:0", "--backend", "127.0.0.1:0",
+       "--policy", "per-request", NULL},
+  };
+  struct proc_out c, s;
+  int outfd, errfd, fd;
+  unsigned port;
+  size_t i;
+  ssize_t n;
+  pid_t pid;
+  FILE *f;
+
+  proc_tmpdir("kbsim-cred", dir, sizeof(dir));
+  snprintf(file, sizeof(file), "%s/users.ini", dir);
+  f = fopen(file, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("# the lines of a scenario's [users]\n[users]\n"
+        "FABRIKAM\\alice = " T_SECRET "\n",
+        f);
+  fclose(f);
+
+  pid = proc_spawn(serve, &outfd, &errfd);
+  port = read_listener_port(outfd);
+  ck_assert_uint_gt(port, 0);
+  snprintf(url, sizeof(url), "/proc/%d/cmdline", (int)pid);
+  fd = open(url, O_RDONLY);
+  ck_assert_int_ge(fd, 0);
+  n = read(fd, cmdline, sizeof(cmdline) - 1);
+  close(fd);
+  ck_assert_int_gt(n, 0);
+  ck_assert_ptr_null(memmem(cmdline, (size_t)n, T_SECRET, strlen(T_SECRET)));
+  snprintf(url, sizeof(url), "http://127.0.0.1:%u/", port);
+
+  ck_assert_int_eq(setenv("KBSIM_PASSWORD", T_SECRET, 1), 0);
+  proc_run(client, &c);
+  unsetenv("KBSIM_PASSWORD");
+  ck_assert_msg(c.status == 0, "client exited %d: %s%s", c.status, c.out.data,
+                c.err.data);
+  ck_assert_ptr_nonnull(strstr(c.out.data, "no error"));
+  ck_assert_ptr_null(strstr(c.out.data, T_SECRET));
+  proc_free(&c);
+
+  ck_assert_int_eq(kill(pid, SIGTERM), 0);
+  proc_collect(pid, outfd, errfd, &s);
+  ck_assert_int_eq(s.status, 0);
+  ck_assert_ptr_null(strstr(s.out.data, T_SECRET));
+  ck_assert_ptr_null(strstr(s.err.data, T_SECRET));
+  proc_free(&s);
+
+  /* The third: serve with no users at all. */
+  for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    proc_run(bad[i], &c);
+    ck_assert_msg(c.status == 2, "case %zu exited %d", i, c.status);
+    ck_assert_msg(!strstr(c.err.data, T_SECRET) &&
+                      !strstr(c.out.data, T_SECRET),
+                  "case %zu echoed the password: %s", i, c.err.data);
+    proc_free(&c);
+  }
+  proc_rmdir(dir);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("cli");
@@ -208,6 +290,7 @@ int main(void)
   tcase_add_test(tc, run_expect_matches_outcome);
   tcase_add_test(tc, bad_arguments);
   tcase_add_test(tc, serve_with_curl_ntlm);
+  tcase_add_test(tc, credentials_never_on_the_command_line);
   suite_add_tcase(s, tc);
   sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

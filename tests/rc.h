@@ -1,0 +1,57 @@
+/*
+ * rc.h - a raw HTTP/1.1 client for the suites that must write exact (and
+ * wrong) bytes: test_hostile, test_abuse. Fails the running Check test on
+ * anything unexpected; a receive timeout of RC_WAIT_S bounds every wait.
+ */
+#ifndef RC_H
+#define RC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kb_env.h"
+
+/* Bounds every wait on a socket; only a failure reaches it. */
+#define RC_WAIT_S 20
+
+/* One client TCP connection with its own read buffer, so pipelined
+ * responses are read one after the other. */
+struct rc {
+  int fd;
+  char name[64];
+  char buf[1 << 16];
+  size_t have;
+};
+
+struct rc_resp {
+  int status; /* 0 when the connection closed before a status line */
+  char head[16384];
+  char *body; /* NUL-terminated; owned */
+  size_t body_len;
+};
+
+/* Connects to 127.0.0.1:port from source (a numeric IPv4 address such as
+ * "127.0.0.2", or NULL for the kernel's choice). When names is not NULL
+ * the connection is claimed as name in it before anything is sent. */
+void rc_connect(struct rc *c, const char *source, uint16_t port,
+                struct kb_names *names, const char *name);
+void rc_close(struct rc *c);
+/* Writes all len bytes; returns false when the peer is gone. */
+bool rc_send(struct rc *c, const void *data, size_t len);
+/* Reads more bytes into the buffer: the count, 0 at end of stream. */
+size_t rc_fill(struct rc *c);
+/* True when the peer closes with nothing more to read. */
+bool rc_closed_by_peer(struct rc *c);
+/* The value of header name in r, copied into out; NULL when absent. */
+const char *rc_header(const struct rc_resp *r, const char *name, char *out,
+                      size_t outlen);
+/* How many times header name occurs in r with exactly value. */
+unsigned rc_header_count(const struct rc_resp *r, const char *name,
+                         const char *value);
+/* Reads one response; false (status 0) when the connection closed before
+ * a status line. */
+bool rc_read(struct rc *c, struct rc_resp *r);
+void rc_resp_free(struct rc_resp *r);
+
+#endif /* RC_H */
