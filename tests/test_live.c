@@ -1824,7 +1824,7 @@ START_TEST(console_in_chromium)
   proc_run(argv, &p);
   ck_assert_msg(p.status == 0, "the browser flow failed (%d):\n%s%s", p.status,
                 p.out.data, p.err.data);
-  ck_assert_int_eq(lines_with(p.out.data, "ok ", true), 8);
+  ck_assert_int_eq(lines_with(p.out.data, "ok ", true), 9);
   proc_free(&p);
   /* What the clicks did, as the endpoint sees it. */
   st = status_of(&s);

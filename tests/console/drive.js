@@ -14,7 +14,8 @@
 //      notification; a click on ISA02's leg shows its NTLM token decoded;
 //   3. a page from another origin (same site, another port) tries to
 //      revert the fix: no-cors fetch, a text/plain form, a script tag and
-//      an EventSource; nothing changes and it reads nothing;
+//      an EventSource; nothing changes and it reads nothing; a DNS-rebound
+//      name for the endpoint's address gets 403;
 //   4. "Install hotfix" then "Run KB script" for ISA02; the next session on
 //      ISA02 succeeds;
 //   5. Pause holds new legs back, Resume draws them, Clear empties;
@@ -68,7 +69,9 @@ async function main() {
     headless: true,
     args: ["--no-sandbox", "--disable-gpu", "--no-first-run",
            "--disable-dev-shm-usage", "--proxy-server=direct://",
-           "--proxy-bypass-list=*"],
+           "--proxy-bypass-list=*",
+           // A DNS-rebinding attacker's name, resolved to the endpoint.
+           "--host-resolver-rules=MAP rebind.attacker.example 127.0.0.1"],
   });
   const outside = [];
   try {
@@ -201,6 +204,20 @@ async function main() {
       fail("another origin changed the array: " + before + " -> " + now);
     ok("a page from " + evilUrl + " changed nothing and read nothing (" +
        title + ")");
+    // A rebound name reaches the endpoint's address; even with the token
+    // in its URL it gets nothing, and sets no cookie.
+    const port = new URL(consoleUrl).port;
+    const rebound = await browser.newPage();
+    const rr = await rebound.goto("http://rebind.attacker.example:" + port +
+                                  "/?token=" +
+                                  new URL(consoleUrl).searchParams.get("token"));
+    const rtext = await rebound.evaluate(() => document.body.innerText);
+    const rcookie = rr.headers()["set-cookie"];
+    await rebound.close();
+    if (rr.status() !== 403 || !rtext.includes("Host 'rebind.attacker.example:")
+        || rcookie)
+      fail("a rebound name got " + rr.status() + ": " + rtext);
+    ok("http://rebind.attacker.example:" + port + "/ (DNS rebinding) got 403");
 
     // 4. The fix, at a click, for ISA02.
     await page.click('button[data-member="ISA02"][data-action="hotfix"]');
