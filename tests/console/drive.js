@@ -118,8 +118,13 @@ async function main() {
                         "NOT challenged"])
       if (!bad.text.includes(want))
         fail("ISA02's row does not say '" + want + "': " + bad.text);
-    // The README's picture: the bug on ISA02, newest on top.
-    await page.screenshot({ path: shot });
+    // The README's picture: the bug on ISA02, newest on top; 1024 wide,
+    // down to ISA02's last leg.
+    const bottom = await page.$eval('.session[data-member="ISA02"]',
+                                    (r) => r.getBoundingClientRect().bottom);
+    await page.screenshot({ path: shot, captureBeyondViewport: true,
+                            clip: { x: 0, y: 0, width: 1024,
+                                    height: Math.ceil(bottom) + 8 } });
     ok("sessions appeared live: ISA02 shows " + bad.skipped +
        " body-less POST(s) answered 500 and the notification");
     await page.click('.session[data-member="ISA02"] ' +
