@@ -1594,7 +1594,18 @@ struct stream {
   size_t used; /* bytes of in already returned as events */
 };
 
+static void stream_open_after(struct stream *st, const struct served *s,
+                              unsigned after);
+
 static void stream_open(struct stream *st, const struct served *s)
+{
+  stream_open_after(st, s, 0);
+}
+
+/* Opens a stream as a browser reconnecting after leg number after does
+ * (Last-Event-ID; 0: a new console). */
+static void stream_open_after(struct stream *st, const struct served *s,
+                              unsigned after)
 {
   char req[512];
   size_t len;
@@ -1606,8 +1617,9 @@ static void stream_open(struct stream *st, const struct served *s)
   len = (size_t)snprintf(req, sizeof(req),
                          "GET /events HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n"
                          "Authorization: Bearer %s\r\n"
+                         "Last-Event-ID: %u\r\n"
                          "Accept: text/event-stream\r\n\r\n",
-                         s->admin, s->token);
+                         s->admin, s->token, after);
   ck_assert_int_eq(write(st->fd, req, len), (ssize_t)len);
 }
 
@@ -1746,6 +1758,15 @@ START_TEST(live_stream_and_terminal_lines)
     ck_assert_int_eq(json_integer_value(json_object_get(leg, "seq")), i);
     json_decref(leg);
   }
+  stream_close(&late);
+  /* A console reconnecting after leg 10 gets 11 and 12 only. */
+  stream_open_after(&late, &s, 10);
+  leg = stream_next(&late, "leg");
+  ck_assert_int_eq(json_integer_value(json_object_get(leg, "seq")), 11);
+  json_decref(leg);
+  leg = stream_next(&late, "leg");
+  ck_assert_int_eq(json_integer_value(json_object_get(leg, "seq")), 12);
+  json_decref(leg);
   stream_close(&late);
   stream_close(&st);
   serve_stop(&s);
