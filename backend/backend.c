@@ -705,6 +705,11 @@ out:
   return result;
 }
 
+unsigned backend_capacity(const struct backend *backend)
+{
+  return backend ? kb_guard_capacity(backend->guard) : 0;
+}
+
 uint16_t backend_port(const struct backend *backend)
 {
   return backend ? backend->port : 0;

@@ -73,6 +73,9 @@ int backend_start(const struct backend_config *config, struct backend **out,
 /* The port actually listened on. */
 uint16_t backend_port(const struct backend *backend);
 
+/* How many connections Exchange holds at most. */
+unsigned backend_capacity(const struct backend *backend);
+
 /* Copies the counters into *stats. Safe from any thread. */
 void backend_stats(const struct backend *backend, struct backend_stats *stats);
 

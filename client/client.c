@@ -21,6 +21,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <libxml/parser.h>
 #include <netinet/in.h>
@@ -37,6 +38,7 @@
 
 #include "kb_auth.h"
 #include "kb_buf.h"
+#include "kb_net.h"
 
 #define CLIENT_DEFAULT_HOST "autodiscover.fabrikam.com"
 #define CLIENT_DEFAULT_WORKSTATION "COMMUNICATOR"
@@ -161,6 +163,7 @@ struct client {
   char *ews_path;
   CURL *easy; /* NULL only when re-creating it ran out of memory */
   char errbuf[CURL_ERROR_SIZE];
+  bool out_of_fds; /* a socket could not be opened: EMFILE, ENFILE */
   struct client_socket sockets[CLIENT_MAX_SOCKETS];
   size_t nsockets;
   uint64_t conn_count;      /* connections established so far */
@@ -576,10 +579,12 @@ static curl_socket_t client_open_socket(void *clientp, curlsocktype purpose,
   id.upstream = 0;
   kb_conn_name_format(&id, name, sizeof(name));
   client_balance(c, name, address);
-  fd = socket(address->family, address->socktype | SOCK_CLOEXEC,
-              address->protocol);
-  if(fd < 0)
+  fd = kb_net_socket(address->family, address->socktype | SOCK_CLOEXEC,
+                     address->protocol);
+  if(fd < 0) {
+    c->out_of_fds = errno == EMFILE || errno == ENFILE;
     return CURL_SOCKET_BAD;
+  }
   c->sockets_opened++;
   sock = &c->sockets[c->nsockets++];
   memset(sock, 0, sizeof(*sock));
@@ -1067,7 +1072,12 @@ client_transfer_failed(const struct client *c, CURLcode rc,
                   res->legs, CLIENT_MAX_BODY);
     return CLIENT_PROTOCOL_ERROR;
   }
-  if(leg->body_result == KB_BUF_NOMEM)
+  if(c->out_of_fds)
+    client_detail(res,
+                  "leg %u: kbsim ran out of file descriptors: the harness "
+                  "failed, not the listener; raise ulimit -n",
+                  res->legs);
+  else if(leg->body_result == KB_BUF_NOMEM)
     client_detail(res, "leg %u: out of memory receiving the response",
                   res->legs);
   else

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -94,4 +95,19 @@ uint16_t kb_net_local_port(int fd)
   if(getsockname(fd, (struct sockaddr *)&ss, &len))
     return 0;
   return kb_sockaddr_port((struct sockaddr *)&ss);
+}
+
+static atomic_ulong kb_net_exhausted;
+
+int kb_net_socket(int domain, int type, int protocol)
+{
+  int fd = socket(domain, type, protocol);
+  if(fd < 0 && (errno == EMFILE || errno == ENFILE))
+    atomic_fetch_add(&kb_net_exhausted, 1);
+  return fd;
+}
+
+unsigned long kb_net_fd_exhausted(void)
+{
+  return atomic_load(&kb_net_exhausted);
 }

@@ -39,6 +39,14 @@ int kb_net_resolve(const char *host, uint16_t port, bool passive,
 int kb_net_listen(const char *who, const char *host, uint16_t port, int flags,
                   char *err, size_t errlen);
 
+/* Opens a socket as socket(2) does; when the process is out of file
+ * descriptors (EMFILE, ENFILE) counts it, so that a run can tell its own
+ * exhaustion from the listener's behaviour (kb_net_fd_exhausted). */
+int kb_net_socket(int domain, int type, int protocol);
+
+/* How many times kb_net_socket found no descriptor, process-wide. */
+unsigned long kb_net_fd_exhausted(void);
+
 /* The port fd is bound to, in host order; 0 when it has none or fd is
  * not an IPv4/IPv6 socket. */
 uint16_t kb_net_local_port(int fd);

@@ -283,6 +283,11 @@ enum proxy_policy proxy_get_policy(const struct proxy *proxy)
   return (enum proxy_policy)atomic_load(&proxy->policy);
 }
 
+unsigned proxy_capacity(const struct proxy *proxy)
+{
+  return proxy ? kb_guard_capacity(proxy->guard) : 0;
+}
+
 uint16_t proxy_port(const struct proxy *proxy)
 {
   return proxy->port;

@@ -148,6 +148,9 @@ struct proxy;
 int proxy_start(const struct proxy_config *config, struct proxy **out,
                 char *err, size_t errlen);
 
+/* How many client connections the listener holds at most. */
+unsigned proxy_capacity(const struct proxy *proxy);
+
 /* The port actually listened on. */
 uint16_t proxy_port(const struct proxy *proxy);
 

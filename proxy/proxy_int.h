@@ -49,6 +49,7 @@
 #include "kb_buf.h"
 #include "kb_guard.h"
 #include "kb_http.h"
+#include "kb_net.h"
 #include "ntlm.h"
 
 #define PROXY_DEFAULT_NAME "ISA01"

@@ -75,7 +75,8 @@ static curl_socket_t proxy_curl_open(void *clientp, curlsocktype purpose,
 
   if(purpose != CURLSOCKTYPE_IPCXN)
     return CURL_SOCKET_BAD;
-  fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+  fd = kb_net_socket(addr->family, addr->socktype | SOCK_CLOEXEC,
+                     addr->protocol);
   if(fd != CURL_SOCKET_BAD && conn->name[0] && conn->proxy->names.claim)
     proxy_name_upstream(conn);
   else

@@ -149,9 +149,25 @@ static void balancer__pair_close(struct balancer *b, struct balancer__pair *p)
 /* Accepts what is waiting, up to the cap, and starts connecting each to
  * its member. A connection the balancer cannot serve (no memory, member
  * unreachable at once) is closed immediately: the client sees the close. */
+/* At the cap: a client gets a fast 503 and the close, never a wait in
+ * the kernel's backlog. */
+static void balancer__refuse(struct balancer *b, int cfd)
+{
+  static const char answer[] =
+      "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+      "Content-Type: text/plain; charset=utf-8\r\nContent-Length: 55\r\n"
+      "\r\nthe array holds as many connections as it can; retry\n\n";
+  (void)!send(cfd, answer, sizeof(answer) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+  shutdown(cfd, SHUT_WR);
+  close(cfd);
+  pthread_mutex_lock(&b->lock);
+  b->stats.refused++;
+  pthread_mutex_unlock(&b->lock);
+}
+
 static void balancer__accept(struct balancer *b)
 {
-  while(b->npairs < b->max) {
+  for(;;) {
     struct balancer__pair *p = NULL;
     uint64_t k;
     size_t m;
@@ -167,6 +183,10 @@ static void balancer__accept(struct balancer *b)
       if(errno != EAGAIN && errno != EWOULDBLOCK)
         b->accept_paused = true;
       return;
+    }
+    if(b->npairs >= b->max) {
+      balancer__refuse(b, cfd);
+      continue;
     }
     pthread_mutex_lock(&b->lock);
     k = ++b->stats.accepted;
@@ -360,7 +380,7 @@ static void *balancer__run(void *arg)
     b->pfds[0].fd = b->wake[0];
     b->pfds[0].events = POLLIN;
     b->pfds[0].revents = 0;
-    b->pfds[1].fd = b->npairs < b->max && !b->accept_paused ? b->lfd : -1;
+    b->pfds[1].fd = !b->accept_paused ? b->lfd : -1;
     b->pfds[1].events = POLLIN;
     b->pfds[1].revents = 0;
     for(i = 0; i < polled; i++)

@@ -58,6 +58,7 @@ struct balancer_stats {
   uint64_t accepted;         /* client connections accepted */
   uint64_t open;             /* pairs open now */
   uint64_t connect_failed;   /* the member refused: client closed at once */
+  uint64_t refused;          /* at the cap: answered 503 and closed */
   uint64_t bytes_to_members; /* client -> member bytes delivered */
   uint64_t bytes_to_clients; /* member -> client bytes delivered */
   size_t nmembers;

@@ -28,6 +28,8 @@
 #include "admin.h"
 #include "balancer.h"
 #include "cli.h"
+#include "fdlimit.h"
+#include "kb_guard.h"
 #include "live.h"
 #include "secret.h"
 
@@ -315,6 +317,7 @@ static int kbsim_serve_run(const struct scenario *sc,
   cfg.backend_host = o->backend.host;
   cfg.backend_port = o->backend.port;
   cfg.simulated = false; /* real clients: real clock, real randomness */
+  cfg.fds_per_session = SIM_FDS_PER_SERVED_SESSION;
   if(sim_topology_start(&cfg, &topo, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     goto done;
@@ -325,6 +328,10 @@ static int kbsim_serve_run(const struct scenario *sc,
     bcfg.bind_host = o->proxy.host;
     bcfg.port = o->proxy.port;
     bcfg.nmembers = topo->nproxies;
+    /* As many as the members hold together: one member connection per
+     * client connection. */
+    bcfg.max_connections =
+        (unsigned)(topo->member_connections * topo->nproxies);
     for(i = 0; i < topo->nproxies; i++) {
       bcfg.members[i].host = "127.0.0.1";
       bcfg.members[i].port = topo->proxy_ports[i];
@@ -390,6 +397,14 @@ static int kbsim_serve_run(const struct scenario *sc,
               o->admin.host);
   }
 
+  if(topo->member_connections < KB_GUARD_MAX_CONNECTIONS)
+    fprintf(
+        stderr,
+        "kbsim: warning: the descriptor limit (%lu) holds %u connections "
+        "per listener; raise it (ulimit -n %lu) for %u\n",
+        sim_fd_limit(), topo->member_connections,
+        sim_fd_need((unsigned long)KB_GUARD_MAX_CONNECTIONS * topo->nproxies),
+        KB_GUARD_MAX_CONNECTIONS);
   /* Exchange trusts whatever reaches it (as the real one trusts ISA's
    * delegation) and answers mailbox data without a login. */
   if(!kbsim_serve_loopback(o->backend.host))

@@ -2,6 +2,8 @@
  * run.c - scenario -> topology + client plan -> outcome -> verdict.
  */
 #include "run.h"
+#include "fdlimit.h"
+#include "kb_net.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -58,8 +60,14 @@ int sim_scenario_run(const struct scenario *sc, struct kb_trace trace,
   size_t i, j;
   char why[256];
   int result = -1;
+  unsigned long exhausted;
 
   memset(out, 0, sizeof(*out));
+  /* Out of descriptors mid-run, connections fail as if the listener
+   * failed them: refuse a run that cannot fit, before it starts. */
+  if(sim_fd_check(sc->clients, err, errlen))
+    return -1;
+  exhausted = kb_net_fd_exhausted();
   users = kb_users_new();
   if(!users) {
     snprintf(err, errlen, "out of memory");
@@ -138,6 +146,16 @@ int sim_scenario_run(const struct scenario *sc, struct kb_trace trace,
     for(j = 0; j < out->sessions.sessions[i].nresults; j++)
       if(out->sessions.sessions[i].results[j].kind != CLIENT_POST_AUTODISCOVER)
         out->ews_posts++;
+  /* A socket that could not be opened for want of descriptors makes a
+   * failure that is the harness's, not the listener's: no verdict. */
+  if(kb_net_fd_exhausted() != exhausted) {
+    snprintf(err, errlen,
+             "kbsim ran out of file descriptors during the run (%lu "
+             "sockets could not be opened): the result says nothing about "
+             "the listener; raise ulimit -n above %lu",
+             kb_net_fd_exhausted() - exhausted, sim_fd_limit());
+    goto done;
+  }
   result = 0;
 
 done:

@@ -3,6 +3,8 @@
  * clock, random source, users and trace, and runs client sessions.
  */
 #include "topology.h"
+#include "fdlimit.h"
+#include "kb_guard.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -10,6 +12,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Connections one of n listeners holds: the configured cap (1024 when
+ * none), no more than the descriptor limit lets n of them hold. */
+static unsigned sim_topology_capacity(const struct sim_topology_config *config,
+                                      size_t n)
+{
+  unsigned long cap = config->max_connections ? config->max_connections
+                                              : KB_GUARD_MAX_CONNECTIONS;
+  unsigned long fit =
+      sim_fd_sessions(config->fds_per_session ? config->fds_per_session
+                                              : SIM_FDS_PER_SESSION) /
+      (n ? n : 1);
+
+  if(fit < cap)
+    cap = fit < 16 ? 16 : fit;
+  return (unsigned)cap;
+}
 
 int sim_topology_start(const struct sim_topology_config *config,
                        struct sim_topology **out, char *err, size_t errlen)
@@ -43,7 +62,11 @@ int sim_topology_start(const struct sim_topology_config *config,
   }
   /* else: zeroed kb_clock / kb_rng mean the real clock and getrandom(). */
 
+  topo->nproxies = config->nmembers ? config->nmembers : 1;
+  topo->member_connections = sim_topology_capacity(config, topo->nproxies);
   memset(&bcfg, 0, sizeof(bcfg));
+  bcfg.max_connections =
+      (unsigned)(topo->member_connections * topo->nproxies + 64u);
   bcfg.bind_host = config->backend_host;
   bcfg.port = config->backend_port;
   bcfg.clock = topo->kb_clock;
@@ -58,7 +81,6 @@ int sim_topology_start(const struct sim_topology_config *config,
            (unsigned)backend_port(topo->backend));
 
   topo->balancer = config->balancer;
-  topo->nproxies = config->nmembers ? config->nmembers : 1;
   if(topo->nproxies > SIM_MAX_MEMBERS) {
     snprintf(err, errlen, "at most %d array members", SIM_MAX_MEMBERS);
     goto error;
@@ -76,6 +98,7 @@ int sim_topology_start(const struct sim_topology_config *config,
     pcfg.auth = config->auth;
     pcfg.idle_timeout_ms = config->idle_timeout_ms;
     pcfg.max_requests = config->max_requests;
+    pcfg.max_connections = topo->member_connections;
     pcfg.clock = topo->kb_clock;
     pcfg.rng = topo->kb_rng;
     pcfg.trace = topo->trace;

@@ -39,6 +39,12 @@ struct sim_topology_config {
   enum proxy_auth auth;    /* every member's listener */
   int64_t idle_timeout_ms; /* listener keep-alive limits */
   unsigned max_requests;
+  /* Client connections each listener holds (0: 1024, fewer when the
+   * descriptor limit cannot hold that many); Exchange takes every
+   * listener's worth plus 64, so a listener never forwards into a full
+   * Exchange. */
+  unsigned max_connections;
+  unsigned fds_per_session;     /* descriptors a session costs; 0 = a run's */
   const struct kb_users *users; /* borrowed; must outlive the topology */
   const char *dns_domain;       /* the listeners'; NULL = fabrikam.com */
   const char *proxy_host;       /* numeric; "127.0.0.1" when NULL */
@@ -68,6 +74,8 @@ struct sim_topology {
   struct proxy *proxies[SIM_MAX_MEMBERS];
   uint16_t proxy_ports[SIM_MAX_MEMBERS];
   size_t nproxies;
+  unsigned member_connections; /* each listener's cap; Exchange's is
+                                  nproxies times it, plus 64 */
   enum balancer_mode balancer;
   char backend_url[64];
   char proxy_url[64];

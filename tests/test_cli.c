@@ -278,6 +278,35 @@ START_TEST(credentials_never_on_the_command_line)
 }
 END_TEST
 
+/* Under a descriptor limit the run cannot fit, kbsim says so before it
+ * starts, and never passes --expect error on transport failures (issue
+ * 13: exit 0 with 520 transport errors counted as the bug). */
+START_TEST(descriptor_limit_refused_up_front)
+{
+  char *run[] = {"/usr/bin/prlimit",
+                 "--nofile=300:300",
+                 KBSIM_BIN,
+                 "run",
+                 "--policy",
+                 "per-connection",
+                 "--clients",
+                 "100",
+                 "--expect",
+                 "error",
+                 NULL};
+  struct proc_out p;
+
+  proc_run(run, &p);
+  ck_assert_int_ne(p.status, 0);
+  ck_assert_msg(strstr(p.err.data, "100 clients need about 1064 file "
+                                   "descriptors; the limit is 300"),
+                "%s", p.err.data);
+  ck_assert_ptr_nonnull(strstr(p.err.data, "ulimit -n 1064"));
+  ck_assert_ptr_null(strstr(p.out.data, "Outlook Integration Error"));
+  proc_free(&p);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("cli");
@@ -291,6 +320,7 @@ int main(void)
   tcase_add_test(tc, bad_arguments);
   tcase_add_test(tc, serve_with_curl_ntlm);
   tcase_add_test(tc, credentials_never_on_the_command_line);
+  tcase_add_test(tc, descriptor_limit_refused_up_front);
   suite_add_tcase(s, tc);
   sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -406,6 +407,32 @@ START_TEST(auth_classify_one_grammar)
 }
 END_TEST
 
+/* Out of descriptors, kb_net_socket fails as socket(2) does and counts
+ * it: what lets a run tell its own exhaustion from the listener's doing. */
+START_TEST(net_socket_counts_exhaustion)
+{
+  struct rlimit old, low;
+  unsigned long before = kb_net_fd_exhausted();
+  int fds[64];
+  int n = 0, fd;
+
+  ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+  fd = kb_net_socket(AF_INET, SOCK_STREAM, 0); /* the next free number */
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  low = old;
+  low.rlim_cur = (rlim_t)fd + 8;
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+  while(n < 64 && (fds[n] = kb_net_socket(AF_INET, SOCK_STREAM, 0)) >= 0)
+    n++;
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+  ck_assert_int_lt(n, 64);
+  ck_assert_uint_eq(kb_net_fd_exhausted(), before + 1);
+  while(n--)
+    close(fds[n]);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("common");
@@ -416,6 +443,7 @@ int main(void)
   tcase_add_test(tc, buf_refuses_past_cap);
   tcase_add_test(tc, buf_printf_and_steal);
   tcase_add_test(tc, users_spec_and_lookup);
+  tcase_add_test(tc, net_socket_counts_exhaustion);
   tcase_add_test(tc, users_bad_specs);
   tcase_add_test(tc, users_resolve_like_a_dc);
   tcase_add_test(tc, http_date_is_imf_fixdate);

@@ -488,6 +488,36 @@ START_TEST(every_connection_named_on_both_ends)
 }
 END_TEST
 
+/* One setting sizes the array: Exchange holds every member's worth of
+ * upstream connections and more (issue 13: 1,024 per listener against
+ * 512 for Exchange, and 188 of 700 sessions got 504). */
+START_TEST(capacities_agree)
+{
+  struct sim_topology_config cfg;
+  struct sim_topology *topo = NULL;
+  struct kb_users *users = users_new();
+  char err[512] = "";
+  size_t i;
+
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.nmembers = 3;
+  for(i = 0; i < 3; i++) {
+    cfg.members[i].name = i == 0 ? "ISA01" : i == 1 ? "ISA02" : "ISA03";
+    cfg.members[i].policy = PROXY_POLICY_PER_REQUEST;
+  }
+  cfg.users = users;
+  cfg.simulated = true;
+  cfg.max_connections = 300;
+  ck_assert_msg(sim_topology_start(&cfg, &topo, err, sizeof(err)) == 0, "%s",
+                err);
+  for(i = 0; i < 3; i++)
+    ck_assert_uint_eq(proxy_capacity(topo->proxies[i]), 300);
+  ck_assert_uint_eq(backend_capacity(topo->backend), 3 * 300 + 64);
+  sim_topology_stop(topo);
+  kb_users_free(users);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("e2e");
@@ -500,6 +530,7 @@ int main(void)
   tcase_add_test(env, clock_is_simulated);
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, bug_per_connection);
+  tcase_add_test(tc, capacities_agree);
   tcase_add_test(tc, fix_per_request);
   tcase_add_test(tc, policy_switched_mid_session);
   tcase_add_test(tc, wrong_password_reaches_nothing);
