@@ -115,6 +115,11 @@ struct kb_exchange {
   int status;             /* response status, 0 when none was received */
   enum kb_auth resp_auth; /* WWW-Authenticate header of the response */
   size_t resp_body_len;   /* bytes of response body */
+  /* The request's and the response's header lines as the observer parsed
+   * them ("Name: value\r\n" each), not the bytes on the wire; NULL when
+   * the observer does not give them. */
+  const char *req_headers;
+  const char *resp_headers;
 };
 
 /* What a NOTE is about: every decision a component takes and every change

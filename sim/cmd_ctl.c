@@ -2,9 +2,12 @@
  * cmd_ctl.c - `kbsim ctl`: the trainer's remote for a running `kbsim
  * serve`, over its admin endpoint (libcurl + jansson; see admin.h).
  *
- *   kbsim ctl --admin HOST:PORT status
+ *   kbsim ctl --admin HOST:PORT [--token T] status
  *   kbsim ctl --admin HOST:PORT apply-fix|revert [--member N]
  *   kbsim ctl --admin HOST:PORT hotfix|sp1 --member N
+ *
+ * The token comes from --token, else KBSIM_ADMIN_TOKEN, else the file
+ * `kbsim serve` wrote for that port (admin_token_path).
  *
  * Exit 0 when the endpoint did it, 1 when it could not be reached or
  * refused (one line saying why), 2 for bad arguments.
@@ -37,9 +40,11 @@ static size_t kbsim_ctl_write(char *data, size_t size, size_t n, void *ctx)
  * 2xx answer; otherwise prints one line saying what went wrong and returns
  * -1. */
 static int kbsim_ctl_call(const char *base, const char *admin_arg,
-                          const char *method, const char *path, json_t **reply)
+                          const char *token, const char *method,
+                          const char *path, json_t **reply)
 {
-  char url[256], errbuf[CURL_ERROR_SIZE] = "";
+  char url[256], errbuf[CURL_ERROR_SIZE] = "", bearer[ADMIN_TOKEN_MAX + 32];
+  struct curl_slist *headers = NULL, *more;
   struct kb_buf body;
   json_error_t jerr;
   json_t *j = NULL;
@@ -65,9 +70,21 @@ static int kbsim_ctl_call(const char *base, const char *admin_arg,
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, kbsim_ctl_write);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  snprintf(bearer, sizeof(bearer), "Authorization: Bearer %s", token);
+  headers = curl_slist_append(NULL, bearer);
+  more = headers && !strcmp(method, "POST")
+             ? curl_slist_append(headers, "Content-Type: application/json")
+             : headers;
+  explicit_bzero(bearer, sizeof(bearer));
+  if(!more) {
+    fprintf(stderr, "kbsim: out of memory\n");
+    goto done;
+  }
+  headers = more;
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   if(!strcmp(method, "POST")) {
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, 0L);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "{}");
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, 2L);
   }
   rc = curl_easy_perform(curl);
   if(rc != CURLE_OK) {
@@ -103,6 +120,7 @@ static int kbsim_ctl_call(const char *base, const char *admin_arg,
 done:
   json_decref(j);
   curl_easy_cleanup(curl);
+  curl_slist_free_all(headers);
   kb_buf_free(&body);
   return result;
 }
@@ -206,6 +224,9 @@ static const struct kbsim_opt ctl_opts[] = {
      "The member to change: its number from 1 or its "
      "name (ISA02). apply-fix and revert without it "
      "change every member."},
+    {"token", 't', "TOKEN",
+     "The admin token serve printed; else KBSIM_ADMIN_TOKEN, else the "
+     "token file serve wrote (mode 0600) for that port."},
     {NULL, 0, NULL, NULL}};
 
 const struct kbsim_command kbsim_ctl_command = {
@@ -227,7 +248,8 @@ const struct kbsim_command kbsim_ctl_command = {
 static int kbsim_cmd_ctl(int argc, char **argv)
 {
   struct kbsim_args a;
-  const char *admin_arg = NULL, *member = NULL, *what;
+  const char *admin_arg = NULL, *member = NULL, *what, *token = NULL;
+  char token_buf[ADMIN_TOKEN_MAX + 1], token_path[512], terr[512];
   enum admin_action act = ADMIN_APPLY_FIX;
   bool status;
   char host[64], base[128], path[128];
@@ -254,6 +276,11 @@ static int kbsim_cmd_ctl(int argc, char **argv)
                               "(1, 2, ...) nor its name (ISA01)",
                               optarg);
       member = optarg;
+      break;
+    case 't':
+      if(admin_token_check(optarg, terr, sizeof(terr)))
+        return kbsim_bad_args("--token: %s", terr);
+      token = optarg;
       break;
     }
   }
@@ -296,12 +323,31 @@ static int kbsim_cmd_ctl(int argc, char **argv)
              admin_action_name(act));
   else
     snprintf(path, sizeof(path), "/%s", admin_action_name(act));
+  if(!token && getenv("KBSIM_ADMIN_TOKEN") && *getenv("KBSIM_ADMIN_TOKEN")) {
+    token = getenv("KBSIM_ADMIN_TOKEN");
+    if(admin_token_check(token, terr, sizeof(terr)))
+      return kbsim_bad_args("KBSIM_ADMIN_TOKEN: %s", terr);
+  }
   result = 1;
+  if(!token) {
+    admin_token_path(port, token_path, sizeof(token_path));
+    if(admin_token_read(token_path, token_buf, sizeof(token_buf), terr,
+                        sizeof(terr))) {
+      fprintf(stderr,
+              "kbsim: no token for the admin endpoint at %s: %s; is `kbsim "
+              "serve` running with --admin %s? Otherwise give --token or "
+              "set KBSIM_ADMIN_TOKEN\n",
+              base, terr, admin_arg);
+      return 1;
+    }
+    token = token_buf;
+  }
   if(curl_global_init(CURL_GLOBAL_DEFAULT)) {
     fprintf(stderr, "kbsim: libcurl could not initialise\n");
     return 1;
   }
-  if(kbsim_ctl_call(base, admin_arg, status ? "GET" : "POST", path, &reply))
+  if(kbsim_ctl_call(base, admin_arg, token, status ? "GET" : "POST", path,
+                    &reply))
     goto done;
   if(status)
     kbsim_ctl_print_status(reply);

@@ -3,6 +3,7 @@
  * real clients, until SIGINT or SIGTERM.
  *
  *   kbsim serve FILE [--proxy H:P] [--backend H:P] [--admin H:P]
+ *     [--admin-host NAME]... [-q]
  *     the scenario's whole array: Exchange, every member on its own port,
  *     a TCP load balancer on --proxy in front of them, and the admin
  *     endpoint (admin.h) through which a trainer applies the fix live.
@@ -10,7 +11,9 @@
  *     [--admin H:P]
  *     one listener on --proxy, no balancer (the original form).
  *
- * Real clients mean the real clock and the kernel's randomness.
+ * Real clients mean the real clock and the kernel's randomness. Every
+ * request a member answers is printed as one line as it happens (-q
+ * silences it) and streamed to the admin endpoint's console (live.h).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -20,12 +23,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "admin.h"
 #include "balancer.h"
 #include "cli.h"
 #include "fdlimit.h"
 #include "kb_guard.h"
+#include "live.h"
 #include "secret.h"
 
 struct kbsim_endpoint {
@@ -43,6 +48,9 @@ struct kbsim_serve_opts {
   bool have_auth;
   struct kb_users *users; /* --user specs, flag form only */
   bool exit_now;          /* --help printed: exit with the code returned */
+  const char *admin_hosts[ADMIN_MAX_HOSTS]; /* --admin-host */
+  size_t nadmin_hosts;
+  bool quiet; /* -q: no line per request */
 };
 
 /* Formats http://host:port/ (IPv6 literals bracketed) into out. */
@@ -89,6 +97,10 @@ static const struct kbsim_opt serve_opts[] = {
      "Without SCENARIO: read users from FILE (DOMAIN\\user = password "
      "lines, as in a scenario's [users]); keeps passwords out of the "
      "process list."},
+    {"admin-host", 'H', "NAME",
+     "Another name the admin endpoint answers to in Host (besides its "
+     "address and localhost); repeat for more."},
+    {"quiet", 'q', NULL, "No line per request on the terminal."},
     {NULL, 0, NULL, NULL}};
 
 const struct kbsim_command kbsim_serve_command = {
@@ -131,6 +143,21 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
   kbsim_args_init(&a, &kbsim_serve_command, argc, argv);
   while((c = kbsim_args_next(&a)) > 0) {
     switch(c) {
+    case 'q':
+      o->quiet = true;
+      break;
+    case 'H':
+      if(!*optarg || strlen(optarg) > 253 ||
+         strspn(optarg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                        "0123456789.-:") != strlen(optarg))
+        return kbsim_bad_args("--admin-host: '%s' is not a host name (e.g. "
+                              "trainer-pc.fabrikam.com)",
+                              optarg);
+      if(o->nadmin_hosts == ADMIN_MAX_HOSTS)
+        return kbsim_bad_args("--admin-host: at most %d names",
+                              ADMIN_MAX_HOSTS);
+      o->admin_hosts[o->nadmin_hosts++] = optarg;
+      break;
     case 'x':
     case 'b':
     case 'a':
@@ -219,12 +246,27 @@ static void kbsim_serve_flag_scenario(const struct kbsim_serve_opts *o,
   sc->members[0].script = o->policy == PROXY_POLICY_PER_REQUEST;
 }
 
+/* Prints the admin endpoint's lines: its URL, the console's (with the
+ * token) and where ctl finds the token. */
+static void kbsim_serve_print_admin(const struct admin *adm,
+                                    const struct kbsim_serve_opts *o,
+                                    const char *token_path)
+{
+  char url[128];
+
+  kbsim_serve_url(o->admin.host, admin_port(adm), url, sizeof(url));
+  printf("Admin:        %s (every request needs the token)\n", url);
+  printf("Console:      %s?token=%s\n", url, admin_token(adm));
+  printf("Token file:   %s (mode 0600; kbsim ctl reads it)\n", token_path);
+}
+
 /* Prints what serves where, for the scenario form. */
 static void kbsim_serve_print_array(const struct scenario *sc,
                                     const struct sim_topology *topo,
                                     const struct balancer *bal,
                                     const struct admin *adm,
-                                    const struct kbsim_serve_opts *o)
+                                    const struct kbsim_serve_opts *o,
+                                    const char *token_path)
 {
   char url[128], label[48];
   size_t i;
@@ -250,8 +292,7 @@ static void kbsim_serve_print_array(const struct scenario *sc,
   kbsim_serve_url(o->backend.host, backend_port(topo->backend), url,
                   sizeof(url));
   printf("Exchange:     %s\n", url);
-  kbsim_serve_url(o->admin.host, admin_port(adm), url, sizeof(url));
-  printf("Admin:        %s (no authentication: keep it on loopback)\n", url);
+  kbsim_serve_print_admin(adm, o, token_path);
   printf("Listener:     %s authentication; users", proxy_auth_name(sc->auth));
   for(i = 0; i < sc->nusers; i++)
     printf("%s %.*s", i ? "," : "", (int)strcspn(sc->user_specs[i], ":"),
@@ -282,7 +323,10 @@ static int kbsim_serve_run(const struct scenario *sc,
   struct admin_member members[ADMIN_MAX_MEMBERS];
   char member_urls[ADMIN_MAX_MEMBERS][128];
   struct admin *adm = NULL;
-  char err[512], url[128], burl[128], eurl[128];
+  struct live_config lcfg;
+  struct live *live = NULL;
+  char err[512], url[128], burl[128], eurl[128], token_path[512] = "";
+  const char *env_token = getenv("KBSIM_ADMIN_TOKEN");
   sigset_t set;
   size_t i;
   int sig = 0, result = 1;
@@ -294,7 +338,14 @@ static int kbsim_serve_run(const struct scenario *sc,
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+  memset(&lcfg, 0, sizeof(lcfg));
+  lcfg.out = o->quiet ? NULL : stdout;
+  if(live_new(&lcfg, &live, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    goto done;
+  }
   memset(&cfg, 0, sizeof(cfg));
+  cfg.trace = live_as_trace(live);
   cfg.nmembers = sc->nmembers;
   for(i = 0; i < sc->nmembers; i++) {
     cfg.members[i].name = sc->members[i].name;
@@ -366,15 +417,29 @@ static int kbsim_serve_run(const struct scenario *sc,
       acfg.balancer_url = burl;
       acfg.balancer_mode = bcfg.mode;
     }
+    acfg.token = env_token && *env_token ? env_token : NULL;
+    acfg.hosts = o->admin_hosts;
+    acfg.nhosts = o->nadmin_hosts;
+    acfg.live = live;
+    if(acfg.token && admin_token_check(acfg.token, err, sizeof(err))) {
+      fprintf(stderr, "kbsim: KBSIM_ADMIN_TOKEN: %s\n", err);
+      goto done;
+    }
     if(admin_start(&acfg, &adm, err, sizeof(err))) {
       fprintf(stderr, "kbsim: %s\n", err);
       goto done;
     }
+    admin_token_path(admin_port(adm), token_path, sizeof(token_path));
+    if(admin_token_write(token_path, admin_token(adm), err, sizeof(err))) {
+      fprintf(stderr, "kbsim: %s\n", err);
+      token_path[0] = '\0';
+      goto done;
+    }
     if(!kbsim_serve_loopback(o->admin.host))
       fprintf(stderr,
-              "kbsim: warning: the admin endpoint on %s has no "
-              "authentication; anyone who reaches it can change the array. "
-              "Bind it to 127.0.0.1\n",
+              "kbsim: warning: the admin endpoint on %s is reachable from "
+              "other machines, over plain HTTP; whoever sees the token can "
+              "change the array. Bind it to 127.0.0.1 unless you must\n",
               o->admin.host);
   }
 
@@ -401,7 +466,7 @@ static int kbsim_serve_run(const struct scenario *sc,
             o->proxy.host);
 
   if(balanced)
-    kbsim_serve_print_array(sc, topo, bal, adm, o);
+    kbsim_serve_print_array(sc, topo, bal, adm, o, token_path);
   else {
     kbsim_serve_url(o->proxy.host, proxy_port(topo->proxy), url, sizeof(url));
     printf("ISA listener: %s (policy %s", url,
@@ -412,11 +477,8 @@ static int kbsim_serve_run(const struct scenario *sc,
     kbsim_serve_url(o->backend.host, backend_port(topo->backend), url,
                     sizeof(url));
     printf("Exchange:     %s\n", url);
-    if(adm) {
-      kbsim_serve_url(o->admin.host, admin_port(adm), url, sizeof(url));
-      printf("Admin:        %s (no authentication: keep it on loopback)\n",
-             url);
-    }
+    if(adm)
+      kbsim_serve_print_admin(adm, o, token_path);
   }
   printf("serving until SIGINT or SIGTERM\n");
   fflush(stdout);
@@ -429,8 +491,11 @@ done:
   /* The admin endpoint and the balancer point into the topology: stop
    * them first. */
   admin_stop(adm);
+  if(token_path[0])
+    unlink(token_path);
   balancer_stop(bal);
   sim_topology_stop(topo);
+  live_free(live); /* nothing emits into it any more */
   return result;
 }
 

@@ -333,6 +333,8 @@ static void sim__recorder_emit(void *ctx, const struct kb_trace_event *ev)
     copy.exchange = *ev->exchange;
     copy.exchange.method = NULL; /* the array moves: see method, path */
     copy.exchange.path = NULL;
+    copy.exchange.req_headers = NULL; /* not kept: the bytes are */
+    copy.exchange.resp_headers = NULL;
     sim__copy(copy.method, sizeof(copy.method), ev->exchange->method);
     sim__copy(copy.path, sizeof(copy.path), ev->exchange->path);
   }

@@ -344,8 +344,12 @@ START_TEST(hostile_trace_stays_text)
       "Authorization: NTLM <img src=x onerror=alert(4)>\r\n"
       "Content-Length: 0\r\n\r\n";
   struct sim_recorder rec;
-  struct kb_exchange front = {
-      "POST", evil_path, KB_AUTH_NTLM_NEGOTIATE, 0, 500, KB_AUTH_NONE, 3};
+  struct kb_exchange front = {.method = "POST",
+                              .path = evil_path,
+                              .req_auth = KB_AUTH_NTLM_NEGOTIATE,
+                              .status = 500,
+                              .resp_auth = KB_AUTH_NONE,
+                              .resp_body_len = 3};
   struct kb_exchange back = front;
   struct scenario sc;
   struct sim_outcome o;
