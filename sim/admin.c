@@ -8,6 +8,7 @@
  */
 #include "admin.h"
 #include "kb_buf.h"
+#include "kb_guard.h"
 #include "kb_net.h"
 #include "live.h"
 
@@ -54,6 +55,7 @@ struct admin__member {
 
 struct admin {
   struct MHD_Daemon *daemon;
+  struct kb_guard *guard; /* caps and head deadlines (kb_guard.h) */
   uint16_t port;
   char *scenario;
   struct admin__member members[ADMIN_MAX_MEMBERS];
@@ -776,6 +778,55 @@ static enum MHD_Result admin__route(struct admin *a,
                       url);
 }
 
+/* The guard slot of conn (its socket context), or NULL. */
+static struct kb_guard_slot *admin__slot(struct MHD_Connection *conn)
+{
+  const union MHD_ConnectionInfo *info =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return info ? info->socket_context : NULL;
+}
+
+/* libmicrohttpd's accept policy: the guard's caps. */
+static enum MHD_Result admin__on_accept(void *cls, const struct sockaddr *addr,
+                                        socklen_t addrlen)
+{
+  struct admin *a = cls;
+  return kb_guard_admit(a->guard, addr, addrlen) ? MHD_YES : MHD_NO;
+}
+
+/* libmicrohttpd's connection notification: a guard slot per connection,
+ * in its socket context. */
+static void admin__on_connection(void *cls, struct MHD_Connection *conn,
+                                 void **socket_context,
+                                 enum MHD_ConnectionNotificationCode toe)
+{
+  struct admin *a = cls;
+  if(toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *fd =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *addr =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    *socket_context = fd ? kb_guard_open(a->guard, fd->connect_fd,
+                                         addr ? addr->client_addr : NULL)
+                         : NULL;
+  }
+  else if(toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+    kb_guard_close(*socket_context);
+    *socket_context = NULL;
+  }
+}
+
+/* libmicrohttpd's completion notification: the next head's clock. */
+static void admin__on_completed(void *cls, struct MHD_Connection *conn,
+                                void **req_cls,
+                                enum MHD_RequestTerminationCode toe)
+{
+  (void)cls;
+  (void)req_cls;
+  (void)toe;
+  kb_guard_next(admin__slot(conn));
+}
+
 /* libmicrohttpd's access handler: the first call marks the request, body
  * bytes (which no endpoint needs) are dropped, the last call answers. */
 static enum MHD_Result admin__on_request(void *cls, struct MHD_Connection *conn,
@@ -793,12 +844,15 @@ static enum MHD_Result admin__on_request(void *cls, struct MHD_Connection *conn,
   (void)upload_data;
   if(!*req_cls) {
     *req_cls = &admin__request_started;
-    return MHD_YES;
+    /* Too late: the guard answered 408 and is closing the connection. */
+    return kb_guard_head_done(admin__slot(conn)) ? MHD_YES : MHD_NO;
   }
   if(*upload_data_size) {
     *upload_data_size = 0;
     return MHD_YES;
   }
+  if(!kb_guard_body_done(admin__slot(conn)))
+    return MHD_NO; /* the body came too late: answered 408 */
   verdict = admin__guard(a, conn, url, method, &from_query, why, sizeof(why));
   if(verdict == ADMIN__NO_TOKEN || verdict == ADMIN__BAD_TOKEN) {
     const char *extra[] = {"WWW-Authenticate", "Bearer realm=\"kbsim\"", NULL};
@@ -908,12 +962,30 @@ int admin_start(const struct admin_config *config, struct admin **out,
   /* No MHD_USE_ERROR_LOG: a trainer's terminal shows kbsim's lines only. */
   /* A thread per connection: a console's stream waits for the next leg
    * on its own thread without holding up anyone else's request. */
+  {
+    struct kb_guard_config gc;
+    char gerr[128];
+    memset(&gc, 0, sizeof(gc));
+    gc.who = "admin endpoint";
+    gc.idle_ms = ADMIN_CONN_TIMEOUT_S * 1000u;
+    gc.head_timeout_ms = config->head_timeout_ms;
+    gc.max_connections = ADMIN_CONN_LIMIT;
+    if(kb_guard_start(&gc, &a->guard, gerr, sizeof(gerr))) {
+      snprintf(err, errlen, "admin endpoint: %s", gerr);
+      close(fd);
+      goto error;
+    }
+  }
+  /* The guard refuses at its cap, at once, and ends slow heads with 408;
+   * libmicrohttpd's own limit leaves room for what it shut down. */
   a->daemon = MHD_start_daemon(
       MHD_USE_THREAD_PER_CONNECTION | MHD_USE_AUTO_INTERNAL_THREAD |
           MHD_USE_ITC,
-      0, NULL, NULL, admin__on_request, a, MHD_OPTION_LISTEN_SOCKET, fd,
-      MHD_OPTION_CONNECTION_LIMIT, ADMIN_CONN_LIMIT,
-      MHD_OPTION_CONNECTION_TIMEOUT, ADMIN_CONN_TIMEOUT_S, MHD_OPTION_END);
+      0, admin__on_accept, a, admin__on_request, a, MHD_OPTION_LISTEN_SOCKET,
+      fd, MHD_OPTION_CONNECTION_LIMIT, 2 * ADMIN_CONN_LIMIT,
+      MHD_OPTION_CONNECTION_TIMEOUT, ADMIN_CONN_TIMEOUT_S,
+      MHD_OPTION_NOTIFY_CONNECTION, admin__on_connection, a,
+      MHD_OPTION_NOTIFY_COMPLETED, admin__on_completed, a, MHD_OPTION_END);
   if(!a->daemon) {
     snprintf(err, errlen,
              "admin endpoint: libmicrohttpd refused to start "
@@ -1040,6 +1112,7 @@ void admin_stop(struct admin *admin)
     live_wake_all(admin->live);
   if(admin->daemon)
     MHD_stop_daemon(admin->daemon);
+  kb_guard_stop(admin->guard);
   explicit_bzero(admin->token, sizeof(admin->token));
   for(i = 0; i < admin->nmembers; i++) {
     free(admin->members[i].name);

@@ -87,6 +87,8 @@ struct admin_config {
   /* The token; NULL makes a random one (read it with admin_token). At
    * least ADMIN_TOKEN_MIN characters of [A-Za-z0-9_-]. Copied. */
   const char *token;
+  /* A request's head must arrive within this (0: 10 s; kb_guard.h). */
+  unsigned head_timeout_ms;
   /* Further names the Host header may give (e.g. a machine's DNS name),
    * nhosts of them; copied. */
   const char *const *hosts;
