@@ -190,6 +190,9 @@ struct kb_trace_event {
   const struct kb_exchange *exchange; /* EXCHANGE only */
   enum kb_note note;                  /* NOTE only: what it is about */
   const char *text; /* NOTE only: the same for people, one line */
+  /* When it happened, ms since the epoch on the session's timeline; 0 (what
+   * components leave) lets the sink stamp it with its own clock. */
+  int64_t at_ms;
 };
 
 struct kb_trace {

@@ -83,7 +83,7 @@ static int kbsim_write_evidence(struct sim_recorder *rec,
     }
   }
   if(pcap &&
-     evidence_write_pcap(rec, pcap, SIM_CASE_EPOCH_MS, err, sizeof(err))) {
+     evidence_write_pcap(rec, pcap, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     return -1;
   }

@@ -366,7 +366,8 @@ static int block_headers(const char *text, const char *marker,
   const char *s = text;
 
   while((s = strstr(s, marker)) != NULL) {
-    const char *p = s + strlen(marker) + 1;
+    /* The marker ends an annotation line; the message's bytes follow. */
+    const char *p = s + strcspn(s, "\n") + 1;
     int n = 0;
     bool found = !must;
 
@@ -374,15 +375,15 @@ static int block_headers(const char *text, const char *marker,
     if(strncmp(p, first, strlen(first)))
       continue;
     p += strcspn(p, "\n") + 1;
-    while(*p && *p != '\n' && n < max) {
-      size_t l = strcspn(p, "\n");
-      if(strncmp(p, "    ;", 5)) {
-        snprintf(out[n], 200, "%.*s", (int)l, p);
-        if(must && !strcmp(out[n], must))
-          found = true;
-        n++;
-      }
-      p += l + (p[l] == '\n');
+    while(*p && *p != '\r' && *p != '\n' && n < max) {
+      size_t l = strcspn(p, "\r\n");
+      snprintf(out[n], 200, "%.*s", (int)l, p);
+      if(must && !strcmp(out[n], must))
+        found = true;
+      n++;
+      p += l;
+      p += *p == '\r';
+      p += *p == '\n';
     }
     if(found)
       return n;
