@@ -82,8 +82,7 @@ static int kbsim_write_evidence(struct sim_recorder *rec,
       return -1;
     }
   }
-  if(pcap &&
-     evidence_write_pcap(rec, pcap, err, sizeof(err))) {
+  if(pcap && evidence_write_pcap(rec, pcap, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     return -1;
   }

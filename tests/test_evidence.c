@@ -5,6 +5,7 @@
  * the support case header for header.
  */
 #include <check.h>
+#include <dirent.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -252,6 +253,57 @@ START_TEST(tshark_decodes_pcap)
                        count_lines(p.out.data, "3"),
                    4);
   proc_free(&p);
+  remove_tmpdir();
+}
+END_TEST
+
+/* Runs one catalogue scenario with --pcap and --transcript and has
+ * tests/pcap-judge read both through tshark: causal frame times on both
+ * hops, positive http.time, Date matching frame time, each header block
+ * in one segment, and the transcript's messages equal to the capture's
+ * payload byte for byte. */
+static void judge_scenario(const char *file)
+{
+  char ini[512], pcap[512], txt[512];
+  char *run[] = {KBSIM_BIN, "run", ini, "--pcap", pcap, "--transcript", txt,
+                 NULL};
+  char *judge[] = {TESTS_DIR "/pcap-judge", pcap, txt, NULL};
+  struct proc_out p;
+
+  snprintf(ini, sizeof(ini), "%s/%s", SCENARIOS_DIR, file);
+  snprintf(pcap, sizeof(pcap), "%s/%s.pcap", tmpdir, file);
+  snprintf(txt, sizeof(txt), "%s/%s.txt", tmpdir, file);
+  proc_run(run, &p);
+  ck_assert_msg(p.status == 0, "kbsim run %s exited %d: %s", file, p.status,
+                p.err.data);
+  proc_free(&p);
+  proc_run(judge, &p);
+  ck_assert_msg(p.status == 0, "%s: %s%s", file, p.out.data, p.err.data);
+  ck_assert_msg(strstr(p.out.data, " 0 failures") != NULL, "%s: %s", file,
+                p.out.data);
+  proc_free(&p);
+}
+
+START_TEST(tshark_judges_every_scenario)
+{
+  struct dirent **list;
+  int n, i, judged = 0;
+
+  ck_assert_msg(access("/usr/bin/tshark", X_OK) == 0,
+                "tshark is missing: run scripts/setup to install it");
+  make_tmpdir();
+  n = scandir(SCENARIOS_DIR, &list, NULL, alphasort);
+  ck_assert_int_gt(n, 0);
+  for(i = 0; i < n; i++) {
+    size_t len = strlen(list[i]->d_name);
+    if(len > 4 && !strcmp(list[i]->d_name + len - 4, ".ini")) {
+      judge_scenario(list[i]->d_name);
+      judged++;
+    }
+    free(list[i]);
+  }
+  free(list);
+  ck_assert_int_ge(judged, 13);
   remove_tmpdir();
 }
 END_TEST
@@ -526,6 +578,7 @@ int main(void)
   tcase_add_test(tc, same_seed_same_files);
   tcase_add_test(tc, different_seed_different_tokens);
   tcase_add_test(tc, tshark_decodes_pcap);
+  tcase_add_test(tc, tshark_judges_every_scenario);
   tcase_add_test(tc, json_report_schema);
   tcase_add_test(tc, wire_matches_support_case);
   tcase_add_test(tc, basic_credentials_never_in_evidence);
