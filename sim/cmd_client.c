@@ -5,6 +5,7 @@
  * sees. Exit 0 when the user saw no error, 1 when they did, 2 for bad
  * arguments.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "evidence.h"
 
 /* Splits "DOMAIN\user:password" into the caller's buffers. Returns 0, or
  * -1 when a part is missing or too long. */
@@ -74,17 +76,55 @@ static void kbsim_client_print_post(const struct client_post_result *r)
          think);
 }
 
+/* Writes the session's --pcap and --transcript, those asked for, once the
+ * client is gone (so every close is recorded). Returns 0, or -1 after
+ * printing a one-line error. */
+static int kbsim_client_evidence(struct sim_recorder *rec, const char *pcap,
+                                 const char *transcript)
+{
+  char err[512];
+
+  if(rec->failed) {
+    fprintf(stderr, "kbsim: out of memory recording the session; evidence "
+                    "would be incomplete, so none was written\n");
+    return -1;
+  }
+  if(transcript) {
+    FILE *f = fopen(transcript, "w");
+    int bad = !f || evidence_write_transcript(rec, f);
+    if(f && fclose(f))
+      bad = 1;
+    if(bad) {
+      fprintf(stderr, "kbsim: --transcript %s: cannot write: %s\n", transcript,
+              strerror(errno));
+      return -1;
+    }
+  }
+  if(pcap && evidence_write_pcap(rec, pcap, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return -1;
+  }
+  return 0;
+}
+
 int kbsim_cmd_client(int argc, char **argv)
 {
-  static const struct option opts[] = {{"url", required_argument, NULL, 'U'},
-                                       {"user", required_argument, NULL, 'u'},
-                                       {"kind", required_argument, NULL, 'k'},
-                                       {"posts", required_argument, NULL, 'p'},
-                                       {"think", required_argument, NULL, 't'},
-                                       {"ntlm", required_argument, NULL, 'n'},
-                                       {"host", required_argument, NULL, 'H'},
-                                       {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {
+      {"url", required_argument, NULL, 'U'},
+      {"user", required_argument, NULL, 'u'},
+      {"kind", required_argument, NULL, 'k'},
+      {"posts", required_argument, NULL, 'p'},
+      {"think", required_argument, NULL, 't'},
+      {"ntlm", required_argument, NULL, 'n'},
+      {"host", required_argument, NULL, 'H'},
+      {"pcap", required_argument, NULL, 'P'},
+      {"transcript", required_argument, NULL, 'T'},
+      {NULL, 0, NULL, 0}};
   const char *url = NULL, *spec = NULL, *host = NULL;
+  const char *pcap = NULL, *transcript = NULL;
+  struct sim_recorder rec;
+  struct sim_names names;
+  bool recording = false;
   char domain[128], user[128], password[256], err[512];
   struct client_config cfg;
   struct client *client = NULL;
@@ -137,6 +177,12 @@ int kbsim_cmd_client(int argc, char **argv)
     case 'H':
       host = optarg;
       break;
+    case 'P':
+      pcap = optarg;
+      break;
+    case 'T':
+      transcript = optarg;
+      break;
     case ':':
       return kbsim_bad_args("%s needs a value", argv[optind - 1]);
     default:
@@ -161,6 +207,21 @@ int kbsim_cmd_client(int argc, char **argv)
   cfg.domain = domain;
   cfg.user = user;
   cfg.password = password;
+  /* Evidence of this hop: the bytes libcurl wrote and read, stamped on
+   * the real clock as they were recorded; connections are named so the
+   * files can tell them apart. */
+  if(pcap || transcript) {
+    if(sim_names_init(&names)) {
+      sim_names_free(&names);
+      fprintf(stderr, "kbsim: client: out of memory for --pcap/--transcript\n");
+      result = 2;
+      goto done;
+    }
+    sim_recorder_init(&rec, true);
+    recording = true;
+    cfg.trace = sim_recorder_as_kb(&rec);
+    cfg.names = sim_names_as_kb(&names);
+  }
   if(client_create(&cfg, &client, err, sizeof(err))) {
     result = kbsim_bad_args("client: %s", err);
     goto done;
@@ -184,6 +245,13 @@ int kbsim_cmd_client(int argc, char **argv)
 
 done:
   client_destroy(client);
+  client = NULL;
+  if(recording) {
+    if(result != 2 && kbsim_client_evidence(&rec, pcap, transcript))
+      result = 2;
+    sim_recorder_free(&rec);
+    sim_names_free(&names);
+  }
   explicit_bzero(password, sizeof(password));
   return result;
 }
