@@ -934,6 +934,68 @@ START_TEST(readme_demo_apply_fix_fixes_sp1)
 }
 END_TEST
 
+/* `kbsim client --pcap --transcript` against `kbsim serve` records its
+ * own hop on the real clock: tshark decodes the handshake and the bug's
+ * 500s, and tests/pcap-judge finds the capture and the transcript the same
+ * bytes, message by message, each header block in one segment. */
+START_TEST(client_records_its_hop)
+{
+  static const char *const args[] = {SCENARIOS_DIR "/bug.ini", NULL};
+  char dir[256], url[64], pcap[512], txt[512];
+  const char *cargs[] = {"client", "--url",  url,  "--user",
+                         ALICE,    "--pcap", pcap, "--transcript",
+                         txt,      NULL};
+  char *judge[] = {TESTS_DIR "/pcap-judge", pcap, txt, NULL};
+  char *fields[] = {"/usr/bin/tshark",
+                    "-n",
+                    "-r",
+                    pcap,
+                    "-Y",
+                    "ntlmssp || http.response",
+                    "-T",
+                    "fields",
+                    "-e",
+                    "ntlmssp.messagetype",
+                    "-e",
+                    "http.response.code",
+                    NULL};
+  struct served s;
+  struct proc_out p;
+
+  proc_tmpdir("kbsim-live", dir, sizeof(dir));
+  snprintf(pcap, sizeof(pcap), "%s/live.pcap", dir);
+  snprintf(txt, sizeof(txt), "%s/live.txt", dir);
+  serve_start(&s, args);
+  snprintf(url, sizeof(url), "http://127.0.0.1:%u/", s.balancer);
+  kbsim(&p, cargs);
+  ck_assert_msg(p.status == 1, "client exited %d: %s%s", p.status, p.out.data,
+                p.err.data);
+  proc_free(&p);
+  serve_stop(&s);
+
+  proc_run(fields, &p);
+  ck_assert_msg(p.status == 0, "tshark: %s", p.err.data);
+  /* Autodiscover's type 1 -> 401 + type 2, type 3 -> 200, then both EWS
+   * POSTs' type 1 forwarded -> 500. */
+  ck_assert_str_eq(p.out.data, "\t401\n"
+                               "0x00000001\t\n"
+                               "0x00000002\t401\n"
+                               "0x00000003\t\n"
+                               "\t200\n"
+                               "0x00000001\t\n"
+                               "\t500\n"
+                               "0x00000001\t\n"
+                               "\t500\n");
+  proc_free(&p);
+  proc_run(judge, &p);
+  ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+  ck_assert_ptr_nonnull(strstr(p.out.data, "1 connections, 23 frames, 0 "
+                                           "forwarded requests, 0 failures"));
+  proc_free(&p);
+  proc_rmdir(dir);
+}
+END_TEST
+
 /* ---- the admin endpoint and ctl refuse what is wrong ------------------ */
 
 /* method path -> status and a JSON {"error": ...} containing want. */
@@ -1285,6 +1347,7 @@ int main(void)
   tcase_set_timeout(live, 60);
   tcase_add_test(live, trainer_flow);
   tcase_add_test(live, readme_demo_apply_fix_fixes_sp1);
+  tcase_add_test(live, client_records_its_hop);
   tcase_add_test(live, admin_refuses_bad_requests);
   tcase_add_test(live, bad_arguments);
   tcase_add_test(live, curl_and_clients_through_the_balancer);
