@@ -243,37 +243,59 @@ static void json_count(const char *path, struct json_counts *c)
   json_decref(root);
 }
 
-/* Checks one diagram against the JSON report of the same run. */
+/* How many clients each drawn client stands for: a diagram draws a run of
+ * identical sessions once, its band saying how many (data-clients). Only
+ * diagrams with one band (all clients alike) are compared here. */
+static int drawn_once_for(xmlDocPtr svg)
+{
+  int bands = xpath_count(svg, EL("g") "[" HAS_CLASS("band") "]");
+  int n;
+
+  ck_assert_int_eq(bands, 1);
+  for(n = 1; n <= 64; n++) {
+    char expr[128];
+    snprintf(expr, sizeof(expr), EL("g") "[@data-clients='%d']", n);
+    if(xpath_count(svg, expr) == 1)
+      return n;
+  }
+  ck_abort_msg("the band says for how many clients it stands");
+  return 0;
+}
+
+/* Checks one diagram against the JSON report of the same run: every
+ * exchange drawn, once for each set of identical clients. */
 static void assert_diagram(xmlDocPtr svg, const struct json_counts *c)
 {
-  ck_assert_int_eq(xpath_count(svg, EL("g") "[" HAS_CLASS("leg") "]"),
+  int k = drawn_once_for(svg);
+
+  ck_assert_int_eq(k * xpath_count(svg, EL("g") "[" HAS_CLASS("leg") "]"),
                    c->exchanges);
   /* Every empty POST that reached Exchange and every 500, highlighted. */
-  ck_assert_int_eq(xpath_count(svg, EL("g") "[@data-hop='2' and "
-                                            "@data-method='POST' and "
-                                            "@data-req-body='0']"),
+  ck_assert_int_eq(k * xpath_count(svg, EL("g") "[@data-hop='2' and "
+                                                "@data-method='POST' and "
+                                                "@data-req-body='0']"),
                    c->empty_posts);
   ck_assert_int_eq(
-      xpath_count(svg,
-                  EL("g") "[@data-hop='2' and "
-                          "@data-method='POST' and "
-                          "@data-req-body='0']/*[local-name()='line' "
-                          "and " HAS_CLASS("req") " and " HAS_CLASS("bad") "]"),
+      k * xpath_count(svg, EL("g") "[@data-hop='2' and "
+                                   "@data-method='POST' and "
+                                   "@data-req-body='0']/*[local-name()='line' "
+                                   "and " HAS_CLASS("req") " and " HAS_CLASS(
+                                       "bad") "]"),
       c->empty_posts);
   ck_assert_int_eq(
-      xpath_count(svg,
-                  EL("g") "[@data-hop='2' and "
-                          "@data-status='500']/*[local-name()='line' "
-                          "and " HAS_CLASS("rep") " and " HAS_CLASS("bad") "]"),
+      k * xpath_count(svg, EL("g") "[@data-hop='2' and "
+                                   "@data-status='500']/*[local-name()='line' "
+                                   "and " HAS_CLASS("rep") " and " HAS_CLASS(
+                                       "bad") "]"),
       c->hop2_500);
   ck_assert_int_eq(
-      xpath_count(svg,
-                  EL("g") "[@data-hop='1' and "
-                          "@data-status='500']/*[local-name()='line' "
-                          "and " HAS_CLASS("rep") " and " HAS_CLASS("bad") "]"),
+      k * xpath_count(svg, EL("g") "[@data-hop='1' and "
+                                   "@data-status='500']/*[local-name()='line' "
+                                   "and " HAS_CLASS("rep") " and " HAS_CLASS(
+                                       "bad") "]"),
       c->hop1_500);
   /* Nothing else is red. */
-  ck_assert_int_eq(xpath_count(svg, EL("line") "[" HAS_CLASS("bad") "]"),
+  ck_assert_int_eq(k * xpath_count(svg, EL("line") "[" HAS_CLASS("bad") "]"),
                    c->empty_posts + c->hop1_500 + c->hop2_500);
 }
 
@@ -578,22 +600,32 @@ START_TEST(report_of_the_bug)
 
   ck_assert_int_eq(parse_svgs(page, svg, 4), 1);
   assert_diagram(svg[0], &c);
-  /* Tokens decoded on demand, in the tooltips: each type 3 as Communicator
+  /* The four users' sessions went the same way: drawn once. */
+  ck_assert_int_eq(drawn_once_for(svg[0]), 4);
+  /* Tokens decoded on demand, in the tooltips: the type 3 as Communicator
    * sent it and as ISA forwarded it. */
   ck_assert_int_eq(xpath_count(svg[0],
                                EL("title") "[contains(., 'NTLM type 3 "
                                            "AUTHENTICATE FABRIKAM\\alice from "
                                            "COMMUNICATOR')]"),
-                   8);
+                   2);
   ck_assert_int_eq(xpath_count(svg[0], EL("title") "[contains(., 'NTLM type 2 "
                                                    "CHALLENGE')]"),
-                   4);
-  /* The notification in the diagram, after each user's first EWS POST. */
-  ck_assert_int_eq(xpath_count(svg[0], EL("g") "[" HAS_CLASS("notify") "]"), 4);
+                   1);
+  /* The notification in the diagram, after the first EWS POST; each failed
+   * POST says why as text, without hovering. */
+  ck_assert_int_eq(xpath_count(svg[0], EL("g") "[" HAS_CLASS("notify") "]"), 1);
   ck_assert_int_eq(
       xpath_count(svg[0],
                   EL("g") "[" HAS_CLASS("post") " and " HAS_CLASS("fail") "]"),
-      8);
+      2);
+  ck_assert_int_eq(
+      xpath_count(svg[0],
+                  EL("text") "[" HAS_CLASS(
+                      "failwhy") " and "
+                                 "contains(., 'the listener forwarded it "
+                                 "instead of challenging')]"),
+      2);
   xmlFreeDoc(svg[0]);
   free(page);
   remove_tmpdir();
@@ -680,8 +712,11 @@ START_TEST(report_caps_big_runs)
                                      "of the first 8 of 12 clients."));
   ck_assert_ptr_nonnull(strstr(page, "The first 8 of 12 users are shown."));
   ck_assert_int_eq(parse_svgs(page, svg, 2), 1);
-  ck_assert_int_eq(xpath_count(svg[0], EL("g") "[" HAS_CLASS("band") "]"), 8);
-  ck_assert_int_eq(xpath_count(svg[0], EL("g") "[@data-hop='1']"), 32);
+  /* The 8 clients drawn went the same way: one band says so, and one
+   * client's 4 legs stand for all of them. */
+  ck_assert_int_eq(xpath_count(svg[0], EL("g") "[" HAS_CLASS("band") "]"), 1);
+  ck_assert_int_eq(xpath_count(svg[0], EL("g") "[@data-clients='8']"), 1);
+  ck_assert_int_eq(xpath_count(svg[0], EL("g") "[@data-hop='1']"), 4);
   xmlFreeDoc(svg[0]);
   free(page);
   remove_tmpdir();
@@ -710,9 +745,9 @@ static void find_chromium(char *out, size_t len)
  * beyond the page, a new empty profile): it prints the DOM after the
  * page's script ran and writes a screenshot to shot. */
 static void chromium_run(const char *bin, const char *profile, const char *url,
-                         const char *shot, struct proc_out *p)
+                         const char *shot, const char *size, struct proc_out *p)
 {
-  char user_data[600], screenshot[600];
+  char user_data[600], screenshot[600], window[64];
   char *argv[] = {(char *)bin,
                   "--headless",
                   "--no-sandbox",
@@ -723,7 +758,7 @@ static void chromium_run(const char *bin, const char *profile, const char *url,
                   "--disable-component-update",
                   "--disable-sync",
                   "--hide-scrollbars",
-                  "--window-size=1400,1000",
+                  window,
                   user_data,
                   "--dump-dom",
                   screenshot,
@@ -732,6 +767,7 @@ static void chromium_run(const char *bin, const char *profile, const char *url,
 
   ck_assert_int_eq(mkdir(profile, 0700), 0);
   snprintf(user_data, sizeof(user_data), "--user-data-dir=%s", profile);
+  snprintf(window, sizeof(window), "--window-size=%s", size);
   snprintf(screenshot, sizeof(screenshot), "--screenshot=%s", shot);
   proc_run(argv, p);
   ck_assert_msg(p->status == 0, "chromium exited %d: %.2000s", p->status,
@@ -801,7 +837,7 @@ START_TEST(report_renders_in_chromium)
   snprintf(profile, sizeof(profile), "%s/profile", tmpdir);
   kbsim(args, 0, &p);
   proc_free(&p);
-  chromium_run(bin, profile, url, shot, &dom);
+  chromium_run(bin, profile, url, shot, "1400,1000", &dom);
 
   /* The inline script ran after layout and measured both diagrams. */
   doc = htmlReadMemory(dom.out.data, (int)dom.out.len, "dom.html", "utf-8",
@@ -823,6 +859,73 @@ START_TEST(report_renders_in_chromium)
   ck_assert_uint_gt(look.colours, 50);
   /* The failing legs of the bug are drawn in red, and they show. */
   ck_assert_uint_gt(look.red, 500);
+  remove_tmpdir();
+}
+END_TEST
+
+/* On a 1024x768 projector the bug and the fix stand side by side: both
+ * runs' sections start at the same height, the fix to the right of the
+ * bug, and the why of each failed POST is text, not a tooltip. */
+START_TEST(report_side_by_side_at_1024)
+{
+  char bin[512], html[512], url[600], profile[512], shot[512];
+  const char *args[] = {
+      "run", SCENARIOS_DIR "/bug.ini", SCENARIOS_DIR "/fix.ini", "--html", html,
+      NULL};
+  struct proc_out p, dom;
+  struct png_look look;
+  htmlDocPtr doc;
+  xmlXPathContextPtr ctx;
+  xmlXPathObjectPtr res;
+  long left[2], top[2];
+  int i;
+
+  find_chromium(bin, sizeof(bin));
+  make_tmpdir();
+  snprintf(html, sizeof(html), "%s/report.html", tmpdir);
+  snprintf(url, sizeof(url), "file://%s", html);
+  snprintf(shot, sizeof(shot), "%s/report.png", tmpdir);
+  snprintf(profile, sizeof(profile), "%s/profile", tmpdir);
+  kbsim(args, 0, &p);
+  proc_free(&p);
+  chromium_run(bin, profile, url, shot, "1024,768", &dom);
+  doc = htmlReadMemory(dom.out.data, (int)dom.out.len, "dom.html", "utf-8",
+                       HTML_PARSE_NONET | HTML_PARSE_NOERROR |
+                           HTML_PARSE_NOWARNING);
+  ck_assert_ptr_nonnull(doc);
+  ctx = xmlXPathNewContext(doc);
+  res = xmlXPathEvalExpression(BAD_CAST "//section[@data-rendered-left]", ctx);
+  ck_assert_ptr_nonnull(res);
+  ck_assert_int_eq(res->nodesetval ? res->nodesetval->nodeNr : 0, 2);
+  for(i = 0; i < 2; i++) {
+    xmlChar *l =
+        xmlGetProp(res->nodesetval->nodeTab[i], BAD_CAST "data-rendered-left");
+    xmlChar *t =
+        xmlGetProp(res->nodesetval->nodeTab[i], BAD_CAST "data-rendered-top");
+    left[i] = strtol((const char *)l, NULL, 10);
+    top[i] = strtol((const char *)t, NULL, 10);
+    xmlFree(l);
+    xmlFree(t);
+  }
+  xmlXPathFreeObject(res);
+  xmlXPathFreeContext(ctx);
+  ck_assert_int_eq(top[0], top[1]);
+  ck_assert_int_gt(left[1], left[0] + 400);
+  /* The four identical clients of each run are drawn once, and each of
+   * the two failed POSTs drawn for the bug says why, as text. */
+  ck_assert_int_eq(xpath_count(doc, "//section[@id='run-1']//*[local-name()="
+                                    "'text' and contains(@class,'failwhy')]"),
+                   2);
+  ck_assert_int_eq(xpath_count(doc, "//*[local-name()='g' and "
+                                    "@data-clients='4']"),
+                   2);
+  ck_assert_int_eq(xpath_count(doc, "//table[@class='overview']/tbody/tr"), 2);
+  xmlFreeDoc(doc);
+  proc_free(&dom);
+  png_look(shot, &look);
+  ck_assert_uint_eq(look.width, 1024);
+  ck_assert_uint_eq(look.height, 768);
+  ck_assert_uint_gt(look.red, 200);
   remove_tmpdir();
 }
 END_TEST
@@ -1064,6 +1167,7 @@ int main(void)
   suite_add_tcase(s, page);
   tcase_set_timeout(browser, 60);
   tcase_add_test(browser, report_renders_in_chromium);
+  tcase_add_test(browser, report_side_by_side_at_1024);
   suite_add_tcase(s, browser);
   tcase_set_timeout(demo, 30);
   tcase_add_test(demo, demo_is_plain_when_piped);
