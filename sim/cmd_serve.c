@@ -24,6 +24,7 @@
 #include "admin.h"
 #include "balancer.h"
 #include "cli.h"
+#include "evidence.h"
 
 struct kbsim_endpoint {
   char host[64];
@@ -38,7 +39,8 @@ struct kbsim_serve_opts {
   bool have_policy;
   enum proxy_auth auth;
   bool have_auth;
-  struct kb_users *users; /* --user specs, flag form only */
+  struct kb_users *users;        /* --user specs, flag form only */
+  const char *pcap, *transcript; /* evidence written on SIGINT/SIGTERM */
 };
 
 /* Formats http://host:port/ (IPv6 literals bracketed) into out. */
@@ -66,6 +68,8 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
       {"policy", required_argument, NULL, 'P'},
       {"auth", required_argument, NULL, 'A'},
       {"user", required_argument, NULL, 'u'},
+      {"pcap", required_argument, NULL, 'c'},
+      {"transcript", required_argument, NULL, 't'},
       {NULL, 0, NULL, 0}};
   struct kbsim_endpoint *ep;
   const char *flag_only = NULL;
@@ -108,6 +112,12 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
       if(kb_users_add_spec(o->users, optarg, err, sizeof(err)))
         return kbsim_bad_args("--user: %s", err);
       flag_only = "--user";
+      break;
+    case 'c':
+      o->pcap = optarg;
+      break;
+    case 't':
+      o->transcript = optarg;
       break;
     case ':':
       return kbsim_bad_args("%s needs a value", argv[optind - 1]);
@@ -202,6 +212,36 @@ static void kbsim_serve_print_array(const struct scenario *sc,
          strchr(o->admin.host, ':') ? "]" : "", (unsigned)admin_port(adm));
 }
 
+/* Writes what the recorder holds to --pcap and --transcript, those given.
+ * Returns 0, or -1 after printing a one-line error. */
+static int kbsim_serve_evidence(struct sim_recorder *rec,
+                                const struct kbsim_serve_opts *o)
+{
+  char err[512];
+
+  if(rec->failed) {
+    fprintf(stderr, "kbsim: out of memory recording; evidence would be "
+                    "incomplete, so none was written\n");
+    return -1;
+  }
+  if(o->transcript) {
+    FILE *f = fopen(o->transcript, "w");
+    int bad = !f || evidence_write_transcript(rec, f);
+    if(f && fclose(f))
+      bad = 1;
+    if(bad) {
+      fprintf(stderr, "kbsim: --transcript %s: cannot write: %s\n",
+              o->transcript, strerror(errno));
+      return -1;
+    }
+  }
+  if(o->pcap && evidence_write_pcap(rec, o->pcap, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return -1;
+  }
+  return 0;
+}
+
 /* Runs the topology of sc until SIGINT or SIGTERM. With a balancer (the
  * scenario form) members listen on loopback ephemeral ports behind it;
  * without (the flag form) the one member listens on --proxy. Returns the
@@ -222,6 +262,8 @@ static int kbsim_serve_run(const struct scenario *sc,
   sigset_t set;
   size_t i;
   int sig = 0, result = 1;
+  struct sim_recorder rec;
+  bool recording = o->pcap || o->transcript;
 
   /* Block the stop signals before any thread starts, so every thread
    * inherits the mask and only sigwait() below receives them. */
@@ -248,6 +290,11 @@ static int kbsim_serve_run(const struct scenario *sc,
   cfg.backend_host = o->backend.host;
   cfg.backend_port = o->backend.port;
   cfg.simulated = false; /* real clients: real clock, real randomness */
+  /* --pcap/--transcript: every member's upstream hop (its libcurl) and,
+   * through the balancer, the client hop, stamped on the real clock. */
+  sim_recorder_init(&rec, true);
+  if(recording)
+    cfg.trace = sim_recorder_as_kb(&rec);
   if(sim_topology_start(&cfg, &topo, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     goto done;
@@ -264,6 +311,7 @@ static int kbsim_serve_run(const struct scenario *sc,
     }
     bcfg.mode = sc->balancer;
     bcfg.seed = sc->seed;
+    bcfg.trace = cfg.trace;
     if(balancer_start(&bcfg, &bal, err, sizeof(err))) {
       fprintf(stderr, "kbsim: %s\n", err);
       goto done;
@@ -340,6 +388,10 @@ done:
   admin_stop(adm);
   balancer_stop(bal);
   sim_topology_stop(topo);
+  /* Everything stopped, every close recorded: now the files. */
+  if(recording && !result && kbsim_serve_evidence(&rec, o))
+    result = 1;
+  sim_recorder_free(&rec);
   return result;
 }
 

@@ -59,7 +59,7 @@ struct evidence_msg {
  * evidence makes of them. */
 struct evidence_conn {
   enum kb_hop hop;
-  const char *name;
+  char *name; /* owned */
   size_t *events;
   size_t count;
   size_t alloc;
@@ -105,9 +105,23 @@ static int evidence__conn_cmp(const void *pa, const void *pb)
 
 static bool evidence__is_stream_event(const struct sim_event *ev)
 {
-  return ev->side == KB_SIDE_CLIENT && ev->conn_name[0] &&
+  return ev->side == KB_SIDE_CLIENT && (ev->conn_name[0] || ev->conn) &&
          (ev->kind == KB_TRACE_OPEN || ev->kind == KB_TRACE_CLOSE ||
           ev->kind == KB_TRACE_SEND || ev->kind == KB_TRACE_RECV);
+}
+
+/* The name evidence files ev's connection under: its own, or for a
+ * connection nobody named (a live client ISA does not know), the
+ * observer's: "ISA01 conn 7 upstream". */
+static void evidence__stream_name(const struct sim_event *ev, char *out,
+                                  size_t len)
+{
+  if(ev->conn_name[0])
+    snprintf(out, len, "%s", ev->conn_name);
+  else
+    snprintf(out, len, "%s conn %llu%s", ev->origin,
+             (unsigned long long)ev->conn,
+             ev->hop == KB_HOP_PROXY_BACKEND ? " upstream" : "");
 }
 
 static void evidence__conns_free(struct evidence_conns *c)
@@ -119,6 +133,7 @@ static void evidence__conns_free(struct evidence_conns *c)
       free(c->items[i].msgs[j].data);
     free(c->items[i].msgs);
     free(c->items[i].events);
+    free(c->items[i].name);
   }
   free(c->items);
   memset(c, 0, sizeof(*c));
@@ -337,7 +352,8 @@ static void evidence__close_reason(const struct sim_recorder *rec,
       const struct sim_event *o = &rec->events[k];
       if(o->kind == KB_TRACE_OPEN && o->conn == ev->conn &&
          o->side == ev->side && o->hop == ev->hop &&
-         !strcmp(o->origin, ev->origin) && !strcmp(o->conn_name, c->name))
+         !strcmp(o->origin, ev->origin) && o->conn_name[0] &&
+         !strcmp(o->conn_name, c->name))
         break;
     }
     if(k < rec->count) {
@@ -362,22 +378,28 @@ static int evidence__group(const struct sim_recorder *rec,
   for(i = 0; i < rec->count; i++) {
     const struct sim_event *ev = &rec->events[i];
     struct evidence_conn *c = NULL;
+    char name[128];
 
     if(!evidence__is_stream_event(ev))
       continue;
+    evidence__stream_name(ev, name, sizeof(name));
     /* Connections are few next to events; a linear search from the most
      * recent keeps this simple and fast enough. */
     for(j = out->count; j-- > 0;) {
-      if(out->items[j].hop == ev->hop &&
-         !strcmp(out->items[j].name, ev->conn_name)) {
+      if(out->items[j].hop == ev->hop && !strcmp(out->items[j].name, name)) {
         c = &out->items[j];
         break;
       }
     }
     if(!c) {
-      c = &out->items[out->count++];
+      c = &out->items[out->count];
+      c->name = strdup(name);
+      if(!c->name) {
+        evidence__conns_free(out);
+        return -1;
+      }
+      out->count++;
       c->hop = ev->hop;
-      c->name = ev->conn_name;
     }
     if(c->count == c->alloc) {
       size_t alloc = c->alloc ? c->alloc * 2 : 16;
@@ -742,7 +764,12 @@ static void evidence__endpoints(const struct evidence_conn *c, unsigned index,
 
   memset(cli, 0, sizeof(*cli));
   memset(srv, 0, sizeof(*srv));
-  kb_conn_name_parse(c->name, &name); /* zeroed when it is no client's */
+  /* A name that is no client's ("balancer conn 3", "ISA01 conn 7
+   * upstream"): an address and port of its own from its index. */
+  if(kb_conn_name_parse(c->name, &name)) {
+    name.client = 0xff00u | (index >> 14);
+    name.conn = index;
+  }
   id = name.client;
   conn = name.conn;
   if(c->hop == KB_HOP_CLIENT_PROXY) {
@@ -823,7 +850,9 @@ static int evidence__anchor_upstream(const struct evidence_conns *conns,
     struct evidence_step *st = &steps[i];
     size_t lo = 0, hi = na;
 
-    if(conns->items[st->conn].hop != KB_HOP_PROXY_BACKEND || st->sub == 2)
+    /* Live connections (timeline 0) carry the real clock's own order. */
+    if(conns->items[st->conn].hop != KB_HOP_PROXY_BACKEND || st->sub == 2 ||
+       !st->timeline)
       continue;
     /* The first answer of st's timeline read after st was recorded. */
     while(lo < hi) {

@@ -934,6 +934,21 @@ START_TEST(readme_demo_apply_fix_fixes_sp1)
 }
 END_TEST
 
+/* Counts the lines of s that equal line exactly. */
+static int count_lines(const char *s, const char *line)
+{
+  size_t n = strlen(line);
+  int count = 0;
+
+  while(*s) {
+    size_t l = strcspn(s, "\n");
+    if(l == n && !strncmp(s, line, n))
+      count++;
+    s += l + (s[l] == '\n');
+  }
+  return count;
+}
+
 /* `kbsim client --pcap --transcript` against `kbsim serve` records its
  * own hop on the real clock: tshark decodes the handshake and the bug's
  * 500s, and tests/pcap-judge finds the capture and the transcript the same
@@ -991,6 +1006,56 @@ START_TEST(client_records_its_hop)
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
   ck_assert_ptr_nonnull(strstr(p.out.data, "1 connections, 23 frames, 0 "
                                            "forwarded requests, 0 failures"));
+  proc_free(&p);
+  proc_rmdir(dir);
+}
+END_TEST
+
+/* `kbsim serve --pcap --transcript` records both hops of a live session,
+ * through the balancer and every member's upstream, on the real clock,
+ * and writes them on SIGTERM: tshark finds the session's 5 requests from
+ * the client and the 3 ISA forwarded, the bug's 500 on each hop, and
+ * tests/pcap-judge the capture and transcript the same bytes. */
+START_TEST(serve_records_both_hops)
+{
+  char dir[256], pcap[512], txt[512];
+  const char *args[] = {SCENARIOS_DIR "/bug.ini", "--pcap", pcap,
+                        "--transcript",           txt,      NULL};
+  char *judge[] = {TESTS_DIR "/pcap-judge", "--live", pcap, txt, NULL};
+  char *fields[] = {"/usr/bin/tshark",
+                    "-n",
+                    "-r",
+                    pcap,
+                    "-Y",
+                    "http.request || http.response.code == 500",
+                    "-T",
+                    "fields",
+                    "-e",
+                    "ip.dst",
+                    "-e",
+                    "http.response.code",
+                    NULL};
+  struct served s;
+  struct proc_out p;
+
+  proc_tmpdir("kbsim-live", dir, sizeof(dir));
+  snprintf(pcap, sizeof(pcap), "%s/serve.pcap", dir);
+  snprintf(txt, sizeof(txt), "%s/serve.txt", dir);
+  serve_start(&s, args);
+  ck_assert_int_eq(client_session(&s, ALICE), 1);
+  serve_stop(&s);
+
+  proc_run(fields, &p);
+  ck_assert_msg(p.status == 0, "tshark: %s", p.err.data);
+  ck_assert_int_eq(count_lines(p.out.data, "127.0.0.2\t"), 5);
+  ck_assert_int_eq(count_lines(p.out.data, "127.0.0.3\t"), 3);
+  ck_assert_int_eq(count_lines(p.out.data, "127.0.0.2\t500"), 2);
+  ck_assert_int_eq(count_lines(p.out.data, "127.1.255.0\t500"), 2);
+  proc_free(&p);
+  proc_run(judge, &p);
+  ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+  ck_assert_ptr_nonnull(strstr(p.out.data, ": 2 connections, "));
+  ck_assert_ptr_nonnull(strstr(p.out.data, " 0 failures"));
   proc_free(&p);
   proc_rmdir(dir);
 }
@@ -1348,6 +1413,7 @@ int main(void)
   tcase_add_test(live, trainer_flow);
   tcase_add_test(live, readme_demo_apply_fix_fixes_sp1);
   tcase_add_test(live, client_records_its_hop);
+  tcase_add_test(live, serve_records_both_hops);
   tcase_add_test(live, admin_refuses_bad_requests);
   tcase_add_test(live, bad_arguments);
   tcase_add_test(live, curl_and_clients_through_the_balancer);
