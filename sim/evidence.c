@@ -214,7 +214,7 @@ static size_t evidence__message_len(const uint8_t *p, size_t len, bool response,
 {
   const uint8_t *blank = memmem(p, len, "\r\n\r\n", 4);
   const char *v;
-  size_t vlen, body = len;
+  size_t vlen, body;
 
   if(!blank) {
     *head = len;
