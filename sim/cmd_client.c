@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "evidence.h"
+#include "html.h"
 
 /* Splits "DOMAIN\user:password" into the caller's buffers. Returns 0, or
  * -1 when a part is missing or too long. */
@@ -76,12 +77,77 @@ static void kbsim_client_print_post(const struct client_post_result *r)
          think);
 }
 
-/* Writes the session's --pcap and --transcript, those asked for, once the
- * client is gone (so every close is recorded). Returns 0, or -1 after
- * printing a one-line error. */
-static int kbsim_client_evidence(struct sim_recorder *rec, const char *pcap,
-                                 const char *transcript)
+/* What `kbsim client` writes, and the session it writes about. */
+struct kbsim_client_files {
+  const char *pcap, *transcript, *json, *html;
+  struct sim_session session; /* results and views: owned */
+  enum ntlm_response_kind ntlm;
+  unsigned ews_posts;
+};
+
+/* Writes the session's --json and --html: what the client saw, with what
+ * only the listener knows (its counters, Exchange's) left unknown. Returns
+ * 0, or -1 after printing a one-line error. */
+static int kbsim_client_report(struct sim_recorder *rec,
+                               struct kbsim_client_files *f)
 {
+  struct sim_outcome o;
+  char err[512];
+  size_t i;
+  int result = 0;
+
+  memset(&o, 0, sizeof(o));
+  o.sessions.count = 1;
+  o.sessions.sessions = &f->session;
+  o.sessions.users_with_error = f->session.view.integration_error ? 1 : 0;
+  for(i = 0; i < f->session.nresults; i++) {
+    o.sessions.posts++;
+    if(f->session.results[i].outcome == CLIENT_OK)
+      o.sessions.posts_ok++;
+    else
+      o.sessions.posts_failed++;
+  }
+  if(f->json) {
+    struct evidence_run run = {"unknown (a live listener)",
+                               0,
+                               1,
+                               f->ews_posts,
+                               ntlm_response_kind_name(f->ntlm),
+                               &o.sessions,
+                               NULL,
+                               NULL,
+                               true};
+    if(evidence_write_json(rec, &run, f->json, err, sizeof(err))) {
+      fprintf(stderr, "kbsim: %s\n", err);
+      return -1;
+    }
+  }
+  if(f->html) {
+    struct html_report *report =
+        html_report_new("kbsim client: one live session on the wire");
+    struct html_run page = {"live session", NULL, &o, rec};
+
+    if(!report) {
+      fprintf(stderr, "kbsim: --html: out of memory\n");
+      return -1;
+    }
+    if(html_report_add(report, &page, err, sizeof(err)) ||
+       html_report_write(report, f->html, err, sizeof(err))) {
+      fprintf(stderr, "kbsim: %s\n", err);
+      result = -1;
+    }
+    html_report_free(report);
+  }
+  return result;
+}
+
+/* Writes the session's evidence files, those asked for, once the client
+ * is gone (so every close is recorded). Returns 0, or -1 after printing a
+ * one-line error. */
+static int kbsim_client_evidence(struct sim_recorder *rec,
+                                 struct kbsim_client_files *f)
+{
+  const char *pcap = f->pcap, *transcript = f->transcript;
   char err[512];
 
   if(rec->failed) {
@@ -90,9 +156,9 @@ static int kbsim_client_evidence(struct sim_recorder *rec, const char *pcap,
     return -1;
   }
   if(transcript) {
-    FILE *f = fopen(transcript, "w");
-    int bad = !f || evidence_write_transcript(rec, f);
-    if(f && fclose(f))
+    FILE *out = fopen(transcript, "w");
+    int bad = !out || evidence_write_transcript(rec, out);
+    if(out && fclose(out))
       bad = 1;
     if(bad) {
       fprintf(stderr, "kbsim: --transcript %s: cannot write: %s\n", transcript,
@@ -104,7 +170,7 @@ static int kbsim_client_evidence(struct sim_recorder *rec, const char *pcap,
     fprintf(stderr, "kbsim: %s\n", err);
     return -1;
   }
-  return 0;
+  return kbsim_client_report(rec, f);
 }
 
 int kbsim_cmd_client(int argc, char **argv)
@@ -119,9 +185,11 @@ int kbsim_cmd_client(int argc, char **argv)
       {"host", required_argument, NULL, 'H'},
       {"pcap", required_argument, NULL, 'P'},
       {"transcript", required_argument, NULL, 'T'},
+      {"json", required_argument, NULL, 'J'},
+      {"html", required_argument, NULL, 'W'},
       {NULL, 0, NULL, 0}};
   const char *url = NULL, *spec = NULL, *host = NULL;
-  const char *pcap = NULL, *transcript = NULL;
+  struct kbsim_client_files files;
   struct sim_recorder rec;
   struct sim_names names;
   bool recording = false;
@@ -134,6 +202,7 @@ int kbsim_cmd_client(int argc, char **argv)
   int c, result = 2;
 
   memset(&cfg, 0, sizeof(cfg));
+  memset(&files, 0, sizeof(files));
   cfg.ews_posts = 2;
   cfg.kind = CLIENT_KIND_COMMUNICATOR;
   cfg.ntlm_kind = NTLM_RESPONSE_V2;
@@ -178,10 +247,16 @@ int kbsim_cmd_client(int argc, char **argv)
       host = optarg;
       break;
     case 'P':
-      pcap = optarg;
+      files.pcap = optarg;
       break;
     case 'T':
-      transcript = optarg;
+      files.transcript = optarg;
+      break;
+    case 'J':
+      files.json = optarg;
+      break;
+    case 'W':
+      files.html = optarg;
       break;
     case ':':
       return kbsim_bad_args("%s needs a value", argv[optind - 1]);
@@ -210,10 +285,19 @@ int kbsim_cmd_client(int argc, char **argv)
   /* Evidence of this hop: the bytes libcurl wrote and read, stamped on
    * the real clock as they were recorded; connections are named so the
    * files can tell them apart. */
-  if(pcap || transcript) {
-    if(sim_names_init(&names)) {
+  if(files.pcap || files.transcript || files.json || files.html) {
+    /* The POSTs and the view after each, for --json and --html. */
+    files.session.id = cfg.id;
+    files.session.results =
+        calloc(KBSIM_MAX_POSTS + 2, sizeof(*files.session.results));
+    files.session.views =
+        calloc(KBSIM_MAX_POSTS + 2, sizeof(*files.session.views));
+    files.ntlm = cfg.ntlm_kind;
+    files.ews_posts = cfg.ews_posts;
+    if(sim_names_init(&names) || !files.session.results ||
+       !files.session.views) {
       sim_names_free(&names);
-      fprintf(stderr, "kbsim: client: out of memory for --pcap/--transcript\n");
+      fprintf(stderr, "kbsim: client: out of memory for the evidence files\n");
       result = 2;
       goto done;
     }
@@ -232,8 +316,14 @@ int kbsim_cmd_client(int argc, char **argv)
   while(client_step(client, &r) == 1) {
     kbsim_client_print_post(&r);
     fflush(stdout);
+    if(recording && files.session.nresults < KBSIM_MAX_POSTS + 2) {
+      files.session.results[files.session.nresults] = r;
+      client_view(client, &files.session.views[files.session.nresults]);
+      files.session.nresults++;
+    }
   }
   client_view(client, &view);
+  files.session.view = view;
   printf("What %s\\%s sees:\n", domain, user);
   kbsim_print_view("  ", &view);
   if(view.integration_error)
@@ -247,11 +337,13 @@ done:
   client_destroy(client);
   client = NULL;
   if(recording) {
-    if(result != 2 && kbsim_client_evidence(&rec, pcap, transcript))
+    if(result != 2 && kbsim_client_evidence(&rec, &files))
       result = 2;
     sim_recorder_free(&rec);
     sim_names_free(&names);
   }
+  free(files.session.results);
+  free(files.session.views);
   explicit_bzero(password, sizeof(password));
   return result;
 }

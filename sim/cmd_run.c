@@ -98,7 +98,8 @@ static int kbsim_write_evidence(struct sim_recorder *rec,
         ntlm_response_kind_name(sc->ntlm),
         &o->sessions,
         &o->backend,
-        &o->proxy};
+        &o->proxy,
+        false};
     if(evidence_write_json(rec, &run, json, err, sizeof(err))) {
       fprintf(stderr, "kbsim: %s\n", err);
       return -1;

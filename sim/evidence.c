@@ -1169,19 +1169,24 @@ int evidence_write_json(struct sim_recorder *rec,
 
   pthread_mutex_lock(&rec->lock);
   root = json_pack(
-      "{s:s, s:{s:s, s:s, s:s, s:s}, s:s, s:I, s:i, s:i, s:s, s:o, s:o, "
-      "s:{s:i, s:i, s:i, s:i, s:I, s:I}}",
+      "{s:s, s:{s:s, s:s, s:s, s:s}, s:s, s:o, s:i, s:i, s:s, s:o, s:o, "
+      "s:{s:i, s:i, s:i, s:i, s:o, s:o}}",
       "kbsim", "1", "topology", "client", "Office Communicator 2007", "proxy",
       "ISA Server 2006 web listener (Integrated)", "backend",
       "Exchange 2007 EWS", "hops", "client-proxy, proxy-backend", "policy",
-      run->policy, "seed", (json_int_t)run->seed, "clients", (int)run->clients,
-      "ews_posts", (int)run->ews_posts, "ntlm", run->ntlm, "exchanges",
-      evidence__exchanges_json(rec), "sessions", clients, "summary", "posts",
-      (int)run->sessions->posts, "posts_ok", (int)run->sessions->posts_ok,
-      "posts_failed", (int)run->sessions->posts_failed, "users_with_error",
+      run->policy, "seed",
+      run->live ? json_null() : json_integer((json_int_t)run->seed), "clients",
+      (int)run->clients, "ews_posts", (int)run->ews_posts, "ntlm", run->ntlm,
+      "exchanges", evidence__exchanges_json(rec), "sessions", clients,
+      "summary", "posts", (int)run->sessions->posts, "posts_ok",
+      (int)run->sessions->posts_ok, "posts_failed",
+      (int)run->sessions->posts_failed, "users_with_error",
       (int)run->sessions->users_with_error, "backend_empty_posts",
-      (json_int_t)run->backend->empty_posts, "proxy_reauth_skipped",
-      (json_int_t)run->proxy->reauth_skipped);
+      run->backend ? json_integer((json_int_t)run->backend->empty_posts)
+                   : json_null(),
+      "proxy_reauth_skipped",
+      run->proxy ? json_integer((json_int_t)run->proxy->reauth_skipped)
+                 : json_null());
   pthread_mutex_unlock(&rec->lock);
   if(!root) {
     snprintf(err, errlen, "--json: could not build the report (out of memory)");

@@ -7,6 +7,7 @@
 #ifndef EVIDENCE_H
 #define EVIDENCE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,8 +41,9 @@ struct evidence_run {
   unsigned ews_posts;
   const char *ntlm;
   const struct sim_sessions *sessions;
-  const struct backend_stats *backend;
-  const struct proxy_stats *proxy;
+  const struct backend_stats *backend; /* NULL: unknown (a live listener) */
+  const struct proxy_stats *proxy;     /* NULL: unknown */
+  bool live; /* the real clock and randomness: no seed ("seed": null) */
 };
 
 /* Writes the JSON report (schema in README.md) to path. Returns 0, or -1

@@ -956,10 +956,10 @@ static int count_lines(const char *s, const char *line)
 START_TEST(client_records_its_hop)
 {
   static const char *const args[] = {SCENARIOS_DIR "/bug.ini", NULL};
-  char dir[256], url[64], pcap[512], txt[512];
-  const char *cargs[] = {"client", "--url",  url,  "--user",
-                         ALICE,    "--pcap", pcap, "--transcript",
-                         txt,      NULL};
+  char dir[256], url[64], pcap[512], txt[512], json[512], html[512];
+  const char *cargs[] = {
+      "client",       "--url", url,      "--user", ALICE,    "--pcap", pcap,
+      "--transcript", txt,     "--json", json,     "--html", html,     NULL};
   char *judge[] = {TESTS_DIR "/pcap-judge", pcap, txt, NULL};
   char *fields[] = {"/usr/bin/tshark",
                     "-n",
@@ -980,6 +980,8 @@ START_TEST(client_records_its_hop)
   proc_tmpdir("kbsim-live", dir, sizeof(dir));
   snprintf(pcap, sizeof(pcap), "%s/live.pcap", dir);
   snprintf(txt, sizeof(txt), "%s/live.txt", dir);
+  snprintf(json, sizeof(json), "%s/live.json", dir);
+  snprintf(html, sizeof(html), "%s/live.html", dir);
   serve_start(&s, args);
   snprintf(url, sizeof(url), "http://127.0.0.1:%u/", s.balancer);
   kbsim(&p, cargs);
@@ -1007,6 +1009,31 @@ START_TEST(client_records_its_hop)
   ck_assert_ptr_nonnull(strstr(p.out.data, "1 connections, 23 frames, 0 "
                                            "forwarded requests, 0 failures"));
   proc_free(&p);
+  {
+    /* The report of what the client saw; what only the listener knows is
+     * null, not a made-up 0, and a live run has no seed. */
+    json_error_t jerr;
+    json_t *root = json_load_file(json, 0, &jerr);
+    json_t *sum = json_object_get(root, "summary");
+    size_t hlen;
+    char *page = proc_slurp(html, &hlen);
+    const char *at = page;
+    int why = 0;
+
+    ck_assert_msg(root != NULL, "%s: %s", json, jerr.text);
+    ck_assert(json_is_null(json_object_get(root, "seed")));
+    ck_assert_int_eq(json_array_size(json_object_get(root, "exchanges")), 5);
+    ck_assert_int_eq(json_integer_value(json_object_get(sum, "posts_failed")),
+                     2);
+    ck_assert(json_is_null(json_object_get(sum, "backend_empty_posts")));
+    json_decref(root);
+    while((at = strstr(at, "class=\"remark failwhy\"")) != NULL) {
+      why++;
+      at++;
+    }
+    ck_assert_int_eq(why, 2);
+    free(page);
+  }
   proc_rmdir(dir);
 }
 END_TEST
