@@ -1148,6 +1148,13 @@ static const char html__css[] =
     "table.overview{margin:0 0 16px}table.overview td.fail{color:#b71c1c;"
     "font-weight:bold}table.overview td.pass{color:#1b5e20}"
     "footer{margin-top:18px;color:#78909c;font-size:12px}"
+    /* "Big" ticked, for the back of a room: one run per row, so each
+     * diagram gets the page's width, and larger labels. */
+    ".big{display:inline-flex;gap:6px;align-items:center;margin:0 0 12px;"
+    "font-size:13px}"
+    "body:has(#big:checked) .runs{grid-template-columns:1fr}"
+    "body:has(#big:checked) svg text.lbl,body:has(#big:checked) svg "
+    "text.remark,body:has(#big:checked) svg text.why{font-size:14px}"
     /* On paper or a projector's handout: one run a page, big labels, no
      * hover needed (every remark is already text on the diagram). */
     "@media print{body{background:#fff;padding:0}.legend{display:none}"
@@ -1212,7 +1219,9 @@ int html_report_write(const struct html_report *report, const char *path,
         "authentication</span>"
         "<span class=\"badge\">&#9888; Outlook Integration Error</span> "
         "<span>appears for the user</span>"
-        "</div>\n",
+        "</div>\n"
+        "<label class=\"big\"><input type=\"checkbox\" id=\"big\"> Big: "
+        "one run per row, larger labels (for a projector)</label>\n",
         out);
   /* Several scenarios or clients: what each run showed, before the
    * diagrams. */

@@ -911,6 +911,8 @@ START_TEST(report_side_by_side_at_1024)
   xmlXPathFreeContext(ctx);
   ck_assert_int_eq(top[0], top[1]);
   ck_assert_int_gt(left[1], left[0] + 400);
+  ck_assert_int_eq(xpath_count(doc, "//input[@id='big' and @type='checkbox']"),
+                   1);
   /* The four identical clients of each run are drawn once, and each of
    * the two failed POSTs drawn for the bug says why, as text. */
   ck_assert_int_eq(xpath_count(doc, "//section[@id='run-1']//*[local-name()="
@@ -926,6 +928,56 @@ START_TEST(report_side_by_side_at_1024)
   ck_assert_uint_eq(look.width, 1024);
   ck_assert_uint_eq(look.height, 768);
   ck_assert_uint_gt(look.red, 200);
+  remove_tmpdir();
+}
+END_TEST
+
+/* The "Big" box ticked (here in the file, as a click would): one run per
+ * row at 1024x768, the fix below the bug. */
+START_TEST(report_big_stacks_runs)
+{
+  char bin[512], html[512], url[600], profile[512], shot[512];
+  const char *args[] = {
+      "run", SCENARIOS_DIR "/bug.ini", SCENARIOS_DIR "/fix.ini", "--html", html,
+      NULL};
+  struct proc_out p, dom;
+  char *page, *at;
+  size_t len;
+  FILE *f;
+  htmlDocPtr doc;
+
+  find_chromium(bin, sizeof(bin));
+  make_tmpdir();
+  snprintf(html, sizeof(html), "%s/report.html", tmpdir);
+  snprintf(url, sizeof(url), "file://%s", html);
+  snprintf(shot, sizeof(shot), "%s/report.png", tmpdir);
+  snprintf(profile, sizeof(profile), "%s/profile", tmpdir);
+  kbsim(args, 0, &p);
+  proc_free(&p);
+  page = proc_slurp(html, &len);
+  at = strstr(page, "id=\"big\">");
+  ck_assert_ptr_nonnull(at);
+  f = fopen(html, "w");
+  ck_assert_ptr_nonnull(f);
+  fwrite(page, 1, (size_t)(at - page), f);
+  fputs("id=\"big\" checked>", f);
+  fputs(at + strlen("id=\"big\">"), f);
+  ck_assert_int_eq(fclose(f), 0);
+  free(page);
+  chromium_run(bin, profile, url, shot, "1024,768", &dom);
+  doc = htmlReadMemory(dom.out.data, (int)dom.out.len, "dom.html", "utf-8",
+                       HTML_PARSE_NONET | HTML_PARSE_NOERROR |
+                           HTML_PARSE_NOWARNING);
+  ck_assert_ptr_nonnull(doc);
+  /* Both sections start at the same left edge, the second one lower. */
+  ck_assert_int_eq(xpath_count(doc, "//section[@id='run-1' and "
+                                    "@data-rendered-left = //section[@id="
+                                    "'run-2']/@data-rendered-left and "
+                                    "@data-rendered-top < //section[@id="
+                                    "'run-2']/@data-rendered-top]"),
+                   1);
+  xmlFreeDoc(doc);
+  proc_free(&dom);
   remove_tmpdir();
 }
 END_TEST
@@ -1168,6 +1220,7 @@ int main(void)
   tcase_set_timeout(browser, 60);
   tcase_add_test(browser, report_renders_in_chromium);
   tcase_add_test(browser, report_side_by_side_at_1024);
+  tcase_add_test(browser, report_big_stacks_runs);
   suite_add_tcase(s, browser);
   tcase_set_timeout(demo, 30);
   tcase_add_test(demo, demo_is_plain_when_piped);
