@@ -329,34 +329,42 @@ static int evidence__conn_build(const struct sim_recorder *rec,
   return result;
 }
 
-/* Finds conn's reason to close in the notes: a note with a close code
- * about the connection an observer opened as name. */
-static void evidence__close_reason(const struct sim_recorder *rec,
-                                   struct evidence_conn *c)
+/* Gives each client-hop connection its reason to close from the notes: a
+ * note with a close code about the connection its observer opened under
+ * that name (the latest OPEN before the note). conns must be sorted. */
+static void evidence__close_reasons(const struct sim_recorder *rec,
+                                    struct evidence_conns *conns)
 {
   size_t i, r, k;
+  const size_t nrows =
+      sizeof(evidence__close_rows) / sizeof(*evidence__close_rows);
 
   for(i = 0; i < rec->count; i++) {
     const struct sim_event *ev = &rec->events[i];
+    struct evidence_conn key, *c;
 
     if(ev->kind != KB_TRACE_NOTE || !ev->conn)
       continue;
-    for(r = 0; r < sizeof(evidence__close_rows) / sizeof(*evidence__close_rows);
-        r++)
+    for(r = 0; r < nrows; r++)
       if(evidence__close_rows[r].note == ev->note)
         break;
-    if(r == sizeof(evidence__close_rows) / sizeof(*evidence__close_rows))
+    if(r == nrows)
       continue;
     /* The observer named the connection when it opened it. */
-    for(k = 0; k < rec->count; k++) {
+    for(k = i; k-- > 0;) {
       const struct sim_event *o = &rec->events[k];
       if(o->kind == KB_TRACE_OPEN && o->conn == ev->conn &&
          o->side == ev->side && o->hop == ev->hop &&
-         !strcmp(o->origin, ev->origin) && o->conn_name[0] &&
-         !strcmp(o->conn_name, c->name))
+         !strcmp(o->origin, ev->origin))
         break;
     }
-    if(k < rec->count) {
+    if(k == (size_t)-1 || !rec->events[k].conn_name[0])
+      continue;
+    memset(&key, 0, sizeof(key));
+    key.name = (char *)rec->events[k].conn_name;
+    c = bsearch(&key, conns->items, conns->count, sizeof(*conns->items),
+                evidence__conn_cmp);
+    if(c && c->hop == KB_HOP_CLIENT_PROXY) {
       c->why = &evidence__close_rows[r];
       c->why_text = ev->text;
     }
@@ -419,9 +427,8 @@ static int evidence__group(const struct sim_recorder *rec,
       evidence__conns_free(out);
       return -1;
     }
-    if(out->items[i].hop == KB_HOP_CLIENT_PROXY)
-      evidence__close_reason(rec, &out->items[i]);
   }
+  evidence__close_reasons(rec, out);
   /* ISA closes an upstream connection when its client's connection goes,
    * on its own thread: stamped and ordered by the client's close, so the
    * same seed gives the same file whichever thread ran first. */
