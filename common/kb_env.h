@@ -164,6 +164,9 @@ enum kb_note {
   KB_NOTE_NOTIFICATION,        /* the "Outlook Integration Error" appeared */
   KB_NOTE_LOG,                 /* the autodiscovery failure log line */
 
+  /* The balancer in front of a live array. */
+  KB_NOTE_SERVER_CLOSED_FIRST, /* the member sent FIN before the client */
+
   KB_NOTE_COUNT /* not a code: the number of codes */
 };
 

@@ -268,8 +268,15 @@ static int balancer__read(const struct balancer *b,
                     d->buf + d->off + d->len, (size_t)n);
     d->len += (size_t)n;
   }
-  else if(!n)
+  else if(!n) {
+    /* The member's FIN before the client's: ISA closed the connection. */
+    if(d == &p->down && !p->up.eof && b->trace.emit)
+      kb_trace_note(&b->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_CLIENT, "balancer",
+                    p->k, KB_NOTE_SERVER_CLOSED_FIRST,
+                    "balancer conn %llu: the member closed it first",
+                    (unsigned long long)p->k);
     d->eof = true;
+  }
   else if(errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
     return -1;
   return 0;

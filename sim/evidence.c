@@ -42,6 +42,8 @@ static const struct evidence_close_row evidence__close_rows[] = {
      "closed by the client: the client's max requests"},
     {KB_NOTE_CLIENT_LEFT, false,
      "closed by the client in the middle of a request"},
+    {KB_NOTE_SERVER_CLOSED_FIRST, true,
+     "closed by ISA: its FIN reached the balancer first"},
 };
 
 /* One HTTP message (or, unparsable, the rest of a direction's bytes) as

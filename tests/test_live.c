@@ -1088,6 +1088,68 @@ START_TEST(serve_records_both_hops)
 }
 END_TEST
 
+/* When ISA closes first (it answers "Connection: close" and the client
+ * waits for the end), the balancer sees the member's FIN first: the
+ * transcript says who closed, and the capture's first FIN is ISA's. */
+START_TEST(serve_records_who_closed)
+{
+  static const char req[] = "GET /EWS/Exchange.asmx HTTP/1.1\r\nHost: a\r\n"
+                            "Connection: close\r\n\r\n";
+  char dir[256], pcap[512], txt[512], buf[4096];
+  const char *args[] = {SCENARIOS_DIR "/bug.ini", "--pcap", pcap,
+                        "--transcript",           txt,      NULL};
+  char *fins[] = {"/usr/bin/tshark",
+                  "-n",
+                  "-r",
+                  pcap,
+                  "-Y",
+                  "tcp.flags.fin == 1",
+                  "-T",
+                  "fields",
+                  "-e",
+                  "tcp.srcport",
+                  NULL};
+  struct sockaddr_in sin;
+  struct served s;
+  struct proc_out p;
+  char *text;
+  size_t len;
+  ssize_t n;
+  int fd;
+
+  proc_tmpdir("kbsim-live", dir, sizeof(dir));
+  snprintf(pcap, sizeof(pcap), "%s/closed.pcap", dir);
+  snprintf(txt, sizeof(txt), "%s/closed.txt", dir);
+  serve_start(&s, args);
+  fd = socket(AF_INET, SOCK_STREAM, 0);
+  ck_assert_int_ge(fd, 0);
+  memset(&sin, 0, sizeof(sin));
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons((uint16_t)s.balancer);
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+  ck_assert_int_eq(send(fd, req, sizeof(req) - 1, 0), (ssize_t)sizeof(req) - 1);
+  /* Read to the end: ISA's FIN, passed on by the balancer. */
+  while((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+    ;
+  ck_assert_int_eq(n, 0);
+  close(fd);
+  serve_stop(&s);
+
+  text = proc_slurp(txt, &len);
+  ck_assert_msg(strstr(text, "connection closed by ISA: its FIN reached the "
+                             "balancer first") != NULL,
+                "%s", text);
+  free(text);
+  proc_run(fins, &p);
+  ck_assert_msg(p.status == 0, "tshark: %s", p.err.data);
+  ck_assert_msg(!strncmp(p.out.data, "80\n", 3), "first FIN from %s",
+                p.out.data);
+  proc_free(&p);
+  proc_rmdir(dir);
+}
+END_TEST
+
 /* ---- the admin endpoint and ctl refuse what is wrong ------------------ */
 
 /* method path -> status and a JSON {"error": ...} containing want. */
@@ -1441,6 +1503,7 @@ int main(void)
   tcase_add_test(live, readme_demo_apply_fix_fixes_sp1);
   tcase_add_test(live, client_records_its_hop);
   tcase_add_test(live, serve_records_both_hops);
+  tcase_add_test(live, serve_records_who_closed);
   tcase_add_test(live, admin_refuses_bad_requests);
   tcase_add_test(live, bad_arguments);
   tcase_add_test(live, curl_and_clients_through_the_balancer);
