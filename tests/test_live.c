@@ -949,14 +949,31 @@ static int count_lines(const char *s, const char *line)
   return count;
 }
 
-/* `kbsim client --pcap --transcript` against `kbsim serve` records its
- * own hop on the real clock: tshark decodes the handshake and the bug's
- * 500s, and tests/pcap-judge finds the capture and the transcript the same
- * bytes, message by message, each header block in one segment. */
-START_TEST(client_records_its_hop)
+/* `kbsim client --pcap --transcript --json --html` against `kbsim serve
+ * --pcap --transcript` records its own hop on the real clock: tshark decodes
+ * the handshake and the bug's 500s, and tests/pcap-judge finds the capture and
+ * the transcript the same bytes, message by message, each header block in one
+ * segment. */
+START_TEST(client_and_serve_record_a_session)
 {
-  static const char *const args[] = {SCENARIOS_DIR "/bug.ini", NULL};
   char dir[256], url[64], pcap[512], txt[512], json[512], html[512];
+  char spcap[512], stxt[512];
+  const char *args[] = {SCENARIOS_DIR "/bug.ini", "--pcap", spcap,
+                        "--transcript",           stxt,     NULL};
+  char *sjudge[] = {TESTS_DIR "/pcap-judge", "--live", spcap, stxt, NULL};
+  char *sfields[] = {"/usr/bin/tshark",
+                     "-n",
+                     "-r",
+                     spcap,
+                     "-Y",
+                     "http.request || http.response.code == 500",
+                     "-T",
+                     "fields",
+                     "-e",
+                     "ip.dst",
+                     "-e",
+                     "http.response.code",
+                     NULL};
   const char *cargs[] = {
       "client",       "--url", url,      "--user", ALICE,    "--pcap", pcap,
       "--transcript", txt,     "--json", json,     "--html", html,     NULL};
@@ -982,6 +999,8 @@ START_TEST(client_records_its_hop)
   snprintf(txt, sizeof(txt), "%s/live.txt", dir);
   snprintf(json, sizeof(json), "%s/live.json", dir);
   snprintf(html, sizeof(html), "%s/live.html", dir);
+  snprintf(spcap, sizeof(spcap), "%s/serve.pcap", dir);
+  snprintf(stxt, sizeof(stxt), "%s/serve.txt", dir);
   serve_start(&s, args);
   snprintf(url, sizeof(url), "http://127.0.0.1:%u/", s.balancer);
   kbsim(&p, cargs);
@@ -1034,52 +1053,18 @@ START_TEST(client_records_its_hop)
     ck_assert_int_eq(why, 2);
     free(page);
   }
-  proc_rmdir(dir);
-}
-END_TEST
-
-/* `kbsim serve --pcap --transcript` records both hops of a live session,
- * through the balancer and every member's upstream, on the real clock,
- * and writes them on SIGTERM: tshark finds the session's 5 requests from
- * the client and the 3 ISA forwarded, the bug's 500 on each hop, and
- * tests/pcap-judge the capture and transcript the same bytes. */
-START_TEST(serve_records_both_hops)
-{
-  char dir[256], pcap[512], txt[512];
-  const char *args[] = {SCENARIOS_DIR "/bug.ini", "--pcap", pcap,
-                        "--transcript",           txt,      NULL};
-  char *judge[] = {TESTS_DIR "/pcap-judge", "--live", pcap, txt, NULL};
-  char *fields[] = {"/usr/bin/tshark",
-                    "-n",
-                    "-r",
-                    pcap,
-                    "-Y",
-                    "http.request || http.response.code == 500",
-                    "-T",
-                    "fields",
-                    "-e",
-                    "ip.dst",
-                    "-e",
-                    "http.response.code",
-                    NULL};
-  struct served s;
-  struct proc_out p;
-
-  proc_tmpdir("kbsim-live", dir, sizeof(dir));
-  snprintf(pcap, sizeof(pcap), "%s/serve.pcap", dir);
-  snprintf(txt, sizeof(txt), "%s/serve.txt", dir);
-  serve_start(&s, args);
-  ck_assert_int_eq(client_session(&s, ALICE), 1);
-  serve_stop(&s);
-
-  proc_run(fields, &p);
+  /* serve --pcap --transcript recorded both hops of the same session,
+   * through the balancer and the member's upstream, written on SIGTERM:
+   * the 5 requests from the client, the 3 ISA forwarded, the bug's 500 on
+   * each hop. */
+  proc_run(sfields, &p);
   ck_assert_msg(p.status == 0, "tshark: %s", p.err.data);
   ck_assert_int_eq(count_lines(p.out.data, "127.0.0.2\t"), 5);
   ck_assert_int_eq(count_lines(p.out.data, "127.0.0.3\t"), 3);
   ck_assert_int_eq(count_lines(p.out.data, "127.0.0.2\t500"), 2);
   ck_assert_int_eq(count_lines(p.out.data, "127.1.255.0\t500"), 2);
   proc_free(&p);
-  proc_run(judge, &p);
+  proc_run(sjudge, &p);
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
   ck_assert_ptr_nonnull(strstr(p.out.data, ": 2 connections, "));
   ck_assert_ptr_nonnull(strstr(p.out.data, " 0 failures"));
@@ -1501,8 +1486,7 @@ int main(void)
   tcase_set_timeout(live, 60);
   tcase_add_test(live, trainer_flow);
   tcase_add_test(live, readme_demo_apply_fix_fixes_sp1);
-  tcase_add_test(live, client_records_its_hop);
-  tcase_add_test(live, serve_records_both_hops);
+  tcase_add_test(live, client_and_serve_record_a_session);
   tcase_add_test(live, serve_records_who_closed);
   tcase_add_test(live, admin_refuses_bad_requests);
   tcase_add_test(live, bad_arguments);
