@@ -172,6 +172,9 @@ enum kb_note {
   KB_NOTE_NOTIFICATION,        /* the "Outlook Integration Error" appeared */
   KB_NOTE_LOG,                 /* the autodiscovery failure log line */
 
+  /* The balancer in front of a live array. */
+  KB_NOTE_SERVER_CLOSED_FIRST, /* the member sent FIN before the client */
+
   KB_NOTE_COUNT /* not a code: the number of codes */
 };
 
@@ -198,6 +201,9 @@ struct kb_trace_event {
   const struct kb_exchange *exchange; /* EXCHANGE only */
   enum kb_note note;                  /* NOTE only: what it is about */
   const char *text; /* NOTE only: the same for people, one line */
+  /* When it happened, ms since the epoch on the session's timeline; 0 (what
+   * components leave) lets the sink stamp it with its own clock. */
+  int64_t at_ms;
 };
 
 struct kb_trace {

@@ -5,6 +5,7 @@
  * sees. Exit 0 when the user saw no error, 1 when they did, 2 for bad
  * arguments.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -13,6 +14,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "evidence.h"
+#include "html.h"
 #include "kb_users.h"
 #include "secret.h"
 
@@ -57,6 +60,102 @@ static void kbsim_client_print_post(const struct client_post_result *r)
          think);
 }
 
+/* What `kbsim client` writes, and the session it writes about. */
+struct kbsim_client_files {
+  const char *pcap, *transcript, *json, *html;
+  struct sim_session session; /* results and views: owned */
+  enum ntlm_response_kind ntlm;
+  unsigned ews_posts;
+};
+
+/* Writes the session's --json and --html: what the client saw, with what
+ * only the listener knows (its counters, Exchange's) left unknown. Returns
+ * 0, or -1 after printing a one-line error. */
+static int kbsim_client_report(struct sim_recorder *rec,
+                               struct kbsim_client_files *f)
+{
+  struct sim_outcome o;
+  char err[512];
+  size_t i;
+  int result = 0;
+
+  memset(&o, 0, sizeof(o));
+  o.sessions.count = 1;
+  o.sessions.sessions = &f->session;
+  o.sessions.users_with_error = f->session.view.integration_error ? 1 : 0;
+  for(i = 0; i < f->session.nresults; i++) {
+    o.sessions.posts++;
+    if(f->session.results[i].outcome == CLIENT_OK)
+      o.sessions.posts_ok++;
+    else
+      o.sessions.posts_failed++;
+  }
+  if(f->json) {
+    struct evidence_run run = {"unknown (a live listener)",
+                               0,
+                               1,
+                               f->ews_posts,
+                               ntlm_response_kind_name(f->ntlm),
+                               &o.sessions,
+                               NULL,
+                               NULL,
+                               true};
+    if(evidence_write_json(rec, &run, f->json, err, sizeof(err))) {
+      fprintf(stderr, "kbsim: %s\n", err);
+      return -1;
+    }
+  }
+  if(f->html) {
+    struct html_report *report =
+        html_report_new("kbsim client: one live session on the wire");
+    struct html_run page = {"live session", NULL, &o, rec};
+
+    if(!report) {
+      fprintf(stderr, "kbsim: --html: out of memory\n");
+      return -1;
+    }
+    if(html_report_add(report, &page, err, sizeof(err)) ||
+       html_report_write(report, f->html, err, sizeof(err))) {
+      fprintf(stderr, "kbsim: %s\n", err);
+      result = -1;
+    }
+    html_report_free(report);
+  }
+  return result;
+}
+
+/* Writes the session's evidence files, those asked for, once the client
+ * is gone (so every close is recorded). Returns 0, or -1 after printing a
+ * one-line error. */
+static int kbsim_client_evidence(struct sim_recorder *rec,
+                                 struct kbsim_client_files *f)
+{
+  const char *pcap = f->pcap, *transcript = f->transcript;
+  char err[512];
+
+  if(rec->failed) {
+    fprintf(stderr, "kbsim: out of memory recording the session; evidence "
+                    "would be incomplete, so none was written\n");
+    return -1;
+  }
+  if(transcript) {
+    FILE *out = fopen(transcript, "w");
+    int bad = !out || evidence_write_transcript(rec, out);
+    if(out && fclose(out))
+      bad = 1;
+    if(bad) {
+      fprintf(stderr, "kbsim: --transcript %s: cannot write: %s\n", transcript,
+              strerror(errno));
+      return -1;
+    }
+  }
+  if(pcap && evidence_write_pcap(rec, pcap, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return -1;
+  }
+  return kbsim_client_report(rec, f);
+}
+
 static int kbsim_cmd_client(int argc, char **argv);
 
 static const struct kbsim_opt client_opts[] = {
@@ -84,12 +183,24 @@ static const struct kbsim_opt client_opts[] = {
     {"host", 'H', "NAME",
      "The Host header (default "
      "autodiscover.fabrikam.com)."},
+    {"pcap", 'P', "FILE",
+     "Write the session's own hop as a capture for Wireshark or tshark, "
+     "on the real clock."},
+    {"transcript", 'T', "FILE",
+     "Write the exact bytes of the session's hop, NTLM decoded."},
+    {"json", 'J', "FILE",
+     "Write the JSON report of the session (what only the listener "
+     "knows is null)."},
+    {"html", 'W', "FILE",
+     "Write the session's page with its sequence "
+     "diagram."},
     {NULL, 0, NULL, NULL}};
 
 const struct kbsim_command kbsim_client_command = {
     "client",
     "--url URL --user SPEC [--kind communicator|outlook|one-shot] [--posts N] "
-    "[--think DURATION] [--ntlm v2|v2-mic|v1|v1-ess] [--host NAME]",
+    "[--think DURATION] [--ntlm v2|v2-mic|v1|v1-ess] [--host NAME] "
+    "[EVIDENCE]",
     "one Communicator session against any listener, on the real clock",
     "One Communicator session (or Outlook's, or one connection per POST) "
     "against any listener. Prints each POST as it completes (connection, "
@@ -104,6 +215,10 @@ static int kbsim_cmd_client(int argc, char **argv)
 {
   struct kbsim_args a;
   const char *url = NULL, *spec = NULL, *host = NULL;
+  struct kbsim_client_files files;
+  struct sim_recorder rec;
+  struct sim_names names;
+  bool recording = false;
   char domain[128], user[128], password[256], err[512];
   struct client_config cfg;
   struct client *client = NULL;
@@ -113,6 +228,7 @@ static int kbsim_cmd_client(int argc, char **argv)
   int c, result = 2;
 
   memset(&cfg, 0, sizeof(cfg));
+  memset(&files, 0, sizeof(files));
   cfg.ews_posts = 2;
   cfg.kind = CLIENT_KIND_COMMUNICATOR;
   cfg.ntlm_kind = NTLM_RESPONSE_V2;
@@ -155,6 +271,18 @@ static int kbsim_cmd_client(int argc, char **argv)
     case 'H':
       host = optarg;
       break;
+    case 'P':
+      files.pcap = optarg;
+      break;
+    case 'T':
+      files.transcript = optarg;
+      break;
+    case 'J':
+      files.json = optarg;
+      break;
+    case 'W':
+      files.html = optarg;
+      break;
     }
   }
   if(c < 0)
@@ -185,6 +313,30 @@ static int kbsim_cmd_client(int argc, char **argv)
   cfg.domain = domain;
   cfg.user = user;
   cfg.password = password;
+  /* Evidence of this hop: the bytes libcurl wrote and read, stamped on
+   * the real clock as they were recorded; connections are named so the
+   * files can tell them apart. */
+  if(files.pcap || files.transcript || files.json || files.html) {
+    /* The POSTs and the view after each, for --json and --html. */
+    files.session.id = cfg.id;
+    files.session.results =
+        calloc(KBSIM_MAX_POSTS + 2, sizeof(*files.session.results));
+    files.session.views =
+        calloc(KBSIM_MAX_POSTS + 2, sizeof(*files.session.views));
+    files.ntlm = cfg.ntlm_kind;
+    files.ews_posts = cfg.ews_posts;
+    if(sim_names_init(&names) || !files.session.results ||
+       !files.session.views) {
+      sim_names_free(&names);
+      fprintf(stderr, "kbsim: client: out of memory for the evidence files\n");
+      result = 2;
+      goto done;
+    }
+    sim_recorder_init(&rec, true);
+    recording = true;
+    cfg.trace = sim_recorder_as_kb(&rec);
+    cfg.names = sim_names_as_kb(&names);
+  }
   if(client_create(&cfg, &client, err, sizeof(err))) {
     result = kbsim_bad_args("client: %s", err);
     goto done;
@@ -196,8 +348,14 @@ static int kbsim_cmd_client(int argc, char **argv)
   while(client_step(client, &r) == 1) {
     kbsim_client_print_post(&r);
     fflush(stdout);
+    if(recording && files.session.nresults < KBSIM_MAX_POSTS + 2) {
+      files.session.results[files.session.nresults] = r;
+      client_view(client, &files.session.views[files.session.nresults]);
+      files.session.nresults++;
+    }
   }
   client_view(client, &view);
+  files.session.view = view;
   printf("What %s\\%s sees:\n", domain, user);
   kbsim_print_view("  ", &view);
   if(view.integration_error)
@@ -209,6 +367,15 @@ static int kbsim_cmd_client(int argc, char **argv)
 
 done:
   client_destroy(client);
+  client = NULL;
+  if(recording) {
+    if(result != 2 && kbsim_client_evidence(&rec, &files))
+      result = 2;
+    sim_recorder_free(&rec);
+    sim_names_free(&names);
+  }
+  free(files.session.results);
+  free(files.session.views);
   explicit_bzero(password, sizeof(password));
   return result;
 }

@@ -85,8 +85,7 @@ static int kbsim_write_evidence(struct sim_recorder *rec,
       return -1;
     }
   }
-  if(pcap &&
-     evidence_write_pcap(rec, pcap, SIM_CASE_EPOCH_MS, err, sizeof(err))) {
+  if(pcap && evidence_write_pcap(rec, pcap, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     return -1;
   }
@@ -102,7 +101,8 @@ static int kbsim_write_evidence(struct sim_recorder *rec,
         ntlm_response_kind_name(sc->ntlm),
         &o->sessions,
         &o->backend,
-        &o->proxy};
+        &o->proxy,
+        false};
     if(evidence_write_json(rec, &run, json, err, sizeof(err))) {
       fprintf(stderr, "kbsim: %s\n", err);
       return -1;

@@ -28,6 +28,7 @@
 #include "admin.h"
 #include "balancer.h"
 #include "cli.h"
+#include "evidence.h"
 #include "fdlimit.h"
 #include "kb_guard.h"
 #include "live.h"
@@ -50,7 +51,8 @@ struct kbsim_serve_opts {
   bool exit_now;          /* --help printed: exit with the code returned */
   const char *admin_hosts[ADMIN_MAX_HOSTS]; /* --admin-host */
   size_t nadmin_hosts;
-  bool quiet; /* -q: no line per request */
+  bool quiet;                    /* -q: no line per request */
+  const char *pcap, *transcript; /* evidence written on SIGINT/SIGTERM */
 };
 
 /* Formats http://host:port/ (IPv6 literals bracketed) into out. */
@@ -101,6 +103,10 @@ static const struct kbsim_opt serve_opts[] = {
      "Another name the admin endpoint answers to in Host (besides its "
      "address and localhost); repeat for more."},
     {"quiet", 'q', NULL, "No line per request on the terminal."},
+    {"pcap", 'c', "FILE",
+     "On SIGINT/SIGTERM, write what passed: the client hop as the balancer "
+     "relayed it and every member's upstream hop, as a capture."},
+    {"transcript", 't', "FILE", "The same as exact bytes, NTLM decoded."},
     {NULL, 0, NULL, NULL}};
 
 const struct kbsim_command kbsim_serve_command = {
@@ -198,6 +204,12 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
         return 2;
       }
       flag_only = "--user-file";
+      break;
+    case 'c':
+      o->pcap = optarg;
+      break;
+    case 't':
+      o->transcript = optarg;
       break;
     }
   }
@@ -307,6 +319,36 @@ static void kbsim_serve_print_array(const struct scenario *sc,
          strchr(o->admin.host, ':') ? "]" : "", (unsigned)admin_port(adm));
 }
 
+/* Writes what the recorder holds to --pcap and --transcript, those given.
+ * Returns 0, or -1 after printing a one-line error. */
+static int kbsim_serve_evidence(struct sim_recorder *rec,
+                                const struct kbsim_serve_opts *o)
+{
+  char err[512];
+
+  if(rec->failed) {
+    fprintf(stderr, "kbsim: out of memory recording; evidence would be "
+                    "incomplete, so none was written\n");
+    return -1;
+  }
+  if(o->transcript) {
+    FILE *f = fopen(o->transcript, "w");
+    int bad = !f || evidence_write_transcript(rec, f);
+    if(f && fclose(f))
+      bad = 1;
+    if(bad) {
+      fprintf(stderr, "kbsim: --transcript %s: cannot write: %s\n",
+              o->transcript, strerror(errno));
+      return -1;
+    }
+  }
+  if(o->pcap && evidence_write_pcap(rec, o->pcap, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return -1;
+  }
+  return 0;
+}
+
 /* Runs the topology of sc until SIGINT or SIGTERM. With a balancer (the
  * scenario form) members listen on loopback ephemeral ports behind it;
  * without (the flag form) the one member listens on --proxy. Returns the
@@ -330,6 +372,8 @@ static int kbsim_serve_run(const struct scenario *sc,
   sigset_t set;
   size_t i;
   int sig = 0, result = 1;
+  struct sim_recorder rec;
+  bool recording = o->pcap || o->transcript;
 
   /* Block the stop signals before any thread starts, so every thread
    * inherits the mask and only sigwait() below receives them. */
@@ -364,6 +408,11 @@ static int kbsim_serve_run(const struct scenario *sc,
   cfg.backend_port = o->backend.port;
   cfg.simulated = false; /* real clients: real clock, real randomness */
   cfg.fds_per_session = SIM_FDS_PER_SERVED_SESSION;
+  /* --pcap/--transcript: every member's upstream hop (its libcurl) and,
+   * through the balancer, the client hop, stamped on the real clock. */
+  sim_recorder_init(&rec, true);
+  if(recording)
+    cfg.trace = sim_recorder_as_kb(&rec);
   if(sim_topology_start(&cfg, &topo, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     goto done;
@@ -384,6 +433,7 @@ static int kbsim_serve_run(const struct scenario *sc,
     }
     bcfg.mode = sc->balancer;
     bcfg.seed = sc->seed;
+    bcfg.trace = cfg.trace;
     if(balancer_start(&bcfg, &bal, err, sizeof(err))) {
       fprintf(stderr, "kbsim: %s\n", err);
       goto done;
@@ -496,6 +546,10 @@ done:
   balancer_stop(bal);
   sim_topology_stop(topo);
   live_free(live); /* nothing emits into it any more */
+  /* Everything stopped, every close recorded: now the files. */
+  if(recording && !result && kbsim_serve_evidence(&rec, o))
+    result = 1;
+  sim_recorder_free(&rec);
   return result;
 }
 

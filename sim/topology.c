@@ -30,6 +30,21 @@ static unsigned sim_topology_capacity(const struct sim_topology_config *config,
   return (unsigned)cap;
 }
 
+/* Stamps each event with the simulated time of its session's timeline
+ * (the connection's name, else the observer's), the clock its Date headers
+ * and idle timeouts read, and passes it on. */
+static void sim__topology_stamp(void *ctx, const struct kb_trace_event *ev)
+{
+  const struct sim_topology *topo = ctx;
+  struct kb_trace_event stamped = *ev;
+
+  if(!stamped.at_ms)
+    stamped.at_ms = kb_clock_now(
+        &topo->kb_clock,
+        ev->conn_name && ev->conn_name[0] ? ev->conn_name : ev->origin);
+  kb_trace_emit(&topo->outer_trace, &stamped);
+}
+
 int sim_topology_start(const struct sim_topology_config *config,
                        struct sim_topology **out, char *err, size_t errlen)
 {
@@ -59,6 +74,11 @@ int sim_topology_start(const struct sim_topology_config *config,
     }
     topo->names_ready = true;
     topo->kb_names = sim_names_as_kb(&topo->names);
+    if(config->trace.emit) {
+      topo->outer_trace = config->trace;
+      topo->trace.emit = sim__topology_stamp;
+      topo->trace.ctx = topo;
+    }
   }
   /* else: zeroed kb_clock / kb_rng mean the real clock and getrandom(). */
 

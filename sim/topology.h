@@ -67,7 +67,8 @@ struct sim_topology {
   struct kb_clock kb_clock; /* what components were handed */
   struct kb_rng kb_rng;
   struct kb_names kb_names;
-  struct kb_trace trace;
+  struct kb_trace trace;       /* what components were handed */
+  struct kb_trace outer_trace; /* the caller's, behind a simulated stamp */
   const struct kb_users *users;
   struct backend *backend;
   struct proxy *proxy; /* the first member */

@@ -987,6 +987,207 @@ START_TEST(readme_demo_apply_fix_fixes_sp1)
 }
 END_TEST
 
+/* Counts the lines of s that equal line exactly. */
+static int count_lines(const char *s, const char *line)
+{
+  size_t n = strlen(line);
+  int count = 0;
+
+  while(*s) {
+    size_t l = strcspn(s, "\n");
+    if(l == n && !strncmp(s, line, n))
+      count++;
+    s += l + (s[l] == '\n');
+  }
+  return count;
+}
+
+/* `kbsim client --pcap --transcript --json --html` against `kbsim serve
+ * --pcap --transcript` records its own hop on the real clock: tshark decodes
+ * the handshake and the bug's 500s, and tests/pcap-judge finds the capture and
+ * the transcript the same bytes, message by message, each header block in one
+ * segment. */
+START_TEST(client_and_serve_record_a_session)
+{
+  char dir[256], url[64], pcap[512], txt[512], json[512], html[512];
+  char spcap[512], stxt[512];
+  const char *args[] = {SCENARIOS_DIR "/bug.ini", "--pcap", spcap,
+                        "--transcript",           stxt,     NULL};
+  char *sjudge[] = {TESTS_DIR "/pcap-judge", "--live", spcap, stxt, NULL};
+  char *sfields[] = {"/usr/bin/tshark",
+                     "-n",
+                     "-r",
+                     spcap,
+                     "-Y",
+                     "http.request || http.response.code == 500",
+                     "-T",
+                     "fields",
+                     "-e",
+                     "ip.dst",
+                     "-e",
+                     "http.response.code",
+                     NULL};
+  const char *cargs[] = {
+      "client",       "--url", url,      "--user", ALICE,    "--pcap", pcap,
+      "--transcript", txt,     "--json", json,     "--html", html,     NULL};
+  char *judge[] = {TESTS_DIR "/pcap-judge", pcap, txt, NULL};
+  char *fields[] = {"/usr/bin/tshark",
+                    "-n",
+                    "-r",
+                    pcap,
+                    "-Y",
+                    "ntlmssp || http.response",
+                    "-T",
+                    "fields",
+                    "-e",
+                    "ntlmssp.messagetype",
+                    "-e",
+                    "http.response.code",
+                    NULL};
+  struct served s;
+  struct proc_out p;
+
+  proc_tmpdir("kbsim-live", dir, sizeof(dir));
+  snprintf(pcap, sizeof(pcap), "%s/live.pcap", dir);
+  snprintf(txt, sizeof(txt), "%s/live.txt", dir);
+  snprintf(json, sizeof(json), "%s/live.json", dir);
+  snprintf(html, sizeof(html), "%s/live.html", dir);
+  snprintf(spcap, sizeof(spcap), "%s/serve.pcap", dir);
+  snprintf(stxt, sizeof(stxt), "%s/serve.txt", dir);
+  serve_start(&s, args);
+  snprintf(url, sizeof(url), "http://127.0.0.1:%u/", s.balancer);
+  kbsim(&p, cargs);
+  ck_assert_msg(p.status == 1, "client exited %d: %s%s", p.status, p.out.data,
+                p.err.data);
+  proc_free(&p);
+  serve_stop(&s);
+
+  proc_run(fields, &p);
+  ck_assert_msg(p.status == 0, "tshark: %s", p.err.data);
+  /* Autodiscover's type 1 -> 401 + type 2, type 3 -> 200, then both EWS
+   * POSTs' type 1 forwarded -> 500. */
+  ck_assert_str_eq(p.out.data, "\t401\n"
+                               "0x00000001\t\n"
+                               "0x00000002\t401\n"
+                               "0x00000003\t\n"
+                               "\t200\n"
+                               "0x00000001\t\n"
+                               "\t500\n"
+                               "0x00000001\t\n"
+                               "\t500\n");
+  proc_free(&p);
+  proc_run(judge, &p);
+  ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+  ck_assert_ptr_nonnull(strstr(p.out.data, "1 connections, 23 frames, 0 "
+                                           "forwarded requests, 0 failures"));
+  proc_free(&p);
+  {
+    /* The report of what the client saw; what only the listener knows is
+     * null, not a made-up 0, and a live run has no seed. */
+    json_error_t jerr;
+    json_t *root = json_load_file(json, 0, &jerr);
+    json_t *sum = json_object_get(root, "summary");
+    size_t hlen;
+    char *page = proc_slurp(html, &hlen);
+    const char *at = page;
+    int why = 0;
+
+    ck_assert_msg(root != NULL, "%s: %s", json, jerr.text);
+    ck_assert(json_is_null(json_object_get(root, "seed")));
+    ck_assert_int_eq(json_array_size(json_object_get(root, "exchanges")), 5);
+    ck_assert_int_eq(json_integer_value(json_object_get(sum, "posts_failed")),
+                     2);
+    ck_assert(json_is_null(json_object_get(sum, "backend_empty_posts")));
+    json_decref(root);
+    while((at = strstr(at, "class=\"remark failwhy\"")) != NULL) {
+      why++;
+      at++;
+    }
+    ck_assert_int_eq(why, 2);
+    free(page);
+  }
+  /* serve --pcap --transcript recorded both hops of the same session,
+   * through the balancer and the member's upstream, written on SIGTERM:
+   * the 5 requests from the client, the 3 ISA forwarded, the bug's 500 on
+   * each hop. */
+  proc_run(sfields, &p);
+  ck_assert_msg(p.status == 0, "tshark: %s", p.err.data);
+  ck_assert_int_eq(count_lines(p.out.data, "127.0.0.2\t"), 5);
+  ck_assert_int_eq(count_lines(p.out.data, "127.0.0.3\t"), 3);
+  ck_assert_int_eq(count_lines(p.out.data, "127.0.0.2\t500"), 2);
+  ck_assert_int_eq(count_lines(p.out.data, "127.1.255.0\t500"), 2);
+  proc_free(&p);
+  proc_run(sjudge, &p);
+  ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+  ck_assert_ptr_nonnull(strstr(p.out.data, ": 2 connections, "));
+  ck_assert_ptr_nonnull(strstr(p.out.data, " 0 failures"));
+  proc_free(&p);
+  proc_rmdir(dir);
+}
+END_TEST
+
+/* When ISA closes first (it answers "Connection: close" and the client
+ * waits for the end), the balancer sees the member's FIN first: the
+ * transcript says who closed, and the capture's first FIN is ISA's. */
+START_TEST(serve_records_who_closed)
+{
+  static const char req[] = "GET /EWS/Exchange.asmx HTTP/1.1\r\nHost: a\r\n"
+                            "Connection: close\r\n\r\n";
+  char dir[256], pcap[512], txt[512], buf[4096];
+  const char *args[] = {SCENARIOS_DIR "/bug.ini", "--pcap", pcap,
+                        "--transcript",           txt,      NULL};
+  char *fins[] = {"/usr/bin/tshark",
+                  "-n",
+                  "-r",
+                  pcap,
+                  "-Y",
+                  "tcp.flags.fin == 1",
+                  "-T",
+                  "fields",
+                  "-e",
+                  "tcp.srcport",
+                  NULL};
+  struct sockaddr_in sin;
+  struct served s;
+  struct proc_out p;
+  char *text;
+  size_t len;
+  ssize_t n;
+  int fd;
+
+  proc_tmpdir("kbsim-live", dir, sizeof(dir));
+  snprintf(pcap, sizeof(pcap), "%s/closed.pcap", dir);
+  snprintf(txt, sizeof(txt), "%s/closed.txt", dir);
+  serve_start(&s, args);
+  fd = socket(AF_INET, SOCK_STREAM, 0);
+  ck_assert_int_ge(fd, 0);
+  memset(&sin, 0, sizeof(sin));
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons((uint16_t)s.balancer);
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+  ck_assert_int_eq(send(fd, req, sizeof(req) - 1, 0), (ssize_t)sizeof(req) - 1);
+  /* Read to the end: ISA's FIN, passed on by the balancer. */
+  while((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+    ;
+  ck_assert_int_eq(n, 0);
+  close(fd);
+  serve_stop(&s);
+
+  text = proc_slurp(txt, &len);
+  ck_assert_msg(strstr(text, "connection closed by ISA: its FIN reached the "
+                             "balancer first") != NULL,
+                "%s", text);
+  free(text);
+  proc_run(fins, &p);
+  ck_assert_msg(p.status == 0, "tshark: %s", p.err.data);
+  ck_assert_msg(!strncmp(p.out.data, "80\n", 3), "first FIN from %s",
+                p.out.data);
+  proc_free(&p);
+  proc_rmdir(dir);
+}
+END_TEST
+
 /* ---- the admin endpoint and ctl refuse what is wrong ------------------ */
 
 /* method path -> status and a JSON {"error": ...} containing want. */
@@ -2042,6 +2243,8 @@ int main(void)
   tcase_set_timeout(live, 60);
   tcase_add_test(live, trainer_flow);
   tcase_add_test(live, readme_demo_apply_fix_fixes_sp1);
+  tcase_add_test(live, client_and_serve_record_a_session);
+  tcase_add_test(live, serve_records_who_closed);
   tcase_add_test(live, admin_refuses_bad_requests);
   tcase_add_test(live, bad_arguments);
   tcase_add_test(live, curl_and_clients_through_the_balancer);
