@@ -22,6 +22,7 @@
 #include "html.h"
 #include "kb_users.h"
 #include "secret.h"
+#include "verdicts.h"
 #include "wrap.h"
 
 #define KBSIM_MAX_FILES 256
@@ -181,17 +182,36 @@ static void kbsim_print_sessions(const struct sim_outcome *o)
 
 /* ---- run -------------------------------------------------------------- */
 
-/* Runs one scenario, writes its evidence, prints its lines. Returns 0 when
- * it ran and matched its expectations, 1 when it did not. */
+/* --tap: standard output is TAP's alone; the human lines are left out. */
+static bool kbsim_run_tap;
+
+/* Seconds since start (CLOCK_MONOTONIC). */
+static double kbsim_seconds_since(const struct timespec *start)
+{
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (double)(now.tv_sec - start->tv_sec) +
+         (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+/* Runs one scenario, writes its evidence, prints its lines and fills *v.
+ * Returns 0 when it ran and matched its expectations, 1 when it did not,
+ * 3 when the harness could not run it (never counted as the outcome). */
 static int kbsim_run_one(const struct scenario *sc,
                          const struct kbsim_evidence *want, bool from_file,
-                         bool verbose, bool several)
+                         bool verbose, bool several, struct sim_verdict *v)
 {
   struct sim_recorder rec;
   struct sim_outcome o;
+  struct timespec start;
   char err[512], why[512], summary[768];
   int result = 1;
 
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  memset(v, 0, sizeof(*v));
+  snprintf(v->name, sizeof(v->name), "%s", sc->name);
+  snprintf(v->classname, sizeof(v->classname), "%s",
+           sc->path[0] ? sc->path : "kbsim.run");
   sim_recorder_init(&rec, want->transcript || want->pcap || want->html);
   if(sim_scenario_run(sc,
                       want->transcript || want->pcap || want->json || want->html
@@ -199,17 +219,42 @@ static int kbsim_run_one(const struct scenario *sc,
                           : (struct kb_trace){0},
                       &o, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
+    if(from_file && !kbsim_run_tap)
+      printf("ERROR %s (%s): " WRAP_HANG "the harness could not run it "
+             "(infrastructure): %s\n",
+             sc->name, sc->path, err);
+    v->result = SIM_RESULT_ERROR;
+    v->got = CLIENT_CLASS_INFRASTRUCTURE;
+    snprintf(v->message, sizeof(v->message), "%s", err);
+    v->seconds = kbsim_seconds_since(&start);
     sim_recorder_free(&rec);
-    return 1;
+    return 3;
   }
-  if(kbsim_write_evidence(&rec, want, sc, &o, several))
+  v->got = sim_outcome_class(&o);
+  if(kbsim_write_evidence(&rec, want, sc, &o, several)) {
+    v->result = SIM_RESULT_ERROR;
+    snprintf(v->message, sizeof(v->message), "evidence could not be written");
+    result = 3;
     goto done;
-  if(!from_file || verbose)
+  }
+  if((!from_file || verbose) && !kbsim_run_tap)
     kbsim_print_sessions(&o);
   sim_outcome_summary(sc, &o, summary, sizeof(summary));
+  snprintf(v->output, sizeof(v->output), "%s", summary);
   if(sim_scenario_check(sc, &o, why, sizeof(why)))
     result = 0;
-  if(from_file && !result) {
+  else if(o.sessions.infrastructure)
+    result = 3;
+  v->result = result == 0   ? SIM_RESULT_PASS
+              : result == 1 ? SIM_RESULT_FAIL
+                            : SIM_RESULT_ERROR;
+  snprintf(v->message, sizeof(v->message), "%s", result ? why : summary);
+  if(kbsim_run_tap)
+    ; /* the verdict says it */
+  else if(from_file && result == 3)
+    printf("ERROR %s (%s): " WRAP_HANG "%s: %s\n", sc->name, sc->path, why,
+           summary);
+  else if(from_file && !result) {
     const char *got = o.sessions.users_with_error ? "error" : "clean";
     printf("PASS %s (%s): " WRAP_HANG "expected %s, got %s: %s\n", sc->name,
            sc->path,
@@ -231,7 +276,7 @@ static int kbsim_run_one(const struct scenario *sc,
            o.sessions.posts == 1 ? "" : "s", o.sessions.posts_ok,
            o.sessions.posts_failed, summary);
     if(result)
-      printf("%s\n", why);
+      printf("%s%s\n", result == 3 ? "error: " : "", why);
   }
   if(want->report) {
     struct html_run page = {NULL, sc, &o, &rec};
@@ -242,6 +287,7 @@ static int kbsim_run_one(const struct scenario *sc,
   }
 
 done:
+  v->seconds = kbsim_seconds_since(&start);
   sim_outcome_free(&o);
   sim_recorder_free(&rec);
   return result;
@@ -312,6 +358,11 @@ static const struct kbsim_opt run_opts[] = {
      "Write a self-contained page with a sequence "
      "diagram per run, side by side."},
     {"verbose", 'v', NULL, "With files, also print every POST's outcome."},
+    {"junit", 'J', "FILE",
+     "Write JUnit XML (one testcase per scenario; a failure or error with "
+     "the deciding evidence) for CI; - for standard output."},
+    {"tap", 'T', NULL,
+     "Print TAP version 14 on standard output instead of PASS/FAIL lines."},
     {NULL, 0, NULL, NULL}};
 
 const struct kbsim_command kbsim_run_command = {
@@ -337,8 +388,32 @@ const struct kbsim_command kbsim_run_command = {
     "@scenario",
     kbsim_cmd_run};
 
+/* Ends a run: the HTML report, JUnit and TAP; returns the exit status
+ * (sim_verdicts_exit, or 3 when a report could not be written). */
+static int kbsim_run_finish(struct kbsim_evidence *want,
+                            const struct sim_verdict *v, size_t n,
+                            const char *junit, bool tap)
+{
+  char err[512];
+  int rc = sim_verdicts_exit(v, n);
+
+  if(kbsim_html_finish(want))
+    rc = 3;
+  if(junit && sim_junit_write(junit, "kbsim run", v, n, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    rc = 3;
+  }
+  if(tap)
+    sim_tap_write(stdout, v, n);
+  return rc;
+}
+
 static int kbsim_cmd_run(int argc, char **argv)
 {
+  static struct sim_verdict verdicts[KBSIM_MAX_FILES];
+  const char *junit = NULL;
+  bool tap = false;
+  int errors = 0;
   static struct scenario scenarios[KBSIM_MAX_FILES];
   struct scenario *flags = &scenarios[0];
   struct kbsim_evidence want = {NULL, NULL, NULL, NULL, NULL};
@@ -439,6 +514,12 @@ static int kbsim_cmd_run(int argc, char **argv)
     case 'v':
       verbose = true;
       break;
+    case 'J':
+      junit = optarg;
+      break;
+    case 'T':
+      tap = kbsim_run_tap = true;
+      break;
     }
   }
   if(c < 0)
@@ -465,13 +546,17 @@ static int kbsim_cmd_run(int argc, char **argv)
     if(bad)
       return 2;
     if(kbsim_html_start(&want))
-      return 1;
-    for(i = 0; i < nfiles; i++)
-      failed += kbsim_run_one(&scenarios[i], &want, true, verbose, nfiles > 1);
-    if(nfiles > 1)
-      printf("%zu scenarios: %zu passed, %d failed\n", nfiles,
-             nfiles - (size_t)failed, failed);
-    return kbsim_html_finish(&want) || failed ? 1 : 0;
+      return 3;
+    for(i = 0; i < nfiles; i++) {
+      int rc = kbsim_run_one(&scenarios[i], &want, true, verbose, nfiles > 1,
+                             &verdicts[i]);
+      failed += rc == 1;
+      errors += rc == 3;
+    }
+    if(nfiles > 1 && !tap)
+      printf("%zu scenarios: %zu passed, %d failed, %d could not run\n", nfiles,
+             nfiles - (size_t)failed - (size_t)errors, failed, errors);
+    return kbsim_run_finish(&want, verdicts, nfiles, junit, tap);
   }
 
   if(!have_policy)
@@ -485,10 +570,9 @@ static int kbsim_cmd_run(int argc, char **argv)
   snprintf(flags->name, sizeof(flags->name), "run");
   flags->seed = seed;
   if(kbsim_html_start(&want))
-    return 1;
-  failed = kbsim_run_one(flags, &want, false, verbose, false);
-  failed += kbsim_html_finish(&want);
-  return failed ? 1 : 0;
+    return 3;
+  kbsim_run_one(flags, &want, false, verbose, false, &verdicts[0]);
+  return kbsim_run_finish(&want, verdicts, 1, junit, tap);
 }
 
 /* ---- sweep ------------------------------------------------------------ */
