@@ -6,10 +6,14 @@
  * tap-parser (tests/ci/tap_counts.js).
  */
 #include <check.h>
+#include <dirent.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "proc.h"
 
@@ -142,6 +146,127 @@ START_TEST(infrastructure_is_exit_3)
 }
 END_TEST
 
+/* A sweep gates on its rate: the whole 95% interval inside the bounds
+ * passes (exit 0), a narrow wrong range fails (exit 1) with a JUnit
+ * failure; the scenario's [expect] rate is the default bound. */
+START_TEST(sweep_gates_on_its_rate)
+{
+  char dir[256], file[300], junit[300], json[300];
+  char *pass[] = {KBSIM_BIN, "sweep",         "intermittent-array", "--seeds",
+                  "1..30",   "--expect-rate", "20%..95%",           NULL};
+  char *fail[] = {KBSIM_BIN,   "sweep",   "intermittent-array",
+                  "--seeds",   "1..30",   "--expect-rate",
+                  "90%..100%", "--junit", junit,
+                  "--json",    json,      NULL};
+  char *own[] = {KBSIM_BIN, "sweep", file, "--seeds", "1..30", NULL};
+  char *read[] = {"/usr/bin/python3", TESTS_DIR "/ci/junit_counts.py", junit,
+                  NULL};
+  struct proc_out p;
+  FILE *f;
+
+  proc_tmpdir("kbsim-ci", dir, sizeof(dir));
+  snprintf(junit, sizeof(junit), "%s/sweep.xml", dir);
+  snprintf(json, sizeof(json), "%s/sweep.json", dir);
+  snprintf(file, sizeof(file), "%s/rate.ini", dir);
+  proc_run(pass, &p);
+  ck_assert_msg(p.status == 0, "exit %d: %s%s", p.status, p.out.data,
+                p.err.data);
+  ck_assert_ptr_nonnull(strstr(p.out.data, "PASS intermittent-array rate"));
+  proc_free(&p);
+  proc_run(fail, &p);
+  ck_assert_msg(p.status == 1, "exit %d: %s", p.status, p.out.data);
+  ck_assert_ptr_nonnull(strstr(p.out.data, "FAIL intermittent-array rate"));
+  proc_free(&p);
+  if(proc_have(JUNITPARSER)) {
+    proc_run(read, &p);
+    ck_assert_msg(strstr(p.out.data, "tests 1\nfailures 1\nerrors 0\n"), "%s",
+                  p.out.data);
+    proc_free(&p);
+  }
+  {
+    char *text = proc_slurp(json, NULL);
+    ck_assert_ptr_nonnull(strstr(text, "\"verdict\": \"fail\""));
+    ck_assert_ptr_nonnull(strstr(text, "\"partial\": false"));
+    free(text);
+  }
+  /* The scenario's own [expect] rate, narrow and wrong: exit 1. */
+  f = fopen(file, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("[scenario]\nname = rate\n[member ISA01]\npatch = rtm\n"
+        "script = no\n[users]\nFABRIKAM\\alice = Passw0rd!\n"
+        "[clients]\ncount = 2\n[expect]\nrate = 0%..1%\n",
+        f);
+  ck_assert_int_eq(fclose(f), 0);
+  proc_run(own, &p);
+  ck_assert_msg(p.status == 1, "exit %d: %s", p.status, p.out.data);
+  ck_assert_ptr_nonnull(strstr(p.out.data, "not inside 0.00%..1.00%"));
+  proc_free(&p);
+  proc_rmdir(dir);
+}
+END_TEST
+
+/* Whether pid has a thread named name (/proc/PID/task/T/comm). */
+static bool has_thread(pid_t pid, const char *name)
+{
+  char path[384], comm[64];
+  DIR *d;
+  struct dirent *e;
+  bool found = false;
+
+  snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+  d = opendir(path);
+  if(!d)
+    return false;
+  while(!found && (e = readdir(d))) {
+    FILE *f;
+    snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)pid, e->d_name);
+    f = fopen(path, "r");
+    if(!f)
+      continue;
+    found = fgets(comm, sizeof(comm), f) && !strncmp(comm, name, strlen(name));
+    fclose(f);
+  }
+  closedir(d);
+  return found;
+}
+
+/* Ctrl-C stops a sweep cleanly: what ran is reported, marked partial,
+ * exit 130, and the JSON says partial. */
+START_TEST(sweep_interrupted_reports_partial)
+{
+  char dir[256], json[300];
+  char *sweep[] = {KBSIM_BIN, "sweep",      "intermittent-array",
+                   "--seeds", "1..1000000", "--json",
+                   json,      NULL};
+  struct proc_out p;
+  int outfd, errfd;
+  pid_t pid;
+  char *text;
+  long spins = 0;
+
+  proc_tmpdir("kbsim-ci", dir, sizeof(dir));
+  snprintf(json, sizeof(json), "%s/partial.json", dir);
+  pid = proc_spawn(sweep, &outfd, &errfd);
+  /* The workers' threads exist once SIGINT is handled. */
+  while(!has_thread(pid, "kb-sweep")) {
+    ck_assert_int_lt(++spins, 100000000);
+    sched_yield();
+  }
+  ck_assert_int_eq(kill(pid, SIGINT), 0);
+  proc_collect(pid, outfd, errfd, &p);
+  ck_assert_msg(p.status == 130, "exit %d: %s%s", p.status, p.out.data,
+                p.err.data);
+  ck_assert_ptr_nonnull(strstr(p.out.data, "(partial: interrupted)"));
+  ck_assert_ptr_nonnull(strstr(p.out.data, "ERROR intermittent-array rate: "
+                                           "interrupted (partial)"));
+  proc_free(&p);
+  text = proc_slurp(json, NULL);
+  ck_assert_ptr_nonnull(strstr(text, "\"partial\": true"));
+  free(text);
+  proc_rmdir(dir);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("ci");
@@ -154,6 +279,8 @@ int main(void)
   tcase_add_test(tc, junit_counts_and_exit_1);
   tcase_add_test(tc, tap_counts);
   tcase_add_test(tc, infrastructure_is_exit_3);
+  tcase_add_test(tc, sweep_gates_on_its_rate);
+  tcase_add_test(tc, sweep_interrupted_reports_partial);
   suite_add_tcase(s, tc);
   sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
