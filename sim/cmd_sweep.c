@@ -249,17 +249,17 @@ static void kbsim_sweep_verdict(const struct scenario *sc,
                : "");
 }
 
-/* Writes the sweep's JSON (docs/report.schema.json, $defs sweep) to path
- * ("-": standard output). Returns 0, or -1 after printing why. */
-static int kbsim_sweep_json(const char *path, const struct scenario *sc,
-                            const struct kbsim_sweep *sw,
-                            const struct kbsim_sweep_sum *t, double lo,
-                            double hi, const struct sim_verdict *v, json_t *cmd)
+/* One point's result as JSON: counts, rate, interval, verdict, seeds. */
+static json_t *kbsim_sweep_json_point(const struct scenario *sc,
+                                      const struct kbsim_sweep *sw,
+                                      const struct kbsim_sweep_sum *t,
+                                      double lo, double hi,
+                                      const struct sim_verdict *v)
 {
-  json_t *root, *seeds = json_array(), *expect;
+  json_t *seeds = json_array();
   uint64_t i;
-  int rc;
 
+  (void)sc;
   for(i = 0; i < sw->count; i++) {
     const struct kbsim_seed_result *r = &sw->results[i];
     if(!r->ran && !r->error[0])
@@ -275,23 +275,38 @@ static int kbsim_sweep_json(const char *path, const struct scenario *sc,
                : json_pack("{s:I,s:s}", "seed", (json_int_t)(sw->first + i),
                            "error", r->error));
   }
-  expect = lo < 0 ? json_null() : json_pack("[f,f]", lo, hi);
-  root = json_pack(
-      "{s:i,s:s,s:{s:s,s:s,s:o},s:s,s:s,s:{s:I,s:I},s:I,s:I,s:I,s:I,s:f,"
-      "s:[f,f],s:I,s:I,s:o,s:s,s:s,s:b,s:o}",
-      "version", 2, "kind", "sweep", "kbsim", "version", version_kbsim(),
-      "commit", version_commit(), "command", json_incref(cmd), "scenario",
-      sc->name, "file", sc->path, "seeds", "first", (json_int_t)sw->first,
-      "last", (json_int_t)(sw->first + sw->count - 1), "runs",
-      (json_int_t)t->runs, "sessions", (json_int_t)t->sessions, "with_error",
+  return json_pack(
+      "{s:{s:I,s:I},s:I,s:I,s:I,s:I,s:f,s:[f,f],s:I,s:I,s:o,s:s,s:s,s:b,"
+      "s:o}",
+      "seeds", "first", (json_int_t)sw->first, "last",
+      (json_int_t)(sw->first + sw->count - 1), "runs", (json_int_t)t->runs,
+      "sessions", (json_int_t)t->sessions, "with_error",
       (json_int_t)t->with_error, "infrastructure",
       (json_int_t)t->infrastructure, "rate", t->rate, "interval", t->lo, t->hi,
       "empty_posts", (json_int_t)t->empty, "ews_posts", (json_int_t)t->ews,
-      "expect_rate", expect, "verdict",
+      "expect_rate", lo < 0 ? json_null() : json_pack("[f,f]", lo, hi),
+      "verdict",
       v->result == SIM_RESULT_PASS   ? "pass"
       : v->result == SIM_RESULT_FAIL ? "fail"
                                      : "error",
       "message", v->message, "partial", t->partial, "per_seed", seeds);
+}
+
+/* Writes the sweep's JSON document to path ("-": standard output): the
+ * stamp, the scenario, the varied keys and one result per grid point
+ * (docs/report.schema.json, $defs sweep). Returns 0, or -1 after printing
+ * why. */
+static int kbsim_sweep_json(const char *path, const struct scenario *sc,
+                            json_t *grid, size_t nvary, json_t *cmd)
+{
+  json_t *root;
+  int rc;
+
+  root =
+      json_pack("{s:i,s:s,s:{s:s,s:s,s:O},s:s,s:s,s:b,s:O}", "version", 2,
+                "kind", "sweep", "kbsim", "version", version_kbsim(), "commit",
+                version_commit(), "command", cmd, "scenario", sc->name, "file",
+                sc->path, "grid", nvary > 0, "points", grid);
   if(!root) {
     fprintf(stderr, "kbsim: --json %s: out of memory\n", path);
     return -1;
@@ -325,14 +340,22 @@ static const struct kbsim_opt sweep_opts[] = {
      "Write the result as JSON: counts, rate, interval, verdict, every "
      "seed's numbers; - for standard output."},
     {"junit", 'U', "FILE",
-     "Write JUnit XML: one testcase for the rate expectation; - for standard "
+     "Write JUnit XML: one testcase per grid point for its rate; - for "
+     "standard output."},
+    {"vary", 'V', "KEY=V1,V2,...|KEY=LOW..HIGH/STEP",
+     "Run the sweep once per value of a scenario key (listener.idle_timeout, "
+     "clients.think, member.ISA02.patch, listener.balancer); repeat for a "
+     "grid (at most 3 keys, 512 points)."},
+    {"csv", 'C', "FILE",
+     "Write one line per grid point (values, sessions, errors, rate, "
+     "interval, empty POSTs, verdict) for spreadsheets; - for standard "
      "output."},
     {NULL, 0, NULL, NULL}};
 
 const struct kbsim_command kbsim_sweep_command = {
     "sweep",
-    "SCENARIO --seeds A..B [--jobs N] [--expect-rate LOW..HIGH] [--json FILE] "
-    "[--junit FILE]",
+    "SCENARIO --seeds A..B [--jobs N] [--vary KEY=VALUES]... "
+    "[--expect-rate LOW..HIGH] [--json FILE] [--junit FILE] [--csv FILE]",
     "a scenario over many seeds: how often users see the error",
     "Runs a scenario once per seed, in parallel, and reports how many "
     "sessions showed the Outlook Integration Error as a rate with a 95% "
@@ -349,25 +372,145 @@ const struct kbsim_command kbsim_sweep_command = {
     "@scenario",
     kbsim_cmd_sweep};
 
+/* --vary: a scenario key and the values it takes. */
+#define KBSIM_MAX_VARY 3
+#define KBSIM_MAX_VALUES 64
+#define KBSIM_MAX_POINTS 512
+
+struct kbsim_vary {
+  char key[96];
+  char values[KBSIM_MAX_VALUES][32];
+  size_t n;
+};
+
+/* Parses "KEY=V1,V2,..." or "KEY=LOW..HIGH/STEP" (numbers with one unit
+ * suffix, e.g. 10s..60s/10s). Returns 0 or -1. */
+static int kbsim_parse_vary(const char *text, struct kbsim_vary *v)
+{
+  const char *eq = strchr(text, '=');
+  const char *list;
+  const char *dots, *slash;
+
+  memset(v, 0, sizeof(*v));
+  if(!eq || eq == text || (size_t)(eq - text) >= sizeof(v->key) || !eq[1])
+    return -1;
+  snprintf(v->key, sizeof(v->key), "%.*s", (int)(eq - text), text);
+  list = eq + 1;
+  dots = strstr(list, "..");
+  slash = dots ? strchr(dots, '/') : NULL;
+  if(dots && slash) {
+    char low[32], *end;
+    double lo, hi, step, x;
+    const char *unit;
+    size_t ulen;
+    /* LOW alone: strtod would take "10." of "10..30". */
+    if((size_t)(dots - list) >= sizeof(low))
+      return -1;
+    snprintf(low, sizeof(low), "%.*s", (int)(dots - list), list);
+    lo = strtod(low, &end);
+    unit = list + (end - low);
+    ulen = (size_t)(dots - unit);
+    if(end == low || ulen >= 8)
+      return -1;
+    hi = strtod(dots + 2, &end);
+    if(end == dots + 2 || (size_t)(slash - end) != ulen ||
+       strncmp(end, unit, ulen))
+      return -1;
+    step = strtod(slash + 1, &end);
+    if(end == slash + 1 || strncmp(end, unit, ulen) || end[ulen] ||
+       !(step > 0) || hi < lo)
+      return -1;
+    for(x = lo; x <= hi + step / 1e6; x += step) {
+      if(v->n == KBSIM_MAX_VALUES)
+        return -1;
+      snprintf(v->values[v->n++], sizeof(v->values[0]), "%g%.*s", x, (int)ulen,
+               unit);
+    }
+    return v->n ? 0 : -1;
+  }
+  while(*list) {
+    size_t n = strcspn(list, ",");
+    if(!n || n >= sizeof(v->values[0]) || v->n == KBSIM_MAX_VALUES)
+      return -1;
+    snprintf(v->values[v->n++], sizeof(v->values[0]), "%.*s", (int)n, list);
+    list += n + (list[n] == ',');
+  }
+  return v->n ? 0 : -1;
+}
+
+/* Runs seeds first..first+count-1 of sc on jobs workers into *sw (its
+ * results owned by the caller). Returns 0, or -1 when out of memory. */
+static int kbsim_sweep_point(const struct scenario *sc, uint64_t first,
+                             uint64_t count, uint64_t jobs,
+                             struct kbsim_sweep *sw)
+{
+  pthread_t threads[KBSIM_MAX_JOBS];
+  unsigned started = 0;
+  uint64_t i;
+
+  memset(sw, 0, sizeof(*sw));
+  sw->sc = sc;
+  sw->first = first;
+  sw->count = count;
+  sw->results = calloc(count, sizeof(*sw->results));
+  if(!sw->results)
+    return -1;
+  atomic_init(&sw->next, 0);
+  atomic_init(&sw->done, 0);
+  sw->progress = isatty(2);
+  pthread_mutex_init(&sw->print_lock, NULL);
+  for(i = 0; i < jobs; i++) {
+    if(pthread_create(&threads[i], NULL, kbsim_sweep_worker, sw))
+      break;
+    kb_thread_name(threads[i], "kb-sweep");
+    started++;
+  }
+  if(!started)
+    kbsim_sweep_worker(sw);
+  for(i = 0; i < started; i++)
+    pthread_join(threads[i], NULL);
+  pthread_mutex_destroy(&sw->print_lock);
+  if(sw->progress && kbsim_sweep_interrupted)
+    fputs("\n", stderr);
+  return 0;
+}
+
+/* The grid point's name: "intermittent-array" or "intermittent-array
+ * [listener.idle_timeout=10s member.ISA02.patch=sp1]". */
+static void kbsim_point_name(const char *base, const struct kbsim_vary *vary,
+                             size_t nvary, const size_t *at, char *out,
+                             size_t len)
+{
+  size_t k, pos;
+
+  pos = (size_t)snprintf(out, len, "%s", base);
+  for(k = 0; k < nvary && pos < len; k++)
+    pos += (size_t)snprintf(out + pos, len - pos, "%s%s=%s", k ? " " : " [",
+                            vary[k].key, vary[k].values[at[k]]);
+  if(nvary && pos < len)
+    snprintf(out + pos, len - pos, "]");
+}
+
 /* The sweep, its command line as given in cmd (for the JSON). */
 static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
 {
-  struct scenario sc;
+  static struct sim_verdict verdicts[KBSIM_MAX_POINTS];
+  static struct kbsim_vary vary[KBSIM_MAX_VARY];
+  struct scenario base, sc;
   struct kbsim_sweep sw;
   struct kbsim_sweep_sum t;
-  struct sim_verdict verdict;
   struct kbsim_args a;
   struct sigaction act, old;
-  pthread_t threads[KBSIM_MAX_JOBS];
-  uint64_t first = 0, count = 0, jobs, i;
+  uint64_t first = 0, count = 0, jobs;
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  const char *json = NULL, *junit = NULL;
+  const char *json = NULL, *junit = NULL, *csv = NULL;
   double rate_lo = -1, rate_hi = -1;
   bool have_rate = false;
-  FILE *human = stdout;
+  FILE *human = stdout, *csvf = NULL;
+  json_t *grid = json_array();
+  size_t nvary = 0, npoints = 1, pt, k;
   char err[512];
-  unsigned started = 0;
-  int c, rc;
+  int c, rc = 0;
 
   jobs = cpus > 0 ? (uint64_t)cpus : 1;
   kbsim_args_init(&a, &kbsim_sweep_command, argc, argv);
@@ -397,6 +540,18 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
     case 'U':
       junit = optarg;
       break;
+    case 'C':
+      csv = optarg;
+      break;
+    case 'V':
+      if(nvary == KBSIM_MAX_VARY)
+        return kbsim_bad_args("--vary: at most %d keys", KBSIM_MAX_VARY);
+      if(kbsim_parse_vary(optarg, &vary[nvary]))
+        return kbsim_bad_args("--vary: '%s' is not KEY=V1,V2,... or "
+                              "KEY=LOW..HIGH/STEP (at most %d values)",
+                              optarg, KBSIM_MAX_VALUES);
+      npoints *= vary[nvary++].n;
+      break;
     }
   }
   if(c < 0)
@@ -405,88 +560,148 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
     return kbsim_bad_args("give exactly one scenario (a file or a name)");
   if(!count)
     return kbsim_bad_args("--seeds A..B is required");
-  if(kbsim_load_scenario(argv[optind], &sc))
+  if(npoints > KBSIM_MAX_POINTS)
+    return kbsim_bad_args("--vary: %zu grid points; at most %d", npoints,
+                          KBSIM_MAX_POINTS);
+  if(kbsim_load_scenario(argv[optind], &base))
     return 2;
+  /* Every point is checked before any runs: a typo costs no minutes. */
+  for(pt = 0; pt < npoints; pt++) {
+    size_t rest = pt;
+    sc = base;
+    for(k = 0; k < nvary; k++) {
+      const char *v = vary[k].values[rest % vary[k].n];
+      rest /= vary[k].n;
+      if(scenario_override(&sc, vary[k].key, v, err, sizeof(err)))
+        return kbsim_bad_args("--vary: %s", err);
+    }
+  }
   if(!have_rate) {
-    rate_lo = sc.expect.rate_lo;
-    rate_hi = sc.expect.rate_hi;
+    rate_lo = base.expect.rate_lo;
+    rate_hi = base.expect.rate_hi;
   }
   if(jobs > count)
     jobs = count;
-
-  memset(&sw, 0, sizeof(sw));
-  sw.sc = &sc;
-  sw.first = first;
-  sw.count = count;
-  sw.results = calloc(count, sizeof(*sw.results));
-  if(!sw.results) {
-    fprintf(stderr, "kbsim: out of memory for %" PRIu64 " seeds\n", count);
-    return 3;
+  if(csv) {
+    csvf = strcmp(csv, "-") ? fopen(csv, "w") : stdout;
+    if(!csvf) {
+      fprintf(stderr, "kbsim: --csv %s: cannot write it: %s\n", csv,
+              strerror(errno));
+      return 3;
+    }
+    for(k = 0; k < nvary; k++)
+      fprintf(csvf, "%s,", vary[k].key);
+    fputs("seeds,sessions,with_error,rate,ci_low,ci_high,empty_posts,"
+          "ews_posts,verdict\n",
+          csvf);
   }
-  atomic_init(&sw.next, 0);
-  atomic_init(&sw.done, 0);
-  sw.progress = isatty(2);
-  pthread_mutex_init(&sw.print_lock, NULL);
+  /* Standard output belongs to a file written to "-". */
+  if((json && !strcmp(json, "-")) || (junit && !strcmp(junit, "-")) ||
+     (csv && !strcmp(csv, "-")))
+    human = stderr;
+
   kbsim_sweep_interrupted = 0;
   memset(&act, 0, sizeof(act));
   act.sa_handler = kbsim_sweep_on_sigint;
   sigemptyset(&act.sa_mask);
   sigaction(SIGINT, &act, &old);
-  for(i = 0; i < jobs; i++) {
-    if(pthread_create(&threads[i], NULL, kbsim_sweep_worker, &sw))
+  for(pt = 0; pt < npoints && !kbsim_sweep_interrupted; pt++) {
+    size_t at[KBSIM_MAX_VARY], rest = pt;
+    struct sim_verdict *v = &verdicts[pt];
+    json_t *point = json_object();
+    char name[256];
+
+    sc = base;
+    for(k = 0; k < nvary; k++) {
+      at[k] = rest % vary[k].n;
+      rest /= vary[k].n;
+      scenario_override(&sc, vary[k].key, vary[k].values[at[k]], err,
+                        sizeof(err)); /* checked above */
+      json_object_set_new(point, vary[k].key,
+                          json_string(vary[k].values[at[k]]));
+    }
+    if(kbsim_sweep_point(&sc, first, count, jobs, &sw)) {
+      fprintf(stderr, "kbsim: out of memory for %" PRIu64 " seeds\n", count);
+      json_decref(point);
+      rc = 3;
       break;
-    kb_thread_name(threads[i], "kb-sweep");
-    started++;
+    }
+    kbsim_sweep_sum(&sw, &t);
+    kbsim_sweep_verdict(&sc, &t, rate_lo, rate_hi, v);
+    kbsim_point_name(sc.name, vary, nvary, at, name, sizeof(name));
+    snprintf(v->name, sizeof(v->name), "%.240s rate", name);
+    fprintf(human,
+            "sweep %s (%s), seeds %" PRIu64 "..%" PRIu64 ": %" PRIu64
+            " run%s%s, %" PRIu64 " session%s, %" PRIu64 " job%s\n",
+            name, sc.path, first, first + count - 1, t.runs,
+            t.runs == 1 ? "" : "s", t.partial ? " (partial: interrupted)" : "",
+            t.sessions, t.sessions == 1 ? "" : "s", jobs, jobs == 1 ? "" : "s");
+    fprintf(human,
+            "sessions with the Outlook Integration Error: %" PRIu64
+            " of %" PRIu64 " = %.2f%% (95%% CI %.2f%%..%.2f%%)\n",
+            t.with_error, t.sessions, 100 * t.rate, 100 * t.lo, 100 * t.hi);
+    fprintf(human,
+            "EWS POSTs that reached Exchange empty: %" PRIu64 " of %" PRIu64
+            " = %.2f%%\n",
+            t.empty, t.ews,
+            t.ews ? 100.0 * (double)t.empty / (double)t.ews : 0.0);
+    if(t.failed_runs)
+      fprintf(human, "%" PRIu64 " run%s could not run (first error above)\n",
+              t.failed_runs, t.failed_runs == 1 ? "" : "s");
+    if(rate_lo >= 0 || v->result != SIM_RESULT_PASS)
+      fprintf(human, "%s %s: %s\n",
+              v->result == SIM_RESULT_PASS   ? "PASS"
+              : v->result == SIM_RESULT_FAIL ? "FAIL"
+                                             : "ERROR",
+              v->name, v->message);
+    if(csvf) {
+      for(k = 0; k < nvary; k++)
+        fprintf(csvf, "%s,", vary[k].values[at[k]]);
+      fprintf(csvf,
+              "%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%.6f,%.6f,%.6f,%" PRIu64
+              ",%" PRIu64 ",%s\n",
+              t.runs, t.sessions, t.with_error, t.rate, t.lo, t.hi, t.empty,
+              t.ews,
+              v->result == SIM_RESULT_PASS   ? "pass"
+              : v->result == SIM_RESULT_FAIL ? "fail"
+                                             : "error");
+    }
+    if(json) {
+      json_t *one = kbsim_sweep_json_point(&sc, &sw, &t, rate_lo, rate_hi, v);
+      if(one) {
+        json_object_set_new(one, "point", point);
+        json_array_append_new(grid, one);
+      }
+      else
+        json_decref(point);
+    }
+    else
+      json_decref(point);
+    free(sw.results);
+    if(t.partial)
+      break;
   }
-  if(!started)
-    kbsim_sweep_worker(&sw);
-  for(i = 0; i < started; i++)
-    pthread_join(threads[i], NULL);
   sigaction(SIGINT, &old, NULL);
-  pthread_mutex_destroy(&sw.print_lock);
-  if(sw.progress && kbsim_sweep_interrupted)
-    fputs("\n", stderr);
-
-  /* Standard output is the JSON's or the JUnit's when they go there. */
-  if((json && !strcmp(json, "-")) || (junit && !strcmp(junit, "-")))
-    human = stderr;
-  kbsim_sweep_sum(&sw, &t);
-  kbsim_sweep_verdict(&sc, &t, rate_lo, rate_hi, &verdict);
-  fprintf(human,
-          "sweep %s (%s), seeds %" PRIu64 "..%" PRIu64 ": %" PRIu64
-          " run%s%s, %" PRIu64 " session%s, %" PRIu64 " job%s\n",
-          sc.name, sc.path, first, first + count - 1, t.runs,
-          t.runs == 1 ? "" : "s", t.partial ? " (partial: interrupted)" : "",
-          t.sessions, t.sessions == 1 ? "" : "s", jobs, jobs == 1 ? "" : "s");
-  fprintf(human,
-          "sessions with the Outlook Integration Error: %" PRIu64 " of %" PRIu64
-          " = %.2f%% (95%% CI %.2f%%..%.2f%%)\n",
-          t.with_error, t.sessions, 100 * t.rate, 100 * t.lo, 100 * t.hi);
-  fprintf(human,
-          "EWS POSTs that reached Exchange empty: %" PRIu64 " of %" PRIu64
-          " = %.2f%%\n",
-          t.empty, t.ews,
-          t.ews ? 100.0 * (double)t.empty / (double)t.ews : 0.0);
-  if(t.failed_runs)
-    fprintf(human, "%" PRIu64 " run%s could not run (first error above)\n",
-            t.failed_runs, t.failed_runs == 1 ? "" : "s");
-  if(rate_lo >= 0 || verdict.result != SIM_RESULT_PASS)
-    fprintf(human, "%s %s: %s\n",
-            verdict.result == SIM_RESULT_PASS   ? "PASS"
-            : verdict.result == SIM_RESULT_FAIL ? "FAIL"
-                                                : "ERROR",
-            verdict.name, verdict.message);
-
-  rc = t.partial ? 130 : sim_verdicts_exit(&verdict, 1);
-  if(json &&
-     kbsim_sweep_json(json, &sc, &sw, &t, rate_lo, rate_hi, &verdict, cmd))
+  if(kbsim_sweep_interrupted) {
+    /* Points never started are not reported; the last one is partial. */
+    npoints = pt ? pt : 1;
+    if(!pt)
+      memset(&verdicts[0], 0, sizeof(verdicts[0]));
+  }
+  if(!rc)
+    rc = kbsim_sweep_interrupted ? 130 : sim_verdicts_exit(verdicts, npoints);
+  if(csvf && csvf != stdout && fclose(csvf)) {
+    fprintf(stderr, "kbsim: --csv %s: writing failed\n", csv);
     rc = rc == 130 ? rc : 3;
-  if(junit &&
-     sim_junit_write(junit, "kbsim sweep", &verdict, 1, err, sizeof(err))) {
+  }
+  if(json && kbsim_sweep_json(json, &base, grid, nvary, cmd))
+    rc = rc == 130 ? rc : 3;
+  if(junit && sim_junit_write(junit, "kbsim sweep", verdicts, npoints, err,
+                              sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     rc = rc == 130 ? rc : 3;
   }
-  free(sw.results);
+  json_decref(grid);
   return rc;
 }
 

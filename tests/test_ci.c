@@ -212,6 +212,40 @@ START_TEST(sweep_gates_on_its_rate)
 }
 END_TEST
 
+/* --vary makes a grid: one result per point, in the CSV read back by
+ * Python's csv module; the fully patched member (sp1 + script) shows no
+ * error, the unpatched one does; a key the scenario lacks is refused
+ * before anything runs (exit 2). */
+START_TEST(sweep_grid_csv)
+{
+  char script[1024];
+  char *run[] = {"/bin/sh", "-c", script, NULL};
+  char *bad[] = {KBSIM_BIN, "sweep",  "intermittent-array",     "--seeds",
+                 "1..3",    "--vary", "member.ISA09.patch=sp1", NULL};
+  struct proc_out p;
+
+  snprintf(script, sizeof(script),
+           "'%s' sweep intermittent-array --seeds 1..10 "
+           "--vary member.ISA02.patch=rtm,sp1 --vary member.ISA02.script=yes "
+           "--csv - 2>/dev/null | /usr/bin/python3 -c '"
+           "import csv,sys\n"
+           "rows=list(csv.DictReader(sys.stdin))\n"
+           "print(len(rows))\n"
+           "for r in rows: print(r[\"member.ISA02.patch\"], "
+           "int(r[\"with_error\"])>0, r[\"sessions\"], r[\"verdict\"])'",
+           KBSIM_BIN);
+  proc_run(run, &p);
+  ck_assert_msg(p.status == 0, "%s", p.err.data);
+  ck_assert_str_eq(p.out.data, "2\nrtm True 80 pass\nsp1 False 80 pass\n");
+  proc_free(&p);
+  proc_run(bad, &p);
+  ck_assert_int_eq(p.status, 2);
+  ck_assert_ptr_nonnull(strstr(p.err.data, "the scenario has no member ISA09"));
+  ck_assert_str_eq(p.out.data, "");
+  proc_free(&p);
+}
+END_TEST
+
 /* Whether pid has a thread named name (/proc/PID/task/T/comm). */
 static bool has_thread(pid_t pid, const char *name)
 {
@@ -288,6 +322,7 @@ int main(void)
   tcase_add_test(tc, infrastructure_is_exit_3);
   tcase_add_test(tc, sweep_gates_on_its_rate);
   tcase_add_test(tc, sweep_interrupted_reports_partial);
+  tcase_add_test(tc, sweep_grid_csv);
   suite_add_tcase(s, tc);
   sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
