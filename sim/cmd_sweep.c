@@ -297,7 +297,10 @@ static json_t *kbsim_sweep_json_point(const struct scenario *sc,
  * (docs/report.schema.json, $defs sweep). Returns 0, or -1 after printing
  * why. */
 static int kbsim_sweep_json(const char *path, const struct scenario *sc,
-                            json_t *grid, size_t nvary, json_t *cmd)
+                            json_t *grid, size_t nvary, json_t *cmd,
+                            uint64_t shard_k, uint64_t shard_n,
+                            uint64_t all_first, uint64_t all_count,
+                            json_t *shard_commands)
 {
   json_t *root;
   int rc;
@@ -307,6 +310,14 @@ static int kbsim_sweep_json(const char *path, const struct scenario *sc,
                 "kind", "sweep", "kbsim", "version", version_kbsim(), "commit",
                 version_commit(), "command", cmd, "scenario", sc->name, "file",
                 sc->path, "grid", nvary > 0, "points", grid);
+  if(root && shard_commands)
+    json_object_set(json_object_get(root, "kbsim"), "shards", shard_commands);
+  if(root && shard_n)
+    json_object_set_new(root, "shard",
+                        json_pack("{s:I,s:I,s:I,s:I}", "k", (json_int_t)shard_k,
+                                  "n", (json_int_t)shard_n, "first",
+                                  (json_int_t)all_first, "last",
+                                  (json_int_t)(all_first + all_count - 1)));
   if(!root) {
     fprintf(stderr, "kbsim: --json %s: out of memory\n", path);
     return -1;
@@ -346,6 +357,9 @@ static const struct kbsim_opt sweep_opts[] = {
      "Run the sweep once per value of a scenario key (listener.idle_timeout, "
      "clients.think, member.ISA02.patch, listener.balancer); repeat for a "
      "grid (at most 3 keys, 512 points)."},
+    {"shard", 'S', "K/N",
+     "Run only the K-th of N disjoint parts of the seeds (K from 1) and write "
+     "its --json, for 'kbsim merge'; no gate is applied to a part."},
     {"csv", 'C', "FILE",
      "Write one line per grid point (values, sessions, errors, rate, "
      "interval, empty POSTs, verdict) for spreadsheets; - for standard "
@@ -509,6 +523,7 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
   FILE *human = stdout, *csvf = NULL;
   json_t *grid = json_array();
   size_t nvary = 0, npoints = 1, pt, k;
+  uint64_t shard_k = 0, shard_n = 0, all_first = 0, all_count = 0;
   char err[512];
   int c, rc = 0;
 
@@ -543,6 +558,20 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
     case 'C':
       csv = optarg;
       break;
+    case 'S': {
+      char *end;
+      unsigned long long kk = strtoull(optarg, &end, 10), nn;
+      if(end == optarg || *end != '/' || !kk)
+        return kbsim_bad_args("--shard: '%s' is not K/N with 1 <= K <= N",
+                              optarg);
+      nn = strtoull(end + 1, &end, 10);
+      if(*end || kk > nn || nn > 100000)
+        return kbsim_bad_args("--shard: '%s' is not K/N with 1 <= K <= N",
+                              optarg);
+      shard_k = kk;
+      shard_n = nn;
+      break;
+    }
     case 'V':
       if(nvary == KBSIM_MAX_VARY)
         return kbsim_bad_args("--vary: at most %d keys", KBSIM_MAX_VARY);
@@ -579,6 +608,22 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
   if(!have_rate) {
     rate_lo = base.expect.rate_lo;
     rate_hi = base.expect.rate_hi;
+  }
+  all_first = first;
+  all_count = count;
+  if(shard_n) {
+    /* Contiguous blocks: shard K of N takes [(K-1)*count/N, K*count/N). */
+    uint64_t lo = (shard_k - 1) * count / shard_n,
+             hi = shard_k * count / shard_n;
+    if(hi == lo)
+      return kbsim_bad_args("--shard %" PRIu64 "/%" PRIu64 ": no seed left "
+                            "for it; use fewer shards than seeds",
+                            shard_k, shard_n);
+    if(!json)
+      return kbsim_bad_args("--shard needs --json: the part is for 'kbsim "
+                            "merge'");
+    first += lo;
+    count = hi - lo;
   }
   if(jobs > count)
     jobs = count;
@@ -688,13 +733,21 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
     if(!pt)
       memset(&verdicts[0], 0, sizeof(verdicts[0]));
   }
+  if(!rc && shard_n) {
+    /* A part gates nothing: only the harness's own failures count. */
+    rc = kbsim_sweep_interrupted ? 130 : 0;
+    for(pt = 0; pt < npoints; pt++)
+      if(verdicts[pt].result == SIM_RESULT_ERROR)
+        rc = 3;
+  }
   if(!rc)
     rc = kbsim_sweep_interrupted ? 130 : sim_verdicts_exit(verdicts, npoints);
   if(csvf && csvf != stdout && fclose(csvf)) {
     fprintf(stderr, "kbsim: --csv %s: writing failed\n", csv);
     rc = rc == 130 ? rc : 3;
   }
-  if(json && kbsim_sweep_json(json, &base, grid, nvary, cmd))
+  if(json && kbsim_sweep_json(json, &base, grid, nvary, cmd, shard_k, shard_n,
+                              all_first, all_count, NULL))
     rc = rc == 130 ? rc : 3;
   if(junit && sim_junit_write(junit, "kbsim sweep", verdicts, npoints, err,
                               sizeof(err))) {
@@ -715,5 +768,266 @@ static int kbsim_cmd_sweep(int argc, char **argv)
     json_array_append_new(cmd, json_string(argv[i]));
   rc = kbsim_sweep_main(argc, argv, cmd);
   json_decref(cmd);
+  return rc;
+}
+
+/* ---- merge: shards back into one sweep ----------------------------------- */
+
+static int kbsim_cmd_merge(int argc, char **argv);
+
+static const struct kbsim_opt merge_opts[] = {
+    {"json", 'J', "FILE",
+     "Write the merged sweep there (default: standard output)."},
+    {NULL, 0, NULL, NULL}};
+
+const struct kbsim_command kbsim_merge_command = {
+    "merge",
+    "PART.json... [--json FILE]",
+    "combine the parts of a sharded sweep into one result",
+    "Reads the --json files of 'kbsim sweep ... --shard K/N', checks they "
+    "are the N parts of one sweep (same scenario, grid, seeds, expected "
+    "rate; every seed once), and writes the sweep's JSON as one unsharded "
+    "run would: the same results byte for byte, with each part's command "
+    "line in the stamp. Prints each grid point's rate and applies the "
+    "gate: exit 1 when a rate misses its expectation, 3 when a seed could "
+    "not run.",
+    merge_opts,
+    NULL,
+    kbsim_cmd_merge};
+
+/* Checks that b is a part of the same sweep as a. Returns 0, or -1 with
+ * why in err. */
+static int kbsim_merge_same(const json_t *a, const json_t *b, const char *name,
+                            char *err, size_t errlen)
+{
+  static const char *const keys[] = {"kind", "scenario", "file", "grid", NULL};
+  const json_t *pa = json_object_get(a, "points");
+  const json_t *pb = json_object_get(b, "points");
+  const json_t *sa = json_object_get(a, "shard");
+  const json_t *sb = json_object_get(b, "shard");
+  size_t i;
+
+  for(i = 0; keys[i]; i++)
+    if(!json_equal(json_object_get(a, keys[i]), json_object_get(b, keys[i]))) {
+      snprintf(err, errlen, "%s: its %s differs from the first part's", name,
+               keys[i]);
+      return -1;
+    }
+  if(!sb || !json_equal(json_object_get(sa, "n"), json_object_get(sb, "n")) ||
+     !json_equal(json_object_get(sa, "first"), json_object_get(sb, "first")) ||
+     !json_equal(json_object_get(sa, "last"), json_object_get(sb, "last"))) {
+    snprintf(err, errlen, "%s: not a part of the same sharded sweep", name);
+    return -1;
+  }
+  if(json_array_size(pa) != json_array_size(pb)) {
+    snprintf(err, errlen, "%s: another grid (%zu points, not %zu)", name,
+             json_array_size(pb), json_array_size(pa));
+    return -1;
+  }
+  for(i = 0; i < json_array_size(pa); i++) {
+    const json_t *x = json_array_get(pa, i), *y = json_array_get(pb, i);
+    if(!json_equal(json_object_get(x, "point"), json_object_get(y, "point")) ||
+       !json_equal(json_object_get(x, "expect_rate"),
+                   json_object_get(y, "expect_rate"))) {
+      snprintf(err, errlen, "%s: grid point %zu differs", name, i + 1);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Fills sw's results for grid point i from every part's per_seed. Returns
+ * 0, or -1 with why in err (a seed missing or given twice). */
+static int kbsim_merge_point(json_t *const *parts, size_t nparts, size_t i,
+                             struct kbsim_sweep *sw, char *err, size_t errlen)
+{
+  size_t p, j;
+
+  for(p = 0; p < nparts; p++) {
+    const json_t *seeds = json_object_get(
+        json_array_get(json_object_get(parts[p], "points"), i), "per_seed");
+    for(j = 0; j < json_array_size(seeds); j++) {
+      const json_t *e = json_array_get(seeds, j);
+      json_int_t seed = json_integer_value(json_object_get(e, "seed"));
+      struct kbsim_seed_result *r;
+      const char *error = json_string_value(json_object_get(e, "error"));
+
+      if(seed < (json_int_t)sw->first ||
+         seed >= (json_int_t)(sw->first + sw->count)) {
+        snprintf(err, errlen, "seed %lld is outside the sweep",
+                 (long long)seed);
+        return -1;
+      }
+      r = &sw->results[seed - (json_int_t)sw->first];
+      if(r->ran || r->error[0]) {
+        snprintf(err, errlen, "seed %lld is in two parts", (long long)seed);
+        return -1;
+      }
+      if(error) {
+        snprintf(r->error, sizeof(r->error), "%s", error);
+        continue;
+      }
+      r->ran = true;
+      r->sessions =
+          (unsigned)json_integer_value(json_object_get(e, "sessions"));
+      r->with_error =
+          (unsigned)json_integer_value(json_object_get(e, "with_error"));
+      r->infrastructure =
+          (unsigned)json_integer_value(json_object_get(e, "infrastructure"));
+      r->empty_posts =
+          (uint64_t)json_integer_value(json_object_get(e, "empty_posts"));
+      r->ews_posts =
+          (uint64_t)json_integer_value(json_object_get(e, "ews_posts"));
+    }
+  }
+  for(j = 0; j < sw->count; j++)
+    if(!sw->results[j].ran && !sw->results[j].error[0]) {
+      snprintf(err, errlen,
+               "seed %" PRIu64 " is in no part: give every shard's file",
+               sw->first + j);
+      return -1;
+    }
+  return 0;
+}
+
+static int kbsim_merge_main(int argc, char **argv, json_t *cmd);
+
+static int kbsim_cmd_merge(int argc, char **argv)
+{
+  json_t *cmd;
+  int c, rc;
+
+  /* The command line as given, before getopt reorders argv. */
+  cmd = json_pack("[s]", "kbsim");
+  for(c = 0; c < argc; c++)
+    json_array_append_new(cmd, json_string(argv[c]));
+  rc = kbsim_merge_main(argc, argv, cmd);
+  json_decref(cmd);
+  return rc;
+}
+
+/* The merge, its command line as given in cmd. */
+static int kbsim_merge_main(int argc, char **argv, json_t *cmd)
+{
+  static struct sim_verdict verdicts[KBSIM_MAX_POINTS];
+  json_t *parts[256], *grid = NULL, *shards = NULL;
+  struct kbsim_args a;
+  struct scenario sc;
+  const char *out = NULL;
+  size_t nparts = 0, npoints, i;
+  uint64_t first, last;
+  char err[512];
+  int c, rc = 0;
+
+  kbsim_args_init(&a, &kbsim_merge_command, argc, argv);
+  while((c = kbsim_args_next(&a)) > 0)
+    if(c == 'J')
+      out = optarg;
+  if(c < 0)
+    return a.status;
+  if(optind >= argc)
+    return kbsim_bad_args("give the parts' JSON files");
+  if(argc - optind > 256)
+    return kbsim_bad_args("at most 256 parts");
+  for(i = 0; (int)i < argc - optind; i++) {
+    json_error_t je;
+    const char *name = argv[optind + (int)i];
+    parts[nparts] = json_load_file(name, 0, &je);
+    if(!parts[nparts]) {
+      fprintf(stderr, "kbsim: %s:%d: not JSON: %s\n", name, je.line, je.text);
+      rc = 2;
+      goto done;
+    }
+    nparts++;
+    if(!json_object_get(parts[nparts - 1], "shard") ||
+       kbsim_merge_same(parts[0], parts[nparts - 1], name, err, sizeof(err))) {
+      fprintf(stderr, "kbsim: %s\n",
+              json_object_get(parts[nparts - 1], "shard")
+                  ? err
+                  : "a part has no \"shard\": give the --json of "
+                    "sweep --shard K/N");
+      rc = 2;
+      goto done;
+    }
+  }
+  memset(&sc, 0, sizeof(sc));
+  snprintf(sc.name, sizeof(sc.name), "%s",
+           json_string_value(json_object_get(parts[0], "scenario")));
+  snprintf(sc.path, sizeof(sc.path), "%s",
+           json_string_value(json_object_get(parts[0], "file")));
+  first = (uint64_t)json_integer_value(
+      json_object_get(json_object_get(parts[0], "shard"), "first"));
+  last = (uint64_t)json_integer_value(
+      json_object_get(json_object_get(parts[0], "shard"), "last"));
+  npoints = json_array_size(json_object_get(parts[0], "points"));
+  if(last < first || last - first >= KBSIM_MAX_SEEDS ||
+     npoints > KBSIM_MAX_POINTS) {
+    fprintf(stderr, "kbsim: %s: its seeds or grid are out of range\n",
+            argv[optind]);
+    rc = 2;
+    goto done;
+  }
+  grid = json_array();
+  for(i = 0; i < npoints; i++) {
+    const json_t *p0 = json_array_get(json_object_get(parts[0], "points"), i);
+    const json_t *er = json_object_get(p0, "expect_rate");
+    double lo = er ? json_real_value(json_array_get(er, 0)) : -1;
+    double hi = er ? json_real_value(json_array_get(er, 1)) : -1;
+    struct kbsim_sweep sw;
+    struct kbsim_sweep_sum t;
+    json_t *one;
+
+    if(!json_is_array(er))
+      lo = hi = -1;
+    memset(&sw, 0, sizeof(sw));
+    sw.sc = &sc;
+    sw.first = first;
+    sw.count = last - first + 1;
+    sw.results = calloc(sw.count, sizeof(*sw.results));
+    if(!sw.results ||
+       kbsim_merge_point(parts, nparts, i, &sw, err, sizeof(err))) {
+      fprintf(stderr, "kbsim: %s\n", sw.results ? err : "out of memory");
+      free(sw.results);
+      rc = sw.results ? 2 : 3;
+      goto done;
+    }
+    kbsim_sweep_sum(&sw, &t);
+    kbsim_sweep_verdict(&sc, &t, lo, hi, &verdicts[i]);
+    one = kbsim_sweep_json_point(&sc, &sw, &t, lo, hi, &verdicts[i]);
+    free(sw.results);
+    if(!one) {
+      rc = 3;
+      goto done;
+    }
+    json_object_set(one, "point", json_object_get(p0, "point"));
+    json_array_append_new(grid, one);
+    fprintf(out ? stdout : stderr,
+            "%s %s%s: %" PRIu64 " of %" PRIu64
+            " sessions = %.2f%% (95%% CI %.2f%%..%.2f%%): %s\n",
+            verdicts[i].result == SIM_RESULT_PASS   ? "PASS"
+            : verdicts[i].result == SIM_RESULT_FAIL ? "FAIL"
+                                                    : "ERROR",
+            sc.name, npoints > 1 ? " (grid point)" : "", t.with_error,
+            t.sessions, 100 * t.rate, 100 * t.lo, 100 * t.hi,
+            verdicts[i].message);
+  }
+  /* The stamp: this command, and each part's. */
+  shards = json_array();
+  for(i = 0; i < nparts; i++)
+    json_array_append(
+        shards, json_object_get(json_object_get(parts[i], "kbsim"), "command"));
+  if(kbsim_sweep_json(out ? out : "-", &sc, grid,
+                      json_is_true(json_object_get(parts[0], "grid")) ? 1 : 0,
+                      cmd, 0, 0, 0, 0, shards)) {
+    rc = 3;
+    goto done;
+  }
+  rc = sim_verdicts_exit(verdicts, npoints);
+
+done:
+  for(i = 0; i < nparts; i++)
+    json_decref(parts[i]);
+  json_decref(grid);
+  json_decref(shards);
   return rc;
 }
