@@ -29,13 +29,14 @@
 #define KBSIM_MAX_SEEDS 1000000u
 #define KBSIM_MAX_JOBS 64
 
-/* Set by SIGINT: workers take no new seed. */
-static volatile sig_atomic_t kbsim_sweep_interrupted;
+/* Set by SIGINT, read by the workers (take no new seed): a lock-free
+ * atomic, safe in a signal handler and between threads. */
+static atomic_int kbsim_sweep_interrupted;
 
 static void kbsim_sweep_on_sigint(int sig)
 {
   (void)sig;
-  kbsim_sweep_interrupted = 1;
+  atomic_store(&kbsim_sweep_interrupted, 1);
 }
 
 /* One seed's result. */
@@ -645,7 +646,7 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
      (csv && !strcmp(csv, "-")))
     human = stderr;
 
-  kbsim_sweep_interrupted = 0;
+  atomic_store(&kbsim_sweep_interrupted, 0);
   memset(&act, 0, sizeof(act));
   act.sa_handler = kbsim_sweep_on_sigint;
   sigemptyset(&act.sa_mask);
