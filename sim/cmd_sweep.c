@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "plot.h"
 #include "verdicts.h"
 #include "version.h"
 
@@ -60,6 +61,7 @@ struct kbsim_sweep {
   bool progress;              /* stderr is a terminal */
   pthread_mutex_t print_lock; /* progress line */
   int64_t last_print_ms;
+  int64_t start_ms; /* when the point's seeds began: rate and ETA */
 };
 
 static int64_t kbsim_monotonic_ms(void)
@@ -100,8 +102,13 @@ static void *kbsim_sweep_worker(void *arg)
       int64_t now = kbsim_monotonic_ms();
       pthread_mutex_lock(&sw->print_lock);
       if(now - sw->last_print_ms >= 100 || done == sw->count) {
-        fprintf(stderr, "\rsweep: %" PRIu64 "/%" PRIu64 " seeds (%3u%%)", done,
-                sw->count, (unsigned)(done * 100 / sw->count));
+        double secs = (double)(now - sw->start_ms) / 1000;
+        double rate = secs > 0 ? (double)done / secs : 0;
+        fprintf(stderr,
+                "\rsweep: %" PRIu64 "/%" PRIu64 " seeds (%3u%%), %.0f/s, "
+                "ETA %.0f s   ",
+                done, sw->count, (unsigned)(done * 100 / sw->count), rate,
+                rate > 0 ? (double)(sw->count - done) / rate : 0.0);
         if(done == sw->count)
           fputs("\n", stderr);
         fflush(stderr);
@@ -361,6 +368,10 @@ static const struct kbsim_opt sweep_opts[] = {
     {"shard", 'S', "K/N",
      "Run only the K-th of N disjoint parts of the seeds (K from 1) and write "
      "its --json, for 'kbsim merge'; no gate is applied to a part."},
+    {"html", 'H', "FILE",
+     "Write the grid as a self-contained page: the rate against the first "
+     "--vary key with its 95% band, a line per value of the second, and "
+     "the table."},
     {"csv", 'C', "FILE",
      "Write one line per grid point (values, sessions, errors, rate, "
      "interval, empty POSTs, verdict) for spreadsheets; - for standard "
@@ -370,7 +381,8 @@ static const struct kbsim_opt sweep_opts[] = {
 const struct kbsim_command kbsim_sweep_command = {
     "sweep",
     "SCENARIO --seeds A..B [--jobs N] [--vary KEY=VALUES]... "
-    "[--expect-rate LOW..HIGH] [--json FILE] [--junit FILE] [--csv FILE]",
+    "[--expect-rate LOW..HIGH] [--json FILE] [--junit FILE] [--csv FILE] "
+    "[--html FILE] [--shard K/N]",
     "a scenario over many seeds: how often users see the error",
     "Runs a scenario once per seed, in parallel, and reports how many "
     "sessions showed the Outlook Integration Error as a rate with a 95% "
@@ -473,6 +485,7 @@ static int kbsim_sweep_point(const struct scenario *sc, uint64_t first,
   atomic_init(&sw->next, 0);
   atomic_init(&sw->done, 0);
   sw->progress = isatty(2);
+  sw->start_ms = kbsim_monotonic_ms();
   pthread_mutex_init(&sw->print_lock, NULL);
   for(i = 0; i < jobs; i++) {
     if(pthread_create(&threads[i], NULL, kbsim_sweep_worker, sw))
@@ -518,7 +531,9 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
   struct sigaction act, old;
   uint64_t first = 0, count = 0, jobs;
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  const char *json = NULL, *junit = NULL, *csv = NULL;
+  const char *json = NULL, *junit = NULL, *csv = NULL, *html = NULL;
+  static struct sim_plot_point plot[KBSIM_MAX_POINTS];
+  static char plot_text[KBSIM_MAX_POINTS][3][256];
   double rate_lo = -1, rate_hi = -1;
   bool have_rate = false;
   FILE *human = stdout, *csvf = NULL;
@@ -558,6 +573,9 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
       break;
     case 'C':
       csv = optarg;
+      break;
+    case 'H':
+      html = optarg;
       break;
     case 'S': {
       char *end;
@@ -700,6 +718,25 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
               : v->result == SIM_RESULT_FAIL ? "FAIL"
                                              : "ERROR",
               v->name, v->message);
+    {
+      struct sim_plot_point *pp = &plot[pt];
+      snprintf(plot_text[pt][0], sizeof(plot_text[0][0]), "%s",
+               nvary ? vary[0].values[at[0]] : sc.name);
+      snprintf(plot_text[pt][1], sizeof(plot_text[0][0]), "%s",
+               nvary > 1 ? vary[1].values[at[1]] : "");
+      snprintf(plot_text[pt][2], sizeof(plot_text[0][0]), "%s", name);
+      pp->x = plot_text[pt][0];
+      pp->series = nvary > 1 ? plot_text[pt][1] : NULL;
+      pp->label = plot_text[pt][2];
+      pp->rate = t.rate;
+      pp->lo = t.lo;
+      pp->hi = t.hi;
+      pp->sessions = t.sessions;
+      pp->with_error = t.with_error;
+      pp->verdict = v->result == SIM_RESULT_PASS   ? "pass"
+                    : v->result == SIM_RESULT_FAIL ? "fail"
+                                                   : "error";
+    }
     if(csvf) {
       for(k = 0; k < nvary; k++)
         fprintf(csvf, "%s,", vary[k].values[at[k]]);
@@ -746,6 +783,18 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
   if(csvf && csvf != stdout && fclose(csvf)) {
     fprintf(stderr, "kbsim: --csv %s: writing failed\n", csv);
     rc = rc == 130 ? rc : 3;
+  }
+  if(html) {
+    char title[256];
+    snprintf(title, sizeof(title),
+             "kbsim sweep %s, seeds %" PRIu64 "..%" PRIu64, base.name, first,
+             first + count - 1);
+    if(sim_plot_write(html, title, nvary ? vary[0].key : "scenario",
+                      nvary > 1 ? vary[1].key : NULL, plot, npoints, err,
+                      sizeof(err))) {
+      fprintf(stderr, "kbsim: %s\n", err);
+      rc = rc == 130 ? rc : 3;
+    }
   }
   if(json && kbsim_sweep_json(json, &base, grid, nvary, cmd, shard_k, shard_n,
                               all_first, all_count, NULL))

@@ -887,6 +887,66 @@ START_TEST(report_renders_in_chromium)
 }
 END_TEST
 
+/* A sweep's 3 x 2 grid (idle timeout x ISA02's patch, the script on) as
+ * Chromium renders it: two lines with their bands, six points, six table
+ * rows; the unpatched line above the patched one at every timeout (the
+ * intermittency's shape: errors while ISA02 is RTM, none once it has
+ * SP1 and the script), and the red line shows in the screenshot. */
+START_TEST(sweep_plot_renders_in_chromium)
+{
+  char bin[512], html[512], url[600], profile[512], shot[512];
+  const char *args[] = {"sweep",   SCENARIOS_DIR "/intermittent-array.ini",
+                        "--seeds", "1..10",
+                        "--vary",  "listener.idle_timeout=10s,30s,60s",
+                        "--vary",  "member.ISA02.patch=rtm,sp1",
+                        "--vary",  "member.ISA02.script=yes",
+                        "--html",  html,
+                        NULL};
+  struct proc_out p, dom;
+  struct png_look look;
+  htmlDocPtr doc;
+
+  if(!find_chromium(bin, sizeof(bin)))
+    return; /* skipped; main says so */
+  make_tmpdir();
+  snprintf(html, sizeof(html), "%s/sweep.html", tmpdir);
+  snprintf(url, sizeof(url), "file://%s", html);
+  snprintf(shot, sizeof(shot), "%s/sweep.png", tmpdir);
+  snprintf(profile, sizeof(profile), "%s/profile", tmpdir);
+  kbsim(args, 0, &p);
+  proc_free(&p);
+  chromium_run(bin, profile, url, shot, "1024,768", &dom);
+  doc = htmlReadMemory(dom.out.data, (int)dom.out.len, "dom.html", "utf-8",
+                       HTML_PARSE_NONET | HTML_PARSE_NOERROR |
+                           HTML_PARSE_NOWARNING);
+  ck_assert_ptr_nonnull(doc);
+  ck_assert_int_eq(xpath_count(doc, "//*[local-name()='polyline' and "
+                                    "@class='rate']"),
+                   2);
+  ck_assert_int_eq(xpath_count(doc, "//*[local-name()='polygon' and "
+                                    "@class='band']"),
+                   2);
+  ck_assert_int_eq(xpath_count(doc, "//*[local-name()='circle']"), 6);
+  ck_assert_int_eq(xpath_count(doc, "//table[@id='points']//tr[td]"), 6);
+  /* SVG y grows downwards: rtm's points (the first three circles) lie
+   * above sp1's at the same x. */
+  ck_assert_int_eq(xpath_count(doc,
+                               "(//*[local-name()='circle'])[1][number(@cy) < "
+                               "number((//*[local-name()='circle'])[4]/@cy)]"),
+                   1);
+  ck_assert_int_eq(xpath_count(doc,
+                               "(//*[local-name()='circle'])[3][number(@cy) < "
+                               "number((//*[local-name()='circle'])[6]/@cy)]"),
+                   1);
+  xmlFreeDoc(doc);
+  proc_free(&dom);
+  png_look(shot, &look);
+  ck_assert_uint_gt(look.colours, 20);
+  ck_assert_uint_gt(look.red, 300);
+  remove_tmpdir();
+}
+END_TEST
+
 /* The "Big" box ticked (here in the file, as a click would): one run per
  * row at 1024x768, the fix below the bug. */
 START_TEST(report_big_stacks_runs)
@@ -1179,6 +1239,7 @@ int main(void)
   tcase_set_timeout(browser, 60);
   tcase_add_test(browser, report_renders_in_chromium);
   tcase_add_test(browser, report_big_stacks_runs);
+  tcase_add_test(browser, sweep_plot_renders_in_chromium);
   suite_add_tcase(s, browser);
   tcase_set_timeout(demo, 30);
   tcase_add_test(demo, demo_is_plain_when_piped);
