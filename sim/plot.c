@@ -197,7 +197,9 @@ int sim_plot_write(const char *path, const char *title, const char *xkey,
             100 * pts[i].lo, 100 * pts[i].hi, pts[i].verdict, pts[i].verdict);
   }
   fputs("</table>\n</body></html>\n", out);
-  if(out != stdout ? fclose(out) != 0 : fflush(out) != 0) {
+  if(out == stdout)
+    return fflush(out) ? -1 : 0;
+  if(fclose(out)) {
     snprintf(err, errlen, "--html %s: writing failed (disk full?)", path);
     return -1;
   }
