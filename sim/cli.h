@@ -46,5 +46,7 @@ int kbsim_cmd_sweep(int argc, char **argv);
 int kbsim_cmd_serve(int argc, char **argv);
 int kbsim_cmd_ctl(int argc, char **argv);
 int kbsim_cmd_client(int argc, char **argv);
+int kbsim_cmd_exchange(int argc, char **argv);
+int kbsim_cmd_probe(int argc, char **argv);
 
 #endif /* CLI_H */

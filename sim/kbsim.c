@@ -68,6 +68,9 @@ void kbsim_usage(FILE *out)
       "  client one Communicator session against any listener, on the real\n"
       "         clock; exits 1 when the user saw the Outlook Integration "
       "Error\n"
+      "  exchange  Exchange alone behind any listener (kbsim exchange --help)\n"
+      "  probe     Communicator's pattern against any listener, one verdict\n"
+      "            per behaviour (kbsim probe --help)\n"
       "\n"
       "  --posts N   EWS POSTs per session after autodiscover (default 2)\n"
       "  --seed S    seed for NTLM challenges, think times, balancer draws;\n"
@@ -170,6 +173,10 @@ int main(int argc, char **argv)
     return kbsim_cmd_ctl(argc - 1, argv + 1);
   if(!strcmp(cmd, "client"))
     return kbsim_cmd_client(argc - 1, argv + 1);
+  if(!strcmp(cmd, "exchange"))
+    return kbsim_cmd_exchange(argc - 1, argv + 1);
+  if(!strcmp(cmd, "probe"))
+    return kbsim_cmd_probe(argc - 1, argv + 1);
   if(!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
     kbsim_usage(stdout);
     return 0;
@@ -177,6 +184,6 @@ int main(int argc, char **argv)
   if(cmd[0] == '-')
     return kbsim_cmd_demo(argc, argv);
   return kbsim_bad_args("unknown command '%s'; use demo, run, sweep, serve, "
-                        "ctl or client",
+                        "ctl, client, exchange or probe",
                         cmd);
 }
