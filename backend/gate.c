@@ -74,8 +74,10 @@ static void backend_basic_identity(const char *value, char *out, size_t len)
   colon = memchr(buf, ':', dlen);
   if(colon)
     *colon = '\0';
-  if(buf[0] && !memchr(buf, '\0', colon ? (size_t)(colon - (char *)buf) : dlen))
-    snprintf(out, len, "%s", (char *)buf);
+  n = colon ? (size_t)(colon - (char *)buf) : dlen;
+  /* A name that does not fit, or holds a NUL, names nobody. */
+  if(buf[0] && n < len && !memchr(buf, '\0', n))
+    memcpy(out, buf, n + 1);
   explicit_bzero(buf, sizeof(buf));
 }
 

@@ -139,8 +139,9 @@ int kbsim_cmd_probe(int argc, char **argv)
   }
   for(i = 0; i < nusers; i++) {
     if(!parts[i].password[0]) {
-      char who[260];
-      snprintf(who, sizeof(who), "%s\\%s", parts[i].domain, parts[i].user);
+      char who[600];
+      snprintf(who, sizeof(who), "%.127s\\%.127s", parts[i].domain,
+               parts[i].user);
       if(sim_ask_password(who, parts[i].password, sizeof(parts[i].password),
                           err, sizeof(err))) {
         fprintf(stderr, "kbsim probe: %s\n", err);
