@@ -195,8 +195,8 @@ static void backend_count_conn(struct backend *b, const struct backend_req *req,
     rec->empty_posts++;
   if(mixed) {
     rec->mismatches++;
-    snprintf(rec->last_mismatch, sizeof(rec->last_mismatch),
-             "%s served as %s", reply->mailbox, req->identity);
+    snprintf(rec->last_mismatch, sizeof(rec->last_mismatch), "%s served as %s",
+             reply->mailbox, req->identity);
   }
   if(req->gate.gate != BACKEND_GATE_PASS)
     return;
@@ -841,8 +841,7 @@ int backend_start(const struct backend_config *config, struct backend **out,
   b->names = config->names;
   b->status = config->status;
   b->records = calloc(BACKEND_MAX_RECORDS, sizeof(*b->records));
-  b->domain =
-      strdup(config->domain ? config->domain : BACKEND_DEFAULT_DOMAIN);
+  b->domain = strdup(config->domain ? config->domain : BACKEND_DEFAULT_DOMAIN);
   if(b->domain && config->dns_domain)
     b->dns_domain = strdup(config->dns_domain);
   else if(b->domain && (b->dns_domain = malloc(strlen(b->domain) + 5))) {

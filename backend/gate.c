@@ -136,10 +136,10 @@ static void backend_gate_challenge(const struct backend_auth_server *srv,
   raw->data = NULL;
   raw->len = 0;
   out->gate = BACKEND_GATE_REFUSE;
-  if(ntlm_server_challenge(&info, negotiate->flags, ctx->challenge,
-                           ntlm_filetime_from_unix_ms(
-                               kb_clock_now(&srv->clock, NULL)),
-                           &type2) != NTLM_OK ||
+  if(ntlm_server_challenge(
+         &info, negotiate->flags, ctx->challenge,
+         ntlm_filetime_from_unix_ms(kb_clock_now(&srv->clock, NULL)),
+         &type2) != NTLM_OK ||
      !(header = ntlm_header_format(scheme, type2.data, type2.len)) ||
      strlen(header) >= sizeof(out->www_authenticate)) {
     snprintf(out->why, sizeof(out->why),

@@ -31,8 +31,7 @@ static int backend_status_conn(json_t *conns,
                          json_integer((json_int_t)rec->empty_posts)) ||
      json_object_set_new(c, "mismatches",
                          json_integer((json_int_t)rec->mismatches)) ||
-     json_object_set_new(c, "last_mismatch",
-                         json_string(rec->last_mismatch)) ||
+     json_object_set_new(c, "last_mismatch", json_string(rec->last_mismatch)) ||
      json_object_set_new(c, "identities_dropped",
                          json_integer(rec->identities_dropped)) ||
      json_object_set(c, "identities", ids) || json_array_append(conns, c))
@@ -46,8 +45,7 @@ out:
 
 char *backend_status_json(const struct backend *backend)
 {
-  struct backend_conn_info *recs =
-      malloc(BACKEND_MAX_RECORDS * sizeof(*recs));
+  struct backend_conn_info *recs = malloc(BACKEND_MAX_RECORDS * sizeof(*recs));
   struct backend_stats s;
   json_t *doc = json_object();
   json_t *conns = json_array();

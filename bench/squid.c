@@ -58,8 +58,8 @@ static unsigned long long squid_stat_ticks(const char *path)
   if(!f)
     return 0;
   if(!fgets(stat, sizeof(stat), f) || !(p = strrchr(stat, ')')) ||
-     sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-            &ut, &st) != 2)
+     sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+            &st) != 2)
     ut = st = 0;
   fclose(f);
   return ut + st;
@@ -236,8 +236,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "bench_squid: %s\n", err);
     goto out;
   }
-  snprintf(kurl, sizeof(kurl), "http://127.0.0.1:%u",
-           (unsigned)proxy_port(px));
+  snprintf(kurl, sizeof(kurl), "http://127.0.0.1:%u", (unsigned)proxy_port(px));
   for(; i < argc; i++) {
     unsigned n = (unsigned)atoi(argv[i]);
     struct squid_tally tk = {0, 0, 0, 0}, ts = {0, 0, 0, 0};

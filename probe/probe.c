@@ -24,8 +24,8 @@
 #define PROBE_MAX_CONNS 1024u
 
 static const char *const probe_check_names[PROBE_CHECK_COUNT] = {
-    "offer",     "communicator", "outlook",
-    "one-shot",  "two-users",    "wrong-password"};
+    "offer",    "communicator", "outlook",
+    "one-shot", "two-users",    "wrong-password"};
 
 const char *probe_check_name(enum probe_check check)
 {
@@ -60,10 +60,11 @@ static const struct {
                               "keeps the connection's context and forwards "
                               "the body-less POST (KB 942638's bug)",
                               1},
-    [PROBE_CLASS_BASIC_ANONYMOUS] = {"basic-or-anonymous",
-                                     "Basic / anonymous", 0},
-    [PROBE_CLASS_MIXES] = {"mixes-identities", "mixes identities across "
-                                               "clients",
+    [PROBE_CLASS_BASIC_ANONYMOUS] = {"basic-or-anonymous", "Basic / anonymous",
+                                     0},
+    [PROBE_CLASS_MIXES] = {"mixes-identities",
+                           "mixes identities across "
+                           "clients",
                            1},
     [PROBE_CLASS_UNPROBED] = {"unprobed", "could not be probed", 3}};
 
@@ -212,8 +213,7 @@ static void probe_status_delta(const struct probe_status *before,
     for(k = 0; k < c->nids && n < 2; k++) {
       if(n && !strcmp(ex->identities[0], c->ids[k]))
         continue;
-      snprintf(ex->identities[n++], sizeof(ex->identities[0]), "%s",
-               c->ids[k]);
+      snprintf(ex->identities[n++], sizeof(ex->identities[0]), "%s", c->ids[k]);
     }
   }
 }
@@ -479,8 +479,8 @@ static void probe_two_users(const struct probe_config *cfg, unsigned posts,
       s[0].view.integration_error || s[1].view.integration_error;
   if(!r->exchange.known) {
     r->verdict = PROBE_ERROR;
-    snprintf(r->line, sizeof(r->line),
-             "could not read Exchange's status at %s", cfg->status_url);
+    snprintf(r->line, sizeof(r->line), "could not read Exchange's status at %s",
+             cfg->status_url);
   }
   else if(r->exchange.mismatches) {
     r->verdict = PROBE_FAIL;
@@ -578,13 +578,14 @@ int probe_run(const struct probe_config *config, struct probe_report *report,
 
   memset(report, 0, sizeof(*report));
   if(!config || !config->url || !config->users || !config->nusers) {
-    snprintf(err, errlen, "probe: give the listener's URL and at least one "
-                          "user");
+    snprintf(err, errlen,
+             "probe: give the listener's URL and at least one "
+             "user");
     return -1;
   }
   posts = config->posts ? config->posts : PROBE_DEFAULT_POSTS;
-  timeout_ms = config->timeout_ms ? config->timeout_ms
-                                  : PROBE_DEFAULT_TIMEOUT_MS;
+  timeout_ms =
+      config->timeout_ms ? config->timeout_ms : PROBE_DEFAULT_TIMEOUT_MS;
   for(i = 0; i < PROBE_CHECK_COUNT; i++) {
     report->checks[i].verdict = PROBE_SKIP;
     snprintf(report->checks[i].line, sizeof(report->checks[i].line),

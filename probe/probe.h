@@ -103,11 +103,11 @@ struct probe_config {
 
 /* What Exchange's counters moved by during one check. */
 struct probe_exchange {
-  bool known;         /* the status was read before and after */
-  uint64_t requests;  /* requests Exchange answered */
+  bool known;        /* the status was read before and after */
+  uint64_t requests; /* requests Exchange answered */
   uint64_t empty_posts;
   uint64_t mismatches;
-  uint64_t shared;    /* connections that served both users */
+  uint64_t shared;         /* connections that served both users */
   char identities[2][260]; /* first identities seen on new connections */
 };
 

@@ -14,12 +14,11 @@ static json_t *probe_json_exchange(const struct probe_exchange *ex)
 {
   if(!ex->known)
     return json_null();
-  return json_pack("{s:I,s:I,s:I,s:I,s:[s,s]}", "requests",
-                   (json_int_t)ex->requests, "empty_posts",
-                   (json_int_t)ex->empty_posts, "mismatches",
-                   (json_int_t)ex->mismatches, "shared_connections",
-                   (json_int_t)ex->shared, "identities", ex->identities[0],
-                   ex->identities[1]);
+  return json_pack(
+      "{s:I,s:I,s:I,s:I,s:[s,s]}", "requests", (json_int_t)ex->requests,
+      "empty_posts", (json_int_t)ex->empty_posts, "mismatches",
+      (json_int_t)ex->mismatches, "shared_connections", (json_int_t)ex->shared,
+      "identities", ex->identities[0], ex->identities[1]);
 }
 
 int probe_write_json(const struct probe_config *config,
@@ -38,21 +37,21 @@ int probe_write_json(const struct probe_config *config,
     goto out;
   for(i = 0; i < PROBE_CHECK_COUNT; i++) {
     const struct probe_result *r = &report->checks[i];
-    json_t *c = json_pack(
-        "{s:s,s:s,s:s,s:i,s:i,s:b,s:o}", "name",
-        probe_check_name((enum probe_check)i), "verdict",
-        probe_verdict_name(r->verdict), "line", r->line, "posts_ok",
-        (int)r->posts_ok, "posts_failed", (int)r->posts_failed,
-        "integration_error", r->integration_error, "exchange",
-        probe_json_exchange(&r->exchange));
+    json_t *c =
+        json_pack("{s:s,s:s,s:s,s:i,s:i,s:b,s:o}", "name",
+                  probe_check_name((enum probe_check)i), "verdict",
+                  probe_verdict_name(r->verdict), "line", r->line, "posts_ok",
+                  (int)r->posts_ok, "posts_failed", (int)r->posts_failed,
+                  "integration_error", r->integration_error, "exchange",
+                  probe_json_exchange(&r->exchange));
     if(!c || json_array_append_new(checks, c))
       goto out;
   }
   if(json_object_set(doc, "checks", checks))
     goto out;
   if(json_dump_file(doc, path, JSON_INDENT(2) | JSON_SORT_KEYS)) {
-    snprintf(err, errlen,
-             "cannot write the JSON report to %s; check the path", path);
+    snprintf(err, errlen, "cannot write the JSON report to %s; check the path",
+             path);
     goto out;
   }
   result = 0;

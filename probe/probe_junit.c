@@ -20,8 +20,8 @@ int probe_write_junit(const struct probe_config *config,
   char num[16];
 
   if(!w) {
-    snprintf(err, errlen,
-             "cannot write the JUnit report to %s; check the path", path);
+    snprintf(err, errlen, "cannot write the JUnit report to %s; check the path",
+             path);
     return -1;
   }
   for(i = 0; i < PROBE_CHECK_COUNT; i++) {
@@ -45,12 +45,12 @@ int probe_write_junit(const struct probe_config *config,
   ok |= xmlTextWriterStartElement(w, BAD_CAST "properties") < 0;
   ok |= xmlTextWriterStartElement(w, BAD_CAST "property") < 0;
   ok |= xmlTextWriterWriteAttribute(w, BAD_CAST "name", BAD_CAST "class") < 0;
-  ok |= xmlTextWriterWriteAttribute(
-            w, BAD_CAST "value", BAD_CAST probe_class_name(report->cls)) < 0;
+  ok |= xmlTextWriterWriteAttribute(w, BAD_CAST "value",
+                                    BAD_CAST probe_class_name(report->cls)) < 0;
   ok |= xmlTextWriterEndElement(w) < 0;
   ok |= xmlTextWriterStartElement(w, BAD_CAST "property") < 0;
-  ok |= xmlTextWriterWriteAttribute(w, BAD_CAST "name", BAD_CAST "listener") <
-        0;
+  ok |=
+      xmlTextWriterWriteAttribute(w, BAD_CAST "name", BAD_CAST "listener") < 0;
   ok |= xmlTextWriterWriteAttribute(w, BAD_CAST "value", BAD_CAST config->url) <
         0;
   ok |= xmlTextWriterEndElement(w) < 0;
@@ -81,8 +81,9 @@ int probe_write_junit(const struct probe_config *config,
   ok |= xmlTextWriterEndDocument(w) < 0;
   xmlFreeTextWriter(w);
   if(ok) {
-    snprintf(err, errlen, "cannot write the JUnit report to %s; check the "
-                          "disk",
+    snprintf(err, errlen,
+             "cannot write the JUnit report to %s; check the "
+             "disk",
              path);
     return -1;
   }

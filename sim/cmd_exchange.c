@@ -76,8 +76,8 @@ int kbsim_cmd_exchange(int argc, char **argv)
       break;
     case 'a':
       if(backend_auth_parse(optarg, &cfg.auth)) {
-        result = kbsim_exchange_bad("--auth is none or integrated, not",
-                                    optarg);
+        result =
+            kbsim_exchange_bad("--auth is none or integrated, not", optarg);
         goto done;
       }
       break;
@@ -99,8 +99,8 @@ int kbsim_cmd_exchange(int argc, char **argv)
       result = 0;
       goto done;
     case ':':
-      result = kbsim_exchange_bad("this option needs a value:",
-                                  argv[optind - 1]);
+      result =
+          kbsim_exchange_bad("this option needs a value:", argv[optind - 1]);
       goto done;
     default:
       result = kbsim_exchange_bad("unknown option", argv[optind - 1]);

@@ -72,8 +72,8 @@ int kbsim_cmd_probe(int argc, char **argv)
     switch(c) {
     case 'u':
       if(nusers == KBSIM_PROBE_MAX_USERS) {
-        result = kbsim_probe_bad("at most two --user (the two-user check)",
-                                 NULL);
+        result =
+            kbsim_probe_bad("at most two --user (the two-user check)", NULL);
         goto done;
       }
       if(kb_users_split_spec(optarg, true, parts[nusers].domain,

@@ -31,8 +31,8 @@
 
 static const char *const alice = "FABRIKAM\\alice:Passw0rd!";
 static const char *const bob = "FABRIKAM\\bob:Secret1!";
-static const struct probe_user users[] = {
-    {"FABRIKAM", "alice", "Passw0rd!"}, {"FABRIKAM", "bob", "Secret1!"}};
+static const struct probe_user users[] = {{"FABRIKAM", "alice", "Passw0rd!"},
+                                          {"FABRIKAM", "bob", "Secret1!"}};
 
 /* Exchange (status on) and, unless listener_auth is -1, kbsim's listener
  * in front of it. */
@@ -403,16 +403,15 @@ START_TEST(test_squid)
   ck_assert_int_eq(json_integer_value(json_object_get(doc, "exit_code")), 1);
   ck_assert_int_eq(
       json_integer_value(json_object_get(
-          json_object_get(
-              json_array_get(json_object_get(doc, "checks"), 1), "exchange"),
+          json_object_get(json_array_get(json_object_get(doc, "checks"), 1),
+                          "exchange"),
           "empty_posts")),
       3);
   json_decref(doc);
   x = xmlReadFile(xpath, NULL, XML_PARSE_NONET);
   ck_assert_ptr_nonnull(x);
   xc = xmlXPathNewContext(x);
-  failures = xmlXPathEvalExpression(
-      BAD_CAST "//testcase[failure]/@name", xc);
+  failures = xmlXPathEvalExpression(BAD_CAST "//testcase[failure]/@name", xc);
   ck_assert_ptr_nonnull(failures);
   ck_assert_int_eq(failures->nodesetval ? failures->nodesetval->nodeNr : 0, 1);
   ck_assert_str_eq(
@@ -453,18 +452,20 @@ START_TEST(test_cli_errors)
     run_cli(argv, 2, "give --user");
   }
   {
-    char *const argv[] = {(char *)KBSIM_BIN, "probe", "ftp://x", "--user",
-                          "FABRIKAM\\a:b", NULL};
+    char *const argv[] = {(char *)KBSIM_BIN, "probe",         "ftp://x",
+                          "--user",          "FABRIKAM\\a:b", NULL};
     run_cli(argv, 2, "starts http:// or https://");
   }
   {
-    char *const argv[] = {(char *)KBSIM_BIN, "exchange", "--listen",
-                          "127.0.0.1:0", "--auth", "kerberos", NULL};
+    char *const argv[] = {
+        (char *)KBSIM_BIN, "exchange", "--listen", "127.0.0.1:0",
+        "--auth",          "kerberos", NULL};
     run_cli(argv, 2, "--auth is none or integrated, not 'kerberos'");
   }
   {
-    char *const argv[] = {(char *)KBSIM_BIN, "exchange", "--listen",
-                          "127.0.0.1:0", "--auth", "integrated", NULL};
+    char *const argv[] = {
+        (char *)KBSIM_BIN, "exchange",   "--listen", "127.0.0.1:0",
+        "--auth",          "integrated", NULL};
     run_cli(argv, 2, "needs the accounts");
   }
   {
