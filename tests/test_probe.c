@@ -334,34 +334,36 @@ static void line_after(const char *text, const char *prefix, char *out,
   snprintf(out, len, "%.*s", (int)strcspn(p, "\n"), p);
 }
 
-START_TEST(test_squid)
+/* Starts examples/squid (with mode, "" or "--pass-through"), probes it
+ * with the CLI (JSON and JUnit too), stops it; fills *q with the probe's
+ * output and jpath/xpath with the reports' paths (the caller removes
+ * them). Returns false, saying why, when Squid is not installed. */
+static bool squid_probe(const char *mode, struct proc_out *q, char *jpath,
+                        char *xpath)
 {
-  char start[512], stop[512], url[128], status[128], dir[256], jpath[300],
-      xpath[300], jarg[310], xarg[310];
-  struct proc_out p, q;
-  json_t *doc;
-  xmlDocPtr x;
-  xmlXPathContextPtr xc;
-  xmlXPathObjectPtr failures;
+  char start[512], stop[512], url[128], status[128], dir[256], jarg[310],
+      xarg[310];
+  struct proc_out p;
 
   if(access("/usr/sbin/squid", X_OK) || access("/usr/bin/ntlm_auth", X_OK)) {
     fprintf(stderr, "test_squid: skipped: /usr/sbin/squid or "
                     "/usr/bin/ntlm_auth is not installed (apt-get install "
                     "squid winbind)\n");
-    return;
+    return false;
   }
   snprintf(start, sizeof(start), "%s/examples/squid/start", SOURCE_DIR);
   {
-    char *const argv[] = {start, (char *)KBSIM_BIN, NULL};
-    proc_run(argv, &p);
+    char *const with[] = {start, (char *)mode, (char *)KBSIM_BIN, NULL};
+    char *const without[] = {start, (char *)KBSIM_BIN, NULL};
+    proc_run(*mode ? with : without, &p);
   }
   ck_assert_msg(p.status == 0, "start: %s%s", p.out.data, p.err.data);
   line_after(p.out.data, "listener: ", url, sizeof(url));
   line_after(p.out.data, "exchange status: ", status, sizeof(status));
   line_after(p.out.data, "stop: ", stop, sizeof(stop));
   snprintf(dir, sizeof(dir), "%s", strrchr(stop, ' ') + 1);
-  snprintf(jpath, sizeof(jpath), "%s.json", dir);
-  snprintf(xpath, sizeof(xpath), "%s.xml", dir);
+  snprintf(jpath, 300, "%s.json", dir);
+  snprintf(xpath, 300, "%s.xml", dir);
   snprintf(jarg, sizeof(jarg), "--json=%s", jpath);
   snprintf(xarg, sizeof(xarg), "--junit=%s", xpath);
   {
@@ -377,7 +379,7 @@ START_TEST(test_squid)
                           jarg,
                           xarg,
                           NULL};
-    proc_run(argv, &q);
+    proc_run(argv, q);
   }
   {
     char *const argv[] = {SOURCE_DIR "/examples/squid/stop", dir, NULL};
@@ -386,6 +388,21 @@ START_TEST(test_squid)
     ck_assert_msg(s.status == 0, "stop: %s", s.err.data);
     proc_free(&s);
   }
+  proc_free(&p);
+  return true;
+}
+
+START_TEST(test_squid)
+{
+  char jpath[300], xpath[300];
+  struct proc_out q;
+  json_t *doc;
+  xmlDocPtr x;
+  xmlXPathContextPtr xc;
+  xmlXPathObjectPtr failures;
+
+  if(!squid_probe("", &q, jpath, xpath))
+    return;
   /* What Squid 5.7 does (examples/squid/README.md): it keeps the
    * connection's NTLM identity and forwards the body-less type 1 POST. */
   ck_assert_msg(q.status == 1, "probe exit %d: %s%s", q.status, q.out.data,
@@ -422,7 +439,39 @@ START_TEST(test_squid)
   xmlFreeDoc(x);
   unlink(jpath);
   unlink(xpath);
-  proc_free(&p);
+  proc_free(&q);
+}
+END_TEST
+
+/* Squid passing NTLM through to Exchange's own NTLM (IIS): Squid pins
+ * the upstream connection to the client's, Exchange challenges every
+ * type 1 itself, so nothing body-less reaches EWS. */
+START_TEST(test_squid_pass_through)
+{
+  char jpath[300], xpath[300];
+  struct proc_out q;
+  json_t *doc;
+
+  if(!squid_probe("--pass-through", &q, jpath, xpath))
+    return;
+  ck_assert_msg(q.status == 0, "probe exit %d: %s%s", q.status, q.out.data,
+                q.err.data);
+  ck_assert_ptr_nonnull(strstr(
+      q.out.data, "Class: re-authenticates every POST (not affected)\n"));
+  ck_assert_ptr_nonnull(strstr(q.out.data, "pass  two-users "));
+  doc = json_load_file(jpath, 0, NULL);
+  ck_assert_ptr_nonnull(doc);
+  ck_assert_str_eq(json_string_value(json_object_get(doc, "class")),
+                   "not-affected");
+  ck_assert_int_eq(
+      json_integer_value(json_object_get(
+          json_object_get(json_array_get(json_object_get(doc, "checks"), 1),
+                          "exchange"),
+          "empty_posts")),
+      0);
+  json_decref(doc);
+  unlink(jpath);
+  unlink(xpath);
   proc_free(&q);
 }
 END_TEST
@@ -489,6 +538,7 @@ static Suite *probe_suite(void)
   tcase_add_test(t, test_unreachable);
   tcase_add_test(t, test_exchange_counts_mismatch);
   tcase_add_test(t, test_squid);
+  tcase_add_test(t, test_squid_pass_through);
   tcase_add_test(t, test_cli_errors);
   suite_add_tcase(s, t);
   return s;
