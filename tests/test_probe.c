@@ -34,6 +34,8 @@ static const char *const bob = "FABRIKAM\\bob:Secret1!";
 static const struct probe_user users[] = {{"FABRIKAM", "alice", "Passw0rd!"},
                                           {"FABRIKAM", "bob", "Secret1!"}};
 
+static void assert_schema(const char *path);
+
 /* Exchange (status on) and, unless listener_auth is -1, kbsim's listener
  * in front of it. */
 struct env {
@@ -254,6 +256,22 @@ START_TEST(test_unreachable)
   ck_assert_int_eq(rep.checks[PROBE_CHECK_OFFER].verdict, PROBE_ERROR);
   ck_assert_int_eq(rep.cls, PROBE_CLASS_UNPROBED);
   ck_assert_int_eq(probe_class_exit(rep.cls), 3);
+  {
+    struct probe_config cfg;
+    char path[] = "/tmp/kbsim-probe-XXXXXX";
+    char err[256] = "";
+    int tfd = mkstemp(path);
+    ck_assert_int_ge(tfd, 0);
+    close(tfd);
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.url = e.url;
+    cfg.users = users;
+    cfg.nusers = 1;
+    ck_assert_msg(probe_write_json(&cfg, &rep, path, err, sizeof(err)) == 0,
+                  "%s", err);
+    assert_schema(path);
+    unlink(path);
+  }
 }
 END_TEST
 
@@ -321,6 +339,26 @@ START_TEST(test_exchange_counts_mismatch)
   env_stop(&e);
 }
 END_TEST
+
+/* Has python3-jsonschema check the report at path against
+ * probe/report.schema.json. */
+static void assert_schema(const char *path)
+{
+  char *const argv[] = {"/usr/bin/python3",
+                        "-c",
+                        "import json, sys, jsonschema\n"
+                        "jsonschema.validate(json.load(open(sys.argv[2])), "
+                        "json.load(open(sys.argv[1])))",
+                        SOURCE_DIR "/probe/report.schema.json",
+                        (char *)path,
+                        NULL};
+  struct proc_out p;
+
+  proc_run(argv, &p);
+  ck_assert_msg(p.status == 0, "%s does not match the schema: %s", path,
+                p.err.data);
+  proc_free(&p);
+}
 
 /* ---- the real Squid ---------------------------------------------------- */
 
@@ -403,6 +441,7 @@ START_TEST(test_squid)
 
   if(!squid_probe("", &q, jpath, xpath))
     return;
+  assert_schema(jpath);
   /* What Squid 5.7 does (examples/squid/README.md): it keeps the
    * connection's NTLM identity and forwards the body-less type 1 POST. */
   ck_assert_msg(q.status == 1, "probe exit %d: %s%s", q.status, q.out.data,
@@ -454,6 +493,7 @@ START_TEST(test_squid_pass_through)
 
   if(!squid_probe("--pass-through", &q, jpath, xpath))
     return;
+  assert_schema(jpath);
   ck_assert_msg(q.status == 0, "probe exit %d: %s%s", q.status, q.out.data,
                 q.err.data);
   ck_assert_ptr_nonnull(strstr(
