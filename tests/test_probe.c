@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -340,6 +341,121 @@ START_TEST(test_exchange_counts_mismatch)
 }
 END_TEST
 
+/* One request by libcurl: method, url, an NTLM login (libcurl's own NTLM,
+ * a third-party implementation) or none; the body into *body when given,
+ * the number of WWW-Authenticate headers into *offers. Returns the
+ * status. */
+struct fetched {
+  struct kb_buf body;
+  unsigned offers;
+};
+
+static size_t count_offers(char *d, size_t s, size_t n, void *cls)
+{
+  struct fetched *f = cls;
+  if(s * n > 17 && !strncasecmp(d, "WWW-Authenticate:", 17))
+    f->offers++;
+  return s * n;
+}
+
+static long fetch(const char *url, const char *ntlm_login, const char *body,
+                  struct fetched *f)
+{
+  CURL *c = curl_easy_init();
+  long code = 0;
+
+  kb_buf_init(&f->body, 1 << 22);
+  f->offers = 0;
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  if(body)
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+  if(ntlm_login) {
+    curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_NTLM);
+    curl_easy_setopt(c, CURLOPT_USERPWD, ntlm_login);
+  }
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &f->body);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, count_offers);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, f);
+  ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_cleanup(c);
+  ck_assert_int_eq(kb_buf_add(&f->body, "", 1), KB_BUF_OK);
+  return code;
+}
+
+/* Exchange's own NTLM against libcurl's, and its status document. */
+START_TEST(test_exchange_gate_and_status)
+{
+  static const char ad[] =
+      "<?xml version=\"1.0\" encoding=\"utf-8\"?><Autodiscover "
+      "xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/outlook/"
+      "requestschema/2006\"><Request><EMailAddress>alice@fabrikam.com</"
+      "EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/"
+      "exchange/autodiscover/outlook/responseschema/2006a</"
+      "AcceptableResponseSchema></Request></Autodiscover>";
+  struct env e;
+  struct fetched f;
+  struct backend_stats st;
+  char url[128];
+  json_t *doc, *conns;
+  size_t i;
+  bool alice_seen = false;
+
+  env_start(&e, BACKEND_AUTH_INTEGRATED, -1, PROXY_POLICY_PER_CONNECTION);
+  snprintf(url, sizeof(url), "%s/autodiscover/autodiscover.xml", e.url);
+  /* No credentials: IIS's offer, Negotiate then NTLM. */
+  ck_assert_int_eq(fetch(url, NULL, ad, &f), 401);
+  ck_assert_uint_eq(f.offers, 2);
+  kb_buf_free(&f.body);
+  /* libcurl's NTLM signs in; a wrong password does not. */
+  ck_assert_int_eq(fetch(url, alice, ad, &f), 200);
+  ck_assert_ptr_nonnull(strstr(f.body.data, "Exchange.asmx"));
+  kb_buf_free(&f.body);
+  ck_assert_int_eq(fetch(url, "FABRIKAM\\alice:wrong", ad, &f), 401);
+  kb_buf_free(&f.body);
+  backend_stats(e.backend, &st);
+  ck_assert_uint_eq(st.autodiscover_ok, 1);
+  ck_assert_uint_eq(st.challenges, 2);
+  ck_assert_uint_eq(st.mismatches, 0);
+  /* The status, read twice: reading it is not counted. */
+  ck_assert_int_eq(fetch(e.status_url, NULL, NULL, &f), 200);
+  kb_buf_free(&f.body);
+  ck_assert_int_eq(fetch(e.status_url, NULL, NULL, &f), 200);
+  doc = json_loads(f.body.data, 0, NULL);
+  kb_buf_free(&f.body);
+  ck_assert_ptr_nonnull(doc);
+  ck_assert_int_eq(json_integer_value(json_object_get(doc, "requests")),
+                   (json_int_t)st.requests);
+  ck_assert_int_eq(json_integer_value(json_object_get(doc, "empty_posts")), 0);
+  conns = json_object_get(doc, "per_connection");
+  ck_assert(json_is_array(conns));
+  for(i = 0; i < json_array_size(conns); i++) {
+    json_t *ids = json_object_get(json_array_get(conns, i), "identities");
+    if(json_array_size(ids) == 1 &&
+       !strcmp(json_string_value(json_array_get(ids, 0)), "FABRIKAM\\alice"))
+      alice_seen = true;
+  }
+  ck_assert(alice_seen);
+  json_decref(doc);
+  env_stop(&e);
+
+  /* Without config.status the path is unknown, as on a real IIS. */
+  {
+    struct backend_config bc;
+    struct backend *b;
+    char err[256];
+    memset(&bc, 0, sizeof(bc));
+    ck_assert_int_eq(backend_start(&bc, &b, err, sizeof(err)), 0);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/kbsim/status",
+             (unsigned)backend_port(b));
+    ck_assert_int_eq(fetch(url, NULL, NULL, &f), 404);
+    kb_buf_free(&f.body);
+    backend_stop(b);
+  }
+}
+END_TEST
+
 /* Has python3-jsonschema check the report at path against
  * probe/report.schema.json. */
 static void assert_schema(const char *path)
@@ -577,6 +693,7 @@ static Suite *probe_suite(void)
   tcase_add_test(t, test_basic_and_anonymous);
   tcase_add_test(t, test_unreachable);
   tcase_add_test(t, test_exchange_counts_mismatch);
+  tcase_add_test(t, test_exchange_gate_and_status);
   tcase_add_test(t, test_squid);
   tcase_add_test(t, test_squid_pass_through);
   tcase_add_test(t, test_cli_errors);
