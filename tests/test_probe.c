@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -688,6 +689,108 @@ START_TEST(test_cli_errors)
 }
 END_TEST
 
+/* Reads the server's stdout line by line until one starts with prefix
+ * followed by the port; returns the port, 0 at EOF. */
+static unsigned read_port(int fd, const char *prefix)
+{
+  char line[512];
+  size_t n = 0;
+  unsigned port = 0;
+
+  while(n < sizeof(line) - 1) {
+    char c;
+    ssize_t r = read(fd, &c, 1);
+    if(r <= 0)
+      break;
+    if(c != '\n') {
+      line[n++] = c;
+      continue;
+    }
+    line[n] = '\0';
+    if(!strncmp(line, prefix, strlen(prefix)) &&
+       (port = (unsigned)strtoul(line + strlen(prefix), NULL, 10)))
+      return port;
+    n = 0;
+  }
+  return 0;
+}
+
+/* Stops a server with SIGTERM and checks it said so and exited 0. */
+static void stop_server(pid_t pid, int outfd, int errfd)
+{
+  struct proc_out s;
+
+  ck_assert_int_eq(kill(pid, SIGTERM), 0);
+  proc_collect(pid, outfd, errfd, &s);
+  ck_assert_msg(s.status == 0, "exited %d: %s", s.status, s.err.data);
+  ck_assert_ptr_nonnull(strstr(s.out.data, "stopping on SIGTERM"));
+  proc_free(&s);
+}
+
+/* The done-when of issue 18 through the commands alone: `kbsim probe`
+ * against `kbsim serve` under both policies (exit 1 with the bug's class,
+ * exit 0 with the fix's), and against `kbsim exchange --auth integrated`
+ * with its status. */
+START_TEST(test_cli_own_listener)
+{
+  static const char *const policies[] = {"per-connection", "per-request"};
+  static const char *const classes[] = {
+      "Class: keeps the connection's context and forwards the body-less "
+      "POST (KB 942638's bug)\n",
+      "Class: re-authenticates every POST (not affected)\n"};
+  char url[64], status[96];
+  struct proc_out q;
+  int outfd, errfd;
+  unsigned port;
+  pid_t pid;
+  int i;
+
+  for(i = 0; i < 2; i++) {
+    char *serve[] = {
+        KBSIM_BIN,   "serve",       "--proxy",  "127.0.0.1:0",
+        "--backend", "127.0.0.1:0", "--policy", (char *)policies[i],
+        "--user",    (char *)alice, NULL};
+    pid = proc_spawn(serve, &outfd, &errfd);
+    port = read_port(outfd, "ISA listener: http://127.0.0.1:");
+    ck_assert_uint_gt(port, 0);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", port);
+    {
+      char *const argv[] = {KBSIM_BIN, "probe",       url,
+                            "--user",  (char *)alice, NULL};
+      proc_run(argv, &q);
+    }
+    stop_server(pid, outfd, errfd);
+    ck_assert_msg(q.status == 1 - i, "%s: exit %d: %s", policies[i], q.status,
+                  q.out.data);
+    ck_assert_msg(strstr(q.out.data, classes[i]) != NULL, "%s: %s", policies[i],
+                  q.out.data);
+    proc_free(&q);
+  }
+  {
+    char *exchange[] = {KBSIM_BIN, "exchange",   "--listen", "127.0.0.1:0",
+                        "--auth",  "integrated", "--user",   (char *)alice,
+                        "--user",  (char *)bob,  NULL};
+    pid = proc_spawn(exchange, &outfd, &errfd);
+    port = read_port(outfd, "Exchange (auth integrated) at http://127.0.0.1:");
+    ck_assert_uint_gt(port, 0);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", port);
+    snprintf(status, sizeof(status), "%s/kbsim/status", url);
+    {
+      char *const argv[] = {
+          KBSIM_BIN,     "probe",  url,         "--user",
+          (char *)alice, "--user", (char *)bob, "--exchange-status",
+          status,        NULL};
+      proc_run(argv, &q);
+    }
+    stop_server(pid, outfd, errfd);
+    ck_assert_msg(q.status == 0, "exit %d: %s", q.status, q.out.data);
+    ck_assert_ptr_nonnull(strstr(q.out.data, classes[1]));
+    ck_assert_ptr_nonnull(strstr(q.out.data, "pass  two-users "));
+    proc_free(&q);
+  }
+}
+END_TEST
+
 static Suite *probe_suite(void)
 {
   Suite *s = suite_create("probe");
@@ -704,6 +807,7 @@ static Suite *probe_suite(void)
   tcase_add_test(t, test_exchange_gate_and_status);
   tcase_add_test(t, test_squid);
   tcase_add_test(t, test_cli_errors);
+  tcase_add_test(t, test_cli_own_listener);
   suite_add_tcase(s, t);
   return s;
 }
