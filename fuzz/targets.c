@@ -579,7 +579,8 @@ int fuzz_gate(const uint8_t *data, size_t size)
     memcpy(line, data + at, keep);
     line[keep] = '\0';
     at += n + 1;
-    if(!keep)
+    /* An empty line: the request has no Authorization header. */
+    if(!line[0])
       value = NULL;
     backend_auth_gate(&integrated, &ictx, 1, value, &ans);
     if(ans.gate == BACKEND_GATE_PASS &&
