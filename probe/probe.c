@@ -596,9 +596,18 @@ int probe_run(const struct probe_config *config, struct probe_report *report,
     probe_single(config, posts, timeout_ms, CLIENT_KIND_COMMUNICATOR,
                  &report->checks[PROBE_CHECK_COMMUNICATOR],
                  "re-authenticating every POST");
-    probe_single(config, posts, timeout_ms, CLIENT_KIND_OUTLOOK,
-                 &report->checks[PROBE_CHECK_OUTLOOK],
-                 "authenticating the connection once");
+    if(report->offer == PROBE_OFFER_BASIC) {
+      /* Outlook's side of the client library speaks NTLM only. */
+      report->checks[PROBE_CHECK_OUTLOOK].verdict = PROBE_SKIP;
+      snprintf(report->checks[PROBE_CHECK_OUTLOOK].line,
+               sizeof(report->checks[0].line),
+               "not run: the Outlook client here speaks NTLM only and the "
+               "listener offers Basic");
+    }
+    else
+      probe_single(config, posts, timeout_ms, CLIENT_KIND_OUTLOOK,
+                   &report->checks[PROBE_CHECK_OUTLOOK],
+                   "authenticating the connection once");
     probe_single(config, posts, timeout_ms, CLIENT_KIND_ONE_SHOT,
                  &report->checks[PROBE_CHECK_ONE_SHOT],
                  "a new connection per POST");
