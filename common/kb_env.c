@@ -178,6 +178,7 @@ static const char *const kb_note_names[KB_NOTE_COUNT] = {
     [KB_NOTE_CLIENT_IDLE] = "client-idle",
     [KB_NOTE_NOTIFICATION] = "notification",
     [KB_NOTE_LOG] = "log",
+    [KB_NOTE_SERVER_CLOSED_FIRST] = "server-closed-first",
 };
 
 const char *kb_note_name(enum kb_note code)

@@ -115,6 +115,11 @@ struct kb_exchange {
   int status;             /* response status, 0 when none was received */
   enum kb_auth resp_auth; /* WWW-Authenticate header of the response */
   size_t resp_body_len;   /* bytes of response body */
+  /* The request's and the response's header lines as the observer parsed
+   * them ("Name: value\r\n" each), not the bytes on the wire; NULL when
+   * the observer does not give them. */
+  const char *req_headers;
+  const char *resp_headers;
 };
 
 /* What a NOTE is about: every decision a component takes and every change
@@ -167,6 +172,9 @@ enum kb_note {
   KB_NOTE_NOTIFICATION,        /* the "Outlook Integration Error" appeared */
   KB_NOTE_LOG,                 /* the autodiscovery failure log line */
 
+  /* The balancer in front of a live array. */
+  KB_NOTE_SERVER_CLOSED_FIRST, /* the member sent FIN before the client */
+
   KB_NOTE_COUNT /* not a code: the number of codes */
 };
 
@@ -193,6 +201,9 @@ struct kb_trace_event {
   const struct kb_exchange *exchange; /* EXCHANGE only */
   enum kb_note note;                  /* NOTE only: what it is about */
   const char *text; /* NOTE only: the same for people, one line */
+  /* When it happened, ms since the epoch on the session's timeline; 0 (what
+   * components leave) lets the sink stamp it with its own clock. */
+  int64_t at_ms;
 };
 
 struct kb_trace {

@@ -1404,6 +1404,27 @@ static bool proxy_declared_too_big(struct MHD_Connection *mc, size_t max,
   return true;
 }
 
+/* Header lines a trace carries at most, per request and per response. */
+#define PROXY_TRACE_HEAD_MAX 16384u
+
+/* Header lines gathered for a trace; failed once one did not fit. */
+struct proxy_head {
+  struct kb_buf buf;
+  bool failed;
+};
+
+/* libmicrohttpd's header iterator: appends "Name: value\r\n" to the
+ * proxy_head in cls. */
+static enum MHD_Result proxy_head_line(void *cls, enum MHD_ValueKind kind,
+                                       const char *key, const char *value)
+{
+  struct proxy_head *head = cls;
+  (void)kind;
+  if(kb_buf_printf(&head->buf, "%s: %s\r\n", key, value ? value : ""))
+    head->failed = true;
+  return MHD_YES;
+}
+
 static enum MHD_Result proxy_head_field(void *cls, enum MHD_ValueKind kind,
                                         const char *key, size_t key_size,
                                         const char *value, size_t value_size)
@@ -1457,6 +1478,7 @@ enum MHD_Result proxy_on_request(void *cls, struct MHD_Connection *mc,
   struct proxy_conn *conn = *con_cls;
   struct proxy_answer ans;
   struct kb_exchange ex;
+  struct proxy_head req_head, resp_head;
   const char *auth;
   enum MHD_Result result;
 
@@ -1555,8 +1577,20 @@ decide:
     ex.status = (int)ans.status;
     ex.resp_auth = ans.resp_auth;
     ex.resp_body_len = ans.resp_body_len;
+    memset(&req_head, 0, sizeof(req_head));
+    memset(&resp_head, 0, sizeof(resp_head));
+    kb_buf_init(&req_head.buf, PROXY_TRACE_HEAD_MAX);
+    kb_buf_init(&resp_head.buf, PROXY_TRACE_HEAD_MAX);
+    MHD_get_connection_values(mc, MHD_HEADER_KIND, proxy_head_line, &req_head);
+    MHD_get_response_headers(ans.response, proxy_head_line, &resp_head);
+    /* Truncated or out of memory: the trace says nothing rather than
+     * something incomplete. */
+    ex.req_headers = req_head.failed ? NULL : req_head.buf.data;
+    ex.resp_headers = resp_head.failed ? NULL : resp_head.buf.data;
     proxy_emit(proxy, KB_TRACE_EXCHANGE, KB_HOP_CLIENT_PROXY, conn->id,
                conn->name, NULL, 0, &ex);
+    kb_buf_free(&req_head.buf);
+    kb_buf_free(&resp_head.buf);
   }
 
   result = MHD_queue_response(mc, ans.status, ans.response);

@@ -56,6 +56,7 @@ struct balancer__pair {
   int cfd; /* the client's socket */
   int mfd; /* the member's socket */
   size_t member;
+  uint64_t k; /* accepted k-th: names it in the trace */
   enum balancer__state state;
   struct balancer__dir up;   /* client -> member */
   struct balancer__dir down; /* member -> client */
@@ -73,6 +74,7 @@ struct balancer {
   struct sim_rng rng;
   unsigned max;
   size_t bufsize;
+  struct kb_trace trace;
   /* Owned by the loop thread only. */
   struct balancer__pair **pairs;
   size_t npairs;
@@ -121,6 +123,31 @@ static size_t balancer__pick(struct balancer *b, uint64_t k)
   return (size_t)((k - 1) % b->nmembers);
 }
 
+/* Traces one event of pair p: bytes the client sent (SEND) or got
+ * (RECV), or its OPEN / CLOSE. */
+static void balancer__trace(const struct balancer *b,
+                            const struct balancer__pair *p,
+                            enum kb_trace_kind kind, const char *data,
+                            size_t len)
+{
+  struct kb_trace_event ev;
+  char name[48];
+
+  if(!b->trace.emit)
+    return;
+  snprintf(name, sizeof(name), "balancer conn %llu", (unsigned long long)p->k);
+  memset(&ev, 0, sizeof(ev));
+  ev.kind = kind;
+  ev.hop = KB_HOP_CLIENT_PROXY;
+  ev.side = KB_SIDE_CLIENT; /* it sees the client's bytes as they came */
+  ev.origin = "balancer";
+  ev.conn = p->k;
+  ev.conn_name = name;
+  ev.data = (const uint8_t *)data;
+  ev.len = len;
+  kb_trace_emit(&b->trace, &ev);
+}
+
 /* Frees a pair's memory; its sockets must already be closed. Accepts
  * NULL. */
 static void balancer__pair_free(struct balancer__pair *p)
@@ -144,6 +171,7 @@ static void balancer__pair_close(struct balancer *b, struct balancer__pair *p)
   close(p->mfd);
   p->cfd = p->mfd = -1;
   p->dead = true;
+  balancer__trace(b, p, KB_TRACE_CLOSE, NULL, 0);
 }
 
 /* Accepts what is waiting, up to the cap, and starts connecting each to
@@ -157,12 +185,13 @@ static void balancer__refuse(struct balancer *b, int cfd)
       "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
       "Content-Type: text/plain; charset=utf-8\r\nContent-Length: 55\r\n"
       "\r\nthe array holds as many connections as it can; retry\n\n";
-  (void)!send(cfd, answer, sizeof(answer) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-  shutdown(cfd, SHUT_WR);
-  close(cfd);
+  /* Counted first: a client that reads the answer may read the stats. */
   pthread_mutex_lock(&b->lock);
   b->stats.refused++;
   pthread_mutex_unlock(&b->lock);
+  (void)!send(cfd, answer, sizeof(answer) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+  shutdown(cfd, SHUT_WR);
+  close(cfd);
 }
 
 static void balancer__accept(struct balancer *b)
@@ -211,6 +240,7 @@ static void balancer__accept(struct balancer *b)
     p->cfd = cfd;
     p->mfd = mfd;
     p->member = m;
+    p->k = k;
     if(!connect(mfd, (struct sockaddr *)&b->addrs[m], b->addrlens[m]))
       p->state = BALANCER__SPLICING;
     else if(errno == EINPROGRESS)
@@ -223,6 +253,7 @@ static void balancer__accept(struct balancer *b)
     b->stats.member_open[m]++;
     pthread_mutex_unlock(&b->lock);
     b->pairs[b->npairs++] = p;
+    balancer__trace(b, p, KB_TRACE_OPEN, NULL, 0);
     continue;
 
   refuse:
@@ -239,7 +270,9 @@ static void balancer__accept(struct balancer *b)
 
 /* Reads what fd has into d's free space. Returns 0 (bytes, nothing yet or
  * FIN recorded in d->eof), or -1 on a socket error. */
-static int balancer__read(int fd, struct balancer__dir *d, size_t size)
+static int balancer__read(const struct balancer *b,
+                          const struct balancer__pair *p, int fd,
+                          struct balancer__dir *d, size_t size)
 {
   ssize_t n;
 
@@ -250,10 +283,21 @@ static int balancer__read(int fd, struct balancer__dir *d, size_t size)
   if(d->eof || d->off + d->len == size)
     return 0;
   n = recv(fd, d->buf + d->off + d->len, size - d->off - d->len, 0);
-  if(n > 0)
+  if(n > 0) {
+    /* What the client sent, or what its member answered, as it came. */
+    balancer__trace(b, p, d == &p->up ? KB_TRACE_SEND : KB_TRACE_RECV,
+                    d->buf + d->off + d->len, (size_t)n);
     d->len += (size_t)n;
-  else if(!n)
+  }
+  else if(!n) {
+    /* The member's FIN before the client's: ISA closed the connection. */
+    if(d == &p->down && !p->up.eof && b->trace.emit)
+      kb_trace_note(&b->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_CLIENT, "balancer",
+                    p->k, KB_NOTE_SERVER_CLOSED_FIRST,
+                    "balancer conn %llu: the member closed it first",
+                    (unsigned long long)p->k);
     d->eof = true;
+  }
   else if(errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
     return -1;
   return 0;
@@ -316,10 +360,10 @@ static enum balancer__verdict balancer__service(struct balancer *b,
     return BALANCER__ALIVE;
   }
   if(pc->fd >= 0 && (pc->events & POLLIN) && pc->revents &&
-     balancer__read(p->cfd, &p->up, b->bufsize))
+     balancer__read(b, p, p->cfd, &p->up, b->bufsize))
     return BALANCER__DONE;
   if(pm->fd >= 0 && (pm->events & POLLIN) && pm->revents &&
-     balancer__read(p->mfd, &p->down, b->bufsize))
+     balancer__read(b, p, p->mfd, &p->down, b->bufsize))
     return BALANCER__DONE;
   /* Write whenever there is something to write: a non-blocking send just
    * says EAGAIN when the socket is full. */
@@ -449,6 +493,7 @@ int balancer_start(const struct balancer_config *config, struct balancer **out,
   b->nmembers = config->nmembers;
   b->stats.nmembers = config->nmembers;
   b->mode = config->mode;
+  b->trace = config->trace;
   sim_rng_init(&b->rng, config->seed);
   b->max =
       config->max_connections ? config->max_connections : BALANCER_DEFAULT_MAX;

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kb_env.h"
+
 #define BALANCER_MAX_MEMBERS 16
 
 /* How a new connection's member is chosen. */
@@ -50,6 +52,11 @@ struct balancer_config {
   uint64_t seed;            /* BALANCER_SEEDED only */
   unsigned max_connections; /* spliced pairs open at once; 0 = 128 */
   size_t buffer_size;       /* bytes buffered per direction; 0 = 64 KiB */
+  /* Where the bytes each client sent and got go, as SEND / RECV events of
+   * the client hop named "balancer conn <k>" (k-th accepted), with OPEN
+   * and CLOSE: evidence of what passed, on the real clock. Zeroed: none.
+   * Called from the balancer's thread. */
+  struct kb_trace trace;
 };
 
 /* Counters since start, consistent with each other at the moment of the

@@ -12,6 +12,7 @@
 #include "ntlm.h"
 #include "run.h"
 #include "topology.h"
+#include "usage.h"
 
 #define KBSIM_MAX_CLIENTS 1000
 #define KBSIM_MAX_POSTS 100
@@ -20,10 +21,9 @@
 /* "FABRIKAM\alice:Passw0rd!", the user of the demo and of flag runs. */
 extern const char *kbsim_default_user;
 
-void kbsim_usage(FILE *out);
-
-/* Prints "kbsim: <message>", a blank line and the usage to stderr; returns
- * 2, the exit code for bad arguments. */
+/* Prints a usage error, "kbsim CMD: <message>" (a leading "CMD: " in the
+ * message is dropped), and "kbsim: try 'kbsim CMD --help'" to stderr;
+ * returns 2, the exit code for bad arguments (usage.c). */
 int kbsim_bad_args(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Parses a whole decimal number in [min, max]. Returns 0 or -1. */
@@ -40,13 +40,28 @@ int kbsim_parse_kind(const char *text, enum ntlm_response_kind *kind);
 /* Prints what a user sees, one line per item, each prefixed by indent. */
 void kbsim_print_view(const char *indent, const struct client_view *v);
 
+/* The commands, one file each (sweep beside run; help in kbsim.c). */
+extern const struct kbsim_command kbsim_demo_command;
+extern const struct kbsim_command kbsim_run_command;
+extern const struct kbsim_command kbsim_sweep_command;
+extern const struct kbsim_command kbsim_serve_command;
+extern const struct kbsim_command kbsim_ctl_command;
+extern const struct kbsim_command kbsim_client_command;
+extern const struct kbsim_command kbsim_list_command;
+extern const struct kbsim_command kbsim_exchange_command;
+extern const struct kbsim_command kbsim_probe_command;
+extern const struct kbsim_command kbsim_help_command;
+
 int kbsim_cmd_demo(int argc, char **argv);
-int kbsim_cmd_run(int argc, char **argv);
-int kbsim_cmd_sweep(int argc, char **argv);
-int kbsim_cmd_serve(int argc, char **argv);
-int kbsim_cmd_ctl(int argc, char **argv);
-int kbsim_cmd_client(int argc, char **argv);
-int kbsim_cmd_exchange(int argc, char **argv);
-int kbsim_cmd_probe(int argc, char **argv);
+
+/* Parses an --admin or --proxy value: HOST:PORT, [V6]:PORT or the URL
+ * serve prints (http://127.0.0.1:8099/); "localhost" is 127.0.0.1.
+ * Returns 0 or -1. */
+int kbsim_parse_endpoint(const char *text, char *host, size_t hostlen,
+                         uint16_t *port);
+
+/* Resolves a scenario argument (a path or a catalogue name, catalogue.h)
+ * and loads it. Returns 0, or 2 after printing a one-line error. */
+int kbsim_load_scenario(const char *arg, struct scenario *sc);
 
 #endif /* CLI_H */

@@ -2,9 +2,12 @@
  * cmd_ctl.c - `kbsim ctl`: the trainer's remote for a running `kbsim
  * serve`, over its admin endpoint (libcurl + jansson; see admin.h).
  *
- *   kbsim ctl --admin HOST:PORT status
+ *   kbsim ctl --admin HOST:PORT [--token T] status
  *   kbsim ctl --admin HOST:PORT apply-fix|revert [--member N]
  *   kbsim ctl --admin HOST:PORT hotfix|sp1 --member N
+ *
+ * The token comes from --token, else KBSIM_ADMIN_TOKEN, else the file
+ * `kbsim serve` wrote for that port (admin_token_path).
  *
  * Exit 0 when the endpoint did it, 1 when it could not be reached or
  * refused (one line saying why), 2 for bad arguments.
@@ -37,9 +40,11 @@ static size_t kbsim_ctl_write(char *data, size_t size, size_t n, void *ctx)
  * 2xx answer; otherwise prints one line saying what went wrong and returns
  * -1. */
 static int kbsim_ctl_call(const char *base, const char *admin_arg,
-                          const char *method, const char *path, json_t **reply)
+                          const char *token, const char *method,
+                          const char *path, json_t **reply)
 {
-  char url[256], errbuf[CURL_ERROR_SIZE] = "";
+  char url[256], errbuf[CURL_ERROR_SIZE] = "", bearer[ADMIN_TOKEN_MAX + 32];
+  struct curl_slist *headers = NULL, *more;
   struct kb_buf body;
   json_error_t jerr;
   json_t *j = NULL;
@@ -65,9 +70,21 @@ static int kbsim_ctl_call(const char *base, const char *admin_arg,
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, kbsim_ctl_write);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  snprintf(bearer, sizeof(bearer), "Authorization: Bearer %s", token);
+  headers = curl_slist_append(NULL, bearer);
+  more = headers && !strcmp(method, "POST")
+             ? curl_slist_append(headers, "Content-Type: application/json")
+             : headers;
+  explicit_bzero(bearer, sizeof(bearer));
+  if(!more) {
+    fprintf(stderr, "kbsim: out of memory\n");
+    goto done;
+  }
+  headers = more;
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   if(!strcmp(method, "POST")) {
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, 0L);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "{}");
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, 2L);
   }
   rc = curl_easy_perform(curl);
   if(rc != CURLE_OK) {
@@ -103,6 +120,7 @@ static int kbsim_ctl_call(const char *base, const char *admin_arg,
 done:
   json_decref(j);
   curl_easy_cleanup(curl);
+  curl_slist_free_all(headers);
   kb_buf_free(&body);
   return result;
 }
@@ -135,9 +153,11 @@ static void kbsim_ctl_print_status(const json_t *st)
   if(json_is_string(json_object_get(st, "scenario")))
     printf("Scenario %s\n", kbsim_ctl_str(st, "scenario"));
   if(json_is_object(bal))
-    printf("Balancer %s (%s): %lld connections, %lld open\n",
+    printf("Balancer %s (%s): %lld connection%s, %lld open\n",
            kbsim_ctl_str(bal, "url"), kbsim_ctl_str(bal, "mode"),
-           kbsim_ctl_int(bal, "connections"), kbsim_ctl_int(bal, "open"));
+           kbsim_ctl_int(bal, "connections"),
+           kbsim_ctl_int(bal, "connections") == 1 ? "" : "s",
+           kbsim_ctl_int(bal, "open"));
   json_array_foreach(members, i, m)
   {
     size_t n = strlen(kbsim_ctl_str(m, "name"));
@@ -162,10 +182,13 @@ static void kbsim_ctl_print_status(const json_t *st)
            kbsim_ctl_int(m, "forwarded_empty_posts"), kbsim_ctl_str(m, "why"));
   }
   if(json_is_object(ex))
-    printf("Exchange %s: %lld requests, %lld EWS POSTs, %lld empty (answered "
-           "with a SOAP 500)\n",
+    printf("Exchange %s: %lld request%s, %lld EWS POST%s, %lld empty "
+           "(answered with a SOAP 500)\n",
            kbsim_ctl_str(ex, "url"), kbsim_ctl_int(ex, "requests"),
-           kbsim_ctl_int(ex, "ews_posts"), kbsim_ctl_int(ex, "empty_posts"));
+           kbsim_ctl_int(ex, "requests") == 1 ? "" : "s",
+           kbsim_ctl_int(ex, "ews_posts"),
+           kbsim_ctl_int(ex, "ews_posts") == 1 ? "" : "s",
+           kbsim_ctl_int(ex, "empty_posts"));
 }
 
 /* Prints what an action changed, one line per member:
@@ -190,12 +213,43 @@ static void kbsim_ctl_print_changes(const json_t *reply)
   }
 }
 
-int kbsim_cmd_ctl(int argc, char **argv)
+static int kbsim_cmd_ctl(int argc, char **argv);
+
+static const struct kbsim_opt ctl_opts[] = {
+    {"admin", 'a', "HOST:PORT",
+     "The admin endpoint, as serve printed it: "
+     "127.0.0.1:8099, localhost:8099 or "
+     "http://127.0.0.1:8099/; required."},
+    {"member", 'm', "N",
+     "The member to change: its number from 1 or its "
+     "name (ISA02). apply-fix and revert without it "
+     "change every member."},
+    {"token", 't', "TOKEN",
+     "The admin token serve printed; else KBSIM_ADMIN_TOKEN, else the "
+     "token file serve wrote (mode 0600) for that port."},
+    {NULL, 0, NULL, NULL}};
+
+const struct kbsim_command kbsim_ctl_command = {
+    "ctl",
+    "--admin HOST:PORT status | apply-fix [--member N] | revert [--member N]\n"
+    "--admin HOST:PORT hotfix --member N | sp1 --member N",
+    "change a running serve: apply or undo the fix, or show status",
+    "Changes a running 'kbsim serve' through its admin endpoint. apply-fix "
+    "runs the KB 942638 script, revert undoes it (the hotfix stays), hotfix "
+    "installs the hotfix on an RTM member, sp1 installs SP1. Each change "
+    "takes effect from the next request; no connection is dropped. Prints "
+    "what changed, one line per member; status prints a table per member "
+    "(patch, script, policy, connections, requests, empty POSTs forwarded, "
+    "why) and Exchange's counts.",
+    ctl_opts,
+    "status|apply-fix|revert|hotfix|sp1",
+    kbsim_cmd_ctl};
+
+static int kbsim_cmd_ctl(int argc, char **argv)
 {
-  static const struct option opts[] = {{"admin", required_argument, NULL, 'a'},
-                                       {"member", required_argument, NULL, 'm'},
-                                       {NULL, 0, NULL, 0}};
-  const char *admin_arg = NULL, *member = NULL, *what;
+  struct kbsim_args a;
+  const char *admin_arg = NULL, *member = NULL, *what, *token = NULL;
+  char token_buf[ADMIN_TOKEN_MAX + 1], token_path[512], terr[512];
   enum admin_action act = ADMIN_APPLY_FIX;
   bool status;
   char host[64], base[128], path[128];
@@ -203,15 +257,14 @@ int kbsim_cmd_ctl(int argc, char **argv)
   json_t *reply = NULL;
   int c, result = 2;
 
-  opterr = 0;
-  optind = 1;
-  while((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+  kbsim_args_init(&a, &kbsim_ctl_command, argc, argv);
+  while((c = kbsim_args_next(&a)) > 0) {
     switch(c) {
     case 'a':
-      if(kbsim_parse_hostport(optarg, host, sizeof(host), &port) || !port)
-        return kbsim_bad_args("--admin: '%s' is not HOST:PORT (the Admin "
-                              "line kbsim serve printed, e.g. "
-                              "127.0.0.1:8099)",
+      if(kbsim_parse_endpoint(optarg, host, sizeof(host), &port) || !port)
+        return kbsim_bad_args("--admin: '%s' is not HOST:PORT or the Admin "
+                              "URL kbsim serve printed (e.g. 127.0.0.1:8099, "
+                              "http://127.0.0.1:8099/)",
                               optarg);
       admin_arg = optarg;
       break;
@@ -224,29 +277,39 @@ int kbsim_cmd_ctl(int argc, char **argv)
                               optarg);
       member = optarg;
       break;
-    case ':':
-      return kbsim_bad_args("%s needs a value", argv[optind - 1]);
-    default:
-      return kbsim_bad_args("ctl: unknown option '%s'", argv[optind - 1]);
+    case 't':
+      if(admin_token_check(optarg, terr, sizeof(terr)))
+        return kbsim_bad_args("--token: %s", terr);
+      token = optarg;
+      break;
     }
   }
+  if(c < 0)
+    return a.status;
   if(!admin_arg)
-    return kbsim_bad_args("ctl: --admin HOST:PORT is required");
+    return kbsim_bad_args("--admin HOST:PORT is required");
   if(optind >= argc)
-    return kbsim_bad_args("ctl: say what to do: status, apply-fix, revert, "
+    return kbsim_bad_args("say what to do: status, apply-fix, revert, "
                           "hotfix or sp1");
   if(optind + 1 < argc)
-    return kbsim_bad_args("ctl: unexpected argument '%s'", argv[optind + 1]);
+    return kbsim_bad_args("unexpected argument '%s'", argv[optind + 1]);
   what = argv[optind];
   status = !strcmp(what, "status");
-  if(!status && admin_action_parse(what, &act))
-    return kbsim_bad_args("ctl: unknown command '%s'; use status, apply-fix, "
+  if(!status && admin_action_parse(what, &act)) {
+    static const char *const actions[] = {"status", "apply-fix", "revert",
+                                          "hotfix", "sp1"};
+    const char *best = kbsim_did_you_mean(what, actions, 5);
+    if(best)
+      return kbsim_bad_args("unknown action '%s'; did you mean '%s'?", what,
+                            best);
+    return kbsim_bad_args("unknown action '%s'; use status, apply-fix, "
                           "revert, hotfix or sp1",
                           what);
+  }
   if(status && member)
-    return kbsim_bad_args("ctl: status shows every member; drop --member");
+    return kbsim_bad_args("status shows every member; drop --member");
   if(!member && (act == ADMIN_HOTFIX || act == ADMIN_SP1) && !status)
-    return kbsim_bad_args("ctl: %s is installed on one member at a time; "
+    return kbsim_bad_args("%s is installed on one member at a time; "
                           "add --member N",
                           what);
 
@@ -260,12 +323,31 @@ int kbsim_cmd_ctl(int argc, char **argv)
              admin_action_name(act));
   else
     snprintf(path, sizeof(path), "/%s", admin_action_name(act));
+  if(!token && getenv("KBSIM_ADMIN_TOKEN") && *getenv("KBSIM_ADMIN_TOKEN")) {
+    token = getenv("KBSIM_ADMIN_TOKEN");
+    if(admin_token_check(token, terr, sizeof(terr)))
+      return kbsim_bad_args("KBSIM_ADMIN_TOKEN: %s", terr);
+  }
   result = 1;
+  if(!token) {
+    admin_token_path(port, token_path, sizeof(token_path));
+    if(admin_token_read(token_path, token_buf, sizeof(token_buf), terr,
+                        sizeof(terr))) {
+      fprintf(stderr,
+              "kbsim: no token for the admin endpoint at %s: %s; is `kbsim "
+              "serve` running with --admin %s? Otherwise give --token or "
+              "set KBSIM_ADMIN_TOKEN\n",
+              base, terr, admin_arg);
+      return 1;
+    }
+    token = token_buf;
+  }
   if(curl_global_init(CURL_GLOBAL_DEFAULT)) {
     fprintf(stderr, "kbsim: libcurl could not initialise\n");
     return 1;
   }
-  if(kbsim_ctl_call(base, admin_arg, status ? "GET" : "POST", path, &reply))
+  if(kbsim_ctl_call(base, admin_arg, token, status ? "GET" : "POST", path,
+                    &reply))
     goto done;
   if(status)
     kbsim_ctl_print_status(reply);

@@ -7,7 +7,6 @@
  * same port gives its counters to loopback peers (a probe reads them).
  * Exit 0 after a signal, 1 when it could not start, 2 for bad arguments.
  */
-#include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,17 +18,6 @@
 #include "kb_users.h"
 #include "secret.h"
 
-static const char kbsim_exchange_usage[] =
-    "usage: kbsim exchange --listen HOST:PORT [--auth none|integrated]\n"
-    "                 [--user 'DOMAIN\\user:password']... [--user-file "
-    "FILE]\n"
-    "  Exchange's EWS and Autodiscover alone; port 0 picks a free one.\n"
-    "  --auth none        trust what reaches it, as behind ISA (default)\n"
-    "  --auth integrated  authenticate NTLM per connection, as IIS with\n"
-    "                     Windows authentication (needs --user or "
-    "--user-file)\n"
-    "  Counters: GET /kbsim/status on the same port, from loopback only.\n";
-
 /* sim_user_add_fn for --user-file. */
 static int kbsim_exchange_add_user(void *ctx, const char *spec, char *err,
                                    size_t errlen)
@@ -37,23 +25,42 @@ static int kbsim_exchange_add_user(void *ctx, const char *spec, char *err,
   return kb_users_add_spec(ctx, spec, err, errlen);
 }
 
-/* Prints "kbsim exchange: <what>" and the usage; returns 2. */
-static int kbsim_exchange_bad(const char *what, const char *arg)
-{
-  fprintf(stderr, "kbsim exchange: %s%s%s%s\n\n%s", what, arg ? " '" : "",
-          arg ? arg : "", arg ? "'" : "", kbsim_exchange_usage);
-  return 2;
-}
+static int kbsim_cmd_exchange(int argc, char **argv);
 
-int kbsim_cmd_exchange(int argc, char **argv)
+static const struct kbsim_opt exchange_opts[] = {
+    {"listen", 'l', "HOST:PORT",
+     "Where to listen (numeric address; port 0 picks a free one); "
+     "required."},
+    {"auth", 'a', "none|integrated",
+     "none: trust what reaches it, as Exchange behind ISA (the identity is "
+     "the user a forwarded type 3 or Basic header names); integrated: "
+     "authenticate NTLM per connection, as IIS with Windows authentication "
+     "(needs --user or --user-file). Default none."},
+    {"user", 'u', "'DOMAIN\\user:password'",
+     "An account for --auth integrated; repeatable."},
+    {"user-file", 'F', "FILE",
+     "Accounts for --auth integrated, one 'DOMAIN\\user = password' a "
+     "line (kept off the process list)."},
+    {NULL, 0, NULL, NULL}};
+
+const struct kbsim_command kbsim_exchange_command = {
+    "exchange",
+    "--listen HOST:PORT [--auth none|integrated] [--user SPEC]... "
+    "[--user-file FILE]",
+    "Exchange's EWS and Autodiscover alone, for a third-party listener",
+    "Runs only the EWS + Autodiscover stand-in on a real port until SIGINT "
+    "or SIGTERM, printing its URL, so another listener (Squid, Apache, a "
+    "gateway) can publish it. GET /kbsim/status on the same port answers "
+    "loopback peers with its counters as JSON (requests, empty_posts, "
+    "mismatches, the identities each connection served), which kbsim probe "
+    "reads. Exits 0 after a signal, 1 when it could not start.",
+    exchange_opts,
+    NULL,
+    kbsim_cmd_exchange};
+
+static int kbsim_cmd_exchange(int argc, char **argv)
 {
-  static const struct option opts[] = {
-      {"listen", required_argument, NULL, 'l'},
-      {"auth", required_argument, NULL, 'a'},
-      {"user", required_argument, NULL, 'u'},
-      {"user-file", required_argument, NULL, 'F'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
+  struct kbsim_args a;
   struct backend_config cfg;
   struct backend *b = NULL;
   struct kb_users *users = kb_users_new();
@@ -67,9 +74,8 @@ int kbsim_cmd_exchange(int argc, char **argv)
     fprintf(stderr, "kbsim exchange: out of memory\n");
     return 1;
   }
-  opterr = 0;
-  optind = 1;
-  while((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+  kbsim_args_init(&a, &kbsim_exchange_command, argc, argv);
+  while((c = kbsim_args_next(&a)) > 0) {
     switch(c) {
     case 'l':
       listen = optarg;
@@ -77,7 +83,7 @@ int kbsim_cmd_exchange(int argc, char **argv)
     case 'a':
       if(backend_auth_parse(optarg, &cfg.auth)) {
         result =
-            kbsim_exchange_bad("--auth is none or integrated, not", optarg);
+            kbsim_bad_args("--auth: '%s' is not none or integrated", optarg);
         goto done;
       }
       break;
@@ -94,36 +100,28 @@ int kbsim_cmd_exchange(int argc, char **argv)
         goto done;
       }
       break;
-    case 'h':
-      fputs(kbsim_exchange_usage, stdout);
-      result = 0;
-      goto done;
-    case ':':
-      result =
-          kbsim_exchange_bad("this option needs a value:", argv[optind - 1]);
-      goto done;
-    default:
-      result = kbsim_exchange_bad("unknown option", argv[optind - 1]);
-      goto done;
     }
   }
+  if(c < 0) {
+    result = a.status;
+    goto done;
+  }
   if(optind < argc) {
-    result = kbsim_exchange_bad("unexpected argument", argv[optind]);
+    result = kbsim_bad_args("unexpected argument '%s'", argv[optind]);
     goto done;
   }
   if(!listen) {
-    result = kbsim_exchange_bad("--listen HOST:PORT is required", NULL);
+    result = kbsim_bad_args("--listen HOST:PORT is required");
     goto done;
   }
   if(kbsim_parse_hostport(listen, host, sizeof(host), &cfg.port)) {
-    result = kbsim_exchange_bad(
-        "--listen wants HOST:PORT (e.g. 127.0.0.1:8081), not", listen);
+    result = kbsim_bad_args(
+        "--listen: '%s' is not HOST:PORT (e.g. 127.0.0.1:8081)", listen);
     goto done;
   }
   if(cfg.auth == BACKEND_AUTH_INTEGRATED && !kb_users_count(users)) {
-    result = kbsim_exchange_bad(
-        "--auth integrated needs the accounts: give --user or --user-file",
-        NULL);
+    result = kbsim_bad_args(
+        "--auth integrated needs the accounts: give --user or --user-file");
     goto done;
   }
 

@@ -4,7 +4,6 @@
  * per behaviour and the listener's class. Exit 0 not affected, 1
  * affected, 2 bad arguments, 3 could not be probed.
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,42 +17,52 @@
 
 #define KBSIM_PROBE_MAX_USERS 2
 
-static const char kbsim_probe_usage[] =
-    "usage: kbsim probe URL --user 'DOMAIN\\user:password' [--user ...]\n"
-    "                 [--exchange-status URL] [--posts N] [--host NAME]\n"
-    "                 [--json FILE] [--junit FILE]\n"
-    "  Runs Communicator's sessions and the others against the listener at\n"
-    "  URL (publishing kbsim exchange) and classifies it. --exchange-status\n"
-    "  is kbsim exchange's http://HOST:PORT/kbsim/status: with it the probe\n"
-    "  also sees what reached Exchange; the two-user check needs it and a\n"
-    "  second --user. A user given without ':password' takes it from\n"
-    "  KBSIM_PASSWORD or the terminal.\n"
-    "  Exit 0 not affected (Basic / anonymous included), 1 affected,\n"
-    "  2 bad arguments, 3 could not be probed.\n";
-
-static int kbsim_probe_bad(const char *what, const char *arg)
-{
-  fprintf(stderr, "kbsim probe: %s%s%s%s\n\n%s", what, arg ? " '" : "",
-          arg ? arg : "", arg ? "'" : "", kbsim_probe_usage);
-  return 2;
-}
-
 /* One --user, split into its parts. */
 struct kbsim_probe_user {
   char domain[128], user[128], password[256];
 };
 
-int kbsim_cmd_probe(int argc, char **argv)
+static int kbsim_cmd_probe(int argc, char **argv);
+
+static const struct kbsim_opt probe_opts[] = {
+    {"user", 'u', "'DOMAIN\\user[:password]'",
+     "Who signs in; required, at most twice (the two-user check needs "
+     "two). Without the password, it comes from KBSIM_PASSWORD or is asked "
+     "on the terminal."},
+    {"exchange-status", 's', "URL",
+     "kbsim exchange's http://HOST:PORT/kbsim/status: with it the probe "
+     "also sees what reached Exchange (empty POSTs, identities); the "
+     "two-user check needs it."},
+    {"posts", 'p', "N", "EWS POSTs per session, 1 to 100 (default 3)."},
+    {"host", 'H', "NAME",
+     "The Host header (default autodiscover.fabrikam.com)."},
+    {"json", 'j', "FILE",
+     "Write the report as JSON (probe/report.schema.json)."},
+    {"junit", 'J', "FILE",
+     "Write the report as a JUnit testsuite, one testcase per check."},
+    {NULL, 0, NULL, NULL}};
+
+const struct kbsim_command kbsim_probe_command = {
+    "probe",
+    "URL --user SPEC [--user SPEC] [--exchange-status URL] [--posts N] "
+    "[--host NAME] [--json FILE] [--junit FILE]",
+    "Communicator's pattern against any listener: one verdict per behaviour",
+    "Runs a fixed battery against the listener at URL, which publishes "
+    "kbsim exchange: a Communicator session re-authenticating every POST, "
+    "an Outlook session authenticating once, one-shot connections, two "
+    "users at once, a wrong password. Prints one verdict line per behaviour "
+    "and the listener's class: re-authenticates every POST (not affected), "
+    "keeps the connection's context and forwards the body-less POST (KB "
+    "942638's bug), Basic / anonymous, or mixes identities across clients. "
+    "Exits 0 when the listener is not affected, 1 when it is, 3 when it "
+    "could not be probed.",
+    probe_opts,
+    NULL,
+    kbsim_cmd_probe};
+
+static int kbsim_cmd_probe(int argc, char **argv)
 {
-  static const struct option opts[] = {
-      {"user", required_argument, NULL, 'u'},
-      {"exchange-status", required_argument, NULL, 's'},
-      {"posts", required_argument, NULL, 'p'},
-      {"host", required_argument, NULL, 'H'},
-      {"json", required_argument, NULL, 'j'},
-      {"junit", required_argument, NULL, 'J'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
+  struct kbsim_args a;
   struct kbsim_probe_user parts[KBSIM_PROBE_MAX_USERS];
   struct probe_user users[KBSIM_PROBE_MAX_USERS];
   struct probe_config cfg;
@@ -66,14 +75,12 @@ int kbsim_cmd_probe(int argc, char **argv)
 
   memset(&cfg, 0, sizeof(cfg));
   memset(parts, 0, sizeof(parts));
-  opterr = 0;
-  optind = 1;
-  while((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+  kbsim_args_init(&a, &kbsim_probe_command, argc, argv);
+  while((c = kbsim_args_next(&a)) > 0) {
     switch(c) {
     case 'u':
       if(nusers == KBSIM_PROBE_MAX_USERS) {
-        result =
-            kbsim_probe_bad("at most two --user (the two-user check)", NULL);
+        result = kbsim_bad_args("at most two --user (the two-user check)");
         goto done;
       }
       if(kb_users_split_spec(optarg, true, parts[nusers].domain,
@@ -90,8 +97,8 @@ int kbsim_cmd_probe(int argc, char **argv)
       break;
     case 'p':
       if(kbsim_parse_u64(optarg, 1, KBSIM_MAX_POSTS, &v)) {
-        result = kbsim_probe_bad("--posts wants a number from 1 to 100, not",
-                                 optarg);
+        result = kbsim_bad_args("--posts: '%s' is not a number from 1 to 100",
+                                optarg);
         goto done;
       }
       cfg.posts = (unsigned)v;
@@ -105,36 +112,29 @@ int kbsim_cmd_probe(int argc, char **argv)
     case 'J':
       junit = optarg;
       break;
-    case 'h':
-      fputs(kbsim_probe_usage, stdout);
-      result = 0;
-      goto done;
-    case ':':
-      result = kbsim_probe_bad("this option needs a value:", argv[optind - 1]);
-      goto done;
-    default:
-      result = kbsim_probe_bad("unknown option", argv[optind - 1]);
-      goto done;
     }
+  }
+  if(c < 0) {
+    result = a.status;
+    goto done;
   }
   if(optind < argc)
     cfg.url = argv[optind++];
   if(optind < argc) {
-    result = kbsim_probe_bad("unexpected argument", argv[optind]);
+    result = kbsim_bad_args("unexpected argument '%s'", argv[optind]);
     goto done;
   }
   if(!cfg.url) {
-    result = kbsim_probe_bad("give the listener's URL", NULL);
+    result = kbsim_bad_args("give the listener's URL");
     goto done;
   }
   if(strncmp(cfg.url, "http://", 7) && strncmp(cfg.url, "https://", 8)) {
-    result = kbsim_probe_bad("the listener's URL starts http:// or https://,"
-                             " unlike",
-                             cfg.url);
+    result = kbsim_bad_args(
+        "the listener's URL starts http:// or https://, unlike '%s'", cfg.url);
     goto done;
   }
   if(!nusers) {
-    result = kbsim_probe_bad("give --user 'DOMAIN\\user:password'", NULL);
+    result = kbsim_bad_args("give --user 'DOMAIN\\user:password'");
     goto done;
   }
   for(i = 0; i < nusers; i++) {

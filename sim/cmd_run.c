@@ -1,5 +1,5 @@
 /*
- * cmd_run.c - `kbsim run` (from flags or scenario files) and `kbsim sweep`.
+ * cmd_run.c - `kbsim run`: from flags or scenario files.
  *
  * Both build a scenario - from the flags, or from an INI file - and run
  * it through run.h, so a flag run is just an unnamed scenario.
@@ -22,10 +22,10 @@
 #include "html.h"
 #include "kb_users.h"
 #include "secret.h"
+#include "verdicts.h"
+#include "wrap.h"
 
 #define KBSIM_MAX_FILES 256
-#define KBSIM_MAX_SEEDS 1000000u
-#define KBSIM_MAX_JOBS 64
 
 /* ---- evidence --------------------------------------------------------- */
 
@@ -84,8 +84,7 @@ static int kbsim_write_evidence(struct sim_recorder *rec,
       return -1;
     }
   }
-  if(pcap &&
-     evidence_write_pcap(rec, pcap, SIM_CASE_EPOCH_MS, err, sizeof(err))) {
+  if(pcap && evidence_write_pcap(rec, pcap, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     return -1;
   }
@@ -101,7 +100,8 @@ static int kbsim_write_evidence(struct sim_recorder *rec,
         ntlm_response_kind_name(sc->ntlm),
         &o->sessions,
         &o->backend,
-        &o->proxy};
+        &o->proxy,
+        false};
     if(evidence_write_json(rec, &run, json, err, sizeof(err))) {
       fprintf(stderr, "kbsim: %s\n", err);
       return -1;
@@ -163,13 +163,14 @@ static void kbsim_print_sessions(const struct sim_outcome *o)
                  r->final_status);
       else
         snprintf(legs, sizeof(legs), "%d", r->final_status);
-      printf("client %-3u POST %-2u %-20s conn %-2" PRIu64
+      printf("client %-3u " WRAP_HANG "POST %-2u %-20s conn %-2" PRIu64
              " legs %u  %-10s %s%s%s\n",
              s->id, r->index, client_post_kind_name(r->kind), r->connection,
              r->legs, legs, client_outcome_name(r->outcome),
              r->detail[0] ? ": " : "", r->detail);
     }
-    printf("client %-3u sees: %s; presence %s; scheduling %s\n", s->id,
+    printf("client %-3u " WRAP_HANG "sees: %s; presence %s; scheduling %s\n",
+           s->id,
            s->view.integration_error ? CLIENT_NOTIFICATION_TEXT
                                      : "no notification",
            s->view.presence_available ? "available" : "unavailable",
@@ -179,17 +180,36 @@ static void kbsim_print_sessions(const struct sim_outcome *o)
 
 /* ---- run -------------------------------------------------------------- */
 
-/* Runs one scenario, writes its evidence, prints its lines. Returns 0 when
- * it ran and matched its expectations, 1 when it did not. */
+/* --tap: standard output is TAP's alone; the human lines are left out. */
+static bool kbsim_run_tap;
+
+/* Seconds since start (CLOCK_MONOTONIC). */
+static double kbsim_seconds_since(const struct timespec *start)
+{
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (double)(now.tv_sec - start->tv_sec) +
+         (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+/* Runs one scenario, writes its evidence, prints its lines and fills *v.
+ * Returns 0 when it ran and matched its expectations, 1 when it did not,
+ * 3 when the harness could not run it (never counted as the outcome). */
 static int kbsim_run_one(const struct scenario *sc,
                          const struct kbsim_evidence *want, bool from_file,
-                         bool verbose, bool several)
+                         bool verbose, bool several, struct sim_verdict *v)
 {
   struct sim_recorder rec;
   struct sim_outcome o;
+  struct timespec start;
   char err[512], why[512], summary[768];
   int result = 1;
 
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  memset(v, 0, sizeof(*v));
+  snprintf(v->name, sizeof(v->name), "%s", sc->name);
+  snprintf(v->classname, sizeof(v->classname), "%s",
+           sc->path[0] ? sc->path : "kbsim.run");
   sim_recorder_init(&rec, want->transcript || want->pcap || want->html);
   if(sim_scenario_run(sc,
                       want->transcript || want->pcap || want->json || want->html
@@ -197,34 +217,64 @@ static int kbsim_run_one(const struct scenario *sc,
                           : (struct kb_trace){0},
                       &o, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
+    if(from_file && !kbsim_run_tap)
+      printf("ERROR %s (%s): " WRAP_HANG "the harness could not run it "
+             "(infrastructure): %s\n",
+             sc->name, sc->path, err);
+    v->result = SIM_RESULT_ERROR;
+    v->got = CLIENT_CLASS_INFRASTRUCTURE;
+    snprintf(v->message, sizeof(v->message), "%s", err);
+    v->seconds = kbsim_seconds_since(&start);
     sim_recorder_free(&rec);
-    return 1;
+    return 3;
   }
-  if(kbsim_write_evidence(&rec, want, sc, &o, several))
+  v->got = sim_outcome_class(&o);
+  if(kbsim_write_evidence(&rec, want, sc, &o, several)) {
+    v->result = SIM_RESULT_ERROR;
+    snprintf(v->message, sizeof(v->message), "evidence could not be written");
+    result = 3;
     goto done;
-  if(!from_file || verbose)
+  }
+  if((!from_file || verbose) && !kbsim_run_tap)
     kbsim_print_sessions(&o);
   sim_outcome_summary(sc, &o, summary, sizeof(summary));
+  snprintf(v->output, sizeof(v->output), "%s", summary);
   if(sim_scenario_check(sc, &o, why, sizeof(why)))
     result = 0;
-  if(from_file) {
+  else if(o.sessions.infrastructure)
+    result = 3;
+  v->result = result == 0   ? SIM_RESULT_PASS
+              : result == 1 ? SIM_RESULT_FAIL
+                            : SIM_RESULT_ERROR;
+  snprintf(v->message, sizeof(v->message), "%s", result ? why : summary);
+  if(kbsim_run_tap)
+    ; /* the verdict says it */
+  else if(from_file && result == 3)
+    printf("ERROR %s (%s): " WRAP_HANG "%s: %s\n", sc->name, sc->path, why,
+           summary);
+  else if(from_file && !result) {
     const char *got = o.sessions.users_with_error ? "error" : "clean";
-    printf("%s %s (%s): expected %s, got %s: %s%s%s\n",
-           result ? "FAIL" : "PASS", sc->name, sc->path,
+    printf("PASS %s (%s): " WRAP_HANG "expected %s, got %s: %s\n", sc->name,
+           sc->path,
            sc->expect.outcome < 0 ? "-"
            : sc->expect.outcome   ? "error"
                                   : "clean",
-           got, summary, result ? "; " : "", result ? why : "");
+           got, summary);
   }
+  else if(from_file) /* why says each expectation that failed, once */
+    printf("FAIL %s (%s): " WRAP_HANG "%s: %s\n", sc->name, sc->path, why,
+           summary);
   else {
     const struct scenario_member *m = &sc->members[0];
-    printf("summary: policy %s, seed %" PRIu64 ": %u clients, %u POSTs, %u ok, "
-           "%u failed; %s\n",
+    printf("summary: " WRAP_HANG "policy %s, seed %" PRIu64
+           ": %u client%s, %u POST%s, %u ok, %u failed; %s\n",
            proxy_policy_name(scenario_effective_policy(m->patch, m->script)),
-           sc->seed, (unsigned)o.sessions.count, o.sessions.posts,
-           o.sessions.posts_ok, o.sessions.posts_failed, summary);
+           sc->seed, (unsigned)o.sessions.count,
+           o.sessions.count == 1 ? "" : "s", o.sessions.posts,
+           o.sessions.posts == 1 ? "" : "s", o.sessions.posts_ok,
+           o.sessions.posts_failed, summary);
     if(result)
-      printf("%s\n", why);
+      printf("%s%s\n", result == 3 ? "error: " : "", why);
   }
   if(want->report) {
     struct html_run page = {NULL, sc, &o, &rec};
@@ -235,6 +285,7 @@ static int kbsim_run_one(const struct scenario *sc,
   }
 
 done:
+  v->seconds = kbsim_seconds_since(&start);
   sim_outcome_free(&o);
   sim_recorder_free(&rec);
   return result;
@@ -266,39 +317,117 @@ static int kbsim_run_add_user(void *ctx, const char *spec, char *err,
   return 0;
 }
 
-int kbsim_cmd_run(int argc, char **argv)
+static int kbsim_cmd_run(int argc, char **argv);
+
+static const struct kbsim_opt run_opts[] = {
+    {"policy", 'P', "per-connection|per-request",
+     "Run N sessions through one ISA: per-connection is ISA 2006 as "
+     "shipped, per-request has KB 942638 (SP1 and the script)."},
+    {"clients", 'c', "N",
+     "Concurrent Communicator sessions, 1 to 1000 "
+     "(default 1)."},
+    {"posts", 'p', "N",
+     "EWS POSTs per session after autodiscover, 1 to 100 "
+     "(default 2)."},
+    {"seed", 's', "S",
+     "Seed for NTLM challenges, think times and balancer "
+     "draws; the same seed gives the same bytes. With "
+     "files, overrides each file's seed."},
+    {"expect", 'e', "error|clean",
+     "Exit 1 unless the outcome is this: error means at least one user saw "
+     "the Outlook Integration Error."},
+    {"ntlm", 'n', "v2|v1|v1-ess",
+     "The NTLM response Communicator sends "
+     "(default v2)."},
+    {"user", 'u', "'DOMAIN\\user:password'",
+     "A directory entry, also who signs in; repeat for more users (default "
+     "FABRIKAM\\alice:Passw0rd!)."},
+    {"user-file", 'F', "FILE",
+     "Read users from FILE: DOMAIN\\user = password lines, as in a "
+     "scenario's [users]; keeps passwords out of the process list."},
+    {"transcript", 't', "FILE",
+     "Write the exact bytes of every request and "
+     "response on both hops, NTLM decoded."},
+    {"pcap", 'w', "FILE",
+     "Write both hops as TCP streams for Wireshark or "
+     "tshark."},
+    {"json", 'j', "FILE", "Write the JSON report."},
+    {"html", 'H', "FILE",
+     "Write a self-contained page with a sequence "
+     "diagram per run, side by side."},
+    {"verbose", 'v', NULL, "With files, also print every POST's outcome."},
+    {"junit", 'J', "FILE",
+     "Write JUnit XML (one testcase per scenario; a failure or error with "
+     "the deciding evidence) for CI; - for standard output."},
+    {"tap", 'T', NULL,
+     "Print TAP version 14 on standard output instead of PASS/FAIL lines."},
+    {NULL, 0, NULL, NULL}};
+
+const struct kbsim_command kbsim_run_command = {
+    "run",
+    "--policy per-connection|per-request [--clients N] [--posts N] [--seed S] "
+    "[--expect error|clean] [--ntlm v2|v1|v1-ess] [--user SPEC]... "
+    "[EVIDENCE]\n"
+    "SCENARIO... [--seed S] [--verbose] [EVIDENCE]",
+    "run Communicator sessions, or scenario files with PASS/FAIL",
+    "With --policy: N concurrent Communicator sessions, each on its own "
+    "connection (autodiscover, then EWS POSTs alternating "
+    "GetUserOofSettings and GetUserAvailability); prints every POST's "
+    "outcome and a summary.\n\n"
+    "With SCENARIO...: runs scenario files, one PASS/FAIL line each (what "
+    "was expected, what happened, the deciding evidence); exits 1 on any "
+    "mismatch. A SCENARIO is a path, or a name found as ./NAME.ini, in "
+    "$KBSIM_SCENARIOS, then in the catalogue ('kbsim list'). A malformed "
+    "file is refused before anything runs (exit 2). With several, evidence "
+    "file names get the scenario's name (bug.txt becomes bug-fix.txt).\n\n"
+    "EVIDENCE is any of --transcript FILE, --pcap FILE, --json FILE, --html "
+    "FILE.",
+    run_opts,
+    "@scenario",
+    kbsim_cmd_run};
+
+/* Ends a run: the HTML report, JUnit and TAP; returns the exit status
+ * (sim_verdicts_exit, or 3 when a report could not be written). */
+static int kbsim_run_finish(struct kbsim_evidence *want,
+                            const struct sim_verdict *v, size_t n,
+                            const char *junit, bool tap)
 {
-  static const struct option opts[] = {
-      {"policy", required_argument, NULL, 'P'},
-      {"clients", required_argument, NULL, 'c'},
-      {"posts", required_argument, NULL, 'p'},
-      {"seed", required_argument, NULL, 's'},
-      {"expect", required_argument, NULL, 'e'},
-      {"ntlm", required_argument, NULL, 'n'},
-      {"user", required_argument, NULL, 'u'},
-      {"user-file", required_argument, NULL, 'F'},
-      {"transcript", required_argument, NULL, 't'},
-      {"pcap", required_argument, NULL, 'w'},
-      {"json", required_argument, NULL, 'j'},
-      {"html", required_argument, NULL, 'H'},
-      {"verbose", no_argument, NULL, 'v'},
-      {NULL, 0, NULL, 0}};
+  char err[512];
+  int rc = sim_verdicts_exit(v, n);
+
+  if(kbsim_html_finish(want))
+    rc = 3;
+  if(junit && sim_junit_write(junit, "kbsim run", v, n, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    rc = 3;
+  }
+  if(tap)
+    sim_tap_write(stdout, v, n);
+  return rc;
+}
+
+static int kbsim_cmd_run(int argc, char **argv)
+{
+  static struct sim_verdict verdicts[KBSIM_MAX_FILES];
+  const char *junit = NULL;
+  bool tap = false;
+  int errors = 0;
   static struct scenario scenarios[KBSIM_MAX_FILES];
   struct scenario *flags = &scenarios[0];
   struct kbsim_evidence want = {NULL, NULL, NULL, NULL, NULL};
+  char err[512];
+  struct kbsim_args a;
   bool have_policy = false, have_seed = false, verbose = false;
   bool flag_only = false; /* a flag that makes no sense with files */
   const char *flag_name = NULL;
   uint64_t v, seed = 1;
   size_t nfiles, i;
-  char err[512];
   int c, failed = 0, bad = 0;
 
   scenario_defaults(flags);
   flags->nusers = 0;
-  opterr = 0;
-  optind = 1;
-  while((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+  kbsim_args_init(&a, &kbsim_run_command, argc, argv);
+  while((c = kbsim_args_next(&a)) > 0) {
     switch(c) {
     case 'P': {
       enum proxy_policy policy;
@@ -383,47 +512,53 @@ int kbsim_cmd_run(int argc, char **argv)
     case 'v':
       verbose = true;
       break;
-    case ':':
-      return kbsim_bad_args("%s needs a value", argv[optind - 1]);
-    default:
-      return kbsim_bad_args("run: unknown option '%s'", argv[optind - 1]);
+    case 'J':
+      junit = optarg;
+      break;
+    case 'T':
+      tap = kbsim_run_tap = true;
+      break;
     }
   }
+  if(c < 0)
+    return a.status;
+  (void)wrap_stdout(wrap_columns(STDOUT_FILENO));
 
   nfiles = (size_t)(argc - optind);
   if(nfiles) {
     if(flag_only)
-      return kbsim_bad_args("run: %s cannot be combined with scenario files; "
+      return kbsim_bad_args("%s cannot be combined with scenario files; "
                             "set it in the file instead",
                             flag_name);
     if(nfiles > KBSIM_MAX_FILES)
-      return kbsim_bad_args("run: at most %d scenario files at once",
+      return kbsim_bad_args("at most %d scenario files at once",
                             KBSIM_MAX_FILES);
     /* Read every file before running any, so a typo in the last one is
      * found before minutes of runs. */
     for(i = 0; i < nfiles; i++) {
-      if(scenario_load(argv[optind + (int)i], &scenarios[i], err,
-                       sizeof(err))) {
-        fprintf(stderr, "kbsim: %s\n", err);
+      if(kbsim_load_scenario(argv[optind + (int)i], &scenarios[i]))
         bad = 1;
-      }
       else if(have_seed)
         scenarios[i].seed = seed;
     }
     if(bad)
       return 2;
     if(kbsim_html_start(&want))
-      return 1;
-    for(i = 0; i < nfiles; i++)
-      failed += kbsim_run_one(&scenarios[i], &want, true, verbose, nfiles > 1);
-    if(nfiles > 1)
-      printf("%zu scenarios: %zu passed, %d failed\n", nfiles,
-             nfiles - (size_t)failed, failed);
-    return kbsim_html_finish(&want) || failed ? 1 : 0;
+      return 3;
+    for(i = 0; i < nfiles; i++) {
+      int rc = kbsim_run_one(&scenarios[i], &want, true, verbose, nfiles > 1,
+                             &verdicts[i]);
+      failed += rc == 1;
+      errors += rc == 3;
+    }
+    if(nfiles > 1 && !tap)
+      printf("%zu scenarios: %zu passed, %d failed, %d could not run\n", nfiles,
+             nfiles - (size_t)failed - (size_t)errors, failed, errors);
+    return kbsim_run_finish(&want, verdicts, nfiles, junit, tap);
   }
 
   if(!have_policy)
-    return kbsim_bad_args("run: give scenario files, or --policy "
+    return kbsim_bad_args("give scenarios (files or names), or --policy "
                           "per-connection|per-request");
   if(!flags->nusers)
     snprintf(flags->user_specs[flags->nusers++], sizeof(flags->user_specs[0]),
@@ -433,237 +568,7 @@ int kbsim_cmd_run(int argc, char **argv)
   snprintf(flags->name, sizeof(flags->name), "run");
   flags->seed = seed;
   if(kbsim_html_start(&want))
-    return 1;
-  failed = kbsim_run_one(flags, &want, false, verbose, false);
-  failed += kbsim_html_finish(&want);
-  return failed ? 1 : 0;
-}
-
-/* ---- sweep ------------------------------------------------------------ */
-
-/* One seed's result. */
-struct kbsim_seed_result {
-  bool ran;
-  unsigned sessions;
-  unsigned with_error;
-  uint64_t empty_posts;
-  uint64_t ews_posts;
-  char error[256];
-};
-
-struct kbsim_sweep {
-  const struct scenario *sc;
-  uint64_t first;
-  uint64_t count;
-  struct kbsim_seed_result *results;
-  atomic_uint_fast64_t next;
-  atomic_uint_fast64_t done;
-  bool progress;              /* stderr is a terminal */
-  pthread_mutex_t print_lock; /* progress line */
-  int64_t last_print_ms;
-};
-
-static int64_t kbsim_monotonic_ms(void)
-{
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Worker: takes the next seed until none is left. Each result goes to its
- * own slot, so the totals do not depend on which worker ran what. */
-static void *kbsim_sweep_worker(void *arg)
-{
-  struct kbsim_sweep *sw = arg;
-  struct scenario sc = *sw->sc;
-  uint64_t i;
-
-  while((i = atomic_fetch_add(&sw->next, 1)) < sw->count) {
-    struct kbsim_seed_result *r = &sw->results[i];
-    struct sim_outcome o;
-    struct kb_trace none = {0};
-    uint64_t done;
-
-    sc.seed = sw->first + i;
-    if(sim_scenario_run(&sc, none, &o, r->error, sizeof(r->error)) == 0) {
-      r->ran = true;
-      r->sessions = (unsigned)o.sessions.count;
-      r->with_error = o.sessions.users_with_error;
-      r->empty_posts = o.backend.empty_posts;
-      r->ews_posts = o.ews_posts;
-      sim_outcome_free(&o);
-    }
-    done = atomic_fetch_add(&sw->done, 1) + 1;
-    if(sw->progress) {
-      int64_t now = kbsim_monotonic_ms();
-      pthread_mutex_lock(&sw->print_lock);
-      if(now - sw->last_print_ms >= 100 || done == sw->count) {
-        fprintf(stderr, "\rsweep: %" PRIu64 "/%" PRIu64 " seeds (%3u%%)", done,
-                sw->count, (unsigned)(done * 100 / sw->count));
-        if(done == sw->count)
-          fputs("\n", stderr);
-        fflush(stderr);
-        sw->last_print_ms = now;
-      }
-      pthread_mutex_unlock(&sw->print_lock);
-    }
-  }
-  return NULL;
-}
-
-/* Wilson score interval for k successes in n trials, 95%. */
-static void kbsim_wilson(uint64_t k, uint64_t n, double *lo, double *hi)
-{
-  const double z = 1.959963984540054;
-  double p, denom, centre, half;
-
-  if(!n) {
-    *lo = 0;
-    *hi = 1;
-    return;
-  }
-  p = (double)k / (double)n;
-  denom = 1 + z * z / (double)n;
-  centre = (p + z * z / (2 * (double)n)) / denom;
-  half = z *
-         sqrt(p * (1 - p) / (double)n + z * z / (4.0 * (double)n * (double)n)) /
-         denom;
-  *lo = centre - half < 0 ? 0 : centre - half;
-  *hi = centre + half > 1 ? 1 : centre + half;
-}
-
-/* Parses "A..B" (or a single seed "A") into first and count. */
-static int kbsim_parse_seeds(const char *text, uint64_t *first, uint64_t *count)
-{
-  char lo[32];
-  const char *dots = strstr(text, "..");
-  uint64_t a, b;
-
-  if(!dots) {
-    if(kbsim_parse_u64(text, 0, UINT64_MAX, &a))
-      return -1;
-    *first = a;
-    *count = 1;
-    return 0;
-  }
-  if((size_t)(dots - text) >= sizeof(lo))
-    return -1;
-  snprintf(lo, sizeof(lo), "%.*s", (int)(dots - text), text);
-  if(kbsim_parse_u64(lo, 0, UINT64_MAX, &a) ||
-     kbsim_parse_u64(dots + 2, 0, UINT64_MAX, &b) || b < a ||
-     b - a >= KBSIM_MAX_SEEDS)
-    return -1;
-  *first = a;
-  *count = b - a + 1;
-  return 0;
-}
-
-int kbsim_cmd_sweep(int argc, char **argv)
-{
-  static const struct option opts[] = {{"seeds", required_argument, NULL, 's'},
-                                       {"jobs", required_argument, NULL, 'j'},
-                                       {NULL, 0, NULL, 0}};
-  struct scenario sc;
-  struct kbsim_sweep sw;
-  pthread_t threads[KBSIM_MAX_JOBS];
-  uint64_t first = 0, count = 0, jobs, sessions = 0, with_error = 0;
-  uint64_t empty = 0, ews = 0, failed_runs = 0, i;
-  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  double lo, hi;
-  unsigned started = 0;
-  char err[512];
-  int c;
-
-  jobs = cpus > 0 ? (uint64_t)cpus : 1;
-  opterr = 0;
-  optind = 1;
-  while((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-    switch(c) {
-    case 's':
-      if(kbsim_parse_seeds(optarg, &first, &count))
-        return kbsim_bad_args("--seeds: '%s' is not A..B with A <= B (at most "
-                              "%u seeds), nor one seed",
-                              optarg, KBSIM_MAX_SEEDS);
-      break;
-    case 'j':
-      if(kbsim_parse_u64(optarg, 1, KBSIM_MAX_JOBS, &jobs))
-        return kbsim_bad_args("--jobs: '%s' is not a number from 1 to %d",
-                              optarg, KBSIM_MAX_JOBS);
-      break;
-    case ':':
-      return kbsim_bad_args("%s needs a value", argv[optind - 1]);
-    default:
-      return kbsim_bad_args("sweep: unknown option '%s'", argv[optind - 1]);
-    }
-  }
-  if(argc - optind != 1)
-    return kbsim_bad_args("sweep: give exactly one scenario file");
-  if(!count)
-    return kbsim_bad_args("sweep: --seeds A..B is required");
-  if(scenario_load(argv[optind], &sc, err, sizeof(err))) {
-    fprintf(stderr, "kbsim: %s\n", err);
-    return 2;
-  }
-  if(jobs > count)
-    jobs = count;
-
-  memset(&sw, 0, sizeof(sw));
-  sw.sc = &sc;
-  sw.first = first;
-  sw.count = count;
-  sw.results = calloc(count, sizeof(*sw.results));
-  if(!sw.results) {
-    fprintf(stderr, "kbsim: out of memory for %" PRIu64 " seeds\n", count);
-    return 1;
-  }
-  atomic_init(&sw.next, 0);
-  atomic_init(&sw.done, 0);
-  sw.progress = isatty(2);
-  pthread_mutex_init(&sw.print_lock, NULL);
-  for(i = 0; i < jobs; i++) {
-    if(pthread_create(&threads[i], NULL, kbsim_sweep_worker, &sw))
-      break;
-    kb_thread_name(threads[i], "kb-sweep");
-    started++;
-  }
-  if(!started)
-    kbsim_sweep_worker(&sw);
-  for(i = 0; i < started; i++)
-    pthread_join(threads[i], NULL);
-  pthread_mutex_destroy(&sw.print_lock);
-
-  for(i = 0; i < count; i++) {
-    const struct kbsim_seed_result *r = &sw.results[i];
-    if(!r->ran) {
-      if(!failed_runs)
-        fprintf(stderr, "kbsim: seed %" PRIu64 ": %s\n", first + i, r->error);
-      failed_runs++;
-      continue;
-    }
-    sessions += r->sessions;
-    with_error += r->with_error;
-    empty += r->empty_posts;
-    ews += r->ews_posts;
-  }
-  free(sw.results);
-
-  kbsim_wilson(with_error, sessions, &lo, &hi);
-  printf("sweep %s (%s), seeds %" PRIu64 "..%" PRIu64 ": %" PRIu64
-         " runs, %" PRIu64 " sessions, %" PRIu64 " jobs\n",
-         sc.name, sc.path, first, first + count - 1, count - failed_runs,
-         sessions, jobs);
-  printf("sessions with the Outlook Integration Error: %" PRIu64 " of %" PRIu64
-         " = %.2f%% (95%% CI %.2f%%..%.2f%%)\n",
-         with_error, sessions,
-         sessions ? 100.0 * (double)with_error / (double)sessions : 0.0,
-         100 * lo, 100 * hi);
-  printf("EWS POSTs that reached Exchange empty: %" PRIu64 " of %" PRIu64
-         " = %.2f%%\n",
-         empty, ews, ews ? 100.0 * (double)empty / (double)ews : 0.0);
-  if(failed_runs) {
-    printf("%" PRIu64 " runs could not run (first error above)\n", failed_runs);
-    return 1;
-  }
-  return 0;
+    return 3;
+  kbsim_run_one(flags, &want, false, verbose, false, &verdicts[0]);
+  return kbsim_run_finish(&want, verdicts, 1, junit, tap);
 }

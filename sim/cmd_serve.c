@@ -3,6 +3,7 @@
  * real clients, until SIGINT or SIGTERM.
  *
  *   kbsim serve FILE [--proxy H:P] [--backend H:P] [--admin H:P]
+ *     [--admin-host NAME]... [-q]
  *     the scenario's whole array: Exchange, every member on its own port,
  *     a TCP load balancer on --proxy in front of them, and the admin
  *     endpoint (admin.h) through which a trainer applies the fix live.
@@ -10,7 +11,9 @@
  *     [--admin H:P]
  *     one listener on --proxy, no balancer (the original form).
  *
- * Real clients mean the real clock and the kernel's randomness.
+ * Real clients mean the real clock and the kernel's randomness. Every
+ * request a member answers is printed as one line as it happens (-q
+ * silences it) and streamed to the admin endpoint's console (live.h).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -20,12 +23,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "admin.h"
 #include "balancer.h"
 #include "cli.h"
+#include "evidence.h"
 #include "fdlimit.h"
 #include "kb_guard.h"
+#include "live.h"
 #include "secret.h"
 
 struct kbsim_endpoint {
@@ -42,6 +48,11 @@ struct kbsim_serve_opts {
   enum proxy_auth auth;
   bool have_auth;
   struct kb_users *users; /* --user specs, flag form only */
+  bool exit_now;          /* --help printed: exit with the code returned */
+  const char *admin_hosts[ADMIN_MAX_HOSTS]; /* --admin-host */
+  size_t nadmin_hosts;
+  bool quiet;                    /* -q: no line per request */
+  const char *pcap, *transcript; /* evidence written on SIGINT/SIGTERM */
 };
 
 /* Formats http://host:port/ (IPv6 literals bracketed) into out. */
@@ -58,8 +69,65 @@ static bool kbsim_serve_loopback(const char *host)
   return !strncmp(host, "127.", 4) || !strcmp(host, "::1");
 }
 
-/* Parses the command line into *o. Returns 0, or the exit code 2 after
- * printing what was wrong. */
+static int kbsim_cmd_serve(int argc, char **argv);
+
+static const struct kbsim_opt serve_opts[] = {
+    {"proxy", 'x', "HOST:PORT",
+     "Where clients connect: the balancer with "
+     "SCENARIO (default 127.0.0.1:0), the "
+     "listener without; port 0 picks a free one."},
+    {"backend", 'b', "HOST:PORT",
+     "Where Exchange listens (default "
+     "127.0.0.1:0 with SCENARIO)."},
+    {"admin", 'a', "HOST:PORT",
+     "Where the admin endpoint listens (always "
+     "with SCENARIO, default 127.0.0.1:0). It "
+     "has no authentication: keep it on "
+     "loopback."},
+    {"policy", 'P', "per-connection|per-request",
+     "Without SCENARIO: the listener's policy (per-request counts as SP1 "
+     "with the script, per-connection as RTM)."},
+    {"auth", 'A', "integrated|basic|none",
+     "Without SCENARIO: the "
+     "listener's authentication "
+     "(default integrated)."},
+    {"user", 'u', "'DOMAIN\\user:password'",
+     "Without SCENARIO: a "
+     "directory entry; repeat "
+     "for more."},
+    {"user-file", 'F', "FILE",
+     "Without SCENARIO: read users from FILE (DOMAIN\\user = password "
+     "lines, as in a scenario's [users]); keeps passwords out of the "
+     "process list."},
+    {"admin-host", 'H', "NAME",
+     "Another name the admin endpoint answers to in Host (besides its "
+     "address and localhost); repeat for more."},
+    {"quiet", 'q', NULL, "No line per request on the terminal."},
+    {"pcap", 'c', "FILE",
+     "On SIGINT/SIGTERM, write what passed: the client hop as the balancer "
+     "relayed it and every member's upstream hop, as a capture."},
+    {"transcript", 't', "FILE", "The same as exact bytes, NTLM decoded."},
+    {NULL, 0, NULL, NULL}};
+
+const struct kbsim_command kbsim_serve_command = {
+    "serve",
+    "SCENARIO [--proxy HOST:PORT] [--backend HOST:PORT] [--admin HOST:PORT]\n"
+    "--proxy HOST:PORT --backend HOST:PORT --policy P --user SPEC... "
+    "[--auth integrated|basic|none] [--admin HOST:PORT]",
+    "the listener and Exchange on real ports, for real clients",
+    "Runs until SIGINT or SIGTERM on the real clock with the kernel's "
+    "randomness, and prints where everything listens. With SCENARIO (a file "
+    "or a catalogue name): the scenario's whole array, each member on its "
+    "own port with its patch level and script, behind a TCP load balancer "
+    "on --proxy that picks a member per new connection, and the admin "
+    "endpoint that 'kbsim ctl' drives. Without: one listener on --proxy in "
+    "front of Exchange on --backend.\n\n"
+    "HOST:PORT is a numeric address or localhost (127.0.0.1), [V6]:PORT for "
+    "IPv6, or a URL as serve prints it (http://127.0.0.1:8099/).",
+    serve_opts,
+    "@scenario",
+    kbsim_cmd_serve};
+
 /* sim_user_fn for --user-file: into the store of the flag form. */
 static int kbsim_serve_add_user(void *ctx, const char *spec, char *err,
                                 size_t errlen)
@@ -67,31 +135,40 @@ static int kbsim_serve_add_user(void *ctx, const char *spec, char *err,
   return kb_users_add_spec(ctx, spec, err, errlen);
 }
 
+/* Parses the command line into *o. Returns 0, or the exit code 2 after
+ * printing what was wrong. */
+
 static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
 {
-  static const struct option opts[] = {
-      {"proxy", required_argument, NULL, 'x'},
-      {"backend", required_argument, NULL, 'b'},
-      {"admin", required_argument, NULL, 'a'},
-      {"policy", required_argument, NULL, 'P'},
-      {"auth", required_argument, NULL, 'A'},
-      {"user", required_argument, NULL, 'u'},
-      {"user-file", required_argument, NULL, 'F'},
-      {NULL, 0, NULL, 0}};
+  struct kbsim_args a;
   struct kbsim_endpoint *ep;
   const char *flag_only = NULL;
   char err[512];
   int c;
 
-  opterr = 0;
-  optind = 1;
-  while((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+  kbsim_args_init(&a, &kbsim_serve_command, argc, argv);
+  while((c = kbsim_args_next(&a)) > 0) {
     switch(c) {
+    case 'q':
+      o->quiet = true;
+      break;
+    case 'H':
+      if(!*optarg || strlen(optarg) > 253 ||
+         strspn(optarg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                        "0123456789.-:") != strlen(optarg))
+        return kbsim_bad_args("--admin-host: '%s' is not a host name (e.g. "
+                              "trainer-pc.fabrikam.com)",
+                              optarg);
+      if(o->nadmin_hosts == ADMIN_MAX_HOSTS)
+        return kbsim_bad_args("--admin-host: at most %d names",
+                              ADMIN_MAX_HOSTS);
+      o->admin_hosts[o->nadmin_hosts++] = optarg;
+      break;
     case 'x':
     case 'b':
     case 'a':
       ep = c == 'x' ? &o->proxy : c == 'b' ? &o->backend : &o->admin;
-      if(kbsim_parse_hostport(optarg, ep->host, sizeof(ep->host), &ep->port))
+      if(kbsim_parse_endpoint(optarg, ep->host, sizeof(ep->host), &ep->port))
         return kbsim_bad_args("--%s: '%s' is not HOST:PORT (e.g. "
                               "127.0.0.1:8080, [::1]:0)",
                               c == 'x'   ? "proxy"
@@ -128,27 +205,32 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
       }
       flag_only = "--user-file";
       break;
-    case ':':
-      return kbsim_bad_args("%s needs a value", argv[optind - 1]);
-    default:
-      return kbsim_bad_args("serve: unknown option '%s'", argv[optind - 1]);
+    case 'c':
+      o->pcap = optarg;
+      break;
+    case 't':
+      o->transcript = optarg;
+      break;
     }
+  }
+  if(c < 0) {
+    o->exit_now = true;
+    return a.status;
   }
   if(optind < argc)
     o->file = argv[optind++];
   if(optind < argc)
-    return kbsim_bad_args("serve: unexpected argument '%s'; give one "
-                          "scenario file",
+    return kbsim_bad_args("unexpected argument '%s'; give one scenario",
                           argv[optind]);
   if(o->file && flag_only)
-    return kbsim_bad_args("serve: %s cannot be combined with a scenario "
-                          "file; set it in the file instead",
+    return kbsim_bad_args("%s cannot be combined with a scenario; set it in "
+                          "the file instead",
                           flag_only);
   if(!o->file && (!o->proxy.given || !o->backend.given || !o->have_policy ||
                   !kb_users_count(o->users)))
-    return kbsim_bad_args("serve: give a scenario file, or --proxy, "
-                          "--backend, --policy and at least one --user or "
-                          "--user-file");
+    return kbsim_bad_args(
+        "give a scenario (a file or a name), or --proxy, "
+        "--backend, --policy and at least one --user or --user-file");
   if(!o->proxy.given)
     snprintf(o->proxy.host, sizeof(o->proxy.host), "127.0.0.1");
   if(!o->backend.given)
@@ -176,12 +258,27 @@ static void kbsim_serve_flag_scenario(const struct kbsim_serve_opts *o,
   sc->members[0].script = o->policy == PROXY_POLICY_PER_REQUEST;
 }
 
+/* Prints the admin endpoint's lines: its URL, the console's (with the
+ * token) and where ctl finds the token. */
+static void kbsim_serve_print_admin(const struct admin *adm,
+                                    const struct kbsim_serve_opts *o,
+                                    const char *token_path)
+{
+  char url[128];
+
+  kbsim_serve_url(o->admin.host, admin_port(adm), url, sizeof(url));
+  printf("Admin:        %s (every request needs the token)\n", url);
+  printf("Console:      %s?token=%s\n", url, admin_token(adm));
+  printf("Token file:   %s (mode 0600; kbsim ctl reads it)\n", token_path);
+}
+
 /* Prints what serves where, for the scenario form. */
 static void kbsim_serve_print_array(const struct scenario *sc,
                                     const struct sim_topology *topo,
                                     const struct balancer *bal,
                                     const struct admin *adm,
-                                    const struct kbsim_serve_opts *o)
+                                    const struct kbsim_serve_opts *o,
+                                    const char *token_path)
 {
   char url[128], label[48];
   size_t i;
@@ -207,19 +304,49 @@ static void kbsim_serve_print_array(const struct scenario *sc,
   kbsim_serve_url(o->backend.host, backend_port(topo->backend), url,
                   sizeof(url));
   printf("Exchange:     %s\n", url);
-  kbsim_serve_url(o->admin.host, admin_port(adm), url, sizeof(url));
-  printf("Admin:        %s (no authentication: keep it on loopback)\n", url);
+  kbsim_serve_print_admin(adm, o, token_path);
   printf("Listener:     %s authentication; users", proxy_auth_name(sc->auth));
   for(i = 0; i < sc->nusers; i++)
     printf("%s %.*s", i ? "," : "", (int)strcspn(sc->user_specs[i], ":"),
            sc->user_specs[i]);
   printf("\n");
   kbsim_serve_url(o->proxy.host, balancer_port(bal), url, sizeof(url));
-  printf("Try:          kbsim client --url %s --user '%.*s:PASSWORD'\n", url,
-         (int)strcspn(sc->user_specs[0], ":"), sc->user_specs[0]);
-  printf("              kbsim ctl --admin %s%s%s:%u status|apply-fix|revert\n",
-         strchr(o->admin.host, ':') ? "[" : "", o->admin.host,
+  printf("Try:          %s client --url %s --user '%.*s:PASSWORD'\n",
+         kbsim_program, url, (int)strcspn(sc->user_specs[0], ":"),
+         sc->user_specs[0]);
+  printf("              %s ctl --admin %s%s%s:%u status|apply-fix|revert\n",
+         kbsim_program, strchr(o->admin.host, ':') ? "[" : "", o->admin.host,
          strchr(o->admin.host, ':') ? "]" : "", (unsigned)admin_port(adm));
+}
+
+/* Writes what the recorder holds to --pcap and --transcript, those given.
+ * Returns 0, or -1 after printing a one-line error. */
+static int kbsim_serve_evidence(struct sim_recorder *rec,
+                                const struct kbsim_serve_opts *o)
+{
+  char err[512];
+
+  if(rec->failed) {
+    fprintf(stderr, "kbsim: out of memory recording; evidence would be "
+                    "incomplete, so none was written\n");
+    return -1;
+  }
+  if(o->transcript) {
+    FILE *f = fopen(o->transcript, "w");
+    int bad = !f || evidence_write_transcript(rec, f);
+    if(f && fclose(f))
+      bad = 1;
+    if(bad) {
+      fprintf(stderr, "kbsim: --transcript %s: cannot write: %s\n",
+              o->transcript, strerror(errno));
+      return -1;
+    }
+  }
+  if(o->pcap && evidence_write_pcap(rec, o->pcap, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return -1;
+  }
+  return 0;
 }
 
 /* Runs the topology of sc until SIGINT or SIGTERM. With a balancer (the
@@ -238,10 +365,15 @@ static int kbsim_serve_run(const struct scenario *sc,
   struct admin_member members[ADMIN_MAX_MEMBERS];
   char member_urls[ADMIN_MAX_MEMBERS][128];
   struct admin *adm = NULL;
-  char err[512], url[128], burl[128], eurl[128];
+  struct live_config lcfg;
+  struct live *live = NULL;
+  char err[512], url[128], burl[128], eurl[128], token_path[512] = "";
+  const char *env_token = getenv("KBSIM_ADMIN_TOKEN");
   sigset_t set;
   size_t i;
   int sig = 0, result = 1;
+  struct sim_recorder rec;
+  bool recording = o->pcap || o->transcript;
 
   /* Block the stop signals before any thread starts, so every thread
    * inherits the mask and only sigwait() below receives them. */
@@ -250,7 +382,14 @@ static int kbsim_serve_run(const struct scenario *sc,
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+  memset(&lcfg, 0, sizeof(lcfg));
+  lcfg.out = o->quiet ? NULL : stdout;
+  if(live_new(&lcfg, &live, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    goto done;
+  }
   memset(&cfg, 0, sizeof(cfg));
+  cfg.trace = live_as_trace(live);
   cfg.nmembers = sc->nmembers;
   for(i = 0; i < sc->nmembers; i++) {
     cfg.members[i].name = sc->members[i].name;
@@ -269,6 +408,11 @@ static int kbsim_serve_run(const struct scenario *sc,
   cfg.backend_port = o->backend.port;
   cfg.simulated = false; /* real clients: real clock, real randomness */
   cfg.fds_per_session = SIM_FDS_PER_SERVED_SESSION;
+  /* --pcap/--transcript: every member's upstream hop (its libcurl) and,
+   * through the balancer, the client hop, stamped on the real clock. */
+  sim_recorder_init(&rec, true);
+  if(recording)
+    cfg.trace = sim_recorder_as_kb(&rec);
   if(sim_topology_start(&cfg, &topo, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     goto done;
@@ -289,6 +433,7 @@ static int kbsim_serve_run(const struct scenario *sc,
     }
     bcfg.mode = sc->balancer;
     bcfg.seed = sc->seed;
+    bcfg.trace = cfg.trace;
     if(balancer_start(&bcfg, &bal, err, sizeof(err))) {
       fprintf(stderr, "kbsim: %s\n", err);
       goto done;
@@ -322,15 +467,29 @@ static int kbsim_serve_run(const struct scenario *sc,
       acfg.balancer_url = burl;
       acfg.balancer_mode = bcfg.mode;
     }
+    acfg.token = env_token && *env_token ? env_token : NULL;
+    acfg.hosts = o->admin_hosts;
+    acfg.nhosts = o->nadmin_hosts;
+    acfg.live = live;
+    if(acfg.token && admin_token_check(acfg.token, err, sizeof(err))) {
+      fprintf(stderr, "kbsim: KBSIM_ADMIN_TOKEN: %s\n", err);
+      goto done;
+    }
     if(admin_start(&acfg, &adm, err, sizeof(err))) {
       fprintf(stderr, "kbsim: %s\n", err);
       goto done;
     }
+    admin_token_path(admin_port(adm), token_path, sizeof(token_path));
+    if(admin_token_write(token_path, admin_token(adm), err, sizeof(err))) {
+      fprintf(stderr, "kbsim: %s\n", err);
+      token_path[0] = '\0';
+      goto done;
+    }
     if(!kbsim_serve_loopback(o->admin.host))
       fprintf(stderr,
-              "kbsim: warning: the admin endpoint on %s has no "
-              "authentication; anyone who reaches it can change the array. "
-              "Bind it to 127.0.0.1\n",
+              "kbsim: warning: the admin endpoint on %s is reachable from "
+              "other machines, over plain HTTP; whoever sees the token can "
+              "change the array. Bind it to 127.0.0.1 unless you must\n",
               o->admin.host);
   }
 
@@ -357,7 +516,7 @@ static int kbsim_serve_run(const struct scenario *sc,
             o->proxy.host);
 
   if(balanced)
-    kbsim_serve_print_array(sc, topo, bal, adm, o);
+    kbsim_serve_print_array(sc, topo, bal, adm, o, token_path);
   else {
     kbsim_serve_url(o->proxy.host, proxy_port(topo->proxy), url, sizeof(url));
     printf("ISA listener: %s (policy %s", url,
@@ -368,11 +527,8 @@ static int kbsim_serve_run(const struct scenario *sc,
     kbsim_serve_url(o->backend.host, backend_port(topo->backend), url,
                     sizeof(url));
     printf("Exchange:     %s\n", url);
-    if(adm) {
-      kbsim_serve_url(o->admin.host, admin_port(adm), url, sizeof(url));
-      printf("Admin:        %s (no authentication: keep it on loopback)\n",
-             url);
-    }
+    if(adm)
+      kbsim_serve_print_admin(adm, o, token_path);
   }
   printf("serving until SIGINT or SIGTERM\n");
   fflush(stdout);
@@ -385,12 +541,19 @@ done:
   /* The admin endpoint and the balancer point into the topology: stop
    * them first. */
   admin_stop(adm);
+  if(token_path[0])
+    unlink(token_path);
   balancer_stop(bal);
   sim_topology_stop(topo);
+  live_free(live); /* nothing emits into it any more */
+  /* Everything stopped, every close recorded: now the files. */
+  if(recording && !result && kbsim_serve_evidence(&rec, o))
+    result = 1;
+  sim_recorder_free(&rec);
   return result;
 }
 
-int kbsim_cmd_serve(int argc, char **argv)
+static int kbsim_cmd_serve(int argc, char **argv)
 {
   struct kbsim_serve_opts o;
   struct scenario *sc = NULL;
@@ -408,7 +571,7 @@ int kbsim_cmd_serve(int argc, char **argv)
     goto done;
   }
   result = kbsim_serve_parse(argc, argv, &o);
-  if(result)
+  if(result || o.exit_now)
     goto done;
 
   if(!o.file) {
@@ -416,8 +579,7 @@ int kbsim_cmd_serve(int argc, char **argv)
     result = kbsim_serve_run(sc, o.users, &o, false);
     goto done;
   }
-  if(scenario_load(o.file, sc, err, sizeof(err))) {
-    fprintf(stderr, "kbsim: %s\n", err);
+  if(kbsim_load_scenario(o.file, sc)) {
     result = 2;
     goto done;
   }

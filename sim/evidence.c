@@ -6,6 +6,7 @@
  * connection has exactly one byte stream; both hops are named by
  * kb_names, so connections sort by who was talking.
  */
+#define _GNU_SOURCE /* memmem */
 #include "evidence.h"
 
 #include <ctype.h>
@@ -16,17 +17,62 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "kb_buf.h"
 #include "ntlm.h"
 
-/* One connection's recorded events, as indices into the recorder. */
+/* What ended a connection, as the recorded notes say: decisions as data.
+ * server_first: the accepting side (ISA on the client hop) sent its FIN
+ * first. */
+struct evidence_close_row {
+  enum kb_note note;
+  bool server_first;
+  const char *reason;
+};
+
+static const struct evidence_close_row evidence__close_rows[] = {
+    {KB_NOTE_IDLE_CLOSED, true,
+     "closed by ISA: idle past the listener's limit"},
+    {KB_NOTE_MAX_REQUESTS, true,
+     "closed by ISA after its answer: the listener's max requests"},
+    {KB_NOTE_CLIENT_IDLE, false,
+     "closed by the client: idle past the client's own limit"},
+    {KB_NOTE_CLIENT_MAX_REQUESTS, false,
+     "closed by the client: the client's max requests"},
+    {KB_NOTE_CLIENT_LEFT, false,
+     "closed by the client in the middle of a request"},
+    {KB_NOTE_SERVER_CLOSED_FIRST, true,
+     "closed by ISA: its FIN reached the balancer first"},
+};
+
+/* One HTTP message (or, unparsable, the rest of a direction's bytes) as
+ * its sender wrote it: the header block, then the body. */
+struct evidence_msg {
+  enum kb_trace_kind dir; /* SEND: from the connecting side; RECV: to it */
+  uint8_t *data;          /* owned */
+  size_t len;
+  size_t head; /* header block length, blank line included */
+  int64_t at_us;
+  size_t rank; /* recorder index of the event that carried its first byte */
+};
+
+/* One connection's recorded events, as indices into the recorder, and what
+ * evidence makes of them. */
 struct evidence_conn {
   enum kb_hop hop;
-  const char *name;
+  char *name; /* owned */
   size_t *events;
   size_t count;
   size_t alloc;
+  struct evidence_msg *msgs;
+  size_t nmsgs;
+  bool opened, closed;
+  int64_t open_us, close_us;
+  size_t open_rank, close_rank;
+  const struct evidence_close_row *why; /* NULL: the connecting side's */
+  const char *why_text;                 /* the note's own words, or NULL */
+  bool parent_closed; /* upstream: closed with its client connection */
 };
 
 struct evidence_conns {
@@ -61,24 +107,275 @@ static int evidence__conn_cmp(const void *pa, const void *pb)
 
 static bool evidence__is_stream_event(const struct sim_event *ev)
 {
-  return ev->side == KB_SIDE_CLIENT && ev->conn_name[0] &&
+  return ev->side == KB_SIDE_CLIENT && (ev->conn_name[0] || ev->conn) &&
          (ev->kind == KB_TRACE_OPEN || ev->kind == KB_TRACE_CLOSE ||
           ev->kind == KB_TRACE_SEND || ev->kind == KB_TRACE_RECV);
 }
 
+/* The name evidence files ev's connection under: its own, or for a
+ * connection nobody named (a live client ISA does not know), the
+ * observer's: "ISA01 conn 7 upstream". */
+static void evidence__stream_name(const struct sim_event *ev, char *out,
+                                  size_t len)
+{
+  if(ev->conn_name[0])
+    snprintf(out, len, "%s", ev->conn_name);
+  else
+    snprintf(out, len, "%s conn %llu%s", ev->origin,
+             (unsigned long long)ev->conn,
+             ev->hop == KB_HOP_PROXY_BACKEND ? " upstream" : "");
+}
+
 static void evidence__conns_free(struct evidence_conns *c)
 {
-  size_t i;
+  size_t i, j;
 
-  for(i = 0; i < c->count; i++)
+  for(i = 0; i < c->count; i++) {
+    for(j = 0; j < c->items[i].nmsgs; j++)
+      free(c->items[i].msgs[j].data);
+    free(c->items[i].msgs);
     free(c->items[i].events);
+    free(c->items[i].name);
+  }
   free(c->items);
   memset(c, 0, sizeof(*c));
 }
 
-/* Groups the recorder's byte-stream events by connection, sorted by name.
- * Call with rec->lock held; the result points into the recorder. Returns 0
- * or -1 when out of memory. */
+/* ---- HTTP message boundaries ----------------------------------------- */
+
+/* Finds the value of header name (with its colon) in the header block
+ * [p, p + len); returns it (not NUL-terminated) with its length in *vlen,
+ * or NULL. */
+static const char *evidence__header(const char *p, size_t len, const char *name,
+                                    size_t *vlen)
+{
+  size_t n = strlen(name);
+  const char *end = p + len;
+  const char *line = memchr(p, '\n', len); /* skip the start line */
+
+  while(line && ++line < end) {
+    const char *eol = memchr(line, '\n', (size_t)(end - line));
+    size_t l = (size_t)((eol ? eol : end) - line);
+
+    if(l > n && !strncasecmp(line, name, n)) {
+      const char *v = line + n;
+      while(v < line + l && (*v == ' ' || *v == '\t'))
+        v++;
+      *vlen = (size_t)(line + l - v);
+      while(*vlen && (v[*vlen - 1] == '\r' || v[*vlen - 1] == ' '))
+        (*vlen)--;
+      return v;
+    }
+    line = eol;
+  }
+  return NULL;
+}
+
+/* Returns the length of the chunked body at the start of [p, p + len), or
+ * len when it does not end there. */
+static size_t evidence__chunked_len(const uint8_t *p, size_t len)
+{
+  size_t at = 0;
+
+  for(;;) {
+    char *end;
+    unsigned long long size;
+    const uint8_t *eol = memchr(p + at, '\n', len - at);
+
+    if(!eol || !isxdigit(p[at]))
+      return len;
+    size = strtoull((const char *)p + at, &end, 16);
+    at = (size_t)(eol - p) + 1;
+    if(!size) {
+      /* Trailers, then the blank line. */
+      for(;;) {
+        eol = memchr(p + at, '\n', len - at);
+        if(!eol)
+          return len;
+        if(eol == p + at || (eol == p + at + 1 && p[at] == '\r'))
+          return (size_t)(eol - p) + 1;
+        at = (size_t)(eol - p) + 1;
+      }
+    }
+    if(size > len - at)
+      return len;
+    at += (size_t)size;
+    if(at < len && p[at] == '\r')
+      at++;
+    if(at < len && p[at] == '\n')
+      at++;
+  }
+}
+
+/* Splits off the first HTTP message of [p, p + len), one direction's bytes:
+ * returns its length and its header block's in *head. Bytes that are no
+ * complete message are one message of their own (all head when no blank
+ * line ends them). */
+static size_t evidence__message_len(const uint8_t *p, size_t len, bool response,
+                                    size_t *head)
+{
+  const uint8_t *blank = memmem(p, len, "\r\n\r\n", 4);
+  const char *v;
+  size_t vlen, body;
+
+  if(!blank) {
+    *head = len;
+    return len;
+  }
+  *head = (size_t)(blank - p) + 4;
+  body = len - *head;
+  if(response && len > 12 && !memcmp(p, "HTTP/", 5)) {
+    const char *sp = memchr(p, ' ', *head);
+    if(sp && (sp[1] == '1' || !strncmp(sp + 1, "204", 3) ||
+              !strncmp(sp + 1, "304", 3)))
+      return *head;
+  }
+  v = evidence__header((const char *)p, *head, "Transfer-Encoding:", &vlen);
+  if(v && vlen >= 7 && !strncasecmp(v + vlen - 7, "chunked", 7))
+    return *head + evidence__chunked_len(p + *head, body);
+  v = evidence__header((const char *)p, *head, "Content-Length:", &vlen);
+  if(v) {
+    unsigned long long n = strtoull(v, NULL, 10);
+    return *head + (n < body ? (size_t)n : body);
+  }
+  /* No length: a request has no body, a response runs to the close. */
+  return response ? len : *head;
+}
+
+/* Appends the messages of one direction's run of bytes to c. offs[k] is
+ * where event idx[k]'s bytes start in b. Returns 0, or -1 out of memory. */
+static int evidence__add_messages(const struct sim_recorder *rec,
+                                  struct evidence_conn *c,
+                                  enum kb_trace_kind dir,
+                                  const struct kb_buf *b, const size_t *offs,
+                                  const size_t *idx, size_t n)
+{
+  size_t at = 0, k = 0;
+
+  while(at < b->len) {
+    size_t head,
+        len = evidence__message_len((const uint8_t *)b->data + at, b->len - at,
+                                    dir == KB_TRACE_RECV, &head);
+    struct evidence_msg *m;
+    struct evidence_msg *grown =
+        realloc(c->msgs, (c->nmsgs + 1) * sizeof(*c->msgs));
+
+    if(!grown)
+      return -1;
+    c->msgs = grown;
+    while(k + 1 < n && offs[k + 1] <= at)
+      k++;
+    m = &c->msgs[c->nmsgs];
+    m->dir = dir;
+    m->len = len;
+    m->head = head;
+    m->at_us = rec->events[idx[k]].at_us;
+    m->rank = idx[k];
+    m->data = malloc(len);
+    if(!m->data)
+      return -1;
+    memcpy(m->data, b->data + at, len);
+    c->nmsgs++;
+    at += len;
+  }
+  return 0;
+}
+
+/* Builds c's messages, open and close from its events. Returns 0 or -1
+ * out of memory. */
+static int evidence__conn_build(const struct sim_recorder *rec,
+                                struct evidence_conn *c)
+{
+  struct kb_buf run;
+  size_t *offs = calloc(c->count + 1, sizeof(*offs));
+  size_t *idx = calloc(c->count + 1, sizeof(*idx));
+  enum kb_trace_kind dir = KB_TRACE_OPEN;
+  size_t j, n = 0;
+  int result = 0;
+
+  kb_buf_init(&run, (size_t)64 << 20);
+  if(!offs || !idx)
+    result = -1;
+  for(j = 0; !result && j <= c->count; j++) {
+    const struct sim_event *ev =
+        j < c->count ? &rec->events[c->events[j]] : NULL;
+
+    if(n && (!ev || ev->kind != dir)) {
+      result = evidence__add_messages(rec, c, dir, &run, offs, idx, n);
+      kb_buf_reset(&run);
+      n = 0;
+    }
+    if(!ev)
+      break;
+    if(ev->kind == KB_TRACE_OPEN && !c->opened) {
+      c->opened = true;
+      c->open_us = ev->at_us;
+      c->open_rank = c->events[j];
+    }
+    else if(ev->kind == KB_TRACE_CLOSE) {
+      c->closed = true;
+      c->close_us = ev->at_us;
+      c->close_rank = c->events[j];
+    }
+    else if(ev->kind == KB_TRACE_SEND || ev->kind == KB_TRACE_RECV) {
+      dir = ev->kind;
+      offs[n] = run.len;
+      idx[n++] = c->events[j];
+      if(kb_buf_add(&run, ev->data, ev->len))
+        result = -1;
+    }
+  }
+  kb_buf_free(&run);
+  free(offs);
+  free(idx);
+  return result;
+}
+
+/* Gives each client-hop connection its reason to close from the notes: a
+ * note with a close code about the connection its observer opened under
+ * that name (the latest OPEN before the note). conns must be sorted. */
+static void evidence__close_reasons(const struct sim_recorder *rec,
+                                    struct evidence_conns *conns)
+{
+  size_t i, r, k;
+  const size_t nrows =
+      sizeof(evidence__close_rows) / sizeof(*evidence__close_rows);
+
+  for(i = 0; i < rec->count; i++) {
+    const struct sim_event *ev = &rec->events[i];
+    struct evidence_conn key, *c;
+
+    if(ev->kind != KB_TRACE_NOTE || !ev->conn)
+      continue;
+    for(r = 0; r < nrows; r++)
+      if(evidence__close_rows[r].note == ev->note)
+        break;
+    if(r == nrows)
+      continue;
+    /* The observer named the connection when it opened it. */
+    for(k = i; k-- > 0;) {
+      const struct sim_event *o = &rec->events[k];
+      if(o->kind == KB_TRACE_OPEN && o->conn == ev->conn &&
+         o->side == ev->side && o->hop == ev->hop &&
+         !strcmp(o->origin, ev->origin))
+        break;
+    }
+    if(k == (size_t)-1 || !rec->events[k].conn_name[0])
+      continue;
+    memset(&key, 0, sizeof(key));
+    key.name = (char *)rec->events[k].conn_name;
+    c = bsearch(&key, conns->items, conns->count, sizeof(*conns->items),
+                evidence__conn_cmp);
+    if(c && c->hop == KB_HOP_CLIENT_PROXY) {
+      c->why = &evidence__close_rows[r];
+      c->why_text = ev->text;
+    }
+  }
+}
+
+/* Groups the recorder's byte-stream events by connection, sorted by name,
+ * and builds each one's messages. Call with rec->lock held; names point
+ * into the recorder. Returns 0 or -1 when out of memory. */
 static int evidence__group(const struct sim_recorder *rec,
                            struct evidence_conns *out)
 {
@@ -91,22 +388,28 @@ static int evidence__group(const struct sim_recorder *rec,
   for(i = 0; i < rec->count; i++) {
     const struct sim_event *ev = &rec->events[i];
     struct evidence_conn *c = NULL;
+    char name[128];
 
     if(!evidence__is_stream_event(ev))
       continue;
+    evidence__stream_name(ev, name, sizeof(name));
     /* Connections are few next to events; a linear search from the most
      * recent keeps this simple and fast enough. */
     for(j = out->count; j-- > 0;) {
-      if(out->items[j].hop == ev->hop &&
-         !strcmp(out->items[j].name, ev->conn_name)) {
+      if(out->items[j].hop == ev->hop && !strcmp(out->items[j].name, name)) {
         c = &out->items[j];
         break;
       }
     }
     if(!c) {
-      c = &out->items[out->count++];
+      c = &out->items[out->count];
+      c->name = strdup(name);
+      if(!c->name) {
+        evidence__conns_free(out);
+        return -1;
+      }
+      out->count++;
       c->hop = ev->hop;
-      c->name = ev->conn_name;
     }
     if(c->count == c->alloc) {
       size_t alloc = c->alloc ? c->alloc * 2 : 16;
@@ -121,7 +424,51 @@ static int evidence__group(const struct sim_recorder *rec,
     c->events[c->count++] = i;
   }
   qsort(out->items, out->count, sizeof(*out->items), evidence__conn_cmp);
+  for(i = 0; i < out->count; i++) {
+    if(evidence__conn_build(rec, &out->items[i])) {
+      evidence__conns_free(out);
+      return -1;
+    }
+  }
+  evidence__close_reasons(rec, out);
+  /* ISA closes an upstream connection when its client's connection goes,
+   * on its own thread: stamped and ordered by the client's close, so the
+   * same seed gives the same file whichever thread ran first. */
+  for(i = 0; i < out->count; i++) {
+    struct evidence_conn *up = &out->items[i];
+    struct kb_conn_id id;
+    char parent[KB_CONN_NAME_LEN];
+
+    if(up->hop != KB_HOP_PROXY_BACKEND || !up->closed ||
+       kb_conn_name_parse(up->name, &id) || !id.upstream)
+      continue;
+    id.upstream = 0;
+    kb_conn_name_format(&id, parent, sizeof(parent));
+    for(j = 0; j < out->count; j++) {
+      const struct evidence_conn *p = &out->items[j];
+      if(p->hop == KB_HOP_CLIENT_PROXY && p->closed &&
+         !strcmp(p->name, parent) && p->close_us <= up->close_us) {
+        up->close_us = p->close_us;
+        up->close_rank = p->close_rank;
+        up->parent_closed = true;
+        break;
+      }
+    }
+  }
   return 0;
+}
+
+/* Formats us (microseconds since the epoch) as ISO 8601 UTC with
+ * milliseconds: "2009-03-17T16:26:24.000Z". */
+static void evidence__iso(int64_t us, char out[64])
+{
+  time_t sec = (time_t)(us / 1000000);
+  struct tm tm;
+
+  gmtime_r(&sec, &tm);
+  snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+           (int)(us / 1000 % 1000));
 }
 
 /* ---- transcript ------------------------------------------------------- */
@@ -135,7 +482,7 @@ static const char *evidence__direction(enum kb_hop hop, enum kb_trace_kind kind)
 }
 
 /* Writes the decode of an Authorization / WWW-Authenticate line, if it is
- * one carrying an NTLM token. */
+ * one carrying an NTLM token, as an annotation line. */
 static void evidence__decode_line(FILE *out, const char *line, size_t len)
 {
   static const char *names[] = {"Authorization:", "WWW-Authenticate:"};
@@ -154,105 +501,96 @@ static void evidence__decode_line(FILE *out, const char *line, size_t len)
   value[len - n] = '\0';
   if(!strncasecmp(value + strspn(value, " "), "Basic", 5)) {
     if(i == 0)
-      fprintf(out, "    ; Basic credentials, replaced with x by kbsim: "
-                   "evidence never carries passwords\n");
+      fprintf(out,
+              ";   %s Basic credentials, replaced with x by kbsim: "
+              "evidence never carries passwords\n",
+              names[i]);
     return;
   }
   if(ntlm_header_describe(value, strlen(value), desc, sizeof(desc)))
-    fprintf(out, "    ; %s\n", desc);
+    fprintf(out, ";   %s %s\n", names[i], desc);
 }
 
-/* Writes one direction's bytes line by line: CRLF shown as a line end,
- * other control bytes as \xNN, an NTLM decode after each auth header. */
-static void evidence__write_block(FILE *out, enum kb_hop hop,
-                                  enum kb_trace_kind kind,
-                                  const struct kb_buf *b)
+/* Writes one message: its annotation line, its exact bytes, then the NTLM
+ * decodes of its header block. */
+static void evidence__write_msg(FILE *out, enum kb_hop hop,
+                                const struct evidence_msg *m)
 {
+  char when[64];
   size_t i = 0;
-  bool last_blank = false;
 
-  fprintf(out, "%s\n", evidence__direction(hop, kind));
-  while(i < b->len) {
+  evidence__iso(m->at_us, when);
+  fprintf(out, "; %s %s: %zu bytes\n", when, evidence__direction(hop, m->dir),
+          m->len);
+  fwrite(m->data, 1, m->len, out);
+  if(m->len && m->data[m->len - 1] != '\n')
+    fputs("\n; \\ no line end: the line feed above is not the message's\n",
+          out);
+  while(i < m->head) {
     size_t start = i, end;
 
-    while(i < b->len && b->data[i] != '\n')
+    while(i < m->head && m->data[i] != '\n')
       i++;
     end = i;
-    if(end > start && b->data[end - 1] == '\r')
+    if(end > start && m->data[end - 1] == '\r')
       end--;
-    last_blank = end == start;
-    for(size_t k = start; k < end; k++) {
-      unsigned char ch = (unsigned char)b->data[k];
-      if(ch < 0x20 && ch != '\t')
-        fprintf(out, "\\x%02x", ch);
-      else
-        fputc(ch, out);
-    }
-    if(i < b->len) {
-      /* A bare LF inside a body is shown as a line end too; the pcap keeps
-       * the exact bytes. */
-      fputc('\n', out);
-      i++;
-    }
-    else
-      fputs("\n", out);
-    evidence__decode_line(out, b->data + start, end - start);
+    evidence__decode_line(out, (const char *)m->data + start, end - start);
+    i++;
   }
-  /* One blank line between blocks: a block that ends with the blank line
-   * closing its headers (a request without body) has it already. */
-  if(!last_blank)
-    fputc('\n', out);
+}
+
+/* Writes why c closed, on its annotation line. */
+static void evidence__write_close(FILE *out, const struct evidence_conn *c)
+{
+  char when[64];
+
+  evidence__iso(c->close_us, when);
+  if(c->why)
+    fprintf(out, "; %s connection %s (%s)\n", when, c->why->reason,
+            c->why_text ? c->why_text : "");
+  else if(c->hop == KB_HOP_PROXY_BACKEND)
+    fprintf(out, "; %s connection closed by ISA%s\n", when,
+            c->parent_closed ? " when its client's connection closed" : "");
+  else
+    fprintf(out, "; %s connection closed by the client\n", when);
 }
 
 int evidence_write_transcript(struct sim_recorder *rec, FILE *out)
 {
   struct evidence_conns conns;
-  struct kb_buf block;
   size_t i, j;
-  int result = 0;
 
-  kb_buf_init(&block, (size_t)64 << 20);
   pthread_mutex_lock(&rec->lock);
   if(evidence__group(rec, &conns)) {
     pthread_mutex_unlock(&rec->lock);
     errno = ENOMEM;
     return -1;
   }
-  fprintf(out, "# kbsim transcript: %zu connections, client order\n\n",
+  fprintf(out,
+          "; kbsim transcript: %zu connections, in client order\n"
+          "; Lines that begin with ';' are kbsim's. Each message follows its\n"
+          "; '; <time> <direction>: <n> bytes' line as exactly those n bytes\n"
+          "; (CRLF kept); times are ISO 8601 on the session's clock.\n",
           conns.count);
   for(i = 0; i < conns.count; i++) {
     const struct evidence_conn *c = &conns.items[i];
-    enum kb_trace_kind dir = KB_TRACE_OPEN;
+    char when[64];
 
-    fprintf(out, "=== %s: %s ===\n", c->name,
+    fprintf(out, ";\n; === %s: %s ===\n", c->name,
             c->hop == KB_HOP_CLIENT_PROXY ? "Communicator <-> ISA"
                                           : "ISA <-> Exchange");
-    for(j = 0; j <= c->count; j++) {
-      const struct sim_event *ev =
-          j < c->count ? &rec->events[c->events[j]] : NULL;
-      bool flush = block.len && (!ev || ev->kind != dir);
-
-      if(flush) {
-        evidence__write_block(out, c->hop, dir, &block);
-        kb_buf_reset(&block);
-      }
-      if(!ev)
-        break;
-      if(ev->kind == KB_TRACE_OPEN)
-        fprintf(out, "--- connection opened\n\n");
-      else if(ev->kind == KB_TRACE_CLOSE)
-        fprintf(out, "--- connection closed\n\n");
-      else {
-        dir = ev->kind;
-        if(kb_buf_add(&block, ev->data, ev->len))
-          result = -1;
-      }
+    if(c->opened) {
+      evidence__iso(c->open_us, when);
+      fprintf(out, "; %s connection opened\n", when);
     }
+    for(j = 0; j < c->nmsgs; j++)
+      evidence__write_msg(out, c->hop, &c->msgs[j]);
+    if(c->closed)
+      evidence__write_close(out, c);
   }
   pthread_mutex_unlock(&rec->lock);
   evidence__conns_free(&conns);
-  kb_buf_free(&block);
-  if(ferror(out) || result) {
+  if(ferror(out)) {
     errno = errno ? errno : EIO;
     return -1;
   }
@@ -273,9 +611,34 @@ struct evidence_endpoint {
   uint32_t seq;
 };
 
+/* One thing that happened on a connection, in the order of the capture. */
+enum evidence_step_kind { EV_STEP_OPEN, EV_STEP_DATA, EV_STEP_CLOSE };
+
+struct evidence_step {
+  enum evidence_step_kind kind;
+  size_t conn;                    /* index in conns */
+  const struct evidence_msg *msg; /* DATA */
+  unsigned timeline;              /* the client whose clock stamped it */
+  int64_t at_us;
+  size_t rank;  /* the recorder index it is ordered by (see evidence__steps) */
+  unsigned sub; /* 0: before the step of that rank, 1: it, 2: after */
+  size_t own;   /* its own recorder index */
+};
+
+/* A segment built, waiting for its place in the file. */
+struct evidence_packet {
+  int64_t us;
+  size_t order;
+  size_t len;
+  uint8_t bytes[];
+};
+
 struct evidence_pcap {
-  pcap_dumper_t *dumper;
-  int64_t usec;
+  struct evidence_packet **pkts;
+  size_t count, alloc;
+  int64_t us;   /* the next segment's time */
+  int64_t step; /* between segments of one instant */
+  bool failed;
 };
 
 static uint16_t evidence__csum(uint32_t sum, const uint8_t *p, size_t len)
@@ -305,19 +668,39 @@ static void evidence__put32(uint8_t *p, uint32_t v)
   p[3] = (uint8_t)v;
 }
 
-/* Writes one IPv4/TCP segment from src to dst carrying len bytes, and
- * advances src's sequence number. */
+/* Builds one IPv4/TCP segment from src to dst carrying len bytes at the
+ * capture's current time, and advances src's sequence number. */
 static void evidence__segment(struct evidence_pcap *pc,
                               struct evidence_endpoint *src,
                               const struct evidence_endpoint *dst,
                               uint8_t flags, const uint8_t *data, size_t len)
 {
-  uint8_t pkt[40 + EV_MSS];
+  struct evidence_packet *p;
+  uint8_t *pkt;
   uint8_t pseudo[12];
-  struct pcap_pkthdr hdr;
   uint32_t sum = 0;
   size_t i;
 
+  if(pc->count == pc->alloc) {
+    size_t alloc = pc->alloc ? pc->alloc * 2 : 256;
+    struct evidence_packet **grown =
+        realloc(pc->pkts, alloc * sizeof(*pc->pkts));
+    if(!grown) {
+      pc->failed = true;
+      return;
+    }
+    pc->pkts = grown;
+    pc->alloc = alloc;
+  }
+  p = malloc(sizeof(*p) + 40 + len);
+  if(!p) {
+    pc->failed = true;
+    return;
+  }
+  p->us = pc->us;
+  p->order = pc->count;
+  p->len = 40 + len;
+  pkt = p->bytes;
   memset(pkt, 0, 40);
   pkt[0] = 0x45;
   evidence__put16(pkt + 2, (uint16_t)(40 + len));
@@ -345,17 +728,14 @@ static void evidence__segment(struct evidence_pcap *pc,
   for(i = 0; i < 12; i += 2)
     sum += (uint32_t)(pseudo[i] << 8 | pseudo[i + 1]);
   evidence__put16(pkt + 36, evidence__csum(sum, pkt + 20, 20 + len));
-
-  hdr.ts.tv_sec = (time_t)(pc->usec / 1000000);
-  hdr.ts.tv_usec = (suseconds_t)(pc->usec % 1000000);
-  hdr.caplen = hdr.len = (bpf_u_int32)(40 + len);
-  pcap_dump((u_char *)pc->dumper, &hdr, pkt);
-  pc->usec += 1000;
+  pc->pkts[pc->count++] = p;
+  pc->us += pc->step;
   src->seq += (uint32_t)len;
   if(flags & (EV_TCP_SYN | EV_TCP_FIN))
     src->seq++;
 }
 
+/* One write: segments of at most one MSS. */
 static void evidence__data(struct evidence_pcap *pc,
                            struct evidence_endpoint *src,
                            const struct evidence_endpoint *dst,
@@ -369,6 +749,20 @@ static void evidence__data(struct evidence_pcap *pc,
   }
 }
 
+static size_t evidence__segments_of(size_t len)
+{
+  return (len + EV_MSS - 1) / EV_MSS;
+}
+
+/* How many segments step writes. */
+static size_t evidence__step_segments(const struct evidence_step *st)
+{
+  if(st->kind != EV_STEP_DATA)
+    return 3;
+  return evidence__segments_of(st->msg->head) +
+         evidence__segments_of(st->msg->len - st->msg->head);
+}
+
 /* Picks stable synthetic endpoints for connection number index of c. */
 static void evidence__endpoints(const struct evidence_conn *c, unsigned index,
                                 struct evidence_endpoint *cli,
@@ -379,7 +773,12 @@ static void evidence__endpoints(const struct evidence_conn *c, unsigned index,
 
   memset(cli, 0, sizeof(*cli));
   memset(srv, 0, sizeof(*srv));
-  kb_conn_name_parse(c->name, &name); /* zeroed when it is no client's */
+  /* A name that is no client's ("balancer conn 3", "ISA01 conn 7
+   * upstream"): an address and port of its own from its index. */
+  if(kb_conn_name_parse(c->name, &name)) {
+    name.client = 0xff00u | (index >> 14);
+    name.conn = index;
+  }
   id = name.client;
   conn = name.conn;
   if(c->hop == KB_HOP_CLIENT_PROXY) {
@@ -404,70 +803,279 @@ static void evidence__endpoints(const struct evidence_conn *c, unsigned index,
   srv->seq = 0x80000000u + index * 0x100000u;
 }
 
-int evidence_write_pcap(struct sim_recorder *rec, const char *path,
-                        int64_t base_ms, char *err, size_t errlen)
+/* Orders steps by time on their timeline, then by timeline, then in
+ * causal order within the session (see evidence__steps): the same for a
+ * seed whichever thread ran first. */
+static int evidence__step_cmp(const void *pa, const void *pb)
+{
+  const struct evidence_step *a = pa, *b = pb;
+
+  if(a->at_us != b->at_us)
+    return a->at_us < b->at_us ? -1 : 1;
+  if(a->timeline != b->timeline)
+    return a->timeline < b->timeline ? -1 : 1;
+  if(a->rank != b->rank)
+    return a->rank < b->rank ? -1 : 1;
+  if(a->sub != b->sub)
+    return a->sub < b->sub ? -1 : 1;
+  if(a->own != b->own)
+    return a->own < b->own ? -1 : 1;
+  if(a->conn != b->conn)
+    return a->conn < b->conn ? -1 : 1;
+  return a->kind < b->kind ? -1 : a->kind > b->kind;
+}
+
+/* Orders a client's answers by timeline, then as the client read them. */
+static int evidence__answer_cmp(const void *pa, const void *pb)
+{
+  const struct evidence_step *a = *(const struct evidence_step *const *)pa;
+  const struct evidence_step *b = *(const struct evidence_step *const *)pb;
+
+  if(a->timeline != b->timeline)
+    return a->timeline < b->timeline ? -1 : 1;
+  return a->own < b->own ? -1 : a->own > b->own;
+}
+
+/* Places each step of ISA's upstream hop just before the first answer its
+ * client read after it: everything ISA does upstream for a request happens
+ * between the client's request and that answer, and ISA records its bytes
+ * before it answers, but the client records its request only once
+ * libcurl's send returned, which may be after ISA's reaction. Returns 0,
+ * or -1 out of memory. */
+static int evidence__anchor_upstream(const struct evidence_conns *conns,
+                                     struct evidence_step *steps, size_t n)
+{
+  const struct evidence_step **answers = calloc(n + 1, sizeof(*answers));
+  size_t i, na = 0;
+
+  if(!answers)
+    return -1;
+  for(i = 0; i < n; i++)
+    if(steps[i].kind == EV_STEP_DATA && steps[i].msg->dir == KB_TRACE_RECV &&
+       conns->items[steps[i].conn].hop == KB_HOP_CLIENT_PROXY)
+      answers[na++] = &steps[i];
+  qsort(answers, na, sizeof(*answers), evidence__answer_cmp);
+  for(i = 0; i < n; i++) {
+    struct evidence_step *st = &steps[i];
+    size_t lo = 0, hi = na;
+
+    /* Live connections (timeline 0) carry the real clock's own order. */
+    if(conns->items[st->conn].hop != KB_HOP_PROXY_BACKEND || st->sub == 2 ||
+       !st->timeline)
+      continue;
+    /* The first answer of st's timeline read after st was recorded. */
+    while(lo < hi) {
+      size_t mid = lo + (hi - lo) / 2;
+      const struct evidence_step *a = answers[mid];
+      if(a->timeline < st->timeline ||
+         (a->timeline == st->timeline && a->own < st->own))
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    if(lo < na && answers[lo]->timeline == st->timeline) {
+      st->at_us = answers[lo]->at_us;
+      st->rank = answers[lo]->own;
+      st->sub = 0;
+    }
+  }
+  free(answers);
+  return 0;
+}
+
+static int evidence__packet_cmp(const void *pa, const void *pb)
+{
+  const struct evidence_packet *a = *(const struct evidence_packet *const *)pa;
+  const struct evidence_packet *b = *(const struct evidence_packet *const *)pb;
+
+  if(a->us != b->us)
+    return a->us < b->us ? -1 : 1;
+  return a->order < b->order ? -1 : a->order > b->order;
+}
+
+/* Lists every connection's open, messages and close as steps. Returns the
+ * array (count in *n), or NULL out of memory. */
+static struct evidence_step *evidence__steps(const struct evidence_conns *conns,
+                                             size_t *n)
+{
+  size_t i, j, total = 0;
+  struct evidence_step *steps;
+
+  for(i = 0; i < conns->count; i++)
+    total += conns->items[i].nmsgs + 2;
+  steps = calloc(total + 1, sizeof(*steps));
+  if(!steps)
+    return NULL;
+  *n = 0;
+  for(i = 0; i < conns->count; i++) {
+    const struct evidence_conn *c = &conns->items[i];
+    struct kb_conn_id id;
+    unsigned timeline = kb_conn_name_parse(c->name, &id) ? 0 : id.client;
+    struct evidence_step *st;
+    size_t first = *n;
+
+    if(c->opened || c->nmsgs) {
+      st = &steps[(*n)++];
+      st->kind = EV_STEP_OPEN;
+      st->at_us = c->opened ? c->open_us : c->msgs[0].at_us;
+      st->own = c->opened ? c->open_rank : c->msgs[0].rank;
+    }
+    for(j = 0; j < c->nmsgs; j++) {
+      st = &steps[(*n)++];
+      st->kind = EV_STEP_DATA;
+      st->msg = &c->msgs[j];
+      st->at_us = c->msgs[j].at_us;
+      st->own = c->msgs[j].rank;
+    }
+    if(c->closed && (c->opened || c->nmsgs)) {
+      st = &steps[(*n)++];
+      st->kind = EV_STEP_CLOSE;
+      st->at_us = c->close_us;
+      st->own = c->close_rank;
+    }
+    for(st = &steps[first]; st < &steps[*n]; st++) {
+      st->conn = i;
+      st->timeline = timeline;
+      st->rank = st->own;
+      st->sub = 1;
+      /* Closed with its client's connection: right after that close. */
+      if(st->kind == EV_STEP_CLOSE && c->parent_closed)
+        st->sub = 2;
+    }
+  }
+  if(evidence__anchor_upstream(conns, steps, *n)) {
+    free(steps);
+    return NULL;
+  }
+  qsort(steps, *n, sizeof(*steps), evidence__step_cmp);
+  return steps;
+}
+
+/* Writes the segments of each step, spreading those of one instant of a
+ * timeline across the time to its next instant (at most 1 ms, at most
+ * 100 us apart), so the capture keeps causal order and think times. */
+static void evidence__replay(struct evidence_pcap *pc,
+                             const struct evidence_conns *conns,
+                             const struct evidence_step *steps, size_t n)
+{
+  struct evidence_endpoint *cli = calloc(conns->count + 1, sizeof(*cli));
+  struct evidence_endpoint *srv = calloc(conns->count + 1, sizeof(*srv));
+  size_t i, k;
+
+  if(!cli || !srv) {
+    pc->failed = true;
+    free(cli);
+    free(srv);
+    return;
+  }
+  for(i = 0; i < conns->count; i++)
+    evidence__endpoints(&conns->items[i], (unsigned)i, &cli[i], &srv[i]);
+  for(i = 0; i < n;) {
+    size_t end = i, segs = 0;
+    int64_t span = 1000;
+
+    /* One instant of one timeline: steps i..end-1. */
+    while(end < n && steps[end].at_us == steps[i].at_us &&
+          steps[end].timeline == steps[i].timeline)
+      segs += evidence__step_segments(&steps[end++]);
+    for(k = end; k < n; k++)
+      if(steps[k].timeline == steps[i].timeline) {
+        if(steps[k].at_us - steps[i].at_us < span)
+          span = steps[k].at_us - steps[i].at_us;
+        break;
+      }
+    pc->step = span / (int64_t)(segs + 1);
+    if(pc->step > 100)
+      pc->step = 100;
+    if(pc->step < 1)
+      pc->step = 1;
+    pc->us = steps[i].at_us + pc->step;
+    for(; i < end; i++) {
+      const struct evidence_step *st = &steps[i];
+      const struct evidence_conn *c = &conns->items[st->conn];
+      struct evidence_endpoint *a = &cli[st->conn], *b = &srv[st->conn];
+      bool server_first = c->why && c->why->server_first;
+
+      if(st->kind == EV_STEP_OPEN) {
+        evidence__segment(pc, a, b, EV_TCP_SYN, NULL, 0);
+        evidence__segment(pc, b, a, EV_TCP_SYN | EV_TCP_ACK, NULL, 0);
+        evidence__segment(pc, a, b, EV_TCP_ACK, NULL, 0);
+      }
+      else if(st->kind == EV_STEP_DATA) {
+        struct evidence_endpoint *from = st->msg->dir == KB_TRACE_SEND ? a : b;
+        struct evidence_endpoint *to = from == a ? b : a;
+        evidence__data(pc, from, to, st->msg->data, st->msg->head);
+        evidence__data(pc, from, to, st->msg->data + st->msg->head,
+                       st->msg->len - st->msg->head);
+      }
+      else {
+        struct evidence_endpoint *first = server_first ? b : a;
+        struct evidence_endpoint *second = server_first ? a : b;
+        evidence__segment(pc, first, second, EV_TCP_FIN | EV_TCP_ACK, NULL, 0);
+        evidence__segment(pc, second, first, EV_TCP_FIN | EV_TCP_ACK, NULL, 0);
+        evidence__segment(pc, first, second, EV_TCP_ACK, NULL, 0);
+      }
+    }
+  }
+  free(cli);
+  free(srv);
+}
+
+int evidence_write_pcap(struct sim_recorder *rec, const char *path, char *err,
+                        size_t errlen)
 {
   struct evidence_conns conns = {0};
-  struct evidence_pcap pc = {NULL, base_ms * 1000};
+  struct evidence_pcap pc;
+  struct evidence_step *steps = NULL;
   pcap_t *dead = pcap_open_dead(DLT_RAW, 65535);
-  size_t i, j;
+  pcap_dumper_t *dumper;
+  size_t i, nsteps = 0;
   int result = -1;
 
+  memset(&pc, 0, sizeof(pc));
   if(!dead) {
     snprintf(err, errlen, "pcap: cannot open a raw-IP capture handle");
     return -1;
   }
-  pc.dumper = pcap_dump_open(dead, path);
-  if(!pc.dumper) {
+  dumper = pcap_dump_open(dead, path);
+  if(!dumper) {
     snprintf(err, errlen, "--pcap %s: %s", path, pcap_geterr(dead));
     pcap_close(dead);
     return -1;
   }
   pthread_mutex_lock(&rec->lock);
-  if(evidence__group(rec, &conns)) {
-    pthread_mutex_unlock(&rec->lock);
-    snprintf(err, errlen, "pcap: out of memory");
-    goto done;
-  }
-  for(i = 0; i < conns.count; i++) {
-    const struct evidence_conn *c = &conns.items[i];
-    struct evidence_endpoint cli, srv;
-    bool open = false;
-
-    evidence__endpoints(c, (unsigned)i, &cli, &srv);
-    for(j = 0; j < c->count; j++) {
-      const struct sim_event *ev = &rec->events[c->events[j]];
-
-      /* A stream whose open was not recorded still gets a handshake, so
-       * tools can follow it. */
-      if(!open && ev->kind != KB_TRACE_CLOSE) {
-        evidence__segment(&pc, &cli, &srv, EV_TCP_SYN, NULL, 0);
-        evidence__segment(&pc, &srv, &cli, EV_TCP_SYN | EV_TCP_ACK, NULL, 0);
-        evidence__segment(&pc, &cli, &srv, EV_TCP_ACK, NULL, 0);
-        open = true;
-      }
-      if(ev->kind == KB_TRACE_SEND)
-        evidence__data(&pc, &cli, &srv, ev->data, ev->len);
-      else if(ev->kind == KB_TRACE_RECV)
-        evidence__data(&pc, &srv, &cli, ev->data, ev->len);
-      else if(ev->kind == KB_TRACE_CLOSE && open) {
-        evidence__segment(&pc, &cli, &srv, EV_TCP_FIN | EV_TCP_ACK, NULL, 0);
-        evidence__segment(&pc, &srv, &cli, EV_TCP_FIN | EV_TCP_ACK, NULL, 0);
-        evidence__segment(&pc, &cli, &srv, EV_TCP_ACK, NULL, 0);
-        open = false;
-      }
-    }
+  if(!evidence__group(rec, &conns)) {
+    steps = evidence__steps(&conns, &nsteps);
+    if(steps)
+      evidence__replay(&pc, &conns, steps, nsteps);
   }
   pthread_mutex_unlock(&rec->lock);
+  if(!steps || pc.failed) {
+    snprintf(err, errlen, "--pcap %s: out of memory", path);
+    goto done;
+  }
+  qsort(pc.pkts, pc.count, sizeof(*pc.pkts), evidence__packet_cmp);
+  for(i = 0; i < pc.count; i++) {
+    struct pcap_pkthdr hdr;
+
+    hdr.ts.tv_sec = (time_t)(pc.pkts[i]->us / 1000000);
+    hdr.ts.tv_usec = (suseconds_t)(pc.pkts[i]->us % 1000000);
+    hdr.caplen = hdr.len = (bpf_u_int32)pc.pkts[i]->len;
+    pcap_dump((u_char *)dumper, &hdr, pc.pkts[i]->bytes);
+  }
   result = 0;
 
 done:
+  for(i = 0; i < pc.count; i++)
+    free(pc.pkts[i]);
+  free(pc.pkts);
+  free(steps);
   evidence__conns_free(&conns);
-  if(pcap_dump_flush(pc.dumper) && !result) {
+  if(pcap_dump_flush(dumper) && !result) {
     snprintf(err, errlen, "--pcap %s: write failed: %s", path, strerror(errno));
     result = -1;
   }
-  pcap_dump_close(pc.dumper);
+  pcap_dump_close(dumper);
   pcap_close(dead);
   return result;
 }
@@ -570,19 +1178,24 @@ int evidence_write_json(struct sim_recorder *rec,
 
   pthread_mutex_lock(&rec->lock);
   root = json_pack(
-      "{s:s, s:{s:s, s:s, s:s, s:s}, s:s, s:I, s:i, s:i, s:s, s:o, s:o, "
-      "s:{s:i, s:i, s:i, s:i, s:I, s:I}}",
+      "{s:s, s:{s:s, s:s, s:s, s:s}, s:s, s:o, s:i, s:i, s:s, s:o, s:o, "
+      "s:{s:i, s:i, s:i, s:i, s:o, s:o}}",
       "kbsim", "1", "topology", "client", "Office Communicator 2007", "proxy",
       "ISA Server 2006 web listener (Integrated)", "backend",
       "Exchange 2007 EWS", "hops", "client-proxy, proxy-backend", "policy",
-      run->policy, "seed", (json_int_t)run->seed, "clients", (int)run->clients,
-      "ews_posts", (int)run->ews_posts, "ntlm", run->ntlm, "exchanges",
-      evidence__exchanges_json(rec), "sessions", clients, "summary", "posts",
-      (int)run->sessions->posts, "posts_ok", (int)run->sessions->posts_ok,
-      "posts_failed", (int)run->sessions->posts_failed, "users_with_error",
+      run->policy, "seed",
+      run->live ? json_null() : json_integer((json_int_t)run->seed), "clients",
+      (int)run->clients, "ews_posts", (int)run->ews_posts, "ntlm", run->ntlm,
+      "exchanges", evidence__exchanges_json(rec), "sessions", clients,
+      "summary", "posts", (int)run->sessions->posts, "posts_ok",
+      (int)run->sessions->posts_ok, "posts_failed",
+      (int)run->sessions->posts_failed, "users_with_error",
       (int)run->sessions->users_with_error, "backend_empty_posts",
-      (json_int_t)run->backend->empty_posts, "proxy_reauth_skipped",
-      (json_int_t)run->proxy->reauth_skipped);
+      run->backend ? json_integer((json_int_t)run->backend->empty_posts)
+                   : json_null(),
+      "proxy_reauth_skipped",
+      run->proxy ? json_integer((json_int_t)run->proxy->reauth_skipped)
+                 : json_null());
   pthread_mutex_unlock(&rec->lock);
   if(!root) {
     snprintf(err, errlen, "--json: could not build the report (out of memory)");

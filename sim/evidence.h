@@ -7,6 +7,7 @@
 #ifndef EVIDENCE_H
 #define EVIDENCE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,19 +16,22 @@
 #include "topology.h"
 
 /* Writes the transcript of every connection with recorded bytes: for each
- * connection, in name order, the exact bytes each way in the seed's style
- * (request line, headers, blank line, body), each NTLM token followed by a
- * one-line decode, opens and closes marked. Returns 0, or -1 with errno
- * set when writing failed. */
+ * connection, in name order, each HTTP message as exactly the bytes that
+ * crossed the socket (CRLF kept), after an annotation line with its time
+ * (ISO 8601, the session's clock), direction and length; annotations (NTLM
+ * decodes, opens, closes with their reason) are lines that begin with ';'.
+ * Returns 0, or -1 with errno set when writing failed. */
 int evidence_write_transcript(struct sim_recorder *rec, FILE *out);
 
 /* Writes every connection with recorded bytes as a TCP stream (handshake,
- * data, FIN) into a pcap file through libpcap's own writer (LINKTYPE_RAW,
- * IPv4). Addresses and ports are synthetic and stable: clients
- * 127.1.x.y, ISA 127.0.0.2:80, Exchange 127.0.0.3:80; packet times start at
- * base_ms. Returns 0, or -1 with a one-line reason in err. */
-int evidence_write_pcap(struct sim_recorder *rec, const char *path,
-                        int64_t base_ms, char *err, size_t errlen);
+ * one segment per write split at a 1460-byte MSS, FIN from whoever closed
+ * first) into a pcap file through libpcap's own writer (LINKTYPE_RAW,
+ * IPv4), both hops interleaved in causal order at the times the events
+ * were stamped with. Addresses and ports are synthetic and stable: clients
+ * 127.1.x.y, ISA 127.0.0.2:80, Exchange 127.0.0.3:80. Returns 0, or -1 with
+ * a one-line reason in err. */
+int evidence_write_pcap(struct sim_recorder *rec, const char *path, char *err,
+                        size_t errlen);
 
 /* What a JSON report describes besides the recorded exchanges. */
 struct evidence_run {
@@ -37,8 +41,9 @@ struct evidence_run {
   unsigned ews_posts;
   const char *ntlm;
   const struct sim_sessions *sessions;
-  const struct backend_stats *backend;
-  const struct proxy_stats *proxy;
+  const struct backend_stats *backend; /* NULL: unknown (a live listener) */
+  const struct proxy_stats *proxy;     /* NULL: unknown */
+  bool live; /* the real clock and randomness: no seed ("seed": null) */
 };
 
 /* Writes the JSON report (schema in README.md) to path. Returns 0, or -1

@@ -350,6 +350,64 @@ static void html__post_row(struct html_svg *svg, const struct sim_session *s,
   }
   fputc('\n', svg->out);
   svg->y += SVG_ROW;
+  /* Why it failed, in the client's own words, under the pill. */
+  if(fail && r->detail[0]) {
+    snprintf(text, sizeof(text), "why: %s", r->detail);
+    fprintf(svg->out, "<text class=\"remark failwhy\" x=\"%d\" y=\"%d\">",
+            SVG_X_CLIENT + 16, svg->y + 15);
+    html__esc(svg->out, text);
+    fputs("</text>\n", svg->out);
+    svg->y += SVG_ROW;
+  }
+}
+
+/* Notes that say why a connection closed or a request went again, drawn
+ * as text on the diagram: decisions as data, read by code. */
+static bool html__close_note(enum kb_note code)
+{
+  switch(code) {
+  case KB_NOTE_IDLE_CLOSED:
+  case KB_NOTE_MAX_REQUESTS:
+  case KB_NOTE_CLIENT_LEFT:
+  case KB_NOTE_RESENT:
+  case KB_NOTE_CLIENT_MAX_REQUESTS:
+  case KB_NOTE_CLIENT_IDLE:
+    return true;
+  default:
+    return false;
+  }
+}
+
+/* Draws one line of text across the lanes (cls "gap" or "closed"): what
+ * happened between arrows, visible without hovering and in print. */
+static void html__remark(struct html_svg *svg, const char *cls,
+                         const char *text)
+{
+  fprintf(svg->out, "<text class=\"remark %s\" x=\"%d\" y=\"%d\">", cls,
+          SVG_X_CLIENT + 8, svg->y + 15);
+  html__esc(svg->out, text);
+  fputs("</text>\n", svg->out);
+  svg->y += SVG_ROW;
+}
+
+/* Draws the think time before a POST's first leg, when there was any. */
+static void html__think_row(struct html_svg *svg, const struct sim_session *s,
+                            const struct story_leg *leg)
+{
+  const struct client_post_result *r;
+  char name[96], text[192];
+
+  if(!s || leg->post < 0 || (size_t)leg->post >= s->nresults)
+    return;
+  r = &s->results[leg->post];
+  if(r->think_ms <= 0)
+    return;
+  html__post_name(s, leg->post, name, sizeof(name));
+  snprintf(text, sizeof(text),
+           "\xe2\x8f\xb1 %.1f s of think time: the connection sits idle "
+           "before %s",
+           (double)r->think_ms / 1000.0, name);
+  html__remark(svg, "gap", text);
 }
 
 /* Draws one leg: Communicator's request, ISA's decision, whatever ISA
@@ -428,8 +486,80 @@ static void html__svg_leg(struct html_svg *svg, const struct story_leg *leg,
   }
   svg->y += SVG_ROW; /* the answer's row */
 
+  /* Why a connection closed, or a request went again, as text. */
+  for(i = 0; i < leg->nisa; i++)
+    if(html__close_note(leg->isa_notes[i].code)) {
+      snprintf(label, sizeof(label), "\xe2\x9c\x82 %s: %s",
+               leg->member[0] ? leg->member : "ISA", leg->isa_notes[i].text);
+      html__remark(svg, "closed", label);
+    }
+  for(i = 0; i < leg->nclient; i++)
+    if(html__close_note(leg->client_notes[i].code)) {
+      snprintf(label, sizeof(label), "\xe2\x9c\x82 Communicator: %s",
+               leg->client_notes[i].text);
+      html__remark(svg, "closed", label);
+    }
+
   if(s && leg->post >= 0 && leg->post_end && (size_t)leg->post < s->nresults)
     html__post_row(svg, s, leg);
+}
+
+/* Returns the index after the last leg of the client whose legs start at
+ * i (legs are grouped by client). */
+static size_t html__client_end(const struct story *story, size_t i)
+{
+  unsigned client = story->legs[i].client;
+
+  while(i < story->nlegs && story->legs[i].client == client)
+    i++;
+  return i;
+}
+
+/* Returns what the diagram would draw for legs [from, to) of one client,
+ * its id and connection names aside, as a string to compare (owned by the
+ * caller), or NULL out of memory. */
+static char *html__client_sig(const struct story *story, size_t from, size_t to,
+                              const struct sim_sessions *ss)
+{
+  const struct sim_session *s = story_session(ss, story->legs[from].client);
+  char *text = NULL, label[320];
+  size_t len = 0, i, k;
+  bool bad;
+  FILE *out = open_memstream(&text, &len);
+
+  if(!out)
+    return NULL;
+  for(i = from; i < to; i++) {
+    const struct story_leg *leg = &story->legs[i];
+
+    html__request_label(&leg->front, label, sizeof(label));
+    fprintf(out, "%d|%s|%d|%s|", leg->new_conn, leg->member, leg->post, label);
+    html__answer_label(&leg->front, label, sizeof(label));
+    fprintf(out, "%s|", label);
+    html__decision(leg, label, sizeof(label), &bad);
+    fprintf(out, "%s|%zu|", label, leg->nback);
+    for(k = 0; k < leg->nback; k++) {
+      html__request_label(&leg->back[k], label, sizeof(label));
+      fprintf(out, "%s|", label);
+      html__answer_label(&leg->back[k], label, sizeof(label));
+      fprintf(out, "%s|", label);
+    }
+    for(k = 0; k < leg->nisa; k++)
+      fprintf(out, "i%d|", (int)leg->isa_notes[k].code);
+    for(k = 0; k < leg->nclient; k++)
+      fprintf(out, "c%d|", (int)leg->client_notes[k].code);
+    fputc('\n', out);
+  }
+  for(k = 0; s && k < s->nresults; k++)
+    fprintf(out, "%d|%d|%d|%" PRId64 "|%s|%d\n", (int)s->results[k].kind,
+            (int)s->results[k].outcome, s->results[k].final_status,
+            s->results[k].think_ms, s->results[k].detail,
+            s->views ? s->views[k].integration_error : -1);
+  if(fclose(out)) {
+    free(text);
+    return NULL;
+  }
+  return text;
 }
 
 /* Writes the lane headers and lines, then the rows, as one <svg>. */
@@ -452,20 +582,52 @@ static int html__svg(FILE *out, const struct story *story,
   svg.out = open_memstream(&rows, &rows_len);
   if(!svg.out)
     return -1;
-  for(i = 0; i < story->nlegs; i++) {
-    const struct story_leg *leg = &story->legs[i];
-    const struct sim_session *s = story_session(
-        run->outcome ? &run->outcome->sessions : NULL, leg->client);
+  for(i = 0; i < story->nlegs;) {
+    const struct sim_sessions *ss =
+        run->outcome ? &run->outcome->sessions : NULL;
+    size_t end = html__client_end(story, i), next = end, same = 1;
+    char *sig = html__client_sig(story, i, end, ss);
+    unsigned last;
 
-    if(leg->client != client) {
-      client = leg->client;
-      fprintf(svg.out,
-              "<g class=\"band\"><rect x=\"0\" y=\"%d\" width=\"%d\" "
-              "height=\"%d\"/><text x=\"8\" y=\"%d\">client %u</text></g>\n",
-              svg.y + 2, svg.width, SVG_ROW - 2, svg.y + 17, client);
-      svg.y += SVG_ROW;
+    client = story->legs[i].client;
+    last = client;
+    /* Clients whose sessions went exactly the same way are drawn once. */
+    while(sig && next < story->nlegs) {
+      size_t e2 = html__client_end(story, next);
+      char *sig2 = html__client_sig(story, next, e2, ss);
+      bool equal = sig2 && !strcmp(sig, sig2);
+
+      free(sig2);
+      if(!equal)
+        break;
+      last = story->legs[next].client;
+      same++;
+      next = e2;
     }
-    html__svg_leg(&svg, leg, s);
+    free(sig);
+    fprintf(svg.out,
+            "<g class=\"band\" data-clients=\"%zu\"><rect x=\"0\" y=\"%d\" "
+            "width=\"%d\" height=\"%d\"/><text x=\"8\" y=\"%d\">",
+            same, svg.y + 2, svg.width, SVG_ROW - 2, svg.y + 17);
+    if(same > 1)
+      fprintf(svg.out,
+              "clients %u\xe2\x80\x93%u: %zu identical sessions, drawn once "
+              "(client %u's)",
+              client, last, same, client);
+    else
+      fprintf(svg.out, "client %u", client);
+    fputs("</text></g>\n", svg.out);
+    svg.y += SVG_ROW;
+    for(; i < end; i++) {
+      const struct story_leg *leg = &story->legs[i];
+      const struct sim_session *s = story_session(ss, leg->client);
+
+      if(i == 0 || story->legs[i - 1].client != leg->client ||
+         story->legs[i - 1].post != leg->post)
+        html__think_row(&svg, s, leg);
+      html__svg_leg(&svg, leg, s);
+    }
+    i = next;
   }
   if(!story->nlegs) {
     fprintf(svg.out,
@@ -695,7 +857,9 @@ static void html__details(FILE *out, const struct story *story)
 struct html_report {
   char *title;
   char **sections; /* each run, rendered */
+  char **rows;     /* each run's row of the overview table */
   size_t count;
+  bool several_clients; /* a run had more than one client */
 };
 
 struct html_report *html_report_new(const char *title)
@@ -715,9 +879,12 @@ void html_report_free(struct html_report *report)
 
   if(!report)
     return;
-  for(i = 0; i < report->count; i++)
+  for(i = 0; i < report->count; i++) {
     free(report->sections[i]);
+    free(report->rows[i]);
+  }
   free(report->sections);
+  free(report->rows);
   free(report->title);
   free(report);
 }
@@ -737,11 +904,18 @@ static void html__section(FILE *out, const struct html_run *run,
   if(sc && o) {
     bool pass = sim_scenario_check(sc, o, why, sizeof(why)) != 0;
     const char *got = o->sessions.users_with_error ? "error" : "clean";
+    bool harness = o->sessions.infrastructure > 0;
 
-    if(sc->expect.outcome >= 0)
-      fprintf(out, " <span class=\"verdict %s\">%s: expected %s, got %s</span>",
+    if(harness)
+      fprintf(out, " <span class=\"verdict fail\">ERROR: the harness could not "
+                   "run it (infrastructure); no verdict</span>");
+    else if(sc->expect.outcome >= 0)
+      fprintf(out,
+              " <span class=\"verdict %s\">%s: expected %s, got %s (%s)"
+              "</span>",
               pass ? "pass" : "fail", pass ? "PASS" : "FAIL",
-              sc->expect.outcome ? "error" : "clean", got);
+              sc->expect.outcome ? "error" : "clean", got,
+              client_class_name(sim_outcome_class(o)));
     else
       fprintf(out, " <span class=\"verdict %s\">%s%s</span>",
               pass ? "pass" : "fail", pass ? "" : "FAIL: ", got);
@@ -785,9 +959,51 @@ static void html__section(FILE *out, const struct html_run *run,
   fputs("</section>\n", out);
 }
 
+/* Writes run's row of the overview: scenario, expected, got, users with
+ * the error, empty POSTs at Exchange, members and their policies. */
+static void html__overview_row(FILE *out, const struct html_run *run,
+                               size_t index)
+{
+  const struct sim_outcome *o = run->outcome;
+  const struct scenario *sc = run->sc;
+  const char *title = run->title ? run->title : sc ? sc->name : "run";
+  char why[512];
+  size_t k;
+
+  fprintf(out, "<tr data-run=\"%zu\"><td>", index + 1);
+  html__esc(out, title);
+  fputs("</td>", out);
+  if(sc && o) {
+    bool pass = sim_scenario_check(sc, o, why, sizeof(why)) != 0;
+    const char *want = sc->expect.outcome < 0 ? "-"
+                       : sc->expect.outcome   ? "error"
+                                              : "clean";
+    fprintf(out,
+            "<td>%s</td><td class=\"%s\">%s%s</td><td>%u of %zu</td>"
+            "<td>%" PRIu64 " of %" PRIu64 "</td><td>",
+            want, pass ? "pass" : "fail",
+            client_class_name(sim_outcome_class(o)), pass ? "" : " (FAIL)",
+            o->sessions.users_with_error, o->sessions.count,
+            o->backend.empty_posts, o->backend.ews_posts);
+    for(k = 0; k < sc->nmembers; k++) {
+      const struct scenario_member *m = &sc->members[k];
+      html__escf(
+          out, "%s%s %s%s: %s", k ? ", " : "", m->name,
+          scenario_patch_name(m->patch), m->script ? " + script" : "",
+          proxy_policy_name(scenario_effective_policy(m->patch, m->script)));
+    }
+    fputs("</td>", out);
+  }
+  else
+    fputs("<td colspan=\"5\"></td>", out);
+  fputs("</tr>\n", out);
+}
+
 int html_report_add(struct html_report *report, const struct html_run *run,
                     char *err, size_t errlen)
 {
+  char *row = NULL, **rows;
+  size_t rowlen = 0;
   struct story story;
   char *text = NULL, **sections;
   size_t len = 0;
@@ -815,11 +1031,32 @@ int html_report_add(struct html_report *report, const struct html_run *run,
     goto done;
   }
   report->sections = sections;
+  rows = realloc(report->rows, (report->count + 1) * sizeof(*rows));
+  if(!rows) {
+    snprintf(err, errlen, "--html: out of memory");
+    goto done;
+  }
+  report->rows = rows;
+  out = open_memstream(&row, &rowlen);
+  if(!out) {
+    snprintf(err, errlen, "--html: out of memory");
+    goto done;
+  }
+  html__overview_row(out, run, report->count);
+  if(fclose(out)) {
+    snprintf(err, errlen, "--html: out of memory rendering the page");
+    goto done;
+  }
+  if(run->outcome && run->outcome->sessions.count > 1)
+    report->several_clients = true;
+  report->rows[report->count] = row;
+  row = NULL;
   report->sections[report->count++] = text;
   text = NULL;
   result = 0;
 
 done:
+  free(row);
   free(text);
   story_free(&story);
   return result;
@@ -849,9 +1086,9 @@ static const char html__css[] =
     ".dot{display:inline-block;width:10px;height:10px;border-radius:50%;"
     "background:#ffb300;border:1px solid #8d6e00}"
     ".dot.bad{background:#d32f2f;border-color:#8e0000}"
-    ".runs{display:grid;grid-template-columns:repeat(auto-fit,minmax(620px,1fr)"
-    ");"
-    "gap:22px;align-items:start}"
+    /* Two runs side by side down to a 1024-pixel projector. */
+    ".runs{display:grid;grid-template-columns:repeat(auto-fit,"
+    "minmax(min(100%,440px),1fr));gap:22px;align-items:start}"
     ".run{background:#fff;border:1px solid #dde3e8;border-radius:8px;"
     "padding:14px 16px;min-width:0}"
     ".verdict{font-size:13px;padding:2px 10px;border-radius:12px;"
@@ -911,7 +1148,26 @@ static const char html__css[] =
     "details.legs td.tok{font-family:'DejaVu Sans Mono',monospace;"
     "font-size:11px;overflow-wrap:anywhere}"
     "details.legs td.fail,details.legs tr.bad td{color:#b71c1c}"
-    "footer{margin-top:18px;color:#78909c;font-size:12px}";
+    "svg text.remark{font-size:11.5px;fill:#37474f}"
+    "svg text.remark.gap{fill:#5d4037;font-style:italic}"
+    "svg text.remark.closed{fill:#6a1b9a}"
+    "svg text.remark.failwhy{fill:#b71c1c;font-weight:bold}"
+    "table.overview{margin:0 0 16px}table.overview td.fail{color:#b71c1c;"
+    "font-weight:bold}table.overview td.pass{color:#1b5e20}"
+    "footer{margin-top:18px;color:#78909c;font-size:12px}"
+    /* "Big" ticked, for the back of a room: one run per row, so each
+     * diagram gets the page's width, and larger labels. */
+    ".big{display:inline-flex;gap:6px;align-items:center;margin:0 0 12px;"
+    "font-size:13px}"
+    "body:has(#big:checked) .runs{grid-template-columns:1fr}"
+    "body:has(#big:checked) svg text.lbl,body:has(#big:checked) svg "
+    "text.remark,body:has(#big:checked) svg text.why{font-size:14px}"
+    /* On paper or a projector's handout: one run a page, big labels, no
+     * hover needed (every remark is already text on the diagram). */
+    "@media print{body{background:#fff;padding:0}.legend{display:none}"
+    ".runs{display:block}.run{break-inside:avoid;page-break-after:always;"
+    "border:0}svg text.lbl,svg text.remark,svg text.why{font-size:14px}"
+    "svg .actor .name{font-size:15px}details.legs{display:none}}";
 
 /* Records how big each diagram rendered, so a headless browser's DOM dump
  * shows that it was laid out (tests/test_report.c reads it). */
@@ -920,6 +1176,10 @@ static const char html__script[] =
     "for(var i=0;i<s.length;i++){var b=s[i].getBoundingClientRect();"
     "s[i].setAttribute('data-rendered-width',Math.round(b.width));"
     "s[i].setAttribute('data-rendered-height',Math.round(b.height));}"
+    "var r=document.querySelectorAll('section.run');"
+    "for(var j=0;j<r.length;j++){var c=r[j].getBoundingClientRect();"
+    "r[j].setAttribute('data-rendered-left',Math.round(c.left));"
+    "r[j].setAttribute('data-rendered-top',Math.round(c.top));}"
     "document.documentElement.setAttribute('data-rendered',String(s.length));"
     "})();";
 
@@ -966,8 +1226,23 @@ int html_report_write(const struct html_report *report, const char *path,
         "authentication</span>"
         "<span class=\"badge\">&#9888; Outlook Integration Error</span> "
         "<span>appears for the user</span>"
-        "</div>\n<main class=\"runs\">\n",
+        "</div>\n"
+        "<label class=\"big\"><input type=\"checkbox\" id=\"big\"> Big: "
+        "one run per row, larger labels (for a projector)</label>\n",
         out);
+  /* Several scenarios or clients: what each run showed, before the
+   * diagrams. */
+  if(report->count > 1 || report->several_clients) {
+    fputs("<table class=\"overview\"><thead><tr><th>scenario</th>"
+          "<th>expected</th><th>got</th><th>users with the error</th>"
+          "<th>empty POSTs at Exchange</th><th>members</th></tr></thead>"
+          "<tbody>\n",
+          out);
+    for(i = 0; i < report->count; i++)
+      fputs(report->rows[i], out);
+    fputs("</tbody></table>\n", out);
+  }
+  fputs("<main class=\"runs\">\n", out);
   for(i = 0; i < report->count; i++)
     fputs(report->sections[i], out);
   fprintf(out,

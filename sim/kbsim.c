@@ -1,5 +1,7 @@
 /*
- * kbsim.c - the kbsim program: demo, run, sweep, serve, ctl and client.
+ * kbsim.c - the kbsim program: finds the command (demo, run, sweep, serve,
+ * ctl, client, list, help) and runs it; --version, --help; the parsers the
+ * commands share.
  *
  * Exit codes: 0 success (and, with --expect or in the demo, the outcome
  * matched); 1 the outcome differed from what was expected, or the topology
@@ -16,84 +18,113 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "catalogue.h"
 #include "cli.h"
+#include "version.h"
 
 const char *kbsim_default_user = "FABRIKAM\\alice:Passw0rd!";
 
-void kbsim_usage(FILE *out)
+const char *kbsim_program = "kbsim";
+
+const struct kbsim_command *const kbsim_commands[] = {&kbsim_demo_command,
+                                                      &kbsim_run_command,
+                                                      &kbsim_sweep_command,
+                                                      &kbsim_serve_command,
+                                                      &kbsim_ctl_command,
+                                                      &kbsim_client_command,
+                                                      &kbsim_list_command,
+                                                      &kbsim_exchange_command,
+                                                      &kbsim_probe_command,
+                                                      &kbsim_help_command,
+                                                      NULL};
+
+const struct kbsim_fact kbsim_exit_codes[] = {
+    {"0", "As expected: with --expect, in the demo and for scenario files "
+          "every outcome was the one expected; client: the user saw no "
+          "error; sweep: the rate is within --expect-rate."},
+    {"1", "The outcome differed from what was expected (client: the user saw "
+          "the Outlook Integration Error, its class server-error or "
+          "auth-failed; ctl: the admin endpoint refused; probe: the "
+          "listener is affected)."},
+    {"2", "Bad arguments or a malformed scenario file: one line saying what "
+          "was wrong, and where the help is."},
+    {"3", "The harness could not run (class infrastructure): nothing "
+          "listening, descriptors exhausted, a timeout of kbsim's own, an "
+          "evidence file not writable. Never counted as the bug."},
+    {NULL, NULL}};
+
+const struct kbsim_fact kbsim_environment[] = {
+    {"KBSIM_SCENARIOS", "Directories (colon-separated) where a scenario "
+                        "named without a path is looked for, after the "
+                        "current directory and before the catalogue."},
+    {"NO_COLOR", "When set and not empty, the demo is not coloured unless "
+                 "--color says so (no-color.org)."},
+    {"COLUMNS",
+     "The width demo, run and list wrap their output at when it "
+     "is not a terminal (default 100; a terminal's own width wins)."},
+    {"TERM", "The demo is not coloured on a dumb terminal."},
+    {"KBSIM_PASSWORD",
+     "The password of client --user DOMAIN\\user when the spec has none "
+     "(else it is asked on the terminal, without echo)."},
+    {NULL, NULL}};
+
+/* ---- help --------------------------------------------------------------- */
+
+static const struct kbsim_opt help_opts[] = {{NULL, 0, NULL, NULL}};
+
+/* `kbsim help [COMMAND]`. */
+static int kbsim_cmd_help(int argc, char **argv)
 {
-  fputs(
-      "usage: kbsim [demo] [--seed S] [--posts N] [--step]\n"
-      "                 [--color=always|never|auto] [--html FILE]\n"
-      "       kbsim run --policy per-connection|per-request [--clients N]\n"
-      "                 [--posts N] [--seed S] [--expect error|clean]\n"
-      "                 [--ntlm v2|v1|v1-ess] [--user "
-      "'DOMAIN\\user:password']...\n"
-      "                 [EVIDENCE]\n"
-      "       kbsim run FILE... [--seed S] [--verbose] [EVIDENCE]\n"
-      "       kbsim sweep FILE --seeds A..B [--jobs N]\n"
-      "       kbsim serve FILE [--proxy HOST:PORT] [--backend HOST:PORT]\n"
-      "                 [--admin HOST:PORT]\n"
-      "       kbsim serve --proxy HOST:PORT --backend HOST:PORT\n"
-      "                 --policy per-connection|per-request\n"
-      "                 --user 'DOMAIN\\user:password' [--user ...]\n"
-      "                 [--auth integrated|basic|none] [--admin HOST:PORT]\n"
-      "       kbsim ctl --admin HOST:PORT status | apply-fix [--member N] |\n"
-      "                 revert [--member N] | hotfix --member N | sp1 --member "
-      "N\n"
-      "       kbsim client --url URL --user 'DOMAIN\\user:password'\n"
-      "                 [--kind communicator|outlook|one-shot] [--posts N]\n"
-      "                 [--think DURATION] [--ntlm v2|v2-mic|v1|v1-ess]\n"
-      "                 [--host NAME]\n"
-      "  EVIDENCE: [--transcript FILE] [--pcap FILE] [--json FILE] [--html "
-      "FILE]\n"
-      "\n"
-      "  demo   one Communicator session under ISA 2006 as shipped\n"
-      "         (per-connection), then with KB 942638 applied (per-request),\n"
-      "         narrated leg by leg (--step: wait for Enter between steps),\n"
-      "         then side by side; exits 0 when both behave as the KB says\n"
-      "  run    N concurrent Communicator sessions through the topology, or\n"
-      "         scenario files (see scenarios/README.md), one PASS/FAIL line\n"
-      "         each; exits 1 unless every outcome is as expected\n"
-      "         (error = at least one user saw the Outlook Integration Error)\n"
-      "  sweep  a scenario over many seeds: the share of sessions that saw\n"
-      "         the error, with a 95% confidence interval\n"
-      "  serve  ISA listener and Exchange on real ports until SIGINT/SIGTERM;\n"
-      "         port 0 picks a free one. With FILE: the scenario's whole "
-      "array\n"
-      "         behind a TCP load balancer on --proxy, and an admin endpoint\n"
-      "         (no authentication: keep it on loopback)\n"
-      "  ctl    change a running serve through its admin endpoint: run or\n"
-      "         undo the KB script, install the hotfix or SP1; or show status\n"
-      "  client one Communicator session against any listener, on the real\n"
-      "         clock; exits 1 when the user saw the Outlook Integration "
-      "Error\n"
-      "  exchange  Exchange alone behind any listener (kbsim exchange --help)\n"
-      "  probe     Communicator's pattern against any listener, one verdict\n"
-      "            per behaviour (kbsim probe --help)\n"
-      "\n"
-      "  --posts N   EWS POSTs per session after autodiscover (default 2)\n"
-      "  --seed S    seed for NTLM challenges, think times, balancer draws;\n"
-      "              same seed, same bytes (default 1)\n"
-      "  --transcript FILE, --pcap FILE, --json FILE, --html FILE\n"
-      "              evidence of every hop: the exact bytes as text, as a\n"
-      "              capture for Wireshark/tshark, a JSON report, and a\n"
-      "              self-contained page with the sequence diagram\n",
-      out);
+  struct kbsim_args a;
+  const struct kbsim_command *cmd;
+  const char *best;
+  int c;
+
+  kbsim_args_init(&a, &kbsim_help_command, argc, argv);
+  while((c = kbsim_args_next(&a)) > 0)
+    ;
+  if(c < 0)
+    return a.status;
+  if(optind == argc) {
+    kbsim_help_all(stdout, 80);
+    return 0;
+  }
+  if(optind + 1 < argc)
+    return kbsim_bad_args("give one command, not '%s' too", argv[optind + 1]);
+  cmd = kbsim_command_find(argv[optind]);
+  if(cmd) {
+    kbsim_help(stdout, cmd, 80);
+    return 0;
+  }
+  best = kbsim_command_suggest(argv[optind]);
+  if(best)
+    return kbsim_bad_args("no command '%s'; did you mean '%s'?", argv[optind],
+                          best);
+  return kbsim_bad_args("no command '%s'", argv[optind]);
 }
 
-/* Prints "kbsim: <message>" and the usage to stderr; returns exit code 2. */
-int kbsim_bad_args(const char *fmt, ...)
-{
-  va_list ap;
+const struct kbsim_command kbsim_help_command = {
+    "help",
+    "[COMMAND]",
+    "show a command's usage and options, or list the commands",
+    "Without a command, lists the commands; with one, prints its usage and "
+    "options, as 'kbsim COMMAND --help' does. 'man kbsim' has everything in "
+    "one page.",
+    help_opts,
+    "@command",
+    kbsim_cmd_help};
 
-  fputs("kbsim: ", stderr);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputs("\n\n", stderr);
-  kbsim_usage(stderr);
-  return 2;
+/* Prints the version, the commit and the libraries. */
+static int kbsim_version_print(void)
+{
+  struct version_lib libs[VERSION_MAX_LIBS];
+  size_t n = version_libs(libs, VERSION_MAX_LIBS), i;
+
+  printf("kbsim %s (commit %s)\nlibraries:", version_kbsim(), version_commit());
+  for(i = 0; i < n; i++)
+    printf("%s %s %s", i ? "," : "", libs[i].name, libs[i].version);
+  printf("\n");
+  return 0;
 }
 
 /* Parses a whole decimal number in [min, max]. Returns 0 or -1. */
@@ -144,6 +175,38 @@ int kbsim_parse_hostport(const char *text, char *host, size_t hostlen,
   return 0;
 }
 
+int kbsim_parse_endpoint(const char *text, char *host, size_t hostlen,
+                         uint16_t *port)
+{
+  char buf[256];
+  size_t n;
+
+  /* The URL serve prints: http://HOST:PORT/ */
+  if(!strncmp(text, "http://", 7))
+    text += 7;
+  snprintf(buf, sizeof(buf), "%s", text);
+  n = strlen(buf);
+  if(n && buf[n - 1] == '/')
+    buf[--n] = '\0';
+  if(strchr(buf, '/') || kbsim_parse_hostport(buf, host, hostlen, port))
+    return -1;
+  if(!strcmp(host, "localhost") && hostlen > strlen("127.0.0.1"))
+    snprintf(host, hostlen, "127.0.0.1");
+  return 0;
+}
+
+int kbsim_load_scenario(const char *arg, struct scenario *sc)
+{
+  char path[4096], err[1024];
+
+  if(catalogue_find(arg, path, sizeof(path), err, sizeof(err)) ||
+     scenario_load(path, sc, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return 2;
+  }
+  return 0;
+}
+
 int kbsim_parse_kind(const char *text, enum ntlm_response_kind *kind)
 {
   if(!strcmp(text, "v2"))
@@ -159,31 +222,39 @@ int kbsim_parse_kind(const char *text, enum ntlm_response_kind *kind)
 
 int main(int argc, char **argv)
 {
-  const char *cmd = argc > 1 ? argv[1] : "demo";
+  const struct kbsim_command *cmd;
+  const char *best;
 
-  if(!strcmp(cmd, "demo"))
-    return kbsim_cmd_demo(argc > 1 ? argc - 1 : 1, argc > 1 ? argv + 1 : argv);
-  if(!strcmp(cmd, "run"))
-    return kbsim_cmd_run(argc - 1, argv + 1);
-  if(!strcmp(cmd, "sweep"))
-    return kbsim_cmd_sweep(argc - 1, argv + 1);
-  if(!strcmp(cmd, "serve"))
-    return kbsim_cmd_serve(argc - 1, argv + 1);
-  if(!strcmp(cmd, "ctl"))
-    return kbsim_cmd_ctl(argc - 1, argv + 1);
-  if(!strcmp(cmd, "client"))
-    return kbsim_cmd_client(argc - 1, argv + 1);
-  if(!strcmp(cmd, "exchange"))
-    return kbsim_cmd_exchange(argc - 1, argv + 1);
-  if(!strcmp(cmd, "probe"))
-    return kbsim_cmd_probe(argc - 1, argv + 1);
-  if(!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
-    kbsim_usage(stdout);
+  /* Hints name the program as it was run, so they work when copied. */
+  if(argc > 0 && argv[0] && strchr(argv[0], '/'))
+    kbsim_program = argv[0];
+  if(argc < 2)
+    return kbsim_cmd_demo(1, argv);
+  if(!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))
+    return kbsim_version_print();
+  if(!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    kbsim_help_all(stdout, 80);
     return 0;
   }
-  if(cmd[0] == '-')
+  /* Hidden: what the build installs, from the option tables. */
+  if(!strcmp(argv[1], "--man")) {
+    kbsim_man(stdout);
+    return 0;
+  }
+  if(!strcmp(argv[1], "--completion")) {
+    if(argc != 3 || kbsim_completion(stdout, argv[2]))
+      return kbsim_bad_args("--completion takes bash or zsh");
+    return 0;
+  }
+  cmd = kbsim_command_find(argv[1]);
+  if(cmd)
+    return cmd->run(argc - 1, argv + 1);
+  /* Options without a command are the demo's: kbsim --seed 3. */
+  if(argv[1][0] == '-')
     return kbsim_cmd_demo(argc, argv);
-  return kbsim_bad_args("unknown command '%s'; use demo, run, sweep, serve, "
-                        "ctl, client, exchange or probe",
-                        cmd);
+  best = kbsim_command_suggest(argv[1]);
+  if(best)
+    return kbsim_bad_args("unknown command '%s'; did you mean '%s'?", argv[1],
+                          best);
+  return kbsim_bad_args("unknown command '%s'", argv[1]);
 }

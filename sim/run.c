@@ -176,6 +176,12 @@ void sim_outcome_free(struct sim_outcome *o)
   memset(o, 0, sizeof(*o));
 }
 
+/* "s" for a plural count, "" for one. */
+static const char *sim__s(uint64_t n)
+{
+  return n == 1 ? "" : "s";
+}
+
 static void sim__expect_count(const char *what, int64_t want, uint64_t got,
                               char *why, size_t len, size_t *pos, int *ok)
 {
@@ -184,6 +190,25 @@ static void sim__expect_count(const char *what, int64_t want, uint64_t got,
   sim__append(why, len, pos, "%sexpected %s %" PRId64 ", got %" PRIu64,
               *pos ? "; " : "", what, want, got);
   *ok = 0;
+}
+
+/* Why the first session the harness failed ended: its error, or the
+ * detail of its first such POST. */
+static const char *sim__harness_detail(const struct sim_outcome *o)
+{
+  size_t i, j;
+
+  for(i = 0; i < o->sessions.count; i++) {
+    const struct sim_session *s = &o->sessions.sessions[i];
+    if(s->klass != CLIENT_CLASS_INFRASTRUCTURE)
+      continue;
+    if(s->error[0])
+      return s->error;
+    for(j = 0; j < s->nresults; j++)
+      if(s->results[j].harness_failed)
+        return s->results[j].detail;
+  }
+  return "unknown";
 }
 
 int sim_scenario_check(const struct scenario *sc, const struct sim_outcome *o,
@@ -210,12 +235,28 @@ int sim_scenario_check(const struct scenario *sc, const struct sim_outcome *o,
   sim__expect_count("auth_failed", e->auth_failed,
                     o->proxy.auth_failed + o->proxy.basic_failed, why, len,
                     &pos, &ok);
-  if(o->sessions.not_started) {
-    sim__append(why, len, &pos, "%s%u clients could not start", pos ? "; " : "",
-                o->sessions.not_started);
+  if(o->sessions.infrastructure) {
+    /* The harness failed: no expectation can be judged, met or not. */
+    pos = 0;
+    sim__append(why, len, &pos,
+                "%u session%s could not run (infrastructure, not the "
+                "listener): %s",
+                o->sessions.infrastructure, sim__s(o->sessions.infrastructure),
+                sim__harness_detail(o));
     ok = 0;
   }
   return ok;
+}
+
+enum client_class sim_outcome_class(const struct sim_outcome *o)
+{
+  enum client_class worst = CLIENT_CLASS_CLEAN;
+  size_t i;
+
+  for(i = 0; i < o->sessions.count; i++)
+    if(o->sessions.sessions[i].klass > worst)
+      worst = o->sessions.sessions[i].klass;
+  return worst;
 }
 
 void sim_outcome_summary(const struct scenario *sc, const struct sim_outcome *o,
@@ -225,10 +266,11 @@ void sim_outcome_summary(const struct scenario *sc, const struct sim_outcome *o,
   size_t i;
 
   sim__append(out, len, &pos,
-              "%u of %u users saw the Outlook Integration Error; Exchange "
-              "received %" PRIu64 " of %" PRIu64 " EWS POSTs empty",
+              "%u of %u user%s saw the Outlook Integration Error; Exchange "
+              "received %" PRIu64 " of %" PRIu64 " EWS POST%s empty",
               o->sessions.users_with_error, (unsigned)o->sessions.count,
-              o->backend.empty_posts, o->ews_posts);
+              sim__s(o->sessions.count), o->backend.empty_posts, o->ews_posts,
+              sim__s(o->ews_posts));
   if(o->backend.empty_posts) {
     sim__append(out, len, &pos, " (");
     for(i = 0; i < o->nmembers; i++) {
@@ -241,9 +283,10 @@ void sim_outcome_summary(const struct scenario *sc, const struct sim_outcome *o,
     }
     sim__append(out, len, &pos, ")");
   }
-  sim__append(out, len, &pos, "; %" PRIu64 " requests reached Exchange",
-              o->backend.requests);
+  sim__append(out, len, &pos, "; %" PRIu64 " request%s reached Exchange",
+              o->backend.requests, sim__s(o->backend.requests));
   if(o->proxy.auth_failed || o->proxy.basic_failed)
-    sim__append(out, len, &pos, "; %" PRIu64 " logins refused",
-                o->proxy.auth_failed + o->proxy.basic_failed);
+    sim__append(out, len, &pos, "; %" PRIu64 " login%s refused",
+                o->proxy.auth_failed + o->proxy.basic_failed,
+                sim__s(o->proxy.auth_failed + o->proxy.basic_failed));
 }

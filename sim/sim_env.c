@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* ---- clock ------------------------------------------------------------ */
 
@@ -327,12 +328,15 @@ static void sim__recorder_emit(void *ctx, const struct kb_trace_event *ev)
   copy.side = ev->side;
   copy.conn = ev->conn;
   copy.note = ev->note;
+  copy.at_us = ev->at_ms * 1000;
   sim__copy(copy.origin, sizeof(copy.origin), ev->origin);
   sim__copy(copy.conn_name, sizeof(copy.conn_name), ev->conn_name);
   if(ev->exchange) {
     copy.exchange = *ev->exchange;
     copy.exchange.method = NULL; /* the array moves: see method, path */
     copy.exchange.path = NULL;
+    copy.exchange.req_headers = NULL; /* not kept: the bytes are */
+    copy.exchange.resp_headers = NULL;
     sim__copy(copy.method, sizeof(copy.method), ev->exchange->method);
     sim__copy(copy.path, sizeof(copy.path), ev->exchange->path);
   }
@@ -362,6 +366,15 @@ static void sim__recorder_emit(void *ctx, const struct kb_trace_event *ev)
       ok = false;
   }
   if(ok) {
+    /* Unstamped (the real clock): read under the lock, so times never go
+     * backwards in arrival order. */
+    if(!copy.at_us) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      copy.at_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+      if(rec->count && copy.at_us < rec->events[rec->count - 1].at_us)
+        copy.at_us = rec->events[rec->count - 1].at_us;
+    }
     rec->events[rec->count++] = copy;
   }
   else

@@ -78,6 +78,10 @@ struct sim_event {
   char *text;        /* NOTE text, owned */
   uint8_t *data;     /* SEND/RECV bytes, owned */
   size_t len;
+  /* When: microseconds since the epoch, from the event's own stamp (the
+   * simulated timeline of its session) or, unstamped, the real clock at
+   * recording. */
+  int64_t at_us;
 };
 
 struct sim_recorder {

@@ -30,6 +30,21 @@ static unsigned sim_topology_capacity(const struct sim_topology_config *config,
   return (unsigned)cap;
 }
 
+/* Stamps each event with the simulated time of its session's timeline
+ * (the connection's name, else the observer's), the clock its Date headers
+ * and idle timeouts read, and passes it on. */
+static void sim__topology_stamp(void *ctx, const struct kb_trace_event *ev)
+{
+  const struct sim_topology *topo = ctx;
+  struct kb_trace_event stamped = *ev;
+
+  if(!stamped.at_ms)
+    stamped.at_ms = kb_clock_now(
+        &topo->kb_clock,
+        ev->conn_name && ev->conn_name[0] ? ev->conn_name : ev->origin);
+  kb_trace_emit(&topo->outer_trace, &stamped);
+}
+
 int sim_topology_start(const struct sim_topology_config *config,
                        struct sim_topology **out, char *err, size_t errlen)
 {
@@ -59,6 +74,11 @@ int sim_topology_start(const struct sim_topology_config *config,
     }
     topo->names_ready = true;
     topo->kb_names = sim_names_as_kb(&topo->names);
+    if(config->trace.emit) {
+      topo->outer_trace = config->trace;
+      topo->trace.emit = sim__topology_stamp;
+      topo->trace.ctx = topo;
+    }
   }
   /* else: zeroed kb_clock / kb_rng mean the real clock and getrandom(). */
 
@@ -326,7 +346,12 @@ int sim_run_plan(struct sim_topology *topo, const struct sim_clients *plan,
     const struct sim_session *s = &out->sessions[i];
     size_t j;
 
-    if(s->view.integration_error)
+    out->sessions[i].klass =
+        s->error[0] ? CLIENT_CLASS_INFRASTRUCTURE
+                    : client_session_class(s->results, s->nresults);
+    if(s->klass == CLIENT_CLASS_INFRASTRUCTURE)
+      out->infrastructure++;
+    else if(s->view.integration_error)
       out->users_with_error++;
     if(s->error[0])
       out->not_started++;

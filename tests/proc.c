@@ -121,3 +121,43 @@ char *proc_slurp(const char *path, size_t *len)
   fclose(f);
   return kb_buf_steal(&b, len);
 }
+
+const char *proc_usage_error(const struct proc_out *p)
+{
+  const char *err = p->err.data ? p->err.data : "";
+  const char *nl = strchr(err, '\n');
+
+  if(p->status != 2)
+    return "the exit code is not 2";
+  if(p->out.len)
+    return "something was printed on stdout";
+  if(strncmp(err, "kbsim", 5) || !nl)
+    return "stderr does not start with a kbsim line";
+  if(strncmp(nl + 1, "kbsim: try '", 12))
+    return "the second line is not \"kbsim: try '...'\"";
+  nl = strchr(nl + 1, '\n');
+  if(!nl || nl[1] || strncmp(nl - 8, " --help'", 8))
+    return "stderr is not exactly two lines ending in \" --help'\"";
+  return NULL;
+}
+
+bool proc_have(const char *path)
+{
+  return access(path, F_OK) == 0;
+}
+
+bool proc_skip_unless(const char *path, const char *test, const char *how)
+{
+  if(proc_have(path))
+    return false;
+  fprintf(stderr, "skip: %s: needs %s, which is missing (%s)\n", test, path,
+          how);
+  return true;
+}
+
+int proc_suite_exit(int failed, bool skipped)
+{
+  if(failed)
+    return EXIT_FAILURE;
+  return skipped ? PROC_SKIPPED : EXIT_SUCCESS;
+}

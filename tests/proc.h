@@ -6,6 +6,7 @@
 #ifndef TESTS_PROC_H
 #define TESTS_PROC_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include "kb_buf.h"
@@ -39,5 +40,28 @@ void proc_rmdir(const char *dir);
 /* Reads a whole file, NUL-terminated; fails the running test when it
  * cannot. Stores its length in *len when len is not NULL. Caller frees. */
 char *proc_slurp(const char *path, size_t *len);
+
+/* The exit code of a suite that passed but skipped tests for a missing
+ * tool (CTest's SKIP_RETURN_CODE; tests/run-suites reports it). */
+#define PROC_SKIPPED 77
+
+/* Returns true when path exists and, unless it ends in a '/'-free data
+ * file, can be run. Tests that need a third-party tool return early when
+ * this is false; the suite's main calls proc_skip_unless for the same
+ * path, so the skip is said once and counted. */
+bool proc_have(const char *path);
+
+/* Returns false when path is there; otherwise prints "skip: <test>: needs
+ * <path> (<how>)" on stderr and returns true. */
+bool proc_skip_unless(const char *path, const char *test, const char *how);
+
+/* The suite's exit code: EXIT_FAILURE when a test failed, PROC_SKIPPED
+ * when none failed but one was skipped, else EXIT_SUCCESS. */
+int proc_suite_exit(int failed, bool skipped);
+
+/* Returns NULL when p is a kbsim usage error - exit 2, nothing on stdout,
+ * and on stderr exactly one line "kbsim...: <what>" and one line
+ * "kbsim: try '... --help'" - or else what is wrong with it. */
+const char *proc_usage_error(const struct proc_out *p);
 
 #endif /* TESTS_PROC_H */

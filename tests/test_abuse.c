@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "backend.h"
 #include "kb_users.h"
 #include "kbt.h"
@@ -447,6 +448,67 @@ START_TEST(test_cap_refuses_at_once)
 }
 END_TEST
 
+/* The admin endpoint (ctl, the console) under the same abuse: a trickled
+ * head gets 408, and 70 connections that never finish their head (its cap
+ * is 64) do not lock out a real request (issue 13: 70 blocked ctl). */
+START_TEST(test_admin_under_slowloris)
+{
+  static struct ab e;
+  struct ab_opts o = {.auth = PROXY_AUTH_NONE};
+  static struct rc slow[70];
+  struct admin_member m;
+  struct admin_config ac;
+  struct admin *adm = NULL;
+  struct rc c;
+  struct rc_resp r;
+  char err[256], req[256];
+  unsigned i;
+  int n;
+
+  ab_start(&e, &o);
+  memset(&m, 0, sizeof(m));
+  m.name = "ISA01";
+  m.url = "http://127.0.0.1:1/";
+  m.proxy = e.px;
+  memset(&ac, 0, sizeof(ac));
+  ac.members = &m;
+  ac.nmembers = 1;
+  ac.backend = e.be;
+  ac.backend_url = e.backend_url;
+  ac.token = "abcdefghijklmnop0123456789";
+  ac.head_timeout_ms = _i ? 60000 : 400;
+  ck_assert_msg(admin_start(&ac, &adm, err, sizeof(err)) == 0, "%s", err);
+  if(!_i) {
+    rc_connect(&c, NULL, admin_port(adm), NULL, "slowloris");
+    ck_assert_uint_gt(ab_trickle(&c), 1);
+    ck_assert(rc_read(&c, &r));
+    ck_assert_int_eq(r.status, 408);
+    rc_resp_free(&r);
+    rc_close(&c);
+  }
+  else {
+    for(i = 0; i < 70; i++) {
+      rc_connect(&slow[i], NULL, admin_port(adm), NULL, "slowloris");
+      ck_assert(rc_send(&slow[i], AB_PARTIAL, strlen(AB_PARTIAL)));
+    }
+    n = snprintf(req, sizeof(req),
+                 "GET /status HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n"
+                 "Authorization: Bearer %s\r\n\r\n",
+                 (unsigned)admin_port(adm), ac.token);
+    rc_connect(&c, NULL, admin_port(adm), NULL, "ctl");
+    ck_assert(rc_send(&c, req, (size_t)n));
+    ck_assert_msg(rc_read(&c, &r), "the admin endpoint did not answer");
+    ck_assert_int_eq(r.status, 200);
+    rc_resp_free(&r);
+    rc_close(&c);
+    for(i = 0; i < 70; i++)
+      rc_close(&slow[i]);
+  }
+  admin_stop(adm);
+  ab_stop(&e);
+}
+END_TEST
+
 /* ---- 100 Continue ---------------------------------------------------------
  */
 
@@ -498,6 +560,7 @@ static Suite *abuse_suite(void)
   tcase_add_loop_test(slow, test_slow_head_gets_408, 0, 2);
   tcase_add_test(slow, test_slowloris_does_not_lock_out_clients);
   tcase_add_test(slow, test_cap_refuses_at_once);
+  tcase_add_loop_test(slow, test_admin_under_slowloris, 0, 2);
   suite_add_tcase(s, slow);
 
   tcase_add_loop_test(half, test_no_continue_before_a_refusal, 0, 2);

@@ -13,6 +13,7 @@
 #include "scenario.h"
 #include "sim_env.h"
 #include "topology.h"
+#include "version.h"
 
 static const char *alice = "FABRIKAM\\alice:Passw0rd!";
 
@@ -48,6 +49,28 @@ static struct sim_topology *topo_start(enum proxy_policy policy,
 }
 
 /* ---- sim environment -------------------------------------------------- */
+
+/* The one-line stamp issue 14 puts in artefacts: kbsim's version, the
+ * commit and every library, in version_libs' order. */
+START_TEST(version_line_names_everything)
+{
+  struct version_lib libs[VERSION_MAX_LIBS];
+  size_t n = version_libs(libs, VERSION_MAX_LIBS), i;
+  char line[512], want[96];
+
+  ck_assert_uint_eq(n, 7);
+  ck_assert_int_lt(version_line(line, sizeof(line)), (int)sizeof(line));
+  snprintf(want, sizeof(want), "kbsim %s (commit %s; ", version_kbsim(),
+           version_commit());
+  ck_assert_msg(!strncmp(line, want, strlen(want)), "%s", line);
+  for(i = 0; i < n; i++) {
+    snprintf(want, sizeof(want), " %s %s", libs[i].name, libs[i].version);
+    ck_assert_msg(libs[i].version[0] && strstr(line, want), "%s", line);
+  }
+  ck_assert_int_eq(line[strlen(line) - 1], ')');
+  ck_assert_uint_eq(version_libs(libs, 2), 2);
+}
+END_TEST
 
 START_TEST(rng_depends_on_seed_and_label_only)
 {
@@ -537,6 +560,7 @@ int main(void)
   tcase_add_test(tc, concurrent_clients);
   tcase_add_test(tc, same_seed_same_bytes);
   tcase_add_test(tc, every_connection_named_on_both_ends);
+  tcase_add_test(tc, version_line_names_everything);
   suite_add_tcase(s, env);
   suite_add_tcase(s, tc);
   sr = srunner_create(s);

@@ -703,7 +703,7 @@ START_TEST(test_cli_errors)
     char *const argv[] = {
         (char *)KBSIM_BIN, "exchange", "--listen", "127.0.0.1:0",
         "--auth",          "kerberos", NULL};
-    run_cli(argv, 2, "--auth is none or integrated, not 'kerberos'");
+    run_cli(argv, 2, "--auth: 'kerberos' is not none or integrated\n");
   }
   {
     char *const argv[] = {
