@@ -46,7 +46,7 @@ const struct kbsim_command kbsim_probe_command = {
     "probe",
     "URL --user SPEC [--user SPEC] [--exchange-status URL] [--posts N] "
     "[--host NAME] [--json FILE] [--junit FILE]",
-    "Communicator's pattern against any listener: one verdict per behaviour",
+    "classify any listener against Communicator's pattern",
     "Runs a fixed battery against the listener at URL, which publishes "
     "kbsim exchange: a Communicator session re-authenticating every POST, "
     "an Outlook session authenticating once, one-shot connections, two "
