@@ -12,6 +12,7 @@
 #include "backend.h"
 #include "kb_net.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -30,6 +31,7 @@
 #include <libxml/parser.h>
 #include <microhttpd.h>
 
+#include "gate.h"
 #include "kb_auth.h"
 #include "kb_buf.h"
 #include "kb_guard.h"
@@ -44,6 +46,9 @@
 
 #define BACKEND_EWS_PATH "/EWS/Exchange.asmx"
 #define BACKEND_AUTODISCOVER_PATH "/autodiscover/autodiscover.xml"
+#define BACKEND_STATUS_PATH "/kbsim/status"
+#define BACKEND_DEFAULT_DOMAIN "FABRIKAM"
+#define BACKEND_COMPUTER "EXCH01"
 
 /* libmicrohttpd tuning. The memory limit bounds what one connection may
  * spend on its request line and headers (NTLM type 3 headers are a few KiB);
@@ -68,6 +73,12 @@ static const char backend_html_405[] =
     "page is not allowed.</h2><p>The page you are looking for cannot be "
     "displayed because an invalid method (HTTP verb) was used.</p></body>"
     "</html>";
+static const char backend_html_401[] =
+    "<html><head><title>401 - Unauthorized: Access is denied due to invalid "
+    "credentials.</title></head><body><h2>401 - Unauthorized: Access is "
+    "denied due to invalid credentials.</h2><p>You do not have permission "
+    "to view this directory or page using the credentials that you "
+    "supplied.</p></body></html>";
 static const char backend_html_413[] =
     "<html><head><title>413 - Request Entity Too Large</title></head>"
     "<body><h2>413 - Request Entity Too Large</h2><p>The request body is "
@@ -78,7 +89,8 @@ enum backend_route {
   BACKEND_ROUTE_EWS,
   BACKEND_ROUTE_AUTODISCOVER,
   BACKEND_ROUTE_NOT_FOUND,
-  BACKEND_ROUTE_BAD_METHOD
+  BACKEND_ROUTE_BAD_METHOD,
+  BACKEND_ROUTE_STATUS /* GET /kbsim/status from loopback, when enabled */
 };
 
 /* How a request body is held while it arrives. */
@@ -102,6 +114,12 @@ struct backend {
   pthread_mutex_t lock;    /* guards stats and next_conn */
   struct backend_stats stats;
   uint64_t next_conn;
+  struct backend_auth_server auth; /* the gate's view of the server */
+  char *domain, *dns_domain;       /* owned copies behind auth */
+  bool status;                     /* answer GET /kbsim/status */
+  /* The last BACKEND_MAX_RECORDS connections, connection id at
+   * (id - 1) % BACKEND_MAX_RECORDS; guarded by lock. */
+  struct backend_conn_info *records;
 };
 
 /* MHD's per-TCP-connection socket context: created when the connection
@@ -111,6 +129,7 @@ struct backend_conn {
   struct kb_guard_slot *slot;
   char name[96]; /* the name the peer claimed (kb_names), or "" */
   bool named;    /* name resolved and OPEN traced (first request) */
+  struct backend_auth_ctx auth; /* who the connection is (gate.h) */
 };
 
 /* MHD's per-request context: created on the first call of the access
@@ -124,6 +143,8 @@ struct backend_req {
   size_t received;       /* body bytes seen, kept or not */
   bool answered;         /* a response has been queued */
   bool ews_post;         /* counts towards stats.ews_posts */
+  struct backend_gate_answer gate; /* PASS unless the gate said 401 */
+  char identity[260];              /* who it is served as; "" anonymous */
   struct kb_buf body;
 };
 
@@ -139,6 +160,55 @@ __attribute__((constructor)) static void backend_xml_init(void)
 }
 
 /* ---- libmicrohttpd glue ------------------------------------------------ */
+
+/* The record of connection id, or NULL when it was overwritten. Called
+ * under the lock. */
+static struct backend_conn_info *backend_record(struct backend *b, uint64_t id)
+{
+  struct backend_conn_info *rec;
+
+  if(!id || !b->records)
+    return NULL;
+  rec = &b->records[(id - 1) % BACKEND_MAX_RECORDS];
+  return rec->id == id ? rec : NULL;
+}
+
+/* Adds req to its connection's record: the request, the identity it was
+ * served as, and whether that identity owns the mailbox it got. Called
+ * under the lock. */
+static void backend_count_conn(struct backend *b, const struct backend_req *req,
+                               const struct soap_reply *reply)
+{
+  struct backend_conn_info *rec = backend_record(b, req->conn);
+  bool mixed = req->gate.gate == BACKEND_GATE_PASS && reply->mailbox[0] &&
+               req->identity[0] &&
+               !backend_auth_owns(req->identity, reply->mailbox);
+  unsigned i;
+
+  if(mixed)
+    b->stats.mismatches++;
+  if(!rec)
+    return;
+  rec->requests++;
+  if(req->ews_post && req->received == 0 &&
+     req->body_state == BACKEND_BODY_BUFFERING)
+    rec->empty_posts++;
+  if(mixed) {
+    rec->mismatches++;
+    snprintf(rec->last_mismatch, sizeof(rec->last_mismatch), "%s served as %s",
+             reply->mailbox, req->identity);
+  }
+  if(req->gate.gate != BACKEND_GATE_PASS)
+    return;
+  for(i = 0; i < rec->identities_count; i++)
+    if(!strcmp(rec->identities[i], req->identity))
+      return;
+  if(rec->identities_count < BACKEND_MAX_IDENTITIES)
+    snprintf(rec->identities[rec->identities_count++],
+             sizeof(rec->identities[0]), "%s", req->identity);
+  else
+    rec->identities_dropped++;
+}
 
 /* Adds to the counters what reply says about req, under the lock. */
 static void backend_count(struct backend *b, const struct backend_req *req,
@@ -178,8 +248,57 @@ static void backend_count(struct backend *b, const struct backend_req *req,
   case SOAP_OUT_TOO_LARGE:
     s->too_large++;
     break;
+  case SOAP_OUT_UNAUTHORIZED:
+    if(req->gate.gate == BACKEND_GATE_CHALLENGE)
+      s->challenges++;
+    else
+      s->refused++;
+    break;
   }
+  backend_count_conn(b, req, reply);
   pthread_mutex_unlock(&b->lock);
+}
+
+/* Adds the gate's WWW-Authenticate headers to a 401: the type 2 alone,
+ * or IIS's offer (Negotiate, then NTLM). Returns false when MHD refused
+ * one. */
+static bool backend_offer(struct MHD_Response *response,
+                          const struct backend_gate_answer *gate)
+{
+  if(gate->gate == BACKEND_GATE_CHALLENGE)
+    return MHD_add_response_header(response, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                   gate->www_authenticate) == MHD_YES;
+  if(gate->gate == BACKEND_GATE_REFUSE)
+    return MHD_add_response_header(response, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                   "Negotiate") == MHD_YES &&
+           MHD_add_response_header(response, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                   "NTLM") == MHD_YES;
+  return true;
+}
+
+/* Answers GET /kbsim/status with the status document. Not counted. */
+static enum MHD_Result backend_send_status(struct backend *b,
+                                           struct MHD_Connection *connection)
+{
+  char *json = backend_status_json(b);
+  struct MHD_Response *response;
+  enum MHD_Result result = MHD_NO;
+
+  if(!json)
+    return MHD_NO;
+  response = MHD_create_response_from_buffer(strlen(json), json,
+                                             MHD_RESPMEM_MUST_FREE);
+  if(!response) {
+    free(json);
+    return MHD_NO;
+  }
+  if(MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
+                             "application/json") == MHD_YES &&
+     MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL,
+                             "no-store") == MHD_YES)
+    result = MHD_queue_response(connection, MHD_HTTP_OK, response);
+  MHD_destroy_response(response);
+  return result;
 }
 
 /* Hands reply to libmicrohttpd with the IIS headers in the support case's
@@ -221,6 +340,7 @@ static enum MHD_Result backend_send(struct backend *b,
      (!reply->allow_post ||
       MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, "POST") ==
           MHD_YES) &&
+     backend_offer(response, &req->gate) &&
      MHD_add_response_header(response, "X-AspNet-Version", "2.0.50727") ==
          MHD_YES &&
      MHD_add_response_header(response, "X-Powered-By", "ASP.NET") == MHD_YES) {
@@ -263,8 +383,16 @@ static enum MHD_Result backend_answer(struct backend *b,
   enum soap_result built;
   enum MHD_Result result = MHD_NO;
 
+  if(req->route == BACKEND_ROUTE_STATUS) {
+    req->answered = true;
+    return backend_send_status(b, connection);
+  }
   soap_reply_init(&reply, req->conn_name);
-  if(req->route == BACKEND_ROUTE_NOT_FOUND) {
+  if(req->gate.gate != BACKEND_GATE_PASS) {
+    built = soap_page(&reply, MHD_HTTP_UNAUTHORIZED, SOAP_OUT_UNAUTHORIZED,
+                      backend_html_401);
+  }
+  else if(req->route == BACKEND_ROUTE_NOT_FOUND) {
     built = soap_page(&reply, MHD_HTTP_NOT_FOUND, SOAP_OUT_NOT_FOUND,
                       backend_html_404);
   }
@@ -341,6 +469,28 @@ static void backend_resolve_peer(const struct backend *b,
                         name, len);
 }
 
+/* Returns true when the peer of connection is on a loopback address. */
+static bool backend_peer_is_loopback(struct MHD_Connection *connection)
+{
+  const union MHD_ConnectionInfo *info =
+      MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  const struct sockaddr *sa = info ? info->client_addr : NULL;
+
+  if(!sa)
+    return false;
+  if(sa->sa_family == AF_INET)
+    return (ntohl(((const struct sockaddr_in *)(const void *)sa)
+                      ->sin_addr.s_addr) >>
+            24) == 127;
+  if(sa->sa_family == AF_INET6) {
+    const struct in6_addr *a =
+        &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) ||
+           (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+  }
+  return false;
+}
+
 /* Returns a new request context for method and url on connection, routed
  * and with its Authorization classified, or NULL when out of memory. The
  * caller owns it; backend_on_completed frees it. */
@@ -363,10 +513,16 @@ static struct backend_req *backend_req_new(const struct backend *b,
   else if(!strcasecmp(url, BACKEND_AUTODISCOVER_PATH)) {
     req->route = BACKEND_ROUTE_AUTODISCOVER;
   }
+  else if(b->status && !strcmp(url, BACKEND_STATUS_PATH) &&
+          !strcmp(method, "GET") && backend_peer_is_loopback(connection)) {
+    req->route = BACKEND_ROUTE_STATUS;
+  }
   else {
     req->route = BACKEND_ROUTE_NOT_FOUND;
   }
-  if(req->route != BACKEND_ROUTE_NOT_FOUND && strcmp(method, "POST")) {
+  if((req->route == BACKEND_ROUTE_EWS ||
+      req->route == BACKEND_ROUTE_AUTODISCOVER) &&
+     strcmp(method, "POST")) {
     req->route = BACKEND_ROUTE_BAD_METHOD;
   }
   req->ews_post = req->route == BACKEND_ROUTE_EWS;
@@ -385,10 +541,31 @@ static struct backend_req *backend_req_new(const struct backend *b,
     /* The peer claimed its name before sending this request (kb_names). */
     backend_resolve_peer(b, connection, conn->name, sizeof(conn->name));
     conn->named = true;
+    if(conn->name[0]) {
+      struct backend_conn_info *rec;
+      pthread_mutex_lock((pthread_mutex_t *)&b->lock);
+      rec = backend_record((struct backend *)b, conn->id);
+      if(rec)
+        snprintf(rec->name, sizeof(rec->name), "%s", conn->name);
+      pthread_mutex_unlock((pthread_mutex_t *)&b->lock);
+    }
     backend_trace_conn(b, KB_TRACE_OPEN, conn->id, conn->name);
   }
   req->conn = conn ? conn->id : 0;
   req->conn_name = conn && conn->name[0] ? conn->name : NULL;
+  if(req->route != BACKEND_ROUTE_STATUS && conn) {
+    /* Only this connection's thread touches its context. */
+    backend_auth_gate(&b->auth, &conn->auth, conn->id, auth, &req->gate);
+    if(req->gate.gate != BACKEND_GATE_PASS)
+      req->body_state = BACKEND_BODY_DISCARD;
+    snprintf(req->identity, sizeof(req->identity), "%s", conn->auth.identity);
+  }
+  else if(req->route != BACKEND_ROUTE_STATUS &&
+          b->auth.auth == BACKEND_AUTH_INTEGRATED) {
+    /* No context to keep a handshake in: refuse rather than trust. */
+    req->gate.gate = BACKEND_GATE_REFUSE;
+    req->body_state = BACKEND_BODY_DISCARD;
+  }
   return req;
 }
 
@@ -559,8 +736,15 @@ static void backend_on_connection(void *cls, struct MHD_Connection *connection,
     pthread_mutex_lock(&b->lock);
     b->stats.connections++;
     id = ++b->next_conn;
+    if(b->records) {
+      struct backend_conn_info *rec =
+          &b->records[(id - 1) % BACKEND_MAX_RECORDS];
+      memset(rec, 0, sizeof(*rec));
+      rec->id = id;
+      rec->open = true;
+    }
     pthread_mutex_unlock(&b->lock);
-    conn = malloc(sizeof(*conn));
+    conn = calloc(1, sizeof(*conn));
     if(conn) {
       const union MHD_ConnectionInfo *fd = MHD_get_connection_info(
           connection, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -584,8 +768,18 @@ static void backend_on_connection(void *cls, struct MHD_Connection *connection,
       backend_trace_conn(b, KB_TRACE_OPEN, conn->id, NULL);
     backend_trace_conn(b, KB_TRACE_CLOSE, conn ? conn->id : 0,
                        conn ? conn->name : NULL);
-    if(conn)
+    if(conn) {
+      struct backend_conn_info *rec;
+      pthread_mutex_lock(&b->lock);
+      rec = backend_record(b, conn->id);
+      if(rec) {
+        rec->open = false;
+        snprintf(rec->name, sizeof(rec->name), "%s", conn->name);
+      }
+      pthread_mutex_unlock(&b->lock);
       kb_guard_close(conn->slot);
+      backend_auth_ctx_free(&conn->auth);
+    }
     free(conn);
     *socket_context = NULL;
   }
@@ -645,6 +839,34 @@ int backend_start(const struct backend_config *config, struct backend **out,
   b->soap.clock = b->clock;
   b->trace = config->trace;
   b->names = config->names;
+  b->status = config->status;
+  b->records = calloc(BACKEND_MAX_RECORDS, sizeof(*b->records));
+  b->domain = strdup(config->domain ? config->domain : BACKEND_DEFAULT_DOMAIN);
+  if(b->domain && config->dns_domain)
+    b->dns_domain = strdup(config->dns_domain);
+  else if(b->domain && (b->dns_domain = malloc(strlen(b->domain) + 5))) {
+    size_t i;
+    for(i = 0; b->domain[i]; i++)
+      b->dns_domain[i] = (char)tolower((unsigned char)b->domain[i]);
+    memcpy(b->dns_domain + i, ".com", 5);
+  }
+  if(!b->records || !b->domain || !b->dns_domain) {
+    snprintf(err, errlen, "cannot start the backend: out of memory");
+    goto out;
+  }
+  if(config->auth == BACKEND_AUTH_INTEGRATED && !config->users) {
+    snprintf(err, errlen,
+             "backend: integrated authentication needs users; give at "
+             "least one --user");
+    goto out;
+  }
+  b->auth.auth = config->auth;
+  b->auth.users = config->users;
+  b->auth.domain = b->domain;
+  b->auth.dns_domain = b->dns_domain;
+  b->auth.computer = BACKEND_COMPUTER;
+  b->auth.rng = config->rng;
+  b->auth.clock = config->clock;
 
   fd = kb_net_listen("Exchange", host, config->port, 0, err, errlen);
   if(fd < 0) {
@@ -726,6 +948,44 @@ void backend_stats(const struct backend *backend, struct backend_stats *stats)
   pthread_mutex_unlock(lock);
 }
 
+size_t backend_connections(const struct backend *backend,
+                           struct backend_conn_info *out, size_t max)
+{
+  pthread_mutex_t *lock = (pthread_mutex_t *)&backend->lock;
+  uint64_t first, id;
+  size_t n = 0;
+
+  pthread_mutex_lock(lock);
+  first = backend->next_conn > BACKEND_MAX_RECORDS
+              ? backend->next_conn - BACKEND_MAX_RECORDS + 1
+              : 1;
+  for(id = first; id <= backend->next_conn && n < max && backend->records;
+      id++) {
+    const struct backend_conn_info *rec =
+        &backend->records[(id - 1) % BACKEND_MAX_RECORDS];
+    if(rec->id == id)
+      out[n++] = *rec;
+  }
+  pthread_mutex_unlock(lock);
+  return n;
+}
+
+const char *backend_auth_name(enum backend_auth auth)
+{
+  return auth == BACKEND_AUTH_INTEGRATED ? "integrated" : "none";
+}
+
+int backend_auth_parse(const char *name, enum backend_auth *out)
+{
+  if(!strcmp(name, "none"))
+    *out = BACKEND_AUTH_NONE;
+  else if(!strcmp(name, "integrated"))
+    *out = BACKEND_AUTH_INTEGRATED;
+  else
+    return -1;
+  return 0;
+}
+
 void backend_stop(struct backend *backend)
 {
   if(!backend) {
@@ -738,6 +998,9 @@ void backend_stop(struct backend *backend)
   }
   kb_guard_stop(backend->guard);
   pthread_mutex_destroy(&backend->lock);
+  free(backend->records);
+  free(backend->domain);
+  free(backend->dns_domain);
   free(backend->ews_url);
   free(backend);
 }

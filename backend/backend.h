@@ -14,9 +14,14 @@
  *
  * Every response carries the IIS headers of the support case (Server,
  * Cache-Control: private, X-AspNet-Version, X-Powered-By) and a Date taken
- * from the configured clock. The backend does not authenticate: in the real
- * topology ISA forwards the client's Authorization header and Exchange would
- * check it; here what matters is what reached it, which it counts.
+ * from the configured clock. By default (BACKEND_AUTH_NONE) the backend
+ * trusts what reaches it, as Exchange does behind ISA, and takes the user
+ * named by a forwarded type 3 or Basic header as the connection's identity;
+ * with BACKEND_AUTH_INTEGRATED it authenticates NTLM itself per connection,
+ * as IIS with Windows authentication does behind a pass-through proxy.
+ * Either way it counts what reached it, per connection too, and with
+ * status set it answers GET /kbsim/status (loopback peers only) with those
+ * counters as JSON.
  */
 #ifndef BACKEND_H
 #define BACKEND_H
@@ -25,6 +30,19 @@
 #include <stdint.h>
 
 #include "kb_env.h"
+#include "kb_users.h"
+
+/* Who Exchange takes a request to come from. */
+enum backend_auth {
+  BACKEND_AUTH_NONE = 0,  /* trusts what reaches it (behind ISA) */
+  BACKEND_AUTH_INTEGRATED /* NTLM per connection (IIS, Windows auth) */
+};
+
+/* "none" / "integrated". */
+const char *backend_auth_name(enum backend_auth auth);
+
+/* Parses an auth name; returns 0, or -1 when name is neither. */
+int backend_auth_parse(const char *name, enum backend_auth *out);
 
 struct backend_config {
   const char *bind_host; /* numeric address, "127.0.0.1" when NULL */
@@ -43,6 +61,14 @@ struct backend_config {
   /* When set, each connection takes the name its peer claimed (the
    * proxy's "<client connection> upstream <n>") for its trace events. */
   struct kb_names names;
+  enum backend_auth auth;       /* none by default */
+  const struct kb_users *users; /* integrated: borrowed; must outlive it */
+  const char *domain;     /* NetBIOS domain of type 2s; "FABRIKAM" if NULL */
+  const char *dns_domain; /* lowercase(domain) + ".com" when NULL */
+  struct kb_rng rng;      /* integrated: server challenges */
+  /* Answer GET /kbsim/status with backend_status_json to loopback peers
+   * (others get 404); such requests are not counted. */
+  bool status;
 };
 
 /* What the backend has received since it started. All counts are
@@ -59,6 +85,30 @@ struct backend_stats {
   uint64_t not_found;       /* 404 */
   uint64_t bad_method;      /* 405 */
   uint64_t too_large;       /* 413 */
+  uint64_t challenges;      /* integrated: 401 with a type 2 */
+  uint64_t refused;         /* integrated: 401 offering NTLM */
+  /* Answers holding a mailbox's data (OOF, autodiscover) given to an
+   * identity that is not the mailbox's owner: identities mixed. */
+  uint64_t mismatches;
+};
+
+/* One connection as Exchange saw it; the last BACKEND_MAX_RECORDS are
+ * kept, closed ones included. */
+#define BACKEND_MAX_RECORDS 1024u
+#define BACKEND_MAX_IDENTITIES 4u
+struct backend_conn_info {
+  uint64_t id;       /* from 1, in accept order */
+  char name[96];     /* the name its peer claimed (kb_names), or "" */
+  bool open;         /* not closed yet */
+  uint64_t requests; /* answered, 401s included */
+  uint64_t empty_posts;
+  uint64_t mismatches;
+  /* Distinct identities requests were served as, in order; "" is
+   * anonymous. At most BACKEND_MAX_IDENTITIES, then identities_dropped. */
+  unsigned identities_count;
+  unsigned identities_dropped;
+  char identities[BACKEND_MAX_IDENTITIES][260];
+  char last_mismatch[640]; /* "bob@fabrikam.com served as FABRIKAM\alice" */
 };
 
 struct backend;
@@ -78,6 +128,18 @@ unsigned backend_capacity(const struct backend *backend);
 
 /* Copies the counters into *stats. Safe from any thread. */
 void backend_stats(const struct backend *backend, struct backend_stats *stats);
+
+/* Copies the records of at most max connections, oldest first, into out
+ * and returns how many it copied. Safe from any thread. */
+size_t backend_connections(const struct backend *backend,
+                           struct backend_conn_info *out, size_t max);
+
+/* The status document: the counters of struct backend_stats by their
+ * names ("requests", "empty_posts", ...) and "per_connection", an array of
+ * {"id", "name", "open", "requests", "empty_posts", "mismatches",
+ * "last_mismatch", "identities": [...]}, as a malloc'd NUL-terminated JSON
+ * text the caller frees; NULL when out of memory. Safe from any thread. */
+char *backend_status_json(const struct backend *backend);
 
 /* Stops the server, closing its connections, and frees it. Accepts NULL. */
 void backend_stop(struct backend *backend);

@@ -513,6 +513,7 @@ static enum soap_result soap_oof(const struct soap_server *srv,
                       "GetUserOofSettingsRequest has no t:Mailbox/t:Address; "
                       "send the mailbox's SMTP address.");
   }
+  snprintf(reply->mailbox, sizeof(reply->mailbox), "%s", address);
   soap_iso_time(now - now % 3600, start);
   soap_iso_time(now - now % 3600 + 24 * 3600, end);
 
@@ -973,6 +974,7 @@ enum soap_result soap_autodiscover(const struct soap_server *srv,
     return soap_autodiscover_error(srv, reply);
   }
   xmlFreeDoc(doc);
+  snprintf(reply->mailbox, sizeof(reply->mailbox), "%s", address);
 
   snprintf(local, sizeof(local), "%.*s", (int)strcspn(address, "@"), address);
   soap_display_name(address, display, sizeof(display));

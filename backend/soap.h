@@ -41,7 +41,8 @@ enum soap_outcome {
   SOAP_OUT_AUTODISCOVER_ERROR,
   SOAP_OUT_NOT_FOUND,
   SOAP_OUT_BAD_METHOD,
-  SOAP_OUT_TOO_LARGE
+  SOAP_OUT_TOO_LARGE,
+  SOAP_OUT_UNAUTHORIZED /* 401 from the integrated gate (gate.h) */
 };
 
 /* Result of the builders: only memory can fail them; anything a peer sends
@@ -61,6 +62,10 @@ struct soap_reply {
   const char *content_type;
   enum soap_outcome outcome;
   bool allow_post; /* add "Allow: POST" */
+  /* The mailbox the request is about (GetUserOofSettings' t:Mailbox,
+   * autodiscover's EMailAddress), "" when it names none: whose data the
+   * answer holds, which the backend compares with who asked. */
+  char mailbox[320];
   struct kb_buf body;
 };
 

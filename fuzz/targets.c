@@ -14,6 +14,7 @@
 #include <libxml/tree.h>
 
 #include "auth.h"
+#include "gate.h"
 #include "kb_auth.h"
 #include "kb_env.h"
 #include "kb_http.h"
@@ -533,12 +534,77 @@ int fuzz_http(const uint8_t *data, size_t size)
   return 0;
 }
 
-const struct fuzz_target fuzz_targets[] = {{"ntlm", fuzz_ntlm},
-                                           {"ntlm_header", fuzz_ntlm_header},
-                                           {"ews", fuzz_ews},
-                                           {"autodiscover", fuzz_autodiscover},
-                                           {"users", fuzz_users},
-                                           {"scenario", fuzz_scenario},
-                                           {"decide", fuzz_decide},
-                                           {"http", fuzz_http},
-                                           {NULL, NULL}};
+/* The gate's challenges: fixed bytes, so a run repeats. */
+static void fuzz_gate_fill(void *ctx, const char *label, uint8_t *buf,
+                           size_t len)
+{
+  (void)ctx;
+  (void)label;
+  memset(buf, 0x5a, len);
+}
+
+int fuzz_gate(const uint8_t *data, size_t size)
+{
+  static struct kb_users *users;
+  struct backend_auth_server integrated, trusting;
+  struct backend_auth_ctx ictx, tctx;
+  struct backend_gate_answer ans;
+  char line[8192];
+  size_t at = 0;
+  char err[128];
+
+  if(!users) {
+    users = kb_users_new();
+    if(!users ||
+       kb_users_add_spec(users, "FABRIKAM\\alice:Passw0rd!", err, sizeof(err)))
+      abort();
+  }
+  memset(&integrated, 0, sizeof(integrated));
+  integrated.auth = BACKEND_AUTH_INTEGRATED;
+  integrated.users = users;
+  integrated.domain = "FABRIKAM";
+  integrated.dns_domain = "fabrikam.com";
+  integrated.computer = "EXCH01";
+  integrated.rng.fill = fuzz_gate_fill;
+  trusting = integrated;
+  trusting.auth = BACKEND_AUTH_NONE;
+  memset(&ictx, 0, sizeof(ictx));
+  memset(&tctx, 0, sizeof(tctx));
+  while(at < size) {
+    const uint8_t *nl = memchr(data + at, '\n', size - at);
+    size_t n = nl ? (size_t)(nl - (data + at)) : size - at;
+    size_t keep = n < sizeof(line) - 1 ? n : sizeof(line) - 1;
+    const char *value = line;
+
+    memcpy(line, data + at, keep);
+    line[keep] = '\0';
+    at += n + 1;
+    /* An empty line: the request has no Authorization header. */
+    if(!line[0])
+      value = NULL;
+    backend_auth_gate(&integrated, &ictx, 1, value, &ans);
+    if(ans.gate == BACKEND_GATE_PASS &&
+       (ictx.state != BACKEND_AUTH_STATE_AUTHENTICATED || !ictx.identity[0]))
+      abort();
+    if(ans.gate == BACKEND_GATE_CHALLENGE &&
+       (ictx.state != BACKEND_AUTH_STATE_CHALLENGED ||
+        (strncmp(ans.www_authenticate, "NTLM ", 5) &&
+         strncmp(ans.www_authenticate, "Negotiate ", 10))))
+      abort();
+    if(ans.gate != BACKEND_GATE_PASS && !ans.why[0])
+      abort();
+    backend_auth_gate(&trusting, &tctx, 1, value, &ans);
+    if(ans.gate != BACKEND_GATE_PASS)
+      abort();
+  }
+  backend_auth_ctx_free(&ictx);
+  backend_auth_ctx_free(&tctx);
+  return 0;
+}
+
+const struct fuzz_target fuzz_targets[] = {
+    {"ntlm", fuzz_ntlm},     {"ntlm_header", fuzz_ntlm_header},
+    {"ews", fuzz_ews},       {"autodiscover", fuzz_autodiscover},
+    {"users", fuzz_users},   {"scenario", fuzz_scenario},
+    {"decide", fuzz_decide}, {"http", fuzz_http},
+    {"gate", fuzz_gate},     {NULL, NULL}};

@@ -62,6 +62,14 @@ int fuzz_decide(const uint8_t *data, size_t size);
 /* A raw request head through kb_http_check (common/kb_http.h). */
 int fuzz_http(const uint8_t *data, size_t size);
 
+/* Lines of Authorization values (an empty line: no header) through
+ * Exchange's gate (backend/gate.h), one connection's context threaded
+ * from line to line, integrated and trusting: a request passes the
+ * integrated gate only on an authenticated connection with an identity, a
+ * challenge carries a type 2 in NTLM or Negotiate and leaves the
+ * connection challenged, and the trusting gate refuses nothing. Returns 0. */
+int fuzz_gate(const uint8_t *data, size_t size);
+
 /* The targets by name, for the replay test and fuzz/run. */
 struct fuzz_target {
   const char *name; /* also the corpus folder: fuzz/corpus/<name>/ */

@@ -27,11 +27,10 @@ const char *kbsim_default_user = "FABRIKAM\\alice:Passw0rd!";
 const char *kbsim_program = "kbsim";
 
 const struct kbsim_command *const kbsim_commands[] = {
-    &kbsim_demo_command,  &kbsim_run_command,
-    &kbsim_sweep_command, &kbsim_serve_command,
-    &kbsim_ctl_command,   &kbsim_client_command,
-    &kbsim_merge_command, &kbsim_list_command,
-    &kbsim_help_command,  NULL};
+    &kbsim_demo_command,  &kbsim_run_command,  &kbsim_sweep_command,
+    &kbsim_serve_command, &kbsim_ctl_command,  &kbsim_client_command,
+    &kbsim_merge_command, &kbsim_list_command, &kbsim_exchange_command,
+    &kbsim_probe_command, &kbsim_help_command, NULL};
 
 const struct kbsim_fact kbsim_exit_codes[] = {
     {"0", "As expected: with --expect, in the demo and for scenario files "
@@ -39,7 +38,8 @@ const struct kbsim_fact kbsim_exit_codes[] = {
           "error; sweep: the rate is within --expect-rate."},
     {"1", "The outcome differed from what was expected (client: the user saw "
           "the Outlook Integration Error, its class server-error or "
-          "auth-failed; ctl: the admin endpoint refused)."},
+          "auth-failed; ctl: the admin endpoint refused; probe: the "
+          "listener is affected)."},
     {"2", "Bad arguments or a malformed scenario file: one line saying what "
           "was wrong, and where the help is."},
     {"3", "The harness could not run (class infrastructure): nothing "

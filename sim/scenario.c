@@ -677,8 +677,10 @@ int scenario_override(struct scenario *sc, const char *dotted,
   if((size_t)(dot - dotted) == 6 && !strncmp(dotted, "member", 6)) {
     const char *dot2 = strchr(key, '.');
     if(!dot2 || dot2 == key || !dot2[1]) {
-      snprintf(err, errlen, "'%s': write member.NAME.KEY, e.g. "
-                            "member.ISA02.patch", dotted);
+      snprintf(err, errlen,
+               "'%s': write member.NAME.KEY, e.g. "
+               "member.ISA02.patch",
+               dotted);
       return -1;
     }
     snprintf(section, sizeof(section), "member %.*s", (int)(dot2 - key), key);

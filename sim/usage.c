@@ -325,7 +325,7 @@ void kbsim_help_all(FILE *out, int columns)
                "\"Outlook Integration Error\"\nbehind ISA Server 2006, on "
                "real loopback sockets with real NTLM.\n\ncommands:\n");
   for(i = 0; kbsim_commands[i]; i++) {
-    snprintf(line, sizeof(line), "  %-8s" WRAP_HANG "%s",
+    snprintf(line, sizeof(line), "  %-9s" WRAP_HANG "%s",
              kbsim_commands[i]->name, kbsim_commands[i]->summary);
     wrap_line(out, line, strlen(line), columns);
   }

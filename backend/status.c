@@ -1,0 +1,80 @@
+/*
+ * status.c - the backend's counters as the JSON document GET /kbsim/status
+ * answers (backend.h), written with jansson.
+ */
+#include <stdlib.h>
+
+#include <jansson.h>
+
+#include "backend.h"
+
+/* Adds one connection record to conns. Returns 0 or -1 (out of memory). */
+static int backend_status_conn(json_t *conns,
+                               const struct backend_conn_info *rec)
+{
+  json_t *c = json_object();
+  json_t *ids = json_array();
+  unsigned i;
+  int result = -1;
+
+  if(!c || !ids)
+    goto out;
+  for(i = 0; i < rec->identities_count; i++)
+    if(json_array_append_new(ids, json_string(rec->identities[i])))
+      goto out;
+  if(json_object_set_new(c, "id", json_integer((json_int_t)rec->id)) ||
+     json_object_set_new(c, "name", json_string(rec->name)) ||
+     json_object_set_new(c, "open", json_boolean(rec->open)) ||
+     json_object_set_new(c, "requests",
+                         json_integer((json_int_t)rec->requests)) ||
+     json_object_set_new(c, "empty_posts",
+                         json_integer((json_int_t)rec->empty_posts)) ||
+     json_object_set_new(c, "mismatches",
+                         json_integer((json_int_t)rec->mismatches)) ||
+     json_object_set_new(c, "last_mismatch", json_string(rec->last_mismatch)) ||
+     json_object_set_new(c, "identities_dropped",
+                         json_integer(rec->identities_dropped)) ||
+     json_object_set(c, "identities", ids) || json_array_append(conns, c))
+    goto out;
+  result = 0;
+out:
+  json_decref(ids);
+  json_decref(c);
+  return result;
+}
+
+char *backend_status_json(const struct backend *backend)
+{
+  struct backend_conn_info *recs = malloc(BACKEND_MAX_RECORDS * sizeof(*recs));
+  struct backend_stats s;
+  json_t *doc = json_object();
+  json_t *conns = json_array();
+  char *text = NULL;
+  size_t n = 0, i;
+
+  if(!recs || !doc || !conns)
+    goto out;
+  /* Records first: a request counted in a record is then also in the
+   * totals read after it. */
+  n = backend_connections(backend, recs, BACKEND_MAX_RECORDS);
+  backend_stats(backend, &s);
+  for(i = 0; i < n; i++)
+    if(backend_status_conn(conns, &recs[i]))
+      goto out;
+#define KB_SET(field)                                                          \
+  json_object_set_new(doc, #field, json_integer((json_int_t)s.field))
+  if(KB_SET(connections) || KB_SET(requests) || KB_SET(ews_posts) ||
+     KB_SET(empty_posts) || KB_SET(oof_ok) || KB_SET(availability_ok) ||
+     KB_SET(soap_faults) || KB_SET(autodiscover_ok) || KB_SET(not_found) ||
+     KB_SET(bad_method) || KB_SET(too_large) || KB_SET(challenges) ||
+     KB_SET(refused) || KB_SET(mismatches) ||
+     json_object_set(doc, "per_connection", conns))
+    goto out;
+#undef KB_SET
+  text = json_dumps(doc, JSON_COMPACT);
+out:
+  json_decref(conns);
+  json_decref(doc);
+  free(recs);
+  return text;
+}

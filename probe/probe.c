@@ -1,0 +1,622 @@
+/*
+ * probe.c - the battery of probe.h: real client sessions (client/) against
+ * a listener, Exchange's counters read over HTTP (libcurl, jansson), the
+ * verdicts and the class.
+ */
+#include "probe.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "client.h"
+#include "kb_buf.h"
+
+#define PROBE_DEFAULT_POSTS 3u
+#define PROBE_DEFAULT_TIMEOUT_MS 10000L
+#define PROBE_MAX_STATUS ((size_t)4 * 1024 * 1024)
+#define PROBE_MAX_CONNS 1024u
+
+static const char *const probe_check_names[PROBE_CHECK_COUNT] = {
+    "offer",    "communicator", "outlook",
+    "one-shot", "two-users",    "wrong-password"};
+
+const char *probe_check_name(enum probe_check check)
+{
+  return check < PROBE_CHECK_COUNT ? probe_check_names[check] : "?";
+}
+
+const char *probe_verdict_name(enum probe_verdict verdict)
+{
+  switch(verdict) {
+  case PROBE_PASS:
+    return "pass";
+  case PROBE_FAIL:
+    return "fail";
+  case PROBE_SKIP:
+    return "skip";
+  case PROBE_ERROR:
+    break;
+  }
+  return "error";
+}
+
+/* The classes as data: name, words, exit code. */
+static const struct {
+  const char *name;
+  const char *text;
+  int exit_code;
+} probe_classes[] = {
+    [PROBE_CLASS_NOT_AFFECTED] = {"not-affected",
+                                  "re-authenticates every POST (not affected)",
+                                  0},
+    [PROBE_CLASS_KB942638] = {"kb942638",
+                              "keeps the connection's context and forwards "
+                              "the body-less POST (KB 942638's bug)",
+                              1},
+    [PROBE_CLASS_BASIC_ANONYMOUS] = {"basic-or-anonymous", "Basic / anonymous",
+                                     0},
+    [PROBE_CLASS_MIXES] = {"mixes-identities",
+                           "mixes identities across "
+                           "clients",
+                           1},
+    [PROBE_CLASS_UNPROBED] = {"unprobed", "could not be probed", 3}};
+
+const char *probe_class_name(enum probe_class cls)
+{
+  return probe_classes[cls].name;
+}
+
+const char *probe_class_text(enum probe_class cls)
+{
+  return probe_classes[cls].text;
+}
+
+int probe_class_exit(enum probe_class cls)
+{
+  return probe_classes[cls].exit_code;
+}
+
+/* ---- Exchange's status ------------------------------------------------ */
+
+/* One connection of Exchange's status. */
+struct probe_conn {
+  uint64_t id;
+  uint64_t requests;
+  unsigned nids;
+  char ids[2][260];
+  bool more_ids; /* more than two identities */
+};
+
+/* Exchange's counters at one moment. */
+struct probe_status {
+  bool ok;
+  uint64_t requests, empty_posts, mismatches;
+  size_t nconns;
+  struct probe_conn *conns; /* owned */
+};
+
+static size_t probe_write_cb(char *data, size_t size, size_t n, void *cls)
+{
+  return kb_buf_add(cls, data, size * n) == KB_BUF_OK ? size * n : 0;
+}
+
+/* Reads url's status document into *st (ok false when it could not). */
+static void probe_status_read(const char *url, long timeout_ms,
+                              struct probe_status *st)
+{
+  struct kb_buf body;
+  CURL *curl = curl_easy_init();
+  json_t *doc = NULL, *list;
+  long code = 0;
+  size_t i;
+
+  memset(st, 0, sizeof(*st));
+  kb_buf_init(&body, PROBE_MAX_STATUS);
+  if(!curl || !url)
+    goto out;
+  curl_easy_setopt(curl, CURLOPT_URL, url);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, probe_write_cb);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_PROXY, "");
+  if(curl_easy_perform(curl) != CURLE_OK ||
+     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code) != CURLE_OK ||
+     code != 200 || !body.len)
+    goto out;
+  doc = json_loadb(body.data, body.len, 0, NULL);
+  list = json_object_get(doc, "per_connection");
+  if(!json_is_object(doc) || !json_is_array(list))
+    goto out;
+  st->requests = (uint64_t)json_integer_value(json_object_get(doc, "requests"));
+  st->empty_posts =
+      (uint64_t)json_integer_value(json_object_get(doc, "empty_posts"));
+  st->mismatches =
+      (uint64_t)json_integer_value(json_object_get(doc, "mismatches"));
+  st->nconns = json_array_size(list);
+  if(st->nconns > PROBE_MAX_CONNS)
+    st->nconns = PROBE_MAX_CONNS;
+  st->conns = calloc(st->nconns ? st->nconns : 1, sizeof(*st->conns));
+  if(!st->conns)
+    goto out;
+  for(i = 0; i < st->nconns; i++) {
+    json_t *c = json_array_get(list, i);
+    json_t *ids = json_object_get(c, "identities");
+    struct probe_conn *pc = &st->conns[i];
+    size_t j;
+    pc->id = (uint64_t)json_integer_value(json_object_get(c, "id"));
+    pc->requests = (uint64_t)json_integer_value(json_object_get(c, "requests"));
+    for(j = 0; j < json_array_size(ids); j++) {
+      const char *id = json_string_value(json_array_get(ids, j));
+      if(!id || !*id)
+        continue;
+      if(pc->nids < 2)
+        snprintf(pc->ids[pc->nids++], sizeof(pc->ids[0]), "%s", id);
+      else
+        pc->more_ids = true;
+    }
+  }
+  st->ok = true;
+out:
+  json_decref(doc);
+  kb_buf_free(&body);
+  curl_easy_cleanup(curl);
+}
+
+static void probe_status_free(struct probe_status *st)
+{
+  free(st->conns);
+  memset(st, 0, sizeof(*st));
+}
+
+/* The requests connection id had in st, 0 when it was not there. */
+static uint64_t probe_conn_requests(const struct probe_status *st, uint64_t id)
+{
+  size_t i;
+
+  for(i = 0; i < st->nconns; i++)
+    if(st->conns[i].id == id)
+      return st->conns[i].requests;
+  return 0;
+}
+
+/* Fills *ex with what moved between before and after: the counters, the
+ * identities seen on the connections that served requests in between, and
+ * how many of those served two identities or more. */
+static void probe_status_delta(const struct probe_status *before,
+                               const struct probe_status *after,
+                               struct probe_exchange *ex)
+{
+  size_t i;
+  unsigned n = 0, k;
+
+  memset(ex, 0, sizeof(*ex));
+  if(!before->ok || !after->ok)
+    return;
+  ex->known = true;
+  ex->requests = after->requests - before->requests;
+  ex->empty_posts = after->empty_posts - before->empty_posts;
+  ex->mismatches = after->mismatches - before->mismatches;
+  for(i = 0; i < after->nconns; i++) {
+    const struct probe_conn *c = &after->conns[i];
+    if(c->requests == probe_conn_requests(before, c->id))
+      continue;
+    if(c->nids > 1)
+      ex->shared++;
+    for(k = 0; k < c->nids && n < 2; k++) {
+      if(n && !strcmp(ex->identities[0], c->ids[k]))
+        continue;
+      snprintf(ex->identities[n++], sizeof(ex->identities[0]), "%s", c->ids[k]);
+    }
+  }
+}
+
+/* ---- the anonymous request -------------------------------------------- */
+
+struct probe_offer_seen {
+  bool ntlm, basic;
+};
+
+static size_t probe_header_cb(char *data, size_t size, size_t n, void *cls)
+{
+  struct probe_offer_seen *seen = cls;
+  size_t len = size * n;
+  static const char name[] = "WWW-Authenticate:";
+  const char *v;
+
+  if(len > sizeof(name) && !strncasecmp(data, name, sizeof(name) - 1)) {
+    v = data + sizeof(name) - 1;
+    while(*v == ' ' || *v == '\t')
+      v++;
+    if(!strncasecmp(v, "NTLM", 4) || !strncasecmp(v, "Negotiate", 9))
+      seen->ntlm = true;
+    else if(!strncasecmp(v, "Basic", 5))
+      seen->basic = true;
+  }
+  return len;
+}
+
+static size_t probe_discard_cb(char *data, size_t size, size_t n, void *cls)
+{
+  (void)data;
+  (void)cls;
+  return size * n;
+}
+
+/* POSTs an autodiscover request without credentials and judges the
+ * answer's offer. */
+static void probe_offer(const struct probe_config *cfg, long timeout_ms,
+                        struct probe_report *rep)
+{
+  struct probe_result *r = &rep->checks[PROBE_CHECK_OFFER];
+  struct probe_offer_seen seen = {false, false};
+  CURL *curl = curl_easy_init();
+  struct curl_slist *headers = NULL;
+  char url[1024], host[300];
+  CURLcode rc;
+  long code = 0;
+
+  snprintf(url, sizeof(url), "%s/autodiscover/autodiscover.xml", cfg->url);
+  snprintf(host, sizeof(host), "Host: %s",
+           cfg->host ? cfg->host : "autodiscover.fabrikam.com");
+  r->verdict = PROBE_ERROR;
+  if(!curl || !(headers = curl_slist_append(NULL, host))) {
+    snprintf(r->line, sizeof(r->line), "out of memory");
+    goto out;
+  }
+  curl_easy_setopt(curl, CURLOPT_URL, url);
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, probe_header_cb);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &seen);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, probe_discard_cb);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_PROXY, "");
+  rc = curl_easy_perform(curl);
+  if(rc != CURLE_OK) {
+    snprintf(r->line, sizeof(r->line), "no answer from %s: %s", cfg->url,
+             curl_easy_strerror(rc));
+    goto out;
+  }
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+  r->verdict = PROBE_PASS;
+  if(code == 401 && seen.ntlm) {
+    rep->offer = PROBE_OFFER_NTLM;
+    snprintf(r->line, sizeof(r->line),
+             "401 offering NTLM%s: integrated authentication",
+             seen.basic ? " and Basic" : "");
+  }
+  else if(code == 401 && seen.basic) {
+    rep->offer = PROBE_OFFER_BASIC;
+    snprintf(r->line, sizeof(r->line), "401 offering Basic only");
+  }
+  else if(code >= 200 && code < 300) {
+    rep->offer = PROBE_OFFER_ANONYMOUS;
+    snprintf(r->line, sizeof(r->line),
+             "%ld without credentials: anonymous access", code);
+  }
+  else {
+    rep->offer = PROBE_OFFER_OTHER;
+    r->verdict = PROBE_ERROR;
+    snprintf(r->line, sizeof(r->line),
+             "%ld to a request without credentials, offering neither NTLM "
+             "nor Basic; is %s a listener publishing kbsim exchange?",
+             code, cfg->url);
+  }
+out:
+  curl_slist_free_all(headers);
+  curl_easy_cleanup(curl);
+}
+
+/* ---- client sessions -------------------------------------------------- */
+
+/* One session to run, and what it saw. */
+struct probe_session {
+  struct client_config cfg;
+  struct client_view view;
+  enum client_outcome worst; /* the first failed POST's outcome */
+  char detail[200];          /* its detail */
+  char err[256];             /* client_create's error */
+  bool created;
+};
+
+/* Runs one session to its end (a thread body too). */
+static void *probe_session_run(void *cls)
+{
+  struct probe_session *s = cls;
+  struct client *client = NULL;
+  size_t i;
+
+  s->worst = CLIENT_OK;
+  s->detail[0] = '\0';
+  if(client_create(&s->cfg, &client, s->err, sizeof(s->err)))
+    return NULL;
+  s->created = true;
+  client_run_session(client);
+  client_view(client, &s->view);
+  for(i = 0; i < client_results_count(client); i++) {
+    const struct client_post_result *r = client_result(client, i);
+    if(r && r->outcome != CLIENT_OK) {
+      s->worst = r->outcome;
+      snprintf(s->detail, sizeof(s->detail), "POST %u (%s): %s%s%s", r->index,
+               client_post_kind_name(r->kind), client_outcome_name(r->outcome),
+               r->detail[0] ? ": " : "", r->detail);
+      break;
+    }
+  }
+  client_destroy(client);
+  return NULL;
+}
+
+/* Prepares a session of kind for user number u. */
+static void probe_session_init(struct probe_session *s,
+                               const struct probe_config *cfg, unsigned id,
+                               const struct probe_user *user,
+                               enum client_kind kind, unsigned posts,
+                               long timeout_ms)
+{
+  memset(s, 0, sizeof(*s));
+  s->cfg.id = id;
+  s->cfg.base_url = cfg->url;
+  s->cfg.host = cfg->host;
+  s->cfg.domain = user->domain;
+  s->cfg.user = user->user;
+  s->cfg.password = user->password;
+  s->cfg.ews_posts = posts;
+  s->cfg.kind = kind;
+  s->cfg.timeout_ms = timeout_ms;
+}
+
+/* Judges a finished single session into r: pass when every POST worked;
+ * a 5xx after the type 1 is the body-less POST when Exchange (if known)
+ * counted an empty POST. */
+static void probe_judge_session(const struct probe_session *s,
+                                struct probe_result *r, const char *what)
+{
+  r->posts_ok = s->view.posts_ok;
+  r->posts_failed = s->view.posts_failed;
+  r->integration_error = s->view.integration_error;
+  if(!s->created) {
+    r->verdict = PROBE_ERROR;
+    snprintf(r->line, sizeof(r->line), "%s: %s", what, s->err);
+    return;
+  }
+  if(s->worst == CLIENT_OK) {
+    r->verdict = PROBE_PASS;
+    snprintf(r->line, sizeof(r->line), "%s: %u POSTs answered, no error%s%s",
+             what, s->view.posts_ok,
+             r->exchange.known && r->exchange.identities[0][0]
+                 ? "; Exchange saw "
+                 : "",
+             r->exchange.known ? r->exchange.identities[0] : "");
+    return;
+  }
+  if(s->worst == CLIENT_SERVER_ERROR &&
+     (!r->exchange.known || r->exchange.empty_posts)) {
+    r->verdict = PROBE_FAIL;
+    if(r->exchange.known)
+      snprintf(r->line, sizeof(r->line),
+               "%s: the body-less POST reached Exchange (%" PRIu64
+               " empty POSTs, SOAP 500; %s)",
+               what, r->exchange.empty_posts, CLIENT_NOTIFICATION_TEXT);
+    else
+      snprintf(r->line, sizeof(r->line),
+               "%s: a 5xx answered the re-authenticated POST (%s): the "
+               "body-less POST was forwarded",
+               what, CLIENT_NOTIFICATION_TEXT);
+    return;
+  }
+  r->verdict = PROBE_ERROR;
+  snprintf(r->line, sizeof(r->line), "%s: %s", what, s->detail);
+}
+
+/* Runs one session of kind as the first user and judges it. */
+static void probe_single(const struct probe_config *cfg, unsigned posts,
+                         long timeout_ms, enum client_kind kind,
+                         struct probe_result *r, const char *what)
+{
+  struct probe_status before, after;
+  struct probe_session s;
+
+  probe_session_init(&s, cfg, 1, &cfg->users[0], kind, posts, timeout_ms);
+  probe_status_read(cfg->status_url, timeout_ms, &before);
+  probe_session_run(&s);
+  probe_status_read(cfg->status_url, timeout_ms, &after);
+  probe_status_delta(&before, &after, &r->exchange);
+  probe_judge_session(&s, r, what);
+  probe_status_free(&before);
+  probe_status_free(&after);
+}
+
+/* Two users' Communicator sessions at once; mixing is a mailbox given to
+ * another identity (Exchange's mismatches). */
+static void probe_two_users(const struct probe_config *cfg, unsigned posts,
+                            long timeout_ms, struct probe_result *r)
+{
+  struct probe_status before, after;
+  struct probe_session s[2];
+  pthread_t t[2];
+  bool started[2] = {false, false};
+  unsigned i;
+
+  if(cfg->nusers < 2) {
+    r->verdict = PROBE_SKIP;
+    snprintf(r->line, sizeof(r->line),
+             "needs a second user: give --user twice");
+    return;
+  }
+  if(!cfg->status_url) {
+    r->verdict = PROBE_SKIP;
+    snprintf(r->line, sizeof(r->line),
+             "needs Exchange's view: give --exchange-status URL");
+    return;
+  }
+  for(i = 0; i < 2; i++)
+    probe_session_init(&s[i], cfg, 10 + i, &cfg->users[i],
+                       CLIENT_KIND_COMMUNICATOR, posts, timeout_ms);
+  probe_status_read(cfg->status_url, timeout_ms, &before);
+  for(i = 0; i < 2; i++)
+    started[i] = !pthread_create(&t[i], NULL, probe_session_run, &s[i]);
+  for(i = 0; i < 2; i++) {
+    if(started[i])
+      pthread_join(t[i], NULL);
+    else
+      probe_session_run(&s[i]);
+  }
+  probe_status_read(cfg->status_url, timeout_ms, &after);
+  probe_status_delta(&before, &after, &r->exchange);
+  r->posts_ok = s[0].view.posts_ok + s[1].view.posts_ok;
+  r->posts_failed = s[0].view.posts_failed + s[1].view.posts_failed;
+  r->integration_error =
+      s[0].view.integration_error || s[1].view.integration_error;
+  if(!r->exchange.known) {
+    r->verdict = PROBE_ERROR;
+    snprintf(r->line, sizeof(r->line), "could not read Exchange's status at %s",
+             cfg->status_url);
+  }
+  else if(r->exchange.mismatches) {
+    r->verdict = PROBE_FAIL;
+    snprintf(r->line, sizeof(r->line),
+             "%" PRIu64 " answers held one user's mailbox for the other "
+             "user's identity",
+             r->exchange.mismatches);
+  }
+  else if(!s[0].created || !s[1].created ||
+          (s[0].worst != CLIENT_OK && s[0].worst != CLIENT_SERVER_ERROR) ||
+          (s[1].worst != CLIENT_OK && s[1].worst != CLIENT_SERVER_ERROR)) {
+    r->verdict = PROBE_ERROR;
+    snprintf(r->line, sizeof(r->line), "a session could not run: %s",
+             !s[0].created   ? s[0].err
+             : !s[1].created ? s[1].err
+             : s[0].worst != CLIENT_OK && s[0].worst != CLIENT_SERVER_ERROR
+                 ? s[0].detail
+                 : s[1].detail);
+  }
+  else {
+    r->verdict = PROBE_PASS;
+    snprintf(r->line, sizeof(r->line),
+             "no answer reached the wrong user (%" PRIu64
+             " Exchange requests; %" PRIu64
+             " upstream connections served both users)",
+             r->exchange.requests, r->exchange.shared);
+  }
+  probe_status_free(&before);
+  probe_status_free(&after);
+}
+
+/* The first user with a wrong password: a correct listener refuses it. */
+static void probe_wrong_password(const struct probe_config *cfg,
+                                 long timeout_ms, struct probe_report *rep)
+{
+  struct probe_result *r = &rep->checks[PROBE_CHECK_WRONG_PASSWORD];
+  struct probe_user wrong = cfg->users[0];
+  struct probe_session s;
+  char password[300];
+
+  snprintf(password, sizeof(password), "%s-not-the-password",
+           wrong.password ? wrong.password : "");
+  wrong.password = password;
+  probe_session_init(&s, cfg, 20, &wrong, CLIENT_KIND_COMMUNICATOR, 1,
+                     timeout_ms);
+  probe_session_run(&s);
+  explicit_bzero(password, sizeof(password));
+  r->posts_ok = s.view.posts_ok;
+  r->posts_failed = s.view.posts_failed;
+  if(!s.created) {
+    r->verdict = PROBE_ERROR;
+    snprintf(r->line, sizeof(r->line), "%s", s.err);
+  }
+  else if(s.worst == CLIENT_AUTH_FAILED) {
+    r->verdict = PROBE_PASS;
+    snprintf(r->line, sizeof(r->line), "refused with 401");
+  }
+  else if(s.worst == CLIENT_OK) {
+    r->verdict = PROBE_FAIL;
+    snprintf(r->line, sizeof(r->line),
+             "served with a wrong password: the listener checks no "
+             "password");
+  }
+  else {
+    r->verdict = PROBE_ERROR;
+    snprintf(r->line, sizeof(r->line), "%s", s.detail);
+  }
+}
+
+/* The class from the verdicts, worst first. */
+static enum probe_class probe_classify(const struct probe_report *rep)
+{
+  const struct probe_result *c = rep->checks;
+
+  if(c[PROBE_CHECK_OFFER].verdict == PROBE_ERROR ||
+     c[PROBE_CHECK_COMMUNICATOR].verdict == PROBE_ERROR)
+    return PROBE_CLASS_UNPROBED;
+  if(c[PROBE_CHECK_TWO_USERS].verdict == PROBE_FAIL)
+    return PROBE_CLASS_MIXES;
+  if(c[PROBE_CHECK_COMMUNICATOR].verdict == PROBE_FAIL ||
+     c[PROBE_CHECK_ONE_SHOT].verdict == PROBE_FAIL)
+    return PROBE_CLASS_KB942638;
+  if(rep->offer != PROBE_OFFER_NTLM ||
+     c[PROBE_CHECK_WRONG_PASSWORD].verdict == PROBE_FAIL)
+    return PROBE_CLASS_BASIC_ANONYMOUS;
+  return PROBE_CLASS_NOT_AFFECTED;
+}
+
+int probe_run(const struct probe_config *config, struct probe_report *report,
+              char *err, size_t errlen)
+{
+  unsigned posts;
+  long timeout_ms;
+  int i;
+
+  memset(report, 0, sizeof(*report));
+  if(!config || !config->url || !config->users || !config->nusers) {
+    snprintf(err, errlen,
+             "probe: give the listener's URL and at least one "
+             "user");
+    return -1;
+  }
+  posts = config->posts ? config->posts : PROBE_DEFAULT_POSTS;
+  timeout_ms =
+      config->timeout_ms ? config->timeout_ms : PROBE_DEFAULT_TIMEOUT_MS;
+  for(i = 0; i < PROBE_CHECK_COUNT; i++) {
+    report->checks[i].verdict = PROBE_SKIP;
+    snprintf(report->checks[i].line, sizeof(report->checks[i].line),
+             "not run: the listener could not be reached");
+  }
+  probe_offer(config, timeout_ms, report);
+  if(report->checks[PROBE_CHECK_OFFER].verdict == PROBE_PASS) {
+    probe_single(config, posts, timeout_ms, CLIENT_KIND_COMMUNICATOR,
+                 &report->checks[PROBE_CHECK_COMMUNICATOR],
+                 "re-authenticating every POST");
+    if(report->offer == PROBE_OFFER_BASIC) {
+      /* Outlook's side of the client library speaks NTLM only. */
+      report->checks[PROBE_CHECK_OUTLOOK].verdict = PROBE_SKIP;
+      snprintf(report->checks[PROBE_CHECK_OUTLOOK].line,
+               sizeof(report->checks[0].line),
+               "not run: the Outlook client here speaks NTLM only and the "
+               "listener offers Basic");
+    }
+    else
+      probe_single(config, posts, timeout_ms, CLIENT_KIND_OUTLOOK,
+                   &report->checks[PROBE_CHECK_OUTLOOK],
+                   "authenticating the connection once");
+    probe_single(config, posts, timeout_ms, CLIENT_KIND_ONE_SHOT,
+                 &report->checks[PROBE_CHECK_ONE_SHOT],
+                 "a new connection per POST");
+    memset(&report->checks[PROBE_CHECK_TWO_USERS], 0,
+           sizeof(report->checks[0]));
+    probe_two_users(config, posts, timeout_ms,
+                    &report->checks[PROBE_CHECK_TWO_USERS]);
+    probe_wrong_password(config, timeout_ms, report);
+  }
+  report->cls = probe_classify(report);
+  return 0;
+}

@@ -1,0 +1,148 @@
+/*
+ * probe.h - Communicator's pattern against any listener: a fixed battery
+ * of real client sessions (client/) through a listener publishing kbsim's
+ * Exchange, judged by what the clients saw and, when given, by Exchange's
+ * own counters (GET /kbsim/status, backend.h), and one class for the
+ * listener.
+ *
+ * The checks, in order:
+ *  offer         a POST without credentials: which schemes the 401 offers
+ *                (NTLM/Negotiate, Basic) or whether it is served (anonymous)
+ *  communicator  a Communicator session re-authenticating every POST
+ *                (type 1 with Content-Length 0, body held back) on one
+ *                keep-alive connection: does a body-less POST reach
+ *                Exchange (its SOAP 500, empty_posts)?
+ *  outlook       an Outlook session that authenticates its connection once
+ *  one-shot      Communicator's handshake on a new connection per POST
+ *  two-users     two Communicator sessions of two users at once: is any
+ *                mailbox's data given to the other user's identity?
+ *                (Exchange's mismatches; needs two users and the status)
+ *  wrong-password  the first user with a wrong password: refused?
+ *
+ * Nothing here prints; sim/cmd_probe.c writes the lines, probe_json.c and
+ * probe_junit.c the reports.
+ */
+#ifndef PROBE_H
+#define PROBE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum probe_check {
+  PROBE_CHECK_OFFER = 0,
+  PROBE_CHECK_COMMUNICATOR,
+  PROBE_CHECK_OUTLOOK,
+  PROBE_CHECK_ONE_SHOT,
+  PROBE_CHECK_TWO_USERS,
+  PROBE_CHECK_WRONG_PASSWORD,
+  PROBE_CHECK_COUNT
+};
+
+/* "offer", "communicator", "outlook", "one-shot", "two-users",
+ * "wrong-password". */
+const char *probe_check_name(enum probe_check check);
+
+/* How one check came out. */
+enum probe_verdict {
+  PROBE_PASS = 0, /* the listener behaved as a correct one does */
+  PROBE_FAIL,     /* it did not: the line says how */
+  PROBE_SKIP,     /* not run: the line says what it needs */
+  PROBE_ERROR     /* could not be judged (transport, unexpected answer) */
+};
+
+/* "pass", "fail", "skip", "error". */
+const char *probe_verdict_name(enum probe_verdict verdict);
+
+/* What the listener's 401 to an anonymous request offered. */
+enum probe_offer {
+  PROBE_OFFER_UNKNOWN = 0, /* not probed, or no answer */
+  PROBE_OFFER_NTLM,        /* NTLM or Negotiate offered */
+  PROBE_OFFER_BASIC,       /* Basic only */
+  PROBE_OFFER_ANONYMOUS,   /* served without credentials */
+  PROBE_OFFER_OTHER        /* another status or scheme */
+};
+
+/* The listener's class, from the verdicts. */
+enum probe_class {
+  PROBE_CLASS_NOT_AFFECTED = 0, /* re-authenticates every POST */
+  PROBE_CLASS_KB942638,         /* forwards the body-less POST */
+  PROBE_CLASS_BASIC_ANONYMOUS,  /* no connection-bound authentication */
+  PROBE_CLASS_MIXES,            /* mixes identities across clients */
+  PROBE_CLASS_UNPROBED          /* could not be probed */
+};
+
+/* "not-affected", "kb942638", "basic-or-anonymous", "mixes-identities",
+ * "unprobed". */
+const char *probe_class_name(enum probe_class cls);
+
+/* The class in words: "re-authenticates every POST (not affected)", ... */
+const char *probe_class_text(enum probe_class cls);
+
+/* The exit code of a class: 0 not affected (Basic / anonymous included),
+ * 1 affected, 3 could not be probed. */
+int probe_class_exit(enum probe_class cls);
+
+struct probe_user {
+  const char *domain;
+  const char *user;
+  const char *password;
+};
+
+struct probe_config {
+  const char *url;  /* the listener, "http://127.0.0.1:8080" */
+  const char *host; /* Host header; the client's default when NULL */
+  const struct probe_user *users; /* borrowed; nusers >= 1 */
+  size_t nusers;
+  /* Exchange's status ("http://127.0.0.1:8081/kbsim/status"), or NULL:
+   * then only what the clients saw is judged. */
+  const char *status_url;
+  unsigned posts;  /* EWS POSTs per session; 0 = 3 */
+  long timeout_ms; /* per request; 0 = 10000 */
+};
+
+/* What Exchange's counters moved by during one check. */
+struct probe_exchange {
+  bool known;        /* the status was read before and after */
+  uint64_t requests; /* requests Exchange answered */
+  uint64_t empty_posts;
+  uint64_t mismatches;
+  uint64_t shared;         /* connections that served both users */
+  char identities[2][260]; /* first identities seen on new connections */
+};
+
+struct probe_result {
+  enum probe_verdict verdict;
+  char line[320]; /* one line for people */
+  struct probe_exchange exchange;
+  unsigned posts_ok, posts_failed;
+  bool integration_error; /* a client saw the Outlook Integration Error */
+};
+
+struct probe_report {
+  enum probe_offer offer;
+  struct probe_result checks[PROBE_CHECK_COUNT];
+  enum probe_class cls;
+};
+
+/* Runs the battery and fills *report. Returns 0, or -1 with one line in
+ * err when the configuration is unusable (no URL, no user). A listener
+ * that cannot be reached is a report of class PROBE_CLASS_UNPROBED, not
+ * an error. Blocking; not thread-safe per report. */
+int probe_run(const struct probe_config *config, struct probe_report *report,
+              char *err, size_t errlen);
+
+/* Writes report as JSON (jansson) to path. Returns 0, or -1 with one line
+ * in err. */
+int probe_write_json(const struct probe_config *config,
+                     const struct probe_report *report, const char *path,
+                     char *err, size_t errlen);
+
+/* Writes report as a JUnit XML testsuite (libxml2's xmlwriter) to path:
+ * one testcase per check, failure/error/skipped as the verdict says.
+ * Returns 0, or -1 with one line in err. */
+int probe_write_junit(const struct probe_config *config,
+                      const struct probe_report *report, const char *path,
+                      char *err, size_t errlen);
+
+#endif /* PROBE_H */
