@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "kb_buf.h"
+#include "kb_users.h"
 #include "ntlm.h"
 #include "version.h"
 
@@ -1240,7 +1241,90 @@ void evidence_set_command_line(int argc, char **argv)
   evidence__argv = copy;
 }
 
-static json_t *evidence__stamp_json(void)
+#define EVIDENCE_REMOVED "(password removed by kbsim)"
+#define EVIDENCE_MAX_SECRETS (SCENARIO_MAX_USERS + 1)
+
+/* Returns a copy of text (free it) with every occurrence of each of the n
+ * secrets replaced by EVIDENCE_REMOVED, or NULL when out of memory. */
+static char *evidence__redact(const char *text, char (*secrets)[256], size_t n)
+{
+  struct kb_buf b;
+  const char *at = text;
+
+  kb_buf_init(&b, (size_t)4 << 20);
+  while(*at) {
+    size_t i, len = 0;
+
+    for(i = 0; i < n; i++) {
+      len = strlen(secrets[i]);
+      if(len && !strncmp(at, secrets[i], len))
+        break;
+    }
+    if(i < n) {
+      if(kb_buf_add(&b, EVIDENCE_REMOVED, strlen(EVIDENCE_REMOVED)))
+        break;
+      at += len;
+    }
+    else if(kb_buf_add(&b, at++, 1))
+      break;
+  }
+  if(*at) {
+    kb_buf_free(&b);
+    return NULL;
+  }
+  return kb_buf_steal(&b, NULL);
+}
+
+/* Adds the password of a "DOMAIN\user:password" spec to secrets. */
+static void evidence__secret_of(const char *spec, char (*secrets)[256],
+                                size_t *n)
+{
+  char domain[128], user[128], err[256];
+
+  if(*n < EVIDENCE_MAX_SECRETS &&
+     !kb_users_split_spec(spec, true, domain, sizeof(domain), user,
+                          sizeof(user), secrets[*n], sizeof(secrets[0]), err,
+                          sizeof(err)) &&
+     secrets[*n][0])
+    (*n)++;
+}
+
+/* Collects every password a report could quote: the scenario's users and
+ * client password, and each --user/-u value on the command line. */
+static size_t evidence__secrets(const struct scenario *sc, char (*secrets)[256])
+{
+  size_t i, n = 0;
+  int k;
+
+  for(i = 0; sc && i < sc->nusers; i++)
+    evidence__secret_of(sc->user_specs[i], secrets, &n);
+  if(sc && sc->has_password_override && sc->client_password[0] &&
+     n < EVIDENCE_MAX_SECRETS)
+    snprintf(secrets[n++], sizeof(secrets[0]), "%s", sc->client_password);
+  for(k = 1; k < evidence__argc; k++) {
+    const char *a = evidence__argv[k];
+    if(!strncmp(a, "--user=", 7))
+      evidence__secret_of(a + 7, secrets, &n);
+    else if(!strncmp(a, "-u", 2) && a[2])
+      evidence__secret_of(a + 2, secrets, &n);
+    else if((!strcmp(a, "--user") || !strcmp(a, "-u")) &&
+            k + 1 < evidence__argc)
+      evidence__secret_of(evidence__argv[k + 1], secrets, &n);
+  }
+  return n;
+}
+
+/* Adds text to arr, passwords removed. */
+static void evidence__append_redacted(json_t *arr, const char *text,
+                                      char (*secrets)[256], size_t n)
+{
+  char *clean = evidence__redact(text, secrets, n);
+
+  json_array_append_new(arr, clean ? json_string(clean) : json_null());
+  free(clean);
+}
+
+static json_t *evidence__stamp_json(char (*secrets)[256], size_t nsecrets)
 {
   json_t *argv = json_array();
   struct timespec now;
@@ -1248,24 +1332,30 @@ static json_t *evidence__stamp_json(void)
   int i;
 
   for(i = 0; i < evidence__argc; i++)
-    json_array_append_new(argv, json_string(evidence__argv[i]));
+    evidence__append_redacted(argv, evidence__argv[i], secrets, nsecrets);
   clock_gettime(CLOCK_REALTIME, &now);
   evidence__iso((int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000, when);
   return json_pack("{s:s, s:s, s:o, s:s}", "kbsim", version_kbsim(), "commit",
                    version_commit(), "argv", argv, "written", when);
 }
 
-static json_t *evidence__scenario_json(const struct evidence_run *run)
+static json_t *evidence__scenario_json(const struct evidence_run *run,
+                                       char (*secrets)[256], size_t nsecrets)
 {
   const struct scenario *sc = run->sc;
+  char *clean;
+  json_t *text, *file;
 
   if(!sc)
     return json_pack("{s:s, s:n, s:n}", "name", "live session", "file", "text");
   /* json_string refuses what is not UTF-8: such a file's text is null,
-   * as an unreadable one's. */
-  json_t *text = run->scenario_text ? json_string(run->scenario_text) : NULL;
-  json_t *file = sc->path[0] ? json_string(sc->path) : NULL;
-
+   * as an unreadable one's. Passwords never reach a report. */
+  clean = run->scenario_text
+              ? evidence__redact(run->scenario_text, secrets, nsecrets)
+              : NULL;
+  text = clean ? json_string(clean) : NULL;
+  free(clean);
+  file = sc->path[0] ? json_string(sc->path) : NULL;
   return json_pack("{s:s, s:o, s:o}", "name", sc->name, "file",
                    file ? file : json_null(), "text",
                    text ? text : json_null());
@@ -1282,10 +1372,17 @@ int evidence_write_json(struct sim_recorder *rec,
                     : with_error       ? "server-error"
                                        : "clean";
   int expect = sc ? sc->expect.outcome : run->expect;
-  size_t i, j;
+  char(*secrets)[256] = calloc(EVIDENCE_MAX_SECRETS, sizeof(*secrets));
+  size_t i, j, nsecrets;
   FILE *out;
   int result = 0;
 
+  if(!secrets) {
+    json_decref(clients);
+    snprintf(err, errlen, "--json: could not build the report (out of memory)");
+    return -1;
+  }
+  nsecrets = evidence__secrets(sc, secrets);
   for(i = 0; i < run->sessions->count; i++) {
     const struct sim_session *s = &run->sessions->sessions[i];
     json_t *posts = json_array();
@@ -1314,9 +1411,9 @@ int evidence_write_json(struct sim_recorder *rec,
       "{s:i, s:o, s:o, s:{s:s, s:s, s:s, s:s}, s:o, s:o, s:i, s:i, s:s, "
       "s:s, s:s, s:s, s:s, s:o, s:o, "
       "s:{s:i, s:i, s:i, s:i, s:o, s:o}}",
-      "version", 2, "stamp", evidence__stamp_json(), "scenario",
-      evidence__scenario_json(run), "topology", "client",
-      "Office Communicator 2007", "proxy",
+      "version", 2, "stamp", evidence__stamp_json(secrets, nsecrets),
+      "scenario", evidence__scenario_json(run, secrets, nsecrets), "topology",
+      "client", "Office Communicator 2007", "proxy",
       "ISA Server 2006 web listener (Integrated)", "backend",
       "Exchange 2007 EWS", "hops", "client-proxy, proxy-backend", "members",
       evidence__members_json(sc), "seed",
@@ -1341,6 +1438,8 @@ int evidence_write_json(struct sim_recorder *rec,
       run->proxy ? json_integer((json_int_t)run->proxy->reauth_skipped)
                  : json_null());
   pthread_mutex_unlock(&rec->lock);
+  explicit_bzero(secrets, EVIDENCE_MAX_SECRETS * sizeof(*secrets));
+  free(secrets);
   if(!root) {
     snprintf(err, errlen, "--json: could not build the report (out of memory)");
     return -1;
