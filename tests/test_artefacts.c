@@ -113,7 +113,7 @@ START_TEST(json_v2_flag_form)
       "run",    "--policy", "per-connection", "--seed", "3", "--clients", "2",
       "--json", path,       "--posts",        "2",      NULL};
   struct proc_out p;
-  json_t *root, *stamp, *argv, *members, *ex, *v;
+  json_t *root, *stamp, *argv, *members, *ex;
   size_t i;
 
   proc_tmpdir("kbsim-artefacts", tmpdir, sizeof(tmpdir));
@@ -148,7 +148,8 @@ START_TEST(json_v2_flag_form)
   ck_assert_str_eq(str(root, "outcome_class"), "server-error");
   ex = get(root, "exchanges");
   ck_assert_uint_eq(json_array_size(ex), 16);
-  json_array_foreach(ex, i, v) ck_assert_str_eq(str(v, "member"), "ISA01");
+  for(i = 0; i < json_array_size(ex); i++)
+    ck_assert_str_eq(str(json_array_get(ex, i), "member"), "ISA01");
   json_decref(root);
   proc_rmdir(tmpdir);
 }
