@@ -501,6 +501,25 @@ START_TEST(unwritable_evidence_fails_first)
     assert_refused_at_once(&p, flags[i], "/nonexistent/x.json");
     proc_free(&p);
   }
+  /* client and serve check theirs before connecting or listening. */
+  {
+    const char *client[] = {"client",
+                            "--url",
+                            "http://127.0.0.1:1/",
+                            "--user",
+                            "FABRIKAM\\alice:x",
+                            "--json",
+                            "/nonexistent/x.json",
+                            NULL};
+    const char *serve[] = {"serve", "bug", "--pcap", "/nonexistent/x.pcap",
+                           NULL};
+    kbsim(&p, client);
+    assert_refused_at_once(&p, "--json", "/nonexistent/x.json");
+    proc_free(&p);
+    kbsim(&p, serve);
+    assert_refused_at_once(&p, "--pcap", "/nonexistent/x.pcap");
+    proc_free(&p);
+  }
   /* The second scenario's JSON would be a directory: refused before the
    * first scenario runs, and the first one's probe leaves no file. */
   snprintf(ok, sizeof(ok), "%s/r.json", tmpdir);
@@ -630,6 +649,16 @@ START_TEST(dash_is_standard_output)
   ck_assert_str_eq(strstr(p.out.data, "<!DOCTYPE html>"), p.out.data);
   ck_assert_ptr_nonnull(strstr(p.out.data, "</html>\n"));
   proc_free(&p);
+
+  {
+    /* The demo's page too, its narration on stderr. */
+    const char *demo[] = {"demo", "--posts", "1", "--html", "-", NULL};
+    kbsim(&p, demo);
+    ck_assert_msg(p.status == 0, "%s", p.err.data);
+    ck_assert_str_eq(strstr(p.out.data, "<!DOCTYPE html>"), p.out.data);
+    ck_assert_ptr_nonnull(strstr(p.err.data, "KB 942638"));
+    proc_free(&p);
+  }
 
   kbsim(&p, two);
   why = proc_usage_error(&p);
