@@ -1062,6 +1062,14 @@ client_transfer_failed(const struct client *c, CURLcode rc,
                        struct client_post_result *res)
 {
   const char *msg = c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc);
+  /* What says nothing about the listener: it was not there to answer, or
+   * we gave up waiting, or we could not even try. A connection the
+   * listener broke (GOT_NOTHING, RECV_ERROR, ...) is its behaviour. */
+  res->harness_failed = c->out_of_fds || rc == CURLE_COULDNT_CONNECT ||
+                        rc == CURLE_COULDNT_RESOLVE_HOST ||
+                        rc == CURLE_OPERATION_TIMEDOUT ||
+                        rc == CURLE_OUT_OF_MEMORY || rc == CURLE_FAILED_INIT ||
+                        leg->body_result == KB_BUF_NOMEM;
   if(rc == CURLE_OUT_OF_MEMORY && !c->errbuf[0]) {
     client_detail(res, "leg %u: out of memory setting up the request",
                   res->legs);

@@ -132,7 +132,10 @@ struct client_post_result {
   int64_t think_ms;    /* think time spent before this POST */
   int64_t at_ms;       /* simulated time the POST started */
   bool new_connection; /* its first leg opened a new connection */
-  char detail[160];    /* one line: why it failed, or "" */
+  /* The harness failed, not the listener: nothing listening, our own
+   * timeout, no descriptor left (verdict.h: infrastructure). */
+  bool harness_failed;
+  char detail[160]; /* one line: why it failed, or "" */
 };
 
 /* What the user sees. */

@@ -18,6 +18,7 @@
 #include "html.h"
 #include "kb_users.h"
 #include "secret.h"
+#include "verdict.h"
 
 /* Parses "30s" or "5s..40s" into [*min, *max] ms. Returns 0 or -1. */
 static int kbsim_client_think(const char *text, int64_t *min, int64_t *max)
@@ -218,6 +219,7 @@ static int kbsim_cmd_client(int argc, char **argv)
   struct client_post_result r;
   struct client_view view;
   uint64_t v;
+  enum client_class klass = CLIENT_CLASS_CLEAN;
   int c, result = 2;
 
   memset(&cfg, 0, sizeof(cfg));
@@ -354,8 +356,11 @@ static int kbsim_cmd_client(int argc, char **argv)
          cfg.ews_posts == 1 ? "" : "s");
   fflush(stdout);
   while(client_step(client, &r) == 1) {
+    enum client_class k = client_result_class(&r);
     kbsim_client_print_post(&r);
     fflush(stdout);
+    if(k > klass)
+      klass = k;
     if(recording && files.session.nresults < KBSIM_MAX_POSTS + 2) {
       files.session.results[files.session.nresults] = r;
       client_view(client, &files.session.views[files.session.nresults]);
@@ -366,19 +371,28 @@ static int kbsim_cmd_client(int argc, char **argv)
   files.session.view = view;
   printf("What %s\\%s sees:\n", domain, user);
   kbsim_print_view("  ", &view);
-  if(view.integration_error)
-    printf("Verdict: %s\\%s saw the %s\n", domain, user,
-           CLIENT_NOTIFICATION_TEXT);
+  files.session.klass = klass;
+  /* What the user saw, and why: never the listener's fault when the
+   * harness could not reach it or gave up waiting. */
+  if(klass == CLIENT_CLASS_INFRASTRUCTURE)
+    printf("Verdict: no verdict for %s\\%s: the harness could not reach "
+           "the listener or gave up waiting (infrastructure)\n",
+           domain, user);
+  else if(view.integration_error)
+    printf("Verdict: %s\\%s saw the %s (%s)\n", domain, user,
+           CLIENT_NOTIFICATION_TEXT, client_class_name(klass));
   else
-    printf("Verdict: no error for %s\\%s\n", domain, user);
-  result = view.integration_error ? 1 : 0;
+    printf("Verdict: no error for %s\\%s (clean)\n", domain, user);
+  result = klass == CLIENT_CLASS_INFRASTRUCTURE ? 3
+           : view.integration_error             ? 1
+                                                : 0;
 
 done:
   client_destroy(client);
   client = NULL;
   if(recording) {
     if(result != 2 && kbsim_client_evidence(&rec, &files))
-      result = 2;
+      result = 3;
     sim_recorder_free(&rec);
     sim_names_free(&names);
   }

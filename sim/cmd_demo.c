@@ -598,11 +598,21 @@ int kbsim_cmd_demo(int argc, char **argv)
          seed);
   kbsim_pause(&d);
   for(i = 0; i < 2; i++) {
-    if(kbsim_demo_phase(&d, &phases[i], (unsigned)i + 1, html != NULL))
+    if(kbsim_demo_phase(&d, &phases[i], (unsigned)i + 1, html != NULL)) {
+      result = 3; /* the harness could not run: no verdict */
       goto done;
+    }
   }
   kbsim_side_by_side(&d, phases);
-  if(phases[0].as_kb_says && phases[1].as_kb_says) {
+  if(phases[0].o.sessions.infrastructure ||
+     phases[1].o.sessions.infrastructure) {
+    /* What the harness failed says nothing about ISA. */
+    printf("%sVerdict: none - the harness could not run a session "
+           "(infrastructure), so nothing is shown about KB 942638.%s\n",
+           kbsim_on(&d, KBSIM_RED), kbsim_off(&d));
+    result = 3;
+  }
+  else if(phases[0].as_kb_says && phases[1].as_kb_says) {
     printf("%sVerdict: as KB 942638 describes - the bug as shipped, fixed by "
            "the KB.%s\n",
            kbsim_on(&d, KBSIM_GREEN), kbsim_off(&d));
@@ -616,7 +626,7 @@ int kbsim_cmd_demo(int argc, char **argv)
            phases[1].as_kb_says ? "as described" : "differs", kbsim_off(&d));
   if(html) {
     if(kbsim_demo_html(phases, html))
-      result = 1;
+      result = 3;
     else
       printf("Report: %s\n", html);
   }

@@ -1,5 +1,5 @@
 /*
- * cmd_run.c - `kbsim run` (from flags or scenario files) and `kbsim sweep`.
+ * cmd_run.c - `kbsim run`: from flags or scenario files.
  *
  * Both build a scenario - from the flags, or from an INI file - and run
  * it through run.h, so a flag run is just an unnamed scenario.
@@ -22,11 +22,10 @@
 #include "html.h"
 #include "kb_users.h"
 #include "secret.h"
+#include "verdicts.h"
 #include "wrap.h"
 
 #define KBSIM_MAX_FILES 256
-#define KBSIM_MAX_SEEDS 1000000u
-#define KBSIM_MAX_JOBS 64
 
 /* ---- evidence --------------------------------------------------------- */
 
@@ -37,13 +36,19 @@ struct kbsim_evidence {
   struct evidence_paths *paths; /* each run's files, named before any ran */
 };
 
-/* Says where a file went: "evidence: wrote bug.json". */
+/* --tap: standard output is TAP's alone; the human lines are left out. */
+static bool kbsim_run_tap;
+
+/* Says where a file went: "evidence: wrote bug.json" (on stderr with
+ * --tap). */
 static void kbsim_wrote(const char *path)
 {
+  FILE *out = kbsim_run_tap ? stderr : stdout;
+
   if(strcmp(path, "-"))
-    printf("evidence: wrote %s\n", path);
+    fprintf(out, "evidence: wrote %s\n", path);
   else
-    printf("evidence: wrote standard output\n");
+    fprintf(out, "evidence: wrote standard output\n");
 }
 
 /* Writes whichever evidence files were asked for into the paths planned
@@ -97,12 +102,21 @@ static int kbsim_evidence_status(enum evidence_status st, const char *err)
 }
 
 /* Sets standard output aside when an evidence flag is "-", before stdout
- * is wrapped. Returns 0 or the exit code (kbsim_evidence_status). */
-static int kbsim_evidence_stdout(const struct kbsim_evidence *want)
+ * is wrapped; --junit - and --tap want standard output for themselves.
+ * Returns 0 or the exit code (kbsim_evidence_status). */
+static int kbsim_evidence_stdout(const struct kbsim_evidence *want,
+                                 const char *junit, bool tap)
 {
   const char *outs[4] = {want->transcript, want->pcap, want->json, want->html};
   char err[512];
+  size_t i;
 
+  for(i = 0; i < 4; i++)
+    if(outs[i] && !strcmp(outs[i], "-") &&
+       ((junit && !strcmp(junit, "-")) || tap))
+      return kbsim_bad_args("%s and an evidence file cannot both go to "
+                            "standard output ('-'); give the file a name",
+                            tap ? "--tap" : "--junit -");
   return kbsim_evidence_status(evidence_claim_stdout(outs, 4, err, sizeof(err)),
                                err);
 }
@@ -198,19 +212,35 @@ static void kbsim_print_sessions(const struct sim_outcome *o)
 
 /* ---- run -------------------------------------------------------------- */
 
-/* Runs one scenario, writes its evidence, prints its lines. Returns 0 when
- * it ran and matched its expectations, 1 when it did not. */
+/* Seconds since start (CLOCK_MONOTONIC). */
+static double kbsim_seconds_since(const struct timespec *start)
+{
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (double)(now.tv_sec - start->tv_sec) +
+         (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+/* Runs one scenario, writes its evidence, prints its lines and fills *v.
+ * Returns 0 when it ran and matched its expectations, 1 when it did not,
+ * 3 when the harness could not run it (never counted as the outcome). */
 static int kbsim_run_one(const struct scenario *sc,
                          const struct kbsim_evidence *want,
                          const struct evidence_paths *paths, bool from_file,
-                         bool verbose)
+                         bool verbose, struct sim_verdict *v)
 {
   struct sim_recorder rec;
   struct sim_outcome o;
+  struct timespec start;
   char err[512], why[512], summary[768];
   char *text = sc->path[0] ? evidence_read_text(sc->path) : NULL;
   int result = 1;
 
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  memset(v, 0, sizeof(*v));
+  snprintf(v->name, sizeof(v->name), "%s", sc->name);
+  snprintf(v->classname, sizeof(v->classname), "%s",
+           sc->path[0] ? sc->path : "kbsim.run");
   sim_recorder_init(&rec, want->transcript || want->pcap || want->html);
   if(sim_scenario_run(sc,
                       want->transcript || want->pcap || want->json || want->html
@@ -218,28 +248,52 @@ static int kbsim_run_one(const struct scenario *sc,
                           : (struct kb_trace){0},
                       &o, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
+    if(from_file && !kbsim_run_tap)
+      printf("ERROR %s (%s): " WRAP_HANG "the harness could not run it "
+             "(infrastructure): %s\n",
+             sc->name, sc->path, err);
+    v->result = SIM_RESULT_ERROR;
+    v->got = CLIENT_CLASS_INFRASTRUCTURE;
+    snprintf(v->message, sizeof(v->message), "%s", err);
+    v->seconds = kbsim_seconds_since(&start);
     sim_recorder_free(&rec);
     free(text);
-    return 1;
+    return 3;
   }
+  v->got = sim_outcome_class(&o);
   if(sim_scenario_check(sc, &o, why, sizeof(why)))
     result = 0;
+  else if(o.sessions.infrastructure)
+    result = 3;
   {
     struct evidence_run run = {.sc = sc,
                                .scenario_text = text,
                                .sessions = &o.sessions,
                                .backend = &o.backend,
                                .proxy = &o.proxy,
-                               .passed = !result};
+                               .passed = !result,
+                               .outcome_class = client_class_name(v->got)};
     if(kbsim_write_evidence(&rec, paths, &run)) {
-      result = 1;
+      v->result = SIM_RESULT_ERROR;
+      snprintf(v->message, sizeof(v->message), "evidence could not be written");
+      result = 3;
       goto done;
     }
   }
-  if(!from_file || verbose)
+  if((!from_file || verbose) && !kbsim_run_tap)
     kbsim_print_sessions(&o);
   sim_outcome_summary(sc, &o, summary, sizeof(summary));
-  if(from_file && !result) {
+  snprintf(v->output, sizeof(v->output), "%s", summary);
+  v->result = result == 0   ? SIM_RESULT_PASS
+              : result == 1 ? SIM_RESULT_FAIL
+                            : SIM_RESULT_ERROR;
+  snprintf(v->message, sizeof(v->message), "%s", result ? why : summary);
+  if(kbsim_run_tap)
+    ; /* the verdict says it */
+  else if(from_file && result == 3)
+    printf("ERROR %s (%s): " WRAP_HANG "%s: %s\n", sc->name, sc->path, why,
+           summary);
+  else if(from_file && !result) {
     const char *got = o.sessions.users_with_error ? "error" : "clean";
     printf("PASS %s (%s): " WRAP_HANG "expected %s, got %s: %s\n", sc->name,
            sc->path,
@@ -261,7 +315,7 @@ static int kbsim_run_one(const struct scenario *sc,
            o.sessions.posts == 1 ? "" : "s", o.sessions.posts_ok,
            o.sessions.posts_failed, summary);
     if(result)
-      printf("%s\n", why);
+      printf("%s%s\n", result == 3 ? "error: " : "", why);
   }
   if(want->report) {
     struct html_run page = {NULL, sc, &o, &rec};
@@ -272,6 +326,7 @@ static int kbsim_run_one(const struct scenario *sc,
   }
 
 done:
+  v->seconds = kbsim_seconds_since(&start);
   sim_outcome_free(&o);
   sim_recorder_free(&rec);
   free(text);
@@ -343,6 +398,11 @@ static const struct kbsim_opt run_opts[] = {
      "Write a self-contained page with a sequence "
      "diagram per run, side by side."},
     {"verbose", 'v', NULL, "With files, also print every POST's outcome."},
+    {"junit", 'J', "FILE",
+     "Write JUnit XML (one testcase per scenario; a failure or error with "
+     "the deciding evidence) for CI; - for standard output."},
+    {"tap", 'T', NULL,
+     "Print TAP version 14 on standard output instead of PASS/FAIL lines."},
     {NULL, 0, NULL, NULL}};
 
 const struct kbsim_command kbsim_run_command = {
@@ -371,8 +431,32 @@ const struct kbsim_command kbsim_run_command = {
     "@scenario",
     kbsim_cmd_run};
 
+/* Ends a run: the HTML report, JUnit and TAP; returns the exit status
+ * (sim_verdicts_exit, or 3 when a report could not be written). */
+static int kbsim_run_finish(struct kbsim_evidence *want,
+                            const struct sim_verdict *v, size_t n,
+                            const char *junit, bool tap)
+{
+  char err[512];
+  int rc = sim_verdicts_exit(v, n);
+
+  if(kbsim_html_finish(want))
+    rc = 3;
+  if(junit && sim_junit_write(junit, "kbsim run", v, n, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    rc = 3;
+  }
+  if(tap)
+    sim_tap_write(stdout, v, n);
+  return rc;
+}
+
 static int kbsim_cmd_run(int argc, char **argv)
 {
+  static struct sim_verdict verdicts[KBSIM_MAX_FILES];
+  const char *junit = NULL;
+  bool tap = false;
+  int errors = 0;
   static struct scenario scenarios[KBSIM_MAX_FILES];
   struct scenario *flags = &scenarios[0];
   struct kbsim_evidence want = {NULL, NULL, NULL, NULL, NULL, NULL};
@@ -473,11 +557,17 @@ static int kbsim_cmd_run(int argc, char **argv)
     case 'v':
       verbose = true;
       break;
+    case 'J':
+      junit = optarg;
+      break;
+    case 'T':
+      tap = kbsim_run_tap = true;
+      break;
     }
   }
   if(c < 0)
     return a.status;
-  if((bad = kbsim_evidence_stdout(&want)) != 0)
+  if((bad = kbsim_evidence_stdout(&want, junit, tap)) != 0)
     return bad;
   (void)wrap_stdout(wrap_columns(STDOUT_FILENO));
 
@@ -503,14 +593,17 @@ static int kbsim_cmd_run(int argc, char **argv)
     if((bad = kbsim_evidence_plan(&want, scenarios, nfiles)) != 0)
       return bad;
     if(kbsim_html_start(&want))
-      return 1;
-    for(i = 0; i < nfiles; i++)
-      failed +=
-          kbsim_run_one(&scenarios[i], &want, &want.paths[i], true, verbose);
-    if(nfiles > 1)
-      printf("%zu scenarios: %zu passed, %d failed\n", nfiles,
-             nfiles - (size_t)failed, failed);
-    return kbsim_html_finish(&want) || failed ? 1 : 0;
+      return 3;
+    for(i = 0; i < nfiles; i++) {
+      int rc = kbsim_run_one(&scenarios[i], &want, &want.paths[i], true,
+                             verbose, &verdicts[i]);
+      failed += rc == 1;
+      errors += rc == 3;
+    }
+    if(nfiles > 1 && !tap)
+      printf("%zu scenarios: %zu passed, %d failed, %d could not run\n", nfiles,
+             nfiles - (size_t)failed - (size_t)errors, failed, errors);
+    return kbsim_run_finish(&want, verdicts, nfiles, junit, tap);
   }
 
   if(!have_policy)
@@ -526,255 +619,7 @@ static int kbsim_cmd_run(int argc, char **argv)
   if((bad = kbsim_evidence_plan(&want, flags, 1)) != 0)
     return bad;
   if(kbsim_html_start(&want))
-    return 1;
-  failed = kbsim_run_one(flags, &want, &want.paths[0], false, verbose);
-  failed += kbsim_html_finish(&want);
-  return failed ? 1 : 0;
-}
-
-/* ---- sweep ------------------------------------------------------------ */
-
-/* One seed's result. */
-struct kbsim_seed_result {
-  bool ran;
-  unsigned sessions;
-  unsigned with_error;
-  uint64_t empty_posts;
-  uint64_t ews_posts;
-  char error[256];
-};
-
-struct kbsim_sweep {
-  const struct scenario *sc;
-  uint64_t first;
-  uint64_t count;
-  struct kbsim_seed_result *results;
-  atomic_uint_fast64_t next;
-  atomic_uint_fast64_t done;
-  bool progress;              /* stderr is a terminal */
-  pthread_mutex_t print_lock; /* progress line */
-  int64_t last_print_ms;
-};
-
-static int64_t kbsim_monotonic_ms(void)
-{
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Worker: takes the next seed until none is left. Each result goes to its
- * own slot, so the totals do not depend on which worker ran what. */
-static void *kbsim_sweep_worker(void *arg)
-{
-  struct kbsim_sweep *sw = arg;
-  struct scenario sc = *sw->sc;
-  uint64_t i;
-
-  while((i = atomic_fetch_add(&sw->next, 1)) < sw->count) {
-    struct kbsim_seed_result *r = &sw->results[i];
-    struct sim_outcome o;
-    struct kb_trace none = {0};
-    uint64_t done;
-
-    sc.seed = sw->first + i;
-    if(sim_scenario_run(&sc, none, &o, r->error, sizeof(r->error)) == 0) {
-      r->ran = true;
-      r->sessions = (unsigned)o.sessions.count;
-      r->with_error = o.sessions.users_with_error;
-      r->empty_posts = o.backend.empty_posts;
-      r->ews_posts = o.ews_posts;
-      sim_outcome_free(&o);
-    }
-    done = atomic_fetch_add(&sw->done, 1) + 1;
-    if(sw->progress) {
-      int64_t now = kbsim_monotonic_ms();
-      pthread_mutex_lock(&sw->print_lock);
-      if(now - sw->last_print_ms >= 100 || done == sw->count) {
-        fprintf(stderr, "\rsweep: %" PRIu64 "/%" PRIu64 " seeds (%3u%%)", done,
-                sw->count, (unsigned)(done * 100 / sw->count));
-        if(done == sw->count)
-          fputs("\n", stderr);
-        fflush(stderr);
-        sw->last_print_ms = now;
-      }
-      pthread_mutex_unlock(&sw->print_lock);
-    }
-  }
-  return NULL;
-}
-
-/* Wilson score interval for k successes in n trials, 95%. */
-static void kbsim_wilson(uint64_t k, uint64_t n, double *lo, double *hi)
-{
-  const double z = 1.959963984540054;
-  double p, denom, centre, half;
-
-  if(!n) {
-    *lo = 0;
-    *hi = 1;
-    return;
-  }
-  p = (double)k / (double)n;
-  denom = 1 + z * z / (double)n;
-  centre = (p + z * z / (2 * (double)n)) / denom;
-  half = z *
-         sqrt(p * (1 - p) / (double)n + z * z / (4.0 * (double)n * (double)n)) /
-         denom;
-  *lo = centre - half < 0 ? 0 : centre - half;
-  *hi = centre + half > 1 ? 1 : centre + half;
-}
-
-/* Parses "A..B" (or a single seed "A") into first and count. */
-static int kbsim_parse_seeds(const char *text, uint64_t *first, uint64_t *count)
-{
-  char lo[32];
-  const char *dots = strstr(text, "..");
-  uint64_t a, b;
-
-  if(!dots) {
-    if(kbsim_parse_u64(text, 0, UINT64_MAX, &a))
-      return -1;
-    *first = a;
-    *count = 1;
-    return 0;
-  }
-  if((size_t)(dots - text) >= sizeof(lo))
-    return -1;
-  snprintf(lo, sizeof(lo), "%.*s", (int)(dots - text), text);
-  if(kbsim_parse_u64(lo, 0, UINT64_MAX, &a) ||
-     kbsim_parse_u64(dots + 2, 0, UINT64_MAX, &b) || b < a ||
-     b - a >= KBSIM_MAX_SEEDS)
-    return -1;
-  *first = a;
-  *count = b - a + 1;
-  return 0;
-}
-
-static int kbsim_cmd_sweep(int argc, char **argv);
-
-static const struct kbsim_opt sweep_opts[] = {
-    {"seeds", 's', "A..B",
-     "The seeds to run, A to B (at most 1000000), or "
-     "one seed; required."},
-    {"jobs", 'j', "N",
-     "Seeds run in parallel, 1 to 64 (default: one per "
-     "core); the numbers do not depend on it."},
-    {NULL, 0, NULL, NULL}};
-
-const struct kbsim_command kbsim_sweep_command = {
-    "sweep",
-    "SCENARIO --seeds A..B [--jobs N]",
-    "a scenario over many seeds: how often users see the error",
-    "Runs a scenario once per seed, in parallel, and reports how many "
-    "sessions showed the Outlook Integration Error as a rate with a 95% "
-    "(Wilson) confidence interval, and the share of EWS POSTs that reached "
-    "Exchange empty. The same seeds give the same numbers, whatever --jobs. "
-    "A progress line on a terminal.",
-    sweep_opts,
-    "@scenario",
-    kbsim_cmd_sweep};
-
-static int kbsim_cmd_sweep(int argc, char **argv)
-{
-  struct scenario sc;
-  struct kbsim_sweep sw;
-  struct kbsim_args a;
-  pthread_t threads[KBSIM_MAX_JOBS];
-  uint64_t first = 0, count = 0, jobs, sessions = 0, with_error = 0;
-  uint64_t empty = 0, ews = 0, failed_runs = 0, i;
-  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  double lo, hi;
-  unsigned started = 0;
-  int c;
-
-  jobs = cpus > 0 ? (uint64_t)cpus : 1;
-  kbsim_args_init(&a, &kbsim_sweep_command, argc, argv);
-  while((c = kbsim_args_next(&a)) > 0) {
-    switch(c) {
-    case 's':
-      if(kbsim_parse_seeds(optarg, &first, &count))
-        return kbsim_bad_args("--seeds: '%s' is not A..B with A <= B (at most "
-                              "%u seeds), nor one seed",
-                              optarg, KBSIM_MAX_SEEDS);
-      break;
-    case 'j':
-      if(kbsim_parse_u64(optarg, 1, KBSIM_MAX_JOBS, &jobs))
-        return kbsim_bad_args("--jobs: '%s' is not a number from 1 to %d",
-                              optarg, KBSIM_MAX_JOBS);
-      break;
-    }
-  }
-  if(c < 0)
-    return a.status;
-  if(argc - optind != 1)
-    return kbsim_bad_args("give exactly one scenario (a file or a name)");
-  if(!count)
-    return kbsim_bad_args("--seeds A..B is required");
-  if(kbsim_load_scenario(argv[optind], &sc))
-    return 2;
-  if(jobs > count)
-    jobs = count;
-
-  memset(&sw, 0, sizeof(sw));
-  sw.sc = &sc;
-  sw.first = first;
-  sw.count = count;
-  sw.results = calloc(count, sizeof(*sw.results));
-  if(!sw.results) {
-    fprintf(stderr, "kbsim: out of memory for %" PRIu64 " seeds\n", count);
-    return 1;
-  }
-  atomic_init(&sw.next, 0);
-  atomic_init(&sw.done, 0);
-  sw.progress = isatty(2);
-  pthread_mutex_init(&sw.print_lock, NULL);
-  for(i = 0; i < jobs; i++) {
-    if(pthread_create(&threads[i], NULL, kbsim_sweep_worker, &sw))
-      break;
-    kb_thread_name(threads[i], "kb-sweep");
-    started++;
-  }
-  if(!started)
-    kbsim_sweep_worker(&sw);
-  for(i = 0; i < started; i++)
-    pthread_join(threads[i], NULL);
-  pthread_mutex_destroy(&sw.print_lock);
-
-  for(i = 0; i < count; i++) {
-    const struct kbsim_seed_result *r = &sw.results[i];
-    if(!r->ran) {
-      if(!failed_runs)
-        fprintf(stderr, "kbsim: seed %" PRIu64 ": %s\n", first + i, r->error);
-      failed_runs++;
-      continue;
-    }
-    sessions += r->sessions;
-    with_error += r->with_error;
-    empty += r->empty_posts;
-    ews += r->ews_posts;
-  }
-  free(sw.results);
-
-  kbsim_wilson(with_error, sessions, &lo, &hi);
-  printf("sweep %s (%s), seeds %" PRIu64 "..%" PRIu64 ": %" PRIu64
-         " run%s, %" PRIu64 " session%s, %" PRIu64 " job%s\n",
-         sc.name, sc.path, first, first + count - 1, count - failed_runs,
-         count - failed_runs == 1 ? "" : "s", sessions,
-         sessions == 1 ? "" : "s", jobs, jobs == 1 ? "" : "s");
-  printf("sessions with the Outlook Integration Error: %" PRIu64 " of %" PRIu64
-         " = %.2f%% (95%% CI %.2f%%..%.2f%%)\n",
-         with_error, sessions,
-         sessions ? 100.0 * (double)with_error / (double)sessions : 0.0,
-         100 * lo, 100 * hi);
-  printf("EWS POSTs that reached Exchange empty: %" PRIu64 " of %" PRIu64
-         " = %.2f%%\n",
-         empty, ews, ews ? 100.0 * (double)empty / (double)ews : 0.0);
-  if(failed_runs) {
-    printf("%" PRIu64 " run%s could not run (first error above)\n", failed_runs,
-           failed_runs == 1 ? "" : "s");
-    return 1;
-  }
-  return 0;
+    return 3;
+  kbsim_run_one(flags, &want, &want.paths[0], false, verbose, &verdicts[0]);
+  return kbsim_run_finish(&want, verdicts, 1, junit, tap);
 }

@@ -1408,12 +1408,13 @@ int evidence_write_json(struct sim_recorder *rec,
 
   pthread_mutex_lock(&rec->lock);
   root = json_pack(
-      "{s:i, s:o, s:o, s:{s:s, s:s, s:s, s:s}, s:o, s:o, s:i, s:i, s:s, "
+      "{s:i, s:s, s:o, s:o, s:{s:s, s:s, s:s, s:s}, s:o, s:o, s:i, s:i, s:s, "
       "s:s, s:s, s:s, s:s, s:o, s:o, "
       "s:{s:i, s:i, s:i, s:i, s:o, s:o}}",
-      "version", 2, "stamp", evidence__stamp_json(secrets, nsecrets),
-      "scenario", evidence__scenario_json(run, secrets, nsecrets), "topology",
-      "client", "Office Communicator 2007", "proxy",
+      "version", 2, "kind", "run", "stamp",
+      evidence__stamp_json(secrets, nsecrets), "scenario",
+      evidence__scenario_json(run, secrets, nsecrets), "topology", "client",
+      "Office Communicator 2007", "proxy",
       "ISA Server 2006 web listener (Integrated)", "backend",
       "Exchange 2007 EWS", "hops", "client-proxy, proxy-backend", "members",
       evidence__members_json(sc), "seed",

@@ -41,9 +41,9 @@ int sim_fd_check(unsigned long sessions, char *err, size_t errlen)
   if(need <= limit)
     return 0;
   snprintf(err, errlen,
-           "%lu client%s need about %lu file descriptors; the limit is %lu: "
+           "%lu client%s about %lu file descriptors; the limit is %lu: "
            "raise it (ulimit -n %lu) or run at most %lu clients",
-           sessions, sessions == 1 ? "" : "s", need, limit, need,
+           sessions, sessions == 1 ? " needs" : "s need", need, limit, need,
            sim_fd_sessions(SIM_FDS_PER_SESSION));
   return -1;
 }

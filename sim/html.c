@@ -904,11 +904,18 @@ static void html__section(FILE *out, const struct html_run *run,
   if(sc && o) {
     bool pass = sim_scenario_check(sc, o, why, sizeof(why)) != 0;
     const char *got = o->sessions.users_with_error ? "error" : "clean";
+    bool harness = o->sessions.infrastructure > 0;
 
-    if(sc->expect.outcome >= 0)
-      fprintf(out, " <span class=\"verdict %s\">%s: expected %s, got %s</span>",
+    if(harness)
+      fprintf(out, " <span class=\"verdict fail\">ERROR: the harness could not "
+                   "run it (infrastructure); no verdict</span>");
+    else if(sc->expect.outcome >= 0)
+      fprintf(out,
+              " <span class=\"verdict %s\">%s: expected %s, got %s (%s)"
+              "</span>",
               pass ? "pass" : "fail", pass ? "PASS" : "FAIL",
-              sc->expect.outcome ? "error" : "clean", got);
+              sc->expect.outcome ? "error" : "clean", got,
+              client_class_name(sim_outcome_class(o)));
     else
       fprintf(out, " <span class=\"verdict %s\">%s%s</span>",
               pass ? "pass" : "fail", pass ? "" : "FAIL: ", got);
@@ -975,9 +982,9 @@ static void html__overview_row(FILE *out, const struct html_run *run,
             "<td>%s</td><td class=\"%s\">%s%s</td><td>%u of %zu</td>"
             "<td>%" PRIu64 " of %" PRIu64 "</td><td>",
             want, pass ? "pass" : "fail",
-            o->sessions.users_with_error ? "error" : "clean",
-            pass ? "" : " (FAIL)", o->sessions.users_with_error,
-            o->sessions.count, o->backend.empty_posts, o->backend.ews_posts);
+            client_class_name(sim_outcome_class(o)), pass ? "" : " (FAIL)",
+            o->sessions.users_with_error, o->sessions.count,
+            o->backend.empty_posts, o->backend.ews_posts);
     for(k = 0; k < sc->nmembers; k++) {
       const struct scenario_member *m = &sc->members[k];
       html__escf(

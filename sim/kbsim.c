@@ -33,14 +33,17 @@ const struct kbsim_command *const kbsim_commands[] = {
     &kbsim_list_command,  &kbsim_help_command, NULL};
 
 const struct kbsim_fact kbsim_exit_codes[] = {
-    {"0", "Success; with --expect, in the demo and for scenario files: every "
-          "outcome was the one expected. client: the user saw no error."},
-    {"1", "An outcome differed from what was expected, the topology could not "
-          "run, or an evidence file could not be written. client: the user "
-          "saw the Outlook Integration Error. ctl: the admin endpoint could "
-          "not be reached or refused."},
+    {"0", "As expected: with --expect, in the demo and for scenario files "
+          "every outcome was the one expected; client: the user saw no "
+          "error; sweep: the rate is within --expect-rate."},
+    {"1", "The outcome differed from what was expected (client: the user saw "
+          "the Outlook Integration Error, its class server-error or "
+          "auth-failed; ctl: the admin endpoint refused)."},
     {"2", "Bad arguments or a malformed scenario file: one line saying what "
           "was wrong, and where the help is."},
+    {"3", "The harness could not run (class infrastructure): nothing "
+          "listening, descriptors exhausted, a timeout of kbsim's own, an "
+          "evidence file not writable. Never counted as the bug."},
     {NULL, NULL}};
 
 const struct kbsim_fact kbsim_environment[] = {

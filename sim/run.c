@@ -192,6 +192,25 @@ static void sim__expect_count(const char *what, int64_t want, uint64_t got,
   *ok = 0;
 }
 
+/* Why the first session the harness failed ended: its error, or the
+ * detail of its first such POST. */
+static const char *sim__harness_detail(const struct sim_outcome *o)
+{
+  size_t i, j;
+
+  for(i = 0; i < o->sessions.count; i++) {
+    const struct sim_session *s = &o->sessions.sessions[i];
+    if(s->klass != CLIENT_CLASS_INFRASTRUCTURE)
+      continue;
+    if(s->error[0])
+      return s->error;
+    for(j = 0; j < s->nresults; j++)
+      if(s->results[j].harness_failed)
+        return s->results[j].detail;
+  }
+  return "unknown";
+}
+
 int sim_scenario_check(const struct scenario *sc, const struct sim_outcome *o,
                        char *why, size_t len)
 {
@@ -216,13 +235,28 @@ int sim_scenario_check(const struct scenario *sc, const struct sim_outcome *o,
   sim__expect_count("auth_failed", e->auth_failed,
                     o->proxy.auth_failed + o->proxy.basic_failed, why, len,
                     &pos, &ok);
-  if(o->sessions.not_started) {
-    sim__append(why, len, &pos, "%s%u client%s could not start",
-                pos ? "; " : "", o->sessions.not_started,
-                sim__s(o->sessions.not_started));
+  if(o->sessions.infrastructure) {
+    /* The harness failed: no expectation can be judged, met or not. */
+    pos = 0;
+    sim__append(why, len, &pos,
+                "%u session%s could not run (infrastructure, not the "
+                "listener): %s",
+                o->sessions.infrastructure, sim__s(o->sessions.infrastructure),
+                sim__harness_detail(o));
     ok = 0;
   }
   return ok;
+}
+
+enum client_class sim_outcome_class(const struct sim_outcome *o)
+{
+  enum client_class worst = CLIENT_CLASS_CLEAN;
+  size_t i;
+
+  for(i = 0; i < o->sessions.count; i++)
+    if(o->sessions.sessions[i].klass > worst)
+      worst = o->sessions.sessions[i].klass;
+  return worst;
 }
 
 void sim_outcome_summary(const struct scenario *sc, const struct sim_outcome *o,

@@ -31,6 +31,9 @@ int sim_scenario_run(const struct scenario *sc, struct kb_trace trace,
 /* Frees what sim_scenario_run filled in. Accepts an all-zero struct. */
 void sim_outcome_free(struct sim_outcome *o);
 
+/* The run's class (client/verdict.h): its highest-ranking session's. */
+enum client_class sim_outcome_class(const struct sim_outcome *o);
+
 /* Returns 1 when every expectation of sc holds (trivially with none), else
  * 0 with "expected ..., got ..." parts joined by "; " in why. */
 int sim_scenario_check(const struct scenario *sc, const struct sim_outcome *o,

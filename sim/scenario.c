@@ -49,6 +49,7 @@ void scenario_defaults(struct scenario *sc)
   sc->posts = 2;
   sc->ntlm = NTLM_RESPONSE_V2;
   sc->expect.outcome = -1;
+  sc->expect.rate_lo = sc->expect.rate_hi = -1;
   sc->expect.empty_posts = -1;
   sc->expect.users_with_error = -1;
   sc->expect.backend_requests = -1;
@@ -428,11 +429,18 @@ static void scenario__expect(struct scenario_parse *p, const char *key,
     scenario__count(p, key, v, &e->backend_requests);
   else if(!strcmp(key, "auth_failed"))
     scenario__count(p, key, v, &e->auth_failed);
+  else if(!strcmp(key, "rate")) {
+    if(scenario_parse_rate(v, &e->rate_lo, &e->rate_hi))
+      scenario__fail(p,
+                     "[expect] rate = %s: write LOW..HIGH, e.g. 40%%..70%%, "
+                     "with LOW <= HIGH",
+                     v);
+  }
   else
     scenario__fail(p,
                    "[expect] has no key '%s'; it knows outcome, "
                    "empty_posts, users_with_error, backend_requests, "
-                   "auth_failed",
+                   "auth_failed, rate",
                    key);
 }
 
@@ -608,4 +616,43 @@ int scenario_load(const char *path, struct scenario *sc, char *err,
   result = scenario_load_stream(file, path, sc, err, errlen);
   fclose(file);
   return result;
+}
+
+/* One bound: "40%" or "0.4". */
+static int scenario__fraction(const char *text, size_t len, double *out)
+{
+  char buf[32], *end;
+  bool percent;
+  double v;
+
+  if(!len || len >= sizeof(buf))
+    return -1;
+  memcpy(buf, text, len);
+  buf[len] = '\0';
+  percent = buf[len - 1] == '%';
+  if(percent)
+    buf[len - 1] = '\0';
+  errno = 0;
+  v = strtod(buf, &end);
+  if(errno || end == buf || *end)
+    return -1;
+  if(percent)
+    v /= 100;
+  if(v < 0 || v > 1)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+int scenario_parse_rate(const char *text, double *lo, double *hi)
+{
+  const char *dots = strstr(text, "..");
+  double a, b;
+
+  if(!dots || scenario__fraction(text, (size_t)(dots - text), &a) ||
+     scenario__fraction(dots + 2, strlen(dots + 2), &b) || a > b)
+    return -1;
+  *lo = a;
+  *hi = b;
+  return 0;
 }

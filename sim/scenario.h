@@ -51,6 +51,10 @@ struct scenario_expect {
   int64_t users_with_error; /* sessions that showed the notification */
   int64_t backend_requests; /* requests that reached Exchange at all */
   int64_t auth_failed;      /* type 3 / Basic refusals at the listener */
+  /* sweep only: the share of sessions with the error, as fractions;
+   * rate_lo < 0 when not given. The sweep passes when the whole 95%
+   * Wilson interval lies within [rate_lo, rate_hi]. */
+  double rate_lo, rate_hi;
 };
 
 struct scenario {
@@ -95,6 +99,10 @@ struct scenario {
  * integrated listener, FABRIKAM\alice, one Communicator client, 2 EWS
  * POSTs, seed 1, no expectation. */
 void scenario_defaults(struct scenario *sc);
+
+/* Parses "40%..70%" (or "0.4..0.7") into fractions lo <= hi in [0, 1].
+ * Returns 0 or -1. */
+int scenario_parse_rate(const char *text, double *lo, double *hi);
 
 /* Reads an INI scenario file into sc (defaults first). Returns 0, or -1
  * with one line in err: "FILE:LINE: what was wrong; what to do". */

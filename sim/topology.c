@@ -346,7 +346,12 @@ int sim_run_plan(struct sim_topology *topo, const struct sim_clients *plan,
     const struct sim_session *s = &out->sessions[i];
     size_t j;
 
-    if(s->view.integration_error)
+    out->sessions[i].klass =
+        s->error[0] ? CLIENT_CLASS_INFRASTRUCTURE
+                    : client_session_class(s->results, s->nresults);
+    if(s->klass == CLIENT_CLASS_INFRASTRUCTURE)
+      out->infrastructure++;
+    else if(s->view.integration_error)
       out->users_with_error++;
     if(s->error[0])
       out->not_started++;

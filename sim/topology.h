@@ -22,6 +22,7 @@
 #include "kb_users.h"
 #include "proxy.h"
 #include "sim_env.h"
+#include "verdict.h"
 
 #define SIM_MAX_MEMBERS 16
 
@@ -106,12 +107,16 @@ struct sim_session {
   struct client_post_result *results; /* owned */
   struct client_view *views;          /* owned: the view after each POST */
   char error[256];                    /* client_create failure, or "" */
+  enum client_class klass;            /* why it ended so (verdict.h) */
 };
 
 struct sim_sessions {
   size_t count;
   struct sim_session *sessions; /* ordered by client id, not by finish */
-  unsigned users_with_error;    /* sessions showing the notification */
+  unsigned users_with_error;    /* sessions showing the notification
+                                   for the listener's doing (server-error,
+                                   auth-failed), never infrastructure */
+  unsigned infrastructure;      /* sessions the harness failed */
   unsigned not_started;         /* sessions whose client could not start */
   unsigned posts, posts_ok, posts_failed;
 };

@@ -123,6 +123,7 @@ START_TEST(json_v2_flag_form)
   proc_free(&p);
   root = load(path);
   ck_assert_int_eq(json_integer_value(get(root, "version")), 2);
+  ck_assert_str_eq(str(root, "kind"), "run");
   stamp = get(root, "stamp");
   ck_assert(strlen(str(stamp, "kbsim")) > 0);
   ck_assert(strlen(str(stamp, "commit")) > 0);
@@ -299,6 +300,27 @@ static void edit_verdict(json_t *r)
   json_object_set_new(r, "verdict", json_true());
 }
 
+static void edit_no_kind(json_t *r)
+{
+  json_object_del(r, "kind");
+}
+
+static void edit_kind_sweep(json_t *r)
+{
+  json_object_set_new(r, "kind", json_string("sweep"));
+}
+
+static void edit_sweep_interval(json_t *r)
+{
+  json_array_set_new(json_object_get(r, "interval"), 1, json_real(1.5));
+}
+
+static void edit_sweep_seed(json_t *r)
+{
+  json_object_set_new(json_array_get(json_object_get(r, "per_seed"), 0),
+                      "class", json_string("clean"));
+}
+
 /* python3-jsonschema accepts the report of every catalogue scenario (one
  * run, one file each), of the flag form and of `--json -`, and refuses
  * each corruption of a real one. */
@@ -306,7 +328,10 @@ START_TEST(schema_judges_every_report)
 {
   static void (*const edits[])(json_t *) = {
       edit_array_policy, edit_no_version, edit_v1,      edit_class,
-      edit_extra,        edit_no_member,  edit_no_argv, edit_verdict};
+      edit_extra,        edit_no_member,  edit_no_argv, edit_verdict,
+      edit_no_kind,      edit_kind_sweep};
+  static void (*const sweep_edits[])(json_t *) = {
+      edit_sweep_interval, edit_sweep_seed, edit_no_version, edit_no_kind};
   struct dirent **list;
   const char *args[MAX_ARGS];
   const char *docs[64];
@@ -315,6 +340,9 @@ START_TEST(schema_judges_every_report)
                              "2",   "--json",   flag,          NULL};
   const char *dash_args[] = {"run", SCENARIOS_DIR "/wrong-password.ini",
                              "--json", "-", NULL};
+  char sweep[300];
+  const char *sweep_args[] = {
+      "sweep", "half-patched-array", "--seeds", "1..4", "--json", sweep, NULL};
   struct proc_out p;
   json_t *root;
   int n, i, nargs = 0, ndocs = 0;
@@ -367,6 +395,12 @@ START_TEST(schema_judges_every_report)
   ck_assert_int_eq(fclose(f), 0);
   proc_free(&p);
   docs[ndocs++] = dash;
+  /* sweep --json, described by the same schema's $defs/sweep. */
+  snprintf(sweep, sizeof(sweep), "%s/sweep.json", tmpdir);
+  kbsim(&p, sweep_args);
+  ck_assert_msg(p.status == 0, "%s", p.err.data);
+  proc_free(&p);
+  docs[ndocs++] = sweep;
   ck_assert_msg(validate(docs, (size_t)ndocs, why, sizeof(why)) == 0, "%s",
                 why);
 
@@ -377,6 +411,15 @@ START_TEST(schema_judges_every_report)
     write_edited(root, edits[k], base);
     ck_assert_msg(validate(bad, 1, why, sizeof(why)) != 0,
                   "corruption %zu was accepted", k);
+  }
+  json_decref(root);
+  root = load(sweep);
+  ck_assert_str_eq(str(root, "kind"), "sweep");
+  for(k = 0; k < sizeof(sweep_edits) / sizeof(sweep_edits[0]); k++) {
+    const char *bad[1] = {base};
+    write_edited(root, sweep_edits[k], base);
+    ck_assert_msg(validate(bad, 1, why, sizeof(why)) != 0,
+                  "sweep corruption %zu was accepted", k);
   }
   json_decref(root);
   proc_rmdir(tmpdir);

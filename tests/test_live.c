@@ -1520,9 +1520,13 @@ START_TEST(curl_and_clients_through_the_balancer)
   ck_assert_ptr_nonnull(strstr(p.out.data, "(after 20 ms thinking)"));
   proc_free(&p);
 
+  /* Nothing listening: what the user would see, but no verdict on the
+   * listener (issue 14: this was reported as the bug, exit 1). */
   kbsim(&p, nobody);
-  ck_assert_int_eq(p.status, 1);
+  ck_assert_int_eq(p.status, 3);
   ck_assert_ptr_nonnull(strstr(p.out.data, "transport-error"));
+  ck_assert_ptr_nonnull(strstr(p.out.data, "(infrastructure)"));
+  ck_assert_ptr_null(strstr(p.out.data, "Verdict: FABRIKAM"));
   ck_assert_ptr_nonnull(strstr(p.out.data, "Notifications:      Outlook "
                                            "Integration Error"));
   proc_free(&p);
