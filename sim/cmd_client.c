@@ -93,13 +93,16 @@ static int kbsim_client_report(struct sim_recorder *rec,
   }
   if(f->json) {
     /* The client's verdict: a user who saw no error, as its exit 0. */
-    struct evidence_run run = {.clients = 1,
-                               .ews_posts = f->ews_posts,
-                               .ntlm = ntlm_response_kind_name(f->ntlm),
-                               .expect = 0,
-                               .sessions = &o.sessions,
-                               .live = true,
-                               .passed = !o.sessions.users_with_error};
+    struct evidence_run run = {
+        .clients = 1,
+        .ews_posts = f->ews_posts,
+        .ntlm = ntlm_response_kind_name(f->ntlm),
+        .expect = 0,
+        .sessions = &o.sessions,
+        .live = true,
+        .passed = !o.sessions.users_with_error &&
+                  f->session.klass != CLIENT_CLASS_INFRASTRUCTURE,
+        .outcome_class = client_class_name(f->session.klass)};
     if(evidence_write_json(rec, &run, f->json, err, sizeof(err))) {
       fprintf(stderr, "kbsim: %s\n", err);
       return -1;

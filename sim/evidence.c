@@ -24,6 +24,7 @@
 #include "kb_buf.h"
 #include "kb_users.h"
 #include "ntlm.h"
+#include "verdict.h"
 #include "version.h"
 
 /* What ended a connection, as the recorded notes say: decisions as data.
@@ -1400,10 +1401,11 @@ int evidence_write_json(struct sim_recorder *rec,
                     s->views ? evidence__view_json(&s->views[j])
                              : json_null()));
     }
-    json_array_append_new(clients,
-                          json_pack("{s:i, s:s, s:o, s:o}", "id", (int)s->id,
-                                    "error", s->error, "posts", posts, "view",
-                                    evidence__view_json(&s->view)));
+    json_array_append_new(
+        clients,
+        json_pack("{s:i, s:s, s:s, s:o, s:o}", "id", (int)s->id, "error",
+                  s->error, "outcome_class", client_class_name(s->klass),
+                  "posts", posts, "view", evidence__view_json(&s->view)));
   }
 
   pthread_mutex_lock(&rec->lock);
@@ -1427,10 +1429,13 @@ int evidence_write_json(struct sim_recorder *rec,
       !strcmp(cls, "infrastructure") ? "unknown"
       : with_error                   ? "error"
                                      : "clean",
-      "verdict", run->passed ? "pass" : "fail", "outcome_class", cls,
-      "exchanges", evidence__exchanges_json(rec), "sessions", clients,
-      "summary", "posts", (int)run->sessions->posts, "posts_ok",
-      (int)run->sessions->posts_ok, "posts_failed",
+      "verdict",
+      !strcmp(cls, "infrastructure") ? "error"
+      : run->passed                  ? "pass"
+                                     : "fail",
+      "outcome_class", cls, "exchanges", evidence__exchanges_json(rec),
+      "sessions", clients, "summary", "posts", (int)run->sessions->posts,
+      "posts_ok", (int)run->sessions->posts_ok, "posts_failed",
       (int)run->sessions->posts_failed, "users_with_error", (int)with_error,
       "backend_empty_posts",
       run->backend ? json_integer((json_int_t)run->backend->empty_posts)

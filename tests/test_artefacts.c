@@ -340,7 +340,7 @@ START_TEST(schema_judges_every_report)
                              "2",   "--json",   flag,          NULL};
   const char *dash_args[] = {"run", SCENARIOS_DIR "/wrong-password.ini",
                              "--json", "-", NULL};
-  char sweep[300];
+  char sweep[300], refused[300];
   const char *sweep_args[] = {
       "sweep", "half-patched-array", "--seeds", "1..4", "--json", sweep, NULL};
   struct proc_out p;
@@ -395,6 +395,32 @@ START_TEST(schema_judges_every_report)
   ck_assert_int_eq(fclose(f), 0);
   proc_free(&p);
   docs[ndocs++] = dash;
+  /* A client with nothing to talk to: the harness failed, and its
+   * report says so - no verdict, never the bug. */
+  {
+    const char *client_args[] = {"client",
+                                 "--url",
+                                 "http://127.0.0.1:1/",
+                                 "--user",
+                                 "FABRIKAM\\alice:Passw0rd!",
+                                 "--json",
+                                 refused,
+                                 NULL};
+    json_t *r;
+    snprintf(refused, sizeof(refused), "%s/refused.json", tmpdir);
+    kbsim(&p, client_args);
+    ck_assert_msg(p.status == 3, "client exited %d: %s", p.status, p.err.data);
+    proc_free(&p);
+    r = load(refused);
+    ck_assert_str_eq(str(r, "outcome_class"), "infrastructure");
+    ck_assert_str_eq(str(r, "got"), "unknown");
+    ck_assert_str_eq(str(r, "verdict"), "error");
+    ck_assert_str_eq(
+        str(json_array_get(get(r, "sessions"), 0), "outcome_class"),
+        "infrastructure");
+    json_decref(r);
+    docs[ndocs++] = refused;
+  }
   /* sweep --json, described by the same schema's $defs/sweep. */
   snprintf(sweep, sizeof(sweep), "%s/sweep.json", tmpdir);
   kbsim(&p, sweep_args);
