@@ -119,7 +119,7 @@ START_TEST(json_v2_flag_form)
   proc_tmpdir("kbsim-artefacts", tmpdir, sizeof(tmpdir));
   snprintf(path, sizeof(path), "%s/run.json", tmpdir);
   kbsim(&p, args);
-  ck_assert_msg(p.status == 0, "%s", p.err.data);
+  ck_assert_msg(p.status == 0, "%.400s", p.err.data);
   proc_free(&p);
   root = load(path);
   ck_assert_int_eq(json_integer_value(get(root, "version")), 2);
@@ -174,7 +174,7 @@ START_TEST(json_v2_names_the_serving_member)
   proc_tmpdir("kbsim-artefacts", tmpdir, sizeof(tmpdir));
   snprintf(path, sizeof(path), "%s/a.json", tmpdir);
   kbsim(&p, args);
-  ck_assert_msg(p.status == 0, "%s", p.err.data);
+  ck_assert_msg(p.status == 0, "%.400s", p.err.data);
   proc_free(&p);
   root = load(path);
   ck_assert_str_eq(str(get(root, "scenario"), "name"), "half-patched-array");
@@ -379,16 +379,17 @@ START_TEST(schema_judges_every_report)
   args[nargs++] = base;
   args[nargs] = NULL;
   kbsim(&p, args);
-  ck_assert_msg(p.status == 0, "kbsim run exited %d: %s", p.status, p.err.data);
+  ck_assert_msg(p.status == 0, "kbsim run exited %d: %.400s", p.status,
+                p.err.data);
   proc_free(&p);
   for(i = 1; i < nargs - 2; i++)
     free((char *)args[i]);
   kbsim(&p, flag_args);
-  ck_assert_msg(p.status == 0, "%s", p.err.data);
+  ck_assert_msg(p.status == 0, "%.400s", p.err.data);
   proc_free(&p);
   docs[ndocs++] = flag;
   kbsim(&p, dash_args);
-  ck_assert_msg(p.status == 0, "%s", p.err.data);
+  ck_assert_msg(p.status == 0, "%.400s", p.err.data);
   f = fopen(dash, "w");
   ck_assert_ptr_nonnull(f);
   ck_assert_uint_eq(fwrite(p.out.data, 1, p.out.len, f), p.out.len);
@@ -409,7 +410,8 @@ START_TEST(schema_judges_every_report)
     json_t *r;
     snprintf(refused, sizeof(refused), "%s/refused.json", tmpdir);
     kbsim(&p, client_args);
-    ck_assert_msg(p.status == 3, "client exited %d: %s", p.status, p.err.data);
+    ck_assert_msg(p.status == 3, "client exited %d: %.400s", p.status,
+                  p.err.data);
     proc_free(&p);
     r = load(refused);
     ck_assert_str_eq(str(r, "outcome_class"), "infrastructure");
@@ -424,7 +426,7 @@ START_TEST(schema_judges_every_report)
   /* sweep --json, described by the same schema's $defs/sweep. */
   snprintf(sweep, sizeof(sweep), "%s/sweep.json", tmpdir);
   kbsim(&p, sweep_args);
-  ck_assert_msg(p.status == 0, "%s", p.err.data);
+  ck_assert_msg(p.status == 0, "%.400s", p.err.data);
   proc_free(&p);
   docs[ndocs++] = sweep;
   ck_assert_msg(validate(docs, (size_t)ndocs, why, sizeof(why)) == 0, "%s",
@@ -477,15 +479,15 @@ START_TEST(evidence_names_never_collide)
   snprintf(txt, sizeof(txt), "%s/e.txt", tmpdir);
   snprintf(json, sizeof(json), "%s/e.json", tmpdir);
   kbsim(&p, args);
-  ck_assert_msg(p.status == 0, "%s", p.err.data);
+  ck_assert_msg(p.status == 0, "%.400s", p.err.data);
   for(i = 0; i < 3; i++)
     for(k = 0; k < 2; k++) {
       char path[400];
       snprintf(path, sizeof(path), "%s/e-%s.%s", tmpdir, labels[i], kinds[k]);
       ck_assert_msg(stat(path, &st) == 0 && st.st_size > 0, "%s missing", path);
       snprintf(line, sizeof(line), "evidence: wrote %s", path);
-      ck_assert_msg(count_lines(p.out.data, line) == 1, "no '%s' in:\n%s", line,
-                    p.out.data);
+      ck_assert_msg(count_lines(p.out.data, line) == 1, "no '%s' in:\n%.400s",
+                    line, p.out.data);
     }
   /* Nothing else was written, and nothing else said so. */
   {
@@ -536,13 +538,13 @@ static void assert_refused_at_once(const struct proc_out *p, const char *flag,
   char want[600];
 
   snprintf(want, sizeof(want), "kbsim: %s %s: cannot write: ", flag, path);
-  ck_assert_msg(p->status == 3, "exit %d: %s%s", p->status, p->out.data,
+  ck_assert_msg(p->status == 3, "exit %d: %.300s%.300s", p->status, p->out.data,
                 p->err.data);
-  ck_assert_msg(p->out.len == 0, "stdout: %s", p->out.data);
-  ck_assert_msg(!strncmp(p->err.data, want, strlen(want)), "stderr: %s",
+  ck_assert_msg(p->out.len == 0, "stdout: %.400s", p->out.data);
+  ck_assert_msg(!strncmp(p->err.data, want, strlen(want)), "stderr: %.400s",
                 p->err.data);
   ck_assert_msg(strchr(p->err.data, '\n') == p->err.data + p->err.len - 1,
-                "more than one line: %s", p->err.data);
+                "more than one line: %.400s", p->err.data);
 }
 
 /* An unwritable evidence path fails before any session runs, exit 3, for
@@ -656,7 +658,7 @@ START_TEST(dash_is_standard_output)
   const char *why;
 
   kbsim(&p, json);
-  ck_assert_msg(p.status == 0, "%s", p.err.data);
+  ck_assert_msg(p.status == 0, "%.400s", p.err.data);
   root = json_loads(p.out.data, 0, &jerr);
   ck_assert_msg(root != NULL, "stdout is not one JSON text: %s", jerr.text);
   ck_assert_str_eq(str(get(root, "scenario"), "name"), "bug");
@@ -666,7 +668,7 @@ START_TEST(dash_is_standard_output)
   proc_free(&p);
 
   kbsim(&p, flagform);
-  ck_assert_msg(p.status == 0, "%s", p.err.data);
+  ck_assert_msg(p.status == 0, "%.400s", p.err.data);
   root = json_loads(p.out.data, 0, &jerr);
   ck_assert_msg(root != NULL, "stdout is not one JSON text: %s", jerr.text);
   ck_assert_str_eq(str(json_array_get(get(root, "members"), 0), "policy"),
@@ -676,13 +678,13 @@ START_TEST(dash_is_standard_output)
   proc_free(&p);
 
   kbsim(&p, txt);
-  ck_assert_msg(p.status == 0, "%s", p.err.data);
+  ck_assert_msg(p.status == 0, "%.400s", p.err.data);
   ck_assert_str_eq(strstr(p.out.data, "; kbsim transcript: "), p.out.data);
   ck_assert_ptr_null(strstr(p.out.data, "PASS"));
   proc_free(&p);
 
   kbsim(&p, pcap);
-  ck_assert_msg(p.status == 0, "%s", p.err.data);
+  ck_assert_msg(p.status == 0, "%.400s", p.err.data);
   ck_assert_uint_gt(p.out.len, 1000);
   ck_assert_int_eq(memcmp(p.out.data, pcap_magic, 4), 0);
   if(proc_have("/usr/bin/tshark")) {
@@ -714,7 +716,7 @@ START_TEST(dash_is_standard_output)
   proc_free(&p);
 
   kbsim(&p, html);
-  ck_assert_msg(p.status == 0, "%s", p.err.data);
+  ck_assert_msg(p.status == 0, "%.400s", p.err.data);
   ck_assert_str_eq(strstr(p.out.data, "<!DOCTYPE html>"), p.out.data);
   ck_assert_ptr_nonnull(strstr(p.out.data, "</html>\n"));
   proc_free(&p);
@@ -723,7 +725,8 @@ START_TEST(dash_is_standard_output)
     /* The demo's page too, its narration on stderr. */
     const char *demo[] = {"demo", "--posts", "1", "--html", "-", NULL};
     kbsim(&p, demo);
-    ck_assert_msg(p.status == 0, "%s", p.err.data);
+    /* 0 or 1 is the demo's verdict; the page is what is judged here. */
+    ck_assert_msg(p.status == 0 || p.status == 1, "%.400s", p.err.data);
     ck_assert_str_eq(strstr(p.out.data, "<!DOCTYPE html>"), p.out.data);
     ck_assert_ptr_nonnull(strstr(p.err.data, "KB 942638"));
     proc_free(&p);
@@ -731,11 +734,11 @@ START_TEST(dash_is_standard_output)
 
   kbsim(&p, two);
   why = proc_usage_error(&p);
-  ck_assert_msg(why == NULL, "%s", why);
+  ck_assert_msg(why == NULL, "%.600s", why);
   proc_free(&p);
   kbsim(&p, several);
   why = proc_usage_error(&p);
-  ck_assert_msg(why == NULL, "%s", why);
+  ck_assert_msg(why == NULL, "%.600s", why);
   proc_free(&p);
 }
 END_TEST
