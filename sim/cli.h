@@ -48,6 +48,7 @@ extern const struct kbsim_command kbsim_serve_command;
 extern const struct kbsim_command kbsim_ctl_command;
 extern const struct kbsim_command kbsim_client_command;
 extern const struct kbsim_command kbsim_list_command;
+extern const struct kbsim_command kbsim_merge_command;
 extern const struct kbsim_command kbsim_help_command;
 
 int kbsim_cmd_demo(int argc, char **argv);

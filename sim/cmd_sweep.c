@@ -29,13 +29,14 @@
 #define KBSIM_MAX_SEEDS 1000000u
 #define KBSIM_MAX_JOBS 64
 
-/* Set by SIGINT: workers take no new seed. */
-static volatile sig_atomic_t kbsim_sweep_interrupted;
+/* Set by SIGINT, read by the workers (take no new seed): a lock-free
+ * atomic, safe in a signal handler and between threads. */
+static atomic_int kbsim_sweep_interrupted;
 
 static void kbsim_sweep_on_sigint(int sig)
 {
   (void)sig;
-  kbsim_sweep_interrupted = 1;
+  atomic_store(&kbsim_sweep_interrupted, 1);
 }
 
 /* One seed's result. */
@@ -249,17 +250,17 @@ static void kbsim_sweep_verdict(const struct scenario *sc,
                : "");
 }
 
-/* Writes the sweep's JSON (docs/report.schema.json, $defs sweep) to path
- * ("-": standard output). Returns 0, or -1 after printing why. */
-static int kbsim_sweep_json(const char *path, const struct scenario *sc,
-                            const struct kbsim_sweep *sw,
-                            const struct kbsim_sweep_sum *t, double lo,
-                            double hi, const struct sim_verdict *v, json_t *cmd)
+/* One point's result as JSON: counts, rate, interval, verdict, seeds. */
+static json_t *kbsim_sweep_json_point(const struct scenario *sc,
+                                      const struct kbsim_sweep *sw,
+                                      const struct kbsim_sweep_sum *t,
+                                      double lo, double hi,
+                                      const struct sim_verdict *v)
 {
-  json_t *root, *seeds = json_array(), *expect;
+  json_t *seeds = json_array();
   uint64_t i;
-  int rc;
 
+  (void)sc;
   for(i = 0; i < sw->count; i++) {
     const struct kbsim_seed_result *r = &sw->results[i];
     if(!r->ran && !r->error[0])
@@ -275,23 +276,49 @@ static int kbsim_sweep_json(const char *path, const struct scenario *sc,
                : json_pack("{s:I,s:s}", "seed", (json_int_t)(sw->first + i),
                            "error", r->error));
   }
-  expect = lo < 0 ? json_null() : json_pack("[f,f]", lo, hi);
-  root = json_pack(
-      "{s:i,s:s,s:{s:s,s:s,s:o},s:s,s:s,s:{s:I,s:I},s:I,s:I,s:I,s:I,s:f,"
-      "s:[f,f],s:I,s:I,s:o,s:s,s:s,s:b,s:o}",
-      "version", 2, "kind", "sweep", "kbsim", "version", version_kbsim(),
-      "commit", version_commit(), "command", json_incref(cmd), "scenario",
-      sc->name, "file", sc->path, "seeds", "first", (json_int_t)sw->first,
-      "last", (json_int_t)(sw->first + sw->count - 1), "runs",
-      (json_int_t)t->runs, "sessions", (json_int_t)t->sessions, "with_error",
+  return json_pack(
+      "{s:{s:I,s:I},s:I,s:I,s:I,s:I,s:f,s:[f,f],s:I,s:I,s:o,s:s,s:s,s:b,"
+      "s:o}",
+      "seeds", "first", (json_int_t)sw->first, "last",
+      (json_int_t)(sw->first + sw->count - 1), "runs", (json_int_t)t->runs,
+      "sessions", (json_int_t)t->sessions, "with_error",
       (json_int_t)t->with_error, "infrastructure",
       (json_int_t)t->infrastructure, "rate", t->rate, "interval", t->lo, t->hi,
       "empty_posts", (json_int_t)t->empty, "ews_posts", (json_int_t)t->ews,
-      "expect_rate", expect, "verdict",
+      "expect_rate", lo < 0 ? json_null() : json_pack("[f,f]", lo, hi),
+      "verdict",
       v->result == SIM_RESULT_PASS   ? "pass"
       : v->result == SIM_RESULT_FAIL ? "fail"
                                      : "error",
       "message", v->message, "partial", t->partial, "per_seed", seeds);
+}
+
+/* Writes the sweep's JSON document to path ("-": standard output): the
+ * stamp, the scenario, the varied keys and one result per grid point
+ * (docs/report.schema.json, $defs sweep). Returns 0, or -1 after printing
+ * why. */
+static int kbsim_sweep_json(const char *path, const struct scenario *sc,
+                            json_t *grid, size_t nvary, json_t *cmd,
+                            uint64_t shard_k, uint64_t shard_n,
+                            uint64_t all_first, uint64_t all_count,
+                            json_t *shard_commands)
+{
+  json_t *root;
+  int rc;
+
+  root =
+      json_pack("{s:i,s:s,s:{s:s,s:s,s:O},s:s,s:s,s:b,s:O}", "version", 2,
+                "kind", "sweep", "kbsim", "version", version_kbsim(), "commit",
+                version_commit(), "command", cmd, "scenario", sc->name, "file",
+                sc->path, "grid", nvary > 0, "points", grid);
+  if(root && shard_commands)
+    json_object_set(json_object_get(root, "kbsim"), "shards", shard_commands);
+  if(root && shard_n)
+    json_object_set_new(root, "shard",
+                        json_pack("{s:I,s:I,s:I,s:I}", "k", (json_int_t)shard_k,
+                                  "n", (json_int_t)shard_n, "first",
+                                  (json_int_t)all_first, "last",
+                                  (json_int_t)(all_first + all_count - 1)));
   if(!root) {
     fprintf(stderr, "kbsim: --json %s: out of memory\n", path);
     return -1;
@@ -325,14 +352,25 @@ static const struct kbsim_opt sweep_opts[] = {
      "Write the result as JSON: counts, rate, interval, verdict, every "
      "seed's numbers; - for standard output."},
     {"junit", 'U', "FILE",
-     "Write JUnit XML: one testcase for the rate expectation; - for standard "
+     "Write JUnit XML: one testcase per grid point for its rate; - for "
+     "standard output."},
+    {"vary", 'V', "KEY=V1,V2,...|KEY=LOW..HIGH/STEP",
+     "Run the sweep once per value of a scenario key (listener.idle_timeout, "
+     "clients.think, member.ISA02.patch, listener.balancer); repeat for a "
+     "grid (at most 3 keys, 512 points)."},
+    {"shard", 'S', "K/N",
+     "Run only the K-th of N disjoint parts of the seeds (K from 1) and write "
+     "its --json, for 'kbsim merge'; no gate is applied to a part."},
+    {"csv", 'C', "FILE",
+     "Write one line per grid point (values, sessions, errors, rate, "
+     "interval, empty POSTs, verdict) for spreadsheets; - for standard "
      "output."},
     {NULL, 0, NULL, NULL}};
 
 const struct kbsim_command kbsim_sweep_command = {
     "sweep",
-    "SCENARIO --seeds A..B [--jobs N] [--expect-rate LOW..HIGH] [--json FILE] "
-    "[--junit FILE]",
+    "SCENARIO --seeds A..B [--jobs N] [--vary KEY=VALUES]... "
+    "[--expect-rate LOW..HIGH] [--json FILE] [--junit FILE] [--csv FILE]",
     "a scenario over many seeds: how often users see the error",
     "Runs a scenario once per seed, in parallel, and reports how many "
     "sessions showed the Outlook Integration Error as a rate with a 95% "
@@ -349,25 +387,146 @@ const struct kbsim_command kbsim_sweep_command = {
     "@scenario",
     kbsim_cmd_sweep};
 
+/* --vary: a scenario key and the values it takes. */
+#define KBSIM_MAX_VARY 3
+#define KBSIM_MAX_VALUES 64
+#define KBSIM_MAX_POINTS 512
+
+struct kbsim_vary {
+  char key[96];
+  char values[KBSIM_MAX_VALUES][32];
+  size_t n;
+};
+
+/* Parses "KEY=V1,V2,..." or "KEY=LOW..HIGH/STEP" (numbers with one unit
+ * suffix, e.g. 10s..60s/10s). Returns 0 or -1. */
+static int kbsim_parse_vary(const char *text, struct kbsim_vary *v)
+{
+  const char *eq = strchr(text, '=');
+  const char *list;
+  const char *dots, *slash;
+
+  memset(v, 0, sizeof(*v));
+  if(!eq || eq == text || (size_t)(eq - text) >= sizeof(v->key) || !eq[1])
+    return -1;
+  snprintf(v->key, sizeof(v->key), "%.*s", (int)(eq - text), text);
+  list = eq + 1;
+  dots = strstr(list, "..");
+  slash = dots ? strchr(dots, '/') : NULL;
+  if(dots && slash) {
+    char low[32], *end;
+    double lo, hi, step, x;
+    const char *unit;
+    size_t ulen;
+    /* LOW alone: strtod would take "10." of "10..30". */
+    if((size_t)(dots - list) >= sizeof(low))
+      return -1;
+    snprintf(low, sizeof(low), "%.*s", (int)(dots - list), list);
+    lo = strtod(low, &end);
+    unit = list + (end - low);
+    ulen = (size_t)(dots - unit);
+    if(end == low || ulen >= 8)
+      return -1;
+    hi = strtod(dots + 2, &end);
+    if(end == dots + 2 || (size_t)(slash - end) != ulen ||
+       strncmp(end, unit, ulen))
+      return -1;
+    step = strtod(slash + 1, &end);
+    if(end == slash + 1 || strncmp(end, unit, ulen) || end[ulen] ||
+       !(step > 0) || hi < lo)
+      return -1;
+    for(x = lo; x <= hi + step / 1e6; x += step) {
+      if(v->n == KBSIM_MAX_VALUES)
+        return -1;
+      snprintf(v->values[v->n++], sizeof(v->values[0]), "%g%.*s", x, (int)ulen,
+               unit);
+    }
+    return v->n ? 0 : -1;
+  }
+  while(*list) {
+    size_t n = strcspn(list, ",");
+    if(!n || n >= sizeof(v->values[0]) || v->n == KBSIM_MAX_VALUES)
+      return -1;
+    snprintf(v->values[v->n++], sizeof(v->values[0]), "%.*s", (int)n, list);
+    list += n + (list[n] == ',');
+  }
+  return v->n ? 0 : -1;
+}
+
+/* Runs seeds first..first+count-1 of sc on jobs workers into *sw (its
+ * results owned by the caller). Returns 0, or -1 when out of memory. */
+static int kbsim_sweep_point(const struct scenario *sc, uint64_t first,
+                             uint64_t count, uint64_t jobs,
+                             struct kbsim_sweep *sw)
+{
+  pthread_t threads[KBSIM_MAX_JOBS];
+  unsigned started = 0;
+  uint64_t i;
+
+  memset(sw, 0, sizeof(*sw));
+  sw->sc = sc;
+  sw->first = first;
+  sw->count = count;
+  sw->results = calloc(count, sizeof(*sw->results));
+  if(!sw->results)
+    return -1;
+  atomic_init(&sw->next, 0);
+  atomic_init(&sw->done, 0);
+  sw->progress = isatty(2);
+  pthread_mutex_init(&sw->print_lock, NULL);
+  for(i = 0; i < jobs; i++) {
+    if(pthread_create(&threads[i], NULL, kbsim_sweep_worker, sw))
+      break;
+    kb_thread_name(threads[i], "kb-sweep");
+    started++;
+  }
+  if(!started)
+    kbsim_sweep_worker(sw);
+  for(i = 0; i < started; i++)
+    pthread_join(threads[i], NULL);
+  pthread_mutex_destroy(&sw->print_lock);
+  if(sw->progress && kbsim_sweep_interrupted)
+    fputs("\n", stderr);
+  return 0;
+}
+
+/* The grid point's name: "intermittent-array" or "intermittent-array
+ * [listener.idle_timeout=10s member.ISA02.patch=sp1]". */
+static void kbsim_point_name(const char *base, const struct kbsim_vary *vary,
+                             size_t nvary, const size_t *at, char *out,
+                             size_t len)
+{
+  size_t k, pos;
+
+  pos = (size_t)snprintf(out, len, "%s", base);
+  for(k = 0; k < nvary && pos < len; k++)
+    pos += (size_t)snprintf(out + pos, len - pos, "%s%s=%s", k ? " " : " [",
+                            vary[k].key, vary[k].values[at[k]]);
+  if(nvary && pos < len)
+    snprintf(out + pos, len - pos, "]");
+}
+
 /* The sweep, its command line as given in cmd (for the JSON). */
 static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
 {
-  struct scenario sc;
+  static struct sim_verdict verdicts[KBSIM_MAX_POINTS];
+  static struct kbsim_vary vary[KBSIM_MAX_VARY];
+  struct scenario base, sc;
   struct kbsim_sweep sw;
   struct kbsim_sweep_sum t;
-  struct sim_verdict verdict;
   struct kbsim_args a;
   struct sigaction act, old;
-  pthread_t threads[KBSIM_MAX_JOBS];
-  uint64_t first = 0, count = 0, jobs, i;
+  uint64_t first = 0, count = 0, jobs;
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  const char *json = NULL, *junit = NULL;
+  const char *json = NULL, *junit = NULL, *csv = NULL;
   double rate_lo = -1, rate_hi = -1;
   bool have_rate = false;
-  FILE *human = stdout;
+  FILE *human = stdout, *csvf = NULL;
+  json_t *grid = json_array();
+  size_t nvary = 0, npoints = 1, pt, k;
+  uint64_t shard_k = 0, shard_n = 0, all_first = 0, all_count = 0;
   char err[512];
-  unsigned started = 0;
-  int c, rc;
+  int c, rc = 0;
 
   jobs = cpus > 0 ? (uint64_t)cpus : 1;
   kbsim_args_init(&a, &kbsim_sweep_command, argc, argv);
@@ -397,6 +556,32 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
     case 'U':
       junit = optarg;
       break;
+    case 'C':
+      csv = optarg;
+      break;
+    case 'S': {
+      char *end;
+      unsigned long long kk = strtoull(optarg, &end, 10), nn;
+      if(end == optarg || *end != '/' || !kk)
+        return kbsim_bad_args("--shard: '%s' is not K/N with 1 <= K <= N",
+                              optarg);
+      nn = strtoull(end + 1, &end, 10);
+      if(*end || kk > nn || nn > 100000)
+        return kbsim_bad_args("--shard: '%s' is not K/N with 1 <= K <= N",
+                              optarg);
+      shard_k = kk;
+      shard_n = nn;
+      break;
+    }
+    case 'V':
+      if(nvary == KBSIM_MAX_VARY)
+        return kbsim_bad_args("--vary: at most %d keys", KBSIM_MAX_VARY);
+      if(kbsim_parse_vary(optarg, &vary[nvary]))
+        return kbsim_bad_args("--vary: '%s' is not KEY=V1,V2,... or "
+                              "KEY=LOW..HIGH/STEP (at most %d values)",
+                              optarg, KBSIM_MAX_VALUES);
+      npoints *= vary[nvary++].n;
+      break;
     }
   }
   if(c < 0)
@@ -405,88 +590,172 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
     return kbsim_bad_args("give exactly one scenario (a file or a name)");
   if(!count)
     return kbsim_bad_args("--seeds A..B is required");
-  if(kbsim_load_scenario(argv[optind], &sc))
+  if(npoints > KBSIM_MAX_POINTS)
+    return kbsim_bad_args("--vary: %zu grid points; at most %d", npoints,
+                          KBSIM_MAX_POINTS);
+  if(kbsim_load_scenario(argv[optind], &base))
     return 2;
+  /* Every point is checked before any runs: a typo costs no minutes. */
+  for(pt = 0; pt < npoints; pt++) {
+    size_t rest = pt;
+    sc = base;
+    for(k = 0; k < nvary; k++) {
+      const char *v = vary[k].values[rest % vary[k].n];
+      rest /= vary[k].n;
+      if(scenario_override(&sc, vary[k].key, v, err, sizeof(err)))
+        return kbsim_bad_args("--vary: %s", err);
+    }
+  }
   if(!have_rate) {
-    rate_lo = sc.expect.rate_lo;
-    rate_hi = sc.expect.rate_hi;
+    rate_lo = base.expect.rate_lo;
+    rate_hi = base.expect.rate_hi;
+  }
+  all_first = first;
+  all_count = count;
+  if(shard_n) {
+    /* Contiguous blocks: shard K of N takes [(K-1)*count/N, K*count/N). */
+    uint64_t lo = (shard_k - 1) * count / shard_n,
+             hi = shard_k * count / shard_n;
+    if(hi == lo)
+      return kbsim_bad_args("--shard %" PRIu64 "/%" PRIu64 ": no seed left "
+                            "for it; use fewer shards than seeds",
+                            shard_k, shard_n);
+    if(!json)
+      return kbsim_bad_args("--shard needs --json: the part is for 'kbsim "
+                            "merge'");
+    first += lo;
+    count = hi - lo;
   }
   if(jobs > count)
     jobs = count;
-
-  memset(&sw, 0, sizeof(sw));
-  sw.sc = &sc;
-  sw.first = first;
-  sw.count = count;
-  sw.results = calloc(count, sizeof(*sw.results));
-  if(!sw.results) {
-    fprintf(stderr, "kbsim: out of memory for %" PRIu64 " seeds\n", count);
-    return 3;
+  if(csv) {
+    csvf = strcmp(csv, "-") ? fopen(csv, "w") : stdout;
+    if(!csvf) {
+      fprintf(stderr, "kbsim: --csv %s: cannot write it: %s\n", csv,
+              strerror(errno));
+      return 3;
+    }
+    for(k = 0; k < nvary; k++)
+      fprintf(csvf, "%s,", vary[k].key);
+    fputs("seeds,sessions,with_error,rate,ci_low,ci_high,empty_posts,"
+          "ews_posts,verdict\n",
+          csvf);
   }
-  atomic_init(&sw.next, 0);
-  atomic_init(&sw.done, 0);
-  sw.progress = isatty(2);
-  pthread_mutex_init(&sw.print_lock, NULL);
-  kbsim_sweep_interrupted = 0;
+  /* Standard output belongs to a file written to "-". */
+  if((json && !strcmp(json, "-")) || (junit && !strcmp(junit, "-")) ||
+     (csv && !strcmp(csv, "-")))
+    human = stderr;
+
+  atomic_store(&kbsim_sweep_interrupted, 0);
   memset(&act, 0, sizeof(act));
   act.sa_handler = kbsim_sweep_on_sigint;
   sigemptyset(&act.sa_mask);
   sigaction(SIGINT, &act, &old);
-  for(i = 0; i < jobs; i++) {
-    if(pthread_create(&threads[i], NULL, kbsim_sweep_worker, &sw))
+  for(pt = 0; pt < npoints && !kbsim_sweep_interrupted; pt++) {
+    size_t at[KBSIM_MAX_VARY], rest = pt;
+    struct sim_verdict *v = &verdicts[pt];
+    json_t *point = json_object();
+    char name[256];
+
+    sc = base;
+    for(k = 0; k < nvary; k++) {
+      at[k] = rest % vary[k].n;
+      rest /= vary[k].n;
+      scenario_override(&sc, vary[k].key, vary[k].values[at[k]], err,
+                        sizeof(err)); /* checked above */
+      json_object_set_new(point, vary[k].key,
+                          json_string(vary[k].values[at[k]]));
+    }
+    if(kbsim_sweep_point(&sc, first, count, jobs, &sw)) {
+      fprintf(stderr, "kbsim: out of memory for %" PRIu64 " seeds\n", count);
+      json_decref(point);
+      rc = 3;
       break;
-    kb_thread_name(threads[i], "kb-sweep");
-    started++;
+    }
+    kbsim_sweep_sum(&sw, &t);
+    kbsim_sweep_verdict(&sc, &t, rate_lo, rate_hi, v);
+    kbsim_point_name(sc.name, vary, nvary, at, name, sizeof(name));
+    snprintf(v->name, sizeof(v->name), "%.240s rate", name);
+    fprintf(human,
+            "sweep %s (%s), seeds %" PRIu64 "..%" PRIu64 ": %" PRIu64
+            " run%s%s, %" PRIu64 " session%s, %" PRIu64 " job%s\n",
+            name, sc.path, first, first + count - 1, t.runs,
+            t.runs == 1 ? "" : "s", t.partial ? " (partial: interrupted)" : "",
+            t.sessions, t.sessions == 1 ? "" : "s", jobs, jobs == 1 ? "" : "s");
+    fprintf(human,
+            "sessions with the Outlook Integration Error: %" PRIu64
+            " of %" PRIu64 " = %.2f%% (95%% CI %.2f%%..%.2f%%)\n",
+            t.with_error, t.sessions, 100 * t.rate, 100 * t.lo, 100 * t.hi);
+    fprintf(human,
+            "EWS POSTs that reached Exchange empty: %" PRIu64 " of %" PRIu64
+            " = %.2f%%\n",
+            t.empty, t.ews,
+            t.ews ? 100.0 * (double)t.empty / (double)t.ews : 0.0);
+    if(t.failed_runs)
+      fprintf(human, "%" PRIu64 " run%s could not run (first error above)\n",
+              t.failed_runs, t.failed_runs == 1 ? "" : "s");
+    if(rate_lo >= 0 || v->result != SIM_RESULT_PASS)
+      fprintf(human, "%s %s: %s\n",
+              v->result == SIM_RESULT_PASS   ? "PASS"
+              : v->result == SIM_RESULT_FAIL ? "FAIL"
+                                             : "ERROR",
+              v->name, v->message);
+    if(csvf) {
+      for(k = 0; k < nvary; k++)
+        fprintf(csvf, "%s,", vary[k].values[at[k]]);
+      fprintf(csvf,
+              "%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%.6f,%.6f,%.6f,%" PRIu64
+              ",%" PRIu64 ",%s\n",
+              t.runs, t.sessions, t.with_error, t.rate, t.lo, t.hi, t.empty,
+              t.ews,
+              v->result == SIM_RESULT_PASS   ? "pass"
+              : v->result == SIM_RESULT_FAIL ? "fail"
+                                             : "error");
+    }
+    if(json) {
+      json_t *one = kbsim_sweep_json_point(&sc, &sw, &t, rate_lo, rate_hi, v);
+      if(one) {
+        json_object_set_new(one, "point", point);
+        json_array_append_new(grid, one);
+      }
+      else
+        json_decref(point);
+    }
+    else
+      json_decref(point);
+    free(sw.results);
+    if(t.partial)
+      break;
   }
-  if(!started)
-    kbsim_sweep_worker(&sw);
-  for(i = 0; i < started; i++)
-    pthread_join(threads[i], NULL);
   sigaction(SIGINT, &old, NULL);
-  pthread_mutex_destroy(&sw.print_lock);
-  if(sw.progress && kbsim_sweep_interrupted)
-    fputs("\n", stderr);
-
-  /* Standard output is the JSON's or the JUnit's when they go there. */
-  if((json && !strcmp(json, "-")) || (junit && !strcmp(junit, "-")))
-    human = stderr;
-  kbsim_sweep_sum(&sw, &t);
-  kbsim_sweep_verdict(&sc, &t, rate_lo, rate_hi, &verdict);
-  fprintf(human,
-          "sweep %s (%s), seeds %" PRIu64 "..%" PRIu64 ": %" PRIu64
-          " run%s%s, %" PRIu64 " session%s, %" PRIu64 " job%s\n",
-          sc.name, sc.path, first, first + count - 1, t.runs,
-          t.runs == 1 ? "" : "s", t.partial ? " (partial: interrupted)" : "",
-          t.sessions, t.sessions == 1 ? "" : "s", jobs, jobs == 1 ? "" : "s");
-  fprintf(human,
-          "sessions with the Outlook Integration Error: %" PRIu64 " of %" PRIu64
-          " = %.2f%% (95%% CI %.2f%%..%.2f%%)\n",
-          t.with_error, t.sessions, 100 * t.rate, 100 * t.lo, 100 * t.hi);
-  fprintf(human,
-          "EWS POSTs that reached Exchange empty: %" PRIu64 " of %" PRIu64
-          " = %.2f%%\n",
-          t.empty, t.ews,
-          t.ews ? 100.0 * (double)t.empty / (double)t.ews : 0.0);
-  if(t.failed_runs)
-    fprintf(human, "%" PRIu64 " run%s could not run (first error above)\n",
-            t.failed_runs, t.failed_runs == 1 ? "" : "s");
-  if(rate_lo >= 0 || verdict.result != SIM_RESULT_PASS)
-    fprintf(human, "%s %s: %s\n",
-            verdict.result == SIM_RESULT_PASS   ? "PASS"
-            : verdict.result == SIM_RESULT_FAIL ? "FAIL"
-                                                : "ERROR",
-            verdict.name, verdict.message);
-
-  rc = t.partial ? 130 : sim_verdicts_exit(&verdict, 1);
-  if(json &&
-     kbsim_sweep_json(json, &sc, &sw, &t, rate_lo, rate_hi, &verdict, cmd))
+  if(kbsim_sweep_interrupted) {
+    /* Points never started are not reported; the last one is partial. */
+    npoints = pt ? pt : 1;
+    if(!pt)
+      memset(&verdicts[0], 0, sizeof(verdicts[0]));
+  }
+  if(!rc && shard_n) {
+    /* A part gates nothing: only the harness's own failures count. */
+    rc = kbsim_sweep_interrupted ? 130 : 0;
+    for(pt = 0; pt < npoints; pt++)
+      if(verdicts[pt].result == SIM_RESULT_ERROR)
+        rc = 3;
+  }
+  if(!rc)
+    rc = kbsim_sweep_interrupted ? 130 : sim_verdicts_exit(verdicts, npoints);
+  if(csvf && csvf != stdout && fclose(csvf)) {
+    fprintf(stderr, "kbsim: --csv %s: writing failed\n", csv);
     rc = rc == 130 ? rc : 3;
-  if(junit &&
-     sim_junit_write(junit, "kbsim sweep", &verdict, 1, err, sizeof(err))) {
+  }
+  if(json && kbsim_sweep_json(json, &base, grid, nvary, cmd, shard_k, shard_n,
+                              all_first, all_count, NULL))
+    rc = rc == 130 ? rc : 3;
+  if(junit && sim_junit_write(junit, "kbsim sweep", verdicts, npoints, err,
+                              sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     rc = rc == 130 ? rc : 3;
   }
-  free(sw.results);
+  json_decref(grid);
   return rc;
 }
 
@@ -500,5 +769,266 @@ static int kbsim_cmd_sweep(int argc, char **argv)
     json_array_append_new(cmd, json_string(argv[i]));
   rc = kbsim_sweep_main(argc, argv, cmd);
   json_decref(cmd);
+  return rc;
+}
+
+/* ---- merge: shards back into one sweep ----------------------------------- */
+
+static int kbsim_cmd_merge(int argc, char **argv);
+
+static const struct kbsim_opt merge_opts[] = {
+    {"json", 'J', "FILE",
+     "Write the merged sweep there (default: standard output)."},
+    {NULL, 0, NULL, NULL}};
+
+const struct kbsim_command kbsim_merge_command = {
+    "merge",
+    "PART.json... [--json FILE]",
+    "combine the parts of a sharded sweep into one result",
+    "Reads the --json files of 'kbsim sweep ... --shard K/N', checks they "
+    "are the N parts of one sweep (same scenario, grid, seeds, expected "
+    "rate; every seed once), and writes the sweep's JSON as one unsharded "
+    "run would: the same results byte for byte, with each part's command "
+    "line in the stamp. Prints each grid point's rate and applies the "
+    "gate: exit 1 when a rate misses its expectation, 3 when a seed could "
+    "not run.",
+    merge_opts,
+    NULL,
+    kbsim_cmd_merge};
+
+/* Checks that b is a part of the same sweep as a. Returns 0, or -1 with
+ * why in err. */
+static int kbsim_merge_same(const json_t *a, const json_t *b, const char *name,
+                            char *err, size_t errlen)
+{
+  static const char *const keys[] = {"kind", "scenario", "file", "grid", NULL};
+  const json_t *pa = json_object_get(a, "points");
+  const json_t *pb = json_object_get(b, "points");
+  const json_t *sa = json_object_get(a, "shard");
+  const json_t *sb = json_object_get(b, "shard");
+  size_t i;
+
+  for(i = 0; keys[i]; i++)
+    if(!json_equal(json_object_get(a, keys[i]), json_object_get(b, keys[i]))) {
+      snprintf(err, errlen, "%s: its %s differs from the first part's", name,
+               keys[i]);
+      return -1;
+    }
+  if(!sb || !json_equal(json_object_get(sa, "n"), json_object_get(sb, "n")) ||
+     !json_equal(json_object_get(sa, "first"), json_object_get(sb, "first")) ||
+     !json_equal(json_object_get(sa, "last"), json_object_get(sb, "last"))) {
+    snprintf(err, errlen, "%s: not a part of the same sharded sweep", name);
+    return -1;
+  }
+  if(json_array_size(pa) != json_array_size(pb)) {
+    snprintf(err, errlen, "%s: another grid (%zu points, not %zu)", name,
+             json_array_size(pb), json_array_size(pa));
+    return -1;
+  }
+  for(i = 0; i < json_array_size(pa); i++) {
+    const json_t *x = json_array_get(pa, i), *y = json_array_get(pb, i);
+    if(!json_equal(json_object_get(x, "point"), json_object_get(y, "point")) ||
+       !json_equal(json_object_get(x, "expect_rate"),
+                   json_object_get(y, "expect_rate"))) {
+      snprintf(err, errlen, "%s: grid point %zu differs", name, i + 1);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Fills sw's results for grid point i from every part's per_seed. Returns
+ * 0, or -1 with why in err (a seed missing or given twice). */
+static int kbsim_merge_point(json_t *const *parts, size_t nparts, size_t i,
+                             struct kbsim_sweep *sw, char *err, size_t errlen)
+{
+  size_t p, j;
+
+  for(p = 0; p < nparts; p++) {
+    const json_t *seeds = json_object_get(
+        json_array_get(json_object_get(parts[p], "points"), i), "per_seed");
+    for(j = 0; j < json_array_size(seeds); j++) {
+      const json_t *e = json_array_get(seeds, j);
+      json_int_t seed = json_integer_value(json_object_get(e, "seed"));
+      struct kbsim_seed_result *r;
+      const char *error = json_string_value(json_object_get(e, "error"));
+
+      if(seed < (json_int_t)sw->first ||
+         seed >= (json_int_t)(sw->first + sw->count)) {
+        snprintf(err, errlen, "seed %lld is outside the sweep",
+                 (long long)seed);
+        return -1;
+      }
+      r = &sw->results[seed - (json_int_t)sw->first];
+      if(r->ran || r->error[0]) {
+        snprintf(err, errlen, "seed %lld is in two parts", (long long)seed);
+        return -1;
+      }
+      if(error) {
+        snprintf(r->error, sizeof(r->error), "%s", error);
+        continue;
+      }
+      r->ran = true;
+      r->sessions =
+          (unsigned)json_integer_value(json_object_get(e, "sessions"));
+      r->with_error =
+          (unsigned)json_integer_value(json_object_get(e, "with_error"));
+      r->infrastructure =
+          (unsigned)json_integer_value(json_object_get(e, "infrastructure"));
+      r->empty_posts =
+          (uint64_t)json_integer_value(json_object_get(e, "empty_posts"));
+      r->ews_posts =
+          (uint64_t)json_integer_value(json_object_get(e, "ews_posts"));
+    }
+  }
+  for(j = 0; j < sw->count; j++)
+    if(!sw->results[j].ran && !sw->results[j].error[0]) {
+      snprintf(err, errlen,
+               "seed %" PRIu64 " is in no part: give every shard's file",
+               sw->first + j);
+      return -1;
+    }
+  return 0;
+}
+
+static int kbsim_merge_main(int argc, char **argv, json_t *cmd);
+
+static int kbsim_cmd_merge(int argc, char **argv)
+{
+  json_t *cmd;
+  int c, rc;
+
+  /* The command line as given, before getopt reorders argv. */
+  cmd = json_pack("[s]", "kbsim");
+  for(c = 0; c < argc; c++)
+    json_array_append_new(cmd, json_string(argv[c]));
+  rc = kbsim_merge_main(argc, argv, cmd);
+  json_decref(cmd);
+  return rc;
+}
+
+/* The merge, its command line as given in cmd. */
+static int kbsim_merge_main(int argc, char **argv, json_t *cmd)
+{
+  static struct sim_verdict verdicts[KBSIM_MAX_POINTS];
+  json_t *parts[256], *grid = NULL, *shards = NULL;
+  struct kbsim_args a;
+  struct scenario sc;
+  const char *out = NULL;
+  size_t nparts = 0, npoints, i;
+  uint64_t first, last;
+  char err[512];
+  int c, rc = 0;
+
+  kbsim_args_init(&a, &kbsim_merge_command, argc, argv);
+  while((c = kbsim_args_next(&a)) > 0)
+    if(c == 'J')
+      out = optarg;
+  if(c < 0)
+    return a.status;
+  if(optind >= argc)
+    return kbsim_bad_args("give the parts' JSON files");
+  if(argc - optind > 256)
+    return kbsim_bad_args("at most 256 parts");
+  for(i = 0; (int)i < argc - optind; i++) {
+    json_error_t je;
+    const char *name = argv[optind + (int)i];
+    parts[nparts] = json_load_file(name, 0, &je);
+    if(!parts[nparts]) {
+      fprintf(stderr, "kbsim: %s:%d: not JSON: %s\n", name, je.line, je.text);
+      rc = 2;
+      goto done;
+    }
+    nparts++;
+    if(!json_object_get(parts[nparts - 1], "shard") ||
+       kbsim_merge_same(parts[0], parts[nparts - 1], name, err, sizeof(err))) {
+      fprintf(stderr, "kbsim: %s\n",
+              json_object_get(parts[nparts - 1], "shard")
+                  ? err
+                  : "a part has no \"shard\": give the --json of "
+                    "sweep --shard K/N");
+      rc = 2;
+      goto done;
+    }
+  }
+  memset(&sc, 0, sizeof(sc));
+  snprintf(sc.name, sizeof(sc.name), "%s",
+           json_string_value(json_object_get(parts[0], "scenario")));
+  snprintf(sc.path, sizeof(sc.path), "%s",
+           json_string_value(json_object_get(parts[0], "file")));
+  first = (uint64_t)json_integer_value(
+      json_object_get(json_object_get(parts[0], "shard"), "first"));
+  last = (uint64_t)json_integer_value(
+      json_object_get(json_object_get(parts[0], "shard"), "last"));
+  npoints = json_array_size(json_object_get(parts[0], "points"));
+  if(last < first || last - first >= KBSIM_MAX_SEEDS ||
+     npoints > KBSIM_MAX_POINTS) {
+    fprintf(stderr, "kbsim: %s: its seeds or grid are out of range\n",
+            argv[optind]);
+    rc = 2;
+    goto done;
+  }
+  grid = json_array();
+  for(i = 0; i < npoints; i++) {
+    const json_t *p0 = json_array_get(json_object_get(parts[0], "points"), i);
+    const json_t *er = json_object_get(p0, "expect_rate");
+    double lo = er ? json_real_value(json_array_get(er, 0)) : -1;
+    double hi = er ? json_real_value(json_array_get(er, 1)) : -1;
+    struct kbsim_sweep sw;
+    struct kbsim_sweep_sum t;
+    json_t *one;
+
+    if(!json_is_array(er))
+      lo = hi = -1;
+    memset(&sw, 0, sizeof(sw));
+    sw.sc = &sc;
+    sw.first = first;
+    sw.count = last - first + 1;
+    sw.results = calloc(sw.count, sizeof(*sw.results));
+    if(!sw.results ||
+       kbsim_merge_point(parts, nparts, i, &sw, err, sizeof(err))) {
+      fprintf(stderr, "kbsim: %s\n", sw.results ? err : "out of memory");
+      free(sw.results);
+      rc = sw.results ? 2 : 3;
+      goto done;
+    }
+    kbsim_sweep_sum(&sw, &t);
+    kbsim_sweep_verdict(&sc, &t, lo, hi, &verdicts[i]);
+    one = kbsim_sweep_json_point(&sc, &sw, &t, lo, hi, &verdicts[i]);
+    free(sw.results);
+    if(!one) {
+      rc = 3;
+      goto done;
+    }
+    json_object_set(one, "point", json_object_get(p0, "point"));
+    json_array_append_new(grid, one);
+    fprintf(out ? stdout : stderr,
+            "%s %s%s: %" PRIu64 " of %" PRIu64
+            " sessions = %.2f%% (95%% CI %.2f%%..%.2f%%): %s\n",
+            verdicts[i].result == SIM_RESULT_PASS   ? "PASS"
+            : verdicts[i].result == SIM_RESULT_FAIL ? "FAIL"
+                                                    : "ERROR",
+            sc.name, npoints > 1 ? " (grid point)" : "", t.with_error,
+            t.sessions, 100 * t.rate, 100 * t.lo, 100 * t.hi,
+            verdicts[i].message);
+  }
+  /* The stamp: this command, and each part's. */
+  shards = json_array();
+  for(i = 0; i < nparts; i++)
+    json_array_append(
+        shards, json_object_get(json_object_get(parts[i], "kbsim"), "command"));
+  if(kbsim_sweep_json(out ? out : "-", &sc, grid,
+                      json_is_true(json_object_get(parts[0], "grid")) ? 1 : 0,
+                      cmd, 0, 0, 0, 0, shards)) {
+    rc = 3;
+    goto done;
+  }
+  rc = sim_verdicts_exit(verdicts, npoints);
+
+done:
+  for(i = 0; i < nparts; i++)
+    json_decref(parts[i]);
+  json_decref(grid);
+  json_decref(shards);
   return rc;
 }

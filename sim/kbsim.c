@@ -28,9 +28,11 @@ const char *kbsim_default_user = "FABRIKAM\\alice:Passw0rd!";
 const char *kbsim_program = "kbsim";
 
 const struct kbsim_command *const kbsim_commands[] = {
-    &kbsim_demo_command,  &kbsim_run_command,  &kbsim_sweep_command,
-    &kbsim_serve_command, &kbsim_ctl_command,  &kbsim_client_command,
-    &kbsim_list_command,  &kbsim_help_command, NULL};
+    &kbsim_demo_command,  &kbsim_run_command,
+    &kbsim_sweep_command, &kbsim_serve_command,
+    &kbsim_ctl_command,   &kbsim_client_command,
+    &kbsim_merge_command, &kbsim_list_command,
+    &kbsim_help_command,  NULL};
 
 const struct kbsim_fact kbsim_exit_codes[] = {
     {"0", "As expected: with --expect, in the demo and for scenario files "

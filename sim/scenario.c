@@ -656,3 +656,53 @@ int scenario_parse_rate(const char *text, double *lo, double *hi)
   *hi = b;
   return 0;
 }
+
+int scenario_override(struct scenario *sc, const char *dotted,
+                      const char *value, char *err, size_t errlen)
+{
+  struct scenario_parse p;
+  char section[96];
+  const char *dot = strchr(dotted, '.');
+  const char *key;
+  size_t i;
+
+  if(!dot || dot == dotted || !dot[1]) {
+    snprintf(err, errlen,
+             "'%s' is not SECTION.KEY or member.NAME.KEY (e.g. "
+             "listener.idle_timeout, member.ISA02.patch)",
+             dotted);
+    return -1;
+  }
+  key = dot + 1;
+  if((size_t)(dot - dotted) == 6 && !strncmp(dotted, "member", 6)) {
+    const char *dot2 = strchr(key, '.');
+    if(!dot2 || dot2 == key || !dot2[1]) {
+      snprintf(err, errlen, "'%s': write member.NAME.KEY, e.g. "
+                            "member.ISA02.patch", dotted);
+      return -1;
+    }
+    snprintf(section, sizeof(section), "member %.*s", (int)(dot2 - key), key);
+    for(i = 0; i < sc->nmembers; i++)
+      if(!strcmp(sc->members[i].name, section + 7))
+        break;
+    if(i == sc->nmembers) {
+      snprintf(err, errlen, "'%s': the scenario has no member %s", dotted,
+               section + 7);
+      return -1;
+    }
+    key = dot2 + 1;
+  }
+  else
+    snprintf(section, sizeof(section), "%.*s", (int)(dot - dotted), dotted);
+  memset(&p, 0, sizeof(p));
+  p.sc = sc;
+  p.has_members = true;
+  scenario__handler(&p, section, key, value);
+  if(!p.error_line && !p.error[0])
+    scenario__check(&p);
+  if(p.error_line || p.error[0]) {
+    snprintf(err, errlen, "%s = %s: %s", dotted, value, p.error);
+    return -1;
+  }
+  return 0;
+}

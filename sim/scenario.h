@@ -100,6 +100,13 @@ struct scenario {
  * POSTs, seed 1, no expectation. */
 void scenario_defaults(struct scenario *sc);
 
+/* Sets one key of a loaded scenario as its file would: dotted is
+ * "SECTION.KEY" ("listener.idle_timeout", "clients.think") or
+ * "member.NAME.KEY" ("member.ISA02.patch", an existing member). Returns
+ * 0, or -1 with one line in err. */
+int scenario_override(struct scenario *sc, const char *dotted,
+                      const char *value, char *err, size_t errlen);
+
 /* Parses "40%..70%" (or "0.4..0.7") into fractions lo <= hi in [0, 1].
  * Returns 0 or -1. */
 int scenario_parse_rate(const char *text, double *lo, double *hi);

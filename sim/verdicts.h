@@ -20,7 +20,7 @@ enum sim_result {
 };
 
 struct sim_verdict {
-  char name[128];      /* the testcase: scenario name */
+  char name[256];      /* the testcase: scenario name */
   char classname[256]; /* its file, or "kbsim.run" */
   enum sim_result result;
   enum client_class got; /* the run's class */

@@ -212,6 +212,77 @@ START_TEST(sweep_gates_on_its_rate)
 }
 END_TEST
 
+/* --vary makes a grid: one result per point, in the CSV read back by
+ * Python's csv module; the fully patched member (sp1 + script) shows no
+ * error, the unpatched one does; a key the scenario lacks is refused
+ * before anything runs (exit 2). */
+START_TEST(sweep_grid_csv)
+{
+  char script[1024];
+  char *run[] = {"/bin/sh", "-c", script, NULL};
+  char *bad[] = {KBSIM_BIN, "sweep",  "intermittent-array",     "--seeds",
+                 "1..3",    "--vary", "member.ISA09.patch=sp1", NULL};
+  struct proc_out p;
+
+  snprintf(script, sizeof(script),
+           "'%s' sweep intermittent-array --seeds 1..10 "
+           "--vary member.ISA02.patch=rtm,sp1 --vary member.ISA02.script=yes "
+           "--csv - 2>/dev/null | /usr/bin/python3 -c '"
+           "import csv,sys\n"
+           "rows=list(csv.DictReader(sys.stdin))\n"
+           "print(len(rows))\n"
+           "for r in rows: print(r[\"member.ISA02.patch\"], "
+           "int(r[\"with_error\"])>0, r[\"sessions\"], r[\"verdict\"])'",
+           KBSIM_BIN);
+  proc_run(run, &p);
+  ck_assert_msg(p.status == 0, "%s", p.err.data);
+  ck_assert_str_eq(p.out.data, "2\nrtm True 80 pass\nsp1 False 80 pass\n");
+  proc_free(&p);
+  proc_run(bad, &p);
+  ck_assert_int_eq(p.status, 2);
+  ck_assert_ptr_nonnull(strstr(p.err.data, "the scenario has no member ISA09"));
+  ck_assert_str_eq(p.out.data, "");
+  proc_free(&p);
+}
+END_TEST
+
+/* Four shards, run as separate processes, merge into the results of one
+ * unsharded run (compared as JSON values, only the stamp differing, which
+ * lists each part's command line); a missing part is refused. */
+START_TEST(shards_merge_to_one_run)
+{
+  char dir[256], script[4096];
+  char *run[] = {"/bin/sh", "-c", script, NULL};
+  struct proc_out p;
+
+  proc_tmpdir("kbsim-ci", dir, sizeof(dir));
+  snprintf(
+      script, sizeof(script),
+      "set -e; cd '%s'; k='%s'; a='sweep intermittent-array --seeds "
+      "1..24 --vary listener.idle_timeout=10s,30s --expect-rate "
+      "5%%..95%%'\n"
+      "$k $a --json full.json >/dev/null\n"
+      "for i in 1 2 3 4; do $k $a --shard $i/4 --json part$i.json "
+      ">/dev/null & done; wait\n"
+      "$k merge part4.json part2.json part1.json part3.json --json "
+      "merged.json >/dev/null\n"
+      "if $k merge part1.json part2.json part3.json >/dev/null "
+      "2>err.txt; then echo merged-with-a-part-missing; fi\n"
+      "grep -c 'is in no part' err.txt\n"
+      "/usr/bin/python3 -c '"
+      "import json\n"
+      "a=json.load(open(\"full.json\")); b=json.load(open(\"merged.json\"))\n"
+      "s=b.pop(\"kbsim\"); a.pop(\"kbsim\")\n"
+      "print(a==b, len(s[\"shards\"]), len(b[\"points\"]))'",
+      dir, KBSIM_BIN);
+  proc_run(run, &p);
+  ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+  ck_assert_str_eq(p.out.data, "1\nTrue 4 2\n");
+  proc_free(&p);
+  proc_rmdir(dir);
+}
+END_TEST
+
 /* Whether pid has a thread named name (/proc/PID/task/T/comm). */
 static bool has_thread(pid_t pid, const char *name)
 {
@@ -288,6 +359,8 @@ int main(void)
   tcase_add_test(tc, infrastructure_is_exit_3);
   tcase_add_test(tc, sweep_gates_on_its_rate);
   tcase_add_test(tc, sweep_interrupted_reports_partial);
+  tcase_add_test(tc, sweep_grid_csv);
+  tcase_add_test(tc, shards_merge_to_one_run);
   suite_add_tcase(s, tc);
   sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

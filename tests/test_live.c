@@ -1061,6 +1061,7 @@ START_TEST(client_and_serve_record_a_session)
                 p.err.data);
   proc_free(&p);
   serve_stop(&s);
+  kb_buf_free(&s.rest);
 
   proc_run(fields, &p);
   ck_assert_msg(p.status == 0, "tshark: %s", p.err.data);
@@ -1216,6 +1217,7 @@ START_TEST(serve_records_who_closed)
   ck_assert_int_eq(n, 0);
   close(fd);
   serve_stop(&s);
+  kb_buf_free(&s.rest);
 
   text = proc_slurp(txt, &len);
   ck_assert_msg(strstr(text, "connection closed by ISA: its FIN reached the "
