@@ -310,15 +310,27 @@ static void edit_kind_sweep(json_t *r)
   json_object_set_new(r, "kind", json_string("sweep"));
 }
 
+static json_t *first_point(json_t *r)
+{
+  return json_array_get(json_object_get(r, "points"), 0);
+}
+
 static void edit_sweep_interval(json_t *r)
 {
-  json_array_set_new(json_object_get(r, "interval"), 1, json_real(1.5));
+  json_array_set_new(json_object_get(first_point(r), "interval"), 1,
+                     json_real(1.5));
 }
 
 static void edit_sweep_seed(json_t *r)
 {
-  json_object_set_new(json_array_get(json_object_get(r, "per_seed"), 0),
-                      "class", json_string("clean"));
+  json_object_set_new(
+      json_array_get(json_object_get(first_point(r), "per_seed"), 0), "class",
+      json_string("clean"));
+}
+
+static void edit_sweep_rate(json_t *r)
+{
+  json_object_del(first_point(r), "rate");
 }
 
 /* python3-jsonschema accepts the report of every catalogue scenario (one
@@ -331,7 +343,8 @@ START_TEST(schema_judges_every_report)
       edit_extra,        edit_no_member,  edit_no_argv, edit_verdict,
       edit_no_kind,      edit_kind_sweep};
   static void (*const sweep_edits[])(json_t *) = {
-      edit_sweep_interval, edit_sweep_seed, edit_no_version, edit_no_kind};
+      edit_sweep_interval, edit_sweep_seed, edit_sweep_rate, edit_no_version,
+      edit_no_kind};
   struct dirent **list;
   const char *args[MAX_ARGS];
   const char *docs[64];
