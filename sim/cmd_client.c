@@ -92,15 +92,17 @@ static int kbsim_client_report(struct sim_recorder *rec,
       o.sessions.posts_failed++;
   }
   if(f->json) {
-    struct evidence_run run = {"unknown (a live listener)",
-                               0,
-                               1,
-                               f->ews_posts,
-                               ntlm_response_kind_name(f->ntlm),
-                               &o.sessions,
-                               NULL,
-                               NULL,
-                               true};
+    /* The client's verdict: a user who saw no error, as its exit 0. */
+    struct evidence_run run = {
+        .clients = 1,
+        .ews_posts = f->ews_posts,
+        .ntlm = ntlm_response_kind_name(f->ntlm),
+        .expect = 0,
+        .sessions = &o.sessions,
+        .live = true,
+        .passed = !o.sessions.users_with_error &&
+                  f->session.klass != CLIENT_CLASS_INFRASTRUCTURE,
+        .outcome_class = client_class_name(f->session.klass)};
     if(evidence_write_json(rec, &run, f->json, err, sizeof(err))) {
       fprintf(stderr, "kbsim: %s\n", err);
       return -1;
@@ -139,16 +141,10 @@ static int kbsim_client_evidence(struct sim_recorder *rec,
                     "would be incomplete, so none was written\n");
     return -1;
   }
-  if(transcript) {
-    FILE *out = fopen(transcript, "w");
-    int bad = !out || evidence_write_transcript(rec, out);
-    if(out && fclose(out))
-      bad = 1;
-    if(bad) {
-      fprintf(stderr, "kbsim: --transcript %s: cannot write: %s\n", transcript,
-              strerror(errno));
-      return -1;
-    }
+  if(transcript &&
+     evidence_write_transcript_to(rec, transcript, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return -1;
   }
   if(pcap && evidence_write_pcap(rec, pcap, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
@@ -293,6 +289,21 @@ static int kbsim_cmd_client(int argc, char **argv)
     return kbsim_bad_args("unexpected argument '%s'", argv[optind]);
   if(!url || !spec)
     return kbsim_bad_args("--url and --user are required");
+  {
+    /* Every evidence file is checked before the session starts. */
+    struct evidence_want w = {files.transcript, files.pcap, files.json,
+                              files.html};
+    struct evidence_paths paths;
+    const char *name = "client";
+    enum evidence_status st =
+        evidence_prepare(&w, &name, 1, &paths, err, sizeof(err));
+    if(st == EVIDENCE_BAD_ARGS)
+      return kbsim_bad_args("%s", err);
+    if(st) {
+      fprintf(stderr, "kbsim: %s\n", err);
+      return 3;
+    }
+  }
   if(kb_users_split_spec(spec, true, domain, sizeof(domain), user, sizeof(user),
                          password, sizeof(password), err, sizeof(err)))
     return kbsim_bad_args("--user: %s", err);

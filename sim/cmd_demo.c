@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "evidence.h"
 #include "html.h"
 #include "wrap.h"
 
@@ -565,6 +566,21 @@ int kbsim_cmd_demo(int argc, char **argv)
     return kbsim_bad_args("unexpected argument '%s'; the demo takes only "
                           "options",
                           argv[optind]);
+  {
+    /* --html is checked before anything runs; "-" is standard output. */
+    struct evidence_want w = {NULL, NULL, NULL, html};
+    struct evidence_paths paths;
+    const char *name = "demo";
+    char err[512];
+    enum evidence_status st =
+        evidence_prepare(&w, &name, 1, &paths, err, sizeof(err));
+    if(st == EVIDENCE_BAD_ARGS)
+      return kbsim_bad_args("%s", err);
+    if(st) {
+      fprintf(stderr, "kbsim: %s\n", err);
+      return 3;
+    }
+  }
   d.color = kbsim_want_color(mode);
   /* Unwrapped output when the stream cannot be made: still all there. */
   (void)wrap_stdout(wrap_columns(STDOUT_FILENO));

@@ -31,83 +31,113 @@
 
 struct kbsim_evidence {
   const char *transcript, *pcap, *json;
-  const char *html;           /* --html: one page for every run */
-  struct html_report *report; /* what it will hold */
+  const char *html;             /* --html: one page for every run */
+  struct html_report *report;   /* what it will hold */
+  struct evidence_paths *paths; /* each run's files, named before any ran */
 };
 
-/* Returns path with name inserted before its extension ("bug.txt" +
- * "fix" -> "bug-fix.txt") into out, for runs of several scenarios. */
-static const char *kbsim_evidence_path(const char *path, const char *name,
-                                       bool several, char *out, size_t len)
-{
-  const char *slash, *dot;
+/* --tap: standard output is TAP's alone; the human lines are left out. */
+static bool kbsim_run_tap;
 
-  if(!path || !several)
-    return path;
-  slash = strrchr(path, '/');
-  dot = strrchr(path, '.');
-  if(!dot || (slash && dot < slash))
-    snprintf(out, len, "%s-%s", path, name);
+/* Says where a file went: "evidence: wrote bug.json" (on stderr with
+ * --tap). */
+static void kbsim_wrote(const char *path)
+{
+  FILE *out = kbsim_run_tap ? stderr : stdout;
+
+  if(strcmp(path, "-"))
+    fprintf(out, "evidence: wrote %s\n", path);
   else
-    snprintf(out, len, "%.*s-%s%s", (int)(dot - path), path, name, dot);
-  return out;
+    fprintf(out, "evidence: wrote standard output\n");
 }
 
-/* Writes whichever evidence files were asked for. Returns 0, or -1 after
- * printing a one-line error. */
+/* Writes whichever evidence files were asked for into the paths planned
+ * for this run. Returns 0, or -1 after printing a one-line error. */
 static int kbsim_write_evidence(struct sim_recorder *rec,
-                                const struct kbsim_evidence *want,
-                                const struct scenario *sc,
-                                const struct sim_outcome *o, bool several)
+                                const struct evidence_paths *paths,
+                                const struct evidence_run *run)
 {
-  char tbuf[512], pbuf[512], jbuf[512], err[512];
-  const char *transcript = kbsim_evidence_path(want->transcript, sc->name,
-                                               several, tbuf, sizeof(tbuf));
-  const char *pcap =
-      kbsim_evidence_path(want->pcap, sc->name, several, pbuf, sizeof(pbuf));
-  const char *json =
-      kbsim_evidence_path(want->json, sc->name, several, jbuf, sizeof(jbuf));
+  char err[512];
 
   if(rec->failed) {
     fprintf(stderr, "kbsim: out of memory recording the trace; evidence "
                     "would be incomplete, so none was written\n");
     return -1;
   }
-  if(transcript) {
-    FILE *f = fopen(transcript, "w");
-    int bad = !f || evidence_write_transcript(rec, f);
-    if(f && fclose(f))
-      bad = 1;
-    if(bad) {
-      fprintf(stderr, "kbsim: --transcript %s: cannot write: %s\n", transcript,
-              strerror(errno));
-      return -1;
-    }
-  }
-  if(pcap && evidence_write_pcap(rec, pcap, err, sizeof(err))) {
+  if(paths->transcript[0] &&
+     evidence_write_transcript_to(rec, paths->transcript, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     return -1;
   }
-  if(json) {
-    const struct scenario_member *m = &sc->members[0];
-    struct evidence_run run = {
-        sc->nmembers == 1
-            ? proxy_policy_name(scenario_effective_policy(m->patch, m->script))
-            : "array",
-        sc->seed,
-        sc->clients,
-        sc->posts,
-        ntlm_response_kind_name(sc->ntlm),
-        &o->sessions,
-        &o->backend,
-        &o->proxy,
-        false};
-    if(evidence_write_json(rec, &run, json, err, sizeof(err))) {
-      fprintf(stderr, "kbsim: %s\n", err);
-      return -1;
-    }
+  if(paths->transcript[0])
+    kbsim_wrote(paths->transcript);
+  if(paths->pcap[0] &&
+     evidence_write_pcap(rec, paths->pcap, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return -1;
+  }
+  if(paths->pcap[0])
+    kbsim_wrote(paths->pcap);
+  if(paths->json[0] &&
+     evidence_write_json(rec, run, paths->json, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return -1;
+  }
+  if(paths->json[0])
+    kbsim_wrote(paths->json);
+  return 0;
+}
+
+/* Returns the exit code for st after printing err: 0, 2 for flags that
+ * cannot work together, 3 for evidence that cannot be written. */
+static int kbsim_evidence_status(enum evidence_status st, const char *err)
+{
+  if(st == EVIDENCE_BAD_ARGS)
+    return kbsim_bad_args("%s", err);
+  if(st) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return 3;
   }
   return 0;
+}
+
+/* Sets standard output aside when an evidence flag is "-", before stdout
+ * is wrapped; --junit - and --tap want standard output for themselves.
+ * Returns 0 or the exit code (kbsim_evidence_status). */
+static int kbsim_evidence_stdout(const struct kbsim_evidence *want,
+                                 const char *junit, bool tap)
+{
+  const char *outs[4] = {want->transcript, want->pcap, want->json, want->html};
+  char err[512];
+  size_t i;
+
+  for(i = 0; i < 4; i++)
+    if(outs[i] && !strcmp(outs[i], "-") &&
+       ((junit && !strcmp(junit, "-")) || tap))
+      return kbsim_bad_args("%s and an evidence file cannot both go to "
+                            "standard output ('-'); give the file a name",
+                            tap ? "--tap" : "--junit -");
+  return kbsim_evidence_status(evidence_claim_stdout(outs, 4, err, sizeof(err)),
+                               err);
+}
+
+/* Names every run's evidence files and checks they can be written, before
+ * anything runs. Returns 0 or the exit code (kbsim_evidence_status). */
+static int kbsim_evidence_plan(struct kbsim_evidence *want,
+                               const struct scenario *scenarios, size_t n)
+{
+  static struct evidence_paths paths[KBSIM_MAX_FILES];
+  const char *names[KBSIM_MAX_FILES];
+  struct evidence_want w = {want->transcript, want->pcap, want->json,
+                            want->html};
+  char err[512];
+  size_t i;
+
+  for(i = 0; i < n; i++)
+    names[i] = scenarios[i].name;
+  want->paths = paths;
+  return kbsim_evidence_status(
+      evidence_plan(&w, names, n, paths, err, sizeof(err)), err);
 }
 
 /* Starts the --html page when it was asked for. Returns 0, or -1 after
@@ -136,6 +166,8 @@ static int kbsim_html_finish(struct kbsim_evidence *want)
     fprintf(stderr, "kbsim: %s\n", err);
     result = 1;
   }
+  else if(want->report)
+    kbsim_wrote(want->html);
   html_report_free(want->report);
   want->report = NULL;
   return result;
@@ -180,9 +212,6 @@ static void kbsim_print_sessions(const struct sim_outcome *o)
 
 /* ---- run -------------------------------------------------------------- */
 
-/* --tap: standard output is TAP's alone; the human lines are left out. */
-static bool kbsim_run_tap;
-
 /* Seconds since start (CLOCK_MONOTONIC). */
 static double kbsim_seconds_since(const struct timespec *start)
 {
@@ -196,13 +225,15 @@ static double kbsim_seconds_since(const struct timespec *start)
  * Returns 0 when it ran and matched its expectations, 1 when it did not,
  * 3 when the harness could not run it (never counted as the outcome). */
 static int kbsim_run_one(const struct scenario *sc,
-                         const struct kbsim_evidence *want, bool from_file,
-                         bool verbose, bool several, struct sim_verdict *v)
+                         const struct kbsim_evidence *want,
+                         const struct evidence_paths *paths, bool from_file,
+                         bool verbose, struct sim_verdict *v)
 {
   struct sim_recorder rec;
   struct sim_outcome o;
   struct timespec start;
   char err[512], why[512], summary[768];
+  char *text = sc->path[0] ? evidence_read_text(sc->path) : NULL;
   int result = 1;
 
   clock_gettime(CLOCK_MONOTONIC, &start);
@@ -226,23 +257,33 @@ static int kbsim_run_one(const struct scenario *sc,
     snprintf(v->message, sizeof(v->message), "%s", err);
     v->seconds = kbsim_seconds_since(&start);
     sim_recorder_free(&rec);
+    free(text);
     return 3;
   }
   v->got = sim_outcome_class(&o);
-  if(kbsim_write_evidence(&rec, want, sc, &o, several)) {
-    v->result = SIM_RESULT_ERROR;
-    snprintf(v->message, sizeof(v->message), "evidence could not be written");
+  if(sim_scenario_check(sc, &o, why, sizeof(why)))
+    result = 0;
+  else if(o.sessions.infrastructure)
     result = 3;
-    goto done;
+  {
+    struct evidence_run run = {.sc = sc,
+                               .scenario_text = text,
+                               .sessions = &o.sessions,
+                               .backend = &o.backend,
+                               .proxy = &o.proxy,
+                               .passed = !result,
+                               .outcome_class = client_class_name(v->got)};
+    if(kbsim_write_evidence(&rec, paths, &run)) {
+      v->result = SIM_RESULT_ERROR;
+      snprintf(v->message, sizeof(v->message), "evidence could not be written");
+      result = 3;
+      goto done;
+    }
   }
   if((!from_file || verbose) && !kbsim_run_tap)
     kbsim_print_sessions(&o);
   sim_outcome_summary(sc, &o, summary, sizeof(summary));
   snprintf(v->output, sizeof(v->output), "%s", summary);
-  if(sim_scenario_check(sc, &o, why, sizeof(why)))
-    result = 0;
-  else if(o.sessions.infrastructure)
-    result = 3;
   v->result = result == 0   ? SIM_RESULT_PASS
               : result == 1 ? SIM_RESULT_FAIL
                             : SIM_RESULT_ERROR;
@@ -288,6 +329,7 @@ done:
   v->seconds = kbsim_seconds_since(&start);
   sim_outcome_free(&o);
   sim_recorder_free(&rec);
+  free(text);
   return result;
 }
 
@@ -379,9 +421,12 @@ const struct kbsim_command kbsim_run_command = {
     "mismatch. A SCENARIO is a path, or a name found as ./NAME.ini, in "
     "$KBSIM_SCENARIOS, then in the catalogue ('kbsim list'). A malformed "
     "file is refused before anything runs (exit 2). With several, evidence "
-    "file names get the scenario's name (bug.txt becomes bug-fix.txt).\n\n"
+    "file names get the scenario's name (bug.txt becomes bug-fix.txt; a name "
+    "used twice gets -2: bug-fix-2.txt).\n\n"
     "EVIDENCE is any of --transcript FILE, --pcap FILE, --json FILE, --html "
-    "FILE.",
+    "FILE; one of them may be - (standard output; kbsim's own lines then go "
+    "to standard error). Every file is checked before anything runs (exit 3 "
+    "when one cannot be written), and run prints where it wrote each one.",
     run_opts,
     "@scenario",
     kbsim_cmd_run};
@@ -414,7 +459,7 @@ static int kbsim_cmd_run(int argc, char **argv)
   int errors = 0;
   static struct scenario scenarios[KBSIM_MAX_FILES];
   struct scenario *flags = &scenarios[0];
-  struct kbsim_evidence want = {NULL, NULL, NULL, NULL, NULL};
+  struct kbsim_evidence want = {NULL, NULL, NULL, NULL, NULL, NULL};
   char err[512];
   struct kbsim_args a;
   bool have_policy = false, have_seed = false, verbose = false;
@@ -522,6 +567,8 @@ static int kbsim_cmd_run(int argc, char **argv)
   }
   if(c < 0)
     return a.status;
+  if((bad = kbsim_evidence_stdout(&want, junit, tap)) != 0)
+    return bad;
   (void)wrap_stdout(wrap_columns(STDOUT_FILENO));
 
   nfiles = (size_t)(argc - optind);
@@ -543,11 +590,13 @@ static int kbsim_cmd_run(int argc, char **argv)
     }
     if(bad)
       return 2;
+    if((bad = kbsim_evidence_plan(&want, scenarios, nfiles)) != 0)
+      return bad;
     if(kbsim_html_start(&want))
       return 3;
     for(i = 0; i < nfiles; i++) {
-      int rc = kbsim_run_one(&scenarios[i], &want, true, verbose, nfiles > 1,
-                             &verdicts[i]);
+      int rc = kbsim_run_one(&scenarios[i], &want, &want.paths[i], true,
+                             verbose, &verdicts[i]);
       failed += rc == 1;
       errors += rc == 3;
     }
@@ -567,8 +616,10 @@ static int kbsim_cmd_run(int argc, char **argv)
   snprintf(flags->members[0].name, sizeof(flags->members[0].name), "ISA01");
   snprintf(flags->name, sizeof(flags->name), "run");
   flags->seed = seed;
+  if((bad = kbsim_evidence_plan(&want, flags, 1)) != 0)
+    return bad;
   if(kbsim_html_start(&want))
     return 3;
-  kbsim_run_one(flags, &want, false, verbose, false, &verdicts[0]);
+  kbsim_run_one(flags, &want, &want.paths[0], false, verbose, &verdicts[0]);
   return kbsim_run_finish(&want, verdicts, 1, junit, tap);
 }

@@ -222,6 +222,20 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
   if(optind < argc)
     return kbsim_bad_args("unexpected argument '%s'; give one scenario",
                           argv[optind]);
+  {
+    /* Written on SIGINT/SIGTERM, checked now; "-" is standard output. */
+    struct evidence_want w = {o->transcript, o->pcap, NULL, NULL};
+    struct evidence_paths paths;
+    const char *name = "serve";
+    enum evidence_status st =
+        evidence_prepare(&w, &name, 1, &paths, err, sizeof(err));
+    if(st == EVIDENCE_BAD_ARGS)
+      return kbsim_bad_args("%s", err);
+    if(st) {
+      fprintf(stderr, "kbsim: %s\n", err);
+      return 3;
+    }
+  }
   if(o->file && flag_only)
     return kbsim_bad_args("%s cannot be combined with a scenario; set it in "
                           "the file instead",
@@ -331,16 +345,10 @@ static int kbsim_serve_evidence(struct sim_recorder *rec,
                     "incomplete, so none was written\n");
     return -1;
   }
-  if(o->transcript) {
-    FILE *f = fopen(o->transcript, "w");
-    int bad = !f || evidence_write_transcript(rec, f);
-    if(f && fclose(f))
-      bad = 1;
-    if(bad) {
-      fprintf(stderr, "kbsim: --transcript %s: cannot write: %s\n",
-              o->transcript, strerror(errno));
-      return -1;
-    }
+  if(o->transcript &&
+     evidence_write_transcript_to(rec, o->transcript, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return -1;
   }
   if(o->pcap && evidence_write_pcap(rec, o->pcap, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);

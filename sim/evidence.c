@@ -11,6 +11,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <pcap/pcap.h>
 #include <stdbool.h>
@@ -18,9 +19,13 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kb_buf.h"
+#include "kb_users.h"
 #include "ntlm.h"
+#include "verdict.h"
+#include "version.h"
 
 /* What ended a connection, as the recorded notes say: decisions as data.
  * server_first: the accepting side (ISA on the client hop) sent its FIN
@@ -1037,7 +1042,29 @@ int evidence_write_pcap(struct sim_recorder *rec, const char *path, char *err,
     snprintf(err, errlen, "pcap: cannot open a raw-IP capture handle");
     return -1;
   }
-  dumper = pcap_dump_open(dead, path);
+  if(!strcmp(path, "-")) {
+    /* libpcap closes the stream it writes: give it its own descriptor of
+     * standard output. */
+    FILE *std = evidence_open("--pcap", path, err, errlen);
+    int fd;
+    FILE *f;
+
+    fflush(std);
+    fd = dup(fileno(std));
+    f = fd < 0 ? NULL : fdopen(fd, "wb");
+    if(!f) {
+      snprintf(err, errlen, "--pcap -: cannot write: %s", strerror(errno));
+      if(fd >= 0)
+        close(fd);
+      pcap_close(dead);
+      return -1;
+    }
+    dumper = pcap_dump_fopen(dead, f);
+    if(!dumper)
+      fclose(f);
+  }
+  else
+    dumper = pcap_dump_open(dead, path);
   if(!dumper) {
     snprintf(err, errlen, "--pcap %s: %s", path, pcap_geterr(dead));
     pcap_close(dead);
@@ -1098,6 +1125,27 @@ static json_t *evidence__view_json(const struct client_view *v)
                    v->ews_url);
 }
 
+/* Returns the ISA member that served ev's connection: the observer of the
+ * listener's side of that connection (ISA's accepting side of the client
+ * hop, its connecting side of the upstream hop), as its own events name
+ * it; NULL when no member recorded it (a live listener kbsim does not
+ * run). Call with rec->lock held. */
+static const char *evidence__member(const struct sim_recorder *rec,
+                                    const struct sim_event *ev)
+{
+  enum kb_side isa =
+      ev->hop == KB_HOP_CLIENT_PROXY ? KB_SIDE_SERVER : KB_SIDE_CLIENT;
+  size_t i;
+
+  for(i = 0; i < rec->count; i++) {
+    const struct sim_event *o = &rec->events[i];
+    if(o->hop == ev->hop && o->side == isa && o->origin[0] &&
+       strcmp(o->origin, "balancer") && !strcmp(o->conn_name, ev->conn_name))
+      return o->origin;
+  }
+  return NULL;
+}
+
 /* The recorded exchanges: Communicator's view of the first hop and
  * Exchange's view of the second, ordered by connection name then order. */
 static json_t *evidence__exchanges_json(const struct sim_recorder *rec)
@@ -1129,30 +1177,213 @@ static json_t *evidence__exchanges_json(const struct sim_recorder *rec)
   for(i = 0; i < n; i++) {
     const struct sim_event *ev = &rec->events[idx[i]];
     const struct kb_exchange *x = &ev->exchange;
+    const char *member = evidence__member(rec, ev);
     json_array_append_new(
         all,
-        json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:I, s:I}", "hop",
-                  ev->hop == KB_HOP_CLIENT_PROXY ? "client-proxy"
-                                                 : "proxy-backend",
-                  "observer", ev->origin, "connection", ev->conn_name, "method",
-                  ev->method, "path", ev->path, "status", x->status,
-                  "request_ntlm", kb_auth_name(x->req_auth), "response_ntlm",
-                  kb_auth_name(x->resp_auth), "request_body_length",
-                  (json_int_t)x->req_body_len, "response_body_length",
-                  (json_int_t)x->resp_body_len));
+        json_pack(
+            "{s:s, s:s, s:s, s:o, s:s, s:s, s:i, s:s, s:s, s:I, s:I}", "hop",
+            ev->hop == KB_HOP_CLIENT_PROXY ? "client-proxy" : "proxy-backend",
+            "observer", ev->origin, "connection", ev->conn_name, "member",
+            member ? json_string(member) : json_null(), "method", ev->method,
+            "path", ev->path, "status", x->status, "request_ntlm",
+            kb_auth_name(x->req_auth), "response_ntlm",
+            kb_auth_name(x->resp_auth), "request_body_length",
+            (json_int_t)x->req_body_len, "response_body_length",
+            (json_int_t)x->resp_body_len));
   }
   free(idx);
   return all;
+}
+
+static const char *evidence__expect_name(int expect)
+{
+  return expect < 0 ? "none" : expect ? "error" : "clean";
+}
+
+/* The run's members as the scenario gives them, each with the policy it
+ * ends up with; null for a live session (the listener is not kbsim's). */
+static json_t *evidence__members_json(const struct scenario *sc)
+{
+  json_t *all;
+  size_t i;
+
+  if(!sc)
+    return json_null();
+  all = json_array();
+  for(i = 0; i < sc->nmembers; i++) {
+    const struct scenario_member *m = &sc->members[i];
+    json_array_append_new(
+        all,
+        json_pack(
+            "{s:s, s:s, s:b, s:s}", "name", m->name, "patch",
+            scenario_patch_name(m->patch), "script", m->script, "policy",
+            proxy_policy_name(scenario_effective_policy(m->patch, m->script))));
+  }
+  return all;
+}
+
+/* The command line, the version and the time: which kbsim wrote this,
+ * asked how, and when (the real clock, the one part of a report that a
+ * seed does not fix). */
+static int evidence__argc;
+static char **evidence__argv;
+
+void evidence_set_command_line(int argc, char **argv)
+{
+  /* getopt permutes argv as it parses: keep the order it was typed in. The
+   * copy lives as long as the process. */
+  char **copy = calloc((size_t)argc + 1, sizeof(*copy));
+
+  if(!copy)
+    return;
+  memcpy(copy, argv, (size_t)argc * sizeof(*copy));
+  free(evidence__argv);
+  evidence__argc = argc;
+  evidence__argv = copy;
+}
+
+#define EVIDENCE_REMOVED "(password removed by kbsim)"
+#define EVIDENCE_MAX_SECRETS (SCENARIO_MAX_USERS + 1)
+
+/* Returns a copy of text (free it) with every occurrence of each of the n
+ * secrets replaced by EVIDENCE_REMOVED, or NULL when out of memory. */
+static char *evidence__redact(const char *text, char (*secrets)[256], size_t n)
+{
+  struct kb_buf b;
+  const char *at = text;
+
+  kb_buf_init(&b, (size_t)4 << 20);
+  while(*at) {
+    size_t i, len = 0;
+
+    for(i = 0; i < n; i++) {
+      len = strlen(secrets[i]);
+      if(len && !strncmp(at, secrets[i], len))
+        break;
+    }
+    if(i < n) {
+      if(kb_buf_add(&b, EVIDENCE_REMOVED, strlen(EVIDENCE_REMOVED)))
+        break;
+      at += len;
+    }
+    else if(kb_buf_add(&b, at++, 1))
+      break;
+  }
+  if(*at) {
+    kb_buf_free(&b);
+    return NULL;
+  }
+  return kb_buf_steal(&b, NULL);
+}
+
+/* Adds the password of a "DOMAIN\user:password" spec to secrets. */
+static void evidence__secret_of(const char *spec, char (*secrets)[256],
+                                size_t *n)
+{
+  char domain[128], user[128], err[256];
+
+  if(*n < EVIDENCE_MAX_SECRETS &&
+     !kb_users_split_spec(spec, true, domain, sizeof(domain), user,
+                          sizeof(user), secrets[*n], sizeof(secrets[0]), err,
+                          sizeof(err)) &&
+     secrets[*n][0])
+    (*n)++;
+}
+
+/* Collects every password a report could quote: the scenario's users and
+ * client password, and each --user/-u value on the command line. */
+static size_t evidence__secrets(const struct scenario *sc, char (*secrets)[256])
+{
+  size_t i, n = 0;
+  int k;
+
+  for(i = 0; sc && i < sc->nusers; i++)
+    evidence__secret_of(sc->user_specs[i], secrets, &n);
+  if(sc && sc->has_password_override && sc->client_password[0] &&
+     n < EVIDENCE_MAX_SECRETS)
+    snprintf(secrets[n++], sizeof(secrets[0]), "%s", sc->client_password);
+  for(k = 1; k < evidence__argc; k++) {
+    const char *a = evidence__argv[k];
+    if(!strncmp(a, "--user=", 7))
+      evidence__secret_of(a + 7, secrets, &n);
+    else if(!strncmp(a, "-u", 2) && a[2])
+      evidence__secret_of(a + 2, secrets, &n);
+    else if((!strcmp(a, "--user") || !strcmp(a, "-u")) &&
+            k + 1 < evidence__argc)
+      evidence__secret_of(evidence__argv[k + 1], secrets, &n);
+  }
+  return n;
+}
+
+/* Adds text to arr, passwords removed. */
+static void evidence__append_redacted(json_t *arr, const char *text,
+                                      char (*secrets)[256], size_t n)
+{
+  char *clean = evidence__redact(text, secrets, n);
+
+  json_array_append_new(arr, clean ? json_string(clean) : json_null());
+  free(clean);
+}
+
+static json_t *evidence__stamp_json(char (*secrets)[256], size_t nsecrets)
+{
+  json_t *argv = json_array();
+  struct timespec now;
+  char when[64];
+  int i;
+
+  for(i = 0; i < evidence__argc; i++)
+    evidence__append_redacted(argv, evidence__argv[i], secrets, nsecrets);
+  clock_gettime(CLOCK_REALTIME, &now);
+  evidence__iso((int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000, when);
+  return json_pack("{s:s, s:s, s:o, s:s}", "kbsim", version_kbsim(), "commit",
+                   version_commit(), "argv", argv, "written", when);
+}
+
+static json_t *evidence__scenario_json(const struct evidence_run *run,
+                                       char (*secrets)[256], size_t nsecrets)
+{
+  const struct scenario *sc = run->sc;
+  char *clean;
+  json_t *text, *file;
+
+  if(!sc)
+    return json_pack("{s:s, s:n, s:n}", "name", "live session", "file", "text");
+  /* json_string refuses what is not UTF-8: such a file's text is null,
+   * as an unreadable one's. Passwords never reach a report. */
+  clean = run->scenario_text
+              ? evidence__redact(run->scenario_text, secrets, nsecrets)
+              : NULL;
+  text = clean ? json_string(clean) : NULL;
+  free(clean);
+  file = sc->path[0] ? json_string(sc->path) : NULL;
+  return json_pack("{s:s, s:o, s:o}", "name", sc->name, "file",
+                   file ? file : json_null(), "text",
+                   text ? text : json_null());
 }
 
 int evidence_write_json(struct sim_recorder *rec,
                         const struct evidence_run *run, const char *path,
                         char *err, size_t errlen)
 {
+  const struct scenario *sc = run->sc;
   json_t *root, *clients = json_array();
-  size_t i, j;
+  unsigned with_error = run->sessions->users_with_error;
+  const char *cls = run->outcome_class ? run->outcome_class
+                    : with_error       ? "server-error"
+                                       : "clean";
+  int expect = sc ? sc->expect.outcome : run->expect;
+  char(*secrets)[256] = calloc(EVIDENCE_MAX_SECRETS, sizeof(*secrets));
+  size_t i, j, nsecrets;
+  FILE *out;
   int result = 0;
 
+  if(!secrets) {
+    json_decref(clients);
+    snprintf(err, errlen, "--json: could not build the report (out of memory)");
+    return -1;
+  }
+  nsecrets = evidence__secrets(sc, secrets);
   for(i = 0; i < run->sessions->count; i++) {
     const struct sim_session *s = &run->sessions->sessions[i];
     json_t *posts = json_array();
@@ -1170,41 +1401,314 @@ int evidence_write_json(struct sim_recorder *rec,
                     s->views ? evidence__view_json(&s->views[j])
                              : json_null()));
     }
-    json_array_append_new(clients,
-                          json_pack("{s:i, s:s, s:o, s:o}", "id", (int)s->id,
-                                    "error", s->error, "posts", posts, "view",
-                                    evidence__view_json(&s->view)));
+    json_array_append_new(
+        clients,
+        json_pack("{s:i, s:s, s:s, s:o, s:o}", "id", (int)s->id, "error",
+                  s->error, "outcome_class", client_class_name(s->klass),
+                  "posts", posts, "view", evidence__view_json(&s->view)));
   }
 
   pthread_mutex_lock(&rec->lock);
   root = json_pack(
-      "{s:s, s:{s:s, s:s, s:s, s:s}, s:s, s:o, s:i, s:i, s:s, s:o, s:o, "
+      "{s:i, s:s, s:o, s:o, s:{s:s, s:s, s:s, s:s}, s:o, s:o, s:i, s:i, s:s, "
+      "s:s, s:s, s:s, s:s, s:o, s:o, "
       "s:{s:i, s:i, s:i, s:i, s:o, s:o}}",
-      "kbsim", "1", "topology", "client", "Office Communicator 2007", "proxy",
+      "version", 2, "kind", "run", "stamp",
+      evidence__stamp_json(secrets, nsecrets), "scenario",
+      evidence__scenario_json(run, secrets, nsecrets), "topology", "client",
+      "Office Communicator 2007", "proxy",
       "ISA Server 2006 web listener (Integrated)", "backend",
-      "Exchange 2007 EWS", "hops", "client-proxy, proxy-backend", "policy",
-      run->policy, "seed",
-      run->live ? json_null() : json_integer((json_int_t)run->seed), "clients",
-      (int)run->clients, "ews_posts", (int)run->ews_posts, "ntlm", run->ntlm,
-      "exchanges", evidence__exchanges_json(rec), "sessions", clients,
-      "summary", "posts", (int)run->sessions->posts, "posts_ok",
-      (int)run->sessions->posts_ok, "posts_failed",
-      (int)run->sessions->posts_failed, "users_with_error",
-      (int)run->sessions->users_with_error, "backend_empty_posts",
+      "Exchange 2007 EWS", "hops", "client-proxy, proxy-backend", "members",
+      evidence__members_json(sc), "seed",
+      run->live ? json_null()
+                : json_integer((json_int_t)(sc ? sc->seed : run->seed)),
+      "clients", (int)(sc ? sc->clients : run->clients), "ews_posts",
+      (int)(sc ? sc->posts : run->ews_posts), "ntlm",
+      sc ? ntlm_response_kind_name(sc->ntlm) : run->ntlm, "expected",
+      evidence__expect_name(expect), "got",
+      !strcmp(cls, "infrastructure") ? "unknown"
+      : with_error                   ? "error"
+                                     : "clean",
+      "verdict",
+      !strcmp(cls, "infrastructure") ? "error"
+      : run->passed                  ? "pass"
+                                     : "fail",
+      "outcome_class", cls, "exchanges", evidence__exchanges_json(rec),
+      "sessions", clients, "summary", "posts", (int)run->sessions->posts,
+      "posts_ok", (int)run->sessions->posts_ok, "posts_failed",
+      (int)run->sessions->posts_failed, "users_with_error", (int)with_error,
+      "backend_empty_posts",
       run->backend ? json_integer((json_int_t)run->backend->empty_posts)
                    : json_null(),
       "proxy_reauth_skipped",
       run->proxy ? json_integer((json_int_t)run->proxy->reauth_skipped)
                  : json_null());
   pthread_mutex_unlock(&rec->lock);
+  explicit_bzero(secrets, EVIDENCE_MAX_SECRETS * sizeof(*secrets));
+  free(secrets);
   if(!root) {
     snprintf(err, errlen, "--json: could not build the report (out of memory)");
     return -1;
   }
-  if(json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER)) {
-    snprintf(err, errlen, "--json %s: cannot write: %s", path, strerror(errno));
+  out = evidence_open("--json", path, err, errlen);
+  if(!out)
     result = -1;
+  else {
+    if(json_dumpf(root, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER) ||
+       fputc('\n', out) == EOF) {
+      snprintf(err, errlen, "--json %s: cannot write: %s", path,
+               strerror(errno));
+      result = -1;
+    }
+    if(evidence_close(out, "--json", path, result ? NULL : err, errlen))
+      result = -1;
   }
   json_decref(root);
   return result;
+}
+
+int evidence_write_transcript_to(struct sim_recorder *rec, const char *path,
+                                 char *err, size_t errlen)
+{
+  FILE *out = evidence_open("--transcript", path, err, errlen);
+  int result;
+
+  if(!out)
+    return -1;
+  result = evidence_write_transcript(rec, out);
+  if(result)
+    snprintf(err, errlen, "--transcript %s: cannot write: %s", path,
+             strerror(errno));
+  if(evidence_close(out, "--transcript", path, result ? NULL : err, errlen))
+    result = -1;
+  return result;
+}
+
+/* ---- where evidence goes ---------------------------------------------- */
+
+/* The original standard output once evidence_claim_stdout set it aside;
+ * NULL: stdout itself. Written only by the main thread before any other
+ * starts. */
+static FILE *evidence__stdout;
+
+enum evidence_status evidence_claim_stdout(const char *const *paths, size_t n,
+                                           char *err, size_t errlen)
+{
+  const char *first = NULL;
+  size_t i;
+  int fd;
+
+  for(i = 0; i < n; i++) {
+    if(!paths[i] || strcmp(paths[i], "-"))
+      continue;
+    if(first) {
+      snprintf(err, errlen,
+               "only one evidence file can go to standard output ('-'); "
+               "give the others file names");
+      return EVIDENCE_BAD_ARGS;
+    }
+    first = paths[i];
+  }
+  if(!first || evidence__stdout)
+    return EVIDENCE_OK;
+  fflush(stdout);
+  fd = dup(STDOUT_FILENO);
+  if(fd < 0 || !(evidence__stdout = fdopen(fd, "w")) ||
+     dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+    snprintf(err, errlen, "cannot set standard output aside for evidence: %s",
+             strerror(errno));
+    if(fd >= 0 && !evidence__stdout)
+      close(fd);
+    return EVIDENCE_IO;
+  }
+  return EVIDENCE_OK;
+}
+
+FILE *evidence_open(const char *flag, const char *path, char *err,
+                    size_t errlen)
+{
+  FILE *f;
+
+  if(!strcmp(path, "-"))
+    return evidence__stdout ? evidence__stdout : stdout;
+  f = fopen(path, "w");
+  if(!f)
+    snprintf(err, errlen, "%s %s: cannot write: %s", flag, path,
+             strerror(errno));
+  return f;
+}
+
+int evidence_close(FILE *f, const char *flag, const char *path, char *err,
+                   size_t errlen)
+{
+  int bad;
+
+  if(f == stdout || f == evidence__stdout)
+    bad = fflush(f) || ferror(f);
+  else {
+    bad = ferror(f);
+    bad |= fclose(f) != 0;
+  }
+  if(bad && err)
+    snprintf(err, errlen, "%s %s: cannot write: %s", flag, path,
+             strerror(errno ? errno : EIO));
+  return bad ? -1 : 0;
+}
+
+/* Checks that path can be written without leaving anything behind: a file
+ * that is there is opened for writing (not truncated), one that is not is
+ * created and removed again. Returns 0, or -1 with errno set. */
+static int evidence__probe(const char *path)
+{
+  int fd;
+
+  if(!strcmp(path, "-"))
+    return 0;
+  fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if(fd >= 0) {
+    close(fd);
+    return unlink(path);
+  }
+  if(errno != EEXIST)
+    return -1;
+  fd = open(path, O_WRONLY | O_CLOEXEC);
+  if(fd < 0)
+    return -1;
+  close(fd);
+  return 0;
+}
+
+/* Writes path with label inserted before its extension ("bug.txt" +
+ * "fix" -> "bug-fix.txt") into out. Returns 0, or -1 when it does not
+ * fit. */
+static int evidence__insert(const char *path, const char *label, char *out,
+                            size_t len)
+{
+  const char *slash = strrchr(path, '/');
+  const char *dot = strrchr(path, '.');
+  int n;
+
+  if(!dot || (slash && dot < slash) || dot == (slash ? slash + 1 : path))
+    n = snprintf(out, len, "%s-%s", path, label);
+  else
+    n = snprintf(out, len, "%.*s-%s%s", (int)(dot - path), path, label, dot);
+  return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* Picks run i's label: its name, or with -2, -3... the first one no
+ * earlier run has. labels holds the earlier ones. */
+static void evidence__label(char (*labels)[80], size_t i, const char *name)
+{
+  unsigned k;
+  size_t j;
+
+  for(k = 1;; k++) {
+    if(k == 1)
+      snprintf(labels[i], 80, "%s", name);
+    else
+      snprintf(labels[i], 80, "%.60s-%u", name, k);
+    for(j = 0; j < i; j++)
+      if(!strcmp(labels[j], labels[i]))
+        break;
+    if(j == i)
+      return;
+  }
+}
+
+enum evidence_status evidence_plan(const struct evidence_want *want,
+                                   const char *const *names, size_t n,
+                                   struct evidence_paths *out, char *err,
+                                   size_t errlen)
+{
+  static const char *const flags[3] = {"--transcript", "--pcap", "--json"};
+  const char *given[3] = {want->transcript, want->pcap, want->json};
+  char(*labels)[80] = calloc(n + 1, sizeof(*labels));
+  enum evidence_status result = EVIDENCE_OK;
+  size_t i, k;
+
+  if(!labels) {
+    snprintf(err, errlen, "out of memory naming the evidence files");
+    return EVIDENCE_IO;
+  }
+  memset(out, 0, n * sizeof(*out));
+  for(k = 0; k < 3 && n > 1; k++)
+    if(given[k] && !strcmp(given[k], "-")) {
+      snprintf(err, errlen,
+               "%s -: standard output holds one run's file, and %zu "
+               "scenarios would each write one; give a file name (each "
+               "scenario gets its own)",
+               flags[k], n);
+      result = EVIDENCE_BAD_ARGS;
+      goto done;
+    }
+  for(i = 0; i < n; i++) {
+    char *slot[3] = {out[i].transcript, out[i].pcap, out[i].json};
+
+    evidence__label(labels, i, names[i]);
+    for(k = 0; k < 3; k++) {
+      if(!given[k])
+        continue;
+      if(n == 1)
+        snprintf(slot[k], sizeof(out[i].json), "%s", given[k]);
+      else if(evidence__insert(given[k], labels[i], slot[k],
+                               sizeof(out[i].json))) {
+        snprintf(err, errlen, "%s %s: the name is too long; give a shorter one",
+                 flags[k], given[k]);
+        result = EVIDENCE_BAD_ARGS;
+        goto done;
+      }
+      if(evidence__probe(slot[k])) {
+        snprintf(err, errlen,
+                 "%s %s: cannot write: %s; give a path in a writable "
+                 "directory",
+                 flags[k], slot[k], strerror(errno));
+        result = EVIDENCE_IO;
+        goto done;
+      }
+    }
+  }
+  if(want->html && evidence__probe(want->html)) {
+    snprintf(err, errlen,
+             "--html %s: cannot write: %s; give a path in a writable "
+             "directory",
+             want->html, strerror(errno));
+    result = EVIDENCE_IO;
+  }
+
+done:
+  free(labels);
+  return result;
+}
+
+enum evidence_status evidence_prepare(const struct evidence_want *want,
+                                      const char *const *names, size_t n,
+                                      struct evidence_paths *out, char *err,
+                                      size_t errlen)
+{
+  const char *outs[4] = {want->transcript, want->pcap, want->json, want->html};
+  enum evidence_status st = evidence_claim_stdout(outs, 4, err, errlen);
+
+  return st ? st : evidence_plan(want, names, n, out, err, errlen);
+}
+
+char *evidence_read_text(const char *path)
+{
+  FILE *f = fopen(path, "r");
+  struct kb_buf b;
+  char chunk[4096];
+  size_t n;
+
+  if(!f)
+    return NULL;
+  kb_buf_init(&b, (size_t)1 << 20);
+  while((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+    if(kb_buf_add(&b, chunk, n))
+      break;
+  if(ferror(f) || !feof(f)) {
+    fclose(f);
+    kb_buf_free(&b);
+    return NULL;
+  }
+  fclose(f);
+  return kb_buf_steal(&b, NULL);
 }

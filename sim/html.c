@@ -1186,14 +1186,12 @@ static const char html__script[] =
 int html_report_write(const struct html_report *report, const char *path,
                       char *err, size_t errlen)
 {
-  FILE *out = fopen(path, "w");
+  FILE *out = evidence_open("--html", path, err, errlen);
   size_t i;
   int result = -1;
 
-  if(!out) {
-    snprintf(err, errlen, "--html %s: cannot write: %s", path, strerror(errno));
+  if(!out)
     return -1;
-  }
   fputs(
       "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
       "<meta name=\"viewport\" content=\"width=device-width\">\n<title>",
@@ -1250,13 +1248,6 @@ int html_report_write(const struct html_report *report, const char *path,
           "is reproducible from its seed.</footer>\n<script>%s</script>\n"
           "</body>\n</html>\n",
           report->count, report->count == 1 ? "" : "s", html__script);
-  if(ferror(out))
-    errno = errno ? errno : EIO;
-  else
-    result = 0;
-  if(fclose(out))
-    result = -1;
-  if(result)
-    snprintf(err, errlen, "--html %s: cannot write: %s", path, strerror(errno));
+  result = evidence_close(out, "--html", path, err, errlen);
   return result;
 }

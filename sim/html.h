@@ -44,8 +44,9 @@ struct html_report *html_report_new(const char *title);
 int html_report_add(struct html_report *report, const struct html_run *run,
                     char *err, size_t errlen);
 
-/* Writes the page (every run added so far, side by side) to path. Returns
- * 0, or -1 with a one-line reason in err. */
+/* Writes the page (every run added so far, side by side) to path; "-" is
+ * standard output (evidence_open). Returns 0, or -1 with a one-line reason
+ * in err. */
 int html_report_write(const struct html_report *report, const char *path,
                       char *err, size_t errlen);
 

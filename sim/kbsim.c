@@ -20,6 +20,7 @@
 
 #include "catalogue.h"
 #include "cli.h"
+#include "evidence.h"
 #include "version.h"
 
 const char *kbsim_default_user = "FABRIKAM\\alice:Passw0rd!";
@@ -222,6 +223,7 @@ int main(int argc, char **argv)
   /* Hints name the program as it was run, so they work when copied. */
   if(argc > 0 && argv[0] && strchr(argv[0], '/'))
     kbsim_program = argv[0];
+  evidence_set_command_line(argc, argv);
   if(argc < 2)
     return kbsim_cmd_demo(1, argv);
   if(!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))

@@ -1093,7 +1093,50 @@ START_TEST(client_and_serve_record_a_session)
     const char *at = page;
     int why = 0;
 
+    char *schema[] = {"/usr/bin/python3",
+                      "-m",
+                      "jsonschema",
+                      "-i",
+                      json,
+                      SCENARIOS_DIR "/../docs/report.schema.json",
+                      NULL};
+    json_t *ex;
+    size_t i;
+
     ck_assert_msg(root != NULL, "%s: %s", json, jerr.text);
+    /* A live session's report v2: no members, no scenario file, judged
+     * as the client's exit is (the user saw the error: expected clean,
+     * fail), and no member of kbsim's served its exchanges. */
+    ck_assert_int_eq(json_integer_value(json_object_get(root, "version")), 2);
+    ck_assert(json_is_null(json_object_get(root, "members")));
+    ck_assert_str_eq(json_string_value(json_object_get(
+                         json_object_get(root, "scenario"), "name")),
+                     "live session");
+    ck_assert_str_eq(json_string_value(json_object_get(root, "expected")),
+                     "clean");
+    ck_assert_str_eq(json_string_value(json_object_get(root, "got")), "error");
+    ck_assert_str_eq(json_string_value(json_object_get(root, "verdict")),
+                     "fail");
+    ex = json_object_get(root, "exchanges");
+    for(i = 0; i < json_array_size(ex); i++)
+      ck_assert(json_is_null(json_object_get(json_array_get(ex, i), "member")));
+    /* The stamp's command line keeps the password out. */
+    {
+      char *stamp = json_dumps(json_object_get(root, "stamp"), 0);
+      ck_assert_ptr_nonnull(stamp);
+      ck_assert_ptr_nonnull(strstr(stamp, "FABRIKAM\\\\alice:"));
+      ck_assert_ptr_null(strstr(stamp, "Passw0rd!"));
+      free(stamp);
+    }
+    ck_assert_msg(access("/usr/lib/python3/dist-packages/jsonschema", F_OK) ==
+                      0,
+                  "python3-jsonschema is missing: run scripts/setup");
+    {
+      struct proc_out v;
+      proc_run(schema, &v);
+      ck_assert_msg(v.status == 0, "%s: %s%s", json, v.out.data, v.err.data);
+      proc_free(&v);
+    }
     ck_assert(json_is_null(json_object_get(root, "seed")));
     ck_assert_int_eq(json_array_size(json_object_get(root, "exchanges")), 5);
     ck_assert_int_eq(json_integer_value(json_object_get(sum, "posts_failed")),
