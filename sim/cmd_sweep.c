@@ -537,7 +537,7 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
   double rate_lo = -1, rate_hi = -1;
   bool have_rate = false;
   FILE *human = stdout, *csvf = NULL;
-  json_t *grid = json_array();
+  json_t *grid = NULL; /* made once the arguments are good */
   size_t nvary = 0, npoints = 1, pt, k;
   uint64_t shard_k = 0, shard_n = 0, all_first = 0, all_count = 0;
   char err[512];
@@ -664,6 +664,7 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
      (csv && !strcmp(csv, "-")))
     human = stderr;
 
+  grid = json_array();
   atomic_store(&kbsim_sweep_interrupted, 0);
   memset(&act, 0, sizeof(act));
   act.sa_handler = kbsim_sweep_on_sigint;
