@@ -985,7 +985,10 @@ static int kbsim_merge_main(int argc, char **argv, json_t *cmd)
     const char *name = argv[optind + (int)i];
     parts[nparts] = json_load_file(name, 0, &je);
     if(!parts[nparts]) {
-      fprintf(stderr, "kbsim: %s:%d: not JSON: %s\n", name, je.line, je.text);
+      if(je.line > 0)
+        fprintf(stderr, "kbsim: %s:%d: not JSON: %s\n", name, je.line, je.text);
+      else
+        fprintf(stderr, "kbsim: %s: %s\n", name, je.text);
       rc = 2;
       goto done;
     }
