@@ -160,12 +160,12 @@ START_TEST(sweep_gates_on_its_rate)
 {
   char dir[256], file[300], junit[300], json[300];
   char *pass[] = {KBSIM_BIN, "sweep",         "intermittent-array", "--seeds",
-                  "1..30",   "--expect-rate", "20%..95%",           NULL};
+                  "1..16",   "--expect-rate", "20%..95%",           NULL};
   char *fail[] = {KBSIM_BIN,   "sweep",   "intermittent-array",
-                  "--seeds",   "1..30",   "--expect-rate",
+                  "--seeds",   "1..16",   "--expect-rate",
                   "90%..100%", "--junit", junit,
                   "--json",    json,      NULL};
-  char *own[] = {KBSIM_BIN, "sweep", file, "--seeds", "1..30", NULL};
+  char *own[] = {KBSIM_BIN, "sweep", file, "--seeds", "1..16", NULL};
   char *read[] = {"/usr/bin/python3", TESTS_DIR "/ci/junit_counts.py", junit,
                   NULL};
   struct proc_out p;
@@ -259,7 +259,7 @@ START_TEST(shards_merge_to_one_run)
   snprintf(
       script, sizeof(script),
       "set -e; cd '%s'; k='%s'; a='sweep intermittent-array --seeds "
-      "1..24 --vary listener.idle_timeout=10s,30s --expect-rate "
+      "1..16 --vary listener.idle_timeout=10s,30s --expect-rate "
       "5%%..95%%'\n"
       "$k $a --json full.json >/dev/null\n"
       "for i in 1 2 3 4; do $k $a --shard $i/4 --json part$i.json "
