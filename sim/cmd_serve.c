@@ -102,7 +102,7 @@ static const struct kbsim_opt serve_opts[] = {
     {"admin-host", 'H', "NAME",
      "Another name the admin endpoint answers to in Host (besides its "
      "address and localhost); repeat for more."},
-    {"quiet", 'q', NULL, "No line per request on the terminal."},
+    {"quiet", 'q', NULL, "No line per request on the terminal (also -q)."},
     {"pcap", 'c', "FILE",
      "On SIGINT/SIGTERM, write what passed: the client hop as the balancer "
      "relayed it and every member's upstream hop, as a capture."},

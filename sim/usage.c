@@ -141,6 +141,16 @@ void kbsim_args_init(struct kbsim_args *a, const struct kbsim_command *cmd,
   }
   a->longopts[i].name = "help";
   a->longopts[i].val = 'h';
+  {
+    size_t n = 0;
+    a->shortopts[n++] = ':';
+    a->shortopts[n++] = 'h';
+    for(i = 0; i < KBSIM_MAX_OPTS && cmd->opts[i].name; i++)
+      if(!cmd->opts[i].arg && cmd->opts[i].val == cmd->opts[i].name[0] &&
+         cmd->opts[i].val != 'h')
+        a->shortopts[n++] = (char)cmd->opts[i].val;
+    a->shortopts[n] = '\0';
+  }
   opterr = 0;
   optind = 1;
 }
@@ -215,7 +225,7 @@ static int usage_unknown(struct kbsim_args *a, const char *arg)
 int kbsim_args_next(struct kbsim_args *a)
 {
   const struct kbsim_opt *o;
-  int c = getopt_long(a->argc, a->argv, ":h", a->longopts, NULL);
+  int c = getopt_long(a->argc, a->argv, a->shortopts, a->longopts, NULL);
 
   if(c == -1)
     return 0;

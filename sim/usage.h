@@ -66,6 +66,9 @@ struct kbsim_args {
   char **argv;
   int status; /* after kbsim_args_next returned -1: the exit code */
   struct option longopts[KBSIM_MAX_OPTS + 2];
+  /* getopt's short options: ":h" and, for each flag without a value whose
+   * val is its name's first letter (quiet 'q', verbose 'v'), that letter. */
+  char shortopts[KBSIM_MAX_OPTS + 4];
 };
 
 /* Starts parsing argv (argv[0] is the command's name) for cmd. Can't
