@@ -361,6 +361,9 @@ static const struct kbsim_opt sweep_opts[] = {
     {"junit", 'U', "FILE",
      "Write JUnit XML: one testcase per grid point for its rate; - for "
      "standard output."},
+    {"tap", 'T', NULL,
+     "Print TAP version 14 on standard output (one test per grid point); "
+     "the human lines go to standard error."},
     {"vary", 'V', "KEY=V1,V2,...|KEY=LOW..HIGH/STEP",
      "Run the sweep once per value of a scenario key (listener.idle_timeout, "
      "clients.think, member.ISA02.patch, listener.balancer); repeat for a "
@@ -382,7 +385,7 @@ const struct kbsim_command kbsim_sweep_command = {
     "sweep",
     "SCENARIO --seeds A..B [--jobs N] [--vary KEY=VALUES]... "
     "[--expect-rate LOW..HIGH] [--json FILE] [--junit FILE] [--csv FILE] "
-    "[--html FILE] [--shard K/N]",
+    "[--html FILE] [--tap] [--shard K/N]",
     "a scenario over many seeds: how often users see the error",
     "Runs a scenario once per seed, in parallel, and reports how many "
     "sessions showed the Outlook Integration Error as a rate with a 95% "
@@ -535,7 +538,7 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
   static struct sim_plot_point plot[KBSIM_MAX_POINTS];
   static char plot_text[KBSIM_MAX_POINTS][3][256];
   double rate_lo = -1, rate_hi = -1;
-  bool have_rate = false;
+  bool have_rate = false, tap = false;
   FILE *human = stdout, *csvf = NULL;
   json_t *grid = NULL; /* made once the arguments are good */
   size_t nvary = 0, npoints = 1, pt, k;
@@ -577,6 +580,9 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
     case 'H':
       html = optarg;
       break;
+    case 'T':
+      tap = true;
+      break;
     case 'S': {
       char *end;
       unsigned long long kk = strtoull(optarg, &end, 10), nn;
@@ -608,6 +614,10 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
     return kbsim_bad_args("give exactly one scenario (a file or a name)");
   if(!count)
     return kbsim_bad_args("--seeds A..B is required");
+  if(tap && ((json && !strcmp(json, "-")) || (junit && !strcmp(junit, "-")) ||
+             (csv && !strcmp(csv, "-"))))
+    return kbsim_bad_args("--tap takes standard output; write the other "
+                          "files to a path, not -");
   if(npoints > KBSIM_MAX_POINTS)
     return kbsim_bad_args("--vary: %zu grid points; at most %d", npoints,
                           KBSIM_MAX_POINTS);
@@ -661,7 +671,7 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
   }
   /* Standard output belongs to a file written to "-". */
   if((json && !strcmp(json, "-")) || (junit && !strcmp(junit, "-")) ||
-     (csv && !strcmp(csv, "-")))
+     (csv && !strcmp(csv, "-")) || tap)
     human = stderr;
 
   grid = json_array();
@@ -800,6 +810,8 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
   if(json && kbsim_sweep_json(json, &base, grid, nvary, cmd, shard_k, shard_n,
                               all_first, all_count, NULL))
     rc = rc == 130 ? rc : 3;
+  if(tap)
+    sim_tap_write(stdout, verdicts, npoints);
   if(junit && sim_junit_write(junit, "kbsim sweep", verdicts, npoints, err,
                               sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);

@@ -90,6 +90,19 @@ START_TEST(tap_counts)
                    "{\"ok\":false,\"count\":3,\"pass\":2,\"fail\":1,"
                    "\"failures\":[\"wrong\"]}\n");
   proc_free(&p);
+  /* sweep --tap: one test per grid point, the failing one named. */
+  snprintf(script, sizeof(script),
+           "'%s' sweep intermittent-array --seeds 1..6 --vary "
+           "member.ISA02.script=yes --vary member.ISA02.patch=rtm,sp1 "
+           "--expect-rate 0%%..10%% --tap 2>/dev/null | node "
+           "'%s/ci/tap_counts.js' '%s'",
+           KBSIM_BIN, TESTS_DIR, NODE_MODULES);
+  proc_run(run, &p);
+  ck_assert_msg(p.status == 0, "%s", p.err.data);
+  ck_assert_msg(strstr(p.out.data, "\"count\":2,\"pass\":1,\"fail\":1,"), "%s",
+                p.out.data);
+  ck_assert_ptr_nonnull(strstr(p.out.data, "member.ISA02.patch=rtm] rate"));
+  proc_free(&p);
   proc_rmdir(dir);
 }
 END_TEST
