@@ -1651,7 +1651,7 @@ START_TEST(admin_refuses_other_origins_and_tokens)
 {
   static const char *const args[] = {
       HALF_PATCHED, "--admin", "127.0.0.1:0", "--admin-host",
-      "trainer-pc", "-q", NULL};
+      "trainer-pc", "-q",      NULL};
   struct served s;
   struct proc_out p;
   char bearer[200], host_local[64], host_pc[64], host_wrong_port[64],
