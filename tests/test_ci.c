@@ -173,12 +173,12 @@ START_TEST(sweep_gates_on_its_rate)
 {
   char dir[256], file[300], junit[300], json[300];
   char *pass[] = {KBSIM_BIN, "sweep",         "intermittent-array", "--seeds",
-                  "1..16",   "--expect-rate", "20%..95%",           NULL};
+                  "1..8",   "--expect-rate", "20%..95%",           NULL};
   char *fail[] = {KBSIM_BIN,   "sweep",   "intermittent-array",
-                  "--seeds",   "1..16",   "--expect-rate",
+                  "--seeds",   "1..8",   "--expect-rate",
                   "90%..100%", "--junit", junit,
                   "--json",    json,      NULL};
-  char *own[] = {KBSIM_BIN, "sweep", file, "--seeds", "1..16", NULL};
+  char *own[] = {KBSIM_BIN, "sweep", file, "--seeds", "1..8", NULL};
   char *read[] = {"/usr/bin/python3", TESTS_DIR "/ci/junit_counts.py", junit,
                   NULL};
   struct proc_out p;
@@ -238,7 +238,7 @@ START_TEST(sweep_grid_csv)
   struct proc_out p;
 
   snprintf(script, sizeof(script),
-           "'%s' sweep intermittent-array --seeds 1..10 "
+           "'%s' sweep intermittent-array --seeds 1..6 "
            "--vary member.ISA02.patch=rtm,sp1 --vary member.ISA02.script=yes "
            "--csv - 2>/dev/null | /usr/bin/python3 -c '"
            "import csv,sys\n"
@@ -249,7 +249,7 @@ START_TEST(sweep_grid_csv)
            KBSIM_BIN);
   proc_run(run, &p);
   ck_assert_msg(p.status == 0, "%s", p.err.data);
-  ck_assert_str_eq(p.out.data, "2\nrtm True 80 pass\nsp1 False 80 pass\n");
+  ck_assert_str_eq(p.out.data, "2\nrtm True 48 pass\nsp1 False 48 pass\n");
   proc_free(&p);
   proc_run(bad, &p);
   ck_assert_int_eq(p.status, 2);
@@ -272,7 +272,7 @@ START_TEST(shards_merge_to_one_run)
   snprintf(
       script, sizeof(script),
       "set -e; cd '%s'; k='%s'; a='sweep intermittent-array --seeds "
-      "1..16 --vary listener.idle_timeout=10s,30s --expect-rate "
+      "1..8 --vary listener.idle_timeout=10s,30s --expect-rate "
       "5%%..95%%'\n"
       "$k $a --json full.json >/dev/null\n"
       "for i in 1 2 3 4; do $k $a --shard $i/4 --json part$i.json "
