@@ -102,11 +102,13 @@ bool rc_closed_by_peer(struct rc *c)
   return c->have == 0 && rc_fill(c) == 0;
 }
 
-/* Copies the value of header name in r into out; returns out or NULL. */
-const char *rc_header(const struct rc_resp *r, const char *name, char *out,
-                      size_t outlen)
+/* Finds the next line of header name in r after *at (NULL: from the
+ * start); sets *v and *vlen to its value, blanks after the colon
+ * skipped, and moves *at past it. Returns false when there is none. */
+static bool rc__next_header(const struct rc_resp *r, const char *name,
+                            const char **at, const char **v, size_t *vlen)
 {
-  const char *p = strstr(r->head, "\r\n");
+  const char *p = *at ? *at : strstr(r->head, "\r\n");
   size_t n = strlen(name);
 
   while(p && p[2]) {
@@ -114,42 +116,43 @@ const char *rc_header(const struct rc_resp *r, const char *name, char *out,
     const char *end = strstr(line, "\r\n");
     if(!end)
       break;
+    p = end;
     if((size_t)(end - line) > n && line[n] == ':' &&
        !strncasecmp(line, name, n)) {
-      const char *v = line + n + 1;
-      while(*v == ' ')
-        v++;
-      snprintf(out, outlen, "%.*s", (int)(end - v), v);
-      return out;
+      *v = line + n + 1;
+      while(**v == ' ')
+        (*v)++;
+      *vlen = (size_t)(end - *v);
+      *at = p;
+      return true;
     }
-    p = end;
   }
-  return NULL;
+  return false;
+}
+
+/* Copies the value of header name in r into out; returns out or NULL. */
+const char *rc_header(const struct rc_resp *r, const char *name, char *out,
+                      size_t outlen)
+{
+  const char *at = NULL, *v;
+  size_t len;
+
+  if(!rc__next_header(r, name, &at, &v, &len))
+    return NULL;
+  snprintf(out, outlen, "%.*s", (int)len, v);
+  return out;
 }
 
 /* Returns how many times header name occurs in r with exactly value. */
 unsigned rc_header_count(const struct rc_resp *r, const char *name,
                          const char *value)
 {
-  const char *p = strstr(r->head, "\r\n");
-  size_t n = strlen(name);
+  const char *at = NULL, *v;
   unsigned count = 0;
+  size_t len;
 
-  while(p && p[2]) {
-    const char *line = p + 2;
-    const char *end = strstr(line, "\r\n");
-    if(!end)
-      break;
-    if((size_t)(end - line) > n && line[n] == ':' &&
-       !strncasecmp(line, name, n)) {
-      const char *v = line + n + 1;
-      while(*v == ' ')
-        v++;
-      count += (size_t)(end - v) == strlen(value) &&
-               !strncmp(v, value, (size_t)(end - v));
-    }
-    p = end;
-  }
+  while(rc__next_header(r, name, &at, &v, &len))
+    count += len == strlen(value) && !strncmp(v, value, len);
   return count;
 }
 
