@@ -12,6 +12,8 @@
 #define PROXY_AUTH_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "kb_env.h"
 #include "proxy.h"
@@ -67,6 +69,29 @@ bool proxy_auth_verifies(enum proxy_auth_state state, enum proxy_token token);
 /* The decision table. Total: every input has a decision. */
 void proxy_auth_decide(const struct proxy_auth_input *in,
                        struct proxy_auth_decision *out);
+
+/* What a decision's texts say beyond the decision itself, gathered by the
+ * caller from the connection and the request. Strings may be "" where the
+ * decision does not use them, never NULL. */
+struct proxy_auth_facts {
+  uint64_t conn_id;
+  const char *listener; /* ISA's name, for the 401's body */
+  const char *who;      /* DOMAIN\user: the identity before, or the new one */
+  const char *how;      /* how a type 3 verified: "NTLMv2, MIC verified" */
+  const char *what;     /* what is forwarded: "POST /EWS/... to Exchange" */
+  const char *why;      /* why the header is unusable */
+  const char *err;      /* why a type 3 was refused */
+  unsigned first_byte;  /* of a Negotiate token that is not NTLMSSP */
+  unsigned handshake;   /* the number of the handshake a type 2 starts */
+};
+
+/* The decision's note text for the trace into note and, when it refuses
+ * with an offer, the 401's body into body (else body is ""). The words
+ * are for people; everything else reads d->note. */
+void proxy_auth_texts(const struct proxy_auth_input *in,
+                      const struct proxy_auth_decision *d,
+                      const struct proxy_auth_facts *f, char *note,
+                      size_t notelen, char *body, size_t bodylen);
 
 /* "UNAUTHENTICATED", "CHALLENGED", "AUTHENTICATED"; "none", "bad", ...;
  * "forward", "offer", "challenge". For tests and traces. */

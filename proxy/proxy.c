@@ -647,26 +647,35 @@ static void proxy_decide_integrated(struct proxy_conn *conn,
   struct ntlm_message msg;
   struct ntlm_bytes raw = {NULL, 0};
   uint8_t first = 0;
+  struct proxy_auth_facts facts;
   char why[320];
   char who[260];
+  char how[96];
   char what[128];
   char err[320];
+  char note[1024];
+  char body[512];
 
   /* One read per request: a concurrent proxy_set_policy applies from the
    * next request on. */
   in.policy = (enum proxy_policy)atomic_load(&proxy->policy);
   in.state = conn->state;
-  why[0] = err[0] = '\0';
+  why[0] = err[0] = who[0] = how[0] = what[0] = '\0';
   in.token = proxy_integrated_token(value, &scheme, &msg, &raw, &first, why,
                                     sizeof(why));
-  if(conn->state == PROXY_AUTH_AUTHENTICATED)
-    proxy_who(&conn->who, who, sizeof(who));
-  else
-    who[0] = '\0';
   in.verified = proxy_auth_verifies(in.state, in.token) &&
                 proxy_verify_type3(conn, &msg, &raw, err, sizeof(err));
   proxy_auth_decide(&in, &d);
 
+  /* The identity the texts name: the one the connection had, or the one
+   * its type 3 just proved. */
+  if(in.state == PROXY_AUTH_AUTHENTICATED || d.auth_ok)
+    proxy_who(&conn->who, who, sizeof(who));
+  if(d.auth_ok)
+    snprintf(how, sizeof(how), "%s%s%s",
+             ntlm_response_kind_name(conn->who.kind),
+             conn->who.mic_checked ? ", MIC verified" : "",
+             conn->who.key_exchanged ? ", session key exchanged" : "");
   ans->delta.auth_failed = d.auth_failed;
   ans->delta.auth_ok = d.auth_ok;
   ans->delta.reauth_skipped = d.reauth_skipped;
@@ -676,111 +685,25 @@ static void proxy_decide_integrated(struct proxy_conn *conn,
     conn->state = d.next; /* proxy_challenge sets CHALLENGED once sent */
   if(d.act == PROXY_ACT_FORWARD)
     proxy_describe_forward(conn, method, what, sizeof(what));
-
-  switch(d.note) {
-  case KB_NOTE_FORWARD_AUTHENTICATED:
-    proxy_note(conn, d.note,
-               "connection %" PRIu64 " is authenticated as %s; %s", conn->id,
-               who, what);
-    break;
-  case KB_NOTE_OFFER:
-    proxy_note(conn, d.note,
-               "connection %" PRIu64 " is not authenticated%s and sent no "
-               "Authorization: 401 asking for NTLM",
-               conn->id,
-               in.state == PROXY_AUTH_CHALLENGED
-                   ? " (it left its handshake after the type 2)"
-                   : "");
-    proxy_answer_401(conn, ans,
-                     "ISA %s: authentication required; send NTLM "
-                     "credentials",
-                     proxy->name);
-    break;
-  case KB_NOTE_KERBEROS:
-    proxy_note(conn, d.note,
-               "connection %" PRIu64 " sent a Negotiate token that is not "
-               "NTLMSSP (first byte 0x%02x: SPNEGO/Kerberos); Kerberos is "
-               "not available here, the client should fall back to NTLM: "
-               "401 offering Negotiate and NTLM, nothing forwarded%s",
-               conn->id, (unsigned)first,
-               in.state == PROXY_AUTH_UNAUTHENTICATED
-                   ? ""
-                   : ", connection de-authenticated");
-    proxy_answer_401(conn, ans,
-                     "ISA %s: Kerberos is not available on this listener; "
-                     "authenticate with NTLM (Negotiate with an NTLMSSP "
-                     "token, or NTLM)",
-                     proxy->name);
-    break;
-  case KB_NOTE_AUTH_UNUSABLE:
-    proxy_note(conn, d.note,
-               "connection %" PRIu64 " sent an unusable Authorization "
-               "header (%s): 401 asking for NTLM, connection "
-               "de-authenticated",
-               conn->id, why);
-    proxy_answer_401(conn, ans,
-                     "ISA %s: unusable Authorization header: %s; start "
-                     "again with an NTLM type 1",
-                     proxy->name, why);
-    break;
-  case KB_NOTE_REAUTH_SKIPPED:
-    proxy_note(conn, d.note,
-               "connection %" PRIu64 " is already authenticated as %s; "
-               "policy per-connection keeps that context: NTLM type 1 not "
-               "challenged, %s",
-               conn->id, who, what);
-    break;
-  case KB_NOTE_REAUTH_CHALLENGED:
-    proxy_note(conn, d.note,
-               "connection %" PRIu64 " is authenticated as %s, but policy "
-               "per-request: NTLM type 1 on an authenticated connection "
-               "restarts the handshake: 401 with a new type 2",
-               conn->id, who);
-    break;
-  case KB_NOTE_CHALLENGE:
-    proxy_note(conn, d.note,
-               "connection %" PRIu64 ": NTLM type 1: 401 with a type 2 "
-               "(handshake %u on this connection)",
-               conn->id, conn->handshakes + 1);
-    break;
-  case KB_NOTE_AUTH_UNEXPECTED:
-    proxy_note(conn, d.note,
-               "connection %" PRIu64 " sent an NTLM type 3 with no "
-               "challenge pending: 401 asking for NTLM, connection "
-               "de-authenticated",
-               conn->id);
-    proxy_answer_401(conn, ans,
-                     "ISA %s: NTLM type 3 without a challenge on this "
-                     "connection; start again with a type 1",
-                     proxy->name);
-    break;
-  case KB_NOTE_AUTH_REFUSED:
-    proxy_note(conn, d.note,
-               "connection %" PRIu64 ": NTLM type 3 refused (%s): 401 "
-               "asking for NTLM, nothing forwarded",
-               conn->id, err);
-    /* The same answer whatever the reason: a client must not learn
-     * which accounts exist (the reason is in the note above). */
-    proxy_answer_401(conn, ans,
-                     "ISA %s: authentication failed; check the user name "
-                     "and password",
-                     proxy->name);
-    break;
-  case KB_NOTE_AUTH_OK:
+  if(d.auth_ok) {
     memset(conn->challenge, 0, sizeof(conn->challenge));
     ntlm_bytes_free(&conn->hs_negotiate);
     ntlm_bytes_free(&conn->hs_challenge);
-    proxy_note(conn, d.note,
-               "connection %" PRIu64 " authenticated as %s (%s%s%s); %s",
-               conn->id, proxy_who(&conn->who, who, sizeof(who)),
-               ntlm_response_kind_name(conn->who.kind),
-               conn->who.mic_checked ? ", MIC verified" : "",
-               conn->who.key_exchanged ? ", session key exchanged" : "", what);
-    break;
-  default:
-    break;
   }
 
+  facts = (struct proxy_auth_facts){.conn_id = conn->id,
+                                    .listener = proxy->name,
+                                    .who = who,
+                                    .how = how,
+                                    .what = what,
+                                    .why = why,
+                                    .err = err,
+                                    .first_byte = first,
+                                    .handshake = conn->handshakes + 1};
+  proxy_auth_texts(&in, &d, &facts, note, sizeof(note), body, sizeof(body));
+  proxy_note(conn, d.note, "%s", note);
+  if(d.act == PROXY_ACT_OFFER)
+    proxy_answer_401(conn, ans, "%s", body);
   if(d.act == PROXY_ACT_FORWARD)
     proxy_forward(conn, mc, method, ans);
   else if(d.act == PROXY_ACT_CHALLENGE)

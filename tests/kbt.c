@@ -146,14 +146,17 @@ size_t kbt_count(struct kbt_trace *t, enum kb_trace_kind kind, enum kb_hop hop,
   return n;
 }
 
-bool kbt_has_note(struct kbt_trace *t, const char *needle)
+bool kbt_has_note(struct kbt_trace *t, enum kb_note code, uint64_t conn,
+                  const char *fact)
 {
   size_t i;
   bool found = false;
 
   pthread_mutex_lock(&t->lock);
   for(i = 0; i < t->n && !found; i++)
-    found = t->ev[i].kind == KB_TRACE_NOTE && strstr(t->ev[i].text, needle);
+    found = t->ev[i].kind == KB_TRACE_NOTE && t->ev[i].note == code &&
+            (!conn || t->ev[i].conn == conn) &&
+            (!fact || strstr(t->ev[i].text, fact));
   pthread_mutex_unlock(&t->lock);
   return found;
 }

@@ -72,8 +72,11 @@ void kbt_emit(void *ctx, const struct kb_trace_event *e);
 size_t kbt_count(struct kbt_trace *t, enum kb_trace_kind kind, enum kb_hop hop,
                  uint64_t conn);
 
-/* Whether a NOTE containing needle was recorded. */
-bool kbt_has_note(struct kbt_trace *t, const char *needle);
+/* Whether a NOTE with code was recorded on conn (0: any connection) whose
+ * text names fact (NULL: any text). Decisions are matched by their code;
+ * fact checks what the text tells people, such as the identity. */
+bool kbt_has_note(struct kbt_trace *t, enum kb_note code, uint64_t conn,
+                  const char *fact);
 
 /* How many NOTEs carry code. */
 size_t kbt_count_code(struct kbt_trace *t, enum kb_note code);

@@ -105,6 +105,38 @@ START_TEST(test_table_row)
 }
 END_TEST
 
+/* Every decision's texts: a note naming the connection, and a 401 body
+ * exactly when the decision refuses with an offer, which never tells why
+ * a type 3 was refused (a client must not learn which accounts exist). */
+static void decide_check_texts(const struct proxy_auth_input *in,
+                               const struct proxy_auth_decision *d)
+{
+  const struct proxy_auth_facts f = {.conn_id = 7,
+                                     .listener = "ISA01",
+                                     .who = "FABRIKAM\\alice",
+                                     .how = "NTLMv2",
+                                     .what = "POST forwarded",
+                                     .why = "bad base64",
+                                     .err = "wrong password",
+                                     .first_byte = 0x60,
+                                     .handshake = 2};
+  char note[1024], body[512];
+
+  proxy_auth_texts(in, d, &f, note, sizeof(note), body, sizeof(body));
+  ck_assert_msg(strncmp(note, "connection 7", 12) == 0, "%s: \"%s\"",
+                kb_note_name(d->note), note);
+  ck_assert_int_eq(d->act == PROXY_ACT_OFFER, body[0] != '\0');
+  if(body[0] != '\0')
+    ck_assert_msg(strncmp(body, "ISA ISA01: ", 11) == 0, "%s", body);
+  ck_assert_ptr_null(strstr(body, "wrong password"));
+  if(d->note == KB_NOTE_AUTH_REFUSED)
+    ck_assert_ptr_nonnull(strstr(note, "wrong password"));
+  if(d->act == PROXY_ACT_FORWARD)
+    ck_assert_ptr_nonnull(strstr(note, "POST forwarded"));
+  if(d->note == KB_NOTE_REAUTH_SKIPPED)
+    ck_assert_ptr_nonnull(strstr(note, "not challenged"));
+}
+
 /* The table covers every (state, policy, token) triple at least once for
  * type 1 and none, and the decision is total: no input is left without a
  * known action and note. */
@@ -128,6 +160,7 @@ START_TEST(test_table_total)
            * verified type 3 that authenticates it. */
           if(d.act == PROXY_ACT_FORWARD)
             ck_assert_int_eq(d.next, PROXY_AUTH_AUTHENTICATED);
+          decide_check_texts(&in, &d);
         }
 }
 END_TEST
