@@ -71,7 +71,7 @@ struct balancer {
   socklen_t addrlens[BALANCER_MAX_MEMBERS];
   size_t nmembers;
   enum balancer_mode mode;
-  struct sim_rng rng;
+  struct kb_rng rng; /* BALANCER_SEEDED: the draws */
   unsigned max;
   size_t bufsize;
   struct kb_trace trace;
@@ -110,12 +110,11 @@ static int balancer__fd_setup(int fd)
 static size_t balancer__pick(struct balancer *b, uint64_t k)
 {
   if(b->mode == BALANCER_SEEDED) {
-    struct kb_rng rng = sim_rng_as_kb(&b->rng);
     uint8_t draw[4];
     char label[64];
 
     snprintf(label, sizeof(label), "balancer/conn %llu", (unsigned long long)k);
-    kb_rng_fill(&rng, label, draw, sizeof(draw));
+    kb_rng_fill(&b->rng, label, draw, sizeof(draw));
     return ((uint32_t)draw[0] | (uint32_t)draw[1] << 8 |
             (uint32_t)draw[2] << 16 | (uint32_t)draw[3] << 24) %
            b->nmembers;
@@ -494,7 +493,7 @@ int balancer_start(const struct balancer_config *config, struct balancer **out,
   b->stats.nmembers = config->nmembers;
   b->mode = config->mode;
   b->trace = config->trace;
-  sim_rng_init(&b->rng, config->seed);
+  b->rng = config->rng;
   b->max =
       config->max_connections ? config->max_connections : BALANCER_DEFAULT_MAX;
   if(b->max > BALANCER_MAX_CAP)

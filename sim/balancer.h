@@ -49,7 +49,9 @@ struct balancer_config {
   struct balancer_target members[BALANCER_MAX_MEMBERS];
   size_t nmembers; /* 1..BALANCER_MAX_MEMBERS */
   enum balancer_mode mode;
-  uint64_t seed;            /* BALANCER_SEEDED only */
+  /* BALANCER_SEEDED only: where the draws come from (kb_env.h); what it
+   * points to must outlive the balancer. */
+  struct kb_rng rng;
   unsigned max_connections; /* spliced pairs open at once; 0 = 128 */
   size_t buffer_size;       /* bytes buffered per direction; 0 = 64 KiB */
   /* Where the bytes each client sent and got go, as SEND / RECV events of

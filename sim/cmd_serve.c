@@ -368,6 +368,7 @@ static int kbsim_serve_run(const struct scenario *sc,
   struct sim_topology_config cfg;
   struct sim_topology *topo = NULL;
   struct balancer_config bcfg;
+  struct sim_rng brng;
   struct balancer *bal = NULL;
   struct admin_config acfg;
   struct admin_member members[ADMIN_MAX_MEMBERS];
@@ -440,7 +441,10 @@ static int kbsim_serve_run(const struct scenario *sc,
       bcfg.members[i].port = topo->proxy_ports[i];
     }
     bcfg.mode = sc->balancer;
-    bcfg.seed = sc->seed;
+    /* Seeded: the scenario's seed, so a live array spreads connections
+     * in the same order as the scenario's run. */
+    sim_rng_init(&brng, sc->seed);
+    bcfg.rng = sim_rng_as_kb(&brng);
     bcfg.trace = cfg.trace;
     if(balancer_start(&bcfg, &bal, err, sizeof(err))) {
       fprintf(stderr, "kbsim: %s\n", err);

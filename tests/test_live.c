@@ -36,6 +36,7 @@
 #include "kb_buf.h"
 #include "live.h"
 #include "proc.h"
+#include "sim_env.h"
 
 #define HALF_PATCHED SCENARIOS_DIR "/half-patched-array.ini"
 #define ALICE "FABRIKAM\\alice:Passw0rd!"
@@ -245,9 +246,12 @@ static void member_join(struct member_srv *m)
   close(m->lfd);
 }
 
+/* Round-robin draws nothing. */
+static const struct kb_rng no_rng = {NULL, NULL};
+
 static struct balancer *balancer_over(const struct member_srv *members,
                                       size_t n, enum balancer_mode mode,
-                                      uint64_t seed)
+                                      struct kb_rng rng)
 {
   struct balancer_config cfg;
   struct balancer *b = NULL;
@@ -259,7 +263,7 @@ static struct balancer *balancer_over(const struct member_srv *members,
   for(i = 0; i < n; i++)
     cfg.members[i].port = members[i].port;
   cfg.mode = mode;
-  cfg.seed = seed;
+  cfg.rng = rng;
   ck_assert_msg(!balancer_start(&cfg, &b, err, sizeof(err)), "%s", err);
   ck_assert_uint_gt(balancer_port(b), 0);
   return b;
@@ -285,7 +289,7 @@ START_TEST(balancer_splices_large_bodies_both_ways)
   fill_pattern(out, len, 7);
   member_start(&m[0], MEMBER_ECHO, 1);
   member_start(&m[1], MEMBER_ECHO, 1);
-  b = balancer_over(m, 2, BALANCER_ROUND_ROBIN, 0);
+  b = balancer_over(m, 2, BALANCER_ROUND_ROBIN, no_rng);
 
   kb_buf_init(&in, len + 1);
   fd = connect_to(balancer_port(b));
@@ -340,7 +344,7 @@ START_TEST(balancer_passes_half_close_from_member)
   fill_pattern(expect, (size_t)1 << 20, 99);
   fill_pattern(out, len, 5);
   member_start(&m, MEMBER_SPEAK, 1);
-  b = balancer_over(&m, 1, BALANCER_ROUND_ROBIN, 0);
+  b = balancer_over(&m, 1, BALANCER_ROUND_ROBIN, no_rng);
   kb_buf_init(&in, (size_t)2 << 20);
   fd = connect_to(balancer_port(b));
   ck_assert_int_eq(pump(fd, NULL, 0, false, &in), 0);
@@ -380,7 +384,7 @@ START_TEST(balancer_closes_both_sides_together)
   int fd, dead;
 
   member_start(&m, MEMBER_ECHO, 1);
-  b = balancer_over(&m, 1, BALANCER_ROUND_ROBIN, 0);
+  b = balancer_over(&m, 1, BALANCER_ROUND_ROBIN, no_rng);
   fd = connect_to(balancer_port(b));
   /* One echoed byte proves the pair is spliced before the reset. */
   ck_assert_int_eq(send(fd, "x", 1, 0), 1);
@@ -490,11 +494,13 @@ static void record_picks(enum balancer_mode mode, uint64_t seed, size_t *picks,
   struct balancer_stats before, after;
   struct balancer *b;
   struct kb_buf in;
+  struct sim_rng rng;
   size_t i, j;
 
+  sim_rng_init(&rng, seed);
   for(j = 0; j < 3; j++)
     member_start(&m[j], MEMBER_ECHO, (unsigned)n);
-  b = balancer_over(m, 3, mode, seed);
+  b = balancer_over(m, 3, mode, sim_rng_as_kb(&rng));
   kb_buf_init(&in, 16);
   for(i = 0; i < n; i++) {
     int fd;
