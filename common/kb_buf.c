@@ -5,6 +5,7 @@
 
 #include <assert.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,4 +106,29 @@ char *kb_buf_steal(struct kb_buf *buf, size_t *len)
   buf->len = 0;
   buf->size = 0;
   return data;
+}
+
+size_t kb_array_capacity(size_t count)
+{
+  size_t cap = 8;
+
+  if(!count)
+    return 0;
+  while(cap < count && cap <= SIZE_MAX / 2)
+    cap *= 2;
+  return cap < count ? count : cap;
+}
+
+void *kb_array_grow(void *items, size_t size, size_t count, size_t more)
+{
+  size_t need;
+
+  if(more > SIZE_MAX - count)
+    return NULL;
+  need = kb_array_capacity(count + more);
+  if(items && need <= kb_array_capacity(count))
+    return items;
+  if(!size || need > SIZE_MAX / size)
+    return NULL;
+  return realloc(items, need * size);
 }

@@ -34,6 +34,17 @@ enum kb_buf_result kb_buf_printf(struct kb_buf *buf, const char *fmt, ...)
 /* Empties the buffer but keeps its memory. */
 void kb_buf_reset(struct kb_buf *buf);
 
+/* The growth rule for plain arrays (kbsim's, besides byte buffers): an
+ * array of count items holds room for kb_array_capacity(count) of them
+ * (none when empty, then 8, then powers of two), so an array needs no
+ * field for what it has allocated. */
+size_t kb_array_capacity(size_t count);
+
+/* Makes room in items (count used, each size bytes, grown only by this
+ * function) for more. Returns the array, moved or not, or NULL when out
+ * of memory or past SIZE_MAX (then items is still valid and unchanged). */
+void *kb_array_grow(void *items, size_t size, size_t count, size_t more);
+
 /* Frees the memory; the buffer may be reused after kb_buf_init. Accepts a
  * buffer that never allocated. */
 void kb_buf_free(struct kb_buf *buf);

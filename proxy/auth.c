@@ -106,9 +106,8 @@ void proxy_auth_texts(const struct proxy_auth_input *in,
   note[0] = body[0] = '\0';
   switch(d->note) {
   case KB_NOTE_FORWARD_AUTHENTICATED:
-    snprintf(note, notelen,
-             "connection %" PRIu64 " is authenticated as %s; %s", id, f->who,
-             f->what);
+    snprintf(note, notelen, "connection %" PRIu64 " is authenticated as %s; %s",
+             id, f->who, f->what);
     break;
   case KB_NOTE_OFFER:
     snprintf(note, notelen,
@@ -192,8 +191,8 @@ void proxy_auth_texts(const struct proxy_auth_input *in,
     break;
   case KB_NOTE_AUTH_OK:
     snprintf(note, notelen,
-             "connection %" PRIu64 " authenticated as %s (%s); %s", id,
-             f->who, f->how, f->what);
+             "connection %" PRIu64 " authenticated as %s (%s); %s", id, f->who,
+             f->how, f->what);
     break;
   default:
     break;

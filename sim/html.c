@@ -1025,13 +1025,14 @@ int html_report_add(struct html_report *report, const struct html_run *run,
     snprintf(err, errlen, "--html: out of memory rendering the page");
     goto done;
   }
-  sections = realloc(report->sections, (report->count + 1) * sizeof(*sections));
+  sections =
+      kb_array_grow(report->sections, sizeof(*sections), report->count, 1);
   if(!sections) {
     snprintf(err, errlen, "--html: out of memory");
     goto done;
   }
   report->sections = sections;
-  rows = realloc(report->rows, (report->count + 1) * sizeof(*rows));
+  rows = kb_array_grow(report->rows, sizeof(*rows), report->count, 1);
   if(!rows) {
     snprintf(err, errlen, "--html: out of memory");
     goto done;

@@ -81,37 +81,16 @@ struct story_builder {
   size_t nlast;
 };
 
-/* Makes room for one more item in items (count used, *alloc allocated,
- * each size bytes). Returns the array, moved or not, or NULL when out of
- * memory (then items is still valid and unchanged). */
-static void *story__grow(void *items, size_t size, size_t count, size_t *alloc)
-{
-  void *bigger;
-  size_t n;
-
-  if(count < *alloc)
-    return items;
-  n = *alloc ? *alloc * 2 : 8;
-  bigger = realloc(items, n * size);
-  if(bigger)
-    *alloc = n;
-  return bigger;
-}
-
-/* Appends value to a plain array of count entries that only ever grows
- * one at a time: its capacity is 8, then the next power of two. Returns 0,
- * or -1 when out of memory (the array is left as it was). */
+/* Appends value to an array of indexes. Returns 0, or -1 when out of
+ * memory (the array is left as it was). */
 static int story__push_index(size_t **items, size_t *count, size_t value)
 {
-  size_t n = *count;
+  size_t *grown = kb_array_grow(*items, sizeof(**items), *count, 1);
 
-  if(!n || (n >= 8 && !(n & (n - 1)))) {
-    size_t *bigger = realloc(*items, (n ? n * 2 : 8) * sizeof(**items));
-    if(!bigger)
-      return -1;
-    *items = bigger;
-  }
-  (*items)[(*count)++] = value;
+  if(!grown)
+    return -1;
+  *items = grown;
+  grown[(*count)++] = value;
   return 0;
 }
 
@@ -123,7 +102,7 @@ static int story__push_note(struct story_note **items, size_t *count,
 
   if(!copy)
     return -1;
-  bigger = realloc(*items, (*count + 1) * sizeof(**items));
+  bigger = kb_array_grow(*items, sizeof(**items), *count, 1);
   if(!bigger) {
     free(copy);
     return -1;
@@ -527,7 +506,7 @@ static void story__decode_up(struct html_up *u)
 static int story__collect(const struct sim_recorder *rec, unsigned max_clients,
                           struct story_builder *b, struct story *story)
 {
-  size_t conns_alloc = 0, ups_alloc = 0, pconns_alloc = 0, i, n;
+  size_t i, n;
   unsigned max_id = 0;
 
   for(i = 0; i < rec->count; i++) {
@@ -544,7 +523,7 @@ static int story__collect(const struct sim_recorder *rec, unsigned max_clients,
         continue;
       if(b->nconns && !strcmp(b->conns[b->nconns - 1].name, ev->conn_name))
         continue; /* the common case: the same connection again */
-      grown = story__grow(b->conns, sizeof(*b->conns), b->nconns, &conns_alloc);
+      grown = kb_array_grow(b->conns, sizeof(*b->conns), b->nconns, 1);
       if(!grown)
         return -1;
       b->conns = grown;
@@ -561,7 +540,7 @@ static int story__collect(const struct sim_recorder *rec, unsigned max_clients,
         continue;
       if(b->nups && !strcmp(b->ups[b->nups - 1].name, ev->conn_name))
         continue;
-      grown = story__grow(b->ups, sizeof(*b->ups), b->nups, &ups_alloc);
+      grown = kb_array_grow(b->ups, sizeof(*b->ups), b->nups, 1);
       if(!grown)
         return -1;
       b->ups = grown;
@@ -570,8 +549,7 @@ static int story__collect(const struct sim_recorder *rec, unsigned max_clients,
     }
     else if(story__is_listener_event(ev) && ev->conn_name[0] &&
             (ev->kind == KB_TRACE_OPEN || ev->kind == KB_TRACE_EXCHANGE)) {
-      grown =
-          story__grow(b->pconns, sizeof(*b->pconns), b->npconns, &pconns_alloc);
+      grown = kb_array_grow(b->pconns, sizeof(*b->pconns), b->npconns, 1);
       if(!grown)
         return -1;
       b->pconns = grown;
@@ -614,7 +592,7 @@ static struct story_group *story__open_group(struct story_conn *c)
 
   if(c->ngroups && !c->groups[c->ngroups - 1].closed)
     return &c->groups[c->ngroups - 1];
-  g = realloc(c->groups, (c->ngroups + 1) * sizeof(*g));
+  g = kb_array_grow(c->groups, sizeof(*g), c->ngroups, 1);
   if(!g)
     return NULL;
   c->groups = g;
@@ -641,8 +619,7 @@ static int story__client_note(struct story_builder *b, struct story *story,
 
 /* Starts a leg for a request Communicator sent. */
 static int story__client_leg(struct story_builder *b, struct story *story,
-                             size_t *legs_alloc, size_t index,
-                             const struct sim_event *ev)
+                             size_t index, const struct sim_event *ev)
 {
   struct story_conn *c = story__find_conn(b, ev->conn_name);
   unsigned id = story__client_of(ev->conn_name);
@@ -651,14 +628,14 @@ static int story__client_leg(struct story_builder *b, struct story *story,
 
   if(!c)
     return 0;
-  grown =
-      story__grow(story->legs, sizeof(*story->legs), story->nlegs, legs_alloc);
+  grown = kb_array_grow(story->legs, sizeof(*story->legs), story->nlegs, 1);
   if(!grown)
     return -1;
   story->legs = grown;
   if(id >= b->nlast) {
-    size_t n = (size_t)id + 1 > b->nlast * 2 ? (size_t)id + 1 : b->nlast * 2;
-    size_t *bigger = realloc(b->last_leg, n * sizeof(*bigger));
+    size_t n = (size_t)id + 1;
+    size_t *bigger =
+        kb_array_grow(b->last_leg, sizeof(*bigger), b->nlast, n - b->nlast);
     if(!bigger)
       return -1;
     memset(bigger + b->nlast, 0, (n - b->nlast) * sizeof(*bigger));
@@ -683,7 +660,7 @@ static int story__client_leg(struct story_builder *b, struct story *story,
 static int story__walk(const struct sim_recorder *rec, unsigned max_clients,
                        struct story_builder *b, struct story *story)
 {
-  size_t legs_alloc = 0, i;
+  size_t i;
 
   for(i = 0; i < rec->count; i++) {
     const struct sim_event *ev = &rec->events[i];
@@ -692,7 +669,7 @@ static int story__walk(const struct sim_recorder *rec, unsigned max_clients,
     int bad = 0;
 
     if(story__is_client_exchange(ev))
-      bad = story__client_leg(b, story, &legs_alloc, i, ev);
+      bad = story__client_leg(b, story, i, ev);
     else if(ev->kind == KB_TRACE_NOTE && ev->side == KB_SIDE_CLIENT)
       bad = story__client_note(b, story, ev, max_clients);
     else if(ev->kind == KB_TRACE_NOTE && story__is_listener_event(ev)) {
@@ -761,7 +738,7 @@ static int story__attach(const struct sim_recorder *rec, struct story_group *g,
       return -1;
   if(!g->nbacks)
     return 0;
-  back = realloc(leg->back, (leg->nback + g->nbacks) * sizeof(*back));
+  back = kb_array_grow(leg->back, sizeof(*back), leg->nback, g->nbacks);
   if(!back)
     return -1;
   leg->back = back;

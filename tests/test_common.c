@@ -62,6 +62,34 @@ START_TEST(buf_printf_and_steal)
 }
 END_TEST
 
+/* One growth rule: 0, 8, then powers of two; an array grown one item at a
+ * time keeps its values; past SIZE_MAX it is refused and left as it was. */
+START_TEST(array_grows_by_one_rule)
+{
+  size_t *a = NULL, *grown, i;
+
+  ck_assert_uint_eq(kb_array_capacity(0), 0);
+  ck_assert_uint_eq(kb_array_capacity(1), 8);
+  ck_assert_uint_eq(kb_array_capacity(8), 8);
+  ck_assert_uint_eq(kb_array_capacity(9), 16);
+  ck_assert_uint_eq(kb_array_capacity(1000), 1024);
+  for(i = 0; i < 1000; i++) {
+    grown = kb_array_grow(a, sizeof(*a), i, 1);
+    ck_assert_ptr_nonnull(grown);
+    a = grown;
+    a[i] = i * 3;
+  }
+  for(i = 0; i < 1000; i++)
+    ck_assert_uint_eq(a[i], i * 3);
+  /* Room already there: the same array back. */
+  ck_assert_ptr_eq(kb_array_grow(a, sizeof(*a), 1000, 24), a);
+  ck_assert_ptr_null(kb_array_grow(a, sizeof(*a), 1000, SIZE_MAX));
+  ck_assert_ptr_null(kb_array_grow(a, SIZE_MAX / 4, 1000, 100));
+  ck_assert_uint_eq(a[999], 2997);
+  free(a);
+}
+END_TEST
+
 START_TEST(users_spec_and_lookup)
 {
   struct kb_users *u = kb_users_new();
@@ -442,6 +470,7 @@ int main(void)
 
   tcase_add_test(tc, buf_refuses_past_cap);
   tcase_add_test(tc, buf_printf_and_steal);
+  tcase_add_test(tc, array_grows_by_one_rule);
   tcase_add_test(tc, users_spec_and_lookup);
   tcase_add_test(tc, net_socket_counts_exhaustion);
   tcase_add_test(tc, users_bad_specs);

@@ -698,8 +698,7 @@ START_TEST(test_type3_for_another_users_challenge)
   rc_resp_free(&r);
   ck_assert(kbt_has_note(&e.trace, KB_NOTE_AUTH_OK, 0, "FABRIKAM\\bob"));
   ck_assert(!kbt_has_note(&e.trace, KB_NOTE_AUTH_OK, 0, "FABRIKAM\\alice"));
-  ck_assert(
-      !kbt_has_note(&e.trace, KB_NOTE_FORWARD_AUTHENTICATED, 0, "alice"));
+  ck_assert(!kbt_has_note(&e.trace, KB_NOTE_FORWARD_AUTHENTICATED, 0, "alice"));
   ck_assert_uint_eq(hx_backend_requests(&e), 1);
   rc_close(&a);
   rc_close(&b);

@@ -1160,8 +1160,8 @@ START_TEST(test_negotiate_wrapped)
                                     T_BOB_PASSWORD, oof_body),
                    200);
   ck_assert_uint_eq(be_stats(&e).oof_ok, 1);
-  ck_assert(kbt_has_note(&e.trace, KB_NOTE_AUTH_OK, 1,
-                         "FABRIKAM\\bob (NTLMv2)"));
+  ck_assert(
+      kbt_has_note(&e.trace, KB_NOTE_AUTH_OK, 1, "FABRIKAM\\bob (NTLMv2)"));
   /* The scheme follows the client: a Negotiate type 1 got a Negotiate
    * type 2 (t_type3 insists on it through t_decode_type2). */
   assert_stats(e.px, .connections = 1, .requests = 2, .challenges = 1,
@@ -2513,7 +2513,8 @@ START_TEST(test_max_requests)
                     1);
   assert_stats(e.px, .connections = 1, .requests = 3, .challenges = 1,
                .auth_ok = 1, .forwarded = 2, .max_requests_closed = 1);
-  ck_assert(kbt_has_note(&e.trace, KB_NOTE_MAX_REQUESTS, 1, "limit of 3 requests"));
+  ck_assert(
+      kbt_has_note(&e.trace, KB_NOTE_MAX_REQUESTS, 1, "limit of 3 requests"));
   /* The next request needs a new connection, which starts
    * unauthenticated. */
   ck_assert_int_eq(
