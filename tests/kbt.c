@@ -124,6 +124,8 @@ void kbt_emit(void *ctx, const struct kb_trace_event *e)
   }
   if(e->kind == KB_TRACE_EXCHANGE && e->exchange) {
     x->ex = *e->exchange;
+    snprintf(x->path, sizeof(x->path), "%s",
+             e->exchange->path ? e->exchange->path : "");
     x->ex.method = NULL; /* not valid after the call */
     x->ex.path = NULL;
   }

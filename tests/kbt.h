@@ -37,12 +37,13 @@ struct kbt_event {
   enum kb_hop hop;
   enum kb_side side;
   uint64_t conn;
-  char origin[16];       /* "ISA01", "backend", "client 3" */
+  char origin[32];       /* "ISA01", "backend", "client 3" */
   char conn_name[96];    /* "" when the connection has none */
   enum kb_note note;     /* NOTE */
   size_t len;            /* of text */
   char *text;            /* NOTE text, or SEND/RECV bytes (NUL-terminated) */
-  struct kb_exchange ex; /* EXCHANGE; method and path not kept */
+  struct kb_exchange ex; /* EXCHANGE; method and path are in path */
+  char path[64];         /* EXCHANGE: the request's path */
 };
 
 /* Every event the components emit, in order, under a lock; waits wake on

@@ -47,88 +47,10 @@ static const char case_leg1[] =
     "TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAFASgKAAAADw==\r\n"
     "\r\n";
 
-/* ---- a recording trace sink -------------------------------------------- */
-
-struct rec_event {
-  enum kb_trace_kind kind;
-  enum kb_hop hop;
-  enum kb_side side;
-  char origin[32];
-  uint64_t conn;
-  char *data; /* SEND/RECV bytes (NUL-terminated copy) or NOTE text */
-  size_t len;
-  struct kb_exchange ex;
-  char path[64];
-};
-
-struct recorder {
-  pthread_mutex_t lock;
-  struct rec_event *ev;
-  size_t n, cap;
-};
-
-static void rec_emit(void *ctx, const struct kb_trace_event *ev)
-{
-  struct recorder *r = ctx;
-  struct rec_event *e;
-  pthread_mutex_lock(&r->lock);
-  if(r->n == r->cap) {
-    size_t cap = r->cap ? 2 * r->cap : 256;
-    struct rec_event *grown = realloc(r->ev, cap * sizeof(*grown));
-    ck_assert_ptr_nonnull(grown);
-    r->ev = grown;
-    r->cap = cap;
-  }
-  e = &r->ev[r->n++];
-  memset(e, 0, sizeof(*e));
-  e->kind = ev->kind;
-  e->hop = ev->hop;
-  e->side = ev->side;
-  snprintf(e->origin, sizeof(e->origin), "%s", ev->origin);
-  e->conn = ev->conn;
-  if(ev->kind == KB_TRACE_NOTE && ev->text) {
-    e->data = strdup(ev->text);
-    e->len = strlen(ev->text);
-  }
-  else if(ev->data) {
-    e->data = malloc(ev->len + 1);
-    ck_assert_ptr_nonnull(e->data);
-    memcpy(e->data, ev->data, ev->len);
-    e->data[ev->len] = '\0';
-    e->len = ev->len;
-  }
-  if(ev->exchange) {
-    e->ex = *ev->exchange;
-    snprintf(e->path, sizeof(e->path), "%s", ev->exchange->path);
-    e->ex.path = NULL;
-    e->ex.method = NULL;
-  }
-  pthread_mutex_unlock(&r->lock);
-}
-
-static void rec_init(struct recorder *r)
-{
-  memset(r, 0, sizeof(*r));
-  pthread_mutex_init(&r->lock, NULL);
-}
-
-static void rec_free(struct recorder *r)
-{
-  size_t i;
-  for(i = 0; i < r->n; i++)
-    free(r->ev[i].data);
-  free(r->ev);
-  pthread_mutex_destroy(&r->lock);
-}
-
-static struct kb_trace rec_trace(struct recorder *r)
-{
-  struct kb_trace t = {rec_emit, r};
-  return t;
-}
+/* ---- the trace, as tests/kbt.h records it ----------------------------- */
 
 /* Counts events of kind from origin (any origin when NULL). */
-static size_t rec_count(const struct recorder *r, enum kb_trace_kind kind,
+static size_t rec_count(struct kbt_trace *r, enum kb_trace_kind kind,
                         const char *origin)
 {
   size_t i, n = 0;
@@ -140,14 +62,14 @@ static size_t rec_count(const struct recorder *r, enum kb_trace_kind kind,
 
 /* Returns the index of the first SEND from origin whose bytes start with
  * prefix, at or after from; r->n when none. */
-static size_t rec_find_send(const struct recorder *r, const char *origin,
+static size_t rec_find_send(struct kbt_trace *r, const char *origin,
                             const char *prefix, size_t from)
 {
   size_t i;
   for(i = from; i < r->n; i++)
     if(r->ev[i].kind == KB_TRACE_SEND && !strcmp(r->ev[i].origin, origin) &&
        r->ev[i].len >= strlen(prefix) &&
-       !memcmp(r->ev[i].data, prefix, strlen(prefix)))
+       !memcmp(r->ev[i].text, prefix, strlen(prefix)))
       return i;
   return r->n;
 }
@@ -357,7 +279,7 @@ static struct client *client_new(const struct client_config *cc)
 START_TEST(test_per_connection_bug)
 {
   struct env e;
-  struct recorder rec;
+  struct kbt_trace rec;
   struct client_config cc;
   struct client *c;
   struct client_view v;
@@ -367,9 +289,9 @@ START_TEST(test_per_connection_bug)
   unsigned i;
 
   env_start(&e, PROXY_POLICY_PER_CONNECTION);
-  rec_init(&rec);
+  kbt_trace_init(&rec, true, "T_CLIENT_TRACE");
   cc = config_for(e.url, 1, "alice", TEST_PASSWORD);
-  cc.trace = rec_trace(&rec);
+  cc.trace = kbt_trace_sink(&rec);
   c = client_new(&cc);
   ck_assert_uint_eq(client_run_session(c), 2);
   ck_assert_uint_eq(client_results_count(c), 3);
@@ -438,7 +360,7 @@ START_TEST(test_per_connection_bug)
     ck_assert_int_eq(rec.ev[i].side, KB_SIDE_CLIENT);
     ck_assert_uint_eq(rec.ev[i].conn, 1);
   }
-  rec_free(&rec);
+  kbt_trace_free(&rec);
   env_stop(&e);
 }
 END_TEST
@@ -446,7 +368,7 @@ END_TEST
 START_TEST(test_per_request_fix)
 {
   struct env e;
-  struct recorder rec;
+  struct kbt_trace rec;
   struct client_config cc;
   struct client *c;
   struct client_view v;
@@ -456,9 +378,9 @@ START_TEST(test_per_request_fix)
   size_t n = 0;
 
   env_start(&e, PROXY_POLICY_PER_REQUEST);
-  rec_init(&rec);
+  kbt_trace_init(&rec, true, "T_CLIENT_TRACE");
   cc = config_for(e.url, 2, "alice", TEST_PASSWORD);
-  cc.trace = rec_trace(&rec);
+  cc.trace = kbt_trace_sink(&rec);
   c = client_new(&cc);
   ck_assert_uint_eq(client_run_session(c), 0);
   ck_assert_uint_eq(client_results_count(c), 3);
@@ -498,7 +420,7 @@ START_TEST(test_per_request_fix)
   /* Seven legs: the plain first request with its body -> 401 naming NTLM,
    * then alternating type 1 -> 401 + type 2 and type 3 -> 200. */
   for(i = 0; i < rec.n; i++) {
-    const struct rec_event *ev = &rec.ev[i];
+    const struct kbt_event *ev = &rec.ev[i];
     if(ev->kind != KB_TRACE_EXCHANGE)
       continue;
     ck_assert_str_eq(ev->path, n < 3 ? "/autodiscover/autodiscover.xml"
@@ -527,7 +449,7 @@ START_TEST(test_per_request_fix)
   }
   ck_assert_uint_eq(n, 7);
   ck_assert_uint_eq(rec_count(&rec, KB_TRACE_NOTE, NULL), 0);
-  rec_free(&rec);
+  kbt_trace_free(&rec);
   env_stop(&e);
 }
 END_TEST
@@ -628,7 +550,7 @@ END_TEST
 START_TEST(test_leg_bytes)
 {
   struct env e;
-  struct recorder rec;
+  struct kbt_trace rec;
   struct client_config cc;
   struct client *c;
   char expect[sizeof(case_leg1) + 64];
@@ -643,9 +565,9 @@ START_TEST(test_leg_bytes)
   char *end;
 
   env_start(&e, PROXY_POLICY_PER_REQUEST);
-  rec_init(&rec);
+  kbt_trace_init(&rec, true, "T_CLIENT_TRACE");
   cc = config_for(e.url, 5, "alice", TEST_PASSWORD);
-  cc.trace = rec_trace(&rec);
+  cc.trace = kbt_trace_sink(&rec);
   c = client_new(&cc);
   ck_assert_uint_eq(client_run_session(c), 0);
   client_destroy(c);
@@ -655,14 +577,14 @@ START_TEST(test_leg_bytes)
    * as its own SEND. */
   i = rec_find_send(&rec, "client 5", "POST /autodiscover/", 0);
   ck_assert_uint_lt(i, rec.n);
-  ck_assert_int_eq(strncmp(rec.ev[i].data, ad_path, strlen(ad_path)), 0);
-  ck_assert_int_eq(strncmp(rec.ev[i].data + strlen(ad_path),
+  ck_assert_int_eq(strncmp(rec.ev[i].text, ad_path, strlen(ad_path)), 0);
+  ck_assert_int_eq(strncmp(rec.ev[i].text + strlen(ad_path),
                            leg2_prefix + strlen("POST /EWS/Exchange.asmx "
                                                 "HTTP/1.1\r\n"),
                            strlen(leg2_prefix) -
                                strlen("POST /EWS/Exchange.asmx HTTP/1.1\r\n")),
                    0);
-  body_len = strtoul(rec.ev[i].data + strlen(ad_path) + strlen(leg2_prefix) -
+  body_len = strtoul(rec.ev[i].text + strlen(ad_path) + strlen(leg2_prefix) -
                          strlen("POST /EWS/Exchange.asmx HTTP/1.1\r\n"),
                      &end, 10);
   ck_assert_uint_gt(body_len, 0);
@@ -672,29 +594,29 @@ START_TEST(test_leg_bytes)
     ;
   ck_assert_uint_lt(k, rec.n);
   ck_assert_uint_eq(rec.ev[k].len, body_len);
-  ck_assert_ptr_nonnull(strstr(rec.ev[k].data, "<EMailAddress>"));
+  ck_assert_ptr_nonnull(strstr(rec.ev[k].text, "<EMailAddress>"));
 
   /* Autodiscover leg 2: the case's block with the autodiscover path. */
   snprintf(expect, sizeof(expect), "%s%s", ad_path,
            case_leg1 + strlen("POST /EWS/Exchange.asmx HTTP/1.1\r\n"));
   i = rec_find_send(&rec, "client 5", "POST /autodiscover/", i + 1);
   ck_assert_uint_lt(i, rec.n);
-  ck_assert_str_eq(rec.ev[i].data, expect);
+  ck_assert_str_eq(rec.ev[i].text, expect);
 
   /* The first EWS leg 1 is the support case's request, exactly. */
   i = rec_find_send(&rec, "client 5", "POST /EWS/", 0);
   ck_assert_uint_lt(i, rec.n);
   ck_assert_uint_eq(rec.ev[i].len, strlen(case_leg1));
-  ck_assert_str_eq(rec.ev[i].data, case_leg1);
+  ck_assert_str_eq(rec.ev[i].text, case_leg1);
   ck_assert_uint_eq(rec.ev[i].conn, 1);
 
   /* Its leg 2: same headers in the same order, the real length, the type 3
    * last, then exactly that many bytes of body. */
   j = rec_find_send(&rec, "client 5", "POST /EWS/", i + 1);
   ck_assert_uint_lt(j, rec.n);
-  ck_assert_int_eq(strncmp(rec.ev[j].data, leg2_prefix, strlen(leg2_prefix)),
+  ck_assert_int_eq(strncmp(rec.ev[j].text, leg2_prefix, strlen(leg2_prefix)),
                    0);
-  body_len = strtoul(rec.ev[j].data + strlen(leg2_prefix), &end, 10);
+  body_len = strtoul(rec.ev[j].text + strlen(leg2_prefix), &end, 10);
   ck_assert_uint_gt(body_len, 0);
   ck_assert_int_eq(strncmp(end,
                            "\r\nConnection: Keep-Alive\r\n"
@@ -706,20 +628,20 @@ START_TEST(test_leg_bytes)
                    0);
   end = strstr(end, "\r\n\r\n");
   ck_assert_ptr_nonnull(end);
-  ck_assert_uint_eq((size_t)(end + 4 - rec.ev[j].data), rec.ev[j].len);
-  ck_assert_ptr_null(strstr(rec.ev[j].data, "Expect"));
+  ck_assert_uint_eq((size_t)(end + 4 - rec.ev[j].text), rec.ev[j].len);
+  ck_assert_ptr_null(strstr(rec.ev[j].text, "Expect"));
   /* The body follows as its own SEND. */
   for(k = j + 1; k < rec.n && rec.ev[k].kind != KB_TRACE_SEND; k++)
     ;
   ck_assert_uint_lt(k, rec.n);
   ck_assert_uint_eq(rec.ev[k].len, body_len);
-  ck_assert_ptr_nonnull(strstr(rec.ev[k].data, "GetUserOofSettingsRequest"));
-  ck_assert_ptr_nonnull(strstr(rec.ev[k].data,
+  ck_assert_ptr_nonnull(strstr(rec.ev[k].text, "GetUserOofSettingsRequest"));
+  ck_assert_ptr_nonnull(strstr(rec.ev[k].text,
                                "xmlns=\"http://schemas.microsoft.com/exchange/"
                                "services/2006/messages\""));
   ck_assert_ptr_nonnull(
-      strstr(rec.ev[k].data, "<t:Address>alice@fabrikam.com</t:Address>"));
-  rec_free(&rec);
+      strstr(rec.ev[k].text, "<t:Address>alice@fabrikam.com</t:Address>"));
+  kbt_trace_free(&rec);
   env_stop(&e);
 }
 END_TEST
@@ -732,7 +654,7 @@ START_TEST(test_bodies_clock_rng)
   static const char *const contacts[] = {"dave@fabrikam.com",
                                          "erin&co@fabrikam.com", NULL};
   struct env e;
-  struct recorder rec;
+  struct kbt_trace rec;
   struct labels labels;
   struct client_config cc;
   struct client *c;
@@ -741,11 +663,11 @@ START_TEST(test_bodies_clock_rng)
   const char *av;
 
   env_start(&e, PROXY_POLICY_PER_REQUEST);
-  rec_init(&rec);
+  kbt_trace_init(&rec, true, "T_CLIENT_TRACE");
   memset(&labels, 0, sizeof(labels));
   pthread_mutex_init(&labels.lock, NULL);
   cc = config_for(e.url, 7, "user3", TEST_PASSWORD);
-  cc.trace = rec_trace(&rec);
+  cc.trace = kbt_trace_sink(&rec);
   cc.rng.ctx = &labels;
   cc.contacts = contacts;
   cc.email = "user3@contoso.com";
@@ -765,7 +687,7 @@ START_TEST(test_bodies_clock_rng)
   i = rec_find_send(&rec, "client 7", "POST /autodiscover/", i + 1);
   i = rec_find_send(&rec, "client 7", "<?xml", i + 1);
   ck_assert_uint_lt(i, rec.n);
-  ad = rec.ev[i].data;
+  ad = rec.ev[i].text;
   ck_assert_ptr_nonnull(strstr(ad, "<Autodiscover xmlns=\"http://schemas."
                                    "microsoft.com/exchange/autodiscover/"
                                    "outlook/requestschema/2006\">"));
@@ -779,7 +701,7 @@ START_TEST(test_bodies_clock_rng)
   i = rec_find_send(&rec, "client 7", "<?xml", i + 1); /* OOF */
   i = rec_find_send(&rec, "client 7", "<?xml", i + 1); /* availability */
   ck_assert_uint_lt(i, rec.n);
-  av = rec.ev[i].data;
+  av = rec.ev[i].text;
   ck_assert_ptr_nonnull(strstr(av, "GetUserAvailabilityRequest"));
   ck_assert_ptr_nonnull(strstr(av, "<t:Address>dave@fabrikam.com"));
   /* The contact is escaped by libxml2, not pasted. */
@@ -791,7 +713,7 @@ START_TEST(test_bodies_clock_rng)
   ck_assert_ptr_nonnull(strstr(av, "<MailboxDataArray>"));
 
   pthread_mutex_destroy(&labels.lock);
-  rec_free(&rec);
+  kbt_trace_free(&rec);
   env_stop(&e);
 }
 END_TEST
@@ -835,7 +757,7 @@ START_TEST(test_not_listening)
 {
   struct sockaddr_in sin;
   socklen_t slen = sizeof(sin);
-  struct recorder rec;
+  struct kbt_trace rec;
   struct client_config cc;
   struct client *c;
   struct client_post_result r;
@@ -853,9 +775,9 @@ START_TEST(test_not_listening)
   snprintf(url, sizeof(url), "http://127.0.0.1:%u", ntohs(sin.sin_port));
   snprintf(where, sizeof(where), "port %u", ntohs(sin.sin_port));
 
-  rec_init(&rec);
+  kbt_trace_init(&rec, true, "T_CLIENT_TRACE");
   cc = config_for(url, 9, "alice", TEST_PASSWORD);
-  cc.trace = rec_trace(&rec);
+  cc.trace = kbt_trace_sink(&rec);
   c = client_new(&cc);
   ck_assert_int_eq(client_step(c, &r), 1);
   ck_assert_int_eq(r.outcome, CLIENT_TRANSPORT_ERROR);
@@ -877,7 +799,7 @@ START_TEST(test_not_listening)
   ck_assert_uint_eq(rec_count(&rec, KB_TRACE_EXCHANGE, NULL), 1);
   ck_assert_int_eq(rec.ev[0].kind, KB_TRACE_EXCHANGE);
   ck_assert_int_eq(rec.ev[0].ex.status, 0);
-  rec_free(&rec);
+  kbt_trace_free(&rec);
   close(fd);
 }
 END_TEST
@@ -958,19 +880,19 @@ START_TEST(test_concurrent_clients)
   enum proxy_policy policy =
       _i ? PROXY_POLICY_PER_REQUEST : PROXY_POLICY_PER_CONNECTION;
   struct env e;
-  struct recorder rec;
+  struct kbt_trace rec;
   struct worker w[TEST_THREADS];
   struct backend_stats bs;
   struct proxy_stats ps;
   unsigned i, j;
 
   env_start(&e, policy);
-  rec_init(&rec);
+  kbt_trace_init(&rec, true, "T_CLIENT_TRACE");
   memset(w, 0, sizeof(w));
   for(i = 0; i < TEST_THREADS; i++) {
     w[i].url = e.url;
     w[i].id = i;
-    w[i].trace = rec_trace(&rec);
+    w[i].trace = kbt_trace_sink(&rec);
     ck_assert_int_eq(pthread_create(&w[i].thread, NULL, worker_main, &w[i]), 0);
   }
   for(i = 0; i < TEST_THREADS; i++)
@@ -1020,7 +942,7 @@ START_TEST(test_concurrent_clients)
     ck_assert_uint_eq(bs.oof_ok, 0);
     ck_assert_uint_eq(ps.reauth_skipped, TEST_THREADS * TEST_THREAD_EWS);
   }
-  rec_free(&rec);
+  kbt_trace_free(&rec);
   env_stop(&e);
 }
 END_TEST
@@ -1028,33 +950,33 @@ END_TEST
 /* ---- kinds, think time, keep-alive limits ------------------------------- */
 
 /* Counts SEND events from origin whose bytes contain needle. */
-static size_t rec_count_sends_with(const struct recorder *r, const char *origin,
+static size_t rec_count_sends_with(struct kbt_trace *r, const char *origin,
                                    const char *needle)
 {
   size_t i, n = 0;
   for(i = 0; i < r->n; i++)
     if(r->ev[i].kind == KB_TRACE_SEND && !strcmp(r->ev[i].origin, origin) &&
-       strstr(r->ev[i].data, needle))
+       strstr(r->ev[i].text, needle))
       n++;
   return n;
 }
 
 /* Returns the first NOTE from origin containing needle, or NULL. */
-static const char *rec_find_note(const struct recorder *r, const char *origin,
+static const char *rec_find_note(struct kbt_trace *r, const char *origin,
                                  const char *needle)
 {
   size_t i;
   for(i = 0; i < r->n; i++)
     if(r->ev[i].kind == KB_TRACE_NOTE && !strcmp(r->ev[i].origin, origin) &&
-       strstr(r->ev[i].data, needle))
-      return r->ev[i].data;
+       strstr(r->ev[i].text, needle))
+      return r->ev[i].text;
   return NULL;
 }
 
 /* Asserts that origin's OPEN and CLOSE events number connections 1..n in
  * order, each closed before the next opens, all n closed. */
-static void rec_assert_serial_conns(const struct recorder *r,
-                                    const char *origin, uint64_t n)
+static void rec_assert_serial_conns(struct kbt_trace *r, const char *origin,
+                                    uint64_t n)
 {
   uint64_t open = 0, closed = 0;
   size_t i;
@@ -1126,7 +1048,7 @@ START_TEST(test_outlook)
   enum proxy_policy policy =
       _i ? PROXY_POLICY_PER_REQUEST : PROXY_POLICY_PER_CONNECTION;
   struct env e;
-  struct recorder rec;
+  struct kbt_trace rec;
   struct client_config cc;
   struct client *c;
   struct client_view v;
@@ -1135,10 +1057,10 @@ START_TEST(test_outlook)
   size_t i, n = 0, first_ews;
 
   env_start(&e, policy);
-  rec_init(&rec);
+  kbt_trace_init(&rec, true, "T_CLIENT_TRACE");
   cc = config_for(e.url, 15, "alice", TEST_PASSWORD);
   cc.kind = CLIENT_KIND_OUTLOOK;
-  cc.trace = rec_trace(&rec);
+  cc.trace = kbt_trace_sink(&rec);
   c = client_new(&cc);
   ck_assert_uint_eq(client_run_session(c), 0);
   ck_assert_uint_eq(client_results_count(c), 3);
@@ -1182,11 +1104,11 @@ START_TEST(test_outlook)
   ck_assert_uint_lt(first_ews, rec.n);
   for(i = first_ews; i < rec.n; i++)
     if(rec.ev[i].kind == KB_TRACE_SEND)
-      ck_assert_ptr_null(strstr(rec.ev[i].data, "Authorization:"));
+      ck_assert_ptr_null(strstr(rec.ev[i].text, "Authorization:"));
   /* One EXCHANGE per HTTP request: type 1 -> 401 + type 2, type 3 -> 200,
    * then two POSTs without Authorization -> 200, all with their bodies. */
   for(i = 0; i < rec.n; i++) {
-    const struct rec_event *ev = &rec.ev[i];
+    const struct kbt_event *ev = &rec.ev[i];
     static const enum kb_auth req[] = {KB_AUTH_NTLM_NEGOTIATE,
                                        KB_AUTH_NTLM_AUTHENTICATE, KB_AUTH_NONE,
                                        KB_AUTH_NONE};
@@ -1207,7 +1129,7 @@ START_TEST(test_outlook)
     n++;
   }
   ck_assert_uint_eq(n, 4);
-  rec_free(&rec);
+  kbt_trace_free(&rec);
   env_stop(&e);
 }
 END_TEST
@@ -1220,7 +1142,7 @@ START_TEST(test_one_shot)
   enum proxy_policy policy =
       _i ? PROXY_POLICY_PER_REQUEST : PROXY_POLICY_PER_CONNECTION;
   struct env e;
-  struct recorder rec;
+  struct kbt_trace rec;
   struct client_config cc;
   struct client *c;
   struct client_view v;
@@ -1229,10 +1151,10 @@ START_TEST(test_one_shot)
   size_t i;
 
   env_start(&e, policy);
-  rec_init(&rec);
+  kbt_trace_init(&rec, true, "T_CLIENT_TRACE");
   cc = config_for(e.url, 16, "alice", TEST_PASSWORD);
   cc.kind = CLIENT_KIND_ONE_SHOT;
-  cc.trace = rec_trace(&rec);
+  cc.trace = kbt_trace_sink(&rec);
   c = client_new(&cc);
   ck_assert_uint_eq(client_run_session(c), 0);
   for(i = 0; i < 3; i++) {
@@ -1262,7 +1184,7 @@ START_TEST(test_one_shot)
   ck_assert_uint_eq(ps.challenges, 3);
   ck_assert_uint_eq(ps.auth_ok, 3);
   ck_assert_uint_eq(ps.reauth_skipped, 0);
-  rec_free(&rec);
+  kbt_trace_free(&rec);
   env_stop(&e);
 }
 END_TEST
@@ -1385,7 +1307,7 @@ START_TEST(test_client_idle_timeout)
 {
   bool expires = _i == 0;
   struct env e;
-  struct recorder rec;
+  struct kbt_trace rec;
   struct sim_clock clock;
   struct client_config cc;
   struct client *c;
@@ -1396,10 +1318,10 @@ START_TEST(test_client_idle_timeout)
   size_t i;
 
   env_start(&e, PROXY_POLICY_PER_CONNECTION);
-  rec_init(&rec);
+  kbt_trace_init(&rec, true, "T_CLIENT_TRACE");
   sim_clock_init(&clock);
   cc = config_for(e.url, 17, "alice", TEST_PASSWORD);
-  cc.trace = rec_trace(&rec);
+  cc.trace = kbt_trace_sink(&rec);
   cc.clock = sim_kb_clock(&clock);
   cc.think_min_ms = cc.think_max_ms = 2000;
   cc.idle_timeout_ms = expires ? 1999 : 2000;
@@ -1438,7 +1360,7 @@ START_TEST(test_client_idle_timeout)
   ck_assert_uint_eq(ps.connections, expires ? 3 : 1);
   ck_assert_uint_eq(ps.reauth_skipped, expires ? 0 : 2);
   pthread_mutex_destroy(&clock.lock);
-  rec_free(&rec);
+  kbt_trace_free(&rec);
   env_stop(&e);
 }
 END_TEST
@@ -1494,7 +1416,7 @@ START_TEST(test_client_max_requests)
 {
   const struct max_case *mc = &max_cases[_i];
   struct env e;
-  struct recorder rec;
+  struct kbt_trace rec;
   struct client_config cc;
   struct client *c;
   struct client_view v;
@@ -1503,9 +1425,9 @@ START_TEST(test_client_max_requests)
   size_t i;
 
   env_start(&e, mc->policy);
-  rec_init(&rec);
+  kbt_trace_init(&rec, true, "T_CLIENT_TRACE");
   cc = config_for(e.url, 18, "alice", TEST_PASSWORD);
-  cc.trace = rec_trace(&rec);
+  cc.trace = kbt_trace_sink(&rec);
   cc.max_requests = mc->max_requests;
   c = client_new(&cc);
   ck_assert_uint_eq(client_run_session(c), mc->failed);
@@ -1529,7 +1451,7 @@ START_TEST(test_client_max_requests)
   ck_assert_uint_eq(ps.auth_failed, 0);
   backend_stats(e.backend, &bs);
   ck_assert_uint_eq(bs.empty_posts, mc->failed);
-  rec_free(&rec);
+  kbt_trace_free(&rec);
   env_stop(&e);
 }
 END_TEST
@@ -1660,7 +1582,7 @@ START_TEST(test_listener_basic)
 {
   struct env e;
   struct env_opts o;
-  struct recorder rec;
+  struct kbt_trace rec;
   struct client_config cc;
   struct client *c;
   struct client_post_result r;
@@ -1672,9 +1594,9 @@ START_TEST(test_listener_basic)
   o.policy = PROXY_POLICY_PER_CONNECTION;
   o.auth = PROXY_AUTH_BASIC;
   env_start_opts(&e, &o);
-  rec_init(&rec);
+  kbt_trace_init(&rec, true, "T_CLIENT_TRACE");
   cc = config_for(e.url, 22, "alice", TEST_PASSWORD);
-  cc.trace = rec_trace(&rec);
+  cc.trace = kbt_trace_sink(&rec);
   c = client_new(&cc);
   ck_assert_uint_eq(client_run_session(c), 0);
   for(i = 0; i < 3; i++) {
@@ -1729,7 +1651,7 @@ START_TEST(test_listener_basic)
   ck_assert_uint_eq(r.legs, 1);
   ck_assert_ptr_nonnull(strstr(r.detail, "must accept Integrated"));
   client_destroy(c);
-  rec_free(&rec);
+  kbt_trace_free(&rec);
   env_stop(&e);
 }
 END_TEST
@@ -1740,7 +1662,7 @@ START_TEST(test_listener_none)
 {
   struct env e;
   struct env_opts o;
-  struct recorder rec;
+  struct kbt_trace rec;
   struct client_config cc;
   struct client *c;
   struct backend_stats bs;
@@ -1751,9 +1673,9 @@ START_TEST(test_listener_none)
   o.policy = PROXY_POLICY_PER_CONNECTION;
   o.auth = PROXY_AUTH_NONE;
   env_start_opts(&e, &o);
-  rec_init(&rec);
+  kbt_trace_init(&rec, true, "T_CLIENT_TRACE");
   cc = config_for(e.url, 24, "alice", TEST_PASSWORD);
-  cc.trace = rec_trace(&rec);
+  cc.trace = kbt_trace_sink(&rec);
   c = client_new(&cc);
   ck_assert_uint_eq(client_run_session(c), 0);
   for(i = 0; i < 3; i++) {
@@ -1774,7 +1696,7 @@ START_TEST(test_listener_none)
   proxy_stats(e.proxy, &ps);
   ck_assert_uint_eq(ps.challenges, 0);
   ck_assert_uint_eq(ps.forwarded, 3);
-  rec_free(&rec);
+  kbt_trace_free(&rec);
   env_stop(&e);
 }
 END_TEST
@@ -1789,7 +1711,7 @@ START_TEST(test_listener_idle_timeout)
   struct env e;
   struct env_opts o;
   struct sim_clock clock;
-  struct recorder rec;
+  struct kbt_trace rec;
   struct client_config cc;
   struct client *c;
   struct backend_stats bs;
@@ -1802,9 +1724,9 @@ START_TEST(test_listener_idle_timeout)
   o.idle_timeout_ms = 1000;
   o.clock = sim_kb_clock(&clock);
   env_start_opts(&e, &o);
-  rec_init(&rec);
+  kbt_trace_init(&rec, true, "T_CLIENT_TRACE");
   cc = config_for(e.url, 25, "alice", TEST_PASSWORD);
-  cc.trace = rec_trace(&rec);
+  cc.trace = kbt_trace_sink(&rec);
   cc.clock = sim_kb_clock(&clock);
   cc.think_min_ms = cc.think_max_ms = 2000;
   c = client_new(&cc);
@@ -1841,7 +1763,7 @@ START_TEST(test_listener_idle_timeout)
   ck_assert_uint_eq(ps.reauth_skipped, 0);
   ck_assert_uint_eq(ps.challenges, 3);
   pthread_mutex_destroy(&clock.lock);
-  rec_free(&rec);
+  kbt_trace_free(&rec);
   env_stop(&e);
 }
 END_TEST
@@ -1853,7 +1775,7 @@ START_TEST(test_outlook_listener_idle_timeout)
   struct env e;
   struct env_opts o;
   struct sim_clock clock;
-  struct recorder rec;
+  struct kbt_trace rec;
   struct client_config cc;
   struct client *c;
   struct backend_stats bs;
@@ -1865,10 +1787,10 @@ START_TEST(test_outlook_listener_idle_timeout)
   o.idle_timeout_ms = 1000;
   o.clock = sim_kb_clock(&clock);
   env_start_opts(&e, &o);
-  rec_init(&rec);
+  kbt_trace_init(&rec, true, "T_CLIENT_TRACE");
   cc = config_for(e.url, 26, "alice", TEST_PASSWORD);
   cc.kind = CLIENT_KIND_OUTLOOK;
-  cc.trace = rec_trace(&rec);
+  cc.trace = kbt_trace_sink(&rec);
   cc.clock = sim_kb_clock(&clock);
   cc.think_min_ms = cc.think_max_ms = 2000;
   c = client_new(&cc);
@@ -1890,7 +1812,7 @@ START_TEST(test_outlook_listener_idle_timeout)
   ck_assert_uint_eq(ps.idle_closed, 2);
   ck_assert_uint_eq(ps.auth_ok, 3);
   pthread_mutex_destroy(&clock.lock);
-  rec_free(&rec);
+  kbt_trace_free(&rec);
   env_stop(&e);
 }
 END_TEST
@@ -2106,7 +2028,7 @@ START_TEST(test_peer_reconnects)
 {
   const char *hdr = _i ? "Connection: close\r\n" : "";
   struct peer p;
-  struct recorder rec;
+  struct kbt_trace rec;
   struct client_config cc;
   struct client *c;
   struct client_view v;
@@ -2120,9 +2042,9 @@ START_TEST(test_peer_reconnects)
   peer_add(&p, true, "200 OK", hdr, availability_ok_body);
   peer_start(&p);
   snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned)p.port);
-  rec_init(&rec);
+  kbt_trace_init(&rec, true, "T_CLIENT_TRACE");
   cc = config_for(url, 11, "alice", TEST_PASSWORD);
-  cc.trace = rec_trace(&rec);
+  cc.trace = kbt_trace_sink(&rec);
   c = client_new(&cc);
   ck_assert_uint_eq(client_run_session(c), 0);
   for(i = 0; i < 3; i++) {
@@ -2161,7 +2083,7 @@ START_TEST(test_peer_reconnects)
   }
   ck_assert_uint_eq(conn, 3);
   ck_assert_uint_eq(rec_count(&rec, KB_TRACE_CLOSE, NULL), 3);
-  rec_free(&rec);
+  kbt_trace_free(&rec);
 }
 END_TEST
 
@@ -2374,7 +2296,7 @@ START_TEST(test_peer_drops_idle)
   struct ntlm_server_info info = {"FABRIKAM", "ISA01", NULL, NULL};
   struct ntlm_bytes type2 = {NULL, 0};
   struct peer p;
-  struct recorder rec;
+  struct kbt_trace rec;
   struct client_config cc;
   struct client *c;
   struct client_view v;
@@ -2412,9 +2334,9 @@ START_TEST(test_peer_drops_idle)
   peer_add(&p, false, "200 OK", "", availability_ok_body);
   peer_start(&p);
   snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned)p.port);
-  rec_init(&rec);
+  kbt_trace_init(&rec, true, "T_CLIENT_TRACE");
   cc = config_for(url, 19, "alice", TEST_PASSWORD);
-  cc.trace = rec_trace(&rec);
+  cc.trace = kbt_trace_sink(&rec);
   c = client_new(&cc);
   ck_assert_uint_eq(client_run_session(c), 0);
   r = client_result(c, 1);
@@ -2437,7 +2359,7 @@ START_TEST(test_peer_drops_idle)
 
   rec_assert_serial_conns(&rec, "client 19", 2);
   for(i = 0; i < rec.n; i++) {
-    const struct rec_event *ev = &rec.ev[i];
+    const struct kbt_event *ev = &rec.ev[i];
     if(ev->kind != KB_TRACE_EXCHANGE)
       continue;
     ck_assert_uint_lt(n, 8);
@@ -2451,7 +2373,7 @@ START_TEST(test_peer_drops_idle)
                                       "connection 1 was closed without an "
                                       "answer; libcurl sent the request "
                                       "again on connection 2"));
-  rec_free(&rec);
+  kbt_trace_free(&rec);
   free(value);
   ntlm_bytes_free(&type2);
 }
@@ -2473,7 +2395,7 @@ START_TEST(test_peer_basic)
       "Authorization: Basic RkFCUklLQU1cYWxpY2U6UGFzc3cwcmQh\r\n"
       "\r\n";
   struct peer p;
-  struct recorder rec;
+  struct kbt_trace rec;
   struct client_config cc;
   struct client *c;
   char url[64], expect[512];
@@ -2488,9 +2410,9 @@ START_TEST(test_peer_basic)
   peer_add(&p, false, "200 OK", "", availability_ok_body);
   peer_start(&p);
   snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned)p.port);
-  rec_init(&rec);
+  kbt_trace_init(&rec, true, "T_CLIENT_TRACE");
   cc = config_for(url, 20, "alice", TEST_PASSWORD);
-  cc.trace = rec_trace(&rec);
+  cc.trace = kbt_trace_sink(&rec);
   c = client_new(&cc);
   ck_assert_uint_eq(client_run_session(c), 0);
   for(i = 0; i < 3; i++) {
@@ -2511,7 +2433,7 @@ START_TEST(test_peer_basic)
   snprintf(expect, sizeof(expect), ews_basic, p.body_len[2]);
   i = rec_find_send(&rec, "client 20", "POST /EWS/", 0);
   ck_assert_uint_lt(i, rec.n);
-  ck_assert_str_eq(rec.ev[i].data, expect);
+  ck_assert_str_eq(rec.ev[i].text, expect);
   for(i = 0; i < rec.n; i++) {
     if(rec.ev[i].kind != KB_TRACE_EXCHANGE)
       continue;
@@ -2521,7 +2443,7 @@ START_TEST(test_peer_basic)
     n++;
   }
   ck_assert_uint_eq(n, 4);
-  rec_free(&rec);
+  kbt_trace_free(&rec);
 }
 END_TEST
 
@@ -2546,7 +2468,7 @@ START_TEST(test_peer_offers)
 {
   const struct offer_case *oc = &offer_cases[_i];
   struct peer p;
-  struct recorder rec;
+  struct kbt_trace rec;
   struct client_config cc;
   struct client *c;
   struct client_post_result r;
@@ -2558,9 +2480,9 @@ START_TEST(test_peer_offers)
   peer_add(&p, false, "401 Unauthorized", "WWW-Authenticate: NTLM\r\n", "");
   peer_start(&p);
   snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned)p.port);
-  rec_init(&rec);
+  kbt_trace_init(&rec, true, "T_CLIENT_TRACE");
   cc = config_for(url, 21, "alice", TEST_PASSWORD);
-  cc.trace = rec_trace(&rec);
+  cc.trace = kbt_trace_sink(&rec);
   c = client_new(&cc);
   ck_assert_int_eq(client_step(c, &r), 1);
   ck_assert_int_eq(r.outcome, CLIENT_AUTH_FAILED);
@@ -2571,8 +2493,8 @@ START_TEST(test_peer_offers)
   i = rec_find_send(&rec, "client 21", "POST /autodiscover/", 0);
   i = rec_find_send(&rec, "client 21", "POST /autodiscover/", i + 1);
   ck_assert_uint_lt(i, rec.n);
-  ck_assert_ptr_nonnull(strstr(rec.ev[i].data, oc->auth_prefix));
-  rec_free(&rec);
+  ck_assert_ptr_nonnull(strstr(rec.ev[i].text, oc->auth_prefix));
+  kbt_trace_free(&rec);
 }
 END_TEST
 
