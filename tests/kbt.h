@@ -8,12 +8,27 @@
 #ifndef TESTS_KBT_H
 #define TESTS_KBT_H
 
+#include <check.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "kb_env.h"
+
+/* Every suite's main: runs s (CK_VERBOSITY picks how much Check prints)
+ * and returns how many of its tests failed. Inline, so a suite that needs
+ * nothing else from here links nothing. */
+static inline int kbt_run(Suite *s)
+{
+  SRunner *sr = srunner_create(s);
+  int failed;
+
+  srunner_run_all(sr, CK_ENV);
+  failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed;
+}
 
 /* 2009-03-17 16:26:24 UTC: the Date of the support case's 500. */
 #define KBT_CASE_MS INT64_C(1237307184000)

@@ -572,11 +572,5 @@ static Suite *abuse_suite(void)
 
 int main(void)
 {
-  SRunner *sr = srunner_create(abuse_suite());
-  int failed;
-
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return kbt_run(abuse_suite()) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kbt.h"
 #include "proc.h"
 
 #define JSONSCHEMA "/usr/lib/python3/dist-packages/jsonschema"
@@ -760,7 +761,6 @@ int main(void)
 {
   Suite *s = suite_create("artefacts");
   TCase *tc = tcase_create("artefacts");
-  SRunner *sr;
   int failed;
 
   tcase_set_timeout(tc, 60);
@@ -771,10 +771,7 @@ int main(void)
   tcase_add_test(tc, unwritable_evidence_fails_first);
   tcase_add_test(tc, dash_is_standard_output);
   suite_add_tcase(s, tc);
-  sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  failed = kbt_run(s);
   return proc_suite_exit(
       failed, proc_skip_unless(JSONSCHEMA, "schema_judges_every_report",
                                "apt-get install python3-jsonschema"));

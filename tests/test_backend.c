@@ -1230,7 +1230,6 @@ static Suite *backend_suite(void)
 
 int main(void)
 {
-  SRunner *sr;
   int failed;
 
   if(curl_global_init(CURL_GLOBAL_DEFAULT)) {
@@ -1238,10 +1237,7 @@ int main(void)
     return 1;
   }
   xmlInitParser();
-  sr = srunner_create(backend_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  failed = kbt_run(backend_suite());
   curl_global_cleanup();
   return failed ? 1 : 0;
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "kbt.h"
 #include "proc.h"
 
 #define JUNITPARSER "/usr/lib/python3/dist-packages/junitparser"
@@ -362,7 +363,6 @@ int main(void)
 {
   Suite *s = suite_create("ci");
   TCase *tc = tcase_create("exit codes and CI formats");
-  SRunner *sr;
   bool skipped = false;
   int failed;
 
@@ -375,10 +375,7 @@ int main(void)
   tcase_add_test(tc, sweep_grid_csv);
   tcase_add_test(tc, shards_merge_to_one_run);
   suite_add_tcase(s, tc);
-  sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  failed = kbt_run(s);
   skipped |= proc_skip_unless(JUNITPARSER, "junit_counts_and_exit_1",
                               "apt-get install python3-junitparser");
   skipped |= proc_skip_unless(TAP_PARSER, "tap_counts", "run scripts/setup");

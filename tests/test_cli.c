@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "kb_buf.h"
+#include "kbt.h"
 #include "proc.h"
 
 START_TEST(demo_shows_bug_and_fix)
@@ -797,7 +798,6 @@ int main(void)
   setenv("COLUMNS", "10000", 1);
   Suite *s = suite_create("cli");
   TCase *tc = tcase_create("kbsim");
-  SRunner *sr;
   int failed;
 
   tcase_set_timeout(tc, 60);
@@ -819,9 +819,6 @@ int main(void)
   tcase_add_test(tc, scenario_search_path);
   tcase_add_test(tc, serve_urls_and_hints);
   suite_add_tcase(s, tc);
-  sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  failed = kbt_run(s);
   return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

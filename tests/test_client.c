@@ -2542,10 +2542,5 @@ static Suite *client_suite(void)
 
 int main(void)
 {
-  SRunner *sr = srunner_create(client_suite());
-  int failed;
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return kbt_run(client_suite()) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

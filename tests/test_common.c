@@ -18,6 +18,7 @@
 #include "kb_env.h"
 #include "kb_net.h"
 #include "kb_users.h"
+#include "kbt.h"
 
 START_TEST(buf_refuses_past_cap)
 {
@@ -465,7 +466,6 @@ int main(void)
 {
   Suite *s = suite_create("common");
   TCase *tc = tcase_create("common");
-  SRunner *sr;
   int failed;
 
   tcase_add_test(tc, buf_refuses_past_cap);
@@ -483,9 +483,6 @@ int main(void)
   tcase_add_test(tc, net_listen_and_errors);
   tcase_add_test(tc, auth_classify_one_grammar);
   suite_add_tcase(s, tc);
-  sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  failed = kbt_run(s);
   return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

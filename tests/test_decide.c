@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "kbt.h"
 #include "reauth.h"
 
 enum {
@@ -271,7 +272,6 @@ int main(void)
 {
   Suite *s = suite_create("decide");
   TCase *tc = tcase_create("table");
-  SRunner *sr;
   int failed;
 
   tcase_add_loop_test(tc, test_table_row, 0,
@@ -284,9 +284,6 @@ int main(void)
   tc = tcase_create("client");
   tcase_add_test(tc, test_client_reauth_steps);
   suite_add_tcase(s, tc);
-  sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  failed = kbt_run(s);
   return failed ? 1 : 0;
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kbt.h"
 #include "run.h"
 #include "scenario.h"
 #include "sim_env.h"
@@ -546,7 +547,6 @@ int main(void)
   Suite *s = suite_create("e2e");
   TCase *env = tcase_create("sim_env");
   TCase *tc = tcase_create("topology");
-  SRunner *sr;
   int failed;
 
   tcase_add_test(env, rng_depends_on_seed_and_label_only);
@@ -563,9 +563,6 @@ int main(void)
   tcase_add_test(tc, version_line_names_everything);
   suite_add_tcase(s, env);
   suite_add_tcase(s, tc);
-  sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  failed = kbt_run(s);
   return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kbt.h"
 #include "proc.h"
 
 #define MAX_ARGS 32
@@ -612,7 +613,6 @@ int main(void)
 {
   Suite *s = suite_create("evidence");
   TCase *tc = tcase_create("evidence");
-  SRunner *sr;
   int failed;
 
   tcase_set_timeout(tc, 60);
@@ -625,10 +625,7 @@ int main(void)
   tcase_add_test(tc, wire_matches_support_case);
   tcase_add_test(tc, basic_credentials_never_in_evidence);
   suite_add_tcase(s, tc);
-  sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  failed = kbt_run(s);
   return proc_suite_exit(failed, proc_skip_unless("/usr/bin/tshark",
                                                   "tshark_decodes_pcap",
                                                   "apt-get install tshark"));

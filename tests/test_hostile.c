@@ -2308,11 +2308,5 @@ static Suite *hostile_suite(void)
 
 int main(void)
 {
-  SRunner *sr = srunner_create(hostile_suite());
-  int failed;
-
-  srunner_run_all(sr, CK_ENV);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return kbt_run(hostile_suite()) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kbt.h"
 #include "proc.h"
 
 #define BASH_COMPLETION "/usr/share/bash-completion/bash_completion"
@@ -342,7 +343,6 @@ int main(void)
 {
   Suite *s = suite_create("install");
   TCase *tc = tcase_create("install");
-  SRunner *sr;
   bool skipped = false;
   int failed;
 
@@ -355,10 +355,7 @@ int main(void)
   tcase_add_test(tc, json_report_matches_schema);
   tcase_add_test(tc, run_suites_reports_skips);
   suite_add_tcase(s, tc);
-  sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  failed = kbt_run(s);
   skipped |= proc_skip_unless("/usr/bin/man", "man_page_is_clean_and_complete",
                               "apt-get install man-db");
   skipped |= proc_skip_unless(BASH_COMPLETION, "bash_completion",

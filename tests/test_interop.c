@@ -784,7 +784,6 @@ int main(void)
 {
   Suite *s = suite_create("interop");
   TCase *tc;
-  SRunner *sr;
   int failed;
 
   curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -807,10 +806,7 @@ int main(void)
                       (int)(2 * NKINDS * NACCOUNTS));
   suite_add_tcase(s, tc);
 
-  sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  failed = kbt_run(s);
   return proc_suite_exit(failed,
                          proc_skip_unless("/usr/bin/chromium", "test_chromium",
                                           "apt-get install chromium"));

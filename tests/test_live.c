@@ -34,6 +34,7 @@
 #include "balancer.h"
 #include "client.h"
 #include "kb_buf.h"
+#include "kbt.h"
 #include "live.h"
 #include "proc.h"
 #include "sim_env.h"
@@ -2282,7 +2283,6 @@ int main(void)
   Suite *s = suite_create("live");
   TCase *bal = tcase_create("balancer");
   TCase *live = tcase_create("live");
-  SRunner *sr;
   int failed;
 
   /* A writer into a closed socket must get EPIPE, not die. */
@@ -2309,10 +2309,7 @@ int main(void)
   tcase_add_test(live, console_in_chromium);
   tcase_add_test(live, live_view_keeps_the_newest_legs);
   suite_add_tcase(s, live);
-  sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  failed = kbt_run(s);
   curl_global_cleanup();
   return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

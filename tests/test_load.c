@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "kb_users.h"
+#include "kbt.h"
 #include "proc.h"
 #include "topology.h"
 
@@ -207,11 +208,5 @@ int main(void)
   /* Whole lines: these checks read what a line says; wrapping has its
    * own tests (test_cli). */
   setenv("COLUMNS", "10000", 1);
-  SRunner *sr = srunner_create(load_suite());
-  int failed;
-
-  srunner_run_all(sr, CK_ENV);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return kbt_run(load_suite()) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -10,6 +10,7 @@
  * 0123456789abcdef, client challenge aa * 8, time 0).
  */
 #define _GNU_SOURCE /* memmem */
+#include "kbt.h"
 #include "ntlm.h"
 #include "ntlm_core.h"
 
@@ -1690,11 +1691,5 @@ static Suite *ntlm_suite(void)
 
 int main(void)
 {
-  SRunner *sr = srunner_create(ntlm_suite());
-  int failed;
-
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return kbt_run(ntlm_suite()) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -2641,14 +2641,10 @@ static Suite *proxy_suite(void)
 
 int main(void)
 {
-  SRunner *sr;
   int failed;
 
   curl_global_init(CURL_GLOBAL_DEFAULT);
-  sr = srunner_create(proxy_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  failed = kbt_run(proxy_suite());
   curl_global_cleanup();
   return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "html.h"
+#include "kbt.h"
 #include "proc.h"
 #include "run.h"
 #include "sim_env.h"
@@ -1225,7 +1226,6 @@ int main(void)
   TCase *page = tcase_create("page");
   TCase *browser = tcase_create("browser");
   TCase *demo = tcase_create("demo");
-  SRunner *sr;
   int failed;
 
   tcase_set_timeout(page, 30);
@@ -1248,10 +1248,7 @@ int main(void)
   tcase_add_test(demo, demo_step_waits_for_enter);
   tcase_add_test(demo, demo_writes_the_page);
   suite_add_tcase(s, demo);
-  sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  failed = kbt_run(s);
   xmlCleanupParser();
   {
     char bin[512];

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kbt.h"
 #include "proc.h"
 
 #define MAX_FILES 64
@@ -258,7 +259,6 @@ int main(void)
   setenv("COLUMNS", "10000", 1);
   Suite *s = suite_create("scenarios");
   TCase *tc = tcase_create("scenarios");
-  SRunner *sr;
   int failed;
 
   tcase_set_timeout(tc, 90);
@@ -270,9 +270,6 @@ int main(void)
   tcase_add_test(tc, sweep_bad_arguments);
   tcase_add_test(tc, evidence_per_scenario);
   suite_add_tcase(s, tc);
-  sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  failed = kbt_run(s);
   return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
