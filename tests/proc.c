@@ -161,3 +161,50 @@ int proc_suite_exit(int failed, bool skipped)
     return EXIT_FAILURE;
   return skipped ? PROC_SKIPPED : EXIT_SUCCESS;
 }
+
+int proc_count_lines(const char *s, const char *line)
+{
+  size_t n = strlen(line);
+  int count = 0;
+
+  while(*s) {
+    size_t l = strcspn(s, "\n");
+    if(l == n && !strncmp(s, line, n))
+      count++;
+    s += l + (s[l] == '\n');
+  }
+  return count;
+}
+
+unsigned proc_read_port(int fd, const char *prefix)
+{
+  const size_t plen = strlen(prefix);
+  char line[512];
+  size_t n = 0;
+
+  while(n < sizeof(line) - 1) {
+    char c;
+    ssize_t r = read(fd, &c, 1);
+    if(r < 0 && errno == EINTR)
+      continue;
+    if(r <= 0)
+      break;
+    if(c != '\n') {
+      line[n++] = c;
+      continue;
+    }
+    line[n] = '\0';
+    if(!strncmp(line, prefix, plen)) {
+      unsigned long port = strtoul(line + plen, NULL, 10);
+      if(port > 0 && port < 65536)
+        return (unsigned)port;
+    }
+    n = 0;
+  }
+  return 0;
+}
+
+void proc_whole_lines(void)
+{
+  setenv("COLUMNS", "10000", 1);
+}

@@ -64,4 +64,16 @@ int proc_suite_exit(int failed, bool skipped);
  * "kbsim: try '... --help'" - or else what is wrong with it. */
 const char *proc_usage_error(const struct proc_out *p);
 
+/* Counts the lines of s that equal line exactly. */
+int proc_count_lines(const char *s, const char *line);
+
+/* Reads a server's stdout (fd) line by line until a line starts with
+ * prefix followed by a port number; returns the port, or 0 at EOF. Reads
+ * a byte at a time, so nothing after that line is consumed. */
+unsigned proc_read_port(int fd, const char *prefix);
+
+/* Sets COLUMNS so kbsim writes whole lines: the checks that call it read
+ * what a line says; wrapping has its own tests (test_cli). */
+void proc_whole_lines(void);
+
 #endif /* TESTS_PROC_H */

@@ -63,21 +63,6 @@ static const char *str(json_t *obj, const char *key)
   return json_string_value(v);
 }
 
-/* Counts the lines of s equal to line. */
-static int count_lines(const char *s, const char *line)
-{
-  size_t n = strlen(line);
-  int count = 0;
-
-  while(*s) {
-    size_t l = strcspn(s, "\n");
-    if(l == n && !strncmp(s, line, n))
-      count++;
-    s += l + (s[l] == '\n');
-  }
-  return count;
-}
-
 /* Runs python3-jsonschema over the n reports against the schema; returns
  * its exit status, with what it said in why. */
 static int validate(const char *const *paths, size_t n, char *why,
@@ -500,8 +485,8 @@ START_TEST(evidence_names_never_collide)
       snprintf(path, sizeof(path), "%s/e-%s.%s", tmpdir, labels[i], kinds[k]);
       ck_assert_msg(stat(path, &st) == 0 && st.st_size > 0, "%s missing", path);
       snprintf(line, sizeof(line), "evidence: wrote %s", path);
-      ck_assert_msg(count_lines(p.out.data, line) == 1, "no '%s' in:\n%.400s",
-                    line, p.out.data);
+      ck_assert_msg(proc_count_lines(p.out.data, line) == 1,
+                    "no '%s' in:\n%.400s", line, p.out.data);
     }
   /* Nothing else was written, and nothing else said so. */
   {

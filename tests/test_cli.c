@@ -120,30 +120,6 @@ START_TEST(bad_arguments)
 }
 END_TEST
 
-/* Reads stdout of the server line by line until the listener line. */
-static unsigned read_listener_port(int fd)
-{
-  char line[512];
-  size_t n = 0;
-  unsigned port = 0;
-
-  while(n < sizeof(line) - 1) {
-    char c;
-    ssize_t r = read(fd, &c, 1);
-    if(r <= 0)
-      break;
-    if(c != '\n') {
-      line[n++] = c;
-      continue;
-    }
-    line[n] = '\0';
-    if(sscanf(line, "ISA listener: http://127.0.0.1:%u/", &port) == 1)
-      return port;
-    n = 0;
-  }
-  return 0;
-}
-
 START_TEST(serve_with_curl_ntlm)
 {
   char *serve[] = {KBSIM_BIN,   "serve",
@@ -183,7 +159,7 @@ START_TEST(serve_with_curl_ntlm)
   pid_t pid;
 
   pid = proc_spawn(serve, &outfd, &errfd);
-  port = read_listener_port(outfd);
+  port = proc_read_port(outfd, "ISA listener: http://127.0.0.1:");
   ck_assert_uint_gt(port, 0);
   snprintf(url, sizeof(url), "http://127.0.0.1:%u/EWS/Exchange.asmx", port);
 
@@ -246,7 +222,7 @@ START_TEST(credentials_never_on_the_command_line)
   fclose(f);
 
   pid = proc_spawn(serve, &outfd, &errfd);
-  port = read_listener_port(outfd);
+  port = proc_read_port(outfd, "ISA listener: http://127.0.0.1:");
   ck_assert_uint_gt(port, 0);
   snprintf(url, sizeof(url), "/proc/%d/cmdline", (int)pid);
   fd = open(url, O_RDONLY);
@@ -592,7 +568,7 @@ START_TEST(output_wraps_at_spaces)
     for(i = 0; i < 3; i++)
       free(text[i]);
   }
-  setenv("COLUMNS", "10000", 1);
+  proc_whole_lines();
 }
 END_TEST
 
@@ -793,9 +769,7 @@ END_TEST
 
 int main(void)
 {
-  /* Whole lines: these checks read what a line says; wrapping has its
-   * own tests (test_cli). */
-  setenv("COLUMNS", "10000", 1);
+  proc_whole_lines();
   Suite *s = suite_create("cli");
   TCase *tc = tcase_create("kbsim");
   int failed;

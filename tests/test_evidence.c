@@ -206,21 +206,6 @@ static int count_substr(const char *s, const char *needle)
   return n;
 }
 
-/* Counts the lines of s that equal line exactly. */
-static int count_lines(const char *s, const char *line)
-{
-  size_t n = strlen(line);
-  int count = 0;
-
-  while(*s) {
-    size_t l = strcspn(s, "\n");
-    if(l == n && !strncmp(s, line, n))
-      count++;
-    s += l + (s[l] == '\n');
-  }
-  return count;
-}
-
 START_TEST(tshark_decodes_pcap)
 {
   char pcap[512];
@@ -263,20 +248,20 @@ START_TEST(tshark_decodes_pcap)
   /* Per client, in front: autodiscover's type 1 -> 401 + type 2, its
    * type 3 -> 200; then two EWS POSTs whose type 1 is not challenged ->
    * 500. Behind: the type 3 -> 200 and both type 1 POSTs -> 500. */
-  ck_assert_int_eq(count_lines(p.out.data, "0x00000001\t"), 2 * 5);
-  ck_assert_int_eq(count_lines(p.out.data, "0x00000002\t401"), 2 * 1);
-  ck_assert_int_eq(count_lines(p.out.data, "0x00000003\t"), 2 * 2);
-  ck_assert_int_eq(count_lines(p.out.data, "\t200"), 2 * 2);
-  ck_assert_int_eq(count_lines(p.out.data, "\t500"), 2 * 4);
+  ck_assert_int_eq(proc_count_lines(p.out.data, "0x00000001\t"), 2 * 5);
+  ck_assert_int_eq(proc_count_lines(p.out.data, "0x00000002\t401"), 2 * 1);
+  ck_assert_int_eq(proc_count_lines(p.out.data, "0x00000003\t"), 2 * 2);
+  ck_assert_int_eq(proc_count_lines(p.out.data, "\t200"), 2 * 2);
+  ck_assert_int_eq(proc_count_lines(p.out.data, "\t500"), 2 * 4);
   proc_free(&p);
 
   proc_run(streams, &p);
   ck_assert_msg(p.status == 0, "tshark: %s", p.err.data);
   /* Two client connections and their two upstream connections. */
-  ck_assert_int_eq(count_lines(p.out.data, "0") + count_lines(p.out.data, "1") +
-                       count_lines(p.out.data, "2") +
-                       count_lines(p.out.data, "3"),
-                   4);
+  ck_assert_int_eq(
+      proc_count_lines(p.out.data, "0") + proc_count_lines(p.out.data, "1") +
+          proc_count_lines(p.out.data, "2") + proc_count_lines(p.out.data, "3"),
+      4);
   proc_free(&p);
   remove_tmpdir();
 }

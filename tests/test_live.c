@@ -994,21 +994,6 @@ START_TEST(readme_demo_apply_fix_fixes_sp1)
 }
 END_TEST
 
-/* Counts the lines of s that equal line exactly. */
-static int count_lines(const char *s, const char *line)
-{
-  size_t n = strlen(line);
-  int count = 0;
-
-  while(*s) {
-    size_t l = strcspn(s, "\n");
-    if(l == n && !strncmp(s, line, n))
-      count++;
-    s += l + (s[l] == '\n');
-  }
-  return count;
-}
-
 /* `kbsim client --pcap --transcript --json --html` against `kbsim serve
  * --pcap --transcript` records its own hop on the real clock: tshark decodes
  * the handshake and the bug's 500s, and tests/pcap-judge finds the capture and
@@ -1163,10 +1148,10 @@ START_TEST(client_and_serve_record_a_session)
    * each hop. */
   proc_run(sfields, &p);
   ck_assert_msg(p.status == 0, "tshark: %s", p.err.data);
-  ck_assert_int_eq(count_lines(p.out.data, "127.0.0.2\t"), 5);
-  ck_assert_int_eq(count_lines(p.out.data, "127.0.0.3\t"), 3);
-  ck_assert_int_eq(count_lines(p.out.data, "127.0.0.2\t500"), 2);
-  ck_assert_int_eq(count_lines(p.out.data, "127.1.255.0\t500"), 2);
+  ck_assert_int_eq(proc_count_lines(p.out.data, "127.0.0.2\t"), 5);
+  ck_assert_int_eq(proc_count_lines(p.out.data, "127.0.0.3\t"), 3);
+  ck_assert_int_eq(proc_count_lines(p.out.data, "127.0.0.2\t500"), 2);
+  ck_assert_int_eq(proc_count_lines(p.out.data, "127.1.255.0\t500"), 2);
   proc_free(&p);
   proc_run(sjudge, &p);
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
@@ -2277,9 +2262,7 @@ END_TEST
 
 int main(void)
 {
-  /* Whole lines: these checks read what a line says; wrapping has its
-   * own tests (test_cli). */
-  setenv("COLUMNS", "10000", 1);
+  proc_whole_lines();
   Suite *s = suite_create("live");
   TCase *bal = tcase_create("balancer");
   TCase *live = tcase_create("live");

@@ -205,8 +205,6 @@ static Suite *load_suite(void)
 
 int main(void)
 {
-  /* Whole lines: these checks read what a line says; wrapping has its
-   * own tests (test_cli). */
-  setenv("COLUMNS", "10000", 1);
+  proc_whole_lines();
   return kbt_run(load_suite()) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -1219,9 +1219,7 @@ END_TEST
 
 int main(void)
 {
-  /* Whole lines: these checks read what a line says; wrapping has its
-   * own tests (test_cli). */
-  setenv("COLUMNS", "10000", 1);
+  proc_whole_lines();
   Suite *s = suite_create("report");
   TCase *page = tcase_create("page");
   TCase *browser = tcase_create("browser");

@@ -254,9 +254,7 @@ END_TEST
 
 int main(void)
 {
-  /* Whole lines: these checks read what a line says; wrapping has its
-   * own tests (test_cli). */
-  setenv("COLUMNS", "10000", 1);
+  proc_whole_lines();
   Suite *s = suite_create("scenarios");
   TCase *tc = tcase_create("scenarios");
   int failed;
