@@ -22,6 +22,24 @@
 /* Connects to port from source (NULL: the kernel's choice); when names is
  * not NULL the connection is claimed as name in it before anything is
  * sent. */
+int rc_loopback(bool listening, uint16_t *port)
+{
+  struct sockaddr_in sin;
+  socklen_t len = sizeof(sin);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+  ck_assert_int_ge(fd, 0);
+  memset(&sin, 0, sizeof(sin));
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+  if(listening)
+    ck_assert_int_eq(listen(fd, 16), 0);
+  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+  *port = ntohs(sin.sin_port);
+  return fd;
+}
+
 void rc_connect(struct rc *c, const char *source, uint16_t port,
                 struct kb_names *names, const char *name)
 {

@@ -12,6 +12,13 @@
 
 #include "kb_env.h"
 
+/* Returns a TCP socket bound to 127.0.0.1, port 0, and its port in *port.
+ * Listening: the kernel accepts connections nobody serves. Not listening:
+ * a connect to the port is refused, and while the socket stays open no
+ * other socket (not even a connecting one picking its source port) can
+ * take the port, which closing a listener would leave free for anyone. */
+int rc_loopback(bool listening, uint16_t *port);
+
 /* Bounds every wait on a socket; only a failure reaches it. */
 #define RC_WAIT_S 20
 

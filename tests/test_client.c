@@ -27,6 +27,7 @@
 #include "kbt.h"
 #include "ntlm.h"
 #include "proxy.h"
+#include "rc.h"
 
 /* 2009-03-17 16:26:24 GMT, the Date of the support case's 500. */
 #define TEST_NOW_MS KBT_CASE_MS
@@ -755,25 +756,19 @@ END_TEST
 
 START_TEST(test_not_listening)
 {
-  struct sockaddr_in sin;
-  socklen_t slen = sizeof(sin);
   struct kbt_trace rec;
   struct client_config cc;
   struct client *c;
   struct client_post_result r;
   struct client_view v;
   char url[64], where[32];
-  /* A bound socket that never listens: connecting to its port is refused,
-   * and no other test can take the port meanwhile. */
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  ck_assert_int_ge(fd, 0);
-  memset(&sin, 0, sizeof(sin));
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &slen), 0);
-  snprintf(url, sizeof(url), "http://127.0.0.1:%u", ntohs(sin.sin_port));
-  snprintf(where, sizeof(where), "port %u", ntohs(sin.sin_port));
+  uint16_t port;
+  /* Connecting to its port is refused, and no other test can take the
+   * port meanwhile. */
+  int fd = rc_loopback(false, &port);
+
+  snprintf(url, sizeof(url), "http://127.0.0.1:%u", port);
+  snprintf(where, sizeof(where), "port %u", port);
 
   kbt_trace_init(&rec, true, "T_CLIENT_TRACE");
   cc = config_for(url, 9, "alice", TEST_PASSWORD);

@@ -37,6 +37,7 @@
 #include "kbt.h"
 #include "live.h"
 #include "proc.h"
+#include "rc.h"
 #include "sim_env.h"
 
 #define HALF_PATCHED SCENARIOS_DIR "/half-patched-array.ini"
@@ -44,45 +45,6 @@
 #define BOB "FABRIKAM\\bob:B0b-secret"
 
 /* ---- helpers: sockets ------------------------------------------------- */
-
-/* Opens a listening socket on 127.0.0.1, port 0; returns it and its port. */
-static int listen_any(uint16_t *port)
-{
-  struct sockaddr_in sin;
-  socklen_t len = sizeof(sin);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-  ck_assert_int_ge(fd, 0);
-  memset(&sin, 0, sizeof(sin));
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-  ck_assert_int_eq(listen(fd, 16), 0);
-  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-  *port = ntohs(sin.sin_port);
-  return fd;
-}
-
-/* Returns a socket bound to a loopback port that does not listen: a
- * connect to that port is refused, and, while the socket stays open, no
- * other socket - not even a connecting one picking its source port - can
- * take the port (closing a listener instead leaves the port free for
- * anyone, including a TCP self-connect). */
-static int bound_not_listening(uint16_t *port)
-{
-  struct sockaddr_in sin;
-  socklen_t len = sizeof(sin);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-  ck_assert_int_ge(fd, 0);
-  memset(&sin, 0, sizeof(sin));
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-  *port = ntohs(sin.sin_port);
-  return fd;
-}
 
 static int connect_to(uint16_t port)
 {
@@ -234,7 +196,7 @@ static void member_start(struct member_srv *m, enum member_mode mode,
                          unsigned conns)
 {
   memset(m, 0, sizeof(*m));
-  m->lfd = listen_any(&m->port);
+  m->lfd = rc_loopback(true, &m->port);
   m->mode = mode;
   m->conns = conns;
   m->speak_len = (size_t)1 << 20;
@@ -400,7 +362,7 @@ START_TEST(balancer_closes_both_sides_together)
   balancer_stop(b);
 
   /* A port nobody listens on. */
-  dead = bound_not_listening(&dead_port);
+  dead = rc_loopback(false, &dead_port);
   memset(&cfg, 0, sizeof(cfg));
   cfg.nmembers = 1;
   cfg.members[0].port = dead_port;

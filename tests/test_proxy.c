@@ -36,6 +36,7 @@
 #include "kbt.h"
 #include "ntlm.h"
 #include "proxy.h"
+#include "rc.h"
 
 /* 2009-03-17 16:26:24 UTC, the Date of the support case's 500. */
 #define T_NOW_MS KBT_CASE_MS
@@ -1396,32 +1397,12 @@ END_TEST
 
 /* ---- tests: upstream failures ------------------------------------------- */
 
-/* Returns a TCP socket bound to 127.0.0.1:<port>; listening when listen_too
- * (the kernel then accepts connections nobody serves), otherwise refusing
- * every connection. The port is in *port. */
-static int t_socket(bool listen_too, uint16_t *port)
-{
-  struct sockaddr_in sa;
-  socklen_t len = sizeof(sa);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  ck_assert_int_ge(fd, 0);
-  memset(&sa, 0, sizeof(sa));
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-  if(listen_too)
-    ck_assert_int_eq(listen(fd, 16), 0);
-  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-  *port = ntohs(sa.sin_port);
-  return fd;
-}
-
 START_TEST(test_backend_unreachable)
 {
   struct tenv e;
   struct tc c;
   uint16_t port;
-  int fd = t_socket(false, &port);
+  int fd = rc_loopback(false, &port);
   char url[64], want[128];
 
   snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned)port);
@@ -1448,7 +1429,7 @@ START_TEST(test_backend_timeout)
   struct tenv e;
   struct tc c;
   uint16_t port;
-  int fd = t_socket(true, &port);
+  int fd = rc_loopback(true, &port);
   char url[64], want[160];
 
   snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned)port);
@@ -1752,7 +1733,7 @@ START_TEST(test_stop_with_request_in_flight)
 {
   struct tenv e;
   uint16_t port;
-  int fd = t_socket(true, &port);
+  int fd = rc_loopback(true, &port);
   char url[64];
   pthread_t th;
   struct t_inflight f;
