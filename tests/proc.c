@@ -208,3 +208,37 @@ void proc_whole_lines(void)
 {
   setenv("COLUMNS", "10000", 1);
 }
+
+void proc_curl_ntlm(const char *url, const char *credentials, const char *body,
+                    bool ok)
+{
+  char data[512];
+  char *argv[] = {"/usr/bin/curl",
+                  "-sS",
+                  "--ntlm",
+                  "-u",
+                  (char *)credentials,
+                  "-H",
+                  "Content-Type: text/xml; charset=utf-8",
+                  "-d",
+                  data,
+                  "-w",
+                  "\nstatus=%{http_code}",
+                  (char *)url,
+                  NULL};
+  struct proc_out p;
+
+  snprintf(data, sizeof(data), "@%s", body);
+  proc_run(argv, &p);
+  if(ok) {
+    ck_assert_msg(p.status == 0, "curl: %s", p.err.data);
+    ck_assert_ptr_nonnull(strstr(p.out.data, "GetUserOofSettingsResponse"));
+    ck_assert_ptr_nonnull(strstr(p.out.data, "status=200"));
+  }
+  else {
+    ck_assert_msg(strstr(p.out.data, "status=401"), "curl: %s%s", p.out.data,
+                  p.err.data);
+    ck_assert_ptr_null(strstr(p.out.data, "GetUserOofSettingsResponse"));
+  }
+  proc_free(&p);
+}

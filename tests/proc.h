@@ -64,6 +64,18 @@ int proc_suite_exit(int failed, bool skipped);
  * "kbsim: try '... --help'" - or else what is wrong with it. */
 const char *proc_usage_error(const struct proc_out *p);
 
+#ifdef TESTS_DIR
+/* The GetUserOofSettings request Communicator POSTs, as a file. */
+#define PROC_OOF_REQUEST TESTS_DIR "/data/oof-request.xml"
+#endif
+
+/* Posts the file body to url with curl's own NTLM as credentials
+ * ("DOMAIN\\user:password") and asserts the answer: with ok, curl exits 0
+ * and gets a 200 carrying GetUserOofSettingsResponse; else a 401 carrying
+ * none. */
+void proc_curl_ntlm(const char *url, const char *credentials, const char *body,
+                    bool ok);
+
 /* Counts the lines of s that equal line exactly. */
 int proc_count_lines(const char *s, const char *line);
 

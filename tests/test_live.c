@@ -1399,30 +1399,6 @@ START_TEST(curl_and_clients_through_the_balancer)
   struct served s;
   struct proc_out p;
   char url[96], base[64];
-  char *curl_ok[] = {"/usr/bin/curl",
-                     "-sS",
-                     "--ntlm",
-                     "-u",
-                     ALICE,
-                     "-H",
-                     "Content-Type: text/xml; charset=utf-8",
-                     "-d",
-                     "@" TESTS_DIR "/data/oof-request.xml",
-                     "-w",
-                     "\nstatus=%{http_code}",
-                     url,
-                     NULL};
-  char *curl_bad[] = {"/usr/bin/curl",
-                      "-sS",
-                      "--ntlm",
-                      "-u",
-                      "FABRIKAM\\alice:wrong",
-                      "-d",
-                      "@" TESTS_DIR "/data/oof-request.xml",
-                      "-w",
-                      "\nstatus=%{http_code}",
-                      url,
-                      NULL};
   const char *outlook[] = {"client", "--url",   base,      "--user", BOB,
                            "--kind", "outlook", "--posts", "3",      NULL};
   const char *one_shot[] = {"client", "--url",  base,       "--user",
@@ -1441,16 +1417,10 @@ START_TEST(curl_and_clients_through_the_balancer)
            s.balancer);
   snprintf(base, sizeof(base), "http://127.0.0.1:%u", s.balancer);
   for(i = 0; i < 2; i++) { /* connections 1 and 2: ISA01, ISA02 */
-    proc_run(curl_ok, &p);
-    ck_assert_msg(p.status == 0, "curl: %s", p.err.data);
-    ck_assert_ptr_nonnull(strstr(p.out.data, "GetUserOofSettingsResponse"));
-    ck_assert_ptr_nonnull(strstr(p.out.data, "status=200"));
-    proc_free(&p);
+    proc_curl_ntlm(url, ALICE, PROC_OOF_REQUEST, true);
   }
-  proc_run(curl_bad, &p); /* connection 3: ISA01 */
-  ck_assert_ptr_nonnull(strstr(p.out.data, "status=401"));
-  ck_assert_ptr_null(strstr(p.out.data, "GetUserOofSettingsResponse"));
-  proc_free(&p);
+  /* connection 3: ISA01 */
+  proc_curl_ntlm(url, "FABRIKAM\\alice:wrong", PROC_OOF_REQUEST, false);
 
   kbsim(&p, outlook); /* connection 4: ISA02, per-connection */
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
