@@ -242,3 +242,24 @@ void proc_curl_ntlm(const char *url, const char *credentials, const char *body,
   }
   proc_free(&p);
 }
+
+void proc_tshark(const char *pcap, const char *filter, const char *field,
+                 const char *field2, struct proc_out *p)
+{
+  char *argv[] = {"/usr/bin/tshark",
+                  "-n",
+                  "-r",
+                  (char *)pcap,
+                  "-Y",
+                  (char *)filter,
+                  "-T",
+                  "fields",
+                  "-e",
+                  (char *)field,
+                  field2 ? "-e" : NULL,
+                  (char *)field2,
+                  NULL};
+
+  proc_run(argv, p);
+  ck_assert_msg(p->status == 0, "tshark: %s", p->err.data);
+}

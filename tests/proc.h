@@ -76,6 +76,12 @@ const char *proc_usage_error(const struct proc_out *p);
 void proc_curl_ntlm(const char *url, const char *credentials, const char *body,
                     bool ok);
 
+/* Runs tshark on pcap: the packets filter displays, one line each with
+ * field and, unless NULL, field2, tab-separated. Fails the running test
+ * when tshark does. Free p with proc_free. */
+void proc_tshark(const char *pcap, const char *filter, const char *field,
+                 const char *field2, struct proc_out *p);
+
 /* Counts the lines of s that equal line exactly. */
 int proc_count_lines(const char *s, const char *line);
 

@@ -210,31 +210,6 @@ START_TEST(tshark_decodes_pcap)
 {
   char pcap[512];
   const char *extra[] = {"--pcap", pcap, NULL};
-  char *fields[] = {"/usr/bin/tshark",
-                    "-n",
-                    "-r",
-                    pcap,
-                    "-Y",
-                    "ntlmssp || http.response",
-                    "-T",
-                    "fields",
-                    "-e",
-                    "ntlmssp.messagetype",
-                    "-e",
-                    "http.response.code",
-                    NULL};
-  char *streams[] = {"/usr/bin/tshark",
-                     "-n",
-                     "-r",
-                     pcap,
-                     "-T",
-                     "fields",
-                     "-e",
-                     "tcp.stream",
-                     "-Y",
-                     "tcp.flags.syn == 1 && "
-                     "tcp.flags.ack == 0",
-                     NULL};
   struct proc_out p;
 
   if(!proc_have("/usr/bin/tshark"))
@@ -243,8 +218,8 @@ START_TEST(tshark_decodes_pcap)
   snprintf(pcap, sizeof(pcap), "%s/bug.pcap", tmpdir);
   kbsim_run("--policy per-connection --clients 2 --posts 2 --seed 1", extra);
 
-  proc_run(fields, &p);
-  ck_assert_msg(p.status == 0, "tshark: %s", p.err.data);
+  proc_tshark(pcap, "ntlmssp || http.response", "ntlmssp.messagetype",
+              "http.response.code", &p);
   /* Per client, in front: autodiscover's type 1 -> 401 + type 2, its
    * type 3 -> 200; then two EWS POSTs whose type 1 is not challenged ->
    * 500. Behind: the type 3 -> 200 and both type 1 POSTs -> 500. */
@@ -255,8 +230,8 @@ START_TEST(tshark_decodes_pcap)
   ck_assert_int_eq(proc_count_lines(p.out.data, "\t500"), 2 * 4);
   proc_free(&p);
 
-  proc_run(streams, &p);
-  ck_assert_msg(p.status == 0, "tshark: %s", p.err.data);
+  proc_tshark(pcap, "tcp.flags.syn == 1 && tcp.flags.ack == 0", "tcp.stream",
+              NULL, &p);
   /* Two client connections and their two upstream connections. */
   ck_assert_int_eq(
       proc_count_lines(p.out.data, "0") + proc_count_lines(p.out.data, "1") +

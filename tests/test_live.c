@@ -968,36 +968,10 @@ START_TEST(client_and_serve_record_a_session)
   const char *args[] = {SCENARIOS_DIR "/bug.ini", "--pcap", spcap,
                         "--transcript",           stxt,     NULL};
   char *sjudge[] = {TESTS_DIR "/pcap-judge", "--live", spcap, stxt, NULL};
-  char *sfields[] = {"/usr/bin/tshark",
-                     "-n",
-                     "-r",
-                     spcap,
-                     "-Y",
-                     "http.request || http.response.code == 500",
-                     "-T",
-                     "fields",
-                     "-e",
-                     "ip.dst",
-                     "-e",
-                     "http.response.code",
-                     NULL};
   const char *cargs[] = {
       "client",       "--url", url,      "--user", ALICE,    "--pcap", pcap,
       "--transcript", txt,     "--json", json,     "--html", html,     NULL};
   char *judge[] = {TESTS_DIR "/pcap-judge", pcap, txt, NULL};
-  char *fields[] = {"/usr/bin/tshark",
-                    "-n",
-                    "-r",
-                    pcap,
-                    "-Y",
-                    "ntlmssp || http.response",
-                    "-T",
-                    "fields",
-                    "-e",
-                    "ntlmssp.messagetype",
-                    "-e",
-                    "http.response.code",
-                    NULL};
   struct served s;
   struct proc_out p;
 
@@ -1017,8 +991,8 @@ START_TEST(client_and_serve_record_a_session)
   serve_stop(&s);
   kb_buf_free(&s.rest);
 
-  proc_run(fields, &p);
-  ck_assert_msg(p.status == 0, "tshark: %s", p.err.data);
+  proc_tshark(pcap, "ntlmssp || http.response", "ntlmssp.messagetype",
+              "http.response.code", &p);
   /* Autodiscover's type 1 -> 401 + type 2, type 3 -> 200, then both EWS
    * POSTs' type 1 forwarded -> 500. */
   ck_assert_str_eq(p.out.data, "\t401\n"
@@ -1108,8 +1082,8 @@ START_TEST(client_and_serve_record_a_session)
    * through the balancer and the member's upstream, written on SIGTERM:
    * the 5 requests from the client, the 3 ISA forwarded, the bug's 500 on
    * each hop. */
-  proc_run(sfields, &p);
-  ck_assert_msg(p.status == 0, "tshark: %s", p.err.data);
+  proc_tshark(spcap, "http.request || http.response.code == 500", "ip.dst",
+              "http.response.code", &p);
   ck_assert_int_eq(proc_count_lines(p.out.data, "127.0.0.2\t"), 5);
   ck_assert_int_eq(proc_count_lines(p.out.data, "127.0.0.3\t"), 3);
   ck_assert_int_eq(proc_count_lines(p.out.data, "127.0.0.2\t500"), 2);
