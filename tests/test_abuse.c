@@ -29,6 +29,7 @@
 #include "backend.h"
 #include "kb_users.h"
 #include "kbt.h"
+#include "kbt_env.h"
 #include "proxy.h"
 #include "rc.h"
 
@@ -37,11 +38,7 @@
 /* ---- the topology -------------------------------------------------------- */
 
 struct ab {
-  struct kb_users *users;
-  struct backend *be;
-  struct proxy *px;
-  struct kbt_trace trace;
-  char backend_url[64];
+  struct kbt_env env;
 };
 
 struct ab_opts {
@@ -57,45 +54,24 @@ static void ab_start(struct ab *e, const struct ab_opts *o)
 {
   struct backend_config bc;
   struct proxy_config pc;
-  char err[256];
 
-  memset(e, 0, sizeof(*e));
-  kbt_trace_init(&e->trace, false, "AB_TRACE");
-  e->users = kb_users_new();
-  ck_assert_ptr_nonnull(e->users);
-  ck_assert_int_eq(kb_users_add(e->users, "FABRIKAM", "alice", "Passw0rd!", err,
-                                sizeof(err)),
-                   0);
   memset(&bc, 0, sizeof(bc));
-  bc.clock.now_ms = kbt_now;
-  bc.trace = kbt_trace_sink(&e->trace);
   bc.head_timeout_ms = o->head_timeout_ms;
   bc.max_connections = o->max_connections;
-  ck_assert_msg(backend_start(&bc, &e->be, err, sizeof(err)) == 0, "%s", err);
-  snprintf(e->backend_url, sizeof(e->backend_url), "http://127.0.0.1:%u",
-           (unsigned)backend_port(e->be));
   memset(&pc, 0, sizeof(pc));
-  pc.backend_url = e->backend_url;
   pc.policy = PROXY_POLICY_PER_REQUEST;
   pc.auth = o->auth;
-  pc.users = e->users;
-  pc.clock.now_ms = kbt_now;
-  pc.rng.fill = kbt_fill;
-  pc.trace = kbt_trace_sink(&e->trace);
   pc.head_timeout_ms = o->head_timeout_ms;
   pc.max_connections = o->max_connections;
   pc.max_per_address = o->max_per_address;
-  ck_assert_msg(proxy_start(&pc, &e->px, err, sizeof(err)) == 0, "%s", err);
+  kbt_env_start(&e->env, &bc, &pc, "AB_TRACE");
   ab_live = e;
 }
 
 static void ab_stop(struct ab *e)
 {
   ab_live = NULL;
-  proxy_stop(e->px);
-  backend_stop(e->be);
-  kb_users_free(e->users);
-  kbt_trace_free(&e->trace);
+  kbt_env_stop(&e->env);
 }
 
 static void ab_teardown(void)
@@ -107,14 +83,14 @@ static void ab_teardown(void)
 static uint64_t ab_exchange_requests(struct ab *e)
 {
   struct backend_stats s;
-  backend_stats(e->be, &s);
+  backend_stats(e->env.be, &s);
   return s.requests;
 }
 
 static uint64_t ab_forwarded(struct ab *e)
 {
   struct proxy_stats s;
-  proxy_stats(e->px, &s);
+  proxy_stats(e->env.px, &s);
   return s.forwarded;
 }
 
@@ -221,13 +197,13 @@ START_TEST(test_framing_refused)
   struct rc c;
 
   ab_start(&e, &o);
-  rc_connect(&c, NULL, proxy_port(e.px), NULL, f->what);
+  rc_connect(&c, NULL, proxy_port(e.env.px), NULL, f->what);
   ck_assert(rc_send(&c, f->bytes, f->len ? f->len : strlen(f->bytes)));
   ab_expect_refusal(&c, f);
   ck_assert_uint_eq(ab_forwarded(&e), 0);
   ck_assert_uint_eq(ab_exchange_requests(&e), 0);
-  ck_assert_uint_eq(kbt_count_code(&e.trace, KB_NOTE_BAD_FRAMING) +
-                        kbt_count_code(&e.trace, KB_NOTE_BAD_TARGET),
+  ck_assert_uint_eq(kbt_count_code(&e.env.trace, KB_NOTE_BAD_FRAMING) +
+                        kbt_count_code(&e.env.trace, KB_NOTE_BAD_TARGET),
                     f->library ? 0 : 1);
   ab_stop(&e);
 }
@@ -243,7 +219,7 @@ START_TEST(test_framing_refused_by_exchange)
   struct rc c;
 
   ab_start(&e, &o);
-  rc_connect(&c, NULL, backend_port(e.be), NULL, f->what);
+  rc_connect(&c, NULL, backend_port(e.env.be), NULL, f->what);
   ck_assert(rc_send(&c, f->bytes, f->len ? f->len : strlen(f->bytes)));
   ab_expect_refusal(&c, f);
   ck_assert_uint_eq(ab_exchange_requests(&e), 0);
@@ -268,7 +244,7 @@ START_TEST(test_absolute_form_accepted)
                "Host: mail.fabrikam.com\r\nContent-Type: text/xml\r\n"
                "Content-Length: %zu\r\n\r\n%s",
                strlen(kbt_oof_body), kbt_oof_body);
-  rc_connect(&c, NULL, proxy_port(e.px), NULL, "absolute");
+  rc_connect(&c, NULL, proxy_port(e.env.px), NULL, "absolute");
   ck_assert(rc_send(&c, req, (size_t)n));
   ck_assert(rc_read(&c, &r));
   ck_assert_int_ne(r.status, 400);
@@ -302,7 +278,7 @@ START_TEST(test_half_closed_clients_answered)
   for(i = 0; i < AB_HALF_CLOSED; i++) {
     struct rc c;
     struct rc_resp r;
-    rc_connect(&c, NULL, proxy_port(e.px), NULL, "half-closed");
+    rc_connect(&c, NULL, proxy_port(e.env.px), NULL, "half-closed");
     ck_assert(rc_send(&c, req, (size_t)n));
     ck_assert_int_eq(shutdown(c.fd, SHUT_WR), 0);
     if(rc_read(&c, &r) && r.status > 0)
@@ -352,7 +328,7 @@ START_TEST(test_slow_head_gets_408)
   struct proxy_stats ps;
 
   ab_start(&e, &o);
-  port = _i ? backend_port(e.be) : proxy_port(e.px);
+  port = _i ? backend_port(e.env.be) : proxy_port(e.env.px);
   rc_connect(&c, NULL, port, NULL, "slowloris");
   ck_assert_uint_gt(ab_trickle(&c), 1);
   ck_assert(rc_read(&c, &r));
@@ -361,7 +337,7 @@ START_TEST(test_slow_head_gets_408)
   ck_assert(rc_closed_by_peer(&c));
   rc_close(&c);
   ck_assert_uint_eq(ab_exchange_requests(&e), 0);
-  proxy_stats(e.px, &ps);
+  proxy_stats(e.env.px, &ps);
   ck_assert_uint_eq(ps.forwarded, 0);
   ck_assert_uint_eq(ps.head_timeouts, _i ? 0 : 1);
   ab_stop(&e);
@@ -389,21 +365,21 @@ START_TEST(test_slowloris_does_not_lock_out_clients)
 
   ab_start(&e, &o);
   for(i = 0; i < AB_SLOW; i++) {
-    rc_connect(&slow[i], NULL, proxy_port(e.px), NULL, "slowloris");
+    rc_connect(&slow[i], NULL, proxy_port(e.env.px), NULL, "slowloris");
     ck_assert(rc_send(&slow[i], AB_PARTIAL, strlen(AB_PARTIAL)));
   }
   n = ab_post(req, sizeof(req), kbt_oof_body);
   for(i = 0; i < 2; i++) {
     struct rc c;
     struct rc_resp r;
-    rc_connect(&c, from[i], proxy_port(e.px), NULL, from[i]);
+    rc_connect(&c, from[i], proxy_port(e.env.px), NULL, from[i]);
     ck_assert(rc_send(&c, req, (size_t)n));
     ck_assert_msg(rc_read(&c, &r), "a client from %s was not served", from[i]);
     ck_assert_int_eq(r.status, 200);
     rc_resp_free(&r);
     rc_close(&c);
   }
-  proxy_stats(e.px, &ps);
+  proxy_stats(e.env.px, &ps);
   /* The oldest 20 slow ones made room for the last 20 (the per-address
    * cap), one more for the client from 127.0.0.1; the one from 127.0.0.2
    * found room under the total cap. */
@@ -431,16 +407,16 @@ START_TEST(test_cap_refuses_at_once)
 
   ab_start(&e, &o);
   for(i = 0; i < 3; i++) {
-    rc_connect(&busy[i], NULL, proxy_port(e.px), NULL, "busy");
+    rc_connect(&busy[i], NULL, proxy_port(e.env.px), NULL, "busy");
     ck_assert(rc_send(&busy[i], head, strlen(head)));
   }
   /* The heads are read once the trace has the three connections open. */
-  while(kbt_count(&e.trace, KB_TRACE_OPEN, KB_HOP_CLIENT_PROXY, 0) < 3)
-    kbt_wait_for(&e.trace, KB_TRACE_OPEN, KB_HOP_CLIENT_PROXY);
-  rc_connect(&c, NULL, proxy_port(e.px), NULL, "one too many");
+  while(kbt_count(&e.env.trace, KB_TRACE_OPEN, KB_HOP_CLIENT_PROXY, 0) < 3)
+    kbt_wait_for(&e.env.trace, KB_TRACE_OPEN, KB_HOP_CLIENT_PROXY);
+  rc_connect(&c, NULL, proxy_port(e.env.px), NULL, "one too many");
   ck_assert(rc_closed_by_peer(&c));
   rc_close(&c);
-  proxy_stats(e.px, &ps);
+  proxy_stats(e.env.px, &ps);
   ck_assert_uint_eq(ps.refused, 1);
   for(i = 0; i < 3; i++)
     rc_close(&busy[i]);
@@ -469,12 +445,12 @@ START_TEST(test_admin_under_slowloris)
   memset(&m, 0, sizeof(m));
   m.name = "ISA01";
   m.url = "http://127.0.0.1:1/";
-  m.proxy = e.px;
+  m.proxy = e.env.px;
   memset(&ac, 0, sizeof(ac));
   ac.members = &m;
   ac.nmembers = 1;
-  ac.backend = e.be;
-  ac.backend_url = e.backend_url;
+  ac.backend = e.env.be;
+  ac.backend_url = e.env.backend_url;
   ac.token = "abcdefghijklmnop0123456789";
   ac.head_timeout_ms = _i ? 60000 : 400;
   ck_assert_msg(admin_start(&ac, &adm, err, sizeof(err)) == 0, "%s", err);
@@ -527,7 +503,7 @@ START_TEST(test_no_continue_before_a_refusal)
   char v[64];
 
   ab_start(&e, &o);
-  rc_connect(&c, NULL, proxy_port(e.px), NULL, "expects 100");
+  rc_connect(&c, NULL, proxy_port(e.env.px), NULL, "expects 100");
   ck_assert(rc_send(&c, req, strlen(req)));
   ck_assert(rc_read(&c, &r));
   ck_assert_int_eq(r.status, 401);

@@ -36,6 +36,7 @@
 #include "kb_env.h"
 #include "kb_users.h"
 #include "kbt.h"
+#include "kbt_env.h"
 #include "ntlm.h"
 #include "ntlm_core.h"
 #include "proc.h"
@@ -46,8 +47,8 @@
 #include "targets.h"
 
 #define T_NOW_MS KBT_CASE_MS
-#define T_ALICE_PASSWORD "Passw0rd!"
-#define T_BOB_PASSWORD "Hunter2?"
+#define T_ALICE_PASSWORD KBT_ALICE_PASSWORD
+#define T_BOB_PASSWORD KBT_BOB_PASSWORD
 #define T_EWS "/EWS/Exchange.asmx"
 /* The 401 body of every failed NTLM login, whatever the reason. */
 #define T_LOGIN_FAILED                                                         \
@@ -140,14 +141,10 @@ struct hx_opts {
 };
 
 struct hx {
-  struct kb_users *users;
-  struct backend *be;
-  struct proxy *px;
-  struct kbt_trace trace;
+  struct kbt_env env;
   struct sim_names names;
   struct kb_names kb_names;
   uint16_t backend_port;
-  char backend_url[64];
   unsigned next_conn; /* names "hostile <n>" */
 };
 
@@ -162,7 +159,7 @@ static struct backend *hx_backend_start(struct hx *e, uint16_t port)
   memset(&bc, 0, sizeof(bc));
   bc.port = port;
   bc.clock.now_ms = kbt_now;
-  bc.trace = kbt_trace_sink(&e->trace);
+  bc.trace = kbt_trace_sink(&e->env.trace);
   bc.names = e->kb_names;
   ck_assert_msg(backend_start(&bc, &be, err, sizeof(err)) == 0, "%s", err);
   return be;
@@ -178,66 +175,45 @@ static struct mb *mb_live;
 
 static void hx_start(struct hx *e, const struct hx_opts *o)
 {
+  struct backend_config bc;
   struct proxy_config pc;
-  char err[256];
 
   memset(e, 0, sizeof(*e));
-  kbt_trace_init(&e->trace, false, "HX_TRACE");
   ck_assert_int_eq(sim_names_init(&e->names), 0);
   e->kb_names = sim_names_as_kb(&e->names);
-  e->users = kb_users_new();
-  ck_assert_ptr_nonnull(e->users);
-  ck_assert_int_eq(kb_users_add(e->users, "FABRIKAM", "alice", T_ALICE_PASSWORD,
-                                err, sizeof(err)),
-                   0);
-  ck_assert_int_eq(kb_users_add(e->users, "FABRIKAM", "bob", T_BOB_PASSWORD,
-                                err, sizeof(err)),
-                   0);
-  if(o->backend_url) {
-    snprintf(e->backend_url, sizeof(e->backend_url), "%s", o->backend_url);
-  }
-  else {
-    e->be = hx_backend_start(e, 0);
-    e->backend_port = backend_port(e->be);
-    snprintf(e->backend_url, sizeof(e->backend_url), "http://127.0.0.1:%u",
-             (unsigned)e->backend_port);
-  }
+  memset(&bc, 0, sizeof(bc));
+  bc.names = e->kb_names;
   memset(&pc, 0, sizeof(pc));
-  pc.backend_url = e->backend_url;
+  pc.backend_url = o->backend_url;
   pc.policy = o->policy;
-  pc.users = e->users;
   pc.max_body = o->max_body;
   pc.upstream_timeout_ms = o->upstream_timeout_ms;
   pc.connection_timeout_s = o->connection_timeout_s;
-  pc.clock.now_ms = kbt_now;
-  pc.rng.fill = kbt_fill;
-  pc.trace = kbt_trace_sink(&e->trace);
   pc.names = e->kb_names;
-  ck_assert_msg(proxy_start(&pc, &e->px, err, sizeof(err)) == 0, "%s", err);
+  kbt_env_start(&e->env, o->backend_url ? NULL : &bc, &pc, "HX_TRACE");
+  if(e->env.be)
+    e->backend_port = backend_port(e->env.be);
   hx_live = e;
 }
 
 static void hx_stop(struct hx *e)
 {
   hx_live = NULL;
-  proxy_stop(e->px);
-  backend_stop(e->be);
-  kb_users_free(e->users);
-  kbt_trace_free(&e->trace);
+  kbt_env_stop(&e->env);
   sim_names_free(&e->names);
 }
 
 static uint64_t hx_backend_requests(struct hx *e)
 {
   struct backend_stats s;
-  backend_stats(e->be, &s);
+  backend_stats(e->env.be, &s);
   return s.requests;
 }
 
 static uint64_t hx_forwarded(struct hx *e)
 {
   struct proxy_stats s;
-  proxy_stats(e->px, &s);
+  proxy_stats(e->env.px, &s);
   return s.forwarded;
 }
 
@@ -256,7 +232,7 @@ static void rc_open_port(struct rc *c, struct hx *e, uint16_t port)
 
 static void rc_open(struct rc *c, struct hx *e)
 {
-  rc_open_port(c, e, proxy_port(e->px));
+  rc_open_port(c, e, proxy_port(e->env.px));
 }
 
 /* Appends a request to out, exactly as Communicator lays it out; auth is
@@ -696,9 +672,10 @@ START_TEST(test_type3_for_another_users_challenge)
   ck_assert_int_eq(
       rc_post(&b, T_EWS, bob_for_b, oof_body, strlen(oof_body), &r), 200);
   rc_resp_free(&r);
-  ck_assert(kbt_has_note(&e.trace, KB_NOTE_AUTH_OK, 0, "FABRIKAM\\bob"));
-  ck_assert(!kbt_has_note(&e.trace, KB_NOTE_AUTH_OK, 0, "FABRIKAM\\alice"));
-  ck_assert(!kbt_has_note(&e.trace, KB_NOTE_FORWARD_AUTHENTICATED, 0, "alice"));
+  ck_assert(kbt_has_note(&e.env.trace, KB_NOTE_AUTH_OK, 0, "FABRIKAM\\bob"));
+  ck_assert(!kbt_has_note(&e.env.trace, KB_NOTE_AUTH_OK, 0, "FABRIKAM\\alice"));
+  ck_assert(
+      !kbt_has_note(&e.env.trace, KB_NOTE_FORWARD_AUTHENTICATED, 0, "alice"));
   ck_assert_uint_eq(hx_backend_requests(&e), 1);
   rc_close(&a);
   rc_close(&b);
@@ -1268,8 +1245,8 @@ START_TEST(test_backend_down)
   hx_start(&e, &o);
   rc_open(&c, &e);
   ck_assert_int_eq(hx_handshake(&c, "alice", T_ALICE_PASSWORD), 200);
-  backend_stop(e.be);
-  e.be = NULL;
+  backend_stop(e.env.be);
+  e.env.be = NULL;
   /* Exchange's port stays bound, not listening, while it is down: a
    * connection there is refused, and no socket can take the port as its
    * own ephemeral one (a connection to itself would not be refused). */
@@ -1287,14 +1264,14 @@ START_TEST(test_backend_down)
                    502);
   snprintf(want, sizeof(want),
            "ISA ISA01: the published server %s could not be reached: ",
-           e.backend_url);
+           e.env.backend_url);
   ck_assert_msg(!strncmp(r.body, want, strlen(want)), "%s", r.body);
   ck_assert_ptr_eq(strchr(r.body, '\n'), r.body + r.body_len - 1);
   rc_resp_free(&r);
   /* Exchange comes back on its port: the same client connection, still
    * authenticated, gets through again; so does a new client. */
   close(hold);
-  e.be = hx_backend_start(&e, e.backend_port);
+  e.env.be = hx_backend_start(&e, e.backend_port);
   ck_assert_int_eq(rc_post(&c, T_EWS, NULL, oof_body, strlen(oof_body), &r),
                    200);
   rc_resp_free(&r);
@@ -1380,7 +1357,7 @@ START_TEST(test_backend_misbehaves)
     ck_assert_int_eq(hx_get(&c, "/ok", &r), 200);
     rc_resp_free(&r);
   }
-  proxy_stats(e.px, &s);
+  proxy_stats(e.env.px, &s);
   ck_assert_uint_eq(s.upstream_errors, 4);
   rc_close(&c);
   /* And a new client is served as usual. */
@@ -1649,13 +1626,13 @@ static void hx_random_sequences(enum proxy_policy policy, uint64_t seed,
   for(k = 0; k < ndone + nconns; k++) {
     struct hx_mconn *m = k < ndone ? &done[k] : &conns[k - ndone];
     char prefix[80];
-    uint64_t id = hx_proxy_conn_id(&e.trace, m->c.name);
+    uint64_t id = hx_proxy_conn_id(&e.env.trace, m->c.name);
     unsigned seen = 0, skips = 0;
 
     snprintf(prefix, sizeof(prefix), "%s upstream ", m->c.name);
-    pthread_mutex_lock(&e.trace.lock);
-    for(i = 0; i < e.trace.n; i++) {
-      const struct kbt_event *ev = &e.trace.ev[i];
+    pthread_mutex_lock(&e.env.trace.lock);
+    for(i = 0; i < e.env.trace.n; i++) {
+      const struct kbt_event *ev = &e.env.trace.ev[i];
       if(ev->kind == KB_TRACE_EXCHANGE && !strcmp(hx_role(ev), "backend") &&
          !strncmp(ev->conn_name, prefix, strlen(prefix)))
         seen++;
@@ -1671,7 +1648,7 @@ static void hx_random_sequences(enum proxy_policy policy, uint64_t seed,
         skips++;
       }
     }
-    pthread_mutex_unlock(&e.trace.lock);
+    pthread_mutex_unlock(&e.env.trace.lock);
     ck_assert_msg(seen == m->forwarded, "%s: backend saw %u, model says %u",
                   m->c.name, seen, m->forwarded);
     ck_assert_uint_eq(skips, m->skips);
@@ -1679,13 +1656,13 @@ static void hx_random_sequences(enum proxy_policy policy, uint64_t seed,
       ck_assert_uint_eq(skips, 0);
   }
   /* Every backend exchange belongs to a named client connection. */
-  pthread_mutex_lock(&e.trace.lock);
-  for(i = 0; i < e.trace.n; i++)
-    if(e.trace.ev[i].kind == KB_TRACE_EXCHANGE &&
-       !strcmp(hx_role(&e.trace.ev[i]), "backend"))
-      ck_assert_msg(!strncmp(e.trace.ev[i].conn_name, "hostile ", 8),
-                    "backend exchange on \"%s\"", e.trace.ev[i].conn_name);
-  pthread_mutex_unlock(&e.trace.lock);
+  pthread_mutex_lock(&e.env.trace.lock);
+  for(i = 0; i < e.env.trace.n; i++)
+    if(e.env.trace.ev[i].kind == KB_TRACE_EXCHANGE &&
+       !strcmp(hx_role(&e.env.trace.ev[i]), "backend"))
+      ck_assert_msg(!strncmp(e.env.trace.ev[i].conn_name, "hostile ", 8),
+                    "backend exchange on \"%s\"", e.env.trace.ev[i].conn_name);
+  pthread_mutex_unlock(&e.env.trace.lock);
 
   for(i = 0; i < nconns; i++)
     hx_mconn_reset(&conns[i]);
@@ -1728,15 +1705,15 @@ START_TEST(test_bug_path_keeps_the_connections_identity)
   ck_assert_int_eq(rc_post(&a, T_EWS, t1, "", 0, &r), 500);
   rc_resp_free(&r);
   /* Each skipped re-authentication keeps its own connection's identity. */
-  ck_assert(kbt_has_note(&e.trace, KB_NOTE_REAUTH_SKIPPED,
-                         hx_proxy_conn_id(&e.trace, a.name),
+  ck_assert(kbt_has_note(&e.env.trace, KB_NOTE_REAUTH_SKIPPED,
+                         hx_proxy_conn_id(&e.env.trace, a.name),
                          "as FABRIKAM\\alice;"));
-  ck_assert(kbt_has_note(&e.trace, KB_NOTE_REAUTH_SKIPPED,
-                         hx_proxy_conn_id(&e.trace, b.name),
+  ck_assert(kbt_has_note(&e.env.trace, KB_NOTE_REAUTH_SKIPPED,
+                         hx_proxy_conn_id(&e.env.trace, b.name),
                          "as FABRIKAM\\bob;"));
-  ck_assert(hx_wait_event(&e.trace, KB_TRACE_EXCHANGE, KB_HOP_PROXY_BACKEND,
+  ck_assert(hx_wait_event(&e.env.trace, KB_TRACE_EXCHANGE, KB_HOP_PROXY_BACKEND,
                           "backend", "hostile 1 upstream 1"));
-  ck_assert(hx_wait_event(&e.trace, KB_TRACE_EXCHANGE, KB_HOP_PROXY_BACKEND,
+  ck_assert(hx_wait_event(&e.env.trace, KB_TRACE_EXCHANGE, KB_HOP_PROXY_BACKEND,
                           "backend", "hostile 2 upstream 1"));
   rc_close(&a);
   rc_close(&b);
@@ -1770,16 +1747,16 @@ START_TEST(test_no_state_crosses_connections)
   }
   /* alice's connection closes; her next one starts from nothing. */
   rc_close(&a);
-  ck_assert(hx_wait_event(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY,
+  ck_assert(hx_wait_event(&e.env.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY,
                           "proxy", a.name));
   rc_open(&a2, &e);
   hx_assert_refused(&a2, NULL, "ISA ISA01: authentication required");
   ck_assert_int_eq(hx_handshake(&a2, "alice", T_ALICE_PASSWORD), 200);
 
   /* Each backend connection served exactly one client connection. */
-  pthread_mutex_lock(&e.trace.lock);
-  for(i = 0; i < e.trace.n; i++) {
-    const struct kbt_event *ev = &e.trace.ev[i];
+  pthread_mutex_lock(&e.env.trace.lock);
+  for(i = 0; i < e.env.trace.n; i++) {
+    const struct kbt_event *ev = &e.env.trace.ev[i];
     if(ev->kind != KB_TRACE_EXCHANGE || strcmp(hx_role(ev), "backend"))
       continue;
     if(!strcmp(ev->conn_name, "hostile 1 upstream 1"))
@@ -1791,14 +1768,14 @@ START_TEST(test_no_state_crosses_connections)
     else
       other++;
   }
-  pthread_mutex_unlock(&e.trace.lock);
+  pthread_mutex_unlock(&e.env.trace.lock);
   ck_assert_uint_eq(on_a, 4);
   ck_assert_uint_eq(on_b, 4);
   ck_assert_uint_eq(on_a2, 1);
   ck_assert_uint_eq(other, 0);
   {
     struct backend_stats s;
-    backend_stats(e.be, &s);
+    backend_stats(e.env.be, &s);
     ck_assert_uint_eq(s.connections, 3);
   }
   rc_close(&b);
@@ -2203,7 +2180,7 @@ START_TEST(test_disconnect_mid_handshake_or_body)
   rc_open(&c, &e);
   hx_leg1(&c, &chal);
   rc_close(&c);
-  ck_assert(hx_wait_event(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY,
+  ck_assert(hx_wait_event(&e.env.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY,
                           "proxy", c.name));
   /* Gone in the middle of the type 3's body. */
   rc_open(&c, &e);
@@ -2214,13 +2191,13 @@ START_TEST(test_disconnect_mid_handshake_or_body)
   rc_build(&req, "POST", T_EWS, t3, oof_body, strlen(oof_body));
   ck_assert(rc_send(&c, req.data, req.len - 100));
   rc_close(&c);
-  ck_assert(hx_wait_event(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY,
+  ck_assert(hx_wait_event(&e.env.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY,
                           "proxy", c.name));
   /* Gone in the middle of the headers. */
   rc_open(&c, &e);
   ck_assert(rc_send(&c, req.data, 60));
   rc_close(&c);
-  ck_assert(hx_wait_event(&e.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY,
+  ck_assert(hx_wait_event(&e.env.trace, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY,
                           "proxy", c.name));
   ck_assert_uint_eq(hx_backend_requests(&e), 0);
   ck_assert_uint_eq(hx_forwarded(&e), 0);
