@@ -607,11 +607,16 @@ static void probe_two_users(const struct probe_config *cfg, unsigned posts,
   }
   else if(r->exchange.mismatches) {
     r->verdict = PROBE_FAIL;
-    snprintf(r->line, sizeof(r->line),
-             "%" PRIu64 " answers held another user's mailbox (last: %.60s, "
-             "served as %.60s on Exchange connection %" PRIu64 ")",
-             r->exchange.mismatches, r->exchange.mixed_mailbox,
-             r->exchange.mixed_identity, r->exchange.mixed_conn);
+    if(r->exchange.mixed_mailbox[0])
+      snprintf(r->line, sizeof(r->line),
+               "%" PRIu64 " answers held another user's mailbox (last: "
+               "%.60s, served as %.60s on Exchange connection %" PRIu64 ")",
+               r->exchange.mismatches, r->exchange.mixed_mailbox,
+               r->exchange.mixed_identity, r->exchange.mixed_conn);
+    else /* an Exchange whose status does not say which */
+      snprintf(r->line, sizeof(r->line),
+               "%" PRIu64 " answers held another user's mailbox",
+               r->exchange.mismatches);
   }
   else if(broken) {
     r->verdict = PROBE_ERROR;
