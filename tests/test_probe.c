@@ -497,6 +497,7 @@ struct squid_run {
   char jpath[300];     /* the probe's JSON report */
   char xpath[300];     /* the probe's JUnit report */
   struct proc_out q;   /* the probe's output and exit status */
+  json_t *status;      /* Exchange's status after the probe (owned) */
 };
 
 /* Starts examples/<example> (with mode, "" or "--pass-through") and
@@ -537,6 +538,13 @@ static void squid_up(const char *example, const char *mode, struct squid_run *r)
                           NULL};
     proc_run(argv, &r->q);
   }
+  {
+    struct fetched f;
+    ck_assert_int_eq(fetch(status, NULL, NULL, &f), 200);
+    r->status = json_loads(f.body.data, 0, NULL);
+    ck_assert_ptr_nonnull(r->status);
+    kb_buf_free(&f.body);
+  }
   proc_free(&p);
 }
 
@@ -545,6 +553,8 @@ static void squid_down(struct squid_run *r, size_t n)
 {
   pid_t pid[3];
   int out[3], err[3];
+
+  ck_assert_uint_le(n, 3);
   size_t i;
 
   for(i = 0; i < n; i++) {
@@ -559,6 +569,19 @@ static void squid_down(struct squid_run *r, size_t n)
     proc_collect(pid[i], out[i], err[i], &s);
     ck_assert_msg(s.status == 0, "stop: %s", s.err.data);
     proc_free(&s);
+  }
+}
+
+/* Releases what squid_up kept of the n setups. */
+static void squid_free(struct squid_run *r, size_t n)
+{
+  size_t i;
+
+  for(i = 0; i < n; i++) {
+    unlink(r[i].jpath);
+    unlink(r[i].xpath);
+    proc_free(&r[i].q);
+    json_decref(r[i].status);
   }
 }
 
@@ -662,11 +685,112 @@ START_TEST(test_squid)
     ck_assert_ptr_nonnull(strstr(r[2].q.out.data, "pass  wrong-password "));
     assert_schema(r[2].jpath);
   }
-  for(size_t i = 0; i < (apache ? 3u : 2u); i++) {
-    unlink(r[i].jpath);
-    unlink(r[i].xpath);
-    proc_free(&r[i].q);
+  squid_free(r, apache ? 3u : 2u);
+}
+END_TEST
+
+/* The check named name in a probe's JSON report doc. */
+static json_t *report_check(json_t *doc, const char *name)
+{
+  json_t *checks = json_object_get(doc, "checks");
+  size_t i;
+
+  for(i = 0; i < json_array_size(checks); i++) {
+    json_t *c = json_array_get(checks, i);
+    if(!strcmp(json_string_value(json_object_get(c, "name")), name))
+      return c;
   }
+  ck_abort_msg("no check %s in the report", name);
+  return NULL;
+}
+
+/* Asserts what a listener that pools upstream connections across clients
+ * does to the probe's two users (r: its run): the second user's session,
+ * on its own client connection after the first user's had finished, is
+ * served on Exchange connection 1 as the first user, who had authenticated
+ * it; Exchange's own status says the same. */
+static void assert_mixes(const struct squid_run *r)
+{
+  json_t *doc, *two, *ex, *mixed, *conns, *c1 = NULL;
+  size_t i, used = 0;
+
+  ck_assert_msg(r->q.status == 1, "%s: probe exit %d: %s%s", r->dir,
+                r->q.status, r->q.out.data, r->q.err.data);
+  ck_assert_ptr_nonnull(
+      strstr(r->q.out.data, "Class: mixes identities across clients\n"));
+  assert_schema(r->jpath);
+  doc = json_load_file(r->jpath, 0, NULL);
+  ck_assert_ptr_nonnull(doc);
+  ck_assert_str_eq(json_string_value(json_object_get(doc, "class")),
+                   "mixes-identities");
+  ck_assert_int_eq(json_integer_value(json_object_get(doc, "exit_code")), 1);
+  /* Exchange challenges every type 1 itself: no KB 942638 here. */
+  ck_assert_str_eq(json_string_value(json_object_get(
+                       report_check(doc, "communicator"), "verdict")),
+                   "pass");
+  two = report_check(doc, "two-users");
+  ck_assert_str_eq(json_string_value(json_object_get(two, "verdict")), "fail");
+  ex = json_object_get(two, "exchange");
+  /* bob's autodiscover and his two GetUserOofSettings, all as alice. */
+  ck_assert_int_eq(json_integer_value(json_object_get(ex, "mismatches")), 3);
+  mixed = json_object_get(ex, "mixed");
+  ck_assert_int_eq(json_integer_value(json_object_get(mixed, "connection")), 1);
+  ck_assert_str_eq(json_string_value(json_object_get(mixed, "mailbox")),
+                   "bob@fabrikam.com");
+  ck_assert_str_eq(json_string_value(json_object_get(mixed, "identity")),
+                   "FABRIKAM\\alice");
+  ck_assert(json_is_true(json_object_get(mixed, "reused")));
+  /* The password never went out: the pooled connection served it. */
+  ck_assert_str_eq(json_string_value(json_object_get(
+                       report_check(doc, "wrong-password"), "verdict")),
+                   "fail");
+  json_decref(doc);
+
+  /* Exchange's view: the listener sent everything over one upstream
+   * connection, authenticated by alice alone, which answered bob's
+   * mailbox to her. */
+  conns = json_object_get(r->status, "per_connection");
+  for(i = 0; i < json_array_size(conns); i++) {
+    json_t *c = json_array_get(conns, i);
+    if(json_integer_value(json_object_get(c, "requests")) > 0)
+      used++;
+    if(json_integer_value(json_object_get(c, "id")) == 1)
+      c1 = c;
+  }
+  ck_assert_uint_eq(used, 1);
+  ck_assert_ptr_nonnull(c1);
+  ck_assert_int_eq(json_integer_value(json_object_get(c1, "mismatches")), 3);
+  ck_assert_uint_eq(json_array_size(json_object_get(c1, "identities")), 1);
+  ck_assert_str_eq(
+      json_string_value(json_array_get(json_object_get(c1, "identities"), 0)),
+      "FABRIKAM\\alice");
+  ck_assert_str_eq(
+      json_string_value(json_object_get(c1, "last_mismatch_mailbox")),
+      "bob@fabrikam.com");
+  ck_assert_str_eq(
+      json_string_value(json_object_get(c1, "last_mismatch_identity")),
+      "FABRIKAM\\alice");
+  ck_assert_int_eq(json_integer_value(json_object_get(r->status, "mismatches")),
+                   3);
+}
+
+/* nginx and Apache httpd passing NTLM through to Exchange's own, each
+ * with its pool of kept-alive upstream connections
+ * (examples/nginx/README.md, examples/apache/README.md): both mix
+ * identities. */
+START_TEST(test_pooling_listeners)
+{
+  struct squid_run r[2];
+  size_t n = 0;
+
+  if(proc_have("/usr/sbin/nginx"))
+    squid_up("nginx", "", &r[n++]);
+  if(proc_have("/usr/sbin/apache2"))
+    squid_up("apache", "--pass-through", &r[n++]);
+  squid_down(r, n);
+  for(size_t i = 0; i < n; i++)
+    assert_mixes(&r[i]);
+  squid_free(r, n);
 }
 END_TEST
 
@@ -835,6 +959,7 @@ static Suite *probe_suite(void)
   tcase_add_test(t, test_exchange_counts_mismatch);
   tcase_add_test(t, test_exchange_gate_and_status);
   tcase_add_test(t, test_squid);
+  tcase_add_test(t, test_pooling_listeners);
   tcase_add_test(t, test_cli_errors);
   tcase_add_test(t, test_cli_own_listener);
   suite_add_tcase(s, t);
