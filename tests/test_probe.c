@@ -6,7 +6,9 @@
  * listeners, a port nobody listens on; Exchange's identity bookkeeping
  * (a mailbox given to another identity is counted); and the real Squid
  * 5 with Samba's ntlm_auth (examples/squid), judged by the CLI, its JSON
- * read back with jansson and its JUnit with libxml2.
+ * read back with jansson and its JUnit with libxml2; and nginx and Apache
+ * httpd passing NTLM through their pools of upstream connections
+ * (examples/nginx, examples/apache --pass-through), which mix identities.
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -592,26 +594,18 @@ START_TEST(test_squid)
 {
   struct squid_run r[3];
   bool apache =
-      !access("/usr/sbin/apache2", X_OK) && !access("/usr/bin/htpasswd", X_OK);
+      proc_have("/usr/sbin/apache2") && proc_have("/usr/bin/htpasswd");
   json_t *doc;
   xmlDocPtr x;
   xmlXPathContextPtr xc;
   xmlXPathObjectPtr failures;
 
-  if(access("/usr/sbin/squid", X_OK) || access("/usr/bin/ntlm_auth", X_OK)) {
-    fprintf(stderr, "test_squid: skipped: /usr/sbin/squid or "
-                    "/usr/bin/ntlm_auth is not installed (apt-get install "
-                    "squid winbind)\n");
+  if(!proc_have("/usr/sbin/squid") || !proc_have("/usr/bin/ntlm_auth"))
     return;
-  }
   squid_up("squid", "", &r[0]);
   squid_up("squid", "--pass-through", &r[1]);
   if(apache)
     squid_up("apache", "", &r[2]);
-  else
-    fprintf(stderr, "test_squid: Apache part skipped: /usr/sbin/apache2 or "
-                    "htpasswd is not installed (apt-get install apache2 "
-                    "apache2-utils)\n");
   squid_down(r, apache ? 3 : 2);
 
   /* What Squid 5.7 does with ntlm_auth (examples/squid/README.md): it
@@ -796,11 +790,16 @@ END_TEST
 
 /* ---- the commands' arguments ------------------------------------------ */
 
-static void run_cli(char *const argv[], int want, const char *needle)
+/* Runs argv: a usage error (proc_usage_error) whose message holds
+ * needle. */
+static void run_cli(char *const argv[], const char *needle)
 {
   struct proc_out p;
+  const char *why;
+
   proc_run(argv, &p);
-  ck_assert_msg(p.status == want, "exit %d, not %d: %s", p.status, want,
+  why = proc_usage_error(&p);
+  ck_assert_msg(!why, "%s %s: %s:\n%s", argv[1], argv[2] ? argv[2] : "", why,
                 p.err.data);
   ck_assert_msg(strstr(p.err.data, needle) != NULL, "no '%s' in: %s", needle,
                 p.err.data);
@@ -811,33 +810,33 @@ START_TEST(test_cli_errors)
 {
   {
     char *const argv[] = {(char *)KBSIM_BIN, "probe", NULL};
-    run_cli(argv, 2, "kbsim probe: give the listener's URL\n");
+    run_cli(argv, "kbsim probe: give the listener's URL\n");
   }
   {
     char *const argv[] = {(char *)KBSIM_BIN, "probe", "http://127.0.0.1:1",
                           NULL};
-    run_cli(argv, 2, "give --user");
+    run_cli(argv, "give --user");
   }
   {
     char *const argv[] = {(char *)KBSIM_BIN, "probe",         "ftp://x",
                           "--user",          "FABRIKAM\\a:b", NULL};
-    run_cli(argv, 2, "starts http:// or https://");
+    run_cli(argv, "starts http:// or https://");
   }
   {
     char *const argv[] = {
         (char *)KBSIM_BIN, "exchange", "--listen", "127.0.0.1:0",
         "--auth",          "kerberos", NULL};
-    run_cli(argv, 2, "--auth: 'kerberos' is not none or integrated\n");
+    run_cli(argv, "--auth: 'kerberos' is not none or integrated\n");
   }
   {
     char *const argv[] = {
         (char *)KBSIM_BIN, "exchange",   "--listen", "127.0.0.1:0",
         "--auth",          "integrated", NULL};
-    run_cli(argv, 2, "needs the accounts");
+    run_cli(argv, "needs the accounts");
   }
   {
     char *const argv[] = {(char *)KBSIM_BIN, "exchange", NULL};
-    run_cli(argv, 2, "--listen HOST:PORT is required");
+    run_cli(argv, "--listen HOST:PORT is required");
   }
 }
 END_TEST
@@ -968,8 +967,20 @@ static Suite *probe_suite(void)
 
 int main(void)
 {
+  static const struct {
+    const char *path, *test, *how;
+  } tools[] = {
+      {"/usr/sbin/squid", "test_squid", "apt-get install squid"},
+      {"/usr/bin/ntlm_auth", "test_squid", "apt-get install winbind"},
+      {"/usr/sbin/apache2", "test_squid, test_pooling_listeners",
+       "apt-get install apache2"},
+      {"/usr/bin/htpasswd", "test_squid", "apt-get install apache2-utils"},
+      {"/usr/sbin/nginx", "test_pooling_listeners", "apt-get install nginx"},
+  };
   SRunner *r;
   int failed;
+  bool skipped = false;
+  size_t i;
 
   curl_global_init(CURL_GLOBAL_DEFAULT);
   r = srunner_create(probe_suite());
@@ -977,5 +988,7 @@ int main(void)
   failed = srunner_ntests_failed(r);
   srunner_free(r);
   curl_global_cleanup();
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  for(i = 0; i < sizeof(tools) / sizeof(tools[0]); i++)
+    skipped |= proc_skip_unless(tools[i].path, tools[i].test, tools[i].how);
+  return proc_suite_exit(failed, skipped);
 }
