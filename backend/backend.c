@@ -197,6 +197,11 @@ static void backend_count_conn(struct backend *b, const struct backend_req *req,
     rec->mismatches++;
     snprintf(rec->last_mismatch, sizeof(rec->last_mismatch), "%s served as %s",
              reply->mailbox, req->identity);
+    snprintf(rec->last_mismatch_mailbox, sizeof(rec->last_mismatch_mailbox),
+             "%s", reply->mailbox);
+    snprintf(rec->last_mismatch_identity, sizeof(rec->last_mismatch_identity),
+             "%s", req->identity);
+    rec->last_mismatch_request = rec->requests;
   }
   if(req->gate.gate != BACKEND_GATE_PASS)
     return;

@@ -109,6 +109,12 @@ struct backend_conn_info {
   unsigned identities_dropped;
   char identities[BACKEND_MAX_IDENTITIES][260];
   char last_mismatch[640]; /* "bob@fabrikam.com served as FABRIKAM\alice" */
+  /* The same, typed: the mailbox answered ("bob@fabrikam.com"), the
+   * identity it was answered to ("FABRIKAM\alice") and which request on
+   * the connection it was (from 1); "", "", 0 before any. */
+  char last_mismatch_mailbox[320];
+  char last_mismatch_identity[260];
+  uint64_t last_mismatch_request;
 };
 
 struct backend;
@@ -137,8 +143,9 @@ size_t backend_connections(const struct backend *backend,
 /* The status document: the counters of struct backend_stats by their
  * names ("requests", "empty_posts", ...) and "per_connection", an array of
  * {"id", "name", "open", "requests", "empty_posts", "mismatches",
- * "last_mismatch", "identities": [...]}, as a malloc'd NUL-terminated JSON
- * text the caller frees; NULL when out of memory. Safe from any thread. */
+ * "last_mismatch", "last_mismatch_mailbox", "last_mismatch_identity",
+ * "last_mismatch_request", "identities": [...]}, as a malloc'd NUL-terminated
+ * JSON text the caller frees; NULL when out of memory. Safe from any thread. */
 char *backend_status_json(const struct backend *backend);
 
 /* Stops the server, closing its connections, and frees it. Accepts NULL. */

@@ -32,6 +32,13 @@ static int backend_status_conn(json_t *conns,
      json_object_set_new(c, "mismatches",
                          json_integer((json_int_t)rec->mismatches)) ||
      json_object_set_new(c, "last_mismatch", json_string(rec->last_mismatch)) ||
+     json_object_set_new(c, "last_mismatch_mailbox",
+                         json_string(rec->last_mismatch_mailbox)) ||
+     json_object_set_new(c, "last_mismatch_identity",
+                         json_string(rec->last_mismatch_identity)) ||
+     json_object_set_new(
+         c, "last_mismatch_request",
+         json_integer((json_int_t)rec->last_mismatch_request)) ||
      json_object_set_new(c, "identities_dropped",
                          json_integer(rec->identities_dropped)) ||
      json_object_set(c, "identities", ids) || json_array_append(conns, c))

@@ -5,6 +5,7 @@
  */
 #include "probe.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -89,9 +90,12 @@ int probe_class_exit(enum probe_class cls)
 struct probe_conn {
   uint64_t id;
   uint64_t requests;
+  uint64_t mismatches;
   unsigned nids;
   char ids[2][260];
-  bool more_ids; /* more than two identities */
+  bool more_ids;            /* more than two identities */
+  char mixed_mailbox[320];  /* its last mismatch: the mailbox */
+  char mixed_identity[260]; /* and the identity it went to */
 };
 
 /* Exchange's counters at one moment. */
@@ -153,6 +157,18 @@ static void probe_status_read(const char *url, long timeout_ms,
     size_t j;
     pc->id = (uint64_t)json_integer_value(json_object_get(c, "id"));
     pc->requests = (uint64_t)json_integer_value(json_object_get(c, "requests"));
+    pc->mismatches =
+        (uint64_t)json_integer_value(json_object_get(c, "mismatches"));
+    snprintf(
+        pc->mixed_mailbox, sizeof(pc->mixed_mailbox), "%s",
+        json_string_value(json_object_get(c, "last_mismatch_mailbox"))
+            ? json_string_value(json_object_get(c, "last_mismatch_mailbox"))
+            : "");
+    snprintf(
+        pc->mixed_identity, sizeof(pc->mixed_identity), "%s",
+        json_string_value(json_object_get(c, "last_mismatch_identity"))
+            ? json_string_value(json_object_get(c, "last_mismatch_identity"))
+            : "");
     for(j = 0; j < json_array_size(ids); j++) {
       const char *id = json_string_value(json_array_get(ids, j));
       if(!id || !*id)
@@ -176,15 +192,40 @@ static void probe_status_free(struct probe_status *st)
   memset(st, 0, sizeof(*st));
 }
 
-/* The requests connection id had in st, 0 when it was not there. */
-static uint64_t probe_conn_requests(const struct probe_status *st, uint64_t id)
+/* Connection id in st, NULL when it was not there. */
+static const struct probe_conn *probe_conn_find(const struct probe_status *st,
+                                                uint64_t id)
 {
   size_t i;
 
   for(i = 0; i < st->nconns; i++)
     if(st->conns[i].id == id)
-      return st->conns[i].requests;
-  return 0;
+      return &st->conns[i];
+  return NULL;
+}
+
+/* The requests connection id had in st, 0 when it was not there. */
+static uint64_t probe_conn_requests(const struct probe_status *st, uint64_t id)
+{
+  const struct probe_conn *c = probe_conn_find(st, id);
+  return c ? c->requests : 0;
+}
+
+/* Whether connection id served requests between before and after as
+ * identity ("DOMAIN\user", compared without case). */
+static bool probe_conn_served(const struct probe_status *before,
+                              const struct probe_status *after, uint64_t id,
+                              const char *identity)
+{
+  const struct probe_conn *c = probe_conn_find(after, id);
+  unsigned k;
+
+  if(!c || c->requests == probe_conn_requests(before, id))
+    return false;
+  for(k = 0; k < c->nids; k++)
+    if(!strcasecmp(c->ids[k], identity))
+      return true;
+  return false;
 }
 
 /* Fills *ex with what moved between before and after: the counters, the
@@ -206,10 +247,18 @@ static void probe_status_delta(const struct probe_status *before,
   ex->mismatches = after->mismatches - before->mismatches;
   for(i = 0; i < after->nconns; i++) {
     const struct probe_conn *c = &after->conns[i];
-    if(c->requests == probe_conn_requests(before, c->id))
+    const struct probe_conn *was = probe_conn_find(before, c->id);
+    if(c->requests == (was ? was->requests : 0))
       continue;
     if(c->nids > 1)
       ex->shared++;
+    if(!ex->mixed_conn && c->mismatches > (was ? was->mismatches : 0)) {
+      ex->mixed_conn = c->id;
+      snprintf(ex->mixed_mailbox, sizeof(ex->mixed_mailbox), "%s",
+               c->mixed_mailbox);
+      snprintf(ex->mixed_identity, sizeof(ex->mixed_identity), "%s",
+               c->mixed_identity);
+    }
     for(k = 0; k < c->nids && n < 2; k++) {
       if(n && !strcmp(ex->identities[0], c->ids[k]))
         continue;
@@ -326,6 +375,7 @@ struct probe_session {
   char detail[200];          /* its detail */
   char err[256];             /* client_create's error */
   bool created;
+  bool challenged; /* some POST's first leg was answered 401 */
 };
 
 /* Runs one session to its end (a thread body too). */
@@ -344,12 +394,13 @@ static void *probe_session_run(void *cls)
   client_view(client, &s->view);
   for(i = 0; i < client_results_count(client); i++) {
     const struct client_post_result *r = client_result(client, i);
-    if(r && r->outcome != CLIENT_OK) {
+    if(r && r->leg1_status == 401)
+      s->challenged = true;
+    if(r && r->outcome != CLIENT_OK && s->worst == CLIENT_OK) {
       s->worst = r->outcome;
       snprintf(s->detail, sizeof(s->detail), "POST %u (%s): %s%s%s", r->index,
                client_post_kind_name(r->kind), client_outcome_name(r->outcome),
                r->detail[0] ? ": " : "", r->detail);
-      break;
     }
   }
   client_destroy(client);
@@ -436,16 +487,62 @@ static void probe_single(const struct probe_config *cfg, unsigned posts,
   probe_status_free(&after);
 }
 
-/* Two users' Communicator sessions at once; mixing is a mailbox given to
- * another identity (Exchange's mismatches). */
-static void probe_two_users(const struct probe_config *cfg, unsigned posts,
-                            long timeout_ms, struct probe_result *r)
+/* Runs the n sessions at once, a thread each (in this thread when one
+ * cannot be started). */
+static void probe_sessions_at_once(struct probe_session *s, unsigned n)
 {
-  struct probe_status before, after;
-  struct probe_session s[2];
   pthread_t t[2];
   bool started[2] = {false, false};
   unsigned i;
+
+  assert(n <= 2);
+  for(i = 0; i < n; i++)
+    started[i] = !pthread_create(&t[i], NULL, probe_session_run, &s[i]);
+  for(i = 0; i < n; i++) {
+    if(started[i])
+      pthread_join(t[i], NULL);
+    else
+      probe_session_run(&s[i]);
+  }
+}
+
+/* What kept a two-user session from running to its end (not created, or
+ * a failure other than the listener's 5xx), or NULL. */
+static const char *probe_session_broken(const struct probe_session *s)
+{
+  if(!s->created)
+    return s->err;
+  if(s->worst != CLIENT_OK && s->worst != CLIENT_SERVER_ERROR)
+    return s->detail;
+  return NULL;
+}
+
+/* Whether mismatches moved on connection id between before and after. */
+static bool probe_conn_mixed(const struct probe_status *before,
+                             const struct probe_status *after, uint64_t id)
+{
+  const struct probe_conn *b = probe_conn_find(before, id);
+  const struct probe_conn *a = probe_conn_find(after, id);
+  return a && a->mismatches > (b ? b->mismatches : 0);
+}
+
+/* Two users' Communicator sessions: the first user's alone, then the
+ * second user's on a new connection, then (when nothing mixed) both at
+ * once. Mixing is a mailbox given to another identity (Exchange's
+ * mismatches). One after the other is what makes a pooling listener mix
+ * every time: when the second user's first request (sent without
+ * credentials, as Communicator does) arrives, the upstream connection the
+ * first user authenticated is idle in the pool, whatever the timing. */
+static void probe_two_users(const struct probe_config *cfg, unsigned posts,
+                            long timeout_ms, struct probe_result *r)
+{
+  /* Exchange before, after the first user, after the second, at the end. */
+  struct probe_status st[4];
+  /* One after the other: 0, 1; at once: 2, 3. */
+  struct probe_session s[4];
+  char who[2][260];
+  const char *broken = NULL;
+  unsigned i, ran = 2, last = 2;
 
   if(cfg->nusers < 2) {
     r->verdict = PROBE_SKIP;
@@ -459,57 +556,82 @@ static void probe_two_users(const struct probe_config *cfg, unsigned posts,
              "needs Exchange's view: give --exchange-status URL");
     return;
   }
-  for(i = 0; i < 2; i++)
-    probe_session_init(&s[i], cfg, 10 + i, &cfg->users[i],
+  memset(st, 0, sizeof(st));
+  for(i = 0; i < 4; i++)
+    probe_session_init(&s[i], cfg, 10 + i, &cfg->users[i % 2],
                        CLIENT_KIND_COMMUNICATOR, posts, timeout_ms);
-  probe_status_read(cfg->status_url, timeout_ms, &before);
   for(i = 0; i < 2; i++)
-    started[i] = !pthread_create(&t[i], NULL, probe_session_run, &s[i]);
-  for(i = 0; i < 2; i++) {
-    if(started[i])
-      pthread_join(t[i], NULL);
-    else
-      probe_session_run(&s[i]);
+    snprintf(who[i], sizeof(who[i]), "%s\\%s",
+             cfg->users[i].domain ? cfg->users[i].domain : "",
+             cfg->users[i].user ? cfg->users[i].user : "");
+  probe_status_read(cfg->status_url, timeout_ms, &st[0]);
+  probe_session_run(&s[0]);
+  probe_status_read(cfg->status_url, timeout_ms, &st[1]);
+  probe_session_run(&s[1]);
+  probe_status_read(cfg->status_url, timeout_ms, &st[2]);
+  if(st[0].ok && st[2].ok && st[2].mismatches == st[0].mismatches) {
+    probe_sessions_at_once(&s[2], 2);
+    probe_status_read(cfg->status_url, timeout_ms, &st[3]);
+    ran = 4;
+    last = 3;
   }
-  probe_status_read(cfg->status_url, timeout_ms, &after);
-  probe_status_delta(&before, &after, &r->exchange);
-  r->posts_ok = s[0].view.posts_ok + s[1].view.posts_ok;
-  r->posts_failed = s[0].view.posts_failed + s[1].view.posts_failed;
-  r->integration_error =
-      s[0].view.integration_error || s[1].view.integration_error;
-  if(!r->exchange.known) {
+  probe_status_delta(&st[0], &st[last], &r->exchange);
+  /* The second user's session mixed on the connection the first user's
+   * had been served on, as the first user. */
+  r->exchange.mixed_conn_reused =
+      r->exchange.mixed_conn && st[1].ok &&
+      probe_conn_mixed(&st[1], &st[2], r->exchange.mixed_conn) &&
+      probe_conn_served(&st[0], &st[1], r->exchange.mixed_conn, who[0]) &&
+      !strcasecmp(r->exchange.mixed_identity, who[0]);
+  for(i = 0; i < ran; i++) {
+    r->posts_ok += s[i].view.posts_ok;
+    r->posts_failed += s[i].view.posts_failed;
+    r->integration_error |= s[i].view.integration_error;
+    if(!broken)
+      broken = probe_session_broken(&s[i]);
+  }
+  if(!r->exchange.known || !st[1].ok) {
     r->verdict = PROBE_ERROR;
     snprintf(r->line, sizeof(r->line), "could not read Exchange's status at %s",
              cfg->status_url);
   }
-  else if(r->exchange.mismatches) {
+  else if(r->exchange.mismatches && r->exchange.mixed_conn_reused) {
     r->verdict = PROBE_FAIL;
     snprintf(r->line, sizeof(r->line),
-             "%" PRIu64 " answers held one user's mailbox for the other "
-             "user's identity",
-             r->exchange.mismatches);
+             "%.60s's session reached Exchange as %.60s on the upstream "
+             "connection %.60s's finished session had authenticated "
+             "(Exchange connection %" PRIu64 "): %" PRIu64
+             " answers held another user's mailbox (last: %.60s)",
+             who[1], r->exchange.mixed_identity, who[0], r->exchange.mixed_conn,
+             r->exchange.mismatches, r->exchange.mixed_mailbox);
   }
-  else if(!s[0].created || !s[1].created ||
-          (s[0].worst != CLIENT_OK && s[0].worst != CLIENT_SERVER_ERROR) ||
-          (s[1].worst != CLIENT_OK && s[1].worst != CLIENT_SERVER_ERROR)) {
+  else if(r->exchange.mismatches) {
+    r->verdict = PROBE_FAIL;
+    if(r->exchange.mixed_mailbox[0])
+      snprintf(r->line, sizeof(r->line),
+               "%" PRIu64 " answers held another user's mailbox (last: "
+               "%.60s, served as %.60s on Exchange connection %" PRIu64 ")",
+               r->exchange.mismatches, r->exchange.mixed_mailbox,
+               r->exchange.mixed_identity, r->exchange.mixed_conn);
+    else /* an Exchange whose status does not say which */
+      snprintf(r->line, sizeof(r->line),
+               "%" PRIu64 " answers held another user's mailbox",
+               r->exchange.mismatches);
+  }
+  else if(broken) {
     r->verdict = PROBE_ERROR;
-    snprintf(r->line, sizeof(r->line), "a session could not run: %s",
-             !s[0].created   ? s[0].err
-             : !s[1].created ? s[1].err
-             : s[0].worst != CLIENT_OK && s[0].worst != CLIENT_SERVER_ERROR
-                 ? s[0].detail
-                 : s[1].detail);
+    snprintf(r->line, sizeof(r->line), "a session could not run: %s", broken);
   }
   else {
     r->verdict = PROBE_PASS;
     snprintf(r->line, sizeof(r->line),
-             "no answer reached the wrong user (%" PRIu64
-             " Exchange requests; %" PRIu64
+             "no answer reached the wrong user, one after the other or at "
+             "once (%" PRIu64 " Exchange requests; %" PRIu64
              " upstream connections served both users)",
              r->exchange.requests, r->exchange.shared);
   }
-  probe_status_free(&before);
-  probe_status_free(&after);
+  for(i = 0; i < 4; i++)
+    probe_status_free(&st[i]);
 }
 
 /* The first user with a wrong password: a correct listener refuses it. */
@@ -519,6 +641,7 @@ static void probe_wrong_password(const struct probe_config *cfg,
   struct probe_result *r = &rep->checks[PROBE_CHECK_WRONG_PASSWORD];
   struct probe_user wrong = cfg->users[0];
   struct probe_session s;
+  struct probe_status before, after;
   char password[300];
 
   snprintf(password, sizeof(password), "%s-not-the-password",
@@ -526,7 +649,12 @@ static void probe_wrong_password(const struct probe_config *cfg,
   wrong.password = password;
   probe_session_init(&s, cfg, 20, &wrong, CLIENT_KIND_COMMUNICATOR, 1,
                      timeout_ms);
+  probe_status_read(cfg->status_url, timeout_ms, &before);
   probe_session_run(&s);
+  probe_status_read(cfg->status_url, timeout_ms, &after);
+  probe_status_delta(&before, &after, &r->exchange);
+  probe_status_free(&before);
+  probe_status_free(&after);
   explicit_bzero(password, sizeof(password));
   r->posts_ok = s.view.posts_ok;
   r->posts_failed = s.view.posts_failed;
@@ -537,6 +665,13 @@ static void probe_wrong_password(const struct probe_config *cfg,
   else if(s.worst == CLIENT_AUTH_FAILED) {
     r->verdict = PROBE_PASS;
     snprintf(r->line, sizeof(r->line), "refused with 401");
+  }
+  else if(s.worst == CLIENT_OK && !s.challenged) {
+    /* The password never went out: nothing asked for it. */
+    r->verdict = PROBE_FAIL;
+    snprintf(r->line, sizeof(r->line),
+             "served without being asked for credentials: the listener "
+             "let it through unauthenticated");
   }
   else if(s.worst == CLIENT_OK) {
     r->verdict = PROBE_FAIL;

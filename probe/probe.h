@@ -14,8 +14,12 @@
  *                Exchange (its SOAP 500, empty_posts)?
  *  outlook       an Outlook session that authenticates its connection once
  *  one-shot      Communicator's handshake on a new connection per POST
- *  two-users     two Communicator sessions of two users at once: is any
- *                mailbox's data given to the other user's identity?
+ *  two-users     two users' Communicator sessions, first one after the
+ *                other (the second user's on a new connection once the
+ *                first user's has finished: a listener that pools upstream
+ *                connections hands it the one the first user
+ *                authenticated), then, if nothing mixed, both at once: is
+ *                any mailbox's data given to the other user's identity?
  *                (Exchange's mismatches; needs two users and the status)
  *  wrong-password  the first user with a wrong password: refused?
  *
@@ -109,11 +113,23 @@ struct probe_exchange {
   uint64_t mismatches;
   uint64_t shared;         /* connections that served both users */
   char identities[2][260]; /* first identities seen on new connections */
+  /* When mismatches moved: the Exchange connection they moved on (its id
+   * in Exchange's status, from 1), the last mailbox answered there to
+   * another identity and that identity (Exchange's last_mismatch_*
+   * fields); 0, "", "" otherwise. */
+  uint64_t mixed_conn;
+  char mixed_mailbox[320];
+  char mixed_identity[260];
+  /* two-users: mixed_conn had served the first user's session, as that
+   * user, before the second user's session began on its own connection:
+   * the listener reused an authenticated upstream connection for another
+   * client. */
+  bool mixed_conn_reused;
 };
 
 struct probe_result {
   enum probe_verdict verdict;
-  char line[320]; /* one line for people */
+  char line[480]; /* one line for people */
   struct probe_exchange exchange;
   unsigned posts_ok, posts_failed;
   bool integration_error; /* a client saw the Outlook Integration Error */

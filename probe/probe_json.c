@@ -1,7 +1,8 @@
 /*
  * probe_json.c - the probe's report as JSON, written with jansson:
  * {"listener", "class", "class_text", "exit_code", "checks": [{"name",
- * "verdict", "line", "exchange": {...}}]}.
+ * "verdict", "line", "exchange": {..., "mixed": {"connection", "mailbox",
+ * "identity", "reused"} or null}}]}.
  */
 #include <stdio.h>
 
@@ -12,13 +13,21 @@
 /* Exchange's deltas of one check, or null when unknown. */
 static json_t *probe_json_exchange(const struct probe_exchange *ex)
 {
+  json_t *mixed;
+
   if(!ex->known)
     return json_null();
+  mixed = ex->mixed_conn
+              ? json_pack("{s:I,s:s,s:s,s:b}", "connection",
+                          (json_int_t)ex->mixed_conn, "mailbox",
+                          ex->mixed_mailbox, "identity", ex->mixed_identity,
+                          "reused", ex->mixed_conn_reused)
+              : json_null();
   return json_pack(
-      "{s:I,s:I,s:I,s:I,s:[s,s]}", "requests", (json_int_t)ex->requests,
+      "{s:I,s:I,s:I,s:I,s:[s,s],s:o}", "requests", (json_int_t)ex->requests,
       "empty_posts", (json_int_t)ex->empty_posts, "mismatches",
       (json_int_t)ex->mismatches, "shared_connections", (json_int_t)ex->shared,
-      "identities", ex->identities[0], ex->identities[1]);
+      "identities", ex->identities[0], ex->identities[1], "mixed", mixed);
 }
 
 int probe_write_json(const struct probe_config *config,

@@ -6,7 +6,9 @@
  * listeners, a port nobody listens on; Exchange's identity bookkeeping
  * (a mailbox given to another identity is counted); and the real Squid
  * 5 with Samba's ntlm_auth (examples/squid), judged by the CLI, its JSON
- * read back with jansson and its JUnit with libxml2.
+ * read back with jansson and its JUnit with libxml2; and nginx and Apache
+ * httpd passing NTLM through their pools of upstream connections
+ * (examples/nginx, examples/apache --pass-through), which mix identities.
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -497,6 +499,7 @@ struct squid_run {
   char jpath[300];     /* the probe's JSON report */
   char xpath[300];     /* the probe's JUnit report */
   struct proc_out q;   /* the probe's output and exit status */
+  json_t *status;      /* Exchange's status after the probe (owned) */
 };
 
 /* Starts examples/<example> (with mode, "" or "--pass-through") and
@@ -537,6 +540,13 @@ static void squid_up(const char *example, const char *mode, struct squid_run *r)
                           NULL};
     proc_run(argv, &r->q);
   }
+  {
+    struct fetched f;
+    ck_assert_int_eq(fetch(status, NULL, NULL, &f), 200);
+    r->status = json_loads(f.body.data, 0, NULL);
+    ck_assert_ptr_nonnull(r->status);
+    kb_buf_free(&f.body);
+  }
   proc_free(&p);
 }
 
@@ -545,6 +555,8 @@ static void squid_down(struct squid_run *r, size_t n)
 {
   pid_t pid[3];
   int out[3], err[3];
+
+  ck_assert_uint_le(n, 3);
   size_t i;
 
   for(i = 0; i < n; i++) {
@@ -562,6 +574,19 @@ static void squid_down(struct squid_run *r, size_t n)
   }
 }
 
+/* Releases what squid_up kept of the n setups. */
+static void squid_free(struct squid_run *r, size_t n)
+{
+  size_t i;
+
+  for(i = 0; i < n; i++) {
+    unlink(r[i].jpath);
+    unlink(r[i].xpath);
+    proc_free(&r[i].q);
+    json_decref(r[i].status);
+  }
+}
+
 /* The real Squid both ways, at once: with ntlm_auth in front of a
  * trusting Exchange, and passing NTLM through to Exchange's own; and
  * Apache httpd with Basic when installed. */
@@ -569,26 +594,18 @@ START_TEST(test_squid)
 {
   struct squid_run r[3];
   bool apache =
-      !access("/usr/sbin/apache2", X_OK) && !access("/usr/bin/htpasswd", X_OK);
+      proc_have("/usr/sbin/apache2") && proc_have("/usr/bin/htpasswd");
   json_t *doc;
   xmlDocPtr x;
   xmlXPathContextPtr xc;
   xmlXPathObjectPtr failures;
 
-  if(access("/usr/sbin/squid", X_OK) || access("/usr/bin/ntlm_auth", X_OK)) {
-    fprintf(stderr, "test_squid: skipped: /usr/sbin/squid or "
-                    "/usr/bin/ntlm_auth is not installed (apt-get install "
-                    "squid winbind)\n");
+  if(!proc_have("/usr/sbin/squid") || !proc_have("/usr/bin/ntlm_auth"))
     return;
-  }
   squid_up("squid", "", &r[0]);
   squid_up("squid", "--pass-through", &r[1]);
   if(apache)
     squid_up("apache", "", &r[2]);
-  else
-    fprintf(stderr, "test_squid: Apache part skipped: /usr/sbin/apache2 or "
-                    "htpasswd is not installed (apt-get install apache2 "
-                    "apache2-utils)\n");
   squid_down(r, apache ? 3 : 2);
 
   /* What Squid 5.7 does with ntlm_auth (examples/squid/README.md): it
@@ -662,21 +679,127 @@ START_TEST(test_squid)
     ck_assert_ptr_nonnull(strstr(r[2].q.out.data, "pass  wrong-password "));
     assert_schema(r[2].jpath);
   }
-  for(size_t i = 0; i < (apache ? 3u : 2u); i++) {
-    unlink(r[i].jpath);
-    unlink(r[i].xpath);
-    proc_free(&r[i].q);
+  squid_free(r, apache ? 3u : 2u);
+}
+END_TEST
+
+/* The check named name in a probe's JSON report doc. */
+static json_t *report_check(json_t *doc, const char *name)
+{
+  json_t *checks = json_object_get(doc, "checks");
+  size_t i;
+
+  for(i = 0; i < json_array_size(checks); i++) {
+    json_t *c = json_array_get(checks, i);
+    if(!strcmp(json_string_value(json_object_get(c, "name")), name))
+      return c;
   }
+  ck_abort_msg("no check %s in the report", name);
+  return NULL;
+}
+
+/* Asserts what a listener that pools upstream connections across clients
+ * does to the probe's two users (r: its run): the second user's session,
+ * on its own client connection after the first user's had finished, is
+ * served on Exchange connection 1 as the first user, who had authenticated
+ * it; Exchange's own status says the same. */
+static void assert_mixes(const struct squid_run *r)
+{
+  json_t *doc, *two, *ex, *mixed, *conns, *c1 = NULL;
+  size_t i, used = 0;
+
+  ck_assert_msg(r->q.status == 1, "%s: probe exit %d: %s%s", r->dir,
+                r->q.status, r->q.out.data, r->q.err.data);
+  ck_assert_ptr_nonnull(
+      strstr(r->q.out.data, "Class: mixes identities across clients\n"));
+  assert_schema(r->jpath);
+  doc = json_load_file(r->jpath, 0, NULL);
+  ck_assert_ptr_nonnull(doc);
+  ck_assert_str_eq(json_string_value(json_object_get(doc, "class")),
+                   "mixes-identities");
+  ck_assert_int_eq(json_integer_value(json_object_get(doc, "exit_code")), 1);
+  /* Exchange challenges every type 1 itself: no KB 942638 here. */
+  ck_assert_str_eq(json_string_value(json_object_get(
+                       report_check(doc, "communicator"), "verdict")),
+                   "pass");
+  two = report_check(doc, "two-users");
+  ck_assert_str_eq(json_string_value(json_object_get(two, "verdict")), "fail");
+  ex = json_object_get(two, "exchange");
+  /* bob's autodiscover and his two GetUserOofSettings, all as alice. */
+  ck_assert_int_eq(json_integer_value(json_object_get(ex, "mismatches")), 3);
+  mixed = json_object_get(ex, "mixed");
+  ck_assert_int_eq(json_integer_value(json_object_get(mixed, "connection")), 1);
+  ck_assert_str_eq(json_string_value(json_object_get(mixed, "mailbox")),
+                   "bob@fabrikam.com");
+  ck_assert_str_eq(json_string_value(json_object_get(mixed, "identity")),
+                   "FABRIKAM\\alice");
+  ck_assert(json_is_true(json_object_get(mixed, "reused")));
+  /* The password never went out: the pooled connection served it. */
+  ck_assert_str_eq(json_string_value(json_object_get(
+                       report_check(doc, "wrong-password"), "verdict")),
+                   "fail");
+  json_decref(doc);
+
+  /* Exchange's view: the listener sent everything over one upstream
+   * connection, authenticated by alice alone, which answered bob's
+   * mailbox to her. */
+  conns = json_object_get(r->status, "per_connection");
+  for(i = 0; i < json_array_size(conns); i++) {
+    json_t *c = json_array_get(conns, i);
+    if(json_integer_value(json_object_get(c, "requests")) > 0)
+      used++;
+    if(json_integer_value(json_object_get(c, "id")) == 1)
+      c1 = c;
+  }
+  ck_assert_uint_eq(used, 1);
+  ck_assert_ptr_nonnull(c1);
+  ck_assert_int_eq(json_integer_value(json_object_get(c1, "mismatches")), 3);
+  ck_assert_uint_eq(json_array_size(json_object_get(c1, "identities")), 1);
+  ck_assert_str_eq(
+      json_string_value(json_array_get(json_object_get(c1, "identities"), 0)),
+      "FABRIKAM\\alice");
+  ck_assert_str_eq(
+      json_string_value(json_object_get(c1, "last_mismatch_mailbox")),
+      "bob@fabrikam.com");
+  ck_assert_str_eq(
+      json_string_value(json_object_get(c1, "last_mismatch_identity")),
+      "FABRIKAM\\alice");
+  ck_assert_int_eq(json_integer_value(json_object_get(r->status, "mismatches")),
+                   3);
+}
+
+/* nginx and Apache httpd passing NTLM through to Exchange's own, each
+ * with its pool of kept-alive upstream connections
+ * (examples/nginx/README.md, examples/apache/README.md): both mix
+ * identities. */
+START_TEST(test_pooling_listeners)
+{
+  struct squid_run r[2];
+  size_t n = 0;
+
+  if(proc_have("/usr/sbin/nginx"))
+    squid_up("nginx", "", &r[n++]);
+  if(proc_have("/usr/sbin/apache2"))
+    squid_up("apache", "--pass-through", &r[n++]);
+  squid_down(r, n);
+  for(size_t i = 0; i < n; i++)
+    assert_mixes(&r[i]);
+  squid_free(r, n);
 }
 END_TEST
 
 /* ---- the commands' arguments ------------------------------------------ */
 
-static void run_cli(char *const argv[], int want, const char *needle)
+/* Runs argv: a usage error (proc_usage_error) whose message holds
+ * needle. */
+static void run_cli(char *const argv[], const char *needle)
 {
   struct proc_out p;
+  const char *why;
+
   proc_run(argv, &p);
-  ck_assert_msg(p.status == want, "exit %d, not %d: %s", p.status, want,
+  why = proc_usage_error(&p);
+  ck_assert_msg(!why, "%s %s: %s:\n%s", argv[1], argv[2] ? argv[2] : "", why,
                 p.err.data);
   ck_assert_msg(strstr(p.err.data, needle) != NULL, "no '%s' in: %s", needle,
                 p.err.data);
@@ -687,33 +810,33 @@ START_TEST(test_cli_errors)
 {
   {
     char *const argv[] = {(char *)KBSIM_BIN, "probe", NULL};
-    run_cli(argv, 2, "kbsim probe: give the listener's URL\n");
+    run_cli(argv, "kbsim probe: give the listener's URL\n");
   }
   {
     char *const argv[] = {(char *)KBSIM_BIN, "probe", "http://127.0.0.1:1",
                           NULL};
-    run_cli(argv, 2, "give --user");
+    run_cli(argv, "give --user");
   }
   {
     char *const argv[] = {(char *)KBSIM_BIN, "probe",         "ftp://x",
                           "--user",          "FABRIKAM\\a:b", NULL};
-    run_cli(argv, 2, "starts http:// or https://");
+    run_cli(argv, "starts http:// or https://");
   }
   {
     char *const argv[] = {
         (char *)KBSIM_BIN, "exchange", "--listen", "127.0.0.1:0",
         "--auth",          "kerberos", NULL};
-    run_cli(argv, 2, "--auth: 'kerberos' is not none or integrated\n");
+    run_cli(argv, "--auth: 'kerberos' is not none or integrated\n");
   }
   {
     char *const argv[] = {
         (char *)KBSIM_BIN, "exchange",   "--listen", "127.0.0.1:0",
         "--auth",          "integrated", NULL};
-    run_cli(argv, 2, "needs the accounts");
+    run_cli(argv, "needs the accounts");
   }
   {
     char *const argv[] = {(char *)KBSIM_BIN, "exchange", NULL};
-    run_cli(argv, 2, "--listen HOST:PORT is required");
+    run_cli(argv, "--listen HOST:PORT is required");
   }
 }
 END_TEST
@@ -835,6 +958,7 @@ static Suite *probe_suite(void)
   tcase_add_test(t, test_exchange_counts_mismatch);
   tcase_add_test(t, test_exchange_gate_and_status);
   tcase_add_test(t, test_squid);
+  tcase_add_test(t, test_pooling_listeners);
   tcase_add_test(t, test_cli_errors);
   tcase_add_test(t, test_cli_own_listener);
   suite_add_tcase(s, t);
@@ -843,8 +967,20 @@ static Suite *probe_suite(void)
 
 int main(void)
 {
+  static const struct {
+    const char *path, *test, *how;
+  } tools[] = {
+      {"/usr/sbin/squid", "test_squid", "apt-get install squid"},
+      {"/usr/bin/ntlm_auth", "test_squid", "apt-get install winbind"},
+      {"/usr/sbin/apache2", "test_squid, test_pooling_listeners",
+       "apt-get install apache2"},
+      {"/usr/bin/htpasswd", "test_squid", "apt-get install apache2-utils"},
+      {"/usr/sbin/nginx", "test_pooling_listeners", "apt-get install nginx"},
+  };
   SRunner *r;
   int failed;
+  bool skipped = false;
+  size_t i;
 
   curl_global_init(CURL_GLOBAL_DEFAULT);
   r = srunner_create(probe_suite());
@@ -852,5 +988,7 @@ int main(void)
   failed = srunner_ntests_failed(r);
   srunner_free(r);
   curl_global_cleanup();
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  for(i = 0; i < sizeof(tools) / sizeof(tools[0]); i++)
+    skipped |= proc_skip_unless(tools[i].path, tools[i].test, tools[i].how);
+  return proc_suite_exit(failed, skipped);
 }
