@@ -29,6 +29,7 @@
 #include "backend.h"
 #include "kb_buf.h"
 #include "kb_users.h"
+#include "kbt.h"
 #include "probe.h"
 #include "proc.h"
 #include "proxy.h"
@@ -841,32 +842,6 @@ START_TEST(test_cli_errors)
 }
 END_TEST
 
-/* Reads the server's stdout line by line until one starts with prefix
- * followed by the port; returns the port, 0 at EOF. */
-static unsigned read_port(int fd, const char *prefix)
-{
-  char line[512];
-  size_t n = 0;
-  unsigned port = 0;
-
-  while(n < sizeof(line) - 1) {
-    char c;
-    ssize_t r = read(fd, &c, 1);
-    if(r <= 0)
-      break;
-    if(c != '\n') {
-      line[n++] = c;
-      continue;
-    }
-    line[n] = '\0';
-    if(!strncmp(line, prefix, strlen(prefix)) &&
-       (port = (unsigned)strtoul(line + strlen(prefix), NULL, 10)))
-      return port;
-    n = 0;
-  }
-  return 0;
-}
-
 /* Stops a server with SIGTERM and checks it said so and exited 0. */
 static void stop_server(pid_t pid, int outfd, int errfd)
 {
@@ -903,7 +878,7 @@ START_TEST(test_cli_own_listener)
         "--backend", "127.0.0.1:0", "--policy", (char *)policies[i],
         "--user",    (char *)alice, NULL};
     pid = proc_spawn(serve, &outfd, &errfd);
-    port = read_port(outfd, "ISA listener: http://127.0.0.1:");
+    port = proc_read_port(outfd, "ISA listener: http://127.0.0.1:");
     ck_assert_uint_gt(port, 0);
     snprintf(url, sizeof(url), "http://127.0.0.1:%u", port);
     {
@@ -923,7 +898,8 @@ START_TEST(test_cli_own_listener)
                         "--auth",  "integrated", "--user",   (char *)alice,
                         "--user",  (char *)bob,  NULL};
     pid = proc_spawn(exchange, &outfd, &errfd);
-    port = read_port(outfd, "Exchange (auth integrated) at http://127.0.0.1:");
+    port = proc_read_port(outfd,
+                          "Exchange (auth integrated) at http://127.0.0.1:");
     ck_assert_uint_gt(port, 0);
     snprintf(url, sizeof(url), "http://127.0.0.1:%u", port);
     snprintf(status, sizeof(status), "%s/kbsim/status", url);
@@ -977,16 +953,12 @@ int main(void)
       {"/usr/bin/htpasswd", "test_squid", "apt-get install apache2-utils"},
       {"/usr/sbin/nginx", "test_pooling_listeners", "apt-get install nginx"},
   };
-  SRunner *r;
   int failed;
   bool skipped = false;
   size_t i;
 
   curl_global_init(CURL_GLOBAL_DEFAULT);
-  r = srunner_create(probe_suite());
-  srunner_run_all(r, CK_NORMAL);
-  failed = srunner_ntests_failed(r);
-  srunner_free(r);
+  failed = kbt_run(probe_suite());
   curl_global_cleanup();
   for(i = 0; i < sizeof(tools) / sizeof(tools[0]); i++)
     skipped |= proc_skip_unless(tools[i].path, tools[i].test, tools[i].how);
