@@ -318,8 +318,8 @@ static void balancer__accept(struct balancer *b)
 static void balancer__note_reset(struct balancer__pair *p, int fd)
 {
   if((errno == ECONNRESET || errno == EPIPE) && !p->end)
-    p->end = fd == p->cfd ? BALANCER__END_CLIENT_RESET
-                          : BALANCER__END_MEMBER_RESET;
+    p->end =
+        fd == p->cfd ? BALANCER__END_CLIENT_RESET : BALANCER__END_MEMBER_RESET;
 }
 
 /* Reads what fd has into d's free space. Returns 0 (bytes, nothing yet or
@@ -363,8 +363,8 @@ static int balancer__read(const struct balancer *b, struct balancer__pair *p,
  * pair is over and the close that follows carries the FIN, after the
  * counters say so. Counts delivered bytes into *counter under the lock.
  * Returns 0, or -1 on a socket error (peer gone; a reset noted in p). */
-static int balancer__flush(struct balancer *b, struct balancer__pair *p,
-                           int fd, struct balancer__dir *d, bool last,
+static int balancer__flush(struct balancer *b, struct balancer__pair *p, int fd,
+                           struct balancer__dir *d, bool last,
                            uint64_t *counter)
 {
   if(d->len) {

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -34,6 +35,7 @@
 #include "kb_guard.h"
 #include "live.h"
 #include "secret.h"
+#include "serve_page.h"
 
 struct kbsim_endpoint {
   char host[64];
@@ -373,9 +375,9 @@ static int64_t kbsim_serve_now_us(void)
   return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
 }
 
-/* Writes what the recorder holds to --pcap, --transcript and --json,
- * those given; srv describes the array for --json. Returns 0, or -1 after
- * printing a one-line error. */
+/* Writes what the recorder holds to --pcap, --transcript, --json and
+ * --html, those given; srv describes the array for --json. Returns 0, or -1
+ * after printing a one-line error. */
 static int kbsim_serve_evidence(struct sim_recorder *rec,
                                 const struct kbsim_serve_opts *o,
                                 const struct evidence_serve *srv)
@@ -396,9 +398,26 @@ static int kbsim_serve_evidence(struct sim_recorder *rec,
     fprintf(stderr, "kbsim: %s\n", err);
     return -1;
   }
-  if(o->json && evidence_write_serve_json(rec, srv, o->json, err, sizeof(err))) {
-    fprintf(stderr, "kbsim: %s\n", err);
-    return -1;
+  if(o->json || o->html) {
+    /* One report: the page is drawn from what the JSON says. */
+    json_t *report = evidence_serve_report(rec, srv);
+    int result = 0;
+
+    if(!report) {
+      fprintf(stderr,
+              "kbsim: %s: could not build the report (out of "
+              "memory)\n",
+              o->json ? "--json" : "--html");
+      return -1;
+    }
+    if(o->json && evidence_write_serve_json(report, o->json, err, sizeof(err)))
+      result = -1;
+    else if(o->html && serve_page_write(report, o->html, err, sizeof(err)))
+      result = -1;
+    if(result)
+      fprintf(stderr, "kbsim: %s\n", err);
+    json_decref(report);
+    return result;
   }
   return 0;
 }

@@ -52,8 +52,7 @@ static const struct evidence_close_row evidence__close_rows[] = {
      "closed by the client in the middle of a request"},
     {KB_NOTE_SERVER_CLOSED_FIRST, true, false, "server-closed",
      "closed by ISA: its FIN reached the balancer first"},
-    {KB_NOTE_CLIENT_RESET, false, true, "reset",
-     "reset by the client (RST)"},
+    {KB_NOTE_CLIENT_RESET, false, true, "reset", "reset by the client (RST)"},
     {KB_NOTE_MEMBER_RESET, true, true, "reset", "reset by ISA (RST)"},
     {KB_NOTE_BALANCER_STOPPED, true, false, "stopped",
      "closed by serve: still open when it stopped"},
@@ -1524,14 +1523,13 @@ static json_t *evidence__serve_conns_json(const struct evidence_conns *conns)
     const char *code = evidence__close_code(c);
 
     json_array_append_new(
-        all,
-        json_pack("{s:s, s:s, s:o, s:o, s:o, s:I}", "name", c->name, "hop",
-                  c->hop == KB_HOP_CLIENT_PROXY ? "client-proxy"
-                                                : "proxy-backend",
-                  "opened", evidence__iso_json(c->opened, c->open_us),
-                  "closed", evidence__iso_json(c->closed, c->close_us), "close",
-                  code ? json_string(code) : json_null(), "messages",
-                  (json_int_t)c->nmsgs));
+        all, json_pack("{s:s, s:s, s:o, s:o, s:o, s:I}", "name", c->name, "hop",
+                       c->hop == KB_HOP_CLIENT_PROXY ? "client-proxy"
+                                                     : "proxy-backend",
+                       "opened", evidence__iso_json(c->opened, c->open_us),
+                       "closed", evidence__iso_json(c->closed, c->close_us),
+                       "close", code ? json_string(code) : json_null(),
+                       "messages", (json_int_t)c->nmsgs));
   }
   return all;
 }
@@ -1645,9 +1643,8 @@ static json_t *evidence__serve_members_json(const struct evidence_serve *srv)
   return all;
 }
 
-int evidence_write_serve_json(struct sim_recorder *rec,
-                              const struct evidence_serve *srv,
-                              const char *path, char *err, size_t errlen)
+struct json_t *evidence_serve_report(struct sim_recorder *rec,
+                                     const struct evidence_serve *srv)
 {
   struct evidence_run run = {.sc = srv->sc,
                              .scenario_text = srv->scenario_text};
@@ -1657,38 +1654,33 @@ int evidence_write_serve_json(struct sim_recorder *rec,
   json_int_t skipped = 0, empty_posts_forwarded = 0;
   char(*secrets)[256] = calloc(EVIDENCE_MAX_SECRETS, sizeof(*secrets));
   size_t i, nsecrets;
-  FILE *out;
-  int result = 0;
 
-  if(!secrets) {
-    snprintf(err, errlen, "--json: could not build the report (out of memory)");
-    return -1;
-  }
+  if(!secrets)
+    return NULL;
   nsecrets = evidence__secrets(srv->sc, secrets);
   for(i = 0; i < srv->nmembers; i++) {
     skipped += (json_int_t)srv->members[i].reauth_skipped;
     empty_posts_forwarded += (json_int_t)srv->members[i].forwarded_empty_posts;
   }
   if(srv->balanced)
-    balancer = json_pack(
-        "{s:s, s:I, s:I, s:I}", "mode", balancer_mode_name(srv->sc->balancer),
-        "accepted", (json_int_t)srv->balancer.accepted, "refused",
-        (json_int_t)srv->balancer.refused, "connect_failed",
-        (json_int_t)srv->balancer.connect_failed);
+    balancer = json_pack("{s:s, s:I, s:I, s:I}", "mode",
+                         balancer_mode_name(srv->sc->balancer), "accepted",
+                         (json_int_t)srv->balancer.accepted, "refused",
+                         (json_int_t)srv->balancer.refused, "connect_failed",
+                         (json_int_t)srv->balancer.connect_failed);
   pthread_mutex_lock(&rec->lock);
   if(evidence__group(rec, &conns)) {
     pthread_mutex_unlock(&rec->lock);
     json_decref(balancer);
     free(secrets);
-    snprintf(err, errlen, "--json: could not build the report (out of memory)");
-    return -1;
+    return NULL;
   }
   for(i = 0; i < conns.count; i++)
     if(conns.items[i].why && conns.items[i].why->reset)
       resets++;
   conns_json = evidence__serve_conns_json(&conns);
-  exchanges =
-      evidence__serve_exchanges_json(rec, &requests, &forwarded, &server_errors);
+  exchanges = evidence__serve_exchanges_json(rec, &requests, &forwarded,
+                                             &server_errors);
   root = json_pack(
       "{s:i, s:s, s:o, s:o, s:{s:s, s:s, s:s}, s:o, s:o, s:o, s:o, s:s, s:o, "
       "s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
@@ -1710,24 +1702,24 @@ int evidence_write_serve_json(struct sim_recorder *rec,
   evidence__conns_free(&conns);
   explicit_bzero(secrets, EVIDENCE_MAX_SECRETS * sizeof(*secrets));
   free(secrets);
-  if(!root) {
-    snprintf(err, errlen, "--json: could not build the report (out of memory)");
-    return -1;
-  }
-  out = evidence_open("--json", path, err, errlen);
+  return root;
+}
+
+int evidence_write_serve_json(const struct json_t *report, const char *path,
+                              char *err, size_t errlen)
+{
+  FILE *out = evidence_open("--json", path, err, errlen);
+  int result = 0;
+
   if(!out)
+    return -1;
+  if(json_dumpf(report, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER) ||
+     fputc('\n', out) == EOF) {
+    snprintf(err, errlen, "--json %s: cannot write: %s", path, strerror(errno));
     result = -1;
-  else {
-    if(json_dumpf(root, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER) ||
-       fputc('\n', out) == EOF) {
-      snprintf(err, errlen, "--json %s: cannot write: %s", path,
-               strerror(errno));
-      result = -1;
-    }
-    if(evidence_close(out, "--json", path, result ? NULL : err, errlen))
-      result = -1;
   }
-  json_decref(root);
+  if(evidence_close(out, "--json", path, result ? NULL : err, errlen))
+    result = -1;
   return result;
 }
 

@@ -1015,8 +1015,7 @@ static int count_in(const char *s, const char *part)
 }
 
 /* The integer at key in the object at section of root. */
-static long long json_int_at(json_t *root, const char *section,
-                             const char *key)
+static long long json_int_at(json_t *root, const char *section, const char *key)
 {
   json_t *v = json_object_get(json_object_get(root, section), key);
 
@@ -1045,16 +1044,24 @@ static void schema_valid(const char *path)
 }
 
 /* `kbsim client --pcap --transcript --json --html` against `kbsim serve
- * --pcap --transcript --json` records its own hop on the real clock: tshark decodes
- * the handshake and the bug's 500s, and tests/pcap-judge finds the capture and
- * the transcript the same bytes, message by message, each header block in one
- * segment. */
+ * --pcap --transcript --json` records its own hop on the real clock: tshark
+ * decodes the handshake and the bug's 500s, and tests/pcap-judge finds the
+ * capture and the transcript the same bytes, message by message, each header
+ * block in one segment. */
 START_TEST(client_and_serve_record_a_session)
 {
   char dir[256], url[64], pcap[512], txt[512], json[512], html[512];
-  char spcap[512], stxt[512], sjson[512];
-  const char *args[] = {SCENARIOS_DIR "/bug.ini", "--pcap", spcap, "--transcript",
-                        stxt, "--json", sjson, NULL};
+  char spcap[512], stxt[512], sjson[512], shtml[512];
+  const char *args[] = {SCENARIOS_DIR "/bug.ini",
+                        "--pcap",
+                        spcap,
+                        "--transcript",
+                        stxt,
+                        "--json",
+                        sjson,
+                        "--html",
+                        shtml,
+                        NULL};
   char *sjudge[] = {TESTS_DIR "/pcap-judge", "--live", spcap, stxt, NULL};
   char *sfields[] = {"/usr/bin/tshark",
                      "-n",
@@ -1097,6 +1104,7 @@ START_TEST(client_and_serve_record_a_session)
   snprintf(spcap, sizeof(spcap), "%s/serve.pcap", dir);
   snprintf(stxt, sizeof(stxt), "%s/serve.txt", dir);
   snprintf(sjson, sizeof(sjson), "%s/serve.json", dir);
+  snprintf(shtml, sizeof(shtml), "%s/serve.html", dir);
   serve_start(&s, args);
   snprintf(url, sizeof(url), "http://127.0.0.1:%u/", s.balancer);
   kbsim(&p, cargs);
@@ -1120,8 +1128,7 @@ START_TEST(client_and_serve_record_a_session)
 
     ck_assert_msg(root != NULL, "%s: %s", sjson, jerr.text);
     schema_valid(sjson);
-    ck_assert_str_eq(json_string_value(json_object_get(root, "kind")),
-                     "serve");
+    ck_assert_str_eq(json_string_value(json_object_get(root, "kind")), "serve");
     ck_assert_str_eq(json_string_value(json_object_get(root, "signal")),
                      "SIGTERM");
     ck_assert_int_eq(json_int_at(root, "summary", "requests"), 5);
@@ -1152,14 +1159,27 @@ START_TEST(client_and_serve_record_a_session)
       if(!strcmp(json_string_value(json_array_get(notes, 0)),
                  "reauth-skipped")) {
         skipped++;
-        ck_assert_int_eq(json_integer_value(json_object_get(x, "status")),
-                         500);
+        ck_assert_int_eq(json_integer_value(json_object_get(x, "status")), 500);
         ck_assert_int_eq(
             json_integer_value(json_object_get(x, "request_body_length")), 0);
       }
     }
     ck_assert_int_eq(skipped, 2);
     ck_assert_int_eq(upstream, 3);
+    {
+      /* The page of the same: each failing POST marked on both hops, and
+       * why in words on the row, not in a tooltip. */
+      size_t hlen;
+      char *page = proc_slurp(shtml, &hlen);
+      ck_assert_int_eq(count_in(page, "<tr class=\"x bug\">"), 2);
+      ck_assert_int_eq(count_in(page, "<tr class=\"x up bug\">"), 2);
+      ck_assert_int_eq(count_in(page, "the POST reached Exchange without its "
+                                      "body (KB 942638)"),
+                       2);
+      ck_assert_int_eq(count_in(page, "<tr class=\"conn\">"), 2);
+      ck_assert_ptr_null(strstr(page, "title="));
+      free(page);
+    }
     /* The connections as the transcript names them, with why they
      * closed: the client hung up, ISA closed its upstream. */
     conns = json_object_get(root, "connections");
@@ -1350,10 +1370,17 @@ END_TEST
  * as a reset. */
 START_TEST(serve_records_a_reset)
 {
-  static const char req[] = "GET /EWS/Exchange.asmx HTTP/1.1\r\nHost: a\r\n\r\n";
+  static const char req[] =
+      "GET /EWS/Exchange.asmx HTTP/1.1\r\nHost: a\r\n\r\n";
   char dir[256], pcap[512], txt[512], json[512], buf[4096];
-  const char *args[] = {SCENARIOS_DIR "/bug.ini", "--pcap", pcap, "--transcript",
-                        txt, "--json", json, NULL};
+  const char *args[] = {SCENARIOS_DIR "/bug.ini",
+                        "--pcap",
+                        pcap,
+                        "--transcript",
+                        txt,
+                        "--json",
+                        json,
+                        NULL};
   char *flags[] = {"/usr/bin/tshark",
                    "-n",
                    "-r",
