@@ -383,7 +383,10 @@ static void evidence__close_reasons(const struct sim_recorder *rec,
     key.name = (char *)rec->events[k].conn_name;
     c = bsearch(&key, conns->items, conns->count, sizeof(*conns->items),
                 evidence__conn_cmp);
-    if(c && c->hop == KB_HOP_CLIENT_PROXY) {
+    /* A connection ISA or the client had already begun to close when
+     * serve stopped keeps that reason: the stop only finished it. */
+    if(c && c->hop == KB_HOP_CLIENT_PROXY &&
+       !(c->why && ev->note == KB_NOTE_BALANCER_STOPPED)) {
       c->why = &evidence__close_rows[r];
       c->why_text = ev->text;
     }
