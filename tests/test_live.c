@@ -575,7 +575,7 @@ static unsigned banner_port(const struct served *s, const char *label)
  * (PR_SET_PDEATHSIG), whatever the test's fate. */
 static void serve_start(struct served *s, const char *const *args)
 {
-  char *argv[16] = {KBSIM_BIN, "serve"};
+  char *argv[24] = {KBSIM_BIN, "serve"};
   int o[2], e[2];
   size_t i;
 
@@ -1781,10 +1781,13 @@ END_TEST
 /* The original flag form keeps working, with --auth and --admin added. */
 START_TEST(serve_flag_form_with_auth_and_admin)
 {
-  static const char *const args[] = {
+  char dir[256], json[512];
+  const char *const args[] = {
       "--proxy",        "127.0.0.1:0", "--backend", "127.0.0.1:0", "--policy",
       "per-connection", "--user",      ALICE,       "--auth",      "basic",
-      "--admin",        "127.0.0.1:0", NULL};
+      "--admin",        "127.0.0.1:0", "--json",    json,          NULL};
+  json_error_t jerr;
+  json_t *root, *m, *ex;
   struct served s;
   struct proc_out p;
   char url[96];
@@ -1801,6 +1804,8 @@ START_TEST(serve_flag_form_with_auth_and_admin)
                         NULL};
   json_t *st;
 
+  proc_tmpdir("kbsim-live", dir, sizeof(dir));
+  snprintf(json, sizeof(json), "%s/flag.json", dir);
   serve_start(&s, args);
   ck_assert_uint_gt(s.listener, 0);
   ck_assert_uint_gt(s.admin, 0);
@@ -1830,6 +1835,39 @@ START_TEST(serve_flag_form_with_auth_and_admin)
   json_decref(st);
   serve_stop(&s);
   kb_buf_free(&s.rest);
+
+  /* The report says what ctl changed, that there was no balancer, and
+   * what the one request did on each hop. */
+  root = json_load_file(json, 0, &jerr);
+  ck_assert_msg(root != NULL, "%s: %s", json, jerr.text);
+  schema_valid(json);
+  ck_assert(json_is_null(json_object_get(root, "balancer")));
+  m = json_array_get(json_object_get(root, "members"), 0);
+  ck_assert_str_eq(json_string_value(json_object_get(m, "policy")),
+                   "per-connection");
+  ck_assert_str_eq(json_string_value(json_object_get(m, "policy_at_stop")),
+                   "per-request");
+  ck_assert_str_eq(json_string_value(json_object_get(
+                       json_object_get(root, "scenario"), "name")),
+                   "serve");
+  ex = json_object_get(root, "exchanges");
+  ck_assert_int_eq(json_array_size(ex), 2);
+  ck_assert_int_eq(json_int_at(root, "summary", "requests"), 1);
+  ck_assert_int_eq(json_int_at(root, "summary", "forwarded"), 1);
+  {
+    /* Recorded in the order they happened: Exchange may answer before or
+     * after the member has written its own line. */
+    json_t *front = json_array_get(ex, 0);
+    if(strcmp(json_string_value(json_object_get(front, "hop")), "client-proxy"))
+      front = json_array_get(ex, 1);
+    ck_assert_str_eq(json_string_value(json_object_get(front, "hop")),
+                     "client-proxy");
+    ck_assert_str_eq(
+        json_string_value(json_array_get(json_object_get(front, "notes"), 0)),
+        "basic-ok");
+  }
+  json_decref(root);
+  proc_rmdir(dir);
 }
 END_TEST
 
