@@ -139,12 +139,13 @@ static void serve_page__exchanges(FILE *out, const json_t *report)
   const json_t *all = json_object_get(report, "exchanges");
   size_t i, j, k;
 
-  fputs("<h2>Requests</h2>\n<p>The client hop as the member answered it, "
-        "the upstream hop as Exchange did, in the order they happened.</p>\n"
-        "<table><tr><th>time</th><th>hop</th><th>seen by</th>"
-        "<th>connection</th><th>request</th><th>Authorization</th>"
-        "<th>body</th><th>status</th><th>the listener's decision</th></tr>\n",
-        out);
+  fputs(
+      "<h2>Requests</h2>\n<p>The client hop as the member answered it, "
+      "the upstream hop as Exchange did, in the order they were recorded.</p>\n"
+      "<table><tr><th>time</th><th>hop</th><th>seen by</th>"
+      "<th>connection</th><th>request</th><th>Authorization</th>"
+      "<th>body</th><th>status</th><th>the listener's decision</th></tr>\n",
+      out);
   for(i = 0; i < json_array_size(all); i++) {
     const json_t *x = json_array_get(all, i);
     const json_t *notes = json_object_get(x, "notes");
