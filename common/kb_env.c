@@ -179,6 +179,9 @@ static const char *const kb_note_names[KB_NOTE_COUNT] = {
     [KB_NOTE_NOTIFICATION] = "notification",
     [KB_NOTE_LOG] = "log",
     [KB_NOTE_SERVER_CLOSED_FIRST] = "server-closed-first",
+    [KB_NOTE_CLIENT_RESET] = "client-reset",
+    [KB_NOTE_MEMBER_RESET] = "member-reset",
+    [KB_NOTE_BALANCER_STOPPED] = "balancer-stopped",
 };
 
 const char *kb_note_name(enum kb_note code)

@@ -174,6 +174,9 @@ enum kb_note {
 
   /* The balancer in front of a live array. */
   KB_NOTE_SERVER_CLOSED_FIRST, /* the member sent FIN before the client */
+  KB_NOTE_CLIENT_RESET,        /* the client reset the connection (RST) */
+  KB_NOTE_MEMBER_RESET,        /* the member reset the connection (RST) */
+  KB_NOTE_BALANCER_STOPPED,    /* still open when serve stopped: closed */
 
   KB_NOTE_COUNT /* not a code: the number of codes */
 };

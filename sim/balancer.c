@@ -7,7 +7,9 @@
  * feels TCP back-pressure instead of the balancer growing), and a source's
  * FIN becomes shutdown(SHUT_WR) on the other side once the buffer is
  * flushed. A pair ends when both directions have ended, or at the first
- * error on either side; both sockets are then closed together.
+ * error on either side; both sockets are then closed together. A side that
+ * reset its connection (RST) gets the other side reset too, as a TCP
+ * balancer passes a reset on, and the trace notes who reset it.
  */
 #include "balancer.h"
 #include "kb_net.h"
@@ -42,6 +44,14 @@ enum balancer__state {
 /* What one service pass decided for a pair. */
 enum balancer__verdict { BALANCER__ALIVE = 0, BALANCER__DONE };
 
+/* How a pair ended, when not both FINs passed on. */
+enum balancer__end {
+  BALANCER__END_CLOSED = 0,   /* FINs, or a socket error that is no reset */
+  BALANCER__END_CLIENT_RESET, /* the client sent RST */
+  BALANCER__END_MEMBER_RESET, /* the member sent RST */
+  BALANCER__END_STOPPED       /* still open when the balancer stopped */
+};
+
 /* One direction of a pair: bytes read from its source and not yet written
  * to its destination, at buf[off .. off + len). */
 struct balancer__dir {
@@ -60,6 +70,7 @@ struct balancer__pair {
   enum balancer__state state;
   struct balancer__dir up;   /* client -> member */
   struct balancer__dir down; /* member -> client */
+  enum balancer__end end;
   bool dead;
 };
 
@@ -158,14 +169,48 @@ static void balancer__pair_free(struct balancer__pair *p)
   free(p);
 }
 
+/* Makes the close of fd send RST instead of FIN. */
+static void balancer__reset_on_close(int fd)
+{
+  struct linger lg = {1, 0};
+
+  (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+/* What the trace says about a pair that did not end with both FINs. */
+static const struct {
+  enum kb_note note;
+  const char *text;
+} balancer__ends[] = {
+    [BALANCER__END_CLOSED] = {KB_NOTE_NONE, NULL},
+    [BALANCER__END_CLIENT_RESET] = {KB_NOTE_CLIENT_RESET,
+                                    "the client reset it; reset passed on "
+                                    "to the member"},
+    [BALANCER__END_MEMBER_RESET] = {KB_NOTE_MEMBER_RESET,
+                                    "the member reset it; reset passed on "
+                                    "to the client"},
+    [BALANCER__END_STOPPED] = {KB_NOTE_BALANCER_STOPPED,
+                               "still open when serve stopped: closed by "
+                               "the balancer"},
+};
+
 /* Ends a pair: counts it closed first, then closes both sockets together,
- * so that whoever sees the close also sees the counters. */
+ * so that whoever sees the close also sees the counters. A reset on one
+ * side becomes a reset of the other. */
 static void balancer__pair_close(struct balancer *b, struct balancer__pair *p)
 {
   pthread_mutex_lock(&b->lock);
   b->stats.open--;
   b->stats.member_open[p->member]--;
   pthread_mutex_unlock(&b->lock);
+  if(p->end == BALANCER__END_CLIENT_RESET)
+    balancer__reset_on_close(p->mfd);
+  else if(p->end == BALANCER__END_MEMBER_RESET)
+    balancer__reset_on_close(p->cfd);
+  if(balancer__ends[p->end].text && b->trace.emit)
+    kb_trace_note(&b->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_CLIENT, "balancer",
+                  p->k, balancer__ends[p->end].note, "balancer conn %llu: %s",
+                  (unsigned long long)p->k, balancer__ends[p->end].text);
   close(p->cfd);
   close(p->mfd);
   p->cfd = p->mfd = -1;
@@ -267,11 +312,19 @@ static void balancer__accept(struct balancer *b)
   }
 }
 
+/* Notes in p's end that the peer on fd reset its connection, when errno
+ * says so (a send after the peer's RST fails with EPIPE). */
+static void balancer__note_reset(struct balancer__pair *p, int fd)
+{
+  if((errno == ECONNRESET || errno == EPIPE) && !p->end)
+    p->end =
+        fd == p->cfd ? BALANCER__END_CLIENT_RESET : BALANCER__END_MEMBER_RESET;
+}
+
 /* Reads what fd has into d's free space. Returns 0 (bytes, nothing yet or
- * FIN recorded in d->eof), or -1 on a socket error. */
-static int balancer__read(const struct balancer *b,
-                          const struct balancer__pair *p, int fd,
-                          struct balancer__dir *d, size_t size)
+ * FIN recorded in d->eof), or -1 on a socket error (a reset noted in p). */
+static int balancer__read(const struct balancer *b, struct balancer__pair *p,
+                          int fd, struct balancer__dir *d, size_t size)
 {
   ssize_t n;
 
@@ -297,8 +350,10 @@ static int balancer__read(const struct balancer *b,
                     (unsigned long long)p->k);
     d->eof = true;
   }
-  else if(errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+  else if(errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    balancer__note_reset(p, fd);
     return -1;
+  }
   return 0;
 }
 
@@ -306,9 +361,10 @@ static int balancer__read(const struct balancer *b,
  * empty - unless the other direction has already ended (last): then the
  * pair is over and the close that follows carries the FIN, after the
  * counters say so. Counts delivered bytes into *counter under the lock.
- * Returns 0, or -1 on a socket error (peer gone). */
-static int balancer__flush(struct balancer *b, int fd, struct balancer__dir *d,
-                           bool last, uint64_t *counter)
+ * Returns 0, or -1 on a socket error (peer gone; a reset noted in p). */
+static int balancer__flush(struct balancer *b, struct balancer__pair *p, int fd,
+                           struct balancer__dir *d, bool last,
+                           uint64_t *counter)
 {
   if(d->len) {
     ssize_t n = send(fd, d->buf + d->off, d->len, MSG_NOSIGNAL);
@@ -322,8 +378,11 @@ static int balancer__flush(struct balancer *b, int fd, struct balancer__dir *d,
       *counter += (uint64_t)n;
       pthread_mutex_unlock(&b->lock);
     }
-    else if(n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+    else if(n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+            errno != EINTR) {
+      balancer__note_reset(p, fd);
       return -1;
+    }
   }
   if(d->eof && !d->len && !d->shut) {
     /* The peer may already be gone; its close will show on the next
@@ -366,9 +425,9 @@ static enum balancer__verdict balancer__service(struct balancer *b,
     return BALANCER__DONE;
   /* Write whenever there is something to write: a non-blocking send just
    * says EAGAIN when the socket is full. */
-  if(balancer__flush(b, p->mfd, &p->up, p->down.shut,
+  if(balancer__flush(b, p, p->mfd, &p->up, p->down.shut,
                      &b->stats.bytes_to_members) ||
-     balancer__flush(b, p->cfd, &p->down, p->up.shut,
+     balancer__flush(b, p, p->cfd, &p->down, p->up.shut,
                      &b->stats.bytes_to_clients))
     return BALANCER__DONE;
   return p->up.shut && p->down.shut ? BALANCER__DONE : BALANCER__ALIVE;
@@ -575,6 +634,7 @@ void balancer_stop(struct balancer *b)
     pthread_join(b->thread, NULL);
   }
   for(i = 0; b->pairs && i < b->npairs; i++) {
+    b->pairs[i]->end = BALANCER__END_STOPPED;
     balancer__pair_close(b, b->pairs[i]);
     balancer__pair_free(b->pairs[i]);
   }

@@ -18,11 +18,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "admin.h"
@@ -33,6 +35,7 @@
 #include "kb_guard.h"
 #include "live.h"
 #include "secret.h"
+#include "serve_page.h"
 
 struct kbsim_endpoint {
   char host[64];
@@ -51,9 +54,25 @@ struct kbsim_serve_opts {
   bool exit_now;          /* --help printed: exit with the code returned */
   const char *admin_hosts[ADMIN_MAX_HOSTS]; /* --admin-host */
   size_t nadmin_hosts;
-  bool quiet;                    /* -q: no line per request */
-  const char *pcap, *transcript; /* evidence written on SIGINT/SIGTERM */
+  bool quiet; /* -q: no line per request */
+  /* Evidence written on SIGINT/SIGTERM. */
+  const char *pcap, *transcript, *json, *html;
 };
+
+/* Both sinks of a recording serve: the live view (terminal lines, the
+ * console) and the recorder the files are written from. */
+struct kbsim_serve_tee {
+  struct kb_trace live, rec;
+};
+
+/* kb_trace emit: hands ev to both sinks, each of which locks its own. */
+static void kbsim_serve_tee_emit(void *ctx, const struct kb_trace_event *ev)
+{
+  const struct kbsim_serve_tee *t = ctx;
+
+  kb_trace_emit(&t->live, ev);
+  kb_trace_emit(&t->rec, ev);
+}
 
 /* Formats http://host:port/ (IPv6 literals bracketed) into out. */
 static void kbsim_serve_url(const char *host, uint16_t port, char *out,
@@ -107,6 +126,14 @@ static const struct kbsim_opt serve_opts[] = {
      "On SIGINT/SIGTERM, write what passed: the client hop as the balancer "
      "relayed it and every member's upstream hop, as a capture."},
     {"transcript", 't', "FILE", "The same as exact bytes, NTLM decoded."},
+    {"json", 'j', "FILE",
+     "On SIGINT/SIGTERM, the JSON report of what passed: every connection "
+     "of both hops with its close reason, every exchange as the members "
+     "and Exchange saw it, the counters."},
+    {"html", 'w', "FILE",
+     "On SIGINT/SIGTERM, the page of what passed: both hops' connections, "
+     "each request with the listener's decision and what reached "
+     "Exchange."},
     {NULL, 0, NULL, NULL}};
 
 const struct kbsim_command kbsim_serve_command = {
@@ -211,6 +238,12 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
     case 't':
       o->transcript = optarg;
       break;
+    case 'j':
+      o->json = optarg;
+      break;
+    case 'w':
+      o->html = optarg;
+      break;
     }
   }
   if(c < 0) {
@@ -224,7 +257,7 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
                           argv[optind]);
   {
     /* Written on SIGINT/SIGTERM, checked now; "-" is standard output. */
-    struct evidence_want w = {o->transcript, o->pcap, NULL, NULL};
+    struct evidence_want w = {o->transcript, o->pcap, o->json, o->html};
     struct evidence_paths paths;
     const char *name = "serve";
     enum evidence_status st =
@@ -333,10 +366,21 @@ static void kbsim_serve_print_array(const struct scenario *sc,
          strchr(o->admin.host, ':') ? "]" : "", (unsigned)admin_port(adm));
 }
 
-/* Writes what the recorder holds to --pcap and --transcript, those given.
- * Returns 0, or -1 after printing a one-line error. */
+/* Returns the real clock in microseconds since the epoch. */
+static int64_t kbsim_serve_now_us(void)
+{
+  struct timespec now;
+
+  clock_gettime(CLOCK_REALTIME, &now);
+  return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
+
+/* Writes what the recorder holds to --pcap, --transcript, --json and
+ * --html, those given; srv describes the array for --json. Returns 0, or -1
+ * after printing a one-line error. */
 static int kbsim_serve_evidence(struct sim_recorder *rec,
-                                const struct kbsim_serve_opts *o)
+                                const struct kbsim_serve_opts *o,
+                                const struct evidence_serve *srv)
 {
   char err[512];
 
@@ -353,6 +397,27 @@ static int kbsim_serve_evidence(struct sim_recorder *rec,
   if(o->pcap && evidence_write_pcap(rec, o->pcap, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     return -1;
+  }
+  if(o->json || o->html) {
+    /* One report: the page is drawn from what the JSON says. */
+    json_t *report = evidence_serve_report(rec, srv);
+    int result = 0;
+
+    if(!report) {
+      fprintf(stderr,
+              "kbsim: %s: could not build the report (out of "
+              "memory)\n",
+              o->json ? "--json" : "--html");
+      return -1;
+    }
+    if(o->json && evidence_write_serve_json(report, o->json, err, sizeof(err)))
+      result = -1;
+    else if(o->html && serve_page_write(report, o->html, err, sizeof(err)))
+      result = -1;
+    if(result)
+      fprintf(stderr, "kbsim: %s\n", err);
+    json_decref(report);
+    return result;
   }
   return 0;
 }
@@ -382,7 +447,9 @@ static int kbsim_serve_run(const struct scenario *sc,
   size_t i;
   int sig = 0, result = 1;
   struct sim_recorder rec;
-  bool recording = o->pcap || o->transcript;
+  bool recording = o->pcap || o->transcript || o->json || o->html;
+  struct kbsim_serve_tee tee;
+  struct evidence_serve *srv = calloc(1, sizeof(*srv));
 
   /* Block the stop signals before any thread starts, so every thread
    * inherits the mask and only sigwait() below receives them. */
@@ -391,6 +458,10 @@ static int kbsim_serve_run(const struct scenario *sc,
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+  if(!srv) {
+    fprintf(stderr, "kbsim: out of memory\n");
+    goto done;
+  }
   memset(&lcfg, 0, sizeof(lcfg));
   lcfg.out = o->quiet ? NULL : stdout;
   if(live_new(&lcfg, &live, err, sizeof(err))) {
@@ -420,8 +491,12 @@ static int kbsim_serve_run(const struct scenario *sc,
   /* --pcap/--transcript: every member's upstream hop (its libcurl) and,
    * through the balancer, the client hop, stamped on the real clock. */
   sim_recorder_init(&rec, true);
-  if(recording)
-    cfg.trace = sim_recorder_as_kb(&rec);
+  if(recording) {
+    tee.live = cfg.trace;
+    tee.rec = sim_recorder_as_kb(&rec);
+    cfg.trace.emit = kbsim_serve_tee_emit;
+    cfg.trace.ctx = &tee;
+  }
   if(sim_topology_start(&cfg, &topo, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     goto done;
@@ -544,24 +619,46 @@ static int kbsim_serve_run(const struct scenario *sc,
   }
   printf("serving until SIGINT or SIGTERM\n");
   fflush(stdout);
+  srv->started_us = kbsim_serve_now_us();
   sigwait(&set, &sig);
-  printf("stopping on %s\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  srv->stopped_us = kbsim_serve_now_us();
+  srv->signal = sig == SIGINT ? "SIGINT" : "SIGTERM";
+  printf("stopping on %s\n", srv->signal);
   fflush(stdout);
   result = 0;
 
 done:
   /* The admin endpoint and the balancer point into the topology: stop
-   * them first. */
+   * them first. What --json reports is read on the way: the balancer's
+   * counters before it goes, the members' once nothing reaches them. */
   admin_stop(adm);
   if(token_path[0])
     unlink(token_path);
+  if(srv && bal)
+    balancer_stats(bal, &srv->balancer);
   balancer_stop(bal);
+  if(srv && topo) {
+    srv->sc = sc;
+    srv->balanced = balanced;
+    srv->nmembers = topo->nproxies;
+    for(i = 0; i < topo->nproxies; i++) {
+      srv->policies[i] = proxy_get_policy(topo->proxies[i]);
+      proxy_stats(topo->proxies[i], &srv->members[i]);
+    }
+    backend_stats(topo->backend, &srv->backend);
+  }
   sim_topology_stop(topo);
   live_free(live); /* nothing emits into it any more */
   /* Everything stopped, every close recorded: now the files. */
-  if(recording && !result && kbsim_serve_evidence(&rec, o))
-    result = 1;
+  if(recording && !result) {
+    char *text = sc->path[0] ? evidence_read_text(sc->path) : NULL;
+    srv->scenario_text = text;
+    if(kbsim_serve_evidence(&rec, o, srv))
+      result = 1;
+    free(text);
+  }
   sim_recorder_free(&rec);
+  free(srv);
   return result;
 }
 

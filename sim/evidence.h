@@ -65,6 +65,38 @@ int evidence_write_json(struct sim_recorder *rec,
                         const struct evidence_run *run, const char *path,
                         char *err, size_t errlen);
 
+/* What `kbsim serve`'s JSON report describes besides what the recorder
+ * holds: the array as it was started, its counters and policies at the
+ * stop, and when it ran (the real clock). Everything is borrowed. */
+struct evidence_serve {
+  const struct scenario *sc; /* the scenario served, or the flag form's */
+  const char *scenario_text; /* sc's file as read, or NULL (flag form) */
+  bool balanced;             /* false: the flag form, no balancer */
+  size_t nmembers;           /* sc->nmembers */
+  enum proxy_policy policies[SIM_MAX_MEMBERS]; /* in force at the stop */
+  struct proxy_stats members[SIM_MAX_MEMBERS];
+  struct backend_stats backend;
+  struct balancer_stats balancer; /* balanced only */
+  int64_t started_us, stopped_us; /* real clock, us since the epoch */
+  const char *signal;             /* "SIGINT" or "SIGTERM" */
+};
+
+struct json_t; /* jansson's */
+
+/* Builds serve's JSON report (version 2, kind "serve",
+ * docs/report.schema.json): every connection of both hops as the evidence
+ * files name it, with its open and close times and the reason it closed;
+ * every exchange as the members (client hop) and Exchange (upstream hop)
+ * saw it, with the observer's note codes; the members and counters.
+ * Returns it (release with json_decref), or NULL when out of memory. */
+struct json_t *evidence_serve_report(struct sim_recorder *rec,
+                                     const struct evidence_serve *srv);
+
+/* Writes what evidence_serve_report built to path; "-" is standard
+ * output. Returns 0, or -1 with a one-line reason in err. */
+int evidence_write_serve_json(const struct json_t *report, const char *path,
+                              char *err, size_t errlen);
+
 /* Writes the transcript (evidence_write_transcript) to path; "-" is
  * standard output. Returns 0, or -1 with a one-line reason in err. */
 int evidence_write_transcript_to(struct sim_recorder *rec, const char *path,

@@ -544,7 +544,7 @@ static unsigned banner_port(const struct served *s, const char *label)
  * (PR_SET_PDEATHSIG), whatever the test's fate. */
 static void serve_start(struct served *s, const char *const *args)
 {
-  char *argv[16] = {KBSIM_BIN, "serve"};
+  char *argv[24] = {KBSIM_BIN, "serve"};
   int o[2], e[2];
   size_t i;
 
@@ -956,17 +956,66 @@ START_TEST(readme_demo_apply_fix_fixes_sp1)
 }
 END_TEST
 
+/* Counts the occurrences of part in s. */
+static int count_in(const char *s, const char *part)
+{
+  int count = 0;
+
+  while((s = strstr(s, part)) != NULL) {
+    count++;
+    s++;
+  }
+  return count;
+}
+
+/* The integer at key in the object at section of root. */
+static long long json_int_at(json_t *root, const char *section, const char *key)
+{
+  json_t *v = json_object_get(json_object_get(root, section), key);
+
+  ck_assert_msg(json_is_integer(v), "%s has no integer %s", section, key);
+  return (long long)json_integer_value(v);
+}
+
+/* Validates the JSON report at path against docs/report.schema.json with
+ * python3-jsonschema. */
+static void schema_valid(const char *path)
+{
+  char *schema[] = {"/usr/bin/python3",
+                    "-m",
+                    "jsonschema",
+                    "-i",
+                    (char *)path,
+                    SCENARIOS_DIR "/../docs/report.schema.json",
+                    NULL};
+  struct proc_out v;
+
+  ck_assert_msg(access("/usr/lib/python3/dist-packages/jsonschema", F_OK) == 0,
+                "python3-jsonschema is missing: run scripts/setup");
+  proc_run(schema, &v);
+  ck_assert_msg(v.status == 0, "%s: %s%s", path, v.out.data, v.err.data);
+  proc_free(&v);
+}
+
 /* `kbsim client --pcap --transcript --json --html` against `kbsim serve
- * --pcap --transcript` records its own hop on the real clock: tshark decodes
- * the handshake and the bug's 500s, and tests/pcap-judge finds the capture and
- * the transcript the same bytes, message by message, each header block in one
- * segment. */
+ * --pcap --transcript --json` records its own hop on the real clock: tshark
+ * decodes the handshake and the bug's 500s, and tests/pcap-judge finds the
+ * capture and the transcript the same bytes, message by message, each header
+ * block in one segment. */
 START_TEST(client_and_serve_record_a_session)
 {
   char dir[256], url[64], pcap[512], txt[512], json[512], html[512];
-  char spcap[512], stxt[512];
-  const char *args[] = {SCENARIOS_DIR "/bug.ini", "--pcap", spcap,
-                        "--transcript",           stxt,     NULL};
+  char spcap[512], stxt[512], sjson[512], shtml[512];
+  const char *args[] = {SCENARIOS_DIR "/bug.ini",
+                        "--pcap",
+                        spcap,
+                        "--transcript",
+                        stxt,
+                        "--json",
+                        sjson,
+                        "--html",
+                        shtml,
+                        NULL};
   char *sjudge[] = {TESTS_DIR "/pcap-judge", "--live", spcap, stxt, NULL};
   const char *cargs[] = {
       "client",       "--url", url,      "--user", ALICE,    "--pcap", pcap,
@@ -982,6 +1031,8 @@ START_TEST(client_and_serve_record_a_session)
   snprintf(html, sizeof(html), "%s/live.html", dir);
   snprintf(spcap, sizeof(spcap), "%s/serve.pcap", dir);
   snprintf(stxt, sizeof(stxt), "%s/serve.txt", dir);
+  snprintf(sjson, sizeof(sjson), "%s/serve.json", dir);
+  snprintf(shtml, sizeof(shtml), "%s/serve.html", dir);
   serve_start(&s, args);
   snprintf(url, sizeof(url), "http://127.0.0.1:%u/", s.balancer);
   kbsim(&p, cargs);
@@ -989,7 +1040,87 @@ START_TEST(client_and_serve_record_a_session)
                 p.err.data);
   proc_free(&p);
   serve_stop(&s);
+  /* Recording keeps the line per request: the five the member answered,
+   * the two EWS POSTs forwarded without their challenge. */
+  ck_assert_int_eq(count_in(s.rest.data, " ISA01 conn 1 POST "), 5);
+  ck_assert_int_eq(count_in(s.rest.data, ": reauth-skipped -> 500"), 2);
   kb_buf_free(&s.rest);
+  {
+    /* serve's own report of what passed, valid against the schema: both
+     * hops' connections, the member's decisions, the counters. */
+    json_error_t jerr;
+    json_t *root = json_load_file(sjson, 0, &jerr);
+    json_t *ex, *conns, *m;
+    size_t i;
+    int skipped = 0, upstream = 0;
+
+    ck_assert_msg(root != NULL, "%s: %s", sjson, jerr.text);
+    schema_valid(sjson);
+    ck_assert_str_eq(json_string_value(json_object_get(root, "kind")), "serve");
+    ck_assert_str_eq(json_string_value(json_object_get(root, "signal")),
+                     "SIGTERM");
+    ck_assert_int_eq(json_int_at(root, "summary", "requests"), 5);
+    ck_assert_int_eq(json_int_at(root, "summary", "forwarded"), 3);
+    ck_assert_int_eq(json_int_at(root, "summary", "server_errors"), 2);
+    ck_assert_int_eq(json_int_at(root, "summary", "proxy_reauth_skipped"), 2);
+    ck_assert_int_eq(json_int_at(root, "summary", "backend_empty_posts"), 2);
+    ck_assert_int_eq(json_int_at(root, "summary", "resets"), 0);
+    ck_assert_int_eq(json_int_at(root, "balancer", "accepted"), 1);
+    m = json_array_get(json_object_get(root, "members"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(m, "policy_at_stop")),
+                     "per-connection");
+    ex = json_object_get(root, "exchanges");
+    ck_assert_int_eq(json_array_size(ex), 8);
+    for(i = 0; i < json_array_size(ex); i++) {
+      json_t *x = json_array_get(ex, i);
+      json_t *notes = json_object_get(x, "notes");
+      if(!strcmp(json_string_value(json_object_get(x, "hop")),
+                 "proxy-backend")) {
+        upstream++;
+        ck_assert_str_eq(json_string_value(json_object_get(x, "observer")),
+                         "backend");
+        continue;
+      }
+      ck_assert_str_eq(json_string_value(json_object_get(x, "observer")),
+                       "ISA01");
+      ck_assert_int_eq(json_array_size(notes), 1);
+      if(!strcmp(json_string_value(json_array_get(notes, 0)),
+                 "reauth-skipped")) {
+        skipped++;
+        ck_assert_int_eq(json_integer_value(json_object_get(x, "status")), 500);
+        ck_assert_int_eq(
+            json_integer_value(json_object_get(x, "request_body_length")), 0);
+      }
+    }
+    ck_assert_int_eq(skipped, 2);
+    ck_assert_int_eq(upstream, 3);
+    {
+      /* The page of the same: each failing POST marked on both hops, and
+       * why in words on the row, not in a tooltip. */
+      size_t hlen;
+      char *page = proc_slurp(shtml, &hlen);
+      ck_assert_int_eq(count_in(page, "<tr class=\"x bug\">"), 2);
+      ck_assert_int_eq(count_in(page, "<tr class=\"x up bug\">"), 2);
+      ck_assert_int_eq(count_in(page, "the POST reached Exchange without its "
+                                      "body (KB 942638)"),
+                       2);
+      ck_assert_int_eq(count_in(page, "<tr class=\"conn\">"), 2);
+      ck_assert_ptr_null(strstr(page, "title="));
+      free(page);
+    }
+    /* The connections as the transcript names them, with why they
+     * closed: the client hung up, ISA closed its upstream. */
+    conns = json_object_get(root, "connections");
+    ck_assert_int_eq(json_array_size(conns), 2);
+    for(i = 0; i < 2; i++) {
+      json_t *c = json_array_get(conns, i);
+      const char *name = json_string_value(json_object_get(c, "name"));
+      ck_assert_str_eq(json_string_value(json_object_get(c, "close")),
+                       !strcmp(name, "balancer conn 1") ? "client-closed"
+                                                        : "isa-closed");
+    }
+    json_decref(root);
+  }
 
   proc_tshark(pcap, "ntlmssp || http.response", "ntlmssp.messagetype",
               "http.response.code", &p);
@@ -1157,6 +1288,116 @@ START_TEST(serve_records_who_closed)
   ck_assert_msg(!strncmp(p.out.data, "80\n", 3), "first FIN from %s",
                 p.out.data);
   proc_free(&p);
+  proc_rmdir(dir);
+}
+END_TEST
+
+/* A client that resets its connection (SO_LINGER 0) has it reset on the
+ * member's side too, and the evidence says so: the capture carries the
+ * client's RST and no FIN, the transcript and the JSON report the close
+ * as a reset. */
+START_TEST(serve_records_a_reset)
+{
+  static const char req[] =
+      "GET /EWS/Exchange.asmx HTTP/1.1\r\nHost: a\r\n\r\n";
+  char dir[256], pcap[512], txt[512], json[512], buf[4096];
+  const char *args[] = {SCENARIOS_DIR "/bug.ini",
+                        "--pcap",
+                        pcap,
+                        "--transcript",
+                        txt,
+                        "--json",
+                        json,
+                        NULL};
+  char *flags[] = {"/usr/bin/tshark",
+                   "-n",
+                   "-r",
+                   pcap,
+                   "-Y",
+                   "tcp.flags.reset == 1 || tcp.flags.fin == 1",
+                   "-T",
+                   "fields",
+                   "-e",
+                   "tcp.srcport",
+                   "-e",
+                   "tcp.flags.reset",
+                   "-e",
+                   "tcp.flags.fin",
+                   NULL};
+  struct linger lg = {1, 0};
+  struct sockaddr_in sin;
+  struct served s;
+  struct proc_out p;
+  json_error_t jerr;
+  json_t *root, *c;
+  char *text;
+  size_t len, got = 0;
+
+  buf[0] = '\0';
+  long long open = 1;
+  int fd, tries;
+
+  proc_tmpdir("kbsim-live", dir, sizeof(dir));
+  snprintf(pcap, sizeof(pcap), "%s/reset.pcap", dir);
+  snprintf(txt, sizeof(txt), "%s/reset.txt", dir);
+  snprintf(json, sizeof(json), "%s/reset.json", dir);
+  serve_start(&s, args);
+  fd = socket(AF_INET, SOCK_STREAM, 0);
+  ck_assert_int_ge(fd, 0);
+  memset(&sin, 0, sizeof(sin));
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons((uint16_t)s.balancer);
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+  ck_assert_int_eq(send(fd, req, sizeof(req) - 1, 0), (ssize_t)sizeof(req) - 1);
+  /* The whole 401 (its head and the Content-Length it gives) first, so
+   * the reset follows an answer. */
+  for(;;) {
+    const char *end = strstr(buf, "\r\n\r\n");
+    const char *cl = strstr(buf, "Content-Length: ");
+    ssize_t n;
+
+    if(end && cl && got >= (size_t)(end - buf) + 4 + strtoul(cl + 16, NULL, 10))
+      break;
+    n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+    ck_assert_int_gt(n, 0);
+    got += (size_t)n;
+    buf[got] = '\0';
+  }
+  ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+  close(fd);
+  /* Wait for the balancer to have ended the pair (its counters say so)
+   * before stopping, or the close would be serve's. */
+  for(tries = 0; open && tries < 10000; tries++) {
+    json_t *st = status_of(&s);
+    open = section_int(st, "balancer", "open");
+    json_decref(st);
+  }
+  ck_assert_int_eq(open, 0);
+  serve_stop(&s);
+  kb_buf_free(&s.rest);
+
+  text = proc_slurp(txt, &len);
+  ck_assert_msg(strstr(text, "connection reset by the client (RST)") != NULL,
+                "%s", text);
+  free(text);
+  proc_run(flags, &p);
+  ck_assert_msg(p.status == 0, "tshark: %s", p.err.data);
+  /* One RST, from the client (not ISA's port 80), and no FIN at all: the
+   * 401 offer reached nothing upstream. */
+  ck_assert_int_eq(count_in(p.out.data, "\t1\t0\n"), 1);
+  ck_assert_int_eq(count_in(p.out.data, "\t0\t1\n"), 0);
+  ck_assert_msg(strncmp(p.out.data, "80\t", 3) != 0, "%s", p.out.data);
+  proc_free(&p);
+  root = json_load_file(json, 0, &jerr);
+  ck_assert_msg(root != NULL, "%s: %s", json, jerr.text);
+  schema_valid(json);
+  ck_assert_int_eq(json_int_at(root, "summary", "resets"), 1);
+  c = json_array_get(json_object_get(root, "connections"), 0);
+  ck_assert_str_eq(json_string_value(json_object_get(c, "name")),
+                   "balancer conn 1");
+  ck_assert_str_eq(json_string_value(json_object_get(c, "close")), "reset");
+  json_decref(root);
   proc_rmdir(dir);
 }
 END_TEST
@@ -1438,10 +1679,13 @@ END_TEST
 /* The original flag form keeps working, with --auth and --admin added. */
 START_TEST(serve_flag_form_with_auth_and_admin)
 {
-  static const char *const args[] = {
+  char dir[256], json[512];
+  const char *const args[] = {
       "--proxy",        "127.0.0.1:0", "--backend", "127.0.0.1:0", "--policy",
       "per-connection", "--user",      ALICE,       "--auth",      "basic",
-      "--admin",        "127.0.0.1:0", NULL};
+      "--admin",        "127.0.0.1:0", "--json",    json,          NULL};
+  json_error_t jerr;
+  json_t *root, *m, *ex;
   struct served s;
   struct proc_out p;
   char url[96];
@@ -1458,6 +1702,8 @@ START_TEST(serve_flag_form_with_auth_and_admin)
                         NULL};
   json_t *st;
 
+  proc_tmpdir("kbsim-live", dir, sizeof(dir));
+  snprintf(json, sizeof(json), "%s/flag.json", dir);
   serve_start(&s, args);
   ck_assert_uint_gt(s.listener, 0);
   ck_assert_uint_gt(s.admin, 0);
@@ -1487,6 +1733,39 @@ START_TEST(serve_flag_form_with_auth_and_admin)
   json_decref(st);
   serve_stop(&s);
   kb_buf_free(&s.rest);
+
+  /* The report says what ctl changed, that there was no balancer, and
+   * what the one request did on each hop. */
+  root = json_load_file(json, 0, &jerr);
+  ck_assert_msg(root != NULL, "%s: %s", json, jerr.text);
+  schema_valid(json);
+  ck_assert(json_is_null(json_object_get(root, "balancer")));
+  m = json_array_get(json_object_get(root, "members"), 0);
+  ck_assert_str_eq(json_string_value(json_object_get(m, "policy")),
+                   "per-connection");
+  ck_assert_str_eq(json_string_value(json_object_get(m, "policy_at_stop")),
+                   "per-request");
+  ck_assert_str_eq(json_string_value(json_object_get(
+                       json_object_get(root, "scenario"), "name")),
+                   "serve");
+  ex = json_object_get(root, "exchanges");
+  ck_assert_int_eq(json_array_size(ex), 2);
+  ck_assert_int_eq(json_int_at(root, "summary", "requests"), 1);
+  ck_assert_int_eq(json_int_at(root, "summary", "forwarded"), 1);
+  {
+    /* Recorded in the order they happened: Exchange may answer before or
+     * after the member has written its own line. */
+    json_t *front = json_array_get(ex, 0);
+    if(strcmp(json_string_value(json_object_get(front, "hop")), "client-proxy"))
+      front = json_array_get(ex, 1);
+    ck_assert_str_eq(json_string_value(json_object_get(front, "hop")),
+                     "client-proxy");
+    ck_assert_str_eq(
+        json_string_value(json_array_get(json_object_get(front, "notes"), 0)),
+        "basic-ok");
+  }
+  json_decref(root);
+  proc_rmdir(dir);
 }
 END_TEST
 
@@ -2189,6 +2468,7 @@ int main(void)
   tcase_add_test(live, readme_demo_apply_fix_fixes_sp1);
   tcase_add_test(live, client_and_serve_record_a_session);
   tcase_add_test(live, serve_records_who_closed);
+  tcase_add_test(live, serve_records_a_reset);
   tcase_add_test(live, admin_refuses_bad_requests);
   tcase_add_test(live, bad_arguments);
   tcase_add_test(live, curl_and_clients_through_the_balancer);
