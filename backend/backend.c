@@ -115,8 +115,8 @@ struct backend {
   pthread_mutex_t lock;    /* guards stats, next_conn and open */
   struct backend_stats stats;
   uint64_t next_conn;
-  unsigned open;       /* connections between STARTED and CLOSED */
-  pthread_cond_t idle; /* signalled when open drops to 0 */
+  unsigned open;                   /* connections between STARTED and CLOSED */
+  pthread_cond_t idle;             /* signalled when open drops to 0 */
   struct backend_auth_server auth; /* the gate's view of the server */
   char *domain, *dns_domain;       /* owned copies behind auth */
   bool status;                     /* answer GET /kbsim/status */

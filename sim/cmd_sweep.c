@@ -84,7 +84,8 @@ static void *kbsim_sweep_worker(void *arg)
 {
   struct kbsim_sweep *sw = arg;
   struct scenario sc = *sw->sc;
-  struct sim_runner *runner = &sw->runners[atomic_fetch_add(&sw->next_runner, 1)];
+  struct sim_runner *runner =
+      &sw->runners[atomic_fetch_add(&sw->next_runner, 1)];
   uint64_t i;
 
   while(!kbsim_sweep_interrupted &&
@@ -95,8 +96,7 @@ static void *kbsim_sweep_worker(void *arg)
     uint64_t done;
 
     sc.seed = sw->first + i;
-    if(sim_runner_run(runner, &sc, none, &o, r->error, sizeof(r->error)) ==
-       0) {
+    if(sim_runner_run(runner, &sc, none, &o, r->error, sizeof(r->error)) == 0) {
       r->ran = true;
       r->sessions = (unsigned)o.sessions.count;
       r->with_error = o.sessions.users_with_error;
@@ -483,8 +483,7 @@ static int kbsim_parse_vary(const char *text, struct kbsim_vary *v)
  * results owned by the caller). Returns 0, or -1 when out of memory. */
 static int kbsim_sweep_point(const struct scenario *sc, uint64_t first,
                              uint64_t count, uint64_t jobs,
-                             struct sim_runner *runners,
-                             struct kbsim_sweep *sw)
+                             struct sim_runner *runners, struct kbsim_sweep *sw)
 {
   pthread_t threads[KBSIM_MAX_JOBS];
   unsigned started = 0;
