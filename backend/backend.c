@@ -12,6 +12,7 @@
 #include "backend.h"
 #include "kb_net.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -111,9 +112,11 @@ struct backend {
   struct kb_trace trace;
   struct kb_names names;
   struct soap_server soap; /* what soap.c needs: ews_url, clock */
-  pthread_mutex_t lock;    /* guards stats and next_conn */
+  pthread_mutex_t lock;    /* guards stats, next_conn and open */
   struct backend_stats stats;
   uint64_t next_conn;
+  unsigned open;                   /* connections between STARTED and CLOSED */
+  pthread_cond_t idle;             /* signalled when open drops to 0 */
   struct backend_auth_server auth; /* the gate's view of the server */
   char *domain, *dns_domain;       /* owned copies behind auth */
   bool status;                     /* answer GET /kbsim/status */
@@ -740,6 +743,7 @@ static void backend_on_connection(void *cls, struct MHD_Connection *connection,
 
     pthread_mutex_lock(&b->lock);
     b->stats.connections++;
+    b->open++;
     id = ++b->next_conn;
     if(b->records) {
       struct backend_conn_info *rec =
@@ -787,6 +791,12 @@ static void backend_on_connection(void *cls, struct MHD_Connection *connection,
     }
     free(conn);
     *socket_context = NULL;
+    /* Last: backend_wait_idle's callers may reset what the above used. */
+    pthread_mutex_lock(&b->lock);
+    assert(b->open > 0);
+    if(!--b->open)
+      pthread_cond_broadcast(&b->idle);
+    pthread_mutex_unlock(&b->lock);
   }
 }
 
@@ -823,7 +833,13 @@ int backend_start(const struct backend_config *config, struct backend **out,
   host = config->bind_host ? config->bind_host : BACKEND_DEFAULT_HOST;
 
   b = calloc(1, sizeof(*b));
+  if(b && pthread_cond_init(&b->idle, NULL)) {
+    free(b);
+    b = NULL;
+  }
   if(!b || pthread_mutex_init(&b->lock, NULL)) {
+    if(b)
+      pthread_cond_destroy(&b->idle);
     free(b);
     b = NULL;
     snprintf(err, errlen, "cannot start the backend: out of memory");
@@ -953,6 +969,39 @@ void backend_stats(const struct backend *backend, struct backend_stats *stats)
   pthread_mutex_unlock(lock);
 }
 
+int backend_wait_idle(struct backend *backend, unsigned timeout_ms)
+{
+  struct timespec until;
+  int rc = 0;
+
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += timeout_ms / 1000;
+  until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if(until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&backend->lock);
+  while(backend->open && rc != ETIMEDOUT)
+    rc = pthread_cond_timedwait(&backend->idle, &backend->lock, &until);
+  rc = backend->open ? -1 : 0;
+  pthread_mutex_unlock(&backend->lock);
+  return rc;
+}
+
+void backend_reset(struct backend *backend)
+{
+  pthread_mutex_lock(&backend->lock);
+  assert(!backend->open);
+  memset(&backend->stats, 0, sizeof(backend->stats));
+  backend->next_conn = 0;
+  if(backend->records)
+    memset(backend->records, 0,
+           BACKEND_MAX_RECORDS * sizeof(*backend->records));
+  pthread_mutex_unlock(&backend->lock);
+  kb_guard_reset_stats(backend->guard);
+}
+
 size_t backend_connections(const struct backend *backend,
                            struct backend_conn_info *out, size_t max)
 {
@@ -1002,6 +1051,7 @@ void backend_stop(struct backend *backend)
     MHD_stop_daemon(backend->daemon);
   }
   kb_guard_stop(backend->guard);
+  pthread_cond_destroy(&backend->idle);
   pthread_mutex_destroy(&backend->lock);
   free(backend->records);
   free(backend->domain);

@@ -148,6 +148,17 @@ size_t backend_connections(const struct backend *backend,
  * JSON text the caller frees; NULL when out of memory. Safe from any thread. */
 char *backend_status_json(const struct backend *backend);
 
+/* Waits until Exchange holds no connection (each closed and its CLOSE
+ * traced) or timeout_ms of real time have passed. Returns 0 when idle, -1
+ * when connections are still open. Safe from any thread. */
+int backend_wait_idle(struct backend *backend, unsigned timeout_ms);
+
+/* Sets the counters back to 0, the connection ids back to 1 and forgets
+ * the connection records, as after backend_start, for an Exchange reused
+ * for a new run. Call it only while idle (backend_wait_idle returned 0, no
+ * client connecting). Safe from any thread. */
+void backend_reset(struct backend *backend);
+
 /* Stops the server, closing its connections, and frees it. Accepts NULL. */
 void backend_stop(struct backend *backend);
 

@@ -338,3 +338,12 @@ void kb_guard_stats(struct kb_guard *g, struct kb_guard_stats *out)
   *out = g->stats;
   pthread_mutex_unlock(&g->lock);
 }
+
+void kb_guard_reset_stats(struct kb_guard *g)
+{
+  if(!g)
+    return;
+  pthread_mutex_lock(&g->lock);
+  memset(&g->stats, 0, sizeof(g->stats));
+  pthread_mutex_unlock(&g->lock);
+}

@@ -84,5 +84,8 @@ void kb_guard_next(struct kb_guard_slot *s);
 void kb_guard_close(struct kb_guard_slot *s);
 
 void kb_guard_stats(struct kb_guard *g, struct kb_guard_stats *out);
+/* Sets the counters of kb_guard_stats back to 0 (a server reused for a new
+ * run). Accepts NULL. */
+void kb_guard_reset_stats(struct kb_guard *g);
 
 #endif /* KB_GUARD_H */

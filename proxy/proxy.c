@@ -293,6 +293,36 @@ uint16_t proxy_port(const struct proxy *proxy)
   return proxy->port;
 }
 
+int proxy_wait_idle(struct proxy *proxy, unsigned timeout_ms)
+{
+  struct timespec until;
+  int rc = 0;
+
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += timeout_ms / 1000;
+  until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if(until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&proxy->lock);
+  while(proxy->open && rc != ETIMEDOUT)
+    rc = pthread_cond_timedwait(&proxy->idle, &proxy->lock, &until);
+  rc = proxy->open ? -1 : 0;
+  pthread_mutex_unlock(&proxy->lock);
+  return rc;
+}
+
+void proxy_reset(struct proxy *proxy)
+{
+  pthread_mutex_lock(&proxy->lock);
+  assert(!proxy->open);
+  memset(&proxy->stats, 0, sizeof(proxy->stats));
+  atomic_store(&proxy->next_id, 1);
+  pthread_mutex_unlock(&proxy->lock);
+  kb_guard_reset_stats(proxy->guard);
+}
+
 void proxy_stats(const struct proxy *proxy, struct proxy_stats *stats)
 {
   struct proxy *p = (struct proxy *)proxy; /* locking is not a change */
@@ -1154,6 +1184,9 @@ void proxy_on_connection(void *cls, struct MHD_Connection *mc,
     memset(&delta, 0, sizeof(delta));
     delta.connections = 1;
     proxy_stats_add(proxy, &delta);
+    pthread_mutex_lock(&proxy->lock);
+    proxy->open++;
+    pthread_mutex_unlock(&proxy->lock);
     /* OPEN is traced with the connection's name at its first request. */
   }
   else if(toe == MHD_CONNECTION_NOTIFY_CLOSED && conn) {
@@ -1176,6 +1209,12 @@ void proxy_on_connection(void *cls, struct MHD_Connection *mc,
     *socket_context = NULL;
     proxy_emit(proxy, KB_TRACE_CLOSE, KB_HOP_CLIENT_PROXY, id, name, NULL, 0,
                NULL);
+    /* Last: proxy_wait_idle's callers may reset what the above used. */
+    pthread_mutex_lock(&proxy->lock);
+    assert(proxy->open > 0);
+    if(!--proxy->open)
+      pthread_cond_broadcast(&proxy->idle);
+    pthread_mutex_unlock(&proxy->lock);
   }
 }
 
@@ -1641,6 +1680,11 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
     proxy_set_error(err, errlen, "proxy: cannot create a mutex");
     goto fail;
   }
+  if(pthread_cond_init(&proxy->idle, NULL)) {
+    pthread_mutex_destroy(&proxy->lock);
+    proxy_set_error(err, errlen, "proxy: cannot create a condition variable");
+    goto fail;
+  }
   lock_ready = true;
 
   memset(&addr, 0, sizeof(addr));
@@ -1742,8 +1786,10 @@ fail:
     proxy_loops_stop(proxy);
     proxy_loops_close(proxy);
     kb_guard_stop(proxy->guard);
-    if(lock_ready)
+    if(lock_ready) {
+      pthread_cond_destroy(&proxy->idle);
       pthread_mutex_destroy(&proxy->lock);
+    }
     free(proxy->bind_host);
     free(proxy->backend_url);
     free(proxy->name);
@@ -1768,6 +1814,7 @@ void proxy_stop(struct proxy *proxy)
    * (and close their upstream connections) before this returns. */
   proxy_loops_close(proxy);
   kb_guard_stop(proxy->guard);
+  pthread_cond_destroy(&proxy->idle);
   pthread_mutex_destroy(&proxy->lock);
   free(proxy->bind_host);
   free(proxy->backend_url);

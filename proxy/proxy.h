@@ -164,6 +164,19 @@ enum proxy_policy proxy_get_policy(const struct proxy *proxy);
 /* Copies the counters into *stats. Safe from any thread. */
 void proxy_stats(const struct proxy *proxy, struct proxy_stats *stats);
 
+/* Waits until the listener holds no client connection - each closed, its
+ * upstream connection with it, and its CLOSE traced - or timeout_ms of real
+ * time have passed. Returns 0 when idle, -1 when connections are still
+ * open. Safe from any thread. */
+int proxy_wait_idle(struct proxy *proxy, unsigned timeout_ms);
+
+/* Sets the counters back to 0 and the connection ids (trace events) back to
+ * 1, as after proxy_start, for a listener reused for a new run; the policy
+ * and everything configured stay. Call it only while the listener is idle
+ * (proxy_wait_idle returned 0, no client connecting). Safe from any
+ * thread. */
+void proxy_reset(struct proxy *proxy);
+
 /* Stops the listener, closing its connections, and frees it. Accepts
  * NULL. */
 void proxy_stop(struct proxy *proxy);

@@ -167,8 +167,10 @@ struct proxy {
   atomic_bool stopping;         /* aborts upstream transfers in flight */
   atomic_uint_fast64_t next_id; /* front connection ids, from 1 */
 
-  pthread_mutex_t lock; /* guards stats */
+  pthread_mutex_t lock; /* guards stats and open */
   struct proxy_stats stats;
+  unsigned open;       /* client connections between STARTED and CLOSED */
+  pthread_cond_t idle; /* signalled when open drops to 0 */
 
   /* The event loops, up to PROXY_MAX_LOOPS; loops[0]'s daemon
    * owns the listening socket, the others accept from a duplicate. */

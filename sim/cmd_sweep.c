@@ -4,7 +4,9 @@
  * --expect-rate or the scenario's [expect] rate, in text, JSON and JUnit.
  *
  * Workers take seeds from a shared counter; each result has its own slot,
- * so the numbers do not depend on --jobs. SIGINT stops the workers after
+ * so the numbers do not depend on --jobs. Each worker keeps one topology
+ * (sim_runner) and resets it between seeds instead of starting a new one;
+ * --fresh starts one per seed, for comparing. SIGINT stops the workers after
  * their current seed; what ran is reported, marked partial.
  */
 #include <errno.h>
@@ -53,6 +55,10 @@ struct kbsim_seed_result {
 
 struct kbsim_sweep {
   const struct scenario *sc;
+  /* One per worker (NULL in merge): its topology, reset between seeds and
+   * kept from one grid point to the next while the shape fits. */
+  struct sim_runner *runners;
+  atomic_uint next_runner;
   uint64_t first;
   uint64_t count;
   struct kbsim_seed_result *results;
@@ -78,6 +84,8 @@ static void *kbsim_sweep_worker(void *arg)
 {
   struct kbsim_sweep *sw = arg;
   struct scenario sc = *sw->sc;
+  struct sim_runner *runner =
+      &sw->runners[atomic_fetch_add(&sw->next_runner, 1)];
   uint64_t i;
 
   while(!kbsim_sweep_interrupted &&
@@ -88,7 +96,7 @@ static void *kbsim_sweep_worker(void *arg)
     uint64_t done;
 
     sc.seed = sw->first + i;
-    if(sim_scenario_run(&sc, none, &o, r->error, sizeof(r->error)) == 0) {
+    if(sim_runner_run(runner, &sc, none, &o, r->error, sizeof(r->error)) == 0) {
       r->ran = true;
       r->sessions = (unsigned)o.sessions.count;
       r->with_error = o.sessions.users_with_error;
@@ -375,6 +383,9 @@ static const struct kbsim_opt sweep_opts[] = {
      "Write the grid as a self-contained page: the rate against the first "
      "--vary key with its 95% band, a line per value of the second, and "
      "the table."},
+    {"fresh", 'F', NULL,
+     "Start a new topology for every seed, as 'kbsim run' does, instead of "
+     "one per job reset between seeds: slower, the same numbers."},
     {"csv", 'C', "FILE",
      "Write one line per grid point (values, sessions, errors, rate, "
      "interval, empty POSTs, verdict) for spreadsheets; - for standard "
@@ -385,7 +396,7 @@ const struct kbsim_command kbsim_sweep_command = {
     "sweep",
     "SCENARIO --seeds A..B [--jobs N] [--vary KEY=VALUES]... "
     "[--expect-rate LOW..HIGH] [--json FILE] [--junit FILE] [--csv FILE] "
-    "[--html FILE] [--tap] [--shard K/N]",
+    "[--html FILE] [--tap] [--shard K/N] [--fresh]",
     "a scenario over many seeds: how often users see the error",
     "Runs a scenario once per seed, in parallel, and reports how many "
     "sessions showed the Outlook Integration Error as a rate with a 95% "
@@ -472,7 +483,7 @@ static int kbsim_parse_vary(const char *text, struct kbsim_vary *v)
  * results owned by the caller). Returns 0, or -1 when out of memory. */
 static int kbsim_sweep_point(const struct scenario *sc, uint64_t first,
                              uint64_t count, uint64_t jobs,
-                             struct kbsim_sweep *sw)
+                             struct sim_runner *runners, struct kbsim_sweep *sw)
 {
   pthread_t threads[KBSIM_MAX_JOBS];
   unsigned started = 0;
@@ -480,11 +491,13 @@ static int kbsim_sweep_point(const struct scenario *sc, uint64_t first,
 
   memset(sw, 0, sizeof(*sw));
   sw->sc = sc;
+  sw->runners = runners;
   sw->first = first;
   sw->count = count;
   sw->results = calloc(count, sizeof(*sw->results));
   if(!sw->results)
     return -1;
+  atomic_init(&sw->next_runner, 0);
   atomic_init(&sw->next, 0);
   atomic_init(&sw->done, 0);
   sw->progress = isatty(2);
@@ -538,7 +551,8 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
   static struct sim_plot_point plot[KBSIM_MAX_POINTS];
   static char plot_text[KBSIM_MAX_POINTS][3][256];
   double rate_lo = -1, rate_hi = -1;
-  bool have_rate = false, tap = false;
+  bool have_rate = false, tap = false, fresh = false;
+  struct sim_runner *runners = NULL;
   FILE *human = stdout, *csvf = NULL;
   json_t *grid = NULL; /* made once the arguments are good */
   size_t nvary = 0, npoints = 1, pt, k;
@@ -582,6 +596,9 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
       break;
     case 'T':
       tap = true;
+      break;
+    case 'F':
+      fresh = true;
       break;
     case 'S': {
       char *end;
@@ -674,6 +691,15 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
      (csv && !strcmp(csv, "-")) || tap)
     human = stderr;
 
+  runners = calloc(jobs, sizeof(*runners));
+  if(!runners) {
+    fprintf(stderr, "kbsim: out of memory for %" PRIu64 " jobs\n", jobs);
+    if(csvf && csvf != stdout)
+      fclose(csvf);
+    return 3;
+  }
+  for(k = 0; k < jobs; k++)
+    runners[k].fresh = fresh;
   grid = json_array();
   atomic_store(&kbsim_sweep_interrupted, 0);
   memset(&act, 0, sizeof(act));
@@ -695,7 +721,7 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
       json_object_set_new(point, vary[k].key,
                           json_string(vary[k].values[at[k]]));
     }
-    if(kbsim_sweep_point(&sc, first, count, jobs, &sw)) {
+    if(kbsim_sweep_point(&sc, first, count, jobs, runners, &sw)) {
       fprintf(stderr, "kbsim: out of memory for %" PRIu64 " seeds\n", count);
       json_decref(point);
       rc = 3;
@@ -776,6 +802,9 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
       break;
   }
   sigaction(SIGINT, &old, NULL);
+  for(k = 0; k < jobs; k++)
+    sim_runner_stop(&runners[k]);
+  free(runners);
   if(kbsim_sweep_interrupted) {
     /* Points never started are not reported; the last one is partial. */
     npoints = pt ? pt : 1;

@@ -47,12 +47,114 @@ static void sim__add_stats(struct proxy_stats *sum, const struct proxy_stats *s)
   sum->max_requests_closed += s->max_requests_closed;
 }
 
-int sim_scenario_run(const struct scenario *sc, struct kb_trace trace,
-                     struct sim_outcome *out, char *err, size_t errlen)
+/* Whether a topology started for a runs b as well: everything
+ * sim_topology_start takes from a scenario but the seed and the members'
+ * policies (which sim_topology_reset sets). */
+static bool sim__same_shape(const struct scenario *a, const struct scenario *b)
+{
+  size_t i;
+
+  if(a->nusers != b->nusers || a->auth != b->auth ||
+     a->idle_timeout_ms != b->idle_timeout_ms ||
+     a->max_requests != b->max_requests || a->balancer != b->balancer ||
+     a->nmembers != b->nmembers || strcmp(a->dns_domain, b->dns_domain))
+    return false;
+  for(i = 0; i < a->nusers; i++)
+    if(strcmp(a->user_specs[i], b->user_specs[i]))
+      return false;
+  for(i = 0; i < a->nmembers; i++)
+    if(strcmp(a->members[i].name, b->members[i].name))
+      return false;
+  return true;
+}
+
+/* Member i's policy in sc, for each of the topology's members. */
+static void sim__policies(const struct scenario *sc,
+                          enum proxy_policy policies[SIM_MAX_MEMBERS])
+{
+  size_t i;
+
+  for(i = 0; i < SIM_MAX_MEMBERS; i++)
+    policies[i] = i < sc->nmembers
+                      ? scenario_effective_policy(sc->members[i].patch,
+                                                  sc->members[i].script)
+                      : PROXY_POLICY_PER_CONNECTION;
+}
+
+/* Starts runner's topology for sc: its user store, then the components.
+ * Returns 0, or -1 with a one-line reason in err. */
+static int sim__runner_start(struct sim_runner *runner,
+                             const struct scenario *sc, struct kb_trace trace,
+                             char *err, size_t errlen)
 {
   struct sim_topology_config cfg;
-  struct sim_topology *topo = NULL;
-  struct kb_users *users = NULL;
+  enum proxy_policy policies[SIM_MAX_MEMBERS];
+  char why[256];
+  size_t i;
+
+  runner->users = kb_users_new();
+  if(!runner->users) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  for(i = 0; i < sc->nusers; i++) {
+    if(kb_users_add_spec(runner->users, sc->user_specs[i], why, sizeof(why))) {
+      snprintf(err, errlen, "%s: [users]: %s",
+               sc->path[0] ? sc->path : sc->name, why);
+      return -1;
+    }
+  }
+  sim__policies(sc, policies);
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.users = runner->users;
+  cfg.dns_domain = sc->dns_domain[0] ? sc->dns_domain : NULL;
+  cfg.simulated = true;
+  cfg.seed = sc->seed;
+  cfg.trace = trace;
+  cfg.auth = sc->auth;
+  cfg.idle_timeout_ms = sc->idle_timeout_ms;
+  cfg.max_requests = sc->max_requests;
+  cfg.balancer = sc->balancer;
+  cfg.nmembers = sc->nmembers;
+  for(i = 0; i < sc->nmembers; i++) {
+    cfg.members[i].name = sc->members[i].name;
+    cfg.members[i].policy = policies[i];
+  }
+  if(sim_topology_start(&cfg, &runner->topo, err, errlen))
+    return -1;
+  runner->shape = *sc;
+  runner->trace = trace;
+  runner->starts++;
+  return 0;
+}
+
+/* Makes runner's topology ready for sc: the kept one reset for sc's seed
+ * and policies when it fits, else a new one. Returns 0, or -1 with a
+ * one-line reason in err. */
+static int sim__runner_ready(struct sim_runner *runner,
+                             const struct scenario *sc, struct kb_trace trace,
+                             char *err, size_t errlen)
+{
+  if(runner->topo) {
+    enum proxy_policy policies[SIM_MAX_MEMBERS];
+    char why[256];
+
+    sim__policies(sc, policies);
+    if(sim__same_shape(&runner->shape, sc) &&
+       runner->trace.emit == trace.emit && runner->trace.ctx == trace.ctx &&
+       !sim_topology_reset(runner->topo, sc->seed, policies, why, sizeof(why)))
+      return 0;
+    /* Another shape, or a topology that did not go quiet: a new one. */
+    sim_runner_stop(runner);
+  }
+  return sim__runner_start(runner, sc, trace, err, errlen);
+}
+
+int sim_runner_run(struct sim_runner *runner, const struct scenario *sc,
+                   struct kb_trace trace, struct sim_outcome *out, char *err,
+                   size_t errlen)
+{
+  struct sim_topology *topo;
   struct sim_clients plan;
   const char *logins[SCENARIO_MAX_USERS];
   char owned[SCENARIO_MAX_USERS][SCENARIO_TEXT * 2];
@@ -68,18 +170,6 @@ int sim_scenario_run(const struct scenario *sc, struct kb_trace trace,
   if(sim_fd_check(sc->clients, err, errlen))
     return -1;
   exhausted = kb_net_fd_exhausted();
-  users = kb_users_new();
-  if(!users) {
-    snprintf(err, errlen, "out of memory");
-    return -1;
-  }
-  for(i = 0; i < sc->nusers; i++) {
-    if(kb_users_add_spec(users, sc->user_specs[i], why, sizeof(why))) {
-      snprintf(err, errlen, "%s: [users]: %s",
-               sc->path[0] ? sc->path : sc->name, why);
-      goto done;
-    }
-  }
 
   /* Who signs in: the one [clients] user, or every user in turn; a
    * password override replaces what the store knows (a wrong password). */
@@ -103,24 +193,9 @@ int sim_scenario_run(const struct scenario *sc, struct kb_trace trace,
     goto done;
   }
 
-  memset(&cfg, 0, sizeof(cfg));
-  cfg.users = users;
-  cfg.dns_domain = sc->dns_domain[0] ? sc->dns_domain : NULL;
-  cfg.simulated = true;
-  cfg.seed = sc->seed;
-  cfg.trace = trace;
-  cfg.auth = sc->auth;
-  cfg.idle_timeout_ms = sc->idle_timeout_ms;
-  cfg.max_requests = sc->max_requests;
-  cfg.balancer = sc->balancer;
-  cfg.nmembers = sc->nmembers;
-  for(i = 0; i < sc->nmembers; i++) {
-    cfg.members[i].name = sc->members[i].name;
-    cfg.members[i].policy =
-        scenario_effective_policy(sc->members[i].patch, sc->members[i].script);
-  }
-  if(sim_topology_start(&cfg, &topo, err, errlen))
+  if(sim__runner_ready(runner, sc, trace, err, errlen))
     goto done;
+  topo = runner->topo;
 
   memset(&plan, 0, sizeof(plan));
   plan.count = sc->clients;
@@ -159,13 +234,36 @@ int sim_scenario_run(const struct scenario *sc, struct kb_trace trace,
   result = 0;
 
 done:
-  /* Stopping closes the last connections: their closes belong to the
-   * evidence, so the caller reads the trace only after this. */
-  sim_topology_stop(topo);
-  kb_users_free(users);
+  /* The last connections' closes belong to the evidence, so the caller
+   * reads the trace only after they are in: stopping closes them, and a
+   * kept topology is left only once it is quiet (else it is stopped). */
+  if(result || runner->fresh || !runner->topo ||
+     sim_topology_quiesce(runner->topo, SIM_QUIESCE_TIMEOUT_MS, why,
+                          sizeof(why)))
+    sim_runner_stop(runner);
   if(result)
     sim_outcome_free(out);
   return result;
+}
+
+void sim_runner_stop(struct sim_runner *runner)
+{
+  if(!runner)
+    return;
+  sim_topology_stop(runner->topo);
+  runner->topo = NULL;
+  kb_users_free(runner->users);
+  runner->users = NULL;
+}
+
+int sim_scenario_run(const struct scenario *sc, struct kb_trace trace,
+                     struct sim_outcome *out, char *err, size_t errlen)
+{
+  struct sim_runner fresh;
+
+  memset(&fresh, 0, sizeof(fresh));
+  fresh.fresh = true;
+  return sim_runner_run(&fresh, sc, trace, out, err, errlen);
 }
 
 void sim_outcome_free(struct sim_outcome *o)

@@ -6,6 +6,7 @@
 #ifndef RUN_H
 #define RUN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,6 +28,35 @@ struct sim_outcome {
  * or -1 with a one-line reason in err. */
 int sim_scenario_run(const struct scenario *sc, struct kb_trace trace,
                      struct sim_outcome *out, char *err, size_t errlen);
+
+/* Runs scenarios one after another on one topology, kept alive while the
+ * scenarios share its shape: the users, the listener's authentication,
+ * keep-alive limits, DNS domain and balancer, the array's member names
+ * and the trace. What differs between runs of one shape - the seed and
+ * each member's policy (patch level and script) - is reset or set by
+ * sim_topology_reset, so each run's outcome and trace are those of a
+ * fresh start. Zeroed, it holds nothing; one thread uses it at a time. */
+struct sim_runner {
+  struct sim_topology *topo; /* owned; NULL until a run starts one */
+  struct kb_users *users;    /* owned; the topology's */
+  struct scenario shape;     /* the scenario topo was started for */
+  struct kb_trace trace;     /* what topo's components were handed */
+  bool fresh;                /* stop the topology after every run */
+  unsigned long starts;      /* topologies started (for tests, benches) */
+};
+
+/* As sim_scenario_run, on runner's topology when its shape fits sc (reset
+ * for sc's seed), else on a new one that stays for the next run (unless
+ * runner->fresh). Before returning it waits until the topology is quiet,
+ * so every close is in the trace. Returns 0, or -1 with a one-line reason
+ * in err (the topology is then stopped). */
+int sim_runner_run(struct sim_runner *runner, const struct scenario *sc,
+                   struct kb_trace trace, struct sim_outcome *out, char *err,
+                   size_t errlen);
+
+/* Stops the runner's topology and frees what it holds; the runner can be
+ * used again. Accepts NULL. */
+void sim_runner_stop(struct sim_runner *runner);
 
 /* Frees what sim_scenario_run filled in. Accepts an all-zero struct. */
 void sim_outcome_free(struct sim_outcome *o);

@@ -3,6 +3,7 @@
  */
 #include "sim_env.h"
 
+#include <assert.h>
 #include <nettle/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,15 @@ void sim_clock_free(struct sim_clock *clock)
   clock->offsets = NULL;
   clock->noffsets = 0;
   pthread_mutex_destroy(&clock->lock);
+}
+
+void sim_clock_reset(struct sim_clock *clock)
+{
+  pthread_mutex_lock(&clock->lock);
+  atomic_store(&clock->shared_ms, 0);
+  if(clock->noffsets)
+    memset(clock->offsets, 0, clock->noffsets * sizeof(*clock->offsets));
+  pthread_mutex_unlock(&clock->lock);
 }
 
 void sim_clock_advance(struct sim_clock *clock, int64_t ms)
@@ -156,22 +166,39 @@ struct sim_name {
 int sim_names_init(struct sim_names *names)
 {
   pthread_mutex_init(&names->lock, NULL);
+  names->count = 0;
   names->by_port = calloc(SIM_PORTS, sizeof(*names->by_port));
   return names->by_port ? 0 : -1;
 }
 
-void sim_names_free(struct sim_names *names)
+/* Frees every claim; the caller holds the lock or is the only user. */
+static void sim__names_drop(struct sim_names *names)
 {
   size_t i;
 
-  for(i = 0; names->by_port && i < SIM_PORTS; i++) {
+  for(i = 0; names->count && names->by_port && i < SIM_PORTS; i++) {
     struct sim_name *n = names->by_port[i];
+    names->by_port[i] = NULL;
     while(n) {
       struct sim_name *next = n->next;
       free(n);
+      names->count--;
       n = next;
     }
   }
+  assert(!names->by_port || !names->count);
+}
+
+void sim_names_clear(struct sim_names *names)
+{
+  pthread_mutex_lock(&names->lock);
+  sim__names_drop(names);
+  pthread_mutex_unlock(&names->lock);
+}
+
+void sim_names_free(struct sim_names *names)
+{
+  sim__names_drop(names);
   free(names->by_port);
   names->by_port = NULL;
   pthread_mutex_destroy(&names->lock);
@@ -199,9 +226,12 @@ static void sim__names_claim(void *ctx, uint16_t port, uint16_t remote,
       *at = old->next;
       break;
     }
+  if(old)
+    names->count--;
   if(fresh) {
     fresh->next = names->by_port[port];
     names->by_port[port] = fresh;
+    names->count++;
   }
   pthread_mutex_unlock(&names->lock);
   free(old);

@@ -31,6 +31,9 @@ struct sim_clock {
 void sim_clock_init(struct sim_clock *clock, int64_t start_ms);
 /* Frees the per-client timelines. */
 void sim_clock_free(struct sim_clock *clock);
+/* Puts every timeline back at the start, as sim_clock_init did (a
+ * topology reused for the next seed). */
+void sim_clock_reset(struct sim_clock *clock);
 /* Moves the shared timeline and every client's forward by ms. */
 void sim_clock_advance(struct sim_clock *clock, int64_t ms);
 /* Returns the kb_clock view of clock (which must outlive its users). */
@@ -52,10 +55,14 @@ struct sim_name;
 struct sim_names {
   pthread_mutex_t lock;
   struct sim_name **by_port; /* 65536 lists by connecting port, on init */
+  size_t count;              /* claims held */
 };
 
 /* Returns 0, or -1 when out of memory. */
 int sim_names_init(struct sim_names *names);
+/* Forgets every claim, keeping the table usable (a topology reused for the
+ * next seed). */
+void sim_names_clear(struct sim_names *names);
 /* Frees every name. Accepts a names table whose init failed. */
 void sim_names_free(struct sim_names *names);
 struct kb_names sim_names_as_kb(struct sim_names *names);

@@ -142,6 +142,56 @@ error:
   return -1;
 }
 
+int sim_topology_quiesce(struct sim_topology *topo, unsigned timeout_ms,
+                         char *err, size_t errlen)
+{
+  size_t i;
+
+  /* Listeners first: closing a client connection closes its upstream
+   * one, which Exchange sees next. */
+  for(i = 0; i < topo->nproxies; i++)
+    if(proxy_wait_idle(topo->proxies[i], timeout_ms)) {
+      snprintf(err, errlen,
+               "ISA listener %zu still holds client connections after %u ms",
+               i + 1, timeout_ms);
+      return -1;
+    }
+  if(backend_wait_idle(topo->backend, timeout_ms)) {
+    snprintf(err, errlen, "Exchange still holds connections after %u ms",
+             timeout_ms);
+    return -1;
+  }
+  return 0;
+}
+
+int sim_topology_reset(struct sim_topology *topo, uint64_t seed,
+                       const enum proxy_policy *policies, char *err,
+                       size_t errlen)
+{
+  size_t i;
+
+  if(!topo->clock_ready || !topo->names_ready) {
+    snprintf(err, errlen, "only a simulated topology can be reset");
+    return -1;
+  }
+  if(sim_topology_quiesce(topo, SIM_QUIESCE_TIMEOUT_MS, err, errlen))
+    return -1;
+  /* Nothing runs now: no client thread, no connection. The components'
+   * threads next read the clock, the names and the seed after taking their
+   * component's lock for a new connection, which proxy_reset and
+   * backend_reset below take after these writes. */
+  sim_clock_reset(&topo->clock);
+  sim_rng_init(&topo->rng, seed);
+  sim_names_clear(&topo->names);
+  for(i = 0; i < topo->nproxies; i++) {
+    proxy_reset(topo->proxies[i]);
+    if(policies)
+      proxy_set_policy(topo->proxies[i], policies[i]);
+  }
+  backend_reset(topo->backend);
+  return 0;
+}
+
 void sim_topology_stop(struct sim_topology *topo)
 {
   size_t i;

@@ -88,6 +88,30 @@ struct sim_topology {
 int sim_topology_start(const struct sim_topology_config *config,
                        struct sim_topology **out, char *err, size_t errlen);
 
+/* How long sim_topology_quiesce waits for the last connections to close
+ * (real time) before giving up on reusing the topology. */
+#define SIM_QUIESCE_TIMEOUT_MS 10000u
+
+/* Waits until every listener and Exchange hold no connection: the
+ * clients have closed theirs, and each close has gone through the
+ * listener to its upstream connection and been traced. Returns 0, or -1
+ * with a one-line reason in err when some stayed open for timeout_ms. */
+int sim_topology_quiesce(struct sim_topology *topo, unsigned timeout_ms,
+                         char *err, size_t errlen);
+
+/* Makes a running simulated topology what sim_topology_start made of it,
+ * seeded with seed, without restarting anything (a sweep's next seed):
+ * waits until it is quiet (sim_topology_quiesce), then puts back every
+ * timeline of the clock, the random source's seed, the table of
+ * connection names, each listener's and Exchange's counters, connection
+ * ids and records, and sets member i's policy to policies[i] (nproxies of
+ * them; NULL keeps them). Ports, threads, users and the rest of the
+ * configuration stay. Returns 0, or -1 with a one-line reason in err
+ * (not simulated, or connections stayed open): start a new topology. */
+int sim_topology_reset(struct sim_topology *topo, uint64_t seed,
+                       const enum proxy_policy *policies, char *err,
+                       size_t errlen);
+
 /* Stops proxy then backend and frees the topology. Accepts NULL. */
 void sim_topology_stop(struct sim_topology *topo);
 
