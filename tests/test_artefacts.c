@@ -331,6 +331,12 @@ START_TEST(schema_judges_every_report)
   static void (*const sweep_edits[])(json_t *) = {
       edit_sweep_interval, edit_sweep_seed, edit_sweep_rate, edit_no_version,
       edit_no_kind};
+  enum {
+    NEDITS = sizeof(edits) / sizeof(edits[0]),
+    NSWEEP_EDITS = sizeof(sweep_edits) / sizeof(sweep_edits[0])
+  };
+  char bad[NEDITS + NSWEEP_EDITS][320];
+  char *judge[3 + NEDITS + NSWEEP_EDITS + 1];
   struct dirent **list;
   const char *args[MAX_ARGS];
   const char *docs[64];
@@ -431,24 +437,40 @@ START_TEST(schema_judges_every_report)
   ck_assert_msg(validate(docs, (size_t)ndocs, why, sizeof(why)) == 0, "%s",
                 why);
 
-  /* The judge can fail: each corruption of a real report is refused. */
+  /* The judge can fail: each corruption of a real report is refused,
+   * judged in one python3-jsonschema process, file by file. */
   root = load(paths[0]);
-  for(k = 0; k < sizeof(edits) / sizeof(edits[0]); k++) {
-    const char *bad[1] = {base};
-    write_edited(root, edits[k], base);
-    ck_assert_msg(validate(bad, 1, why, sizeof(why)) != 0,
-                  "corruption %zu was accepted", k);
+  for(k = 0; k < NEDITS; k++) {
+    snprintf(bad[k], sizeof(bad[0]), "%s/bad-%zu.json", tmpdir, k);
+    write_edited(root, edits[k], bad[k]);
   }
   json_decref(root);
   root = load(sweep);
   ck_assert_str_eq(str(root, "kind"), "sweep");
-  for(k = 0; k < sizeof(sweep_edits) / sizeof(sweep_edits[0]); k++) {
-    const char *bad[1] = {base};
-    write_edited(root, sweep_edits[k], base);
-    ck_assert_msg(validate(bad, 1, why, sizeof(why)) != 0,
-                  "sweep corruption %zu was accepted", k);
+  for(k = 0; k < NSWEEP_EDITS; k++) {
+    snprintf(bad[NEDITS + k], sizeof(bad[0]), "%s/bad-sweep-%zu.json", tmpdir,
+             k);
+    write_edited(root, sweep_edits[k], bad[NEDITS + k]);
   }
   json_decref(root);
+  judge[0] = "/usr/bin/python3";
+  judge[1] = TESTS_DIR "/ci/schema_each.py";
+  judge[2] = SCHEMA;
+  for(k = 0; k < NEDITS + NSWEEP_EDITS; k++)
+    judge[3 + k] = bad[k];
+  judge[3 + k] = NULL;
+  proc_run(judge, &p);
+  ck_assert_msg(p.status == 0, "schema_each: %.400s", p.err.data);
+  for(k = 0; k < NEDITS + NSWEEP_EDITS; k++) {
+    char line[400];
+    snprintf(line, sizeof(line), "invalid %.320s: ", bad[k]);
+    ck_assert_msg(strstr(p.out.data, line), "corruption %s was accepted: %s",
+                  bad[k], p.out.data);
+  }
+  ck_assert_msg(strncmp(p.out.data, "valid ", 6) &&
+                    !strstr(p.out.data, "\nvalid "),
+                "a corruption was judged valid: %s", p.out.data);
+  proc_free(&p);
   proc_rmdir(tmpdir);
 }
 END_TEST

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kbt.h"
 #include "proc.h"
 #include "run.h"
 #include "scenario.h"
@@ -425,8 +426,6 @@ END_TEST
 
 int main(void)
 {
-  SRunner *sr;
-  int failed;
   Suite *s = suite_create("reuse");
   TCase *tc = tcase_create("reuse");
 
@@ -436,9 +435,5 @@ int main(void)
   tcase_add_test(tc, another_shape_starts_anew);
   tcase_add_test(tc, sweep_json_equals_fresh);
   suite_add_tcase(s, tc);
-  sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? 1 : 0;
+  return kbt_run(s) ? EXIT_FAILURE : EXIT_SUCCESS;
 }
