@@ -30,6 +30,11 @@ static inline int kbt_run(Suite *s)
   return failed;
 }
 
+/* The Check tag of the test cases that start a browser or a third-party
+ * proxy server: `make check` leaves them out (CK_EXCLUDE_TAGS) to stay
+ * fast, `make check-slow` runs only them (CK_INCLUDE_TAGS); CI runs both. */
+#define KBT_SLOW "slow"
+
 /* 2009-03-17 16:26:24 UTC: the Date of the support case's 500. */
 #define KBT_CASE_MS INT64_C(1237307184000)
 

@@ -796,6 +796,12 @@ int main(void)
   tcase_add_test(tc, test_curl_dns_domain);
   tcase_add_test(tc, test_non_ascii_case);
   tcase_add_test(tc, test_kbsim_client_kinds);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("browser");
+  tcase_set_timeout(tc, 60);
+  tcase_set_tags(tc, KBT_SLOW);
+  tcase_add_checked_fixture(tc, interop_setup, interop_teardown);
   tcase_add_test(tc, test_chromium);
   suite_add_tcase(s, tc);
 

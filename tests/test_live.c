@@ -2451,6 +2451,7 @@ int main(void)
   Suite *s = suite_create("live");
   TCase *bal = tcase_create("balancer");
   TCase *live = tcase_create("live");
+  TCase *console = tcase_create("console");
   int failed;
 
   /* A writer into a closed socket must get EPIPE, not die. */
@@ -2475,9 +2476,12 @@ int main(void)
   tcase_add_test(live, serve_flag_form_with_auth_and_admin);
   tcase_add_test(live, admin_refuses_other_origins_and_tokens);
   tcase_add_test(live, live_stream_and_terminal_lines);
-  tcase_add_test(live, console_in_chromium);
   tcase_add_test(live, live_view_keeps_the_newest_legs);
   suite_add_tcase(s, live);
+  tcase_set_timeout(console, 60);
+  tcase_set_tags(console, KBT_SLOW);
+  tcase_add_test(console, console_in_chromium);
+  suite_add_tcase(s, console);
   failed = kbt_run(s);
   curl_global_cleanup();
   return failed ? EXIT_FAILURE : EXIT_SUCCESS;

@@ -933,10 +933,14 @@ static Suite *probe_suite(void)
   tcase_add_test(t, test_unreachable);
   tcase_add_test(t, test_exchange_counts_mismatch);
   tcase_add_test(t, test_exchange_gate_and_status);
-  tcase_add_test(t, test_squid);
-  tcase_add_test(t, test_pooling_listeners);
   tcase_add_test(t, test_cli_errors);
   tcase_add_test(t, test_cli_own_listener);
+  suite_add_tcase(s, t);
+  t = tcase_create("third-party listeners");
+  tcase_set_timeout(t, 60);
+  tcase_set_tags(t, KBT_SLOW);
+  tcase_add_test(t, test_squid);
+  tcase_add_test(t, test_pooling_listeners);
   suite_add_tcase(s, t);
   return s;
 }

@@ -897,7 +897,7 @@ START_TEST(sweep_plot_renders_in_chromium)
 {
   char bin[512], html[512], url[600], profile[512], shot[512];
   const char *args[] = {"sweep",   SCENARIOS_DIR "/intermittent-array.ini",
-                        "--seeds", "1..10",
+                        "--seeds", "1..4",
                         "--vary",  "listener.idle_timeout=10s,30s,60s",
                         "--vary",  "member.ISA02.patch=rtm,sp1",
                         "--vary",  "member.ISA02.script=yes",
@@ -1235,6 +1235,7 @@ int main(void)
   tcase_add_test(page, report_caps_big_runs);
   suite_add_tcase(s, page);
   tcase_set_timeout(browser, 60);
+  tcase_set_tags(browser, KBT_SLOW);
   tcase_add_test(browser, report_renders_in_chromium);
   tcase_add_test(browser, report_big_stacks_runs);
   tcase_add_test(browser, sweep_plot_renders_in_chromium);

@@ -4,7 +4,7 @@
  * POST, every counter of the listeners and of Exchange, the trace byte for
  * byte, connection ids from 1; and a sweep's JSON equals its --fresh
  * twin's, stamp aside. KBSIM_REUSE_SEEDS sets how many seeds the first
- * test compares (default 20 here; CI's reuse stage runs 200).
+ * test compares (default 10 here; CI's reuse stage runs 200).
  */
 #include <check.h>
 #include <jansson.h>
@@ -128,9 +128,9 @@ static void assert_same_outcome(const struct sim_outcome *a,
 static unsigned reuse_seeds(void)
 {
   const char *env = getenv("KBSIM_REUSE_SEEDS");
-  long n = env ? strtol(env, NULL, 10) : 20;
+  long n = env ? strtol(env, NULL, 10) : 10;
 
-  return n > 0 && n <= 100000 ? (unsigned)n : 20;
+  return n > 0 && n <= 100000 ? (unsigned)n : 10;
 }
 
 /* The issue's comparison: seeds 1..N on one kept topology against a fresh
