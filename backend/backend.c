@@ -974,13 +974,7 @@ int backend_wait_idle(struct backend *backend, unsigned timeout_ms)
   struct timespec until;
   int rc = 0;
 
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += timeout_ms / 1000;
-  until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-  if(until.tv_nsec >= 1000000000L) {
-    until.tv_sec++;
-    until.tv_nsec -= 1000000000L;
-  }
+  kb_deadline(&until, timeout_ms);
   pthread_mutex_lock(&backend->lock);
   while(backend->open && rc != ETIMEDOUT)
     rc = pthread_cond_timedwait(&backend->idle, &backend->lock, &until);

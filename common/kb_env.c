@@ -336,3 +336,14 @@ int kb_conn_name_parse(const char *name, struct kb_conn_id *id)
   *id = got;
   return 0;
 }
+
+void kb_deadline(struct timespec *until, unsigned ms)
+{
+  clock_gettime(CLOCK_REALTIME, until);
+  until->tv_sec += ms / 1000;
+  until->tv_nsec += (long)(ms % 1000) * 1000000L;
+  if(until->tv_nsec >= 1000000000L) {
+    until->tv_sec++;
+    until->tv_nsec -= 1000000000L;
+  }
+}

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* ---- clock ------------------------------------------------------------ */
 
@@ -36,6 +37,11 @@ struct kb_clock {
 
 /* Returns who's current time in ms since the epoch; never fails. */
 int64_t kb_clock_now(const struct kb_clock *clock, const char *who);
+
+/* The real time (CLOCK_REALTIME) ms milliseconds from now, as
+ * pthread_cond_timedwait takes it: bounded waits on the real clock, which
+ * no simulated clock drives. */
+void kb_deadline(struct timespec *until, unsigned ms);
 
 /* Lets ms pass for who: moves a simulated timeline, or sleeps for real
  * with the real clock. Never fails; ms <= 0 does nothing. */

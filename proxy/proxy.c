@@ -298,13 +298,7 @@ int proxy_wait_idle(struct proxy *proxy, unsigned timeout_ms)
   struct timespec until;
   int rc = 0;
 
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += timeout_ms / 1000;
-  until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-  if(until.tv_nsec >= 1000000000L) {
-    until.tv_sec++;
-    until.tv_nsec -= 1000000000L;
-  }
+  kb_deadline(&until, timeout_ms);
   pthread_mutex_lock(&proxy->lock);
   while(proxy->open && rc != ETIMEDOUT)
     rc = pthread_cond_timedwait(&proxy->idle, &proxy->lock, &until);

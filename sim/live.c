@@ -437,13 +437,7 @@ uint64_t live_wait(struct live *live, uint64_t seen, int timeout_ms)
   struct timespec until;
   uint64_t v;
 
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += timeout_ms / 1000;
-  until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-  if(until.tv_nsec >= 1000000000L) {
-    until.tv_sec++;
-    until.tv_nsec -= 1000000000L;
-  }
+  kb_deadline(&until, timeout_ms > 0 ? (unsigned)timeout_ms : 0);
   pthread_mutex_lock(&live->lock);
   while(live->version == seen && !live->woken)
     if(pthread_cond_timedwait(&live->changed, &live->lock, &until))
