@@ -124,7 +124,8 @@ static const struct kbsim_opt serve_opts[] = {
     {"quiet", 'q', NULL, "No line per request on the terminal (also -q)."},
     {"pcap", 'c', "FILE",
      "On SIGINT/SIGTERM, write what passed: the client hop as the balancer "
-     "relayed it and every member's upstream hop, as a capture."},
+     "relayed it and every member's upstream hop, as a capture. Without "
+     "SCENARIO a one-member relay on --proxy records the client hop."},
     {"transcript", 't', "FILE", "The same as exact bytes, NTLM decoded."},
     {"json", 'j', "FILE",
      "On SIGINT/SIGTERM, the JSON report of what passed: every connection "
@@ -448,6 +449,10 @@ static int kbsim_serve_run(const struct scenario *sc,
   int sig = 0, result = 1;
   struct sim_recorder rec;
   bool recording = o->pcap || o->transcript || o->json || o->html;
+  /* The flag form has no balancer, and libmicrohttpd hands over no raw
+   * bytes: to record the client hop, a one-member TCP relay (the
+   * balancer) takes --proxy and the listener moves behind it. */
+  bool relay = !balanced && recording;
   struct kbsim_serve_tee tee;
   struct evidence_serve *srv = calloc(1, sizeof(*srv));
 
@@ -482,8 +487,8 @@ static int kbsim_serve_run(const struct scenario *sc,
   cfg.max_requests = sc->max_requests;
   cfg.users = users;
   cfg.dns_domain = sc->dns_domain[0] ? sc->dns_domain : NULL;
-  cfg.proxy_host = balanced ? "127.0.0.1" : o->proxy.host;
-  cfg.proxy_port = balanced ? 0 : o->proxy.port;
+  cfg.proxy_host = balanced || relay ? "127.0.0.1" : o->proxy.host;
+  cfg.proxy_port = balanced || relay ? 0 : o->proxy.port;
   cfg.backend_host = o->backend.host;
   cfg.backend_port = o->backend.port;
   cfg.simulated = false; /* real clients: real clock, real randomness */
@@ -502,7 +507,7 @@ static int kbsim_serve_run(const struct scenario *sc,
     goto done;
   }
 
-  if(balanced) {
+  if(balanced || relay) {
     memset(&bcfg, 0, sizeof(bcfg));
     bcfg.bind_host = o->proxy.host;
     bcfg.port = o->proxy.port;
@@ -605,12 +610,14 @@ static int kbsim_serve_run(const struct scenario *sc,
   if(balanced)
     kbsim_serve_print_array(sc, topo, bal, adm, o, token_path);
   else {
-    kbsim_serve_url(o->proxy.host, proxy_port(topo->proxy), url, sizeof(url));
+    kbsim_serve_url(o->proxy.host,
+                    relay ? balancer_port(bal) : proxy_port(topo->proxy), url,
+                    sizeof(url));
     printf("ISA listener: %s (policy %s", url,
            proxy_policy_name(cfg.members[0].policy));
     if(sc->auth != PROXY_AUTH_INTEGRATED)
       printf(", %s authentication", proxy_auth_name(sc->auth));
-    printf(")\n");
+    printf(relay ? "; recorded through a TCP relay)\n" : ")\n");
     kbsim_serve_url(o->backend.host, backend_port(topo->backend), url,
                     sizeof(url));
     printf("Exchange:     %s\n", url);
@@ -639,7 +646,7 @@ done:
   balancer_stop(bal);
   if(srv && topo) {
     srv->sc = sc;
-    srv->balanced = balanced;
+    srv->balanced = balanced || relay;
     srv->nmembers = topo->nproxies;
     for(i = 0; i < topo->nproxies; i++) {
       srv->policies[i] = proxy_get_policy(topo->proxies[i]);

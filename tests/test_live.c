@@ -1679,11 +1679,14 @@ END_TEST
 /* The original flag form keeps working, with --auth and --admin added. */
 START_TEST(serve_flag_form_with_auth_and_admin)
 {
-  char dir[256], json[512];
-  const char *const args[] = {
-      "--proxy",        "127.0.0.1:0", "--backend", "127.0.0.1:0", "--policy",
-      "per-connection", "--user",      ALICE,       "--auth",      "basic",
-      "--admin",        "127.0.0.1:0", "--json",    json,          NULL};
+  char dir[256], json[512], txt[512];
+  const char *const args[] = {"--proxy",     "127.0.0.1:0", "--backend",
+                              "127.0.0.1:0", "--policy",    "per-connection",
+                              "--user",      ALICE,         "--auth",
+                              "basic",       "--admin",     "127.0.0.1:0",
+                              "--json",      json,          "--transcript",
+                              txt,           NULL};
+  char *text;
   json_error_t jerr;
   json_t *root, *m, *ex;
   struct served s;
@@ -1704,12 +1707,16 @@ START_TEST(serve_flag_form_with_auth_and_admin)
 
   proc_tmpdir("kbsim-live", dir, sizeof(dir));
   snprintf(json, sizeof(json), "%s/flag.json", dir);
+  snprintf(txt, sizeof(txt), "%s/flag.txt", dir);
   serve_start(&s, args);
   ck_assert_uint_gt(s.listener, 0);
   ck_assert_uint_gt(s.admin, 0);
   ck_assert_uint_eq(s.balancer, 0);
+  /* Recording in the flag form: a one-member relay takes --proxy, so the
+   * client hop is recorded too. */
   ck_assert_ptr_nonnull(strstr(s.banner.data, "(policy per-connection, basic "
-                                              "authentication)"));
+                                              "authentication; recorded "
+                                              "through a TCP relay)"));
   snprintf(url, sizeof(url), "http://127.0.0.1:%u/EWS/Exchange.asmx",
            s.listener);
   proc_run(curl_basic, &p);
@@ -1727,19 +1734,29 @@ START_TEST(serve_flag_form_with_auth_and_admin)
                                "applied)\n");
   proc_free(&p);
   st = status_of(&s);
-  ck_assert(json_is_null(json_object_get(st, "balancer")));
+  ck_assert_int_eq(section_int(st, "balancer", "connections"), 1);
   ck_assert_int_eq(member_int(st, 0, "requests"), 1);
   ck_assert_str_eq(member_str(st, 0, "policy"), "per-request");
   json_decref(st);
   serve_stop(&s);
   kb_buf_free(&s.rest);
 
-  /* The report says what ctl changed, that there was no balancer, and
-   * what the one request did on each hop. */
+  /* The client hop, as the relay carried it: the request and its answer,
+   * with Basic's credentials kept out. */
+  text = proc_slurp(txt, NULL);
+  ck_assert_msg(strstr(text, "\n; === balancer conn 1: ") &&
+                    strstr(text, "POST /EWS/Exchange.asmx HTTP/1.1\r\n") &&
+                    strstr(text, "HTTP/1.1 200 OK\r\n"),
+                "%.1500s", text);
+  ck_assert_ptr_null(strstr(text, "Passw0rd!"));
+  free(text);
+
+  /* The report says what ctl changed, that the relay carried the one
+   * connection, and what the one request did on each hop. */
   root = json_load_file(json, 0, &jerr);
   ck_assert_msg(root != NULL, "%s: %s", json, jerr.text);
   schema_valid(json);
-  ck_assert(json_is_null(json_object_get(root, "balancer")));
+  ck_assert(json_is_object(json_object_get(root, "balancer")));
   m = json_array_get(json_object_get(root, "members"), 0);
   ck_assert_str_eq(json_string_value(json_object_get(m, "policy")),
                    "per-connection");
