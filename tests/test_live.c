@@ -767,6 +767,22 @@ static long long section_int(json_t *st, const char *section, const char *key)
   return (long long)json_integer_value(v);
 }
 
+/* Waits until the balancer has ended every pair (its counters say so), so
+ * a stop that follows does not close them itself: each close keeps the
+ * reason it had. Reads the admin status once per round trip. */
+static void balancer_drained(const struct served *s)
+{
+  long long open = 1;
+  int tries;
+
+  for(tries = 0; open && tries < 10000; tries++) {
+    json_t *st = status_of(s);
+    open = section_int(st, "balancer", "open");
+    json_decref(st);
+  }
+  ck_assert_int_eq(open, 0);
+}
+
 /* ---- the trainer's flow ----------------------------------------------- */
 
 /* half-patched-array: ISA01 fixed, ISA02 RTM. The balancer sends the k-th
@@ -1039,6 +1055,7 @@ START_TEST(client_and_serve_record_a_session)
   ck_assert_msg(p.status == 1, "client exited %d: %s%s", p.status, p.out.data,
                 p.err.data);
   proc_free(&p);
+  balancer_drained(&s);
   serve_stop(&s);
   /* Recording keeps the line per request: the five the member answered,
    * the two EWS POSTs forwarded without their challenge. */
@@ -1334,8 +1351,7 @@ START_TEST(serve_records_a_reset)
   size_t len, got = 0;
 
   buf[0] = '\0';
-  long long open = 1;
-  int fd, tries;
+  int fd;
 
   proc_tmpdir("kbsim-live", dir, sizeof(dir));
   snprintf(pcap, sizeof(pcap), "%s/reset.pcap", dir);
@@ -1366,14 +1382,7 @@ START_TEST(serve_records_a_reset)
   }
   ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
   close(fd);
-  /* Wait for the balancer to have ended the pair (its counters say so)
-   * before stopping, or the close would be serve's. */
-  for(tries = 0; open && tries < 10000; tries++) {
-    json_t *st = status_of(&s);
-    open = section_int(st, "balancer", "open");
-    json_decref(st);
-  }
-  ck_assert_int_eq(open, 0);
+  balancer_drained(&s);
   serve_stop(&s);
   kb_buf_free(&s.rest);
 
