@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "decide_rows.h"
 #include "kb_buf.h"
 #include "kb_env.h"
 #include "kb_users.h"
@@ -386,6 +387,124 @@ static void hx_assert_refused(struct rc *c, const char *auth,
   ck_assert_ptr_eq(strchr(r.body, '\n'), r.body + r.body_len - 1);
   rc_resp_free(&r);
 }
+
+/* ---- tests: the decision table on the wire ----------------------------- */
+
+/* A token that claims to be a type 3 but is cut inside its header. */
+static const uint8_t hx_cut_type3[12] = {'N', 'T', 'L', 'M', 'S', 'S',
+                                         'P', 0,   3,   0,   0,   0};
+
+/* Brings c's connection to state: nothing (UNAUTHENTICATED), a type 1 leg
+ * (CHALLENGED: its type 2 in *chal) or a whole handshake as alice. */
+static void hx_reach(struct rc *c, int state, struct ntlm_message *chal)
+{
+  if(state == C)
+    hx_leg1(c, chal);
+  else if(state == A)
+    ck_assert_int_eq(hx_handshake(c, "alice", T_ALICE_PASSWORD), 200);
+}
+
+/* The Authorization value of a row's token, or NULL for none (caller
+ * frees). A type 3 answers chal when the connection has one, else other,
+ * a challenge sent on another connection. */
+static char *hx_row_token(const struct row *r, const struct ntlm_message *chal,
+                          const struct ntlm_message *other)
+{
+  const struct ntlm_message *for_it = r->state == C ? chal : other;
+
+  switch(r->token) {
+  case PROXY_TOKEN_NONE:
+    return NULL;
+  case PROXY_TOKEN_BAD:
+    return strdup("NTLM !!!!");
+  case PROXY_TOKEN_BAD_TYPE3:
+    return hx_header_of(hx_cut_type3, sizeof(hx_cut_type3));
+  case PROXY_TOKEN_KERBEROS:
+    return strdup("Negotiate YIIBBgYGKwYBBQUCoIH7MIH4");
+  case PROXY_TOKEN_NEGOTIATE:
+    return hx_type1();
+  case PROXY_TOKEN_AUTHENTICATE:
+    return hx_type3(for_it, "alice",
+                    r->verified ? T_ALICE_PASSWORD : "Wr0ng-Pa55");
+  default:
+    ck_abort_msg("no token for %d", (int)r->token);
+  }
+  return NULL;
+}
+
+/* Every row of the table (decide_rows.h, the one test_decide runs through
+ * proxy_auth_decide) through sockets: the connection brought to the row's
+ * state, the row's token on a POST with its body, then what the listener
+ * did - forwarded (Exchange got it), offered (401 with no type 2) or
+ * challenged (401 with a type 2) - and the state it left, read back: a
+ * bare POST forwards only from AUTHENTICATED, and only CHALLENGED takes
+ * the type 3 for the type 2 just sent. */
+START_TEST(test_decision_rows_on_the_wire)
+{
+  static struct hx e; /* static: see hx_teardown */
+  const struct row *r = &rows[_i];
+  struct hx_opts o = {(enum proxy_policy)r->policy, 0, 0, 0, NULL};
+  struct ntlm_message chal, other, next;
+  struct rc c, b;
+  struct rc_resp resp;
+  uint64_t before;
+  size_t notes;
+  char *token, *t3;
+  int status;
+
+  memset(&chal, 0, sizeof(chal));
+  hx_start(&e, &o);
+  rc_open(&b, &e);
+  hx_leg1(&b, &other);
+  rc_open(&c, &e);
+  hx_reach(&c, r->state, &chal);
+  token = hx_row_token(r, &chal, &other);
+  before = hx_backend_requests(&e);
+  notes = kbt_count_code(&e.env.trace, r->note);
+  status = rc_post(&c, T_EWS, token, oof_body, strlen(oof_body), &resp);
+  switch(r->act) {
+  case FWD:
+    ck_assert_msg(status == 200, "row %d: %d", _i, status);
+    ck_assert_uint_eq(hx_backend_requests(&e), before + 1);
+    break;
+  case OFFER:
+    ck_assert_msg(status == 401, "row %d: %d", _i, status);
+    ck_assert_uint_eq(rc_header_count(&resp, "WWW-Authenticate", "NTLM"), 1);
+    ck_assert(!strstr(resp.head, "TlRMTVNTUAAC"));
+    ck_assert_uint_eq(hx_backend_requests(&e), before);
+    break;
+  default: /* CHAL */
+    ck_assert_uint_eq(hx_backend_requests(&e), before);
+    hx_challenge_of(&resp, &next);
+    ntlm_message_free(&chal);
+    chal = next;
+    break;
+  }
+  /* The note is written before the answer is sent. */
+  ck_assert_uint_eq(kbt_count_code(&e.env.trace, r->note), notes + 1);
+  rc_resp_free(&resp);
+  /* The state it left. */
+  before = hx_backend_requests(&e);
+  if(r->next == C) {
+    t3 = hx_type3(&chal, "alice", T_ALICE_PASSWORD);
+    ck_assert_int_eq(rc_post(&c, T_EWS, t3, oof_body, strlen(oof_body), &resp),
+                     200);
+    free(t3);
+  }
+  else
+    ck_assert_int_eq(
+        rc_post(&c, T_EWS, NULL, oof_body, strlen(oof_body), &resp),
+        r->next == A ? 200 : 401);
+  ck_assert_uint_eq(hx_backend_requests(&e), before + (r->next != U));
+  rc_resp_free(&resp);
+  free(token);
+  ntlm_message_free(&chal);
+  ntlm_message_free(&other);
+  rc_close(&c);
+  rc_close(&b);
+  hx_stop(&e);
+}
+END_TEST
 
 /* ---- tests: broken NTLM -------------------------------------------------- */
 
@@ -2238,6 +2357,12 @@ static Suite *hostile_suite(void)
   tcase_add_test(tc, test_client_never_echoes_anonymous_flag);
   tcase_add_test(tc, test_header_token_only_base64);
   tcase_add_test(tc, test_unknown_type_named);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("decision table");
+  tcase_set_timeout(tc, 60);
+  tcase_add_checked_fixture(tc, NULL, hx_teardown);
+  tcase_add_loop_test(tc, test_decision_rows_on_the_wire, 0, (int)DECIDE_NROWS);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("http");
