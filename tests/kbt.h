@@ -31,7 +31,7 @@ static inline int kbt_run(Suite *s)
 }
 
 /* The Check tag of the test cases that start a browser or a third-party
- * proxy server: `make check` leaves them out (CK_EXCLUDE_TAGS) to stay
+ * proxy server, or run tshark over the whole catalogue: `make check` leaves them out (CK_EXCLUDE_TAGS) to stay
  * fast, `make check-slow` runs only them (CK_INCLUDE_TAGS); CI runs both. */
 #define KBT_SLOW "slow"
 
