@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "evidence.h"
 #include "ntlm.h"
 #include "run.h"
 #include "topology.h"
@@ -25,6 +26,15 @@ extern const char *kbsim_default_user;
  * message is dropped), and "kbsim: try 'kbsim CMD --help'" to stderr;
  * returns 2, the exit code for bad arguments (usage.c). */
 int kbsim_bad_args(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Returns the exit code for st after printing err: 0, 2 for flags that
+ * cannot work together, 3 for evidence that cannot be written. */
+int kbsim_evidence_status(enum evidence_status st, const char *err);
+
+/* evidence_prepare for one run named name, before anything runs: every
+ * file want asks for can be written, "-" claims standard output. Returns
+ * 0 or the exit code (kbsim_evidence_status). */
+int kbsim_evidence_check(const struct evidence_want *want, const char *name);
 
 /* Parses a whole decimal number in [min, max]. Returns 0 or -1. */
 int kbsim_parse_u64(const char *text, uint64_t min, uint64_t max,

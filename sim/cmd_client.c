@@ -293,16 +293,9 @@ static int kbsim_cmd_client(int argc, char **argv)
     /* Every evidence file is checked before the session starts. */
     struct evidence_want w = {files.transcript, files.pcap, files.json,
                               files.html};
-    struct evidence_paths paths;
-    const char *name = "client";
-    enum evidence_status st =
-        evidence_prepare(&w, &name, 1, &paths, err, sizeof(err));
-    if(st == EVIDENCE_BAD_ARGS)
-      return kbsim_bad_args("%s", err);
-    if(st) {
-      fprintf(stderr, "kbsim: %s\n", err);
-      return 3;
-    }
+    int bad = kbsim_evidence_check(&w, "client");
+    if(bad)
+      return bad;
   }
   if(kb_users_split_spec(spec, true, domain, sizeof(domain), user, sizeof(user),
                          password, sizeof(password), err, sizeof(err)))

@@ -569,17 +569,9 @@ int kbsim_cmd_demo(int argc, char **argv)
   {
     /* --html is checked before anything runs; "-" is standard output. */
     struct evidence_want w = {NULL, NULL, NULL, html};
-    struct evidence_paths paths;
-    const char *name = "demo";
-    char err[512];
-    enum evidence_status st =
-        evidence_prepare(&w, &name, 1, &paths, err, sizeof(err));
-    if(st == EVIDENCE_BAD_ARGS)
-      return kbsim_bad_args("%s", err);
-    if(st) {
-      fprintf(stderr, "kbsim: %s\n", err);
-      return 3;
-    }
+    int bad = kbsim_evidence_check(&w, "demo");
+    if(bad)
+      return bad;
   }
   d.color = kbsim_want_color(mode);
   /* Unwrapped output when the stream cannot be made: still all there. */

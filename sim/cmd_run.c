@@ -88,19 +88,6 @@ static int kbsim_write_evidence(struct sim_recorder *rec,
   return 0;
 }
 
-/* Returns the exit code for st after printing err: 0, 2 for flags that
- * cannot work together, 3 for evidence that cannot be written. */
-static int kbsim_evidence_status(enum evidence_status st, const char *err)
-{
-  if(st == EVIDENCE_BAD_ARGS)
-    return kbsim_bad_args("%s", err);
-  if(st) {
-    fprintf(stderr, "kbsim: %s\n", err);
-    return 3;
-  }
-  return 0;
-}
-
 /* Sets standard output aside when an evidence flag is "-", before stdout
  * is wrapped; --junit - and --tap want standard output for themselves.
  * Returns 0 or the exit code (kbsim_evidence_status). */

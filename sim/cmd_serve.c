@@ -259,16 +259,9 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
   {
     /* Written on SIGINT/SIGTERM, checked now; "-" is standard output. */
     struct evidence_want w = {o->transcript, o->pcap, o->json, o->html};
-    struct evidence_paths paths;
-    const char *name = "serve";
-    enum evidence_status st =
-        evidence_prepare(&w, &name, 1, &paths, err, sizeof(err));
-    if(st == EVIDENCE_BAD_ARGS)
-      return kbsim_bad_args("%s", err);
-    if(st) {
-      fprintf(stderr, "kbsim: %s\n", err);
-      return 3;
-    }
+    int bad = kbsim_evidence_check(&w, "serve");
+    if(bad)
+      return bad;
   }
   if(o->file && flag_only)
     return kbsim_bad_args("%s cannot be combined with a scenario; set it in "

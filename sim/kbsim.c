@@ -123,6 +123,26 @@ static int kbsim_version_print(void)
 }
 
 /* Parses a whole decimal number in [min, max]. Returns 0 or -1. */
+int kbsim_evidence_status(enum evidence_status st, const char *err)
+{
+  if(st == EVIDENCE_BAD_ARGS)
+    return kbsim_bad_args("%s", err);
+  if(st) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return 3;
+  }
+  return 0;
+}
+
+int kbsim_evidence_check(const struct evidence_want *want, const char *name)
+{
+  struct evidence_paths paths;
+  char err[512];
+
+  return kbsim_evidence_status(
+      evidence_prepare(want, &name, 1, &paths, err, sizeof(err)), err);
+}
+
 int kbsim_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
 {
   char *end = NULL;
