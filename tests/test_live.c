@@ -1267,7 +1267,6 @@ START_TEST(serve_records_who_closed)
                   "-e",
                   "tcp.srcport",
                   NULL};
-  struct sockaddr_in sin;
   struct served s;
   struct proc_out p;
   char *text;
@@ -1279,13 +1278,7 @@ START_TEST(serve_records_who_closed)
   snprintf(pcap, sizeof(pcap), "%s/closed.pcap", dir);
   snprintf(txt, sizeof(txt), "%s/closed.txt", dir);
   serve_start(&s, args);
-  fd = socket(AF_INET, SOCK_STREAM, 0);
-  ck_assert_int_ge(fd, 0);
-  memset(&sin, 0, sizeof(sin));
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons((uint16_t)s.balancer);
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+  fd = connect_to((uint16_t)s.balancer);
   ck_assert_int_eq(send(fd, req, sizeof(req) - 1, 0), (ssize_t)sizeof(req) - 1);
   /* Read to the end: ISA's FIN, passed on by the balancer. */
   while((n = recv(fd, buf, sizeof(buf), 0)) > 0)
@@ -1342,29 +1335,22 @@ START_TEST(serve_records_a_reset)
                    "tcp.flags.fin",
                    NULL};
   struct linger lg = {1, 0};
-  struct sockaddr_in sin;
   struct served s;
   struct proc_out p;
   json_error_t jerr;
   json_t *root, *c;
   char *text;
   size_t len, got = 0;
+  int fd;
 
   buf[0] = '\0';
-  int fd;
 
   proc_tmpdir("kbsim-live", dir, sizeof(dir));
   snprintf(pcap, sizeof(pcap), "%s/reset.pcap", dir);
   snprintf(txt, sizeof(txt), "%s/reset.txt", dir);
   snprintf(json, sizeof(json), "%s/reset.json", dir);
   serve_start(&s, args);
-  fd = socket(AF_INET, SOCK_STREAM, 0);
-  ck_assert_int_ge(fd, 0);
-  memset(&sin, 0, sizeof(sin));
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons((uint16_t)s.balancer);
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+  fd = connect_to((uint16_t)s.balancer);
   ck_assert_int_eq(send(fd, req, sizeof(req) - 1, 0), (ssize_t)sizeof(req) - 1);
   /* The whole 401 (its head and the Content-Length it gives) first, so
    * the reset follows an answer. */
