@@ -11,7 +11,7 @@
  * (which does not authenticate) answers 200, so a POST is one request.
  *
  * Usage: bench_sessions [--seconds S] [--rounds R] [--posts P]
- *                       [--only proxy|direct] C...
+ *                       [--only proxy|direct] [--scenario FILE] C...
  * For each concurrency C, R rounds alternating "proxy" then "direct" (or
  * only one of them, for profiling one path with perf), each
  * repeating sim_run_plan with C clients for at least S seconds. Every
@@ -26,6 +26,19 @@
  *   cpu <mode> <C> <process CPU ms per session> <listener CPU ms per session>
  * and exits 1 when any POST failed (a benchmark of broken sessions
  * measures nothing).
+ *
+ * With --scenario FILE the sessions are the scenario's own, on the
+ * topology `kbsim run` starts for it (its array, balancer, idle timeout,
+ * members' policies, users), with its clients' posts, kind and think
+ * times; only the concurrency is C's. This is the in-process rate that a
+ * sweep of the same scenario is measured against (bench/sweep-run): the
+ * same sessions, C at a time on one topology that is never reset. The
+ * scenario's POSTs may fail by design (the bug), so what counts as failed
+ * there is a session the harness failed or could not start; the mode is
+ * "scenario", and one more line says how many sessions saw the error:
+ *   errors scenario <C> <sessions with the error> <sessions>
+ * and, through the listener, what a session made on average:
+ *   work <mode> <C> <requests> <client connections> <Exchange connections>
  */
 #include <dirent.h>
 #include <stdbool.h>
@@ -37,6 +50,8 @@
 #include <unistd.h>
 
 #include "kb_users.h"
+#include "run.h"
+#include "scenario.h"
 #include "topology.h"
 
 #define SESSIONS_LOGIN "FABRIKAM\\alice:Passw0rd!"
@@ -45,10 +60,31 @@
 struct sessions_tally {
   unsigned long sessions;
   unsigned long failed;
+  unsigned long with_error; /* sessions that saw the notification */
   double seconds;
   double cpu;      /* process CPU seconds */
   double listener; /* of which the listener's loop threads */
+  /* What the sessions made: requests and connections the listeners
+   * accepted (the client hop) and connections Exchange accepted. */
+  uint64_t requests, connections, upstream;
 };
+
+/* Requests and connections the members and Exchange have counted. */
+static void sessions_work(struct sim_topology *topo, uint64_t out[3])
+{
+  struct backend_stats b;
+  size_t i;
+
+  out[0] = out[1] = 0;
+  for(i = 0; i < topo->nproxies; i++) {
+    struct proxy_stats p;
+    proxy_stats(topo->proxies[i], &p);
+    out[0] += p.requests;
+    out[1] += p.connections;
+  }
+  backend_stats(topo->backend, &b);
+  out[2] = b.connections;
+}
 
 /* Monotonic seconds. */
 static double sessions_now(void)
@@ -112,12 +148,16 @@ static double sessions_listener_cpu(void)
 }
 
 /* Runs batches of plan->count sessions against url for at least seconds
- * and adds them to *t. Returns 0, or -1 with err set when a batch could
- * not start. The topology's client URL is pointed at url for the time of
- * the call: sim_topology_client_config aims every client at proxy_url. */
+ * and adds them to *t. A failed POST counts as failed unless by_design
+ * (a scenario's, where POSTs fail for the listener's doing): then only
+ * the sessions the harness failed or could not start do. Returns 0, or
+ * -1 with err set when a batch could not start. The topology's client URL
+ * is pointed at url for the time of the call: sim_topology_client_config
+ * aims every client at proxy_url. */
 static int sessions_measure(struct sim_topology *topo, const char *url,
-                            const struct sim_clients *plan, double seconds,
-                            struct sessions_tally *t, char *err, size_t errlen)
+                            const struct sim_clients *plan, bool by_design,
+                            double seconds, struct sessions_tally *t, char *err,
+                            size_t errlen)
 {
   char saved[sizeof(topo->proxy_url)];
   char target[sizeof(topo->proxy_url)];
@@ -125,12 +165,14 @@ static int sessions_measure(struct sim_topology *topo, const char *url,
   double now = start;
   double cpu0 = sessions_process_cpu();
   double listener0 = sessions_listener_cpu();
+  uint64_t work0[3], work1[3];
   int result = 0;
 
   /* url may be topo->proxy_url itself. */
   snprintf(target, sizeof(target), "%s", url);
   memcpy(saved, topo->proxy_url, sizeof(saved));
   memcpy(topo->proxy_url, target, sizeof(target));
+  sessions_work(topo, work0);
   while(now - start < seconds) {
     struct sim_sessions s;
     if(sim_run_plan(topo, plan, &s, err, errlen)) {
@@ -138,13 +180,19 @@ static int sessions_measure(struct sim_topology *topo, const char *url,
       break;
     }
     t->sessions += s.count - s.not_started;
-    t->failed += s.posts_failed + s.not_started;
+    t->failed +=
+        (by_design ? s.infrastructure : s.posts_failed) + s.not_started;
+    t->with_error += s.users_with_error;
     sim_sessions_free(&s);
     now = sessions_now();
   }
   t->seconds += now - start;
   t->cpu += sessions_process_cpu() - cpu0;
   t->listener += sessions_listener_cpu() - listener0;
+  sessions_work(topo, work1);
+  t->requests += work1[0] - work0[0];
+  t->connections += work1[1] - work0[1];
+  t->upstream += work1[2] - work0[2];
   memcpy(topo->proxy_url, saved, sizeof(saved));
   return result;
 }
@@ -160,15 +208,37 @@ static int sessions_num(const char *text, double *out)
   return 0;
 }
 
+/* Prints one mode's lines at concurrency c (see the header). */
+static void sessions_print(const char *mode, unsigned c,
+                           const struct sessions_tally *t, bool errors)
+{
+  printf("sessions\t%s\t%u\t%lu\t%.3f\t%.1f\t%lu\n", mode, c, t->sessions,
+         t->seconds, (double)t->sessions / t->seconds, t->failed);
+  if(t->sessions)
+    printf("cpu\t%s\t%u\t%.4f\t%.4f\n", mode, c,
+           t->cpu * 1e3 / (double)t->sessions,
+           t->listener * 1e3 / (double)t->sessions);
+  if(t->sessions && strcmp(mode, "direct"))
+    printf("work\t%s\t%u\t%.2f\t%.2f\t%.2f\n", mode, c,
+           (double)t->requests / (double)t->sessions,
+           (double)t->connections / (double)t->sessions,
+           (double)t->upstream / (double)t->sessions);
+  if(errors)
+    printf("errors\t%s\t%u\t%lu\t%lu\n", mode, c, t->with_error, t->sessions);
+}
+
 int main(int argc, char **argv)
 {
   static const char *const logins[] = {SESSIONS_LOGIN};
   struct kb_users *users = NULL;
   struct sim_topology_config cfg;
   struct sim_topology *topo = NULL;
+  struct scenario sc;
+  struct sim_logins sc_logins;
+  const char *scenario_path = NULL;
   double seconds = 2, rounds = 3, posts = 2;
   bool run_proxy = true, run_direct = true;
-  char err[256];
+  char err[512];
   int result = 1;
   int i;
   bool any_failed = false;
@@ -181,13 +251,17 @@ int main(int argc, char **argv)
       run_direct = !run_proxy;
       continue;
     }
+    if(!strcmp(argv[i], "--scenario") && i + 1 < argc) {
+      scenario_path = argv[i + 1];
+      continue;
+    }
     slot = !strcmp(argv[i], "--seconds")  ? &seconds
            : !strcmp(argv[i], "--rounds") ? &rounds
            : !strcmp(argv[i], "--posts")  ? &posts
                                           : NULL;
     if(!slot || i + 1 >= argc || sessions_num(argv[i + 1], slot)) {
       fprintf(stderr, "usage: bench_sessions [--seconds S] [--rounds R] "
-                      "[--posts P] [--only proxy|direct] "
+                      "[--posts P] [--only proxy|direct] [--scenario FILE] "
                       "CONCURRENCY...\n");
       return 2;
     }
@@ -198,19 +272,32 @@ int main(int argc, char **argv)
     return 2;
   }
 
-  users = kb_users_new();
-  if(!users || kb_users_add_spec(users, SESSIONS_LOGIN, err, sizeof(err))) {
-    fprintf(stderr, "bench_sessions: cannot set up the user store\n");
-    goto out;
+  if(scenario_path) {
+    /* The scenario's sessions only go through its listener. */
+    run_proxy = true;
+    run_direct = false;
+    if(scenario_load(scenario_path, &sc, err, sizeof(err)) ||
+       sim_scenario_users(&sc, &users, err, sizeof(err))) {
+      fprintf(stderr, "bench_sessions: %s\n", err);
+      goto out;
+    }
+    sim_scenario_topology(&sc, users, (struct kb_trace){0}, &cfg);
   }
-  /* What `kbsim run --policy per-request` starts, minus the trace: a
-   * seeded, simulated topology. */
-  memset(&cfg, 0, sizeof(cfg));
-  cfg.policy = PROXY_POLICY_PER_REQUEST;
-  cfg.auth = PROXY_AUTH_INTEGRATED;
-  cfg.users = users;
-  cfg.simulated = true;
-  cfg.seed = 1;
+  else {
+    users = kb_users_new();
+    if(!users || kb_users_add_spec(users, SESSIONS_LOGIN, err, sizeof(err))) {
+      fprintf(stderr, "bench_sessions: cannot set up the user store\n");
+      goto out;
+    }
+    /* What `kbsim run --policy per-request` starts, minus the trace: a
+     * seeded, simulated topology. */
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.policy = PROXY_POLICY_PER_REQUEST;
+    cfg.auth = PROXY_AUTH_INTEGRATED;
+    cfg.users = users;
+    cfg.simulated = true;
+    cfg.seed = 1;
+  }
   if(sim_topology_start(&cfg, &topo, err, sizeof(err))) {
     fprintf(stderr, "bench_sessions: %s\n", err);
     goto out;
@@ -219,6 +306,7 @@ int main(int argc, char **argv)
   for(; i < argc; i++) {
     struct sim_clients plan;
     struct sessions_tally via, direct, warm;
+    const bool by_design = scenario_path != NULL;
     double c;
     int r;
 
@@ -232,48 +320,46 @@ int main(int argc, char **argv)
     memset(&via, 0, sizeof(via));
     memset(&direct, 0, sizeof(direct));
     memset(&warm, 0, sizeof(warm));
-    memset(&plan, 0, sizeof(plan));
+    if(scenario_path) {
+      if(sim_scenario_plan(&sc, &sc_logins, &plan, err, sizeof(err)))
+        goto fail;
+    }
+    else {
+      memset(&plan, 0, sizeof(plan));
+      plan.ews_posts = (unsigned)posts;
+      plan.ntlm = NTLM_RESPONSE_V2;
+      plan.kind = CLIENT_KIND_COMMUNICATOR;
+      plan.logins = logins;
+      plan.nlogins = 1;
+    }
     plan.count = (unsigned)c;
-    plan.ews_posts = (unsigned)posts;
-    plan.ntlm = NTLM_RESPONSE_V2;
-    plan.kind = CLIENT_KIND_COMMUNICATOR;
-    plan.logins = logins;
-    plan.nlogins = 1;
     /* Warm-up for each, not counted. */
-    if((run_proxy && sessions_measure(topo, topo->proxy_url, &plan, 0.2, &warm,
-                                      err, sizeof(err))) ||
-       (run_direct && sessions_measure(topo, topo->backend_url, &plan, 0.2,
-                                       &warm, err, sizeof(err))))
+    if((run_proxy && sessions_measure(topo, topo->proxy_url, &plan, by_design,
+                                      0.2, &warm, err, sizeof(err))) ||
+       (run_direct && sessions_measure(topo, topo->backend_url, &plan, false,
+                                       0.2, &warm, err, sizeof(err))))
       goto fail;
     for(r = 0; r < (int)rounds; r++)
-      if((run_proxy && sessions_measure(topo, topo->proxy_url, &plan, seconds,
-                                        &via, err, sizeof(err))) ||
-         (run_direct && sessions_measure(topo, topo->backend_url, &plan,
+      if((run_proxy && sessions_measure(topo, topo->proxy_url, &plan, by_design,
+                                        seconds, &via, err, sizeof(err))) ||
+         (run_direct && sessions_measure(topo, topo->backend_url, &plan, false,
                                          seconds, &direct, err, sizeof(err))))
         goto fail;
     if(run_proxy)
-      printf("sessions\tproxy\t%u\t%lu\t%.3f\t%.1f\t%lu\n", plan.count,
-             via.sessions, via.seconds, (double)via.sessions / via.seconds,
-             via.failed);
+      sessions_print(by_design ? "scenario" : "proxy", plan.count, &via,
+                     by_design);
     if(run_direct)
-      printf("sessions\tdirect\t%u\t%lu\t%.3f\t%.1f\t%lu\n", plan.count,
-             direct.sessions, direct.seconds,
-             (double)direct.sessions / direct.seconds, direct.failed);
-    if(run_proxy && via.sessions)
-      printf("cpu\tproxy\t%u\t%.4f\t%.4f\n", plan.count,
-             via.cpu * 1e3 / (double)via.sessions,
-             via.listener * 1e3 / (double)via.sessions);
-    if(run_direct && direct.sessions)
-      printf("cpu\tdirect\t%u\t%.4f\t%.4f\n", plan.count,
-             direct.cpu * 1e3 / (double)direct.sessions,
-             direct.listener * 1e3 / (double)direct.sessions);
+      sessions_print("direct", plan.count, &direct, false);
     fflush(stdout);
     any_failed |= via.failed || direct.failed || warm.failed;
   }
   result = any_failed ? 1 : 0;
   if(any_failed)
-    fprintf(stderr, "bench_sessions: some POSTs failed; the figures above "
-                    "count only what completed\n");
+    fprintf(stderr, "bench_sessions: %s\n",
+            scenario_path ? "the harness failed some sessions; the "
+                            "figures above count only what completed"
+                          : "some POSTs failed; the figures above "
+                            "count only what completed");
   goto out;
 
 fail:

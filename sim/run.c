@@ -81,6 +81,95 @@ static void sim__policies(const struct scenario *sc,
                       : PROXY_POLICY_PER_CONNECTION;
 }
 
+int sim_scenario_users(const struct scenario *sc, struct kb_users **out,
+                       char *err, size_t errlen)
+{
+  char why[256];
+  size_t i;
+
+  *out = kb_users_new();
+  if(!*out) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  for(i = 0; i < sc->nusers; i++) {
+    if(kb_users_add_spec(*out, sc->user_specs[i], why, sizeof(why))) {
+      snprintf(err, errlen, "%s: [users]: %s",
+               sc->path[0] ? sc->path : sc->name, why);
+      kb_users_free(*out);
+      *out = NULL;
+      return -1;
+    }
+  }
+  return 0;
+}
+
+void sim_scenario_topology(const struct scenario *sc, struct kb_users *users,
+                           struct kb_trace trace,
+                           struct sim_topology_config *cfg)
+{
+  enum proxy_policy policies[SIM_MAX_MEMBERS];
+  size_t i;
+
+  sim__policies(sc, policies);
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->users = users;
+  cfg->dns_domain = sc->dns_domain[0] ? sc->dns_domain : NULL;
+  cfg->simulated = true;
+  cfg->seed = sc->seed;
+  cfg->trace = trace;
+  cfg->auth = sc->auth;
+  cfg->idle_timeout_ms = sc->idle_timeout_ms;
+  cfg->max_requests = sc->max_requests;
+  cfg->balancer = sc->balancer;
+  cfg->nmembers = sc->nmembers;
+  for(i = 0; i < sc->nmembers; i++) {
+    cfg->members[i].name = sc->members[i].name;
+    cfg->members[i].policy = policies[i];
+  }
+}
+
+int sim_scenario_plan(const struct scenario *sc, struct sim_logins *logins,
+                      struct sim_clients *plan, char *err, size_t errlen)
+{
+  size_t i;
+
+  /* Who signs in: the one [clients] user, or every user in turn; a
+   * password override replaces what the store knows (a wrong password). */
+  memset(logins, 0, sizeof(*logins));
+  for(i = 0; i < sc->nusers; i++) {
+    const char *spec = sc->user_specs[i];
+    size_t n = strcspn(spec, ":");
+    char *own = logins->owned[logins->n];
+
+    if(sc->client_user[0] &&
+       (strlen(sc->client_user) != n || strncasecmp(spec, sc->client_user, n)))
+      continue;
+    if(sc->has_password_override)
+      snprintf(own, sizeof(logins->owned[0]), "%.*s:%s", (int)n, spec,
+               sc->client_password);
+    else
+      snprintf(own, sizeof(logins->owned[0]), "%s", spec);
+    logins->specs[logins->n++] = own;
+  }
+  if(!logins->n) {
+    snprintf(err, errlen, "%s: no user to sign in as", sc->name);
+    return -1;
+  }
+  memset(plan, 0, sizeof(*plan));
+  plan->count = sc->clients;
+  plan->ews_posts = sc->posts;
+  plan->ntlm = sc->ntlm;
+  plan->kind = sc->kind;
+  plan->think_min_ms = sc->think_min_ms;
+  plan->think_max_ms = sc->think_max_ms;
+  plan->idle_timeout_ms = sc->client_idle_timeout_ms;
+  plan->max_requests = sc->client_max_requests;
+  plan->logins = logins->specs;
+  plan->nlogins = logins->n;
+  return 0;
+}
+
 /* Starts runner's topology for sc: its user store, then the components.
  * Returns 0, or -1 with a one-line reason in err. */
 static int sim__runner_start(struct sim_runner *runner,
@@ -88,38 +177,10 @@ static int sim__runner_start(struct sim_runner *runner,
                              char *err, size_t errlen)
 {
   struct sim_topology_config cfg;
-  enum proxy_policy policies[SIM_MAX_MEMBERS];
-  char why[256];
-  size_t i;
 
-  runner->users = kb_users_new();
-  if(!runner->users) {
-    snprintf(err, errlen, "out of memory");
+  if(sim_scenario_users(sc, &runner->users, err, errlen))
     return -1;
-  }
-  for(i = 0; i < sc->nusers; i++) {
-    if(kb_users_add_spec(runner->users, sc->user_specs[i], why, sizeof(why))) {
-      snprintf(err, errlen, "%s: [users]: %s",
-               sc->path[0] ? sc->path : sc->name, why);
-      return -1;
-    }
-  }
-  sim__policies(sc, policies);
-  memset(&cfg, 0, sizeof(cfg));
-  cfg.users = runner->users;
-  cfg.dns_domain = sc->dns_domain[0] ? sc->dns_domain : NULL;
-  cfg.simulated = true;
-  cfg.seed = sc->seed;
-  cfg.trace = trace;
-  cfg.auth = sc->auth;
-  cfg.idle_timeout_ms = sc->idle_timeout_ms;
-  cfg.max_requests = sc->max_requests;
-  cfg.balancer = sc->balancer;
-  cfg.nmembers = sc->nmembers;
-  for(i = 0; i < sc->nmembers; i++) {
-    cfg.members[i].name = sc->members[i].name;
-    cfg.members[i].policy = policies[i];
-  }
+  sim_scenario_topology(sc, runner->users, trace, &cfg);
   if(sim_topology_start(&cfg, &runner->topo, err, errlen))
     return -1;
   runner->shape = *sc;
@@ -156,9 +217,7 @@ int sim_runner_run(struct sim_runner *runner, const struct scenario *sc,
 {
   struct sim_topology *topo;
   struct sim_clients plan;
-  const char *logins[SCENARIO_MAX_USERS];
-  char owned[SCENARIO_MAX_USERS][SCENARIO_TEXT * 2];
-  size_t nlogins = 0;
+  struct sim_logins logins;
   size_t i, j;
   char why[256];
   int result = -1;
@@ -171,43 +230,13 @@ int sim_runner_run(struct sim_runner *runner, const struct scenario *sc,
     return -1;
   exhausted = kb_net_fd_exhausted();
 
-  /* Who signs in: the one [clients] user, or every user in turn; a
-   * password override replaces what the store knows (a wrong password). */
-  for(i = 0; i < sc->nusers; i++) {
-    const char *spec = sc->user_specs[i];
-    size_t n = strcspn(spec, ":");
-
-    if(sc->client_user[0] &&
-       (strlen(sc->client_user) != n || strncasecmp(spec, sc->client_user, n)))
-      continue;
-    if(sc->has_password_override)
-      snprintf(owned[nlogins], sizeof(owned[0]), "%.*s:%s", (int)n, spec,
-               sc->client_password);
-    else
-      snprintf(owned[nlogins], sizeof(owned[0]), "%s", spec);
-    logins[nlogins] = owned[nlogins];
-    nlogins++;
-  }
-  if(!nlogins) {
-    snprintf(err, errlen, "%s: no user to sign in as", sc->name);
+  if(sim_scenario_plan(sc, &logins, &plan, err, errlen))
     goto done;
-  }
 
   if(sim__runner_ready(runner, sc, trace, err, errlen))
     goto done;
   topo = runner->topo;
 
-  memset(&plan, 0, sizeof(plan));
-  plan.count = sc->clients;
-  plan.ews_posts = sc->posts;
-  plan.ntlm = sc->ntlm;
-  plan.kind = sc->kind;
-  plan.think_min_ms = sc->think_min_ms;
-  plan.think_max_ms = sc->think_max_ms;
-  plan.idle_timeout_ms = sc->client_idle_timeout_ms;
-  plan.max_requests = sc->client_max_requests;
-  plan.logins = logins;
-  plan.nlogins = nlogins;
   if(sim_run_plan(topo, &plan, &out->sessions, err, errlen))
     goto done;
 

@@ -22,6 +22,32 @@ struct sim_outcome {
   uint64_t ews_posts; /* EWS POSTs the clients made */
 };
 
+/* The scenario's user store, from [users] (release with kb_users_free).
+ * Returns 0, or -1 with a one-line reason in err and *out NULL. */
+int sim_scenario_users(const struct scenario *sc, struct kb_users **out,
+                       char *err, size_t errlen);
+
+/* What sim_topology_start takes from sc: simulated, seeded with sc->seed,
+ * its listener, array and members' policies, users (borrowed) and trace.
+ * Never fails. */
+void sim_scenario_topology(const struct scenario *sc, struct kb_users *users,
+                           struct kb_trace trace,
+                           struct sim_topology_config *cfg);
+
+/* Who a scenario's clients sign in as: [clients] user, or every user in
+ * turn, with the password override applied. plan->logins points here. */
+struct sim_logins {
+  const char *specs[SCENARIO_MAX_USERS];
+  char owned[SCENARIO_MAX_USERS][SCENARIO_TEXT * 2];
+  size_t n;
+};
+
+/* Fills *plan with sc's clients (count, posts, kind, think times, their
+ * keep-alive limits) and *logins with who they sign in as. Returns 0, or
+ * -1 with a one-line reason in err when nobody can sign in. */
+int sim_scenario_plan(const struct scenario *sc, struct sim_logins *logins,
+                      struct sim_clients *plan, char *err, size_t errlen);
+
 /* Starts the scenario's topology (simulated clock, seeded with sc->seed),
  * runs its clients, stops the topology and fills *out (release with
  * sim_outcome_free). trace receives every component's events. Returns 0,
