@@ -183,6 +183,8 @@ enum kb_note {
   KB_NOTE_CLIENT_RESET,        /* the client reset the connection (RST) */
   KB_NOTE_MEMBER_RESET,        /* the member reset the connection (RST) */
   KB_NOTE_BALANCER_STOPPED,    /* still open when serve stopped: closed */
+  KB_NOTE_MEMBER_UNREACHABLE,  /* the member could not be connected to:
+                                  the balancer closed the client's side */
 
   KB_NOTE_COUNT /* not a code: the number of codes */
 };

@@ -49,7 +49,8 @@ enum balancer__end {
   BALANCER__END_CLOSED = 0,   /* FINs, or a socket error that is no reset */
   BALANCER__END_CLIENT_RESET, /* the client sent RST */
   BALANCER__END_MEMBER_RESET, /* the member sent RST */
-  BALANCER__END_STOPPED       /* still open when the balancer stopped */
+  BALANCER__END_STOPPED,      /* still open when the balancer stopped */
+  BALANCER__END_UNREACHABLE   /* the member could not be connected to */
 };
 
 /* One direction of a pair: bytes read from its source and not yet written
@@ -71,6 +72,7 @@ struct balancer__pair {
   struct balancer__dir up;   /* client -> member */
   struct balancer__dir down; /* member -> client */
   enum balancer__end end;
+  int connect_errno; /* BALANCER__END_UNREACHABLE: why */
   bool dead;
 };
 
@@ -192,6 +194,8 @@ static const struct {
     [BALANCER__END_STOPPED] = {KB_NOTE_BALANCER_STOPPED,
                                "still open when serve stopped: closed by "
                                "the balancer"},
+    [BALANCER__END_UNREACHABLE] = {KB_NOTE_MEMBER_UNREACHABLE,
+                                   "could not connect to member"},
 };
 
 /* Ends a pair: counts it closed first, then closes both sockets together,
@@ -207,7 +211,14 @@ static void balancer__pair_close(struct balancer *b, struct balancer__pair *p)
     balancer__reset_on_close(p->mfd);
   else if(p->end == BALANCER__END_MEMBER_RESET)
     balancer__reset_on_close(p->cfd);
-  if(balancer__ends[p->end].text && b->trace.emit)
+  if(p->end == BALANCER__END_UNREACHABLE && b->trace.emit)
+    kb_trace_note(&b->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_CLIENT, "balancer",
+                  p->k, balancer__ends[p->end].note,
+                  "balancer conn %llu: %s %zu of the array (%s); closed "
+                  "the client's connection",
+                  (unsigned long long)p->k, balancer__ends[p->end].text,
+                  p->member + 1, strerror(p->connect_errno));
+  else if(balancer__ends[p->end].text && b->trace.emit)
     kb_trace_note(&b->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_CLIENT, "balancer",
                   p->k, balancer__ends[p->end].note, "balancer conn %llu: %s",
                   (unsigned long long)p->k, balancer__ends[p->end].text);
@@ -218,9 +229,6 @@ static void balancer__pair_close(struct balancer *b, struct balancer__pair *p)
   balancer__trace(b, p, KB_TRACE_CLOSE, NULL, 0);
 }
 
-/* Accepts what is waiting, up to the cap, and starts connecting each to
- * its member. A connection the balancer cannot serve (no memory, member
- * unreachable at once) is closed immediately: the client sees the close. */
 /* At the cap: a client gets a fast 503 and the close, never a wait in
  * the kernel's backlog. */
 static void balancer__refuse(struct balancer *b, int cfd)
@@ -238,6 +246,10 @@ static void balancer__refuse(struct balancer *b, int cfd)
   close(cfd);
 }
 
+/* Accepts what is waiting, up to the cap, and starts connecting each to
+ * its member. A connection the balancer cannot serve (no memory) is
+ * closed immediately: the client sees the close. One whose member
+ * refuses the connection is traced, opened and closed with the reason. */
 static void balancer__accept(struct balancer *b)
 {
   for(;;) {
@@ -289,15 +301,22 @@ static void balancer__accept(struct balancer *b)
       p->state = BALANCER__SPLICING;
     else if(errno == EINPROGRESS)
       p->state = BALANCER__CONNECTING;
-    else
-      goto refuse;
+    else {
+      /* Refused at once (a loopback member that is down): the client's
+       * connection is in the evidence, with why it closed. */
+      p->end = BALANCER__END_UNREACHABLE;
+      p->connect_errno = errno;
+    }
     pthread_mutex_lock(&b->lock);
     b->stats.open++;
     b->stats.member_connections[m]++;
     b->stats.member_open[m]++;
+    b->stats.connect_failed += p->end == BALANCER__END_UNREACHABLE;
     pthread_mutex_unlock(&b->lock);
     b->pairs[b->npairs++] = p;
     balancer__trace(b, p, KB_TRACE_OPEN, NULL, 0);
+    if(p->end == BALANCER__END_UNREACHABLE)
+      balancer__pair_close(b, p);
     continue;
 
   refuse:
@@ -409,6 +428,8 @@ static enum balancer__verdict balancer__service(struct balancer *b,
     if(pm->fd < 0 || !pm->revents)
       return BALANCER__ALIVE;
     if(getsockopt(p->mfd, SOL_SOCKET, SO_ERROR, &soerr, &len) || soerr) {
+      p->end = BALANCER__END_UNREACHABLE;
+      p->connect_errno = soerr ? soerr : errno;
       pthread_mutex_lock(&b->lock);
       b->stats.connect_failed++;
       pthread_mutex_unlock(&b->lock);

@@ -56,6 +56,8 @@ static const struct evidence_close_row evidence__close_rows[] = {
     {KB_NOTE_MEMBER_RESET, true, true, "reset", "reset by ISA (RST)"},
     {KB_NOTE_BALANCER_STOPPED, true, false, "stopped",
      "closed by serve: still open when it stopped"},
+    {KB_NOTE_MEMBER_UNREACHABLE, true, false, "member-unreachable",
+     "closed by the balancer: it could not connect to the member"},
 };
 
 /* The codes of the closes no note explains. */
@@ -99,20 +101,27 @@ struct evidence_conns {
 
 int evidence_name_cmp(const char *a, const char *b)
 {
+  int by_case = strcmp(a, b);
+
   while(*a && *b) {
+    int x, y;
     if(isdigit((unsigned char)*a) && isdigit((unsigned char)*b)) {
-      unsigned long long x = strtoull(a, (char **)&a, 10);
-      unsigned long long y = strtoull(b, (char **)&b, 10);
-      if(x != y)
-        return x < y ? -1 : 1;
+      unsigned long long m = strtoull(a, (char **)&a, 10);
+      unsigned long long n = strtoull(b, (char **)&b, 10);
+      if(m != n)
+        return m < n ? -1 : 1;
       continue;
     }
-    if(*a != *b)
-      return (unsigned char)*a < (unsigned char)*b ? -1 : 1;
+    x = tolower((unsigned char)*a);
+    y = tolower((unsigned char)*b);
+    if(x != y)
+      return x < y ? -1 : 1;
     a++;
     b++;
   }
-  return (unsigned char)*a - (unsigned char)*b;
+  if(*a || *b)
+    return *a ? 1 : -1;
+  return by_case < 0 ? -1 : by_case > 0;
 }
 
 static int evidence__conn_cmp(const void *pa, const void *pb)

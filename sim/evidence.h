@@ -176,7 +176,9 @@ enum evidence_status evidence_prepare(const struct evidence_want *want,
 char *evidence_read_text(const char *path);
 
 /* Compares connection names naturally: digit runs as numbers, so
- * "client 2 conn 1" sorts before "client 10 conn 1". */
+ * "client 2 conn 1" sorts before "client 10 conn 1", and letters without
+ * case first, so a client's "balancer conn 1" comes before the members'
+ * "ISA01 conn 1 upstream" (case breaks ties only). */
 int evidence_name_cmp(const char *a, const char *b);
 
 #endif /* EVIDENCE_H */

@@ -26,6 +26,8 @@ static const struct {
     {"server-closed", "closed by ISA (its FIN came first)"},
     {"reset", "reset (RST)"},
     {"stopped", "still open when serve stopped"},
+    {"member-unreachable", "closed by the balancer: the member could not "
+                           "be connected to"},
     {"client-closed", "closed by the client"},
     {"isa-closed", "closed by ISA"},
     {"with-client", "closed by ISA with its client's connection"},

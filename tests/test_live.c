@@ -33,6 +33,7 @@
 
 #include "balancer.h"
 #include "client.h"
+#include "evidence.h"
 #include "kb_buf.h"
 #include "kbt.h"
 #include "live.h"
@@ -342,6 +343,7 @@ START_TEST(balancer_closes_both_sides_together)
   struct balancer_stats st;
   struct balancer *b;
   struct balancer_config cfg;
+  struct sim_recorder rec;
   char err[256], c;
   uint16_t dead_port;
   int fd, dead;
@@ -361,11 +363,15 @@ START_TEST(balancer_closes_both_sides_together)
   ck_assert_uint_eq(st.open, 0);
   balancer_stop(b);
 
-  /* A port nobody listens on. */
+  /* A port nobody listens on: the client's connection is closed, and the
+   * evidence says the balancer closed it for want of its member, not that
+   * the client did. */
   dead = rc_loopback(false, &dead_port);
   memset(&cfg, 0, sizeof(cfg));
   cfg.nmembers = 1;
   cfg.members[0].port = dead_port;
+  sim_recorder_init(&rec, true);
+  cfg.trace = sim_recorder_as_kb(&rec);
   ck_assert_msg(!balancer_start(&cfg, &b, err, sizeof(err)), "%s", err);
   fd = connect_to(balancer_port(b));
   {
@@ -379,7 +385,33 @@ START_TEST(balancer_closes_both_sides_together)
   ck_assert_uint_eq(st.accepted, 1);
   ck_assert_uint_eq(st.connect_failed, 1);
   ck_assert_uint_eq(st.open, 0);
-  balancer_stop(b);
+  balancer_stop(b); /* joins its thread: every event is in */
+  {
+    char *text = NULL;
+    size_t len = 0, i, notes = 0, opens = 0, closes = 0;
+    FILE *out = open_memstream(&text, &len);
+
+    for(i = 0; i < rec.count; i++) {
+      notes += rec.events[i].kind == KB_TRACE_NOTE &&
+               rec.events[i].note == KB_NOTE_MEMBER_UNREACHABLE &&
+               strstr(rec.events[i].text, "member 1 of the array");
+      opens += rec.events[i].kind == KB_TRACE_OPEN;
+      closes += rec.events[i].kind == KB_TRACE_CLOSE;
+    }
+    ck_assert_uint_eq(notes, 1);
+    ck_assert_uint_eq(opens, 1);
+    ck_assert_uint_eq(closes, 1);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_eq(evidence_write_transcript(&rec, out), 0);
+    ck_assert_int_eq(fclose(out), 0);
+    ck_assert_msg(strstr(text, "connection closed by the balancer: it could "
+                               "not connect to the member (balancer conn 1: "
+                               "could not connect to member 1 of the array"),
+                  "%s", text);
+    ck_assert_msg(!strstr(text, "closed by the client"), "%s", text);
+    free(text);
+  }
+  sim_recorder_free(&rec);
 
   /* Bad configurations are refused with a reason. */
   memset(&cfg, 0, sizeof(cfg));
@@ -1129,6 +1161,9 @@ START_TEST(client_and_serve_record_a_session)
      * closed: the client hung up, ISA closed its upstream. */
     conns = json_object_get(root, "connections");
     ck_assert_int_eq(json_array_size(conns), 2);
+    ck_assert_str_eq(
+        json_string_value(json_object_get(json_array_get(conns, 0), "name")),
+        "balancer conn 1");
     for(i = 0; i < 2; i++) {
       json_t *c = json_array_get(conns, i);
       const char *name = json_string_value(json_object_get(c, "name"));
@@ -1744,6 +1779,12 @@ START_TEST(serve_flag_form_with_auth_and_admin)
                     strstr(text, "HTTP/1.1 200 OK\r\n"),
                 "%.1500s", text);
   ck_assert_ptr_null(strstr(text, "Passw0rd!"));
+  /* In client order: the client's connection, then what ISA opened for it
+   * (upper-case "ISA01" once sorted before "balancer"). */
+  ck_assert_msg(strstr(text, " upstream: ISA <-> Exchange ===") &&
+                    strstr(text, "\n; === balancer conn 1: ") <
+                        strstr(text, " upstream: ISA <-> Exchange ==="),
+                "%.3000s", text);
   free(text);
 
   /* The report says what ctl changed, that the relay carried the one
