@@ -2,11 +2,40 @@
  * status.c - the backend's counters as the JSON document GET /kbsim/status
  * answers (backend.h), written with jansson.
  */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <jansson.h>
 
 #include "backend.h"
+
+/* s as a JSON string. What a client named may not be UTF-8 (a trusted
+ * Basic user name is raw bytes), and jansson refuses such a string: then
+ * every byte from 0x80 up is written as the text \xNN, so the document
+ * still says exactly which bytes came. NULL only when out of memory. */
+static json_t *backend_status_text(const char *s)
+{
+  json_t *j = json_string(s);
+  char *copy, *w;
+
+  if(j)
+    return j;
+  copy = malloc(strlen(s) * 4 + 1);
+  if(!copy)
+    return NULL;
+  for(w = copy; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if(c < 0x80)
+      *w++ = (char)c;
+    else
+      w += sprintf(w, "\\x%02x", c);
+  }
+  *w = '\0';
+  j = json_string(copy);
+  free(copy);
+  return j;
+}
 
 /* Adds one connection record to conns. Returns 0 or -1 (out of memory). */
 static int backend_status_conn(json_t *conns,
@@ -20,10 +49,10 @@ static int backend_status_conn(json_t *conns,
   if(!c || !ids)
     goto out;
   for(i = 0; i < rec->identities_count; i++)
-    if(json_array_append_new(ids, json_string(rec->identities[i])))
+    if(json_array_append_new(ids, backend_status_text(rec->identities[i])))
       goto out;
   if(json_object_set_new(c, "id", json_integer((json_int_t)rec->id)) ||
-     json_object_set_new(c, "name", json_string(rec->name)) ||
+     json_object_set_new(c, "name", backend_status_text(rec->name)) ||
      json_object_set_new(c, "open", json_boolean(rec->open)) ||
      json_object_set_new(c, "requests",
                          json_integer((json_int_t)rec->requests)) ||
@@ -31,11 +60,12 @@ static int backend_status_conn(json_t *conns,
                          json_integer((json_int_t)rec->empty_posts)) ||
      json_object_set_new(c, "mismatches",
                          json_integer((json_int_t)rec->mismatches)) ||
-     json_object_set_new(c, "last_mismatch", json_string(rec->last_mismatch)) ||
+     json_object_set_new(c, "last_mismatch",
+                         backend_status_text(rec->last_mismatch)) ||
      json_object_set_new(c, "last_mismatch_mailbox",
-                         json_string(rec->last_mismatch_mailbox)) ||
+                         backend_status_text(rec->last_mismatch_mailbox)) ||
      json_object_set_new(c, "last_mismatch_identity",
-                         json_string(rec->last_mismatch_identity)) ||
+                         backend_status_text(rec->last_mismatch_identity)) ||
      json_object_set_new(
          c, "last_mismatch_request",
          json_integer((json_int_t)rec->last_mismatch_request)) ||

@@ -342,6 +342,25 @@ START_TEST(test_exchange_counts_mismatch)
   ck_assert_str_eq(info[1].identities[0], "FABRIKAM\\bob");
   ck_assert_str_eq(info[1].last_mismatch,
                    "alice@fabrikam.com served as FABRIKAM\\bob");
+  /* A name that is not UTF-8 (FABRIKAM\ève in Latin-1: byte 0xE9) keeps the
+   * status document whole, its byte written out. */
+  ck_assert_int_eq(post(url, "Basic RkFCUklLQU1c6XZlOng=", ad), 200);
+  {
+    char *text = backend_status_json(e.backend);
+    json_error_t jerr;
+    json_t *doc, *conns, *ids;
+
+    ck_assert_ptr_nonnull(text);
+    doc = json_loads(text, 0, &jerr);
+    ck_assert_msg(doc != NULL, "%s: %s", jerr.text, text);
+    conns = json_object_get(doc, "per_connection");
+    ck_assert_uint_eq(json_array_size(conns), 3);
+    ids = json_object_get(json_array_get(conns, 2), "identities");
+    ck_assert_str_eq(json_string_value(json_array_get(ids, 0)),
+                     "FABRIKAM\\\\xe9ve");
+    json_decref(doc);
+    free(text);
+  }
   env_stop(&e);
 }
 END_TEST
