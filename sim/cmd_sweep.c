@@ -374,8 +374,9 @@ static const struct kbsim_opt sweep_opts[] = {
      "the human lines go to standard error."},
     {"vary", 'V', "KEY=V1,V2,...|KEY=LOW..HIGH/STEP",
      "Run the sweep once per value of a scenario key (listener.idle_timeout, "
-     "clients.think, member.ISA02.patch, listener.balancer); repeat for a "
-     "grid (at most 3 keys, 512 points)."},
+     "clients.think, member.ISA02.patch, listener.balancer, or "
+     "array.patched: how many members, first to last, run SP1 with the "
+     "script); repeat for a grid (at most 3 keys, 512 points)."},
     {"shard", 'S', "K/N",
      "Run only the K-th of N disjoint parts of the seeds (K from 1) and write "
      "its --json, for 'kbsim merge'; no gate is applied to a part."},

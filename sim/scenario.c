@@ -674,6 +674,24 @@ int scenario_override(struct scenario *sc, const char *dotted,
     return -1;
   }
   key = dot + 1;
+  if(!strcmp(dotted, "array.patched")) {
+    /* How many members are patched, as one key a grid can vary: the
+     * first N in file order get SP1 and the script, the rest stay RTM
+     * without it. */
+    unsigned n;
+    if(scenario__uint(value, 0, (unsigned)sc->nmembers, &n)) {
+      snprintf(err, errlen,
+               "array.patched = %s: give how many of the %zu members are "
+               "patched, 0 to %zu",
+               value, sc->nmembers, sc->nmembers);
+      return -1;
+    }
+    for(i = 0; i < sc->nmembers; i++) {
+      sc->members[i].patch = i < n ? SCENARIO_PATCH_SP1 : SCENARIO_PATCH_RTM;
+      sc->members[i].script = i < n;
+    }
+    return 0;
+  }
   if((size_t)(dot - dotted) == 6 && !strncmp(dotted, "member", 6)) {
     const char *dot2 = strchr(key, '.');
     if(!dot2 || dot2 == key || !dot2[1]) {

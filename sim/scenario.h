@@ -102,8 +102,10 @@ void scenario_defaults(struct scenario *sc);
 
 /* Sets one key of a loaded scenario as its file would: dotted is
  * "SECTION.KEY" ("listener.idle_timeout", "clients.think") or
- * "member.NAME.KEY" ("member.ISA02.patch", an existing member). Returns
- * 0, or -1 with one line in err. */
+ * "member.NAME.KEY" ("member.ISA02.patch", an existing member). One key
+ * exists only here, for grids: "array.patched" = N patches the first N
+ * members (SP1 and the script) and leaves the others RTM without it.
+ * Returns 0, or -1 with one line in err. */
 int scenario_override(struct scenario *sc, const char *dotted,
                       const char *value, char *err, size_t errlen);
 

@@ -362,6 +362,37 @@ START_TEST(another_shape_starts_anew)
 }
 END_TEST
 
+/* array.patched, the grid's "how many members are patched": the first N
+ * run SP1 with the script, the rest RTM without it; a count past the
+ * array is refused in one line. */
+START_TEST(array_patched_sets_the_members)
+{
+  static const char *const bad[] = {"3", "-1", "x", ""};
+  struct scenario sc;
+  char err[512];
+  size_t i;
+
+  load(ARRAY, &sc);
+  override(&sc, "array.patched", "1");
+  ck_assert_int_eq(sc.members[0].patch, SCENARIO_PATCH_SP1);
+  ck_assert(sc.members[0].script);
+  ck_assert_int_eq(sc.members[1].patch, SCENARIO_PATCH_RTM);
+  ck_assert(!sc.members[1].script);
+  override(&sc, "array.patched", "2");
+  ck_assert_int_eq(sc.members[1].patch, SCENARIO_PATCH_SP1);
+  ck_assert(sc.members[1].script);
+  override(&sc, "array.patched", "0");
+  ck_assert_int_eq(sc.members[0].patch, SCENARIO_PATCH_RTM);
+  ck_assert(!sc.members[0].script);
+  for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    err[0] = '\0';
+    ck_assert_int_eq(
+        scenario_override(&sc, "array.patched", bad[i], err, sizeof(err)), -1);
+    ck_assert_msg(strstr(err, "0 to 2") && !strchr(err, '\n'), "%s", err);
+  }
+}
+END_TEST
+
 /* The JSON a sweep writes, without its stamp, as jansson writes it. */
 static char *json_without_stamp(const char *path)
 {
@@ -434,6 +465,7 @@ int main(void)
   tcase_add_test(tc, reset_gives_the_fresh_trace);
   tcase_add_test(tc, another_shape_starts_anew);
   tcase_add_test(tc, sweep_json_equals_fresh);
+  tcase_add_test(tc, array_patched_sets_the_members);
   suite_add_tcase(s, tc);
   return kbt_run(s) ? EXIT_FAILURE : EXIT_SUCCESS;
 }
