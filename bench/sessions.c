@@ -16,7 +16,8 @@
  * only one of them, for profiling one path with perf), each
  * repeating sim_run_plan with C clients for at least S seconds. Every
  * sim_run_plan is one batch of C fresh clients (new threads, new
- * connections), so both modes pay the same client-side cost. Prints one
+ * connections, from their own loopback source address as a sweep's
+ * runs), so both modes pay the same client-side cost. Prints one
  * tab-separated line per concurrency and mode:
  *   sessions <mode> <C> <sessions> <seconds> <sessions/s> <failed POSTs>
  * The CPU time the whole process and the listener's event loop (threads
@@ -174,7 +175,13 @@ static int sessions_measure(struct sim_topology *topo, const char *url,
   memcpy(topo->proxy_url, target, sizeof(target));
   sessions_work(topo, work0);
   while(now - start < seconds) {
+    static unsigned long batches;
     struct sim_sessions s;
+
+    /* Each batch from its own loopback source, as a sweep's runs: the
+     * same listener ports a minute long from one source wear the
+     * ephemeral ports out (sim_topology_set_source). */
+    sim_topology_set_source(topo, sim_topology_run_source(batches++));
     if(sim_run_plan(topo, plan, &s, err, errlen)) {
       result = -1;
       break;

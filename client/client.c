@@ -153,6 +153,7 @@ struct client {
   struct kb_rng rng;
   struct kb_trace trace;
   struct kb_names names;
+  uint32_t source;         /* see client_config */
   uint64_t sockets_opened; /* sockets opened so far; names the next one */
   char origin[32];         /* "client <id>" */
 
@@ -585,6 +586,10 @@ static curl_socket_t client_open_socket(void *clientp, curlsocktype purpose,
     c->out_of_fds = errno == EMFILE || errno == ENFILE;
     return CURL_SOCKET_BAD;
   }
+  /* Unbound when it fails: the connection is the same, only its source
+   * address is the kernel's. */
+  if(address->family == AF_INET)
+    (void)kb_net_bind_source(fd, c->source);
   c->sockets_opened++;
   sock = &c->sockets[c->nsockets++];
   memset(sock, 0, sizeof(*sock));
@@ -1839,6 +1844,7 @@ int client_create(const struct client_config *config, struct client **out,
   c->rng = config->rng;
   c->trace = config->trace;
   c->names = config->names;
+  c->source = config->source;
   snprintf(c->origin, sizeof(c->origin), "client %u", c->id);
   c->host = client_strdup(config->host, CLIENT_DEFAULT_HOST);
   c->domain = strdup(config->domain);

@@ -97,6 +97,10 @@ struct client_config {
   /* When set, each new connection is claimed as "client <id> conn <n>"
    * once connected (kb_names), so the listener knows who it is. */
   struct kb_names names;
+  /* IPv4 loopback address (host order) its connections leave from, bound
+   * before connect() with the port left to it (kb_net_bind_source); 0:
+   * the kernel's choice. */
+  uint32_t source;
 };
 
 enum client_post_kind {

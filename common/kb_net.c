@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -95,6 +96,24 @@ uint16_t kb_net_local_port(int fd)
   if(getsockname(fd, (struct sockaddr *)&ss, &len))
     return 0;
   return kb_sockaddr_port((struct sockaddr *)&ss);
+}
+
+int kb_net_bind_source(int fd, uint32_t source)
+{
+  struct sockaddr_in sin;
+  int one = 1;
+
+  if(!source)
+    return 0;
+  memset(&sin, 0, sizeof(sin));
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(source);
+#ifdef IP_BIND_ADDRESS_NO_PORT
+  (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+#else
+  (void)one;
+#endif
+  return bind(fd, (struct sockaddr *)&sin, sizeof(sin));
 }
 
 static atomic_ulong kb_net_exhausted;

@@ -44,6 +44,16 @@ int kb_net_listen(const char *who, const char *host, uint16_t port, int flags,
  * exhaustion from the listener's behaviour (kb_net_fd_exhausted). */
 int kb_net_socket(int domain, int type, int protocol);
 
+/* Binds an AF_INET socket, before its connect(), to the IPv4 address
+ * source (host order; 0 does nothing), the port left to connect() as
+ * without a bind (IP_BIND_ADDRESS_NO_PORT). A kept topology gives each
+ * run its own loopback source (127.0.0.N): the kernel's ports in
+ * TIME_WAIT are counted per (source, destination), and runs on the same
+ * listener ports from one source wear the 28,000 ephemeral ports out
+ * within a minute. Returns 0, or -1 (errno set; the socket is then
+ * unbound and still usable). */
+int kb_net_bind_source(int fd, uint32_t source);
+
 /* How many times kb_net_socket found no descriptor, process-wide. */
 unsigned long kb_net_fd_exhausted(void);
 

@@ -278,6 +278,11 @@ void proxy_set_policy(struct proxy *proxy, enum proxy_policy policy)
   atomic_store(&proxy->policy, (int)policy);
 }
 
+void proxy_set_source(struct proxy *proxy, uint32_t source)
+{
+  atomic_store(&proxy->source, source);
+}
+
 enum proxy_policy proxy_get_policy(const struct proxy *proxy)
 {
   return (enum proxy_policy)atomic_load(&proxy->policy);
@@ -1668,6 +1673,7 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
   proxy->trace = config->trace;
   proxy->names = config->names;
   atomic_init(&proxy->policy, (int)config->policy);
+  atomic_init(&proxy->source, 0);
   atomic_init(&proxy->stopping, false);
   atomic_init(&proxy->next_id, 1);
   if(pthread_mutex_init(&proxy->lock, NULL)) {

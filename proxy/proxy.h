@@ -158,6 +158,11 @@ uint16_t proxy_port(const struct proxy *proxy);
  * connection, without dropping any. Safe from any thread. */
 void proxy_set_policy(struct proxy *proxy, enum proxy_policy policy);
 
+/* Makes the listener's next connections to Exchange leave from the IPv4
+ * loopback address source (host order; 0: the kernel's choice), as
+ * kb_net_bind_source does. Safe from any thread. */
+void proxy_set_source(struct proxy *proxy, uint32_t source);
+
 /* The policy now in force. Safe from any thread. */
 enum proxy_policy proxy_get_policy(const struct proxy *proxy);
 

@@ -164,6 +164,8 @@ struct proxy {
   struct kb_names names;
 
   atomic_int policy;            /* enum proxy_policy, read once per request */
+  atomic_uint_fast32_t source;  /* upstream connections' IPv4 source, 0:
+                                   the kernel's (proxy_set_source) */
   atomic_bool stopping;         /* aborts upstream transfers in flight */
   atomic_uint_fast64_t next_id; /* front connection ids, from 1 */
 

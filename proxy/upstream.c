@@ -77,6 +77,10 @@ static curl_socket_t proxy_curl_open(void *clientp, curlsocktype purpose,
     return CURL_SOCKET_BAD;
   fd = kb_net_socket(addr->family, addr->socktype | SOCK_CLOEXEC,
                      addr->protocol);
+  /* Unbound when it fails: the same connection from the kernel's
+   * source. */
+  if(fd != CURL_SOCKET_BAD && addr->family == AF_INET)
+    (void)kb_net_bind_source(fd, (uint32_t)atomic_load(&conn->proxy->source));
   if(fd != CURL_SOCKET_BAD && conn->name[0] && conn->proxy->names.claim)
     proxy_name_upstream(conn);
   else

@@ -236,6 +236,9 @@ int sim_runner_run(struct sim_runner *runner, const struct scenario *sc,
   if(sim__runner_ready(runner, sc, trace, err, errlen))
     goto done;
   topo = runner->topo;
+  if(!runner->fresh)
+    sim_topology_set_source(topo, sim_topology_run_source(runner->runs));
+  runner->runs++;
 
   if(sim_run_plan(topo, &plan, &out->sessions, err, errlen))
     goto done;

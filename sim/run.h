@@ -69,6 +69,9 @@ struct sim_runner {
   struct kb_trace trace;     /* what topo's components were handed */
   bool fresh;                /* stop the topology after every run */
   unsigned long starts;      /* topologies started (for tests, benches) */
+  unsigned long runs;        /* runs made; each kept-topology run leaves
+                                from its own loopback source
+                                (sim_topology_run_source) */
 };
 
 /* As sim_scenario_run, on runner's topology when its shape fits sc (reset

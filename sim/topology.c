@@ -245,6 +245,20 @@ static int sim__balancer_pick(void *ctx, const char *conn_name,
   return 0;
 }
 
+uint32_t sim_topology_run_source(unsigned long k)
+{
+  return (127u << 24) | (uint32_t)(2 + k % 250);
+}
+
+void sim_topology_set_source(struct sim_topology *topo, uint32_t source)
+{
+  size_t i;
+
+  topo->source = source;
+  for(i = 0; i < topo->nproxies; i++)
+    proxy_set_source(topo->proxies[i], source);
+}
+
 void sim_topology_client_config(const struct sim_topology *topo, unsigned id,
                                 const char *domain, const char *user,
                                 const char *password, unsigned ews_posts,
@@ -261,6 +275,7 @@ void sim_topology_client_config(const struct sim_topology *topo, unsigned id,
   out->rng = topo->kb_rng;
   out->trace = topo->trace;
   out->names = topo->kb_names;
+  out->source = topo->source;
   if(topo->nproxies > 1) {
     out->balancer.pick = sim__balancer_pick;
     out->balancer.ctx = (void *)topo;

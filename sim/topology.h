@@ -79,6 +79,7 @@ struct sim_topology {
   unsigned member_connections; /* each listener's cap; Exchange's is
                                   nproxies times it, plus 64 */
   enum balancer_mode balancer;
+  uint32_t source; /* clients' and members' IPv4 source; 0: the kernel's */
   char backend_url[64];
   char proxy_url[64];
 };
@@ -111,6 +112,20 @@ int sim_topology_quiesce(struct sim_topology *topo, unsigned timeout_ms,
 int sim_topology_reset(struct sim_topology *topo, uint64_t seed,
                        const enum proxy_policy *policies, char *err,
                        size_t errlen);
+
+/* The loopback source address of the k-th run on a kept topology:
+ * 127.0.0.2 to 127.0.0.251 in turn (127.0.0.1 is every listener's). */
+uint32_t sim_topology_run_source(unsigned long k);
+
+/* Makes the next clients' connections and every member's connections to
+ * Exchange leave from the IPv4 address source (host order; 0: the
+ * kernel's choice, 127.0.0.1). Runs on a kept topology each take their
+ * own (sim_topology_run_source): a connection's ports stay in TIME_WAIT
+ * for a minute per (source, destination), and thousands of runs a minute
+ * on the same listener ports from one source wear the ephemeral ports
+ * out and make every connect() cost more. Nothing a run records depends
+ * on it. Call it between runs. */
+void sim_topology_set_source(struct sim_topology *topo, uint32_t source);
 
 /* Stops proxy then backend and frees the topology. Accepts NULL. */
 void sim_topology_stop(struct sim_topology *topo);

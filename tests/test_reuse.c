@@ -6,6 +6,7 @@
  * twin's, stamp aside. KBSIM_REUSE_SEEDS sets how many seeds the first
  * test compares (default 10 here; CI's reuse stage runs 200).
  */
+#include <arpa/inet.h>
 #include <check.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -362,6 +363,68 @@ START_TEST(another_shape_starts_anew)
 }
 END_TEST
 
+/* Connections /proc/net/tcp lists with one end at the IPv4 address src
+ * (host order) and the other end's port in ports (n of them), whatever
+ * their state: the kernel's own account of who connected from where. */
+static unsigned tcp_from(uint32_t src, const uint16_t *ports, size_t n)
+{
+  FILE *f = fopen("/proc/net/tcp", "r");
+  char line[512];
+  unsigned count = 0;
+
+  ck_assert_ptr_nonnull(f);
+  while(fgets(line, sizeof(line), f)) {
+    unsigned la, lp, ra, rp;
+    size_t i;
+    if(sscanf(line, " %*u: %8X:%4X %8X:%4X", &la, &lp, &ra, &rp) != 4)
+      continue;
+    /* The file prints the address as the 32-bit word in memory. */
+    for(i = 0; i < n; i++)
+      count += (ntohl(la) == src && rp == ports[i]) ||
+               (ntohl(ra) == src && lp == ports[i]);
+  }
+  fclose(f);
+  return count;
+}
+
+/* Each run on a kept topology leaves from its own loopback source, both
+ * hops: 127.0.0.1 to the same listener ports for thousands of runs a
+ * minute wore out the ephemeral ports (TIME_WAIT) and made a reused
+ * topology slower than a new one per seed. */
+START_TEST(kept_topology_runs_from_their_own_source)
+{
+  struct sim_runner runner;
+  struct sim_outcome o;
+  struct scenario sc;
+  struct kb_trace none = {0};
+  uint16_t members[SIM_MAX_MEMBERS], exchange;
+  char err[512];
+  unsigned long k;
+  size_t n;
+
+  ck_assert_uint_eq(sim_topology_run_source(0), 0x7f000002u);
+  ck_assert_uint_eq(sim_topology_run_source(249), 0x7f0000fbu);
+  ck_assert_uint_eq(sim_topology_run_source(250), 0x7f000002u);
+  load(ARRAY, &sc);
+  memset(&runner, 0, sizeof(runner));
+  for(k = 0; k < 2; k++) {
+    sc.seed = 1 + k;
+    ck_assert(!sim_runner_run(&runner, &sc, none, &o, err, sizeof(err)));
+    sim_outcome_free(&o);
+    for(n = 0; n < runner.topo->nproxies; n++)
+      members[n] = runner.topo->proxy_ports[n];
+    exchange = backend_port(runner.topo->backend);
+    /* Every session connected at least once; every member that forwarded
+     * did so from the run's source too. */
+    ck_assert_uint_ge(tcp_from(sim_topology_run_source(k), members, n),
+                      sc.clients);
+    ck_assert_uint_ge(tcp_from(sim_topology_run_source(k), &exchange, 1), 1);
+  }
+  ck_assert_uint_eq(runner.starts, 1);
+  sim_runner_stop(&runner);
+}
+END_TEST
+
 /* array.patched, the grid's "how many members are patched": the first N
  * run SP1 with the script, the rest RTM without it; a count past the
  * array is refused in one line. */
@@ -466,6 +529,7 @@ int main(void)
   tcase_add_test(tc, another_shape_starts_anew);
   tcase_add_test(tc, sweep_json_equals_fresh);
   tcase_add_test(tc, array_patched_sets_the_members);
+  tcase_add_test(tc, kept_topology_runs_from_their_own_source);
   suite_add_tcase(s, tc);
   return kbt_run(s) ? EXIT_FAILURE : EXIT_SUCCESS;
 }
