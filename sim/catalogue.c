@@ -121,16 +121,19 @@ void catalogue_names_free(char **names, size_t n)
   free(names);
 }
 
-/* Tries dir/file; on success writes it to path and returns true. */
+/* Tries dir/file; on success writes it to path and returns true. A name
+ * too long for PATH_MAX or for path is not tried: cut short, it could
+ * name another file. */
 static bool catalogue_try(const char *dir, const char *file, char *path,
                           size_t len)
 {
   char buf[PATH_MAX];
+  int n = snprintf(buf, sizeof(buf), "%s/%s", dir, file);
 
-  snprintf(buf, sizeof(buf), "%s/%s", dir, file);
-  if(!catalogue_is_file(buf))
+  if(n < 0 || (size_t)n >= sizeof(buf) || (size_t)n >= len ||
+     !catalogue_is_file(buf))
     return false;
-  snprintf(path, len, "%s", buf);
+  memcpy(path, buf, (size_t)n + 1);
   return true;
 }
 

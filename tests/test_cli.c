@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -593,6 +594,7 @@ END_TEST
 START_TEST(scenario_search_path)
 {
   char dir[256], sub[300], path[400], cwd[4096], listed[8192];
+  char longdir[PATH_MAX];
   struct proc_out p;
   DIR *d;
   struct dirent *e;
@@ -628,6 +630,23 @@ START_TEST(scenario_search_path)
   KBSIM(&p, "run", "mine");
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
   ck_assert_ptr_nonnull(strstr(p.out.data, "PASS mine ("));
+  proc_free(&p);
+
+  /* A $KBSIM_SCENARIOS folder so long that DIR/bug.ini passes PATH_MAX:
+   * cut short, it would name DIR/fi, another file. It is not tried. */
+  snprintf(path, sizeof(path), "%s/fi", sub);
+  write_scenario(path, "cut", "outcome = error");
+  snprintf(longdir, sizeof(longdir), "%s", sub);
+  while(strlen(longdir) < PATH_MAX - 5)
+    strcat(longdir, "/.");
+  if(strlen(longdir) < PATH_MAX - 4)
+    strcat(longdir, "/");
+  ck_assert_uint_eq(strlen(longdir) + strlen("/fi"), PATH_MAX - 1);
+  setenv("KBSIM_SCENARIOS", longdir, 1);
+  KBSIM(&p, "run", "fix");
+  ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+  ck_assert_msg(strstr(p.out.data, "PASS fix ("), "%s", p.out.data);
+  ck_assert_ptr_null(strstr(p.out.data, "cut"));
   proc_free(&p);
   unsetenv("KBSIM_SCENARIOS");
   ck_assert_int_eq(chdir(cwd), 0);
