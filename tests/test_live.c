@@ -126,8 +126,9 @@ static int pump(int fd, const uint8_t *out, size_t outlen, bool shut,
 
 enum member_mode {
   MEMBER_ECHO = 0, /* echo every byte until EOF, then close */
-  MEMBER_SPEAK     /* send speak_len bytes, shut the write side, then
+  MEMBER_SPEAK,    /* send speak_len bytes, shut the write side, then
                       count what arrives until EOF */
+  MEMBER_RESET     /* echo the first byte; reset (RST) on the second */
 };
 
 struct member_srv {
@@ -181,7 +182,15 @@ static void *member_thread(void *arg)
         break;
       }
       m->received += (size_t)n;
-      while(m->mode == MEMBER_ECHO && off < (size_t)n) {
+      if(m->mode == MEMBER_RESET && m->received >= 2) {
+        struct linger lg = {1, 0};
+
+        /* Not checked here (no assertions off the test's thread): the
+         * client's ECONNRESET says whether the reset went out. */
+        (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        break;
+      }
+      while(m->mode != MEMBER_SPEAK && off < (size_t)n) {
         ssize_t w = send(fd, buf + off, (size_t)n - off, MSG_NOSIGNAL);
         if(w <= 0)
           break;
@@ -334,9 +343,13 @@ START_TEST(balancer_passes_half_close_from_member)
 }
 END_TEST
 
-/* A client that resets its connection takes the member's side down with
- * it; a member that is down gets the client closed at once. */
-START_TEST(balancer_closes_both_sides_together)
+/* What a reset through the balancer leaves: the member (MEMBER_ECHO) or
+ * the client (MEMBER_RESET) reset on the other side, one note of code
+ * note, and the transcript's close row row. The client sends "x" and gets
+ * it back (the pair is spliced), then resets, or sends "y" for the member
+ * to reset on. */
+static void reset_through_balancer(enum member_mode mode, enum kb_note note,
+                                   const char *row)
 {
   struct linger lg = {1, 0};
   struct member_srv m;
@@ -344,24 +357,75 @@ START_TEST(balancer_closes_both_sides_together)
   struct balancer *b;
   struct balancer_config cfg;
   struct sim_recorder rec;
-  char err[256], c;
-  uint16_t dead_port;
-  int fd, dead;
+  char err[256], c, *text = NULL;
+  size_t len = 0, i, notes = 0;
+  FILE *out;
+  int fd;
 
-  member_start(&m, MEMBER_ECHO, 1);
-  b = balancer_over(&m, 1, BALANCER_ROUND_ROBIN, no_rng);
+  member_start(&m, mode, 1);
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.nmembers = 1;
+  cfg.members[0].port = m.port;
+  sim_recorder_init(&rec, true);
+  cfg.trace = sim_recorder_as_kb(&rec);
+  ck_assert_msg(!balancer_start(&cfg, &b, err, sizeof(err)), "%s", err);
   fd = connect_to(balancer_port(b));
-  /* One echoed byte proves the pair is spliced before the reset. */
   ck_assert_int_eq(send(fd, "x", 1, 0), 1);
   ck_assert_int_eq(recv(fd, &c, 1, 0), 1);
   ck_assert_int_eq(c, 'x');
-  ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+  if(mode == MEMBER_RESET) {
+    ssize_t n;
+
+    ck_assert_int_eq(send(fd, "y", 1, 0), 1);
+    n = recv(fd, &c, 1, 0);
+    ck_assert_msg(n < 0 && errno == ECONNRESET,
+                  "the client got %zd (%s), not the member's reset", n,
+                  n < 0 ? strerror(errno) : "no error");
+  }
+  else
+    ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
   close(fd);
   member_join(&m);
-  ck_assert_uint_eq(m.clean_eofs + m.resets, 1);
+  if(mode == MEMBER_ECHO) {
+    ck_assert_uint_eq(m.resets, 1);
+    ck_assert_uint_eq(m.clean_eofs, 0);
+  }
   balancer_stats(b, &st);
+  ck_assert_uint_eq(st.accepted, 1);
   ck_assert_uint_eq(st.open, 0);
-  balancer_stop(b);
+  balancer_stop(b); /* joins its thread: every event is in */
+  for(i = 0; i < rec.count; i++)
+    notes += rec.events[i].kind == KB_TRACE_NOTE && rec.events[i].note == note;
+  ck_assert_uint_eq(notes, 1);
+  out = open_memstream(&text, &len);
+  ck_assert_ptr_nonnull(out);
+  ck_assert_int_eq(evidence_write_transcript(&rec, out), 0);
+  ck_assert_int_eq(fclose(out), 0);
+  ck_assert_msg(strstr(text, row), "no \"%s\" in:\n%s", row, text);
+  free(text);
+  sim_recorder_free(&rec);
+}
+
+/* A reset on either side is passed on as a reset and said as such. */
+START_TEST(balancer_passes_resets_on)
+{
+  reset_through_balancer(MEMBER_ECHO, KB_NOTE_CLIENT_RESET,
+                         "reset by the client (RST)");
+  reset_through_balancer(MEMBER_RESET, KB_NOTE_MEMBER_RESET,
+                         "reset by ISA (RST)");
+}
+END_TEST
+
+/* A member that is down gets the client closed at once. */
+START_TEST(balancer_closes_both_sides_together)
+{
+  struct balancer_stats st;
+  struct balancer *b;
+  struct balancer_config cfg;
+  struct sim_recorder rec;
+  char err[256], c;
+  uint16_t dead_port;
+  int fd, dead;
 
   /* A port nobody listens on: the client's connection is closed, and the
    * evidence says the balancer closed it for want of its member, not that
@@ -2514,6 +2578,7 @@ int main(void)
   tcase_add_test(bal, balancer_splices_large_bodies_both_ways);
   tcase_add_test(bal, balancer_passes_half_close_from_member);
   tcase_add_test(bal, balancer_closes_both_sides_together);
+  tcase_add_test(bal, balancer_passes_resets_on);
   tcase_add_test(bal, balancer_picks_by_mode);
   tcase_add_test(bal, balancer_cap_answers_503);
   suite_add_tcase(s, bal);
