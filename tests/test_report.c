@@ -779,6 +779,31 @@ static void chromium_run(const char *bin, const char *profile, const char *url,
                 p->err.data);
 }
 
+/* Renders the page html (a file) in headless Chromium at 1024x768, a
+ * projector's size, with a new profile beside it: the DOM after the
+ * page's script ran, parsed, and the screenshot written to html's name
+ * with .png for .html (into shot). */
+static htmlDocPtr chromium_render(const char *bin, const char *html, char *shot,
+                                  size_t shotlen)
+{
+  char url[600], profile[520];
+  struct proc_out dom;
+  htmlDocPtr doc;
+  size_t n = strlen(html);
+
+  ck_assert(n > 5 && n < 500 && !strcmp(html + n - 5, ".html"));
+  snprintf(url, sizeof(url), "file://%s", html);
+  snprintf(shot, shotlen, "%.*s.png", (int)(n - 5), html);
+  snprintf(profile, sizeof(profile), "%.*s.profile", (int)(n - 5), html);
+  chromium_run(bin, profile, url, shot, "1024,768", &dom);
+  doc = htmlReadMemory(dom.out.data, (int)dom.out.len, "dom.html", "utf-8",
+                       HTML_PARSE_NONET | HTML_PARSE_NOERROR |
+                           HTML_PARSE_NOWARNING);
+  ck_assert_ptr_nonnull(doc);
+  proc_free(&dom);
+  return doc;
+}
+
 /* What a PNG shows, roughly: its size, how many colours, how many pixels
  * are the report's red. */
 struct png_look {
@@ -825,11 +850,11 @@ static void png_look(const char *path, struct png_look *look)
 
 START_TEST(report_renders_in_chromium)
 {
-  char bin[512], html[512], url[600], profile[512], shot[512];
+  char bin[512], html[512], shot[600];
   const char *args[] = {
       "run", SCENARIOS_DIR "/bug.ini", SCENARIOS_DIR "/fix.ini", "--html", html,
       NULL};
-  struct proc_out p, dom;
+  struct proc_out p;
   struct png_look look;
   htmlDocPtr doc;
   struct stat st;
@@ -838,19 +863,12 @@ START_TEST(report_renders_in_chromium)
     return; /* skipped; main says so */
   make_tmpdir();
   snprintf(html, sizeof(html), "%s/report.html", tmpdir);
-  snprintf(url, sizeof(url), "file://%s", html);
-  snprintf(shot, sizeof(shot), "%s/report.png", tmpdir);
-  snprintf(profile, sizeof(profile), "%s/profile", tmpdir);
   kbsim(args, 0, &p);
   proc_free(&p);
   /* A 1024x768 projector: the bug and the fix still side by side. */
-  chromium_run(bin, profile, url, shot, "1024,768", &dom);
+  doc = chromium_render(bin, html, shot, sizeof(shot));
 
   /* The inline script ran after layout and measured both diagrams. */
-  doc = htmlReadMemory(dom.out.data, (int)dom.out.len, "dom.html", "utf-8",
-                       HTML_PARSE_NONET | HTML_PARSE_NOERROR |
-                           HTML_PARSE_NOWARNING);
-  ck_assert_ptr_nonnull(doc);
   ck_assert_int_eq(xpath_count(doc, "/html[@data-rendered='2']"), 1);
   ck_assert_int_eq(xpath_count(doc, "//svg[@data-rendered-width > 300 and "
                                     "@data-rendered-height > 300]"),
@@ -874,7 +892,6 @@ START_TEST(report_renders_in_chromium)
                                     "'text' and contains(@class,'failwhy')]"),
                    2);
   xmlFreeDoc(doc);
-  proc_free(&dom);
 
   ck_assert_int_eq(stat(shot, &st), 0);
   ck_assert_int_gt(st.st_size, 20000);
@@ -897,14 +914,14 @@ END_TEST
  * in the screenshot. */
 START_TEST(sweep_plot_renders_in_chromium)
 {
-  char bin[512], html[512], url[600], profile[512], shot[512];
+  char bin[512], html[512], shot[600];
   const char *args[] = {"sweep",   SCENARIOS_DIR "/intermittent-array.ini",
                         "--seeds", "1..4",
                         "--vary",  "listener.idle_timeout=10s,30s,60s",
                         "--vary",  "array.patched=0,1,2",
                         "--html",  html,
                         NULL};
-  struct proc_out p, dom;
+  struct proc_out p;
   struct png_look look;
   htmlDocPtr doc;
   int k;
@@ -913,16 +930,9 @@ START_TEST(sweep_plot_renders_in_chromium)
     return; /* skipped; main says so */
   make_tmpdir();
   snprintf(html, sizeof(html), "%s/sweep.html", tmpdir);
-  snprintf(url, sizeof(url), "file://%s", html);
-  snprintf(shot, sizeof(shot), "%s/sweep.png", tmpdir);
-  snprintf(profile, sizeof(profile), "%s/profile", tmpdir);
   kbsim(args, 0, &p);
   proc_free(&p);
-  chromium_run(bin, profile, url, shot, "1024,768", &dom);
-  doc = htmlReadMemory(dom.out.data, (int)dom.out.len, "dom.html", "utf-8",
-                       HTML_PARSE_NONET | HTML_PARSE_NOERROR |
-                           HTML_PARSE_NOWARNING);
-  ck_assert_ptr_nonnull(doc);
+  doc = chromium_render(bin, html, shot, sizeof(shot));
   ck_assert_int_eq(xpath_count(doc, "//*[local-name()='polyline' and "
                                     "@class='rate']"),
                    3);
@@ -949,7 +959,6 @@ START_TEST(sweep_plot_renders_in_chromium)
                                "number((//*[local-name()='circle'])[1]/@cy)]"),
                    1);
   xmlFreeDoc(doc);
-  proc_free(&dom);
   png_look(shot, &look);
   ck_assert_uint_gt(look.colours, 20);
   ck_assert_uint_gt(look.red, 300);
@@ -961,22 +970,20 @@ END_TEST
  * row at 1024x768, the fix below the bug. */
 START_TEST(report_big_stacks_runs)
 {
-  char bin[512], html[512], url[600], profile[512], shot[512];
+  char bin[512], html[512], shot[600];
   const char *args[] = {
       "run", SCENARIOS_DIR "/bug.ini", SCENARIOS_DIR "/fix.ini", "--html", html,
       NULL};
-  struct proc_out p, dom;
+  struct proc_out p;
   char *page, *at;
   size_t len;
   FILE *f;
   htmlDocPtr doc;
 
-  find_chromium(bin, sizeof(bin));
+  if(!find_chromium(bin, sizeof(bin)))
+    return; /* skipped; main says so */
   make_tmpdir();
   snprintf(html, sizeof(html), "%s/report.html", tmpdir);
-  snprintf(url, sizeof(url), "file://%s", html);
-  snprintf(shot, sizeof(shot), "%s/report.png", tmpdir);
-  snprintf(profile, sizeof(profile), "%s/profile", tmpdir);
   kbsim(args, 0, &p);
   proc_free(&p);
   page = proc_slurp(html, &len);
@@ -989,11 +996,7 @@ START_TEST(report_big_stacks_runs)
   fputs(at + strlen("id=\"big\">"), f);
   ck_assert_int_eq(fclose(f), 0);
   free(page);
-  chromium_run(bin, profile, url, shot, "1024,768", &dom);
-  doc = htmlReadMemory(dom.out.data, (int)dom.out.len, "dom.html", "utf-8",
-                       HTML_PARSE_NONET | HTML_PARSE_NOERROR |
-                           HTML_PARSE_NOWARNING);
-  ck_assert_ptr_nonnull(doc);
+  doc = chromium_render(bin, html, shot, sizeof(shot));
   /* Both sections start at the same left edge, the second one lower. */
   ck_assert_int_eq(xpath_count(doc, "//section[@id='run-1' and "
                                     "@data-rendered-left = //section[@id="
@@ -1002,7 +1005,6 @@ START_TEST(report_big_stacks_runs)
                                     "'run-2']/@data-rendered-top]"),
                    1);
   xmlFreeDoc(doc);
-  proc_free(&dom);
   remove_tmpdir();
 }
 END_TEST
