@@ -376,7 +376,9 @@ static const struct kbsim_opt sweep_opts[] = {
      "Run the sweep once per value of a scenario key (listener.idle_timeout, "
      "clients.think, member.ISA02.patch, listener.balancer, or "
      "array.patched: how many members, first to last, run SP1 with the "
-     "script); repeat for a grid (at most 3 keys, 512 points)."},
+     "script); LOW..HIGH/STEP in one unit (10s..60s/10s), a list's values "
+     "as written (clients.think=0s..30s,0s..60s); repeat for a grid (at "
+     "most 3 keys, 512 points)."},
     {"shard", 'S', "K/N",
      "Run only the K-th of N disjoint parts of the seeds (K from 1) and write "
      "its --json, for 'kbsim merge'; no gate is applied to a part."},
@@ -386,7 +388,8 @@ static const struct kbsim_opt sweep_opts[] = {
      "the table."},
     {"fresh", 'F', NULL,
      "Start a new topology for every seed, as 'kbsim run' does, instead of "
-     "one per job reset between seeds: slower, the same numbers."},
+     "one per job reset between seeds: the same numbers, for comparing "
+     "the two."},
     {"csv", 'C', "FILE",
      "Write one line per grid point (values, sessions, errors, rate, "
      "interval, empty POSTs, verdict) for spreadsheets; - for standard "
@@ -426,58 +429,103 @@ struct kbsim_vary {
 };
 
 /* Parses "KEY=V1,V2,..." or "KEY=LOW..HIGH/STEP" (numbers with one unit
- * suffix, e.g. 10s..60s/10s). Returns 0 or -1. */
-static int kbsim_parse_vary(const char *text, struct kbsim_vary *v)
+ * suffix, e.g. 10s..60s/10s: LOW, LOW + STEP, ... up to HIGH). A list's
+ * values are kept as written, so a value may itself be a range
+ * (clients.think=0s..30s,0s..60s). Returns 0, or -1 with what is wrong in
+ * err. */
+static int kbsim_parse_vary(const char *text, struct kbsim_vary *v, char *err,
+                            size_t errlen)
 {
   const char *eq = strchr(text, '=');
   const char *list;
   const char *dots, *slash;
 
   memset(v, 0, sizeof(*v));
-  if(!eq || eq == text || (size_t)(eq - text) >= sizeof(v->key) || !eq[1])
+  if(!eq || eq == text || !eq[1]) {
+    snprintf(err, errlen, "'%s' is not KEY=V1,V2,... or KEY=LOW..HIGH/STEP",
+             text);
     return -1;
+  }
+  if((size_t)(eq - text) >= sizeof(v->key)) {
+    snprintf(err, errlen, "'%.*s' is not a scenario key (too long)",
+             (int)(eq - text), text);
+    return -1;
+  }
   snprintf(v->key, sizeof(v->key), "%.*s", (int)(eq - text), text);
   list = eq + 1;
   dots = strstr(list, "..");
   slash = dots ? strchr(dots, '/') : NULL;
   if(dots && slash) {
     char low[32], *end;
-    double lo, hi, step, x;
+    double lo, hi, step, count;
     const char *unit;
-    size_t ulen;
+    size_t ulen, i, n;
+
     /* LOW alone: strtod would take "10." of "10..30". */
-    if((size_t)(dots - list) >= sizeof(low))
-      return -1;
     snprintf(low, sizeof(low), "%.*s", (int)(dots - list), list);
     lo = strtod(low, &end);
+    if(end == low || (size_t)(dots - list) >= sizeof(low)) {
+      snprintf(err, errlen, "%s: LOW '%.*s' is not a number", text,
+               (int)(dots - list), list);
+      return -1;
+    }
     unit = list + (end - low);
     ulen = (size_t)(dots - unit);
-    if(end == low || ulen >= 8)
-      return -1;
     hi = strtod(dots + 2, &end);
-    if(end == dots + 2 || (size_t)(slash - end) != ulen ||
-       strncmp(end, unit, ulen))
+    if(end == dots + 2) {
+      snprintf(err, errlen, "%s: HIGH '%.*s' is not a number", text,
+               (int)(slash - dots - 2), dots + 2);
       return -1;
-    step = strtod(slash + 1, &end);
-    if(end == slash + 1 || strncmp(end, unit, ulen) || end[ulen] ||
-       !(step > 0) || hi < lo)
-      return -1;
-    for(x = lo; x <= hi + step / 1e6; x += step) {
-      if(v->n == KBSIM_MAX_VALUES)
-        return -1;
-      snprintf(v->values[v->n++], sizeof(v->values[0]), "%g%.*s", x, (int)ulen,
-               unit);
     }
-    return v->n ? 0 : -1;
+    if(ulen >= 8 || (size_t)(slash - end) != ulen || strncmp(end, unit, ulen) ||
+       (step = strtod(slash + 1, &end), end == slash + 1) ||
+       strncmp(end, unit, ulen) || end[ulen]) {
+      snprintf(err, errlen,
+               "%s: LOW, HIGH and STEP must be numbers with the same unit, "
+               "as in 10s..60s/10s",
+               text);
+      return -1;
+    }
+    if(!(step > 0) || !(hi >= lo)) {
+      snprintf(err, errlen, "%s: %s", text,
+               step > 0 ? "HIGH is below LOW" : "STEP must be above 0");
+      return -1;
+    }
+    /* Counted first (a huge count is no size_t), each value then from
+     * LOW, not summed: 0.1 steps stay 0.1, 0.2, 0.3. */
+    count = (hi - lo) / step * (1 + 1e-9);
+    if(!(count < KBSIM_MAX_VALUES)) {
+      snprintf(err, errlen, "%s makes more than %d values", text,
+               KBSIM_MAX_VALUES);
+      return -1;
+    }
+    n = (size_t)count + 1;
+    for(i = 0; i < n; i++)
+      snprintf(v->values[v->n++], sizeof(v->values[0]), "%.15g%.*s",
+               lo + (double)i * step, (int)ulen, unit);
+    return 0;
   }
   while(*list) {
     size_t n = strcspn(list, ",");
-    if(!n || n >= sizeof(v->values[0]) || v->n == KBSIM_MAX_VALUES)
+
+    if(!n) {
+      snprintf(err, errlen, "%s: an empty value between commas", text);
       return -1;
+    }
+    if(n >= sizeof(v->values[0])) {
+      snprintf(err, errlen, "%s: '%.*s' is longer than %zu characters", text,
+               (int)n, list, sizeof(v->values[0]) - 1);
+      return -1;
+    }
+    if(v->n == KBSIM_MAX_VALUES) {
+      snprintf(err, errlen, "%s has more than %d values", text,
+               KBSIM_MAX_VALUES);
+      return -1;
+    }
     snprintf(v->values[v->n++], sizeof(v->values[0]), "%.*s", (int)n, list);
     list += n + (list[n] == ',');
   }
-  return v->n ? 0 : -1;
+  return 0;
 }
 
 /* Runs seeds first..first+count-1 of sc on jobs workers into *sw (its
@@ -618,10 +666,8 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
     case 'V':
       if(nvary == KBSIM_MAX_VARY)
         return kbsim_bad_args("--vary: at most %d keys", KBSIM_MAX_VARY);
-      if(kbsim_parse_vary(optarg, &vary[nvary]))
-        return kbsim_bad_args("--vary: '%s' is not KEY=V1,V2,... or "
-                              "KEY=LOW..HIGH/STEP (at most %d values)",
-                              optarg, KBSIM_MAX_VALUES);
+      if(kbsim_parse_vary(optarg, &vary[nvary], err, sizeof(err)))
+        return kbsim_bad_args("--vary: %s", err);
       npoints *= vary[nvary++].n;
       break;
     }

@@ -244,6 +244,46 @@ START_TEST(sweep_grid_csv)
   ck_assert_ptr_nonnull(strstr(p.err.data, "the scenario has no member ISA09"));
   ck_assert_str_eq(p.out.data, "");
   proc_free(&p);
+
+  /* LOW..HIGH/STEP: each value from LOW, with its unit, HIGH included. */
+  snprintf(script, sizeof(script),
+           "'%s' sweep intermittent-array --seeds 1..1 "
+           "--vary listener.idle_timeout=10s..60s/25s "
+           "--vary clients.think=0s..30s,0s..60s --csv - 2>/dev/null | "
+           "/usr/bin/python3 -c '"
+           "import csv,sys\n"
+           "for r in csv.DictReader(sys.stdin): "
+           "print(r[\"listener.idle_timeout\"], r[\"clients.think\"])'",
+           KBSIM_BIN);
+  proc_run(run, &p);
+  ck_assert_msg(p.status == 0, "%s", p.err.data);
+  ck_assert_str_eq(p.out.data, "10s 0s..30s\n35s 0s..30s\n60s 0s..30s\n"
+                               "10s 0s..60s\n35s 0s..60s\n60s 0s..60s\n");
+  proc_free(&p);
+
+  /* A bad --vary says what is wrong with it, before anything runs. */
+  {
+    static const char *const wrong[][2] = {
+        {"clients.think=0..60s/30s", "must be numbers with the same unit"},
+        {"listener.idle_timeout=60s..10s/10s", "HIGH is below LOW"},
+        {"listener.idle_timeout=10s..60s/0s", "STEP must be above 0"},
+        {"listener.idle_timeout=1s..1000s/1s", "makes more than 64 values"},
+        {"listener.idle_timeout=10s,,30s", "an empty value between commas"},
+        {"listener.idle_timeout=x..60s/10s", "LOW 'x' is not a number"},
+        {"idle", "is not KEY=V1,V2,... or KEY=LOW..HIGH/STEP"},
+    };
+    size_t i;
+
+    for(i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+      bad[6] = (char *)wrong[i][0];
+      proc_run(bad, &p);
+      ck_assert_int_eq(p.status, 2);
+      ck_assert_msg(strstr(p.err.data, wrong[i][1]), "%s: %s", wrong[i][0],
+                    p.err.data);
+      ck_assert_str_eq(p.out.data, "");
+      proc_free(&p);
+    }
+  }
 }
 END_TEST
 
