@@ -260,6 +260,17 @@ START_TEST(sweep_grid_csv)
   ck_assert_str_eq(p.out.data, "10s 0s..30s\n35s 0s..30s\n60s 0s..30s\n"
                                "10s 0s..60s\n35s 0s..60s\n60s 0s..60s\n");
   proc_free(&p);
+  /* Whole numbers stay whole (not 1e+06). */
+  snprintf(script, sizeof(script),
+           "'%s' sweep intermittent-array --seeds 1..1 "
+           "--vary listener.max_requests=999998..1000000/1 --csv - "
+           "2>/dev/null | cut -d, -f1",
+           KBSIM_BIN);
+  proc_run(run, &p);
+  ck_assert_msg(p.status == 0, "%s", p.err.data);
+  ck_assert_str_eq(p.out.data,
+                   "listener.max_requests\n999998\n999999\n1000000\n");
+  proc_free(&p);
 
   /* A bad --vary says what is wrong with it, before anything runs. */
   {
