@@ -428,6 +428,26 @@ struct kbsim_vary {
   size_t n;
 };
 
+/* Reads a finite number and the unit after it from s[0..len) ("10s",
+ * "0.5"): the number into *x, the unit's length into *ulen (the unit ends
+ * s[0..len)). Returns 0, or -1 when it does not start with a number. */
+static int kbsim_vary_quantity(const char *s, size_t len, double *x,
+                               size_t *ulen)
+{
+  char buf[32], *end;
+
+  /* Copied alone: strtod would take "10." of "10..30". */
+  if(len >= sizeof(buf))
+    return -1;
+  memcpy(buf, s, len);
+  buf[len] = '\0';
+  *x = strtod(buf, &end);
+  if(end == buf || !isfinite(*x))
+    return -1;
+  *ulen = len - (size_t)(end - buf);
+  return 0;
+}
+
 /* Parses "KEY=V1,V2,..." or "KEY=LOW..HIGH/STEP" (numbers with one unit
  * suffix, e.g. 10s..60s/10s: LOW, LOW + STEP, ... up to HIGH). A list's
  * values are kept as written, so a value may itself be a range
@@ -456,37 +476,34 @@ static int kbsim_parse_vary(const char *text, struct kbsim_vary *v, char *err,
   dots = strstr(list, "..");
   slash = dots ? strchr(dots, '/') : NULL;
   if(dots && slash) {
-    char low[32], *end;
+    const char *high = dots + 2, *stepat = slash + 1;
     double lo, hi, step, count;
-    const char *unit;
-    size_t ulen, i, n;
+    size_t lu, hu, su, i, n;
 
-    /* LOW alone: strtod would take "10." of "10..30". */
-    snprintf(low, sizeof(low), "%.*s", (int)(dots - list), list);
-    lo = strtod(low, &end);
-    if(end == low || (size_t)(dots - list) >= sizeof(low)) {
+    if(kbsim_vary_quantity(list, (size_t)(dots - list), &lo, &lu)) {
       snprintf(err, errlen, "%s: LOW '%.*s' is not a number", text,
                (int)(dots - list), list);
       return -1;
     }
-    unit = list + (end - low);
-    ulen = (size_t)(dots - unit);
-    hi = strtod(dots + 2, &end);
-    if(end == dots + 2) {
+    if(kbsim_vary_quantity(high, (size_t)(slash - high), &hi, &hu)) {
       snprintf(err, errlen, "%s: HIGH '%.*s' is not a number", text,
-               (int)(slash - dots - 2), dots + 2);
+               (int)(slash - high), high);
       return -1;
     }
-    if(ulen >= 8 || (size_t)(slash - end) != ulen || strncmp(end, unit, ulen) ||
-       (step = strtod(slash + 1, &end), end == slash + 1) ||
-       strncmp(end, unit, ulen) || end[ulen]) {
+    if(kbsim_vary_quantity(stepat, strlen(stepat), &step, &su)) {
+      snprintf(err, errlen, "%s: STEP '%s' is not a number", text, stepat);
+      return -1;
+    }
+    /* The units end LOW, HIGH and STEP. */
+    if(lu != hu || lu != su || memcmp(dots - lu, slash - hu, lu) ||
+       memcmp(dots - lu, stepat + strlen(stepat) - su, lu)) {
       snprintf(err, errlen,
                "%s: LOW, HIGH and STEP must be numbers with the same unit, "
                "as in 10s..60s/10s",
                text);
       return -1;
     }
-    if(!(step > 0) || !(hi >= lo)) {
+    if(!(step > 0) || hi < lo) {
       snprintf(err, errlen, "%s: %s", text,
                step > 0 ? "HIGH is below LOW" : "STEP must be above 0");
       return -1;
@@ -500,9 +517,15 @@ static int kbsim_parse_vary(const char *text, struct kbsim_vary *v, char *err,
       return -1;
     }
     n = (size_t)count + 1;
-    for(i = 0; i < n; i++)
-      snprintf(v->values[v->n++], sizeof(v->values[0]), "%.15g%.*s",
-               lo + (double)i * step, (int)ulen, unit);
+    for(i = 0; i < n; i++) {
+      int w = snprintf(v->values[v->n++], sizeof(v->values[0]), "%.15g%.*s",
+                       lo + (double)i * step, (int)lu, dots - lu);
+      if(w < 0 || (size_t)w >= sizeof(v->values[0])) {
+        snprintf(err, errlen, "%s: a value is longer than %zu characters", text,
+                 sizeof(v->values[0]) - 1);
+        return -1;
+      }
+    }
     return 0;
   }
   while(*list) {

@@ -71,6 +71,18 @@ START_TEST(junit_counts_and_exit_1)
 }
 END_TEST
 
+/* Runs script with /bin/sh: it must exit 0 and print exactly want. */
+static void sh_prints(const char *script, const char *want)
+{
+  char *run[] = {"/bin/sh", "-c", (char *)script, NULL};
+  struct proc_out p;
+
+  proc_run(run, &p);
+  ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+  ck_assert_str_eq(p.out.data, want);
+  proc_free(&p);
+}
+
 /* --tap: only TAP on standard output, and tap-parser counts 3, 1 failed. */
 START_TEST(tap_counts)
 {
@@ -220,7 +232,6 @@ END_TEST
 START_TEST(sweep_grid_csv)
 {
   char script[1024];
-  char *run[] = {"/bin/sh", "-c", script, NULL};
   char *bad[] = {KBSIM_BIN, "sweep",  "intermittent-array",     "--seeds",
                  "1..3",    "--vary", "member.ISA09.patch=sp1", NULL};
   struct proc_out p;
@@ -235,10 +246,7 @@ START_TEST(sweep_grid_csv)
            "for r in rows: print(r[\"member.ISA02.patch\"], "
            "int(r[\"with_error\"])>0, r[\"sessions\"], r[\"verdict\"])'",
            KBSIM_BIN);
-  proc_run(run, &p);
-  ck_assert_msg(p.status == 0, "%s", p.err.data);
-  ck_assert_str_eq(p.out.data, "2\nrtm True 48 pass\nsp1 False 48 pass\n");
-  proc_free(&p);
+  sh_prints(script, "2\nrtm True 48 pass\nsp1 False 48 pass\n");
   proc_run(bad, &p);
   ck_assert_int_eq(p.status, 2);
   ck_assert_ptr_nonnull(strstr(p.err.data, "the scenario has no member ISA09"));
@@ -255,22 +263,15 @@ START_TEST(sweep_grid_csv)
            "for r in csv.DictReader(sys.stdin): "
            "print(r[\"listener.idle_timeout\"], r[\"clients.think\"])'",
            KBSIM_BIN);
-  proc_run(run, &p);
-  ck_assert_msg(p.status == 0, "%s", p.err.data);
-  ck_assert_str_eq(p.out.data, "10s 0s..30s\n35s 0s..30s\n60s 0s..30s\n"
-                               "10s 0s..60s\n35s 0s..60s\n60s 0s..60s\n");
-  proc_free(&p);
+  sh_prints(script, "10s 0s..30s\n35s 0s..30s\n60s 0s..30s\n"
+                    "10s 0s..60s\n35s 0s..60s\n60s 0s..60s\n");
   /* Whole numbers stay whole (not 1e+06). */
   snprintf(script, sizeof(script),
            "'%s' sweep intermittent-array --seeds 1..1 "
            "--vary listener.max_requests=999998..1000000/1 --csv - "
            "2>/dev/null | cut -d, -f1",
            KBSIM_BIN);
-  proc_run(run, &p);
-  ck_assert_msg(p.status == 0, "%s", p.err.data);
-  ck_assert_str_eq(p.out.data,
-                   "listener.max_requests\n999998\n999999\n1000000\n");
-  proc_free(&p);
+  sh_prints(script, "listener.max_requests\n999998\n999999\n1000000\n");
 
   /* A bad --vary says what is wrong with it, before anything runs. */
   {
@@ -304,8 +305,6 @@ END_TEST
 START_TEST(shards_merge_to_one_run)
 {
   char dir[256], script[4096];
-  char *run[] = {"/bin/sh", "-c", script, NULL};
-  struct proc_out p;
 
   proc_tmpdir("kbsim-ci", dir, sizeof(dir));
   snprintf(
@@ -327,10 +326,7 @@ START_TEST(shards_merge_to_one_run)
       "s=b.pop(\"kbsim\"); a.pop(\"kbsim\")\n"
       "print(a==b, len(s[\"shards\"]), len(b[\"points\"]))'",
       dir, KBSIM_BIN);
-  proc_run(run, &p);
-  ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
-  ck_assert_str_eq(p.out.data, "1\nTrue 4 2\n");
-  proc_free(&p);
+  sh_prints(script, "1\nTrue 4 2\n");
   proc_rmdir(dir);
 }
 END_TEST

@@ -219,12 +219,13 @@ static void member_join(struct member_srv *m)
   close(m->lfd);
 }
 
-/* Round-robin draws nothing. */
+/* Round-robin draws nothing; most tests record nothing. */
 static const struct kb_rng no_rng = {NULL, NULL};
+static const struct kb_trace no_trace = {0};
 
 static struct balancer *balancer_over(const struct member_srv *members,
                                       size_t n, enum balancer_mode mode,
-                                      struct kb_rng rng)
+                                      struct kb_rng rng, struct kb_trace trace)
 {
   struct balancer_config cfg;
   struct balancer *b = NULL;
@@ -237,6 +238,7 @@ static struct balancer *balancer_over(const struct member_srv *members,
     cfg.members[i].port = members[i].port;
   cfg.mode = mode;
   cfg.rng = rng;
+  cfg.trace = trace;
   ck_assert_msg(!balancer_start(&cfg, &b, err, sizeof(err)), "%s", err);
   ck_assert_uint_gt(balancer_port(b), 0);
   return b;
@@ -262,7 +264,7 @@ START_TEST(balancer_splices_large_bodies_both_ways)
   fill_pattern(out, len, 7);
   member_start(&m[0], MEMBER_ECHO, 1);
   member_start(&m[1], MEMBER_ECHO, 1);
-  b = balancer_over(m, 2, BALANCER_ROUND_ROBIN, no_rng);
+  b = balancer_over(m, 2, BALANCER_ROUND_ROBIN, no_rng, no_trace);
 
   kb_buf_init(&in, len + 1);
   fd = connect_to(balancer_port(b));
@@ -317,7 +319,7 @@ START_TEST(balancer_passes_half_close_from_member)
   fill_pattern(expect, (size_t)1 << 20, 99);
   fill_pattern(out, len, 5);
   member_start(&m, MEMBER_SPEAK, 1);
-  b = balancer_over(&m, 1, BALANCER_ROUND_ROBIN, no_rng);
+  b = balancer_over(&m, 1, BALANCER_ROUND_ROBIN, no_rng, no_trace);
   kb_buf_init(&in, (size_t)2 << 20);
   fd = connect_to(balancer_port(b));
   ck_assert_int_eq(pump(fd, NULL, 0, false, &in), 0);
@@ -355,20 +357,16 @@ static void reset_through_balancer(enum member_mode mode, enum kb_note note,
   struct member_srv m;
   struct balancer_stats st;
   struct balancer *b;
-  struct balancer_config cfg;
   struct sim_recorder rec;
-  char err[256], c, *text = NULL;
+  char c, *text = NULL;
   size_t len = 0, i, notes = 0;
   FILE *out;
   int fd;
 
   member_start(&m, mode, 1);
-  memset(&cfg, 0, sizeof(cfg));
-  cfg.nmembers = 1;
-  cfg.members[0].port = m.port;
   sim_recorder_init(&rec, true);
-  cfg.trace = sim_recorder_as_kb(&rec);
-  ck_assert_msg(!balancer_start(&cfg, &b, err, sizeof(err)), "%s", err);
+  b = balancer_over(&m, 1, BALANCER_ROUND_ROBIN, no_rng,
+                    sim_recorder_as_kb(&rec));
   fd = connect_to(balancer_port(b));
   ck_assert_int_eq(send(fd, "x", 1, 0), 1);
   ck_assert_int_eq(recv(fd, &c, 1, 0), 1);
@@ -559,7 +557,7 @@ static void record_picks(enum balancer_mode mode, uint64_t seed, size_t *picks,
   sim_rng_init(&rng, seed);
   for(j = 0; j < 3; j++)
     member_start(&m[j], MEMBER_ECHO, (unsigned)n);
-  b = balancer_over(m, 3, mode, sim_rng_as_kb(&rng));
+  b = balancer_over(m, 3, mode, sim_rng_as_kb(&rng), no_trace);
   kb_buf_init(&in, 16);
   for(i = 0; i < n; i++) {
     int fd;
