@@ -9,8 +9,8 @@
  * is answered in one go: build the reply (soap.c), count it, trace it,
  * queue it. Handlers never block.
  */
-#include "backend.h"
-#include "kb_net.h"
+#include "backend/backend.h"
+#include "common/kb_net.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -32,11 +32,11 @@
 #include <libxml/parser.h>
 #include <microhttpd.h>
 
+#include "common/kb_auth.h"
+#include "common/kb_buf.h"
+#include "common/kb_guard.h"
+#include "common/kb_http.h"
 #include "gate.h"
-#include "kb_auth.h"
-#include "kb_buf.h"
-#include "kb_guard.h"
-#include "kb_http.h"
 #include "soap.h"
 
 #define BACKEND_ORIGIN "backend"

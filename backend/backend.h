@@ -29,8 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kb_env.h"
-#include "kb_users.h"
+#include "common/kb_env.h"
+#include "common/kb_users.h"
 
 /* Who Exchange takes a request to come from. */
 enum backend_auth {

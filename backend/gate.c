@@ -12,7 +12,7 @@
 
 #include <nettle/base64.h>
 
-#include "kb_users.h"
+#include "common/kb_users.h"
 
 /* Longest Basic token read for a name, in base64 characters. */
 #define BACKEND_BASIC_MAX_TOKEN 1024u

@@ -20,8 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backend.h"
-#include "ntlm.h"
+#include "backend/backend.h"
+#include "ntlm/ntlm.h"
 
 /* Where a connection's NTLM handshake stands (integrated only). */
 enum backend_auth_state {

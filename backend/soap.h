@@ -16,8 +16,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "kb_buf.h"
-#include "kb_env.h"
+#include "common/kb_buf.h"
+#include "common/kb_env.h"
 
 /* The statuses this module writes. */
 #define SOAP_HTTP_OK 200u

@@ -8,7 +8,7 @@
 
 #include <jansson.h>
 
-#include "backend.h"
+#include "backend/backend.h"
 
 /* s as a JSON string. What a client named may not be UTF-8 (a trusted
  * Basic user name is raw bytes), and jansson refuses such a string: then

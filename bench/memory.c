@@ -15,8 +15,8 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "kb_users.h"
-#include "topology.h"
+#include "common/kb_users.h"
+#include "sim/topology.h"
 
 #define MEMORY_LOGIN "FABRIKAM\\alice:Passw0rd!"
 

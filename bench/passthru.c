@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
-#include "kb_users.h"
-#include "proxy.h"
+#include "backend/backend.h"
+#include "common/kb_users.h"
+#include "proxy/proxy.h"
 
 /* Parses an optional port argument; returns 0 on success. */
 static int passthru_port(const char *text, uint16_t *out)

@@ -50,10 +50,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kb_users.h"
-#include "run.h"
-#include "scenario.h"
-#include "topology.h"
+#include "common/kb_users.h"
+#include "sim/run.h"
+#include "sim/scenario.h"
+#include "sim/topology.h"
 
 #define SESSIONS_LOGIN "FABRIKAM\\alice:Passw0rd!"
 

@@ -34,9 +34,9 @@
 
 #include <curl/curl.h>
 
-#include "client.h"
-#include "kb_users.h"
-#include "proxy.h"
+#include "client/client.h"
+#include "common/kb_users.h"
+#include "proxy/proxy.h"
 
 #define SQUID_MAX_CLIENTS 256
 

@@ -15,8 +15,8 @@
  * them a request is about to use, and the debug callback sees every request
  * libcurl sends, so the trace holds one EXCHANGE per HTTP request.
  */
-#include "client.h"
-#include "reauth.h"
+#include "client/client.h"
+#include "client/reauth.h"
 #include "xml.h"
 
 #include <arpa/inet.h>
@@ -36,9 +36,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kb_auth.h"
-#include "kb_buf.h"
-#include "kb_net.h"
+#include "common/kb_auth.h"
+#include "common/kb_buf.h"
+#include "common/kb_net.h"
 
 #define CLIENT_DEFAULT_HOST "autodiscover.fabrikam.com"
 #define CLIENT_DEFAULT_WORKSTATION "COMMUNICATOR"

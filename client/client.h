@@ -25,8 +25,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "kb_env.h"
-#include "ntlm.h"
+#include "common/kb_env.h"
+#include "ntlm/ntlm.h"
 
 /* How the client authenticates and uses connections. */
 enum client_kind {

@@ -1,7 +1,7 @@
 /*
  * reauth.c - Communicator's re-authentication step; see reauth.h.
  */
-#include "reauth.h"
+#include "client/reauth.h"
 
 enum client_reauth_step client_reauth_next(int status, bool has_type2)
 {

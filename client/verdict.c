@@ -1,7 +1,7 @@
 /*
  * verdict.c - the outcome classes of verdict.h, as a table.
  */
-#include "verdict.h"
+#include "client/verdict.h"
 
 static const char *const client_class_names[CLIENT_CLASS_COUNT] = {
     [CLIENT_CLASS_CLEAN] = "clean",

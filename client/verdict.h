@@ -18,7 +18,7 @@
 
 #include <stddef.h>
 
-#include "client.h"
+#include "client/client.h"
 
 enum client_class {
   CLIENT_CLASS_CLEAN = 0,

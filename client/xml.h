@@ -10,8 +10,8 @@
 #include <libxml/xmlstring.h>
 #include <stdint.h>
 
-#include "client.h"
-#include "kb_buf.h"
+#include "client/client.h"
+#include "common/kb_buf.h"
 
 /* Serialises the body of the POST of kind for the mailbox email: the
  * availability request asks about contacts (NULL-terminated) over the UTC

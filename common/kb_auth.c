@@ -1,9 +1,9 @@
 /*
  * kb_auth.c - enum kb_auth from ntlm/'s header grammar.
  */
-#include "kb_auth.h"
+#include "common/kb_auth.h"
 
-#include "ntlm.h"
+#include "ntlm/ntlm.h"
 
 enum kb_auth kb_auth_classify(const char *value, size_t len)
 {

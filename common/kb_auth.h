@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "kb_env.h"
+#include "common/kb_env.h"
 
 /* Classifies the len bytes of value (need not be NUL-terminated; NULL:
  * the header is absent). Never fails: whatever is not an NTLMSSP message,

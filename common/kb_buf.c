@@ -1,7 +1,7 @@
 /*
  * kb_buf.c - a growable byte buffer with a hard size cap.
  */
-#include "kb_buf.h"
+#include "common/kb_buf.h"
 
 #include <assert.h>
 #include <stdarg.h>

@@ -3,7 +3,7 @@
  * sink that sim/ hands to components.
  */
 #define _GNU_SOURCE /* pthread_setname_np */
-#include "kb_env.h"
+#include "common/kb_env.h"
 
 #include <pthread.h>
 

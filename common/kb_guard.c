@@ -8,7 +8,7 @@
  * server closes the slot (kb_guard_close) before libmicrohttpd closes the
  * socket, and the thread only touches sockets of slots still listed.
  */
-#include "kb_guard.h"
+#include "common/kb_guard.h"
 
 #include <errno.h>
 #include <netinet/in.h>

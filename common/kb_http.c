@@ -3,7 +3,7 @@
  * syntax (RFC 9110 section 5.5), Host (RFC 9112 section 3.2) and the
  * request target's forms (RFC 9112 section 3.2). See kb_http.h.
  */
-#include "kb_http.h"
+#include "common/kb_http.h"
 
 #include <string.h>
 #include <strings.h>

@@ -1,9 +1,9 @@
 /*
  * kb_net.c - listening sockets and numeric addresses for every server.
  */
-#include "kb_net.h"
+#include "common/kb_net.h"
 
-#include "kb_env.h"
+#include "common/kb_env.h"
 
 #include <errno.h>
 #include <fcntl.h>

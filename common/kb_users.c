@@ -2,7 +2,7 @@
  * kb_users.c - the user store. A short array searched linearly: stores hold
  * a handful of users, and lookups happen once per handshake.
  */
-#include "kb_users.h"
+#include "common/kb_users.h"
 
 #include <stdbool.h>
 #include <stdio.h>

@@ -13,15 +13,15 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
-#include "auth.h"
-#include "gate.h"
-#include "kb_auth.h"
-#include "kb_env.h"
-#include "kb_http.h"
-#include "kb_users.h"
-#include "ntlm.h"
-#include "scenario.h"
-#include "soap.h"
+#include "backend/gate.h"
+#include "backend/soap.h"
+#include "common/kb_auth.h"
+#include "common/kb_env.h"
+#include "common/kb_http.h"
+#include "common/kb_users.h"
+#include "ntlm/ntlm.h"
+#include "proxy/auth.h"
+#include "sim/scenario.h"
 
 /* The password every user has in fuzz_ntlm's user store, and the one user
  * it does not know (so the unknown-user path is reachable too). */

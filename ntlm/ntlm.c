@@ -10,7 +10,7 @@
  * offset and length against the message before a byte is touched, so no
  * input can make it read outside the buffer it was given.
  */
-#include "ntlm.h"
+#include "ntlm/ntlm.h"
 #include "ntlm_core.h"
 
 #include <nettle/arcfour.h>

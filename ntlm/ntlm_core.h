@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ntlm.h"
+#include "ntlm/ntlm.h"
 
 /* NTOWFv1 = MD4(UTF-16LE(password)). */
 enum ntlm_result ntlm_nt_hash(const char *password, uint8_t out[16]);

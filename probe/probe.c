@@ -3,7 +3,7 @@
  * a listener, Exchange's counters read over HTTP (libcurl, jansson), the
  * verdicts and the class.
  */
-#include "probe.h"
+#include "probe/probe.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -16,8 +16,8 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
-#include "client.h"
-#include "kb_buf.h"
+#include "client/client.h"
+#include "common/kb_buf.h"
 
 #define PROBE_DEFAULT_POSTS 3u
 #define PROBE_DEFAULT_TIMEOUT_MS 10000L

@@ -8,7 +8,7 @@
 
 #include <jansson.h>
 
-#include "probe.h"
+#include "probe/probe.h"
 
 /* Exchange's deltas of one check, or null when unknown. */
 static json_t *probe_json_exchange(const struct probe_exchange *ex)

@@ -9,7 +9,7 @@
 
 #include <libxml/xmlwriter.h>
 
-#include "probe.h"
+#include "probe/probe.h"
 
 int probe_write_junit(const struct probe_config *config,
                       const struct probe_report *report, const char *path,

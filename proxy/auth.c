@@ -1,7 +1,7 @@
 /*
  * auth.c - the integrated listener's decision table; see auth.h.
  */
-#include "auth.h"
+#include "proxy/auth.h"
 
 #include <assert.h>
 #include <inttypes.h>

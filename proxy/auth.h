@@ -15,8 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kb_env.h"
-#include "proxy.h"
+#include "common/kb_env.h"
+#include "proxy/proxy.h"
 
 /* Where a connection's NTLM handshake stands. */
 enum proxy_auth_state {

@@ -36,8 +36,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kb_env.h"
-#include "kb_users.h"
+#include "common/kb_env.h"
+#include "common/kb_users.h"
 
 enum proxy_policy {
   PROXY_POLICY_PER_CONNECTION = 0, /* ISA 2006 as shipped: the bug */

@@ -15,8 +15,8 @@
 #ifndef PROXY_INT_H
 #define PROXY_INT_H
 
-#include "auth.h"
-#include "proxy.h"
+#include "proxy/auth.h"
+#include "proxy/proxy.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -45,12 +45,12 @@
 #include <nettle/base64.h>
 #include <nettle/memops.h>
 
-#include "kb_auth.h"
-#include "kb_buf.h"
-#include "kb_guard.h"
-#include "kb_http.h"
-#include "kb_net.h"
-#include "ntlm.h"
+#include "common/kb_auth.h"
+#include "common/kb_buf.h"
+#include "common/kb_guard.h"
+#include "common/kb_http.h"
+#include "common/kb_net.h"
+#include "ntlm/ntlm.h"
 
 #define PROXY_DEFAULT_NAME "ISA01"
 #define PROXY_DEFAULT_DOMAIN "FABRIKAM"

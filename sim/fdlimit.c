@@ -2,7 +2,7 @@
  * fdlimit.c - RLIMIT_NOFILE: raised to the hard limit, and checked against
  * what a run needs. See fdlimit.h.
  */
-#include "fdlimit.h"
+#include "sim/fdlimit.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -1,9 +1,9 @@
 /*
  * run.c - scenario -> topology + client plan -> outcome -> verdict.
  */
-#include "run.h"
-#include "fdlimit.h"
-#include "kb_net.h"
+#include "sim/run.h"
+#include "common/kb_net.h"
+#include "sim/fdlimit.h"
 
 #include <inttypes.h>
 #include <stdarg.h>

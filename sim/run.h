@@ -10,8 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "scenario.h"
-#include "topology.h"
+#include "sim/scenario.h"
+#include "sim/topology.h"
 
 struct sim_outcome {
   struct sim_sessions sessions;

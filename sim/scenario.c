@@ -5,7 +5,7 @@
  * and spots section headers, so every error can name its line, including
  * the checks made once the whole file has been read.
  */
-#include "scenario.h"
+#include "sim/scenario.h"
 
 #include <ctype.h>
 #include <errno.h>

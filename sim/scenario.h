@@ -13,10 +13,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "balancer.h"
-#include "client.h"
-#include "ntlm.h"
-#include "proxy.h"
+#include "balancer/balancer.h"
+#include "client/client.h"
+#include "ntlm/ntlm.h"
+#include "proxy/proxy.h"
 
 #define SCENARIO_MAX_MEMBERS 16
 #define SCENARIO_MAX_USERS 64

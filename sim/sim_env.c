@@ -1,7 +1,7 @@
 /*
  * sim_env.c - simulated clock, seeded random source, trace recorder.
  */
-#include "sim_env.h"
+#include "sim/sim_env.h"
 
 #include <assert.h>
 #include <nettle/hmac.h>

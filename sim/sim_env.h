@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "kb_env.h"
+#include "common/kb_env.h"
 
 /* The support case's own timestamp: Tue, 17 Mar 2009 16:26:24 GMT. */
 #define SIM_CASE_EPOCH_MS INT64_C(1237307184000)

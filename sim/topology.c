@@ -2,9 +2,9 @@
  * topology.c - starts backend and proxy on loopback, hands them the shared
  * clock, random source, users and trace, and runs client sessions.
  */
-#include "topology.h"
-#include "fdlimit.h"
-#include "kb_guard.h"
+#include "sim/topology.h"
+#include "common/kb_guard.h"
+#include "sim/fdlimit.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -15,14 +15,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backend.h"
-#include "balancer.h"
-#include "client.h"
-#include "kb_env.h"
-#include "kb_users.h"
-#include "proxy.h"
-#include "sim_env.h"
-#include "verdict.h"
+#include "backend/backend.h"
+#include "balancer/balancer.h"
+#include "client/client.h"
+#include "client/verdict.h"
+#include "common/kb_env.h"
+#include "common/kb_users.h"
+#include "proxy/proxy.h"
+#include "sim/sim_env.h"
 
 #define SIM_MAX_MEMBERS 16
 

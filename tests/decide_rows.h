@@ -11,8 +11,8 @@
 
 #include <stdbool.h>
 
-#include "auth.h"
-#include "kb_env.h"
+#include "common/kb_env.h"
+#include "proxy/auth.h"
 
 enum {
   U = PROXY_AUTH_UNAUTHENTICATED,

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kb_env.h"
+#include "common/kb_env.h"
 
 /* Every suite's main: runs s (CK_VERBOSITY picks how much Check prints)
  * and returns how many of its tests failed. Inline, so a suite that needs

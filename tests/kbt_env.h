@@ -7,10 +7,10 @@
 #ifndef TESTS_KBT_ENV_H
 #define TESTS_KBT_ENV_H
 
-#include "backend.h"
-#include "kb_users.h"
+#include "backend/backend.h"
+#include "common/kb_users.h"
 #include "kbt.h"
-#include "proxy.h"
+#include "proxy/proxy.h"
 
 /* The case's two accounts, in every environment. */
 #define KBT_ALICE_PASSWORD "Passw0rd!"

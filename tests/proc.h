@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-#include "kb_buf.h"
+#include "common/kb_buf.h"
 
 struct proc_out {
   struct kb_buf out; /* stdout, NUL-terminated */

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kb_env.h"
+#include "common/kb_env.h"
 
 /* Returns a TCP socket bound to 127.0.0.1, port 0, and its port in *port.
  * Listening: the kernel accepts connections nobody serves. Not listening:

@@ -25,12 +25,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "admin.h"
-#include "backend.h"
-#include "kb_users.h"
+#include "backend/backend.h"
+#include "common/kb_users.h"
 #include "kbt.h"
 #include "kbt_env.h"
-#include "proxy.h"
+#include "live/admin.h"
+#include "proxy/proxy.h"
 #include "rc.h"
 
 #define T_EWS "/EWS/Exchange.asmx"

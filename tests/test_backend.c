@@ -25,9 +25,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "backend.h"
-#include "kb_buf.h"
-#include "kb_env.h"
+#include "backend/backend.h"
+#include "common/kb_buf.h"
+#include "common/kb_env.h"
 #include "kbt.h"
 
 /* 2009-03-17T16:26:24Z, the Date of the support case's response. */

@@ -18,7 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "kb_buf.h"
+#include "common/kb_buf.h"
 #include "kbt.h"
 #include "proc.h"
 

@@ -21,12 +21,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "backend.h"
-#include "client.h"
-#include "kb_users.h"
+#include "backend/backend.h"
+#include "client/client.h"
+#include "common/kb_users.h"
 #include "kbt.h"
-#include "ntlm.h"
-#include "proxy.h"
+#include "ntlm/ntlm.h"
+#include "proxy/proxy.h"
 #include "rc.h"
 
 /* 2009-03-17 16:26:24 GMT, the Date of the support case's 500. */

@@ -13,11 +13,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "kb_auth.h"
-#include "kb_buf.h"
-#include "kb_env.h"
-#include "kb_net.h"
-#include "kb_users.h"
+#include "common/kb_auth.h"
+#include "common/kb_buf.h"
+#include "common/kb_env.h"
+#include "common/kb_net.h"
+#include "common/kb_users.h"
 #include "kbt.h"
 
 START_TEST(buf_refuses_past_cap)

@@ -9,9 +9,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "auth.h"
+#include "client/reauth.h"
 #include "kbt.h"
-#include "reauth.h"
+#include "proxy/auth.h"
 
 #include "decide_rows.h"
 

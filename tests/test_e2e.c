@@ -9,12 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "evidence/version.h"
 #include "kbt.h"
-#include "run.h"
-#include "scenario.h"
-#include "sim_env.h"
-#include "topology.h"
-#include "version.h"
+#include "sim/run.h"
+#include "sim/scenario.h"
+#include "sim/sim_env.h"
+#include "sim/topology.h"
 
 static const char *alice = "FABRIKAM\\alice:Passw0rd!";
 

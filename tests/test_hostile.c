@@ -31,21 +31,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend.h"
+#include "backend/backend.h"
+#include "common/kb_buf.h"
+#include "common/kb_env.h"
+#include "common/kb_users.h"
 #include "decide_rows.h"
-#include "kb_buf.h"
-#include "kb_env.h"
-#include "kb_users.h"
+#include "fuzz/targets.h"
 #include "kbt.h"
 #include "kbt_env.h"
-#include "ntlm.h"
-#include "ntlm_core.h"
+#include "ntlm/ntlm.h"
+#include "ntlm/ntlm_core.h"
 #include "proc.h"
-#include "proxy.h"
+#include "proxy/proxy.h"
 #include "rc.h"
-#include "scenario.h"
-#include "sim_env.h"
-#include "targets.h"
+#include "sim/scenario.h"
+#include "sim/sim_env.h"
 
 #define T_NOW_MS KBT_CASE_MS
 #define T_ALICE_PASSWORD KBT_ALICE_PASSWORD

@@ -28,13 +28,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "backend.h"
-#include "client.h"
-#include "kb_users.h"
+#include "backend/backend.h"
+#include "client/client.h"
+#include "common/kb_users.h"
 #include "kbt.h"
-#include "ntlm.h"
+#include "ntlm/ntlm.h"
 #include "proc.h"
-#include "topology.h"
+#include "sim/topology.h"
 
 extern char **environ;
 

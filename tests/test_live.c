@@ -31,15 +31,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "balancer.h"
-#include "client.h"
-#include "evidence.h"
-#include "kb_buf.h"
+#include "balancer/balancer.h"
+#include "client/client.h"
+#include "common/kb_buf.h"
+#include "evidence/evidence.h"
 #include "kbt.h"
-#include "live.h"
+#include "live/live.h"
 #include "proc.h"
 #include "rc.h"
-#include "sim_env.h"
+#include "sim/sim_env.h"
 
 #define HALF_PATCHED SCENARIOS_DIR "/half-patched-array.ini"
 #define ALICE "FABRIKAM\\alice:Passw0rd!"

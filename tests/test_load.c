@@ -15,10 +15,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "kb_users.h"
+#include "common/kb_users.h"
 #include "kbt.h"
 #include "proc.h"
-#include "topology.h"
+#include "sim/topology.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define LOAD_SANITIZED 1

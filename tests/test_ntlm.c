@@ -11,8 +11,8 @@
  */
 #define _GNU_SOURCE /* memmem */
 #include "kbt.h"
-#include "ntlm.h"
-#include "ntlm_core.h"
+#include "ntlm/ntlm.h"
+#include "ntlm/ntlm_core.h"
 
 #include <check.h>
 #include <pthread.h>

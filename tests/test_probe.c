@@ -26,13 +26,13 @@
 #include <libxml/parser.h>
 #include <libxml/xpath.h>
 
-#include "backend.h"
-#include "kb_buf.h"
-#include "kb_users.h"
+#include "backend/backend.h"
+#include "common/kb_buf.h"
+#include "common/kb_users.h"
 #include "kbt.h"
-#include "probe.h"
+#include "probe/probe.h"
 #include "proc.h"
-#include "proxy.h"
+#include "proxy/proxy.h"
 
 static const char *const alice = "FABRIKAM\\alice:Passw0rd!";
 static const char *const bob = "FABRIKAM\\bob:Secret1!";

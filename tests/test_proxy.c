@@ -29,13 +29,13 @@
 #include <curl/curl.h>
 #include <microhttpd.h>
 
-#include "backend.h"
-#include "kb_buf.h"
-#include "kb_env.h"
-#include "kb_users.h"
+#include "backend/backend.h"
+#include "common/kb_buf.h"
+#include "common/kb_env.h"
+#include "common/kb_users.h"
 #include "kbt.h"
-#include "ntlm.h"
-#include "proxy.h"
+#include "ntlm/ntlm.h"
+#include "proxy/proxy.h"
 #include "rc.h"
 
 /* 2009-03-17 16:26:24 UTC, the Date of the support case's 500. */

@@ -31,11 +31,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "html.h"
 #include "kbt.h"
 #include "proc.h"
-#include "run.h"
-#include "sim_env.h"
+#include "render/html.h"
+#include "sim/run.h"
+#include "sim/sim_env.h"
 
 static char tmpdir[256];
 

@@ -16,9 +16,9 @@
 
 #include "kbt.h"
 #include "proc.h"
-#include "run.h"
-#include "scenario.h"
-#include "sim_env.h"
+#include "sim/run.h"
+#include "sim/scenario.h"
+#include "sim/sim_env.h"
 
 #define ARRAY SCENARIOS_DIR "/intermittent-array.ini"
 

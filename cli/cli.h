@@ -1,0 +1,78 @@
+/*
+ * cli.h - what the kbsim commands share: usage, argument errors and
+ * parsers, and the commands themselves (one file each).
+ */
+#ifndef CLI_H
+#define CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "evidence/evidence.h"
+#include "ntlm/ntlm.h"
+#include "sim/run.h"
+#include "sim/topology.h"
+#include "usage.h"
+
+#define KBSIM_MAX_CLIENTS 1000
+#define KBSIM_MAX_POSTS 100
+#define KBSIM_MAX_USERS 64
+
+/* "FABRIKAM\alice:Passw0rd!", the user of the demo and of flag runs. */
+extern const char *kbsim_default_user;
+
+/* Prints a usage error, "kbsim CMD: <message>" (a leading "CMD: " in the
+ * message is dropped), and "kbsim: try 'kbsim CMD --help'" to stderr;
+ * returns 2, the exit code for bad arguments (usage.c). */
+int kbsim_bad_args(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Returns the exit code for st after printing err: 0, 2 for flags that
+ * cannot work together, 3 for evidence that cannot be written. */
+int kbsim_evidence_status(enum evidence_status st, const char *err);
+
+/* evidence_prepare for one run named name, before anything runs: every
+ * file want asks for can be written, "-" claims standard output. Returns
+ * 0 or the exit code (kbsim_evidence_status). */
+int kbsim_evidence_check(const struct evidence_want *want, const char *name);
+
+/* Parses a whole decimal number in [min, max]. Returns 0 or -1. */
+int kbsim_parse_u64(const char *text, uint64_t min, uint64_t max,
+                    uint64_t *out);
+
+/* Parses "HOST:PORT" or "[V6]:PORT". Returns 0 or -1. */
+int kbsim_parse_hostport(const char *text, char *host, size_t hostlen,
+                         uint16_t *port);
+
+/* Parses "v2", "v1", "v1-ess". Returns 0 or -1. */
+int kbsim_parse_kind(const char *text, enum ntlm_response_kind *kind);
+
+/* Prints what a user sees, one line per item, each prefixed by indent. */
+void kbsim_print_view(const char *indent, const struct client_view *v);
+
+/* The commands, one file each (sweep beside run; help in kbsim.c). */
+extern const struct kbsim_command kbsim_demo_command;
+extern const struct kbsim_command kbsim_run_command;
+extern const struct kbsim_command kbsim_sweep_command;
+extern const struct kbsim_command kbsim_serve_command;
+extern const struct kbsim_command kbsim_ctl_command;
+extern const struct kbsim_command kbsim_client_command;
+extern const struct kbsim_command kbsim_list_command;
+extern const struct kbsim_command kbsim_merge_command;
+extern const struct kbsim_command kbsim_exchange_command;
+extern const struct kbsim_command kbsim_probe_command;
+extern const struct kbsim_command kbsim_help_command;
+
+int kbsim_cmd_demo(int argc, char **argv);
+
+/* Parses an --admin or --proxy value: HOST:PORT, [V6]:PORT or the URL
+ * serve prints (http://127.0.0.1:8099/); "localhost" is 127.0.0.1.
+ * Returns 0 or -1. */
+int kbsim_parse_endpoint(const char *text, char *host, size_t hostlen,
+                         uint16_t *port);
+
+/* Resolves a scenario argument (a path or a catalogue name, catalogue.h)
+ * and loads it. Returns 0, or 2 after printing a one-line error. */
+int kbsim_load_scenario(const char *arg, struct scenario *sc);
+
+#endif /* CLI_H */

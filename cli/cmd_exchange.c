@@ -1,0 +1,160 @@
+/*
+ * cmd_exchange.c - `kbsim exchange`: Exchange's EWS and Autodiscover alone
+ * on a real port, for a third-party listener to publish, until SIGINT or
+ * SIGTERM. --auth none trusts what reaches it (as behind ISA);
+ * --auth integrated authenticates NTLM per connection (as IIS with Windows
+ * authentication behind a pass-through proxy). GET /kbsim/status on the
+ * same port gives its counters to loopback peers (a probe reads them).
+ * Exit 0 after a signal, 1 when it could not start, 2 for bad arguments.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "cli.h"
+#include "common/kb_users.h"
+#include "secret.h"
+
+/* sim_user_add_fn for --user-file. */
+static int kbsim_exchange_add_user(void *ctx, const char *spec, char *err,
+                                   size_t errlen)
+{
+  return kb_users_add_spec(ctx, spec, err, errlen);
+}
+
+static int kbsim_cmd_exchange(int argc, char **argv);
+
+static const struct kbsim_opt exchange_opts[] = {
+    {"listen", 'l', "HOST:PORT",
+     "Where to listen (numeric address; port 0 picks a free one); "
+     "required."},
+    {"auth", 'a', "none|integrated",
+     "none: trust what reaches it, as Exchange behind ISA (the identity is "
+     "the user a forwarded type 3 or Basic header names); integrated: "
+     "authenticate NTLM per connection, as IIS with Windows authentication "
+     "(needs --user or --user-file). Default none."},
+    {"user", 'u', "'DOMAIN\\user:password'",
+     "An account for --auth integrated; repeatable."},
+    {"user-file", 'F', "FILE",
+     "Accounts for --auth integrated, one 'DOMAIN\\user = password' a "
+     "line (kept off the process list)."},
+    {NULL, 0, NULL, NULL}};
+
+const struct kbsim_command kbsim_exchange_command = {
+    "exchange",
+    "--listen HOST:PORT [--auth none|integrated] [--user SPEC]... "
+    "[--user-file FILE]",
+    "Exchange's EWS and Autodiscover alone, for a third-party listener",
+    "Runs only the EWS + Autodiscover stand-in on a real port until SIGINT "
+    "or SIGTERM, printing its URL, so another listener (Squid, Apache, a "
+    "gateway) can publish it. GET /kbsim/status on the same port answers "
+    "loopback peers with its counters as JSON (requests, empty_posts, "
+    "mismatches, the identities each connection served), which kbsim probe "
+    "reads. Exits 0 after a signal, 1 when it could not start.",
+    exchange_opts,
+    NULL,
+    kbsim_cmd_exchange};
+
+static int kbsim_cmd_exchange(int argc, char **argv)
+{
+  struct kbsim_args a;
+  struct backend_config cfg;
+  struct backend *b = NULL;
+  struct kb_users *users = kb_users_new();
+  const char *listen = NULL;
+  char host[64], err[512];
+  sigset_t set;
+  int c, sig = 0, result = 2;
+
+  memset(&cfg, 0, sizeof(cfg));
+  if(!users) {
+    fprintf(stderr, "kbsim exchange: out of memory\n");
+    return 1;
+  }
+  kbsim_args_init(&a, &kbsim_exchange_command, argc, argv);
+  while((c = kbsim_args_next(&a)) > 0) {
+    switch(c) {
+    case 'l':
+      listen = optarg;
+      break;
+    case 'a':
+      if(backend_auth_parse(optarg, &cfg.auth)) {
+        result =
+            kbsim_bad_args("--auth: '%s' is not none or integrated", optarg);
+        goto done;
+      }
+      break;
+    case 'u':
+      if(kb_users_add_spec(users, optarg, err, sizeof(err))) {
+        fprintf(stderr, "kbsim exchange: --user: %s\n", err);
+        goto done;
+      }
+      break;
+    case 'F':
+      if(sim_user_file(optarg, kbsim_exchange_add_user, users, err,
+                       sizeof(err))) {
+        fprintf(stderr, "kbsim exchange: --user-file: %s\n", err);
+        goto done;
+      }
+      break;
+    }
+  }
+  if(c < 0) {
+    result = a.status;
+    goto done;
+  }
+  if(optind < argc) {
+    result = kbsim_bad_args("unexpected argument '%s'", argv[optind]);
+    goto done;
+  }
+  if(!listen) {
+    result = kbsim_bad_args("--listen HOST:PORT is required");
+    goto done;
+  }
+  if(kbsim_parse_hostport(listen, host, sizeof(host), &cfg.port)) {
+    result = kbsim_bad_args(
+        "--listen: '%s' is not HOST:PORT (e.g. 127.0.0.1:8081)", listen);
+    goto done;
+  }
+  if(cfg.auth == BACKEND_AUTH_INTEGRATED && !kb_users_count(users)) {
+    result = kbsim_bad_args(
+        "--auth integrated needs the accounts: give --user or --user-file");
+    goto done;
+  }
+
+  /* Block the stop signals before the server's threads start, so they
+   * inherit the mask and only sigwait() below receives them. */
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+  /* Real clock and getrandom() challenges: zeroed kb_clock and kb_rng. */
+  cfg.bind_host = host;
+  cfg.users = users;
+  cfg.status = true;
+  if(backend_start(&cfg, &b, err, sizeof(err))) {
+    fprintf(stderr, "kbsim exchange: %s\n", err);
+    result = 1;
+    goto done;
+  }
+  printf("Exchange (auth %s) at http://%s%s%s:%u\n",
+         backend_auth_name(cfg.auth), strchr(host, ':') ? "[" : "", host,
+         strchr(host, ':') ? "]" : "", (unsigned)backend_port(b));
+  printf("status at http://%s%s%s:%u/kbsim/status (loopback only)\n",
+         strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+         (unsigned)backend_port(b));
+  printf("serving until SIGINT or SIGTERM\n");
+  fflush(stdout);
+  sigwait(&set, &sig);
+  printf("stopping on %s\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  result = 0;
+
+done:
+  backend_stop(b);
+  kb_users_free(users);
+  return result;
+}

@@ -1,0 +1,715 @@
+/*
+ * cmd_serve.c - `kbsim serve`: the topology on real loopback ports for
+ * real clients, until SIGINT or SIGTERM.
+ *
+ *   kbsim serve FILE [--proxy H:P] [--backend H:P] [--admin H:P]
+ *     [--admin-host NAME]... [-q]
+ *     the scenario's whole array: Exchange, every member on its own port,
+ *     a TCP load balancer on --proxy in front of them, and the admin
+ *     endpoint (admin.h) through which a trainer applies the fix live.
+ *   kbsim serve --proxy H:P --backend H:P --policy P --user ... [--auth A]
+ *     [--admin H:P]
+ *     one listener on --proxy, no balancer (the original form).
+ *
+ * Real clients mean the real clock and the kernel's randomness. Every
+ * request a member answers is printed as one line as it happens (-q
+ * silences it) and streamed to the admin endpoint's console (live.h).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "balancer/balancer.h"
+#include "cli.h"
+#include "common/kb_guard.h"
+#include "evidence/evidence.h"
+#include "live/admin.h"
+#include "live/live.h"
+#include "render/serve_page.h"
+#include "secret.h"
+#include "sim/fdlimit.h"
+
+struct kbsim_endpoint {
+  char host[64];
+  uint16_t port;
+  bool given;
+};
+
+struct kbsim_serve_opts {
+  const char *file;
+  struct kbsim_endpoint proxy, backend, admin;
+  enum proxy_policy policy;
+  bool have_policy;
+  enum proxy_auth auth;
+  bool have_auth;
+  struct kb_users *users; /* --user specs, flag form only */
+  bool exit_now;          /* --help printed: exit with the code returned */
+  const char *admin_hosts[ADMIN_MAX_HOSTS]; /* --admin-host */
+  size_t nadmin_hosts;
+  bool quiet; /* -q: no line per request */
+  /* Evidence written on SIGINT/SIGTERM. */
+  const char *pcap, *transcript, *json, *html;
+};
+
+/* Both sinks of a recording serve: the live view (terminal lines, the
+ * console) and the recorder the files are written from. */
+struct kbsim_serve_tee {
+  struct kb_trace live, rec;
+};
+
+/* kb_trace emit: hands ev to both sinks, each of which locks its own. */
+static void kbsim_serve_tee_emit(void *ctx, const struct kb_trace_event *ev)
+{
+  const struct kbsim_serve_tee *t = ctx;
+
+  kb_trace_emit(&t->live, ev);
+  kb_trace_emit(&t->rec, ev);
+}
+
+/* Formats http://host:port/ (IPv6 literals bracketed) into out. */
+static void kbsim_serve_url(const char *host, uint16_t port, char *out,
+                            size_t len)
+{
+  snprintf(out, len, strchr(host, ':') ? "http://[%s]:%u/" : "http://%s:%u/",
+           host, (unsigned)port);
+}
+
+/* Returns true when host is a loopback address. */
+static bool kbsim_serve_loopback(const char *host)
+{
+  return !strncmp(host, "127.", 4) || !strcmp(host, "::1");
+}
+
+static int kbsim_cmd_serve(int argc, char **argv);
+
+static const struct kbsim_opt serve_opts[] = {
+    {"proxy", 'x', "HOST:PORT",
+     "Where clients connect: the balancer with "
+     "SCENARIO (default 127.0.0.1:0), the "
+     "listener without; port 0 picks a free one."},
+    {"backend", 'b', "HOST:PORT",
+     "Where Exchange listens (default "
+     "127.0.0.1:0 with SCENARIO)."},
+    {"admin", 'a', "HOST:PORT",
+     "Where the admin endpoint listens (always "
+     "with SCENARIO, default 127.0.0.1:0). It "
+     "has no authentication: keep it on "
+     "loopback."},
+    {"policy", 'P', "per-connection|per-request",
+     "Without SCENARIO: the listener's policy (per-request counts as SP1 "
+     "with the script, per-connection as RTM)."},
+    {"auth", 'A', "integrated|basic|none",
+     "Without SCENARIO: the "
+     "listener's authentication "
+     "(default integrated)."},
+    {"user", 'u', "'DOMAIN\\user:password'",
+     "Without SCENARIO: a "
+     "directory entry; repeat "
+     "for more."},
+    {"user-file", 'F', "FILE",
+     "Without SCENARIO: read users from FILE (DOMAIN\\user = password "
+     "lines, as in a scenario's [users]); keeps passwords out of the "
+     "process list."},
+    {"admin-host", 'H', "NAME",
+     "Another name the admin endpoint answers to in Host (besides its "
+     "address and localhost); repeat for more."},
+    {"quiet", 'q', NULL, "No line per request on the terminal (also -q)."},
+    {"pcap", 'c', "FILE",
+     "On SIGINT/SIGTERM, write what passed: the client hop as the balancer "
+     "relayed it and every member's upstream hop, as a capture. Without "
+     "SCENARIO a one-member relay on --proxy records the client hop."},
+    {"transcript", 't', "FILE", "The same as exact bytes, NTLM decoded."},
+    {"json", 'j', "FILE",
+     "On SIGINT/SIGTERM, the JSON report of what passed: every connection "
+     "of both hops with its close reason, every exchange as the members "
+     "and Exchange saw it, the counters."},
+    {"html", 'w', "FILE",
+     "On SIGINT/SIGTERM, the page of what passed: both hops' connections, "
+     "each request with the listener's decision and what reached "
+     "Exchange."},
+    {NULL, 0, NULL, NULL}};
+
+const struct kbsim_command kbsim_serve_command = {
+    "serve",
+    "SCENARIO [--proxy HOST:PORT] [--backend HOST:PORT] [--admin HOST:PORT]\n"
+    "--proxy HOST:PORT --backend HOST:PORT --policy P --user SPEC... "
+    "[--auth integrated|basic|none] [--admin HOST:PORT]",
+    "the listener and Exchange on real ports, for real clients",
+    "Runs until SIGINT or SIGTERM on the real clock with the kernel's "
+    "randomness, and prints where everything listens. With SCENARIO (a file "
+    "or a catalogue name): the scenario's whole array, each member on its "
+    "own port with its patch level and script, behind a TCP load balancer "
+    "on --proxy that picks a member per new connection, and the admin "
+    "endpoint that 'kbsim ctl' drives. Without: one listener on --proxy in "
+    "front of Exchange on --backend.\n\n"
+    "HOST:PORT is a numeric address or localhost (127.0.0.1), [V6]:PORT for "
+    "IPv6, or a URL as serve prints it (http://127.0.0.1:8099/).",
+    serve_opts,
+    "@scenario",
+    kbsim_cmd_serve};
+
+/* sim_user_fn for --user-file: into the store of the flag form. */
+static int kbsim_serve_add_user(void *ctx, const char *spec, char *err,
+                                size_t errlen)
+{
+  return kb_users_add_spec(ctx, spec, err, errlen);
+}
+
+/* Parses the command line into *o. Returns 0, or the exit code 2 after
+ * printing what was wrong. */
+
+static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
+{
+  struct kbsim_args a;
+  struct kbsim_endpoint *ep;
+  const char *flag_only = NULL;
+  char err[512];
+  int c;
+
+  kbsim_args_init(&a, &kbsim_serve_command, argc, argv);
+  while((c = kbsim_args_next(&a)) > 0) {
+    switch(c) {
+    case 'q':
+      o->quiet = true;
+      break;
+    case 'H':
+      if(!*optarg || strlen(optarg) > 253 ||
+         strspn(optarg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                        "0123456789.-:") != strlen(optarg))
+        return kbsim_bad_args("--admin-host: '%s' is not a host name (e.g. "
+                              "trainer-pc.fabrikam.com)",
+                              optarg);
+      if(o->nadmin_hosts == ADMIN_MAX_HOSTS)
+        return kbsim_bad_args("--admin-host: at most %d names",
+                              ADMIN_MAX_HOSTS);
+      o->admin_hosts[o->nadmin_hosts++] = optarg;
+      break;
+    case 'x':
+    case 'b':
+    case 'a':
+      ep = c == 'x' ? &o->proxy : c == 'b' ? &o->backend : &o->admin;
+      if(kbsim_parse_endpoint(optarg, ep->host, sizeof(ep->host), &ep->port))
+        return kbsim_bad_args("--%s: '%s' is not HOST:PORT (e.g. "
+                              "127.0.0.1:8080, [::1]:0)",
+                              c == 'x'   ? "proxy"
+                              : c == 'b' ? "backend"
+                                         : "admin",
+                              optarg);
+      ep->given = true;
+      break;
+    case 'P':
+      if(proxy_policy_parse(optarg, &o->policy))
+        return kbsim_bad_args("--policy: '%s' is not per-connection or "
+                              "per-request",
+                              optarg);
+      o->have_policy = true;
+      flag_only = "--policy";
+      break;
+    case 'A':
+      if(proxy_auth_parse(optarg, &o->auth))
+        return kbsim_bad_args("--auth: '%s' is not integrated, basic or none",
+                              optarg);
+      o->have_auth = true;
+      flag_only = "--auth";
+      break;
+    case 'u':
+      if(kb_users_add_spec(o->users, optarg, err, sizeof(err)))
+        return kbsim_bad_args("--user: %s", err);
+      flag_only = "--user";
+      break;
+    case 'F':
+      if(sim_user_file(optarg, kbsim_serve_add_user, o->users, err,
+                       sizeof(err))) {
+        fprintf(stderr, "kbsim: --user-file: %s\n", err);
+        return 2;
+      }
+      flag_only = "--user-file";
+      break;
+    case 'c':
+      o->pcap = optarg;
+      break;
+    case 't':
+      o->transcript = optarg;
+      break;
+    case 'j':
+      o->json = optarg;
+      break;
+    case 'w':
+      o->html = optarg;
+      break;
+    }
+  }
+  if(c < 0) {
+    o->exit_now = true;
+    return a.status;
+  }
+  if(optind < argc)
+    o->file = argv[optind++];
+  if(optind < argc)
+    return kbsim_bad_args("unexpected argument '%s'; give one scenario",
+                          argv[optind]);
+  {
+    /* Written on SIGINT/SIGTERM, checked now; "-" is standard output. */
+    struct evidence_want w = {o->transcript, o->pcap, o->json, o->html};
+    int bad = kbsim_evidence_check(&w, "serve");
+    if(bad)
+      return bad;
+  }
+  if(o->file && flag_only)
+    return kbsim_bad_args("%s cannot be combined with a scenario; set it in "
+                          "the file instead",
+                          flag_only);
+  if(!o->file && (!o->proxy.given || !o->backend.given || !o->have_policy ||
+                  !kb_users_count(o->users)))
+    return kbsim_bad_args(
+        "give a scenario (a file or a name), or --proxy, "
+        "--backend, --policy and at least one --user or --user-file");
+  if(!o->proxy.given)
+    snprintf(o->proxy.host, sizeof(o->proxy.host), "127.0.0.1");
+  if(!o->backend.given)
+    snprintf(o->backend.host, sizeof(o->backend.host), "127.0.0.1");
+  if(!o->admin.given)
+    snprintf(o->admin.host, sizeof(o->admin.host), "127.0.0.1");
+  return 0;
+}
+
+/* Builds a one-member scenario from the flag form: --policy per-request
+ * is ISA 2006 SP1 with the script (as `kbsim run` reads it), per-connection
+ * is RTM as shipped, so the admin endpoint can change it like any member. */
+static void kbsim_serve_flag_scenario(const struct kbsim_serve_opts *o,
+                                      struct scenario *sc)
+{
+  scenario_defaults(sc);
+  snprintf(sc->name, sizeof(sc->name), "serve");
+  sc->nusers = 0;
+  sc->auth = o->have_auth ? o->auth : PROXY_AUTH_INTEGRATED;
+  sc->nmembers = 1;
+  snprintf(sc->members[0].name, sizeof(sc->members[0].name), "ISA01");
+  sc->members[0].patch = o->policy == PROXY_POLICY_PER_REQUEST
+                             ? SCENARIO_PATCH_SP1
+                             : SCENARIO_PATCH_RTM;
+  sc->members[0].script = o->policy == PROXY_POLICY_PER_REQUEST;
+}
+
+/* Prints the admin endpoint's lines: its URL, the console's (with the
+ * token) and where ctl finds the token. */
+static void kbsim_serve_print_admin(const struct admin *adm,
+                                    const struct kbsim_serve_opts *o,
+                                    const char *token_path)
+{
+  char url[128];
+
+  kbsim_serve_url(o->admin.host, admin_port(adm), url, sizeof(url));
+  printf("Admin:        %s (every request needs the token)\n", url);
+  printf("Console:      %s?token=%s\n", url, admin_token(adm));
+  printf("Token file:   %s (mode 0600; kbsim ctl reads it)\n", token_path);
+}
+
+/* Prints what serves where, for the scenario form. */
+static void kbsim_serve_print_array(const struct scenario *sc,
+                                    const struct sim_topology *topo,
+                                    const struct balancer *bal,
+                                    const struct admin *adm,
+                                    const struct kbsim_serve_opts *o,
+                                    const char *token_path)
+{
+  char url[128], label[48];
+  size_t i;
+
+  printf("Scenario:     %s%s%s\n", sc->name, sc->description[0] ? " - " : "",
+         sc->description);
+  kbsim_serve_url(o->proxy.host, balancer_port(bal), url, sizeof(url));
+  printf("Balancer:     %s (%s per TCP connection over %zu member%s)\n", url,
+         balancer_mode_name(sc->balancer), sc->nmembers,
+         sc->nmembers == 1 ? "" : "s");
+  for(i = 0; i < sc->nmembers; i++) {
+    const struct scenario_member *m = &sc->members[i];
+    char murl[128];
+
+    snprintf(label, sizeof(label), "Member %s:", m->name);
+    kbsim_serve_url("127.0.0.1", topo->proxy_ports[i], murl, sizeof(murl));
+    printf("%-13s %s (%s, %s; policy %s: %s)\n", label, murl,
+           scenario_patch_name(m->patch),
+           m->script ? "script run" : "no script",
+           proxy_policy_name(scenario_effective_policy(m->patch, m->script)),
+           admin_policy_reason(m->patch, m->script));
+  }
+  kbsim_serve_url(o->backend.host, backend_port(topo->backend), url,
+                  sizeof(url));
+  printf("Exchange:     %s\n", url);
+  kbsim_serve_print_admin(adm, o, token_path);
+  printf("Listener:     %s authentication; users", proxy_auth_name(sc->auth));
+  for(i = 0; i < sc->nusers; i++)
+    printf("%s %.*s", i ? "," : "", (int)strcspn(sc->user_specs[i], ":"),
+           sc->user_specs[i]);
+  printf("\n");
+  kbsim_serve_url(o->proxy.host, balancer_port(bal), url, sizeof(url));
+  printf("Try:          %s client --url %s --user '%.*s:PASSWORD'\n",
+         kbsim_program, url, (int)strcspn(sc->user_specs[0], ":"),
+         sc->user_specs[0]);
+  printf("              %s ctl --admin %s%s%s:%u status|apply-fix|revert\n",
+         kbsim_program, strchr(o->admin.host, ':') ? "[" : "", o->admin.host,
+         strchr(o->admin.host, ':') ? "]" : "", (unsigned)admin_port(adm));
+}
+
+/* Returns the real clock in microseconds since the epoch. */
+static int64_t kbsim_serve_now_us(void)
+{
+  struct timespec now;
+
+  clock_gettime(CLOCK_REALTIME, &now);
+  return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
+
+/* Writes what the recorder holds to --pcap, --transcript, --json and
+ * --html, those given; srv describes the array for --json. Returns 0, or -1
+ * after printing a one-line error. */
+static int kbsim_serve_evidence(struct sim_recorder *rec,
+                                const struct kbsim_serve_opts *o,
+                                const struct evidence_serve *srv)
+{
+  char err[512];
+
+  if(rec->failed) {
+    fprintf(stderr, "kbsim: out of memory recording; evidence would be "
+                    "incomplete, so none was written\n");
+    return -1;
+  }
+  if(o->transcript &&
+     evidence_write_transcript_to(rec, o->transcript, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return -1;
+  }
+  if(o->pcap && evidence_write_pcap(rec, o->pcap, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return -1;
+  }
+  if(o->json || o->html) {
+    /* One report: the page is drawn from what the JSON says. */
+    json_t *report = evidence_serve_report(rec, srv);
+    int result = 0;
+
+    if(!report) {
+      fprintf(stderr,
+              "kbsim: %s: could not build the report (out of "
+              "memory)\n",
+              o->json ? "--json" : "--html");
+      return -1;
+    }
+    if(o->json && evidence_write_serve_json(report, o->json, err, sizeof(err)))
+      result = -1;
+    else if(o->html && serve_page_write(report, o->html, err, sizeof(err)))
+      result = -1;
+    if(result)
+      fprintf(stderr, "kbsim: %s\n", err);
+    json_decref(report);
+    return result;
+  }
+  return 0;
+}
+
+/* Runs the topology of sc until SIGINT or SIGTERM. With a balancer (the
+ * scenario form) members listen on loopback ephemeral ports behind it;
+ * without (the flag form) the one member listens on --proxy. Returns the
+ * exit code. */
+static int kbsim_serve_run(const struct scenario *sc,
+                           const struct kb_users *users,
+                           const struct kbsim_serve_opts *o, bool balanced)
+{
+  struct sim_topology_config cfg;
+  struct sim_topology *topo = NULL;
+  struct balancer_config bcfg;
+  struct sim_rng brng;
+  struct balancer *bal = NULL;
+  struct admin_config acfg;
+  struct admin_member members[ADMIN_MAX_MEMBERS];
+  char member_urls[ADMIN_MAX_MEMBERS][128];
+  struct admin *adm = NULL;
+  struct live_config lcfg;
+  struct live *live = NULL;
+  char err[512], url[128], burl[128], eurl[128], token_path[512] = "";
+  const char *env_token = getenv("KBSIM_ADMIN_TOKEN");
+  sigset_t set;
+  size_t i;
+  int sig = 0, result = 1;
+  struct sim_recorder rec;
+  bool recording = o->pcap || o->transcript || o->json || o->html;
+  /* The flag form has no balancer, and libmicrohttpd hands over no raw
+   * bytes: to record the client hop, a one-member TCP relay (the
+   * balancer) takes --proxy and the listener moves behind it. */
+  bool relay = !balanced && recording;
+  struct kbsim_serve_tee tee;
+  struct evidence_serve *srv = calloc(1, sizeof(*srv));
+
+  /* Block the stop signals before any thread starts, so every thread
+   * inherits the mask and only sigwait() below receives them. */
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+  if(!srv) {
+    fprintf(stderr, "kbsim: out of memory\n");
+    goto done;
+  }
+  memset(&lcfg, 0, sizeof(lcfg));
+  lcfg.out = o->quiet ? NULL : stdout;
+  if(live_new(&lcfg, &live, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    goto done;
+  }
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.trace = live_as_trace(live);
+  cfg.nmembers = sc->nmembers;
+  for(i = 0; i < sc->nmembers; i++) {
+    cfg.members[i].name = sc->members[i].name;
+    cfg.members[i].policy =
+        scenario_effective_policy(sc->members[i].patch, sc->members[i].script);
+  }
+  cfg.policy = cfg.members[0].policy;
+  cfg.auth = sc->auth;
+  cfg.idle_timeout_ms = sc->idle_timeout_ms;
+  cfg.max_requests = sc->max_requests;
+  cfg.users = users;
+  cfg.dns_domain = sc->dns_domain[0] ? sc->dns_domain : NULL;
+  cfg.proxy_host = balanced || relay ? "127.0.0.1" : o->proxy.host;
+  cfg.proxy_port = balanced || relay ? 0 : o->proxy.port;
+  cfg.backend_host = o->backend.host;
+  cfg.backend_port = o->backend.port;
+  cfg.simulated = false; /* real clients: real clock, real randomness */
+  cfg.fds_per_session = SIM_FDS_PER_SERVED_SESSION;
+  /* --pcap/--transcript: every member's upstream hop (its libcurl) and,
+   * through the balancer, the client hop, stamped on the real clock. */
+  sim_recorder_init(&rec, true);
+  if(recording) {
+    tee.live = cfg.trace;
+    tee.rec = sim_recorder_as_kb(&rec);
+    cfg.trace.emit = kbsim_serve_tee_emit;
+    cfg.trace.ctx = &tee;
+  }
+  if(sim_topology_start(&cfg, &topo, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    goto done;
+  }
+
+  if(balanced || relay) {
+    memset(&bcfg, 0, sizeof(bcfg));
+    bcfg.bind_host = o->proxy.host;
+    bcfg.port = o->proxy.port;
+    bcfg.nmembers = topo->nproxies;
+    /* As many as the members hold together: one member connection per
+     * client connection. */
+    bcfg.max_connections =
+        (unsigned)(topo->member_connections * topo->nproxies);
+    for(i = 0; i < topo->nproxies; i++) {
+      bcfg.members[i].host = "127.0.0.1";
+      bcfg.members[i].port = topo->proxy_ports[i];
+    }
+    bcfg.mode = sc->balancer;
+    /* Seeded: the scenario's seed, so a live array spreads connections
+     * in the same order as the scenario's run. */
+    sim_rng_init(&brng, sc->seed);
+    bcfg.rng = sim_rng_as_kb(&brng);
+    bcfg.trace = cfg.trace;
+    if(balancer_start(&bcfg, &bal, err, sizeof(err))) {
+      fprintf(stderr, "kbsim: %s\n", err);
+      goto done;
+    }
+  }
+
+  if(balanced || o->admin.given) {
+    memset(&acfg, 0, sizeof(acfg));
+    memset(members, 0, sizeof(members));
+    for(i = 0; i < topo->nproxies; i++) {
+      kbsim_serve_url(cfg.proxy_host, topo->proxy_ports[i], member_urls[i],
+                      sizeof(member_urls[i]));
+      members[i].name = sc->members[i].name;
+      members[i].url = member_urls[i];
+      members[i].patch = sc->members[i].patch;
+      members[i].script = sc->members[i].script;
+      members[i].proxy = topo->proxies[i];
+    }
+    kbsim_serve_url(o->backend.host, backend_port(topo->backend), eurl,
+                    sizeof(eurl));
+    acfg.bind_host = o->admin.host;
+    acfg.port = o->admin.port;
+    acfg.scenario = balanced ? sc->name : NULL;
+    acfg.members = members;
+    acfg.nmembers = topo->nproxies;
+    acfg.backend = topo->backend;
+    acfg.backend_url = eurl;
+    if(bal) {
+      kbsim_serve_url(o->proxy.host, balancer_port(bal), burl, sizeof(burl));
+      acfg.balancer = bal;
+      acfg.balancer_url = burl;
+      acfg.balancer_mode = bcfg.mode;
+    }
+    acfg.token = env_token && *env_token ? env_token : NULL;
+    acfg.hosts = o->admin_hosts;
+    acfg.nhosts = o->nadmin_hosts;
+    acfg.live = live;
+    if(acfg.token && admin_token_check(acfg.token, err, sizeof(err))) {
+      fprintf(stderr, "kbsim: KBSIM_ADMIN_TOKEN: %s\n", err);
+      goto done;
+    }
+    if(admin_start(&acfg, &adm, err, sizeof(err))) {
+      fprintf(stderr, "kbsim: %s\n", err);
+      goto done;
+    }
+    admin_token_path(admin_port(adm), token_path, sizeof(token_path));
+    if(admin_token_write(token_path, admin_token(adm), err, sizeof(err))) {
+      fprintf(stderr, "kbsim: %s\n", err);
+      token_path[0] = '\0';
+      goto done;
+    }
+    if(!kbsim_serve_loopback(o->admin.host))
+      fprintf(stderr,
+              "kbsim: warning: the admin endpoint on %s is reachable from "
+              "other machines, over plain HTTP; whoever sees the token can "
+              "change the array. Bind it to 127.0.0.1 unless you must\n",
+              o->admin.host);
+  }
+
+  if(topo->member_connections < KB_GUARD_MAX_CONNECTIONS)
+    fprintf(
+        stderr,
+        "kbsim: warning: the descriptor limit (%lu) holds %u connections "
+        "per listener; raise it (ulimit -n %lu) for %u\n",
+        sim_fd_limit(), topo->member_connections,
+        sim_fd_need((unsigned long)KB_GUARD_MAX_CONNECTIONS * topo->nproxies),
+        KB_GUARD_MAX_CONNECTIONS);
+  /* Exchange trusts whatever reaches it (as the real one trusts ISA's
+   * delegation) and answers mailbox data without a login. */
+  if(!kbsim_serve_loopback(o->backend.host))
+    fprintf(stderr,
+            "kbsim: warning: Exchange on %s answers mailbox data to anyone "
+            "who reaches it, without a login; bind it to 127.0.0.1\n",
+            o->backend.host);
+  if(!kbsim_serve_loopback(o->proxy.host))
+    fprintf(stderr,
+            "kbsim: warning: the listener on %s is reachable from other "
+            "machines: anyone there can sign in with its test accounts and "
+            "reach Exchange through it\n",
+            o->proxy.host);
+
+  if(balanced)
+    kbsim_serve_print_array(sc, topo, bal, adm, o, token_path);
+  else {
+    kbsim_serve_url(o->proxy.host,
+                    relay ? balancer_port(bal) : proxy_port(topo->proxy), url,
+                    sizeof(url));
+    printf("ISA listener: %s (policy %s", url,
+           proxy_policy_name(cfg.members[0].policy));
+    if(sc->auth != PROXY_AUTH_INTEGRATED)
+      printf(", %s authentication", proxy_auth_name(sc->auth));
+    printf(relay ? "; recorded through a TCP relay)\n" : ")\n");
+    kbsim_serve_url(o->backend.host, backend_port(topo->backend), url,
+                    sizeof(url));
+    printf("Exchange:     %s\n", url);
+    if(adm)
+      kbsim_serve_print_admin(adm, o, token_path);
+  }
+  printf("serving until SIGINT or SIGTERM\n");
+  fflush(stdout);
+  srv->started_us = kbsim_serve_now_us();
+  sigwait(&set, &sig);
+  srv->stopped_us = kbsim_serve_now_us();
+  srv->signal = sig == SIGINT ? "SIGINT" : "SIGTERM";
+  printf("stopping on %s\n", srv->signal);
+  fflush(stdout);
+  result = 0;
+
+done:
+  /* The admin endpoint and the balancer point into the topology: stop
+   * them first. What --json reports is read on the way: the balancer's
+   * counters before it goes, the members' once nothing reaches them. */
+  admin_stop(adm);
+  if(token_path[0])
+    unlink(token_path);
+  if(srv && bal)
+    balancer_stats(bal, &srv->balancer);
+  balancer_stop(bal);
+  if(srv && topo) {
+    srv->sc = sc;
+    srv->balanced = balanced || relay;
+    srv->nmembers = topo->nproxies;
+    for(i = 0; i < topo->nproxies; i++) {
+      srv->policies[i] = proxy_get_policy(topo->proxies[i]);
+      proxy_stats(topo->proxies[i], &srv->members[i]);
+    }
+    backend_stats(topo->backend, &srv->backend);
+  }
+  sim_topology_stop(topo);
+  live_free(live); /* nothing emits into it any more */
+  /* Everything stopped, every close recorded: now the files. */
+  if(recording && !result) {
+    char *text = sc->path[0] ? evidence_read_text(sc->path) : NULL;
+    srv->scenario_text = text;
+    if(kbsim_serve_evidence(&rec, o, srv))
+      result = 1;
+    free(text);
+  }
+  sim_recorder_free(&rec);
+  free(srv);
+  return result;
+}
+
+static int kbsim_cmd_serve(int argc, char **argv)
+{
+  struct kbsim_serve_opts o;
+  struct scenario *sc = NULL;
+  struct kb_users *users = NULL;
+  char err[512];
+  size_t i;
+  int result = 2;
+
+  memset(&o, 0, sizeof(o));
+  o.users = kb_users_new();
+  sc = calloc(1, sizeof(*sc));
+  if(!o.users || !sc) {
+    fprintf(stderr, "kbsim: out of memory\n");
+    result = 1;
+    goto done;
+  }
+  result = kbsim_serve_parse(argc, argv, &o);
+  if(result || o.exit_now)
+    goto done;
+
+  if(!o.file) {
+    kbsim_serve_flag_scenario(&o, sc);
+    result = kbsim_serve_run(sc, o.users, &o, false);
+    goto done;
+  }
+  if(kbsim_load_scenario(o.file, sc)) {
+    result = 2;
+    goto done;
+  }
+  users = kb_users_new();
+  if(!users) {
+    fprintf(stderr, "kbsim: out of memory\n");
+    result = 1;
+    goto done;
+  }
+  for(i = 0; i < sc->nusers; i++) {
+    if(kb_users_add_spec(users, sc->user_specs[i], err, sizeof(err))) {
+      fprintf(stderr, "kbsim: %s: [users]: %s\n", o.file, err);
+      result = 2;
+      goto done;
+    }
+  }
+  result = kbsim_serve_run(sc, users, &o, true);
+
+done:
+  kb_users_free(users);
+  kb_users_free(o.users);
+  free(sc);
+  return result;
+}

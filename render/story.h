@@ -1,0 +1,88 @@
+/*
+ * story.h - a run told leg by leg: what each client sent, what the ISA
+ * member that answered decided (typed notes), what reached Exchange, and
+ * what the client got and noted. The narrated demo prints it, the HTML
+ * report (html.h) draws it.
+ *
+ * It is built from the trace recorder after a run (nothing may record
+ * into it any more), ordered by client and time, never by arrival across
+ * clients, so one seed gives the same story every time.
+ */
+#ifndef STORY_H
+#define STORY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/kb_env.h"
+#include "sim/run.h"
+#include "sim/sim_env.h"
+
+/* One request and its response, as one end of a hop saw them. The token
+ * decodes come from the recorded bytes (recorder with keep_bytes); NULL
+ * when there was no NTLM token or no bytes were kept. */
+struct story_hop {
+  char method[16];
+  char path[128];
+  enum kb_auth req_auth;
+  size_t req_body;
+  int status; /* 0: no response */
+  enum kb_auth resp_auth;
+  size_t resp_body;
+  char *req_token;  /* ntlm_describe of the Authorization token, owned */
+  char *resp_token; /* of the WWW-Authenticate token, owned */
+};
+
+/* A note on a leg: its code (what consumers read) and its text (what
+ * people read). */
+struct story_note {
+  enum kb_note code;
+  char *text; /* owned */
+};
+
+/* One leg: a request Communicator sent to ISA, what ISA decided, what (if
+ * anything) ISA forwarded to Exchange, and the answer Communicator got. */
+struct story_leg {
+  unsigned client;        /* client id */
+  char conn[64];          /* "client 1 conn 1" */
+  bool new_conn;          /* the first leg on its connection */
+  char member[32];        /* the ISA member that answered, "" if unknown */
+  struct story_hop front; /* as Communicator saw it */
+  struct story_hop *back; /* as Exchange saw what ISA forwarded; owned */
+  size_t nback;           /* 0: ISA answered on its own */
+  struct story_note *isa_notes; /* ISA's decisions on this leg, owned */
+  size_t nisa;
+  struct story_note *client_notes; /* what Communicator noted after it */
+  size_t nclient;
+  int post;      /* index into the session's results, -1 unknown */
+  bool post_end; /* the last leg of that POST */
+  size_t order;  /* when it was sent: its place in the recorder */
+};
+
+struct story {
+  struct story_leg *legs; /* by client id, then time; owned */
+  size_t nlegs;
+  size_t legs_total;      /* legs recorded, drawn or not */
+  size_t back_total;      /* forwarded requests recorded */
+  unsigned clients_shown; /* clients whose legs are in legs */
+  unsigned clients_total;
+  char members[SIM_MAX_MEMBERS][32]; /* members that answered, by name */
+  size_t nmembers;
+};
+
+/* Builds the story of a finished run from rec: the first max_clients
+ * clients (0 = all) and at most max_legs legs (0 = no limit). sessions
+ * gives each leg its POST (may be NULL). Call only after the run, when
+ * nothing records into rec any more. Returns 0 with *out filled (release
+ * with story_free), or -1 when out of memory. */
+int story_build(struct sim_recorder *rec, const struct sim_sessions *sessions,
+                unsigned max_clients, size_t max_legs, struct story *out);
+
+/* Frees what story_build filled in. Accepts an all-zero story. */
+void story_free(struct story *story);
+
+/* The session of client id in ss, or NULL (ss may be NULL). */
+const struct sim_session *story_session(const struct sim_sessions *ss,
+                                        unsigned id);
+
+#endif /* STORY_H */
