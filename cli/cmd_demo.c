@@ -117,27 +117,14 @@ void kbsim_print_view(const char *indent, const struct client_view *v)
 
 /* ---- one leg, one POST ------------------------------------------------ */
 
-static const char *kbsim_auth_words(enum kb_auth auth)
+/* Writes what a request's Authorization carried: "no Authorization", or
+ * "Authorization: " and the kind's one name (kb_auth_name). */
+static const char *kbsim_auth_words(enum kb_auth auth, char *out, size_t len)
 {
-  switch(auth) {
-  case KB_AUTH_NONE:
+  if(auth == KB_AUTH_NONE)
     return "no Authorization";
-  case KB_AUTH_NTLM_NEGOTIATE:
-    return "Authorization: NTLM type 1";
-  case KB_AUTH_NTLM_CHALLENGE:
-    return "Authorization: NTLM type 2";
-  case KB_AUTH_NTLM_AUTHENTICATE:
-    return "Authorization: NTLM type 3";
-  case KB_AUTH_NTLM_BARE:
-    return "Authorization: NTLM";
-  case KB_AUTH_NEGOTIATE_BARE:
-    return "Authorization: Negotiate";
-  case KB_AUTH_SPNEGO:
-    return "Authorization: Negotiate with a Kerberos token";
-  case KB_AUTH_OTHER:
-    break;
-  }
-  return "other credentials";
+  snprintf(out, len, "Authorization: %s", kb_auth_name(auth));
+  return out;
 }
 
 /* Formats an answer: "401, WWW-Authenticate: NTLM type 2" or "500,
@@ -146,8 +133,6 @@ static void kbsim_answer(const struct story_hop *hop, char *out, size_t len)
 {
   if(!hop->status)
     snprintf(out, len, "no answer: the connection closed");
-  else if(hop->resp_auth == KB_AUTH_OTHER)
-    snprintf(out, len, "%d, WWW-Authenticate: not NTLM", hop->status);
   else if(hop->resp_auth != KB_AUTH_NONE)
     snprintf(out, len, "%d, WWW-Authenticate: %s", hop->status,
              kb_auth_name(hop->resp_auth));
@@ -169,7 +154,7 @@ static enum kbsim_tone kbsim_status_tone(int status)
 static void kbsim_demo_leg(const struct kbsim_demo *d,
                            const struct story_leg *leg, unsigned number)
 {
-  char who[48], answer[128];
+  char who[48], answer[128], words[64];
   size_t i;
 
   if(leg->new_conn)
@@ -178,7 +163,8 @@ static void kbsim_demo_leg(const struct kbsim_demo *d,
   printf("  leg %-3u%s%-19s%s " WRAP_HANG "%s %s, %s, %zu-byte body\n", number,
          kbsim_on(d, KBSIM_BOLD), "Communicator sent:", kbsim_off(d),
          leg->front.method, leg->front.path,
-         kbsim_auth_words(leg->front.req_auth), leg->front.req_body);
+         kbsim_auth_words(leg->front.req_auth, words, sizeof(words)),
+         leg->front.req_body);
   snprintf(who, sizeof(who),
            "%s decided:", leg->member[0] ? leg->member : "ISA");
   for(i = 0; i < leg->nisa; i++) {
@@ -196,8 +182,9 @@ static void kbsim_demo_leg(const struct kbsim_demo *d,
     kbsim_answer(hop, answer, sizeof(answer));
     printf("%s%s %s, %s, %zu-byte body -> %s%s\n",
            kbsim_on(d, empty || hop->status >= 500 ? KBSIM_RED : KBSIM_PLAIN),
-           hop->method, hop->path, kbsim_auth_words(hop->req_auth),
-           hop->req_body, answer, kbsim_off(d));
+           hop->method, hop->path,
+           kbsim_auth_words(hop->req_auth, words, sizeof(words)), hop->req_body,
+           answer, kbsim_off(d));
     if(empty)
       printf("         %s%-19s " WRAP_HANG
              "a POST without its body: nothing for EWS to "

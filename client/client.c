@@ -39,6 +39,7 @@
 #include "common/kb_auth.h"
 #include "common/kb_buf.h"
 #include "common/kb_net.h"
+#include "common/kb_wire.h"
 
 #define CLIENT_DEFAULT_HOST "autodiscover.fabrikam.com"
 #define CLIENT_DEFAULT_WORKSTATION "COMMUNICATOR"
@@ -395,35 +396,6 @@ static int client_auth_rank(enum kb_auth a)
   return 0;
 }
 
-/* Finds header name (with its colon, e.g. "Authorization:") in a block of
- * len bytes of request headers. Returns the value's start with its length
- * in *vlen (blanks trimmed), or NULL when absent. */
-static const char *client_find_header(const char *block, size_t len,
-                                      const char *name, size_t *vlen)
-{
-  size_t nlen = strlen(name);
-  size_t pos = 0;
-  while(pos < len) {
-    const char *line = block + pos;
-    const char *eol = memchr(line, '\n', len - pos);
-    size_t llen = eol ? (size_t)(eol - line) : len - pos;
-    pos += llen + 1;
-    if(llen > nlen && !strncasecmp(line, name, nlen)) {
-      const char *v = line + nlen;
-      size_t n = llen - nlen;
-      while(n && (*v == ' ' || *v == '\t')) {
-        v++;
-        n--;
-      }
-      while(n && (v[n - 1] == '\r' || v[n - 1] == ' ' || v[n - 1] == '\t'))
-        n--;
-      *vlen = n;
-      return v;
-    }
-  }
-  return NULL;
-}
-
 /* ---- trace --------------------------------------------------------------- */
 
 /* Returns the name of the socket carrying connection conn, or NULL. */
@@ -524,9 +496,9 @@ static void client_req_start(struct client *c, const char *data, size_t len)
     n = end ? (size_t)(end - p) : 0;
     snprintf(r->path, sizeof(r->path), "%.*s", (int)n, p);
   }
-  v = client_find_header(data, len, "Authorization:", &vlen);
+  v = kb_wire_field_first(data, len, "Authorization", &vlen);
   r->req_auth = v ? kb_auth_classify(v, vlen) : KB_AUTH_NONE;
-  v = client_find_header(data, len, "Content-Length:", &vlen);
+  v = kb_wire_field_first(data, len, "Content-Length", &vlen);
   if(v && vlen < sizeof(num)) {
     memcpy(num, v, vlen);
     num[vlen] = '\0';

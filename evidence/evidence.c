@@ -6,7 +6,6 @@
  * connection has exactly one byte stream; both hops are named by
  * kb_names, so connections sort by who was talking.
  */
-#define _GNU_SOURCE /* memmem */
 #include "evidence/evidence.h"
 
 #include <ctype.h>
@@ -24,6 +23,7 @@
 #include "client/verdict.h"
 #include "common/kb_buf.h"
 #include "common/kb_users.h"
+#include "common/kb_wire.h"
 #include "evidence/version.h"
 #include "ntlm/ntlm.h"
 
@@ -167,107 +167,6 @@ static void evidence__conns_free(struct evidence_conns *c)
   memset(c, 0, sizeof(*c));
 }
 
-/* ---- HTTP message boundaries ----------------------------------------- */
-
-/* Finds the value of header name (with its colon) in the header block
- * [p, p + len); returns it (not NUL-terminated) with its length in *vlen,
- * or NULL. */
-static const char *evidence__header(const char *p, size_t len, const char *name,
-                                    size_t *vlen)
-{
-  size_t n = strlen(name);
-  const char *end = p + len;
-  const char *line = memchr(p, '\n', len); /* skip the start line */
-
-  while(line && ++line < end) {
-    const char *eol = memchr(line, '\n', (size_t)(end - line));
-    size_t l = (size_t)((eol ? eol : end) - line);
-
-    if(l > n && !strncasecmp(line, name, n)) {
-      const char *v = line + n;
-      while(v < line + l && (*v == ' ' || *v == '\t'))
-        v++;
-      *vlen = (size_t)(line + l - v);
-      while(*vlen && (v[*vlen - 1] == '\r' || v[*vlen - 1] == ' '))
-        (*vlen)--;
-      return v;
-    }
-    line = eol;
-  }
-  return NULL;
-}
-
-/* Returns the length of the chunked body at the start of [p, p + len), or
- * len when it does not end there. */
-static size_t evidence__chunked_len(const uint8_t *p, size_t len)
-{
-  size_t at = 0;
-
-  for(;;) {
-    char *end;
-    unsigned long long size;
-    const uint8_t *eol = memchr(p + at, '\n', len - at);
-
-    if(!eol || !isxdigit(p[at]))
-      return len;
-    size = strtoull((const char *)p + at, &end, 16);
-    at = (size_t)(eol - p) + 1;
-    if(!size) {
-      /* Trailers, then the blank line. */
-      for(;;) {
-        eol = memchr(p + at, '\n', len - at);
-        if(!eol)
-          return len;
-        if(eol == p + at || (eol == p + at + 1 && p[at] == '\r'))
-          return (size_t)(eol - p) + 1;
-        at = (size_t)(eol - p) + 1;
-      }
-    }
-    if(size > len - at)
-      return len;
-    at += (size_t)size;
-    if(at < len && p[at] == '\r')
-      at++;
-    if(at < len && p[at] == '\n')
-      at++;
-  }
-}
-
-/* Splits off the first HTTP message of [p, p + len), one direction's bytes:
- * returns its length and its header block's in *head. Bytes that are no
- * complete message are one message of their own (all head when no blank
- * line ends them). */
-static size_t evidence__message_len(const uint8_t *p, size_t len, bool response,
-                                    size_t *head)
-{
-  const uint8_t *blank = memmem(p, len, "\r\n\r\n", 4);
-  const char *v;
-  size_t vlen, body;
-
-  if(!blank) {
-    *head = len;
-    return len;
-  }
-  *head = (size_t)(blank - p) + 4;
-  body = len - *head;
-  if(response && len > 12 && !memcmp(p, "HTTP/", 5)) {
-    const char *sp = memchr(p, ' ', *head);
-    if(sp && (sp[1] == '1' || !strncmp(sp + 1, "204", 3) ||
-              !strncmp(sp + 1, "304", 3)))
-      return *head;
-  }
-  v = evidence__header((const char *)p, *head, "Transfer-Encoding:", &vlen);
-  if(v && vlen >= 7 && !strncasecmp(v + vlen - 7, "chunked", 7))
-    return *head + evidence__chunked_len(p + *head, body);
-  v = evidence__header((const char *)p, *head, "Content-Length:", &vlen);
-  if(v) {
-    unsigned long long n = strtoull(v, NULL, 10);
-    return *head + (n < body ? (size_t)n : body);
-  }
-  /* No length: a request has no body, a response runs to the close. */
-  return response ? len : *head;
-}
-
 /* Appends the messages of one direction's run of bytes to c. offs[k] is
  * where event idx[k]'s bytes start in b. Returns 0, or -1 out of memory. */
 static int evidence__add_messages(const struct sim_recorder *rec,
@@ -279,9 +178,10 @@ static int evidence__add_messages(const struct sim_recorder *rec,
   size_t at = 0, k = 0;
 
   while(at < b->len) {
-    size_t head,
-        len = evidence__message_len((const uint8_t *)b->data + at, b->len - at,
-                                    dir == KB_TRACE_RECV, &head);
+    struct kb_wire_msg wm;
+    size_t len = kb_wire_message(
+        (const uint8_t *)b->data + at, b->len - at,
+        dir == KB_TRACE_RECV ? KB_WIRE_RESPONSE : KB_WIRE_REQUEST, &wm);
     struct evidence_msg *m;
     struct evidence_msg *grown =
         realloc(c->msgs, (c->nmsgs + 1) * sizeof(*c->msgs));
@@ -294,7 +194,7 @@ static int evidence__add_messages(const struct sim_recorder *rec,
     m = &c->msgs[c->nmsgs];
     m->dir = dir;
     m->len = len;
-    m->head = head;
+    m->head = wm.head;
     m->at_us = rec->events[idx[k]].at_us;
     m->rank = idx[k];
     m->data = malloc(len);
@@ -514,30 +414,26 @@ static const char *evidence__direction(enum kb_hop hop, enum kb_trace_kind kind)
  * one carrying an NTLM token, as an annotation line. */
 static void evidence__decode_line(FILE *out, const char *line, size_t len)
 {
-  static const char *names[] = {"Authorization:", "WWW-Authenticate:"};
-  char value[NTLM_MAX_MESSAGE * 2];
+  static const char *names[] = {"Authorization", "WWW-Authenticate"};
   char desc[512];
-  size_t i, n;
+  const char *value = NULL;
+  size_t i, vlen = 0;
 
-  for(i = 0; i < 2; i++) {
-    n = strlen(names[i]);
-    if(len > n && !strncasecmp(line, names[i], n))
-      break;
-  }
-  if(i == 2 || len - n >= sizeof(value))
+  for(i = 0; i < 2 && !value; i++)
+    value = kb_wire_field_first(line, len, names[i], &vlen);
+  if(!value || vlen >= NTLM_MAX_MESSAGE * 2)
     return;
-  memcpy(value, line + n, len - n);
-  value[len - n] = '\0';
-  if(!strncasecmp(value + strspn(value, " "), "Basic", 5)) {
+  i--;
+  if(vlen >= 5 && !strncasecmp(value, "Basic", 5)) {
     if(i == 0)
       fprintf(out,
-              ";   %s Basic credentials, replaced with x by kbsim: "
+              ";   %s: Basic credentials, replaced with x by kbsim: "
               "evidence never carries passwords\n",
               names[i]);
     return;
   }
-  if(ntlm_header_describe(value, strlen(value), desc, sizeof(desc)))
-    fprintf(out, ";   %s %s\n", names[i], desc);
+  if(ntlm_header_describe(value, vlen, desc, sizeof(desc)))
+    fprintf(out, ";   %s: %s\n", names[i], desc);
 }
 
 /* Writes one message: its annotation line, its exact bytes, then the NTLM

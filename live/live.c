@@ -11,6 +11,7 @@
  */
 #include "live/live.h"
 #include "common/kb_buf.h"
+#include "common/kb_wire.h"
 #include "ntlm/ntlm.h"
 
 #include <inttypes.h>
@@ -173,42 +174,18 @@ static int live__status_of(const struct kb_buf *head)
   return atoi(sp + 1);
 }
 
-/* The value of header name in "Name: value\r\n" lines, copied into out;
- * returns false when absent. */
-static bool live__header(const char *lines, const char *name, char *out,
-                         size_t outlen)
-{
-  size_t n = strlen(name);
-  const char *at = lines;
-
-  while(at && *at) {
-    const char *eol = strstr(at, "\r\n");
-    size_t linelen = eol ? (size_t)(eol - at) : strlen(at);
-
-    if(linelen > n && !strncasecmp(at, name, n) && at[n] == ':') {
-      const char *v = at + n + 1;
-      size_t vlen;
-
-      while(*v == ' ')
-        v++;
-      vlen = linelen - (size_t)(v - at);
-      snprintf(out, outlen, "%.*s", (int)vlen, v);
-      return true;
-    }
-    at = eol ? eol + 2 : NULL;
-  }
-  return false;
-}
-
 /* Sets key to ntlm_header_describe of header name in lines, when it has a
  * token. */
 static void live__token(json_t *leg, const char *key, const char *lines,
                         const char *name)
 {
-  char value[LIVE_HEAD_MAX], what[512];
+  const char *value;
+  char what[512];
+  size_t vlen;
 
-  if(lines && live__header(lines, name, value, sizeof(value)) &&
-     ntlm_header_describe(value, strlen(value), what, sizeof(what)))
+  if(lines &&
+     (value = kb_wire_field_first(lines, strlen(lines), name, &vlen)) &&
+     ntlm_header_describe(value, vlen, what, sizeof(what)))
     json_object_set_new(leg, key, json_string(what));
 }
 

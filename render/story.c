@@ -25,6 +25,7 @@
 #include <strings.h>
 
 #include "common/kb_buf.h"
+#include "common/kb_wire.h"
 #include "evidence/evidence.h"
 #include "ntlm/ntlm.h"
 
@@ -303,128 +304,53 @@ struct html_msg {
   size_t body;
 };
 
-/* Returns the first occurrence of needle[nlen] in data[len], or NULL
- * (memmem is a GNU extension; the build is plain POSIX). */
-static const char *story__find(const char *data, size_t len, const char *needle,
-                               size_t nlen)
+/* True when an Authorization / WWW-Authenticate value carries an NTLM or
+ * Negotiate token (not the scheme alone). */
+static bool story__bears_token(const char *value, size_t vlen)
 {
-  const char *p = data, *end = data + len;
-
-  while(nlen && (size_t)(end - p) >= nlen) {
-    p = memchr(p, needle[0], (size_t)(end - p) - nlen + 1);
-    if(!p)
-      return NULL;
-    if(!memcmp(p, needle, nlen))
-      return p;
-    p++;
-  }
-  return NULL;
+  return (vlen > 5 && !strncasecmp(value, "NTLM ", 5)) ||
+         (vlen > 10 && !strncasecmp(value, "Negotiate ", 10));
 }
 
-/* Returns true when header line [p, p + len) is "name: ..." and points
- * *value (leading blanks skipped) and *vlen at the value. */
-static bool story__header_is(const char *p, size_t len, const char *name,
-                             const char **value, size_t *vlen)
-{
-  size_t n = strlen(name);
-
-  if(len <= n || strncasecmp(p, name, n) || p[n] != ':')
-    return false;
-  p += n + 1;
-  len -= n + 1;
-  while(len && (*p == ' ' || *p == '\t')) {
-    p++;
-    len--;
-  }
-  *value = p;
-  *vlen = len;
-  return true;
-}
-
-/* Parses the next message at *pos in data[len]: a request when request is
- * set, else a response (interim 1xx responses are skipped). Only the
- * NTLM-bearing Authorization / WWW-Authenticate value is kept. Returns 0
- * and moves *pos past the message and its body, or -1 when the stream
- * ends or is not HTTP the way this model writes it (then the caller stops
- * decoding that stream: a misaligned decode would be worse than none). */
+/* Parses the next message at *pos in data[len] (kb_wire_message): a
+ * request when request is set, else a response (interim 1xx responses are
+ * skipped). Only the first token-bearing Authorization / WWW-Authenticate
+ * value is kept. Returns 0 and moves *pos past the message and its body,
+ * or -1 when the stream ends or holds no whole message with a start line
+ * (then the caller stops decoding that stream: a misaligned decode would
+ * be worse than none). */
 static int story__next_msg(const char *data, size_t len, size_t *pos,
                            bool request, struct html_msg *m)
 {
+  const char *name = request ? "Authorization" : "WWW-Authenticate";
+
   for(;;) {
-    const char *start = data + *pos, *end, *line, *next;
-    size_t avail = len - *pos;
-    bool have_length = false;
-    uint64_t length = 0;
+    struct kb_wire_msg w;
+    const char *fields, *value;
+    size_t at = 0, vlen, flen;
 
     memset(m, 0, sizeof(*m));
     if(*pos >= len)
       return -1;
-    end = story__find(start, avail, "\r\n\r\n", 4);
-    if(!end)
+    kb_wire_message((const uint8_t *)data + *pos, len - *pos,
+                    request ? KB_WIRE_REQUEST : KB_WIRE_RESPONSE, &w);
+    if(!w.complete || (request ? !w.method : !w.status))
       return -1;
-    line = start;
-    next = story__find(line, (size_t)(end - line), "\r\n", 2);
-    next = next ? next : end;
-    if(request) {
-      const char *sp = memchr(line, ' ', (size_t)(next - line));
-      const char *sp2 =
-          sp ? memchr(sp + 1, ' ', (size_t)(next - sp - 1)) : NULL;
-      if(!sp || !sp2)
-        return -1;
-      m->method = line;
-      m->method_len = (size_t)(sp - line);
-      m->path = sp + 1;
-      m->path_len = (size_t)(sp2 - sp - 1);
-    }
-    else {
-      if(next - line < 12 || strncmp(line, "HTTP/1.", 7) || line[8] != ' ' ||
-         !isdigit((unsigned char)line[9]) ||
-         !isdigit((unsigned char)line[10]) || !isdigit((unsigned char)line[11]))
-        return -1;
-      m->status =
-          (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
-    }
-    while(next < end) {
-      const char *value;
-      size_t vlen, n;
-
-      line = next + 2;
-      next = story__find(line, (size_t)(end + 2 - line), "\r\n", 2);
-      if(!next || next > end)
-        next = end;
-      n = (size_t)(next - line);
-      if(story__header_is(line, n, "Content-Length", &value, &vlen)) {
-        char num[24];
-        char *stop;
-        if(!vlen || vlen >= sizeof(num))
-          return -1;
-        memcpy(num, value, vlen);
-        num[vlen] = '\0';
-        errno = 0;
-        length = strtoull(num, &stop, 10);
-        if(errno || *stop || !isdigit((unsigned char)num[0]))
-          return -1;
-        have_length = true;
-      }
-      else if(story__header_is(line, n, "Transfer-Encoding", &value, &vlen))
-        return -1;
-      else if(story__header_is(line, n,
-                               request ? "Authorization" : "WWW-Authenticate",
-                               &value, &vlen) &&
-              !m->auth &&
-              ((vlen > 5 && !strncasecmp(value, "NTLM ", 5)) ||
-               (vlen > 10 && !strncasecmp(value, "Negotiate ", 10)))) {
+    m->method = w.method;
+    m->method_len = w.method_len;
+    m->path = w.target;
+    m->path_len = w.target_len;
+    m->status = w.status;
+    m->body = w.body;
+    fields = data + *pos + w.fields;
+    flen = w.head - w.fields;
+    while((value = kb_wire_field(fields, flen, name, &at, &vlen)) != NULL)
+      if(story__bears_token(value, vlen)) {
         m->auth = value;
         m->auth_len = vlen;
+        break;
       }
-    }
-    *pos = (size_t)(end + 4 - data);
-    if(have_length) {
-      if(length > len - *pos)
-        length = len - *pos;
-      *pos += (size_t)length;
-      m->body = (size_t)length;
-    }
+    *pos += w.len;
     if(request || m->status >= 200)
       return 0;
   }

@@ -1,7 +1,8 @@
 /*
  * test_common.c - the shared pieces: capped buffer, user store, HTTP date,
  * random-source fallback, note codes, connection names, listening sockets
- * and the one classification of Authorization headers.
+ * the one classification of Authorization headers, and the one reader of
+ * recorded HTTP messages.
  */
 #include <check.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include "common/kb_env.h"
 #include "common/kb_net.h"
 #include "common/kb_users.h"
+#include "common/kb_wire.h"
 #include "kbt.h"
 
 START_TEST(buf_refuses_past_cap)
@@ -462,6 +464,121 @@ START_TEST(net_socket_counts_exhaustion)
 }
 END_TEST
 
+/* One message of a run of bytes, as kb_wire_message cuts it. */
+struct wire_case {
+  const char *bytes;
+  enum kb_wire_dir dir;
+  size_t len, head, body; /* body: decoded */
+  bool complete, chunked;
+  int status; /* a response's, or -1: a request "POST /p" */
+};
+
+/* Where the four readers kbsim had disagreed, the answer is RFC 9112
+ * section 6.3's: chunked bodies, 1xx/204/304 without a body, a response
+ * without a length running to the end, a Content-Length that is no number
+ * making the rest of the bytes one incomplete message. */
+START_TEST(wire_frames_messages)
+{
+  static const struct wire_case cases[] = {
+      {"POST /p HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET", KB_WIRE_REQUEST,
+       42, 39, 3, true, false, -1},
+      /* A request without a length has no body. */
+      {"POST /p HTTP/1.1\r\nHost: x\r\n\r\nGET", KB_WIRE_REQUEST, 29, 29, 0,
+       true, false, -1},
+      /* A response without one runs to the end. */
+      {"HTTP/1.1 200 OK\r\n\r\nrest", KB_WIRE_RESPONSE, 23, 19, 4, true, false,
+       200},
+      {"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n", KB_WIRE_RESPONSE, 25,
+       25, 0, true, false, 100},
+      {"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\nx",
+       KB_WIRE_RESPONSE, 48, 48, 0, true, false, 304},
+      {"HTTP/1.1 204 No Content\r\n\r\nx", KB_WIRE_RESPONSE, 27, 27, 0, true,
+       false, 204},
+      /* Chunked, with a chunk extension and a trailer, then the next one. */
+      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n"
+       "3;x=1\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\nHTTP",
+       KB_WIRE_RESPONSE, 83, 53, 5, true, true, 200},
+      /* "notchunked" is no chunked coding: the response runs to the end. */
+      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: notchunked\r\n\r\n0\r\n\r\n",
+       KB_WIRE_RESPONSE, 55, 50, 5, true, false, 200},
+      /* Cut short: the rest is one incomplete message. */
+      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+       KB_WIRE_RESPONSE, 52, 47, 0, false, true, 200},
+      {"POST /p HTTP/1.1\r\nContent-Length: 9\r\n\r\nabc", KB_WIRE_REQUEST, 42,
+       39, 3, false, false, -1},
+      {"POST /p HTTP/1.1\r\nContent-Length: 12abc\r\n\r\nabcdefghijklmnop",
+       KB_WIRE_REQUEST, 59, 43, 16, false, false, -1},
+      {"POST /p HTTP/1.1\r\nContent-Length: 3\r\n", KB_WIRE_REQUEST, 37, 37, 0,
+       false, false, 0},
+      /* A status line that is not HTTP/1.x NNN has no status. */
+      {"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n", KB_WIRE_RESPONSE, 39,
+       39, 0, true, false, 0},
+  };
+  size_t i;
+
+  for(i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    const struct wire_case *c = &cases[i];
+    struct kb_wire_msg m;
+    size_t got = kb_wire_message((const uint8_t *)c->bytes, strlen(c->bytes),
+                                 c->dir, &m);
+
+    ck_assert_msg(got == c->len && m.len == c->len && m.head == c->head &&
+                      m.body == c->body && m.complete == c->complete &&
+                      m.chunked == c->chunked,
+                  "case %zu: len %zu head %zu body %zu complete %d chunked %d",
+                  i, m.len, m.head, m.body, m.complete, m.chunked);
+    if(c->status > 0 || (c->dir == KB_WIRE_RESPONSE && m.whole_head))
+      ck_assert_int_eq(m.status, c->status);
+    else if(c->status < 0) {
+      ck_assert_uint_eq(m.method_len, 4);
+      ck_assert(!memcmp(m.method, "POST", 4));
+      ck_assert_uint_eq(m.target_len, 2);
+      ck_assert(!memcmp(m.target, "/p", 2));
+    }
+    else
+      ck_assert(!m.whole_head && !m.method);
+  }
+  ck_assert_uint_eq(kb_wire_message((const uint8_t *)"", 0, KB_WIRE_REQUEST,
+                                    &(struct kb_wire_msg){0}),
+                    0);
+}
+END_TEST
+
+/* Field values lose the blanks around them (RFC 9110 section 5.5) at both
+ * ends, whoever asks: the evidence, the story, the live view and the
+ * client each trimmed differently before. */
+START_TEST(wire_finds_fields)
+{
+  static const char head[] = "GET /Authorization: x HTTP/1.1\r\n"
+                             "authorization:\t NTLM TlRM \t\r\n"
+                             "Authorizationx: no\r\n"
+                             "WWW-Authenticate: Negotiate\n"
+                             "WWW-Authenticate:NTLM\r\n"
+                             "Empty:\r\n"
+                             "\r\n";
+  const char *v;
+  size_t vlen, at = 0;
+
+  v = kb_wire_field_first(head, strlen(head), "Authorization", &vlen);
+  ck_assert_ptr_nonnull(v);
+  ck_assert_uint_eq(vlen, 9);
+  ck_assert(!memcmp(v, "NTLM TlRM", 9));
+  v = kb_wire_field(head, strlen(head), "www-authenticate", &at, &vlen);
+  ck_assert(v && vlen == 9 && !memcmp(v, "Negotiate", 9));
+  v = kb_wire_field(head, strlen(head), "www-authenticate", &at, &vlen);
+  ck_assert(v && vlen == 4 && !memcmp(v, "NTLM", 4));
+  ck_assert_ptr_null(
+      kb_wire_field(head, strlen(head), "WWW-Authenticate", &at, &vlen));
+  v = kb_wire_field_first(head, strlen(head), "Empty", &vlen);
+  ck_assert(v && vlen == 0);
+  ck_assert_ptr_null(kb_wire_field_first(head, strlen(head), "GET /", &vlen));
+  ck_assert_ptr_null(kb_wire_field_first(head, strlen(head), "Author", &vlen));
+  /* Not NUL-terminated: the value ends where the block does. */
+  v = kb_wire_field_first("X: abc", 5, "X", &vlen);
+  ck_assert(v && vlen == 2 && !memcmp(v, "ab", 2));
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("common");
@@ -482,6 +599,8 @@ int main(void)
   tcase_add_test(tc, conn_names_format_and_parse);
   tcase_add_test(tc, net_listen_and_errors);
   tcase_add_test(tc, auth_classify_one_grammar);
+  tcase_add_test(tc, wire_frames_messages);
+  tcase_add_test(tc, wire_finds_fields);
   suite_add_tcase(s, tc);
   failed = kbt_run(s);
   return failed ? EXIT_FAILURE : EXIT_SUCCESS;
