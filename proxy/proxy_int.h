@@ -164,7 +164,7 @@ struct proxy__req {
   bool too_big;       /* body_seen exceeded max_body; body was dropped */
   bool refused_early; /* Content-Length said too big: 413 before reading */
   bool nomem;         /* the body could not be stored */
-  enum kb_http_verdict framing; /* what kb_http_check found in the head */
+  enum kb_http_verdict framing; /* what kb_http.h found in the head */
 };
 
 /* The answer to one client request, before it is queued. */
