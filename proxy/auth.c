@@ -15,8 +15,8 @@ bool proxy_auth_verifies(enum proxy_auth_state state, enum proxy_token token)
 
 /* Refuses the request with the offer and de-authenticates the
  * connection. */
-static void proxy__refuse(struct proxy_auth_decision *out, enum kb_note note,
-                          bool auth_failed)
+static void proxy_auth_refuse(struct proxy_auth_decision *out,
+                              enum kb_note note, bool auth_failed)
 {
   out->act = PROXY_ACT_OFFER;
   out->next = PROXY_AUTH_UNAUTHENTICATED;
@@ -46,12 +46,12 @@ void proxy_auth_decide(const struct proxy_auth_input *in,
     }
     break;
   case PROXY_TOKEN_KERBEROS:
-    proxy__refuse(out, KB_NOTE_KERBEROS, false);
+    proxy_auth_refuse(out, KB_NOTE_KERBEROS, false);
     break;
   case PROXY_TOKEN_BAD:
   case PROXY_TOKEN_BAD_TYPE3:
-    proxy__refuse(out, KB_NOTE_AUTH_UNUSABLE,
-                  in->token == PROXY_TOKEN_BAD_TYPE3);
+    proxy_auth_refuse(out, KB_NOTE_AUTH_UNUSABLE,
+                      in->token == PROXY_TOKEN_BAD_TYPE3);
     break;
   case PROXY_TOKEN_NEGOTIATE:
     if(authenticated && in->policy == PROXY_POLICY_PER_CONNECTION) {
@@ -69,9 +69,9 @@ void proxy_auth_decide(const struct proxy_auth_input *in,
     break;
   case PROXY_TOKEN_AUTHENTICATE:
     if(in->state != PROXY_AUTH_CHALLENGED)
-      proxy__refuse(out, KB_NOTE_AUTH_UNEXPECTED, true);
+      proxy_auth_refuse(out, KB_NOTE_AUTH_UNEXPECTED, true);
     else if(!in->verified)
-      proxy__refuse(out, KB_NOTE_AUTH_REFUSED, true);
+      proxy_auth_refuse(out, KB_NOTE_AUTH_REFUSED, true);
     else {
       out->act = PROXY_ACT_FORWARD;
       out->next = PROXY_AUTH_AUTHENTICATED;
@@ -82,7 +82,7 @@ void proxy_auth_decide(const struct proxy_auth_input *in,
   case PROXY_TOKEN_COUNT:
   default:
     /* Not a token: refused like an unusable header. */
-    proxy__refuse(out, KB_NOTE_AUTH_UNUSABLE, false);
+    proxy_auth_refuse(out, KB_NOTE_AUTH_UNUSABLE, false);
     break;
   }
   /* The table's invariants: nothing is forwarded from a connection that

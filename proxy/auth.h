@@ -1,6 +1,7 @@
 /*
- * auth.h - internal to proxy/: the integrated listener's decision table
- * (proxy/README.md, "Integrated") as a pure function. It reads the
+ * auth.h - the integrated listener's decision table (proxy/README.md,
+ * "`integrated`") as a pure function, public so that tests and fuzzers
+ * check its rows directly (proxy/CMakeLists.txt). It reads the
  * connection's state, the policy and what the Authorization header
  * carries, and says what to do, what the connection's state becomes,
  * which counters move and which note code tells it. It touches neither

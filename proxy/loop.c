@@ -1,17 +1,34 @@
 /*
  * loop.c - the listener's event loops: each thread waits on one epoll set
  * holding its libmicrohttpd daemon, its wake-up eventfd, the libcurl
- * sockets of its connections (libcurl's socket and timer callbacks) and
- * the client sockets' EPOLLRDHUP watch. See proxy_int.h.
+ * sockets of its connections (driven by upstream.c's socket and timer
+ * callbacks) and the client sockets' EPOLLRDHUP watch, and starts the
+ * daemon whose callbacks connection.c and request.c define.
  */
 #include "proxy_int.h"
+
+/* Per-connection memory for the request line and headers. A type 3 token
+ * from a long domain\user is a few KiB of base64; the largest header the
+ * listener must still read to refuse it itself (401, not libmicrohttpd's
+ * 431) is a 16 KB token, the size of a maximal Kerberos ticket
+ * (test_garbage_tokens), so 20 KiB leaves room for the other headers.
+ * libmicrohttpd zeroes the whole pool several times a request, so each KiB
+ * more costs time on every request (memset: 4 % of the loop thread at 32
+ * KiB). */
+#define PROXY_CONNECTION_MEMORY ((size_t)20 * 1024)
+/* Events taken from epoll per wait. */
+#define PROXY_LOOP_EVENTS 64
+/* Longest sleep of the loop even with nothing to wait for. */
+#define PROXY_LOOP_MAX_WAIT_MS 1000
+
+_Thread_local const struct proxy__loop *proxy__current_loop;
 
 /* ---- the event loop ---------------------------------------------------- */
 
 /* Watches conn's client socket for the client leaving (see struct
- * proxy_conn). Without it the connection still works; only a client that
+ * proxy__conn). Without it the connection still works; only a client that
  * leaves mid-request is then noticed by the connection timeout instead. */
-void proxy_peer_watch(struct proxy_conn *conn, struct MHD_Connection *mc)
+void proxy__peer_watch(struct proxy__conn *conn, struct MHD_Connection *mc)
 {
   const union MHD_ConnectionInfo *info =
       MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -19,7 +36,7 @@ void proxy_peer_watch(struct proxy_conn *conn, struct MHD_Connection *mc)
 
   if(!info || conn->loop->epfd < 0)
     return;
-  conn->peer.kind = PROXY_WATCH_PEER;
+  conn->peer.kind = PROXY__WATCH_PEER;
   conn->peer.conn = conn;
   conn->peer.fd = info->connect_fd;
   conn->peer.embedded = true;
@@ -31,7 +48,7 @@ void proxy_peer_watch(struct proxy_conn *conn, struct MHD_Connection *mc)
 }
 
 /* Stops watching conn's client socket. */
-void proxy_peer_unwatch(struct proxy_conn *conn)
+void proxy__peer_unwatch(struct proxy__conn *conn)
 {
   if(!conn->peer.registered)
     return;
@@ -40,9 +57,9 @@ void proxy_peer_unwatch(struct proxy_conn *conn)
 }
 
 /* Takes conn off the list of connections whose client has gone. */
-void proxy_gone_unlink(struct proxy_conn *conn)
+void proxy__gone_unlink(struct proxy__conn *conn)
 {
-  struct proxy_loop *loop = conn->loop;
+  struct proxy__loop *loop = conn->loop;
 
   if(conn->gone_prev)
     conn->gone_prev->gone_next = conn->gone_next;
@@ -57,32 +74,32 @@ void proxy_gone_unlink(struct proxy_conn *conn)
  * nothing is left to send it (no answer being produced or sent), so that
  * libmicrohttpd sees EPOLLHUP and closes it. Called after libmicrohttpd
  * has read what arrived, and when an answer completes. */
-void proxy_peer_finish(struct proxy_conn *conn)
+void proxy__peer_finish(struct proxy__conn *conn)
 {
   char label[80];
 
   if(!conn->peer_gone || conn->peer_shut || conn->answering ||
-     conn->fwd_state != PROXY_FWD_IDLE)
+     conn->fwd_state != PROXY__FWD_IDLE)
     return;
   if(conn->req.started || conn->req.uri)
-    proxy_note(conn, KB_NOTE_CLIENT_LEFT,
-               "connection %s: the client closed it in the middle of "
-               "a request; closing it, nothing forwarded",
-               proxy_conn_label(conn, label, sizeof(label)));
+    proxy__note(conn, KB_NOTE_CLIENT_LEFT,
+                "connection %s: the client closed it in the middle of "
+                "a request; closing it, nothing forwarded",
+                proxy__conn_label(conn, label, sizeof(label)));
   shutdown(conn->peer.fd, SHUT_WR);
   conn->peer_shut = true;
-  proxy_gone_unlink(conn);
+  proxy__gone_unlink(conn);
 }
 
 /* The loop saw EPOLLRDHUP (or HUP, ERR) on conn's client socket. The
  * bytes that came before the FIN may not be read yet - a client may send
  * a whole request and half-close - so the decision waits for
  * proxy_loop_gone, after libmicrohttpd's turn. */
-static void proxy_peer_gone(struct proxy_conn *conn)
+static void proxy_peer_gone(struct proxy__conn *conn)
 {
-  struct proxy_loop *loop = conn->loop;
+  struct proxy__loop *loop = conn->loop;
 
-  proxy_peer_unwatch(conn);
+  proxy__peer_unwatch(conn);
   if(conn->peer_gone)
     return;
   conn->peer_gone = true;
@@ -96,16 +113,16 @@ static void proxy_peer_gone(struct proxy_conn *conn)
 /* After MHD_run: finishes the connections of loop whose client has gone,
  * unless libmicrohttpd still has bytes to process (it then asks for a
  * zero timeout, and the next turn decides). */
-static void proxy_loop_gone(struct proxy_loop *loop)
+static void proxy_loop_gone(struct proxy__loop *loop)
 {
   MHD_UNSIGNED_LONG_LONG ms;
-  struct proxy_conn *c = loop->gone;
+  struct proxy__conn *c = loop->gone;
 
   if(!c || (MHD_get_timeout(loop->daemon, &ms) == MHD_YES && ms == 0))
     return;
   while(c) {
-    struct proxy_conn *next = c->gone_next; /* finish may unlink c */
-    proxy_peer_finish(c);
+    struct proxy__conn *next = c->gone_next; /* finish may unlink c */
+    proxy__peer_finish(c);
     c = next;
   }
 }
@@ -113,12 +130,12 @@ static void proxy_loop_gone(struct proxy_loop *loop)
 /* Milliseconds the loop may sleep: until the earliest libcurl timer of a
  * transfer in flight or libmicrohttpd's next timeout, whichever is first,
  * at most PROXY_LOOP_MAX_WAIT_MS. */
-static int proxy_loop_wait_ms(struct proxy_loop *loop)
+static int proxy_loop_wait_ms(struct proxy__loop *loop)
 {
   MHD_UNSIGNED_LONG_LONG mhd_ms;
   int64_t wait = PROXY_LOOP_MAX_WAIT_MS;
-  int64_t now = proxy_mono_ms();
-  struct proxy_conn *c;
+  int64_t now = proxy__mono_ms();
+  struct proxy__conn *c;
 
   if(MHD_get_timeout(loop->daemon, &mhd_ms) == MHD_YES &&
      mhd_ms < (MHD_UNSIGNED_LONG_LONG)wait)
@@ -132,19 +149,19 @@ static int proxy_loop_wait_ms(struct proxy_loop *loop)
 /* Calls libcurl back for every transfer whose timer is due (the first
  * call after curl_multi_add_handle starts the transfer) and finishes those
  * that ended. */
-static void proxy_loop_timers(struct proxy_loop *loop)
+static void proxy_loop_timers(struct proxy__loop *loop)
 {
-  int64_t now = proxy_mono_ms();
-  struct proxy_conn *c = loop->busy;
+  int64_t now = proxy__mono_ms();
+  struct proxy__conn *c = loop->busy;
 
   while(c) {
-    /* proxy_fwd_check may take c off the list. */
-    struct proxy_conn *next = c->busy_next;
+    /* proxy__fwd_check may take c off the list. */
+    struct proxy__conn *next = c->busy_next;
     if(c->timer_at >= 0 && c->timer_at <= now) {
       int running = 0;
       c->timer_at = -1;
       curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-      proxy_fwd_check(c);
+      proxy__fwd_check(c);
     }
     c = next;
   }
@@ -153,17 +170,17 @@ static void proxy_loop_timers(struct proxy_loop *loop)
 /* Abandons every transfer in flight on loop because the proxy is
  * stopping: each client gets a 503 if its connection can still take
  * one. */
-static void proxy_loop_abandon(struct proxy_loop *loop)
+static void proxy_loop_abandon(struct proxy__loop *loop)
 {
   while(loop->busy)
-    proxy_fwd_finish(loop->busy, CURLE_ABORTED_BY_CALLBACK);
+    proxy__fwd_finish(loop->busy, CURLE_ABORTED_BY_CALLBACK);
 }
 
 /* Frees the watches retired during the last batch of events. */
-static void proxy_loop_bury(struct proxy_loop *loop)
+static void proxy_loop_bury(struct proxy__loop *loop)
 {
   while(loop->dead) {
-    struct proxy_watch *w = loop->dead;
+    struct proxy__watch *w = loop->dead;
     loop->dead = w->next_dead;
     free(w);
   }
@@ -177,11 +194,11 @@ static void proxy_loop_bury(struct proxy_loop *loop)
  * proxy_stop sets the stop flag; returns NULL. */
 static void *proxy_loop_main(void *arg)
 {
-  struct proxy_loop *loop = arg;
+  struct proxy__loop *loop = arg;
   struct proxy *proxy = loop->proxy;
   struct epoll_event events[PROXY_LOOP_EVENTS];
 
-  proxy_current_loop = loop;
+  proxy__current_loop = loop;
 
   for(;;) {
     int n = epoll_wait(loop->epfd, events, PROXY_LOOP_EVENTS,
@@ -189,24 +206,24 @@ static void *proxy_loop_main(void *arg)
     int i;
 
     for(i = 0; i < n; i++) {
-      struct proxy_watch *w = events[i].data.ptr;
-      struct proxy_conn *conn;
+      struct proxy__watch *w = events[i].data.ptr;
+      struct proxy__conn *conn;
       uint64_t count;
       int flags = 0;
       int running = 0;
 
       switch(w->kind) {
-      case PROXY_WATCH_MHD:
+      case PROXY__WATCH_MHD:
         break; /* MHD_run below */
-      case PROXY_WATCH_WAKE:
+      case PROXY__WATCH_WAKE:
         if(read(loop->wakefd, &count, sizeof(count)) < 0)
           count = 0; /* already drained */
         break;
-      case PROXY_WATCH_PEER:
+      case PROXY__WATCH_PEER:
         if(w->conn)
           proxy_peer_gone(w->conn);
         break;
-      case PROXY_WATCH_UPSTREAM:
+      case PROXY__WATCH_UPSTREAM:
         if(!w->conn)
           break; /* retired earlier in this batch */
         if(w->embedded && !w->active) {
@@ -227,7 +244,7 @@ static void *proxy_loop_main(void *arg)
         /* The call may retire w (libcurl closes the socket), not conn. */
         conn = w->conn;
         curl_multi_socket_action(conn->multi, w->fd, flags, &running);
-        proxy_fwd_check(conn);
+        proxy__fwd_check(conn);
         break;
       }
     }
@@ -248,8 +265,8 @@ static void *proxy_loop_main(void *arg)
 
 /* Creates loop's epoll set with its daemon's epoll descriptor and the
  * wakeup eventfd in it and starts the loop thread. Returns 0, or -1 with
- * errno set; what was created is released by proxy_loop_close. */
-int proxy_loop_start(struct proxy_loop *loop)
+ * errno set; what was created is released by proxy__loops_close. */
+int proxy__loop_start(struct proxy__loop *loop)
 {
   const union MHD_DaemonInfo *info;
   struct epoll_event ev;
@@ -267,9 +284,9 @@ int proxy_loop_start(struct proxy_loop *loop)
   loop->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if(loop->wakefd < 0)
     return -1;
-  loop->mhd_watch.kind = PROXY_WATCH_MHD;
+  loop->mhd_watch.kind = PROXY__WATCH_MHD;
   loop->mhd_watch.fd = info->epoll_fd;
-  loop->wake_watch.kind = PROXY_WATCH_WAKE;
+  loop->wake_watch.kind = PROXY__WATCH_WAKE;
   loop->wake_watch.fd = loop->wakefd;
   memset(&ev, 0, sizeof(ev));
   ev.events = EPOLLIN;
@@ -296,7 +313,7 @@ int proxy_loop_start(struct proxy_loop *loop)
 /* Stops every loop thread that runs (each abandons its transfers in
  * flight) and waits for them. The epoll sets and eventfds stay open:
  * closing connections still retires upstream sockets from them. */
-void proxy_loops_stop(struct proxy *proxy)
+void proxy__loops_stop(struct proxy *proxy)
 {
   uint64_t one = 1;
   unsigned i;
@@ -317,8 +334,8 @@ void proxy_loops_stop(struct proxy *proxy)
 /* Stops every daemon, closing its connections (their CLOSED notifications
  * free their state and close their upstream connections), then closes
  * the loops' descriptors and frees retired watches. After
- * proxy_loops_stop. */
-void proxy_loops_close(struct proxy *proxy)
+ * proxy__loops_stop. */
+void proxy__loops_close(struct proxy *proxy)
 {
   unsigned i;
 
@@ -328,7 +345,7 @@ void proxy_loops_close(struct proxy *proxy)
       proxy->loops[i].daemon = NULL;
     }
   for(i = 0; i < proxy->nloops; i++) {
-    struct proxy_loop *loop = &proxy->loops[i];
+    struct proxy__loop *loop = &proxy->loops[i];
     proxy_loop_bury(loop);
     if(loop->wakefd >= 0)
       close(loop->wakefd);
@@ -338,23 +355,23 @@ void proxy_loops_close(struct proxy *proxy)
   }
 }
 
-/* How many loops to run: wanted, 1 when 0, at most PROXY_MAX_LOOPS. */
-unsigned proxy_loop_count(unsigned wanted)
+/* How many loops to run: wanted, 1 when 0, at most PROXY__MAX_LOOPS. */
+unsigned proxy__loop_count(unsigned wanted)
 {
   if(wanted < 1)
     return 1;
-  return wanted > PROXY_MAX_LOOPS ? PROXY_MAX_LOOPS : wanted;
+  return wanted > PROXY__MAX_LOOPS ? PROXY__MAX_LOOPS : wanted;
 }
 
 /* Starts loop's libmicrohttpd daemon in external epoll mode: on addr
  * (port 0 picks one) when listen_fd is -1, else accepting from listen_fd,
  * which it then owns. Returns the daemon or NULL (errno set when the
  * system refused). */
-struct MHD_Daemon *proxy_daemon_start(struct proxy_loop *loop,
-                                      unsigned int flags, uint16_t port,
-                                      const struct sockaddr *addr,
-                                      int listen_fd, unsigned connection_limit,
-                                      unsigned connection_timeout_s)
+struct MHD_Daemon *proxy__daemon_start(struct proxy__loop *loop,
+                                       unsigned int flags, uint16_t port,
+                                       const struct sockaddr *addr,
+                                       int listen_fd, unsigned connection_limit,
+                                       unsigned connection_timeout_s)
 {
   struct proxy *proxy = loop->proxy;
   struct MHD_OptionItem where[2] = {{MHD_OPTION_END, 0, NULL},
@@ -369,13 +386,13 @@ struct MHD_Daemon *proxy_daemon_start(struct proxy_loop *loop,
     where[0].value = listen_fd;
   }
   return MHD_start_daemon(
-      flags, port, proxy_on_accept, proxy, proxy_on_request, proxy,
+      flags, port, proxy__on_accept, proxy, proxy__on_request, proxy,
       /* First, so that libmicrohttpd's option parsing logs through it. */
-      MHD_OPTION_EXTERNAL_LOGGER, proxy_on_mhd_log, proxy, MHD_OPTION_ARRAY,
+      MHD_OPTION_EXTERNAL_LOGGER, proxy__on_mhd_log, proxy, MHD_OPTION_ARRAY,
       where, MHD_OPTION_CONNECTION_LIMIT, connection_limit,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, PROXY_CONNECTION_MEMORY,
       MHD_OPTION_CONNECTION_TIMEOUT, connection_timeout_s,
-      MHD_OPTION_NOTIFY_CONNECTION, proxy_on_connection, loop,
-      MHD_OPTION_URI_LOG_CALLBACK, proxy_on_uri, proxy,
-      MHD_OPTION_NOTIFY_COMPLETED, proxy_on_completed, proxy, MHD_OPTION_END);
+      MHD_OPTION_NOTIFY_CONNECTION, proxy__on_connection, loop,
+      MHD_OPTION_URI_LOG_CALLBACK, proxy__on_uri, proxy,
+      MHD_OPTION_NOTIFY_COMPLETED, proxy__on_completed, proxy, MHD_OPTION_END);
 }

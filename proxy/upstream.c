@@ -1,9 +1,10 @@
 /*
  * upstream.c - the listener's relay to the published server: one libcurl
- * easy and multi handle per client connection, the request headers
- * filtered and rewritten (Via, hop-by-hop), upstream connection names,
- * the response collected and handed back to the client connection. See
- * proxy_int.h.
+ * easy and multi handle per client connection (libcurl initialised once
+ * per process), the request headers filtered and rewritten (Via,
+ * hop-by-hop), upstream connection names, libcurl's socket and timer
+ * callbacks that put its sockets in the loop's epoll set, and the
+ * response collected and handed back to the client connection.
  */
 #include "proxy_int.h"
 
@@ -21,7 +22,7 @@ static void proxy_curl_global_init(void)
   proxy_curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-CURLcode proxy_curl_init(void)
+CURLcode proxy__curl_init(void)
 {
   pthread_once(&proxy_curl_once, proxy_curl_global_init);
   return proxy_curl_init_result;
@@ -30,7 +31,7 @@ CURLcode proxy_curl_init(void)
 /* Names a new upstream socket "<client connection> upstream <n>", so the
  * backend can tell which client connection it serves; proxy_curl_prereq
  * claims the name once libcurl has connected it (see kb_names). */
-static void proxy_name_upstream(struct proxy_conn *conn)
+static void proxy_name_upstream(struct proxy__conn *conn)
 {
   struct kb_conn_id id;
 
@@ -52,7 +53,7 @@ static int proxy_curl_prereq(void *clientp, char *conn_primary_ip,
                              char *conn_local_ip, int conn_primary_port,
                              int conn_local_port)
 {
-  struct proxy_conn *conn = clientp;
+  struct proxy__conn *conn = clientp;
   (void)conn_primary_ip;
   (void)conn_local_ip;
   (void)conn_primary_port;
@@ -70,7 +71,7 @@ static int proxy_curl_prereq(void *clientp, char *conn_primary_ip,
 static curl_socket_t proxy_curl_open(void *clientp, curlsocktype purpose,
                                      struct curl_sockaddr *addr)
 {
-  struct proxy_conn *conn = clientp;
+  struct proxy__conn *conn = clientp;
   curl_socket_t fd;
 
   if(purpose != CURLSOCKTYPE_IPCXN)
@@ -87,22 +88,22 @@ static curl_socket_t proxy_curl_open(void *clientp, curlsocktype purpose,
     conn->up_name[0] = '\0';
   conn->up_port = kb_sockaddr_port(&addr->addr);
   if(fd != CURL_SOCKET_BAD)
-    proxy_emit(conn->proxy, KB_TRACE_OPEN, KB_HOP_PROXY_BACKEND, conn->id,
-               conn->up_name, NULL, 0, NULL);
+    proxy__emit(conn->proxy, KB_TRACE_OPEN, KB_HOP_PROXY_BACKEND, conn->id,
+                conn->up_name, NULL, 0, NULL);
   return fd;
 }
 
 /* Closes the socket of an upstream connection and traces it. Closing
  * takes it out of the epoll set, so the embedded watch forgets it. */
-int proxy_curl_close(void *clientp, curl_socket_t fd)
+static int proxy_curl_close(void *clientp, curl_socket_t fd)
 {
-  struct proxy_conn *conn = clientp;
+  struct proxy__conn *conn = clientp;
   if(conn->up.fd == fd) {
     conn->up.fd = CURL_SOCKET_BAD;
     conn->up.registered = conn->up.active = false;
   }
-  proxy_emit(conn->proxy, KB_TRACE_CLOSE, KB_HOP_PROXY_BACKEND, conn->id,
-             conn->up_name, NULL, 0, NULL);
+  proxy__emit(conn->proxy, KB_TRACE_CLOSE, KB_HOP_PROXY_BACKEND, conn->id,
+              conn->up_name, NULL, 0, NULL);
   return close(fd);
 }
 
@@ -110,7 +111,7 @@ int proxy_curl_close(void *clientp, curl_socket_t fd)
 static int proxy_curl_debug(CURL *handle, curl_infotype type, char *data,
                             size_t size, void *clientp)
 {
-  struct proxy_conn *conn = clientp;
+  struct proxy__conn *conn = clientp;
   enum kb_trace_kind kind;
   (void)handle;
 
@@ -126,8 +127,8 @@ static int proxy_curl_debug(CURL *handle, curl_infotype type, char *data,
   default:
     return 0;
   }
-  proxy_emit(conn->proxy, kind, KB_HOP_PROXY_BACKEND, conn->id, conn->up_name,
-             data, size, NULL);
+  proxy__emit(conn->proxy, kind, KB_HOP_PROXY_BACKEND, conn->id, conn->up_name,
+              data, size, NULL);
   return 0;
 }
 
@@ -136,7 +137,7 @@ static int proxy_curl_debug(CURL *handle, curl_infotype type, char *data,
 static size_t proxy_curl_header(char *data, size_t size, size_t nmemb,
                                 void *userp)
 {
-  struct proxy_fwd *fwd = userp;
+  struct proxy__fwd *fwd = userp;
   size_t total = size * nmemb;
   size_t len = total;
 
@@ -162,7 +163,7 @@ static size_t proxy_curl_header(char *data, size_t size, size_t nmemb,
 static size_t proxy_curl_write(char *data, size_t size, size_t nmemb,
                                void *userp)
 {
-  struct proxy_fwd *fwd = userp;
+  struct proxy__fwd *fwd = userp;
   size_t total = size * nmemb;
 
   if(kb_buf_add(&fwd->body, data, total) != KB_BUF_OK) {
@@ -174,7 +175,7 @@ static size_t proxy_curl_write(char *data, size_t size, size_t nmemb,
 
 /* Monotonic milliseconds, for the loop's timers (libcurl's timeouts are
  * real time, like libmicrohttpd's). */
-int64_t proxy_mono_ms(void)
+int64_t proxy__mono_ms(void)
 {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -183,10 +184,10 @@ int64_t proxy_mono_ms(void)
 
 /* Points the embedded watch of conn at fd with the events libcurl asks
  * for, with as few epoll_ctl calls as possible. Returns 0 or -1. */
-static int proxy_watch_up(struct proxy_conn *conn, curl_socket_t fd,
+static int proxy_watch_up(struct proxy__conn *conn, curl_socket_t fd,
                           uint32_t events)
 {
-  struct proxy_watch *w = &conn->up;
+  struct proxy__watch *w = &conn->up;
   struct epoll_event ev;
 
   if(w->fd != fd) {
@@ -219,9 +220,9 @@ static int proxy_watch_up(struct proxy_conn *conn, curl_socket_t fd,
 static int proxy_curl_socket(CURL *easy, curl_socket_t fd, int what,
                              void *userp, void *socketp)
 {
-  struct proxy_conn *conn = userp;
-  struct proxy_loop *loop = conn->loop;
-  struct proxy_watch *w = socketp;
+  struct proxy__conn *conn = userp;
+  struct proxy__loop *loop = conn->loop;
+  struct proxy__watch *w = socketp;
   struct epoll_event ev;
   uint32_t events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) |
                     ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
@@ -249,7 +250,7 @@ static int proxy_curl_socket(CURL *easy, curl_socket_t fd, int what,
     w = calloc(1, sizeof(*w));
     if(!w)
       return -1;
-    w->kind = PROXY_WATCH_UPSTREAM;
+    w->kind = PROXY__WATCH_UPSTREAM;
     w->conn = conn;
     w->fd = fd;
     if(curl_multi_assign(conn->multi, fd, w) != CURLM_OK) {
@@ -273,10 +274,55 @@ static int proxy_curl_socket(CURL *easy, curl_socket_t fd, int what,
  * the loop must call it back (timeout_ms 0: at once; -1: never). */
 static int proxy_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 {
-  struct proxy_conn *conn = userp;
+  struct proxy__conn *conn = userp;
   (void)multi;
-  conn->timer_at = timeout_ms < 0 ? -1 : proxy_mono_ms() + timeout_ms;
+  conn->timer_at = timeout_ms < 0 ? -1 : proxy__mono_ms() + timeout_ms;
   return 0;
+}
+
+/* Returns true when name is a hop-by-hop header, or one a relay must not
+ * copy because the next hop computes it (Content-Length), or one named by
+ * the message's Connection header (connection_tokens, may be NULL). */
+static bool proxy_is_hop_header(const char *name, const char *connection_tokens)
+{
+#define PROXY_HOP(name)                                                        \
+  {                                                                            \
+    name, sizeof(name) - 1                                                     \
+  }
+  /* With their lengths: most names are told apart by length alone, and
+   * this runs for every header in both directions. */
+  static const struct {
+    const char *name;
+    size_t len;
+  } hop[] = {PROXY_HOP("Connection"),
+             PROXY_HOP("Keep-Alive"),
+             PROXY_HOP("Proxy-Connection"),
+             PROXY_HOP("Proxy-Authorization"),
+             PROXY_HOP("Proxy-Authenticate"),
+             PROXY_HOP("TE"),
+             PROXY_HOP("Trailer"),
+             PROXY_HOP("Transfer-Encoding"),
+             PROXY_HOP("Upgrade"),
+             PROXY_HOP("Content-Length")};
+#undef PROXY_HOP
+  size_t i;
+  size_t n = strlen(name);
+  const char *p = connection_tokens;
+
+  for(i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+    if(n == hop[i].len && !strcasecmp(name, hop[i].name))
+      return true;
+  /* "Connection: Keep-Alive, X-Foo" also makes X-Foo hop-by-hop. */
+  while(p && *p) {
+    size_t len;
+    while(*p == ' ' || *p == '\t' || *p == ',')
+      p++;
+    len = strcspn(p, ", \t");
+    if(len == n && len && !strncasecmp(p, name, n))
+      return true;
+    p += len;
+  }
+  return false;
 }
 
 /* What proxy_upstream_headers builds, or checks against the list the
@@ -367,7 +413,7 @@ static enum MHD_Result proxy_collect_header(void *cls, enum MHD_ValueKind kind,
  * order minus hop-by-hop ones, blanks suppressing what libcurl would add
  * on its own (so the backend sees what the client sent), then our Via.
  * Returns false when ctx->failed. */
-static bool proxy_hdr_walk(struct proxy_conn *conn, struct MHD_Connection *mc,
+static bool proxy_hdr_walk(struct proxy__conn *conn, struct MHD_Connection *mc,
                            bool has_body, struct proxy_hdr_ctx *ctx)
 {
   ctx->connection_tokens =
@@ -407,7 +453,7 @@ static bool proxy_hdr_walk(struct proxy_conn *conn, struct MHD_Connection *mc,
  * kept when it matches: building one costs two allocations per header.
  * conn owns the list (freed with the connection). Returns 0, or -1 when
  * out of memory (conn->fwd_headers is then NULL). */
-static int proxy_upstream_headers(struct proxy_conn *conn,
+static int proxy_upstream_headers(struct proxy__conn *conn,
                                   struct MHD_Connection *mc, bool has_body)
 {
   struct proxy_hdr_ctx ctx;
@@ -444,7 +490,7 @@ struct proxy_header {
  * (PROXY_SPLIT_STACK entries) when the lines fit, else an array to free
  * (*out != stack). Returns the count, or (size_t)-1 when out of memory.
  * Lines without a name are dropped. */
-static size_t proxy_split_headers(struct proxy_fwd *fwd,
+static size_t proxy_split_headers(struct proxy__fwd *fwd,
                                   struct proxy_header *stack,
                                   struct proxy_header **out)
 {
@@ -493,8 +539,8 @@ static size_t proxy_split_headers(struct proxy_fwd *fwd,
  * headers minus hop-by-hop ones, body, plus our Via. The response points
  * into fwd->body, which must stay as it is until the request completes.
  * Fills ans; ans->response stays NULL when out of memory. */
-static void proxy_relay(struct proxy_conn *conn, struct proxy_fwd *fwd,
-                        unsigned status, struct proxy_answer *ans)
+static void proxy_relay(struct proxy__conn *conn, struct proxy__fwd *fwd,
+                        unsigned status, struct proxy__answer *ans)
 {
   struct MHD_Response *r = NULL;
   struct proxy_header stack[PROXY_SPLIT_STACK];
@@ -509,7 +555,7 @@ static void proxy_relay(struct proxy_conn *conn, struct proxy_fwd *fwd,
   if(count == (size_t)-1)
     return;
   /* The body stays in fwd->body, which the connection keeps untouched
-   * until this request completes (proxy_on_completed): no copy, and the
+   * until this request completes (proxy__on_completed): no copy, and the
    * buffer's memory serves the next request. */
   if(kb_buf_add(&fwd->body, "", 0) != KB_BUF_OK) /* allocates if empty */
     goto out;
@@ -534,13 +580,13 @@ static void proxy_relay(struct proxy_conn *conn, struct proxy_fwd *fwd,
       has_date = true;
     if(!strcasecmp(h[i].name, MHD_HTTP_HEADER_WWW_AUTHENTICATE) &&
        ans->resp_auth == KB_AUTH_NONE)
-      ans->resp_auth = proxy_classify_auth(h[i].value);
+      ans->resp_auth = proxy__classify_auth(h[i].value);
     /* libmicrohttpd refuses values it considers unsafe; such a header is
      * dropped rather than failing the whole response. */
     MHD_add_response_header(r, h[i].name, h[i].value);
   }
   if(!has_date)
-    proxy_add_date(conn, r);
+    proxy__add_date(conn, r);
   MHD_add_response_header(r, MHD_HTTP_HEADER_VIA, conn->proxy->via);
 out:
   if(h != stack)
@@ -551,54 +597,54 @@ out:
  * response: 503 when proxy_stop aborted it, 502 when the response was too
  * big or the backend could not be reached (or memory ran out), 504 on the
  * upstream timeout. errbuf is libcurl's detail line, possibly empty. */
-static void proxy_upstream_failed(struct proxy_conn *conn,
-                                  const struct proxy_fwd *fwd, CURLcode res,
-                                  const char *errbuf, struct proxy_answer *ans)
+static void proxy_upstream_failed(struct proxy__conn *conn,
+                                  const struct proxy__fwd *fwd, CURLcode res,
+                                  const char *errbuf, struct proxy__answer *ans)
 {
   const struct proxy *proxy = conn->proxy;
 
   if(res == CURLE_ABORTED_BY_CALLBACK) {
     /* Only proxy_stop aborts a transfer: not the backend's fault. */
-    proxy_note(conn, KB_NOTE_UPSTREAM_STOPPING,
-               "the listener is stopping: transfer to the published "
-               "server abandoned, 503");
-    proxy_answer_text(
+    proxy__note(conn, KB_NOTE_UPSTREAM_STOPPING,
+                "the listener is stopping: transfer to the published "
+                "server abandoned, 503");
+    proxy__answer_text(
         conn, ans, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, KB_AUTH_NONE,
         "ISA %s: the listener is shutting down; retry later", proxy->name);
     return;
   }
   ans->delta.upstream_errors = 1;
   if(fwd->too_big) {
-    proxy_note(conn, KB_NOTE_UPSTREAM_TOO_BIG,
-               "the response of the published server is larger than "
-               "the %zu-byte limit: 502",
-               proxy->max_body);
-    proxy_answer_text(conn, ans, MHD_HTTP_BAD_GATEWAY, NULL, KB_AUTH_NONE,
-                      "ISA %s: the response of the published server %s is "
-                      "larger than the %zu-byte limit; raise max_body",
-                      proxy->name, proxy->backend_url, proxy->max_body);
+    proxy__note(conn, KB_NOTE_UPSTREAM_TOO_BIG,
+                "the response of the published server is larger than "
+                "the %zu-byte limit: 502",
+                proxy->max_body);
+    proxy__answer_text(conn, ans, MHD_HTTP_BAD_GATEWAY, NULL, KB_AUTH_NONE,
+                       "ISA %s: the response of the published server %s is "
+                       "larger than the %zu-byte limit; raise max_body",
+                       proxy->name, proxy->backend_url, proxy->max_body);
   }
   else if(res == CURLE_OPERATION_TIMEDOUT) {
-    proxy_note(conn, KB_NOTE_UPSTREAM_TIMEOUT,
-               "the published server did not answer within %ld ms: 504",
-               proxy->upstream_timeout_ms);
-    proxy_answer_text(conn, ans, MHD_HTTP_GATEWAY_TIMEOUT, NULL, KB_AUTH_NONE,
-                      "ISA %s: the published server %s did not answer within "
-                      "%ld ms: %s",
-                      proxy->name, proxy->backend_url,
-                      proxy->upstream_timeout_ms,
-                      errbuf[0] ? errbuf : curl_easy_strerror(res));
+    proxy__note(conn, KB_NOTE_UPSTREAM_TIMEOUT,
+                "the published server did not answer within %ld ms: 504",
+                proxy->upstream_timeout_ms);
+    proxy__answer_text(conn, ans, MHD_HTTP_GATEWAY_TIMEOUT, NULL, KB_AUTH_NONE,
+                       "ISA %s: the published server %s did not answer within "
+                       "%ld ms: %s",
+                       proxy->name, proxy->backend_url,
+                       proxy->upstream_timeout_ms,
+                       errbuf[0] ? errbuf : curl_easy_strerror(res));
   }
   else {
     const char *why = res == CURLE_OK ? "no HTTP status in its answer"
                       : errbuf[0]     ? errbuf
                                       : curl_easy_strerror(res);
-    proxy_note(conn, KB_NOTE_UPSTREAM_UNREACHABLE,
-               "the published server could not be reached (%s): 502", why);
-    proxy_answer_text(conn, ans, MHD_HTTP_BAD_GATEWAY, NULL, KB_AUTH_NONE,
-                      "ISA %s: the published server %s could not be reached: "
-                      "%s",
-                      proxy->name, proxy->backend_url, why);
+    proxy__note(conn, KB_NOTE_UPSTREAM_UNREACHABLE,
+                "the published server could not be reached (%s): 502", why);
+    proxy__answer_text(conn, ans, MHD_HTTP_BAD_GATEWAY, NULL, KB_AUTH_NONE,
+                       "ISA %s: the published server %s could not be reached: "
+                       "%s",
+                       proxy->name, proxy->backend_url, why);
   }
 }
 
@@ -609,7 +655,7 @@ static void proxy_upstream_failed(struct proxy_conn *conn,
 
 /* Empties buf for the next request, freeing its memory when it grew past
  * PROXY_KEEP_BUF. */
-void proxy_buf_recycle(struct kb_buf *buf)
+void proxy__buf_recycle(struct kb_buf *buf)
 {
   if(buf->size > PROXY_KEEP_BUF)
     kb_buf_free(buf);
@@ -619,18 +665,18 @@ void proxy_buf_recycle(struct kb_buf *buf)
 
 /* Frees what the forward of conn held for its transfer and cannot keep:
  * the handle, the header list, the URL and the buffers stay for the next
- * request (the handle keeps nothing else of this one: see proxy_forward),
+ * request (the handle keeps nothing else of this one: see proxy__forward),
  * and fwd.body stays untouched, since the relayed answer points into it
- * until the request completes (proxy_on_completed recycles it). */
-void proxy_fwd_release(struct proxy_conn *conn)
+ * until the request completes (proxy__on_completed recycles it). */
+void proxy__fwd_release(struct proxy__conn *conn)
 {
   kb_buf_reset(&conn->fwd.headers);
 }
 
 /* Puts conn on its loop's list of transfers in flight. */
-static void proxy_busy_link(struct proxy_conn *conn)
+static void proxy_busy_link(struct proxy__conn *conn)
 {
-  struct proxy_loop *loop = conn->loop;
+  struct proxy__loop *loop = conn->loop;
   conn->busy_prev = NULL;
   conn->busy_next = loop->busy;
   if(loop->busy)
@@ -639,9 +685,9 @@ static void proxy_busy_link(struct proxy_conn *conn)
 }
 
 /* Takes conn off its loop's list of transfers in flight. */
-void proxy_busy_unlink(struct proxy_conn *conn)
+void proxy__busy_unlink(struct proxy__conn *conn)
 {
-  struct proxy_loop *loop = conn->loop;
+  struct proxy__loop *loop = conn->loop;
   if(conn->busy_prev)
     conn->busy_prev->busy_next = conn->busy_next;
   else if(loop->busy == conn)
@@ -656,7 +702,7 @@ void proxy_busy_unlink(struct proxy_conn *conn)
  * again cost a visible share of each request in the profile), and a
  * multi handle of its own so that its connection cache (hence the upstream
  * connection) is this client connection's alone. Returns 0 or -1. */
-static int proxy_upstream_init(struct proxy_conn *conn)
+static int proxy_upstream_init(struct proxy__conn *conn)
 {
   struct proxy *proxy = conn->proxy;
   CURL *curl = conn->curl;
@@ -708,7 +754,7 @@ static int proxy_upstream_init(struct proxy_conn *conn)
  * uses the flags libcurl itself would (path kept as is); a URL it
  * refuses is given as a string only, so that the transfer fails with
  * libcurl's own error. Returns 0, or -1 when out of memory. */
-static int proxy_upstream_url(struct proxy_conn *conn)
+static int proxy_upstream_url(struct proxy__conn *conn)
 {
   CURLcode rc;
 
@@ -730,13 +776,13 @@ static int proxy_upstream_url(struct proxy_conn *conn)
 /* Starts forwarding the current request to the backend on the
  * connection's own upstream handles. On success the transfer is in
  * flight (fwd_state RUNNING, conn on the busy list) and the access handler
- * suspends the client connection; proxy_fwd_finish later fills
+ * suspends the client connection; proxy__fwd_finish later fills
  * conn->pending with the relayed response. When the transfer cannot even
  * start, ans is filled at once with the 502 of proxy_upstream_failed. The
  * request body stays owned by conn->req and must stay put until the
  * transfer ends (libcurl reads it from there). */
-void proxy_forward(struct proxy_conn *conn, struct MHD_Connection *mc,
-                   const char *method, struct proxy_answer *ans)
+void proxy__forward(struct proxy__conn *conn, struct MHD_Connection *mc,
+                    const char *method, struct proxy__answer *ans)
 {
   struct proxy *proxy = conn->proxy;
   CURL *curl;
@@ -818,21 +864,21 @@ void proxy_forward(struct proxy_conn *conn, struct MHD_Connection *mc,
   if(curl_multi_add_handle(conn->multi, curl) != CURLM_OK)
     goto fail;
   conn->mc = mc;
-  conn->fwd_state = PROXY_FWD_RUNNING;
+  conn->fwd_state = PROXY__FWD_RUNNING;
   proxy_busy_link(conn);
   return;
 
 fail:
   proxy_upstream_failed(conn, &conn->fwd, CURLE_OUT_OF_MEMORY, conn->fwd_err,
                         ans);
-  proxy_fwd_release(conn);
+  proxy__fwd_release(conn);
 }
 
 /* Ends conn's transfer with libcurl's result res (CURLE_ABORTED_BY_CALLBACK
  * when proxy_stop abandons it): fills conn->pending with the relayed
  * response or the 502/503/504, releases the transfer and resumes the
  * client connection, whose access handler then queues the answer. */
-void proxy_fwd_finish(struct proxy_conn *conn, CURLcode res)
+void proxy__fwd_finish(struct proxy__conn *conn, CURLcode res)
 {
   long code = 0;
 
@@ -842,28 +888,28 @@ void proxy_fwd_finish(struct proxy_conn *conn, CURLcode res)
    * handle's cache (or closes now when the transfer was cut short). */
   curl_multi_remove_handle(conn->multi, conn->curl);
   conn->timer_at = -1;
-  proxy_busy_unlink(conn);
+  proxy__busy_unlink(conn);
   if(res == CURLE_OK && code >= 100 && code <= 999)
     proxy_relay(conn, &conn->fwd, (unsigned)code, &conn->pending);
   else
     proxy_upstream_failed(conn, &conn->fwd, res, conn->fwd_err, &conn->pending);
-  proxy_fwd_release(conn);
-  conn->fwd_state = PROXY_FWD_DONE;
+  proxy__fwd_release(conn);
+  conn->fwd_state = PROXY__FWD_DONE;
   MHD_resume_connection(conn->mc);
   conn->mc = NULL;
 }
 
-/* Hands a finished transfer of conn, if any, to proxy_fwd_finish. */
-void proxy_fwd_check(struct proxy_conn *conn)
+/* Hands a finished transfer of conn, if any, to proxy__fwd_finish. */
+void proxy__fwd_check(struct proxy__conn *conn)
 {
   CURLMsg *msg;
   int left = 0;
 
-  while(conn->fwd_state == PROXY_FWD_RUNNING &&
+  while(conn->fwd_state == PROXY__FWD_RUNNING &&
         (msg = curl_multi_info_read(conn->multi, &left))) {
     if(msg->msg == CURLMSG_DONE && msg->easy_handle == conn->curl) {
       CURLcode res = msg->data.result;
-      proxy_fwd_finish(conn, res);
+      proxy__fwd_finish(conn, res);
     }
   }
 }
