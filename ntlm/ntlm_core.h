@@ -37,7 +37,7 @@ ntlm_v2_responses(const uint8_t ntowf_v2[16], const uint8_t server_challenge[8],
                   struct ntlm_bytes *nt_out, uint8_t lm_out[24],
                   uint8_t session_base_key[16]);
 
-/* ---- internal to ntlm/: the same file's helpers for the other files -- */
+/* ---- core.c's helpers for the other files of ntlm/ ----------------------- */
 
 /* HMAC_MD5(key, a || b) into out[16]. */
 void ntlm__hmac2(const uint8_t key[16], const uint8_t *a, size_t alen,

@@ -44,7 +44,7 @@ enum ntlm__av_id {
 /* "NTLMSSP\0", the first 8 bytes of every message (ntlm.c). */
 extern const uint8_t ntlm__signature[8];
 
-/* ---- ntlm.c: shared small pieces ---------------------------------------- */
+/* ---- ntlm.c: shared small pieces ----------------------------------------- */
 
 /* Writes one formatted line into err when the caller gave a buffer. */
 void ntlm__seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -91,7 +91,7 @@ static inline void ntlm__put64(uint8_t *p, uint64_t v)
   ntlm__put32(p + 4, (uint32_t)(v >> 32));
 }
 
-/* ---- strings.c: UTF-8 to and from the wire ------------------------------ */
+/* ---- strings.c: UTF-8 to and from the wire ------------------------------- */
 
 /* UTF-8 s as UTF-16LE (upper-cased when upper) in a malloc'd out. */
 enum ntlm_result ntlm__to_utf16(const char *s, bool upper,
@@ -106,7 +106,7 @@ enum ntlm_result ntlm__from_utf16(const uint8_t *p, size_t len, char **out,
 enum ntlm_result ntlm__from_oem(const uint8_t *p, size_t len, char **out,
                                 const char **why);
 
-/* ---- avpairs.c: the AV_PAIR lists of target info ----------------------- */
+/* ---- avpairs.c: the AV_PAIR lists of target info ------------------------- */
 
 /* An AV list being built, bounded like everything else by the largest
  * message. */
@@ -130,7 +130,7 @@ enum ntlm_result ntlm__av_put_str(struct ntlm__avbuf *b, uint16_t id,
 enum ntlm_result ntlm__av_with_mic(const uint8_t *ti, size_t len,
                                    struct ntlm__avbuf *b);
 
-/* ---- decode.c: what a decoded AUTHENTICATE carries ---------------------- */
+/* ---- decode.c: what a decoded AUTHENTICATE carries ----------------------- */
 
 /* What an AUTHENTICATE's responses are. */
 enum ntlm__kind {
