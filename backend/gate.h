@@ -10,7 +10,7 @@
  * the identity is the user named by the last type 3 or Basic credentials
  * seen on the connection, unverified, and nothing is refused.
  *
- * No libmicrohttpd here: backend.c hands in the Authorization value and
+ * No libmicrohttpd here: mhd.c hands in the Authorization value and
  * carries out the gate's answer.
  */
 #ifndef BACKEND_GATE_H

@@ -1,14 +1,16 @@
 /*
- * soap.h - internal to backend/: what Exchange makes of a request's bytes.
+ * soap.h - internal to backend/: what Exchange answers to a request's body.
  *
- * Everything the backend derives from what a peer sent, apart from the
- * HTTP framing libmicrohttpd does: the EWS SOAP request, the Outlook
- * autodiscover request and the NTLM type named by an Authorization header.
- * It takes bytes and returns a reply (status, content type, body, what it
- * was for the counters); it knows nothing of sockets or libmicrohttpd, so
- * the fuzz targets in fuzz/ and the tests call it directly. backend.c is
- * the only other user. Not a public header: nothing outside backend/,
- * fuzz/ and tests/ includes it.
+ * The EWS SOAP request (ews.c, freebusy.c) and the Outlook autodiscover
+ * request (autodiscover.c), plus the fault and the static pages every
+ * answer may be (soap.c). It takes bytes and returns a reply (status,
+ * content type, body, what it was for the counters, the mailbox it is
+ * about); it knows nothing of sockets or libmicrohttpd, so the fuzz
+ * targets (fuzz/targets.c, which tests/test_hostile.c replays) call it
+ * directly. mhd.c is the only other user. Who a request runs as is
+ * gate.h's; the NTLM type of its Authorization header is
+ * kb_auth_classify's (common/kb_auth.h). Not a public header: nothing
+ * outside backend/, fuzz/ and tests/ includes it.
  */
 #ifndef BACKEND_SOAP_H
 #define BACKEND_SOAP_H

@@ -1,8 +1,9 @@
 /*
- * ntlm_core.h - the MS-NLMP primitives under the messages: one-way
- * functions, DESL and the NTLMv2 responses. Internal to ntlm/ (curl's
- * curl_ntlm_core.h pattern): callers outside ntlm/ use ntlm.h; the tests
- * include this header for the MS-NLMP 4.2 vectors.
+ * ntlm_core.h - the MS-NLMP primitives under the messages (core.c): one-way
+ * functions, DESL, the NTLMv1-ESS and NTLMv2 responses and the session
+ * security keys. Internal to ntlm/ (curl's curl_ntlm_core.h pattern):
+ * callers outside ntlm/ use ntlm.h; the tests include this header for the
+ * MS-NLMP 4.2 vectors.
  */
 #ifndef NTLM_CORE_H
 #define NTLM_CORE_H
@@ -35,5 +36,26 @@ ntlm_v2_responses(const uint8_t ntowf_v2[16], const uint8_t server_challenge[8],
                   const uint8_t *target_info, size_t target_info_len,
                   struct ntlm_bytes *nt_out, uint8_t lm_out[24],
                   uint8_t session_base_key[16]);
+
+/* ---- core.c's helpers for the other files of ntlm/ ----------------------- */
+
+/* HMAC_MD5(key, a || b) into out[16]. */
+void ntlm__hmac2(const uint8_t key[16], const uint8_t *a, size_t alen,
+                 const uint8_t *b, size_t blen, uint8_t out[16]);
+/* The NTLMv1-ESS NT response: DESL(NTOWFv1, MD5(server || client)[0..7]). */
+void ntlm__v1_ess_response(const uint8_t nt_hash[16],
+                           const uint8_t server_challenge[8],
+                           const uint8_t client_challenge[8], uint8_t out[24]);
+/* KeyExchangeKey (MS-NLMP 3.4.5.1) from the SessionBaseKey. */
+void ntlm__kxkey(enum ntlm_response_kind kind,
+                 const uint8_t session_base_key[16],
+                 const uint8_t server_challenge[8], const uint8_t *lm_response,
+                 uint8_t out[16]);
+/* RC4K(key, data[16]) into out[16]: the random session key's cipher. */
+void ntlm__rc4_16(const uint8_t key[16], const uint8_t data[16],
+                  uint8_t out[16]);
+/* The MIC over ex's NEGOTIATE and CHALLENGE and the AUTHENTICATE auth. */
+void ntlm__mic(const uint8_t key[16], const struct ntlm_exchange *ex,
+               const uint8_t *auth, size_t auth_len, uint8_t out[16]);
 
 #endif /* NTLM_CORE_H */

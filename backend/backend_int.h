@@ -1,0 +1,124 @@
+/*
+ * backend_int.h - internal to backend/: the server's state (struct backend)
+ * and the per-request context, shared by backend.c (start and stop),
+ * mhd.c (the libmicrohttpd glue) and counters.c (what is counted).
+ */
+#ifndef BACKEND_INT_H
+#define BACKEND_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "common/kb_auth.h"
+#include "common/kb_buf.h"
+#include "common/kb_env.h"
+#include "gate.h"
+#include "soap.h"
+
+#define BACKEND_ORIGIN "backend"
+
+/* libmicrohttpd tuning. The memory limit bounds what one connection may
+ * spend on its request line and headers (NTLM type 3 headers are a few KiB);
+ * the timeout is IIS 7's default connectionTimeout. libmicrohttpd zeroes
+ * the whole pool between requests, so it is kept small (32 KiB; 64 KiB
+ * showed in bench/'s profile). */
+#define BACKEND_THREADS 2u
+#define BACKEND_CONN_MEMORY ((size_t)32 * 1024)
+#define BACKEND_CONN_TIMEOUT_S 120u
+
+/* Where a request goes, decided from its method and path alone. */
+enum backend_route {
+  BACKEND_ROUTE_EWS,
+  BACKEND_ROUTE_AUTODISCOVER,
+  BACKEND_ROUTE_NOT_FOUND,
+  BACKEND_ROUTE_BAD_METHOD,
+  BACKEND_ROUTE_STATUS /* GET /kbsim/status from loopback, when enabled */
+};
+
+/* How a request body is held while it arrives. */
+enum backend_body_state {
+  BACKEND_BODY_BUFFERING, /* kept in req->body */
+  BACKEND_BODY_DISCARD,   /* counted, not kept (404/405 routes) */
+  BACKEND_BODY_TOO_LARGE, /* over max_body: counted, not kept */
+  BACKEND_BODY_NOMEM      /* an append failed: counted, not kept */
+};
+
+struct MHD_Daemon;
+struct kb_guard;
+
+struct backend {
+  struct MHD_Daemon *daemon;
+  struct kb_guard *guard; /* caps and deadlines (kb_guard.h) */
+  uint16_t port;
+  char *ews_url;   /* owned copy */
+  size_t max_body; /* effective cap, never above INT_MAX (libxml2 takes int) */
+  struct kb_clock clock;
+  struct kb_trace trace;
+  struct kb_names names;
+  struct soap_server soap; /* what soap.h needs: ews_url, clock */
+  pthread_mutex_t lock;    /* guards stats, next_conn and open */
+  struct backend_stats stats;
+  uint64_t next_conn;
+  unsigned open;                   /* connections between STARTED and CLOSED */
+  pthread_cond_t idle;             /* signalled when open drops to 0 */
+  struct backend_auth_server auth; /* the gate's view of the server */
+  char *domain, *dns_domain;       /* owned copies behind auth */
+  bool status;                     /* answer GET /kbsim/status */
+  /* The last BACKEND_MAX_RECORDS connections, connection id at
+   * (id - 1) % BACKEND_MAX_RECORDS; guarded by lock. */
+  struct backend_conn_info *records;
+};
+
+/* MHD's per-request context: created on the first call of the access
+ * handler, freed in the request-completed notification. */
+struct backend_req {
+  enum backend_route route;
+  enum backend_body_state body_state;
+  enum kb_auth auth;
+  uint64_t conn;
+  const char *conn_name; /* the connection's, which outlives the request */
+  size_t received;       /* body bytes seen, kept or not */
+  bool answered;         /* a response has been queued */
+  bool ews_post;         /* counts towards stats.ews_posts */
+  struct backend_gate_answer gate; /* PASS unless the gate said 401 */
+  char identity[260];              /* who it is served as; "" anonymous */
+  struct kb_buf body;
+};
+
+/* ---- mhd.c: the libmicrohttpd glue --------------------------------------- */
+
+/* Starts b's libmicrohttpd daemon on the listening socket fd (bound to
+ * host:port, for the error line). Takes fd: the daemon owns it once it
+ * runs, and it is closed here when the daemon cannot start. Returns 0, or
+ * -1 with a line in err. */
+int backend__daemon_start(struct backend *b, int fd, const char *host,
+                          uint16_t port, char *err, size_t errlen);
+
+/* Stops b's daemon, if it runs: every connection is closed and every
+ * notification has run when it returns. */
+void backend__daemon_stop(struct backend *b);
+
+/* ---- counters.c: what is counted, under b->lock -------------------------- */
+
+/* Counts a new connection and opens its record. Returns its id (from 1). */
+uint64_t backend__conn_opened(struct backend *b);
+
+/* Writes the name the peer of connection id claimed into its record. */
+void backend__conn_named(struct backend *b, uint64_t id, const char *name);
+
+/* Marks the record of connection id closed, under its final name. */
+void backend__conn_closed(struct backend *b, uint64_t id, const char *name);
+
+/* The connection's last step: it no longer counts as open, and
+ * backend_wait_idle wakes when none does. */
+void backend__conn_done(struct backend *b);
+
+/* Adds to the totals and the connection's record what reply says about
+ * req. */
+void backend__count(struct backend *b, const struct backend_req *req,
+                    const struct soap_reply *reply);
+
+#endif /* BACKEND_INT_H */
