@@ -1,8 +1,9 @@
 /*
- * reauth.h - internal to client/: Communicator's re-authentication of one
- * POST as a pure function. Every POST starts with an NTLM type 1 and
- * Content-Length: 0, the body held back; what comes back decides the next
- * step. No libcurl, no NTLM crypto.
+ * reauth.h - Communicator's re-authentication of one POST as a pure
+ * function. Every POST starts with an NTLM type 1 and Content-Length: 0,
+ * the body held back; what comes back decides the next step. No libcurl,
+ * no NTLM crypto. Public so that tests/test_decide.c checks it as a table;
+ * the client's post.c is its one caller.
  */
 #ifndef CLIENT_REAUTH_H
 #define CLIENT_REAUTH_H

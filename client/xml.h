@@ -1,8 +1,9 @@
 /*
  * xml.h - internal to client/: the XML Communicator sends (autodiscover,
  * GetUserOofSettings, GetUserAvailability) and the reading of what comes
- * back, with libxml2. No libcurl, no sockets, no client state: client.c
- * hands in what a body needs and gets bytes or answers back.
+ * back, with libxml2. No libcurl, no sockets, no client state: post.c
+ * hands in what a body needs and gets bytes back, session.c hands in an
+ * answer and gets what the XPath selects.
  */
 #ifndef CLIENT_XML_H
 #define CLIENT_XML_H
