@@ -99,10 +99,11 @@ static const struct kbsim_opt serve_opts[] = {
      "Where Exchange listens (default "
      "127.0.0.1:0 with SCENARIO)."},
     {"admin", 'a', "HOST:PORT",
-     "Where the admin endpoint listens (always "
-     "with SCENARIO, default 127.0.0.1:0). It "
-     "has no authentication: keep it on "
-     "loopback."},
+     "Where the admin endpoint listens (always with SCENARIO, default "
+     "127.0.0.1:0). Every request needs its token: KBSIM_ADMIN_TOKEN when "
+     "set, else a random one, printed in the console's URL and written to "
+     "a file only you can read, where 'kbsim ctl' finds it. It is plain "
+     "HTTP: keep it on loopback."},
     {"policy", 'P', "per-connection|per-request",
      "Without SCENARIO: the listener's policy (per-request counts as SP1 "
      "with the script, per-connection as RTM)."},

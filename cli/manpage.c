@@ -25,6 +25,9 @@ static const struct kbsim_fact kbsim_environment[] = {
      "The width demo, run and list wrap their output at when it "
      "is not a terminal (default 100; a terminal's own width wins)."},
     {"TERM", "The demo is not coloured on a dumb terminal."},
+    {"KBSIM_ADMIN_TOKEN",
+     "The admin endpoint's token: serve uses it instead of a random one, "
+     "ctl sends it when --token is not given."},
     {"KBSIM_PASSWORD",
      "The password of client --user DOMAIN\\user when the spec has none "
      "(else it is asked on the terminal, without echo)."},
