@@ -1,6 +1,7 @@
 /*
- * cli.h - what the kbsim commands share: usage, argument errors and
- * parsers, and the commands themselves (one file each).
+ * cli.h - what the kbsim commands share: usage (usage.h), the argument
+ * helpers (args.c), what a user sees (view.c), and the commands
+ * themselves, one file each, for kbsim.c's table.
  */
 #ifndef CLI_H
 #define CLI_H
@@ -19,13 +20,15 @@
 #define KBSIM_MAX_POSTS 100
 #define KBSIM_MAX_USERS 64
 
-/* "FABRIKAM\alice:Passw0rd!", the user of the demo and of flag runs. */
-extern const char *kbsim_default_user;
-
 /* Prints a usage error, "kbsim CMD: <message>" (a leading "CMD: " in the
  * message is dropped), and "kbsim: try 'kbsim CMD --help'" to stderr;
  * returns 2, the exit code for bad arguments (usage.c). */
 int kbsim_bad_args(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- args.c ---------------------------------------------------------- */
+
+/* "FABRIKAM\alice:Passw0rd!", the user of the demo and of flag runs. */
+extern const char *kbsim_default_user;
 
 /* Returns the exit code for st after printing err: 0, 2 for flags that
  * cannot work together, 3 for evidence that cannot be written. */
@@ -36,7 +39,8 @@ int kbsim_evidence_status(enum evidence_status st, const char *err);
  * 0 or the exit code (kbsim_evidence_status). */
 int kbsim_evidence_check(const struct evidence_want *want, const char *name);
 
-/* Parses a whole decimal number in [min, max]. Returns 0 or -1. */
+/* Parses a whole decimal number in [min, max]: digits only, no sign, no
+ * space. Returns 0 or -1. */
 int kbsim_parse_u64(const char *text, uint64_t min, uint64_t max,
                     uint64_t *out);
 
@@ -47,10 +51,23 @@ int kbsim_parse_hostport(const char *text, char *host, size_t hostlen,
 /* Parses "v2", "v1", "v1-ess". Returns 0 or -1. */
 int kbsim_parse_kind(const char *text, enum ntlm_response_kind *kind);
 
+/* Parses an --admin or --proxy value: HOST:PORT, [V6]:PORT or the URL
+ * serve prints (http://127.0.0.1:8099/); "localhost" is 127.0.0.1.
+ * Returns 0 or -1. */
+int kbsim_parse_endpoint(const char *text, char *host, size_t hostlen,
+                         uint16_t *port);
+
+/* Resolves a scenario argument (a path or a catalogue name, catalogue.h)
+ * and loads it. Returns 0, or 2 after printing a one-line error. */
+int kbsim_load_scenario(const char *arg, struct scenario *sc);
+
+/* ---- view.c ---------------------------------------------------------- */
+
 /* Prints what a user sees, one line per item, each prefixed by indent. */
 void kbsim_print_view(const char *indent, const struct client_view *v);
 
-/* The commands, one file each (sweep beside run; help in kbsim.c). */
+/* ---- the commands: cmd_NAME.c, help.c ---------------------------------- */
+
 extern const struct kbsim_command kbsim_demo_command;
 extern const struct kbsim_command kbsim_run_command;
 extern const struct kbsim_command kbsim_sweep_command;
@@ -62,17 +79,5 @@ extern const struct kbsim_command kbsim_merge_command;
 extern const struct kbsim_command kbsim_exchange_command;
 extern const struct kbsim_command kbsim_probe_command;
 extern const struct kbsim_command kbsim_help_command;
-
-int kbsim_cmd_demo(int argc, char **argv);
-
-/* Parses an --admin or --proxy value: HOST:PORT, [V6]:PORT or the URL
- * serve prints (http://127.0.0.1:8099/); "localhost" is 127.0.0.1.
- * Returns 0 or -1. */
-int kbsim_parse_endpoint(const char *text, char *host, size_t hostlen,
-                         uint16_t *port);
-
-/* Resolves a scenario argument (a path or a catalogue name, catalogue.h)
- * and loads it. Returns 0, or 2 after printing a one-line error. */
-int kbsim_load_scenario(const char *arg, struct scenario *sc);
 
 #endif /* CLI_H */

@@ -3,7 +3,8 @@
  * listener - `kbsim serve`'s balancer or a member, or a real ISA - on the
  * real clock, printing each POST as it completes and then what the user
  * sees. Exit 0 when the user saw no error, 1 when they did, 2 for bad
- * arguments.
+ * arguments, 3 when the harness could not reach the listener or write an
+ * evidence file.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -15,28 +16,21 @@
 
 #include "cli.h"
 #include "client/verdict.h"
+#include "common/kb_range.h"
 #include "common/kb_users.h"
 #include "evidence/evidence.h"
 #include "render/html.h"
 #include "secret.h"
 
-/* Parses "30s" or "5s..40s" into [*min, *max] ms. Returns 0 or -1. */
+/* Parses "30s" or "5s..40s" (common/kb_range.h) into [*min, *max] ms,
+ * the smaller first. Returns 0 or -1. */
 static int kbsim_client_think(const char *text, int64_t *min, int64_t *max)
 {
-  const char *dots = strstr(text, "..");
-  char first[64];
+  struct kb_range r;
 
-  if(!dots) {
-    if(scenario_parse_duration(text, min))
-      return -1;
-    *max = *min;
-    return 0;
-  }
-  if((size_t)(dots - text) >= sizeof(first))
-    return -1;
-  snprintf(first, sizeof(first), "%.*s", (int)(dots - text), text);
-  if(scenario_parse_duration(first, min) ||
-     scenario_parse_duration(dots + 2, max) || *max < *min)
+  if(kb_range_split(text, KB_RANGE_SINGLE, &r, NULL, 0) ||
+     scenario_parse_duration(r.lo, min) || scenario_parse_duration(r.hi, max) ||
+     *max < *min)
     return -1;
   return 0;
 }
@@ -208,166 +202,193 @@ const struct kbsim_command kbsim_client_command = {
     NULL,
     kbsim_cmd_client};
 
-static int kbsim_cmd_client(int argc, char **argv)
-{
-  struct kbsim_args a;
-  const char *url = NULL, *spec = NULL, *host = NULL;
+/* One `kbsim client` run: what the command line asked for and what the
+ * session needs. Owned by kbsim_cmd_client, which wipes the password. */
+struct kbsim_client_run {
+  const char *url, *spec, *host;
+  struct client_config cfg;
   struct kbsim_client_files files;
+  char domain[128], user[128], password[256];
+  bool recording; /* an evidence file was asked for: rec and names live */
   struct sim_recorder rec;
   struct sim_names names;
-  bool recording = false;
-  char domain[128], user[128], password[256], err[512];
-  struct client_config cfg;
-  struct client *client = NULL;
-  struct client_post_result r;
-  struct client_view view;
-  uint64_t v;
-  enum client_class klass = CLIENT_CLASS_CLEAN;
-  int c, result = 2;
+  bool exit_now; /* --help printed: exit with the code returned */
+};
 
-  memset(&cfg, 0, sizeof(cfg));
-  memset(&files, 0, sizeof(files));
-  cfg.ews_posts = 2;
-  cfg.kind = CLIENT_KIND_COMMUNICATOR;
-  cfg.ntlm_kind = NTLM_RESPONSE_V2;
-  kbsim_args_init(&a, &kbsim_client_command, argc, argv);
-  while((c = kbsim_args_next(&a)) > 0) {
-    switch(c) {
-    case 'U':
-      url = optarg;
-      break;
-    case 'u':
-      spec = optarg;
-      break;
-    case 'k':
-      if(client_kind_parse(optarg, &cfg.kind))
-        return kbsim_bad_args("--kind: '%s' is not communicator, outlook or "
-                              "one-shot",
-                              optarg);
-      break;
-    case 'p':
-      if(kbsim_parse_u64(optarg, 1, KBSIM_MAX_POSTS, &v))
-        return kbsim_bad_args("--posts: '%s' is not a number from 1 to 100",
-                              optarg);
-      cfg.ews_posts = (unsigned)v;
-      break;
-    case 't':
-      if(kbsim_client_think(optarg, &cfg.think_min_ms, &cfg.think_max_ms))
-        return kbsim_bad_args("--think: '%s' is not a duration (500ms, 30s, "
-                              "2m) or a range (5s..40s)",
-                              optarg);
-      break;
-    case 'n':
-      /* v2-mic: NTLMv2 with a MIC, as Windows Vista and later send it. */
-      cfg.ntlm_mic = !strcmp(optarg, "v2-mic");
-      if(cfg.ntlm_mic)
-        cfg.ntlm_kind = NTLM_RESPONSE_V2;
-      else if(kbsim_parse_kind(optarg, &cfg.ntlm_kind))
-        return kbsim_bad_args("--ntlm: '%s' is not v2, v2-mic, v1 or v1-ess",
-                              optarg);
-      break;
-    case 'H':
-      host = optarg;
-      break;
-    case 'P':
-      files.pcap = optarg;
-      break;
-    case 'T':
-      files.transcript = optarg;
-      break;
-    case 'J':
-      files.json = optarg;
-      break;
-    case 'W':
-      files.html = optarg;
-      break;
-    }
+/* Takes one option c with its value arg into *r. Returns 0, or 2 after
+ * printing what was wrong. */
+static int kbsim_client_option(struct kbsim_client_run *r, int c,
+                               const char *arg)
+{
+  struct client_config *cfg = &r->cfg;
+  uint64_t v;
+
+  switch(c) {
+  case 'U':
+    r->url = arg;
+    break;
+  case 'u':
+    r->spec = arg;
+    break;
+  case 'k':
+    if(client_kind_parse(arg, &cfg->kind))
+      return kbsim_bad_args("--kind: '%s' is not communicator, outlook or "
+                            "one-shot",
+                            arg);
+    break;
+  case 'p':
+    if(kbsim_parse_u64(arg, 1, KBSIM_MAX_POSTS, &v))
+      return kbsim_bad_args("--posts: '%s' is not a number from 1 to 100", arg);
+    cfg->ews_posts = (unsigned)v;
+    break;
+  case 't':
+    if(kbsim_client_think(arg, &cfg->think_min_ms, &cfg->think_max_ms))
+      return kbsim_bad_args("--think: '%s' is not a duration (500ms, 30s, "
+                            "2m) or a range with the smaller first (5s..40s)",
+                            arg);
+    break;
+  case 'n':
+    /* v2-mic: NTLMv2 with a MIC, as Windows Vista and later send it. */
+    cfg->ntlm_mic = !strcmp(arg, "v2-mic");
+    if(cfg->ntlm_mic)
+      cfg->ntlm_kind = NTLM_RESPONSE_V2;
+    else if(kbsim_parse_kind(arg, &cfg->ntlm_kind))
+      return kbsim_bad_args("--ntlm: '%s' is not v2, v2-mic, v1 or v1-ess",
+                            arg);
+    break;
+  case 'H':
+    r->host = arg;
+    break;
+  case 'P':
+    r->files.pcap = arg;
+    break;
+  case 'T':
+    r->files.transcript = arg;
+    break;
+  case 'J':
+    r->files.json = arg;
+    break;
+  case 'W':
+    r->files.html = arg;
+    break;
   }
-  if(c < 0)
+  return 0;
+}
+
+/* Parses the command line into *r and checks the evidence files can be
+ * written. Returns 0, or the exit code (with r->exit_now after --help)
+ * after printing what was wrong. */
+static int kbsim_client_parse(int argc, char **argv, struct kbsim_client_run *r)
+{
+  struct kbsim_args a;
+  int c, bad;
+
+  r->cfg.ews_posts = 2;
+  r->cfg.kind = CLIENT_KIND_COMMUNICATOR;
+  r->cfg.ntlm_kind = NTLM_RESPONSE_V2;
+  kbsim_args_init(&a, &kbsim_client_command, argc, argv);
+  while((c = kbsim_args_next(&a)) > 0)
+    if((bad = kbsim_client_option(r, c, optarg)) != 0)
+      return bad;
+  if(c < 0) {
+    r->exit_now = true;
     return a.status;
+  }
   if(optind < argc)
     return kbsim_bad_args("unexpected argument '%s'", argv[optind]);
-  if(!url || !spec)
+  if(!r->url || !r->spec)
     return kbsim_bad_args("--url and --user are required");
   {
     /* Every evidence file is checked before the session starts. */
-    struct evidence_want w = {files.transcript, files.pcap, files.json,
-                              files.html};
-    int bad = kbsim_evidence_check(&w, "client");
-    if(bad)
-      return bad;
+    struct evidence_want w = {r->files.transcript, r->files.pcap, r->files.json,
+                              r->files.html};
+    return kbsim_evidence_check(&w, "client");
   }
-  if(kb_users_split_spec(spec, true, domain, sizeof(domain), user, sizeof(user),
-                         password, sizeof(password), err, sizeof(err)))
-    return kbsim_bad_args("--user: %s", err);
-  if(!password[0]) {
-    char who[260];
-    /* DOMAIN\user alone: the password from KBSIM_PASSWORD or the
-     * terminal, never from the command line (ps shows it). */
-    snprintf(who, sizeof(who), "%s\\%s", domain, user);
-    if(sim_ask_password(who, password, sizeof(password), err, sizeof(err))) {
-      fprintf(stderr, "kbsim: %s\n", err);
-      return 2;
-    }
-  }
+}
 
-  /* Real clock (a zeroed kb_clock): --think really waits. Real
-   * randomness: client challenges from getrandom(). */
-  cfg.id = 1;
-  cfg.base_url = url;
-  cfg.host = host;
-  cfg.domain = domain;
-  cfg.user = user;
-  cfg.password = password;
-  /* Evidence of this hop: the bytes libcurl wrote and read, stamped on
-   * the real clock as they were recorded; connections are named so the
-   * files can tell them apart. */
-  if(files.pcap || files.transcript || files.json || files.html) {
-    /* The POSTs and the view after each, for --json and --html. */
-    files.session.id = cfg.id;
-    files.session.results =
-        calloc(KBSIM_MAX_POSTS + 2, sizeof(*files.session.results));
-    files.session.views =
-        calloc(KBSIM_MAX_POSTS + 2, sizeof(*files.session.views));
-    files.ntlm = cfg.ntlm_kind;
-    files.ews_posts = cfg.ews_posts;
-    if(sim_names_init(&names) || !files.session.results ||
-       !files.session.views) {
-      sim_names_free(&names);
-      fprintf(stderr, "kbsim: client: out of memory for the evidence files\n");
-      result = 2;
-      goto done;
-    }
-    sim_recorder_init(&rec, true);
-    recording = true;
-    cfg.trace = sim_recorder_as_kb(&rec);
-    cfg.names = sim_names_as_kb(&names);
+/* Splits --user into domain, user and password; the password, when the
+ * spec has none, from KBSIM_PASSWORD or the terminal, never from the
+ * command line (ps shows it). Returns 0, or 2 after printing why not. */
+static int kbsim_client_login(struct kbsim_client_run *r)
+{
+  char err[512], who[260];
+
+  if(kb_users_split_spec(r->spec, true, r->domain, sizeof(r->domain), r->user,
+                         sizeof(r->user), r->password, sizeof(r->password), err,
+                         sizeof(err)))
+    return kbsim_bad_args("--user: %s", err);
+  if(r->password[0])
+    return 0;
+  snprintf(who, sizeof(who), "%s\\%s", r->domain, r->user);
+  if(secret_ask_password(who, r->password, sizeof(r->password), err,
+                         sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return 2;
   }
-  if(client_create(&cfg, &client, err, sizeof(err))) {
-    result = kbsim_bad_args("client: %s", err);
-    goto done;
+  return 0;
+}
+
+/* Starts recording the session's hop when an evidence file was asked
+ * for: the bytes libcurl wrote and read, stamped on the real clock as
+ * they were recorded; connections are named so the files can tell them
+ * apart. Returns 0, or 2 after printing that memory ran out. */
+static int kbsim_client_record(struct kbsim_client_run *r)
+{
+  struct kbsim_client_files *f = &r->files;
+
+  if(!f->pcap && !f->transcript && !f->json && !f->html)
+    return 0;
+  /* The POSTs and the view after each, for --json and --html. */
+  f->session.id = r->cfg.id;
+  f->session.results = calloc(KBSIM_MAX_POSTS + 2, sizeof(*f->session.results));
+  f->session.views = calloc(KBSIM_MAX_POSTS + 2, sizeof(*f->session.views));
+  f->ntlm = r->cfg.ntlm_kind;
+  f->ews_posts = r->cfg.ews_posts;
+  if(sim_names_init(&r->names) || !f->session.results || !f->session.views) {
+    sim_names_free(&r->names);
+    fprintf(stderr, "kbsim: client: out of memory for the evidence files\n");
+    return 2;
   }
+  sim_recorder_init(&r->rec, true);
+  r->recording = true;
+  r->cfg.trace = sim_recorder_as_kb(&r->rec);
+  r->cfg.names = sim_names_as_kb(&r->names);
+  return 0;
+}
+
+/* Runs the session, printing each POST as it completes, then what the
+ * user sees and the verdict. Returns 0 when the user saw no error, 1 when
+ * they did, 3 when the harness could not reach the listener. */
+static int kbsim_client_session(struct kbsim_client_run *r,
+                                struct client *client)
+{
+  struct sim_session *session = &r->files.session;
+  const char *domain = r->domain, *user = r->user;
+  struct client_post_result res;
+  struct client_view view;
+  enum client_class klass = CLIENT_CLASS_CLEAN;
+
   printf("Communicator session: %s\\%s -> %s (%s, %u EWS POST%s)\n", domain,
-         user, url, client_kind_name(cfg.kind), cfg.ews_posts,
-         cfg.ews_posts == 1 ? "" : "s");
+         user, r->url, client_kind_name(r->cfg.kind), r->cfg.ews_posts,
+         r->cfg.ews_posts == 1 ? "" : "s");
   fflush(stdout);
-  while(client_step(client, &r) == 1) {
-    enum client_class k = client_result_class(&r);
-    kbsim_client_print_post(&r);
+  while(client_step(client, &res) == 1) {
+    enum client_class k = client_result_class(&res);
+    kbsim_client_print_post(&res);
     fflush(stdout);
     if(k > klass)
       klass = k;
-    if(recording && files.session.nresults < KBSIM_MAX_POSTS + 2) {
-      files.session.results[files.session.nresults] = r;
-      client_view(client, &files.session.views[files.session.nresults]);
-      files.session.nresults++;
+    if(r->recording && session->nresults < KBSIM_MAX_POSTS + 2) {
+      session->results[session->nresults] = res;
+      client_view(client, &session->views[session->nresults]);
+      session->nresults++;
     }
   }
   client_view(client, &view);
-  files.session.view = view;
+  session->view = view;
   printf("What %s\\%s sees:\n", domain, user);
   kbsim_print_view("  ", &view);
-  files.session.klass = klass;
+  session->klass = klass;
   /* What the user saw, and why: never the listener's fault when the
    * harness could not reach it or gave up waiting. */
   if(klass == CLIENT_CLASS_INFRASTRUCTURE)
@@ -379,21 +400,57 @@ static int kbsim_cmd_client(int argc, char **argv)
            CLIENT_NOTIFICATION_TEXT, client_class_name(klass));
   else
     printf("Verdict: no error for %s\\%s (clean)\n", domain, user);
-  result = klass == CLIENT_CLASS_INFRASTRUCTURE ? 3
-           : view.integration_error             ? 1
-                                                : 0;
+  return klass == CLIENT_CLASS_INFRASTRUCTURE ? 3
+         : view.integration_error             ? 1
+                                              : 0;
+}
+
+static int kbsim_cmd_client(int argc, char **argv)
+{
+  struct kbsim_client_run *r = calloc(1, sizeof(*r));
+  struct client *client = NULL;
+  char err[512];
+  int result;
+
+  if(!r) {
+    fprintf(stderr, "kbsim: out of memory\n");
+    return 3;
+  }
+  result = kbsim_client_parse(argc, argv, r);
+  if(result || r->exit_now)
+    goto done;
+  result = kbsim_client_login(r);
+  if(result)
+    goto done;
+  /* Real clock (a zeroed kb_clock): --think really waits. Real
+   * randomness: client challenges from getrandom(). */
+  r->cfg.id = 1;
+  r->cfg.base_url = r->url;
+  r->cfg.host = r->host;
+  r->cfg.domain = r->domain;
+  r->cfg.user = r->user;
+  r->cfg.password = r->password;
+  result = kbsim_client_record(r);
+  if(result)
+    goto done;
+  if(client_create(&r->cfg, &client, err, sizeof(err))) {
+    result = kbsim_bad_args("client: %s", err);
+    goto done;
+  }
+  result = kbsim_client_session(r, client);
 
 done:
   client_destroy(client);
   client = NULL;
-  if(recording) {
-    if(result != 2 && kbsim_client_evidence(&rec, &files))
+  if(r->recording) {
+    if(result != 2 && kbsim_client_evidence(&r->rec, &r->files))
       result = 3;
-    sim_recorder_free(&rec);
-    sim_names_free(&names);
+    sim_recorder_free(&r->rec);
+    sim_names_free(&r->names);
   }
-  free(files.session.results);
-  free(files.session.views);
-  explicit_bzero(password, sizeof(password));
+  free(r->files.session.results);
+  free(r->files.session.views);
+  explicit_bzero(r->password, sizeof(r->password));
+  free(r);
   return result;
 }

@@ -103,18 +103,6 @@ static void kbsim_label(const struct kbsim_demo *d, enum kbsim_tone tone,
          kbsim_off(d));
 }
 
-void kbsim_print_view(const char *indent, const struct client_view *v)
-{
-  printf("%sNotifications:      %s\n", indent,
-         v->integration_error ? CLIENT_NOTIFICATION_TEXT : "(none)");
-  if(v->autodiscovery_failed_logged)
-    printf("%sLog:                %s\n", indent, CLIENT_LOG_TEXT);
-  printf("%sPresence info:      %s\n", indent,
-         v->presence_available ? "available" : "unavailable");
-  printf("%sScheduling info:    %s\n", indent,
-         v->scheduling_available ? "available" : "unavailable");
-}
-
 /* ---- one leg, one POST ------------------------------------------------ */
 
 /* Writes what a request's Authorization carried: "no Authorization", or
@@ -472,6 +460,8 @@ done:
   return result;
 }
 
+static int kbsim_cmd_demo(int argc, char **argv);
+
 static const struct kbsim_opt demo_opts[] = {
     {"seed", 's', "S",
      "Seed for the NTLM challenges; the same seed prints "
@@ -504,7 +494,7 @@ const struct kbsim_command kbsim_demo_command = {
     NULL,
     kbsim_cmd_demo};
 
-int kbsim_cmd_demo(int argc, char **argv)
+static int kbsim_cmd_demo(int argc, char **argv)
 {
   struct kbsim_phase phases[2];
   struct kbsim_demo d;

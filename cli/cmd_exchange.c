@@ -18,7 +18,7 @@
 #include "common/kb_users.h"
 #include "secret.h"
 
-/* sim_user_add_fn for --user-file. */
+/* secret_user_add_fn for --user-file. */
 static int kbsim_exchange_add_user(void *ctx, const char *spec, char *err,
                                    size_t errlen)
 {
@@ -94,8 +94,8 @@ static int kbsim_cmd_exchange(int argc, char **argv)
       }
       break;
     case 'F':
-      if(sim_user_file(optarg, kbsim_exchange_add_user, users, err,
-                       sizeof(err))) {
+      if(secret_user_file(optarg, kbsim_exchange_add_user, users, err,
+                          sizeof(err))) {
         fprintf(stderr, "kbsim exchange: --user-file: %s\n", err);
         goto done;
       }

@@ -60,127 +60,174 @@ const struct kbsim_command kbsim_probe_command = {
     NULL,
     kbsim_cmd_probe};
 
-static int kbsim_cmd_probe(int argc, char **argv)
-{
-  struct kbsim_args a;
+/* One `kbsim probe`: what the command line asked for. Owned by
+ * kbsim_cmd_probe, which wipes the passwords. */
+struct kbsim_probe {
   struct kbsim_probe_user parts[KBSIM_PROBE_MAX_USERS];
   struct probe_user users[KBSIM_PROBE_MAX_USERS];
+  size_t nusers;
   struct probe_config cfg;
-  struct probe_report rep;
-  const char *json = NULL, *junit = NULL;
-  size_t nusers = 0, i;
+  const char *json, *junit;
+  bool exit_now; /* --help printed: exit with the code returned */
+};
+
+/* Takes one option c with its value arg into *p. Returns 0, or 2 after
+ * printing what was wrong. */
+static int kbsim_probe_option(struct kbsim_probe *p, int c, const char *arg)
+{
+  struct kbsim_probe_user *u = &p->parts[p->nusers];
   char err[512];
   uint64_t v;
-  int c, result = 2;
 
-  memset(&cfg, 0, sizeof(cfg));
-  memset(parts, 0, sizeof(parts));
-  kbsim_args_init(&a, &kbsim_probe_command, argc, argv);
-  while((c = kbsim_args_next(&a)) > 0) {
-    switch(c) {
-    case 'u':
-      if(nusers == KBSIM_PROBE_MAX_USERS) {
-        result = kbsim_bad_args("at most two --user (the two-user check)");
-        goto done;
-      }
-      if(kb_users_split_spec(optarg, true, parts[nusers].domain,
-                             sizeof(parts[0].domain), parts[nusers].user,
-                             sizeof(parts[0].user), parts[nusers].password,
-                             sizeof(parts[0].password), err, sizeof(err))) {
-        fprintf(stderr, "kbsim probe: --user: %s\n", err);
-        goto done;
-      }
-      nusers++;
-      break;
-    case 's':
-      cfg.status_url = optarg;
-      break;
-    case 'p':
-      if(kbsim_parse_u64(optarg, 1, KBSIM_MAX_POSTS, &v)) {
-        result = kbsim_bad_args("--posts: '%s' is not a number from 1 to 100",
-                                optarg);
-        goto done;
-      }
-      cfg.posts = (unsigned)v;
-      break;
-    case 'H':
-      cfg.host = optarg;
-      break;
-    case 'j':
-      json = optarg;
-      break;
-    case 'J':
-      junit = optarg;
-      break;
+  switch(c) {
+  case 'u':
+    if(p->nusers == KBSIM_PROBE_MAX_USERS)
+      return kbsim_bad_args("at most two --user (the two-user check)");
+    if(kb_users_split_spec(arg, true, u->domain, sizeof(u->domain), u->user,
+                           sizeof(u->user), u->password, sizeof(u->password),
+                           err, sizeof(err))) {
+      fprintf(stderr, "kbsim probe: --user: %s\n", err);
+      return 2;
     }
+    p->nusers++;
+    break;
+  case 's':
+    p->cfg.status_url = arg;
+    break;
+  case 'p':
+    if(kbsim_parse_u64(arg, 1, KBSIM_MAX_POSTS, &v))
+      return kbsim_bad_args("--posts: '%s' is not a number from 1 to 100", arg);
+    p->cfg.posts = (unsigned)v;
+    break;
+  case 'H':
+    p->cfg.host = arg;
+    break;
+  case 'j':
+    p->json = arg;
+    break;
+  case 'J':
+    p->junit = arg;
+    break;
   }
+  return 0;
+}
+
+/* Parses the command line into *p. Returns 0, or the exit code (with
+ * p->exit_now after --help) after printing what was wrong. */
+static int kbsim_probe_parse(int argc, char **argv, struct kbsim_probe *p)
+{
+  struct kbsim_args a;
+  const char *url;
+  int c, bad;
+
+  kbsim_args_init(&a, &kbsim_probe_command, argc, argv);
+  while((c = kbsim_args_next(&a)) > 0)
+    if((bad = kbsim_probe_option(p, c, optarg)) != 0)
+      return bad;
   if(c < 0) {
-    result = a.status;
-    goto done;
+    p->exit_now = true;
+    return a.status;
   }
   if(optind < argc)
-    cfg.url = argv[optind++];
-  if(optind < argc) {
-    result = kbsim_bad_args("unexpected argument '%s'", argv[optind]);
-    goto done;
-  }
-  if(!cfg.url) {
-    result = kbsim_bad_args("give the listener's URL");
-    goto done;
-  }
-  if(strncmp(cfg.url, "http://", 7) && strncmp(cfg.url, "https://", 8)) {
-    result = kbsim_bad_args(
-        "the listener's URL starts http:// or https://, unlike '%s'", cfg.url);
-    goto done;
-  }
-  if(!nusers) {
-    result = kbsim_bad_args("give --user 'DOMAIN\\user:password'");
-    goto done;
-  }
-  for(i = 0; i < nusers; i++) {
-    if(!parts[i].password[0]) {
+    p->cfg.url = argv[optind++];
+  if(optind < argc)
+    return kbsim_bad_args("unexpected argument '%s'", argv[optind]);
+  url = p->cfg.url;
+  if(!url)
+    return kbsim_bad_args("give the listener's URL");
+  if(strncmp(url, "http://", 7) && strncmp(url, "https://", 8))
+    return kbsim_bad_args(
+        "the listener's URL starts http:// or https://, unlike '%s'", url);
+  if(!p->nusers)
+    return kbsim_bad_args("give --user 'DOMAIN\\user:password'");
+  return 0;
+}
+
+/* Asks for the passwords the --user specs left out (KBSIM_PASSWORD or the
+ * terminal) and hands the users to the probe's config. Returns 0, or 2
+ * after printing why not. */
+static int kbsim_probe_users(struct kbsim_probe *p)
+{
+  char err[512];
+  size_t i;
+
+  for(i = 0; i < p->nusers; i++) {
+    struct kbsim_probe_user *u = &p->parts[i];
+
+    if(!u->password[0]) {
       char who[600];
-      snprintf(who, sizeof(who), "%.127s\\%.127s", parts[i].domain,
-               parts[i].user);
-      if(sim_ask_password(who, parts[i].password, sizeof(parts[i].password),
-                          err, sizeof(err))) {
+      snprintf(who, sizeof(who), "%.127s\\%.127s", u->domain, u->user);
+      if(secret_ask_password(who, u->password, sizeof(u->password), err,
+                             sizeof(err))) {
         fprintf(stderr, "kbsim probe: %s\n", err);
-        goto done;
+        return 2;
       }
     }
-    users[i].domain = parts[i].domain;
-    users[i].user = parts[i].user;
-    users[i].password = parts[i].password;
+    p->users[i].domain = u->domain;
+    p->users[i].user = u->user;
+    p->users[i].password = u->password;
   }
-  cfg.users = users;
-  cfg.nusers = nusers;
+  p->cfg.users = p->users;
+  p->cfg.nusers = p->nusers;
+  return 0;
+}
 
-  curl_global_init(CURL_GLOBAL_DEFAULT);
-  if(probe_run(&cfg, &rep, err, sizeof(err))) {
-    fprintf(stderr, "kbsim probe: %s\n", err);
-    goto done;
-  }
-  printf("Probing %s%s%s\n", cfg.url,
-         cfg.status_url ? " with Exchange's status at " : "",
-         cfg.status_url ? cfg.status_url : "");
+/* Prints rep, one verdict line per check and the class, and writes
+ * --json and --junit. Returns the exit code: the class's, or 3 when a
+ * file could not be written. */
+static int kbsim_probe_report(const struct kbsim_probe *p,
+                              const struct probe_report *rep)
+{
+  const struct probe_config *cfg = &p->cfg;
+  char err[512];
+  size_t i;
+  int result;
+
+  printf("Probing %s%s%s\n", cfg->url,
+         cfg->status_url ? " with Exchange's status at " : "",
+         cfg->status_url ? cfg->status_url : "");
   for(i = 0; i < PROBE_CHECK_COUNT; i++)
     printf("%-5s %-15s %s\n",
-           probe_verdict_name(rep.checks[i].verdict) /* PASS etc. */,
-           probe_check_name((enum probe_check)i), rep.checks[i].line);
-  printf("Class: %s\n", probe_class_text(rep.cls));
-  result = probe_class_exit(rep.cls);
+           probe_verdict_name(rep->checks[i].verdict) /* PASS etc. */,
+           probe_check_name((enum probe_check)i), rep->checks[i].line);
+  printf("Class: %s\n", probe_class_text(rep->cls));
+  result = probe_class_exit(rep->cls);
   err[0] = '\0';
-  if(json && probe_write_json(&cfg, &rep, json, err, sizeof(err))) {
+  if(p->json && probe_write_json(cfg, rep, p->json, err, sizeof(err))) {
     fprintf(stderr, "kbsim probe: %s\n", err);
     result = 3;
   }
   err[0] = '\0';
-  if(junit && probe_write_junit(&cfg, &rep, junit, err, sizeof(err))) {
+  if(p->junit && probe_write_junit(cfg, rep, p->junit, err, sizeof(err))) {
     fprintf(stderr, "kbsim probe: %s\n", err);
     result = 3;
   }
+  return result;
+}
+
+static int kbsim_cmd_probe(int argc, char **argv)
+{
+  struct kbsim_probe p;
+  struct probe_report rep;
+  char err[512];
+  int result;
+
+  memset(&p, 0, sizeof(p));
+  result = kbsim_probe_parse(argc, argv, &p);
+  if(result || p.exit_now)
+    goto done;
+  result = kbsim_probe_users(&p);
+  if(result)
+    goto done;
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  if(probe_run(&p.cfg, &rep, err, sizeof(err))) {
+    fprintf(stderr, "kbsim probe: %s\n", err);
+    result = 2;
+    goto done;
+  }
+  result = kbsim_probe_report(&p, &rep);
 
 done:
-  explicit_bzero(parts, sizeof(parts));
+  explicit_bzero(p.parts, sizeof(p.parts));
   return result;
 }

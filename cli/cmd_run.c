@@ -31,19 +31,19 @@
 
 struct kbsim_evidence {
   const char *transcript, *pcap, *json;
-  const char *html;             /* --html: one page for every run */
-  struct html_report *report;   /* what it will hold */
-  struct evidence_paths *paths; /* each run's files, named before any ran */
+  const char *html;           /* --html: one page for every run */
+  struct html_report *report; /* what it will hold */
+  /* Each run's files, named before any ran (kbsim_evidence_plan); owned,
+   * released with free(). */
+  struct evidence_paths *paths;
+  bool tap; /* --tap: standard output is TAP's alone, no human lines */
 };
-
-/* --tap: standard output is TAP's alone; the human lines are left out. */
-static bool kbsim_run_tap;
 
 /* Says where a file went: "evidence: wrote bug.json" (on stderr with
  * --tap). */
-static void kbsim_wrote(const char *path)
+static void kbsim_wrote(const struct kbsim_evidence *want, const char *path)
 {
-  FILE *out = kbsim_run_tap ? stderr : stdout;
+  FILE *out = want->tap ? stderr : stdout;
 
   if(strcmp(path, "-"))
     fprintf(out, "evidence: wrote %s\n", path);
@@ -54,6 +54,7 @@ static void kbsim_wrote(const char *path)
 /* Writes whichever evidence files were asked for into the paths planned
  * for this run. Returns 0, or -1 after printing a one-line error. */
 static int kbsim_write_evidence(struct sim_recorder *rec,
+                                const struct kbsim_evidence *want,
                                 const struct evidence_paths *paths,
                                 const struct evidence_run *run)
 {
@@ -70,21 +71,21 @@ static int kbsim_write_evidence(struct sim_recorder *rec,
     return -1;
   }
   if(paths->transcript[0])
-    kbsim_wrote(paths->transcript);
+    kbsim_wrote(want, paths->transcript);
   if(paths->pcap[0] &&
      evidence_write_pcap(rec, paths->pcap, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     return -1;
   }
   if(paths->pcap[0])
-    kbsim_wrote(paths->pcap);
+    kbsim_wrote(want, paths->pcap);
   if(paths->json[0] &&
      evidence_write_json(rec, run, paths->json, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     return -1;
   }
   if(paths->json[0])
-    kbsim_wrote(paths->json);
+    kbsim_wrote(want, paths->json);
   return 0;
 }
 
@@ -92,8 +93,9 @@ static int kbsim_write_evidence(struct sim_recorder *rec,
  * is wrapped; --junit - and --tap want standard output for themselves.
  * Returns 0 or the exit code (kbsim_evidence_status). */
 static int kbsim_evidence_stdout(const struct kbsim_evidence *want,
-                                 const char *junit, bool tap)
+                                 const char *junit)
 {
+  bool tap = want->tap;
   const char *outs[4] = {want->transcript, want->pcap, want->json, want->html};
   char err[512];
   size_t i;
@@ -108,12 +110,12 @@ static int kbsim_evidence_stdout(const struct kbsim_evidence *want,
                                err);
 }
 
-/* Names every run's evidence files and checks they can be written, before
- * anything runs. Returns 0 or the exit code (kbsim_evidence_status). */
+/* Names every run's evidence files into want->paths (allocated here) and
+ * checks they can be written, before anything runs. Returns 0 or the exit
+ * code (kbsim_evidence_status; 3 when out of memory). */
 static int kbsim_evidence_plan(struct kbsim_evidence *want,
                                const struct scenario *scenarios, size_t n)
 {
-  static struct evidence_paths paths[KBSIM_MAX_FILES];
   const char *names[KBSIM_MAX_FILES];
   struct evidence_want w = {want->transcript, want->pcap, want->json,
                             want->html};
@@ -122,9 +124,13 @@ static int kbsim_evidence_plan(struct kbsim_evidence *want,
 
   for(i = 0; i < n; i++)
     names[i] = scenarios[i].name;
-  want->paths = paths;
+  want->paths = calloc(n, sizeof(*want->paths));
+  if(!want->paths) {
+    fprintf(stderr, "kbsim: out of memory\n");
+    return 3;
+  }
   return kbsim_evidence_status(
-      evidence_plan(&w, names, n, paths, err, sizeof(err)), err);
+      evidence_plan(&w, names, n, want->paths, err, sizeof(err)), err);
 }
 
 /* Starts the --html page when it was asked for. Returns 0, or -1 after
@@ -154,7 +160,7 @@ static int kbsim_html_finish(struct kbsim_evidence *want)
     result = 1;
   }
   else if(want->report)
-    kbsim_wrote(want->html);
+    kbsim_wrote(want, want->html);
   html_report_free(want->report);
   want->report = NULL;
   return result;
@@ -235,7 +241,7 @@ static int kbsim_run_one(const struct scenario *sc,
                           : (struct kb_trace){0},
                       &o, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
-    if(from_file && !kbsim_run_tap)
+    if(from_file && !want->tap)
       printf("ERROR %s (%s): " WRAP_HANG "the harness could not run it "
              "(infrastructure): %s\n",
              sc->name, sc->path, err);
@@ -260,14 +266,14 @@ static int kbsim_run_one(const struct scenario *sc,
                                .proxy = &o.proxy,
                                .passed = !result,
                                .outcome_class = client_class_name(v->got)};
-    if(kbsim_write_evidence(&rec, paths, &run)) {
+    if(kbsim_write_evidence(&rec, want, paths, &run)) {
       v->result = SIM_RESULT_ERROR;
       snprintf(v->message, sizeof(v->message), "evidence could not be written");
       result = 3;
       goto done;
     }
   }
-  if((!from_file || verbose) && !kbsim_run_tap)
+  if((!from_file || verbose) && !want->tap)
     kbsim_print_sessions(&o);
   sim_outcome_summary(sc, &o, summary, sizeof(summary));
   snprintf(v->output, sizeof(v->output), "%s", summary);
@@ -275,7 +281,7 @@ static int kbsim_run_one(const struct scenario *sc,
               : result == 1 ? SIM_RESULT_FAIL
                             : SIM_RESULT_ERROR;
   snprintf(v->message, sizeof(v->message), "%s", result ? why : summary);
-  if(kbsim_run_tap)
+  if(want->tap)
     ; /* the verdict says it */
   else if(from_file && result == 3)
     printf("ERROR %s (%s): " WRAP_HANG "%s: %s\n", sc->name, sc->path, why,
@@ -321,7 +327,7 @@ done:
 }
 
 /* Adds a "DOMAIN\user:password" spec to the flag form's scenario; a
- * sim_user_add_fn for --user-file too. */
+ * secret_user_add_fn for --user-file too. */
 static int kbsim_run_add_user(void *ctx, const char *spec, char *err,
                               size_t errlen)
 {
@@ -438,162 +444,182 @@ static int kbsim_run_finish(struct kbsim_evidence *want,
   return rc;
 }
 
-static int kbsim_cmd_run(int argc, char **argv)
+/* One `kbsim run`. Owned by kbsim_cmd_run, on the heap: it holds up to
+ * KBSIM_MAX_FILES scenarios and their verdicts. */
+struct kbsim_run {
+  struct kbsim_evidence want;
+  const char *junit; /* --junit */
+  bool have_policy, have_seed, verbose;
+  /* The last flag given that makes no sense with files, or NULL. */
+  const char *flag_only;
+  uint64_t seed;
+  bool exit_now; /* --help printed: exit with the code returned */
+  struct sim_verdict verdicts[KBSIM_MAX_FILES];
+  /* The files' scenarios; scenarios[0] is the flag form's. */
+  struct scenario scenarios[KBSIM_MAX_FILES];
+};
+
+/* Takes one option c with its value arg into *r (the flag form's settings
+ * into r->scenarios[0]). Returns 0, or 2 after printing what was wrong. */
+static int kbsim_run_option(struct kbsim_run *r, int c, const char *arg)
 {
-  static struct sim_verdict verdicts[KBSIM_MAX_FILES];
-  const char *junit = NULL;
-  bool tap = false;
-  int errors = 0;
-  static struct scenario scenarios[KBSIM_MAX_FILES];
-  struct scenario *flags = &scenarios[0];
-  struct kbsim_evidence want = {NULL, NULL, NULL, NULL, NULL, NULL};
+  struct scenario *flags = &r->scenarios[0];
+  enum proxy_policy policy;
   char err[512];
-  struct kbsim_args a;
-  bool have_policy = false, have_seed = false, verbose = false;
-  bool flag_only = false; /* a flag that makes no sense with files */
-  const char *flag_name = NULL;
-  uint64_t v, seed = 1;
-  size_t nfiles, i;
-  int c, failed = 0, bad = 0;
+  uint64_t v;
 
-  scenario_defaults(flags);
-  flags->nusers = 0;
-  kbsim_args_init(&a, &kbsim_run_command, argc, argv);
-  while((c = kbsim_args_next(&a)) > 0) {
-    switch(c) {
-    case 'P': {
-      enum proxy_policy policy;
-      if(proxy_policy_parse(optarg, &policy))
-        return kbsim_bad_args("--policy: '%s' is not per-connection or "
-                              "per-request",
-                              optarg);
-      /* As shipped, or with the hotfix (SP1) and the script. */
-      flags->members[0].patch = policy == PROXY_POLICY_PER_REQUEST
-                                    ? SCENARIO_PATCH_SP1
-                                    : SCENARIO_PATCH_RTM;
-      flags->members[0].script = policy == PROXY_POLICY_PER_REQUEST;
-      have_policy = true;
-      flag_only = true;
-      flag_name = "--policy";
-      break;
-    }
-    case 'c':
-      if(kbsim_parse_u64(optarg, 1, KBSIM_MAX_CLIENTS, &v))
-        return kbsim_bad_args("--clients: '%s' is not a number from 1 to "
-                              "1000",
-                              optarg);
-      flags->clients = (unsigned)v;
-      flag_only = true;
-      flag_name = "--clients";
-      break;
-    case 'p':
-      if(kbsim_parse_u64(optarg, 1, KBSIM_MAX_POSTS, &v))
-        return kbsim_bad_args("--posts: '%s' is not a number from 1 to 100",
-                              optarg);
-      flags->posts = (unsigned)v;
-      flag_only = true;
-      flag_name = "--posts";
-      break;
-    case 's':
-      if(kbsim_parse_u64(optarg, 0, UINT64_MAX, &seed))
-        return kbsim_bad_args("--seed: '%s' is not a whole number", optarg);
-      have_seed = true;
-      break;
-    case 'e':
-      if(!strcmp(optarg, "error"))
-        flags->expect.outcome = 1;
-      else if(!strcmp(optarg, "clean"))
-        flags->expect.outcome = 0;
-      else
-        return kbsim_bad_args("--expect: '%s' is not error or clean", optarg);
-      flag_only = true;
-      flag_name = "--expect";
-      break;
-    case 'n':
-      if(kbsim_parse_kind(optarg, &flags->ntlm))
-        return kbsim_bad_args("--ntlm: '%s' is not v2, v1 or v1-ess", optarg);
-      flag_only = true;
-      flag_name = "--ntlm";
-      break;
-    case 'u':
-      if(kbsim_run_add_user(flags, optarg, err, sizeof(err)))
-        return kbsim_bad_args("--user: %s", err);
-      flag_only = true;
-      flag_name = "--user";
-      break;
-    case 'F':
-      if(sim_user_file(optarg, kbsim_run_add_user, flags, err, sizeof(err))) {
-        fprintf(stderr, "kbsim: --user-file: %s\n", err);
-        return 2;
-      }
-      flag_only = true;
-      flag_name = "--user-file";
-      break;
-    case 't':
-      want.transcript = optarg;
-      break;
-    case 'w':
-      want.pcap = optarg;
-      break;
-    case 'j':
-      want.json = optarg;
-      break;
-    case 'H':
-      want.html = optarg;
-      break;
-    case 'v':
-      verbose = true;
-      break;
-    case 'J':
-      junit = optarg;
-      break;
-    case 'T':
-      tap = kbsim_run_tap = true;
-      break;
-    }
-  }
-  if(c < 0)
-    return a.status;
-  if((bad = kbsim_evidence_stdout(&want, junit, tap)) != 0)
-    return bad;
-  (void)wrap_stdout(wrap_columns(STDOUT_FILENO));
-
-  nfiles = (size_t)(argc - optind);
-  if(nfiles) {
-    if(flag_only)
-      return kbsim_bad_args("%s cannot be combined with scenario files; "
-                            "set it in the file instead",
-                            flag_name);
-    if(nfiles > KBSIM_MAX_FILES)
-      return kbsim_bad_args("at most %d scenario files at once",
-                            KBSIM_MAX_FILES);
-    /* Read every file before running any, so a typo in the last one is
-     * found before minutes of runs. */
-    for(i = 0; i < nfiles; i++) {
-      if(kbsim_load_scenario(argv[optind + (int)i], &scenarios[i]))
-        bad = 1;
-      else if(have_seed)
-        scenarios[i].seed = seed;
-    }
-    if(bad)
+  switch(c) {
+  case 'P':
+    if(proxy_policy_parse(arg, &policy))
+      return kbsim_bad_args("--policy: '%s' is not per-connection or "
+                            "per-request",
+                            arg);
+    /* As shipped, or with the hotfix (SP1) and the script. */
+    flags->members[0].patch = policy == PROXY_POLICY_PER_REQUEST
+                                  ? SCENARIO_PATCH_SP1
+                                  : SCENARIO_PATCH_RTM;
+    flags->members[0].script = policy == PROXY_POLICY_PER_REQUEST;
+    r->have_policy = true;
+    r->flag_only = "--policy";
+    break;
+  case 'c':
+    if(kbsim_parse_u64(arg, 1, KBSIM_MAX_CLIENTS, &v))
+      return kbsim_bad_args("--clients: '%s' is not a number from 1 to "
+                            "1000",
+                            arg);
+    flags->clients = (unsigned)v;
+    r->flag_only = "--clients";
+    break;
+  case 'p':
+    if(kbsim_parse_u64(arg, 1, KBSIM_MAX_POSTS, &v))
+      return kbsim_bad_args("--posts: '%s' is not a number from 1 to 100", arg);
+    flags->posts = (unsigned)v;
+    r->flag_only = "--posts";
+    break;
+  case 's':
+    if(kbsim_parse_u64(arg, 0, UINT64_MAX, &r->seed))
+      return kbsim_bad_args("--seed: '%s' is not a whole number", arg);
+    r->have_seed = true;
+    break;
+  case 'e':
+    if(!strcmp(arg, "error"))
+      flags->expect.outcome = 1;
+    else if(!strcmp(arg, "clean"))
+      flags->expect.outcome = 0;
+    else
+      return kbsim_bad_args("--expect: '%s' is not error or clean", arg);
+    r->flag_only = "--expect";
+    break;
+  case 'n':
+    if(kbsim_parse_kind(arg, &flags->ntlm))
+      return kbsim_bad_args("--ntlm: '%s' is not v2, v1 or v1-ess", arg);
+    r->flag_only = "--ntlm";
+    break;
+  case 'u':
+    if(kbsim_run_add_user(flags, arg, err, sizeof(err)))
+      return kbsim_bad_args("--user: %s", err);
+    r->flag_only = "--user";
+    break;
+  case 'F':
+    if(secret_user_file(arg, kbsim_run_add_user, flags, err, sizeof(err))) {
+      fprintf(stderr, "kbsim: --user-file: %s\n", err);
       return 2;
-    if((bad = kbsim_evidence_plan(&want, scenarios, nfiles)) != 0)
-      return bad;
-    if(kbsim_html_start(&want))
-      return 3;
-    for(i = 0; i < nfiles; i++) {
-      int rc = kbsim_run_one(&scenarios[i], &want, &want.paths[i], true,
-                             verbose, &verdicts[i]);
-      failed += rc == 1;
-      errors += rc == 3;
     }
-    if(nfiles > 1 && !tap)
-      printf("%zu scenarios: %zu passed, %d failed, %d could not run\n", nfiles,
-             nfiles - (size_t)failed - (size_t)errors, failed, errors);
-    return kbsim_run_finish(&want, verdicts, nfiles, junit, tap);
+    r->flag_only = "--user-file";
+    break;
+  case 't':
+    r->want.transcript = arg;
+    break;
+  case 'w':
+    r->want.pcap = arg;
+    break;
+  case 'j':
+    r->want.json = arg;
+    break;
+  case 'H':
+    r->want.html = arg;
+    break;
+  case 'v':
+    r->verbose = true;
+    break;
+  case 'J':
+    r->junit = arg;
+    break;
+  case 'T':
+    r->want.tap = true;
+    break;
   }
+  return 0;
+}
 
-  if(!have_policy)
+/* Parses the command line into *r. Returns 0, or the exit code (with
+ * r->exit_now after --help) after printing what was wrong. */
+static int kbsim_run_parse(int argc, char **argv, struct kbsim_run *r)
+{
+  struct kbsim_args a;
+  int c, bad;
+
+  r->seed = 1;
+  scenario_defaults(&r->scenarios[0]);
+  r->scenarios[0].nusers = 0;
+  kbsim_args_init(&a, &kbsim_run_command, argc, argv);
+  while((c = kbsim_args_next(&a)) > 0)
+    if((bad = kbsim_run_option(r, c, optarg)) != 0)
+      return bad;
+  if(c < 0) {
+    r->exit_now = true;
+    return a.status;
+  }
+  return kbsim_evidence_stdout(&r->want, r->junit);
+}
+
+/* Runs the scenario files named by names[0..n), each read before any
+ * runs, so a typo in the last one is found before minutes of runs.
+ * Returns the exit code. */
+static int kbsim_run_files(struct kbsim_run *r, char **names, size_t n)
+{
+  struct kbsim_evidence *want = &r->want;
+  int failed = 0, errors = 0, bad = 0;
+  size_t i;
+
+  if(r->flag_only)
+    return kbsim_bad_args("%s cannot be combined with scenario files; "
+                          "set it in the file instead",
+                          r->flag_only);
+  if(n > KBSIM_MAX_FILES)
+    return kbsim_bad_args("at most %d scenario files at once", KBSIM_MAX_FILES);
+  for(i = 0; i < n; i++) {
+    if(kbsim_load_scenario(names[i], &r->scenarios[i]))
+      bad = 1;
+    else if(r->have_seed)
+      r->scenarios[i].seed = r->seed;
+  }
+  if(bad)
+    return 2;
+  if((bad = kbsim_evidence_plan(want, r->scenarios, n)) != 0)
+    return bad;
+  if(kbsim_html_start(want))
+    return 3;
+  for(i = 0; i < n; i++) {
+    int rc = kbsim_run_one(&r->scenarios[i], want, &want->paths[i], true,
+                           r->verbose, &r->verdicts[i]);
+    failed += rc == 1;
+    errors += rc == 3;
+  }
+  if(n > 1 && !want->tap)
+    printf("%zu scenarios: %zu passed, %d failed, %d could not run\n", n,
+           n - (size_t)failed - (size_t)errors, failed, errors);
+  return kbsim_run_finish(want, r->verdicts, n, r->junit, want->tap);
+}
+
+/* Runs the flag form: N sessions through one member with --policy.
+ * Returns the exit code. */
+static int kbsim_run_flags(struct kbsim_run *r)
+{
+  struct scenario *flags = &r->scenarios[0];
+  int bad;
+
+  if(!r->have_policy)
     return kbsim_bad_args("give scenarios (files or names), or --policy "
                           "per-connection|per-request");
   if(!flags->nusers)
@@ -602,11 +628,33 @@ static int kbsim_cmd_run(int argc, char **argv)
   flags->nmembers = 1;
   snprintf(flags->members[0].name, sizeof(flags->members[0].name), "ISA01");
   snprintf(flags->name, sizeof(flags->name), "run");
-  flags->seed = seed;
-  if((bad = kbsim_evidence_plan(&want, flags, 1)) != 0)
+  flags->seed = r->seed;
+  if((bad = kbsim_evidence_plan(&r->want, flags, 1)) != 0)
     return bad;
-  if(kbsim_html_start(&want))
+  if(kbsim_html_start(&r->want))
     return 3;
-  kbsim_run_one(flags, &want, &want.paths[0], false, verbose, &verdicts[0]);
-  return kbsim_run_finish(&want, verdicts, 1, junit, tap);
+  kbsim_run_one(flags, &r->want, &r->want.paths[0], false, r->verbose,
+                &r->verdicts[0]);
+  return kbsim_run_finish(&r->want, r->verdicts, 1, r->junit, r->want.tap);
+}
+
+static int kbsim_cmd_run(int argc, char **argv)
+{
+  struct kbsim_run *r = calloc(1, sizeof(*r));
+  int rc;
+
+  if(!r) {
+    fprintf(stderr, "kbsim: out of memory\n");
+    return 3;
+  }
+  rc = kbsim_run_parse(argc, argv, r);
+  if(!rc && !r->exit_now) {
+    (void)wrap_stdout(wrap_columns(STDOUT_FILENO));
+    rc = optind < argc
+             ? kbsim_run_files(r, argv + optind, (size_t)(argc - optind))
+             : kbsim_run_flags(r);
+  }
+  free(r->want.paths);
+  free(r);
+  return rc;
 }

@@ -99,10 +99,11 @@ static const struct kbsim_opt serve_opts[] = {
      "Where Exchange listens (default "
      "127.0.0.1:0 with SCENARIO)."},
     {"admin", 'a', "HOST:PORT",
-     "Where the admin endpoint listens (always "
-     "with SCENARIO, default 127.0.0.1:0). It "
-     "has no authentication: keep it on "
-     "loopback."},
+     "Where the admin endpoint listens (always with SCENARIO, default "
+     "127.0.0.1:0). Every request needs its token: KBSIM_ADMIN_TOKEN when "
+     "set, else a random one, printed in the console's URL and written to "
+     "a file only you can read, where 'kbsim ctl' finds it. It is plain "
+     "HTTP: keep it on loopback."},
     {"policy", 'P', "per-connection|per-request",
      "Without SCENARIO: the listener's policy (per-request counts as SP1 "
      "with the script, per-connection as RTM)."},
@@ -156,7 +157,7 @@ const struct kbsim_command kbsim_serve_command = {
     "@scenario",
     kbsim_cmd_serve};
 
-/* sim_user_fn for --user-file: into the store of the flag form. */
+/* secret_user_add_fn for --user-file: into the store of the flag form. */
 static int kbsim_serve_add_user(void *ctx, const char *spec, char *err,
                                 size_t errlen)
 {
@@ -226,8 +227,8 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
       flag_only = "--user";
       break;
     case 'F':
-      if(sim_user_file(optarg, kbsim_serve_add_user, o->users, err,
-                       sizeof(err))) {
+      if(secret_user_file(optarg, kbsim_serve_add_user, o->users, err,
+                          sizeof(err))) {
         fprintf(stderr, "kbsim: --user-file: %s\n", err);
         return 2;
       }
@@ -416,167 +417,191 @@ static int kbsim_serve_evidence(struct sim_recorder *rec,
   return 0;
 }
 
-/* Runs the topology of sc until SIGINT or SIGTERM. With a balancer (the
- * scenario form) members listen on loopback ephemeral ports behind it;
- * without (the flag form) the one member listens on --proxy. Returns the
- * exit code. */
-static int kbsim_serve_run(const struct scenario *sc,
-                           const struct kb_users *users,
-                           const struct kbsim_serve_opts *o, bool balanced)
-{
-  struct sim_topology_config cfg;
-  struct sim_topology *topo = NULL;
-  struct balancer_config bcfg;
-  struct sim_rng brng;
-  struct balancer *bal = NULL;
-  struct admin_config acfg;
-  struct admin_member members[ADMIN_MAX_MEMBERS];
-  char member_urls[ADMIN_MAX_MEMBERS][128];
-  struct admin *adm = NULL;
-  struct live_config lcfg;
-  struct live *live = NULL;
-  char err[512], url[128], burl[128], eurl[128], token_path[512] = "";
-  const char *env_token = getenv("KBSIM_ADMIN_TOKEN");
-  sigset_t set;
-  size_t i;
-  int sig = 0, result = 1;
-  struct sim_recorder rec;
-  bool recording = o->pcap || o->transcript || o->json || o->html;
+/* A running serve: what kbsim_serve_run starts, and what their configs
+ * point into (the tee, the balancer's random source), so everything lives
+ * until the stop. Owned by kbsim_serve_run; zeroed means nothing started. */
+struct kbsim_serve {
+  const struct scenario *sc;
+  const struct kbsim_serve_opts *o;
+  bool balanced;  /* the scenario form: members behind the balancer */
+  bool recording; /* --pcap, --transcript, --json or --html */
   /* The flag form has no balancer, and libmicrohttpd hands over no raw
    * bytes: to record the client hop, a one-member TCP relay (the
    * balancer) takes --proxy and the listener moves behind it. */
-  bool relay = !balanced && recording;
+  bool relay;
+  struct sim_topology_config cfg;
+  struct sim_topology *topo;
+  struct balancer_config bcfg;
+  struct sim_rng brng;
+  struct balancer *bal;
+  struct admin *adm;
+  struct live *live;
+  struct sim_recorder rec;
   struct kbsim_serve_tee tee;
-  struct evidence_serve *srv = calloc(1, sizeof(*srv));
+  char token_path[512]; /* "" until written; removed at the stop */
+  struct evidence_serve srv;
+};
 
-  /* Block the stop signals before any thread starts, so every thread
-   * inherits the mask and only sigwait() below receives them. */
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, NULL);
+/* Starts the live view and the topology of s->sc: the members listen on
+ * loopback ephemeral ports behind a balancer or relay, or the one member
+ * on --proxy. Returns 0, or -1 after printing a one-line error. */
+static int kbsim_serve_topology(struct kbsim_serve *s,
+                                const struct kb_users *users)
+{
+  const struct scenario *sc = s->sc;
+  const struct kbsim_serve_opts *o = s->o;
+  struct sim_topology_config *cfg = &s->cfg;
+  struct live_config lcfg;
+  bool behind = s->balanced || s->relay;
+  char err[512];
+  size_t i;
 
-  if(!srv) {
-    fprintf(stderr, "kbsim: out of memory\n");
-    goto done;
-  }
   memset(&lcfg, 0, sizeof(lcfg));
   lcfg.out = o->quiet ? NULL : stdout;
-  if(live_new(&lcfg, &live, err, sizeof(err))) {
+  if(live_new(&lcfg, &s->live, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
-    goto done;
+    return -1;
   }
-  memset(&cfg, 0, sizeof(cfg));
-  cfg.trace = live_as_trace(live);
-  cfg.nmembers = sc->nmembers;
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->trace = live_as_trace(s->live);
+  cfg->nmembers = sc->nmembers;
   for(i = 0; i < sc->nmembers; i++) {
-    cfg.members[i].name = sc->members[i].name;
-    cfg.members[i].policy =
+    cfg->members[i].name = sc->members[i].name;
+    cfg->members[i].policy =
         scenario_effective_policy(sc->members[i].patch, sc->members[i].script);
   }
-  cfg.policy = cfg.members[0].policy;
-  cfg.auth = sc->auth;
-  cfg.idle_timeout_ms = sc->idle_timeout_ms;
-  cfg.max_requests = sc->max_requests;
-  cfg.users = users;
-  cfg.dns_domain = sc->dns_domain[0] ? sc->dns_domain : NULL;
-  cfg.proxy_host = balanced || relay ? "127.0.0.1" : o->proxy.host;
-  cfg.proxy_port = balanced || relay ? 0 : o->proxy.port;
-  cfg.backend_host = o->backend.host;
-  cfg.backend_port = o->backend.port;
-  cfg.simulated = false; /* real clients: real clock, real randomness */
-  cfg.fds_per_session = SIM_FDS_PER_SERVED_SESSION;
+  cfg->policy = cfg->members[0].policy;
+  cfg->auth = sc->auth;
+  cfg->idle_timeout_ms = sc->idle_timeout_ms;
+  cfg->max_requests = sc->max_requests;
+  cfg->users = users;
+  cfg->dns_domain = sc->dns_domain[0] ? sc->dns_domain : NULL;
+  cfg->proxy_host = behind ? "127.0.0.1" : o->proxy.host;
+  cfg->proxy_port = behind ? 0 : o->proxy.port;
+  cfg->backend_host = o->backend.host;
+  cfg->backend_port = o->backend.port;
+  cfg->simulated = false; /* real clients: real clock, real randomness */
+  cfg->fds_per_session = SIM_FDS_PER_SERVED_SESSION;
   /* --pcap/--transcript: every member's upstream hop (its libcurl) and,
    * through the balancer, the client hop, stamped on the real clock. */
-  sim_recorder_init(&rec, true);
-  if(recording) {
-    tee.live = cfg.trace;
-    tee.rec = sim_recorder_as_kb(&rec);
-    cfg.trace.emit = kbsim_serve_tee_emit;
-    cfg.trace.ctx = &tee;
+  if(s->recording) {
+    s->tee.live = cfg->trace;
+    s->tee.rec = sim_recorder_as_kb(&s->rec);
+    cfg->trace.emit = kbsim_serve_tee_emit;
+    cfg->trace.ctx = &s->tee;
   }
-  if(sim_topology_start(&cfg, &topo, err, sizeof(err))) {
+  if(sim_topology_start(cfg, &s->topo, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
-    goto done;
+    return -1;
   }
+  return 0;
+}
 
-  if(balanced || relay) {
-    memset(&bcfg, 0, sizeof(bcfg));
-    bcfg.bind_host = o->proxy.host;
-    bcfg.port = o->proxy.port;
-    bcfg.nmembers = topo->nproxies;
-    /* As many as the members hold together: one member connection per
-     * client connection. */
-    bcfg.max_connections =
-        (unsigned)(topo->member_connections * topo->nproxies);
-    for(i = 0; i < topo->nproxies; i++) {
-      bcfg.members[i].host = "127.0.0.1";
-      bcfg.members[i].port = topo->proxy_ports[i];
-    }
-    bcfg.mode = sc->balancer;
-    /* Seeded: the scenario's seed, so a live array spreads connections
-     * in the same order as the scenario's run. */
-    sim_rng_init(&brng, sc->seed);
-    bcfg.rng = sim_rng_as_kb(&brng);
-    bcfg.trace = cfg.trace;
-    if(balancer_start(&bcfg, &bal, err, sizeof(err))) {
-      fprintf(stderr, "kbsim: %s\n", err);
-      goto done;
-    }
-  }
+/* Starts the balancer (or the flag form's relay) on --proxy in front of
+ * the members. Returns 0, or -1 after printing a one-line error. */
+static int kbsim_serve_balancer(struct kbsim_serve *s)
+{
+  const struct sim_topology *topo = s->topo;
+  struct balancer_config *bcfg = &s->bcfg;
+  char err[512];
+  size_t i;
 
-  if(balanced || o->admin.given) {
-    memset(&acfg, 0, sizeof(acfg));
-    memset(members, 0, sizeof(members));
-    for(i = 0; i < topo->nproxies; i++) {
-      kbsim_serve_url(cfg.proxy_host, topo->proxy_ports[i], member_urls[i],
-                      sizeof(member_urls[i]));
-      members[i].name = sc->members[i].name;
-      members[i].url = member_urls[i];
-      members[i].patch = sc->members[i].patch;
-      members[i].script = sc->members[i].script;
-      members[i].proxy = topo->proxies[i];
-    }
-    kbsim_serve_url(o->backend.host, backend_port(topo->backend), eurl,
-                    sizeof(eurl));
-    acfg.bind_host = o->admin.host;
-    acfg.port = o->admin.port;
-    acfg.scenario = balanced ? sc->name : NULL;
-    acfg.members = members;
-    acfg.nmembers = topo->nproxies;
-    acfg.backend = topo->backend;
-    acfg.backend_url = eurl;
-    if(bal) {
-      kbsim_serve_url(o->proxy.host, balancer_port(bal), burl, sizeof(burl));
-      acfg.balancer = bal;
-      acfg.balancer_url = burl;
-      acfg.balancer_mode = bcfg.mode;
-    }
-    acfg.token = env_token && *env_token ? env_token : NULL;
-    acfg.hosts = o->admin_hosts;
-    acfg.nhosts = o->nadmin_hosts;
-    acfg.live = live;
-    if(acfg.token && admin_token_check(acfg.token, err, sizeof(err))) {
-      fprintf(stderr, "kbsim: KBSIM_ADMIN_TOKEN: %s\n", err);
-      goto done;
-    }
-    if(admin_start(&acfg, &adm, err, sizeof(err))) {
-      fprintf(stderr, "kbsim: %s\n", err);
-      goto done;
-    }
-    admin_token_path(admin_port(adm), token_path, sizeof(token_path));
-    if(admin_token_write(token_path, admin_token(adm), err, sizeof(err))) {
-      fprintf(stderr, "kbsim: %s\n", err);
-      token_path[0] = '\0';
-      goto done;
-    }
-    if(!kbsim_serve_loopback(o->admin.host))
-      fprintf(stderr,
-              "kbsim: warning: the admin endpoint on %s is reachable from "
-              "other machines, over plain HTTP; whoever sees the token can "
-              "change the array. Bind it to 127.0.0.1 unless you must\n",
-              o->admin.host);
+  memset(bcfg, 0, sizeof(*bcfg));
+  bcfg->bind_host = s->o->proxy.host;
+  bcfg->port = s->o->proxy.port;
+  bcfg->nmembers = topo->nproxies;
+  /* As many as the members hold together: one member connection per
+   * client connection. */
+  bcfg->max_connections = (unsigned)(topo->member_connections * topo->nproxies);
+  for(i = 0; i < topo->nproxies; i++) {
+    bcfg->members[i].host = "127.0.0.1";
+    bcfg->members[i].port = topo->proxy_ports[i];
   }
+  bcfg->mode = s->sc->balancer;
+  /* Seeded: the scenario's seed, so a live array spreads connections
+   * in the same order as the scenario's run. */
+  sim_rng_init(&s->brng, s->sc->seed);
+  bcfg->rng = sim_rng_as_kb(&s->brng);
+  bcfg->trace = s->cfg.trace;
+  if(balancer_start(bcfg, &s->bal, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return -1;
+  }
+  return 0;
+}
+
+/* Starts the admin endpoint on --admin and writes its token file. Returns
+ * 0, or -1 after printing a one-line error. */
+static int kbsim_serve_admin(struct kbsim_serve *s)
+{
+  const struct kbsim_serve_opts *o = s->o;
+  const struct sim_topology *topo = s->topo;
+  const char *env_token = getenv("KBSIM_ADMIN_TOKEN");
+  struct admin_config acfg;
+  struct admin_member members[ADMIN_MAX_MEMBERS];
+  char member_urls[ADMIN_MAX_MEMBERS][128];
+  char burl[128], eurl[128], err[512];
+  size_t i;
+
+  memset(&acfg, 0, sizeof(acfg));
+  memset(members, 0, sizeof(members));
+  for(i = 0; i < topo->nproxies; i++) {
+    kbsim_serve_url(s->cfg.proxy_host, topo->proxy_ports[i], member_urls[i],
+                    sizeof(member_urls[i]));
+    members[i].name = s->sc->members[i].name;
+    members[i].url = member_urls[i];
+    members[i].patch = s->sc->members[i].patch;
+    members[i].script = s->sc->members[i].script;
+    members[i].proxy = topo->proxies[i];
+  }
+  kbsim_serve_url(o->backend.host, backend_port(topo->backend), eurl,
+                  sizeof(eurl));
+  acfg.bind_host = o->admin.host;
+  acfg.port = o->admin.port;
+  acfg.scenario = s->balanced ? s->sc->name : NULL;
+  acfg.members = members;
+  acfg.nmembers = topo->nproxies;
+  acfg.backend = topo->backend;
+  acfg.backend_url = eurl;
+  if(s->bal) {
+    kbsim_serve_url(o->proxy.host, balancer_port(s->bal), burl, sizeof(burl));
+    acfg.balancer = s->bal;
+    acfg.balancer_url = burl;
+    acfg.balancer_mode = s->bcfg.mode;
+  }
+  acfg.token = env_token && *env_token ? env_token : NULL;
+  acfg.hosts = o->admin_hosts;
+  acfg.nhosts = o->nadmin_hosts;
+  acfg.live = s->live;
+  if(acfg.token && admin_token_check(acfg.token, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: KBSIM_ADMIN_TOKEN: %s\n", err);
+    return -1;
+  }
+  if(admin_start(&acfg, &s->adm, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return -1;
+  }
+  admin_token_path(admin_port(s->adm), s->token_path, sizeof(s->token_path));
+  if(admin_token_write(s->token_path, admin_token(s->adm), err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    s->token_path[0] = '\0';
+    return -1;
+  }
+  if(!kbsim_serve_loopback(o->admin.host))
+    fprintf(stderr,
+            "kbsim: warning: the admin endpoint on %s is reachable from "
+            "other machines, over plain HTTP; whoever sees the token can "
+            "change the array. Bind it to 127.0.0.1 unless you must\n",
+            o->admin.host);
+  return 0;
+}
+
+/* Warns about what a real client could do that a trainer may not want: too
+ * few descriptors, Exchange or the listener reachable from elsewhere. */
+static void kbsim_serve_warn(const struct kbsim_serve *s)
+{
+  const struct kbsim_serve_opts *o = s->o;
+  const struct sim_topology *topo = s->topo;
 
   if(topo->member_connections < KB_GUARD_MAX_CONNECTIONS)
     fprintf(
@@ -599,66 +624,121 @@ static int kbsim_serve_run(const struct scenario *sc,
             "machines: anyone there can sign in with its test accounts and "
             "reach Exchange through it\n",
             o->proxy.host);
+}
 
-  if(balanced)
-    kbsim_serve_print_array(sc, topo, bal, adm, o, token_path);
-  else {
-    kbsim_serve_url(o->proxy.host,
-                    relay ? balancer_port(bal) : proxy_port(topo->proxy), url,
-                    sizeof(url));
-    printf("ISA listener: %s (policy %s", url,
-           proxy_policy_name(cfg.members[0].policy));
-    if(sc->auth != PROXY_AUTH_INTEGRATED)
-      printf(", %s authentication", proxy_auth_name(sc->auth));
-    printf(relay ? "; recorded through a TCP relay)\n" : ")\n");
-    kbsim_serve_url(o->backend.host, backend_port(topo->backend), url,
-                    sizeof(url));
-    printf("Exchange:     %s\n", url);
-    if(adm)
-      kbsim_serve_print_admin(adm, o, token_path);
+/* Prints what serves where, for the flag form. */
+static void kbsim_serve_print_flag(const struct kbsim_serve *s)
+{
+  const struct kbsim_serve_opts *o = s->o;
+  char url[128];
+
+  kbsim_serve_url(o->proxy.host,
+                  s->relay ? balancer_port(s->bal) : proxy_port(s->topo->proxy),
+                  url, sizeof(url));
+  printf("ISA listener: %s (policy %s", url,
+         proxy_policy_name(s->cfg.members[0].policy));
+  if(s->sc->auth != PROXY_AUTH_INTEGRATED)
+    printf(", %s authentication", proxy_auth_name(s->sc->auth));
+  printf(s->relay ? "; recorded through a TCP relay)\n" : ")\n");
+  kbsim_serve_url(o->backend.host, backend_port(s->topo->backend), url,
+                  sizeof(url));
+  printf("Exchange:     %s\n", url);
+  if(s->adm)
+    kbsim_serve_print_admin(s->adm, o, s->token_path);
+}
+
+/* Stops everything s started and, after a clean stop (result 0), writes
+ * the evidence files. Returns result, or 1 when the evidence could not be
+ * written. */
+static int kbsim_serve_stop(struct kbsim_serve *s, int result)
+{
+  struct evidence_serve *srv = &s->srv;
+  size_t i;
+
+  /* The admin endpoint and the balancer point into the topology: stop
+   * them first. What --json reports is read on the way: the balancer's
+   * counters before it goes, the members' once nothing reaches them. */
+  admin_stop(s->adm);
+  if(s->token_path[0])
+    unlink(s->token_path);
+  if(s->bal)
+    balancer_stats(s->bal, &srv->balancer);
+  balancer_stop(s->bal);
+  if(s->topo) {
+    srv->sc = s->sc;
+    srv->balanced = s->balanced || s->relay;
+    srv->nmembers = s->topo->nproxies;
+    for(i = 0; i < s->topo->nproxies; i++) {
+      srv->policies[i] = proxy_get_policy(s->topo->proxies[i]);
+      proxy_stats(s->topo->proxies[i], &srv->members[i]);
+    }
+    backend_stats(s->topo->backend, &srv->backend);
   }
+  sim_topology_stop(s->topo);
+  live_free(s->live); /* nothing emits into it any more */
+  /* Everything stopped, every close recorded: now the files. */
+  if(s->recording && !result) {
+    char *text = s->sc->path[0] ? evidence_read_text(s->sc->path) : NULL;
+    srv->scenario_text = text;
+    if(kbsim_serve_evidence(&s->rec, s->o, srv))
+      result = 1;
+    free(text);
+  }
+  sim_recorder_free(&s->rec);
+  return result;
+}
+
+/* Runs the topology of sc until SIGINT or SIGTERM. With a balancer (the
+ * scenario form) members listen on loopback ephemeral ports behind it;
+ * without (the flag form) the one member listens on --proxy. Returns the
+ * exit code. */
+static int kbsim_serve_run(const struct scenario *sc,
+                           const struct kb_users *users,
+                           const struct kbsim_serve_opts *o, bool balanced)
+{
+  struct kbsim_serve *s = calloc(1, sizeof(*s));
+  sigset_t set;
+  int sig = 0, result = 1;
+
+  /* Block the stop signals before any thread starts, so every thread
+   * inherits the mask and only sigwait() below receives them. */
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+  if(!s) {
+    fprintf(stderr, "kbsim: out of memory\n");
+    return 1;
+  }
+  s->sc = sc;
+  s->o = o;
+  s->balanced = balanced;
+  s->recording = o->pcap || o->transcript || o->json || o->html;
+  s->relay = !balanced && s->recording;
+  sim_recorder_init(&s->rec, true);
+  if(kbsim_serve_topology(s, users) ||
+     ((balanced || s->relay) && kbsim_serve_balancer(s)) ||
+     ((balanced || o->admin.given) && kbsim_serve_admin(s)))
+    goto done;
+  kbsim_serve_warn(s);
+  if(balanced)
+    kbsim_serve_print_array(sc, s->topo, s->bal, s->adm, o, s->token_path);
+  else
+    kbsim_serve_print_flag(s);
   printf("serving until SIGINT or SIGTERM\n");
   fflush(stdout);
-  srv->started_us = kbsim_serve_now_us();
+  s->srv.started_us = kbsim_serve_now_us();
   sigwait(&set, &sig);
-  srv->stopped_us = kbsim_serve_now_us();
-  srv->signal = sig == SIGINT ? "SIGINT" : "SIGTERM";
-  printf("stopping on %s\n", srv->signal);
+  s->srv.stopped_us = kbsim_serve_now_us();
+  s->srv.signal = sig == SIGINT ? "SIGINT" : "SIGTERM";
+  printf("stopping on %s\n", s->srv.signal);
   fflush(stdout);
   result = 0;
 
 done:
-  /* The admin endpoint and the balancer point into the topology: stop
-   * them first. What --json reports is read on the way: the balancer's
-   * counters before it goes, the members' once nothing reaches them. */
-  admin_stop(adm);
-  if(token_path[0])
-    unlink(token_path);
-  if(srv && bal)
-    balancer_stats(bal, &srv->balancer);
-  balancer_stop(bal);
-  if(srv && topo) {
-    srv->sc = sc;
-    srv->balanced = balanced || relay;
-    srv->nmembers = topo->nproxies;
-    for(i = 0; i < topo->nproxies; i++) {
-      srv->policies[i] = proxy_get_policy(topo->proxies[i]);
-      proxy_stats(topo->proxies[i], &srv->members[i]);
-    }
-    backend_stats(topo->backend, &srv->backend);
-  }
-  sim_topology_stop(topo);
-  live_free(live); /* nothing emits into it any more */
-  /* Everything stopped, every close recorded: now the files. */
-  if(recording && !result) {
-    char *text = sc->path[0] ? evidence_read_text(sc->path) : NULL;
-    srv->scenario_text = text;
-    if(kbsim_serve_evidence(&rec, o, srv))
-      result = 1;
-    free(text);
-  }
-  sim_recorder_free(&rec);
-  free(srv);
+  result = kbsim_serve_stop(s, result);
+  free(s);
   return result;
 }
 

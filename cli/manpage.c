@@ -14,6 +14,25 @@
 #error "KBSIM_CATALOGUE_DIR must come from sim/CMakeLists.txt"
 #endif
 
+/* The ENVIRONMENT section: the variables kbsim reads. */
+static const struct kbsim_fact kbsim_environment[] = {
+    {"KBSIM_SCENARIOS", "Directories (colon-separated) where a scenario "
+                        "named without a path is looked for, after the "
+                        "current directory and before the catalogue."},
+    {"NO_COLOR", "When set and not empty, the demo is not coloured unless "
+                 "--color says so (no-color.org)."},
+    {"COLUMNS",
+     "The width demo, run and list wrap their output at when it "
+     "is not a terminal (default 100; a terminal's own width wins)."},
+    {"TERM", "The demo is not coloured on a dumb terminal."},
+    {"KBSIM_ADMIN_TOKEN",
+     "The admin endpoint's token: serve uses it instead of a random one, "
+     "ctl sends it when --token is not given."},
+    {"KBSIM_PASSWORD",
+     "The password of client --user DOMAIN\\user when the spec has none "
+     "(else it is asked on the terminal, without echo)."},
+    {NULL, NULL}};
+
 /* ---- roff -------------------------------------------------------------- */
 
 /* Writes text as roff text: backslashes and hyphens escaped, a line that

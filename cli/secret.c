@@ -14,8 +14,8 @@
 
 #include <ini.h>
 
-struct sim__user_file {
-  sim_user_add_fn add;
+struct secret_reading {
+  secret_user_add_fn add;
   void *ctx;
   const char *path;
   char *err;
@@ -25,10 +25,10 @@ struct sim__user_file {
 
 /* inih's handler: one "DOMAIN\user = password". Returns 0 on the first
  * error, which stops inih. */
-static int sim__user_line(void *arg, const char *section, const char *key,
-                          const char *value)
+static int secret_user_line(void *arg, const char *section, const char *key,
+                            const char *value)
 {
-  struct sim__user_file *f = arg;
+  struct secret_reading *f = arg;
   char spec[512];
   char why[256];
 
@@ -54,10 +54,10 @@ static int sim__user_line(void *arg, const char *section, const char *key,
   return 1;
 }
 
-int sim_user_file(const char *path, sim_user_add_fn add, void *ctx, char *err,
-                  size_t errlen)
+int secret_user_file(const char *path, secret_user_add_fn add, void *ctx,
+                     char *err, size_t errlen)
 {
-  struct sim__user_file f = {add, ctx, path, err, errlen, 0};
+  struct secret_reading f = {add, ctx, path, err, errlen, 0};
   FILE *fp = fopen(path, "r");
   int rc;
 
@@ -66,7 +66,7 @@ int sim_user_file(const char *path, sim_user_add_fn add, void *ctx, char *err,
              path, strerror(errno));
     return -1;
   }
-  rc = ini_parse_file(fp, sim__user_line, &f);
+  rc = ini_parse_file(fp, secret_user_line, &f);
   fclose(fp);
   if(f.failed)
     return -1;
@@ -83,8 +83,8 @@ int sim_user_file(const char *path, sim_user_add_fn add, void *ctx, char *err,
   return 0;
 }
 
-int sim_ask_password(const char *who, char *password, size_t len, char *err,
-                     size_t errlen)
+int secret_ask_password(const char *who, char *password, size_t len, char *err,
+                        size_t errlen)
 {
   const char *env = getenv("KBSIM_PASSWORD");
   struct termios old, quiet;

@@ -51,13 +51,14 @@ extern const struct kbsim_command *const kbsim_commands[];
  * hints that must work when copied (kbsim.c sets it first). */
 extern const char *kbsim_program;
 
-/* One exit status or environment variable, for --help and the man page. */
+/* One exit status or environment variable, for the man page. */
 struct kbsim_fact {
   const char *name; /* "0", "KBSIM_SCENARIOS" */
   const char *text;
 };
-extern const struct kbsim_fact kbsim_exit_codes[];  /* ends with {NULL} */
-extern const struct kbsim_fact kbsim_environment[]; /* ends with {NULL} */
+/* The program's exit codes (kbsim.c), ending with {NULL}; the man page's
+ * environment variables are its own (manpage.c). */
+extern const struct kbsim_fact kbsim_exit_codes[];
 
 /* A parse of one command's arguments. */
 struct kbsim_args {

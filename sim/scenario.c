@@ -17,6 +17,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/kb_range.h"
+
 const char *scenario_patch_name(enum scenario_patch patch)
 {
   switch(patch) {
@@ -342,21 +344,12 @@ static void scenario__clients(struct scenario_parse *p, const char *key,
                      SCENARIO_MAX_POSTS);
   }
   else if(!strcmp(key, "think")) {
-    char lo[64], hi[64];
-    const char *dots = strstr(v, "..");
+    struct kb_range r;
 
-    if(strlen(v) >= sizeof(lo))
-      dots = v; /* too long: fails below */
-    if(dots) {
-      snprintf(lo, sizeof(lo), "%.*s", (int)(dots - v), v);
-      snprintf(hi, sizeof(hi), "%s", dots + 2);
-    }
-    else {
-      snprintf(lo, sizeof(lo), "%s", v);
-      snprintf(hi, sizeof(hi), "%s", v);
-    }
-    if(scenario_parse_duration(lo, &sc->think_min_ms) ||
-       scenario_parse_duration(hi, &sc->think_max_ms) ||
+    /* A duration, or a range of them (common/kb_range.h). */
+    if(kb_range_split(v, KB_RANGE_SINGLE, &r, NULL, 0) ||
+       scenario_parse_duration(r.lo, &sc->think_min_ms) ||
+       scenario_parse_duration(r.hi, &sc->think_max_ms) ||
        sc->think_min_ms > sc->think_max_ms)
       scenario__fail(p,
                      "[clients] think = %s: write a duration (10s) or a "
@@ -618,23 +611,19 @@ int scenario_load(const char *path, struct scenario *sc, char *err,
   return result;
 }
 
-/* One bound: "40%" or "0.4". */
-static int scenario__fraction(const char *text, size_t len, double *out)
+/* One bound, a part of a range (not empty, no space): "40%" or "0.4". */
+static int scenario__fraction(char *text, double *out)
 {
-  char buf[32], *end;
-  bool percent;
+  size_t len = strlen(text);
+  char *end;
+  bool percent = len && text[len - 1] == '%';
   double v;
 
-  if(!len || len >= sizeof(buf))
-    return -1;
-  memcpy(buf, text, len);
-  buf[len] = '\0';
-  percent = buf[len - 1] == '%';
   if(percent)
-    buf[len - 1] = '\0';
+    text[len - 1] = '\0';
   errno = 0;
-  v = strtod(buf, &end);
-  if(errno || end == buf || *end)
+  v = strtod(text, &end);
+  if(errno || end == text || *end)
     return -1;
   if(percent)
     v /= 100;
@@ -646,11 +635,12 @@ static int scenario__fraction(const char *text, size_t len, double *out)
 
 int scenario_parse_rate(const char *text, double *lo, double *hi)
 {
-  const char *dots = strstr(text, "..");
+  struct kb_range r;
   double a, b;
 
-  if(!dots || scenario__fraction(text, (size_t)(dots - text), &a) ||
-     scenario__fraction(dots + 2, strlen(dots + 2), &b) || a > b)
+  /* LOW..HIGH, both given (common/kb_range.h). */
+  if(kb_range_split(text, KB_RANGE_PAIR, &r, NULL, 0) ||
+     scenario__fraction(r.lo, &a) || scenario__fraction(r.hi, &b) || a > b)
     return -1;
   *lo = a;
   *hi = b;

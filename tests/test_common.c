@@ -1,8 +1,8 @@
 /*
  * test_common.c - the shared pieces: capped buffer, user store, HTTP date,
- * random-source fallback, note codes, connection names, listening sockets
- * the one classification of Authorization headers, and the one reader of
- * recorded HTTP messages.
+ * random-source fallback, note codes, connection names, listening sockets,
+ * the one classification of Authorization headers, the one reader of
+ * recorded HTTP messages and the one grammar of A..B ranges.
  */
 #include <check.h>
 #include <stdio.h>
@@ -18,6 +18,7 @@
 #include "common/kb_buf.h"
 #include "common/kb_env.h"
 #include "common/kb_net.h"
+#include "common/kb_range.h"
 #include "common/kb_users.h"
 #include "common/kb_wire.h"
 #include "kbt.h"
@@ -579,6 +580,119 @@ START_TEST(wire_finds_fields)
 }
 END_TEST
 
+/* The ranges kbsim reads in five places (--seeds, --expect-rate and
+ * [expect] rate, think = and --think, --vary LOW..HIGH/STEP) split by one
+ * rule: every edge on which the five copies used to disagree is decided
+ * here once. */
+START_TEST(range_splits_one_grammar)
+{
+  static const struct {
+    const char *text;
+    unsigned form;
+    const char *lo, *hi, *step; /* NULL lo: refused, hi holds the reason */
+  } cases[] = {
+      {"1..5", KB_RANGE_PAIR, "1", "5", ""},
+      {"5s..40s", KB_RANGE_SINGLE, "5s", "40s", ""},
+      {"40%..70%", KB_RANGE_PAIR, "40%", "70%", ""},
+      {"0.4..0.7", KB_RANGE_PAIR, "0.4", "0.7", ""},
+      {"0..0.5", KB_RANGE_PAIR, "0", "0.5", ""},
+      {"10s..60s/10s", KB_RANGE_STEP, "10s", "60s", "10s"},
+      /* Units and quantities are the caller's: kept as written. */
+      {"500ms..2s", KB_RANGE_SINGLE, "500ms", "2s", ""},
+      {"0..60s/30s", KB_RANGE_STEP, "0", "60s", "30s"},
+      {"-1..3", KB_RANGE_PAIR, "-1", "3", ""},
+      {"x..y", KB_RANGE_PAIR, "x", "y", ""},
+      /* HIGH < LOW is the caller's to refuse, once the values are read. */
+      {"5..1", KB_RANGE_PAIR, "5", "1", ""},
+      /* One value: A..A, where the caller takes it. */
+      {"7", KB_RANGE_SINGLE, "7", "7", ""},
+      {"7", KB_RANGE_PAIR, NULL, "no '..' between LOW and HIGH", NULL},
+      {"7", KB_RANGE_STEP, NULL, "no '..' between LOW and HIGH", NULL},
+      {"5/1", KB_RANGE_SINGLE, NULL, "one value takes no /STEP", NULL},
+      /* Empty ends. */
+      {"", KB_RANGE_SINGLE, NULL, "it is empty", NULL},
+      {"..5", KB_RANGE_PAIR, NULL, "LOW is empty", NULL},
+      {"5..", KB_RANGE_SINGLE, NULL, "HIGH is empty", NULL},
+      {"..", KB_RANGE_PAIR, NULL, "LOW is empty", NULL},
+      {"1../5", KB_RANGE_STEP, NULL, "HIGH is empty", NULL},
+      {"1..5/", KB_RANGE_STEP, NULL, "STEP is empty", NULL},
+      /* Dots: one separator, never three in a row (0. to 5, or 0 to .5?). */
+      {"0...5", KB_RANGE_PAIR, NULL,
+       "three dots in a row: write LOW..HIGH with two (0..0.5, not 0...5)",
+       NULL},
+      {"1....5", KB_RANGE_SINGLE, NULL,
+       "three dots in a row: write LOW..HIGH with two (0..0.5, not 0...5)",
+       NULL},
+      {"10...60s/10s", KB_RANGE_STEP, NULL,
+       "three dots in a row: write LOW..HIGH with two (0..0.5, not 0...5)",
+       NULL},
+      {"1..2..3", KB_RANGE_PAIR, NULL, "more than one '..'", NULL},
+      /* Whitespace: nowhere, neither around a part nor inside one. */
+      {" 1..5", KB_RANGE_PAIR, NULL, "LOW has a space in it", NULL},
+      {"1 ..5", KB_RANGE_PAIR, NULL, "LOW has a space in it", NULL},
+      {"1.. 5", KB_RANGE_PAIR, NULL, "HIGH has a space in it", NULL},
+      {"1..5 ", KB_RANGE_PAIR, NULL, "HIGH has a space in it", NULL},
+      {"1..5/\t1", KB_RANGE_STEP, NULL, "STEP has a space in it", NULL},
+      {" 7", KB_RANGE_SINGLE, NULL, "the value has a space in it", NULL},
+      {"1..5\n", KB_RANGE_PAIR, NULL, "HIGH has a control character in it",
+       NULL},
+      /* /STEP: exactly where the caller takes one, once, after HIGH. */
+      {"1..5/1", KB_RANGE_PAIR, NULL, "a /STEP is not taken here", NULL},
+      {"1..5/1", KB_RANGE_SINGLE, NULL, "a /STEP is not taken here", NULL},
+      {"1..5", KB_RANGE_STEP, NULL, "no /STEP after HIGH", NULL},
+      {"1/2..5/1", KB_RANGE_STEP, NULL, "LOW has a '/' in it", NULL},
+      {"1..5/1/2", KB_RANGE_STEP, NULL, "STEP has a '/' in it", NULL},
+  };
+  struct kb_range r;
+  char err[128], part[80];
+  size_t i;
+
+  for(i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    int rc;
+
+    memset(&r, 0x55, sizeof(r));
+    err[0] = '\0';
+    rc = kb_range_split(cases[i].text, cases[i].form, &r, err, sizeof(err));
+    if(!cases[i].lo) {
+      ck_assert_msg(rc == -1, "'%s': accepted", cases[i].text);
+      ck_assert_msg(!strcmp(err, cases[i].hi), "'%s': '%s', want '%s'",
+                    cases[i].text, err, cases[i].hi);
+      ck_assert_int_eq(((unsigned char *)&r)[0], 0x55); /* untouched */
+      continue;
+    }
+    ck_assert_msg(rc == 0, "'%s': %s", cases[i].text, err);
+    ck_assert_str_eq(r.lo, cases[i].lo);
+    ck_assert_str_eq(r.hi, cases[i].hi);
+    ck_assert_str_eq(r.step, cases[i].step);
+    ck_assert(r.single == !strstr(cases[i].text, ".."));
+  }
+  ck_assert_int_eq(kb_range_split(NULL, KB_RANGE_SINGLE, &r, err, sizeof(err)),
+                   -1);
+  ck_assert_str_eq(err, "it is empty");
+  /* err may be NULL. */
+  ck_assert_int_eq(kb_range_split("1..", KB_RANGE_PAIR, &r, NULL, 0), -1);
+
+  /* Each part has room for KB_RANGE_PART - 1 bytes, and no more. */
+  memset(part, '9', KB_RANGE_PART - 1);
+  snprintf(part + KB_RANGE_PART - 1, sizeof(part) - (KB_RANGE_PART - 1), "..1");
+  ck_assert_int_eq(kb_range_split(part, KB_RANGE_PAIR, &r, err, sizeof(err)),
+                   0);
+  ck_assert_uint_eq(strlen(r.lo), KB_RANGE_PART - 1);
+  memset(part, '9', KB_RANGE_PART);
+  snprintf(part + KB_RANGE_PART, sizeof(part) - KB_RANGE_PART, "..1");
+  ck_assert_int_eq(kb_range_split(part, KB_RANGE_PAIR, &r, err, sizeof(err)),
+                   -1);
+  ck_assert_str_eq(err, "LOW is longer than 63 characters");
+  snprintf(part, sizeof(part), "1..5/%0*d", KB_RANGE_PART, 1);
+  ck_assert_int_eq(kb_range_split(part, KB_RANGE_STEP, &r, err, sizeof(err)),
+                   -1);
+  ck_assert_str_eq(err, "STEP is longer than 63 characters");
+  /* A short err buffer gets what fits, terminated. */
+  ck_assert_int_eq(kb_range_split("..5", KB_RANGE_PAIR, &r, err, 4), -1);
+  ck_assert_str_eq(err, "LOW");
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("common");
@@ -601,6 +715,7 @@ int main(void)
   tcase_add_test(tc, auth_classify_one_grammar);
   tcase_add_test(tc, wire_frames_messages);
   tcase_add_test(tc, wire_finds_fields);
+  tcase_add_test(tc, range_splits_one_grammar);
   suite_add_tcase(s, tc);
   failed = kbt_run(s);
   return failed ? EXIT_FAILURE : EXIT_SUCCESS;

@@ -1,0 +1,126 @@
+/*
+ * args.c - what the commands share to read their arguments: whole numbers,
+ * HOST:PORT and endpoint URLs, the NTLM response kind, a scenario named on
+ * the command line, and the checks of evidence files before anything runs
+ * (declared in cli.h).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalogue.h"
+#include "cli.h"
+
+const char *kbsim_default_user = "FABRIKAM\\alice:Passw0rd!";
+
+int kbsim_evidence_status(enum evidence_status st, const char *err)
+{
+  if(st == EVIDENCE_BAD_ARGS)
+    return kbsim_bad_args("%s", err);
+  if(st) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return 3;
+  }
+  return 0;
+}
+
+int kbsim_evidence_check(const struct evidence_want *want, const char *name)
+{
+  struct evidence_paths paths;
+  char err[512];
+
+  return kbsim_evidence_status(
+      evidence_prepare(want, &name, 1, &paths, err, sizeof(err)), err);
+}
+
+int kbsim_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
+{
+  char *end = NULL;
+  unsigned long long v;
+
+  /* Digits only: strtoull would skip spaces and negate after a '-'. */
+  if(!text || *text < '0' || *text > '9')
+    return -1;
+  errno = 0;
+  v = strtoull(text, &end, 10);
+  if(errno || *end || v < min || v > max)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+int kbsim_parse_hostport(const char *text, char *host, size_t hostlen,
+                         uint16_t *port)
+{
+  const char *colon;
+  const char *start = text;
+  size_t n;
+  uint64_t p;
+
+  if(text[0] == '[') {
+    const char *close = strchr(text, ']');
+    if(!close || close[1] != ':')
+      return -1;
+    start = text + 1;
+    n = (size_t)(close - start);
+    colon = close + 1;
+  }
+  else {
+    colon = strrchr(text, ':');
+    if(!colon)
+      return -1;
+    n = (size_t)(colon - text);
+  }
+  if(!n || n >= hostlen || kbsim_parse_u64(colon + 1, 0, 65535, &p))
+    return -1;
+  memcpy(host, start, n);
+  host[n] = '\0';
+  *port = (uint16_t)p;
+  return 0;
+}
+
+int kbsim_parse_endpoint(const char *text, char *host, size_t hostlen,
+                         uint16_t *port)
+{
+  char buf[256];
+  size_t n;
+
+  /* The URL serve prints: http://HOST:PORT/ */
+  if(!strncmp(text, "http://", 7))
+    text += 7;
+  snprintf(buf, sizeof(buf), "%s", text);
+  n = strlen(buf);
+  if(n && buf[n - 1] == '/')
+    buf[--n] = '\0';
+  if(strchr(buf, '/') || kbsim_parse_hostport(buf, host, hostlen, port))
+    return -1;
+  if(!strcmp(host, "localhost") && hostlen > strlen("127.0.0.1"))
+    snprintf(host, hostlen, "127.0.0.1");
+  return 0;
+}
+
+int kbsim_parse_kind(const char *text, enum ntlm_response_kind *kind)
+{
+  if(!strcmp(text, "v2"))
+    *kind = NTLM_RESPONSE_V2;
+  else if(!strcmp(text, "v1"))
+    *kind = NTLM_RESPONSE_V1;
+  else if(!strcmp(text, "v1-ess"))
+    *kind = NTLM_RESPONSE_V1_ESS;
+  else
+    return -1;
+  return 0;
+}
+
+int kbsim_load_scenario(const char *arg, struct scenario *sc)
+{
+  char path[4096], err[1024];
+
+  if(catalogue_find(arg, path, sizeof(path), err, sizeof(err)) ||
+     scenario_load(path, sc, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return 2;
+  }
+  return 0;
+}
