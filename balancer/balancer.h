@@ -8,7 +8,8 @@
  * are done: no HTTP parsing, so NTLM's connection-bound authentication
  * passes through untouched. One thread polls every connection; a half-close
  * (FIN) is passed on as a half-close, and a connection ends on both sides
- * at once. Connections above the cap wait in the kernel's accept queue.
+ * at once. A connection above the cap is answered 503 and closed at once,
+ * never left waiting in the kernel's accept queue.
  */
 #ifndef BALANCER_H
 #define BALANCER_H
@@ -20,7 +21,6 @@
 
 #define BALANCER_MAX_MEMBERS 16
 
-/* How a new connection's member is chosen. */
 /* How a new connection's member is chosen: the one balancer mode of
  * scenarios ([listener] balancer), the simulated topology and this
  * balancer. */
@@ -52,8 +52,9 @@ struct balancer_config {
   /* BALANCER_SEEDED only: where the draws come from (kb_env.h); what it
    * points to must outlive the balancer. */
   struct kb_rng rng;
-  unsigned max_connections; /* spliced pairs open at once; 0 = 128 */
-  size_t buffer_size;       /* bytes buffered per direction; 0 = 64 KiB */
+  /* Spliced pairs open at once; 0 = 128, at most 4096. */
+  unsigned max_connections;
+  size_t buffer_size; /* bytes buffered per direction; 0 = 64 KiB */
   /* Where the bytes each client sent and got go, as SEND / RECV events of
    * the client hop named "balancer conn <k>" (k-th accepted), with OPEN
    * and CLOSE: evidence of what passed, on the real clock. Zeroed: none.

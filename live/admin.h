@@ -18,7 +18,9 @@
  * recomputes the member's effective policy with scenario_effective_policy()
  * and hands it to proxy_set_policy(): it applies from the next request,
  * and no connection is dropped. Errors are JSON {"error": "..."} with 400,
- * 401, 403, 404 (unknown member or path) or 405.
+ * 401, 403, 404 (unknown member or path; /events without a live view),
+ * 405 or 500 (out of memory); a request whose head or body comes too
+ * slowly gets kb_guard.h's 408.
  *
  * Security, as Jupyter does it: a random token is made at start. Every
  * request must carry it, as "Authorization: Bearer TOKEN" or as the cookie
@@ -107,8 +109,9 @@ struct live;
 struct admin;
 
 /* Sets every member's policy from its patch level and script, then serves
- * the endpoint on its own thread. On success *out owns it (release with
- * admin_stop). Returns 0, or -1 with a one-line reason in err. */
+ * the endpoint on libmicrohttpd's threads (one per connection). On success
+ * *out owns it (release with admin_stop). Returns 0, or -1 with a one-line
+ * reason in err. */
 int admin_start(const struct admin_config *config, struct admin **out,
                 char *err, size_t errlen);
 
