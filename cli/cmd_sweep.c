@@ -25,7 +25,7 @@
 #include <jansson.h>
 
 #include "cli.h"
-#include "evidence/verdicts.h"
+#include "evidence/ci.h"
 #include "evidence/version.h"
 #include "render/plot.h"
 
@@ -219,7 +219,7 @@ static void kbsim_sweep_sum(const struct kbsim_sweep *sw,
  * rate (lo < 0: none expected, pass). */
 static void kbsim_sweep_verdict(const struct scenario *sc,
                                 const struct kbsim_sweep_sum *t, double lo,
-                                double hi, struct sim_verdict *v)
+                                double hi, struct ci_case *v)
 {
   memset(v, 0, sizeof(*v));
   snprintf(v->name, sizeof(v->name), "%s rate", sc->name);
@@ -230,10 +230,11 @@ static void kbsim_sweep_verdict(const struct scenario *sc,
            "%.2f%%..%.2f%%) over %" PRIu64 " seeds",
            t->with_error, t->sessions, 100 * t->rate, 100 * t->lo, 100 * t->hi,
            t->runs);
-  v->got = t->with_error ? CLIENT_CLASS_SERVER_ERROR : CLIENT_CLASS_CLEAN;
+  v->type = client_class_name(t->with_error ? CLIENT_CLASS_SERVER_ERROR
+                                            : CLIENT_CLASS_CLEAN);
   if(t->failed_runs || t->infrastructure || t->partial) {
-    v->result = SIM_RESULT_ERROR;
-    v->got = CLIENT_CLASS_INFRASTRUCTURE;
+    v->result = CI_ERROR;
+    v->type = client_class_name(CLIENT_CLASS_INFRASTRUCTURE);
     snprintf(v->message, sizeof(v->message),
              "%s%" PRIu64 " seed%s could not run, %" PRIu64
              " session%s failed by the harness: no verdict",
@@ -243,19 +244,19 @@ static void kbsim_sweep_verdict(const struct scenario *sc,
     return;
   }
   if(lo < 0) {
-    v->result = SIM_RESULT_PASS;
+    v->result = CI_PASS;
     snprintf(v->message, sizeof(v->message), "no rate expected: %.700s",
              v->output);
     return;
   }
   if(t->sessions && t->lo >= lo && t->hi <= hi) {
-    v->result = SIM_RESULT_PASS;
+    v->result = CI_PASS;
     snprintf(v->message, sizeof(v->message),
              "95%% CI %.2f%%..%.2f%% inside %.2f%%..%.2f%%", 100 * t->lo,
              100 * t->hi, 100 * lo, 100 * hi);
     return;
   }
-  v->result = SIM_RESULT_FAIL;
+  v->result = CI_FAIL;
   snprintf(v->message, sizeof(v->message),
            "rate %.2f%% (95%% CI %.2f%%..%.2f%%) not inside "
            "%.2f%%..%.2f%%%s",
@@ -270,7 +271,7 @@ static json_t *kbsim_sweep_json_point(const struct scenario *sc,
                                       const struct kbsim_sweep *sw,
                                       const struct kbsim_sweep_sum *t,
                                       double lo, double hi,
-                                      const struct sim_verdict *v)
+                                      const struct ci_case *v)
 {
   json_t *seeds = json_array();
   uint64_t i;
@@ -302,9 +303,9 @@ static json_t *kbsim_sweep_json_point(const struct scenario *sc,
       "empty_posts", (json_int_t)t->empty, "ews_posts", (json_int_t)t->ews,
       "expect_rate", lo < 0 ? json_null() : json_pack("[f,f]", lo, hi),
       "verdict",
-      v->result == SIM_RESULT_PASS   ? "pass"
-      : v->result == SIM_RESULT_FAIL ? "fail"
-                                     : "error",
+      v->result == CI_PASS   ? "pass"
+      : v->result == CI_FAIL ? "fail"
+                             : "error",
       "message", v->message, "partial", t->partial, "per_seed", seeds);
 }
 
@@ -610,7 +611,7 @@ static void kbsim_point_name(const char *base, const struct kbsim_vary *vary,
 /* The sweep, its command line as given in cmd (for the JSON). */
 static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
 {
-  static struct sim_verdict verdicts[KBSIM_MAX_POINTS];
+  static struct ci_case verdicts[KBSIM_MAX_POINTS];
   static struct kbsim_vary vary[KBSIM_MAX_VARY];
   struct scenario base, sc;
   struct kbsim_sweep sw;
@@ -778,7 +779,7 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
   sigaction(SIGINT, &act, &old);
   for(pt = 0; pt < npoints && !kbsim_sweep_interrupted; pt++) {
     size_t at[KBSIM_MAX_VARY], rest = pt;
-    struct sim_verdict *v = &verdicts[pt];
+    struct ci_case *v = &verdicts[pt];
     json_t *point = json_object();
     char name[256];
 
@@ -819,11 +820,11 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
     if(t.failed_runs)
       fprintf(human, "%" PRIu64 " run%s could not run (first error above)\n",
               t.failed_runs, t.failed_runs == 1 ? "" : "s");
-    if(rate_lo >= 0 || v->result != SIM_RESULT_PASS)
+    if(rate_lo >= 0 || v->result != CI_PASS)
       fprintf(human, "%s %s: %s\n",
-              v->result == SIM_RESULT_PASS   ? "PASS"
-              : v->result == SIM_RESULT_FAIL ? "FAIL"
-                                             : "ERROR",
+              v->result == CI_PASS   ? "PASS"
+              : v->result == CI_FAIL ? "FAIL"
+                                     : "ERROR",
               v->name, v->message);
     {
       struct sim_plot_point *pp = &plot[pt];
@@ -840,9 +841,9 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
       pp->hi = t.hi;
       pp->sessions = t.sessions;
       pp->with_error = t.with_error;
-      pp->verdict = v->result == SIM_RESULT_PASS   ? "pass"
-                    : v->result == SIM_RESULT_FAIL ? "fail"
-                                                   : "error";
+      pp->verdict = v->result == CI_PASS   ? "pass"
+                    : v->result == CI_FAIL ? "fail"
+                                           : "error";
     }
     if(csvf) {
       for(k = 0; k < nvary; k++)
@@ -852,9 +853,9 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
               ",%" PRIu64 ",%s\n",
               t.runs, t.sessions, t.with_error, t.rate, t.lo, t.hi, t.empty,
               t.ews,
-              v->result == SIM_RESULT_PASS   ? "pass"
-              : v->result == SIM_RESULT_FAIL ? "fail"
-                                             : "error");
+              v->result == CI_PASS   ? "pass"
+              : v->result == CI_FAIL ? "fail"
+                                     : "error");
     }
     if(json) {
       json_t *one = kbsim_sweep_json_point(&sc, &sw, &t, rate_lo, rate_hi, v);
@@ -885,11 +886,11 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
     /* A part gates nothing: only the harness's own failures count. */
     rc = kbsim_sweep_interrupted ? 130 : 0;
     for(pt = 0; pt < npoints; pt++)
-      if(verdicts[pt].result == SIM_RESULT_ERROR)
+      if(verdicts[pt].result == CI_ERROR)
         rc = 3;
   }
   if(!rc)
-    rc = kbsim_sweep_interrupted ? 130 : sim_verdicts_exit(verdicts, npoints);
+    rc = kbsim_sweep_interrupted ? 130 : ci_exit(verdicts, npoints);
   if(csvf && csvf != stdout && fclose(csvf)) {
     fprintf(stderr, "kbsim: --csv %s: writing failed\n", csv);
     rc = rc == 130 ? rc : 3;
@@ -910,9 +911,12 @@ static int kbsim_sweep_main(int argc, char **argv, json_t *cmd)
                               all_first, all_count, NULL))
     rc = rc == 130 ? rc : 3;
   if(tap)
-    sim_tap_write(stdout, verdicts, npoints);
-  if(junit && sim_junit_write(junit, "kbsim sweep", verdicts, npoints, err,
-                              sizeof(err))) {
+    ci_tap_write(stdout, verdicts, npoints);
+  if(junit && ci_junit_write(junit,
+                             &(const struct ci_suite){.name = "kbsim sweep",
+                                                      .cases = verdicts,
+                                                      .ncases = npoints},
+                             err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     rc = rc == 130 ? rc : 3;
   }
@@ -1071,7 +1075,7 @@ static int kbsim_cmd_merge(int argc, char **argv)
 /* The merge, its command line as given in cmd. */
 static int kbsim_merge_main(int argc, char **argv, json_t *cmd)
 {
-  static struct sim_verdict verdicts[KBSIM_MAX_POINTS];
+  static struct ci_case verdicts[KBSIM_MAX_POINTS];
   json_t *parts[256], *grid = NULL, *shards = NULL;
   struct kbsim_args a;
   struct scenario sc;
@@ -1169,9 +1173,9 @@ static int kbsim_merge_main(int argc, char **argv, json_t *cmd)
     fprintf(out ? stdout : stderr,
             "%s %s%s: %" PRIu64 " of %" PRIu64
             " sessions = %.2f%% (95%% CI %.2f%%..%.2f%%): %s\n",
-            verdicts[i].result == SIM_RESULT_PASS   ? "PASS"
-            : verdicts[i].result == SIM_RESULT_FAIL ? "FAIL"
-                                                    : "ERROR",
+            verdicts[i].result == CI_PASS   ? "PASS"
+            : verdicts[i].result == CI_FAIL ? "FAIL"
+                                            : "ERROR",
             sc.name, npoints > 1 ? " (grid point)" : "", t.with_error,
             t.sessions, 100 * t.rate, 100 * t.lo, 100 * t.hi,
             verdicts[i].message);
@@ -1187,7 +1191,7 @@ static int kbsim_merge_main(int argc, char **argv, json_t *cmd)
     rc = 3;
     goto done;
   }
-  rc = sim_verdicts_exit(verdicts, npoints);
+  rc = ci_exit(verdicts, npoints);
 
 done:
   for(i = 0; i < nparts; i++)
