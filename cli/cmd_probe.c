@@ -77,12 +77,10 @@ static int kbsim_probe_junit(const struct probe_config *cfg,
   struct ci_case cases[PROBE_CHECK_COUNT];
   const struct ci_property props[] = {{"class", probe_class_name(rep->cls)},
                                       {"listener", cfg->url}};
-  const struct ci_suite suite = {.name = "kbsim probe",
-                                 .cases = cases,
-                                 .ncases = PROBE_CHECK_COUNT,
-                                 .properties = props,
-                                 .nproperties = 2,
-                                 .output = probe_class_text(rep->cls)};
+  struct ci_suite suite = {.name = "kbsim probe",
+                           .properties = props,
+                           .nproperties = 2,
+                           .output = probe_class_text(rep->cls)};
   size_t i;
 
   memset(cases, 0, sizeof(cases));
@@ -97,6 +95,8 @@ static int kbsim_probe_junit(const struct probe_config *cfg,
     snprintf(cases[i].output, sizeof(cases[i].output), "%s", r->line);
     cases[i].seconds = -1; /* the probe does not time its checks */
   }
+  suite.cases = cases;
+  suite.ncases = PROBE_CHECK_COUNT;
   return ci_junit_write(path, &suite, err, errlen);
 }
 
