@@ -28,7 +28,7 @@ struct kbsim_merge {
   size_t npoints;
   json_t *grid;   /* the merged points, owned */
   json_t *shards; /* each part's command line, owned */
-  struct sim_verdict verdicts[KBSIM_MAX_POINTS];
+  struct ci_case verdicts[KBSIM_MAX_POINTS];
 };
 
 static int kbsim_cmd_merge(int argc, char **argv);
@@ -206,7 +206,7 @@ static int kbsim_merge_one(struct kbsim_merge *m, size_t i, FILE *out)
   const json_t *er = json_object_get(p0, "expect_rate");
   double lo = er ? json_real_value(json_array_get(er, 0)) : -1;
   double hi = er ? json_real_value(json_array_get(er, 1)) : -1;
-  struct sim_verdict *v = &m->verdicts[i];
+  struct ci_case *v = &m->verdicts[i];
   struct kbsim_sweep sw;
   struct kbsim_sweep_sum t;
   char err[512];
@@ -236,9 +236,9 @@ static int kbsim_merge_one(struct kbsim_merge *m, size_t i, FILE *out)
   fprintf(out,
           "%s %s%s: %" PRIu64 " of %" PRIu64
           " sessions = %.2f%% (95%% CI %.2f%%..%.2f%%): %s\n",
-          v->result == SIM_RESULT_PASS   ? "PASS"
-          : v->result == SIM_RESULT_FAIL ? "FAIL"
-                                         : "ERROR",
+          v->result == CI_PASS   ? "PASS"
+          : v->result == CI_FAIL ? "FAIL"
+                                 : "ERROR",
           m->sc.name, m->npoints > 1 ? " (grid point)" : "", t.with_error,
           t.sessions, 100 * t.rate, 100 * t.lo, 100 * t.hi, v->message);
   return 0;
@@ -285,7 +285,7 @@ static int kbsim_merge_main(int argc, char **argv, json_t *cmd,
          out ? out : "-", &m->sc, m->grid,
          json_is_true(json_object_get(m->parts[0], "grid")) ? 1 : 0, &stamp))
     return 3;
-  return sim_verdicts_exit(m->verdicts, m->npoints);
+  return ci_exit(m->verdicts, m->npoints);
 }
 
 static int kbsim_cmd_merge(int argc, char **argv)

@@ -19,8 +19,8 @@
 
 #include "cli.h"
 #include "common/kb_users.h"
+#include "evidence/ci.h"
 #include "evidence/evidence.h"
-#include "evidence/verdicts.h"
 #include "render/html.h"
 #include "secret.h"
 #include "wrap.h"
@@ -220,7 +220,7 @@ static double kbsim_seconds_since(const struct timespec *start)
 static int kbsim_run_one(const struct scenario *sc,
                          const struct kbsim_evidence *want,
                          const struct evidence_paths *paths, bool from_file,
-                         bool verbose, struct sim_verdict *v)
+                         bool verbose, struct ci_case *v)
 {
   struct sim_recorder rec;
   struct sim_outcome o;
@@ -245,15 +245,15 @@ static int kbsim_run_one(const struct scenario *sc,
       printf("ERROR %s (%s): " WRAP_HANG "the harness could not run it "
              "(infrastructure): %s\n",
              sc->name, sc->path, err);
-    v->result = SIM_RESULT_ERROR;
-    v->got = CLIENT_CLASS_INFRASTRUCTURE;
+    v->result = CI_ERROR;
+    v->type = client_class_name(CLIENT_CLASS_INFRASTRUCTURE);
     snprintf(v->message, sizeof(v->message), "%s", err);
     v->seconds = kbsim_seconds_since(&start);
     sim_recorder_free(&rec);
     free(text);
     return 3;
   }
-  v->got = sim_outcome_class(&o);
+  v->type = client_class_name(sim_outcome_class(&o));
   if(sim_scenario_check(sc, &o, why, sizeof(why)))
     result = 0;
   else if(o.sessions.infrastructure)
@@ -265,9 +265,9 @@ static int kbsim_run_one(const struct scenario *sc,
                                .backend = &o.backend,
                                .proxy = &o.proxy,
                                .passed = !result,
-                               .outcome_class = client_class_name(v->got)};
+                               .outcome_class = v->type};
     if(kbsim_write_evidence(&rec, want, paths, &run)) {
-      v->result = SIM_RESULT_ERROR;
+      v->result = CI_ERROR;
       snprintf(v->message, sizeof(v->message), "evidence could not be written");
       result = 3;
       goto done;
@@ -277,9 +277,7 @@ static int kbsim_run_one(const struct scenario *sc,
     kbsim_print_sessions(&o);
   sim_outcome_summary(sc, &o, summary, sizeof(summary));
   snprintf(v->output, sizeof(v->output), "%s", summary);
-  v->result = result == 0   ? SIM_RESULT_PASS
-              : result == 1 ? SIM_RESULT_FAIL
-                            : SIM_RESULT_ERROR;
+  v->result = result == 0 ? CI_PASS : result == 1 ? CI_FAIL : CI_ERROR;
   snprintf(v->message, sizeof(v->message), "%s", result ? why : summary);
   if(want->tap)
     ; /* the verdict says it */
@@ -425,22 +423,23 @@ const struct kbsim_command kbsim_run_command = {
     kbsim_cmd_run};
 
 /* Ends a run: the HTML report, JUnit and TAP; returns the exit status
- * (sim_verdicts_exit, or 3 when a report could not be written). */
+ * (ci_exit, or 3 when a report could not be written). */
 static int kbsim_run_finish(struct kbsim_evidence *want,
-                            const struct sim_verdict *v, size_t n,
+                            const struct ci_case *v, size_t n,
                             const char *junit, bool tap)
 {
+  const struct ci_suite suite = {.name = "kbsim run", .cases = v, .ncases = n};
   char err[512];
-  int rc = sim_verdicts_exit(v, n);
+  int rc = ci_exit(v, n);
 
   if(kbsim_html_finish(want))
     rc = 3;
-  if(junit && sim_junit_write(junit, "kbsim run", v, n, err, sizeof(err))) {
+  if(junit && ci_junit_write(junit, &suite, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     rc = 3;
   }
   if(tap)
-    sim_tap_write(stdout, v, n);
+    ci_tap_write(stdout, v, n);
   return rc;
 }
 
@@ -454,7 +453,7 @@ struct kbsim_run {
   const char *flag_only;
   uint64_t seed;
   bool exit_now; /* --help printed: exit with the code returned */
-  struct sim_verdict verdicts[KBSIM_MAX_FILES];
+  struct ci_case verdicts[KBSIM_MAX_FILES];
   /* The files' scenarios; scenarios[0] is the flag form's. */
   struct scenario scenarios[KBSIM_MAX_FILES];
 };

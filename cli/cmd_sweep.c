@@ -21,7 +21,7 @@
 
 #include "cli.h"
 #include "common/kb_range.h"
-#include "evidence/verdicts.h"
+#include "evidence/ci.h"
 #include "render/plot.h"
 #include "sweep.h"
 
@@ -49,7 +49,7 @@ struct kbsim_sweep_run {
   json_t *grid;                   /* the JSON's points */
   struct sim_runner *runners;     /* one per job */
   size_t npoints;                 /* grid points reported */
-  struct sim_verdict verdicts[KBSIM_MAX_POINTS];
+  struct ci_case verdicts[KBSIM_MAX_POINTS];
   struct sim_plot_point plot[KBSIM_MAX_POINTS];
   char plot_text[KBSIM_MAX_POINTS][3][256];
 };
@@ -341,7 +341,7 @@ static int kbsim_sweep_open(struct kbsim_sweep_run *r)
 static void kbsim_sweep_print(const struct kbsim_sweep_run *r,
                               const struct scenario *sc, const char *name,
                               const struct kbsim_sweep_sum *t,
-                              const struct sim_verdict *v)
+                              const struct ci_case *v)
 {
   const struct kbsim_sweep_args *o = &r->a;
   FILE *human = r->human;
@@ -365,11 +365,11 @@ static void kbsim_sweep_print(const struct kbsim_sweep_run *r,
   if(t->failed_runs)
     fprintf(human, "%" PRIu64 " run%s could not run (first error above)\n",
             t->failed_runs, t->failed_runs == 1 ? "" : "s");
-  if(o->rate_lo >= 0 || v->result != SIM_RESULT_PASS)
+  if(o->rate_lo >= 0 || v->result != CI_PASS)
     fprintf(human, "%s %s: %s\n",
-            v->result == SIM_RESULT_PASS   ? "PASS"
-            : v->result == SIM_RESULT_FAIL ? "FAIL"
-                                           : "ERROR",
+            v->result == CI_PASS   ? "PASS"
+            : v->result == CI_FAIL ? "FAIL"
+                                   : "ERROR",
             v->name, v->message);
 }
 
@@ -379,7 +379,7 @@ static void kbsim_sweep_record(struct kbsim_sweep_run *r, size_t pt,
                                const size_t *at, const char *base,
                                const char *name,
                                const struct kbsim_sweep_sum *t,
-                               const struct sim_verdict *v)
+                               const struct ci_case *v)
 {
   const struct kbsim_grid *g = &r->a.grid;
   struct sim_plot_point *pp = &r->plot[pt];
@@ -418,7 +418,7 @@ static int kbsim_sweep_one(struct kbsim_sweep_run *r, size_t pt, bool *partial)
 {
   const struct kbsim_sweep_args *o = &r->a;
   const struct kbsim_grid *g = &o->grid;
-  struct sim_verdict *v = &r->verdicts[pt];
+  struct ci_case *v = &r->verdicts[pt];
   size_t at[KBSIM_MAX_VARY], k;
   struct scenario sc;
   struct kbsim_sweep sw;
@@ -505,11 +505,11 @@ static int kbsim_sweep_finish(struct kbsim_sweep_run *r, int rc)
     /* A part gates nothing: only the harness's own failures count. */
     rc = stopped ? 130 : 0;
     for(pt = 0; pt < r->npoints; pt++)
-      if(r->verdicts[pt].result == SIM_RESULT_ERROR)
+      if(r->verdicts[pt].result == CI_ERROR)
         rc = 3;
   }
   if(!rc)
-    rc = stopped ? 130 : sim_verdicts_exit(r->verdicts, r->npoints);
+    rc = stopped ? 130 : ci_exit(r->verdicts, r->npoints);
   if(r->csvf && r->csvf != stdout && fclose(r->csvf)) {
     fprintf(stderr, "kbsim: --csv %s: writing failed\n", o->csv);
     rc = rc == 130 ? rc : 3;
@@ -531,9 +531,12 @@ static int kbsim_sweep_finish(struct kbsim_sweep_run *r, int rc)
      kbsim_sweep_json(o->json, &r->base, r->grid, g->nvary, &r->stamp))
     rc = rc == 130 ? rc : 3;
   if(o->tap)
-    sim_tap_write(stdout, r->verdicts, r->npoints);
-  if(o->junit && sim_junit_write(o->junit, "kbsim sweep", r->verdicts,
-                                 r->npoints, err, sizeof(err))) {
+    ci_tap_write(stdout, r->verdicts, r->npoints);
+  if(o->junit && ci_junit_write(o->junit,
+                                &(const struct ci_suite){.name = "kbsim sweep",
+                                                         .cases = r->verdicts,
+                                                         .ncases = r->npoints},
+                                err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     rc = rc == 130 ? rc : 3;
   }

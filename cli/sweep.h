@@ -17,7 +17,7 @@
 
 #include <jansson.h>
 
-#include "evidence/verdicts.h"
+#include "evidence/ci.h"
 #include "sim/run.h"
 #include "sim/scenario.h"
 
@@ -95,16 +95,16 @@ void kbsim_sweep_sum(const struct kbsim_sweep *sw, struct kbsim_sweep_sum *t);
  * rate (lo < 0: none expected, pass). */
 void kbsim_sweep_verdict(const struct scenario *sc,
                          const struct kbsim_sweep_sum *t, double lo, double hi,
-                         struct sim_verdict *v);
+                         struct ci_case *v);
 
 /* "pass", "fail" or "error", as JSON, CSV and the plot spell v. */
-const char *kbsim_sweep_result_name(enum sim_result result);
+const char *kbsim_sweep_result_name(enum ci_result result);
 
 /* One point's result as JSON: counts, rate, interval, verdict, seeds.
  * Returns it (the caller's), or NULL when out of memory. */
 json_t *kbsim_sweep_json_point(const struct kbsim_sweep *sw,
                                const struct kbsim_sweep_sum *t, double lo,
-                               double hi, const struct sim_verdict *v);
+                               double hi, const struct ci_case *v);
 
 /* Where a sweep's JSON came from: the command line, the shard it was and
  * the seeds of the whole sweep, the parts' command lines (merge). */

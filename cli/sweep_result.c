@@ -67,7 +67,7 @@ void kbsim_sweep_sum(const struct kbsim_sweep *sw, struct kbsim_sweep_sum *t)
 
 void kbsim_sweep_verdict(const struct scenario *sc,
                          const struct kbsim_sweep_sum *t, double lo, double hi,
-                         struct sim_verdict *v)
+                         struct ci_case *v)
 {
   memset(v, 0, sizeof(*v));
   snprintf(v->name, sizeof(v->name), "%s rate", sc->name);
@@ -78,10 +78,11 @@ void kbsim_sweep_verdict(const struct scenario *sc,
            "%.2f%%..%.2f%%) over %" PRIu64 " seeds",
            t->with_error, t->sessions, 100 * t->rate, 100 * t->lo, 100 * t->hi,
            t->runs);
-  v->got = t->with_error ? CLIENT_CLASS_SERVER_ERROR : CLIENT_CLASS_CLEAN;
+  v->type = client_class_name(t->with_error ? CLIENT_CLASS_SERVER_ERROR
+                                            : CLIENT_CLASS_CLEAN);
   if(t->failed_runs || t->infrastructure || t->partial) {
-    v->result = SIM_RESULT_ERROR;
-    v->got = CLIENT_CLASS_INFRASTRUCTURE;
+    v->result = CI_ERROR;
+    v->type = client_class_name(CLIENT_CLASS_INFRASTRUCTURE);
     snprintf(v->message, sizeof(v->message),
              "%s%" PRIu64 " seed%s could not run, %" PRIu64
              " session%s failed by the harness: no verdict",
@@ -91,19 +92,19 @@ void kbsim_sweep_verdict(const struct scenario *sc,
     return;
   }
   if(lo < 0) {
-    v->result = SIM_RESULT_PASS;
+    v->result = CI_PASS;
     snprintf(v->message, sizeof(v->message), "no rate expected: %.700s",
              v->output);
     return;
   }
   if(t->sessions && t->lo >= lo && t->hi <= hi) {
-    v->result = SIM_RESULT_PASS;
+    v->result = CI_PASS;
     snprintf(v->message, sizeof(v->message),
              "95%% CI %.2f%%..%.2f%% inside %.2f%%..%.2f%%", 100 * t->lo,
              100 * t->hi, 100 * lo, 100 * hi);
     return;
   }
-  v->result = SIM_RESULT_FAIL;
+  v->result = CI_FAIL;
   snprintf(v->message, sizeof(v->message),
            "rate %.2f%% (95%% CI %.2f%%..%.2f%%) not inside "
            "%.2f%%..%.2f%%%s",
@@ -113,16 +114,14 @@ void kbsim_sweep_verdict(const struct scenario *sc,
                : "");
 }
 
-const char *kbsim_sweep_result_name(enum sim_result result)
+const char *kbsim_sweep_result_name(enum ci_result result)
 {
-  return result == SIM_RESULT_PASS   ? "pass"
-         : result == SIM_RESULT_FAIL ? "fail"
-                                     : "error";
+  return result == CI_PASS ? "pass" : result == CI_FAIL ? "fail" : "error";
 }
 
 json_t *kbsim_sweep_json_point(const struct kbsim_sweep *sw,
                                const struct kbsim_sweep_sum *t, double lo,
-                               double hi, const struct sim_verdict *v)
+                               double hi, const struct ci_case *v)
 {
   json_t *seeds = json_array();
   uint64_t i;

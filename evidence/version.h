@@ -1,7 +1,8 @@
 /*
  * version.h - what this kbsim is: its version, the git commit it was built
  * from and the versions of the libraries it runs with, for `kbsim
- * --version` and for stamping artefacts (reports, transcripts).
+ * --version`, the man page and the stamp of the JSON reports (run, serve,
+ * sweep).
  *
  * Every function here can't fail and is safe from any thread: the strings
  * are constants or are filled into the caller's memory.

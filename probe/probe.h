@@ -23,8 +23,9 @@
  *                (Exchange's mismatches; needs two users and the status)
  *  wrong-password  the first user with a wrong password: refused?
  *
- * Nothing here prints; sim/cmd_probe.c writes the lines, probe_json.c and
- * probe_junit.c the reports.
+ * Nothing here prints; cli/cmd_probe.c writes the lines and the JUnit
+ * report (evidence/ci.h, one testcase per check), probe_json.c the JSON
+ * report.
  */
 #ifndef PROBE_H
 #define PROBE_H
@@ -153,12 +154,5 @@ int probe_run(const struct probe_config *config, struct probe_report *report,
 int probe_write_json(const struct probe_config *config,
                      const struct probe_report *report, const char *path,
                      char *err, size_t errlen);
-
-/* Writes report as a JUnit XML testsuite (libxml2's xmlwriter) to path:
- * one testcase per check, failure/error/skipped as the verdict says.
- * Returns 0, or -1 with one line in err. */
-int probe_write_junit(const struct probe_config *config,
-                      const struct probe_report *report, const char *path,
-                      char *err, size_t errlen);
 
 #endif /* PROBE_H */

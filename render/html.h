@@ -2,8 +2,10 @@
  * html.h - the self-contained HTML report drawn from a run's story
  * (story.h): a sequence diagram in SVG per run, the failing legs
  * highlighted, NTLM tokens decoded on demand, what each user saw after
- * each POST, several runs side by side. One seed gives the same page
- * every time.
+ * each POST, several runs side by side. One seed gives the same diagram
+ * every time; only the words of ISA's decisions (tooltips, the legs'
+ * table) quote the member's own connection numbers, which follow the
+ * order it accepted concurrent clients' connections.
  */
 #ifndef HTML_H
 #define HTML_H

@@ -14,7 +14,8 @@
 #include "evidence/evidence.h"
 #include "render/html.h"
 
-/* What a close code means, for people (the codes are evidence.c's). */
+/* What a close code means, for people (the codes of serve's JSON report,
+ * evidence/serve_report.c). */
 static const struct {
   const char *code, *text;
 } serve_page__closes[] = {
@@ -35,10 +36,12 @@ static const struct {
 
 /* What a listener's note code means on a request, and whether it is the
  * bug (marked on the row). */
-static const struct {
+struct serve_page_note {
   const char *code, *text;
   bool bug;
-} serve_page__notes[] = {
+};
+
+static const struct serve_page_note serve_page__notes[] = {
     {"reauth-skipped",
      "type 1 on an authenticated connection forwarded without a challenge: "
      "the POST reached Exchange without its body (KB 942638)",
@@ -51,6 +54,18 @@ static const struct {
     {"auth-refused", "type 3 refused: 401", false},
     {"forward-authenticated", "authenticated connection: forwarded", false},
 };
+
+/* The row of note code, or NULL when the page has no words for it. */
+static const struct serve_page_note *serve_page__note(const char *code)
+{
+  size_t k;
+
+  for(k = 0; code && k < sizeof(serve_page__notes) / sizeof(*serve_page__notes);
+      k++)
+    if(!strcmp(code, serve_page__notes[k].code))
+      return &serve_page__notes[k];
+  return NULL;
+}
 
 static const char *serve_page__str(const json_t *o, const char *key)
 {
@@ -69,6 +84,21 @@ static void serve_page__text(FILE *out, const char *text)
   html_escape(out, text, strlen(text));
 }
 
+/* Writes one cell of a row: the string at key in o, escaped ("" when o
+ * has none). */
+static void serve_page__cell(FILE *out, const json_t *o, const char *key)
+{
+  fputs("<td>", out);
+  serve_page__text(out, serve_page__str(o, key));
+  fputs("</td>", out);
+}
+
+/* Writes one cell of a row: the integer at key in o (0 when o has none). */
+static void serve_page__count(FILE *out, const json_t *o, const char *key)
+{
+  fprintf(out, "<td>%lld</td>", serve_page__int(o, key));
+}
+
 static void serve_page__members(FILE *out, const json_t *report)
 {
   const json_t *members = json_object_get(report, "members");
@@ -83,21 +113,18 @@ static void serve_page__members(FILE *out, const json_t *report)
     const json_t *m = json_array_get(members, i);
     const json_t *st = json_object_get(m, "stats");
 
-    fputs("<tr><td>", out);
-    serve_page__text(out, serve_page__str(m, "name"));
-    fputs("</td><td>", out);
-    serve_page__text(out, serve_page__str(m, "patch"));
-    fprintf(out, "</td><td>%s</td><td>",
+    fputs("<tr>", out);
+    serve_page__cell(out, m, "name");
+    serve_page__cell(out, m, "patch");
+    fprintf(out, "<td>%s</td>",
             json_is_true(json_object_get(m, "script")) ? "run" : "not run");
-    serve_page__text(out, serve_page__str(m, "policy"));
-    fputs("</td><td>", out);
-    serve_page__text(out, serve_page__str(m, "policy_at_stop"));
-    fprintf(out,
-            "</td><td>%lld</td><td>%lld</td><td>%lld</td><td>%lld</td>"
-            "</tr>\n",
-            serve_page__int(st, "connections"), serve_page__int(st, "requests"),
-            serve_page__int(st, "reauth_skipped"),
-            serve_page__int(st, "forwarded_empty_posts"));
+    serve_page__cell(out, m, "policy");
+    serve_page__cell(out, m, "policy_at_stop");
+    serve_page__count(out, st, "connections");
+    serve_page__count(out, st, "requests");
+    serve_page__count(out, st, "reauth_skipped");
+    serve_page__count(out, st, "forwarded_empty_posts");
+    fputs("</tr>\n", out);
   }
   fputs("</table>\n", out);
 }
@@ -120,18 +147,17 @@ static void serve_page__connections(FILE *out, const json_t *report)
         k++)
       if(!strcmp(serve_page__closes[k].code, code))
         why = serve_page__closes[k].text;
-    fprintf(out, "<tr class=\"conn%s\"><td>",
+    fprintf(out, "<tr class=\"conn%s\">",
             !strcmp(code, "reset") ? " reset" : "");
-    serve_page__text(out, serve_page__str(c, "name"));
-    fputs("</td><td>", out);
-    serve_page__text(out, serve_page__str(c, "hop"));
-    fputs("</td><td>", out);
-    serve_page__text(out, serve_page__str(c, "opened"));
-    fputs("</td><td>", out);
-    serve_page__text(out, serve_page__str(c, "closed"));
-    fputs("</td><td class=\"why\">", out);
+    serve_page__cell(out, c, "name");
+    serve_page__cell(out, c, "hop");
+    serve_page__cell(out, c, "opened");
+    serve_page__cell(out, c, "closed");
+    fputs("<td class=\"why\">", out);
     serve_page__text(out, why);
-    fprintf(out, "</td><td>%lld</td></tr>\n", serve_page__int(c, "messages"));
+    fputs("</td>", out);
+    serve_page__count(out, c, "messages");
+    fputs("</tr>\n", out);
   }
   fputs("</table>\n", out);
 }
@@ -139,7 +165,7 @@ static void serve_page__connections(FILE *out, const json_t *report)
 static void serve_page__exchanges(FILE *out, const json_t *report)
 {
   const json_t *all = json_object_get(report, "exchanges");
-  size_t i, j, k;
+  size_t i, j;
 
   fputs(
       "<h2>Requests</h2>\n<p>The client hop as the member answered it, "
@@ -154,45 +180,40 @@ static void serve_page__exchanges(FILE *out, const json_t *report)
     bool bug = false;
     bool upstream = !strcmp(serve_page__str(x, "hop"), "proxy-backend");
 
-    for(j = 0; j < json_array_size(notes); j++)
-      for(k = 0; k < sizeof(serve_page__notes) / sizeof(*serve_page__notes);
-          k++)
-        if(!strcmp(json_string_value(json_array_get(notes, j)),
-                   serve_page__notes[k].code) &&
-           serve_page__notes[k].bug)
-          bug = true;
+    for(j = 0; j < json_array_size(notes); j++) {
+      const struct serve_page_note *n =
+          serve_page__note(json_string_value(json_array_get(notes, j)));
+      if(n && n->bug)
+        bug = true;
+    }
     /* An empty POST that reached Exchange is the bug seen from there. */
     if(upstream && !strcmp(serve_page__str(x, "method"), "POST") &&
        !serve_page__int(x, "request_body_length"))
       bug = true;
-    fprintf(out, "<tr class=\"x%s%s\"><td>", upstream ? " up" : "",
+    fprintf(out, "<tr class=\"x%s%s\">", upstream ? " up" : "",
             bug ? " bug" : "");
-    serve_page__text(out, serve_page__str(x, "at"));
-    fprintf(out, "</td><td>%s</td><td>",
+    serve_page__cell(out, x, "at");
+    fprintf(out, "<td>%s</td>",
             upstream ? "ISA &rarr; Exchange" : "client &rarr; ISA");
-    serve_page__text(out, serve_page__str(x, "observer"));
-    fputs("</td><td>", out);
-    serve_page__text(out, serve_page__str(x, "connection"));
-    fputs("</td><td>", out);
+    serve_page__cell(out, x, "observer");
+    serve_page__cell(out, x, "connection");
+    fputs("<td>", out);
     serve_page__text(out, serve_page__str(x, "method"));
     fputs(" ", out);
     serve_page__text(out, serve_page__str(x, "path"));
-    fputs("</td><td>", out);
-    serve_page__text(out, serve_page__str(x, "request_ntlm"));
-    fprintf(out, "</td><td>%lld bytes</td><td>%lld</td><td class=\"why\">",
-            serve_page__int(x, "request_body_length"),
-            serve_page__int(x, "status"));
+    fputs("</td>", out);
+    serve_page__cell(out, x, "request_ntlm");
+    fprintf(out, "<td>%lld bytes</td>",
+            serve_page__int(x, "request_body_length"));
+    serve_page__count(out, x, "status");
+    fputs("<td class=\"why\">", out);
     for(j = 0; j < json_array_size(notes); j++) {
       const char *code = json_string_value(json_array_get(notes, j));
-      const char *text = code;
+      const struct serve_page_note *n = serve_page__note(code);
 
-      for(k = 0; k < sizeof(serve_page__notes) / sizeof(*serve_page__notes);
-          k++)
-        if(!strcmp(code, serve_page__notes[k].code))
-          text = serve_page__notes[k].text;
       if(j)
         fputs("; ", out);
-      serve_page__text(out, text);
+      serve_page__text(out, n ? n->text : code);
     }
     if(upstream && bug)
       fputs("an EWS POST without its body: Exchange answers a SOAP 500", out);

@@ -56,7 +56,7 @@ struct story_conn {
 };
 
 /* An upstream connection ISA opened for one of them. */
-struct html_up {
+struct story_up {
   const char *name;
   size_t *events;          /* Exchange's EXCHANGE events on it, in order */
   struct story_hop **hops; /* the story's hop for each, once matched */
@@ -65,7 +65,7 @@ struct html_up {
 };
 
 /* A listener connection id and the name its client gave it. */
-struct html_pconn {
+struct story_pconn {
   const char *origin;
   uint64_t id;
   const char *name;
@@ -74,9 +74,9 @@ struct html_pconn {
 struct story_builder {
   struct story_conn *conns;
   size_t nconns;
-  struct html_up *ups;
+  struct story_up *ups;
   size_t nups;
-  struct html_pconn *pconns;
+  struct story_pconn *pconns;
   size_t npconns;
   size_t *last_leg; /* per client id: its latest leg + 1, 0 = none */
   size_t nlast;
@@ -145,13 +145,13 @@ static int story__conn_cmp(const void *a, const void *b)
 
 static int story__up_cmp(const void *a, const void *b)
 {
-  return evidence_name_cmp(((const struct html_up *)a)->name,
-                           ((const struct html_up *)b)->name);
+  return evidence_name_cmp(((const struct story_up *)a)->name,
+                           ((const struct story_up *)b)->name);
 }
 
 static int story__pconn_cmp(const void *pa, const void *pb)
 {
-  const struct html_pconn *a = pa, *b = pb;
+  const struct story_pconn *a = pa, *b = pb;
   int c = strcmp(a->origin, b->origin);
 
   if(c)
@@ -171,9 +171,10 @@ static struct story_conn *story__find_conn(struct story_builder *b,
              : NULL;
 }
 
-static struct html_up *story__find_up(struct story_builder *b, const char *name)
+static struct story_up *story__find_up(struct story_builder *b,
+                                       const char *name)
 {
-  struct html_up key;
+  struct story_up key;
 
   memset(&key, 0, sizeof(key));
   key.name = name;
@@ -186,8 +187,8 @@ static struct html_up *story__find_up(struct story_builder *b, const char *name)
 static struct story_conn *story__find_pconn(struct story_builder *b,
                                             const char *origin, uint64_t id)
 {
-  struct html_pconn key = {origin, id, NULL};
-  const struct html_pconn *p;
+  struct story_pconn key = {origin, id, NULL};
+  const struct story_pconn *p;
 
   if(!b->npconns)
     return NULL;
@@ -295,7 +296,7 @@ static void story__build_free(struct story_builder *b)
 /* ---- story: recorded bytes -------------------------------------------- */
 
 /* One HTTP message parsed out of a recorded byte stream; pointers into it. */
-struct html_msg {
+struct story_msg {
   const char *method, *path; /* request */
   size_t method_len, path_len;
   int status;       /* response */
@@ -320,7 +321,7 @@ static bool story__bears_token(const char *value, size_t vlen)
  * (then the caller stops decoding that stream: a misaligned decode would
  * be worse than none). */
 static int story__next_msg(const char *data, size_t len, size_t *pos,
-                           bool request, struct html_msg *m)
+                           bool request, struct story_msg *m)
 {
   const char *name = request ? "Authorization" : "WWW-Authenticate";
 
@@ -370,7 +371,7 @@ static char *story__describe_auth(const char *value, size_t len)
 }
 
 /* True when the parsed request is the one hop describes. */
-static bool story__msg_matches(const struct html_msg *m,
+static bool story__msg_matches(const struct story_msg *m,
                                const struct story_hop *hop)
 {
   return m->method_len == strlen(hop->method) &&
@@ -387,7 +388,7 @@ static void story__decode_conn(struct story_conn *c, struct story *story)
 
   for(k = 0; k < c->nlegs; k++) {
     struct story_hop *hop = &story->legs[c->legs[k]].front;
-    struct html_msg m;
+    struct story_msg m;
 
     if(sends) {
       if(story__next_msg(c->send.data, c->send.len, &spos, true, &m) ||
@@ -407,12 +408,12 @@ static void story__decode_conn(struct story_conn *c, struct story *story)
 }
 
 /* Decodes the tokens ISA forwarded on upstream connection u. */
-static void story__decode_up(struct html_up *u)
+static void story__decode_up(struct story_up *u)
 {
   size_t pos = 0, k;
 
   for(k = 0; k < u->nevents && u->send.len; k++) {
-    struct html_msg m;
+    struct story_msg m;
 
     if(story__next_msg(u->send.data, u->send.len, &pos, true, &m))
       return;
@@ -609,7 +610,7 @@ static int story__walk(const struct sim_recorder *rec, unsigned max_clients,
     }
     else if(story__is_backend_exchange(ev)) {
       char front[64];
-      struct html_up *u = story__find_up(b, ev->conn_name);
+      struct story_up *u = story__find_up(b, ev->conn_name);
       if(u && !story__front_of(ev->conn_name, front, sizeof(front)) &&
          (c = story__find_conn(b, front)) != NULL) {
         g = story__open_group(c);
@@ -637,7 +638,7 @@ static int story__walk(const struct sim_recorder *rec, unsigned max_clients,
         kb_buf_add(ev->kind == KB_TRACE_SEND ? &c->send : &c->recv, ev->data,
                    ev->len);
       else if(ev->hop == KB_HOP_PROXY_BACKEND && ev->kind == KB_TRACE_SEND) {
-        struct html_up *u = story__find_up(b, ev->conn_name);
+        struct story_up *u = story__find_up(b, ev->conn_name);
         if(u)
           kb_buf_add(&u->send, ev->data, ev->len);
       }
@@ -704,7 +705,7 @@ static int story__match(const struct sim_recorder *rec, struct story_builder *b,
       struct story_group *g = &c->groups[k];
       for(j = 0; j < g->nbacks; j++) {
         const struct sim_event *ev = &rec->events[g->backs[j]];
-        struct html_up *u = story__find_up(b, ev->conn_name);
+        struct story_up *u = story__find_up(b, ev->conn_name);
         size_t at, n;
         if(!u)
           continue;

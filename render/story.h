@@ -6,7 +6,9 @@
  *
  * It is built from the trace recorder after a run (nothing may record
  * into it any more), ordered by client and time, never by arrival across
- * clients, so one seed gives the same story every time.
+ * clients, so one seed gives the same legs every time (the notes' text
+ * quotes the member's own connection numbers, which follow the order it
+ * accepted concurrent clients' connections).
  */
 #ifndef STORY_H
 #define STORY_H

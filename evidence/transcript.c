@@ -1,0 +1,150 @@
+/*
+ * transcript.c - the plain-text transcript: every connection in name
+ * order, each message as exactly the bytes that crossed the socket after
+ * an annotation line, the NTLM tokens decoded, and why it closed.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/kb_wire.h"
+#include "evidence_int.h"
+#include "ntlm/ntlm.h"
+
+static const char *evidence__direction(enum kb_hop hop, enum kb_trace_kind kind)
+{
+  if(hop == KB_HOP_CLIENT_PROXY)
+    return kind == KB_TRACE_SEND ? ">>> Communicator -> ISA"
+                                 : "<<< ISA -> Communicator";
+  return kind == KB_TRACE_SEND ? ">>> ISA -> Exchange" : "<<< Exchange -> ISA";
+}
+
+/* Writes the decode of an Authorization / WWW-Authenticate line, if it is
+ * one carrying an NTLM token, as an annotation line. */
+static void evidence__decode_line(FILE *out, const char *line, size_t len)
+{
+  static const char *names[] = {"Authorization", "WWW-Authenticate"};
+  char desc[512];
+  const char *value = NULL;
+  size_t i, vlen = 0;
+
+  for(i = 0; i < 2 && !value; i++)
+    value = kb_wire_field_first(line, len, names[i], &vlen);
+  if(!value || vlen >= NTLM_MAX_MESSAGE * 2)
+    return;
+  i--;
+  if(vlen >= 5 && !strncasecmp(value, "Basic", 5)) {
+    if(i == 0)
+      fprintf(out,
+              ";   %s: Basic credentials, replaced with x by kbsim: "
+              "evidence never carries passwords\n",
+              names[i]);
+    return;
+  }
+  if(ntlm_header_describe(value, vlen, desc, sizeof(desc)))
+    fprintf(out, ";   %s: %s\n", names[i], desc);
+}
+
+/* Writes one message: its annotation line, its exact bytes, then the NTLM
+ * decodes of its header block. */
+static void evidence__write_msg(FILE *out, enum kb_hop hop,
+                                const struct evidence_msg *m)
+{
+  char when[64];
+  size_t i = 0;
+
+  evidence__iso(m->at_us, when);
+  fprintf(out, "; %s %s: %zu bytes\n", when, evidence__direction(hop, m->dir),
+          m->len);
+  fwrite(m->data, 1, m->len, out);
+  if(m->len && m->data[m->len - 1] != '\n')
+    fputs("\n; \\ no line end: the line feed above is not the message's\n",
+          out);
+  while(i < m->head) {
+    size_t start = i, end;
+
+    while(i < m->head && m->data[i] != '\n')
+      i++;
+    end = i;
+    if(end > start && m->data[end - 1] == '\r')
+      end--;
+    evidence__decode_line(out, (const char *)m->data + start, end - start);
+    i++;
+  }
+}
+
+/* Writes why c closed, on its annotation line. */
+static void evidence__write_close(FILE *out, const struct evidence_conn *c)
+{
+  char when[64];
+
+  evidence__iso(c->close_us, when);
+  if(c->why)
+    fprintf(out, "; %s connection %s (%s)\n", when, c->why->reason,
+            c->why_text ? c->why_text : "");
+  else if(c->hop == KB_HOP_PROXY_BACKEND)
+    fprintf(out, "; %s connection closed by ISA%s\n", when,
+            c->parent_closed ? " when its client's connection closed" : "");
+  else
+    fprintf(out, "; %s connection closed by the client\n", when);
+}
+
+int evidence_write_transcript(struct sim_recorder *rec, FILE *out)
+{
+  struct evidence_conns conns;
+  size_t i, j;
+
+  pthread_mutex_lock(&rec->lock);
+  if(evidence__group(rec, &conns)) {
+    pthread_mutex_unlock(&rec->lock);
+    errno = ENOMEM;
+    return -1;
+  }
+  fprintf(out,
+          "; kbsim transcript: %zu connections, in client order\n"
+          "; Lines that begin with ';' are kbsim's. Each message follows its\n"
+          "; '; <time> <direction>: <n> bytes' line as exactly those n bytes\n"
+          "; (CRLF kept); times are ISO 8601 on the session's clock.\n",
+          conns.count);
+  for(i = 0; i < conns.count; i++) {
+    const struct evidence_conn *c = &conns.items[i];
+    char when[64];
+
+    fprintf(out, ";\n; === %s: %s ===\n", c->name,
+            c->hop == KB_HOP_CLIENT_PROXY ? "Communicator <-> ISA"
+                                          : "ISA <-> Exchange");
+    if(c->opened) {
+      evidence__iso(c->open_us, when);
+      fprintf(out, "; %s connection opened\n", when);
+    }
+    for(j = 0; j < c->nmsgs; j++)
+      evidence__write_msg(out, c->hop, &c->msgs[j]);
+    if(c->closed)
+      evidence__write_close(out, c);
+  }
+  pthread_mutex_unlock(&rec->lock);
+  evidence__conns_free(&conns);
+  if(ferror(out)) {
+    errno = errno ? errno : EIO;
+    return -1;
+  }
+  return 0;
+}
+
+int evidence_write_transcript_to(struct sim_recorder *rec, const char *path,
+                                 char *err, size_t errlen)
+{
+  FILE *out = evidence_open("--transcript", path, err, errlen);
+  int result;
+
+  if(!out)
+    return -1;
+  result = evidence_write_transcript(rec, out);
+  if(result)
+    snprintf(err, errlen, "--transcript %s: cannot write: %s", path,
+             strerror(errno));
+  if(evidence_close(out, "--transcript", path, result ? NULL : err, errlen))
+    result = -1;
+  return result;
+}
