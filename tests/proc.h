@@ -1,7 +1,9 @@
 /*
- * proc.h - test support: runs a program with its stdout and stderr
- * captured (no shell, no deadlock on full pipes), makes and removes
- * scratch directories, reads whole files.
+ * proc.h - test support for the suites that run programs: runs one with
+ * its stdout and stderr captured (no shell, no deadlock on full pipes),
+ * kbsim itself, python3-jsonschema, tshark and curl's NTLM; makes and
+ * removes scratch directories, reads whole files, counts what a text
+ * says; and the skip protocol for a missing tool.
  */
 #ifndef TESTS_PROC_H
 #define TESTS_PROC_H
@@ -28,13 +30,23 @@ void proc_collect(pid_t pid, int outfd, int errfd, struct proc_out *p);
 /* proc_spawn + proc_collect. */
 void proc_run(char *const argv[], struct proc_out *p);
 
+#ifdef KBSIM_BIN
+/* Runs the kbsim under test with args (NULL-terminated, after the program
+ * name) into *p; the caller checks p->status. */
+void proc_kbsim(struct proc_out *p, const char *const *args);
+
+/* PROC_KBSIM(&p, "run", "--seed", "3"): proc_kbsim with those arguments. */
+#define PROC_KBSIM(p, ...)                                                     \
+  proc_kbsim((p), (const char *const[]){__VA_ARGS__, NULL})
+#endif
+
 void proc_free(struct proc_out *p);
 
 /* Makes a new directory "/tmp/<prefix>-XXXXXX" into dir (at least 256
  * bytes). Fails the running test if it cannot. */
 void proc_tmpdir(const char *prefix, char *dir, size_t len);
 
-/* Removes dir and everything in it. */
+/* Removes dir and everything in it, in this process. */
 void proc_rmdir(const char *dir);
 
 /* Reads a whole file, NUL-terminated; fails the running test when it
@@ -84,6 +96,28 @@ void proc_tshark(const char *pcap, const char *filter, const char *field,
 
 /* Counts the lines of s that equal line exactly. */
 int proc_count_lines(const char *s, const char *line);
+
+/* Counts the occurrences of needle in s that do not overlap. */
+int proc_count(const char *s, const char *needle);
+
+/* Returns true when an executable named name is in a directory of PATH,
+ * and writes its path into out unless out is NULL. */
+bool proc_which(const char *name, char *out, size_t len);
+
+/* Where Debian's python3-jsonschema lives: tests that need it check for
+ * it with proc_have. */
+#define PROC_JSONSCHEMA "/usr/lib/python3/dist-packages/jsonschema"
+
+/* Validates the JSON files in paths (NULL-terminated) against the JSON
+ * schema at schema with python3-jsonschema, all in one process; returns
+ * its exit status (0: every file valid) and what it said, cut to fit, in
+ * why. */
+int proc_jsonschema(const char *schema, const char *const *paths, char *why,
+                    size_t whylen);
+
+/* proc_jsonschema, failing the running test unless every file is valid
+ * (or python3-jsonschema is missing: then it says to run scripts/setup). */
+void proc_assert_schema(const char *schema, const char *const *paths);
 
 /* Reads a server's stdout (fd) line by line until a line starts with
  * prefix followed by a port number; returns the port, or 0 at EOF. Reads

@@ -48,12 +48,13 @@ struct ab_opts {
   unsigned max_per_address; /* 0: the default */
 };
 
-static struct ab *ab_live;
-
+/* Starts the listener (per-request) in front of Exchange as o says; a
+ * test that fails half-way leaves it to kbt_env_teardown. */
 static void ab_start(struct ab *e, const struct ab_opts *o)
 {
   struct backend_config bc;
   struct proxy_config pc;
+  struct kbt_env_opts eo;
 
   memset(&bc, 0, sizeof(bc));
   bc.head_timeout_ms = o->head_timeout_ms;
@@ -64,20 +65,16 @@ static void ab_start(struct ab *e, const struct ab_opts *o)
   pc.head_timeout_ms = o->head_timeout_ms;
   pc.max_connections = o->max_connections;
   pc.max_per_address = o->max_per_address;
-  kbt_env_start(&e->env, &bc, &pc, "AB_TRACE");
-  ab_live = e;
+  memset(&eo, 0, sizeof(eo));
+  eo.exchange = &bc;
+  eo.listener = &pc;
+  eo.debug = "AB_TRACE";
+  kbt_env_start(&e->env, &eo);
 }
 
 static void ab_stop(struct ab *e)
 {
-  ab_live = NULL;
   kbt_env_stop(&e->env);
-}
-
-static void ab_teardown(void)
-{
-  if(ab_live)
-    ab_stop(ab_live);
 }
 
 static uint64_t ab_exchange_requests(struct ab *e)
@@ -526,13 +523,13 @@ static Suite *abuse_suite(void)
   TCase *slow = tcase_create("slow clients and floods");
   int nframings = (int)(sizeof(ab_framings) / sizeof(ab_framings[0]));
 
-  tcase_add_checked_fixture(framing, NULL, ab_teardown);
+  tcase_add_checked_fixture(framing, NULL, kbt_env_teardown);
   tcase_add_loop_test(framing, test_framing_refused, 0, nframings);
   tcase_add_loop_test(framing, test_framing_refused_by_exchange, 0, nframings);
   tcase_add_test(framing, test_absolute_form_accepted);
   suite_add_tcase(s, framing);
 
-  tcase_add_checked_fixture(slow, NULL, ab_teardown);
+  tcase_add_checked_fixture(slow, NULL, kbt_env_teardown);
   tcase_add_loop_test(slow, test_slow_head_gets_408, 0, 2);
   tcase_add_test(slow, test_slowloris_does_not_lock_out_clients);
   tcase_add_test(slow, test_cap_refuses_at_once);
@@ -540,7 +537,7 @@ static Suite *abuse_suite(void)
   suite_add_tcase(s, slow);
 
   tcase_add_loop_test(half, test_no_continue_before_a_refusal, 0, 2);
-  tcase_add_checked_fixture(half, NULL, ab_teardown);
+  tcase_add_checked_fixture(half, NULL, kbt_env_teardown);
   tcase_add_test(half, test_half_closed_clients_answered);
   suite_add_tcase(s, half);
   return s;
