@@ -35,6 +35,10 @@ void proc_run(char *const argv[], struct proc_out *p);
  * name) into *p; the caller checks p->status. */
 void proc_kbsim(struct proc_out *p, const char *const *args);
 
+/* proc_kbsim, failing the running test (with what kbsim printed) unless
+ * it exits want. */
+void proc_kbsim_exits(struct proc_out *p, const char *const *args, int want);
+
 /* PROC_KBSIM(&p, "run", "--seed", "3"): proc_kbsim with those arguments. */
 #define PROC_KBSIM(p, ...)                                                     \
   proc_kbsim((p), (const char *const[]){__VA_ARGS__, NULL})
@@ -76,11 +80,6 @@ int proc_suite_exit(int failed, bool skipped);
  * "kbsim: try '... --help'" - or else what is wrong with it. */
 const char *proc_usage_error(const struct proc_out *p);
 
-#ifdef TESTS_DIR
-/* The GetUserOofSettings request Communicator POSTs, as a file. */
-#define PROC_OOF_REQUEST TESTS_DIR "/data/oof-request.xml"
-#endif
-
 /* Posts the file body to url with curl's own NTLM as credentials
  * ("DOMAIN\\user:password") and asserts the answer: with ok, curl exits 0
  * and gets a 200 carrying GetUserOofSettingsResponse; else a 401 carrying
@@ -108,17 +107,23 @@ bool proc_which(const char *name, char *out, size_t len);
  * it with proc_have. */
 #define PROC_JSONSCHEMA "/usr/lib/python3/dist-packages/jsonschema"
 
-/* Validates the JSON files in paths (NULL-terminated) against the JSON
- * schema at schema with python3-jsonschema, all in one process; returns
- * its exit status (0: every file valid) and what it said, cut to fit, in
- * why. */
-int proc_jsonschema(const char *schema, const char *const *paths, char *why,
-                    size_t whylen);
+#ifdef TESTS_DIR
+/* The GetUserOofSettings request Communicator POSTs, as a file. */
+#define PROC_OOF_REQUEST TESTS_DIR "/data/oof-request.xml"
 
-/* proc_jsonschema, failing the running test unless every file is valid
- * (or python3-jsonschema is missing: then it says to run scripts/setup). */
+/* Judges each JSON file of paths (NULL-terminated) against the JSON
+ * schema at schema with python3-jsonschema, all in one process
+ * (tests/ci/schema_each.py): *p gets a line per file, "valid FILE" or
+ * "invalid FILE: why" (release with proc_free). Returns how many files
+ * were invalid; fails the running test when python3 could not judge them
+ * (python3-jsonschema missing, a file unreadable). */
+int proc_schema_each(const char *schema, const char *const *paths,
+                     struct proc_out *p);
+
+/* proc_schema_each, failing the running test unless every file is
+ * valid. */
 void proc_assert_schema(const char *schema, const char *const *paths);
-
+#endif
 /* Reads a server's stdout (fd) line by line until a line starts with
  * prefix followed by a port number; returns the port, or 0 at EOF. Reads
  * a byte at a time, so nothing after that line is consumed. */

@@ -475,7 +475,7 @@ static char *json_without_stamp(const char *path)
  * against --fresh. */
 START_TEST(sweep_json_equals_fresh)
 {
-  char dir[] = "/tmp/kbsim-reuse-XXXXXX", reused[64], fresh[64];
+  char dir[256], reused[300], fresh[300];
   char *base[] = {KBSIM_BIN,
                   "sweep",
                   ARRAY,
@@ -494,7 +494,7 @@ START_TEST(sweep_json_equals_fresh)
   struct proc_out p, q;
   char *a, *b;
 
-  ck_assert_ptr_nonnull(mkdtemp(dir));
+  proc_tmpdir("kbsim-reuse", dir, sizeof(dir));
   snprintf(reused, sizeof(reused), "%s/reused.json", dir);
   snprintf(fresh, sizeof(fresh), "%s/fresh.json", dir);
   proc_run(base, &p);
@@ -512,9 +512,7 @@ START_TEST(sweep_json_equals_fresh)
   free(b);
   proc_free(&p);
   proc_free(&q);
-  remove(reused);
-  remove(fresh);
-  rmdir(dir);
+  proc_rmdir(dir);
 }
 END_TEST
 

@@ -219,8 +219,8 @@ END_TEST
 
 START_TEST(evidence_per_scenario)
 {
-  char dir[] = "/tmp/kbsim-scen-XXXXXX";
-  char json[256], bug[256], fix[256];
+  char dir[256];
+  char json[300], bug[300], fix[300];
   char *argv[] = {KBSIM_BIN,
                   "run",
                   SCENARIOS_DIR "/bug.ini",
@@ -228,11 +228,10 @@ START_TEST(evidence_per_scenario)
                   "--json",
                   json,
                   NULL};
-  char *rm[] = {"/bin/rm", "-rf", dir, NULL};
   struct proc_out p;
   FILE *f;
 
-  ck_assert_ptr_nonnull(mkdtemp(dir));
+  proc_tmpdir("kbsim-scen", dir, sizeof(dir));
   snprintf(json, sizeof(json), "%s/report.json", dir);
   snprintf(bug, sizeof(bug), "%s/report-bug.json", dir);
   snprintf(fix, sizeof(fix), "%s/report-fix.json", dir);
@@ -247,8 +246,7 @@ START_TEST(evidence_per_scenario)
   ck_assert_msg(f != NULL, "no %s", fix);
   fclose(f);
   ck_assert_ptr_null(fopen(json, "r"));
-  proc_run(rm, &p);
-  proc_free(&p);
+  proc_rmdir(dir);
 }
 END_TEST
 
