@@ -361,8 +361,8 @@ static bool has_thread(pid_t pid, const char *name)
 START_TEST(sweep_interrupted_reports_partial)
 {
   char dir[256], json[300];
-  char *sweep[] = {KBSIM_BIN, "sweep",      "intermittent-array",
-                   "--seeds", "1..1000000", "--json",
+  char *sweep[] = {KBSIM_BIN, "sweep",   "intermittent-array",
+                   "--seeds", "1..1000", "--json",
                    json,      NULL};
   struct proc_out p;
   int outfd, errfd;

@@ -150,10 +150,10 @@ static void read_rate(const char *out, const char *label, unsigned long *k,
 START_TEST(sweep_is_repeatable_and_intermittent)
 {
   char *two[] = {KBSIM_BIN, "sweep", SCENARIOS_DIR "/intermittent-array.ini",
-                 "--seeds", "1..12", "--jobs",
+                 "--seeds", "1..6",  "--jobs",
                  "2",       NULL};
   char *one[] = {KBSIM_BIN, "sweep", SCENARIOS_DIR "/intermittent-array.ini",
-                 "--seeds", "1..12", "--jobs",
+                 "--seeds", "1..6",  "--jobs",
                  "1",       NULL};
   struct proc_out a, b, c;
   unsigned long k, n, ek, en;
@@ -174,14 +174,14 @@ START_TEST(sweep_is_repeatable_and_intermittent)
 
   read_rate(a.out.data, "sessions with the Outlook Integration Error:", &k, &n,
             &pct);
-  ck_assert_uint_eq(n, 12 * 8);
+  ck_assert_uint_eq(n, 6 * 8);
   /* Intermittent: some sessions fail, some do not. */
   ck_assert_uint_gt(k, 0);
   ck_assert_uint_lt(k, n);
   ck_assert_ptr_nonnull(strstr(a.out.data, "(95% CI "));
   read_rate(a.out.data, "EWS POSTs that reached Exchange empty:", &ek, &en,
             &epct);
-  ck_assert_uint_eq(en, 12 * 8 * 4);
+  ck_assert_uint_eq(en, 6 * 8 * 4);
   ck_assert_uint_gt(ek, 0);
   ck_assert_uint_lt(ek, en);
   proc_free(&a);
