@@ -48,10 +48,10 @@ static inline int kbt_run_list(Suite *(*const *list)(void))
   return failed;
 }
 
-/* The Check tag of the test cases that start a browser or a third-party
- * proxy server, or run tshark over the whole catalogue: `make check`
- * leaves them out (CK_EXCLUDE_TAGS) to stay fast, `make check-slow` runs
- * only them (CK_INCLUDE_TAGS); CI runs both. */
+/* The Check tag of the test cases whose cost is a third-party program's
+ * (headless Chromium, a third-party proxy server, tshark; tests/README.md):
+ * `make check` leaves them out (CK_EXCLUDE_TAGS) to stay fast, `make
+ * check-slow` runs only them (CK_INCLUDE_TAGS); CI runs both. */
 #define KBT_SLOW "slow"
 
 /* 2009-03-17 16:26:24 UTC: the Date of the support case's 500. */

@@ -550,16 +550,17 @@ int main(void)
   tcase_add_test(tc, golden_transcripts);
   tcase_add_test(tc, same_seed_same_files);
   tcase_add_test(tc, different_seed_different_tokens);
-  tcase_add_test(tc, tshark_decodes_pcap);
   tcase_add_test(tc, json_report_schema);
   tcase_add_test(tc, wire_matches_support_case);
   tcase_add_test(tc, basic_credentials_never_in_evidence);
   suite_add_tcase(s, tc);
-  /* tests/pcap-judge over every catalogue scenario: tshark once per
-   * capture, the costliest check here. */
-  tc = tcase_create("catalogue");
+  /* What tshark reads: a capture, and tests/pcap-judge over every
+   * catalogue scenario (tshark once per capture), the costliest checks
+   * here. */
+  tc = tcase_create("tshark");
   tcase_set_timeout(tc, 60);
   tcase_set_tags(tc, KBT_SLOW);
+  tcase_add_test(tc, tshark_decodes_pcap);
   tcase_add_test(tc, tshark_judges_every_scenario);
   suite_add_tcase(s, tc);
   failed = kbt_run(s);
