@@ -138,13 +138,10 @@ bool rc_closed_by_peer(struct rc *c)
   return c->have == 0 && rc_fill(c) == 0;
 }
 
-/* Finds the next line of header name in r after *at (NULL: from the
- * start); sets *v and *vlen to its value, blanks after the colon
- * skipped, and moves *at past it. Returns false when there is none. */
-static bool rc__next_header(const struct rc_resp *r, const char *name,
-                            const char **at, const char **v, size_t *vlen)
+bool rc_next_header(const char *head, const char *name, const char **at,
+                    const char **v, size_t *vlen)
 {
-  const char *p = *at ? *at : strstr(r->head, "\r\n");
+  const char *p = *at ? *at : strstr(head, "\r\n");
   size_t n = strlen(name);
 
   while(p && p[2]) {
@@ -173,7 +170,7 @@ const char *rc_header(const struct rc_resp *r, const char *name, char *out,
   const char *at = NULL, *v;
   size_t len;
 
-  if(!rc__next_header(r, name, &at, &v, &len))
+  if(!rc_next_header(r->head, name, &at, &v, &len))
     return NULL;
   snprintf(out, outlen, "%.*s", (int)len, v);
   return out;
@@ -187,7 +184,7 @@ unsigned rc_header_count(const struct rc_resp *r, const char *name,
   unsigned count = 0;
   size_t len;
 
-  while(rc__next_header(r, name, &at, &v, &len))
+  while(rc_next_header(r->head, name, &at, &v, &len))
     count += len == strlen(value) && !strncmp(v, value, len);
   return count;
 }

@@ -56,6 +56,14 @@ bool rc_send(struct rc *c, const void *data, size_t len);
 size_t rc_fill(struct rc *c);
 /* True when the peer closes with nothing more to read. */
 bool rc_closed_by_peer(struct rc *c);
+/* Finds the next line of header name (any case) in the header block head
+ * ("HTTP/1.1 ...\r\nName: value\r\n...", status line first) after *at
+ * (NULL: from the start); sets *v and *vlen to its value, blanks after
+ * the colon skipped, and moves *at past it. Returns false when there is
+ * none. The one header lookup over recorded bytes of the suites. */
+bool rc_next_header(const char *head, const char *name, const char **at,
+                    const char **v, size_t *vlen);
+
 /* The value of header name in r, copied into out; NULL when absent. */
 const char *rc_header(const struct rc_resp *r, const char *name, char *out,
                       size_t outlen);

@@ -29,6 +29,7 @@
 #include "common/kb_buf.h"
 #include "common/kb_env.h"
 #include "kbt.h"
+#include "rc.h"
 
 /* 2009-03-17T16:26:24Z, the Date of the support case's response. */
 #define SEED_MS KBT_CASE_MS
@@ -288,23 +289,13 @@ static void post(uint16_t port, const char *path, const char *body,
 static const char *header(const struct resp *r, const char *name, char *out,
                           size_t outlen)
 {
-  const char *line = r->head.data;
-  size_t namelen = strlen(name);
+  const char *at = NULL, *v;
+  size_t len;
 
-  while(line && *line) {
-    const char *eol = strstr(line, "\r\n");
-    if(!eol) {
-      break;
-    }
-    if(!strncasecmp(line, name, namelen) && line[namelen] == ':') {
-      const char *v = line + namelen + 1;
-      v += strspn(v, " ");
-      snprintf(out, outlen, "%.*s", (int)(eol - v), v);
-      return out;
-    }
-    line = eol + 2;
-  }
-  return NULL;
+  if(!r->head.data || !rc_next_header(r->head.data, name, &at, &v, &len))
+    return NULL;
+  snprintf(out, outlen, "%.*s", (int)len, v);
+  return out;
 }
 
 /* ---- XML assertions --------------------------------------------------- */

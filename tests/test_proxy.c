@@ -24,6 +24,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "rc.h"
+
 /* ---- the test client ---------------------------------------------------- */
 
 static size_t tc_header_cb(char *d, size_t s, size_t n, void *u)
@@ -120,26 +122,16 @@ CURLcode tc_do(struct tc *c, const char *method, const char *path,
  * more than once. */
 const char *tc_header(struct tc *c, const char *name, char *out, size_t outlen)
 {
-  const char *p = c->headers.data;
-  size_t n = strlen(name);
-  const char *found = NULL;
+  const char *at = NULL, *v, *found = NULL;
   unsigned count = 0;
+  size_t len;
 
-  if(!p)
+  if(!c->headers.data)
     return NULL;
-  while(*p) {
-    size_t len = strcspn(p, "\r\n");
-    if(len > n && p[n] == ':' && !strncasecmp(p, name, n)) {
-      const char *v = p + n + 1;
-      while(*v == ' ')
-        v++;
-      snprintf(out, outlen, "%.*s", (int)(len - (size_t)(v - p)), v);
-      found = out;
-      count++;
-    }
-    p += len;
-    while(*p == '\r' || *p == '\n')
-      p++;
+  while(rc_next_header(c->headers.data, name, &at, &v, &len)) {
+    snprintf(out, outlen, "%.*s", (int)len, v);
+    found = out;
+    count++;
   }
   ck_assert_uint_le(count, 1);
   return found;
@@ -149,27 +141,16 @@ const char *tc_header(struct tc *c, const char *name, char *out, size_t outlen)
  * in their order, joined by '|'; returns out, or NULL when there is none. */
 const char *tc_headers(struct tc *c, const char *name, char *out, size_t outlen)
 {
-  const char *p = c->headers.data;
-  size_t n = strlen(name);
-  size_t used = 0;
+  const char *at = NULL, *v;
+  size_t len, used = 0;
 
   out[0] = '\0';
-  if(!p)
+  if(!c->headers.data)
     return NULL;
-  while(*p) {
-    size_t len = strcspn(p, "\r\n");
-    if(len > n && p[n] == ':' && !strncasecmp(p, name, n)) {
-      const char *v = p + n + 1;
-      while(*v == ' ')
-        v++;
-      used +=
-          (size_t)snprintf(out + used, outlen - used, "%s%.*s", used ? "|" : "",
-                           (int)(len - (size_t)(v - p)), v);
-      ck_assert_uint_lt(used, outlen);
-    }
-    p += len;
-    while(*p == '\r' || *p == '\n')
-      p++;
+  while(rc_next_header(c->headers.data, name, &at, &v, &len)) {
+    used += (size_t)snprintf(out + used, outlen - used, "%s%.*s",
+                             used ? "|" : "", (int)len, v);
+    ck_assert_uint_lt(used, outlen);
   }
   return used ? out : NULL;
 }
