@@ -49,7 +49,8 @@ static inline int kbt_run_list(Suite *(*const *list)(void))
 }
 
 /* The Check tag of the test cases whose cost is a third-party program's
- * (headless Chromium, a third-party proxy server, tshark; tests/README.md):
+ * (headless Chromium, a third-party proxy server, tshark) or sheer scale
+ * (tests/README.md):
  * `make check` leaves them out (CK_EXCLUDE_TAGS) to stay fast, `make
  * check-slow` runs only them (CK_INCLUDE_TAGS); CI runs both. */
 #define KBT_SLOW "slow"
