@@ -393,23 +393,44 @@ START_TEST(sweep_interrupted_reports_partial)
 }
 END_TEST
 
-int main(void)
+/* What run hands to CI: exit codes, JUnit, TAP. */
+static Suite *ci_formats_suite(void)
 {
-  Suite *s = suite_create("ci");
+  Suite *s = suite_create("formats");
   TCase *tc = tcase_create("exit codes and CI formats");
-  bool skipped = false;
-  int failed;
 
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, junit_counts_and_exit_1);
   tcase_add_test(tc, tap_counts);
   tcase_add_test(tc, infrastructure_is_exit_3);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+/* Sweeps as CI gates on them: rates, grids, shards, Ctrl-C. */
+static Suite *ci_sweeps_suite(void)
+{
+  Suite *s = suite_create("sweeps");
+  TCase *tc = tcase_create("sweeps");
+
+  tcase_set_timeout(tc, 60);
   tcase_add_test(tc, sweep_gates_on_its_rate);
   tcase_add_test(tc, sweep_interrupted_reports_partial);
   tcase_add_test(tc, sweep_grid_csv);
   tcase_add_test(tc, shards_merge_to_one_run);
   suite_add_tcase(s, tc);
-  failed = kbt_run(s);
+  return s;
+}
+
+/* Two suites, so that make check runs them side by side. */
+int main(void)
+{
+  static Suite *(*const suites[])(void) = {ci_formats_suite, ci_sweeps_suite,
+                                           NULL};
+  bool skipped = false;
+  int failed;
+
+  failed = kbt_run_list(suites);
   skipped |= proc_skip_unless(JUNITPARSER, "junit_counts_and_exit_1",
                               "apt-get install python3-junitparser");
   skipped |= proc_skip_unless(TAP_PARSER, "tap_counts", "run scripts/setup");

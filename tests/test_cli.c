@@ -726,12 +726,11 @@ START_TEST(serve_urls_and_hints)
 }
 END_TEST
 
-int main(void)
+/* The program's own runs and errors. */
+static Suite *cli_kbsim_suite(void)
 {
-  proc_whole_lines();
-  Suite *s = suite_create("cli");
+  Suite *s = suite_create("kbsim");
   TCase *tc = tcase_create("kbsim");
-  int failed;
 
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, demo_shows_bug_and_fix);
@@ -741,7 +740,15 @@ int main(void)
   tcase_add_test(tc, credentials_never_on_the_command_line);
   tcase_add_test(tc, descriptor_limit_refused_up_front);
   suite_add_tcase(s, tc);
-  tc = tcase_create("conventions");
+  return s;
+}
+
+/* The conventions of a mature CLI. */
+static Suite *cli_conventions_suite(void)
+{
+  Suite *s = suite_create("conventions");
+  TCase *tc = tcase_create("conventions");
+
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, version_names_libraries);
   tcase_add_test(tc, help_for_every_command);
@@ -752,6 +759,15 @@ int main(void)
   tcase_add_test(tc, scenario_search_path);
   tcase_add_test(tc, serve_urls_and_hints);
   suite_add_tcase(s, tc);
-  failed = kbt_run(s);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return s;
+}
+
+/* Two suites, so that make check runs them side by side. */
+int main(void)
+{
+  static Suite *(*const suites[])(void) = {cli_kbsim_suite,
+                                           cli_conventions_suite, NULL};
+
+  proc_whole_lines();
+  return kbt_run_list(suites) ? EXIT_FAILURE : EXIT_SUCCESS;
 }
