@@ -174,11 +174,12 @@ START_TEST(sweep_gates_on_its_rate)
   char dir[256], file[300], junit[300], json[300];
   char *pass[] = {KBSIM_BIN, "sweep",         "intermittent-array", "--seeds",
                   "1..8",    "--expect-rate", "20%..95%",           NULL};
+  /* Passing needs the narrower interval of 8 seeds; failing does not. */
   char *fail[] = {KBSIM_BIN,   "sweep",   "intermittent-array",
-                  "--seeds",   "1..8",    "--expect-rate",
+                  "--seeds",   "1..4",    "--expect-rate",
                   "90%..100%", "--junit", junit,
                   "--json",    json,      NULL};
-  char *own[] = {KBSIM_BIN, "sweep", file, "--seeds", "1..8", NULL};
+  char *own[] = {KBSIM_BIN, "sweep", file, "--seeds", "1..4", NULL};
   char *read[] = {"/usr/bin/python3", TESTS_DIR "/ci/junit_counts.py", junit,
                   NULL};
   struct proc_out p;

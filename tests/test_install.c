@@ -166,46 +166,61 @@ START_TEST(man_page_is_clean_and_complete)
 }
 END_TEST
 
-/* Runs the bash completion for the words of line (the cursor at its end)
- * and returns the candidates, one a line. */
-static void bash_complete(const char *line, struct proc_out *p)
+/* What bash completes for each of the n command lines, with the completion
+ * kbsim installs and bash-completion's helpers, all in one bash (sourcing
+ * bash-completion costs more than completing): *p holds each line's
+ * candidates, one a line, each line's ended by a line "--". */
+static void bash_complete(const char *const *lines, size_t n,
+                          struct proc_out *p)
 {
-  char script[2048];
+  char script[8192];
   char *argv[] = {"/usr/bin/bash", "--norc", "-c", script, NULL};
+  size_t i, used;
 
-  snprintf(script, sizeof(script),
-           "source " BASH_COMPLETION "; source " BUILD_DIR "/kbsim.bash; "
-           "COMP_LINE='%s'; COMP_POINT=${#COMP_LINE}; "
-           "read -ra COMP_WORDS <<< \"$COMP_LINE\"; "
-           "[[ $COMP_LINE == *' ' ]] && COMP_WORDS+=(''); "
-           "COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); bin=" KBSIM_BIN "; "
-           "PATH=${bin%%/*}:$PATH; _kbsim; printf '%%s\\n' \"${COMPREPLY[@]}\"",
-           line);
+  used = (size_t)snprintf(script, sizeof(script),
+                          "source " BASH_COMPLETION "; source " BUILD_DIR
+                          "/kbsim.bash; bin=" KBSIM_BIN "; "
+                          "PATH=${bin%%/*}:$PATH; ");
+  for(i = 0; i < n; i++) {
+    used += (size_t)snprintf(
+        script + used, sizeof(script) - used,
+        "COMP_LINE='%s'; COMP_POINT=${#COMP_LINE}; "
+        "read -ra COMP_WORDS <<< \"$COMP_LINE\"; "
+        "[[ $COMP_LINE == *' ' ]] && COMP_WORDS+=(''); "
+        "COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMPREPLY=(); _kbsim; "
+        "printf '%%s\\n' \"${COMPREPLY[@]}\" --; ",
+        lines[i]);
+    ck_assert_uint_lt(used, sizeof(script));
+  }
   proc_run(argv, p);
   ck_assert_msg(p->status == 0, "bash: %s", p->err.data);
 }
 
-/* bash completes commands, options, choices and catalogue names. */
 START_TEST(bash_completion)
 {
+  static const char *const lines[] = {
+      "kbsim ru", "kbsim run --pol", "kbsim run --policy ",
+      "kbsim ctl --admin 127.0.0.1:1 app", "kbsim run half"};
   struct proc_out p;
+  char *out[5], *at;
+  size_t i;
 
   if(!proc_have(BASH_COMPLETION))
     return; /* skipped; main says so */
-  bash_complete("kbsim ru", &p);
-  ck_assert_str_eq(p.out.data, "run\n");
-  proc_free(&p);
-  bash_complete("kbsim run --pol", &p);
-  ck_assert_str_eq(p.out.data, "--policy\n");
-  proc_free(&p);
-  bash_complete("kbsim run --policy ", &p);
-  ck_assert_str_eq(p.out.data, "per-connection\nper-request\n");
-  proc_free(&p);
-  bash_complete("kbsim ctl --admin 127.0.0.1:1 app", &p);
-  ck_assert_str_eq(p.out.data, "apply-fix\n");
-  proc_free(&p);
-  bash_complete("kbsim run half", &p);
-  ck_assert_ptr_nonnull(strstr(p.out.data, "half-patched-array\n"));
+  bash_complete(lines, 5, &p);
+  /* Each line's candidates, cut at its "--" line. */
+  for(at = p.out.data, i = 0; i < 5; i++) {
+    char *end = strstr(at, "--\n");
+    ck_assert_msg(end && (end == at || end[-1] == '\n'), "%s", p.out.data);
+    *end = '\0';
+    out[i] = at;
+    at = end + 3;
+  }
+  ck_assert_str_eq(out[0], "run\n");
+  ck_assert_str_eq(out[1], "--policy\n");
+  ck_assert_str_eq(out[2], "per-connection\nper-request\n");
+  ck_assert_str_eq(out[3], "apply-fix\n");
+  ck_assert_ptr_nonnull(strstr(out[4], "half-patched-array\n"));
   proc_free(&p);
 }
 END_TEST

@@ -820,14 +820,22 @@ int main(void)
   int failed;
 
   curl_global_init(CURL_GLOBAL_DEFAULT);
-  tc = tcase_create("clients");
+  /* The third-party stacks, Samba's and gss-ntlmssp: their cost, not
+   * kbsim's (tests/README.md's rule for the slow tag). */
+  tc = tcase_create("stacks");
   tcase_set_timeout(tc, 60);
+  tcase_set_tags(tc, KBT_SLOW);
   tcase_add_checked_fixture(tc, interop_setup, interop_teardown);
   tcase_add_loop_test(tc, test_stack_as_client, 0, (int)(2 * 2 * NACCOUNTS));
   tcase_add_loop_test(tc, test_stack_wrong_password, 0, 2);
+  tcase_add_test(tc, test_non_ascii_case);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("clients");
+  tcase_set_timeout(tc, 60);
+  tcase_add_checked_fixture(tc, interop_setup, interop_teardown);
   tcase_add_test(tc, test_curl_spellings);
   tcase_add_test(tc, test_curl_dns_domain);
-  tcase_add_test(tc, test_non_ascii_case);
   tcase_add_test(tc, test_kbsim_client_kinds);
   suite_add_tcase(s, tc);
 
@@ -840,6 +848,7 @@ int main(void)
 
   tc = tcase_create("acceptors");
   tcase_set_timeout(tc, 60);
+  tcase_set_tags(tc, KBT_SLOW);
   tcase_add_unchecked_fixture(tc, acceptors_setup, acceptors_teardown);
   tcase_add_loop_test(tc, test_stack_as_acceptor, 0,
                       (int)(2 * NKINDS * NACCOUNTS));
