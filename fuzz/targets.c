@@ -90,8 +90,9 @@ static bool fuzz_bytes_eq(const uint8_t *a, size_t alen, const uint8_t *b,
   return alen == blen && (!alen || !memcmp(a, b, alen));
 }
 
-/* Encodes a decoded message back and decodes the result: whatever ntlm.c
- * accepted and could re-encode must come back with the same fields. */
+/* Encodes a decoded message back and decodes the result: whatever
+ * ntlm_decode (decode.c) accepted and ntlm_encode (encode.c) could
+ * re-encode must come back with the same fields. */
 static void fuzz_ntlm_round_trip(const struct ntlm_message *msg)
 {
   struct ntlm_bytes enc = {NULL, 0};
