@@ -7,6 +7,8 @@
  */
 #include "proxy_int.h"
 
+#include <sys/ioctl.h>
+
 /* Per-connection memory for the request line and headers. A type 3 token
  * from a long domain\user is a few KiB of base64; the largest header the
  * listener must still read to refuse it itself (401, not libmicrohttpd's
@@ -78,8 +80,18 @@ void proxy__peer_finish(struct proxy__conn *conn)
 {
   char label[80];
 
+  int unread = 0;
+
   if(!conn->peer_gone || conn->peer_shut || conn->answering ||
      conn->fwd_state != PROXY__FWD_IDLE)
+    return;
+  /* Bytes that came before the FIN and that libmicrohttpd has not read
+   * yet are a request whose answer the client waits for (it may send a
+   * request and half-close at once, and our watch can see the FIN before
+   * libmicrohttpd's own epoll set has the connection back after a
+   * suspension): libmicrohttpd reads them and the request runs; its
+   * answer's completion calls this again. */
+  if(ioctl(conn->peer.fd, FIONREAD, &unread) == 0 && unread > 0)
     return;
   if(conn->req.started || conn->req.uri)
     proxy__note(conn, KB_NOTE_CLIENT_LEFT,

@@ -61,7 +61,9 @@
 /* Where a client connection's upstream transfer stands. */
 enum proxy__fwd_state {
   PROXY__FWD_IDLE = 0, /* none: the request is decided on the spot */
-  PROXY__FWD_RUNNING,  /* in flight; the client connection is suspended */
+  PROXY__FWD_RUNNING,  /* in flight; the client connection is suspended
+                          (from the second final call of the access
+                          handler: see proxy_request_answer) */
   PROXY__FWD_DONE      /* ended; conn->pending holds the answer to queue */
 };
 
@@ -231,7 +233,8 @@ struct proxy__conn {
   struct kb_guard_slot *slot; /* its deadlines (NULL: none) */
   /* The forward in flight (fwd_state RUNNING) or just ended (DONE). */
   enum proxy__fwd_state fwd_state;
-  struct MHD_Connection *mc; /* the suspended client connection */
+  struct MHD_Connection *mc; /* the client connection of the forward */
+  bool suspended;            /* mc is suspended until the forward ends */
   struct proxy__fwd fwd;     /* what the transfer collects */
   /* The upstream header list and URL of the last forward, kept while the
    * client's next request repeats them (see proxy_upstream_headers). */

@@ -462,7 +462,8 @@ static void proxy_trace_exchange(const struct proxy__conn *conn,
 
 /* Answers the request now complete on conn: decides it, or takes the
  * answer its transfer left in conn->pending; a request to forward
- * suspends the connection instead. Counts and traces the answer, then
+ * suspends the connection instead, at the call after the one that
+ * started the forward. Counts and traces the answer, then
  * queues it. Returns what the access handler returns. */
 static enum MHD_Result proxy_request_answer(struct proxy__conn *conn,
                                             struct MHD_Connection *mc,
@@ -472,8 +473,21 @@ static enum MHD_Result proxy_request_answer(struct proxy__conn *conn,
   struct proxy__answer ans;
   enum MHD_Result result;
 
-  if(conn->fwd_state == PROXY__FWD_RUNNING)
-    return MHD_YES; /* not expected while suspended; nothing to do yet */
+  if(conn->fwd_state == PROXY__FWD_RUNNING) {
+    /* The second final call of a request being forwarded. Suspending in
+     * the first would leave libmicrohttpd 0.9.75 believing the
+     * connection still waits for request bytes (it does not update that
+     * while suspended): on resume it would read first, and a client that
+     * sent its request and half-closed would be taken for gone, its
+     * answer dropped after Exchange executed the request. Answering the
+     * first call with nothing makes libmicrohttpd wait on nothing and
+     * call again at once; suspended now, it resumes to write. */
+    if(!conn->suspended) {
+      MHD_suspend_connection(mc);
+      conn->suspended = true;
+    }
+    return MHD_YES;
+  }
   if(conn->fwd_state == PROXY__FWD_IDLE && !kb_guard_body_done(conn->slot))
     return MHD_NO; /* the body came too late: answered 408 */
   if(conn->fwd_state == PROXY__FWD_DONE) {
@@ -486,8 +500,7 @@ static enum MHD_Result proxy_request_answer(struct proxy__conn *conn,
     proxy_decide(conn, mc, method, &ans);
     if(conn->fwd_state == PROXY__FWD_RUNNING) {
       conn->pending = ans;
-      MHD_suspend_connection(mc);
-      return MHD_YES;
+      return MHD_YES; /* suspended at the next call, above */
     }
   }
   if(!ans.response)

@@ -895,7 +895,12 @@ void proxy__fwd_finish(struct proxy__conn *conn, CURLcode res)
     proxy_upstream_failed(conn, &conn->fwd, res, conn->fwd_err, &conn->pending);
   proxy__fwd_release(conn);
   conn->fwd_state = PROXY__FWD_DONE;
-  MHD_resume_connection(conn->mc);
+  /* Not suspended yet: libmicrohttpd calls again at once and finds the
+   * answer. */
+  if(conn->suspended) {
+    conn->suspended = false;
+    MHD_resume_connection(conn->mc);
+  }
   conn->mc = NULL;
 }
 
