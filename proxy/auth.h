@@ -75,7 +75,9 @@ void proxy_auth_decide(const struct proxy_auth_input *in,
  * caller from the connection and the request. Strings may be "" where the
  * decision does not use them, never NULL. */
 struct proxy_auth_facts {
-  uint64_t conn_id;
+  const char *conn;     /* how the words name the connection: "client 3
+                           conn 1" (kb_names, as both ends name it), or
+                           "connection 7" before a name is known */
   const char *listener; /* ISA's name, for the 401's body */
   const char *who;      /* DOMAIN\user: the identity before, or the new one */
   const char *how;      /* how a type 3 verified: "NTLMv2, MIC verified" */

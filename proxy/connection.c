@@ -14,15 +14,19 @@
 
 _Thread_local bool proxy__closing_idle;
 
-/* Returns the connection's name for a note: the name its peer claimed,
- * or its id when it has none. Writes into out, which it returns. */
+/* Returns how a note names the connection: the name both ends know it by
+ * ("client 3 conn 1", kb_names) once its first request resolved it, else
+ * "connection N" with its accept number. A resolved name never gives way
+ * to the accept number, which follows the order concurrent clients were
+ * accepted in and would make the same seed's notes differ. Writes into
+ * out, which it returns. */
 const char *proxy__conn_label(const struct proxy__conn *conn, char *out,
                               size_t outlen)
 {
   if(conn->name[0])
     snprintf(out, outlen, "%s", conn->name);
   else
-    snprintf(out, outlen, "%" PRIu64, conn->id);
+    snprintf(out, outlen, "connection %" PRIu64, conn->id);
   return out;
 }
 

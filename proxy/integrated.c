@@ -296,6 +296,7 @@ void proxy__decide_integrated(struct proxy__conn *conn,
   char how[96];
   char what[128];
   char err[320];
+  char label[80];
   char note[1024];
   char body[512];
 
@@ -334,15 +335,16 @@ void proxy__decide_integrated(struct proxy__conn *conn,
     ntlm_bytes_free(&conn->hs_challenge);
   }
 
-  facts = (struct proxy_auth_facts){.conn_id = conn->id,
-                                    .listener = proxy->name,
-                                    .who = who,
-                                    .how = how,
-                                    .what = what,
-                                    .why = why,
-                                    .err = err,
-                                    .first_byte = first,
-                                    .handshake = conn->handshakes + 1};
+  facts = (struct proxy_auth_facts){
+      .conn = proxy__conn_label(conn, label, sizeof(label)),
+      .listener = proxy->name,
+      .who = who,
+      .how = how,
+      .what = what,
+      .why = why,
+      .err = err,
+      .first_byte = first,
+      .handshake = conn->handshakes + 1};
   proxy_auth_texts(&in, &d, &facts, note, sizeof(note), body, sizeof(body));
   proxy__note(conn, d.note, "%s", note);
   if(d.act == PROXY_ACT_OFFER)

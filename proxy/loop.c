@@ -95,7 +95,7 @@ void proxy__peer_finish(struct proxy__conn *conn)
     return;
   if(conn->req.started || conn->req.uri)
     proxy__note(conn, KB_NOTE_CLIENT_LEFT,
-                "connection %s: the client closed it in the middle of "
+                "%s: the client closed it in the middle of "
                 "a request; closing it, nothing forwarded",
                 proxy__conn_label(conn, label, sizeof(label)));
   shutdown(conn->peer.fd, SHUT_WR);

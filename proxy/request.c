@@ -123,7 +123,7 @@ static bool proxy_idle_expired(struct proxy__conn *conn)
   proxy__stats_add(proxy, &delta);
   proxy__note(
       conn, KB_NOTE_IDLE_CLOSED,
-      "connection %s idle %s > %s: the listener had closed it; closed "
+      "%s idle %s > %s: the listener had closed it; closed "
       "without an answer, nothing forwarded",
       proxy__conn_label(conn, label, sizeof(label)),
       proxy_format_ms(idle, idle_s, sizeof(idle_s)),
@@ -149,7 +149,7 @@ static void proxy_count_answer(struct proxy__conn *conn,
     return;
   ans->delta.max_requests_closed = 1;
   proxy__note(conn, KB_NOTE_MAX_REQUESTS,
-              "connection %s reached the listener's limit of %u requests: "
+              "%s reached the listener's limit of %u requests: "
               "Connection: close, the connection closes after this answer",
               proxy__conn_label(conn, label, sizeof(label)),
               proxy->max_requests);
@@ -313,11 +313,11 @@ static void proxy_decide(struct proxy__conn *conn, struct MHD_Connection *mc,
   switch(proxy->auth) {
   case PROXY_AUTH_NONE:
     if(proxy->trace.emit) {
+      char label[80];
       proxy__describe_forward(conn, method, what, sizeof(what));
       proxy__note(conn, KB_NOTE_ANONYMOUS,
-                  "connection %" PRIu64 ": the listener does not "
-                  "authenticate; %s",
-                  conn->id, what);
+                  "%s: the listener does not authenticate; %s",
+                  proxy__conn_label(conn, label, sizeof(label)), what);
     }
     proxy__forward(conn, mc, method, ans);
     break;

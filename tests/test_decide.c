@@ -46,7 +46,7 @@ END_TEST
 static void decide_check_texts(const struct proxy_auth_input *in,
                                const struct proxy_auth_decision *d)
 {
-  const struct proxy_auth_facts f = {.conn_id = 7,
+  const struct proxy_auth_facts f = {.conn = "connection 7",
                                      .listener = "ISA01",
                                      .who = "FABRIKAM\\alice",
                                      .how = "NTLMv2",
