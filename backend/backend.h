@@ -74,7 +74,12 @@ struct backend_config {
 /* What the backend has received since it started. All counts are
  * consistent with each other at the moment of the call. */
 struct backend_stats {
-  uint64_t connections;     /* TCP connections accepted */
+  uint64_t connections;     /* TCP connections accepted, status readers
+                               aside */
+  uint64_t status_readers;  /* connections whose first request read GET
+                               /kbsim/status: the observers, not the
+                               topology; not in connections, not recorded
+                               per connection */
   uint64_t requests;        /* requests answered, all paths */
   uint64_t ews_posts;       /* POSTs to /EWS/Exchange.asmx */
   uint64_t empty_posts;     /* ... of which had an empty body: the bug */

@@ -145,6 +145,24 @@ void backend__conn_named(struct backend *b, uint64_t id, const char *name)
   pthread_mutex_unlock(&b->lock);
 }
 
+void backend__conn_status_reader(struct backend *b, uint64_t id)
+{
+  struct backend_conn_info *rec;
+
+  pthread_mutex_lock(&b->lock);
+  assert(b->stats.connections > 0);
+  b->stats.connections--;
+  b->stats.status_readers++;
+  rec = backend_record(b, id);
+  if(rec)
+    rec->id = 0; /* no longer found, nor listed */
+  /* Its id goes to the next connection unless one took a later id in the
+   * meantime, so that ids count the topology's connections from 1. */
+  if(id == b->next_conn)
+    b->next_conn--;
+  pthread_mutex_unlock(&b->lock);
+}
+
 void backend__conn_closed(struct backend *b, uint64_t id, const char *name)
 {
   struct backend_conn_info *rec;

@@ -100,12 +100,12 @@ char *backend_status_json(const struct backend *backend)
       goto out;
 #define KB_SET(field)                                                          \
   json_object_set_new(doc, #field, json_integer((json_int_t)s.field))
-  if(KB_SET(connections) || KB_SET(requests) || KB_SET(ews_posts) ||
-     KB_SET(empty_posts) || KB_SET(oof_ok) || KB_SET(availability_ok) ||
-     KB_SET(soap_faults) || KB_SET(autodiscover_ok) || KB_SET(not_found) ||
-     KB_SET(bad_method) || KB_SET(too_large) || KB_SET(challenges) ||
-     KB_SET(refused) || KB_SET(mismatches) ||
-     json_object_set(doc, "per_connection", conns))
+  if(KB_SET(connections) || KB_SET(status_readers) || KB_SET(requests) ||
+     KB_SET(ews_posts) || KB_SET(empty_posts) || KB_SET(oof_ok) ||
+     KB_SET(availability_ok) || KB_SET(soap_faults) ||
+     KB_SET(autodiscover_ok) || KB_SET(not_found) || KB_SET(bad_method) ||
+     KB_SET(too_large) || KB_SET(challenges) || KB_SET(refused) ||
+     KB_SET(mismatches) || json_object_set(doc, "per_connection", conns))
     goto out;
 #undef KB_SET
   text = json_dumps(doc, JSON_COMPACT);

@@ -82,6 +82,20 @@ static void kbsim_serve_url(const char *host, uint16_t port, char *out,
            host, (unsigned)port);
 }
 
+/* Prints where Exchange listens and where its counters are read. */
+static void kbsim_serve_print_exchange(const struct kbsim_serve_opts *o,
+                                       const struct sim_topology *topo)
+{
+  char url[96];
+
+  kbsim_serve_url(o->backend.host, backend_port(topo->backend), url,
+                  sizeof(url));
+  printf("Exchange:     %s\n", url);
+  printf("Status:       %skbsim/status (Exchange's counters, for kbsim probe "
+         "--exchange-status; loopback only)\n",
+         url);
+}
+
 /* Returns true when host is a loopback address. */
 static bool kbsim_serve_loopback(const char *host)
 {
@@ -343,9 +357,7 @@ static void kbsim_serve_print_array(const struct scenario *sc,
            proxy_policy_name(scenario_effective_policy(m->patch, m->script)),
            admin_policy_reason(m->patch, m->script));
   }
-  kbsim_serve_url(o->backend.host, backend_port(topo->backend), url,
-                  sizeof(url));
-  printf("Exchange:     %s\n", url);
+  kbsim_serve_print_exchange(o, topo);
   kbsim_serve_print_admin(adm, o, token_path);
   printf("Listener:     %s authentication; users", proxy_auth_name(sc->auth));
   for(i = 0; i < sc->nusers; i++)
@@ -481,6 +493,7 @@ static int kbsim_serve_topology(struct kbsim_serve *s,
   cfg->backend_host = o->backend.host;
   cfg->backend_port = o->backend.port;
   cfg->simulated = false; /* real clients: real clock, real randomness */
+  cfg->exchange_status = true; /* for kbsim probe --exchange-status */
   cfg->fds_per_session = SIM_FDS_PER_SERVED_SESSION;
   /* --pcap/--transcript: every member's upstream hop (its libcurl) and,
    * through the balancer, the client hop, stamped on the real clock. */
@@ -640,9 +653,7 @@ static void kbsim_serve_print_flag(const struct kbsim_serve *s)
   if(s->sc->auth != PROXY_AUTH_INTEGRATED)
     printf(", %s authentication", proxy_auth_name(s->sc->auth));
   printf(s->relay ? "; recorded through a TCP relay)\n" : ")\n");
-  kbsim_serve_url(o->backend.host, backend_port(s->topo->backend), url,
-                  sizeof(url));
-  printf("Exchange:     %s\n", url);
+  kbsim_serve_print_exchange(o, s->topo);
   if(s->adm)
     kbsim_serve_print_admin(s->adm, o, s->token_path);
 }

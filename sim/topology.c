@@ -92,6 +92,7 @@ int sim_topology_start(const struct sim_topology_config *config,
   bcfg.clock = topo->kb_clock;
   bcfg.trace = topo->trace;
   bcfg.names = topo->kb_names;
+  bcfg.status = config->exchange_status;
   if(backend_start(&bcfg, &topo->backend, why, sizeof(why))) {
     snprintf(err, errlen, "Exchange (backend): %s", why);
     goto error;

@@ -56,6 +56,9 @@ struct sim_topology_config {
    * (what `kbsim serve` uses for real clients). */
   bool simulated;
   uint64_t seed;
+  /* Exchange answers GET /kbsim/status to loopback peers (backend.h):
+   * what `kbsim serve` turns on for `kbsim probe --exchange-status`. */
+  bool exchange_status;
   struct kb_trace trace; /* where every component's events go */
 };
 
