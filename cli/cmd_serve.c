@@ -146,6 +146,11 @@ static const struct kbsim_opt serve_opts[] = {
      "On SIGINT/SIGTERM, the JSON report of what passed: every connection "
      "of both hops with its close reason, every exchange as the members "
      "and Exchange saw it, the counters."},
+    {"redact", KBSIM_OPT_REDACT, NULL,
+     "Replace what an offline dictionary attack on the password needs (each "
+     "NTLM type 3's LM and NT proofs, MIC and session key) by a marker of the "
+     "same length in the transcript and the pcap: for evidence shared outside "
+     "the team."},
     {"html", 'w', "FILE",
      "On SIGINT/SIGTERM, the page of what passed: both hops' connections, "
      "each request with the listener's decision and what reached "
@@ -194,6 +199,9 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
     switch(c) {
     case 'q':
       o->quiet = true;
+      break;
+    case KBSIM_OPT_REDACT:
+      evidence_set_redact(true);
       break;
     case 'H':
       if(!*optarg || strlen(optarg) > 253 ||
@@ -492,7 +500,7 @@ static int kbsim_serve_topology(struct kbsim_serve *s,
   cfg->proxy_port = behind ? 0 : o->proxy.port;
   cfg->backend_host = o->backend.host;
   cfg->backend_port = o->backend.port;
-  cfg->simulated = false; /* real clients: real clock, real randomness */
+  cfg->simulated = false;      /* real clients: real clock, real randomness */
   cfg->exchange_status = true; /* for kbsim probe --exchange-status */
   cfg->fds_per_session = SIM_FDS_PER_SERVED_SESSION;
   /* --pcap/--transcript: every member's upstream hop (its libcurl) and,

@@ -117,6 +117,13 @@ void evidence_set_command_line(int argc, char **argv);
  * Call from main before anything is written, on the main thread. */
 int evidence_set_written_epoch(const char *value, char *err, size_t errlen);
 
+/* With on, the transcript and the pcap carry every NTLM AUTHENTICATE with
+ * what an offline dictionary attack on the password needs replaced by
+ * "REDACTED" repeated, each field keeping its length (ntlm_redact): for
+ * evidence shared outside the team. The JSON report and the HTML page
+ * never carry a token. Call from main before anything is written. */
+void evidence_set_redact(bool on);
+
 /* What went wrong naming or opening evidence files. */
 enum evidence_status {
   EVIDENCE_OK = 0,
