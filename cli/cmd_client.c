@@ -202,7 +202,8 @@ const struct kbsim_command kbsim_client_command = {
     "against any listener. Prints each POST as it completes (connection, "
     "legs, statuses, outcome) and then what the user sees: notification, "
     "log line, presence, scheduling. Exits 0 when the user saw no error, 1 "
-    "when they saw the Outlook Integration Error.",
+    "when they saw the Outlook Integration Error, 3 when the session could "
+    "not run (the listener unreachable, an evidence file not writable).",
     client_opts,
     NULL,
     kbsim_cmd_client};
