@@ -54,12 +54,23 @@ void proxy_auth_decide(const struct proxy_auth_input *in,
                       in->token == PROXY_TOKEN_BAD_TYPE3);
     break;
   case PROXY_TOKEN_NEGOTIATE:
-    if(authenticated && in->policy == PROXY_POLICY_PER_CONNECTION) {
+    if(authenticated &&
+       (in->policy == PROXY_POLICY_PER_CONNECTION ||
+        (in->defects & PROXY_DEFECT(KB_DEFECT_BODY_LESS_FORWARD)))) {
       /* KB 942638: ISA 2006 as shipped keeps the connection's context
-       * and forwards the body-less type 1. */
+       * and forwards the body-less type 1; the defect body-less-forward
+       * does it whatever the policy. */
       out->act = PROXY_ACT_FORWARD;
       out->note = KB_NOTE_REAUTH_SKIPPED;
       out->reauth_skipped = true;
+    }
+    else if(in->has_body &&
+            (in->defects & PROXY_DEFECT(KB_DEFECT_BODY_ON_TYPE1))) {
+      /* The defect body-on-type1: a listener that takes a type 1 with a
+       * body for a request to serve, and hands it on unauthenticated.
+       * The connection stays where it was: no handshake started. */
+      out->act = PROXY_ACT_FORWARD;
+      out->note = KB_NOTE_TYPE1_BODY_FORWARDED;
     }
     else {
       out->act = PROXY_ACT_CHALLENGE;
@@ -86,10 +97,12 @@ void proxy_auth_decide(const struct proxy_auth_input *in,
     break;
   }
   /* The table's invariants: nothing is forwarded from a connection that
-   * is not authenticated afterwards, and only a verified type 3 on a
-   * challenged connection authenticates one. */
+   * is not authenticated afterwards (but by the defect body-on-type1),
+   * and only a verified type 3 on a challenged connection authenticates
+   * one. */
   assert(out->act != PROXY_ACT_FORWARD ||
-         out->next == PROXY_AUTH_AUTHENTICATED);
+         out->next == PROXY_AUTH_AUTHENTICATED ||
+         out->note == KB_NOTE_TYPE1_BODY_FORWARDED);
   assert(out->next != PROXY_AUTH_AUTHENTICATED ||
          in->state == PROXY_AUTH_AUTHENTICATED || out->auth_ok);
   assert(!out->auth_ok || (in->state == PROXY_AUTH_CHALLENGED && in->verified));
@@ -149,10 +162,19 @@ void proxy_auth_texts(const struct proxy_auth_input *in,
     break;
   case KB_NOTE_REAUTH_SKIPPED:
     snprintf(note, notelen,
-             "%s is already authenticated as %s; policy "
-             "per-connection keeps that context: NTLM type 1 not "
-             "challenged, %s",
-             conn, f->who, f->what);
+             "%s is already authenticated as %s; %s keeps that context: "
+             "NTLM type 1 not challenged, %s",
+             conn, f->who,
+             in->policy == PROXY_POLICY_PER_CONNECTION
+                 ? "policy per-connection"
+                 : "the defect body-less-forward",
+             f->what);
+    break;
+  case KB_NOTE_TYPE1_BODY_FORWARDED:
+    snprintf(note, notelen,
+             "%s sent an NTLM type 1 with a body; the defect body-on-type1 "
+             "takes it for a request: %s, unauthenticated",
+             conn, f->what);
     break;
   case KB_NOTE_REAUTH_CHALLENGED:
     snprintf(note, notelen,

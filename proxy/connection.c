@@ -12,7 +12,7 @@
 /* The line libmicrohttpd logs after an access handler's MHD_NO. */
 #define PROXY_MHD_APP_ERROR "Application reported internal error"
 
-_Thread_local bool proxy__closing_idle;
+_Thread_local bool proxy__closing_quietly;
 
 /* Returns how a note names the connection: the name both ends know it by
  * ("client 3 conn 1", kb_names) once its first request resolved it, else
@@ -60,9 +60,10 @@ static void proxy_conn_free(struct proxy__conn *conn)
   proxy__fwd_release(conn);
   if(conn->curl)
     curl_easy_cleanup(conn->curl);
-  /* Closes the cached upstream connection, traced by proxy_curl_close. */
-  if(conn->multi)
-    curl_multi_cleanup(conn->multi);
+  /* Closes the cached upstream connection, traced by proxy_curl_close,
+   * unless the defect mixes-identities puts it in the pool (defects.c). */
+  if(!proxy__defect_park(conn))
+    proxy__upstream_free(proxy__upstream_detach(conn));
   curl_slist_free_all(conn->fwd_headers);
   curl_url_cleanup(conn->fwd_uh);
   kb_buf_free(&conn->fwd_url);
@@ -131,8 +132,8 @@ void proxy__on_connection(void *cls, struct MHD_Connection *mc,
     if(!conn->named)
       proxy__emit(proxy, KB_TRACE_OPEN, KB_HOP_CLIENT_PROXY, id, "", NULL, 0,
                   NULL);
-    /* In case libmicrohttpd logged nothing after an idle close. */
-    proxy__closing_idle = false;
+    /* In case libmicrohttpd logged nothing after a deliberate close. */
+    proxy__closing_quietly = false;
     memcpy(name, conn->name, sizeof(name));
     kb_guard_close(conn->slot);
     conn->slot = NULL;
@@ -160,9 +161,9 @@ void proxy__on_mhd_log(void *cls, const char *fmt, va_list ap)
   size_t len;
 
   vsnprintf(line, sizeof(line), fmt, ap);
-  if(proxy__closing_idle &&
+  if(proxy__closing_quietly &&
      !strncmp(line, PROXY_MHD_APP_ERROR, sizeof(PROXY_MHD_APP_ERROR) - 1)) {
-    proxy__closing_idle = false;
+    proxy__closing_quietly = false;
     return;
   }
   if(!proxy->trace.emit)

@@ -304,6 +304,8 @@ void proxy__decide_integrated(struct proxy__conn *conn,
    * next request on. */
   in.policy = (enum proxy_policy)atomic_load(&proxy->policy);
   in.state = conn->state;
+  in.defects = proxy->defects;
+  in.has_body = conn->req.body_seen > 0;
   why[0] = err[0] = who[0] = how[0] = what[0] = '\0';
   in.token = proxy_integrated_token(value, &scheme, &msg, &raw, &first, why,
                                     sizeof(why));
@@ -378,6 +380,8 @@ bool proxy__integrated_refuses(const struct proxy__conn *conn,
 
   in.policy = (enum proxy_policy)atomic_load(&conn->proxy->policy);
   in.state = conn->state;
+  in.defects = conn->proxy->defects;
+  in.has_body = true; /* asked from the head of a request with a body */
   in.token = proxy_integrated_token(value, &scheme, &msg, &raw, &first, why,
                                     sizeof(why));
   in.verified = true;

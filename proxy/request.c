@@ -337,7 +337,8 @@ static void proxy_decide(struct proxy__conn *conn, struct MHD_Connection *mc,
 enum proxy_step {
   PROXY_STEP_READ = 0, /* MHD_YES: read on */
   PROXY_STEP_CLOSE,    /* MHD_NO: close the connection without an answer */
-  PROXY_STEP_DECIDE    /* refused from its head: decide and answer now */
+  PROXY_STEP_DECIDE,   /* refused from its head: decide and answer now */
+  PROXY_STEP_HOLD      /* MHD_YES, suspended: the defect expect-hang */
 };
 
 /* The access handler's first call on a request, with its head alone:
@@ -356,7 +357,7 @@ static enum proxy_step proxy_request_head(struct proxy__conn *conn,
    * which is what a client finds on a connection the server had
    * closed: libcurl then retries on a new one. */
   if(proxy_idle_expired(conn)) {
-    proxy__closing_idle = true;
+    proxy__closing_quietly = true;
     return PROXY_STEP_CLOSE;
   }
   /* A head two parsers could frame differently is refused before
@@ -366,6 +367,10 @@ static enum proxy_step proxy_request_head(struct proxy__conn *conn,
     conn->req.refused_early = true;
     return PROXY_STEP_DECIDE;
   }
+  /* The defect expect-hang answers a client waiting for 100 Continue
+   * nothing at all (defects.c). */
+  if(proxy_expects_continue(mc) && proxy__defect_hold(conn, mc))
+    return PROXY_STEP_HOLD;
   /* A client waiting for 100 Continue is not asked for a body the
    * listener will refuse anyway: the 401 goes at once, as IIS and ISA
    * answer it (libmicrohttpd then closes, the body unread). */
@@ -541,9 +546,15 @@ enum MHD_Result proxy__on_request(void *cls, struct MHD_Connection *mc,
 
   if(!conn)
     return MHD_NO;
+  if(conn->dropped) {
+    /* Let go by the defect expect-hang: its client has gone. */
+    proxy__closing_quietly = true;
+    return MHD_NO;
+  }
   if(!conn->req.started) {
     switch(proxy_request_head(conn, mc, version)) {
     case PROXY_STEP_READ:
+    case PROXY_STEP_HOLD:
       return MHD_YES;
     case PROXY_STEP_CLOSE:
       return MHD_NO;
