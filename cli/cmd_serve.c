@@ -10,6 +10,11 @@
  *   kbsim serve --proxy H:P --backend H:P --policy P --user ... [--auth A]
  *     [--admin H:P]
  *     one listener on --proxy, no balancer (the original form).
+ *   kbsim serve --proxy H:P --backend H:P --pass-through|--defect NAME...
+ *     --user ...
+ *     the same listener passing NTLM through to an Exchange that
+ *     authenticates itself, or broken in named ways (proxy/defects.c),
+ *     so that a trainer shows each failure of the family on the wire.
  *
  * Real clients mean the real clock and the kernel's randomness. Every
  * request a member answers is printed as one line as it happens (-q
@@ -50,6 +55,10 @@ struct kbsim_serve_opts {
   bool have_policy;
   enum proxy_auth auth;
   bool have_auth;
+  /* --pass-through, or implied by a pass-through --defect: the listener
+   * authenticates nobody and Exchange authenticates NTLM itself. */
+  bool pass_through;
+  unsigned defects;       /* --defect, PROXY_DEFECT bits */
   struct kb_users *users; /* --user specs, flag form only */
   bool exit_now;          /* --help printed: exit with the code returned */
   const char *admin_hosts[ADMIN_MAX_HOSTS]; /* --admin-host */
@@ -104,6 +113,9 @@ static bool kbsim_serve_loopback(const char *host)
 
 static int kbsim_cmd_serve(int argc, char **argv);
 
+/* Option values without a short form. */
+enum { KBSIM_SERVE_PASS_THROUGH = 1101 };
+
 static const struct kbsim_opt serve_opts[] = {
     {"proxy", 'x', "HOST:PORT",
      "Where clients connect: the balancer with "
@@ -125,6 +137,29 @@ static const struct kbsim_opt serve_opts[] = {
      "Without SCENARIO: the "
      "listener's authentication "
      "(default integrated)."},
+    {"pass-through", KBSIM_SERVE_PASS_THROUGH, NULL,
+     "Without SCENARIO: the listener authenticates nobody; it passes NTLM "
+     "through to Exchange, which authenticates each connection itself "
+     "with the --user accounts (as 'kbsim exchange --auth integrated'), "
+     "and pins each client connection to an upstream connection of its "
+     "own, as HAProxy does. Takes no --policy and no --auth."},
+    {"defect", 'D', "NAME",
+     "Without SCENARIO: break the listener in one named way (repeat for "
+     "more); enough alone, with --proxy, --backend and the users, to start. "
+     "Each of the first four implies --pass-through: handshake-split sends "
+     "every request on a new upstream connection, so a type 3 never meets "
+     "its challenge; mixes-identities hands the upstream connection of a "
+     "client that left to the next client; pinned-recycled replaces the "
+     "pinned upstream connection after 2 requests while the client's stays "
+     "open; challenge-rewritten folds Exchange's offer (WWW-Authenticate: "
+     "Negotiate, then NTLM) into one header without NTLM. The others are "
+     "the authenticating "
+     "listener's: body-less-forward forwards a type 1 on an authenticated "
+     "connection (the bug of --policy per-connection, which it implies); "
+     "expect-hang answers a request with Expect: 100-continue neither a 100 "
+     "nor anything until the client gives up; body-on-type1 forwards a type "
+     "1 that carries a body, unauthenticated. mixes-after-single-leg "
+     "(Kerberos) and ntlm-over-http2 (TLS) are not available yet."},
     {"user", 'u', "'DOMAIN\\user:password'",
      "Without SCENARIO: a "
      "directory entry; repeat "
@@ -161,7 +196,9 @@ const struct kbsim_command kbsim_serve_command = {
     "serve",
     "SCENARIO [--proxy HOST:PORT] [--backend HOST:PORT] [--admin HOST:PORT]\n"
     "--proxy HOST:PORT --backend HOST:PORT --policy P --user SPEC... "
-    "[--auth integrated|basic|none] [--admin HOST:PORT]",
+    "[--auth integrated|basic|none] [--admin HOST:PORT]\n"
+    "--proxy HOST:PORT --backend HOST:PORT --pass-through|--defect NAME... "
+    "--user SPEC... [--admin HOST:PORT]",
     "the listener and Exchange on real ports, for real clients",
     "Runs until SIGINT or SIGTERM on the real clock with the kernel's "
     "randomness, and prints where everything listens. With SCENARIO (a file "
@@ -169,7 +206,11 @@ const struct kbsim_command kbsim_serve_command = {
     "own port with its patch level and script, behind a TCP load balancer "
     "on --proxy that picks a member per new connection, and the admin "
     "endpoint that 'kbsim ctl' drives. Without: one listener on --proxy in "
-    "front of Exchange on --backend.\n\n"
+    "front of Exchange on --backend; with --pass-through it passes NTLM on "
+    "to an Exchange that authenticates, and each --defect breaks it in one "
+    "of the named ways the reverse-proxy family fails (what kbsim probe "
+    "tells apart), for a trainer to show on the wire. Exchange's status "
+    "line says where its counters are read.\n\n"
     "HOST:PORT is a numeric address or localhost (127.0.0.1), [V6]:PORT for "
     "IPv6, or a URL as serve prints it (http://127.0.0.1:8099/).",
     serve_opts,
@@ -183,6 +224,129 @@ static int kbsim_serve_add_user(void *ctx, const char *spec, char *err,
   return kb_users_add_spec(ctx, spec, err, errlen);
 }
 
+/* The first of the defects in the bit set defects whose listener is
+ * where (kb_defect.h), or NULL. */
+static const char *kbsim_serve_defect_of(unsigned defects,
+                                         enum kb_defect_where where)
+{
+  unsigned i;
+
+  for(i = 0; i < KB_DEFECT_COUNT; i++)
+    if((defects & PROXY_DEFECT(i)) &&
+       kb_defect_info((enum kb_defect)i)->where == where)
+      return kb_defect_name((enum kb_defect)i);
+  return NULL;
+}
+
+/* Settles the flag form's listener from --pass-through, --defect,
+ * --policy and --auth: a pass-through defect implies --pass-through, and
+ * what contradicts itself is a usage error naming both sides. Returns 0,
+ * or 2 after printing it. */
+static int kbsim_serve_check_flags(struct kbsim_serve_opts *o)
+{
+  const char *through =
+      kbsim_serve_defect_of(o->defects, KB_DEFECT_PASS_THROUGH);
+  const char *authenticating =
+      kbsim_serve_defect_of(o->defects, KB_DEFECT_AUTHENTICATING);
+  char why[64];
+
+  if(through)
+    snprintf(why, sizeof(why), "--defect %s", through);
+  else
+    snprintf(why, sizeof(why), "--pass-through");
+  if(through || o->pass_through) {
+    if(authenticating)
+      return kbsim_bad_args("--defect %s breaks a listener that "
+                            "authenticates, %s one that passes NTLM "
+                            "through; give one kind",
+                            authenticating, why);
+    if(o->have_policy)
+      return kbsim_bad_args("--policy: under %s the listener authenticates "
+                            "nobody, so it has no policy; drop --policy",
+                            why);
+    if(o->have_auth && o->auth != PROXY_AUTH_NONE)
+      return kbsim_bad_args("--auth %s: under %s Exchange authenticates, "
+                            "not the listener; drop --auth",
+                            proxy_auth_name(o->auth), why);
+    o->pass_through = true;
+    return 0;
+  }
+  if(!authenticating)
+    return 0;
+  if(o->have_auth && o->auth != PROXY_AUTH_INTEGRATED)
+    return kbsim_bad_args("--auth %s cannot have --defect %s, a defect of "
+                          "the integrated listener; drop --auth",
+                          proxy_auth_name(o->auth), authenticating);
+  if(o->defects & PROXY_DEFECT(KB_DEFECT_BODY_LESS_FORWARD)) {
+    if(o->have_policy && o->policy == PROXY_POLICY_PER_REQUEST)
+      return kbsim_bad_args("--policy per-request is the fix of what "
+                            "--defect body-less-forward breaks; give one");
+    o->policy = PROXY_POLICY_PER_CONNECTION;
+  }
+  else if(!o->have_policy)
+    o->policy = PROXY_POLICY_PER_REQUEST; /* the defect alone */
+  return 0;
+}
+
+/* Takes one option of the flag form (c, its value in optarg): the
+ * listener's policy, authentication, pass-through, defects and users.
+ * Sets *flag_only to the option's name. Returns 0, or the exit code 2
+ * after printing what was wrong. */
+static int kbsim_serve_flag_opt(struct kbsim_serve_opts *o, int c,
+                                const char **flag_only)
+{
+  char err[512];
+
+  switch(c) {
+  case 'P':
+    if(proxy_policy_parse(optarg, &o->policy))
+      return kbsim_bad_args("--policy: '%s' is not per-connection or "
+                            "per-request",
+                            optarg);
+    o->have_policy = true;
+    *flag_only = "--policy";
+    break;
+  case 'A':
+    if(proxy_auth_parse(optarg, &o->auth))
+      return kbsim_bad_args("--auth: '%s' is not integrated, basic or none",
+                            optarg);
+    o->have_auth = true;
+    *flag_only = "--auth";
+    break;
+  case KBSIM_SERVE_PASS_THROUGH:
+    o->pass_through = true;
+    *flag_only = "--pass-through";
+    break;
+  case 'D': {
+    enum kb_defect d;
+    const char *missing;
+
+    if(kb_defect_parse(optarg, &d, err, sizeof(err)))
+      return kbsim_bad_args("--defect: %s", err);
+    missing = proxy_defect_unavailable(d);
+    if(missing)
+      return kbsim_bad_args("--defect %s %s", optarg, missing);
+    o->defects |= PROXY_DEFECT(d);
+    *flag_only = "--defect";
+    break;
+  }
+  case 'u':
+    if(kb_users_add_spec(o->users, optarg, err, sizeof(err)))
+      return kbsim_bad_args("--user: %s", err);
+    *flag_only = "--user";
+    break;
+  case 'F':
+    if(secret_user_file(optarg, kbsim_serve_add_user, o->users, err,
+                        sizeof(err))) {
+      fprintf(stderr, "kbsim: --user-file: %s\n", err);
+      return 2;
+    }
+    *flag_only = "--user-file";
+    break;
+  }
+  return 0;
+}
+
 /* Parses the command line into *o. Returns 0, or the exit code 2 after
  * printing what was wrong. */
 
@@ -191,8 +355,7 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
   struct kbsim_args a;
   struct kbsim_endpoint *ep;
   const char *flag_only = NULL;
-  char err[512];
-  int c;
+  int c, bad;
 
   kbsim_args_init(&a, &kbsim_serve_command, argc, argv);
   while((c = kbsim_args_next(&a)) > 0) {
@@ -229,32 +392,14 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
       ep->given = true;
       break;
     case 'P':
-      if(proxy_policy_parse(optarg, &o->policy))
-        return kbsim_bad_args("--policy: '%s' is not per-connection or "
-                              "per-request",
-                              optarg);
-      o->have_policy = true;
-      flag_only = "--policy";
-      break;
     case 'A':
-      if(proxy_auth_parse(optarg, &o->auth))
-        return kbsim_bad_args("--auth: '%s' is not integrated, basic or none",
-                              optarg);
-      o->have_auth = true;
-      flag_only = "--auth";
-      break;
+    case KBSIM_SERVE_PASS_THROUGH:
+    case 'D':
     case 'u':
-      if(kb_users_add_spec(o->users, optarg, err, sizeof(err)))
-        return kbsim_bad_args("--user: %s", err);
-      flag_only = "--user";
-      break;
     case 'F':
-      if(secret_user_file(optarg, kbsim_serve_add_user, o->users, err,
-                          sizeof(err))) {
-        fprintf(stderr, "kbsim: --user-file: %s\n", err);
-        return 2;
-      }
-      flag_only = "--user-file";
+      bad = kbsim_serve_flag_opt(o, c, &flag_only);
+      if(bad)
+        return bad;
       break;
     case 'c':
       o->pcap = optarg;
@@ -282,7 +427,7 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
   {
     /* Written on SIGINT/SIGTERM, checked now; "-" is standard output. */
     struct evidence_want w = {o->transcript, o->pcap, o->json, o->html};
-    int bad = kbsim_evidence_check(&w, "serve");
+    bad = kbsim_evidence_check(&w, "serve");
     if(bad)
       return bad;
   }
@@ -290,11 +435,15 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
     return kbsim_bad_args("%s cannot be combined with a scenario; set it in "
                           "the file instead",
                           flag_only);
-  if(!o->file && (!o->proxy.given || !o->backend.given || !o->have_policy ||
+  if(!o->file && (bad = kbsim_serve_check_flags(o)) != 0)
+    return bad;
+  if(!o->file && (!o->proxy.given || !o->backend.given ||
+                  !(o->have_policy || o->pass_through || o->defects) ||
                   !kb_users_count(o->users)))
     return kbsim_bad_args(
-        "give a scenario (a file or a name), or --proxy, "
-        "--backend, --policy and at least one --user or --user-file");
+        "give a scenario (a file or a name), or --proxy, --backend, --policy "
+        "(or --pass-through, or --defect) and at least one --user or "
+        "--user-file");
   if(!o->proxy.given)
     snprintf(o->proxy.host, sizeof(o->proxy.host), "127.0.0.1");
   if(!o->backend.given)
@@ -313,7 +462,9 @@ static void kbsim_serve_flag_scenario(const struct kbsim_serve_opts *o,
   scenario_defaults(sc);
   snprintf(sc->name, sizeof(sc->name), "serve");
   sc->nusers = 0;
-  sc->auth = o->have_auth ? o->auth : PROXY_AUTH_INTEGRATED;
+  sc->auth = o->pass_through ? PROXY_AUTH_NONE
+             : o->have_auth  ? o->auth
+                             : PROXY_AUTH_INTEGRATED;
   sc->nmembers = 1;
   snprintf(sc->members[0].name, sizeof(sc->members[0].name), "ISA01");
   sc->members[0].patch = o->policy == PROXY_POLICY_PER_REQUEST
@@ -492,6 +643,9 @@ static int kbsim_serve_topology(struct kbsim_serve *s,
   }
   cfg->policy = cfg->members[0].policy;
   cfg->auth = sc->auth;
+  cfg->defects = o->defects;
+  cfg->backend_auth =
+      o->pass_through ? BACKEND_AUTH_INTEGRATED : BACKEND_AUTH_NONE;
   cfg->idle_timeout_ms = sc->idle_timeout_ms;
   cfg->max_requests = sc->max_requests;
   cfg->users = users;
@@ -633,8 +787,9 @@ static void kbsim_serve_warn(const struct kbsim_serve *s)
         sim_fd_need((unsigned long)KB_GUARD_MAX_CONNECTIONS * topo->nproxies),
         KB_GUARD_MAX_CONNECTIONS);
   /* Exchange trusts whatever reaches it (as the real one trusts ISA's
-   * delegation) and answers mailbox data without a login. */
-  if(!kbsim_serve_loopback(o->backend.host))
+   * delegation) and answers mailbox data without a login - unless it
+   * authenticates itself behind a pass-through listener. */
+  if(!o->pass_through && !kbsim_serve_loopback(o->backend.host))
     fprintf(stderr,
             "kbsim: warning: Exchange on %s answers mailbox data to anyone "
             "who reaches it, without a login; bind it to 127.0.0.1\n",
@@ -647,6 +802,19 @@ static void kbsim_serve_warn(const struct kbsim_serve *s)
             o->proxy.host);
 }
 
+/* Prints "; defects a, b" for the bit set defects, or nothing. */
+static void kbsim_serve_print_defects(unsigned defects)
+{
+  const char *sep = "; defects ";
+  unsigned i;
+
+  for(i = 0; i < KB_DEFECT_COUNT; i++)
+    if(defects & PROXY_DEFECT(i)) {
+      printf("%s%s", sep, kb_defect_name((enum kb_defect)i));
+      sep = ", ";
+    }
+}
+
 /* Prints what serves where, for the flag form. */
 static void kbsim_serve_print_flag(const struct kbsim_serve *s)
 {
@@ -656,10 +824,16 @@ static void kbsim_serve_print_flag(const struct kbsim_serve *s)
   kbsim_serve_url(o->proxy.host,
                   s->relay ? balancer_port(s->bal) : proxy_port(s->topo->proxy),
                   url, sizeof(url));
-  printf("ISA listener: %s (policy %s", url,
-         proxy_policy_name(s->cfg.members[0].policy));
-  if(s->sc->auth != PROXY_AUTH_INTEGRATED)
+  if(o->pass_through)
+    printf("ISA listener: %s (pass-through: NTLM goes on to Exchange, which "
+           "authenticates",
+           url);
+  else
+    printf("ISA listener: %s (policy %s", url,
+           proxy_policy_name(s->cfg.members[0].policy));
+  if(!o->pass_through && s->sc->auth != PROXY_AUTH_INTEGRATED)
     printf(", %s authentication", proxy_auth_name(s->sc->auth));
+  kbsim_serve_print_defects(o->defects);
   printf(s->relay ? "; recorded through a TCP relay)\n" : ")\n");
   kbsim_serve_print_exchange(o, s->topo);
   if(s->adm)
