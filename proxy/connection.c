@@ -63,7 +63,7 @@ static void proxy_conn_free(struct proxy__conn *conn)
   /* Closes the cached upstream connection, traced by proxy_curl_close,
    * unless the defect mixes-identities puts it in the pool (defects.c). */
   if(!proxy__defect_park(conn))
-    proxy__upstream_free(proxy__upstream_detach(conn));
+    proxy__upstream_close(conn);
   curl_slist_free_all(conn->fwd_headers);
   curl_url_cleanup(conn->fwd_uh);
   kb_buf_free(&conn->fwd_url);

@@ -398,6 +398,7 @@ int64_t proxy__mono_ms(void);
 void proxy__upstream_attach(struct proxy__conn *conn,
                             struct proxy__upstream *u);
 struct proxy__upstream *proxy__upstream_detach(struct proxy__conn *conn);
+void proxy__upstream_close(struct proxy__conn *conn);
 void proxy__upstream_free(struct proxy__upstream *u);
 
 /* loop.c: the event loops. */

@@ -654,8 +654,21 @@ struct proxy__upstream *proxy__upstream_detach(struct proxy__conn *conn)
   return u;
 }
 
-/* Closes what u holds - its multi handle, and with it the cached upstream
- * connection (traced by proxy_curl_close) - and frees it. Accepts NULL. */
+/* Closes conn's multi handle, and with it its cached upstream connection
+ * (traced by proxy_curl_close, under conn), and frees its struct
+ * proxy__upstream. conn's easy handle must be out of the multi handle. */
+void proxy__upstream_close(struct proxy__conn *conn)
+{
+  if(conn->multi)
+    curl_multi_cleanup(conn->multi);
+  free(conn->upstream);
+  conn->multi = NULL;
+  conn->upstream = NULL;
+}
+
+/* Closes what u, out of any client connection, holds - its multi handle,
+ * and with it the cached upstream connection (traced by proxy_curl_close
+ * under the last owner) - and frees it. Accepts NULL. */
 void proxy__upstream_free(struct proxy__upstream *u)
 {
   if(!u)
