@@ -172,6 +172,7 @@ static void backend_gate_verify(const struct backend_auth_server *srv,
 
   out->gate = BACKEND_GATE_REFUSE;
   if(ctx->state != BACKEND_AUTH_STATE_CHALLENGED) {
+    out->type3_without_challenge = true;
     ctx->state = BACKEND_AUTH_STATE_UNAUTHENTICATED;
     ctx->identity[0] = '\0';
     snprintf(out->why, sizeof(out->why),
@@ -257,6 +258,7 @@ void backend_auth_gate(const struct backend_auth_server *srv,
   out->gate = BACKEND_GATE_PASS;
   out->www_authenticate[0] = '\0';
   out->why[0] = '\0';
+  out->type3_without_challenge = false;
   if(srv->auth == BACKEND_AUTH_INTEGRATED)
     backend_gate_integrated(srv, ctx, conn, authorization, out);
   else

@@ -20,6 +20,9 @@
 #define KBSIM_MAX_POSTS 100
 #define KBSIM_MAX_USERS 64
 
+/* The option value of --redact, the same in every command that has it. */
+#define KBSIM_OPT_REDACT 1001
+
 /* Prints a usage error, "kbsim CMD: <message>" (a leading "CMD: " in the
  * message is dropped), and "kbsim: try 'kbsim CMD --help'" to stderr;
  * returns 2, the exit code for bad arguments (usage.c). */

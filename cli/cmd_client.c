@@ -185,6 +185,11 @@ static const struct kbsim_opt client_opts[] = {
     {"html", 'W', "FILE",
      "Write the session's page with its sequence "
      "diagram."},
+    {"redact", KBSIM_OPT_REDACT, NULL,
+     "Replace what an offline dictionary attack on the password needs (each "
+     "NTLM type 3's LM and NT proofs, MIC and session key) by a marker of the "
+     "same length in the transcript and the pcap: for evidence shared outside "
+     "the team."},
     {NULL, 0, NULL, NULL}};
 
 const struct kbsim_command kbsim_client_command = {
@@ -197,7 +202,8 @@ const struct kbsim_command kbsim_client_command = {
     "against any listener. Prints each POST as it completes (connection, "
     "legs, statuses, outcome) and then what the user sees: notification, "
     "log line, presence, scheduling. Exits 0 when the user saw no error, 1 "
-    "when they saw the Outlook Integration Error.",
+    "when they saw the Outlook Integration Error, 3 when the session could "
+    "not run (the listener unreachable, an evidence file not writable).",
     client_opts,
     NULL,
     kbsim_cmd_client};
@@ -205,7 +211,8 @@ const struct kbsim_command kbsim_client_command = {
 /* One `kbsim client` run: what the command line asked for and what the
  * session needs. Owned by kbsim_cmd_client, which wipes the password. */
 struct kbsim_client_run {
-  const char *url, *spec, *host;
+  const char *url, *host;
+  bool has_user; /* --user was given: domain, user (and password) hold it */
   struct client_config cfg;
   struct kbsim_client_files files;
   char domain[128], user[128], password[256];
@@ -227,9 +234,17 @@ static int kbsim_client_option(struct kbsim_client_run *r, int c,
   case 'U':
     r->url = arg;
     break;
-  case 'u':
-    r->spec = arg;
+  case 'u': {
+    /* Split now: the password is hidden from the command line once this
+     * returns (usage.c: usage_secrets). */
+    char err[512];
+    if(kb_users_split_spec(arg, true, r->domain, sizeof(r->domain), r->user,
+                           sizeof(r->user), r->password, sizeof(r->password),
+                           err, sizeof(err)))
+      return kbsim_bad_args("--user: %s", err);
+    r->has_user = true;
     break;
+  }
   case 'k':
     if(client_kind_parse(arg, &cfg->kind))
       return kbsim_bad_args("--kind: '%s' is not communicator, outlook or "
@@ -258,6 +273,9 @@ static int kbsim_client_option(struct kbsim_client_run *r, int c,
     break;
   case 'H':
     r->host = arg;
+    break;
+  case KBSIM_OPT_REDACT:
+    evidence_set_redact(true);
     break;
   case 'P':
     r->files.pcap = arg;
@@ -296,7 +314,7 @@ static int kbsim_client_parse(int argc, char **argv, struct kbsim_client_run *r)
   }
   if(optind < argc)
     return kbsim_bad_args("unexpected argument '%s'", argv[optind]);
-  if(!r->url || !r->spec)
+  if(!r->url || !r->has_user)
     return kbsim_bad_args("--url and --user are required");
   {
     /* Every evidence file is checked before the session starts. */
@@ -306,17 +324,12 @@ static int kbsim_client_parse(int argc, char **argv, struct kbsim_client_run *r)
   }
 }
 
-/* Splits --user into domain, user and password; the password, when the
- * spec has none, from KBSIM_PASSWORD or the terminal, never from the
- * command line (ps shows it). Returns 0, or 2 after printing why not. */
+/* The password, when --user gave none: from KBSIM_PASSWORD or the
+ * terminal. Returns 0, or 2 after printing why not. */
 static int kbsim_client_login(struct kbsim_client_run *r)
 {
   char err[512], who[260];
 
-  if(kb_users_split_spec(r->spec, true, r->domain, sizeof(r->domain), r->user,
-                         sizeof(r->user), r->password, sizeof(r->password), err,
-                         sizeof(err)))
-    return kbsim_bad_args("--user: %s", err);
   if(r->password[0])
     return 0;
   snprintf(who, sizeof(who), "%s\\%s", r->domain, r->user);

@@ -249,7 +249,8 @@ static int kbsim_cmd_ctl(int argc, char **argv)
 {
   struct kbsim_args a;
   const char *admin_arg = NULL, *member = NULL, *what, *token = NULL;
-  char token_buf[ADMIN_TOKEN_MAX + 1], token_path[512], terr[512];
+  char token_buf[ADMIN_TOKEN_MAX + 1], token_arg[ADMIN_TOKEN_MAX + 1];
+  char token_path[512], terr[512];
   enum admin_action act = ADMIN_APPLY_FIX;
   bool status;
   char host[64], base[128], path[128];
@@ -280,7 +281,9 @@ static int kbsim_cmd_ctl(int argc, char **argv)
     case 't':
       if(admin_token_check(optarg, terr, sizeof(terr)))
         return kbsim_bad_args("--token: %s", terr);
-      token = optarg;
+      /* A copy: the argument is hidden once parsed (usage_secrets). */
+      snprintf(token_arg, sizeof(token_arg), "%s", optarg);
+      token = token_arg;
       break;
     }
   }

@@ -260,9 +260,16 @@ static int kbsim_cmd_probe(int argc, char **argv)
   if(result)
     goto done;
   curl_global_init(CURL_GLOBAL_DEFAULT);
-  if(probe_run(&p.cfg, &rep, err, sizeof(err))) {
+  switch(probe_run(&p.cfg, &rep, err, sizeof(err))) {
+  case PROBE_RUN_OK:
+    break;
+  case PROBE_RUN_BAD_CONFIG:
     fprintf(stderr, "kbsim probe: %s\n", err);
     result = 2;
+    goto done;
+  case PROBE_RUN_NO_STATUS:
+    fprintf(stderr, "kbsim probe: %s\n", err);
+    result = 3; /* could not be probed */
     goto done;
   }
   result = kbsim_probe_report(&p, &rep);

@@ -388,6 +388,11 @@ static const struct kbsim_opt run_opts[] = {
     {"html", 'H', "FILE",
      "Write a self-contained page with a sequence "
      "diagram per run, side by side."},
+    {"redact", KBSIM_OPT_REDACT, NULL,
+     "Replace what an offline dictionary attack on the password needs (each "
+     "NTLM type 3's LM and NT proofs, MIC and session key) by a marker of the "
+     "same length in the transcript and the pcap: for evidence shared outside "
+     "the team."},
     {"verbose", 'v', NULL, "With files, also print every POST's outcome."},
     {"junit", 'J', "FILE",
      "Write JUnit XML (one testcase per scenario; a failure or error with "
@@ -537,6 +542,9 @@ static int kbsim_run_option(struct kbsim_run *r, int c, const char *arg)
     break;
   case 'H':
     r->want.html = arg;
+    break;
+  case KBSIM_OPT_REDACT:
+    evidence_set_redact(true);
     break;
   case 'v':
     r->verbose = true;

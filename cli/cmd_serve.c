@@ -10,6 +10,11 @@
  *   kbsim serve --proxy H:P --backend H:P --policy P --user ... [--auth A]
  *     [--admin H:P]
  *     one listener on --proxy, no balancer (the original form).
+ *   kbsim serve --proxy H:P --backend H:P --pass-through|--defect NAME...
+ *     --user ...
+ *     the same listener passing NTLM through to an Exchange that
+ *     authenticates itself, or broken in named ways (proxy/defects.c),
+ *     so that a trainer shows each failure of the family on the wire.
  *
  * Real clients mean the real clock and the kernel's randomness. Every
  * request a member answers is printed as one line as it happens (-q
@@ -50,6 +55,10 @@ struct kbsim_serve_opts {
   bool have_policy;
   enum proxy_auth auth;
   bool have_auth;
+  /* --pass-through, or implied by a pass-through --defect: the listener
+   * authenticates nobody and Exchange authenticates NTLM itself. */
+  bool pass_through;
+  unsigned defects;       /* --defect, PROXY_DEFECT bits */
   struct kb_users *users; /* --user specs, flag form only */
   bool exit_now;          /* --help printed: exit with the code returned */
   const char *admin_hosts[ADMIN_MAX_HOSTS]; /* --admin-host */
@@ -82,6 +91,20 @@ static void kbsim_serve_url(const char *host, uint16_t port, char *out,
            host, (unsigned)port);
 }
 
+/* Prints where Exchange listens and where its counters are read. */
+static void kbsim_serve_print_exchange(const struct kbsim_serve_opts *o,
+                                       const struct sim_topology *topo)
+{
+  char url[96];
+
+  kbsim_serve_url(o->backend.host, backend_port(topo->backend), url,
+                  sizeof(url));
+  printf("Exchange:     %s\n", url);
+  printf("Status:       %skbsim/status (Exchange's counters, for kbsim probe "
+         "--exchange-status; loopback only)\n",
+         url);
+}
+
 /* Returns true when host is a loopback address. */
 static bool kbsim_serve_loopback(const char *host)
 {
@@ -89,6 +112,9 @@ static bool kbsim_serve_loopback(const char *host)
 }
 
 static int kbsim_cmd_serve(int argc, char **argv);
+
+/* Option values without a short form. */
+enum { KBSIM_SERVE_PASS_THROUGH = 1101 };
 
 static const struct kbsim_opt serve_opts[] = {
     {"proxy", 'x', "HOST:PORT",
@@ -111,6 +137,29 @@ static const struct kbsim_opt serve_opts[] = {
      "Without SCENARIO: the "
      "listener's authentication "
      "(default integrated)."},
+    {"pass-through", KBSIM_SERVE_PASS_THROUGH, NULL,
+     "Without SCENARIO: the listener authenticates nobody; it passes NTLM "
+     "through to Exchange, which authenticates each connection itself "
+     "with the --user accounts (as 'kbsim exchange --auth integrated'), "
+     "and pins each client connection to an upstream connection of its "
+     "own, as HAProxy does. Takes no --policy and no --auth."},
+    {"defect", 'D', "NAME",
+     "Without SCENARIO: break the listener in one named way (repeat for "
+     "more); enough alone, with --proxy, --backend and the users, to start. "
+     "Each of the first four implies --pass-through: handshake-split sends "
+     "every request on a new upstream connection, so a type 3 never meets "
+     "its challenge; mixes-identities hands the upstream connection of a "
+     "client that left to the next client; pinned-recycled replaces the "
+     "pinned upstream connection after 2 requests while the client's stays "
+     "open; challenge-rewritten folds Exchange's offer (WWW-Authenticate: "
+     "Negotiate, then NTLM) into one header without NTLM. The others are "
+     "the authenticating "
+     "listener's: body-less-forward forwards a type 1 on an authenticated "
+     "connection (the bug of --policy per-connection, which it implies); "
+     "expect-hang answers a request with Expect: 100-continue neither a 100 "
+     "nor anything until the client gives up; body-on-type1 forwards a type "
+     "1 that carries a body, unauthenticated. mixes-after-single-leg "
+     "(Kerberos) and ntlm-over-http2 (TLS) are not available yet."},
     {"user", 'u', "'DOMAIN\\user:password'",
      "Without SCENARIO: a "
      "directory entry; repeat "
@@ -132,6 +181,11 @@ static const struct kbsim_opt serve_opts[] = {
      "On SIGINT/SIGTERM, the JSON report of what passed: every connection "
      "of both hops with its close reason, every exchange as the members "
      "and Exchange saw it, the counters."},
+    {"redact", KBSIM_OPT_REDACT, NULL,
+     "Replace what an offline dictionary attack on the password needs (each "
+     "NTLM type 3's LM and NT proofs, MIC and session key) by a marker of the "
+     "same length in the transcript and the pcap: for evidence shared outside "
+     "the team."},
     {"html", 'w', "FILE",
      "On SIGINT/SIGTERM, the page of what passed: both hops' connections, "
      "each request with the listener's decision and what reached "
@@ -142,7 +196,9 @@ const struct kbsim_command kbsim_serve_command = {
     "serve",
     "SCENARIO [--proxy HOST:PORT] [--backend HOST:PORT] [--admin HOST:PORT]\n"
     "--proxy HOST:PORT --backend HOST:PORT --policy P --user SPEC... "
-    "[--auth integrated|basic|none] [--admin HOST:PORT]",
+    "[--auth integrated|basic|none] [--admin HOST:PORT]\n"
+    "--proxy HOST:PORT --backend HOST:PORT --pass-through|--defect NAME... "
+    "--user SPEC... [--admin HOST:PORT]",
     "the listener and Exchange on real ports, for real clients",
     "Runs until SIGINT or SIGTERM on the real clock with the kernel's "
     "randomness, and prints where everything listens. With SCENARIO (a file "
@@ -150,7 +206,11 @@ const struct kbsim_command kbsim_serve_command = {
     "own port with its patch level and script, behind a TCP load balancer "
     "on --proxy that picks a member per new connection, and the admin "
     "endpoint that 'kbsim ctl' drives. Without: one listener on --proxy in "
-    "front of Exchange on --backend.\n\n"
+    "front of Exchange on --backend; with --pass-through it passes NTLM on "
+    "to an Exchange that authenticates, and each --defect breaks it in one "
+    "of the named ways the reverse-proxy family fails (what kbsim probe "
+    "tells apart), for a trainer to show on the wire. Exchange's status "
+    "line says where its counters are read.\n\n"
     "HOST:PORT is a numeric address or localhost (127.0.0.1), [V6]:PORT for "
     "IPv6, or a URL as serve prints it (http://127.0.0.1:8099/).",
     serve_opts,
@@ -164,6 +224,129 @@ static int kbsim_serve_add_user(void *ctx, const char *spec, char *err,
   return kb_users_add_spec(ctx, spec, err, errlen);
 }
 
+/* The first of the defects in the bit set defects whose listener is
+ * where (kb_defect.h), or NULL. */
+static const char *kbsim_serve_defect_of(unsigned defects,
+                                         enum kb_defect_where where)
+{
+  unsigned i;
+
+  for(i = 0; i < KB_DEFECT_COUNT; i++)
+    if((defects & PROXY_DEFECT(i)) &&
+       kb_defect_info((enum kb_defect)i)->where == where)
+      return kb_defect_name((enum kb_defect)i);
+  return NULL;
+}
+
+/* Settles the flag form's listener from --pass-through, --defect,
+ * --policy and --auth: a pass-through defect implies --pass-through, and
+ * what contradicts itself is a usage error naming both sides. Returns 0,
+ * or 2 after printing it. */
+static int kbsim_serve_check_flags(struct kbsim_serve_opts *o)
+{
+  const char *through =
+      kbsim_serve_defect_of(o->defects, KB_DEFECT_PASS_THROUGH);
+  const char *authenticating =
+      kbsim_serve_defect_of(o->defects, KB_DEFECT_AUTHENTICATING);
+  char why[64];
+
+  if(through)
+    snprintf(why, sizeof(why), "--defect %s", through);
+  else
+    snprintf(why, sizeof(why), "--pass-through");
+  if(through || o->pass_through) {
+    if(authenticating)
+      return kbsim_bad_args("--defect %s breaks a listener that "
+                            "authenticates, %s one that passes NTLM "
+                            "through; give one kind",
+                            authenticating, why);
+    if(o->have_policy)
+      return kbsim_bad_args("--policy: under %s the listener authenticates "
+                            "nobody, so it has no policy; drop --policy",
+                            why);
+    if(o->have_auth && o->auth != PROXY_AUTH_NONE)
+      return kbsim_bad_args("--auth %s: under %s Exchange authenticates, "
+                            "not the listener; drop --auth",
+                            proxy_auth_name(o->auth), why);
+    o->pass_through = true;
+    return 0;
+  }
+  if(!authenticating)
+    return 0;
+  if(o->have_auth && o->auth != PROXY_AUTH_INTEGRATED)
+    return kbsim_bad_args("--auth %s cannot have --defect %s, a defect of "
+                          "the integrated listener; drop --auth",
+                          proxy_auth_name(o->auth), authenticating);
+  if(o->defects & PROXY_DEFECT(KB_DEFECT_BODY_LESS_FORWARD)) {
+    if(o->have_policy && o->policy == PROXY_POLICY_PER_REQUEST)
+      return kbsim_bad_args("--policy per-request is the fix of what "
+                            "--defect body-less-forward breaks; give one");
+    o->policy = PROXY_POLICY_PER_CONNECTION;
+  }
+  else if(!o->have_policy)
+    o->policy = PROXY_POLICY_PER_REQUEST; /* the defect alone */
+  return 0;
+}
+
+/* Takes one option of the flag form (c, its value in optarg): the
+ * listener's policy, authentication, pass-through, defects and users.
+ * Sets *flag_only to the option's name. Returns 0, or the exit code 2
+ * after printing what was wrong. */
+static int kbsim_serve_flag_opt(struct kbsim_serve_opts *o, int c,
+                                const char **flag_only)
+{
+  char err[512];
+
+  switch(c) {
+  case 'P':
+    if(proxy_policy_parse(optarg, &o->policy))
+      return kbsim_bad_args("--policy: '%s' is not per-connection or "
+                            "per-request",
+                            optarg);
+    o->have_policy = true;
+    *flag_only = "--policy";
+    break;
+  case 'A':
+    if(proxy_auth_parse(optarg, &o->auth))
+      return kbsim_bad_args("--auth: '%s' is not integrated, basic or none",
+                            optarg);
+    o->have_auth = true;
+    *flag_only = "--auth";
+    break;
+  case KBSIM_SERVE_PASS_THROUGH:
+    o->pass_through = true;
+    *flag_only = "--pass-through";
+    break;
+  case 'D': {
+    enum kb_defect d;
+    const char *missing;
+
+    if(kb_defect_parse(optarg, &d, err, sizeof(err)))
+      return kbsim_bad_args("--defect: %s", err);
+    missing = proxy_defect_unavailable(d);
+    if(missing)
+      return kbsim_bad_args("--defect %s %s", optarg, missing);
+    o->defects |= PROXY_DEFECT(d);
+    *flag_only = "--defect";
+    break;
+  }
+  case 'u':
+    if(kb_users_add_spec(o->users, optarg, err, sizeof(err)))
+      return kbsim_bad_args("--user: %s", err);
+    *flag_only = "--user";
+    break;
+  case 'F':
+    if(secret_user_file(optarg, kbsim_serve_add_user, o->users, err,
+                        sizeof(err))) {
+      fprintf(stderr, "kbsim: --user-file: %s\n", err);
+      return 2;
+    }
+    *flag_only = "--user-file";
+    break;
+  }
+  return 0;
+}
+
 /* Parses the command line into *o. Returns 0, or the exit code 2 after
  * printing what was wrong. */
 
@@ -172,14 +355,16 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
   struct kbsim_args a;
   struct kbsim_endpoint *ep;
   const char *flag_only = NULL;
-  char err[512];
-  int c;
+  int c, bad;
 
   kbsim_args_init(&a, &kbsim_serve_command, argc, argv);
   while((c = kbsim_args_next(&a)) > 0) {
     switch(c) {
     case 'q':
       o->quiet = true;
+      break;
+    case KBSIM_OPT_REDACT:
+      evidence_set_redact(true);
       break;
     case 'H':
       if(!*optarg || strlen(optarg) > 253 ||
@@ -207,32 +392,14 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
       ep->given = true;
       break;
     case 'P':
-      if(proxy_policy_parse(optarg, &o->policy))
-        return kbsim_bad_args("--policy: '%s' is not per-connection or "
-                              "per-request",
-                              optarg);
-      o->have_policy = true;
-      flag_only = "--policy";
-      break;
     case 'A':
-      if(proxy_auth_parse(optarg, &o->auth))
-        return kbsim_bad_args("--auth: '%s' is not integrated, basic or none",
-                              optarg);
-      o->have_auth = true;
-      flag_only = "--auth";
-      break;
+    case KBSIM_SERVE_PASS_THROUGH:
+    case 'D':
     case 'u':
-      if(kb_users_add_spec(o->users, optarg, err, sizeof(err)))
-        return kbsim_bad_args("--user: %s", err);
-      flag_only = "--user";
-      break;
     case 'F':
-      if(secret_user_file(optarg, kbsim_serve_add_user, o->users, err,
-                          sizeof(err))) {
-        fprintf(stderr, "kbsim: --user-file: %s\n", err);
-        return 2;
-      }
-      flag_only = "--user-file";
+      bad = kbsim_serve_flag_opt(o, c, &flag_only);
+      if(bad)
+        return bad;
       break;
     case 'c':
       o->pcap = optarg;
@@ -260,7 +427,7 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
   {
     /* Written on SIGINT/SIGTERM, checked now; "-" is standard output. */
     struct evidence_want w = {o->transcript, o->pcap, o->json, o->html};
-    int bad = kbsim_evidence_check(&w, "serve");
+    bad = kbsim_evidence_check(&w, "serve");
     if(bad)
       return bad;
   }
@@ -268,11 +435,15 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
     return kbsim_bad_args("%s cannot be combined with a scenario; set it in "
                           "the file instead",
                           flag_only);
-  if(!o->file && (!o->proxy.given || !o->backend.given || !o->have_policy ||
+  if(!o->file && (bad = kbsim_serve_check_flags(o)) != 0)
+    return bad;
+  if(!o->file && (!o->proxy.given || !o->backend.given ||
+                  !(o->have_policy || o->pass_through || o->defects) ||
                   !kb_users_count(o->users)))
     return kbsim_bad_args(
-        "give a scenario (a file or a name), or --proxy, "
-        "--backend, --policy and at least one --user or --user-file");
+        "give a scenario (a file or a name), or --proxy, --backend, --policy "
+        "(or --pass-through, or --defect) and at least one --user or "
+        "--user-file");
   if(!o->proxy.given)
     snprintf(o->proxy.host, sizeof(o->proxy.host), "127.0.0.1");
   if(!o->backend.given)
@@ -291,7 +462,9 @@ static void kbsim_serve_flag_scenario(const struct kbsim_serve_opts *o,
   scenario_defaults(sc);
   snprintf(sc->name, sizeof(sc->name), "serve");
   sc->nusers = 0;
-  sc->auth = o->have_auth ? o->auth : PROXY_AUTH_INTEGRATED;
+  sc->auth = o->pass_through ? PROXY_AUTH_NONE
+             : o->have_auth  ? o->auth
+                             : PROXY_AUTH_INTEGRATED;
   sc->nmembers = 1;
   snprintf(sc->members[0].name, sizeof(sc->members[0].name), "ISA01");
   sc->members[0].patch = o->policy == PROXY_POLICY_PER_REQUEST
@@ -343,9 +516,7 @@ static void kbsim_serve_print_array(const struct scenario *sc,
            proxy_policy_name(scenario_effective_policy(m->patch, m->script)),
            admin_policy_reason(m->patch, m->script));
   }
-  kbsim_serve_url(o->backend.host, backend_port(topo->backend), url,
-                  sizeof(url));
-  printf("Exchange:     %s\n", url);
+  kbsim_serve_print_exchange(o, topo);
   kbsim_serve_print_admin(adm, o, token_path);
   printf("Listener:     %s authentication; users", proxy_auth_name(sc->auth));
   for(i = 0; i < sc->nusers; i++)
@@ -472,6 +643,9 @@ static int kbsim_serve_topology(struct kbsim_serve *s,
   }
   cfg->policy = cfg->members[0].policy;
   cfg->auth = sc->auth;
+  cfg->defects = o->defects;
+  cfg->backend_auth =
+      o->pass_through ? BACKEND_AUTH_INTEGRATED : BACKEND_AUTH_NONE;
   cfg->idle_timeout_ms = sc->idle_timeout_ms;
   cfg->max_requests = sc->max_requests;
   cfg->users = users;
@@ -480,7 +654,8 @@ static int kbsim_serve_topology(struct kbsim_serve *s,
   cfg->proxy_port = behind ? 0 : o->proxy.port;
   cfg->backend_host = o->backend.host;
   cfg->backend_port = o->backend.port;
-  cfg->simulated = false; /* real clients: real clock, real randomness */
+  cfg->simulated = false;      /* real clients: real clock, real randomness */
+  cfg->exchange_status = true; /* for kbsim probe --exchange-status */
   cfg->fds_per_session = SIM_FDS_PER_SERVED_SESSION;
   /* --pcap/--transcript: every member's upstream hop (its libcurl) and,
    * through the balancer, the client hop, stamped on the real clock. */
@@ -612,8 +787,9 @@ static void kbsim_serve_warn(const struct kbsim_serve *s)
         sim_fd_need((unsigned long)KB_GUARD_MAX_CONNECTIONS * topo->nproxies),
         KB_GUARD_MAX_CONNECTIONS);
   /* Exchange trusts whatever reaches it (as the real one trusts ISA's
-   * delegation) and answers mailbox data without a login. */
-  if(!kbsim_serve_loopback(o->backend.host))
+   * delegation) and answers mailbox data without a login - unless it
+   * authenticates itself behind a pass-through listener. */
+  if(!o->pass_through && !kbsim_serve_loopback(o->backend.host))
     fprintf(stderr,
             "kbsim: warning: Exchange on %s answers mailbox data to anyone "
             "who reaches it, without a login; bind it to 127.0.0.1\n",
@@ -626,6 +802,19 @@ static void kbsim_serve_warn(const struct kbsim_serve *s)
             o->proxy.host);
 }
 
+/* Prints "; defects a, b" for the bit set defects, or nothing. */
+static void kbsim_serve_print_defects(unsigned defects)
+{
+  const char *sep = "; defects ";
+  unsigned i;
+
+  for(i = 0; i < KB_DEFECT_COUNT; i++)
+    if(defects & PROXY_DEFECT(i)) {
+      printf("%s%s", sep, kb_defect_name((enum kb_defect)i));
+      sep = ", ";
+    }
+}
+
 /* Prints what serves where, for the flag form. */
 static void kbsim_serve_print_flag(const struct kbsim_serve *s)
 {
@@ -635,14 +824,18 @@ static void kbsim_serve_print_flag(const struct kbsim_serve *s)
   kbsim_serve_url(o->proxy.host,
                   s->relay ? balancer_port(s->bal) : proxy_port(s->topo->proxy),
                   url, sizeof(url));
-  printf("ISA listener: %s (policy %s", url,
-         proxy_policy_name(s->cfg.members[0].policy));
-  if(s->sc->auth != PROXY_AUTH_INTEGRATED)
+  if(o->pass_through)
+    printf("ISA listener: %s (pass-through: NTLM goes on to Exchange, which "
+           "authenticates",
+           url);
+  else
+    printf("ISA listener: %s (policy %s", url,
+           proxy_policy_name(s->cfg.members[0].policy));
+  if(!o->pass_through && s->sc->auth != PROXY_AUTH_INTEGRATED)
     printf(", %s authentication", proxy_auth_name(s->sc->auth));
+  kbsim_serve_print_defects(o->defects);
   printf(s->relay ? "; recorded through a TCP relay)\n" : ")\n");
-  kbsim_serve_url(o->backend.host, backend_port(s->topo->backend), url,
-                  sizeof(url));
-  printf("Exchange:     %s\n", url);
+  kbsim_serve_print_exchange(o, s->topo);
   if(s->adm)
     kbsim_serve_print_admin(s->adm, o, s->token_path);
 }

@@ -22,6 +22,7 @@
  *      evidence file not writable. Never counted as the bug.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -67,12 +68,17 @@ static int kbsim_version_print(void)
 int main(int argc, char **argv)
 {
   const struct kbsim_command *cmd;
-  const char *best;
+  const char *best, *epoch = getenv("SOURCE_DATE_EPOCH");
+  char err[256];
 
   /* Hints name the program as it was run, so they work when copied. */
   if(argc > 0 && argv[0] && strchr(argv[0], '/'))
     kbsim_program = argv[0];
   evidence_set_command_line(argc, argv);
+  if(epoch && evidence_set_written_epoch(epoch, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return 2;
+  }
   if(argc < 2)
     return kbsim_demo_command.run(1, argv);
   if(!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))

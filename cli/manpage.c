@@ -28,6 +28,11 @@ static const struct kbsim_fact kbsim_environment[] = {
     {"KBSIM_ADMIN_TOKEN",
      "The admin endpoint's token: serve uses it instead of a random one, "
      "ctl sends it when --token is not given."},
+    {"SOURCE_DATE_EPOCH",
+     "Whole seconds since 1970: the time the JSON reports' stamp says they "
+     "were written (stamp.written), instead of the real clock, so that the "
+     "same command with the same seed writes the same bytes "
+     "(reproducible-builds.org). Not a number: exit 2."},
     {"KBSIM_PASSWORD",
      "The password of client --user DOMAIN\\user when the spec has none "
      "(else it is asked on the terminal, without echo)."},

@@ -333,3 +333,29 @@ char *ntlm_header_format(enum ntlm_scheme scheme, const uint8_t *msg,
   s[nlen + 1 + blen] = '\0';
   return s;
 }
+
+bool ntlm_header_redact(char *value, size_t len)
+{
+  const char *word, *tok;
+  size_t wlen, toklen;
+  enum ntlm_scheme which;
+  struct ntlm_bytes raw = {NULL, 0};
+  bool changed = false;
+  char *out;
+
+  if(!ntlm__header_split(value, len, &word, &wlen, &tok, &toklen) || !tok ||
+     !ntlm__scheme_of(word, wlen, &which) ||
+     ntlm__b64_decode(tok, toklen, &raw, NULL, 0))
+    return false;
+  out = malloc(BASE64_ENCODE_RAW_LENGTH(raw.len) + 1);
+  if(out && !ntlm_redact(raw.data, raw.len, &changed) && changed &&
+     BASE64_ENCODE_RAW_LENGTH(raw.len) == toklen) {
+    base64_encode_raw(out, raw.len, raw.data);
+    memcpy((char *)tok, out, toklen); /* tok points into value */
+  }
+  else
+    changed = false;
+  free(out);
+  ntlm_bytes_free(&raw);
+  return changed;
+}

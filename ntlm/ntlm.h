@@ -182,6 +182,23 @@ enum ntlm_result ntlm_header_parse(const char *value, enum ntlm_scheme *scheme,
                                    struct ntlm_bytes *out, char *err,
                                    size_t errlen);
 
+/* Overwrites, in place, what an offline dictionary attack on the password
+ * needs in an AUTHENTICATE message of len bytes with the bytes "REDACTED"
+ * repeated, each field keeping its length: the LmChallengeResponse, the
+ * NTLMv2 NTProofStr (the whole NTLMv1 response), the MIC and the
+ * EncryptedRandomSessionKey. The message still decodes (ntlm_decode,
+ * ntlm_describe). Sets *changed when msg was an AUTHENTICATE; other
+ * messages are left as they are. Returns NTLM_OK, or the decoder's error
+ * for a malformed AUTHENTICATE (then nothing is changed). */
+enum ntlm_result ntlm_redact(uint8_t *msg, size_t len, bool *changed);
+
+/* The same for an Authorization value (len bytes, need not be
+ * NUL-terminated: "NTLM <base64>" or "Negotiate <base64>"), in place: the
+ * token is decoded, redacted and encoded again, with the same length.
+ * Returns true when it changed the value; false for any value that carries
+ * no AUTHENTICATE that decodes. */
+bool ntlm_header_redact(char *value, size_t len);
+
 /* What an Authorization or WWW-Authenticate value carries, by the one
  * grammar every component uses (ntlm_header_parse's): optional blanks
  * (SP, HTAB) around the value, the scheme (case-insensitive), then

@@ -101,6 +101,7 @@ struct probe_conn {
 /* Exchange's counters at one moment. */
 struct probe_status {
   bool ok;
+  char why[160]; /* when not ok: what the URL answered instead */
   uint64_t requests, empty_posts, mismatches;
   size_t nconns;
   struct probe_conn *conns; /* owned */
@@ -118,10 +119,14 @@ static void probe_status_read(const char *url, long timeout_ms,
   struct kb_buf body;
   CURL *curl = curl_easy_init();
   json_t *doc = NULL, *list;
+  json_error_t jerr;
+  CURLcode res;
   long code = 0;
   size_t i;
 
   memset(st, 0, sizeof(*st));
+  snprintf(st->why, sizeof(st->why),
+           url ? "out of memory" : "no --exchange-status URL given");
   kb_buf_init(&body, PROBE_MAX_STATUS);
   if(!curl || !url)
     goto out;
@@ -131,14 +136,28 @@ static void probe_status_read(const char *url, long timeout_ms,
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_PROXY, "");
-  if(curl_easy_perform(curl) != CURLE_OK ||
-     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code) != CURLE_OK ||
-     code != 200 || !body.len)
+  res = curl_easy_perform(curl);
+  if(res != CURLE_OK) {
+    snprintf(st->why, sizeof(st->why), "%s", curl_easy_strerror(res));
     goto out;
-  doc = json_loadb(body.data, body.len, 0, NULL);
+  }
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+  if(code != 200) {
+    snprintf(st->why, sizeof(st->why), "it answered HTTP %ld, not 200", code);
+    goto out;
+  }
+  doc = json_loadb(body.data, body.len, 0, &jerr);
+  if(!doc) {
+    snprintf(st->why, sizeof(st->why), "its answer is not JSON (%.100s)",
+             body.len ? jerr.text : "an empty body");
+    goto out;
+  }
   list = json_object_get(doc, "per_connection");
-  if(!json_is_object(doc) || !json_is_array(list))
+  if(!json_is_object(doc) || !json_is_array(list)) {
+    snprintf(st->why, sizeof(st->why),
+             "its JSON has no per_connection list: not Exchange's status");
     goto out;
+  }
   st->requests = (uint64_t)json_integer_value(json_object_get(doc, "requests"));
   st->empty_posts =
       (uint64_t)json_integer_value(json_object_get(doc, "empty_posts"));
@@ -592,8 +611,9 @@ static void probe_two_users(const struct probe_config *cfg, unsigned posts,
   }
   if(!r->exchange.known || !st[1].ok) {
     r->verdict = PROBE_ERROR;
-    snprintf(r->line, sizeof(r->line), "could not read Exchange's status at %s",
-             cfg->status_url);
+    snprintf(r->line, sizeof(r->line),
+             "could not read Exchange's status at %s: %s", cfg->status_url,
+             st[0].ok ? st[1].why : st[0].why);
   }
   else if(r->exchange.mismatches && r->exchange.mixed_conn_reused) {
     r->verdict = PROBE_FAIL;
@@ -704,8 +724,9 @@ static enum probe_class probe_classify(const struct probe_report *rep)
   return PROBE_CLASS_NOT_AFFECTED;
 }
 
-int probe_run(const struct probe_config *config, struct probe_report *report,
-              char *err, size_t errlen)
+enum probe_run_result probe_run(const struct probe_config *config,
+                                struct probe_report *report, char *err,
+                                size_t errlen)
 {
   unsigned posts;
   long timeout_ms;
@@ -716,11 +737,27 @@ int probe_run(const struct probe_config *config, struct probe_report *report,
     snprintf(err, errlen,
              "probe: give the listener's URL and at least one "
              "user");
-    return -1;
+    return PROBE_RUN_BAD_CONFIG;
   }
   posts = config->posts ? config->posts : PROBE_DEFAULT_POSTS;
   timeout_ms =
       config->timeout_ms ? config->timeout_ms : PROBE_DEFAULT_TIMEOUT_MS;
+  if(config->status_url) {
+    /* A status URL that answers nothing usable would turn every check
+     * that reads it into a guess: say so before anything runs. */
+    struct probe_status st;
+    probe_status_read(config->status_url, timeout_ms, &st);
+    if(!st.ok) {
+      snprintf(err, errlen,
+               "--exchange-status %s: %s; give the status URL that kbsim "
+               "exchange or kbsim serve prints (http://HOST:PORT/"
+               "kbsim/status)",
+               config->status_url, st.why);
+      probe_status_free(&st);
+      return PROBE_RUN_NO_STATUS;
+    }
+    probe_status_free(&st);
+  }
   for(i = 0; i < PROBE_CHECK_COUNT; i++) {
     report->checks[i].verdict = PROBE_SKIP;
     snprintf(report->checks[i].line, sizeof(report->checks[i].line),

@@ -142,12 +142,23 @@ struct probe_report {
   enum probe_class cls;
 };
 
-/* Runs the battery and fills *report. Returns 0, or -1 with one line in
- * err when the configuration is unusable (no URL, no user). A listener
- * that cannot be reached is a report of class PROBE_CLASS_UNPROBED, not
- * an error. Blocking; not thread-safe per report. */
-int probe_run(const struct probe_config *config, struct probe_report *report,
-              char *err, size_t errlen);
+/* What probe_run could do. */
+enum probe_run_result {
+  PROBE_RUN_OK = 0,     /* the report is filled */
+  PROBE_RUN_BAD_CONFIG, /* no URL, no user: a usage error */
+  PROBE_RUN_NO_STATUS   /* status_url was given but answers no status
+                           document (not reachable, not 200, not kbsim's
+                           JSON): nothing was probed */
+};
+
+/* Runs the battery and fills *report. Returns PROBE_RUN_OK, or another
+ * result with one line in err saying what was wrong and what to do. A
+ * listener that cannot be reached is a report of class
+ * PROBE_CLASS_UNPROBED, not an error. Blocking; not thread-safe per
+ * report. */
+enum probe_run_result probe_run(const struct probe_config *config,
+                                struct probe_report *report, char *err,
+                                size_t errlen);
 
 /* Writes report as JSON (jansson) to path. Returns 0, or -1 with one line
  * in err. */

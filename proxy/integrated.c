@@ -296,6 +296,7 @@ void proxy__decide_integrated(struct proxy__conn *conn,
   char how[96];
   char what[128];
   char err[320];
+  char label[80];
   char note[1024];
   char body[512];
 
@@ -303,6 +304,8 @@ void proxy__decide_integrated(struct proxy__conn *conn,
    * next request on. */
   in.policy = (enum proxy_policy)atomic_load(&proxy->policy);
   in.state = conn->state;
+  in.defects = proxy->defects;
+  in.has_body = conn->req.body_seen > 0;
   why[0] = err[0] = who[0] = how[0] = what[0] = '\0';
   in.token = proxy_integrated_token(value, &scheme, &msg, &raw, &first, why,
                                     sizeof(why));
@@ -334,15 +337,16 @@ void proxy__decide_integrated(struct proxy__conn *conn,
     ntlm_bytes_free(&conn->hs_challenge);
   }
 
-  facts = (struct proxy_auth_facts){.conn_id = conn->id,
-                                    .listener = proxy->name,
-                                    .who = who,
-                                    .how = how,
-                                    .what = what,
-                                    .why = why,
-                                    .err = err,
-                                    .first_byte = first,
-                                    .handshake = conn->handshakes + 1};
+  facts = (struct proxy_auth_facts){
+      .conn = proxy__conn_label(conn, label, sizeof(label)),
+      .listener = proxy->name,
+      .who = who,
+      .how = how,
+      .what = what,
+      .why = why,
+      .err = err,
+      .first_byte = first,
+      .handshake = conn->handshakes + 1};
   proxy_auth_texts(&in, &d, &facts, note, sizeof(note), body, sizeof(body));
   proxy__note(conn, d.note, "%s", note);
   if(d.act == PROXY_ACT_OFFER)
@@ -376,6 +380,8 @@ bool proxy__integrated_refuses(const struct proxy__conn *conn,
 
   in.policy = (enum proxy_policy)atomic_load(&conn->proxy->policy);
   in.state = conn->state;
+  in.defects = conn->proxy->defects;
+  in.has_body = true; /* asked from the head of a request with a body */
   in.token = proxy_integrated_token(value, &scheme, &msg, &raw, &first, why,
                                     sizeof(why));
   in.verified = true;
