@@ -140,6 +140,13 @@ struct kbsim_grid {
   size_t npoints; /* the product of the values' counts; 1 without --vary */
 };
 
+/* The scenario keys a grid varies, as --vary's completion offers them
+ * (manpage.c), NULL-terminated: "listener.idle_timeout", ...,
+ * "member.NAME.patch" (NAME: one of the scenario's members). Every
+ * scenario_override key but the scenario's name, seed, users and
+ * expectations, which a sweep does not vary. */
+extern const char *const kbsim_vary_keys[];
+
 /* Empties g: one point, the scenario as it is. Can't fail. */
 void kbsim_grid_init(struct kbsim_grid *g);
 
