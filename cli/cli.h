@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "evidence/evidence.h"
 #include "ntlm/ntlm.h"
@@ -60,6 +61,19 @@ int kbsim_parse_endpoint(const char *text, char *host, size_t hostlen,
 /* Resolves a scenario argument (a path or a catalogue name, catalogue.h)
  * and loads it. Returns 0, or 2 after printing a one-line error. */
 int kbsim_load_scenario(const char *arg, struct scenario *sc);
+
+/* As kbsim_load_scenario, printing nothing: the one-line error goes into
+ * err. Returns 0 or 2. */
+int kbsim_read_scenario(const char *arg, struct scenario *sc, char *err,
+                        size_t errlen);
+
+/* Seconds since start, read from CLOCK_MONOTONIC: how long a test case
+ * took, for JUnit's time. */
+double kbsim_seconds_since(const struct timespec *start);
+
+/* Copies the string src into dst of size n (n > 0), cut to fit and always
+ * terminated. Can't fail. */
+void kbsim_copy(char *dst, size_t n, const char *src);
 
 /* ---- view.c ---------------------------------------------------------- */
 
