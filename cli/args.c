@@ -2,8 +2,8 @@
  * args.c - what the commands share to read their arguments: whole numbers,
  * HOST:PORT and endpoint URLs, the NTLM response kind, a scenario named on
  * the command line, and the checks of evidence files before anything runs;
- * and the two small things every command's verdicts need, a case's time
- * and a bounded copy (declared in cli.h).
+ * and what every command's verdicts need: a case's time, the case of a
+ * scenario file that cannot be read, a bounded copy (declared in cli.h).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -134,6 +134,23 @@ int kbsim_load_scenario(const char *arg, struct scenario *sc)
     return 2;
   }
   return 0;
+}
+
+void kbsim_bad_scenario_case(const char *arg, const char *err, double seconds,
+                             struct ci_case *v)
+{
+  const char *base = strrchr(arg, '/') ? strrchr(arg, '/') + 1 : arg;
+  size_t len = strlen(base);
+
+  memset(v, 0, sizeof(*v));
+  if(len > 4 && !strcmp(base + len - 4, ".ini"))
+    len -= 4;
+  snprintf(v->name, sizeof(v->name), "%.*s", (int)len, base);
+  memcpy(v->classname, v->name, sizeof(v->classname));
+  v->result = CI_ERROR;
+  v->type = "bad-scenario";
+  v->seconds = seconds;
+  snprintf(v->message, sizeof(v->message), "%.700s", err);
 }
 
 double kbsim_seconds_since(const struct timespec *start)

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "evidence/ci.h"
 #include "evidence/evidence.h"
 #include "ntlm/ntlm.h"
 #include "sim/run.h"
@@ -66,6 +67,14 @@ int kbsim_load_scenario(const char *arg, struct scenario *sc);
  * err. Returns 0 or 2. */
 int kbsim_read_scenario(const char *arg, struct scenario *sc, char *err,
                         size_t errlen);
+
+/* Fills *v, the JUnit and TAP case of a scenario file that could not be
+ * read: named for the file as given (its name without the directory and
+ * ".ini", as the catalogue names it: the scenario's own name is not
+ * known), an error of type "bad-scenario" with err, the one-line reason,
+ * as its message; seconds is how long the reading took. */
+void kbsim_bad_scenario_case(const char *arg, const char *err, double seconds,
+                             struct ci_case *v);
 
 /* Seconds since start, read from CLOCK_MONOTONIC: how long a test case
  * took, for JUnit's time. */

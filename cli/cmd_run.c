@@ -570,8 +570,6 @@ static int kbsim_run_parse(int argc, char **argv, struct kbsim_run *r)
 static int kbsim_run_read(struct kbsim_run *r, const char *name, size_t i)
 {
   struct ci_case *v = &r->verdicts[i];
-  const char *base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
-  size_t len = strlen(base);
   struct timespec start;
   char err[1024];
 
@@ -579,16 +577,8 @@ static int kbsim_run_read(struct kbsim_run *r, const char *name, size_t i)
   clock_gettime(CLOCK_MONOTONIC, &start);
   if(!kbsim_read_scenario(name, &r->scenarios[i], err, sizeof(err)))
     return 0;
-  v->seconds = kbsim_seconds_since(&start);
   fprintf(stderr, "kbsim: %s\n", err);
-  /* Its name is not known: the file's, as a catalogue name is written. */
-  if(len > 4 && !strcmp(base + len - 4, ".ini"))
-    len -= 4;
-  snprintf(v->name, sizeof(v->name), "%.*s", (int)len, base);
-  memcpy(v->classname, v->name, sizeof(v->classname));
-  v->result = CI_ERROR;
-  v->type = "bad-scenario";
-  snprintf(v->message, sizeof(v->message), "%.700s", err);
+  kbsim_bad_scenario_case(name, err, kbsim_seconds_since(&start), v);
   return 2;
 }
 

@@ -253,6 +253,35 @@ static int kbsim_sweep_parse(int argc, char **argv, struct kbsim_sweep_args *o)
   return 0;
 }
 
+/* Reads the scenario into r->base. One that cannot be read is refused
+ * with its one-line reason, and with --junit or --tap an error case says
+ * why too, for CI. Returns 0, 2, or 3 when the JUnit file could not be
+ * written. */
+static int kbsim_sweep_read(struct kbsim_sweep_run *r)
+{
+  const struct kbsim_sweep_args *o = &r->a;
+  struct timespec start;
+  struct ci_case v;
+  char err[1024];
+
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  if(!kbsim_read_scenario(o->scenario, &r->base, err, sizeof(err)))
+    return 0;
+  fprintf(stderr, "kbsim: %s\n", err);
+  kbsim_bad_scenario_case(o->scenario, err, kbsim_seconds_since(&start), &v);
+  if(o->tap)
+    ci_tap_write(stdout, &v, 1);
+  if(o->junit &&
+     ci_junit_write(o->junit,
+                    &(const struct ci_suite){
+                        .name = "kbsim sweep", .cases = &v, .ncases = 1},
+                    err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return 3;
+  }
+  return 2;
+}
+
 /* Loads the scenario and checks every grid point before any runs (a typo
  * costs no minutes); takes the expected rate from the scenario unless
  * --expect-rate gave one, and this part's seeds with --shard. Returns 0,
@@ -263,9 +292,10 @@ static int kbsim_sweep_prepare(struct kbsim_sweep_run *r)
   struct scenario sc;
   char err[512];
   size_t pt;
+  int rc;
 
-  if(kbsim_load_scenario(o->scenario, &r->base))
-    return 2;
+  if((rc = kbsim_sweep_read(r)) != 0)
+    return rc;
   for(pt = 0; pt < o->grid.npoints; pt++)
     if(kbsim_grid_point(&o->grid, pt, &r->base, &sc, NULL, err, sizeof(err)))
       return kbsim_bad_args("--vary: %s", err);

@@ -84,6 +84,17 @@ START_TEST(bad_scenario_is_a_junit_error)
   ck_assert_ptr_nonnull(strstr(p.out.data, "case bug pass"));
   proc_free(&p);
   shape_has(junit, "case bug classname=bug timed");
+  /* sweep too: one error case, exit 2. */
+  snprintf(script, sizeof(script),
+           "cd '%s' && '%s' sweep bad.ini --seeds 1..2 --junit results.xml",
+           dir, KBSIM_BIN);
+  ck_assert_int_eq(sh(script, &p), 2);
+  proc_free(&p);
+  ci_script("junit_counts.py", junit, &p);
+  ck_assert_msg(strstr(p.out.data, "tests 1\nfailures 0\nerrors 1\ncase bad "
+                                   "error bad-scenario bad.ini:4: "),
+                "%s", p.out.data);
+  proc_free(&p);
   proc_rmdir(dir);
 }
 END_TEST
