@@ -9,7 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
+#include "evidence/ci.h"
 #include "evidence/evidence.h"
 #include "ntlm/ntlm.h"
 #include "sim/run.h"
@@ -63,6 +65,27 @@ int kbsim_parse_endpoint(const char *text, char *host, size_t hostlen,
 /* Resolves a scenario argument (a path or a catalogue name, catalogue.h)
  * and loads it. Returns 0, or 2 after printing a one-line error. */
 int kbsim_load_scenario(const char *arg, struct scenario *sc);
+
+/* As kbsim_load_scenario, printing nothing: the one-line error goes into
+ * err. Returns 0 or 2. */
+int kbsim_read_scenario(const char *arg, struct scenario *sc, char *err,
+                        size_t errlen);
+
+/* Fills *v, the JUnit and TAP case of a scenario file that could not be
+ * read: named for the file as given (its name without the directory and
+ * ".ini", as the catalogue names it: the scenario's own name is not
+ * known), an error of type "bad-scenario" with err, the one-line reason,
+ * as its message; seconds is how long the reading took. */
+void kbsim_bad_scenario_case(const char *arg, const char *err, double seconds,
+                             struct ci_case *v);
+
+/* Seconds since start, read from CLOCK_MONOTONIC: how long a test case
+ * took, for JUnit's time. */
+double kbsim_seconds_since(const struct timespec *start);
+
+/* Copies the string src into dst of size n (n > 0), cut to fit and always
+ * terminated. Can't fail. */
+void kbsim_copy(char *dst, size_t n, const char *src);
 
 /* ---- view.c ---------------------------------------------------------- */
 

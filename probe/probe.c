@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -724,10 +725,28 @@ static enum probe_class probe_classify(const struct probe_report *rep)
   return PROBE_CLASS_NOT_AFFECTED;
 }
 
+/* Starts timing a check: the monotonic clock into *start. */
+static void probe_clock(struct timespec *start)
+{
+  clock_gettime(CLOCK_MONOTONIC, start);
+}
+
+/* Seconds since start, for a check's time. */
+static double probe_since(const struct timespec *start)
+{
+  struct timespec now;
+
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (double)(now.tv_sec - start->tv_sec) +
+         (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
 enum probe_run_result probe_run(const struct probe_config *config,
                                 struct probe_report *report, char *err,
                                 size_t errlen)
 {
+  struct probe_result *c = report->checks;
+  struct timespec t;
   unsigned posts;
   long timeout_ms;
   int i;
@@ -763,31 +782,39 @@ enum probe_run_result probe_run(const struct probe_config *config,
     snprintf(report->checks[i].line, sizeof(report->checks[i].line),
              "not run: the listener could not be reached");
   }
+  probe_clock(&t);
   probe_offer(config, timeout_ms, report);
-  if(report->checks[PROBE_CHECK_OFFER].verdict == PROBE_PASS) {
+  c[PROBE_CHECK_OFFER].seconds = probe_since(&t);
+  if(c[PROBE_CHECK_OFFER].verdict == PROBE_PASS) {
+    probe_clock(&t);
     probe_single(config, posts, timeout_ms, CLIENT_KIND_COMMUNICATOR,
-                 &report->checks[PROBE_CHECK_COMMUNICATOR],
-                 "re-authenticating every POST");
+                 &c[PROBE_CHECK_COMMUNICATOR], "re-authenticating every POST");
+    c[PROBE_CHECK_COMMUNICATOR].seconds = probe_since(&t);
     if(report->offer == PROBE_OFFER_BASIC) {
       /* Outlook's side of the client library speaks NTLM only. */
-      report->checks[PROBE_CHECK_OUTLOOK].verdict = PROBE_SKIP;
-      snprintf(report->checks[PROBE_CHECK_OUTLOOK].line,
-               sizeof(report->checks[0].line),
+      c[PROBE_CHECK_OUTLOOK].verdict = PROBE_SKIP;
+      snprintf(c[PROBE_CHECK_OUTLOOK].line, sizeof(c[0].line),
                "not run: the Outlook client here speaks NTLM only and the "
                "listener offers Basic");
     }
-    else
+    else {
+      probe_clock(&t);
       probe_single(config, posts, timeout_ms, CLIENT_KIND_OUTLOOK,
-                   &report->checks[PROBE_CHECK_OUTLOOK],
+                   &c[PROBE_CHECK_OUTLOOK],
                    "authenticating the connection once");
+      c[PROBE_CHECK_OUTLOOK].seconds = probe_since(&t);
+    }
+    probe_clock(&t);
     probe_single(config, posts, timeout_ms, CLIENT_KIND_ONE_SHOT,
-                 &report->checks[PROBE_CHECK_ONE_SHOT],
-                 "a new connection per POST");
-    memset(&report->checks[PROBE_CHECK_TWO_USERS], 0,
-           sizeof(report->checks[0]));
-    probe_two_users(config, posts, timeout_ms,
-                    &report->checks[PROBE_CHECK_TWO_USERS]);
+                 &c[PROBE_CHECK_ONE_SHOT], "a new connection per POST");
+    c[PROBE_CHECK_ONE_SHOT].seconds = probe_since(&t);
+    memset(&c[PROBE_CHECK_TWO_USERS], 0, sizeof(c[0]));
+    probe_clock(&t);
+    probe_two_users(config, posts, timeout_ms, &c[PROBE_CHECK_TWO_USERS]);
+    c[PROBE_CHECK_TWO_USERS].seconds = probe_since(&t);
+    probe_clock(&t);
     probe_wrong_password(config, timeout_ms, report);
+    c[PROBE_CHECK_WRONG_PASSWORD].seconds = probe_since(&t);
   }
   report->cls = probe_classify(report);
   return 0;

@@ -134,6 +134,7 @@ struct probe_result {
   struct probe_exchange exchange;
   unsigned posts_ok, posts_failed;
   bool integration_error; /* a client saw the Outlook Integration Error */
+  double seconds;         /* how long the check took (wall clock); 0: not run */
 };
 
 struct probe_report {

@@ -56,13 +56,13 @@ START_TEST(install_puts_every_file)
       "share/kbsim/scenarios/bug.ini",
       "share/kbsim/scenarios/fix.ini",
       "share/kbsim/scenarios/half-patched-array.ini",
-      "share/man/man1/kbsim.1",
+      "share/man/man1/kbsim.1.gz",
       "share/bash-completion/completions/kbsim",
       "share/zsh/vendor-completions/_kbsim",
       "share/doc/kbsim/README.md",
       "share/doc/kbsim/scenarios.md",
       "share/doc/kbsim/report.schema.json",
-      "share/doc/kbsim/LICENSE",
+      "share/doc/kbsim/changelog.gz",
       "share/doc/kbsim/copyright"};
   struct stat st;
   size_t i;
@@ -207,6 +207,14 @@ START_TEST(bash_completion)
   proc_free(&p);
   bash_complete("kbsim run half", &p);
   ck_assert_ptr_nonnull(strstr(p.out.data, "half-patched-array\n"));
+  proc_free(&p);
+  /* --vary offers the scenario keys, each with its "=", not KEY=... */
+  bash_complete("kbsim sweep bug --vary listener.idle", &p);
+  ck_assert_str_eq(p.out.data, "listener.idle_timeout=\n");
+  proc_free(&p);
+  bash_complete("kbsim sweep bug --vary ", &p);
+  ck_assert_ptr_nonnull(strstr(p.out.data, "member.NAME.patch=\n"));
+  ck_assert_ptr_null(strstr(p.out.data, "KEY"));
   proc_free(&p);
 }
 END_TEST
