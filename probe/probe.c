@@ -817,5 +817,5 @@ enum probe_run_result probe_run(const struct probe_config *config,
     c[PROBE_CHECK_WRONG_PASSWORD].seconds = probe_since(&t);
   }
   report->cls = probe_classify(report);
-  return 0;
+  return PROBE_RUN_OK;
 }
