@@ -176,12 +176,11 @@ static int an_no_http(const struct analyze_result *r, char *err, size_t errlen)
              r->inputs[0].path);
   else
     snprintf(err, errlen,
-             "%s%s: no HTTP at all in %s (%llu frames looked at; TLS without "
-             "its keys is not HTTP: give --keylog FILE)",
+             "%s%s: no HTTP at all in %s: no HTTP request among the frames "
+             "(HTTPS without its keys is not HTTP: give --keylog FILE)",
              r->inputs[i < r->ninputs ? i : 0].path,
              r->ninputs > 1 ? " and the others" : "",
-             r->ninputs > 1 ? "them" : "it",
-             (unsigned long long)r->inputs[i < r->ninputs ? i : 0].frames);
+             r->ninputs > 1 ? "them" : "it");
   return -1;
 }
 

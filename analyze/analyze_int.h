@@ -20,12 +20,14 @@
 
 #define AN_ENDPOINT 64      /* "127.0.0.1:8080", "[::1]:443" */
 #define AN_PATH 256         /* a request's target, cut there */
-#define AN_MAX_CHALLENGES 8 /* WWW-Authenticate values kept per answer */
-#define AN_CHALLENGE 160    /* one of them, cut there */
-#define AN_AUTH 4096        /* an Authorization value, cut there */
-#define AN_IDENTITY 128     /* "FABRIKAM\alice" */
-#define AN_MAILBOX 128      /* "bob@fabrikam.com" */
-#define AN_MAX_OPEN 32      /* unanswered requests kept per connection */
+#define AN_MAX_CHALLENGES 6 /* WWW-Authenticate values kept per answer */
+#define AN_CHALLENGE                                                           \
+  1024                  /* one of them, cut there: a type 2 with its           \
+                          target info takes a few hundred characters */
+#define AN_AUTH 4096    /* an Authorization value, cut there */
+#define AN_IDENTITY 128 /* "FABRIKAM\alice" */
+#define AN_MAILBOX 128  /* "bob@fabrikam.com" */
+#define AN_MAX_OPEN 32  /* unanswered requests kept per connection */
 
 /* ---- messages (source.c) ---------------------------------------------- */
 
@@ -170,10 +172,12 @@ struct an_conn {
   bool single_leg; /* authenticated by one request, without a 401 first */
   bool challenged; /* a type 2 was sent on it */
   bool saw_401;
+  bool hidden_handshakes; /* from a HAR: the browser hid its handshakes */
   char identity[AN_IDENTITY];
   struct analyze_ref auth_ref; /* the request that authenticated it */
   /* A client connection. */
   uint64_t type1_up; /* upstream connection of its pending type 1 */
+  char type1_up_label[ANALYZE_LABEL];
   struct analyze_ref type1_ref, type1_up_ref;
   uint64_t pinned_up; /* upstream connection of its authentication */
   bool h2_reported;

@@ -259,6 +259,8 @@ static struct an_conn *an_conn_get(struct an_model *m, const struct an_msg *msg,
   snprintf(c->server, sizeof(c->server), "%s", to);
   snprintf(c->label, sizeof(c->label), "%s -> %s", from, to);
   c->hop = an__roles_hop(m, to);
+  c->hidden_handshakes =
+      msg->file < m->res->ninputs && m->res->inputs[msg->file].har;
   c->last_t = msg->t;
   if(c->hop == AN_HOP_CLIENT)
     c->ordinal = (unsigned)++m->res->client_conns;

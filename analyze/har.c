@@ -70,6 +70,14 @@ static void an_har_server(json_t *entry, const char *url, char *out, size_t len)
   snprintf(port, sizeof(port), "%s", !strncmp(url, "https", 5) ? "443" : "80");
   host = host ? host + 3 : url;
   n = strcspn(host, "/?#");
+  /* Credentials in the URL ("user:password@host") are not the host. */
+  if(memchr(host, '@', n)) {
+    const char *at = host;
+    while(memchr(at, '@', n - (size_t)(at - host)))
+      at = (const char *)memchr(at, '@', n - (size_t)(at - host)) + 1;
+    n -= (size_t)(at - host);
+    host = at;
+  }
   snprintf(name, sizeof(name), "%.*s", (int)n, host);
   if(name[0] == '[') {
     char *close = strchr(name, ']');

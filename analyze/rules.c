@@ -118,6 +118,15 @@ static void an_track(struct an_conn *c, const struct an_req *req,
              req->identity[0] ? req->identity : "a Kerberos (SPNEGO) identity");
     c->auth_ref = req->ref;
   }
+  /* A browser reports no leg of its own handshakes (Chromium's DevTools
+   * and HAR export): a connection the listener served a request on has
+   * passed its authentication. */
+  else if(c->hidden_handshakes && !c->authenticated && status < 500) {
+    c->authenticated = true;
+    snprintf(c->identity, sizeof(c->identity),
+             "the browser's user (a HAR holds no handshake)");
+    c->auth_ref = req->ref;
+  }
 }
 
 /* ---- rules on the upstream hop ------------------------------------------- */
@@ -373,7 +382,6 @@ static void an_rule_body_on_type1(struct an_model *m, struct an_conn *c,
 static void an_rule_split(struct an_model *m, struct an_conn *c,
                           struct an_req *req, const struct an_msg *answer)
 {
-  struct an_conn *t1 = an__conn_by_serial(m, c->type1_up);
   struct analyze_finding *f;
 
   if(req->auth != KB_AUTH_NTLM_AUTHENTICATE || !req->nup || !c->type1_up ||
@@ -387,14 +395,13 @@ static void an_rule_split(struct an_model *m, struct an_conn *c,
   an__text(f,
            "the handshake of the client connection %s was split: its type 1 "
            "went upstream on %s, its type 3 (%s) on %s, where the server %s",
-           c->label, t1 ? t1->label : "an earlier connection",
+           c->label, c->type1_up_label,
            req->identity[0] ? req->identity : "no user", req->up_label,
            req->up_status == 401 ? "refused it with 401 (the 401 loop)"
            : req->up_status      ? "answered it"
                                  : "did not answer");
   an__finding_conn(f, c->label);
-  if(t1)
-    an__finding_conn(f, t1->label);
+  an__finding_conn(f, c->type1_up_label);
   an__finding_conn(f, req->up_label);
   an__finding_ref(f, &c->type1_ref, "type 1");
   an__finding_ref(f, &c->type1_up_ref, "type 1 upstream");
@@ -495,6 +502,7 @@ void an__rules_client(struct an_model *m, struct an_conn *c, struct an_req *req,
   }
   if(req->auth == KB_AUTH_NTLM_NEGOTIATE) {
     c->type1_up = req->up_conn;
+    snprintf(c->type1_up_label, sizeof(c->type1_up_label), "%s", req->up_label);
     c->type1_ref = req->ref;
     c->type1_up_ref = req->up_ref;
   }

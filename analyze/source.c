@@ -107,9 +107,10 @@ enum an_format an__sniff(const char *path, char *err, size_t errlen)
   if(i < n && head[i] == '{')
     return AN_FORMAT_HAR;
   snprintf(err, errlen,
-           "%s: neither a capture (pcap, pcapng) nor a HAR (JSON): "
-           "it starts with bytes %02x %02x %02x %02x",
-           path, head[0], n > 1 ? head[1] : 0, n > 2 ? head[2] : 0,
+           "%s: neither a capture (pcap, pcapng) nor a HAR (JSON): it starts "
+           "with the bytes %02x%s%02x%s%02x%s%02x",
+           path, head[0], n > 1 ? " " : "", n > 1 ? head[1] : 0,
+           n > 2 ? " " : "", n > 2 ? head[2] : 0, n > 3 ? " " : "",
            n > 3 ? head[3] : 0);
   return AN_FORMAT_UNKNOWN;
 }

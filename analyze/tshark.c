@@ -398,7 +398,7 @@ static int an_tshark_close(struct an_source *s, char *err, size_t errlen)
   if(ts->eof && strstr(why, "cut short in the middle of a packet")) {
     snprintf(err, errlen,
              "%s: a truncated capture: it ends in the middle of a packet "
-             "(after frame %llu)",
+             "(frames up to %llu were read)",
              s->path, (unsigned long long)s->frames);
     result = -1;
   }
