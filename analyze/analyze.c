@@ -5,11 +5,13 @@
  * into the one line that says why the input cannot be read, and what one
  * hop cannot show written down.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "analyze_int.h"
 
@@ -155,6 +157,13 @@ static void an_notes(struct an_model *m)
     an__note(m, "no HTTP request in the input");
     break;
   }
+  if(m->tls_opaque)
+    an__note(m,
+             "%llu TLS connection%s (%s to %s) could not be read: without "
+             "their keys (--keylog FILE, or a pcapng with a Decryption "
+             "Secrets Block) what they carry is not in this analysis",
+             (unsigned long long)m->tls_opaque, m->tls_opaque == 1 ? "" : "s",
+             m->tls_opaque == 1 ? "it" : "the first", m->tls_dst);
   if(r->requests && !r->ntlm)
     an__note(m, "no NTLM in the input: no request carries an NTLM token and "
                 "no answer offers NTLM, so nothing of the family can show");
@@ -202,6 +211,11 @@ int analyze_run(const struct analyze_config *cfg, struct analyze_result *out,
     goto done;
   }
   out->ninputs = cfg->nfiles;
+  if(cfg->keylog && access(cfg->keylog, R_OK)) {
+    snprintf(err, errlen, "--keylog %s: cannot read: %s", cfg->keylog,
+             strerror(errno));
+    goto done;
+  }
   for(i = 0; i < cfg->nfiles; i++)
     if(an_open(cfg, (unsigned)i, &out->inputs[i], &src[i], err, errlen))
       goto done;

@@ -25,7 +25,7 @@
 
 #define ANALYZE_MAX_REFS 12       /* places named by one finding */
 #define ANALYZE_MAX_CONNS 4       /* connections named by one finding */
-#define ANALYZE_MAX_FINDINGS 4096 /* kept; the rest are only counted */
+#define ANALYZE_MAX_FINDINGS 1000 /* kept; the rest are only counted */
 #define ANALYZE_LABEL 112         /* "127.1.0.1:49153 -> 127.0.0.2:80" */
 
 /* What the analysis is asked to read. Everything is borrowed for the

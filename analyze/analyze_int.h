@@ -35,7 +35,8 @@ enum an_kind {
   AN_REQUEST,  /* an HTTP/1.x request, whole */
   AN_RESPONSE, /* an HTTP/1.x response, whole */
   AN_H2,       /* an HTTP/2 HEADERS frame (requests or answers in it) */
-  AN_CLOSE     /* FIN or RST: the sender is done */
+  AN_CLOSE,    /* FIN or RST: the sender is done */
+  AN_TLS       /* a TLS ClientHello: the connection is encrypted */
 };
 
 /* One event of the input. Strings are NUL-terminated and cut to their
@@ -197,8 +198,12 @@ struct an_map; /* uint64 -> pointer (conns.c) */
 struct an_model {
   const struct analyze_config *cfg;
   struct analyze_result *res;
-  struct an_map *by_key;    /* (file, stream) -> conn */
-  struct an_map *by_serial; /* serial -> conn */
+  struct an_map *by_key;     /* (file, stream) -> conn */
+  struct an_map *by_serial;  /* serial -> conn */
+  struct an_map *tls;        /* (file, stream) of TLS connections that have
+                                shown no HTTP yet */
+  uint64_t tls_opaque;       /* TLS connections that never showed HTTP */
+  char tls_dst[AN_ENDPOINT]; /* the first one's server */
   uint64_t next_serial;
   uint64_t next_req;
   struct an_req *open_head, *open_tail; /* client requests awaiting answers */

@@ -314,6 +314,8 @@ static void an_feed_request(struct an_model *m, const struct an_msg *msg)
   struct an_conn *c = an_conn_get(m, msg, msg->src, msg->dst, true);
   struct an_req *req;
 
+  an_map_del(m->tls, an_conn_key(msg)); /* decrypted: HTTP after all */
+
   if(!c)
     return;
   c->last_t = msg->t;
@@ -406,8 +408,21 @@ void an__model_feed(struct an_model *m, const struct an_msg *msg)
       an__rules_h2(m, c, msg);
     }
     break;
+  case AN_TLS:
+    if(!an_conn_get(m, msg, NULL, NULL, false) &&
+       !an_map_get(m->tls, an_conn_key(msg)) &&
+       an_map_put(m->tls, an_conn_key(msg), (void *)m)) /* any non-NULL */
+      m->failed = true;
+    else if(!m->tls_dst[0])
+      snprintf(m->tls_dst, sizeof(m->tls_dst), "%s", msg->dst);
+    break;
   case AN_CLOSE:
     c = an_conn_get(m, msg, NULL, NULL, false);
+    if(!c && an_map_get(m->tls, an_conn_key(msg))) {
+      /* A TLS connection ended without showing any HTTP. */
+      an_map_del(m->tls, an_conn_key(msg));
+      m->tls_opaque++;
+    }
     if(!c)
       break;
     c->last_t = msg->t;
@@ -431,7 +446,8 @@ int an__model_init(struct an_model *m, const struct analyze_config *cfg,
   m->res = res;
   m->by_key = an_map_new();
   m->by_serial = an_map_new();
-  return m->by_key && m->by_serial ? 0 : -1;
+  m->tls = an_map_new();
+  return m->by_key && m->by_serial && m->tls ? 0 : -1;
 }
 
 void an__model_finish(struct an_model *m)
@@ -441,13 +457,18 @@ void an__model_finish(struct an_model *m)
   for(i = 0; i < m->by_key->nbuckets; i++)
     while(m->by_key->buckets[i])
       an_conn_end(m, m->by_key->buckets[i]->value);
+  m->tls_opaque += m->tls->count;
+  for(i = 0; i < m->tls->nbuckets; i++)
+    while(m->tls->buckets[i])
+      an_map_del(m->tls, m->tls->buckets[i]->key);
 }
 
 void an__model_free(struct an_model *m)
 {
-  if(m->by_key)
+  if(m->by_key && m->by_serial && m->tls)
     an__model_finish(m);
   an_map_free(m->by_key);
   an_map_free(m->by_serial);
-  m->by_key = m->by_serial = NULL;
+  an_map_free(m->tls);
+  m->by_key = m->by_serial = m->tls = NULL;
 }

@@ -90,9 +90,12 @@ static void an_har_server(json_t *entry, const char *url, char *out, size_t len)
     snprintf(port, sizeof(port), "%.7s", strchr(name, ':') + 1);
     *strchr(name, ':') = '\0';
   }
-  if(ip && ip[0])
-    snprintf(out, len, strchr(ip, ':') && ip[0] != '[' ? "[%s]:%s" : "%s:%s",
-             ip, port);
+  if(ip && ip[0] == '[')
+    snprintf(out, len, "%s:%s", ip, port);
+  else if(ip && strchr(ip, ':'))
+    snprintf(out, len, "[%s]:%s", ip, port); /* IPv6, as tshark's */
+  else if(ip && ip[0])
+    snprintf(out, len, "%s:%s", ip, port);
   else
     snprintf(out, len, "%s:%s", name, port);
 }

@@ -179,6 +179,17 @@ static void an_decide(struct an_roles *r)
     has_l |= !strcmp(s[k].endpoint, want_l);
     has_s |= !strcmp(s[k].endpoint, want_s);
   }
+  if(want_l[0] && want_s[0]) {
+    /* Both said: nothing to infer, nothing held. */
+    res->hops = ANALYZE_HOPS_BOTH;
+    snprintf(res->listener, sizeof(res->listener), "%s", want_l);
+    snprintf(res->server, sizeof(res->server), "%s", want_s);
+    snprintf(res->roles, sizeof(res->roles), "listener %s, server %s: as given",
+             res->listener, res->server);
+    r->m->roles_known = true;
+    r->decided = true;
+    return;
+  }
   if(an_browser_only(r) && !want_l[0] && !want_s[0]) {
     res->hops = n ? ANALYZE_HOPS_CLIENT : ANALYZE_HOPS_NONE;
     snprintf(res->roles, sizeof(res->roles),
@@ -197,8 +208,7 @@ static void an_decide(struct an_roles *r)
     snprintf(res->roles, sizeof(res->roles),
              "listener %s, server %s: %s (%llu of the listener's requests "
              "reappear on its connections to the server)",
-             res->listener, res->server,
-             want_l[0] && want_s[0] ? "as given" : "inferred",
+             res->listener, res->server, "inferred",
              (unsigned long long)copies);
   }
   else if(has_l || (!want_s[0] && n == 1 && !copies)) {

@@ -51,14 +51,16 @@ static const char *const an_fields[] = {
     "http2.headers.status",
     "http2.headers.authorization",
     "http2.headers.www_authenticate",
+    "tls.handshake.type",
     "http.file_data",
 };
 
-/* What tshark shows: HTTP messages, HTTP/2 headers, and the end of each
- * side of a connection. */
+/* What tshark shows: HTTP messages, HTTP/2 headers, TLS ClientHellos (to
+ * say which connections stayed encrypted), and the end of each side of a
+ * connection. */
 static const char an_filter[] =
     "http.request || http.response || http2.type == 1 || "
-    "tcp.flags.fin == 1 || tcp.flags.reset == 1";
+    "tls.handshake.type == 1 || tcp.flags.fin == 1 || tcp.flags.reset == 1";
 
 struct an_tshark {
   struct an_source base;
@@ -237,6 +239,7 @@ static void an_line(struct an_tshark *ts, char *line, size_t len)
   json_t *doc, *layers;
   struct an_msg base;
   unsigned long flags;
+  size_t n, i;
 
   if(len > 1 && !strncmp(line, "{\"index\"", 8))
     return;
@@ -257,6 +260,12 @@ static void an_line(struct an_tshark *ts, char *line, size_t len)
   an_requests(ts, layers, &base);
   an_responses(ts, layers, &base);
   an_h2(ts, layers, &base);
+  an_field(layers, "tls_handshake_type", 0, &n);
+  for(i = 0; i < n; i++)
+    if(!strcmp(an_field(layers, "tls_handshake_type", i, NULL), "1")) {
+      an_pending(ts, &base, AN_TLS);
+      break;
+    }
   flags = strtoul(an_field(layers, "tcp_flags", 0, NULL), NULL, 16);
   if(flags & 0x05) {
     struct an_msg *m = an_pending(ts, &base, AN_CLOSE);
@@ -416,12 +425,11 @@ static int an_tshark_close(struct an_source *s, char *err, size_t errlen)
 }
 
 /* The arguments of tshark for cfg's capture path, in argv (at most max,
- * NULL-terminated); the -o and -d values go into opts. */
+ * NULL-terminated); the -o values made here go into opts. */
 static void an_tshark_argv(const struct analyze_config *cfg, const char *path,
                            const char **argv, size_t max, char (*opts)[600])
 {
   size_t n = 0, i, nopt = 0;
-  const char *ends[2] = {cfg->listener, cfg->server};
 
   argv[n++] = cfg->tshark ? cfg->tshark : "tshark";
   argv[n++] = "-n";
@@ -432,15 +440,11 @@ static void an_tshark_argv(const struct analyze_config *cfg, const char *path,
     argv[n++] = "-o";
     argv[n++] = opts[nopt++];
   }
-  /* A port given on the command line is HTTP whatever its number (the
-   * dissector's heuristics find the others). */
-  for(i = 0; i < 2; i++) {
-    const char *colon = ends[i] ? strrchr(ends[i], ':') : NULL;
-    if(colon && colon[1]) {
-      snprintf(opts[nopt], sizeof(opts[0]), "tcp.port==%s,http", colon + 1);
-      argv[n++] = "-d";
-      argv[n++] = opts[nopt++];
-    }
+  /* Said on the command line, the ports may be registered to another
+   * protocol: tshark's heuristics (HTTP, TLS) go first then. */
+  if(cfg->listener || cfg->server) {
+    argv[n++] = "-o";
+    argv[n++] = "tcp.try_heuristic_first:TRUE";
   }
   argv[n++] = "-Y";
   argv[n++] = an_filter;
@@ -459,7 +463,7 @@ int an__tshark_open(const struct analyze_config *cfg, unsigned file,
 {
   struct an_tshark *ts = calloc(1, sizeof(*ts));
   const char *argv[80];
-  char opts[3][600];
+  char opts[1][600];
   posix_spawn_file_actions_t fa;
   int pipefd[2] = {-1, -1}, rc;
 

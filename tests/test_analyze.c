@@ -241,6 +241,8 @@ START_TEST(roles_given)
   doc = analyze(&p, args);
   ck_assert_int_eq(p.status, 1);
   ck_assert_int_eq(count_of(doc, "body-less-forward"), 8);
+  ck_assert_str_eq(json_string_value(json_object_get(doc, "hops")), "both");
+  ck_assert_int_eq(json_integer_value(json_object_get(doc, "paired")), 12);
   ck_assert_ptr_nonnull(
       strstr(json_string_value(json_object_get(doc, "roles")), "as given"));
   json_decref(doc);
@@ -297,7 +299,9 @@ static const char *udp_pcap(void)
   return write_file("udp.pcap", (const char *)bytes, sizeof(bytes));
 }
 
-/* Each input that cannot be read gets its own line and exit 3. */
+/* Each input that cannot be read gets its own line and exit 3: a
+ * truncated capture, a HAR that is not JSON, a capture without HTTP, a
+ * file of neither format, a key log that is not there. */
 START_TEST(unreadable_inputs)
 {
   const char *args[] = {NULL, NULL};
@@ -333,6 +337,16 @@ START_TEST(unreadable_inputs)
   ck_assert_ptr_null(analyze(&p, args));
   assert_unreadable(&p, "notes.txt: neither a capture (pcap, pcapng) nor a "
                         "HAR");
+  proc_free(&p);
+
+  /* A key log that is not there. */
+  args[0] = at("bug.pcap");
+  {
+    const char *keyed[] = {args[0], "--keylog", "/nonexistent/keys.txt", NULL};
+    ck_assert_ptr_null(analyze(&p, keyed));
+  }
+  assert_unreadable(&p, "--keylog /nonexistent/keys.txt: cannot read: No "
+                        "such file or directory");
   proc_free(&p);
 
   /* Nothing written for an input that cannot be read. */
@@ -645,6 +659,56 @@ START_TEST(nginx_and_apache)
 }
 END_TEST
 
+/* nginx with its listener on TLS, curl --ntlm as the clients: without
+ * the keys one line says which connections stayed encrypted; with them
+ * (--keylog, or a pcapng carrying them in a Decryption Secrets Block) both
+ * hops are read and paired. */
+START_TEST(tls_keys)
+{
+  char keys[512], dsb[512];
+  char *inject[] = {
+      "/usr/bin/editcap", "--inject-secrets", NULL, NULL, dsb, NULL};
+  char secrets[600];
+  const char *with_keys[] = {NULL, "--keylog", keys, NULL};
+  const char *with_dsb[] = {dsb, NULL};
+  struct proc_out p;
+  json_t *doc;
+  size_t i;
+
+  doc = real_proxy("nginx-tls", &p);
+  if(!doc)
+    return;
+  ck_assert_int_eq(p.status, 0);
+  ck_assert_ptr_nonnull(strstr(p.out.data, "note: 2 TLS connections (the "
+                                           "first to 127.0.0.1:"));
+  ck_assert_ptr_nonnull(strstr(p.out.data, "could not be read: without their "
+                                           "keys (--keylog FILE"));
+  json_decref(doc);
+  proc_free(&p);
+  snprintf(keys, sizeof(keys), "%s/nginx-tls.pcap.keys", dir);
+  snprintf(dsb, sizeof(dsb), "%s/nginx-tls.pcapng", dir);
+  snprintf(secrets, sizeof(secrets), "tls,%s", keys);
+  inject[2] = secrets;
+  inject[3] = (char *)at("nginx-tls.pcap");
+  proc_run(inject, &p);
+  ck_assert_msg(p.status == 0, "editcap: %s", p.err.data);
+  proc_free(&p);
+  with_keys[0] = at("nginx-tls.pcap");
+  for(i = 0; i < 2; i++) {
+    doc = analyze(&p, i ? with_dsb : with_keys);
+    ck_assert_msg(p.status == 0, "exit %d: %s %s", p.status, p.out.data,
+                  p.err.data);
+    ck_assert_str_eq(json_string_value(json_object_get(doc, "hops")), "both");
+    ck_assert_int_eq(json_integer_value(json_object_get(doc, "requests")), 8);
+    ck_assert_int_eq(json_integer_value(json_object_get(doc, "paired")), 4);
+    ck_assert_ptr_null(strstr(p.out.data, "TLS connection"));
+    assert_defects(doc, NULL, 0, i ? "tls, secrets block" : "tls, --keylog");
+    json_decref(doc);
+    proc_free(&p);
+  }
+}
+END_TEST
+
 /* Headless Chromium through `kbsim serve` (ISA as shipped): its HAR holds
  * the type 1 POST without a body answered 500 on a connection the
  * listener had served: body-less-forward from the browser's side. */
@@ -730,6 +794,7 @@ int main(void)
   tcase_add_test(tc, every_scenario);
   tcase_add_test(tc, squid);
   tcase_add_test(tc, nginx_and_apache);
+  tcase_add_test(tc, tls_keys);
   tcase_add_test(tc, chromium_har);
   suite_add_tcase(s, tc);
   failed = kbt_run(s);
