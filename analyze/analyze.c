@@ -159,11 +159,12 @@ static void an_notes(struct an_model *m)
   }
   if(m->tls_opaque)
     an__note(m,
-             "%llu TLS connection%s (%s to %s) could not be read: without "
-             "their keys (--keylog FILE, or a pcapng with a Decryption "
-             "Secrets Block) what they carry is not in this analysis",
+             "%llu TLS connection%s (%sto %s) could not be read: without "
+             "the keys (--keylog FILE, or a pcapng with a Decryption "
+             "Secrets Block) what %s is not in this analysis",
              (unsigned long long)m->tls_opaque, m->tls_opaque == 1 ? "" : "s",
-             m->tls_opaque == 1 ? "it" : "the first", m->tls_dst);
+             m->tls_opaque == 1 ? "" : "the first ", m->tls_dst,
+             m->tls_opaque == 1 ? "it carries" : "they carry");
   if(r->requests && !r->ntlm)
     an__note(m, "no NTLM in the input: no request carries an NTLM token and "
                 "no answer offers NTLM, so nothing of the family can show");

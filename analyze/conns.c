@@ -400,6 +400,7 @@ void an__model_feed(struct an_model *m, const struct an_msg *msg)
     an_feed_response(m, msg);
     break;
   case AN_H2:
+    an_map_del(m->tls, an_conn_key(msg)); /* decrypted: HTTP/2 */
     /* The client is whoever sent the request's headers. */
     c = msg->method[0] ? an_conn_get(m, msg, msg->src, msg->dst, true)
                        : an_conn_get(m, msg, msg->dst, msg->src, true);

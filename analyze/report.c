@@ -121,12 +121,12 @@ void analyze_print(FILE *out, const struct analyze_result *r)
   an_found(r, found, sizeof(found));
   fprintf(out,
           "analyze: %zu file%s, %llu client and %llu upstream connection%s, "
-          "%llu requests (%llu paired across the listener); %s%s\n",
+          "%llu HTTP/1 request%s (%llu paired across the listener); %s%s\n",
           r->ninputs, r->ninputs == 1 ? "" : "s",
           (unsigned long long)r->client_conns,
           (unsigned long long)r->upstream_conns,
           r->upstream_conns == 1 ? "" : "s", (unsigned long long)r->requests,
-          (unsigned long long)r->paired,
+          r->requests == 1 ? "" : "s", (unsigned long long)r->paired,
           found[0] ? "found " : "nothing of the family found",
           found[0] ? found : "");
 }

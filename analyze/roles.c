@@ -67,7 +67,9 @@ static size_t an_services(const struct an_roles *r, struct an_service *out)
 
   for(i = 0; i < r->n; i++) {
     const struct an_msg *msg = &r->held[i];
-    if(msg->kind != AN_REQUEST && msg->kind != AN_H2)
+    /* Requests only: an HTTP/2 HEADERS frame of answers goes the other
+     * way. */
+    if(msg->kind != AN_REQUEST && (msg->kind != AN_H2 || !msg->method[0]))
       continue;
     for(k = 0; k < n && strcmp(out[k].endpoint, msg->dst); k++)
       ;
@@ -100,7 +102,9 @@ static uint64_t an_mirror(const struct an_roles *r, const char *a,
   an__host(a, host, sizeof(host));
   for(i = 0; i < r->n; i++) {
     const struct an_msg *x = &r->held[i];
-    if(x->kind != AN_REQUEST || strcmp(x->dst, a))
+    /* An HTTP/2 request is copied upstream as HTTP/1.1 too. */
+    if((x->kind != AN_REQUEST && (x->kind != AN_H2 || !x->method[0])) ||
+       strcmp(x->dst, a))
       continue;
     for(j = i + 1; j < r->n && r->held[j].t <= x->t + AN_MIRROR_WINDOW; j++) {
       const struct an_msg *y = &r->held[j];

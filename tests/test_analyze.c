@@ -681,7 +681,7 @@ START_TEST(tls_keys)
   ck_assert_int_eq(p.status, 0);
   ck_assert_ptr_nonnull(strstr(p.out.data, "note: 2 TLS connections (the "
                                            "first to 127.0.0.1:"));
-  ck_assert_ptr_nonnull(strstr(p.out.data, "could not be read: without their "
+  ck_assert_ptr_nonnull(strstr(p.out.data, "could not be read: without the "
                                            "keys (--keylog FILE"));
   json_decref(doc);
   proc_free(&p);
@@ -706,6 +706,32 @@ START_TEST(tls_keys)
     json_decref(doc);
     proc_free(&p);
   }
+}
+END_TEST
+
+/* nginx speaking HTTP/2 on TLS, curl starting NTLM on an HTTP/2 stream:
+ * read with the keys, ntlm-over-http2 on the clients' connections. */
+START_TEST(http2)
+{
+  static const char *const found[] = {"ntlm-over-http2"};
+  char keys[512];
+  const char *with_keys[] = {NULL, "--keylog", keys, NULL};
+  struct proc_out p;
+  json_t *doc = real_proxy("nginx-h2", &p);
+
+  if(!doc)
+    return;
+  json_decref(doc);
+  proc_free(&p);
+  snprintf(keys, sizeof(keys), "%s/nginx-h2.pcap.keys", dir);
+  with_keys[0] = at("nginx-h2.pcap");
+  doc = analyze(&p, with_keys);
+  ck_assert_msg(p.status == 1, "exit %d: %s", p.status, p.out.data);
+  assert_defects(doc, found, 1, "http2");
+  ck_assert_int_eq(count_of(doc, "ntlm-over-http2"), 2);
+  ck_assert_str_eq(json_string_value(json_object_get(doc, "hops")), "both");
+  json_decref(doc);
+  proc_free(&p);
 }
 END_TEST
 
@@ -754,7 +780,8 @@ START_TEST(chromium_har)
   proc_collect(pid, outfd, errfd, &p);
   proc_free(&p);
   ck_assert_msg(d.status == 0, "har.js: %s %s", d.out.data, d.err.data);
-  ck_assert_ptr_nonnull(strstr(d.out.data, "ok POSTs answered 200 and 500"));
+  ck_assert_msg(strstr(d.out.data, "ok POSTs answered 200 and 500"), "%s",
+                d.out.data);
   proc_free(&d);
   doc = analyze(&p, args);
   ck_assert_msg(p.status == 1, "exit %d: %s", p.status, p.out.data);
@@ -795,6 +822,7 @@ int main(void)
   tcase_add_test(tc, squid);
   tcase_add_test(tc, nginx_and_apache);
   tcase_add_test(tc, tls_keys);
+  tcase_add_test(tc, http2);
   tcase_add_test(tc, chromium_har);
   suite_add_tcase(s, tc);
   failed = kbt_run(s);

@@ -125,7 +125,9 @@ async function main() {
     const url = new URL("/autodiscover/autodiscover.xml", listener);
     url.username = encodeURIComponent(user);
     url.password = encodeURIComponent(password);
-    const resp = await page.goto(url.href, { waitUntil: "load" });
+    // Until the network is idle (the favicon too), so the POSTs find the
+    // authenticated connections idle and reuse one of them.
+    const resp = await page.goto(url.href, { waitUntil: "networkidle0" });
     if (!resp || resp.status() !== 405)
       fail("the page answered " + (resp ? resp.status() : "nothing") +
            ", not Exchange's 405 to a GET");
