@@ -165,7 +165,7 @@ static void an_notes(struct an_model *m)
              (unsigned long long)m->tls_opaque, m->tls_opaque == 1 ? "" : "s",
              m->tls_opaque == 1 ? "" : "the first ", m->tls_dst,
              m->tls_opaque == 1 ? "it carries" : "they carry");
-  if(r->requests && !r->ntlm)
+  if(r->requests && !r->ntlm && !r->nfindings)
     an__note(m, "no NTLM in the input: no request carries an NTLM token and "
                 "no answer offers NTLM, so nothing of the family can show");
 }

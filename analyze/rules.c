@@ -432,9 +432,10 @@ static void an_rule_recycled(struct an_model *m, struct an_conn *c,
   if(!f)
     return;
   an__text(f,
-           "the client connection %s, authenticated as %s%s%s, sent %s %s on "
-           "its authentication, and the listener forwarded it on a fresh "
-           "upstream connection %s, where the server answered 401",
+           "the client connection %s, authenticated as %s%s%s, sent %s %s "
+           "without credentials, relying on that authentication, and the "
+           "listener forwarded it on a fresh upstream connection %s, where "
+           "the server answered 401",
            c->label, c->identity, pinned ? " through " : "",
            pinned ? pinned->label : "", req->method, req->path, req->up_label);
   an__finding_conn(f, c->label);

@@ -281,6 +281,42 @@ START_TEST(usage_errors)
 }
 END_TEST
 
+/* The rules no real proxy here shows yet, on captures crafted for each
+ * (tests/analyze/craft-pcap): each finds its defect, and only it. */
+START_TEST(crafted_rules)
+{
+  static const char *const rows[][2] = {
+      {"pinned-recycled", "pinned-recycled"},
+      {"challenge-rewritten", "challenge-rewritten"},
+      {"single-leg", "mixes-after-single-leg"},
+  };
+  size_t i;
+
+  for(i = 0; i < 3; i++) {
+    char pcap[512];
+    char *craft[] = {TESTS_DIR "/analyze/craft-pcap", (char *)rows[i][0], pcap,
+                     NULL};
+    const char *args[] = {pcap, NULL};
+    const char *found[] = {rows[i][1]};
+    struct proc_out p;
+    json_t *doc;
+
+    snprintf(pcap, sizeof(pcap), "%s/%s.pcap", dir, rows[i][0]);
+    proc_run(craft, &p);
+    ck_assert_msg(p.status == 0, "craft-pcap: %s", p.err.data);
+    proc_free(&p);
+    doc = analyze(&p, args);
+    ck_assert_msg(p.status == 1, "%s: exit %d: %s", rows[i][0], p.status,
+                  p.out.data);
+    assert_defects(doc, found, 1, rows[i][0]);
+    ck_assert_int_eq(count_of(doc, rows[i][1]), 1);
+    ck_assert_str_eq(json_string_value(json_object_get(doc, "hops")), "both");
+    json_decref(doc);
+    proc_free(&p);
+  }
+}
+END_TEST
+
 /* ---- inputs that cannot be read ---------------------------------------- */
 
 /* A pcap of one UDP datagram on the loopback (raw IPv4): no HTTP at all. */
@@ -806,6 +842,7 @@ int main(void)
   tcase_add_test(tc, bug_and_fix);
   tcase_add_test(tc, roles_given);
   tcase_add_test(tc, usage_errors);
+  tcase_add_test(tc, crafted_rules);
   tcase_add_test(tc, unreadable_inputs);
   tcase_add_test(tc, tshark_missing);
   tcase_add_test(tc, no_ntlm);
