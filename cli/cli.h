@@ -104,6 +104,7 @@ extern const struct kbsim_command kbsim_list_command;
 extern const struct kbsim_command kbsim_merge_command;
 extern const struct kbsim_command kbsim_exchange_command;
 extern const struct kbsim_command kbsim_probe_command;
+extern const struct kbsim_command kbsim_analyze_command;
 extern const struct kbsim_command kbsim_help_command;
 
 #endif /* CLI_H */

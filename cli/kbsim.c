@@ -4,7 +4,7 @@
  * --completion the build uses) are answered here.
  *
  * Commands, one file each (cmd_NAME.c; help in help.c): demo, run, sweep,
- * merge, serve, ctl, client, list, exchange, probe, help. Without a
+ * merge, serve, ctl, client, list, exchange, probe, analyze, help. Without a
  * command, or with options only, kbsim runs the demo.
  *
  * Exit codes (kbsim_exit_codes below, for the man page):
@@ -14,12 +14,13 @@
  *   1  The outcome differed from what was expected (client: the user saw
  *      the Outlook Integration Error, its class server-error or
  *      auth-failed; ctl: the admin endpoint refused; probe: the listener
- *      is affected).
+ *      is affected; analyze: a failure of the family was found).
  *   2  Bad arguments or a malformed scenario file: one line saying what
  *      was wrong, and where the help is.
  *   3  The harness could not run (class infrastructure): nothing
  *      listening, descriptors exhausted, a timeout of kbsim's own, an
- *      evidence file not writable. Never counted as the bug.
+ *      evidence file not writable, an input analyze cannot read. Never
+ *      counted as the bug.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,11 +32,19 @@
 
 const char *kbsim_program = "kbsim";
 
-const struct kbsim_command *const kbsim_commands[] = {
-    &kbsim_demo_command,  &kbsim_run_command,  &kbsim_sweep_command,
-    &kbsim_serve_command, &kbsim_ctl_command,  &kbsim_client_command,
-    &kbsim_merge_command, &kbsim_list_command, &kbsim_exchange_command,
-    &kbsim_probe_command, &kbsim_help_command, NULL};
+const struct kbsim_command *const kbsim_commands[] = {&kbsim_demo_command,
+                                                      &kbsim_run_command,
+                                                      &kbsim_sweep_command,
+                                                      &kbsim_serve_command,
+                                                      &kbsim_ctl_command,
+                                                      &kbsim_client_command,
+                                                      &kbsim_merge_command,
+                                                      &kbsim_list_command,
+                                                      &kbsim_exchange_command,
+                                                      &kbsim_probe_command,
+                                                      &kbsim_analyze_command,
+                                                      &kbsim_help_command,
+                                                      NULL};
 
 const struct kbsim_fact kbsim_exit_codes[] = {
     {"0", "As expected: with --expect, in the demo and for scenario files "
@@ -44,12 +53,14 @@ const struct kbsim_fact kbsim_exit_codes[] = {
     {"1", "The outcome differed from what was expected (client: the user saw "
           "the Outlook Integration Error, its class server-error or "
           "auth-failed; ctl: the admin endpoint refused; probe: the "
-          "listener is affected)."},
+          "listener is affected; analyze: a failure of the family was "
+          "found)."},
     {"2", "Bad arguments or a malformed scenario file: one line saying what "
           "was wrong, and where the help is."},
     {"3", "The harness could not run (class infrastructure): nothing "
           "listening, descriptors exhausted, a timeout of kbsim's own, an "
-          "evidence file not writable. Never counted as the bug."},
+          "evidence file not writable, an input analyze cannot read. Never "
+          "counted as the bug."},
     {NULL, NULL}};
 
 /* Prints the version, the commit and the libraries. */

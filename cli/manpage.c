@@ -329,6 +329,8 @@ static void comp_bash(FILE *out)
             "--names 2>/dev/null)\" -- \"$cur\"))\n"
             "        _filedir ini\n",
             out);
+    else if(ops && !strcmp(ops, "@files"))
+      fputs("        _filedir\n", out);
     else if(ops && !strcmp(ops, "@command")) {
       fputs("        COMPREPLY=($(compgen -W '", out);
       for(j = 0; kbsim_commands[j]; j++)
@@ -437,6 +439,8 @@ static void comp_zsh(FILE *out)
     }
     if(ops && !strcmp(ops, "@scenario"))
       fputs("      '*:scenario:_kbsim_scenarios'\n", out);
+    else if(ops && !strcmp(ops, "@files"))
+      fputs("      '*:file:_files'\n", out);
     else if(ops && !strcmp(ops, "@command")) {
       fputs("      '1:command:(", out);
       for(j = 0; kbsim_commands[j]; j++)

@@ -46,8 +46,10 @@ struct kbsim_command {
   const char *description;      /* paragraphs ("\n\n" between), for --help and
                                    the man page */
   const struct kbsim_opt *opts; /* ends with {NULL, 0, NULL, NULL} */
-  const char *operands;         /* what the operands complete to: "scenario",
-                                   "ctl", or NULL for none */
+  const char *operands;         /* what the operands complete to:
+                                   "@scenario", "@command", "@files" (any
+                                   file), words ("status apply-fix ..."), or
+                                   NULL for none */
   int (*run)(int argc, char **argv); /* argv[0] is the command's name */
 };
 

@@ -27,7 +27,11 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION "net")
 set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_SUGGESTS "bash-completion, tshark")
+# kbsim analyze reads captures through tshark (Wireshark's dissectors:
+# TCP reassembly, HTTP, TLS with keys); without it, it says so in one line
+# and still reads HAR files.
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "tshark")
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "bash-completion")
 set(CPACK_STRIP_FILES ON)
 # The licence where Debian keeps it, machine-readable (DEP-5).
 configure_file(${PROJECT_SOURCE_DIR}/cmake/copyright.in
