@@ -51,7 +51,7 @@ const char *kb_defect_name(enum kb_defect d)
 int kb_defect_parse(const char *name, enum kb_defect *out, char *err,
                     size_t errlen)
 {
-  size_t i, at = 0;
+  size_t i, at;
 
   for(i = 0; i < KB_DEFECT_COUNT; i++)
     if(name && !strcmp(name, kb_defects[i].name)) {
