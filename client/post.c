@@ -183,7 +183,7 @@ static enum client_outcome client_ntlm_type3(struct client *c,
      * the same 401 from the server for a right one, and only the server's
      * side tells the two apart (kbsim probe --exchange-status). */
     client__detail(res,
-                   "HTTP 401 to the type 3 (%.20s\\%.20s): wrong password, "
+                   "HTTP 401 to the type 3 (%.20s\\%.20s): bad password, "
                    "or the listener split the handshake (kbsim probe tells "
                    "which)",
                    c->domain, c->user);
@@ -368,7 +368,7 @@ static enum client_outcome client_post_outlook(struct client *c,
   }
   else if(leg.status == 401) {
     client__detail(res,
-                   "HTTP 401 after libcurl's handshake (%.20s\\%.20s): wrong "
+                   "HTTP 401 after libcurl's handshake (%.20s\\%.20s): bad "
                    "password, or the listener split the handshake (kbsim "
                    "probe tells which)",
                    c->domain, c->user);

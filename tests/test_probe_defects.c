@@ -351,7 +351,7 @@ START_TEST(client_split_handshake_hint)
   pd_serve_stop(&s);
   ck_assert_int_eq(o.status, 1);
   ck_assert_msg(strstr(o.out.data, "HTTP 401 to the type 3 (FABRIKAM\\alice): "
-                                   "wrong password, or the listener split "
+                                   "bad password, or the listener split "
                                    "the handshake (kbsim probe tells which)"),
                 "%s", o.out.data);
   ck_assert_msg(!strstr(o.out.data, SPLIT_HINT), "%s", o.out.data);
