@@ -81,8 +81,8 @@ static const struct help_claim help_claims[] = {
     {"client", "3 when the session could not run",
      "client --url " NOWHERE " --user " ALICE, 3, NULL},
     {"probe",
-     "Exits 0 when the listener is not affected, 1 when it is, 3 when it "
-     "could not be probed",
+     "Exits 0 when no defect was found, 1 when any was, 3 when the "
+     "listener could not be probed",
      "probe " NOWHERE " --user " ALICE, 3, NULL},
     {"probe", "at most twice",
      "probe " NOWHERE " --user " ALICE " --user FABRIKAM\\bob:x --user "
