@@ -16,8 +16,8 @@
 
 #include "common/kb_buf.h"
 #include "common/kb_wire.h"
-#include "ntlm/ntlm.h"
 #include "evidence_int.h"
+#include "ntlm/ntlm.h"
 
 static const struct evidence_close_row evidence__close_rows[] = {
     {KB_NOTE_IDLE_CLOSED, true, false, "idle",
