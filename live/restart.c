@@ -117,6 +117,11 @@ enum MHD_Result admin__restart(struct admin *a, struct MHD_Connection *conn,
                         "this serve cannot restart its array (serve "
                         "without a SCENARIO has one listener on --proxy); "
                         "stop it and start it again");
+  if(!reset && !a->ncatalogue)
+    return admin__error(conn, MHD_HTTP_CONFLICT, NULL,
+                        "this serve has no scenarios to switch to (serve "
+                        "without a SCENARIO keeps its listener); use POST "
+                        "/reset");
   if(!reset) {
     status = admin__scenario_of(a, req, name, sizeof(name), why, sizeof(why));
     if(status)
