@@ -113,7 +113,7 @@ static enum MHD_Result admin__route(struct admin *a,
   if(!strncmp(url, ADMIN_MEMBERS_PREFIX, strlen(ADMIN_MEMBERS_PREFIX))) {
     const char *id = url + strlen(ADMIN_MEMBERS_PREFIX);
     const char *slash = strchr(id, '/');
-    char idbuf[64];
+    char idbuf[64], name[64] = "";
     long m;
 
     if(!slash || (size_t)(slash - id) >= sizeof(idbuf) || slash == id)
@@ -126,6 +126,8 @@ static enum MHD_Result admin__route(struct admin *a,
     idbuf[slash - id] = '\0';
     pthread_mutex_lock(&a->lock);
     m = admin__find_member(a, idbuf);
+    if(m >= 0)
+      snprintf(name, sizeof(name), "%s", a->members[m].name);
     pthread_mutex_unlock(&a->lock);
     if(m < 0)
       return admin__error(conn, MHD_HTTP_NOT_FOUND, NULL,
@@ -135,7 +137,7 @@ static enum MHD_Result admin__route(struct admin *a,
       return admin__error(conn, MHD_HTTP_NOT_FOUND, NULL,
                           "unknown action '%.60s' for %s; use apply-fix, "
                           "revert, hotfix or sp1",
-                          slash + 1, idbuf);
+                          slash + 1, name);
     if(!post)
       return admin__error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "POST",
                           "%s %s: use POST", method, url);
