@@ -224,8 +224,11 @@ static void kbsim_ctl_print_restart(const json_t *reply)
          kbsim_ctl_str(reply, "scenario"),
          !strcmp(kbsim_ctl_str(reply, "action"), "reset") ? "as it starts"
                                                           : "started");
-  json_array_foreach(members, i, m) printf(
-      "%s%s", i ? ", " : "", json_is_string(m) ? json_string_value(m) : "?");
+  json_array_foreach(members, i, m)
+  {
+    printf("%s%s", i ? ", " : "",
+           json_is_string(m) ? json_string_value(m) : "?");
+  }
   printf("); counters at zero, sessions cleared\n");
 }
 

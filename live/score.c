@@ -34,11 +34,17 @@ static struct live__member *live__member(struct live *l, const char *name)
   return m;
 }
 
+/* How many of nmarks marks a strip keeps: the newest LIVE_STRIP_MAX. */
+static size_t live__kept(size_t nmarks)
+{
+  return nmarks < LIVE_STRIP_MAX ? nmarks : LIVE_STRIP_MAX;
+}
+
 /* The mark of session id on m's strip, or NULL when it is gone (an older
  * epoch, or pushed out by newer ones). */
 static struct live_mark *live__mark_of(struct live__member *m, uint64_t id)
 {
-  size_t kept = m->nmarks < LIVE_STRIP_MAX ? m->nmarks : LIVE_STRIP_MAX;
+  size_t kept = live__kept(m->nmarks);
   size_t i;
 
   for(i = 0; i < kept; i++)
@@ -167,7 +173,7 @@ void live_score(struct live *live, const char *member, struct live_score *out)
   snprintf(out->at, sizeof(out->at), "%s", m->at);
   out->sessions = m->sessions;
   out->errors = m->errors;
-  kept = m->nmarks < LIVE_STRIP_MAX ? m->nmarks : LIVE_STRIP_MAX;
+  kept = live__kept(m->nmarks);
   first = m->nmarks < LIVE_STRIP_MAX ? 0 : m->nmarks % LIVE_STRIP_MAX;
   for(i = 0; i < kept; i++)
     out->marks[i] = m->marks[(first + i) % LIVE_STRIP_MAX];

@@ -54,11 +54,11 @@ struct served {
 /* The port printed after label as http://127.0.0.1:PORT/, or 0. */
 static unsigned banner_port(const struct served *s, const char *label)
 {
-  const char *at = strstr(s->banner.data, label);
+  const char *line = strstr(s->banner.data, label);
   unsigned port = 0;
 
-  if(at)
-    sscanf(at + strlen(label), " http://127.0.0.1:%u/", &port);
+  if(line)
+    sscanf(line + strlen(label), " http://127.0.0.1:%u/", &port);
   return port;
 }
 
@@ -162,7 +162,7 @@ static int client_on(unsigned port, const char *user, char *served)
   char url[64];
   const char *args[] = {"client", "--url", url, "--user", user, NULL};
   struct proc_out p;
-  const char *at;
+  const char *line;
   int status;
 
   snprintf(url, sizeof(url), "http://127.0.0.1:%u/", port);
@@ -170,10 +170,10 @@ static int client_on(unsigned port, const char *user, char *served)
   status = p.status;
   ck_assert_msg(status == 0 || status == 1, "client exited %d: %s%s", status,
                 p.out.data, p.err.data);
-  at = strstr(p.out.data, "\nServed by: ");
-  ck_assert_msg(at != NULL, "no Served by line: %s", p.out.data);
-  ck_assert_int_eq(sscanf(at, "\nServed by: %63s", served), 1);
-  ck_assert_ptr_nonnull(strstr(at, " (the Via header of its answers)\n"));
+  line = strstr(p.out.data, "\nServed by: ");
+  ck_assert_msg(line != NULL, "no Served by line: %s", p.out.data);
+  ck_assert_int_eq(sscanf(line, "\nServed by: %63s", served), 1);
+  ck_assert_ptr_nonnull(strstr(line, " (the Via header of its answers)\n"));
   proc_free(&p);
   return status;
 }
@@ -1008,7 +1008,7 @@ static void png_read(const char *path, png_bytep **rows, unsigned *w,
 
 /* Whether the pixel at (x, y) is the console's red (#b00020) or green
  * (#1b6e20), give or take antialiasing. */
-static bool pixel_is(png_bytep *rows, unsigned channels, long x, long y,
+static bool pixel_is(png_bytep const *rows, unsigned channels, long x, long y,
                      bool red)
 {
   const png_byte *p = rows[y] + x * channels;
