@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 #include <png.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -533,6 +534,96 @@ START_TEST(scenario_switch_in_place)
   json_decref(j);
   serve_stop(&s);
   ck_assert_ptr_nonnull(strstr(s.rest.data, "Scenario:     bug - "));
+  kb_buf_free(&s.rest);
+}
+END_TEST
+
+/* A POST /sessions on a thread of its own (no assertion off the test's
+ * thread: the answer is kept for the test to judge). */
+struct background_run {
+  const struct served *s;
+  const char *body;
+  pthread_t thread;
+  long status;
+  struct kb_buf answer;
+};
+
+static void *background_run_thread(void *arg)
+{
+  struct background_run *b = arg;
+  char url[128], bearer[200];
+  struct curl_slist *list = NULL;
+  CURL *c = curl_easy_init();
+
+  snprintf(url, sizeof(url), "http://127.0.0.1:%u/sessions", b->s->admin);
+  snprintf(bearer, sizeof(bearer), "Authorization: Bearer %s", b->s->token);
+  list = curl_slist_append(list, bearer);
+  list = curl_slist_append(list, "Content-Type: application/json");
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_PROXY, "");
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, b->body);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, to_buf);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &b->answer);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 60000L);
+  if(curl_easy_perform(c) == CURLE_OK)
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &b->status);
+  curl_easy_cleanup(c);
+  curl_slist_free_all(list);
+  return NULL;
+}
+
+/* A reset that arrives while sessions run waits for them to end: none is
+ * cut in the middle (none an infrastructure failure), and what they did
+ * is gone with the reset. */
+START_TEST(reset_waits_for_running_sessions)
+{
+  static const char *const args[] = {HALF_PATCHED, "--admin", "127.0.0.1:0",
+                                     "--quiet", NULL};
+  struct served s;
+  struct background_run b;
+  json_error_t jerr;
+  json_t *j, *one;
+  long long conns = 0;
+  size_t i;
+  int tries;
+
+  serve_start(&s, args);
+  memset(&b, 0, sizeof(b));
+  b.s = &s;
+  b.body = "{\"count\": 12}";
+  kb_buf_init(&b.answer, (size_t)1 << 20);
+  ck_assert_int_eq(pthread_create(&b.thread, NULL, background_run_thread, &b),
+                   0);
+  /* Once the first session is under way (the balancer saw it). */
+  for(tries = 0; !conns && tries < 100000; tries++) {
+    j = status_of(&s);
+    conns = at_int(j, "balancer.connections");
+    json_decref(j);
+  }
+  ck_assert_int_gt(conns, 0);
+  j = post_json(&s, "/reset", "{}", 200);
+  json_decref(j);
+  ck_assert_int_eq(pthread_join(b.thread, NULL), 0);
+  ck_assert_int_eq(b.status, 200);
+  kb_buf_add(&b.answer, "", 1);
+  j = json_loads(b.answer.data, 0, &jerr);
+  ck_assert_msg(json_is_object(j), "%s", b.answer.data);
+  ck_assert_uint_eq(json_array_size(at(j, "sessions")), 12);
+  json_array_foreach(at(j, "sessions"), i, one)
+  {
+    ck_assert_str_ne(at_str(one, "outcome_class"), "infrastructure");
+  }
+  ck_assert_int_eq(at_int(j, "errors"), 6);
+  json_decref(j);
+  kb_buf_free(&b.answer);
+  /* The reset came after the last of them. */
+  j = status_of(&s);
+  ck_assert_int_eq(at_int(j, "generation"), 1);
+  ck_assert_int_eq(at_int(j, "balancer.connections"), 0);
+  ck_assert_int_eq(at_int(j, "exchange.requests"), 0);
+  json_decref(j);
+  serve_stop(&s);
   kb_buf_free(&s.rest);
 }
 END_TEST
@@ -1147,6 +1238,7 @@ int main(void)
   tcase_set_timeout(api, 60);
   tcase_add_test(api, reset_restores_the_start);
   tcase_add_test(api, scenario_switch_in_place);
+  tcase_add_test(api, reset_waits_for_running_sessions);
   tcase_add_test(api, sessions_run_inside_serve);
   tcase_add_test(api, score_starts_again_at_each_change);
   tcase_add_test(api, client_json_names_the_member);
