@@ -37,6 +37,8 @@ static const struct help_cmd help_cmds[] = {
     {"sweep", "fix --seeds 1..2", "--json " UNWRITABLE},
     {"client", "--url " NOWHERE " --user " ALICE, ""},
     {"probe", NOWHERE " --user " ALICE, ""},
+    /* Nothing listens on port 1: a session that gets that far exits 1. */
+    {"ctl", "--admin 127.0.0.1:1 --token 0123456789abcdef0123 session", ""},
 };
 
 /* One claim and how it is checked: run `kbsim ARGS` (split at spaces) and
@@ -152,6 +154,7 @@ static const struct help_where help_elsewhere[] = {
      "Integration Error",
      "test_live: client_and_serve_record_a_session"},
     {"probe", "(default 3)", "test_probe: test_isa_per_connection"},
+    {"ctl", "(default 1)", "test_console: sessions_run_inside_serve"},
     {"probe", "(default autodiscover.fabrikam.com)",
      "test_probe: test_isa_per_connection"},
 };
@@ -272,8 +275,9 @@ START_TEST(help_ranges_hold)
     total += n;
     free(help);
   }
-  /* demo, run x2, sweep, client, probe: --posts, --clients, --jobs. */
-  ck_assert_uint_eq(total, 6);
+  /* demo, run x2, sweep, client, probe: --posts, --clients, --jobs; ctl:
+   * --count. */
+  ck_assert_uint_eq(total, 7);
 }
 END_TEST
 
