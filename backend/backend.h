@@ -74,7 +74,12 @@ struct backend_config {
 /* What the backend has received since it started. All counts are
  * consistent with each other at the moment of the call. */
 struct backend_stats {
-  uint64_t connections;     /* TCP connections accepted */
+  uint64_t connections;     /* TCP connections accepted, status readers
+                               aside */
+  uint64_t status_readers;  /* connections whose first request read GET
+                               /kbsim/status: the observers, not the
+                               topology; not in connections, not recorded
+                               per connection */
   uint64_t requests;        /* requests answered, all paths */
   uint64_t ews_posts;       /* POSTs to /EWS/Exchange.asmx */
   uint64_t empty_posts;     /* ... of which had an empty body: the bug */
@@ -87,6 +92,13 @@ struct backend_stats {
   uint64_t too_large;       /* 413 */
   uint64_t challenges;      /* integrated: 401 with a type 2 */
   uint64_t refused;         /* integrated: 401 offering NTLM */
+  /* integrated: type 3s that found no challenge pending on their
+   * connection (their type 1 went on another one: a split handshake). */
+  uint64_t type3_without_challenge;
+  /* Requests that came with a body and no identity: refused by the gate
+   * (integrated), or served anonymously (none). A type 1 forwarded with
+   * its body, or a body sent before the handshake's end, shows here. */
+  uint64_t unauthenticated_bodies;
   /* Answers holding a mailbox's data (OOF, autodiscover) given to an
    * identity that is not the mailbox's owner: identities mixed. */
   uint64_t mismatches;
@@ -96,6 +108,7 @@ struct backend_stats {
  * kept, closed ones included. */
 #define BACKEND_MAX_RECORDS 1024u
 #define BACKEND_MAX_IDENTITIES 4u
+#define BACKEND_MAX_WWW_AUTH 4u
 struct backend_conn_info {
   uint64_t id;       /* from 1, in accept order */
   char name[96];     /* the name its peer claimed (kb_names), or "" */
@@ -103,6 +116,16 @@ struct backend_conn_info {
   uint64_t requests; /* answered, 401s included */
   uint64_t empty_posts;
   uint64_t mismatches;
+  /* As the totals of struct backend_stats, on this connection. */
+  uint64_t challenges;
+  uint64_t type3_without_challenge;
+  uint64_t unauthenticated_bodies;
+  /* The distinct WWW-Authenticate values it sent, in order: "Negotiate",
+   * "NTLM", "NTLM <type 2>". At most BACKEND_MAX_WWW_AUTH, then
+   * www_authenticate_dropped. */
+  unsigned www_authenticate_count;
+  unsigned www_authenticate_dropped;
+  char www_authenticate[BACKEND_MAX_WWW_AUTH][1024];
   /* Distinct identities requests were served as, in order; "" is
    * anonymous. At most BACKEND_MAX_IDENTITIES, then identities_dropped. */
   unsigned identities_count;
@@ -141,11 +164,15 @@ size_t backend_connections(const struct backend *backend,
                            struct backend_conn_info *out, size_t max);
 
 /* The status document: the counters of struct backend_stats by their
- * names ("requests", "empty_posts", ...) and "per_connection", an array of
- * {"id", "name", "open", "requests", "empty_posts", "mismatches",
- * "last_mismatch", "last_mismatch_mailbox", "last_mismatch_identity",
- * "last_mismatch_request", "identities": [...]}, as a malloc'd NUL-terminated
- * JSON text the caller frees; NULL when out of memory. Safe from any thread. */
+ * names ("requests", "empty_posts", ..., "type3_without_challenge",
+ * "unauthenticated_bodies") and "per_connection", an array of {"id",
+ * "name", "open", "requests", "empty_posts", "mismatches", "challenges",
+ * "type3_without_challenge", "unauthenticated_bodies", "last_mismatch",
+ * "last_mismatch_mailbox", "last_mismatch_identity",
+ * "last_mismatch_request", "identities": [...], "identities_dropped",
+ * "www_authenticate": [...], "www_authenticate_dropped"}, as a malloc'd
+ * NUL-terminated JSON text the caller frees; NULL when out of memory. Safe
+ * from any thread. */
 char *backend_status_json(const struct backend *backend);
 
 /* Waits until Exchange holds no connection (each closed and its CLOSE

@@ -109,6 +109,12 @@ uint64_t backend__conn_opened(struct backend *b);
 /* Writes the name the peer of connection id claimed into its record. */
 void backend__conn_named(struct backend *b, uint64_t id, const char *name);
 
+/* Connection id's first request reads the status: counts it as a status
+ * reader instead of a connection, forgets its record and, when no later
+ * connection took an id yet, gives its id back, so that the counters,
+ * per_connection and the ids say only what the topology sent. */
+void backend__conn_status_reader(struct backend *b, uint64_t id);
+
 /* Marks the record of connection id closed, under its final name. */
 void backend__conn_closed(struct backend *b, uint64_t id, const char *name);
 

@@ -25,6 +25,53 @@ static struct backend_conn_info *backend_record(struct backend *b, uint64_t id)
   return rec->id == id ? rec : NULL;
 }
 
+/* Whether req came with a body and no identity: refused by the gate, or
+ * served anonymously. */
+static bool backend_unauthenticated_body(const struct backend_req *req)
+{
+  return req->received > 0 &&
+         (req->gate.gate != BACKEND_GATE_PASS || !req->identity[0]);
+}
+
+/* Adds value to the WWW-Authenticate values rec's connection sent, unless
+ * it is there already. Called under the lock. */
+static void backend_count_offer(struct backend_conn_info *rec,
+                                const char *value)
+{
+  unsigned i;
+
+  for(i = 0; i < rec->www_authenticate_count; i++)
+    if(!strcmp(rec->www_authenticate[i], value))
+      return;
+  if(rec->www_authenticate_count < BACKEND_MAX_WWW_AUTH)
+    snprintf(rec->www_authenticate[rec->www_authenticate_count++],
+             sizeof(rec->www_authenticate[0]), "%s", value);
+  else
+    rec->www_authenticate_dropped++;
+}
+
+/* Adds to rec what the gate's answer to req says: the challenges, the
+ * type 3 without one, and the WWW-Authenticate values its 401 carries
+ * (mhd.c's backend_offer sends the same). Called under the lock. */
+static void backend_count_gate(struct backend_conn_info *rec,
+                               const struct backend_req *req)
+{
+  switch(req->gate.gate) {
+  case BACKEND_GATE_PASS:
+    break;
+  case BACKEND_GATE_CHALLENGE:
+    rec->challenges++;
+    backend_count_offer(rec, req->gate.www_authenticate);
+    break;
+  case BACKEND_GATE_REFUSE:
+    backend_count_offer(rec, "Negotiate");
+    backend_count_offer(rec, "NTLM");
+    break;
+  }
+  rec->type3_without_challenge += req->gate.type3_without_challenge;
+  rec->unauthenticated_bodies += backend_unauthenticated_body(req);
+}
+
 /* Adds req to its connection's record: the request, the identity it was
  * served as, and whether that identity owns the mailbox it got. Called
  * under the lock. */
@@ -45,6 +92,7 @@ static void backend_count_conn(struct backend *b, const struct backend_req *req,
   if(req->ews_post && req->received == 0 &&
      req->body_state == BACKEND_BODY_BUFFERING)
     rec->empty_posts++;
+  backend_count_gate(rec, req);
   if(mixed) {
     rec->mismatches++;
     snprintf(rec->last_mismatch, sizeof(rec->last_mismatch), "%s served as %s",
@@ -112,6 +160,8 @@ void backend__count(struct backend *b, const struct backend_req *req,
       s->refused++;
     break;
   }
+  s->type3_without_challenge += req->gate.type3_without_challenge;
+  s->unauthenticated_bodies += backend_unauthenticated_body(req);
   backend_count_conn(b, req, reply);
   pthread_mutex_unlock(&b->lock);
 }
@@ -142,6 +192,24 @@ void backend__conn_named(struct backend *b, uint64_t id, const char *name)
   rec = backend_record(b, id);
   if(rec)
     snprintf(rec->name, sizeof(rec->name), "%s", name);
+  pthread_mutex_unlock(&b->lock);
+}
+
+void backend__conn_status_reader(struct backend *b, uint64_t id)
+{
+  struct backend_conn_info *rec;
+
+  pthread_mutex_lock(&b->lock);
+  assert(b->stats.connections > 0);
+  b->stats.connections--;
+  b->stats.status_readers++;
+  rec = backend_record(b, id);
+  if(rec)
+    rec->id = 0; /* no longer found, nor listed */
+  /* Its id goes to the next connection unless one took a later id in the
+   * meantime, so that ids count the topology's connections from 1. */
+  if(id == b->next_conn)
+    b->next_conn--;
   pthread_mutex_unlock(&b->lock);
 }
 

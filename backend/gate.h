@@ -63,6 +63,9 @@ struct backend_gate_answer {
   enum backend_gate gate;
   char www_authenticate[1024]; /* CHALLENGE: "NTLM <type 2>" */
   char why[256];               /* CHALLENGE/REFUSE: one line for people */
+  /* REFUSE: the request carried a type 3 and no challenge was pending on
+   * the connection (its type 1 went on another: a handshake split). */
+  bool type3_without_challenge;
 };
 
 /* Judges a request carrying the Authorization value authorization (NULL

@@ -59,6 +59,9 @@ struct backend_conn {
   struct kb_guard_slot *slot;
   char name[96]; /* the name the peer claimed (kb_names), or "" */
   bool named;    /* name resolved and OPEN traced (first request) */
+  /* Its first request read GET /kbsim/status: an observer, neither
+   * counted, recorded nor traced (backend__conn_status_reader). */
+  bool status_reader;
   struct backend_auth_ctx auth; /* who the connection is (gate.h) */
 };
 
@@ -344,9 +347,15 @@ static struct backend_req *backend_req_new(struct backend *b,
     /* The peer claimed its name before sending this request (kb_names). */
     backend_resolve_peer(b, connection, conn->name, sizeof(conn->name));
     conn->named = true;
-    if(conn->name[0])
-      backend__conn_named(b, conn->id, conn->name);
-    backend_trace_conn(b, KB_TRACE_OPEN, conn->id, conn->name);
+    if(req->route == BACKEND_ROUTE_STATUS) {
+      conn->status_reader = true;
+      backend__conn_status_reader(b, conn->id);
+    }
+    else {
+      if(conn->name[0])
+        backend__conn_named(b, conn->id, conn->name);
+      backend_trace_conn(b, KB_TRACE_OPEN, conn->id, conn->name);
+    }
   }
   req->conn = conn ? conn->id : 0;
   req->conn_name = conn && conn->name[0] ? conn->name : NULL;
@@ -552,10 +561,12 @@ static void backend_on_connection(void *cls, struct MHD_Connection *connection,
     /* A connection that never sent a request stays unnamed. */
     if(conn && !conn->named)
       backend_trace_conn(b, KB_TRACE_OPEN, conn->id, NULL);
-    backend_trace_conn(b, KB_TRACE_CLOSE, conn ? conn->id : 0,
-                       conn ? conn->name : NULL);
+    if(!conn || !conn->status_reader)
+      backend_trace_conn(b, KB_TRACE_CLOSE, conn ? conn->id : 0,
+                         conn ? conn->name : NULL);
     if(conn) {
-      backend__conn_closed(b, conn->id, conn->name);
+      if(!conn->status_reader)
+        backend__conn_closed(b, conn->id, conn->name);
       kb_guard_close(conn->slot);
       backend_auth_ctx_free(&conn->auth);
     }

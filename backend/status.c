@@ -43,13 +43,18 @@ static int backend_status_conn(json_t *conns,
 {
   json_t *c = json_object();
   json_t *ids = json_array();
+  json_t *offers = json_array();
   unsigned i;
   int result = -1;
 
-  if(!c || !ids)
+  if(!c || !ids || !offers)
     goto out;
   for(i = 0; i < rec->identities_count; i++)
     if(json_array_append_new(ids, backend_status_text(rec->identities[i])))
+      goto out;
+  for(i = 0; i < rec->www_authenticate_count; i++)
+    if(json_array_append_new(offers,
+                             backend_status_text(rec->www_authenticate[i])))
       goto out;
   if(json_object_set_new(c, "id", json_integer((json_int_t)rec->id)) ||
      json_object_set_new(c, "name", backend_status_text(rec->name)) ||
@@ -60,6 +65,14 @@ static int backend_status_conn(json_t *conns,
                          json_integer((json_int_t)rec->empty_posts)) ||
      json_object_set_new(c, "mismatches",
                          json_integer((json_int_t)rec->mismatches)) ||
+     json_object_set_new(c, "challenges",
+                         json_integer((json_int_t)rec->challenges)) ||
+     json_object_set_new(
+         c, "type3_without_challenge",
+         json_integer((json_int_t)rec->type3_without_challenge)) ||
+     json_object_set_new(
+         c, "unauthenticated_bodies",
+         json_integer((json_int_t)rec->unauthenticated_bodies)) ||
      json_object_set_new(c, "last_mismatch",
                          backend_status_text(rec->last_mismatch)) ||
      json_object_set_new(c, "last_mismatch_mailbox",
@@ -71,10 +84,15 @@ static int backend_status_conn(json_t *conns,
          json_integer((json_int_t)rec->last_mismatch_request)) ||
      json_object_set_new(c, "identities_dropped",
                          json_integer(rec->identities_dropped)) ||
-     json_object_set(c, "identities", ids) || json_array_append(conns, c))
+     json_object_set(c, "identities", ids) ||
+     json_object_set(c, "www_authenticate", offers) ||
+     json_object_set_new(c, "www_authenticate_dropped",
+                         json_integer(rec->www_authenticate_dropped)) ||
+     json_array_append(conns, c))
     goto out;
   result = 0;
 out:
+  json_decref(offers);
   json_decref(ids);
   json_decref(c);
   return result;
@@ -100,11 +118,13 @@ char *backend_status_json(const struct backend *backend)
       goto out;
 #define KB_SET(field)                                                          \
   json_object_set_new(doc, #field, json_integer((json_int_t)s.field))
-  if(KB_SET(connections) || KB_SET(requests) || KB_SET(ews_posts) ||
-     KB_SET(empty_posts) || KB_SET(oof_ok) || KB_SET(availability_ok) ||
-     KB_SET(soap_faults) || KB_SET(autodiscover_ok) || KB_SET(not_found) ||
-     KB_SET(bad_method) || KB_SET(too_large) || KB_SET(challenges) ||
-     KB_SET(refused) || KB_SET(mismatches) ||
+  if(KB_SET(connections) || KB_SET(status_readers) || KB_SET(requests) ||
+     KB_SET(ews_posts) || KB_SET(empty_posts) || KB_SET(oof_ok) ||
+     KB_SET(availability_ok) || KB_SET(soap_faults) ||
+     KB_SET(autodiscover_ok) || KB_SET(not_found) || KB_SET(bad_method) ||
+     KB_SET(too_large) || KB_SET(challenges) || KB_SET(refused) ||
+     KB_SET(mismatches) || KB_SET(type3_without_challenge) ||
+     KB_SET(unauthenticated_bodies) ||
      json_object_set(doc, "per_connection", conns))
     goto out;
 #undef KB_SET

@@ -5,7 +5,7 @@
  * nginx in front of the same backend, and at the backend itself.
  *
  * Usage: bench_passthru [none|integrated|basic] [backend-port] [loops]
- * (loops: the listener's event loop threads; 0 or absent = one per core)
+ * (loops: the listener's event loop threads; 0 or absent = one, at most 4)
  * Prints "backend <port>" and "proxy <port>", one per line, then waits.
  * Nothing is traced and the clock is the real one, as in `kbsim serve`.
  */

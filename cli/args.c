@@ -1,8 +1,9 @@
 /*
  * args.c - what the commands share to read their arguments: whole numbers,
  * HOST:PORT and endpoint URLs, the NTLM response kind, a scenario named on
- * the command line, and the checks of evidence files before anything runs
- * (declared in cli.h).
+ * the command line, and the checks of evidence files before anything runs;
+ * and what every command's verdicts need: a case's time, the case of a
+ * scenario file that cannot be read, a bounded copy (declared in cli.h).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -113,14 +114,60 @@ int kbsim_parse_kind(const char *text, enum ntlm_response_kind *kind)
   return 0;
 }
 
+int kbsim_read_scenario(const char *arg, struct scenario *sc, char *err,
+                        size_t errlen)
+{
+  char path[4096];
+
+  if(catalogue_find(arg, path, sizeof(path), err, errlen) ||
+     scenario_load(path, sc, err, errlen))
+    return 2;
+  return 0;
+}
+
 int kbsim_load_scenario(const char *arg, struct scenario *sc)
 {
-  char path[4096], err[1024];
+  char err[1024];
 
-  if(catalogue_find(arg, path, sizeof(path), err, sizeof(err)) ||
-     scenario_load(path, sc, err, sizeof(err))) {
+  if(kbsim_read_scenario(arg, sc, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
     return 2;
   }
   return 0;
+}
+
+void kbsim_bad_scenario_case(const char *arg, const char *err, double seconds,
+                             struct ci_case *v)
+{
+  const char *base = strrchr(arg, '/') ? strrchr(arg, '/') + 1 : arg;
+  size_t len = strlen(base);
+
+  memset(v, 0, sizeof(*v));
+  if(len > 4 && !strcmp(base + len - 4, ".ini"))
+    len -= 4;
+  snprintf(v->name, sizeof(v->name), "%.*s", (int)len, base);
+  memcpy(v->classname, v->name, sizeof(v->classname));
+  v->result = CI_ERROR;
+  v->type = "bad-scenario";
+  v->seconds = seconds;
+  snprintf(v->message, sizeof(v->message), "%.700s", err);
+}
+
+double kbsim_seconds_since(const struct timespec *start)
+{
+  struct timespec now;
+
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (double)(now.tv_sec - start->tv_sec) +
+         (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+void kbsim_copy(char *dst, size_t n, const char *src)
+{
+  size_t len = strlen(src);
+
+  if(len >= n)
+    len = n - 1;
+  memmove(dst, src, len);
+  dst[len] = '\0';
 }

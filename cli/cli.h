@@ -9,7 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
+#include "evidence/ci.h"
 #include "evidence/evidence.h"
 #include "ntlm/ntlm.h"
 #include "sim/run.h"
@@ -19,6 +21,9 @@
 #define KBSIM_MAX_CLIENTS 1000
 #define KBSIM_MAX_POSTS 100
 #define KBSIM_MAX_USERS 64
+
+/* The option value of --redact, the same in every command that has it. */
+#define KBSIM_OPT_REDACT 1001
 
 /* Prints a usage error, "kbsim CMD: <message>" (a leading "CMD: " in the
  * message is dropped), and "kbsim: try 'kbsim CMD --help'" to stderr;
@@ -61,6 +66,27 @@ int kbsim_parse_endpoint(const char *text, char *host, size_t hostlen,
  * and loads it. Returns 0, or 2 after printing a one-line error. */
 int kbsim_load_scenario(const char *arg, struct scenario *sc);
 
+/* As kbsim_load_scenario, printing nothing: the one-line error goes into
+ * err. Returns 0 or 2. */
+int kbsim_read_scenario(const char *arg, struct scenario *sc, char *err,
+                        size_t errlen);
+
+/* Fills *v, the JUnit and TAP case of a scenario file that could not be
+ * read: named for the file as given (its name without the directory and
+ * ".ini", as the catalogue names it: the scenario's own name is not
+ * known), an error of type "bad-scenario" with err, the one-line reason,
+ * as its message; seconds is how long the reading took. */
+void kbsim_bad_scenario_case(const char *arg, const char *err, double seconds,
+                             struct ci_case *v);
+
+/* Seconds since start, read from CLOCK_MONOTONIC: how long a test case
+ * took, for JUnit's time. */
+double kbsim_seconds_since(const struct timespec *start);
+
+/* Copies the string src into dst of size n (n > 0), cut to fit and always
+ * terminated. Can't fail. */
+void kbsim_copy(char *dst, size_t n, const char *src);
+
 /* ---- view.c ---------------------------------------------------------- */
 
 /* Prints what a user sees, one line per item, each prefixed by indent. */
@@ -78,6 +104,7 @@ extern const struct kbsim_command kbsim_list_command;
 extern const struct kbsim_command kbsim_merge_command;
 extern const struct kbsim_command kbsim_exchange_command;
 extern const struct kbsim_command kbsim_probe_command;
+extern const struct kbsim_command kbsim_analyze_command;
 extern const struct kbsim_command kbsim_help_command;
 
 #endif /* CLI_H */

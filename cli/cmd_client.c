@@ -1,10 +1,10 @@
 /*
  * cmd_client.c - `kbsim client`: one Communicator session against any
  * listener - `kbsim serve`'s balancer or a member, or a real ISA - on the
- * real clock, printing each POST as it completes and then what the user
- * sees. Exit 0 when the user saw no error, 1 when they did, 2 for bad
- * arguments, 3 when the harness could not reach the listener or write an
- * evidence file.
+ * real clock, printing each POST as it completes, which member served it
+ * (Via) and then what the user sees. Exit 0 when the user saw no error, 1 when
+ * they did, 2 for bad arguments, 3 when the harness could not reach the
+ * listener or write an evidence file.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -53,6 +53,24 @@ static void kbsim_client_print_post(const struct client_post_result *r)
          r->new_connection ? " (new)" : "      ", r->legs, legs,
          client_outcome_name(r->outcome), r->detail[0] ? ": " : "", r->detail,
          think);
+}
+
+/* Adds name (a POST's served_by) to the list in out, "ISA01, ISA02",
+ * unless it is empty or there already. */
+static void kbsim_client_served(char *out, size_t len, const char *name)
+{
+  size_t at = strlen(out), n = strlen(name);
+  const char *p = out;
+
+  if(!n)
+    return;
+  while((p = strstr(p, name)) != NULL) {
+    if((p == out || p[-1] == ' ') && (p[n] == ',' || !p[n]))
+      return;
+    p += n;
+  }
+  if(at + n + 3 < len)
+    snprintf(out + at, len - at, "%s%s", at ? ", " : "", name);
 }
 
 /* What `kbsim client` writes, and the session it writes about. */
@@ -185,6 +203,11 @@ static const struct kbsim_opt client_opts[] = {
     {"html", 'W', "FILE",
      "Write the session's page with its sequence "
      "diagram."},
+    {"redact", KBSIM_OPT_REDACT, NULL,
+     "Replace what an offline dictionary attack on the password needs (each "
+     "NTLM type 3's LM and NT proofs, MIC and session key) by a marker of the "
+     "same length in the transcript and the pcap: for evidence shared outside "
+     "the team."},
     {NULL, 0, NULL, NULL}};
 
 const struct kbsim_command kbsim_client_command = {
@@ -195,9 +218,12 @@ const struct kbsim_command kbsim_client_command = {
     "one Communicator session against any listener, on the real clock",
     "One Communicator session (or Outlook's, or one connection per POST) "
     "against any listener. Prints each POST as it completes (connection, "
-    "legs, statuses, outcome) and then what the user sees: notification, "
-    "log line, presence, scheduling. Exits 0 when the user saw no error, 1 "
-    "when they saw the Outlook Integration Error.",
+    "legs, statuses, outcome), which listener served it (the Via header of "
+    "its answers: the member of serve's array) and then what the user sees: "
+    "notification, log line, presence, scheduling. Exits 0 when the user "
+    "saw no error, 1 "
+    "when they saw the Outlook Integration Error, 3 when the session could "
+    "not run (the listener unreachable, an evidence file not writable).",
     client_opts,
     NULL,
     kbsim_cmd_client};
@@ -205,7 +231,8 @@ const struct kbsim_command kbsim_client_command = {
 /* One `kbsim client` run: what the command line asked for and what the
  * session needs. Owned by kbsim_cmd_client, which wipes the password. */
 struct kbsim_client_run {
-  const char *url, *spec, *host;
+  const char *url, *host;
+  bool has_user; /* --user was given: domain, user (and password) hold it */
   struct client_config cfg;
   struct kbsim_client_files files;
   char domain[128], user[128], password[256];
@@ -227,9 +254,17 @@ static int kbsim_client_option(struct kbsim_client_run *r, int c,
   case 'U':
     r->url = arg;
     break;
-  case 'u':
-    r->spec = arg;
+  case 'u': {
+    /* Split now: the password is hidden from the command line once this
+     * returns (usage.c: usage_secrets). */
+    char err[512];
+    if(kb_users_split_spec(arg, true, r->domain, sizeof(r->domain), r->user,
+                           sizeof(r->user), r->password, sizeof(r->password),
+                           err, sizeof(err)))
+      return kbsim_bad_args("--user: %s", err);
+    r->has_user = true;
     break;
+  }
   case 'k':
     if(client_kind_parse(arg, &cfg->kind))
       return kbsim_bad_args("--kind: '%s' is not communicator, outlook or "
@@ -258,6 +293,9 @@ static int kbsim_client_option(struct kbsim_client_run *r, int c,
     break;
   case 'H':
     r->host = arg;
+    break;
+  case KBSIM_OPT_REDACT:
+    evidence_set_redact(true);
     break;
   case 'P':
     r->files.pcap = arg;
@@ -296,7 +334,7 @@ static int kbsim_client_parse(int argc, char **argv, struct kbsim_client_run *r)
   }
   if(optind < argc)
     return kbsim_bad_args("unexpected argument '%s'", argv[optind]);
-  if(!r->url || !r->spec)
+  if(!r->url || !r->has_user)
     return kbsim_bad_args("--url and --user are required");
   {
     /* Every evidence file is checked before the session starts. */
@@ -306,17 +344,12 @@ static int kbsim_client_parse(int argc, char **argv, struct kbsim_client_run *r)
   }
 }
 
-/* Splits --user into domain, user and password; the password, when the
- * spec has none, from KBSIM_PASSWORD or the terminal, never from the
- * command line (ps shows it). Returns 0, or 2 after printing why not. */
+/* The password, when --user gave none: from KBSIM_PASSWORD or the
+ * terminal. Returns 0, or 2 after printing why not. */
 static int kbsim_client_login(struct kbsim_client_run *r)
 {
   char err[512], who[260];
 
-  if(kb_users_split_spec(r->spec, true, r->domain, sizeof(r->domain), r->user,
-                         sizeof(r->user), r->password, sizeof(r->password), err,
-                         sizeof(err)))
-    return kbsim_bad_args("--user: %s", err);
   if(r->password[0])
     return 0;
   snprintf(who, sizeof(who), "%s\\%s", r->domain, r->user);
@@ -367,6 +400,7 @@ static int kbsim_client_session(struct kbsim_client_run *r,
   struct client_post_result res;
   struct client_view view;
   enum client_class klass = CLIENT_CLASS_CLEAN;
+  char served[256] = "";
 
   printf("Communicator session: %s\\%s -> %s (%s, %u EWS POST%s)\n", domain,
          user, r->url, client_kind_name(r->cfg.kind), r->cfg.ews_posts,
@@ -376,6 +410,7 @@ static int kbsim_client_session(struct kbsim_client_run *r,
     enum client_class k = client_result_class(&res);
     kbsim_client_print_post(&res);
     fflush(stdout);
+    kbsim_client_served(served, sizeof(served), res.served_by);
     if(k > klass)
       klass = k;
     if(r->recording && session->nresults < KBSIM_MAX_POSTS + 2) {
@@ -386,6 +421,12 @@ static int kbsim_client_session(struct kbsim_client_run *r,
   }
   client_view(client, &view);
   session->view = view;
+  /* Which member of an array the balancer sent the session to: the Via
+   * its answers carried. */
+  if(served[0])
+    printf("Served by: %s (the Via header of its answers)\n", served);
+  else
+    printf("Served by: unknown (no answer carried a Via header)\n");
   printf("What %s\\%s sees:\n", domain, user);
   kbsim_print_view("  ", &view);
   session->klass = klass;

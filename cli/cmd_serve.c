@@ -10,10 +10,18 @@
  *   kbsim serve --proxy H:P --backend H:P --policy P --user ... [--auth A]
  *     [--admin H:P]
  *     one listener on --proxy, no balancer (the original form).
+ *   kbsim serve --proxy H:P --backend H:P --pass-through|--defect NAME...
+ *     --user ...
+ *     the same listener passing NTLM through to an Exchange that
+ *     authenticates itself, or broken in named ways (proxy/defects.c),
+ *     so that a trainer shows each failure of the family on the wire.
  *
  * Real clients mean the real clock and the kernel's randomness. Every
  * request a member answers is printed as one line as it happens (-q
  * silences it) and streamed to the admin endpoint's console (live.h).
+ * This file parses the command line and runs serve until a signal; what
+ * runs is serve_array.c's (started, restarted for a trainer, stopped),
+ * what it prints serve_print.c's.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -27,68 +35,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "balancer/balancer.h"
 #include "cli.h"
-#include "common/kb_guard.h"
-#include "evidence/evidence.h"
-#include "live/admin.h"
-#include "live/live.h"
 #include "render/serve_page.h"
 #include "secret.h"
-#include "sim/fdlimit.h"
-
-struct kbsim_endpoint {
-  char host[64];
-  uint16_t port;
-  bool given;
-};
-
-struct kbsim_serve_opts {
-  const char *file;
-  struct kbsim_endpoint proxy, backend, admin;
-  enum proxy_policy policy;
-  bool have_policy;
-  enum proxy_auth auth;
-  bool have_auth;
-  struct kb_users *users; /* --user specs, flag form only */
-  bool exit_now;          /* --help printed: exit with the code returned */
-  const char *admin_hosts[ADMIN_MAX_HOSTS]; /* --admin-host */
-  size_t nadmin_hosts;
-  bool quiet; /* -q: no line per request */
-  /* Evidence written on SIGINT/SIGTERM. */
-  const char *pcap, *transcript, *json, *html;
-};
-
-/* Both sinks of a recording serve: the live view (terminal lines, the
- * console) and the recorder the files are written from. */
-struct kbsim_serve_tee {
-  struct kb_trace live, rec;
-};
-
-/* kb_trace emit: hands ev to both sinks, each of which locks its own. */
-static void kbsim_serve_tee_emit(void *ctx, const struct kb_trace_event *ev)
-{
-  const struct kbsim_serve_tee *t = ctx;
-
-  kb_trace_emit(&t->live, ev);
-  kb_trace_emit(&t->rec, ev);
-}
-
-/* Formats http://host:port/ (IPv6 literals bracketed) into out. */
-static void kbsim_serve_url(const char *host, uint16_t port, char *out,
-                            size_t len)
-{
-  snprintf(out, len, strchr(host, ':') ? "http://[%s]:%u/" : "http://%s:%u/",
-           host, (unsigned)port);
-}
-
-/* Returns true when host is a loopback address. */
-static bool kbsim_serve_loopback(const char *host)
-{
-  return !strncmp(host, "127.", 4) || !strcmp(host, "::1");
-}
+#include "serve.h"
 
 static int kbsim_cmd_serve(int argc, char **argv);
+
+/* Option values without a short form. */
+enum { KBSIM_SERVE_PASS_THROUGH = 1101 };
 
 static const struct kbsim_opt serve_opts[] = {
     {"proxy", 'x', "HOST:PORT",
@@ -111,6 +66,29 @@ static const struct kbsim_opt serve_opts[] = {
      "Without SCENARIO: the "
      "listener's authentication "
      "(default integrated)."},
+    {"pass-through", KBSIM_SERVE_PASS_THROUGH, NULL,
+     "Without SCENARIO: the listener authenticates nobody; it passes NTLM "
+     "through to Exchange, which authenticates each connection itself "
+     "with the --user accounts (as 'kbsim exchange --auth integrated'), "
+     "and pins each client connection to an upstream connection of its "
+     "own, as HAProxy does. Takes no --policy and no --auth."},
+    {"defect", 'D', "NAME",
+     "Without SCENARIO: break the listener in one named way (repeat for "
+     "more); enough alone, with --proxy, --backend and the users, to start. "
+     "Each of the first four implies --pass-through: handshake-split sends "
+     "every request on a new upstream connection, so a type 3 never meets "
+     "its challenge; mixes-identities hands the upstream connection of a "
+     "client that left to the next client; pinned-recycled replaces the "
+     "pinned upstream connection after 2 requests while the client's stays "
+     "open; challenge-rewritten folds Exchange's offer (WWW-Authenticate: "
+     "Negotiate, then NTLM) into one header without NTLM. The others are "
+     "the authenticating "
+     "listener's: body-less-forward forwards a type 1 on an authenticated "
+     "connection (the bug of --policy per-connection, which it implies); "
+     "expect-hang answers a request with Expect: 100-continue neither a 100 "
+     "nor anything until the client gives up; body-on-type1 forwards a type "
+     "1 that carries a body, unauthenticated. mixes-after-single-leg "
+     "(Kerberos) and ntlm-over-http2 (TLS) are not available yet."},
     {"user", 'u', "'DOMAIN\\user:password'",
      "Without SCENARIO: a "
      "directory entry; repeat "
@@ -132,6 +110,11 @@ static const struct kbsim_opt serve_opts[] = {
      "On SIGINT/SIGTERM, the JSON report of what passed: every connection "
      "of both hops with its close reason, every exchange as the members "
      "and Exchange saw it, the counters."},
+    {"redact", KBSIM_OPT_REDACT, NULL,
+     "Replace what an offline dictionary attack on the password needs (each "
+     "NTLM type 3's LM and NT proofs, MIC and session key) by a marker of the "
+     "same length in the transcript and the pcap: for evidence shared outside "
+     "the team."},
     {"html", 'w', "FILE",
      "On SIGINT/SIGTERM, the page of what passed: both hops' connections, "
      "each request with the listener's decision and what reached "
@@ -142,7 +125,9 @@ const struct kbsim_command kbsim_serve_command = {
     "serve",
     "SCENARIO [--proxy HOST:PORT] [--backend HOST:PORT] [--admin HOST:PORT]\n"
     "--proxy HOST:PORT --backend HOST:PORT --policy P --user SPEC... "
-    "[--auth integrated|basic|none] [--admin HOST:PORT]",
+    "[--auth integrated|basic|none] [--admin HOST:PORT]\n"
+    "--proxy HOST:PORT --backend HOST:PORT --pass-through|--defect NAME... "
+    "--user SPEC... [--admin HOST:PORT]",
     "the listener and Exchange on real ports, for real clients",
     "Runs until SIGINT or SIGTERM on the real clock with the kernel's "
     "randomness, and prints where everything listens. With SCENARIO (a file "
@@ -150,18 +135,158 @@ const struct kbsim_command kbsim_serve_command = {
     "own port with its patch level and script, behind a TCP load balancer "
     "on --proxy that picks a member per new connection, and the admin "
     "endpoint that 'kbsim ctl' drives. Without: one listener on --proxy in "
-    "front of Exchange on --backend.\n\n"
+    "front of Exchange on --backend; with --pass-through it passes NTLM on "
+    "to an Exchange that authenticates, and each --defect breaks it in one "
+    "of the named ways the reverse-proxy family fails (what kbsim probe "
+    "tells apart), for a trainer to show on the wire. Exchange's status "
+    "line says where its counters are read.\n\n"
     "HOST:PORT is a numeric address or localhost (127.0.0.1), [V6]:PORT for "
     "IPv6, or a URL as serve prints it (http://127.0.0.1:8099/).",
     serve_opts,
     "@scenario",
     kbsim_cmd_serve};
 
+/* Adds a --user spec to the flag form's store, and keeps a copy for the
+ * sessions the admin endpoint runs. Returns 0, or -1 with a one-line
+ * reason in err. */
+static int kbsim_serve_user(struct kbsim_serve_opts *o, const char *spec,
+                            char *err, size_t errlen)
+{
+  if(kb_users_add_spec(o->users, spec, err, errlen))
+    return -1;
+  if(o->nuser_specs < KBSIM_SERVE_MAX_USERS &&
+     (o->user_specs[o->nuser_specs] = strdup(spec)) != NULL)
+    o->nuser_specs++;
+  return 0;
+}
+
 /* secret_user_add_fn for --user-file: into the store of the flag form. */
 static int kbsim_serve_add_user(void *ctx, const char *spec, char *err,
                                 size_t errlen)
 {
-  return kb_users_add_spec(ctx, spec, err, errlen);
+  return kbsim_serve_user(ctx, spec, err, errlen);
+}
+
+/* The first of the defects in the bit set defects whose listener is
+ * where (kb_defect.h), or NULL. */
+static const char *kbsim_serve_defect_of(unsigned defects,
+                                         enum kb_defect_where where)
+{
+  unsigned i;
+
+  for(i = 0; i < KB_DEFECT_COUNT; i++)
+    if((defects & PROXY_DEFECT(i)) &&
+       kb_defect_info((enum kb_defect)i)->where == where)
+      return kb_defect_name((enum kb_defect)i);
+  return NULL;
+}
+
+/* Settles the flag form's listener from --pass-through, --defect,
+ * --policy and --auth: a pass-through defect implies --pass-through, and
+ * what contradicts itself is a usage error naming both sides. Returns 0,
+ * or 2 after printing it. */
+static int kbsim_serve_check_flags(struct kbsim_serve_opts *o)
+{
+  const char *through =
+      kbsim_serve_defect_of(o->defects, KB_DEFECT_PASS_THROUGH);
+  const char *authenticating =
+      kbsim_serve_defect_of(o->defects, KB_DEFECT_AUTHENTICATING);
+  char why[64];
+
+  if(through)
+    snprintf(why, sizeof(why), "--defect %s", through);
+  else
+    snprintf(why, sizeof(why), "--pass-through");
+  if(through || o->pass_through) {
+    if(authenticating)
+      return kbsim_bad_args("--defect %s breaks a listener that "
+                            "authenticates, %s one that passes NTLM "
+                            "through; give one kind",
+                            authenticating, why);
+    if(o->have_policy)
+      return kbsim_bad_args("--policy: under %s the listener authenticates "
+                            "nobody, so it has no policy; drop --policy",
+                            why);
+    if(o->have_auth && o->auth != PROXY_AUTH_NONE)
+      return kbsim_bad_args("--auth %s: under %s Exchange authenticates, "
+                            "not the listener; drop --auth",
+                            proxy_auth_name(o->auth), why);
+    o->pass_through = true;
+    return 0;
+  }
+  if(!authenticating)
+    return 0;
+  if(o->have_auth && o->auth != PROXY_AUTH_INTEGRATED)
+    return kbsim_bad_args("--auth %s cannot have --defect %s, a defect of "
+                          "the integrated listener; drop --auth",
+                          proxy_auth_name(o->auth), authenticating);
+  if(o->defects & PROXY_DEFECT(KB_DEFECT_BODY_LESS_FORWARD)) {
+    if(o->have_policy && o->policy == PROXY_POLICY_PER_REQUEST)
+      return kbsim_bad_args("--policy per-request is the fix of what "
+                            "--defect body-less-forward breaks; give one");
+    o->policy = PROXY_POLICY_PER_CONNECTION;
+  }
+  else if(!o->have_policy)
+    o->policy = PROXY_POLICY_PER_REQUEST; /* the defect alone */
+  return 0;
+}
+
+/* Takes one option of the flag form (c, its value in optarg): the
+ * listener's policy, authentication, pass-through, defects and users.
+ * Sets *flag_only to the option's name. Returns 0, or the exit code 2
+ * after printing what was wrong. */
+static int kbsim_serve_flag_opt(struct kbsim_serve_opts *o, int c,
+                                const char **flag_only)
+{
+  char err[512];
+
+  switch(c) {
+  case 'P':
+    if(proxy_policy_parse(optarg, &o->policy))
+      return kbsim_bad_args("--policy: '%s' is not per-connection or "
+                            "per-request",
+                            optarg);
+    o->have_policy = true;
+    *flag_only = "--policy";
+    break;
+  case 'A':
+    if(proxy_auth_parse(optarg, &o->auth))
+      return kbsim_bad_args("--auth: '%s' is not integrated, basic or none",
+                            optarg);
+    o->have_auth = true;
+    *flag_only = "--auth";
+    break;
+  case KBSIM_SERVE_PASS_THROUGH:
+    o->pass_through = true;
+    *flag_only = "--pass-through";
+    break;
+  case 'D': {
+    enum kb_defect d;
+    const char *missing;
+
+    if(kb_defect_parse(optarg, &d, err, sizeof(err)))
+      return kbsim_bad_args("--defect: %s", err);
+    missing = proxy_defect_unavailable(d);
+    if(missing)
+      return kbsim_bad_args("--defect %s %s", optarg, missing);
+    o->defects |= PROXY_DEFECT(d);
+    *flag_only = "--defect";
+    break;
+  }
+  case 'u':
+    if(kbsim_serve_user(o, optarg, err, sizeof(err)))
+      return kbsim_bad_args("--user: %s", err);
+    *flag_only = "--user";
+    break;
+  case 'F':
+    if(secret_user_file(optarg, kbsim_serve_add_user, o, err, sizeof(err))) {
+      fprintf(stderr, "kbsim: --user-file: %s\n", err);
+      return 2;
+    }
+    *flag_only = "--user-file";
+    break;
+  }
+  return 0;
 }
 
 /* Parses the command line into *o. Returns 0, or the exit code 2 after
@@ -172,14 +297,16 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
   struct kbsim_args a;
   struct kbsim_endpoint *ep;
   const char *flag_only = NULL;
-  char err[512];
-  int c;
+  int c, bad;
 
   kbsim_args_init(&a, &kbsim_serve_command, argc, argv);
   while((c = kbsim_args_next(&a)) > 0) {
     switch(c) {
     case 'q':
       o->quiet = true;
+      break;
+    case KBSIM_OPT_REDACT:
+      evidence_set_redact(true);
       break;
     case 'H':
       if(!*optarg || strlen(optarg) > 253 ||
@@ -207,32 +334,14 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
       ep->given = true;
       break;
     case 'P':
-      if(proxy_policy_parse(optarg, &o->policy))
-        return kbsim_bad_args("--policy: '%s' is not per-connection or "
-                              "per-request",
-                              optarg);
-      o->have_policy = true;
-      flag_only = "--policy";
-      break;
     case 'A':
-      if(proxy_auth_parse(optarg, &o->auth))
-        return kbsim_bad_args("--auth: '%s' is not integrated, basic or none",
-                              optarg);
-      o->have_auth = true;
-      flag_only = "--auth";
-      break;
+    case KBSIM_SERVE_PASS_THROUGH:
+    case 'D':
     case 'u':
-      if(kb_users_add_spec(o->users, optarg, err, sizeof(err)))
-        return kbsim_bad_args("--user: %s", err);
-      flag_only = "--user";
-      break;
     case 'F':
-      if(secret_user_file(optarg, kbsim_serve_add_user, o->users, err,
-                          sizeof(err))) {
-        fprintf(stderr, "kbsim: --user-file: %s\n", err);
-        return 2;
-      }
-      flag_only = "--user-file";
+      bad = kbsim_serve_flag_opt(o, c, &flag_only);
+      if(bad)
+        return bad;
       break;
     case 'c':
       o->pcap = optarg;
@@ -260,7 +369,7 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
   {
     /* Written on SIGINT/SIGTERM, checked now; "-" is standard output. */
     struct evidence_want w = {o->transcript, o->pcap, o->json, o->html};
-    int bad = kbsim_evidence_check(&w, "serve");
+    bad = kbsim_evidence_check(&w, "serve");
     if(bad)
       return bad;
   }
@@ -268,11 +377,15 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
     return kbsim_bad_args("%s cannot be combined with a scenario; set it in "
                           "the file instead",
                           flag_only);
-  if(!o->file && (!o->proxy.given || !o->backend.given || !o->have_policy ||
+  if(!o->file && (bad = kbsim_serve_check_flags(o)) != 0)
+    return bad;
+  if(!o->file && (!o->proxy.given || !o->backend.given ||
+                  !(o->have_policy || o->pass_through || o->defects) ||
                   !kb_users_count(o->users)))
     return kbsim_bad_args(
-        "give a scenario (a file or a name), or --proxy, "
-        "--backend, --policy and at least one --user or --user-file");
+        "give a scenario (a file or a name), or --proxy, --backend, --policy "
+        "(or --pass-through, or --defect) and at least one --user or "
+        "--user-file");
   if(!o->proxy.given)
     snprintf(o->proxy.host, sizeof(o->proxy.host), "127.0.0.1");
   if(!o->backend.given)
@@ -291,74 +404,15 @@ static void kbsim_serve_flag_scenario(const struct kbsim_serve_opts *o,
   scenario_defaults(sc);
   snprintf(sc->name, sizeof(sc->name), "serve");
   sc->nusers = 0;
-  sc->auth = o->have_auth ? o->auth : PROXY_AUTH_INTEGRATED;
+  sc->auth = o->pass_through ? PROXY_AUTH_NONE
+             : o->have_auth  ? o->auth
+                             : PROXY_AUTH_INTEGRATED;
   sc->nmembers = 1;
   snprintf(sc->members[0].name, sizeof(sc->members[0].name), "ISA01");
   sc->members[0].patch = o->policy == PROXY_POLICY_PER_REQUEST
                              ? SCENARIO_PATCH_SP1
                              : SCENARIO_PATCH_RTM;
   sc->members[0].script = o->policy == PROXY_POLICY_PER_REQUEST;
-}
-
-/* Prints the admin endpoint's lines: its URL, the console's (with the
- * token) and where ctl finds the token. */
-static void kbsim_serve_print_admin(const struct admin *adm,
-                                    const struct kbsim_serve_opts *o,
-                                    const char *token_path)
-{
-  char url[128];
-
-  kbsim_serve_url(o->admin.host, admin_port(adm), url, sizeof(url));
-  printf("Admin:        %s (every request needs the token)\n", url);
-  printf("Console:      %s?token=%s\n", url, admin_token(adm));
-  printf("Token file:   %s (mode 0600; kbsim ctl reads it)\n", token_path);
-}
-
-/* Prints what serves where, for the scenario form. */
-static void kbsim_serve_print_array(const struct scenario *sc,
-                                    const struct sim_topology *topo,
-                                    const struct balancer *bal,
-                                    const struct admin *adm,
-                                    const struct kbsim_serve_opts *o,
-                                    const char *token_path)
-{
-  char url[128], label[48];
-  size_t i;
-
-  printf("Scenario:     %s%s%s\n", sc->name, sc->description[0] ? " - " : "",
-         sc->description);
-  kbsim_serve_url(o->proxy.host, balancer_port(bal), url, sizeof(url));
-  printf("Balancer:     %s (%s per TCP connection over %zu member%s)\n", url,
-         balancer_mode_name(sc->balancer), sc->nmembers,
-         sc->nmembers == 1 ? "" : "s");
-  for(i = 0; i < sc->nmembers; i++) {
-    const struct scenario_member *m = &sc->members[i];
-    char murl[128];
-
-    snprintf(label, sizeof(label), "Member %s:", m->name);
-    kbsim_serve_url("127.0.0.1", topo->proxy_ports[i], murl, sizeof(murl));
-    printf("%-13s %s (%s, %s; policy %s: %s)\n", label, murl,
-           scenario_patch_name(m->patch),
-           m->script ? "script run" : "no script",
-           proxy_policy_name(scenario_effective_policy(m->patch, m->script)),
-           admin_policy_reason(m->patch, m->script));
-  }
-  kbsim_serve_url(o->backend.host, backend_port(topo->backend), url,
-                  sizeof(url));
-  printf("Exchange:     %s\n", url);
-  kbsim_serve_print_admin(adm, o, token_path);
-  printf("Listener:     %s authentication; users", proxy_auth_name(sc->auth));
-  for(i = 0; i < sc->nusers; i++)
-    printf("%s %.*s", i ? "," : "", (int)strcspn(sc->user_specs[i], ":"),
-           sc->user_specs[i]);
-  printf("\n");
-  kbsim_serve_url(o->proxy.host, balancer_port(bal), url, sizeof(url));
-  printf("Try:          %s client --url %s --user '%.*s:PASSWORD'\n",
-         kbsim_program, url, (int)strcspn(sc->user_specs[0], ":"),
-         sc->user_specs[0]);
-  printf("              %s ctl --admin %s%s%s:%u status|apply-fix|revert\n",
-         kbsim_program, strchr(o->admin.host, ':') ? "[" : "", o->admin.host,
-         strchr(o->admin.host, ':') ? "]" : "", (unsigned)admin_port(adm));
 }
 
 /* Returns the real clock in microseconds since the epoch. */
@@ -417,265 +471,14 @@ static int kbsim_serve_evidence(struct sim_recorder *rec,
   return 0;
 }
 
-/* A running serve: what kbsim_serve_run starts, and what their configs
- * point into (the tee, the balancer's random source), so everything lives
- * until the stop. Owned by kbsim_serve_run; zeroed means nothing started. */
-struct kbsim_serve {
-  const struct scenario *sc;
-  const struct kbsim_serve_opts *o;
-  bool balanced;  /* the scenario form: members behind the balancer */
-  bool recording; /* --pcap, --transcript, --json or --html */
-  /* The flag form has no balancer, and libmicrohttpd hands over no raw
-   * bytes: to record the client hop, a one-member TCP relay (the
-   * balancer) takes --proxy and the listener moves behind it. */
-  bool relay;
-  struct sim_topology_config cfg;
-  struct sim_topology *topo;
-  struct balancer_config bcfg;
-  struct sim_rng brng;
-  struct balancer *bal;
-  struct admin *adm;
-  struct live *live;
-  struct sim_recorder rec;
-  struct kbsim_serve_tee tee;
-  char token_path[512]; /* "" until written; removed at the stop */
-  struct evidence_serve srv;
-};
-
-/* Starts the live view and the topology of s->sc: the members listen on
- * loopback ephemeral ports behind a balancer or relay, or the one member
- * on --proxy. Returns 0, or -1 after printing a one-line error. */
-static int kbsim_serve_topology(struct kbsim_serve *s,
-                                const struct kb_users *users)
-{
-  const struct scenario *sc = s->sc;
-  const struct kbsim_serve_opts *o = s->o;
-  struct sim_topology_config *cfg = &s->cfg;
-  struct live_config lcfg;
-  bool behind = s->balanced || s->relay;
-  char err[512];
-  size_t i;
-
-  memset(&lcfg, 0, sizeof(lcfg));
-  lcfg.out = o->quiet ? NULL : stdout;
-  if(live_new(&lcfg, &s->live, err, sizeof(err))) {
-    fprintf(stderr, "kbsim: %s\n", err);
-    return -1;
-  }
-  memset(cfg, 0, sizeof(*cfg));
-  cfg->trace = live_as_trace(s->live);
-  cfg->nmembers = sc->nmembers;
-  for(i = 0; i < sc->nmembers; i++) {
-    cfg->members[i].name = sc->members[i].name;
-    cfg->members[i].policy =
-        scenario_effective_policy(sc->members[i].patch, sc->members[i].script);
-  }
-  cfg->policy = cfg->members[0].policy;
-  cfg->auth = sc->auth;
-  cfg->idle_timeout_ms = sc->idle_timeout_ms;
-  cfg->max_requests = sc->max_requests;
-  cfg->users = users;
-  cfg->dns_domain = sc->dns_domain[0] ? sc->dns_domain : NULL;
-  cfg->proxy_host = behind ? "127.0.0.1" : o->proxy.host;
-  cfg->proxy_port = behind ? 0 : o->proxy.port;
-  cfg->backend_host = o->backend.host;
-  cfg->backend_port = o->backend.port;
-  cfg->simulated = false; /* real clients: real clock, real randomness */
-  cfg->fds_per_session = SIM_FDS_PER_SERVED_SESSION;
-  /* --pcap/--transcript: every member's upstream hop (its libcurl) and,
-   * through the balancer, the client hop, stamped on the real clock. */
-  if(s->recording) {
-    s->tee.live = cfg->trace;
-    s->tee.rec = sim_recorder_as_kb(&s->rec);
-    cfg->trace.emit = kbsim_serve_tee_emit;
-    cfg->trace.ctx = &s->tee;
-  }
-  if(sim_topology_start(cfg, &s->topo, err, sizeof(err))) {
-    fprintf(stderr, "kbsim: %s\n", err);
-    return -1;
-  }
-  return 0;
-}
-
-/* Starts the balancer (or the flag form's relay) on --proxy in front of
- * the members. Returns 0, or -1 after printing a one-line error. */
-static int kbsim_serve_balancer(struct kbsim_serve *s)
-{
-  const struct sim_topology *topo = s->topo;
-  struct balancer_config *bcfg = &s->bcfg;
-  char err[512];
-  size_t i;
-
-  memset(bcfg, 0, sizeof(*bcfg));
-  bcfg->bind_host = s->o->proxy.host;
-  bcfg->port = s->o->proxy.port;
-  bcfg->nmembers = topo->nproxies;
-  /* As many as the members hold together: one member connection per
-   * client connection. */
-  bcfg->max_connections = (unsigned)(topo->member_connections * topo->nproxies);
-  for(i = 0; i < topo->nproxies; i++) {
-    bcfg->members[i].host = "127.0.0.1";
-    bcfg->members[i].port = topo->proxy_ports[i];
-  }
-  bcfg->mode = s->sc->balancer;
-  /* Seeded: the scenario's seed, so a live array spreads connections
-   * in the same order as the scenario's run. */
-  sim_rng_init(&s->brng, s->sc->seed);
-  bcfg->rng = sim_rng_as_kb(&s->brng);
-  bcfg->trace = s->cfg.trace;
-  if(balancer_start(bcfg, &s->bal, err, sizeof(err))) {
-    fprintf(stderr, "kbsim: %s\n", err);
-    return -1;
-  }
-  return 0;
-}
-
-/* Starts the admin endpoint on --admin and writes its token file. Returns
- * 0, or -1 after printing a one-line error. */
-static int kbsim_serve_admin(struct kbsim_serve *s)
-{
-  const struct kbsim_serve_opts *o = s->o;
-  const struct sim_topology *topo = s->topo;
-  const char *env_token = getenv("KBSIM_ADMIN_TOKEN");
-  struct admin_config acfg;
-  struct admin_member members[ADMIN_MAX_MEMBERS];
-  char member_urls[ADMIN_MAX_MEMBERS][128];
-  char burl[128], eurl[128], err[512];
-  size_t i;
-
-  memset(&acfg, 0, sizeof(acfg));
-  memset(members, 0, sizeof(members));
-  for(i = 0; i < topo->nproxies; i++) {
-    kbsim_serve_url(s->cfg.proxy_host, topo->proxy_ports[i], member_urls[i],
-                    sizeof(member_urls[i]));
-    members[i].name = s->sc->members[i].name;
-    members[i].url = member_urls[i];
-    members[i].patch = s->sc->members[i].patch;
-    members[i].script = s->sc->members[i].script;
-    members[i].proxy = topo->proxies[i];
-  }
-  kbsim_serve_url(o->backend.host, backend_port(topo->backend), eurl,
-                  sizeof(eurl));
-  acfg.bind_host = o->admin.host;
-  acfg.port = o->admin.port;
-  acfg.scenario = s->balanced ? s->sc->name : NULL;
-  acfg.members = members;
-  acfg.nmembers = topo->nproxies;
-  acfg.backend = topo->backend;
-  acfg.backend_url = eurl;
-  if(s->bal) {
-    kbsim_serve_url(o->proxy.host, balancer_port(s->bal), burl, sizeof(burl));
-    acfg.balancer = s->bal;
-    acfg.balancer_url = burl;
-    acfg.balancer_mode = s->bcfg.mode;
-  }
-  acfg.token = env_token && *env_token ? env_token : NULL;
-  acfg.hosts = o->admin_hosts;
-  acfg.nhosts = o->nadmin_hosts;
-  acfg.live = s->live;
-  if(acfg.token && admin_token_check(acfg.token, err, sizeof(err))) {
-    fprintf(stderr, "kbsim: KBSIM_ADMIN_TOKEN: %s\n", err);
-    return -1;
-  }
-  if(admin_start(&acfg, &s->adm, err, sizeof(err))) {
-    fprintf(stderr, "kbsim: %s\n", err);
-    return -1;
-  }
-  admin_token_path(admin_port(s->adm), s->token_path, sizeof(s->token_path));
-  if(admin_token_write(s->token_path, admin_token(s->adm), err, sizeof(err))) {
-    fprintf(stderr, "kbsim: %s\n", err);
-    s->token_path[0] = '\0';
-    return -1;
-  }
-  if(!kbsim_serve_loopback(o->admin.host))
-    fprintf(stderr,
-            "kbsim: warning: the admin endpoint on %s is reachable from "
-            "other machines, over plain HTTP; whoever sees the token can "
-            "change the array. Bind it to 127.0.0.1 unless you must\n",
-            o->admin.host);
-  return 0;
-}
-
-/* Warns about what a real client could do that a trainer may not want: too
- * few descriptors, Exchange or the listener reachable from elsewhere. */
-static void kbsim_serve_warn(const struct kbsim_serve *s)
-{
-  const struct kbsim_serve_opts *o = s->o;
-  const struct sim_topology *topo = s->topo;
-
-  if(topo->member_connections < KB_GUARD_MAX_CONNECTIONS)
-    fprintf(
-        stderr,
-        "kbsim: warning: the descriptor limit (%lu) holds %u connections "
-        "per listener; raise it (ulimit -n %lu) for %u\n",
-        sim_fd_limit(), topo->member_connections,
-        sim_fd_need((unsigned long)KB_GUARD_MAX_CONNECTIONS * topo->nproxies),
-        KB_GUARD_MAX_CONNECTIONS);
-  /* Exchange trusts whatever reaches it (as the real one trusts ISA's
-   * delegation) and answers mailbox data without a login. */
-  if(!kbsim_serve_loopback(o->backend.host))
-    fprintf(stderr,
-            "kbsim: warning: Exchange on %s answers mailbox data to anyone "
-            "who reaches it, without a login; bind it to 127.0.0.1\n",
-            o->backend.host);
-  if(!kbsim_serve_loopback(o->proxy.host))
-    fprintf(stderr,
-            "kbsim: warning: the listener on %s is reachable from other "
-            "machines: anyone there can sign in with its test accounts and "
-            "reach Exchange through it\n",
-            o->proxy.host);
-}
-
-/* Prints what serves where, for the flag form. */
-static void kbsim_serve_print_flag(const struct kbsim_serve *s)
-{
-  const struct kbsim_serve_opts *o = s->o;
-  char url[128];
-
-  kbsim_serve_url(o->proxy.host,
-                  s->relay ? balancer_port(s->bal) : proxy_port(s->topo->proxy),
-                  url, sizeof(url));
-  printf("ISA listener: %s (policy %s", url,
-         proxy_policy_name(s->cfg.members[0].policy));
-  if(s->sc->auth != PROXY_AUTH_INTEGRATED)
-    printf(", %s authentication", proxy_auth_name(s->sc->auth));
-  printf(s->relay ? "; recorded through a TCP relay)\n" : ")\n");
-  kbsim_serve_url(o->backend.host, backend_port(s->topo->backend), url,
-                  sizeof(url));
-  printf("Exchange:     %s\n", url);
-  if(s->adm)
-    kbsim_serve_print_admin(s->adm, o, s->token_path);
-}
-
 /* Stops everything s started and, after a clean stop (result 0), writes
  * the evidence files. Returns result, or 1 when the evidence could not be
  * written. */
 static int kbsim_serve_stop(struct kbsim_serve *s, int result)
 {
   struct evidence_serve *srv = &s->srv;
-  size_t i;
 
-  /* The admin endpoint and the balancer point into the topology: stop
-   * them first. What --json reports is read on the way: the balancer's
-   * counters before it goes, the members' once nothing reaches them. */
-  admin_stop(s->adm);
-  if(s->token_path[0])
-    unlink(s->token_path);
-  if(s->bal)
-    balancer_stats(s->bal, &srv->balancer);
-  balancer_stop(s->bal);
-  if(s->topo) {
-    srv->sc = s->sc;
-    srv->balanced = s->balanced || s->relay;
-    srv->nmembers = s->topo->nproxies;
-    for(i = 0; i < s->topo->nproxies; i++) {
-      srv->policies[i] = proxy_get_policy(s->topo->proxies[i]);
-      proxy_stats(s->topo->proxies[i], &srv->members[i]);
-    }
-    backend_stats(s->topo->backend, &srv->backend);
-  }
-  sim_topology_stop(s->topo);
-  live_free(s->live); /* nothing emits into it any more */
+  kbsim_serve_stop_array(s);
   /* Everything stopped, every close recorded: now the files. */
   if(s->recording && !result) {
     char *text = s->sc->path[0] ? evidence_read_text(s->sc->path) : NULL;
@@ -685,13 +488,15 @@ static int kbsim_serve_stop(struct kbsim_serve *s, int result)
     free(text);
   }
   sim_recorder_free(&s->rec);
+  free(s->switched);
+  kb_users_free(s->switched_users);
   return result;
 }
 
 /* Runs the topology of sc until SIGINT or SIGTERM. With a balancer (the
  * scenario form) members listen on loopback ephemeral ports behind it;
  * without (the flag form) the one member listens on --proxy. Returns the
- * exit code. */
+ * exit code: 1 when a trainer's restart could not start an array. */
 static int kbsim_serve_run(const struct scenario *sc,
                            const struct kb_users *users,
                            const struct kbsim_serve_opts *o, bool balanced)
@@ -712,20 +517,16 @@ static int kbsim_serve_run(const struct scenario *sc,
     return 1;
   }
   s->sc = sc;
+  s->users = users;
   s->o = o;
   s->balanced = balanced;
   s->recording = o->pcap || o->transcript || o->json || o->html;
   s->relay = !balanced && s->recording;
   sim_recorder_init(&s->rec, true);
-  if(kbsim_serve_topology(s, users) ||
-     ((balanced || s->relay) && kbsim_serve_balancer(s)) ||
-     ((balanced || o->admin.given) && kbsim_serve_admin(s)))
+  if(kbsim_serve_start(s))
     goto done;
   kbsim_serve_warn(s);
-  if(balanced)
-    kbsim_serve_print_array(sc, s->topo, s->bal, s->adm, o, s->token_path);
-  else
-    kbsim_serve_print_flag(s);
+  kbsim_serve_print(s);
   printf("serving until SIGINT or SIGTERM\n");
   fflush(stdout);
   s->srv.started_us = kbsim_serve_now_us();
@@ -734,7 +535,8 @@ static int kbsim_serve_run(const struct scenario *sc,
   s->srv.signal = sig == SIGINT ? "SIGINT" : "SIGTERM";
   printf("stopping on %s\n", s->srv.signal);
   fflush(stdout);
-  result = 0;
+  /* A restart that could not start an array sent the signal itself. */
+  result = s->failed ? 1 : 0;
 
 done:
   result = kbsim_serve_stop(s, result);
@@ -790,6 +592,10 @@ static int kbsim_cmd_serve(int argc, char **argv)
 done:
   kb_users_free(users);
   kb_users_free(o.users);
+  for(i = 0; i < o.nuser_specs; i++) {
+    explicit_bzero(o.user_specs[i], strlen(o.user_specs[i]));
+    free(o.user_specs[i]);
+  }
   free(sc);
   return result;
 }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -47,6 +48,7 @@ struct kbsim_sweep_run {
   FILE *human;                    /* stdout, or stderr when it is taken */
   FILE *csvf;                     /* --csv, open; NULL without */
   json_t *grid;                   /* the JSON's points */
+  json_t *seconds;                /* each point's time, for the JSON */
   struct sim_runner *runners;     /* one per job */
   size_t npoints;                 /* grid points reported */
   struct ci_case verdicts[KBSIM_MAX_POINTS];
@@ -251,6 +253,35 @@ static int kbsim_sweep_parse(int argc, char **argv, struct kbsim_sweep_args *o)
   return 0;
 }
 
+/* Reads the scenario into r->base. One that cannot be read is refused
+ * with its one-line reason, and with --junit or --tap an error case says
+ * why too, for CI. Returns 0, 2, or 3 when the JUnit file could not be
+ * written. */
+static int kbsim_sweep_read(struct kbsim_sweep_run *r)
+{
+  const struct kbsim_sweep_args *o = &r->a;
+  struct timespec start;
+  struct ci_case v;
+  char err[1024];
+
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  if(!kbsim_read_scenario(o->scenario, &r->base, err, sizeof(err)))
+    return 0;
+  fprintf(stderr, "kbsim: %s\n", err);
+  kbsim_bad_scenario_case(o->scenario, err, kbsim_seconds_since(&start), &v);
+  if(o->tap)
+    ci_tap_write(stdout, &v, 1);
+  if(o->junit &&
+     ci_junit_write(o->junit,
+                    &(const struct ci_suite){
+                        .name = "kbsim sweep", .cases = &v, .ncases = 1},
+                    err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return 3;
+  }
+  return 2;
+}
+
 /* Loads the scenario and checks every grid point before any runs (a typo
  * costs no minutes); takes the expected rate from the scenario unless
  * --expect-rate gave one, and this part's seeds with --shard. Returns 0,
@@ -261,9 +292,10 @@ static int kbsim_sweep_prepare(struct kbsim_sweep_run *r)
   struct scenario sc;
   char err[512];
   size_t pt;
+  int rc;
 
-  if(kbsim_load_scenario(o->scenario, &r->base))
-    return 2;
+  if((rc = kbsim_sweep_read(r)) != 0)
+    return rc;
   for(pt = 0; pt < o->grid.npoints; pt++)
     if(kbsim_grid_point(&o->grid, pt, &r->base, &sc, NULL, err, sizeof(err)))
       return kbsim_bad_args("--vary: %s", err);
@@ -310,11 +342,10 @@ static int kbsim_sweep_open(struct kbsim_sweep_run *r)
               strerror(errno));
       return 3;
     }
+    const char *keys[KBSIM_MAX_VARY];
     for(k = 0; k < o->grid.nvary; k++)
-      fprintf(r->csvf, "%s,", o->grid.vary[k].key);
-    fputs("seeds,sessions,with_error,rate,ci_low,ci_high,empty_posts,"
-          "ews_posts,verdict\n",
-          r->csvf);
+      keys[k] = o->grid.vary[k].key;
+    kbsim_sweep_csv_header(r->csvf, keys, o->grid.nvary);
   }
   /* Standard output belongs to a file written to "-". */
   if(kbsim_is_stdout(o->json) || kbsim_is_stdout(o->junit) ||
@@ -331,6 +362,8 @@ static int kbsim_sweep_open(struct kbsim_sweep_run *r)
   for(k = 0; k < o->jobs; k++)
     r->runners[k].fresh = o->fresh;
   r->grid = json_array();
+  r->seconds = json_array();
+  r->stamp.seconds = r->seconds;
   return 0;
 }
 
@@ -366,10 +399,7 @@ static void kbsim_sweep_print(const struct kbsim_sweep_run *r,
     fprintf(human, "%" PRIu64 " run%s could not run (first error above)\n",
             t->failed_runs, t->failed_runs == 1 ? "" : "s");
   if(o->rate_lo >= 0 || v->result != CI_PASS)
-    fprintf(human, "%s %s: %s\n",
-            v->result == CI_PASS   ? "PASS"
-            : v->result == CI_FAIL ? "FAIL"
-                                   : "ERROR",
+    fprintf(human, "%s %s: %s\n", kbsim_sweep_verdict_word(v, o->rate_lo),
             v->name, v->message);
 }
 
@@ -382,33 +412,14 @@ static void kbsim_sweep_record(struct kbsim_sweep_run *r, size_t pt,
                                const struct ci_case *v)
 {
   const struct kbsim_grid *g = &r->a.grid;
-  struct sim_plot_point *pp = &r->plot[pt];
-  char(*text)[256] = r->plot_text[pt];
+  struct kbsim_point_label l = {.nvary = g->nvary, .base = base, .name = name};
   size_t k;
 
-  snprintf(text[0], sizeof(text[0]), "%s",
-           g->nvary ? g->vary[0].values[at[0]] : base);
-  snprintf(text[1], sizeof(text[1]), "%s",
-           g->nvary > 1 ? g->vary[1].values[at[1]] : "");
-  snprintf(text[2], sizeof(text[2]), "%s", name);
-  pp->x = text[0];
-  pp->series = g->nvary > 1 ? text[1] : NULL;
-  pp->label = text[2];
-  pp->rate = t->rate;
-  pp->lo = t->lo;
-  pp->hi = t->hi;
-  pp->sessions = t->sessions;
-  pp->with_error = t->with_error;
-  pp->verdict = kbsim_sweep_result_name(v->result);
-  if(!r->csvf)
-    return;
   for(k = 0; k < g->nvary; k++)
-    fprintf(r->csvf, "%s,", g->vary[k].values[at[k]]);
-  fprintf(r->csvf,
-          "%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%.6f,%.6f,%.6f,%" PRIu64
-          ",%" PRIu64 ",%s\n",
-          t->runs, t->sessions, t->with_error, t->rate, t->lo, t->hi, t->empty,
-          t->ews, kbsim_sweep_result_name(v->result));
+    l.values[k] = g->vary[k].values[at[k]];
+  kbsim_sweep_plot_point(&r->plot[pt], r->plot_text[pt], &l, t, v);
+  if(r->csvf)
+    kbsim_sweep_csv_line(r->csvf, &l, t, v);
 }
 
 /* Runs grid point pt and reports it: the human lines, the page's point,
@@ -424,6 +435,7 @@ static int kbsim_sweep_one(struct kbsim_sweep_run *r, size_t pt, bool *partial)
   struct kbsim_sweep sw;
   struct kbsim_sweep_sum t;
   json_t *point = json_object();
+  struct timespec start;
   char name[256], err[512];
 
   /* Checked in kbsim_sweep_prepare: it cannot fail here. */
@@ -431,6 +443,7 @@ static int kbsim_sweep_one(struct kbsim_sweep_run *r, size_t pt, bool *partial)
   for(k = 0; k < g->nvary; k++)
     json_object_set_new(point, g->vary[k].key,
                         json_string(g->vary[k].values[at[k]]));
+  clock_gettime(CLOCK_MONOTONIC, &start);
   if(kbsim_sweep_point(&sc, o->first, o->count, o->jobs, r->runners, &sw)) {
     fprintf(stderr, "kbsim: out of memory for %" PRIu64 " seeds\n", o->count);
     json_decref(point);
@@ -438,6 +451,8 @@ static int kbsim_sweep_one(struct kbsim_sweep_run *r, size_t pt, bool *partial)
   }
   kbsim_sweep_sum(&sw, &t);
   kbsim_sweep_verdict(&sc, &t, o->rate_lo, o->rate_hi, v);
+  v->seconds = kbsim_seconds_since(&start);
+  json_array_append_new(r->seconds, json_real(v->seconds));
   kbsim_grid_name(g, sc.name, at, name, sizeof(name));
   snprintf(v->name, sizeof(v->name), "%.240s rate", name);
   kbsim_sweep_print(r, &sc, name, &t, v);
@@ -575,6 +590,7 @@ static int kbsim_cmd_sweep(int argc, char **argv)
     json_array_append_new(r->stamp.cmd, json_string(argv[i]));
   rc = kbsim_sweep_main(argc, argv, r);
   json_decref(r->grid);
+  json_decref(r->seconds);
   json_decref(r->stamp.cmd);
   free(r);
   return rc;

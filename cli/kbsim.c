@@ -4,7 +4,7 @@
  * --completion the build uses) are answered here.
  *
  * Commands, one file each (cmd_NAME.c; help in help.c): demo, run, sweep,
- * merge, serve, ctl, client, list, exchange, probe, help. Without a
+ * merge, serve, ctl, client, list, exchange, probe, analyze, help. Without a
  * command, or with options only, kbsim runs the demo.
  *
  * Exit codes (kbsim_exit_codes below, for the man page):
@@ -14,14 +14,16 @@
  *   1  The outcome differed from what was expected (client: the user saw
  *      the Outlook Integration Error, its class server-error or
  *      auth-failed; ctl: the admin endpoint refused; probe: the listener
- *      is affected).
+ *      is affected; analyze: a failure of the family was found).
  *   2  Bad arguments or a malformed scenario file: one line saying what
  *      was wrong, and where the help is.
  *   3  The harness could not run (class infrastructure): nothing
  *      listening, descriptors exhausted, a timeout of kbsim's own, an
- *      evidence file not writable. Never counted as the bug.
+ *      evidence file not writable, an input analyze cannot read. Never
+ *      counted as the bug.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -30,11 +32,19 @@
 
 const char *kbsim_program = "kbsim";
 
-const struct kbsim_command *const kbsim_commands[] = {
-    &kbsim_demo_command,  &kbsim_run_command,  &kbsim_sweep_command,
-    &kbsim_serve_command, &kbsim_ctl_command,  &kbsim_client_command,
-    &kbsim_merge_command, &kbsim_list_command, &kbsim_exchange_command,
-    &kbsim_probe_command, &kbsim_help_command, NULL};
+const struct kbsim_command *const kbsim_commands[] = {&kbsim_demo_command,
+                                                      &kbsim_run_command,
+                                                      &kbsim_sweep_command,
+                                                      &kbsim_serve_command,
+                                                      &kbsim_ctl_command,
+                                                      &kbsim_client_command,
+                                                      &kbsim_merge_command,
+                                                      &kbsim_list_command,
+                                                      &kbsim_exchange_command,
+                                                      &kbsim_probe_command,
+                                                      &kbsim_analyze_command,
+                                                      &kbsim_help_command,
+                                                      NULL};
 
 const struct kbsim_fact kbsim_exit_codes[] = {
     {"0", "As expected: with --expect, in the demo and for scenario files "
@@ -43,12 +53,14 @@ const struct kbsim_fact kbsim_exit_codes[] = {
     {"1", "The outcome differed from what was expected (client: the user saw "
           "the Outlook Integration Error, its class server-error or "
           "auth-failed; ctl: the admin endpoint refused; probe: the "
-          "listener is affected)."},
+          "listener is affected; analyze: a failure of the family was "
+          "found)."},
     {"2", "Bad arguments or a malformed scenario file: one line saying what "
           "was wrong, and where the help is."},
     {"3", "The harness could not run (class infrastructure): nothing "
           "listening, descriptors exhausted, a timeout of kbsim's own, an "
-          "evidence file not writable. Never counted as the bug."},
+          "evidence file not writable, an input analyze cannot read. Never "
+          "counted as the bug."},
     {NULL, NULL}};
 
 /* Prints the version, the commit and the libraries. */
@@ -67,12 +79,17 @@ static int kbsim_version_print(void)
 int main(int argc, char **argv)
 {
   const struct kbsim_command *cmd;
-  const char *best;
+  const char *best, *epoch = getenv("SOURCE_DATE_EPOCH");
+  char err[256];
 
   /* Hints name the program as it was run, so they work when copied. */
   if(argc > 0 && argv[0] && strchr(argv[0], '/'))
     kbsim_program = argv[0];
   evidence_set_command_line(argc, argv);
+  if(epoch && evidence_set_written_epoch(epoch, err, sizeof(err))) {
+    fprintf(stderr, "kbsim: %s\n", err);
+    return 2;
+  }
   if(argc < 2)
     return kbsim_demo_command.run(1, argv);
   if(!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))

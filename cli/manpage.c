@@ -2,12 +2,15 @@
  * manpage.c - kbsim.1 and the bash and zsh completions, written from the
  * same command tables as `--help` (usage.h), so none of them can name an
  * option the program does not take. The build runs `kbsim --man` and
- * `kbsim --completion SHELL` and installs what they print.
+ * `kbsim --completion SHELL` and installs what they print. A value
+ * written "KEY=..." (sweep's --vary) completes to the scenario keys a grid
+ * varies (sweep_grid.c), each with its "=".
  */
 #include <stdbool.h>
 #include <string.h>
 
 #include "evidence/version.h"
+#include "sweep.h"
 #include "usage.h"
 
 #ifndef KBSIM_CATALOGUE_DIR
@@ -28,6 +31,11 @@ static const struct kbsim_fact kbsim_environment[] = {
     {"KBSIM_ADMIN_TOKEN",
      "The admin endpoint's token: serve uses it instead of a random one, "
      "ctl sends it when --token is not given."},
+    {"SOURCE_DATE_EPOCH",
+     "Whole seconds since 1970: the time the JSON reports' stamp says they "
+     "were written (stamp.written), instead of the real clock, so that the "
+     "same command with the same seed writes the same bytes "
+     "(reproducible-builds.org). Not a number: exit 2."},
     {"KBSIM_PASSWORD",
      "The password of client --user DOMAIN\\user when the spec has none "
      "(else it is asked on the terminal, without echo)."},
@@ -238,9 +246,27 @@ static void comp_words(FILE *out, const char *choices)
   }
 }
 
+/* True for "a|b|c": the only values allowed. "KEY=V1,...|KEY=LOW..HIGH"
+ * is no list of choices but two ways to write one. */
 static bool comp_is_choice(const char *arg)
 {
-  return arg && strchr(arg, '|');
+  return arg && strchr(arg, '|') && !strchr(arg, '=');
+}
+
+/* True for a value that starts with a scenario key (--vary). */
+static bool comp_is_key(const char *arg)
+{
+  return arg && !strncmp(arg, "KEY=", 4);
+}
+
+/* Writes the keys a grid varies, space-separated, each followed by
+ * suffix. */
+static void comp_keys(FILE *out, const char *suffix)
+{
+  size_t i;
+
+  for(i = 0; kbsim_vary_keys[i]; i++)
+    fprintf(out, "%s%s%s", i ? " " : "", kbsim_vary_keys[i], suffix);
 }
 
 static void comp_bash(FILE *out)
@@ -274,7 +300,14 @@ static void comp_bash(FILE *out)
       if(!o->arg || o->arg[0] == '[')
         continue;
       fprintf(out, "        --%s)\n            ", o->name);
-      if(comp_is_choice(o->arg)) {
+      if(comp_is_key(o->arg)) {
+        fputs("COMPREPLY=($(compgen -W '", out);
+        comp_keys(out, "=");
+        fputs("' -- \"$cur\"))\n"
+              "            [[ ${COMPREPLY-} == *= ]] && compopt -o nospace\n",
+              out);
+      }
+      else if(comp_is_choice(o->arg)) {
         fputs("COMPREPLY=($(compgen -W '", out);
         comp_words(out, o->arg);
         fputs("' -- \"$cur\"))\n", out);
@@ -296,6 +329,8 @@ static void comp_bash(FILE *out)
             "--names 2>/dev/null)\" -- \"$cur\"))\n"
             "        _filedir ini\n",
             out);
+    else if(ops && !strcmp(ops, "@files"))
+      fputs("        _filedir\n", out);
     else if(ops && !strcmp(ops, "@command")) {
       fputs("        COMPREPLY=($(compgen -W '", out);
       for(j = 0; kbsim_commands[j]; j++)
@@ -342,6 +377,11 @@ static void comp_zsh(FILE *out)
         "  _alternative 'names:scenario:compadd -a names' "
         "'files:file:_files -g \"*.ini\"'\n"
         "}\n\n"
+        "_kbsim_vary_keys() {\n"
+        "  compadd -S = -- ",
+        out);
+  comp_keys(out, "");
+  fputs("\n}\n\n"
         "_kbsim() {\n"
         "  local -a commands\n"
         "  commands=(\n",
@@ -380,8 +420,12 @@ static void comp_zsh(FILE *out)
       fputs("]", out);
       if(o->arg) {
         fprintf(out, "%s:%s:", o->arg[0] == '[' ? ":" : "",
-                comp_is_choice(o->arg) ? "value" : "arg");
-        if(comp_is_choice(o->arg)) {
+                comp_is_choice(o->arg) ? "value"
+                : comp_is_key(o->arg)  ? "key"
+                                       : "arg");
+        if(comp_is_key(o->arg))
+          fputs("_kbsim_vary_keys", out);
+        else if(comp_is_choice(o->arg)) {
           fputc('(', out);
           comp_words(out, o->arg);
           fputc(')', out);
@@ -395,6 +439,8 @@ static void comp_zsh(FILE *out)
     }
     if(ops && !strcmp(ops, "@scenario"))
       fputs("      '*:scenario:_kbsim_scenarios'\n", out);
+    else if(ops && !strcmp(ops, "@files"))
+      fputs("      '*:file:_files'\n", out);
     else if(ops && !strcmp(ops, "@command")) {
       fputs("      '1:command:(", out);
       for(j = 0; kbsim_commands[j]; j++)

@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "evidence/ci.h"
+#include "render/plot.h"
 #include "sim/run.h"
 #include "sim/scenario.h"
 
@@ -92,13 +93,46 @@ void kbsim_sweep_sum(const struct kbsim_sweep *sw, struct kbsim_sweep_sum *t);
 
 /* The verdict: error when the harness failed anywhere or the sweep was
  * cut short, else fail when the 95% interval is not inside the expected
- * rate (lo < 0: none expected, pass). */
+ * rate (lo < 0: none expected, pass). A fail whose rate is inside but
+ * whose interval is too wide has the type "too-few-seeds" (the others
+ * the class of what users saw, "server-error" or "clean"). */
 void kbsim_sweep_verdict(const struct scenario *sc,
                          const struct kbsim_sweep_sum *t, double lo, double hi,
                          struct ci_case *v);
 
 /* "pass", "fail" or "error", as JSON, CSV and the plot spell v. */
 const char *kbsim_sweep_result_name(enum ci_result result);
+
+/* The word that starts a grid point's verdict line: "PASS", "FAIL",
+ * "ERROR", or "NO GATE" for a point that passed with no expected rate
+ * (lo < 0), which was not judged and so never says PASS. */
+const char *kbsim_sweep_verdict_word(const struct ci_case *v, double lo);
+
+/* One grid point as its --csv line and its point on the --html page show
+ * it: the value of each varied key, in the grid's order, and its name
+ * ("intermittent-array [listener.idle_timeout=10s]"). */
+struct kbsim_point_label {
+  const char *values[KBSIM_MAX_VARY];
+  size_t nvary;
+  const char *base; /* the scenario's name: the x of a grid without keys */
+  const char *name;
+};
+
+/* Writes --csv's header: the varied keys, then the counts' columns. */
+void kbsim_sweep_csv_header(FILE *csv, const char *const *keys, size_t nkeys);
+
+/* Writes grid point l's --csv line: its values, counts, rate, interval,
+ * empty POSTs and verdict. */
+void kbsim_sweep_csv_line(FILE *csv, const struct kbsim_point_label *l,
+                          const struct kbsim_sweep_sum *t,
+                          const struct ci_case *v);
+
+/* Fills *pp, grid point l's point on the --html page (sim_plot_write),
+ * with its strings copied into text, which must live as long as *pp. */
+void kbsim_sweep_plot_point(struct sim_plot_point *pp, char (*text)[256],
+                            const struct kbsim_point_label *l,
+                            const struct kbsim_sweep_sum *t,
+                            const struct ci_case *v);
 
 /* One point's result as JSON: counts, rate, interval, verdict, seeds.
  * Returns it (the caller's), or NULL when out of memory. */
@@ -115,6 +149,7 @@ struct kbsim_sweep_stamp {
   uint64_t all_first;     /* the whole sweep's seeds, with shard_n */
   uint64_t all_count;     /* the whole sweep's seeds, with shard_n */
   json_t *shard_commands; /* borrowed; NULL unless merged */
+  json_t *seconds;        /* borrowed: each grid point's time; NULL: none */
 };
 
 /* Writes the sweep's JSON document to path ("-": standard output): the
@@ -139,6 +174,13 @@ struct kbsim_grid {
   size_t nvary;
   size_t npoints; /* the product of the values' counts; 1 without --vary */
 };
+
+/* The scenario keys a grid varies, as --vary's completion offers them
+ * (manpage.c), NULL-terminated: "listener.idle_timeout", ...,
+ * "member.NAME.patch" (NAME: one of the scenario's members). Every
+ * scenario_override key but the scenario's name, seed, users and
+ * expectations, which a sweep does not vary. */
+extern const char *const kbsim_vary_keys[];
 
 /* Empties g: one point, the scenario as it is. Can't fail. */
 void kbsim_grid_init(struct kbsim_grid *g);

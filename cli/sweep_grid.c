@@ -2,7 +2,7 @@
  * sweep_grid.c - the grid of `kbsim sweep --vary`: each key's values,
  * written as a list (KEY=V1,V2,...) or as a stepped range
  * (KEY=LOW..HIGH/STEP, split by common/kb_range.h), and the scenario and
- * name of each grid point.
+ * name of each grid point; and the keys a grid varies, for completion.
  */
 #include <math.h>
 #include <stdio.h>
@@ -146,6 +146,14 @@ static int kbsim_vary_parse(const char *text, struct kbsim_vary *v, char *err,
     return kbsim_vary_range(text, list, v, err, errlen);
   return kbsim_vary_list(text, list, v, err, errlen);
 }
+
+/* In the order of a scenario file's sections (sim/scenario.c's keys). */
+const char *const kbsim_vary_keys[] = {
+    "array.patched",         "listener.auth",     "listener.idle_timeout",
+    "listener.max_requests", "listener.balancer", "member.NAME.patch",
+    "member.NAME.script",    "clients.count",     "clients.kind",
+    "clients.posts",         "clients.think",     "clients.idle_timeout",
+    "clients.max_requests",  "clients.ntlm",      NULL};
 
 void kbsim_grid_init(struct kbsim_grid *g)
 {

@@ -2,8 +2,9 @@
  * sweep_result.c - what a sweep's seeds add up to: the rate of sessions
  * that saw the error with its 95% Wilson interval, the verdict against the
  * expected rate, and the JSON document (docs/report.schema.json, $defs
- * sweep). `kbsim sweep` writes it from the seeds it ran, `kbsim merge`
- * from the parts' seeds, so the two are the same byte for byte.
+ * sweep), the --csv lines and the --html page's points. `kbsim sweep`
+ * writes them from the seeds it ran, `kbsim merge` from the parts' seeds,
+ * so the two are the same byte for byte.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -71,8 +72,9 @@ void kbsim_sweep_verdict(const struct scenario *sc,
 {
   memset(v, 0, sizeof(*v));
   snprintf(v->name, sizeof(v->name), "%s rate", sc->name);
-  snprintf(v->classname, sizeof(v->classname), "%s",
-           sc->path[0] ? sc->path : "kbsim.sweep");
+  /* The scenario's name, not its path: Jenkins splits a classname at its
+   * dots. */
+  snprintf(v->classname, sizeof(v->classname), "%s", sc->name);
   snprintf(v->output, sizeof(v->output),
            "%" PRIu64 " of %" PRIu64 " sessions = %.2f%% (95%% CI "
            "%.2f%%..%.2f%%) over %" PRIu64 " seeds",
@@ -105,18 +107,75 @@ void kbsim_sweep_verdict(const struct scenario *sc,
     return;
   }
   v->result = CI_FAIL;
+  if(t->sessions && t->rate >= lo && t->rate <= hi) {
+    /* Not the listener's doing: the seeds were too few to decide. */
+    v->type = "too-few-seeds";
+    snprintf(v->message, sizeof(v->message),
+             "too few seeds: the rate %.2f%% is inside %.2f%%..%.2f%%, but "
+             "its 95%% CI %.2f%%..%.2f%% is not; run more seeds to narrow it",
+             100 * t->rate, 100 * lo, 100 * hi, 100 * t->lo, 100 * t->hi);
+    return;
+  }
   snprintf(v->message, sizeof(v->message),
-           "rate %.2f%% (95%% CI %.2f%%..%.2f%%) not inside "
-           "%.2f%%..%.2f%%%s",
-           100 * t->rate, 100 * t->lo, 100 * t->hi, 100 * lo, 100 * hi,
-           t->rate >= lo && t->rate <= hi
-               ? ": the estimate is, the interval is too wide; run more seeds"
-               : "");
+           "rate %.2f%% (95%% CI %.2f%%..%.2f%%) not inside %.2f%%..%.2f%%",
+           100 * t->rate, 100 * t->lo, 100 * t->hi, 100 * lo, 100 * hi);
 }
 
 const char *kbsim_sweep_result_name(enum ci_result result)
 {
   return result == CI_PASS ? "pass" : result == CI_FAIL ? "fail" : "error";
+}
+
+const char *kbsim_sweep_verdict_word(const struct ci_case *v, double lo)
+{
+  if(v->result == CI_PASS)
+    return lo < 0 ? "NO GATE" : "PASS";
+  return v->result == CI_FAIL ? "FAIL" : "ERROR";
+}
+
+void kbsim_sweep_csv_header(FILE *csv, const char *const *keys, size_t nkeys)
+{
+  size_t k;
+
+  for(k = 0; k < nkeys; k++)
+    fprintf(csv, "%s,", keys[k]);
+  fputs("seeds,sessions,with_error,rate,ci_low,ci_high,empty_posts,"
+        "ews_posts,verdict\n",
+        csv);
+}
+
+void kbsim_sweep_csv_line(FILE *csv, const struct kbsim_point_label *l,
+                          const struct kbsim_sweep_sum *t,
+                          const struct ci_case *v)
+{
+  size_t k;
+
+  for(k = 0; k < l->nvary; k++)
+    fprintf(csv, "%s,", l->values[k]);
+  fprintf(csv,
+          "%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%.6f,%.6f,%.6f,%" PRIu64
+          ",%" PRIu64 ",%s\n",
+          t->runs, t->sessions, t->with_error, t->rate, t->lo, t->hi, t->empty,
+          t->ews, kbsim_sweep_result_name(v->result));
+}
+
+void kbsim_sweep_plot_point(struct sim_plot_point *pp, char (*text)[256],
+                            const struct kbsim_point_label *l,
+                            const struct kbsim_sweep_sum *t,
+                            const struct ci_case *v)
+{
+  snprintf(text[0], sizeof(text[0]), "%s", l->nvary ? l->values[0] : l->base);
+  snprintf(text[1], sizeof(text[1]), "%s", l->nvary > 1 ? l->values[1] : "");
+  snprintf(text[2], sizeof(text[2]), "%s", l->name);
+  pp->x = text[0];
+  pp->series = l->nvary > 1 ? text[1] : NULL;
+  pp->label = text[2];
+  pp->rate = t->rate;
+  pp->lo = t->lo;
+  pp->hi = t->hi;
+  pp->sessions = t->sessions;
+  pp->with_error = t->with_error;
+  pp->verdict = kbsim_sweep_result_name(v->result);
 }
 
 json_t *kbsim_sweep_json_point(const struct kbsim_sweep *sw,
@@ -169,6 +228,8 @@ int kbsim_sweep_json(const char *path, const struct scenario *sc, json_t *grid,
   if(root && stamp->shard_commands)
     json_object_set(json_object_get(root, "kbsim"), "shards",
                     stamp->shard_commands);
+  if(root && stamp->seconds)
+    json_object_set(json_object_get(root, "kbsim"), "seconds", stamp->seconds);
   if(root && stamp->shard_n)
     json_object_set_new(
         root, "shard",

@@ -222,10 +222,64 @@ static int usage_unknown(struct kbsim_args *a, const char *arg)
   return kbsim_bad_args("unknown option '--%s'", word);
 }
 
+/* The options whose values carry a secret. kbsim_args_next overwrites the
+ * secret part in argv (with '*') at its next call, as curl does with -u's
+ * password, so that ps and /proc/PID/cmdline stop showing it: a command
+ * copies what it keeps of such a value before asking for the next option.
+ * KBSIM_PASSWORD, --user-file and the token file keep secrets off the
+ * command line altogether. */
+static const struct {
+  const char *command;
+  int val;
+  enum kbsim_secret kind;
+} usage_secrets[] = {
+    {"run", 'u', KBSIM_SECRET_PASSWORD},
+    {"serve", 'u', KBSIM_SECRET_PASSWORD},
+    {"client", 'u', KBSIM_SECRET_PASSWORD},
+    {"probe", 'u', KBSIM_SECRET_PASSWORD},
+    {"exchange", 'u', KBSIM_SECRET_PASSWORD},
+    {"ctl", 't', KBSIM_SECRET_WHOLE},
+};
+
+/* The secret option val of cmd carries, or KBSIM_SECRET_NONE. */
+static enum kbsim_secret usage_secret_of(const struct kbsim_command *cmd,
+                                         int val)
+{
+  size_t i;
+
+  for(i = 0; i < sizeof(usage_secrets) / sizeof(usage_secrets[0]); i++)
+    if(usage_secrets[i].val == val &&
+       !strcmp(usage_secrets[i].command, cmd->name))
+      return usage_secrets[i].kind;
+  return KBSIM_SECRET_NONE;
+}
+
+/* Overwrites the secret part of value (kind) with '*', in place. */
+static void usage_hide(char *value, enum kbsim_secret kind)
+{
+  char *from = value;
+
+  if(kind == KBSIM_SECRET_PASSWORD) {
+    char *user = strchr(value, '\\');
+    from = strchr(user ? user : value, ':');
+    if(!from)
+      return; /* no password in it */
+    from++;
+  }
+  if(kind != KBSIM_SECRET_NONE)
+    memset(from, '*', strlen(from));
+}
+
 int kbsim_args_next(struct kbsim_args *a)
 {
   const struct kbsim_opt *o;
-  int c = getopt_long(a->argc, a->argv, a->shortopts, a->longopts, NULL);
+  int c;
+
+  if(a->secret) {
+    usage_hide(a->secret, a->secret_kind);
+    a->secret = NULL;
+  }
+  c = getopt_long(a->argc, a->argv, a->shortopts, a->longopts, NULL);
 
   if(c == -1)
     return 0;
@@ -251,6 +305,9 @@ int kbsim_args_next(struct kbsim_args *a)
   if(o && o->arg && o->arg[0] == '[' && !optarg && optind < a->argc &&
      usage_is_choice(o->arg, a->argv[optind]))
     optarg = a->argv[optind++];
+  if(optarg &&
+     (a->secret_kind = usage_secret_of(a->cmd, c)) != KBSIM_SECRET_NONE)
+    a->secret = optarg;
   return c;
 }
 

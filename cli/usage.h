@@ -23,6 +23,14 @@
  * value; "a|b|c" lists the only values allowed (completed by the shells);
  * "[a|b]" is a value that may be left out (--color, --color always,
  * --color=always). */
+/* What of an option's value must not stay in the process's command line,
+ * where ps and /proc/PID/cmdline show it to every user of the machine. */
+enum kbsim_secret {
+  KBSIM_SECRET_NONE = 0,
+  KBSIM_SECRET_PASSWORD, /* 'DOMAIN\user:password': what follows the ':' */
+  KBSIM_SECRET_WHOLE     /* a token: all of it */
+};
+
 struct kbsim_opt {
   const char *name; /* "policy" for --policy */
   int val;          /* what kbsim_args_next returns; > 0, not 'h' */
@@ -38,8 +46,10 @@ struct kbsim_command {
   const char *description;      /* paragraphs ("\n\n" between), for --help and
                                    the man page */
   const struct kbsim_opt *opts; /* ends with {NULL, 0, NULL, NULL} */
-  const char *operands;         /* what the operands complete to: "scenario",
-                                   "ctl", or NULL for none */
+  const char *operands;         /* what the operands complete to:
+                                   "@scenario", "@command", "@files" (any
+                                   file), words ("status apply-fix ..."), or
+                                   NULL for none */
   int (*run)(int argc, char **argv); /* argv[0] is the command's name */
 };
 
@@ -65,7 +75,9 @@ struct kbsim_args {
   const struct kbsim_command *cmd;
   int argc;
   char **argv;
-  int status; /* after kbsim_args_next returned -1: the exit code */
+  int status;   /* after kbsim_args_next returned -1: the exit code */
+  char *secret; /* the value last returned, to hide */
+  enum kbsim_secret secret_kind;
   struct option longopts[KBSIM_MAX_OPTS + 2];
   /* getopt's short options: ":h" and, for each flag without a value whose
    * val is its name's first letter (quiet 'q', verbose 'v'), that letter. */
@@ -78,10 +90,12 @@ void kbsim_args_init(struct kbsim_args *a, const struct kbsim_command *cmd,
                      int argc, char **argv);
 
 /* Returns the next option's val with optarg set to its value (NULL when an
- * optional value was left out); 0 when the options are done (operands
- * start at optind); -1 when the command must exit with a->status: 0 after
- * printing its help (--help, -h), 2 after printing a usage error (unknown
- * or ambiguous option, with a did-you-mean; a missing value). Both
+ * optional value was left out), after hiding the secret part of the value
+ * it returned last when its option carries one (usage.c); 0 when the
+ * options are done (operands start at optind); -1 when the command must exit
+ * with a->status: 0 after printing its help (--help, -h), 2 after printing a
+ * usage error (unknown or ambiguous option, with a did-you-mean; a missing
+ * value). Both
  * `--opt value` and `--opt=value` are accepted. */
 int kbsim_args_next(struct kbsim_args *a);
 

@@ -178,9 +178,14 @@ static enum client_outcome client_ntlm_type3(struct client *c,
   else if(leg.status == 200)
     result = client__check_body(c, p->kind, &leg.body, res);
   else if(leg.status == 401) {
+    /* Not "check the password": a listener that sends the type 3 on
+     * another upstream connection than the type 1 (handshake-split) gets
+     * the same 401 from the server for a right one, and only the server's
+     * side tells the two apart (kbsim probe --exchange-status). */
     client__detail(res,
-                   "HTTP 401 to the type 3: the listener refused "
-                   "%.40s\\%.40s; check the user name and password",
+                   "HTTP 401 to the type 3 (%.20s\\%.20s): bad password, "
+                   "or the listener split the handshake (kbsim probe tells "
+                   "which)",
                    c->domain, c->user);
     result = CLIENT_AUTH_FAILED;
   }
@@ -363,8 +368,9 @@ static enum client_outcome client_post_outlook(struct client *c,
   }
   else if(leg.status == 401) {
     client__detail(res,
-                   "HTTP 401 after libcurl's NTLM handshake: the listener "
-                   "refused %.40s\\%.40s; check the user name and password",
+                   "HTTP 401 after libcurl's handshake (%.20s\\%.20s): bad "
+                   "password, or the listener split the handshake (kbsim "
+                   "probe tells which)",
                    c->domain, c->user);
     result = CLIENT_AUTH_FAILED;
   }

@@ -1,6 +1,6 @@
 # Writes OUT (a C header) with the source tree's git commit, rewriting it
 # only when the commit changed so that nothing rebuilds needlessly. Run at
-# every build by sim/CMakeLists.txt's kbsim_gitversion target:
+# every build by evidence/CMakeLists.txt's kbsim_gitversion target:
 #   cmake -DSRC=<source dir> -DOUT=<header> -P gitversion.cmake
 # A tree without git (a release tarball) says "unknown".
 set(commit "unknown")

@@ -154,6 +154,8 @@ enum kb_note {
   KB_NOTE_BASIC_OK,              /* Basic credentials verified: forwarded */
   KB_NOTE_BASIC_REFUSED,         /* Basic credentials missing or wrong: 401 */
   KB_NOTE_ANONYMOUS,             /* the listener does not authenticate */
+  KB_NOTE_TYPE1_BODY_FORWARDED,  /* type 1 carrying a body forwarded with it,
+                                    unauthenticated (defect body-on-type1) */
 
   /* The listener's other answers and closes. */
   KB_NOTE_BODY_TOO_LARGE,       /* request body over the limit: 413 */
@@ -170,6 +172,17 @@ enum kb_note {
   KB_NOTE_UPSTREAM_TIMEOUT,     /* backend too slow: 504 */
   KB_NOTE_UPSTREAM_UNREACHABLE, /* backend unreachable: 502 */
   KB_NOTE_LIBRARY,              /* a library's own log line */
+  /* The listener's defects (serve --defect, common/kb_defect.h). */
+  KB_NOTE_EXPECT_HELD,         /* Expect: 100-continue held: neither a 100
+                                  nor an answer (expect-hang) */
+  KB_NOTE_UPSTREAM_UNPINNED,   /* a request on an upstream connection of
+                                  its own, closed after it (handshake-split) */
+  KB_NOTE_UPSTREAM_POOLED,     /* an upstream connection put in or taken
+                                  from the shared pool (mixes-identities) */
+  KB_NOTE_UPSTREAM_RECYCLED,   /* the pinned upstream connection closed
+                                  after its 2nd request (pinned-recycled) */
+  KB_NOTE_CHALLENGE_REWRITTEN, /* WWW-Authenticate folded into one, NTLM
+                                  dropped (challenge-rewritten) */
 
   /* The client: its connections, and what the user sees. */
   KB_NOTE_RESENT,              /* closed without an answer; libcurl resent */

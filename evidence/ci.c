@@ -1,6 +1,6 @@
 /*
  * ci.c - JUnit XML through libxml2's xmlTextWriter, and TAP 14: the one
- * writer of each that run, sweep and probe use. See ci.h.
+ * writer of each that run, sweep, merge and probe use. See ci.h.
  */
 #include "evidence/ci.h"
 
@@ -24,37 +24,56 @@ int ci_exit(const struct ci_case *c, size_t n)
   return rc;
 }
 
+/* A suite's counts: its cases, failures, errors, skipped, and seconds. */
+struct ci_counts {
+  size_t failures, errors, skipped;
+  double seconds;
+};
+
+static void ci__count(const struct ci_suite *s, struct ci_counts *n)
+{
+  size_t i;
+
+  memset(n, 0, sizeof(*n));
+  for(i = 0; i < s->ncases; i++) {
+    n->failures += s->cases[i].result == CI_FAIL;
+    n->errors += s->cases[i].result == CI_ERROR;
+    n->skipped += s->cases[i].result == CI_SKIP;
+    n->seconds += s->cases[i].seconds > 0 ? s->cases[i].seconds : 0;
+  }
+}
+
+/* Writes the counts as attributes of the element just started. Returns 0
+ * or -1 (a libxml2 call failed). */
+static int ci__counts(xmlTextWriterPtr w, const struct ci_suite *s)
+{
+  struct ci_counts n;
+  int bad = 0;
+
+  ci__count(s, &n);
+  bad |= xmlTextWriterWriteFormatAttribute(w, BAD_CAST "tests", "%zu",
+                                           s->ncases) < 0;
+  bad |= xmlTextWriterWriteFormatAttribute(w, BAD_CAST "failures", "%zu",
+                                           n.failures) < 0;
+  bad |= xmlTextWriterWriteFormatAttribute(w, BAD_CAST "errors", "%zu",
+                                           n.errors) < 0;
+  bad |= xmlTextWriterWriteFormatAttribute(w, BAD_CAST "skipped", "%zu",
+                                           n.skipped) < 0;
+  bad |= xmlTextWriterWriteFormatAttribute(w, BAD_CAST "time", "%.3f",
+                                           n.seconds) < 0;
+  return bad ? -1 : 0;
+}
+
 /* Writes the testsuite's start tag with its counts, and its properties.
  * Returns 0 or -1 (a libxml2 call failed). */
 static int ci__suite_start(xmlTextWriterPtr w, const struct ci_suite *s)
 {
-  size_t i, failures = 0, errors = 0, skipped = 0;
-  double total = 0;
-  bool timed = false;
+  size_t i;
   int bad = 0;
 
-  for(i = 0; i < s->ncases; i++) {
-    failures += s->cases[i].result == CI_FAIL;
-    errors += s->cases[i].result == CI_ERROR;
-    skipped += s->cases[i].result == CI_SKIP;
-    if(s->cases[i].seconds >= 0) {
-      total += s->cases[i].seconds;
-      timed = true;
-    }
-  }
   bad |= xmlTextWriterStartElement(w, BAD_CAST "testsuite") < 0;
   bad |= xmlTextWriterWriteAttribute(w, BAD_CAST "name", BAD_CAST s->name) < 0;
-  bad |= xmlTextWriterWriteFormatAttribute(w, BAD_CAST "tests", "%zu",
-                                           s->ncases) < 0;
-  bad |= xmlTextWriterWriteFormatAttribute(w, BAD_CAST "failures", "%zu",
-                                           failures) < 0;
-  bad |= xmlTextWriterWriteFormatAttribute(w, BAD_CAST "errors", "%zu",
-                                           errors) < 0;
-  bad |= xmlTextWriterWriteFormatAttribute(w, BAD_CAST "skipped", "%zu",
-                                           skipped) < 0;
-  if(timed)
-    bad |= xmlTextWriterWriteFormatAttribute(w, BAD_CAST "time", "%.3f",
-                                             total) < 0;
+  bad |= ci__counts(w, s) < 0;
   if(s->nproperties) {
     bad |= xmlTextWriterStartElement(w, BAD_CAST "properties") < 0;
     for(i = 0; i < s->nproperties; i++) {
@@ -81,9 +100,8 @@ static int ci__case(xmlTextWriterPtr w, const struct ci_case *t)
   bad |= xmlTextWriterWriteAttribute(w, BAD_CAST "name", BAD_CAST t->name) < 0;
   bad |= xmlTextWriterWriteAttribute(w, BAD_CAST "classname",
                                      BAD_CAST t->classname) < 0;
-  if(t->seconds >= 0)
-    bad |= xmlTextWriterWriteFormatAttribute(w, BAD_CAST "time", "%.3f",
-                                             t->seconds) < 0;
+  bad |= xmlTextWriterWriteFormatAttribute(w, BAD_CAST "time", "%.3f",
+                                           t->seconds > 0 ? t->seconds : 0) < 0;
   if(t->result != CI_PASS) {
     bad |= xmlTextWriterStartElement(w, BAD_CAST results[t->result]) < 0;
     bad |= xmlTextWriterWriteAttribute(w, BAD_CAST "message",
@@ -111,6 +129,7 @@ static int ci__junit(xmlTextWriterPtr w, const struct ci_suite *s)
 
   bad |= xmlTextWriterStartDocument(w, NULL, "UTF-8", NULL) < 0;
   bad |= xmlTextWriterStartElement(w, BAD_CAST "testsuites") < 0;
+  bad |= ci__counts(w, s) < 0;
   bad |= ci__suite_start(w, s) < 0;
   for(i = 0; i < s->ncases && !bad; i++)
     bad |= ci__case(w, &s->cases[i]) < 0;

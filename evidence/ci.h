@@ -22,14 +22,16 @@ enum ci_result {
 
 struct ci_case {
   char name[256];      /* the testcase: scenario name, check name */
-  char classname[256]; /* its file, or "kbsim.run", "kbsim.probe" */
+  char classname[256]; /* the scenario's name ("run" for run's flags,
+                          "probe"): never a path, whose dots Jenkins
+                          would split into packages */
   enum ci_result result;
   /* What kind of failure or error it is (the run's class, "server-error"):
    * static storage; NULL: no kind. */
   const char *type;
   char message[768]; /* the deciding evidence, one line */
   char output[1024]; /* for system-out; "": none */
-  double seconds;    /* how long it took; < 0: not measured */
+  double seconds;    /* how long it took (wall clock); every case is timed */
 };
 
 /* A name and value about the whole suite (the probe's listener). */
@@ -53,8 +55,9 @@ struct ci_suite {
 int ci_exit(const struct ci_case *c, size_t n);
 
 /* Writes suite as a JUnit XML file to path ("-" for standard output): a
- * testsuites element holding the one testsuite with its counts (tests,
- * failures, errors, skipped, time), its properties, one testcase per case
+ * testsuites element with the suite's counts (tests, failures, errors,
+ * skipped, time) holding the one testsuite with the same counts, its
+ * properties, one testcase per case (name, classname, time)
  * (a failure or error element carrying the message and the type, or a
  * skipped element, then the case's system-out) and the suite's
  * system-out. Returns 0, or -1 with one line in err. */

@@ -17,6 +17,7 @@
 #include "common/kb_buf.h"
 #include "common/kb_wire.h"
 #include "evidence_int.h"
+#include "ntlm/ntlm.h"
 
 static const struct evidence_close_row evidence__close_rows[] = {
     {KB_NOTE_IDLE_CLOSED, true, false, "idle",
@@ -107,6 +108,38 @@ void evidence__conns_free(struct evidence_conns *c)
   memset(c, 0, sizeof(*c));
 }
 
+/* evidence_set_redact: NTLM proofs replaced in every message written. */
+bool evidence__redacting;
+
+void evidence_set_redact(bool on)
+{
+  evidence__redacting = on;
+}
+
+/* Replaces the NTLM proofs of every Authorization in m's head by a marker
+ * of the same length (ntlm_header_redact), so that the transcript and the
+ * pcap, which are written from these messages, keep every length and
+ * offset. */
+static void evidence__redact_head(struct evidence_msg *m)
+{
+  static const char *const names[] = {"Authorization", "Proxy-Authorization"};
+  const char *fields;
+  size_t i;
+
+  fields = memchr(m->data, '\n', m->head);
+  if(!fields)
+    return;
+  fields++;
+  for(i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    size_t flen = m->head - (size_t)(fields - (const char *)m->data);
+    size_t at = 0, vlen;
+    const char *v;
+
+    while((v = kb_wire_field(fields, flen, names[i], &at, &vlen)) != NULL)
+      ntlm_header_redact((char *)v, vlen);
+  }
+}
+
 /* Appends the messages of one direction's run of bytes to c. offs[k] is
  * where event idx[k]'s bytes start in b. Returns 0, or -1 out of memory. */
 static int evidence__add_messages(const struct sim_recorder *rec,
@@ -141,6 +174,8 @@ static int evidence__add_messages(const struct sim_recorder *rec,
     if(!m->data)
       return -1;
     memcpy(m->data, b->data + at, len);
+    if(evidence__redacting && wm.whole_head)
+      evidence__redact_head(m);
     c->nmsgs++;
     at += len;
   }

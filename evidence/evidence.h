@@ -109,6 +109,21 @@ int evidence_write_transcript_to(struct sim_recorder *rec, const char *path,
  * Call from main before parsing, on the main thread. */
 void evidence_set_command_line(int argc, char **argv);
 
+/* Fixes the time the reports' stamp says they were written (stamp.written)
+ * to value, whole seconds since 1970 in decimal digits: the
+ * reproducible-builds convention SOURCE_DATE_EPOCH, which main reads. Until
+ * it is called, the stamp has the real clock's time. Returns 0, or -1 with
+ * one line in err when value is not such a number (nothing is changed).
+ * Call from main before anything is written, on the main thread. */
+int evidence_set_written_epoch(const char *value, char *err, size_t errlen);
+
+/* With on, the transcript and the pcap carry every NTLM AUTHENTICATE with
+ * what an offline dictionary attack on the password needs replaced by
+ * "REDACTED" repeated, each field keeping its length (ntlm_redact): for
+ * evidence shared outside the team. The JSON report and the HTML page
+ * never carry a token. Call from main before anything is written. */
+void evidence_set_redact(bool on);
+
 /* What went wrong naming or opening evidence files. */
 enum evidence_status {
   EVIDENCE_OK = 0,

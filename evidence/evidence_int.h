@@ -72,6 +72,9 @@ struct evidence_conns {
  * into the recorder. Returns 0 or -1 when out of memory. */
 int evidence__group(const struct sim_recorder *rec, struct evidence_conns *out);
 
+/* Set by evidence_set_redact (main thread, before anything is written). */
+extern bool evidence__redacting;
+
 /* Frees what evidence__group filled in and zeroes c. */
 void evidence__conns_free(struct evidence_conns *c);
 

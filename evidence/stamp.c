@@ -3,6 +3,8 @@
  * times every file carries, and the JSON reports' stamp (which kbsim,
  * asked how, when) and scenario text, with every password removed.
  */
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,9 +29,34 @@ void evidence__iso(int64_t us, char out[64])
 
 /* The command line, the version and the time: which kbsim wrote this,
  * asked how, and when (the real clock, the one part of a report that a
- * seed does not fix). */
+ * seed does not fix, unless SOURCE_DATE_EPOCH fixes it). */
 static int evidence__argc;
 static char **evidence__argv;
+static bool evidence__epoch_set;
+static int64_t evidence__epoch_s;
+
+/* The latest time ISO 8601's four-digit year can say: 9999-12-31T23:59:59Z. */
+#define EVIDENCE_MAX_EPOCH 253402300799LL
+
+int evidence_set_written_epoch(const char *value, char *err, size_t errlen)
+{
+  int64_t s = 0;
+  const char *p = value;
+
+  for(; *p >= '0' && *p <= '9' && s <= EVIDENCE_MAX_EPOCH; p++)
+    s = s * 10 + (*p - '0');
+  if(!*value || *p || s > EVIDENCE_MAX_EPOCH) {
+    snprintf(err, errlen,
+             "SOURCE_DATE_EPOCH is '%.40s', not whole seconds since 1970 "
+             "(digits only, at most %lld); set it to such a number, or unset "
+             "it for the real clock",
+             value, (long long)EVIDENCE_MAX_EPOCH);
+    return -1;
+  }
+  evidence__epoch_s = s;
+  evidence__epoch_set = true;
+  return 0;
+}
 
 void evidence_set_command_line(int argc, char **argv)
 {
@@ -136,8 +163,12 @@ json_t *evidence__stamp_json(char (*secrets)[256], size_t nsecrets)
 
   for(i = 0; i < evidence__argc; i++)
     evidence__append_redacted(argv, evidence__argv[i], secrets, nsecrets);
-  clock_gettime(CLOCK_REALTIME, &now);
-  evidence__iso((int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000, when);
+  if(evidence__epoch_set)
+    evidence__iso(evidence__epoch_s * 1000000, when);
+  else {
+    clock_gettime(CLOCK_REALTIME, &now);
+    evidence__iso((int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000, when);
+  }
   return json_pack("{s:s, s:s, s:o, s:s}", "kbsim", version_kbsim(), "commit",
                    version_commit(), "argv", argv, "written", when);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/kb_auth.h"
 #include "common/kb_wire.h"
 #include "evidence_int.h"
 #include "ntlm/ntlm.h"
@@ -43,7 +44,11 @@ static void evidence__decode_line(FILE *out, const char *line, size_t len)
     return;
   }
   if(ntlm_header_describe(value, vlen, desc, sizeof(desc)))
-    fprintf(out, ";   %s: %s\n", names[i], desc);
+    fprintf(out, ";   %s: %s%s\n", names[i], desc,
+            evidence__redacting &&
+                    kb_auth_classify(value, vlen) == KB_AUTH_NTLM_AUTHENTICATE
+                ? " (proofs redacted)"
+                : "");
 }
 
 /* Writes one message: its annotation line, its exact bytes, then the NTLM
@@ -107,6 +112,10 @@ int evidence_write_transcript(struct sim_recorder *rec, FILE *out)
           "; '; <time> <direction>: <n> bytes' line as exactly those n bytes\n"
           "; (CRLF kept); times are ISO 8601 on the session's clock.\n",
           conns.count);
+  if(evidence__redacting)
+    fprintf(out, "; --redact: each NTLM type 3's LM and NT proofs, MIC and "
+                 "session key are\n"
+                 "; \"REDACTED\" repeated, with their lengths kept.\n");
   for(i = 0; i < conns.count; i++) {
     const struct evidence_conn *c = &conns.items[i];
     char when[64];

@@ -90,8 +90,9 @@ static bool fuzz_bytes_eq(const uint8_t *a, size_t alen, const uint8_t *b,
   return alen == blen && (!alen || !memcmp(a, b, alen));
 }
 
-/* Encodes a decoded message back and decodes the result: whatever ntlm.c
- * accepted and could re-encode must come back with the same fields. */
+/* Encodes a decoded message back and decodes the result: whatever
+ * ntlm_decode (decode.c) accepted and ntlm_encode (encode.c) could
+ * re-encode must come back with the same fields. */
 static void fuzz_ntlm_round_trip(const struct ntlm_message *msg)
 {
   struct ntlm_bytes enc = {NULL, 0};
@@ -432,24 +433,36 @@ int fuzz_decide(const uint8_t *data, size_t size)
   for(i = 0; i < size; i++) {
     struct proxy_auth_input in;
     struct proxy_auth_decision d;
+    bool body_less_forward, body_on_type1;
 
     in.state = state;
     in.policy =
         (data[i] & 1) ? PROXY_POLICY_PER_REQUEST : PROXY_POLICY_PER_CONNECTION;
     in.token = (enum proxy_token)((data[i] >> 1) & 7);
     in.verified = (data[i] >> 4) & 1;
+    in.has_body = (data[i] >> 5) & 1;
+    /* The two defects that change rows (proxy/defects.c). */
+    body_less_forward = (data[i] >> 6) & 1;
+    body_on_type1 = (data[i] >> 7) & 1;
+    in.defects =
+        (body_less_forward ? PROXY_DEFECT(KB_DEFECT_BODY_LESS_FORWARD) : 0) |
+        (body_on_type1 ? PROXY_DEFECT(KB_DEFECT_BODY_ON_TYPE1) : 0);
     proxy_auth_decide(&in, &d);
     fuzz_check(d.act <= PROXY_ACT_CHALLENGE, "action %d", (int)d.act);
     fuzz_check(d.next <= PROXY_AUTH_AUTHENTICATED, "state %d", (int)d.next);
     fuzz_check(d.note != KB_NOTE_NONE && d.note < KB_NOTE_COUNT, "note %d",
                (int)d.note);
-    fuzz_check(d.act != PROXY_ACT_FORWARD || d.next == PROXY_AUTH_AUTHENTICATED,
+    fuzz_check(d.act != PROXY_ACT_FORWARD ||
+                   d.next == PROXY_AUTH_AUTHENTICATED ||
+                   (body_on_type1 && in.has_body &&
+                    in.token == PROXY_TOKEN_NEGOTIATE && d.next == state),
                "forwarded from %s", proxy_auth_state_name(state));
-    fuzz_check(!d.reauth_skipped || (state == PROXY_AUTH_AUTHENTICATED &&
-                                     in.policy == PROXY_POLICY_PER_CONNECTION &&
-                                     in.token == PROXY_TOKEN_NEGOTIATE),
-               "re-authentication skipped from %s",
-               proxy_auth_state_name(state));
+    fuzz_check(
+        !d.reauth_skipped ||
+            (state == PROXY_AUTH_AUTHENTICATED &&
+             (in.policy == PROXY_POLICY_PER_CONNECTION || body_less_forward) &&
+             in.token == PROXY_TOKEN_NEGOTIATE),
+        "re-authentication skipped from %s", proxy_auth_state_name(state));
     fuzz_check(!d.auth_ok || (state == PROXY_AUTH_CHALLENGED && in.verified),
                "authenticated without a verified type 3");
     state = d.next;

@@ -262,6 +262,20 @@ bool ntlm_header_describe(const char *value, size_t len, char *out,
     ntlm_describe(&msg, out, outlen);
     ntlm_message_free(&msg);
   }
+  /* Without the handshake this value belongs to, an AUTHENTICATE whose
+   * flags say UNICODE over OEM strings (what some clients send after an
+   * OEM-only negotiation) still reads as OEM; say so. */
+  else if(ntlm_peek_type(token.data, token.len) == NTLM_TYPE_AUTHENTICATE &&
+          ntlm_decode_as(token.data, token.len, NTLM_CHARSET_OEM, &msg, NULL,
+                         0) == NTLM_OK) {
+    size_t at;
+    ntlm_describe(&msg, out, outlen);
+    at = strlen(out);
+    snprintf(out + at, outlen - at,
+             " (OEM strings, though its flags say "
+             "UNICODE)");
+    ntlm_message_free(&msg);
+  }
   else
     snprintf(out, outlen, "not decodable: %s", err);
   ntlm_bytes_free(&token);
@@ -332,4 +346,30 @@ char *ntlm_header_format(enum ntlm_scheme scheme, const uint8_t *msg,
   base64_encode_raw(s + nlen + 1, len, msg);
   s[nlen + 1 + blen] = '\0';
   return s;
+}
+
+bool ntlm_header_redact(char *value, size_t len)
+{
+  const char *word, *tok;
+  size_t wlen, toklen;
+  enum ntlm_scheme which;
+  struct ntlm_bytes raw = {NULL, 0};
+  bool changed = false;
+  char *out;
+
+  if(!ntlm__header_split(value, len, &word, &wlen, &tok, &toklen) || !tok ||
+     !ntlm__scheme_of(word, wlen, &which) ||
+     ntlm__b64_decode(tok, toklen, &raw, NULL, 0))
+    return false;
+  out = malloc(BASE64_ENCODE_RAW_LENGTH(raw.len) + 1);
+  if(out && !ntlm_redact(raw.data, raw.len, &changed) && changed &&
+     BASE64_ENCODE_RAW_LENGTH(raw.len) == toklen) {
+    base64_encode_raw(out, raw.len, raw.data);
+    memcpy((char *)tok, out, toklen); /* tok points into value */
+  }
+  else
+    changed = false;
+  free(out);
+  ntlm_bytes_free(&raw);
+  return changed;
 }

@@ -126,6 +126,28 @@ enum ntlm_result ntlm_decode(const uint8_t *msg, size_t len,
                              struct ntlm_message *out, char *err,
                              size_t errlen);
 
+/* The character set an AUTHENTICATE's strings are read in. */
+enum ntlm_charset {
+  NTLM_CHARSET_FLAGGED = 0, /* as its own NegotiateFlags say */
+  NTLM_CHARSET_UNICODE,     /* UTF-16LE, whatever its flags say */
+  NTLM_CHARSET_OEM          /* the OEM code page, whatever its flags say */
+};
+
+/* The character set the CHALLENGE of len bytes at msg agreed: UNICODE when
+ * its NegotiateFlags have NEGOTIATE_UNICODE, else OEM; NTLM_CHARSET_FLAGGED
+ * when msg is no CHALLENGE. What a server reads the handshake's
+ * AUTHENTICATE in, as Samba does (auth/ntlmssp: the charset is the
+ * negotiation's): some clients send an AUTHENTICATE whose fixed flags word
+ * says UNICODE over OEM strings. */
+enum ntlm_charset ntlm_challenge_charset(const uint8_t *msg, size_t len);
+
+/* ntlm_decode, reading an AUTHENTICATE's strings in charset (other
+ * messages are read as ntlm_decode reads them). */
+enum ntlm_result ntlm_decode_as(const uint8_t *msg, size_t len,
+                                enum ntlm_charset charset,
+                                struct ntlm_message *out, char *err,
+                                size_t errlen);
+
 /* Frees what ntlm_decode allocated inside msg (not msg itself) and zeroes
  * it. Accepts NULL and an already freed message. */
 void ntlm_message_free(struct ntlm_message *msg);
@@ -181,6 +203,23 @@ enum ntlm_scheme { NTLM_SCHEME_NTLM, NTLM_SCHEME_NEGOTIATE };
 enum ntlm_result ntlm_header_parse(const char *value, enum ntlm_scheme *scheme,
                                    struct ntlm_bytes *out, char *err,
                                    size_t errlen);
+
+/* Overwrites, in place, what an offline dictionary attack on the password
+ * needs in an AUTHENTICATE message of len bytes with the bytes "REDACTED"
+ * repeated, each field keeping its length: the LmChallengeResponse, the
+ * NTLMv2 NTProofStr (the whole NTLMv1 response), the MIC and the
+ * EncryptedRandomSessionKey. The message still decodes (ntlm_decode,
+ * ntlm_describe). Sets *changed when msg was an AUTHENTICATE; other
+ * messages are left as they are. Returns NTLM_OK, or the decoder's error
+ * for a malformed AUTHENTICATE (then nothing is changed). */
+enum ntlm_result ntlm_redact(uint8_t *msg, size_t len, bool *changed);
+
+/* The same for an Authorization value (len bytes, need not be
+ * NUL-terminated: "NTLM <base64>" or "Negotiate <base64>"), in place: the
+ * token is decoded, redacted and encoded again, with the same length.
+ * Returns true when it changed the value; false for any value that carries
+ * no AUTHENTICATE that decodes. */
+bool ntlm_header_redact(char *value, size_t len);
 
 /* What an Authorization or WWW-Authenticate value carries, by the one
  * grammar every component uses (ntlm_header_parse's): optional blanks

@@ -1,11 +1,16 @@
 /*
  * probe.h - Communicator's pattern against any listener: a fixed battery
- * of real client sessions (client/) through a listener publishing kbsim's
- * Exchange, judged by what the clients saw and, when given, by Exchange's
- * own counters (GET /kbsim/status, backend.h), and one class for the
+ * of real client sessions (client/) and single requests through a
+ * listener publishing kbsim's Exchange, judged by what the clients saw
+ * and, when given, by Exchange's own counters (GET /kbsim/status,
+ * backend.h): one check per failure mode of the reverse-proxy family, the
+ * defects found by name (common/kb_defect.h), and one class for the
  * listener.
  *
- * The checks, in order:
+ * The checks, in the report's order (probe_run runs offer, then
+ * challenge-rewritten, handshake-split, pinned-recycled, expect-hang and
+ * body-on-type1 while no client has authenticated an upstream connection
+ * that a pooling listener could hand on, then the others):
  *  offer         a POST without credentials: which schemes the 401 offers
  *                (NTLM/Negotiate, Basic) or whether it is served (anonymous)
  *  communicator  a Communicator session re-authenticating every POST
@@ -22,6 +27,21 @@
  *                any mailbox's data given to the other user's identity?
  *                (Exchange's mismatches; needs two users and the status)
  *  wrong-password  the first user with a wrong password: refused?
+ *                (inconclusive when the right password never signed in)
+ *  handshake-split  one NTLM handshake (libcurl's, the type 1 first) on a
+ *                new connection: did its type 3 reach Exchange on another
+ *                connection than its type 1? (needs the status)
+ *  pinned-recycled  an Outlook session (one handshake, then requests
+ *                without credentials): did a request after the handshake
+ *                reach Exchange on a new, unauthenticated connection while
+ *                the client's stayed up? (needs the status)
+ *  challenge-rewritten  a POST without credentials: did the client get
+ *                Exchange's WWW-Authenticate offers as Exchange sent them?
+ *                (needs the status)
+ *  expect-hang   a POST with Expect: 100-continue and a body: does a 100
+ *                or an answer come?
+ *  body-on-type1  a type 1 that carries the request's body on a new
+ *                connection: challenged, or served unauthenticated?
  *
  * Nothing here prints; cli/cmd_probe.c writes the lines and the JUnit
  * report (evidence/ci.h, one testcase per check), probe_json.c the JSON
@@ -34,6 +54,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/kb_defect.h"
+
 enum probe_check {
   PROBE_CHECK_OFFER = 0,
   PROBE_CHECK_COMMUNICATOR,
@@ -41,12 +63,24 @@ enum probe_check {
   PROBE_CHECK_ONE_SHOT,
   PROBE_CHECK_TWO_USERS,
   PROBE_CHECK_WRONG_PASSWORD,
+  PROBE_CHECK_HANDSHAKE_SPLIT,
+  PROBE_CHECK_PINNED_RECYCLED,
+  PROBE_CHECK_CHALLENGE_REWRITTEN,
+  PROBE_CHECK_EXPECT_HANG,
+  PROBE_CHECK_BODY_ON_TYPE1,
   PROBE_CHECK_COUNT
 };
 
 /* "offer", "communicator", "outlook", "one-shot", "two-users",
- * "wrong-password". */
+ * "wrong-password", "handshake-split", "pinned-recycled",
+ * "challenge-rewritten", "expect-hang", "body-on-type1". */
 const char *probe_check_name(enum probe_check check);
+
+/* The defect a failed check found: body-less-forward for communicator and
+ * one-shot, mixes-identities for two-users, the check's namesake for the
+ * last five; KB_DEFECT_COUNT for offer, outlook and wrong-password, which
+ * name none. */
+enum kb_defect probe_check_defect(enum probe_check check);
 
 /* How one check came out. */
 enum probe_verdict {
@@ -74,18 +108,20 @@ enum probe_class {
   PROBE_CLASS_KB942638,         /* forwards the body-less POST */
   PROBE_CLASS_BASIC_ANONYMOUS,  /* no connection-bound authentication */
   PROBE_CLASS_MIXES,            /* mixes identities across clients */
-  PROBE_CLASS_UNPROBED          /* could not be probed */
+  PROBE_CLASS_UNPROBED,         /* could not be probed */
+  PROBE_CLASS_DEFECTIVE         /* other defects of the family */
 };
 
 /* "not-affected", "kb942638", "basic-or-anonymous", "mixes-identities",
- * "unprobed". */
+ * "unprobed", "defective". */
 const char *probe_class_name(enum probe_class cls);
 
 /* The class in words: "re-authenticates every POST (not affected)", ... */
 const char *probe_class_text(enum probe_class cls);
 
-/* The exit code of a class: 0 not affected (Basic / anonymous included),
- * 1 affected, 3 could not be probed. */
+/* The exit code of a class: 0 no defect found (not affected, Basic /
+ * anonymous), 1 a defect found (kb942638, mixes-identities, defective), 3
+ * could not be probed. */
 int probe_class_exit(enum probe_class cls);
 
 struct probe_user {
@@ -112,7 +148,13 @@ struct probe_exchange {
   uint64_t requests; /* requests Exchange answered */
   uint64_t empty_posts;
   uint64_t mismatches;
-  uint64_t shared;         /* connections that served both users */
+  uint64_t shared;      /* connections that served both users */
+  uint64_t connections; /* Exchange connections that served requests */
+  uint64_t challenges;  /* 401s carrying a type 2 */
+  /* Type 3s that found no challenge pending on their connection. */
+  uint64_t type3_without_challenge;
+  /* Requests that came with a body and no identity. */
+  uint64_t unauthenticated_bodies;
   char identities[2][260]; /* first identities seen on new connections */
   /* When mismatches moved: the Exchange connection they moved on (its id
    * in Exchange's status, from 1), the last mailbox answered there to
@@ -134,20 +176,35 @@ struct probe_result {
   struct probe_exchange exchange;
   unsigned posts_ok, posts_failed;
   bool integration_error; /* a client saw the Outlook Integration Error */
+  double seconds;         /* how long the check took (wall clock); 0: not run */
 };
 
 struct probe_report {
   enum probe_offer offer;
   struct probe_result checks[PROBE_CHECK_COUNT];
+  /* The defects found: defects[d] when a check that names d failed
+   * (probe_check_defect). */
+  bool defects[KB_DEFECT_COUNT];
   enum probe_class cls;
 };
 
-/* Runs the battery and fills *report. Returns 0, or -1 with one line in
- * err when the configuration is unusable (no URL, no user). A listener
- * that cannot be reached is a report of class PROBE_CLASS_UNPROBED, not
- * an error. Blocking; not thread-safe per report. */
-int probe_run(const struct probe_config *config, struct probe_report *report,
-              char *err, size_t errlen);
+/* What probe_run could do. */
+enum probe_run_result {
+  PROBE_RUN_OK = 0,     /* the report is filled */
+  PROBE_RUN_BAD_CONFIG, /* no URL, no user: a usage error */
+  PROBE_RUN_NO_STATUS   /* status_url was given but answers no status
+                           document (not reachable, not 200, not kbsim's
+                           JSON): nothing was probed */
+};
+
+/* Runs the battery and fills *report. Returns PROBE_RUN_OK, or another
+ * result with one line in err saying what was wrong and what to do. A
+ * listener that cannot be reached is a report of class
+ * PROBE_CLASS_UNPROBED, not an error. Blocking; not thread-safe per
+ * report. */
+enum probe_run_result probe_run(const struct probe_config *config,
+                                struct probe_report *report, char *err,
+                                size_t errlen);
 
 /* Writes report as JSON (jansson) to path. Returns 0, or -1 with one line
  * in err. */

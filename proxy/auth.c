@@ -54,12 +54,23 @@ void proxy_auth_decide(const struct proxy_auth_input *in,
                       in->token == PROXY_TOKEN_BAD_TYPE3);
     break;
   case PROXY_TOKEN_NEGOTIATE:
-    if(authenticated && in->policy == PROXY_POLICY_PER_CONNECTION) {
+    if(authenticated &&
+       (in->policy == PROXY_POLICY_PER_CONNECTION ||
+        (in->defects & PROXY_DEFECT(KB_DEFECT_BODY_LESS_FORWARD)))) {
       /* KB 942638: ISA 2006 as shipped keeps the connection's context
-       * and forwards the body-less type 1. */
+       * and forwards the body-less type 1; the defect body-less-forward
+       * does it whatever the policy. */
       out->act = PROXY_ACT_FORWARD;
       out->note = KB_NOTE_REAUTH_SKIPPED;
       out->reauth_skipped = true;
+    }
+    else if(in->has_body &&
+            (in->defects & PROXY_DEFECT(KB_DEFECT_BODY_ON_TYPE1))) {
+      /* The defect body-on-type1: a listener that takes a type 1 with a
+       * body for a request to serve, and hands it on unauthenticated.
+       * The connection stays where it was: no handshake started. */
+      out->act = PROXY_ACT_FORWARD;
+      out->note = KB_NOTE_TYPE1_BODY_FORWARDED;
     }
     else {
       out->act = PROXY_ACT_CHALLENGE;
@@ -86,10 +97,12 @@ void proxy_auth_decide(const struct proxy_auth_input *in,
     break;
   }
   /* The table's invariants: nothing is forwarded from a connection that
-   * is not authenticated afterwards, and only a verified type 3 on a
-   * challenged connection authenticates one. */
+   * is not authenticated afterwards (but by the defect body-on-type1),
+   * and only a verified type 3 on a challenged connection authenticates
+   * one. */
   assert(out->act != PROXY_ACT_FORWARD ||
-         out->next == PROXY_AUTH_AUTHENTICATED);
+         out->next == PROXY_AUTH_AUTHENTICATED ||
+         out->note == KB_NOTE_TYPE1_BODY_FORWARDED);
   assert(out->next != PROXY_AUTH_AUTHENTICATED ||
          in->state == PROXY_AUTH_AUTHENTICATED || out->auth_ok);
   assert(!out->auth_ok || (in->state == PROXY_AUTH_CHALLENGED && in->verified));
@@ -100,20 +113,20 @@ void proxy_auth_texts(const struct proxy_auth_input *in,
                       const struct proxy_auth_facts *f, char *note,
                       size_t notelen, char *body, size_t bodylen)
 {
-  const uint64_t id = f->conn_id;
+  const char *conn = f->conn;
 
   assert(notelen > 0 && bodylen > 0);
   note[0] = body[0] = '\0';
   switch(d->note) {
   case KB_NOTE_FORWARD_AUTHENTICATED:
-    snprintf(note, notelen, "connection %" PRIu64 " is authenticated as %s; %s",
-             id, f->who, f->what);
+    snprintf(note, notelen, "%s is authenticated as %s; %s", conn, f->who,
+             f->what);
     break;
   case KB_NOTE_OFFER:
     snprintf(note, notelen,
-             "connection %" PRIu64 " is not authenticated%s and sent no "
+             "%s is not authenticated%s and sent no "
              "Authorization: 401 asking for NTLM",
-             id,
+             conn,
              in->state == PROXY_AUTH_CHALLENGED
                  ? " (it left its handshake after the type 2)"
                  : "");
@@ -123,11 +136,11 @@ void proxy_auth_texts(const struct proxy_auth_input *in,
     break;
   case KB_NOTE_KERBEROS:
     snprintf(note, notelen,
-             "connection %" PRIu64 " sent a Negotiate token that is not "
+             "%s sent a Negotiate token that is not "
              "NTLMSSP (first byte 0x%02x: SPNEGO/Kerberos); Kerberos is "
              "not available here, the client should fall back to NTLM: "
              "401 offering Negotiate and NTLM, nothing forwarded%s",
-             id, f->first_byte,
+             conn, f->first_byte,
              in->state == PROXY_AUTH_UNAUTHENTICATED
                  ? ""
                  : ", connection de-authenticated");
@@ -139,9 +152,9 @@ void proxy_auth_texts(const struct proxy_auth_input *in,
     break;
   case KB_NOTE_AUTH_UNUSABLE:
     snprintf(note, notelen,
-             "connection %" PRIu64 " sent an unusable Authorization header "
+             "%s sent an unusable Authorization header "
              "(%s): 401 asking for NTLM, connection de-authenticated",
-             id, f->why);
+             conn, f->why);
     snprintf(body, bodylen,
              "ISA %s: unusable Authorization header: %s; start again with "
              "an NTLM type 1",
@@ -149,29 +162,38 @@ void proxy_auth_texts(const struct proxy_auth_input *in,
     break;
   case KB_NOTE_REAUTH_SKIPPED:
     snprintf(note, notelen,
-             "connection %" PRIu64 " is already authenticated as %s; policy "
-             "per-connection keeps that context: NTLM type 1 not "
-             "challenged, %s",
-             id, f->who, f->what);
+             "%s is already authenticated as %s; %s keeps that context: "
+             "NTLM type 1 not challenged, %s",
+             conn, f->who,
+             in->policy == PROXY_POLICY_PER_CONNECTION
+                 ? "policy per-connection"
+                 : "the defect body-less-forward",
+             f->what);
+    break;
+  case KB_NOTE_TYPE1_BODY_FORWARDED:
+    snprintf(note, notelen,
+             "%s sent an NTLM type 1 with a body; the defect body-on-type1 "
+             "takes it for a request: %s, unauthenticated",
+             conn, f->what);
     break;
   case KB_NOTE_REAUTH_CHALLENGED:
     snprintf(note, notelen,
-             "connection %" PRIu64 " is authenticated as %s, but policy "
+             "%s is authenticated as %s, but policy "
              "per-request: NTLM type 1 on an authenticated connection "
              "restarts the handshake: 401 with a new type 2",
-             id, f->who);
+             conn, f->who);
     break;
   case KB_NOTE_CHALLENGE:
     snprintf(note, notelen,
-             "connection %" PRIu64 ": NTLM type 1: 401 with a type 2 "
+             "%s: NTLM type 1: 401 with a type 2 "
              "(handshake %u on this connection)",
-             id, f->handshake);
+             conn, f->handshake);
     break;
   case KB_NOTE_AUTH_UNEXPECTED:
     snprintf(note, notelen,
-             "connection %" PRIu64 " sent an NTLM type 3 with no challenge "
+             "%s sent an NTLM type 3 with no challenge "
              "pending: 401 asking for NTLM, connection de-authenticated",
-             id);
+             conn);
     snprintf(body, bodylen,
              "ISA %s: NTLM type 3 without a challenge on this connection; "
              "start again with a type 1",
@@ -179,9 +201,9 @@ void proxy_auth_texts(const struct proxy_auth_input *in,
     break;
   case KB_NOTE_AUTH_REFUSED:
     snprintf(note, notelen,
-             "connection %" PRIu64 ": NTLM type 3 refused (%s): 401 asking "
+             "%s: NTLM type 3 refused (%s): 401 asking "
              "for NTLM, nothing forwarded",
-             id, f->err);
+             conn, f->err);
     /* The same answer whatever the reason: a client must not learn which
      * accounts exist (the reason is in the note). */
     snprintf(body, bodylen,
@@ -190,8 +212,7 @@ void proxy_auth_texts(const struct proxy_auth_input *in,
              f->listener);
     break;
   case KB_NOTE_AUTH_OK:
-    snprintf(note, notelen,
-             "connection %" PRIu64 " authenticated as %s (%s); %s", id, f->who,
+    snprintf(note, notelen, "%s authenticated as %s (%s); %s", conn, f->who,
              f->how, f->what);
     break;
   default:

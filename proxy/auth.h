@@ -51,6 +51,13 @@ struct proxy_auth_input {
   /* PROXY_TOKEN_AUTHENTICATE while CHALLENGED: the type 3's proof (and
    * MIC) checked out. Ignored otherwise. */
   bool verified;
+  /* The listener's defects (proxy_config.defects). Two change rows:
+   * body-less-forward forwards a type 1 on an authenticated connection
+   * whatever the policy, body-on-type1 forwards a type 1 that carries a
+   * body. 0: none. */
+  unsigned defects;
+  /* The request carries a body (read, or announced with Expect). */
+  bool has_body;
 };
 
 struct proxy_auth_decision {
@@ -67,7 +74,9 @@ struct proxy_auth_decision {
  * PROXY_TOKEN_AUTHENTICATE on a CHALLENGED connection. */
 bool proxy_auth_verifies(enum proxy_auth_state state, enum proxy_token token);
 
-/* The decision table. Total: every input has a decision. */
+/* The decision table. Total: every input has a decision. Nothing is
+ * forwarded from a connection that is not authenticated afterwards,
+ * except by the defect body-on-type1 (note KB_NOTE_TYPE1_BODY_FORWARDED). */
 void proxy_auth_decide(const struct proxy_auth_input *in,
                        struct proxy_auth_decision *out);
 
@@ -75,7 +84,9 @@ void proxy_auth_decide(const struct proxy_auth_input *in,
  * caller from the connection and the request. Strings may be "" where the
  * decision does not use them, never NULL. */
 struct proxy_auth_facts {
-  uint64_t conn_id;
+  const char *conn;     /* how the words name the connection: "client 3
+                           conn 1" (kb_names, as both ends name it), or
+                           "connection 7" before a name is known */
   const char *listener; /* ISA's name, for the 401's body */
   const char *who;      /* DOMAIN\user: the identity before, or the new one */
   const char *how;      /* how a type 3 verified: "NTLMv2, MIC verified" */

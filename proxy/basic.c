@@ -242,16 +242,17 @@ void proxy__decide_basic(struct proxy__conn *conn, struct MHD_Connection *mc,
   enum proxy_basic verdict;
   char who[300];
   char why[400];
+  char label[80];
 
   why[0] = '\0';
+  proxy__conn_label(conn, label, sizeof(label));
   verdict = proxy_check_basic(proxy, value, who, sizeof(who), why, sizeof(why));
   if(verdict == PROXY_BASIC_OK) {
     char what[128];
     ans->delta.basic_ok = 1;
     proxy__describe_forward(conn, method, what, sizeof(what));
     proxy__note(conn, KB_NOTE_BASIC_OK,
-                "connection %" PRIu64 ": Basic credentials of %s verified; %s",
-                conn->id, who, what);
+                "%s: Basic credentials of %s verified; %s", label, who, what);
     proxy__forward(conn, mc, method, ans);
     return;
   }
@@ -261,9 +262,9 @@ void proxy__decide_basic(struct proxy__conn *conn, struct MHD_Connection *mc,
   if(value)
     ans->delta.basic_failed = 1;
   proxy__note(conn, KB_NOTE_BASIC_REFUSED,
-              "connection %" PRIu64 ": Basic authentication failed (%s): 401 "
+              "%s: Basic authentication failed (%s): 401 "
               "asking for Basic, nothing forwarded",
-              conn->id, why);
+              label, why);
   proxy__answer_text(conn, ans, MHD_HTTP_UNAUTHORIZED, offer, KB_AUTH_OTHER,
                      "ISA %s: %s; send Authorization: Basic with "
                      "base64(DOMAIN\\user:password)",

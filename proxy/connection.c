@@ -12,17 +12,21 @@
 /* The line libmicrohttpd logs after an access handler's MHD_NO. */
 #define PROXY_MHD_APP_ERROR "Application reported internal error"
 
-_Thread_local bool proxy__closing_idle;
+_Thread_local bool proxy__closing_quietly;
 
-/* Returns the connection's name for a note: the name its peer claimed,
- * or its id when it has none. Writes into out, which it returns. */
+/* Returns how a note names the connection: the name both ends know it by
+ * ("client 3 conn 1", kb_names) once its first request resolved it, else
+ * "connection N" with its accept number. A resolved name never gives way
+ * to the accept number, which follows the order concurrent clients were
+ * accepted in and would make the same seed's notes differ. Writes into
+ * out, which it returns. */
 const char *proxy__conn_label(const struct proxy__conn *conn, char *out,
                               size_t outlen)
 {
   if(conn->name[0])
     snprintf(out, outlen, "%s", conn->name);
   else
-    snprintf(out, outlen, "%" PRIu64, conn->id);
+    snprintf(out, outlen, "connection %" PRIu64, conn->id);
   return out;
 }
 
@@ -56,9 +60,10 @@ static void proxy_conn_free(struct proxy__conn *conn)
   proxy__fwd_release(conn);
   if(conn->curl)
     curl_easy_cleanup(conn->curl);
-  /* Closes the cached upstream connection, traced by proxy_curl_close. */
-  if(conn->multi)
-    curl_multi_cleanup(conn->multi);
+  /* Closes the cached upstream connection, traced by proxy_curl_close,
+   * unless the defect mixes-identities puts it in the pool (defects.c). */
+  if(!proxy__defect_park(conn))
+    proxy__upstream_close(conn);
   curl_slist_free_all(conn->fwd_headers);
   curl_url_cleanup(conn->fwd_uh);
   kb_buf_free(&conn->fwd_url);
@@ -127,8 +132,8 @@ void proxy__on_connection(void *cls, struct MHD_Connection *mc,
     if(!conn->named)
       proxy__emit(proxy, KB_TRACE_OPEN, KB_HOP_CLIENT_PROXY, id, "", NULL, 0,
                   NULL);
-    /* In case libmicrohttpd logged nothing after an idle close. */
-    proxy__closing_idle = false;
+    /* In case libmicrohttpd logged nothing after a deliberate close. */
+    proxy__closing_quietly = false;
     memcpy(name, conn->name, sizeof(name));
     kb_guard_close(conn->slot);
     conn->slot = NULL;
@@ -156,9 +161,9 @@ void proxy__on_mhd_log(void *cls, const char *fmt, va_list ap)
   size_t len;
 
   vsnprintf(line, sizeof(line), fmt, ap);
-  if(proxy__closing_idle &&
+  if(proxy__closing_quietly &&
      !strncmp(line, PROXY_MHD_APP_ERROR, sizeof(PROXY_MHD_APP_ERROR) - 1)) {
-    proxy__closing_idle = false;
+    proxy__closing_quietly = false;
     return;
   }
   if(!proxy->trace.emit)

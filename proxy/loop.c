@@ -7,6 +7,8 @@
  */
 #include "proxy_int.h"
 
+#include <sys/ioctl.h>
+
 /* Per-connection memory for the request line and headers. A type 3 token
  * from a long domain\user is a few KiB of base64; the largest header the
  * listener must still read to refuse it itself (401, not libmicrohttpd's
@@ -78,12 +80,25 @@ void proxy__peer_finish(struct proxy__conn *conn)
 {
   char label[80];
 
+  int unread = 0;
+
   if(!conn->peer_gone || conn->peer_shut || conn->answering ||
      conn->fwd_state != PROXY__FWD_IDLE)
     return;
+  /* A request the defect expect-hang holds waits for exactly this. */
+  if(proxy__defect_release(conn))
+    return;
+  /* Bytes that came before the FIN and that libmicrohttpd has not read
+   * yet are a request whose answer the client waits for (it may send a
+   * request and half-close at once, and our watch can see the FIN before
+   * libmicrohttpd's own epoll set has the connection back after a
+   * suspension): libmicrohttpd reads them and the request runs; its
+   * answer's completion calls this again. */
+  if(ioctl(conn->peer.fd, FIONREAD, &unread) == 0 && unread > 0)
+    return;
   if(conn->req.started || conn->req.uri)
     proxy__note(conn, KB_NOTE_CLIENT_LEFT,
-                "connection %s: the client closed it in the middle of "
+                "%s: the client closed it in the middle of "
                 "a request; closing it, nothing forwarded",
                 proxy__conn_label(conn, label, sizeof(label)));
   shutdown(conn->peer.fd, SHUT_WR);
@@ -250,6 +265,7 @@ static void *proxy_loop_main(void *arg)
     }
     if(atomic_load(&proxy->stopping)) {
       proxy_loop_abandon(loop);
+      proxy__defect_release_all(loop);
       /* Let the resumed connections queue their 503 and try to send it. */
       MHD_run(loop->daemon);
       proxy_loop_bury(loop);
@@ -333,7 +349,8 @@ void proxy__loops_stop(struct proxy *proxy)
 
 /* Stops every daemon, closing its connections (their CLOSED notifications
  * free their state and close their upstream connections), then closes
- * the loops' descriptors and frees retired watches. After
+ * the upstream connections left in the loops' pools (defects.c), the
+ * loops' descriptors, and frees retired watches. After
  * proxy__loops_stop. */
 void proxy__loops_close(struct proxy *proxy)
 {
@@ -346,6 +363,7 @@ void proxy__loops_close(struct proxy *proxy)
     }
   for(i = 0; i < proxy->nloops; i++) {
     struct proxy__loop *loop = &proxy->loops[i];
+    proxy__defect_pool_drain(loop);
     proxy_loop_bury(loop);
     if(loop->wakefd >= 0)
       close(loop->wakefd);

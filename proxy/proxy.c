@@ -251,6 +251,8 @@ static int proxy_check_config(const struct proxy_config *config, char *err,
                     (int)config->auth);
     return -1;
   }
+  if(proxy__defects_check(config->defects, config->auth, err, errlen))
+    return -1;
   if(config->idle_timeout_ms < 0) {
     proxy_set_error(err, errlen,
                     "proxy: idle_timeout_ms is negative (%" PRId64 "); use 0 "
@@ -323,6 +325,7 @@ static struct proxy *proxy_create(const struct proxy_config *config, char *err,
   proxy->backend_url_len = len;
   proxy->users = config->users;
   proxy->auth = config->auth;
+  proxy->defects = config->defects;
   proxy->idle_timeout_ms = config->idle_timeout_ms;
   proxy->max_requests = config->max_requests;
   proxy->max_body =

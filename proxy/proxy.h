@@ -5,7 +5,8 @@
  *
  * Authentication state belongs to the client's TCP connection and dies with
  * it. Each client connection gets its own upstream connection to the
- * backend, so identities never mix.
+ * backend, so identities never mix (unless a defect is asked for: see
+ * proxy_config.defects).
  *
  * How a request is handled on an integrated listener (the default), by the
  * connection's state and its header:
@@ -26,9 +27,11 @@
  *      Kerberos here; the client falls back to NTLM), nothing forwarded.
  * A Basic listener wants "Authorization: Basic" on every request (no
  * connection state, so no bug); a listener with no authentication forwards
- * everything. Forwarded requests keep method, path, headers (Authorization
- * included) and body; a Via header is added both ways. Backend unreachable
- * -> 502. proxy/README.md has the full table.
+ * everything - in front of an Exchange that authenticates NTLM itself, it
+ * is the pass-through listener, each client connection pinned to an
+ * upstream connection of its own. Forwarded requests keep method, path,
+ * headers (Authorization included) and body; a Via header is added both
+ * ways. Backend unreachable -> 502. proxy/README.md has the full table.
  */
 #ifndef PROXY_H
 #define PROXY_H
@@ -36,6 +39,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/kb_defect.h"
 #include "common/kb_env.h"
 #include "common/kb_users.h"
 
@@ -63,6 +67,14 @@ const char *proxy_auth_name(enum proxy_auth auth);
 
 /* Parses an auth name; returns 0, or -1 when name is none of them. */
 int proxy_auth_parse(const char *name, enum proxy_auth *out);
+
+/* The bit of defect d in proxy_config.defects. */
+#define PROXY_DEFECT(d) (1u << (unsigned)(d))
+
+/* Why the listener cannot have defect d yet - one line saying what it
+ * needs ("needs Kerberos ...") - or NULL when it can. Can't fail; safe
+ * from any thread. */
+const char *proxy_defect_unavailable(enum kb_defect d);
 
 struct proxy_config {
   const char *bind_host; /* numeric address, "127.0.0.1" when NULL */
@@ -116,6 +128,15 @@ struct proxy_config {
    * "<client connection name> upstream <n>" once connected. Challenges are then
    * drawn under that name, so they do not depend on accept order. */
   struct kb_names names;
+  /* What the listener gets wrong on purpose (serve --defect), a bit set of
+   * PROXY_DEFECT(KB_DEFECT_...); 0, the default, is none. The defects of a
+   * listener that passes NTLM through (handshake-split, mixes-identities,
+   * pinned-recycled, challenge-rewritten) need auth PROXY_AUTH_NONE, those
+   * of an authenticating one (body-less-forward, expect-hang,
+   * body-on-type1) PROXY_AUTH_INTEGRATED; body-less-forward holds whatever
+   * the policy. proxy/README.md, "Defects", says what each changes;
+   * proxy_start refuses a defect the listener cannot have. */
+  unsigned defects;
 };
 
 /* Counters since start, consistent with each other at the moment of the

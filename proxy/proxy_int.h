@@ -61,7 +61,9 @@
 /* Where a client connection's upstream transfer stands. */
 enum proxy__fwd_state {
   PROXY__FWD_IDLE = 0, /* none: the request is decided on the spot */
-  PROXY__FWD_RUNNING,  /* in flight; the client connection is suspended */
+  PROXY__FWD_RUNNING,  /* in flight; the client connection is suspended
+                          (from the second final call of the access
+                          handler: see proxy_request_answer) */
   PROXY__FWD_DONE      /* ended; conn->pending holds the answer to queue */
 };
 
@@ -74,6 +76,29 @@ enum proxy__watch_kind {
 };
 
 struct proxy__conn;
+
+/* What libcurl's close-socket callback is handed (upstream.c). libcurl
+ * copies it into each upstream connection when it opens it and keeps it
+ * for the connection's life, which may outlast the client connection:
+ * under the defect mixes-identities a multi handle, and the connection in
+ * its cache, passes from a client connection that closed to the next one
+ * (defects.c). So it is allocated beside the client connection's multi
+ * handle, names its current owner, and keeps what the trace needs while
+ * it has none. */
+struct proxy__upstream {
+  struct proxy *proxy;
+  struct proxy__conn *conn; /* the owner; NULL while in the pool */
+  /* While in the pool (loop->pool): the multi handle, the last owner's id
+   * and label, and the name, port and requests of the upstream
+   * connection it caches. */
+  CURLM *multi;
+  uint64_t conn_id;
+  char owner[64];
+  char name[96];
+  uint16_t port;
+  unsigned requests;
+  struct proxy__upstream *next;
+};
 
 /* The epoll data of one registration. Upstream ones are created when
  * libcurl first reports a socket and retired when it removes it; retired
@@ -111,6 +136,12 @@ struct proxy__loop {
   struct proxy__conn *gone;
   struct proxy__conn *busy;  /* connections with a transfer in flight */
   struct proxy__watch *dead; /* retired watches, freed after each batch */
+  /* The defects' state (defects.c): connections held by expect-hang, and
+   * the upstream connections left by clients that closed
+   * (mixes-identities), most recent first, npool of them. */
+  struct proxy__conn *held;
+  struct proxy__upstream *pool;
+  unsigned npool;
 };
 
 struct proxy {
@@ -125,6 +156,7 @@ struct proxy {
   char *dns_computer; /* "isa01.fabrikam.com" */
   const struct kb_users *users;
   enum proxy_auth auth;
+  unsigned defects;        /* PROXY_DEFECT bits (defects.c) */
   char *basic_offer;       /* "Basic realm=\"<name>\"" */
   char *via;               /* "1.1 <name>", the Via value both ways */
   int64_t idle_timeout_ms; /* 0 = none */
@@ -189,12 +221,13 @@ struct proxy__conn {
   struct proxy *proxy;
   struct proxy__loop *loop; /* the loop that accepted it and runs it */
   uint64_t id;
-  char name[64];      /* the name the peer claimed (kb_names), or "" */
-  bool named;         /* name resolved and OPEN traced (first request) */
-  char up_name[96];   /* the current upstream connection's name, or "" */
-  uint16_t up_port;   /* the backend port it connects to */
-  bool up_claimed;    /* up_name claimed for its port (once connected) */
-  unsigned upstreams; /* upstream connections opened for this one */
+  char name[64];        /* the name the peer claimed (kb_names), or "" */
+  bool named;           /* name resolved and OPEN traced (first request) */
+  char up_name[96];     /* the current upstream connection's name, or "" */
+  uint16_t up_port;     /* the backend port it connects to */
+  bool up_claimed;      /* up_name claimed for its port (once connected) */
+  unsigned upstreams;   /* upstream connections opened for this one */
+  unsigned up_requests; /* requests sent on the current one; 0: none open */
   enum proxy_auth_state state;
   enum ntlm_scheme scheme;  /* the scheme of the current handshake */
   uint8_t challenge[8];     /* pending server challenge (CHALLENGED) */
@@ -209,6 +242,7 @@ struct proxy__conn {
   int64_t last_answer_ms;   /* its timeline when the last one was queued */
   CURL *curl;               /* upstream handle, created lazily */
   CURLM *multi;             /* its own, so its own connection cache */
+  struct proxy__upstream *upstream; /* created with multi */
   /* The watch of its upstream socket. It stays registered between
    * requests (libcurl removes and re-adds the socket of a kept connection
    * around every transfer), which saves three epoll_ctl calls a request;
@@ -227,11 +261,17 @@ struct proxy__conn {
   bool answering; /* a response is queued and not yet completed */
   bool peer_shut; /* our side was shut down */
   struct proxy__conn *gone_prev, *gone_next; /* in loop->gone */
+  /* The defect expect-hang: the connection suspended with its request
+   * unanswered (held, in loop->held), then let go to close (dropped). */
+  struct MHD_Connection *held;
+  bool dropped;
+  struct proxy__conn *held_prev, *held_next;
   struct proxy__req req;
   struct kb_guard_slot *slot; /* its deadlines (NULL: none) */
   /* The forward in flight (fwd_state RUNNING) or just ended (DONE). */
   enum proxy__fwd_state fwd_state;
-  struct MHD_Connection *mc; /* the suspended client connection */
+  struct MHD_Connection *mc; /* the client connection of the forward */
+  bool suspended;            /* mc is suspended until the forward ends */
   struct proxy__fwd fwd;     /* what the transfer collects */
   /* The upstream header list and URL of the last forward, kept while the
    * client's next request repeats them (see proxy_upstream_headers). */
@@ -247,11 +287,12 @@ struct proxy__conn {
   struct proxy__conn *busy_prev, *busy_next; /* in loop->busy */
 };
 
-/* Set by the loop thread when it refuses a request on an idle connection
- * with MHD_NO. libmicrohttpd then logs "Application reported internal
- * error" at once, from that same thread (inside MHD_run); the close is
- * deliberate and already noted, so that one line is dropped. */
-extern _Thread_local bool proxy__closing_idle;
+/* Set by the loop thread when it closes a connection on purpose with
+ * MHD_NO (a request on an idle connection, a held one whose client left).
+ * libmicrohttpd then logs "Application reported internal error" at once,
+ * from that same thread (inside MHD_run); the close is deliberate and
+ * already noted, so that one line is dropped. */
+extern _Thread_local bool proxy__closing_quietly;
 
 /* The loop the calling thread runs (NULL on any other thread): requests
  * are decided and answered only on their connection's loop, which is what
@@ -318,6 +359,32 @@ proxy__answer_text(const struct proxy__conn *conn, struct proxy__answer *ans,
                    enum kb_auth resp_auth, const char *fmt, ...);
 enum kb_auth proxy__classify_auth(const char *value);
 
+/* defects.c: the defects a listener can be given. */
+int proxy__defects_check(unsigned defects, enum proxy_auth auth, char *err,
+                         size_t errlen);
+bool proxy__defect_hold(struct proxy__conn *conn, struct MHD_Connection *mc);
+bool proxy__defect_release(struct proxy__conn *conn);
+void proxy__defect_release_all(struct proxy__loop *loop);
+void proxy__defect_transfer(struct proxy__conn *conn);
+bool proxy__defect_park(struct proxy__conn *conn);
+bool proxy__defect_adopt(struct proxy__conn *conn);
+void proxy__defect_pool_drain(struct proxy__loop *loop);
+bool proxy__defect_fold(const struct proxy__conn *conn, const char *name,
+                        const char *value, struct kb_buf *fold);
+void proxy__defect_folded(struct proxy__conn *conn, struct MHD_Response *r,
+                          const struct kb_buf *fold, struct proxy__answer *ans);
+
+/* Whether proxy has defect d (proxy_config.defects). */
+static inline bool proxy__defect(const struct proxy *proxy, enum kb_defect d)
+{
+  return (proxy->defects & PROXY_DEFECT(d)) != 0;
+}
+
+/* headers.c: the request headers sent upstream. */
+bool proxy__is_hop_header(const char *name, const char *connection_tokens);
+int proxy__upstream_headers(struct proxy__conn *conn, struct MHD_Connection *mc,
+                            bool has_body);
+
 /* upstream.c: the relay to the published server. */
 CURLcode proxy__curl_init(void);
 void proxy__buf_recycle(struct kb_buf *buf);
@@ -328,6 +395,11 @@ void proxy__fwd_check(struct proxy__conn *conn);
 void proxy__fwd_finish(struct proxy__conn *conn, CURLcode res);
 void proxy__fwd_release(struct proxy__conn *conn);
 int64_t proxy__mono_ms(void);
+void proxy__upstream_attach(struct proxy__conn *conn,
+                            struct proxy__upstream *u);
+struct proxy__upstream *proxy__upstream_detach(struct proxy__conn *conn);
+void proxy__upstream_close(struct proxy__conn *conn);
+void proxy__upstream_free(struct proxy__upstream *u);
 
 /* loop.c: the event loops. */
 struct MHD_Daemon *proxy__daemon_start(struct proxy__loop *loop,

@@ -123,7 +123,7 @@ static bool proxy_idle_expired(struct proxy__conn *conn)
   proxy__stats_add(proxy, &delta);
   proxy__note(
       conn, KB_NOTE_IDLE_CLOSED,
-      "connection %s idle %s > %s: the listener had closed it; closed "
+      "%s idle %s > %s: the listener had closed it; closed "
       "without an answer, nothing forwarded",
       proxy__conn_label(conn, label, sizeof(label)),
       proxy_format_ms(idle, idle_s, sizeof(idle_s)),
@@ -149,7 +149,7 @@ static void proxy_count_answer(struct proxy__conn *conn,
     return;
   ans->delta.max_requests_closed = 1;
   proxy__note(conn, KB_NOTE_MAX_REQUESTS,
-              "connection %s reached the listener's limit of %u requests: "
+              "%s reached the listener's limit of %u requests: "
               "Connection: close, the connection closes after this answer",
               proxy__conn_label(conn, label, sizeof(label)),
               proxy->max_requests);
@@ -313,11 +313,11 @@ static void proxy_decide(struct proxy__conn *conn, struct MHD_Connection *mc,
   switch(proxy->auth) {
   case PROXY_AUTH_NONE:
     if(proxy->trace.emit) {
+      char label[80];
       proxy__describe_forward(conn, method, what, sizeof(what));
       proxy__note(conn, KB_NOTE_ANONYMOUS,
-                  "connection %" PRIu64 ": the listener does not "
-                  "authenticate; %s",
-                  conn->id, what);
+                  "%s: the listener does not authenticate; %s",
+                  proxy__conn_label(conn, label, sizeof(label)), what);
     }
     proxy__forward(conn, mc, method, ans);
     break;
@@ -337,7 +337,8 @@ static void proxy_decide(struct proxy__conn *conn, struct MHD_Connection *mc,
 enum proxy_step {
   PROXY_STEP_READ = 0, /* MHD_YES: read on */
   PROXY_STEP_CLOSE,    /* MHD_NO: close the connection without an answer */
-  PROXY_STEP_DECIDE    /* refused from its head: decide and answer now */
+  PROXY_STEP_DECIDE,   /* refused from its head: decide and answer now */
+  PROXY_STEP_HOLD      /* MHD_YES, suspended: the defect expect-hang */
 };
 
 /* The access handler's first call on a request, with its head alone:
@@ -356,7 +357,7 @@ static enum proxy_step proxy_request_head(struct proxy__conn *conn,
    * which is what a client finds on a connection the server had
    * closed: libcurl then retries on a new one. */
   if(proxy_idle_expired(conn)) {
-    proxy__closing_idle = true;
+    proxy__closing_quietly = true;
     return PROXY_STEP_CLOSE;
   }
   /* A head two parsers could frame differently is refused before
@@ -366,6 +367,10 @@ static enum proxy_step proxy_request_head(struct proxy__conn *conn,
     conn->req.refused_early = true;
     return PROXY_STEP_DECIDE;
   }
+  /* The defect expect-hang answers a client waiting for 100 Continue
+   * nothing at all (defects.c). */
+  if(proxy_expects_continue(mc) && proxy__defect_hold(conn, mc))
+    return PROXY_STEP_HOLD;
   /* A client waiting for 100 Continue is not asked for a body the
    * listener will refuse anyway: the 401 goes at once, as IIS and ISA
    * answer it (libmicrohttpd then closes, the body unread). */
@@ -462,7 +467,8 @@ static void proxy_trace_exchange(const struct proxy__conn *conn,
 
 /* Answers the request now complete on conn: decides it, or takes the
  * answer its transfer left in conn->pending; a request to forward
- * suspends the connection instead. Counts and traces the answer, then
+ * suspends the connection instead, at the call after the one that
+ * started the forward. Counts and traces the answer, then
  * queues it. Returns what the access handler returns. */
 static enum MHD_Result proxy_request_answer(struct proxy__conn *conn,
                                             struct MHD_Connection *mc,
@@ -472,8 +478,21 @@ static enum MHD_Result proxy_request_answer(struct proxy__conn *conn,
   struct proxy__answer ans;
   enum MHD_Result result;
 
-  if(conn->fwd_state == PROXY__FWD_RUNNING)
-    return MHD_YES; /* not expected while suspended; nothing to do yet */
+  if(conn->fwd_state == PROXY__FWD_RUNNING) {
+    /* The second final call of a request being forwarded. Suspending in
+     * the first would leave libmicrohttpd 0.9.75 believing the
+     * connection still waits for request bytes (it does not update that
+     * while suspended): on resume it would read first, and a client that
+     * sent its request and half-closed would be taken for gone, its
+     * answer dropped after Exchange executed the request. Answering the
+     * first call with nothing makes libmicrohttpd wait on nothing and
+     * call again at once; suspended now, it resumes to write. */
+    if(!conn->suspended) {
+      MHD_suspend_connection(mc);
+      conn->suspended = true;
+    }
+    return MHD_YES;
+  }
   if(conn->fwd_state == PROXY__FWD_IDLE && !kb_guard_body_done(conn->slot))
     return MHD_NO; /* the body came too late: answered 408 */
   if(conn->fwd_state == PROXY__FWD_DONE) {
@@ -486,8 +505,7 @@ static enum MHD_Result proxy_request_answer(struct proxy__conn *conn,
     proxy_decide(conn, mc, method, &ans);
     if(conn->fwd_state == PROXY__FWD_RUNNING) {
       conn->pending = ans;
-      MHD_suspend_connection(mc);
-      return MHD_YES;
+      return MHD_YES; /* suspended at the next call, above */
     }
   }
   if(!ans.response)
@@ -528,9 +546,15 @@ enum MHD_Result proxy__on_request(void *cls, struct MHD_Connection *mc,
 
   if(!conn)
     return MHD_NO;
+  if(conn->dropped) {
+    /* Let go by the defect expect-hang: its client has gone. */
+    proxy__closing_quietly = true;
+    return MHD_NO;
+  }
   if(!conn->req.started) {
     switch(proxy_request_head(conn, mc, version)) {
     case PROXY_STEP_READ:
+    case PROXY_STEP_HOLD:
       return MHD_YES;
     case PROXY_STEP_CLOSE:
       return MHD_NO;

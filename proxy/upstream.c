@@ -1,10 +1,12 @@
 /*
  * upstream.c - the listener's relay to the published server: one libcurl
  * easy and multi handle per client connection (libcurl initialised once
- * per process), the request headers filtered and rewritten (Via,
- * hop-by-hop), upstream connection names, libcurl's socket and timer
- * callbacks that put its sockets in the loop's epoll set, and the
- * response collected and handed back to the client connection.
+ * per process; the multi handle handed from one client connection to the
+ * next only under the defect mixes-identities, defects.c), upstream
+ * connection names, libcurl's socket and timer callbacks that put its
+ * sockets in the loop's epoll set, the request sent with the headers
+ * headers.c builds, and the response collected and handed back to the
+ * client connection.
  */
 #include "proxy_int.h"
 
@@ -47,8 +49,9 @@ static void proxy_name_upstream(struct proxy__conn *conn)
 }
 
 /* CURLOPT_PREREQFUNCTION: called once the upstream connection is
- * established or picked for reuse, before the request goes. Claims a new
- * connection's name for the port the kernel gave it. */
+ * established or picked for reuse, before the request goes. Counts the
+ * request on it and claims a new connection's name for the port the
+ * kernel gave it. */
 static int proxy_curl_prereq(void *clientp, char *conn_primary_ip,
                              char *conn_local_ip, int conn_primary_port,
                              int conn_local_port)
@@ -57,6 +60,8 @@ static int proxy_curl_prereq(void *clientp, char *conn_primary_ip,
   (void)conn_primary_ip;
   (void)conn_local_ip;
   (void)conn_primary_port;
+
+  conn->up_requests++;
 
   if(!conn->up_claimed && conn->up_name[0] && conn_local_port > 0 &&
      conn_local_port <= 65535) {
@@ -87,23 +92,31 @@ static curl_socket_t proxy_curl_open(void *clientp, curlsocktype purpose,
   else
     conn->up_name[0] = '\0';
   conn->up_port = kb_sockaddr_port(&addr->addr);
+  conn->up_requests = 0;
   if(fd != CURL_SOCKET_BAD)
     proxy__emit(conn->proxy, KB_TRACE_OPEN, KB_HOP_PROXY_BACKEND, conn->id,
                 conn->up_name, NULL, 0, NULL);
   return fd;
 }
 
-/* Closes the socket of an upstream connection and traces it. Closing
- * takes it out of the epoll set, so the embedded watch forgets it. */
+/* Closes the socket of an upstream connection and traces it, under the
+ * client connection that owns it, or the last one while it sits in the
+ * pool (clientp is the struct proxy__upstream: see there). Closing takes
+ * it out of the epoll set, so the embedded watch forgets it. */
 static int proxy_curl_close(void *clientp, curl_socket_t fd)
 {
-  struct proxy__conn *conn = clientp;
-  if(conn->up.fd == fd) {
+  struct proxy__upstream *u = clientp;
+  struct proxy__conn *conn = u->conn;
+
+  if(conn && conn->up.fd == fd) {
     conn->up.fd = CURL_SOCKET_BAD;
     conn->up.registered = conn->up.active = false;
   }
-  proxy__emit(conn->proxy, KB_TRACE_CLOSE, KB_HOP_PROXY_BACKEND, conn->id,
-              conn->up_name, NULL, 0, NULL);
+  if(conn)
+    conn->up_requests = 0; /* no upstream connection open */
+  proxy__emit(u->proxy, KB_TRACE_CLOSE, KB_HOP_PROXY_BACKEND,
+              conn ? conn->id : u->conn_id, conn ? conn->up_name : u->name,
+              NULL, 0, NULL);
   return close(fd);
 }
 
@@ -221,7 +234,7 @@ static int proxy_curl_socket(CURL *easy, curl_socket_t fd, int what,
                              void *userp, void *socketp)
 {
   struct proxy__conn *conn = userp;
-  struct proxy__loop *loop = conn->loop;
+  struct proxy__loop *loop;
   struct proxy__watch *w = socketp;
   struct epoll_event ev;
   uint32_t events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) |
@@ -229,6 +242,9 @@ static int proxy_curl_socket(CURL *easy, curl_socket_t fd, int what,
   int op = EPOLL_CTL_MOD;
   (void)easy;
 
+  if(!conn) /* in the pool (defects.c): nothing is watched */
+    return 0;
+  loop = conn->loop;
   if(!w && (conn->up.fd == fd || conn->up.fd == CURL_SOCKET_BAD)) {
     if(what == CURL_POLL_REMOVE) {
       conn->up.active = false;
@@ -276,203 +292,8 @@ static int proxy_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 {
   struct proxy__conn *conn = userp;
   (void)multi;
-  conn->timer_at = timeout_ms < 0 ? -1 : proxy__mono_ms() + timeout_ms;
-  return 0;
-}
-
-/* Returns true when name is a hop-by-hop header, or one a relay must not
- * copy because the next hop computes it (Content-Length), or one named by
- * the message's Connection header (connection_tokens, may be NULL). */
-static bool proxy_is_hop_header(const char *name, const char *connection_tokens)
-{
-#define PROXY_HOP(name)                                                        \
-  {                                                                            \
-    name, sizeof(name) - 1                                                     \
-  }
-  /* With their lengths: most names are told apart by length alone, and
-   * this runs for every header in both directions. */
-  static const struct {
-    const char *name;
-    size_t len;
-  } hop[] = {PROXY_HOP("Connection"),
-             PROXY_HOP("Keep-Alive"),
-             PROXY_HOP("Proxy-Connection"),
-             PROXY_HOP("Proxy-Authorization"),
-             PROXY_HOP("Proxy-Authenticate"),
-             PROXY_HOP("TE"),
-             PROXY_HOP("Trailer"),
-             PROXY_HOP("Transfer-Encoding"),
-             PROXY_HOP("Upgrade"),
-             PROXY_HOP("Content-Length")};
-#undef PROXY_HOP
-  size_t i;
-  size_t n = strlen(name);
-  const char *p = connection_tokens;
-
-  for(i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-    if(n == hop[i].len && !strcasecmp(name, hop[i].name))
-      return true;
-  /* "Connection: Keep-Alive, X-Foo" also makes X-Foo hop-by-hop. */
-  while(p && *p) {
-    size_t len;
-    while(*p == ' ' || *p == '\t' || *p == ',')
-      p++;
-    len = strcspn(p, ", \t");
-    if(len == n && len && !strncasecmp(p, name, n))
-      return true;
-    p += len;
-  }
-  return false;
-}
-
-/* What proxy_upstream_headers builds, or checks against the list the
- * connection's previous request built. */
-struct proxy_hdr_ctx {
-  struct curl_slist *list;  /* building: the list so far */
-  struct curl_slist *check; /* checking: the next entry to match */
-  bool checking;
-  const char *connection_tokens;
-  bool has_accept;
-  bool has_content_type;
-  bool failed; /* building: out of memory; checking: an entry differs */
-};
-
-/* Lines up to this long are put together on the stack before libcurl
- * copies them; longer ones (a type 3 token) take a malloc. */
-#define PROXY_HDR_LINE_STACK 512
-
-/* Adds the entry a b c (concatenated; b and c may be "") to the list
- * being built, or, when checking, compares it with the next entry of the
- * previous list. Returns false once ctx->failed is set. */
-static bool proxy_hdr_push(struct proxy_hdr_ctx *ctx, const char *a,
-                           const char *b, const char *c)
-{
-  size_t la = strlen(a);
-  size_t lb = strlen(b);
-  size_t lc = strlen(c);
-  char stack[PROXY_HDR_LINE_STACK];
-  char *line = stack;
-  struct curl_slist *next;
-
-  if(ctx->checking) {
-    const char *have = ctx->check ? ctx->check->data : NULL;
-    if(!have || strncmp(have, a, la) || strncmp(have + la, b, lb) ||
-       strcmp(have + la + lb, c)) {
-      ctx->failed = true;
-      return false;
-    }
-    ctx->check = ctx->check->next;
-    return true;
-  }
-  if(la + lb + lc >= sizeof(stack)) {
-    line = malloc(la + lb + lc + 1);
-    if(!line) {
-      ctx->failed = true;
-      return false;
-    }
-  }
-  memcpy(line, a, la);
-  memcpy(line + la, b, lb);
-  memcpy(line + la + lb, c, lc);
-  line[la + lb + lc] = '\0';
-  next = curl_slist_append(ctx->list, line);
-  if(line != stack)
-    free(line);
-  if(!next) {
-    ctx->failed = true;
-    return false;
-  }
-  ctx->list = next;
-  return true;
-}
-
-/* Appends (or checks) one client request header unless it is hop-by-hop;
- * libcurl drops a header given as "Name:" so an empty value is written
- * "Name;". */
-static enum MHD_Result proxy_collect_header(void *cls, enum MHD_ValueKind kind,
-                                            const char *key, const char *value)
-{
-  struct proxy_hdr_ctx *ctx = cls;
-  bool ok;
-  (void)kind;
-
-  if(!key || proxy_is_hop_header(key, ctx->connection_tokens))
-    return MHD_YES;
-  if(!strcasecmp(key, "Accept"))
-    ctx->has_accept = true;
-  if(!strcasecmp(key, "Content-Type"))
-    ctx->has_content_type = true;
-  if(value && *value)
-    ok = proxy_hdr_push(ctx, key, ": ", value);
-  else
-    ok = proxy_hdr_push(ctx, key, ";", "");
-  return ok ? MHD_YES : MHD_NO;
-}
-
-/* Walks the request's headers into ctx: the client's headers in their
- * order minus hop-by-hop ones, blanks suppressing what libcurl would add
- * on its own (so the backend sees what the client sent), then our Via.
- * Returns false when ctx->failed. */
-static bool proxy_hdr_walk(struct proxy__conn *conn, struct MHD_Connection *mc,
-                           bool has_body, struct proxy_hdr_ctx *ctx)
-{
-  ctx->connection_tokens =
-      MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Connection");
-  /* libcurl writes a custom Host right after the request line, unless the
-   * first Host entry is blank: then it drops its own and sends the
-   * client's where the client put it, so the backend sees the client's
-   * header order (the support case sends Host fourth). */
-  if(MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Host") &&
-     !proxy_hdr_push(ctx, "Host:", "", ""))
-    return false;
-  MHD_get_connection_values(mc, MHD_HEADER_KIND, proxy_collect_header, ctx);
-  if(ctx->failed)
-    return false;
-  /* Blank entries ("Name:") only remove libcurl's defaults; they are not
-   * sent. */
-  if(!proxy_hdr_push(ctx, "Expect:", "", ""))
-    return false;
-  if(!ctx->has_accept && !proxy_hdr_push(ctx, "Accept:", "", ""))
-    return false;
-  if(has_body && !ctx->has_content_type &&
-     !proxy_hdr_push(ctx, "Content-Type:", "", ""))
-    return false;
-  if(!proxy_hdr_push(ctx, "Via: ", conn->proxy->via, ""))
-    return false;
-  /* Checking: the previous list must end here too. */
-  if(ctx->checking && ctx->check) {
-    ctx->failed = true;
-    return false;
-  }
-  return true;
-}
-
-/* Makes conn->fwd_headers the upstream header list of the current request.
- * A client on a kept connection mostly sends the same headers request
- * after request, so the previous list is first checked entry by entry and
- * kept when it matches: building one costs two allocations per header.
- * conn owns the list (freed with the connection). Returns 0, or -1 when
- * out of memory (conn->fwd_headers is then NULL). */
-static int proxy_upstream_headers(struct proxy__conn *conn,
-                                  struct MHD_Connection *mc, bool has_body)
-{
-  struct proxy_hdr_ctx ctx;
-
-  if(conn->fwd_headers) {
-    memset(&ctx, 0, sizeof(ctx));
-    ctx.checking = true;
-    ctx.check = conn->fwd_headers;
-    if(proxy_hdr_walk(conn, mc, has_body, &ctx))
-      return 0;
-    curl_slist_free_all(conn->fwd_headers);
-    conn->fwd_headers = NULL;
-  }
-  memset(&ctx, 0, sizeof(ctx));
-  if(!proxy_hdr_walk(conn, mc, has_body, &ctx)) {
-    curl_slist_free_all(ctx.list);
-    return -1;
-  }
-  conn->fwd_headers = ctx.list;
+  if(conn) /* else in the pool: no transfer to time */
+    conn->timer_at = timeout_ms < 0 ? -1 : proxy__mono_ms() + timeout_ms;
   return 0;
 }
 
@@ -535,10 +356,15 @@ static size_t proxy_split_headers(struct proxy__fwd *fwd,
   return n;
 }
 
+/* The longest WWW-Authenticate value the defect challenge-rewritten folds
+ * the server's into. */
+#define PROXY_MAX_FOLD ((size_t)8 * 1024)
+
 /* Builds the client's response from what the backend sent: its status,
- * headers minus hop-by-hop ones, body, plus our Via. The response points
- * into fwd->body, which must stay as it is until the request completes.
- * Fills ans; ans->response stays NULL when out of memory. */
+ * headers minus hop-by-hop ones (and, with the defect challenge-rewritten,
+ * its WWW-Authenticate headers folded: defects.c), body, plus our Via. The
+ * response points into fwd->body, which must stay as it is until the request
+ * completes. Fills ans; ans->response stays NULL when out of memory. */
 static void proxy_relay(struct proxy__conn *conn, struct proxy__fwd *fwd,
                         unsigned status, struct proxy__answer *ans)
 {
@@ -550,7 +376,9 @@ static void proxy_relay(struct proxy__conn *conn, struct proxy__fwd *fwd,
   size_t body_len = 0;
   const char *connection_tokens = NULL;
   bool has_date = false;
+  struct kb_buf fold;
 
+  kb_buf_init(&fold, PROXY_MAX_FOLD);
   count = proxy_split_headers(fwd, stack, &h);
   if(count == (size_t)-1)
     return;
@@ -574,7 +402,8 @@ static void proxy_relay(struct proxy__conn *conn, struct proxy__fwd *fwd,
     if(!strcasecmp(h[i].name, "Connection"))
       connection_tokens = h[i].value;
   for(i = 0; i < count; i++) {
-    if(proxy_is_hop_header(h[i].name, connection_tokens))
+    if(proxy__is_hop_header(h[i].name, connection_tokens) ||
+       proxy__defect_fold(conn, h[i].name, h[i].value, &fold))
       continue;
     if(!strcasecmp(h[i].name, MHD_HTTP_HEADER_DATE))
       has_date = true;
@@ -585,10 +414,12 @@ static void proxy_relay(struct proxy__conn *conn, struct proxy__fwd *fwd,
      * dropped rather than failing the whole response. */
     MHD_add_response_header(r, h[i].name, h[i].value);
   }
+  proxy__defect_folded(conn, r, &fold, ans);
   if(!has_date)
     proxy__add_date(conn, r);
   MHD_add_response_header(r, MHD_HTTP_HEADER_VIA, conn->proxy->via);
 out:
+  kb_buf_free(&fold);
   if(h != stack)
     free(h);
 }
@@ -697,16 +528,52 @@ void proxy__busy_unlink(struct proxy__conn *conn)
   conn->busy_prev = conn->busy_next = NULL;
 }
 
-/* Creates conn's upstream handles on first use: an easy handle with the
- * options every forward shares (set once: resetting and setting them
- * again cost a visible share of each request in the profile), and a
- * multi handle of its own so that its connection cache (hence the upstream
- * connection) is this client connection's alone. Returns 0 or -1. */
+/* Points the callbacks of conn's multi handle at conn. */
+static void proxy_multi_bind(struct proxy__conn *conn)
+{
+  curl_multi_setopt(conn->multi, CURLMOPT_SOCKETFUNCTION, proxy_curl_socket);
+  curl_multi_setopt(conn->multi, CURLMOPT_SOCKETDATA, conn);
+  curl_multi_setopt(conn->multi, CURLMOPT_TIMERFUNCTION, proxy_curl_timer);
+  curl_multi_setopt(conn->multi, CURLMOPT_TIMERDATA, conn);
+}
+
+/* Gives conn a multi handle of its own, so that its connection cache
+ * (hence the upstream connection) is this client connection's alone, and
+ * the struct proxy__upstream its connections' close callback names; or,
+ * under the defect mixes-identities, the ones another client connection
+ * left in the pool (defects.c). Returns 0 or -1. */
+static int proxy_multi_init(struct proxy__conn *conn)
+{
+  struct proxy__upstream *u;
+
+  if(conn->multi || proxy__defect_adopt(conn))
+    return 0;
+  u = calloc(1, sizeof(*u));
+  if(!u)
+    return -1;
+  conn->multi = curl_multi_init();
+  if(!conn->multi) {
+    free(u);
+    return -1;
+  }
+  u->proxy = conn->proxy;
+  u->conn = conn;
+  conn->upstream = u;
+  proxy_multi_bind(conn);
+  return 0;
+}
+
+/* Creates conn's upstream handles on first use: its multi handle
+ * (proxy_multi_init) and an easy handle with the options every forward
+ * shares (set once: resetting and setting them again cost a visible share
+ * of each request in the profile). Returns 0 or -1. */
 static int proxy_upstream_init(struct proxy__conn *conn)
 {
   struct proxy *proxy = conn->proxy;
   CURL *curl = conn->curl;
 
+  if(proxy_multi_init(conn))
+    return -1;
   if(!curl) {
     curl = conn->curl = curl_easy_init();
     if(!curl)
@@ -727,7 +594,7 @@ static int proxy_upstream_init(struct proxy__conn *conn)
     curl_easy_setopt(curl, CURLOPT_OPENSOCKETFUNCTION, proxy_curl_open);
     curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, conn);
     curl_easy_setopt(curl, CURLOPT_CLOSESOCKETFUNCTION, proxy_curl_close);
-    curl_easy_setopt(curl, CURLOPT_CLOSESOCKETDATA, conn);
+    curl_easy_setopt(curl, CURLOPT_CLOSESOCKETDATA, conn->upstream);
     curl_easy_setopt(curl, CURLOPT_PREREQFUNCTION, proxy_curl_prereq);
     curl_easy_setopt(curl, CURLOPT_PREREQDATA, conn);
     if(proxy->trace.emit) {
@@ -736,16 +603,79 @@ static int proxy_upstream_init(struct proxy__conn *conn)
       curl_easy_setopt(curl, CURLOPT_DEBUGDATA, conn);
     }
   }
-  if(conn->multi)
-    return 0;
-  conn->multi = curl_multi_init();
-  if(!conn->multi)
-    return -1;
-  curl_multi_setopt(conn->multi, CURLMOPT_SOCKETFUNCTION, proxy_curl_socket);
-  curl_multi_setopt(conn->multi, CURLMOPT_SOCKETDATA, conn);
-  curl_multi_setopt(conn->multi, CURLMOPT_TIMERFUNCTION, proxy_curl_timer);
-  curl_multi_setopt(conn->multi, CURLMOPT_TIMERDATA, conn);
   return 0;
+}
+
+/* Makes u, an upstream another client connection left in the pool, conn's
+ * (conn has no multi handle yet): its multi handle and cached connection,
+ * whose name, port and request count become conn's, and its callbacks
+ * pointed at conn. */
+void proxy__upstream_attach(struct proxy__conn *conn, struct proxy__upstream *u)
+{
+  assert(!conn->multi && !conn->upstream && !u->conn);
+  conn->upstream = u;
+  conn->multi = u->multi;
+  u->multi = NULL;
+  u->conn = conn;
+  snprintf(conn->up_name, sizeof(conn->up_name), "%s", u->name);
+  conn->up_port = u->port;
+  conn->up_claimed = true;
+  conn->up_requests = u->requests;
+  proxy_multi_bind(conn);
+}
+
+/* Takes conn's multi handle away from it, its cached upstream connection
+ * left open: the socket leaves the loop's epoll set, the handle's
+ * callbacks name nobody, and the returned struct proxy__upstream holds
+ * the handle and what the trace and the next owner need (the caller owns
+ * it: proxy__upstream_attach or proxy__upstream_free). NULL when conn has
+ * none. conn's easy handle stays conn's. */
+struct proxy__upstream *proxy__upstream_detach(struct proxy__conn *conn)
+{
+  struct proxy__upstream *u = conn->upstream;
+
+  if(!u || !conn->multi)
+    return NULL;
+  if(conn->up.registered)
+    epoll_ctl(conn->loop->epfd, EPOLL_CTL_DEL, conn->up.fd, NULL);
+  conn->up.fd = CURL_SOCKET_BAD;
+  conn->up.registered = conn->up.active = false;
+  curl_multi_setopt(conn->multi, CURLMOPT_SOCKETDATA, NULL);
+  curl_multi_setopt(conn->multi, CURLMOPT_TIMERDATA, NULL);
+  u->multi = conn->multi;
+  u->conn = NULL;
+  u->conn_id = conn->id;
+  proxy__conn_label(conn, u->owner, sizeof(u->owner));
+  snprintf(u->name, sizeof(u->name), "%s", conn->up_name);
+  u->port = conn->up_port;
+  u->requests = conn->up_requests;
+  conn->multi = NULL;
+  conn->upstream = NULL;
+  return u;
+}
+
+/* Closes conn's multi handle, and with it its cached upstream connection
+ * (traced by proxy_curl_close, under conn), and frees its struct
+ * proxy__upstream. conn's easy handle must be out of the multi handle. */
+void proxy__upstream_close(struct proxy__conn *conn)
+{
+  if(conn->multi)
+    curl_multi_cleanup(conn->multi);
+  free(conn->upstream);
+  conn->multi = NULL;
+  conn->upstream = NULL;
+}
+
+/* Closes what u, out of any client connection, holds - its multi handle,
+ * and with it the cached upstream connection (traced by proxy_curl_close
+ * under the last owner) - and frees it. Accepts NULL. */
+void proxy__upstream_free(struct proxy__upstream *u)
+{
+  if(!u)
+    return;
+  if(u->multi)
+    curl_multi_cleanup(u->multi);
+  free(u);
 }
 
 /* Sets conn->fwd_url on the upstream handle, parsed once here: given as
@@ -833,7 +763,7 @@ void proxy__forward(struct proxy__conn *conn, struct MHD_Connection *mc,
       goto fail;
     }
   }
-  if(proxy_upstream_headers(conn, mc, send_body))
+  if(proxy__upstream_headers(conn, mc, send_body))
     goto fail;
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, conn->fwd_headers);
   /* Only the method options change from one request to the next; each
@@ -858,6 +788,8 @@ void proxy__forward(struct proxy__conn *conn, struct MHD_Connection *mc,
       curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
   }
 
+  /* What the listener's defects change about this transfer (defects.c). */
+  proxy__defect_transfer(conn);
   /* The loop drives it from here: adding it sets a timer that fires at
    * once. */
   conn->timer_at = -1;
@@ -895,7 +827,12 @@ void proxy__fwd_finish(struct proxy__conn *conn, CURLcode res)
     proxy_upstream_failed(conn, &conn->fwd, res, conn->fwd_err, &conn->pending);
   proxy__fwd_release(conn);
   conn->fwd_state = PROXY__FWD_DONE;
-  MHD_resume_connection(conn->mc);
+  /* Not suspended yet: libmicrohttpd calls again at once and finds the
+   * answer. */
+  if(conn->suspended) {
+    conn->suspended = false;
+    MHD_resume_connection(conn->mc);
+  }
   conn->mc = NULL;
 }
 

@@ -15,6 +15,7 @@
 
 struct html_report {
   char *title;
+  char *lead;      /* html_report_set_lead's text, NULL: the KB's story */
   char **sections; /* each run, rendered */
   char **rows;     /* each run's row of the overview table */
   size_t count;
@@ -45,6 +46,7 @@ void html_report_free(struct html_report *report)
   free(report->sections);
   free(report->rows);
   free(report->title);
+  free(report->lead);
   free(report);
 }
 
@@ -222,6 +224,114 @@ done:
   return result;
 }
 
+/* Appends text as a section and row as its overview row; takes both.
+ * Returns 0, or -1 out of memory (both freed). */
+static int html__append(struct html_report *report, char *text, char *row)
+{
+  char **sections, **rows;
+
+  sections =
+      kb_array_grow(report->sections, sizeof(*sections), report->count, 1);
+  if(sections)
+    report->sections = sections;
+  rows = sections ? kb_array_grow(report->rows, sizeof(*rows), report->count, 1)
+                  : NULL;
+  if(!rows) {
+    free(text);
+    free(row);
+    return -1;
+  }
+  report->rows = rows;
+  report->rows[report->count] = row;
+  report->sections[report->count++] = text;
+  return 0;
+}
+
+int html_report_add_story(struct html_report *report,
+                          const struct html_story_section *sec, char *err,
+                          size_t errlen)
+{
+  struct html_run run = {sec->title, NULL, NULL, NULL};
+  char *text = NULL, *row = NULL;
+  size_t len = 0, rowlen = 0, i;
+  FILE *out = open_memstream(&text, &len);
+
+  if(!out) {
+    snprintf(err, errlen, "--html: out of memory");
+    return -1;
+  }
+  fprintf(out, "<section class=\"run\" id=\"run-%zu\">\n<h2>",
+          report->count + 1);
+  html__esc(out, sec->title);
+  if(sec->verdict) {
+    fprintf(out, " <span class=\"verdict %s\">", sec->failed ? "fail" : "pass");
+    html__esc(out, sec->verdict);
+    fputs("</span>", out);
+  }
+  fputs("</h2>\n", out);
+  if(sec->nlines) {
+    fputs("<ul class=\"findings\">\n", out);
+    for(i = 0; i < sec->nlines; i++) {
+      fputs("<li>", out);
+      html__esc(out, sec->lines[i]);
+      fputs("</li>\n", out);
+    }
+    fputs("</ul>\n", out);
+  }
+  fputs("<div class=\"diagram\">\n", out);
+  if(html__svg(out, sec->story, &run))
+    fputs("<p class=\"cap\">The diagram could not be drawn (out of memory)."
+          "</p>\n",
+          out);
+  fputs("</div>\n", out);
+  if(sec->story->nlegs < sec->story->legs_total)
+    fprintf(out,
+            "<p class=\"cap\">The diagram shows %zu of %zu legs: those of the "
+            "first %u of %u client connections, and those of findings.</p>\n",
+            sec->story->nlegs, sec->story->legs_total,
+            sec->story->clients_shown, sec->story->clients_total);
+  html__details(out, sec->story);
+  fputs("</section>\n", out);
+  if(fclose(out)) {
+    free(text);
+    snprintf(err, errlen, "--html: out of memory rendering the page");
+    return -1;
+  }
+  out = open_memstream(&row, &rowlen);
+  if(!out) {
+    free(text);
+    snprintf(err, errlen, "--html: out of memory");
+    return -1;
+  }
+  fprintf(out, "<tr data-run=\"%zu\"><td>", report->count + 1);
+  html__esc(out, sec->title);
+  fputs("</td><td colspan=\"5\">", out);
+  html__esc(out, sec->verdict);
+  fputs("</td></tr>\n", out);
+  if(fclose(out)) {
+    free(text);
+    free(row);
+    snprintf(err, errlen, "--html: out of memory rendering the page");
+    return -1;
+  }
+  if(html__append(report, text, row)) {
+    snprintf(err, errlen, "--html: out of memory");
+    return -1;
+  }
+  return 0;
+}
+
+int html_report_set_lead(struct html_report *report, const char *text)
+{
+  char *copy = strdup(text);
+
+  if(!copy)
+    return -1;
+  free(report->lead);
+  report->lead = copy;
+  return 0;
+}
+
 /* The page's own style: no fonts, images or anything else from outside. */
 static const char html__css[] =
     "*{box-sizing:border-box}"
@@ -360,7 +470,25 @@ int html_report_write(const struct html_report *report, const char *path,
   fprintf(out, "</title>\n<style>%s</style>\n</head>\n<body>\n<header>\n<h1>",
           html__css);
   html__esc(out, report->title);
-  fputs("</h1>\n<p class=\"lead\">Communicator re-authenticates every POST: on "
+  if(report->lead) {
+    /* A page of stories read back from captures: their own words, and
+     * red for the legs of a finding. */
+    fputs("</h1>\n<p class=\"lead\">", out);
+    html__esc(out, report->lead);
+    fputs("</p>\n</header>\n<div class=\"legend\">"
+          "<span><i class=\"sw\"></i>request</span>"
+          "<span><i class=\"sw rep\"></i>answer</span>"
+          "<span><i class=\"sw auth\"></i>401: a challenge</span>"
+          "<span><i class=\"sw ok\"></i>2xx answer</span>"
+          "<span><i class=\"sw bad\"></i>a leg of a finding</span>"
+          "<span><i class=\"sw rep bad\"></i>a 5xx answer</span>"
+          "<span><i class=\"dot bad\"></i>the defects it shows</span>"
+          "</div>\n",
+          out);
+  }
+  else
+    fputs(
+        "</h1>\n<p class=\"lead\">Communicator re-authenticates every POST: on "
         "a keep-alive connection ISA has already authenticated, it sends "
         "<code>Authorization: NTLM &lt;type 1&gt;</code> with "
         "<code>Content-Length: 0</code>, holding the body back for the "
@@ -403,11 +531,17 @@ int html_report_write(const struct html_report *report, const char *path,
   fputs("<main class=\"runs\">\n", out);
   for(i = 0; i < report->count; i++)
     fputs(report->sections[i], out);
-  fprintf(out,
-          "</main>\n<footer>Written by kbsim from %zu run%s; every run "
-          "is reproducible from its seed.</footer>\n<script>%s</script>\n"
-          "</body>\n</html>\n",
-          report->count, report->count == 1 ? "" : "s", html__script);
+  if(report->lead)
+    fprintf(out,
+            "</main>\n<footer>Written by kbsim analyze.</footer>\n"
+            "<script>%s</script>\n</body>\n</html>\n",
+            html__script);
+  else
+    fprintf(out,
+            "</main>\n<footer>Written by kbsim from %zu run%s; every run "
+            "is reproducible from its seed.</footer>\n<script>%s</script>\n"
+            "</body>\n</html>\n",
+            report->count, report->count == 1 ? "" : "s", html__script);
   result = evidence_close(out, "--html", path, err, errlen);
   return result;
 }

@@ -46,6 +46,30 @@ struct html_report *html_report_new(const char *title);
 int html_report_add(struct html_report *report, const struct html_run *run,
                     char *err, size_t errlen);
 
+/* A story built elsewhere, as kbsim analyze reads one back from a
+ * capture, with the lines said above its diagram. Everything is borrowed
+ * for the call. */
+struct html_story_section {
+  const char *title;
+  const char *verdict;      /* beside the title ("found: ..."), or NULL */
+  bool failed;              /* the verdict is bad news */
+  const char *const *lines; /* above the diagram, one list item each */
+  size_t nlines;
+  const struct story *story;
+};
+
+/* Renders sec into the report now: title, verdict, lines, the story's
+ * diagram and every leg in full. Returns 0, or -1 with a one-line reason
+ * in err. */
+int html_report_add_story(struct html_report *report,
+                          const struct html_story_section *sec, char *err,
+                          size_t errlen);
+
+/* Replaces the page's opening paragraph and legend (KB 942638's story) by
+ * text (copied, escaped) and a legend for captures. Returns 0, or -1 out
+ * of memory. */
+int html_report_set_lead(struct html_report *report, const char *text);
+
 /* Writes the page (every run added so far, side by side) to path; "-" is
  * standard output (evidence_open). Returns 0, or -1 with a one-line reason
  * in err. */

@@ -37,7 +37,8 @@ void html__request_label(const struct story_hop *hop, char *out, size_t len);
 void html__answer_label(const struct story_hop *hop, char *out, size_t len);
 
 /* What ISA did with the leg, in a few words; *bad when it forwarded a
- * POST without its body. */
+ * POST without its body (a capture's leg: when it is part of a finding,
+ * whose defects are the words). */
 void html__decision(const struct story_leg *leg, char *out, size_t len,
                     bool *bad);
 

@@ -50,13 +50,30 @@ void html__answer_label(const struct story_hop *hop, char *out, size_t len)
 }
 
 /* What ISA did with the leg, in a few words; *bad when it forwarded a
- * POST without its body. */
+ * POST without its body (a capture's leg: when it is part of a finding,
+ * whose defects are the words). */
 void html__decision(const struct story_leg *leg, char *out, size_t len,
                     bool *bad)
 {
   size_t i;
 
   *bad = false;
+  /* A capture's leg: only a finding is bad, and its defects say what the
+   * listener did. */
+  if(leg->captured) {
+    *bad = leg->marks[0] != '\0';
+    if(*bad)
+      snprintf(out, len, "%s", leg->marks);
+    else if(leg->nback)
+      snprintf(out, len, "forwarded");
+    else if(leg->front.status == 401)
+      snprintf(out, len, "answers 401 itself");
+    else if(!leg->front.status)
+      snprintf(out, len, "no answer");
+    else
+      snprintf(out, len, "answers %d itself", leg->front.status);
+    return;
+  }
   for(i = 0; i < leg->nback; i++)
     if(html__empty_post(&leg->back[i]))
       *bad = true;

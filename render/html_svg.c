@@ -69,19 +69,24 @@ static void html__leg_title(FILE *out, const struct story_leg *leg)
   size_t i;
 
   fputs("<title>", out);
-  html__escf(out, "%s, %s %s\nCommunicator sent %s, %s, %zu-byte body",
-             leg->conn, leg->front.method, leg->front.path, leg->front.method,
+  html__escf(out, "%s, %s %s\n%s sent %s, %s, %zu-byte body", leg->conn,
+             leg->front.method, leg->front.path,
+             leg->captured ? "The client" : "Communicator", leg->front.method,
              html__auth_label(leg->front.req_auth), leg->front.req_body);
+  if(leg->marks[0])
+    html__escf(out, "\nFound: %s", leg->marks);
   if(leg->front.req_token)
     html__escf(out, "\n  Authorization: %s", leg->front.req_token);
   for(i = 0; i < leg->nisa; i++)
     html__escf(out, "\n%s decided: %s", leg->member[0] ? leg->member : "ISA",
                leg->isa_notes[i].text);
   if(leg->front.status)
-    html__escf(out, "\nCommunicator got %d, %zu-byte body", leg->front.status,
+    html__escf(out, "\n%s got %d, %zu-byte body",
+               leg->captured ? "The client" : "Communicator", leg->front.status,
                leg->front.resp_body);
   else
-    html__escf(out, "\nCommunicator got no answer");
+    html__escf(out, "\n%s got no answer",
+               leg->captured ? "The client" : "Communicator");
   if(leg->front.resp_token)
     html__escf(out, "\n  WWW-Authenticate: %s", leg->front.resp_token);
   fputs("</title>", out);
@@ -90,16 +95,21 @@ static void html__leg_title(FILE *out, const struct story_leg *leg)
 static void html__back_title(FILE *out, const struct story_leg *leg,
                              const struct story_hop *hop)
 {
+  const char *server = leg->captured ? "the server" : "Exchange";
+
   fputs("<title>", out);
-  html__escf(out, "%s forwarded %s %s to Exchange, %s, %zu-byte body",
+  html__escf(out, "%s forwarded %s %s to %s, %s, %zu-byte body",
              leg->member[0] ? leg->member : "ISA", hop->method, hop->path,
-             html__auth_label(hop->req_auth), hop->req_body);
+             server, html__auth_label(hop->req_auth), hop->req_body);
   if(hop->req_token)
     html__escf(out, "\n  Authorization: %s", hop->req_token);
   if(html__empty_post(hop))
-    html__escf(out, "\nExchange got a POST without its body");
-  html__escf(out, "\nExchange answered %d, %zu-byte body", hop->status,
-             hop->resp_body);
+    html__escf(out, "\n%s got a POST without its body",
+               leg->captured ? "The server" : "Exchange");
+  if(hop->status)
+    html__escf(out, "\n%s answered %d, %zu-byte body",
+               leg->captured ? "The server" : "Exchange", hop->status,
+               hop->resp_body);
   fputs("</title>", out);
 }
 
@@ -240,8 +250,9 @@ static void html__svg_leg(struct html_svg *svg, const struct story_leg *leg,
   }
 
   html__decision(leg, decision, sizeof(decision), &bad);
-  fprintf(svg->out, "<g class=\"leg hop1%s\" data-hop=\"1\" data-conn=\"",
-          leg->front.status >= 500 ? " failed" : "");
+  fprintf(svg->out, "<g class=\"leg hop1%s%s\" data-hop=\"1\" data-conn=\"",
+          leg->front.status >= 500 ? " failed" : "",
+          leg->captured && leg->marks[0] ? " finding" : "");
   html__esc(svg->out, leg->conn);
   fprintf(svg->out, "\" data-method=\"");
   html__esc(svg->out, leg->front.method);
@@ -252,7 +263,8 @@ static void html__svg_leg(struct html_svg *svg, const struct story_leg *leg,
           leg->front.req_body, leg->nback);
   html__leg_title(svg->out, leg);
   html__request_label(&leg->front, label, sizeof(label));
-  html__arrow(svg, SVG_X_CLIENT, xm, "req", label);
+  html__arrow(svg, SVG_X_CLIENT, xm,
+              leg->captured && leg->front.marked ? "req bad" : "req", label);
   /* ISA's decision: a mark on its lane and a few words beside it. */
   fprintf(svg->out,
           "<circle class=\"decision%s\" cx=\"%d\" cy=\"%d\" "
@@ -276,7 +288,7 @@ static void html__svg_leg(struct html_svg *svg, const struct story_leg *leg,
 
   for(i = 0; i < leg->nback; i++) {
     const struct story_hop *hop = &leg->back[i];
-    bool empty = html__empty_post(hop);
+    bool empty = leg->captured ? hop->marked : html__empty_post(hop);
 
     fprintf(svg->out, "<g class=\"leg hop2%s%s\" data-hop=\"2\" data-conn=\"",
             empty ? " empty-post" : "", hop->status >= 500 ? " failed" : "");
@@ -343,14 +355,15 @@ static char *html__client_sig(const struct story *story, size_t from, size_t to,
     const struct story_leg *leg = &story->legs[i];
 
     html__request_label(&leg->front, label, sizeof(label));
-    fprintf(out, "%d|%s|%d|%s|", leg->new_conn, leg->member, leg->post, label);
+    fprintf(out, "%d|%s|%d|%s|%s|", leg->new_conn, leg->member, leg->post,
+            leg->marks, label);
     html__answer_label(&leg->front, label, sizeof(label));
     fprintf(out, "%s|", label);
     html__decision(leg, label, sizeof(label), &bad);
     fprintf(out, "%s|%zu|", label, leg->nback);
     for(k = 0; k < leg->nback; k++) {
       html__request_label(&leg->back[k], label, sizeof(label));
-      fprintf(out, "%s|", label);
+      fprintf(out, "%d|%s|", leg->back[k].marked, label);
       html__answer_label(&leg->back[k], label, sizeof(label));
       fprintf(out, "%s|", label);
     }
@@ -464,7 +477,13 @@ static void html__svg_lanes(FILE *out, const struct html_svg *svg,
     const char *tone = "";
 
     policy[0] = '\0';
-    if(i == 0) {
+    if(story->lanes[0][0]) {
+      /* A capture's lanes: client, listener, server, as it names them. */
+      size_t k = i == 0 ? 0 : i == nlanes - 1 ? 2 : 1;
+      snprintf(name, sizeof(name), "%s", story->lanes[k]);
+      snprintf(sub, sizeof(sub), "%s", story->lane_subs[k]);
+    }
+    else if(i == 0) {
       snprintf(name, sizeof(name), "Communicator");
       snprintf(sub, sizeof(sub), "Office Communicator 2007");
     }

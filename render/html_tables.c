@@ -83,21 +83,24 @@ void html__timeline(FILE *out, const struct sim_sessions *ss)
 /* Writes every leg drawn with its tokens decoded, for reading in full. */
 void html__details(FILE *out, const struct story *story)
 {
+  const char *client = story->lanes[0][0] ? story->lanes[0] : "Communicator";
+  const char *server = story->lanes[2][0] ? story->lanes[2] : "Exchange";
   size_t i, j;
 
   fprintf(out,
           "<details class=\"legs\"><summary>Every leg, NTLM tokens "
           "decoded (%zu legs)</summary>\n<table><thead><tr><th>connection"
           "</th><th>hop</th><th>request</th><th>Authorization</th>"
-          "<th>answer</th><th>WWW-Authenticate</th><th>ISA decided</th></tr>"
+          "<th>answer</th><th>WWW-Authenticate</th><th>%s</th></tr>"
           "</thead><tbody>\n",
-          story->nlegs);
+          story->nlegs, story->lanes[0][0] ? "found" : "ISA decided");
   for(i = 0; i < story->nlegs; i++) {
     const struct story_leg *leg = &story->legs[i];
 
-    fputs("<tr><td>", out);
+    fprintf(out, "<tr%s><td>", leg->marks[0] ? " class=\"bad\"" : "");
     html__esc(out, leg->conn);
-    fputs("</td><td>Communicator \xe2\x86\x92 ", out);
+    fputs("</td><td>", out);
+    html__escf(out, "%s \xe2\x86\x92 ", client);
     html__esc(out, leg->member[0] ? leg->member : "ISA");
     fputs("</td><td>", out);
     html__escf(out, "%s %s, %zu-byte body", leg->front.method, leg->front.path,
@@ -119,6 +122,11 @@ void html__details(FILE *out, const struct story *story)
                        ? kb_auth_name(leg->front.resp_auth)
                        : "");
     fputs("</td><td>", out);
+    if(leg->marks[0]) {
+      html__esc(out, leg->marks);
+      if(leg->nisa)
+        fputs("<br>", out);
+    }
     for(j = 0; j < leg->nisa; j++) {
       if(j)
         fputs("<br>", out);
@@ -127,11 +135,12 @@ void html__details(FILE *out, const struct story *story)
     fputs("</td></tr>\n", out);
     for(j = 0; j < leg->nback; j++) {
       const struct story_hop *hop = &leg->back[j];
-      bool empty = html__empty_post(hop);
+      bool empty = leg->captured ? hop->marked : html__empty_post(hop);
 
       fprintf(out, "<tr class=\"back%s\"><td></td><td>", empty ? " bad" : "");
       html__esc(out, leg->member[0] ? leg->member : "ISA");
-      fputs(" \xe2\x86\x92 Exchange</td><td>", out);
+      html__escf(out, " \xe2\x86\x92 %s", server);
+      fputs("</td><td>", out);
       html__escf(out, "%s %s, %zu-byte body", hop->method, hop->path,
                  hop->req_body);
       fputs("</td><td class=\"tok\">", out);

@@ -33,6 +33,8 @@ struct story_hop {
   size_t resp_body;
   char *req_token;  /* ntlm_describe of the Authorization token, owned */
   char *resp_token; /* of the WWW-Authenticate token, owned */
+  bool marked;      /* a capture's leg (captured): drawn red, part of a
+                       finding */
 };
 
 /* A note on a leg: its code (what consumers read) and its text (what
@@ -58,7 +60,13 @@ struct story_leg {
   size_t nclient;
   int post;      /* index into the session's results, -1 unknown */
   bool post_end; /* the last leg of that POST */
-  size_t order;  /* when it was sent: its place in the recorder */
+  size_t order;  /* when it was sent: its place in the recorder (a
+                    capture's: its frame) */
+  /* Read back from a capture (kbsim analyze) rather than from a run: red
+   * marks only the legs and hops of a finding, named in marks ("" none),
+   * not every POST forwarded without its body. */
+  bool captured;
+  char marks[96];
 };
 
 struct story {
@@ -70,6 +78,10 @@ struct story {
   unsigned clients_total;
   char members[SIM_MAX_MEMBERS][32]; /* members that answered, by name */
   size_t nmembers;
+  /* The lanes' names, client, listener and server, and a line under each;
+   * "" for Communicator, ISA Server 2006 and Exchange (a run's). */
+  char lanes[3][64];
+  char lane_subs[3][64];
 };
 
 /* Builds the story of a finished run from rec: the first max_clients

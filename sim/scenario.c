@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include "common/kb_range.h"
+#include "common/kb_users.h"
 
 const char *scenario_patch_name(enum scenario_patch patch)
 {
@@ -86,6 +87,16 @@ int scenario_parse_duration(const char *text, int64_t *ms)
 
 /* ---- parsing ---------------------------------------------------------- */
 
+/* Keys given so far outside [users]: one a section and key can have
+ * (members have two each, the other sections fewer than 32 together). */
+#define SCENARIO_MAX_KEYS (SCENARIO_MAX_MEMBERS * 2 + 32)
+
+/* A key already given: "section\nkey" and its line. */
+struct scenario_key {
+  char name[SCENARIO_TEXT + 96];
+  unsigned line;
+};
+
 struct scenario_parse {
   struct scenario *sc;
   FILE *file;
@@ -95,6 +106,17 @@ struct scenario_parse {
   unsigned client_user_line;
   unsigned users_line;
   bool has_members; /* a [member] section was seen */
+  /* A key line was read since the last section header. inih then reads
+   * an indented line as more of that key's value (INI_ALLOW_MULTILINE),
+   * which the reader refuses: it would hide a key, or a section. */
+  bool after_key;
+  /* Every key given so far, so that one given twice is refused instead of
+   * the second silently replacing the first. */
+  struct scenario_key keys[SCENARIO_MAX_KEYS];
+  size_t nkeys;
+  /* [users] as read, so that a user given twice (in any case, as a DC
+   * compares names) is refused at its line. */
+  struct kb_users *users;
 };
 
 static void scenario__fail(struct scenario_parse *p, const char *fmt, ...)
@@ -218,8 +240,18 @@ static char *scenario__reader(char *str, int num, void *stream)
     return NULL;
   p->line++;
   s = got + strspn(got, " \t");
-  if(*s == '[')
+  if(*s == '\0' || *s == '\r' || *s == '\n' || *s == ';' || *s == '#')
+    return got; /* blank or a comment: inih skips it */
+  if(s > got && p->after_key)
+    scenario__fail(p, "this line is indented, so INI reads it as more of the "
+                      "value of the key above it; kbsim takes one line per "
+                      "key: remove the indentation");
+  else if(*s == '[') {
     scenario__section_header(p, s);
+    p->after_key = false;
+  }
+  else
+    p->after_key = true;
   return got;
 }
 
@@ -439,12 +471,46 @@ static void scenario__expect(struct scenario_parse *p, const char *key,
 
 /* inih's handler: one key = value of one section. Returns 1 always, so
  * inih reads on; the first error is kept in p. */
+/* Returns true, after failing p, when section's key was given before;
+ * else remembers it. [users] is left to kb_users. */
+static bool scenario__repeated(struct scenario_parse *p, const char *section,
+                               const char *key)
+{
+  char name[sizeof(p->keys[0].name)];
+  size_t i;
+
+  snprintf(name, sizeof(name), "%.100s\n%.100s", section, key);
+  for(i = 0; i < p->nkeys; i++)
+    if(!strcmp(p->keys[i].name, name)) {
+      scenario__fail(p, "[%s] %s is given twice (line %u and here); keep one",
+                     section, key, p->keys[i].line);
+      return true;
+    }
+  if(p->nkeys == SCENARIO_MAX_KEYS) {
+    scenario__fail(p, "more than %d keys; a scenario needs far fewer",
+                   SCENARIO_MAX_KEYS);
+    return true;
+  }
+  snprintf(p->keys[p->nkeys].name, sizeof(p->keys[0].name), "%s", name);
+  p->keys[p->nkeys++].line = p->line;
+  return false;
+}
+
 static int scenario__handler(void *user, const char *section, const char *key,
                              const char *v)
 {
   struct scenario_parse *p = user;
   struct scenario *sc = p->sc;
 
+  if(!*section) {
+    scenario__fail(p,
+                   "%s = %s is before any [section]; every key belongs to one "
+                   "of scenario, listener, member NAME, users, clients, expect",
+                   key, v);
+    return 1;
+  }
+  if(strcmp(section, "users") && scenario__repeated(p, section, key))
+    return 1;
   if(!strcmp(section, "scenario")) {
     if(!strcmp(key, "name")) {
       if(!*v || strlen(v) >= sizeof(sc->name) || strpbrk(v, " /\\"))
@@ -514,8 +580,21 @@ static int scenario__handler(void *user, const char *section, const char *key,
     else if(strlen(key) + strlen(v) + 2 > sizeof(sc->user_specs[0]))
       scenario__fail(p, "[users] %s: name and password too long", key);
     else {
-      snprintf(sc->user_specs[sc->nusers++], sizeof(sc->user_specs[0]), "%s:%s",
-               key, v);
+      char err[256], *spec = sc->user_specs[sc->nusers];
+      size_t klen = strlen(key), vlen = strlen(v);
+
+      /* Fits: checked above. */
+      memcpy(spec, key, klen);
+      spec[klen] = ':';
+      memcpy(spec + klen + 1, v, vlen + 1);
+      if(!p->users)
+        p->users = kb_users_new();
+      if(!p->users)
+        scenario__fail(p, "[users]: out of memory");
+      else if(kb_users_add_spec(p->users, sc->user_specs[sc->nusers], err,
+                                sizeof(err)))
+        scenario__fail(p, "[users] %s", err);
+      sc->nusers++;
       if(!p->users_line)
         p->users_line = p->line;
     }
@@ -573,6 +652,7 @@ int scenario_load_stream(FILE *file, const char *path, struct scenario *sc,
   base = base ? base + 1 : path;
   snprintf(sc->name, sizeof(sc->name), "%.*s", (int)strcspn(base, "."), base);
   rc = ini_parse_stream(scenario__reader, &p, scenario__handler, &p);
+  kb_users_free(p.users);
   if(rc > 0 && (!p.error_line || (unsigned)rc < p.error_line)) {
     /* inih's own syntax error: a line that is neither [section], key =
      * value nor a comment, or longer than inih reads. */

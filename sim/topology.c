@@ -92,6 +92,11 @@ int sim_topology_start(const struct sim_topology_config *config,
   bcfg.clock = topo->kb_clock;
   bcfg.trace = topo->trace;
   bcfg.names = topo->kb_names;
+  bcfg.status = config->exchange_status;
+  bcfg.auth = config->backend_auth;
+  bcfg.users = config->users;
+  bcfg.dns_domain = config->dns_domain;
+  bcfg.rng = topo->kb_rng;
   if(backend_start(&bcfg, &topo->backend, why, sizeof(why))) {
     snprintf(err, errlen, "Exchange (backend): %s", why);
     goto error;
@@ -116,6 +121,7 @@ int sim_topology_start(const struct sim_topology_config *config,
     pcfg.users = config->users;
     pcfg.dns_domain = config->dns_domain;
     pcfg.auth = config->auth;
+    pcfg.defects = config->defects;
     pcfg.idle_timeout_ms = config->idle_timeout_ms;
     pcfg.max_requests = config->max_requests;
     pcfg.max_connections = topo->member_connections;

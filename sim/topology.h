@@ -37,7 +37,12 @@ struct sim_topology_config {
   size_t nmembers;          /* 0 or up to SIM_MAX_MEMBERS */
   struct sim_member members[SIM_MAX_MEMBERS];
   enum balancer_mode balancer;
-  enum proxy_auth auth;    /* every member's listener */
+  enum proxy_auth auth; /* every member's listener */
+  unsigned defects;     /* every member's (proxy_config.defects) */
+  /* Exchange's own authentication: none (it trusts the listeners) or
+   * integrated, with users, behind a listener that passes NTLM through
+   * (auth PROXY_AUTH_NONE). */
+  enum backend_auth backend_auth;
   int64_t idle_timeout_ms; /* listener keep-alive limits */
   unsigned max_requests;
   /* Client connections each listener holds (0: 1024, fewer when the
@@ -56,6 +61,9 @@ struct sim_topology_config {
    * (what `kbsim serve` uses for real clients). */
   bool simulated;
   uint64_t seed;
+  /* Exchange answers GET /kbsim/status to loopback peers (backend.h):
+   * what `kbsim serve` turns on for `kbsim probe --exchange-status`. */
+  bool exchange_status;
   struct kb_trace trace; /* where every component's events go */
 };
 

@@ -18,9 +18,10 @@
 START_TEST(test_table_row)
 {
   const struct row *r = &rows[_i];
-  struct proxy_auth_input in = {(enum proxy_auth_state)r->state,
-                                (enum proxy_policy)r->policy, r->token,
-                                r->verified};
+  struct proxy_auth_input in = {.state = (enum proxy_auth_state)r->state,
+                                .policy = (enum proxy_policy)r->policy,
+                                .token = r->token,
+                                .verified = r->verified};
   struct proxy_auth_decision d;
 
   proxy_auth_decide(&in, &d);
@@ -46,7 +47,7 @@ END_TEST
 static void decide_check_texts(const struct proxy_auth_input *in,
                                const struct proxy_auth_decision *d)
 {
-  const struct proxy_auth_facts f = {.conn_id = 7,
+  const struct proxy_auth_facts f = {.conn = "connection 7",
                                      .listener = "ISA01",
                                      .who = "FABRIKAM\\alice",
                                      .how = "NTLMv2",
@@ -83,9 +84,10 @@ START_TEST(test_table_total)
     for(policy = PC; policy <= PR; policy++)
       for(token = 0; token <= PROXY_TOKEN_COUNT; token++)
         for(verified = 0; verified < 2; verified++) {
-          struct proxy_auth_input in = {(enum proxy_auth_state)state,
-                                        (enum proxy_policy)policy,
-                                        (enum proxy_token)token, verified != 0};
+          struct proxy_auth_input in = {.state = (enum proxy_auth_state)state,
+                                        .policy = (enum proxy_policy)policy,
+                                        .token = (enum proxy_token)token,
+                                        .verified = verified != 0};
           struct proxy_auth_decision d;
           proxy_auth_decide(&in, &d);
           ck_assert_int_le(d.act, PROXY_ACT_CHALLENGE);
@@ -132,6 +134,7 @@ START_TEST(test_random_sequences)
       struct proxy_auth_input in;
       struct proxy_auth_decision d;
       uint64_t r = decide_rand(&seed);
+      memset(&in, 0, sizeof(in)); /* no defects, no body */
       in.state = state;
       in.policy =
           (r & 1) ? PROXY_POLICY_PER_REQUEST : PROXY_POLICY_PER_CONNECTION;

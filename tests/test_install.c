@@ -55,13 +55,13 @@ START_TEST(install_puts_every_file)
       "share/kbsim/scenarios/bug.ini",
       "share/kbsim/scenarios/fix.ini",
       "share/kbsim/scenarios/half-patched-array.ini",
-      "share/man/man1/kbsim.1",
+      "share/man/man1/kbsim.1.gz",
       "share/bash-completion/completions/kbsim",
       "share/zsh/vendor-completions/_kbsim",
       "share/doc/kbsim/README.md",
       "share/doc/kbsim/scenarios.md",
       "share/doc/kbsim/report.schema.json",
-      "share/doc/kbsim/LICENSE",
+      "share/doc/kbsim/changelog.gz",
       "share/doc/kbsim/copyright"};
   struct stat st;
   size_t i;
@@ -200,16 +200,17 @@ START_TEST(bash_completion)
 {
   static const char *const lines[] = {
       "kbsim ru", "kbsim run --pol", "kbsim run --policy ",
-      "kbsim ctl --admin 127.0.0.1:1 app", "kbsim run half"};
+      "kbsim ctl --admin 127.0.0.1:1 app", "kbsim run half",
+      "kbsim sweep bug --vary listener.idle", "kbsim sweep bug --vary "};
   struct proc_out p;
-  char *out[5], *at;
+  char *out[7], *at;
   size_t i;
 
   if(!proc_have(BASH_COMPLETION))
     return; /* skipped; main says so */
-  bash_complete(lines, 5, &p);
+  bash_complete(lines, 7, &p);
   /* Each line's candidates, cut at its "--" line. */
-  for(at = p.out.data, i = 0; i < 5; i++) {
+  for(at = p.out.data, i = 0; i < 7; i++) {
     char *end = strstr(at, "--\n");
     ck_assert_msg(end && (end == at || end[-1] == '\n'), "%s", p.out.data);
     *end = '\0';
@@ -221,6 +222,10 @@ START_TEST(bash_completion)
   ck_assert_str_eq(out[2], "per-connection\nper-request\n");
   ck_assert_str_eq(out[3], "apply-fix\n");
   ck_assert_ptr_nonnull(strstr(out[4], "half-patched-array\n"));
+  /* --vary offers the scenario keys, each with its "=", not KEY=... */
+  ck_assert_str_eq(out[5], "listener.idle_timeout=\n");
+  ck_assert_ptr_nonnull(strstr(out[6], "member.NAME.patch=\n"));
+  ck_assert_ptr_null(strstr(out[6], "KEY"));
   proc_free(&p);
 }
 END_TEST

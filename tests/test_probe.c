@@ -99,13 +99,13 @@ static void probe(const struct kbt_env *e, size_t nusers, bool status,
   probe_url(e->url, nusers, status ? status_url(e, st, sizeof(st)) : NULL, rep);
 }
 
-/* Asserts the six verdicts, in probe.h's order. */
+/* Asserts the first six verdicts, in probe.h's order (the defect checks
+ * after them: tests/test_probe_defects.c). */
 #define ASSERT_VERDICTS(rep, o, c, ol, os, two, wrong)                         \
   do {                                                                         \
-    const enum probe_verdict want[PROBE_CHECK_COUNT] = {o,  c,   ol,           \
-                                                        os, two, wrong};       \
+    const enum probe_verdict want[6] = {o, c, ol, os, two, wrong};             \
     int i_;                                                                    \
-    for(i_ = 0; i_ < PROBE_CHECK_COUNT; i_++)                                  \
+    for(i_ = 0; i_ < 6; i_++)                                                  \
       ck_assert_msg((rep)->checks[i_].verdict == want[i_],                     \
                     "%s: %s, not %s: %s",                                      \
                     probe_check_name((enum probe_check)i_),                    \
@@ -911,6 +911,173 @@ START_TEST(test_cli_own_listener)
 }
 END_TEST
 
+/* README's recipe for kbsim's own listener under test, as written but for
+ * the ports (0: serve picks; the test reads them from serve's banner): the
+ * probe's two-users check reads Exchange's status through serve, and
+ * Exchange counts only what the topology sent: the probe's status reads
+ * are status readers, not connections, and no connection is recorded
+ * without a request. */
+START_TEST(test_readme_recipe_probes_serve)
+{
+  char *serve[] = {KBSIM_BIN,   "serve",       "--proxy",  "127.0.0.1:0",
+                   "--backend", "127.0.0.1:0", "--policy", "per-connection",
+                   "--user",    (char *)alice, "--user",   (char *)bob,
+                   NULL};
+  char url[64], status[96];
+  struct fetched f;
+  struct proc_out q;
+  json_t *doc, *conns;
+  unsigned port, eport;
+  size_t i;
+  int outfd, errfd;
+  pid_t pid = proc_spawn(serve, &outfd, &errfd);
+
+  port = proc_read_port(outfd, "ISA listener: http://127.0.0.1:");
+  eport = proc_read_port(outfd, "Status:       http://127.0.0.1:");
+  ck_assert_uint_gt(port, 0);
+  ck_assert_uint_gt(eport, 0);
+  snprintf(url, sizeof(url), "http://127.0.0.1:%u/", port);
+  snprintf(status, sizeof(status), "http://127.0.0.1:%u/kbsim/status", eport);
+  {
+    char *const argv[] = {
+        KBSIM_BIN,     "probe",  url,         "--user",
+        (char *)alice, "--user", (char *)bob, "--exchange-status",
+        status,        NULL};
+    proc_run(argv, &q);
+  }
+  ck_assert_msg(q.status == 1, "exit %d: %s%s", q.status, q.out.data,
+                q.err.data);
+  ck_assert_ptr_nonnull(strstr(q.out.data, "(KB 942638's bug)\n"));
+  /* Exchange's view was read: the check ran and judged. */
+  ck_assert_msg(strstr(q.out.data, "pass  two-users ") != NULL, "%s",
+                q.out.data);
+  proc_free(&q);
+  ck_assert_int_eq(fetch(status, NULL, NULL, &f), 200);
+  doc = json_loads(f.body.data, 0, NULL);
+  ck_assert_ptr_nonnull(doc);
+  conns = json_object_get(doc, "per_connection");
+  ck_assert_uint_gt(json_array_size(conns), 0);
+  ck_assert_int_eq(json_integer_value(json_object_get(doc, "connections")),
+                   (json_int_t)json_array_size(conns));
+  ck_assert_int_gt(json_integer_value(json_object_get(doc, "status_readers")),
+                   0);
+  for(i = 0; i < json_array_size(conns); i++) {
+    json_t *c = json_array_get(conns, i);
+    ck_assert_msg(json_integer_value(json_object_get(c, "requests")) > 0,
+                  "connection %lld served no request",
+                  (long long)json_integer_value(json_object_get(c, "id")));
+    ck_assert_int_eq(json_integer_value(json_object_get(c, "id")),
+                     (json_int_t)i + 1);
+  }
+  json_decref(doc);
+  kb_buf_free(&f.body);
+  stop_server(pid, outfd, errfd);
+}
+END_TEST
+
+/* A port on loopback where nothing listens: bound, never listening, so a
+ * connection is refused while the socket stays open. Returns the socket. */
+static int refusing_port(unsigned *port)
+{
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  socklen_t len = sizeof(sa);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+  ck_assert_int_ge(fd, 0);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+  *port = ntohs(sa.sin_port);
+  return fd;
+}
+
+/* Asserts that the probe refused --exchange-status with one line ending in
+ * what the URL answered (want), exit 3, nothing run. */
+static void assert_status_refused(const char *url, const char *status,
+                                  const char *want)
+{
+  char *const argv[] = {KBSIM_BIN,      "probe",       (char *)url,
+                        "--user",       (char *)alice, "--exchange-status",
+                        (char *)status, NULL};
+  char line[512];
+  struct proc_out q;
+
+  proc_run(argv, &q);
+  snprintf(line, sizeof(line),
+           "kbsim probe: --exchange-status %s: %s; give the status URL that "
+           "kbsim exchange or kbsim serve prints "
+           "(http://HOST:PORT/kbsim/status)\n",
+           status, want);
+  ck_assert_msg(q.status == 3, "exit %d: %s", q.status, q.err.data);
+  ck_assert_str_eq(q.out.data, "");
+  ck_assert_str_eq(q.err.data, line);
+  proc_free(&q);
+}
+
+/* A status URL that answers no status document is refused before anything
+ * runs, in one line that says what it answered (exit 3: the listener
+ * could not be probed): a 404, nothing listening, a page that is not
+ * JSON, JSON that is not Exchange's status. */
+START_TEST(test_status_url_must_answer_status)
+{
+  char *exchange[] = {KBSIM_BIN, "exchange", "--listen", "127.0.0.1:0", NULL};
+  char url[64], bad[128], dir[256], path[300];
+  char *web[] = {
+      "/usr/bin/python3", "-u",          "-m", "http.server", "--bind",
+      "127.0.0.1",        "--directory", dir,  "0",           NULL};
+  unsigned port, wport;
+  int outfd, errfd, wout, werr, refusing;
+  pid_t pid, wpid;
+  FILE *fh;
+
+  pid = proc_spawn(exchange, &outfd, &errfd);
+  port = proc_read_port(outfd, "Exchange (auth none) at http://127.0.0.1:");
+  ck_assert_uint_gt(port, 0);
+  snprintf(url, sizeof(url), "http://127.0.0.1:%u", port);
+
+  snprintf(bad, sizeof(bad), "%s/kbsim/nope", url);
+  assert_status_refused(url, bad, "it answered HTTP 404, not 200");
+
+  refusing = refusing_port(&wport);
+  snprintf(bad, sizeof(bad), "http://127.0.0.1:%u/kbsim/status", wport);
+  assert_status_refused(url, bad, curl_easy_strerror(CURLE_COULDNT_CONNECT));
+  close(refusing);
+
+  /* Python's own web server: a 200 that is not JSON, and one that is JSON
+   * but not a status document. */
+  proc_tmpdir("kbsim-status", dir, sizeof(dir));
+  snprintf(path, sizeof(path), "%s/page", dir);
+  fh = fopen(path, "w");
+  ck_assert_ptr_nonnull(fh);
+  fputs("<html>not a status</html>\n", fh);
+  fclose(fh);
+  snprintf(path, sizeof(path), "%s/other.json", dir);
+  fh = fopen(path, "w");
+  ck_assert_ptr_nonnull(fh);
+  fputs("{\"requests\": 1}\n", fh);
+  fclose(fh);
+  wpid = proc_spawn(web, &wout, &werr);
+  wport = proc_read_port(wout, "Serving HTTP on 127.0.0.1 port ");
+  ck_assert_uint_gt(wport, 0);
+  snprintf(bad, sizeof(bad), "http://127.0.0.1:%u/page", wport);
+  assert_status_refused(url, bad,
+                        "its answer is not JSON ('[' or '{' expected near "
+                        "'<')");
+  snprintf(bad, sizeof(bad), "http://127.0.0.1:%u/other.json", wport);
+  assert_status_refused(url, bad,
+                        "its JSON has no per_connection list: not Exchange's "
+                        "status");
+  ck_assert_int_eq(kill(wpid, SIGTERM), 0);
+  {
+    struct proc_out w;
+    proc_collect(wpid, wout, werr, &w);
+    proc_free(&w);
+  }
+  proc_rmdir(dir);
+  stop_server(pid, outfd, errfd);
+}
+END_TEST
+
 static Suite *probe_suite(void)
 {
   Suite *s = suite_create("probe");
@@ -927,6 +1094,8 @@ static Suite *probe_suite(void)
   tcase_add_test(t, test_exchange_gate_and_status);
   tcase_add_test(t, test_cli_errors);
   tcase_add_test(t, test_cli_own_listener);
+  tcase_add_test(t, test_readme_recipe_probes_serve);
+  tcase_add_test(t, test_status_url_must_answer_status);
   suite_add_tcase(s, t);
   t = tcase_create("third-party listeners");
   tcase_set_timeout(t, 60);

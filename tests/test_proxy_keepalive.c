@@ -213,7 +213,7 @@ static void t_idle_scenario(bool named)
   ck_assert_uint_eq(bs.requests, 3);
   ck_assert_uint_eq(bs.oof_ok, 3);
   ck_assert_uint_eq(bs.empty_posts, 0);
-  snprintf(note, sizeof(note), "connection %s idle 45 s > 30 s", label);
+  snprintf(note, sizeof(note), "%s idle 45 s > 30 s", label);
   ck_assert_msg(kbt_has_note(&e.trace, KB_NOTE_IDLE_CLOSED, 0, note),
                 "no note: %s", note);
   ck_assert_uint_eq(kbt_count_code(&e.trace, KB_NOTE_LIBRARY), 0);

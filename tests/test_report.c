@@ -1042,7 +1042,7 @@ START_TEST(demo_colour_flags)
   ck_assert_ptr_nonnull(strstr(p.out.data, "\033[31m"));
   /* The decision that is the bug (KB_NOTE_REAUTH_SKIPPED) is red. */
   ck_assert_ptr_nonnull(
-      strstr(p.out.data, "\033[31mconnection 1 is already authenticated as "
+      strstr(p.out.data, "\033[31mclient 1 conn 1 is already authenticated as "
                          "FABRIKAM\\alice; policy per-connection keeps"));
   ck_assert_ptr_nonnull(strstr(p.out.data, "\033[32mVerdict: as KB 942638 "
                                            "describes"));
