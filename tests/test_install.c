@@ -198,10 +198,13 @@ static void bash_complete(const char *const *lines, size_t n,
 
 START_TEST(bash_completion)
 {
-  static const char *const lines[] = {
-      "kbsim ru", "kbsim run --pol", "kbsim run --policy ",
-      "kbsim ctl --admin 127.0.0.1:1 app", "kbsim run half",
-      "kbsim sweep bug --vary listener.idle", "kbsim sweep bug --vary "};
+  static const char *const lines[] = {"kbsim ru",
+                                      "kbsim run --pol",
+                                      "kbsim run --policy ",
+                                      "kbsim ctl --admin 127.0.0.1:1 app",
+                                      "kbsim run half",
+                                      "kbsim sweep bug --vary listener.idle",
+                                      "kbsim sweep bug --vary "};
   struct proc_out p;
   char *out[7], *at;
   size_t i;
