@@ -136,9 +136,10 @@ static const struct help_where help_elsewhere[] = {
     {"merge", "3 when a seed could not run",
      "test_ci: shards_merge_to_one_run"},
     {"merge", "(default: standard output)", "test_ci: shards_merge_to_one_run"},
-    {"serve", "(default 127.0.0.1:0)", "test_live: serve_start's banner"},
+    {"serve", "(default 127.0.0.1:0)",
+     "test_live: trainer_flow (lv_serve_start reads the banner)"},
     {"serve", "(default 127.0.0.1:0 with SCENARIO)",
-     "test_live: serve_start's banner"},
+     "test_live: trainer_flow (lv_serve_start reads the banner)"},
     {"serve", "(default integrated)",
      "test_probe: test_readme_recipe_probes_serve"},
     {"client", "(default communicator)",
@@ -389,6 +390,36 @@ START_TEST(help_claims_are_all_checked)
 }
 END_TEST
 
+/* Each claim checked elsewhere names a test that exists: "test_X: NAME"
+ * is a test (or the helper it names) in tests/test_X.c or its parts. */
+START_TEST(help_elsewhere_names_real_tests)
+{
+  size_t i;
+
+  for(i = 0; i < sizeof(help_elsewhere) / sizeof(help_elsewhere[0]); i++) {
+    const char *where = help_elsewhere[i].where;
+    const char *colon = strstr(where, ": ");
+    char include[64], name[64];
+    struct proc_out p;
+
+    ck_assert_ptr_nonnull(colon);
+    snprintf(include, sizeof(include), "%.*s*.c", (int)(colon - where), where);
+    snprintf(name, sizeof(name), "%.*s", (int)strcspn(colon + 2, " '"),
+             colon + 2);
+    {
+      char *const argv[] = {"/usr/bin/grep", "-rqw", "--include",
+                            include,         "--",   name,
+                            TESTS_DIR,       NULL};
+      proc_run(argv, &p);
+    }
+    ck_assert_msg(p.status == 0, "%s --help '%s': no %s in tests/%s",
+                  help_elsewhere[i].command, help_elsewhere[i].claim, name,
+                  include);
+    proc_free(&p);
+  }
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("help");
@@ -401,6 +432,7 @@ int main(void)
   tcase_add_test(tc, help_claims_hold);
   tcase_add_test(tc, help_claims_are_all_checked);
   tcase_add_test(tc, help_defaults_hold);
+  tcase_add_test(tc, help_elsewhere_names_real_tests);
   suite_add_tcase(s, tc);
   failed = kbt_run(s);
   return failed ? EXIT_FAILURE : EXIT_SUCCESS;
