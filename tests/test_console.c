@@ -711,7 +711,13 @@ START_TEST(sessions_run_inside_serve)
   ck_assert_int_eq(at_int(j, "members.0.score.errors"), 0);
   ck_assert_str_eq(at_str(j, "users.1"), "FABRIKAM\\bob");
   /* Names only: the users' passwords never leave serve. */
-  ck_assert_ptr_null(strstr(json_dumps(j, 0), "Passw0rd"));
+  {
+    char *text = json_dumps(j, 0);
+
+    ck_assert_ptr_nonnull(text);
+    ck_assert_ptr_null(strstr(text, "Passw0rd"));
+    free(text);
+  }
   json_decref(j);
 
   ctl(&s, &p, "session", "--user", "FABRIKAM\\bob", "--member", "ISA02");
