@@ -101,6 +101,8 @@ struct help_default {
 };
 
 static const struct help_default help_defaults[] = {
+    {"probe", "(default 10)", "probe " NOWHERE " --user " ALICE,
+     "probe " NOWHERE " --user " ALICE " --timeout 10"},
     {"demo", "(default 1)", "demo --color=never",
      "demo --color=never --seed 1"},
     {"demo", "(default 2)", "demo --color=never",
@@ -276,9 +278,9 @@ START_TEST(help_ranges_hold)
     total += n;
     free(help);
   }
-  /* demo, run x2, sweep, client, probe: --posts, --clients, --jobs; ctl:
-   * --count. */
-  ck_assert_uint_eq(total, 7);
+  /* demo, run x2, sweep, client, probe x2: --posts, --clients, --jobs,
+   * --timeout; ctl: --count. */
+  ck_assert_uint_eq(total, 8);
 }
 END_TEST
 

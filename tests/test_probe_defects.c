@@ -15,6 +15,7 @@
 #include <check.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +93,8 @@ struct pd_probe {
 
 /* Probes url with alice and bob, and Exchange's status when status is
  * not NULL, writing --json and --junit into a new directory. */
-static void pd_probe(const char *url, const char *status, struct pd_probe *p)
+static void pd_probe_for(const char *url, const char *status,
+                         const char *timeout, struct pd_probe *p)
 {
   char jarg[320], xarg[320];
   char *argv[16];
@@ -115,6 +117,10 @@ static void pd_probe(const char *url, const char *status, struct pd_probe *p)
     argv[n++] = "--exchange-status";
     argv[n++] = (char *)status;
   }
+  if(timeout) {
+    argv[n++] = "--timeout";
+    argv[n++] = (char *)timeout;
+  }
   argv[n++] = jarg;
   argv[n++] = xarg;
   argv[n] = NULL;
@@ -122,6 +128,12 @@ static void pd_probe(const char *url, const char *status, struct pd_probe *p)
   p->doc = json_load_file(p->json, 0, NULL);
   ck_assert_msg(p->doc != NULL, "no JSON report: exit %d\n%s%s", p->out.status,
                 p->out.out.data, p->out.err.data);
+}
+
+/* The probe with its default timeout (10 s per answer). */
+static void pd_probe(const char *url, const char *status, struct pd_probe *p)
+{
+  pd_probe_for(url, status, NULL, p);
 }
 
 static void pd_probe_free(struct pd_probe *p)
@@ -241,12 +253,14 @@ static int pd_ndefects(void)
 START_TEST(probe_names_each_defect)
 {
   const char *name = kb_defect_name(pd_defect(_i));
+  const bool hang = pd_defect(_i) == KB_DEFECT_EXPECT_HANG;
   struct pd_serve s;
   struct pd_probe p;
   char found[256];
 
   pd_serve_start(&s, "--defect", name);
-  pd_probe(s.url, s.status, &p);
+  /* A hang is called after --timeout: 2 s, not the default 10. */
+  pd_probe_for(s.url, s.status, hang ? "2" : NULL, &p);
   pd_serve_stop(&s);
   pd_defects(p.doc, found, sizeof(found));
   ck_assert_msg(p.out.status == 1 && !strcmp(found, name),
@@ -261,6 +275,9 @@ START_TEST(probe_names_each_defect)
     snprintf(want, sizeof(want), "Defects: %s\n", name);
     ck_assert_ptr_nonnull(strstr(p.out.out.data, want));
   }
+  if(hang)
+    ck_assert_msg(strstr(pd_line(p.doc, "expect-hang"), "an answer in 2 s"),
+                  "%s", pd_line(p.doc, "expect-hang"));
   /* Nowhere the misleading hint. */
   ck_assert_msg(!strstr(p.out.out.data, SPLIT_HINT), "%s", p.out.out.data);
   pd_probe_free(&p);
