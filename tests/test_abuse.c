@@ -29,6 +29,7 @@
 #include "common/kb_users.h"
 #include "kbt.h"
 #include "kbt_env.h"
+#include "kbt_ntlm.h"
 #include "live/admin.h"
 #include "proxy/proxy.h"
 #include "rc.h"
@@ -290,6 +291,58 @@ START_TEST(test_half_closed_clients_answered)
 }
 END_TEST
 
+/* Issue 28's pattern: AB_HALF_CLOSED connections opened and authenticated
+ * first and held open (NTLM's handshake, or a Basic request), then on each
+ * in turn a POST with its body and shutdown(SHUT_WR). Every client gets
+ * Exchange's 200 to what it sent, and the listener's forwarded counter
+ * agrees with what Exchange received. Integrated (_i 0) and Basic (1). */
+START_TEST(test_half_closed_after_authenticating)
+{
+  /* FABRIKAM's alice in Basic: base64("alice:Passw0rd!"). */
+  static const char basic[] = "Basic YWxpY2U6UGFzc3cwcmQh";
+  static struct ab e;
+  struct ab_opts o = {.auth = _i ? PROXY_AUTH_BASIC : PROXY_AUTH_INTEGRATED};
+  struct rc c[AB_HALF_CLOSED];
+  struct kb_buf post;
+  uint64_t exchange_before, forwarded_before;
+  unsigned answered = 0, i;
+
+  ab_start(&e, &o);
+  for(i = 0; i < AB_HALF_CLOSED; i++) {
+    rc_connect(&c[i], NULL, proxy_port(e.env.px), NULL, "held");
+    if(_i) {
+      struct rc_resp r;
+      ck_assert_int_eq(
+          rc_post(&c[i], T_EWS, basic, kbt_oof_body, strlen(kbt_oof_body), &r),
+          200);
+      rc_resp_free(&r);
+    }
+    else
+      ck_assert_int_eq(kbt_ntlm_handshake(&c[i], "alice", KBT_ALICE_PASSWORD),
+                       200);
+  }
+  exchange_before = ab_exchange_requests(&e);
+  forwarded_before = ab_forwarded(&e);
+  kb_buf_init(&post, 1 << 16);
+  rc_build(&post, "POST", T_EWS, _i ? basic : NULL, kbt_oof_body,
+           strlen(kbt_oof_body));
+  for(i = 0; i < AB_HALF_CLOSED; i++) {
+    struct rc_resp r;
+    ck_assert(rc_send(&c[i], post.data, post.len));
+    ck_assert_int_eq(shutdown(c[i].fd, SHUT_WR), 0);
+    if(rc_read(&c[i], &r) && r.status == 200)
+      answered++;
+    rc_resp_free(&r);
+    rc_close(&c[i]);
+  }
+  kb_buf_free(&post);
+  ck_assert_uint_eq(answered, AB_HALF_CLOSED);
+  ck_assert_uint_eq(ab_exchange_requests(&e) - exchange_before, AB_HALF_CLOSED);
+  ck_assert_uint_eq(ab_forwarded(&e) - forwarded_before, AB_HALF_CLOSED);
+  ab_stop(&e);
+}
+END_TEST
+
 /* ---- slow clients and floods -------------------------------------------- */
 
 #define AB_PARTIAL                                                             \
@@ -539,6 +592,7 @@ static Suite *abuse_suite(void)
   tcase_add_loop_test(half, test_no_continue_before_a_refusal, 0, 2);
   tcase_add_checked_fixture(half, NULL, kbt_env_teardown);
   tcase_add_test(half, test_half_closed_clients_answered);
+  tcase_add_loop_test(half, test_half_closed_after_authenticating, 0, 2);
   suite_add_tcase(s, half);
   return s;
 }
