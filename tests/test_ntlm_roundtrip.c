@@ -8,6 +8,7 @@
 #define _GNU_SOURCE /* memmem */
 #include <check.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -529,6 +530,95 @@ START_TEST(test_threads)
 }
 END_TEST
 
+/* True when the len bytes at p are "REDACTED" repeated. */
+static bool nt_redacted(const uint8_t *p, size_t len)
+{
+  size_t i;
+
+  for(i = 0; i < len; i++)
+    if(p[i] != (uint8_t) "REDACTED"[i % 8])
+      return false;
+  return len > 0;
+}
+
+/* ntlm_redact on MS-NLMP 4.2.4.3's AUTHENTICATE: what an offline attack
+ * needs is the marker (the LM response, the NTProofStr, the session key),
+ * what says who signed in is as it was (names, flags, the NTLMv2 blob);
+ * the message keeps its length and still decodes. Other messages and a
+ * malformed AUTHENTICATE are left as they are; the header form redacts in
+ * place, keeping its length. */
+START_TEST(test_redact)
+{
+  size_t len, tlen;
+  uint8_t *msg = nt_hex(SPEC_AUTHENTICATE_V2, &len);
+  uint8_t *orig = nt_hex(SPEC_AUTHENTICATE_V2, &len);
+  uint8_t *type1 = nt_hex(SEED_HEX, &tlen);
+  struct ntlm_message before, after;
+  char err[256], *header;
+  bool changed = false;
+
+  nt_decode_hex(SPEC_AUTHENTICATE_V2, &before);
+  ck_assert_int_eq(ntlm_redact(msg, len, &changed), NTLM_OK);
+  ck_assert(changed);
+  ck_assert_int_eq(ntlm_decode(msg, len, &after, err, sizeof(err)), NTLM_OK);
+  ck_assert_str_eq(after.user, before.user);
+  ck_assert_str_eq(after.domain, before.domain);
+  ck_assert_str_eq(after.workstation, before.workstation);
+  ck_assert_uint_eq(after.flags, before.flags);
+  ck_assert(nt_redacted(after.lm_response, after.lm_response_len));
+  ck_assert_uint_eq(after.nt_response_len, before.nt_response_len);
+  ck_assert(nt_redacted(after.nt_response, 16));
+  ck_assert_mem_eq(after.nt_response + 16, before.nt_response + 16,
+                   before.nt_response_len - 16);
+  ck_assert_uint_eq(after.session_key_len, 16);
+  ck_assert(nt_redacted(after.session_key, after.session_key_len));
+  /* Only those fields changed: the header and the strings did not. */
+  ck_assert_mem_eq(msg, orig, 0x6c);
+  ntlm_message_free(&after);
+  ntlm_message_free(&before);
+
+  /* A NEGOTIATE is not touched. */
+  {
+    uint8_t *copy = nt_hex(SEED_HEX, &tlen);
+    changed = true;
+    ck_assert_int_eq(ntlm_redact(copy, tlen, &changed), NTLM_OK);
+    ck_assert(!changed);
+    ck_assert_mem_eq(copy, type1, tlen);
+    free(copy);
+  }
+  /* A malformed AUTHENTICATE: the decoder's error, nothing changed. */
+  memcpy(msg, orig, len);
+  ck_assert_int_ne(ntlm_redact(msg, 0x50, &changed), NTLM_OK);
+  ck_assert_mem_eq(msg, orig, len);
+
+  /* The header form, in place, with its length. */
+  header = ntlm_header_format(NTLM_SCHEME_NTLM, orig, len);
+  ck_assert_ptr_nonnull(header);
+  {
+    size_t hlen = strlen(header);
+    struct ntlm_bytes raw = {NULL, 0};
+    enum ntlm_scheme scheme;
+
+    ck_assert(ntlm_header_redact(header, hlen));
+    ck_assert_uint_eq(strlen(header), hlen);
+    ck_assert_int_eq(ntlm_header_parse(header, &scheme, &raw, err, sizeof(err)),
+                     NTLM_OK);
+    ck_assert_int_eq(ntlm_decode(raw.data, raw.len, &after, err, sizeof(err)),
+                     NTLM_OK);
+    ck_assert(nt_redacted(after.nt_response, 16));
+    ntlm_message_free(&after);
+    ntlm_bytes_free(&raw);
+  }
+  free(header);
+  header = ntlm_header_format(NTLM_SCHEME_NTLM, type1, tlen);
+  ck_assert(!ntlm_header_redact(header, strlen(header)));
+  free(header);
+  free(type1);
+  free(orig);
+  free(msg);
+}
+END_TEST
+
 Suite *ntlm_roundtrip_suite(void)
 {
   Suite *s = suite_create("roundtrip");
@@ -543,6 +633,7 @@ Suite *ntlm_roundtrip_suite(void)
   tcase_add_test(tc, test_codec_roundtrips);
   tcase_add_test(tc, test_verify_refusals);
   tcase_add_test(tc, test_names);
+  tcase_add_test(tc, test_redact);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("threads");
