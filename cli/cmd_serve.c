@@ -525,10 +525,14 @@ static int kbsim_serve_run(const struct scenario *sc,
   sim_recorder_init(&s->rec, true);
   if(kbsim_serve_start(s))
     goto done;
+  /* The endpoint answers already: a reset must wait for the banner, which
+   * reads the array it would replace. */
+  admin_hold(s->adm);
   kbsim_serve_warn(s);
   kbsim_serve_print(s);
   printf("serving until SIGINT or SIGTERM\n");
   fflush(stdout);
+  admin_release(s->adm);
   s->srv.started_us = kbsim_serve_now_us();
   sigwait(&set, &sig);
   s->srv.stopped_us = kbsim_serve_now_us();

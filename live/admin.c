@@ -473,6 +473,18 @@ const char *admin_token(const struct admin *admin)
   return admin->token;
 }
 
+void admin_hold(struct admin *admin)
+{
+  if(admin)
+    pthread_mutex_lock(&admin->lock);
+}
+
+void admin_release(struct admin *admin)
+{
+  if(admin)
+    pthread_mutex_unlock(&admin->lock);
+}
+
 void admin_stop(struct admin *admin)
 {
   size_t i;

@@ -208,6 +208,13 @@ int admin_token_write(const char *path, const char *token, char *err,
 int admin_token_read(const char *path, char *out, size_t len, char *err,
                      size_t errlen);
 
+/* Holds the endpoint's lock, so that no restart (POST /reset, POST
+ * /scenario) changes the array until admin_release: for a caller that
+ * reads the array itself, as serve prints its banner once the endpoint
+ * already answers. Accepts NULL (then nothing is held). */
+void admin_hold(struct admin *admin);
+void admin_release(struct admin *admin);
+
 /* Stops the endpoint and frees it; members' proxies keep their policies.
  * Accepts NULL. */
 void admin_stop(struct admin *admin);

@@ -243,11 +243,12 @@ static json_t *post_json(const struct served *s, const char *path,
 
   snprintf(bearer, sizeof(bearer), "Authorization: Bearer %s", s->token);
   status = http_raw(s, "POST", path, hdrs, post, &body, &headers);
-  ck_assert_msg(status == want_status, "POST %s %s: %ld %s", path, post, status,
-                body.data);
+  ck_assert_msg(status == want_status, "POST %s %.200s: %ld %.300s", path, post,
+                status, body.data);
   ck_assert_ptr_nonnull(strstr(headers.data, "Content-Type: application/json"));
   j = json_loads(body.data, 0, &jerr);
-  ck_assert_msg(json_is_object(j), "POST %s: not JSON: %s", path, body.data);
+  ck_assert_msg(json_is_object(j), "POST %s: not JSON: %.300s", path,
+                body.data);
   kb_buf_free(&body);
   kb_buf_free(&headers);
   return j;
@@ -266,7 +267,7 @@ static json_t *status_of(const struct served *s)
   ck_assert_int_eq(http_raw(s, "GET", "/status", hdrs, NULL, &body, &headers),
                    200);
   j = json_loads(body.data, 0, &jerr);
-  ck_assert_msg(json_is_object(j), "status is not JSON: %s", body.data);
+  ck_assert_msg(json_is_object(j), "status is not JSON: %.300s", body.data);
   kb_buf_free(&body);
   kb_buf_free(&headers);
   return j;
@@ -608,7 +609,7 @@ START_TEST(reset_waits_for_running_sessions)
   ck_assert_int_eq(b.status, 200);
   kb_buf_add(&b.answer, "", 1);
   j = json_loads(b.answer.data, 0, &jerr);
-  ck_assert_msg(json_is_object(j), "%s", b.answer.data);
+  ck_assert_msg(json_is_object(j), "%.300s", b.answer.data);
   ck_assert_uint_eq(json_array_size(at(j, "sessions")), 12);
   json_array_foreach(at(j, "sessions"), i, one)
   {
