@@ -677,6 +677,67 @@ START_TEST(test_chromium)
 }
 END_TEST
 
+/* ---- an OEM-only client: httpntlm's type 3 ---------------------------- */
+
+/* httpntlm 1.7.7 (npm, tests/interop/oem_client.js) negotiates OEM strings
+ * only and writes its type 3's strings in OEM, under a fixed flags word
+ * that says UNICODE: the listener reads them as the handshake agreed (as
+ * Samba does) and signs alice in; a wrong password is still refused. */
+START_TEST(test_oem_client)
+{
+  static const struct {
+    const char *password;
+    long status;
+  } rows[] = {{"Passw0rd!", 200}, {"Wr0ng!", 401}};
+  struct kb_users *users;
+  struct sim_topology *topo;
+  char url[256];
+  size_t i;
+
+  if(!proc_have("/usr/bin/node"))
+    return; /* skipped; main says so */
+  users = interop_users();
+  topo = interop_start(users, PROXY_POLICY_PER_REQUEST);
+  snprintf(url, sizeof(url), "%s/EWS/Exchange.asmx", topo->proxy_url);
+  for(i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+    char *argv[] = {"/usr/bin/env",
+                    "NODE_PATH=" NODE_MODULES,
+                    "/usr/bin/node",
+                    "--openssl-legacy-provider",
+                    TESTS_DIR "/interop/oem_client.js",
+                    url,
+                    T_DOMAIN,
+                    "alice",
+                    (char *)rows[i].password,
+                    TESTS_DIR "/data/oof-request.xml",
+                    NULL};
+    struct proc_out p;
+    unsigned t1, t2, t3;
+    long status;
+
+    proc_run(argv, &p);
+    ck_assert_msg(p.status == 0, "oem_client exited %d: %s%s", p.status,
+                  p.out.data, p.err.data);
+    ck_assert_int_eq(sscanf(p.out.data, "%ld type1 0x%x type2 0x%x type3 0x%x",
+                            &status, &t1, &t2, &t3),
+                     4);
+    ck_assert_int_eq(status, rows[i].status);
+    /* OEM alone asked for and agreed; the type 3's word says UNICODE. */
+    ck_assert_uint_eq(t1, NTLM_NEGOTIATE_NTLM | NTLM_NEGOTIATE_OEM);
+    ck_assert_uint_eq(t2 & NTLM_NEGOTIATE_UNICODE, 0);
+    ck_assert_uint_ne(t2 & NTLM_NEGOTIATE_OEM, 0);
+    ck_assert_uint_ne(t3 & NTLM_NEGOTIATE_UNICODE, 0);
+    proc_free(&p);
+  }
+  pthread_mutex_lock(&notes_lock);
+  ck_assert_msg(strstr(auth_notes, "authenticated as FABRIKAM\\alice"), "%s",
+                auth_notes);
+  pthread_mutex_unlock(&notes_lock);
+  sim_topology_stop(topo);
+  kb_users_free(users);
+}
+END_TEST
+
 /* ---- libcurl: the spellings of one account ----------------------------- */
 
 /* Every spelling a domain controller accepts gets through libcurl's NTLM
@@ -846,6 +907,12 @@ int main(void)
   tcase_add_test(tc, test_chromium);
   suite_add_tcase(s, tc);
 
+  tc = tcase_create("node");
+  tcase_set_timeout(tc, 60);
+  tcase_set_tags(tc, KBT_SLOW);
+  tcase_add_checked_fixture(tc, interop_setup, interop_teardown);
+  tcase_add_test(tc, test_oem_client);
+  suite_add_tcase(s, tc);
   tc = tcase_create("acceptors");
   tcase_set_timeout(tc, 60);
   tcase_set_tags(tc, KBT_SLOW);
@@ -855,7 +922,9 @@ int main(void)
   suite_add_tcase(s, tc);
 
   failed = kbt_run(s);
-  return proc_suite_exit(failed,
-                         proc_skip_unless("/usr/bin/chromium", "test_chromium",
-                                          "apt-get install chromium"));
+  return proc_suite_exit(
+      failed, proc_skip_unless("/usr/bin/chromium", "test_chromium",
+                               "apt-get install chromium") |
+                  proc_skip_unless("/usr/bin/node", "test_oem_client",
+                                   "apt-get install nodejs"));
 }

@@ -8,15 +8,18 @@
 // of bytes for UTF-16"); one that reads them as the CHALLENGE agreed, as
 // Samba does, signs the user in.
 //
-// Usage: node oem_client.js URL DOMAIN USER PASSWORD
+// Usage: node oem_client.js URL DOMAIN USER PASSWORD [BODY_FILE]
+// POSTs BODY_FILE (an EWS request; default an empty SOAP envelope).
 // Prints the final status and the flags of the three messages, one line.
 'use strict';
+const fs = require('fs');
 const http = require('http');
 const ntlm = require('httpntlm/ntlm');
 
-const [url, domain, username, password] = process.argv.slice(2);
+const [url, domain, username, password, bodyFile] = process.argv.slice(2);
 const agent = new http.Agent({keepAlive: true, maxSockets: 1});
-const body = '<?xml version="1.0" encoding="utf-8"?><soap:Envelope ' +
+const body = bodyFile ? fs.readFileSync(bodyFile) :
+    '<?xml version="1.0" encoding="utf-8"?><soap:Envelope ' +
     'xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body/>' +
     '</soap:Envelope>';
 
@@ -38,7 +41,8 @@ function post(auth, withBody) {
   return new Promise((resolve, reject) => {
     const req = http.request(url, {
       method: 'POST', agent,
-      headers: {'Authorization': auth, 'Content-Type': 'text/xml',
+      headers: {'Authorization': auth,
+                'Content-Type': 'text/xml; charset=utf-8',
                 'Content-Length': withBody ? Buffer.byteLength(body) : 0}
     }, (res) => { res.resume(); res.on('end', () => resolve(res)); });
     req.on('error', reject);
