@@ -66,8 +66,14 @@ static void pd_serve_start(struct pd_serve *s, const char *a1, const char *a2)
   s->pid = proc_spawn(argv, &s->outfd, &s->errfd);
   port = proc_read_port(s->outfd, "ISA listener: http://127.0.0.1:");
   status = proc_read_port(s->outfd, "Status:       http://127.0.0.1:");
-  ck_assert_uint_gt(port, 0);
-  ck_assert_uint_gt(status, 0);
+  if(!port || !status) {
+    struct proc_out out;
+
+    kill(s->pid, SIGKILL);
+    proc_collect(s->pid, s->outfd, s->errfd, &out);
+    ck_abort_msg("serve %s %s printed no banner (exit %d): %.500s",
+                 a1 ? a1 : "", a2 ? a2 : "", out.status, out.err.data);
+  }
   snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%u/", port);
   snprintf(s->status, sizeof(s->status), "http://127.0.0.1:%u/kbsim/status",
            status);
