@@ -739,16 +739,22 @@ int main(void)
 {
   Suite *s = suite_create("artefacts");
   TCase *tc = tcase_create("artefacts");
+  TCase *slow;
   int failed;
 
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, json_v2_flag_form);
   tcase_add_test(tc, json_v2_names_the_serving_member);
-  tcase_add_test(tc, schema_judges_every_report);
   tcase_add_test(tc, evidence_names_never_collide);
   tcase_add_test(tc, unwritable_evidence_fails_first);
   tcase_add_test(tc, dash_is_standard_output);
   suite_add_tcase(s, tc);
+  /* python3-jsonschema on every catalogue scenario's report. */
+  slow = tcase_create("slow");
+  tcase_set_timeout(slow, 60);
+  tcase_set_tags(slow, KBT_SLOW);
+  tcase_add_test(slow, schema_judges_every_report);
+  suite_add_tcase(s, slow);
   tc = tcase_create("tshark");
   tcase_set_timeout(tc, 60);
   tcase_set_tags(tc, KBT_SLOW);

@@ -399,12 +399,18 @@ static Suite *ci_formats_suite(void)
 {
   Suite *s = suite_create("formats");
   TCase *tc = tcase_create("exit codes and CI formats");
+  TCase *slow;
 
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, junit_counts_and_exit_1);
-  tcase_add_test(tc, tap_counts);
   tcase_add_test(tc, infrastructure_is_exit_3);
   suite_add_tcase(s, tc);
+  /* node-tap's parser. */
+  slow = tcase_create("slow");
+  tcase_set_timeout(slow, 60);
+  tcase_set_tags(slow, KBT_SLOW);
+  tcase_add_test(slow, tap_counts);
+  suite_add_tcase(s, slow);
   return s;
 }
 
@@ -413,13 +419,19 @@ static Suite *ci_sweeps_suite(void)
 {
   Suite *s = suite_create("sweeps");
   TCase *tc = tcase_create("sweeps");
+  TCase *slow;
 
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, sweep_gates_on_its_rate);
   tcase_add_test(tc, sweep_interrupted_reports_partial);
-  tcase_add_test(tc, sweep_grid_csv);
-  tcase_add_test(tc, shards_merge_to_one_run);
   suite_add_tcase(s, tc);
+  /* A 3 x 3 grid, and four shards merged: some forty sweep processes. */
+  slow = tcase_create("slow");
+  tcase_set_timeout(slow, 60);
+  tcase_set_tags(slow, KBT_SLOW);
+  tcase_add_test(slow, sweep_grid_csv);
+  tcase_add_test(slow, shards_merge_to_one_run);
+  suite_add_tcase(s, slow);
   return s;
 }
 

@@ -426,16 +426,23 @@ int main(void)
 {
   Suite *s = suite_create("help");
   TCase *tc = tcase_create("help");
+  TCase *slow;
   int failed;
 
   proc_whole_lines();
   tcase_set_timeout(tc, 60);
-  tcase_add_test(tc, help_ranges_hold);
   tcase_add_test(tc, help_claims_hold);
   tcase_add_test(tc, help_claims_are_all_checked);
-  tcase_add_test(tc, help_defaults_hold);
   tcase_add_test(tc, help_elsewhere_names_real_tests);
   suite_add_tcase(s, tc);
+  /* Every range at both ends and each default compared: about a hundred runs of
+   * kbsim. */
+  slow = tcase_create("slow");
+  tcase_set_timeout(slow, 60);
+  tcase_set_tags(slow, KBT_SLOW);
+  tcase_add_test(slow, help_ranges_hold);
+  tcase_add_test(slow, help_defaults_hold);
+  suite_add_tcase(s, slow);
   failed = kbt_run(s);
   return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -503,18 +503,24 @@ int main(void)
 {
   Suite *s = suite_create("probe_defects");
   TCase *t = tcase_create("defects");
+  TCase *slow;
   int failed;
 
   proc_whole_lines();
   tcase_set_timeout(t, 90);
   tcase_add_test(t, schema_names_the_defect_table);
-  tcase_add_loop_test(t, probe_names_each_defect, 0, pd_ndefects());
   tcase_add_test(t, probe_finds_none_in_correct_listeners);
   tcase_add_test(t, split_handshake_hints);
   tcase_add_test(t, client_split_handshake_hint);
   tcase_add_test(t, without_status_skips_not_guesses);
   tcase_add_test(t, listener_answering_by_itself);
   suite_add_tcase(s, t);
+  /* A kbsim serve, a probe and python3-jsonschema for each defect. */
+  slow = tcase_create("slow");
+  tcase_set_timeout(slow, 90);
+  tcase_set_tags(slow, KBT_SLOW);
+  tcase_add_loop_test(slow, probe_names_each_defect, 0, pd_ndefects());
+  suite_add_tcase(s, slow);
   failed = kbt_run(s);
   return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

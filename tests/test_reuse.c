@@ -520,14 +520,20 @@ int main(void)
 {
   Suite *s = suite_create("reuse");
   TCase *tc = tcase_create("reuse");
+  TCase *slow;
 
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, reuse_equals_fresh_over_seeds);
   tcase_add_test(tc, reset_gives_the_fresh_trace);
   tcase_add_test(tc, another_shape_starts_anew);
-  tcase_add_test(tc, sweep_json_equals_fresh);
   tcase_add_test(tc, array_patched_sets_the_members);
   tcase_add_test(tc, kept_topology_runs_from_their_own_source);
   suite_add_tcase(s, tc);
+  /* A sweep grid run twice, reused and fresh. */
+  slow = tcase_create("slow");
+  tcase_set_timeout(slow, 600);
+  tcase_set_tags(slow, KBT_SLOW);
+  tcase_add_test(slow, sweep_json_equals_fresh);
+  suite_add_tcase(s, slow);
   return kbt_run(s) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

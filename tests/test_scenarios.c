@@ -255,6 +255,7 @@ int main(void)
   proc_whole_lines();
   Suite *s = suite_create("scenarios");
   TCase *tc = tcase_create("scenarios");
+  TCase *slow;
   int failed;
 
   tcase_set_timeout(tc, 90);
@@ -262,10 +263,15 @@ int main(void)
   tcase_add_test(tc, bad_files_name_file_line_and_reason);
   tcase_add_test(tc, wrong_expectation_fails);
   tcase_add_test(tc, flags_and_files_do_not_mix);
-  tcase_add_test(tc, sweep_is_repeatable_and_intermittent);
   tcase_add_test(tc, sweep_bad_arguments);
   tcase_add_test(tc, evidence_per_scenario);
   suite_add_tcase(s, tc);
+  /* A sweep of 40 seeds, twice. */
+  slow = tcase_create("slow");
+  tcase_set_timeout(slow, 90);
+  tcase_set_tags(slow, KBT_SLOW);
+  tcase_add_test(slow, sweep_is_repeatable_and_intermittent);
+  suite_add_tcase(s, slow);
   failed = kbt_run(s);
   return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
