@@ -157,10 +157,14 @@ static const struct kbsim_opt client_opts[] = {
      "Who signs in; required. Without the password, it comes from "
      "KBSIM_PASSWORD or is asked on the terminal (ps shows a command "
      "line)."},
-    {"kind", 'k', "communicator|outlook|one-shot",
+    {"kind", 'k', "communicator|outlook|one-shot|ie|dotnet|java",
      "Communicator (re-authenticates every POST), Outlook (authenticates a "
-     "connection once) or a new connection per POST (default "
-     "communicator)."},
+     "connection once), a new connection per POST, Internet Explorer (GETs "
+     "a page, then POSTs as WinINet does), .NET's HttpWebRequest or Java's "
+     "HttpClient (default communicator)."},
+    {"connection-sharing", 'S', NULL,
+     "With --kind dotnet: UnsafeAuthenticatedConnectionSharing, the "
+     "authenticated connection kept for the next POSTs."},
     {"posts", 'p', "N",
      "EWS POSTs after autodiscover, 1 to 100 (default "
      "2)."},
@@ -194,7 +198,7 @@ static const struct kbsim_opt client_opts[] = {
 
 const struct kbsim_command kbsim_client_command = {
     "client",
-    "--url URL --user SPEC [--kind communicator|outlook|one-shot] [--posts N] "
+    "--url URL --user SPEC [--kind KIND] [--connection-sharing] [--posts N] "
     "[--think DURATION] [--ntlm v2|v2-mic|v1|v1-ess] [--host NAME] "
     "[EVIDENCE]",
     "one Communicator session against any listener, on the real clock",
@@ -247,9 +251,10 @@ static int kbsim_client_option(struct kbsim_client_run *r, int c,
   }
   case 'k':
     if(client_kind_parse(arg, &cfg->kind))
-      return kbsim_bad_args("--kind: '%s' is not communicator, outlook or "
-                            "one-shot",
-                            arg);
+      return kbsim_bad_args("--kind: '%s' is not " CLIENT_KIND_NAMES, arg);
+    break;
+  case 'S':
+    cfg->connection_sharing = true;
     break;
   case 'p':
     if(kbsim_parse_u64(arg, 1, KBSIM_MAX_POSTS, &v))

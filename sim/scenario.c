@@ -346,8 +346,7 @@ static void scenario__clients(struct scenario_parse *p, const char *key,
   else if(!strcmp(key, "kind")) {
     if(client_kind_parse(v, &sc->kind))
       scenario__fail(p,
-                     "[clients] kind = %s: use communicator, outlook or "
-                     "one-shot",
+                     "[clients] kind = %s: use " CLIENT_KIND_NAMES,
                      v);
   }
   else if(!strcmp(key, "user")) {
@@ -402,6 +401,13 @@ static void scenario__clients(struct scenario_parse *p, const char *key,
                      "0 for no limit",
                      v);
   }
+  else if(!strcmp(key, "connection_sharing")) {
+    if(scenario__bool(v, &sc->connection_sharing))
+      scenario__fail(p,
+                     "[clients] connection_sharing = %s: use yes or no "
+                     "(dotnet's UnsafeAuthenticatedConnectionSharing)",
+                     v);
+  }
   else if(!strcmp(key, "ntlm")) {
     if(!strcmp(v, "v2"))
       sc->ntlm = NTLM_RESPONSE_V2;
@@ -415,7 +421,8 @@ static void scenario__clients(struct scenario_parse *p, const char *key,
   else
     scenario__fail(p,
                    "[clients] has no key '%s'; it knows count, kind, user, "
-                   "password, posts, think, idle_timeout, max_requests, ntlm",
+                   "password, posts, think, idle_timeout, max_requests, "
+                   "connection_sharing, ntlm",
                    key);
 }
 
