@@ -295,7 +295,7 @@ static void an_line_cut(struct an_tshark *ts)
  * false when there is no whole line yet. */
 static bool an_take_line(struct an_tshark *ts)
 {
-  char *nl = memchr(ts->buf, '\n', ts->len);
+  char *nl = ts->len ? memchr(ts->buf, '\n', ts->len) : NULL;
   size_t n;
 
   if(!nl)

@@ -233,7 +233,14 @@ static void backend_gate_integrated(const struct backend_auth_server *srv,
   if(ntlm_header_parse(value, &scheme, &token, err, sizeof(err)) != NTLM_OK ||
      (type = ntlm_peek_type(token.data, token.len)) == NTLM_TYPE_NONE ||
      type == NTLM_TYPE_CHALLENGE ||
-     ntlm_decode(token.data, token.len, &msg, err, sizeof(err)) != NTLM_OK) {
+     /* A type 3 answering this connection's challenge is read in the
+      * character set the challenge agreed (ntlm_challenge_charset). */
+     ntlm_decode_as(
+         token.data, token.len,
+         ctx->state == BACKEND_AUTH_STATE_CHALLENGED
+             ? ntlm_challenge_charset(ctx->type2.data, ctx->type2.len)
+             : NTLM_CHARSET_FLAGGED,
+         &msg, err, sizeof(err)) != NTLM_OK) {
     ctx->state = BACKEND_AUTH_STATE_UNAUTHENTICATED;
     ctx->identity[0] = '\0';
     snprintf(out->why, sizeof(out->why),

@@ -1,10 +1,10 @@
 /*
  * cmd_client.c - `kbsim client`: one Communicator session against any
  * listener - `kbsim serve`'s balancer or a member, or a real ISA - on the
- * real clock, printing each POST as it completes and then what the user
- * sees. Exit 0 when the user saw no error, 1 when they did, 2 for bad
- * arguments, 3 when the harness could not reach the listener or write an
- * evidence file.
+ * real clock, printing each POST as it completes, which member served it
+ * (Via) and then what the user sees. Exit 0 when the user saw no error, 1 when
+ * they did, 2 for bad arguments, 3 when the harness could not reach the
+ * listener or write an evidence file.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -53,6 +53,24 @@ static void kbsim_client_print_post(const struct client_post_result *r)
          r->new_connection ? " (new)" : "      ", r->legs, legs,
          client_outcome_name(r->outcome), r->detail[0] ? ": " : "", r->detail,
          think);
+}
+
+/* Adds name (a POST's served_by) to the list in out, "ISA01, ISA02",
+ * unless it is empty or there already. */
+static void kbsim_client_served(char *out, size_t len, const char *name)
+{
+  size_t at = strlen(out), n = strlen(name);
+  const char *p = out;
+
+  if(!n)
+    return;
+  while((p = strstr(p, name)) != NULL) {
+    if((p == out || p[-1] == ' ') && (p[n] == ',' || !p[n]))
+      return;
+    p += n;
+  }
+  if(at + n + 3 < len)
+    snprintf(out + at, len - at, "%s%s", at ? ", " : "", name);
 }
 
 /* What `kbsim client` writes, and the session it writes about. */
@@ -204,8 +222,10 @@ const struct kbsim_command kbsim_client_command = {
     "one Communicator session against any listener, on the real clock",
     "One Communicator session (or Outlook's, or one connection per POST) "
     "against any listener. Prints each POST as it completes (connection, "
-    "legs, statuses, outcome) and then what the user sees: notification, "
-    "log line, presence, scheduling. Exits 0 when the user saw no error, 1 "
+    "legs, statuses, outcome), which listener served it (the Via header of "
+    "its answers: the member of serve's array) and then what the user sees: "
+    "notification, log line, presence, scheduling. Exits 0 when the user "
+    "saw no error, 1 "
     "when they saw the Outlook Integration Error, 3 when the session could "
     "not run (the listener unreachable, an evidence file not writable).",
     client_opts,
@@ -385,6 +405,7 @@ static int kbsim_client_session(struct kbsim_client_run *r,
   struct client_post_result res;
   struct client_view view;
   enum client_class klass = CLIENT_CLASS_CLEAN;
+  char served[256] = "";
 
   printf("Communicator session: %s\\%s -> %s (%s, %u EWS POST%s)\n", domain,
          user, r->url, client_kind_name(r->cfg.kind), r->cfg.ews_posts,
@@ -394,6 +415,7 @@ static int kbsim_client_session(struct kbsim_client_run *r,
     enum client_class k = client_result_class(&res);
     kbsim_client_print_post(&res);
     fflush(stdout);
+    kbsim_client_served(served, sizeof(served), res.served_by);
     if(k > klass)
       klass = k;
     if(r->recording && session->nresults < KBSIM_MAX_POSTS + 2) {
@@ -404,6 +426,12 @@ static int kbsim_client_session(struct kbsim_client_run *r,
   }
   client_view(client, &view);
   session->view = view;
+  /* Which member of an array the balancer sent the session to: the Via
+   * its answers carried. */
+  if(served[0])
+    printf("Served by: %s (the Via header of its answers)\n", served);
+  else
+    printf("Served by: unknown (no answer carried a Via header)\n");
   printf("What %s\\%s sees:\n", domain, user);
   kbsim_print_view("  ", &view);
   session->klass = klass;

@@ -17,6 +17,8 @@
 #include "secret.h"
 
 #define KBSIM_PROBE_MAX_USERS 2
+/* --timeout's ceiling, in seconds: five minutes per answer. */
+#define KBSIM_PROBE_MAX_TIMEOUT 300
 
 /* One --user, split into its parts. */
 struct kbsim_probe_user {
@@ -38,6 +40,9 @@ static const struct kbsim_opt probe_opts[] = {
     {"posts", 'p', "N", "EWS POSTs per session, 1 to 100 (default 3)."},
     {"host", 'H', "NAME",
      "The Host header (default autodiscover.fabrikam.com)."},
+    {"timeout", 't', "N",
+     "Seconds to wait for each answer, 1 to 300 (default 10); the "
+     "expect-hang check calls a POST hung after this long."},
     {"json", 'j', "FILE",
      "Write the report as JSON (probe/report.schema.json)."},
     {"junit", 'J', "FILE",
@@ -47,7 +52,7 @@ static const struct kbsim_opt probe_opts[] = {
 const struct kbsim_command kbsim_probe_command = {
     "probe",
     "URL --user SPEC [--user SPEC] [--exchange-status URL] [--posts N] "
-    "[--host NAME] [--json FILE] [--junit FILE]",
+    "[--host NAME] [--timeout N] [--json FILE] [--junit FILE]",
     "classify any listener against Communicator's pattern",
     "Runs a fixed battery against the listener at URL, which publishes "
     "kbsim exchange: a Communicator session re-authenticating every POST, "
@@ -146,6 +151,12 @@ static int kbsim_probe_option(struct kbsim_probe *p, int c, const char *arg)
     break;
   case 'H':
     p->cfg.host = arg;
+    break;
+  case 't':
+    if(kbsim_parse_u64(arg, 1, KBSIM_PROBE_MAX_TIMEOUT, &v))
+      return kbsim_bad_args("--timeout: '%s' is not a number from 1 to 300",
+                            arg);
+    p->cfg.timeout_ms = (long)v * 1000;
     break;
   case 'j':
     p->json = arg;

@@ -19,6 +19,9 @@
  * Real clients mean the real clock and the kernel's randomness. Every
  * request a member answers is printed as one line as it happens (-q
  * silences it) and streamed to the admin endpoint's console (live.h).
+ * This file parses the command line and runs serve until a signal; what
+ * runs is serve_array.c's (started, restarted for a trainer, stopped),
+ * what it prints serve_print.c's.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -32,84 +35,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "balancer/balancer.h"
 #include "cli.h"
-#include "common/kb_guard.h"
-#include "evidence/evidence.h"
-#include "live/admin.h"
-#include "live/live.h"
 #include "render/serve_page.h"
 #include "secret.h"
-#include "sim/fdlimit.h"
-
-struct kbsim_endpoint {
-  char host[64];
-  uint16_t port;
-  bool given;
-};
-
-struct kbsim_serve_opts {
-  const char *file;
-  struct kbsim_endpoint proxy, backend, admin;
-  enum proxy_policy policy;
-  bool have_policy;
-  enum proxy_auth auth;
-  bool have_auth;
-  /* --pass-through, or implied by a pass-through --defect: the listener
-   * authenticates nobody and Exchange authenticates NTLM itself. */
-  bool pass_through;
-  unsigned defects;       /* --defect, PROXY_DEFECT bits */
-  struct kb_users *users; /* --user specs, flag form only */
-  bool exit_now;          /* --help printed: exit with the code returned */
-  const char *admin_hosts[ADMIN_MAX_HOSTS]; /* --admin-host */
-  size_t nadmin_hosts;
-  bool quiet; /* -q: no line per request */
-  /* Evidence written on SIGINT/SIGTERM. */
-  const char *pcap, *transcript, *json, *html;
-};
-
-/* Both sinks of a recording serve: the live view (terminal lines, the
- * console) and the recorder the files are written from. */
-struct kbsim_serve_tee {
-  struct kb_trace live, rec;
-};
-
-/* kb_trace emit: hands ev to both sinks, each of which locks its own. */
-static void kbsim_serve_tee_emit(void *ctx, const struct kb_trace_event *ev)
-{
-  const struct kbsim_serve_tee *t = ctx;
-
-  kb_trace_emit(&t->live, ev);
-  kb_trace_emit(&t->rec, ev);
-}
-
-/* Formats http://host:port/ (IPv6 literals bracketed) into out. */
-static void kbsim_serve_url(const char *host, uint16_t port, char *out,
-                            size_t len)
-{
-  snprintf(out, len, strchr(host, ':') ? "http://[%s]:%u/" : "http://%s:%u/",
-           host, (unsigned)port);
-}
-
-/* Prints where Exchange listens and where its counters are read. */
-static void kbsim_serve_print_exchange(const struct kbsim_serve_opts *o,
-                                       const struct sim_topology *topo)
-{
-  char url[96];
-
-  kbsim_serve_url(o->backend.host, backend_port(topo->backend), url,
-                  sizeof(url));
-  printf("Exchange:     %s\n", url);
-  printf("Status:       %skbsim/status (Exchange's counters, for kbsim probe "
-         "--exchange-status; loopback only)\n",
-         url);
-}
-
-/* Returns true when host is a loopback address. */
-static bool kbsim_serve_loopback(const char *host)
-{
-  return !strncmp(host, "127.", 4) || !strcmp(host, "::1");
-}
+#include "serve.h"
 
 static int kbsim_cmd_serve(int argc, char **argv);
 
@@ -217,11 +146,25 @@ const struct kbsim_command kbsim_serve_command = {
     "@scenario",
     kbsim_cmd_serve};
 
+/* Adds a --user spec to the flag form's store, and keeps a copy for the
+ * sessions the admin endpoint runs. Returns 0, or -1 with a one-line
+ * reason in err. */
+static int kbsim_serve_user(struct kbsim_serve_opts *o, const char *spec,
+                            char *err, size_t errlen)
+{
+  if(kb_users_add_spec(o->users, spec, err, errlen))
+    return -1;
+  if(o->nuser_specs < KBSIM_SERVE_MAX_USERS &&
+     (o->user_specs[o->nuser_specs] = strdup(spec)) != NULL)
+    o->nuser_specs++;
+  return 0;
+}
+
 /* secret_user_add_fn for --user-file: into the store of the flag form. */
 static int kbsim_serve_add_user(void *ctx, const char *spec, char *err,
                                 size_t errlen)
 {
-  return kb_users_add_spec(ctx, spec, err, errlen);
+  return kbsim_serve_user(ctx, spec, err, errlen);
 }
 
 /* The first of the defects in the bit set defects whose listener is
@@ -331,13 +274,12 @@ static int kbsim_serve_flag_opt(struct kbsim_serve_opts *o, int c,
     break;
   }
   case 'u':
-    if(kb_users_add_spec(o->users, optarg, err, sizeof(err)))
+    if(kbsim_serve_user(o, optarg, err, sizeof(err)))
       return kbsim_bad_args("--user: %s", err);
     *flag_only = "--user";
     break;
   case 'F':
-    if(secret_user_file(optarg, kbsim_serve_add_user, o->users, err,
-                        sizeof(err))) {
+    if(secret_user_file(optarg, kbsim_serve_add_user, o, err, sizeof(err))) {
       fprintf(stderr, "kbsim: --user-file: %s\n", err);
       return 2;
     }
@@ -473,65 +415,6 @@ static void kbsim_serve_flag_scenario(const struct kbsim_serve_opts *o,
   sc->members[0].script = o->policy == PROXY_POLICY_PER_REQUEST;
 }
 
-/* Prints the admin endpoint's lines: its URL, the console's (with the
- * token) and where ctl finds the token. */
-static void kbsim_serve_print_admin(const struct admin *adm,
-                                    const struct kbsim_serve_opts *o,
-                                    const char *token_path)
-{
-  char url[128];
-
-  kbsim_serve_url(o->admin.host, admin_port(adm), url, sizeof(url));
-  printf("Admin:        %s (every request needs the token)\n", url);
-  printf("Console:      %s?token=%s\n", url, admin_token(adm));
-  printf("Token file:   %s (mode 0600; kbsim ctl reads it)\n", token_path);
-}
-
-/* Prints what serves where, for the scenario form. */
-static void kbsim_serve_print_array(const struct scenario *sc,
-                                    const struct sim_topology *topo,
-                                    const struct balancer *bal,
-                                    const struct admin *adm,
-                                    const struct kbsim_serve_opts *o,
-                                    const char *token_path)
-{
-  char url[128], label[48];
-  size_t i;
-
-  printf("Scenario:     %s%s%s\n", sc->name, sc->description[0] ? " - " : "",
-         sc->description);
-  kbsim_serve_url(o->proxy.host, balancer_port(bal), url, sizeof(url));
-  printf("Balancer:     %s (%s per TCP connection over %zu member%s)\n", url,
-         balancer_mode_name(sc->balancer), sc->nmembers,
-         sc->nmembers == 1 ? "" : "s");
-  for(i = 0; i < sc->nmembers; i++) {
-    const struct scenario_member *m = &sc->members[i];
-    char murl[128];
-
-    snprintf(label, sizeof(label), "Member %s:", m->name);
-    kbsim_serve_url("127.0.0.1", topo->proxy_ports[i], murl, sizeof(murl));
-    printf("%-13s %s (%s, %s; policy %s: %s)\n", label, murl,
-           scenario_patch_name(m->patch),
-           m->script ? "script run" : "no script",
-           proxy_policy_name(scenario_effective_policy(m->patch, m->script)),
-           admin_policy_reason(m->patch, m->script));
-  }
-  kbsim_serve_print_exchange(o, topo);
-  kbsim_serve_print_admin(adm, o, token_path);
-  printf("Listener:     %s authentication; users", proxy_auth_name(sc->auth));
-  for(i = 0; i < sc->nusers; i++)
-    printf("%s %.*s", i ? "," : "", (int)strcspn(sc->user_specs[i], ":"),
-           sc->user_specs[i]);
-  printf("\n");
-  kbsim_serve_url(o->proxy.host, balancer_port(bal), url, sizeof(url));
-  printf("Try:          %s client --url %s --user '%.*s:PASSWORD'\n",
-         kbsim_program, url, (int)strcspn(sc->user_specs[0], ":"),
-         sc->user_specs[0]);
-  printf("              %s ctl --admin %s%s%s:%u status|apply-fix|revert\n",
-         kbsim_program, strchr(o->admin.host, ':') ? "[" : "", o->admin.host,
-         strchr(o->admin.host, ':') ? "]" : "", (unsigned)admin_port(adm));
-}
-
 /* Returns the real clock in microseconds since the epoch. */
 static int64_t kbsim_serve_now_us(void)
 {
@@ -588,287 +471,14 @@ static int kbsim_serve_evidence(struct sim_recorder *rec,
   return 0;
 }
 
-/* A running serve: what kbsim_serve_run starts, and what their configs
- * point into (the tee, the balancer's random source), so everything lives
- * until the stop. Owned by kbsim_serve_run; zeroed means nothing started. */
-struct kbsim_serve {
-  const struct scenario *sc;
-  const struct kbsim_serve_opts *o;
-  bool balanced;  /* the scenario form: members behind the balancer */
-  bool recording; /* --pcap, --transcript, --json or --html */
-  /* The flag form has no balancer, and libmicrohttpd hands over no raw
-   * bytes: to record the client hop, a one-member TCP relay (the
-   * balancer) takes --proxy and the listener moves behind it. */
-  bool relay;
-  struct sim_topology_config cfg;
-  struct sim_topology *topo;
-  struct balancer_config bcfg;
-  struct sim_rng brng;
-  struct balancer *bal;
-  struct admin *adm;
-  struct live *live;
-  struct sim_recorder rec;
-  struct kbsim_serve_tee tee;
-  char token_path[512]; /* "" until written; removed at the stop */
-  struct evidence_serve srv;
-};
-
-/* Starts the live view and the topology of s->sc: the members listen on
- * loopback ephemeral ports behind a balancer or relay, or the one member
- * on --proxy. Returns 0, or -1 after printing a one-line error. */
-static int kbsim_serve_topology(struct kbsim_serve *s,
-                                const struct kb_users *users)
-{
-  const struct scenario *sc = s->sc;
-  const struct kbsim_serve_opts *o = s->o;
-  struct sim_topology_config *cfg = &s->cfg;
-  struct live_config lcfg;
-  bool behind = s->balanced || s->relay;
-  char err[512];
-  size_t i;
-
-  memset(&lcfg, 0, sizeof(lcfg));
-  lcfg.out = o->quiet ? NULL : stdout;
-  if(live_new(&lcfg, &s->live, err, sizeof(err))) {
-    fprintf(stderr, "kbsim: %s\n", err);
-    return -1;
-  }
-  memset(cfg, 0, sizeof(*cfg));
-  cfg->trace = live_as_trace(s->live);
-  cfg->nmembers = sc->nmembers;
-  for(i = 0; i < sc->nmembers; i++) {
-    cfg->members[i].name = sc->members[i].name;
-    cfg->members[i].policy =
-        scenario_effective_policy(sc->members[i].patch, sc->members[i].script);
-  }
-  cfg->policy = cfg->members[0].policy;
-  cfg->auth = sc->auth;
-  cfg->defects = o->defects;
-  cfg->backend_auth =
-      o->pass_through ? BACKEND_AUTH_INTEGRATED : BACKEND_AUTH_NONE;
-  cfg->idle_timeout_ms = sc->idle_timeout_ms;
-  cfg->max_requests = sc->max_requests;
-  cfg->users = users;
-  cfg->dns_domain = sc->dns_domain[0] ? sc->dns_domain : NULL;
-  cfg->proxy_host = behind ? "127.0.0.1" : o->proxy.host;
-  cfg->proxy_port = behind ? 0 : o->proxy.port;
-  cfg->backend_host = o->backend.host;
-  cfg->backend_port = o->backend.port;
-  cfg->simulated = false;      /* real clients: real clock, real randomness */
-  cfg->exchange_status = true; /* for kbsim probe --exchange-status */
-  cfg->fds_per_session = SIM_FDS_PER_SERVED_SESSION;
-  /* --pcap/--transcript: every member's upstream hop (its libcurl) and,
-   * through the balancer, the client hop, stamped on the real clock. */
-  if(s->recording) {
-    s->tee.live = cfg->trace;
-    s->tee.rec = sim_recorder_as_kb(&s->rec);
-    cfg->trace.emit = kbsim_serve_tee_emit;
-    cfg->trace.ctx = &s->tee;
-  }
-  if(sim_topology_start(cfg, &s->topo, err, sizeof(err))) {
-    fprintf(stderr, "kbsim: %s\n", err);
-    return -1;
-  }
-  return 0;
-}
-
-/* Starts the balancer (or the flag form's relay) on --proxy in front of
- * the members. Returns 0, or -1 after printing a one-line error. */
-static int kbsim_serve_balancer(struct kbsim_serve *s)
-{
-  const struct sim_topology *topo = s->topo;
-  struct balancer_config *bcfg = &s->bcfg;
-  char err[512];
-  size_t i;
-
-  memset(bcfg, 0, sizeof(*bcfg));
-  bcfg->bind_host = s->o->proxy.host;
-  bcfg->port = s->o->proxy.port;
-  bcfg->nmembers = topo->nproxies;
-  /* As many as the members hold together: one member connection per
-   * client connection. */
-  bcfg->max_connections = (unsigned)(topo->member_connections * topo->nproxies);
-  for(i = 0; i < topo->nproxies; i++) {
-    bcfg->members[i].host = "127.0.0.1";
-    bcfg->members[i].port = topo->proxy_ports[i];
-  }
-  bcfg->mode = s->sc->balancer;
-  /* Seeded: the scenario's seed, so a live array spreads connections
-   * in the same order as the scenario's run. */
-  sim_rng_init(&s->brng, s->sc->seed);
-  bcfg->rng = sim_rng_as_kb(&s->brng);
-  bcfg->trace = s->cfg.trace;
-  if(balancer_start(bcfg, &s->bal, err, sizeof(err))) {
-    fprintf(stderr, "kbsim: %s\n", err);
-    return -1;
-  }
-  return 0;
-}
-
-/* Starts the admin endpoint on --admin and writes its token file. Returns
- * 0, or -1 after printing a one-line error. */
-static int kbsim_serve_admin(struct kbsim_serve *s)
-{
-  const struct kbsim_serve_opts *o = s->o;
-  const struct sim_topology *topo = s->topo;
-  const char *env_token = getenv("KBSIM_ADMIN_TOKEN");
-  struct admin_config acfg;
-  struct admin_member members[ADMIN_MAX_MEMBERS];
-  char member_urls[ADMIN_MAX_MEMBERS][128];
-  char burl[128], eurl[128], err[512];
-  size_t i;
-
-  memset(&acfg, 0, sizeof(acfg));
-  memset(members, 0, sizeof(members));
-  for(i = 0; i < topo->nproxies; i++) {
-    kbsim_serve_url(s->cfg.proxy_host, topo->proxy_ports[i], member_urls[i],
-                    sizeof(member_urls[i]));
-    members[i].name = s->sc->members[i].name;
-    members[i].url = member_urls[i];
-    members[i].patch = s->sc->members[i].patch;
-    members[i].script = s->sc->members[i].script;
-    members[i].proxy = topo->proxies[i];
-  }
-  kbsim_serve_url(o->backend.host, backend_port(topo->backend), eurl,
-                  sizeof(eurl));
-  acfg.bind_host = o->admin.host;
-  acfg.port = o->admin.port;
-  acfg.scenario = s->balanced ? s->sc->name : NULL;
-  acfg.members = members;
-  acfg.nmembers = topo->nproxies;
-  acfg.backend = topo->backend;
-  acfg.backend_url = eurl;
-  if(s->bal) {
-    kbsim_serve_url(o->proxy.host, balancer_port(s->bal), burl, sizeof(burl));
-    acfg.balancer = s->bal;
-    acfg.balancer_url = burl;
-    acfg.balancer_mode = s->bcfg.mode;
-  }
-  acfg.token = env_token && *env_token ? env_token : NULL;
-  acfg.hosts = o->admin_hosts;
-  acfg.nhosts = o->nadmin_hosts;
-  acfg.live = s->live;
-  if(acfg.token && admin_token_check(acfg.token, err, sizeof(err))) {
-    fprintf(stderr, "kbsim: KBSIM_ADMIN_TOKEN: %s\n", err);
-    return -1;
-  }
-  if(admin_start(&acfg, &s->adm, err, sizeof(err))) {
-    fprintf(stderr, "kbsim: %s\n", err);
-    return -1;
-  }
-  admin_token_path(admin_port(s->adm), s->token_path, sizeof(s->token_path));
-  if(admin_token_write(s->token_path, admin_token(s->adm), err, sizeof(err))) {
-    fprintf(stderr, "kbsim: %s\n", err);
-    s->token_path[0] = '\0';
-    return -1;
-  }
-  if(!kbsim_serve_loopback(o->admin.host))
-    fprintf(stderr,
-            "kbsim: warning: the admin endpoint on %s is reachable from "
-            "other machines, over plain HTTP; whoever sees the token can "
-            "change the array. Bind it to 127.0.0.1 unless you must\n",
-            o->admin.host);
-  return 0;
-}
-
-/* Warns about what a real client could do that a trainer may not want: too
- * few descriptors, Exchange or the listener reachable from elsewhere. */
-static void kbsim_serve_warn(const struct kbsim_serve *s)
-{
-  const struct kbsim_serve_opts *o = s->o;
-  const struct sim_topology *topo = s->topo;
-
-  if(topo->member_connections < KB_GUARD_MAX_CONNECTIONS)
-    fprintf(
-        stderr,
-        "kbsim: warning: the descriptor limit (%lu) holds %u connections "
-        "per listener; raise it (ulimit -n %lu) for %u\n",
-        sim_fd_limit(), topo->member_connections,
-        sim_fd_need((unsigned long)KB_GUARD_MAX_CONNECTIONS * topo->nproxies),
-        KB_GUARD_MAX_CONNECTIONS);
-  /* Exchange trusts whatever reaches it (as the real one trusts ISA's
-   * delegation) and answers mailbox data without a login - unless it
-   * authenticates itself behind a pass-through listener. */
-  if(!o->pass_through && !kbsim_serve_loopback(o->backend.host))
-    fprintf(stderr,
-            "kbsim: warning: Exchange on %s answers mailbox data to anyone "
-            "who reaches it, without a login; bind it to 127.0.0.1\n",
-            o->backend.host);
-  if(!kbsim_serve_loopback(o->proxy.host))
-    fprintf(stderr,
-            "kbsim: warning: the listener on %s is reachable from other "
-            "machines: anyone there can sign in with its test accounts and "
-            "reach Exchange through it\n",
-            o->proxy.host);
-}
-
-/* Prints "; defects a, b" for the bit set defects, or nothing. */
-static void kbsim_serve_print_defects(unsigned defects)
-{
-  const char *sep = "; defects ";
-  unsigned i;
-
-  for(i = 0; i < KB_DEFECT_COUNT; i++)
-    if(defects & PROXY_DEFECT(i)) {
-      printf("%s%s", sep, kb_defect_name((enum kb_defect)i));
-      sep = ", ";
-    }
-}
-
-/* Prints what serves where, for the flag form. */
-static void kbsim_serve_print_flag(const struct kbsim_serve *s)
-{
-  const struct kbsim_serve_opts *o = s->o;
-  char url[128];
-
-  kbsim_serve_url(o->proxy.host,
-                  s->relay ? balancer_port(s->bal) : proxy_port(s->topo->proxy),
-                  url, sizeof(url));
-  if(o->pass_through)
-    printf("ISA listener: %s (pass-through: NTLM goes on to Exchange, which "
-           "authenticates",
-           url);
-  else
-    printf("ISA listener: %s (policy %s", url,
-           proxy_policy_name(s->cfg.members[0].policy));
-  if(!o->pass_through && s->sc->auth != PROXY_AUTH_INTEGRATED)
-    printf(", %s authentication", proxy_auth_name(s->sc->auth));
-  kbsim_serve_print_defects(o->defects);
-  printf(s->relay ? "; recorded through a TCP relay)\n" : ")\n");
-  kbsim_serve_print_exchange(o, s->topo);
-  if(s->adm)
-    kbsim_serve_print_admin(s->adm, o, s->token_path);
-}
-
 /* Stops everything s started and, after a clean stop (result 0), writes
  * the evidence files. Returns result, or 1 when the evidence could not be
  * written. */
 static int kbsim_serve_stop(struct kbsim_serve *s, int result)
 {
   struct evidence_serve *srv = &s->srv;
-  size_t i;
 
-  /* The admin endpoint and the balancer point into the topology: stop
-   * them first. What --json reports is read on the way: the balancer's
-   * counters before it goes, the members' once nothing reaches them. */
-  admin_stop(s->adm);
-  if(s->token_path[0])
-    unlink(s->token_path);
-  if(s->bal)
-    balancer_stats(s->bal, &srv->balancer);
-  balancer_stop(s->bal);
-  if(s->topo) {
-    srv->sc = s->sc;
-    srv->balanced = s->balanced || s->relay;
-    srv->nmembers = s->topo->nproxies;
-    for(i = 0; i < s->topo->nproxies; i++) {
-      srv->policies[i] = proxy_get_policy(s->topo->proxies[i]);
-      proxy_stats(s->topo->proxies[i], &srv->members[i]);
-    }
-    backend_stats(s->topo->backend, &srv->backend);
-  }
-  sim_topology_stop(s->topo);
-  live_free(s->live); /* nothing emits into it any more */
+  kbsim_serve_stop_array(s);
   /* Everything stopped, every close recorded: now the files. */
   if(s->recording && !result) {
     char *text = s->sc->path[0] ? evidence_read_text(s->sc->path) : NULL;
@@ -878,13 +488,15 @@ static int kbsim_serve_stop(struct kbsim_serve *s, int result)
     free(text);
   }
   sim_recorder_free(&s->rec);
+  free(s->switched);
+  kb_users_free(s->switched_users);
   return result;
 }
 
 /* Runs the topology of sc until SIGINT or SIGTERM. With a balancer (the
  * scenario form) members listen on loopback ephemeral ports behind it;
  * without (the flag form) the one member listens on --proxy. Returns the
- * exit code. */
+ * exit code: 1 when a trainer's restart could not start an array. */
 static int kbsim_serve_run(const struct scenario *sc,
                            const struct kb_users *users,
                            const struct kbsim_serve_opts *o, bool balanced)
@@ -905,29 +517,30 @@ static int kbsim_serve_run(const struct scenario *sc,
     return 1;
   }
   s->sc = sc;
+  s->users = users;
   s->o = o;
   s->balanced = balanced;
   s->recording = o->pcap || o->transcript || o->json || o->html;
   s->relay = !balanced && s->recording;
   sim_recorder_init(&s->rec, true);
-  if(kbsim_serve_topology(s, users) ||
-     ((balanced || s->relay) && kbsim_serve_balancer(s)) ||
-     ((balanced || o->admin.given) && kbsim_serve_admin(s)))
+  if(kbsim_serve_start(s))
     goto done;
+  /* The endpoint answers already: a reset must wait for the banner, which
+   * reads the array it would replace. */
+  admin_hold(s->adm);
   kbsim_serve_warn(s);
-  if(balanced)
-    kbsim_serve_print_array(sc, s->topo, s->bal, s->adm, o, s->token_path);
-  else
-    kbsim_serve_print_flag(s);
+  kbsim_serve_print(s);
   printf("serving until SIGINT or SIGTERM\n");
   fflush(stdout);
+  admin_release(s->adm);
   s->srv.started_us = kbsim_serve_now_us();
   sigwait(&set, &sig);
   s->srv.stopped_us = kbsim_serve_now_us();
   s->srv.signal = sig == SIGINT ? "SIGINT" : "SIGTERM";
   printf("stopping on %s\n", s->srv.signal);
   fflush(stdout);
-  result = 0;
+  /* A restart that could not start an array sent the signal itself. */
+  result = s->failed ? 1 : 0;
 
 done:
   result = kbsim_serve_stop(s, result);
@@ -983,6 +596,10 @@ static int kbsim_cmd_serve(int argc, char **argv)
 done:
   kb_users_free(users);
   kb_users_free(o.users);
+  for(i = 0; i < o.nuser_specs; i++) {
+    explicit_bzero(o.user_specs[i], strlen(o.user_specs[i]));
+    free(o.user_specs[i]);
+  }
   free(sc);
   return result;
 }

@@ -174,6 +174,12 @@ struct client_post_result {
    * timeout, no descriptor left (verdict.h: infrastructure). */
   bool harness_failed;
   char detail[160]; /* one line: why it failed, or "" */
+  /* Which listener answered: the received-by name of the last Via entry
+   * of the POST's last answer that carried one ("Via: 1.1 ISA02" gives
+   * "ISA02": the member of an array that served it, behind a balancer).
+   * "" when no answer did (answers the listener wrote itself, a 401, carry
+   * none; nor do listeners that add no Via). */
+  char served_by[64];
 };
 
 /* What the user sees. */

@@ -90,6 +90,7 @@ struct client_leg {
   bool ntlm_bare;          /* "WWW-Authenticate: NTLM" without a token */
   bool basic_offered;      /* "WWW-Authenticate: Basic ..." */
   bool other_scheme;       /* a WWW-Authenticate of another scheme */
+  char via[64]; /* the received-by of the answer's last Via entry, or "" */
 };
 
 /* One HTTP request libcurl sent, recorded from the debug and header

@@ -42,6 +42,7 @@ void client__leg_reset_response(struct client_leg *leg)
   leg->ntlm_bare = false;
   leg->basic_offered = false;
   leg->other_scheme = false;
+  leg->via[0] = '\0';
   kb_buf_reset(&leg->body);
   leg->body_result = KB_BUF_OK;
 }
@@ -281,6 +282,8 @@ CURLcode client__run_leg(struct client *c, const struct client_post_ctx *p,
   }
   res->final_status = leg->status;
   res->connection = c->current_conn;
+  if(leg->via[0])
+    memcpy(res->served_by, leg->via, sizeof(res->served_by));
   return rc;
 }
 

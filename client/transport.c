@@ -245,12 +245,42 @@ static int client_debug(CURL *handle, curl_infotype type, char *data,
   return 0;
 }
 
+/* Keeps in out (outlen bytes) the received-by of the last entry of a Via
+ * value (len bytes): "1.1 ISA01, 1.1 ISA02 (comment)" gives "ISA02", the
+ * listener nearest the client. An entry without one leaves out as it
+ * was. */
+static void client_via(const char *v, size_t len, char *out, size_t outlen)
+{
+  const char *end = v + len, *at = v, *by, *p;
+  size_t n;
+
+  for(p = v; p < end; p++)
+    if(*p == ',')
+      at = p + 1;
+  while(at < end && (*at == ' ' || *at == '\t'))
+    at++;
+  while(at < end && *at != ' ' && *at != '\t') /* the protocol: "1.1" */
+    at++;
+  while(at < end && (*at == ' ' || *at == '\t'))
+    at++;
+  by = at;
+  while(at < end && *at != ' ' && *at != '\t' && *at != '(' && *at != '\r' &&
+        *at != '\n')
+    at++;
+  n = (size_t)(at - by);
+  if(!n || n >= outlen)
+    return;
+  memcpy(out, by, n);
+  out[n] = '\0';
+}
+
 /* CURLOPT_HEADERFUNCTION: keeps the WWW-Authenticate values that matter
- * for authentication. A status line starts a new response (1xx responses,
- * and for Outlook libcurl's own 401s, come before the final one), so it
- * clears what an earlier one left. One challenge per header line, as IIS
- * and ISA send them. Returns the bytes consumed; never aborts the transfer,
- * since an oversized value is reported once the response is complete. */
+ * for authentication, and who answered (Via). A status line starts a new
+ * response (1xx responses, and for Outlook libcurl's own 401s, come before the
+ * final one), so it clears what an earlier one left. One challenge per header
+ * line, as IIS and ISA send them. Returns the bytes consumed; never aborts the
+ * transfer, since an oversized value is reported once the response is complete.
+ */
 static size_t client_header(char *buffer, size_t size, size_t nitems,
                             void *userdata)
 {
@@ -270,6 +300,10 @@ static size_t client_header(char *buffer, size_t size, size_t nitems,
       status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
     client__leg_reset_response(leg);
     client__req_response(c, status);
+    return len;
+  }
+  if(len > 4 && !strncasecmp(buffer, "Via:", 4)) {
+    client_via(buffer + 4, len - 4, leg->via, sizeof(leg->via));
     return len;
   }
   if(len < sizeof(name) - 1 || strncasecmp(buffer, name, sizeof(name) - 1))

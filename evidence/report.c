@@ -140,14 +140,15 @@ static json_t *evidence__sessions_json(const struct sim_sessions *ss)
       const struct client_post_result *r = &s->results[j];
       json_array_append_new(
           posts,
-          json_pack("{s:i, s:s, s:s, s:i, s:i, s:i, s:I, s:s, s:o}", "index",
-                    (int)r->index, "kind", client_post_kind_name(r->kind),
-                    "outcome", client_outcome_name(r->outcome), "legs",
-                    (int)r->legs, "leg1_status", r->leg1_status, "final_status",
-                    r->final_status, "connection", (json_int_t)r->connection,
-                    "detail", r->detail, "view_after",
-                    s->views ? evidence__view_json(&s->views[j])
-                             : json_null()));
+          json_pack(
+              "{s:i, s:s, s:s, s:i, s:i, s:i, s:I, s:o, s:s, s:o}", "index",
+              (int)r->index, "kind", client_post_kind_name(r->kind), "outcome",
+              client_outcome_name(r->outcome), "legs", (int)r->legs,
+              "leg1_status", r->leg1_status, "final_status", r->final_status,
+              "connection", (json_int_t)r->connection, "served_by",
+              r->served_by[0] ? json_string(r->served_by) : json_null(),
+              "detail", r->detail, "view_after",
+              s->views ? evidence__view_json(&s->views[j]) : json_null()));
     }
     json_array_append_new(
         clients,

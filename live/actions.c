@@ -1,7 +1,8 @@
 /*
  * actions.c - what a trainer can do to the array's members: the actions
  * by name, finding a member, and applying an action under the lock, which
- * pushes the policy it implies to the member's proxy at once.
+ * pushes the policy it implies to the member's proxy at once and, when the
+ * policy changed, starts the member's score in the live view again.
  */
 #include "admin_int.h"
 #include "live/live.h"
@@ -53,7 +54,8 @@ const char *admin_policy_reason(enum scenario_patch patch, bool script)
   return "unknown patch level";
 }
 
-/* Lists the members as "1 ISA01, 2 ISA02" into out, for error messages. */
+/* Lists the members as "1 ISA01, 2 ISA02" into out, for error messages.
+ * Called with the lock held. */
 void admin__member_list(const struct admin *a, char *out, size_t len)
 {
   size_t i, pos = 0;
@@ -69,7 +71,7 @@ void admin__member_list(const struct admin *a, char *out, size_t len)
 }
 
 /* Finds a member by position (from 1) or name (any case). Returns its
- * index, or -1. */
+ * index, or -1. Called with the lock held. */
 long admin__find_member(const struct admin *a, const char *id)
 {
   size_t i;
@@ -84,18 +86,33 @@ long admin__find_member(const struct admin *a, const char *id)
   return -1;
 }
 
-/* Applies action to member i under the lock and pushes the new policy to
- * its proxy. Returns what changed as a new JSON object (owned by the
- * caller), or NULL when out of memory (the change is made regardless). */
+/* What a change of act on member name did, in words that follow "since"
+ * in the live view's score ("the script ran on ISA02"), into out. */
+static void admin__since(enum admin_action act, const char *name, char *out,
+                         size_t len)
+{
+  static const char *const done[] = {"the script ran", "the script was undone",
+                                     "the hotfix was installed",
+                                     "SP1 was installed"};
+
+  snprintf(out, len, "%s on %s",
+           (size_t)act < sizeof(done) / sizeof(done[0]) ? done[act] : "?",
+           name);
+}
+
+/* Applies action to member i and pushes the new policy to its proxy; when
+ * the policy changes, the member's score in the live view starts again.
+ * Called with the lock held. Returns what changed as a new JSON object
+ * (owned by the caller), or NULL when out of memory (the change is made
+ * regardless). */
 static json_t *admin__apply(struct admin *a, size_t i, enum admin_action act)
 {
   struct admin__member *m = &a->members[i];
   enum proxy_policy before, after;
   const char *what = "";
   bool changed = false;
-  json_t *j;
+  char since[LIVE_SINCE_MAX];
 
-  pthread_mutex_lock(&a->lock);
   before = scenario_effective_policy(m->patch, m->script);
   switch(act) {
   case ADMIN_APPLY_FIX:
@@ -125,32 +142,44 @@ static json_t *admin__apply(struct admin *a, size_t i, enum admin_action act)
   after = scenario_effective_policy(m->patch, m->script);
   /* Effective from the next request on every connection; none dropped. */
   proxy_set_policy(m->proxy, after);
-  j = json_pack("{s:I, s:s, s:s, s:b, s:s, s:s, s:b, s:s, s:s, s:s}", "member",
-                (json_int_t)(i + 1), "name", m->name, "action",
-                admin_action_name(act), "changed", changed, "what", what,
-                "patch", scenario_patch_name(m->patch), "script", m->script,
-                "policy_before", proxy_policy_name(before), "policy",
-                proxy_policy_name(after), "why",
-                admin_policy_reason(m->patch, m->script));
-  pthread_mutex_unlock(&a->lock);
-  return j;
+  if(after != before && a->live) {
+    admin__since(act, m->name, since, sizeof(since));
+    live_mark(a->live, m->name, since);
+  }
+  return json_pack("{s:I, s:s, s:s, s:b, s:s, s:s, s:b, s:s, s:s, s:s}",
+                   "member", (json_int_t)(i + 1), "name", m->name, "action",
+                   admin_action_name(act), "changed", changed, "what", what,
+                   "patch", scenario_patch_name(m->patch), "script", m->script,
+                   "policy_before", proxy_policy_name(before), "policy",
+                   proxy_policy_name(after), "why",
+                   admin_policy_reason(m->patch, m->script));
 }
 
-/* Applies action to member `only` (or every member when only < 0) and
- * answers {"action": ..., "changes": [...]}. */
+/* Applies action to the member id names (or every member when id is
+ * NULL) and answers {"action": ..., "changes": [...]}. */
 enum MHD_Result admin__act(struct admin *a, struct MHD_Connection *conn,
-                           enum admin_action act, long only)
+                           enum admin_action act, const char *id)
 {
   json_t *changes = json_array();
   json_t *body;
+  long only = -1;
   size_t i;
 
+  pthread_mutex_lock(&a->lock);
+  if(id && (only = admin__find_member(a, id)) < 0) {
+    /* Gone with a restart since the route found it. */
+    pthread_mutex_unlock(&a->lock);
+    json_decref(changes);
+    return admin__error(conn, MHD_HTTP_NOT_FOUND, NULL,
+                        "no member '%s' in this array any more", id);
+  }
   for(i = 0; i < a->nmembers; i++) {
     if(only >= 0 && (size_t)only != i)
       continue;
     if(json_array_append_new(changes, admin__apply(a, i, act)))
       break;
   }
+  pthread_mutex_unlock(&a->lock);
   if(a->live)
     live_bump(a->live); /* consoles show the new policy at once */
   body = json_pack("{s:s, s:o}", "action", admin_action_name(act), "changes",

@@ -1,7 +1,8 @@
 /*
  * admin.c - the admin endpoint (admin.h): start and stop, libmicrohttpd's
- * callbacks, and routing each request the guard let through to its
- * action, /status or the console.
+ * callbacks (a request's body gathered up to ADMIN_MAX_BODY), the array
+ * it manages taken over, and routing each request the guard let through
+ * to its action, /status or the console.
  *
  * libmicrohttpd serves the endpoint with a thread per connection, so a
  * console's stream can wait for the next leg without holding up anyone
@@ -27,22 +28,66 @@
 #define ADMIN_CONN_TIMEOUT_S 30u
 #define ADMIN_MEMBERS_PREFIX "/members/"
 
-/* A non-NULL marker for libmicrohttpd's per-request pointer: the first
- * call of a request only sets it. */
-static int admin__request_started;
+json_t *admin__body(const struct admin__request *req, char *why, size_t whylen)
+{
+  json_error_t jerr;
+  json_t *j;
+
+  if(!req->len)
+    return json_object();
+  j = json_loadb(req->body, req->len, 0, &jerr);
+  if(!json_is_object(j)) {
+    if(j)
+      snprintf(why, whylen, "the body must be a JSON object");
+    else
+      snprintf(why, whylen, "the body is not JSON: %s (line %d)", jerr.text,
+               jerr.line);
+    json_decref(j);
+    return NULL;
+  }
+  return j;
+}
+
+/* Routes a POST of the trainer's (/reset, /scenario, /sessions); answers
+ * *handled false for any other path. */
+static enum MHD_Result admin__route_trainer(struct admin *a,
+                                            struct MHD_Connection *conn,
+                                            const char *url, const char *method,
+                                            const struct admin__request *req,
+                                            bool *handled)
+{
+  *handled = !strcmp(url, "/reset") || !strcmp(url, "/scenario") ||
+             !strcmp(url, "/sessions");
+  if(!*handled)
+    return MHD_YES;
+  if(strcmp(method, "POST"))
+    return admin__error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "POST",
+                        "%s %s: use POST", method, url);
+  if(!strcmp(url, "/sessions"))
+    return admin__sessions(a, conn, req);
+  return admin__restart(a, conn, req, !strcmp(url, "/reset"));
+}
 
 /* Routes one complete request; see admin.h for the endpoints. */
 static enum MHD_Result admin__route(struct admin *a,
                                     struct MHD_Connection *conn,
                                     const char *url, const char *method,
+                                    const struct admin__request *req,
                                     bool from_query)
 {
   bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
   bool post = !strcmp(method, "POST");
+  bool handled;
   enum admin_action act;
+  enum MHD_Result ret;
   char names[256];
 
+  pthread_mutex_lock(&a->lock);
   admin__member_list(a, names, sizeof(names));
+  pthread_mutex_unlock(&a->lock);
+  ret = admin__route_trainer(a, conn, url, method, req, &handled);
+  if(handled)
+    return ret;
   if(!strcmp(url, "/status") || !strcmp(url, "/") || !strcmp(url, "/events")) {
     if(!get)
       return admin__error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "GET, HEAD",
@@ -63,12 +108,12 @@ static enum MHD_Result admin__route(struct admin *a,
                           "/members/N/%s with N one of %s",
                           admin_action_name(act), admin_action_name(act),
                           names);
-    return admin__act(a, conn, act, -1);
+    return admin__act(a, conn, act, NULL);
   }
   if(!strncmp(url, ADMIN_MEMBERS_PREFIX, strlen(ADMIN_MEMBERS_PREFIX))) {
     const char *id = url + strlen(ADMIN_MEMBERS_PREFIX);
     const char *slash = strchr(id, '/');
-    char idbuf[64];
+    char idbuf[64], name[64] = "";
     long m;
 
     if(!slash || (size_t)(slash - id) >= sizeof(idbuf) || slash == id)
@@ -79,7 +124,11 @@ static enum MHD_Result admin__route(struct admin *a,
                           url);
     memcpy(idbuf, id, (size_t)(slash - id));
     idbuf[slash - id] = '\0';
+    pthread_mutex_lock(&a->lock);
     m = admin__find_member(a, idbuf);
+    if(m >= 0)
+      snprintf(name, sizeof(name), "%s", a->members[m].name);
+    pthread_mutex_unlock(&a->lock);
     if(m < 0)
       return admin__error(conn, MHD_HTTP_NOT_FOUND, NULL,
                           "no member '%s' in this array; members: %s", idbuf,
@@ -88,15 +137,16 @@ static enum MHD_Result admin__route(struct admin *a,
       return admin__error(conn, MHD_HTTP_NOT_FOUND, NULL,
                           "unknown action '%.60s' for %s; use apply-fix, "
                           "revert, hotfix or sp1",
-                          slash + 1, a->members[m].name);
+                          slash + 1, name);
     if(!post)
       return admin__error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "POST",
                           "%s %s: use POST", method, url);
-    return admin__act(a, conn, act, m);
+    return admin__act(a, conn, act, idbuf);
   }
   return admin__error(conn, MHD_HTTP_NOT_FOUND, NULL,
                       "no such endpoint '%.100s'; use GET /status, POST "
-                      "/apply-fix, POST /revert or POST /members/N/ACTION",
+                      "/apply-fix, POST /revert, POST /members/N/ACTION, "
+                      "POST /reset, POST /scenario or POST /sessions",
                       url);
 }
 
@@ -138,19 +188,22 @@ static void admin__on_connection(void *cls, struct MHD_Connection *conn,
   }
 }
 
-/* libmicrohttpd's completion notification: the next head's clock. */
+/* libmicrohttpd's completion notification: the request's body goes, and
+ * the next head's clock starts. */
 static void admin__on_completed(void *cls, struct MHD_Connection *conn,
                                 void **req_cls,
                                 enum MHD_RequestTerminationCode toe)
 {
   (void)cls;
-  (void)req_cls;
   (void)toe;
+  free(*req_cls);
+  *req_cls = NULL;
   kb_guard_next(admin__slot(conn));
 }
 
-/* libmicrohttpd's access handler: the first call marks the request, body
- * bytes (which no endpoint needs) are dropped, the last call answers. */
+/* libmicrohttpd's access handler: the first call makes the request's
+ * record, body bytes are kept up to ADMIN_MAX_BODY (the rest is read and
+ * dropped), the last call answers. */
 static enum MHD_Result admin__on_request(void *cls, struct MHD_Connection *conn,
                                          const char *url, const char *method,
                                          const char *version,
@@ -159,17 +212,26 @@ static enum MHD_Result admin__on_request(void *cls, struct MHD_Connection *conn,
                                          void **req_cls)
 {
   struct admin *a = cls;
+  struct admin__request *req = *req_cls;
   enum admin__verdict verdict;
   bool from_query;
   char why[512];
   (void)version;
-  (void)upload_data;
-  if(!*req_cls) {
-    *req_cls = &admin__request_started;
+  if(!req) {
+    req = calloc(1, sizeof(*req));
+    if(!req)
+      return MHD_NO;
+    *req_cls = req;
     /* Too late: the guard answered 408 and is closing the connection. */
     return kb_guard_head_done(admin__slot(conn)) ? MHD_YES : MHD_NO;
   }
   if(*upload_data_size) {
+    if(req->len + *upload_data_size > ADMIN_MAX_BODY)
+      req->too_big = true;
+    else {
+      memcpy(req->body + req->len, upload_data, *upload_data_size);
+      req->len += *upload_data_size;
+    }
     *upload_data_size = 0;
     return MHD_YES;
   }
@@ -183,33 +245,69 @@ static enum MHD_Result admin__on_request(void *cls, struct MHD_Connection *conn,
   }
   if(verdict != ADMIN__OK)
     return admin__error(conn, MHD_HTTP_FORBIDDEN, NULL, "%s", why);
-  return admin__route(a, conn, url, method, from_query);
+  if(req->too_big)
+    return admin__error(conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
+                        "the body is over %d bytes; no request here needs "
+                        "that much",
+                        ADMIN_MAX_BODY);
+  return admin__route(a, conn, url, method, req, from_query);
 }
 
-/* Copies what the endpoint keeps of config into a and sets every member's
- * proxy to the policy its patch level and script imply. Returns 0, or -1
- * when out of memory (admin_stop frees what was copied). */
-static int admin__adopt(struct admin *a, const struct admin_config *config)
+void admin__free_array(struct admin *a)
 {
   size_t i;
 
-  a->live = config->live;
-  atomic_init(&a->stopping, false);
-  a->nmembers = config->nmembers;
-  a->backend = config->backend;
-  a->balancer = config->balancer;
-  a->balancer_mode = config->balancer_mode;
-  a->backend_url = strdup(config->backend_url ? config->backend_url : "");
-  a->balancer_url = strdup(config->balancer_url ? config->balancer_url : "");
-  a->scenario = config->scenario ? strdup(config->scenario) : NULL;
-  if(!a->backend_url || !a->balancer_url || (config->scenario && !a->scenario))
-    return -1;
   for(i = 0; i < a->nmembers; i++) {
-    const struct admin_member *src = &config->members[i];
+    free(a->members[i].name);
+    free(a->members[i].url);
+  }
+  memset(a->members, 0, sizeof(a->members));
+  a->nmembers = 0;
+  for(i = 0; i < a->nusers; i++) {
+    explicit_bzero(a->users[i], strlen(a->users[i]));
+    free(a->users[i]);
+  }
+  free(a->users);
+  a->users = NULL;
+  a->nusers = 0;
+  free(a->scenario);
+  free(a->backend_url);
+  free(a->balancer_url);
+  a->scenario = a->backend_url = a->balancer_url = NULL;
+  a->backend = NULL;
+  a->balancer = NULL;
+}
+
+/* Takes over arr (freeing the array a had) and sets every member's proxy
+ * to the policy its patch level and script imply. Called with the lock
+ * held, or before the daemon starts. Returns 0, or -1 when out of memory
+ * (admin_stop frees what was copied). */
+int admin__adopt_array(struct admin *a, const struct admin_array *arr)
+{
+  size_t i;
+
+  admin__free_array(a);
+  a->backend = arr->backend;
+  a->balancer = arr->balancer;
+  a->balancer_mode = arr->balancer_mode;
+  a->backend_url = strdup(arr->backend_url ? arr->backend_url : "");
+  a->balancer_url = strdup(arr->balancer_url ? arr->balancer_url : "");
+  a->scenario = arr->scenario ? strdup(arr->scenario) : NULL;
+  if(!a->backend_url || !a->balancer_url || (arr->scenario && !a->scenario))
+    return -1;
+  a->users = arr->nusers ? calloc(arr->nusers, sizeof(*a->users)) : NULL;
+  if(arr->nusers && !a->users)
+    return -1;
+  for(; a->nusers < arr->nusers; a->nusers++)
+    if(!(a->users[a->nusers] = strdup(arr->users[a->nusers])))
+      return -1;
+  for(i = 0; i < arr->nmembers; i++) {
+    const struct admin_member *src = &arr->members[i];
     struct admin__member *m = &a->members[i];
 
     m->name = strdup(src->name ? src->name : "ISA01");
     m->url = strdup(src->url ? src->url : "");
+    a->nmembers = i + 1;
     if(!m->name || !m->url)
       return -1;
     m->patch = src->patch;
@@ -220,6 +318,36 @@ static int admin__adopt(struct admin *a, const struct admin_config *config)
     proxy_set_policy(m->proxy, scenario_effective_policy(m->patch, m->script));
   }
   return 0;
+}
+
+/* Copies what the endpoint keeps of config into a. Returns 0, or -1 when
+ * out of memory (admin_stop frees what was copied). */
+static int admin__adopt(struct admin *a, const struct admin_config *config)
+{
+  struct admin_array arr;
+  size_t i;
+
+  a->live = config->live;
+  atomic_init(&a->stopping, false);
+  a->restart = config->restart;
+  for(i = 0; i < config->ncatalogue && i < ADMIN_MAX_CATALOGUE; i++) {
+    a->catalogue[i] = strdup(config->catalogue[i]);
+    if(!a->catalogue[i])
+      return -1;
+    a->ncatalogue = i + 1;
+  }
+  memset(&arr, 0, sizeof(arr));
+  arr.scenario = config->scenario;
+  arr.members = config->members;
+  arr.nmembers = config->nmembers;
+  arr.backend = config->backend;
+  arr.backend_url = config->backend_url;
+  arr.balancer = config->balancer;
+  arr.balancer_url = config->balancer_url;
+  arr.balancer_mode = config->balancer_mode;
+  arr.users = config->users;
+  arr.nusers = config->nusers;
+  return admin__adopt_array(a, &arr);
 }
 
 /* Listens on host and port, and names the cookie after the port actually
@@ -315,6 +443,9 @@ int admin_start(const struct admin_config *config, struct admin **out,
     return -1;
   }
   a->lock_ready = true;
+  if(pthread_cond_init(&a->idle, NULL))
+    goto nomem;
+  a->idle_ready = true;
   if(admin__guard_init(a, config, host, err, errlen))
     goto error;
   if(admin__adopt(a, config))
@@ -342,6 +473,18 @@ const char *admin_token(const struct admin *admin)
   return admin->token;
 }
 
+void admin_hold(struct admin *admin)
+{
+  if(admin)
+    pthread_mutex_lock(&admin->lock);
+}
+
+void admin_release(struct admin *admin)
+{
+  if(admin)
+    pthread_mutex_unlock(&admin->lock);
+}
+
 void admin_stop(struct admin *admin)
 {
   size_t i;
@@ -356,13 +499,11 @@ void admin_stop(struct admin *admin)
     MHD_stop_daemon(admin->daemon);
   kb_guard_stop(admin->guard);
   explicit_bzero(admin->token, sizeof(admin->token));
-  for(i = 0; i < admin->nmembers; i++) {
-    free(admin->members[i].name);
-    free(admin->members[i].url);
-  }
-  free(admin->scenario);
-  free(admin->backend_url);
-  free(admin->balancer_url);
+  admin__free_array(admin);
+  for(i = 0; i < admin->ncatalogue; i++)
+    free(admin->catalogue[i]);
+  if(admin->idle_ready)
+    pthread_cond_destroy(&admin->idle);
   if(admin->lock_ready)
     pthread_mutex_destroy(&admin->lock);
   free(admin);

@@ -9,6 +9,16 @@
  *   POST /members/N/hotfix            install the hotfix (RTM members)
  *   POST /members/N/sp1               install ISA 2006 SP1
  *   POST /apply-fix, POST /revert     the same on every member
+ *   POST /reset                       the scenario's starting state again:
+ *                                     members and Exchange restarted,
+ *                                     counters at zero, sessions cleared
+ *   POST /scenario {"scenario": NAME} another scenario of the catalogue,
+ *                                     started in place of this one
+ *   POST /sessions {"user": U, "member": N, "count": C}
+ *                                     C Communicator sessions as U (all
+ *                                     optional), run inside serve against
+ *                                     the balancer or member N; answers
+ *                                     once they ran
  *
  *   GET  /                            the live console (one page)
  *   GET  /events                      Server-Sent Events: "status" (the
@@ -17,9 +27,15 @@
  * N is the member's position (from 1) or its name ("ISA02"). A change
  * recomputes the member's effective policy with scenario_effective_policy()
  * and hands it to proxy_set_policy(): it applies from the next request,
- * and no connection is dropped. Errors are JSON {"error": "..."} with 400,
- * 401, 403, 404 (unknown member or path; /events without a live view),
- * 405 or 500 (out of memory); a request whose head or body comes too
+ * and no connection is dropped; the live view's score of the member starts
+ * again (live_mark). A reset or a switch has serve restart its array
+ * (admin_restart); the admin endpoint and the balancer keep their ports,
+ * and every console is told (live_reset). Errors are JSON {"error": "..."}
+ * with 400 (a body that is not what the path takes), 401, 403, 404
+ * (unknown member, user, scenario or path; /events without a live view),
+ * 405, 409 (serve cannot restart or run sessions, or is restarting), 413
+ * (a body over ADMIN_MAX_BODY), 500 (out of memory) or 503 (the array
+ * could not be started again); a request whose head or body comes too
  * slowly gets kb_guard.h's 408.
  *
  * Security, as Jupyter does it: a random token is made at start. Every
@@ -74,6 +90,47 @@ struct admin_member {
   struct proxy *proxy; /* borrowed; must outlive the admin endpoint */
 };
 
+/* What serve runs, as the admin endpoint manages it: handed over at
+ * start (in admin_config) and by each restart. */
+struct admin_array {
+  const char *scenario; /* shown in /status; may be NULL; copied */
+  const struct admin_member *members; /* copied */
+  size_t nmembers;                    /* 1..ADMIN_MAX_MEMBERS */
+  /* Borrowed, until admin_stop or the next restart. balancer may be
+   * NULL. */
+  struct backend *backend;
+  const char *backend_url; /* copied */
+  struct balancer *balancer;
+  const char *balancer_url; /* copied; NULL without a balancer */
+  enum balancer_mode balancer_mode;
+  /* Who POST /sessions signs in as: "DOMAIN\user:password" specs, nusers
+   * of them (the scenario's users); copied, wiped at stop. */
+  const char *const *users;
+  size_t nusers;
+};
+
+/* How the admin endpoint has serve restart its array (POST /reset, POST
+ * /scenario). fn runs on one of the endpoint's threads, under its lock
+ * (nothing else reads the array meanwhile, and no session it runs is in
+ * flight): it stops what runs and starts scenario's array - a catalogue
+ * name, or NULL for the one running, as it started - on the same balancer
+ * port. It returns 0 with *out describing what runs now, or -1 with a
+ * one-line reason in err; after -1, *out describes what runs now (the
+ * previous array, untouched or started again) when out->nmembers > 0, and
+ * nothing runs when it is 0 (serve is stopping). What *out points to stays
+ * valid until the next call or admin_stop. */
+struct admin_restart {
+  int (*fn)(void *ctx, const char *scenario, struct admin_array *out, char *err,
+            size_t errlen);
+  void *ctx;
+};
+
+/* Bytes of a request body the endpoint reads at most (413 above). */
+#define ADMIN_MAX_BODY 4096
+/* Sessions one POST /sessions runs at most. */
+#define ADMIN_MAX_SESSIONS 20
+#define ADMIN_MAX_CATALOGUE 64
+
 struct admin_config {
   const char *bind_host; /* numeric address; "127.0.0.1" when NULL */
   uint16_t port;         /* 0 picks a free port; read it with admin_port */
@@ -98,6 +155,16 @@ struct admin_config {
   /* Legs for the console; borrowed, must outlive the endpoint. NULL: the
    * console shows the array only. */
   struct live *live;
+  /* Who POST /sessions signs in as ("DOMAIN\user:password" specs),
+   * nusers of them; copied, wiped at stop. None: it answers 409. */
+  const char *const *users;
+  size_t nusers;
+  /* The scenarios POST /scenario may start (catalogue names), ncatalogue
+   * of them (at most ADMIN_MAX_CATALOGUE); copied. */
+  const char *const *catalogue;
+  size_t ncatalogue;
+  /* Zeroed: POST /reset and POST /scenario answer 409. */
+  struct admin_restart restart;
 };
 
 #define ADMIN_TOKEN_MIN 16
@@ -140,6 +207,13 @@ int admin_token_write(const char *path, const char *token, char *err,
  * Returns 0, or -1 with a one-line reason in err. */
 int admin_token_read(const char *path, char *out, size_t len, char *err,
                      size_t errlen);
+
+/* Holds the endpoint's lock, so that no restart (POST /reset, POST
+ * /scenario) changes the array until admin_release: for a caller that
+ * reads the array itself, as serve prints its banner once the endpoint
+ * already answers. Accepts NULL (then nothing is held). */
+void admin_hold(struct admin *admin);
+void admin_release(struct admin *admin);
 
 /* Stops the endpoint and frees it; members' proxies keep their policies.
  * Accepts NULL. */

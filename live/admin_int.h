@@ -6,15 +6,17 @@
  *   guard.c    who may ask (Host, Origin, token, content type) and the
  *              token file
  *   actions.c  what a trainer can do to a member, under the lock
- *   status.c   GET /status: members, balancer, Exchange
+ *   restart.c  POST /reset and POST /scenario: serve restarts its array
+ *   sessions.c POST /sessions: Communicator sessions run inside serve
+ *   status.c   GET /status: members, balancer, Exchange, scores
  *   stream.c   the console page and its Server-Sent Events (/events)
  *   reply.c    how every answer is sent: headers, JSON, errors
  *
  * libmicrohttpd runs a thread per connection, so every function here may
- * run on several threads at once: members[].patch and members[].script
- * are read and written under lock, stopping is atomic, and everything
- * else in struct admin is set before the daemon starts and only read
- * after.
+ * run on several threads at once: the array (members, the components they
+ * point to, the URLs, the users) is read and written under lock, since a
+ * restart replaces it; stopping is atomic; everything else in struct
+ * admin is set before the daemon starts and only read after.
  */
 #ifndef ADMIN_INT_H
 #define ADMIN_INT_H
@@ -41,18 +43,32 @@ struct admin {
   struct MHD_Daemon *daemon;
   struct kb_guard *guard; /* caps and head deadlines (kb_guard.h) */
   uint16_t port;
+  /* Guards the array below, and orders the policy changes pushed to the
+   * proxies. */
+  pthread_mutex_t lock;
+  bool lock_ready;
+  /* The array: replaced whole by a restart (restart.c). */
   char *scenario;
   struct admin__member members[ADMIN_MAX_MEMBERS];
-  size_t nmembers;
+  size_t nmembers; /* 0: the array could not be started again */
   struct backend *backend;
   char *backend_url;
   struct balancer *balancer;
   char *balancer_url;
   enum balancer_mode balancer_mode;
-  /* Guards members[].patch and members[].script, and orders the policy
-   * changes pushed to the proxies. */
-  pthread_mutex_t lock;
-  bool lock_ready;
+  char **users; /* "DOMAIN\user:password" specs, wiped when freed */
+  size_t nusers;
+  /* Sessions running (sessions.c) and a restart waiting for them, under
+   * the lock; idle is signalled when the last session ends. */
+  unsigned running;
+  bool restarting;
+  pthread_cond_t idle;
+  bool idle_ready;
+  unsigned session_ids; /* names the next session's client */
+  /* Set before the daemon starts. */
+  char *catalogue[ADMIN_MAX_CATALOGUE];
+  size_t ncatalogue;
+  struct admin_restart restart;
   char token[ADMIN_TOKEN_MAX + 1];
   char cookie[48]; /* the cookie's name, with the port: one per endpoint */
   char bind_host[64];
@@ -60,6 +76,13 @@ struct admin {
   size_t nhosts;
   struct live *live;
   atomic_bool stopping;
+};
+
+/* One request's body, gathered by admin.c up to ADMIN_MAX_BODY. */
+struct admin__request {
+  char body[ADMIN_MAX_BODY + 1];
+  size_t len;
+  bool too_big;
 };
 
 /* What the guard found wrong, or ADMIN__OK. */
@@ -79,11 +102,24 @@ enum admin__verdict admin__guard(struct admin *a, struct MHD_Connection *conn,
                                  const char *url, const char *method,
                                  bool *from_query, char *why, size_t whylen);
 
+/* admin.c */
+int admin__adopt_array(struct admin *a, const struct admin_array *arr);
+void admin__free_array(struct admin *a);
+json_t *admin__body(const struct admin__request *req, char *why, size_t whylen);
+
 /* actions.c */
 void admin__member_list(const struct admin *a, char *out, size_t len);
 long admin__find_member(const struct admin *a, const char *id);
 enum MHD_Result admin__act(struct admin *a, struct MHD_Connection *conn,
-                           enum admin_action act, long only);
+                           enum admin_action act, const char *id);
+
+/* restart.c */
+enum MHD_Result admin__restart(struct admin *a, struct MHD_Connection *conn,
+                               const struct admin__request *req, bool reset);
+
+/* sessions.c */
+enum MHD_Result admin__sessions(struct admin *a, struct MHD_Connection *conn,
+                                const struct admin__request *req);
 
 /* status.c */
 json_t *admin__status(struct admin *a);

@@ -7,11 +7,12 @@
  * from that connection's loop thread. So a leg is gathered per (member,
  * connection) and is complete at the client-hop exchange; connections of
  * different members interleave freely. Each complete leg becomes one JSON
- * object (jansson) kept in a ring, and one terminal line.
+ * object (jansson) kept in a ring, and one terminal line; its session's
+ * user and score are score.c's.
  */
-#include "live/live.h"
 #include "common/kb_buf.h"
 #include "common/kb_wire.h"
+#include "live_int.h"
 #include "ntlm/ntlm.h"
 
 #include <inttypes.h>
@@ -23,52 +24,6 @@
 #include <strings.h>
 #include <time.h>
 
-/* Legs being gathered at once; a connection that never completes one (a
- * client that left mid-request) is dropped when its connection closes. */
-#define LIVE_MAX_PENDING 256u
-/* Bytes of a forwarded request or response head kept for the console. */
-#define LIVE_HEAD_MAX 16384u
-#define LIVE_MAX_NOTES 8u
-
-struct live__note {
-  enum kb_note code;
-  char text[256];
-};
-
-/* One leg being gathered. */
-struct live__pending {
-  bool used;
-  char member[32];
-  uint64_t conn;
-  uint64_t stamp; /* least recently used goes first when full */
-  struct live__note notes[LIVE_MAX_NOTES];
-  size_t nnotes;
-  /* The first forwarded request: head bytes, body bytes; its answer. */
-  bool forwarded;
-  struct kb_buf up_req, up_resp;
-  bool up_req_head_done, up_resp_head_done;
-  size_t up_req_body, up_resp_body;
-  bool up_done; /* a second request would start a new one: not kept */
-};
-
-struct live__leg {
-  uint64_t seq;
-  char *json; /* owned */
-};
-
-struct live {
-  FILE *out;
-  pthread_mutex_t lock;
-  pthread_cond_t changed;
-  uint64_t version;
-  uint64_t seq; /* legs so far */
-  uint64_t stamp;
-  struct live__leg *ring;
-  size_t max_legs;
-  struct live__pending pending[LIVE_MAX_PENDING];
-  bool woken; /* live_wake_all was called: waits return at once */
-};
-
 int live_new(const struct live_config *config, struct live **out, char *err,
              size_t errlen)
 {
@@ -78,6 +33,8 @@ int live_new(const struct live_config *config, struct live **out, char *err,
   if(!l)
     goto nomem;
   l->out = config->out;
+  snprintf(l->since, sizeof(l->since), "the start");
+  live__clock(l->since_at, sizeof(l->since_at), false);
   l->max_legs = config->max_legs ? config->max_legs : LIVE_DEFAULT_MAX_LEGS;
   l->ring = calloc(l->max_legs, sizeof(*l->ring));
   if(!l->ring)
@@ -213,10 +170,57 @@ static void live__text(json_t *leg, const char *key, const char *text,
   free(copy);
 }
 
+/* The user an Authorization value in lines names: "DOMAIN\\user" of an
+ * NTLM type 3, written into out; false when it carries none. */
+static bool live__user_of(const char *lines, char *out, size_t len)
+{
+  struct ntlm_message msg;
+  struct ntlm_bytes token = {NULL, 0};
+  enum ntlm_scheme scheme;
+  const char *value;
+  char copy[8192], err[160];
+  size_t vlen;
+  bool found = false;
+
+  if(!lines ||
+     !(value =
+           kb_wire_field_first(lines, strlen(lines), "Authorization", &vlen)) ||
+     vlen >= sizeof(copy))
+    return false;
+  memcpy(copy, value, vlen);
+  copy[vlen] = '\0';
+  if(ntlm_header_parse(copy, &scheme, &token, err, sizeof(err)) != NTLM_OK)
+    return false;
+  if(ntlm_peek_type(token.data, token.len) == NTLM_TYPE_AUTHENTICATE &&
+     ntlm_decode(token.data, token.len, &msg, err, sizeof(err)) == NTLM_OK) {
+    if(msg.user && msg.user[0]) {
+      snprintf(out, len, "%s%s%s", msg.domain ? msg.domain : "",
+               msg.domain && msg.domain[0] ? "\\" : "", msg.user);
+      found = true;
+    }
+    ntlm_message_free(&msg);
+  }
+  ntlm_bytes_free(&token);
+  return found;
+}
+
+/* Whether the answer of ex is an error for the user: any 4xx or 5xx but a
+ * 401 that is a step of the handshake, that is, one answering a request
+ * without credentials or with a type 1 (a refused type 3 or Basic
+ * credentials count). */
+static bool live__failed(const struct kb_exchange *ex)
+{
+  if(ex->status < 400)
+    return false;
+  return ex->status != 401 || ex->req_auth == KB_AUTH_NTLM_AUTHENTICATE ||
+         ex->req_auth == KB_AUTH_OTHER;
+}
+
 /* Builds the leg of p and ex as JSON; NULL when out of memory. */
 static json_t *live__leg_json(const struct live__pending *p,
                               const struct kb_exchange *ex, uint64_t seq,
-                              const char *when, const char **decision)
+                              const char *when, const char *user, bool failed,
+                              const char **decision)
 {
   json_t *leg, *notes = json_array();
   size_t i;
@@ -240,6 +244,8 @@ static json_t *live__leg_json(const struct live__pending *p,
       p->forwarded);
   if(!leg)
     return NULL;
+  json_object_set_new(leg, "user", user[0] ? json_string(user) : json_null());
+  json_object_set_new(leg, "failed", json_boolean(failed));
   live__text(leg, "req_headers", ex->req_headers,
              ex->req_headers ? strlen(ex->req_headers) : 0);
   live__text(leg, "resp_headers", ex->resp_headers,
@@ -272,17 +278,17 @@ static void live__complete(struct live *l, const struct kb_trace_event *ev,
   struct live__pending *p = live__find(l, ev->origin, ev->conn, true);
   struct live__leg *slot;
   const char *decision;
-  char when[32], *dumped;
-  struct timespec ts;
-  struct tm tm;
+  char when[32], *dumped, named[LIVE_USER_MAX], user[LIVE_USER_MAX];
+  bool failed = live__failed(ex);
   json_t *leg;
   uint64_t seq = l->seq + 1;
 
-  clock_gettime(CLOCK_REALTIME, &ts);
-  localtime_r(&ts.tv_sec, &tm);
-  snprintf(when, sizeof(when), "%02d:%02d:%02d.%03ld", tm.tm_hour, tm.tm_min,
-           tm.tm_sec, ts.tv_nsec / 1000000L);
-  leg = live__leg_json(p, ex, seq, when, &decision);
+  live__clock(when, sizeof(when), true);
+  live__score_leg(l, p->member, p->conn,
+                  live__user_of(ex->req_headers, named, sizeof(named)) ? named
+                                                                       : NULL,
+                  failed, user, sizeof(user));
+  leg = live__leg_json(p, ex, seq, when, user, failed, &decision);
   dumped = leg ? json_dumps(leg, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
   json_decref(leg);
   line[0] = '\0';
@@ -361,6 +367,7 @@ static void live__emit(void *ctx, const struct kb_trace_event *ev)
       p = live__find(l, ev->origin, ev->conn, false);
       if(p)
         live__drop(p);
+      live__score_close(l, ev->origin, ev->conn);
     }
     break;
   case KB_TRACE_OPEN:
@@ -443,6 +450,49 @@ uint64_t live_events_since(struct live *live, uint64_t after,
   }
   pthread_mutex_unlock(&live->lock);
   return last;
+}
+
+void live__clock(char *out, size_t len, bool ms)
+{
+  struct timespec ts;
+  struct tm tm;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  localtime_r(&ts.tv_sec, &tm);
+  if(ms)
+    snprintf(out, len, "%02d:%02d:%02d.%03ld", tm.tm_hour, tm.tm_min, tm.tm_sec,
+             ts.tv_nsec / 1000000L);
+  else
+    snprintf(out, len, "%02d:%02d:%02d", tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+void live_reset(struct live *live, const char *since)
+{
+  size_t i;
+
+  pthread_mutex_lock(&live->lock);
+  for(i = 0; i < LIVE_MAX_PENDING; i++)
+    live__drop(&live->pending[i]);
+  for(i = 0; i < live->max_legs; i++) {
+    free(live->ring[i].json);
+    live->ring[i].json = NULL;
+    live->ring[i].seq = 0;
+  }
+  live__score_clear(live, since);
+  live->generation++;
+  live->version++;
+  pthread_cond_broadcast(&live->changed);
+  pthread_mutex_unlock(&live->lock);
+}
+
+uint64_t live_generation(struct live *live)
+{
+  uint64_t g;
+
+  pthread_mutex_lock(&live->lock);
+  g = live->generation;
+  pthread_mutex_unlock(&live->lock);
+  return g;
 }
 
 void live_free(struct live *live)

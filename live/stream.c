@@ -1,7 +1,8 @@
 /*
  * stream.c - the live console: the page at / (console.html, built in) and
- * its Server-Sent Events at /events, the array's status and the legs of
- * the live view (live.h) as they happen.
+ * its Server-Sent Events at /events, the array's status, the legs of the
+ * live view (live.h) as they happen, and a reset when the array was
+ * restarted.
  *
  * Each stream waits for the next change on its connection's own thread
  * (libmicrohttpd runs one per connection), on live_wait(), so it holds up
@@ -61,8 +62,22 @@ struct admin__stream {
   size_t off;
   uint64_t last_leg;
   uint64_t version;
+  uint64_t generation; /* the live view's, as this console last heard */
   bool started;
 };
+
+/* Appends a "reset" event to st->out when the live view was reset since
+ * the console last heard (live_reset): it clears what it shows. */
+static void admin__stream_reset(struct admin__stream *st)
+{
+  uint64_t g = live_generation(st->a->live);
+
+  if(g == st->generation)
+    return;
+  st->generation = g;
+  kb_buf_printf(&st->out, "event: reset\ndata: {\"generation\": %llu}\n\n",
+                (unsigned long long)g);
+}
 
 /* Appends the status event to st->out. */
 static void admin__stream_status(struct admin__stream *st)
@@ -96,6 +111,7 @@ static ssize_t admin__stream_read(void *cls, uint64_t pos, char *buf,
       st->started = true;
       kb_buf_printf(&st->out, "retry: 2000\n\n");
       st->version = live_version(st->a->live);
+      st->generation = live_generation(st->a->live);
       admin__stream_status(st);
       st->last_leg = live_events_since(st->a->live, st->last_leg, &st->out);
       goto hand_out;
@@ -111,6 +127,7 @@ static ssize_t admin__stream_read(void *cls, uint64_t pos, char *buf,
       }
       st->version = v;
     }
+    admin__stream_reset(st);
     st->last_leg = live_events_since(st->a->live, st->last_leg, &st->out);
     admin__stream_status(st);
   }

@@ -20,6 +20,7 @@ struct ntlm__reader {
   size_t lowest; /* lowest offset of a non-empty payload field so far */
   char *err;
   size_t errlen;
+  enum ntlm_charset charset; /* an AUTHENTICATE's strings */
 };
 
 /* Reads the security buffer (Len, MaxLen, Offset) at header position pos
@@ -235,7 +236,12 @@ static enum ntlm_result ntlm__decode_authenticate(struct ntlm__reader *r,
   }
   r->header = NTLM__AUTH_HEADER;
   m->flags = ntlm__get32(r->msg + 60);
-  unicode = (m->flags & NTLM_NEGOTIATE_UNICODE) != 0;
+  /* A server reads the strings in the character set its CHALLENGE agreed
+   * (r->charset): some clients write a fixed NegotiateFlags word here that
+   * says UNICODE whatever they negotiated (ntlm_decode_as). */
+  unicode = r->charset == NTLM_CHARSET_FLAGGED
+                ? (m->flags & NTLM_NEGOTIATE_UNICODE) != 0
+                : r->charset == NTLM_CHARSET_UNICODE;
   result = ntlm__field(r, 12, "LmChallengeResponse", &loff, &llen);
   if(!result)
     result = ntlm__field(r, 20, "NtChallengeResponse", &noff, &nlen);
@@ -287,6 +293,22 @@ static enum ntlm_result ntlm__decode_authenticate(struct ntlm__reader *r,
 enum ntlm_result ntlm_decode(const uint8_t *msg, size_t len,
                              struct ntlm_message *out, char *err, size_t errlen)
 {
+  return ntlm_decode_as(msg, len, NTLM_CHARSET_FLAGGED, out, err, errlen);
+}
+
+enum ntlm_charset ntlm_challenge_charset(const uint8_t *msg, size_t len)
+{
+  if(ntlm_peek_type(msg, len) != NTLM_TYPE_CHALLENGE || len < 24)
+    return NTLM_CHARSET_FLAGGED;
+  return (ntlm__get32(msg + 20) & NTLM_NEGOTIATE_UNICODE) ? NTLM_CHARSET_UNICODE
+                                                          : NTLM_CHARSET_OEM;
+}
+
+enum ntlm_result ntlm_decode_as(const uint8_t *msg, size_t len,
+                                enum ntlm_charset charset,
+                                struct ntlm_message *out, char *err,
+                                size_t errlen)
+{
   struct ntlm__reader r;
   enum ntlm_result result;
   size_t cmp;
@@ -331,6 +353,7 @@ enum ntlm_result ntlm_decode(const uint8_t *msg, size_t len,
   r.lowest = len;
   r.err = err;
   r.errlen = errlen;
+  r.charset = charset;
   switch(r.type) {
   case NTLM_TYPE_NEGOTIATE:
     out->type = NTLM_TYPE_NEGOTIATE;
@@ -396,10 +419,15 @@ enum ntlm_type ntlm_peek_type(const uint8_t *msg, size_t len)
  * negotiated; 44 bytes or more is NTLMv2; anything else is malformed. */
 enum ntlm__kind ntlm__kind_of(const struct ntlm_message *m)
 {
+  return ntlm__kind_with(m, m->flags);
+}
+
+enum ntlm__kind ntlm__kind_with(const struct ntlm_message *m, uint32_t flags)
+{
   if(!m->nt_response_len && m->lm_response_len <= 1)
     return NTLM__KIND_ANONYMOUS;
   if(m->nt_response_len == 24) {
-    if((m->flags & NTLM_NEGOTIATE_EXTENDED_SESSIONSECURITY) &&
+    if((flags & NTLM_NEGOTIATE_EXTENDED_SESSIONSECURITY) &&
        m->lm_response_len >= 8)
       return NTLM__KIND_V1_ESS;
     return NTLM__KIND_V1;

@@ -262,6 +262,20 @@ bool ntlm_header_describe(const char *value, size_t len, char *out,
     ntlm_describe(&msg, out, outlen);
     ntlm_message_free(&msg);
   }
+  /* Without the handshake this value belongs to, an AUTHENTICATE whose
+   * flags say UNICODE over OEM strings (what some clients send after an
+   * OEM-only negotiation) still reads as OEM; say so. */
+  else if(ntlm_peek_type(token.data, token.len) == NTLM_TYPE_AUTHENTICATE &&
+          ntlm_decode_as(token.data, token.len, NTLM_CHARSET_OEM, &msg, NULL,
+                         0) == NTLM_OK) {
+    size_t at;
+    ntlm_describe(&msg, out, outlen);
+    at = strlen(out);
+    snprintf(out + at, outlen - at,
+             " (OEM strings, though its flags say "
+             "UNICODE)");
+    ntlm_message_free(&msg);
+  }
   else
     snprintf(out, outlen, "not decodable: %s", err);
   ntlm_bytes_free(&token);

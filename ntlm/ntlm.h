@@ -126,6 +126,28 @@ enum ntlm_result ntlm_decode(const uint8_t *msg, size_t len,
                              struct ntlm_message *out, char *err,
                              size_t errlen);
 
+/* The character set an AUTHENTICATE's strings are read in. */
+enum ntlm_charset {
+  NTLM_CHARSET_FLAGGED = 0, /* as its own NegotiateFlags say */
+  NTLM_CHARSET_UNICODE,     /* UTF-16LE, whatever its flags say */
+  NTLM_CHARSET_OEM          /* the OEM code page, whatever its flags say */
+};
+
+/* The character set the CHALLENGE of len bytes at msg agreed: UNICODE when
+ * its NegotiateFlags have NEGOTIATE_UNICODE, else OEM; NTLM_CHARSET_FLAGGED
+ * when msg is no CHALLENGE. What a server reads the handshake's
+ * AUTHENTICATE in, as Samba does (auth/ntlmssp: the charset is the
+ * negotiation's): some clients send an AUTHENTICATE whose fixed flags word
+ * says UNICODE over OEM strings. */
+enum ntlm_charset ntlm_challenge_charset(const uint8_t *msg, size_t len);
+
+/* ntlm_decode, reading an AUTHENTICATE's strings in charset (other
+ * messages are read as ntlm_decode reads them). */
+enum ntlm_result ntlm_decode_as(const uint8_t *msg, size_t len,
+                                enum ntlm_charset charset,
+                                struct ntlm_message *out, char *err,
+                                size_t errlen);
+
 /* Frees what ntlm_decode allocated inside msg (not msg itself) and zeroes
  * it. Accepts NULL and an already freed message. */
 void ntlm_message_free(struct ntlm_message *msg);

@@ -143,5 +143,9 @@ enum ntlm__kind {
 
 /* Classifies an AUTHENTICATE by the lengths of its responses. */
 enum ntlm__kind ntlm__kind_of(const struct ntlm_message *m);
+/* The same with the NegotiateFlags that decide it given: a server passes
+ * what its CHALLENGE agreed, which decides NTLMv1 against NTLMv1-ESS
+ * (MS-NLMP 3.2.5.1.2: the server computes with its own NegFlg). */
+enum ntlm__kind ntlm__kind_with(const struct ntlm_message *m, uint32_t flags);
 
 #endif /* NTLM_INT_H */

@@ -211,18 +211,20 @@ static enum ntlm_result ntlm__server_lookup(const struct ntlm_message *auth,
  * *match set and the SessionBaseKey in base; NTLM_ERR_BAD_PROOF when the
  * NT response is of no known kind, or the failure to convert the stored
  * password, each with a line in err. */
-static enum ntlm_result
-ntlm__server_proof(const struct ntlm_message *auth, const char *domain,
-                   const char *password, const uint8_t server_challenge[8],
-                   enum ntlm_response_kind *rkind, bool *match,
-                   uint8_t base[16], char *err, size_t errlen)
+static enum ntlm_result ntlm__server_proof(const struct ntlm_message *auth,
+                                           uint32_t agreed, const char *domain,
+                                           const char *password,
+                                           const uint8_t server_challenge[8],
+                                           enum ntlm_response_kind *rkind,
+                                           bool *match, uint8_t base[16],
+                                           char *err, size_t errlen)
 {
   uint8_t key[16];
   uint8_t v2key[16];
   uint8_t expect[24];
   enum ntlm_result result;
 
-  switch(ntlm__kind_of(auth)) {
+  switch(ntlm__kind_with(auth, agreed)) {
   case NTLM__KIND_V2:
     *rkind = NTLM_RESPONSE_V2;
     /* NTOWFv2 takes the domain as the client typed it: the proof is over
@@ -277,6 +279,22 @@ ntlm__server_proof(const struct ntlm_message *auth, const char *domain,
   return result;
 }
 
+/* The NegotiateFlags that decide how auth's response was computed: those
+ * of the CHALLENGE this server sent, when exchange holds it (MS-NLMP
+ * 3.2.5.1.2: the server computes with its own NegFlg; some clients send a
+ * fixed flags word in the AUTHENTICATE that claims ESS over a plain
+ * NTLMv1 response), else auth's own. */
+static uint32_t ntlm__server_agreed(const struct ntlm_message *auth,
+                                    const struct ntlm_exchange *exchange)
+{
+  if(exchange && exchange->challenge &&
+     ntlm_peek_type(exchange->challenge, exchange->challenge_len) ==
+         NTLM_TYPE_CHALLENGE &&
+     exchange->challenge_len >= 24)
+    return ntlm__get32(exchange->challenge + 20);
+  return auth->flags;
+}
+
 enum ntlm_result ntlm_server_verify_ex(
     const struct ntlm_message *auth, const struct ntlm_exchange *exchange,
     const uint8_t server_challenge[8], ntlm_password_fn lookup,
@@ -295,8 +313,9 @@ enum ntlm_result ntlm_server_verify_ex(
   if(result)
     return result;
   domain = auth->domain ? auth->domain : "";
-  result = ntlm__server_proof(auth, domain, password, server_challenge, &rkind,
-                              &match, base, err, errlen);
+  result = ntlm__server_proof(auth, ntlm__server_agreed(auth, exchange), domain,
+                              password, server_challenge, &rkind, &match, base,
+                              err, errlen);
   if(!result && !match) {
     ntlm__seterr(err, errlen,
                  "NTLM server: the %s response of %.100s\\%.100s does not "

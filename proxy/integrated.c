@@ -25,15 +25,17 @@ static const char *proxy_who(const struct ntlm_identity *who, char *out,
   return out;
 }
 
-/* Reads the request's Authorization header. Returns what it carries; for
- * PROXY_TOKEN_BAD writes why into why; for NEGOTIATE and AUTHENTICATE
- * fills *msg (caller frees with ntlm_message_free), *scheme and *raw, the
- * message's bytes as sent (caller frees with ntlm_bytes_free). *peeked is
- * the NTLM type the token claims, even when it does not decode. */
+/* Reads the request's Authorization header, an AUTHENTICATE's strings in
+ * charset. Returns what it carries; for PROXY_TOKEN_BAD writes why into
+ * why; for NEGOTIATE and AUTHENTICATE fills *msg (caller frees with
+ * ntlm_message_free), *scheme and *raw, the message's bytes as sent
+ * (caller frees with ntlm_bytes_free). *peeked is the NTLM type the token
+ * claims, even when it does not decode. */
 static enum proxy_token
-proxy_read_token(const char *value, enum ntlm_scheme *scheme,
-                 struct ntlm_message *msg, struct ntlm_bytes *raw,
-                 enum ntlm_type *peeked, char *why, size_t whylen)
+proxy_read_token(const char *value, enum ntlm_charset charset,
+                 enum ntlm_scheme *scheme, struct ntlm_message *msg,
+                 struct ntlm_bytes *raw, enum ntlm_type *peeked, char *why,
+                 size_t whylen)
 {
   struct ntlm_bytes token = {NULL, 0};
   enum proxy_token result = PROXY_TOKEN_BAD;
@@ -73,7 +75,7 @@ proxy_read_token(const char *value, enum ntlm_scheme *scheme,
              "which only servers send");
     goto out;
   }
-  r = ntlm_decode(token.data, token.len, msg, err, sizeof(err));
+  r = ntlm_decode_as(token.data, token.len, charset, msg, err, sizeof(err));
   if(r != NTLM_OK) {
     snprintf(why, whylen, "%s", err[0] ? err : ntlm_strerror(r));
     goto out;
@@ -123,21 +125,31 @@ static bool proxy_foreign_negotiate(const char *value, uint8_t *first)
   return memcmp(buf, signature, dlen < 8 ? dlen : 8) != 0;
 }
 
-/* What the request's Authorization header carries, for the decision
- * table; fills msg, raw and scheme for a type 1 or 3 and why for an
- * unusable header; first is a foreign Negotiate token's first byte. */
+/* What the request's Authorization header on conn carries, for the
+ * decision table; fills msg, raw and scheme for a type 1 or 3 and why for
+ * an unusable header; first is a foreign Negotiate token's first byte. A
+ * type 3 answering conn's challenge is read in the character set that
+ * challenge agreed (ntlm_challenge_charset), not in the one its own flags
+ * claim. */
 static enum proxy_token
-proxy_integrated_token(const char *value, enum ntlm_scheme *scheme,
-                       struct ntlm_message *msg, struct ntlm_bytes *raw,
-                       uint8_t *first, char *why, size_t whylen)
+proxy_integrated_token(const struct proxy__conn *conn, const char *value,
+                       enum ntlm_scheme *scheme, struct ntlm_message *msg,
+                       struct ntlm_bytes *raw, uint8_t *first, char *why,
+                       size_t whylen)
 {
+  enum ntlm_charset charset =
+      conn->state == PROXY_AUTH_CHALLENGED
+          ? ntlm_challenge_charset(conn->hs_challenge.data,
+                                   conn->hs_challenge.len)
+          : NTLM_CHARSET_FLAGGED;
   enum ntlm_type peeked;
   enum proxy_token token;
 
   memset(msg, 0, sizeof(*msg));
   if(proxy_foreign_negotiate(value, first))
     return PROXY_TOKEN_KERBEROS;
-  token = proxy_read_token(value, scheme, msg, raw, &peeked, why, whylen);
+  token =
+      proxy_read_token(value, charset, scheme, msg, raw, &peeked, why, whylen);
   if(token == PROXY_TOKEN_BAD && peeked == NTLM_TYPE_AUTHENTICATE)
     token = PROXY_TOKEN_BAD_TYPE3;
   return token;
@@ -307,8 +319,8 @@ void proxy__decide_integrated(struct proxy__conn *conn,
   in.defects = proxy->defects;
   in.has_body = conn->req.body_seen > 0;
   why[0] = err[0] = who[0] = how[0] = what[0] = '\0';
-  in.token = proxy_integrated_token(value, &scheme, &msg, &raw, &first, why,
-                                    sizeof(why));
+  in.token = proxy_integrated_token(conn, value, &scheme, &msg, &raw, &first,
+                                    why, sizeof(why));
   in.verified = proxy_auth_verifies(in.state, in.token) &&
                 proxy_verify_type3(conn, &msg, &raw, err, sizeof(err));
   proxy_auth_decide(&in, &d);
@@ -382,8 +394,8 @@ bool proxy__integrated_refuses(const struct proxy__conn *conn,
   in.state = conn->state;
   in.defects = conn->proxy->defects;
   in.has_body = true; /* asked from the head of a request with a body */
-  in.token = proxy_integrated_token(value, &scheme, &msg, &raw, &first, why,
-                                    sizeof(why));
+  in.token = proxy_integrated_token(conn, value, &scheme, &msg, &raw, &first,
+                                    why, sizeof(why));
   in.verified = true;
   proxy_auth_decide(&in, &d);
   ntlm_message_free(&msg);

@@ -25,12 +25,37 @@ int64_t kbt_now(void *ctx, const char *who)
   return KBT_CASE_MS;
 }
 
+void kbt_rng_init(struct kbt_rng *r, uint64_t seed)
+{
+  memset(r, 0, sizeof(*r));
+  pthread_mutex_init(&r->lock, NULL);
+  r->seed = seed;
+}
+
+void kbt_rng_free(struct kbt_rng *r)
+{
+  pthread_mutex_destroy(&r->lock);
+}
+
+struct kb_rng kbt_rng(struct kbt_rng *r)
+{
+  struct kb_rng rng = {kbt_fill, r};
+  return rng;
+}
+
 void kbt_fill(void *ctx, const char *label, uint8_t *buf, size_t len)
 {
+  struct kbt_rng *r = ctx;
   uint64_t h = UINT64_C(1469598103934665603);
   size_t i;
 
-  (void)ctx;
+  if(r) {
+    h ^= r->seed;
+    pthread_mutex_lock(&r->lock);
+    if(r->nlabels < KBT_LABELS)
+      snprintf(r->labels[r->nlabels++], sizeof(r->labels[0]), "%s", label);
+    pthread_mutex_unlock(&r->lock);
+  }
   for(i = 0; label[i]; i++) {
     h ^= (uint8_t)label[i];
     h *= UINT64_C(1099511628211);
@@ -124,6 +149,8 @@ void kbt_emit(void *ctx, const struct kb_trace_event *e)
   }
   if(e->kind == KB_TRACE_EXCHANGE && e->exchange) {
     x->ex = *e->exchange;
+    snprintf(x->method, sizeof(x->method), "%s",
+             e->exchange->method ? e->exchange->method : "");
     snprintf(x->path, sizeof(x->path), "%s",
              e->exchange->path ? e->exchange->path : "");
     x->ex.method = NULL; /* not valid after the call */
@@ -146,6 +173,34 @@ size_t kbt_count(struct kbt_trace *t, enum kb_trace_kind kind, enum kb_hop hop,
       n++;
   pthread_mutex_unlock(&t->lock);
   return n;
+}
+
+size_t kbt_count_from(struct kbt_trace *t, enum kb_trace_kind kind,
+                      const char *origin)
+{
+  size_t i, n = 0;
+
+  pthread_mutex_lock(&t->lock);
+  for(i = 0; i < t->n; i++)
+    n += t->ev[i].kind == kind && (!origin || !strcmp(t->ev[i].origin, origin));
+  pthread_mutex_unlock(&t->lock);
+  return n;
+}
+
+bool kbt_get(struct kbt_trace *t, enum kb_trace_kind kind, size_t index,
+             struct kbt_event *out)
+{
+  size_t i;
+  bool found = false;
+
+  pthread_mutex_lock(&t->lock);
+  for(i = 0; i < t->n && !found; i++)
+    if(t->ev[i].kind == kind && index-- == 0) {
+      *out = t->ev[i];
+      found = true;
+    }
+  pthread_mutex_unlock(&t->lock);
+  return found;
 }
 
 bool kbt_has_note(struct kbt_trace *t, enum kb_note code, uint64_t conn,
@@ -172,6 +227,70 @@ size_t kbt_count_code(struct kbt_trace *t, enum kb_note code)
     n += t->ev[i].kind == KB_TRACE_NOTE && t->ev[i].note == code;
   pthread_mutex_unlock(&t->lock);
   return n;
+}
+
+size_t kbt_find_send(struct kbt_trace *t, const char *origin,
+                     const char *prefix, size_t from)
+{
+  size_t i;
+
+  for(i = from; i < t->n; i++)
+    if(t->ev[i].kind == KB_TRACE_SEND && !strcmp(t->ev[i].origin, origin) &&
+       t->ev[i].len >= strlen(prefix) &&
+       !memcmp(t->ev[i].text, prefix, strlen(prefix)))
+      return i;
+  return t->n;
+}
+
+size_t kbt_count_sends_with(struct kbt_trace *t, const char *origin,
+                            const char *needle)
+{
+  size_t i, n = 0;
+
+  pthread_mutex_lock(&t->lock);
+  for(i = 0; i < t->n; i++)
+    if(t->ev[i].kind == KB_TRACE_SEND && !strcmp(t->ev[i].origin, origin) &&
+       strstr(t->ev[i].text, needle))
+      n++;
+  pthread_mutex_unlock(&t->lock);
+  return n;
+}
+
+const char *kbt_find_note(struct kbt_trace *t, const char *origin,
+                          const char *needle)
+{
+  const char *found = NULL;
+  size_t i;
+
+  pthread_mutex_lock(&t->lock);
+  for(i = 0; i < t->n && !found; i++)
+    if(t->ev[i].kind == KB_TRACE_NOTE && !strcmp(t->ev[i].origin, origin) &&
+       strstr(t->ev[i].text, needle))
+      found = t->ev[i].text;
+  pthread_mutex_unlock(&t->lock);
+  return found;
+}
+
+void kbt_assert_serial_conns(struct kbt_trace *t, const char *origin,
+                             uint64_t n)
+{
+  uint64_t open = 0, closed = 0;
+  size_t i;
+
+  for(i = 0; i < t->n; i++) {
+    if(strcmp(t->ev[i].origin, origin))
+      continue;
+    if(t->ev[i].kind == KB_TRACE_OPEN) {
+      ck_assert_uint_eq(closed, open);
+      ck_assert_uint_eq(t->ev[i].conn, ++open);
+    }
+    else if(t->ev[i].kind == KB_TRACE_CLOSE) {
+      ck_assert_uint_eq(t->ev[i].conn, open);
+      closed++;
+    }
+  }
+  ck_assert_uint_eq(open, n);
+  ck_assert_uint_eq(closed, n);
 }
 
 bool kbt_anywhere(struct kbt_trace *t, const char *needle)

@@ -30,10 +30,29 @@ static inline int kbt_run(Suite *s)
   return failed;
 }
 
-/* The Check tag of the test cases that start a browser or a third-party
- * proxy server, or run tshark over the whole catalogue: `make check`
- * leaves them out (CK_EXCLUDE_TAGS) to stay fast, `make check-slow` runs
- * only them (CK_INCLUDE_TAGS); CI runs both. */
+/* Every suite's main when a program is built from several files, one
+ * feature and one Suite each (libuv's one list): runs the suites list
+ * makes, in its order, up to the NULL ending it. CK_RUN_SUITE=name runs
+ * one of them alone, which is how `make check` runs them side by side
+ * (tests/CMakeLists.txt). Returns how many tests failed. */
+static inline int kbt_run_list(Suite *(*const *list)(void))
+{
+  SRunner *sr = srunner_create((*list)());
+  int failed;
+
+  while(*++list)
+    srunner_add_suite(sr, (*list)());
+  srunner_run_all(sr, CK_ENV);
+  failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed;
+}
+
+/* The Check tag of the test cases whose cost is a third-party program's
+ * (headless Chromium, a third-party proxy server, tshark) or sheer scale
+ * (tests/README.md):
+ * `make check` leaves them out (CK_EXCLUDE_TAGS) to stay fast, `make
+ * check-slow` runs only them (CK_INCLUDE_TAGS); CI runs both. */
 #define KBT_SLOW "slow"
 
 /* 2009-03-17 16:26:24 UTC: the Date of the support case's 500. */
@@ -45,9 +64,29 @@ extern const char *const kbt_oof_body;
 /* kb_clock.now_ms: always KBT_CASE_MS. */
 int64_t kbt_now(void *ctx, const char *who);
 
-/* kb_rng.fill: deterministic bytes from label alone (FNV-1a of the label,
- * then splitmix64), so a test can recompute what a component drew under
- * a label (the proxy's challenge, say) and so check the label. */
+/* What kbt_fill draws from, as its ctx: a seed, and the labels drawn
+ * under, in order, for a test that checks them. A NULL ctx is seed 0
+ * recording nothing. */
+#define KBT_LABELS 16
+struct kbt_rng {
+  uint64_t seed;
+  pthread_mutex_t lock;        /* guards labels and nlabels */
+  char labels[KBT_LABELS][64]; /* the first KBT_LABELS labels */
+  size_t nlabels;
+};
+
+/* Ready to draw under seed, recording no label yet. */
+void kbt_rng_init(struct kbt_rng *r, uint64_t seed);
+void kbt_rng_free(struct kbt_rng *r);
+
+/* The kb_rng that draws from r (NULL: seed 0, nothing recorded). */
+struct kb_rng kbt_rng(struct kbt_rng *r);
+
+/* kb_rng.fill: deterministic bytes from the seed and the label alone
+ * (FNV-1a of the label with the seed mixed in, then splitmix64), so a
+ * test can recompute what a component drew under a label (the proxy's
+ * challenge, say) and so check the label. ctx is a struct kbt_rng or
+ * NULL. Safe from any thread. */
 void kbt_fill(void *ctx, const char *label, uint8_t *buf, size_t len);
 
 /* ---- trace recorder --------------------------------------------------- */
@@ -61,6 +100,7 @@ struct kbt_event {
   char origin[32];       /* "ISA01", "backend", "client 3" */
   char conn_name[96];    /* "" when the connection has none */
   enum kb_note note;     /* NOTE */
+  char method[16];       /* EXCHANGE: the request's method */
   size_t len;            /* of text */
   char *text;            /* NOTE text, or SEND/RECV bytes (NUL-terminated) */
   struct kb_exchange ex; /* EXCHANGE; method and path are in path */
@@ -94,6 +134,16 @@ void kbt_emit(void *ctx, const struct kb_trace_event *e);
 size_t kbt_count(struct kbt_trace *t, enum kb_trace_kind kind, enum kb_hop hop,
                  uint64_t conn);
 
+/* Events of kind observed by origin ("client 3"; NULL: anyone), on any
+ * hop. */
+size_t kbt_count_from(struct kbt_trace *t, enum kb_trace_kind kind,
+                      const char *origin);
+
+/* Copies the index-th (from 0) event of kind into *out; returns false when
+ * there are not that many. out->text stays the trace's. */
+bool kbt_get(struct kbt_trace *t, enum kb_trace_kind kind, size_t index,
+             struct kbt_event *out);
+
 /* Whether a NOTE with code was recorded on conn (0: any connection) whose
  * text names fact (NULL: any text). Decisions are matched by their code;
  * fact checks what the text tells people, such as the identity. */
@@ -102,6 +152,26 @@ bool kbt_has_note(struct kbt_trace *t, enum kb_note code, uint64_t conn,
 
 /* How many NOTEs carry code. */
 size_t kbt_count_code(struct kbt_trace *t, enum kb_note code);
+
+/* The index of the first SEND by origin at or after from whose bytes start
+ * with prefix; t->n when there is none. Read once the components are
+ * done (it takes no lock). */
+size_t kbt_find_send(struct kbt_trace *t, const char *origin,
+                     const char *prefix, size_t from);
+
+/* How many SENDs by origin contain needle. */
+size_t kbt_count_sends_with(struct kbt_trace *t, const char *origin,
+                            const char *needle);
+
+/* The text of the first NOTE by origin that contains needle, or NULL. For
+ * what a note tells people (a client's notes carry no decision code). */
+const char *kbt_find_note(struct kbt_trace *t, const char *origin,
+                          const char *needle);
+
+/* Asserts that origin's OPEN and CLOSE events number connections 1..n in
+ * order, each closed before the next opens, all n closed. */
+void kbt_assert_serial_conns(struct kbt_trace *t, const char *origin,
+                             uint64_t n);
 
 /* Whether any recorded text or bytes contain needle. */
 bool kbt_anywhere(struct kbt_trace *t, const char *needle);

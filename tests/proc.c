@@ -1,12 +1,13 @@
 /*
  * proc.c - see proc.h.
  */
-#define _GNU_SOURCE /* pipe2 */
+#define _GNU_SOURCE /* pipe2, nftw's FTW_ACTIONRETVAL */
 #include "proc.h"
 
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -85,6 +86,28 @@ void proc_run(char *const argv[], struct proc_out *p)
   proc_collect(pid, outfd, errfd, p);
 }
 
+#ifdef KBSIM_BIN
+void proc_kbsim(struct proc_out *p, const char *const *args)
+{
+  char *argv[96] = {KBSIM_BIN};
+  size_t i;
+
+  for(i = 0; args[i]; i++) {
+    ck_assert_uint_lt(i + 2, sizeof(argv) / sizeof(argv[0]));
+    argv[1 + i] = (char *)args[i];
+  }
+  proc_run(argv, p);
+}
+
+void proc_kbsim_exits(struct proc_out *p, const char *const *args, int want)
+{
+  proc_kbsim(p, args);
+  ck_assert_msg(p->status == want, "kbsim %s exited %d, not %d:\n%s%s",
+                args[0] ? args[0] : "", p->status, want, p->out.data,
+                p->err.data);
+}
+#endif
+
 void proc_free(struct proc_out *p)
 {
   kb_buf_free(&p->out);
@@ -97,13 +120,21 @@ void proc_tmpdir(const char *prefix, char *dir, size_t len)
   ck_assert_ptr_nonnull(mkdtemp(dir));
 }
 
+/* nftw's callback for proc_rmdir: removes what it visits, contents
+ * first (FTW_DEPTH). */
+static int proc_rm_one(const char *path, const struct stat *st, int type,
+                       struct FTW *ftw)
+{
+  (void)st;
+  (void)ftw;
+  if(type == FTW_DP ? rmdir(path) : unlink(path))
+    ck_abort_msg("cannot remove %s: %s", path, strerror(errno));
+  return 0;
+}
+
 void proc_rmdir(const char *dir)
 {
-  char *argv[] = {"/bin/rm", "-rf", (char *)dir, NULL};
-  struct proc_out p;
-
-  proc_run(argv, &p);
-  proc_free(&p);
+  ck_assert_int_eq(nftw(dir, proc_rm_one, 16, FTW_DEPTH | FTW_PHYS), 0);
 }
 
 char *proc_slurp(const char *path, size_t *len)
@@ -203,6 +234,63 @@ unsigned proc_read_port(int fd, const char *prefix)
   }
   return 0;
 }
+
+int proc_count(const char *s, const char *needle)
+{
+  int n = 0;
+
+  while((s = strstr(s, needle)) != NULL) {
+    n++;
+    s += strlen(needle);
+  }
+  return n;
+}
+
+bool proc_which(const char *name, char *out, size_t len)
+{
+  const char *path = getenv("PATH");
+  char dirs[4096], file[4200], *save = NULL, *dir;
+
+  snprintf(dirs, sizeof(dirs), "%s", path ? path : "/usr/bin:/bin");
+  for(dir = strtok_r(dirs, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+    snprintf(file, sizeof(file), "%s/%s", dir, name);
+    if(access(file, X_OK) == 0) {
+      if(out)
+        snprintf(out, len, "%s", file);
+      return true;
+    }
+  }
+  return false;
+}
+
+#ifdef TESTS_DIR
+int proc_schema_each(const char *schema, const char *const *paths,
+                     struct proc_out *p)
+{
+  char *argv[128] = {"/usr/bin/python3", TESTS_DIR "/ci/schema_each.py",
+                     (char *)schema};
+  int argc = 3;
+
+  ck_assert_msg(proc_have(PROC_JSONSCHEMA),
+                "python3-jsonschema is missing: run scripts/setup");
+  for(; *paths; paths++) {
+    ck_assert_int_lt(argc, 127);
+    argv[argc++] = (char *)*paths;
+  }
+  argv[argc] = NULL;
+  proc_run(argv, p);
+  ck_assert_msg(p->status == 0, "schema_each: %s%s", p->out.data, p->err.data);
+  return proc_count(p->out.data, "invalid ");
+}
+
+void proc_assert_schema(const char *schema, const char *const *paths)
+{
+  struct proc_out p;
+
+  ck_assert_msg(proc_schema_each(schema, paths, &p) == 0, "%s", p.out.data);
+  proc_free(&p);
+}
+#endif
 
 void proc_whole_lines(void)
 {

@@ -1,7 +1,9 @@
 /*
- * proc.h - test support: runs a program with its stdout and stderr
- * captured (no shell, no deadlock on full pipes), makes and removes
- * scratch directories, reads whole files.
+ * proc.h - test support for the suites that run programs: runs one with
+ * its stdout and stderr captured (no shell, no deadlock on full pipes),
+ * kbsim itself, python3-jsonschema, tshark and curl's NTLM; makes and
+ * removes scratch directories, reads whole files, counts what a text
+ * says; and the skip protocol for a missing tool.
  */
 #ifndef TESTS_PROC_H
 #define TESTS_PROC_H
@@ -28,13 +30,27 @@ void proc_collect(pid_t pid, int outfd, int errfd, struct proc_out *p);
 /* proc_spawn + proc_collect. */
 void proc_run(char *const argv[], struct proc_out *p);
 
+#ifdef KBSIM_BIN
+/* Runs the kbsim under test with args (NULL-terminated, after the program
+ * name) into *p; the caller checks p->status. */
+void proc_kbsim(struct proc_out *p, const char *const *args);
+
+/* proc_kbsim, failing the running test (with what kbsim printed) unless
+ * it exits want. */
+void proc_kbsim_exits(struct proc_out *p, const char *const *args, int want);
+
+/* PROC_KBSIM(&p, "run", "--seed", "3"): proc_kbsim with those arguments. */
+#define PROC_KBSIM(p, ...)                                                     \
+  proc_kbsim((p), (const char *const[]){__VA_ARGS__, NULL})
+#endif
+
 void proc_free(struct proc_out *p);
 
 /* Makes a new directory "/tmp/<prefix>-XXXXXX" into dir (at least 256
  * bytes). Fails the running test if it cannot. */
 void proc_tmpdir(const char *prefix, char *dir, size_t len);
 
-/* Removes dir and everything in it. */
+/* Removes dir and everything in it, in this process. */
 void proc_rmdir(const char *dir);
 
 /* Reads a whole file, NUL-terminated; fails the running test when it
@@ -64,11 +80,6 @@ int proc_suite_exit(int failed, bool skipped);
  * "kbsim: try '... --help'" - or else what is wrong with it. */
 const char *proc_usage_error(const struct proc_out *p);
 
-#ifdef TESTS_DIR
-/* The GetUserOofSettings request Communicator POSTs, as a file. */
-#define PROC_OOF_REQUEST TESTS_DIR "/data/oof-request.xml"
-#endif
-
 /* Posts the file body to url with curl's own NTLM as credentials
  * ("DOMAIN\\user:password") and asserts the answer: with ok, curl exits 0
  * and gets a 200 carrying GetUserOofSettingsResponse; else a 401 carrying
@@ -85,6 +96,34 @@ void proc_tshark(const char *pcap, const char *filter, const char *field,
 /* Counts the lines of s that equal line exactly. */
 int proc_count_lines(const char *s, const char *line);
 
+/* Counts the occurrences of needle in s that do not overlap. */
+int proc_count(const char *s, const char *needle);
+
+/* Returns true when an executable named name is in a directory of PATH,
+ * and writes its path into out unless out is NULL. */
+bool proc_which(const char *name, char *out, size_t len);
+
+/* Where Debian's python3-jsonschema lives: tests that need it check for
+ * it with proc_have. */
+#define PROC_JSONSCHEMA "/usr/lib/python3/dist-packages/jsonschema"
+
+#ifdef TESTS_DIR
+/* The GetUserOofSettings request Communicator POSTs, as a file. */
+#define PROC_OOF_REQUEST TESTS_DIR "/data/oof-request.xml"
+
+/* Judges each JSON file of paths (NULL-terminated) against the JSON
+ * schema at schema with python3-jsonschema, all in one process
+ * (tests/ci/schema_each.py): *p gets a line per file, "valid FILE" or
+ * "invalid FILE: why" (release with proc_free). Returns how many files
+ * were invalid; fails the running test when python3 could not judge them
+ * (python3-jsonschema missing, a file unreadable). */
+int proc_schema_each(const char *schema, const char *const *paths,
+                     struct proc_out *p);
+
+/* proc_schema_each, failing the running test unless every file is
+ * valid. */
+void proc_assert_schema(const char *schema, const char *const *paths);
+#endif
 /* Reads a server's stdout (fd) line by line until a line starts with
  * prefix followed by a port number; returns the port, or 0 at EOF. Reads
  * a byte at a time, so nothing after that line is consumed. */

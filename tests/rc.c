@@ -19,9 +19,7 @@
 
 #include <check.h>
 
-/* Connects to port from source (NULL: the kernel's choice); when names is
- * not NULL the connection is claimed as name in it before anything is
- * sent. */
+/* A socket bound to 127.0.0.1:0, listening or not; see rc.h. */
 int rc_loopback(bool listening, uint16_t *port)
 {
   struct sockaddr_in sin;
@@ -40,6 +38,26 @@ int rc_loopback(bool listening, uint16_t *port)
   return fd;
 }
 
+int rc_dial(uint16_t port)
+{
+  struct sockaddr_in sin;
+  struct timeval tv = {RC_WAIT_S, 0};
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+  ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
+  memset(&sin, 0, sizeof(sin));
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sin.sin_port = htons(port);
+  ck_assert_int_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+  return fd;
+}
+
+/* Connects to port from source (NULL: the kernel's choice); when names is
+ * not NULL the connection is claimed as name in it before anything is
+ * sent. */
 void rc_connect(struct rc *c, const char *source, uint16_t port,
                 struct kb_names *names, const char *name)
 {
@@ -120,13 +138,10 @@ bool rc_closed_by_peer(struct rc *c)
   return c->have == 0 && rc_fill(c) == 0;
 }
 
-/* Finds the next line of header name in r after *at (NULL: from the
- * start); sets *v and *vlen to its value, blanks after the colon
- * skipped, and moves *at past it. Returns false when there is none. */
-static bool rc__next_header(const struct rc_resp *r, const char *name,
-                            const char **at, const char **v, size_t *vlen)
+bool rc_next_header(const char *head, const char *name, const char **at,
+                    const char **v, size_t *vlen)
 {
-  const char *p = *at ? *at : strstr(r->head, "\r\n");
+  const char *p = *at ? *at : strstr(head, "\r\n");
   size_t n = strlen(name);
 
   while(p && p[2]) {
@@ -155,7 +170,7 @@ const char *rc_header(const struct rc_resp *r, const char *name, char *out,
   const char *at = NULL, *v;
   size_t len;
 
-  if(!rc__next_header(r, name, &at, &v, &len))
+  if(!rc_next_header(r->head, name, &at, &v, &len))
     return NULL;
   snprintf(out, outlen, "%.*s", (int)len, v);
   return out;
@@ -169,7 +184,7 @@ unsigned rc_header_count(const struct rc_resp *r, const char *name,
   unsigned count = 0;
   size_t len;
 
-  while(rc__next_header(r, name, &at, &v, &len))
+  while(rc_next_header(r->head, name, &at, &v, &len))
     count += len == strlen(value) && !strncmp(v, value, len);
   return count;
 }
@@ -230,4 +245,36 @@ void rc_resp_free(struct rc_resp *r)
 {
   free(r->body);
   r->body = NULL;
+}
+
+void rc_build(struct kb_buf *out, const char *method, const char *path,
+              const char *auth, const char *body, size_t len)
+{
+  ck_assert_int_eq(kb_buf_printf(out,
+                                 "%s %s HTTP/1.1\r\n"
+                                 "Accept: text/xml\r\n"
+                                 "Content-Type: text/xml; charset=utf-8\r\n"
+                                 "Host: autodiscover.fabrikam.com\r\n"
+                                 "Content-Length: %zu\r\n",
+                                 method, path, len),
+                   KB_BUF_OK);
+  if(auth)
+    ck_assert_int_eq(kb_buf_printf(out, "Authorization: %s\r\n", auth),
+                     KB_BUF_OK);
+  ck_assert_int_eq(kb_buf_add(out, "\r\n", 2), KB_BUF_OK);
+  if(len)
+    ck_assert_int_eq(kb_buf_add(out, body, len), KB_BUF_OK);
+}
+
+int rc_post(struct rc *c, const char *path, const char *auth, const char *body,
+            size_t len, struct rc_resp *r)
+{
+  struct kb_buf req;
+
+  kb_buf_init(&req, (size_t)16 << 20);
+  rc_build(&req, "POST", path, auth, body, len);
+  ck_assert_msg(rc_send(c, req.data, req.len), "%s: send failed", c->name);
+  kb_buf_free(&req);
+  rc_read(c, r);
+  return r->status;
 }

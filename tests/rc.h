@@ -1,7 +1,8 @@
 /*
  * rc.h - a raw HTTP/1.1 client for the suites that must write exact (and
- * wrong) bytes: test_hostile, test_abuse. Fails the running Check test on
- * anything unexpected; a receive timeout of RC_WAIT_S bounds every wait.
+ * wrong) bytes: test_hostile, test_abuse, test_live. Fails the running
+ * Check test on anything unexpected; a receive timeout of RC_WAIT_S bounds
+ * every wait.
  */
 #ifndef RC_H
 #define RC_H
@@ -10,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/kb_buf.h"
 #include "common/kb_env.h"
 
 /* Returns a TCP socket bound to 127.0.0.1, port 0, and its port in *port.
@@ -21,6 +23,10 @@ int rc_loopback(bool listening, uint16_t *port);
 
 /* Bounds every wait on a socket; only a failure reaches it. */
 #define RC_WAIT_S 20
+
+/* Returns a socket connected to 127.0.0.1:port whose reads and writes give
+ * up after RC_WAIT_S (EAGAIN), for tests that read and write by hand. */
+int rc_dial(uint16_t port);
 
 /* One client TCP connection with its own read buffer, so pipelined
  * responses are read one after the other. */
@@ -50,6 +56,14 @@ bool rc_send(struct rc *c, const void *data, size_t len);
 size_t rc_fill(struct rc *c);
 /* True when the peer closes with nothing more to read. */
 bool rc_closed_by_peer(struct rc *c);
+/* Finds the next line of header name (any case) in the header block head
+ * ("HTTP/1.1 ...\r\nName: value\r\n...", status line first) after *at
+ * (NULL: from the start); sets *v and *vlen to its value, blanks after
+ * the colon skipped, and moves *at past it. Returns false when there is
+ * none. The one header lookup over recorded bytes of the suites. */
+bool rc_next_header(const char *head, const char *name, const char **at,
+                    const char **v, size_t *vlen);
+
 /* The value of header name in r, copied into out; NULL when absent. */
 const char *rc_header(const struct rc_resp *r, const char *name, char *out,
                       size_t outlen);
@@ -60,5 +74,16 @@ unsigned rc_header_count(const struct rc_resp *r, const char *name,
  * a status line. */
 bool rc_read(struct rc *c, struct rc_resp *r);
 void rc_resp_free(struct rc_resp *r);
+
+/* Appends a request to out, laid out as Communicator lays it out (Accept,
+ * Content-Type, Host, Content-Length); auth is the Authorization value or
+ * NULL; the len bytes of body follow. */
+void rc_build(struct kb_buf *out, const char *method, const char *path,
+              const char *auth, const char *body, size_t len);
+
+/* Sends one POST built by rc_build and reads its response into r (release
+ * with rc_resp_free); returns the status. */
+int rc_post(struct rc *c, const char *path, const char *auth, const char *body,
+            size_t len, struct rc_resp *r);
 
 #endif /* RC_H */

@@ -29,6 +29,7 @@
 #include "common/kb_users.h"
 #include "kbt.h"
 #include "kbt_env.h"
+#include "kbt_ntlm.h"
 #include "live/admin.h"
 #include "proxy/proxy.h"
 #include "rc.h"
@@ -48,12 +49,13 @@ struct ab_opts {
   unsigned max_per_address; /* 0: the default */
 };
 
-static struct ab *ab_live;
-
+/* Starts the listener (per-request) in front of Exchange as o says; a
+ * test that fails half-way leaves it to kbt_env_teardown. */
 static void ab_start(struct ab *e, const struct ab_opts *o)
 {
   struct backend_config bc;
   struct proxy_config pc;
+  struct kbt_env_opts eo;
 
   memset(&bc, 0, sizeof(bc));
   bc.head_timeout_ms = o->head_timeout_ms;
@@ -64,20 +66,16 @@ static void ab_start(struct ab *e, const struct ab_opts *o)
   pc.head_timeout_ms = o->head_timeout_ms;
   pc.max_connections = o->max_connections;
   pc.max_per_address = o->max_per_address;
-  kbt_env_start(&e->env, &bc, &pc, "AB_TRACE");
-  ab_live = e;
+  memset(&eo, 0, sizeof(eo));
+  eo.exchange = &bc;
+  eo.listener = &pc;
+  eo.debug = "AB_TRACE";
+  kbt_env_start(&e->env, &eo);
 }
 
 static void ab_stop(struct ab *e)
 {
-  ab_live = NULL;
   kbt_env_stop(&e->env);
-}
-
-static void ab_teardown(void)
-{
-  if(ab_live)
-    ab_stop(ab_live);
 }
 
 static uint64_t ab_exchange_requests(struct ab *e)
@@ -289,6 +287,58 @@ START_TEST(test_half_closed_clients_answered)
   ck_assert_uint_eq(answered, AB_HALF_CLOSED);
   ck_assert_uint_eq(ab_exchange_requests(&e), AB_HALF_CLOSED);
   ck_assert_uint_eq(ab_forwarded(&e), AB_HALF_CLOSED);
+  ab_stop(&e);
+}
+END_TEST
+
+/* Issue 28's pattern: AB_HALF_CLOSED connections opened and authenticated
+ * first and held open (NTLM's handshake, or a Basic request), then on each
+ * in turn a POST with its body and shutdown(SHUT_WR). Every client gets
+ * Exchange's 200 to what it sent, and the listener's forwarded counter
+ * agrees with what Exchange received. Integrated (_i 0) and Basic (1). */
+START_TEST(test_half_closed_after_authenticating)
+{
+  /* FABRIKAM's alice in Basic: base64("alice:Passw0rd!"). */
+  static const char basic[] = "Basic YWxpY2U6UGFzc3cwcmQh";
+  static struct ab e;
+  struct ab_opts o = {.auth = _i ? PROXY_AUTH_BASIC : PROXY_AUTH_INTEGRATED};
+  struct rc c[AB_HALF_CLOSED];
+  struct kb_buf post;
+  uint64_t exchange_before, forwarded_before;
+  unsigned answered = 0, i;
+
+  ab_start(&e, &o);
+  for(i = 0; i < AB_HALF_CLOSED; i++) {
+    rc_connect(&c[i], NULL, proxy_port(e.env.px), NULL, "held");
+    if(_i) {
+      struct rc_resp r;
+      ck_assert_int_eq(
+          rc_post(&c[i], T_EWS, basic, kbt_oof_body, strlen(kbt_oof_body), &r),
+          200);
+      rc_resp_free(&r);
+    }
+    else
+      ck_assert_int_eq(kbt_ntlm_handshake(&c[i], "alice", KBT_ALICE_PASSWORD),
+                       200);
+  }
+  exchange_before = ab_exchange_requests(&e);
+  forwarded_before = ab_forwarded(&e);
+  kb_buf_init(&post, 1 << 16);
+  rc_build(&post, "POST", T_EWS, _i ? basic : NULL, kbt_oof_body,
+           strlen(kbt_oof_body));
+  for(i = 0; i < AB_HALF_CLOSED; i++) {
+    struct rc_resp r;
+    ck_assert(rc_send(&c[i], post.data, post.len));
+    ck_assert_int_eq(shutdown(c[i].fd, SHUT_WR), 0);
+    if(rc_read(&c[i], &r) && r.status == 200)
+      answered++;
+    rc_resp_free(&r);
+    rc_close(&c[i]);
+  }
+  kb_buf_free(&post);
+  ck_assert_uint_eq(answered, AB_HALF_CLOSED);
+  ck_assert_uint_eq(ab_exchange_requests(&e) - exchange_before, AB_HALF_CLOSED);
+  ck_assert_uint_eq(ab_forwarded(&e) - forwarded_before, AB_HALF_CLOSED);
   ab_stop(&e);
 }
 END_TEST
@@ -526,13 +576,13 @@ static Suite *abuse_suite(void)
   TCase *slow = tcase_create("slow clients and floods");
   int nframings = (int)(sizeof(ab_framings) / sizeof(ab_framings[0]));
 
-  tcase_add_checked_fixture(framing, NULL, ab_teardown);
+  tcase_add_checked_fixture(framing, NULL, kbt_env_teardown);
   tcase_add_loop_test(framing, test_framing_refused, 0, nframings);
   tcase_add_loop_test(framing, test_framing_refused_by_exchange, 0, nframings);
   tcase_add_test(framing, test_absolute_form_accepted);
   suite_add_tcase(s, framing);
 
-  tcase_add_checked_fixture(slow, NULL, ab_teardown);
+  tcase_add_checked_fixture(slow, NULL, kbt_env_teardown);
   tcase_add_loop_test(slow, test_slow_head_gets_408, 0, 2);
   tcase_add_test(slow, test_slowloris_does_not_lock_out_clients);
   tcase_add_test(slow, test_cap_refuses_at_once);
@@ -540,8 +590,9 @@ static Suite *abuse_suite(void)
   suite_add_tcase(s, slow);
 
   tcase_add_loop_test(half, test_no_continue_before_a_refusal, 0, 2);
-  tcase_add_checked_fixture(half, NULL, ab_teardown);
+  tcase_add_checked_fixture(half, NULL, kbt_env_teardown);
   tcase_add_test(half, test_half_closed_clients_answered);
+  tcase_add_loop_test(half, test_half_closed_after_authenticating, 0, 2);
   suite_add_tcase(s, half);
   return s;
 }

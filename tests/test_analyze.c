@@ -839,14 +839,22 @@ int main(void)
 
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_set_timeout(tc, 60);
-  tcase_add_test(tc, bug_and_fix);
-  tcase_add_test(tc, roles_given);
   tcase_add_test(tc, usage_errors);
-  tcase_add_test(tc, crafted_rules);
-  tcase_add_test(tc, unreadable_inputs);
   tcase_add_test(tc, tshark_missing);
-  tcase_add_test(tc, no_ntlm);
   tcase_add_test(tc, har_findings);
+  suite_add_tcase(s, tc);
+  /* Captures through tshark (about a second of CPU each): bug and fix, the
+   * inputs it cannot read, the rules one by one, roles given and ambiguous, a
+   * capture without NTLM. */
+  tc = tcase_create("rules");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 60);
+  tcase_set_tags(tc, KBT_SLOW);
+  tcase_add_test(tc, bug_and_fix);
+  tcase_add_test(tc, unreadable_inputs);
+  tcase_add_test(tc, roles_given);
+  tcase_add_test(tc, crafted_rules);
+  tcase_add_test(tc, no_ntlm);
   tcase_add_test(tc, ambiguous_roles);
   suite_add_tcase(s, tc);
   /* tshark over the whole catalogue, the third-party proxies (Squid takes

@@ -29,6 +29,7 @@
 #include "common/kb_buf.h"
 #include "common/kb_env.h"
 #include "kbt.h"
+#include "rc.h"
 
 /* 2009-03-17T16:26:24Z, the Date of the support case's response. */
 #define SEED_MS KBT_CASE_MS
@@ -136,95 +137,18 @@ static int64_t test_now(void *ctx, const char *who)
   return atomic_load(&clock_ms);
 }
 
-#define MAX_EVENTS 2048
-
-struct rec_event {
-  enum kb_trace_kind kind;
-  uint64_t conn;
-  char origin[16];
-  enum kb_hop hop;
-  enum kb_side side;
-  char method[16];
-  char path[64];
-  enum kb_auth req_auth;
-  size_t req_body_len;
-  int status;
-  size_t resp_body_len;
-};
-
-struct recorder {
-  pthread_mutex_t lock;
-  struct rec_event ev[MAX_EVENTS];
-  size_t n;
-};
-
-static struct recorder rec = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0};
-
-/* Records ev; called from the backend's threads. */
-static void rec_emit(void *ctx, const struct kb_trace_event *ev)
-{
-  struct recorder *r = ctx;
-
-  pthread_mutex_lock(&r->lock);
-  if(r->n < MAX_EVENTS) {
-    struct rec_event *e = &r->ev[r->n++];
-
-    memset(e, 0, sizeof(*e));
-    e->kind = ev->kind;
-    e->conn = ev->conn;
-    e->hop = ev->hop;
-    e->side = ev->side;
-    snprintf(e->origin, sizeof(e->origin), "%s", ev->origin);
-    if(ev->exchange) {
-      snprintf(e->method, sizeof(e->method), "%s", ev->exchange->method);
-      snprintf(e->path, sizeof(e->path), "%s", ev->exchange->path);
-      e->req_auth = ev->exchange->req_auth;
-      e->req_body_len = ev->exchange->req_body_len;
-      e->status = ev->exchange->status;
-      e->resp_body_len = ev->exchange->resp_body_len;
-    }
-  }
-  pthread_mutex_unlock(&r->lock);
-}
-
-/* Returns how many events of kind were recorded. */
-static size_t rec_count(enum kb_trace_kind kind)
-{
-  size_t i;
-  size_t n = 0;
-
-  pthread_mutex_lock(&rec.lock);
-  for(i = 0; i < rec.n; i++) {
-    n += rec.ev[i].kind == kind;
-  }
-  pthread_mutex_unlock(&rec.lock);
-  return n;
-}
-
-/* Copies the index-th event of kind into *out; false when there is none. */
-static bool rec_get(enum kb_trace_kind kind, size_t index,
-                    struct rec_event *out)
-{
-  size_t i;
-  bool found = false;
-
-  pthread_mutex_lock(&rec.lock);
-  for(i = 0; i < rec.n && !found; i++) {
-    if(rec.ev[i].kind == kind && index-- == 0) {
-      *out = rec.ev[i];
-      found = true;
-    }
-  }
-  pthread_mutex_unlock(&rec.lock);
-  return found;
-}
+/* Every event the backend emits (tests/kbt.h), one recording per test. */
+static struct kbt_trace trace;
 
 static void setup(void)
 {
-  pthread_mutex_lock(&rec.lock);
-  rec.n = 0;
-  pthread_mutex_unlock(&rec.lock);
+  kbt_trace_init(&trace, false, "T_BACKEND_TRACE");
   atomic_store(&clock_ms, SEED_MS);
+}
+
+static void teardown(void)
+{
+  kbt_trace_free(&trace);
 }
 
 /* Starts a backend on 127.0.0.1:0 with the test clock and recorder. */
@@ -239,8 +163,7 @@ static struct backend *start_backend(size_t max_body, const char *ews_url)
   cfg.ews_url = ews_url;
   cfg.max_body = max_body;
   cfg.clock.now_ms = test_now;
-  cfg.trace.emit = rec_emit;
-  cfg.trace.ctx = &rec;
+  cfg.trace = kbt_trace_sink(&trace);
   ck_assert_msg(backend_start(&cfg, &b, err, sizeof(err)) == 0,
                 "backend_start: %s", err);
   ck_assert_ptr_nonnull(b);
@@ -366,23 +289,13 @@ static void post(uint16_t port, const char *path, const char *body,
 static const char *header(const struct resp *r, const char *name, char *out,
                           size_t outlen)
 {
-  const char *line = r->head.data;
-  size_t namelen = strlen(name);
+  const char *at = NULL, *v;
+  size_t len;
 
-  while(line && *line) {
-    const char *eol = strstr(line, "\r\n");
-    if(!eol) {
-      break;
-    }
-    if(!strncasecmp(line, name, namelen) && line[namelen] == ':') {
-      const char *v = line + namelen + 1;
-      v += strspn(v, " ");
-      snprintf(out, outlen, "%.*s", (int)(eol - v), v);
-      return out;
-    }
-    line = eol + 2;
-  }
-  return NULL;
+  if(!r->head.data || !rc_next_header(r->head.data, name, &at, &v, &len))
+    return NULL;
+  snprintf(out, outlen, "%.*s", (int)len, v);
+  return out;
 }
 
 /* ---- XML assertions --------------------------------------------------- */
@@ -490,7 +403,7 @@ START_TEST(empty_post_is_seed_fault)
 {
   struct backend *b = start_backend(0, NULL);
   struct resp r;
-  struct rec_event ev;
+  struct kbt_event ev;
 
   ck_assert_uint_eq(strlen(seed_response_body), 479);
   resp_init(&r);
@@ -501,21 +414,21 @@ START_TEST(empty_post_is_seed_fault)
   ck_assert_str_eq(r.body.data, seed_response_body);
   assert_stats(b, 1, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0);
 
-  ck_assert_uint_eq(rec_count(KB_TRACE_OPEN), 1);
-  ck_assert_uint_eq(rec_count(KB_TRACE_EXCHANGE), 1);
-  ck_assert(rec_get(KB_TRACE_EXCHANGE, 0, &ev));
+  ck_assert_uint_eq(kbt_count_from(&trace, KB_TRACE_OPEN, NULL), 1);
+  ck_assert_uint_eq(kbt_count_from(&trace, KB_TRACE_EXCHANGE, NULL), 1);
+  ck_assert(kbt_get(&trace, KB_TRACE_EXCHANGE, 0, &ev));
   ck_assert_str_eq(ev.origin, "backend");
   ck_assert_int_eq(ev.hop, KB_HOP_PROXY_BACKEND);
   ck_assert_int_eq(ev.side, KB_SIDE_SERVER);
   ck_assert_uint_eq(ev.conn, 1);
   ck_assert_str_eq(ev.method, "POST");
   ck_assert_str_eq(ev.path, EWS);
-  ck_assert_int_eq(ev.req_auth, KB_AUTH_NTLM_NEGOTIATE);
-  ck_assert_uint_eq(ev.req_body_len, 0);
-  ck_assert_int_eq(ev.status, 500);
-  ck_assert_uint_eq(ev.resp_body_len, 479);
+  ck_assert_int_eq(ev.ex.req_auth, KB_AUTH_NTLM_NEGOTIATE);
+  ck_assert_uint_eq(ev.ex.req_body_len, 0);
+  ck_assert_int_eq(ev.ex.status, 500);
+  ck_assert_uint_eq(ev.ex.resp_body_len, 479);
   backend_stop(b);
-  ck_assert_uint_eq(rec_count(KB_TRACE_CLOSE), 1);
+  ck_assert_uint_eq(kbt_count_from(&trace, KB_TRACE_CLOSE, NULL), 1);
   resp_free(&r);
 }
 END_TEST
@@ -913,7 +826,7 @@ START_TEST(body_over_cap_is_413)
   CURL *curl = curl_easy_init();
   char *big = malloc(2049);
   struct resp r;
-  struct rec_event ev;
+  struct kbt_event ev;
 
   ck_assert_ptr_nonnull(curl);
   ck_assert_ptr_nonnull(big);
@@ -942,12 +855,13 @@ START_TEST(body_over_cap_is_413)
   ck_assert_int_eq(r.status, 500);
   resp_free(&r);
 
-  ck_assert(rec_get(KB_TRACE_EXCHANGE, 1, &ev));
-  ck_assert_int_eq(ev.status, 413);
-  ck_assert_uint_eq(ev.req_body_len, 5000);
+  ck_assert(kbt_get(&trace, KB_TRACE_EXCHANGE, 1, &ev));
+  ck_assert_int_eq(ev.ex.status, 413);
+  ck_assert_uint_eq(ev.ex.req_body_len, 5000);
   curl_easy_cleanup(curl);
   free(big);
-  assert_stats(b, rec_count(KB_TRACE_OPEN), 3, 2, 0, 0, 0, 1, 0, 0, 0, 2);
+  assert_stats(b, kbt_count_from(&trace, KB_TRACE_OPEN, NULL), 3, 2, 0, 0, 0, 1,
+               0, 0, 0, 2);
   backend_stop(b);
 }
 END_TEST
@@ -980,7 +894,7 @@ START_TEST(keepalive_one_connection)
   struct backend *b = start_backend(0, NULL);
   CURL *curl = curl_easy_init();
   struct resp r;
-  struct rec_event ev;
+  struct kbt_event ev;
   int i;
 
   ck_assert_ptr_nonnull(curl);
@@ -995,14 +909,14 @@ START_TEST(keepalive_one_connection)
     resp_free(&r);
   }
   assert_stats(b, 1, 6, 6, 3, 3, 0, 3, 0, 0, 0, 0);
-  ck_assert_uint_eq(rec_count(KB_TRACE_OPEN), 1);
+  ck_assert_uint_eq(kbt_count_from(&trace, KB_TRACE_OPEN, NULL), 1);
   for(i = 0; i < 6; i++) {
-    ck_assert(rec_get(KB_TRACE_EXCHANGE, (size_t)i, &ev));
+    ck_assert(kbt_get(&trace, KB_TRACE_EXCHANGE, (size_t)i, &ev));
     ck_assert_uint_eq(ev.conn, 1);
   }
   /* Stopping with the connection still open closes it. */
   backend_stop(b);
-  ck_assert_uint_eq(rec_count(KB_TRACE_CLOSE), 1);
+  ck_assert_uint_eq(kbt_count_from(&trace, KB_TRACE_CLOSE, NULL), 1);
   curl_easy_cleanup(curl);
 }
 END_TEST
@@ -1067,10 +981,11 @@ START_TEST(concurrent_clients_consistent_counts)
   assert_stats(b, CLIENTS, CLIENTS * PER_CLIENT, CLIENTS * PER_CLIENT,
                CLIENTS * PER_CLIENT / 2, CLIENTS * PER_CLIENT / 2, 0,
                CLIENTS * PER_CLIENT / 2, 0, 0, 0, 0);
-  ck_assert_uint_eq(rec_count(KB_TRACE_OPEN), CLIENTS);
-  ck_assert_uint_eq(rec_count(KB_TRACE_EXCHANGE), CLIENTS * PER_CLIENT);
+  ck_assert_uint_eq(kbt_count_from(&trace, KB_TRACE_OPEN, NULL), CLIENTS);
+  ck_assert_uint_eq(kbt_count_from(&trace, KB_TRACE_EXCHANGE, NULL),
+                    CLIENTS * PER_CLIENT);
   backend_stop(b);
-  ck_assert_uint_eq(rec_count(KB_TRACE_CLOSE), CLIENTS);
+  ck_assert_uint_eq(kbt_count_from(&trace, KB_TRACE_CLOSE, NULL), CLIENTS);
 }
 END_TEST
 
@@ -1099,7 +1014,7 @@ START_TEST(trace_classifies_authorization)
       {"Authorization: Basic dXNlcjpwYXNzd29yZA==", KB_AUTH_OTHER},
   };
   struct backend *b = start_backend(0, NULL);
-  struct rec_event ev;
+  struct kbt_event ev;
   size_t i;
 
   for(i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -1110,9 +1025,9 @@ START_TEST(trace_classifies_authorization)
     post(backend_port(b), EWS, NULL, headers, &r);
     ck_assert_int_eq(r.status, 500);
     resp_free(&r);
-    ck_assert(rec_get(KB_TRACE_EXCHANGE, i, &ev));
-    ck_assert_msg(ev.req_auth == cases[i].auth, "case %zu: %s, want %s", i,
-                  kb_auth_name(ev.req_auth), kb_auth_name(cases[i].auth));
+    ck_assert(kbt_get(&trace, KB_TRACE_EXCHANGE, i, &ev));
+    ck_assert_msg(ev.ex.req_auth == cases[i].auth, "case %zu: %s, want %s", i,
+                  kb_auth_name(ev.ex.req_auth), kb_auth_name(cases[i].auth));
   }
   backend_stop(b);
 }
@@ -1165,8 +1080,8 @@ START_TEST(stop_with_connections_open)
                    (ssize_t)strlen(partial));
   assert_stats(b, 2, 2, 2, 2, 0, 0, 2, 0, 0, 0, 0);
   backend_stop(b);
-  ck_assert_uint_eq(rec_count(KB_TRACE_OPEN), 2);
-  ck_assert_uint_eq(rec_count(KB_TRACE_CLOSE), 2);
+  ck_assert_uint_eq(kbt_count_from(&trace, KB_TRACE_OPEN, NULL), 2);
+  ck_assert_uint_eq(kbt_count_from(&trace, KB_TRACE_CLOSE, NULL), 2);
   for(i = 0; i < 2; i++) {
     close(fds[i]);
   }
@@ -1205,7 +1120,7 @@ static Suite *backend_suite(void)
   Suite *s = suite_create("backend");
   TCase *tc = tcase_create("backend");
 
-  tcase_add_checked_fixture(tc, setup, NULL);
+  tcase_add_checked_fixture(tc, setup, teardown);
   tcase_set_timeout(tc, 30);
   tcase_add_test(tc, empty_post_is_seed_fault);
   tcase_add_test(tc, raw_bytes_http10_keepalive);

@@ -262,34 +262,6 @@ END_TEST
 
 /* ---- the conventions of a mature CLI --------------------------------- */
 
-/* Runs kbsim with the arguments args (NULL-terminated). */
-static void kbsim_args(struct proc_out *p, const char *const *args)
-{
-  char *argv[16] = {KBSIM_BIN};
-  int n = 1;
-
-  while(args[n - 1] && n < 15) {
-    argv[n] = (char *)args[n - 1];
-    n++;
-  }
-  proc_run(argv, p);
-}
-
-/* KBSIM(&p, "run", "--seed", "3"): kbsim with those arguments. */
-#define KBSIM(p, ...) kbsim_args((p), (const char *const[]){__VA_ARGS__, NULL})
-
-/* Returns how often needle occurs in hay. */
-static int count_of(const char *hay, const char *needle)
-{
-  int n = 0;
-
-  while((hay = strstr(hay, needle)) != NULL) {
-    n++;
-    hay += strlen(needle);
-  }
-  return n;
-}
-
 /* Runs a program and returns its first line of output (static buffer). */
 static const char *first_line(char *const argv[])
 {
@@ -317,7 +289,7 @@ START_TEST(version_names_libraries)
   char want[300];
   size_t i;
 
-  KBSIM(&p, "--version");
+  PROC_KBSIM(&p, "--version");
   ck_assert_int_eq(p.status, 0);
   ck_assert_str_eq(p.err.data, "");
   snprintf(want, sizeof(want), "kbsim %s (commit ", KBSIM_VERSION);
@@ -330,22 +302,35 @@ START_TEST(version_names_libraries)
     ck_assert_msg(strlen(head) == 12 && strstr(p.out.data, head),
                   "commit %s not in %s", head, p.out.data);
   }
-  for(i = 0; i < sizeof(libs) / sizeof(libs[0]); i++) {
-    char *pc[] = {"/usr/bin/pkg-config", "--modversion", (char *)libs[i][1],
-                  NULL};
-    char ver[128];
-    const char *line2 = strchr(p.out.data, '\n');
+  {
+    /* pkg-config prints one version a line, in the order asked. */
+    char *pc[] = {"/usr/bin/pkg-config", "--modversion",     (char *)libs[0][1],
+                  (char *)libs[1][1],    (char *)libs[2][1], (char *)libs[3][1],
+                  (char *)libs[4][1],    (char *)libs[5][1], NULL};
+    struct proc_out v;
+    const char *at;
 
-    snprintf(ver, sizeof(ver), "%s", first_line(pc));
-    /* nettle reports major.minor only: 3.8 of 3.8.1. */
-    if(!strcmp(libs[i][0], "nettle"))
-      ver[strcspn(ver, ".") + 2] = '\0';
-    snprintf(want, sizeof(want), " %s %s", libs[i][0], ver);
-    ck_assert_msg(line2 && strstr(line2, want), "%s not in %s", want,
-                  p.out.data);
+    proc_run(pc, &v);
+    ck_assert_msg(v.status == 0, "pkg-config: %s", v.err.data);
+    at = v.out.data;
+    for(i = 0; i < sizeof(libs) / sizeof(libs[0]); i++) {
+      char ver[128];
+      const char *line2 = strchr(p.out.data, '\n');
+
+      snprintf(ver, sizeof(ver), "%.*s", (int)strcspn(at, "\n"), at);
+      at += strcspn(at, "\n");
+      at += *at == '\n';
+      /* nettle reports major.minor only: 3.8 of 3.8.1. */
+      if(!strcmp(libs[i][0], "nettle"))
+        ver[strcspn(ver, ".") + 2] = '\0';
+      snprintf(want, sizeof(want), " %s %s", libs[i][0], ver);
+      ck_assert_msg(line2 && strstr(line2, want), "%s not in %s", want,
+                    p.out.data);
+    }
+    proc_free(&v);
   }
   ck_assert_ptr_nonnull(strstr(p.out.data, ", libunistring "));
-  KBSIM(&q, "-V");
+  PROC_KBSIM(&q, "-V");
   ck_assert_str_eq(q.out.data, p.out.data);
   proc_free(&q);
   proc_free(&p);
@@ -362,14 +347,14 @@ START_TEST(help_for_every_command)
   char want[64];
   size_t i;
 
-  KBSIM(&all, "--help");
+  PROC_KBSIM(&all, "--help");
   ck_assert_int_eq(all.status, 0);
   for(i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
     snprintf(want, sizeof(want), "\n  %s ", cmds[i]);
     ck_assert_msg(strstr(all.out.data, want), "%s not listed", cmds[i]);
-    KBSIM(&a, cmds[i], "--help");
-    KBSIM(&b, cmds[i], "-h");
-    KBSIM(&c, "help", cmds[i]);
+    PROC_KBSIM(&a, cmds[i], "--help");
+    PROC_KBSIM(&b, cmds[i], "-h");
+    PROC_KBSIM(&c, "help", cmds[i]);
     ck_assert_msg(a.status == 0 && b.status == 0 && c.status == 0,
                   "%s: %d %d %d", cmds[i], a.status, b.status, c.status);
     snprintf(want, sizeof(want), "usage: kbsim %s ", cmds[i]);
@@ -382,7 +367,7 @@ START_TEST(help_for_every_command)
     proc_free(&b);
     proc_free(&c);
   }
-  KBSIM(&a, "help");
+  PROC_KBSIM(&a, "help");
   ck_assert_int_eq(a.status, 0);
   ck_assert_str_eq(a.out.data, all.out.data);
   proc_free(&a);
@@ -395,43 +380,43 @@ START_TEST(did_you_mean)
 {
   struct proc_out p;
 
-  KBSIM(&p, "runn");
+  PROC_KBSIM(&p, "runn");
   ck_assert_str_eq(p.err.data, "kbsim: unknown command 'runn'; did you mean "
                                "'run'?\nkbsim: try '" KBSIM_BIN " --help'\n");
   proc_free(&p);
-  KBSIM(&p, "run", "--polcy", "per-request");
+  PROC_KBSIM(&p, "run", "--polcy", "per-request");
   ck_assert_str_eq(p.err.data,
                    "kbsim run: unknown option '--polcy'; did you mean "
                    "'--policy'?\nkbsim: try '" KBSIM_BIN " run --help'\n");
   proc_free(&p);
-  KBSIM(&p, "run", "--polcy=per-request");
+  PROC_KBSIM(&p, "run", "--polcy=per-request");
   ck_assert_ptr_nonnull(strstr(p.err.data, "did you mean '--policy'?"));
   proc_free(&p);
-  KBSIM(&p, "run", "--p", "1");
+  PROC_KBSIM(&p, "run", "--p", "1");
   ck_assert_ptr_nonnull(strstr(p.err.data, "'--p' is ambiguous: --policy, "
                                            "--posts, --pcap\n"));
   proc_free(&p);
-  KBSIM(&p, "run", "bug", "--verbose=1");
+  PROC_KBSIM(&p, "run", "bug", "--verbose=1");
   ck_assert_ptr_nonnull(
       strstr(p.err.data, "kbsim run: option '--verbose' takes no value"));
   ck_assert_ptr_null(proc_usage_error(&p));
   proc_free(&p);
-  KBSIM(&p, "run", "--html");
+  PROC_KBSIM(&p, "run", "--html");
   ck_assert_ptr_nonnull(strstr(p.err.data, "--html needs a value (FILE)\n"));
   ck_assert_ptr_null(proc_usage_error(&p));
   proc_free(&p);
-  KBSIM(&p, "help", "sweeep");
+  PROC_KBSIM(&p, "help", "sweeep");
   ck_assert_ptr_nonnull(strstr(p.err.data, "did you mean 'sweep'?"));
   proc_free(&p);
-  KBSIM(&p, "ctl", "--admin", "127.0.0.1:9", "aply-fix");
+  PROC_KBSIM(&p, "ctl", "--admin", "127.0.0.1:9", "aply-fix");
   ck_assert_ptr_nonnull(strstr(p.err.data, "did you mean 'apply-fix'?"));
   ck_assert_int_eq(p.status, 2);
   proc_free(&p);
-  KBSIM(&p, "run", "bugg");
+  PROC_KBSIM(&p, "run", "bugg");
   ck_assert_int_eq(p.status, 2);
   ck_assert_ptr_nonnull(strstr(p.err.data, "scenario 'bugg' not found"));
   ck_assert_ptr_nonnull(strstr(p.err.data, "did you mean 'bug'?"));
-  ck_assert_int_eq(count_of(p.err.data, "\n"), 1);
+  ck_assert_int_eq(proc_count(p.err.data, "\n"), 1);
   proc_free(&p);
 }
 END_TEST
@@ -441,24 +426,24 @@ START_TEST(both_spellings)
 {
   struct proc_out a, b;
 
-  KBSIM(&a, "run", "--policy", "per-request", "--clients", "2", "--seed", "4",
-        "--expect", "clean");
-  KBSIM(&b, "run", "--policy=per-request", "--clients=2", "--seed=4",
-        "--expect=clean");
+  PROC_KBSIM(&a, "run", "--policy", "per-request", "--clients", "2", "--seed",
+             "4", "--expect", "clean");
+  PROC_KBSIM(&b, "run", "--policy=per-request", "--clients=2", "--seed=4",
+             "--expect=clean");
   ck_assert_int_eq(a.status, 0);
   ck_assert_int_eq(b.status, 0);
   ck_assert_str_eq(a.out.data, b.out.data);
   proc_free(&a);
   proc_free(&b);
-  KBSIM(&a, "demo", "--color", "always");
-  KBSIM(&b, "demo", "--color=always");
+  PROC_KBSIM(&a, "demo", "--color", "always");
+  PROC_KBSIM(&b, "demo", "--color=always");
   ck_assert_int_eq(a.status, 0);
   ck_assert_ptr_nonnull(strchr(a.out.data, '\033'));
   ck_assert_str_eq(a.out.data, b.out.data);
   proc_free(&a);
   proc_free(&b);
-  KBSIM(&a, "demo", "--color"); /* alone: always */
-  KBSIM(&b, "demo", "--color", "never");
+  PROC_KBSIM(&a, "demo", "--color"); /* alone: always */
+  PROC_KBSIM(&b, "demo", "--color", "never");
   ck_assert_ptr_nonnull(strchr(a.out.data, '\033'));
   ck_assert_ptr_null(strchr(b.out.data, '\033'));
   ck_assert_int_eq(b.status, 0);
@@ -518,10 +503,10 @@ START_TEST(output_wraps_at_spaces)
       else
         unsetenv("COLUMNS");
       if(j == 0)
-        KBSIM(&p, "demo");
+        PROC_KBSIM(&p, "demo");
       else
-        KBSIM(&p, "run", SCENARIOS_DIR "/bug.ini", SCENARIOS_DIR "/fix.ini",
-              "--verbose");
+        PROC_KBSIM(&p, "run", SCENARIOS_DIR "/bug.ini",
+                   SCENARIOS_DIR "/fix.ini", "--verbose");
       ck_assert_int_eq(p.status, 0);
       text[i] = collapse(p.out.data);
       if(i == 0)
@@ -561,13 +546,13 @@ START_TEST(plurals_and_fail_once)
   char dir[256], path[300];
   struct proc_out p;
 
-  KBSIM(&p, "run", "--policy", "per-request", "--posts", "1");
+  PROC_KBSIM(&p, "run", "--policy", "per-request", "--posts", "1");
   ck_assert_int_eq(p.status, 0);
   ck_assert_ptr_nonnull(strstr(p.out.data, ": 1 client, 2 POSTs, 2 ok"));
   ck_assert_ptr_nonnull(strstr(p.out.data, "0 of 1 user saw"));
   ck_assert_ptr_nonnull(strstr(p.out.data, "received 0 of 1 EWS POST empty"));
   proc_free(&p);
-  KBSIM(&p, "demo", "--posts", "1");
+  PROC_KBSIM(&p, "demo", "--posts", "1");
   ck_assert_int_eq(p.status, 0);
   ck_assert_ptr_nonnull(strstr(p.out.data, "autodiscover + 1 EWS POST,"));
   proc_free(&p);
@@ -575,14 +560,14 @@ START_TEST(plurals_and_fail_once)
   proc_tmpdir("kbsim-cli", dir, sizeof(dir));
   snprintf(path, sizeof(path), "%s/one.ini", dir);
   write_scenario(path, "one", "outcome = clean");
-  KBSIM(&p, "sweep", path, "--seeds", "5", "--jobs", "1");
+  PROC_KBSIM(&p, "sweep", path, "--seeds", "5", "--jobs", "1");
   ck_assert_int_eq(p.status, 0);
   ck_assert_ptr_nonnull(strstr(p.out.data, ": 1 run, 1 session, 1 job\n"));
   proc_free(&p);
-  KBSIM(&p, "run", path);
+  PROC_KBSIM(&p, "run", path);
   ck_assert_int_eq(p.status, 1);
   ck_assert_msg(!strncmp(p.out.data, "FAIL one (", 10), "%s", p.out.data);
-  ck_assert_int_eq(count_of(p.out.data, "expected clean, got error"), 1);
+  ck_assert_int_eq(proc_count(p.out.data, "expected clean, got error"), 1);
   ck_assert_ptr_nonnull(strstr(p.out.data, "1 of 1 user saw"));
   proc_free(&p);
   proc_rmdir(dir);
@@ -605,7 +590,7 @@ START_TEST(scenario_search_path)
   ck_assert_int_eq(chdir(dir), 0);
   unsetenv("KBSIM_SCENARIOS");
 
-  KBSIM(&p, "run", "bug", "fix"); /* the catalogue */
+  PROC_KBSIM(&p, "run", "bug", "fix"); /* the catalogue */
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
   ck_assert_ptr_nonnull(strstr(p.out.data, "PASS bug ("));
   ck_assert_ptr_nonnull(strstr(p.out.data, "/share/kbsim/scenarios/bug.ini)"));
@@ -613,7 +598,7 @@ START_TEST(scenario_search_path)
   proc_free(&p);
 
   write_scenario("bug.ini", "local", "outcome = error"); /* ./bug.ini wins */
-  KBSIM(&p, "run", "bug");
+  PROC_KBSIM(&p, "run", "bug");
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
   ck_assert_ptr_nonnull(strstr(p.out.data, "PASS local (./bug.ini)"));
   proc_free(&p);
@@ -622,12 +607,12 @@ START_TEST(scenario_search_path)
   ck_assert_int_eq(mkdir(sub, 0700), 0);
   snprintf(path, sizeof(path), "%s/mine.ini", sub);
   write_scenario(path, "mine", "outcome = error");
-  KBSIM(&p, "run", "mine");
+  PROC_KBSIM(&p, "run", "mine");
   ck_assert_int_eq(p.status, 2);
   proc_free(&p);
   snprintf(path, sizeof(path), "/nonexistent:%s", sub);
   setenv("KBSIM_SCENARIOS", path, 1);
-  KBSIM(&p, "run", "mine");
+  PROC_KBSIM(&p, "run", "mine");
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
   ck_assert_ptr_nonnull(strstr(p.out.data, "PASS mine ("));
   proc_free(&p);
@@ -643,7 +628,7 @@ START_TEST(scenario_search_path)
     strcat(longdir, "/");
   ck_assert_uint_eq(strlen(longdir) + strlen("/fi"), PATH_MAX - 1);
   setenv("KBSIM_SCENARIOS", longdir, 1);
-  KBSIM(&p, "run", "fix");
+  PROC_KBSIM(&p, "run", "fix");
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
   ck_assert_msg(strstr(p.out.data, "PASS fix ("), "%s", p.out.data);
   ck_assert_ptr_null(strstr(p.out.data, "cut"));
@@ -654,7 +639,7 @@ START_TEST(scenario_search_path)
 
   d = opendir(SCENARIOS_DIR);
   ck_assert_ptr_nonnull(d);
-  KBSIM(&p, "list");
+  PROC_KBSIM(&p, "list");
   ck_assert_int_eq(p.status, 0);
   snprintf(listed, sizeof(listed), "\n%s", p.out.data);
   while((e = readdir(d)) != NULL) {
@@ -667,11 +652,11 @@ START_TEST(scenario_search_path)
     ck_assert_msg(strstr(listed, want), "%s not listed", e->d_name);
   }
   closedir(d);
-  ck_assert_int_eq(count_of(p.out.data, " error "), 7);
-  ck_assert_int_eq(count_of(p.out.data, " clean "), 6);
+  ck_assert_int_eq(proc_count(p.out.data, " error "), 7);
+  ck_assert_int_eq(proc_count(p.out.data, " clean "), 6);
   proc_free(&p);
-  KBSIM(&p, "list", "--names");
-  ck_assert_int_eq(count_of(p.out.data, "\n"), files);
+  PROC_KBSIM(&p, "list", "--names");
+  ck_assert_int_eq(proc_count(p.out.data, "\n"), files);
   ck_assert_ptr_nonnull(strstr(p.out.data, "\nbug\n"));
   proc_free(&p);
 }
@@ -724,7 +709,7 @@ START_TEST(serve_urls_and_hints)
   forms[2] = lhost;
   forms[3] = lurl;
   for(i = 0; i < 4; i++) {
-    KBSIM(&p, "ctl", "--admin", forms[i], "status");
+    PROC_KBSIM(&p, "ctl", "--admin", forms[i], "status");
     ck_assert_msg(p.status == 0, "--admin %s: %s", forms[i], p.err.data);
     ck_assert_ptr_nonnull(strstr(p.out.data, "ISA02"));
     proc_free(&p);
@@ -754,12 +739,11 @@ START_TEST(serve_urls_and_hints)
 }
 END_TEST
 
-int main(void)
+/* The program's own runs and errors. */
+static Suite *cli_kbsim_suite(void)
 {
-  proc_whole_lines();
-  Suite *s = suite_create("cli");
+  Suite *s = suite_create("kbsim");
   TCase *tc = tcase_create("kbsim");
-  int failed;
 
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, demo_shows_bug_and_fix);
@@ -769,10 +753,29 @@ int main(void)
   tcase_add_test(tc, credentials_never_on_the_command_line);
   tcase_add_test(tc, descriptor_limit_refused_up_front);
   suite_add_tcase(s, tc);
-  tc = tcase_create("conventions");
+  return s;
+}
+
+/* The conventions of a mature CLI: its version and help. */
+static Suite *cli_help_suite(void)
+{
+  Suite *s = suite_create("help");
+  TCase *tc = tcase_create("help");
+
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, version_names_libraries);
   tcase_add_test(tc, help_for_every_command);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+/* The conventions of a mature CLI: what it does with what it is given. */
+static Suite *cli_conventions_suite(void)
+{
+  Suite *s = suite_create("conventions");
+  TCase *tc = tcase_create("conventions");
+
+  tcase_set_timeout(tc, 60);
   tcase_add_test(tc, did_you_mean);
   tcase_add_test(tc, both_spellings);
   tcase_add_test(tc, output_wraps_at_spaces);
@@ -780,6 +783,15 @@ int main(void)
   tcase_add_test(tc, scenario_search_path);
   tcase_add_test(tc, serve_urls_and_hints);
   suite_add_tcase(s, tc);
-  failed = kbt_run(s);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return s;
+}
+
+/* Three suites, so that make check runs them side by side. */
+int main(void)
+{
+  static Suite *(*const suites[])(void) = {cli_kbsim_suite, cli_help_suite,
+                                           cli_conventions_suite, NULL};
+
+  proc_whole_lines();
+  return kbt_run_list(suites) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

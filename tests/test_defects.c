@@ -940,7 +940,8 @@ START_TEST(serve_refuses_contradictions)
     argv[n] = NULL;
     proc_run(argv, &p);
     bad = proc_usage_error(&p);
-    ck_assert_msg(!bad, "case %zu: %s", i, bad);
+    ck_assert_msg(!bad, "case %zu: %s (exit %d): %.500s", i, bad, p.status,
+                  p.err.data);
     ck_assert_msg(strstr(p.err.data, cases[i].says), "case %zu: %s", i,
                   p.err.data);
     proc_free(&p);

@@ -18,39 +18,27 @@
 
 #define MAX_ARGS 32
 
+/* The running test's scratch directory. */
 static char tmpdir[256];
 
-static void make_tmpdir(void)
-{
-  proc_tmpdir("kbsim-evidence", tmpdir, sizeof(tmpdir));
-}
-
-static void remove_tmpdir(void)
-{
-  proc_rmdir(tmpdir);
-}
-
-/* Runs "kbsim run <words of args> <extra...>" and expects exit 0 or 1. */
+/* Runs "kbsim run <words of args> <extra...>" and expects exit 0. */
 static void kbsim_run(const char *args, const char *const *extra)
 {
   char copy[512];
-  char *argv[MAX_ARGS];
+  const char *argv[MAX_ARGS];
   int argc = 0;
   char *save = NULL, *w;
   struct proc_out p;
 
   snprintf(copy, sizeof(copy), "%s", args);
-  argv[argc++] = KBSIM_BIN;
   argv[argc++] = "run";
   for(w = strtok_r(copy, " ", &save); w && argc < MAX_ARGS - 8;
       w = strtok_r(NULL, " ", &save))
     argv[argc++] = w;
   while(extra && *extra)
-    argv[argc++] = (char *)*extra++;
+    argv[argc++] = *extra++;
   argv[argc] = NULL;
-  proc_run(argv, &p);
-  ck_assert_msg(p.status == 0, "kbsim run %s exited %d: %s", args, p.status,
-                p.err.data);
+  proc_kbsim_exits(&p, argv, 0);
   proc_free(&p);
 }
 
@@ -81,7 +69,7 @@ START_TEST(golden_transcripts)
   char line[512];
   int ncases = 0;
 
-  make_tmpdir();
+  proc_tmpdir("kbsim-evidence", tmpdir, sizeof(tmpdir));
   snprintf(cases_path, sizeof(cases_path), "%s/golden/CASES", TESTS_DIR);
   cases = fopen(cases_path, "r");
   ck_assert_ptr_nonnull(cases);
@@ -115,7 +103,7 @@ START_TEST(golden_transcripts)
   }
   fclose(cases);
   ck_assert_int_ge(ncases, 2);
-  remove_tmpdir();
+  proc_rmdir(tmpdir);
 }
 END_TEST
 
@@ -127,7 +115,7 @@ START_TEST(same_seed_same_files)
   size_t len[2][3];
   int run, k;
 
-  make_tmpdir();
+  proc_tmpdir("kbsim-evidence", tmpdir, sizeof(tmpdir));
   for(run = 0; run < 2; run++) {
     const char *extra[7];
     snprintf(path[run][0], 512, "%s/%d.txt", tmpdir, run);
@@ -166,7 +154,7 @@ START_TEST(same_seed_same_files)
     free(data[0][k]);
     free(data[1][k]);
   }
-  remove_tmpdir();
+  proc_rmdir(tmpdir);
 }
 END_TEST
 
@@ -178,7 +166,7 @@ START_TEST(different_seed_different_tokens)
   char *da, *db;
   size_t la, lb;
 
-  make_tmpdir();
+  proc_tmpdir("kbsim-evidence", tmpdir, sizeof(tmpdir));
   snprintf(a, sizeof(a), "%s/a.txt", tmpdir);
   snprintf(b, sizeof(b), "%s/b.txt", tmpdir);
   kbsim_run("--policy per-request --seed 1", ea);
@@ -190,21 +178,9 @@ START_TEST(different_seed_different_tokens)
   ck_assert_int_ne(memcmp(da, db, la), 0);
   free(da);
   free(db);
-  remove_tmpdir();
+  proc_rmdir(tmpdir);
 }
 END_TEST
-
-/* Counts the occurrences of needle in s. */
-static int count_substr(const char *s, const char *needle)
-{
-  int n = 0;
-
-  while((s = strstr(s, needle)) != NULL) {
-    n++;
-    s += strlen(needle);
-  }
-  return n;
-}
 
 START_TEST(tshark_decodes_pcap)
 {
@@ -214,7 +190,7 @@ START_TEST(tshark_decodes_pcap)
 
   if(!proc_have("/usr/bin/tshark"))
     return; /* skipped; main says so */
-  make_tmpdir();
+  proc_tmpdir("kbsim-evidence", tmpdir, sizeof(tmpdir));
   snprintf(pcap, sizeof(pcap), "%s/bug.pcap", tmpdir);
   kbsim_run("--policy per-connection --clients 2 --posts 2 --seed 1", extra);
 
@@ -238,7 +214,7 @@ START_TEST(tshark_decodes_pcap)
           proc_count_lines(p.out.data, "2") + proc_count_lines(p.out.data, "3"),
       4);
   proc_free(&p);
-  remove_tmpdir();
+  proc_rmdir(tmpdir);
 }
 END_TEST
 
@@ -250,17 +226,17 @@ END_TEST
 START_TEST(tshark_judges_every_scenario)
 {
   struct dirent **list;
-  char *run[64], *judge[128];
+  const char *run[64];
+  char *judge[128];
   char pcap[512], txt[512], paths[64][2][512];
   int n, i, nrun = 0, njudge = 0, judged = 0;
   struct proc_out p;
 
   ck_assert_msg(access("/usr/bin/tshark", X_OK) == 0,
                 "tshark is missing: run scripts/setup to install it");
-  make_tmpdir();
+  proc_tmpdir("kbsim-evidence", tmpdir, sizeof(tmpdir));
   snprintf(pcap, sizeof(pcap), "%s/c.pcap", tmpdir);
   snprintf(txt, sizeof(txt), "%s/c.txt", tmpdir);
-  run[nrun++] = KBSIM_BIN;
   run[nrun++] = "run";
   judge[njudge++] = TESTS_DIR "/pcap-judge";
   n = scandir(SCENARIOS_DIR, &list, NULL, alphasort);
@@ -284,9 +260,7 @@ START_TEST(tshark_judges_every_scenario)
   run[nrun++] = "--transcript";
   run[nrun++] = txt;
   run[nrun] = NULL;
-  proc_run(run, &p);
-  ck_assert_msg(p.status == 0, "kbsim run exited %d: %s%s", p.status,
-                p.out.data, p.err.data);
+  proc_kbsim_exits(&p, run, 0);
   proc_free(&p);
   for(i = 0; i < judged; i++) {
     char *name = paths[i][1];
@@ -300,11 +274,11 @@ START_TEST(tshark_judges_every_scenario)
   judge[njudge] = NULL;
   proc_run(judge, &p);
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
-  ck_assert_int_eq(count_substr(p.out.data, " 0 failures\n"), judged);
+  ck_assert_int_eq(proc_count(p.out.data, " 0 failures\n"), judged);
   proc_free(&p);
   for(i = 1; i < njudge; i++)
     free(judge[i]);
-  remove_tmpdir();
+  proc_rmdir(tmpdir);
 }
 END_TEST
 
@@ -335,7 +309,7 @@ START_TEST(json_report_schema)
   json_t *root, *ex, *sessions, *summary, *v;
   size_t i, j, front = 0, back = 0;
 
-  make_tmpdir();
+  proc_tmpdir("kbsim-evidence", tmpdir, sizeof(tmpdir));
   snprintf(path, sizeof(path), "%s/bug.json", tmpdir);
   kbsim_run("--policy per-connection --clients 2 --posts 2 --seed 1", extra);
   root = json_load_file(path, 0, &jerr);
@@ -407,7 +381,7 @@ START_TEST(json_report_schema)
   ck_assert_int_eq(
       json_integer_value(get(summary, "backend_empty_posts", JSON_INTEGER)), 4);
   json_decref(root);
-  remove_tmpdir();
+  proc_rmdir(tmpdir);
 }
 END_TEST
 
@@ -531,28 +505,25 @@ START_TEST(basic_credentials_never_in_evidence)
   /* base64("FABRIKAM\\alice:Passw0rd!"), what the Basic header carries. */
   static const char b64[] = "RkFCUklLQU1cYWxpY2U6UGFzc3cwcmQh";
   char t[512], p[512], j[512];
-  const char *extra[] = {"--transcript", t, "--pcap", p, "--json", j, NULL};
+  const char *args[] = {"run",
+                        SCENARIOS_DIR "/basic-auth.ini",
+                        "--transcript",
+                        t,
+                        "--pcap",
+                        p,
+                        "--json",
+                        j,
+                        NULL};
   const char *files[3] = {t, p, j};
-  char *argv[] = {KBSIM_BIN, "run", SCENARIOS_DIR "/basic-auth.ini", NULL};
+  struct proc_out out;
   int k;
 
-  make_tmpdir();
+  proc_tmpdir("kbsim-evidence", tmpdir, sizeof(tmpdir));
   snprintf(t, sizeof(t), "%s/b.txt", tmpdir);
   snprintf(p, sizeof(p), "%s/b.pcap", tmpdir);
   snprintf(j, sizeof(j), "%s/b.json", tmpdir);
-  {
-    char *full[10];
-    struct proc_out out;
-    int n = 0;
-    for(k = 0; argv[k]; k++)
-      full[n++] = argv[k];
-    for(k = 0; extra[k]; k++)
-      full[n++] = (char *)extra[k];
-    full[n] = NULL;
-    proc_run(full, &out);
-    ck_assert_msg(out.status == 0, "%s%s", out.out.data, out.err.data);
-    proc_free(&out);
-  }
+  proc_kbsim_exits(&out, args, 0);
+  proc_free(&out);
   for(k = 0; k < 3; k++) {
     size_t len;
     char *data = proc_slurp(files[k], &len);
@@ -565,7 +536,7 @@ START_TEST(basic_credentials_never_in_evidence)
                     "the transcript lost the redacted header");
     free(data);
   }
-  remove_tmpdir();
+  proc_rmdir(tmpdir);
 }
 END_TEST
 
@@ -579,16 +550,17 @@ int main(void)
   tcase_add_test(tc, golden_transcripts);
   tcase_add_test(tc, same_seed_same_files);
   tcase_add_test(tc, different_seed_different_tokens);
-  tcase_add_test(tc, tshark_decodes_pcap);
   tcase_add_test(tc, json_report_schema);
   tcase_add_test(tc, wire_matches_support_case);
   tcase_add_test(tc, basic_credentials_never_in_evidence);
   suite_add_tcase(s, tc);
-  /* tests/pcap-judge over every catalogue scenario: tshark once per
-   * capture, the costliest check here. */
-  tc = tcase_create("catalogue");
+  /* What tshark reads: a capture, and tests/pcap-judge over every
+   * catalogue scenario (tshark once per capture), the costliest checks
+   * here. */
+  tc = tcase_create("tshark");
   tcase_set_timeout(tc, 60);
   tcase_set_tags(tc, KBT_SLOW);
+  tcase_add_test(tc, tshark_decodes_pcap);
   tcase_add_test(tc, tshark_judges_every_scenario);
   suite_add_tcase(s, tc);
   failed = kbt_run(s);

@@ -37,6 +37,8 @@ static const struct help_cmd help_cmds[] = {
     {"sweep", "fix --seeds 1..2", "--json " UNWRITABLE},
     {"client", "--url " NOWHERE " --user " ALICE, ""},
     {"probe", NOWHERE " --user " ALICE, ""},
+    /* Nothing listens on port 1: a session that gets that far exits 1. */
+    {"ctl", "--admin 127.0.0.1:1 --token 0123456789abcdef0123 session", ""},
 };
 
 /* One claim and how it is checked: run `kbsim ARGS` (split at spaces) and
@@ -99,6 +101,8 @@ struct help_default {
 };
 
 static const struct help_default help_defaults[] = {
+    {"probe", "(default 10)", "probe " NOWHERE " --user " ALICE,
+     "probe " NOWHERE " --user " ALICE " --timeout 10"},
     {"demo", "(default 1)", "demo --color=never",
      "demo --color=never --seed 1"},
     {"demo", "(default 2)", "demo --color=never",
@@ -134,9 +138,10 @@ static const struct help_where help_elsewhere[] = {
     {"merge", "3 when a seed could not run",
      "test_ci: shards_merge_to_one_run"},
     {"merge", "(default: standard output)", "test_ci: shards_merge_to_one_run"},
-    {"serve", "(default 127.0.0.1:0)", "test_live: serve_start's banner"},
+    {"serve", "(default 127.0.0.1:0)",
+     "test_live: trainer_flow (lv_serve_start reads the banner)"},
     {"serve", "(default 127.0.0.1:0 with SCENARIO)",
-     "test_live: serve_start's banner"},
+     "test_live: trainer_flow (lv_serve_start reads the banner)"},
     {"serve", "(default integrated)",
      "test_probe: test_readme_recipe_probes_serve"},
     {"client", "(default communicator)",
@@ -152,6 +157,7 @@ static const struct help_where help_elsewhere[] = {
      "Integration Error",
      "test_live: client_and_serve_record_a_session"},
     {"probe", "(default 3)", "test_probe: test_isa_per_connection"},
+    {"ctl", "(default 1)", "test_console: sessions_run_inside_serve"},
     {"probe", "(default autodiscover.fabrikam.com)",
      "test_probe: test_isa_per_connection"},
 };
@@ -272,8 +278,9 @@ START_TEST(help_ranges_hold)
     total += n;
     free(help);
   }
-  /* demo, run x2, sweep, client, probe: --posts, --clients, --jobs. */
-  ck_assert_uint_eq(total, 6);
+  /* demo, run x2, sweep, client, probe x2: --posts, --clients, --jobs,
+   * --timeout; ctl: --count. */
+  ck_assert_uint_eq(total, 8);
 }
 END_TEST
 
@@ -385,19 +392,57 @@ START_TEST(help_claims_are_all_checked)
 }
 END_TEST
 
+/* Each claim checked elsewhere names a test that exists: "test_X: NAME"
+ * is a test (or the helper it names) in tests/test_X.c or its parts. */
+START_TEST(help_elsewhere_names_real_tests)
+{
+  size_t i;
+
+  for(i = 0; i < sizeof(help_elsewhere) / sizeof(help_elsewhere[0]); i++) {
+    const char *where = help_elsewhere[i].where;
+    const char *colon = strstr(where, ": ");
+    char include[64], name[64];
+    struct proc_out p;
+
+    ck_assert_ptr_nonnull(colon);
+    snprintf(include, sizeof(include), "%.*s*.c", (int)(colon - where), where);
+    snprintf(name, sizeof(name), "%.*s", (int)strcspn(colon + 2, " '"),
+             colon + 2);
+    {
+      char *const argv[] = {"/usr/bin/grep", "-rqw", "--include",
+                            include,         "--",   name,
+                            TESTS_DIR,       NULL};
+      proc_run(argv, &p);
+    }
+    ck_assert_msg(p.status == 0, "%s --help '%s': no %s in tests/%s",
+                  help_elsewhere[i].command, help_elsewhere[i].claim, name,
+                  include);
+    proc_free(&p);
+  }
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("help");
   TCase *tc = tcase_create("help");
+  TCase *slow;
   int failed;
 
   proc_whole_lines();
   tcase_set_timeout(tc, 60);
-  tcase_add_test(tc, help_ranges_hold);
   tcase_add_test(tc, help_claims_hold);
   tcase_add_test(tc, help_claims_are_all_checked);
-  tcase_add_test(tc, help_defaults_hold);
+  tcase_add_test(tc, help_elsewhere_names_real_tests);
   suite_add_tcase(s, tc);
+  /* Every range at both ends and each default compared: about a hundred runs of
+   * kbsim. */
+  slow = tcase_create("slow");
+  tcase_set_timeout(slow, 60);
+  tcase_set_tags(slow, KBT_SLOW);
+  tcase_add_test(slow, help_ranges_hold);
+  tcase_add_test(slow, help_defaults_hold);
+  suite_add_tcase(s, slow);
   failed = kbt_run(s);
   return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

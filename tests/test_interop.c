@@ -17,8 +17,10 @@
  *    ntlm_client_authenticate_ex) for NTLMv2 with and without a MIC,
  *    NTLMv1 and NTLMv1-ESS, for an ASCII and a non-ASCII account.
  */
+#define _GNU_SOURCE /* pipe2 */
 #include <check.h>
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <spawn.h>
 #include <stdbool.h>
@@ -66,8 +68,10 @@ static void helper_start(struct helper *h, char *const argv[])
   posix_spawn_file_actions_t fa;
   int in[2], out[2];
 
-  ck_assert_int_eq(pipe(in), 0);
-  ck_assert_int_eq(pipe(out), 0);
+  /* Close-on-exec: another helper started later must not hold this one's
+   * pipes open (it would never see its stdin end). */
+  ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+  ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, in[0], 0);
   posix_spawn_file_actions_adddup2(&fa, out[1], 1);
@@ -522,6 +526,11 @@ static char *kbsim_type3(const char *type2_b64, const struct ntlm_bytes *type1,
   return b64;
 }
 
+/* The acceptors the "acceptors" test case shares, each knowing its
+ * account (gss-ntlmssp's reads the user file, which holds both: one
+ * process serves both accounts). */
+static struct helper acceptors[2][NACCOUNTS];
+
 /* _i: stack * NKINDS * NACCOUNTS + kind * NACCOUNTS + account */
 START_TEST(test_stack_as_acceptor)
 {
@@ -529,11 +538,10 @@ START_TEST(test_stack_as_acceptor)
   const size_t k = (size_t)(_i / NACCOUNTS) % NKINDS;
   const size_t account = (size_t)_i % NACCOUNTS;
   const char *const passwords[] = {accounts[account].password, "Wr0ng!"};
-  struct helper a;
+  struct helper *a = &acceptors[s][account];
   size_t wrong;
 
-  /* One acceptor for both handshakes: "YR" starts a new one. */
-  stack_server(&a, s, account, accounts[account].password);
+  /* One acceptor for every handshake: "YR" starts a new one. */
   for(wrong = 0; wrong < 2; wrong++) {
     struct ntlm_bytes type1 = {0};
     char *header;
@@ -546,10 +554,10 @@ START_TEST(test_stack_as_acceptor)
         NTLM_OK);
     header = ntlm_header_format(NTLM_SCHEME_NTLM, type1.data, type1.len);
     snprintf(type2, sizeof(type2), "%s",
-             helper_expect(helper_say(&a, "YR", header + 5), "TT"));
+             helper_expect(helper_say(a, "YR", header + 5), "TT"));
     free(header);
     t3 = kbsim_type3(type2, &type1, k, account, passwords[wrong]);
-    verdict = helper_say(&a, "KK", t3);
+    verdict = helper_say(a, "KK", t3);
     if(!wrong)
       ck_assert_msg(!strncmp(verdict, "AF ", 3),
                     "%s refused kbsim's %s as %s: %s", stack_names[s],
@@ -561,7 +569,6 @@ START_TEST(test_stack_as_acceptor)
     free(t3);
     ntlm_bytes_free(&type1);
   }
-  helper_stop(&a);
 }
 END_TEST
 
@@ -661,6 +668,67 @@ START_TEST(test_chromium)
   }
   backend_stats(topo->backend, &bs);
   ck_assert_uint_eq(bs.bad_method, 1);
+  pthread_mutex_lock(&notes_lock);
+  ck_assert_msg(strstr(auth_notes, "authenticated as FABRIKAM\\alice"), "%s",
+                auth_notes);
+  pthread_mutex_unlock(&notes_lock);
+  sim_topology_stop(topo);
+  kb_users_free(users);
+}
+END_TEST
+
+/* ---- an OEM-only client: httpntlm's type 3 ---------------------------- */
+
+/* httpntlm 1.7.7 (npm, tests/interop/oem_client.js) negotiates OEM strings
+ * only and writes its type 3's strings in OEM, under a fixed flags word
+ * that says UNICODE: the listener reads them as the handshake agreed (as
+ * Samba does) and signs alice in; a wrong password is still refused. */
+START_TEST(test_oem_client)
+{
+  static const struct {
+    const char *password;
+    long status;
+  } rows[] = {{"Passw0rd!", 200}, {"Wr0ng!", 401}};
+  struct kb_users *users;
+  struct sim_topology *topo;
+  char url[256];
+  size_t i;
+
+  if(!proc_have("/usr/bin/node"))
+    return; /* skipped; main says so */
+  users = interop_users();
+  topo = interop_start(users, PROXY_POLICY_PER_REQUEST);
+  snprintf(url, sizeof(url), "%s/EWS/Exchange.asmx", topo->proxy_url);
+  for(i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+    char *argv[] = {"/usr/bin/env",
+                    "NODE_PATH=" NODE_MODULES,
+                    "/usr/bin/node",
+                    "--openssl-legacy-provider",
+                    TESTS_DIR "/interop/oem_client.js",
+                    url,
+                    T_DOMAIN,
+                    "alice",
+                    (char *)rows[i].password,
+                    TESTS_DIR "/data/oof-request.xml",
+                    NULL};
+    struct proc_out p;
+    unsigned t1, t2, t3;
+    long status;
+
+    proc_run(argv, &p);
+    ck_assert_msg(p.status == 0, "oem_client exited %d: %s%s", p.status,
+                  p.out.data, p.err.data);
+    ck_assert_int_eq(sscanf(p.out.data, "%ld type1 0x%x type2 0x%x type3 0x%x",
+                            &status, &t1, &t2, &t3),
+                     4);
+    ck_assert_int_eq(status, rows[i].status);
+    /* OEM alone asked for and agreed; the type 3's word says UNICODE. */
+    ck_assert_uint_eq(t1, NTLM_NEGOTIATE_NTLM | NTLM_NEGOTIATE_OEM);
+    ck_assert_uint_eq(t2 & NTLM_NEGOTIATE_UNICODE, 0);
+    ck_assert_uint_ne(t2 & NTLM_NEGOTIATE_OEM, 0);
+    ck_assert_uint_ne(t3 & NTLM_NEGOTIATE_UNICODE, 0);
+    proc_free(&p);
+  }
   pthread_mutex_lock(&notes_lock);
   ck_assert_msg(strstr(auth_notes, "authenticated as FABRIKAM\\alice"), "%s",
                 auth_notes);
@@ -780,6 +848,32 @@ static void interop_teardown(void)
   oof_body = NULL;
 }
 
+/* Once for the acceptors' test case (its tests do not interfere: "YR"
+ * starts each handshake afresh): the user file and one acceptor per stack
+ * and account, started once rather than per test. */
+static void acceptors_setup(void)
+{
+  size_t i;
+
+  interop_setup();
+  for(i = 0; i < NACCOUNTS; i++)
+    stack_server(&acceptors[STACK_SAMBA][i], STACK_SAMBA, i,
+                 accounts[i].password);
+  stack_server(&acceptors[STACK_GSS][0], STACK_GSS, 0, accounts[0].password);
+  for(i = 1; i < NACCOUNTS; i++)
+    acceptors[STACK_GSS][i] = acceptors[STACK_GSS][0];
+}
+
+static void acceptors_teardown(void)
+{
+  size_t i;
+
+  for(i = 0; i < NACCOUNTS; i++)
+    helper_stop(&acceptors[STACK_SAMBA][i]);
+  helper_stop(&acceptors[STACK_GSS][0]);
+  interop_teardown();
+}
+
 int main(void)
 {
   Suite *s = suite_create("interop");
@@ -787,14 +881,22 @@ int main(void)
   int failed;
 
   curl_global_init(CURL_GLOBAL_DEFAULT);
-  tc = tcase_create("clients");
+  /* The third-party stacks, Samba's and gss-ntlmssp: their cost, not
+   * kbsim's (tests/README.md's rule for the slow tag). */
+  tc = tcase_create("stacks");
   tcase_set_timeout(tc, 60);
+  tcase_set_tags(tc, KBT_SLOW);
   tcase_add_checked_fixture(tc, interop_setup, interop_teardown);
   tcase_add_loop_test(tc, test_stack_as_client, 0, (int)(2 * 2 * NACCOUNTS));
   tcase_add_loop_test(tc, test_stack_wrong_password, 0, 2);
+  tcase_add_test(tc, test_non_ascii_case);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("clients");
+  tcase_set_timeout(tc, 60);
+  tcase_add_checked_fixture(tc, interop_setup, interop_teardown);
   tcase_add_test(tc, test_curl_spellings);
   tcase_add_test(tc, test_curl_dns_domain);
-  tcase_add_test(tc, test_non_ascii_case);
   tcase_add_test(tc, test_kbsim_client_kinds);
   suite_add_tcase(s, tc);
 
@@ -805,15 +907,24 @@ int main(void)
   tcase_add_test(tc, test_chromium);
   suite_add_tcase(s, tc);
 
+  tc = tcase_create("node");
+  tcase_set_timeout(tc, 60);
+  tcase_set_tags(tc, KBT_SLOW);
+  tcase_add_checked_fixture(tc, interop_setup, interop_teardown);
+  tcase_add_test(tc, test_oem_client);
+  suite_add_tcase(s, tc);
   tc = tcase_create("acceptors");
   tcase_set_timeout(tc, 60);
-  tcase_add_checked_fixture(tc, interop_setup, interop_teardown);
+  tcase_set_tags(tc, KBT_SLOW);
+  tcase_add_unchecked_fixture(tc, acceptors_setup, acceptors_teardown);
   tcase_add_loop_test(tc, test_stack_as_acceptor, 0,
                       (int)(2 * NKINDS * NACCOUNTS));
   suite_add_tcase(s, tc);
 
   failed = kbt_run(s);
-  return proc_suite_exit(failed,
-                         proc_skip_unless("/usr/bin/chromium", "test_chromium",
-                                          "apt-get install chromium"));
+  return proc_suite_exit(
+      failed, proc_skip_unless("/usr/bin/chromium", "test_chromium",
+                               "apt-get install chromium") |
+                  proc_skip_unless("/usr/bin/node", "test_oem_client",
+                                   "apt-get install nodejs"));
 }

@@ -1,6 +1,7 @@
 /*
  * test_load.c - load and leaks: `kbsim run` with 500 concurrent
- * Communicator sessions comes out clean, and starting a topology, running
+ * Communicator sessions comes out clean (tagged slow: its cost is its
+ * scale), and starting a topology, running
  * 20 sessions and stopping it, five times in one process, leaves no file
  * descriptors, threads or heap behind.
  */
@@ -195,11 +196,16 @@ static Suite *load_suite(void)
 {
   Suite *s = suite_create("load");
   TCase *tc = tcase_create("load");
+  TCase *scale = tcase_create("scale");
 
   tcase_set_timeout(tc, 120);
-  tcase_add_test(tc, test_500_clients_clean);
   tcase_add_test(tc, test_no_growth_over_runs);
   suite_add_tcase(s, tc);
+  /* Its cost is its scale: 500 sessions at once. */
+  tcase_set_timeout(scale, 120);
+  tcase_set_tags(scale, KBT_SLOW);
+  tcase_add_test(scale, test_500_clients_clean);
+  suite_add_tcase(s, scale);
   return s;
 }
 

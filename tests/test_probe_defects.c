@@ -15,6 +15,7 @@
 #include <check.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,8 +66,14 @@ static void pd_serve_start(struct pd_serve *s, const char *a1, const char *a2)
   s->pid = proc_spawn(argv, &s->outfd, &s->errfd);
   port = proc_read_port(s->outfd, "ISA listener: http://127.0.0.1:");
   status = proc_read_port(s->outfd, "Status:       http://127.0.0.1:");
-  ck_assert_uint_gt(port, 0);
-  ck_assert_uint_gt(status, 0);
+  if(!port || !status) {
+    struct proc_out out;
+
+    kill(s->pid, SIGKILL);
+    proc_collect(s->pid, s->outfd, s->errfd, &out);
+    ck_abort_msg("serve %s %s printed no banner (exit %d): %.500s",
+                 a1 ? a1 : "", a2 ? a2 : "", out.status, out.err.data);
+  }
   snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%u/", port);
   snprintf(s->status, sizeof(s->status), "http://127.0.0.1:%u/kbsim/status",
            status);
@@ -92,7 +99,8 @@ struct pd_probe {
 
 /* Probes url with alice and bob, and Exchange's status when status is
  * not NULL, writing --json and --junit into a new directory. */
-static void pd_probe(const char *url, const char *status, struct pd_probe *p)
+static void pd_probe_for(const char *url, const char *status,
+                         const char *timeout, struct pd_probe *p)
 {
   char jarg[320], xarg[320];
   char *argv[16];
@@ -115,6 +123,10 @@ static void pd_probe(const char *url, const char *status, struct pd_probe *p)
     argv[n++] = "--exchange-status";
     argv[n++] = (char *)status;
   }
+  if(timeout) {
+    argv[n++] = "--timeout";
+    argv[n++] = (char *)timeout;
+  }
   argv[n++] = jarg;
   argv[n++] = xarg;
   argv[n] = NULL;
@@ -122,6 +134,12 @@ static void pd_probe(const char *url, const char *status, struct pd_probe *p)
   p->doc = json_load_file(p->json, 0, NULL);
   ck_assert_msg(p->doc != NULL, "no JSON report: exit %d\n%s%s", p->out.status,
                 p->out.out.data, p->out.err.data);
+}
+
+/* The probe with its default timeout (10 s per answer). */
+static void pd_probe(const char *url, const char *status, struct pd_probe *p)
+{
+  pd_probe_for(url, status, NULL, p);
 }
 
 static void pd_probe_free(struct pd_probe *p)
@@ -241,12 +259,14 @@ static int pd_ndefects(void)
 START_TEST(probe_names_each_defect)
 {
   const char *name = kb_defect_name(pd_defect(_i));
+  const bool hang = pd_defect(_i) == KB_DEFECT_EXPECT_HANG;
   struct pd_serve s;
   struct pd_probe p;
   char found[256];
 
   pd_serve_start(&s, "--defect", name);
-  pd_probe(s.url, s.status, &p);
+  /* A hang is called after --timeout: 2 s, not the default 10. */
+  pd_probe_for(s.url, s.status, hang ? "2" : NULL, &p);
   pd_serve_stop(&s);
   pd_defects(p.doc, found, sizeof(found));
   ck_assert_msg(p.out.status == 1 && !strcmp(found, name),
@@ -261,6 +281,9 @@ START_TEST(probe_names_each_defect)
     snprintf(want, sizeof(want), "Defects: %s\n", name);
     ck_assert_ptr_nonnull(strstr(p.out.out.data, want));
   }
+  if(hang)
+    ck_assert_msg(strstr(pd_line(p.doc, "expect-hang"), "an answer in 2 s"),
+                  "%s", pd_line(p.doc, "expect-hang"));
   /* Nowhere the misleading hint. */
   ck_assert_msg(!strstr(p.out.out.data, SPLIT_HINT), "%s", p.out.out.data);
   pd_probe_free(&p);
@@ -480,18 +503,24 @@ int main(void)
 {
   Suite *s = suite_create("probe_defects");
   TCase *t = tcase_create("defects");
+  TCase *slow;
   int failed;
 
   proc_whole_lines();
   tcase_set_timeout(t, 90);
   tcase_add_test(t, schema_names_the_defect_table);
-  tcase_add_loop_test(t, probe_names_each_defect, 0, pd_ndefects());
   tcase_add_test(t, probe_finds_none_in_correct_listeners);
   tcase_add_test(t, split_handshake_hints);
   tcase_add_test(t, client_split_handshake_hint);
   tcase_add_test(t, without_status_skips_not_guesses);
   tcase_add_test(t, listener_answering_by_itself);
   suite_add_tcase(s, t);
+  /* A kbsim serve, a probe and python3-jsonschema for each defect. */
+  slow = tcase_create("slow");
+  tcase_set_timeout(slow, 90);
+  tcase_set_tags(slow, KBT_SLOW);
+  tcase_add_loop_test(slow, probe_names_each_defect, 0, pd_ndefects());
+  suite_add_tcase(s, slow);
   failed = kbt_run(s);
   return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -37,46 +37,8 @@
 #include "sim/run.h"
 #include "sim/sim_env.h"
 
+/* The running test's scratch directory. */
 static char tmpdir[256];
-
-static void make_tmpdir(void)
-{
-  proc_tmpdir("kbsim-report", tmpdir, sizeof(tmpdir));
-}
-
-static void remove_tmpdir(void)
-{
-  proc_rmdir(tmpdir);
-}
-
-/* Counts the occurrences of needle in text. */
-static int count_of(const char *text, const char *needle)
-{
-  int n = 0;
-  const char *p = text;
-
-  while((p = strstr(p, needle)) != NULL) {
-    n++;
-    p += strlen(needle);
-  }
-  return n;
-}
-
-/* Runs kbsim with argv (NULL-terminated, without the program) and expects
- * exit code want; returns the output (caller frees with proc_free). */
-static void kbsim(const char *const *args, int want, struct proc_out *p)
-{
-  char *argv[32];
-  int n = 0;
-
-  argv[n++] = KBSIM_BIN;
-  while(*args && n < 31)
-    argv[n++] = (char *)*args++;
-  argv[n] = NULL;
-  proc_run(argv, p);
-  ck_assert_msg(p->status == want, "kbsim %s exited %d, not %d:\n%s%s", argv[1],
-                p->status, want, p->out.data, p->err.data);
-}
 
 /* True when text[len] is valid UTF-8 without control bytes other than
  * newline and tab: what the page must be, whatever was recorded. */
@@ -387,7 +349,7 @@ START_TEST(hostile_trace_stays_text)
   htmlDocPtr doc;
   xmlDocPtr svg[4];
 
-  make_tmpdir();
+  proc_tmpdir("kbsim-report", tmpdir, sizeof(tmpdir));
   sim_recorder_init(&rec, true);
   emit(&rec, KB_TRACE_OPEN, KB_HOP_CLIENT_PROXY, KB_SIDE_SERVER, evil_member, 7,
        "client 1 conn 1", NULL, NULL, NULL, 0);
@@ -445,11 +407,11 @@ START_TEST(hostile_trace_stays_text)
   page = proc_slurp(path, &len);
   ck_assert_msg(clean_utf8((const unsigned char *)page, len),
                 "the page is not clean UTF-8");
-  ck_assert_int_eq(count_of(page, "<script"), 1); /* the page's own */
-  ck_assert_int_eq(count_of(page, "<img"), 0);
-  ck_assert_int_eq(count_of(page, "<iframe"), 0);
-  ck_assert_int_eq(count_of(page, "<marquee"), 0);
-  ck_assert_int_eq(count_of(page, "<b "), 0);
+  ck_assert_int_eq(proc_count(page, "<script"), 1); /* the page's own */
+  ck_assert_int_eq(proc_count(page, "<img"), 0);
+  ck_assert_int_eq(proc_count(page, "<iframe"), 0);
+  ck_assert_int_eq(proc_count(page, "<marquee"), 0);
+  ck_assert_int_eq(proc_count(page, "<b "), 0);
   ck_assert_ptr_nonnull(strstr(page, "&lt;/text&gt;&lt;/svg&gt;&lt;script&gt;"
                                      "alert(2)&lt;/script&gt;\\x01\\xff\\xc3"));
   ck_assert_ptr_nonnull(strstr(page, "/EWS/&quot;&gt;&lt;script&gt;alert(1)"));
@@ -472,7 +434,7 @@ START_TEST(hostile_trace_stays_text)
                    1);
   xmlFreeDoc(svg[0]);
   free(page);
-  remove_tmpdir();
+  proc_rmdir(tmpdir);
 }
 END_TEST
 
@@ -574,10 +536,10 @@ START_TEST(report_of_the_bug)
   htmlDocPtr doc;
   xmlDocPtr svg[4];
 
-  make_tmpdir();
+  proc_tmpdir("kbsim-report", tmpdir, sizeof(tmpdir));
   snprintf(html, sizeof(html), "%s/bug.html", tmpdir);
   snprintf(json, sizeof(json), "%s/bug.json", tmpdir);
-  kbsim(args, 0, &p);
+  proc_kbsim_exits(&p, args, 0);
   proc_free(&p);
   json_count(json, &c);
   ck_assert_int_eq(c.exchanges, 4 * (5 + 3));
@@ -633,7 +595,7 @@ START_TEST(report_of_the_bug)
       2);
   xmlFreeDoc(svg[0]);
   free(page);
-  remove_tmpdir();
+  proc_rmdir(tmpdir);
 }
 END_TEST
 
@@ -655,10 +617,10 @@ START_TEST(report_of_bug_and_fix_side_by_side)
   htmlDocPtr doc;
   xmlDocPtr svg[4];
 
-  make_tmpdir();
+  proc_tmpdir("kbsim-report", tmpdir, sizeof(tmpdir));
   snprintf(html, sizeof(html), "%s/report.html", tmpdir);
   snprintf(json, sizeof(json), "%s/run.json", tmpdir);
-  kbsim(args, 0, &p);
+  proc_kbsim_exits(&p, args, 0);
   proc_free(&p);
   snprintf(each, sizeof(each), "%s/run-bug.json", tmpdir);
   json_count(each, &bug);
@@ -693,7 +655,7 @@ START_TEST(report_of_bug_and_fix_side_by_side)
   xmlFreeDoc(svg[0]);
   xmlFreeDoc(svg[1]);
   free(page);
-  remove_tmpdir();
+  proc_rmdir(tmpdir);
 }
 END_TEST
 
@@ -708,9 +670,9 @@ START_TEST(report_caps_big_runs)
   size_t len;
   xmlDocPtr svg[2];
 
-  make_tmpdir();
+  proc_tmpdir("kbsim-report", tmpdir, sizeof(tmpdir));
   snprintf(html, sizeof(html), "%s/big.html", tmpdir);
-  kbsim(args, 0, &p);
+  proc_kbsim_exits(&p, args, 0);
   proc_free(&p);
   page = proc_slurp(html, &len);
   ck_assert_ptr_nonnull(strstr(page, "The diagram shows 32 of 48 legs: those "
@@ -724,27 +686,11 @@ START_TEST(report_caps_big_runs)
   ck_assert_int_eq(xpath_count(svg[0], EL("g") "[@data-hop='1']"), 4);
   xmlFreeDoc(svg[0]);
   free(page);
-  remove_tmpdir();
+  proc_rmdir(tmpdir);
 }
 END_TEST
 
 /* ---- in a browser ----------------------------------------------------- */
-
-/* Writes the path of Chromium from PATH into out; returns false when there
- * is none (the test is then skipped, and main says so). */
-static bool find_chromium(char *out, size_t len)
-{
-  const char *path = getenv("PATH");
-  char dirs[4096], *save = NULL, *dir;
-
-  snprintf(dirs, sizeof(dirs), "%s", path ? path : "/usr/bin:/bin");
-  for(dir = strtok_r(dirs, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-    snprintf(out, len, "%s/chromium", dir);
-    if(access(out, X_OK) == 0)
-      return true;
-  }
-  return false;
-}
 
 /* Runs headless Chromium on url the way the probe runs it (no network
  * beyond the page, a new empty profile): it prints the DOM after the
@@ -859,11 +805,11 @@ START_TEST(report_renders_in_chromium)
   htmlDocPtr doc;
   struct stat st;
 
-  if(!find_chromium(bin, sizeof(bin)))
+  if(!proc_which("chromium", bin, sizeof(bin)))
     return; /* skipped; main says so */
-  make_tmpdir();
+  proc_tmpdir("kbsim-report", tmpdir, sizeof(tmpdir));
   snprintf(html, sizeof(html), "%s/report.html", tmpdir);
-  kbsim(args, 0, &p);
+  proc_kbsim_exits(&p, args, 0);
   proc_free(&p);
   /* A 1024x768 projector: the bug and the fix still side by side. */
   doc = chromium_render(bin, html, shot, sizeof(shot));
@@ -901,7 +847,7 @@ START_TEST(report_renders_in_chromium)
   ck_assert_uint_gt(look.colours, 50);
   /* The failing legs of the bug are drawn in red, and they show. */
   ck_assert_uint_gt(look.red, 500);
-  remove_tmpdir();
+  proc_rmdir(tmpdir);
 }
 END_TEST
 
@@ -926,11 +872,11 @@ START_TEST(sweep_plot_renders_in_chromium)
   htmlDocPtr doc;
   int k;
 
-  if(!find_chromium(bin, sizeof(bin)))
+  if(!proc_which("chromium", bin, sizeof(bin)))
     return; /* skipped; main says so */
-  make_tmpdir();
+  proc_tmpdir("kbsim-report", tmpdir, sizeof(tmpdir));
   snprintf(html, sizeof(html), "%s/sweep.html", tmpdir);
-  kbsim(args, 0, &p);
+  proc_kbsim_exits(&p, args, 0);
   proc_free(&p);
   doc = chromium_render(bin, html, shot, sizeof(shot));
   ck_assert_int_eq(xpath_count(doc, "//*[local-name()='polyline' and "
@@ -962,7 +908,7 @@ START_TEST(sweep_plot_renders_in_chromium)
   png_look(shot, &look);
   ck_assert_uint_gt(look.colours, 20);
   ck_assert_uint_gt(look.red, 300);
-  remove_tmpdir();
+  proc_rmdir(tmpdir);
 }
 END_TEST
 
@@ -980,11 +926,11 @@ START_TEST(report_big_stacks_runs)
   FILE *f;
   htmlDocPtr doc;
 
-  if(!find_chromium(bin, sizeof(bin)))
+  if(!proc_which("chromium", bin, sizeof(bin)))
     return; /* skipped; main says so */
-  make_tmpdir();
+  proc_tmpdir("kbsim-report", tmpdir, sizeof(tmpdir));
   snprintf(html, sizeof(html), "%s/report.html", tmpdir);
-  kbsim(args, 0, &p);
+  proc_kbsim_exits(&p, args, 0);
   proc_free(&p);
   page = proc_slurp(html, &len);
   at = strstr(page, "id=\"big\">");
@@ -1005,7 +951,7 @@ START_TEST(report_big_stacks_runs)
                                     "'run-2']/@data-rendered-top]"),
                    1);
   xmlFreeDoc(doc);
-  remove_tmpdir();
+  proc_rmdir(tmpdir);
 }
 END_TEST
 
@@ -1062,21 +1008,22 @@ START_TEST(demo_is_plain_when_piped)
                                "shipped (policy per-connection) =="));
   ck_assert_ptr_nonnull(strstr(p.out.data, "== Part 2 of 2: ISA 2006 with KB "
                                            "942638 (policy per-request) =="));
-  ck_assert_int_eq(count_of(p.out.data, "Step 3: EWS POST 2, "
-                                        "GetUserAvailability"),
+  ck_assert_int_eq(proc_count(p.out.data, "Step 3: EWS POST 2, "
+                                          "GetUserAvailability"),
                    2);
   /* Both empty POSTs, as Exchange received them, and ISA's reason. */
-  ck_assert_int_eq(count_of(p.out.data, "Exchange received:  POST "
-                                        "/EWS/Exchange.asmx, Authorization: "
-                                        "NTLM type 1, 0-byte body -> 500"),
+  ck_assert_int_eq(proc_count(p.out.data, "Exchange received:  POST "
+                                          "/EWS/Exchange.asmx, Authorization: "
+                                          "NTLM type 1, 0-byte body -> 500"),
                    2);
-  ck_assert_int_eq(count_of(p.out.data, "policy per-connection keeps that "
-                                        "context: NTLM type 1 not challenged"),
+  ck_assert_int_eq(proc_count(p.out.data,
+                              "policy per-connection keeps that "
+                              "context: NTLM type 1 not challenged"),
                    2);
-  ck_assert_int_eq(count_of(p.out.data, "\"Outlook Integration Error\" under "
-                                        "Notifications (new)"),
+  ck_assert_int_eq(proc_count(p.out.data, "\"Outlook Integration Error\" under "
+                                          "Notifications (new)"),
                    1);
-  ck_assert_int_eq(count_of(p.out.data, "[Enter: next step]"), 0);
+  ck_assert_int_eq(proc_count(p.out.data, "[Enter: next step]"), 0);
   ck_assert_ptr_nonnull(strstr(p.out.data, "Verdict: as KB 942638 describes"));
   proc_free(&p);
 }
@@ -1173,18 +1120,18 @@ START_TEST(demo_step_waits_for_enter)
   /* Enough Enters: the introduction, three POSTs and the end of each part. */
   kbsim_input(step, "\n\n\n\n\n\n\n\n\n\n\n\n", "NO_COLOR", NULL, &p);
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
-  ck_assert_int_eq(count_of(p.out.data, "[Enter: next step]"), 9);
+  ck_assert_int_eq(proc_count(p.out.data, "[Enter: next step]"), 9);
   proc_free(&p);
   /* Three Enters, then the end of input: the demo stops waiting and
    * finishes. */
   kbsim_input(step, "\n\n\n", "NO_COLOR", NULL, &p);
   ck_assert_int_eq(p.status, 0);
-  ck_assert_int_eq(count_of(p.out.data, "[Enter: next step]"), 4);
+  ck_assert_int_eq(proc_count(p.out.data, "[Enter: next step]"), 4);
   ck_assert_ptr_nonnull(strstr(p.out.data, "Verdict: as KB 942638 describes"));
   proc_free(&p);
   kbsim_input(step, "", "NO_COLOR", NULL, &p);
   ck_assert_int_eq(p.status, 0);
-  ck_assert_int_eq(count_of(p.out.data, "[Enter: next step]"), 1);
+  ck_assert_int_eq(proc_count(p.out.data, "[Enter: next step]"), 1);
   proc_free(&p);
 }
 END_TEST
@@ -1200,9 +1147,9 @@ START_TEST(demo_writes_the_page)
   xmlDocPtr svg[4];
   struct json_counts bug = {5 + 3, 2, 2, 2}, fix = {7 + 3, 0, 0, 0};
 
-  make_tmpdir();
+  proc_tmpdir("kbsim-report", tmpdir, sizeof(tmpdir));
   snprintf(html, sizeof(html), "%s/demo.html", tmpdir);
-  kbsim(args, 0, &p);
+  proc_kbsim_exits(&p, args, 0);
   ck_assert_ptr_nonnull(strstr(p.out.data, "Report: "));
   proc_free(&p);
   page = proc_slurp(html, &len);
@@ -1224,7 +1171,7 @@ START_TEST(demo_writes_the_page)
   xmlFreeDoc(svg[0]);
   xmlFreeDoc(svg[1]);
   free(page);
-  remove_tmpdir();
+  proc_rmdir(tmpdir);
 }
 END_TEST
 
@@ -1262,7 +1209,7 @@ int main(void)
   xmlCleanupParser();
   {
     char bin[512];
-    bool skipped = !find_chromium(bin, sizeof(bin));
+    bool skipped = !proc_which("chromium", bin, sizeof(bin));
     if(skipped)
       fprintf(stderr, "skip: report_renders_in_chromium: needs chromium on "
                       "PATH, which is missing (apt-get install chromium)\n");

@@ -475,12 +475,12 @@ static char *json_without_stamp(const char *path)
  * against --fresh. */
 START_TEST(sweep_json_equals_fresh)
 {
-  char dir[] = "/tmp/kbsim-reuse-XXXXXX", reused[64], fresh[64];
+  char dir[256], reused[300], fresh[300];
   char *base[] = {KBSIM_BIN,
                   "sweep",
                   ARRAY,
                   "--seeds",
-                  "1..6",
+                  "1..4",
                   "--jobs",
                   "2",
                   "--vary",
@@ -494,7 +494,7 @@ START_TEST(sweep_json_equals_fresh)
   struct proc_out p, q;
   char *a, *b;
 
-  ck_assert_ptr_nonnull(mkdtemp(dir));
+  proc_tmpdir("kbsim-reuse", dir, sizeof(dir));
   snprintf(reused, sizeof(reused), "%s/reused.json", dir);
   snprintf(fresh, sizeof(fresh), "%s/fresh.json", dir);
   proc_run(base, &p);
@@ -512,9 +512,7 @@ START_TEST(sweep_json_equals_fresh)
   free(b);
   proc_free(&p);
   proc_free(&q);
-  remove(reused);
-  remove(fresh);
-  rmdir(dir);
+  proc_rmdir(dir);
 }
 END_TEST
 
@@ -522,14 +520,20 @@ int main(void)
 {
   Suite *s = suite_create("reuse");
   TCase *tc = tcase_create("reuse");
+  TCase *slow;
 
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, reuse_equals_fresh_over_seeds);
   tcase_add_test(tc, reset_gives_the_fresh_trace);
   tcase_add_test(tc, another_shape_starts_anew);
-  tcase_add_test(tc, sweep_json_equals_fresh);
   tcase_add_test(tc, array_patched_sets_the_members);
   tcase_add_test(tc, kept_topology_runs_from_their_own_source);
   suite_add_tcase(s, tc);
+  /* A sweep grid run twice, reused and fresh. */
+  slow = tcase_create("slow");
+  tcase_set_timeout(slow, 600);
+  tcase_set_tags(slow, KBT_SLOW);
+  tcase_add_test(slow, sweep_json_equals_fresh);
+  suite_add_tcase(s, slow);
   return kbt_run(s) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -239,14 +239,20 @@ int main(void)
 {
   Suite *s = suite_create("secrets");
   TCase *tc = tcase_create("secrets");
+  TCase *slow;
   bool skipped = proc_skip_unless(
       "/usr/bin/tshark", "redact_defeats_a_dictionary", "Debian's tshark");
   int failed;
 
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, secrets_leave_the_command_line);
-  tcase_add_test(tc, redact_defeats_a_dictionary);
   suite_add_tcase(s, tc);
+  /* impacket's dictionary attack on two runs' evidence. */
+  slow = tcase_create("slow");
+  tcase_set_timeout(slow, 60);
+  tcase_set_tags(slow, KBT_SLOW);
+  tcase_add_test(slow, redact_defeats_a_dictionary);
+  suite_add_tcase(s, slow);
   failed = kbt_run(s);
   return proc_suite_exit(failed, skipped);
 }
