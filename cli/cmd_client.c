@@ -48,8 +48,10 @@ static void kbsim_client_print_post(const struct client_post_result *r)
   if(r->think_ms > 0)
     snprintf(think, sizeof(think), " (after %" PRId64 " ms thinking)",
              r->think_ms);
-  printf("POST %-2u %-20s conn %-2" PRIu64 "%s legs %u  %-10s %s%s%s%s\n",
-         r->index, client_post_kind_name(r->kind), r->connection,
+  /* ie's page is a GET; every other request a POST. */
+  printf("%-4s %-2u %-20s conn %-2" PRIu64 "%s legs %u  %-10s %s%s%s%s\n",
+         r->kind == CLIENT_POST_PAGE ? "GET" : "POST", r->index,
+         client_post_kind_name(r->kind), r->connection,
          r->new_connection ? " (new)" : "      ", r->legs, legs,
          client_outcome_name(r->outcome), r->detail[0] ? ": " : "", r->detail,
          think);
@@ -341,6 +343,10 @@ static int kbsim_client_parse(int argc, char **argv, struct kbsim_client_run *r)
     return kbsim_bad_args("unexpected argument '%s'", argv[optind]);
   if(!r->url || !r->has_user)
     return kbsim_bad_args("--url and --user are required");
+  if(r->cfg.connection_sharing && r->cfg.kind != CLIENT_KIND_DOTNET)
+    return kbsim_bad_args("--connection-sharing is .NET's "
+                          "UnsafeAuthenticatedConnectionSharing; use it "
+                          "with --kind dotnet");
   {
     /* Every evidence file is checked before the session starts. */
     struct evidence_want w = {r->files.transcript, r->files.pcap, r->files.json,

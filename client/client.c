@@ -219,6 +219,9 @@ static const char *client_check_config(const struct client_config *config,
   }
   if(client_kind_parse(client_kind_name(config->kind), NULL))
     return "unknown client kind; use " CLIENT_KIND_NAMES;
+  if(config->connection_sharing && config->kind != CLIENT_KIND_DOTNET)
+    return "connection_sharing is .NET's UnsafeAuthenticatedConnectionSharing; "
+           "use it with the dotnet kind";
   if(config->think_min_ms < 0 || config->think_max_ms < config->think_min_ms)
     return "think time must satisfy 0 <= think_min_ms <= think_max_ms";
   if(config->idle_timeout_ms < 0)

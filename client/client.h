@@ -52,19 +52,24 @@ enum client_kind {
   CLIENT_KIND_IE,
   /* .NET's HttpWebRequest with Windows credentials: every request starts
    * without credentials, with Expect: 100-continue on POSTs
-   * (ServicePointManager.Expect100Continue, true by default); the type 1
-   * goes with Content-Length 0 and Expect, the type 3 with the body. After
-   * an authenticated request the connection is closed unless
-   * connection_sharing (UnsafeAuthenticatedConnectionSharing) is set;
-   * with it, later POSTs use the authenticated connection without
-   * re-authenticating (learn.microsoft.com, HttpWebRequest.
+   * (ServicePointManager.Expect100Continue, true by default) and its body,
+   * which a listener refuses at once (401, Connection: close); on a new
+   * connection the type 1 goes with Content-Length 0 and Expect, the type
+   * 3 with Expect and the body. After an authenticated request the
+   * connection is closed unless connection_sharing
+   * (UnsafeAuthenticatedConnectionSharing) is set; with it, later POSTs
+   * use the authenticated connection without re-authenticating
+   * (learn.microsoft.com, HttpWebRequest.
    * UnsafeAuthenticatedConnectionSharing). Never triggers the bug. */
   CLIENT_KIND_DOTNET,
-  /* Java (HttpURLConnection / Apache HttpClient): the first POST without
-   * credentials, with Expect: 100-continue and its body; the handshake on
-   * a new connection, every leg with the body and Expect; later POSTs on
-   * the authenticated connection without Authorization. Never triggers the
-   * bug. */
+  /* Java (Apache HttpClient 4 / HttpURLConnection): the first POST without
+   * credentials, with Expect: 100-continue and its body; the 401 closes
+   * it, and the handshake runs on a new connection, each leg with Expect
+   * and the body (its entities are repeatable); later POSTs on the
+   * authenticated connection without Authorization, as HttpClient's
+   * connection-based NTLM scheme keeps it. Assumed from HttpClient's
+   * documented NTLM support and Expect handling, not from a capture. Never
+   * triggers the bug. */
   CLIENT_KIND_JAVA
 };
 
@@ -137,7 +142,7 @@ struct client_config {
 
 enum client_post_kind {
   CLIENT_POST_AUTODISCOVER = 0,
-  CLIENT_POST_OOF,         /* GetUserOofSettings */
+  CLIENT_POST_OOF,          /* GetUserOofSettings */
   CLIENT_POST_AVAILABILITY, /* GetUserAvailability */
   CLIENT_POST_PAGE          /* ie: GET /EWS/Services.wsdl, a page */
 };
@@ -189,7 +194,8 @@ struct client_view {
   bool presence_available;          /* OOF information retrieved */
   bool scheduling_available;        /* free/busy information retrieved */
   bool autodiscover_ok;
-  char ews_url[256]; /* from autodiscover, "" until known */
+  char ews_url[256]; /* from autodiscover, "" until known (ie: always "",
+                        it does no autodiscover) */
   unsigned posts_done, posts_ok, posts_failed;
   unsigned connections; /* TCP connections the session opened */
 };

@@ -146,7 +146,7 @@ struct client {
   CURLU *base; /* config->base_url, parsed */
   char *autodiscover_url;
   char *page_url; /* ie: CLIENT_PAGE_PATH on base_url */
-  char *ews_url; /* ASUrl's path on base_url, once known */
+  char *ews_url;  /* ASUrl's path on base_url, once known */
   char *ews_path;
   CURL *easy; /* NULL only when re-creating it ran out of memory */
   char errbuf[CURL_ERROR_SIZE];
@@ -174,7 +174,7 @@ struct client {
    * authenticated while it stays open. 0: none. */
   uint64_t authed_conn;
   unsigned next_index;
-  struct client_post_result *results; /* 1 + ews_posts slots */
+  struct client_post_result *results; /* lead + ews_posts slots */
   size_t nresults;
   struct client_view view;
 };

@@ -5,6 +5,7 @@
  */
 #include "client_int.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,21 +71,27 @@ struct client_header {
  * Communicator's follow the support case; Outlook's leave Content-Length
  * and Authorization to libcurl, whose NTLM decides them per request. ie's
  * are Internet Explorer 7's (the page's XMLHTTP POSTs the same way).
- * dotnet's are HttpWebRequest's: custom headers, Authorization, then
- * Host, Content-Length, Expect and Connection, Expect on every POST (the
- * type 1's Content-Length 0 included). java's are Apache HttpClient 4's
- * interceptors' order, Expect on every POST (each carries its body).
- * Where the order is not documented it is what captures of those clients
- * commonly show; the values are assumptions named in client/README.md. */
+ * dotnet's are HttpWebRequest's under a SOAP client: the headers set
+ * through its collection in the order they were set (User-Agent,
+ * Content-Type), Authorization, then those it writes itself (Host,
+ * Content-Length, Expect, Connection), Expect on every POST (the type 1's
+ * Content-Length 0 included). java's are Apache HttpClient 4's: its
+ * protocol interceptors' order, then Authorization, which its exec chain
+ * adds last; Expect on every POST (each carries its body). Where the order
+ * is not documented it is what captures of those clients commonly show;
+ * the values are assumptions named in client/README.md. */
 static size_t client_header_list(const struct client *c, bool get,
                                  const char *auth, const char *length,
                                  struct client_header *h)
 {
   size_t n = 0;
-  const char *ua = CLIENT_USER_AGENT;
   bool outlook = c->kind == CLIENT_KIND_OUTLOOK;
+  bool ie = c->kind == CLIENT_KIND_IE;
+  const char *ua = outlook ? CLIENT_OUTLOOK_USER_AGENT
+                   : ie    ? CLIENT_IE_USER_AGENT
+                           : CLIENT_USER_AGENT;
 
-#define CLIENT_H(nm, val, sk)                                                  \
+#define CLIENT_HDR(nm, val, sk)                                                \
   do {                                                                         \
     h[n].name = (nm);                                                          \
     h[n].value = (val);                                                        \
@@ -93,47 +100,47 @@ static size_t client_header_list(const struct client *c, bool get,
   } while(0)
   switch(c->kind) {
   case CLIENT_KIND_DOTNET:
-    CLIENT_H("Host", NULL, false);
-    CLIENT_H("Accept", NULL, false);
-    CLIENT_H("Content-Type", "text/xml; charset=utf-8", false);
-    CLIENT_H("User-Agent", CLIENT_DOTNET_USER_AGENT, false);
-    CLIENT_H("Authorization", auth, !auth);
-    CLIENT_H("Host", c->host, false);
-    CLIENT_H("Content-Length", length, false);
-    CLIENT_H("Expect", "100-continue", false);
-    CLIENT_H("Connection", "Keep-Alive", false);
+    CLIENT_HDR("Host", NULL, false);
+    CLIENT_HDR("Accept", NULL, false);
+    CLIENT_HDR("User-Agent", CLIENT_DOTNET_USER_AGENT, false);
+    CLIENT_HDR("Content-Type", "text/xml; charset=utf-8", false);
+    CLIENT_HDR("Authorization", auth, !auth);
+    CLIENT_HDR("Host", c->host, false);
+    CLIENT_HDR("Content-Length", length, false);
+    CLIENT_HDR("Expect", "100-continue", false);
+    CLIENT_HDR("Connection", "Keep-Alive", false);
     break;
   case CLIENT_KIND_JAVA:
-    CLIENT_H("Host", NULL, false);
-    CLIENT_H("Accept", NULL, false);
-    CLIENT_H("Content-Length", length, false);
-    CLIENT_H("Content-Type", "text/xml; charset=UTF-8", false);
-    CLIENT_H("Host", c->host, false);
-    CLIENT_H("Connection", "Keep-Alive", false);
-    CLIENT_H("User-Agent", CLIENT_JAVA_USER_AGENT, false);
-    CLIENT_H("Expect", "100-continue", false);
-    CLIENT_H("Authorization", auth, !auth);
+    CLIENT_HDR("Host", NULL, false);
+    CLIENT_HDR("Accept", NULL, false);
+    CLIENT_HDR("Content-Length", length, false);
+    CLIENT_HDR("Content-Type", "text/xml; charset=UTF-8", false);
+    CLIENT_HDR("Host", c->host, false);
+    CLIENT_HDR("Connection", "Keep-Alive", false);
+    CLIENT_HDR("User-Agent", CLIENT_JAVA_USER_AGENT, false);
+    CLIENT_HDR("Expect", "100-continue", false);
+    CLIENT_HDR("Authorization", auth, !auth);
     break;
-  case CLIENT_KIND_IE:
-    ua = CLIENT_IE_USER_AGENT;
-    /* fall through: Communicator's order, which is WinINet's */
   case CLIENT_KIND_COMMUNICATOR:
   case CLIENT_KIND_OUTLOOK:
   case CLIENT_KIND_ONE_SHOT:
+  case CLIENT_KIND_IE:
   default:
-    CLIENT_H("Host", NULL, false);
-    CLIENT_H("Accept", c->kind == CLIENT_KIND_IE ? "*/*" : "text/xml", false);
-    CLIENT_H("Content-Type", "text/xml; charset=utf-8", get);
-    CLIENT_H("User-Agent", outlook ? CLIENT_OUTLOOK_USER_AGENT : ua, false);
-    CLIENT_H("Host", c->host, false);
-    CLIENT_H("Content-Length", length, outlook || get);
-    CLIENT_H("Connection", "Keep-Alive", false);
-    CLIENT_H("Cache-Control", "no-cache", false);
-    CLIENT_H("Authorization", auth, outlook || !auth);
-    CLIENT_H("Expect", NULL, false);
+    /* WinINet's order, Communicator's and Internet Explorer's. */
+    CLIENT_HDR("Host", NULL, false);
+    CLIENT_HDR("Accept", ie ? "*/*" : "text/xml", false);
+    CLIENT_HDR("Content-Type", "text/xml; charset=utf-8", get);
+    CLIENT_HDR("User-Agent", ua, false);
+    CLIENT_HDR("Host", c->host, false);
+    CLIENT_HDR("Content-Length", length, outlook || get);
+    CLIENT_HDR("Connection", "Keep-Alive", false);
+    CLIENT_HDR("Cache-Control", "no-cache", false);
+    CLIENT_HDR("Authorization", auth, outlook || !auth);
+    CLIENT_HDR("Expect", NULL, false);
     break;
   }
-#undef CLIENT_H
+#undef CLIENT_HDR
+  assert(n <= CLIENT_MAX_HEADERS);
   return n;
 }
 
@@ -224,12 +231,11 @@ static CURLcode client_send_leg(struct client *c,
      curl_easy_setopt(c->easy, CURLOPT_URL, p->url) != CURLE_OK ||
      curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, headers) != CURLE_OK)
     ; /* result stays CURLE_OUT_OF_MEMORY */
-  else if(p->get
-              ? curl_easy_setopt(c->easy, CURLOPT_HTTPGET, 1L) != CURLE_OK
-              : (curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE,
-                                  (curl_off_t)len) != CURLE_OK ||
-                 curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, body) !=
-                     CURLE_OK))
+  else if(p->get ? curl_easy_setopt(c->easy, CURLOPT_HTTPGET, 1L) != CURLE_OK
+                 : (curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                                     (curl_off_t)len) != CURLE_OK ||
+                    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, body) !=
+                        CURLE_OK))
     ; /* likewise */
   else {
     /* current_conn outlives a close at the end of the transfer so that the
@@ -268,8 +274,7 @@ CURLcode client__run_leg(struct client *c, const struct client_post_ctx *p,
 {
   struct client_post_result *res = p->res;
   bool first = res->legs == 0;
-  CURLcode rc =
-      client_send_leg(c, p, which, auth, body, len, leg);
+  CURLcode rc = client_send_leg(c, p, which, auth, body, len, leg);
   if(which == CLIENT_LEG_OUTLOOK && c->leg_requests > 1)
     res->legs += c->leg_requests;
   else

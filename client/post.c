@@ -397,8 +397,8 @@ static enum client_outcome client_post_outlook(struct client *c,
  * POSTs), which the listener forwards as it is. A 401 means the listener
  * no longer holds the connection authenticated: the handshake starts
  * again, as each of those clients does. Returns the POST's outcome. */
-static enum client_outcome client_post_authenticated(
-    struct client *c, const struct client_post_ctx *p)
+static enum client_outcome
+client_post_authenticated(struct client *c, const struct client_post_ctx *p)
 {
   enum client_outcome result = CLIENT_PROTOCOL_ERROR;
   struct client_post_result *res = p->res;
@@ -442,8 +442,8 @@ static bool client_on_authed_conn(const struct client *c)
  * (proxy/README.md: an Expect it refuses whatever the body), so the
  * handshake runs on a new connection; on an authenticated one it is
  * forwarded. Returns the POST's outcome. */
-static enum client_outcome client_post_connection_auth(
-    struct client *c, const struct client_post_ctx *p)
+static enum client_outcome
+client_post_connection_auth(struct client *c, const struct client_post_ctx *p)
 {
   if(client_on_authed_conn(c))
     return client_post_authenticated(c, p);

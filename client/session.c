@@ -198,7 +198,8 @@ int client_step(struct client *client, struct client_post_result *res)
   client->nresults++;
   client->next_index++;
   client_record(client, r);
-  if(client->phase == CLIENT_PHASE_AUTODISCOVER && r->kind == CLIENT_POST_PAGE) {
+  if(client->phase == CLIENT_PHASE_AUTODISCOVER &&
+     r->kind == CLIENT_POST_PAGE) {
     /* A browser knows the EWS URL: it goes on whatever the page did. */
     if(client->next_index >= client->lead)
       client->phase = client->ews_posts ? CLIENT_PHASE_EWS : CLIENT_PHASE_DONE;
