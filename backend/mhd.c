@@ -337,8 +337,8 @@ static struct backend_req *backend_req_new(struct backend *b,
     req->route = BACKEND_ROUTE_AUTODISCOVER;
   }
   else if(!strcasecmp(url, BACKEND_WSDL_PATH)) {
-    req->route = strcmp(method, "GET") ? BACKEND_ROUTE_NOT_FOUND
-                                       : BACKEND_ROUTE_WSDL;
+    req->route =
+        strcmp(method, "GET") ? BACKEND_ROUTE_NOT_FOUND : BACKEND_ROUTE_WSDL;
   }
   else if(b->status && !strcmp(url, BACKEND_STATUS_PATH) &&
           !strcmp(method, "GET") && backend_peer_is_loopback(connection)) {
