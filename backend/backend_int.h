@@ -33,6 +33,7 @@
 enum backend_route {
   BACKEND_ROUTE_EWS,
   BACKEND_ROUTE_AUTODISCOVER,
+  BACKEND_ROUTE_WSDL, /* GET /EWS/Services.wsdl: a page (client kind ie) */
   BACKEND_ROUTE_NOT_FOUND,
   BACKEND_ROUTE_BAD_METHOD,
   BACKEND_ROUTE_STATUS /* GET /kbsim/status from loopback, when enabled */

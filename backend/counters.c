@@ -143,6 +143,7 @@ void backend__count(struct backend *b, const struct backend_req *req,
     s->autodiscover_ok++;
     break;
   case SOAP_OUT_AUTODISCOVER_ERROR:
+  case SOAP_OUT_WSDL:
     break;
   case SOAP_OUT_NOT_FOUND:
     s->not_found++;

@@ -28,6 +28,7 @@
 
 #define BACKEND_EWS_PATH "/EWS/Exchange.asmx"
 #define BACKEND_AUTODISCOVER_PATH "/autodiscover/autodiscover.xml"
+#define BACKEND_WSDL_PATH "/EWS/Services.wsdl"
 #define BACKEND_STATUS_PATH "/kbsim/status"
 
 static const char backend_html_404[] =
@@ -35,6 +36,18 @@ static const char backend_html_404[] =
     "<body><h2>404 - File or directory not found.</h2><p>The resource you "
     "are looking for might have been removed, had its name changed, or is "
     "temporarily unavailable.</p></body></html>";
+/* The service description EWS serves at /EWS/Services.wsdl, cut to its
+ * service element: the page a browser in the EWS folder GETs (client kind
+ * ie). */
+static const char backend_wsdl[] =
+    "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
+    "<wsdl:definitions xmlns:wsdl=\"http://schemas.xmlsoap.org/wsdl/\" "
+    "xmlns:soap=\"http://schemas.xmlsoap.org/wsdl/soap/\" "
+    "targetNamespace=\"http://schemas.microsoft.com/exchange/services/2006/"
+    "messages\"><wsdl:service name=\"ExchangeServices\"><wsdl:port "
+    "name=\"ExchangeServicePort\" binding=\"tns:ExchangeServiceBinding\">"
+    "<soap:address location=\"/EWS/Exchange.asmx\"/></wsdl:port>"
+    "</wsdl:service></wsdl:definitions>\n";
 static const char backend_html_405[] =
     "<html><head><title>405 - HTTP verb used to access this page is not "
     "allowed.</title></head><body><h2>405 - HTTP verb used to access this "
@@ -202,6 +215,10 @@ static enum MHD_Result backend_answer(struct backend *b,
     built = soap_page(&reply, MHD_HTTP_NOT_FOUND, SOAP_OUT_NOT_FOUND,
                       backend_html_404);
   }
+  else if(req->route == BACKEND_ROUTE_WSDL) {
+    built = soap_page(&reply, MHD_HTTP_OK, SOAP_OUT_WSDL, backend_wsdl);
+    reply.content_type = SOAP_CT_XML;
+  }
   else if(req->route == BACKEND_ROUTE_BAD_METHOD) {
     reply.allow_post = true;
     built = soap_page(&reply, MHD_HTTP_METHOD_NOT_ALLOWED, SOAP_OUT_BAD_METHOD,
@@ -318,6 +335,10 @@ static struct backend_req *backend_req_new(struct backend *b,
   }
   else if(!strcasecmp(url, BACKEND_AUTODISCOVER_PATH)) {
     req->route = BACKEND_ROUTE_AUTODISCOVER;
+  }
+  else if(!strcasecmp(url, BACKEND_WSDL_PATH)) {
+    req->route =
+        strcmp(method, "GET") ? BACKEND_ROUTE_NOT_FOUND : BACKEND_ROUTE_WSDL;
   }
   else if(b->status && !strcmp(url, BACKEND_STATUS_PATH) &&
           !strcmp(method, "GET") && backend_peer_is_loopback(connection)) {

@@ -41,6 +41,7 @@ enum soap_outcome {
   SOAP_OUT_AVAILABILITY,
   SOAP_OUT_AUTODISCOVER,
   SOAP_OUT_AUTODISCOVER_ERROR,
+  SOAP_OUT_WSDL, /* GET /EWS/Services.wsdl: 200, counted in requests only */
   SOAP_OUT_NOT_FOUND,
   SOAP_OUT_BAD_METHOD,
   SOAP_OUT_TOO_LARGE,

@@ -48,8 +48,10 @@ static void kbsim_client_print_post(const struct client_post_result *r)
   if(r->think_ms > 0)
     snprintf(think, sizeof(think), " (after %" PRId64 " ms thinking)",
              r->think_ms);
-  printf("POST %-2u %-20s conn %-2" PRIu64 "%s legs %u  %-10s %s%s%s%s\n",
-         r->index, client_post_kind_name(r->kind), r->connection,
+  /* ie's page is a GET; every other request a POST. */
+  printf("%-4s %-2u %-20s conn %-2" PRIu64 "%s legs %u  %-10s %s%s%s%s\n",
+         r->kind == CLIENT_POST_PAGE ? "GET" : "POST", r->index,
+         client_post_kind_name(r->kind), r->connection,
          r->new_connection ? " (new)" : "      ", r->legs, legs,
          client_outcome_name(r->outcome), r->detail[0] ? ": " : "", r->detail,
          think);
@@ -175,10 +177,14 @@ static const struct kbsim_opt client_opts[] = {
      "Who signs in; required. Without the password, it comes from "
      "KBSIM_PASSWORD or is asked on the terminal (ps shows a command "
      "line)."},
-    {"kind", 'k', "communicator|outlook|one-shot",
+    {"kind", 'k', "communicator|outlook|one-shot|ie|dotnet|java",
      "Communicator (re-authenticates every POST), Outlook (authenticates a "
-     "connection once) or a new connection per POST (default "
-     "communicator)."},
+     "connection once), a new connection per POST, Internet Explorer (GETs "
+     "a page, then POSTs as WinINet does), .NET's HttpWebRequest or Java's "
+     "HttpClient (default communicator)."},
+    {"connection-sharing", 'S', NULL,
+     "With --kind dotnet: UnsafeAuthenticatedConnectionSharing, the "
+     "authenticated connection kept for the next POSTs."},
     {"posts", 'p', "N",
      "EWS POSTs after autodiscover, 1 to 100 (default "
      "2)."},
@@ -212,7 +218,7 @@ static const struct kbsim_opt client_opts[] = {
 
 const struct kbsim_command kbsim_client_command = {
     "client",
-    "--url URL --user SPEC [--kind communicator|outlook|one-shot] [--posts N] "
+    "--url URL --user SPEC [--kind KIND] [--connection-sharing] [--posts N] "
     "[--think DURATION] [--ntlm v2|v2-mic|v1|v1-ess] [--host NAME] "
     "[EVIDENCE]",
     "one Communicator session against any listener, on the real clock",
@@ -267,9 +273,10 @@ static int kbsim_client_option(struct kbsim_client_run *r, int c,
   }
   case 'k':
     if(client_kind_parse(arg, &cfg->kind))
-      return kbsim_bad_args("--kind: '%s' is not communicator, outlook or "
-                            "one-shot",
-                            arg);
+      return kbsim_bad_args("--kind: '%s' is not " CLIENT_KIND_NAMES, arg);
+    break;
+  case 'S':
+    cfg->connection_sharing = true;
     break;
   case 'p':
     if(kbsim_parse_u64(arg, 1, KBSIM_MAX_POSTS, &v))
@@ -336,6 +343,10 @@ static int kbsim_client_parse(int argc, char **argv, struct kbsim_client_run *r)
     return kbsim_bad_args("unexpected argument '%s'", argv[optind]);
   if(!r->url || !r->has_user)
     return kbsim_bad_args("--url and --user are required");
+  if(r->cfg.connection_sharing && r->cfg.kind != CLIENT_KIND_DOTNET)
+    return kbsim_bad_args("--connection-sharing is .NET's "
+                          "UnsafeAuthenticatedConnectionSharing; use it "
+                          "with --kind dotnet");
   {
     /* Every evidence file is checked before the session starts. */
     struct evidence_want w = {r->files.transcript, r->files.pcap, r->files.json,

@@ -188,11 +188,13 @@ static void kbsim_print_sessions(const struct sim_outcome *o)
                  r->final_status);
       else
         snprintf(legs, sizeof(legs), "%d", r->final_status);
-      printf("client %-3u " WRAP_HANG "POST %-2u %-20s conn %-2" PRIu64
+      /* ie's page is a GET; every other request a POST. */
+      printf("client %-3u " WRAP_HANG "%-4s %-2u %-20s conn %-2" PRIu64
              " legs %u  %-10s %s%s%s\n",
-             s->id, r->index, client_post_kind_name(r->kind), r->connection,
-             r->legs, legs, client_outcome_name(r->outcome),
-             r->detail[0] ? ": " : "", r->detail);
+             s->id, r->kind == CLIENT_POST_PAGE ? "GET" : "POST", r->index,
+             client_post_kind_name(r->kind), r->connection, r->legs, legs,
+             client_outcome_name(r->outcome), r->detail[0] ? ": " : "",
+             r->detail);
     }
     printf("client %-3u " WRAP_HANG "sees: %s; presence %s; scheduling %s\n",
            s->id,

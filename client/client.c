@@ -39,6 +39,12 @@ const char *client_kind_name(enum client_kind kind)
     return "outlook";
   case CLIENT_KIND_ONE_SHOT:
     return "one-shot";
+  case CLIENT_KIND_IE:
+    return "ie";
+  case CLIENT_KIND_DOTNET:
+    return "dotnet";
+  case CLIENT_KIND_JAVA:
+    return "java";
   }
   return "unknown";
 }
@@ -46,7 +52,8 @@ const char *client_kind_name(enum client_kind kind)
 int client_kind_parse(const char *name, enum client_kind *out)
 {
   static const enum client_kind all[] = {
-      CLIENT_KIND_COMMUNICATOR, CLIENT_KIND_OUTLOOK, CLIENT_KIND_ONE_SHOT};
+      CLIENT_KIND_COMMUNICATOR, CLIENT_KIND_OUTLOOK, CLIENT_KIND_ONE_SHOT,
+      CLIENT_KIND_IE,           CLIENT_KIND_DOTNET,  CLIENT_KIND_JAVA};
   size_t i;
   for(i = 0; name && i < sizeof(all) / sizeof(all[0]); i++) {
     if(!strcmp(name, client_kind_name(all[i]))) {
@@ -67,6 +74,8 @@ const char *client_post_kind_name(enum client_post_kind kind)
     return "GetUserOofSettings";
   case CLIENT_POST_AVAILABILITY:
     return "GetUserAvailability";
+  case CLIENT_POST_PAGE:
+    return "Services.wsdl";
   }
   return "unknown";
 }
@@ -208,10 +217,11 @@ static const char *client_check_config(const struct client_config *config,
              CLIENT_MAX_CREDENTIALS);
     return why_buf;
   }
-  if(config->kind != CLIENT_KIND_COMMUNICATOR &&
-     config->kind != CLIENT_KIND_OUTLOOK &&
-     config->kind != CLIENT_KIND_ONE_SHOT)
-    return "unknown client kind; use communicator, outlook or one-shot";
+  if(client_kind_parse(client_kind_name(config->kind), NULL))
+    return "unknown client kind; use " CLIENT_KIND_NAMES;
+  if(config->connection_sharing && config->kind != CLIENT_KIND_DOTNET)
+    return "connection_sharing is .NET's UnsafeAuthenticatedConnectionSharing; "
+           "use it with the dotnet kind";
   if(config->think_min_ms < 0 || config->think_max_ms < config->think_min_ms)
     return "think time must satisfy 0 <= think_min_ms <= think_max_ms";
   if(config->idle_timeout_ms < 0)
@@ -234,6 +244,8 @@ static int client_copy_config(struct client *c,
 {
   c->id = config->id;
   c->kind = config->kind;
+  c->connection_sharing = config->connection_sharing;
+  c->lead = config->kind == CLIENT_KIND_IE ? CLIENT_IE_PAGES : 1u;
   c->think_min_ms = config->think_min_ms;
   c->think_max_ms = config->think_max_ms;
   c->idle_timeout_ms = config->idle_timeout_ms;
@@ -269,7 +281,7 @@ static int client_copy_config(struct client *c,
      !c->email || client_copy_contacts(c, config->contacts) ||
      client_build_credentials(c))
     return -1;
-  c->results = calloc((size_t)c->ews_posts + 1, sizeof(*c->results));
+  c->results = calloc((size_t)c->ews_posts + c->lead, sizeof(*c->results));
   return c->results ? 0 : -1;
 }
 
@@ -321,6 +333,14 @@ int client_create(const struct client_config *config, struct client **out,
       client__url_with_path(c->base, CLIENT_AUTODISCOVER_PATH);
   if(!c->autodiscover_url)
     goto out;
+  if(c->kind == CLIENT_KIND_IE) {
+    /* A browser in the EWS folder knows its URLs: no autodiscover. */
+    c->page_url = client__url_with_path(c->base, CLIENT_PAGE_PATH);
+    c->ews_url = client__url_with_path(c->base, CLIENT_EWS_PATH);
+    c->ews_path = strdup(CLIENT_EWS_PATH);
+    if(!c->page_url || !c->ews_url || !c->ews_path)
+      goto out;
+  }
   c->easy = curl_easy_init();
   if(!c->easy)
     goto out;
@@ -350,6 +370,7 @@ void client_destroy(struct client *client)
     curl_easy_cleanup(client->easy);
   curl_url_cleanup(client->base);
   free(client->autodiscover_url);
+  free(client->page_url);
   free(client->ews_url);
   free(client->ews_path);
   free(client->host);

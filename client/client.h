@@ -41,10 +41,43 @@ enum client_kind {
   CLIENT_KIND_OUTLOOK,
   /* Communicator's handshake on a new connection for every POST (both legs
    * share it), closed afterwards: never on an authenticated connection. */
-  CLIENT_KIND_ONE_SHOT
+  CLIENT_KIND_ONE_SHOT,
+  /* Internet Explorer (WinINet), the client KB 942638 was written for: a
+   * browser session in the EWS folder, GET /EWS/Services.wsdl twice, then
+   * the EWS POSTs. WinINet sends a POST with Content-Length 0 and a type 1
+   * whenever it expects a challenge in that protection space, the body only
+   * after the handshake (IEInternals, "Challenge-Response Authentication
+   * and Zero-Length Posts", 2010); GETs on the authenticated connection
+   * carry no Authorization. Triggers the bug on its POSTs. */
+  CLIENT_KIND_IE,
+  /* .NET's HttpWebRequest with Windows credentials: every request starts
+   * without credentials, with Expect: 100-continue on POSTs
+   * (ServicePointManager.Expect100Continue, true by default) and its body,
+   * which a listener refuses at once (401, Connection: close); on a new
+   * connection the type 1 goes with Content-Length 0 and Expect, the type
+   * 3 with Expect and the body. After an authenticated request the
+   * connection is closed unless connection_sharing
+   * (UnsafeAuthenticatedConnectionSharing) is set; with it, later POSTs
+   * use the authenticated connection without re-authenticating
+   * (learn.microsoft.com, HttpWebRequest.
+   * UnsafeAuthenticatedConnectionSharing). Never triggers the bug. */
+  CLIENT_KIND_DOTNET,
+  /* Java (Apache HttpClient 4 / HttpURLConnection): the first POST without
+   * credentials, with Expect: 100-continue and its body; the 401 closes
+   * it, and the handshake runs on a new connection, each leg with Expect
+   * and the body (its entities are repeatable); later POSTs on the
+   * authenticated connection without Authorization, as HttpClient's
+   * connection-based NTLM scheme keeps it. Assumed from HttpClient's
+   * documented NTLM support and Expect handling, not from a capture. Never
+   * triggers the bug. */
+  CLIENT_KIND_JAVA
 };
 
-/* "communicator", "outlook", "one-shot". */
+/* The names client_kind_parse reads, for messages: "communicator, outlook,
+ * one-shot, ie, dotnet or java". */
+#define CLIENT_KIND_NAMES "communicator, outlook, one-shot, ie, dotnet or java"
+
+/* "communicator", "outlook", "one-shot", "ie", "dotnet", "java". */
 const char *client_kind_name(enum client_kind kind);
 
 /* Parses a kind name; returns 0, or -1 when name is none of them. */
@@ -78,6 +111,10 @@ struct client_config {
    * Windows Vista and later do; Communicator 2007 on XP sends none. */
   bool ntlm_mic;
   enum client_kind kind; /* communicator by default */
+  /* dotnet only: UnsafeAuthenticatedConnectionSharing - keep the
+   * authenticated connection for the next POSTs instead of closing it
+   * after each (the default, false). */
+  bool connection_sharing;
   /* Think time before each EWS POST, drawn uniformly from [min, max] ms
    * with kb_rng_fill(rng, "client/<id>/post/<n>/think") and spent on the
    * client's simulated timeline (kb_clock_advance with "client <id>"). */
@@ -105,11 +142,13 @@ struct client_config {
 
 enum client_post_kind {
   CLIENT_POST_AUTODISCOVER = 0,
-  CLIENT_POST_OOF,         /* GetUserOofSettings */
-  CLIENT_POST_AVAILABILITY /* GetUserAvailability */
+  CLIENT_POST_OOF,          /* GetUserOofSettings */
+  CLIENT_POST_AVAILABILITY, /* GetUserAvailability */
+  CLIENT_POST_PAGE          /* ie: GET /EWS/Services.wsdl, a page */
 };
 
-/* "autodiscover", "GetUserOofSettings", "GetUserAvailability". */
+/* "autodiscover", "GetUserOofSettings", "GetUserAvailability",
+ * "Services.wsdl". */
 const char *client_post_kind_name(enum client_post_kind kind);
 
 enum client_outcome {
@@ -155,7 +194,8 @@ struct client_view {
   bool presence_available;          /* OOF information retrieved */
   bool scheduling_available;        /* free/busy information retrieved */
   bool autodiscover_ok;
-  char ews_url[256]; /* from autodiscover, "" until known */
+  char ews_url[256]; /* from autodiscover, "" until known (ie: always "",
+                        it does no autodiscover) */
   unsigned posts_done, posts_ok, posts_failed;
   unsigned connections; /* TCP connections the session opened */
 };
@@ -173,7 +213,8 @@ struct client;
 int client_create(const struct client_config *config, struct client **out,
                   char *err, size_t errlen);
 
-/* Sends the next POST of the session (autodiscover first) and fills *res.
+/* Sends the next POST of the session (autodiscover first; ie: the two
+ * GETs of the page first) and fills *res.
  * Returns 1 when a POST was made, 0 when the session is complete (res
  * untouched). Blocking. Not thread-safe per client; clients are
  * independent of each other. */

@@ -30,6 +30,12 @@
 #include "common/kb_env.h"
 
 #define CLIENT_AUTODISCOVER_PATH "/autodiscover/autodiscover.xml"
+/* ie's URLs: the page it GETs and the EWS URL it POSTs to, in one
+ * protection space (/EWS/). */
+#define CLIENT_PAGE_PATH "/EWS/Services.wsdl"
+#define CLIENT_EWS_PATH "/EWS/Exchange.asmx"
+/* ie GETs the page this many times before its first POST. */
+#define CLIENT_IE_PAGES 2u
 
 /* Limits on what a peer can make us hold. */
 #define CLIENT_MAX_BODY (1024u * 1024u)
@@ -58,7 +64,9 @@ enum client_leg_kind {
   CLIENT_LEG_NEGOTIATE,    /* NTLM type 1, body held back */
   CLIENT_LEG_AUTHENTICATE, /* NTLM type 3 with the body */
   CLIENT_LEG_BASIC,        /* Basic credentials with the body */
-  CLIENT_LEG_OUTLOOK       /* libcurl's own NTLM, as many requests as needed */
+  CLIENT_LEG_OUTLOOK,      /* libcurl's own NTLM, as many requests as needed */
+  CLIENT_LEG_AUTHENTICATED /* no Authorization, on an authenticated
+                              connection (ie's GETs, dotnet, java) */
 };
 
 /* A socket opened through client_open_socket. conn stays 0 until a request
@@ -105,6 +113,9 @@ struct client {
   /* Copied configuration. */
   unsigned id;
   enum client_kind kind;
+  bool connection_sharing; /* dotnet: see client_config */
+  unsigned lead;           /* requests before the EWS POSTs: autodiscover,
+                              or ie's GETs of the page */
   char *host;
   char *domain;
   char *user;
@@ -134,7 +145,8 @@ struct client {
   /* Transport. */
   CURLU *base; /* config->base_url, parsed */
   char *autodiscover_url;
-  char *ews_url; /* ASUrl's path on base_url, once known */
+  char *page_url; /* ie: CLIENT_PAGE_PATH on base_url */
+  char *ews_url;  /* ASUrl's path on base_url, once known */
   char *ews_path;
   CURL *easy; /* NULL only when re-creating it ran out of memory */
   char errbuf[CURL_ERROR_SIZE];
@@ -158,8 +170,11 @@ struct client {
   /* Session. */
   enum client_phase phase;
   enum client_scheme scheme;
+  /* The connection a type 3 was answered 2xx on (ie, dotnet, java): it is
+   * authenticated while it stays open. 0: none. */
+  uint64_t authed_conn;
   unsigned next_index;
-  struct client_post_result *results; /* 1 + ews_posts slots */
+  struct client_post_result *results; /* lead + ews_posts slots */
   size_t nresults;
   struct client_view view;
 };
@@ -167,6 +182,7 @@ struct client {
 /* What every leg of one POST shares. */
 struct client_post_ctx {
   enum client_post_kind kind;
+  bool get; /* a GET (ie's page): no body, no Content-Length */
   const char *url;
   const char *path;
   const char *body; /* the POST body, held back on an NTLM type 1 */

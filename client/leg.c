@@ -5,6 +5,7 @@
  */
 #include "client_int.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,12 @@
 #define CLIENT_OUTLOOK_USER_AGENT                                              \
   "Microsoft Office/12.0 (Windows NT 5.1; Microsoft Office Outlook "           \
   "12.0.4518; Pro)"
+#define CLIENT_IE_USER_AGENT                                                   \
+  "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 5.1; .NET CLR 2.0.50727)"
+#define CLIENT_DOTNET_USER_AGENT                                               \
+  "Mozilla/4.0 (compatible; MSIE 6.0; MS Web Services Client Protocol "        \
+  "2.0.50727.3053)"
+#define CLIENT_JAVA_USER_AGENT "Apache-HttpClient/4.5.13 (Java/11.0.20)"
 
 void client__leg_init(struct client_leg *leg)
 {
@@ -41,46 +48,120 @@ void client__leg_reset_response(struct client_leg *leg)
   leg->body_result = KB_BUF_OK;
 }
 
+/* One header line of a leg: a name with a NULL value is a libcurl
+ * directive and is not sent (the empty "Expect:" stops "Expect:
+ * 100-continue", the empty "Accept:" stops libcurl's own Accept, and
+ * the leading empty "Host:" stops libcurl from moving our Host header to
+ * the front - it puts a custom Host first unless its own is removed).
+ * libcurl looks up a directive by the first entry of that name, hence the
+ * order. Entries with skip set are left out. */
+struct client_header {
+  const char *name;
+  const char *value;
+  bool skip;
+};
+
+#define CLIENT_MAX_HEADERS 12u
+
+/* Fills h with the headers of a leg of c's kind, in that client's order,
+ * and returns how many. get: a GET (no body, no Content-Type or
+ * Content-Length); auth: the Authorization value or NULL; length: the
+ * Content-Length as text.
+ *
+ * Communicator's follow the support case; Outlook's leave Content-Length
+ * and Authorization to libcurl, whose NTLM decides them per request. ie's
+ * are Internet Explorer 7's (the page's XMLHTTP POSTs the same way).
+ * dotnet's are HttpWebRequest's under a SOAP client: the headers set
+ * through its collection in the order they were set (User-Agent,
+ * Content-Type), Authorization, then those it writes itself (Host,
+ * Content-Length, Expect, Connection), Expect on every POST (the type 1's
+ * Content-Length 0 included). java's are Apache HttpClient 4's: its
+ * protocol interceptors' order, then Authorization, which its exec chain
+ * adds last; Expect on every POST (each carries its body). Where the order
+ * is not documented it is what captures of those clients commonly show;
+ * the values are assumptions named in client/README.md. */
+static size_t client_header_list(const struct client *c, bool get,
+                                 const char *auth, const char *length,
+                                 struct client_header *h)
+{
+  size_t n = 0;
+  bool outlook = c->kind == CLIENT_KIND_OUTLOOK;
+  bool ie = c->kind == CLIENT_KIND_IE;
+  const char *ua = outlook ? CLIENT_OUTLOOK_USER_AGENT
+                   : ie    ? CLIENT_IE_USER_AGENT
+                           : CLIENT_USER_AGENT;
+
+#define CLIENT_HDR(nm, val, sk)                                                \
+  do {                                                                         \
+    h[n].name = (nm);                                                          \
+    h[n].value = (val);                                                        \
+    h[n].skip = (sk);                                                          \
+    n++;                                                                       \
+  } while(0)
+  switch(c->kind) {
+  case CLIENT_KIND_DOTNET:
+    CLIENT_HDR("Host", NULL, false);
+    CLIENT_HDR("Accept", NULL, false);
+    CLIENT_HDR("User-Agent", CLIENT_DOTNET_USER_AGENT, false);
+    CLIENT_HDR("Content-Type", "text/xml; charset=utf-8", false);
+    CLIENT_HDR("Authorization", auth, !auth);
+    CLIENT_HDR("Host", c->host, false);
+    CLIENT_HDR("Content-Length", length, false);
+    CLIENT_HDR("Expect", "100-continue", false);
+    CLIENT_HDR("Connection", "Keep-Alive", false);
+    break;
+  case CLIENT_KIND_JAVA:
+    CLIENT_HDR("Host", NULL, false);
+    CLIENT_HDR("Accept", NULL, false);
+    CLIENT_HDR("Content-Length", length, false);
+    CLIENT_HDR("Content-Type", "text/xml; charset=UTF-8", false);
+    CLIENT_HDR("Host", c->host, false);
+    CLIENT_HDR("Connection", "Keep-Alive", false);
+    CLIENT_HDR("User-Agent", CLIENT_JAVA_USER_AGENT, false);
+    CLIENT_HDR("Expect", "100-continue", false);
+    CLIENT_HDR("Authorization", auth, !auth);
+    break;
+  case CLIENT_KIND_COMMUNICATOR:
+  case CLIENT_KIND_OUTLOOK:
+  case CLIENT_KIND_ONE_SHOT:
+  case CLIENT_KIND_IE:
+  default:
+    /* WinINet's order, Communicator's and Internet Explorer's. */
+    CLIENT_HDR("Host", NULL, false);
+    CLIENT_HDR("Accept", ie ? "*/*" : "text/xml", false);
+    CLIENT_HDR("Content-Type", "text/xml; charset=utf-8", get);
+    CLIENT_HDR("User-Agent", ua, false);
+    CLIENT_HDR("Host", c->host, false);
+    CLIENT_HDR("Content-Length", length, outlook || get);
+    CLIENT_HDR("Connection", "Keep-Alive", false);
+    CLIENT_HDR("Cache-Control", "no-cache", false);
+    CLIENT_HDR("Authorization", auth, outlook || !auth);
+    CLIENT_HDR("Expect", NULL, false);
+    break;
+  }
+#undef CLIENT_HDR
+  assert(n <= CLIENT_MAX_HEADERS);
+  return n;
+}
+
 /* Builds the request headers of a leg into a libcurl list, which the
- * caller frees with curl_slist_free_all. Communicator's follow the support
- * case's order, with auth (when not NULL) last and the Content-Length of
- * the len bytes it sends; Outlook's leave Content-Length and Authorization
- * to libcurl, whose NTLM decides them per request. Returns NULL when out of
- * memory. */
-static struct curl_slist *client_headers(const struct client *c,
+ * caller frees with curl_slist_free_all: client_header_list's, with auth
+ * (when not NULL) as the Authorization and the Content-Length of the len
+ * bytes it sends. Returns NULL when out of memory. */
+static struct curl_slist *client_headers(const struct client *c, bool get,
                                          const char *auth, size_t len)
 {
   struct curl_slist *result = NULL;
   struct curl_slist *list = NULL;
+  struct client_header table[CLIENT_MAX_HEADERS];
   struct kb_buf line;
-  bool outlook = c->kind == CLIENT_KIND_OUTLOOK;
-  size_t i;
+  size_t i, n;
   char length[32];
-  /* A name with a NULL value is a libcurl directive and is not sent: the
-   * empty "Expect:" stops "Expect: 100-continue", and the leading empty
-   * "Host:" stops libcurl from moving our Host header to the front (it puts
-   * a custom Host first unless its own is removed), so ours goes out fifth
-   * like Communicator's. libcurl looks up a directive by the first entry of
-   * that name, hence the order. Entries with skip set are left out. */
-  const struct {
-    const char *name;
-    const char *value;
-    bool skip;
-  } table[] = {{"Host", NULL, false},
-               {"Accept", "text/xml", false},
-               {"Content-Type", "text/xml; charset=utf-8", false},
-               {"User-Agent",
-                outlook ? CLIENT_OUTLOOK_USER_AGENT : CLIENT_USER_AGENT, false},
-               {"Host", c->host, false},
-               {"Content-Length", length, outlook},
-               {"Connection", "Keep-Alive", false},
-               {"Cache-Control", "no-cache", false},
-               {"Authorization", auth, outlook || !auth},
-               {"Expect", NULL, false}};
 
   snprintf(length, sizeof(length), "%zu", len);
+  n = client_header_list(c, get, auth, length, table);
   kb_buf_init(&line, CLIENT_MAX_AUTH_VALUE + 64);
-  for(i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+  for(i = 0; i < n; i++) {
     struct curl_slist *next;
     if(table[i].skip)
       continue;
@@ -114,6 +195,7 @@ static enum kb_auth client_leg_auth(enum client_leg_kind which)
     return KB_AUTH_OTHER;
   case CLIENT_LEG_PLAIN:
   case CLIENT_LEG_OUTLOOK:
+  case CLIENT_LEG_AUTHENTICATED:
     break;
   }
   return KB_AUTH_NONE;
@@ -126,9 +208,10 @@ static enum kb_auth client_leg_auth(enum client_leg_kind which)
  * with status 0. When the listener closed a kept-alive connection without
  * answering and libcurl sent the request again on a new one, a NOTE says
  * so. Returns curl's result; the caller owns leg, which must be cleared. */
-static CURLcode client_send_leg(struct client *c, const char *url,
-                                const char *path, enum client_leg_kind which,
-                                const char *auth, const char *body, size_t len,
+static CURLcode client_send_leg(struct client *c,
+                                const struct client_post_ctx *p,
+                                enum client_leg_kind which, const char *auth,
+                                const char *body, size_t len,
                                 struct client_leg *leg)
 {
   CURLcode result = CURLE_OUT_OF_MEMORY;
@@ -143,14 +226,17 @@ static CURLcode client_send_leg(struct client *c, const char *url,
   c->current_conn = 0;
   c->current_name[0] = '\0';
   c->errbuf[0] = '\0';
-  headers = client_headers(c, auth, len);
+  headers = client_headers(c, p->get, auth, len);
   if(!c->easy || !headers ||
-     curl_easy_setopt(c->easy, CURLOPT_URL, url) != CURLE_OK ||
-     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, headers) != CURLE_OK ||
-     curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len) !=
-         CURLE_OK ||
-     curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, body) != CURLE_OK)
+     curl_easy_setopt(c->easy, CURLOPT_URL, p->url) != CURLE_OK ||
+     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, headers) != CURLE_OK)
     ; /* result stays CURLE_OUT_OF_MEMORY */
+  else if(p->get ? curl_easy_setopt(c->easy, CURLOPT_HTTPGET, 1L) != CURLE_OK
+                 : (curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                                     (curl_off_t)len) != CURLE_OK ||
+                    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, body) !=
+                        CURLE_OK))
+    ; /* likewise */
   else {
     /* current_conn outlives a close at the end of the transfer so that the
      * result can name the connection; a leg that never got one reports 0. */
@@ -164,8 +250,8 @@ static CURLcode client_send_leg(struct client *c, const char *url,
   if(!c->leg_requests) {
     struct kb_exchange ex;
     memset(&ex, 0, sizeof(ex));
-    ex.method = "POST";
-    ex.path = path;
+    ex.method = p->get ? "GET" : "POST";
+    ex.path = p->path;
     ex.req_auth = client_leg_auth(which);
     ex.req_body_len = len;
     client__trace_exchange(c, c->current_conn, c->current_name, &ex);
@@ -188,8 +274,7 @@ CURLcode client__run_leg(struct client *c, const struct client_post_ctx *p,
 {
   struct client_post_result *res = p->res;
   bool first = res->legs == 0;
-  CURLcode rc =
-      client_send_leg(c, p->url, p->path, which, auth, body, len, leg);
+  CURLcode rc = client_send_leg(c, p, which, auth, body, len, leg);
   if(which == CLIENT_LEG_OUTLOOK && c->leg_requests > 1)
     res->legs += c->leg_requests;
   else

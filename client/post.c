@@ -5,7 +5,11 @@
  * is crafted here with ntlm.h and sent as plain custom headers - the plain
  * first request that learns the scheme, NTLM's type 1 then type 3, Basic.
  * Outlook is the opposite case and uses libcurl's CURLAUTH_NTLM as it is;
- * one-shot is Communicator's on a new connection for every POST.
+ * one-shot is Communicator's on a new connection for every POST. ie is
+ * Communicator's too, with GETs that go without Authorization on an
+ * authenticated connection. dotnet and java authenticate a connection once
+ * with the same legs crafted here (Expect: 100-continue on their POSTs) and
+ * send later requests on it without Authorization.
  */
 #include "client/reauth.h"
 #include "client_int.h"
@@ -175,8 +179,10 @@ static enum client_outcome client_ntlm_type3(struct client *c,
   client__apply_max_requests(c, false);
   if(rc != CURLE_OK)
     result = client__transfer_failed(c, rc, &leg, res);
-  else if(leg.status == 200)
+  else if(leg.status == 200) {
+    c->authed_conn = res->connection; /* NTLM authenticated it */
     result = client__check_body(c, p->kind, &leg.body, res);
+  }
   else if(leg.status == 401) {
     /* Not "check the password": a listener that sends the type 3 on
      * another upstream connection than the type 1 (handshake-split) gets
@@ -209,10 +215,13 @@ out:
 /* Communicator's NTLM re-authentication of one POST: the type 1 with
  * Content-Length: 0 and the body held back, then on 401 + type 2 the type
  * 3 with the body. A 5xx to the type 1 is KB 942638: the listener
- * forwarded the body-less leg. Returns the POST's outcome. */
+ * forwarded the body-less leg. java's type 1 carries the body (its
+ * entity is repeatable, and Expect: 100-continue keeps it back until the
+ * listener asks). Returns the POST's outcome. */
 static enum client_outcome client_post_ntlm(struct client *c,
                                             const struct client_post_ctx *p)
 {
+  bool with_body = c->kind == CLIENT_KIND_JAVA;
   enum client_outcome result = CLIENT_TRANSPORT_ERROR;
   struct client_post_result *res = p->res;
   struct ntlm_bytes type1 = {NULL, 0};
@@ -228,7 +237,8 @@ static enum client_outcome client_post_ntlm(struct client *c,
                    client_post_kind_name(p->kind));
     goto out;
   }
-  rc = client__run_leg(c, p, CLIENT_LEG_NEGOTIATE, auth, "", 0, &leg);
+  rc = client__run_leg(c, p, CLIENT_LEG_NEGOTIATE, auth,
+                       with_body ? p->body : "", with_body ? p->len : 0, &leg);
   client__apply_max_requests(c, rc == CURLE_OK && leg.status == 401 &&
                                     (leg.ntlm_value || leg.ntlm_value_too_big));
   if(rc != CURLE_OK) {
@@ -380,6 +390,66 @@ static enum client_outcome client_post_outlook(struct client *c,
   return result;
 }
 
+/* ---- requests on an authenticated connection ---------------------------- */
+
+/* Sends the request p without Authorization and with its body on the
+ * connection NTLM authenticated earlier (ie's GETs; dotnet's and java's
+ * POSTs), which the listener forwards as it is. A 401 means the listener
+ * no longer holds the connection authenticated: the handshake starts
+ * again, as each of those clients does. Returns the POST's outcome. */
+static enum client_outcome
+client_post_authenticated(struct client *c, const struct client_post_ctx *p)
+{
+  enum client_outcome result = CLIENT_PROTOCOL_ERROR;
+  struct client_post_result *res = p->res;
+  struct client_leg leg;
+  CURLcode rc;
+
+  client__leg_init(&leg);
+  rc = client__run_leg(c, p, CLIENT_LEG_AUTHENTICATED, NULL, p->body, p->len,
+                       &leg);
+  client__apply_max_requests(c, false);
+  if(rc != CURLE_OK)
+    result = client__transfer_failed(c, rc, &leg, res);
+  else if(leg.status == 401 &&
+          (leg.ntlm_bare || leg.ntlm_value || leg.ntlm_value_too_big)) {
+    c->authed_conn = 0;
+    result = client_post_ntlm(c, p);
+  }
+  else if(leg.status == 401) {
+    client__detail(res, "HTTP 401 offering no NTLM on the authenticated "
+                        "connection; the listener must accept Integrated "
+                        "credentials");
+    result = CLIENT_AUTH_FAILED;
+  }
+  else
+    result = client_final_status(c, p, &leg, p->get ? "the GET" : "the POST");
+  client__leg_free(&leg);
+  return result;
+}
+
+/* Whether the connection libcurl keeps open is the one NTLM authenticated
+ * for ie, dotnet and java. */
+static bool client_on_authed_conn(const struct client *c)
+{
+  uint64_t open = client__open_conn(c);
+  return open && open == c->authed_conn;
+}
+
+/* A POST of dotnet or java: without Authorization, with Expect:
+ * 100-continue and its body (client_header_list). On a connection that is
+ * not authenticated the listener answers 401 at once and closes it
+ * (proxy/README.md: an Expect it refuses whatever the body), so the
+ * handshake runs on a new connection; on an authenticated one it is
+ * forwarded. Returns the POST's outcome. */
+static enum client_outcome
+client_post_connection_auth(struct client *c, const struct client_post_ctx *p)
+{
+  if(client_on_authed_conn(c))
+    return client_post_authenticated(c, p);
+  return client_post_plain(c, p);
+}
+
 /* ---- one POST ------------------------------------------------------------ */
 
 void client__post(struct client *c, enum client_post_kind kind,
@@ -392,17 +462,22 @@ void client__post(struct client *c, enum client_post_kind kind,
   memset(&p, 0, sizeof(p));
   p.kind = kind;
   p.res = res;
-  p.url = kind == CLIENT_POST_AUTODISCOVER ? c->autodiscover_url : c->ews_url;
-  p.path =
-      kind == CLIENT_POST_AUTODISCOVER ? CLIENT_AUTODISCOVER_PATH : c->ews_path;
+  p.get = kind == CLIENT_POST_PAGE;
+  p.url = kind == CLIENT_POST_AUTODISCOVER ? c->autodiscover_url
+          : p.get                          ? c->page_url
+                                           : c->ews_url;
+  p.path = kind == CLIENT_POST_AUTODISCOVER ? CLIENT_AUTODISCOVER_PATH
+           : p.get                          ? CLIENT_PAGE_PATH
+                                            : c->ews_path;
   res->outcome = CLIENT_TRANSPORT_ERROR;
-  if(client_xml_body(kind, c->email, (const char *const *)c->contacts,
+  if(!p.get &&
+     client_xml_body(kind, c->email, (const char *const *)c->contacts,
                      kb_clock_now(&c->clock, c->origin), &body, &body_len)) {
     client__detail(res, "out of memory building the %s POST",
                    client_post_kind_name(kind));
     goto out;
   }
-  p.body = (const char *)body;
+  p.body = body ? (const char *)body : "";
   p.len = (size_t)body_len;
 
   client__apply_idle_timeout(c, res->at_ms);
@@ -412,13 +487,22 @@ void client__post(struct client *c, enum client_post_kind kind,
     client__drop_connection(c);
   if(c->kind == CLIENT_KIND_OUTLOOK)
     res->outcome = client_post_outlook(c, &p);
+  else if(c->kind == CLIENT_KIND_DOTNET || c->kind == CLIENT_KIND_JAVA)
+    res->outcome = client_post_connection_auth(c, &p);
+  else if(p.get && c->scheme == CLIENT_SCHEME_NTLM && client_on_authed_conn(c))
+    res->outcome = client_post_authenticated(c, &p); /* WinINet's GET */
   else if(c->scheme == CLIENT_SCHEME_NTLM)
     res->outcome = client_post_ntlm(c, &p);
   else if(c->scheme == CLIENT_SCHEME_BASIC)
     res->outcome = client_post_basic(c, &p);
   else
     res->outcome = client_post_plain(c, &p);
-  if(c->kind == CLIENT_KIND_ONE_SHOT && client__open_conn(c))
+  /* One-shot closes after every POST; so does dotnet without
+   * UnsafeAuthenticatedConnectionSharing, after its authenticated
+   * request. */
+  if((c->kind == CLIENT_KIND_ONE_SHOT ||
+      (c->kind == CLIENT_KIND_DOTNET && !c->connection_sharing)) &&
+     client__open_conn(c))
     client__drop_connection(c);
 out:
   xmlFree(body);

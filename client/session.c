@@ -82,6 +82,14 @@ enum client_outcome client__check_body(struct client *c,
   int n;
   if(kind == CLIENT_POST_AUTODISCOVER)
     return client_use_autodiscover(c, body, res);
+  if(kind == CLIENT_POST_PAGE) {
+    n = client_xml_xpath(body, "/*[local-name()='definitions']", NULL);
+    if(n > 0)
+      return CLIENT_OK;
+    client__detail(res, n < 0 ? "out of memory reading Services.wsdl"
+                              : "Services.wsdl is not a WSDL document");
+    return CLIENT_PROTOCOL_ERROR;
+  }
   if(kind == CLIENT_POST_OOF)
     n = client_xml_xpath(body,
                          "/s:Envelope/s:Body/m:GetUserOofSettingsResponse/"
@@ -162,6 +170,8 @@ static void client_record(struct client *c,
   case CLIENT_POST_AVAILABILITY:
     v->scheduling_available = ok;
     break;
+  case CLIENT_POST_PAGE:
+    break; /* the page is only the way in */
   }
   v->connections = (unsigned)c->conn_count;
 }
@@ -175,9 +185,12 @@ int client_step(struct client *client, struct client_post_result *res)
   memset(r, 0, sizeof(*r));
   r->index = client->next_index;
   if(client->phase == CLIENT_PHASE_AUTODISCOVER)
-    r->kind = CLIENT_POST_AUTODISCOVER;
+    r->kind = client->kind == CLIENT_KIND_IE ? CLIENT_POST_PAGE
+                                             : CLIENT_POST_AUTODISCOVER;
   else {
-    r->kind = (r->index % 2) ? CLIENT_POST_OOF : CLIENT_POST_AVAILABILITY;
+    /* EWS POST n, from 1, alternates from GetUserOofSettings. */
+    r->kind = ((r->index - client->lead + 1) % 2) ? CLIENT_POST_OOF
+                                                  : CLIENT_POST_AVAILABILITY;
     client_think(client, r);
   }
   r->at_ms = kb_clock_now(&client->clock, client->origin);
@@ -185,11 +198,17 @@ int client_step(struct client *client, struct client_post_result *res)
   client->nresults++;
   client->next_index++;
   client_record(client, r);
-  if(client->phase == CLIENT_PHASE_AUTODISCOVER)
+  if(client->phase == CLIENT_PHASE_AUTODISCOVER &&
+     r->kind == CLIENT_POST_PAGE) {
+    /* A browser knows the EWS URL: it goes on whatever the page did. */
+    if(client->next_index >= client->lead)
+      client->phase = client->ews_posts ? CLIENT_PHASE_EWS : CLIENT_PHASE_DONE;
+  }
+  else if(client->phase == CLIENT_PHASE_AUTODISCOVER)
     client->phase = (r->outcome == CLIENT_OK && client->ews_posts)
                         ? CLIENT_PHASE_EWS
                         : CLIENT_PHASE_DONE;
-  else if(client->next_index > client->ews_posts)
+  else if(client->next_index >= client->lead + client->ews_posts)
     client->phase = CLIENT_PHASE_DONE;
   if(res)
     *res = *r;

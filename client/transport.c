@@ -374,6 +374,12 @@ int client__setup_easy(struct client *c)
      curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) ||
      curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout) ||
      curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout) ||
+     /* dotnet and java wait for 100 Continue as long as for an answer:
+      * theirs give up after 350 ms (.NET's ContinueTimeout) or 3 s
+      * (HttpClient's wait-for-continue) and send the body anyway, which
+      * on a loaded machine would change the bytes' order from run to
+      * run. */
+     curl_easy_setopt(e, CURLOPT_EXPECT_100_TIMEOUT_MS, timeout) ||
      curl_easy_setopt(e, CURLOPT_POST, 1L) ||
      curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, client_open_socket) ||
      curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, c) ||

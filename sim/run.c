@@ -161,6 +161,7 @@ int sim_scenario_plan(const struct scenario *sc, struct sim_logins *logins,
   plan->ews_posts = sc->posts;
   plan->ntlm = sc->ntlm;
   plan->kind = sc->kind;
+  plan->connection_sharing = sc->connection_sharing;
   plan->think_min_ms = sc->think_min_ms;
   plan->think_max_ms = sc->think_max_ms;
   plan->idle_timeout_ms = sc->client_idle_timeout_ms;
@@ -251,7 +252,8 @@ int sim_runner_run(struct sim_runner *runner, const struct scenario *sc,
   }
   for(i = 0; i < out->sessions.count; i++)
     for(j = 0; j < out->sessions.sessions[i].nresults; j++)
-      if(out->sessions.sessions[i].results[j].kind != CLIENT_POST_AUTODISCOVER)
+      if(out->sessions.sessions[i].results[j].kind == CLIENT_POST_OOF ||
+         out->sessions.sessions[i].results[j].kind == CLIENT_POST_AVAILABILITY)
         out->ews_posts++;
   /* A socket that could not be opened for want of descriptors makes a
    * failure that is the harness's, not the listener's: no verdict. */

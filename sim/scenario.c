@@ -104,6 +104,7 @@ struct scenario_parse {
   unsigned error_line; /* 0 until the first error */
   char error[384];
   unsigned client_user_line;
+  unsigned connection_sharing_line; /* 0 when the key is not given */
   unsigned users_line;
   bool has_members; /* a [member] section was seen */
   /* A key line was read since the last section header. inih then reads
@@ -345,10 +346,7 @@ static void scenario__clients(struct scenario_parse *p, const char *key,
   }
   else if(!strcmp(key, "kind")) {
     if(client_kind_parse(v, &sc->kind))
-      scenario__fail(p,
-                     "[clients] kind = %s: use communicator, outlook or "
-                     "one-shot",
-                     v);
+      scenario__fail(p, "[clients] kind = %s: use " CLIENT_KIND_NAMES, v);
   }
   else if(!strcmp(key, "user")) {
     if(strlen(v) >= sizeof(sc->client_user) || !strchr(v, '\\'))
@@ -402,6 +400,14 @@ static void scenario__clients(struct scenario_parse *p, const char *key,
                      "0 for no limit",
                      v);
   }
+  else if(!strcmp(key, "connection_sharing")) {
+    p->connection_sharing_line = p->line;
+    if(scenario__bool(v, &sc->connection_sharing))
+      scenario__fail(p,
+                     "[clients] connection_sharing = %s: use yes or no "
+                     "(dotnet's UnsafeAuthenticatedConnectionSharing)",
+                     v);
+  }
   else if(!strcmp(key, "ntlm")) {
     if(!strcmp(v, "v2"))
       sc->ntlm = NTLM_RESPONSE_V2;
@@ -415,7 +421,8 @@ static void scenario__clients(struct scenario_parse *p, const char *key,
   else
     scenario__fail(p,
                    "[clients] has no key '%s'; it knows count, kind, user, "
-                   "password, posts, think, idle_timeout, max_requests, ntlm",
+                   "password, posts, think, idle_timeout, max_requests, "
+                   "connection_sharing, ntlm",
                    key);
 }
 
@@ -633,6 +640,15 @@ static void scenario__check(struct scenario_parse *p)
                      "(the listener checks passwords against [users])",
                      sc->client_user);
     }
+  }
+  /* The kind may come after the key, so it is judged once both are read. */
+  if(p->connection_sharing_line && sc->kind != CLIENT_KIND_DOTNET) {
+    p->line = p->connection_sharing_line;
+    scenario__fail(p,
+                   "[clients] connection_sharing is .NET's "
+                   "UnsafeAuthenticatedConnectionSharing; kind = %s has no "
+                   "such setting: set kind = dotnet or remove the key",
+                   client_kind_name(sc->kind));
   }
 }
 

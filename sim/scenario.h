@@ -83,6 +83,7 @@ struct scenario {
   /* [clients] */
   unsigned clients;
   enum client_kind kind;
+  bool connection_sharing; /* dotnet: UnsafeAuthenticatedConnectionSharing */
   char client_user[SCENARIO_TEXT];     /* DOMAIN\user, "" = each user in turn */
   char client_password[SCENARIO_TEXT]; /* override, "" = the store's */
   bool has_password_override;

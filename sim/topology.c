@@ -314,6 +314,7 @@ static void *sim__session_thread(void *arg)
                              job->plan->ews_posts, &cfg);
   cfg.ntlm_kind = job->plan->ntlm;
   cfg.kind = job->plan->kind;
+  cfg.connection_sharing = job->plan->connection_sharing;
   cfg.think_min_ms = job->plan->think_min_ms;
   cfg.think_max_ms = job->plan->think_max_ms;
   cfg.idle_timeout_ms = job->plan->idle_timeout_ms;

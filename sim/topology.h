@@ -184,6 +184,7 @@ struct sim_clients {
   unsigned ews_posts;
   enum ntlm_response_kind ntlm;
   enum client_kind kind;
+  bool connection_sharing; /* dotnet (client_config) */
   int64_t think_min_ms, think_max_ms;
   int64_t idle_timeout_ms; /* the clients' own keep-alive limits */
   unsigned max_requests;

@@ -9,6 +9,8 @@
  *   test_client_kinds.c    Outlook and one-shot clients, think time,
  *                          keep-alive limits, the balancer, Basic and
  *                          anonymous listeners, the listener's idle timeout
+ *   test_client_field.c    Internet Explorer, .NET and Java under both
+ *                          policies, byte for byte on both hops
  *   test_client_peer.c     a scripted peer for the answers our own servers
  *                          never give
  *
@@ -81,7 +83,8 @@ void cl_env_start(struct kbt_env *e, enum proxy_policy policy)
 int main(void)
 {
   static Suite *(*const suites[])(void) = {
-      client_session_suite, client_kinds_suite, client_peer_suite, NULL};
+      client_session_suite, client_kinds_suite, client_field_suite,
+      client_peer_suite, NULL};
 
   return kbt_run_list(suites) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

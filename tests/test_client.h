@@ -32,6 +32,7 @@ void cl_env_start_with(struct kbt_env *e, struct proxy_config *pc);
 /* The suites, one per file. */
 Suite *client_session_suite(void);
 Suite *client_kinds_suite(void);
+Suite *client_field_suite(void);
 Suite *client_peer_suite(void);
 
 #endif /* TESTS_TEST_CLIENT_H */

@@ -70,6 +70,9 @@ START_TEST(golden_transcripts)
   int ncases = 0;
 
   proc_tmpdir("kbsim-evidence", tmpdir, sizeof(tmpdir));
+  /* The scenarios CASES names live beside the transcripts (this test
+   * runs in a process of its own, so the variable goes no further). */
+  ck_assert_int_eq(setenv("KBSIM_SCENARIOS", TESTS_DIR "/golden", 1), 0);
   snprintf(cases_path, sizeof(cases_path), "%s/golden/CASES", TESTS_DIR);
   cases = fopen(cases_path, "r");
   ck_assert_ptr_nonnull(cases);
