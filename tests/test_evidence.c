@@ -70,8 +70,9 @@ START_TEST(golden_transcripts)
   int ncases = 0;
 
   proc_tmpdir("kbsim-evidence", tmpdir, sizeof(tmpdir));
-  /* The scenarios CASES names live beside the transcripts (this test
-   * runs in a process of its own, so the variable goes no further). */
+  /* The scenarios CASES names live beside the transcripts; the variable
+   * is unset at the end (with CK_FORK=no the suite's other tests share
+   * this process's environment). */
   ck_assert_int_eq(setenv("KBSIM_SCENARIOS", TESTS_DIR "/golden", 1), 0);
   snprintf(cases_path, sizeof(cases_path), "%s/golden/CASES", TESTS_DIR);
   cases = fopen(cases_path, "r");
@@ -105,6 +106,7 @@ START_TEST(golden_transcripts)
     ncases++;
   }
   fclose(cases);
+  ck_assert_int_eq(unsetenv("KBSIM_SCENARIOS"), 0);
   ck_assert_int_ge(ncases, 2);
   proc_rmdir(tmpdir);
 }
