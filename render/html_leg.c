@@ -96,7 +96,8 @@ void html__decision(const struct story_leg *leg, char *out, size_t len,
     snprintf(out, len, "answers %d itself", leg->front.status);
 }
 
-/* Names a POST: "autodiscover" or "POST 2 GetUserOofSettings". */
+/* Names a request: "autodiscover", "POST 2 GetUserOofSettings" or, for
+ * ie's page, "GET 0 Services.wsdl". */
 void html__post_name(const struct sim_session *s, int post, char *out,
                      size_t len)
 {
@@ -105,5 +106,6 @@ void html__post_name(const struct sim_session *s, int post, char *out,
   if(r->kind == CLIENT_POST_AUTODISCOVER)
     snprintf(out, len, "autodiscover");
   else
-    snprintf(out, len, "POST %u %s", r->index, client_post_kind_name(r->kind));
+    snprintf(out, len, "%s %u %s", r->kind == CLIENT_POST_PAGE ? "GET" : "POST",
+             r->index, client_post_kind_name(r->kind));
 }

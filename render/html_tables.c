@@ -8,6 +8,36 @@
 
 #define HTML_MAX_POST_COLUMNS 13
 
+/* The head of request column j: what its requests are ("autodiscover",
+ * "POST 1", ie's "GET 0"), taken from the sessions that have one, or
+ * "request N" when their kinds put different requests there. */
+static void html_column_head(const struct sim_sessions *ss, size_t j, FILE *out)
+{
+  char head[64] = "", one[64];
+  size_t i;
+
+  for(i = 0; i < ss->count && i < HTML_MAX_CLIENTS; i++) {
+    const struct sim_session *s = &ss->sessions[i];
+    const struct client_post_result *r;
+
+    if(s->error[0] || j >= s->nresults)
+      continue;
+    r = &s->results[j];
+    if(r->kind == CLIENT_POST_AUTODISCOVER)
+      snprintf(one, sizeof(one), "autodiscover");
+    else
+      snprintf(one, sizeof(one), "%s %u",
+               r->kind == CLIENT_POST_PAGE ? "GET" : "POST", r->index);
+    if(!head[0])
+      snprintf(head, sizeof(head), "%s", one);
+    else if(strcmp(head, one)) {
+      snprintf(head, sizeof(head), "request %zu", j + 1);
+      break;
+    }
+  }
+  fprintf(out, "<th>%s</th>", head[0] ? head : "");
+}
+
 /* Writes the timeline: one row per user, one cell per POST, with the
  * notification where it appeared and presence and scheduling after it. */
 void html__timeline(FILE *out, const struct sim_sessions *ss)
@@ -21,10 +51,7 @@ void html__timeline(FILE *out, const struct sim_sessions *ss)
     columns = HTML_MAX_POST_COLUMNS;
   fputs("<table class=\"timeline\"><thead><tr><th>user</th>", out);
   for(j = 0; j < columns; j++)
-    if(j)
-      fprintf(out, "<th>POST %zu</th>", j);
-    else
-      fputs("<th>autodiscover</th>", out);
+    html_column_head(ss, j, out);
   fputs("</tr></thead><tbody>\n", out);
   for(i = 0; i < ss->count && i < HTML_MAX_CLIENTS; i++) {
     const struct sim_session *s = &ss->sessions[i];

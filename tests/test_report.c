@@ -599,6 +599,39 @@ START_TEST(report_of_the_bug)
 }
 END_TEST
 
+/* ie's report names its requests as they went: the page's two GETs, then
+ * the EWS POSTs, in the timeline's heads and cells; no autodiscover. */
+START_TEST(report_of_ie_names_its_gets)
+{
+  char html[512];
+  const char *args[] = {"run", SCENARIOS_DIR "/ie-client.ini", "--html", html,
+                        NULL};
+  struct proc_out p;
+  htmlDocPtr doc;
+
+  proc_tmpdir("kbsim-report", tmpdir, sizeof(tmpdir));
+  snprintf(html, sizeof(html), "%s/ie.html", tmpdir);
+  proc_kbsim_exits(&p, args, 0);
+  proc_free(&p);
+  doc = parse_page(html);
+  ck_assert_int_eq(
+      xpath_count(doc, "//table[" HAS_CLASS(
+                           "timeline") "]//th["
+                                       "text()='GET 0' or text()='GET 1']"),
+      2);
+  ck_assert_int_eq(
+      xpath_count(doc, "//table[" HAS_CLASS("timeline") "]//th["
+                                                        "text()='POST 2']"),
+      1);
+  ck_assert_int_eq(xpath_count(doc, "//table[" HAS_CLASS(
+                                        "timeline") "]//th["
+                                                    "text()='autodiscover']"),
+                   0);
+  xmlFreeDoc(doc);
+  proc_rmdir(tmpdir);
+}
+END_TEST
+
 START_TEST(report_of_bug_and_fix_side_by_side)
 {
   char html[512], json[512], each[512];
@@ -1190,6 +1223,7 @@ int main(void)
   tcase_add_test(page, story_of_one_bug_session);
   tcase_add_test(page, report_of_the_bug);
   tcase_add_test(page, report_of_bug_and_fix_side_by_side);
+  tcase_add_test(page, report_of_ie_names_its_gets);
   tcase_add_test(page, report_caps_big_runs);
   suite_add_tcase(s, page);
   tcase_set_timeout(browser, 60);
