@@ -394,6 +394,7 @@ static int kbsim_client_record(struct kbsim_client_run *r)
     return 2;
   }
   sim_recorder_init(&r->rec, true);
+  r->rec.client_name = client_kind_label(r->cfg.kind);
   r->recording = true;
   r->cfg.trace = sim_recorder_as_kb(&r->rec);
   r->cfg.names = sim_names_as_kb(&r->names);

@@ -312,6 +312,7 @@ static int kbsim_demo_phase(struct kbsim_demo *d, struct kbsim_phase *phase,
   size_t i;
 
   sim_recorder_init(&phase->rec, keep_bytes);
+  phase->rec.client_name = client_kind_label(phase->sc.kind);
   phase->recorder_ready = true;
   if(sim_scenario_run(&phase->sc, sim_recorder_as_kb(&phase->rec), &phase->o,
                       err, sizeof(err))) {

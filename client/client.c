@@ -49,6 +49,24 @@ const char *client_kind_name(enum client_kind kind)
   return "unknown";
 }
 
+const char *client_kind_label(enum client_kind kind)
+{
+  switch(kind) {
+  case CLIENT_KIND_COMMUNICATOR:
+  case CLIENT_KIND_ONE_SHOT:
+    return "Communicator";
+  case CLIENT_KIND_OUTLOOK:
+    return "Outlook";
+  case CLIENT_KIND_IE:
+    return "Internet Explorer";
+  case CLIENT_KIND_DOTNET:
+    return ".NET client";
+  case CLIENT_KIND_JAVA:
+    return "Java client";
+  }
+  return "client";
+}
+
 int client_kind_parse(const char *name, enum client_kind *out)
 {
   static const enum client_kind all[] = {

@@ -80,6 +80,11 @@ enum client_kind {
 /* "communicator", "outlook", "one-shot", "ie", "dotnet", "java". */
 const char *client_kind_name(enum client_kind kind);
 
+/* What people call the program a kind plays, for evidence: "Communicator"
+ * (communicator and one-shot), "Outlook", "Internet Explorer", ".NET
+ * client", "Java client". */
+const char *client_kind_label(enum client_kind kind);
+
 /* Parses a kind name; returns 0, or -1 when name is none of them. */
 int client_kind_parse(const char *name, enum client_kind *out);
 

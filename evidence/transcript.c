@@ -120,9 +120,11 @@ int evidence_write_transcript(struct sim_recorder *rec, FILE *out)
     const struct evidence_conn *c = &conns.items[i];
     char when[64];
 
-    fprintf(out, ";\n; === %s: %s ===\n", c->name,
-            c->hop == KB_HOP_CLIENT_PROXY ? "Communicator <-> ISA"
-                                          : "ISA <-> Exchange");
+    if(c->hop == KB_HOP_CLIENT_PROXY)
+      fprintf(out, ";\n; === %s: %s <-> ISA ===\n", c->name,
+              rec->client_name ? rec->client_name : "client");
+    else
+      fprintf(out, ";\n; === %s: ISA <-> Exchange ===\n", c->name);
     if(c->opened) {
       evidence__iso(c->open_us, when);
       fprintf(out, "; %s connection opened\n", when);

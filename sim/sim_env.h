@@ -98,6 +98,10 @@ struct sim_recorder {
   size_t alloc;
   bool keep_bytes;
   bool failed; /* an event was dropped for lack of memory */
+  /* Who the client hop's connections came from, for people ("Internet
+   * Explorer": client_kind_label); NULL, as sim_recorder_init leaves it,
+   * when anything may have connected (serve): "client". */
+  const char *client_name;
 };
 
 void sim_recorder_init(struct sim_recorder *rec, bool keep_bytes);

@@ -648,7 +648,8 @@ START_TEST(squid)
   json_decref(doc);
   proc_free(&p);
   doc = real_proxy("squid-passthru", &p);
-  ck_assert_int_eq(p.status, 0);
+  ck_assert_msg(p.status == 0, "squid-passthru: exit %d: %.1500s", p.status,
+                p.out.data);
   assert_defects(doc, NULL, 0, "squid-passthru");
   json_decref(doc);
   proc_free(&p);
