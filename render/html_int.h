@@ -42,7 +42,13 @@ void html__answer_label(const struct story_hop *hop, char *out, size_t len);
 void html__decision(const struct story_leg *leg, char *out, size_t len,
                     bool *bad);
 
-/* Names a POST: "autodiscover" or "POST 2 GetUserOofSettings". */
+/* A request's short name, a timeline column's head: "autodiscover",
+ * "POST 2", ie's "GET 0". */
+void html__request_head(const struct client_post_result *r, char *out,
+                        size_t len);
+
+/* Names a request: "autodiscover", "POST 2 GetUserOofSettings" or ie's
+ * "GET 0 Services.wsdl". */
 void html__post_name(const struct sim_session *s, int post, char *out,
                      size_t len);
 

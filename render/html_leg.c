@@ -96,16 +96,27 @@ void html__decision(const struct story_leg *leg, char *out, size_t len,
     snprintf(out, len, "answers %d itself", leg->front.status);
 }
 
+void html__request_head(const struct client_post_result *r, char *out,
+                        size_t len)
+{
+  if(r->kind == CLIENT_POST_AUTODISCOVER)
+    snprintf(out, len, "autodiscover");
+  else
+    snprintf(out, len, "%s %u", r->kind == CLIENT_POST_PAGE ? "GET" : "POST",
+             r->index);
+}
+
 /* Names a request: "autodiscover", "POST 2 GetUserOofSettings" or, for
  * ie's page, "GET 0 Services.wsdl". */
 void html__post_name(const struct sim_session *s, int post, char *out,
                      size_t len)
 {
   const struct client_post_result *r = &s->results[post];
+  char head[32];
 
+  html__request_head(r, head, sizeof(head));
   if(r->kind == CLIENT_POST_AUTODISCOVER)
-    snprintf(out, len, "autodiscover");
+    snprintf(out, len, "%s", head);
   else
-    snprintf(out, len, "%s %u %s", r->kind == CLIENT_POST_PAGE ? "GET" : "POST",
-             r->index, client_post_kind_name(r->kind));
+    snprintf(out, len, "%s %s", head, client_post_kind_name(r->kind));
 }

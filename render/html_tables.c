@@ -23,11 +23,7 @@ static void html_column_head(const struct sim_sessions *ss, size_t j, FILE *out)
     if(s->error[0] || j >= s->nresults)
       continue;
     r = &s->results[j];
-    if(r->kind == CLIENT_POST_AUTODISCOVER)
-      snprintf(one, sizeof(one), "autodiscover");
-    else
-      snprintf(one, sizeof(one), "%s %u",
-               r->kind == CLIENT_POST_PAGE ? "GET" : "POST", r->index);
+    html__request_head(r, one, sizeof(one));
     if(!head[0])
       snprintf(head, sizeof(head), "%s", one);
     else if(strcmp(head, one)) {
