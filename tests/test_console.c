@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -36,103 +35,12 @@
 #include "common/kb_buf.h"
 #include "kbt.h"
 #include "proc.h"
+#include "served.h"
 
 #define HALF_PATCHED SCENARIOS_DIR "/half-patched-array.ini"
 #define ALICE "FABRIKAM\\alice:Passw0rd!"
 
 /* ---- helpers: a running serve ------------------------------------------ */
-
-/* A running `kbsim serve`: its pid, pipes and what its banner said. */
-struct served {
-  pid_t pid;
-  int outfd, errfd;
-  struct kb_buf banner; /* stdout up to and including "serving until" */
-  unsigned balancer, admin, listener, exchange;
-  char token[160];
-  struct kb_buf rest; /* stdout after the banner, filled by serve_stop */
-};
-
-/* The port printed after label as http://127.0.0.1:PORT/, or 0. */
-static unsigned banner_port(const struct served *s, const char *label)
-{
-  const char *line = strstr(s->banner.data, label);
-  unsigned port = 0;
-
-  if(line)
-    sscanf(line + strlen(label), " http://127.0.0.1:%u/", &port);
-  return port;
-}
-
-/* Starts kbsim serve with args (NULL-terminated, after "serve") and reads
- * its banner up to "serving until". The server dies with the test
- * (PR_SET_PDEATHSIG), whatever the test's fate. */
-static void serve_start(struct served *s, const char *const *args)
-{
-  char *argv[24] = {KBSIM_BIN, "serve"};
-  int o[2], e[2];
-  size_t i;
-
-  for(i = 0; args[i]; i++)
-    argv[2 + i] = (char *)args[i];
-  memset(s, 0, sizeof(*s));
-  kb_buf_init(&s->banner, 16384);
-  ck_assert_int_eq(pipe(o), 0);
-  ck_assert_int_eq(pipe(e), 0);
-  s->pid = fork();
-  /* Only async-signal-safe calls in the child before exec. */
-  if(!s->pid) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    dup2(o[1], 1);
-    dup2(e[1], 2);
-    close(o[0]);
-    close(o[1]);
-    close(e[0]);
-    close(e[1]);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  ck_assert_int_ge(s->pid, 0);
-  close(o[1]);
-  close(e[1]);
-  s->outfd = o[0];
-  s->errfd = e[0];
-  for(;;) {
-    char c;
-
-    if(read(s->outfd, &c, 1) <= 0)
-      break;
-    ck_assert_int_eq(kb_buf_add(&s->banner, &c, 1), KB_BUF_OK);
-    if(c == '\n' && strstr(s->banner.data, "serving until"))
-      break;
-  }
-  ck_assert_msg(s->banner.data && strstr(s->banner.data, "serving until"),
-                "serve did not start:\n%s",
-                s->banner.data ? s->banner.data : "");
-  s->balancer = banner_port(s, "Balancer:");
-  s->admin = banner_port(s, "Admin:");
-  s->listener = banner_port(s, "ISA listener:");
-  s->exchange = banner_port(s, "Exchange:");
-  if(strstr(s->banner.data, "Console:"))
-    sscanf(strstr(s->banner.data, "Console:"),
-           "Console: http://127.0.0.1:%*u/?token=%159[0-9a-zA-Z_-]", s->token);
-}
-
-/* Stops the server with SIGTERM; it must exit 0 having said so, and
- * nothing on stderr. */
-static void serve_stop(struct served *s)
-{
-  struct proc_out p;
-
-  ck_assert_int_eq(kill(s->pid, SIGTERM), 0);
-  proc_collect(s->pid, s->outfd, s->errfd, &p);
-  ck_assert_msg(p.status == 0, "serve exited %d: %s", p.status, p.err.data);
-  ck_assert_ptr_nonnull(strstr(p.out.data, "stopping on SIGTERM"));
-  ck_assert_str_eq(p.err.data, "");
-  s->rest = p.out;
-  kb_buf_init(&p.out, 1);
-  proc_free(&p);
-  kb_buf_free(&s->banner);
-}
 
 /* Runs kbsim with args (NULL-terminated, after the program name). */
 static void kbsim(struct proc_out *p, const char *const *args)
@@ -420,7 +328,7 @@ START_TEST(reset_restores_the_start)
   json_t *j, *ev;
   size_t i;
 
-  serve_start(&s, args);
+  served_start(&s, args);
   stream_open(&st, &s);
   json_decref(stream_next(&st, "status"));
   /* kbsim client says which member the balancer sent it to. */
@@ -464,7 +372,7 @@ START_TEST(reset_restores_the_start)
     ck_assert_int_eq(at_int(j, key), 0);
   }
   /* The same ports: the balancer starts its turn again at ISA01. */
-  ck_assert_int_eq(banner_port(&s, "Balancer:"), s.balancer);
+  ck_assert_int_eq(served_port(&s, "Balancer:"), s.balancer);
   ck_assert_uint_eq(
       strtoul(strrchr(at_str(j, "exchange.url"), ':') + 1, NULL, 10),
       s.exchange);
@@ -473,7 +381,7 @@ START_TEST(reset_restores_the_start)
   ck_assert_str_eq(served, "ISA01");
   ck_assert_int_eq(client_on(s.balancer, ALICE, served), 1);
   ck_assert_str_eq(served, "ISA02");
-  serve_stop(&s);
+  served_stop(&s);
   /* The terminal says what runs now. */
   ck_assert_ptr_nonnull(strstr(s.rest.data, "Reset:        half-patched-array "
                                             "as it starts; counters at zero, "
@@ -495,7 +403,7 @@ START_TEST(scenario_switch_in_place)
   char served[64];
   json_t *j;
 
-  serve_start(&s, args);
+  served_start(&s, args);
   j = status_of(&s);
   ck_assert_int_ge(json_array_size(at(j, "catalogue")), 10);
   ck_assert(json_is_true(at(j, "restartable")));
@@ -533,7 +441,7 @@ START_TEST(scenario_switch_in_place)
   j = status_of(&s);
   ck_assert_uint_eq(json_array_size(at(j, "members")), 2);
   json_decref(j);
-  serve_stop(&s);
+  served_stop(&s);
   ck_assert_ptr_nonnull(strstr(s.rest.data, "Scenario:     bug - "));
   kb_buf_free(&s.rest);
 }
@@ -589,7 +497,7 @@ START_TEST(reset_waits_for_running_sessions)
   size_t i;
   int tries;
 
-  serve_start(&s, args);
+  served_start(&s, args);
   memset(&b, 0, sizeof(b));
   b.s = &s;
   b.body = "{\"count\": 12}";
@@ -624,7 +532,7 @@ START_TEST(reset_waits_for_running_sessions)
   ck_assert_int_eq(at_int(j, "balancer.connections"), 0);
   ck_assert_int_eq(at_int(j, "exchange.requests"), 0);
   json_decref(j);
-  serve_stop(&s);
+  served_stop(&s);
   kb_buf_free(&s.rest);
 }
 END_TEST
@@ -645,7 +553,7 @@ START_TEST(sessions_run_inside_serve)
   json_t *j, *leg;
   unsigned legs = 0, named = 0, failed = 0;
 
-  serve_start(&s, args);
+  served_start(&s, args);
   stream_open(&st, &s);
   j = post_json(&s, "/sessions", "{}", 200);
   ck_assert_str_eq(at_str(j, "user"), "FABRIKAM\\alice");
@@ -738,7 +646,7 @@ START_TEST(sessions_run_inside_serve)
                    "(server-error)\n"
                    "2 sessions, 1 with the error\n");
   proc_free(&p);
-  serve_stop(&s);
+  served_stop(&s);
   kb_buf_free(&s.rest);
 }
 END_TEST
@@ -758,7 +666,7 @@ START_TEST(score_starts_again_at_each_change)
   char url[64], err[256], served[64];
   json_t *j;
 
-  serve_start(&s, args);
+  served_start(&s, args);
   ck_assert_int_eq(client_on(s.balancer, ALICE, served), 0); /* ISA01 */
   /* Connection 2, to ISA02, stays open across the fix. */
   snprintf(url, sizeof(url), "http://127.0.0.1:%u/", s.balancer);
@@ -808,7 +716,7 @@ START_TEST(score_starts_again_at_each_change)
                                            "ISA02 ("));
   ck_assert_ptr_nonnull(strstr(p.out.data, "): 1 session, 0 with the error\n"));
   proc_free(&p);
-  serve_stop(&s);
+  served_stop(&s);
   kb_buf_free(&s.rest);
 }
 END_TEST
@@ -836,7 +744,7 @@ START_TEST(client_json_names_the_member)
 
   proc_tmpdir("kbsim-console", dir, sizeof(dir));
   snprintf(path, sizeof(path), "%s/client.json", dir);
-  serve_start(&s, args);
+  served_start(&s, args);
   snprintf(url, sizeof(url), "http://127.0.0.1:%u/", s.balancer);
   kbsim(&p, cargs);
   ck_assert_int_eq(p.status, 0);
@@ -845,7 +753,7 @@ START_TEST(client_json_names_the_member)
   ck_assert_int_eq(p.status, 1);
   ck_assert_ptr_nonnull(strstr(p.out.data, "Served by: ISA02 (the Via "));
   proc_free(&p);
-  serve_stop(&s);
+  served_stop(&s);
   kb_buf_free(&s.rest);
   j = json_load_file(path, 0, &jerr);
   ck_assert_msg(j != NULL, "%s", jerr.text);
@@ -906,7 +814,7 @@ START_TEST(new_endpoints_refuse)
   size_t i;
   json_t *j;
 
-  serve_start(&s, args);
+  served_start(&s, args);
   snprintf(bearer, sizeof(bearer), "Authorization: Bearer %s", s.token);
   snprintf(wrong, sizeof(wrong), "Authorization: Bearer %s", s.token);
   wrong[strlen(wrong) - 1] ^= 1;
@@ -962,7 +870,7 @@ START_TEST(new_endpoints_refuse)
   ck_assert_int_eq(at_int(j, "balancer.connections"), 0);
   ck_assert_int_eq(at_int(j, "members.1.connections"), 0);
   json_decref(j);
-  serve_stop(&s);
+  served_stop(&s);
   kb_buf_free(&s.rest);
 }
 END_TEST
@@ -979,7 +887,7 @@ START_TEST(flag_form_resets_in_place)
   char served[64];
   json_t *j;
 
-  serve_start(&s, args);
+  served_start(&s, args);
   ck_assert_uint_gt(s.listener, 0);
   j = post_json(&s, "/sessions", "{}", 200);
   ck_assert_str_eq(at_str(j, "target"), "ISA01");
@@ -1004,7 +912,7 @@ START_TEST(flag_form_resets_in_place)
   j = post_json(&s, "/scenario", "{\"scenario\": \"bug\"}", 409);
   ck_assert_ptr_nonnull(strstr(at_str(j, "error"), "use POST /reset"));
   json_decref(j);
-  serve_stop(&s);
+  served_stop(&s);
   kb_buf_free(&s.rest);
 }
 END_TEST
@@ -1023,7 +931,7 @@ START_TEST(banner_says_where_the_passwords_are)
   struct served s;
   FILE *f;
 
-  serve_start(&s, catalogue);
+  served_start(&s, catalogue);
   ck_assert_ptr_nonnull(strstr(s.banner.data,
                                "\nPasswords:    FABRIKAM\\alice:Passw0rd!, "
                                "FABRIKAM\\bob:B0b-secret (the catalogue's "
@@ -1032,7 +940,7 @@ START_TEST(banner_says_where_the_passwords_are)
       strstr(s.banner.data, " client --url http://127.0.0.1:"));
   ck_assert_ptr_nonnull(
       strstr(s.banner.data, "/ --user 'FABRIKAM\\alice:Passw0rd!'\n"));
-  serve_stop(&s);
+  served_stop(&s);
   kb_buf_free(&s.rest);
 
   /* A scenario of one's own, with another account. */
@@ -1045,7 +953,7 @@ START_TEST(banner_says_where_the_passwords_are)
   fprintf(f, "%s[users]\nFABRIKAM\\carol = Real-S3cret\n", text);
   ck_assert_int_eq(fclose(f), 0);
   free(text);
-  serve_start(&s, own);
+  served_start(&s, own);
   ck_assert_ptr_null(strstr(s.banner.data, "Real-S3cret"));
   ck_assert_ptr_nonnull(strstr(s.banner.data, "users FABRIKAM\\carol\n"));
   ck_assert_msg(strstr(s.banner.data, "\nPasswords:    in ") &&
@@ -1056,7 +964,7 @@ START_TEST(banner_says_where_the_passwords_are)
   ck_assert_ptr_nonnull(strstr(s.banner.data,
                                "/ --user 'FABRIKAM\\carol' (asks for the "
                                "password; or set KBSIM_PASSWORD)\n"));
-  serve_stop(&s);
+  served_stop(&s);
   ck_assert_ptr_null(strstr(s.rest.data, "Real-S3cret"));
   kb_buf_free(&s.rest);
   proc_rmdir(dir);
@@ -1188,7 +1096,7 @@ START_TEST(console_at_1024x768)
                 ": run scripts/setup");
   proc_tmpdir("kbsim-console", dir, sizeof(dir));
   snprintf(node_path, sizeof(node_path), "NODE_PATH=%s", NODE_MODULES);
-  serve_start(&s, args);
+  served_start(&s, args);
   snprintf(console, sizeof(console), "http://127.0.0.1:%u/?token=%s", s.admin,
            s.token);
   proc_run(argv, &p);
@@ -1225,7 +1133,7 @@ START_TEST(console_at_1024x768)
   ck_assert_str_eq(at_str(st, "scenario"), "half-patched-array");
   ck_assert_uint_eq(json_array_size(at(st, "members")), 2);
   json_decref(st);
-  serve_stop(&s);
+  served_stop(&s);
   kb_buf_free(&s.rest);
   proc_rmdir(dir);
 }

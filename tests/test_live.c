@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "kbt.h"
@@ -35,94 +34,11 @@
 /* The token of the server the running test started: lv_http() sends it. */
 static char test_token[160];
 
-/* Port printed after label ("Admin:") as http://127.0.0.1:PORT/, or 0. */
-static unsigned banner_port(const struct served *s, const char *label)
-{
-  const char *at = strstr(s->banner.data, label);
-  unsigned port = 0;
-
-  if(at)
-    sscanf(at + strlen(label), " http://127.0.0.1:%u/", &port);
-  return port;
-}
-
-/* Starts kbsim serve with args (NULL-terminated, after "serve") and reads
- * its banner up to "serving until". The server dies with the test
- * (PR_SET_PDEATHSIG), whatever the test's fate. */
+/* served_start, and the token lv_http() sends from then on. */
 void lv_serve_start(struct served *s, const char *const *args)
 {
-  char *argv[24] = {KBSIM_BIN, "serve"};
-  int o[2], e[2];
-  size_t i;
-
-  for(i = 0; args[i]; i++)
-    argv[2 + i] = (char *)args[i];
-  memset(s, 0, sizeof(*s));
-  kb_buf_init(&s->banner, 16384);
-  ck_assert_int_eq(pipe(o), 0);
-  ck_assert_int_eq(pipe(e), 0);
-  s->pid = fork();
-  /* The child only makes async-signal-safe calls before exec (no
-   * assertion: Check's would allocate, and a lock another thread held at
-   * the fork would hang it). */
-  if(!s->pid) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    dup2(o[1], 1);
-    dup2(e[1], 2);
-    close(o[0]);
-    close(o[1]);
-    close(e[0]);
-    close(e[1]);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  ck_assert_int_ge(s->pid, 0);
-  close(o[1]);
-  close(e[1]);
-  s->outfd = o[0];
-  s->errfd = e[0];
-  for(;;) {
-    char c;
-    ssize_t n = read(s->outfd, &c, 1);
-
-    if(n <= 0)
-      break;
-    ck_assert_int_eq(kb_buf_add(&s->banner, &c, 1), KB_BUF_OK);
-    if(c == '\n' && strstr(s->banner.data, "serving until"))
-      break;
-  }
-  ck_assert_msg(s->banner.data && strstr(s->banner.data, "serving until"),
-                "serve did not start:\n%s",
-                s->banner.data ? s->banner.data : "");
-  s->balancer = banner_port(s, "Balancer:");
-  s->admin = banner_port(s, "Admin:");
-  s->listener = banner_port(s, "ISA listener:");
-  s->exchange = banner_port(s, "Exchange:");
-  s->members[0] = banner_port(s, "Member ISA01:");
-  s->members[1] = banner_port(s, "Member ISA02:");
-  if(strstr(s->banner.data, "Console:"))
-    sscanf(strstr(s->banner.data, "Console:"),
-           "Console: http://127.0.0.1:%*u/?token=%159[0-9a-zA-Z_-]", s->token);
-  if(strstr(s->banner.data, "Token file:"))
-    sscanf(strstr(s->banner.data, "Token file:"), "Token file: %511s",
-           s->token_path);
+  served_start(s, args);
   snprintf(test_token, sizeof(test_token), "%s", s->token);
-}
-
-/* Stops the server with SIGTERM; it must exit 0 having said so. */
-void lv_serve_stop(struct served *s)
-{
-  struct proc_out p;
-
-  ck_assert_int_eq(kill(s->pid, SIGTERM), 0);
-  proc_collect(s->pid, s->outfd, s->errfd, &p);
-  ck_assert_msg(p.status == 0, "serve exited %d: %s", p.status, p.err.data);
-  ck_assert_ptr_nonnull(strstr(p.out.data, "stopping on SIGTERM"));
-  ck_assert_str_eq(p.err.data, "");
-  s->rest = p.out;
-  kb_buf_init(&p.out, 1);
-  proc_free(&p);
-  kb_buf_free(&s->banner);
 }
 
 /* `kbsim client` through the balancer as user; returns its exit code and

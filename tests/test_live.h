@@ -13,6 +13,7 @@
 
 #include "common/kb_buf.h"
 #include "proc.h"
+#include "served.h"
 
 #define HALF_PATCHED SCENARIOS_DIR "/half-patched-array.ini"
 #define ALICE "FABRIKAM\\alice:Passw0rd!"
@@ -20,26 +21,8 @@
 /* The JSON report's schema (python3-jsonschema reads it). */
 #define LV_SCHEMA SOURCE_DIR "/docs/report.schema.json"
 
-/* A running `kbsim serve`: its pid, pipes and the ports it printed. */
-struct served {
-  pid_t pid;
-  int outfd, errfd;
-  struct kb_buf banner; /* stdout up to and including "serving until" */
-  unsigned balancer, admin, listener, exchange;
-  unsigned members[4];
-  char token[160];      /* from the Console line */
-  char token_path[512]; /* from the Token file line */
-  struct kb_buf rest;   /* stdout after the banner, filled by serve_stop */
-};
-
-/* Starts kbsim serve with args (NULL-terminated, after "serve") and reads
- * its banner up to "serving until". The server dies with the test
- * (PR_SET_PDEATHSIG), whatever the test's fate. */
+/* served_start (served.h), and the token lv_http() sends from then on. */
 void lv_serve_start(struct served *s, const char *const *args);
-
-/* Stops the server with SIGTERM; it must exit 0 having said so. What it
- * printed after the banner is in s->rest (the caller frees it). */
-void lv_serve_stop(struct served *s);
 
 /* `kbsim client` through the balancer as user; returns its exit code and
  * checks that it printed the verdict that code means. */

@@ -131,7 +131,7 @@ START_TEST(admin_refuses_bad_requests)
   ck_assert_ptr_nonnull(strstr(p.out.data, "ISA02: script was not run, "
                                            "nothing to undo"));
   proc_free(&p);
-  lv_serve_stop(&s);
+  served_stop(&s);
   kb_buf_free(&s.rest);
 
   /* ctl: nothing listening -> 1, one line. The admin port is free now,
@@ -469,7 +469,7 @@ START_TEST(admin_refuses_other_origins_and_tokens)
                   "%s", p.err.data);
     proc_free(&p);
   }
-  lv_serve_stop(&s);
+  served_stop(&s);
   /* -q: nothing after the banner but the stop. */
   ck_assert_str_eq(s.rest.data, "stopping on SIGTERM\n");
   kb_buf_free(&s.rest);

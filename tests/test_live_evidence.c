@@ -77,7 +77,7 @@ static void record_a_session(struct recorded *r)
                 p.err.data);
   proc_free(&p);
   lv_balancer_drained(&s);
-  lv_serve_stop(&s);
+  served_stop(&s);
   /* Recording keeps the line per request: the five the member answered,
    * the two EWS POSTs forwarded without their challenge. */
   ck_assert_int_eq(proc_count(s.rest.data, " ISA01 conn 1 POST "), 5);
@@ -394,7 +394,7 @@ static void record_closes(struct closes_run *r)
   ck_assert_int_eq(n, 0);
   close(fd);
   lv_balancer_drained(&s);
-  lv_serve_stop(&s);
+  served_stop(&s);
   kb_buf_free(&s.rest);
 }
 

@@ -194,7 +194,7 @@ START_TEST(trainer_flow)
   ck_assert_int_eq(lv_member_int(st, 0, "connections"), 6);
   ck_assert_int_eq(lv_member_int(st, 1, "connections"), 6);
   json_decref(st);
-  lv_serve_stop(&s);
+  served_stop(&s);
   kb_buf_free(&s.rest);
 }
 END_TEST
@@ -217,7 +217,7 @@ START_TEST(readme_demo_apply_fix_fixes_sp1)
                                "applied)\n");
   proc_free(&p);
   ck_assert_int_eq(lv_client_session(&s, ALICE), 0);
-  lv_serve_stop(&s);
+  served_stop(&s);
   kb_buf_free(&s.rest);
 }
 END_TEST
@@ -289,7 +289,7 @@ START_TEST(curl_and_clients_through_the_balancer)
   ck_assert_ptr_nonnull(strstr(p.out.data, "Notifications:      Outlook "
                                            "Integration Error"));
   proc_free(&p);
-  lv_serve_stop(&s);
+  served_stop(&s);
   kb_buf_free(&s.rest);
 }
 END_TEST
@@ -356,7 +356,7 @@ START_TEST(serve_flag_form_with_auth_and_admin)
   ck_assert_int_eq(lv_member_int(st, 0, "requests"), 1);
   ck_assert_str_eq(lv_member_str(st, 0, "policy"), "per-request");
   json_decref(st);
-  lv_serve_stop(&s);
+  served_stop(&s);
   kb_buf_free(&s.rest);
 
   /* The client hop, as the relay carried it: the request and its answer,

@@ -216,7 +216,7 @@ START_TEST(live_stream_and_terminal_lines)
   json_decref(leg);
   stream_close(&late);
   stream_close(&st);
-  lv_serve_stop(&s);
+  served_stop(&s);
   /* One line per request, as it happened. */
   ck_assert_int_eq(lv_lines_with(s.rest.data, " conn ", false), 12);
   ck_assert_ptr_nonnull(strstr(s.rest.data,
@@ -284,7 +284,7 @@ START_TEST(console_in_chromium)
   ck_assert_int_eq(lv_member_int(st, 0, "connections"), 3);
   ck_assert_int_eq(lv_member_int(st, 0, "forwarded_empty_posts"), 0);
   json_decref(st);
-  lv_serve_stop(&s);
+  served_stop(&s);
   kb_buf_free(&s.rest);
   png = proc_slurp(shot, &len);
   ck_assert_uint_gt(len, 10000);
