@@ -90,7 +90,8 @@ void kbsim_copy(char *dst, size_t n, const char *src);
 /* ---- view.c ---------------------------------------------------------- */
 
 /* Prints what a user sees, one line per item, each prefixed by indent. */
-void kbsim_print_view(const char *indent, const struct client_view *v);
+void kbsim_print_view(const char *indent, const struct client_view *v,
+                      const struct client_kind_info *kind);
 
 /* ---- the commands: cmd_NAME.c, help.c ---------------------------------- */
 

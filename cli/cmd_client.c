@@ -80,6 +80,7 @@ struct kbsim_client_files {
   const char *pcap, *transcript, *json, *html;
   struct sim_session session; /* results and views: owned */
   enum ntlm_response_kind ntlm;
+  enum client_kind kind;
   unsigned ews_posts;
 };
 
@@ -111,6 +112,7 @@ static int kbsim_client_report(struct sim_recorder *rec,
         .clients = 1,
         .ews_posts = f->ews_posts,
         .ntlm = ntlm_response_kind_name(f->ntlm),
+        .kind = f->kind,
         .expect = 0,
         .sessions = &o.sessions,
         .live = true,
@@ -387,6 +389,7 @@ static int kbsim_client_record(struct kbsim_client_run *r)
   f->session.results = calloc(KBSIM_MAX_POSTS + 2, sizeof(*f->session.results));
   f->session.views = calloc(KBSIM_MAX_POSTS + 2, sizeof(*f->session.views));
   f->ntlm = r->cfg.ntlm_kind;
+  f->kind = r->cfg.kind;
   f->ews_posts = r->cfg.ews_posts;
   if(sim_names_init(&r->names) || !f->session.results || !f->session.views) {
     sim_names_free(&r->names);
@@ -394,7 +397,7 @@ static int kbsim_client_record(struct kbsim_client_run *r)
     return 2;
   }
   sim_recorder_init(&r->rec, true);
-  r->rec.client_name = client_kind_label(r->cfg.kind);
+  r->rec.client = client_kind_info(r->cfg.kind);
   r->recording = true;
   r->cfg.trace = sim_recorder_as_kb(&r->rec);
   r->cfg.names = sim_names_as_kb(&r->names);
@@ -440,7 +443,7 @@ static int kbsim_client_session(struct kbsim_client_run *r,
   else
     printf("Served by: unknown (no answer carried a Via header)\n");
   printf("What %s\\%s sees:\n", domain, user);
-  kbsim_print_view("  ", &view);
+  kbsim_print_view("  ", &view, client_kind_info(r->cfg.kind));
   session->klass = klass;
   /* What the user saw, and why: never the listener's fault when the
    * harness could not reach it or gave up waiting. */
@@ -449,8 +452,8 @@ static int kbsim_client_session(struct kbsim_client_run *r,
            "the listener or gave up waiting (infrastructure)\n",
            domain, user);
   else if(view.integration_error)
-    printf("Verdict: %s\\%s saw the %s (%s)\n", domain, user,
-           CLIENT_NOTIFICATION_TEXT, client_class_name(klass));
+    printf("Verdict: %s\\%s saw %s (%s)\n", domain, user,
+           client_kind_info(r->cfg.kind)->symptom, client_class_name(klass));
   else
     printf("Verdict: no error for %s\\%s (clean)\n", domain, user);
   return klass == CLIENT_CLASS_INFRASTRUCTURE ? 3

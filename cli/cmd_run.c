@@ -229,7 +229,7 @@ static int kbsim_run_one(const struct scenario *sc,
    * a classname at its dots. */
   snprintf(v->classname, sizeof(v->classname), "%s", sc->name);
   sim_recorder_init(&rec, want->transcript || want->pcap || want->html);
-  rec.client_name = client_kind_label(sc->kind);
+  rec.client = client_kind_info(sc->kind);
   if(sim_scenario_run(sc,
                       want->transcript || want->pcap || want->json || want->html
                           ? sim_recorder_as_kb(&rec)

@@ -30,53 +30,77 @@ static const char *const client_default_contacts[] = {
 
 /* ---- names --------------------------------------------------------------- */
 
+/* Each kind's names and what it does to a listener, in the enum's order.
+ * holds_body: it re-authenticates a POST on an authenticated connection
+ * with a body-less type 1, which an ISA as shipped forwards (KB 942638).
+ * The symptoms of the kinds that are not Communicator are what such a
+ * program shows for a failed request, not a window kbsim models. */
+static const struct client_kind_info client_kinds[] = {
+    {CLIENT_KIND_COMMUNICATOR, "communicator", "Communicator",
+     "Office Communicator 2007",
+     "Communicator re-authenticates every POST. On a keep-alive connection "
+     "that ISA has already authenticated, it sends Authorization: NTLM "
+     "<type 1> with Content-Length: 0, holding the body back for the "
+     "handshake. What ISA does with that POST decides everything.",
+     "autodiscover", true, "the Outlook Integration Error", true},
+    {CLIENT_KIND_OUTLOOK, "outlook", "Outlook", "Outlook 2007",
+     "Outlook authenticates a connection once and sends its later requests "
+     "on it without Authorization: it never holds a body back, so ISA as "
+     "shipped has nothing to get wrong.",
+     "autodiscover", false, "an EWS error in Outlook", false},
+    {CLIENT_KIND_ONE_SHOT, "one-shot", "Communicator",
+     "Communicator, a connection per POST",
+     "This Communicator runs every POST's handshake on a new connection and "
+     "closes it afterwards: no type 1 ever arrives on an authenticated "
+     "connection, so ISA as shipped has nothing to get wrong.",
+     "autodiscover", false, "the Outlook Integration Error", true},
+    {CLIENT_KIND_IE, "ie", "Internet Explorer", "Internet Explorer (WinINet)",
+     "Internet Explorer sends a POST with Content-Length: 0 and an NTLM "
+     "type 1 whenever it expects a challenge, the body only after the "
+     "handshake; its GETs on the authenticated connection carry no "
+     "Authorization. What ISA does with that POST decides everything.",
+     "2 GETs of /EWS/Services.wsdl", true, "an HTTP 500 page in the browser",
+     false},
+    {CLIENT_KIND_DOTNET, "dotnet", ".NET client", ".NET HttpWebRequest",
+     ".NET's HttpWebRequest sends its type 1 on a new connection with "
+     "Expect: 100-continue, and closes the connection after each "
+     "authenticated request (with connection sharing, later POSTs go on it "
+     "without re-authenticating): ISA as shipped has nothing to get wrong.",
+     "autodiscover", false, "a failed EWS call", false},
+    {CLIENT_KIND_JAVA, "java", "Java client", "Java (Apache HttpClient)",
+     "Java's HttpClient authenticates a connection once, each leg with its "
+     "body, and sends later POSTs on it without Authorization: ISA as "
+     "shipped has nothing to get wrong.",
+     "autodiscover", false, "a failed EWS call", false},
+};
+
+const struct client_kind_info *client_kind_info(enum client_kind kind)
+{
+  return (unsigned)kind < sizeof(client_kinds) / sizeof(client_kinds[0])
+             ? &client_kinds[kind]
+             : NULL;
+}
+
 const char *client_kind_name(enum client_kind kind)
 {
-  switch(kind) {
-  case CLIENT_KIND_COMMUNICATOR:
-    return "communicator";
-  case CLIENT_KIND_OUTLOOK:
-    return "outlook";
-  case CLIENT_KIND_ONE_SHOT:
-    return "one-shot";
-  case CLIENT_KIND_IE:
-    return "ie";
-  case CLIENT_KIND_DOTNET:
-    return "dotnet";
-  case CLIENT_KIND_JAVA:
-    return "java";
-  }
-  return "unknown";
+  const struct client_kind_info *k = client_kind_info(kind);
+  return k ? k->name : "unknown";
 }
 
 const char *client_kind_label(enum client_kind kind)
 {
-  switch(kind) {
-  case CLIENT_KIND_COMMUNICATOR:
-  case CLIENT_KIND_ONE_SHOT:
-    return "Communicator";
-  case CLIENT_KIND_OUTLOOK:
-    return "Outlook";
-  case CLIENT_KIND_IE:
-    return "Internet Explorer";
-  case CLIENT_KIND_DOTNET:
-    return ".NET client";
-  case CLIENT_KIND_JAVA:
-    return "Java client";
-  }
-  return "client";
+  const struct client_kind_info *k = client_kind_info(kind);
+  return k ? k->label : "client";
 }
 
 int client_kind_parse(const char *name, enum client_kind *out)
 {
-  static const enum client_kind all[] = {
-      CLIENT_KIND_COMMUNICATOR, CLIENT_KIND_OUTLOOK, CLIENT_KIND_ONE_SHOT,
-      CLIENT_KIND_IE,           CLIENT_KIND_DOTNET,  CLIENT_KIND_JAVA};
   size_t i;
-  for(i = 0; name && i < sizeof(all) / sizeof(all[0]); i++) {
-    if(!strcmp(name, client_kind_name(all[i]))) {
+
+  for(i = 0; name && i < sizeof(client_kinds) / sizeof(client_kinds[0]); i++) {
+    if(!strcmp(name, client_kinds[i].name)) {
       if(out)
-        *out = all[i];
+        *out = client_kinds[i].kind;
       return 0;
     }
   }

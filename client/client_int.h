@@ -34,7 +34,8 @@
  * protection space (/EWS/). */
 #define CLIENT_PAGE_PATH "/EWS/Services.wsdl"
 #define CLIENT_EWS_PATH "/EWS/Exchange.asmx"
-/* ie GETs the page this many times before its first POST. */
+/* ie GETs the page this many times before its first POST, as client.c's
+ * kind table tells people ("2 GETs of /EWS/Services.wsdl"). */
 #define CLIENT_IE_PAGES 2u
 
 /* Limits on what a peer can make us hold. */

@@ -47,6 +47,7 @@ struct evidence_run {
   unsigned clients;          /* without sc */
   unsigned ews_posts;        /* without sc */
   const char *ntlm;          /* without sc: "NTLMv2" ... */
+  enum client_kind kind;     /* without sc: who the client was */
   int expect;                /* without sc: 1 error, 0 clean, -1 none */
   const struct sim_sessions *sessions;
   const struct backend_stats *backend; /* NULL: unknown (a live listener) */

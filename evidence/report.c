@@ -162,6 +162,14 @@ static json_t *evidence__sessions_json(const struct sim_sessions *ss)
 /* Builds the run's report around clients (evidence__sessions_json, whose
  * reference it takes), the n secrets removed. Call with rec->lock held.
  * Returns it, or NULL when out of memory. */
+/* What the run's client kind plays ("Office Communicator 2007"). */
+static const char *evidence__client_product(const struct evidence_run *run)
+{
+  const struct client_kind_info *k =
+      client_kind_info(run->sc ? run->sc->kind : run->kind);
+  return k ? k->product : "client";
+}
+
 static json_t *evidence__run_json(const struct sim_recorder *rec,
                                   const struct evidence_run *run,
                                   json_t *clients, char (*secrets)[256],
@@ -181,7 +189,7 @@ static json_t *evidence__run_json(const struct sim_recorder *rec,
       "version", 2, "kind", "run", "stamp",
       evidence__stamp_json(secrets, nsecrets), "scenario",
       evidence__scenario_json(run, secrets, nsecrets), "topology", "client",
-      "Office Communicator 2007", "proxy",
+      evidence__client_product(run), "proxy",
       "ISA Server 2006 web listener (Integrated)", "backend",
       "Exchange 2007 EWS", "hops", "client-proxy, proxy-backend", "members",
       evidence__members_json(sc), "seed",

@@ -122,7 +122,7 @@ int evidence_write_transcript(struct sim_recorder *rec, FILE *out)
 
     if(c->hop == KB_HOP_CLIENT_PROXY)
       fprintf(out, ";\n; === %s: %s <-> ISA ===\n", c->name,
-              rec->client_name ? rec->client_name : "client");
+              rec->client ? rec->client->label : "client");
     else
       fprintf(out, ";\n; === %s: ISA <-> Exchange ===\n", c->name);
     if(c->opened) {

@@ -1,6 +1,6 @@
 /*
  * html_svg.c - the sequence diagram of a run as inline SVG: a lane for
- * Communicator, each ISA member and Exchange, a row per arrow or remark,
+ * the client, each ISA member and Exchange, a row per arrow or remark,
  * ISA's decisions on its lane, clients whose sessions went the same way
  * drawn once.
  */
@@ -15,7 +15,7 @@
 #define SVG_ROW 22                         /* one arrow or one remark */
 #define SVG_TOP 72                         /* below the lane headers */
 #define SVG_HEAD_W 150                     /* a lane header */
-#define SVG_X_CLIENT 80                    /* Communicator's lane */
+#define SVG_X_CLIENT 80                    /* the client's lane */
 #define SVG_GAP 350                        /* between lanes that talk */
 #define SVG_X_ISA (SVG_X_CLIENT + SVG_GAP) /* the first member's lane */
 #define SVG_MEMBER_GAP 170
@@ -63,15 +63,25 @@ static void html__arrow(struct html_svg *svg, int x1, int x2, const char *cls,
   svg->y += SVG_ROW;
 }
 
-/* Writes a leg's tooltip: every decoded token and ISA's decisions. */
-static void html__leg_title(FILE *out, const struct story_leg *leg)
+/* Who sent leg: a capture's client, or the run's client kind. */
+static const char *html__sender(const struct story *story,
+                                const struct story_leg *leg)
 {
+  if(leg->captured)
+    return "The client";
+  return story->kind ? story->kind->label : "The client";
+}
+
+/* Writes a leg's tooltip: every decoded token and ISA's decisions. */
+static void html__leg_title(FILE *out, const struct story *story,
+                            const struct story_leg *leg)
+{
+  const char *who = html__sender(story, leg);
   size_t i;
 
   fputs("<title>", out);
   html__escf(out, "%s, %s %s\n%s sent %s, %s, %zu-byte body", leg->conn,
-             leg->front.method, leg->front.path,
-             leg->captured ? "The client" : "Communicator", leg->front.method,
+             leg->front.method, leg->front.path, who, leg->front.method,
              html__auth_label(leg->front.req_auth), leg->front.req_body);
   if(leg->marks[0])
     html__escf(out, "\nFound: %s", leg->marks);
@@ -81,12 +91,10 @@ static void html__leg_title(FILE *out, const struct story_leg *leg)
     html__escf(out, "\n%s decided: %s", leg->member[0] ? leg->member : "ISA",
                leg->isa_notes[i].text);
   if(leg->front.status)
-    html__escf(out, "\n%s got %d, %zu-byte body",
-               leg->captured ? "The client" : "Communicator", leg->front.status,
+    html__escf(out, "\n%s got %d, %zu-byte body", who, leg->front.status,
                leg->front.resp_body);
   else
-    html__escf(out, "\n%s got no answer",
-               leg->captured ? "The client" : "Communicator");
+    html__escf(out, "\n%s got no answer", who);
   if(leg->front.resp_token)
     html__escf(out, "\n  WWW-Authenticate: %s", leg->front.resp_token);
   fputs("</title>", out);
@@ -156,17 +164,24 @@ static void html__post_row(struct html_svg *svg, const struct sim_session *s,
   html__esc(svg->out, text);
   fputs("</text></g>", svg->out);
   if(appeared) {
-    const char *note = "\xe2\x9a\xa0 Outlook Integration Error";
+    /* Communicator's notification, or what another program shows. */
+    const struct client_kind_info *k = svg->story->kind;
+    bool notifies = !k || k->notifies;
+    const char *what = notifies ? CLIENT_NOTIFICATION_TEXT : k->symptom;
     x += w + 10;
     fprintf(svg->out,
             "<g class=\"notify\"><rect x=\"%d\" y=\"%d\" "
             "width=\"%d\" height=\"%d\" rx=\"9\"/><text x=\"%d\" y=\"%d\">",
-            x, svg->y + 2, (int)(27 * SVG_BOLD_W) + 18, SVG_ROW - 4, x + 9,
-            svg->y + 15);
-    html__esc(svg->out, note);
-    fputs("</text><title>Communicator shows the "
-          "notification: " CLIENT_NOTIFICATION_TEXT "</title></g>",
-          svg->out);
+            x, svg->y + 2, (int)((double)(strlen(what) + 2) * SVG_BOLD_W) + 18,
+            SVG_ROW - 4, x + 9, svg->y + 15);
+    html__escf(svg->out, "\xe2\x9a\xa0 %s", what);
+    fputs("</text><title>", svg->out);
+    if(notifies)
+      html__escf(svg->out, "%s shows the notification: %s",
+                 html__sender(svg->story, leg), what);
+    else
+      html__escf(svg->out, "%s shows %s", html__sender(svg->story, leg), what);
+    fputs("</title></g>", svg->out);
   }
   fputc('\n', svg->out);
   svg->y += SVG_ROW;
@@ -230,8 +245,8 @@ static void html__think_row(struct html_svg *svg, const struct sim_session *s,
   html__remark(svg, "gap", text);
 }
 
-/* Draws one leg: Communicator's request, ISA's decision, whatever ISA
- * forwarded and Exchange's answer, and the answer Communicator got. */
+/* Draws one leg: the client's request, ISA's decision, whatever ISA
+ * forwarded and Exchange's answer, and the answer the client got. */
 static void html__svg_leg(struct html_svg *svg, const struct story_leg *leg,
                           const struct sim_session *s)
 {
@@ -261,7 +276,7 @@ static void html__svg_leg(struct html_svg *svg, const struct story_leg *leg,
           "data-req-body=\"%zu\" data-forwarded=\"%zu\">",
           leg->front.status, kb_auth_name(leg->front.req_auth),
           leg->front.req_body, leg->nback);
-  html__leg_title(svg->out, leg);
+  html__leg_title(svg->out, svg->story, leg);
   html__request_label(&leg->front, label, sizeof(label));
   html__arrow(svg, SVG_X_CLIENT, xm,
               leg->captured && leg->front.marked ? "req bad" : "req", label);
@@ -317,8 +332,8 @@ static void html__svg_leg(struct html_svg *svg, const struct story_leg *leg,
     }
   for(i = 0; i < leg->nclient; i++)
     if(html__close_note(leg->client_notes[i].code)) {
-      snprintf(label, sizeof(label), "\xe2\x9c\x82 Communicator: %s",
-               leg->client_notes[i].text);
+      snprintf(label, sizeof(label), "\xe2\x9c\x82 %s: %s",
+               html__sender(svg->story, leg), leg->client_notes[i].text);
       html__remark(svg, "closed", label);
     }
 
@@ -484,8 +499,9 @@ static void html__svg_lanes(FILE *out, const struct html_svg *svg,
       snprintf(sub, sizeof(sub), "%s", story->lane_subs[k]);
     }
     else if(i == 0) {
-      snprintf(name, sizeof(name), "Communicator");
-      snprintf(sub, sizeof(sub), "Office Communicator 2007");
+      snprintf(name, sizeof(name), "%s",
+               story->kind ? story->kind->label : "client");
+      snprintf(sub, sizeof(sub), "%s", story->kind ? story->kind->product : "");
     }
     else if(i == nlanes - 1) {
       snprintf(name, sizeof(name), "Exchange");

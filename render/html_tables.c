@@ -106,7 +106,9 @@ void html__timeline(FILE *out, const struct sim_sessions *ss)
 /* Writes every leg drawn with its tokens decoded, for reading in full. */
 void html__details(FILE *out, const struct story *story)
 {
-  const char *client = story->lanes[0][0] ? story->lanes[0] : "Communicator";
+  const char *client = story->lanes[0][0] ? story->lanes[0]
+                       : story->kind      ? story->kind->label
+                                          : "client";
   const char *server = story->lanes[2][0] ? story->lanes[2] : "Exchange";
   size_t i, j;
 

@@ -787,6 +787,7 @@ int story_build(struct sim_recorder *rec, const struct sim_sessions *sessions,
 
   memset(out, 0, sizeof(*out));
   memset(&b, 0, sizeof(b));
+  out->kind = rec->client;
   pthread_mutex_lock(&rec->lock);
   if(story__collect(rec, max_clients, &b, out) ||
      story__walk(rec, max_clients, &b, out) || story__match(rec, &b, out))

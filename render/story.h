@@ -78,6 +78,9 @@ struct story {
   unsigned clients_total;
   char members[SIM_MAX_MEMBERS][32]; /* members that answered, by name */
   size_t nmembers;
+  /* Who sent a run's requests: the recorder's client kind; NULL when it
+   * names none (anything may have connected) or for a capture. */
+  const struct client_kind_info *kind;
   /* The lanes' names, client, listener and server, and a line under each;
    * "" for Communicator, ISA Server 2006 and Exchange (a run's). */
   char lanes[3][64];

@@ -394,15 +394,17 @@ enum client_class sim_outcome_class(const struct sim_outcome *o)
 void sim_outcome_summary(const struct scenario *sc, const struct sim_outcome *o,
                          char *out, size_t len)
 {
+  const struct client_kind_info *kind = client_kind_info(sc->kind);
   size_t pos = 0;
   size_t i;
 
   sim__append(out, len, &pos,
-              "%u of %u user%s saw the Outlook Integration Error; Exchange "
+              "%u of %u user%s saw %s; Exchange "
               "received %" PRIu64 " of %" PRIu64 " EWS POST%s empty",
               o->sessions.users_with_error, (unsigned)o->sessions.count,
-              sim__s(o->sessions.count), o->backend.empty_posts, o->ews_posts,
-              sim__s(o->ews_posts));
+              sim__s(o->sessions.count),
+              kind ? kind->symptom : "the Outlook Integration Error",
+              o->backend.empty_posts, o->ews_posts, sim__s(o->ews_posts));
   if(o->backend.empty_posts) {
     sim__append(out, len, &pos, " (");
     for(i = 0; i < o->nmembers; i++) {

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "client/client.h"
 #include "common/kb_env.h"
 
 /* The support case's own timestamp: Tue, 17 Mar 2009 16:26:24 GMT. */
@@ -98,10 +99,11 @@ struct sim_recorder {
   size_t alloc;
   bool keep_bytes;
   bool failed; /* an event was dropped for lack of memory */
-  /* Who the client hop's connections came from, for people ("Internet
-   * Explorer": client_kind_label); NULL, as sim_recorder_init leaves it,
-   * when anything may have connected (serve): "client". */
-  const char *client_name;
+  /* Which client kind the client hop's connections came from, for people
+   * (its label "Internet Explorer", its product); NULL, as
+   * sim_recorder_init leaves it, when anything may have connected (serve):
+   * "client". */
+  const struct client_kind_info *client;
 };
 
 void sim_recorder_init(struct sim_recorder *rec, bool keep_bytes);

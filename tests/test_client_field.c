@@ -10,6 +10,7 @@
  * counters of both servers.
  */
 #include <check.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -421,12 +422,43 @@ START_TEST(test_field_kind)
   ck_assert_uint_eq(ps.reauth_skipped, f->reauth_skipped);
   backend_stats(e.be, &bs);
   ck_assert_uint_eq(bs.empty_posts, f->empty_posts);
+  /* What the kind table tells people (the demo's verdict, the run's
+   * expectations) is what the kind does to an ISA as shipped. */
+  if(f->policy == PROXY_POLICY_PER_CONNECTION)
+    ck_assert_msg((bs.empty_posts > 0) == client_kind_info(f->kind)->holds_body,
+                  "%s: %" PRIu64 " empty POSTs, yet holds_body is %d", f->name,
+                  bs.empty_posts, client_kind_info(f->kind)->holds_body);
   /* The listener may still trace the close of a connection: its view is
    * read once it has stopped. */
   kbt_env_stop_servers(&e);
   assert_servers_saw(&e, f);
   kbt_trace_free(&rec);
   kbt_env_stop(&e);
+}
+END_TEST
+
+/* The kind table: a row per kind in the enum's order, each name read
+ * back, as many rows as CLIENT_KIND_NAMES names. */
+START_TEST(test_kind_table)
+{
+  const struct client_kind_info *k;
+  enum client_kind back;
+  unsigned n = 0, named = 1;
+  const char *p;
+
+  for(; (k = client_kind_info((enum client_kind)n)) != NULL; n++) {
+    ck_assert_int_eq(k->kind, (int)n);
+    ck_assert_int_eq(client_kind_parse(k->name, &back), 0);
+    ck_assert_int_eq(back, k->kind);
+    ck_assert_str_eq(client_kind_name(k->kind), k->name);
+    ck_assert_str_eq(client_kind_label(k->kind), k->label);
+    ck_assert(k->product[0] && k->pattern[0] && k->lead[0] && k->symptom[0]);
+  }
+  for(p = CLIENT_KIND_NAMES; *p; p++)
+    named += *p == ',';
+  named += strstr(CLIENT_KIND_NAMES, " or ") != NULL;
+  ck_assert_uint_eq(n, named);
+  ck_assert_int_eq(client_kind_parse("netscape", &back), -1);
 }
 END_TEST
 
@@ -437,6 +469,7 @@ Suite *client_field_suite(void)
 
   tcase_set_timeout(tc, 30);
   tcase_add_loop_test(tc, test_field_kind, 0, (int)N(field_cases));
+  tcase_add_test(tc, test_kind_table);
   suite_add_tcase(s, tc);
   return s;
 }

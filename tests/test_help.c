@@ -107,6 +107,8 @@ static const struct help_default help_defaults[] = {
      "demo --color=never --seed 1"},
     {"demo", "(default 2)", "demo --color=never",
      "demo --color=never --posts 2"},
+    {"demo", "(default communicator)", "demo --color=never",
+     "demo --color=never --kind communicator"},
     {"run", "(default 1)", "run --policy per-connection",
      "run --policy per-connection --clients 1"},
     {"run", "(default 2)", "run --policy per-connection",

@@ -603,16 +603,43 @@ END_TEST
  * the EWS POSTs, in the timeline's heads and cells; no autodiscover. */
 START_TEST(report_of_ie_names_its_gets)
 {
-  char html[512];
-  const char *args[] = {"run", SCENARIOS_DIR "/ie-client.ini", "--html", html,
-                        NULL};
+  char html[512], json[512];
+  const char *args[] = {
+      "run", SCENARIOS_DIR "/ie-client.ini", "--html", html, "--json", json,
+      NULL};
   struct proc_out p;
   htmlDocPtr doc;
+  json_error_t jerr;
+  json_t *root;
+  char *page;
+  size_t len;
 
   proc_tmpdir("kbsim-report", tmpdir, sizeof(tmpdir));
   snprintf(html, sizeof(html), "%s/ie.html", tmpdir);
+  snprintf(json, sizeof(json), "%s/ie.json", tmpdir);
   proc_kbsim_exits(&p, args, 0);
   proc_free(&p);
+  /* Who the client was: the JSON's topology, the diagram's first lane and
+   * its arrows name Internet Explorer, never Communicator. */
+  root = json_load_file(json, 0, &jerr);
+  ck_assert_msg(root != NULL, "%s: %s", json, jerr.text);
+  ck_assert_str_eq(json_string_value(json_object_get(
+                       json_object_get(root, "topology"), "client")),
+                   "Internet Explorer (WinINet)");
+  json_decref(root);
+  page = proc_slurp(html, &len);
+  ck_assert_ptr_nonnull(strstr(page, "<text class=\"name\" x=\"80\" "
+                                     "y=\"21\">Internet Explorer</text>"
+                                     "<text class=\"sub\" x=\"80\" "
+                                     "y=\"36\">Internet Explorer (WinINet)"
+                                     "</text>"));
+  ck_assert_ptr_nonnull(strstr(page, "Internet Explorer sent GET"));
+  ck_assert_ptr_nonnull(strstr(page, "\xe2\x9a\xa0 an HTTP 500 page in the "
+                                     "browser</text><title>Internet Explorer "
+                                     "shows an HTTP 500 page in the browser"));
+  ck_assert_ptr_null(strstr(page, "Communicator sent"));
+  ck_assert_ptr_null(strstr(page, "Office Communicator 2007"));
+  free(page);
   doc = parse_page(html);
   ck_assert_int_eq(
       xpath_count(doc, "//table[" HAS_CLASS(
@@ -1028,6 +1055,62 @@ static void kbsim_input(const char *const *args, const char *input,
   proc_collect(pid, outfd, errfd, p);
 }
 
+/* --kind tells another client's session: Internet Explorer's pages, then
+ * the same bug on its POSTs; Java's, clean both times and said so. */
+START_TEST(demo_of_other_kinds)
+{
+  struct proc_out p;
+  const char *part2;
+
+  PROC_KBSIM(&p, "demo", "--kind", "ie");
+  ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+  ck_assert_ptr_nonnull(strstr(p.out.data, "One Internet Explorer session: "
+                                           "FABRIKAM\\alice, 2 GETs of "
+                                           "/EWS/Services.wsdl + 2 EWS POSTs"));
+  ck_assert_int_eq(proc_count(p.out.data, "Step 1: GET /EWS/Services.wsdl"), 2);
+  ck_assert_int_eq(
+      proc_count(p.out.data, "Step 3: EWS POST 1, GetUserOofSettings"), 2);
+  ck_assert_int_eq(proc_count(p.out.data, "Internet Explorer sent:  POST "
+                                          "/EWS/Exchange.asmx, Authorization: "
+                                          "NTLM type 1, 0-byte body"),
+                   4);
+  ck_assert_int_eq(proc_count(p.out.data, "The GET: ok"), 4);
+  /* Its user sees what a browser shows, not Communicator's window. */
+  ck_assert_int_eq(proc_count(p.out.data, "The user sees: an HTTP 500 page "
+                                          "in the browser"),
+                   2);
+  ck_assert_ptr_null(strstr(p.out.data, "Notifications"));
+  ck_assert_int_eq(proc_count(p.out.data, "Integration Error"), 1); /* title */
+  ck_assert_ptr_null(strstr(p.out.data, "Communicator"));
+  ck_assert_ptr_nonnull(strstr(p.out.data, "Verdict: as KB 942638 describes - "
+                                           "the bug as shipped, fixed by the "
+                                           "KB."));
+  proc_free(&p);
+
+  PROC_KBSIM(&p, "demo", "--kind", "java");
+  ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+  part2 = strstr(p.out.data, "== Part 2 of 2");
+  ck_assert_ptr_nonnull(part2);
+  ck_assert_int_eq(proc_count(p.out.data, "Java client sent:"),
+                   2 * proc_count(part2, "Java client sent:"));
+  ck_assert_ptr_null(strstr(p.out.data, "under Notifications"));
+  ck_assert_ptr_null(strstr(p.out.data, "0-byte body -> 500"));
+  ck_assert_ptr_nonnull(strstr(p.out.data, "Java client never sends a POST "
+                                           "without its body on an "
+                                           "authenticated connection"));
+  proc_free(&p);
+
+  PROC_KBSIM(&p, "demo", "--kind", "netscape");
+  ck_assert_int_eq(p.status, 2);
+  ck_assert_str_eq(p.out.data, "");
+  ck_assert_ptr_nonnull(strstr(p.err.data, "kbsim demo: --kind: 'netscape' "
+                                           "is no client kind; kinds are "
+                                           "communicator, outlook, one-shot, "
+                                           "ie, dotnet or java\n"));
+  proc_free(&p);
+}
+END_TEST
+
 START_TEST(demo_is_plain_when_piped)
 {
   const char *none[] = {NULL};
@@ -1234,6 +1317,7 @@ int main(void)
   suite_add_tcase(s, browser);
   tcase_set_timeout(demo, 30);
   tcase_add_test(demo, demo_is_plain_when_piped);
+  tcase_add_test(demo, demo_of_other_kinds);
   tcase_add_test(demo, demo_colour_flags);
   tcase_add_test(demo, demo_colour_on_a_terminal_unless_no_color);
   tcase_add_test(demo, demo_step_waits_for_enter);
