@@ -234,25 +234,36 @@ static void kbsim_ctl_print_restart(const json_t *reply)
 
 /* Prints each session the endpoint ran, one line each, then the count:
  * "Session 1 as FABRIKAM\\alice through the balancer: served by ISA02;
- * the user saw the Outlook Integration Error (server-error)". */
+ * the user saw the Outlook Integration Error (server-error)"; a kind
+ * other than Communicator is named, with what its user sees. */
 static void kbsim_ctl_print_sessions(const json_t *reply)
 {
   const json_t *list = json_object_get(reply, "sessions");
   const char *target = kbsim_ctl_str(reply, "target");
+  const struct client_kind_info *kind =
+      client_kind_info(CLIENT_KIND_COMMUNICATOR);
+  enum client_kind k;
   const json_t *one;
+  char as[64] = "";
   size_t i;
 
+  if(!client_kind_parse(kbsim_ctl_str(reply, "kind"), &k) &&
+     k != CLIENT_KIND_COMMUNICATOR) {
+    kind = client_kind_info(k);
+    snprintf(as, sizeof(as), " (%s)", kind->label);
+  }
   json_array_foreach(list, i, one)
   {
     const json_t *by = json_object_get(one, "served_by");
 
-    printf("Session %lld as %s %s%s: served by %s; %s (%s)\n",
-           kbsim_ctl_int(one, "n"), kbsim_ctl_str(reply, "user"),
+    printf("Session %lld%s as %s %s%s: served by %s; %s%s (%s)\n",
+           kbsim_ctl_int(one, "n"), as, kbsim_ctl_str(reply, "user"),
            strcmp(target, "balancer") ? "on " : "through the ", target,
            json_is_string(by) ? json_string_value(by) : "unknown",
            json_is_true(json_object_get(one, "error"))
-               ? "the user saw the Outlook Integration Error"
+               ? "the user saw "
                : "no error for the user",
+           json_is_true(json_object_get(one, "error")) ? kind->symptom : "",
            kbsim_ctl_str(one, "outcome_class"));
   }
   printf("%lld session%s, %lld with the error\n",
@@ -301,6 +312,9 @@ static const struct kbsim_opt ctl_opts[] = {
     {"count", 'c', "N",
      "For session: how many sessions, one after another, 1 to 20 (default "
      "1)."},
+    {"kind", 'k', "KIND",
+     "For session: the client kind, " CLIENT_KIND_NAMES
+     " (default communicator)."},
     {"token", 't', "TOKEN",
      "The admin token serve printed; else KBSIM_ADMIN_TOKEN, else the "
      "token file serve wrote (mode 0600) for that port."},
@@ -312,7 +326,7 @@ const struct kbsim_command kbsim_ctl_command = {
     "--admin HOST:PORT hotfix --member N | sp1 --member N\n"
     "--admin HOST:PORT reset | scenario NAME\n"
     "--admin HOST:PORT session [--user 'DOMAIN\\user'] [--member N] "
-    "[--count N]",
+    "[--count N] [--kind KIND]",
     "change a running serve: apply or undo the fix, reset, run sessions",
     "Changes a running 'kbsim serve' through its admin endpoint. apply-fix "
     "runs the KB 942638 script, revert undoes it (the hotfix stays), hotfix "
@@ -327,15 +341,15 @@ const struct kbsim_command kbsim_ctl_command = {
     "scenario NAME starts another scenario of the catalogue in its place "
     "(kbsim list names them). Both restart the members and Exchange; the "
     "balancer and the admin endpoint keep their ports. session runs "
-    "Communicator sessions inside serve, as --user, and prints who served "
-    "each and what its user saw.",
+    "client sessions inside serve (Communicator's, or --kind's), as --user, "
+    "and prints who served each and what its user saw.",
     ctl_opts,
     "status|apply-fix|revert|hotfix|sp1|reset|scenario|session",
     kbsim_cmd_ctl};
 
 /* What ctl was asked to do. */
 struct kbsim_ctl_req {
-  const char *admin_arg, *member, *user, *token;
+  const char *admin_arg, *member, *user, *token, *kind;
   unsigned count; /* session's --count, 0 when not given */
   const char *what, *scenario;
   char host[64];
@@ -377,6 +391,12 @@ static int kbsim_ctl_option(struct kbsim_ctl_req *r, int c, const char *arg)
                             "'DOMAIN\\user' (serve has the password)",
                             strchr(arg, ':') ? "DOMAIN\\user:..." : arg);
     r->user = arg;
+    break;
+  case 'k':
+    if(client_kind_parse(arg, NULL))
+      return kbsim_bad_args("--kind: '%s' is no client kind; kinds are %s", arg,
+                            CLIENT_KIND_NAMES);
+    r->kind = arg;
     break;
   case 'c':
     if(kbsim_parse_u64(arg, 1, ADMIN_MAX_SESSIONS, &v))
@@ -425,9 +445,11 @@ static int kbsim_ctl_request(struct kbsim_ctl_req *r)
 
   snprintf(r->method, sizeof(r->method), "POST");
   snprintf(r->body, sizeof(r->body), "{}");
-  if(!session && (r->user || r->count))
+  if(!session && (r->user || r->count || r->kind))
     return kbsim_bad_args("%s takes no %s; only session does", r->what,
-                          r->user ? "--user" : "--count");
+                          r->user    ? "--user"
+                          : r->count ? "--count"
+                                     : "--kind");
   if(!strcmp(r->what, "scenario") != !!r->scenario)
     return kbsim_bad_args(r->scenario ? "unexpected argument '%s'"
                                       : "scenario needs the NAME of one of "
@@ -454,6 +476,8 @@ static int kbsim_ctl_request(struct kbsim_ctl_req *r)
       kbsim_ctl_json_field(r->body, sizeof(r->body), &pos, "user", r->user);
     if(r->member)
       kbsim_ctl_json_field(r->body, sizeof(r->body), &pos, "member", r->member);
+    if(r->kind)
+      kbsim_ctl_json_field(r->body, sizeof(r->body), &pos, "kind", r->kind);
     pos += (size_t)snprintf(r->body + pos, sizeof(r->body) - pos,
                             "%s\"count\": %u}", pos > 1 ? ", " : "",
                             r->count ? r->count : 1);

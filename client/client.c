@@ -42,36 +42,44 @@ static const struct client_kind_info client_kinds[] = {
      "that ISA has already authenticated, it sends Authorization: NTLM "
      "<type 1> with Content-Length: 0, holding the body back for the "
      "handshake. What ISA does with that POST decides everything.",
-     "autodiscover", true, "the Outlook Integration Error", true},
+     "autodiscover", true, "the Outlook Integration Error", true,
+     "Microsoft+Office+Communicator/2.0"},
     {CLIENT_KIND_OUTLOOK, "outlook", "Outlook", "Outlook 2007",
      "Outlook authenticates a connection once and sends its later requests "
      "on it without Authorization: it never holds a body back, so ISA as "
      "shipped has nothing to get wrong.",
-     "autodiscover", false, "an EWS error in Outlook", false},
+     "autodiscover", false, "an EWS error in Outlook", false,
+     "Microsoft Office/12.0 (Windows NT 5.1; Microsoft Office Outlook "
+     "12.0.4518; Pro)"},
     {CLIENT_KIND_ONE_SHOT, "one-shot", "Communicator",
      "Communicator, a connection per POST",
      "This Communicator runs every POST's handshake on a new connection and "
      "closes it afterwards: no type 1 ever arrives on an authenticated "
      "connection, so ISA as shipped has nothing to get wrong.",
-     "autodiscover", false, "the Outlook Integration Error", true},
+     "autodiscover", false, "the Outlook Integration Error", true,
+     "Microsoft+Office+Communicator/2.0"},
     {CLIENT_KIND_IE, "ie", "Internet Explorer", "Internet Explorer (WinINet)",
      "Internet Explorer sends a POST with Content-Length: 0 and an NTLM "
      "type 1 whenever it expects a challenge, the body only after the "
      "handshake; its GETs on the authenticated connection carry no "
      "Authorization. What ISA does with that POST decides everything.",
      "2 GETs of /EWS/Services.wsdl", true, "an HTTP 500 page in the browser",
-     false},
+     false,
+     "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 5.1; .NET CLR 2.0.50727)"},
     {CLIENT_KIND_DOTNET, "dotnet", ".NET client", ".NET HttpWebRequest",
      ".NET's HttpWebRequest sends its type 1 on a new connection with "
      "Expect: 100-continue, and closes the connection after each "
      "authenticated request (with connection sharing, later POSTs go on it "
      "without re-authenticating): ISA as shipped has nothing to get wrong.",
-     "autodiscover", false, "a failed EWS call", false},
+     "autodiscover", false, "a failed EWS call", false,
+     "Mozilla/4.0 (compatible; MSIE 6.0; MS Web Services Client Protocol "
+     "2.0.50727.3053)"},
     {CLIENT_KIND_JAVA, "java", "Java client", "Java (Apache HttpClient)",
      "Java's HttpClient authenticates a connection once, each leg with its "
      "body, and sends later POSTs on it without Authorization: ISA as "
      "shipped has nothing to get wrong.",
-     "autodiscover", false, "a failed EWS call", false},
+     "autodiscover", false, "a failed EWS call", false,
+     "Apache-HttpClient/4.5.13 (Java/11.0.20)"},
 };
 
 const struct client_kind_info *client_kind_info(enum client_kind kind)
@@ -79,6 +87,18 @@ const struct client_kind_info *client_kind_info(enum client_kind kind)
   return (unsigned)kind < sizeof(client_kinds) / sizeof(client_kinds[0])
              ? &client_kinds[kind]
              : NULL;
+}
+
+const struct client_kind_info *client_kind_by_user_agent(const char *ua,
+                                                         size_t len)
+{
+  size_t i;
+
+  for(i = 0; ua && i < sizeof(client_kinds) / sizeof(client_kinds[0]); i++)
+    if(strlen(client_kinds[i].user_agent) == len &&
+       !memcmp(client_kinds[i].user_agent, ua, len))
+      return &client_kinds[i];
+  return NULL;
 }
 
 const char *client_kind_name(enum client_kind kind)

@@ -91,23 +91,29 @@ int client_kind_parse(const char *name, enum client_kind *out);
 /* A kind's names and what it does to a listener, for people. */
 struct client_kind_info {
   enum client_kind kind;
-  const char *name;    /* client_kind_name's */
-  const char *label;   /* client_kind_label's */
-  const char *product; /* what it plays: "Office Communicator 2007" */
-  const char *pattern; /* how it authenticates its POSTs, in sentences */
-  const char *lead;    /* what a session sends before its EWS POSTs */
-  bool holds_body;     /* re-authenticates a POST on an authenticated
-                          connection with a body-less type 1: an ISA as
-                          shipped forwards it (KB 942638) */
-  const char *symptom; /* what its user sees when an EWS POST fails: "the
-                          Outlook Integration Error" */
-  bool notifies;       /* Communicator's window: the notification, the
-                          log line, presence and scheduling (client_view)
-                          are what its user sees */
+  const char *name;       /* client_kind_name's */
+  const char *label;      /* client_kind_label's */
+  const char *product;    /* what it plays: "Office Communicator 2007" */
+  const char *pattern;    /* how it authenticates its POSTs, in sentences */
+  const char *lead;       /* what a session sends before its EWS POSTs */
+  bool holds_body;        /* re-authenticates a POST on an authenticated
+                             connection with a body-less type 1: an ISA as
+                             shipped forwards it (KB 942638) */
+  const char *symptom;    /* what its user sees when an EWS POST fails: "the
+                             Outlook Integration Error" */
+  bool notifies;          /* Communicator's window: the notification, the
+                             log line, presence and scheduling (client_view)
+                             are what its user sees */
+  const char *user_agent; /* its User-Agent (assumed: client/README.md) */
 };
 
 /* The row of kind, or NULL for a value outside the enum. */
 const struct client_kind_info *client_kind_info(enum client_kind kind);
+
+/* The first kind that sends User-Agent ua (len bytes), or NULL: who a
+ * live connection came from, when it was one of ours. */
+const struct client_kind_info *client_kind_by_user_agent(const char *ua,
+                                                         size_t len);
 
 /* Picks where a new TCP connection goes, like a load balancer in front of
  * an ISA array (Windows NLB: per connection, no extra hop). Called before

@@ -11,17 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CLIENT_USER_AGENT "Microsoft+Office+Communicator/2.0"
-#define CLIENT_OUTLOOK_USER_AGENT                                              \
-  "Microsoft Office/12.0 (Windows NT 5.1; Microsoft Office Outlook "           \
-  "12.0.4518; Pro)"
-#define CLIENT_IE_USER_AGENT                                                   \
-  "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 5.1; .NET CLR 2.0.50727)"
-#define CLIENT_DOTNET_USER_AGENT                                               \
-  "Mozilla/4.0 (compatible; MSIE 6.0; MS Web Services Client Protocol "        \
-  "2.0.50727.3053)"
-#define CLIENT_JAVA_USER_AGENT "Apache-HttpClient/4.5.13 (Java/11.0.20)"
-
 void client__leg_init(struct client_leg *leg)
 {
   memset(leg, 0, sizeof(*leg));
@@ -87,9 +76,7 @@ static size_t client_header_list(const struct client *c, bool get,
   size_t n = 0;
   bool outlook = c->kind == CLIENT_KIND_OUTLOOK;
   bool ie = c->kind == CLIENT_KIND_IE;
-  const char *ua = outlook ? CLIENT_OUTLOOK_USER_AGENT
-                   : ie    ? CLIENT_IE_USER_AGENT
-                           : CLIENT_USER_AGENT;
+  const char *ua = client_kind_info(c->kind)->user_agent;
 
 #define CLIENT_HDR(nm, val, sk)                                                \
   do {                                                                         \
@@ -102,7 +89,7 @@ static size_t client_header_list(const struct client *c, bool get,
   case CLIENT_KIND_DOTNET:
     CLIENT_HDR("Host", NULL, false);
     CLIENT_HDR("Accept", NULL, false);
-    CLIENT_HDR("User-Agent", CLIENT_DOTNET_USER_AGENT, false);
+    CLIENT_HDR("User-Agent", ua, false);
     CLIENT_HDR("Content-Type", "text/xml; charset=utf-8", false);
     CLIENT_HDR("Authorization", auth, !auth);
     CLIENT_HDR("Host", c->host, false);
@@ -117,7 +104,7 @@ static size_t client_header_list(const struct client *c, bool get,
     CLIENT_HDR("Content-Type", "text/xml; charset=UTF-8", false);
     CLIENT_HDR("Host", c->host, false);
     CLIENT_HDR("Connection", "Keep-Alive", false);
-    CLIENT_HDR("User-Agent", CLIENT_JAVA_USER_AGENT, false);
+    CLIENT_HDR("User-Agent", ua, false);
     CLIENT_HDR("Expect", "100-continue", false);
     CLIENT_HDR("Authorization", auth, !auth);
     break;

@@ -10,6 +10,7 @@
  * object (jansson) kept in a ring, and one terminal line; its session's
  * user and score are score.c's.
  */
+#include "client/client.h"
 #include "common/kb_buf.h"
 #include "common/kb_wire.h"
 #include "live_int.h"
@@ -216,6 +217,20 @@ static bool live__failed(const struct kb_exchange *ex)
          ex->req_auth == KB_AUTH_OTHER;
 }
 
+/* Who sent a request, by its User-Agent: the label of the client kind that
+ * sends it ("Internet Explorer"), or null for any other program. */
+static json_t *live__client_of(const char *lines)
+{
+  const struct client_kind_info *k = NULL;
+  const char *ua;
+  size_t len;
+
+  if(lines &&
+     (ua = kb_wire_field_first(lines, strlen(lines), "User-Agent", &len)))
+    k = client_kind_by_user_agent(ua, len);
+  return k ? json_string(k->label) : json_null();
+}
+
 /* Builds the leg of p and ex as JSON; NULL when out of memory. */
 static json_t *live__leg_json(const struct live__pending *p,
                               const struct kb_exchange *ex, uint64_t seq,
@@ -245,6 +260,7 @@ static json_t *live__leg_json(const struct live__pending *p,
   if(!leg)
     return NULL;
   json_object_set_new(leg, "user", user[0] ? json_string(user) : json_null());
+  json_object_set_new(leg, "client", live__client_of(ex->req_headers));
   json_object_set_new(leg, "failed", json_boolean(failed));
   live__text(leg, "req_headers", ex->req_headers,
              ex->req_headers ? strlen(ex->req_headers) : 0);

@@ -27,8 +27,9 @@
  * the array under the lock. */
 struct admin__run {
   unsigned count;
-  char user[256];  /* "DOMAIN\\user" as asked, or "" for the first user */
-  char member[64]; /* as asked, or "" for the balancer */
+  enum client_kind kind; /* communicator unless asked */
+  char user[256];        /* "DOMAIN\\user" as asked, or "" for the first user */
+  char member[64];       /* as asked, or "" for the balancer */
   /* Copied under the lock. */
   char spec[512]; /* the user's "DOMAIN\\user:password"; wiped */
   char name[256]; /* the user's "DOMAIN\\user" */
@@ -38,14 +39,15 @@ struct admin__run {
 };
 
 /* Reads the body of a POST /sessions into *r: "user" (a string), "member"
- * (a number from 1 or a name; null or absent: the balancer) and "count"
- * (1 to ADMIN_MAX_SESSIONS; absent: 1), each optional. Returns 0, or -1
- * with a one-line reason in why. */
+ * (a number from 1 or a name; null or absent: the balancer), "count"
+ * (1 to ADMIN_MAX_SESSIONS; absent: 1) and "kind" (a client kind's name;
+ * absent: communicator), each optional. Returns 0, or -1 with a one-line
+ * reason in why. */
 static int admin__run_parse(const struct admin__request *req,
                             struct admin__run *r, char *why, size_t whylen)
 {
   json_t *body = admin__body(req, why, whylen);
-  json_t *user, *member, *count;
+  json_t *user, *member, *count, *kind;
   int result = -1;
 
   if(!body)
@@ -53,7 +55,9 @@ static int admin__run_parse(const struct admin__request *req,
   user = json_object_get(body, "user");
   member = json_object_get(body, "member");
   count = json_object_get(body, "count");
+  kind = json_object_get(body, "kind");
   r->count = 1;
+  r->kind = CLIENT_KIND_COMMUNICATOR;
   if(user && !json_is_null(user) &&
      (!json_is_string(user) || json_string_length(user) >= sizeof(r->user)))
     snprintf(why, whylen,
@@ -68,6 +72,10 @@ static int admin__run_parse(const struct admin__request *req,
                     json_integer_value(count) > ADMIN_MAX_SESSIONS))
     snprintf(why, whylen, "\"count\" must be a number from 1 to %d",
              ADMIN_MAX_SESSIONS);
+  else if(kind && !json_is_null(kind) &&
+          client_kind_parse(json_string_value(kind), &r->kind))
+    snprintf(why, whylen, "\"kind\" must be a client kind: %s",
+             CLIENT_KIND_NAMES);
   else {
     if(json_is_string(user))
       snprintf(r->user, sizeof(r->user), "%s", json_string_value(user));
@@ -195,7 +203,7 @@ static json_t *admin__run_one(const struct admin__run *r, unsigned id,
   cfg.user = user;
   cfg.password = password;
   cfg.ews_posts = 2;
-  cfg.kind = CLIENT_KIND_COMMUNICATOR;
+  cfg.kind = r->kind;
   cfg.timeout_ms = ADMIN_SESSION_TIMEOUT_MS;
   if(client_create(&cfg, &c, err, sizeof(err))) {
     explicit_bzero(password, sizeof(password));
@@ -225,8 +233,8 @@ static json_t *admin__run_one(const struct admin__run *r, unsigned id,
 }
 
 /* POST /sessions: runs the sessions, then answers {"action": "sessions",
- * "user": ..., "target": "balancer" | NAME, "count": N, "errors": N,
- * "sessions": [...]}. */
+ * "user": ..., "kind": NAME, "target": "balancer" | NAME, "count": N,
+ * "errors": N, "sessions": [...]}. */
 enum MHD_Result admin__sessions(struct admin *a, struct MHD_Connection *conn,
                                 const struct admin__request *req)
 {
@@ -258,9 +266,9 @@ enum MHD_Result admin__sessions(struct admin *a, struct MHD_Connection *conn,
   if(!--a->running)
     pthread_cond_broadcast(&a->idle);
   pthread_mutex_unlock(&a->lock);
-  body =
-      json_pack("{s:s, s:s, s:s, s:I, s:I, s:o}", "action", "sessions", "user",
-                r.name, "target", r.target, "count", (json_int_t)r.count,
-                "errors", (json_int_t)errors, "sessions", list);
+  body = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:o}", "action", "sessions",
+                   "user", r.name, "kind", client_kind_name(r.kind), "target",
+                   r.target, "count", (json_int_t)r.count, "errors",
+                   (json_int_t)errors, "sessions", list);
   return admin__reply(conn, MHD_HTTP_OK, body, NULL);
 }

@@ -70,11 +70,14 @@ static json_t *admin__member_json(struct admin *a, size_t i,
   return j;
 }
 
-/* What a trainer can pick: the users' names (never their passwords) and
- * the catalogue, into j. Called with the lock held. */
+/* What a trainer can pick: the users' names (never their passwords), the
+ * client kinds a session can be run as and the catalogue, into j. Called
+ * with the lock held. */
 static void admin__choices_json(struct admin *a, json_t *j)
 {
   json_t *users = json_array(), *catalogue = json_array();
+  json_t *kinds = json_array();
+  const struct client_kind_info *k;
   size_t i;
 
   for(i = 0; i < a->nusers; i++) {
@@ -83,7 +86,13 @@ static void admin__choices_json(struct admin *a, json_t *j)
   }
   for(i = 0; i < a->ncatalogue; i++)
     json_array_append_new(catalogue, json_string(a->catalogue[i]));
+  for(i = 0; (k = client_kind_info((enum client_kind)i)) != NULL; i++)
+    json_array_append_new(kinds,
+                          json_pack("{s:s, s:s, s:s, s:b}", "name", k->name,
+                                    "label", k->label, "symptom", k->symptom,
+                                    "notifies", k->notifies));
   json_object_set_new(j, "users", users);
+  json_object_set_new(j, "kinds", kinds);
   json_object_set_new(j, "catalogue", catalogue);
   json_object_set_new(j, "restartable", json_boolean(a->restart.fn != NULL));
   json_object_set_new(

@@ -453,12 +453,18 @@ START_TEST(test_kind_table)
     ck_assert_str_eq(client_kind_name(k->kind), k->name);
     ck_assert_str_eq(client_kind_label(k->kind), k->label);
     ck_assert(k->product[0] && k->pattern[0] && k->lead[0] && k->symptom[0]);
+    /* Its User-Agent names it (one-shot's is Communicator's). */
+    ck_assert_str_eq(
+        client_kind_by_user_agent(k->user_agent, strlen(k->user_agent))->label,
+        k->label);
   }
   for(p = CLIENT_KIND_NAMES; *p; p++)
     named += *p == ',';
   named += strstr(CLIENT_KIND_NAMES, " or ") != NULL;
   ck_assert_uint_eq(n, named);
   ck_assert_int_eq(client_kind_parse("netscape", &back), -1);
+  ck_assert_ptr_null(client_kind_by_user_agent("curl/7.88.1", 11));
+  ck_assert_ptr_null(client_kind_by_user_agent("Apache-HttpClient", 17));
 }
 END_TEST
 

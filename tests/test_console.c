@@ -593,6 +593,7 @@ START_TEST(sessions_run_inside_serve)
     else
       ck_assert_msg(json_is_null(at(leg, "user")), "leg %u", legs);
     ck_assert(json_is_boolean(at(leg, "failed")));
+    ck_assert_str_eq(at_str(leg, "client"), "Communicator");
     if(json_is_true(at(leg, "failed"))) {
       failed++;
       ck_assert_int_eq(at_int(leg, "status"), 500);
@@ -645,6 +646,88 @@ START_TEST(sessions_run_inside_serve)
                    "by ISA02; the user saw the Outlook Integration Error "
                    "(server-error)\n"
                    "2 sessions, 1 with the error\n");
+  proc_free(&p);
+  served_stop(&s);
+  kb_buf_free(&s.rest);
+}
+END_TEST
+
+/* Sessions of another client kind: the console's legs name the client by
+ * its User-Agent; Internet Explorer's GETs and its body-less POST on ISA02,
+ * Java's clean there; a kind that is none is refused in one line, by the
+ * endpoint and by ctl. */
+START_TEST(sessions_of_other_kinds)
+{
+  static const char *const args[] = {HALF_PATCHED, "--admin", "127.0.0.1:0",
+                                     "--quiet", NULL};
+  struct served s;
+  struct stream st;
+  struct proc_out p;
+  json_t *j, *leg;
+  unsigned legs = 0, gets = 0, empty = 0;
+
+  served_start(&s, args);
+  j = status_of(&s);
+  ck_assert_uint_eq(json_array_size(at(j, "kinds")), 6);
+  ck_assert_str_eq(at_str(j, "kinds.0.name"), "communicator");
+  ck_assert_str_eq(at_str(j, "kinds.3.name"), "ie");
+  ck_assert_str_eq(at_str(j, "kinds.3.label"), "Internet Explorer");
+  json_decref(j);
+
+  stream_open(&st, &s);
+  j = post_json(&s, "/sessions", "{\"kind\": \"ie\", \"member\": \"ISA02\"}",
+                200);
+  ck_assert_str_eq(at_str(j, "kind"), "ie");
+  ck_assert_int_eq(at_int(j, "errors"), 1);
+  ck_assert_str_eq(at_str(j, "sessions.0.outcome_class"), "server-error");
+  json_decref(j);
+  /* ie: 3 legs for the first GET, 1 for the second, 1 per POST (each
+   * forwarded without its body). */
+  while(legs < 3 + 1 + 2) {
+    leg = stream_next(&st, "leg");
+    legs++;
+    ck_assert_str_eq(at_str(leg, "client"), "Internet Explorer");
+    gets += !strcmp(at_str(leg, "method"), "GET");
+    empty += !strcmp(at_str(leg, "method"), "POST") &&
+             at_int(leg, "req_body") == 0 && at_int(leg, "status") == 500;
+    json_decref(leg);
+  }
+  ck_assert_uint_eq(gets, 4);
+  ck_assert_uint_eq(empty, 2);
+  stream_close(&st);
+
+  j = post_json(&s, "/sessions", "{\"kind\": \"netscape\"}", 400);
+  ck_assert_str_eq(at_str(j, "error"),
+                   "\"kind\" must be a client kind: communicator, outlook, "
+                   "one-shot, ie, dotnet or java");
+  json_decref(j);
+  j = post_json(&s, "/sessions", "{\"kind\": 3}", 400);
+  json_decref(j);
+
+  ctl(&s, &p, "session", "--kind", "java", "--member", "ISA02");
+  ck_assert_msg(p.status == 0, "%s", p.err.data);
+  ck_assert_str_eq(p.out.data,
+                   "Session 1 (Java client) as FABRIKAM\\alice on ISA02: "
+                   "served by ISA02; no error for the user (clean)\n"
+                   "1 session, 0 with the error\n");
+  proc_free(&p);
+  ctl(&s, &p, "session", "--kind", "ie", "--member", "ISA02");
+  ck_assert_msg(p.status == 0, "%s", p.err.data);
+  ck_assert_str_eq(p.out.data,
+                   "Session 1 (Internet Explorer) as FABRIKAM\\alice on "
+                   "ISA02: served by ISA02; the user saw an HTTP 500 page in "
+                   "the browser (server-error)\n"
+                   "1 session, 1 with the error\n");
+  proc_free(&p);
+  ctl(&s, &p, "status", "--kind", "ie", NULL, NULL);
+  ck_assert_int_eq(p.status, 2);
+  ck_assert_ptr_nonnull(strstr(p.err.data, "status takes no --kind; only "
+                                           "session does"));
+  proc_free(&p);
+  ctl(&s, &p, "session", "--kind", "netscape", NULL, NULL);
+  ck_assert_int_eq(p.status, 2);
+  ck_assert_ptr_nonnull(strstr(p.err.data, "--kind: 'netscape' is no client "
+                                           "kind; kinds are communicator"));
   proc_free(&p);
   served_stop(&s);
   kb_buf_free(&s.rest);
@@ -1110,7 +1193,7 @@ START_TEST(console_at_1024x768)
 
     for(; (l = strstr(l, "ok ")) != NULL; l++)
       oks += l == p.out.data || l[-1] == '\n';
-    ck_assert_int_eq(oks, 9);
+    ck_assert_int_eq(oks, 10);
   }
   proc_free(&p);
   /* Where the page drew what, and the pixels there. */
@@ -1155,6 +1238,7 @@ int main(void)
   tcase_add_test(api, scenario_switch_in_place);
   tcase_add_test(api, reset_waits_for_running_sessions);
   tcase_add_test(api, sessions_run_inside_serve);
+  tcase_add_test(api, sessions_of_other_kinds);
   tcase_add_test(api, score_starts_again_at_each_change);
   tcase_add_test(api, client_json_names_the_member);
   tcase_add_test(api, new_endpoints_refuse);

@@ -160,6 +160,8 @@ static const struct help_where help_elsewhere[] = {
      "test_live: client_and_serve_record_a_session"},
     {"probe", "(default 3)", "test_probe: test_isa_per_connection"},
     {"ctl", "(default 1)", "test_console: sessions_run_inside_serve"},
+    {"ctl", "(default communicator)",
+     "test_console: sessions_run_inside_serve"},
     {"probe", "(default autodiscover.fabrikam.com)",
      "test_probe: test_isa_per_connection"},
 };

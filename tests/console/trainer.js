@@ -27,7 +27,9 @@
 //   5. the presenter: one session large, the keyboard steps through its
 //      legs and sessions to ISA02's body-less POST; it fits and nothing
 //      overlaps; Esc leaves;
-//   6. a page of another origin cannot reset, switch or run sessions;
+//   6. a page of another origin cannot reset, switch or run sessions; a
+//      session run as Internet Explorer is drawn with its lane and what a
+//      browser shows;
 //   7. Reset: every console cleared, the counters at zero, ISA02 as the
 //      scenario starts it;
 //   8. the scenario picker: bug in place of the array (one member), a
@@ -73,11 +75,13 @@ function score(page, member) {
 }
 
 // Runs count sessions as user on member ("" for the next one) with the Run
-// bar, and waits for the answer in the toast; returns the toast.
-async function run(page, count, user, member) {
+// bar, as the client kind (Communicator's unless given), and waits for the
+// answer in the toast; returns the toast.
+async function run(page, count, user, member, kind = "communicator") {
   await page.select("#runcount", String(count));
   await page.select("#runuser", user);
   await page.select("#runmember", member);
+  await page.select("#runkind", kind);
   const before = await page.$eval("#toast", (t) => t.textContent);
   await page.click("#run");
   await until(page, "Run " + count + " as " + user + " did not answer",
@@ -405,6 +409,29 @@ async function main() {
         after.balancer.connections !== before.balancer.connections)
       fail("another origin changed the array: " + JSON.stringify(after));
     ok("a page of another origin could not reset, switch or run sessions");
+
+    // 6b. Another client from the Run bar: Internet Explorer on ISA01,
+    // whose script was undone; its session is drawn with its own lane and
+    // what a browser shows.
+    t = await run(page, 1, "FABRIKAM\\bob", "ISA01", "ie");
+    if (!t.startsWith("1 session as FABRIKAM\\bob (Internet Explorer): " +
+                      "ISA01 \u2716"))
+      fail("an Internet Explorer session on ISA01: " + t);
+    await until(page, "Internet Explorer's session was not drawn as its own",
+                () => [...document.querySelectorAll(".session")].some((s) => {
+                  const lane = s.querySelector("svg text.lanename");
+                  const view = s.querySelector(".userview");
+                  return lane && lane.textContent === "Internet Explorer" &&
+                         view && view.textContent.includes(
+                           "an HTTP 500 page in the browser");
+                }));
+    const communicator = await page.evaluate(() =>
+      [...document.querySelectorAll(".session svg text.lanename")]
+        .filter((t) => t.textContent === "Communicator").length);
+    if (!communicator)
+      fail("the Communicator sessions lost their lane name");
+    ok("Run as Internet Explorer: its own lane, 'an HTTP 500 page in the " +
+       "browser'");
 
     // 7. Reset, from the console.
     await page.click("#reset");
