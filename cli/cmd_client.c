@@ -224,14 +224,15 @@ const struct kbsim_command kbsim_client_command = {
     "[--think DURATION] [--ntlm v2|v2-mic|v1|v1-ess] [--host NAME] "
     "[EVIDENCE]",
     "one Communicator session against any listener, on the real clock",
-    "One Communicator session (or Outlook's, or one connection per POST) "
-    "against any listener. Prints each POST as it completes (connection, "
-    "legs, statuses, outcome), which listener served it (the Via header of "
-    "its answers: the member of serve's array) and then what the user sees: "
-    "notification, log line, presence, scheduling. Exits 0 when the user "
-    "saw no error, 1 "
-    "when they saw the Outlook Integration Error, 3 when the session could "
-    "not run (the listener unreachable, an evidence file not writable).",
+    "One Communicator session (or another client kind's, --kind) against "
+    "any listener. Prints each POST as it completes (connection, legs, "
+    "statuses, outcome), which listener served it (the Via header of its "
+    "answers: the member of serve's array) and then what the user sees: "
+    "notification, log line, presence, scheduling (for a kind other than "
+    "Communicator, what that program shows for a failed request). Exits 0 "
+    "when the user saw no error, 1 when they saw the Outlook Integration "
+    "Error (or the kind's failed request), 3 when the session could not run "
+    "(the listener unreachable, an evidence file not writable).",
     client_opts,
     NULL,
     kbsim_cmd_client};
@@ -417,8 +418,9 @@ static int kbsim_client_session(struct kbsim_client_run *r,
   enum client_class klass = CLIENT_CLASS_CLEAN;
   char served[256] = "";
 
-  printf("Communicator session: %s\\%s -> %s (%s, %u EWS POST%s)\n", domain,
-         user, r->url, client_kind_name(r->cfg.kind), r->cfg.ews_posts,
+  printf("%s session: %s\\%s -> %s (%s, %u EWS POST%s)\n",
+         client_kind_label(r->cfg.kind), domain, user, r->url,
+         client_kind_name(r->cfg.kind), r->cfg.ews_posts,
          r->cfg.ews_posts == 1 ? "" : "s");
   fflush(stdout);
   while(client_step(client, &res) == 1) {

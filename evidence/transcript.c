@@ -13,12 +13,20 @@
 #include "evidence_int.h"
 #include "ntlm/ntlm.h"
 
-static const char *evidence__direction(enum kb_hop hop, enum kb_trace_kind kind)
+/* Writes a message's direction into out: ">>> Communicator -> ISA", with
+ * client the client hop's sender ("Internet Explorer", "client"). */
+static const char *evidence__direction(enum kb_hop hop, enum kb_trace_kind kind,
+                                       const char *client, char *out,
+                                       size_t len)
 {
   if(hop == KB_HOP_CLIENT_PROXY)
-    return kind == KB_TRACE_SEND ? ">>> Communicator -> ISA"
-                                 : "<<< ISA -> Communicator";
-  return kind == KB_TRACE_SEND ? ">>> ISA -> Exchange" : "<<< Exchange -> ISA";
+    snprintf(out, len,
+             kind == KB_TRACE_SEND ? ">>> %s -> ISA" : "<<< ISA -> %s", client);
+  else
+    snprintf(out, len, "%s",
+             kind == KB_TRACE_SEND ? ">>> ISA -> Exchange"
+                                   : "<<< Exchange -> ISA");
+  return out;
 }
 
 /* Writes the decode of an Authorization / WWW-Authenticate line, if it is
@@ -53,15 +61,15 @@ static void evidence__decode_line(FILE *out, const char *line, size_t len)
 
 /* Writes one message: its annotation line, its exact bytes, then the NTLM
  * decodes of its header block. */
-static void evidence__write_msg(FILE *out, enum kb_hop hop,
+static void evidence__write_msg(FILE *out, enum kb_hop hop, const char *client,
                                 const struct evidence_msg *m)
 {
-  char when[64];
+  char when[64], dir[96];
   size_t i = 0;
 
   evidence__iso(m->at_us, when);
-  fprintf(out, "; %s %s: %zu bytes\n", when, evidence__direction(hop, m->dir),
-          m->len);
+  fprintf(out, "; %s %s: %zu bytes\n", when,
+          evidence__direction(hop, m->dir, client, dir, sizeof(dir)), m->len);
   fwrite(m->data, 1, m->len, out);
   if(m->len && m->data[m->len - 1] != '\n')
     fputs("\n; \\ no line end: the line feed above is not the message's\n",
@@ -130,7 +138,9 @@ int evidence_write_transcript(struct sim_recorder *rec, FILE *out)
       fprintf(out, "; %s connection opened\n", when);
     }
     for(j = 0; j < c->nmsgs; j++)
-      evidence__write_msg(out, c->hop, &c->msgs[j]);
+      evidence__write_msg(out, c->hop,
+                          rec->client ? rec->client->label : "client",
+                          &c->msgs[j]);
     if(c->closed)
       evidence__write_close(out, c);
   }
