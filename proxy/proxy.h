@@ -137,6 +137,12 @@ struct proxy_config {
    * the policy. proxy/README.md, "Defects", says what each changes;
    * proxy_start refuses a defect the listener cannot have. */
   unsigned defects;
+  /* integrated: the keytab (a path) of HTTP/<published name>, for
+   * Negotiate with Kerberos through MIT's GSS-API (common/kb_gss.h): a
+   * ticket is accepted in one leg, with the request's body. NULL, the
+   * default: no Kerberos, a Kerberos token is answered with the offer (the
+   * client falls back to NTLM). Copied. */
+  const char *krb5_keytab;
 };
 
 /* Counters since start, consistent with each other at the moment of the
@@ -160,6 +166,8 @@ struct proxy_stats {
   uint64_t head_timeouts;         /* 408: head or body too slow */
   uint64_t evicted;               /* closed to make room at a cap */
   uint64_t refused;               /* refused at a cap */
+  uint64_t kerberos_ok;           /* Kerberos tickets accepted (refused
+                                     ones count in auth_failed) */
 };
 
 struct proxy;

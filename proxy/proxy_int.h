@@ -157,6 +157,7 @@ struct proxy {
   const struct kb_users *users;
   enum proxy_auth auth;
   unsigned defects;        /* PROXY_DEFECT bits (defects.c) */
+  char *krb5_keytab;       /* NULL: no Kerberos */
   char *basic_offer;       /* "Basic realm=\"<name>\"" */
   char *via;               /* "1.1 <name>", the Via value both ways */
   int64_t idle_timeout_ms; /* 0 = none */

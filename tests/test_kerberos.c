@@ -1,0 +1,203 @@
+/*
+ * test_kerberos.c - Kerberos inside the network, against a real MIT KDC
+ * (sim/kdc.h) started by the suite on loopback with a throwaway realm,
+ * FABRIKAM.COM: the listener accepts a Communicator's ticket in one leg
+ * through MIT's gss_accept_sec_context and forwards it with its body, so
+ * an internal user never sees KB 942638 on the RTM listener where an
+ * external (NTLM) user does; MIT's klist and kvno confirm the ticket the
+ * client got. Skipped, and said so, when the KDC's programs are missing.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/client.h"
+#include "kbt.h"
+#include "kbt_env.h"
+#include "proc.h"
+#include "proxy/proxy.h"
+#include "sim/kdc.h"
+
+/* The suite's realm, started in main (NULL when skipped). */
+static struct sim_kdc *kdc;
+static char alice_ccache[400];
+
+/* Static: a failed assertion with CK_FORK=no leaves the servers running
+ * (kbt_env.h). */
+static struct kbt_env env;
+
+/* The listener (policy, with the realm's keytab when keytab) in front of
+ * Exchange, with alice and bob. */
+static void krb_env_start(enum proxy_policy policy, bool keytab)
+{
+  static struct proxy_config pc;
+  struct kbt_env_opts o;
+
+  memset(&pc, 0, sizeof(pc));
+  pc.policy = policy;
+  pc.krb5_keytab = keytab ? sim_kdc_keytab(kdc) : NULL;
+  memset(&o, 0, sizeof(o));
+  o.listener = &pc;
+  o.debug = "T_KRB_TRACE";
+  kbt_env_start(&env, &o);
+}
+
+/* One session of user (Kerberos from ccache when not NULL, else NTLM)
+ * through the listener; fills *view and returns the client (destroy it). */
+static struct client *krb_session(unsigned id, const char *user,
+                                  const char *password, const char *ccache,
+                                  struct client_view *view)
+{
+  struct client_config cc;
+  struct client *c = NULL;
+  char err[256] = "";
+
+  memset(&cc, 0, sizeof(cc));
+  cc.id = id;
+  cc.base_url = env.url;
+  cc.domain = "FABRIKAM";
+  cc.user = user;
+  cc.password = password;
+  cc.krb5_ccache = ccache;
+  cc.ews_posts = 3;
+  cc.clock.now_ms = kbt_now;
+  cc.rng.fill = kbt_fill;
+  cc.trace = kbt_trace_sink(&env.trace);
+  ck_assert_msg(client_create(&cc, &c, err, sizeof(err)) == 0, "%s", err);
+  client_run_session(c);
+  client_view(c, view);
+  return c;
+}
+
+/* Through an RTM listener (per-connection) that accepts Kerberos: alice,
+ * inside, sends each POST in one leg with her ticket and its body - no
+ * type 1, no body held back - and sees no error; bob, outside with NTLM,
+ * re-authenticates each EWS POST with a body-less type 1 on the same
+ * listener and gets KB 942638. Without the listener's keytab alice falls
+ * back to NTLM and sees the error too (the test's control). */
+START_TEST(internal_kerberos_external_ntlm)
+{
+  struct client_view v;
+  struct proxy_stats ps;
+  struct backend_stats bs;
+  struct client *c;
+  size_t i;
+
+  if(!kdc)
+    return;
+  krb_env_start(PROXY_POLICY_PER_CONNECTION, true);
+  c = krb_session(1, "alice", KBT_ALICE_PASSWORD, alice_ccache, &v);
+  ck_assert_msg(!v.integration_error && v.posts_ok == 4,
+                "alice (Kerberos): %u of 4 POSTs ok, error %d: %s", v.posts_ok,
+                v.integration_error,
+                client_result(c, client_results_count(c) - 1)->detail);
+  for(i = 0; i < client_results_count(c); i++) {
+    const struct client_post_result *r = client_result(c, i);
+    ck_assert_uint_eq(r->legs, 1);
+    ck_assert_int_eq(r->leg1_status, 200);
+  }
+  client_destroy(c);
+  proxy_stats(env.px, &ps);
+  ck_assert_uint_eq(ps.kerberos_ok, 4);
+  ck_assert_uint_eq(ps.challenges, 0);
+  ck_assert_uint_eq(ps.reauth_skipped, 0);
+  ck_assert_uint_eq(ps.forwarded_empty_posts, 0);
+  ck_assert_uint_eq(kbt_count_code(&env.trace, KB_NOTE_KERBEROS_OK), 4);
+
+  c = krb_session(2, "bob", KBT_BOB_PASSWORD, NULL, &v);
+  ck_assert_msg(v.integration_error, "bob (NTLM) saw no error through RTM");
+  client_destroy(c);
+  backend_stats(env.be, &bs);
+  ck_assert_uint_eq(bs.empty_posts, 3); /* bob's three, none of alice's */
+  kbt_env_stop(&env);
+
+  /* The control: the same listener without a keytab. */
+  krb_env_start(PROXY_POLICY_PER_CONNECTION, false);
+  c = krb_session(3, "alice", KBT_ALICE_PASSWORD, alice_ccache, &v);
+  ck_assert_msg(v.integration_error,
+                "alice fell back to NTLM without the keytab, yet saw no "
+                "error");
+  ck_assert_uint_eq(kbt_count_code(&env.trace, KB_NOTE_KERBEROS), 1);
+  client_destroy(c);
+  kbt_env_stop(&env);
+}
+END_TEST
+
+/* MIT's own tools confirm the ticket alice's client used: klist lists the
+ * service ticket for HTTP/autodiscover.fabrikam.com in her cache, and kvno
+ * gets its key version, the same as the listener's keytab holds. */
+START_TEST(tickets_confirmed_by_mit_tools)
+{
+  const char *klist[] = {"/usr/bin/klist", "-c", alice_ccache, NULL};
+  const char *kvno[] = {"/usr/bin/kvno", "-c", alice_ccache,
+                        "HTTP/" SIM_KDC_SERVICE_HOST, NULL};
+  const char *keys[] = {"/usr/bin/klist", "-k", sim_kdc_keytab(kdc), NULL};
+  struct client_view v;
+  char out[4096], keytab[4096];
+  const char *at;
+  struct client *c;
+  unsigned version = 0, listed = 0;
+
+  if(!kdc)
+    return;
+  krb_env_start(PROXY_POLICY_PER_REQUEST, true);
+  c = krb_session(1, "alice", KBT_ALICE_PASSWORD, alice_ccache, &v);
+  ck_assert(!v.integration_error && v.posts_ok == 4);
+  client_destroy(c);
+  kbt_env_stop(&env);
+
+  ck_assert_int_eq(sim_kdc_exec(kdc, klist, NULL, out, sizeof(out)), 0);
+  ck_assert_msg(strstr(out, "Default principal: alice@FABRIKAM.COM") &&
+                    strstr(out, "krbtgt/FABRIKAM.COM@FABRIKAM.COM") &&
+                    strstr(out, "HTTP/" SIM_KDC_SERVICE_HOST "@FABRIKAM.COM"),
+                "%s", out);
+  ck_assert_int_eq(sim_kdc_exec(kdc, kvno, NULL, out, sizeof(out)), 0);
+  at = strstr(out, "kvno = ");
+  ck_assert_msg(at && sscanf(at, "kvno = %u", &version) == 1, "%s", out);
+  ck_assert_int_eq(sim_kdc_exec(kdc, keys, NULL, keytab, sizeof(keytab)), 0);
+  /* "   2 HTTP/autodiscover.fabrikam.com@FABRIKAM.COM": the line's
+   * start holds the key's version. */
+  at = strstr(keytab, "HTTP/" SIM_KDC_SERVICE_HOST);
+  ck_assert_msg(at, "%s", keytab);
+  while(at > keytab && at[-1] != '\n')
+    at--;
+  ck_assert_msg(sscanf(at, "%u", &listed) == 1 && listed == version,
+                "kvno %u, keytab:\n%s", version, keytab);
+}
+END_TEST
+
+int main(void)
+{
+  Suite *s = suite_create("kerberos");
+  TCase *tc = tcase_create("kerberos");
+  SRunner *sr;
+  char why[256], err[512];
+  bool skipped = false;
+  int failed;
+
+  if(!sim_kdc_available(why, sizeof(why))) {
+    fprintf(stderr, "skip: kerberos: %s\n", why);
+    skipped = true;
+  }
+  else if(sim_kdc_start("FABRIKAM.COM", &kdc, err, sizeof(err)) ||
+          sim_kdc_add_user(kdc, "alice", KBT_ALICE_PASSWORD, err,
+                           sizeof(err)) ||
+          sim_kdc_kinit(kdc, "alice", KBT_ALICE_PASSWORD, alice_ccache,
+                        sizeof(alice_ccache), err, sizeof(err))) {
+    fprintf(stderr, "kerberos: %s\n", err);
+    sim_kdc_stop(kdc);
+    return EXIT_FAILURE;
+  }
+  tcase_set_timeout(tc, 60);
+  tcase_add_checked_fixture(tc, NULL, kbt_env_teardown);
+  tcase_add_test(tc, internal_kerberos_external_ntlm);
+  tcase_add_test(tc, tickets_confirmed_by_mit_tools);
+  suite_add_tcase(s, tc);
+  sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  sim_kdc_stop(kdc);
+  return proc_suite_exit(failed, skipped);
+}
