@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "client/client.h"
+#include "common/kb_defect.h"
 #include "kbt.h"
 #include "kbt_env.h"
 #include "proc.h"
@@ -39,6 +41,28 @@ static void krb_env_start(enum proxy_policy policy, bool keytab)
   pc.krb5_keytab = keytab ? sim_kdc_keytab(kdc) : NULL;
   memset(&o, 0, sizeof(o));
   o.listener = &pc;
+  o.debug = "T_KRB_TRACE";
+  kbt_env_start(&env, &o);
+}
+
+/* A listener that passes NTLM through (auth none) with defects, in front
+ * of an Exchange that authenticates itself, NTLM and Kerberos (the
+ * realm's keytab). */
+static void krb_pass_through_start(unsigned defects)
+{
+  static struct proxy_config pc;
+  static struct backend_config bc;
+  struct kbt_env_opts o;
+
+  memset(&pc, 0, sizeof(pc));
+  pc.auth = PROXY_AUTH_NONE;
+  pc.defects = defects;
+  memset(&bc, 0, sizeof(bc));
+  bc.auth = BACKEND_AUTH_INTEGRATED;
+  bc.krb5_keytab = sim_kdc_keytab(kdc);
+  memset(&o, 0, sizeof(o));
+  o.listener = &pc;
+  o.exchange = &bc;
   o.debug = "T_KRB_TRACE";
   kbt_env_start(&env, &o);
 }
@@ -124,6 +148,74 @@ START_TEST(internal_kerberos_external_ntlm)
 }
 END_TEST
 
+/* mixes-after-single-leg: a listener that pins an upstream connection
+ * only once a 401 with NTLM or Negotiate came back on it (HAProxy's rule)
+ * never pins alice's, whose Kerberos ticket rides on the first request of
+ * every connection: when her client leaves, her upstream connection,
+ * authenticated as her at Exchange, goes back to the pool, and bob's first
+ * request (Communicator's, without credentials) is served on it as alice
+ * (haproxy#2985). The same listener without the defect pins every client
+ * connection to an upstream one of its own; with it, an NTLM session (a
+ * 401 on its connection) stays pinned and mixes nothing. */
+static void krb_mixes_after_single_leg(bool broken)
+{
+  struct client_view v;
+  struct backend_stats bs;
+  struct client *c;
+
+  krb_pass_through_start(broken ? PROXY_DEFECT(KB_DEFECT_MIXES_AFTER_SINGLE_LEG)
+                                : 0);
+  /* An NTLM session first: its 401 makes its connection private. */
+  c = krb_session(1, "bob", KBT_BOB_PASSWORD, NULL, &v);
+  ck_assert(!v.integration_error && v.posts_ok == 4);
+  client_destroy(c);
+  ck_assert_int_eq(proxy_wait_idle(env.px, 10000), 0);
+  c = krb_session(2, "alice", KBT_ALICE_PASSWORD, NULL, &v);
+  client_destroy(c);
+  ck_assert_int_eq(proxy_wait_idle(env.px, 10000), 0);
+  backend_stats(env.be, &bs);
+  ck_assert_uint_eq(bs.mismatches, 0);
+  ck_assert_uint_eq(kbt_count_code(&env.trace, KB_NOTE_UPSTREAM_POOLED), 0);
+
+  /* alice with Kerberos, then bob. */
+  c = krb_session(3, "alice", KBT_ALICE_PASSWORD, alice_ccache, &v);
+  ck_assert_msg(!v.integration_error && v.posts_ok == 4, "alice: %s",
+                client_result(c, client_results_count(c) - 1)->detail);
+  client_destroy(c);
+  ck_assert_int_eq(proxy_wait_idle(env.px, 10000), 0);
+  c = krb_session(4, "bob", KBT_BOB_PASSWORD, NULL, &v);
+  client_destroy(c);
+  ck_assert_int_eq(proxy_wait_idle(env.px, 10000), 0);
+  backend_stats(env.be, &bs);
+  if(broken) {
+    struct backend_conn_info recs[16];
+    size_t n = backend_connections(env.be, recs, 16), i;
+    bool found = false;
+
+    ck_assert_uint_gt(bs.mismatches, 0);
+    for(i = 0; i < n; i++)
+      if(recs[i].mismatches &&
+         !strcmp(recs[i].last_mismatch_identity, "FABRIKAM\\alice") &&
+         !strcmp(recs[i].last_mismatch_mailbox, "bob@fabrikam.com"))
+        found = true;
+    ck_assert_msg(found, "no Exchange connection gave bob's mailbox to alice");
+    /* alice's upstream pooled, taken by bob */
+    ck_assert_uint_ge(kbt_count_code(&env.trace, KB_NOTE_UPSTREAM_POOLED), 2);
+  }
+  else
+    ck_assert_uint_eq(bs.mismatches, 0);
+  kbt_env_stop(&env);
+}
+
+START_TEST(mixes_after_single_leg)
+{
+  if(!kdc)
+    return;
+  krb_mixes_after_single_leg(false);
+  krb_mixes_after_single_leg(true);
+}
+END_TEST
+
 /* MIT's own tools confirm the ticket alice's client used: klist lists the
  * service ticket for HTTP/autodiscover.fabrikam.com in her cache, and kvno
  * gets its key version, the same as the listener's keytab holds. */
@@ -193,6 +285,7 @@ int main(void)
   tcase_add_checked_fixture(tc, NULL, kbt_env_teardown);
   tcase_add_test(tc, internal_kerberos_external_ntlm);
   tcase_add_test(tc, tickets_confirmed_by_mit_tools);
+  tcase_add_test(tc, mixes_after_single_leg);
   suite_add_tcase(s, tc);
   sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
