@@ -97,6 +97,8 @@ int sim_topology_start(const struct sim_topology_config *config,
   bcfg.users = config->users;
   bcfg.dns_domain = config->dns_domain;
   bcfg.rng = topo->kb_rng;
+  if(config->backend_auth == BACKEND_AUTH_INTEGRATED)
+    bcfg.krb5_keytab = config->krb5_keytab;
   if(backend_start(&bcfg, &topo->backend, why, sizeof(why))) {
     snprintf(err, errlen, "Exchange (backend): %s", why);
     goto error;

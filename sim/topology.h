@@ -66,7 +66,9 @@ struct sim_topology_config {
   bool exchange_status;
   struct kb_trace trace; /* where every component's events go */
   /* Every member accepts Kerberos with this keytab (proxy_config's
-   * krb5_keytab; sim/kdc.h makes one); NULL: none. Borrowed. */
+   * krb5_keytab; sim/kdc.h makes one), and so does Exchange when it
+   * authenticates itself (backend_auth integrated); NULL: none.
+   * Borrowed. */
   const char *krb5_keytab;
 };
 

@@ -8,6 +8,8 @@
  * client got. Skipped, and said so, when the KDC's programs are missing.
  */
 #include <check.h>
+#include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +218,102 @@ START_TEST(mixes_after_single_leg)
 }
 END_TEST
 
+/* The probe end to end: `kbsim probe --krb5-ccache` (alice's cache) against
+ * `kbsim serve --defect mixes-after-single-leg --krb5-keytab` names
+ * mixes-after-single-leg, exit 1, class mixes-identities; against the
+ * correct pass-through listener with the same keytab, nothing (exit 0). The
+ * programs find the realm through KRB5_CONFIG, which sim_kdc_start set and
+ * they inherit. */
+static void krb_probe(const char *mode, int want_exit, const char *want_defects,
+                      const char *want_verdict)
+{
+  char *serve[16] = {KBSIM_BIN,   "serve",       "--proxy",   "127.0.0.1:0",
+                     "--backend", "127.0.0.1:0", (char *)mode};
+  char url[64], status[96], dir[256], json[300], jarg[320];
+  struct proc_out o, p;
+  unsigned port, sport;
+  int n = 7, outfd, errfd;
+  pid_t pid;
+  json_t *doc, *defects, *checks;
+  char found[128] = "";
+  const char *verdict = "";
+  size_t i;
+
+  if(!strcmp(mode, "--defect"))
+    serve[n++] = "mixes-after-single-leg";
+  serve[n++] = "--krb5-keytab";
+  serve[n++] = (char *)sim_kdc_keytab(kdc);
+  serve[n++] = "--user";
+  serve[n++] = "FABRIKAM\\alice:" KBT_ALICE_PASSWORD;
+  serve[n++] = "--user";
+  serve[n++] = "FABRIKAM\\bob:" KBT_BOB_PASSWORD;
+  serve[n++] = "-q";
+  pid = proc_spawn(serve, &outfd, &errfd);
+  port = proc_read_port(outfd, "ISA listener: http://127.0.0.1:");
+  sport = proc_read_port(outfd, "Status:       http://127.0.0.1:");
+  if(!port || !sport) {
+    kill(pid, SIGKILL);
+    proc_collect(pid, outfd, errfd, &o);
+    ck_abort_msg("serve %s printed no banner (exit %d): %.500s", mode, o.status,
+                 o.err.data);
+  }
+  snprintf(url, sizeof(url), "http://127.0.0.1:%u/", port);
+  snprintf(status, sizeof(status), "http://127.0.0.1:%u/kbsim/status", sport);
+  proc_tmpdir("kbsim-krb", dir, sizeof(dir));
+  snprintf(json, sizeof(json), "%s/probe.json", dir);
+  snprintf(jarg, sizeof(jarg), "--json=%s", json);
+  {
+    char *probe[] = {KBSIM_BIN,
+                     "probe",
+                     url,
+                     "--user",
+                     "FABRIKAM\\alice:" KBT_ALICE_PASSWORD,
+                     "--user",
+                     "FABRIKAM\\bob:" KBT_BOB_PASSWORD,
+                     "--exchange-status",
+                     status,
+                     "--krb5-ccache",
+                     alice_ccache,
+                     jarg,
+                     NULL};
+    proc_run(probe, &p);
+  }
+  ck_assert_int_eq(kill(pid, SIGTERM), 0);
+  proc_collect(pid, outfd, errfd, &o);
+  ck_assert_msg(o.status == 0, "serve exited %d: %s", o.status, o.err.data);
+  proc_free(&o);
+  doc = json_load_file(json, 0, NULL);
+  ck_assert_msg(doc, "no JSON report: exit %d\n%s%s", p.status, p.out.data,
+                p.err.data);
+  defects = json_object_get(doc, "defects");
+  for(i = 0; i < json_array_size(defects); i++)
+    snprintf(found + strlen(found), sizeof(found) - strlen(found), "%s%s",
+             i ? "," : "", json_string_value(json_array_get(defects, i)));
+  checks = json_object_get(doc, "checks");
+  for(i = 0; i < json_array_size(checks); i++)
+    if(!strcmp(json_string_value(
+                   json_object_get(json_array_get(checks, i), "name")),
+               "single-leg"))
+      verdict = json_string_value(
+          json_object_get(json_array_get(checks, i), "verdict"));
+  ck_assert_msg(p.status == want_exit && !strcmp(found, want_defects) &&
+                    !strcmp(verdict, want_verdict),
+                "serve %s: probe exit %d, defects [%s], single-leg %s:\n%s%s",
+                mode, p.status, found, verdict, p.out.data, p.err.data);
+  json_decref(doc);
+  proc_free(&p);
+  proc_rmdir(dir);
+}
+
+START_TEST(probe_finds_mixes_after_single_leg)
+{
+  if(!kdc)
+    return;
+  krb_probe("--defect", 1, "mixes-after-single-leg", "fail");
+  krb_probe("--pass-through", 0, "", "pass");
+}
+END_TEST
+
 /* MIT's own tools confirm the ticket alice's client used: klist lists the
  * service ticket for HTTP/autodiscover.fabrikam.com in her cache, and kvno
  * gets its key version, the same as the listener's keytab holds. */
@@ -286,6 +384,7 @@ int main(void)
   tcase_add_test(tc, internal_kerberos_external_ntlm);
   tcase_add_test(tc, tickets_confirmed_by_mit_tools);
   tcase_add_test(tc, mixes_after_single_leg);
+  tcase_add_test(tc, probe_finds_mixes_after_single_leg);
   suite_add_tcase(s, tc);
   sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
