@@ -502,8 +502,10 @@ START_TEST(schema_names_the_defect_table)
                    KB_DEFECT_BODY_LESS_FORWARD);
   ck_assert_int_eq(probe_check_defect(PROBE_CHECK_TWO_USERS),
                    KB_DEFECT_MIXES_IDENTITIES);
+  ck_assert_int_eq(probe_check_defect(PROBE_CHECK_SINGLE_LEG),
+                   KB_DEFECT_MIXES_AFTER_SINGLE_LEG);
   ck_assert_int_eq(probe_check_defect(PROBE_CHECK_OFFER), KB_DEFECT_COUNT);
-  for(d = PROBE_CHECK_HANDSHAKE_SPLIT; d < PROBE_CHECK_COUNT; d++)
+  for(d = PROBE_CHECK_HANDSHAKE_SPLIT; d < PROBE_CHECK_SINGLE_LEG; d++)
     ck_assert_str_eq(kb_defect_name(probe_check_defect((enum probe_check)d)),
                      probe_check_name((enum probe_check)d));
 }
