@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,11 @@
 #include <unistd.h>
 
 extern char **environ;
+
+/* Whether a realm of this process is running: MIT's library reads the
+ * realm's krb5.conf from KRB5_CONFIG, which is process-wide, so there is
+ * one at a time. */
+static atomic_bool sim_kdc_running;
 
 #define SIM_KDC_KRB5KDC "/usr/sbin/krb5kdc"
 #define SIM_KDC_UTIL "/usr/sbin/kdb5_util"
@@ -380,8 +386,16 @@ int sim_kdc_start(const char *realm, struct sim_kdc **out, char *err,
     snprintf(err, errlen, "kdc: %s", said);
     return -1;
   }
+  if(atomic_exchange(&sim_kdc_running, true)) {
+    snprintf(err, errlen,
+             "kdc: another Kerberos realm runs in this process, and MIT "
+             "reads KRB5_CONFIG process-wide; run Kerberos scenarios one at "
+             "a time (sweep --jobs 1)");
+    return -1;
+  }
   kdc = calloc(1, sizeof(*kdc));
   if(!kdc) {
+    atomic_store(&sim_kdc_running, false);
     snprintf(err, errlen, "kdc: out of memory");
     return -1;
   }
@@ -549,4 +563,5 @@ void sim_kdc_stop(struct sim_kdc *kdc)
   pthread_cond_destroy(&kdc->cond);
   pthread_mutex_destroy(&kdc->lock);
   free(kdc);
+  atomic_store(&sim_kdc_running, false);
 }

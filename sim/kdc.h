@@ -34,6 +34,8 @@ bool sim_kdc_available(char *why, size_t whylen);
  * taken between our pick and its bind is retried on another, 5 times at
  * most. Sets KRB5_CONFIG in this process to its krb5.conf, for MIT's
  * library to find the realm: call it before other threads use Kerberos.
+ * One realm at a time per process (KRB5_CONFIG is process-wide): while
+ * one runs, another start fails saying so.
  * Returns 0 with *out (stop it with sim_kdc_stop), or -1 with one line in
  * err. */
 int sim_kdc_start(const char *realm, struct sim_kdc **out, char *err,
