@@ -183,11 +183,15 @@ static int sim_kdc_write(const char *path, const char *text, char *err,
                          size_t errlen)
 {
   FILE *f = fopen(path, "w");
+  int bad;
 
-  if(!f || fputs(text, f) < 0 || fclose(f)) {
+  if(!f) {
     snprintf(err, errlen, "kdc: could not write %s: %s", path, strerror(errno));
-    if(f)
-      fclose(f);
+    return -1;
+  }
+  bad = fputs(text, f) < 0;
+  if(fclose(f) || bad) {
+    snprintf(err, errlen, "kdc: could not write %s: %s", path, strerror(errno));
     return -1;
   }
   return 0;
