@@ -5,7 +5,10 @@
  * through MIT's gss_accept_sec_context and forwards it with its body, so
  * an internal user never sees KB 942638 on the RTM listener where an
  * external (NTLM) user does; MIT's klist and kvno confirm the ticket the
- * client got. Skipped, and said so, when the KDC's programs are missing.
+ * client got; the defect mixes-after-single-leg mixes a Kerberos user's
+ * pooled upstream connection into the next client's session, and kbsim
+ * probe --krb5-ccache names it against kbsim serve. Skipped, and said so,
+ * when the KDC's programs are missing.
  */
 #include <check.h>
 #include <jansson.h>
