@@ -106,7 +106,10 @@ static struct backend *backend_new(const struct backend_config *config,
       b->dns_domain[i] = (char)tolower((unsigned char)b->domain[i]);
     memcpy(b->dns_domain + i, ".com", 5);
   }
-  if(!b->records || !b->domain || !b->dns_domain) {
+  if(config->krb5_keytab)
+    b->krb5_keytab = strdup(config->krb5_keytab);
+  if(!b->records || !b->domain || !b->dns_domain ||
+     (config->krb5_keytab && !b->krb5_keytab)) {
     snprintf(err, errlen, "cannot start the backend: out of memory");
     goto fail;
   }
@@ -123,6 +126,7 @@ static struct backend *backend_new(const struct backend_config *config,
   b->auth.computer = BACKEND_COMPUTER;
   b->auth.rng = config->rng;
   b->auth.clock = config->clock;
+  b->auth.krb5_keytab = b->krb5_keytab;
   return b;
 fail:
   backend_stop(b);
@@ -235,6 +239,7 @@ void backend_stop(struct backend *backend)
   free(backend->records);
   free(backend->domain);
   free(backend->dns_domain);
+  free(backend->krb5_keytab);
   free(backend->ews_url);
   free(backend);
 }

@@ -69,6 +69,12 @@ struct backend_config {
   /* Answer GET /kbsim/status with backend_status_json to loopback peers
    * (others get 404); such requests are not counted. */
   bool status;
+  /* integrated: the keytab (a path) of HTTP/<published name>, so that IIS
+   * accepts Negotiate with a Kerberos ticket (MIT's GSS-API,
+   * common/kb_gss.h) and keeps the connection authenticated as its
+   * principal, as IIS 7 does by default (authPersistNonNTLM). NULL: NTLM
+   * only. Copied. */
+  const char *krb5_keytab;
 };
 
 /* What the backend has received since it started. All counts are

@@ -67,6 +67,7 @@ struct backend {
   pthread_cond_t idle;             /* signalled when open drops to 0 */
   struct backend_auth_server auth; /* the gate's view of the server */
   char *domain, *dns_domain;       /* owned copies behind auth */
+  char *krb5_keytab;               /* owned copy behind auth, or NULL */
   bool status;                     /* answer GET /kbsim/status */
   /* The last BACKEND_MAX_RECORDS connections, connection id at
    * (id - 1) % BACKEND_MAX_RECORDS; guarded by lock. */

@@ -6,9 +6,11 @@
  * a type 3 is verified against the connection's challenge (ntlm/, with
  * the account resolved by kb_users_resolve), and a request without
  * Authorization on an authenticated connection runs as that connection's
- * user. Behind ISA (BACKEND_AUTH_NONE) Exchange trusts what reaches it:
- * the identity is the user named by the last type 3 or Basic credentials
- * seen on the connection, unverified, and nothing is refused.
+ * user. With a keytab it also accepts Negotiate with a Kerberos ticket in
+ * one leg (common/kb_gss.h) and keeps the connection authenticated as the
+ * ticket's principal. Behind ISA (BACKEND_AUTH_NONE) Exchange trusts what
+ * reaches it: the identity is the user named by the last type 3 or Basic
+ * credentials seen on the connection, unverified, and nothing is refused.
  *
  * No libmicrohttpd here: mhd.c hands in the Authorization value and
  * carries out the gate's answer.
@@ -57,6 +59,7 @@ struct backend_auth_server {
   const char *computer;         /* e.g. "EXCH01" */
   struct kb_rng rng;            /* server challenges */
   struct kb_clock clock;        /* type 2 timestamps */
+  const char *krb5_keytab;      /* integrated: Kerberos too; NULL: NTLM only */
 };
 
 struct backend_gate_answer {

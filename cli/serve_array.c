@@ -55,6 +55,7 @@ static int kbsim_serve_topology(struct kbsim_serve *s, char *err, size_t errlen)
   cfg->policy = cfg->members[0].policy;
   cfg->auth = sc->auth;
   cfg->defects = o->defects;
+  cfg->krb5_keytab = o->krb5_keytab;
   cfg->backend_auth =
       o->pass_through ? BACKEND_AUTH_INTEGRATED : BACKEND_AUTH_NONE;
   cfg->idle_timeout_ms = sc->idle_timeout_ms;

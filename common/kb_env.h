@@ -199,6 +199,12 @@ enum kb_note {
   KB_NOTE_MEMBER_UNREACHABLE,  /* the member could not be connected to:
                                   the balancer closed the client's side */
 
+  /* Kerberos on a listener with a keytab (proxy_config.krb5_keytab). */
+  KB_NOTE_KERBEROS_OK,      /* a Kerberos ticket accepted in one leg:
+                               forwarded with its body */
+  KB_NOTE_KERBEROS_REFUSED, /* a Kerberos ticket refused (replayed, not
+                               for this service, ...): 401 */
+
   KB_NOTE_COUNT /* not a code: the number of codes */
 };
 
