@@ -82,6 +82,8 @@ void proxy__peer_finish(struct proxy__conn *conn)
 
   int unread = 0;
 
+  /* A streamed answer waiting for bytes ends with its client. */
+  proxy__stream_client_left(conn);
   if(!conn->peer_gone || conn->peer_shut || conn->answering ||
      conn->fwd_state != PROXY__FWD_IDLE)
     return;
