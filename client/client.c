@@ -45,6 +45,8 @@ const char *client_kind_name(enum client_kind kind)
     return "dotnet";
   case CLIENT_KIND_JAVA:
     return "java";
+  case CLIENT_KIND_OUTLOOK_ANYWHERE:
+    return "outlook-anywhere";
   }
   return "unknown";
 }
@@ -63,6 +65,8 @@ const char *client_kind_label(enum client_kind kind)
     return ".NET client";
   case CLIENT_KIND_JAVA:
     return "Java client";
+  case CLIENT_KIND_OUTLOOK_ANYWHERE:
+    return "Outlook Anywhere";
   }
   return "client";
 }
@@ -70,8 +74,10 @@ const char *client_kind_label(enum client_kind kind)
 int client_kind_parse(const char *name, enum client_kind *out)
 {
   static const enum client_kind all[] = {
-      CLIENT_KIND_COMMUNICATOR, CLIENT_KIND_OUTLOOK, CLIENT_KIND_ONE_SHOT,
-      CLIENT_KIND_IE,           CLIENT_KIND_DOTNET,  CLIENT_KIND_JAVA};
+      CLIENT_KIND_COMMUNICATOR,    CLIENT_KIND_OUTLOOK,
+      CLIENT_KIND_ONE_SHOT,        CLIENT_KIND_IE,
+      CLIENT_KIND_DOTNET,          CLIENT_KIND_JAVA,
+      CLIENT_KIND_OUTLOOK_ANYWHERE};
   size_t i;
   for(i = 0; name && i < sizeof(all) / sizeof(all[0]); i++) {
     if(!strcmp(name, client_kind_name(all[i]))) {
@@ -94,8 +100,28 @@ const char *client_post_kind_name(enum client_post_kind kind)
     return "GetUserAvailability";
   case CLIENT_POST_PAGE:
     return "Services.wsdl";
+  case CLIENT_POST_RPC_CHANNELS:
+    return "RPC channels";
+  case CLIENT_POST_RPC_CALL:
+    return "RPC call";
   }
   return "unknown";
+}
+
+const char *client_post_kind_verb(enum client_post_kind kind)
+{
+  switch(kind) {
+  case CLIENT_POST_PAGE:
+    return "GET";
+  case CLIENT_POST_RPC_CHANNELS:
+  case CLIENT_POST_RPC_CALL:
+    return "RPC";
+  case CLIENT_POST_AUTODISCOVER:
+  case CLIENT_POST_OOF:
+  case CLIENT_POST_AVAILABILITY:
+    break;
+  }
+  return "POST";
 }
 
 const char *client_outcome_name(enum client_outcome outcome)
@@ -384,6 +410,7 @@ void client_destroy(struct client *client)
     return;
   /* Closing the handle closes its connection through client_close_socket,
    * which still needs the client. */
+  client__rpc_free(client);
   if(client->easy)
     curl_easy_cleanup(client->easy);
   curl_url_cleanup(client->base);

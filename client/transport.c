@@ -176,6 +176,32 @@ static bool client_socket_is(curl_socket_t fd, const char *ip, int port)
   return !strcmp(text, ip);
 }
 
+uint64_t client__conn_ready(struct client *c, const char *ip, int port)
+{
+  size_t i;
+  c->current_conn = 0;
+  c->current_name[0] = '\0';
+  for(i = 0; i < c->nsockets; i++) {
+    if(!client_socket_is(c->sockets[i].fd, ip, port))
+      continue;
+    if(!c->sockets[i].conn) {
+      /* A new connection: claim its name before the first byte goes. */
+      /* (libcurl's conn_primary_port is the URL's, not the balancer's
+       * pick.) */
+      if(c->sockets[i].name[0] && port > 0 && port <= 65535)
+        kb_names_claim(&c->names, (uint16_t)port, c->sockets[i].remote_port,
+                       c->sockets[i].name);
+      c->sockets[i].conn = ++c->conn_count;
+      c->leg_new_conn = c->sockets[i].conn;
+      client__trace(c, KB_TRACE_OPEN, c->sockets[i].conn, NULL, 0);
+    }
+    c->current_conn = c->sockets[i].conn;
+    memcpy(c->current_name, c->sockets[i].name, sizeof(c->current_name));
+    break;
+  }
+  return c->current_conn;
+}
+
 /* CURLOPT_PREREQFUNCTION: called before each request, once its connection
  * is established or picked for reuse (libcurl's own NTLM handshake and its
  * retry after a dead connection each pass here again). Ends the previous
@@ -187,31 +213,10 @@ static int client_prereq(void *clientp, char *conn_primary_ip,
                          int conn_local_port)
 {
   struct client *c = clientp;
-  size_t i;
   (void)conn_primary_ip;
   (void)conn_primary_port;
   client__req_flush(c);
-  c->current_conn = 0;
-  c->current_name[0] = '\0';
-  for(i = 0; i < c->nsockets; i++) {
-    if(!client_socket_is(c->sockets[i].fd, conn_local_ip, conn_local_port))
-      continue;
-    if(!c->sockets[i].conn) {
-      /* A new connection: claim its name before the first byte goes. */
-      /* (libcurl's conn_primary_port is the URL's, not the balancer's
-       * pick.) */
-      if(c->sockets[i].name[0] && conn_local_port > 0 &&
-         conn_local_port <= 65535)
-        kb_names_claim(&c->names, (uint16_t)conn_local_port,
-                       c->sockets[i].remote_port, c->sockets[i].name);
-      c->sockets[i].conn = ++c->conn_count;
-      c->leg_new_conn = c->sockets[i].conn;
-      client__trace(c, KB_TRACE_OPEN, c->sockets[i].conn, NULL, 0);
-    }
-    c->current_conn = c->sockets[i].conn;
-    memcpy(c->current_name, c->sockets[i].name, sizeof(c->current_name));
-    break;
-  }
+  client__conn_ready(c, conn_local_ip, conn_local_port);
   return CURL_PREREQFUNC_OK;
 }
 
