@@ -54,7 +54,7 @@ static bool sim__same_shape(const struct scenario *a, const struct scenario *b)
 {
   size_t i;
 
-  if(a->nusers != b->nusers || a->auth != b->auth ||
+  if(a->nusers != b->nusers || a->auth != b->auth || a->defects != b->defects ||
      a->idle_timeout_ms != b->idle_timeout_ms ||
      a->max_requests != b->max_requests || a->balancer != b->balancer ||
      a->nmembers != b->nmembers || strcmp(a->dns_domain, b->dns_domain))
@@ -119,6 +119,9 @@ void sim_scenario_topology(const struct scenario *sc, struct kb_users *users,
   cfg->seed = sc->seed;
   cfg->trace = trace;
   cfg->auth = sc->auth;
+  cfg->defects = sc->defects;
+  cfg->backend_auth =
+      scenario_passes_through(sc) ? BACKEND_AUTH_INTEGRATED : BACKEND_AUTH_NONE;
   cfg->idle_timeout_ms = sc->idle_timeout_ms;
   cfg->max_requests = sc->max_requests;
   cfg->balancer = sc->balancer;
