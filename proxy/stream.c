@@ -225,8 +225,14 @@ void proxy__stream_end(struct proxy__conn *conn)
     proxy__busy_unlink(conn);
     curl_easy_setopt(conn->curl, CURLOPT_TIMEOUT_MS,
                      conn->proxy->upstream_timeout_ms);
-    if(conn->fwd_state == PROXY__FWD_RUNNING)
+    if(conn->fwd_state == PROXY__FWD_RUNNING) {
+      /* Never answered (an RPC_IN_DATA): what its decision counted (the
+       * type 3 verified, the request forwarded) is added now; it is not
+       * an answered request. */
+      proxy__stats_add(conn->proxy, &conn->pending.delta);
+      memset(&conn->pending, 0, sizeof(conn->pending));
       conn->fwd_state = PROXY__FWD_IDLE;
+    }
   }
   if(conn->fwd_state == PROXY__FWD_DONE && conn->pending.response) {
     MHD_destroy_response(conn->pending.response);

@@ -277,7 +277,7 @@ static void scenario__defects(struct scenario_parse *p, const char *v)
 {
   char list[SCENARIO_TEXT], *save = NULL, *name;
   enum kb_defect d;
-  char why[160];
+  char why[320];
 
   p->defect_line = p->line;
   snprintf(list, sizeof(list), "%s", v);
