@@ -1,7 +1,8 @@
 /*
  * backend_int.h - internal to backend/: the server's state (struct backend)
  * and the per-request context, shared by backend.c (start and stop),
- * mhd.c (the libmicrohttpd glue) and counters.c (what is counted).
+ * mhd.c (the libmicrohttpd glue), rpc.c (the RPC proxy) and counters.c
+ * (what is counted).
  */
 #ifndef BACKEND_INT_H
 #define BACKEND_INT_H

@@ -525,7 +525,11 @@ backend_on_request(void *cls, struct MHD_Connection *connection,
     }
     *req_cls = req;
     /* An RPC_IN_DATA's length is its channel's lifetime: read as it
-     * comes, never refused for it (rpc.c). */
+     * comes, never refused for it, and without the guard's body deadline
+     * (rpc.c). */
+    if(req->body_state == BACKEND_BODY_STREAM &&
+       !kb_guard_body_done(backend_slot(connection)))
+      return MHD_NO;
     if(req->body_state != BACKEND_BODY_STREAM &&
        backend_declared_too_big(connection, b->max_body)) {
       if(req->body_state == BACKEND_BODY_BUFFERING) {
