@@ -539,6 +539,8 @@ static enum client_outcome client_rpc_open(struct client *c,
   if(client_rpc_leg(c, ch, NULL, KB_AUTH_NONE, 0) ||
      client_rpc_wait(c, ch, CLIENT_RPC_UNTIL_DONE, 0) || ch->result ||
      ch->leg.status != 401 || !(ch->leg.ntlm_bare || ch->leg.ntlm_value)) {
+    if(!res->leg1_status)
+      res->leg1_status = ch->leg.status;
     result = client_rpc_failed(c, ch, "plain request", res);
     if(result == CLIENT_AUTH_FAILED)
       client__detail(res,
@@ -549,6 +551,8 @@ static enum client_outcome client_rpc_open(struct client *c,
   }
   res->legs++;
   res->connection = ch->conn;
+  if(!res->leg1_status)
+    res->leg1_status = ch->leg.status;
   if(ntlm_client_negotiate(ntlm_client_flags(c->ntlm_kind), &type1) !=
          NTLM_OK ||
      !(auth = ntlm_header_format(NTLM_SCHEME_NTLM, type1.data, type1.len))) {
@@ -644,6 +648,8 @@ static enum client_outcome client_rpc_call(struct client *c,
         r->out.done || r->in.done ? "a channel closed" : "none in time");
     return CLIENT_TRANSPORT_ERROR;
   }
+  /* A call has no HTTP status of its own: it rides on the channels' 200. */
+  res->leg1_status = 200;
   if(r->last_ptype != CLIENT_RPC_PTYPE_RESPONSE || r->last_call != res->index) {
     client__detail(res,
                    "RPC call %u: the server answered PDU type %u for "
@@ -697,8 +703,6 @@ void client__rpc_step(struct client *c, struct client_post_result *res)
   else
     result = client_rpc_call(c, res);
   res->outcome = result;
-  if(!res->leg1_status)
-    res->leg1_status = 401;
   if(result != CLIENT_OK || res->index + 1 >= c->lead + c->ews_posts)
     client_rpc_close(c);
 }
