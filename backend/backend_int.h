@@ -126,17 +126,18 @@ void backend__rpc_in_data(struct backend_req *req, const char *data,
                           size_t len);
 
 /* Answers a complete RPC_OUT_DATA (its body CONN/A1): a 200 announcing
- * 1 GB whose body streams what the virtual connection sends, counted and
- * traced before it is queued. Returns what libmicrohttpd returns, or
- * MHD_NO (the connection closes) when the body is not a CONN/A1. */
+ * 1 GB whose body streams what the virtual connection sends (counted and
+ * traced by backend__rpc_end, once it is known what it sent). Returns what
+ * libmicrohttpd returns, or MHD_NO (the connection closes) when the body
+ * is not a CONN/A1. */
 enum MHD_Result backend__rpc_out_answer(struct backend *b,
                                         struct MHD_Connection *connection,
-                                        struct backend_req *req,
-                                        const char *method, const char *url);
+                                        struct backend_req *req);
 
 /* Ends req's channel, if it has one (the request completed, its
- * connection closing): an IN channel ends its virtual connection and cuts
- * OUT's answer. Frees the channel state. */
+ * connection closing): counts and traces it, with what it carried; an IN
+ * channel ends its virtual connection and cuts OUT's answer. Frees the
+ * channel state. */
 void backend__rpc_end(struct backend_req *req);
 
 /* Ends every virtual connection and resumes every suspended OUT answer,

@@ -550,7 +550,7 @@ backend_on_request(void *cls, struct MHD_Connection *connection,
     if(req->rpc)     /* an RPC channel: OUT streams, a whole IN closes */
       result = req->body_state == BACKEND_BODY_STREAM
                    ? MHD_NO
-                   : backend__rpc_out_answer(b, connection, req, method, url);
+                   : backend__rpc_out_answer(b, connection, req);
     else
       result = backend_answer(b, connection, req, method, url);
   }

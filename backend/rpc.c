@@ -60,6 +60,7 @@ struct backend_rpc_req {
   bool in;           /* RPC_IN_DATA */
   struct kb_buf pdu; /* IN: the PDU being read */
   bool broken;       /* IN: a PDU it could not read; the channel closes */
+  uint64_t sent;     /* OUT: body bytes its answer gave libmicrohttpd */
 };
 
 static uint16_t backend_rpc_get16(const uint8_t *p)
@@ -173,6 +174,7 @@ static ssize_t backend_rpc_read(void *cls, uint64_t pos, char *buf, size_t max)
       vc->down_off = 0;
     }
     n = (ssize_t)left;
+    rr->sent += left;
   }
   else if(vc->ended)
     n = MHD_CONTENT_READER_END_WITH_ERROR;
@@ -277,16 +279,12 @@ int backend__rpc_begin(struct backend *b, struct backend_req *req,
 
 enum MHD_Result backend__rpc_out_answer(struct backend *b,
                                         struct MHD_Connection *connection,
-                                        struct backend_req *req,
-                                        const char *method, const char *url)
+                                        struct backend_req *req)
 {
   struct backend_rpc_req *rr = req->rpc;
   const uint8_t *a1 = (const uint8_t *)req->body.data;
   struct MHD_Response *response;
   char date[KB_HTTP_DATE_LEN];
-  struct kb_exchange exchange;
-  struct kb_trace_event ev;
-  struct soap_reply reply;
   enum MHD_Result result = MHD_NO;
 
   /* CONN/A1: the virtual connection cookie is its second command's. */
@@ -313,28 +311,6 @@ enum MHD_Result backend__rpc_out_answer(struct backend *b,
                              "Microsoft-IIS/7.0") == MHD_YES &&
      MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL,
                              "private") == MHD_YES) {
-    soap_reply_init(&reply, req->conn_name);
-    reply.status = MHD_HTTP_OK;
-    reply.outcome = SOAP_OUT_RPC;
-    backend__count(b, req, &reply);
-    soap_reply_free(&reply);
-    memset(&exchange, 0, sizeof(exchange));
-    exchange.method = method;
-    exchange.path = url;
-    exchange.req_auth = req->auth;
-    exchange.req_body_len = req->received;
-    exchange.status = MHD_HTTP_OK;
-    exchange.resp_auth = KB_AUTH_NONE;
-    exchange.resp_body_len = (size_t)BACKEND_RPC_OUT_LENGTH;
-    memset(&ev, 0, sizeof(ev));
-    ev.kind = KB_TRACE_EXCHANGE;
-    ev.hop = KB_HOP_PROXY_BACKEND;
-    ev.side = KB_SIDE_SERVER;
-    ev.origin = BACKEND_ORIGIN;
-    ev.conn = req->conn;
-    ev.conn_name = req->conn_name;
-    ev.exchange = &exchange;
-    kb_trace_emit(&b->trace, &ev);
     req->answered = true;
     result = MHD_queue_response(connection, MHD_HTTP_OK, response);
   }
@@ -342,25 +318,30 @@ enum MHD_Result backend__rpc_out_answer(struct backend *b,
   return result;
 }
 
-/* Counts and traces an RPC_IN_DATA that ended: the channel is never
- * answered, so it counts as a request that reached Exchange when its
- * connection closes, traced with status 0 and the body bytes it carried. */
-static void backend_rpc_in_ended(struct backend *b, struct backend_req *req)
+/* Counts and traces a channel that ended, when its connection closes: a
+ * channel's answer is never complete, so only then is it known what it
+ * carried. RPC_IN_DATA is never answered (status 0) and is traced with
+ * the body bytes it carried; RPC_OUT_DATA with its 200 and the body bytes
+ * its answer sent, not the 1 GB it announced. */
+static void backend_rpc_ended(struct backend *b, struct backend_req *req,
+                              const struct backend_rpc_req *rr)
 {
   struct soap_reply reply;
   struct kb_exchange exchange;
   struct kb_trace_event ev;
 
   soap_reply_init(&reply, req->conn_name);
-  reply.status = 0;
+  reply.status = rr->in ? 0 : MHD_HTTP_OK;
   reply.outcome = SOAP_OUT_RPC;
   backend__count(b, req, &reply);
   soap_reply_free(&reply);
   memset(&exchange, 0, sizeof(exchange));
-  exchange.method = "RPC_IN_DATA";
+  exchange.method = rr->in ? "RPC_IN_DATA" : "RPC_OUT_DATA";
   exchange.path = "/rpc/rpcproxy.dll";
   exchange.req_auth = req->auth;
   exchange.req_body_len = req->received;
+  exchange.status = (int)reply.status;
+  exchange.resp_body_len = (size_t)rr->sent;
   memset(&ev, 0, sizeof(ev));
   ev.kind = KB_TRACE_EXCHANGE;
   ev.hop = KB_HOP_PROXY_BACKEND;
@@ -380,8 +361,8 @@ void backend__rpc_end(struct backend_req *req)
   if(!rr)
     return;
   b = rr->b;
-  if(rr->in)
-    backend_rpc_in_ended(b, req);
+  if(rr->in || req->answered)
+    backend_rpc_ended(b, req, rr);
   pthread_mutex_lock(&b->lock);
   if(rr->vc) {
     if(rr->in) {

@@ -58,7 +58,8 @@ struct client_rpc_chan {
   bool added; /* in the multi handle */
   bool done;  /* its transfer ended (result) */
   CURLcode result;
-  uint64_t conn; /* the connection its request went on */
+  uint64_t conn;               /* the connection its request went on */
+  char name[KB_CONN_NAME_LEN]; /* its name ("client 1 conn 2"), or "" */
   enum kb_auth req_auth;
   uint64_t req_len;      /* the announced Content-Length */
   bool traced;           /* its EXCHANGE is out */
@@ -203,6 +204,7 @@ static int client_rpc_prereq(void *clientp, char *primary_ip, char *local_ip,
   (void)primary_ip;
   (void)primary_port;
   ch->conn = client__conn_ready(ch->c, local_ip, local_port);
+  memcpy(ch->name, ch->c->current_name, sizeof(ch->name));
   return CURL_PREREQFUNC_OK;
 }
 
@@ -220,9 +222,10 @@ static int client_rpc_debug(CURL *handle, curl_infotype type, char *data,
   return 0;
 }
 
-/* Traces the channel's request as an EXCHANGE once: at the end of its
- * answer's header block (the channel's 200 streams on), or when it ends
- * without one (status 0). */
+/* Traces the channel's request as an EXCHANGE once, when its transfer
+ * ends or is cut: its answer's status (0: none came) and the body bytes
+ * that came, which for a channel's 200 are what it carried, not the 1 GB
+ * it announced. */
 static void client_rpc_exchange(struct client_rpc_chan *ch)
 {
   struct kb_exchange ex;
@@ -239,7 +242,7 @@ static void client_rpc_exchange(struct client_rpc_chan *ch)
                  : ch->leg.ntlm_bare ? KB_AUTH_NTLM_BARE
                                      : KB_AUTH_NONE;
   ex.resp_body_len = ch->resp_bytes;
-  client__trace_exchange(ch->c, ch->conn, "", &ex);
+  client__trace_exchange(ch->c, ch->conn, ch->name, &ex);
 }
 
 /* CURLOPT_HEADERFUNCTION: the status and the NTLM challenge of the
@@ -262,9 +265,7 @@ static size_t client_rpc_header_cb(char *buffer, size_t size, size_t nitems,
     return len;
   }
   if(len <= 2 && ch->leg.status >= 200) { /* the blank line */
-    ch->head_done = true;
-    if(ch->leg.status == 200)
-      client_rpc_exchange(ch); /* the channel streams on */
+    ch->head_done = true; /* traced when the transfer ends: see there */
     return len;
   }
   if(len < sizeof(name) - 1 || strncasecmp(buffer, name, sizeof(name) - 1))
@@ -349,9 +350,9 @@ static void client_rpc_remove(struct client_rpc *r, struct client_rpc_chan *ch)
 {
   if(!ch->added)
     return;
+  client_rpc_exchange(ch); /* before a cut transfer's CLOSE */
   curl_multi_remove_handle(r->multi, ch->easy);
   ch->added = false;
-  client_rpc_exchange(ch);
 }
 
 /* What a wait waits for. */
