@@ -236,7 +236,8 @@ static void client_rpc_exchange(struct client_rpc_chan *ch)
   ex.method = ch->method;
   ex.path = CLIENT_RPC_TARGET;
   ex.req_auth = ch->req_auth;
-  ex.req_body_len = (size_t)ch->req_len;
+  /* A cut transfer sent what was handed to libcurl, not its length. */
+  ex.req_body_len = ch->done ? (size_t)ch->req_len : ch->out_off;
   ex.status = ch->head_done ? ch->leg.status : 0;
   ex.resp_auth = ch->leg.ntlm_value  ? KB_AUTH_NTLM_CHALLENGE
                  : ch->leg.ntlm_bare ? KB_AUTH_NTLM_BARE

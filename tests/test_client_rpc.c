@@ -35,6 +35,7 @@ static struct client *rpc_session(struct kbt_env *e, unsigned calls)
 
   cc.kind = CLIENT_KIND_OUTLOOK_ANYWHERE;
   cc.ews_posts = calls;
+  cc.trace = kbt_trace_sink(&e->trace);
   c = cl_new(&cc);
   client_run_session(c);
   return c;
@@ -119,6 +120,11 @@ static void rpc_clean(enum proxy_policy policy)
    * echoes. */
   ck_assert_uint_eq(ev.ex.resp_body_len, 28 + 44 + 2 * CALL_LEN);
   ck_assert(rpc_exchange(&e, "backend", "RPC_IN_DATA", 0, &ev));
+  ck_assert_int_eq(ev.ex.status, 0);
+  ck_assert_uint_eq(ev.ex.req_body_len, B1_LEN + 2 * CALL_LEN);
+  /* The client's view of its IN channel: what it sent of the 1 GB it
+   * announced, no answer. */
+  ck_assert(rpc_exchange(&e, "client 1", "RPC_IN_DATA", 2, &ev));
   ck_assert_int_eq(ev.ex.status, 0);
   ck_assert_uint_eq(ev.ex.req_body_len, B1_LEN + 2 * CALL_LEN);
   /* The listener answered the IN channel's type 3 with nothing either. */
