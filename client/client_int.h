@@ -294,6 +294,14 @@ void client__apply_idle_timeout(struct client *c, int64_t now);
  * after the type 3. */
 void client__apply_max_requests(struct client *c, bool hold);
 
+/* Reads one response header line (len bytes, CRLF included) into leg when
+ * it is a WWW-Authenticate: the first NTLM challenge (or one too big to
+ * keep), a bare NTLM, Basic or another scheme offered, one challenge per
+ * line as IIS and ISA send them. Returns true with *seen set to what the
+ * value is, or false when the line is another header. */
+bool client__leg_www_authenticate(struct client_leg *leg, const char *buffer,
+                                  size_t len, enum kb_auth *seen);
+
 /* Numbers the socket whose local address is ip:port once a request is
  * about to go on it (the pre-request callback): a new connection claims
  * its name and is traced OPEN. Makes it the current connection and

@@ -246,16 +246,14 @@ static void client_rpc_exchange(struct client_rpc_chan *ch)
   client__trace_exchange(ch->c, ch->conn, ch->name, &ex);
 }
 
-/* CURLOPT_HEADERFUNCTION: the status and the NTLM challenge of the
- * channel's answer. */
+/* CURLOPT_HEADERFUNCTION: the status and the WWW-Authenticate offers of
+ * the channel's answer, read as every leg's are. */
 static size_t client_rpc_header_cb(char *buffer, size_t size, size_t nitems,
                                    void *userdata)
 {
-  static const char name[] = "WWW-Authenticate:";
   struct client_rpc_chan *ch = userdata;
   size_t len = size * nitems;
-  const char *v = buffer + sizeof(name) - 1;
-  size_t vlen;
+  enum kb_auth seen;
 
   if(len >= 12 && !memcmp(buffer, "HTTP/", 5)) {
     const char *sp = memchr(buffer, ' ', len);
@@ -269,25 +267,7 @@ static size_t client_rpc_header_cb(char *buffer, size_t size, size_t nitems,
     ch->head_done = true; /* traced when the transfer ends: see there */
     return len;
   }
-  if(len < sizeof(name) - 1 || strncasecmp(buffer, name, sizeof(name) - 1))
-    return len;
-  vlen = len - (sizeof(name) - 1);
-  while(vlen && (*v == ' ' || *v == '\t')) {
-    v++;
-    vlen--;
-  }
-  while(vlen &&
-        (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
-    vlen--;
-  if(vlen == 4 && !strncasecmp(v, "NTLM", 4))
-    ch->leg.ntlm_bare = true;
-  else if(vlen > 5 && !strncasecmp(v, "NTLM ", 5) && !ch->leg.ntlm_value &&
-          !ch->leg.ntlm_value_too_big) {
-    if(vlen > CLIENT_MAX_AUTH_VALUE)
-      ch->leg.ntlm_value_too_big = true;
-    else
-      ch->leg.ntlm_value = strndup(v, vlen);
-  }
+  (void)client__leg_www_authenticate(&ch->leg, buffer, len, &seen);
   return len;
 }
 

@@ -279,40 +279,15 @@ static void client_via(const char *v, size_t len, char *out, size_t outlen)
   out[n] = '\0';
 }
 
-/* CURLOPT_HEADERFUNCTION: keeps the WWW-Authenticate values that matter
- * for authentication, and who answered (Via). A status line starts a new
- * response (1xx responses, and for Outlook libcurl's own 401s, come before the
- * final one), so it clears what an earlier one left. One challenge per header
- * line, as IIS and ISA send them. Returns the bytes consumed; never aborts the
- * transfer, since an oversized value is reported once the response is complete.
- */
-static size_t client_header(char *buffer, size_t size, size_t nitems,
-                            void *userdata)
+bool client__leg_www_authenticate(struct client_leg *leg, const char *buffer,
+                                  size_t len, enum kb_auth *seen)
 {
   static const char name[] = "WWW-Authenticate:";
-  struct client *c = userdata;
-  struct client_leg *leg = c->leg;
-  size_t len = size * nitems;
   const char *v;
   size_t vlen;
-  if(!leg)
-    return len;
-  if(len >= 5 && !memcmp(buffer, "HTTP/", 5)) {
-    const char *sp = memchr(buffer, ' ', len);
-    int status = 0;
-    if(sp && (size_t)(sp - buffer) + 4 <= len && sp[1] >= '0' && sp[1] <= '9' &&
-       sp[2] >= '0' && sp[2] <= '9' && sp[3] >= '0' && sp[3] <= '9')
-      status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
-    client__leg_reset_response(leg);
-    client__req_response(c, status);
-    return len;
-  }
-  if(len > 4 && !strncasecmp(buffer, "Via:", 4)) {
-    client_via(buffer + 4, len - 4, leg->via, sizeof(leg->via));
-    return len;
-  }
+
   if(len < sizeof(name) - 1 || strncasecmp(buffer, name, sizeof(name) - 1))
-    return len;
+    return false;
   v = buffer + sizeof(name) - 1;
   vlen = len - (sizeof(name) - 1);
   while(vlen && (*v == ' ' || *v == '\t')) {
@@ -322,7 +297,7 @@ static size_t client_header(char *buffer, size_t size, size_t nitems,
   while(vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' ||
                  v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
     vlen--;
-  client__req_resp_auth(c, kb_auth_classify(v, vlen));
+  *seen = kb_auth_classify(v, vlen);
   if(vlen >= 4 && !strncasecmp(v, "NTLM", 4) &&
      (vlen == 4 || v[4] == ' ' || v[4] == '\t')) {
     if(vlen == 4)
@@ -341,6 +316,41 @@ static size_t client_header(char *buffer, size_t size, size_t nitems,
   }
   else
     leg->other_scheme = true;
+  return true;
+}
+
+/* CURLOPT_HEADERFUNCTION: keeps the WWW-Authenticate values that matter
+ * for authentication, and who answered (Via). A status line starts a new
+ * response (1xx responses, and for Outlook libcurl's own 401s, come before the
+ * final one), so it clears what an earlier one left. One challenge per header
+ * line, as IIS and ISA send them. Returns the bytes consumed; never aborts the
+ * transfer, since an oversized value is reported once the response is complete.
+ */
+static size_t client_header(char *buffer, size_t size, size_t nitems,
+                            void *userdata)
+{
+  struct client *c = userdata;
+  struct client_leg *leg = c->leg;
+  size_t len = size * nitems;
+  enum kb_auth seen;
+  if(!leg)
+    return len;
+  if(len >= 5 && !memcmp(buffer, "HTTP/", 5)) {
+    const char *sp = memchr(buffer, ' ', len);
+    int status = 0;
+    if(sp && (size_t)(sp - buffer) + 4 <= len && sp[1] >= '0' && sp[1] <= '9' &&
+       sp[2] >= '0' && sp[2] <= '9' && sp[3] >= '0' && sp[3] <= '9')
+      status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
+    client__leg_reset_response(leg);
+    client__req_response(c, status);
+    return len;
+  }
+  if(len > 4 && !strncasecmp(buffer, "Via:", 4)) {
+    client_via(buffer + 4, len - 4, leg->via, sizeof(leg->via));
+    return len;
+  }
+  if(client__leg_www_authenticate(leg, buffer, len, &seen))
+    client__req_resp_auth(c, seen);
   return len;
 }
 
