@@ -416,9 +416,15 @@ static int kbsim_client_session(struct kbsim_client_run *r,
   enum client_class klass = CLIENT_CLASS_CLEAN;
   char served[256] = "";
 
-  printf("Communicator session: %s\\%s -> %s (%s, %u EWS POST%s)\n", domain,
-         user, r->url, client_kind_name(r->cfg.kind), r->cfg.ews_posts,
-         r->cfg.ews_posts == 1 ? "" : "s");
+  if(r->cfg.kind == CLIENT_KIND_OUTLOOK_ANYWHERE)
+    printf("Outlook Anywhere session: %s\\%s -> %s (outlook-anywhere: the "
+           "RPC channels, then %u RPC call%s)\n",
+           domain, user, r->url, r->cfg.ews_posts,
+           r->cfg.ews_posts == 1 ? "" : "s");
+  else
+    printf("Communicator session: %s\\%s -> %s (%s, %u EWS POST%s)\n", domain,
+           user, r->url, client_kind_name(r->cfg.kind), r->cfg.ews_posts,
+           r->cfg.ews_posts == 1 ? "" : "s");
   fflush(stdout);
   while(client_step(client, &res) == 1) {
     enum client_class k = client_result_class(&res);

@@ -302,6 +302,12 @@ void client__apply_max_requests(struct client *c, bool hold);
 bool client__leg_www_authenticate(struct client_leg *leg, const char *buffer,
                                   size_t len, enum kb_auth *seen);
 
+/* Keeps in out (outlen bytes) the received-by of the last entry of a Via
+ * value (len bytes): "1.1 ISA01, 1.1 ISA02 (comment)" gives "ISA02", the
+ * listener nearest the client. An entry without one leaves out as it
+ * was. */
+void client__via(const char *v, size_t len, char *out, size_t outlen);
+
 /* Numbers the socket whose local address is ip:port once a request is
  * about to go on it (the pre-request callback): a new connection claims
  * its name and is traced OPEN. Makes it the current connection and

@@ -246,8 +246,8 @@ static void client_rpc_exchange(struct client_rpc_chan *ch)
   client__trace_exchange(ch->c, ch->conn, ch->name, &ex);
 }
 
-/* CURLOPT_HEADERFUNCTION: the status and the WWW-Authenticate offers of
- * the channel's answer, read as every leg's are. */
+/* CURLOPT_HEADERFUNCTION: the status, the WWW-Authenticate offers and the
+ * Via of the channel's answer, read as every leg's are. */
 static size_t client_rpc_header_cb(char *buffer, size_t size, size_t nitems,
                                    void *userdata)
 {
@@ -267,7 +267,10 @@ static size_t client_rpc_header_cb(char *buffer, size_t size, size_t nitems,
     ch->head_done = true; /* traced when the transfer ends: see there */
     return len;
   }
-  (void)client__leg_www_authenticate(&ch->leg, buffer, len, &seen);
+  if(len > 4 && !strncasecmp(buffer, "Via:", 4))
+    client__via(buffer + 4, len - 4, ch->leg.via, sizeof(ch->leg.via));
+  else
+    (void)client__leg_www_authenticate(&ch->leg, buffer, len, &seen);
   return len;
 }
 
@@ -605,6 +608,8 @@ static enum client_outcome client_rpc_channels(struct client *c,
     return CLIENT_PROTOCOL_ERROR;
   }
   res->connection = r->out.conn; /* the channel the answers come on */
+  /* Who passed the channels on (the Via of OUT's 200). */
+  memcpy(res->served_by, r->out.leg.via, sizeof(res->served_by));
   return CLIENT_OK;
 }
 
@@ -630,8 +635,10 @@ static enum client_outcome client_rpc_call(struct client *c,
         r->out.done || r->in.done ? "a channel closed" : "none in time");
     return CLIENT_TRANSPORT_ERROR;
   }
-  /* A call has no HTTP status of its own: it rides on the channels' 200. */
+  /* A call has no HTTP status of its own: it rides on the channels' 200,
+   * through whoever passed them on. */
   res->leg1_status = 200;
+  memcpy(res->served_by, r->out.leg.via, sizeof(res->served_by));
   if(r->last_ptype != CLIENT_RPC_PTYPE_RESPONSE || r->last_call != res->index) {
     client__detail(res,
                    "RPC call %u: the server answered PDU type %u for "

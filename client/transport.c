@@ -250,11 +250,7 @@ static int client_debug(CURL *handle, curl_infotype type, char *data,
   return 0;
 }
 
-/* Keeps in out (outlen bytes) the received-by of the last entry of a Via
- * value (len bytes): "1.1 ISA01, 1.1 ISA02 (comment)" gives "ISA02", the
- * listener nearest the client. An entry without one leaves out as it
- * was. */
-static void client_via(const char *v, size_t len, char *out, size_t outlen)
+void client__via(const char *v, size_t len, char *out, size_t outlen)
 {
   const char *end = v + len, *at = v, *by, *p;
   size_t n;
@@ -346,7 +342,7 @@ static size_t client_header(char *buffer, size_t size, size_t nitems,
     return len;
   }
   if(len > 4 && !strncasecmp(buffer, "Via:", 4)) {
-    client_via(buffer + 4, len - 4, leg->via, sizeof(leg->via));
+    client__via(buffer + 4, len - 4, leg->via, sizeof(leg->via));
     return len;
   }
   if(client__leg_www_authenticate(leg, buffer, len, &seen))
