@@ -126,8 +126,8 @@ void backend__rpc_in_data(struct backend_req *req, const char *data,
                           size_t len);
 
 /* Answers a complete RPC_OUT_DATA (its body CONN/A1): a 200 announcing
- * 1 GB whose body streams what the virtual connection sends (counted and
- * traced by backend__rpc_end, once it is known what it sent). Returns what
+ * 1 GB whose body streams what the virtual connection sends, counted now
+ * and traced by backend__rpc_end, once it is known what it sent. Returns what
  * libmicrohttpd returns, or MHD_NO (the connection closes) when the body
  * is not a CONN/A1. */
 enum MHD_Result backend__rpc_out_answer(struct backend *b,

@@ -311,6 +311,14 @@ enum MHD_Result backend__rpc_out_answer(struct backend *b,
                              "Microsoft-IIS/7.0") == MHD_YES &&
      MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL,
                              "private") == MHD_YES) {
+    struct soap_reply reply;
+    /* Counted now, so that a client that has its answer sees it counted;
+     * traced when it ends, with what it sent (backend_rpc_ended). */
+    soap_reply_init(&reply, req->conn_name);
+    reply.status = MHD_HTTP_OK;
+    reply.outcome = SOAP_OUT_RPC;
+    backend__count(b, req, &reply);
+    soap_reply_free(&reply);
     req->answered = true;
     result = MHD_queue_response(connection, MHD_HTTP_OK, response);
   }
@@ -318,11 +326,13 @@ enum MHD_Result backend__rpc_out_answer(struct backend *b,
   return result;
 }
 
-/* Counts and traces a channel that ended, when its connection closes: a
- * channel's answer is never complete, so only then is it known what it
- * carried. RPC_IN_DATA is never answered (status 0) and is traced with
- * the body bytes it carried; RPC_OUT_DATA with its 200 and the body bytes
- * its answer sent, not the 1 GB it announced. */
+/* Traces a channel that ended, when its connection closes: a channel's
+ * answer is never complete, so only then is it known what it carried.
+ * RPC_IN_DATA is never answered (status 0): it is counted now and traced
+ * with the body bytes it carried (before its virtual connection ends, so
+ * before OUT closes); RPC_OUT_DATA, counted when it was answered, is
+ * traced with its 200 and the body bytes its answer sent, not the 1 GB it
+ * announced. */
 static void backend_rpc_ended(struct backend *b, struct backend_req *req,
                               const struct backend_rpc_req *rr)
 {
@@ -333,7 +343,8 @@ static void backend_rpc_ended(struct backend *b, struct backend_req *req,
   soap_reply_init(&reply, req->conn_name);
   reply.status = rr->in ? 0 : MHD_HTTP_OK;
   reply.outcome = SOAP_OUT_RPC;
-  backend__count(b, req, &reply);
+  if(rr->in) /* OUT was counted when it was answered */
+    backend__count(b, req, &reply);
   soap_reply_free(&reply);
   memset(&exchange, 0, sizeof(exchange));
   exchange.method = rr->in ? "RPC_IN_DATA" : "RPC_OUT_DATA";

@@ -26,6 +26,8 @@
  */
 #include "proxy_int.h"
 
+#include <sys/ioctl.h>
+
 bool proxy__stream_method(const char *method)
 {
   return !strcmp(method, "RPC_IN_DATA") || !strcmp(method, "RPC_OUT_DATA");
@@ -204,36 +206,41 @@ bool proxy__stream_finish(struct proxy__conn *conn, CURLcode res)
   return true;
 }
 
-void proxy__stream_end(struct proxy__conn *conn)
+/* Cuts conn's streamed transfer when the client's side ended first: its
+ * channel's upstream connection closes with it (libcurl closes a
+ * connection whose transfer is cut). A request never answered (an
+ * RPC_IN_DATA) adds what its decision counted (the type 3 verified, the
+ * request forwarded); it is not an answered request. */
+static void proxy_stream_cut(struct proxy__conn *conn)
 {
-  bool running = conn->fwd_state == PROXY__FWD_RUNNING ||
-                 (conn->stream.live && !conn->stream.up_done);
   char label[80];
 
+  if(conn->fwd_state != PROXY__FWD_RUNNING &&
+     !(conn->stream.live && !conn->stream.up_done))
+    return;
+  proxy__note(conn, KB_NOTE_NONE,
+              "%s: the client's %s ended after %zu body bytes: the "
+              "upstream channel is closed with it",
+              proxy__conn_label(conn, label, sizeof(label)),
+              conn->stream.live ? "answer" : "request", conn->req.body_seen);
+  curl_multi_remove_handle(conn->multi, conn->curl);
+  conn->timer_at = -1;
+  proxy__busy_unlink(conn);
+  curl_easy_setopt(conn->curl, CURLOPT_TIMEOUT_MS,
+                   conn->proxy->upstream_timeout_ms);
+  conn->stream.up_done = true;
+  if(conn->fwd_state == PROXY__FWD_RUNNING) {
+    proxy__stats_add(conn->proxy, &conn->pending.delta);
+    memset(&conn->pending, 0, sizeof(conn->pending));
+    conn->fwd_state = PROXY__FWD_IDLE;
+  }
+}
+
+void proxy__stream_end(struct proxy__conn *conn)
+{
   if(!conn->req.stream)
     return;
-  if(running) {
-    /* The client's side ended first: its channel's upstream connection
-     * closes with it (the transfer is cut, libcurl closes it). */
-    proxy__note(conn, KB_NOTE_NONE,
-                "%s: the client's %s ended after %zu body bytes: the "
-                "upstream channel is closed with it",
-                proxy__conn_label(conn, label, sizeof(label)),
-                conn->stream.live ? "answer" : "request", conn->req.body_seen);
-    curl_multi_remove_handle(conn->multi, conn->curl);
-    conn->timer_at = -1;
-    proxy__busy_unlink(conn);
-    curl_easy_setopt(conn->curl, CURLOPT_TIMEOUT_MS,
-                     conn->proxy->upstream_timeout_ms);
-    if(conn->fwd_state == PROXY__FWD_RUNNING) {
-      /* Never answered (an RPC_IN_DATA): what its decision counted (the
-       * type 3 verified, the request forwarded) is added now; it is not
-       * an answered request. */
-      proxy__stats_add(conn->proxy, &conn->pending.delta);
-      memset(&conn->pending, 0, sizeof(conn->pending));
-      conn->fwd_state = PROXY__FWD_IDLE;
-    }
-  }
+  proxy_stream_cut(conn);
   if(conn->fwd_state == PROXY__FWD_DONE && conn->pending.response) {
     MHD_destroy_response(conn->pending.response);
     conn->pending.response = NULL;
@@ -244,8 +251,20 @@ void proxy__stream_end(struct proxy__conn *conn)
 
 void proxy__stream_client_left(struct proxy__conn *conn)
 {
-  if(conn->stream.live && conn->peer_gone) {
+  int unread = 0;
+
+  if(!conn->peer_gone || !conn->req.stream)
+    return;
+  if(conn->stream.live) {
+    /* A streamed answer waiting for bytes ends with its client. */
     conn->stream.gone = true;
     proxy__stream_wake(conn);
   }
+  /* A channel whose body was still coming (an RPC_IN_DATA): once
+   * libmicrohttpd has read what came before the FIN, its transfer is cut,
+   * so that the connection can close (libmicrohttpd's edge-triggered
+   * epoll may never see that FIN itself). */
+  else if(conn->fwd_state == PROXY__FWD_RUNNING &&
+          !(ioctl(conn->peer.fd, FIONREAD, &unread) == 0 && unread > 0))
+    proxy_stream_cut(conn);
 }
