@@ -204,7 +204,7 @@ static int client_rpc_prereq(void *clientp, char *primary_ip, char *local_ip,
   (void)primary_ip;
   (void)primary_port;
   ch->conn = client__conn_ready(ch->c, local_ip, local_port);
-  memcpy(ch->name, ch->c->current_name, sizeof(ch->name));
+  snprintf(ch->name, sizeof(ch->name), "%s", ch->c->current_name);
   return CURL_PREREQFUNC_OK;
 }
 
