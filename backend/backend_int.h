@@ -1,7 +1,8 @@
 /*
  * backend_int.h - internal to backend/: the server's state (struct backend)
  * and the per-request context, shared by backend.c (start and stop),
- * mhd.c (the libmicrohttpd glue) and counters.c (what is counted).
+ * mhd.c (the libmicrohttpd glue), rpc.c (the RPC proxy) and counters.c
+ * (what is counted).
  */
 #ifndef BACKEND_INT_H
 #define BACKEND_INT_H
@@ -36,7 +37,8 @@ enum backend_route {
   BACKEND_ROUTE_WSDL, /* GET /EWS/Services.wsdl: a page (client kind ie) */
   BACKEND_ROUTE_NOT_FOUND,
   BACKEND_ROUTE_BAD_METHOD,
-  BACKEND_ROUTE_STATUS /* GET /kbsim/status from loopback, when enabled */
+  BACKEND_ROUTE_STATUS, /* GET /kbsim/status from loopback, when enabled */
+  BACKEND_ROUTE_RPC     /* RPC_IN_DATA / RPC_OUT_DATA /rpc/rpcproxy.dll */
 };
 
 /* How a request body is held while it arrives. */
@@ -44,11 +46,15 @@ enum backend_body_state {
   BACKEND_BODY_BUFFERING, /* kept in req->body */
   BACKEND_BODY_DISCARD,   /* counted, not kept (404/405 routes) */
   BACKEND_BODY_TOO_LARGE, /* over max_body: counted, not kept */
-  BACKEND_BODY_NOMEM      /* an append failed: counted, not kept */
+  BACKEND_BODY_NOMEM,     /* an append failed: counted, not kept */
+  BACKEND_BODY_STREAM     /* RPC_IN_DATA: read PDU by PDU (rpc.c) */
 };
 
+struct MHD_Connection;
 struct MHD_Daemon;
 struct kb_guard;
+struct backend_rpc_vc;
+struct backend_rpc_req;
 
 struct backend {
   struct MHD_Daemon *daemon;
@@ -72,6 +78,8 @@ struct backend {
   /* The last BACKEND_MAX_RECORDS connections, connection id at
    * (id - 1) % BACKEND_MAX_RECORDS; guarded by lock. */
   struct backend_conn_info *records;
+  /* The RPC proxy's virtual connections (rpc.c); guarded by lock. */
+  struct backend_rpc_vc *rpc_vcs;
 };
 
 /* MHD's per-request context: created on the first call of the access
@@ -88,6 +96,7 @@ struct backend_req {
   struct backend_gate_answer gate; /* PASS unless the gate said 401 */
   char identity[260];              /* who it is served as; "" anonymous */
   struct kb_buf body;
+  struct backend_rpc_req *rpc; /* an RPC channel's state (rpc.c), or NULL */
 };
 
 /* ---- mhd.c: the libmicrohttpd glue --------------------------------------- */
@@ -102,6 +111,40 @@ int backend__daemon_start(struct backend *b, int fd, const char *host,
 /* Stops b's daemon, if it runs: every connection is closed and every
  * notification has run when it returns. */
 void backend__daemon_stop(struct backend *b);
+
+/* ---- rpc.c: the RPC proxy (/rpc/rpcproxy.dll) -----------------------------
+ */
+
+/* Gives req, an RPC channel's request (method RPC_IN_DATA or
+ * RPC_OUT_DATA) that the gate passed, its channel state. Returns 0, or -1
+ * out of memory. */
+int backend__rpc_begin(struct backend *b, struct backend_req *req,
+                       const char *method);
+
+/* Takes len bytes of an RPC_IN_DATA body as they come, PDU by PDU:
+ * CONN/B1 opens its virtual connection, request PDUs are echoed on OUT. */
+void backend__rpc_in_data(struct backend_req *req, const char *data,
+                          size_t len);
+
+/* Answers a complete RPC_OUT_DATA (its body CONN/A1): a 200 announcing
+ * 1 GB whose body streams what the virtual connection sends, counted now
+ * and traced by backend__rpc_end, once it is known what it sent. Returns what
+ * libmicrohttpd returns, or MHD_NO (the connection closes) when the body
+ * is not a CONN/A1. */
+enum MHD_Result backend__rpc_out_answer(struct backend *b,
+                                        struct MHD_Connection *connection,
+                                        struct backend_req *req);
+
+/* Ends req's channel, if it has one (the request completed, its
+ * connection closing): counts and traces it, with what it carried; an IN
+ * channel ends its virtual connection and cuts OUT's answer. Frees the
+ * channel state. */
+void backend__rpc_end(struct backend_req *req);
+
+/* Ends every virtual connection and resumes every suspended OUT answer,
+ * so that the daemon can stop (libmicrohttpd must not stop with a
+ * connection suspended). */
+void backend__rpc_stop(struct backend *b);
 
 /* ---- counters.c: what is counted, under b->lock -------------------------- */
 

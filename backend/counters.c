@@ -144,6 +144,7 @@ void backend__count(struct backend *b, const struct backend_req *req,
     break;
   case SOAP_OUT_AUTODISCOVER_ERROR:
   case SOAP_OUT_WSDL:
+  case SOAP_OUT_RPC:
     break;
   case SOAP_OUT_NOT_FOUND:
     s->not_found++;

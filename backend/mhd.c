@@ -30,6 +30,7 @@
 #define BACKEND_AUTODISCOVER_PATH "/autodiscover/autodiscover.xml"
 #define BACKEND_WSDL_PATH "/EWS/Services.wsdl"
 #define BACKEND_STATUS_PATH "/kbsim/status"
+#define BACKEND_RPC_PATH "/rpc/rpcproxy.dll"
 
 static const char backend_html_404[] =
     "<html><head><title>404 - File or directory not found.</title></head>"
@@ -340,6 +341,11 @@ static struct backend_req *backend_req_new(struct backend *b,
     req->route =
         strcmp(method, "GET") ? BACKEND_ROUTE_NOT_FOUND : BACKEND_ROUTE_WSDL;
   }
+  else if(!strcasecmp(url, BACKEND_RPC_PATH)) {
+    req->route = strcmp(method, "RPC_IN_DATA") && strcmp(method, "RPC_OUT_DATA")
+                     ? BACKEND_ROUTE_BAD_METHOD
+                     : BACKEND_ROUTE_RPC;
+  }
   else if(b->status && !strcmp(url, BACKEND_STATUS_PATH) &&
           !strcmp(method, "GET") && backend_peer_is_loopback(connection)) {
     req->route = BACKEND_ROUTE_STATUS;
@@ -353,10 +359,13 @@ static struct backend_req *backend_req_new(struct backend *b,
     req->route = BACKEND_ROUTE_BAD_METHOD;
   }
   req->ews_post = req->route == BACKEND_ROUTE_EWS;
-  req->body_state = (req->route == BACKEND_ROUTE_EWS ||
-                     req->route == BACKEND_ROUTE_AUTODISCOVER)
-                        ? BACKEND_BODY_BUFFERING
-                        : BACKEND_BODY_DISCARD;
+  req->body_state =
+      (req->route == BACKEND_ROUTE_EWS ||
+       req->route == BACKEND_ROUTE_AUTODISCOVER ||
+       (req->route == BACKEND_ROUTE_RPC && !strcmp(method, "RPC_OUT_DATA")))
+          ? BACKEND_BODY_BUFFERING
+      : req->route == BACKEND_ROUTE_RPC ? BACKEND_BODY_STREAM
+                                        : BACKEND_BODY_DISCARD;
   kb_buf_init(&req->body, b->max_body);
   auth = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
                                      MHD_HTTP_HEADER_AUTHORIZATION);
@@ -393,6 +402,11 @@ static struct backend_req *backend_req_new(struct backend *b,
     req->gate.gate = BACKEND_GATE_REFUSE;
     req->body_state = BACKEND_BODY_DISCARD;
   }
+  if(req->route == BACKEND_ROUTE_RPC && req->gate.gate == BACKEND_GATE_PASS &&
+     backend__rpc_begin(b, req, method)) {
+    free(req);
+    return NULL;
+  }
   return req;
 }
 
@@ -404,6 +418,10 @@ static void backend_req_feed(struct backend_req *req, const char *data,
 {
   enum kb_buf_result added;
 
+  if(req->body_state == BACKEND_BODY_STREAM) {
+    backend__rpc_in_data(req, data, len); /* counts it too */
+    return;
+  }
   req->received += len;
   if(req->body_state != BACKEND_BODY_BUFFERING) {
     return;
@@ -506,7 +524,14 @@ backend_on_request(void *cls, struct MHD_Connection *connection,
       return MHD_NO;
     }
     *req_cls = req;
-    if(backend_declared_too_big(connection, b->max_body)) {
+    /* An RPC_IN_DATA's length is its channel's lifetime: read as it
+     * comes, never refused for it, and without the guard's body deadline
+     * (rpc.c). */
+    if(req->body_state == BACKEND_BODY_STREAM &&
+       !kb_guard_body_done(backend_slot(connection)))
+      return MHD_NO;
+    if(req->body_state != BACKEND_BODY_STREAM &&
+       backend_declared_too_big(connection, b->max_body)) {
       if(req->body_state == BACKEND_BODY_BUFFERING) {
         req->body_state = BACKEND_BODY_TOO_LARGE;
       }
@@ -522,7 +547,12 @@ backend_on_request(void *cls, struct MHD_Connection *connection,
   else if(!req->answered) {
     if(!kb_guard_body_done(backend_slot(connection)))
       return MHD_NO; /* the body came too late: answered 408 */
-    result = backend_answer(b, connection, req, method, url);
+    if(req->rpc)     /* an RPC channel: OUT streams, a whole IN closes */
+      result = req->body_state == BACKEND_BODY_STREAM
+                   ? MHD_NO
+                   : backend__rpc_out_answer(b, connection, req);
+    else
+      result = backend_answer(b, connection, req, method, url);
   }
   return result;
 }
@@ -539,6 +569,7 @@ static void backend_on_completed(void *cls, struct MHD_Connection *connection,
   (void)toe;
   kb_guard_next(backend_slot(connection));
   if(req) {
+    backend__rpc_end(req);
     kb_buf_free(&req->body);
     free(req);
     *req_cls = NULL;
@@ -607,7 +638,7 @@ int backend__daemon_start(struct backend *b, int fd, const char *host,
    * never stops accepting; the guard refuses at the cap, at once. */
   b->daemon = MHD_start_daemon(
       MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_SUPPRESS_DATE_NO_CLOCK |
-          MHD_USE_ITC,
+          MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME,
       0, backend_on_accept, b, backend_on_request, b, MHD_OPTION_LISTEN_SOCKET,
       fd, MHD_OPTION_THREAD_POOL_SIZE, BACKEND_THREADS,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, BACKEND_CONN_MEMORY,
@@ -628,6 +659,7 @@ int backend__daemon_start(struct backend *b, int fd, const char *host,
 
 void backend__daemon_stop(struct backend *b)
 {
+  backend__rpc_stop(b);
   if(b->daemon)
     MHD_stop_daemon(b->daemon);
 }

@@ -45,7 +45,8 @@ enum soap_outcome {
   SOAP_OUT_NOT_FOUND,
   SOAP_OUT_BAD_METHOD,
   SOAP_OUT_TOO_LARGE,
-  SOAP_OUT_UNAUTHORIZED /* 401 from the integrated gate (gate.h) */
+  SOAP_OUT_UNAUTHORIZED, /* 401 from the integrated gate (gate.h) */
+  SOAP_OUT_RPC /* an RPC_OUT_DATA channel opened: counted in requests only */
 };
 
 /* Result of the builders: only memory can fail them; anything a peer sends

@@ -48,9 +48,9 @@ static void kbsim_client_print_post(const struct client_post_result *r)
   if(r->think_ms > 0)
     snprintf(think, sizeof(think), " (after %" PRId64 " ms thinking)",
              r->think_ms);
-  /* ie's page is a GET; every other request a POST. */
+  /* ie's page is a GET, outlook-anywhere's steps RPC, the rest POSTs. */
   printf("%-4s %-2u %-20s conn %-2" PRIu64 "%s legs %u  %-10s %s%s%s%s\n",
-         r->kind == CLIENT_POST_PAGE ? "GET" : "POST", r->index,
+         client_post_kind_verb(r->kind), r->index,
          client_post_kind_name(r->kind), r->connection,
          r->new_connection ? " (new)" : "      ", r->legs, legs,
          client_outcome_name(r->outcome), r->detail[0] ? ": " : "", r->detail,
@@ -179,11 +179,13 @@ static const struct kbsim_opt client_opts[] = {
      "Who signs in; required. Without the password, it comes from "
      "KBSIM_PASSWORD or is asked on the terminal (ps shows a command "
      "line)."},
-    {"kind", 'k', "communicator|outlook|one-shot|ie|dotnet|java",
+    {"kind", 'k',
+     "communicator|outlook|one-shot|ie|dotnet|java|outlook-anywhere",
      "Communicator (re-authenticates every POST), Outlook (authenticates a "
      "connection once), a new connection per POST, Internet Explorer (GETs "
-     "a page, then POSTs as WinINet does), .NET's HttpWebRequest or Java's "
-     "HttpClient (default communicator)."},
+     "a page, then POSTs as WinINet does), .NET's HttpWebRequest, Java's "
+     "HttpClient, or Outlook Anywhere (two RPC over HTTP channels, then "
+     "--posts RPC calls echoed) (default communicator)."},
     {"connection-sharing", 'S', NULL,
      "With --kind dotnet: UnsafeAuthenticatedConnectionSharing, the "
      "authenticated connection kept for the next POSTs."},
@@ -426,10 +428,16 @@ static int kbsim_client_session(struct kbsim_client_run *r,
   enum client_class klass = CLIENT_CLASS_CLEAN;
   char served[256] = "";
 
-  printf("%s session: %s\\%s -> %s (%s, %u EWS POST%s)\n",
-         client_kind_label(r->cfg.kind), domain, user, r->url,
-         client_kind_name(r->cfg.kind), r->cfg.ews_posts,
-         r->cfg.ews_posts == 1 ? "" : "s");
+  if(r->cfg.kind == CLIENT_KIND_OUTLOOK_ANYWHERE)
+    printf("%s session: %s\\%s -> %s (outlook-anywhere: the RPC channels, "
+           "then %u RPC call%s)\n",
+           client_kind_label(r->cfg.kind), domain, user, r->url,
+           r->cfg.ews_posts, r->cfg.ews_posts == 1 ? "" : "s");
+  else
+    printf("%s session: %s\\%s -> %s (%s, %u EWS POST%s)\n",
+           client_kind_label(r->cfg.kind), domain, user, r->url,
+           client_kind_name(r->cfg.kind), r->cfg.ews_posts,
+           r->cfg.ews_posts == 1 ? "" : "s");
   fflush(stdout);
   while(client_step(client, &res) == 1) {
     enum client_class k = client_result_class(&res);

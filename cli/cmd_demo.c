@@ -198,6 +198,20 @@ static void kbsim_demo_leg(const struct kbsim_demo *d,
          kbsim_off(d));
 }
 
+/* What a request is called, into out: "GET Services.wsdl" (ie's pages),
+ * "RPC channels" and "RPC call" (outlook-anywhere's, their own names),
+ * "POST GetUserOofSettings". */
+static const char *kbsim_request_name(enum client_post_kind kind, char *out,
+                                      size_t len)
+{
+  if(kind == CLIENT_POST_RPC_CHANNELS || kind == CLIENT_POST_RPC_CALL)
+    snprintf(out, len, "%s", client_post_kind_name(kind));
+  else
+    snprintf(out, len, "%s %s", kind == CLIENT_POST_PAGE ? "GET" : "POST",
+             client_post_kind_name(kind));
+  return out;
+}
+
 /* Prints the heading of the request a step is about; ews numbers the
  * EWS POSTs from 1. */
 static void kbsim_demo_step(const struct kbsim_demo *d, unsigned step,
@@ -214,6 +228,11 @@ static void kbsim_demo_step(const struct kbsim_demo *d, unsigned step,
              "free/busy of the contacts: scheduling information");
   else if(r->kind == CLIENT_POST_PAGE)
     snprintf(why, sizeof(why), "a page of the EWS folder, before the POSTs");
+  else if(r->kind == CLIENT_POST_RPC_CHANNELS)
+    snprintf(why, sizeof(why),
+             "RPC_OUT_DATA and RPC_IN_DATA opened, each authenticated");
+  else if(r->kind == CLIENT_POST_RPC_CALL)
+    snprintf(why, sizeof(why), "a request PDU on IN, its echo on OUT");
   if(r->kind == CLIENT_POST_AUTODISCOVER)
     printf("%sStep %u: " WRAP_HANG "autodiscover%s - %s\n",
            kbsim_on(d, KBSIM_BOLD), step, kbsim_off(d), why);
@@ -221,6 +240,12 @@ static void kbsim_demo_step(const struct kbsim_demo *d, unsigned step,
     printf("%sStep %u: " WRAP_HANG "GET /EWS/%s%s - %s\n",
            kbsim_on(d, KBSIM_BOLD), step, client_post_kind_name(r->kind),
            kbsim_off(d), why);
+  else if(r->kind == CLIENT_POST_RPC_CHANNELS)
+    printf("%sStep %u: " WRAP_HANG "the RPC channels%s - %s\n",
+           kbsim_on(d, KBSIM_BOLD), step, kbsim_off(d), why);
+  else if(r->kind == CLIENT_POST_RPC_CALL)
+    printf("%sStep %u: " WRAP_HANG "RPC call %u%s - %s\n",
+           kbsim_on(d, KBSIM_BOLD), step, ews, kbsim_off(d), why);
   else
     printf("%sStep %u: " WRAP_HANG "EWS POST %u, %s%s - %s\n",
            kbsim_on(d, KBSIM_BOLD), step, ews, client_post_kind_name(r->kind),
@@ -237,7 +262,11 @@ static void kbsim_demo_sees(const struct kbsim_demo *d,
                   (j == 0 || !s->views || !s->views[j - 1].integration_error);
 
   printf("  %sThe %s:%s " WRAP_HANG "%s%s%s", kbsim_on(d, KBSIM_BOLD),
-         r->kind == CLIENT_POST_PAGE ? "GET" : "POST", kbsim_off(d),
+         r->kind == CLIENT_POST_PAGE           ? "GET"
+         : r->kind == CLIENT_POST_RPC_CHANNELS ? "RPC channels"
+         : r->kind == CLIENT_POST_RPC_CALL     ? "RPC call"
+                                               : "POST",
+         kbsim_off(d),
          kbsim_on(d, r->outcome == CLIENT_OK ? KBSIM_GREEN : KBSIM_RED),
          client_outcome_name(r->outcome), kbsim_off(d));
   if(r->detail[0])
@@ -364,7 +393,8 @@ static int kbsim_demo_phase(struct kbsim_demo *d, struct kbsim_phase *phase,
       legno = 0;
       if(post >= 0) {
         enum client_post_kind k = s->results[post].kind;
-        if(k == CLIENT_POST_OOF || k == CLIENT_POST_AVAILABILITY)
+        if(k == CLIENT_POST_OOF || k == CLIENT_POST_AVAILABILITY ||
+           k == CLIENT_POST_RPC_CALL)
           ews++;
         kbsim_demo_step(d, ++step, ews, &s->results[post]);
       }
@@ -387,6 +417,11 @@ static int kbsim_demo_phase(struct kbsim_demo *d, struct kbsim_phase *phase,
     phase->as_kb_says = s->view.integration_error &&
                         phase->o.backend.empty_posts > 0 &&
                         phase->o.proxy.reauth_skipped > 0;
+  else if(!d->kind->notifies)
+    /* Not Communicator's window: clean is every request answered. */
+    phase->as_kb_says = !s->view.integration_error &&
+                        phase->o.backend.empty_posts == 0 &&
+                        phase->o.sessions.posts_failed == 0;
   else
     phase->as_kb_says =
         !s->view.integration_error && phase->o.backend.empty_posts == 0 &&
@@ -430,9 +465,7 @@ static void kbsim_side_by_side(const struct kbsim_demo *d,
              r0 ? client_outcome_name(r0->outcome) : "-");
     snprintf(b, sizeof(b), "%d %s", r1 ? r1->final_status : 0,
              r1 ? client_outcome_name(r1->outcome) : "-");
-    snprintf(label, sizeof(label), "%s %s",
-             r->kind == CLIENT_POST_PAGE ? "GET" : "POST",
-             client_post_kind_name(r->kind));
+    kbsim_request_name(r->kind, label, sizeof(label));
     kbsim_row(d, label, a, !r0 || r0->outcome != CLIENT_OK, b,
               !r1 || r1->outcome != CLIENT_OK);
   }
@@ -623,10 +656,11 @@ static int kbsim_cmd_demo(int argc, char **argv)
   kbsim_phase_init(&phases[1], true, d.kind, seed, (unsigned)posts);
   printf("%sKB 942638: \"Outlook Integration Error\" behind ISA Server "
          "2006%s\n" WRAP_HANG "%s\n"
-         "One %s session: FABRIKAM\\alice, %s + %" PRIu64
-         " EWS POST%s, seed %" PRIu64 ".\n\n",
+         "One %s session: FABRIKAM\\alice, %s + %" PRIu64 " %s%s, seed %" PRIu64
+         ".\n\n",
          kbsim_on(&d, KBSIM_BOLD), kbsim_off(&d), d.kind->pattern,
-         d.kind->label, d.kind->lead, posts, posts == 1 ? "" : "s", seed);
+         d.kind->label, d.kind->lead, posts, d.kind->call,
+         posts == 1 ? "" : "s", seed);
   kbsim_pause(&d);
   for(i = 0; i < 2; i++) {
     if(kbsim_demo_phase(&d, &phases[i], (unsigned)i + 1, html != NULL)) {

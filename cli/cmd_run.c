@@ -188,10 +188,10 @@ static void kbsim_print_sessions(const struct sim_outcome *o)
                  r->final_status);
       else
         snprintf(legs, sizeof(legs), "%d", r->final_status);
-      /* ie's page is a GET; every other request a POST. */
+      /* ie's page is a GET, outlook-anywhere's steps RPC, the rest POSTs. */
       printf("client %-3u " WRAP_HANG "%-4s %-2u %-20s conn %-2" PRIu64
              " legs %u  %-10s %s%s%s\n",
-             s->id, r->kind == CLIENT_POST_PAGE ? "GET" : "POST", r->index,
+             s->id, client_post_kind_verb(r->kind), r->index,
              client_post_kind_name(r->kind), r->connection, r->legs, legs,
              client_outcome_name(r->outcome), r->detail[0] ? ": " : "",
              r->detail);

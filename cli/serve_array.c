@@ -54,10 +54,12 @@ static int kbsim_serve_topology(struct kbsim_serve *s, char *err, size_t errlen)
   }
   cfg->policy = cfg->members[0].policy;
   cfg->auth = sc->auth;
-  cfg->defects = o->defects;
+  /* The flag form's --defect, or a file's [listener] defect. */
+  cfg->defects = o->defects | sc->defects;
   cfg->krb5_keytab = o->krb5_keytab;
-  cfg->backend_auth =
-      o->pass_through ? BACKEND_AUTH_INTEGRATED : BACKEND_AUTH_NONE;
+  cfg->backend_auth = o->pass_through || scenario_passes_through(sc)
+                          ? BACKEND_AUTH_INTEGRATED
+                          : BACKEND_AUTH_NONE;
   cfg->idle_timeout_ms = sc->idle_timeout_ms;
   cfg->max_requests = sc->max_requests;
   cfg->users = s->users;

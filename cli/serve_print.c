@@ -91,6 +91,19 @@ static void kbsim_serve_print_members(const struct kbsim_serve *s)
   }
 }
 
+/* Prints "; defects a, b" for the bit set defects, or nothing. */
+static void kbsim_serve_print_defects(unsigned defects)
+{
+  const char *sep = "; defects ";
+  unsigned i;
+
+  for(i = 0; i < KB_DEFECT_COUNT; i++)
+    if(defects & PROXY_DEFECT(i)) {
+      printf("%s%s", sep, kb_defect_name((enum kb_defect)i));
+      sep = ", ";
+    }
+}
+
 /* Prints the scenario's users and their passwords - or where they are:
  * the catalogue's throwaway accounts are printed, anyone else's are
  * not, since a scenario of one's own may hold real ones and a banner is
@@ -104,7 +117,13 @@ static void kbsim_serve_print_users(const struct kbsim_serve *s)
   char url[128];
   size_t i;
 
-  printf("Listener:     %s authentication; users", proxy_auth_name(sc->auth));
+  if(scenario_passes_through(sc))
+    printf("Listener:     pass-through (NTLM goes on to Exchange, which "
+           "authenticates)");
+  else
+    printf("Listener:     %s authentication", proxy_auth_name(sc->auth));
+  kbsim_serve_print_defects(sc->defects);
+  printf("; users");
   for(i = 0; i < sc->nusers; i++)
     printf("%s %.*s", i ? "," : "", (int)strcspn(sc->user_specs[i], ":"),
            sc->user_specs[i]);
@@ -150,19 +169,6 @@ static void kbsim_serve_print_array(const struct kbsim_serve *s)
          "status|apply-fix|revert|reset\n",
          kbsim_program, strchr(o->admin.host, ':') ? "[" : "", o->admin.host,
          strchr(o->admin.host, ':') ? "]" : "", (unsigned)admin_port(s->adm));
-}
-
-/* Prints "; defects a, b" for the bit set defects, or nothing. */
-static void kbsim_serve_print_defects(unsigned defects)
-{
-  const char *sep = "; defects ";
-  unsigned i;
-
-  for(i = 0; i < KB_DEFECT_COUNT; i++)
-    if(defects & PROXY_DEFECT(i)) {
-      printf("%s%s", sep, kb_defect_name((enum kb_defect)i));
-      sep = ", ";
-    }
 }
 
 /* Prints what serves where, for the flag form. */

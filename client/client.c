@@ -42,13 +42,13 @@ static const struct client_kind_info client_kinds[] = {
      "that ISA has already authenticated, it sends Authorization: NTLM "
      "<type 1> with Content-Length: 0, holding the body back for the "
      "handshake. What ISA does with that POST decides everything.",
-     "autodiscover", true, "the Outlook Integration Error", true,
+     "autodiscover", "EWS POST", true, "the Outlook Integration Error", true,
      "Microsoft+Office+Communicator/2.0"},
     {CLIENT_KIND_OUTLOOK, "outlook", "Outlook", "Outlook 2007",
      "Outlook authenticates a connection once and sends its later requests "
      "on it without Authorization: it never holds a body back, so ISA as "
      "shipped has nothing to get wrong.",
-     "autodiscover", false, "an EWS error in Outlook", false,
+     "autodiscover", "EWS POST", false, "an EWS error in Outlook", false,
      "Microsoft Office/12.0 (Windows NT 5.1; Microsoft Office Outlook "
      "12.0.4518; Pro)"},
     {CLIENT_KIND_ONE_SHOT, "one-shot", "Communicator",
@@ -56,30 +56,41 @@ static const struct client_kind_info client_kinds[] = {
      "This Communicator runs every POST's handshake on a new connection and "
      "closes it afterwards: no type 1 ever arrives on an authenticated "
      "connection, so ISA as shipped has nothing to get wrong.",
-     "autodiscover", false, "the Outlook Integration Error", true,
+     "autodiscover", "EWS POST", false, "the Outlook Integration Error", true,
      "Microsoft+Office+Communicator/2.0"},
     {CLIENT_KIND_IE, "ie", "Internet Explorer", "Internet Explorer (WinINet)",
      "Internet Explorer sends a POST with Content-Length: 0 and an NTLM "
      "type 1 whenever it expects a challenge, the body only after the "
      "handshake; its GETs on the authenticated connection carry no "
      "Authorization. What ISA does with that POST decides everything.",
-     "2 GETs of /EWS/Services.wsdl", true, "an HTTP 500 page in the browser",
-     false,
+     "2 GETs of /EWS/Services.wsdl", "EWS POST", true,
+     "an HTTP 500 page in the browser", false,
      "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 5.1; .NET CLR 2.0.50727)"},
     {CLIENT_KIND_DOTNET, "dotnet", ".NET client", ".NET HttpWebRequest",
      ".NET's HttpWebRequest sends its type 1 on a new connection with "
      "Expect: 100-continue, and closes the connection after each "
      "authenticated request (with connection sharing, later POSTs go on it "
      "without re-authenticating): ISA as shipped has nothing to get wrong.",
-     "autodiscover", false, "a failed EWS call", false,
+     "autodiscover", "EWS POST", false, "a failed EWS call", false,
      "Mozilla/4.0 (compatible; MSIE 6.0; MS Web Services Client Protocol "
      "2.0.50727.3053)"},
     {CLIENT_KIND_JAVA, "java", "Java client", "Java (Apache HttpClient)",
      "Java's HttpClient authenticates a connection once, each leg with its "
      "body, and sends later POSTs on it without Authorization: ISA as "
      "shipped has nothing to get wrong.",
-     "autodiscover", false, "a failed EWS call", false,
+     "autodiscover", "EWS POST", false, "a failed EWS call", false,
      "Apache-HttpClient/4.5.13 (Java/11.0.20)"},
+    {CLIENT_KIND_OUTLOOK_ANYWHERE, "outlook-anywhere", "Outlook Anywhere",
+     "Outlook 2007 (RPC over HTTP)",
+     "Outlook Anywhere opens two long-lived RPC over HTTP channels, each "
+     "authenticated once with NTLM on its own connection, and never "
+     "re-authenticates them: ISA as shipped has nothing to get wrong, but "
+     "a listener that splits a handshake or recycles the pinned connection "
+     "kills the channels.",
+     "the RPC channels' setup", "RPC call", false,
+     "Outlook asking for the password again", false,
+     /* The RPC runtime's own, as MS-RPCH 2.1.2.1.1 and 2.1.2.1.2 give it. */
+     "MSRPC"},
 };
 
 const struct client_kind_info *client_kind_info(enum client_kind kind)
@@ -138,8 +149,28 @@ const char *client_post_kind_name(enum client_post_kind kind)
     return "GetUserAvailability";
   case CLIENT_POST_PAGE:
     return "Services.wsdl";
+  case CLIENT_POST_RPC_CHANNELS:
+    return "RPC channels";
+  case CLIENT_POST_RPC_CALL:
+    return "RPC call";
   }
   return "unknown";
+}
+
+const char *client_post_kind_verb(enum client_post_kind kind)
+{
+  switch(kind) {
+  case CLIENT_POST_PAGE:
+    return "GET";
+  case CLIENT_POST_RPC_CHANNELS:
+  case CLIENT_POST_RPC_CALL:
+    return "RPC";
+  case CLIENT_POST_AUTODISCOVER:
+  case CLIENT_POST_OOF:
+  case CLIENT_POST_AVAILABILITY:
+    break;
+  }
+  return "POST";
 }
 
 const char *client_outcome_name(enum client_outcome outcome)
@@ -439,6 +470,7 @@ void client_destroy(struct client *client)
     return;
   /* Closing the handle closes its connection through client_close_socket,
    * which still needs the client. */
+  client__rpc_free(client);
   if(client->easy)
     curl_easy_cleanup(client->easy);
   curl_url_cleanup(client->base);

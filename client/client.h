@@ -70,19 +70,38 @@ enum client_kind {
    * connection-based NTLM scheme keeps it. Assumed from HttpClient's
    * documented NTLM support and Expect handling, not from a capture. Never
    * triggers the bug. */
-  CLIENT_KIND_JAVA
+  CLIENT_KIND_JAVA,
+  /* Outlook Anywhere (Outlook 2007's RPC over HTTP v2, MS-RPCH): two
+   * long-lived channels to /rpc/rpcproxy.dll?<server>:6004, each on a
+   * connection of its own and each authenticated with NTLM (a plain
+   * request, the type 1 with Content-Length 0, the type 3 with the
+   * channel's announced length): RPC_OUT_DATA carrying CONN/A1 (76 bytes,
+   * MS-RPCH 2.2.4.2), then RPC_IN_DATA announcing 1 GB (MS-RPCH 2.1.2.1.1:
+   * the IN channel's Content-Length is its lifetime, not its body) and
+   * sending CONN/B1 (2.2.4.5), its body written gradually through
+   * libcurl's read callback. Exchange answers CONN/A3 and CONN/C2 on the
+   * OUT channel (2.2.4.4, 2.2.4.9); each later step sends an RPC request
+   * PDU on IN and waits for its echo on OUT; the session ends by closing
+   * IN, after which Exchange closes OUT. Never re-authenticates a
+   * connection: does not trigger KB 942638. Assumed, not from a capture:
+   * the plain first request of each channel (WinHTTP learns the scheme
+   * anew per connection), the header order and the request PDUs (opnum
+   * 0 with a fixed stub, no bind: the RPC server is a minimal echo). */
+  CLIENT_KIND_OUTLOOK_ANYWHERE
 };
 
 /* The names client_kind_parse reads, for messages: "communicator, outlook,
- * one-shot, ie, dotnet or java". */
-#define CLIENT_KIND_NAMES "communicator, outlook, one-shot, ie, dotnet or java"
+ * one-shot, ie, dotnet, java or outlook-anywhere". */
+#define CLIENT_KIND_NAMES                                                      \
+  "communicator, outlook, one-shot, ie, dotnet, java or outlook-anywhere"
 
-/* "communicator", "outlook", "one-shot", "ie", "dotnet", "java". */
+/* "communicator", "outlook", "one-shot", "ie", "dotnet", "java",
+ * "outlook-anywhere". */
 const char *client_kind_name(enum client_kind kind);
 
 /* What people call the program a kind plays, for evidence: "Communicator"
  * (communicator and one-shot), "Outlook", "Internet Explorer", ".NET
- * client", "Java client". */
+ * client", "Java client", "Outlook Anywhere". */
 const char *client_kind_label(enum client_kind kind);
 
 /* Parses a kind name; returns 0, or -1 when name is none of them. */
@@ -96,6 +115,7 @@ struct client_kind_info {
   const char *product;    /* what it plays: "Office Communicator 2007" */
   const char *pattern;    /* how it authenticates its POSTs, in sentences */
   const char *lead;       /* what a session sends before its EWS POSTs */
+  const char *call;       /* what --posts counts: "EWS POST", "RPC call" */
   bool holds_body;        /* re-authenticates a POST on an authenticated
                              connection with a body-less type 1: an ISA as
                              shipped forwards it (KB 942638) */
@@ -185,12 +205,22 @@ enum client_post_kind {
   CLIENT_POST_AUTODISCOVER = 0,
   CLIENT_POST_OOF,          /* GetUserOofSettings */
   CLIENT_POST_AVAILABILITY, /* GetUserAvailability */
-  CLIENT_POST_PAGE          /* ie: GET /EWS/Services.wsdl, a page */
+  CLIENT_POST_PAGE,         /* ie: GET /EWS/Services.wsdl, a page */
+  /* outlook-anywhere: both RPC channels opened (each a plain request, the
+   * type 1 and the type 3 with its CONN PDU) up to CONN/C2 */
+  CLIENT_POST_RPC_CHANNELS,
+  CLIENT_POST_RPC_CALL /* outlook-anywhere: a request PDU on IN, its echo
+                          on OUT */
 };
 
 /* "autodiscover", "GetUserOofSettings", "GetUserAvailability",
- * "Services.wsdl". */
+ * "Services.wsdl", "RPC channels", "RPC call". */
 const char *client_post_kind_name(enum client_post_kind kind);
+
+/* How a step of kind is named in one-line listings: "GET" (ie's page),
+ * "RPC" (outlook-anywhere's steps, RPC_OUT_DATA and RPC_IN_DATA), else
+ * "POST". */
+const char *client_post_kind_verb(enum client_post_kind kind);
 
 enum client_outcome {
   CLIENT_OK = 0,         /* 200 and a response it could use */
@@ -211,7 +241,7 @@ struct client_post_result {
   int leg1_status;     /* status answering the first leg */
   int final_status;    /* status of the last leg sent */
   unsigned legs;       /* legs sent: 1 to 3 (Outlook: HTTP requests
-                          libcurl made) */
+                          libcurl made; outlook-anywhere's channels: 6) */
   uint64_t connection; /* client-local connection number, from 1 */
   int64_t think_ms;    /* think time spent before this POST */
   int64_t at_ms;       /* simulated time the POST started */

@@ -114,6 +114,8 @@ struct client_req {
   size_t resp_data_in; /* body bytes received, ignored ones included */
 };
 
+struct client_rpc;
+
 struct client {
   /* Copied configuration. */
   unsigned id;
@@ -179,6 +181,7 @@ struct client {
   /* The connection a type 3 was answered 2xx on (ie, dotnet, java): it is
    * authenticated while it stays open. 0: none. */
   uint64_t authed_conn;
+  struct client_rpc *rpc; /* outlook-anywhere's channels (rpc.c), or NULL */
   unsigned next_index;
   struct client_post_result *results; /* lead + ews_posts slots */
   size_t nresults;
@@ -213,6 +216,18 @@ enum client_outcome client__check_body(struct client *c,
 void client__detail(struct client_post_result *res, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Answers the type 2 in leg1's 401 (the handshake began with type1): the
+ * client challenge is drawn as "client/<id>/post/<n>/client-challenge"
+ * (n = res->index), the NTLMv2 timestamp read from the clock, and a MIC
+ * added when ntlm_mic is set. Returns CLIENT_OK with *auth set to the
+ * Authorization value "NTLM <type 3>" (malloc'd; the caller wipes and
+ * frees it), or the outcome with res->detail and *auth NULL. */
+enum client_outcome client__ntlm_answer(struct client *c,
+                                        struct client_post_result *res,
+                                        const struct ntlm_bytes *type1,
+                                        const struct client_leg *leg1,
+                                        char **auth);
+
 /* Makes the POST of kind, all its legs as the client's kind and the
  * learned scheme require, and fills *res (index and kind already set). */
 void client__post(struct client *c, enum client_post_kind kind,
@@ -239,6 +254,14 @@ void client__leg_reset_response(struct client_leg *leg);
 CURLcode client__run_leg(struct client *c, const struct client_post_ctx *p,
                          enum client_leg_kind which, const char *auth,
                          const char *body, size_t len, struct client_leg *leg);
+
+/* Builds the request headers of a leg of c's kind into a libcurl list (the
+ * caller frees it with curl_slist_free_all), in that client's order, with
+ * auth (when not NULL) as the Authorization and len as the
+ * Content-Length. get: a GET, without Content-Length. Returns NULL when
+ * out of memory. */
+struct curl_slist *client__headers(const struct client *c, bool get,
+                                   const char *auth, uint64_t len);
 
 /* Describes a transfer that failed in res->detail: a body past the cap is
  * the peer's fault (CLIENT_PROTOCOL_ERROR); anything else is curl's own
@@ -277,6 +300,26 @@ void client__apply_idle_timeout(struct client *c, int64_t now);
  * after the type 3. */
 void client__apply_max_requests(struct client *c, bool hold);
 
+/* Reads one response header line (len bytes, CRLF included) into leg when
+ * it is a WWW-Authenticate: the first NTLM challenge (or one too big to
+ * keep), a bare NTLM, Basic or another scheme offered, one challenge per
+ * line as IIS and ISA send them. Returns true with *seen set to what the
+ * value is, or false when the line is another header. */
+bool client__leg_www_authenticate(struct client_leg *leg, const char *buffer,
+                                  size_t len, enum kb_auth *seen);
+
+/* Keeps in out (outlen bytes) the received-by of the last entry of a Via
+ * value (len bytes): "1.1 ISA01, 1.1 ISA02 (comment)" gives "ISA02", the
+ * listener nearest the client. An entry without one leaves out as it
+ * was. */
+void client__via(const char *v, size_t len, char *out, size_t outlen);
+
+/* Numbers the socket whose local address is ip:port once a request is
+ * about to go on it (the pre-request callback): a new connection claims
+ * its name and is traced OPEN. Makes it the current connection and
+ * returns its number, or 0 when it is none of the client's. */
+uint64_t client__conn_ready(struct client *c, const char *ip, int port);
+
 /* Returns the socket carrying connection conn, or NULL when it is closed
  * (or conn is 0). */
 struct client_socket *client__socket_of(struct client *c, uint64_t conn);
@@ -289,6 +332,20 @@ uint64_t client__open_conn(const struct client *c);
  * or fragment, malloc'd (caller frees), or NULL when out of memory or when
  * curl refuses the path. */
 char *client__url_with_path(CURLU *base, const char *path);
+
+/* ---- rpc.c: outlook-anywhere ---------------------------------------------
+ */
+
+/* Makes outlook-anywhere's next step, res->kind: the RPC channels (both
+ * opened and authenticated, up to CONN/C2) or one RPC call (a request PDU
+ * on IN, its echo awaited on OUT), and fills *res. After the last step, or
+ * a step that failed, the channels are closed: IN by the client, then OUT
+ * by Exchange in turn. */
+void client__rpc_step(struct client *c, struct client_post_result *res);
+
+/* Closes whatever outlook-anywhere still has open and frees it. Accepts a
+ * client of any kind. */
+void client__rpc_free(struct client *c);
 
 /* ---- trace.c --------------------------------------------------------------
  */

@@ -108,6 +108,22 @@ static size_t client_header_list(const struct client *c, bool get,
     CLIENT_HDR("Expect", "100-continue", false);
     CLIENT_HDR("Authorization", auth, !auth);
     break;
+  case CLIENT_KIND_OUTLOOK_ANYWHERE:
+    /* MS-RPCH 2.1.2.1.1 names Accept, User-Agent, Host, Content-Length,
+     * Cache-Control and Pragma for both channels; their order here is
+     * WinINet's (assumed), Authorization last. */
+    CLIENT_HDR("Host", NULL, false);
+    CLIENT_HDR("Content-Type", NULL, false); /* none: not a form */
+    CLIENT_HDR("Accept", "application/rpc", false);
+    CLIENT_HDR("User-Agent", ua, false);
+    CLIENT_HDR("Host", c->host, false);
+    CLIENT_HDR("Content-Length", length, false);
+    CLIENT_HDR("Connection", "Keep-Alive", false);
+    CLIENT_HDR("Cache-Control", "no-cache", false);
+    CLIENT_HDR("Pragma", "no-cache", false);
+    CLIENT_HDR("Authorization", auth, !auth);
+    CLIENT_HDR("Expect", NULL, false);
+    break;
   case CLIENT_KIND_COMMUNICATOR:
   case CLIENT_KIND_OUTLOOK:
   case CLIENT_KIND_ONE_SHOT:
@@ -133,10 +149,11 @@ static size_t client_header_list(const struct client *c, bool get,
 
 /* Builds the request headers of a leg into a libcurl list, which the
  * caller frees with curl_slist_free_all: client_header_list's, with auth
- * (when not NULL) as the Authorization and the Content-Length of the len
- * bytes it sends. Returns NULL when out of memory. */
-static struct curl_slist *client_headers(const struct client *c, bool get,
-                                         const char *auth, size_t len)
+ * (when not NULL) as the Authorization and len as the Content-Length (the
+ * bytes it sends, or outlook-anywhere's announced length). Returns NULL
+ * when out of memory. */
+struct curl_slist *client__headers(const struct client *c, bool get,
+                                   const char *auth, uint64_t len)
 {
   struct curl_slist *result = NULL;
   struct curl_slist *list = NULL;
@@ -145,7 +162,7 @@ static struct curl_slist *client_headers(const struct client *c, bool get,
   size_t i, n;
   char length[32];
 
-  snprintf(length, sizeof(length), "%zu", len);
+  snprintf(length, sizeof(length), "%" PRIu64, len);
   n = client_header_list(c, get, auth, length, table);
   kb_buf_init(&line, CLIENT_MAX_AUTH_VALUE + 64);
   for(i = 0; i < n; i++) {
@@ -215,7 +232,7 @@ static CURLcode client_send_leg(struct client *c,
   c->current_conn = 0;
   c->current_name[0] = '\0';
   c->errbuf[0] = '\0';
-  headers = client_headers(c, p->get, auth, len);
+  headers = client__headers(c, p->get, auth, len);
   if(!c->easy || !headers ||
      curl_easy_setopt(c->easy, CURLOPT_URL, p->url) != CURLE_OK ||
      curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, headers) != CURLE_OK)

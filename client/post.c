@@ -68,20 +68,13 @@ enum client_outcome client__final_status(struct client *c,
 
 /* ---- NTLM ---------------------------------------------------------------- */
 
-/* Answers the type 2 in leg1's 401 (the handshake began with type1): the
- * client challenge is drawn as "client/<id>/post/<n>/client-challenge", the
- * NTLMv2 timestamp read from the clock, and a MIC added when ntlm_mic is
- * set. Returns CLIENT_OK with *auth set to the Authorization value "NTLM
- * <type 3>" (malloc'd; the caller wipes and frees it), or the POST's
- * outcome with p->res->detail and *auth NULL. */
-static enum client_outcome client_ntlm_answer(struct client *c,
-                                              const struct client_post_ctx *p,
-                                              const struct ntlm_bytes *type1,
-                                              const struct client_leg *leg1,
-                                              char **auth)
+enum client_outcome client__ntlm_answer(struct client *c,
+                                        struct client_post_result *res,
+                                        const struct ntlm_bytes *type1,
+                                        const struct client_leg *leg1,
+                                        char **auth)
 {
   enum client_outcome result = CLIENT_PROTOCOL_ERROR;
-  struct client_post_result *res = p->res;
   struct ntlm_bytes token = {NULL, 0};
   struct ntlm_bytes type3 = {NULL, 0};
   struct ntlm_message challenge;
@@ -173,7 +166,7 @@ static enum client_outcome client_ntlm_type3(struct client *c,
   CURLcode rc;
 
   client__leg_init(&leg);
-  result = client_ntlm_answer(c, p, type1, leg1, &auth);
+  result = client__ntlm_answer(c, res, type1, leg1, &auth);
   if(result != CLIENT_OK)
     goto out;
   rc = client__run_leg(c, p, CLIENT_LEG_AUTHENTICATE, auth, p->body, p->len,

@@ -171,7 +171,9 @@ static void client_record(struct client *c,
     v->scheduling_available = ok;
     break;
   case CLIENT_POST_PAGE:
-    break; /* the page is only the way in */
+  case CLIENT_POST_RPC_CHANNELS:
+  case CLIENT_POST_RPC_CALL:
+    break; /* the way in; outlook-anywhere's calls show nothing */
   }
   v->connections = (unsigned)c->conn_count;
 }
@@ -184,7 +186,11 @@ int client_step(struct client *client, struct client_post_result *res)
   r = &client->results[client->nresults];
   memset(r, 0, sizeof(*r));
   r->index = client->next_index;
-  if(client->phase == CLIENT_PHASE_AUTODISCOVER)
+  if(client->kind == CLIENT_KIND_OUTLOOK_ANYWHERE)
+    r->kind = client->phase == CLIENT_PHASE_AUTODISCOVER
+                  ? CLIENT_POST_RPC_CHANNELS
+                  : CLIENT_POST_RPC_CALL;
+  else if(client->phase == CLIENT_PHASE_AUTODISCOVER)
     r->kind = client->kind == CLIENT_KIND_IE ? CLIENT_POST_PAGE
                                              : CLIENT_POST_AUTODISCOVER;
   else {
@@ -194,7 +200,10 @@ int client_step(struct client *client, struct client_post_result *res)
     client_think(client, r);
   }
   r->at_ms = kb_clock_now(&client->clock, client->origin);
-  client__post(client, r->kind, r);
+  if(client->kind == CLIENT_KIND_OUTLOOK_ANYWHERE)
+    client__rpc_step(client, r);
+  else
+    client__post(client, r->kind, r);
   client->nresults++;
   client->next_index++;
   client_record(client, r);
@@ -209,6 +218,9 @@ int client_step(struct client *client, struct client_post_result *res)
                         ? CLIENT_PHASE_EWS
                         : CLIENT_PHASE_DONE;
   else if(client->next_index >= client->lead + client->ews_posts)
+    client->phase = CLIENT_PHASE_DONE;
+  /* outlook-anywhere closed its channels after a call that failed. */
+  if(client->kind == CLIENT_KIND_OUTLOOK_ANYWHERE && r->outcome != CLIENT_OK)
     client->phase = CLIENT_PHASE_DONE;
   if(res)
     *res = *r;

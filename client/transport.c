@@ -176,6 +176,32 @@ static bool client_socket_is(curl_socket_t fd, const char *ip, int port)
   return !strcmp(text, ip);
 }
 
+uint64_t client__conn_ready(struct client *c, const char *ip, int port)
+{
+  size_t i;
+  c->current_conn = 0;
+  c->current_name[0] = '\0';
+  for(i = 0; i < c->nsockets; i++) {
+    if(!client_socket_is(c->sockets[i].fd, ip, port))
+      continue;
+    if(!c->sockets[i].conn) {
+      /* A new connection: claim its name before the first byte goes. */
+      /* (libcurl's conn_primary_port is the URL's, not the balancer's
+       * pick.) */
+      if(c->sockets[i].name[0] && port > 0 && port <= 65535)
+        kb_names_claim(&c->names, (uint16_t)port, c->sockets[i].remote_port,
+                       c->sockets[i].name);
+      c->sockets[i].conn = ++c->conn_count;
+      c->leg_new_conn = c->sockets[i].conn;
+      client__trace(c, KB_TRACE_OPEN, c->sockets[i].conn, NULL, 0);
+    }
+    c->current_conn = c->sockets[i].conn;
+    memcpy(c->current_name, c->sockets[i].name, sizeof(c->current_name));
+    break;
+  }
+  return c->current_conn;
+}
+
 /* CURLOPT_PREREQFUNCTION: called before each request, once its connection
  * is established or picked for reuse (libcurl's own NTLM handshake and its
  * retry after a dead connection each pass here again). Ends the previous
@@ -187,31 +213,10 @@ static int client_prereq(void *clientp, char *conn_primary_ip,
                          int conn_local_port)
 {
   struct client *c = clientp;
-  size_t i;
   (void)conn_primary_ip;
   (void)conn_primary_port;
   client__req_flush(c);
-  c->current_conn = 0;
-  c->current_name[0] = '\0';
-  for(i = 0; i < c->nsockets; i++) {
-    if(!client_socket_is(c->sockets[i].fd, conn_local_ip, conn_local_port))
-      continue;
-    if(!c->sockets[i].conn) {
-      /* A new connection: claim its name before the first byte goes. */
-      /* (libcurl's conn_primary_port is the URL's, not the balancer's
-       * pick.) */
-      if(c->sockets[i].name[0] && conn_local_port > 0 &&
-         conn_local_port <= 65535)
-        kb_names_claim(&c->names, (uint16_t)conn_local_port,
-                       c->sockets[i].remote_port, c->sockets[i].name);
-      c->sockets[i].conn = ++c->conn_count;
-      c->leg_new_conn = c->sockets[i].conn;
-      client__trace(c, KB_TRACE_OPEN, c->sockets[i].conn, NULL, 0);
-    }
-    c->current_conn = c->sockets[i].conn;
-    memcpy(c->current_name, c->sockets[i].name, sizeof(c->current_name));
-    break;
-  }
+  client__conn_ready(c, conn_local_ip, conn_local_port);
   return CURL_PREREQFUNC_OK;
 }
 
@@ -245,11 +250,7 @@ static int client_debug(CURL *handle, curl_infotype type, char *data,
   return 0;
 }
 
-/* Keeps in out (outlen bytes) the received-by of the last entry of a Via
- * value (len bytes): "1.1 ISA01, 1.1 ISA02 (comment)" gives "ISA02", the
- * listener nearest the client. An entry without one leaves out as it
- * was. */
-static void client_via(const char *v, size_t len, char *out, size_t outlen)
+void client__via(const char *v, size_t len, char *out, size_t outlen)
 {
   const char *end = v + len, *at = v, *by, *p;
   size_t n;
@@ -274,40 +275,15 @@ static void client_via(const char *v, size_t len, char *out, size_t outlen)
   out[n] = '\0';
 }
 
-/* CURLOPT_HEADERFUNCTION: keeps the WWW-Authenticate values that matter
- * for authentication, and who answered (Via). A status line starts a new
- * response (1xx responses, and for Outlook libcurl's own 401s, come before the
- * final one), so it clears what an earlier one left. One challenge per header
- * line, as IIS and ISA send them. Returns the bytes consumed; never aborts the
- * transfer, since an oversized value is reported once the response is complete.
- */
-static size_t client_header(char *buffer, size_t size, size_t nitems,
-                            void *userdata)
+bool client__leg_www_authenticate(struct client_leg *leg, const char *buffer,
+                                  size_t len, enum kb_auth *seen)
 {
   static const char name[] = "WWW-Authenticate:";
-  struct client *c = userdata;
-  struct client_leg *leg = c->leg;
-  size_t len = size * nitems;
   const char *v;
   size_t vlen;
-  if(!leg)
-    return len;
-  if(len >= 5 && !memcmp(buffer, "HTTP/", 5)) {
-    const char *sp = memchr(buffer, ' ', len);
-    int status = 0;
-    if(sp && (size_t)(sp - buffer) + 4 <= len && sp[1] >= '0' && sp[1] <= '9' &&
-       sp[2] >= '0' && sp[2] <= '9' && sp[3] >= '0' && sp[3] <= '9')
-      status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
-    client__leg_reset_response(leg);
-    client__req_response(c, status);
-    return len;
-  }
-  if(len > 4 && !strncasecmp(buffer, "Via:", 4)) {
-    client_via(buffer + 4, len - 4, leg->via, sizeof(leg->via));
-    return len;
-  }
+
   if(len < sizeof(name) - 1 || strncasecmp(buffer, name, sizeof(name) - 1))
-    return len;
+    return false;
   v = buffer + sizeof(name) - 1;
   vlen = len - (sizeof(name) - 1);
   while(vlen && (*v == ' ' || *v == '\t')) {
@@ -317,7 +293,7 @@ static size_t client_header(char *buffer, size_t size, size_t nitems,
   while(vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' ||
                  v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
     vlen--;
-  client__req_resp_auth(c, kb_auth_classify(v, vlen));
+  *seen = kb_auth_classify(v, vlen);
   if(vlen >= 4 && !strncasecmp(v, "NTLM", 4) &&
      (vlen == 4 || v[4] == ' ' || v[4] == '\t')) {
     if(vlen == 4)
@@ -336,6 +312,41 @@ static size_t client_header(char *buffer, size_t size, size_t nitems,
   }
   else
     leg->other_scheme = true;
+  return true;
+}
+
+/* CURLOPT_HEADERFUNCTION: keeps the WWW-Authenticate values that matter
+ * for authentication, and who answered (Via). A status line starts a new
+ * response (1xx responses, and for Outlook libcurl's own 401s, come before the
+ * final one), so it clears what an earlier one left. One challenge per header
+ * line, as IIS and ISA send them. Returns the bytes consumed; never aborts the
+ * transfer, since an oversized value is reported once the response is complete.
+ */
+static size_t client_header(char *buffer, size_t size, size_t nitems,
+                            void *userdata)
+{
+  struct client *c = userdata;
+  struct client_leg *leg = c->leg;
+  size_t len = size * nitems;
+  enum kb_auth seen;
+  if(!leg)
+    return len;
+  if(len >= 5 && !memcmp(buffer, "HTTP/", 5)) {
+    const char *sp = memchr(buffer, ' ', len);
+    int status = 0;
+    if(sp && (size_t)(sp - buffer) + 4 <= len && sp[1] >= '0' && sp[1] <= '9' &&
+       sp[2] >= '0' && sp[2] <= '9' && sp[3] >= '0' && sp[3] <= '9')
+      status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
+    client__leg_reset_response(leg);
+    client__req_response(c, status);
+    return len;
+  }
+  if(len > 4 && !strncasecmp(buffer, "Via:", 4)) {
+    client__via(buffer + 4, len - 4, leg->via, sizeof(leg->via));
+    return len;
+  }
+  if(client__leg_www_authenticate(leg, buffer, len, &seen))
+    client__req_resp_auth(c, seen);
   return len;
 }
 

@@ -51,7 +51,8 @@ static void proxy_conn_free(struct proxy__conn *conn)
 {
   if(!conn)
     return;
-  if(conn->fwd_state == PROXY__FWD_RUNNING) {
+  if(conn->fwd_state == PROXY__FWD_RUNNING ||
+     (conn->stream.live && !conn->stream.up_done)) {
     curl_multi_remove_handle(conn->multi, conn->curl);
     proxy__busy_unlink(conn);
   }

@@ -82,6 +82,8 @@ void proxy__peer_finish(struct proxy__conn *conn)
 
   int unread = 0;
 
+  /* A streamed channel ends with its client (stream.c). */
+  proxy__stream_client_left(conn);
   if(!conn->peer_gone || conn->peer_shut || conn->answering ||
      conn->fwd_state != PROXY__FWD_IDLE)
     return;
@@ -96,7 +98,8 @@ void proxy__peer_finish(struct proxy__conn *conn)
    * answer's completion calls this again. */
   if(ioctl(conn->peer.fd, FIONREAD, &unread) == 0 && unread > 0)
     return;
-  if(conn->req.started || conn->req.uri)
+  /* A channel's end is noted where it is cut (stream.c). */
+  if((conn->req.started || conn->req.uri) && !conn->req.stream)
     proxy__note(conn, KB_NOTE_CLIENT_LEFT,
                 "%s: the client closed it in the middle of "
                 "a request; closing it, nothing forwarded",

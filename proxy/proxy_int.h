@@ -198,6 +198,24 @@ struct proxy__req {
   bool refused_early; /* Content-Length said too big: 413 before reading */
   bool nomem;         /* the body could not be stored */
   enum kb_http_verdict framing; /* what kb_http.h found in the head */
+  /* An RPC channel (stream.c): decided from its head, its body streamed
+   * upstream as it comes (body then holds what libcurl has not taken),
+   * declared its Content-Length. */
+  bool stream;
+  uint64_t declared;
+};
+
+/* A streamed request's state on its connection (stream.c). */
+struct proxy__stream {
+  size_t up_off;  /* bytes of req.body libcurl has taken */
+  bool up_paused; /* the read callback paused: nothing left to take */
+  bool body_done; /* the client's body is complete */
+  bool live;      /* a 2xx queued while its transfer runs on */
+  bool up_done;   /* ... and the transfer has ended */
+  bool gone;      /* ... and the client has gone */
+  bool waiting;   /* its reader suspended the connection (mc) */
+  struct MHD_Connection *mc;
+  size_t down_off; /* bytes of fwd.body the reader has written */
 };
 
 /* The answer to one client request, before it is queued. */
@@ -270,7 +288,8 @@ struct proxy__conn {
   bool dropped;
   struct proxy__conn *held_prev, *held_next;
   struct proxy__req req;
-  struct kb_guard_slot *slot; /* its deadlines (NULL: none) */
+  struct proxy__stream stream; /* the streamed request's, if req.stream */
+  struct kb_guard_slot *slot;  /* its deadlines (NULL: none) */
   /* The forward in flight (fwd_state RUNNING) or just ended (DONE). */
   enum proxy__fwd_state fwd_state;
   struct MHD_Connection *mc; /* the client connection of the forward */
@@ -379,6 +398,21 @@ bool proxy__defect_fold(const struct proxy__conn *conn, const char *name,
 void proxy__defect_folded(struct proxy__conn *conn, struct MHD_Response *r,
                           const struct kb_buf *fold, struct proxy__answer *ans);
 
+/* stream.c: RPC over HTTP's channels, streamed both ways. */
+bool proxy__stream_method(const char *method);
+bool proxy__stream_wanted(struct MHD_Connection *mc, const char *method,
+                          uint64_t *declared);
+void proxy__stream_setup(struct proxy__conn *conn);
+int proxy__stream_body(struct proxy__conn *conn, const char *data, size_t len);
+void proxy__stream_more(struct proxy__conn *conn);
+struct MHD_Response *proxy__stream_response(struct proxy__conn *conn,
+                                            uint64_t size);
+void proxy__stream_wake(struct proxy__conn *conn);
+void proxy__stream_head(struct proxy__conn *conn);
+bool proxy__stream_finish(struct proxy__conn *conn, CURLcode res);
+void proxy__stream_end(struct proxy__conn *conn);
+void proxy__stream_client_left(struct proxy__conn *conn);
+
 /* Whether proxy has defect d (proxy_config.defects). */
 static inline bool proxy__defect(const struct proxy *proxy, enum kb_defect d)
 {
@@ -399,6 +433,8 @@ void proxy__forward(struct proxy__conn *conn, struct MHD_Connection *mc,
 void proxy__fwd_check(struct proxy__conn *conn);
 void proxy__fwd_finish(struct proxy__conn *conn, CURLcode res);
 void proxy__fwd_release(struct proxy__conn *conn);
+void proxy__relay(struct proxy__conn *conn, struct proxy__fwd *fwd,
+                  unsigned status, struct proxy__answer *ans, bool live);
 int64_t proxy__mono_ms(void);
 void proxy__upstream_attach(struct proxy__conn *conn,
                             struct proxy__upstream *u);

@@ -23,6 +23,7 @@ static void proxy_req_reset(struct proxy__conn *conn)
   proxy__buf_recycle(&conn->uri_buf);
   proxy__buf_recycle(&conn->fwd.body);
   proxy__buf_recycle(&conn->fwd.headers);
+  memset(&conn->stream, 0, sizeof(conn->stream));
 }
 
 /* Looks up the name the peer of mc claimed for its connection to the
@@ -78,6 +79,8 @@ void proxy__on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
   (void)mc;
   (void)toe;
   if(conn) {
+    /* A channel whose client ended first closes its upstream side. */
+    proxy__stream_end(conn);
     proxy_req_reset(conn);
     conn->answering = false;
     kb_guard_next(conn->slot);
@@ -233,7 +236,12 @@ static enum kb_http_verdict proxy_check_head(struct proxy__conn *conn,
 void proxy__describe_forward(const struct proxy__conn *conn, const char *method,
                              char *out, size_t outlen)
 {
-  if(!strcmp(method, "POST") && !conn->req.body.len)
+  if(conn->req.stream)
+    snprintf(out, outlen,
+             "%s forwarded, its body streamed as it comes (%" PRIu64
+             " bytes announced)",
+             method, conn->req.declared);
+  else if(!strcmp(method, "POST") && !conn->req.body.len)
     snprintf(out, outlen, "POST forwarded without its body");
   else if(conn->req.body.len)
     snprintf(out, outlen, "%s forwarded with its %zu-byte body", method,
@@ -338,7 +346,9 @@ enum proxy_step {
   PROXY_STEP_READ = 0, /* MHD_YES: read on */
   PROXY_STEP_CLOSE,    /* MHD_NO: close the connection without an answer */
   PROXY_STEP_DECIDE,   /* refused from its head: decide and answer now */
-  PROXY_STEP_HOLD      /* MHD_YES, suspended: the defect expect-hang */
+  PROXY_STEP_HOLD,     /* MHD_YES, suspended: the defect expect-hang */
+  PROXY_STEP_STREAM    /* an RPC channel: decide and forward now, then
+                          stream its body (stream.c) */
 };
 
 /* The access handler's first call on a request, with its head alone:
@@ -347,6 +357,7 @@ enum proxy_step {
  * waiting for 100 Continue, a body announced as too big). */
 static enum proxy_step proxy_request_head(struct proxy__conn *conn,
                                           struct MHD_Connection *mc,
+                                          const char *method,
                                           const char *version)
 {
   conn->req.started = true;
@@ -377,6 +388,12 @@ static enum proxy_step proxy_request_head(struct proxy__conn *conn,
   if(proxy_expects_continue(mc) && proxy_refused_from_head(conn, mc)) {
     conn->req.refused_early = true;
     return PROXY_STEP_DECIDE;
+  }
+  /* An RPC channel's Content-Length is its lifetime, not a body to
+   * gather: it is decided now and streamed (stream.c). */
+  if(proxy__stream_wanted(mc, method, &conn->req.declared)) {
+    conn->req.stream = true;
+    return PROXY_STEP_STREAM;
   }
   /* A body announced as too big is refused before it is read: reading
    * megabytes only to refuse them is what a slow-drip attack wants. */
@@ -511,7 +528,8 @@ static enum MHD_Result proxy_request_answer(struct proxy__conn *conn,
   if(!ans.response)
     return MHD_NO;
   /* The unread body makes the connection unusable: say it closes. */
-  if(conn->req.refused_early)
+  if(conn->req.refused_early ||
+     (conn->req.stream && !conn->stream.body_done && !conn->stream.live))
     MHD_add_response_header(ans.response, MHD_HTTP_HEADER_CONNECTION, "close");
 
   ans.delta.requests = 1;
@@ -552,7 +570,7 @@ enum MHD_Result proxy__on_request(void *cls, struct MHD_Connection *mc,
     return MHD_NO;
   }
   if(!conn->req.started) {
-    switch(proxy_request_head(conn, mc, version)) {
+    switch(proxy_request_head(conn, mc, method, version)) {
     case PROXY_STEP_READ:
     case PROXY_STEP_HOLD:
       return MHD_YES;
@@ -560,12 +578,39 @@ enum MHD_Result proxy__on_request(void *cls, struct MHD_Connection *mc,
       return MHD_NO;
     case PROXY_STEP_DECIDE:
       break;
+    case PROXY_STEP_STREAM:
+      return proxy_request_answer(conn, mc, url, method);
     }
+  }
+  else if(*upload_data_size && conn->req.stream &&
+          conn->fwd_state == PROXY__FWD_RUNNING) {
+    /* A channel being forwarded: its body goes up as it comes. */
+    if(proxy__stream_body(conn, upload_data, *upload_data_size))
+      return MHD_NO; /* more than max_body held: the channel closes */
+    *upload_data_size = 0;
+    return MHD_YES;
+  }
+  else if(*upload_data_size && conn->req.stream &&
+          conn->fwd_state == PROXY__FWD_IDLE) {
+    /* Answered from its head (a 401, the answer already queued). */
+    *upload_data_size = 0;
+    return MHD_YES;
+  }
+  else if(*upload_data_size && conn->req.stream) {
+    /* An answer came before the body's end: queued now, the connection
+     * closes after it. */
+    *upload_data_size = 0;
+    return proxy_request_answer(conn, mc, url, method);
   }
   else if(*upload_data_size) {
     proxy_request_body(conn, upload_data, *upload_data_size);
     *upload_data_size = 0;
     return MHD_YES;
+  }
+  if(conn->req.stream && !conn->stream.body_done) {
+    /* The final call: the channel's body is complete. */
+    conn->stream.body_done = true;
+    proxy__stream_more(conn);
   }
   return proxy_request_answer(conn, mc, url, method);
 }

@@ -160,8 +160,14 @@ static size_t proxy_curl_header(char *data, size_t size, size_t nmemb,
   }
   while(len && (data[len - 1] == '\r' || data[len - 1] == '\n'))
     len--;
-  /* Skip the blank end line and obsolete folded continuations. */
-  if(!len || data[0] == ' ' || data[0] == '\t')
+  /* The blank end line: a streamed request's answer may go now
+   * (stream.c). */
+  if(!len) {
+    proxy__stream_head(fwd->conn);
+    return total;
+  }
+  /* Skip obsolete folded continuations. */
+  if(data[0] == ' ' || data[0] == '\t')
     return total;
   if(kb_buf_add(&fwd->headers, data, len) != KB_BUF_OK ||
      kb_buf_add(&fwd->headers, "\n", 1) != KB_BUF_OK) {
@@ -172,7 +178,8 @@ static size_t proxy_curl_header(char *data, size_t size, size_t nmemb,
 }
 
 /* Collects the response body up to max_body; past it the transfer is
- * aborted and the client gets a 502. */
+ * aborted and the client gets a 502 (a streamed answer, which the client
+ * reads as it comes, is cut). */
 static size_t proxy_curl_write(char *data, size_t size, size_t nmemb,
                                void *userp)
 {
@@ -183,6 +190,8 @@ static size_t proxy_curl_write(char *data, size_t size, size_t nmemb,
     fwd->too_big = true;
     return 0;
   }
+  if(fwd->conn->stream.live)
+    proxy__stream_wake(fwd->conn);
   return total;
 }
 
@@ -364,9 +373,11 @@ static size_t proxy_split_headers(struct proxy__fwd *fwd,
  * headers minus hop-by-hop ones (and, with the defect challenge-rewritten,
  * its WWW-Authenticate headers folded: defects.c), body, plus our Via. The
  * response points into fwd->body, which must stay as it is until the request
- * completes. Fills ans; ans->response stays NULL when out of memory. */
-static void proxy_relay(struct proxy__conn *conn, struct proxy__fwd *fwd,
-                        unsigned status, struct proxy__answer *ans)
+ * completes; live: the transfer runs on, and the response reads its body
+ * from fwd->body as it comes, announcing the backend's Content-Length
+ * (stream.c). Fills ans; ans->response stays NULL when out of memory. */
+void proxy__relay(struct proxy__conn *conn, struct proxy__fwd *fwd,
+                  unsigned status, struct proxy__answer *ans, bool live)
 {
   struct MHD_Response *r = NULL;
   struct proxy_header stack[PROXY_SPLIT_STACK];
@@ -388,8 +399,17 @@ static void proxy_relay(struct proxy__conn *conn, struct proxy__fwd *fwd,
   if(kb_buf_add(&fwd->body, "", 0) != KB_BUF_OK) /* allocates if empty */
     goto out;
   body_len = fwd->body.len;
-  r = MHD_create_response_from_buffer(body_len, fwd->body.data,
-                                      MHD_RESPMEM_PERSISTENT);
+  if(live) {
+    uint64_t size = MHD_SIZE_UNKNOWN;
+    for(i = 0; i < count; i++)
+      if(!strcasecmp(h[i].name, MHD_HTTP_HEADER_CONTENT_LENGTH))
+        size = strtoull(h[i].value, NULL, 10);
+    r = proxy__stream_response(conn, size);
+    body_len = size == MHD_SIZE_UNKNOWN ? 0 : (size_t)size;
+  }
+  else
+    r = MHD_create_response_from_buffer(body_len, fwd->body.data,
+                                        MHD_RESPMEM_PERSISTENT);
   if(!r)
     goto out;
   ans->status = status;
@@ -722,7 +742,7 @@ void proxy__forward(struct proxy__conn *conn, struct MHD_Connection *mc,
   size_t body_len = conn->req.body.len;
   bool is_post = !strcmp(method, "POST");
   bool is_head = !strcmp(method, "HEAD");
-  bool send_body = !is_head && (is_post || body_len > 0);
+  bool send_body = !is_head && (is_post || body_len > 0 || conn->req.stream);
 
   /* The buffers keep their memory from one request to the next; the
    * previous answer, which may have pointed into fwd.body, is complete. */
@@ -771,7 +791,12 @@ void proxy__forward(struct proxy__conn *conn, struct MHD_Connection *mc,
    * branch below sets the method whole, so nothing of the previous request
    * (NOBODY after a HEAD, a custom verb, ...) carries over. */
   curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, NULL);
-  if(send_body) {
+  if(conn->req.stream) {
+    /* An RPC channel: its body as the client sends it (stream.c). */
+    proxy__stream_setup(conn);
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+  }
+  else if(send_body) {
     /* POSTFIELDS even when empty, so an empty POST goes out with
      * "Content-Length: 0" exactly as the client sent it. */
     curl_easy_setopt(curl, CURLOPT_POST, 1L);
@@ -815,6 +840,10 @@ void proxy__fwd_finish(struct proxy__conn *conn, CURLcode res)
 {
   long code = 0;
 
+  /* A streamed answer already queued: it ends with its transfer. */
+  if(proxy__stream_finish(conn, res))
+    return;
+
   if(res == CURLE_OK)
     curl_easy_getinfo(conn->curl, CURLINFO_RESPONSE_CODE, &code);
   /* Done with the handle: the upstream connection stays in the multi
@@ -823,11 +852,28 @@ void proxy__fwd_finish(struct proxy__conn *conn, CURLcode res)
   conn->timer_at = -1;
   proxy__busy_unlink(conn);
   if(res == CURLE_OK && code >= 100 && code <= 999)
-    proxy_relay(conn, &conn->fwd, (unsigned)code, &conn->pending);
+    proxy__relay(conn, &conn->fwd, (unsigned)code, &conn->pending, false);
   else
     proxy_upstream_failed(conn, &conn->fwd, res, conn->fwd_err, &conn->pending);
   proxy__fwd_release(conn);
   conn->fwd_state = PROXY__FWD_DONE;
+  if(conn->req.stream) {
+    curl_easy_setopt(conn->curl, CURLOPT_TIMEOUT_MS,
+                     conn->proxy->upstream_timeout_ms);
+    /* An RPC channel's answer before the client's body is complete
+     * cannot be queued until libmicrohttpd calls with more body, which
+     * the client may never send: its connection is closed instead. */
+    if(!conn->stream.body_done && !conn->suspended && conn->mc) {
+      const union MHD_ConnectionInfo *fd =
+          MHD_get_connection_info(conn->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+      proxy__note(conn, KB_NOTE_NONE,
+                  "the published server answered %ld before the %s body's "
+                  "end: the client's channel is closed",
+                  code, "streamed");
+      if(fd)
+        shutdown(fd->connect_fd, SHUT_RDWR);
+    }
+  }
   /* Not suspended yet: libmicrohttpd calls again at once and finds the
    * answer. */
   if(conn->suspended) {
@@ -843,7 +889,8 @@ void proxy__fwd_check(struct proxy__conn *conn)
   CURLMsg *msg;
   int left = 0;
 
-  while(conn->fwd_state == PROXY__FWD_RUNNING &&
+  while((conn->fwd_state == PROXY__FWD_RUNNING ||
+         (conn->stream.live && !conn->stream.up_done)) &&
         (msg = curl_multi_info_read(conn->multi, &left))) {
     if(msg->msg == CURLMSG_DONE && msg->easy_handle == conn->curl) {
       CURLcode res = msg->data.result;

@@ -56,7 +56,7 @@ static bool sim__same_shape(const struct scenario *a, const struct scenario *b)
 {
   size_t i;
 
-  if(a->nusers != b->nusers || a->auth != b->auth ||
+  if(a->nusers != b->nusers || a->auth != b->auth || a->defects != b->defects ||
      a->kerberos != b->kerberos ||
      memcmp(a->user_internal, b->user_internal, sizeof(a->user_internal)) ||
      a->idle_timeout_ms != b->idle_timeout_ms ||
@@ -123,6 +123,9 @@ void sim_scenario_topology(const struct scenario *sc, struct kb_users *users,
   cfg->seed = sc->seed;
   cfg->trace = trace;
   cfg->auth = sc->auth;
+  cfg->defects = sc->defects;
+  cfg->backend_auth =
+      scenario_passes_through(sc) ? BACKEND_AUTH_INTEGRATED : BACKEND_AUTH_NONE;
   cfg->idle_timeout_ms = sc->idle_timeout_ms;
   cfg->max_requests = sc->max_requests;
   cfg->balancer = sc->balancer;

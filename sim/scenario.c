@@ -105,6 +105,8 @@ struct scenario_parse {
   char error[384];
   unsigned client_user_line;
   unsigned connection_sharing_line; /* 0 when the key is not given */
+  unsigned auth_line;               /* [listener] auth, 0: not given */
+  unsigned defect_line;             /* [listener] defect, 0: not given */
   unsigned users_line;
   /* [kerberos] internal as written, judged once [users] is whole. */
   char internal[SCENARIO_TEXT * 4];
@@ -272,16 +274,98 @@ static struct scenario_member *scenario__member(struct scenario *sc,
   return NULL;
 }
 
+/* Reads [listener] defect = NAME[, NAME...] (kb_defect.h's names) into
+ * sc->defects; a name kbsim's listener cannot have yet is refused. */
+static void scenario__defects(struct scenario_parse *p, const char *v)
+{
+  char list[SCENARIO_TEXT], *save = NULL, *name;
+  enum kb_defect d;
+  char why[320];
+
+  p->defect_line = p->line;
+  snprintf(list, sizeof(list), "%s", v);
+  for(name = strtok_r(list, ", \t", &save); name;
+      name = strtok_r(NULL, ", \t", &save)) {
+    if(kb_defect_parse(name, &d, why, sizeof(why))) {
+      scenario__fail(p, "[listener] defect = %s: %s", name, why);
+      return;
+    }
+    if(proxy_defect_unavailable(d)) {
+      scenario__fail(p, "[listener] defect = %s: %s", name,
+                     proxy_defect_unavailable(d));
+      return;
+    }
+    p->sc->defects |= PROXY_DEFECT(d);
+  }
+  if(!p->sc->defects)
+    scenario__fail(p, "[listener] defect is empty: name one or more, e.g. "
+                      "handshake-split");
+}
+
+/* Settles the listener of a file with [listener] defect: a pass-through
+ * defect makes it pass NTLM through (auth none), as serve --defect does,
+ * and cannot go with auth = integrated or basic; an authenticating one
+ * cannot go with a listener that does not authenticate, nor with a
+ * pass-through one. */
+static void scenario__settle_defects(struct scenario_parse *p)
+{
+  struct scenario *sc = p->sc;
+  const char *through = NULL, *authenticating = NULL;
+  unsigned i;
+
+  for(i = 0; i < KB_DEFECT_COUNT; i++) {
+    const struct kb_defect_info *info = kb_defect_info((enum kb_defect)i);
+    if(!(sc->defects & PROXY_DEFECT(i)) || !info)
+      continue;
+    if(info->where == KB_DEFECT_PASS_THROUGH && !through)
+      through = info->name;
+    else if(info->where == KB_DEFECT_AUTHENTICATING && !authenticating)
+      authenticating = info->name;
+  }
+  p->line = p->defect_line;
+  if(through && authenticating)
+    scenario__fail(p,
+                   "[listener] defect = %s passes NTLM through, %s breaks a "
+                   "listener that authenticates: name defects of one kind",
+                   through, authenticating);
+  else if(through && p->auth_line && sc->auth != PROXY_AUTH_NONE)
+    scenario__fail(p,
+                   "[listener] defect = %s passes NTLM through to Exchange; "
+                   "auth = %s cannot have it: set auth = none or remove it",
+                   through, proxy_auth_name(sc->auth));
+  else if(through)
+    sc->auth = PROXY_AUTH_NONE;
+  else if(authenticating && sc->auth == PROXY_AUTH_NONE)
+    scenario__fail(p,
+                   "[listener] defect = %s breaks a listener that "
+                   "authenticates; auth = none cannot have it",
+                   authenticating);
+}
+
+bool scenario_passes_through(const struct scenario *sc)
+{
+  unsigned i;
+
+  for(i = 0; i < KB_DEFECT_COUNT; i++)
+    if((sc->defects & PROXY_DEFECT(i)) &&
+       kb_defect_info((enum kb_defect)i)->where == KB_DEFECT_PASS_THROUGH)
+      return true;
+  return false;
+}
+
 static void scenario__listener(struct scenario_parse *p, const char *key,
                                const char *v)
 {
   struct scenario *sc = p->sc;
 
   if(!strcmp(key, "auth")) {
+    p->auth_line = p->line;
     if(proxy_auth_parse(v, &sc->auth))
       scenario__fail(p, "[listener] auth = %s: use integrated, basic or none",
                      v);
   }
+  else if(!strcmp(key, "defect"))
+    scenario__defects(p, v);
   else if(!strcmp(key, "idle_timeout")) {
     if(scenario_parse_duration(v, &sc->idle_timeout_ms))
       scenario__fail(p,
@@ -307,7 +391,7 @@ static void scenario__listener(struct scenario_parse *p, const char *key,
   }
   else
     scenario__fail(p,
-                   "[listener] has no key '%s'; it knows auth, "
+                   "[listener] has no key '%s'; it knows auth, defect, "
                    "idle_timeout, max_requests, balancer",
                    key);
 }
@@ -704,6 +788,8 @@ static void scenario__check(struct scenario_parse *p)
   }
   if(p->internal_line && !p->error_line)
     scenario__internal(p);
+  if(p->defect_line)
+    scenario__settle_defects(p);
   /* The kind may come after the key, so it is judged once both are read. */
   if(p->connection_sharing_line && sc->kind != CLIENT_KIND_DOTNET) {
     p->line = p->connection_sharing_line;

@@ -65,6 +65,10 @@ struct scenario {
 
   /* [listener] */
   enum proxy_auth auth;
+  /* defect = NAME, ...: PROXY_DEFECT bits, every member's (serve
+   * --defect). A pass-through defect makes the members pass NTLM through
+   * (auth none) to an Exchange that authenticates itself. */
+  unsigned defects;
   int64_t idle_timeout_ms;
   unsigned max_requests;
   enum balancer_mode balancer;
@@ -102,6 +106,10 @@ struct scenario {
 
   struct scenario_expect expect;
 };
+
+/* Whether sc's listener passes NTLM through to an Exchange that
+ * authenticates (a pass-through [listener] defect). */
+bool scenario_passes_through(const struct scenario *sc);
 
 /* Fills sc with the defaults: one RTM member without the script,
  * integrated listener, FABRIKAM\alice, one Communicator client, 2 EWS

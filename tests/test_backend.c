@@ -1088,6 +1088,157 @@ START_TEST(stop_with_connections_open)
 }
 END_TEST
 
+/* ---- the RPC proxy (/rpc/rpcproxy.dll) ---------------------------------- */
+
+/* A loopback connection to b. */
+static int rpc_connect(struct backend *b)
+{
+  struct sockaddr_in sa;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+  ck_assert_int_ge(fd, 0);
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(backend_port(b));
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  return fd;
+}
+
+/* Sends len bytes on fd. */
+static void rpc_send(int fd, const void *data, size_t len)
+{
+  ck_assert_int_eq(send(fd, data, len, 0), (ssize_t)len);
+}
+
+/* Receives exactly len bytes from fd into buf. */
+static void rpc_recv(int fd, uint8_t *buf, size_t len)
+{
+  size_t got;
+  ssize_t n;
+
+  for(got = 0; got < len; got += (size_t)n) {
+    n = recv(fd, buf + got, len - got, 0);
+    ck_assert_int_gt(n, 0);
+  }
+}
+
+/* An RTS PDU of len bytes whose second command is the virtual connection
+ * cookie (CONN/A1: 76 bytes, CONN/B1: 104; the rest left zero). */
+static void rpc_rts(uint8_t *p, size_t len, const uint8_t *cookie)
+{
+  memset(p, 0, len);
+  p[0] = 5;
+  p[2] = 20;
+  p[3] = 3;
+  p[4] = 0x10;
+  p[8] = (uint8_t)len;
+  p[20] = 6;
+  p[24] = 1;
+  p[28] = 3;
+  memcpy(p + 32, cookie, 16);
+}
+
+/* Opens an OUT channel (RPC_OUT_DATA with CONN/A1 for cookie) on a new
+ * connection and reads its answer's head, which must be a 200 announcing
+ * 1 GB. Returns the connection. */
+static int rpc_out(struct backend *b, const uint8_t *cookie)
+{
+  static const char head[] =
+      "RPC_OUT_DATA /rpc/rpcproxy.dll?exch:6004 "
+      "HTTP/1.1\r\nHost: x\r\nContent-Length: 76\r\n\r\n";
+  uint8_t a1[76];
+  char resp[1024] = "";
+  size_t got = 0;
+  int fd = rpc_connect(b);
+
+  rpc_rts(a1, sizeof(a1), cookie);
+  rpc_send(fd, head, strlen(head));
+  rpc_send(fd, a1, sizeof(a1));
+  while(!strstr(resp, "\r\n\r\n")) {
+    ssize_t n = recv(fd, resp + got, 1, 0);
+    ck_assert_int_eq(n, 1);
+    got++;
+    ck_assert_uint_lt(got, sizeof(resp) - 1);
+  }
+  ck_assert_msg(!strncmp(resp, "HTTP/1.1 200 ", 13), "%s", resp);
+  ck_assert_msg(strstr(resp, "\r\nContent-Length: 1073741824\r\n"), "%s", resp);
+  ck_assert_msg(strstr(resp, "\r\nContent-Type: application/rpc\r\n"), "%s",
+                resp);
+  return fd;
+}
+
+/* Both channels of a virtual connection: CONN/B1 on IN brings CONN/A3 and
+ * CONN/C2 on OUT, a request PDU comes back as a response PDU with its
+ * call_id and stub, and IN's close closes OUT. */
+START_TEST(rpc_proxy_channels)
+{
+  static const char in_head[] = "RPC_IN_DATA /rpc/rpcproxy.dll?exch:6004 "
+                                "HTTP/1.1\r\nHost: x\r\n"
+                                "Content-Length: 1073741824\r\n\r\n";
+  static const uint8_t cookie[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  static const uint8_t request[28] = {5, 0, 0, 3, 0x10, 0,   0,   0,  28, 0,
+                                      0, 0, 7, 0, 0,    0,   4,   0,  0,  0,
+                                      0, 0, 9, 0, 'e',  'c', 'h', 'o'};
+  struct backend *b = start_backend(0, NULL);
+  uint8_t b1[104], got[72];
+  int out = rpc_out(b, cookie);
+  int in = rpc_connect(b);
+
+  rpc_rts(b1, sizeof(b1), cookie);
+  rpc_send(in, in_head, strlen(in_head));
+  rpc_send(in, b1, sizeof(b1));
+  /* CONN/A3 (28 bytes) and CONN/C2 (44 bytes). */
+  rpc_recv(out, got, 72);
+  ck_assert_int_eq(got[2], 20);
+  ck_assert_int_eq(got[8], 28);
+  ck_assert_int_eq(got[28 + 2], 20);
+  ck_assert_int_eq(got[28 + 8], 44);
+  rpc_send(in, request, sizeof(request));
+  rpc_recv(out, got, sizeof(request));
+  ck_assert_int_eq(got[2], 2);  /* response */
+  ck_assert_int_eq(got[12], 7); /* call_id */
+  ck_assert_int_eq(got[22], 0); /* cancel_count where opnum was */
+  ck_assert_int_eq(memcmp(got + 24, "echo", 4), 0);
+  close(in);
+  /* The virtual connection is over: OUT's answer is cut. */
+  ck_assert_int_eq(recv(out, got, sizeof(got), 0), 0);
+  close(out);
+  ck_assert_int_eq(backend_wait_idle(b, 5000), 0);
+  /* Two requests reached Exchange, none of them EWS. */
+  assert_stats(b, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+  backend_stop(b);
+}
+END_TEST
+
+/* A backend stops with an OUT channel waiting (its connection suspended)
+ * and an IN channel open, without hanging or leaking (libmicrohttpd must
+ * not stop with a connection suspended; the ASan build checks leaks). */
+START_TEST(rpc_proxy_stop_with_channels_open)
+{
+  static const char in_head[] = "RPC_IN_DATA /rpc/rpcproxy.dll?exch:6004 "
+                                "HTTP/1.1\r\nHost: x\r\n"
+                                "Content-Length: 1073741824\r\n\r\n";
+  static const uint8_t cookie[16] = {9};
+  static const uint8_t other[16] = {8};
+  struct backend *b = start_backend(0, NULL);
+  uint8_t b1[104];
+  int out = rpc_out(b, cookie);
+  int in = rpc_connect(b);
+
+  /* A CONN/B1 naming no virtual connection: read, and ignored. */
+  rpc_rts(b1, sizeof(b1), other);
+  rpc_send(in, in_head, strlen(in_head));
+  rpc_send(in, b1, sizeof(b1));
+  backend_stop(b);
+  /* The waiting OUT answer was resumed and cut: its connection is closed,
+   * with nothing sent after the head. */
+  ck_assert_int_eq(recv(out, b1, sizeof(b1), 0), 0);
+  close(in);
+  close(out);
+}
+END_TEST
+
 START_TEST(start_errors_are_one_line)
 {
   struct backend_config cfg;
@@ -1139,6 +1290,8 @@ static Suite *backend_suite(void)
   tcase_add_test(tc, trace_classifies_authorization);
   tcase_add_test(tc, stop_with_connections_open);
   tcase_add_test(tc, start_errors_are_one_line);
+  tcase_add_test(tc, rpc_proxy_channels);
+  tcase_add_test(tc, rpc_proxy_stop_with_channels_open);
   suite_add_tcase(s, tc);
   return s;
 }

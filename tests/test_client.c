@@ -84,7 +84,7 @@ int main(void)
 {
   static Suite *(*const suites[])(void) = {
       client_session_suite, client_kinds_suite, client_field_suite,
-      client_peer_suite, NULL};
+      client_peer_suite,    client_rpc_suite,   NULL};
 
   return kbt_run_list(suites) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -34,5 +34,6 @@ Suite *client_session_suite(void);
 Suite *client_kinds_suite(void);
 Suite *client_field_suite(void);
 Suite *client_peer_suite(void);
+Suite *client_rpc_suite(void);
 
 #endif /* TESTS_TEST_CLIENT_H */

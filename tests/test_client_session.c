@@ -710,15 +710,16 @@ END_TEST
 
 START_TEST(test_kind_names)
 {
-  static const char *const names[] = {"communicator", "outlook", "one-shot",
-                                      "ie",           "dotnet",  "java"};
+  static const char *const names[] = {
+      "communicator", "outlook", "one-shot",        "ie",
+      "dotnet",       "java",    "outlook-anywhere"};
   struct client_config cc;
   struct client *c = NULL;
   enum client_kind k;
   char err[256];
   int i;
 
-  for(i = 0; i < 6; i++) {
+  for(i = 0; i < 7; i++) {
     ck_assert_str_eq(client_kind_name((enum client_kind)i), names[i]);
     k = (enum client_kind)99;
     ck_assert_int_eq(client_kind_parse(names[i], &k), 0);
@@ -735,7 +736,8 @@ START_TEST(test_kind_names)
   cc.kind = (enum client_kind)7;
   ck_assert_int_eq(client_create(&cc, &c, err, sizeof(err)), -1);
   ck_assert_str_eq(err, "client: unknown client kind; use communicator, "
-                        "outlook, one-shot, ie, dotnet or java");
+                        "outlook, one-shot, ie, dotnet, java or "
+                        "outlook-anywhere");
   /* connection_sharing is dotnet's alone. */
   cc = cl_config("http://127.0.0.1:1", 1, "alice", KBT_ALICE_PASSWORD);
   cc.kind = CLIENT_KIND_JAVA;

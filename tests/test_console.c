@@ -668,7 +668,7 @@ START_TEST(sessions_of_other_kinds)
 
   served_start(&s, args);
   j = status_of(&s);
-  ck_assert_uint_eq(json_array_size(at(j, "kinds")), 6);
+  ck_assert_uint_eq(json_array_size(at(j, "kinds")), 7);
   ck_assert_str_eq(at_str(j, "kinds.0.name"), "communicator");
   ck_assert_str_eq(at_str(j, "kinds.3.name"), "ie");
   ck_assert_str_eq(at_str(j, "kinds.3.label"), "Internet Explorer");
@@ -699,7 +699,7 @@ START_TEST(sessions_of_other_kinds)
   j = post_json(&s, "/sessions", "{\"kind\": \"netscape\"}", 400);
   ck_assert_str_eq(at_str(j, "error"),
                    "\"kind\" must be a client kind: communicator, outlook, "
-                   "one-shot, ie, dotnet or java");
+                   "one-shot, ie, dotnet, java or outlook-anywhere");
   json_decref(j);
   j = post_json(&s, "/sessions", "{\"kind\": 3}", 400);
   json_decref(j);

@@ -1100,13 +1100,25 @@ START_TEST(demo_of_other_kinds)
                                            "authenticated connection"));
   proc_free(&p);
 
+  /* Outlook Anywhere: its channels, clean both times, counted in calls. */
+  PROC_KBSIM(&p, "demo", "--kind", "outlook-anywhere");
+  ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+  ck_assert_ptr_nonnull(strstr(p.out.data, "One Outlook Anywhere session: "
+                                           "FABRIKAM\\alice, the RPC "
+                                           "channels' setup + 2 RPC calls"));
+  ck_assert_int_eq(proc_count(p.out.data, "Step 1: the RPC channels"), 2);
+  ck_assert_int_eq(proc_count(p.out.data, "The RPC channels: ok"), 2);
+  ck_assert_ptr_null(strstr(p.out.data, "EWS POST"));
+  proc_free(&p);
+
   PROC_KBSIM(&p, "demo", "--kind", "netscape");
   ck_assert_int_eq(p.status, 2);
   ck_assert_str_eq(p.out.data, "");
   ck_assert_ptr_nonnull(strstr(p.err.data, "kbsim demo: --kind: 'netscape' "
                                            "is no client kind; kinds are "
                                            "communicator, outlook, one-shot, "
-                                           "ie, dotnet or java\n"));
+                                           "ie, dotnet, java or "
+                                           "outlook-anywhere\n"));
   proc_free(&p);
 }
 END_TEST
