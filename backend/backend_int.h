@@ -68,6 +68,8 @@ struct backend {
   struct backend_auth_server auth; /* the gate's view of the server */
   char *domain, *dns_domain;       /* owned copies behind auth */
   bool status;                     /* answer GET /kbsim/status */
+  /* HTTPS: the config's PEM text (borrowed); NULL for plain HTTP. */
+  const char *tls_cert_pem, *tls_key_pem;
   /* The last BACKEND_MAX_RECORDS connections, connection id at
    * (id - 1) % BACKEND_MAX_RECORDS; guarded by lock. */
   struct backend_conn_info *records;

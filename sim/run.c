@@ -57,7 +57,11 @@ static bool sim__same_shape(const struct scenario *a, const struct scenario *b)
   if(a->nusers != b->nusers || a->auth != b->auth ||
      a->idle_timeout_ms != b->idle_timeout_ms ||
      a->max_requests != b->max_requests || a->balancer != b->balancer ||
-     a->nmembers != b->nmembers || strcmp(a->dns_domain, b->dns_domain))
+     a->nmembers != b->nmembers || strcmp(a->dns_domain, b->dns_domain) ||
+     a->tls != b->tls ||
+     a->bridge_same_certificate != b->bridge_same_certificate ||
+     a->exchange_auth != b->exchange_auth ||
+     a->extended_protection != b->extended_protection)
     return false;
   for(i = 0; i < a->nusers; i++)
     if(strcmp(a->user_specs[i], b->user_specs[i]))
@@ -122,6 +126,10 @@ void sim_scenario_topology(const struct scenario *sc, struct kb_users *users,
   cfg->idle_timeout_ms = sc->idle_timeout_ms;
   cfg->max_requests = sc->max_requests;
   cfg->balancer = sc->balancer;
+  cfg->tls = sc->tls;
+  cfg->bridge_same_certificate = sc->bridge_same_certificate;
+  cfg->backend_auth = sc->exchange_auth;
+  cfg->extended_protection = sc->extended_protection;
   cfg->nmembers = sc->nmembers;
   for(i = 0; i < sc->nmembers; i++) {
     cfg->members[i].name = sc->members[i].name;
@@ -423,4 +431,9 @@ void sim_outcome_summary(const struct scenario *sc, const struct sim_outcome *o,
     sim__append(out, len, &pos, "; %" PRIu64 " login%s refused",
                 o->proxy.auth_failed + o->proxy.basic_failed,
                 sim__s(o->proxy.auth_failed + o->proxy.basic_failed));
+  if(o->backend.channel_binding_refused)
+    sim__append(out, len, &pos, "; Exchange refused %" PRIu64 " login%s: %s",
+                o->backend.channel_binding_refused,
+                sim__s(o->backend.channel_binding_refused),
+                o->backend.channel_binding_why);
 }

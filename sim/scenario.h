@@ -13,10 +13,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "backend/backend.h"
 #include "balancer/balancer.h"
 #include "client/client.h"
 #include "ntlm/ntlm.h"
 #include "proxy/proxy.h"
+#include "sim/topology.h"
 
 #define SCENARIO_MAX_MEMBERS 16
 #define SCENARIO_MAX_USERS 64
@@ -68,6 +70,12 @@ struct scenario {
   int64_t idle_timeout_ms;
   unsigned max_requests;
   enum balancer_mode balancer;
+  enum sim_tls tls;             /* tls = none|offload|bridge */
+  bool bridge_same_certificate; /* bridge_certificate = same|own */
+
+  /* [exchange] */
+  enum backend_auth exchange_auth;      /* auth = none|integrated */
+  enum backend_epa extended_protection; /* none|allow|require */
 
   /* [member NAME] sections, in file order */
   struct scenario_member members[SCENARIO_MAX_MEMBERS];

@@ -19,12 +19,24 @@
 #include "balancer/balancer.h"
 #include "client/client.h"
 #include "client/verdict.h"
+#include "common/kb_cert.h"
 #include "common/kb_env.h"
 #include "common/kb_users.h"
 #include "proxy/proxy.h"
 #include "sim/sim_env.h"
 
 #define SIM_MAX_MEMBERS 16
+
+/* TLS on the hops, as ISA publishes Exchange: none (plain HTTP, the
+ * default), offload (HTTPS from the client to the listener, HTTP from the
+ * listener to Exchange) or bridge (HTTPS on both hops). */
+enum sim_tls { SIM_TLS_NONE = 0, SIM_TLS_OFFLOAD, SIM_TLS_BRIDGE };
+
+/* "none" / "offload" / "bridge". */
+const char *sim_tls_name(enum sim_tls tls);
+
+/* Parses a TLS mode; returns 0, or -1 when name is none of them. */
+int sim_tls_parse(const char *name, enum sim_tls *out);
 
 /* One ISA array member. */
 struct sim_member {
@@ -43,6 +55,16 @@ struct sim_topology_config {
    * integrated, with users, behind a listener that passes NTLM through
    * (auth PROXY_AUTH_NONE). */
   enum backend_auth backend_auth;
+  /* Integrated Exchange: Extended Protection (backend.h). */
+  enum backend_epa extended_protection;
+  /* TLS: with anything but none, the topology makes a throwaway CA and
+   * certificates for the run (kb_pki_create), every listener serves HTTPS
+   * and the clients verify against the CA; bridge also makes Exchange
+   * serve HTTPS, the listeners verifying it. bridge_same_certificate:
+   * the listeners present Exchange's certificate (the same on both hops)
+   * instead of their own. */
+  enum sim_tls tls;
+  bool bridge_same_certificate;
   int64_t idle_timeout_ms; /* listener keep-alive limits */
   unsigned max_requests;
   /* Client connections each listener holds (0: 1024, fewer when the
@@ -90,6 +112,8 @@ struct sim_topology {
   uint32_t source; /* clients' and members' IPv4 source; 0: the kernel's */
   char backend_url[64];
   char proxy_url[64];
+  enum sim_tls tls;
+  struct kb_pki pki; /* with TLS: the run's CA and certificates; zeroed */
 };
 
 /* Starts backend then proxy. Returns 0 with *out owning the topology
