@@ -200,6 +200,12 @@ static const struct kbsim_opt client_opts[] = {
     {"host", 'H', "NAME",
      "The Host header (default "
      "autodiscover.fabrikam.com)."},
+    {"ca-file", 'C', "FILE",
+     "For an https URL: verify the listener's certificate against the CA "
+     "certificates in FILE (PEM; what 'kbsim serve' and 'kbsim exchange "
+     "--tls' write with --ca-file) instead of the system's. On HTTPS the "
+     "NTLMv2 type 3 carries the channel binding of the certificate the "
+     "listener presented (Extended Protection)."},
     {"pcap", 'P', "FILE",
      "Write the session's own hop as a capture for Wireshark or tshark, "
      "on the real clock."},
@@ -222,7 +228,7 @@ const struct kbsim_command kbsim_client_command = {
     "client",
     "--url URL --user SPEC [--kind KIND] [--connection-sharing] [--posts N] "
     "[--think DURATION] [--ntlm v2|v2-mic|v1|v1-ess] [--host NAME] "
-    "[EVIDENCE]",
+    "[--ca-file FILE] [EVIDENCE]",
     "one Communicator session against any listener, on the real clock",
     "One Communicator session (or another client kind's, --kind) against "
     "any listener. Prints each POST as it completes (connection, legs, "
@@ -249,7 +255,30 @@ struct kbsim_client_run {
   struct sim_recorder rec;
   struct sim_names names;
   bool exit_now; /* --help printed: exit with the code returned */
+  char *ca_pem;  /* --ca-file's text (owned), or NULL */
 };
+
+/* Reads --ca-file's PEM text into r. Returns 0, or 2 after printing what
+ * was wrong. */
+static int kbsim_client_ca(struct kbsim_client_run *r, const char *path)
+{
+  FILE *f = fopen(path, "r");
+  size_t n = 0;
+  bool ok;
+
+  free(r->ca_pem);
+  r->ca_pem = f ? calloc(1, 65537) : NULL;
+  ok = r->ca_pem && (n = fread(r->ca_pem, 1, 65536, f)) > 0 && !ferror(f) &&
+       n < 65536 && strstr(r->ca_pem, "-----BEGIN CERTIFICATE-----");
+  if(f)
+    fclose(f);
+  if(!ok)
+    return kbsim_bad_args("--ca-file %s: %s", path,
+                          !f ? "cannot be read; give the PEM file serve "
+                               "or exchange wrote"
+                             : "holds no PEM certificate (under 64 KiB)");
+  return 0;
+}
 
 /* Takes one option c with its value arg into *r. Returns 0, or 2 after
  * printing what was wrong. */
@@ -304,6 +333,8 @@ static int kbsim_client_option(struct kbsim_client_run *r, int c,
   case 'H':
     r->host = arg;
     break;
+  case 'C':
+    return kbsim_client_ca(r, arg);
   case KBSIM_OPT_REDACT:
     evidence_set_redact(true);
     break;
@@ -488,6 +519,7 @@ static int kbsim_cmd_client(int argc, char **argv)
   r->cfg.domain = r->domain;
   r->cfg.user = r->user;
   r->cfg.password = r->password;
+  r->cfg.ca_pem = r->ca_pem;
   result = kbsim_client_record(r);
   if(result)
     goto done;
@@ -509,6 +541,7 @@ done:
   free(r->files.session.results);
   free(r->files.session.views);
   explicit_bzero(r->password, sizeof(r->password));
+  free(r->ca_pem);
   free(r);
   return result;
 }

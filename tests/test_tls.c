@@ -21,6 +21,7 @@
 #include "kbt.h"
 #include "ntlm/ntlm.h"
 #include "proc.h"
+#include "served.h"
 #include "sim/run.h"
 #include "sim/scenario.h"
 
@@ -527,6 +528,118 @@ START_TEST(scenario_keys)
 }
 END_TEST
 
+/* ---- the commands ----------------------------------------------------------
+ */
+
+#define ALICE "FABRIKAM\\alice:Passw0rd!"
+
+/* kbsim exchange --tls: HTTPS with a certificate of the CA it wrote to
+ * --ca-file, which libcurl verifies; under --extended-protection require
+ * curl's NTLM (which sends no channel binding) is refused. */
+START_TEST(exchange_tls_serves)
+{
+  struct served x;
+  char dir[256], ca[300], url[96];
+  char *pem;
+  long status;
+
+  proc_tmpdir("kbsim-tls", dir, sizeof(dir));
+  snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+  served_start_command(&x, "exchange",
+                       (const char *const[]){"--listen", "127.0.0.1:0", "--tls",
+                                             "--ca-file", ca, NULL});
+  ck_assert_ptr_nonnull(strstr(x.banner.data, "OU=Exchange"));
+  snprintf(url, sizeof(url), "https://127.0.0.1:%u/EWS/Services.wsdl",
+           served_port(&x, "Exchange ("));
+  pem = proc_slurp(ca, NULL);
+  ck_assert_int_eq(tls_get(url, pem, &status, NULL), CURLE_OK);
+  ck_assert_int_eq(status, 200);
+  ck_assert_int_eq(tls_get(url, NULL, &status, NULL),
+                   CURLE_PEER_FAILED_VERIFICATION);
+  free(pem);
+  served_stop(&x);
+  kb_buf_free(&x.rest);
+  proc_rmdir(dir);
+}
+END_TEST
+
+/* kbsim serve --tls bridge passing NTLM through to an Exchange that
+ * requires Extended Protection: kbsim client, trusting the CA serve
+ * wrote, signs in when the listener presents Exchange's certificate
+ * (exit 0) and is refused when it presents its own (exit 1). */
+START_TEST(serve_tls_bridge)
+{
+  static const char *const certs[] = {"same", "own"};
+  struct served s;
+  struct proc_out p;
+  char dir[256], ca[300], url[96];
+  size_t i;
+
+  proc_tmpdir("kbsim-tls", dir, sizeof(dir));
+  snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+  for(i = 0; i < 2; i++) {
+    served_start(&s,
+                 (const char *const[]){
+                     "--proxy", "127.0.0.1:0", "--backend", "127.0.0.1:0",
+                     "--pass-through", "--user", ALICE, "--tls", "bridge",
+                     "--bridge-certificate", certs[i], "--extended-protection",
+                     "require", "--ca-file", ca, "--quiet", NULL});
+    ck_assert_ptr_nonnull(strstr(s.banner.data, "TLS:          bridge"));
+    snprintf(url, sizeof(url), "https://127.0.0.1:%u/",
+             served_port(&s, "ISA listener:"));
+    PROC_KBSIM(&p, "client", "--url", url, "--user", ALICE, "--ca-file", ca,
+               "--posts", "1");
+    ck_assert_msg(p.status == (int)i, "--bridge-certificate %s: exit %d\n%s%s",
+                  certs[i], p.status, p.out.data, p.err.data);
+    proc_free(&p);
+    served_stop(&s);
+    kb_buf_free(&s.rest);
+  }
+  proc_rmdir(dir);
+}
+END_TEST
+
+/* What does not go together is a usage error (exit 2) in one line. */
+START_TEST(cli_refusals)
+{
+  struct proc_out p;
+  const char *bad;
+
+  PROC_KBSIM(&p, "serve", "--proxy", "127.0.0.1:0", "--backend", "127.0.0.1:0",
+             "--policy", "per-request", "--user", ALICE, "--bridge-certificate",
+             "same");
+  bad = proc_usage_error(&p);
+  ck_assert_msg(!bad, "%s", bad);
+  ck_assert_ptr_nonnull(strstr(p.err.data, "give --tls bridge"));
+  proc_free(&p);
+  PROC_KBSIM(&p, "serve", "--proxy", "127.0.0.1:0", "--backend", "127.0.0.1:0",
+             "--policy", "per-request", "--user", ALICE,
+             "--extended-protection", "require");
+  ck_assert_ptr_null(proc_usage_error(&p));
+  ck_assert_ptr_nonnull(strstr(p.err.data, "give --pass-through"));
+  proc_free(&p);
+  PROC_KBSIM(&p, "exchange", "--listen", "127.0.0.1:0", "--ca-file", "x");
+  ck_assert_ptr_null(proc_usage_error(&p));
+  proc_free(&p);
+  PROC_KBSIM(&p, "exchange", "--listen", "127.0.0.1:0", "--extended-protection",
+             "require");
+  ck_assert_ptr_null(proc_usage_error(&p));
+  ck_assert_ptr_nonnull(strstr(p.err.data, "give --auth integrated"));
+  proc_free(&p);
+  PROC_KBSIM(&p, "client", "--url", "https://127.0.0.1:1/", "--user", ALICE,
+             "--ca-file", "/nonexistent/ca.pem");
+  ck_assert_ptr_null(proc_usage_error(&p));
+  proc_free(&p);
+  /* A TLS serve records nothing yet, and says so. */
+  PROC_KBSIM(&p, "serve", "--proxy", "127.0.0.1:0", "--backend", "127.0.0.1:0",
+             "--policy", "per-request", "--user", ALICE, "--tls", "offload",
+             "--transcript", "/dev/null");
+  ck_assert_int_eq(p.status, 1);
+  ck_assert_ptr_nonnull(strstr(p.err.data, "cannot record a TLS serve yet"));
+  proc_free(&p);
+}
+END_TEST
+
 static Suite *tls_suite(void)
 {
   Suite *s = suite_create("tls");
@@ -548,6 +661,12 @@ static Suite *tls_suite(void)
   tcase_add_test(tc, epa_allow_and_missing);
   tcase_add_test(tc, run_prints_why);
   tcase_add_test(tc, scenario_keys);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("commands");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, exchange_tls_serves);
+  tcase_add_test(tc, serve_tls_bridge);
+  tcase_add_test(tc, cli_refusals);
   suite_add_tcase(s, tc);
   return s;
 }
