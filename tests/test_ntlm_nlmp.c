@@ -133,8 +133,8 @@ START_TEST(test_key_exch_vector)
                                          0x55, 0x55, 0x55, 0x55};
   struct ntlm_client_creds c = {"Domain", "User", "Password", "COMPUTER",
                                 NTLM_RESPONSE_V2};
-  struct ntlm_client_options opt = {nt_client_chal, 0, random_key, false,
-                                    NULL, NULL};
+  struct ntlm_client_options opt = {nt_client_chal, 0,    random_key,
+                                    false,          NULL, NULL};
   struct ntlm_message chal, m;
   struct ntlm_bytes out = {0};
   struct ntlm_identity who;
