@@ -217,7 +217,7 @@ static int kbsim_serve_check_flags(struct kbsim_serve_opts *o)
       kbsim_serve_defect_of(o->defects, KB_DEFECT_AUTHENTICATING);
   char why[64];
 
-  if(o->have_bridge_certificate && o->tls != SIM_TLS_BRIDGE)
+  if(o->have_bridge_certificate && o->tls != SCENARIO_TLS_BRIDGE)
     return kbsim_bad_args("--bridge-certificate is which certificate a "
                           "bridging listener presents; give --tls bridge");
   if(o->extended_protection && !through && !o->pass_through)
@@ -316,7 +316,7 @@ static int kbsim_serve_flag_opt(struct kbsim_serve_opts *o, int c,
     *flag_only = "--user-file";
     break;
   case KBSIM_SERVE_TLS:
-    if(sim_tls_parse(optarg, &o->tls))
+    if(scenario_tls_parse(optarg, &o->tls))
       return kbsim_bad_args("--tls: '%s' is not none, offload or bridge",
                             optarg);
     *flag_only = "--tls";

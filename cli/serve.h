@@ -56,7 +56,7 @@ struct kbsim_serve_opts {
   /* TLS (the flag form's --tls, --bridge-certificate and
    * --extended-protection; a scenario sets them in its file) and where
    * the run's CA certificate is written (--ca-file, either form). */
-  enum sim_tls tls;
+  enum scenario_tls tls;
   bool bridge_same_certificate, have_bridge_certificate;
   enum backend_epa extended_protection;
   const char *ca_file;

@@ -42,7 +42,7 @@ static int kbsim_serve_write_ca(struct kbsim_serve *s, char *err, size_t errlen)
   FILE *f;
   bool ok;
 
-  if(!path || s->topo->tls == SIM_TLS_NONE)
+  if(!path || s->topo->tls == SCENARIO_TLS_NONE)
     return 0;
   f = fopen(path, "w");
   ok = f && fputs(s->topo->pki.ca.cert_pem, f) >= 0;
@@ -84,7 +84,7 @@ static int kbsim_serve_topology(struct kbsim_serve *s, char *err, size_t errlen)
   cfg->extended_protection = sc->extended_protection;
   cfg->tls = sc->tls;
   cfg->bridge_same_certificate = sc->bridge_same_certificate;
-  if(s->recording && sc->tls != SIM_TLS_NONE) {
+  if(s->recording && sc->tls != SCENARIO_TLS_NONE) {
     /* What the balancer relays is TLS records, not HTTP. */
     snprintf(err, errlen,
              "--pcap, --transcript, --json and --html cannot record a TLS "
@@ -170,7 +170,7 @@ static void kbsim_serve_array(struct kbsim_serve *s, struct admin_array *out)
   memset(out, 0, sizeof(*out));
   memset(s->members, 0, sizeof(s->members));
   for(i = 0; i < topo->nproxies; i++) {
-    kbsim_serve_url_tls(topo->tls != SIM_TLS_NONE, s->cfg.proxy_host,
+    kbsim_serve_url_tls(topo->tls != SCENARIO_TLS_NONE, s->cfg.proxy_host,
                         topo->proxy_ports[i], s->member_urls[i],
                         sizeof(s->member_urls[i]));
     s->members[i].name = s->sc->members[i].name;
@@ -179,7 +179,7 @@ static void kbsim_serve_array(struct kbsim_serve *s, struct admin_array *out)
     s->members[i].script = s->sc->members[i].script;
     s->members[i].proxy = topo->proxies[i];
   }
-  kbsim_serve_url_tls(topo->tls == SIM_TLS_BRIDGE, o->backend.host,
+  kbsim_serve_url_tls(topo->tls == SCENARIO_TLS_BRIDGE, o->backend.host,
                       backend_port(topo->backend), s->backend_url,
                       sizeof(s->backend_url));
   out->scenario = s->balanced ? s->sc->name : NULL;
@@ -188,7 +188,7 @@ static void kbsim_serve_array(struct kbsim_serve *s, struct admin_array *out)
   out->backend = topo->backend;
   out->backend_url = s->backend_url;
   if(s->bal) {
-    kbsim_serve_url_tls(topo->tls != SIM_TLS_NONE, o->proxy.host,
+    kbsim_serve_url_tls(topo->tls != SCENARIO_TLS_NONE, o->proxy.host,
                         balancer_port(s->bal), s->balancer_url,
                         sizeof(s->balancer_url));
     out->balancer = s->bal;

@@ -38,13 +38,13 @@ static void kbsim_serve_print_tls(const struct kbsim_serve *s)
 {
   const struct sim_topology *topo = s->topo;
 
-  if(topo->tls == SIM_TLS_NONE)
+  if(topo->tls == SCENARIO_TLS_NONE)
     return;
   printf("TLS:          %s: HTTPS to the listener%s, presenting %s; ",
-         sim_tls_name(topo->tls),
-         topo->tls == SIM_TLS_BRIDGE ? " and to Exchange"
-                                     : ", HTTP to Exchange",
-         topo->tls == SIM_TLS_BRIDGE && s->sc->bridge_same_certificate
+         scenario_tls_name(topo->tls),
+         topo->tls == SCENARIO_TLS_BRIDGE ? " and to Exchange"
+                                          : ", HTTP to Exchange",
+         topo->tls == SCENARIO_TLS_BRIDGE && s->sc->bridge_same_certificate
              ? "Exchange's certificate"
              : "its own certificate");
   if(s->o->ca_file)
@@ -81,7 +81,7 @@ static void kbsim_serve_print_exchange(const struct kbsim_serve *s)
 {
   char url[96];
 
-  kbsim_serve_url_tls(s->topo->tls == SIM_TLS_BRIDGE, s->o->backend.host,
+  kbsim_serve_url_tls(s->topo->tls == SCENARIO_TLS_BRIDGE, s->o->backend.host,
                       backend_port(s->topo->backend), url, sizeof(url));
   printf("Exchange:     %s\n", url);
   printf("Status:       %skbsim/status (Exchange's counters, for kbsim probe "
@@ -112,7 +112,7 @@ static void kbsim_serve_print_members(const struct kbsim_serve *s)
     const struct scenario_member *m = &s->sc->members[i];
 
     snprintf(label, sizeof(label), "Member %s:", m->name);
-    kbsim_serve_url_tls(s->topo->tls != SIM_TLS_NONE, "127.0.0.1",
+    kbsim_serve_url_tls(s->topo->tls != SCENARIO_TLS_NONE, "127.0.0.1",
                         s->topo->proxy_ports[i], murl, sizeof(murl));
     printf("%-13s %s (%s, %s; policy %s: %s)\n", label, murl,
            scenario_patch_name(m->patch),
@@ -150,7 +150,7 @@ static void kbsim_serve_print_users(const struct kbsim_serve *s)
     printf("Passwords:    in %s, [users] (not printed: a scenario of your "
            "own may hold real ones)\n",
            sc->path[0] ? sc->path : "the scenario file");
-  kbsim_serve_url_tls(s->topo->tls != SIM_TLS_NONE, s->o->proxy.host,
+  kbsim_serve_url_tls(s->topo->tls != SCENARIO_TLS_NONE, s->o->proxy.host,
                       balancer_port(s->bal), url, sizeof(url));
   if(shown)
     printf("Try:          %s client --url %s --user '%s'\n", kbsim_program, url,
@@ -170,7 +170,7 @@ static void kbsim_serve_print_array(const struct kbsim_serve *s)
 
   printf("Scenario:     %s%s%s\n", sc->name, sc->description[0] ? " - " : "",
          sc->description);
-  kbsim_serve_url_tls(s->topo->tls != SIM_TLS_NONE, o->proxy.host,
+  kbsim_serve_url_tls(s->topo->tls != SCENARIO_TLS_NONE, o->proxy.host,
                       balancer_port(s->bal), url, sizeof(url));
   printf("Balancer:     %s (%s per TCP connection over %zu member%s)\n", url,
          balancer_mode_name(sc->balancer), sc->nmembers,
@@ -205,7 +205,7 @@ static void kbsim_serve_print_flag(const struct kbsim_serve *s)
   const struct kbsim_serve_opts *o = s->o;
   char url[128];
 
-  kbsim_serve_url_tls(s->topo->tls != SIM_TLS_NONE, o->proxy.host,
+  kbsim_serve_url_tls(s->topo->tls != SCENARIO_TLS_NONE, o->proxy.host,
                       s->relay ? balancer_port(s->bal)
                                : proxy_port(s->topo->proxy),
                       url, sizeof(url));

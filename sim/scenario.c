@@ -40,6 +40,26 @@ enum proxy_policy scenario_effective_policy(enum scenario_patch patch,
                                                : PROXY_POLICY_PER_CONNECTION;
 }
 
+const char *scenario_tls_name(enum scenario_tls tls)
+{
+  return tls == SCENARIO_TLS_BRIDGE    ? "bridge"
+         : tls == SCENARIO_TLS_OFFLOAD ? "offload"
+                                       : "none";
+}
+
+int scenario_tls_parse(const char *name, enum scenario_tls *out)
+{
+  if(!strcmp(name, "none"))
+    *out = SCENARIO_TLS_NONE;
+  else if(!strcmp(name, "offload"))
+    *out = SCENARIO_TLS_OFFLOAD;
+  else if(!strcmp(name, "bridge"))
+    *out = SCENARIO_TLS_BRIDGE;
+  else
+    return -1;
+  return 0;
+}
+
 void scenario_defaults(struct scenario *sc)
 {
   memset(sc, 0, sizeof(*sc));
@@ -306,7 +326,7 @@ static void scenario__listener(struct scenario_parse *p, const char *key,
                      v);
   }
   else if(!strcmp(key, "tls")) {
-    if(sim_tls_parse(v, &sc->tls))
+    if(scenario_tls_parse(v, &sc->tls))
       scenario__fail(p,
                      "[listener] tls = %s: use none (plain HTTP), offload "
                      "(HTTPS to the listener, HTTP to Exchange) or bridge "
@@ -705,13 +725,13 @@ static void scenario__check(struct scenario_parse *p)
                    "such setting: set kind = dotnet or remove the key",
                    client_kind_name(sc->kind));
   }
-  if(p->bridge_certificate_line && sc->tls != SIM_TLS_BRIDGE) {
+  if(p->bridge_certificate_line && sc->tls != SCENARIO_TLS_BRIDGE) {
     p->line = p->bridge_certificate_line;
     scenario__fail(p,
                    "[listener] bridge_certificate is which certificate a "
                    "bridging listener presents; tls = %s does not bridge: "
                    "set tls = bridge or remove the key",
-                   sim_tls_name(sc->tls));
+                   scenario_tls_name(sc->tls));
   }
   if(p->extended_protection_line && sc->extended_protection &&
      sc->exchange_auth != BACKEND_AUTH_INTEGRATED) {

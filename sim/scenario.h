@@ -18,7 +18,6 @@
 #include "client/client.h"
 #include "ntlm/ntlm.h"
 #include "proxy/proxy.h"
-#include "sim/topology.h"
 
 #define SCENARIO_MAX_MEMBERS 16
 #define SCENARIO_MAX_USERS 64
@@ -34,6 +33,21 @@ enum scenario_patch {
 };
 
 const char *scenario_patch_name(enum scenario_patch patch);
+
+/* TLS on the hops, as ISA publishes Exchange: none (plain HTTP, the
+ * default), offload (HTTPS from the client to the listener, HTTP from the
+ * listener to Exchange) or bridge (HTTPS on both hops). */
+enum scenario_tls {
+  SCENARIO_TLS_NONE = 0,
+  SCENARIO_TLS_OFFLOAD,
+  SCENARIO_TLS_BRIDGE
+};
+
+/* "none" / "offload" / "bridge". */
+const char *scenario_tls_name(enum scenario_tls tls);
+
+/* Parses a TLS mode; returns 0, or -1 when name is none of them. */
+int scenario_tls_parse(const char *name, enum scenario_tls *out);
 
 /* The policy a member ends up with: the script takes effect only where the
  * hotfix is (RTM + hotfix, or SP1); anything else stays per-connection. */
@@ -70,7 +84,7 @@ struct scenario {
   int64_t idle_timeout_ms;
   unsigned max_requests;
   enum balancer_mode balancer;
-  enum sim_tls tls;             /* tls = none|offload|bridge */
+  enum scenario_tls tls;        /* tls = none|offload|bridge */
   bool bridge_same_certificate; /* bridge_certificate = same|own */
 
   /* [exchange] */

@@ -45,26 +45,6 @@ static void sim__topology_stamp(void *ctx, const struct kb_trace_event *ev)
   kb_trace_emit(&topo->outer_trace, &stamped);
 }
 
-const char *sim_tls_name(enum sim_tls tls)
-{
-  return tls == SIM_TLS_BRIDGE    ? "bridge"
-         : tls == SIM_TLS_OFFLOAD ? "offload"
-                                  : "none";
-}
-
-int sim_tls_parse(const char *name, enum sim_tls *out)
-{
-  if(!strcmp(name, "none"))
-    *out = SIM_TLS_NONE;
-  else if(!strcmp(name, "offload"))
-    *out = SIM_TLS_OFFLOAD;
-  else if(!strcmp(name, "bridge"))
-    *out = SIM_TLS_BRIDGE;
-  else
-    return -1;
-  return 0;
-}
-
 int sim_topology_start(const struct sim_topology_config *config,
                        struct sim_topology **out, char *err, size_t errlen)
 {
@@ -103,7 +83,8 @@ int sim_topology_start(const struct sim_topology_config *config,
   /* else: zeroed kb_clock / kb_rng mean the real clock and getrandom(). */
 
   topo->tls = config->tls;
-  if(topo->tls != SIM_TLS_NONE && kb_pki_create(&topo->pki, why, sizeof(why))) {
+  if(topo->tls != SCENARIO_TLS_NONE &&
+     kb_pki_create(&topo->pki, why, sizeof(why))) {
     snprintf(err, errlen, "%s", why);
     goto error;
   }
@@ -123,7 +104,7 @@ int sim_topology_start(const struct sim_topology_config *config,
   bcfg.dns_domain = config->dns_domain;
   bcfg.rng = topo->kb_rng;
   bcfg.extended_protection = config->extended_protection;
-  if(topo->tls == SIM_TLS_BRIDGE) {
+  if(topo->tls == SCENARIO_TLS_BRIDGE) {
     bcfg.tls_cert_pem = topo->pki.exchange.cert_pem;
     bcfg.tls_key_pem = topo->pki.exchange.key_pem;
   }
@@ -132,7 +113,7 @@ int sim_topology_start(const struct sim_topology_config *config,
     goto error;
   }
   snprintf(topo->backend_url, sizeof(topo->backend_url), "%s://%s:%u",
-           topo->tls == SIM_TLS_BRIDGE ? "https" : "http",
+           topo->tls == SCENARIO_TLS_BRIDGE ? "https" : "http",
            config->backend_host ? config->backend_host : "127.0.0.1",
            (unsigned)backend_port(topo->backend));
 
@@ -160,9 +141,9 @@ int sim_topology_start(const struct sim_topology_config *config,
     pcfg.rng = topo->kb_rng;
     pcfg.trace = topo->trace;
     pcfg.names = topo->kb_names;
-    if(topo->tls != SIM_TLS_NONE) {
+    if(topo->tls != SCENARIO_TLS_NONE) {
       const struct kb_cert *cert =
-          topo->tls == SIM_TLS_BRIDGE && config->bridge_same_certificate
+          topo->tls == SCENARIO_TLS_BRIDGE && config->bridge_same_certificate
               ? &topo->pki.exchange
               : &topo->pki.isa;
 
@@ -179,7 +160,7 @@ int sim_topology_start(const struct sim_topology_config *config,
   }
   topo->proxy = topo->proxies[0];
   snprintf(topo->proxy_url, sizeof(topo->proxy_url), "%s://%s:%u",
-           topo->tls != SIM_TLS_NONE ? "https" : "http",
+           topo->tls != SCENARIO_TLS_NONE ? "https" : "http",
            config->proxy_host ? config->proxy_host : "127.0.0.1",
            (unsigned)topo->proxy_ports[0]);
   *out = topo;
@@ -325,7 +306,7 @@ void sim_topology_client_config(const struct sim_topology *topo, unsigned id,
   out->trace = topo->trace;
   out->names = topo->kb_names;
   out->source = topo->source;
-  if(topo->tls != SIM_TLS_NONE)
+  if(topo->tls != SCENARIO_TLS_NONE)
     out->ca_pem = topo->pki.ca.cert_pem;
   if(topo->nproxies > 1) {
     out->balancer.pick = sim__balancer_pick;

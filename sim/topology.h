@@ -23,20 +23,10 @@
 #include "common/kb_env.h"
 #include "common/kb_users.h"
 #include "proxy/proxy.h"
+#include "sim/scenario.h"
 #include "sim/sim_env.h"
 
 #define SIM_MAX_MEMBERS 16
-
-/* TLS on the hops, as ISA publishes Exchange: none (plain HTTP, the
- * default), offload (HTTPS from the client to the listener, HTTP from the
- * listener to Exchange) or bridge (HTTPS on both hops). */
-enum sim_tls { SIM_TLS_NONE = 0, SIM_TLS_OFFLOAD, SIM_TLS_BRIDGE };
-
-/* "none" / "offload" / "bridge". */
-const char *sim_tls_name(enum sim_tls tls);
-
-/* Parses a TLS mode; returns 0, or -1 when name is none of them. */
-int sim_tls_parse(const char *name, enum sim_tls *out);
 
 /* One ISA array member. */
 struct sim_member {
@@ -63,7 +53,7 @@ struct sim_topology_config {
    * serve HTTPS, the listeners verifying it. bridge_same_certificate:
    * the listeners present Exchange's certificate (the same on both hops)
    * instead of their own. */
-  enum sim_tls tls;
+  enum scenario_tls tls;
   bool bridge_same_certificate;
   int64_t idle_timeout_ms; /* listener keep-alive limits */
   unsigned max_requests;
@@ -112,7 +102,7 @@ struct sim_topology {
   uint32_t source; /* clients' and members' IPv4 source; 0: the kernel's */
   char backend_url[64];
   char proxy_url[64];
-  enum sim_tls tls;
+  enum scenario_tls tls;
   struct kb_pki pki; /* with TLS: the run's CA and certificates; zeroed */
 };
 

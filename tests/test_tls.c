@@ -316,7 +316,7 @@ static void tls_run(const struct scenario *sc, struct tls_seen *seen,
   ck_assert_str_eq(runner.topo->proxy_url[4] == 's' ? "https" : "http",
                    "https");
   pki = &runner.topo->pki;
-  cert = sc->tls == SIM_TLS_BRIDGE && sc->bridge_same_certificate
+  cert = sc->tls == SCENARIO_TLS_BRIDGE && sc->bridge_same_certificate
              ? &pki->exchange
              : &pki->isa;
   ntlm_tls_end_point_bindings(cert->end_point.hash, cert->end_point.len, cbt);
@@ -325,7 +325,7 @@ static void tls_run(const struct scenario *sc, struct tls_seen *seen,
                               pki->exchange.end_point.len, cbt);
   hex(cbt, 16, exchange_cbt);
   ck_assert_int_eq(strncmp(runner.topo->backend_url, "https:", 6) == 0,
-                   sc->tls == SIM_TLS_BRIDGE);
+                   sc->tls == SCENARIO_TLS_BRIDGE);
   sim_runner_stop(&runner);
   pthread_mutex_destroy(&seen->lock);
 }
@@ -418,7 +418,7 @@ START_TEST(epa_table)
         strstr(o.backend.channel_binding_why, "Extended Protection (require)"));
     /* Bridging: Exchange names the binding it expected, its own. */
     ck_assert_int_eq(strstr(o.backend.channel_binding_why, ec) != NULL,
-                     sc.tls == SIM_TLS_BRIDGE);
+                     sc.tls == SCENARIO_TLS_BRIDGE);
     ck_assert_ptr_nonnull(strstr(summary, "Exchange refused 1 login: "));
     ck_assert_ptr_nonnull(strstr(summary, o.backend.channel_binding_why));
     sim_outcome_free(&o);
@@ -508,7 +508,7 @@ START_TEST(scenario_keys)
 
   ck_assert_int_eq(scenario_load_stream(f, "t.ini", &sc, err, sizeof(err)), 0);
   fclose(f);
-  ck_assert_int_eq(sc.tls, SIM_TLS_BRIDGE);
+  ck_assert_int_eq(sc.tls, SCENARIO_TLS_BRIDGE);
   ck_assert(sc.bridge_same_certificate);
   ck_assert_int_eq(sc.exchange_auth, BACKEND_AUTH_INTEGRATED);
   ck_assert_int_eq(sc.extended_protection, BACKEND_EPA_ALLOW);
