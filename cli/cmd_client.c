@@ -217,6 +217,7 @@ static const struct kbsim_opt client_opts[] = {
     {"html", 'W', "FILE",
      "Write the session's page with its sequence "
      "diagram."},
+    {"keylog", KBSIM_OPT_KEYLOG, "FILE", KBSIM_KEYLOG_HELP},
     {"redact", KBSIM_OPT_REDACT, NULL,
      "Replace what an offline dictionary attack on the password needs (each "
      "NTLM type 3's LM and NT proofs, MIC and session key) by a marker of the "
@@ -338,6 +339,8 @@ static int kbsim_client_option(struct kbsim_client_run *r, int c,
   case KBSIM_OPT_REDACT:
     evidence_set_redact(true);
     break;
+  case KBSIM_OPT_KEYLOG:
+    return kbsim_keylog(arg);
   case 'P':
     r->files.pcap = arg;
     break;

@@ -383,6 +383,7 @@ static const struct kbsim_opt run_opts[] = {
     {"html", 'H', "FILE",
      "Write a self-contained page with a sequence "
      "diagram per run, side by side."},
+    {"keylog", KBSIM_OPT_KEYLOG, "FILE", KBSIM_KEYLOG_HELP},
     {"redact", KBSIM_OPT_REDACT, NULL,
      "Replace what an offline dictionary attack on the password needs (each "
      "NTLM type 3's LM and NT proofs, MIC and session key) by a marker of the "
@@ -540,6 +541,10 @@ static int kbsim_run_option(struct kbsim_run *r, int c, const char *arg)
     break;
   case KBSIM_OPT_REDACT:
     evidence_set_redact(true);
+    break;
+  case KBSIM_OPT_KEYLOG:
+    if(kbsim_keylog(arg))
+      return 3;
     break;
   case 'v':
     r->verbose = true;

@@ -134,6 +134,7 @@ static const struct kbsim_opt serve_opts[] = {
      "On SIGINT/SIGTERM, the JSON report of what passed: every connection "
      "of both hops with its close reason, every exchange as the members "
      "and Exchange saw it, the counters."},
+    {"keylog", KBSIM_OPT_KEYLOG, "FILE", KBSIM_KEYLOG_HELP},
     {"redact", KBSIM_OPT_REDACT, NULL,
      "Replace what an offline dictionary attack on the password needs (each "
      "NTLM type 3's LM and NT proofs, MIC and session key) by a marker of the "
@@ -358,6 +359,10 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
       break;
     case KBSIM_OPT_REDACT:
       evidence_set_redact(true);
+      break;
+    case KBSIM_OPT_KEYLOG:
+      if(kbsim_keylog(optarg))
+        return 3;
       break;
     case 'H':
       if(!*optarg || strlen(optarg) > 253 ||

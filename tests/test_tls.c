@@ -640,6 +640,62 @@ START_TEST(cli_refusals)
 }
 END_TEST
 
+/* --keylog FILE: every TLS connection of a bridged run (the client's to
+ * the listener, the listener's to Exchange) has its TLS 1.3 secrets in
+ * NSS's key log format, from both of its ends (libcurl and GnuTLS), so
+ * Wireshark can decrypt a capture of it; a file that cannot be written
+ * stops the run before it starts (exit 3). */
+START_TEST(keylog_every_connection)
+{
+  static const char *const labels[] = {
+      "CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+      "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0", "EXPORTER_SECRET"};
+  struct proc_out p;
+  char dir[256], log[300], scenario[512], randoms[8][65];
+  char *text, *line, *save = NULL;
+  size_t nrandoms = 0, nlines = 0, i, k;
+
+  proc_tmpdir("kbsim-tls", dir, sizeof(dir));
+  snprintf(log, sizeof(log), "%s/keys.log", dir);
+  snprintf(scenario, sizeof(scenario), "%s/tls/epa-bridge-same-require.ini",
+           SCENARIOS_DIR);
+  PROC_KBSIM(&p, "run", scenario, "--keylog", log);
+  ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+  proc_free(&p);
+  text = proc_slurp(log, NULL);
+  for(line = strtok_r(text, "\n", &save); line;
+      line = strtok_r(NULL, "\n", &save), nlines++) {
+    char label[40], random[65], secret[129];
+
+    ck_assert_msg(sscanf(line, "%39s %64[0-9a-f] %128[0-9a-f]", label, random,
+                         secret) == 3 &&
+                      strlen(random) == 64 && strlen(secret) >= 64,
+                  "not a key log line: %s", line);
+    for(k = 0; k < sizeof(labels) / sizeof(labels[0]); k++)
+      if(!strcmp(label, labels[k]))
+        break;
+    ck_assert_msg(k < sizeof(labels) / sizeof(labels[0]), "label %s", label);
+    for(i = 0; i < nrandoms && strcmp(randoms[i], random); i++)
+      ;
+    if(i == nrandoms) {
+      ck_assert_uint_lt(nrandoms, 8);
+      snprintf(randoms[nrandoms++], sizeof(randoms[0]), "%s", random);
+    }
+  }
+  free(text);
+  /* Two connections (client conn 1, its upstream 1), five secrets each,
+   * written by both ends. */
+  ck_assert_uint_eq(nrandoms, 2);
+  ck_assert_uint_eq(nlines, 2 * 5 * 2);
+
+  PROC_KBSIM(&p, "run", scenario, "--keylog", "/nonexistent/kbsim/keys.log");
+  ck_assert_int_eq(p.status, 3);
+  ck_assert_ptr_nonnull(strstr(p.err.data, "--keylog"));
+  proc_free(&p);
+  proc_rmdir(dir);
+}
+END_TEST
+
 static Suite *tls_suite(void)
 {
   Suite *s = suite_create("tls");
@@ -667,6 +723,7 @@ static Suite *tls_suite(void)
   tcase_add_test(tc, exchange_tls_serves);
   tcase_add_test(tc, serve_tls_bridge);
   tcase_add_test(tc, cli_refusals);
+  tcase_add_test(tc, keylog_every_connection);
   suite_add_tcase(s, tc);
   return s;
 }
