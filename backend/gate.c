@@ -1,6 +1,7 @@
 /*
  * gate.c - who a request reaches Exchange as: IIS 7's Windows
- * authentication per connection, or ISA's trust. See gate.h.
+ * authentication per connection (with Extended Protection's check of the
+ * channel binding), or ISA's trust. See gate.h.
  */
 #include "gate.h"
 

@@ -6,7 +6,10 @@
  * a type 3 is verified against the connection's challenge (ntlm/, with
  * the account resolved by kb_users_resolve), and a request without
  * Authorization on an authenticated connection runs as that connection's
- * user. Behind ISA (BACKEND_AUTH_NONE) Exchange trusts what reaches it:
+ * user. Under Extended Protection a verified type 3 must also carry the
+ * channel binding of Exchange's own TLS certificate (backend.h's
+ * enum backend_epa). Behind ISA (BACKEND_AUTH_NONE) Exchange trusts what
+ * reaches it:
  * the identity is the user named by the last type 3 or Basic credentials
  * seen on the connection, unverified, and nothing is refused.
  *

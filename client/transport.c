@@ -5,7 +5,9 @@
  * connections, name them in the trace, let a balancer pick where each goes
  * and close one when the client's own keep-alive limits say so; the
  * pre-request callback tells which of them a request is about to use, and
- * the debug callback sees every request libcurl sends.
+ * the debug callback sees every request libcurl sends. On HTTPS the
+ * handle verifies the listener against the run's CA, and the certificate
+ * the listener presented becomes the client's channel binding.
  */
 #include "client_int.h"
 

@@ -1,7 +1,8 @@
 /*
  * scenario.h - a case of the support article as data: topology (ISA array
- * members with patch level and KB script, listener authentication and
- * keep-alive limits), users, clients and their timing, seed, and the
+ * members with patch level and KB script, listener authentication,
+ * keep-alive limits and TLS; Exchange's authentication and Extended
+ * Protection), users, clients and their timing, seed, and the
  * expected outcome. Read from INI files with inih; see scenarios/README.md
  * for the format.
  */

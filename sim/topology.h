@@ -4,6 +4,9 @@
  *
  *   client(s) --HTTP/NTLM--> proxy (ISA listener) --HTTP--> backend (Exchange)
  *
+ * With TLS (offload or bridge) the hops marked HTTP become HTTPS with a
+ * CA and certificates the topology makes for the run.
+ *
  * Everything listens on loopback ports (0 = ephemeral). The topology owns
  * the simulated clock and the seeded random source and hands them, with the
  * user store and the trace sink, to each component through its config.
