@@ -79,6 +79,11 @@ static int kbsim_write_evidence(struct sim_recorder *rec,
   }
   if(paths->pcap[0])
     kbsim_wrote(want, paths->pcap);
+  if(paths->pcap[0] && run->sc && run->sc->tls != SCENARIO_TLS_NONE)
+    fprintf(want->tap ? stderr : stdout,
+            "evidence: note: %s holds the HTTP inside TLS as plaintext "
+            "TCP (--keylog FILE gives the secrets for a real capture)\n",
+            strcmp(paths->pcap, "-") ? paths->pcap : "standard output");
   if(paths->json[0] &&
      evidence_write_json(rec, run, paths->json, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);

@@ -644,14 +644,15 @@ END_TEST
  * the listener, the listener's to Exchange) has its TLS 1.3 secrets in
  * NSS's key log format, from both of its ends (libcurl and GnuTLS), so
  * Wireshark can decrypt a capture of it; a file that cannot be written
- * stops the run before it starts (exit 3). */
+ * stops the run before it starts (exit 3). --pcap's plaintext is said
+ * to be so. */
 START_TEST(keylog_every_connection)
 {
   static const char *const labels[] = {
       "CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET",
       "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0", "EXPORTER_SECRET"};
   struct proc_out p;
-  char dir[256], log[300], scenario[512], randoms[8][65];
+  char dir[256], log[300], pcap[300], scenario[512], randoms[8][65];
   char *text, *line, *save = NULL;
   size_t nrandoms = 0, nlines = 0, i, k;
 
@@ -659,8 +660,11 @@ START_TEST(keylog_every_connection)
   snprintf(log, sizeof(log), "%s/keys.log", dir);
   snprintf(scenario, sizeof(scenario), "%s/tls/epa-bridge-same-require.ini",
            SCENARIOS_DIR);
-  PROC_KBSIM(&p, "run", scenario, "--keylog", log);
+  snprintf(pcap, sizeof(pcap), "%s/run.pcap", dir);
+  PROC_KBSIM(&p, "run", scenario, "--keylog", log, "--pcap", pcap);
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+  /* The pcap is the plaintext, and the run says so. */
+  ck_assert_ptr_nonnull(strstr(p.out.data, "holds the HTTP inside TLS"));
   proc_free(&p);
   text = proc_slurp(log, NULL);
   for(line = strtok_r(text, "\n", &save); line;
