@@ -472,9 +472,12 @@ START_TEST(run_prints_why)
            SCENARIOS_DIR);
   PROC_KBSIM(&p, "run", path);
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
-  /* One line for the test: the output wraps at 100 columns. */
-  for(char *c = p.out.data; (c = strstr(c, "\n    "));)
-    memmove(c, c + 4, strlen(c + 4) + 1), *c = ' ';
+  /* One line for the test: the output wraps at 100 columns, continuing
+   * each line after a line feed and four spaces. */
+  for(char *c = p.out.data; (c = strstr(c, "\n    ")) != NULL;) {
+    memmove(c, c + 4, strlen(c + 4) + 1); /* "\n    x" -> " x" */
+    *c = ' ';
+  }
   ck_assert_ptr_nonnull(strstr(p.out.data, "PASS epa-bridge-own-require"));
   ck_assert_ptr_nonnull(strstr(p.out.data, "Extended Protection (require)"));
   proc_free(&p);
