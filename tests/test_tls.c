@@ -7,14 +7,24 @@
  * against the run's CA; every TLS mode of a topology run end to end, the
  * Extended Protection table of the real world (offload, bridge with the
  * same or another certificate, none) with the bindings each side
- * computed; and the scenario keys' refusals.
+ * computed; and the scenario keys' refusals; the commands' TLS options,
+ * and --keylog's secrets decrypting a real capture of the loopback in
+ * Wireshark's tools (slow).
  */
+#define _GNU_SOURCE /* memmem */
+#include <arpa/inet.h>
 #include <check.h>
+#include <ctype.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "backend/backend.h"
 #include "common/kb_cert.h"
@@ -703,6 +713,174 @@ START_TEST(keylog_every_connection)
 }
 END_TEST
 
+/* Reads the first line's hex of text (tshark's -e output) into out, at
+ * most max bytes. Returns the byte count. */
+static size_t tls_unhex(const char *text, uint8_t *out, size_t max)
+{
+  size_t n = 0;
+  unsigned b;
+
+  while(n < max && isxdigit((unsigned char)text[2 * n]) &&
+        isxdigit((unsigned char)text[2 * n + 1]) &&
+        sscanf(text + 2 * n, "%2x", &b) == 1)
+    out[n++] = (uint8_t)b;
+  return n;
+}
+
+/* --keylog end to end with Wireshark's tools: a real capture of the
+ * loopback (dumpcap) while a bridged run with Extended Protection runs,
+ * the key log injected as a pcapng Decryption Secrets Block (editcap
+ * --inject-secrets), then tshark, given no key file, decrypts every
+ * NTLMSSP type 3 of both hops: alice's, each with the same channel
+ * binding, which is RFC 5929's binding of the certificate tshark saw in
+ * the decrypted handshake. Without the secrets it decrypts nothing. */
+START_TEST(keylog_decrypts_capture)
+{
+  static const char filter[] = "tls && ntlmssp.messagetype == 0x00000003";
+  struct proc_out p, d;
+  struct kb_end_point ep;
+  char dir[256], log[300], cap[300], withkeys[300], secrets[320];
+  char scenario[512], want[33], *line, *save = NULL;
+  uint8_t der[4096], cbt[16];
+  size_t len;
+  int outfd, errfd, rows = 0;
+  pid_t pid;
+
+  if(!proc_have("/usr/bin/dumpcap") || !proc_have("/usr/bin/editcap") ||
+     !proc_have("/usr/bin/tshark"))
+    return;
+  proc_tmpdir("kbsim-tls", dir, sizeof(dir));
+  snprintf(log, sizeof(log), "%s/keys.log", dir);
+  snprintf(cap, sizeof(cap), "%s/lo.pcapng", dir);
+  snprintf(withkeys, sizeof(withkeys), "%s/lo-dsb.pcapng", dir);
+  snprintf(secrets, sizeof(secrets), "tls,%s", log);
+  snprintf(scenario, sizeof(scenario), "%s/tls/epa-bridge-same-require.ini",
+           SCENARIOS_DIR);
+  {
+    char *argv[] = {"/usr/bin/dumpcap",
+                    "-B",
+                    "32",
+                    "-i",
+                    "lo",
+                    "-f",
+                    "tcp",
+                    "-w",
+                    cap,
+                    NULL};
+    char buf[256] = "", *at;
+    size_t got = 0;
+
+    struct sockaddr_in sa;
+    socklen_t salen = sizeof(sa);
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+
+    /* A listener of our own to knock on: packets for dumpcap to count. */
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(lfd, 64), 0);
+    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sa, &salen), 0);
+    pid = proc_spawn(argv, &outfd, &errfd);
+    /* "Capturing on" comes before the capture runs; a packet count above
+     * 0 ("Packets: N") once it does: knock until it says so. */
+    for(;;) {
+      struct pollfd pfd = {errfd, POLLIN, 0};
+      int k = socket(AF_INET, SOCK_STREAM, 0);
+
+      ck_assert_int_eq(connect(k, (struct sockaddr *)&sa, sizeof(sa)), 0);
+      close(k);
+      close(accept(lfd, NULL, NULL));
+      if(poll(&pfd, 1, 100) < 1)
+        continue;
+      ck_assert_msg(read(errfd, buf + got, 1) == 1, "dumpcap: %s", buf);
+      buf[++got] = '\0';
+      at = strstr(buf, "Packets: ");
+      if(at && at[9] >= '1' && at[9] <= '9')
+        break;
+      if(got == sizeof(buf) - 1) { /* keep the last half */
+        memmove(buf, buf + got / 2, got - got / 2 + 1);
+        got -= got / 2;
+      }
+    }
+    PROC_KBSIM(&p, "run", scenario, "--keylog", log);
+    ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+    proc_free(&p);
+    /* One more knock, after the run: once the file holds it (its ports,
+     * as TCP writes them), it holds every packet of the run before it. */
+    {
+      struct sockaddr_in me;
+      socklen_t melen = sizeof(me);
+      int k = socket(AF_INET, SOCK_STREAM, 0);
+      uint8_t mark[4];
+      char *bytes;
+      size_t n;
+
+      ck_assert_int_eq(connect(k, (struct sockaddr *)&sa, sizeof(sa)), 0);
+      ck_assert_int_eq(getsockname(k, (struct sockaddr *)&me, &melen), 0);
+      memcpy(mark, &me.sin_port, 2);
+      memcpy(mark + 2, &sa.sin_port, 2);
+      close(k);
+      close(accept(lfd, NULL, NULL));
+      for(;;) {
+        struct pollfd pfd = {errfd, POLLIN, 0};
+
+        /* dumpcap reports each batch it has written. */
+        ck_assert_int_eq(poll(&pfd, 1, 10000), 1);
+        ck_assert_int_gt(read(errfd, buf, sizeof(buf) - 1), 0);
+        bytes = proc_slurp(cap, &n);
+        k = memmem(bytes, n, mark, sizeof(mark)) != NULL;
+        free(bytes);
+        if(k)
+          break;
+      }
+    }
+    close(lfd);
+  }
+  ck_assert_int_eq(kill(pid, SIGTERM), 0);
+  proc_collect(pid, outfd, errfd, &d);
+  proc_free(&d);
+  {
+    char *argv[] = {
+        "/usr/bin/editcap", "--inject-secrets", secrets, cap, withkeys, NULL};
+    proc_run(argv, &p);
+    ck_assert_msg(p.status == 0, "editcap: %s", p.err.data);
+    proc_free(&p);
+  }
+
+  /* The certificate the client hop presented (bridge, same: Exchange's),
+   * as tshark decrypted it, and its binding. */
+  proc_tshark(
+      withkeys,
+      "tls.handshake.certificate && x509sat.printableString == \"Exchange\"",
+      "tls.handshake.certificate", NULL, &p);
+  len = tls_unhex(p.out.data, der, sizeof(der));
+  ck_assert_msg(!kb_end_point_der(der, len, &ep), "not a certificate: %.200s",
+                p.out.data);
+  ntlm_tls_end_point_bindings(ep.hash, ep.len, cbt);
+  hex(cbt, 16, want);
+  proc_free(&p);
+
+  proc_tshark(withkeys, filter, "ntlmssp.auth.username",
+              "ntlmssp.ntlmv2_response.channel_bindings", &p);
+  for(line = strtok_r(p.out.data, "\n", &save); line;
+      line = strtok_r(NULL, "\n", &save), rows++) {
+    char user[64], got[40];
+
+    ck_assert_int_eq(sscanf(line, "%63s %39s", user, got), 2);
+    ck_assert_str_eq(user, "alice");
+    ck_assert_str_eq(got, want);
+  }
+  /* Autodiscover and 2 POSTs, each signing in on both hops. */
+  ck_assert_int_eq(rows, 6);
+  proc_free(&p);
+  proc_tshark(cap, filter, "ntlmssp.auth.username", NULL, &p);
+  ck_assert_str_eq(p.out.data, "");
+  proc_free(&p);
+  proc_rmdir(dir);
+}
+END_TEST
+
 static Suite *tls_suite(void)
 {
   Suite *s = suite_create("tls");
@@ -732,10 +910,21 @@ static Suite *tls_suite(void)
   tcase_add_test(tc, cli_refusals);
   tcase_add_test(tc, keylog_every_connection);
   suite_add_tcase(s, tc);
+  /* Wireshark's tools over a real capture of the loopback: slow. */
+  tc = tcase_create("wireshark");
+  tcase_set_timeout(tc, 60);
+  tcase_set_tags(tc, KBT_SLOW);
+  tcase_add_test(tc, keylog_decrypts_capture);
+  suite_add_tcase(s, tc);
   return s;
 }
 
 int main(void)
 {
-  return kbt_run(tls_suite()) ? EXIT_FAILURE : EXIT_SUCCESS;
+  int failed = kbt_run(tls_suite());
+
+  /* dumpcap and editcap come with tshark (wireshark-common). */
+  return proc_suite_exit(failed, proc_skip_unless("/usr/bin/dumpcap",
+                                                  "keylog_decrypts_capture",
+                                                  "apt-get install tshark"));
 }
