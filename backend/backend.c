@@ -107,7 +107,10 @@ static struct backend *backend_new(const struct backend_config *config,
       b->dns_domain[i] = (char)tolower((unsigned char)b->domain[i]);
     memcpy(b->dns_domain + i, ".com", 5);
   }
-  if(!b->records || !b->domain || !b->dns_domain) {
+  if(config->krb5_keytab)
+    b->krb5_keytab = strdup(config->krb5_keytab);
+  if(!b->records || !b->domain || !b->dns_domain ||
+     (config->krb5_keytab && !b->krb5_keytab)) {
     snprintf(err, errlen, "cannot start the backend: out of memory");
     goto fail;
   }
@@ -144,6 +147,7 @@ static struct backend *backend_new(const struct backend_config *config,
     snprintf(b->auth.hash_name, sizeof(b->auth.hash_name), "%s", ep.hash_name);
     kb_hex_colon(ep.hash, ep.len, b->auth.end_point, sizeof(b->auth.end_point));
   }
+  b->auth.krb5_keytab = b->krb5_keytab;
   return b;
 fail:
   backend_stop(b);
@@ -278,6 +282,7 @@ void backend_stop(struct backend *backend)
   free(backend->records);
   free(backend->domain);
   free(backend->dns_domain);
+  free(backend->krb5_keytab);
   free(backend->ews_url);
   free(backend);
 }

@@ -96,6 +96,12 @@ struct backend_config {
    * tls-server-end-point (no certificate: no channel, so any binding a
    * client sends is one Exchange cannot match). Default none. */
   enum backend_epa extended_protection;
+  /* integrated: the keytab (a path) of HTTP/<published name>, so that IIS
+   * accepts Negotiate with a Kerberos ticket (MIT's GSS-API,
+   * common/kb_gss.h) and keeps the connection authenticated as its
+   * principal, as IIS 7 does by default (authPersistNonNTLM). NULL: NTLM
+   * only. Copied. */
+  const char *krb5_keytab;
 };
 
 /* What the backend has received since it started. All counts are

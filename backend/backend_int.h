@@ -67,6 +67,7 @@ struct backend {
   pthread_cond_t idle;             /* signalled when open drops to 0 */
   struct backend_auth_server auth; /* the gate's view of the server */
   char *domain, *dns_domain;       /* owned copies behind auth */
+  char *krb5_keytab;               /* owned copy behind auth, or NULL */
   bool status;                     /* answer GET /kbsim/status */
   /* HTTPS: the config's PEM text (borrowed); NULL for plain HTTP. */
   const char *tls_cert_pem, *tls_key_pem;

@@ -13,6 +13,7 @@
 
 #include <nettle/base64.h>
 
+#include "common/kb_gss.h"
 #include "common/kb_users.h"
 
 /* Longest Basic token read for a name, in base64 characters. */
@@ -265,6 +266,41 @@ static void backend_gate_verify(const struct backend_auth_server *srv,
   out->gate = BACKEND_GATE_PASS;
 }
 
+/* Accepts the Kerberos ticket in value with the keytab (one leg) and
+ * authenticates the connection as its principal's account, as IIS keeps a
+ * Kerberos connection authenticated (authPersistNonNTLM, on by default in
+ * IIS 7); a refused ticket de-authenticates it. */
+static void backend_gate_kerberos(const struct backend_auth_server *srv,
+                                  struct backend_auth_ctx *ctx,
+                                  const char *value,
+                                  struct backend_gate_answer *out)
+{
+  const struct kb_realm realm = {srv->domain, srv->dns_domain};
+  struct kb_account account;
+  char principal[300], domain[128], user[128], err[200];
+
+  ctx->state = BACKEND_AUTH_STATE_UNAUTHENTICATED;
+  ctx->identity[0] = '\0';
+  out->gate = BACKEND_GATE_REFUSE;
+  if(kb_gss_accept(srv->krb5_keytab, value, principal, sizeof(principal), err,
+                   sizeof(err)) != KB_GSS_OK) {
+    snprintf(out->why, sizeof(out->why), "logon failed: %s", err);
+    return;
+  }
+  if(kb_gss_principal_split(principal, domain, sizeof(domain), user,
+                            sizeof(user)) ||
+     kb_users_resolve(srv->users, &realm, domain, user, &account) !=
+         KB_RESOLVE_OK) {
+    snprintf(out->why, sizeof(out->why),
+             "logon failed: the principal %.200s has no account", principal);
+    return;
+  }
+  snprintf(ctx->identity, sizeof(ctx->identity), "%s\\%s", account.domain,
+           account.user);
+  ctx->state = BACKEND_AUTH_STATE_AUTHENTICATED;
+  out->gate = BACKEND_GATE_PASS;
+}
+
 /* IIS with Windows authentication, per connection. */
 static void backend_gate_integrated(const struct backend_auth_server *srv,
                                     struct backend_auth_ctx *ctx, uint64_t conn,
@@ -275,6 +311,7 @@ static void backend_gate_integrated(const struct backend_auth_server *srv,
   struct ntlm_message msg;
   enum ntlm_scheme scheme;
   enum ntlm_type type;
+  unsigned char first;
   char err[160];
 
   memset(&msg, 0, sizeof(msg));
@@ -287,6 +324,10 @@ static void backend_gate_integrated(const struct backend_auth_server *srv,
     out->gate = BACKEND_GATE_REFUSE;
     snprintf(out->why, sizeof(out->why),
              "this connection is not authenticated; send NTLM credentials");
+    return;
+  }
+  if(srv->krb5_keytab && kb_gss_is_negotiate(value, &first)) {
+    backend_gate_kerberos(srv, ctx, value, out);
     return;
   }
   out->gate = BACKEND_GATE_REFUSE;

@@ -6,12 +6,14 @@
  * a type 3 is verified against the connection's challenge (ntlm/, with
  * the account resolved by kb_users_resolve), and a request without
  * Authorization on an authenticated connection runs as that connection's
- * user. Under Extended Protection a verified type 3 must also carry the
- * channel binding of Exchange's own TLS certificate (backend.h's
- * enum backend_epa). Behind ISA (BACKEND_AUTH_NONE) Exchange trusts what
- * reaches it:
- * the identity is the user named by the last type 3 or Basic credentials
- * seen on the connection, unverified, and nothing is refused.
+ * user. With a keytab it also accepts Negotiate with a Kerberos ticket in
+ * one leg (common/kb_gss.h) and keeps the connection authenticated as the
+ * ticket's principal. Under Extended Protection a verified NTLM type 3
+ * must also carry the channel binding of Exchange's own TLS certificate
+ * (backend.h's enum backend_epa). Behind ISA (BACKEND_AUTH_NONE) Exchange
+ * trusts what reaches it: the identity is the user named by the last
+ * type 3 or Basic credentials seen on the connection, unverified, and
+ * nothing is refused.
  *
  * No libmicrohttpd here: mhd.c hands in the Authorization value and
  * carries out the gate's answer.
@@ -60,6 +62,7 @@ struct backend_auth_server {
   const char *computer;         /* e.g. "EXCH01" */
   struct kb_rng rng;            /* server challenges */
   struct kb_clock clock;        /* type 2 timestamps */
+  const char *krb5_keytab;      /* integrated: Kerberos too; NULL: NTLM only */
   /* Extended Protection: whether Exchange serves TLS, and then the
    * MsvAvChannelBindings a client that saw its certificate sends, with
    * that certificate's RFC 5929 hash for people ("SHA256", "ab:cd:..."). */

@@ -187,6 +187,10 @@ static const struct kbsim_opt client_opts[] = {
     {"connection-sharing", 'S', NULL,
      "With --kind dotnet: UnsafeAuthenticatedConnectionSharing, the "
      "authenticated connection kept for the next POSTs."},
+    {"krb5-ccache", 'K', "FILE",
+     "A user inside the network: the Kerberos credential cache (kinit -c "
+     "FILE) whose ticket goes with every POST, Negotiate in one leg with "
+     "the body (communicator or one-shot; KRB5_CONFIG names the realm)."},
     {"posts", 'p', "N",
      "EWS POSTs after autodiscover, 1 to 100 (default "
      "2)."},
@@ -227,7 +231,8 @@ static const struct kbsim_opt client_opts[] = {
 
 const struct kbsim_command kbsim_client_command = {
     "client",
-    "--url URL --user SPEC [--kind KIND] [--connection-sharing] [--posts N] "
+    "--url URL --user SPEC [--kind KIND] [--connection-sharing] "
+    "[--krb5-ccache FILE] [--posts N] "
     "[--think DURATION] [--ntlm v2|v2-mic|v1|v1-ess] [--host NAME] "
     "[--ca-file FILE] [EVIDENCE]",
     "one Communicator session against any listener, on the real clock",
@@ -310,6 +315,9 @@ static int kbsim_client_option(struct kbsim_client_run *r, int c,
     break;
   case 'S':
     cfg->connection_sharing = true;
+    break;
+  case 'K':
+    cfg->krb5_ccache = arg;
     break;
   case 'p':
     if(kbsim_parse_u64(arg, 1, KBSIM_MAX_POSTS, &v))

@@ -37,6 +37,14 @@ static const struct kbsim_opt probe_opts[] = {
      "also sees what reached Exchange (empty POSTs, identities, "
      "challenges, offers); the two-users, handshake-split, pinned-recycled "
      "and challenge-rewritten checks need it and are skipped without it."},
+    {"krb5-ccache", 'k', "FILE",
+     "The first user's Kerberos credential cache (kinit -c FILE): the "
+     "single-leg check signs that user in with Kerberos, the ticket and "
+     "the body with the first request of each connection, then the second "
+     "user with NTLM, and fails when the second is served as the first "
+     "(mixes-after-single-leg). KRB5_CONFIG names the realm's KDC. Without "
+     "it, with one user or without --exchange-status the check is "
+     "skipped."},
     {"posts", 'p', "N", "EWS POSTs per session, 1 to 100 (default 3)."},
     {"host", 'H', "NAME",
      "The Host header (default autodiscover.fabrikam.com)."},
@@ -51,7 +59,8 @@ static const struct kbsim_opt probe_opts[] = {
 
 const struct kbsim_command kbsim_probe_command = {
     "probe",
-    "URL --user SPEC [--user SPEC] [--exchange-status URL] [--posts N] "
+    "URL --user SPEC [--user SPEC] [--exchange-status URL] [--krb5-ccache "
+    "FILE] [--posts N] "
     "[--host NAME] [--timeout N] [--json FILE] [--junit FILE]",
     "classify any listener against Communicator's pattern",
     "Runs a fixed battery against the listener at URL, which publishes "
@@ -59,7 +68,8 @@ const struct kbsim_command kbsim_probe_command = {
     "an Outlook session authenticating once, one-shot connections, two "
     "users at once, a wrong password, and one check for each other defect "
     "of the reverse-proxy family: handshake-split, pinned-recycled, "
-    "challenge-rewritten, expect-hang, body-on-type1. Prints one verdict "
+    "challenge-rewritten, expect-hang, body-on-type1, and, with Kerberos "
+    "credentials, single-leg (mixes-after-single-leg). Prints one verdict "
     "line per check, the defects found by name and the listener's class: "
     "re-authenticates every POST (not affected), keeps the connection's "
     "context and forwards the body-less POST (KB 942638's bug), Basic / "
@@ -143,6 +153,9 @@ static int kbsim_probe_option(struct kbsim_probe *p, int c, const char *arg)
     break;
   case 's':
     p->cfg.status_url = arg;
+    break;
+  case 'k':
+    p->cfg.krb5_ccache = arg;
     break;
   case 'p':
     if(kbsim_parse_u64(arg, 1, KBSIM_MAX_POSTS, &v))

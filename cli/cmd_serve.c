@@ -45,6 +45,7 @@ static int kbsim_cmd_serve(int argc, char **argv);
 /* Option values without a short form. */
 enum {
   KBSIM_SERVE_PASS_THROUGH = 1101,
+  KBSIM_SERVE_KRB5_KEYTAB = 1102,
   KBSIM_SERVE_TLS,
   KBSIM_SERVE_BRIDGE_CERTIFICATE,
   KBSIM_SERVE_EXTENDED_PROTECTION,
@@ -93,8 +94,18 @@ static const struct kbsim_opt serve_opts[] = {
      "connection (the bug of --policy per-connection, which it implies); "
      "expect-hang answers a request with Expect: 100-continue neither a 100 "
      "nor anything until the client gives up; body-on-type1 forwards a type "
-     "1 that carries a body, unauthenticated. mixes-after-single-leg "
-     "(Kerberos) and ntlm-over-http2 (TLS) are not available yet."},
+     "1 that carries a body, unauthenticated. mixes-after-single-leg pins "
+     "an upstream connection only after a 401 with NTLM or Negotiate "
+     "(HAProxy's rule), so a Kerberos client's, which never sees one, "
+     "goes back to the pool for the next client (pass-through; give "
+     "--krb5-keytab for Kerberos to pass). ntlm-over-http2 (TLS) is not "
+     "available yet."},
+    {"krb5-keytab", KBSIM_SERVE_KRB5_KEYTAB, "FILE",
+     "Accept Negotiate with Kerberos too (MIT's GSS-API): the keytab of "
+     "HTTP/autodiscover.fabrikam.com, for the listener and, under "
+     "--pass-through or a pass-through --defect, for Exchange. A ticket "
+     "comes in one leg, with the request's body. KRB5_CONFIG names the "
+     "realm (kinit's krb5.conf); tests/test_kerberos.c starts a realm."},
     {"user", 'u', "'DOMAIN\\user:password'",
      "Without SCENARIO: a "
      "directory entry; repeat "
@@ -404,6 +415,13 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
       bad = kbsim_serve_flag_opt(o, c, &flag_only);
       if(bad)
         return bad;
+      break;
+    case KBSIM_SERVE_KRB5_KEYTAB:
+      if(access(optarg, R_OK))
+        return kbsim_bad_args("--krb5-keytab: cannot read '%s': %s; give "
+                              "the keytab of HTTP/autodiscover.fabrikam.com",
+                              optarg, strerror(errno));
+      o->krb5_keytab = optarg;
       break;
     case 'c':
       o->pcap = optarg;

@@ -43,8 +43,9 @@ struct kbsim_serve_opts {
   /* --pass-through, or implied by a pass-through --defect: the listener
    * authenticates nobody and Exchange authenticates NTLM itself. */
   bool pass_through;
-  unsigned defects;       /* --defect, PROXY_DEFECT bits */
-  struct kb_users *users; /* --user specs, flag form only */
+  unsigned defects;        /* --defect, PROXY_DEFECT bits */
+  const char *krb5_keytab; /* --krb5-keytab: Kerberos too, or NULL */
+  struct kb_users *users;  /* --user specs, flag form only */
   /* The same specs as given, for the sessions the admin endpoint runs
    * (owned, wiped at the end). */
   char *user_specs[KBSIM_SERVE_MAX_USERS];

@@ -79,6 +79,7 @@ static int kbsim_serve_topology(struct kbsim_serve *s, char *err, size_t errlen)
   cfg->policy = cfg->members[0].policy;
   cfg->auth = sc->auth;
   cfg->defects = o->defects;
+  cfg->krb5_keytab = o->krb5_keytab;
   cfg->backend_auth =
       o->pass_through ? BACKEND_AUTH_INTEGRATED : sc->exchange_auth;
   cfg->extended_protection = sc->extended_protection;

@@ -284,6 +284,10 @@ static const char *client_check_config(const struct client_config *config,
   if(config->connection_sharing && config->kind != CLIENT_KIND_DOTNET)
     return "connection_sharing is .NET's UnsafeAuthenticatedConnectionSharing; "
            "use it with the dotnet kind";
+  if(config->krb5_ccache && config->kind != CLIENT_KIND_COMMUNICATOR &&
+     config->kind != CLIENT_KIND_ONE_SHOT)
+    return "Kerberos credentials (krb5_ccache) are for the communicator and "
+           "one-shot kinds; use one of them";
   if(config->think_min_ms < 0 || config->think_max_ms < config->think_min_ms)
     return "think time must satisfy 0 <= think_min_ms <= think_max_ms";
   if(config->idle_timeout_ms < 0)
@@ -331,6 +335,13 @@ static int client_copy_config(struct client *c,
   c->domain = strdup(config->domain);
   c->user = strdup(config->user);
   c->password = strdup(config->password);
+  if(config->krb5_ccache) {
+    /* Inside the network: the ticket goes with the first request. */
+    c->krb5_ccache = strdup(config->krb5_ccache);
+    c->scheme = CLIENT_SCHEME_KERBEROS;
+    if(!c->krb5_ccache)
+      return -1;
+  }
   c->workstation =
       client_strdup(config->workstation, CLIENT_DEFAULT_WORKSTATION);
   if(config->email)
@@ -451,6 +462,7 @@ void client_destroy(struct client *client)
   free(client->curl_user);
   free(client->ca_pem);
   free(client->workstation);
+  free(client->krb5_ccache);
   free(client->email);
   if(client->contacts) {
     for(size_t i = 0; client->contacts[i]; i++)

@@ -159,10 +159,19 @@ struct client_config {
   int64_t idle_timeout_ms;
   unsigned max_requests;
   struct client_balancer balancer; /* optional; see above */
-  long timeout_ms;                 /* per request; 0 = 10000 */
-  struct kb_clock clock;           /* NTLMv2 timestamps */
-  struct kb_rng rng;               /* client challenges */
-  struct kb_trace trace;           /* hop CLIENT_PROXY, side CLIENT */
+  /* communicator and one-shot: a user inside the network, signed in to the
+   * domain. The credential cache (a path, or "FILE:path") holding the
+   * user's Kerberos tickets (kinit's); every POST then goes in one leg
+   * with "Authorization: Negotiate <AP-REQ>" and its body, from the first
+   * request of every connection on (pre-authenticated, as Windows does for
+   * an intranet site it knows wants Negotiate), the ticket made by MIT's
+   * gss_init_sec_context for HTTP@<host> (client/kerberos.c). NULL, the
+   * default: an external user, NTLM. Copied. */
+  const char *krb5_ccache;
+  long timeout_ms;       /* per request; 0 = 10000 */
+  struct kb_clock clock; /* NTLMv2 timestamps */
+  struct kb_rng rng;     /* client challenges */
+  struct kb_trace trace; /* hop CLIENT_PROXY, side CLIENT */
   /* When set, each new connection is claimed as "client <id> conn <n>"
    * once connected (kb_names), so the listener knows who it is. */
   struct kb_names names;

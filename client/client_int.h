@@ -56,18 +56,22 @@ enum client_scheme {
   CLIENT_SCHEME_UNKNOWN = 0, /* nothing answered yet: send without */
   CLIENT_SCHEME_NONE,        /* the listener answered without asking */
   CLIENT_SCHEME_NTLM,        /* type 1 + Content-Length 0, then type 3 */
-  CLIENT_SCHEME_BASIC        /* credentials and body together */
+  CLIENT_SCHEME_BASIC,       /* credentials and body together */
+  CLIENT_SCHEME_KERBEROS     /* Negotiate with a Kerberos ticket and the
+                                body, one leg (kerberos.c) */
 };
 
 /* What a leg carries, for details and trace events. */
 enum client_leg_kind {
-  CLIENT_LEG_PLAIN = 0,    /* no Authorization, with the body */
-  CLIENT_LEG_NEGOTIATE,    /* NTLM type 1, body held back */
-  CLIENT_LEG_AUTHENTICATE, /* NTLM type 3 with the body */
-  CLIENT_LEG_BASIC,        /* Basic credentials with the body */
-  CLIENT_LEG_OUTLOOK,      /* libcurl's own NTLM, as many requests as needed */
-  CLIENT_LEG_AUTHENTICATED /* no Authorization, on an authenticated
+  CLIENT_LEG_PLAIN = 0,     /* no Authorization, with the body */
+  CLIENT_LEG_NEGOTIATE,     /* NTLM type 1, body held back */
+  CLIENT_LEG_AUTHENTICATE,  /* NTLM type 3 with the body */
+  CLIENT_LEG_BASIC,         /* Basic credentials with the body */
+  CLIENT_LEG_OUTLOOK,       /* libcurl's own NTLM, as many requests as needed */
+  CLIENT_LEG_AUTHENTICATED, /* no Authorization, on an authenticated
                               connection (ie's GETs, dotnet, java) */
+  CLIENT_LEG_KERBEROS       /* Negotiate with a Kerberos ticket, with the
+                               body */
 };
 
 /* A socket opened through client_open_socket. conn stays 0 until a request
@@ -121,6 +125,7 @@ struct client {
   char *domain;
   char *user;
   char *password;
+  char *krb5_ccache; /* NULL: no Kerberos (client_config) */
   char *workstation;
   char *email;
   char **contacts;  /* NULL-terminated */
@@ -328,5 +333,20 @@ void client__req_response(struct client *c, int status);
 /* Records a WWW-Authenticate of the response, classified as seen: of
  * several, the EXCHANGE names the one that matters most to NTLM. */
 void client__req_resp_auth(struct client *c, enum kb_auth seen);
+
+/* post.c: a POST's outcome from its final status when no credentials are
+ * at stake (what names the request in the detail), and Communicator's NTLM
+ * re-authentication of one POST. */
+enum client_outcome client__final_status(struct client *c,
+                                         const struct client_post_ctx *p,
+                                         struct client_leg *leg,
+                                         const char *what);
+enum client_outcome client__post_ntlm(struct client *c,
+                                      const struct client_post_ctx *p);
+
+/* kerberos.c: the POST p in one leg with the user's Kerberos ticket and
+ * its body. Returns the POST's outcome. */
+enum client_outcome client__post_kerberos(struct client *c,
+                                          const struct client_post_ctx *p);
 
 #endif /* CLIENT_INT_H */

@@ -180,6 +180,8 @@ static enum kb_auth client_leg_auth(enum client_leg_kind which)
     return KB_AUTH_NTLM_AUTHENTICATE;
   case CLIENT_LEG_BASIC:
     return KB_AUTH_OTHER;
+  case CLIENT_LEG_KERBEROS:
+    return KB_AUTH_SPNEGO;
   case CLIENT_LEG_PLAIN:
   case CLIENT_LEG_OUTLOOK:
   case CLIENT_LEG_AUTHENTICATED:

@@ -9,7 +9,9 @@
  * Communicator's too, with GETs that go without Authorization on an
  * authenticated connection. dotnet and java authenticate a connection once
  * with the same legs crafted here (Expect: 100-continue on their POSTs) and
- * send later requests on it without Authorization.
+ * send later requests on it without Authorization. A client with Kerberos
+ * credentials (client_config.krb5_ccache) sends each POST in one leg with
+ * its ticket (kerberos.c).
  */
 #include "client/reauth.h"
 #include "client_int.h"
@@ -49,10 +51,10 @@ static enum client_outcome client_final_2xx(struct client *c,
  * no credentials are at stake: a 2xx is decided by its body, a 5xx is the
  * server's error, anything else is unexpected. what names the request in
  * the detail ("the POST"). Returns the POST's outcome. */
-static enum client_outcome client_final_status(struct client *c,
-                                               const struct client_post_ctx *p,
-                                               struct client_leg *leg,
-                                               const char *what)
+enum client_outcome client__final_status(struct client *c,
+                                         const struct client_post_ctx *p,
+                                         struct client_leg *leg,
+                                         const char *what)
 {
   if(leg->status >= 200 && leg->status <= 299)
     return client_final_2xx(c, p->kind, leg, p->res);
@@ -232,8 +234,8 @@ out:
  * forwarded the body-less leg. java's type 1 carries the body (its
  * entity is repeatable, and Expect: 100-continue keeps it back until the
  * listener asks). Returns the POST's outcome. */
-static enum client_outcome client_post_ntlm(struct client *c,
-                                            const struct client_post_ctx *p)
+enum client_outcome client__post_ntlm(struct client *c,
+                                      const struct client_post_ctx *p)
 {
   bool with_body = c->kind == CLIENT_KIND_JAVA;
   enum client_outcome result = CLIENT_TRANSPORT_ERROR;
@@ -319,7 +321,8 @@ static enum client_outcome client_post_basic(struct client *c,
     result = CLIENT_AUTH_FAILED;
   }
   else
-    result = client_final_status(c, p, &leg, "the POST with Basic credentials");
+    result =
+        client__final_status(c, p, &leg, "the POST with Basic credentials");
   client__leg_free(&leg);
   return result;
 }
@@ -346,7 +349,7 @@ static enum client_outcome client_post_plain(struct client *c,
   else if(leg.status == 401 &&
           (leg.ntlm_bare || leg.ntlm_value || leg.ntlm_value_too_big)) {
     c->scheme = CLIENT_SCHEME_NTLM;
-    result = client_post_ntlm(c, p);
+    result = client__post_ntlm(c, p);
   }
   else if(leg.status == 401 && leg.basic_offered) {
     c->scheme = CLIENT_SCHEME_BASIC;
@@ -361,7 +364,7 @@ static enum client_outcome client_post_plain(struct client *c,
   else {
     if(leg.status >= 200 && leg.status <= 299)
       c->scheme = CLIENT_SCHEME_NONE; /* the listener is anonymous */
-    result = client_final_status(c, p, &leg, "the POST");
+    result = client__final_status(c, p, &leg, "the POST");
   }
   client__leg_free(&leg);
   return result;
@@ -399,7 +402,7 @@ static enum client_outcome client_post_outlook(struct client *c,
     result = CLIENT_AUTH_FAILED;
   }
   else
-    result = client_final_status(c, p, &leg, "the POST");
+    result = client__final_status(c, p, &leg, "the POST");
   client__leg_free(&leg);
   return result;
 }
@@ -428,7 +431,7 @@ client_post_authenticated(struct client *c, const struct client_post_ctx *p)
   else if(leg.status == 401 &&
           (leg.ntlm_bare || leg.ntlm_value || leg.ntlm_value_too_big)) {
     c->authed_conn = 0;
-    result = client_post_ntlm(c, p);
+    result = client__post_ntlm(c, p);
   }
   else if(leg.status == 401) {
     client__detail(res, "HTTP 401 offering no NTLM on the authenticated "
@@ -437,7 +440,7 @@ client_post_authenticated(struct client *c, const struct client_post_ctx *p)
     result = CLIENT_AUTH_FAILED;
   }
   else
-    result = client_final_status(c, p, &leg, p->get ? "the GET" : "the POST");
+    result = client__final_status(c, p, &leg, p->get ? "the GET" : "the POST");
   client__leg_free(&leg);
   return result;
 }
@@ -503,10 +506,12 @@ void client__post(struct client *c, enum client_post_kind kind,
     res->outcome = client_post_outlook(c, &p);
   else if(c->kind == CLIENT_KIND_DOTNET || c->kind == CLIENT_KIND_JAVA)
     res->outcome = client_post_connection_auth(c, &p);
+  else if(c->scheme == CLIENT_SCHEME_KERBEROS)
+    res->outcome = client__post_kerberos(c, &p); /* kerberos.c */
   else if(p.get && c->scheme == CLIENT_SCHEME_NTLM && client_on_authed_conn(c))
     res->outcome = client_post_authenticated(c, &p); /* WinINet's GET */
   else if(c->scheme == CLIENT_SCHEME_NTLM)
-    res->outcome = client_post_ntlm(c, &p);
+    res->outcome = client__post_ntlm(c, &p);
   else if(c->scheme == CLIENT_SCHEME_BASIC)
     res->outcome = client_post_basic(c, &p);
   else

@@ -202,6 +202,12 @@ enum kb_note {
   KB_NOTE_CHANNEL_BINDING, /* Exchange: a type 3's channel binding refused
                               (401); client: the binding it computed */
 
+  /* Kerberos on a listener with a keytab (proxy_config.krb5_keytab). */
+  KB_NOTE_KERBEROS_OK,      /* a Kerberos ticket accepted in one leg:
+                               forwarded with its body */
+  KB_NOTE_KERBEROS_REFUSED, /* a Kerberos ticket refused (replayed, not
+                               for this service, ...): 401 */
+
   KB_NOTE_COUNT /* not a code: the number of codes */
 };
 

@@ -441,6 +441,8 @@ int fuzz_decide(const uint8_t *data, size_t size)
     in.token = (enum proxy_token)((data[i] >> 1) & 7);
     in.verified = (data[i] >> 4) & 1;
     in.has_body = (data[i] >> 5) & 1;
+    /* A listener with a keytab on odd positions: both tables meet. */
+    in.kerberos = i & 1;
     /* The two defects that change rows (proxy/defects.c). */
     body_less_forward = (data[i] >> 6) & 1;
     body_on_type1 = (data[i] >> 7) & 1;
@@ -465,6 +467,9 @@ int fuzz_decide(const uint8_t *data, size_t size)
         "re-authentication skipped from %s", proxy_auth_state_name(state));
     fuzz_check(!d.auth_ok || (state == PROXY_AUTH_CHALLENGED && in.verified),
                "authenticated without a verified type 3");
+    fuzz_check(!d.kerberos_ok || (in.kerberos && in.verified &&
+                                  in.token == PROXY_TOKEN_KERBEROS),
+               "authenticated without a verified Kerberos ticket");
     state = d.next;
   }
   return 0;

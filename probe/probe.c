@@ -30,6 +30,7 @@ static const struct {
                                          KB_DEFECT_CHALLENGE_REWRITTEN},
     [PROBE_CHECK_EXPECT_HANG] = {"expect-hang", KB_DEFECT_EXPECT_HANG},
     [PROBE_CHECK_BODY_ON_TYPE1] = {"body-on-type1", KB_DEFECT_BODY_ON_TYPE1},
+    [PROBE_CHECK_SINGLE_LEG] = {"single-leg", KB_DEFECT_MIXES_AFTER_SINGLE_LEG},
 };
 
 const char *probe_check_name(enum probe_check check)
@@ -125,7 +126,8 @@ static enum probe_class probe_classify(struct probe_report *rep)
 
   if(c[PROBE_CHECK_OFFER].verdict == PROBE_ERROR)
     return PROBE_CLASS_UNPROBED;
-  if(c[PROBE_CHECK_TWO_USERS].verdict == PROBE_FAIL)
+  if(c[PROBE_CHECK_TWO_USERS].verdict == PROBE_FAIL ||
+     c[PROBE_CHECK_SINGLE_LEG].verdict == PROBE_FAIL)
     return PROBE_CLASS_MIXES;
   if(c[PROBE_CHECK_COMMUNICATOR].verdict == PROBE_FAIL ||
      c[PROBE_CHECK_ONE_SHOT].verdict == PROBE_FAIL)
@@ -193,7 +195,8 @@ static const enum probe_check probe_order[] = {PROBE_CHECK_CHALLENGE_REWRITTEN,
                                                PROBE_CHECK_OUTLOOK,
                                                PROBE_CHECK_ONE_SHOT,
                                                PROBE_CHECK_TWO_USERS,
-                                               PROBE_CHECK_WRONG_PASSWORD};
+                                               PROBE_CHECK_WRONG_PASSWORD,
+                                               PROBE_CHECK_SINGLE_LEG};
 
 /* Runs check (one of probe_order) into rep. */
 static void probe_one(const struct probe_config *cfg, unsigned posts,
@@ -243,6 +246,9 @@ static void probe_one(const struct probe_config *cfg, unsigned posts,
     break;
   case PROBE_CHECK_WRONG_PASSWORD:
     probe__wrong_password(cfg, timeout_ms, rep);
+    break;
+  case PROBE_CHECK_SINGLE_LEG:
+    probe__single_leg(cfg, posts, timeout_ms, rep);
     break;
   case PROBE_CHECK_OFFER:
   case PROBE_CHECK_COUNT:

@@ -42,6 +42,12 @@
  *                or an answer come?
  *  body-on-type1  a type 1 that carries the request's body on a new
  *                connection: challenged, or served unauthenticated?
+ *  single-leg    the first user's Communicator with Kerberos (the ticket
+ *                and the body with the first request of every
+ *                connection, so no 401 ever), then the second user's
+ *                NTLM session on a new connection: is the second user
+ *                served as the first? (needs krb5_ccache, two users and
+ *                the status; run last, after every other)
  *
  * Nothing here prints; cli/cmd_probe.c writes the lines and the JUnit
  * report (evidence/ci.h, one testcase per check), probe_json.c the JSON
@@ -68,18 +74,19 @@ enum probe_check {
   PROBE_CHECK_CHALLENGE_REWRITTEN,
   PROBE_CHECK_EXPECT_HANG,
   PROBE_CHECK_BODY_ON_TYPE1,
+  PROBE_CHECK_SINGLE_LEG,
   PROBE_CHECK_COUNT
 };
 
 /* "offer", "communicator", "outlook", "one-shot", "two-users",
  * "wrong-password", "handshake-split", "pinned-recycled",
- * "challenge-rewritten", "expect-hang", "body-on-type1". */
+ * "challenge-rewritten", "expect-hang", "body-on-type1", "single-leg". */
 const char *probe_check_name(enum probe_check check);
 
 /* The defect a failed check found: body-less-forward for communicator and
- * one-shot, mixes-identities for two-users, the check's namesake for the
- * last five; KB_DEFECT_COUNT for offer, outlook and wrong-password, which
- * name none. */
+ * one-shot, mixes-identities for two-users, mixes-after-single-leg for
+ * single-leg, the check's namesake for the other five; KB_DEFECT_COUNT for
+ * offer, outlook and wrong-password, which name none. */
 enum kb_defect probe_check_defect(enum probe_check check);
 
 /* How one check came out. */
@@ -138,7 +145,11 @@ struct probe_config {
   /* Exchange's status ("http://127.0.0.1:8081/kbsim/status"), or NULL:
    * then only what the clients saw is judged. */
   const char *status_url;
-  unsigned posts;  /* EWS POSTs per session; 0 = 3 */
+  unsigned posts; /* EWS POSTs per session; 0 = 3 */
+  /* The first user's Kerberos credential cache (kinit's; a path or
+   * "FILE:path"), for the single-leg check; NULL skips it. MIT finds the
+   * realm's KDC through KRB5_CONFIG or /etc/krb5.conf. */
+  const char *krb5_ccache;
   long timeout_ms; /* per request; 0 = 10000 */
 };
 

@@ -130,6 +130,11 @@ void probe__single(const struct probe_config *cfg, unsigned posts,
 void probe__two_users(const struct probe_config *cfg, unsigned posts,
                       long timeout_ms, struct probe_result *r);
 
+/* kerberos.c: the single-leg check into rep's; run last (it leaves a
+ * pooling listener's pool holding the Kerberos user's connection). */
+void probe__single_leg(const struct probe_config *cfg, unsigned posts,
+                       long timeout_ms, struct probe_report *rep);
+
 /* The wrong-password check into rep's; run last of the session checks:
  * it reads whether any session with the right password signed in. */
 void probe__wrong_password(const struct probe_config *cfg, long timeout_ms,

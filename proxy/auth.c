@@ -8,9 +8,12 @@
 #include <stdio.h>
 #include <string.h>
 
-bool proxy_auth_verifies(enum proxy_auth_state state, enum proxy_token token)
+bool proxy_auth_verifies(enum proxy_auth_state state, enum proxy_token token,
+                         bool kerberos)
 {
-  return token == PROXY_TOKEN_AUTHENTICATE && state == PROXY_AUTH_CHALLENGED;
+  return (token == PROXY_TOKEN_AUTHENTICATE &&
+          state == PROXY_AUTH_CHALLENGED) ||
+         (token == PROXY_TOKEN_KERBEROS && kerberos);
 }
 
 /* Refuses the request with the offer and de-authenticates the
@@ -46,7 +49,21 @@ void proxy_auth_decide(const struct proxy_auth_input *in,
     }
     break;
   case PROXY_TOKEN_KERBEROS:
-    proxy_auth_refuse(out, KB_NOTE_KERBEROS, false);
+    if(!in->kerberos)
+      proxy_auth_refuse(out, KB_NOTE_KERBEROS, false);
+    else if(!in->verified)
+      proxy_auth_refuse(out, KB_NOTE_KERBEROS_REFUSED, true);
+    else {
+      /* Kerberos in one leg: the ticket comes with the request and its
+       * body, whatever the connection's state, so nothing is ever held
+       * back and there is no handshake to skip (no KB 942638). The
+       * connection stays authenticated, as IIS keeps a Kerberos
+       * connection (authPersistNonNTLM). */
+      out->act = PROXY_ACT_FORWARD;
+      out->next = PROXY_AUTH_AUTHENTICATED;
+      out->note = KB_NOTE_KERBEROS_OK;
+      out->kerberos_ok = true;
+    }
     break;
   case PROXY_TOKEN_BAD:
   case PROXY_TOKEN_BAD_TYPE3:
@@ -104,7 +121,10 @@ void proxy_auth_decide(const struct proxy_auth_input *in,
          out->next == PROXY_AUTH_AUTHENTICATED ||
          out->note == KB_NOTE_TYPE1_BODY_FORWARDED);
   assert(out->next != PROXY_AUTH_AUTHENTICATED ||
-         in->state == PROXY_AUTH_AUTHENTICATED || out->auth_ok);
+         in->state == PROXY_AUTH_AUTHENTICATED || out->auth_ok ||
+         out->kerberos_ok);
+  assert(!out->kerberos_ok ||
+         (in->kerberos && in->verified && in->token == PROXY_TOKEN_KERBEROS));
   assert(!out->auth_ok || (in->state == PROXY_AUTH_CHALLENGED && in->verified));
 }
 
@@ -149,6 +169,25 @@ void proxy_auth_texts(const struct proxy_auth_input *in,
              "authenticate with NTLM (Negotiate with an NTLMSSP token, or "
              "NTLM)",
              f->listener);
+    break;
+  case KB_NOTE_KERBEROS_OK:
+    snprintf(note, notelen,
+             "%s sent a Kerberos ticket with its request: accepted as %s in "
+             "one leg, nothing held back; %s",
+             conn, f->who, f->what);
+    break;
+  case KB_NOTE_KERBEROS_REFUSED:
+    snprintf(note, notelen,
+             "%s sent a Kerberos ticket that was refused (%s): 401 offering "
+             "Negotiate and NTLM, nothing forwarded%s",
+             conn, f->err,
+             in->state == PROXY_AUTH_UNAUTHENTICATED
+                 ? ""
+                 : ", connection de-authenticated");
+    snprintf(body, bodylen,
+             "ISA %s: the Kerberos ticket was refused (%s); get a new "
+             "ticket (kinit) or authenticate with NTLM",
+             f->listener, f->err);
     break;
   case KB_NOTE_AUTH_UNUSABLE:
     snprintf(note, notelen,

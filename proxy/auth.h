@@ -49,8 +49,12 @@ struct proxy_auth_input {
   enum proxy_policy policy;
   enum proxy_token token;
   /* PROXY_TOKEN_AUTHENTICATE while CHALLENGED: the type 3's proof (and
-   * MIC) checked out. Ignored otherwise. */
+   * MIC) checked out. PROXY_TOKEN_KERBEROS on a listener with Kerberos:
+   * MIT's GSS-API accepted the ticket. Ignored otherwise. */
   bool verified;
+  /* The listener accepts Kerberos (it has a keytab): a Kerberos token is
+   * verified (proxy_auth_verifies) instead of refused unread. */
+  bool kerberos;
   /* The listener's defects (proxy_config.defects). Two change rows:
    * body-less-forward forwards a type 1 on an authenticated connection
    * whatever the policy, body-on-type1 forwards a type 1 that carries a
@@ -66,13 +70,16 @@ struct proxy_auth_decision {
   enum kb_note note;          /* the decision's note code */
   bool forget;                /* drop the connection's identity */
   bool auth_ok;               /* counters: a type 3 verified */
+  bool kerberos_ok;           /* a Kerberos ticket accepted */
   bool auth_failed;           /* a type 3 (or what claims to be) refused */
   bool reauth_skipped;        /* the bug: a type 1 not challenged */
 };
 
-/* Whether the caller must verify the type 3 before deciding: exactly a
- * PROXY_TOKEN_AUTHENTICATE on a CHALLENGED connection. */
-bool proxy_auth_verifies(enum proxy_auth_state state, enum proxy_token token);
+/* Whether the caller must verify the token before deciding: a
+ * PROXY_TOKEN_AUTHENTICATE on a CHALLENGED connection, or a
+ * PROXY_TOKEN_KERBEROS when the listener accepts Kerberos (kerberos). */
+bool proxy_auth_verifies(enum proxy_auth_state state, enum proxy_token token,
+                         bool kerberos);
 
 /* The decision table. Total: every input has a decision. Nothing is
  * forwarded from a connection that is not authenticated afterwards,
@@ -92,7 +99,7 @@ struct proxy_auth_facts {
   const char *how;      /* how a type 3 verified: "NTLMv2, MIC verified" */
   const char *what;     /* what is forwarded: "POST /EWS/... to Exchange" */
   const char *why;      /* why the header is unusable */
-  const char *err;      /* why a type 3 was refused */
+  const char *err;      /* why a type 3 or a Kerberos ticket was refused */
   unsigned first_byte;  /* of a Negotiate token that is not NTLMSSP */
   unsigned handshake;   /* the number of the handshake a type 2 starts */
 };

@@ -33,9 +33,8 @@ static const struct proxy_defect_row proxy_defect_rows[KB_DEFECT_COUNT] = {
     {KB_DEFECT_MIXES_IDENTITIES, PROXY_AUTH_NONE, NULL},
     /* proxy__defect_transfer */
     {KB_DEFECT_PINNED_RECYCLED, PROXY_AUTH_NONE, NULL},
-    {KB_DEFECT_MIXES_AFTER_SINGLE_LEG, PROXY_AUTH_NONE,
-     "needs Kerberos (a client that authenticates in one leg), which kbsim "
-     "does not speak yet"},
+    /* proxy__defect_private, then as mixes-identities */
+    {KB_DEFECT_MIXES_AFTER_SINGLE_LEG, PROXY_AUTH_NONE, NULL},
     /* proxy__defect_fold, proxy__defect_folded */
     {KB_DEFECT_CHALLENGE_REWRITTEN, PROXY_AUTH_NONE, NULL},
     {KB_DEFECT_NTLM_OVER_HTTP2, PROXY_AUTH_NONE,
@@ -223,7 +222,49 @@ void proxy__defect_transfer(struct proxy__conn *conn)
                 conn->up_requests + 1);
 }
 
-/* ---- mixes-identities --------------------------------------------------- */
+/* ---- mixes-identities, mixes-after-single-leg --------------------------- */
+
+/* Under the defect mixes-after-single-leg, takes a header of the response
+ * about to be relayed to conn's client, whose status is status: a 401
+ * with WWW-Authenticate NTLM or Negotiate (with or without a token) marks
+ * conn's upstream connection private, kept for this client alone - the
+ * rule HAProxy follows in every http-reuse mode (its configuration
+ * manual, "http-reuse"). A client that authenticates in one leg
+ * (Kerberos, its ticket with the first request of a new connection) never
+ * gets such a 401, so its connection is never marked and goes back to the
+ * pool (haproxy#2985). */
+void proxy__defect_private(struct proxy__conn *conn, int status,
+                           const char *name, const char *value)
+{
+  size_t scheme;
+
+  if(status != MHD_HTTP_UNAUTHORIZED || conn->up_private ||
+     !proxy__defect(conn->proxy, KB_DEFECT_MIXES_AFTER_SINGLE_LEG) ||
+     strcasecmp(name, MHD_HTTP_HEADER_WWW_AUTHENTICATE))
+    return;
+  scheme = strcspn(value, " \t,");
+  if((scheme == 4 && !strncasecmp(value, "NTLM", 4)) ||
+     (scheme == 9 && !strncasecmp(value, "Negotiate", 9)))
+    conn->up_private = true;
+}
+
+/* Whether conn's upstream connection goes to the pool when its client
+ * leaves: always under mixes-identities, when no 401 made it private
+ * under mixes-after-single-leg. */
+static bool proxy_defect_pools(const struct proxy__conn *conn)
+{
+  return proxy__defect(conn->proxy, KB_DEFECT_MIXES_IDENTITIES) ||
+         (proxy__defect(conn->proxy, KB_DEFECT_MIXES_AFTER_SINGLE_LEG) &&
+          !conn->up_private);
+}
+
+/* The defect that pools, for the notes. */
+static const char *proxy_defect_pooler(const struct proxy *proxy)
+{
+  return kb_defect_name(proxy__defect(proxy, KB_DEFECT_MIXES_IDENTITIES)
+                            ? KB_DEFECT_MIXES_IDENTITIES
+                            : KB_DEFECT_MIXES_AFTER_SINGLE_LEG);
+}
 
 /* Under the defect mixes-identities, puts the upstream connection of
  * conn, whose client has left, in its loop's pool, open and authenticated
@@ -241,9 +282,9 @@ bool proxy__defect_park(struct proxy__conn *conn)
   struct proxy__upstream *u;
   char label[80];
 
-  if(!proxy__defect(conn->proxy, KB_DEFECT_MIXES_IDENTITIES) ||
-     atomic_load(&conn->proxy->stopping) || loop->npool >= PROXY_POOL_MAX ||
-     conn->fwd_state != PROXY__FWD_IDLE || !conn->up_requests)
+  if(!proxy_defect_pools(conn) || atomic_load(&conn->proxy->stopping) ||
+     loop->npool >= PROXY_POOL_MAX || conn->fwd_state != PROXY__FWD_IDLE ||
+     !conn->up_requests)
     return false; /* (no upstream connection open: nothing to hand on) */
   u = proxy__upstream_detach(conn);
   if(!u)
@@ -252,10 +293,13 @@ bool proxy__defect_park(struct proxy__conn *conn)
   loop->pool = u;
   loop->npool++;
   proxy__note(conn, KB_NOTE_UPSTREAM_POOLED,
-              "%s closed; the defect mixes-identities keeps its upstream "
-              "connection%s%s open for the next client",
+              "%s closed; the defect %s keeps its upstream "
+              "connection%s%s open for the next client%s",
               proxy__conn_label(conn, label, sizeof(label)),
-              u->name[0] ? " " : "", u->name);
+              proxy_defect_pooler(conn->proxy), u->name[0] ? " " : "", u->name,
+              proxy__defect(conn->proxy, KB_DEFECT_MIXES_IDENTITIES)
+                  ? ""
+                  : " (no 401 with NTLM or Negotiate made it private)");
   return true;
 }
 
@@ -269,17 +313,19 @@ bool proxy__defect_adopt(struct proxy__conn *conn)
   struct proxy__upstream *u = loop->pool;
   char label[80];
 
-  if(!u || !proxy__defect(conn->proxy, KB_DEFECT_MIXES_IDENTITIES))
+  if(!u || (!proxy__defect(conn->proxy, KB_DEFECT_MIXES_IDENTITIES) &&
+            !proxy__defect(conn->proxy, KB_DEFECT_MIXES_AFTER_SINGLE_LEG)))
     return false;
   loop->pool = u->next;
   loop->npool--;
   u->next = NULL;
   proxy__upstream_attach(conn, u);
   proxy__note(conn, KB_NOTE_UPSTREAM_POOLED,
-              "%s: the defect mixes-identities sends it on the upstream "
+              "%s: the defect %s sends it on the upstream "
               "connection%s%s, which %s left in the pool",
               proxy__conn_label(conn, label, sizeof(label)),
-              conn->up_name[0] ? " " : "", conn->up_name, u->owner);
+              proxy_defect_pooler(conn->proxy), conn->up_name[0] ? " " : "",
+              conn->up_name, u->owner);
   return true;
 }
 

@@ -1,11 +1,15 @@
 /*
  * integrated.c - the integrated (NTLM) rows of the listener's decision
  * table, raw or inside Negotiate: reads the request's Authorization,
- * verifies a type 3 against the handshake pending on the connection,
- * asks proxy_auth_decide (auth.c) what to do and carries it out - a
- * forward, a 401 with the offer, or a 401 with a new type 2.
+ * verifies a type 3 against the handshake pending on the connection (or,
+ * on a listener with a keytab, a Kerberos ticket through MIT's GSS-API,
+ * common/kb_gss.h), asks proxy_auth_decide (auth.c) what to do and
+ * carries it out - a forward, a 401 with the offer, or a 401 with a new
+ * type 2.
  */
 #include "proxy_int.h"
+
+#include "common/kb_gss.h"
 
 /* The offer of an integrated listener, in IIS's order: one
  * WWW-Authenticate header per scheme, Negotiate first. */
@@ -89,42 +93,6 @@ out:
   return result;
 }
 
-/* Returns true when value is "Negotiate <token>" and the token is not raw
- * NTLMSSP: a SPNEGO or Kerberos token (a GSS-API token starts 0x60), which
- * this listener cannot accept. *first gets the token's first byte. Only
- * the start of the token is decoded, so a Kerberos ticket of any size is
- * recognised, even one past NTLM_MAX_MESSAGE. */
-static bool proxy_foreign_negotiate(const char *value, uint8_t *first)
-{
-  static const uint8_t signature[8] = {'N', 'T', 'L', 'M', 'S', 'S', 'P', 0};
-  struct base64_decode_ctx ctx;
-  /* 12 base64 characters decode to 9 bytes: the whole signature. */
-  uint8_t buf[BASE64_DECODE_LENGTH(12)];
-  size_t dlen = sizeof(buf);
-  size_t n;
-  const char *p = value;
-
-  if(!p)
-    return false;
-  while(*p == ' ' || *p == '\t')
-    p++;
-  if(strncasecmp(p, "Negotiate", 9) || (p[9] != ' ' && p[9] != '\t'))
-    return false;
-  p += 9;
-  while(*p == ' ' || *p == '\t')
-    p++;
-  n = strcspn(p, "= \t");
-  if(n > 12)
-    n = 12;
-  base64_decode_init(&ctx);
-  /* A token that does not even start as base64 is left to the NTLM parser,
-   * which names the problem. */
-  if(!n || !base64_decode_update(&ctx, &dlen, buf, n, p) || !dlen)
-    return false;
-  *first = buf[0];
-  return memcmp(buf, signature, dlen < 8 ? dlen : 8) != 0;
-}
-
 /* What the request's Authorization header on conn carries, for the
  * decision table; fills msg, raw and scheme for a type 1 or 3 and why for
  * an unusable header; first is a foreign Negotiate token's first byte. A
@@ -146,7 +114,7 @@ proxy_integrated_token(const struct proxy__conn *conn, const char *value,
   enum proxy_token token;
 
   memset(msg, 0, sizeof(*msg));
-  if(proxy_foreign_negotiate(value, first))
+  if(kb_gss_is_negotiate(value, first))
     return PROXY_TOKEN_KERBEROS;
   token =
       proxy_read_token(value, charset, scheme, msg, raw, &peeked, why, whylen);
@@ -215,6 +183,39 @@ static bool proxy_verify_type3(struct proxy__conn *conn,
     return false;
   }
   /* The account as the store spells it, whatever spelling resolved. */
+  snprintf(conn->who.domain, sizeof(conn->who.domain), "%s",
+           lookup.account.domain);
+  snprintf(conn->who.user, sizeof(conn->who.user), "%s", lookup.account.user);
+  return true;
+}
+
+/* Verifies the Kerberos ticket in value with the listener's keytab (MIT's
+ * gss_accept_sec_context, one leg) and resolves its principal
+ * ("alice@FABRIKAM.COM": user alice of the realm's NetBIOS domain
+ * FABRIKAM) in the listener's directory, as a domain controller maps a
+ * principal to its account. Fills conn->who and returns true, or writes
+ * why not into err. */
+static bool proxy_verify_kerberos(struct proxy__conn *conn, const char *value,
+                                  char *err, size_t errlen)
+{
+  struct proxy_lookup lookup;
+  char principal[300];
+  char domain[128];
+  char user[128];
+
+  if(kb_gss_accept(conn->proxy->krb5_keytab, value, principal,
+                   sizeof(principal), err, errlen) != KB_GSS_OK)
+    return false;
+  memset(&lookup, 0, sizeof(lookup));
+  lookup.proxy = conn->proxy;
+  if(kb_gss_principal_split(principal, domain, sizeof(domain), user,
+                            sizeof(user)) ||
+     proxy_resolve(&lookup, domain, user) != KB_RESOLVE_OK) {
+    snprintf(err, errlen, "the principal %.200s has no account here",
+             principal);
+    return false;
+  }
+  memset(&conn->who, 0, sizeof(conn->who));
   snprintf(conn->who.domain, sizeof(conn->who.domain), "%s",
            lookup.account.domain);
   snprintf(conn->who.user, sizeof(conn->who.user), "%s", lookup.account.user);
@@ -321,13 +322,17 @@ void proxy__decide_integrated(struct proxy__conn *conn,
   why[0] = err[0] = who[0] = how[0] = what[0] = '\0';
   in.token = proxy_integrated_token(conn, value, &scheme, &msg, &raw, &first,
                                     why, sizeof(why));
-  in.verified = proxy_auth_verifies(in.state, in.token) &&
-                proxy_verify_type3(conn, &msg, &raw, err, sizeof(err));
+  in.kerberos = proxy->krb5_keytab != NULL;
+  in.verified = false;
+  if(proxy_auth_verifies(in.state, in.token, in.kerberos))
+    in.verified = in.token == PROXY_TOKEN_KERBEROS
+                      ? proxy_verify_kerberos(conn, value, err, sizeof(err))
+                      : proxy_verify_type3(conn, &msg, &raw, err, sizeof(err));
   proxy_auth_decide(&in, &d);
 
   /* The identity the texts name: the one the connection had, or the one
-   * its type 3 just proved. */
-  if(in.state == PROXY_AUTH_AUTHENTICATED || d.auth_ok)
+   * its type 3 or ticket just proved. */
+  if(in.state == PROXY_AUTH_AUTHENTICATED || d.auth_ok || d.kerberos_ok)
     proxy_who(&conn->who, who, sizeof(who));
   if(d.auth_ok)
     snprintf(how, sizeof(how), "%s%s%s",
@@ -336,6 +341,7 @@ void proxy__decide_integrated(struct proxy__conn *conn,
              conn->who.key_exchanged ? ", session key exchanged" : "");
   ans->delta.auth_failed = d.auth_failed;
   ans->delta.auth_ok = d.auth_ok;
+  ans->delta.kerberos_ok = d.kerberos_ok;
   ans->delta.reauth_skipped = d.reauth_skipped;
   if(d.forget)
     memset(&conn->who, 0, sizeof(conn->who));
@@ -394,6 +400,7 @@ bool proxy__integrated_refuses(const struct proxy__conn *conn,
   in.state = conn->state;
   in.defects = conn->proxy->defects;
   in.has_body = true; /* asked from the head of a request with a body */
+  in.kerberos = conn->proxy->krb5_keytab != NULL;
   in.token = proxy_integrated_token(conn, value, &scheme, &msg, &raw, &first,
                                     why, sizeof(why));
   in.verified = true;

@@ -189,6 +189,7 @@ void proxy__stats_add(struct proxy *proxy, const struct proxy_stats *delta)
   proxy->stats.requests += delta->requests;
   proxy->stats.challenges += delta->challenges;
   proxy->stats.auth_ok += delta->auth_ok;
+  proxy->stats.kerberos_ok += delta->kerberos_ok;
   proxy->stats.auth_failed += delta->auth_failed;
   proxy->stats.reauth_skipped += delta->reauth_skipped;
   proxy->stats.forwarded += delta->forwarded;
@@ -274,6 +275,7 @@ static void proxy_free(struct proxy *proxy)
   free(proxy->dns_computer);
   free(proxy->basic_offer);
   free(proxy->via);
+  free(proxy->krb5_keytab);
   free(proxy);
 }
 
@@ -316,6 +318,11 @@ static struct proxy *proxy_create(const struct proxy_config *config, char *err,
         proxy_lower(proxy_join(proxy->name, ".", proxy->dns_domain), '.');
   proxy->basic_offer = proxy_join("Basic realm=\"", proxy->name, "\"");
   proxy->via = proxy_join("1.1 ", proxy->name, "");
+  if(config->krb5_keytab && *config->krb5_keytab &&
+     !(proxy->krb5_keytab = strdup(config->krb5_keytab))) {
+    proxy_set_error(err, errlen, "proxy: out of memory while starting");
+    goto fail;
+  }
   if(!proxy->bind_host || !proxy->backend_url || !proxy->name ||
      !proxy->domain || !proxy->dns_domain || !proxy->dns_computer ||
      !proxy->basic_offer || !proxy->via) {

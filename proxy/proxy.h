@@ -23,8 +23,10 @@
  *      authenticated and this request (with its body) is forwarded; invalid
  *      or unknown user: 401 and nothing reaches the backend.
  *  - authenticated connection, no Authorization -> forwarded.
- *  - Negotiate with a SPNEGO/Kerberos token -> 401 with the offer (no
- *      Kerberos here; the client falls back to NTLM), nothing forwarded.
+ *  - Negotiate with a SPNEGO/Kerberos token -> without a keytab, 401 with
+ *      the offer (no Kerberos here; the client falls back to NTLM),
+ *      nothing forwarded; with one (krb5_keytab), the ticket verified in
+ *      one leg by MIT's GSS-API and the request forwarded with its body.
  * A Basic listener wants "Authorization: Basic" on every request (no
  * connection state, so no bug); a listener with no authentication forwards
  * everything - in front of an Exchange that authenticates NTLM itself, it
@@ -72,7 +74,7 @@ int proxy_auth_parse(const char *name, enum proxy_auth *out);
 #define PROXY_DEFECT(d) (1u << (unsigned)(d))
 
 /* Why the listener cannot have defect d yet - one line saying what it
- * needs ("needs Kerberos ...") - or NULL when it can. Can't fail; safe
+ * needs ("needs HTTP/2 over TLS ...") - or NULL when it can. Can't fail; safe
  * from any thread. */
 const char *proxy_defect_unavailable(enum kb_defect d);
 
@@ -131,10 +133,10 @@ struct proxy_config {
   /* What the listener gets wrong on purpose (serve --defect), a bit set of
    * PROXY_DEFECT(KB_DEFECT_...); 0, the default, is none. The defects of a
    * listener that passes NTLM through (handshake-split, mixes-identities,
-   * pinned-recycled, challenge-rewritten) need auth PROXY_AUTH_NONE, those
-   * of an authenticating one (body-less-forward, expect-hang,
-   * body-on-type1) PROXY_AUTH_INTEGRATED; body-less-forward holds whatever
-   * the policy. proxy/README.md, "Defects", says what each changes;
+   * pinned-recycled, mixes-after-single-leg, challenge-rewritten) need auth
+   * PROXY_AUTH_NONE, those of an authenticating one (body-less-forward,
+   * expect-hang, body-on-type1) PROXY_AUTH_INTEGRATED; body-less-forward holds
+   * whatever the policy. proxy/README.md, "Defects", says what each changes;
    * proxy_start refuses a defect the listener cannot have. */
   unsigned defects;
   /* HTTPS toward the clients (ISA's web listener with a certificate):
@@ -147,6 +149,12 @@ struct proxy_config {
    * PEM text (borrowed; must outlive the proxy); NULL: the system's
    * store. Unused for http://. */
   const char *upstream_ca_pem;
+  /* integrated: the keytab (a path) of HTTP/<published name>, for
+   * Negotiate with Kerberos through MIT's GSS-API (common/kb_gss.h): a
+   * ticket is accepted in one leg, with the request's body. NULL, the
+   * default: no Kerberos, a Kerberos token is answered with the offer (the
+   * client falls back to NTLM). Copied. */
+  const char *krb5_keytab;
 };
 
 /* Counters since start, consistent with each other at the moment of the
@@ -170,6 +178,8 @@ struct proxy_stats {
   uint64_t head_timeouts;         /* 408: head or body too slow */
   uint64_t evicted;               /* closed to make room at a cap */
   uint64_t refused;               /* refused at a cap */
+  uint64_t kerberos_ok;           /* Kerberos tickets accepted (refused
+                                     ones count in auth_failed) */
 };
 
 struct proxy;

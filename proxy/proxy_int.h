@@ -156,7 +156,8 @@ struct proxy {
   char *dns_computer; /* "isa01.fabrikam.com" */
   const struct kb_users *users;
   enum proxy_auth auth;
-  unsigned defects; /* PROXY_DEFECT bits (defects.c) */
+  unsigned defects;  /* PROXY_DEFECT bits (defects.c) */
+  char *krb5_keytab; /* NULL: no Kerberos */
   /* The config's TLS PEM texts (borrowed), NULL when not used. */
   const char *tls_cert_pem, *tls_key_pem, *upstream_ca_pem;
   char *basic_offer;       /* "Basic realm=\"<name>\"" */
@@ -230,6 +231,8 @@ struct proxy__conn {
   bool up_claimed;      /* up_name claimed for its port (once connected) */
   unsigned upstreams;   /* upstream connections opened for this one */
   unsigned up_requests; /* requests sent on the current one; 0: none open */
+  bool up_private;      /* mixes-after-single-leg: a 401 with NTLM or
+                           Negotiate came back; never pooled (defects.c) */
   enum proxy_auth_state state;
   enum ntlm_scheme scheme;  /* the scheme of the current handshake */
   uint8_t challenge[8];     /* pending server challenge (CHALLENGED) */
@@ -369,6 +372,8 @@ bool proxy__defect_release(struct proxy__conn *conn);
 void proxy__defect_release_all(struct proxy__loop *loop);
 void proxy__defect_transfer(struct proxy__conn *conn);
 bool proxy__defect_park(struct proxy__conn *conn);
+void proxy__defect_private(struct proxy__conn *conn, int status,
+                           const char *name, const char *value);
 bool proxy__defect_adopt(struct proxy__conn *conn);
 void proxy__defect_pool_drain(struct proxy__loop *loop);
 bool proxy__defect_fold(const struct proxy__conn *conn, const char *name,

@@ -402,6 +402,7 @@ static void proxy_relay(struct proxy__conn *conn, struct proxy__fwd *fwd,
     if(!strcasecmp(h[i].name, "Connection"))
       connection_tokens = h[i].value;
   for(i = 0; i < count; i++) {
+    proxy__defect_private(conn, status, h[i].name, h[i].value);
     if(proxy__is_hop_header(h[i].name, connection_tokens) ||
        proxy__defect_fold(conn, h[i].name, h[i].value, &fold))
       continue;

@@ -4,7 +4,9 @@
 #include "sim/run.h"
 #include "common/kb_net.h"
 #include "sim/fdlimit.h"
+#include "sim/kdc.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -55,6 +57,8 @@ static bool sim__same_shape(const struct scenario *a, const struct scenario *b)
   size_t i;
 
   if(a->nusers != b->nusers || a->auth != b->auth ||
+     a->kerberos != b->kerberos ||
+     memcmp(a->user_internal, b->user_internal, sizeof(a->user_internal)) ||
      a->idle_timeout_ms != b->idle_timeout_ms ||
      a->max_requests != b->max_requests || a->balancer != b->balancer ||
      a->nmembers != b->nmembers || strcmp(a->dns_domain, b->dns_domain) ||
@@ -158,6 +162,7 @@ int sim_scenario_plan(const struct scenario *sc, struct sim_logins *logins,
                sc->client_password);
     else
       snprintf(own, sizeof(logins->owned[0]), "%s", spec);
+    logins->user[logins->n] = i;
     logins->specs[logins->n++] = own;
   }
   if(!logins->n) {
@@ -179,6 +184,45 @@ int sim_scenario_plan(const struct scenario *sc, struct sim_logins *logins,
   return 0;
 }
 
+/* Starts the realm of sc's [kerberos] for runner: MIT's KDC (sim/kdc.h)
+ * with every user of [users] as a principal of the realm (the DNS domain
+ * in capitals, FABRIKAM.COM) with the same password, and each internal
+ * user's ticket-granting ticket (kinit) in a cache of its own. Returns 0,
+ * or -1 with a one-line reason in err. */
+static int sim__runner_kdc(struct sim_runner *runner, const struct scenario *sc,
+                           char *err, size_t errlen)
+{
+  char realm[SCENARIO_TEXT];
+  char domain[128], user[128], password[256];
+  char why[512];
+  size_t i;
+
+  snprintf(realm, sizeof(realm), "%s",
+           sc->dns_domain[0] ? sc->dns_domain : "fabrikam.com");
+  for(i = 0; realm[i]; i++)
+    realm[i] = (char)toupper((unsigned char)realm[i]);
+  if(sim_kdc_start(realm, &runner->kdc, why, sizeof(why))) {
+    snprintf(err, errlen, "%s: [kerberos] needs MIT's KDC: %s", sc->name, why);
+    return -1;
+  }
+  for(i = 0; i < sc->nusers; i++) {
+    runner->ccache[i][0] = '\0';
+    if(kb_users_split_spec(sc->user_specs[i], false, domain, sizeof(domain),
+                           user, sizeof(user), password, sizeof(password), why,
+                           sizeof(why)) ||
+       sim_kdc_add_user(runner->kdc, user, password, why, sizeof(why)) ||
+       (sc->user_internal[i] &&
+        sim_kdc_kinit(runner->kdc, user, password, runner->ccache[i],
+                      sizeof(runner->ccache[i]), why, sizeof(why)))) {
+      explicit_bzero(password, sizeof(password));
+      snprintf(err, errlen, "%s: %s", sc->name, why);
+      return -1;
+    }
+    explicit_bzero(password, sizeof(password));
+  }
+  return 0;
+}
+
 /* Starts runner's topology for sc: its user store, then the components.
  * Returns 0, or -1 with a one-line reason in err. */
 static int sim__runner_start(struct sim_runner *runner,
@@ -189,7 +233,10 @@ static int sim__runner_start(struct sim_runner *runner,
 
   if(sim_scenario_users(sc, &runner->users, err, errlen))
     return -1;
+  if(sc->kerberos && sim__runner_kdc(runner, sc, err, errlen))
+    return -1;
   sim_scenario_topology(sc, runner->users, trace, &cfg);
+  cfg.krb5_keytab = runner->kdc ? sim_kdc_keytab(runner->kdc) : NULL;
   if(sim_topology_start(&cfg, &runner->topo, err, errlen))
     return -1;
   runner->shape = *sc;
@@ -245,6 +292,13 @@ int sim_runner_run(struct sim_runner *runner, const struct scenario *sc,
   if(sim__runner_ready(runner, sc, trace, err, errlen))
     goto done;
   topo = runner->topo;
+  if(runner->kdc) {
+    for(i = 0; i < logins.n; i++)
+      logins.ccaches[i] = runner->ccache[logins.user[i]][0]
+                              ? runner->ccache[logins.user[i]]
+                              : NULL;
+    plan.krb5_ccaches = logins.ccaches;
+  }
   if(!runner->fresh)
     sim_topology_set_source(topo, sim_topology_run_source(runner->runs));
   runner->runs++;
@@ -296,6 +350,8 @@ void sim_runner_stop(struct sim_runner *runner)
   runner->topo = NULL;
   kb_users_free(runner->users);
   runner->users = NULL;
+  sim_kdc_stop(runner->kdc);
+  runner->kdc = NULL;
 }
 
 int sim_scenario_run(const struct scenario *sc, struct kb_trace trace,

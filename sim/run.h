@@ -39,7 +39,11 @@ void sim_scenario_topology(const struct scenario *sc, struct kb_users *users,
 struct sim_logins {
   const char *specs[SCENARIO_MAX_USERS];
   char owned[SCENARIO_MAX_USERS][SCENARIO_TEXT * 2];
+  size_t user[SCENARIO_MAX_USERS]; /* each login's index in [users] */
   size_t n;
+  /* Each login's Kerberos credential cache (the runner's, for an
+   * internal user) or NULL; what plan->krb5_ccaches points to. */
+  const char *ccaches[SCENARIO_MAX_USERS];
 };
 
 /* Fills *plan with sc's clients (count, posts, kind, think times, their
@@ -65,13 +69,18 @@ int sim_scenario_run(const struct scenario *sc, struct kb_trace trace,
 struct sim_runner {
   struct sim_topology *topo; /* owned; NULL until a run starts one */
   struct kb_users *users;    /* owned; the topology's */
-  struct scenario shape;     /* the scenario topo was started for */
-  struct kb_trace trace;     /* what topo's components were handed */
-  bool fresh;                /* stop the topology after every run */
-  unsigned long starts;      /* topologies started (for tests, benches) */
-  unsigned long runs;        /* runs made; each kept-topology run leaves
-                                from its own loopback source
-                                (sim_topology_run_source) */
+  /* owned: the KDC of a scenario with [kerberos] (sim/kdc.h), and each
+   * internal user's credential cache, by index in [users] ("" for the
+   * others) */
+  struct sim_kdc *kdc;
+  char ccache[SCENARIO_MAX_USERS][400];
+  struct scenario shape; /* the scenario topo was started for */
+  struct kb_trace trace; /* what topo's components were handed */
+  bool fresh;            /* stop the topology after every run */
+  unsigned long starts;  /* topologies started (for tests, benches) */
+  unsigned long runs;    /* runs made; each kept-topology run leaves
+                            from its own loopback source
+                            (sim_topology_run_source) */
 };
 
 /* As sim_scenario_run, on runner's topology when its shape fits sc (reset

@@ -129,6 +129,9 @@ struct scenario_parse {
   unsigned extended_protection_line; /* likewise */
   unsigned exchange_auth_line;       /* likewise */
   unsigned users_line;
+  /* [kerberos] internal as written, judged once [users] is whole. */
+  char internal[SCENARIO_TEXT * 4];
+  unsigned internal_line;
   bool has_members; /* a [member] section was seen */
   /* A key line was read since the last section header. inih then reads
    * an indented line as more of that key's value (INI_ALLOW_MULTILINE),
@@ -229,8 +232,8 @@ static void scenario__member_header(struct scenario_parse *p, const char *line)
  * empty section is reported at its own line. */
 static void scenario__section_header(struct scenario_parse *p, const char *s)
 {
-  static const char *known[] = {"scenario", "listener", "exchange",
-                                "users",    "clients",  "expect"};
+  static const char *known[] = {"scenario", "listener", "exchange", "users",
+                                "clients",  "expect",   "kerberos"};
   size_t n = strcspn(s + 1, "]\r\n");
   size_t i;
 
@@ -249,7 +252,7 @@ static void scenario__section_header(struct scenario_parse *p, const char *s)
       return;
   scenario__fail(p,
                  "unknown section [%.*s]; sections are scenario, listener, "
-                 "exchange, member NAME, users, clients, expect",
+                 "exchange, member NAME, users, kerberos, clients, expect",
                  (int)n, s + 1);
 }
 
@@ -582,11 +585,12 @@ static int scenario__handler(void *user, const char *section, const char *key,
   struct scenario *sc = p->sc;
 
   if(!*section) {
-    scenario__fail(p,
-                   "%s = %s is before any [section]; every key belongs to one "
-                   "of scenario, listener, exchange, member NAME, users, "
-                   "clients, expect",
-                   key, v);
+    scenario__fail(
+        p,
+        "%s = %s is before any [section]; every key belongs to one "
+        "of scenario, listener, exchange, member NAME, users, kerberos, "
+        "clients, expect",
+        key, v);
     return 1;
   }
   if(strcmp(section, "users") && scenario__repeated(p, section, key))
@@ -681,12 +685,68 @@ static int scenario__handler(void *user, const char *section, const char *key,
         p->users_line = p->line;
     }
   }
+  else if(!strcmp(section, "kerberos")) {
+    if(strcmp(key, "internal"))
+      scenario__fail(p, "[kerberos] has no key '%s'; it knows internal", key);
+    else if(strlen(v) >= sizeof(p->internal))
+      scenario__fail(p, "[kerberos] internal: at most %zu characters",
+                     sizeof(p->internal) - 1);
+    else {
+      snprintf(p->internal, sizeof(p->internal), "%s", v);
+      p->internal_line = p->line;
+    }
+  }
   else if(!strcmp(section, "clients"))
     scenario__clients(p, key, v);
   else if(!strcmp(section, "expect"))
     scenario__expect(p, key, v);
   /* Unknown sections were reported at their header by the reader. */
   return 1;
+}
+
+/* Marks the users [kerberos] internal names (comma-separated, each in
+ * [users]) as inside the network. */
+static void scenario__internal(struct scenario_parse *p)
+{
+  struct scenario *sc = p->sc;
+  const char *name = p->internal;
+  size_t i, n;
+
+  p->line = p->internal_line;
+  while(*name) {
+    name += strspn(name, " \t,");
+    n = strcspn(name, ",");
+    while(n && (name[n - 1] == ' ' || name[n - 1] == '\t'))
+      n--;
+    if(!n)
+      break;
+    for(i = 0; i < sc->nusers; i++)
+      if(!strncasecmp(sc->user_specs[i], name, n) &&
+         sc->user_specs[i][n] == ':')
+        break;
+    if(i == sc->nusers) {
+      scenario__fail(p,
+                     "[kerberos] internal = %.*s is not in [users]; add it "
+                     "there (the KDC gets the users of [users])",
+                     (int)n, name);
+      return;
+    }
+    sc->user_internal[i] = sc->kerberos = true;
+    name += n;
+  }
+  if(!sc->kerberos)
+    scenario__fail(p, "[kerberos] internal names nobody; write DOMAIN\\user, "
+                      "...");
+  else if(sc->kind != CLIENT_KIND_COMMUNICATOR &&
+          sc->kind != CLIENT_KIND_ONE_SHOT)
+    scenario__fail(p,
+                   "[kerberos] internal users are Communicators signed in to "
+                   "the domain; kind = %s has no Kerberos here: set kind = "
+                   "communicator or one-shot",
+                   client_kind_name(sc->kind));
+  else if(sc->auth != PROXY_AUTH_INTEGRATED)
+    scenario__fail(p, "[kerberos] needs [listener] auth = integrated "
+                      "(Negotiate)");
 }
 
 /* Checks what only the whole file can tell. */
@@ -716,6 +776,8 @@ static void scenario__check(struct scenario_parse *p)
                      sc->client_user);
     }
   }
+  if(p->internal_line && !p->error_line)
+    scenario__internal(p);
   /* The kind may come after the key, so it is judged once both are read. */
   if(p->connection_sharing_line && sc->kind != CLIENT_KIND_DOTNET) {
     p->line = p->connection_sharing_line;

@@ -103,6 +103,13 @@ struct scenario {
    * domain (type 2 target info, UPN suffix); "" = lowercase(domain).com */
   char dns_domain[SCENARIO_TEXT];
 
+  /* [kerberos] internal = DOMAIN\user, ...: the users inside the network,
+   * who sign in with Kerberos (Negotiate, one leg) against a KDC the run
+   * starts (sim/kdc.h); the others use NTLM. kerberos is set when any
+   * user is internal; user_internal[i] says it of user_specs[i]. */
+  bool kerberos;
+  bool user_internal[SCENARIO_MAX_USERS];
+
   /* [clients] */
   unsigned clients;
   enum client_kind kind;

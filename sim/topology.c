@@ -103,6 +103,8 @@ int sim_topology_start(const struct sim_topology_config *config,
   bcfg.users = config->users;
   bcfg.dns_domain = config->dns_domain;
   bcfg.rng = topo->kb_rng;
+  if(config->backend_auth == BACKEND_AUTH_INTEGRATED)
+    bcfg.krb5_keytab = config->krb5_keytab;
   bcfg.extended_protection = config->extended_protection;
   if(topo->tls == SCENARIO_TLS_BRIDGE) {
     bcfg.tls_cert_pem = topo->pki.exchange.cert_pem;
@@ -134,6 +136,7 @@ int sim_topology_start(const struct sim_topology_config *config,
     pcfg.dns_domain = config->dns_domain;
     pcfg.auth = config->auth;
     pcfg.defects = config->defects;
+    pcfg.krb5_keytab = config->krb5_keytab;
     pcfg.idle_timeout_ms = config->idle_timeout_ms;
     pcfg.max_requests = config->max_requests;
     pcfg.max_connections = topo->member_connections;
@@ -318,6 +321,7 @@ struct sim__job {
   struct sim_topology *topo;
   struct sim_session *session;
   const char *spec;
+  const char *krb5_ccache; /* NULL: NTLM */
   const struct sim_clients *plan;
 };
 
@@ -345,6 +349,7 @@ static void *sim__session_thread(void *arg)
   cfg.think_max_ms = job->plan->think_max_ms;
   cfg.idle_timeout_ms = job->plan->idle_timeout_ms;
   cfg.max_requests = job->plan->max_requests;
+  cfg.krb5_ccache = job->krb5_ccache;
   if(client_create(&cfg, &client, s->error, sizeof(s->error)))
     return NULL;
   /* Step the session by hand to keep what the user saw after each POST. */
@@ -423,6 +428,8 @@ int sim_run_plan(struct sim_topology *topo, const struct sim_clients *plan,
     jobs[i].topo = topo;
     jobs[i].session = &out->sessions[i];
     jobs[i].spec = plan->logins[i % nusers];
+    jobs[i].krb5_ccache =
+        plan->krb5_ccaches ? plan->krb5_ccaches[i % nusers] : NULL;
     jobs[i].plan = plan;
     rc = pthread_create(&threads[i], NULL, sim__session_thread, &jobs[i]);
     if(rc) {

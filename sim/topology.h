@@ -80,6 +80,11 @@ struct sim_topology_config {
    * what `kbsim serve` turns on for `kbsim probe --exchange-status`. */
   bool exchange_status;
   struct kb_trace trace; /* where every component's events go */
+  /* Every member accepts Kerberos with this keytab (proxy_config's
+   * krb5_keytab; sim/kdc.h makes one), and so does Exchange when it
+   * authenticates itself (backend_auth integrated); NULL: none.
+   * Borrowed. */
+  const char *krb5_keytab;
 };
 
 struct sim_topology {
@@ -209,6 +214,10 @@ struct sim_clients {
    * "DOMAIN\user:password" spec (borrowed). */
   const char *const *logins;
   size_t nlogins;
+  /* NULL, or parallel to logins: the login's Kerberos credential cache
+   * (client_config.krb5_ccache: a user inside the network), or NULL for
+   * NTLM. Borrowed. */
+  const char *const *krb5_ccaches;
 };
 
 /* Runs plan->count sessions concurrently, as sim_run_sessions. */

@@ -177,6 +177,20 @@ bool proc_have(const char *path)
   return access(path, F_OK) == 0;
 }
 
+bool proc_scenario_runs(const char *path)
+{
+  char *text;
+  bool kerberos;
+
+  if(proc_have(PROC_KRB5KDC))
+    return true;
+  text = proc_slurp(path, NULL);
+  kerberos = text &&
+             (!strncmp(text, "[kerberos]", 10) || strstr(text, "\n[kerberos]"));
+  free(text);
+  return !kerberos;
+}
+
 bool proc_skip_unless(const char *path, const char *test, const char *how)
 {
   if(proc_have(path))

@@ -71,6 +71,16 @@ bool proc_have(const char *path);
  * <path> (<how>)" on stderr and returns true. */
 bool proc_skip_unless(const char *path, const char *test, const char *how);
 
+/* MIT's KDC, which a scenario with [kerberos] (sim/kdc.h) and
+ * tests/test_kerberos.c start. */
+#define PROC_KRB5KDC "/usr/sbin/krb5kdc"
+
+/* Whether the scenario file at path can run here: false for one with a
+ * [kerberos] section while MIT's KDC is missing. The catalogue's suites
+ * leave such a file out and their main says so with
+ * proc_skip_unless(PROC_KRB5KDC, ...). */
+bool proc_scenario_runs(const char *path);
+
 /* The suite's exit code: EXIT_FAILURE when a test failed, PROC_SKIPPED
  * when none failed but one was skipped, else EXIT_SUCCESS. */
 int proc_suite_exit(int failed, bool skipped);

@@ -568,7 +568,9 @@ END_TEST
 
 /* Every catalogue scenario's capture: exactly body-less-forward, once per
  * POST that reached Exchange empty, when its run counted any; nothing
- * otherwise. */
+ * otherwise. kerberos-inside's internal users' Negotiate tickets are
+ * real Kerberos: nothing is found on their connections, only the external
+ * NTLM users' body-less POSTs (left out, and said, without MIT's KDC). */
 START_TEST(every_scenario)
 {
   static const char *const found[] = {"body-less-forward"};
@@ -579,6 +581,7 @@ START_TEST(every_scenario)
                                       "half-patched-array",
                                       "hotfix-without-script",
                                       "intermittent-array",
+                                      "kerberos-inside",
                                       "one-shot-client",
                                       "outlook-client",
                                       "script-without-hotfix",
@@ -590,10 +593,14 @@ START_TEST(every_scenario)
   for(i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
     char pcap[512];
     const char *args[] = {pcap, NULL};
-    long empty = run_scenario(names[i]);
+    long empty;
     struct proc_out p;
     json_t *doc;
 
+    snprintf(pcap, sizeof(pcap), SCENARIOS_DIR "/%s.ini", names[i]);
+    if(!proc_scenario_runs(pcap))
+      continue; /* main says so */
+    empty = run_scenario(names[i]);
     snprintf(pcap, sizeof(pcap), "%s", at(names[i]));
     strcat(pcap, ".pcap");
     doc = analyze(&p, args);
@@ -876,5 +883,7 @@ int main(void)
       failed,
       proc_skip_unless("/usr/bin/tshark", "analyze", "apt-get install tshark") |
           proc_skip_unless("/usr/bin/tcpdump", "squid",
-                           "apt-get install tcpdump"));
+                           "apt-get install tcpdump") |
+          proc_skip_unless(PROC_KRB5KDC, "every_scenario: kerberos-inside",
+                           "apt-get install krb5-kdc"));
 }

@@ -652,7 +652,7 @@ START_TEST(scenario_search_path)
     ck_assert_msg(strstr(listed, want), "%s not listed", e->d_name);
   }
   closedir(d);
-  ck_assert_int_eq(proc_count(p.out.data, " error "), 8);
+  ck_assert_int_eq(proc_count(p.out.data, " error "), 9);
   ck_assert_int_eq(proc_count(p.out.data, " clean "), 10);
   proc_free(&p);
   PROC_KBSIM(&p, "list", "--names");

@@ -36,7 +36,7 @@ START_TEST(test_table_row)
   ck_assert_int_eq(d.auth_failed, (r->counters & FAIL) != 0);
   ck_assert_int_eq(d.reauth_skipped, (r->counters & SKIP) != 0);
   /* Only a type 3 on a CHALLENGED connection is verified at all. */
-  ck_assert_int_eq(proxy_auth_verifies(in.state, in.token),
+  ck_assert_int_eq(proxy_auth_verifies(in.state, in.token, in.kerberos),
                    r->state == C && r->token == PROXY_TOKEN_AUTHENTICATE);
 }
 END_TEST
@@ -76,6 +76,49 @@ static void decide_check_texts(const struct proxy_auth_input *in,
 /* The table covers every (state, policy, token) triple at least once for
  * type 1 and none, and the decision is total: no input is left without a
  * known action and note. */
+/* A listener with a keytab (proxy_config.krb5_keytab): a Kerberos ticket
+ * is verified in every state and policy; accepted, it is forwarded with
+ * its body and leaves the connection authenticated (kerberos-ok); refused,
+ * it is a failed login answered with the offer (kerberos-refused). Without
+ * a keytab the rows above hold: the offer, unread. */
+START_TEST(test_kerberos_rows)
+{
+  static const int states[] = {U, C, A};
+  static const int policies[] = {PC, PR};
+  size_t s, p;
+
+  for(s = 0; s < 3; s++)
+    for(p = 0; p < 2; p++) {
+      struct proxy_auth_input in = {.state = (enum proxy_auth_state)states[s],
+                                    .policy = (enum proxy_policy)policies[p],
+                                    .token = PROXY_TOKEN_KERBEROS,
+                                    .kerberos = true,
+                                    .verified = true,
+                                    .has_body = true};
+      struct proxy_auth_decision d;
+
+      ck_assert(proxy_auth_verifies(in.state, in.token, true));
+      ck_assert(!proxy_auth_verifies(in.state, in.token, false));
+      proxy_auth_decide(&in, &d);
+      ck_assert_int_eq(d.act, FWD);
+      ck_assert_int_eq(d.next, A);
+      ck_assert_int_eq(d.note, KB_NOTE_KERBEROS_OK);
+      ck_assert(d.kerberos_ok && !d.auth_ok && !d.auth_failed &&
+                !d.reauth_skipped && !d.forget);
+      in.verified = false;
+      proxy_auth_decide(&in, &d);
+      ck_assert_int_eq(d.act, OFFER);
+      ck_assert_int_eq(d.next, U);
+      ck_assert_int_eq(d.note, KB_NOTE_KERBEROS_REFUSED);
+      ck_assert(!d.kerberos_ok && d.auth_failed && d.forget);
+      in.kerberos = false;
+      proxy_auth_decide(&in, &d);
+      ck_assert_int_eq(d.note, KB_NOTE_KERBEROS);
+      ck_assert(!d.kerberos_ok && !d.auth_failed);
+    }
+}
+END_TEST
+
 START_TEST(test_table_total)
 {
   int state, policy, token, verified;
@@ -214,6 +257,7 @@ int main(void)
   tcase_add_loop_test(tc, test_table_row, 0,
                       (int)(sizeof(rows) / sizeof(rows[0])));
   tcase_add_test(tc, test_table_total);
+  tcase_add_test(tc, test_kerberos_rows);
   suite_add_tcase(s, tc);
   tc = tcase_create("sequences");
   tcase_add_test(tc, test_random_sequences);

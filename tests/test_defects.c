@@ -691,8 +691,9 @@ START_TEST(start_refuses)
        "defect expect-hang is one of a listener that authenticates; give it "
        "auth integrated"},
       {PROXY_AUTH_BASIC, PROXY_DEFECT(KB_DEFECT_BODY_ON_TYPE1), "integrated"},
-      {PROXY_AUTH_NONE, PROXY_DEFECT(KB_DEFECT_MIXES_AFTER_SINGLE_LEG),
-       "needs Kerberos"},
+      {PROXY_AUTH_INTEGRATED, PROXY_DEFECT(KB_DEFECT_MIXES_AFTER_SINGLE_LEG),
+       "defect mixes-after-single-leg is one of a listener that passes NTLM "
+       "through; give it auth none"},
       {PROXY_AUTH_NONE, PROXY_DEFECT(KB_DEFECT_NTLM_OVER_HTTP2),
        "needs HTTP/2"},
       {PROXY_AUTH_NONE, PROXY_DEFECT(KB_DEFECT_COUNT), "name no defect"},
@@ -915,7 +916,8 @@ START_TEST(serve_refuses_contradictions)
       {{"--pass-through", "--auth", "integrated", NULL}, "--pass-through"},
       {{"--defect", "challenge-rewritten", "--defect", "body-on-type1"},
        "--defect challenge-rewritten"},
-      {{"--defect", "mixes-after-single-leg", NULL, NULL}, "Kerberos"},
+      {{"--defect", "mixes-after-single-leg", "--policy", "per-request"},
+       "--defect mixes-after-single-leg"},
       {{"--defect", "ntlm-over-http2", NULL, NULL}, "HTTP/2"},
       {{"--defect", "keeps-context", NULL, NULL}, "handshake-split"},
   };

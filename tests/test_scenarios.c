@@ -36,21 +36,22 @@ START_TEST(catalogue_passes)
   char summary[128];
   struct proc_out p;
   glob_t g;
-  size_t i;
+  size_t i, n = 0;
 
   ck_assert_int_eq(glob(SCENARIOS_DIR "/*.ini", 0, NULL, &g), 0);
   ck_assert_uint_ge(g.gl_pathc, 12);
   ck_assert_uint_le(g.gl_pathc, MAX_FILES);
   for(i = 0; i < g.gl_pathc; i++)
-    argv[2 + i] = g.gl_pathv[i];
-  argv[2 + i] = NULL;
+    if(proc_scenario_runs(g.gl_pathv[i])) /* [kerberos]: main says so */
+      argv[2 + n++] = g.gl_pathv[i];
+  argv[2 + n] = NULL;
   proc_run(argv, &p);
   ck_assert_msg(p.status == 0, "catalogue exited %d:\n%s%s", p.status,
                 p.out.data, p.err.data);
-  ck_assert_int_eq(count_prefix(p.out.data, "PASS "), (int)g.gl_pathc);
+  ck_assert_int_eq(count_prefix(p.out.data, "PASS "), (int)n);
   ck_assert_int_eq(count_prefix(p.out.data, "FAIL "), 0);
-  snprintf(summary, sizeof(summary), "%zu scenarios: %zu passed, 0 failed",
-           g.gl_pathc, g.gl_pathc);
+  snprintf(summary, sizeof(summary), "%zu scenarios: %zu passed, 0 failed", n,
+           n);
   ck_assert_ptr_nonnull(strstr(p.out.data, summary));
   /* The deciding evidence is on each line. */
   ck_assert_ptr_nonnull(strstr(p.out.data, "PASS bug ("));
@@ -273,5 +274,8 @@ int main(void)
   tcase_add_test(slow, sweep_is_repeatable_and_intermittent);
   suite_add_tcase(s, slow);
   failed = kbt_run(s);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return proc_suite_exit(failed,
+                         proc_skip_unless(PROC_KRB5KDC,
+                                          "catalogue_passes: kerberos-inside",
+                                          "apt-get install krb5-kdc"));
 }
