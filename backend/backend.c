@@ -20,6 +20,7 @@
 
 #include <libxml/parser.h>
 
+#include "common/kb_cert.h"
 #include "common/kb_guard.h"
 #include "common/kb_net.h"
 
@@ -126,6 +127,26 @@ static struct backend *backend_new(const struct backend_config *config,
   b->auth.computer = BACKEND_COMPUTER;
   b->auth.rng = config->rng;
   b->auth.clock = config->clock;
+  b->auth.epa = config->extended_protection;
+  if(config->tls_cert_pem && !config->tls_key_pem) {
+    snprintf(err, errlen,
+             "backend: a TLS certificate needs its private key; give both");
+    goto fail;
+  }
+  if(config->tls_cert_pem) {
+    struct kb_end_point ep;
+
+    if(kb_end_point_pem(config->tls_cert_pem, &ep)) {
+      snprintf(err, errlen,
+               "backend: the TLS certificate is not a PEM X.509 "
+               "certificate; give the one kb_pki_create made");
+      goto fail;
+    }
+    b->auth.tls = true;
+    ntlm_tls_end_point_bindings(ep.hash, ep.len, b->auth.bindings);
+    snprintf(b->auth.hash_name, sizeof(b->auth.hash_name), "%s", ep.hash_name);
+    kb_hex_colon(ep.hash, ep.len, b->auth.end_point, sizeof(b->auth.end_point));
+  }
   b->auth.krb5_keytab = b->krb5_keytab;
   return b;
 fail:
@@ -191,6 +212,8 @@ int backend_start(const struct backend_config *config, struct backend **out,
   if(!b)
     return -1;
   fd = backend_listen(b, config, host, err, errlen);
+  b->tls_cert_pem = config->tls_cert_pem;
+  b->tls_key_pem = config->tls_key_pem;
   if(fd < 0 || backend__daemon_start(b, fd, host, config->port, err, errlen)) {
     backend_stop(b);
     return -1;
@@ -212,6 +235,26 @@ uint16_t backend_port(const struct backend *backend)
 const char *backend_auth_name(enum backend_auth auth)
 {
   return auth == BACKEND_AUTH_INTEGRATED ? "integrated" : "none";
+}
+
+const char *backend_epa_name(enum backend_epa epa)
+{
+  return epa == BACKEND_EPA_REQUIRE ? "require"
+         : epa == BACKEND_EPA_ALLOW ? "allow"
+                                    : "none";
+}
+
+int backend_epa_parse(const char *name, enum backend_epa *out)
+{
+  if(!strcmp(name, "none"))
+    *out = BACKEND_EPA_NONE;
+  else if(!strcmp(name, "allow"))
+    *out = BACKEND_EPA_ALLOW;
+  else if(!strcmp(name, "require"))
+    *out = BACKEND_EPA_REQUIRE;
+  else
+    return -1;
+  return 0;
 }
 
 int backend_auth_parse(const char *name, enum backend_auth *out)

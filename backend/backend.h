@@ -41,6 +41,24 @@ enum backend_auth {
 /* "none" / "integrated". */
 const char *backend_auth_name(enum backend_auth auth);
 
+/* Extended Protection for Authentication (IIS's "extendedProtection
+ * tokenChecking", Exchange's EPA): whether an NTLMv2 AUTHENTICATE must
+ * carry the channel binding (MsvAvChannelBindings) of the TLS connection
+ * it arrived on, the tls-server-end-point of Exchange's own certificate
+ * (RFC 5929). Integrated authentication only. */
+enum backend_epa {
+  BACKEND_EPA_NONE = 0, /* not checked ("None", the default) */
+  BACKEND_EPA_ALLOW,    /* a binding sent must match; none sent is
+                           accepted ("Accept"/"Allow") */
+  BACKEND_EPA_REQUIRE   /* a binding must be sent and match ("Require") */
+};
+
+/* "none" / "allow" / "require". */
+const char *backend_epa_name(enum backend_epa epa);
+
+/* Parses an EPA name; returns 0, or -1 when name is none of them. */
+int backend_epa_parse(const char *name, enum backend_epa *out);
+
 /* Parses an auth name; returns 0, or -1 when name is neither. */
 int backend_auth_parse(const char *name, enum backend_auth *out);
 
@@ -69,6 +87,15 @@ struct backend_config {
   /* Answer GET /kbsim/status with backend_status_json to loopback peers
    * (others get 404); such requests are not counted. */
   bool status;
+  /* HTTPS: Exchange's certificate and its private key as PEM text
+   * (borrowed; must outlive the backend). NULL (the default): plain
+   * HTTP. */
+  const char *tls_cert_pem;
+  const char *tls_key_pem;
+  /* Integrated only: Extended Protection, checked against tls_cert_pem's
+   * tls-server-end-point (no certificate: no channel, so any binding a
+   * client sends is one Exchange cannot match). Default none. */
+  enum backend_epa extended_protection;
   /* integrated: the keytab (a path) of HTTP/<published name>, so that IIS
    * accepts Negotiate with a Kerberos ticket (MIT's GSS-API,
    * common/kb_gss.h) and keeps the connection authenticated as its
@@ -98,6 +125,12 @@ struct backend_stats {
   uint64_t too_large;       /* 413 */
   uint64_t challenges;      /* integrated: 401 with a type 2 */
   uint64_t refused;         /* integrated: 401 offering NTLM */
+  /* integrated: type 3s with the right password refused by Extended
+   * Protection (a channel binding missing or not this channel's). */
+  uint64_t channel_binding_refused;
+  /* ... and the first one's reason for people (the binding the client
+   * sent against the one Exchange expected); "" when none. */
+  char channel_binding_why[512];
   /* integrated: type 3s that found no challenge pending on their
    * connection (their type 1 went on another one: a split handshake). */
   uint64_t type3_without_challenge;

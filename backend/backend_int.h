@@ -75,6 +75,8 @@ struct backend {
   char *domain, *dns_domain;       /* owned copies behind auth */
   char *krb5_keytab;               /* owned copy behind auth, or NULL */
   bool status;                     /* answer GET /kbsim/status */
+  /* HTTPS: the config's PEM text (borrowed); NULL for plain HTTP. */
+  const char *tls_cert_pem, *tls_key_pem;
   /* The last BACKEND_MAX_RECORDS connections, connection id at
    * (id - 1) % BACKEND_MAX_RECORDS; guarded by lock. */
   struct backend_conn_info *records;

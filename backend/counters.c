@@ -160,6 +160,9 @@ void backend__count(struct backend *b, const struct backend_req *req,
       s->challenges++;
     else
       s->refused++;
+    if(req->gate.channel_binding_refused && !s->channel_binding_refused++)
+      snprintf(s->channel_binding_why, sizeof(s->channel_binding_why), "%s",
+               req->gate.why);
     break;
   }
   s->type3_without_challenge += req->gate.type3_without_challenge;

@@ -1,6 +1,7 @@
 /*
  * gate.c - who a request reaches Exchange as: IIS 7's Windows
- * authentication per connection, or ISA's trust. See gate.h.
+ * authentication per connection (with Extended Protection's check of the
+ * channel binding), or ISA's trust. See gate.h.
  */
 #include "gate.h"
 
@@ -159,6 +160,61 @@ out:
   ntlm_bytes_free(&type2);
 }
 
+/* Writes 16 bytes as lower-case hex into out (33 bytes). */
+static void backend_hex16(const uint8_t *b, char out[33])
+{
+  size_t i;
+
+  for(i = 0; i < 16; i++)
+    snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+/* Extended Protection over a verified type 3 (who): returns true when the
+ * channel binding passes srv's setting, else false with why saying which
+ * binding the client computed against the one Exchange expected. */
+static bool backend_gate_bindings(const struct backend_auth_server *srv,
+                                  const struct ntlm_identity *who, char *why,
+                                  size_t whylen)
+{
+  static const uint8_t zero[16];
+  const char *mode = backend_epa_name(srv->epa);
+  bool sent = who->has_channel_bindings &&
+              memcmp(who->channel_bindings, zero, sizeof(zero));
+  char got[33], want[33];
+
+  if(srv->epa == BACKEND_EPA_NONE)
+    return true;
+  if(!sent) {
+    if(srv->epa == BACKEND_EPA_ALLOW)
+      return true;
+    snprintf(why, whylen,
+             "Extended Protection (%s): the client's NTLM type 3 carries no "
+             "channel binding; only a client that binds its login to the TLS "
+             "connection (NTLMv2, MsvAvChannelBindings) gets in",
+             mode);
+    return false;
+  }
+  backend_hex16(who->channel_bindings, got);
+  if(!srv->tls) {
+    snprintf(why, whylen,
+             "Extended Protection (%s): the client's channel binding %s "
+             "names the certificate it saw, but this connection reached "
+             "Exchange over plain HTTP: no TLS channel to match (TLS ended "
+             "in front of Exchange)",
+             mode, got);
+    return false;
+  }
+  if(!memcmp(who->channel_bindings, srv->bindings, 16))
+    return true;
+  backend_hex16(srv->bindings, want);
+  snprintf(why, whylen,
+           "Extended Protection (%s): the client's channel binding %s (the "
+           "certificate it saw) is not %s (Exchange's own, %s %.23s...): "
+           "TLS ended at another certificate in front of Exchange",
+           mode, got, want, srv->hash_name, srv->end_point);
+  return false;
+}
+
 /* Verifies a type 3 against the connection's pending challenge. */
 static void backend_gate_verify(const struct backend_auth_server *srv,
                                 struct backend_auth_ctx *ctx,
@@ -197,6 +253,11 @@ static void backend_gate_verify(const struct backend_auth_server *srv,
     ctx->state = BACKEND_AUTH_STATE_UNAUTHENTICATED;
     snprintf(out->why, sizeof(out->why), "logon failed: %s",
              err[0] ? err : "the user is not known");
+    return;
+  }
+  if(!backend_gate_bindings(srv, &who, out->why, sizeof(out->why))) {
+    ctx->state = BACKEND_AUTH_STATE_UNAUTHENTICATED;
+    out->channel_binding_refused = true;
     return;
   }
   snprintf(ctx->identity, sizeof(ctx->identity), "%s\\%s",

@@ -8,9 +8,12 @@
  * Authorization on an authenticated connection runs as that connection's
  * user. With a keytab it also accepts Negotiate with a Kerberos ticket in
  * one leg (common/kb_gss.h) and keeps the connection authenticated as the
- * ticket's principal. Behind ISA (BACKEND_AUTH_NONE) Exchange trusts what
- * reaches it: the identity is the user named by the last type 3 or Basic
- * credentials seen on the connection, unverified, and nothing is refused.
+ * ticket's principal. Under Extended Protection a verified NTLM type 3
+ * must also carry the channel binding of Exchange's own TLS certificate
+ * (backend.h's enum backend_epa). Behind ISA (BACKEND_AUTH_NONE) Exchange
+ * trusts what reaches it: the identity is the user named by the last
+ * type 3 or Basic credentials seen on the connection, unverified, and
+ * nothing is refused.
  *
  * No libmicrohttpd here: mhd.c hands in the Authorization value and
  * carries out the gate's answer.
@@ -60,15 +63,26 @@ struct backend_auth_server {
   struct kb_rng rng;            /* server challenges */
   struct kb_clock clock;        /* type 2 timestamps */
   const char *krb5_keytab;      /* integrated: Kerberos too; NULL: NTLM only */
+  /* Extended Protection: whether Exchange serves TLS, and then the
+   * MsvAvChannelBindings a client that saw its certificate sends, with
+   * that certificate's RFC 5929 hash for people ("SHA256", "ab:cd:..."). */
+  enum backend_epa epa;
+  bool tls;
+  uint8_t bindings[16];
+  char hash_name[16];
+  char end_point[200];
 };
 
 struct backend_gate_answer {
   enum backend_gate gate;
   char www_authenticate[1024]; /* CHALLENGE: "NTLM <type 2>" */
-  char why[256];               /* CHALLENGE/REFUSE: one line for people */
+  char why[512];               /* CHALLENGE/REFUSE: one line for people */
   /* REFUSE: the request carried a type 3 and no challenge was pending on
    * the connection (its type 1 went on another: a handshake split). */
   bool type3_without_challenge;
+  /* REFUSE: the type 3's proof was right but Extended Protection refused
+   * its channel binding (why says which binding against which). */
+  bool channel_binding_refused;
 };
 
 /* Judges a request carrying the Authorization value authorization (NULL

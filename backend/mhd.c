@@ -165,6 +165,19 @@ static enum MHD_Result backend_send(struct backend *b,
          MHD_YES &&
      MHD_add_response_header(response, "X-Powered-By", "ASP.NET") == MHD_YES) {
     backend__count(b, req, reply);
+    if(req->gate.channel_binding_refused) {
+      /* Why a right password got a 401: the bindings, for people. */
+      memset(&ev, 0, sizeof(ev));
+      ev.kind = KB_TRACE_NOTE;
+      ev.hop = KB_HOP_PROXY_BACKEND;
+      ev.side = KB_SIDE_SERVER;
+      ev.origin = BACKEND_ORIGIN;
+      ev.conn = req->conn;
+      ev.conn_name = req->conn_name;
+      ev.note = KB_NOTE_CHANNEL_BINDING;
+      ev.text = req->gate.why;
+      kb_trace_emit(&b->trace, &ev);
+    }
 
     memset(&exchange, 0, sizeof(exchange));
     exchange.method = method;
@@ -636,12 +649,26 @@ int backend__daemon_start(struct backend *b, int fd, const char *host,
    * traced. MHD owns fd once the daemon starts. Its own limit leaves room
    * for connections the guard shut down and it has not closed yet, so it
    * never stops accepting; the guard refuses at the cap, at once. */
+  /* HTTPS through libmicrohttpd's GnuTLS; the PEM text is read here. */
+  struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL},
+                                  {MHD_OPTION_END, 0, NULL},
+                                  {MHD_OPTION_END, 0, NULL}};
+  /* Suspend and resume: the RPC proxy's OUT channel waits for data. */
+  unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD |
+                       MHD_USE_SUPPRESS_DATE_NO_CLOCK | MHD_USE_ITC |
+                       MHD_ALLOW_SUSPEND_RESUME;
+
+  if(b->tls_cert_pem) {
+    flags |= MHD_USE_TLS;
+    tls[0].option = MHD_OPTION_HTTPS_MEM_CERT;
+    tls[0].ptr_value = (void *)b->tls_cert_pem;
+    tls[1].option = MHD_OPTION_HTTPS_MEM_KEY;
+    tls[1].ptr_value = (void *)b->tls_key_pem;
+  }
   b->daemon = MHD_start_daemon(
-      MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_SUPPRESS_DATE_NO_CLOCK |
-          MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME,
-      0, backend_on_accept, b, backend_on_request, b, MHD_OPTION_LISTEN_SOCKET,
-      fd, MHD_OPTION_THREAD_POOL_SIZE, BACKEND_THREADS,
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, BACKEND_CONN_MEMORY,
+      flags, 0, backend_on_accept, b, backend_on_request, b, MHD_OPTION_ARRAY,
+      tls, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE,
+      BACKEND_THREADS, MHD_OPTION_CONNECTION_MEMORY_LIMIT, BACKEND_CONN_MEMORY,
       MHD_OPTION_CONNECTION_TIMEOUT, BACKEND_CONN_TIMEOUT_S,
       MHD_OPTION_CONNECTION_LIMIT, 2 * kb_guard_capacity(b->guard),
       MHD_OPTION_NOTIFY_CONNECTION, backend_on_connection, b,
@@ -649,8 +676,9 @@ int backend__daemon_start(struct backend *b, int fd, const char *host,
   if(!b->daemon) {
     snprintf(err, errlen,
              "cannot start the backend on %s:%u: libmicrohttpd refused (%s); "
-             "check thread and file-descriptor limits",
-             host, (unsigned)port, strerror(errno));
+             "check thread and file-descriptor limits%s",
+             host, (unsigned)port, strerror(errno),
+             b->tls_cert_pem ? ", and the TLS certificate and key" : "");
     close(fd);
     return -1;
   }

@@ -24,6 +24,16 @@
 
 /* The option value of --redact, the same in every command that has it. */
 #define KBSIM_OPT_REDACT 1001
+/* ... and of --keylog. */
+#define KBSIM_OPT_KEYLOG 1002
+
+/* --keylog FILE's help, the same in run, client and serve. */
+#define KBSIM_KEYLOG_HELP                                                      \
+  "Append the TLS secrets of every connection kbsim makes or accepts "         \
+  "(libcurl's and libmicrohttpd's GnuTLS, through SSLKEYLOGFILE) to FILE, "    \
+  "in NSS's key log format, so Wireshark decrypts a capture of the "           \
+  "loopback (tcpdump -i lo) with it. kbsim's own --pcap is rebuilt from "      \
+  "the plaintext and holds no TLS."
 
 /* Prints a usage error, "kbsim CMD: <message>" (a leading "CMD: " in the
  * message is dropped), and "kbsim: try 'kbsim CMD --help'" to stderr;
@@ -43,6 +53,12 @@ int kbsim_evidence_status(enum evidence_status st, const char *err);
  * file want asks for can be written, "-" claims standard output. Returns
  * 0 or the exit code (kbsim_evidence_status). */
 int kbsim_evidence_check(const struct evidence_want *want, const char *name);
+
+/* --keylog FILE: checks FILE can be appended to and sets SSLKEYLOGFILE to
+ * it for libcurl (read at its global init, which has not run yet) and
+ * GnuTLS (read at the first handshake). Returns 0, or 3 after printing
+ * one line when FILE cannot be written. */
+int kbsim_keylog(const char *path);
 
 /* Parses a whole decimal number in [min, max]: digits only, no sign, no
  * space. Returns 0 or -1. */

@@ -206,6 +206,12 @@ static const struct kbsim_opt client_opts[] = {
     {"host", 'H', "NAME",
      "The Host header (default "
      "autodiscover.fabrikam.com)."},
+    {"ca-file", 'C', "FILE",
+     "For an https URL: verify the listener's certificate against the CA "
+     "certificates in FILE (PEM; what 'kbsim serve' and 'kbsim exchange "
+     "--tls' write with --ca-file) instead of the system's. On HTTPS the "
+     "NTLMv2 type 3 carries the channel binding of the certificate the "
+     "listener presented (Extended Protection)."},
     {"pcap", 'P', "FILE",
      "Write the session's own hop as a capture for Wireshark or tshark, "
      "on the real clock."},
@@ -217,6 +223,7 @@ static const struct kbsim_opt client_opts[] = {
     {"html", 'W', "FILE",
      "Write the session's page with its sequence "
      "diagram."},
+    {"keylog", KBSIM_OPT_KEYLOG, "FILE", KBSIM_KEYLOG_HELP},
     {"redact", KBSIM_OPT_REDACT, NULL,
      "Replace what an offline dictionary attack on the password needs (each "
      "NTLM type 3's LM and NT proofs, MIC and session key) by a marker of the "
@@ -229,7 +236,7 @@ const struct kbsim_command kbsim_client_command = {
     "--url URL --user SPEC [--kind KIND] [--connection-sharing] "
     "[--krb5-ccache FILE] [--posts N] "
     "[--think DURATION] [--ntlm v2|v2-mic|v1|v1-ess] [--host NAME] "
-    "[EVIDENCE]",
+    "[--ca-file FILE] [EVIDENCE]",
     "one Communicator session against any listener, on the real clock",
     "One Communicator session (or another client kind's, --kind) against "
     "any listener. Prints each POST as it completes (connection, legs, "
@@ -256,7 +263,30 @@ struct kbsim_client_run {
   struct sim_recorder rec;
   struct sim_names names;
   bool exit_now; /* --help printed: exit with the code returned */
+  char *ca_pem;  /* --ca-file's text (owned), or NULL */
 };
+
+/* Reads --ca-file's PEM text into r. Returns 0, or 2 after printing what
+ * was wrong. */
+static int kbsim_client_ca(struct kbsim_client_run *r, const char *path)
+{
+  FILE *f = fopen(path, "r");
+  size_t n = 0;
+  bool ok;
+
+  free(r->ca_pem);
+  r->ca_pem = f ? calloc(1, 65537) : NULL;
+  ok = r->ca_pem && (n = fread(r->ca_pem, 1, 65536, f)) > 0 && !ferror(f) &&
+       n < 65536 && strstr(r->ca_pem, "-----BEGIN CERTIFICATE-----");
+  if(f)
+    fclose(f);
+  if(!ok)
+    return kbsim_bad_args("--ca-file %s: %s", path,
+                          !f ? "cannot be read; give the PEM file serve "
+                               "or exchange wrote"
+                             : "holds no PEM certificate (under 64 KiB)");
+  return 0;
+}
 
 /* Takes one option c with its value arg into *r. Returns 0, or 2 after
  * printing what was wrong. */
@@ -314,9 +344,13 @@ static int kbsim_client_option(struct kbsim_client_run *r, int c,
   case 'H':
     r->host = arg;
     break;
+  case 'C':
+    return kbsim_client_ca(r, arg);
   case KBSIM_OPT_REDACT:
     evidence_set_redact(true);
     break;
+  case KBSIM_OPT_KEYLOG:
+    return kbsim_keylog(arg);
   case 'P':
     r->files.pcap = arg;
     break;
@@ -504,6 +538,7 @@ static int kbsim_cmd_client(int argc, char **argv)
   r->cfg.domain = r->domain;
   r->cfg.user = r->user;
   r->cfg.password = r->password;
+  r->cfg.ca_pem = r->ca_pem;
   result = kbsim_client_record(r);
   if(result)
     goto done;
@@ -525,6 +560,7 @@ done:
   free(r->files.session.results);
   free(r->files.session.views);
   explicit_bzero(r->password, sizeof(r->password));
+  free(r->ca_pem);
   free(r);
   return result;
 }

@@ -3,18 +3,24 @@
  * on a real port, for a third-party listener to publish, until SIGINT or
  * SIGTERM. --auth none trusts what reaches it (as behind ISA);
  * --auth integrated authenticates NTLM per connection (as IIS with Windows
- * authentication behind a pass-through proxy). GET /kbsim/status on the
- * same port gives its counters to loopback peers (a probe reads them).
- * Exit 0 after a signal, 1 when it could not start, 2 for bad arguments.
+ * authentication behind a pass-through proxy), under --extended-protection
+ * when asked. --tls serves HTTPS with a certificate of a CA made for the
+ * run, whose certificate it prints or writes to --ca-file. GET
+ * /kbsim/status on the same port gives its counters to loopback peers (a
+ * probe reads them). Exit 0 after a signal, 1 when it could not start, 2
+ * for bad arguments.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/backend.h"
 #include "cli.h"
+#include "common/kb_cert.h"
 #include "common/kb_users.h"
 #include "secret.h"
 
@@ -26,6 +32,9 @@ static int kbsim_exchange_add_user(void *ctx, const char *spec, char *err,
 }
 
 static int kbsim_cmd_exchange(int argc, char **argv);
+
+/* Option values without a short form. */
+enum { KBSIM_EXCHANGE_TLS = 1201, KBSIM_EXCHANGE_EPA, KBSIM_EXCHANGE_CA };
 
 static const struct kbsim_opt exchange_opts[] = {
     {"listen", 'l', "HOST:PORT",
@@ -41,12 +50,26 @@ static const struct kbsim_opt exchange_opts[] = {
     {"user-file", 'F', "FILE",
      "Accounts for --auth integrated, one 'DOMAIN\\user = password' a "
      "line (kept off the process list)."},
+    {"tls", KBSIM_EXCHANGE_TLS, NULL,
+     "Serve HTTPS: a CA is made for this run and signs Exchange's "
+     "certificate (mail.fabrikam.com, localhost, 127.0.0.1, ::1); its "
+     "private keys stay in memory. The CA's certificate, which clients "
+     "verify against, is printed, or written to --ca-file."},
+    {"ca-file", KBSIM_EXCHANGE_CA, "FILE",
+     "With --tls: write the run's CA certificate (PEM) to FILE instead of "
+     "printing it, e.g. for curl --cacert FILE."},
+    {"extended-protection", KBSIM_EXCHANGE_EPA, "none|allow|require",
+     "With --auth integrated: Extended Protection, whether a type 3 must "
+     "carry the channel binding of Exchange's own TLS certificate (RFC "
+     "5929 tls-server-end-point). allow refuses a wrong binding and "
+     "accepts none; require refuses both; none checks nothing."},
     {NULL, 0, NULL, NULL}};
 
 const struct kbsim_command kbsim_exchange_command = {
     "exchange",
     "--listen HOST:PORT [--auth none|integrated] [--user SPEC]... "
-    "[--user-file FILE]",
+    "[--user-file FILE] [--tls [--ca-file FILE]] "
+    "[--extended-protection none|allow|require]",
     "Exchange's EWS and Autodiscover alone, for a third-party listener",
     "Runs only the EWS + Autodiscover stand-in on a real port until SIGINT "
     "or SIGTERM, printing its URL, so another listener (Squid, Apache, a "
@@ -58,18 +81,40 @@ const struct kbsim_command kbsim_exchange_command = {
     NULL,
     kbsim_cmd_exchange};
 
+/* Writes the run's CA certificate (public) to path. Returns 0, or 1
+ * after printing why not. */
+static int kbsim_exchange_write_ca(const char *path, const char *pem)
+{
+  FILE *f = fopen(path, "w");
+  bool ok = f && fputs(pem, f) >= 0;
+
+  if(f && fclose(f))
+    ok = false;
+  if(!ok) {
+    fprintf(stderr,
+            "kbsim exchange: --ca-file %s: cannot write it (%s); give a "
+            "path in a directory you can write\n",
+            path, strerror(errno));
+    return 1;
+  }
+  return 0;
+}
+
 static int kbsim_cmd_exchange(int argc, char **argv)
 {
   struct kbsim_args a;
   struct backend_config cfg;
   struct backend *b = NULL;
   struct kb_users *users = kb_users_new();
-  const char *listen = NULL;
+  struct kb_pki pki;
+  const char *listen = NULL, *ca_file = NULL;
+  bool tls = false;
   char host[64], err[512];
   sigset_t set;
   int c, sig = 0, result = 2;
 
   memset(&cfg, 0, sizeof(cfg));
+  memset(&pki, 0, sizeof(pki));
   if(!users) {
     fprintf(stderr, "kbsim exchange: out of memory\n");
     return 1;
@@ -100,6 +145,20 @@ static int kbsim_cmd_exchange(int argc, char **argv)
         goto done;
       }
       break;
+    case KBSIM_EXCHANGE_TLS:
+      tls = true;
+      break;
+    case KBSIM_EXCHANGE_CA:
+      ca_file = optarg;
+      break;
+    case KBSIM_EXCHANGE_EPA:
+      if(backend_epa_parse(optarg, &cfg.extended_protection)) {
+        result = kbsim_bad_args(
+            "--extended-protection: '%s' is not none, allow or require",
+            optarg);
+        goto done;
+      }
+      break;
     }
   }
   if(c < 0) {
@@ -119,6 +178,16 @@ static int kbsim_cmd_exchange(int argc, char **argv)
         "--listen: '%s' is not HOST:PORT (e.g. 127.0.0.1:8081)", listen);
     goto done;
   }
+  if(ca_file && !tls) {
+    result = kbsim_bad_args("--ca-file is where --tls writes its CA; give "
+                            "--tls too");
+    goto done;
+  }
+  if(cfg.extended_protection && cfg.auth != BACKEND_AUTH_INTEGRATED) {
+    result = kbsim_bad_args("--extended-protection checks Exchange's own "
+                            "logins; give --auth integrated too");
+    goto done;
+  }
   if(cfg.auth == BACKEND_AUTH_INTEGRATED && !kb_users_count(users)) {
     result = kbsim_bad_args(
         "--auth integrated needs the accounts: give --user or --user-file");
@@ -136,17 +205,39 @@ static int kbsim_cmd_exchange(int argc, char **argv)
   cfg.bind_host = host;
   cfg.users = users;
   cfg.status = true;
+  if(tls) {
+    if(kb_pki_create(&pki, err, sizeof(err))) {
+      fprintf(stderr, "kbsim exchange: %s\n", err);
+      result = 1;
+      goto done;
+    }
+    cfg.tls_cert_pem = pki.exchange.cert_pem;
+    cfg.tls_key_pem = pki.exchange.key_pem;
+    if(ca_file && kbsim_exchange_write_ca(ca_file, pki.ca.cert_pem)) {
+      result = 1;
+      goto done;
+    }
+  }
   if(backend_start(&cfg, &b, err, sizeof(err))) {
     fprintf(stderr, "kbsim exchange: %s\n", err);
     result = 1;
     goto done;
   }
-  printf("Exchange (auth %s) at http://%s%s%s:%u\n",
-         backend_auth_name(cfg.auth), strchr(host, ':') ? "[" : "", host,
+  printf(
+      "Exchange (auth %s%s%s) at %s://%s%s%s:%u\n", backend_auth_name(cfg.auth),
+      cfg.extended_protection ? ", extended protection " : "",
+      cfg.extended_protection ? backend_epa_name(cfg.extended_protection) : "",
+      tls ? "https" : "http", strchr(host, ':') ? "[" : "", host,
+      strchr(host, ':') ? "]" : "", (unsigned)backend_port(b));
+  printf("status at %s://%s%s%s:%u/kbsim/status (loopback only)\n",
+         tls ? "https" : "http", strchr(host, ':') ? "[" : "", host,
          strchr(host, ':') ? "]" : "", (unsigned)backend_port(b));
-  printf("status at http://%s%s%s:%u/kbsim/status (loopback only)\n",
-         strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
-         (unsigned)backend_port(b));
+  if(tls && ca_file)
+    printf("TLS: %s, signed by the run's CA, whose certificate is in %s\n",
+           pki.exchange.subject, ca_file);
+  else if(tls)
+    printf("TLS: %s, signed by the run's CA, whose certificate follows\n%s",
+           pki.exchange.subject, pki.ca.cert_pem);
   printf("serving until SIGINT or SIGTERM\n");
   fflush(stdout);
   sigwait(&set, &sig);
@@ -155,6 +246,7 @@ static int kbsim_cmd_exchange(int argc, char **argv)
 
 done:
   backend_stop(b);
+  kb_pki_free(&pki);
   kb_users_free(users);
   return result;
 }

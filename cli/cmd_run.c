@@ -79,6 +79,11 @@ static int kbsim_write_evidence(struct sim_recorder *rec,
   }
   if(paths->pcap[0])
     kbsim_wrote(want, paths->pcap);
+  if(paths->pcap[0] && run->sc && run->sc->tls != SCENARIO_TLS_NONE)
+    fprintf(want->tap ? stderr : stdout,
+            "evidence: note: %s holds the HTTP inside TLS as plaintext "
+            "TCP (--keylog FILE gives the secrets for a real capture)\n",
+            strcmp(paths->pcap, "-") ? paths->pcap : "standard output");
   if(paths->json[0] &&
      evidence_write_json(rec, run, paths->json, err, sizeof(err))) {
     fprintf(stderr, "kbsim: %s\n", err);
@@ -383,6 +388,7 @@ static const struct kbsim_opt run_opts[] = {
     {"html", 'H', "FILE",
      "Write a self-contained page with a sequence "
      "diagram per run, side by side."},
+    {"keylog", KBSIM_OPT_KEYLOG, "FILE", KBSIM_KEYLOG_HELP},
     {"redact", KBSIM_OPT_REDACT, NULL,
      "Replace what an offline dictionary attack on the password needs (each "
      "NTLM type 3's LM and NT proofs, MIC and session key) by a marker of the "
@@ -540,6 +546,10 @@ static int kbsim_run_option(struct kbsim_run *r, int c, const char *arg)
     break;
   case KBSIM_OPT_REDACT:
     evidence_set_redact(true);
+    break;
+  case KBSIM_OPT_KEYLOG:
+    if(kbsim_keylog(arg))
+      return 3;
     break;
   case 'v':
     r->verbose = true;

@@ -43,7 +43,14 @@
 static int kbsim_cmd_serve(int argc, char **argv);
 
 /* Option values without a short form. */
-enum { KBSIM_SERVE_PASS_THROUGH = 1101, KBSIM_SERVE_KRB5_KEYTAB = 1102 };
+enum {
+  KBSIM_SERVE_PASS_THROUGH = 1101,
+  KBSIM_SERVE_KRB5_KEYTAB = 1102,
+  KBSIM_SERVE_TLS,
+  KBSIM_SERVE_BRIDGE_CERTIFICATE,
+  KBSIM_SERVE_EXTENDED_PROTECTION,
+  KBSIM_SERVE_CA_FILE
+};
 
 static const struct kbsim_opt serve_opts[] = {
     {"proxy", 'x', "HOST:PORT",
@@ -107,6 +114,24 @@ static const struct kbsim_opt serve_opts[] = {
      "Without SCENARIO: read users from FILE (DOMAIN\\user = password "
      "lines, as in a scenario's [users]); keeps passwords out of the "
      "process list."},
+    {"tls", KBSIM_SERVE_TLS, "none|offload|bridge",
+     "Without SCENARIO (a scenario says it in [listener] tls): offload "
+     "serves HTTPS to the clients and speaks HTTP to Exchange; bridge "
+     "serves HTTPS on both hops; none is plain HTTP. A CA is made for the "
+     "run and signs Exchange's and the listener's certificates; its "
+     "private keys stay in memory. A TLS serve records no evidence yet."},
+    {"bridge-certificate", KBSIM_SERVE_BRIDGE_CERTIFICATE, "same|own",
+     "Without SCENARIO, with --tls bridge: same presents Exchange's "
+     "certificate to the clients, own the listener's."},
+    {"extended-protection", KBSIM_SERVE_EXTENDED_PROTECTION,
+     "none|allow|require",
+     "Without SCENARIO, with --pass-through: Exchange's Extended "
+     "Protection, whether a type 3 must carry the channel binding of "
+     "Exchange's own certificate (allow refuses a wrong one, require a "
+     "wrong or missing one)."},
+    {"ca-file", KBSIM_SERVE_CA_FILE, "FILE",
+     "With TLS: write the run's CA certificate (PEM) to FILE, for 'kbsim "
+     "client --ca-file FILE' or curl --cacert, instead of printing it."},
     {"admin-host", 'H', "NAME",
      "Another name the admin endpoint answers to in Host (besides its "
      "address and localhost); repeat for more."},
@@ -120,6 +145,7 @@ static const struct kbsim_opt serve_opts[] = {
      "On SIGINT/SIGTERM, the JSON report of what passed: every connection "
      "of both hops with its close reason, every exchange as the members "
      "and Exchange saw it, the counters."},
+    {"keylog", KBSIM_OPT_KEYLOG, "FILE", KBSIM_KEYLOG_HELP},
     {"redact", KBSIM_OPT_REDACT, NULL,
      "Replace what an offline dictionary attack on the password needs (each "
      "NTLM type 3's LM and NT proofs, MIC and session key) by a marker of the "
@@ -203,6 +229,12 @@ static int kbsim_serve_check_flags(struct kbsim_serve_opts *o)
       kbsim_serve_defect_of(o->defects, KB_DEFECT_AUTHENTICATING);
   char why[64];
 
+  if(o->have_bridge_certificate && o->tls != SCENARIO_TLS_BRIDGE)
+    return kbsim_bad_args("--bridge-certificate is which certificate a "
+                          "bridging listener presents; give --tls bridge");
+  if(o->extended_protection && !through && !o->pass_through)
+    return kbsim_bad_args("--extended-protection checks Exchange's own "
+                          "logins; give --pass-through");
   if(through)
     snprintf(why, sizeof(why), "--defect %s", through);
   else
@@ -295,6 +327,27 @@ static int kbsim_serve_flag_opt(struct kbsim_serve_opts *o, int c,
     }
     *flag_only = "--user-file";
     break;
+  case KBSIM_SERVE_TLS:
+    if(scenario_tls_parse(optarg, &o->tls))
+      return kbsim_bad_args("--tls: '%s' is not none, offload or bridge",
+                            optarg);
+    *flag_only = "--tls";
+    break;
+  case KBSIM_SERVE_BRIDGE_CERTIFICATE:
+    if(strcmp(optarg, "same") && strcmp(optarg, "own"))
+      return kbsim_bad_args("--bridge-certificate: '%s' is not same or own",
+                            optarg);
+    o->bridge_same_certificate = !strcmp(optarg, "same");
+    o->have_bridge_certificate = true;
+    *flag_only = "--bridge-certificate";
+    break;
+  case KBSIM_SERVE_EXTENDED_PROTECTION:
+    if(backend_epa_parse(optarg, &o->extended_protection))
+      return kbsim_bad_args("--extended-protection: '%s' is not none, allow "
+                            "or require",
+                            optarg);
+    *flag_only = "--extended-protection";
+    break;
   }
   return 0;
 }
@@ -317,6 +370,10 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
       break;
     case KBSIM_OPT_REDACT:
       evidence_set_redact(true);
+      break;
+    case KBSIM_OPT_KEYLOG:
+      if(kbsim_keylog(optarg))
+        return 3;
       break;
     case 'H':
       if(!*optarg || strlen(optarg) > 253 ||
@@ -343,12 +400,18 @@ static int kbsim_serve_parse(int argc, char **argv, struct kbsim_serve_opts *o)
                               optarg);
       ep->given = true;
       break;
+    case KBSIM_SERVE_CA_FILE:
+      o->ca_file = optarg;
+      break;
     case 'P':
     case 'A':
     case KBSIM_SERVE_PASS_THROUGH:
     case 'D':
     case 'u':
     case 'F':
+    case KBSIM_SERVE_TLS:
+    case KBSIM_SERVE_BRIDGE_CERTIFICATE:
+    case KBSIM_SERVE_EXTENDED_PROTECTION:
       bad = kbsim_serve_flag_opt(o, c, &flag_only);
       if(bad)
         return bad;
@@ -430,6 +493,11 @@ static void kbsim_serve_flag_scenario(const struct kbsim_serve_opts *o,
                              ? SCENARIO_PATCH_SP1
                              : SCENARIO_PATCH_RTM;
   sc->members[0].script = o->policy == PROXY_POLICY_PER_REQUEST;
+  sc->tls = o->tls;
+  sc->bridge_same_certificate = o->bridge_same_certificate;
+  sc->exchange_auth =
+      o->pass_through ? BACKEND_AUTH_INTEGRATED : BACKEND_AUTH_NONE;
+  sc->extended_protection = o->extended_protection;
 }
 
 /* Returns the real clock in microseconds since the epoch. */

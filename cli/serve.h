@@ -54,6 +54,13 @@ struct kbsim_serve_opts {
   const char *admin_hosts[ADMIN_MAX_HOSTS]; /* --admin-host */
   size_t nadmin_hosts;
   bool quiet; /* -q: no line per request */
+  /* TLS (the flag form's --tls, --bridge-certificate and
+   * --extended-protection; a scenario sets them in its file) and where
+   * the run's CA certificate is written (--ca-file, either form). */
+  enum scenario_tls tls;
+  bool bridge_same_certificate, have_bridge_certificate;
+  enum backend_epa extended_protection;
+  const char *ca_file;
   /* Evidence written on SIGINT/SIGTERM. */
   const char *pcap, *transcript, *json, *html;
 };
@@ -121,6 +128,10 @@ void kbsim_serve_stop_array(struct kbsim_serve *s);
 
 /* Formats http://host:port/ (IPv6 literals bracketed) into out. */
 void kbsim_serve_url(const char *host, uint16_t port, char *out, size_t len);
+
+/* The same with https:// when tls. */
+void kbsim_serve_url_tls(bool tls, const char *host, uint16_t port, char *out,
+                         size_t len);
 
 /* Returns true when host is a loopback address. */
 bool kbsim_serve_loopback(const char *host);

@@ -12,6 +12,7 @@
  * (admin.h: admin_restart); the main thread meanwhile only waits for a
  * signal.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,29 @@ static void kbsim_serve_tee_emit(void *ctx, const struct kb_trace_event *ev)
 
   kb_trace_emit(&t->live, ev);
   kb_trace_emit(&t->rec, ev);
+}
+
+/* With TLS and --ca-file, writes the run's CA certificate (public) there,
+ * again after a restart (a new CA). Returns 0, or -1 with a one-line
+ * reason in err. */
+static int kbsim_serve_write_ca(struct kbsim_serve *s, char *err, size_t errlen)
+{
+  const char *path = s->o->ca_file;
+  FILE *f;
+  bool ok;
+
+  if(!path || s->topo->tls == SCENARIO_TLS_NONE)
+    return 0;
+  f = fopen(path, "w");
+  ok = f && fputs(s->topo->pki.ca.cert_pem, f) >= 0;
+  if(f && fclose(f))
+    ok = false;
+  if(!ok)
+    snprintf(err, errlen,
+             "--ca-file %s: cannot write it (%s); give a path in a "
+             "directory you can write",
+             path, strerror(errno));
+  return ok ? 0 : -1;
 }
 
 /* Starts the topology of s->sc: the members listen on loopback ephemeral
@@ -59,7 +83,18 @@ static int kbsim_serve_topology(struct kbsim_serve *s, char *err, size_t errlen)
   cfg->krb5_keytab = o->krb5_keytab;
   cfg->backend_auth = o->pass_through || scenario_passes_through(sc)
                           ? BACKEND_AUTH_INTEGRATED
-                          : BACKEND_AUTH_NONE;
+                          : sc->exchange_auth;
+  cfg->extended_protection = sc->extended_protection;
+  cfg->tls = sc->tls;
+  cfg->bridge_same_certificate = sc->bridge_same_certificate;
+  if(s->recording && sc->tls != SCENARIO_TLS_NONE) {
+    /* What the balancer relays is TLS records, not HTTP. */
+    snprintf(err, errlen,
+             "--pcap, --transcript, --json and --html cannot record a TLS "
+             "serve yet (the client hop is encrypted where serve records "
+             "it); drop them, or serve with tls none");
+    return -1;
+  }
   cfg->idle_timeout_ms = sc->idle_timeout_ms;
   cfg->max_requests = sc->max_requests;
   cfg->users = s->users;
@@ -79,7 +114,9 @@ static int kbsim_serve_topology(struct kbsim_serve *s, char *err, size_t errlen)
     cfg->trace.emit = kbsim_serve_tee_emit;
     cfg->trace.ctx = &s->tee;
   }
-  return sim_topology_start(cfg, &s->topo, err, errlen);
+  if(sim_topology_start(cfg, &s->topo, err, errlen))
+    return -1;
+  return kbsim_serve_write_ca(s, err, errlen);
 }
 
 /* Starts the balancer (or the flag form's relay) on --proxy in front of
@@ -136,24 +173,27 @@ static void kbsim_serve_array(struct kbsim_serve *s, struct admin_array *out)
   memset(out, 0, sizeof(*out));
   memset(s->members, 0, sizeof(s->members));
   for(i = 0; i < topo->nproxies; i++) {
-    kbsim_serve_url(s->cfg.proxy_host, topo->proxy_ports[i], s->member_urls[i],
-                    sizeof(s->member_urls[i]));
+    kbsim_serve_url_tls(topo->tls != SCENARIO_TLS_NONE, s->cfg.proxy_host,
+                        topo->proxy_ports[i], s->member_urls[i],
+                        sizeof(s->member_urls[i]));
     s->members[i].name = s->sc->members[i].name;
     s->members[i].url = s->member_urls[i];
     s->members[i].patch = s->sc->members[i].patch;
     s->members[i].script = s->sc->members[i].script;
     s->members[i].proxy = topo->proxies[i];
   }
-  kbsim_serve_url(o->backend.host, backend_port(topo->backend), s->backend_url,
-                  sizeof(s->backend_url));
+  kbsim_serve_url_tls(topo->tls == SCENARIO_TLS_BRIDGE, o->backend.host,
+                      backend_port(topo->backend), s->backend_url,
+                      sizeof(s->backend_url));
   out->scenario = s->balanced ? s->sc->name : NULL;
   out->members = s->members;
   out->nmembers = topo->nproxies;
   out->backend = topo->backend;
   out->backend_url = s->backend_url;
   if(s->bal) {
-    kbsim_serve_url(o->proxy.host, balancer_port(s->bal), s->balancer_url,
-                    sizeof(s->balancer_url));
+    kbsim_serve_url_tls(topo->tls != SCENARIO_TLS_NONE, o->proxy.host,
+                        balancer_port(s->bal), s->balancer_url,
+                        sizeof(s->balancer_url));
     out->balancer = s->bal;
     out->balancer_url = s->balancer_url;
     out->balancer_mode = s->bcfg.mode;

@@ -21,8 +21,38 @@ static const char *const kbsim_serve_throwaway[] = {"FABRIKAM\\alice:Passw0rd!",
 
 void kbsim_serve_url(const char *host, uint16_t port, char *out, size_t len)
 {
-  snprintf(out, len, strchr(host, ':') ? "http://[%s]:%u/" : "http://%s:%u/",
-           host, (unsigned)port);
+  kbsim_serve_url_tls(false, host, port, out, len);
+}
+
+void kbsim_serve_url_tls(bool tls, const char *host, uint16_t port, char *out,
+                         size_t len)
+{
+  snprintf(out, len, strchr(host, ':') ? "%s://[%s]:%u/" : "%s://%s:%u/",
+           tls ? "https" : "http", host, (unsigned)port);
+}
+
+/* Prints the TLS line: which hops have it, which certificate the
+ * listener presents, and where the run's CA certificate is (or the
+ * certificate itself). Nothing for plain HTTP. */
+static void kbsim_serve_print_tls(const struct kbsim_serve *s)
+{
+  const struct sim_topology *topo = s->topo;
+
+  if(topo->tls == SCENARIO_TLS_NONE)
+    return;
+  printf("TLS:          %s: HTTPS to the listener%s, presenting %s; ",
+         scenario_tls_name(topo->tls),
+         topo->tls == SCENARIO_TLS_BRIDGE ? " and to Exchange"
+                                          : ", HTTP to Exchange",
+         topo->tls == SCENARIO_TLS_BRIDGE && s->sc->bridge_same_certificate
+             ? "Exchange's certificate"
+             : "its own certificate");
+  if(s->o->ca_file)
+    printf("the run's CA certificate is in %s (client --ca-file %s)\n",
+           s->o->ca_file, s->o->ca_file);
+  else
+    printf("the run's CA certificate follows (or give --ca-file FILE)\n%s",
+           topo->pki.ca.cert_pem);
 }
 
 bool kbsim_serve_loopback(const char *host)
@@ -51,8 +81,8 @@ static void kbsim_serve_print_exchange(const struct kbsim_serve *s)
 {
   char url[96];
 
-  kbsim_serve_url(s->o->backend.host, backend_port(s->topo->backend), url,
-                  sizeof(url));
+  kbsim_serve_url_tls(s->topo->tls == SCENARIO_TLS_BRIDGE, s->o->backend.host,
+                      backend_port(s->topo->backend), url, sizeof(url));
   printf("Exchange:     %s\n", url);
   printf("Status:       %skbsim/status (Exchange's counters, for kbsim probe "
          "--exchange-status; loopback only)\n",
@@ -82,7 +112,8 @@ static void kbsim_serve_print_members(const struct kbsim_serve *s)
     const struct scenario_member *m = &s->sc->members[i];
 
     snprintf(label, sizeof(label), "Member %s:", m->name);
-    kbsim_serve_url("127.0.0.1", s->topo->proxy_ports[i], murl, sizeof(murl));
+    kbsim_serve_url_tls(s->topo->tls != SCENARIO_TLS_NONE, "127.0.0.1",
+                        s->topo->proxy_ports[i], murl, sizeof(murl));
     printf("%-13s %s (%s, %s; policy %s: %s)\n", label, murl,
            scenario_patch_name(m->patch),
            m->script ? "script run" : "no script",
@@ -138,7 +169,8 @@ static void kbsim_serve_print_users(const struct kbsim_serve *s)
     printf("Passwords:    in %s, [users] (not printed: a scenario of your "
            "own may hold real ones)\n",
            sc->path[0] ? sc->path : "the scenario file");
-  kbsim_serve_url(s->o->proxy.host, balancer_port(s->bal), url, sizeof(url));
+  kbsim_serve_url_tls(s->topo->tls != SCENARIO_TLS_NONE, s->o->proxy.host,
+                      balancer_port(s->bal), url, sizeof(url));
   if(shown)
     printf("Try:          %s client --url %s --user '%s'\n", kbsim_program, url,
            sc->user_specs[0]);
@@ -157,12 +189,14 @@ static void kbsim_serve_print_array(const struct kbsim_serve *s)
 
   printf("Scenario:     %s%s%s\n", sc->name, sc->description[0] ? " - " : "",
          sc->description);
-  kbsim_serve_url(o->proxy.host, balancer_port(s->bal), url, sizeof(url));
+  kbsim_serve_url_tls(s->topo->tls != SCENARIO_TLS_NONE, o->proxy.host,
+                      balancer_port(s->bal), url, sizeof(url));
   printf("Balancer:     %s (%s per TCP connection over %zu member%s)\n", url,
          balancer_mode_name(sc->balancer), sc->nmembers,
          sc->nmembers == 1 ? "" : "s");
   kbsim_serve_print_members(s);
   kbsim_serve_print_exchange(s);
+  kbsim_serve_print_tls(s);
   kbsim_serve_print_admin(s);
   kbsim_serve_print_users(s);
   printf("              %s ctl --admin %s%s%s:%u "
@@ -177,9 +211,10 @@ static void kbsim_serve_print_flag(const struct kbsim_serve *s)
   const struct kbsim_serve_opts *o = s->o;
   char url[128];
 
-  kbsim_serve_url(o->proxy.host,
-                  s->relay ? balancer_port(s->bal) : proxy_port(s->topo->proxy),
-                  url, sizeof(url));
+  kbsim_serve_url_tls(s->topo->tls != SCENARIO_TLS_NONE, o->proxy.host,
+                      s->relay ? balancer_port(s->bal)
+                               : proxy_port(s->topo->proxy),
+                      url, sizeof(url));
   if(o->pass_through)
     printf("ISA listener: %s (pass-through: NTLM goes on to Exchange, which "
            "authenticates",
@@ -192,6 +227,7 @@ static void kbsim_serve_print_flag(const struct kbsim_serve *s)
   kbsim_serve_print_defects(o->defects);
   printf(s->relay ? "; recorded through a TCP relay)\n" : ")\n");
   kbsim_serve_print_exchange(s);
+  kbsim_serve_print_tls(s);
   if(s->adm)
     kbsim_serve_print_admin(s);
 }

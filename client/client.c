@@ -360,6 +360,8 @@ static int client_copy_config(struct client *c,
   c->names = config->names;
   c->source = config->source;
   snprintf(c->origin, sizeof(c->origin), "client %u", c->id);
+  if(config->ca_pem && !(c->ca_pem = strdup(config->ca_pem)))
+    return -1;
   c->host = client_strdup(config->host, CLIENT_DEFAULT_HOST);
   c->domain = strdup(config->domain);
   c->user = strdup(config->user);
@@ -490,6 +492,7 @@ void client_destroy(struct client *client)
     free(client->basic_auth);
   }
   free(client->curl_user);
+  free(client->ca_pem);
   free(client->workstation);
   free(client->krb5_ccache);
   free(client->email);

@@ -199,6 +199,14 @@ struct client_config {
    * before connect() with the port left to it (kb_net_bind_source); 0:
    * the kernel's choice. */
   uint32_t source;
+  /* HTTPS (an https:// base_url): the listener's certificate is verified
+   * against this CA, PEM text (copied); NULL: the system's store. On
+   * HTTPS, Communicator's NTLMv2 type 3 carries the channel binding
+   * (MsvAvChannelBindings) of the certificate it saw, RFC 5929's
+   * tls-server-end-point, as Windows 7 and later write it for Extended
+   * Protection, and a NOTE (KB_NOTE_CHANNEL_BINDING) says which. Outlook's
+   * libcurl NTLM sends none. */
+  const char *ca_pem;
 };
 
 enum client_post_kind {

@@ -149,6 +149,13 @@ struct client {
   uint32_t source;         /* see client_config */
   uint64_t sockets_opened; /* sockets opened so far; names the next one */
   char origin[32];         /* "client <id>" */
+  char *ca_pem;            /* HTTPS: the CA to verify against; NULL */
+  /* HTTPS: the channel binding of the last certificate the listener
+   * presented (client__tls_seen), and that certificate for people. */
+  bool cbt_known;
+  uint8_t cbt[16];
+  char cbt_subject[160];
+  char cbt_hash[120]; /* "SHA256 ab:cd:..." */
 
   /* Transport. */
   CURLU *base; /* config->base_url, parsed */
@@ -288,6 +295,12 @@ int client__setup_easy(struct client *c);
  * handle cannot be made (c->easy is then NULL and the next leg fails with a
  * transport error). */
 int client__drop_connection(struct client *c);
+
+/* After a transfer on HTTPS: reads the certificate the listener presented
+ * (libcurl's certificate info; kept from the last handshake while a
+ * connection is reused) into c's channel binding. Can't fail: without a
+ * certificate the binding stays as it was. */
+void client__tls_seen(struct client *c);
 
 /* Closes the open connection before a POST when it has been idle, on the
  * client's timeline, longer than the client's idle_timeout_ms. */

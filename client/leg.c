@@ -249,6 +249,8 @@ static CURLcode client_send_leg(struct client *c,
     c->leg = leg;
     result = curl_easy_perform(c->easy);
     c->leg = NULL;
+    if(c->ca_pem)
+      client__tls_seen(c);
     if(curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK)
       leg->status = (int)status;
   }

@@ -130,6 +130,20 @@ enum client_outcome client__ntlm_answer(struct client *c,
     opt.mic = true;
     opt.exchange = &exchange;
   }
+  if(c->cbt_known && c->ntlm_kind == NTLM_RESPONSE_V2) {
+    char hex[33];
+    size_t i;
+
+    for(i = 0; i < 16; i++)
+      snprintf(hex + 2 * i, 3, "%02x", c->cbt[i]);
+    opt.channel_bindings = c->cbt;
+    kb_trace_note(&c->trace, KB_HOP_CLIENT_PROXY, KB_SIDE_CLIENT, c->origin,
+                  c->current_conn, KB_NOTE_CHANNEL_BINDING,
+                  "POST %u's type 3 carries channel binding %s: "
+                  "tls-server-end-point of the certificate the listener "
+                  "presented (%s; %.60s...)",
+                  res->index, hex, c->cbt_subject, c->cbt_hash);
+  }
   nr = ntlm_client_authenticate_ex(&creds, &challenge, &opt, &type3, NULL, err,
                                    sizeof(err));
   if(nr != NTLM_OK) {

@@ -5,7 +5,9 @@
  * connections, name them in the trace, let a balancer pick where each goes
  * and close one when the client's own keep-alive limits say so; the
  * pre-request callback tells which of them a request is about to use, and
- * the debug callback sees every request libcurl sends.
+ * the debug callback sees every request libcurl sends. On HTTPS the
+ * handle verifies the listener against the run's CA, and the certificate
+ * the listener presented becomes the client's channel binding.
  */
 #include "client_int.h"
 
@@ -21,7 +23,9 @@
 #include <unistd.h>
 
 #include "common/kb_auth.h"
+#include "common/kb_cert.h"
 #include "common/kb_net.h"
+#include "ntlm/ntlm.h"
 
 /* ---- sockets and URLs ---------------------------------------------------- */
 
@@ -406,7 +410,48 @@ int client__setup_easy(struct client *c)
      curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, client_write) ||
      curl_easy_setopt(e, CURLOPT_WRITEDATA, c))
     return -1;
+  if(c->ca_pem) {
+    struct curl_blob ca;
+
+    ca.data = c->ca_pem;
+    ca.len = strlen(c->ca_pem);
+    ca.flags = CURL_BLOB_COPY;
+    /* The certificate it saw, for the channel binding; a new handshake on
+     * every connection (no session resumption), as each must present it. */
+    if(curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &ca) ||
+       curl_easy_setopt(e, CURLOPT_CERTINFO, 1L) ||
+       curl_easy_setopt(e, CURLOPT_SSL_SESSIONID_CACHE, 0L))
+      return -1;
+  }
   return 0;
+}
+
+void client__tls_seen(struct client *c)
+{
+  struct curl_certinfo *info = NULL;
+  struct curl_slist *f;
+  struct kb_end_point ep;
+  const char *pem = NULL, *subject = "";
+
+  if(!c->easy ||
+     curl_easy_getinfo(c->easy, CURLINFO_CERTINFO, &info) != CURLE_OK ||
+     !info || info->num_of_certs < 1)
+    return;
+  /* The first is the listener's own certificate, the chain after it. */
+  for(f = info->certinfo[0]; f; f = f->next) {
+    if(!strncmp(f->data, "Cert:", 5))
+      pem = f->data + 5;
+    else if(!strncmp(f->data, "Subject:", 8))
+      subject = f->data + 8;
+  }
+  if(!pem || kb_end_point_pem(pem, &ep))
+    return;
+  ntlm_tls_end_point_bindings(ep.hash, ep.len, c->cbt);
+  c->cbt_known = true;
+  snprintf(c->cbt_subject, sizeof(c->cbt_subject), "%s", subject);
+  snprintf(c->cbt_hash, sizeof(c->cbt_hash), "%s ", ep.hash_name);
+  kb_hex_colon(ep.hash, ep.len, c->cbt_hash + strlen(c->cbt_hash),
+               sizeof(c->cbt_hash) - strlen(c->cbt_hash));
 }
 
 int client__drop_connection(struct client *c)

@@ -189,6 +189,7 @@ static const char *const kb_note_names[KB_NOTE_COUNT] = {
     [KB_NOTE_MEMBER_RESET] = "member-reset",
     [KB_NOTE_BALANCER_STOPPED] = "balancer-stopped",
     [KB_NOTE_MEMBER_UNREACHABLE] = "member-unreachable",
+    [KB_NOTE_CHANNEL_BINDING] = "channel-binding",
     [KB_NOTE_KERBEROS_OK] = "kerberos-ok",
     [KB_NOTE_KERBEROS_REFUSED] = "kerberos-refused",
 };

@@ -198,6 +198,9 @@ enum kb_note {
   KB_NOTE_BALANCER_STOPPED,    /* still open when serve stopped: closed */
   KB_NOTE_MEMBER_UNREACHABLE,  /* the member could not be connected to:
                                   the balancer closed the client's side */
+  /* Extended Protection (TLS channel binding) */
+  KB_NOTE_CHANNEL_BINDING, /* Exchange: a type 3's channel binding refused
+                              (401); client: the binding it computed */
 
   /* Kerberos on a listener with a keytab (proxy_config.krb5_keytab). */
   KB_NOTE_KERBEROS_OK,      /* a Kerberos ticket accepted in one leg:

@@ -80,13 +80,16 @@ enum ntlm_result ntlm__av_put_str(struct ntlm__avbuf *b, uint16_t id,
   return result;
 }
 
-/* Copies the AV list ti into b with MsvAvFlags carrying the MIC bit (added
- * before MsvAvEOL, or OR-ed into one already there): what a client that
- * sends a MIC puts in its NTLMv2 blob (MS-NLMP 3.1.5.1.2). */
-enum ntlm_result ntlm__av_with_mic(const uint8_t *ti, size_t len,
-                                   struct ntlm__avbuf *b)
+/* Copies the AV list ti into b for a client's NTLMv2 blob (MS-NLMP
+ * 3.1.5.1.2): with mic, MsvAvFlags carries the MIC bit (added, or OR-ed
+ * into one already there); with cbt (16 bytes), MsvAvChannelBindings
+ * holds it (after MsvAvFlags, as Windows writes it; one the server sent is
+ * replaced); then MsvAvEOL. */
+enum ntlm_result ntlm__av_for_client(const uint8_t *ti, size_t len, bool mic,
+                                     const uint8_t *cbt, struct ntlm__avbuf *b)
 {
-  uint32_t flags = NTLM__AV_FLAG_MIC;
+  uint32_t flags = mic ? NTLM__AV_FLAG_MIC : 0;
+  bool has_flags = mic;
   size_t pos = 0;
   uint8_t v[4];
   enum ntlm_result result = NTLM_OK;
@@ -97,15 +100,19 @@ enum ntlm_result ntlm__av_with_mic(const uint8_t *ti, size_t len,
     size_t alen = ntlm__get16(ti + pos + 2);
     if(aid == NTLM__AV_EOL || len - pos - 4 < alen)
       break;
-    if(aid == NTLM__AV_FLAGS && alen == 4)
+    if(aid == NTLM__AV_FLAGS && alen == 4) {
       flags |= ntlm__get32(ti + pos + 4);
-    else
+      has_flags = true;
+    }
+    else if(aid != NTLM__AV_CHANNEL_BINDINGS || !cbt)
       result = ntlm__av_put(b, aid, ti + pos + 4, alen);
     pos += 4 + alen;
   }
   ntlm__put32(v, flags);
-  if(!result)
+  if(!result && has_flags)
     result = ntlm__av_put(b, NTLM__AV_FLAGS, v, sizeof(v));
+  if(!result && cbt)
+    result = ntlm__av_put(b, NTLM__AV_CHANNEL_BINDINGS, cbt, 16);
   if(!result)
     result = ntlm__av_put(b, NTLM__AV_EOL, NULL, 0);
   return result;

@@ -90,7 +90,9 @@ struct ntlm__answer {
   uint64_t timestamp;
   bool key_exch;
   bool mic;
-  struct ntlm__avbuf *ti; /* target info with the MIC bit, when mic */
+  const uint8_t *cbt;     /* MsvAvChannelBindings, 16 bytes, or NULL */
+  struct ntlm__avbuf *ti; /* target info with the MIC bit or the channel
+                             bindings, when either is sent */
   struct ntlm_bytes nt;   /* NTLMv2 response */
   uint8_t nt1[24];        /* NTLMv1 or NTLMv1-ESS response */
   uint8_t lm[24];
@@ -151,8 +153,8 @@ ntlm__client_check(const struct ntlm_client_creds *creds,
 /* Computes the NTLMv2 and LMv2 responses and the SessionBaseKey into a
  * (MS-NLMP 3.3.2). The blob's timestamp is the caller's, else the
  * challenge's MsvAvTimestamp; its target info is the challenge's, with the
- * MIC bit in MsvAvFlags when a MIC is to be sent. Returns NTLM_OK or the
- * first failure. */
+ * MIC bit in MsvAvFlags when a MIC is to be sent and MsvAvChannelBindings
+ * when the caller gave them. Returns NTLM_OK or the first failure. */
 static enum ntlm_result ntlm__client_v2(struct ntlm__answer *a)
 {
   const struct ntlm_message *chal = a->challenge;
@@ -166,10 +168,11 @@ static enum ntlm_result ntlm__client_v2(struct ntlm__answer *a)
      ntlm__av_find(tinfo, tinfo_len, NTLM__AV_TIMESTAMP, &av, &avlen) &&
      avlen == 8)
     a->timestamp = ntlm__get64(av);
-  if(a->mic) {
+  if(a->mic || a->cbt) {
     a->ti = malloc(sizeof(*a->ti));
-    result =
-        a->ti ? ntlm__av_with_mic(tinfo, tinfo_len, a->ti) : NTLM_ERR_NOMEM;
+    result = a->ti
+                 ? ntlm__av_for_client(tinfo, tinfo_len, a->mic, a->cbt, a->ti)
+                 : NTLM_ERR_NOMEM;
     if(!result) {
       tinfo = a->ti->data;
       tinfo_len = a->ti->len;
@@ -308,6 +311,7 @@ enum ntlm_result ntlm_client_authenticate_ex(
   a.client_challenge = opt->client_challenge;
   a.timestamp = opt->timestamp;
   a.mic = opt->mic;
+  a.cbt = opt->channel_bindings;
   a.key_exch =
       opt->random_session_key && (challenge->flags & NTLM_NEGOTIATE_KEY_EXCH);
 

@@ -328,6 +328,11 @@ struct ntlm_client_options {
    * MsvAvFlags bit 0x2 set in the blob, as Windows Vista and later do. */
   bool mic;
   const struct ntlm_exchange *exchange;
+  /* 16 bytes (NTLMv2 only; ignored by the v1 kinds, which carry no AV
+   * pairs): the MsvAvChannelBindings the blob carries, the MD5 of the
+   * channel's bindings (ntlm_channel_bindings), as a client on TLS sends
+   * them for Extended Protection. NULL: no such pair, as before EPA. */
+  const uint8_t *channel_bindings;
 };
 
 /* Builds the AUTHENTICATE answering the decoded challenge with opt.
@@ -352,6 +357,32 @@ enum ntlm_result ntlm_client_authenticate(const struct ntlm_client_creds *creds,
 
 /* Converts ms since the Unix epoch to a Windows FILETIME. */
 uint64_t ntlm_filetime_from_unix_ms(int64_t ms);
+
+/* ---- channel bindings (Extended Protection) --------------------------- */
+
+/* RFC 5929's prefix of the application data of a TLS server certificate's
+ * bindings: "tls-server-end-point:" then the certificate's hash. */
+#define NTLM_TLS_SERVER_END_POINT "tls-server-end-point:"
+
+/* Writes into out the MD5 of the gss_channel_bindings_struct (RFC 2744
+ * 3.11: initiator and acceptor address types and addresses zero, as HTTP
+ * clients send them) holding len bytes of application data: the value of
+ * MsvAvChannelBindings (MS-NLMP 2.2.2.1) for those bindings. Can't fail. */
+void ntlm_channel_bindings(const uint8_t *app_data, size_t len,
+                           uint8_t out[16]);
+
+/* The same for a TLS server certificate whose RFC 5929 hash (the
+ * certificate's signature hash, SHA-256 when that is MD5 or SHA-1) is
+ * hash[0..hash_len): application data NTLM_TLS_SERVER_END_POINT + hash.
+ * Can't fail for hash_len <= 64 (more is cut to 64). */
+void ntlm_tls_end_point_bindings(const uint8_t *hash, size_t hash_len,
+                                 uint8_t out[16]);
+
+/* Reads the MsvAvChannelBindings of a decoded AUTHENTICATE's NTLMv2
+ * response into out. Returns true when there is one of 16 bytes; false
+ * for a v1 response or a blob without one. Never fails. */
+bool ntlm_response_channel_bindings(const struct ntlm_message *auth,
+                                    uint8_t out[16]);
 
 /* ---- server side ------------------------------------------------------ */
 
@@ -392,6 +423,10 @@ struct ntlm_identity {
   enum ntlm_response_kind kind;
   bool mic_checked;   /* the AUTHENTICATE had a MIC and it matched */
   bool key_exchanged; /* KEY_EXCH: a random session key was sent */
+  /* The NTLMv2 response's MsvAvChannelBindings, when it carried one
+   * (ntlm_response_channel_bindings); checking it is the caller's. */
+  bool has_channel_bindings;
+  uint8_t channel_bindings[16];
 };
 
 /* Verifies a decoded AUTHENTICATE against the server challenge that was

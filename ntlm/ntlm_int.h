@@ -30,7 +30,8 @@ enum ntlm__av_id {
   NTLM__AV_DNS_COMPUTER = 3,
   NTLM__AV_DNS_DOMAIN = 4,
   NTLM__AV_FLAGS = 6,
-  NTLM__AV_TIMESTAMP = 7
+  NTLM__AV_TIMESTAMP = 7,
+  NTLM__AV_CHANNEL_BINDINGS = 10
 };
 
 #define NTLM__AV_FLAG_MIC 0x00000002u
@@ -126,9 +127,10 @@ enum ntlm_result ntlm__av_put(struct ntlm__avbuf *b, uint16_t id,
 /* Appends an AV pair holding the UTF-8 s as UTF-16LE; skips NULL and "". */
 enum ntlm_result ntlm__av_put_str(struct ntlm__avbuf *b, uint16_t id,
                                   const char *s);
-/* Copies ti into b with MsvAvFlags carrying the MIC bit. */
-enum ntlm_result ntlm__av_with_mic(const uint8_t *ti, size_t len,
-                                   struct ntlm__avbuf *b);
+/* Copies ti into b with MsvAvFlags carrying the MIC bit when mic and
+ * MsvAvChannelBindings = cbt when cbt is non-NULL. */
+enum ntlm_result ntlm__av_for_client(const uint8_t *ti, size_t len, bool mic,
+                                     const uint8_t *cbt, struct ntlm__avbuf *b);
 
 /* ---- decode.c: what a decoded AUTHENTICATE carries ----------------------- */
 

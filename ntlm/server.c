@@ -339,6 +339,9 @@ enum ntlm_result ntlm_server_verify_ex(
     who->kind = rkind;
     who->mic_checked = mic_checked;
     who->key_exchanged = (auth->flags & NTLM_NEGOTIATE_KEY_EXCH) != 0;
+    if(rkind == NTLM_RESPONSE_V2)
+      who->has_channel_bindings =
+          ntlm_response_channel_bindings(auth, who->channel_bindings);
   }
   return NTLM_OK;
 }

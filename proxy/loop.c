@@ -386,7 +386,8 @@ unsigned proxy__loop_count(unsigned wanted)
 
 /* Starts loop's libmicrohttpd daemon in external epoll mode: on addr
  * (port 0 picks one) when listen_fd is -1, else accepting from listen_fd,
- * which it then owns. Returns the daemon or NULL (errno set when the
+ * which it then owns; with the listener's certificate when it serves
+ * HTTPS. Returns the daemon or NULL (errno set when the
  * system refused). */
 struct MHD_Daemon *proxy__daemon_start(struct proxy__loop *loop,
                                        unsigned int flags, uint16_t port,
@@ -395,7 +396,9 @@ struct MHD_Daemon *proxy__daemon_start(struct proxy__loop *loop,
                                        unsigned connection_timeout_s)
 {
   struct proxy *proxy = loop->proxy;
-  struct MHD_OptionItem where[2] = {{MHD_OPTION_END, 0, NULL},
+  struct MHD_OptionItem where[4] = {{MHD_OPTION_END, 0, NULL},
+                                    {MHD_OPTION_END, 0, NULL},
+                                    {MHD_OPTION_END, 0, NULL},
                                     {MHD_OPTION_END, 0, NULL}};
 
   if(listen_fd < 0) {
@@ -405,6 +408,12 @@ struct MHD_Daemon *proxy__daemon_start(struct proxy__loop *loop,
   else {
     where[0].option = MHD_OPTION_LISTEN_SOCKET;
     where[0].value = listen_fd;
+  }
+  if(proxy->tls_cert_pem) { /* flags carry MHD_USE_TLS */
+    where[1].option = MHD_OPTION_HTTPS_MEM_CERT;
+    where[1].ptr_value = (void *)proxy->tls_cert_pem;
+    where[2].option = MHD_OPTION_HTTPS_MEM_KEY;
+    where[2].ptr_value = (void *)proxy->tls_key_pem;
   }
   return MHD_start_daemon(
       flags, port, proxy__on_accept, proxy, proxy__on_request, proxy,

@@ -302,6 +302,9 @@ static struct proxy *proxy_create(const struct proxy_config *config, char *err,
   }
   proxy->bind_host = proxy_strdup_or(config->bind_host, PROXY_DEFAULT_HOST);
   proxy->backend_url = strdup(config->backend_url);
+  proxy->tls_cert_pem = config->tls_cert_pem;
+  proxy->tls_key_pem = config->tls_key_pem;
+  proxy->upstream_ca_pem = config->upstream_ca_pem;
   proxy->name = proxy_strdup_or(config->name, PROXY_DEFAULT_NAME);
   proxy->domain = proxy_strdup_or(config->domain, PROXY_DEFAULT_DOMAIN);
   /* The DNS names: the configured domain, else lowercase(domain).com;
@@ -510,6 +513,8 @@ int proxy_start(const struct proxy_config *config, struct proxy **out,
   proxy = proxy_create(config, err, errlen);
   if(!proxy)
     return -1;
+  if(config->tls_cert_pem)
+    flags |= MHD_USE_TLS; /* libmicrohttpd's GnuTLS */
   connection_timeout_s = config->connection_timeout_s
                              ? config->connection_timeout_s
                              : PROXY_DEFAULT_CONNECTION_TIMEOUT_S;

@@ -139,6 +139,16 @@ struct proxy_config {
    * whatever the policy. proxy/README.md, "Defects", says what each changes;
    * proxy_start refuses a defect the listener cannot have. */
   unsigned defects;
+  /* HTTPS toward the clients (ISA's web listener with a certificate):
+   * the certificate the listener presents and its private key, as PEM
+   * text (borrowed; must outlive the proxy). NULL (the default): plain
+   * HTTP. */
+  const char *tls_cert_pem;
+  const char *tls_key_pem;
+  /* An https:// backend_url (TLS bridging) is verified against this CA,
+   * PEM text (borrowed; must outlive the proxy); NULL: the system's
+   * store. Unused for http://. */
+  const char *upstream_ca_pem;
   /* integrated: the keytab (a path) of HTTP/<published name>, for
    * Negotiate with Kerberos through MIT's GSS-API (common/kb_gss.h): a
    * ticket is accepted in one leg, with the request's body. NULL, the

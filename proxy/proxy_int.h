@@ -156,8 +156,10 @@ struct proxy {
   char *dns_computer; /* "isa01.fabrikam.com" */
   const struct kb_users *users;
   enum proxy_auth auth;
-  unsigned defects;        /* PROXY_DEFECT bits (defects.c) */
-  char *krb5_keytab;       /* NULL: no Kerberos */
+  unsigned defects;  /* PROXY_DEFECT bits (defects.c) */
+  char *krb5_keytab; /* NULL: no Kerberos */
+  /* The config's TLS PEM texts (borrowed), NULL when not used. */
+  const char *tls_cert_pem, *tls_key_pem, *upstream_ca_pem;
   char *basic_offer;       /* "Basic realm=\"<name>\"" */
   char *via;               /* "1.1 <name>", the Via value both ways */
   int64_t idle_timeout_ms; /* 0 = none */

@@ -618,6 +618,15 @@ static int proxy_upstream_init(struct proxy__conn *conn)
     curl_easy_setopt(curl, CURLOPT_CLOSESOCKETDATA, conn->upstream);
     curl_easy_setopt(curl, CURLOPT_PREREQFUNCTION, proxy_curl_prereq);
     curl_easy_setopt(curl, CURLOPT_PREREQDATA, conn);
+    if(proxy->upstream_ca_pem) {
+      /* TLS bridging: Exchange's certificate checked against the CA. */
+      struct curl_blob ca;
+
+      ca.data = (void *)proxy->upstream_ca_pem;
+      ca.len = strlen(proxy->upstream_ca_pem);
+      ca.flags = CURL_BLOB_COPY;
+      curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &ca);
+    }
     if(proxy->trace.emit) {
       curl_easy_setopt(curl, CURLOPT_VERBOSE, 1L);
       curl_easy_setopt(curl, CURLOPT_DEBUGFUNCTION, proxy_curl_debug);

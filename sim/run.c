@@ -61,7 +61,11 @@ static bool sim__same_shape(const struct scenario *a, const struct scenario *b)
      memcmp(a->user_internal, b->user_internal, sizeof(a->user_internal)) ||
      a->idle_timeout_ms != b->idle_timeout_ms ||
      a->max_requests != b->max_requests || a->balancer != b->balancer ||
-     a->nmembers != b->nmembers || strcmp(a->dns_domain, b->dns_domain))
+     a->nmembers != b->nmembers || strcmp(a->dns_domain, b->dns_domain) ||
+     a->tls != b->tls ||
+     a->bridge_same_certificate != b->bridge_same_certificate ||
+     a->exchange_auth != b->exchange_auth ||
+     a->extended_protection != b->extended_protection)
     return false;
   for(i = 0; i < a->nusers; i++)
     if(strcmp(a->user_specs[i], b->user_specs[i]))
@@ -124,11 +128,16 @@ void sim_scenario_topology(const struct scenario *sc, struct kb_users *users,
   cfg->trace = trace;
   cfg->auth = sc->auth;
   cfg->defects = sc->defects;
+  /* A pass-through defect's listener passes NTLM to an Exchange that
+   * authenticates; else [exchange] auth says. */
   cfg->backend_auth =
-      scenario_passes_through(sc) ? BACKEND_AUTH_INTEGRATED : BACKEND_AUTH_NONE;
+      scenario_passes_through(sc) ? BACKEND_AUTH_INTEGRATED : sc->exchange_auth;
   cfg->idle_timeout_ms = sc->idle_timeout_ms;
   cfg->max_requests = sc->max_requests;
   cfg->balancer = sc->balancer;
+  cfg->tls = sc->tls;
+  cfg->bridge_same_certificate = sc->bridge_same_certificate;
+  cfg->extended_protection = sc->extended_protection;
   cfg->nmembers = sc->nmembers;
   for(i = 0; i < sc->nmembers; i++) {
     cfg->members[i].name = sc->members[i].name;
@@ -482,4 +491,9 @@ void sim_outcome_summary(const struct scenario *sc, const struct sim_outcome *o,
     sim__append(out, len, &pos, "; %" PRIu64 " login%s refused",
                 o->proxy.auth_failed + o->proxy.basic_failed,
                 sim__s(o->proxy.auth_failed + o->proxy.basic_failed));
+  if(o->backend.channel_binding_refused)
+    sim__append(out, len, &pos, "; Exchange refused %" PRIu64 " login%s: %s",
+                o->backend.channel_binding_refused,
+                sim__s(o->backend.channel_binding_refused),
+                o->backend.channel_binding_why);
 }

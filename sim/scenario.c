@@ -40,6 +40,26 @@ enum proxy_policy scenario_effective_policy(enum scenario_patch patch,
                                                : PROXY_POLICY_PER_CONNECTION;
 }
 
+const char *scenario_tls_name(enum scenario_tls tls)
+{
+  return tls == SCENARIO_TLS_BRIDGE    ? "bridge"
+         : tls == SCENARIO_TLS_OFFLOAD ? "offload"
+                                       : "none";
+}
+
+int scenario_tls_parse(const char *name, enum scenario_tls *out)
+{
+  if(!strcmp(name, "none"))
+    *out = SCENARIO_TLS_NONE;
+  else if(!strcmp(name, "offload"))
+    *out = SCENARIO_TLS_OFFLOAD;
+  else if(!strcmp(name, "bridge"))
+    *out = SCENARIO_TLS_BRIDGE;
+  else
+    return -1;
+  return 0;
+}
+
 void scenario_defaults(struct scenario *sc)
 {
   memset(sc, 0, sizeof(*sc));
@@ -104,9 +124,12 @@ struct scenario_parse {
   unsigned error_line; /* 0 until the first error */
   char error[384];
   unsigned client_user_line;
-  unsigned connection_sharing_line; /* 0 when the key is not given */
-  unsigned auth_line;               /* [listener] auth, 0: not given */
-  unsigned defect_line;             /* [listener] defect, 0: not given */
+  unsigned connection_sharing_line;  /* 0 when the key is not given */
+  unsigned auth_line;                /* [listener] auth, 0: not given */
+  unsigned defect_line;              /* [listener] defect, 0: not given */
+  unsigned bridge_certificate_line;  /* likewise */
+  unsigned extended_protection_line; /* likewise */
+  unsigned exchange_auth_line;       /* likewise */
   unsigned users_line;
   /* [kerberos] internal as written, judged once [users] is whole. */
   char internal[SCENARIO_TEXT * 4];
@@ -211,7 +234,7 @@ static void scenario__member_header(struct scenario_parse *p, const char *line)
  * empty section is reported at its own line. */
 static void scenario__section_header(struct scenario_parse *p, const char *s)
 {
-  static const char *known[] = {"scenario", "listener", "users",
+  static const char *known[] = {"scenario", "listener", "exchange", "users",
                                 "clients",  "expect",   "kerberos"};
   size_t n = strcspn(s + 1, "]\r\n");
   size_t i;
@@ -231,7 +254,7 @@ static void scenario__section_header(struct scenario_parse *p, const char *s)
       return;
   scenario__fail(p,
                  "unknown section [%.*s]; sections are scenario, listener, "
-                 "member NAME, users, kerberos, clients, expect",
+                 "exchange, member NAME, users, kerberos, clients, expect",
                  (int)n, s + 1);
 }
 
@@ -389,10 +412,59 @@ static void scenario__listener(struct scenario_parse *p, const char *key,
       scenario__fail(p, "[listener] balancer = %s: use round-robin or seeded",
                      v);
   }
+  else if(!strcmp(key, "tls")) {
+    if(scenario_tls_parse(v, &sc->tls))
+      scenario__fail(p,
+                     "[listener] tls = %s: use none (plain HTTP), offload "
+                     "(HTTPS to the listener, HTTP to Exchange) or bridge "
+                     "(HTTPS on both)",
+                     v);
+  }
+  else if(!strcmp(key, "bridge_certificate")) {
+    p->bridge_certificate_line = p->line;
+    if(!strcmp(v, "same"))
+      sc->bridge_same_certificate = true;
+    else if(!strcmp(v, "own"))
+      sc->bridge_same_certificate = false;
+    else
+      scenario__fail(p,
+                     "[listener] bridge_certificate = %s: use same (the "
+                     "listener presents Exchange's certificate) or own",
+                     v);
+  }
   else
     scenario__fail(p,
                    "[listener] has no key '%s'; it knows auth, defect, "
-                   "idle_timeout, max_requests, balancer",
+                   "idle_timeout, max_requests, balancer, tls, "
+                   "bridge_certificate",
+                   key);
+}
+
+static void scenario__exchange(struct scenario_parse *p, const char *key,
+                               const char *v)
+{
+  struct scenario *sc = p->sc;
+
+  if(!strcmp(key, "auth")) {
+    p->exchange_auth_line = p->line;
+    if(backend_auth_parse(v, &sc->exchange_auth))
+      scenario__fail(p,
+                     "[exchange] auth = %s: use none (Exchange trusts the "
+                     "listener) or integrated (IIS's Windows authentication)",
+                     v);
+  }
+  else if(!strcmp(key, "extended_protection")) {
+    p->extended_protection_line = p->line;
+    if(backend_epa_parse(v, &sc->extended_protection))
+      scenario__fail(p,
+                     "[exchange] extended_protection = %s: use none, allow "
+                     "or require",
+                     v);
+  }
+  else
+    scenario__fail(p,
+                   "[exchange] has no key '%s'; it knows auth, "
+                   "extended_protection",
                    key);
 }
 
@@ -600,8 +672,8 @@ static int scenario__handler(void *user, const char *section, const char *key,
     scenario__fail(
         p,
         "%s = %s is before any [section]; every key belongs to one "
-        "of scenario, listener, member NAME, users, kerberos, clients, "
-        "expect",
+        "of scenario, listener, exchange, member NAME, users, kerberos, "
+        "clients, expect",
         key, v);
     return 1;
   }
@@ -634,6 +706,8 @@ static int scenario__handler(void *user, const char *section, const char *key,
   }
   else if(!strcmp(section, "listener"))
     scenario__listener(p, key, v);
+  else if(!strcmp(section, "exchange"))
+    scenario__exchange(p, key, v);
   else if(!strncmp(section, "member", 6) &&
           (section[6] == ' ' || section[6] == '\t')) {
     struct scenario_member *m = scenario__member(sc, section);
@@ -798,6 +872,27 @@ static void scenario__check(struct scenario_parse *p)
                    "UnsafeAuthenticatedConnectionSharing; kind = %s has no "
                    "such setting: set kind = dotnet or remove the key",
                    client_kind_name(sc->kind));
+  }
+  if(p->bridge_certificate_line && sc->tls != SCENARIO_TLS_BRIDGE) {
+    p->line = p->bridge_certificate_line;
+    scenario__fail(p,
+                   "[listener] bridge_certificate is which certificate a "
+                   "bridging listener presents; tls = %s does not bridge: "
+                   "set tls = bridge or remove the key",
+                   scenario_tls_name(sc->tls));
+  }
+  if(p->extended_protection_line && sc->extended_protection &&
+     sc->exchange_auth != BACKEND_AUTH_INTEGRATED) {
+    p->line = p->extended_protection_line;
+    scenario__fail(p, "[exchange] extended_protection checks Exchange's own "
+                      "NTLM logins; set [exchange] auth = integrated (behind a "
+                      "[listener] auth = none that passes NTLM through)");
+  }
+  if(sc->exchange_auth == BACKEND_AUTH_INTEGRATED &&
+     sc->auth != PROXY_AUTH_NONE) {
+    p->line = p->exchange_auth_line;
+    scenario__fail(p, "[exchange] auth = integrated needs [listener] auth = "
+                      "none: the listener must pass NTLM through to Exchange");
   }
 }
 

@@ -1,7 +1,8 @@
 /*
  * scenario.h - a case of the support article as data: topology (ISA array
- * members with patch level and KB script, listener authentication and
- * keep-alive limits), users, clients and their timing, seed, and the
+ * members with patch level and KB script, listener authentication,
+ * keep-alive limits and TLS; Exchange's authentication and Extended
+ * Protection), users, clients and their timing, seed, and the
  * expected outcome. Read from INI files with inih; see scenarios/README.md
  * for the format.
  */
@@ -13,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "backend/backend.h"
 #include "balancer/balancer.h"
 #include "client/client.h"
 #include "ntlm/ntlm.h"
@@ -32,6 +34,21 @@ enum scenario_patch {
 };
 
 const char *scenario_patch_name(enum scenario_patch patch);
+
+/* TLS on the hops, as ISA publishes Exchange: none (plain HTTP, the
+ * default), offload (HTTPS from the client to the listener, HTTP from the
+ * listener to Exchange) or bridge (HTTPS on both hops). */
+enum scenario_tls {
+  SCENARIO_TLS_NONE = 0,
+  SCENARIO_TLS_OFFLOAD,
+  SCENARIO_TLS_BRIDGE
+};
+
+/* "none" / "offload" / "bridge". */
+const char *scenario_tls_name(enum scenario_tls tls);
+
+/* Parses a TLS mode; returns 0, or -1 when name is none of them. */
+int scenario_tls_parse(const char *name, enum scenario_tls *out);
 
 /* The policy a member ends up with: the script takes effect only where the
  * hotfix is (RTM + hotfix, or SP1); anything else stays per-connection. */
@@ -72,6 +89,12 @@ struct scenario {
   int64_t idle_timeout_ms;
   unsigned max_requests;
   enum balancer_mode balancer;
+  enum scenario_tls tls;        /* tls = none|offload|bridge */
+  bool bridge_same_certificate; /* bridge_certificate = same|own */
+
+  /* [exchange] */
+  enum backend_auth exchange_auth;      /* auth = none|integrated */
+  enum backend_epa extended_protection; /* none|allow|require */
 
   /* [member NAME] sections, in file order */
   struct scenario_member members[SCENARIO_MAX_MEMBERS];

@@ -82,6 +82,12 @@ int sim_topology_start(const struct sim_topology_config *config,
   }
   /* else: zeroed kb_clock / kb_rng mean the real clock and getrandom(). */
 
+  topo->tls = config->tls;
+  if(topo->tls != SCENARIO_TLS_NONE &&
+     kb_pki_create(&topo->pki, why, sizeof(why))) {
+    snprintf(err, errlen, "%s", why);
+    goto error;
+  }
   topo->nproxies = config->nmembers ? config->nmembers : 1;
   topo->member_connections = sim_topology_capacity(config, topo->nproxies);
   memset(&bcfg, 0, sizeof(bcfg));
@@ -99,11 +105,17 @@ int sim_topology_start(const struct sim_topology_config *config,
   bcfg.rng = topo->kb_rng;
   if(config->backend_auth == BACKEND_AUTH_INTEGRATED)
     bcfg.krb5_keytab = config->krb5_keytab;
+  bcfg.extended_protection = config->extended_protection;
+  if(topo->tls == SCENARIO_TLS_BRIDGE) {
+    bcfg.tls_cert_pem = topo->pki.exchange.cert_pem;
+    bcfg.tls_key_pem = topo->pki.exchange.key_pem;
+  }
   if(backend_start(&bcfg, &topo->backend, why, sizeof(why))) {
     snprintf(err, errlen, "Exchange (backend): %s", why);
     goto error;
   }
-  snprintf(topo->backend_url, sizeof(topo->backend_url), "http://%s:%u",
+  snprintf(topo->backend_url, sizeof(topo->backend_url), "%s://%s:%u",
+           topo->tls == SCENARIO_TLS_BRIDGE ? "https" : "http",
            config->backend_host ? config->backend_host : "127.0.0.1",
            (unsigned)backend_port(topo->backend));
 
@@ -132,6 +144,16 @@ int sim_topology_start(const struct sim_topology_config *config,
     pcfg.rng = topo->kb_rng;
     pcfg.trace = topo->trace;
     pcfg.names = topo->kb_names;
+    if(topo->tls != SCENARIO_TLS_NONE) {
+      const struct kb_cert *cert =
+          topo->tls == SCENARIO_TLS_BRIDGE && config->bridge_same_certificate
+              ? &topo->pki.exchange
+              : &topo->pki.isa;
+
+      pcfg.tls_cert_pem = cert->cert_pem;
+      pcfg.tls_key_pem = cert->key_pem;
+      pcfg.upstream_ca_pem = topo->pki.ca.cert_pem;
+    }
     if(proxy_start(&pcfg, &topo->proxies[i], why, sizeof(why))) {
       snprintf(err, errlen, "ISA listener %s (proxy): %s",
                pcfg.name ? pcfg.name : "ISA01", why);
@@ -140,7 +162,8 @@ int sim_topology_start(const struct sim_topology_config *config,
     topo->proxy_ports[i] = proxy_port(topo->proxies[i]);
   }
   topo->proxy = topo->proxies[0];
-  snprintf(topo->proxy_url, sizeof(topo->proxy_url), "http://%s:%u",
+  snprintf(topo->proxy_url, sizeof(topo->proxy_url), "%s://%s:%u",
+           topo->tls != SCENARIO_TLS_NONE ? "https" : "http",
            config->proxy_host ? config->proxy_host : "127.0.0.1",
            (unsigned)topo->proxy_ports[0]);
   *out = topo;
@@ -210,6 +233,7 @@ void sim_topology_stop(struct sim_topology *topo)
   for(i = 0; i < topo->nproxies; i++)
     proxy_stop(topo->proxies[i]);
   backend_stop(topo->backend);
+  kb_pki_free(&topo->pki);
   if(topo->names_ready)
     sim_names_free(&topo->names);
   if(topo->clock_ready)
@@ -285,6 +309,8 @@ void sim_topology_client_config(const struct sim_topology *topo, unsigned id,
   out->trace = topo->trace;
   out->names = topo->kb_names;
   out->source = topo->source;
+  if(topo->tls != SCENARIO_TLS_NONE)
+    out->ca_pem = topo->pki.ca.cert_pem;
   if(topo->nproxies > 1) {
     out->balancer.pick = sim__balancer_pick;
     out->balancer.ctx = (void *)topo;

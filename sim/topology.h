@@ -4,6 +4,9 @@
  *
  *   client(s) --HTTP/NTLM--> proxy (ISA listener) --HTTP--> backend (Exchange)
  *
+ * With TLS (offload or bridge) the hops marked HTTP become HTTPS with a
+ * CA and certificates the topology makes for the run.
+ *
  * Everything listens on loopback ports (0 = ephemeral). The topology owns
  * the simulated clock and the seeded random source and hands them, with the
  * user store and the trace sink, to each component through its config.
@@ -19,9 +22,11 @@
 #include "balancer/balancer.h"
 #include "client/client.h"
 #include "client/verdict.h"
+#include "common/kb_cert.h"
 #include "common/kb_env.h"
 #include "common/kb_users.h"
 #include "proxy/proxy.h"
+#include "sim/scenario.h"
 #include "sim/sim_env.h"
 
 #define SIM_MAX_MEMBERS 16
@@ -43,6 +48,16 @@ struct sim_topology_config {
    * integrated, with users, behind a listener that passes NTLM through
    * (auth PROXY_AUTH_NONE). */
   enum backend_auth backend_auth;
+  /* Integrated Exchange: Extended Protection (backend.h). */
+  enum backend_epa extended_protection;
+  /* TLS: with anything but none, the topology makes a throwaway CA and
+   * certificates for the run (kb_pki_create), every listener serves HTTPS
+   * and the clients verify against the CA; bridge also makes Exchange
+   * serve HTTPS, the listeners verifying it. bridge_same_certificate:
+   * the listeners present Exchange's certificate (the same on both hops)
+   * instead of their own. */
+  enum scenario_tls tls;
+  bool bridge_same_certificate;
   int64_t idle_timeout_ms; /* listener keep-alive limits */
   unsigned max_requests;
   /* Client connections each listener holds (0: 1024, fewer when the
@@ -95,6 +110,8 @@ struct sim_topology {
   uint32_t source; /* clients' and members' IPv4 source; 0: the kernel's */
   char backend_url[64];
   char proxy_url[64];
+  enum scenario_tls tls;
+  struct kb_pki pki; /* with TLS: the run's CA and certificates; zeroed */
 };
 
 /* Starts backend then proxy. Returns 0 with *out owning the topology

@@ -17,10 +17,12 @@
 unsigned served_port(const struct served *s, const char *label)
 {
   const char *at = strstr(s->banner.data, label);
+  const char *url = at ? strstr(at, "://127.0.0.1:") : NULL;
   unsigned port = 0;
 
-  if(at)
-    sscanf(at + strlen(label), " http://127.0.0.1:%u/", &port);
+  /* http:// or https://, on the label's own line. */
+  if(url && !memchr(at, '\n', (size_t)(url - at)))
+    sscanf(url, "://127.0.0.1:%u/", &port);
   return port;
 }
 
@@ -29,7 +31,13 @@ unsigned served_port(const struct served *s, const char *label)
  * (PR_SET_PDEATHSIG), whatever the test's fate. */
 void served_start(struct served *s, const char *const *args)
 {
-  char *argv[24] = {KBSIM_BIN, "serve"};
+  served_start_command(s, "serve", args);
+}
+
+void served_start_command(struct served *s, const char *command,
+                          const char *const *args)
+{
+  char *argv[24] = {KBSIM_BIN, (char *)command};
   int o[2], e[2];
   size_t i;
 

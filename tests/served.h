@@ -1,6 +1,6 @@
 /*
- * served.h - a `kbsim serve` a test runs (KBSIM_BIN): its process, pipes
- * and what its banner said.
+ * served.h - a `kbsim serve` (or `kbsim exchange`) a test runs
+ * (KBSIM_BIN): its process, pipes and what its banner said.
  */
 #ifndef TESTS_SERVED_H
 #define TESTS_SERVED_H
@@ -27,8 +27,13 @@ struct served {
  * whatever the test's fate. */
 void served_start(struct served *s, const char *const *args);
 
+/* The same for another command that prints "serving until" once it
+ * listens (`kbsim exchange`). */
+void served_start_command(struct served *s, const char *command,
+                          const char *const *args);
+
 /* The port s's banner printed after label ("Admin:") as
- * http://127.0.0.1:PORT/, or 0. */
+ * http://127.0.0.1:PORT/ (or https://), or 0. */
 unsigned served_port(const struct served *s, const char *label);
 
 /* Stops the server with SIGTERM; it must exit 0 having said so, and

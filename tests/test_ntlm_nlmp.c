@@ -98,7 +98,7 @@ static void nlmp_answer(uint32_t negotiate, enum ntlm_response_kind kind,
  * NTLMv2 and v1-ESS ask for Communicator's flags. */
 START_TEST(test_v1_asks_no_ess)
 {
-  struct ntlm_client_options opt = {nt_client_chal, 0, NULL, false, NULL};
+  struct ntlm_client_options opt = {nt_client_chal, 0, NULL, false, NULL, NULL};
   struct ntlm_bytes chal = {0}, out = {0};
   struct ntlm_message m;
   struct ntlm_identity who;
@@ -133,7 +133,8 @@ START_TEST(test_key_exch_vector)
                                          0x55, 0x55, 0x55, 0x55};
   struct ntlm_client_creds c = {"Domain", "User", "Password", "COMPUTER",
                                 NTLM_RESPONSE_V2};
-  struct ntlm_client_options opt = {nt_client_chal, 0, random_key, false, NULL};
+  struct ntlm_client_options opt = {nt_client_chal, 0,    random_key,
+                                    false,          NULL, NULL};
   struct ntlm_message chal, m;
   struct ntlm_bytes out = {0};
   struct ntlm_identity who;
