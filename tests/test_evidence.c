@@ -234,7 +234,7 @@ START_TEST(tshark_judges_every_scenario)
   const char *run[64];
   char *judge[128];
   char pcap[512], txt[512], paths[64][2][512];
-  int n, i, nrun = 0, njudge = 0, judged = 0;
+  int n, i, nrun = 0, njudge, judged = 0, pass;
   struct proc_out p;
 
   ck_assert_msg(access("/usr/bin/tshark", X_OK) == 0,
@@ -243,7 +243,6 @@ START_TEST(tshark_judges_every_scenario)
   snprintf(pcap, sizeof(pcap), "%s/c.pcap", tmpdir);
   snprintf(txt, sizeof(txt), "%s/c.txt", tmpdir);
   run[nrun++] = "run";
-  judge[njudge++] = TESTS_DIR "/pcap-judge";
   n = scandir(SCENARIOS_DIR, &list, NULL, alphasort);
   ck_assert_int_gt(n, 0);
   for(i = 0; i < n; i++) {
@@ -267,22 +266,41 @@ START_TEST(tshark_judges_every_scenario)
   run[nrun] = NULL;
   proc_kbsim_exits(&p, run, 0);
   proc_free(&p);
-  for(i = 0; i < judged; i++) {
-    char *name = paths[i][1];
-    char *pc = malloc(600), *tx = malloc(600);
-    ck_assert(pc && tx);
-    snprintf(pc, 600, "%s/c-%s.pcap", tmpdir, name);
-    snprintf(tx, 600, "%s/c-%s.txt", tmpdir, name);
-    judge[njudge++] = pc;
-    judge[njudge++] = tx;
+  /* Two judge runs: outlook-anywhere's captures --unordered, since its
+   * concurrent channels' frames at one simulated instant are still in the
+   * order they were recorded (pcap-judge says why); every other whole. */
+  for(pass = 0; pass < 2; pass++) {
+    int first, count = 0;
+
+    njudge = 0;
+    judge[njudge++] = TESTS_DIR "/pcap-judge";
+    if(pass == 1)
+      judge[njudge++] = "--unordered";
+    first = njudge;
+    for(i = 0; i < judged; i++) {
+      char *name = paths[i][1];
+      char *pc, *tx;
+
+      if((strncmp(name, "outlook-anywhere", 16) == 0) != (pass == 1))
+        continue;
+      pc = malloc(600);
+      tx = malloc(600);
+      ck_assert(pc && tx);
+      snprintf(pc, 600, "%s/c-%s.pcap", tmpdir, name);
+      snprintf(tx, 600, "%s/c-%s.txt", tmpdir, name);
+      judge[njudge++] = pc;
+      judge[njudge++] = tx;
+      count++;
+    }
+    judge[njudge] = NULL;
+    ck_assert_int_gt(count, 0);
+    proc_run(judge, &p);
+    ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+    ck_assert_int_eq(proc_count(p.out.data, " 0 failures\n"), count);
+    proc_free(&p);
+    for(i = first; i < njudge; i++)
+      free(judge[i]);
   }
-  judge[njudge] = NULL;
-  proc_run(judge, &p);
-  ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
-  ck_assert_int_eq(proc_count(p.out.data, " 0 failures\n"), judged);
-  proc_free(&p);
-  for(i = 1; i < njudge; i++)
-    free(judge[i]);
   proc_rmdir(tmpdir);
 }
 END_TEST
