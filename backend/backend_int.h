@@ -169,6 +169,12 @@ void backend__conn_closed(struct backend *b, uint64_t id, const char *name);
  * backend_wait_idle wakes when none does. */
 void backend__conn_done(struct backend *b);
 
+/* Traces, on req's connection, its exchange when exchange is given, else a
+ * NOTE (note, text). */
+void backend__trace_req(const struct backend *b, const struct backend_req *req,
+                        const struct kb_exchange *exchange, enum kb_note note,
+                        const char *text);
+
 /* Adds to the totals and the connection's record what reply says about
  * req. */
 void backend__count(struct backend *b, const struct backend_req *req,

@@ -135,7 +135,6 @@ static enum MHD_Result backend_send(struct backend *b,
   struct MHD_Response *response;
   char date[KB_HTTP_DATE_LEN];
   struct kb_exchange exchange;
-  struct kb_trace_event ev;
   enum MHD_Result result = MHD_NO;
 
   response = MHD_create_response_from_buffer(
@@ -165,19 +164,8 @@ static enum MHD_Result backend_send(struct backend *b,
          MHD_YES &&
      MHD_add_response_header(response, "X-Powered-By", "ASP.NET") == MHD_YES) {
     backend__count(b, req, reply);
-    if(req->gate.channel_binding_refused) {
-      /* Why a right password got a 401: the bindings, for people. */
-      memset(&ev, 0, sizeof(ev));
-      ev.kind = KB_TRACE_NOTE;
-      ev.hop = KB_HOP_PROXY_BACKEND;
-      ev.side = KB_SIDE_SERVER;
-      ev.origin = BACKEND_ORIGIN;
-      ev.conn = req->conn;
-      ev.conn_name = req->conn_name;
-      ev.note = KB_NOTE_CHANNEL_BINDING;
-      ev.text = req->gate.why;
-      kb_trace_emit(&b->trace, &ev);
-    }
+    if(req->gate.channel_binding_refused) /* why a right password got a 401 */
+      backend__trace_req(b, req, NULL, KB_NOTE_CHANNEL_BINDING, req->gate.why);
 
     memset(&exchange, 0, sizeof(exchange));
     exchange.method = method;
@@ -187,15 +175,7 @@ static enum MHD_Result backend_send(struct backend *b,
     exchange.status = (int)reply->status;
     exchange.resp_auth = KB_AUTH_NONE;
     exchange.resp_body_len = reply->body.len;
-    memset(&ev, 0, sizeof(ev));
-    ev.kind = KB_TRACE_EXCHANGE;
-    ev.hop = KB_HOP_PROXY_BACKEND;
-    ev.side = KB_SIDE_SERVER;
-    ev.origin = BACKEND_ORIGIN;
-    ev.conn = req->conn;
-    ev.conn_name = req->conn_name;
-    ev.exchange = &exchange;
-    kb_trace_emit(&b->trace, &ev);
+    backend__trace_req(b, req, &exchange, KB_NOTE_NONE, NULL);
 
     req->answered = true;
     result = MHD_queue_response(connection, reply->status, response);
@@ -275,6 +255,25 @@ static bool backend_declared_too_big(struct MHD_Connection *connection,
   errno = 0;
   declared = strtoull(value, &end, 10);
   return errno == ERANGE || (end != value && declared > max);
+}
+
+void backend__trace_req(const struct backend *b, const struct backend_req *req,
+                        const struct kb_exchange *exchange, enum kb_note note,
+                        const char *text)
+{
+  struct kb_trace_event ev;
+
+  memset(&ev, 0, sizeof(ev));
+  ev.kind = exchange ? KB_TRACE_EXCHANGE : KB_TRACE_NOTE;
+  ev.hop = KB_HOP_PROXY_BACKEND;
+  ev.side = KB_SIDE_SERVER;
+  ev.origin = BACKEND_ORIGIN;
+  ev.conn = req->conn;
+  ev.conn_name = req->conn_name;
+  ev.exchange = exchange;
+  ev.note = note;
+  ev.text = text;
+  kb_trace_emit(&b->trace, &ev);
 }
 
 /* Emits an OPEN or CLOSE trace event for connection id (named name). */

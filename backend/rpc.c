@@ -338,7 +338,6 @@ static void backend_rpc_ended(struct backend *b, struct backend_req *req,
 {
   struct soap_reply reply;
   struct kb_exchange exchange;
-  struct kb_trace_event ev;
 
   soap_reply_init(&reply, req->conn_name);
   reply.status = rr->in ? 0 : MHD_HTTP_OK;
@@ -353,15 +352,7 @@ static void backend_rpc_ended(struct backend *b, struct backend_req *req,
   exchange.req_body_len = req->received;
   exchange.status = (int)reply.status;
   exchange.resp_body_len = (size_t)rr->sent;
-  memset(&ev, 0, sizeof(ev));
-  ev.kind = KB_TRACE_EXCHANGE;
-  ev.hop = KB_HOP_PROXY_BACKEND;
-  ev.side = KB_SIDE_SERVER;
-  ev.origin = BACKEND_ORIGIN;
-  ev.conn = req->conn;
-  ev.conn_name = req->conn_name;
-  ev.exchange = &exchange;
-  kb_trace_emit(&b->trace, &ev);
+  backend__trace_req(b, req, &exchange, KB_NOTE_NONE, NULL);
 }
 
 void backend__rpc_end(struct backend_req *req)

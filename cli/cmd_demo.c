@@ -198,17 +198,26 @@ static void kbsim_demo_leg(const struct kbsim_demo *d,
          kbsim_off(d));
 }
 
-/* What a request is called, into out: "GET Services.wsdl" (ie's pages),
- * "RPC channels" and "RPC call" (outlook-anywhere's, their own names),
+/* What a request is, in a word: "GET" (ie's pages), "RPC channels" and
+ * "RPC call" (outlook-anywhere's own names), else "POST". */
+static const char *kbsim_request_word(enum client_post_kind kind)
+{
+  if(kind == CLIENT_POST_RPC_CHANNELS || kind == CLIENT_POST_RPC_CALL)
+    return client_post_kind_name(kind);
+  return kind == CLIENT_POST_PAGE ? "GET" : "POST";
+}
+
+/* What a request is called, into out: "GET Services.wsdl", "RPC call",
  * "POST GetUserOofSettings". */
 static const char *kbsim_request_name(enum client_post_kind kind, char *out,
                                       size_t len)
 {
-  if(kind == CLIENT_POST_RPC_CHANNELS || kind == CLIENT_POST_RPC_CALL)
-    snprintf(out, len, "%s", client_post_kind_name(kind));
+  const char *word = kbsim_request_word(kind);
+
+  if(!strcmp(word, client_post_kind_name(kind)))
+    snprintf(out, len, "%s", word);
   else
-    snprintf(out, len, "%s %s", kind == CLIENT_POST_PAGE ? "GET" : "POST",
-             client_post_kind_name(kind));
+    snprintf(out, len, "%s %s", word, client_post_kind_name(kind));
   return out;
 }
 
@@ -262,11 +271,7 @@ static void kbsim_demo_sees(const struct kbsim_demo *d,
                   (j == 0 || !s->views || !s->views[j - 1].integration_error);
 
   printf("  %sThe %s:%s " WRAP_HANG "%s%s%s", kbsim_on(d, KBSIM_BOLD),
-         r->kind == CLIENT_POST_PAGE           ? "GET"
-         : r->kind == CLIENT_POST_RPC_CHANNELS ? "RPC channels"
-         : r->kind == CLIENT_POST_RPC_CALL     ? "RPC call"
-                                               : "POST",
-         kbsim_off(d),
+         kbsim_request_word(r->kind), kbsim_off(d),
          kbsim_on(d, r->outcome == CLIENT_OK ? KBSIM_GREEN : KBSIM_RED),
          client_outcome_name(r->outcome), kbsim_off(d));
   if(r->detail[0])

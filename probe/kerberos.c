@@ -14,7 +14,6 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 /* Says why the check cannot run into r and returns true, or false when it
  * can. */
@@ -80,10 +79,7 @@ void probe__single_leg(const struct probe_config *cfg, unsigned posts,
   }
   probe__status_delta(&st[0], &st[2], &r->exchange);
   r->exchange.mixed_conn_reused =
-      r->exchange.mixed_conn && st[1].ok &&
-      probe__conn_mixed(&st[1], &st[2], r->exchange.mixed_conn) &&
-      probe__conn_served(&st[0], &st[1], r->exchange.mixed_conn, who[0]) &&
-      !strcasecmp(r->exchange.mixed_identity, who[0]);
+      probe__mixed_on_first(st, &r->exchange, who[0]);
   for(i = 0; i < ran; i++) {
     r->posts_ok += s[i].view.posts_ok;
     r->posts_failed += s[i].view.posts_failed;

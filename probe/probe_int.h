@@ -80,6 +80,12 @@ bool probe__conn_served(const struct probe_status *before,
                         const struct probe_status *after, uint64_t id,
                         const char *identity);
 
+/* Whether the second user's session (Exchange between st[1] and st[2])
+ * was mixed on the upstream connection the first user's session had been
+ * served on (between st[0] and st[1]), as that first user. */
+bool probe__mixed_on_first(const struct probe_status st[3],
+                           const struct probe_exchange *x, const char *first);
+
 /* Whether mismatches moved on connection id between before and after. */
 bool probe__conn_mixed(const struct probe_status *before,
                        const struct probe_status *after, uint64_t id);

@@ -289,13 +289,8 @@ void probe__two_users(const struct probe_config *cfg, unsigned posts,
     last = 3;
   }
   probe__status_delta(&st[0], &st[last], &r->exchange);
-  /* The second user's session mixed on the connection the first user's
-   * had been served on, as the first user. */
   r->exchange.mixed_conn_reused =
-      r->exchange.mixed_conn && st[1].ok &&
-      probe__conn_mixed(&st[1], &st[2], r->exchange.mixed_conn) &&
-      probe__conn_served(&st[0], &st[1], r->exchange.mixed_conn, who[0]) &&
-      !strcasecmp(r->exchange.mixed_identity, who[0]);
+      probe__mixed_on_first(st, &r->exchange, who[0]);
   for(i = 0; i < ran; i++) {
     r->posts_ok += s[i].view.posts_ok;
     r->posts_failed += s[i].view.posts_failed;
@@ -310,6 +305,15 @@ void probe__two_users(const struct probe_config *cfg, unsigned posts,
                                              : NULL);
   for(i = 0; i < 4; i++)
     probe__status_free(&st[i]);
+}
+
+bool probe__mixed_on_first(const struct probe_status st[3],
+                           const struct probe_exchange *x, const char *first)
+{
+  return x->mixed_conn && st[1].ok &&
+         probe__conn_mixed(&st[1], &st[2], x->mixed_conn) &&
+         probe__conn_served(&st[0], &st[1], x->mixed_conn, first) &&
+         !strcasecmp(x->mixed_identity, first);
 }
 
 /* Whether a session with the right password was served (some POST of the
