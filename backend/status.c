@@ -124,7 +124,9 @@ char *backend_status_json(const struct backend *backend)
      KB_SET(autodiscover_ok) || KB_SET(not_found) || KB_SET(bad_method) ||
      KB_SET(too_large) || KB_SET(challenges) || KB_SET(refused) ||
      KB_SET(mismatches) || KB_SET(type3_without_challenge) ||
-     KB_SET(unauthenticated_bodies) ||
+     KB_SET(unauthenticated_bodies) || KB_SET(channel_binding_refused) ||
+     json_object_set_new(doc, "channel_binding_why",
+                         backend_status_text(s.channel_binding_why)) ||
      json_object_set(doc, "per_connection", conns))
     goto out;
 #undef KB_SET

@@ -16,6 +16,7 @@
 #include <check.h>
 #include <ctype.h>
 #include <curl/curl.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -275,6 +276,9 @@ struct tls_seen {
   pthread_mutex_t lock;
   unsigned client_notes, exchange_notes;
   char client_text[512], exchange_text[512];
+  /* What Exchange's GET /kbsim/status document said at the end. */
+  json_int_t status_refused;
+  char status_why[512];
 };
 
 static void tls_emit(void *ctx, const struct kb_trace_event *ev)
@@ -306,6 +310,27 @@ static void tls_scenario(const char *name, struct scenario *sc)
  * caller), and the 32 hex digits of the bindings a client on the
  * listener's certificate computes into listener_cbt, of Exchange's into
  * exchange_cbt. */
+/* Reads Exchange's status document (what GET /kbsim/status answers) into
+ * seen's status members. */
+static void tls_read_status(const struct backend *be, struct tls_seen *seen)
+{
+  char *text = backend_status_json(be);
+  json_t *doc;
+  json_error_t jerr;
+
+  ck_assert_ptr_nonnull(text);
+  doc = json_loads(text, 0, &jerr);
+  ck_assert_msg(doc != NULL, "%s", jerr.text);
+  ck_assert(json_is_integer(json_object_get(doc, "channel_binding_refused")));
+  ck_assert(json_is_string(json_object_get(doc, "channel_binding_why")));
+  seen->status_refused =
+      json_integer_value(json_object_get(doc, "channel_binding_refused"));
+  snprintf(seen->status_why, sizeof(seen->status_why), "%s",
+           json_string_value(json_object_get(doc, "channel_binding_why")));
+  json_decref(doc);
+  free(text);
+}
+
 static void tls_run(const struct scenario *sc, struct tls_seen *seen,
                     struct sim_outcome *o, char listener_cbt[33],
                     char exchange_cbt[33])
@@ -336,6 +361,7 @@ static void tls_run(const struct scenario *sc, struct tls_seen *seen,
   hex(cbt, 16, exchange_cbt);
   ck_assert_int_eq(strncmp(runner.topo->backend_url, "https:", 6) == 0,
                    sc->tls == SCENARIO_TLS_BRIDGE);
+  tls_read_status(runner.topo->backend, seen);
   sim_runner_stop(&runner);
   pthread_mutex_destroy(&seen->lock);
 }
@@ -409,6 +435,10 @@ START_TEST(epa_table)
     ck_assert_msg(strstr(seen.client_text, lc), "%s: %s", rows[i].name,
                   seen.client_text);
     sim_outcome_summary(&sc, &o, summary, sizeof(summary));
+    /* Exchange's status document counts the refusals and says why. */
+    ck_assert_int_eq(seen.status_refused,
+                     (json_int_t)o.backend.channel_binding_refused);
+    ck_assert_str_eq(seen.status_why, o.backend.channel_binding_why);
     if(!rows[i].why) {
       ck_assert_uint_eq(o.backend.channel_binding_refused, 0);
       ck_assert_uint_eq(seen.exchange_notes, 0);
