@@ -652,8 +652,18 @@ int backend__daemon_start(struct backend *b, int fd, const char *host,
   struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL},
                                   {MHD_OPTION_END, 0, NULL},
                                   {MHD_OPTION_END, 0, NULL}};
-  /* Suspend and resume: the RPC proxy's OUT channel waits for data. */
-  unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD |
+  /* Suspend and resume: the RPC proxy's OUT channel waits for data.
+   * poll, not epoll: in libmicrohttpd 0.9.75's epoll loop a resumed
+   * connection is outside the epoll set until it next waits to read or
+   * write, so an OUT answer cut by its reader right after a resume
+   * (backend_rpc_read, once the IN channel has gone) is left closed but
+   * not cleaned up: no event comes for it, and it lingers until it is
+   * the oldest connection of its worker or its 120 s timeout. A kept
+   * topology then waited for Exchange to go quiet for 10 s (one
+   * outlook-anywhere run in four, when the two channels were on
+   * different workers). The poll loop visits every connection each
+   * round and cleans a closed one at once. */
+  unsigned int flags = MHD_USE_POLL_INTERNAL_THREAD |
                        MHD_USE_SUPPRESS_DATE_NO_CLOCK | MHD_USE_ITC |
                        MHD_ALLOW_SUSPEND_RESUME;
 
