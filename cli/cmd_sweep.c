@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "client/client.h"
 #include "common/kb_range.h"
 #include "evidence/ci.h"
 #include "render/plot.h"
@@ -108,7 +109,9 @@ const struct kbsim_command kbsim_sweep_command = {
     "[--html FILE] [--tap] [--shard K/N] [--fresh]",
     "a scenario over many seeds: how often users see the error",
     "Runs a scenario once per seed, in parallel, and reports how many "
-    "sessions showed the Outlook Integration Error as a rate with a 95% "
+    "sessions showed what the scenario's client shows its user on a "
+    "failure (the Outlook Integration Error for Communicator, Outlook "
+    "asking for the password again for Outlook Anywhere) as a rate with a 95% "
     "(Wilson) confidence interval, and the share of EWS POSTs that reached "
     "Exchange empty. The same seeds give the same numbers, whatever --jobs. "
     "A progress line on a terminal.\n\n"
@@ -386,10 +389,13 @@ static void kbsim_sweep_print(const struct kbsim_sweep_run *r,
           t->runs == 1 ? "" : "s", t->partial ? " (partial: interrupted)" : "",
           t->sessions, t->sessions == 1 ? "" : "s", o->jobs,
           o->jobs == 1 ? "" : "s");
+  /* What the scenario's users see: "the Outlook Integration Error" for
+   * Communicator, "Outlook asking for the password again", ... */
   fprintf(human,
-          "sessions with the Outlook Integration Error: %" PRIu64 " of %" PRIu64
+          "sessions with %s: %" PRIu64 " of %" PRIu64
           " = %.2f%% (95%% CI %.2f%%..%.2f%%)\n",
-          t->with_error, t->sessions, 100 * t->rate, 100 * t->lo, 100 * t->hi);
+          client_kind_info(sc->kind)->symptom, t->with_error, t->sessions,
+          100 * t->rate, 100 * t->lo, 100 * t->hi);
   fprintf(human,
           "EWS POSTs that reached Exchange empty: %" PRIu64 " of %" PRIu64
           " = %.2f%%\n",

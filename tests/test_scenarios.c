@@ -148,6 +148,28 @@ static void read_rate(const char *out, const char *label, unsigned long *k,
       sscanf(line + strlen(label), " %lu of %lu = %lf%%", k, n, pct), 3);
 }
 
+/* A sweep's rate names what the scenario's users see, not Communicator's
+ * error for every kind. */
+START_TEST(sweep_names_the_kinds_symptom)
+{
+  char *oa[] = {KBSIM_BIN, "sweep", SCENARIOS_DIR "/outlook-anywhere-split.ini",
+                "--seeds", "1..2",  NULL};
+  struct proc_out a;
+  unsigned long k, n;
+  double pct;
+
+  proc_run(oa, &a);
+  ck_assert_msg(a.status == 0, "%d: %s%s", a.status, a.out.data, a.err.data);
+  read_rate(a.out.data,
+            "sessions with Outlook asking for the password again:", &k, &n,
+            &pct);
+  ck_assert_uint_gt(n, 0);
+  ck_assert_uint_eq(k, n); /* a split handshake kills every channel */
+  ck_assert_ptr_null(strstr(a.out.data, "Outlook Integration Error"));
+  proc_free(&a);
+}
+END_TEST
+
 START_TEST(sweep_is_repeatable_and_intermittent)
 {
   char *two[] = {KBSIM_BIN, "sweep", SCENARIOS_DIR "/intermittent-array.ini",
@@ -266,6 +288,7 @@ int main(void)
   tcase_add_test(tc, flags_and_files_do_not_mix);
   tcase_add_test(tc, sweep_bad_arguments);
   tcase_add_test(tc, evidence_per_scenario);
+  tcase_add_test(tc, sweep_names_the_kinds_symptom);
   suite_add_tcase(s, tc);
   /* A sweep of 40 seeds, twice. */
   slow = tcase_create("slow");
