@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend/backend.h"
 #include "cli.h"
@@ -34,7 +35,12 @@ static int kbsim_exchange_add_user(void *ctx, const char *spec, char *err,
 static int kbsim_cmd_exchange(int argc, char **argv);
 
 /* Option values without a short form. */
-enum { KBSIM_EXCHANGE_TLS = 1201, KBSIM_EXCHANGE_EPA, KBSIM_EXCHANGE_CA };
+enum {
+  KBSIM_EXCHANGE_TLS = 1201,
+  KBSIM_EXCHANGE_EPA,
+  KBSIM_EXCHANGE_CA,
+  KBSIM_EXCHANGE_KRB5_KEYTAB
+};
 
 static const struct kbsim_opt exchange_opts[] = {
     {"listen", 'l', "HOST:PORT",
@@ -63,13 +69,20 @@ static const struct kbsim_opt exchange_opts[] = {
      "carry the channel binding of Exchange's own TLS certificate (RFC "
      "5929 tls-server-end-point). allow refuses a wrong binding and "
      "accepts none; require refuses both; none checks nothing."},
+    {"krb5-keytab", KBSIM_EXCHANGE_KRB5_KEYTAB, "FILE",
+     "With --auth integrated: accept Negotiate with Kerberos too (MIT's "
+     "GSS-API), the keytab of HTTP/autodiscover.fabrikam.com: a ticket "
+     "comes in one leg with the request's body and authenticates the "
+     "connection as its principal, as IIS 7 keeps it. For a third-party "
+     "listener that passes Negotiate through (HAProxy, haproxy#2985). "
+     "KRB5_CONFIG names the realm."},
     {NULL, 0, NULL, NULL}};
 
 const struct kbsim_command kbsim_exchange_command = {
     "exchange",
     "--listen HOST:PORT [--auth none|integrated] [--user SPEC]... "
     "[--user-file FILE] [--tls [--ca-file FILE]] "
-    "[--extended-protection none|allow|require]",
+    "[--extended-protection none|allow|require] [--krb5-keytab FILE]",
     "Exchange's EWS and Autodiscover alone, for a third-party listener",
     "Runs only the EWS + Autodiscover stand-in on a real port until SIGINT "
     "or SIGTERM, printing its URL, so another listener (Squid, Apache, a "
@@ -151,6 +164,15 @@ static int kbsim_cmd_exchange(int argc, char **argv)
     case KBSIM_EXCHANGE_CA:
       ca_file = optarg;
       break;
+    case KBSIM_EXCHANGE_KRB5_KEYTAB:
+      if(access(optarg, R_OK)) {
+        result = kbsim_bad_args("--krb5-keytab: cannot read '%s': %s; give "
+                                "the keytab of HTTP/autodiscover.fabrikam.com",
+                                optarg, strerror(errno));
+        goto done;
+      }
+      cfg.krb5_keytab = optarg;
+      break;
     case KBSIM_EXCHANGE_EPA:
       if(backend_epa_parse(optarg, &cfg.extended_protection)) {
         result = kbsim_bad_args(
@@ -188,6 +210,11 @@ static int kbsim_cmd_exchange(int argc, char **argv)
                             "logins; give --auth integrated too");
     goto done;
   }
+  if(cfg.krb5_keytab && cfg.auth != BACKEND_AUTH_INTEGRATED) {
+    result = kbsim_bad_args("--krb5-keytab lets Exchange authenticate "
+                            "Kerberos itself; give --auth integrated too");
+    goto done;
+  }
   if(cfg.auth == BACKEND_AUTH_INTEGRATED && !kb_users_count(users)) {
     result = kbsim_bad_args(
         "--auth integrated needs the accounts: give --user or --user-file");
@@ -223,12 +250,13 @@ static int kbsim_cmd_exchange(int argc, char **argv)
     result = 1;
     goto done;
   }
-  printf(
-      "Exchange (auth %s%s%s) at %s://%s%s%s:%u\n", backend_auth_name(cfg.auth),
-      cfg.extended_protection ? ", extended protection " : "",
-      cfg.extended_protection ? backend_epa_name(cfg.extended_protection) : "",
-      tls ? "https" : "http", strchr(host, ':') ? "[" : "", host,
-      strchr(host, ':') ? "]" : "", (unsigned)backend_port(b));
+  printf("Exchange (auth %s%s%s%s) at %s://%s%s%s:%u\n",
+         backend_auth_name(cfg.auth), cfg.krb5_keytab ? ", Kerberos" : "",
+         cfg.extended_protection ? ", extended protection " : "",
+         cfg.extended_protection ? backend_epa_name(cfg.extended_protection)
+                                 : "",
+         tls ? "https" : "http", strchr(host, ':') ? "[" : "", host,
+         strchr(host, ':') ? "]" : "", (unsigned)backend_port(b));
   printf("status at %s://%s%s%s:%u/kbsim/status (loopback only)\n",
          tls ? "https" : "http", strchr(host, ':') ? "[" : "", host,
          strchr(host, ':') ? "]" : "", (unsigned)backend_port(b));

@@ -11,6 +11,7 @@
  * when the KDC's programs are missing.
  */
 #include <check.h>
+#include <curl/curl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #include "kbt_env.h"
 #include "proc.h"
 #include "proxy/proxy.h"
+#include "served.h"
 #include "sim/kdc.h"
 
 /* The suite's realm, started in main (NULL when skipped). */
@@ -360,6 +362,76 @@ START_TEST(tickets_confirmed_by_mit_tools)
 }
 END_TEST
 
+/* GETs url into out->out (libcurl), asserting a 200. */
+static size_t krb_collect(char *data, size_t size, size_t n, void *ctx)
+{
+  struct kb_buf *b = ctx;
+
+  return kb_buf_add(b, data, size * n) == KB_BUF_OK ? size * n : 0;
+}
+
+static void krb_get(const char *url, struct proc_out *out)
+{
+  CURL *c = curl_easy_init();
+  long code = 0;
+
+  memset(out, 0, sizeof(*out));
+  kb_buf_init(&out->out, 1 << 20);
+  ck_assert_ptr_nonnull(c);
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, krb_collect);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &out->out);
+  ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  ck_assert_int_eq(code, 200);
+  ck_assert_int_eq(kb_buf_add(&out->out, "", 1), KB_BUF_OK);
+  curl_easy_cleanup(c);
+}
+
+/* `kbsim exchange --krb5-keytab` for a third-party listener that passes
+ * Negotiate through: alice's client sends her ticket straight to it,
+ * Kerberos in one leg with each POST's body, and signs in (exit 0);
+ * Exchange's status counts her autodiscover and POSTs, no NTLM challenge,
+ * and her on the connection. */
+START_TEST(exchange_accepts_kerberos)
+{
+  struct served x;
+  struct proc_out p, st;
+  char url[96], status[128];
+  unsigned port;
+
+  if(!kdc)
+    return;
+  served_start_command(
+      &x, "exchange",
+      (const char *const[]){"--listen", "127.0.0.1:0", "--auth", "integrated",
+                            "--user", "FABRIKAM\\alice:" KBT_ALICE_PASSWORD,
+                            "--krb5-keytab", sim_kdc_keytab(kdc), NULL});
+  ck_assert_ptr_nonnull(strstr(x.banner.data, "auth integrated, Kerberos"));
+  port = served_port(&x, "Exchange (");
+  snprintf(url, sizeof(url), "http://127.0.0.1:%u/", port);
+  PROC_KBSIM(&p, "client", "--url", url, "--user",
+             "FABRIKAM\\alice:" KBT_ALICE_PASSWORD, "--krb5-ccache",
+             alice_ccache, "--posts", "2");
+  ck_assert_msg(p.status == 0, "exit %d\n%s%s", p.status, p.out.data,
+                p.err.data);
+  snprintf(status, sizeof(status), "http://127.0.0.1:%u/kbsim/status", port);
+  krb_get(status, &st);
+  /* Autodiscover and the two POSTs, each with its ticket: no 401 offered a
+   * challenge, and the connection served alice's principal. */
+  ck_assert_msg(
+      strstr(st.out.data, "\"ews_posts\":2") &&
+          strstr(st.out.data, "\"challenges\":0") &&
+          strstr(st.out.data, "\"requests\":3") &&
+          strstr(st.out.data, "\"identities\":[\"FABRIKAM\\\\alice\"]"),
+      "%s", st.out.data);
+  proc_free(&st);
+  proc_free(&p);
+  served_stop(&x);
+  kb_buf_free(&x.rest);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("kerberos");
@@ -388,6 +460,7 @@ int main(void)
   tcase_add_test(tc, tickets_confirmed_by_mit_tools);
   tcase_add_test(tc, mixes_after_single_leg);
   tcase_add_test(tc, probe_finds_mixes_after_single_leg);
+  tcase_add_test(tc, exchange_accepts_kerberos);
   suite_add_tcase(s, tc);
   sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
