@@ -498,10 +498,12 @@ static int kbsim_client_session(struct kbsim_client_run *r,
   kbsim_print_view("  ", &view, client_kind_info(r->cfg.kind));
   session->klass = klass;
   /* What the user saw, and why: never the listener's fault when the
-   * harness could not reach it or gave up waiting. */
+   * harness could not reach it, gave up waiting or did not trust its
+   * certificate (the POST's line above says which). */
   if(klass == CLIENT_CLASS_INFRASTRUCTURE)
-    printf("Verdict: no verdict for %s\\%s: the harness could not reach "
-           "the listener or gave up waiting (infrastructure)\n",
+    printf("Verdict: no verdict for %s\\%s: the harness failed, not the "
+           "listener (the failed request's line says how) "
+           "(infrastructure)\n",
            domain, user);
   else if(view.integration_error)
     printf("Verdict: %s\\%s saw %s (%s)\n", domain, user,

@@ -208,6 +208,9 @@ static void kbsim_serve_array(struct kbsim_serve *s, struct admin_array *out)
     for(i = 0; i < o->nuser_specs; i++)
       s->user_specs[i] = o->user_specs[i];
   }
+  /* The console's sessions verify the listeners as kbsim client
+   * --ca-file does. */
+  out->ca_pem = topo->tls != SCENARIO_TLS_NONE ? topo->pki.ca.cert_pem : NULL;
   out->users = s->user_specs;
   out->nusers = i;
 }
@@ -354,6 +357,7 @@ static int kbsim_serve_admin(struct kbsim_serve *s)
   acfg.balancer = arr.balancer;
   acfg.balancer_url = arr.balancer_url;
   acfg.balancer_mode = arr.balancer_mode;
+  acfg.ca_pem = arr.ca_pem;
   acfg.users = arr.users;
   acfg.nusers = arr.nusers;
   acfg.catalogue = (const char *const *)s->catalogue;

@@ -305,14 +305,19 @@ enum client_outcome client__transfer_failed(const struct client *c, CURLcode rc,
                                             struct client_post_result *res)
 {
   const char *msg = c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc);
+  /* The listener's certificate not verified against what we trust: our
+   * configuration (the CA to trust), not KB 942638 or any defect. */
+  bool untrusted = rc == CURLE_PEER_FAILED_VERIFICATION ||
+                   rc == CURLE_SSL_CACERT_BADFILE ||
+                   rc == CURLE_SSL_ISSUER_ERROR;
   /* What says nothing about the listener: it was not there to answer, or
    * we gave up waiting, or we could not even try. A connection the
    * listener broke (GOT_NOTHING, RECV_ERROR, ...) is its behaviour. */
-  res->harness_failed = c->out_of_fds || rc == CURLE_COULDNT_CONNECT ||
-                        rc == CURLE_COULDNT_RESOLVE_HOST ||
-                        rc == CURLE_OPERATION_TIMEDOUT ||
-                        rc == CURLE_OUT_OF_MEMORY || rc == CURLE_FAILED_INIT ||
-                        leg->body_result == KB_BUF_NOMEM;
+  res->harness_failed =
+      c->out_of_fds || untrusted || rc == CURLE_COULDNT_CONNECT ||
+      rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_OPERATION_TIMEDOUT ||
+      rc == CURLE_OUT_OF_MEMORY || rc == CURLE_FAILED_INIT ||
+      leg->body_result == KB_BUF_NOMEM;
   if(rc == CURLE_OUT_OF_MEMORY && !c->errbuf[0]) {
     client__detail(res, "leg %u: out of memory setting up the request",
                    res->legs);
@@ -331,6 +336,11 @@ enum client_outcome client__transfer_failed(const struct client *c, CURLcode rc,
   else if(leg->body_result == KB_BUF_NOMEM)
     client__detail(res, "leg %u: out of memory receiving the response",
                    res->legs);
+  else if(untrusted)
+    client__detail(res,
+                   "leg %u: %.48s: the listener's certificate is not "
+                   "trusted; give its CA (--ca-file)",
+                   res->legs, msg);
   else
     client__detail(res, "leg %u: %.110s; check that the listener is running",
                    res->legs, msg);

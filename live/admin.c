@@ -273,7 +273,8 @@ void admin__free_array(struct admin *a)
   free(a->scenario);
   free(a->backend_url);
   free(a->balancer_url);
-  a->scenario = a->backend_url = a->balancer_url = NULL;
+  free(a->ca_pem);
+  a->scenario = a->backend_url = a->balancer_url = a->ca_pem = NULL;
   a->backend = NULL;
   a->balancer = NULL;
 }
@@ -293,7 +294,9 @@ int admin__adopt_array(struct admin *a, const struct admin_array *arr)
   a->backend_url = strdup(arr->backend_url ? arr->backend_url : "");
   a->balancer_url = strdup(arr->balancer_url ? arr->balancer_url : "");
   a->scenario = arr->scenario ? strdup(arr->scenario) : NULL;
-  if(!a->backend_url || !a->balancer_url || (arr->scenario && !a->scenario))
+  a->ca_pem = arr->ca_pem ? strdup(arr->ca_pem) : NULL;
+  if(!a->backend_url || !a->balancer_url || (arr->scenario && !a->scenario) ||
+     (arr->ca_pem && !a->ca_pem))
     return -1;
   a->users = arr->nusers ? calloc(arr->nusers, sizeof(*a->users)) : NULL;
   if(arr->nusers && !a->users)
@@ -345,6 +348,7 @@ static int admin__adopt(struct admin *a, const struct admin_config *config)
   arr.balancer = config->balancer;
   arr.balancer_url = config->balancer_url;
   arr.balancer_mode = config->balancer_mode;
+  arr.ca_pem = config->ca_pem;
   arr.users = config->users;
   arr.nusers = config->nusers;
   return admin__adopt_array(a, &arr);

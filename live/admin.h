@@ -103,6 +103,9 @@ struct admin_array {
   struct balancer *balancer;
   const char *balancer_url; /* copied; NULL without a balancer */
   enum balancer_mode balancer_mode;
+  /* The run's CA certificate (PEM) POST /sessions verifies the listeners'
+   * HTTPS against; NULL when they speak HTTP. Copied. */
+  const char *ca_pem;
   /* Who POST /sessions signs in as: "DOMAIN\user:password" specs, nusers
    * of them (the scenario's users); copied, wiped at stop. */
   const char *const *users;
@@ -143,6 +146,7 @@ struct admin_config {
   struct balancer *balancer;
   const char *balancer_url; /* copied; NULL without a balancer */
   enum balancer_mode balancer_mode;
+  const char *ca_pem; /* as admin_array's */
   /* The token; NULL makes a random one (read it with admin_token). At
    * least ADMIN_TOKEN_MIN characters of [A-Za-z0-9_-]. Copied. */
   const char *token;

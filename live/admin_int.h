@@ -55,6 +55,7 @@ struct admin {
   char *backend_url;
   struct balancer *balancer;
   char *balancer_url;
+  char *ca_pem; /* NULL without TLS */
   enum balancer_mode balancer_mode;
   char **users; /* "DOMAIN\user:password" specs, wiped when freed */
   size_t nusers;

@@ -34,6 +34,9 @@ struct admin__run {
   char spec[512]; /* the user's "DOMAIN\\user:password"; wiped */
   char name[256]; /* the user's "DOMAIN\\user" */
   char url[128];
+  /* The array's CA (PEM) or NULL: borrowed, valid while a->running counts
+   * this run (a restart waits for it). */
+  const char *ca_pem;
   char target[64]; /* "balancer", or the member's name */
   unsigned first_id;
 };
@@ -166,6 +169,7 @@ static unsigned admin__run_claim(struct admin *a, struct admin__run *r,
     snprintf(r->url, sizeof(r->url), "%s", a->members[m].url);
     snprintf(r->target, sizeof(r->target), "%s", a->members[m].name);
   }
+  r->ca_pem = a->ca_pem;
   r->first_id = a->session_ids + 1;
   a->session_ids += r->count;
   a->running++;
@@ -199,6 +203,7 @@ static json_t *admin__run_one(const struct admin__run *r, unsigned id,
   /* Real clock and the kernel's randomness (zeroed), as `kbsim client`. */
   cfg.id = id;
   cfg.base_url = r->url;
+  cfg.ca_pem = r->ca_pem;
   cfg.domain = domain;
   cfg.user = user;
   cfg.password = password;

@@ -606,6 +606,45 @@ START_TEST(exchange_tls_serves)
 }
 END_TEST
 
+/* The console's sessions on a TLS array: serve of offload-bug, and `kbsim
+ * ctl session` runs a session inside serve that verifies the listener
+ * against the run's CA and meets KB 942638 (server-error); before, it
+ * could not verify the certificate. A client that does not trust the
+ * listener's certificate (kbsim client without --ca-file) is the
+ * harness's failure, never the bug: exit 3, class infrastructure, and
+ * the line says what to give. */
+START_TEST(serve_tls_console_sessions)
+{
+  char scenario[300], admin[32], url[64];
+  struct served s;
+  struct proc_out p;
+
+  snprintf(scenario, sizeof(scenario), "%s/tls/offload-bug.ini", SCENARIOS_DIR);
+  served_start(&s, (const char *const[]){scenario, "--admin", "127.0.0.1:0",
+                                         "--quiet", NULL});
+  snprintf(admin, sizeof(admin), "127.0.0.1:%u", s.admin);
+  PROC_KBSIM(&p, "ctl", "--admin", admin, "session", "--count", "2");
+  ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+  ck_assert_msg(strstr(p.out.data, "the user saw the Outlook Integration "
+                                   "Error (server-error)") &&
+                    strstr(p.out.data, "2 sessions, 2 with the error") &&
+                    strstr(p.out.data, "served by ISA01") &&
+                    !strstr(p.out.data, "infrastructure"),
+                "%s", p.out.data);
+  proc_free(&p);
+  snprintf(url, sizeof(url), "https://127.0.0.1:%u/", s.balancer);
+  PROC_KBSIM(&p, "client", "--url", url, "--user", ALICE, "--posts", "1");
+  ck_assert_msg(p.status == 3 && strstr(p.out.data, "infrastructure") &&
+                    strstr(p.out.data, "the listener's certificate is not "
+                                       "trusted; give its CA (--ca-file)") &&
+                    !strstr(p.out.data, "server-error"),
+                "exit %d\n%s%s", p.status, p.out.data, p.err.data);
+  proc_free(&p);
+  served_stop(&s);
+  kb_buf_free(&s.rest);
+}
+END_TEST
+
 /* kbsim serve --tls bridge passing NTLM through to an Exchange that
  * requires Extended Protection: kbsim client, trusting the CA serve
  * wrote, signs in when the listener presents Exchange's certificate
@@ -937,6 +976,7 @@ static Suite *tls_suite(void)
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, exchange_tls_serves);
   tcase_add_test(tc, serve_tls_bridge);
+  tcase_add_test(tc, serve_tls_console_sessions);
   tcase_add_test(tc, cli_refusals);
   tcase_add_test(tc, keylog_every_connection);
   suite_add_tcase(s, tc);
