@@ -29,15 +29,21 @@ struct probe_h2 {
   char challenge[PROBE_H2_MAX_CHALLENGE]; /* its NTLM type 2 value, or "" */
   char errbuf[CURL_ERROR_SIZE];
   /* From libcurl's informational lines, over the check's requests. */
-  bool alpn_h2;   /* a TLS handshake agreed on h2 */
-  bool required;  /* a stream or the connection ended HTTP_1_1_REQUIRED */
-  bool retried;   /* libcurl retried a request on HTTP/1.1 itself */
-  bool http1_now; /* the rest goes on HTTP/1.1 */
+  bool alpn_h2; /* a TLS handshake agreed on h2 */
+  bool alpn_h1; /* ... on http/1.1 (else no protocol was chosen) */
+  /* How the listener said HTTP_1_1_REQUIRED: "RST_STREAM" (the stream),
+   * "GOAWAY" (the connection), NULL: it did not. */
+  const char *required;
+  bool retried;          /* libcurl retried a request on HTTP/1.1 itself */
+  bool downgraded_type1; /* the request downgraded was the type 1 */
+  bool http1_now;        /* the rest goes on HTTP/1.1 */
 };
 
 /* Notes what libcurl's informational lines say of ALPN and HTTP/2's end
- * (libcurl 7.88: "ALPN: server accepted h2", "... HTTP_1_1_REQUIRED
- * (err 13)", "Downgrades to HTTP/1.1"). */
+ * (libcurl 7.88: "ALPN: server accepted h2", "HTTP/2 stream 1 was not
+ * closed cleanly: HTTP_1_1_REQUIRED (err 13)" and then "Downgrades to
+ * HTTP/1.1" as it retries by itself, or "recveived GOAWAY, error=13,
+ * last_stream=0", its spelling, after which it gives up). */
 static int probe_h2_debug(CURL *easy, curl_infotype type, char *data,
                           size_t len, void *cls)
 {
@@ -53,8 +59,12 @@ static int probe_h2_debug(CURL *easy, curl_infotype type, char *data,
   line[len] = '\0';
   if(strstr(line, "ALPN: server accepted h2"))
     h->alpn_h2 = true;
+  if(strstr(line, "ALPN: server accepted http/1.1"))
+    h->alpn_h1 = true;
   if(strstr(line, "HTTP_1_1_REQUIRED"))
-    h->required = true;
+    h->required = "RST_STREAM";
+  if(strstr(line, "GOAWAY, error=13"))
+    h->required = "GOAWAY";
   if(strstr(line, "Downgrades to HTTP/1.1"))
     h->retried = true;
   return 0;
@@ -212,41 +222,44 @@ static void probe_h2_finish(const struct probe_config *cfg,
              h->ans.status, probe_h2_version(h->version));
 }
 
-/* The listener downgraded the type 1 (HTTP_1_1_REQUIRED): the handshake
- * again on HTTP/1.1 when libcurl has not already retried it, then the type
- * 3. Judges r. */
+/* The listener downgraded a request (HTTP_1_1_REQUIRED): the type 1 on
+ * HTTP/1.1 unless answered holds its answer there already (libcurl
+ * retried it), then the type 3. Judges r. */
 static void probe_h2_downgraded(const struct probe_config *cfg,
                                 const struct probe_target *t, const char *type1,
-                                struct probe_h2 *h, struct probe_result *r)
+                                bool answered, struct probe_h2 *h,
+                                struct probe_result *r)
 {
   const char *who = h->retried ? "libcurl" : "the probe";
   char what[300] = "";
 
   h->http1_now = true;
-  if(!h->retried) {
-    curl_easy_setopt(h->easy, CURLOPT_FRESH_CONNECT, 1L);
+  if(!answered) {
+    /* A connection of its own, unless libcurl's retry has opened one. */
+    curl_easy_setopt(h->easy, CURLOPT_FRESH_CONNECT, h->retried ? 0L : 1L);
     probe_h2_post(h, t, type1, false);
     curl_easy_setopt(h->easy, CURLOPT_FRESH_CONNECT, 0L);
   }
   if(h->ans.rc != CURLE_OK) {
     snprintf(r->line, sizeof(r->line),
-             "the listener downgraded the type 1 on an HTTP/2 stream "
-             "(HTTP_1_1_REQUIRED), but its retry on HTTP/1.1 got no answer: "
+             "the listener answered a request on an HTTP/2 stream with %s "
+             "HTTP_1_1_REQUIRED, but the type 1 on HTTP/1.1 got no answer: "
              "%.200s",
-             probe_h2_error(h));
+             h->required, probe_h2_error(h));
     return;
   }
   if(h->ans.status == 401 && h->challenge[0])
     probe_h2_finish(cfg, t, h, what, sizeof(what));
   else
-    snprintf(what, sizeof(what), "; the retry was answered HTTP %ld",
+    snprintf(what, sizeof(what), "; the type 1 there got HTTP %ld",
              h->ans.status);
   r->verdict = PROBE_PASS;
   snprintf(r->line, sizeof(r->line),
-           "the listener answered the type 1 on an HTTP/2 stream with "
+           "the listener answered the %s on an HTTP/2 stream with %s "
            "HTTP_1_1_REQUIRED and %s retried it on HTTP/1.1, a connection "
            "of its own%s",
-           who, what);
+           h->downgraded_type1 ? "type 1" : "request without credentials",
+           h->required, who, what);
 }
 
 /* The type 1 came back on HTTP/2: judges r by the answer, finishing the
@@ -294,8 +307,9 @@ static void probe_h2_run(const struct probe_config *cfg,
   if(!h->alpn_h2) {
     r->verdict = PROBE_PASS;
     snprintf(r->line, sizeof(r->line),
-             "the listener refused h2 in ALPN (HTTP %ld on %s): NTLM stays "
-             "on HTTP/1.1 connections",
+             "the listener refused h2 in ALPN (%s; HTTP %ld on %s): NTLM "
+             "stays on HTTP/1.1 connections",
+             h->alpn_h1 ? "it chose http/1.1" : "it chose no protocol",
              h->ans.status, probe_h2_version(h->version));
     return;
   }
@@ -306,10 +320,14 @@ static void probe_h2_run(const struct probe_config *cfg,
   /* Whatever answered the request without credentials (a pooling
    * listener may have served it on a connection another client
    * authenticated), Communicator's next request is a type 1. */
-  if(!h->required)
+  if(!h->required) {
     probe_h2_post(h, t, type1, false);
+    h->downgraded_type1 = h->required != NULL;
+  }
   if(h->required)
-    probe_h2_downgraded(cfg, t, type1, h, r);
+    probe_h2_downgraded(
+        cfg, t, type1,
+        h->downgraded_type1 && h->retried && h->ans.rc == CURLE_OK, h, r);
   else if(h->ans.rc != CURLE_OK)
     snprintf(r->line, sizeof(r->line),
              "the type 1 on an HTTP/2 stream got no answer: %.200s",

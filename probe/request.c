@@ -206,8 +206,11 @@ void probe__offer(const struct probe_config *cfg, long timeout_ms,
   probe_request_seen(cfg, timeout_ms, &req, &ans, r, NULL, NULL);
   r->verdict = PROBE_ERROR;
   if(ans.rc != CURLE_OK) {
-    snprintf(r->line, sizeof(r->line), "no answer from %s: %s", cfg->url,
-             curl_easy_strerror(ans.rc));
+    snprintf(r->line, sizeof(r->line), "no answer from %s: %s%s", cfg->url,
+             curl_easy_strerror(ans.rc),
+             ans.rc == CURLE_PEER_FAILED_VERIFICATION
+                 ? "; give the listener's CA with --ca-file"
+                 : "");
     return;
   }
   if(ans.status != 401 && probe__reached_nothing(r)) {
