@@ -307,10 +307,9 @@ static void probe_h2_run(const struct probe_config *cfg,
   if(!h->alpn_h2) {
     r->verdict = PROBE_PASS;
     snprintf(r->line, sizeof(r->line),
-             "the listener refused h2 in ALPN (%s; HTTP %ld on %s): NTLM "
-             "stays on HTTP/1.1 connections",
-             h->alpn_h1 ? "it chose http/1.1" : "it chose no protocol",
-             h->ans.status, probe_h2_version(h->version));
+             "the listener refused h2 in ALPN (%s): NTLM stays on HTTP/1.1 "
+             "connections",
+             h->alpn_h1 ? "it chose http/1.1" : "it chose no protocol");
     return;
   }
   if(probe__type1(type1, sizeof(type1))) {
