@@ -130,6 +130,10 @@ static void probe_h2_post(struct probe_h2 *h, const struct probe_target *t,
                                   : (long)CURL_HTTP_VERSION_2TLS);
     h->ans.rc = curl_easy_perform(h->easy);
     curl_easy_getinfo(h->easy, CURLINFO_HTTP_VERSION, &h->version);
+    /* An answer on HTTP/2 came over a connection whose ALPN chose h2,
+     * whatever libcurl's informational lines said. */
+    if(h->ans.rc == CURLE_OK && h->version == CURL_HTTP_VERSION_2_0)
+      h->alpn_h2 = true;
   }
   curl_easy_setopt(h->easy, CURLOPT_HTTPHEADER, NULL);
   curl_slist_free_all(headers);
