@@ -40,7 +40,8 @@ struct h2_probe {
 
 /* Probes url as alice (and bob when two), with Exchange's status and the
  * CA file when not NULL, writing --json and --junit into a new
- * directory; the report is judged against the schema. */
+ * directory; the report is judged against the schema, and nothing may
+ * come on stderr. */
 static void h2_probe(const char *url, const char *status, const char *ca,
                      bool two, struct h2_probe *p)
 {
@@ -79,6 +80,10 @@ static void h2_probe(const char *url, const char *status, const char *ca,
   p->doc = json_load_file(p->json, 0, NULL);
   ck_assert_msg(p->doc != NULL, "no JSON report (exit %d): %s%s", p->out.status,
                 p->out.out.data, p->out.err.data);
+  /* What the probe has to say is in its lines; stderr stays empty (a
+   * sanitizer's report would land there). */
+  ck_assert_msg(!p->out.err.data || !p->out.err.data[0], "stderr: %s",
+                p->out.err.data);
   paths[0] = p->json;
   paths[1] = NULL;
   if(proc_have(PROC_JSONSCHEMA))
