@@ -3,7 +3,9 @@
  * connection to the listener's autodiscover URL: offer (no credentials),
  * challenge-rewritten (the offer the client got against the one Exchange
  * sent), expect-hang (Expect: 100-continue) and body-on-type1 (a type 1
- * that carries the body).
+ * that carries the body); and what every request to the listener shares
+ * (the target, libcurl's options with the CA, the answer's header reader),
+ * which http2.c uses too.
  */
 #include "probe_int.h"
 
