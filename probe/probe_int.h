@@ -2,8 +2,8 @@
  * probe_int.h - what the probe's files share (probe.c runs the battery;
  * status.c reads Exchange's status; session.c runs client sessions;
  * request.c sends single requests; pinning.c judges the upstream
- * connections; http2.c offers HTTP/2): the structs and the calls between them,
- * all named probe__ (libuv's uv__).
+ * connections; http2.c offers HTTP/2): the structs and the calls between
+ * them, all named probe__ (libuv's uv__).
  */
 #ifndef PROBE_INT_H
 #define PROBE_INT_H
