@@ -51,6 +51,10 @@ static const struct kbsim_opt probe_opts[] = {
     {"timeout", 't', "N",
      "Seconds to wait for each answer, 1 to 300 (default 10); the "
      "expect-hang check calls a POST hung after this long."},
+    {"ca-file", 'C', "FILE",
+     "For an https URL: verify the listener's certificate against the CA "
+     "certificates in FILE (PEM; what 'kbsim serve --tls' writes with "
+     "--ca-file) instead of the system's."},
     {"json", 'j', "FILE",
      "Write the report as JSON (probe/report.schema.json)."},
     {"junit", 'J', "FILE",
@@ -61,15 +65,20 @@ const struct kbsim_command kbsim_probe_command = {
     "probe",
     "URL --user SPEC [--user SPEC] [--exchange-status URL] [--krb5-ccache "
     "FILE] [--posts N] "
-    "[--host NAME] [--timeout N] [--json FILE] [--junit FILE]",
+    "[--host NAME] [--timeout N] [--ca-file FILE] [--json FILE] "
+    "[--junit FILE]",
     "classify any listener against Communicator's pattern",
     "Runs a fixed battery against the listener at URL, which publishes "
     "kbsim exchange: a Communicator session re-authenticating every POST, "
     "an Outlook session authenticating once, one-shot connections, two "
     "users at once, a wrong password, and one check for each other defect "
     "of the reverse-proxy family: handshake-split, pinned-recycled, "
-    "challenge-rewritten, expect-hang, body-on-type1, and, with Kerberos "
-    "credentials, single-leg (mixes-after-single-leg). Prints one verdict "
+    "challenge-rewritten, expect-hang, body-on-type1, with Kerberos "
+    "credentials single-leg (mixes-after-single-leg), and on an https URL "
+    "http2: Communicator's handshake with HTTP/2 offered in ALPN, fine when "
+    "the listener refuses h2 or downgrades NTLM with HTTP_1_1_REQUIRED, "
+    "ntlm-over-http2 when it lets NTLM through on HTTP/2 streams. Prints one "
+    "verdict "
     "line per check, the defects found by name and the listener's class: "
     "re-authenticates every POST (not affected), keeps the connection's "
     "context and forwards the body-less POST (KB 942638's bug), Basic / "
@@ -128,8 +137,31 @@ struct kbsim_probe {
   size_t nusers;
   struct probe_config cfg;
   const char *json, *junit;
+  char *ca_pem;  /* --ca-file's text (owned), or NULL */
   bool exit_now; /* --help printed: exit with the code returned */
 };
+
+/* Reads --ca-file's PEM text into p and p->cfg. Returns 0, or 2 after
+ * printing what was wrong. */
+static int kbsim_probe_ca(struct kbsim_probe *p, const char *path)
+{
+  FILE *f = fopen(path, "r");
+  size_t n = 0;
+  bool ok;
+
+  free(p->ca_pem);
+  p->ca_pem = f ? calloc(1, 65537) : NULL;
+  p->cfg.ca_pem = p->ca_pem;
+  ok = p->ca_pem && (n = fread(p->ca_pem, 1, 65536, f)) > 0 && !ferror(f) &&
+       n < 65536 && strstr(p->ca_pem, "-----BEGIN CERTIFICATE-----");
+  if(f)
+    fclose(f);
+  if(!ok)
+    return kbsim_bad_args("--ca-file %s: %s", path,
+                          !f ? "cannot be read; give the CA's PEM file"
+                             : "holds no PEM certificate (under 64 KiB)");
+  return 0;
+}
 
 /* Takes one option c with its value arg into *p. Returns 0, or 2 after
  * printing what was wrong. */
@@ -171,6 +203,8 @@ static int kbsim_probe_option(struct kbsim_probe *p, int c, const char *arg)
                             arg);
     p->cfg.timeout_ms = (long)v * 1000;
     break;
+  case 'C':
+    return kbsim_probe_ca(p, arg);
   case 'j':
     p->json = arg;
     break;
@@ -321,5 +355,6 @@ static int kbsim_cmd_probe(int argc, char **argv)
 
 done:
   explicit_bzero(p.parts, sizeof(p.parts));
+  free(p.ca_pem);
   return result;
 }

@@ -31,6 +31,7 @@ static const struct {
     [PROBE_CHECK_EXPECT_HANG] = {"expect-hang", KB_DEFECT_EXPECT_HANG},
     [PROBE_CHECK_BODY_ON_TYPE1] = {"body-on-type1", KB_DEFECT_BODY_ON_TYPE1},
     [PROBE_CHECK_SINGLE_LEG] = {"single-leg", KB_DEFECT_MIXES_AFTER_SINGLE_LEG},
+    [PROBE_CHECK_HTTP2] = {"http2", KB_DEFECT_NTLM_OVER_HTTP2},
 };
 
 const char *probe_check_name(enum probe_check check)
@@ -185,7 +186,9 @@ static int probe_status_usable(const struct probe_config *config,
 /* The checks after the offer, in the order they run: first those that
  * must meet the listener before any client has authenticated an upstream
  * connection a pooling listener could hand on (each on a new client
- * connection, one at a time), then the sessions. */
+ * connection, one at a time), then the sessions; http2 last, since a
+ * listener that lets NTLM through on HTTP/2 streams leaves the upstream
+ * connection they authenticated to whoever comes next. */
 static const enum probe_check probe_order[] = {PROBE_CHECK_CHALLENGE_REWRITTEN,
                                                PROBE_CHECK_HANDSHAKE_SPLIT,
                                                PROBE_CHECK_PINNED_RECYCLED,
@@ -196,7 +199,8 @@ static const enum probe_check probe_order[] = {PROBE_CHECK_CHALLENGE_REWRITTEN,
                                                PROBE_CHECK_ONE_SHOT,
                                                PROBE_CHECK_TWO_USERS,
                                                PROBE_CHECK_WRONG_PASSWORD,
-                                               PROBE_CHECK_SINGLE_LEG};
+                                               PROBE_CHECK_SINGLE_LEG,
+                                               PROBE_CHECK_HTTP2};
 
 /* Runs check (one of probe_order) into rep. */
 static void probe_one(const struct probe_config *cfg, unsigned posts,
@@ -249,6 +253,9 @@ static void probe_one(const struct probe_config *cfg, unsigned posts,
     break;
   case PROBE_CHECK_SINGLE_LEG:
     probe__single_leg(cfg, posts, timeout_ms, rep);
+    break;
+  case PROBE_CHECK_HTTP2:
+    probe__http2(cfg, timeout_ms, rep);
     break;
   case PROBE_CHECK_OFFER:
   case PROBE_CHECK_COUNT:

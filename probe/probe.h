@@ -47,7 +47,13 @@
  *                connection, so no 401 ever), then the second user's
  *                NTLM session on a new connection: is the second user
  *                served as the first? (needs krb5_ccache, two users and
- *                the status; run last, after every other)
+ *                the status; run after every other but http2)
+ *  http2         on https:// only: Communicator's handshake (a request
+ *                without credentials, a type 1 without its body, a type 3
+ *                with it) offering HTTP/2 in ALPN (libcurl's nghttp2): does
+ *                the listener refuse h2, downgrade the NTLM request with
+ *                HTTP_1_1_REQUIRED (the client then retries on HTTP/1.1),
+ *                or let NTLM through on HTTP/2 streams? (run last)
  *
  * Nothing here prints; cli/cmd_probe.c writes the lines and the JUnit
  * report (evidence/ci.h, one testcase per check), probe_json.c the JSON
@@ -75,17 +81,20 @@ enum probe_check {
   PROBE_CHECK_EXPECT_HANG,
   PROBE_CHECK_BODY_ON_TYPE1,
   PROBE_CHECK_SINGLE_LEG,
+  PROBE_CHECK_HTTP2,
   PROBE_CHECK_COUNT
 };
 
 /* "offer", "communicator", "outlook", "one-shot", "two-users",
  * "wrong-password", "handshake-split", "pinned-recycled",
- * "challenge-rewritten", "expect-hang", "body-on-type1", "single-leg". */
+ * "challenge-rewritten", "expect-hang", "body-on-type1", "single-leg",
+ * "http2". */
 const char *probe_check_name(enum probe_check check);
 
 /* The defect a failed check found: body-less-forward for communicator and
  * one-shot, mixes-identities for two-users, mixes-after-single-leg for
- * single-leg, the check's namesake for the other five; KB_DEFECT_COUNT for
+ * single-leg, ntlm-over-http2 for http2, the check's namesake for the
+ * other five; KB_DEFECT_COUNT for
  * offer, outlook and wrong-password, which name none. */
 enum kb_defect probe_check_defect(enum probe_check check);
 
@@ -151,6 +160,10 @@ struct probe_config {
    * realm's KDC through KRB5_CONFIG or /etc/krb5.conf. */
   const char *krb5_ccache;
   long timeout_ms; /* per request; 0 = 10000 */
+  /* HTTPS (an https:// url): the CA the listener's certificate is verified
+   * against, PEM text (borrowed); NULL: the system's store. Every check
+   * verifies it. */
+  const char *ca_pem;
 };
 
 /* What Exchange's counters moved by during one check. */

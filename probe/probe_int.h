@@ -2,8 +2,8 @@
  * probe_int.h - what the probe's files share (probe.c runs the battery;
  * status.c reads Exchange's status; session.c runs client sessions;
  * request.c sends single requests; pinning.c judges the upstream
- * connections): the structs and the calls between them, all named
- * probe__ (libuv's uv__).
+ * connections; http2.c offers HTTP/2): the structs and the calls between
+ * them, all named probe__ (libuv's uv__).
  */
 #ifndef PROBE_INT_H
 #define PROBE_INT_H
@@ -18,6 +18,9 @@
 #include "probe/probe.h"
 
 #define PROBE_DEFAULT_POSTS 3u
+/* The client's mail domain (client.c's default): the mailbox the
+ * autodiscover request asks for is the first user's there. */
+#define PROBE_MAIL_DOMAIN "fabrikam.com"
 #define PROBE_DEFAULT_TIMEOUT_MS 10000L
 
 /* WWW-Authenticate values kept per answer and per Exchange connection (as
@@ -167,6 +170,36 @@ struct probe_answer {
   double seconds; /* from sending to the answer or the timeout */
 };
 
+/* What every single request sends: the listener's autodiscover URL, the
+ * Host header line and the first user's autodiscover request. */
+struct probe_target {
+  char url[1024];
+  char host[300];
+  char body[1024];
+};
+
+/* Fills *t for cfg. Can't fail (a long URL is cut). */
+void probe__target(const struct probe_config *cfg, struct probe_target *t);
+
+/* Sets on curl what every request to the listener shares: timeout_ms, no
+ * signals, no proxy, http and https only, and on HTTPS cfg's CA (libcurl
+ * verifies the certificate and its name, as by default). Returns CURLE_OK
+ * or the first option's error. */
+CURLcode probe__curl_listener(CURL *curl, const struct probe_config *cfg,
+                              long timeout_ms);
+
+/* libcurl's header callback filling the struct probe_answer cls: each
+ * status line ("HTTP/1.1 401", "HTTP/2 401") starts a new answer (a 100
+ * Continue is noted), each WWW-Authenticate of the last one is kept. */
+size_t probe__header_cb(char *data, size_t size, size_t n, void *cls);
+
+/* libcurl's write callback that drops the body. */
+size_t probe__discard_cb(char *data, size_t size, size_t n, void *cls);
+
+/* "NTLM <type 1>" with Communicator's flags into out. Returns 0, or -1
+ * when out of memory. */
+int probe__type1(char *out, size_t len);
+
 /* POSTs autodiscover's request for the first user to the listener on a
  * new connection, as req says, and fills *ans. Blocking; never fails
  * (ans->rc says what the transfer did). */
@@ -193,6 +226,13 @@ void probe__handshake_split(const struct probe_config *cfg, long timeout_ms,
                             struct probe_report *rep);
 void probe__pinned_recycled(const struct probe_config *cfg, unsigned posts,
                             long timeout_ms, struct probe_report *rep);
+
+/* ---- HTTP/2 (http2.c) -------------------------------------------------- */
+
+/* The http2 check into rep's: skipped on http:// and when the listener
+ * offers Basic only. */
+void probe__http2(const struct probe_config *cfg, long timeout_ms,
+                  struct probe_report *rep);
 
 /* What a check says when Exchange's status is known and counted no request
  * while the client was answered: nothing reached Exchange. */

@@ -3,7 +3,9 @@
  * connection to the listener's autodiscover URL: offer (no credentials),
  * challenge-rewritten (the offer the client got against the one Exchange
  * sent), expect-hang (Expect: 100-continue) and body-on-type1 (a type 1
- * that carries the body).
+ * that carries the body); and what every request to the listener shares
+ * (the target, libcurl's options with the CA, the answer's header reader),
+ * which http2.c uses too.
  */
 #include "probe_int.h"
 
@@ -14,10 +16,6 @@
 #include <strings.h>
 
 #include "ntlm/ntlm.h"
-
-/* The client's mail domain (client.c's default): the mailbox the
- * autodiscover request asks for is the first user's there. */
-#define PROBE_MAIL_DOMAIN "fabrikam.com"
 
 /* libcurl's wait for a 100 Continue before it sends the body anyway, as
  * its default and .NET's. */
@@ -36,10 +34,7 @@ static bool probe_is_scheme(const char *value, const char *scheme)
   return n == strlen(scheme) && !strncasecmp(value, scheme, n);
 }
 
-/* Reads one header line of the answers into the struct probe_answer cls:
- * each status line starts a new answer (a 100 Continue is noted), each
- * WWW-Authenticate of the last one is kept. */
-static size_t probe_header_cb(char *data, size_t size, size_t n, void *cls)
+size_t probe__header_cb(char *data, size_t size, size_t n, void *cls)
 {
   struct probe_answer *ans = cls;
   static const char name[] = "WWW-Authenticate:";
@@ -85,31 +80,25 @@ static size_t probe_header_cb(char *data, size_t size, size_t n, void *cls)
   return len;
 }
 
-static size_t probe_discard_cb(char *data, size_t size, size_t n, void *cls)
+size_t probe__discard_cb(char *data, size_t size, size_t n, void *cls)
 {
   (void)data;
   (void)cls;
   return size * n;
 }
 
-void probe__request(const struct probe_config *cfg, long timeout_ms,
-                    const struct probe_request *req, struct probe_answer *ans)
+void probe__target(const struct probe_config *cfg, struct probe_target *t)
 {
-  CURL *curl = curl_easy_init();
-  struct curl_slist *headers = NULL, *h;
   const struct probe_user *u = &cfg->users[0];
-  char url[1024], host[300], body[1024], auth[1200];
 
-  memset(ans, 0, sizeof(*ans));
-  ans->rc = CURLE_OUT_OF_MEMORY;
   /* The listener's URL may end in "/" (serve prints it so). */
-  snprintf(url, sizeof(url), "%.*s/autodiscover/autodiscover.xml",
+  snprintf(t->url, sizeof(t->url), "%.*s/autodiscover/autodiscover.xml",
            (int)(strlen(cfg->url) -
                  (*cfg->url && cfg->url[strlen(cfg->url) - 1] == '/')),
            cfg->url);
-  snprintf(host, sizeof(host), "Host: %s",
+  snprintf(t->host, sizeof(t->host), "Host: %s",
            cfg->host ? cfg->host : "autodiscover.fabrikam.com");
-  snprintf(body, sizeof(body),
+  snprintf(t->body, sizeof(t->body),
            "<?xml version=\"1.0\" encoding=\"utf-8\"?><Autodiscover "
            "xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/"
            "outlook/requestschema/2006\"><Request><EMailAddress>%.100s@"
@@ -118,11 +107,43 @@ void probe__request(const struct probe_config *cfg, long timeout_ms,
            "responseschema/2006a</AcceptableResponseSchema></Request>"
            "</Autodiscover>",
            u->user ? u->user : "", PROBE_MAIL_DOMAIN);
+}
+
+CURLcode probe__curl_listener(CURL *curl, const struct probe_config *cfg,
+                              long timeout_ms)
+{
+  struct curl_blob ca;
+  CURLcode rc;
+
+  if((rc = curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms)) ||
+     (rc = curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L)) ||
+     (rc = curl_easy_setopt(curl, CURLOPT_PROXY, "")) ||
+     (rc = curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https")))
+    return rc;
+  if(!cfg->ca_pem)
+    return CURLE_OK;
+  ca.data = (void *)cfg->ca_pem;
+  ca.len = strlen(cfg->ca_pem);
+  ca.flags = CURL_BLOB_COPY;
+  return curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &ca);
+}
+
+void probe__request(const struct probe_config *cfg, long timeout_ms,
+                    const struct probe_request *req, struct probe_answer *ans)
+{
+  CURL *curl = curl_easy_init();
+  struct curl_slist *headers = NULL, *h;
+  struct probe_target t;
+  char auth[1200];
+
+  memset(ans, 0, sizeof(*ans));
+  ans->rc = CURLE_OUT_OF_MEMORY;
+  probe__target(cfg, &t);
   snprintf(auth, sizeof(auth), "Authorization: %s",
            req->authorization ? req->authorization : "");
   if(!curl)
     return;
-  h = curl_slist_append(NULL, host);
+  h = curl_slist_append(NULL, t.host);
   headers = h;
   if(h)
     h = curl_slist_append(headers, "Content-Type: text/xml; charset=utf-8");
@@ -134,16 +155,18 @@ void probe__request(const struct probe_config *cfg, long timeout_ms,
   explicit_bzero(auth, sizeof(auth));
   if(!h)
     goto out;
-  curl_easy_setopt(curl, CURLOPT_URL, url);
+  if((ans->rc = probe__curl_listener(curl, cfg, timeout_ms)) != CURLE_OK)
+    goto out;
+  curl_easy_setopt(curl, CURLOPT_URL, t.url);
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, probe_header_cb);
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, t.body);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, probe__header_cb);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, ans);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, probe_discard_cb);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, probe__discard_cb);
   curl_easy_setopt(curl, CURLOPT_EXPECT_100_TIMEOUT_MS, PROBE_EXPECT_WAIT_MS);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_PROXY, "");
+  /* HTTP/1.1 as Communicator speaks it, also on HTTPS where libcurl would
+   * offer h2 in ALPN: the http2 check offers it on purpose. */
+  curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
   ans->rc = curl_easy_perform(curl);
   curl_easy_getinfo(curl, CURLINFO_TOTAL_TIME, &ans->seconds);
 out:
@@ -185,8 +208,11 @@ void probe__offer(const struct probe_config *cfg, long timeout_ms,
   probe_request_seen(cfg, timeout_ms, &req, &ans, r, NULL, NULL);
   r->verdict = PROBE_ERROR;
   if(ans.rc != CURLE_OK) {
-    snprintf(r->line, sizeof(r->line), "no answer from %s: %s", cfg->url,
-             curl_easy_strerror(ans.rc));
+    snprintf(r->line, sizeof(r->line), "no answer from %s: %s%s", cfg->url,
+             curl_easy_strerror(ans.rc),
+             ans.rc == CURLE_PEER_FAILED_VERIFICATION
+                 ? "; give the listener's CA with --ca-file"
+                 : "");
     return;
   }
   if(ans.status != 401 && probe__reached_nothing(r)) {
@@ -381,9 +407,7 @@ void probe__expect_hang(const struct probe_config *cfg, long timeout_ms,
   }
 }
 
-/* "NTLM <type 1>" with Communicator's flags into out. Returns 0, or -1
- * when out of memory. */
-static int probe_type1(char *out, size_t len)
+int probe__type1(char *out, size_t len)
 {
   struct ntlm_bytes b = {NULL, 0};
   char *v = NULL;
@@ -413,7 +437,7 @@ void probe__body_on_type1(const struct probe_config *cfg, long timeout_ms,
     return;
   }
   r->verdict = PROBE_ERROR;
-  if(probe_type1(type1, sizeof(type1))) {
+  if(probe__type1(type1, sizeof(type1))) {
     snprintf(r->line, sizeof(r->line), "out of memory");
     return;
   }

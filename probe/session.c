@@ -61,6 +61,7 @@ void probe__session_init(struct probe_session *s,
   s->cfg.ews_posts = posts;
   s->cfg.kind = kind;
   s->cfg.timeout_ms = timeout_ms;
+  s->cfg.ca_pem = cfg->ca_pem;
 }
 
 bool probe__reached_nothing(const struct probe_result *r)
