@@ -3,9 +3,11 @@
  * HOST:PORT and endpoint URLs, the NTLM response kind, a scenario named on
  * the command line, and the checks of evidence files before anything runs;
  * and what every command's verdicts need: a case's time, the case of a
- * scenario file that cannot be read, a bounded copy (declared in cli.h).
+ * scenario file that cannot be read, a bounded copy (declared in cli.h);
+ * and the one reader of --ca-file.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,4 +187,24 @@ void kbsim_copy(char *dst, size_t n, const char *src)
     len = n - 1;
   memmove(dst, src, len);
   dst[len] = '\0';
+}
+
+int kbsim_read_ca(const char *path, char **out)
+{
+  FILE *f = fopen(path, "r");
+  size_t n = 0;
+  bool ok;
+
+  free(*out);
+  *out = f ? calloc(1, 65537) : NULL;
+  ok = *out && (n = fread(*out, 1, 65536, f)) > 0 && !ferror(f) && n < 65536 &&
+       strstr(*out, "-----BEGIN CERTIFICATE-----");
+  if(f)
+    fclose(f);
+  if(!ok)
+    return kbsim_bad_args("--ca-file %s: %s", path,
+                          !f ? "cannot be read; give the CA's PEM file (what "
+                               "serve or exchange wrote with --ca-file)"
+                             : "holds no PEM certificate (under 64 KiB)");
+  return 0;
 }

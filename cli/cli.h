@@ -40,6 +40,11 @@
  * returns 2, the exit code for bad arguments (usage.c). */
 int kbsim_bad_args(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Reads --ca-file path's PEM text (a CA certificate, under 64 KiB) into
+ * *out, freeing what *out held; the caller frees it. Returns 0, or 2 after
+ * printing what was wrong (kbsim_bad_args). */
+int kbsim_read_ca(const char *path, char **out);
+
 /* ---- args.c ---------------------------------------------------------- */
 
 /* "FABRIKAM\alice:Passw0rd!", the user of the demo and of flag runs. */

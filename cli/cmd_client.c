@@ -266,28 +266,6 @@ struct kbsim_client_run {
   char *ca_pem;  /* --ca-file's text (owned), or NULL */
 };
 
-/* Reads --ca-file's PEM text into r. Returns 0, or 2 after printing what
- * was wrong. */
-static int kbsim_client_ca(struct kbsim_client_run *r, const char *path)
-{
-  FILE *f = fopen(path, "r");
-  size_t n = 0;
-  bool ok;
-
-  free(r->ca_pem);
-  r->ca_pem = f ? calloc(1, 65537) : NULL;
-  ok = r->ca_pem && (n = fread(r->ca_pem, 1, 65536, f)) > 0 && !ferror(f) &&
-       n < 65536 && strstr(r->ca_pem, "-----BEGIN CERTIFICATE-----");
-  if(f)
-    fclose(f);
-  if(!ok)
-    return kbsim_bad_args("--ca-file %s: %s", path,
-                          !f ? "cannot be read; give the PEM file serve "
-                               "or exchange wrote"
-                             : "holds no PEM certificate (under 64 KiB)");
-  return 0;
-}
-
 /* Takes one option c with its value arg into *r. Returns 0, or 2 after
  * printing what was wrong. */
 static int kbsim_client_option(struct kbsim_client_run *r, int c,
@@ -345,7 +323,7 @@ static int kbsim_client_option(struct kbsim_client_run *r, int c,
     r->host = arg;
     break;
   case 'C':
-    return kbsim_client_ca(r, arg);
+    return kbsim_read_ca(arg, &r->ca_pem);
   case KBSIM_OPT_REDACT:
     evidence_set_redact(true);
     break;

@@ -145,22 +145,10 @@ struct kbsim_probe {
  * printing what was wrong. */
 static int kbsim_probe_ca(struct kbsim_probe *p, const char *path)
 {
-  FILE *f = fopen(path, "r");
-  size_t n = 0;
-  bool ok;
+  int rc = kbsim_read_ca(path, &p->ca_pem);
 
-  free(p->ca_pem);
-  p->ca_pem = f ? calloc(1, 65537) : NULL;
   p->cfg.ca_pem = p->ca_pem;
-  ok = p->ca_pem && (n = fread(p->ca_pem, 1, 65536, f)) > 0 && !ferror(f) &&
-       n < 65536 && strstr(p->ca_pem, "-----BEGIN CERTIFICATE-----");
-  if(f)
-    fclose(f);
-  if(!ok)
-    return kbsim_bad_args("--ca-file %s: %s", path,
-                          !f ? "cannot be read; give the CA's PEM file"
-                             : "holds no PEM certificate (under 64 KiB)");
-  return 0;
+  return rc;
 }
 
 /* Takes one option c with its value arg into *p. Returns 0, or 2 after
