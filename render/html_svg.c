@@ -392,7 +392,7 @@ static char *html__client_sig(const struct story *story, size_t from, size_t to,
       html__request_label(&leg->back[k], label, sizeof(label));
       fprintf(out, "%d|%s|", leg->back[k].marked, label);
       html__answer_label(&leg->back[k], label, sizeof(label));
-      fprintf(out, "%s|", label);
+      fprintf(out, "%s|%s|", label, leg->back[k].why ? leg->back[k].why : "");
     }
     for(k = 0; k < leg->nisa; k++)
       fprintf(out, "i%d|", (int)leg->isa_notes[k].code);

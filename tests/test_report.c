@@ -1454,6 +1454,14 @@ START_TEST(demo_of_tls_and_epa)
                                            "times."));
   proc_free(&p);
 
+  /* --extended-protection's default: none, nothing refused. */
+  PROC_KBSIM(&p, "demo", "--tls", "offload");
+  ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+  ck_assert_ptr_nonnull(strstr(p.out.data, "Exchange's Extended Protection: "
+                                           "none."));
+  ck_assert_ptr_null(strstr(p.out.data, "Exchange decided:"));
+  proc_free(&p);
+
   PROC_KBSIM(&p, "demo", "--bridge-certificate", "own");
   ck_assert_ptr_null(proc_usage_error(&p));
   ck_assert_ptr_nonnull(strstr(p.err.data, "give --tls bridge"));
