@@ -654,7 +654,7 @@ static const struct kbsim_opt demo_opts[] = {
      "with a Kerberos ticket, one leg with the body, from a realm the demo "
      "starts (MIT's krb5kdc on loopback; Debian's krb5-kdc, "
      "krb5-admin-server and krb5-user). Shows why internal users never see "
-     "the error."},
+     "the error. With --kind communicator (the default) or one-shot."},
     {"tls", KBSIM_DEMO_TLS, "none|offload|bridge",
      "TLS on the hops: offload is HTTPS to ISA and HTTP to Exchange, "
      "bridge HTTPS on both (default none: plain HTTP)."},
@@ -793,6 +793,12 @@ static int kbsim_cmd_demo(int argc, char **argv)
   if(d.epa != BACKEND_EPA_NONE && d.tls == SCENARIO_TLS_NONE)
     return kbsim_bad_args("--extended-protection binds a login to a TLS "
                           "channel; give --tls offload or --tls bridge");
+  if(d.inside && kind != CLIENT_KIND_COMMUNICATOR &&
+     kind != CLIENT_KIND_ONE_SHOT)
+    /* The client library's rule (client_config's krb5_ccache). */
+    return kbsim_bad_args("--inside: Kerberos is Communicator's and "
+                          "one-shot's here; give --kind communicator or "
+                          "one-shot");
   if(d.inside) {
     char why[256];
     if(!sim_kdc_available(why, sizeof(why))) {

@@ -1482,6 +1482,12 @@ START_TEST(demo_inside_the_network)
   const char *args[] = {"demo", "--inside", NULL};
   struct proc_out p;
 
+  /* Only the kinds whose client takes Kerberos credentials. */
+  PROC_KBSIM(&p, "demo", "--inside", "--kind", "ie");
+  ck_assert_ptr_null(proc_usage_error(&p));
+  ck_assert_ptr_nonnull(strstr(p.err.data, "give --kind communicator or "
+                                           "one-shot"));
+  proc_free(&p);
   if(!proc_have(PROC_KRB5KDC))
     return;
   demo_unwrapped(&p, args);
