@@ -544,8 +544,9 @@ static void html__svg_lanes(FILE *out, const struct html_svg *svg,
       snprintf(name, sizeof(name), "Exchange");
       snprintf(sub, sizeof(sub), "Exchange 2007 EWS");
       if(run->sc && run->sc->extended_protection != BACKEND_EPA_NONE) {
-        /* Extended Protection is Exchange's; the third line says it. */
-        snprintf(policy, sizeof(policy), "Extended Protection: %s",
+        /* Extended Protection for Authentication is Exchange's; the
+         * third line says it, short enough for the lane's header. */
+        snprintf(policy, sizeof(policy), "EPA: %s",
                  backend_epa_name(run->sc->extended_protection));
         tone =
             run->sc->extended_protection == BACKEND_EPA_REQUIRE ? " buggy" : "";

@@ -709,7 +709,7 @@ START_TEST(report_of_tls_hops_and_epa)
   ck_assert_ptr_nonnull(strstr(page, "data-hop=\"2\" x=\"605\" y=\"68\">HTTPS "
                                      "(Exchange&#39;s certificate): TLS "
                                      "bridged</text>"));
-  ck_assert_ptr_nonnull(strstr(page, ">Extended Protection: require</text>"));
+  ck_assert_ptr_nonnull(strstr(page, ">EPA: require</text>"));
   for(at = strstr(page, refused); at; at = strstr(at + 1, refused)) {
     const char *said = strstr(at, binding);
     ck_assert_ptr_nonnull(said);
