@@ -2,8 +2,9 @@
  * status.c - GET /status (and the console's "status" event): every member
  * with its state, why its policy is what it is, its counters and its
  * score since the last change of its policy (the live view's); the
- * balancer's and Exchange's counters; what a trainer can pick: the users
- * a session runs as and the scenarios serve can switch to.
+ * balancer's and Exchange's counters (with the logins Extended Protection
+ * refused, and why); what a trainer can pick: the users a session runs as
+ * and the scenarios serve can switch to.
  */
 #include "admin_int.h"
 #include "live/live.h"
@@ -141,6 +142,14 @@ json_t *admin__status(struct admin *a)
         (json_int_t)es.soap_faults, "oof_ok", (json_int_t)es.oof_ok,
         "availability_ok", (json_int_t)es.availability_ok, "autodiscover_ok",
         (json_int_t)es.autodiscover_ok);
+    if(exchange && es.channel_binding_refused) {
+      /* Extended Protection: how many logins it refused, and why the
+       * first was (the binding the client computed against Exchange's). */
+      json_object_set_new(exchange, "channel_binding_refused",
+                          json_integer((json_int_t)es.channel_binding_refused));
+      json_object_set_new(exchange, "channel_binding_why",
+                          json_string(es.channel_binding_why));
+    }
   }
   j = json_pack("{s:s, s:s?, s:o, s:o, s:o}", "kbsim", "1", "scenario",
                 a->scenario, "balancer", balancer, "members", members,

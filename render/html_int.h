@@ -24,8 +24,8 @@ void html__escf(FILE *out, const char *fmt, ...)
 
 /* ---- what a leg says (html_leg.c) ------------------------------------- */
 
-/* "no Authorization", "non-NTLM credentials", or the kind of NTLM token
- * (kb_auth_name). */
+/* "no Authorization", "non-NTLM credentials", "Negotiate (Kerberos)",
+ * or the kind of NTLM token (kb_auth_name). */
 const char *html__auth_label(enum kb_auth auth);
 
 /* True when hop is a POST that reached Exchange without its body. */

@@ -14,6 +14,9 @@ const char *html__auth_label(enum kb_auth auth)
     return "no Authorization";
   case KB_AUTH_OTHER:
     return "non-NTLM credentials";
+  case KB_AUTH_SPNEGO:
+    /* The listener names a Kerberos ticket with KB_NOTE_KERBEROS_OK. */
+    return "Negotiate (Kerberos)";
   default:
     return kb_auth_name(auth);
   }
@@ -49,6 +52,17 @@ void html__answer_label(const struct story_hop *hop, char *out, size_t len)
     snprintf(out, len, "%d \xc2\xb7 %zu B", hop->status, hop->resp_body);
 }
 
+/* True when ISA wrote a note with code on leg. */
+static bool html__has_note(const struct story_leg *leg, enum kb_note code)
+{
+  size_t i;
+
+  for(i = 0; i < leg->nisa; i++)
+    if(leg->isa_notes[i].code == code)
+      return true;
+  return false;
+}
+
 /* What ISA did with the leg, in a few words; *bad when it forwarded a
  * POST without its body (a capture's leg: when it is part of a finding,
  * whose defects are the words). */
@@ -79,6 +93,13 @@ void html__decision(const struct story_leg *leg, char *out, size_t len,
       *bad = true;
   if(*bad)
     snprintf(out, len, "no challenge: forwarded WITHOUT the body");
+  else if(leg->nback && html__has_note(leg, KB_NOTE_KERBEROS_OK))
+    snprintf(out, len,
+             "Kerberos ticket accepted in one leg: forwarded with its "
+             "%zu-byte body",
+             leg->back[0].req_body);
+  else if(html__has_note(leg, KB_NOTE_KERBEROS_REFUSED))
+    snprintf(out, len, "refuses the Kerberos ticket: 401");
   else if(leg->nback)
     snprintf(out, len, "authenticated: forwarded with its %zu-byte body",
              leg->back[0].req_body);

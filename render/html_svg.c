@@ -2,7 +2,8 @@
  * html_svg.c - the sequence diagram of a run as inline SVG: a lane for
  * the client, each ISA member and Exchange, a row per arrow or remark,
  * ISA's decisions on its lane, clients whose sessions went the same way
- * drawn once.
+ * drawn once; with TLS, what each hop is and why Exchange refused a
+ * login (Extended Protection).
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -118,6 +119,8 @@ static void html__back_title(FILE *out, const struct story_leg *leg,
     html__escf(out, "\n%s answered %d, %zu-byte body",
                leg->captured ? "The server" : "Exchange", hop->status,
                hop->resp_body);
+  if(hop->why)
+    html__escf(out, "\nExchange: %s", hop->why);
   fputs("</title>", out);
 }
 
@@ -323,6 +326,15 @@ static void html__svg_leg(struct html_svg *svg, const struct story_leg *leg,
   }
   svg->y += SVG_ROW; /* the answer's row */
 
+  /* Why Exchange refused a login it would otherwise take (Extended
+   * Protection: the binding the client computed against its own). */
+  for(i = 0; i < leg->nback; i++)
+    if(leg->back[i].why) {
+      snprintf(label, sizeof(label), "\xe2\x9c\x97 Exchange: %s",
+               leg->back[i].why);
+      html__remark(svg, "refused", label);
+    }
+
   /* Why a connection closed, or a request went again, as text. */
   for(i = 0; i < leg->nisa; i++)
     if(html__close_note(leg->isa_notes[i].code)) {
@@ -380,7 +392,7 @@ static char *html__client_sig(const struct story *story, size_t from, size_t to,
       html__request_label(&leg->back[k], label, sizeof(label));
       fprintf(out, "%d|%s|", leg->back[k].marked, label);
       html__answer_label(&leg->back[k], label, sizeof(label));
-      fprintf(out, "%s|", label);
+      fprintf(out, "%s|%s|", label, leg->back[k].why ? leg->back[k].why : "");
     }
     for(k = 0; k < leg->nisa; k++)
       fprintf(out, "i%d|", (int)leg->isa_notes[k].code);
@@ -468,6 +480,29 @@ static void html__svg_rows(struct html_svg *svg, const struct story *story,
   }
 }
 
+/* Writes what each hop is under the lane headers when the run has TLS:
+ * "HTTPS (ISA's own certificate)" between the client and the first
+ * member, "HTTP: TLS offloaded, it ends at ISA" between the last member
+ * (x_isa) and Exchange. A plain HTTP run's diagram says nothing. */
+static void html__svg_hops(FILE *out, const struct scenario *sc, int x_isa,
+                           int x_exchange)
+{
+  char client_hop[96], server_hop[96];
+
+  if(!story_tls_hops(sc, client_hop, sizeof(client_hop), server_hop,
+                     sizeof(server_hop)))
+    return;
+  fprintf(out, "<text class=\"hopkind\" data-hop=\"1\" x=\"%d\" y=\"68\">",
+          (SVG_X_CLIENT + SVG_X_ISA) / 2);
+  html__esc(out, client_hop);
+  fprintf(out,
+          "</text><text class=\"hopkind\" data-hop=\"2\" x=\"%d\" "
+          "y=\"68\">",
+          (x_isa + x_exchange) / 2);
+  html__esc(out, server_hop);
+  fputs("</text>\n", out);
+}
+
 /* Writes the lanes, down to the diagram's height: a line each, and a
  * header saying who, and for each member its patch level and policy. */
 static void html__svg_lanes(FILE *out, const struct html_svg *svg,
@@ -486,6 +521,8 @@ static void html__svg_lanes(FILE *out, const struct html_svg *svg,
             "<line class=\"lane\" x1=\"%d\" y1=\"58\" x2=\"%d\" "
             "y2=\"%d\"/>\n",
             lanes[i], lanes[i], svg->y);
+  if(run->sc)
+    html__svg_hops(out, run->sc, lanes[nlanes - 2], svg->x_exchange);
   /* Lane headers: who, and for each member its patch level and policy. */
   for(i = 0; i < nlanes; i++) {
     char name[64], sub[96], policy[64];
@@ -506,6 +543,14 @@ static void html__svg_lanes(FILE *out, const struct html_svg *svg,
     else if(i == nlanes - 1) {
       snprintf(name, sizeof(name), "Exchange");
       snprintf(sub, sizeof(sub), "Exchange 2007 EWS");
+      if(run->sc && run->sc->extended_protection != BACKEND_EPA_NONE) {
+        /* Extended Protection for Authentication is Exchange's; the
+         * third line says it, short enough for the lane's header. */
+        snprintf(policy, sizeof(policy), "EPA: %s",
+                 backend_epa_name(run->sc->extended_protection));
+        tone =
+            run->sc->extended_protection == BACKEND_EPA_REQUIRE ? " buggy" : "";
+      }
     }
     else {
       const char *m = story->nmembers ? story->members[i - 1] : "ISA";

@@ -173,7 +173,11 @@ void html__details(FILE *out, const struct story *story)
                                     : html__auth_label(hop->req_auth));
       fprintf(out, "</td><td class=\"%s\">", hop->status >= 500 ? "fail" : "");
       html__escf(out, "%d, %zu-byte body", hop->status, hop->resp_body);
-      fputs("</td><td></td><td></td></tr>\n", out);
+      /* The last column: why Exchange refused (Extended Protection). */
+      fputs("</td><td></td><td>", out);
+      if(hop->why)
+        html__escf(out, "Exchange: %s", hop->why);
+      fputs("</td></tr>\n", out);
     }
   }
   fputs("</tbody></table></details>\n", out);

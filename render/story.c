@@ -60,7 +60,12 @@ struct story_up {
   const char *name;
   size_t *events;          /* Exchange's EXCHANGE events on it, in order */
   struct story_hop **hops; /* the story's hop for each, once matched */
+  size_t *notes;           /* per event: Exchange's note on that request, as its
+                              recorder index + 1; 0 = none */
   size_t nevents;
+  size_t nnotes;
+  size_t note_at;     /* Exchange's latest note on it that no EXCHANGE event
+                         has closed yet, as its recorder index + 1 */
   struct kb_buf send; /* ISA's bytes on it */
 };
 
@@ -231,7 +236,8 @@ static void story__hop_free(struct story_hop *hop)
 {
   free(hop->req_token);
   free(hop->resp_token);
-  hop->req_token = hop->resp_token = NULL;
+  free(hop->why);
+  hop->req_token = hop->resp_token = hop->why = NULL;
 }
 
 static void story__leg_free(struct story_leg *leg)
@@ -284,6 +290,7 @@ static void story__build_free(struct story_builder *b)
   free(b->conns);
   for(i = 0; i < b->nups; i++) {
     free(b->ups[i].events);
+    free(b->ups[i].notes);
     free(b->ups[i].hops);
     kb_buf_free(&b->ups[i].send);
   }
@@ -615,8 +622,17 @@ static int story__walk(const struct sim_recorder *rec, unsigned max_clients,
          (c = story__find_conn(b, front)) != NULL) {
         g = story__open_group(c);
         bad = !g || story__push_index(&g->backs, &g->nbacks, i) ||
-              story__push_index(&u->events, &u->nevents, i);
+              story__push_index(&u->events, &u->nevents, i) ||
+              story__push_index(&u->notes, &u->nnotes, u->note_at);
+        u->note_at = 0;
       }
+    }
+    else if(ev->kind == KB_TRACE_NOTE && ev->hop == KB_HOP_PROXY_BACKEND &&
+            ev->side == KB_SIDE_SERVER && ev->text && ev->note) {
+      /* Exchange's note on the request its EXCHANGE event closes next. */
+      struct story_up *u = story__find_up(b, ev->conn_name);
+      if(u)
+        u->note_at = i + 1;
     }
     else if(ev->kind == KB_TRACE_EXCHANGE && story__is_listener_event(ev) &&
             ev->conn_name[0]) {
@@ -712,8 +728,16 @@ static int story__match(const struct sim_recorder *rec, struct story_builder *b,
         for(at = 0; at < u->nevents && u->events[at] != g->backs[j]; at++)
           ;
         n = g->back_at + j;
-        if(at < u->nevents && n < leg->nback)
-          u->hops[at] = &leg->back[n];
+        if(at >= u->nevents || n >= leg->nback)
+          continue;
+        u->hops[at] = &leg->back[n];
+        if(at < u->nnotes && u->notes[at]) {
+          const struct sim_event *note = &rec->events[u->notes[at] - 1];
+          leg->back[n].why_code = note->note;
+          leg->back[n].why = strdup(note->text);
+          if(!leg->back[n].why)
+            return -1;
+        }
       }
     }
   }
@@ -765,6 +789,31 @@ static void story__assign_posts(struct story_leg *legs, size_t n,
       used = 0;
     }
   }
+}
+
+bool story_tls_hops(const struct scenario *sc, char *client_hop,
+                    size_t client_len, char *server_hop, size_t server_len)
+{
+  switch(sc->tls) {
+  case SCENARIO_TLS_OFFLOAD:
+    snprintf(client_hop, client_len, "HTTPS (ISA's own certificate)");
+    snprintf(server_hop, server_len, "HTTP: TLS offloaded, it ends at ISA");
+    return true;
+  case SCENARIO_TLS_BRIDGE:
+    if(sc->bridge_same_certificate)
+      snprintf(client_hop, client_len,
+               "HTTPS (Exchange's certificate, presented by ISA)");
+    else
+      snprintf(client_hop, client_len, "HTTPS (ISA's own certificate)");
+    snprintf(server_hop, server_len,
+             "HTTPS (Exchange's certificate): TLS bridged");
+    return true;
+  case SCENARIO_TLS_NONE:
+    break;
+  }
+  snprintf(client_hop, client_len, "HTTP");
+  snprintf(server_hop, server_len, "HTTP");
+  return false;
 }
 
 const struct sim_session *story_session(const struct sim_sessions *ss,

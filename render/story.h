@@ -33,8 +33,14 @@ struct story_hop {
   size_t resp_body;
   char *req_token;  /* ntlm_describe of the Authorization token, owned */
   char *resp_token; /* of the WWW-Authenticate token, owned */
-  bool marked;      /* a capture's leg (captured): drawn red, part of a
-                       finding */
+  /* Exchange's own note on this request (why it refused a login it would
+   * otherwise take: KB_NOTE_CHANNEL_BINDING, the binding the client
+   * computed against the one Exchange expected); a forwarded hop's only.
+   * why_code is KB_NOTE_NONE and why NULL when it wrote none. */
+  enum kb_note why_code;
+  char *why;   /* owned */
+  bool marked; /* a capture's leg (captured): drawn red, part of a
+                  finding */
 };
 
 /* A note on a leg: its code (what consumers read) and its text (what
@@ -97,6 +103,14 @@ int story_build(struct sim_recorder *rec, const struct sim_sessions *sessions,
 
 /* Frees what story_build filled in. Accepts an all-zero story. */
 void story_free(struct story *story);
+
+/* What each hop of sc's topology is, in words, for the demo and the
+ * report: into client_hop the client's side ("HTTPS (ISA's own
+ * certificate)") and into server_hop the listener's ("HTTP: TLS ends at
+ * ISA"). Returns false, writing "HTTP" into both, when sc has no TLS
+ * ([listener] tls = none). Can't fail. */
+bool story_tls_hops(const struct scenario *sc, char *client_hop,
+                    size_t client_len, char *server_hop, size_t server_len);
 
 /* The session of client id in ss, or NULL (ss may be NULL). */
 const struct sim_session *story_session(const struct sim_sessions *ss,

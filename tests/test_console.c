@@ -8,7 +8,8 @@
  * endpoints refusing what guard.c refuses (token, Host, Origin, content
  * type) and bodies they cannot use; and the console itself in headless
  * Chromium at 1024x768 (tests/console/trainer.js), its screenshots read
- * back with libpng.
+ * back with libpng; and a TLS array's console (tests/console/tls.js): the
+ * hops' kinds and Extended Protection's refusal with its why.
  *
  * Everything is on 127.0.0.1 with port 0; tests synchronise on printed
  * lines, answers and events, never on sleeps.
@@ -1222,6 +1223,73 @@ START_TEST(console_at_1024x768)
 }
 END_TEST
 
+/* A TLS array's console in headless Chromium (tests/console/tls.js):
+ * offloading in front of an Exchange that requires Extended Protection,
+ * a session over HTTPS whose diagram says what each hop is, and the
+ * Exchange line saying why the login was refused (the client's binding,
+ * and no TLS at Exchange to match it). */
+START_TEST(console_draws_tls_and_epa)
+{
+  char ca[300], dir[256], console[256], listener[128], node_path[512];
+  const char *const args[] = {"--proxy",
+                              "127.0.0.1:0",
+                              "--backend",
+                              "127.0.0.1:0",
+                              "--pass-through",
+                              "--tls",
+                              "offload",
+                              "--extended-protection",
+                              "require",
+                              "--ca-file",
+                              ca,
+                              "--admin",
+                              "127.0.0.1:0",
+                              "--user",
+                              ALICE,
+                              "--quiet",
+                              NULL};
+  char *argv[] = {
+      "/usr/bin/env", node_path, "node",   TESTS_DIR "/console/tls.js",
+      console,        KBSIM_BIN, listener, ca,
+      ALICE,          NULL};
+  struct served s;
+  struct proc_out p;
+  json_t *st;
+
+  if(!on_path("node") || !on_path("chromium")) {
+    fprintf(stderr,
+            "test_console: SKIP console_draws_tls_and_epa: %s is not "
+            "installed (scripts/setup installs it)\n",
+            on_path("node") ? "chromium" : "node");
+    return;
+  }
+  ck_assert_msg(access(NODE_MODULES "/puppeteer-core", F_OK) == 0,
+                "puppeteer-core is missing from " NODE_MODULES
+                ": run scripts/setup");
+  proc_tmpdir("kbsim-console", dir, sizeof(dir));
+  snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+  snprintf(node_path, sizeof(node_path), "NODE_PATH=%s", NODE_MODULES);
+  served_start(&s, args);
+  snprintf(console, sizeof(console), "http://127.0.0.1:%u/?token=%s", s.admin,
+           s.token);
+  snprintf(listener, sizeof(listener), "https://127.0.0.1:%u", s.listener);
+  proc_run(argv, &p);
+  ck_assert_msg(p.status == 0, "the TLS console's flow failed (%d):\n%s%s",
+                p.status, p.out.data, p.err.data);
+  ck_assert_int_eq(proc_count(p.out.data, "ok "), 3);
+  proc_free(&p);
+  /* What the console read: the refusal and its why in /status. */
+  st = status_of(&s);
+  ck_assert_int_eq(at_int(st, "exchange.channel_binding_refused"), 1);
+  ck_assert_ptr_nonnull(
+      strstr(at_str(st, "exchange.channel_binding_why"), "over plain HTTP"));
+  json_decref(st);
+  served_stop(&s);
+  kb_buf_free(&s.rest);
+  proc_rmdir(dir);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("console");
@@ -1248,6 +1316,7 @@ int main(void)
   tcase_set_timeout(browser, 90);
   tcase_set_tags(browser, KBT_SLOW);
   tcase_add_test(browser, console_at_1024x768);
+  tcase_add_test(browser, console_draws_tls_and_epa);
   suite_add_tcase(s, browser);
   failed = kbt_run(s);
   curl_global_cleanup();

@@ -109,6 +109,8 @@ static const struct help_default help_defaults[] = {
      "demo --color=never --posts 2"},
     {"demo", "(default communicator)", "demo --color=never",
      "demo --color=never --kind communicator"},
+    {"demo", "(default none: plain HTTP)", "demo --color=never",
+     "demo --color=never --tls none"},
     {"run", "(default 1)", "run --policy per-connection",
      "run --policy per-connection --clients 1"},
     {"run", "(default 2)", "run --policy per-connection",
@@ -133,6 +135,8 @@ struct help_where {
 static const struct help_where help_elsewhere[] = {
     {"demo", "at most 100 columns when it is not a terminal",
      "test_cli: output_wraps_at_spaces"},
+    /* TLS runs make a CA each: their bindings differ run to run. */
+    {"demo", "(default none)", "test_report: demo_of_tls_and_epa"},
     {"sweep", "exit 3", "test_ci: sweep_gates_on_its_rate"},
     {"sweep", "exit 130", "test_ci: sweep_interrupted_reports_partial"},
     {"merge", "exit 1 when a rate misses its expectation",

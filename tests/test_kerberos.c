@@ -7,8 +7,9 @@
  * external (NTLM) user does; MIT's klist and kvno confirm the ticket the
  * client got; the defect mixes-after-single-leg mixes a Kerberos user's
  * pooled upstream connection into the next client's session, and kbsim
- * probe --krb5-ccache names it against kbsim serve. Skipped, and said so,
- * when the KDC's programs are missing.
+ * probe --krb5-ccache names it against kbsim serve; serve's live console
+ * draws a Kerberos session's legs as such (tests/console/kerberos.js).
+ * Skipped, and said so, when the KDC's programs are missing.
  */
 #include <check.h>
 #include <curl/curl.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend/backend.h"
 #include "client/client.h"
@@ -432,10 +434,68 @@ START_TEST(exchange_accepts_kerberos)
 }
 END_TEST
 
+/* The live console draws a Kerberos user's session as such (headless
+ * Chromium, tests/console/kerberos.js): serve with the realm's keytab, a
+ * `kbsim client --krb5-ccache` session, its legs "Negotiate (Kerberos)"
+ * and ISA's one-leg acceptance, nothing body-less. */
+START_TEST(console_draws_kerberos)
+{
+  char dir[256], console[256], listener[128], node_path[512], bin[512];
+  const char *const args[] = {
+      "--proxy",       "127.0.0.1:0",
+      "--backend",     "127.0.0.1:0",
+      "--policy",      "per-connection",
+      "--krb5-keytab", kdc ? sim_kdc_keytab(kdc) : "",
+      "--admin",       "127.0.0.1:0",
+      "--user",        "FABRIKAM\\alice:" KBT_ALICE_PASSWORD,
+      "--quiet",       NULL};
+  char *argv[] = {"/usr/bin/env",
+                  node_path,
+                  "node",
+                  TESTS_DIR "/console/kerberos.js",
+                  console,
+                  KBSIM_BIN,
+                  listener,
+                  alice_ccache,
+                  "FABRIKAM\\alice:" KBT_ALICE_PASSWORD,
+                  NULL};
+  struct served s;
+  struct proc_out p;
+
+  if(!kdc)
+    return;
+  if(!proc_which("node", bin, sizeof(bin)) ||
+     !proc_which("chromium", bin, sizeof(bin))) {
+    fprintf(stderr, "test_kerberos: SKIP console_draws_kerberos: node or "
+                    "chromium is not installed (scripts/setup installs "
+                    "them)\n");
+    return;
+  }
+  ck_assert_msg(access(NODE_MODULES "/puppeteer-core", F_OK) == 0,
+                "puppeteer-core is missing from " NODE_MODULES
+                ": run scripts/setup");
+  proc_tmpdir("kbsim-krb", dir, sizeof(dir));
+  snprintf(node_path, sizeof(node_path), "NODE_PATH=%s", NODE_MODULES);
+  served_start(&s, args);
+  snprintf(console, sizeof(console), "http://127.0.0.1:%u/?token=%s", s.admin,
+           s.token);
+  snprintf(listener, sizeof(listener), "http://127.0.0.1:%u/", s.listener);
+  proc_run(argv, &p);
+  ck_assert_msg(p.status == 0, "the Kerberos console's flow failed (%d):\n%s%s",
+                p.status, p.out.data, p.err.data);
+  ck_assert_int_eq(proc_count(p.out.data, "ok "), 3);
+  proc_free(&p);
+  served_stop(&s);
+  kb_buf_free(&s.rest);
+  proc_rmdir(dir);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("kerberos");
   TCase *tc = tcase_create("kerberos");
+  TCase *browser;
   SRunner *sr;
   char why[256], err[512];
   bool skipped = false;
@@ -462,6 +522,12 @@ int main(void)
   tcase_add_test(tc, probe_finds_mixes_after_single_leg);
   tcase_add_test(tc, exchange_accepts_kerberos);
   suite_add_tcase(s, tc);
+  /* The console in headless Chromium: the costliest. */
+  browser = tcase_create("browser");
+  tcase_set_timeout(browser, 90);
+  tcase_set_tags(browser, KBT_SLOW);
+  tcase_add_test(browser, console_draws_kerberos);
+  suite_add_tcase(s, browser);
   sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
   failed = srunner_ntests_failed(sr);

@@ -11,7 +11,10 @@
  * screenshot that is neither empty nor one colour and has the failing legs
  * in red. The demo: plain when piped, colour by flag or on a terminal,
  * NO_COLOR honoured, --step waiting for Enter and ending at end of input,
- * --html writing both sessions.
+ * --html writing both sessions. TLS and Kerberos drawn: the hops' kinds
+ * and each Extended Protection refusal with both bindings (report and
+ * demo), a Kerberos user's legs as one-leg Negotiate (report and demo
+ * --inside, against MIT's KDC; skipped, and said so, without it).
  */
 #include <check.h>
 #include <errno.h>
@@ -659,6 +662,125 @@ START_TEST(report_of_ie_names_its_gets)
 }
 END_TEST
 
+/* True when text holds, at its start, 32 lowercase hex digits: a channel
+ * binding (the MD5 of gss_channel_bindings_struct) as kbsim writes it. */
+static bool hex32_at(const char *text)
+{
+  size_t i;
+
+  for(i = 0; i < 32; i++)
+    if(!strchr("0123456789abcdef", text[i]))
+      return false;
+  return true;
+}
+
+/* TLS on the report's diagram: under the lane headers, what each hop is
+ * (bridged with ISA's own certificate: HTTPS both, two certificates), on
+ * Exchange's lane its Extended Protection, and for each refused login
+ * why, in words on the diagram: the binding the client computed against
+ * the one Exchange expected. A plain HTTP run says nothing of it. */
+START_TEST(report_of_tls_hops_and_epa)
+{
+  static const char refused[] = "remark refused\" x=\"88\" y=\"";
+  static const char binding[] =
+      "\xe2\x9c\x97 Exchange: Extended Protection (require): the "
+      "client&#39;s channel binding ";
+  char html[512];
+  const char *own[] = {"run", SCENARIOS_DIR "/tls/epa-bridge-own-require.ini",
+                       "--html", html, NULL};
+  const char *offload[] = {"run", SCENARIOS_DIR "/tls/offload-bug.ini",
+                           "--html", html, NULL};
+  const char *plain[] = {"run",    "--policy", "per-connection",
+                         "--html", html,       NULL};
+  struct proc_out p;
+  const char *at;
+  char *page;
+  size_t len;
+  int refusals = 0;
+
+  proc_tmpdir("kbsim-report", tmpdir, sizeof(tmpdir));
+  snprintf(html, sizeof(html), "%s/tls.html", tmpdir);
+  proc_kbsim_exits(&p, own, 0);
+  proc_free(&p);
+  page = proc_slurp(html, &len);
+  ck_assert_ptr_nonnull(strstr(page, "<text class=\"hopkind\" data-hop=\"1\" "
+                                     "x=\"255\" y=\"68\">HTTPS (ISA&#39;s own "
+                                     "certificate)</text>"));
+  ck_assert_ptr_nonnull(strstr(page, "data-hop=\"2\" x=\"605\" y=\"68\">HTTPS "
+                                     "(Exchange&#39;s certificate): TLS "
+                                     "bridged</text>"));
+  ck_assert_ptr_nonnull(strstr(page, ">EPA: require</text>"));
+  for(at = strstr(page, refused); at; at = strstr(at + 1, refused)) {
+    const char *said = strstr(at, binding);
+    ck_assert_ptr_nonnull(said);
+    said += strlen(binding);
+    ck_assert_msg(hex32_at(said), "not a binding: %.40s", said);
+    said += 32;
+    ck_assert_msg(!strncmp(said, " (the certificate it saw) is not ", 33),
+                  "%.60s", said);
+    ck_assert_msg(hex32_at(said + 33), "not a binding: %.40s", said + 33);
+    refusals++;
+  }
+  /* One login, refused once: autodiscover's type 3. */
+  ck_assert_int_eq(refusals, 1);
+  /* ... and said in the legs' table and the arrow's tooltip. */
+  ck_assert_int_eq(proc_count(page, "Exchange: Extended Protection (require)"),
+                   3);
+  free(page);
+
+  proc_kbsim_exits(&p, offload, 0);
+  proc_free(&p);
+  page = proc_slurp(html, &len);
+  ck_assert_ptr_nonnull(strstr(page, ">HTTP: TLS offloaded, it ends at "
+                                     "ISA</text>"));
+  ck_assert_ptr_null(strstr(page, "Extended Protection"));
+  free(page);
+
+  proc_kbsim_exits(&p, plain, 0);
+  proc_free(&p);
+  page = proc_slurp(html, &len);
+  ck_assert_ptr_null(strstr(page, "class=\"hopkind\""));
+  ck_assert_ptr_null(strstr(page, "remark refused"));
+  free(page);
+  proc_rmdir(tmpdir);
+}
+END_TEST
+
+/* Kerberos on the report: the internal users' legs say Negotiate with a
+ * Kerberos ticket, accepted in one leg with the body, beside the external
+ * users' NTLM legs that the bug reaches. Skipped without MIT's KDC (main
+ * says so). */
+START_TEST(report_of_kerberos_inside)
+{
+  char html[512];
+  const char *args[] = {"run", SCENARIOS_DIR "/kerberos-inside.ini", "--html",
+                        html, NULL};
+  struct proc_out p;
+  char *page;
+  size_t len;
+
+  if(!proc_scenario_runs(SCENARIOS_DIR "/kerberos-inside.ini"))
+    return;
+  proc_tmpdir("kbsim-report", tmpdir, sizeof(tmpdir));
+  snprintf(html, sizeof(html), "%s/krb.html", tmpdir);
+  proc_kbsim_exits(&p, args, 0);
+  proc_free(&p);
+  page = proc_slurp(html, &len);
+  ck_assert_ptr_nonnull(strstr(page, ">POST /EWS/Exchange.asmx \xc2\xb7 "
+                                     "Negotiate (Kerberos) \xc2\xb7 445 B"
+                                     "</text>"));
+  ck_assert_ptr_nonnull(strstr(page, ">Kerberos ticket accepted in one leg: "
+                                     "forwarded with its 445-byte body"
+                                     "</text>"));
+  ck_assert_ptr_nonnull(strstr(page, "data-req-auth=\"SPNEGO\""));
+  /* The NTLM users outside still meet the bug on the same listener. */
+  ck_assert_ptr_nonnull(strstr(page, ">no challenge: forwarded WITHOUT the "
+                                     "body</text>"));
+  free(page);
+  proc_rmdir(tmpdir);
+}
+END_TEST
+
 START_TEST(report_of_bug_and_fix_side_by_side)
 {
   char html[512], json[512], each[512];
@@ -1264,6 +1386,131 @@ START_TEST(demo_step_waits_for_enter)
 }
 END_TEST
 
+/* Runs the demo with args, unwrapped (COLUMNS wide enough for any line),
+ * into p. */
+static void demo_unwrapped(struct proc_out *p, const char *const *args)
+{
+  char *old = getenv("COLUMNS") ? strdup(getenv("COLUMNS")) : NULL;
+
+  setenv("COLUMNS", "2000", 1);
+  proc_kbsim(p, args);
+  if(old)
+    setenv("COLUMNS", old, 1);
+  else
+    unsetenv("COLUMNS");
+  free(old);
+}
+
+/* --tls and --extended-protection: the hops in the heading, and each
+ * refused login's why under what Exchange received, in both runs: the
+ * binding the client computed against Exchange's own. A bridge with
+ * Exchange's certificate lets the logins in. */
+START_TEST(demo_of_tls_and_epa)
+{
+  static const char decided[] =
+      "Exchange decided:   Extended Protection (require): the client's "
+      "channel binding ";
+  const char *own[] = {"demo",    "--tls",
+                       "bridge",  "--bridge-certificate",
+                       "own",     "--extended-protection",
+                       "require", NULL};
+  const char *same[] = {"demo",    "--tls", "bridge", "--extended-protection",
+                        "require", NULL};
+  struct proc_out p;
+  const char *at;
+  int n = 0;
+
+  demo_unwrapped(&p, own);
+  ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+  ck_assert_ptr_nonnull(strstr(p.out.data, "The hops: Communicator to ISA01: "
+                                           "HTTPS (ISA's own certificate); "
+                                           "ISA01 to Exchange: HTTPS "
+                                           "(Exchange's certificate): TLS "
+                                           "bridged. Exchange's Extended "
+                                           "Protection: require."));
+  for(at = strstr(p.out.data, decided); at; at = strstr(at + 1, decided)) {
+    at += strlen(decided);
+    ck_assert_msg(hex32_at(at), "%.40s", at);
+    ck_assert_msg(!strncmp(at + 32, " (the certificate it saw) is not ", 33),
+                  "%.60s", at + 32);
+    ck_assert_msg(hex32_at(at + 65), "%.40s", at + 65);
+    n++;
+  }
+  ck_assert_int_eq(n, 2); /* autodiscover's login, once per run */
+  ck_assert_ptr_nonnull(strstr(p.out.data, "Refused: channel binding     1   "
+                                           "                         1"));
+  ck_assert_ptr_nonnull(strstr(p.out.data, "Verdict: as the real world's "
+                                           "table says - Exchange's Extended "
+                                           "Protection refuses the login in "
+                                           "both runs"));
+  proc_free(&p);
+
+  demo_unwrapped(&p, same);
+  ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+  ck_assert_ptr_nonnull(strstr(p.out.data, "HTTPS (Exchange's certificate, "
+                                           "presented by ISA)"));
+  ck_assert_ptr_null(strstr(p.out.data, "Exchange decided:"));
+  ck_assert_ptr_nonnull(strstr(p.out.data, "lets every login in, both "
+                                           "times."));
+  proc_free(&p);
+
+  /* --extended-protection's default: none, nothing refused. */
+  PROC_KBSIM(&p, "demo", "--tls", "offload");
+  ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+  ck_assert_ptr_nonnull(strstr(p.out.data, "Exchange's Extended Protection: "
+                                           "none."));
+  ck_assert_ptr_null(strstr(p.out.data, "Exchange decided:"));
+  proc_free(&p);
+
+  PROC_KBSIM(&p, "demo", "--bridge-certificate", "own");
+  ck_assert_ptr_null(proc_usage_error(&p));
+  ck_assert_ptr_nonnull(strstr(p.err.data, "give --tls bridge"));
+  proc_free(&p);
+  PROC_KBSIM(&p, "demo", "--extended-protection", "require");
+  ck_assert_ptr_null(proc_usage_error(&p));
+  ck_assert_ptr_nonnull(strstr(p.err.data, "give --tls offload or --tls "
+                                           "bridge"));
+  proc_free(&p);
+}
+END_TEST
+
+/* --inside: alice signs in with Kerberos from the demo's own KDC, each
+ * request in one leg with its body, clean as shipped and with the KB.
+ * Skipped without MIT's KDC (main says so). */
+START_TEST(demo_inside_the_network)
+{
+  const char *args[] = {"demo", "--inside", NULL};
+  struct proc_out p;
+
+  /* Only the kinds whose client takes Kerberos credentials. */
+  PROC_KBSIM(&p, "demo", "--inside", "--kind", "ie");
+  ck_assert_ptr_null(proc_usage_error(&p));
+  ck_assert_ptr_nonnull(strstr(p.err.data, "give --kind communicator or "
+                                           "one-shot"));
+  proc_free(&p);
+  if(!proc_have(PROC_KRB5KDC))
+    return;
+  demo_unwrapped(&p, args);
+  ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+  ck_assert_ptr_nonnull(strstr(p.out.data, "FABRIKAM\\alice is inside the "
+                                           "network, signed in to the "
+                                           "domain"));
+  /* Every request of both runs: the ticket and the body, once. */
+  ck_assert_int_eq(proc_count(p.out.data, "Communicator sent:  POST "
+                                          "/EWS/Exchange.asmx, Authorization: "
+                                          "Negotiate (Kerberos ticket), "),
+                   4);
+  ck_assert_int_eq(proc_count(p.out.data, "Communicator sent:"), 6);
+  ck_assert_int_eq(proc_count(p.out.data, "Authorization: NTLM type"), 0);
+  ck_assert_ptr_null(strstr(p.out.data, " 0-byte body"));
+  ck_assert_ptr_nonnull(strstr(p.out.data, "Verdict: as KB 942638 describes - "
+                                           "inside the network "
+                                           "FABRIKAM\\alice sends each request "
+                                           "with her Kerberos ticket"));
+  proc_free(&p);
+}
+END_TEST
+
 START_TEST(demo_writes_the_page)
 {
   char html[512];
@@ -1319,6 +1566,8 @@ int main(void)
   tcase_add_test(page, report_of_the_bug);
   tcase_add_test(page, report_of_bug_and_fix_side_by_side);
   tcase_add_test(page, report_of_ie_names_its_gets);
+  tcase_add_test(page, report_of_tls_hops_and_epa);
+  tcase_add_test(page, report_of_kerberos_inside);
   tcase_add_test(page, report_caps_big_runs);
   suite_add_tcase(s, page);
   tcase_set_timeout(browser, 60);
@@ -1334,6 +1583,8 @@ int main(void)
   tcase_add_test(demo, demo_colour_on_a_terminal_unless_no_color);
   tcase_add_test(demo, demo_step_waits_for_enter);
   tcase_add_test(demo, demo_writes_the_page);
+  tcase_add_test(demo, demo_of_tls_and_epa);
+  tcase_add_test(demo, demo_inside_the_network);
   suite_add_tcase(s, demo);
   failed = kbt_run(s);
   xmlCleanupParser();
@@ -1343,6 +1594,12 @@ int main(void)
     if(skipped)
       fprintf(stderr, "skip: report_renders_in_chromium: needs chromium on "
                       "PATH, which is missing (apt-get install chromium)\n");
+    /* The Kerberos cases need MIT's KDC; without it they return early. */
+    skipped |= proc_skip_unless(PROC_KRB5KDC,
+                                "report_of_kerberos_inside, "
+                                "demo_inside_the_network",
+                                "apt-get install krb5-kdc krb5-admin-server "
+                                "krb5-user");
     return proc_suite_exit(failed, skipped);
   }
 }
