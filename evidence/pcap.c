@@ -424,7 +424,7 @@ static struct evidence_step *evidence__steps(const struct evidence_conns *conns,
  * (the connecting side) and b: the handshake, one write, or the close
  * (FIN from whoever closed first, or one RST). A TLS connection's steps
  * carry its records (tls_from, tls_to) in place of the plaintext, each
- * read or write of the server end one write. */
+ * chunk (what its server end read or wrote one way in a row) one write. */
 static void evidence__play(struct evidence_pcap *pc,
                            const struct evidence_conn *c,
                            const struct evidence_step *st,
