@@ -213,6 +213,8 @@ int backend_start(const struct backend_config *config, struct backend **out,
     return -1;
   fd = backend_listen(b, config, host, err, errlen);
   b->tls_cert_pem = config->tls_cert_pem;
+  b->tls_tap = config->tls_tap;
+  b->tls_tap_ctx = config->tls_tap_ctx;
   b->tls_key_pem = config->tls_key_pem;
   if(fd < 0 || backend__daemon_start(b, fd, host, config->port, err, errlen)) {
     backend_stop(b);

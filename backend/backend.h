@@ -92,6 +92,13 @@ struct backend_config {
    * HTTP. */
   const char *tls_cert_pem;
   const char *tls_key_pem;
+  /* HTTPS: called with each accepted connection's GnuTLS session
+   * (gnutls_session_t) before its handshake, the peer's address and the
+   * listening port, so that the caller can record the TLS records that
+   * cross the socket (sim/tls_tap.h, for evidence); NULL: nothing. */
+  void (*tls_tap)(void *ctx, void *session, const struct sockaddr *peer,
+                  uint16_t local_port);
+  void *tls_tap_ctx;
   /* Integrated only: Extended Protection, checked against tls_cert_pem's
    * tls-server-end-point (no certificate: no channel, so any binding a
    * client sends is one Exchange cannot match). Default none. */

@@ -77,6 +77,10 @@ struct backend {
   bool status;                     /* answer GET /kbsim/status */
   /* HTTPS: the config's PEM text (borrowed); NULL for plain HTTP. */
   const char *tls_cert_pem, *tls_key_pem;
+  /* The config's tls_tap and its context (backend.h). */
+  void (*tls_tap)(void *ctx, void *session, const struct sockaddr *peer,
+                  uint16_t local_port);
+  void *tls_tap_ctx;
   /* The last BACKEND_MAX_RECORDS connections, connection id at
    * (id - 1) % BACKEND_MAX_RECORDS; guarded by lock. */
   struct backend_conn_info *records;

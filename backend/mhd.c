@@ -593,6 +593,23 @@ static void backend_on_completed(void *cls, struct MHD_Connection *connection,
  * context; on close, frees it. Both are traced (OPEN at the first request,
  * once the peer's name can be resolved). If the context cannot be
  * allocated the connection still works, traced as id 0. */
+/* HTTPS with a tap (backend_config.tls_tap): hands it the connection's
+ * GnuTLS session, before its handshake, to record. */
+static void backend_tap_tls(struct backend *b,
+                            struct MHD_Connection *connection)
+{
+  const union MHD_ConnectionInfo *tls, *addr;
+
+  if(!b->tls_tap)
+    return;
+  tls = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+  addr =
+      MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  if(tls && tls->tls_session)
+    b->tls_tap(b->tls_tap_ctx, tls->tls_session,
+               addr ? addr->client_addr : NULL, b->port);
+}
+
 static void backend_on_connection(void *cls, struct MHD_Connection *connection,
                                   void **socket_context,
                                   enum MHD_ConnectionNotificationCode toe)
@@ -617,6 +634,7 @@ static void backend_on_connection(void *cls, struct MHD_Connection *connection,
                       : NULL;
     }
     *socket_context = conn;
+    backend_tap_tls(b, connection);
     /* OPEN is traced with the connection's name at its first request. */
     if(!conn)
       backend_trace_conn(b, KB_TRACE_OPEN, id, NULL);

@@ -32,8 +32,8 @@
   "Append the TLS secrets of every connection kbsim makes or accepts "         \
   "(libcurl's and libmicrohttpd's GnuTLS, through SSLKEYLOGFILE) to FILE, "    \
   "in NSS's key log format, so Wireshark decrypts a capture of the "           \
-  "loopback (tcpdump -i lo) with it. kbsim's own --pcap is rebuilt from "      \
-  "the plaintext and holds no TLS."
+  "loopback (tcpdump -i lo) with it. run's own --pcap carries the TLS and "    \
+  "its secrets; client's and serve's are rebuilt from the plaintext."
 
 /* Prints a usage error, "kbsim CMD: <message>" (a leading "CMD: " in the
  * message is dropped), and "kbsim: try 'kbsim CMD --help'" to stderr;

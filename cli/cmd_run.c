@@ -81,8 +81,10 @@ static int kbsim_write_evidence(struct sim_recorder *rec,
     kbsim_wrote(want, paths->pcap);
   if(paths->pcap[0] && run->sc && run->sc->tls != SCENARIO_TLS_NONE)
     fprintf(want->tap ? stderr : stdout,
-            "evidence: note: %s holds the HTTP inside TLS as plaintext "
-            "TCP (--keylog FILE gives the secrets for a real capture)\n",
+            "evidence: note: %s is pcapng: the TLS records each connection's "
+            "server end read and wrote, and their secrets, so Wireshark "
+            "decrypts it with no key file; TLS draws its own randomness, so "
+            "it differs from run to run\n",
             strcmp(paths->pcap, "-") ? paths->pcap : "standard output");
   if(paths->json[0] &&
      evidence_write_json(rec, run, paths->json, err, sizeof(err))) {
@@ -383,7 +385,8 @@ static const struct kbsim_opt run_opts[] = {
      "response on both hops, NTLM decoded."},
     {"pcap", 'w', "FILE",
      "Write both hops as TCP streams for Wireshark or "
-     "tshark."},
+     "tshark. On a TLS run: pcapng with the real TLS records and their "
+     "secrets (a Decryption Secrets Block), which differs from run to run."},
     {"json", 'j', "FILE", "Write the JSON report."},
     {"html", 'H', "FILE",
      "Write a self-contained page with a sequence "

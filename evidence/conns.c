@@ -4,7 +4,7 @@
  * each connection opened and closed and why: what the transcript, the
  * pcap and serve's report are written from.
  *
- * Only the connecting side of each hop records bytes (libcurl's debug
+ * Only the connecting side of each hop records HTTP bytes (libcurl's debug
  * callback in the client and in the proxy's upstream handle), so every
  * connection has exactly one byte stream; both hops are named by
  * kb_names, so connections sort by who was talking.
@@ -277,6 +277,28 @@ static void evidence__close_reasons(const struct sim_recorder *rec,
   }
 }
 
+/* Gives each connection its server end's TLS records, by name and hop:
+ * the server end learnt the name its peer claimed (kb_names). */
+static void evidence__tls_attach(const struct sim_recorder *rec,
+                                 struct evidence_conns *conns)
+{
+  size_t i;
+
+  for(i = 0; i < rec->ntls; i++) {
+    const struct sim_tls_conn *t = rec->tls[i];
+    struct evidence_conn key, *c;
+
+    if(!t->name[0])
+      continue;
+    memset(&key, 0, sizeof(key));
+    key.name = (char *)t->name;
+    c = bsearch(&key, conns->items, conns->count, sizeof(*conns->items),
+                evidence__conn_cmp);
+    if(c && c->hop == t->hop)
+      c->tls = t;
+  }
+}
+
 int evidence__group(const struct sim_recorder *rec, struct evidence_conns *out)
 {
   size_t i, j;
@@ -331,6 +353,7 @@ int evidence__group(const struct sim_recorder *rec, struct evidence_conns *out)
     }
   }
   evidence__close_reasons(rec, out);
+  evidence__tls_attach(rec, out);
   /* ISA closes an upstream connection when its client's connection goes,
    * on its own thread: stamped and ordered by the client's close, so the
    * same seed gives the same file whichever thread ran first. */

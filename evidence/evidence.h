@@ -30,7 +30,11 @@ int evidence_write_transcript(struct sim_recorder *rec, FILE *out);
  * first) into a pcap file through libpcap's own writer (LINKTYPE_RAW,
  * IPv4), both hops interleaved in causal order at the times the events
  * were stamped with. Addresses and ports are synthetic and stable: clients
- * 127.1.x.y, ISA 127.0.0.2:80, Exchange 127.0.0.3:80. path "-" is standard
+ * 127.1.x.y, ISA 127.0.0.2:80, Exchange 127.0.0.3:80. On a TLS run (the
+ * recorder holds TLS records, sim/tls_tap.h) its TLS connections carry
+ * those records on port 443 instead of the plaintext, and the file is
+ * pcapng with their key log lines in a Decryption Secrets Block; TLS's
+ * randomness makes it differ from run to run. path "-" is standard
  * output (evidence_open). Returns 0, or -1 with a one-line reason in err. */
 int evidence_write_pcap(struct sim_recorder *rec, const char *path, char *err,
                         size_t errlen);

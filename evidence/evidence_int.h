@@ -11,8 +11,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "evidence/evidence.h"
+#include "sim/tls_tap.h"
 
 /* ---- connections and messages (conns.c) ------------------------------- */
 
@@ -60,6 +62,9 @@ struct evidence_conn {
   const struct evidence_close_row *why; /* NULL: the connecting side's */
   const char *why_text;                 /* the note's own words, or NULL */
   bool parent_closed; /* upstream: closed with its client connection */
+  /* On a TLS run: the server end's records of this connection
+   * (sim/tls_tap.h), in the recorder; NULL for plain HTTP. */
+  const struct sim_tls_conn *tls;
 };
 
 struct evidence_conns {
@@ -68,7 +73,8 @@ struct evidence_conns {
 };
 
 /* Groups the recorder's byte-stream events by connection, sorted by name,
- * and builds each one's messages. Call with rec->lock held; names point
+ * builds each one's messages and, on a TLS run, finds its server end's
+ * records (evidence_conn.tls). Call with rec->lock held; names point
  * into the recorder. Returns 0 or -1 when out of memory. */
 int evidence__group(const struct sim_recorder *rec, struct evidence_conns *out);
 
@@ -110,5 +116,20 @@ json_t *evidence__scenario_json(const struct evidence_run *run,
  * a one-line reason naming --json in err. */
 int evidence__json_write(const json_t *root, const char *path, char *err,
                          size_t errlen);
+
+/* ---- pcapng blocks (pcapng.c) ----------------------------------------- */
+
+/* Writes a pcapng section header and its one interface (raw IPv4,
+ * microseconds). Returns 0, or -1 when out could not take it. */
+int evidence__pcapng_start(FILE *out);
+
+/* Writes a Decryption Secrets Block holding len bytes of NSS key log
+ * lines. Returns 0 or -1, as above. */
+int evidence__pcapng_secrets(FILE *out, const char *keylog, size_t len);
+
+/* Writes one packet of len bytes (an IPv4 datagram) at us microseconds
+ * since the epoch. Returns 0 or -1, as above. */
+int evidence__pcapng_packet(FILE *out, int64_t us, const uint8_t *pkt,
+                            size_t len);
 
 #endif /* EVIDENCE_INT_H */

@@ -1,7 +1,9 @@
 /*
  * pcap.c - the capture: every connection as a TCP stream of synthetic
  * IPv4 segments, both hops interleaved in causal order at the times the
- * events were stamped with, written by libpcap's own writer.
+ * events were stamped with, written by libpcap's own writer; on a TLS run
+ * its TLS connections carry the records their server end read and wrote,
+ * written as pcapng with their secrets (pcapng.c).
  */
 #include <errno.h>
 #include <pcap/pcap.h>
@@ -37,6 +39,9 @@ struct evidence_step {
   size_t rank;  /* the recorder index it is ordered by (see evidence__steps) */
   unsigned sub; /* 0: before the step of that rank, 1: it, 2: after */
   size_t own;   /* its own recorder index */
+  /* A TLS connection's: the server end's chunks [tls_from, tls_to) it
+   * writes instead of the plaintext (evidence__tls_ranges). */
+  size_t tls_from, tls_to;
 };
 
 /* A segment built, waiting for its place in the file. */
@@ -168,13 +173,61 @@ static size_t evidence__segments_of(size_t len)
   return (len + EV_MSS - 1) / EV_MSS;
 }
 
-/* How many segments step writes. */
-static size_t evidence__step_segments(const struct evidence_step *st)
+/* How many segments st of connection c writes. */
+static size_t evidence__step_segments(const struct evidence_conn *c,
+                                      const struct evidence_step *st)
 {
+  size_t n = st->kind == EV_STEP_DATA ? 0 : 3, k;
+
+  if(c->tls) {
+    for(k = st->tls_from; k < st->tls_to; k++)
+      n += evidence__segments_of(c->tls->chunks[k].len);
+    return n;
+  }
   if(st->kind != EV_STEP_DATA)
-    return 3;
+    return n;
   return evidence__segments_of(st->msg->head) +
          evidence__segments_of(st->msg->len - st->msg->head);
+}
+
+/* Shares a TLS connection's recorded chunks among its n steps st (its
+ * open, messages and close, in order): the handshake with the open (or
+ * before the first message), then each run of chunks one way with the
+ * next run of messages that way (HTTP/1.1 on one connection alternates:
+ * the client's request, the server's answer), written at its first
+ * message; what is left (close_notify, or all of it once the runs stop
+ * matching) with the close. Every chunk is written once and in order, so
+ * each direction's records stay whole whatever time they are given. */
+static void evidence__tls_ranges(const struct evidence_conn *c,
+                                 struct evidence_step *st, size_t n)
+{
+  const struct sim_tls_conn *t = c->tls;
+  size_t hs = 0, at = 0, k;
+  bool lost = false;
+
+  while(hs < t->count && t->chunks[hs].handshake)
+    hs++;
+  for(k = 0; k < n; k++) {
+    size_t to = at < hs ? hs : at;
+
+    if(st[k].kind == EV_STEP_DATA && !lost &&
+       (!k || st[k - 1].kind != EV_STEP_DATA ||
+        st[k - 1].msg->dir != st[k].msg->dir)) {
+      bool from_client = st[k].msg->dir == KB_TRACE_SEND;
+      if(to < t->count && t->chunks[to].from_client == from_client)
+        while(to < t->count && t->chunks[to].from_client == from_client)
+          to++;
+      else
+        lost = true;
+    }
+    else if(st[k].kind == EV_STEP_CLOSE)
+      to = t->count;
+    st[k].tls_from = at;
+    st[k].tls_to = to;
+    at = to;
+  }
+  if(n && at < t->count)
+    st[n - 1].tls_to = t->count;
 }
 
 /* Picks stable synthetic endpoints for connection number index of c. */
@@ -211,7 +264,7 @@ static void evidence__endpoints(const struct evidence_conn *c, unsigned index,
     srv->ip[0] = 127;
     srv->ip[3] = 3;
   }
-  srv->port = 80;
+  srv->port = c->tls ? 443 : 80;
   /* Initial sequence numbers: fixed per connection, distinct per side. */
   cli->seq = 0x10000000u + index * 0x100000u;
   srv->seq = 0x80000000u + index * 0x100000u;
@@ -347,6 +400,8 @@ static struct evidence_step *evidence__steps(const struct evidence_conns *conns,
       st->at_us = c->close_us;
       st->own = c->close_rank;
     }
+    if(c->tls)
+      evidence__tls_ranges(c, &steps[first], *n - first);
     for(st = &steps[first]; st < &steps[*n]; st++) {
       st->conn = i;
       st->timeline = timeline;
@@ -367,7 +422,9 @@ static struct evidence_step *evidence__steps(const struct evidence_conns *conns,
 
 /* Writes the segments of one step of connection c, whose endpoints are a
  * (the connecting side) and b: the handshake, one write, or the close
- * (FIN from whoever closed first, or one RST). */
+ * (FIN from whoever closed first, or one RST). A TLS connection's steps
+ * carry its records (tls_from, tls_to) in place of the plaintext, each
+ * chunk (what its server end read or wrote one way in a row) one write. */
 static void evidence__play(struct evidence_pcap *pc,
                            const struct evidence_conn *c,
                            const struct evidence_step *st,
@@ -375,20 +432,28 @@ static void evidence__play(struct evidence_pcap *pc,
                            struct evidence_endpoint *b)
 {
   bool server_first = c->why && c->why->server_first;
+  size_t k;
 
   if(st->kind == EV_STEP_OPEN) {
     evidence__segment(pc, a, b, EV_TCP_SYN, NULL, 0);
     evidence__segment(pc, b, a, EV_TCP_SYN | EV_TCP_ACK, NULL, 0);
     evidence__segment(pc, a, b, EV_TCP_ACK, NULL, 0);
   }
-  else if(st->kind == EV_STEP_DATA) {
+  for(k = st->tls_from; c->tls && k < st->tls_to; k++) {
+    const struct sim_tls_chunk *ch = &c->tls->chunks[k];
+    evidence__data(pc, ch->from_client ? a : b, ch->from_client ? b : a,
+                   ch->data, ch->len);
+  }
+  if(st->kind == EV_STEP_DATA && !c->tls) {
     struct evidence_endpoint *from = st->msg->dir == KB_TRACE_SEND ? a : b;
     struct evidence_endpoint *to = from == a ? b : a;
     evidence__data(pc, from, to, st->msg->data, st->msg->head);
     evidence__data(pc, from, to, st->msg->data + st->msg->head,
                    st->msg->len - st->msg->head);
   }
-  else if(c->why && c->why->reset) {
+  if(st->kind != EV_STEP_CLOSE)
+    return;
+  if(c->why && c->why->reset) {
     /* One RST from whoever reset it: no FIN, nothing after. */
     struct evidence_endpoint *from = server_first ? b : a;
     evidence__segment(pc, from, from == a ? b : a, EV_TCP_RST | EV_TCP_ACK,
@@ -428,8 +493,11 @@ static void evidence__replay(struct evidence_pcap *pc,
 
     /* One instant of one timeline: steps i..end-1. */
     while(end < n && steps[end].at_us == steps[i].at_us &&
-          steps[end].timeline == steps[i].timeline)
-      segs += evidence__step_segments(&steps[end++]);
+          steps[end].timeline == steps[i].timeline) {
+      segs +=
+          evidence__step_segments(&conns->items[steps[end].conn], &steps[end]);
+      end++;
+    }
     for(k = end; k < n; k++)
       if(steps[k].timeline == steps[i].timeline) {
         if(steps[k].at_us - steps[i].at_us < span)
@@ -486,18 +554,16 @@ static pcap_dumper_t *evidence__pcap_open(pcap_t *dead, const char *path,
   return dumper;
 }
 
-int evidence_write_pcap(struct sim_recorder *rec, const char *path, char *err,
-                        size_t errlen)
+/* Writes the packets of pc as a classic pcap file through libpcap's own
+ * writer. Returns 0, or -1 with a one-line reason in err. */
+static int evidence__write_classic(const struct evidence_pcap *pc,
+                                   const char *path, char *err, size_t errlen)
 {
-  struct evidence_conns conns = {0};
-  struct evidence_pcap pc;
-  struct evidence_step *steps = NULL;
   pcap_t *dead = pcap_open_dead(DLT_RAW, 65535);
   pcap_dumper_t *dumper;
-  size_t i, nsteps = 0;
-  int result = -1;
+  size_t i;
+  int result = 0;
 
-  memset(&pc, 0, sizeof(pc));
   if(!dead) {
     snprintf(err, errlen, "pcap: cannot open a raw-IP capture handle");
     return -1;
@@ -507,11 +573,96 @@ int evidence_write_pcap(struct sim_recorder *rec, const char *path, char *err,
     pcap_close(dead);
     return -1;
   }
+  for(i = 0; i < pc->count; i++) {
+    struct pcap_pkthdr hdr;
+
+    hdr.ts.tv_sec = (time_t)(pc->pkts[i]->us / 1000000);
+    hdr.ts.tv_usec = (suseconds_t)(pc->pkts[i]->us % 1000000);
+    hdr.caplen = hdr.len = (bpf_u_int32)pc->pkts[i]->len;
+    pcap_dump((u_char *)dumper, &hdr, pc->pkts[i]->bytes);
+  }
+  if(pcap_dump_flush(dumper)) {
+    snprintf(err, errlen, "--pcap %s: write failed: %s", path, strerror(errno));
+    result = -1;
+  }
+  pcap_dump_close(dumper);
+  pcap_close(dead);
+  return result;
+}
+
+/* Writes the packets of pc as pcapng with the key log lines of its TLS
+ * connections in a Decryption Secrets Block ahead of them, so that
+ * Wireshark decrypts it with no other file. Returns 0, or -1 with a
+ * one-line reason in err. */
+static int evidence__write_ng(const struct evidence_pcap *pc,
+                              const char *keylog, size_t keylog_len,
+                              const char *path, char *err, size_t errlen)
+{
+  FILE *out = evidence_open("--pcap", path, err, errlen);
+  size_t i;
+  int failed;
+
+  if(!out)
+    return -1;
+  failed = evidence__pcapng_start(out) ||
+           evidence__pcapng_secrets(out, keylog, keylog_len);
+  for(i = 0; i < pc->count && !failed; i++)
+    failed = evidence__pcapng_packet(out, pc->pkts[i]->us, pc->pkts[i]->bytes,
+                                     pc->pkts[i]->len);
+  if(failed)
+    snprintf(err, errlen, "--pcap %s: cannot write: %s", path, strerror(errno));
+  if(evidence_close(out, "--pcap", path, failed ? NULL : err, errlen))
+    failed = 1;
+  return failed ? -1 : 0;
+}
+
+/* Gathers the key log lines of every TLS connection of conns, in their
+ * order, into *out (malloc'd, *len bytes; NULL when there is none).
+ * Returns 0, or -1 out of memory. */
+static int evidence__keylog(const struct evidence_conns *conns, char **out,
+                            size_t *len)
+{
+  size_t i;
+
+  *out = NULL;
+  *len = 0;
+  for(i = 0; i < conns->count; i++) {
+    const struct sim_tls_conn *t = conns->items[i].tls;
+    char *grown;
+
+    if(!t || !t->keylog_len)
+      continue;
+    grown = realloc(*out, *len + t->keylog_len);
+    if(!grown)
+      return -1;
+    memcpy(grown + *len, t->keylog, t->keylog_len);
+    *out = grown;
+    *len += t->keylog_len;
+  }
+  return 0;
+}
+
+int evidence_write_pcap(struct sim_recorder *rec, const char *path, char *err,
+                        size_t errlen)
+{
+  struct evidence_conns conns = {0};
+  struct evidence_pcap pc;
+  struct evidence_step *steps = NULL;
+  char *keylog = NULL;
+  size_t i, nsteps = 0, keylog_len = 0;
+  bool tls = false;
+  int result = -1;
+
+  memset(&pc, 0, sizeof(pc));
   pthread_mutex_lock(&rec->lock);
   if(!evidence__group(rec, &conns)) {
     steps = evidence__steps(&conns, &nsteps);
     if(steps)
       evidence__replay(&pc, &conns, steps, nsteps);
+    for(i = 0; i < conns.count; i++)
+      tls = tls || conns.items[i].tls;
+    if(tls && evidence__keylog(&conns, &keylog, &keylog_len))
+      pc.failed = true;
   }
   pthread_mutex_unlock(&rec->lock);
   if(!steps || pc.failed) {
@@ -519,27 +670,15 @@ int evidence_write_pcap(struct sim_recorder *rec, const char *path, char *err,
     goto done;
   }
   qsort(pc.pkts, pc.count, sizeof(*pc.pkts), evidence__packet_cmp);
-  for(i = 0; i < pc.count; i++) {
-    struct pcap_pkthdr hdr;
-
-    hdr.ts.tv_sec = (time_t)(pc.pkts[i]->us / 1000000);
-    hdr.ts.tv_usec = (suseconds_t)(pc.pkts[i]->us % 1000000);
-    hdr.caplen = hdr.len = (bpf_u_int32)pc.pkts[i]->len;
-    pcap_dump((u_char *)dumper, &hdr, pc.pkts[i]->bytes);
-  }
-  result = 0;
+  result = tls ? evidence__write_ng(&pc, keylog, keylog_len, path, err, errlen)
+               : evidence__write_classic(&pc, path, err, errlen);
 
 done:
   for(i = 0; i < pc.count; i++)
     free(pc.pkts[i]);
   free(pc.pkts);
   free(steps);
+  free(keylog);
   evidence__conns_free(&conns);
-  if(pcap_dump_flush(dumper) && !result) {
-    snprintf(err, errlen, "--pcap %s: write failed: %s", path, strerror(errno));
-    result = -1;
-  }
-  pcap_dump_close(dumper);
-  pcap_close(dead);
   return result;
 }

@@ -1,7 +1,9 @@
 /*
  * transcript.c - the plain-text transcript: every connection in name
  * order, each message as exactly the bytes that crossed the socket after
- * an annotation line, the NTLM tokens decoded, and why it closed.
+ * an annotation line, the NTLM tokens decoded, and why it closed; on a
+ * TLS run, what each connection's TLS negotiated (the bytes shown are
+ * the plaintext inside it).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -137,6 +139,10 @@ int evidence_write_transcript(struct sim_recorder *rec, FILE *out)
       evidence__iso(c->open_us, when);
       fprintf(out, "; %s connection opened\n", when);
     }
+    if(c->tls)
+      fprintf(out, "; TLS (%s's end): %s, %s, its certificate's SHA-256 %s\n",
+              c->hop == KB_HOP_CLIENT_PROXY ? "ISA" : "Exchange",
+              c->tls->version, c->tls->suite, c->tls->cert_sha256);
     for(j = 0; j < c->nmsgs; j++)
       evidence__write_msg(out, c->hop,
                           rec->client ? rec->client->label : "client",

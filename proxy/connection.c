@@ -80,6 +80,21 @@ static void proxy_conn_free(struct proxy__conn *conn)
 /* Creates the per-connection state on STARTED and frees it on CLOSED.
  * When it cannot be allocated, socket_context stays NULL and every
  * request on that connection is refused by closing it. */
+/* HTTPS with a tap (proxy_config.tls_tap): hands it the connection's
+ * GnuTLS session, before its handshake, to record. */
+static void proxy_tap_tls(const struct proxy *proxy, struct MHD_Connection *mc)
+{
+  const union MHD_ConnectionInfo *tls, *addr;
+
+  if(!proxy->tls_tap)
+    return;
+  tls = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+  addr = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  if(tls && tls->tls_session)
+    proxy->tls_tap(proxy->tls_tap_ctx, tls->tls_session,
+                   addr ? addr->client_addr : NULL, proxy->port);
+}
+
 void proxy__on_connection(void *cls, struct MHD_Connection *mc,
                           void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
@@ -107,6 +122,7 @@ void proxy__on_connection(void *cls, struct MHD_Connection *mc,
     kb_buf_init(&conn->fwd.headers, PROXY_MAX_RESPONSE_HEADERS);
     kb_buf_init(&conn->fwd.body, proxy->max_body);
     *socket_context = conn;
+    proxy_tap_tls(proxy, mc);
     {
       const union MHD_ConnectionInfo *fd =
           MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);

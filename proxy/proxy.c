@@ -303,6 +303,8 @@ static struct proxy *proxy_create(const struct proxy_config *config, char *err,
   proxy->bind_host = proxy_strdup_or(config->bind_host, PROXY_DEFAULT_HOST);
   proxy->backend_url = strdup(config->backend_url);
   proxy->tls_cert_pem = config->tls_cert_pem;
+  proxy->tls_tap = config->tls_tap;
+  proxy->tls_tap_ctx = config->tls_tap_ctx;
   proxy->tls_key_pem = config->tls_key_pem;
   proxy->upstream_ca_pem = config->upstream_ca_pem;
   proxy->name = proxy_strdup_or(config->name, PROXY_DEFAULT_NAME);

@@ -145,6 +145,13 @@ struct proxy_config {
    * HTTP. */
   const char *tls_cert_pem;
   const char *tls_key_pem;
+  /* HTTPS: called with each accepted connection's GnuTLS session
+   * (gnutls_session_t) before its handshake, the peer's address and the
+   * listening port, so that the caller can record the TLS records that
+   * cross the socket (sim/tls_tap.h, for evidence); NULL: nothing. */
+  void (*tls_tap)(void *ctx, void *session, const struct sockaddr *peer,
+                  uint16_t local_port);
+  void *tls_tap_ctx;
   /* An https:// backend_url (TLS bridging) is verified against this CA,
    * PEM text (borrowed; must outlive the proxy); NULL: the system's
    * store. Unused for http://. */

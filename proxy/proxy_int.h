@@ -160,6 +160,10 @@ struct proxy {
   char *krb5_keytab; /* NULL: no Kerberos */
   /* The config's TLS PEM texts (borrowed), NULL when not used. */
   const char *tls_cert_pem, *tls_key_pem, *upstream_ca_pem;
+  /* The config's tls_tap and its context (proxy.h). */
+  void (*tls_tap)(void *ctx, void *session, const struct sockaddr *peer,
+                  uint16_t local_port);
+  void *tls_tap_ctx;
   char *basic_offer;       /* "Basic realm=\"<name>\"" */
   char *via;               /* "1.1 <name>", the Via value both ways */
   int64_t idle_timeout_ms; /* 0 = none */

@@ -2,6 +2,7 @@
  * sim_env.c - simulated clock, seeded random source, trace recorder.
  */
 #include "sim/sim_env.h"
+#include "sim/tls_tap.h"
 
 #include <assert.h>
 #include <nettle/hmac.h>
@@ -286,6 +287,7 @@ void sim_recorder_clear(struct sim_recorder *rec)
   for(i = 0; i < rec->count; i++)
     sim__event_free(&rec->events[i]);
   rec->count = 0;
+  sim_tls_conns_free(rec);
   pthread_mutex_unlock(&rec->lock);
 }
 
@@ -419,4 +421,9 @@ struct kb_trace sim_recorder_as_kb(struct sim_recorder *rec)
   struct kb_trace kb = {sim__recorder_emit, rec};
 
   return kb;
+}
+
+struct sim_recorder *sim_recorder_of(struct kb_trace trace)
+{
+  return trace.emit == sim__recorder_emit ? trace.ctx : NULL;
 }

@@ -104,6 +104,11 @@ struct sim_recorder {
    * sim_recorder_init leaves it, when anything may have connected (serve):
    * "client". */
   const struct client_kind_info *client;
+  /* The TLS connections the run's servers accepted, as their records
+   * crossed the socket (sim/tls_tap.h): kept with the bytes, on a TLS
+   * run. */
+  struct sim_tls_conn **tls;
+  size_t ntls, tls_alloc;
 };
 
 void sim_recorder_init(struct sim_recorder *rec, bool keep_bytes);
@@ -113,5 +118,7 @@ void sim_recorder_free(struct sim_recorder *rec);
 /* Drops the events recorded so far, keeping the recorder usable. */
 void sim_recorder_clear(struct sim_recorder *rec);
 struct kb_trace sim_recorder_as_kb(struct sim_recorder *rec);
+/* The recorder behind trace, when sim_recorder_as_kb made it; else NULL. */
+struct sim_recorder *sim_recorder_of(struct kb_trace trace);
 
 #endif /* SIM_ENV_H */

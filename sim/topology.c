@@ -45,6 +45,24 @@ static void sim__topology_stamp(void *ctx, const struct kb_trace_event *ev)
   kb_trace_emit(&topo->outer_trace, &stamped);
 }
 
+/* With TLS and a trace into a recorder that keeps bytes (evidence wants
+ * them): readies each hop's tap, so that its servers' TLS records are
+ * recorded beside the plaintext. */
+static void sim__topology_taps(struct sim_topology *topo,
+                               const struct sim_topology_config *config)
+{
+  struct sim_recorder *rec = sim_recorder_of(config->trace);
+  int hop;
+
+  if(topo->tls == SCENARIO_TLS_NONE || !rec || !rec->keep_bytes)
+    return;
+  for(hop = KB_HOP_CLIENT_PROXY; hop <= KB_HOP_PROXY_BACKEND; hop++) {
+    topo->taps[hop].rec = rec;
+    topo->taps[hop].names = topo->kb_names;
+    topo->taps[hop].hop = (enum kb_hop)hop;
+  }
+}
+
 int sim_topology_start(const struct sim_topology_config *config,
                        struct sim_topology **out, char *err, size_t errlen)
 {
@@ -88,6 +106,7 @@ int sim_topology_start(const struct sim_topology_config *config,
     snprintf(err, errlen, "%s", why);
     goto error;
   }
+  sim__topology_taps(topo, config);
   topo->nproxies = config->nmembers ? config->nmembers : 1;
   topo->member_connections = sim_topology_capacity(config, topo->nproxies);
   memset(&bcfg, 0, sizeof(bcfg));
@@ -109,6 +128,10 @@ int sim_topology_start(const struct sim_topology_config *config,
   if(topo->tls == SCENARIO_TLS_BRIDGE) {
     bcfg.tls_cert_pem = topo->pki.exchange.cert_pem;
     bcfg.tls_key_pem = topo->pki.exchange.key_pem;
+    if(topo->taps[KB_HOP_PROXY_BACKEND].rec) {
+      bcfg.tls_tap = sim_tls_tap_session;
+      bcfg.tls_tap_ctx = &topo->taps[KB_HOP_PROXY_BACKEND];
+    }
   }
   if(backend_start(&bcfg, &topo->backend, why, sizeof(why))) {
     snprintf(err, errlen, "Exchange (backend): %s", why);
@@ -153,6 +176,10 @@ int sim_topology_start(const struct sim_topology_config *config,
       pcfg.tls_cert_pem = cert->cert_pem;
       pcfg.tls_key_pem = cert->key_pem;
       pcfg.upstream_ca_pem = topo->pki.ca.cert_pem;
+      if(topo->taps[KB_HOP_CLIENT_PROXY].rec) {
+        pcfg.tls_tap = sim_tls_tap_session;
+        pcfg.tls_tap_ctx = &topo->taps[KB_HOP_CLIENT_PROXY];
+      }
     }
     if(proxy_start(&pcfg, &topo->proxies[i], why, sizeof(why))) {
       snprintf(err, errlen, "ISA listener %s (proxy): %s",

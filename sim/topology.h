@@ -28,6 +28,7 @@
 #include "proxy/proxy.h"
 #include "sim/scenario.h"
 #include "sim/sim_env.h"
+#include "sim/tls_tap.h"
 
 #define SIM_MAX_MEMBERS 16
 
@@ -112,6 +113,9 @@ struct sim_topology {
   char proxy_url[64];
   enum scenario_tls tls;
   struct kb_pki pki; /* with TLS: the run's CA and certificates; zeroed */
+  /* With TLS and a recorder keeping bytes: where each hop's servers hand
+   * their sessions (sim/tls_tap.h), by enum kb_hop. */
+  struct sim_tls_tap taps[2];
 };
 
 /* Starts backend then proxy. Returns 0 with *out owning the topology

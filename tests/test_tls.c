@@ -9,7 +9,8 @@
  * same or another certificate, none) with the bindings each side
  * computed; and the scenario keys' refusals; the commands' TLS options,
  * and --keylog's secrets decrypting a real capture of the loopback in
- * Wireshark's tools (slow).
+ * Wireshark's tools, and --pcap's own capture decrypted by tshark with no
+ * key file (both slow).
  */
 #define _GNU_SOURCE /* memmem */
 #include <arpa/inet.h>
@@ -726,8 +727,8 @@ END_TEST
  * the listener, the listener's to Exchange) has its TLS 1.3 secrets in
  * NSS's key log format, from both of its ends (libcurl and GnuTLS), so
  * Wireshark can decrypt a capture of it; a file that cannot be written
- * stops the run before it starts (exit 3). --pcap's plaintext is said
- * to be so. */
+ * stops the run before it starts (exit 3). The run says its --pcap holds
+ * the TLS and its secrets, and differs from run to run. */
 START_TEST(keylog_every_connection)
 {
   static const char *const labels[] = {
@@ -745,8 +746,8 @@ START_TEST(keylog_every_connection)
   snprintf(pcap, sizeof(pcap), "%s/run.pcap", dir);
   PROC_KBSIM(&p, "run", scenario, "--keylog", log, "--pcap", pcap);
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
-  /* The pcap is the plaintext, and the run says so. */
-  ck_assert_ptr_nonnull(strstr(p.out.data, "holds the HTTP inside TLS"));
+  ck_assert_ptr_nonnull(strstr(p.out.data, "decrypts it with no key file"));
+  ck_assert_ptr_nonnull(strstr(p.out.data, "differs from run to run"));
   proc_free(&p);
   text = proc_slurp(log, NULL);
   for(line = strtok_r(text, "\n", &save); line;
@@ -950,6 +951,58 @@ START_TEST(keylog_decrypts_capture)
 }
 END_TEST
 
+/* --pcap on a TLS run opens decrypted: for an offloading run (TLS on the
+ * client hop only) and a bridging one with two users (both hops), the
+ * capture is pcapng whose TLS connections carry the records their server
+ * end read and wrote, and tests/pcap-judge has tshark, given no key file,
+ * decrypt every one of them (the capture's Decryption Secrets Block) and
+ * find the transcript's bytes, the NTLMSSP types, each type 3's user and
+ * domain, and the request lines in what it decrypted; plain HTTP stays on
+ * port 80, judged on its TCP payload. Without the records and secrets the
+ * judge finds no TLS connection to decrypt. */
+START_TEST(pcap_opens_decrypted)
+{
+  static const struct {
+    const char *file;
+    const char *decrypted;
+  } runs[] = {
+      {"offload-bug", "2 TLS connections decrypted"},
+      {"bridge-fix", "4 TLS connections decrypted"},
+  };
+  char dir[256], scenario[512], pcap[300], txt[300];
+  struct proc_out p;
+  size_t i;
+
+  if(!proc_have("/usr/bin/tshark"))
+    return;
+  proc_tmpdir("kbsim-tls", dir, sizeof(dir));
+  for(i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+    char *judge[] = {TESTS_DIR "/pcap-judge", pcap, txt, NULL};
+    uint8_t *bytes;
+    size_t n;
+
+    snprintf(scenario, sizeof(scenario), "%s/tls/%s.ini", SCENARIOS_DIR,
+             runs[i].file);
+    snprintf(pcap, sizeof(pcap), "%s/%s.pcapng", dir, runs[i].file);
+    snprintf(txt, sizeof(txt), "%s/%s.txt", dir, runs[i].file);
+    PROC_KBSIM(&p, "run", scenario, "--pcap", pcap, "--transcript", txt);
+    ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+    proc_free(&p);
+    /* pcapng: a section header block first. */
+    bytes = (uint8_t *)proc_slurp(pcap, &n);
+    ck_assert_uint_gt(n, 4);
+    ck_assert_int_eq(memcmp(bytes, "\x0a\x0d\x0d\x0a", 4), 0);
+    free(bytes);
+    proc_run(judge, &p);
+    ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
+    ck_assert_msg(strstr(p.out.data, runs[i].decrypted), "%s", p.out.data);
+    ck_assert_ptr_nonnull(strstr(p.out.data, " 0 failures\n"));
+    proc_free(&p);
+  }
+  proc_rmdir(dir);
+}
+END_TEST
+
 static Suite *tls_suite(void)
 {
   Suite *s = suite_create("tls");
@@ -985,6 +1038,7 @@ static Suite *tls_suite(void)
   tcase_set_timeout(tc, 60);
   tcase_set_tags(tc, KBT_SLOW);
   tcase_add_test(tc, keylog_decrypts_capture);
+  tcase_add_test(tc, pcap_opens_decrypted);
   suite_add_tcase(s, tc);
   return s;
 }
@@ -994,7 +1048,9 @@ int main(void)
   int failed = kbt_run(tls_suite());
 
   /* dumpcap and editcap come with tshark (wireshark-common). */
-  return proc_suite_exit(failed, proc_skip_unless("/usr/bin/dumpcap",
-                                                  "keylog_decrypts_capture",
-                                                  "apt-get install tshark"));
+  return proc_suite_exit(
+      failed, proc_skip_unless("/usr/bin/dumpcap", "keylog_decrypts_capture",
+                               "apt-get install tshark") |
+                  proc_skip_unless("/usr/bin/tshark", "pcap_opens_decrypted",
+                                   "apt-get install tshark"));
 }
