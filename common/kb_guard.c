@@ -4,9 +4,12 @@
  *
  * One mutex guards a list of slots, one per open connection; a thread
  * sleeps on a condition variable (CLOCK_MONOTONIC) until the earliest
- * deadline. A slot is never freed while its socket may be touched: the
- * server closes the slot (kb_guard_close) before libmicrohttpd closes the
- * socket, and the thread only touches sockets of slots still listed.
+ * deadline; a call that moves a slot wakes it only when the slot's new
+ * deadline comes before the one it sleeps until (a kept-alive connection's
+ * requests push their deadlines later, so a busy server does not wake the
+ * thread on every request). A slot is never freed while its socket may be
+ * touched: the server closes the slot (kb_guard_close) before libmicrohttpd
+ * closes the socket, and the thread only touches sockets of slots still listed.
  */
 #include "common/kb_guard.h"
 
@@ -43,6 +46,9 @@ struct kb_guard {
   pthread_cond_t wake;
   pthread_t thread;
   bool stopping;
+  /* When the thread wakes next unless signalled (monotonic ms); 0 while
+   * it has not yet looked at the slots. */
+  int64_t sleep_until;
   struct kb_guard_slot *slots;
   struct kb_guard_stats stats;
   char answer_408[256];
@@ -113,6 +119,8 @@ static void *kb_guard_main(void *arg)
       else if(s->deadline_ms < next)
         next = s->deadline_ms;
     }
+    g->sleep_until = next;
+    g->stats.scans++;
     until.tv_sec = next / 1000;
     until.tv_nsec = (next % 1000) * 1000000;
     pthread_cond_timedwait(&g->wake, &g->lock, &until);
@@ -238,6 +246,14 @@ bool kb_guard_admit(struct kb_guard *g, const struct sockaddr *addr,
   return ok;
 }
 
+/* Wakes the thread, under the lock, when deadline_ms comes before the time
+ * it sleeps until; a later deadline is found when it next wakes. */
+static void kb_guard_wake(struct kb_guard *g, int64_t deadline_ms)
+{
+  if(deadline_ms < g->sleep_until || !g->sleep_until)
+    pthread_cond_signal(&g->wake);
+}
+
 struct kb_guard_slot *kb_guard_open(struct kb_guard *g, int fd,
                                     const struct sockaddr *addr)
 {
@@ -263,7 +279,7 @@ struct kb_guard_slot *kb_guard_open(struct kb_guard *g, int fd,
   if(g->slots)
     g->slots->prev = s;
   g->slots = s;
-  pthread_cond_signal(&g->wake);
+  kb_guard_wake(g, s->deadline_ms);
   pthread_mutex_unlock(&g->lock);
   return s;
 }
@@ -286,7 +302,7 @@ static bool kb_guard_move(struct kb_guard_slot *s, enum kb_guard_phase phase,
     s->waiting_ms = kb_guard_now();
     s->deadline_ms = s->waiting_ms + timeout_ms;
     if(phase != KB_GUARD_BUSY)
-      pthread_cond_signal(&g->wake);
+      kb_guard_wake(g, s->deadline_ms);
   }
   pthread_mutex_unlock(&g->lock);
   return ok;

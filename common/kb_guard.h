@@ -47,6 +47,7 @@ struct kb_guard_stats {
   uint64_t timed_out; /* 408: head or body not complete in time */
   uint64_t evicted;   /* closed to make room at a cap */
   uint64_t refused;   /* refused at a cap, nothing to evict */
+  uint64_t scans;     /* times the thread looked for deadlines passed */
 };
 
 struct kb_guard;

@@ -2,7 +2,8 @@
  * test_common.c - the shared pieces: capped buffer, user store, HTTP date,
  * random-source fallback, note codes, connection names, listening sockets,
  * the one classification of Authorization headers, the one reader of
- * recorded HTTP messages and the one grammar of A..B ranges.
+ * recorded HTTP messages, the one grammar of A..B ranges and the
+ * connection guard's wake-ups.
  */
 #include <check.h>
 #include <stdio.h>
@@ -10,13 +11,16 @@
 #include <string.h>
 
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/kb_auth.h"
 #include "common/kb_buf.h"
 #include "common/kb_env.h"
+#include "common/kb_guard.h"
 #include "common/kb_net.h"
 #include "common/kb_range.h"
 #include "common/kb_users.h"
@@ -693,6 +697,56 @@ START_TEST(range_splits_one_grammar)
 }
 END_TEST
 
+/* The guard's thread's looks at the slots (kb_guard_stats' scans) once
+ * they reach want, or after ms milliseconds of the clock; returns them. */
+static uint64_t guard_scans_reach(struct kb_guard *g, uint64_t want, int ms)
+{
+  struct kb_guard_stats st;
+  struct timespec t0, t;
+
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for(;;) {
+    kb_guard_stats(g, &st);
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    if(st.scans >= want ||
+       (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= ms)
+      return st.scans;
+    sched_yield();
+  }
+}
+
+/* The guard's thread looks at the slots when a deadline may have passed,
+ * not on every request: a kept-alive connection's requests only push its
+ * deadline later, so they do not wake it (issue 33: two wake-ups of the
+ * thread per request were a third of the listener's CPU per request). */
+START_TEST(guard_sleeps_through_requests)
+{
+  struct kb_guard_config gc;
+  struct kb_guard *g = NULL;
+  struct kb_guard_slot *slot;
+  char err[128];
+  int i;
+
+  memset(&gc, 0, sizeof(gc));
+  ck_assert_int_eq(kb_guard_start(&gc, &g, err, sizeof(err)), 0);
+  /* Its first look (no slot: it sleeps a minute), then the one a new
+   * connection's earlier deadline asks for. */
+  ck_assert_uint_eq(guard_scans_reach(g, 1, 10000), 1);
+  slot = kb_guard_open(g, -1, NULL);
+  ck_assert_ptr_nonnull(slot);
+  ck_assert_uint_eq(guard_scans_reach(g, 2, 10000), 2);
+  for(i = 0; i < 100; i++) {
+    ck_assert(kb_guard_head_done(slot));
+    ck_assert(kb_guard_body_done(slot));
+    kb_guard_next(slot);
+  }
+  /* No more looks, however long it is given to make one. */
+  ck_assert_uint_eq(guard_scans_reach(g, 3, 200), 2);
+  kb_guard_close(slot);
+  kb_guard_stop(g);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("common");
@@ -716,6 +770,7 @@ int main(void)
   tcase_add_test(tc, wire_frames_messages);
   tcase_add_test(tc, wire_finds_fields);
   tcase_add_test(tc, range_splits_one_grammar);
+  tcase_add_test(tc, guard_sleeps_through_requests);
   suite_add_tcase(s, tc);
   failed = kbt_run(s);
   return failed ? EXIT_FAILURE : EXIT_SUCCESS;
