@@ -372,7 +372,7 @@ static void kbsim_phase_init(struct kbsim_phase *phase, bool fixed,
   sc->bridge_same_certificate = d->bridge_same;
   sc->extended_protection = d->epa;
   if(d->epa != BACKEND_EPA_NONE) {
-    /* As scenarios/tls: Exchange authenticates itself and checks the
+    /* As the TLS scenarios: Exchange authenticates itself and checks the
      * binding; ISA passes NTLM through, so its patch level changes
      * nothing, and the real world's table says the outcome. */
     sc->auth = PROXY_AUTH_NONE;
@@ -701,7 +701,8 @@ const struct kbsim_command kbsim_demo_command = {
     "runs, and each refusal says both bindings.\n\n"
     "Exits 0 only when both behave as the KB says (for a kind the bug does "
     "not reach or a user inside: clean both times; where Extended "
-    "Protection refuses: refused both times, as in scenarios/tls). Output is "
+    "Protection refuses: refused both times, as in the TLS scenarios). Output "
+    "is "
     "wrapped to the "
     "terminal's width (at most 100 columns when it is not a terminal).",
     demo_opts,
@@ -808,7 +809,7 @@ static int kbsim_cmd_demo(int argc, char **argv)
       return 3;
     }
   }
-  /* The real world's table (scenarios/tls/README.md): a channel binding
+  /* The real world's table (scenarios/README.md): a channel binding
    * names the certificate the client saw; Exchange matches it against its
    * own TLS connection's, which only a bridge with Exchange's certificate
    * shares. */
@@ -862,7 +863,7 @@ static int kbsim_cmd_demo(int argc, char **argv)
              "channel binding %s computed names the certificate it saw, "
              "and TLS ends at another one in front of Exchange. The KB "
              "changes nothing for it; bridge with Exchange's certificate "
-             "(scenarios/tls/README.md).%s\n",
+             "(scenarios/README.md).%s\n",
              kbsim_on(&d, KBSIM_GREEN), d.kind->label, kbsim_off(&d));
     else if(d.epa != BACKEND_EPA_NONE)
       printf("%sVerdict: as the real world's table says - ISA bridges with "

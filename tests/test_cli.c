@@ -652,8 +652,8 @@ START_TEST(scenario_search_path)
     ck_assert_msg(strstr(listed, want), "%s not listed", e->d_name);
   }
   closedir(d);
-  ck_assert_int_eq(proc_count(p.out.data, " error "), 11);
-  ck_assert_int_eq(proc_count(p.out.data, " clean "), 12);
+  ck_assert_int_eq(proc_count(p.out.data, " error "), 14);
+  ck_assert_int_eq(proc_count(p.out.data, " clean "), 15);
   proc_free(&p);
   PROC_KBSIM(&p, "list", "--names");
   ck_assert_int_eq(proc_count(p.out.data, "\n"), files);

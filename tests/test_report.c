@@ -686,9 +686,9 @@ START_TEST(report_of_tls_hops_and_epa)
       "\xe2\x9c\x97 Exchange: Extended Protection (require): the "
       "client&#39;s channel binding ";
   char html[512];
-  const char *own[] = {"run", SCENARIOS_DIR "/tls/epa-bridge-own-require.ini",
+  const char *own[] = {"run", SCENARIOS_DIR "/epa-bridge-own-require.ini",
                        "--html", html, NULL};
-  const char *offload[] = {"run", SCENARIOS_DIR "/tls/offload-bug.ini",
+  const char *offload[] = {"run", SCENARIOS_DIR "/tls-offload-bug.ini",
                            "--html", html, NULL};
   const char *plain[] = {"run",    "--policy", "per-connection",
                          "--html", html,       NULL};

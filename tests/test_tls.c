@@ -298,12 +298,12 @@ static void tls_emit(void *ctx, const struct kb_trace_event *ev)
   pthread_mutex_unlock(&s->lock);
 }
 
-/* Loads scenarios/tls/NAME.ini. */
+/* Loads scenarios/NAME.ini. */
 static void tls_scenario(const char *name, struct scenario *sc)
 {
   char path[512], err[512] = "";
 
-  snprintf(path, sizeof(path), "%s/tls/%s.ini", SCENARIOS_DIR, name);
+  snprintf(path, sizeof(path), "%s/%s.ini", SCENARIOS_DIR, name);
   ck_assert_msg(!scenario_load(path, sc, err, sizeof(err)), "%s", err);
 }
 
@@ -378,7 +378,7 @@ START_TEST(kb_over_tls)
   struct tls_seen seen;
   char lc[33], ec[33];
 
-  tls_scenario("offload-bug", &sc);
+  tls_scenario("tls-offload-bug", &sc);
   tls_run(&sc, &seen, &o, lc, ec);
   ck_assert_uint_eq(o.sessions.users_with_error, 2);
   ck_assert_uint_eq(o.sessions.infrastructure, 0);
@@ -392,7 +392,7 @@ START_TEST(kb_over_tls)
                 seen.client_text);
   sim_outcome_free(&o);
 
-  tls_scenario("bridge-fix", &sc);
+  tls_scenario("tls-bridge-fix", &sc);
   tls_run(&sc, &seen, &o, lc, ec);
   ck_assert_uint_eq(o.sessions.users_with_error, 0);
   ck_assert_uint_eq(o.sessions.infrastructure, 0);
@@ -509,8 +509,7 @@ START_TEST(run_prints_why)
   struct proc_out p;
   char path[512];
 
-  snprintf(path, sizeof(path), "%s/tls/epa-bridge-own-require.ini",
-           SCENARIOS_DIR);
+  snprintf(path, sizeof(path), "%s/epa-bridge-own-require.ini", SCENARIOS_DIR);
   PROC_KBSIM(&p, "run", path);
   ck_assert_msg(p.status == 0, "%s%s", p.out.data, p.err.data);
   /* One line for the test: the output wraps at 100 columns, continuing
@@ -607,7 +606,7 @@ START_TEST(exchange_tls_serves)
 }
 END_TEST
 
-/* The console's sessions on a TLS array: serve of offload-bug, and `kbsim
+/* The console's sessions on a TLS array: serve of tls-offload-bug, and `kbsim
  * ctl session` runs a session inside serve that verifies the listener
  * against the run's CA and meets KB 942638 (server-error); before, it
  * could not verify the certificate. A client that does not trust the
@@ -620,7 +619,7 @@ START_TEST(serve_tls_console_sessions)
   struct served s;
   struct proc_out p;
 
-  snprintf(scenario, sizeof(scenario), "%s/tls/offload-bug.ini", SCENARIOS_DIR);
+  snprintf(scenario, sizeof(scenario), "%s/tls-offload-bug.ini", SCENARIOS_DIR);
   served_start(&s, (const char *const[]){scenario, "--admin", "127.0.0.1:0",
                                          "--quiet", NULL});
   snprintf(admin, sizeof(admin), "127.0.0.1:%u", s.admin);
@@ -741,7 +740,7 @@ START_TEST(keylog_every_connection)
 
   proc_tmpdir("kbsim-tls", dir, sizeof(dir));
   snprintf(log, sizeof(log), "%s/keys.log", dir);
-  snprintf(scenario, sizeof(scenario), "%s/tls/epa-bridge-same-require.ini",
+  snprintf(scenario, sizeof(scenario), "%s/epa-bridge-same-require.ini",
            SCENARIOS_DIR);
   snprintf(pcap, sizeof(pcap), "%s/run.pcap", dir);
   PROC_KBSIM(&p, "run", scenario, "--keylog", log, "--pcap", pcap);
@@ -824,7 +823,7 @@ START_TEST(keylog_decrypts_capture)
   snprintf(cap, sizeof(cap), "%s/lo.pcapng", dir);
   snprintf(withkeys, sizeof(withkeys), "%s/lo-dsb.pcapng", dir);
   snprintf(secrets, sizeof(secrets), "tls,%s", log);
-  snprintf(scenario, sizeof(scenario), "%s/tls/epa-bridge-same-require.ini",
+  snprintf(scenario, sizeof(scenario), "%s/epa-bridge-same-require.ini",
            SCENARIOS_DIR);
   {
     char *argv[] = {"/usr/bin/dumpcap",
@@ -966,8 +965,8 @@ START_TEST(pcap_opens_decrypted)
     const char *file;
     const char *decrypted;
   } runs[] = {
-      {"offload-bug", "2 TLS connections decrypted"},
-      {"bridge-fix", "4 TLS connections decrypted"},
+      {"tls-offload-bug", "2 TLS connections decrypted"},
+      {"tls-bridge-fix", "4 TLS connections decrypted"},
   };
   char dir[256], scenario[512], pcap[300], txt[300];
   struct proc_out p;
@@ -981,7 +980,7 @@ START_TEST(pcap_opens_decrypted)
     uint8_t *bytes;
     size_t n;
 
-    snprintf(scenario, sizeof(scenario), "%s/tls/%s.ini", SCENARIOS_DIR,
+    snprintf(scenario, sizeof(scenario), "%s/%s.ini", SCENARIOS_DIR,
              runs[i].file);
     snprintf(pcap, sizeof(pcap), "%s/%s.pcapng", dir, runs[i].file);
     snprintf(txt, sizeof(txt), "%s/%s.txt", dir, runs[i].file);
