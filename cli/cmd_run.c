@@ -357,7 +357,7 @@ static const struct kbsim_opt run_opts[] = {
      "Run N sessions through one ISA: per-connection is ISA 2006 as "
      "shipped, per-request has KB 942638 (SP1 and the script)."},
     {"clients", 'c', "N",
-     "Concurrent Communicator sessions, 1 to 1000 "
+     "Concurrent Communicator sessions, 1 to 10000 "
      "(default 1)."},
     {"posts", 'p', "N",
      "EWS POSTs per session after autodiscover, 1 to 100 "

@@ -41,8 +41,8 @@
 #endif
 
 /* Stack per fiber. A session's deepest path (libcurl's callbacks, libxml2,
- * NTLM, MIT Kerberos through GSS-API, OpenSSL's handshake) touched under
- * 64 KiB when measured (client/README.md); the reserve leaves room and
+ * NTLM, MIT Kerberos through GSS-API, TLS) touched 24 KiB at most when
+ * measured (client/README.md); the reserve leaves ten times that and
  * costs address space only. Sanitizers' redzones make frames larger. */
 #if defined(KB_FIBER_ASAN) || defined(KB_FIBER_TSAN)
 #define KB_FIBER_STACK (1024u * 1024u)
