@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "common/kb_guard.h"
 #include "common/kb_users.h"
 #include "sim/fdlimit.h"
 #include "sim/topology.h"
@@ -69,6 +70,9 @@ int main(int argc, char **argv)
   cfg.users = users;
   cfg.simulated = true;
   cfg.seed = 1;
+  /* All N are connected at once: the listener must hold them all. */
+  if(n > KB_GUARD_MAX_CONNECTIONS)
+    cfg.max_connections = (unsigned)n;
   if(sim_topology_start(&cfg, &topo, err, sizeof(err))) {
     fprintf(stderr, "bench_memory: %s\n", err);
     goto out;
