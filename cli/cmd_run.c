@@ -489,9 +489,8 @@ static int kbsim_run_option(struct kbsim_run *r, int c, const char *arg)
     break;
   case 'c':
     if(kbsim_parse_u64(arg, 1, KBSIM_MAX_CLIENTS, &v))
-      return kbsim_bad_args("--clients: '%s' is not a number from 1 to "
-                            "1000",
-                            arg);
+      return kbsim_bad_args("--clients: '%s' is not a number from 1 to %u", arg,
+                            KBSIM_MAX_CLIENTS);
     flags->clients = (unsigned)v;
     r->flag_only = "--clients";
     break;
