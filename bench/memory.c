@@ -4,18 +4,22 @@
  * (integrated listener, per-request), in a fresh process so that the peak
  * belongs to that N alone.
  *
- * Usage: bench_memory N [POSTS]
+ * Usage: bench_memory N [POSTS]   (N from 1 to 10000)
  * Prints one tab-separated line:
  *   memory <N> <KiB resident after start> <KiB peak resident> <failed>
+ *          <worker threads> <KiB of stack the deepest session touched>
  * bench/run runs it for several N and reports the slope per session.
- * Exits 1 when a session failed.
+ * Exits 1 when a session failed, 2 when N does not fit under the
+ * descriptor limit (the same up-front check as `kbsim run`).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
+#include "common/kb_guard.h"
 #include "common/kb_users.h"
+#include "sim/fdlimit.h"
 #include "sim/topology.h"
 
 #define MEMORY_LOGIN "FABRIKAM\\alice:Passw0rd!"
@@ -46,9 +50,13 @@ int main(int argc, char **argv)
   char err[256];
   int result = 1;
 
-  if(argc < 2 || (n = strtoul(argv[1], NULL, 10)) < 1 || n > 1000 ||
+  if(argc < 2 || (n = strtoul(argv[1], NULL, 10)) < 1 || n > 10000 ||
      (argc > 2 && (posts = strtoul(argv[2], NULL, 10)) < 1)) {
-    fprintf(stderr, "usage: bench_memory SESSIONS(1-1000) [POSTS]\n");
+    fprintf(stderr, "usage: bench_memory SESSIONS(1-10000) [POSTS]\n");
+    return 2;
+  }
+  if(sim_fd_check(n, err, sizeof(err))) {
+    fprintf(stderr, "bench_memory: %s\n", err);
     return 2;
   }
   memset(&s, 0, sizeof(s));
@@ -62,6 +70,9 @@ int main(int argc, char **argv)
   cfg.users = users;
   cfg.simulated = true;
   cfg.seed = 1;
+  /* All N are connected at once: the listener must hold them all. */
+  if(n > KB_GUARD_MAX_CONNECTIONS)
+    cfg.max_connections = (unsigned)n;
   if(sim_topology_start(&cfg, &topo, err, sizeof(err))) {
     fprintf(stderr, "bench_memory: %s\n", err);
     goto out;
@@ -79,8 +90,8 @@ int main(int argc, char **argv)
     goto out;
   }
   getrusage(RUSAGE_SELF, &ru);
-  printf("memory\t%lu\t%lu\t%ld\t%u\n", n, before, ru.ru_maxrss,
-         s.posts_failed + s.not_started);
+  printf("memory\t%lu\t%lu\t%ld\t%u\t%u\t%zu\n", n, before, ru.ru_maxrss,
+         s.posts_failed + s.not_started, s.threads, s.stack_peak / 1024);
   result = s.posts_failed || s.not_started ? 1 : 0;
 out:
   sim_sessions_free(&s);

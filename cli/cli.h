@@ -18,7 +18,7 @@
 #include "sim/topology.h"
 #include "usage.h"
 
-#define KBSIM_MAX_CLIENTS 1000
+#define KBSIM_MAX_CLIENTS 10000
 #define KBSIM_MAX_POSTS 100
 #define KBSIM_MAX_USERS 64
 

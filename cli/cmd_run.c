@@ -359,7 +359,7 @@ static const struct kbsim_opt run_opts[] = {
      "Run N sessions through one ISA: per-connection is ISA 2006 as "
      "shipped, per-request has KB 942638 (SP1 and the script)."},
     {"clients", 'c', "N",
-     "Concurrent Communicator sessions, 1 to 1000 "
+     "Concurrent Communicator sessions, 1 to 10000 "
      "(default 1)."},
     {"posts", 'p', "N",
      "EWS POSTs per session after autodiscover, 1 to 100 "
@@ -492,9 +492,8 @@ static int kbsim_run_option(struct kbsim_run *r, int c, const char *arg)
     break;
   case 'c':
     if(kbsim_parse_u64(arg, 1, KBSIM_MAX_CLIENTS, &v))
-      return kbsim_bad_args("--clients: '%s' is not a number from 1 to "
-                            "1000",
-                            arg);
+      return kbsim_bad_args("--clients: '%s' is not a number from 1 to %u", arg,
+                            KBSIM_MAX_CLIENTS);
     flags->clients = (unsigned)v;
     r->flag_only = "--clients";
     break;

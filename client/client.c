@@ -473,8 +473,7 @@ void client_destroy(struct client *client)
   /* Closing the handle closes its connection through client_close_socket,
    * which still needs the client. */
   client__rpc_free(client);
-  if(client->easy)
-    curl_easy_cleanup(client->easy);
+  client__easy_cleanup(client);
   curl_url_cleanup(client->base);
   free(client->autodiscover_url);
   free(client->page_url);

@@ -7,14 +7,17 @@
  *                an answer usable; what the user sees
  *   post.c       one POST and its strategies: Communicator's plain first
  *                request, NTLM re-authentication and Basic, Outlook's
- *   leg.c        one leg: a request's headers, one curl_easy_perform and
- *                its answer booked into the POST's result
+ *   leg.c        one leg: a request's headers, one transfer and its answer
+ *                booked into the POST's result
+ *   perform.c    how a transfer waits: curl_easy_perform on a thread of
+ *                its own, the fiber's epoll loop on a worker (kb_fiber.h)
  *   transport.c  libcurl: the easy handle, its callbacks, the sockets and
  *                the client's own keep-alive limits
  *   trace.c      what the client reports to its kb_trace: events, and each
  *                request recorded from what libcurl sent as an EXCHANGE
  *
- * A client runs on one thread; nothing here is shared between clients.
+ * A client runs on one thread (or one fiber, which never leaves its worker
+ * thread); nothing here is shared between clients.
  */
 #ifndef CLIENT_INT_H
 #define CLIENT_INT_H
@@ -164,6 +167,10 @@ struct client {
   char *ews_url;  /* ASUrl's path on base_url, once known */
   char *ews_path;
   CURL *easy; /* NULL only when re-creating it ran out of memory */
+  /* On a fiber: the multi handle easy runs in (perform.c), made with it and
+   * cleaned up with it, so that easy's connections stay its own, as in
+   * curl_easy_perform's. NULL until the first transfer, and off a fiber. */
+  CURLM *multi;
   char errbuf[CURL_ERROR_SIZE];
   bool out_of_fds; /* a socket could not be opened: EMFILE, ENFILE */
   struct client_socket sockets[CLIENT_MAX_SOCKETS];
@@ -295,6 +302,31 @@ int client__setup_easy(struct client *c);
  * handle cannot be made (c->easy is then NULL and the next leg fails with a
  * transport error). */
 int client__drop_connection(struct client *c);
+
+/* ---- perform.c --------------------------------------------------------------
+ */
+
+/* Runs c->easy's transfer to its end: curl_easy_perform when the caller is
+ * not on a fiber, else in c->multi on the fiber's worker, yielding while
+ * it waits. Returns curl's result for the transfer. */
+CURLcode client__perform(struct client *c);
+
+/* A new multi handle whose sockets and timer, on a fiber, are the fiber's
+ * (kb_fiber_watch, kb_fiber_timer); a plain one off a fiber. Returns NULL
+ * when out of memory. The caller cleans it up with curl_multi_cleanup. */
+CURLM *client__multi_new(void);
+
+/* One round of multi's transfers without waiting: curl_multi_perform off
+ * a fiber, curl_multi_socket_action for what the fiber found ready on it. */
+CURLMcode client__multi_perform(CURLM *multi);
+
+/* Waits up to ms milliseconds for multi: curl_multi_poll off a fiber, a
+ * yield to the worker's loop on one. */
+CURLMcode client__multi_poll(CURLM *multi, int ms);
+
+/* Cleans up c->easy and its multi handle, which closes c->easy's
+ * connections (client_close_socket traces them). c->easy is NULL after. */
+void client__easy_cleanup(struct client *c);
 
 /* After a transfer on HTTPS: reads the certificate the listener presented
  * (libcurl's certificate info; kept from the last handshake while a

@@ -1,7 +1,7 @@
 /*
  * leg.c - one leg of a POST: its headers in the support case's order, one
- * curl_easy_perform, and its answer (status, WWW-Authenticate values, body)
- * booked into the POST's result. A transfer that fails is described here.
+ * transfer (client__perform), and its answer (status, WWW-Authenticate values,
+ * body) booked into the POST's result. A transfer that fails is described here.
  */
 #include "client_int.h"
 
@@ -207,10 +207,10 @@ static enum kb_auth client_leg_auth(enum client_leg_kind which)
   return KB_AUTH_NONE;
 }
 
-/* Sends one leg: one curl_easy_perform of a POST to url with the headers
- * of client_headers, auth as the Authorization value and body (len bytes,
- * may be 0). Fills *leg with the last response. Every request libcurl sent
- * becomes one EXCHANGE event; a leg that never got one out still gets one,
+/* Sends one leg: one transfer (client__perform) of a POST to url with the
+ * headers of client_headers, auth as the Authorization value and body (len
+ * bytes, may be 0). Fills *leg with the last response. Every request libcurl
+ * sent becomes one EXCHANGE event; a leg that never got one out still gets one,
  * with status 0. When the listener closed a kept-alive connection without
  * answering and libcurl sent the request again on a new one, a NOTE says
  * so. Returns curl's result; the caller owns leg, which must be cleared. */
@@ -247,7 +247,7 @@ static CURLcode client_send_leg(struct client *c,
     /* current_conn outlives a close at the end of the transfer so that the
      * result can name the connection; a leg that never got one reports 0. */
     c->leg = leg;
-    result = curl_easy_perform(c->easy);
+    result = client__perform(c);
     c->leg = NULL;
     if(c->ca_pem)
       client__tls_seen(c);

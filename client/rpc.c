@@ -357,9 +357,9 @@ static int client_rpc_wait(struct client *c, struct client_rpc_chan *ch,
   clock_gettime(CLOCK_MONOTONIC, &t0);
 
   for(;;) {
-    int running = 0, left = 0;
+    int left = 0;
     CURLMsg *msg;
-    if(curl_multi_perform(r->multi, &running) != CURLM_OK)
+    if(client__multi_perform(r->multi) != CURLM_OK)
       return -1;
     while((msg = curl_multi_info_read(r->multi, &left))) {
       struct client_rpc_chan *done =
@@ -378,7 +378,7 @@ static int client_rpc_wait(struct client *c, struct client_rpc_chan *ch,
     if((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >
        c->timeout_ms)
       return -1;
-    if(curl_multi_poll(r->multi, NULL, 0, 100, NULL) != CURLM_OK)
+    if(client__multi_poll(r->multi, 100) != CURLM_OK)
       return -1;
   }
 }
@@ -464,7 +464,7 @@ static int client_rpc_init(struct client *c)
   kb_buf_init(&r->down, CLIENT_MAX_BODY);
   snprintf(label, sizeof(label), "client/%u/rpc/cookies", c->id);
   kb_rng_fill(&c->rng, label, r->cookies, sizeof(r->cookies));
-  r->multi = curl_multi_init();
+  r->multi = client__multi_new();
   if(!r->multi || client_rpc_chan_init(c, &r->out, "RPC_OUT_DATA") ||
      client_rpc_chan_init(c, &r->in, "RPC_IN_DATA"))
     return -1;

@@ -456,8 +456,7 @@ void client__tls_seen(struct client *c)
 
 int client__drop_connection(struct client *c)
 {
-  if(c->easy)
-    curl_easy_cleanup(c->easy);
+  client__easy_cleanup(c);
   c->easy = curl_easy_init();
   if(c->easy && !client__setup_easy(c))
     return 0;

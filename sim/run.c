@@ -2,6 +2,7 @@
  * run.c - scenario -> topology + client plan -> outcome -> verdict.
  */
 #include "sim/run.h"
+#include "common/kb_guard.h"
 #include "common/kb_net.h"
 #include "sim/fdlimit.h"
 #include "sim/kdc.h"
@@ -134,6 +135,11 @@ void sim_scenario_topology(const struct scenario *sc, struct kb_users *users,
       scenario_passes_through(sc) ? BACKEND_AUTH_INTEGRATED : sc->exchange_auth;
   cfg->idle_timeout_ms = sc->idle_timeout_ms;
   cfg->max_requests = sc->max_requests;
+  /* Every session is connected at once (they run on fibers, all started
+   * together): past the listener's default of 1024, each member may have
+   * to hold every client's connection. */
+  if(sc->clients > KB_GUARD_MAX_CONNECTIONS)
+    cfg->max_connections = sc->clients;
   cfg->balancer = sc->balancer;
   cfg->tls = sc->tls;
   cfg->bridge_same_certificate = sc->bridge_same_certificate;

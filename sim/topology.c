@@ -3,6 +3,7 @@
  * clock, random source, users and trace, and runs client sessions.
  */
 #include "sim/topology.h"
+#include "common/kb_fiber.h"
 #include "common/kb_guard.h"
 #include "sim/fdlimit.h"
 
@@ -352,11 +353,11 @@ struct sim__job {
   const struct sim_clients *plan;
 };
 
-/* Thread body: one client, one session, results copied into the job's
- * session slot (which no other thread touches). */
-static void *sim__session_thread(void *arg)
+/* Fiber body (kb_fiber_fn): one client, one session, results copied into
+ * the job's session slot (which no other fiber touches). */
+static void sim__session(void *arg, size_t k)
 {
-  struct sim__job *job = arg;
+  struct sim__job *job = (struct sim__job *)arg + k;
   struct sim_session *s = job->session;
   struct client_config cfg;
   struct client *client = NULL;
@@ -366,7 +367,7 @@ static void *sim__session_thread(void *arg)
   if(kb_users_split_spec(job->spec, false, domain, sizeof(domain), user,
                          sizeof(user), password, sizeof(password), s->error,
                          sizeof(s->error)))
-    return NULL;
+    return;
   sim_topology_client_config(job->topo, s->id, domain, user, password,
                              job->plan->ews_posts, &cfg);
   cfg.ntlm_kind = job->plan->ntlm;
@@ -378,7 +379,7 @@ static void *sim__session_thread(void *arg)
   cfg.max_requests = job->plan->max_requests;
   cfg.krb5_ccache = job->krb5_ccache;
   if(client_create(&cfg, &client, s->error, sizeof(s->error)))
-    return NULL;
+    return;
   /* Step the session by hand to keep what the user saw after each POST. */
   for(;;) {
     struct client_post_result r;
@@ -404,7 +405,6 @@ static void *sim__session_thread(void *arg)
   for(i = 0; i < s->nresults; i++)
     s->results[i] = *client_result(client, i);
   client_destroy(client);
-  return NULL;
 }
 
 int sim_run_sessions(struct sim_topology *topo, unsigned nclients,
@@ -430,8 +430,7 @@ int sim_run_plan(struct sim_topology *topo, const struct sim_clients *plan,
   unsigned nclients = plan->count;
   size_t nusers = plan->nlogins;
   struct sim__job *jobs = NULL;
-  pthread_t *threads = NULL;
-  unsigned started = 0;
+  struct kb_fiber_stats stats;
   unsigned i;
   int result = -1;
 
@@ -442,15 +441,12 @@ int sim_run_plan(struct sim_topology *topo, const struct sim_clients *plan,
   }
   out->sessions = calloc(nclients, sizeof(*out->sessions));
   jobs = calloc(nclients, sizeof(*jobs));
-  threads = calloc(nclients, sizeof(*threads));
-  if(!out->sessions || !jobs || !threads) {
+  if(!out->sessions || !jobs) {
     snprintf(err, errlen, "out of memory for %u clients", nclients);
     goto done;
   }
   out->count = nclients;
   for(i = 0; i < nclients; i++) {
-    int rc;
-
     out->sessions[i].id = i + 1;
     jobs[i].topo = topo;
     jobs[i].session = &out->sessions[i];
@@ -458,21 +454,12 @@ int sim_run_plan(struct sim_topology *topo, const struct sim_clients *plan,
     jobs[i].krb5_ccache =
         plan->krb5_ccaches ? plan->krb5_ccaches[i % nusers] : NULL;
     jobs[i].plan = plan;
-    rc = pthread_create(&threads[i], NULL, sim__session_thread, &jobs[i]);
-    if(rc) {
-      snprintf(err, errlen,
-               "cannot start client thread %u of %u: %s; "
-               "use fewer --clients",
-               i + 1, nclients, strerror(rc));
-      break;
-    }
-    kb_thread_name(threads[i], "kb-client");
-    started++;
   }
-  for(i = 0; i < started; i++)
-    pthread_join(threads[i], NULL);
-  if(started < nclients)
+  if(kb_fiber_run(nclients, sim__session, jobs, kb_fiber_threads(nclients),
+                  &stats, err, errlen))
     goto done;
+  out->threads = stats.threads;
+  out->stack_peak = stats.stack_peak;
 
   for(i = 0; i < nclients; i++) {
     const struct sim_session *s = &out->sessions[i];
@@ -499,7 +486,6 @@ int sim_run_plan(struct sim_topology *topo, const struct sim_clients *plan,
 
 done:
   free(jobs);
-  free(threads);
   if(result)
     sim_sessions_free(out);
   return result;

@@ -192,13 +192,16 @@ struct sim_sessions {
   unsigned infrastructure;      /* sessions the harness failed */
   unsigned not_started;         /* sessions whose client could not start */
   unsigned posts, posts_ok, posts_failed;
+  unsigned threads;  /* worker threads the sessions ran on */
+  size_t stack_peak; /* most stack one session's fiber touched, bytes */
 };
 
-/* Runs nclients Communicator sessions concurrently, one thread and one
- * connection each, client i (from 1) signing in as users_spec[(i-1) %
+/* Runs nclients Communicator sessions concurrently, each a fiber
+ * (common/kb_fiber.h) on one of a few worker threads (one per core, never
+ * more than nclients), client i (from 1) signing in as users_spec[(i-1) %
  * nusers] ("DOMAIN\user:password" specs; borrowed). Returns 0 with *out
  * filled (release with sim_sessions_free), or -1 with a reason in err when
- * a thread could not be started. */
+ * a worker or a session's stack could not be made. */
 int sim_run_sessions(struct sim_topology *topo, unsigned nclients,
                      unsigned ews_posts, enum ntlm_response_kind kind,
                      const char *const *users_spec, size_t nusers,

@@ -5,10 +5,14 @@
  */
 #include <check.h>
 #include <glob.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include "common/kb_fiber.h"
 #include "evidence/version.h"
 #include "kbt.h"
 #include "proc.h"
@@ -382,6 +386,66 @@ START_TEST(concurrent_clients)
 }
 END_TEST
 
+/* The threads the clients' own events (hop client-proxy, side client)
+ * came from: distinct kernel thread ids. */
+struct thread_set {
+  pthread_mutex_t lock;
+  pid_t tids[256];
+  size_t n;
+  size_t events;
+};
+
+static void thread_set_emit(void *ctx, const struct kb_trace_event *ev)
+{
+  struct thread_set *t = ctx;
+  pid_t tid = (pid_t)syscall(SYS_gettid);
+  size_t i;
+
+  if(ev->hop != KB_HOP_CLIENT_PROXY || ev->side != KB_SIDE_CLIENT)
+    return;
+  pthread_mutex_lock(&t->lock);
+  t->events++;
+  for(i = 0; i < t->n && t->tids[i] != tid; i++)
+    ;
+  if(i == t->n && t->n < sizeof(t->tids) / sizeof(t->tids[0]))
+    t->tids[t->n++] = tid;
+  pthread_mutex_unlock(&t->lock);
+}
+
+/* 64 sessions run at once on the worker threads, one per core at most:
+ * every client event comes from one of them (a thread per session gave 64
+ * distinct threads), and each session still gets its own connection. */
+START_TEST(sessions_share_few_threads)
+{
+  static const char *specs[] = {"FABRIKAM\\alice:Passw0rd!"};
+  struct kb_users *u = users_new();
+  struct thread_set t = {.lock = PTHREAD_MUTEX_INITIALIZER};
+  struct kb_trace trace = {thread_set_emit, &t};
+  struct sim_topology *topo = topo_start(PROXY_POLICY_PER_REQUEST, u, 5, trace);
+  struct sim_sessions s;
+  struct proxy_stats ps;
+  unsigned workers = kb_fiber_threads(64);
+  char err[256];
+
+  ck_assert_int_eq(sim_run_sessions(topo, 64, 1, NTLM_RESPONSE_V2, specs, 1, &s,
+                                    err, sizeof(err)),
+                   0);
+  proxy_stats(topo->proxy, &ps);
+  ck_assert_uint_eq(s.count, 64);
+  ck_assert_uint_eq(s.posts_ok, 64 * 2);
+  ck_assert_uint_eq(ps.connections, 64);
+  ck_assert_uint_lt(workers, 64);
+  ck_assert_uint_gt(t.events, 64);
+  ck_assert_uint_ge(t.n, 1);
+  ck_assert_uint_le(t.n, workers);
+  ck_assert_uint_eq(s.threads, workers);
+  ck_assert_uint_gt(s.stack_peak, 0);
+  sim_sessions_free(&s);
+  sim_topology_stop(topo);
+  kb_users_free(u);
+}
+END_TEST
+
 /* Concatenates the bytes client 1 sent, in order. Caller frees. */
 static uint8_t *client_bytes(uint64_t seed, size_t *len)
 {
@@ -562,6 +626,7 @@ int main(void)
   tcase_add_test(tc, policy_switched_mid_session);
   tcase_add_test(tc, wrong_password_reaches_nothing);
   tcase_add_test(tc, concurrent_clients);
+  tcase_add_test(tc, sessions_share_few_threads);
   tcase_add_test(tc, same_seed_same_bytes);
   tcase_add_test(tc, every_connection_named_on_both_ends);
   tcase_add_test(tc, version_line_names_everything);
