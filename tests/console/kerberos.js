@@ -13,80 +13,35 @@
 //      decision the one-leg acceptance, nothing body-less.
 "use strict";
 
-const { execFile } = require("child_process");
-const puppeteer = require("puppeteer-core");
+const { fail, ok, client, until, withConsole } = require("./session_page");
 
 const [consoleUrl, kbsim, listenerUrl, ccache, user] = process.argv.slice(2);
-const STEP_MS = 20000; // a step that takes longer has failed, not slowed
-
-function fail(msg) {
-  console.log("FAIL " + msg);
-  process.exit(1);
-}
-
-function ok(msg) {
-  console.log("ok " + msg);
-}
 
 // One `kbsim client` session with the user's Kerberos ticket; resolves
 // its exit code.
-function client() {
-  return new Promise((resolve) => {
-    execFile(kbsim, ["client", "--url", listenerUrl, "--krb5-ccache", ccache,
-                     "--user", user, "--posts", "1"],
-             (err) => resolve(err ? err.code : 0));
+function session() {
+  return client(kbsim, ["--url", listenerUrl, "--krb5-ccache", ccache,
+                       "--user", user, "--posts", "1"]);
+}
+
+withConsole(consoleUrl, async (page) => {
+  const code = await session();
+  if (code !== 0)
+    fail("kbsim client exited " + code + ", not 0");
+  await until(page, "the session's legs say Kerberos", () => {
+    const texts = Array.from(document.querySelectorAll(".session svg text"))
+      .map((t) => t.textContent);
+    const label = new RegExp("^POST /EWS/Exchange\\.asmx \u00b7 Negotiate " +
+                             "\\(Kerberos\\) \u00b7 [1-9][0-9]* B$");
+    return texts.some((t) => label.test(t)) &&
+      texts.some((t) => t === "ISA: Kerberos ticket: one leg, forwarded " +
+                              "with its body");
   });
-}
-
-// Waits for fn (run in the page) to return true.
-async function until(page, what, fn, ...args) {
-  try {
-    await page.waitForFunction(fn, { timeout: STEP_MS, polling: "mutation" },
-                               ...args);
-  } catch (e) {
-    fail(what + ": " + e.message.split("\n")[0]);
-  }
-}
-
-async function main() {
-  const browser = await puppeteer.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--no-first-run",
-           "--disable-dev-shm-usage", "--proxy-server=direct://",
-           "--proxy-bypass-list=*"],
-  });
-  try {
-    const page = await browser.newPage();
-    await page.setViewport({ width: 1024, height: 768 });
-    await page.goto(consoleUrl);
-    await until(page, "the console connects",
-                () => document.getElementById("state").textContent !==
-                      "connecting");
-    ok("the console loads");
-
-    const code = await client();
-    if (code !== 0)
-      fail("kbsim client exited " + code + ", not 0");
-    await until(page, "the session's legs say Kerberos", () => {
-      const texts = Array.from(document.querySelectorAll(".session svg text"))
-        .map((t) => t.textContent);
-      const label = new RegExp("^POST /EWS/Exchange\\.asmx \u00b7 Negotiate " +
-                               "\\(Kerberos\\) \u00b7 [1-9][0-9]* B$");
-      return texts.some((t) => label.test(t)) &&
-        texts.some((t) => t === "ISA: Kerberos ticket: one leg, forwarded " +
-                                "with its body");
-    });
-    ok("the legs: Negotiate (Kerberos), accepted in one leg");
-    const bodiless = await page.evaluate(() =>
-      Array.from(document.querySelectorAll(".session svg text"))
-        .some((t) => /body-less/.test(t.textContent)));
-    if (bodiless)
-      fail("a Kerberos session drew a body-less POST");
-    ok("nothing body-less");
-  } finally {
-    await browser.close();
-  }
-}
-
-main().catch((e) => fail(e.message));
+  ok("the legs: Negotiate (Kerberos), accepted in one leg");
+  const bodiless = await page.evaluate(() =>
+    Array.from(document.querySelectorAll(".session svg text"))
+      .some((t) => /body-less/.test(t.textContent)));
+  if (bodiless)
+    fail("a Kerberos session drew a body-less POST");
+  ok("nothing body-less");
+}).catch((e) => fail(e.message));

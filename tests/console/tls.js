@@ -16,84 +16,39 @@
 //      that Exchange's connection had no TLS to match it.
 "use strict";
 
-const { execFile } = require("child_process");
-const puppeteer = require("puppeteer-core");
+const { fail, ok, client, until, withConsole } = require("./session_page");
 
 const [consoleUrl, kbsim, listenerUrl, caFile, user] = process.argv.slice(2);
-const STEP_MS = 20000; // a step that takes longer has failed, not slowed
-
-function fail(msg) {
-  console.log("FAIL " + msg);
-  process.exit(1);
-}
-
-function ok(msg) {
-  console.log("ok " + msg);
-}
 
 // One `kbsim client` session over HTTPS; resolves its exit code (1: the
 // login refused, as Extended Protection behind offloading wants).
-function client() {
-  return new Promise((resolve) => {
-    execFile(kbsim, ["client", "--url", listenerUrl, "--ca-file", caFile,
-                     "--user", user, "--posts", "1"],
-             (err) => resolve(err ? err.code : 0));
+function session() {
+  return client(kbsim, ["--url", listenerUrl, "--ca-file", caFile, "--user",
+                       user, "--posts", "1"]);
+}
+
+withConsole(consoleUrl, async (page) => {
+  const code = await session();
+  if (code !== 1)
+    fail("kbsim client exited " + code + ", not 1 (the login refused)");
+  await until(page, "the session's diagram names its hops", () => {
+    const hop = (n) => {
+      const t = document.querySelector(
+        `.session svg text.hopkind[data-hop="${n}"]`);
+      return t ? t.textContent : "";
+    };
+    return hop(1) === "HTTPS" && hop(2) === "HTTP";
   });
-}
+  ok("the diagram says HTTPS to the listener, HTTP on to Exchange");
 
-// Waits for fn (run in the page) to return true.
-async function until(page, what, fn, ...args) {
-  try {
-    await page.waitForFunction(fn, { timeout: STEP_MS, polling: "mutation" },
-                               ...args);
-  } catch (e) {
-    fail(what + ": " + e.message.split("\n")[0]);
-  }
-}
-
-async function main() {
-  const browser = await puppeteer.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--no-first-run",
-           "--disable-dev-shm-usage", "--proxy-server=direct://",
-           "--proxy-bypass-list=*"],
+  await until(page, "the Exchange line says why the login was refused",
+              () => {
+    const epa = document.querySelector("#exchange .epa");
+    return epa && new RegExp(
+      "^ \u00b7 Extended Protection refused 1 login: Extended " +
+      "Protection \\(require\\): the client's channel binding " +
+      "[0-9a-f]{32} names the certificate it saw, but this connection " +
+      "reached Exchange over plain HTTP").test(epa.textContent);
   });
-  try {
-    const page = await browser.newPage();
-    await page.setViewport({ width: 1024, height: 768 });
-    await page.goto(consoleUrl);
-    await until(page, "the console connects",
-                () => document.getElementById("state").textContent !==
-                      "connecting");
-    ok("the console loads");
-
-    const code = await client();
-    if (code !== 1)
-      fail("kbsim client exited " + code + ", not 1 (the login refused)");
-    await until(page, "the session's diagram names its hops", () => {
-      const hop = (n) => {
-        const t = document.querySelector(
-          `.session svg text.hopkind[data-hop="${n}"]`);
-        return t ? t.textContent : "";
-      };
-      return hop(1) === "HTTPS" && hop(2) === "HTTP";
-    });
-    ok("the diagram says HTTPS to the listener, HTTP on to Exchange");
-
-    await until(page, "the Exchange line says why the login was refused",
-                () => {
-      const epa = document.querySelector("#exchange .epa");
-      return epa && new RegExp(
-        "^ \u00b7 Extended Protection refused 1 login: Extended " +
-        "Protection \\(require\\): the client's channel binding " +
-        "[0-9a-f]{32} names the certificate it saw, but this connection " +
-        "reached Exchange over plain HTTP").test(epa.textContent);
-    });
-    ok("Extended Protection's refusal with the client's binding");
-  } finally {
-    await browser.close();
-  }
-}
-
-main().catch((e) => fail(e.message));
+  ok("Extended Protection's refusal with the client's binding");
+}).catch((e) => fail(e.message));
