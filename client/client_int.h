@@ -173,6 +173,9 @@ struct client {
   CURLM *multi;
   char errbuf[CURL_ERROR_SIZE];
   bool out_of_fds; /* a socket could not be opened: EMFILE, ENFILE */
+  /* An interim (1xx) answer's status line was traced and the empty line
+   * that ends it not yet (client_debug). */
+  bool interim_open;
   struct client_socket sockets[CLIENT_MAX_SOCKETS];
   size_t nsockets;
   uint64_t conn_count;      /* connections established so far */
@@ -302,6 +305,10 @@ int client__setup_easy(struct client *c);
  * handle cannot be made (c->easy is then NULL and the next leg fails with a
  * transport error). */
 int client__drop_connection(struct client *c);
+
+/* Traces the empty line that ended an interim (1xx) answer's head when
+ * libcurl did not hand it over (transport.c); nothing otherwise. */
+void client__end_interim(struct client *c);
 
 /* ---- perform.c --------------------------------------------------------------
  */

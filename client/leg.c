@@ -248,6 +248,7 @@ static CURLcode client_send_leg(struct client *c,
      * result can name the connection; a leg that never got one reports 0. */
     c->leg = leg;
     result = client__perform(c);
+    client__end_interim(c);
     c->leg = NULL;
     if(c->ca_pem)
       client__tls_seen(c);

@@ -224,6 +224,19 @@ static int client_prereq(void *clientp, char *conn_primary_ip,
   return CURL_PREREQFUNC_OK;
 }
 
+/* libcurl 7.88 hands an interim (1xx) answer's status line to the debug
+ * callback, but not the empty line that ends its head; the socket carried
+ * it ("HTTP/1.1 100 Continue\r\n\r\n", 25 bytes), so it is traced before
+ * whatever comes next: the body sent after a 100, or the final answer
+ * (client_debug), else at the end of the transfer (client_send_leg). */
+void client__end_interim(struct client *c)
+{
+  if(!c->interim_open)
+    return;
+  c->interim_open = false;
+  client__trace(c, KB_TRACE_RECV, c->current_conn, "\r\n", 2);
+}
+
 /* CURLOPT_DEBUGFUNCTION: turns the bytes curl wrote and read into SEND and
  * RECV events, exactly as they crossed the socket, and starts a request's
  * record at each header block sent. Curl's text lines are dropped: the
@@ -235,18 +248,29 @@ static int client_debug(CURL *handle, curl_infotype type, char *data,
   (void)handle;
   switch(type) {
   case CURLINFO_HEADER_OUT:
+    client__end_interim(c);
     client__req_start(c, data, size);
     client__trace(c, KB_TRACE_SEND, c->current_conn, data, size);
     break;
   case CURLINFO_DATA_OUT:
+    client__end_interim(c);
     client__trace(c, KB_TRACE_SEND, c->current_conn, data, size);
     break;
   case CURLINFO_DATA_IN:
+    client__end_interim(c);
     c->req.resp_data_in += size;
     client__trace(c, KB_TRACE_RECV, c->current_conn, data, size);
     break;
   case CURLINFO_HEADER_IN:
+    if(size == 2 && !memcmp(data, "\r\n", 2))
+      c->interim_open = false; /* libcurl gave the end of the head itself */
+    else if(size > 5 && !memcmp(data, "HTTP/", 5))
+      client__end_interim(c); /* a new status line: the 1xx head ended */
     client__trace(c, KB_TRACE_RECV, c->current_conn, data, size);
+    /* "HTTP/1.1 1xx ..." opens an interim head. */
+    if(size > 12 && !memcmp(data, "HTTP/1.", 7) && data[8] == ' ' &&
+       data[9] == '1')
+      c->interim_open = true;
     break;
   default:
     break;
