@@ -75,24 +75,15 @@ static int probe_h2_debug(CURL *easy, curl_infotype type, char *data,
 static size_t probe_h2_header(char *data, size_t size, size_t n, void *cls)
 {
   struct probe_h2 *h = cls;
-  static const char name[] = "WWW-Authenticate:";
   size_t len = size * n, vlen;
   const char *v;
 
   if(len > 5 && !strncmp(data, "HTTP/", 5))
     h->challenge[0] = '\0';
-  else if(len > sizeof(name) && !strncasecmp(data, name, sizeof(name) - 1)) {
-    v = data + sizeof(name) - 1;
-    while(v < data + len && (*v == ' ' || *v == '\t'))
-      v++;
-    vlen = len - (size_t)(v - data);
-    while(vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' ||
-                   v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
-      vlen--;
-    if(vlen > 5 && vlen < sizeof(h->challenge) && !strncasecmp(v, "NTLM ", 5)) {
-      memcpy(h->challenge, v, vlen);
-      h->challenge[vlen] = '\0';
-    }
+  else if(probe__www_authenticate(data, len, &v, &vlen) && vlen > 5 &&
+          vlen < sizeof(h->challenge) && !strncasecmp(v, "NTLM ", 5)) {
+    memcpy(h->challenge, v, vlen);
+    h->challenge[vlen] = '\0';
   }
   return probe__header_cb(data, size, n, &h->ans);
 }

@@ -193,6 +193,12 @@ CURLcode probe__curl_listener(CURL *curl, const struct probe_config *cfg,
  * Continue is noted), each WWW-Authenticate of the last one is kept. */
 size_t probe__header_cb(char *data, size_t size, size_t n, void *cls);
 
+/* Whether the header line data (len bytes, as libcurl hands it over) is a
+ * WWW-Authenticate; if so, *value and *vlen give its value without the
+ * blanks around it. */
+bool probe__www_authenticate(const char *data, size_t len, const char **value,
+                             size_t *vlen);
+
 /* libcurl's write callback that drops the body. */
 size_t probe__discard_cb(char *data, size_t size, size_t n, void *cls);
 

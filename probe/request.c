@@ -34,10 +34,30 @@ static bool probe_is_scheme(const char *value, const char *scheme)
   return n == strlen(scheme) && !strncasecmp(value, scheme, n);
 }
 
+bool probe__www_authenticate(const char *data, size_t len, const char **value,
+                             size_t *vlen)
+{
+  static const char name[] = "WWW-Authenticate:";
+  const char *v;
+  size_t n;
+
+  if(len <= sizeof(name) || strncasecmp(data, name, sizeof(name) - 1))
+    return false;
+  v = data + sizeof(name) - 1;
+  while(v < data + len && (*v == ' ' || *v == '\t'))
+    v++;
+  n = len - (size_t)(v - data);
+  while(n && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ' ||
+              v[n - 1] == '\t'))
+    n--;
+  *value = v;
+  *vlen = n;
+  return true;
+}
+
 size_t probe__header_cb(char *data, size_t size, size_t n, void *cls)
 {
   struct probe_answer *ans = cls;
-  static const char name[] = "WWW-Authenticate:";
   size_t len = size * n, vlen;
   char value[256];
   const char *v;
@@ -54,15 +74,8 @@ size_t probe__header_cb(char *data, size_t size, size_t n, void *cls)
     ans->ntlm = ans->basic = ans->type2 = false;
     return len;
   }
-  if(len <= sizeof(name) || strncasecmp(data, name, sizeof(name) - 1))
+  if(!probe__www_authenticate(data, len, &v, &vlen))
     return len;
-  v = data + sizeof(name) - 1;
-  while(v < data + len && (*v == ' ' || *v == '\t'))
-    v++;
-  vlen = len - (size_t)(v - data);
-  while(vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' ||
-                 v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
-    vlen--;
   if(vlen >= sizeof(value))
     vlen = sizeof(value) - 1;
   memcpy(value, v, vlen);
