@@ -278,21 +278,82 @@ bool proc_which(const char *name, char *out, size_t len)
 }
 
 #ifdef TESTS_DIR
-int proc_schema_each(const char *schema, const char *const *paths,
-                     struct proc_out *p)
+/* The judge: one python3-jsonschema process per test program (starting one
+ * costs about 0.2 s of CPU, most of it importing jsonschema), started at
+ * its first use and ended when the program exits, which closes its
+ * standard input (tests/ci/schema_each.py --serve). */
+static struct {
+  pid_t pid;
+  FILE *to, *from;
+} judge;
+
+/* At exit: the judge's input ends, and it is reaped, so that its time is
+ * counted with the program's. */
+static void proc_judge_end(void)
 {
-  char *argv[128] = {"/usr/bin/python3", TESTS_DIR "/ci/schema_each.py",
-                     (char *)schema};
-  int argc = 3;
+  fclose(judge.to);
+  fclose(judge.from);
+  waitpid(judge.pid, NULL, 0);
+}
+
+static void proc_judge_start(void)
+{
+  char *argv[] = {"/usr/bin/python3", TESTS_DIR "/ci/schema_each.py", "--serve",
+                  NULL};
+  posix_spawn_file_actions_t fa;
+  int in[2], out[2], rc;
 
   ck_assert_msg(proc_have(PROC_JSONSCHEMA),
                 "python3-jsonschema is missing: run scripts/setup");
-  for(; *paths; paths++) {
-    ck_assert_int_lt(argc, 127);
-    argv[argc++] = (char *)*paths;
+  ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+  ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+  ck_assert_int_eq(posix_spawn_file_actions_init(&fa), 0);
+  ck_assert_int_eq(posix_spawn_file_actions_adddup2(&fa, in[0], 0), 0);
+  ck_assert_int_eq(posix_spawn_file_actions_adddup2(&fa, out[1], 1), 0);
+  rc = posix_spawn(&judge.pid, argv[0], &fa, NULL, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(in[0]);
+  close(out[1]);
+  ck_assert_msg(rc == 0, "cannot start %s: %s", argv[1], strerror(rc));
+  judge.to = fdopen(in[1], "w");
+  judge.from = fdopen(out[0], "r");
+  ck_assert(judge.to && judge.from);
+  atexit(proc_judge_end);
+}
+
+int proc_schema_each(const char *schema, const char *const *paths,
+                     struct proc_out *p)
+{
+  char *line = NULL;
+  size_t cap = 0;
+  bool ended = false;
+
+  if(!judge.to)
+    proc_judge_start();
+  fputs(schema, judge.to);
+  for(; *paths; paths++)
+    fprintf(judge.to, "\t%s", *paths);
+  fputc('\n', judge.to);
+  ck_assert_msg(fflush(judge.to) == 0, "schema_each.py --serve went away");
+  kb_buf_init(&p->out, (size_t)1 << 20);
+  kb_buf_init(&p->err, (size_t)1 << 20);
+  kb_buf_add(&p->out, "", 0);
+  kb_buf_add(&p->err, "", 0);
+  p->status = 0;
+  while(getline(&line, &cap, judge.from) > 0) {
+    if(!strcmp(line, ".\n")) {
+      ended = true;
+      break;
+    }
+    if(!strncmp(line, "error ", 6)) {
+      p->status = 2;
+      kb_buf_add(&p->err, line, strlen(line));
+    }
+    else
+      kb_buf_add(&p->out, line, strlen(line));
   }
-  argv[argc] = NULL;
-  proc_run(argv, p);
+  free(line);
+  ck_assert_msg(ended, "schema_each.py --serve ended without an answer");
   ck_assert_msg(p->status == 0, "schema_each: %s%s", p->out.data, p->err.data);
   return proc_count(p->out.data, "invalid ");
 }

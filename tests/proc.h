@@ -122,8 +122,9 @@ bool proc_which(const char *name, char *out, size_t len);
 #define PROC_OOF_REQUEST TESTS_DIR "/data/oof-request.xml"
 
 /* Judges each JSON file of paths (NULL-terminated) against the JSON
- * schema at schema with python3-jsonschema, all in one process
- * (tests/ci/schema_each.py): *p gets a line per file, "valid FILE" or
+ * schema at schema with python3-jsonschema, in the one judge process the
+ * test program keeps from its first call to its exit
+ * (tests/ci/schema_each.py --serve): *p gets a line per file, "valid FILE" or
  * "invalid FILE: why" (release with proc_free). Returns how many files
  * were invalid; fails the running test when python3 could not judge them
  * (python3-jsonschema missing, a file unreadable). */

@@ -141,17 +141,10 @@ static void assert_defects(json_t *doc, const char *const *want, size_t n,
   }
 }
 
-/* Judges the files against the report schema with python3-jsonschema. */
+/* Judges the file against the report schema with python3-jsonschema. */
 static void assert_schema(const char *path)
 {
-  char *argv[] = {"/usr/bin/python3", TESTS_DIR "/ci/schema_each.py", SCHEMA,
-                  (char *)path, NULL};
-  struct proc_out p;
-
-  proc_run(argv, &p);
-  ck_assert_msg(p.status == 0 && !strncmp(p.out.data, "valid ", 6),
-                "schema: %s %s", p.out.data, p.err.data);
-  proc_free(&p);
+  proc_assert_schema(SCHEMA, (const char *const[]){path, NULL});
 }
 
 /* Asserts p is kbsim analyze's refusal of its input: exit 3, nothing on

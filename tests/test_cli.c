@@ -743,16 +743,21 @@ END_TEST
 static Suite *cli_kbsim_suite(void)
 {
   Suite *s = suite_create("kbsim");
-  TCase *tc = tcase_create("kbsim");
+  TCase *tc = tcase_create("kbsim"), *slow;
 
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, demo_shows_bug_and_fix);
   tcase_add_test(tc, run_expect_matches_outcome);
-  tcase_add_test(tc, bad_arguments);
   tcase_add_test(tc, serve_with_curl_ntlm);
   tcase_add_test(tc, credentials_never_on_the_command_line);
   tcase_add_test(tc, descriptor_limit_refused_up_front);
   suite_add_tcase(s, tc);
+  /* A table of 22 bad invocations, a kbsim started for each. */
+  slow = tcase_create("slow");
+  tcase_set_timeout(slow, 60);
+  tcase_set_tags(slow, KBT_SLOW);
+  tcase_add_test(slow, bad_arguments);
+  suite_add_tcase(s, slow);
   return s;
 }
 
@@ -760,12 +765,17 @@ static Suite *cli_kbsim_suite(void)
 static Suite *cli_help_suite(void)
 {
   Suite *s = suite_create("help");
-  TCase *tc = tcase_create("help");
+  TCase *tc = tcase_create("help"), *slow;
 
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, version_names_libraries);
-  tcase_add_test(tc, help_for_every_command);
   suite_add_tcase(s, tc);
+  /* Three spellings of help for every command: 25 kbsims started. */
+  slow = tcase_create("slow");
+  tcase_set_timeout(slow, 60);
+  tcase_set_tags(slow, KBT_SLOW);
+  tcase_add_test(slow, help_for_every_command);
+  suite_add_tcase(s, slow);
   return s;
 }
 

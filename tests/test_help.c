@@ -186,14 +186,24 @@ static void help_run(const char *args, struct proc_out *p)
 }
 
 /* The --help of command, its wrapped lines joined into one line each
- * paragraph (runs of spaces made one). Caller frees. */
+ * paragraph (runs of spaces made one). Caller frees. Each command's help
+ * is read once per process: the rows of several tests ask for the same
+ * few, and every read is a kbsim started. */
 static char *help_text(const char *command)
 {
+  static struct {
+    char command[16];
+    char *flat;
+  } seen[16];
   char args[64];
   struct proc_out p;
   char *flat, *o;
   const char *i;
+  size_t k;
 
+  for(k = 0; k < sizeof(seen) / sizeof(seen[0]) && seen[k].flat; k++)
+    if(!strcmp(seen[k].command, command))
+      return strdup(seen[k].flat);
   snprintf(args, sizeof(args), "%s --help", command);
   help_run(args, &p);
   ck_assert_int_eq(p.status, 0);
@@ -207,6 +217,11 @@ static char *help_text(const char *command)
   }
   *o = '\0';
   proc_free(&p);
+  if(k < sizeof(seen) / sizeof(seen[0]) &&
+     strlen(command) < sizeof(seen[k].command)) {
+    snprintf(seen[k].command, sizeof(seen[k].command), "%s", command);
+    seen[k].flat = strdup(flat);
+  }
   return flat;
 }
 

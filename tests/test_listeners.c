@@ -60,20 +60,8 @@ static bool have_tools(void)
 /* Has python3-jsonschema check the report at path. */
 static void assert_schema(const char *path)
 {
-  char *const argv[] = {"/usr/bin/python3",
-                        "-c",
-                        "import json, sys, jsonschema\n"
-                        "jsonschema.validate(json.load(open(sys.argv[2])), "
-                        "json.load(open(sys.argv[1])))",
-                        SOURCE_DIR "/probe/report.schema.json",
-                        (char *)path,
-                        NULL};
-  struct proc_out p;
-
-  proc_run(argv, &p);
-  ck_assert_msg(p.status == 0, "%s does not match the schema: %s", path,
-                p.err.data);
-  proc_free(&p);
+  proc_assert_schema(SOURCE_DIR "/probe/report.schema.json",
+                     (const char *const[]){path, NULL});
 }
 
 /* The report's "defects" joined by commas. */

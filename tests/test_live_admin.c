@@ -480,12 +480,17 @@ END_TEST
 Suite *live_admin_suite(void)
 {
   Suite *s = suite_create("admin");
-  TCase *tc = tcase_create("admin");
+  TCase *tc = tcase_create("admin"), *slow;
 
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, admin_refuses_bad_requests);
-  tcase_add_test(tc, bad_arguments);
   tcase_add_test(tc, admin_refuses_other_origins_and_tokens);
   suite_add_tcase(s, tc);
+  /* A table of 23 bad invocations of ctl, client and serve. */
+  slow = tcase_create("slow");
+  tcase_set_timeout(slow, 60);
+  tcase_set_tags(slow, KBT_SLOW);
+  tcase_add_test(slow, bad_arguments);
+  suite_add_tcase(s, slow);
   return s;
 }
