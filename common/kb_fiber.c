@@ -3,12 +3,18 @@
  * min-heap of fiber timers, stacks mmap'd below a guard page, and the
  * switches annotated for ASan and TSan when built with them.
  */
+/* A fiber's switches after its first are _setjmp/_longjmp between stacks
+ * (see "switching"); glibc's fortified longjmp refuses to jump to a frame
+ * below the stack pointer that is not on a signal stack, which a jump
+ * into a fiber's stack may be. */
+#undef _FORTIFY_SOURCE
 #include "common/kb_fiber.h"
 #include "common/kb_env.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +44,16 @@
 #endif
 #ifdef KB_FIBER_TSAN
 #include <sanitizer/tsan_interface.h>
+#endif
+/* swapcontext sets the signal mask at every switch, two system calls that
+ * were a session's most frequent after poll and epoll (17 switches a
+ * Communicator session): a fiber is entered by swapcontext once, then
+ * switched by _setjmp/_longjmp, which leave the mask alone (no fiber
+ * changes it). TSan cannot follow a longjmp to another fiber's buffer, and
+ * ASan's fiber annotations are written for swapcontext: those builds
+ * swap contexts every time. */
+#if !defined(KB_FIBER_ASAN) && !defined(KB_FIBER_TSAN)
+#define KB_FIBER_JMP 1
 #endif
 /* valgrind's memcheck takes a stack it was not told of for a plain
  * anonymous mapping and reports every access a fiber makes on it; its
@@ -75,6 +91,10 @@ struct kb_fiber_slot {
 struct kb_fiber {
   struct kb_worker *worker;
   ucontext_t ctx;
+#ifdef KB_FIBER_JMP
+  jmp_buf jb;   /* where the fiber yielded */
+  bool started; /* entered once, by swapcontext */
+#endif
   void *map; /* guard page + stack */
   size_t map_len;
 #ifdef KB_FIBER_VALGRIND
@@ -105,6 +125,9 @@ struct kb_worker {
   pthread_t thread;
   int epfd;
   ucontext_t main;
+#ifdef KB_FIBER_JMP
+  jmp_buf jb; /* the loop, while a fiber runs */
+#endif
   kb_fiber_fn *fn;
   void *arg;
   size_t first, n, step; /* tasks first, first + step, ... (n of them) */
@@ -228,7 +251,16 @@ static void kb_fiber_resume(struct kb_worker *w, struct kb_fiber *f)
 #ifdef KB_FIBER_TSAN
   __tsan_switch_to_fiber(f->tsan, 0);
 #endif
+#ifdef KB_FIBER_JMP
+  if(!_setjmp(w->jb)) {
+    if(f->started)
+      _longjmp(f->jb, 1);
+    f->started = true;
+    swapcontext(&w->main, &f->ctx);
+  }
+#else
   swapcontext(&w->main, &f->ctx);
+#endif
 #ifdef KB_FIBER_ASAN
   __sanitizer_finish_switch_fiber(w->fake_stack, NULL, NULL);
 #endif
@@ -247,7 +279,12 @@ static void kb_fiber_yield(struct kb_fiber *f)
 #ifdef KB_FIBER_TSAN
   __tsan_switch_to_fiber(w->tsan_main, 0);
 #endif
+#ifdef KB_FIBER_JMP
+  if(!_setjmp(f->jb))
+    _longjmp(w->jb, 1);
+#else
   swapcontext(&f->ctx, &w->main);
+#endif
 #ifdef KB_FIBER_ASAN
   __sanitizer_finish_switch_fiber(f->fake_stack, &w->main_bottom,
                                   &w->main_size);
