@@ -86,6 +86,8 @@ struct client_socket {
   char name[KB_CONN_NAME_LEN]; /* "client <id> conn <n>" when names are in use,
                                   else "" */
   uint16_t remote_port; /* where it connects, after the balancer's pick */
+  uint16_t local_port;  /* its own port once connected; 0: not read yet */
+  char local_ip[46];    /* its own address then (INET6_ADDRSTRLEN) */
 };
 
 /* One request and what came back for it. */

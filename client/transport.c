@@ -153,31 +153,38 @@ static int client_close_socket(void *clientp, curl_socket_t item)
   return close(item);
 }
 
-/* Returns true when fd's local address is ip:port. */
-static bool client_socket_is(curl_socket_t fd, const char *ip, int port)
+/* Returns true when sock's local address is ip:port. The address is read
+ * once, when the socket has one (a connected socket keeps it): every
+ * request asks of every socket, and a getsockname each was a tenth of a
+ * session's system calls. */
+static bool client_socket_is(struct client_socket *sock, const char *ip,
+                             int port)
 {
-  struct sockaddr_storage ss;
-  socklen_t sslen = sizeof(ss);
-  char text[INET6_ADDRSTRLEN];
-  const void *addr;
-  int local_port;
-  if(getsockname(fd, (struct sockaddr *)&ss, &sslen))
-    return false;
-  if(ss.ss_family == AF_INET) {
-    const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
-    addr = &sin->sin_addr;
-    local_port = ntohs(sin->sin_port);
+  if(!sock->local_port) {
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+    const void *addr;
+    int local_port;
+    if(getsockname(sock->fd, (struct sockaddr *)&ss, &sslen))
+      return false;
+    if(ss.ss_family == AF_INET) {
+      const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+      addr = &sin->sin_addr;
+      local_port = ntohs(sin->sin_port);
+    }
+    else if(ss.ss_family == AF_INET6) {
+      const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+      addr = &sin6->sin6_addr;
+      local_port = ntohs(sin6->sin6_port);
+    }
+    else
+      return false;
+    if(!local_port ||
+       !inet_ntop(ss.ss_family, addr, sock->local_ip, sizeof(sock->local_ip)))
+      return false;
+    sock->local_port = (uint16_t)local_port;
   }
-  else if(ss.ss_family == AF_INET6) {
-    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
-    addr = &sin6->sin6_addr;
-    local_port = ntohs(sin6->sin6_port);
-  }
-  else
-    return false;
-  if(local_port != port || !inet_ntop(ss.ss_family, addr, text, sizeof(text)))
-    return false;
-  return !strcmp(text, ip);
+  return sock->local_port == port && !strcmp(sock->local_ip, ip);
 }
 
 uint64_t client__conn_ready(struct client *c, const char *ip, int port)
@@ -186,7 +193,7 @@ uint64_t client__conn_ready(struct client *c, const char *ip, int port)
   c->current_conn = 0;
   c->current_name[0] = '\0';
   for(i = 0; i < c->nsockets; i++) {
-    if(!client_socket_is(c->sockets[i].fd, ip, port))
+    if(!client_socket_is(&c->sockets[i], ip, port))
       continue;
     if(!c->sockets[i].conn) {
       /* A new connection: claim its name before the first byte goes. */
