@@ -278,10 +278,11 @@ bool proc_which(const char *name, char *out, size_t len)
 }
 
 #ifdef TESTS_DIR
-/* The judge: one python3-jsonschema process per test program (starting one
- * costs about 0.2 s of CPU, most of it importing jsonschema), started at
- * its first use and ended when the program exits, which closes its
- * standard input (tests/ci/schema_each.py --serve). */
+/* The judge: one python3 process per test program for tests/ci's Python
+ * judges (starting python3 and importing jsonschema or junitparser costs
+ * 0.1 to 0.2 s of CPU a time), started at its first use and ended when
+ * the program exits, which closes its standard input
+ * (tests/ci/judge.py). */
 static struct {
   pid_t pid;
   FILE *to, *from;
@@ -298,13 +299,10 @@ static void proc_judge_end(void)
 
 static void proc_judge_start(void)
 {
-  char *argv[] = {"/usr/bin/python3", TESTS_DIR "/ci/schema_each.py", "--serve",
-                  NULL};
+  char *argv[] = {"/usr/bin/python3", TESTS_DIR "/ci/judge.py", NULL};
   posix_spawn_file_actions_t fa;
   int in[2], out[2], rc;
 
-  ck_assert_msg(proc_have(PROC_JSONSCHEMA),
-                "python3-jsonschema is missing: run scripts/setup");
   ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
   ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
   ck_assert_int_eq(posix_spawn_file_actions_init(&fa), 0);
@@ -321,39 +319,58 @@ static void proc_judge_start(void)
   atexit(proc_judge_end);
 }
 
-int proc_schema_each(const char *schema, const char *const *paths,
-                     struct proc_out *p)
+/* Reads n bytes of the judge's answer into b. */
+static void proc_judge_read(struct kb_buf *b, size_t n)
 {
-  char *line = NULL;
-  size_t cap = 0;
-  bool ended = false;
+  char chunk[4096];
+
+  kb_buf_init(b, (size_t)64 << 20);
+  kb_buf_add(b, "", 0);
+  while(n) {
+    size_t want = n < sizeof(chunk) ? n : sizeof(chunk);
+    size_t got = fread(chunk, 1, want, judge.from);
+    ck_assert_msg(got == want, "tests/ci/judge.py ended mid-answer");
+    kb_buf_add(b, chunk, got);
+    n -= got;
+  }
+}
+
+void proc_judge(char *const argv[], struct proc_out *p)
+{
+  size_t nout, nerr;
+  int status;
 
   if(!judge.to)
     proc_judge_start();
-  fputs(schema, judge.to);
-  for(; *paths; paths++)
-    fprintf(judge.to, "\t%s", *paths);
-  fputc('\n', judge.to);
-  ck_assert_msg(fflush(judge.to) == 0, "schema_each.py --serve went away");
-  kb_buf_init(&p->out, (size_t)1 << 20);
-  kb_buf_init(&p->err, (size_t)1 << 20);
-  kb_buf_add(&p->out, "", 0);
-  kb_buf_add(&p->err, "", 0);
-  p->status = 0;
-  while(getline(&line, &cap, judge.from) > 0) {
-    if(!strcmp(line, ".\n")) {
-      ended = true;
-      break;
-    }
-    if(!strncmp(line, "error ", 6)) {
-      p->status = 2;
-      kb_buf_add(&p->err, line, strlen(line));
-    }
-    else
-      kb_buf_add(&p->out, line, strlen(line));
+  fputs(argv[0], judge.to);
+  for(argv++; *argv; argv++) {
+    ck_assert_msg(!strpbrk(*argv, "\t\n"), "a tab or newline in '%s'", *argv);
+    fprintf(judge.to, "\t%s", *argv);
   }
-  free(line);
-  ck_assert_msg(ended, "schema_each.py --serve ended without an answer");
+  fputc('\n', judge.to);
+  ck_assert_msg(fflush(judge.to) == 0, "tests/ci/judge.py went away");
+  ck_assert_msg(fscanf(judge.from, "%zu %zu %d", &nout, &nerr, &status) == 3 &&
+                    fgetc(judge.from) == '\n',
+                "tests/ci/judge.py gave no answer");
+  proc_judge_read(&p->out, nout);
+  proc_judge_read(&p->err, nerr);
+  p->status = status;
+}
+
+int proc_schema_each(const char *schema, const char *const *paths,
+                     struct proc_out *p)
+{
+  char *argv[128] = {TESTS_DIR "/ci/schema_each.py", (char *)schema};
+  int argc = 2;
+
+  ck_assert_msg(proc_have(PROC_JSONSCHEMA),
+                "python3-jsonschema is missing: run scripts/setup");
+  for(; *paths; paths++) {
+    ck_assert_int_lt(argc, 127);
+    argv[argc++] = (char *)*paths;
+  }
+  argv[argc] = NULL;
+  proc_judge(argv, p);
   ck_assert_msg(p->status == 0, "schema_each: %s%s", p->out.data, p->err.data);
   return proc_count(p->out.data, "invalid ");
 }

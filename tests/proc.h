@@ -121,10 +121,15 @@ bool proc_which(const char *name, char *out, size_t len);
 /* The GetUserOofSettings request Communicator POSTs, as a file. */
 #define PROC_OOF_REQUEST TESTS_DIR "/data/oof-request.xml"
 
+/* Runs a Python judge of tests/ci (argv[0] its path, then its arguments,
+ * none with a tab or a newline) in the one python3 process the test
+ * program keeps from its first call to its exit (tests/ci/judge.py), and
+ * fills *p as proc_run would (release with proc_free). */
+void proc_judge(char *const argv[], struct proc_out *p);
+
 /* Judges each JSON file of paths (NULL-terminated) against the JSON
- * schema at schema with python3-jsonschema, in the one judge process the
- * test program keeps from its first call to its exit
- * (tests/ci/schema_each.py --serve): *p gets a line per file, "valid FILE" or
+ * schema at schema with python3-jsonschema, through proc_judge
+ * (tests/ci/schema_each.py): *p gets a line per file, "valid FILE" or
  * "invalid FILE: why" (release with proc_free). Returns how many files
  * were invalid; fails the running test when python3 could not judge them
  * (python3-jsonschema missing, a file unreadable). */

@@ -45,8 +45,7 @@ START_TEST(junit_counts_and_exit_1)
 {
   char dir[256], wrong[300], junit[300];
   char *run[] = {KBSIM_BIN, "run", "bug", "fix", wrong, "--junit", junit, NULL};
-  char *read[] = {"/usr/bin/python3", TESTS_DIR "/ci/junit_counts.py", junit,
-                  NULL};
+  char *read[] = {TESTS_DIR "/ci/junit_counts.py", junit, NULL};
   struct proc_out p;
 
   if(!proc_have(JUNITPARSER))
@@ -58,7 +57,7 @@ START_TEST(junit_counts_and_exit_1)
   ck_assert_msg(p.status == 1, "exit %d: %s%s", p.status, p.out.data,
                 p.err.data);
   proc_free(&p);
-  proc_run(read, &p);
+  proc_judge(read, &p);
   ck_assert_msg(p.status == 0, "junitparser: %s", p.err.data);
   ck_assert_ptr_nonnull(strstr(p.out.data, "tests 3\nfailures 1\nerrors 0\n"));
   ck_assert_ptr_nonnull(strstr(p.out.data, "case bug pass"));
@@ -135,8 +134,7 @@ START_TEST(infrastructure_is_exit_3)
                  NULL};
   char *demo[] = {"/usr/bin/prlimit", "--nofile=30:30", KBSIM_BIN, "demo",
                   NULL};
-  char *read[] = {"/usr/bin/python3", TESTS_DIR "/ci/junit_counts.py", junit,
-                  NULL};
+  char *read[] = {TESTS_DIR "/ci/junit_counts.py", junit, NULL};
   struct proc_out p;
 
   /* run's up-front refusal is test_cli's descriptor_limit_refused_up_front.
@@ -156,7 +154,7 @@ START_TEST(infrastructure_is_exit_3)
   ck_assert_ptr_null(strstr(p.out.data, "PASS"));
   proc_free(&p);
   if(proc_have(JUNITPARSER)) {
-    proc_run(read, &p);
+    proc_judge(read, &p);
     ck_assert_msg(strstr(p.out.data, "tests 1\nfailures 0\nerrors 1\n"), "%s",
                   p.out.data);
     ck_assert_ptr_nonnull(strstr(p.out.data, "case bug error infrastructure"));
@@ -180,8 +178,7 @@ START_TEST(sweep_gates_on_its_rate)
                   "90%..100%", "--junit", junit,
                   "--json",    json,      NULL};
   char *own[] = {KBSIM_BIN, "sweep", file, "--seeds", "1..4", NULL};
-  char *read[] = {"/usr/bin/python3", TESTS_DIR "/ci/junit_counts.py", junit,
-                  NULL};
+  char *read[] = {TESTS_DIR "/ci/junit_counts.py", junit, NULL};
   struct proc_out p;
   FILE *f;
 
@@ -199,7 +196,7 @@ START_TEST(sweep_gates_on_its_rate)
   ck_assert_ptr_nonnull(strstr(p.out.data, "FAIL intermittent-array rate"));
   proc_free(&p);
   if(proc_have(JUNITPARSER)) {
-    proc_run(read, &p);
+    proc_judge(read, &p);
     ck_assert_msg(strstr(p.out.data, "tests 1\nfailures 1\nerrors 0\n"), "%s",
                   p.out.data);
     proc_free(&p);

@@ -18,14 +18,14 @@
 
 #define JUNITPARSER "/usr/lib/python3/dist-packages/junitparser"
 
-/* Runs a tests/ci script (python3) on file into *p; it must succeed. */
+/* Runs a tests/ci script on file into *p (proc_judge); it must succeed. */
 static void ci_script(const char *script, const char *file, struct proc_out *p)
 {
   char path[512];
-  char *argv[] = {"/usr/bin/python3", path, (char *)file, NULL};
+  char *argv[] = {path, (char *)file, NULL};
 
   snprintf(path, sizeof(path), "%s/ci/%s", TESTS_DIR, script);
-  proc_run(argv, p);
+  proc_judge(argv, p);
   ck_assert_msg(p->status == 0, "%s: %s", script, p->err.data);
 }
 
