@@ -42,6 +42,7 @@
  *   work <mode> <C> <requests> <client connections> <Exchange connections>
  */
 #include <dirent.h>
+#include <malloc.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -250,6 +251,10 @@ int main(int argc, char **argv)
   int i;
   bool any_failed = false;
 
+#ifdef M_TRIM_THRESHOLD
+  /* The process-wide setting kbsim's main makes (cli/kbsim.c). */
+  mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
+#endif
   for(i = 1; i < argc && argv[i][0] == '-'; i += 2) {
     double *slot;
     if(!strcmp(argv[i], "--only") && i + 1 < argc &&
