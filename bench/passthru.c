@@ -7,7 +7,8 @@
  * Usage: bench_passthru [none|integrated|basic] [backend-port] [loops]
  * (loops: the listener's event loop threads; 0 or absent = one, at most 4)
  * Prints "backend <port>" and "proxy <port>", one per line, then waits.
- * Nothing is traced and the clock is the real one, as in `kbsim serve`.
+ * Nothing is traced and the clock is the real one, and glibc's trim
+ * threshold is the one kbsim's main sets, as in `kbsim serve`.
  */
 #include <malloc.h>
 #include <stdio.h>

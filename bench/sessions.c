@@ -26,7 +26,8 @@
  * client's extra legs, the extra hop). Then
  *   cpu <mode> <C> <process CPU ms per session> <listener CPU ms per session>
  * and exits 1 when any POST failed (a benchmark of broken sessions
- * measures nothing).
+ * measures nothing). glibc's trim threshold is the one kbsim's main sets
+ * (cli/kbsim.c), as in `kbsim run`.
  *
  * With --scenario FILE the sessions are the scenario's own, on the
  * topology `kbsim run` starts for it (its array, balancer, idle timeout,

@@ -67,12 +67,13 @@ const struct kbsim_fact kbsim_exit_codes[] = {
 
 /* glibc's trim threshold for the whole process. Each libcurl 7.88 transfer
  * allocates a 16 KiB receive buffer and frees it when it ends, and a
- * listener's event loop runs many transfers at once, so its heap's free
- * top went over the default threshold (128 KiB) and back several times a
- * second: glibc gave the pages back (madvise, with a TLB shootdown on the
- * other cores) and faulted them in again, 10-15 % of the listener's CPU
- * per request (bench/README.md). Keeping up to 4 MiB free at the top of
- * each heap (one per busy thread) costs no peak memory. */
+ * listener's event loop runs many transfers at once, so the free space at
+ * the top of its heap crossed the default threshold (128 KiB) and back
+ * hundreds of times a second under load: glibc gave the pages back
+ * (madvise, with a TLB shootdown on the other cores) and faulted them in
+ * again, 5-10 % of the listener's CPU per request (bench/README.md).
+ * Keeping up to 4 MiB free at the top of each heap (one per thread that
+ * allocates) leaves the peak memory as it was. */
 #define KBSIM_TRIM_THRESHOLD (4 * 1024 * 1024)
 
 /* Prints the version, the commit and the libraries. */
