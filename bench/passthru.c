@@ -7,8 +7,10 @@
  * Usage: bench_passthru [none|integrated|basic] [backend-port] [loops]
  * (loops: the listener's event loop threads; 0 or absent = one, at most 4)
  * Prints "backend <port>" and "proxy <port>", one per line, then waits.
- * Nothing is traced and the clock is the real one, as in `kbsim serve`.
+ * Nothing is traced and the clock is the real one, and glibc's trim
+ * threshold is the one kbsim's main sets, as in `kbsim serve`.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +42,10 @@ int main(int argc, char **argv)
   char line[64];
   int result = 1;
 
+#ifdef M_TRIM_THRESHOLD
+  /* The process-wide setting kbsim's main makes (cli/kbsim.c). */
+  mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
+#endif
   memset(&bc, 0, sizeof(bc));
   memset(&pc, 0, sizeof(pc));
   pc.auth = PROXY_AUTH_NONE;

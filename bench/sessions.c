@@ -26,7 +26,8 @@
  * client's extra legs, the extra hop). Then
  *   cpu <mode> <C> <process CPU ms per session> <listener CPU ms per session>
  * and exits 1 when any POST failed (a benchmark of broken sessions
- * measures nothing).
+ * measures nothing). glibc's trim threshold is the one kbsim's main sets
+ * (cli/kbsim.c), as in `kbsim run`.
  *
  * With --scenario FILE the sessions are the scenario's own, on the
  * topology `kbsim run` starts for it (its array, balancer, idle timeout,
@@ -42,6 +43,7 @@
  *   work <mode> <C> <requests> <client connections> <Exchange connections>
  */
 #include <dirent.h>
+#include <malloc.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -250,6 +252,10 @@ int main(int argc, char **argv)
   int i;
   bool any_failed = false;
 
+#ifdef M_TRIM_THRESHOLD
+  /* The process-wide setting kbsim's main makes (cli/kbsim.c). */
+  mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
+#endif
   for(i = 1; i < argc && argv[i][0] == '-'; i += 2) {
     double *slot;
     if(!strcmp(argv[i], "--only") && i + 1 < argc &&

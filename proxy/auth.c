@@ -135,35 +135,41 @@ void proxy_auth_texts(const struct proxy_auth_input *in,
 {
   const char *conn = f->conn;
 
-  assert(notelen > 0 && bodylen > 0);
-  note[0] = body[0] = '\0';
+/* The note's words, written only when someone reads them. */
+#define NOTE(...)                                                              \
+  do {                                                                         \
+    if(note)                                                                   \
+      snprintf(note, notelen, __VA_ARGS__);                                    \
+  } while(0)
+
+  assert((note ? notelen > 0 : notelen == 0) && bodylen > 0);
+  if(note)
+    note[0] = '\0';
+  body[0] = '\0';
   switch(d->note) {
   case KB_NOTE_FORWARD_AUTHENTICATED:
-    snprintf(note, notelen, "%s is authenticated as %s; %s", conn, f->who,
-             f->what);
+    NOTE("%s is authenticated as %s; %s", conn, f->who, f->what);
     break;
   case KB_NOTE_OFFER:
-    snprintf(note, notelen,
-             "%s is not authenticated%s and sent no "
-             "Authorization: 401 asking for NTLM",
-             conn,
-             in->state == PROXY_AUTH_CHALLENGED
-                 ? " (it left its handshake after the type 2)"
-                 : "");
+    NOTE("%s is not authenticated%s and sent no "
+         "Authorization: 401 asking for NTLM",
+         conn,
+         in->state == PROXY_AUTH_CHALLENGED
+             ? " (it left its handshake after the type 2)"
+             : "");
     snprintf(body, bodylen,
              "ISA %s: authentication required; send NTLM credentials",
              f->listener);
     break;
   case KB_NOTE_KERBEROS:
-    snprintf(note, notelen,
-             "%s sent a Negotiate token that is not "
-             "NTLMSSP (first byte 0x%02x: SPNEGO/Kerberos); Kerberos is "
-             "not available here, the client should fall back to NTLM: "
-             "401 offering Negotiate and NTLM, nothing forwarded%s",
-             conn, f->first_byte,
-             in->state == PROXY_AUTH_UNAUTHENTICATED
-                 ? ""
-                 : ", connection de-authenticated");
+    NOTE("%s sent a Negotiate token that is not "
+         "NTLMSSP (first byte 0x%02x: SPNEGO/Kerberos); Kerberos is "
+         "not available here, the client should fall back to NTLM: "
+         "401 offering Negotiate and NTLM, nothing forwarded%s",
+         conn, f->first_byte,
+         in->state == PROXY_AUTH_UNAUTHENTICATED
+             ? ""
+             : ", connection de-authenticated");
     snprintf(body, bodylen,
              "ISA %s: Kerberos is not available on this listener; "
              "authenticate with NTLM (Negotiate with an NTLMSSP token, or "
@@ -171,78 +177,69 @@ void proxy_auth_texts(const struct proxy_auth_input *in,
              f->listener);
     break;
   case KB_NOTE_KERBEROS_OK:
-    snprintf(note, notelen,
-             "%s sent a Kerberos ticket with its request: accepted as %s in "
-             "one leg, nothing held back; %s",
-             conn, f->who, f->what);
+    NOTE("%s sent a Kerberos ticket with its request: accepted as %s in "
+         "one leg, nothing held back; %s",
+         conn, f->who, f->what);
     break;
   case KB_NOTE_KERBEROS_REFUSED:
-    snprintf(note, notelen,
-             "%s sent a Kerberos ticket that was refused (%s): 401 offering "
-             "Negotiate and NTLM, nothing forwarded%s",
-             conn, f->err,
-             in->state == PROXY_AUTH_UNAUTHENTICATED
-                 ? ""
-                 : ", connection de-authenticated");
+    NOTE("%s sent a Kerberos ticket that was refused (%s): 401 offering "
+         "Negotiate and NTLM, nothing forwarded%s",
+         conn, f->err,
+         in->state == PROXY_AUTH_UNAUTHENTICATED
+             ? ""
+             : ", connection de-authenticated");
     snprintf(body, bodylen,
              "ISA %s: the Kerberos ticket was refused (%s); get a new "
              "ticket (kinit) or authenticate with NTLM",
              f->listener, f->err);
     break;
   case KB_NOTE_AUTH_UNUSABLE:
-    snprintf(note, notelen,
-             "%s sent an unusable Authorization header "
-             "(%s): 401 asking for NTLM, connection de-authenticated",
-             conn, f->why);
+    NOTE("%s sent an unusable Authorization header "
+         "(%s): 401 asking for NTLM, connection de-authenticated",
+         conn, f->why);
     snprintf(body, bodylen,
              "ISA %s: unusable Authorization header: %s; start again with "
              "an NTLM type 1",
              f->listener, f->why);
     break;
   case KB_NOTE_REAUTH_SKIPPED:
-    snprintf(note, notelen,
-             "%s is already authenticated as %s; %s keeps that context: "
-             "NTLM type 1 not challenged, %s",
-             conn, f->who,
-             in->policy == PROXY_POLICY_PER_CONNECTION
-                 ? "policy per-connection"
-                 : "the defect body-less-forward",
-             f->what);
+    NOTE("%s is already authenticated as %s; %s keeps that context: "
+         "NTLM type 1 not challenged, %s",
+         conn, f->who,
+         in->policy == PROXY_POLICY_PER_CONNECTION
+             ? "policy per-connection"
+             : "the defect body-less-forward",
+         f->what);
     break;
   case KB_NOTE_TYPE1_BODY_FORWARDED:
-    snprintf(note, notelen,
-             "%s sent an NTLM type 1 with a body; the defect body-on-type1 "
-             "takes it for a request: %s, unauthenticated",
-             conn, f->what);
+    NOTE("%s sent an NTLM type 1 with a body; the defect body-on-type1 "
+         "takes it for a request: %s, unauthenticated",
+         conn, f->what);
     break;
   case KB_NOTE_REAUTH_CHALLENGED:
-    snprintf(note, notelen,
-             "%s is authenticated as %s, but policy "
-             "per-request: NTLM type 1 on an authenticated connection "
-             "restarts the handshake: 401 with a new type 2",
-             conn, f->who);
+    NOTE("%s is authenticated as %s, but policy "
+         "per-request: NTLM type 1 on an authenticated connection "
+         "restarts the handshake: 401 with a new type 2",
+         conn, f->who);
     break;
   case KB_NOTE_CHALLENGE:
-    snprintf(note, notelen,
-             "%s: NTLM type 1: 401 with a type 2 "
-             "(handshake %u on this connection)",
-             conn, f->handshake);
+    NOTE("%s: NTLM type 1: 401 with a type 2 "
+         "(handshake %u on this connection)",
+         conn, f->handshake);
     break;
   case KB_NOTE_AUTH_UNEXPECTED:
-    snprintf(note, notelen,
-             "%s sent an NTLM type 3 with no challenge "
-             "pending: 401 asking for NTLM, connection de-authenticated",
-             conn);
+    NOTE("%s sent an NTLM type 3 with no challenge "
+         "pending: 401 asking for NTLM, connection de-authenticated",
+         conn);
     snprintf(body, bodylen,
              "ISA %s: NTLM type 3 without a challenge on this connection; "
              "start again with a type 1",
              f->listener);
     break;
   case KB_NOTE_AUTH_REFUSED:
-    snprintf(note, notelen,
-             "%s: NTLM type 3 refused (%s): 401 asking "
-             "for NTLM, nothing forwarded",
-             conn, f->err);
+    NOTE("%s: NTLM type 3 refused (%s): 401 asking "
+         "for NTLM, nothing forwarded",
+         conn, f->err);
     /* The same answer whatever the reason: a client must not learn which
      * accounts exist (the reason is in the note). */
     snprintf(body, bodylen,
@@ -251,12 +248,12 @@ void proxy_auth_texts(const struct proxy_auth_input *in,
              f->listener);
     break;
   case KB_NOTE_AUTH_OK:
-    snprintf(note, notelen, "%s authenticated as %s (%s); %s", conn, f->who,
-             f->how, f->what);
+    NOTE("%s authenticated as %s (%s); %s", conn, f->who, f->how, f->what);
     break;
   default:
     break;
   }
+#undef NOTE
   /* Every refusal with an offer has a body, and nothing else has one. */
   assert((d->act == PROXY_ACT_OFFER) == (body[0] != '\0'));
 }

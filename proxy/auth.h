@@ -106,7 +106,10 @@ struct proxy_auth_facts {
 
 /* The decision's note text for the trace into note and, when it refuses
  * with an offer, the 401's body into body (else body is ""). The words
- * are for people; everything else reads d->note. */
+ * are for people; everything else reads d->note. note may be NULL (with
+ * notelen 0) when nothing records the note: then only the body is
+ * written, and the facts only the body uses (listener, why, err) are
+ * read. */
 void proxy_auth_texts(const struct proxy_auth_input *in,
                       const struct proxy_auth_decision *d,
                       const struct proxy_auth_facts *f, char *note,

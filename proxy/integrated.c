@@ -304,6 +304,9 @@ void proxy__decide_integrated(struct proxy__conn *conn,
   struct ntlm_bytes raw = {NULL, 0};
   uint8_t first = 0;
   struct proxy_auth_facts facts;
+  /* The note's words are built only when something records them; the
+   * 401's body always is. */
+  bool noted = proxy->trace.emit != NULL;
   char why[320];
   char who[260];
   char how[96];
@@ -332,9 +335,10 @@ void proxy__decide_integrated(struct proxy__conn *conn,
 
   /* The identity the texts name: the one the connection had, or the one
    * its type 3 or ticket just proved. */
-  if(in.state == PROXY_AUTH_AUTHENTICATED || d.auth_ok || d.kerberos_ok)
+  if(noted &&
+     (in.state == PROXY_AUTH_AUTHENTICATED || d.auth_ok || d.kerberos_ok))
     proxy_who(&conn->who, who, sizeof(who));
-  if(d.auth_ok)
+  if(noted && d.auth_ok)
     snprintf(how, sizeof(how), "%s%s%s",
              ntlm_response_kind_name(conn->who.kind),
              conn->who.mic_checked ? ", MIC verified" : "",
@@ -347,7 +351,7 @@ void proxy__decide_integrated(struct proxy__conn *conn,
     memset(&conn->who, 0, sizeof(conn->who));
   if(d.act != PROXY_ACT_CHALLENGE)
     conn->state = d.next; /* proxy_challenge sets CHALLENGED once sent */
-  if(d.act == PROXY_ACT_FORWARD)
+  if(noted && d.act == PROXY_ACT_FORWARD)
     proxy__describe_forward(conn, method, what, sizeof(what));
   if(d.auth_ok) {
     memset(conn->challenge, 0, sizeof(conn->challenge));
@@ -356,7 +360,7 @@ void proxy__decide_integrated(struct proxy__conn *conn,
   }
 
   facts = (struct proxy_auth_facts){
-      .conn = proxy__conn_label(conn, label, sizeof(label)),
+      .conn = noted ? proxy__conn_label(conn, label, sizeof(label)) : "",
       .listener = proxy->name,
       .who = who,
       .how = how,
@@ -365,8 +369,10 @@ void proxy__decide_integrated(struct proxy__conn *conn,
       .err = err,
       .first_byte = first,
       .handshake = conn->handshakes + 1};
-  proxy_auth_texts(&in, &d, &facts, note, sizeof(note), body, sizeof(body));
-  proxy__note(conn, d.note, "%s", note);
+  proxy_auth_texts(&in, &d, &facts, noted ? note : NULL,
+                   noted ? sizeof(note) : 0, body, sizeof(body));
+  if(noted)
+    proxy__note(conn, d.note, "%s", note);
   if(d.act == PROXY_ACT_OFFER)
     proxy_answer_401(conn, ans, "%s", body);
   if(d.act == PROXY_ACT_FORWARD)
