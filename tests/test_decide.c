@@ -56,9 +56,15 @@ static void decide_check_texts(const struct proxy_auth_input *in,
                                      .err = "wrong password",
                                      .first_byte = 0x60,
                                      .handshake = 2};
-  char note[1024], body[512];
+  /* When nothing records the note (proxy__decide_integrated): only what
+   * the body reads is there. */
+  const struct proxy_auth_facts unnoted = {
+      .listener = f.listener, .why = f.why, .err = f.err};
+  char note[1024], body[512], body_alone[512];
 
   proxy_auth_texts(in, d, &f, note, sizeof(note), body, sizeof(body));
+  proxy_auth_texts(in, d, &unnoted, NULL, 0, body_alone, sizeof(body_alone));
+  ck_assert_str_eq(body_alone, body);
   ck_assert_msg(strncmp(note, "connection 7", 12) == 0, "%s: \"%s\"",
                 kb_note_name(d->note), note);
   ck_assert_int_eq(d->act == PROXY_ACT_OFFER, body[0] != '\0');
