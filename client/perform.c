@@ -116,8 +116,8 @@ CURLMcode client__multi_poll(CURLM *multi, int ms)
 
 struct client__wmulti {
   CURLM *multi;
-  size_t users;            /* clients holding it (client__wmulti_get) */
-  struct client *running;  /* clients with a transfer in it */
+  size_t users;           /* clients holding it (client__wmulti_get) */
+  struct client *running; /* clients with a transfer in it */
 };
 
 /* The worker's multi handle; NULL until a client on it needs it, and
