@@ -3,7 +3,8 @@
  * Communicator sessions comes out clean (tagged slow: its cost is its
  * scale; 100 in a sanitizer build), and starting a topology, running
  * 20 sessions and stopping it, five times in one process, leaves no file
- * descriptors, threads or heap behind.
+ * descriptors, threads or heap behind; sessions need the descriptors
+ * sim/fdlimit.h counts, no more and no fewer.
  */
 #include <check.h>
 
@@ -14,11 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include "common/kb_fiber.h"
 #include "common/kb_users.h"
 #include "kbt.h"
 #include "proc.h"
+#include "sim/fdlimit.h"
 #include "sim/topology.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -159,6 +163,63 @@ static void load_round(void)
   kb_users_free(users);
 }
 
+/* Sessions at once in the descriptor test. */
+#define LOAD_FD_SESSIONS 64
+
+/* Runs LOAD_FD_SESSIONS sessions through a topology under a descriptor
+ * limit of what the process holds once started, what the workers open
+ * (an epoll instance and the clients' multi handle's wake-up pair each)
+ * and per_session for each session; returns the POSTs that failed or
+ * never started. */
+static unsigned load_under_limit(unsigned per_session)
+{
+  static const char *const specs[] = {"FABRIKAM\\alice:Passw0rd!"};
+  struct kb_users *users = kb_users_new();
+  struct sim_topology_config cfg;
+  struct sim_topology *topo = NULL;
+  struct sim_sessions s;
+  struct rlimit saved, r;
+  unsigned held, failed;
+  char err[256];
+
+  ck_assert_ptr_nonnull(users);
+  ck_assert_int_eq(kb_users_add_spec(users, specs[0], err, sizeof(err)), 0);
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.policy = PROXY_POLICY_PER_REQUEST;
+  cfg.users = users;
+  cfg.simulated = true;
+  cfg.seed = 7;
+  cfg.max_connections = LOAD_FD_SESSIONS;
+  ck_assert_msg(sim_topology_start(&cfg, &topo, err, sizeof(err)) == 0, "%s",
+                err);
+  held = load_count_dir("/proc/self/fd") - 1;
+  ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  r = saved;
+  r.rlim_cur = held + 3 * kb_fiber_threads(LOAD_FD_SESSIONS) +
+               LOAD_FD_SESSIONS * per_session;
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &r), 0);
+  memset(&s, 0, sizeof(s));
+  ck_assert_msg(sim_run_sessions(topo, LOAD_FD_SESSIONS, LOAD_POSTS,
+                                 NTLM_RESPONSE_V2, specs, 1, &s, err,
+                                 sizeof(err)) == 0,
+                "%s", err);
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  failed = s.posts_failed + s.not_started;
+  sim_sessions_free(&s);
+  sim_topology_stop(topo);
+  kb_users_free(users);
+  return failed;
+}
+
+/* sim/fdlimit.h's count is exact: sessions, all connected at once, fit in
+ * SIM_FDS_PER_SESSION descriptors each, and not in one fewer. */
+START_TEST(test_descriptors_per_session)
+{
+  ck_assert_uint_eq(load_under_limit(SIM_FDS_PER_SESSION), 0);
+  ck_assert_uint_gt(load_under_limit(SIM_FDS_PER_SESSION - 1), 0);
+}
+END_TEST
+
 START_TEST(test_no_growth_over_runs)
 {
   struct load_usage before, first, second, last;
@@ -212,6 +273,7 @@ static Suite *load_suite(void)
 
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_no_growth_over_runs);
+  tcase_add_test(tc, test_descriptors_per_session);
   suite_add_tcase(s, tc);
   /* Its cost is its scale: 500 sessions at once. */
   tcase_set_timeout(scale, 120);
