@@ -1,7 +1,8 @@
 /*
  * kb_fiber.c - fibers on worker threads: one epoll loop per worker, a
- * min-heap of fiber timers, stacks mmap'd below a guard page, and the
- * switches annotated for ASan and TSan when built with them.
+ * min-heap of fiber timers beside the worker's own timer, stacks mmap'd
+ * below a guard page, and the switches annotated for ASan and TSan when
+ * built with them.
  */
 #include "common/kb_fiber.h"
 #include "common/kb_env.h"

@@ -65,7 +65,8 @@ struct kb_fiber *kb_fiber_self(void);
 int kb_fiber_watch(struct kb_fiber *f, void *owner, int fd, unsigned events);
 
 /* Sets the fiber's timer to expire after ms milliseconds (0: at once), or
- * clears it (ms < 0). This is libcurl's timer in kbsim: one per fiber. */
+ * clears it (ms < 0): the timer of a libcurl multi handle of the fiber's
+ * own (client/rpc.c's), one per fiber. */
 void kb_fiber_timer(struct kb_fiber *f, long ms);
 
 /* Yields until a watched descriptor is ready, the timer expires, the
