@@ -263,11 +263,46 @@ static int client_wmulti_join(struct client *c)
   return curl_easy_setopt(c->easy, CURLOPT_PRIVATE, (void *)c) ? -1 : 0;
 }
 
+/* One round of the worker's multi handle from fiber f: what f found ready
+ * on it, then every transfer that round finished handed to its client. */
+static void client_wmulti_drive(struct client__wmulti *wm, struct kb_fiber *f)
+{
+  struct kb_fiber_ready ready[KB_FIBER_WATCHES];
+  bool timer = false;
+  size_t i, n = kb_fiber_take(f, wm, ready, KB_FIBER_WATCHES, &timer);
+  CURLMcode rc = CURLM_OK;
+
+  for(i = 0; i < n && rc == CURLM_OK; i++) {
+    int mask = 0, running = 0;
+    if(ready[i].events & KB_FIBER_IN)
+      mask |= CURL_CSELECT_IN;
+    if(ready[i].events & KB_FIBER_OUT)
+      mask |= CURL_CSELECT_OUT;
+    if(ready[i].events & KB_FIBER_ERR)
+      mask |= CURL_CSELECT_ERR;
+    rc = curl_multi_socket_action(wm->multi, ready[i].fd, mask, &running);
+  }
+  if(rc != CURLM_OK)
+    client_wmulti_fail(wm);
+  else
+    client_wmulti_dispatch(wm);
+}
+
+/* Takes c off the list of clients with a transfer in wm. */
+static void client_wmulti_unlink(struct client__wmulti *wm, struct client *c)
+{
+  struct client **p = &wm->running;
+  while(*p && *p != c)
+    p = &(*p)->wm_next;
+  if(*p)
+    *p = c->wm_next;
+  c->wm_next = NULL;
+}
+
 CURLcode client__perform(struct client *c)
 {
   struct kb_fiber *f = kb_fiber_self();
   struct client__wmulti *wm;
-  CURLcode result;
 
   if(!f)
     return curl_easy_perform(c->easy);
@@ -279,38 +314,15 @@ CURLcode client__perform(struct client *c)
     return CURLE_FAILED_INIT;
   c->wm_next = wm->running;
   wm->running = c;
-  while(!c->wm_done) {
-    struct kb_fiber_ready ready[KB_FIBER_WATCHES];
-    bool timer = false;
-    size_t i, n = kb_fiber_take(f, wm, ready, KB_FIBER_WATCHES, &timer);
-    CURLMcode rc = CURLM_OK;
-
-    for(i = 0; i < n && rc == CURLM_OK; i++) {
-      int mask = 0, running = 0;
-      if(ready[i].events & KB_FIBER_IN)
-        mask |= CURL_CSELECT_IN;
-      if(ready[i].events & KB_FIBER_OUT)
-        mask |= CURL_CSELECT_OUT;
-      if(ready[i].events & KB_FIBER_ERR)
-        mask |= CURL_CSELECT_ERR;
-      rc = curl_multi_socket_action(wm->multi, ready[i].fd, mask, &running);
-    }
-    if(rc != CURLM_OK)
-      client_wmulti_fail(wm);
-    else
-      client_wmulti_dispatch(wm);
-    if(!c->wm_done)
-      kb_fiber_wait(f, -1);
+  for(;;) {
+    client_wmulti_drive(wm, f);
+    if(c->wm_done)
+      break;
+    kb_fiber_wait(f, -1);
   }
-  result = c->wm_result;
-  {
-    struct client **p = &wm->running;
-    while(*p != c)
-      p = &(*p)->wm_next;
-    *p = c->wm_next;
-  }
+  client_wmulti_unlink(wm, c);
   curl_multi_remove_handle(wm->multi, c->easy);
-  return result;
+  return c->wm_result;
 }
 
 void client__easy_cleanup(struct client *c)
