@@ -64,7 +64,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "usage: bench_memory SESSIONS(1-10000 or max) [POSTS]\n");
     return 2;
   }
-  if(sim_fd_check(n, err, sizeof(err))) {
+  if(sim_fd_check(n, SIM_FDS_PER_SESSION, err, sizeof(err))) {
     fprintf(stderr, "bench_memory: %s\n", err);
     return 2;
   }
