@@ -24,10 +24,12 @@
 /* libmicrohttpd tuning. The memory limit bounds what one connection may
  * spend on its request line and headers (NTLM type 3 headers are a few KiB);
  * the timeout is IIS 7's default connectionTimeout. libmicrohttpd zeroes
- * the whole pool between requests, so it is kept small (32 KiB; 64 KiB
- * showed in bench/'s profile). */
+ * the whole pool between requests, and each connection holds one for its
+ * life, so it is kept small: 24 KiB, the listener's 20 KiB (which must read
+ * a 16 KB token: proxy/loop.c) and room for the headers it adds when it
+ * forwards; 32 KiB cost 8 KiB more per concurrent session (bench_memory). */
 #define BACKEND_THREADS 2u
-#define BACKEND_CONN_MEMORY ((size_t)32 * 1024)
+#define BACKEND_CONN_MEMORY ((size_t)24 * 1024)
 #define BACKEND_CONN_TIMEOUT_S 120u
 
 /* Where a request goes, decided from its method and path alone. */

@@ -4,7 +4,9 @@
  * (integrated listener, per-request), in a fresh process so that the peak
  * belongs to that N alone.
  *
- * Usage: bench_memory N [POSTS]   (N from 1 to 10000)
+ * Usage: bench_memory N [POSTS]   (N from 1 to 10000, or `max`: as many
+ *                                  as the descriptor limit allows, at
+ *                                  most 10000)
  * Prints one tab-separated line:
  *   memory <N> <KiB resident after start> <KiB peak resident> <failed>
  *          <worker threads> <KiB of stack the deepest session touched>
@@ -46,16 +48,23 @@ int main(int argc, char **argv)
   struct sim_clients plan;
   struct sim_sessions s;
   struct rusage ru;
-  unsigned long n, posts = 2, before;
+  unsigned long n = 0, posts = 2, before;
   char err[256];
   int result = 1;
 
-  if(argc < 2 || (n = strtoul(argv[1], NULL, 10)) < 1 || n > 10000 ||
+  if(argc > 1 && !strcmp(argv[1], "max")) {
+    n = sim_fd_sessions(SIM_FDS_PER_SESSION);
+    if(n > 10000)
+      n = 10000;
+  }
+  else if(argc > 1)
+    n = strtoul(argv[1], NULL, 10);
+  if(argc < 2 || n < 1 || n > 10000 ||
      (argc > 2 && (posts = strtoul(argv[2], NULL, 10)) < 1)) {
-    fprintf(stderr, "usage: bench_memory SESSIONS(1-10000) [POSTS]\n");
+    fprintf(stderr, "usage: bench_memory SESSIONS(1-10000 or max) [POSTS]\n");
     return 2;
   }
-  if(sim_fd_check(n, err, sizeof(err))) {
+  if(sim_fd_check(n, SIM_FDS_PER_SESSION, err, sizeof(err))) {
     fprintf(stderr, "bench_memory: %s\n", err);
     return 2;
   }

@@ -32,6 +32,9 @@
 #include "common/kb_buf.h"
 #include "common/kb_env.h"
 
+struct client__wmulti; /* perform.c */
+struct kb_fiber;
+
 #define CLIENT_AUTODISCOVER_PATH "/autodiscover/autodiscover.xml"
 /* ie's URLs: the page it GETs and the EWS URL it POSTs to, in one
  * protection space (/EWS/). */
@@ -169,10 +172,17 @@ struct client {
   char *ews_url;  /* ASUrl's path on base_url, once known */
   char *ews_path;
   CURL *easy; /* NULL only when re-creating it ran out of memory */
-  /* On a fiber: the multi handle easy runs in (perform.c), made with it and
-   * cleaned up with it, so that easy's connections stay its own, as in
-   * curl_easy_perform's. NULL until the first transfer, and off a fiber. */
-  CURLM *multi;
+  /* On a fiber (perform.c): the worker's multi handle easy runs in, the
+   * share handle that holds easy's connection cache, so that easy's
+   * connections stay its own as in curl_easy_perform's, and the fiber to
+   * wake when another finished c's transfer. NULL until the first
+   * transfer, and off a fiber. */
+  struct client__wmulti *wm;
+  CURLSH *share;
+  struct kb_fiber *fiber;
+  struct client *wm_next; /* the next client with a transfer in wm */
+  CURLcode wm_result;     /* of the transfer in wm, once wm_done */
+  bool wm_done;
   char errbuf[CURL_ERROR_SIZE];
   bool out_of_fds; /* a socket could not be opened: EMFILE, ENFILE */
   /* An interim (1xx) answer's status line was traced and the empty line
@@ -316,8 +326,9 @@ void client__end_interim(struct client *c);
  */
 
 /* Runs c->easy's transfer to its end: curl_easy_perform when the caller is
- * not on a fiber, else in c->multi on the fiber's worker, yielding while
- * it waits. Returns curl's result for the transfer. */
+ * not on a fiber, else in the multi handle of the fiber's worker, which
+ * every client of that worker shares (each with a connection cache of its
+ * own), yielding while it waits. Returns curl's result for the transfer. */
 CURLcode client__perform(struct client *c);
 
 /* A new multi handle whose sockets and timer, on a fiber, are the fiber's
@@ -333,8 +344,9 @@ CURLMcode client__multi_perform(CURLM *multi);
  * yield to the worker's loop on one. */
 CURLMcode client__multi_poll(CURLM *multi, int ms);
 
-/* Cleans up c->easy and its multi handle, which closes c->easy's
- * connections (client_close_socket traces them). c->easy is NULL after. */
+/* Cleans up c->easy and, on a fiber, its connection cache, which closes
+ * c->easy's connections (client_close_socket traces them), and lets go of
+ * the worker's multi handle. c->easy is NULL after. */
 void client__easy_cleanup(struct client *c);
 
 /* After a transfer on HTTPS: reads the certificate the listener presented

@@ -401,6 +401,9 @@ static size_t client_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 
 /* ---- the easy handle and the client's keep-alive limits ------------------ */
 
+/* Bytes libcurl reads from the socket at once (CURLOPT_BUFFERSIZE). */
+#define CLIENT_RECV_BUFFER 4096L
+
 int client__setup_easy(struct client *c)
 {
   CURL *e = c->easy;
@@ -426,6 +429,10 @@ int client__setup_easy(struct client *c)
       * on a loaded machine would change the bytes' order from run to
       * run. */
      curl_easy_setopt(e, CURLOPT_EXPECT_100_TIMEOUT_MS, timeout) ||
+     /* libcurl holds a receive buffer of this size while a transfer runs:
+      * 16 KiB by default, for answers of a few KiB, in every concurrent
+      * session (bench_memory). */
+     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, CLIENT_RECV_BUFFER) ||
      curl_easy_setopt(e, CURLOPT_POST, 1L) ||
      curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, client_open_socket) ||
      curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, c) ||

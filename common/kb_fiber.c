@@ -1,7 +1,8 @@
 /*
  * kb_fiber.c - fibers on worker threads: one epoll loop per worker, a
- * min-heap of fiber timers, stacks mmap'd below a guard page, and the
- * switches annotated for ASan and TSan when built with them.
+ * min-heap of fiber timers beside the worker's own timer, stacks mmap'd
+ * below a guard page, and the switches annotated for ASan and TSan when
+ * built with them.
  */
 /* A fiber's switches after its first are _setjmp/_longjmp between stacks
  * (see "switching"); glibc's fortified longjmp refuses to jump to a frame
@@ -109,6 +110,7 @@ struct kb_fiber {
   bool queued;      /* in the worker's run queue */
   bool done;
   bool timer_fired;
+  bool woken; /* kb_fiber_wake since it last waited */
   struct kb_fiber_slot slots[KB_FIBER_WATCHES];
   struct kb_fiber_ready ready[KB_FIBER_WATCHES];
   size_t nready;
@@ -135,6 +137,11 @@ struct kb_worker {
   struct kb_fiber **heap;
   size_t nheap;
   struct kb_fiber *runq, *runq_tail;
+  /* The worker's own timer (kb_fiber_worker_timer): fn(arg) at timer_at,
+   * monotonic ms; -1: none. */
+  int64_t timer_at;
+  kb_fiber_timer_fn *timer_fn;
+  void *timer_arg;
   size_t stack_peak;
   char err[160];
 #ifdef KB_FIBER_ASAN
@@ -150,6 +157,8 @@ struct kb_worker {
 /* The fiber running on this thread; NULL on a worker's own loop and on any
  * other thread. */
 static _Thread_local struct kb_fiber *kb_fiber_current;
+/* The worker whose thread this is; NULL on any other thread. */
+static _Thread_local struct kb_worker *kb_worker_current;
 
 static int64_t kb_fiber_now(void)
 {
@@ -466,8 +475,12 @@ static void kb_worker_loop(struct kb_worker *w)
     }
     if(!w->live)
       break;
-    if(w->nheap) {
-      int64_t wait = kb_fiber_key(w->heap[0]) - kb_fiber_now();
+    if(w->nheap || w->timer_at >= 0) {
+      int64_t at = w->nheap ? kb_fiber_key(w->heap[0]) : w->timer_at;
+      int64_t wait;
+      if(w->timer_at >= 0 && w->timer_at < at)
+        at = w->timer_at;
+      wait = at - kb_fiber_now();
       timeout = wait < 0 ? 0 : wait > INT_MAX ? INT_MAX : (int)wait;
     }
     n = epoll_wait(w->epfd, evs, KB_FIBER_EVENTS, timeout);
@@ -485,6 +498,10 @@ static void kb_worker_loop(struct kb_worker *w)
         kb_fiber_enqueue(s->fiber);
     }
     kb_fiber_expire(w, kb_fiber_now());
+    if(w->timer_at >= 0 && w->timer_at <= kb_fiber_now()) {
+      w->timer_at = -1;
+      w->timer_fn(w->timer_arg); /* may set the timer again */
+    }
   }
 }
 
@@ -496,6 +513,7 @@ static void *kb_worker_main(void *arg)
 #ifdef KB_FIBER_TSAN
   w->tsan_main = __tsan_get_current_fiber();
 #endif
+  kb_worker_current = w;
   w->heap = calloc(w->n ? w->n : 1, sizeof(*w->heap));
   if(!w->heap) {
     snprintf(w->err, sizeof(w->err), "out of memory for a worker's timers");
@@ -509,6 +527,7 @@ static void *kb_worker_main(void *arg)
     kb_fiber_enqueue(f);
   }
   kb_worker_loop(w);
+  kb_worker_current = NULL;
   return NULL;
 }
 
@@ -545,6 +564,7 @@ int kb_fiber_run(size_t n, kb_fiber_fn *fn, void *arg, unsigned threads,
     w[t].first = t;
     w[t].step = threads;
     w[t].n = n > t ? (n - t + threads - 1) / threads : 0;
+    w[t].timer_at = -1;
     w[t].epfd = epoll_create1(EPOLL_CLOEXEC);
     if(w[t].epfd < 0) {
       snprintf(err, errlen, "cannot make a worker's epoll instance: %s",
@@ -651,15 +671,38 @@ void kb_fiber_wait(struct kb_fiber *f, long max_ms)
 {
   int64_t now = kb_fiber_now();
 
-  if(f->nready || f->timer_fired || (f->timer_at >= 0 && f->timer_at <= now))
+  if(f->woken || f->nready || f->timer_fired ||
+     (f->timer_at >= 0 && f->timer_at <= now)) {
+    f->woken = false;
     return;
+  }
   f->wake_at = max_ms < 0 ? -1 : now + max_ms;
   kb_heap_update(f);
   f->waiting = true;
   kb_fiber_yield(f);
   f->waiting = false;
+  f->woken = false;
   f->wake_at = -1;
   kb_heap_update(f);
+}
+
+void kb_fiber_wake(struct kb_fiber *f)
+{
+  f->woken = true;
+  if(f->waiting)
+    kb_fiber_enqueue(f);
+}
+
+int kb_fiber_worker_timer(long ms, kb_fiber_timer_fn *fn, void *arg)
+{
+  struct kb_worker *w = kb_worker_current;
+
+  if(!w)
+    return -1;
+  w->timer_at = ms < 0 ? -1 : kb_fiber_now() + ms;
+  w->timer_fn = fn;
+  w->timer_arg = arg;
+  return 0;
 }
 
 size_t kb_fiber_take(struct kb_fiber *f, const void *owner,

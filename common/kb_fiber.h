@@ -59,17 +59,38 @@ struct kb_fiber *kb_fiber_self(void);
  * on behalf of owner (borrowed; a tag such as the libcurl multi handle
  * the descriptor belongs to, so that kb_fiber_take hands each owner its
  * own). Returns 0, or -1 when the fiber watches too many descriptors or
- * epoll refused. Only the fiber itself may call it. */
+ * epoll refused. Only what runs on f's worker thread may call it: f
+ * itself, another fiber of that worker or a kb_fiber_worker_timer
+ * function. */
 int kb_fiber_watch(struct kb_fiber *f, void *owner, int fd, unsigned events);
 
 /* Sets the fiber's timer to expire after ms milliseconds (0: at once), or
- * clears it (ms < 0). This is libcurl's timer in kbsim: one per fiber. */
+ * clears it (ms < 0): the timer of a libcurl multi handle of the fiber's
+ * own (client/rpc.c's), one per fiber. */
 void kb_fiber_timer(struct kb_fiber *f, long ms);
 
-/* Yields until a watched descriptor is ready, the timer expires or max_ms
- * passes (max_ms < 0: no limit); returns at once when something is already
- * pending. Only the fiber itself may call it. */
+/* Yields until a watched descriptor is ready, the timer expires, the
+ * fiber is woken (kb_fiber_wake) or max_ms passes (max_ms < 0: no limit);
+ * returns at once when something is already pending. Only the fiber
+ * itself may call it. */
 void kb_fiber_wait(struct kb_fiber *f, long max_ms);
+
+/* Makes f's kb_fiber_wait return: at once when f waits, else at its next
+ * call. For whatever runs on f's worker thread (another fiber of it, or a
+ * kb_fiber_worker_timer function) to hand f something it waits for. */
+void kb_fiber_wake(struct kb_fiber *f);
+
+/* A function the worker's loop calls itself, off every fiber. */
+typedef void kb_fiber_timer_fn(void *arg);
+
+/* Sets the calling worker's own timer: fn(arg) runs on the worker's loop
+ * (kb_fiber_self() is NULL there) once ms milliseconds have passed (0: at
+ * its next turn); ms < 0 clears it. One per worker: a call replaces the
+ * last. This is the timer of a libcurl multi handle that the fibers of one
+ * worker share (client/perform.c). Callable from the worker's fibers and
+ * from such a function. Returns 0, or -1 when the caller is not on a
+ * worker thread. */
+int kb_fiber_worker_timer(long ms, kb_fiber_timer_fn *fn, void *arg);
 
 /* Takes what is pending without waiting: up to max of owner's ready
  * descriptors into ready (returns how many; other owners' stay pending)

@@ -33,10 +33,17 @@ unsigned long sim_fd_need(unsigned long sessions)
   return SIM_FDS_BASE + sessions * SIM_FDS_PER_SESSION;
 }
 
-int sim_fd_check(unsigned long sessions, char *err, size_t errlen)
+unsigned sim_fd_per_session(enum client_kind kind)
+{
+  return kind == CLIENT_KIND_OUTLOOK_ANYWHERE ? SIM_FDS_PER_RPC_SESSION
+                                              : SIM_FDS_PER_SESSION;
+}
+
+int sim_fd_check(unsigned long sessions, unsigned per_session, char *err,
+                 size_t errlen)
 {
   unsigned long limit = sim_fd_limit();
-  unsigned long need = sim_fd_need(sessions);
+  unsigned long need = SIM_FDS_BASE + sessions * per_session;
 
   if(need <= limit)
     return 0;
@@ -44,7 +51,7 @@ int sim_fd_check(unsigned long sessions, char *err, size_t errlen)
            "%lu client%s about %lu file descriptors; the limit is %lu: "
            "raise it (ulimit -n %lu) or run at most %lu clients",
            sessions, sessions == 1 ? " needs" : "s need", need, limit, need,
-           sim_fd_sessions(SIM_FDS_PER_SESSION));
+           sim_fd_sessions(per_session));
   return -1;
 }
 

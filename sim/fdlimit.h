@@ -1,37 +1,54 @@
 /*
  * fdlimit.h - file descriptors a run needs, checked before it starts.
  *
- * A session costs about SIM_FDS_PER_SESSION descriptors at its peak (the
- * client's socket and libcurl's, the listener's accepted socket, its
- * upstream socket and libcurl's wake-up pair, Exchange's accepted socket;
- * measured with `ulimit -n` against `kbsim run --clients 100`: 800 fail,
- * 850 pass). Running out mid-run makes connections fail in ways that look
- * like the bug, so a run that cannot fit is refused before it starts.
+ * A session costs SIM_FDS_PER_SESSION descriptors at its peak: four TCP
+ * sockets (the client's, the listener's accepted one and its upstream one,
+ * Exchange's accepted one) and the wake-up socket pair of the libcurl
+ * multi handle the listener gives each connection. The clients' multi
+ * handle is their worker's, one per worker thread (client/perform.c), so
+ * its pair counts in SIM_FDS_BASE. Measured by listing /proc/PID/fd while
+ * bench_memory held 1000 sessions: 4000 TCP sockets, 2004 Unix ones, 16
+ * others (bench/README.md). Running out mid-run makes connections fail in
+ * ways that look like the bug, so a run that cannot fit is refused before
+ * it starts.
  */
 #ifndef FDLIMIT_H
 #define FDLIMIT_H
 
 #include <stddef.h>
 
-#define SIM_FDS_PER_SESSION 10u
+#include "client/client.h"
+
+#define SIM_FDS_PER_SESSION 6u
+/* An outlook-anywhere session: its autodiscover connection and its two
+ * RPC channels' (client/rpc.c), each with the listener's two sockets and
+ * wake-up pair and Exchange's socket, and the channels' own multi handle:
+ * at 200 sessions of scenarios/outlook-anywhere-fix.ini a limit of 13
+ * each failed sockets, 14 each did not. */
+#define SIM_FDS_PER_RPC_SESSION 14u
 /* A session whose client is another process (serve): the listener's
  * socket, upstream socket and wake-up pair, Exchange's socket, the
  * balancer's two. */
 #define SIM_FDS_PER_SERVED_SESSION 7u
-#define SIM_FDS_BASE 64u /* threads' eventfds, epoll sets, listeners, files */
+/* Threads' eventfds, epoll sets and wake-up pairs, listeners, files. */
+#define SIM_FDS_BASE 64u
 
 /* Raises the soft RLIMIT_NOFILE to the hard one (once; later calls only
  * read it). Returns the soft limit now in force. */
 unsigned long sim_fd_limit(void);
 
-/* The descriptors sessions concurrent sessions need. */
+/* The descriptors sessions concurrent sessions need (Communicator's). */
 unsigned long sim_fd_need(unsigned long sessions);
 
-/* Whether sessions fit under the limit (raised first). Returns 0, or -1
- * with one line in err saying what to raise: "1000 clients need about
- * 10064 file descriptors; the limit is 1024: raise it (ulimit -n 10064)
- * or run fewer clients". */
-int sim_fd_check(unsigned long sessions, char *err, size_t errlen);
+/* The descriptors one session of a client of kind needs at its peak. */
+unsigned sim_fd_per_session(enum client_kind kind);
+
+/* Whether sessions of per_session descriptors each fit under the limit
+ * (raised first). Returns 0, or -1 with one line in err saying what to
+ * raise: "1000 clients need about 6064 file descriptors; the limit is
+ * 1024: raise it (ulimit -n 6064) or run at most 160 clients". */
+int sim_fd_check(unsigned long sessions, unsigned per_session, char *err,
+                 size_t errlen);
 
 /* The most sessions of per_session descriptors each that fit under the
  * limit (raised first). */

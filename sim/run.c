@@ -292,7 +292,7 @@ int sim_runner_run(struct sim_runner *runner, const struct scenario *sc,
   memset(out, 0, sizeof(*out));
   /* Out of descriptors mid-run, connections fail as if the listener
    * failed them: refuse a run that cannot fit, before it starts. */
-  if(sim_fd_check(sc->clients, err, errlen))
+  if(sim_fd_check(sc->clients, sim_fd_per_session(sc->kind), err, errlen))
     return -1;
   exhausted = kb_net_fd_exhausted();
 

@@ -4,7 +4,8 @@
  * switched mid-session, a wrong password, the bytes of each leg as the
  * support case has them, the bodies with the configured clock and random
  * source, each kind of NTLM response, failures before any server answers,
- * bad configurations, and eight sessions at once.
+ * bad configurations, eight sessions at once on threads, and sixteen on
+ * the fibers of one worker, each on connections of its own.
  */
 #include <check.h>
 #include <pthread.h>
@@ -17,6 +18,7 @@
 
 #include "backend/backend.h"
 #include "client/client.h"
+#include "common/kb_fiber.h"
 #include "kbt.h"
 #include "kbt_env.h"
 #include "ntlm/ntlm.h"
@@ -705,6 +707,90 @@ START_TEST(test_concurrent_clients)
 }
 END_TEST
 
+/* Sessions on fibers of one worker share its libcurl multi handle
+ * (client/perform.c); each must keep its connections to itself all the
+ * same. Every session logs on as the same user, so that libcurl's own
+ * check (an NTLM connection goes only to the same credentials) would not
+ * keep them apart: with one connection cache for all, a session whose
+ * transfer starts while another's connection sits idle takes that one,
+ * and the listener counts fewer connections than sessions. */
+#define TEST_FIBERS 16
+
+struct fiber_session {
+  const char *url;
+  struct kb_trace trace;
+  struct client_view view;
+  struct client_post_result results[1 + TEST_THREAD_EWS];
+  size_t nresults;
+  unsigned failed;
+};
+
+/* kb_fiber_fn: session i of the array arg, on a fiber. */
+static void fiber_session_main(void *arg, size_t i)
+{
+  struct fiber_session *fs = (struct fiber_session *)arg + i;
+  struct client *c = NULL;
+  struct client_config cc;
+  char err[256];
+  size_t j;
+
+  cc = cl_config(fs->url, (unsigned)i, "user0", KBT_ALICE_PASSWORD);
+  cc.ews_posts = TEST_THREAD_EWS;
+  cc.trace = fs->trace;
+  if(client_create(&cc, &c, err, sizeof(err)))
+    return;
+  fs->failed = client_run_session(c);
+  client_view(c, &fs->view);
+  fs->nresults = client_results_count(c);
+  for(j = 0; j < fs->nresults && j < 1 + TEST_THREAD_EWS; j++)
+    fs->results[j] = *client_result(c, j);
+  client_destroy(c);
+}
+
+START_TEST(test_fiber_clients_own_connections)
+{
+  struct kbt_env e;
+  struct kbt_trace rec;
+  struct fiber_session fs[TEST_FIBERS];
+  struct kb_fiber_stats stats;
+  struct proxy_stats ps;
+  char err[256];
+  unsigned i, j;
+
+  cl_env_start(&e, PROXY_POLICY_PER_REQUEST);
+  kbt_trace_init(&rec, true, "T_CLIENT_TRACE");
+  memset(fs, 0, sizeof(fs));
+  for(i = 0; i < TEST_FIBERS; i++) {
+    fs[i].url = e.url;
+    fs[i].trace = kbt_trace_sink(&rec);
+  }
+  /* One worker: every session in the same multi handle. */
+  ck_assert_msg(kb_fiber_run(TEST_FIBERS, fiber_session_main, fs, 1, &stats,
+                             err, sizeof(err)) == 0,
+                "%s", err);
+  ck_assert_uint_eq(stats.threads, 1);
+  for(i = 0; i < TEST_FIBERS; i++) {
+    char origin[32];
+    ck_assert_uint_eq(fs[i].nresults, 1 + TEST_THREAD_EWS);
+    ck_assert_uint_eq(fs[i].failed, 0);
+    ck_assert_uint_eq(fs[i].view.connections, 1);
+    for(j = 0; j <= TEST_THREAD_EWS; j++) {
+      ck_assert_int_eq(fs[i].results[j].outcome, CLIENT_OK);
+      ck_assert_uint_eq(fs[i].results[j].connection, 1);
+    }
+    snprintf(origin, sizeof(origin), "client %u", i);
+    ck_assert_uint_eq(kbt_count_from(&rec, KB_TRACE_OPEN, origin), 1);
+    ck_assert_uint_eq(kbt_count_from(&rec, KB_TRACE_CLOSE, origin), 1);
+    ck_assert_uint_eq(kbt_count_from(&rec, KB_TRACE_EXCHANGE, origin),
+                      1 + 2 * (1 + TEST_THREAD_EWS));
+  }
+  proxy_stats(e.px, &ps);
+  ck_assert_uint_eq(ps.connections, TEST_FIBERS);
+  kbt_trace_free(&rec);
+  kbt_env_stop(&e);
+}
+END_TEST
+
 /* ---- kinds by name ---------------------------------------------------------
  */
 
@@ -771,6 +857,7 @@ Suite *client_session_suite(void)
 
   tcase_set_timeout(tc, 30);
   tcase_add_test(tc, test_per_connection_bug);
+  tcase_add_test(tc, test_fiber_clients_own_connections);
   tcase_add_test(tc, test_per_request_fix);
   tcase_add_test(tc, test_policy_switch_midsession);
   tcase_add_test(tc, test_wrong_password);

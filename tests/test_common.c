@@ -2,8 +2,8 @@
  * test_common.c - the shared pieces: capped buffer, user store, HTTP date,
  * random-source fallback, note codes, connection names, listening sockets,
  * the one classification of Authorization headers, the one reader of
- * recorded HTTP messages, the one grammar of A..B ranges and the
- * connection guard's wake-ups.
+ * recorded HTTP messages, the one grammar of A..B ranges, the
+ * connection guard's wake-ups and a fiber woken by its worker's timer.
  */
 #include <check.h>
 #include <stdio.h>
@@ -20,6 +20,7 @@
 #include "common/kb_auth.h"
 #include "common/kb_buf.h"
 #include "common/kb_env.h"
+#include "common/kb_fiber.h"
 #include "common/kb_guard.h"
 #include "common/kb_net.h"
 #include "common/kb_range.h"
@@ -747,6 +748,55 @@ START_TEST(guard_sleeps_through_requests)
 }
 END_TEST
 
+/* ---- fibers: waking one from elsewhere on its worker ----------------------
+ */
+
+struct fiber_wake {
+  struct kb_fiber *sleeper;
+  int timer_ran; /* the worker's timer function, on the worker's loop */
+  int woke_after_timer;
+  int self_in_timer; /* kb_fiber_self() there: must be NULL */
+};
+
+/* kb_fiber_timer_fn: wakes the sleeping fiber from the worker's loop. */
+static void fiber_wake_timer(void *arg)
+{
+  struct fiber_wake *fw = arg;
+  fw->timer_ran++;
+  fw->self_in_timer = kb_fiber_self() != NULL;
+  kb_fiber_wake(fw->sleeper);
+}
+
+/* Task 0 sleeps with no watch and no limit; task 1 sets the worker's timer
+ * to wake it, and ends. */
+static void fiber_wake_task(void *arg, size_t i)
+{
+  struct fiber_wake *fw = arg;
+  if(i == 0) {
+    fw->sleeper = kb_fiber_self();
+    kb_fiber_wait(fw->sleeper, -1);
+    fw->woke_after_timer = fw->timer_ran;
+  }
+  else
+    ck_assert_int_eq(kb_fiber_worker_timer(5, fiber_wake_timer, fw), 0);
+}
+
+START_TEST(fiber_woken_by_worker_timer)
+{
+  struct fiber_wake fw;
+  char err[160];
+
+  memset(&fw, 0, sizeof(fw));
+  /* Off a worker there is no worker timer to set. */
+  ck_assert_int_eq(kb_fiber_worker_timer(5, fiber_wake_timer, &fw), -1);
+  ck_assert_int_eq(
+      kb_fiber_run(2, fiber_wake_task, &fw, 1, NULL, err, sizeof(err)), 0);
+  ck_assert_int_eq(fw.timer_ran, 1);
+  ck_assert_int_eq(fw.woke_after_timer, 1);
+  ck_assert_int_eq(fw.self_in_timer, 0);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("common");
@@ -771,6 +821,7 @@ int main(void)
   tcase_add_test(tc, wire_finds_fields);
   tcase_add_test(tc, range_splits_one_grammar);
   tcase_add_test(tc, guard_sleeps_through_requests);
+  tcase_add_test(tc, fiber_woken_by_worker_timer);
   suite_add_tcase(s, tc);
   failed = kbt_run(s);
   return failed ? EXIT_FAILURE : EXIT_SUCCESS;
