@@ -15,21 +15,28 @@
  * default CURLOPT_MAXCONNECTS, which it copies to that handle. */
 #define CLIENT_MAXCONNECTS 5L
 
+/* What libcurl's CURL_POLL_* asks of a socket, as kb_fiber's events. */
+static unsigned client_poll_events(int what)
+{
+  unsigned events = 0;
+
+  if(what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+    events |= KB_FIBER_IN;
+  if(what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+    events |= KB_FIBER_OUT;
+  return events;
+}
+
 /* CURLMOPT_SOCKETFUNCTION: watches s on the fiber for what libcurl wants,
  * tagged with the multi handle it belongs to. */
 static int client_multi_socket(CURL *easy, curl_socket_t s, int what,
                                void *userp, void *socketp)
 {
   struct kb_fiber *f = kb_fiber_self();
-  unsigned events = 0;
 
   (void)easy;
   (void)socketp;
-  if(what == CURL_POLL_IN || what == CURL_POLL_INOUT)
-    events |= KB_FIBER_IN;
-  if(what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
-    events |= KB_FIBER_OUT;
-  return f && kb_fiber_watch(f, userp, s, events) ? -1 : 0;
+  return f && kb_fiber_watch(f, userp, s, client_poll_events(what)) ? -1 : 0;
 }
 
 /* CURLMOPT_TIMERFUNCTION: libcurl's one timer is the fiber's. */
@@ -194,14 +201,9 @@ static int client_wmulti_socket(CURL *easy, curl_socket_t s, int what,
 {
   struct client *c = client_of(easy);
   struct kb_fiber *f = c && c->fiber ? c->fiber : kb_fiber_self();
-  unsigned events = 0;
 
   (void)socketp;
-  if(what == CURL_POLL_IN || what == CURL_POLL_INOUT)
-    events |= KB_FIBER_IN;
-  if(what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
-    events |= KB_FIBER_OUT;
-  return f && kb_fiber_watch(f, userp, s, events) ? -1 : 0;
+  return f && kb_fiber_watch(f, userp, s, client_poll_events(what)) ? -1 : 0;
 }
 
 /* The worker's multi handle, made when none is there, with one more user;
