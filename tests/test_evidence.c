@@ -695,9 +695,12 @@ int main(void)
   suite_add_tcase(s, tc);
   /* What tshark reads: a capture, and tests/pcap-judge over every
    * catalogue scenario (tshark once per capture), the costliest checks
-   * here. */
+   * here: some 30 s of CPU for the catalogue's 40-odd captures, so the
+   * bound (against a hang, in check-slow's forked runs) leaves room for
+   * the three other suites check-slow runs beside it on 2 cores; 60 s
+   * ran out on a loaded machine. */
   tc = tcase_create("tshark");
-  tcase_set_timeout(tc, 60);
+  tcase_set_timeout(tc, 180);
   tcase_set_tags(tc, KBT_SLOW);
   tcase_add_test(tc, tshark_decodes_pcap);
   tcase_add_test(tc, tshark_judges_every_scenario);
