@@ -695,7 +695,7 @@ int main(void)
   suite_add_tcase(s, tc);
   /* What tshark reads: a capture, and tests/pcap-judge over every
    * catalogue scenario (tshark once per capture), the costliest checks
-   * here: some 30 s of CPU for the catalogue's 40-odd captures, so the
+   * here: some 30 s of CPU for the catalogue's 29 scenarios' captures, so the
    * bound (against a hang, in check-slow's forked runs) leaves room for
    * the three other suites check-slow runs beside it on 2 cores; 60 s
    * ran out on a loaded machine. */
