@@ -7,10 +7,9 @@
  * one per worker thread (client/perform.c), and the listener's is its
  * event loop's, one per loop (proxy/upstream.c), so their wake-up socket
  * pairs count in SIM_FDS_BASE. Measured by listing /proc/PID/fd while
- * bench_memory held 1000 sessions: 4000 TCP sockets, a handful of Unix and
- * other ones (bench/README.md). Before, with a multi handle per
- * listener connection: 4000 TCP sockets, 2004 Unix ones, 16
- * others (bench/README.md). Running out mid-run makes connections fail in
+ * bench_memory held 1000 sessions: about 3900 TCP sockets, 6 Unix ones,
+ * 10 others (with a multi handle per listener connection, before: 4002,
+ * 2004 and 10; bench/README.md). Running out mid-run makes connections fail in
  * ways that look like the bug, so a run that cannot fit is refused before
  * it starts.
  */
