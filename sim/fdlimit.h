@@ -9,9 +9,9 @@
  * pairs count in SIM_FDS_BASE. Measured by listing /proc/PID/fd while
  * bench_memory held 1000 sessions: about 3900 TCP sockets, 6 Unix ones,
  * 10 others (with a multi handle per listener connection, before: 4002,
- * 2004 and 10; bench/README.md). Running out mid-run makes connections fail in
- * ways that look like the bug, so a run that cannot fit is refused before
- * it starts.
+ * 2004 and 10; bench/README.md). Running out mid-run makes connections
+ * fail in ways that look like the bug, so a run that cannot fit is
+ * refused before it starts.
  */
 #ifndef FDLIMIT_H
 #define FDLIMIT_H
