@@ -136,8 +136,8 @@ struct proxy__loop {
   struct proxy__conn *gone;
   struct proxy__conn *busy; /* connections with a transfer in flight */
   /* The libcurl multi handle every upstream transfer of the loop runs
-   * in (created with the first one), and the monotonic ms it wants a
-   * timeout call at, or -1. */
+   * in (created as the loop starts: proxy__multi_init), and the monotonic
+   * ms it wants a timeout call at, or -1. */
   CURLM *multi;
   int64_t timer_at;
   struct proxy__watch *dead; /* retired watches, freed after each batch */
