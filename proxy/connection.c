@@ -53,7 +53,7 @@ static void proxy_conn_free(struct proxy__conn *conn)
     return;
   if(conn->fwd_state == PROXY__FWD_RUNNING ||
      (conn->stream.live && !conn->stream.up_done)) {
-    curl_multi_remove_handle(conn->multi, conn->curl);
+    curl_multi_remove_handle(conn->loop->multi, conn->curl);
     proxy__busy_unlink(conn);
   }
   if(conn->fwd_state == PROXY__FWD_DONE && conn->pending.response)

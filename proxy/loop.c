@@ -145,44 +145,37 @@ static void proxy_loop_gone(struct proxy__loop *loop)
   }
 }
 
-/* Milliseconds the loop may sleep: until the earliest libcurl timer of a
- * transfer in flight or libmicrohttpd's next timeout, whichever is first,
- * at most PROXY_LOOP_MAX_WAIT_MS. */
+/* Milliseconds the loop may sleep: until libcurl's timer of the loop's
+ * transfers or libmicrohttpd's next timeout, whichever is first, at most
+ * PROXY_LOOP_MAX_WAIT_MS. */
 static int proxy_loop_wait_ms(struct proxy__loop *loop)
 {
   MHD_UNSIGNED_LONG_LONG mhd_ms;
   int64_t wait = PROXY_LOOP_MAX_WAIT_MS;
-  int64_t now = proxy__mono_ms();
-  struct proxy__conn *c;
 
   if(MHD_get_timeout(loop->daemon, &mhd_ms) == MHD_YES &&
      mhd_ms < (MHD_UNSIGNED_LONG_LONG)wait)
     wait = (int64_t)mhd_ms;
-  for(c = loop->busy; c && wait > 0; c = c->busy_next)
-    if(c->timer_at >= 0 && c->timer_at - now < wait)
-      wait = c->timer_at - now;
+  if(loop->multi && loop->timer_at >= 0 && wait > 0) {
+    int64_t now = proxy__mono_ms();
+    if(loop->timer_at - now < wait)
+      wait = loop->timer_at - now;
+  }
   return wait < 0 ? 0 : (int)wait;
 }
 
-/* Calls libcurl back for every transfer whose timer is due (the first
- * call after curl_multi_add_handle starts the transfer) and finishes those
- * that ended. */
+/* Calls libcurl back when its timer is due (the first call after
+ * curl_multi_add_handle starts the transfer; libcurl runs every transfer
+ * whose own timeout expired) and finishes the transfers that ended. */
 static void proxy_loop_timers(struct proxy__loop *loop)
 {
-  int64_t now = proxy__mono_ms();
-  struct proxy__conn *c = loop->busy;
+  int running = 0;
 
-  while(c) {
-    /* proxy__fwd_check may take c off the list. */
-    struct proxy__conn *next = c->busy_next;
-    if(c->timer_at >= 0 && c->timer_at <= now) {
-      int running = 0;
-      c->timer_at = -1;
-      curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-      proxy__fwd_check(c);
-    }
-    c = next;
-  }
+  if(!loop->multi || loop->timer_at < 0 || loop->timer_at > proxy__mono_ms())
+    return;
+  loop->timer_at = -1;
+  curl_multi_socket_action(loop->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  proxy__fwd_check(loop);
 }
 
 /* Abandons every transfer in flight on loop because the proxy is
@@ -225,7 +218,6 @@ static void *proxy_loop_main(void *arg)
 
     for(i = 0; i < n; i++) {
       struct proxy__watch *w = events[i].data.ptr;
-      struct proxy__conn *conn;
       uint64_t count;
       int flags = 0;
       int running = 0;
@@ -259,10 +251,10 @@ static void *proxy_loop_main(void *arg)
           flags |= CURL_CSELECT_OUT;
         if(events[i].events & EPOLLERR)
           flags |= CURL_CSELECT_ERR;
-        /* The call may retire w (libcurl closes the socket), not conn. */
-        conn = w->conn;
-        curl_multi_socket_action(conn->multi, w->fd, flags, &running);
-        proxy__fwd_check(conn);
+        /* The call may retire w (libcurl closes the socket) and finish
+         * any transfer of the loop. */
+        curl_multi_socket_action(loop->multi, w->fd, flags, &running);
+        proxy__fwd_check(loop);
         break;
       }
     }
@@ -283,7 +275,8 @@ static void *proxy_loop_main(void *arg)
 }
 
 /* Creates loop's epoll set with its daemon's epoll descriptor and the
- * wakeup eventfd in it and starts the loop thread. Returns 0, or -1 with
+ * wakeup eventfd in it and the multi handle of its upstream transfers,
+ * and starts the loop thread. Returns 0, or -1 with
  * errno set; what was created is released by proxy__loops_close. */
 int proxy__loop_start(struct proxy__loop *loop)
 {
@@ -315,6 +308,10 @@ int proxy__loop_start(struct proxy__loop *loop)
   ev.data.ptr = &loop->wake_watch;
   if(epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->wakefd, &ev))
     return -1;
+  if(proxy__multi_init(loop)) {
+    errno = ENOMEM;
+    return -1;
+  }
   rc = pthread_create(&loop->thread, NULL, proxy_loop_main, loop);
   if(rc) {
     errno = rc;
@@ -367,6 +364,7 @@ void proxy__loops_close(struct proxy *proxy)
   for(i = 0; i < proxy->nloops; i++) {
     struct proxy__loop *loop = &proxy->loops[i];
     proxy__defect_pool_drain(loop);
+    proxy__multi_close(loop);
     proxy_loop_bury(loop);
     if(loop->wakefd >= 0)
       close(loop->wakefd);

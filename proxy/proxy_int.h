@@ -80,18 +80,18 @@ struct proxy__conn;
 /* What libcurl's close-socket callback is handed (upstream.c). libcurl
  * copies it into each upstream connection when it opens it and keeps it
  * for the connection's life, which may outlast the client connection:
- * under the defect mixes-identities a multi handle, and the connection in
+ * under the defect mixes-identities a share handle, and the connection in
  * its cache, passes from a client connection that closed to the next one
- * (defects.c). So it is allocated beside the client connection's multi
+ * (defects.c). So it is allocated beside the client connection's share
  * handle, names its current owner, and keeps what the trace needs while
  * it has none. */
 struct proxy__upstream {
   struct proxy *proxy;
   struct proxy__conn *conn; /* the owner; NULL while in the pool */
-  /* While in the pool (loop->pool): the multi handle, the last owner's id
+  /* While in the pool (loop->pool): the share handle, the last owner's id
    * and label, and the name, port and requests of the upstream
    * connection it caches. */
-  CURLM *multi;
+  CURLSH *share;
   uint64_t conn_id;
   char owner[64];
   char name[96];
@@ -134,7 +134,12 @@ struct proxy__loop {
   /* Connections whose client has gone, to be shut down once
    * libmicrohttpd has read what the client sent. */
   struct proxy__conn *gone;
-  struct proxy__conn *busy;  /* connections with a transfer in flight */
+  struct proxy__conn *busy; /* connections with a transfer in flight */
+  /* The libcurl multi handle every upstream transfer of the loop runs
+   * in (created as the loop starts: proxy__multi_init), and the monotonic
+   * ms it wants a timeout call at, or -1. */
+  CURLM *multi;
+  int64_t timer_at;
   struct proxy__watch *dead; /* retired watches, freed after each batch */
   /* The defects' state (defects.c): connections held by expect-hang, and
    * the upstream connections left by clients that closed
@@ -268,8 +273,10 @@ struct proxy__conn {
   unsigned answers;         /* responses queued on this connection */
   int64_t last_answer_ms;   /* its timeline when the last one was queued */
   CURL *curl;               /* upstream handle, created lazily */
-  CURLM *multi;             /* its own, so its own connection cache */
-  struct proxy__upstream *upstream; /* created with multi */
+  /* Its connection cache, so its upstream connections are its own:
+   * the transfers of every connection of the loop run in loop->multi. */
+  CURLSH *share;
+  struct proxy__upstream *upstream; /* created with share */
   /* The watch of its upstream socket. It stays registered between
    * requests (libcurl removes and re-adds the socket of a kept connection
    * around every transfer), which saves three epoll_ctl calls a request;
@@ -309,9 +316,7 @@ struct proxy__conn {
   /* The request target as sent; req.uri points into it. */
   struct kb_buf uri_buf;
   char fwd_err[CURL_ERROR_SIZE];
-  struct proxy__answer pending; /* the answer being built */
-  int64_t timer_at;             /* monotonic ms the multi wants a timeout
-                                   call at, or -1 */
+  struct proxy__answer pending;              /* the answer being built */
   struct proxy__conn *busy_prev, *busy_next; /* in loop->busy */
 };
 
@@ -436,7 +441,7 @@ void proxy__buf_recycle(struct kb_buf *buf);
 void proxy__busy_unlink(struct proxy__conn *conn);
 void proxy__forward(struct proxy__conn *conn, struct MHD_Connection *mc,
                     const char *method, struct proxy__answer *ans);
-void proxy__fwd_check(struct proxy__conn *conn);
+void proxy__fwd_check(struct proxy__loop *loop);
 void proxy__fwd_finish(struct proxy__conn *conn, CURLcode res);
 void proxy__fwd_release(struct proxy__conn *conn);
 void proxy__relay(struct proxy__conn *conn, struct proxy__fwd *fwd,
@@ -447,6 +452,8 @@ void proxy__upstream_attach(struct proxy__conn *conn,
 struct proxy__upstream *proxy__upstream_detach(struct proxy__conn *conn);
 void proxy__upstream_close(struct proxy__conn *conn);
 void proxy__upstream_free(struct proxy__upstream *u);
+int proxy__multi_init(struct proxy__loop *loop);
+void proxy__multi_close(struct proxy__loop *loop);
 
 /* loop.c: the event loops. */
 struct MHD_Daemon *proxy__daemon_start(struct proxy__loop *loop,

@@ -191,8 +191,7 @@ bool proxy__stream_finish(struct proxy__conn *conn, CURLcode res)
 
   if(!conn->stream.live || conn->stream.up_done)
     return false;
-  curl_multi_remove_handle(conn->multi, conn->curl);
-  conn->timer_at = -1;
+  curl_multi_remove_handle(conn->loop->multi, conn->curl);
   proxy__busy_unlink(conn);
   curl_easy_setopt(conn->curl, CURLOPT_TIMEOUT_MS,
                    conn->proxy->upstream_timeout_ms);
@@ -223,8 +222,7 @@ static void proxy_stream_cut(struct proxy__conn *conn)
               "upstream channel is closed with it",
               proxy__conn_label(conn, label, sizeof(label)),
               conn->stream.live ? "answer" : "request", conn->req.body_seen);
-  curl_multi_remove_handle(conn->multi, conn->curl);
-  conn->timer_at = -1;
+  curl_multi_remove_handle(conn->loop->multi, conn->curl);
   proxy__busy_unlink(conn);
   curl_easy_setopt(conn->curl, CURLOPT_TIMEOUT_MS,
                    conn->proxy->upstream_timeout_ms);

@@ -1,8 +1,9 @@
 /*
  * upstream.c - the listener's relay to the published server: one libcurl
- * easy and multi handle per client connection (libcurl initialised once
- * per process; the multi handle handed from one client connection to the
- * next only under the defect mixes-identities, defects.c), upstream
+ * multi handle per event loop, and per client connection an easy handle
+ * and a share handle holding its connection cache (libcurl initialised
+ * once per process; the share handle handed from one client connection to
+ * the next only under the defect mixes-identities, defects.c), upstream
  * connection names, libcurl's socket and timer callbacks that put its
  * sockets in the loop's epoll set, the request sent with the headers
  * headers.c builds, and the response collected and handed back to the
@@ -232,28 +233,36 @@ static int proxy_watch_up(struct proxy__conn *conn, curl_socket_t fd,
   return 0;
 }
 
-/* libcurl's socket callback for a connection's multi handle: registers,
- * changes or retires the socket in the loop's epoll set. The upstream
- * socket uses conn->up, left registered when libcurl removes it; any
- * other socket gets a watch of its own, which on removal goes on
- * loop->dead, freed once the current batch of events is done. Returns 0,
- * or -1 when the socket cannot be watched (the transfer then fails and the
- * client gets a 502). */
+/* The client connection an easy handle of a loop's multi handle
+ * forwards for (CURLOPT_PRIVATE), or NULL (libcurl's own handles). */
+static struct proxy__conn *proxy_conn_of(CURL *easy)
+{
+  char *priv = NULL;
+  if(!easy || curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv) != CURLE_OK)
+    return NULL;
+  return (struct proxy__conn *)(void *)priv;
+}
+
+/* libcurl's socket callback for a loop's multi handle: registers, changes
+ * or retires the socket in the loop's epoll set, for the client connection
+ * whose transfer uses it. The upstream socket uses conn->up, left
+ * registered when libcurl removes it; any other socket gets a watch of its
+ * own, which on removal goes on loop->dead, freed once the current batch
+ * of events is done. Returns 0, or -1 when the socket cannot be watched
+ * (the transfer then fails and the client gets a 502). */
 static int proxy_curl_socket(CURL *easy, curl_socket_t fd, int what,
                              void *userp, void *socketp)
 {
-  struct proxy__conn *conn = userp;
-  struct proxy__loop *loop;
+  struct proxy__loop *loop = userp;
   struct proxy__watch *w = socketp;
+  struct proxy__conn *conn = w ? w->conn : proxy_conn_of(easy);
   struct epoll_event ev;
   uint32_t events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) |
                     ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
   int op = EPOLL_CTL_MOD;
-  (void)easy;
 
-  if(!conn) /* in the pool (defects.c): nothing is watched */
+  if(!conn) /* no client connection's transfer: nothing is watched */
     return 0;
-  loop = conn->loop;
   if(!w && (conn->up.fd == fd || conn->up.fd == CURL_SOCKET_BAD)) {
     if(what == CURL_POLL_REMOVE) {
       conn->up.active = false;
@@ -278,7 +287,7 @@ static int proxy_curl_socket(CURL *easy, curl_socket_t fd, int what,
     w->kind = PROXY__WATCH_UPSTREAM;
     w->conn = conn;
     w->fd = fd;
-    if(curl_multi_assign(conn->multi, fd, w) != CURLM_OK) {
+    if(curl_multi_assign(loop->multi, fd, w) != CURLM_OK) {
       free(w);
       return -1;
     }
@@ -288,21 +297,20 @@ static int proxy_curl_socket(CURL *easy, curl_socket_t fd, int what,
   ev.events = events;
   ev.data.ptr = w;
   if(epoll_ctl(loop->epfd, op, fd, &ev) && op == EPOLL_CTL_ADD) {
-    curl_multi_assign(conn->multi, fd, NULL);
+    curl_multi_assign(loop->multi, fd, NULL);
     free(w);
     return -1;
   }
   return 0;
 }
 
-/* libcurl's timer callback for a connection's multi handle: remembers when
- * the loop must call it back (timeout_ms 0: at once; -1: never). */
+/* libcurl's timer callback for a loop's multi handle: remembers when the
+ * loop must call it back (timeout_ms 0: at once; -1: never). */
 static int proxy_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 {
-  struct proxy__conn *conn = userp;
+  struct proxy__loop *loop = userp;
   (void)multi;
-  if(conn) /* else in the pool: no transfer to time */
-    conn->timer_at = timeout_ms < 0 ? -1 : proxy__mono_ms() + timeout_ms;
+  loop->timer_at = timeout_ms < 0 ? -1 : proxy__mono_ms() + timeout_ms;
   return 0;
 }
 
@@ -549,56 +557,96 @@ void proxy__busy_unlink(struct proxy__conn *conn)
   conn->busy_prev = conn->busy_next = NULL;
 }
 
-/* Points the callbacks of conn's multi handle at conn. */
-static void proxy_multi_bind(struct proxy__conn *conn)
+/* Creates loop's multi handle, which every upstream transfer of the
+ * loop runs in: one multi handle costs about 40 KiB (libcurl 7.88's
+ * socket hash of 911 slots, connection and DNS caches) and a wake-up
+ * socket pair, more than the rest of a client connection. Its callbacks
+ * put the sockets in the loop's epoll set. Called as the loop starts, so
+ * that its descriptors are there before any session's. Returns 0 or -1. */
+int proxy__multi_init(struct proxy__loop *loop)
 {
-  curl_multi_setopt(conn->multi, CURLMOPT_SOCKETFUNCTION, proxy_curl_socket);
-  curl_multi_setopt(conn->multi, CURLMOPT_SOCKETDATA, conn);
-  curl_multi_setopt(conn->multi, CURLMOPT_TIMERFUNCTION, proxy_curl_timer);
-  curl_multi_setopt(conn->multi, CURLMOPT_TIMERDATA, conn);
+  if(loop->multi)
+    return 0;
+  loop->timer_at = -1;
+  loop->multi = curl_multi_init();
+  if(!loop->multi ||
+     curl_multi_setopt(loop->multi, CURLMOPT_SOCKETFUNCTION,
+                       proxy_curl_socket) ||
+     curl_multi_setopt(loop->multi, CURLMOPT_SOCKETDATA, loop) ||
+     curl_multi_setopt(loop->multi, CURLMOPT_TIMERFUNCTION, proxy_curl_timer) ||
+     curl_multi_setopt(loop->multi, CURLMOPT_TIMERDATA, loop) ||
+     /* Applied to each client connection's own cache
+      * (Curl_conncache_return_conn): what a multi handle of its own
+      * allowed it (four per easy handle). */
+     curl_multi_setopt(loop->multi, CURLMOPT_MAXCONNECTS, 4L)) {
+    proxy__multi_close(loop);
+    return -1;
+  }
+  return 0;
 }
 
-/* Gives conn a multi handle of its own, so that its connection cache
- * (hence the upstream connection) is this client connection's alone, and
- * the struct proxy__upstream its connections' close callback names; or,
- * under the defect mixes-identities, the ones another client connection
- * left in the pool (defects.c). Returns 0 or -1. */
-static int proxy_multi_init(struct proxy__conn *conn)
+/* Closes loop's multi handle, once no client connection's transfer is in
+ * it (proxy__loops_close). Accepts a loop without one. */
+void proxy__multi_close(struct proxy__loop *loop)
+{
+  if(loop->multi)
+    curl_multi_cleanup(loop->multi);
+  loop->multi = NULL;
+  loop->timer_at = -1;
+}
+
+/* Gives conn a share handle of its own holding its connection cache,
+ * which libcurl uses instead of the multi handle's (Curl_multi_add_handle),
+ * so that its upstream connections are this client connection's alone,
+ * and the struct proxy__upstream its connections' close callback names;
+ * or, under the defect mixes-identities, the ones another client
+ * connection left in the pool (defects.c). Returns 0 or -1. */
+static int proxy_share_init(struct proxy__conn *conn)
 {
   struct proxy__upstream *u;
 
-  if(conn->multi || proxy__defect_adopt(conn))
+  if(conn->share || proxy__defect_adopt(conn))
     return 0;
   u = calloc(1, sizeof(*u));
   if(!u)
     return -1;
-  conn->multi = curl_multi_init();
-  if(!conn->multi) {
+  conn->share = curl_share_init();
+  if(!conn->share || curl_share_setopt(conn->share, CURLSHOPT_SHARE,
+                                       CURL_LOCK_DATA_CONNECT) != CURLSHE_OK) {
+    if(conn->share)
+      curl_share_cleanup(conn->share);
+    conn->share = NULL;
     free(u);
     return -1;
   }
   u->proxy = conn->proxy;
   u->conn = conn;
   conn->upstream = u;
-  proxy_multi_bind(conn);
   return 0;
 }
 
-/* Creates conn's upstream handles on first use: its multi handle
- * (proxy_multi_init) and an easy handle with the options every forward
- * shares (set once: resetting and setting them again cost a visible share
- * of each request in the profile). Returns 0 or -1. */
+/* Creates conn's upstream handles on first use (the loop's multi handle
+ * is there since the loop started): its share handle (proxy_share_init) and an
+ * easy handle in that share with the options every forward shares (set once:
+ * resetting and setting them again cost a visible share of each request in the
+ * profile). Returns 0 or -1. */
 static int proxy_upstream_init(struct proxy__conn *conn)
 {
   struct proxy *proxy = conn->proxy;
   CURL *curl = conn->curl;
 
-  if(proxy_multi_init(conn))
+  if(!conn->loop->multi || proxy_share_init(conn))
     return -1;
   if(!curl) {
     curl = conn->curl = curl_easy_init();
     if(!curl)
       return -1;
+    if(curl_easy_setopt(curl, CURLOPT_SHARE, conn->share) ||
+       curl_easy_setopt(curl, CURLOPT_PRIVATE, (void *)conn)) {
+      curl_easy_cleanup(curl);
+      conn->curl = NULL;
+      return -1;
+    }
     curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(curl, CURLOPT_PROXY, ""); /* ignore *_proxy env */
@@ -637,74 +685,83 @@ static int proxy_upstream_init(struct proxy__conn *conn)
 }
 
 /* Makes u, an upstream another client connection left in the pool, conn's
- * (conn has no multi handle yet): its multi handle and cached connection,
- * whose name, port and request count become conn's, and its callbacks
- * pointed at conn. */
+ * (conn has no share handle yet): its share handle and cached connection,
+ * whose name, port and request count become conn's. */
 void proxy__upstream_attach(struct proxy__conn *conn, struct proxy__upstream *u)
 {
-  assert(!conn->multi && !conn->upstream && !u->conn);
+  assert(!conn->share && !conn->upstream && !u->conn);
   conn->upstream = u;
-  conn->multi = u->multi;
-  u->multi = NULL;
+  conn->share = u->share;
+  u->share = NULL;
   u->conn = conn;
   snprintf(conn->up_name, sizeof(conn->up_name), "%s", u->name);
   conn->up_port = u->port;
   conn->up_claimed = true;
   conn->up_requests = u->requests;
-  proxy_multi_bind(conn);
 }
 
-/* Takes conn's multi handle away from it, its cached upstream connection
- * left open: the socket leaves the loop's epoll set, the handle's
- * callbacks name nobody, and the returned struct proxy__upstream holds
- * the handle and what the trace and the next owner need (the caller owns
- * it: proxy__upstream_attach or proxy__upstream_free). NULL when conn has
- * none. conn's easy handle stays conn's. */
+/* Takes conn's share handle away from it, its cached upstream connection
+ * left open: the socket leaves the loop's epoll set, and the returned
+ * struct proxy__upstream holds the handle and what the trace and the next
+ * owner need (the caller owns it: proxy__upstream_attach or
+ * proxy__upstream_free). NULL when conn has none. conn's easy handle must
+ * be cleaned up already (it holds the share handle until then). */
 struct proxy__upstream *proxy__upstream_detach(struct proxy__conn *conn)
 {
   struct proxy__upstream *u = conn->upstream;
 
-  if(!u || !conn->multi)
+  if(!u || !conn->share)
     return NULL;
   if(conn->up.registered)
     epoll_ctl(conn->loop->epfd, EPOLL_CTL_DEL, conn->up.fd, NULL);
   conn->up.fd = CURL_SOCKET_BAD;
   conn->up.registered = conn->up.active = false;
-  curl_multi_setopt(conn->multi, CURLMOPT_SOCKETDATA, NULL);
-  curl_multi_setopt(conn->multi, CURLMOPT_TIMERDATA, NULL);
-  u->multi = conn->multi;
+  u->share = conn->share;
   u->conn = NULL;
   u->conn_id = conn->id;
   proxy__conn_label(conn, u->owner, sizeof(u->owner));
   snprintf(u->name, sizeof(u->name), "%s", conn->up_name);
   u->port = conn->up_port;
   u->requests = conn->up_requests;
-  conn->multi = NULL;
+  conn->share = NULL;
   conn->upstream = NULL;
   return u;
 }
 
-/* Closes conn's multi handle, and with it its cached upstream connection
+/* Closes share, and with it the upstream connections in its cache (each
+ * traced by proxy_curl_close): libcurl 7.88's curl_share_cleanup closes
+ * them (Curl_conncache_close_all_connections) once no easy handle uses the
+ * share; one that still does is a bug (the connections would stay open). */
+static void proxy_share_close(CURLSH *share)
+{
+  CURLSHcode rc;
+
+  if(!share)
+    return;
+  rc = curl_share_cleanup(share);
+  assert(rc == CURLSHE_OK);
+  (void)rc;
+}
+
+/* Closes conn's share handle, and with it its cached upstream connection
  * (traced by proxy_curl_close, under conn), and frees its struct
- * proxy__upstream. conn's easy handle must be out of the multi handle. */
+ * proxy__upstream. conn's easy handle must be cleaned up already. */
 void proxy__upstream_close(struct proxy__conn *conn)
 {
-  if(conn->multi)
-    curl_multi_cleanup(conn->multi);
+  proxy_share_close(conn->share);
   free(conn->upstream);
-  conn->multi = NULL;
+  conn->share = NULL;
   conn->upstream = NULL;
 }
 
-/* Closes what u, out of any client connection, holds - its multi handle,
+/* Closes what u, out of any client connection, holds - its share handle,
  * and with it the cached upstream connection (traced by proxy_curl_close
  * under the last owner) - and frees it. Accepts NULL. */
 void proxy__upstream_free(struct proxy__upstream *u)
 {
   if(!u)
     return;
-  if(u->multi)
-    curl_multi_cleanup(u->multi);
+  proxy_share_close(u->share);
   free(u);
 }
 
@@ -734,9 +791,9 @@ static int proxy_upstream_url(struct proxy__conn *conn)
 }
 
 /* Starts forwarding the current request to the backend on the
- * connection's own upstream handles. On success the transfer is in
- * flight (fwd_state RUNNING, conn on the busy list) and the access handler
- * suspends the client connection; proxy__fwd_finish later fills
+ * connection's own easy handle, in its loop's multi handle. On success the
+ * transfer is in flight (fwd_state RUNNING, conn on the busy list) and the
+ * access handler suspends the client connection; proxy__fwd_finish later fills
  * conn->pending with the relayed response. When the transfer cannot even
  * start, ans is filled at once with the 502 of proxy_upstream_failed. The
  * request body stays owned by conn->req and must stay put until the
@@ -827,8 +884,7 @@ void proxy__forward(struct proxy__conn *conn, struct MHD_Connection *mc,
   proxy__defect_transfer(conn);
   /* The loop drives it from here: adding it sets a timer that fires at
    * once. */
-  conn->timer_at = -1;
-  if(curl_multi_add_handle(conn->multi, curl) != CURLM_OK)
+  if(curl_multi_add_handle(conn->loop->multi, curl) != CURLM_OK)
     goto fail;
   conn->mc = mc;
   conn->fwd_state = PROXY__FWD_RUNNING;
@@ -855,10 +911,9 @@ void proxy__fwd_finish(struct proxy__conn *conn, CURLcode res)
 
   if(res == CURLE_OK)
     curl_easy_getinfo(conn->curl, CURLINFO_RESPONSE_CODE, &code);
-  /* Done with the handle: the upstream connection stays in the multi
+  /* Done with the handle: the upstream connection stays in the share
    * handle's cache (or closes now when the transfer was cut short). */
-  curl_multi_remove_handle(conn->multi, conn->curl);
-  conn->timer_at = -1;
+  curl_multi_remove_handle(conn->loop->multi, conn->curl);
   proxy__busy_unlink(conn);
   if(res == CURLE_OK && code >= 100 && code <= 999)
     proxy__relay(conn, &conn->fwd, (unsigned)code, &conn->pending, false);
@@ -892,18 +947,20 @@ void proxy__fwd_finish(struct proxy__conn *conn, CURLcode res)
   conn->mc = NULL;
 }
 
-/* Hands a finished transfer of conn, if any, to proxy__fwd_finish. */
-void proxy__fwd_check(struct proxy__conn *conn)
+/* Hands each transfer of loop's multi handle that finished to
+ * proxy__fwd_finish, for the client connection it forwards for. */
+void proxy__fwd_check(struct proxy__loop *loop)
 {
   CURLMsg *msg;
   int left = 0;
 
-  while((conn->fwd_state == PROXY__FWD_RUNNING ||
-         (conn->stream.live && !conn->stream.up_done)) &&
-        (msg = curl_multi_info_read(conn->multi, &left))) {
-    if(msg->msg == CURLMSG_DONE && msg->easy_handle == conn->curl) {
-      CURLcode res = msg->data.result;
-      proxy__fwd_finish(conn, res);
-    }
+  if(!loop->multi)
+    return;
+  while((msg = curl_multi_info_read(loop->multi, &left))) {
+    struct proxy__conn *conn = proxy_conn_of(msg->easy_handle);
+    if(msg->msg == CURLMSG_DONE && conn && msg->easy_handle == conn->curl &&
+       (conn->fwd_state == PROXY__FWD_RUNNING ||
+        (conn->stream.live && !conn->stream.up_done)))
+      proxy__fwd_finish(conn, msg->data.result);
   }
 }

@@ -251,10 +251,10 @@ START_TEST(descriptor_limit_refused_up_front)
 
   proc_run(run, &p);
   ck_assert_int_eq(p.status, 3); /* the harness could not run */
-  ck_assert_msg(strstr(p.err.data, "100 clients need about 664 file "
+  ck_assert_msg(strstr(p.err.data, "100 clients need about 464 file "
                                    "descriptors; the limit is 300"),
                 "%s", p.err.data);
-  ck_assert_ptr_nonnull(strstr(p.err.data, "ulimit -n 664"));
+  ck_assert_ptr_nonnull(strstr(p.err.data, "ulimit -n 464"));
   ck_assert_ptr_null(strstr(p.out.data, "Outlook Integration Error"));
   proc_free(&p);
 }

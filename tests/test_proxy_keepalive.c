@@ -2,7 +2,8 @@
  * test_proxy_keepalive.c - the listener's connections over time
  * (test_proxy.h): its idle timeout on a clock the test sets (with and
  * without connection names), the keep-alive request limit and the
- * connection timeout; concurrent connections, several event loops, and
+ * connection timeout; concurrent connections (each with upstream
+ * connections of its own, closed with it), several event loops, and
  * stopping with connections open or a request in flight.
  */
 #include <arpa/inet.h>
@@ -444,6 +445,101 @@ START_TEST(test_concurrent_connections)
 }
 END_TEST
 
+/* Blocks until origin has traced n CLOSEs (Check's timeout bounds a wait
+ * that never ends). */
+static void t_wait_closes(struct kbt_trace *t, const char *origin, size_t n)
+{
+  pthread_mutex_lock(&t->lock);
+  for(;;) {
+    size_t i, seen = 0;
+    for(i = 0; i < t->n; i++)
+      seen +=
+          t->ev[i].kind == KB_TRACE_CLOSE && !strcmp(t->ev[i].origin, origin);
+    if(seen >= n)
+      break;
+    pthread_cond_wait(&t->cond, &t->lock);
+  }
+  pthread_mutex_unlock(&t->lock);
+}
+
+/* Exchange's record of its connection id (from 1). */
+static struct backend_conn_info t_exchange_conn(struct kbt_env *e, uint64_t id)
+{
+  static struct backend_conn_info recs[8];
+  size_t n = backend_connections(e->be, recs, 8), i;
+
+  for(i = 0; i < n; i++)
+    if(recs[i].id == id)
+      return recs[i];
+  ck_abort_msg("Exchange has no connection %llu", (unsigned long long)id);
+  return recs[0];
+}
+
+/* One more request on c, authenticated already: answered 200 on the same
+ * TCP connection. */
+static void t_post(struct tc *c)
+{
+  const char *h[] = {"Content-Type: text/xml; charset=utf-8", NULL};
+
+  ck_assert_int_eq(tc_do(c, "POST", "/EWS/Exchange.asmx", h, kbt_oof_body,
+                         strlen(kbt_oof_body)),
+                   CURLE_OK);
+  ck_assert_int_eq(c->status, 200);
+  ck_assert_int_eq(c->connects, 0);
+}
+
+/* Two client connections of one user, open at once and taking turns:
+ * each has an upstream connection of its own, though the transfers of
+ * both run in their loop's one multi handle (a connection cache shared by
+ * the two would hand the second one the first one's idle, authenticated
+ * connection); and when the first one's client leaves, its upstream
+ * connection is closed for real (Exchange sees it end) while the
+ * other's stays up and serves on. */
+START_TEST(test_connections_own_upstreams)
+{
+  static struct kbt_env e;
+  struct kbt_env_opts eo;
+  struct proxy_config pc;
+  struct tc a, b;
+  struct backend_conn_info rec;
+
+  /* t_env_start's, with Exchange's CLOSEs traced. */
+  memset(&pc, 0, sizeof(pc));
+  pc.policy = PROXY_POLICY_PER_CONNECTION;
+  memset(&eo, 0, sizeof(eo));
+  eo.upstream = KBT_UP_EXCHANGE;
+  eo.listener = &pc;
+  eo.debug = "T_PROXY_TRACE";
+  kbt_env_start(&e, &eo);
+  tc_init(&a, proxy_port(e.px));
+  tc_init(&b, proxy_port(e.px));
+  ck_assert_int_eq(t_handshake_post(&a, "/EWS/Exchange.asmx", NTLM_SCHEME_NTLM,
+                                    "alice", T_PASSWORD, kbt_oof_body),
+                   200);
+  ck_assert_int_eq(t_handshake_post(&b, "/EWS/Exchange.asmx", NTLM_SCHEME_NTLM,
+                                    "alice", T_PASSWORD, kbt_oof_body),
+                   200);
+  t_post(&a);
+  ck_assert_uint_eq(be_stats(&e).connections, 2);
+  ck_assert_uint_eq(t_exchange_conn(&e, 1).requests, 2);
+  ck_assert_uint_eq(t_exchange_conn(&e, 2).requests, 1);
+
+  /* a leaves: Exchange's connection 1 (a's upstream) ends with it. */
+  tc_free(&a);
+  t_wait_closes(&e.trace, "backend", 1);
+  rec = t_exchange_conn(&e, 1);
+  ck_assert(!rec.open);
+  ck_assert(t_exchange_conn(&e, 2).open);
+  t_post(&b);
+  ck_assert_uint_eq(be_stats(&e).connections, 2);
+  ck_assert_uint_eq(t_exchange_conn(&e, 2).requests, 2);
+  tc_free(&b);
+  ck_assert_int_eq(proxy_wait_idle(e.px, 10000), 0);
+  ck_assert_int_eq(backend_wait_idle(e.be, 10000), 0);
+  kbt_env_stop(&e);
+}
+END_TEST
+
 /* Counts this process's threads whose name starts with prefix. */
 static unsigned t_threads_named(const char *prefix)
 {
@@ -645,6 +741,7 @@ Suite *proxy_keepalive_suite(void)
   tc = tcase_create("threads");
   tcase_set_timeout(tc, 30);
   tcase_add_test(tc, test_concurrent_connections);
+  tcase_add_test(tc, test_connections_own_upstreams);
   tcase_add_test(tc, test_several_loops);
   tcase_add_test(tc, test_stop_with_open_connections);
   tcase_add_test(tc, test_stop_with_request_in_flight);
