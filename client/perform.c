@@ -15,6 +15,20 @@
  * default CURLOPT_MAXCONNECTS, which it copies to that handle. */
 #define CLIENT_MAXCONNECTS 5L
 
+/* What kb_fiber saw on a socket, as curl_multi_socket_action's mask. */
+static int client_cselect(unsigned events)
+{
+  int mask = 0;
+
+  if(events & KB_FIBER_IN)
+    mask |= CURL_CSELECT_IN;
+  if(events & KB_FIBER_OUT)
+    mask |= CURL_CSELECT_OUT;
+  if(events & KB_FIBER_ERR)
+    mask |= CURL_CSELECT_ERR;
+  return mask;
+}
+
 /* What libcurl's CURL_POLL_* asks of a socket, as kb_fiber's events. */
 static unsigned client_poll_events(int what)
 {
@@ -80,14 +94,8 @@ CURLMcode client__multi_perform(CURLM *multi)
     return curl_multi_perform(multi, &running);
   n = kb_fiber_take(f, multi, ready, KB_FIBER_WATCHES, &timer);
   for(i = 0; i < n && rc == CURLM_OK; i++) {
-    int mask = 0;
-    if(ready[i].events & KB_FIBER_IN)
-      mask |= CURL_CSELECT_IN;
-    if(ready[i].events & KB_FIBER_OUT)
-      mask |= CURL_CSELECT_OUT;
-    if(ready[i].events & KB_FIBER_ERR)
-      mask |= CURL_CSELECT_ERR;
-    rc = curl_multi_socket_action(multi, ready[i].fd, mask, &running);
+    rc = curl_multi_socket_action(multi, ready[i].fd,
+                                  client_cselect(ready[i].events), &running);
   }
   if(timer && rc == CURLM_OK)
     rc = curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
@@ -275,14 +283,9 @@ static void client_wmulti_drive(struct client__wmulti *wm, struct kb_fiber *f)
   CURLMcode rc = CURLM_OK;
 
   for(i = 0; i < n && rc == CURLM_OK; i++) {
-    int mask = 0, running = 0;
-    if(ready[i].events & KB_FIBER_IN)
-      mask |= CURL_CSELECT_IN;
-    if(ready[i].events & KB_FIBER_OUT)
-      mask |= CURL_CSELECT_OUT;
-    if(ready[i].events & KB_FIBER_ERR)
-      mask |= CURL_CSELECT_ERR;
-    rc = curl_multi_socket_action(wm->multi, ready[i].fd, mask, &running);
+    int running = 0;
+    rc = curl_multi_socket_action(wm->multi, ready[i].fd,
+                                  client_cselect(ready[i].events), &running);
   }
   if(rc != CURLM_OK)
     client_wmulti_fail(wm);
